@@ -1,0 +1,83 @@
+/*
+ * ordo - the four processors of DESIGN.md: which topics each reads and
+ * writes, and which rules decide it. The loop itself is stream.c.
+ */
+#include "stream.h"
+
+#include <string.h>
+
+static int activity_accepts(ordo_msg_type_t t) {
+        return t == ORDO_MSG_CREATE_ACTIVITY || t == ORDO_MSG_PLACE_ORDER ||
+               t == ORDO_MSG_RELEASE_STOCK;
+}
+
+static int order_accepts(ordo_msg_type_t t) {
+        return t == ORDO_MSG_OPEN_ORDER || t == ORDO_MSG_CONFIRM_PAYMENT ||
+               t == ORDO_MSG_CANCEL_ORDER || t == ORDO_MSG_CONFIRM_RECEIPT ||
+               t == ORDO_MSG_REFUND_ORDER || t == ORDO_MSG_TICK;
+}
+
+static int referral_accepts(ordo_msg_type_t t) {
+        return t == ORDO_MSG_BIND_REFERRER;
+}
+
+/* Every event the order processor writes; the rules pick what matters. */
+static int commission_accepts(ordo_msg_type_t t) {
+        return t == ORDO_MSG_ORDER_OPENED || t == ORDO_MSG_ORDER_PAID ||
+               t == ORDO_MSG_ORDER_CANCELLED || t == ORDO_MSG_ORDER_RECEIVED ||
+               t == ORDO_MSG_ORDER_REFUNDED || t == ORDO_MSG_ORDER_SETTLED ||
+               t == ORDO_MSG_COMMAND_REJECTED;
+}
+
+/* Thin casts from the loop's void * state to each aggregate's type. */
+#define PROCESSOR_GLUE(agg)                                                   \
+        static void *agg##_new(void) {                                        \
+                return ordo_##agg##_state_new();                              \
+        }                                                                     \
+        static void agg##_destroy(void *s) {                                  \
+                ordo_##agg##_state_destroy(s);                                \
+        }                                                                     \
+        static void agg##_handle(void *s, const ordo_msg_t *m,                \
+                                 const ordo_pos_t *pos,                       \
+                                 const ordo_sink_t *sink) {                   \
+                ordo_##agg##_handle(s, m, pos, sink);                         \
+        }                                                                     \
+        static void agg##_apply(void *s, const ordo_msg_t *m) {               \
+                ordo_##agg##_apply(s, m);                                     \
+        }
+
+PROCESSOR_GLUE(activity)
+PROCESSOR_GLUE(order)
+PROCESSOR_GLUE(referral)
+PROCESSOR_GLUE(commission)
+
+static const ordo_processor_def_t activity = {
+    "activity",       ORDO_TOPIC_ACTIVITY_COMMANDS, ORDO_TOPIC_ACTIVITY_EVENTS,
+    ORDO_TOPIC_ORDER_COMMANDS, 0, activity_new, activity_destroy,
+    activity_handle, activity_apply, activity_accepts};
+
+static const ordo_processor_def_t order = {
+    "order",          ORDO_TOPIC_ORDER_COMMANDS, ORDO_TOPIC_ORDER_EVENTS,
+    ORDO_TOPIC_ACTIVITY_COMMANDS, 0, order_new, order_destroy, order_handle,
+    order_apply,      order_accepts};
+
+static const ordo_processor_def_t referral = {
+    "referral",       ORDO_TOPIC_REFERRAL_COMMANDS, ORDO_TOPIC_REFERRAL_EVENTS,
+    ORDO_TOPIC__COUNT, 0, referral_new, referral_destroy, referral_handle,
+    referral_apply,   referral_accepts};
+
+static const ordo_processor_def_t commission = {
+    "commission",     ORDO_TOPIC_ORDER_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS,
+    ORDO_TOPIC__COUNT, 1, commission_new, commission_destroy,
+    commission_handle, commission_apply, commission_accepts};
+
+const ordo_processor_def_t *const ordo_processors[4] = {
+    &activity, &order, &referral, &commission};
+
+const ordo_processor_def_t *ordo_processor_find(const char *name) {
+        size_t i;
+        for (i = 0; i < 4; i++)
+                if (!strcmp(ordo_processors[i]->name, name))
+                        return ordo_processors[i];
+        return NULL;
+}

@@ -1,0 +1,733 @@
+/*
+ * ordo - the exactly-once consume-decide-produce loop.
+ *
+ * One static function per step, after librdkafka's examples/transactions.c:
+ * consume a batch, begin, decide each message (events go to the same
+ * partition of the processor's own event topic, outbound commands to
+ * their topic by key), send the consumed offsets, commit. An abortable
+ * error aborts and rewinds: the consumer goes back to the committed
+ * offsets and the partitions' state is restored from the event log, so
+ * aborted events never linger in memory. A fatal error or a fence ends
+ * the stage.
+ */
+#include "stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "log.h"
+
+#define ENCODE_MAX 8192
+
+typedef struct proc_s {
+        const ordo_processor_def_t *def;
+        const ordo_config_t *conf;
+        ordo_stage_stats_t *stats;
+        rd_kafka_t *producer;
+        rd_kafka_t *consumer;
+        rd_kafka_t *restorer;  /* assign-only, reads event partitions */
+        rd_kafka_t *referrals; /* commission: referral-events, followed */
+        ordo_codec_t *codec;
+        char input[256], events[256], outbound[256], dead[256], refs[256];
+        char group[256];
+        void **states; /* by input partition */
+        int n_states;
+        ordo_msg_t *bindings; /* commission: every ReferrerBound so far */
+        size_t n_bindings, cap_bindings;
+        /* the sink's context while deciding one input message */
+        int32_t partition;
+        rd_kafka_resp_err_t produce_err;
+        int restore_failed;
+        char buf[ENCODE_MAX];
+        char errstr[1024];
+} proc_t;
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Identifiers must be non-empty (RULES.md); a message from a foreign
+ * producer that skipped validation is refused here, not decided. */
+static int structurally_valid(const ordo_msg_t *m, char *errstr,
+                              size_t errstr_size) {
+        size_t n, i;
+        const ordo_field_t *f = ordo_msg_fields(m->type, &n);
+        for (i = 0; i < n; i++)
+                if (f[i].kind == ORDO_FIELD_STRING && f[i].min_len > 0 &&
+                    !((const char *)m + f[i].offset)[0]) {
+                        snprintf(errstr, errstr_size, "field \"%s\": empty",
+                                 f[i].name);
+                        return 0;
+                }
+        return 1;
+}
+
+static void produce(proc_t *p, const char *topic, int32_t partition,
+                    const void *key, size_t key_len, const void *value,
+                    size_t len, rd_kafka_headers_t *hdrs) {
+        rd_kafka_resp_err_t err;
+        for (;;) {
+                err = rd_kafka_producev(
+                    p->producer, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_PARTITION(partition),
+                    RD_KAFKA_V_KEY(key, key_len),
+                    RD_KAFKA_V_VALUE((void *)value, len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                rd_kafka_poll(p->producer, 50); /* back-pressure */
+        }
+        if (err) {
+                rd_kafka_headers_destroy(hdrs);
+                if (!p->produce_err)
+                        p->produce_err = err;
+                return;
+        }
+        p->stats->produced++;
+}
+
+/* The rules' sink: events to our own partition, commands by key. */
+static void emit(void *opaque, const ordo_msg_t *m) {
+        proc_t *p = opaque;
+        size_t len;
+        const char *key = ordo_msg_key(m);
+        rd_kafka_headers_t *hdrs;
+        char err[256];
+        int is_event = ordo_msg_is_event(m->type);
+
+        if (ordo_codec_encode(p->codec, m, p->buf, sizeof(p->buf), &len, err,
+                              sizeof(err))) {
+                /* Our own rules produced something we cannot encode: a
+                 * bug. Abort the batch rather than lose it. */
+                ORDO_LOG(ERROR, p->def->name, "msg=\"cannot encode %s: %s\"",
+                         ordo_msg_type_name(m->type), err);
+                if (!p->produce_err)
+                        p->produce_err = RD_KAFKA_RESP_ERR__BAD_MSG;
+                return;
+        }
+        hdrs = rd_kafka_headers_new(1);
+        rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1,
+                            ordo_msg_type_name(m->type), -1);
+        if (m->type == ORDO_MSG_COMMAND_REJECTED)
+                p->stats->rejected++;
+        if (is_event)
+                produce(p, p->events, p->partition, key, strlen(key), p->buf,
+                        len, hdrs);
+        else
+                produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key,
+                        strlen(key), p->buf, len, hdrs);
+}
+
+static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
+                        const char *reason) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+        char part[16], off[32];
+        snprintf(part, sizeof(part), "%d", (int)rkm->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
+        rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
+        rd_kafka_header_add(h, "ordo.source.topic", -1,
+                            rd_kafka_topic_name(rkm->rkt), -1);
+        rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
+        ORDO_LOG(WARN, p->def->name,
+                 "msg=dead-letter topic=%s partition=%d offset=%lld "
+                 "reason=\"%s\"",
+                 rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
+                 (long long)rkm->offset, reason);
+        produce(p, p->dead, RD_KAFKA_PARTITION_UA, rkm->key, rkm->key_len,
+                rkm->payload, rkm->len, h);
+        p->stats->dead_lettered++;
+}
+
+/* Decode a message; 0 on success, else the reason in errstr. */
+static int decode(proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
+                  char *errstr, size_t errstr_size) {
+        if (!rkm->payload) {
+                snprintf(errstr, errstr_size, "empty message");
+                return -1;
+        }
+        if (ordo_codec_decode(p->codec, rkm->payload, rkm->len, m, errstr,
+                              errstr_size))
+                return -1;
+        return structurally_valid(m, errstr, errstr_size) ? 0 : -1;
+}
+
+/* Reads topic/partition from `from` (inclusive) to `to` (exclusive, or the
+ * last stable offset if to < 0), calling fn on every decodable message. */
+static ordo_err_t read_partition(proc_t *p, const char *topic,
+                                 int32_t partition, int64_t from, int64_t to,
+                                 void (*fn)(proc_t *, const ordo_msg_t *,
+                                            void *),
+                                 void *arg, int64_t *count) {
+        rd_kafka_topic_partition_list_t *tp;
+        rd_kafka_resp_err_t err;
+        int64_t lo, hi;
+        ordo_msg_t m;
+        char why[256];
+
+        *count = 0;
+        err = rd_kafka_query_watermark_offsets(p->restorer, topic, partition,
+                                               &lo, &hi, 10000);
+        if (err) {
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "watermarks of %s [%d]: %s", topic, (int)partition,
+                         rd_kafka_err2str(err));
+                return ORDO_ERR_KAFKA;
+        }
+        if (hi <= from || (to >= 0 && to <= from))
+                return ORDO_ERR_OK;
+        tp = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset =
+            from;
+        rd_kafka_assign(p->restorer, tp);
+        rd_kafka_topic_partition_list_destroy(tp);
+        for (;;) {
+                rd_kafka_message_t *rkm =
+                    rd_kafka_consumer_poll(p->restorer, 1000);
+                if (!rkm)
+                        continue;
+                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
+                if (rkm->err) {
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"restore read error\" error=\"%s\"",
+                                 rd_kafka_message_errstr(rkm));
+                        rd_kafka_message_destroy(rkm);
+                        continue;
+                }
+                if (to >= 0 && rkm->offset >= to) {
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
+                if (!decode(p, rkm, &m, why, sizeof(why))) {
+                        fn(p, &m, arg);
+                        (*count)++;
+                } else
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"undecodable event skipped in "
+                                 "restore\" topic=%s partition=%d "
+                                 "offset=%lld reason=\"%s\"",
+                                 topic, (int)partition,
+                                 (long long)rkm->offset, why);
+                rd_kafka_message_destroy(rkm);
+        }
+        rd_kafka_assign(p->restorer, NULL);
+        return ORDO_ERR_OK;
+}
+
+static void fold_event(proc_t *p, const ordo_msg_t *m, void *state) {
+        p->def->apply(state, m);
+}
+
+/* The commission processor learns each order's buyer, amount and rates
+ * from the order events; those before the committed offset are observed
+ * again (deciding nothing), their effects being in our own log. */
+static void observe_order(proc_t *p, const ordo_msg_t *m, void *state) {
+        (void)p;
+        ordo_commission_observe(state, m);
+}
+
+static int64_t committed_offset(proc_t *p, int32_t partition) {
+        rd_kafka_topic_partition_list_t *tp =
+            rd_kafka_topic_partition_list_new(1);
+        int64_t off;
+        rd_kafka_topic_partition_list_add(tp, p->input, partition);
+        if (rd_kafka_committed(p->consumer, tp, 10000))
+                off = -1;
+        else
+                off = tp->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(tp);
+        return off < 0 ? 0 : off;
+}
+
+static ordo_err_t restore(proc_t *p, int32_t partition) {
+        int64_t t0 = now_ms(), n = 0, opened = 0;
+        void *state;
+        size_t i;
+        ordo_err_t err;
+
+        if (partition >= p->n_states) {
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "partition %d of %s beyond the %d partitions of %s "
+                         "(topics must be co-partitioned)",
+                         (int)partition, p->input, p->n_states, p->events);
+                return ORDO_ERR_CONFIG;
+        }
+        p->def->state_destroy(p->states[partition]);
+        p->states[partition] = NULL;
+        if (!(state = p->def->state_new())) {
+                snprintf(p->errstr, sizeof(p->errstr), "out of memory");
+                return ORDO_ERR_NOMEM;
+        }
+        if (p->def->joins_referrals) {
+                for (i = 0; i < p->n_bindings; i++)
+                        ordo_commission_bind(state, &p->bindings[i]);
+                err = read_partition(p, p->input, partition, 0,
+                                     committed_offset(p, partition),
+                                     observe_order, state, &opened);
+                if (err)
+                        goto fail;
+        }
+        err = read_partition(p, p->events, partition, 0, -1, fold_event,
+                             state, &n);
+        if (err)
+                goto fail;
+        p->states[partition] = state;
+        p->stats->restored_events += n;
+        p->stats->restore_ms += now_ms() - t0;
+        ORDO_LOG(INFO, p->def->name,
+                 "msg=restored topic=%s partition=%d events=%lld "
+                 "replayed_inputs=%lld ms=%lld",
+                 p->events, (int)partition, (long long)n, (long long)opened,
+                 (long long)(now_ms() - t0));
+        return ORDO_ERR_OK;
+fail:
+        p->def->state_destroy(state);
+        return err;
+}
+
+/* Rewind after an abort: back to the committed offsets, state from the
+ * log. */
+static ordo_err_t rewind_all(proc_t *p) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        rd_kafka_error_t *error;
+        ordo_err_t err = ORDO_ERR_OK;
+        int i;
+
+        if (rd_kafka_assignment(p->consumer, &a))
+                return ORDO_ERR_KAFKA;
+        if (a->cnt && rd_kafka_committed(p->consumer, a, 10000)) {
+                rd_kafka_topic_partition_list_destroy(a);
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "cannot read committed offsets to rewind");
+                return ORDO_ERR_KAFKA;
+        }
+        for (i = 0; i < a->cnt && !err; i++) {
+                if (a->elems[i].offset < 0)
+                        a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+                err = restore(p, a->elems[i].partition);
+        }
+        if (!err && a->cnt &&
+            (error = rd_kafka_seek_partitions(p->consumer, a, 10000))) {
+                snprintf(p->errstr, sizeof(p->errstr), "seek: %s",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                err = ORDO_ERR_KAFKA;
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+        return err;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+        proc_t *p = opaque;
+        int i;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                for (i = 0; i < parts->cnt; i++) {
+                        if (restore(p, parts->elems[i].partition)) {
+                                ORDO_LOG(ERROR, p->def->name,
+                                         "msg=\"restore failed\" "
+                                         "partition=%d error=\"%s\"",
+                                         (int)parts->elems[i].partition,
+                                         p->errstr);
+                                /* Leave the group rather than decide on
+                                 * a state we could not rebuild. */
+                                rd_kafka_assign(rk, NULL);
+                                p->restore_failed = 1;
+                                return;
+                        }
+                }
+                ORDO_LOG(INFO, p->def->name, "msg=assigned partitions=%d",
+                         parts->cnt);
+                rd_kafka_assign(rk, parts);
+        } else {
+                for (i = 0; i < parts->cnt; i++) {
+                        int32_t part = parts->elems[i].partition;
+                        if (part < p->n_states) {
+                                p->def->state_destroy(p->states[part]);
+                                p->states[part] = NULL;
+                        }
+                }
+                ORDO_LOG(INFO, p->def->name, "msg=revoked partitions=%d",
+                         parts->cnt);
+                rd_kafka_assign(rk, NULL);
+        }
+}
+
+static ordo_err_t follow_referrals(proc_t *p) {
+        rd_kafka_message_t *rkm;
+        ordo_msg_t m;
+        char why[256];
+        int i;
+
+        while ((rkm = rd_kafka_consumer_poll(p->referrals, 0))) {
+                if (rkm->err) {
+                        rd_kafka_message_destroy(rkm);
+                        continue;
+                }
+                if (!decode(p, rkm, &m, why, sizeof(why)) &&
+                    m.type == ORDO_MSG_REFERRER_BOUND) {
+                        if (p->n_bindings == p->cap_bindings) {
+                                size_t cap = p->cap_bindings
+                                                 ? p->cap_bindings * 2
+                                                 : 1024;
+                                ordo_msg_t *nb = realloc(
+                                    p->bindings, cap * sizeof(*nb));
+                                if (!nb) {
+                                        rd_kafka_message_destroy(rkm);
+                                        snprintf(p->errstr,
+                                                 sizeof(p->errstr),
+                                                 "out of memory");
+                                        return ORDO_ERR_NOMEM;
+                                }
+                                p->bindings = nb;
+                                p->cap_bindings = cap;
+                        }
+                        p->bindings[p->n_bindings++] = m;
+                        for (i = 0; i < p->n_states; i++)
+                                if (p->states[i])
+                                        ordo_commission_bind(p->states[i],
+                                                             &m);
+                }
+                rd_kafka_message_destroy(rkm);
+        }
+        return ORDO_ERR_OK;
+}
+
+/* Up to batch.max messages, waiting at most batch.ms for the first. */
+static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs,
+                            size_t max, int wait_ms) {
+        size_t n = 0;
+        int64_t deadline = now_ms() + wait_ms;
+        while (n < max) {
+                int64_t left = deadline - now_ms();
+                rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
+                    p->consumer, n ? 0 : (int)(left > 0 ? left : 0));
+                if (!rkm) {
+                        if (n || now_ms() >= deadline)
+                                break;
+                        continue;
+                }
+                if (rkm->err) {
+                        if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                ORDO_LOG(WARN, p->def->name,
+                                         "msg=\"consume error\" "
+                                         "error=\"%s\"",
+                                         rd_kafka_message_errstr(rkm));
+                        rd_kafka_message_destroy(rkm);
+                        continue;
+                }
+                msgs[n++] = rkm;
+        }
+        return n;
+}
+
+static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
+        ordo_msg_t m;
+        char why[300];
+        ordo_sink_t sink = {emit, p};
+        ordo_pos_t pos;
+        void *state;
+
+        p->stats->consumed++;
+        if (decode(p, rkm, &m, why, sizeof(why))) {
+                dead_letter(p, rkm, why);
+                return;
+        }
+        if (!p->def->accepts(m.type)) {
+                snprintf(why, sizeof(why), "unexpected type %s on %s",
+                         ordo_msg_type_name(m.type), p->input);
+                dead_letter(p, rkm, why);
+                return;
+        }
+        state = rkm->partition < p->n_states ? p->states[rkm->partition]
+                                             : NULL;
+        if (!state) {
+                /* Cannot happen: we only consume assigned partitions. */
+                p->produce_err = RD_KAFKA_RESP_ERR__STATE;
+                return;
+        }
+        pos.source = ordo_topic_short(p->def->input);
+        pos.partition = rkm->partition;
+        pos.offset = rkm->offset;
+        p->partition = rkm->partition;
+        p->def->handle(state, &m, &pos, &sink);
+}
+
+/* The offsets to commit: one past the last message of each partition. */
+static rd_kafka_topic_partition_list_t *
+batch_offsets(rd_kafka_message_t **msgs, size_t n) {
+        rd_kafka_topic_partition_list_t *o =
+            rd_kafka_topic_partition_list_new(8);
+        size_t i;
+        for (i = 0; i < n; i++) {
+                const char *t = rd_kafka_topic_name(msgs[i]->rkt);
+                rd_kafka_topic_partition_t *e =
+                    rd_kafka_topic_partition_list_find(o, t,
+                                                       msgs[i]->partition);
+                if (!e)
+                        e = rd_kafka_topic_partition_list_add(
+                            o, t, msgs[i]->partition);
+                e->offset = msgs[i]->offset + 1;
+        }
+        return o;
+}
+
+typedef enum { TXN_OK, TXN_ABORTED, TXN_FATAL } txn_result_t;
+
+/* Classifies a transactional error as librdkafka documents: fatal ends
+ * the stage, abortable aborts the batch, retriable retries the call. */
+static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
+                               const char *step) {
+        txn_result_t r;
+        rd_kafka_error_t *aerr;
+
+        snprintf(p->errstr, sizeof(p->errstr), "%s: %s", step,
+                 rd_kafka_error_string(error));
+        if (rd_kafka_error_is_fatal(error)) {
+                rd_kafka_error_destroy(error);
+                return TXN_FATAL;
+        }
+        ORDO_LOG(WARN, p->def->name, "msg=\"aborting transaction\" %s=\"%s\"",
+                 step, rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        p->stats->aborts++;
+        aerr = rd_kafka_abort_transaction(p->producer, 30000);
+        r = TXN_ABORTED;
+        if (aerr) {
+                snprintf(p->errstr, sizeof(p->errstr), "abort: %s",
+                         rd_kafka_error_string(aerr));
+                r = TXN_FATAL;
+                rd_kafka_error_destroy(aerr);
+        }
+        return r;
+}
+
+static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs,
+                              size_t n) {
+        rd_kafka_error_t *error;
+        rd_kafka_topic_partition_list_t *offsets;
+        rd_kafka_consumer_group_metadata_t *cgmd;
+        size_t i;
+        int attempt;
+
+        if ((error = rd_kafka_begin_transaction(p->producer)))
+                return txn_failed(p, error, "begin");
+        p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (i = 0; i < n && !p->produce_err; i++)
+                decide(p, msgs[i]);
+        if (p->produce_err) {
+                error = rd_kafka_error_new(p->produce_err, "produce: %s",
+                                           rd_kafka_err2str(p->produce_err));
+                return txn_failed(p, error, "produce");
+        }
+        offsets = batch_offsets(msgs, n);
+        cgmd = rd_kafka_consumer_group_metadata(p->consumer);
+        error = rd_kafka_send_offsets_to_transaction(p->producer, offsets,
+                                                     cgmd, -1);
+        rd_kafka_consumer_group_metadata_destroy(cgmd);
+        rd_kafka_topic_partition_list_destroy(offsets);
+        if (error)
+                return txn_failed(p, error, "send_offsets");
+        for (attempt = 0;; attempt++) {
+                error = rd_kafka_commit_transaction(p->producer, -1);
+                if (!error)
+                        break;
+                if (rd_kafka_error_is_retriable(error) && attempt < 10) {
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"retrying commit\" error=\"%s\"",
+                                 rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        usleep(100000);
+                        continue;
+                }
+                return txn_failed(p, error, "commit");
+        }
+        p->stats->transactions++;
+        return TXN_OK;
+}
+
+static ordo_err_t open_clients(proc_t *p) {
+        char txid[300];
+        rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_error_t *error;
+        rd_kafka_resp_err_t err;
+        int np;
+
+        snprintf(txid, sizeof(txid), "%s.%s", p->group,
+                 ordo_config_get(p->conf, "instance.id"));
+        p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL, p->errstr,
+                                              sizeof(p->errstr));
+        if (!p->producer)
+                return ORDO_ERR_CONFIG;
+        /* Fences any zombie with our transactional id and aborts what it
+         * left open, so the restore below reads a stable log. */
+        if ((error = rd_kafka_init_transactions(p->producer, 30000))) {
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "init_transactions (is Kafka up at %s?): %s",
+                         ordo_config_get(p->conf, "kafka.bootstrap.servers"),
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                return ORDO_ERR_KAFKA;
+        }
+        p->restorer = ordo_kafka_consumer_new(p->conf, NULL, NULL, NULL,
+                                              p->errstr,
+                                              sizeof(p->errstr));
+        if (!p->restorer)
+                return ORDO_ERR_CONFIG;
+        np = ordo_kafka_partitions(p->producer, p->events, p->errstr,
+                                   sizeof(p->errstr));
+        if (np < 0)
+                return ORDO_ERR_KAFKA;
+        p->n_states = np;
+        p->states = calloc((size_t)np, sizeof(*p->states));
+        if (!p->states)
+                return ORDO_ERR_NOMEM;
+
+        if (p->def->joins_referrals) {
+                p->referrals = ordo_kafka_consumer_new(
+                    p->conf, NULL, NULL, NULL, p->errstr, sizeof(p->errstr));
+                if (!p->referrals)
+                        return ORDO_ERR_CONFIG;
+                topics = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(topics, p->refs, 0)
+                    ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                rd_kafka_assign(p->referrals, topics);
+                rd_kafka_topic_partition_list_destroy(topics);
+        }
+
+        /* The group consumer: its rebalance callback restores state. */
+        p->consumer = ordo_kafka_consumer_new(p->conf, p->group, rebalance_cb,
+                                              p, p->errstr, sizeof(p->errstr));
+        if (!p->consumer)
+                return ORDO_ERR_CONFIG;
+        topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, p->input,
+                                          RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(p->consumer, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (err) {
+                snprintf(p->errstr, sizeof(p->errstr), "subscribe %s: %s",
+                         p->input, rd_kafka_err2str(err));
+                return ORDO_ERR_KAFKA;
+        }
+        return ORDO_ERR_OK;
+}
+
+static void close_clients(proc_t *p) {
+        int i;
+        if (p->consumer) {
+                rd_kafka_consumer_close(p->consumer);
+                rd_kafka_destroy(p->consumer);
+        }
+        if (p->referrals)
+                rd_kafka_destroy(p->referrals);
+        if (p->restorer)
+                rd_kafka_destroy(p->restorer);
+        if (p->producer)
+                rd_kafka_destroy(p->producer);
+        for (i = 0; i < p->n_states; i++)
+                p->def->state_destroy(p->states[i]);
+        free(p->states);
+        free(p->bindings);
+        ordo_codec_destroy(p->codec);
+}
+
+static void log_stats(const proc_t *p, const char *what) {
+        const ordo_stage_stats_t *s = p->stats;
+        ORDO_LOG(INFO, p->def->name,
+                 "msg=%s consumed=%lld produced=%lld rejected=%lld "
+                 "dead_lettered=%lld transactions=%lld aborts=%lld "
+                 "restored_events=%lld restore_ms=%lld",
+                 what, (long long)s->consumed, (long long)s->produced,
+                 (long long)s->rejected, (long long)s->dead_lettered,
+                 (long long)s->transactions, (long long)s->aborts,
+                 (long long)s->restored_events, (long long)s->restore_ms);
+}
+
+ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
+                              const ordo_config_t *conf,
+                              volatile sig_atomic_t *stop,
+                              ordo_stage_stats_t *stats, char *errstr,
+                              size_t errstr_size) {
+        proc_t p;
+        rd_kafka_message_t **msgs;
+        size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n, i;
+        int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
+        int64_t last_stats = now_ms();
+        ordo_err_t err = ORDO_ERR_OK;
+
+        memset(&p, 0, sizeof(p));
+        p.def = def;
+        p.conf = conf;
+        p.stats = stats;
+        ordo_topic_name(conf, def->input, p.input, sizeof(p.input));
+        ordo_topic_name(conf, def->events, p.events, sizeof(p.events));
+        if (def->outbound != ORDO_TOPIC__COUNT)
+                ordo_topic_name(conf, def->outbound, p.outbound,
+                                sizeof(p.outbound));
+        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, p.dead,
+                        sizeof(p.dead));
+        ordo_topic_name(conf, ORDO_TOPIC_REFERRAL_EVENTS, p.refs,
+                        sizeof(p.refs));
+        ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));
+        if (max < 1)
+                max = 1;
+        msgs = calloc(max, sizeof(*msgs));
+        p.codec = ordo_codec_new(p.errstr, sizeof(p.errstr));
+        if (!msgs || !p.codec) {
+                snprintf(errstr, errstr_size, "%s: %s", def->name,
+                         msgs ? p.errstr : "out of memory");
+                free(msgs);
+                ordo_codec_destroy(p.codec);
+                return ORDO_ERR_NOMEM;
+        }
+        if ((err = open_clients(&p)))
+                goto done;
+        ORDO_LOG(INFO, def->name, "msg=started input=%s events=%s group=%s",
+                 p.input, p.events, p.group);
+
+        while (!*stop) {
+                txn_result_t r;
+                if (p.referrals && (err = follow_referrals(&p)))
+                        break;
+                n = consume_batch(&p, msgs, max, wait_ms);
+                if (p.restore_failed) {
+                        err = ORDO_ERR_KAFKA;
+                        for (i = 0; i < n; i++)
+                                rd_kafka_message_destroy(msgs[i]);
+                        break;
+                }
+                r = n ? run_batch(&p, msgs, n) : TXN_OK;
+                for (i = 0; i < n; i++)
+                        rd_kafka_message_destroy(msgs[i]);
+                if (r == TXN_FATAL) {
+                        err = ORDO_ERR_KAFKA_FATAL;
+                        break;
+                }
+                if (r == TXN_ABORTED && (err = rewind_all(&p)))
+                        break;
+                if (now_ms() - last_stats >= 10000) {
+                        log_stats(&p, "progress");
+                        last_stats = now_ms();
+                }
+        }
+done:
+        if (err)
+                snprintf(errstr, errstr_size, "%s: %s", def->name, p.errstr);
+        log_stats(&p, "stopped");
+        close_clients(&p);
+        free(msgs);
+        return err;
+}

@@ -1,0 +1,59 @@
+/*
+ * ordo - the exactly-once stream loop that runs a processor: consume a
+ * batch of input, decide it with the pure rules, produce the events and
+ * outbound commands and send the consumed offsets in one Kafka
+ * transaction, commit. State is the fold of the processor's own event
+ * partition, restored on assignment (DESIGN.md "Processors").
+ */
+#ifndef ORDO_STREAM_H
+#define ORDO_STREAM_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "kafka.h"
+#include "rules.h"
+
+/* What differs between the four processors; the loop is the same. */
+typedef struct ordo_processor_def_s {
+        const char *name;       /* stage name: "activity", ... */
+        ordo_topic_t input;     /* consumed in the group */
+        ordo_topic_t events;    /* its own event topic, co-partitioned */
+        ordo_topic_t outbound;  /* commands it sends, or ORDO_TOPIC__COUNT */
+        int joins_referrals;    /* the commission processor's join */
+        void *(*state_new)(void);
+        void (*state_destroy)(void *state);
+        void (*handle)(void *state, const ordo_msg_t *in,
+                       const ordo_pos_t *pos, const ordo_sink_t *sink);
+        void (*apply)(void *state, const ordo_msg_t *event);
+        /* 1 if this message type is valid input for the processor */
+        int (*accepts)(ordo_msg_type_t type);
+} ordo_processor_def_t;
+
+/* The four processors of DESIGN.md; NULL if the name is unknown. */
+const ordo_processor_def_t *ordo_processor_find(const char *name);
+extern const ordo_processor_def_t *const ordo_processors[4];
+
+/* Counters of one stage, logged periodically and at exit. */
+typedef struct ordo_stage_stats_s {
+        int64_t consumed;
+        int64_t produced;
+        int64_t rejected;
+        int64_t dead_lettered;
+        int64_t transactions;
+        int64_t aborts;
+        int64_t restored_events;
+        int64_t restore_ms;
+} ordo_stage_stats_t;
+
+/* Runs a processor until *stop becomes non-zero or a fatal error.
+ * Returns ORDO_ERR_OK on a clean stop. */
+ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
+                              const ordo_config_t *conf,
+                              volatile sig_atomic_t *stop,
+                              ordo_stage_stats_t *stats, char *errstr,
+                              size_t errstr_size);
+
+#endif

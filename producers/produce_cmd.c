@@ -1,0 +1,291 @@
+/*
+ * ordo produce: JSON lines -> validated commands -> Avro on Kafka.
+ *
+ * Invalid lines are reported with their number and reason and never sent;
+ * valid lines are sent even when others fail; the exit status says whether
+ * every line was taken (DESIGN.md "Command line").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "commands.h"
+#include "kafka.h"
+#include "validate.h"
+
+#define MAX_REASONS 32
+
+typedef struct {
+        int64_t read, valid, refused, delivered, failed;
+        struct {
+                char reason[32];
+                int64_t n;
+        } reasons[MAX_REASONS];
+        int n_reasons;
+} produce_stats_t;
+
+static void count_reason(produce_stats_t *s, const char *reason) {
+        int i;
+        for (i = 0; i < s->n_reasons; i++)
+                if (!strcmp(s->reasons[i].reason, reason)) {
+                        s->reasons[i].n++;
+                        return;
+                }
+        if (s->n_reasons < MAX_REASONS) {
+                ordo_strlcpy(s->reasons[s->n_reasons].reason, reason,
+                             sizeof(s->reasons[0].reason));
+                s->reasons[s->n_reasons++].n = 1;
+        }
+}
+
+static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque) {
+        produce_stats_t *s = opaque;
+        (void)rk;
+        if (m->err) {
+                s->failed++;
+                fprintf(stderr, "ordo produce: delivery failed: %s\n",
+                        rd_kafka_err2str(m->err));
+        } else
+                s->delivered++;
+}
+
+static int64_t wall_ms(void) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Unique across processes: a random instance tag and a counter. */
+static void new_command_id(char *buf, size_t size, uint64_t tag,
+                           uint64_t seq) {
+        snprintf(buf, size, "c-%012llx-%016llx-%llu",
+                 (unsigned long long)wall_ms(), (unsigned long long)tag,
+                 (unsigned long long)seq);
+}
+
+static uint64_t random_tag(void) {
+        uint64_t tag = 0;
+        int fd = open("/dev/urandom", O_RDONLY);
+        if (fd >= 0) {
+                if (read(fd, &tag, sizeof(tag)) != sizeof(tag))
+                        tag = 0;
+                close(fd);
+        }
+        return tag ^ ((uint64_t)getpid() << 32) ^ (uint64_t)wall_ms();
+}
+
+static int send_msg(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
+                    int32_t partition, const ordo_msg_t *m, char *errstr,
+                    size_t errstr_size) {
+        char buf[8192];
+        size_t len;
+        const char *key = ordo_msg_key(m);
+        rd_kafka_resp_err_t err;
+
+        if (ordo_codec_encode(codec, m, buf, sizeof(buf), &len, errstr,
+                              errstr_size))
+                return -1;
+        for (;;) {
+                err = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_PARTITION(partition),
+                    RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)),
+                    RD_KAFKA_V_VALUE(buf, len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
+                                      ordo_msg_type_name(m->type), -1),
+                    RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                rd_kafka_poll(rk, 100); /* back-pressure: wait for room */
+        }
+        if (err) {
+                snprintf(errstr, errstr_size, "produce: %s",
+                         rd_kafka_err2str(err));
+                return -1;
+        }
+        rd_kafka_poll(rk, 0);
+        return 0;
+}
+
+static void usage_details(void) {
+        printf("\nReads one JSON command per line from FILE (or stdin) and "
+               "sends each valid one\nto its command topic. A line that is "
+               "not a valid command is reported on\nstderr as `line N: "
+               "<reason>` and not sent. Blank lines are skipped.\n\n"
+               "  --keep-ts   keep ts_ms from the input; it is then "
+               "required (batch, replay)\n"
+               "              Without it every command is stamped with "
+               "the current time\n              and a ts_ms in the input "
+               "is ignored.\n"
+               "  --dry-run   validate only; send nothing\n\n"
+               "Commands: CreateActivity, PlaceOrder, CancelOrder, "
+               "ConfirmPayment,\nConfirmReceipt, RefundOrder, "
+               "BindReferrer, Tick (sent to every partition).\nSee "
+               "docs/command-contract.md. Exit status: 0 if every line was "
+               "sent, 1 if\nany line was refused or not delivered, 2 on "
+               "usage errors.\n");
+}
+
+int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
+        const char *path = NULL;
+        int keep_ts = 0, dry_run = 0, i, rc = 0;
+        FILE *in = stdin;
+        char *line = NULL, errstr[512], topics[ORDO_TOPIC__COUNT][256];
+        int partitions[ORDO_TOPIC__COUNT];
+        size_t cap = 0;
+        ssize_t len;
+        int64_t lineno = 0, t0 = wall_ms();
+        rd_kafka_t *rk = NULL;
+        ordo_codec_t *codec;
+        produce_stats_t stats;
+        uint64_t tag = random_tag(), seq = 0;
+        ordo_validate_opts_t strict = {0, 0}, kept = {1, 0};
+
+        if (ordo_wants_help(argc, argv)) {
+                usage_details();
+                return 0;
+        }
+        for (i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--keep-ts"))
+                        keep_ts = 1;
+                else if (!strcmp(argv[i], "--dry-run"))
+                        dry_run = 1;
+                else if (argv[i][0] == '-' && argv[i][1]) {
+                        fprintf(stderr, "ordo produce: unknown option %s\n",
+                                argv[i]);
+                        return 2;
+                } else if (!path)
+                        path = argv[i];
+                else {
+                        fprintf(stderr, "ordo produce: one FILE at most\n");
+                        return 2;
+                }
+        }
+        if (path && strcmp(path, "-") && !(in = fopen(path, "r"))) {
+                fprintf(stderr, "ordo produce: %s: %s\n", path,
+                        strerror(errno));
+                return 2;
+        }
+        memset(&stats, 0, sizeof(stats));
+        codec = ordo_codec_new(errstr, sizeof(errstr));
+        if (!codec) {
+                fprintf(stderr, "ordo produce: %s\n", errstr);
+                return 1;
+        }
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++) {
+                ordo_topic_name(conf, (ordo_topic_t)i, topics[i],
+                                sizeof(topics[i]));
+                partitions[i] = -1;
+        }
+        if (!dry_run) {
+                if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr)) ||
+                    !(rk = ordo_kafka_producer_new(conf, NULL, delivered,
+                                                   &stats, errstr,
+                                                   sizeof(errstr)))) {
+                        fprintf(stderr, "ordo produce: %s\n", errstr);
+                        ordo_codec_destroy(codec);
+                        return 1;
+                }
+        }
+        while ((len = getline(&line, &cap, in)) != -1) {
+                ordo_msg_t m;
+                ordo_field_fault_t fault;
+                ordo_err_t err;
+                ordo_topic_t topic;
+                size_t k = (size_t)len;
+
+                lineno++;
+                while (k && (line[k - 1] == '\n' || line[k - 1] == '\r'))
+                        k--;
+                if (strspn(line, " \t\r\n") == (size_t)len)
+                        continue;
+                stats.read++;
+                err = ordo_validate_command(line, k, keep_ts ? &kept : &strict,
+                                            &m, &fault, errstr,
+                                            sizeof(errstr));
+                if (err && !keep_ts && !strcmp(fault.field, "ts_ms") &&
+                    !strcmp(fault.reason, "NOT_ALLOWED"))
+                        /* Not a trusted batch: ts_ms is ours to stamp. */
+                        err = ordo_validate_command(line, k, &kept, &m,
+                                                    &fault, errstr,
+                                                    sizeof(errstr));
+                if (err) {
+                        fprintf(stderr, "line %lld: %s\n", (long long)lineno,
+                                errstr);
+                        stats.refused++;
+                        count_reason(&stats, fault.reason[0] ? fault.reason
+                                                             : "INVALID");
+                        continue;
+                }
+                if (!keep_ts)
+                        m.meta.ts_ms = wall_ms();
+                if (!m.meta.id[0])
+                        new_command_id(m.meta.id, sizeof(m.meta.id), tag,
+                                       seq++);
+                stats.valid++;
+                if (dry_run)
+                        continue;
+                topic = ordo_command_topic(m.type);
+                if (partitions[topic] < 0)
+                        partitions[topic] = ordo_kafka_partitions(
+                            rk, topics[topic], errstr, sizeof(errstr));
+                if (m.type == ORDO_MSG_TICK) {
+                        /* A Tick drives every partition's timers. */
+                        char base[ORDO_MSG_ID_MAX + 1];
+                        int p;
+                        memcpy(base, m.meta.id, sizeof(base));
+                        for (p = 0; p < partitions[topic]; p++) {
+                                snprintf(m.meta.id, sizeof(m.meta.id),
+                                         "%.100s-p%d", base, p);
+                                if (send_msg(rk, codec, topics[topic], p, &m,
+                                             errstr, sizeof(errstr)))
+                                        break;
+                        }
+                } else if (send_msg(rk, codec, topics[topic],
+                                    RD_KAFKA_PARTITION_UA, &m, errstr,
+                                    sizeof(errstr))) {
+                        fprintf(stderr, "line %lld: %s\n", (long long)lineno,
+                                errstr);
+                        stats.failed++;
+                }
+                if (stats.valid % 100000 == 0)
+                        fprintf(stderr,
+                                "ordo produce: %lld lines read, %lld sent, "
+                                "%lld refused\n",
+                                (long long)lineno, (long long)stats.valid,
+                                (long long)stats.refused);
+        }
+        free(line);
+        if (in != stdin)
+                fclose(in);
+        if (rk) {
+                if (rd_kafka_flush(rk, 60000))
+                        fprintf(stderr, "ordo produce: %d message(s) not "
+                                        "delivered within 60s\n",
+                                rd_kafka_outq_len(rk));
+                rd_kafka_destroy(rk);
+        }
+        ordo_codec_destroy(codec);
+
+        fprintf(stderr,
+                "ordo produce: %lld command(s) %s, %lld refused, %lld not "
+                "delivered, in %lld ms",
+                (long long)stats.valid, dry_run ? "valid" : "sent",
+                (long long)stats.refused, (long long)stats.failed,
+                (long long)(wall_ms() - t0));
+        for (i = 0; i < stats.n_reasons; i++)
+                fprintf(stderr, "%s %s=%lld", i ? "," : " (refused:",
+                        stats.reasons[i].reason,
+                        (long long)stats.reasons[i].n);
+        fprintf(stderr, "%s\n", stats.n_reasons ? ")" : "");
+        if (stats.refused || stats.failed)
+                rc = 1;
+        return rc;
+}

@@ -1,0 +1,30 @@
+/*
+ * ordo - the subcommands of the `ordo` binary. Each takes the effective
+ * configuration and its own arguments (argv[0] is the subcommand name)
+ * and returns the process exit status.
+ */
+#ifndef ORDO_COMMANDS_H
+#define ORDO_COMMANDS_H
+
+#include <signal.h>
+
+#include "config.h"
+
+/* Set by SIGINT/SIGTERM; long-running commands stop cleanly. */
+extern volatile sig_atomic_t ordo_stop;
+
+int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv);
+
+/* 1 if argv has -h or --help (after the subcommand). */
+int ordo_wants_help(int argc, char **argv);
+
+#endif

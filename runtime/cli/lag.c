@@ -1,0 +1,253 @@
+/*
+ * ordo lag | wait: how far each stage's consumer group is behind.
+ *
+ * Transaction markers take offsets too, so "committed < high watermark"
+ * does not mean there is anything left to read. A partition counts as
+ * caught up when a read_committed probe from the committed offset meets
+ * the end before any message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "kafka.h"
+#include "log.h"
+
+typedef struct {
+        const char *stage;  /* group suffix */
+        ordo_topic_t topics[4];
+        int n_topics;
+} group_def_t;
+
+static const group_def_t groups[] = {
+    {"activity", {ORDO_TOPIC_ACTIVITY_COMMANDS}, 1},
+    {"order", {ORDO_TOPIC_ORDER_COMMANDS}, 1},
+    {"referral", {ORDO_TOPIC_REFERRAL_COMMANDS}, 1},
+    {"commission", {ORDO_TOPIC_ORDER_EVENTS}, 1},
+    {"project.mongo",
+     {ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
+      ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS},
+     4},
+    {"project.redis",
+     {ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
+      ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS},
+     4},
+};
+#define N_GROUPS (sizeof(groups) / sizeof(groups[0]))
+
+typedef struct {
+        const ordo_config_t *conf;
+        rd_kafka_t *consumers[N_GROUPS];
+        rd_kafka_t *probe;
+} lag_t;
+
+static void lag_close(lag_t *l) {
+        size_t i;
+        for (i = 0; i < N_GROUPS; i++)
+                if (l->consumers[i])
+                        rd_kafka_destroy(l->consumers[i]);
+        if (l->probe)
+                rd_kafka_destroy(l->probe);
+}
+
+static int lag_open(lag_t *l, const ordo_config_t *conf) {
+        char group[256], errstr[512];
+        size_t i;
+        memset(l, 0, sizeof(*l));
+        l->conf = conf;
+        for (i = 0; i < N_GROUPS; i++) {
+                ordo_kafka_group(conf, groups[i].stage, group, sizeof(group));
+                l->consumers[i] = ordo_kafka_consumer_new(
+                    conf, group, NULL, NULL, errstr, sizeof(errstr));
+                if (!l->consumers[i])
+                        goto fail;
+        }
+        l->probe = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
+                                           sizeof(errstr));
+        if (l->probe)
+                return 0;
+fail:
+        fprintf(stderr, "ordo: %s\n", errstr);
+        lag_close(l);
+        return -1;
+}
+
+/* 1 if a read_committed read from `from` finds a message before the end. */
+static int has_messages(lag_t *l, const char *topic, int32_t partition,
+                        int64_t from) {
+        rd_kafka_topic_partition_list_t *tp =
+            rd_kafka_topic_partition_list_new(1);
+        int found = -1, tries = 0;
+        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
+        rd_kafka_assign(l->probe, tp);
+        rd_kafka_topic_partition_list_destroy(tp);
+        while (found < 0 && tries++ < 100) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(l->probe, 100);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        found = 0;
+                else if (!m->err)
+                        found = 1;
+                rd_kafka_message_destroy(m);
+        }
+        rd_kafka_assign(l->probe, NULL);
+        return found != 0; /* no answer: assume behind */
+}
+
+/* One pass over every group; prints rows when out is set. Returns the
+ * number of partitions with something left to read, or -1 on error;
+ * *hw_sum sums the high watermarks (to see whether anything moved). */
+static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
+        size_t g;
+        int behind = 0, t, i;
+        char topic[256], errstr[512];
+
+        *hw_sum = 0;
+        if (out)
+                fprintf(out, "%-15s %-28s %4s %12s %12s %8s\n", "stage",
+                        "topic", "part", "committed", "end", "lag");
+        for (g = 0; g < N_GROUPS; g++) {
+                for (t = 0; t < groups[g].n_topics; t++) {
+                        rd_kafka_topic_partition_list_t *tp;
+                        int np;
+                        ordo_topic_name(l->conf, groups[g].topics[t], topic,
+                                        sizeof(topic));
+                        np = ordo_kafka_partitions(l->consumers[g], topic,
+                                                   errstr, sizeof(errstr));
+                        if (np < 0) {
+                                fprintf(stderr, "ordo: %s\n", errstr);
+                                return -1;
+                        }
+                        tp = rd_kafka_topic_partition_list_new(np);
+                        for (i = 0; i < np; i++)
+                                rd_kafka_topic_partition_list_add(tp, topic,
+                                                                  i);
+                        if (rd_kafka_committed(l->consumers[g], tp, 10000)) {
+                                fprintf(stderr,
+                                        "ordo: cannot read committed "
+                                        "offsets of %s\n",
+                                        topic);
+                                rd_kafka_topic_partition_list_destroy(tp);
+                                return -1;
+                        }
+                        for (i = 0; i < np; i++) {
+                                int64_t lo, hi, c = tp->elems[i].offset;
+                                int left;
+                                if (rd_kafka_query_watermark_offsets(
+                                        l->consumers[g], topic, i, &lo, &hi,
+                                        10000)) {
+                                        rd_kafka_topic_partition_list_destroy(
+                                            tp);
+                                        fprintf(stderr,
+                                                "ordo: watermarks of %s\n",
+                                                topic);
+                                        return -1;
+                                }
+                                *hw_sum += hi;
+                                if (c < 0)
+                                        c = lo;
+                                left = c < hi &&
+                                       has_messages(l, topic, i, c);
+                                behind += left;
+                                if (out)
+                                        fprintf(out,
+                                                "%-15s %-28s %4d %12lld "
+                                                "%12lld %8lld%s\n",
+                                                groups[g].stage, topic, i,
+                                                (long long)c, (long long)hi,
+                                                (long long)(hi - c),
+                                                left ? "" : " (caught up)");
+                        }
+                        rd_kafka_topic_partition_list_destroy(tp);
+                }
+        }
+        return behind;
+}
+
+int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
+        lag_t l;
+        int64_t hw;
+        int behind;
+        if (ordo_wants_help(argc, argv)) {
+                printf("\nPrints, for every stage's consumer group and input "
+                       "partition, the committed\noffset, the end of the "
+                       "partition, and whether anything is left to read\n"
+                       "(transaction markers count in the raw lag). Exit "
+                       "status 0.\n");
+                return 0;
+        }
+        if (argc > 1) {
+                fprintf(stderr, "ordo lag: unexpected argument %s\n",
+                        argv[1]);
+                return 2;
+        }
+        if (lag_open(&l, conf))
+                return 1;
+        behind = lag_pass(&l, stdout, &hw);
+        lag_close(&l);
+        if (behind < 0)
+                return 1;
+        printf("partitions behind: %d\n", behind);
+        return 0;
+}
+
+int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
+        lag_t l;
+        int64_t hw = -1, prev = -2, timeout_s = 120;
+        time_t start = time(NULL);
+        int behind, i;
+
+        if (ordo_wants_help(argc, argv)) {
+                printf("\n--timeout SECONDS   give up after this long "
+                       "(default 120); exit 1\n\nReturns 0 once every "
+                       "stage's group has read everything there is and\n"
+                       "nothing moved between two passes. The stages must "
+                       "be running.\n");
+                return 0;
+        }
+        for (i = 1; i < argc; i++) {
+                char *end;
+                if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+                        timeout_s = strtoll(argv[++i], &end, 10);
+                        if (*end || timeout_s < 0) {
+                                fprintf(stderr,
+                                        "ordo wait: --timeout: expected "
+                                        "seconds, got \"%s\"\n",
+                                        argv[i]);
+                                return 2;
+                        }
+                } else {
+                        fprintf(stderr, "ordo wait: unknown argument %s\n",
+                                argv[i]);
+                        return 2;
+                }
+        }
+        if (lag_open(&l, conf))
+                return 1;
+        for (;;) {
+                behind = lag_pass(&l, NULL, &hw);
+                if (behind < 0) {
+                        lag_close(&l);
+                        return 1;
+                }
+                if (behind == 0 && hw == prev)
+                        break;
+                prev = behind == 0 ? hw : -2;
+                if (ordo_stop || time(NULL) - start >= timeout_s) {
+                        fprintf(stderr,
+                                "ordo wait: %d partition(s) still behind "
+                                "after %llds (see `ordo lag`)\n",
+                                behind, (long long)(time(NULL) - start));
+                        lag_close(&l);
+                        return 1;
+                }
+                usleep(behind ? 200000 : 300000);
+        }
+        lag_close(&l);
+        printf("caught up in %llds\n", (long long)(time(NULL) - start));
+        return 0;
+}

@@ -1,0 +1,189 @@
+/*
+ * ordo - the entry point: global options, configuration, and one table of
+ * subcommands (after Redis's command table).
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "log.h"
+
+volatile sig_atomic_t ordo_stop = 0;
+
+static void on_signal(int sig) {
+        (void)sig;
+        ordo_stop = 1;
+}
+
+static int cmd_help(ordo_config_t *conf, int argc, char **argv);
+
+static const struct {
+        const char *name;
+        int (*proc)(ordo_config_t *conf, int argc, char **argv);
+        const char *usage;
+        const char *summary;
+} commands[] = {
+    {"produce", ordo_cmd_produce, "[FILE] [--keep-ts] [--dry-run]",
+     "validate JSON-lines commands and send them to Kafka"},
+    {"run", ordo_cmd_run, "[STAGE...]",
+     "run stages in one process (all by default): activity order "
+     "referral commission mongo redis"},
+    {"process", ordo_cmd_process, "NAME",
+     "run one processor: activity, order, referral or commission"},
+    {"project", ordo_cmd_project, "mongo|redis",
+     "run one projection into MongoDB or Redis"},
+    {"tick", ordo_cmd_tick, "[--ts MS]",
+     "send a Tick to every partition of order-commands (fires timers)"},
+    {"lag", ordo_cmd_lag, "",
+     "consumer lag per stage and partition"},
+    {"wait", ordo_cmd_wait, "[--timeout SECONDS]",
+     "return when every stage has caught up (exit 1 on timeout)"},
+    {"replay", ordo_cmd_replay,
+     "TOPIC [--from-offset N | --from-ts MS] [--to-ts MS]",
+     "decode a topic to JSON lines on stdout"},
+    {"topics", ordo_cmd_topics, "",
+     "create the topics of DESIGN.md that are missing"},
+    {"config", ordo_cmd_config, "", "print the effective configuration"},
+    {"help", cmd_help, "[COMMAND]", "this help"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out) {
+        size_t i;
+        fprintf(out,
+                "ordo - event-sourced order and commission engine\n\n"
+                "Usage: ordo [-c FILE] [-X key=value]... [--log-level L] "
+                "COMMAND [ARGS]\n\n"
+                "Commands:\n");
+        for (i = 0; i < N_COMMANDS; i++)
+                fprintf(out, "  %-9s %s\n", commands[i].name,
+                        commands[i].summary);
+        fprintf(out,
+                "\nOptions (before or after COMMAND):\n"
+                "  -c FILE          key=value configuration file\n"
+                "  -X key=value     set one configuration key; kafka.* keys "
+                "go to librdkafka\n"
+                "  --log-level L    error, warn, info or debug\n"
+                "  -h, --help       help (`ordo COMMAND --help` for one "
+                "command)\n\n"
+                "Configuration: defaults, then -c FILE, then ORDO_* "
+                "environment\nvariables (ORDO_TOPIC_PREFIX=... sets "
+                "topic.prefix), then -X.\n`ordo config` prints the result.\n");
+}
+
+static int cmd_help(ordo_config_t *conf, int argc, char **argv) {
+        size_t i;
+        (void)conf;
+        if (argc > 1)
+                for (i = 0; i < N_COMMANDS; i++)
+                        if (!strcmp(commands[i].name, argv[1])) {
+                                char *args[] = {argv[1], "--help", NULL};
+                                return commands[i].proc(conf, 2, args);
+                        }
+        usage(stdout);
+        return 0;
+}
+
+int ordo_wants_help(int argc, char **argv) {
+        int i;
+        for (i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+                        return 1;
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        ordo_config_t *conf = ordo_config_new();
+        const char *file = NULL;
+        char errstr[512];
+        char **rest, **sets;
+        int n_rest = 0, n_sets = 0, i, rc;
+        ordo_log_level_t level;
+        const char *log_level_flag = NULL;
+        size_t c;
+
+        if (!conf) {
+                fprintf(stderr, "ordo: out of memory\n");
+                return 2;
+        }
+        rest = calloc((size_t)argc + 1, sizeof(*rest));
+        sets = calloc((size_t)argc + 1, sizeof(*sets));
+        if (!rest || !sets) {
+                fprintf(stderr, "ordo: out of memory\n");
+                return 2;
+        }
+        /* Global options may come anywhere; the rest goes to the
+         * subcommand in order. */
+        for (i = 1; i < argc; i++) {
+                if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "-X") ||
+                     !strcmp(argv[i], "--log-level")) &&
+                    i + 1 >= argc) {
+                        fprintf(stderr, "ordo: %s needs a value\n", argv[i]);
+                        return 2;
+                }
+                if (!strcmp(argv[i], "-c"))
+                        file = argv[++i];
+                else if (!strcmp(argv[i], "-X"))
+                        sets[n_sets++] = argv[++i];
+                else if (!strcmp(argv[i], "--log-level"))
+                        log_level_flag = argv[++i];
+                else
+                        rest[n_rest++] = argv[i];
+        }
+        if (file && ordo_config_load_file(conf, file, errstr, sizeof(errstr)))
+                goto config_error;
+        if (ordo_config_load_env(conf, errstr, sizeof(errstr)))
+                goto config_error;
+        for (i = 0; i < n_sets; i++)
+                if (ordo_config_set_pair(conf, sets[i], errstr,
+                                         sizeof(errstr)))
+                        goto config_error;
+        if (log_level_flag &&
+            ordo_config_set(conf, "log.level", log_level_flag, errstr,
+                            sizeof(errstr)))
+                goto config_error;
+        if (ordo_log_level_parse(ordo_config_get(conf, "log.level"),
+                                 &level)) {
+                snprintf(errstr, sizeof(errstr),
+                         "log.level: expected error, warn, info or debug, "
+                         "got \"%s\"",
+                         ordo_config_get(conf, "log.level"));
+                goto config_error;
+        }
+        ordo_log_set_level(level);
+
+        if (!n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help")) {
+                usage(n_rest ? stdout : stderr);
+                rc = n_rest ? 0 : 2;
+                goto out;
+        }
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        signal(SIGPIPE, SIG_IGN);
+        for (c = 0; c < N_COMMANDS; c++)
+                if (!strcmp(commands[c].name, rest[0])) {
+                        if (ordo_wants_help(n_rest, rest)) {
+                                printf("Usage: ordo %s %s\n\n%s\n",
+                                       commands[c].name, commands[c].usage,
+                                       commands[c].summary);
+                        }
+                        rc = commands[c].proc(conf, n_rest, rest);
+                        goto out;
+                }
+        fprintf(stderr, "ordo: unknown command \"%s\" (see `ordo --help`)\n",
+                rest[0]);
+        rc = 2;
+        goto out;
+
+config_error:
+        fprintf(stderr, "ordo: %s\n", errstr);
+        rc = 2;
+out:
+        free(rest);
+        free(sets);
+        ordo_config_destroy(conf);
+        return rc;
+}

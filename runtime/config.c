@@ -1,0 +1,259 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every key ordo knows, with its default and what it means. */
+static const struct {
+        const char *key;
+        const char *def;
+        const char *doc;
+} known[] = {
+    {"kafka.bootstrap.servers", "127.0.0.1:9092", "Kafka brokers"},
+    {"topic.prefix", "ordo.", "prefix of every topic name"},
+    {"topic.partitions", "6", "partitions of keyed topics when ordo creates them"},
+    {"group.prefix", "ordo.", "prefix of consumer group and transactional ids"},
+    {"instance.id", "0",
+     "this instance's id within a stage; distinct per running instance"},
+    {"batch.max", "2000", "most input messages per transaction"},
+    {"batch.ms", "20", "longest wait to fill a batch, in ms"},
+    {"mongo.uri", "mongodb://127.0.0.1:27017", "MongoDB connection string"},
+    {"mongo.db", "ordo", "MongoDB database of the read models"},
+    {"redis.host", "127.0.0.1", "Redis host"},
+    {"redis.port", "6379", "Redis port"},
+    {"redis.prefix", "ordo:", "prefix of every Redis key"},
+    {"redis.rejected.ttl.s", "86400",
+     "seconds a REJECTED order status stays in Redis"},
+    {"log.level", "info", "error, warn, info or debug"},
+};
+#define N_KNOWN (sizeof(known) / sizeof(known[0]))
+
+typedef struct {
+        char *key;
+        char *value;
+} entry_t;
+
+struct ordo_config_s {
+        entry_t *entries;
+        size_t n, cap;
+};
+
+static entry_t *find(const ordo_config_t *conf, const char *key) {
+        size_t i;
+        for (i = 0; i < conf->n; i++)
+                if (!strcmp(conf->entries[i].key, key))
+                        return &conf->entries[i];
+        return NULL;
+}
+
+static int put(ordo_config_t *conf, const char *key, const char *value) {
+        entry_t *e = find(conf, key);
+        char *v = strdup(value);
+        if (!v)
+                return -1;
+        if (e) {
+                free(e->value);
+                e->value = v;
+                return 0;
+        }
+        if (conf->n == conf->cap) {
+                size_t cap = conf->cap ? conf->cap * 2 : 32;
+                entry_t *n = realloc(conf->entries, cap * sizeof(*n));
+                if (!n) {
+                        free(v);
+                        return -1;
+                }
+                conf->entries = n;
+                conf->cap = cap;
+        }
+        conf->entries[conf->n].key = strdup(key);
+        if (!conf->entries[conf->n].key) {
+                free(v);
+                return -1;
+        }
+        conf->entries[conf->n++].value = v;
+        return 0;
+}
+
+ordo_config_t *ordo_config_new(void) {
+        ordo_config_t *conf = calloc(1, sizeof(*conf));
+        size_t i;
+        if (!conf)
+                return NULL;
+        for (i = 0; i < N_KNOWN; i++)
+                if (put(conf, known[i].key, known[i].def)) {
+                        ordo_config_destroy(conf);
+                        return NULL;
+                }
+        return conf;
+}
+
+void ordo_config_destroy(ordo_config_t *conf) {
+        size_t i;
+        if (!conf)
+                return;
+        for (i = 0; i < conf->n; i++) {
+                free(conf->entries[i].key);
+                free(conf->entries[i].value);
+        }
+        free(conf->entries);
+        free(conf);
+}
+
+static int is_known(const char *key) {
+        size_t i;
+        if (!strncmp(key, "kafka.", 6) && key[6])
+                return 1;
+        for (i = 0; i < N_KNOWN; i++)
+                if (!strcmp(known[i].key, key))
+                        return 1;
+        return 0;
+}
+
+static int is_int_key(const char *key) {
+        static const char *ints[] = {"topic.partitions", "batch.max",
+                                     "batch.ms", "redis.port",
+                                     "redis.rejected.ttl.s"};
+        size_t i;
+        for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+                if (!strcmp(ints[i], key))
+                        return 1;
+        return 0;
+}
+
+static int is_int(const char *v) {
+        char *end;
+        errno = 0;
+        (void)strtoll(v, &end, 10);
+        return *v && !*end && !errno;
+}
+
+ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
+                           const char *value, char *errstr,
+                           size_t errstr_size) {
+        if (!is_known(key)) {
+                snprintf(errstr, errstr_size,
+                         "unknown configuration key \"%s\" (see `ordo config`)",
+                         key);
+                return ORDO_ERR_CONFIG;
+        }
+        if (is_int_key(key) && !is_int(value)) {
+                snprintf(errstr, errstr_size,
+                         "configuration key \"%s\": expected an integer, "
+                         "got \"%.40s\"",
+                         key, value);
+                return ORDO_ERR_CONFIG;
+        }
+        if (put(conf, key, value)) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_NOMEM;
+        }
+        return ORDO_ERR_OK;
+}
+
+static char *trim(char *s) {
+        char *e;
+        while (isspace((unsigned char)*s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char)e[-1]))
+                *--e = '\0';
+        return s;
+}
+
+ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
+                                char *errstr, size_t errstr_size) {
+        char buf[1024], *eq;
+        if (strlen(pair) >= sizeof(buf) ||
+            !(eq = strchr(strcpy(buf, pair), '='))) {
+                snprintf(errstr, errstr_size,
+                         "expected key=value, got \"%.100s\"", pair);
+                return ORDO_ERR_CONFIG;
+        }
+        *eq = '\0';
+        return ordo_config_set(conf, trim(buf), trim(eq + 1), errstr,
+                               errstr_size);
+}
+
+ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
+                                 char *errstr, size_t errstr_size) {
+        FILE *f = fopen(path, "r");
+        char line[1024], err[512];
+        int lineno = 0;
+        if (!f) {
+                snprintf(errstr, errstr_size, "%s: %s", path,
+                         strerror(errno));
+                return ORDO_ERR_IO;
+        }
+        while (fgets(line, sizeof(line), f)) {
+                char *s = trim(line);
+                lineno++;
+                if (!*s || *s == '#')
+                        continue;
+                if (ordo_config_set_pair(conf, s, err, sizeof(err))) {
+                        snprintf(errstr, errstr_size, "%s:%d: %s", path,
+                                 lineno, err);
+                        fclose(f);
+                        return ORDO_ERR_CONFIG;
+                }
+        }
+        fclose(f);
+        return ORDO_ERR_OK;
+}
+
+extern char **environ;
+
+ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
+                                size_t errstr_size) {
+        char **e;
+        for (e = environ; *e; e++) {
+                char key[256], *eq;
+                size_t i, n;
+                ordo_err_t err;
+                if (strncmp(*e, "ORDO_", 5) || !(eq = strchr(*e, '=')))
+                        continue;
+                n = (size_t)(eq - (*e + 5));
+                if (n == 0 || n >= sizeof(key))
+                        continue;
+                for (i = 0; i < n; i++) {
+                        char c = (*e)[5 + i];
+                        key[i] = c == '_' ? '.' : (char)tolower(c);
+                }
+                key[n] = '\0';
+                /* Variables for tools and tests, not configuration. */
+                if (!is_known(key))
+                        continue;
+                if ((err = ordo_config_set(conf, key, eq + 1, errstr,
+                                           errstr_size)))
+                        return err;
+        }
+        return ORDO_ERR_OK;
+}
+
+const char *ordo_config_get(const ordo_config_t *conf, const char *key) {
+        entry_t *e = find(conf, key);
+        return e ? e->value : NULL;
+}
+
+int64_t ordo_config_get_int(const ordo_config_t *conf, const char *key) {
+        const char *v = ordo_config_get(conf, key);
+        return v ? strtoll(v, NULL, 10) : 0;
+}
+
+void ordo_config_foreach(const ordo_config_t *conf,
+                         void (*fn)(void *opaque, const char *key,
+                                    const char *value),
+                         void *opaque) {
+        size_t i;
+        for (i = 0; i < conf->n; i++)
+                fn(opaque, conf->entries[i].key, conf->entries[i].value);
+}
+
+void ordo_config_topic(const ordo_config_t *conf, const char *short_name,
+                       char *buf, size_t size) {
+        snprintf(buf, size, "%s%s", ordo_config_get(conf, "topic.prefix"),
+                 short_name);
+}

@@ -1,0 +1,50 @@
+/*
+ * ordo - configuration: defaults, then a key=value file (-c), then ORDO_*
+ * environment variables, then -X key=value flags; the last one wins.
+ * Keys are dot-separated lower-case words; ORDO_TOPIC_PREFIX names
+ * topic.prefix. Keys under kafka. go to librdkafka untouched.
+ */
+#ifndef ORDO_CONFIG_H
+#define ORDO_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct ordo_config_s ordo_config_t;
+
+/* A config holding the defaults. */
+ordo_config_t *ordo_config_new(void);
+void ordo_config_destroy(ordo_config_t *conf); /* NULL ok */
+
+/* Set one key. Unknown keys outside kafka. are refused, so a typo in a
+ * file or flag is caught rather than ignored. */
+ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
+                           const char *value, char *errstr,
+                           size_t errstr_size);
+/* "key=value" */
+ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
+                                char *errstr, size_t errstr_size);
+/* Lines of key=value; '#' starts a comment. */
+ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
+                                 char *errstr, size_t errstr_size);
+/* Every ORDO_<KEY> variable: '_' becomes '.', upper becomes lower. */
+ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
+                                size_t errstr_size);
+
+const char *ordo_config_get(const ordo_config_t *conf, const char *key);
+int64_t ordo_config_get_int(const ordo_config_t *conf, const char *key);
+
+/* Calls fn for every key in order (for `ordo config` and for passing
+ * kafka.* keys to librdkafka). */
+void ordo_config_foreach(const ordo_config_t *conf,
+                         void (*fn)(void *opaque, const char *key,
+                                    const char *value),
+                         void *opaque);
+
+/* Full topic name: topic.prefix + short name. */
+void ordo_config_topic(const ordo_config_t *conf, const char *short_name,
+                       char *buf, size_t size);
+
+#endif

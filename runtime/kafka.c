@@ -1,0 +1,282 @@
+#include "kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static const struct {
+        const char *name;
+        int single;
+} topics[ORDO_TOPIC__COUNT] = {
+#define X(e, n, single) {n, single},
+    ORDO_TOPICS(X)
+#undef X
+};
+
+const char *ordo_topic_short(ordo_topic_t t) {
+        return t < ORDO_TOPIC__COUNT ? topics[t].name : "?";
+}
+
+ordo_topic_t ordo_topic_from_short(const char *short_name) {
+        int t;
+        for (t = 0; t < ORDO_TOPIC__COUNT; t++)
+                if (!strcmp(topics[t].name, short_name))
+                        return (ordo_topic_t)t;
+        return ORDO_TOPIC__COUNT;
+}
+
+ordo_topic_t ordo_command_topic(ordo_msg_type_t type) {
+        switch (type) {
+        case ORDO_MSG_CREATE_ACTIVITY:
+        case ORDO_MSG_PLACE_ORDER:
+        case ORDO_MSG_RELEASE_STOCK:
+                return ORDO_TOPIC_ACTIVITY_COMMANDS;
+        case ORDO_MSG_OPEN_ORDER:
+        case ORDO_MSG_CANCEL_ORDER:
+        case ORDO_MSG_CONFIRM_PAYMENT:
+        case ORDO_MSG_CONFIRM_RECEIPT:
+        case ORDO_MSG_REFUND_ORDER:
+        case ORDO_MSG_TICK:
+                return ORDO_TOPIC_ORDER_COMMANDS;
+        case ORDO_MSG_BIND_REFERRER:
+                return ORDO_TOPIC_REFERRAL_COMMANDS;
+        default:
+                return ORDO_TOPIC__COUNT;
+        }
+}
+
+void ordo_topic_name(const ordo_config_t *conf, ordo_topic_t t, char *buf,
+                     size_t size) {
+        ordo_config_topic(conf, ordo_topic_short(t), buf, size);
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+        (void)rk;
+        if (level <= 3)
+                ORDO_LOG(ERROR, "kafka", "fac=%s msg=\"%s\"", fac, buf);
+        else if (level <= 4)
+                ORDO_LOG(WARN, "kafka", "fac=%s msg=\"%s\"", fac, buf);
+        else
+                ORDO_LOG(DEBUG, "kafka", "fac=%s msg=\"%s\"", fac, buf);
+}
+
+typedef struct {
+        rd_kafka_conf_t *rconf;
+        char *errstr;
+        size_t errstr_size;
+        int failed;
+} pass_t;
+
+static void pass_kafka_key(void *opaque, const char *key, const char *value) {
+        pass_t *p = opaque;
+        if (p->failed || strncmp(key, "kafka.", 6))
+                return;
+        if (rd_kafka_conf_set(p->rconf, key + 6, value, p->errstr,
+                              p->errstr_size) != RD_KAFKA_CONF_OK)
+                p->failed = 1;
+}
+
+static int set(rd_kafka_conf_t *rconf, const char *key, const char *value,
+               char *errstr, size_t errstr_size) {
+        return rd_kafka_conf_set(rconf, key, value, errstr, errstr_size) !=
+               RD_KAFKA_CONF_OK;
+}
+
+rd_kafka_conf_t *ordo_kafka_conf(const ordo_config_t *conf, char *errstr,
+                                 size_t errstr_size) {
+        rd_kafka_conf_t *rconf = rd_kafka_conf_new();
+        pass_t p = {rconf, errstr, errstr_size, 0};
+        rd_kafka_conf_set_log_cb(rconf, log_cb);
+        ordo_config_foreach(conf, pass_kafka_key, &p);
+        if (p.failed) {
+                rd_kafka_conf_destroy(rconf);
+                return NULL;
+        }
+        return rconf;
+}
+
+/* Sets our defaults, then re-applies the user's kafka.* keys so that
+ * explicit configuration always wins. */
+static rd_kafka_t *client_new(const ordo_config_t *conf, rd_kafka_type_t type,
+                              const char *const *defaults,
+                              ordo_rebalance_cb_t *rebalance_cb,
+                              ordo_delivery_cb_t *delivery_cb, void *opaque,
+                              char *errstr, size_t errstr_size) {
+        rd_kafka_conf_t *rconf = rd_kafka_conf_new();
+        pass_t p = {rconf, errstr, errstr_size, 0};
+        rd_kafka_t *rk;
+        size_t i;
+
+        rd_kafka_conf_set_log_cb(rconf, log_cb);
+        if (rebalance_cb)
+                rd_kafka_conf_set_rebalance_cb(rconf, rebalance_cb);
+        if (delivery_cb)
+                rd_kafka_conf_set_dr_msg_cb(rconf, delivery_cb);
+        rd_kafka_conf_set_opaque(rconf, opaque);
+        for (i = 0; defaults[i]; i += 2)
+                if (set(rconf, defaults[i], defaults[i + 1], errstr,
+                        errstr_size)) {
+                        rd_kafka_conf_destroy(rconf);
+                        return NULL;
+                }
+        ordo_config_foreach(conf, pass_kafka_key, &p);
+        if (p.failed) {
+                rd_kafka_conf_destroy(rconf);
+                return NULL;
+        }
+        rk = rd_kafka_new(type, rconf, errstr, errstr_size);
+        if (!rk)
+                rd_kafka_conf_destroy(rconf);
+        return rk;
+}
+
+rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
+                                    const char *transactional_id,
+                                    ordo_delivery_cb_t *delivery_cb,
+                                    void *opaque, char *errstr,
+                                    size_t errstr_size) {
+        const char *defaults[] = {"enable.idempotence",
+                                  "true",
+                                  "acks",
+                                  "all",
+                                  "partitioner",
+                                  "murmur2_random",
+                                  "linger.ms",
+                                  "5",
+                                  "transaction.timeout.ms",
+                                  "20000",
+                                  "message.max.bytes",
+                                  "1000000",
+                                  transactional_id ? "transactional.id"
+                                                   : NULL,
+                                  transactional_id,
+                                  NULL};
+        return client_new(conf, RD_KAFKA_PRODUCER, defaults, NULL,
+                          delivery_cb, opaque, errstr, errstr_size);
+}
+
+rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
+                                    const char *group,
+                                    ordo_rebalance_cb_t *rebalance_cb,
+                                    void *opaque, char *errstr,
+                                    size_t errstr_size) {
+        const char *defaults[] = {"isolation.level",
+                                  "read_committed",
+                                  "enable.auto.commit",
+                                  "false",
+                                  "enable.auto.offset.store",
+                                  "false",
+                                  "auto.offset.reset",
+                                  "earliest",
+                                  "partition.assignment.strategy",
+                                  "range",
+                                  "fetch.wait.max.ms",
+                                  "10",
+                                  "enable.partition.eof",
+                                  "true",
+                                  "group.id",
+                                  group ? group : "ordo.unused",
+                                  NULL};
+        rd_kafka_t *rk = client_new(conf, RD_KAFKA_CONSUMER, defaults,
+                                    rebalance_cb, NULL, opaque, errstr,
+                                    errstr_size);
+        if (rk && group)
+                rd_kafka_poll_set_consumer(rk);
+        return rk;
+}
+
+int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
+                          size_t errstr_size) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t err;
+        int n = -1;
+
+        err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (err) {
+                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
+                         rd_kafka_err2str(err));
+                return -1;
+        }
+        if (md->topic_cnt == 1 && !md->topics[0].err)
+                n = md->topics[0].partition_cnt;
+        else
+                snprintf(errstr, errstr_size, "topic %s: %s", topic,
+                         md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
+                                       : "not found");
+        rd_kafka_metadata_destroy(md);
+        return n;
+}
+
+ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
+                                    size_t errstr_size) {
+        rd_kafka_t *rk;
+        rd_kafka_NewTopic_t *nt[ORDO_TOPIC__COUNT];
+        rd_kafka_queue_t *q;
+        rd_kafka_event_t *ev;
+        const rd_kafka_CreateTopics_result_t *res;
+        const rd_kafka_topic_result_t **tres;
+        size_t i, n;
+        int parts = (int)ordo_config_get_int(conf, "topic.partitions");
+        ordo_err_t ret = ORDO_ERR_OK;
+
+        rk = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
+                                     errstr_size);
+        if (!rk)
+                return ORDO_ERR_KAFKA;
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++) {
+                char name[256];
+                ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
+                nt[i] = rd_kafka_NewTopic_new(name,
+                                              topics[i].single ? 1 : parts,
+                                              1, errstr, errstr_size);
+                if (!nt[i]) {
+                        rd_kafka_NewTopic_destroy_array(nt, i);
+                        rd_kafka_destroy(rk);
+                        return ORDO_ERR_CONFIG;
+                }
+        }
+        q = rd_kafka_queue_new(rk);
+        rd_kafka_CreateTopics(rk, nt, ORDO_TOPIC__COUNT, NULL, q);
+        ev = rd_kafka_queue_poll(q, 30000);
+        if (!ev) {
+                snprintf(errstr, errstr_size,
+                         "creating topics: no answer from Kafka at %s in 30s",
+                         ordo_config_get(conf, "kafka.bootstrap.servers"));
+                ret = ORDO_ERR_TIMEOUT;
+        } else if (rd_kafka_event_error(ev)) {
+                snprintf(errstr, errstr_size, "creating topics: %s",
+                         rd_kafka_event_error_string(ev));
+                ret = ORDO_ERR_KAFKA;
+        } else {
+                res = rd_kafka_event_CreateTopics_result(ev);
+                tres = rd_kafka_CreateTopics_result_topics(res, &n);
+                for (i = 0; i < n; i++) {
+                        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(
+                            tres[i]);
+                        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                                snprintf(errstr, errstr_size,
+                                         "creating topic %s: %s",
+                                         rd_kafka_topic_result_name(tres[i]),
+                                         rd_kafka_err2str(e));
+                                ret = ORDO_ERR_KAFKA;
+                                break;
+                        }
+                }
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_NewTopic_destroy_array(nt, ORDO_TOPIC__COUNT);
+        rd_kafka_destroy(rk);
+        return ret;
+}
+
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage,
+                      char *buf, size_t size) {
+        snprintf(buf, size, "%s%s", ordo_config_get(conf, "group.prefix"),
+                 stage);
+}

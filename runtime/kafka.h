@@ -1,0 +1,86 @@
+/*
+ * ordo - Kafka client setup shared by every stage: the topics of
+ * DESIGN.md, producers, consumers, topic creation and partition counts.
+ */
+#ifndef ORDO_KAFKA_H
+#define ORDO_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "err.h"
+#include "messages.h"
+
+/* DESIGN.md "Topics and keys": short names; the prefix comes from
+ * topic.prefix. single: one partition. */
+#define ORDO_TOPICS(X)                                                        \
+        X(ACTIVITY_COMMANDS, "activity-commands", 0)                          \
+        X(ACTIVITY_EVENTS, "activity-events", 0)                              \
+        X(ORDER_COMMANDS, "order-commands", 0)                                \
+        X(ORDER_EVENTS, "order-events", 0)                                    \
+        X(REFERRAL_COMMANDS, "referral-commands", 1)                          \
+        X(REFERRAL_EVENTS, "referral-events", 1)                              \
+        X(COMMISSION_EVENTS, "commission-events", 0)                          \
+        X(DEAD_LETTERS, "dead-letters", 0)
+
+typedef enum {
+#define X(e, n, single) ORDO_TOPIC_##e,
+        ORDO_TOPICS(X)
+#undef X
+        ORDO_TOPIC__COUNT
+} ordo_topic_t;
+
+const char *ordo_topic_short(ordo_topic_t t);
+/* ORDO_TOPIC__COUNT when the short name is unknown. */
+ordo_topic_t ordo_topic_from_short(const char *short_name);
+/* The command topic a command type is routed to (RULES.md "routed by"),
+ * or ORDO_TOPIC__COUNT for events. */
+ordo_topic_t ordo_command_topic(ordo_msg_type_t type);
+
+/* prefix + short name */
+void ordo_topic_name(const ordo_config_t *conf, ordo_topic_t t, char *buf,
+                     size_t size);
+
+/* A librdkafka configuration from every kafka.* key, with ordo's log
+ * callback. The caller owns it (or hands it to rd_kafka_new). */
+rd_kafka_conf_t *ordo_kafka_conf(const ordo_config_t *conf, char *errstr,
+                                 size_t errstr_size);
+
+/* An idempotent producer (acks=all, murmur2 partitioner as Java's, so a
+ * key lands on the same partition from any client). transactional_id may
+ * be NULL. */
+typedef void(ordo_delivery_cb_t)(rd_kafka_t *rk,
+                                 const rd_kafka_message_t *m, void *opaque);
+rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
+                                    const char *transactional_id,
+                                    ordo_delivery_cb_t *delivery_cb,
+                                    void *opaque, char *errstr,
+                                    size_t errstr_size);
+
+/* A read_committed consumer with manual commits and the eager range
+ * assignor (STACK.md: librdkafka 2.0.2's cooperative path has bugs).
+ * group may be NULL for a consumer used only with assign();
+ * rebalance_cb may be NULL. */
+typedef void(ordo_rebalance_cb_t)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *parts,
+                                  void *opaque);
+rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
+                                    const char *group,
+                                    ordo_rebalance_cb_t *rebalance_cb,
+                                    void *opaque, char *errstr,
+                                    size_t errstr_size);
+
+/* Create any missing topic of DESIGN.md (topic.partitions partitions for
+ * keyed topics, one for single ones). Existing topics are left alone. */
+ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
+                                    size_t errstr_size);
+
+/* Partition count of a topic, or -1 with errstr. */
+int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
+                          size_t errstr_size);
+
+/* Consumer group id and transactional id of a stage. */
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage,
+                      char *buf, size_t size);
+
+#endif
