@@ -563,7 +563,7 @@ static ordo_err_t open_clients(proc_t *p) {
         rd_kafka_topic_partition_list_t *topics;
         rd_kafka_error_t *error;
         rd_kafka_resp_err_t err;
-        int np;
+        int np, ni;
 
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
@@ -590,6 +590,19 @@ static ordo_err_t open_clients(proc_t *p) {
                                    sizeof(p->errstr));
         if (np < 0)
                 return ORDO_ERR_KAFKA;
+        ni = ordo_kafka_partitions(p->producer, p->input, p->errstr,
+                                   sizeof(p->errstr));
+        if (ni < 0)
+                return ORDO_ERR_KAFKA;
+        if (ni != np) {
+                /* Events go to the input's partition number: restore of
+                 * partition p reads only event partition p. */
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "%s has %d partitions but %s has %d: they must be "
+                         "co-partitioned",
+                         p->input, ni, p->events, np);
+                return ORDO_ERR_CONFIG;
+        }
         p->n_states = np;
         p->states = calloc((size_t)np, sizeof(*p->states));
         if (!p->states)

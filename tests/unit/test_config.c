@@ -1,0 +1,109 @@
+/*
+ * Configuration precedence and validation (DESIGN.md "Configuration":
+ * a key=value file, ORDO_* environment variables, then flags).
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static char errstr[512];
+
+Test(config, defaults) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_str_eq(ordo_config_get(c, "kafka.bootstrap.servers"),
+                         "127.0.0.1:9092");
+        cr_assert_str_eq(ordo_config_get(c, "topic.prefix"), "ordo.");
+        cr_assert_str_eq(ordo_config_get(c, "redis.prefix"), "ordo:");
+        cr_assert_eq(ordo_config_get_int(c, "redis.rejected.ttl.s"), 86400);
+        ordo_config_destroy(c);
+}
+
+Test(config, unknown_key_refused_naming_it) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_set(c, "topic.prefx", "x", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_CONFIG);
+        cr_assert(strstr(errstr, "topic.prefx"));
+        ordo_config_destroy(c);
+}
+
+Test(config, kafka_keys_pass_through) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_set_pair(c, "kafka.linger.ms = 7", errstr,
+                                          sizeof(errstr)),
+                     ORDO_ERR_OK);
+        cr_assert_str_eq(ordo_config_get(c, "kafka.linger.ms"), "7");
+        ordo_config_destroy(c);
+}
+
+Test(config, integer_keys_checked) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_set(c, "redis.port", "63x79", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_CONFIG);
+        cr_assert(strstr(errstr, "redis.port"));
+        ordo_config_destroy(c);
+}
+
+Test(config, pair_needs_equals) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_set_pair(c, "topic.prefix", errstr,
+                                          sizeof(errstr)),
+                     ORDO_ERR_CONFIG);
+        ordo_config_destroy(c);
+}
+
+Test(config, file_then_env_then_flag) {
+        ordo_config_t *c = ordo_config_new();
+        char path[] = "/tmp/ordo-config-test-XXXXXX";
+        int fd = mkstemp(path);
+        FILE *f = fdopen(fd, "w");
+        fputs("# comment\n\ntopic.prefix = file.\nmongo.db=fromfile\n"
+              "redis.prefix=file:\n",
+              f);
+        fclose(f);
+        cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK);
+        setenv("ORDO_TOPIC_PREFIX", "env.", 1);
+        setenv("ORDO_REDIS_PREFIX", "env:", 1);
+        setenv("ORDO_NOT_A_KEY", "ignored", 1);
+        cr_assert_eq(ordo_config_load_env(c, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK);
+        cr_assert_eq(ordo_config_set_pair(c, "redis.prefix=flag:", errstr,
+                                          sizeof(errstr)),
+                     ORDO_ERR_OK);
+        cr_assert_str_eq(ordo_config_get(c, "mongo.db"), "fromfile");
+        cr_assert_str_eq(ordo_config_get(c, "topic.prefix"), "env.");
+        cr_assert_str_eq(ordo_config_get(c, "redis.prefix"), "flag:");
+        unsetenv("ORDO_TOPIC_PREFIX");
+        unsetenv("ORDO_REDIS_PREFIX");
+        unsetenv("ORDO_NOT_A_KEY");
+        remove(path);
+        ordo_config_destroy(c);
+}
+
+Test(config, file_error_names_line) {
+        ordo_config_t *c = ordo_config_new();
+        char path[] = "/tmp/ordo-config-test-XXXXXX";
+        int fd = mkstemp(path);
+        FILE *f = fdopen(fd, "w");
+        fputs("mongo.db=x\nnonsense\n", f);
+        fclose(f);
+        cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG);
+        cr_assert(strstr(errstr, ":2:"), "got %s", errstr);
+        remove(path);
+        ordo_config_destroy(c);
+}
+
+Test(config, topic_names_carry_prefix) {
+        ordo_config_t *c = ordo_config_new();
+        char buf[256];
+        ordo_config_set(c, "topic.prefix", "t1.", errstr, sizeof(errstr));
+        ordo_config_topic(c, "order-events", buf, sizeof(buf));
+        cr_assert_str_eq(buf, "t1.order-events");
+        ordo_config_destroy(c);
+}
