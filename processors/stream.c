@@ -167,20 +167,14 @@ static ordo_err_t read_partition(proc_t *p, const char *topic,
                                             void *),
                                  void *arg, int64_t *count) {
         rd_kafka_topic_partition_list_t *tp;
-        rd_kafka_resp_err_t err;
         int64_t lo, hi;
         ordo_msg_t m;
         char why[256];
 
         *count = 0;
-        err = rd_kafka_query_watermark_offsets(p->restorer, topic, partition,
-                                               &lo, &hi, 10000);
-        if (err) {
-                snprintf(p->errstr, sizeof(p->errstr),
-                         "watermarks of %s [%d]: %s", topic, (int)partition,
-                         rd_kafka_err2str(err));
+        if (ordo_kafka_watermarks(p->restorer, topic, partition, &lo, &hi,
+                                  p->errstr, sizeof(p->errstr)))
                 return ORDO_ERR_KAFKA;
-        }
         if (hi <= from || (to >= 0 && to <= from))
                 return ORDO_ERR_OK;
         tp = rd_kafka_topic_partition_list_new(1);

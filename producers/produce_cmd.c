@@ -146,7 +146,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         ordo_codec_t *codec;
         produce_stats_t stats;
         uint64_t tag = random_tag(), seq = 0;
-        ordo_validate_opts_t strict = {0, 0}, kept = {1, 0};
+        ordo_validate_opts_t strict = {.keep_ts = 0}, kept = {.keep_ts = 1};
 
         if (ordo_wants_help(argc, argv)) {
                 usage_details();

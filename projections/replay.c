@@ -73,10 +73,9 @@ static int replay_partition(rd_kafka_t *rk, ordo_codec_t *codec,
         rd_kafka_topic_partition_list_t *tp;
         char why[256];
 
-        if (rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi,
-                                             10000)) {
-                fprintf(stderr, "ordo replay: no watermarks for %s [%d]\n",
-                        topic, (int)part);
+        if (ordo_kafka_watermarks(rk, topic, part, &lo, &hi, why,
+                                  sizeof(why))) {
+                fprintf(stderr, "ordo replay: %s\n", why);
                 return -1;
         }
         if (hi <= lo || hi <= o->from_offset)

@@ -28,6 +28,25 @@ static const struct {
     {"redis.rejected.ttl.s", "86400",
      "seconds a REJECTED order status stays in Redis"},
     {"log.level", "info", "error, warn, info or debug"},
+    {"ingest.listen", "127.0.0.1:8080",
+     "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)"},
+    {"ingest.keys.file", "",
+     "API keys of the gateway, lines \"key_id secret [batch]\"; "
+     "empty: authentication OFF"},
+    {"ingest.signature.window.ms", "300000",
+     "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms"},
+    {"ingest.replay.max", "1048576",
+     "gateway: signatures remembered against replay (24 bytes each)"},
+    {"ingest.rate.per.user", "5",
+     "gateway: PlaceOrder per user_id per second (0: no limit)"},
+    {"ingest.rate.burst", "10", "gateway: PlaceOrder burst per user_id"},
+    {"ingest.rate.users.max", "65536",
+     "gateway: user_ids tracked by the rate limit"},
+    {"ingest.body.max", "1048576", "gateway: largest request body, bytes"},
+    {"ingest.threads", "2", "gateway: HTTP threads"},
+    {"ingest.instance.id", "-1",
+     "gateway: 0..1048575, distinct per instance, in generated ids "
+     "(-1: random)"},
 };
 #define N_KNOWN (sizeof(known) / sizeof(known[0]))
 
@@ -116,7 +135,14 @@ static int is_known(const char *key) {
 static int is_int_key(const char *key) {
         static const char *ints[] = {"topic.partitions", "batch.max",
                                      "batch.ms", "redis.port",
-                                     "redis.rejected.ttl.s"};
+                                     "redis.rejected.ttl.s",
+                                     "ingest.signature.window.ms",
+                                     "ingest.replay.max",
+                                     "ingest.rate.per.user",
+                                     "ingest.rate.burst",
+                                     "ingest.rate.users.max",
+                                     "ingest.body.max", "ingest.threads",
+                                     "ingest.instance.id"};
         size_t i;
         for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
                 if (!strcmp(ints[i], key))

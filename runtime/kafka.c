@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -187,27 +188,81 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
         return rk;
 }
 
-int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
-                          size_t errstr_size) {
+#define RETRY_FOR_MS 30000
+#define RETRY_STEP_MS 200
+
+/* Errors that mean "not yet": a new topic's leader is being elected. */
+static int transient(rd_kafka_resp_err_t err) {
+        return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+               err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+               err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+               err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+               err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+               err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+               err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+               err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
+}
+
+ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
+                                 int32_t partition, int64_t *lo, int64_t *hi,
+                                 char *errstr, size_t errstr_size) {
+        rd_kafka_resp_err_t err;
+        int waited = 0;
+        while ((err = rd_kafka_query_watermark_offsets(rk, topic, partition,
+                                                       lo, hi, 5000))) {
+                if (!transient(err) || waited >= RETRY_FOR_MS)
+                        break;
+                usleep(RETRY_STEP_MS * 1000);
+                waited += RETRY_STEP_MS;
+        }
+        if (err) {
+                snprintf(errstr, errstr_size, "watermarks of %s [%d]: %s",
+                         topic, (int)partition, rd_kafka_err2str(err));
+                return ORDO_ERR_KAFKA;
+        }
+        return ORDO_ERR_OK;
+}
+
+/* Partition count, or -1; *err says why. */
+static int partitions_once(rd_kafka_t *rk, const char *topic,
+                           rd_kafka_resp_err_t *err) {
         const struct rd_kafka_metadata *md;
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        rd_kafka_resp_err_t err;
-        int n = -1;
+        int n = -1, i;
 
-        err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        *err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
         rd_kafka_topic_destroy(rkt);
-        if (err) {
-                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
-                         rd_kafka_err2str(err));
+        if (*err)
                 return -1;
-        }
-        if (md->topic_cnt == 1 && !md->topics[0].err)
+        if (md->topic_cnt != 1)
+                *err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        else if (md->topics[0].err)
+                *err = md->topics[0].err;
+        else {
                 n = md->topics[0].partition_cnt;
-        else
-                snprintf(errstr, errstr_size, "topic %s: %s", topic,
-                         md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
-                                       : "not found");
+                /* Usable only once every partition has a leader. */
+                for (i = 0; i < n; i++)
+                        if (md->topics[0].partitions[i].leader < 0)
+                                *err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+                if (*err)
+                        n = -1;
+        }
         rd_kafka_metadata_destroy(md);
+        return n;
+}
+
+int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
+                          size_t errstr_size) {
+        rd_kafka_resp_err_t err;
+        int n, waited = 0;
+        while ((n = partitions_once(rk, topic, &err)) < 0 && transient(err) &&
+               waited < RETRY_FOR_MS) {
+                usleep(RETRY_STEP_MS * 1000);
+                waited += RETRY_STEP_MS;
+        }
+        if (n < 0)
+                snprintf(errstr, errstr_size, "topic %s: %s", topic,
+                         rd_kafka_err2str(err));
         return n;
 }
 
@@ -271,6 +326,14 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                 rd_kafka_event_destroy(ev);
         rd_kafka_queue_destroy(q);
         rd_kafka_NewTopic_destroy_array(nt, ORDO_TOPIC__COUNT);
+        /* A topic just created has no leaders for a moment: wait, so
+         * callers can use it at once. */
+        for (i = 0; !ret && i < ORDO_TOPIC__COUNT; i++) {
+                char name[256];
+                ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
+                if (ordo_kafka_partitions(rk, name, errstr, errstr_size) < 0)
+                        ret = ORDO_ERR_KAFKA;
+        }
         rd_kafka_destroy(rk);
         return ret;
 }

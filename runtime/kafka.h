@@ -75,7 +75,14 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
 ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                                     size_t errstr_size);
 
-/* Partition count of a topic, or -1 with errstr. */
+/* Low and high watermarks, retrying for up to 30 s while the partition
+ * has no leader yet (a topic just created) or the broker is busy. */
+ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
+                                 int32_t partition, int64_t *lo, int64_t *hi,
+                                 char *errstr, size_t errstr_size);
+
+/* Partition count of a topic, or -1 with errstr; retried like
+ * ordo_kafka_watermarks while the topic is not known yet. */
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size);
 

@@ -14,6 +14,7 @@
 extern volatile sig_atomic_t ordo_stop;
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv);

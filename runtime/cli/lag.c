@@ -137,14 +137,13 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                         for (i = 0; i < np; i++) {
                                 int64_t lo, hi, c = tp->elems[i].offset;
                                 int left;
-                                if (rd_kafka_query_watermark_offsets(
+                                if (ordo_kafka_watermarks(
                                         l->consumers[g], topic, i, &lo, &hi,
-                                        10000)) {
+                                        errstr, sizeof(errstr))) {
                                         rd_kafka_topic_partition_list_destroy(
                                             tp);
-                                        fprintf(stderr,
-                                                "ordo: watermarks of %s\n",
-                                                topic);
+                                        fprintf(stderr, "ordo: %s\n",
+                                                errstr);
                                         return -1;
                                 }
                                 *hw_sum += hi;

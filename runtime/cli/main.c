@@ -28,6 +28,8 @@ static const struct {
 } commands[] = {
     {"produce", ordo_cmd_produce, "[FILE] [--keep-ts] [--dry-run]",
      "validate JSON-lines commands and send them to Kafka"},
+    {"ingest", ordo_cmd_ingest, "[--listen HOST:PORT]",
+     "HTTP gateway: POST JSON commands, 202 once Kafka has them"},
     {"run", ordo_cmd_run, "[STAGE...]",
      "run stages in one process (all by default): activity order "
      "referral commission mongo redis"},

@@ -1,0 +1,1189 @@
+/*
+ * ordo ingest: the HTTP gateway. See ingest.h for what it is tuned for and
+ * docs/command-contract.md ("HTTP gateway") for the contract.
+ *
+ * A POST goes through these steps, one static function each:
+ *   receive   the body arrives in pieces; past ingest.body.max it is
+ *             dropped and the answer will be 413
+ *   auth      X-Ordo-Key / X-Ordo-Timestamp / X-Ordo-Signature (when a keys
+ *             file is configured), window, replay set -> 401
+ *   prepare   every line validated, stamped, given ids and encoded into
+ *             one arena; any fault -> 400 (413 for a command over 64 KiB),
+ *             nothing sent (a batch is all or nothing at the door)
+ *   limit     per-user token bucket on PlaceOrder -> 429, nothing sent
+ *   produce   every line handed to librdkafka; the connection is suspended
+ *   (wait)    the delivery reports arrive on the poller thread; the last
+ *             one resumes the connection
+ *   answer    202 if Kafka acknowledged every line, else 503 + Retry-After
+ */
+#include "ingest.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "hmac.h"
+#include "idgen.h"
+#include "kafka.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "seen.h"
+#include "validate.h"
+
+#define PATH_ONE "/v1/commands"
+#define PATH_BATCH "/v1/commands:batch"
+#define UNAVAILABLE_S "1" /* Retry-After of a 503, seconds */
+#define SHUTDOWN_WAIT_MS 10000
+#define ENCODED_MAX 8192 /* one encoded command; validate caps JSON at 64k */
+#define ERRORS_LISTED 1000 /* refused lines listed in one 400 answer */
+
+/* ---- metrics ------------------------------------------------------------ */
+
+static const unsigned statuses[] = {200, 202, 400, 401, 404,
+                                    405, 413, 429, 500, 503};
+#define N_STATUSES (sizeof(statuses) / sizeof(statuses[0]))
+
+/* Upper bounds in microseconds of the produce latency histogram. */
+static const int64_t bucket_us[] = {500,    1000,   2000,    5000,   10000,
+                                    20000,  50000,  100000,  250000, 500000,
+                                    1000000, 2500000, 5000000, 10000000};
+#define N_BUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
+
+typedef struct {
+        atomic_uint_fast64_t requests[N_STATUSES + 1]; /* last: other */
+        atomic_uint_fast64_t latency[N_BUCKETS + 1];   /* last: +Inf */
+        atomic_uint_fast64_t latency_sum_us;
+        atomic_uint_fast64_t acked, failed;
+} metrics_t;
+
+/* ---- keys --------------------------------------------------------------- */
+
+typedef struct {
+        char id[ORDO_ID_MAX + 1];
+        char secret[256];
+        int trusted; /* "batch": may supply ts_ms */
+} api_key_t;
+
+/* ---- the gateway -------------------------------------------------------- */
+
+struct ordo_ingest_s {
+        struct MHD_Daemon *mhd;
+        rd_kafka_t *rk;
+        pthread_t poller;
+        int poller_started;
+        atomic_int stop_poller;
+        pthread_key_t codec_key;
+        int codec_key_made;
+        char topics[ORDO_TOPIC__COUNT][256];
+        api_key_t *keys; /* NULL: authentication off */
+        size_t n_keys;
+        int64_t window_ms, body_max;
+        ordo_ratelimit_t *rl;
+        ordo_seen_t *seen;
+        ordo_idgen_t ids;
+        int ids_made;
+        atomic_int stopping;
+        atomic_long inflight; /* requests with messages not yet reported */
+        int port;
+        metrics_t metrics;
+};
+
+/* ---- one request -------------------------------------------------------- */
+
+typedef enum { ROUTE_ONE, ROUTE_BATCH } route_t;
+typedef enum { ST_RECEIVING, ST_WAITING } state_t;
+
+struct req_s;
+
+typedef struct {
+        struct req_s *req;
+        int64_t lineno;
+        char command_id[ORDO_MSG_ID_MAX + 1];
+        char order_id[ORDO_ID_MAX + 1]; /* PlaceOrder only */
+        char user_id[ORDO_ID_MAX + 1];  /* PlaceOrder only: rate limit */
+        ordo_msg_type_t type;
+        ordo_topic_t topic;
+        size_t off, len, key_off, key_len; /* in req->arena */
+        int64_t t0_us;
+        rd_kafka_resp_err_t err; /* set by the delivery report */
+} line_t;
+
+typedef struct req_s {
+        ordo_ingest_t *gw;
+        struct MHD_Connection *conn;
+        route_t route;
+        state_t state;
+        char *body;
+        size_t len, cap;
+        int too_large;
+        line_t *lines;
+        size_t n_lines;
+        char *arena;
+        size_t arena_len, arena_cap;
+        atomic_long pending; /* delivery reports still due, + 1 guard */
+} req_t;
+
+static int64_t now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t now_ms(void) {
+        return now_us() / 1000;
+}
+
+static void req_free(req_t *r) {
+        if (!r)
+                return;
+        free(r->body);
+        free(r->lines);
+        free(r->arena);
+        free(r);
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+static void count_status(ordo_ingest_t *gw, unsigned status) {
+        size_t i;
+        for (i = 0; i < N_STATUSES && statuses[i] != status; i++)
+                ;
+        atomic_fetch_add(&gw->metrics.requests[i], 1);
+}
+
+/* An extra header of an answer: Retry-After (429, 503) or Allow (405). */
+typedef struct {
+        const char *name, *value;
+} header_t;
+
+#define NO_HEADER ((header_t){NULL, NULL})
+#define RETRY_AFTER(v) ((header_t){MHD_HTTP_HEADER_RETRY_AFTER, (v)})
+#define ALLOW(v) ((header_t){MHD_HTTP_HEADER_ALLOW, (v)})
+
+/* Sends text (taken: freed with free()) with status and content type. */
+static enum MHD_Result send_text(ordo_ingest_t *gw, struct MHD_Connection *c,
+                                 unsigned status, char *text,
+                                 const char *content_type, header_t extra) {
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        if (!text)
+                return MHD_NO; /* out of memory: MHD drops the connection */
+        resp = MHD_create_response_from_buffer(strlen(text), text,
+                                               MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                content_type);
+        if (extra.name)
+                MHD_add_response_header(resp, extra.name, extra.value);
+        if (status == MHD_HTTP_UNAUTHORIZED)
+                MHD_add_response_header(resp,
+                                        MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                        "Ordo-HMAC-SHA256");
+        ret = MHD_queue_response(c, status, resp);
+        MHD_destroy_response(resp);
+        count_status(gw, status);
+        return ret;
+}
+
+/* Sends body (taken) as JSON. */
+static enum MHD_Result send_json(ordo_ingest_t *gw, struct MHD_Connection *c,
+                                 unsigned status, json_t *body,
+                                 header_t extra) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        return send_text(gw, c, status, text, "application/json", extra);
+}
+
+/* {"error": msg, "reason": reason} */
+static enum MHD_Result send_error(ordo_ingest_t *gw, struct MHD_Connection *c,
+                                  unsigned status, const char *reason,
+                                  const char *msg, header_t extra) {
+        return send_json(gw, c, status,
+                         json_pack("{s:s, s:s}", "error", msg, "reason",
+                                   reason),
+                         extra);
+}
+
+/* ---- Kafka -------------------------------------------------------------- */
+
+static void *poll_loop(void *arg) {
+        ordo_ingest_t *gw = arg;
+        while (!atomic_load(&gw->stop_poller))
+                rd_kafka_poll(gw->rk, 100);
+        return NULL;
+}
+
+/* One line is done; the last one of a request resumes its connection. */
+static void line_done(line_t *l) {
+        req_t *r = l->req;
+        if (atomic_fetch_sub(&r->pending, 1) == 1) {
+                atomic_fetch_sub(&r->gw->inflight, 1);
+                MHD_resume_connection(r->conn);
+        }
+}
+
+static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque) {
+        ordo_ingest_t *gw = opaque;
+        line_t *l = m->_private;
+        int64_t us = now_us() - l->t0_us;
+        size_t b;
+        (void)rk;
+
+        l->err = m->err;
+        if (m->err) {
+                atomic_fetch_add(&gw->metrics.failed, 1);
+        } else {
+                atomic_fetch_add(&gw->metrics.acked, 1);
+                for (b = 0; b < N_BUCKETS && us > bucket_us[b]; b++)
+                        ;
+                atomic_fetch_add(&gw->metrics.latency[b], 1);
+                atomic_fetch_add(&gw->metrics.latency_sum_us,
+                                 (uint_fast64_t)(us > 0 ? us : 0));
+        }
+        line_done(l);
+}
+
+static void codec_free(void *c) {
+        ordo_codec_destroy(c);
+}
+
+/* The codec is not thread-safe (codec.h): one per MHD thread, freed when
+ * the thread ends. */
+static ordo_codec_t *thread_codec(ordo_ingest_t *gw) {
+        ordo_codec_t *c = pthread_getspecific(gw->codec_key);
+        char errstr[256];
+        if (!c) {
+                c = ordo_codec_new(errstr, sizeof(errstr));
+                if (!c)
+                        ORDO_LOG(ERROR, "ingest", "msg=\"codec: %s\"",
+                                 errstr);
+                else
+                        pthread_setspecific(gw->codec_key, c);
+        }
+        return c;
+}
+
+/* ---- auth --------------------------------------------------------------- */
+
+static const api_key_t *find_key(const ordo_ingest_t *gw, const char *id) {
+        size_t i;
+        for (i = 0; id && i < gw->n_keys; i++)
+                if (!strcmp(gw->keys[i].id, id))
+                        return &gw->keys[i];
+        return NULL;
+}
+
+/* NULL if the request may pass (then *key is its key, or NULL when
+ * authentication is off); otherwise the reason of the 401 and *msg. */
+static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
+                        const char *url, const api_key_t **key,
+                        const char **msg) {
+        struct MHD_Connection *c = r->conn;
+        const char *id, *ts, *sig;
+        unsigned char digest[ORDO_HMAC_SHA256_LEN];
+        int64_t t, now = now_ms();
+        char *end;
+
+        *key = NULL;
+        if (!gw->keys)
+                return NULL;
+        id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Key");
+        ts = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                         "X-Ordo-Timestamp");
+        sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                          "X-Ordo-Signature");
+        if (!id || !ts || !sig) {
+                *msg = "X-Ordo-Key, X-Ordo-Timestamp and X-Ordo-Signature "
+                       "are required";
+                return "MISSING_AUTH";
+        }
+        errno = 0;
+        t = strtoll(ts, &end, 10);
+        if (!*ts || *end || errno || t < now - gw->window_ms ||
+            t > now + gw->window_ms) {
+                *msg = "X-Ordo-Timestamp is not milliseconds since the epoch "
+                       "within the signature window of the gateway's clock";
+                return "STALE_TIMESTAMP";
+        }
+        /* An unknown key and a wrong signature look the same from outside,
+         * so keys cannot be enumerated. */
+        *key = find_key(gw, id);
+        if (!*key ||
+            ordo_ingest_sign((*key)->secret, method, url, ts, r->body,
+                             r->len, digest, NULL) ||
+            !ordo_hmac_hex_equal(digest, sig)) {
+                *key = NULL;
+                *msg = "X-Ordo-Signature does not match: hex HMAC-SHA256 of "
+                       "method, path, timestamp and body, each but the last "
+                       "followed by \\n";
+                return "BAD_SIGNATURE";
+        }
+        if (ordo_seen_check_add(gw->seen, digest, t + gw->window_ms, now)) {
+                *key = NULL;
+                *msg = "this signature was used before: sign each request, "
+                       "retries included, with a new timestamp";
+                return "REPLAYED";
+        }
+        return NULL;
+}
+
+/* ---- prepare: validate, stamp, identify, encode ------------------------- */
+
+typedef struct {
+        json_t *errors; /* array of {line, error, field, reason} */
+        size_t n;
+        int too_large; /* a command over ORDO_COMMAND_MAX_BYTES */
+} faults_t;
+
+static void add_fault(faults_t *f, int64_t lineno, const char *error,
+                      const char *field, const char *reason) {
+        f->n++;
+        if (!strcmp(reason, "TOO_LARGE"))
+                f->too_large = 1;
+        if (json_array_size(f->errors) < ERRORS_LISTED)
+                json_array_append_new(
+                    f->errors, json_pack("{s:I, s:s, s:s, s:s}", "line",
+                                         (json_int_t)lineno, "error", error,
+                                         "field", field, "reason", reason));
+}
+
+static int arena_reserve(req_t *r, size_t n) {
+        if (r->arena_len + n > r->arena_cap) {
+                size_t cap = r->arena_cap ? r->arena_cap : 4096;
+                char *a;
+                while (cap < r->arena_len + n)
+                        cap *= 2;
+                if (!(a = realloc(r->arena, cap)))
+                        return -1;
+                r->arena = a;
+                r->arena_cap = cap;
+        }
+        return 0;
+}
+
+/* Validates one command into l; on a fault records it and returns -1. */
+static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
+                        const ordo_validate_opts_t *opts, const char *s,
+                        size_t n, line_t *l, faults_t *f) {
+        ordo_msg_t m;
+        ordo_field_fault_t fault;
+        char errstr[512];
+        const char *key;
+        size_t len;
+        int64_t now = now_ms();
+
+        if (ordo_validate_command(s, n, opts, &m, &fault, errstr,
+                                  sizeof(errstr))) {
+                add_fault(f, l->lineno, errstr, fault.field,
+                          fault.reason[0] ? fault.reason : "INVALID");
+                return -1;
+        }
+        if (m.type == ORDO_MSG_TICK) {
+                /* A Tick must reach every partition; `ordo tick` does
+                 * that, one HTTP command cannot. */
+                add_fault(f, l->lineno,
+                          "field \"type\": Tick is sent by `ordo tick`, not "
+                          "through the gateway",
+                          "type", "INTERNAL_TYPE");
+                return -1;
+        }
+        if (!opts->keep_ts)
+                m.meta.ts_ms = now;
+        if (!m.meta.id[0])
+                ordo_idgen_next(&gw->ids, 'c', now, m.meta.id,
+                                sizeof(m.meta.id));
+        if (m.type == ORDO_MSG_PLACE_ORDER) {
+                if (!m.u.place.order_id[0])
+                        ordo_idgen_next(&gw->ids, 'o', now,
+                                        m.u.place.order_id,
+                                        sizeof(m.u.place.order_id));
+                ordo_strlcpy(l->order_id, m.u.place.order_id,
+                             sizeof(l->order_id));
+                ordo_strlcpy(l->user_id, m.u.place.user_id,
+                             sizeof(l->user_id));
+        }
+        ordo_strlcpy(l->command_id, m.meta.id, sizeof(l->command_id));
+        l->type = m.type;
+        l->topic = ordo_command_topic(m.type);
+        key = ordo_msg_key(&m);
+        l->key_len = strlen(key);
+        if (arena_reserve(r, ENCODED_MAX + l->key_len)) {
+                add_fault(f, l->lineno, "out of memory", "", "INTERNAL");
+                return -1;
+        }
+        if (ordo_codec_encode(codec, &m, r->arena + r->arena_len,
+                              ENCODED_MAX, &len, errstr, sizeof(errstr))) {
+                add_fault(f, l->lineno, errstr, "", "NOT_ENCODABLE");
+                return -1;
+        }
+        l->off = r->arena_len;
+        l->len = len;
+        r->arena_len += len;
+        l->key_off = r->arena_len;
+        memcpy(r->arena + r->arena_len, key, l->key_len);
+        r->arena_len += l->key_len;
+        return 0;
+}
+
+/* Splits the body into lines (one for /v1/commands) and prepares each.
+ * Returns the number of faults; f->errors lists them. */
+static size_t prepare(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
+                      faults_t *f) {
+        ordo_validate_opts_t opts = {.keep_ts = key && key->trusted,
+                                     .allow_internal = 0,
+                                     .generate_order_id = 1};
+        ordo_codec_t *codec = thread_codec(gw);
+        size_t cap = 1, i, pos = 0;
+        int64_t lineno = 0;
+
+        if (!codec) {
+                add_fault(f, 1, "the gateway has no codec", "", "INTERNAL");
+                return f->n;
+        }
+        if (r->route == ROUTE_BATCH)
+                for (i = 0; i < r->len; i++)
+                        cap += r->body[i] == '\n';
+        if (!(r->lines = calloc(cap, sizeof(*r->lines)))) {
+                add_fault(f, 1, "out of memory", "", "INTERNAL");
+                return f->n;
+        }
+        if (r->route == ROUTE_ONE) {
+                line_t *l = &r->lines[r->n_lines++];
+                l->req = r;
+                l->lineno = 1;
+                prepare_line(gw, r, codec, &opts, r->body, r->len, l, f);
+                return f->n;
+        }
+        while (pos < r->len) {
+                const char *s = r->body + pos, *nl;
+                size_t n = r->len - pos, k;
+                line_t *l;
+
+                nl = memchr(s, '\n', n);
+                if (nl)
+                        n = (size_t)(nl - s);
+                pos += n + 1;
+                lineno++;
+                k = n;
+                while (k && s[k - 1] == '\r')
+                        k--;
+                for (i = 0; i < k && strchr(" \t", s[i]); i++)
+                        ;
+                if (i == k)
+                        continue; /* blank lines are skipped */
+                l = &r->lines[r->n_lines++];
+                l->req = r;
+                l->lineno = lineno;
+                if (prepare_line(gw, r, codec, &opts, s, k, l, f))
+                        r->n_lines--;
+        }
+        if (!r->n_lines && !f->n)
+                add_fault(f, 1, "empty batch: no command in the body", "",
+                          "EMPTY");
+        return f->n;
+}
+
+static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
+        json_t *first = json_array_get(f->errors, 0), *body;
+        unsigned status = f->too_large && r->route == ROUTE_ONE
+                              ? MHD_HTTP_CONTENT_TOO_LARGE
+                              : MHD_HTTP_BAD_REQUEST;
+
+        if (r->route == ROUTE_ONE) {
+                body = json_deep_copy(first);
+                json_object_del(body, "line");
+        } else {
+                /* The first fault at the top, as for one command; then
+                 * every refused line. */
+                body = json_deep_copy(first);
+                json_object_set_new(
+                    body, "error",
+                    json_sprintf("%zu line(s) refused, nothing sent; first: "
+                                 "line %" JSON_INTEGER_FORMAT ": %s",
+                                 f->n,
+                                 json_integer_value(
+                                     json_object_get(first, "line")),
+                                 json_string_value(
+                                     json_object_get(first, "error"))));
+                json_object_set_new(body, "refused", json_integer(
+                                                         (json_int_t)f->n));
+                json_object_set(body, "errors", f->errors);
+        }
+        return send_json(gw, r->conn, status, body, NO_HEADER);
+}
+
+/* ---- limit -------------------------------------------------------------- */
+
+/* 0 if every PlaceOrder may pass; else sends 429 and returns -1. */
+static int limit(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
+                 enum MHD_Result *ret) {
+        json_t *lines = json_array(), *body;
+        int64_t worst = 0, retry, now = now_ms();
+        size_t i, refused = 0;
+        char after[32];
+        const char *user = NULL;
+
+        /* A trusted batch key replays history; the brake is for bots. */
+        if (key && key->trusted) {
+                json_decref(lines);
+                return 0;
+        }
+        for (i = 0; i < r->n_lines; i++) {
+                line_t *l = &r->lines[i];
+                if (!l->user_id[0] ||
+                    ordo_ratelimit_take(gw->rl, l->user_id, now, &retry))
+                        continue;
+                refused++;
+                if (!user)
+                        user = l->user_id;
+                if (retry > worst)
+                        worst = retry;
+                if (json_array_size(lines) < ERRORS_LISTED)
+                        json_array_append_new(
+                            lines, json_integer((json_int_t)l->lineno));
+        }
+        if (!refused) {
+                json_decref(lines);
+                return 0;
+        }
+        snprintf(after, sizeof(after), "%lld",
+                 (long long)((worst + 999) / 1000));
+        body = json_pack("{s:s, s:s, s:s, s:I}", "error",
+                         "too many PlaceOrder for this user_id; nothing sent",
+                         "field", "user_id", "reason", "RATE_LIMITED",
+                         "retry_after_ms", (json_int_t)worst);
+        if (r->route == ROUTE_BATCH)
+                json_object_set(body, "lines", lines);
+        json_decref(lines);
+        *ret = send_json(gw, r->conn, MHD_HTTP_TOO_MANY_REQUESTS, body,
+                         RETRY_AFTER(after));
+        return -1;
+}
+
+/* ---- produce and answer ------------------------------------------------- */
+
+/* Hands every line to librdkafka. Returns how many were taken; the lines
+ * not taken carry the error. */
+static size_t produce(ordo_ingest_t *gw, req_t *r) {
+        size_t i, taken = 0;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+        for (i = 0; i < r->n_lines; i++) {
+                line_t *l = &r->lines[i];
+                if (err) {
+                        l->err = err; /* not sent: the queue is full */
+                        continue;
+                }
+                l->t0_us = now_us();
+                atomic_fetch_add(&r->pending, 1);
+                /* No copy: the arena lives until the request is freed,
+                 * after its last delivery report. */
+                err = rd_kafka_producev(
+                    gw->rk, RD_KAFKA_V_TOPIC(gw->topics[l->topic]),
+                    RD_KAFKA_V_KEY(l->key_len ? r->arena + l->key_off : NULL,
+                                   l->key_len),
+                    RD_KAFKA_V_VALUE(r->arena + l->off, l->len),
+                    RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
+                                      ordo_msg_type_name(l->type), -1),
+                    RD_KAFKA_V_OPAQUE(l), RD_KAFKA_V_END);
+                if (err) {
+                        atomic_fetch_sub(&r->pending, 1);
+                        l->err = err;
+                } else
+                        taken++;
+        }
+        return taken;
+}
+
+static json_t *line_result(const line_t *l, int with_status) {
+        json_t *o = json_pack("{s:I, s:s}", "line", (json_int_t)l->lineno,
+                              "command_id", l->command_id);
+        if (l->order_id[0])
+                json_object_set_new(o, "order_id",
+                                    json_string(l->order_id));
+        if (with_status) {
+                json_object_set_new(o, "status",
+                                    json_string(l->err ? "failed"
+                                                       : "accepted"));
+                if (l->err)
+                        json_object_set_new(
+                            o, "error", json_string(rd_kafka_err2str(l->err)));
+        }
+        return o;
+}
+
+static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
+        size_t i, failed = 0;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        json_t *body, *results;
+
+        for (i = 0; i < r->n_lines; i++)
+                if (r->lines[i].err) {
+                        if (!failed++)
+                                err = r->lines[i].err;
+                }
+        if (r->route == ROUTE_ONE) {
+                body = line_result(&r->lines[0], 0);
+                json_object_del(body, "line");
+        } else {
+                results = json_array();
+                for (i = 0; i < r->n_lines; i++)
+                        json_array_append_new(
+                            results, line_result(&r->lines[i], failed));
+                body = json_pack("{s:I, s:o}", "accepted",
+                                 (json_int_t)(r->n_lines - failed),
+                                 "results", results);
+        }
+        if (!failed)
+                return send_json(gw, r->conn, MHD_HTTP_ACCEPTED, body, NO_HEADER);
+        json_object_set_new(
+            body, "error",
+            json_sprintf("Kafka did not take %zu of %zu command(s): %s; "
+                         "resend them with the same ids",
+                         failed, r->n_lines, rd_kafka_err2str(err)));
+        json_object_set_new(body, "reason", json_string("UNAVAILABLE"));
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                ORDO_LOG(WARN, "ingest",
+                         "msg=\"not acknowledged\" commands=%zu err=\"%s\"",
+                         failed, rd_kafka_err2str(err));
+        return send_json(gw, r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, body,
+                         RETRY_AFTER(UNAVAILABLE_S));
+}
+
+/* The whole body is in: auth, prepare, limit, produce, suspend. */
+static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
+                               const char *method, const char *url) {
+        const api_key_t *key;
+        const char *reason, *msg = "";
+        faults_t f = {json_array(), 0, 0};
+        enum MHD_Result ret;
+        char limit_str[96];
+
+        if (r->too_large) {
+                json_decref(f.errors);
+                snprintf(limit_str, sizeof(limit_str),
+                         "body over %lld bytes (ingest.body.max)",
+                         (long long)gw->body_max);
+                return send_error(gw, r->conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                                  "TOO_LARGE", limit_str, NO_HEADER);
+        }
+        if ((reason = auth(gw, r, method, url, &key, &msg))) {
+                json_decref(f.errors);
+                ORDO_LOG(DEBUG, "ingest", "msg=unauthorised reason=%s",
+                         reason);
+                return send_error(gw, r->conn, MHD_HTTP_UNAUTHORIZED, reason,
+                                  msg, NO_HEADER);
+        }
+        if (prepare(gw, r, key, &f)) {
+                ret = refuse(gw, r, &f);
+                json_decref(f.errors);
+                return ret;
+        }
+        json_decref(f.errors);
+        if (limit(gw, r, key, &ret))
+                return ret;
+
+        /* Counted before the check, so shutdown waits for us if we pass. */
+        atomic_fetch_add(&gw->inflight, 1);
+        if (atomic_load(&gw->stopping)) {
+                atomic_fetch_sub(&gw->inflight, 1);
+                return send_error(gw, r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                  "UNAVAILABLE", "the gateway is stopping",
+                                  RETRY_AFTER(UNAVAILABLE_S));
+        }
+        atomic_store(&r->pending, 1); /* the guard */
+        if (!produce(gw, r)) {
+                atomic_fetch_sub(&gw->inflight, 1);
+                return answer(gw, r); /* nothing queued: 503 now */
+        }
+        r->state = ST_WAITING;
+        MHD_suspend_connection(r->conn);
+        /* Drop the guard: if every report came already, resume now. */
+        if (atomic_fetch_sub(&r->pending, 1) == 1) {
+                atomic_fetch_sub(&gw->inflight, 1);
+                MHD_resume_connection(r->conn);
+        }
+        return MHD_YES;
+}
+
+/* ---- GET endpoints ------------------------------------------------------ */
+
+static enum MHD_Result healthz(ordo_ingest_t *gw, struct MHD_Connection *c) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_resp_err_t err;
+        int brokers;
+
+        err = rd_kafka_metadata(gw->rk, 0, NULL, &md, 1000);
+        if (err)
+                return send_json(gw, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 json_pack("{s:s, s:s}", "status",
+                                           "unavailable", "error",
+                                           rd_kafka_err2str(err)),
+                                 RETRY_AFTER(UNAVAILABLE_S));
+        brokers = md->broker_cnt;
+        rd_kafka_metadata_destroy(md);
+        return send_json(gw, c, MHD_HTTP_OK,
+                         json_pack("{s:s, s:i}", "status", "ok", "brokers",
+                                   brokers),
+                         NO_HEADER);
+}
+
+static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
+        metrics_t *m = &gw->metrics;
+        char *text = NULL;
+        size_t size = 0, i;
+        uint64_t cum = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        if (!f)
+                return MHD_NO;
+        fprintf(f, "# HELP ordo_ingest_requests_total HTTP requests "
+                   "answered, by status.\n"
+                   "# TYPE ordo_ingest_requests_total counter\n");
+        for (i = 0; i <= N_STATUSES; i++)
+                if (i < N_STATUSES)
+                        fprintf(f,
+                                "ordo_ingest_requests_total{status=\"%u\"} "
+                                "%" PRIuFAST64 "\n",
+                                statuses[i], atomic_load(&m->requests[i]));
+                else
+                        fprintf(f,
+                                "ordo_ingest_requests_total{status="
+                                "\"other\"} %" PRIuFAST64 "\n",
+                                atomic_load(&m->requests[i]));
+        fprintf(f, "# HELP ordo_ingest_commands_total Commands Kafka "
+                   "acknowledged (result=\"acked\") or did not.\n"
+                   "# TYPE ordo_ingest_commands_total counter\n"
+                   "ordo_ingest_commands_total{result=\"acked\"} "
+                   "%" PRIuFAST64 "\n"
+                   "ordo_ingest_commands_total{result=\"failed\"} "
+                   "%" PRIuFAST64 "\n",
+                atomic_load(&m->acked), atomic_load(&m->failed));
+        fprintf(f, "# HELP ordo_ingest_produce_seconds From produce to "
+                   "Kafka's acknowledgement (acks=all), per command.\n"
+                   "# TYPE ordo_ingest_produce_seconds histogram\n");
+        for (i = 0; i <= N_BUCKETS; i++) {
+                cum += atomic_load(&m->latency[i]);
+                if (i < N_BUCKETS)
+                        fprintf(f,
+                                "ordo_ingest_produce_seconds_bucket{le="
+                                "\"%g\"} %" PRIu64 "\n",
+                                (double)bucket_us[i] / 1e6, cum);
+                else
+                        fprintf(f,
+                                "ordo_ingest_produce_seconds_bucket{le="
+                                "\"+Inf\"} %" PRIu64 "\n",
+                                cum);
+        }
+        fprintf(f,
+                "ordo_ingest_produce_seconds_sum %.6f\n"
+                "ordo_ingest_produce_seconds_count %" PRIu64 "\n",
+                (double)atomic_load(&m->latency_sum_us) / 1e6, cum);
+        fprintf(f,
+                "# HELP ordo_ingest_queue_depth Messages in the producer "
+                "queue, not yet acknowledged (rd_kafka_outq_len).\n"
+                "# TYPE ordo_ingest_queue_depth gauge\n"
+                "ordo_ingest_queue_depth %d\n"
+                "# HELP ordo_ingest_waiting_requests Requests waiting for "
+                "Kafka's acknowledgement.\n"
+                "# TYPE ordo_ingest_waiting_requests gauge\n"
+                "ordo_ingest_waiting_requests %ld\n"
+                "# HELP ordo_ingest_replay_evictions_total Live signatures "
+                "dropped from a full replay set (raise "
+                "ingest.replay.max).\n"
+                "# TYPE ordo_ingest_replay_evictions_total counter\n"
+                "ordo_ingest_replay_evictions_total %" PRIu64 "\n",
+                rd_kafka_outq_len(gw->rk), atomic_load(&gw->inflight),
+                ordo_seen_evictions(gw->seen));
+        fclose(f);
+        return send_text(gw, c, MHD_HTTP_OK, text,
+                         "text/plain; version=0.0.4", NO_HEADER);
+}
+
+/* ---- the libmicrohttpd callbacks ---------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+        ordo_ingest_t *gw = cls;
+        req_t *r = *con_cls;
+        (void)version;
+
+        if (!r) {
+                const char *cl;
+                int is_get = !strcmp(method, MHD_HTTP_METHOD_GET);
+                int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
+                route_t route;
+
+                if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
+                        if (!is_get)
+                                return send_error(
+                                    gw, c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                    "METHOD_NOT_ALLOWED", "use GET", ALLOW("GET"));
+                        return url[1] == 'h' ? healthz(gw, c)
+                                             : metrics(gw, c);
+                }
+                if (!strcmp(url, PATH_ONE))
+                        route = ROUTE_ONE;
+                else if (!strcmp(url, PATH_BATCH))
+                        route = ROUTE_BATCH;
+                else
+                        return send_error(gw, c, MHD_HTTP_NOT_FOUND,
+                                          "NOT_FOUND",
+                                          "paths: POST " PATH_ONE
+                                          ", POST " PATH_BATCH
+                                          ", GET /healthz, GET /metrics",
+                                          NO_HEADER);
+                if (!is_post)
+                        return send_error(gw, c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                          "METHOD_NOT_ALLOWED", "use POST",
+                                          ALLOW("POST"));
+                cl = MHD_lookup_connection_value(
+                    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if (cl && strtoull(cl, NULL, 10) >
+                              (unsigned long long)gw->body_max) {
+                        /* Refused before the body is read. */
+                        char msg[96];
+                        snprintf(msg, sizeof(msg),
+                                 "body over %lld bytes (ingest.body.max)",
+                                 (long long)gw->body_max);
+                        return send_error(gw, c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                          "TOO_LARGE", msg, NO_HEADER);
+                }
+                if (!(r = calloc(1, sizeof(*r))))
+                        return MHD_NO;
+                r->gw = gw;
+                r->conn = c;
+                r->route = route;
+                *con_cls = r;
+                return MHD_YES;
+        }
+        if (r->state == ST_WAITING)
+                return answer(gw, r); /* resumed: every report is in */
+        if (*upload_data_size) {
+                size_t n = *upload_data_size;
+                *upload_data_size = 0;
+                if (r->too_large || r->len + n > (size_t)gw->body_max) {
+                        r->too_large = 1; /* read and dropped */
+                        return MHD_YES;
+                }
+                if (r->len + n + 1 > r->cap) {
+                        size_t cap = r->cap ? r->cap : 1024;
+                        char *b;
+                        while (cap < r->len + n + 1)
+                                cap *= 2;
+                        if (!(b = realloc(r->body, cap)))
+                                return MHD_NO;
+                        r->body = b;
+                        r->cap = cap;
+                }
+                memcpy(r->body + r->len, upload_data, n);
+                r->len += n;
+                r->body[r->len] = '\0';
+                return MHD_YES;
+        }
+        return process(gw, r, method, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+        (void)cls;
+        (void)c;
+        (void)toe;
+        req_free(*con_cls);
+        *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+        char buf[512];
+        size_t n;
+        (void)cls;
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        n = strlen(buf);
+        while (n && buf[n - 1] == '\n')
+                buf[--n] = '\0';
+        ORDO_LOG(WARN, "ingest", "mhd=\"%s\"", buf);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+/* "key_id secret [batch]" lines; '#' comments. */
+static int load_keys(ordo_ingest_t *gw, const char *path, char *errstr,
+                     size_t errstr_size) {
+        FILE *f = fopen(path, "r");
+        char line[1024];
+        int lineno = 0;
+        size_t cap = 0;
+
+        if (!f) {
+                snprintf(errstr, errstr_size, "ingest.keys.file %s: %s", path,
+                         strerror(errno));
+                return -1;
+        }
+        while (fgets(line, sizeof(line), f)) {
+                char id[256], secret[512], flag[64];
+                int n;
+                lineno++;
+                if (line[strspn(line, " \t\r\n")] == '#' ||
+                    !line[strspn(line, " \t\r\n")])
+                        continue;
+                n = sscanf(line, "%255s %511s %63s", id, secret, flag);
+                if (n < 2 || strlen(id) > ORDO_ID_MAX ||
+                    strlen(secret) >= sizeof(gw->keys[0].secret) ||
+                    (n == 3 && strcmp(flag, "batch"))) {
+                        /* Never echo the line: it holds a secret. */
+                        snprintf(errstr, errstr_size,
+                                 "ingest.keys.file %s:%d: expected "
+                                 "\"key_id secret [batch]\" (key_id at "
+                                 "most 64 bytes, secret at most 255)",
+                                 path, lineno);
+                        fclose(f);
+                        return -1;
+                }
+                if (gw->n_keys == cap) {
+                        api_key_t *k;
+                        cap = cap ? cap * 2 : 8;
+                        if (!(k = realloc(gw->keys, cap * sizeof(*k)))) {
+                                fclose(f);
+                                snprintf(errstr, errstr_size,
+                                         "out of memory");
+                                return -1;
+                        }
+                        gw->keys = k;
+                }
+                ordo_strlcpy(gw->keys[gw->n_keys].id, id, ORDO_ID_MAX + 1);
+                ordo_strlcpy(gw->keys[gw->n_keys].secret, secret,
+                             sizeof(gw->keys[0].secret));
+                gw->keys[gw->n_keys++].trusted = n == 3;
+        }
+        fclose(f);
+        if (!gw->n_keys) {
+                snprintf(errstr, errstr_size,
+                         "ingest.keys.file %s has no key; leave "
+                         "ingest.keys.file empty to turn authentication off",
+                         path);
+                return -1;
+        }
+        return 0;
+}
+
+static int parse_listen(const char *s, struct sockaddr_in *sa, char *errstr,
+                        size_t errstr_size) {
+        char host[64];
+        const char *colon = strrchr(s, ':');
+        char *end;
+        long port;
+
+        memset(sa, 0, sizeof(*sa));
+        sa->sin_family = AF_INET;
+        if (!colon || (size_t)(colon - s) >= sizeof(host))
+                goto bad;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || port < 0 || port > 65535)
+                goto bad;
+        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1)
+                goto bad;
+        sa->sin_port = htons((uint16_t)port);
+        return 0;
+bad:
+        snprintf(errstr, errstr_size,
+                 "ingest.listen: expected IPv4 HOST:PORT, got \"%.64s\"", s);
+        return -1;
+}
+
+static uint32_t random_instance(void) {
+        uint32_t v = 0;
+        int fd = open("/dev/urandom", O_RDONLY);
+        if (fd >= 0) {
+                if (read(fd, &v, sizeof(v)) != sizeof(v))
+                        v = 0;
+                close(fd);
+        }
+        return (v ^ (uint32_t)getpid() ^ (uint32_t)now_us()) &
+               ORDO_IDGEN_INSTANCE_MAX;
+}
+
+static int set_default(ordo_config_t *conf, const char *key,
+                       const char *value, char *errstr, size_t errstr_size) {
+        if (ordo_config_get(conf, key))
+                return 0;
+        return ordo_config_set(conf, key, value, errstr, errstr_size) ? -1
+                                                                      : 0;
+}
+
+ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
+                               size_t errstr_size) {
+        ordo_ingest_t *gw = calloc(1, sizeof(*gw));
+        struct sockaddr_in sa;
+        const char *keys_file = ordo_config_get(conf, "ingest.keys.file");
+        int64_t threads = ordo_config_get_int(conf, "ingest.threads");
+        int64_t instance = ordo_config_get_int(conf, "ingest.instance.id");
+        const union MHD_DaemonInfo *info;
+        int i;
+
+        if (!gw) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        gw->window_ms = ordo_config_get_int(conf, "ingest.signature.window.ms");
+        gw->body_max = ordo_config_get_int(conf, "ingest.body.max");
+        if (gw->window_ms < 1 || gw->body_max < 1 || threads < 1 ||
+            threads > 64 || instance > ORDO_IDGEN_INSTANCE_MAX) {
+                snprintf(errstr, errstr_size,
+                         "ingest.signature.window.ms and ingest.body.max "
+                         "must be positive, ingest.threads 1..64, "
+                         "ingest.instance.id -1..%d",
+                         ORDO_IDGEN_INSTANCE_MAX);
+                goto fail;
+        }
+        if (parse_listen(ordo_config_get(conf, "ingest.listen"), &sa, errstr,
+                         errstr_size))
+                goto fail;
+        if (keys_file && *keys_file &&
+            load_keys(gw, keys_file, errstr, errstr_size))
+                goto fail;
+        if (instance < 0)
+                instance = random_instance();
+        ordo_idgen_init(&gw->ids, (uint32_t)instance);
+        gw->ids_made = 1;
+        gw->rl = ordo_ratelimit_new(
+            ordo_config_get_int(conf, "ingest.rate.per.user"),
+            ordo_config_get_int(conf, "ingest.rate.burst"),
+            (size_t)ordo_config_get_int(conf, "ingest.rate.users.max"));
+        gw->seen = ordo_seen_new(
+            (size_t)ordo_config_get_int(conf, "ingest.replay.max"));
+        if (!gw->rl || !gw->seen) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
+        }
+        if (pthread_key_create(&gw->codec_key, codec_free)) {
+                snprintf(errstr, errstr_size, "pthread_key_create failed");
+                goto fail;
+        }
+        gw->codec_key_made = 1;
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++)
+                ordo_topic_name(conf, (ordo_topic_t)i, gw->topics[i],
+                                sizeof(gw->topics[i]));
+
+        /* A dead broker must turn into 503 within seconds, not the
+         * librdkafka default of 5 minutes. */
+        if (set_default(conf, "kafka.message.timeout.ms", "5000", errstr,
+                        errstr_size))
+                goto fail;
+        gw->rk = ordo_kafka_producer_new(conf, NULL, delivered, gw, errstr,
+                                         errstr_size);
+        if (!gw->rk)
+                goto fail;
+        if (pthread_create(&gw->poller, NULL, poll_loop, gw)) {
+                snprintf(errstr, errstr_size, "cannot start a thread");
+                goto fail;
+        }
+        gw->poller_started = 1;
+
+        gw->mhd = MHD_start_daemon(
+            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                MHD_USE_ERROR_LOG,
+            0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
+            on_mhd_log, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+            MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+            MHD_OPTION_CONNECTION_LIMIT, 20000u,
+            MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
+            on_completed, gw, MHD_OPTION_END);
+        if (!gw->mhd) {
+                snprintf(errstr, errstr_size,
+                         "cannot listen on %s (address in use?)",
+                         ordo_config_get(conf, "ingest.listen"));
+                goto fail;
+        }
+        info = MHD_get_daemon_info(gw->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        gw->port = info ? info->port : ntohs(sa.sin_port);
+
+        if (!gw->keys)
+                ORDO_LOG(WARN, "ingest",
+                         "msg=\"AUTHENTICATION IS OFF: ingest.keys.file is "
+                         "empty, so anyone who can reach port %d can send "
+                         "commands; set it before exposing the gateway\"",
+                         gw->port);
+        ORDO_LOG(INFO, "ingest",
+                 "msg=listening port=%d threads=%d keys=%zu instance=%u "
+                 "rate.per.user=%lld rate.burst=%lld",
+                 gw->port, (int)threads, gw->n_keys, gw->ids.instance,
+                 (long long)ordo_config_get_int(conf, "ingest.rate.per.user"),
+                 (long long)ordo_config_get_int(conf, "ingest.rate.burst"));
+        return gw;
+fail:
+        ordo_ingest_destroy(gw);
+        return NULL;
+}
+
+int ordo_ingest_port(const ordo_ingest_t *gw) {
+        return gw->port;
+}
+
+void ordo_ingest_destroy(ordo_ingest_t *gw) {
+        int64_t deadline = now_ms() + SHUTDOWN_WAIT_MS;
+
+        if (!gw)
+                return;
+        atomic_store(&gw->stopping, 1);
+        if (gw->rk && gw->poller_started) {
+                /* libmicrohttpd refuses to stop with suspended
+                 * connections: let every waiting request get its report,
+                 * purging what Kafka has not taken in time. */
+                while (atomic_load(&gw->inflight) > 0 && now_ms() < deadline)
+                        usleep(10000);
+                if (atomic_load(&gw->inflight) > 0) {
+                        ORDO_LOG(WARN, "ingest",
+                                 "msg=\"purging unacknowledged commands\" "
+                                 "queued=%d",
+                                 rd_kafka_outq_len(gw->rk));
+                        rd_kafka_purge(gw->rk, RD_KAFKA_PURGE_F_QUEUE |
+                                                   RD_KAFKA_PURGE_F_INFLIGHT);
+                        while (atomic_load(&gw->inflight) > 0)
+                                usleep(10000);
+                }
+        }
+        if (gw->mhd)
+                MHD_stop_daemon(gw->mhd);
+        if (gw->poller_started) {
+                atomic_store(&gw->stop_poller, 1);
+                pthread_join(gw->poller, NULL);
+        }
+        if (gw->rk) {
+                rd_kafka_flush(gw->rk, 1000);
+                rd_kafka_destroy(gw->rk);
+        }
+        if (gw->codec_key_made)
+                pthread_key_delete(gw->codec_key);
+        if (gw->ids_made)
+                ordo_idgen_fini(&gw->ids);
+        ordo_ratelimit_destroy(gw->rl);
+        ordo_seen_destroy(gw->seen);
+        if (gw->keys)
+                memset(gw->keys, 0, gw->n_keys * sizeof(*gw->keys));
+        free(gw->keys);
+        free(gw);
+}

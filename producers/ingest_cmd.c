@@ -1,0 +1,52 @@
+/*
+ * ordo ingest: run the HTTP gateway (ingest.h) until SIGINT or SIGTERM.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "ingest.h"
+#include "log.h"
+
+int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
+        ordo_ingest_t *gw;
+        char errstr[512];
+        int i;
+
+        for (i = 1; i < argc; i++) {
+                if ((!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
+                        printf("\nPOST /v1/commands (one JSON command) and "
+                               "POST /v1/commands:batch (JSON\nlines); "
+                               "202 once Kafka has the commands. GET "
+                               "/healthz, GET /metrics.\nKeys: ingest.* "
+                               "(`ordo config`). Contract: "
+                               "docs/command-contract.md,\n\"HTTP "
+                               "gateway\".\n\n  --listen HOST:PORT   the "
+                               "same as -X ingest.listen=HOST:PORT\n");
+                        return 0;
+                }
+                if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
+                        if (ordo_config_set(conf, "ingest.listen", argv[++i],
+                                            errstr, sizeof(errstr))) {
+                                fprintf(stderr, "ordo ingest: %s\n", errstr);
+                                return 2;
+                        }
+                } else {
+                        fprintf(stderr,
+                                "ordo ingest: unknown argument %s (see "
+                                "`ordo ingest --help`)\n",
+                                argv[i]);
+                        return 2;
+                }
+        }
+        if (!(gw = ordo_ingest_new(conf, errstr, sizeof(errstr)))) {
+                fprintf(stderr, "ordo ingest: %s\n", errstr);
+                return 1;
+        }
+        while (!ordo_stop)
+                usleep(100000);
+        ORDO_LOG(INFO, "ingest", "msg=stopping");
+        ordo_ingest_destroy(gw);
+        return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * ordo - a message as one line of JSON, for `ordo replay`, `ordo produce
+ * --dry-run` and tools. The inverse of validate.h for commands:
+ * ordo_validate_command(ordo_msg_to_json(m)) with keep_ts and
+ * allow_internal gives m back.
+ */
+#ifndef ORDO_JSON_OUT_H
+#define ORDO_JSON_OUT_H
+
+#include <stddef.h>
+
+#include "messages.h"
+
+/* A compact JSON object {"type":"...", <fields in table order>}, field
+ * names exactly as ordo_msg_fields() (and so the .avsc files). Optional
+ * strings that are empty (a command's command_id, causation_id,
+ * correlation_id) are left out; everything else is always written.
+ * Bytes of a string that are not valid UTF-8 (possible only in a message
+ * that did not come through validation) are written as U+FFFD, so the
+ * output is always valid JSON. Returns a malloc'd NUL-terminated string
+ * the caller frees, or NULL on allocation failure or an unknown type. */
+char *ordo_msg_to_json(const ordo_msg_t *m);
+
+/* Internal, shared with validate.c: the length of the valid UTF-8
+ * sequence at s (of at most n bytes), or 0 if it is not one. */
+size_t ordo__utf8_seq(const unsigned char *s, size_t n);
+
+#endif

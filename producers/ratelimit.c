@@ -1,0 +1,116 @@
+#include "ratelimit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "messages.h"
+
+#define PROBE 8       /* slots looked at per key */
+#define MILLI 1000    /* one token, in thousandths */
+
+typedef struct {
+        char key[ORDO_ID_MAX + 1]; /* "" = free */
+        int64_t milli;             /* tokens * 1000 at last_ms */
+        int64_t last_ms;
+} bucket_t;
+
+struct ordo_ratelimit_s {
+        pthread_mutex_t lock;
+        int64_t rate, burst;
+        size_t mask;
+        bucket_t *b;
+};
+
+ordo_ratelimit_t *ordo_ratelimit_new(int64_t rate, int64_t burst,
+                                     size_t capacity) {
+        ordo_ratelimit_t *rl = calloc(1, sizeof(*rl));
+        size_t n = 16;
+        if (!rl)
+                return NULL;
+        while (n < capacity)
+                n <<= 1;
+        rl->b = calloc(n, sizeof(*rl->b));
+        if (!rl->b) {
+                free(rl);
+                return NULL;
+        }
+        rl->mask = n - 1;
+        rl->rate = rate;
+        rl->burst = burst < 1 ? 1 : burst;
+        pthread_mutex_init(&rl->lock, NULL);
+        return rl;
+}
+
+void ordo_ratelimit_destroy(ordo_ratelimit_t *rl) {
+        if (!rl)
+                return;
+        pthread_mutex_destroy(&rl->lock);
+        free(rl->b);
+        free(rl);
+}
+
+/* FNV-1a: keys are short and chosen by clients, but a collision only costs
+ * a probe, and PROBE bounds it. */
+static size_t hash(const char *s) {
+        uint64_t h = 1469598103934665603ULL;
+        while (*s)
+                h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+        return (size_t)h;
+}
+
+static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key,
+                        int64_t now_ms) {
+        size_t h = hash(key), i;
+        bucket_t *victim = NULL;
+
+        for (i = 0; i < PROBE; i++) {
+                bucket_t *b = &rl->b[(h + i) & rl->mask];
+                if (!b->key[0]) {
+                        if (!victim || victim->key[0])
+                                victim = b;
+                        continue;
+                }
+                if (!strcmp(b->key, key))
+                        return b;
+                if (!victim || (victim->key[0] && b->last_ms < victim->last_ms))
+                        victim = b;
+        }
+        /* A new key, or one recycled from the longest idle bucket. */
+        ordo_strlcpy(victim->key, key, sizeof(victim->key));
+        victim->milli = rl->burst * MILLI;
+        victim->last_ms = now_ms;
+        return victim;
+}
+
+int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key,
+                        int64_t now_ms, int64_t *retry_ms) {
+        bucket_t *b;
+        int64_t cap, elapsed;
+        int taken;
+
+        if (rl->rate <= 0)
+                return 1;
+        pthread_mutex_lock(&rl->lock);
+        b = lookup(rl, key, now_ms);
+        cap = rl->burst * MILLI;
+        elapsed = now_ms - b->last_ms;
+        /* A clock step backwards refills nothing; rate tokens/s is rate
+         * thousandths per ms. Cap elapsed first so the product cannot
+         * overflow. */
+        if (elapsed > 0) {
+                if (elapsed > cap / rl->rate + 1)
+                        elapsed = cap / rl->rate + 1;
+                b->milli += elapsed * rl->rate;
+                if (b->milli > cap)
+                        b->milli = cap;
+                b->last_ms = now_ms;
+        }
+        taken = b->milli >= MILLI;
+        if (taken)
+                b->milli -= MILLI;
+        else if (retry_ms)
+                *retry_ms = (MILLI - b->milli + rl->rate - 1) / rl->rate;
+        pthread_mutex_unlock(&rl->lock);
+        return taken;
+}

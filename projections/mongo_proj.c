@@ -1,0 +1,502 @@
+/*
+ * ordo - MongoDB read models (DESIGN.md "Read models"): activities, orders,
+ * commissions, earnings, referrals.
+ *
+ * Workload: batches from the Kafka consume loop, re-applied whole or in part
+ * after a crash or an outage. One ordered bulk per collection per batch.
+ *
+ * Idempotence without write errors. A guarded upsert ("filter version < v,
+ * upsert") raises a duplicate-key error whenever the guard fails, and an
+ * ordered bulk stops at the first error (FerretDB even ignores `ordered`
+ * on update), so redelivery would cost a round trip per old event. Instead
+ * the event that creates a document (ActivityCreated, OrderOpened,
+ * CommissionAccrued, ReferrerBound) is an upsert filtered on _id alone
+ * with $setOnInsert: a no-op when the document exists. Every later event
+ * of the aggregate is a plain update filtered on "_id and version < v": a
+ * no-op when it is old. Within a partition the creating event always comes
+ * first, so the document exists when a later one arrives.
+ *
+ * Earnings sum events of many orders (many partitions), so a version cannot
+ * guard them: each earnings document keeps, under `offsets`, the last
+ * applied offset of every source partition ("commission-events/3"; FerretDB
+ * forbids '.' and a leading '$' in keys), and the $inc is filtered on that
+ * offset being lower or absent. Only FerretDB-supported operators are used
+ * ($set, $setOnInsert, $inc, upserts; STACK.md).
+ */
+#include "projection.h"
+
+#include <mongoc/mongoc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum { C_ACTIVITIES, C_ORDERS, C_COMMISSIONS, C_EARNINGS, C_REFERRALS, C__N };
+
+static const char *coll_names[C__N] = {"activities", "orders", "commissions",
+                                       "earnings", "referrals"};
+
+struct ordo_mongo_proj_s {
+        mongoc_client_t *client;
+        mongoc_database_t *db;
+        mongoc_collection_t *coll[C__N];
+        int indexes_ok;
+};
+
+/* The bulks of one apply call, created on first use. */
+typedef struct batch_s {
+        ordo_mongo_proj_t *p;
+        mongoc_bulk_operation_t *bulk[C__N];
+        size_t ops[C__N];
+} batch_t;
+
+/* Server error codes that mean "not now" rather than "never": shutdown,
+ * not primary, network. */
+static int retriable_code(uint32_t code) {
+        switch (code) {
+        case 6:     /* HostUnreachable */
+        case 7:     /* HostNotFound */
+        case 89:    /* NetworkTimeout */
+        case 91:    /* ShutdownInProgress */
+        case 189:   /* PrimarySteppedDown */
+        case 9001:  /* SocketException */
+        case 10107: /* NotWritablePrimary */
+        case 11600: /* InterruptedAtShutdown */
+        case 11602: /* InterruptedDueToReplStateChange */
+        case 13435: /* NotPrimaryNoSecondaryOk */
+        case 13436: /* NotPrimaryOrSecondary */
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static ordo_err_t classify(const bson_error_t *e) {
+        if (e->domain == MONGOC_ERROR_STREAM ||
+            e->domain == MONGOC_ERROR_SERVER_SELECTION ||
+            (e->domain == MONGOC_ERROR_SERVER && retriable_code(e->code)))
+                return ORDO_ERR_UNAVAILABLE;
+        return ORDO_ERR_MONGO;
+}
+
+static ordo_err_t fail(ordo_err_t err, const char *what, const bson_error_t *e,
+                       char *errstr, size_t errstr_size) {
+        snprintf(errstr, errstr_size, "mongo %s: %s (domain %u code %u)", what,
+                 e->message, e->domain, e->code);
+        ORDO_LOG(WARN, "projection", "msg=\"mongo write failed\" err=%s "
+                 "what=%s domain=%u code=%u detail=\"%s\"",
+                 ordo_err_name(err), what, e->domain, e->code, e->message);
+        return err;
+}
+
+/* createIndexes for one collection; idempotent on the server. */
+static int create_indexes(ordo_mongo_proj_t *p, const char *coll,
+                          const bson_t *indexes, bson_error_t *e) {
+        bson_t cmd = BSON_INITIALIZER, reply;
+        int ok;
+
+        BSON_APPEND_UTF8(&cmd, "createIndexes", coll);
+        BSON_APPEND_ARRAY(&cmd, "indexes", indexes);
+        ok = mongoc_database_write_command_with_opts(p->db, &cmd, NULL,
+                                                     &reply, e);
+        bson_destroy(&reply);
+        bson_destroy(&cmd);
+        return ok;
+}
+
+/* The queries of docs/read-models.md: a user's orders by status, an
+ * activity's orders, a beneficiary's commission entries, a user's
+ * referred users. */
+static int ensure_indexes(ordo_mongo_proj_t *p, bson_error_t *e) {
+        bson_t *orders, *commissions, *referrals;
+        int ok;
+
+        if (p->indexes_ok)
+                return 1;
+        orders = BCON_NEW("0", "{", "key", "{", "user_id", BCON_INT32(1),
+                          "status", BCON_INT32(1), "}", "name",
+                          BCON_UTF8("user_id_1_status_1"), "}", "1", "{",
+                          "key", "{", "activity_id", BCON_INT32(1), "}",
+                          "name", BCON_UTF8("activity_id_1"), "}");
+        commissions = BCON_NEW("0", "{", "key", "{", "beneficiary_id",
+                               BCON_INT32(1), "}", "name",
+                               BCON_UTF8("beneficiary_id_1"), "}");
+        referrals = BCON_NEW("0", "{", "key", "{", "parent_id", BCON_INT32(1),
+                             "}", "name", BCON_UTF8("parent_id_1"), "}");
+        ok = create_indexes(p, "orders", orders, e) &&
+             create_indexes(p, "commissions", commissions, e) &&
+             create_indexes(p, "referrals", referrals, e);
+        bson_destroy(orders);
+        bson_destroy(commissions);
+        bson_destroy(referrals);
+        if (ok)
+                p->indexes_ok = 1;
+        return ok;
+}
+
+/* A URI option the caller did not set gets a value that suits a loop that
+ * retries: fail within seconds when the server is away, not minutes. */
+static void default_opt(mongoc_uri_t *uri, const char *key, int32_t v) {
+        if (!mongoc_uri_has_option(uri, key))
+                mongoc_uri_set_option_as_int32(uri, key, v);
+}
+
+ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
+                                       char *errstr, size_t errstr_size) {
+        ordo_mongo_proj_t *p;
+        mongoc_uri_t *uri;
+        bson_error_t e;
+        int i;
+
+        if (!uri_str || !db || !*db) {
+                snprintf(errstr, errstr_size, "mongo: uri and db required");
+                return NULL;
+        }
+        mongoc_init(); /* once per process, guarded inside mongoc */
+        uri = mongoc_uri_new_with_error(uri_str, &e);
+        if (!uri) {
+                snprintf(errstr, errstr_size, "mongo: bad uri \"%s\": %s",
+                         uri_str, e.message);
+                return NULL;
+        }
+        default_opt(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+        default_opt(uri, MONGOC_URI_CONNECTTIMEOUTMS, 2000);
+        default_opt(uri, MONGOC_URI_SOCKETTIMEOUTMS, 60000);
+
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+                mongoc_uri_destroy(uri);
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        p->client = mongoc_client_new_from_uri_with_error(uri, &e);
+        mongoc_uri_destroy(uri);
+        if (!p->client) {
+                snprintf(errstr, errstr_size, "mongo: %s", e.message);
+                free(p);
+                return NULL;
+        }
+        mongoc_client_set_error_api(p->client, MONGOC_ERROR_API_VERSION_2);
+        mongoc_client_set_appname(p->client, "ordo-projection");
+        p->db = mongoc_client_get_database(p->client, db);
+        for (i = 0; i < C__N; i++)
+                p->coll[i] = mongoc_client_get_collection(p->client, db,
+                                                          coll_names[i]);
+        if (!ensure_indexes(p, &e)) {
+                if (classify(&e) != ORDO_ERR_UNAVAILABLE) {
+                        snprintf(errstr, errstr_size,
+                                 "mongo: creating indexes: %s", e.message);
+                        ordo_mongo_proj_destroy(p);
+                        return NULL;
+                }
+                ORDO_LOG(WARN, "projection",
+                         "msg=\"mongo unreachable; indexes deferred to the "
+                         "first apply\" detail=\"%s\"", e.message);
+        }
+        return p;
+}
+
+void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p) {
+        int i;
+
+        if (!p)
+                return;
+        for (i = 0; i < C__N; i++)
+                if (p->coll[i])
+                        mongoc_collection_destroy(p->coll[i]);
+        if (p->db)
+                mongoc_database_destroy(p->db);
+        if (p->client)
+                mongoc_client_destroy(p->client);
+        free(p);
+}
+
+/* Queue one update_one. Takes ownership of sel and upd. */
+static int add(batch_t *b, int c, bson_t *sel, bson_t *upd, int upsert,
+               bson_error_t *e) {
+        bson_t *opts = BCON_NEW("upsert", BCON_BOOL(upsert != 0));
+        int ok;
+
+        if (!b->bulk[c]) {
+                bson_t *bo = BCON_NEW("ordered", BCON_BOOL(true));
+                b->bulk[c] = mongoc_collection_create_bulk_operation_with_opts(
+                    b->p->coll[c], bo);
+                bson_destroy(bo);
+        }
+        ok = mongoc_bulk_operation_update_one_with_opts(b->bulk[c], sel, upd,
+                                                        opts, e);
+        b->ops[c]++;
+        bson_destroy(opts);
+        bson_destroy(sel);
+        bson_destroy(upd);
+        return ok;
+}
+
+/* The creating event: insert once, never overwrite. */
+static int create(batch_t *b, int c, const char *id, bson_t *set_on_insert,
+                  bson_error_t *e) {
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
+        bson_t *upd = bson_new();
+
+        BSON_APPEND_DOCUMENT(upd, "$setOnInsert", set_on_insert);
+        bson_destroy(set_on_insert);
+        return add(b, c, sel, upd, 1, e);
+}
+
+/* A later event of the aggregate: only when newer than what is stored. */
+static int advance(batch_t *b, int c, const char *id, int64_t version,
+                   bson_t *set, bson_error_t *e) {
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(id), "version", "{", "$lt",
+                               BCON_INT64(version), "}");
+        bson_t *upd = bson_new();
+
+        BSON_APPEND_INT64(set, "version", version);
+        BSON_APPEND_DOCUMENT(upd, "$set", set);
+        bson_destroy(set);
+        return add(b, c, sel, upd, 0, e);
+}
+
+/* Earnings: add (dp, ds, dr) to a beneficiary once per source offset. */
+static int earn(batch_t *b, const ordo_event_rec_t *r, const char *user,
+                int64_t dp, int64_t ds, int64_t dr, int creating,
+                bson_error_t *e) {
+        char path[160];
+        bson_t *sel, *upd;
+
+        snprintf(path, sizeof(path), "offsets.%s/%d", r->source,
+                 (int)r->partition);
+        if (creating &&
+            !add(b, C_EARNINGS, BCON_NEW("_id", BCON_UTF8(user)),
+                 BCON_NEW("$setOnInsert", "{", "pending_cents", BCON_INT64(0),
+                          "settled_cents", BCON_INT64(0), "reversed_cents",
+                          BCON_INT64(0), "}"),
+                 1, e))
+                return 0;
+        sel = BCON_NEW("_id", BCON_UTF8(user), "$or", "[", "{", path, "{",
+                       "$lt", BCON_INT64(r->offset), "}", "}", "{", path, "{",
+                       "$exists", BCON_BOOL(false), "}", "}", "]");
+        upd = BCON_NEW("$inc", "{", "pending_cents", BCON_INT64(dp),
+                       "settled_cents", BCON_INT64(ds), "reversed_cents",
+                       BCON_INT64(dr), "}", "$set", "{", path,
+                       BCON_INT64(r->offset), "}");
+        return add(b, C_EARNINGS, sel, upd, 0, e);
+}
+
+static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
+        const ordo_msg_t *m = r->msg;
+        const ordo_commission_body_t *c = &m->u.commission;
+        char id[ORDO_ID_MAX + 24];
+        int64_t a = c->amount_cents;
+
+        snprintf(id, sizeof(id), "%s:%lld", c->order_id, (long long)c->level);
+        switch (m->type) {
+        case ORDO_MSG_COMMISSION_ACCRUED:
+                return create(b, C_COMMISSIONS, id,
+                              BCON_NEW("order_id", BCON_UTF8(c->order_id),
+                                       "buyer_id", BCON_UTF8(c->buyer_id),
+                                       "beneficiary_id",
+                                       BCON_UTF8(c->beneficiary_id), "level",
+                                       BCON_INT64(c->level), "rate_bps",
+                                       BCON_INT64(c->rate_bps),
+                                       "accrued_cents",
+                                       BCON_INT64(c->accrued_cents),
+                                       "reversed_cents",
+                                       BCON_INT64(c->reversed_cents),
+                                       "settled_cents", BCON_INT64(0),
+                                       "status", BCON_UTF8(c->status),
+                                       "version", BCON_INT64(m->meta.version)),
+                              e) &&
+                       earn(b, r, c->beneficiary_id, a, 0, 0, 1, e);
+        case ORDO_MSG_COMMISSION_REVERSED:
+                return advance(b, C_COMMISSIONS, id, m->meta.version,
+                               BCON_NEW("accrued_cents",
+                                        BCON_INT64(c->accrued_cents),
+                                        "reversed_cents",
+                                        BCON_INT64(c->reversed_cents),
+                                        "status", BCON_UTF8(c->status)),
+                               e) &&
+                       earn(b, r, c->beneficiary_id, -a, 0, a, 0, e);
+        default: /* SETTLED: the remainder accrued - reversed, RULES.md */
+                return advance(b, C_COMMISSIONS, id, m->meta.version,
+                               BCON_NEW("accrued_cents",
+                                        BCON_INT64(c->accrued_cents),
+                                        "reversed_cents",
+                                        BCON_INT64(c->reversed_cents),
+                                        "settled_cents", BCON_INT64(a),
+                                        "status", BCON_UTF8(c->status)),
+                               e) &&
+                       earn(b, r, c->beneficiary_id, -a, a, 0, 0, e);
+        }
+}
+
+static int order_opened(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
+        const ordo_open_body_t *o = &m->u.open;
+
+        /* Timestamps not reached yet are 0. Not null: FerretDB 1.24 drops
+         * null fields from $setOnInsert (a real MongoDB keeps them), and
+         * the read model must look the same on both. */
+        return create(b, C_ORDERS, o->order_id,
+                      BCON_NEW("activity_id", BCON_UTF8(o->activity_id),
+                               "user_id", BCON_UTF8(o->user_id), "qty",
+                               BCON_INT64(o->qty), "amount_cents",
+                               BCON_INT64(o->amount_cents), "status",
+                               BCON_UTF8("PENDING_PAYMENT"), "reason",
+                               BCON_UTF8(""), "payment_id", BCON_UTF8(""),
+                               "refunded_cents", BCON_INT64(0), "placed_ms",
+                               BCON_INT64(o->placed_ms), "pay_deadline_ms",
+                               BCON_INT64(o->pay_deadline_ms), "paid_ms",
+                               BCON_INT64(0), "received_ms", BCON_INT64(0),
+                               "settled_ms", BCON_INT64(0), "version",
+                               BCON_INT64(m->meta.version)),
+                      e);
+}
+
+/* 1: queued, 0: bson/mongoc refused the operation, -1: bad input. */
+static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
+        const ordo_msg_t *m = r->msg;
+        int64_t v = m->meta.version;
+
+        switch (m->type) {
+        case ORDO_MSG_ACTIVITY_CREATED: {
+                const ordo_activity_body_t *a = &m->u.activity;
+                return create(b, C_ACTIVITIES, a->activity_id,
+                              BCON_NEW("sku", BCON_UTF8(a->sku),
+                                       "price_cents",
+                                       BCON_INT64(a->price_cents), "stock",
+                                       BCON_INT64(a->stock), "remaining",
+                                       BCON_INT64(a->stock), "start_ms",
+                                       BCON_INT64(a->start_ms), "end_ms",
+                                       BCON_INT64(a->end_ms), "version",
+                                       BCON_INT64(v)),
+                              e);
+        }
+        case ORDO_MSG_STOCK_RESERVED:
+        case ORDO_MSG_STOCK_RELEASED:
+                return advance(b, C_ACTIVITIES, m->u.stock.activity_id, v,
+                               BCON_NEW("remaining",
+                                        BCON_INT64(m->u.stock.remaining)),
+                               e);
+        case ORDO_MSG_ORDER_OPENED:
+                return order_opened(b, m, e);
+        case ORDO_MSG_ORDER_PAID:
+                return advance(b, C_ORDERS, m->u.payment.order_id, v,
+                               BCON_NEW("status", BCON_UTF8("PAID"),
+                                        "payment_id",
+                                        BCON_UTF8(m->u.payment.payment_id),
+                                        "paid_ms",
+                                        BCON_INT64(m->u.payment.paid_ms)),
+                               e);
+        case ORDO_MSG_ORDER_CANCELLED:
+                return advance(b, C_ORDERS, m->u.release.order_id, v,
+                               BCON_NEW("status", BCON_UTF8("CANCELLED"),
+                                        "reason",
+                                        BCON_UTF8(m->u.release.reason)),
+                               e);
+        case ORDO_MSG_ORDER_RECEIVED:
+                return advance(b, C_ORDERS, m->u.received.order_id, v,
+                               BCON_NEW("status", BCON_UTF8("RECEIVED"),
+                                        "received_ms",
+                                        BCON_INT64(m->u.received.received_ms)),
+                               e);
+        case ORDO_MSG_ORDER_REFUNDED: {
+                /* refunded_cents is the order's total after this refund; a
+                 * partial refund leaves the status as it was. */
+                bson_t *set = BCON_NEW("refunded_cents",
+                                       BCON_INT64(m->u.refund.refunded_cents));
+                if (m->u.refund.full)
+                        BSON_APPEND_UTF8(set, "status", "REFUNDED");
+                return advance(b, C_ORDERS, m->u.refund.order_id, v, set, e);
+        }
+        case ORDO_MSG_ORDER_SETTLED:
+                return advance(b, C_ORDERS, m->u.settled.order_id, v,
+                               BCON_NEW("status", BCON_UTF8("SETTLED"),
+                                        "settled_ms",
+                                        BCON_INT64(m->u.settled.settled_ms)),
+                               e);
+        case ORDO_MSG_REFERRER_BOUND:
+                /* First binding wins forever (RULES.md): insert once. */
+                return create(b, C_REFERRALS, m->u.bind.user_id,
+                              BCON_NEW("parent_id",
+                                       BCON_UTF8(m->u.bind.referrer_id),
+                                       "bound_ms",
+                                       BCON_INT64(m->u.bind.bound_ms)),
+                              e);
+        case ORDO_MSG_COMMISSION_ACCRUED:
+        case ORDO_MSG_COMMISSION_REVERSED:
+        case ORDO_MSG_COMMISSION_SETTLED:
+                if (!r->source || !*r->source || strchr(r->source, '.') ||
+                    r->source[0] == '$' || strlen(r->source) > 100)
+                        return -1;
+                return commission(b, r, e);
+        default:
+                /* CommandRejected and commands: no MongoDB read model (a
+                 * rejected attempt never becomes a document, DESIGN.md). */
+                return 1;
+        }
+}
+
+static void batch_fini(batch_t *b) {
+        int c;
+
+        for (c = 0; c < C__N; c++)
+                if (b->bulk[c])
+                        mongoc_bulk_operation_destroy(b->bulk[c]);
+}
+
+ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
+                                 const ordo_event_rec_t *recs, size_t n,
+                                 char *errstr, size_t errstr_size) {
+        batch_t b;
+        bson_error_t e;
+        ordo_err_t err = ORDO_ERR_OK;
+        size_t i;
+        int c, rc;
+
+        if (!p || (n && !recs)) {
+                snprintf(errstr, errstr_size, "mongo: invalid arguments");
+                return ORDO_ERR_INVALID_ARG;
+        }
+        if (!ensure_indexes(p, &e))
+                return fail(classify(&e), "createIndexes", &e, errstr,
+                            errstr_size);
+        memset(&b, 0, sizeof(b));
+        b.p = p;
+        for (i = 0; i < n; i++) {
+                if (!recs[i].msg) {
+                        snprintf(errstr, errstr_size,
+                                 "mongo: event %zu has no message", i);
+                        batch_fini(&b);
+                        return ORDO_ERR_INVALID_ARG;
+                }
+                rc = project(&b, &recs[i], &e);
+                if (rc < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "mongo: event %zu (%s): source topic name "
+                                 "missing or not usable as a key",
+                                 i, ordo_msg_type_name(recs[i].msg->type));
+                        batch_fini(&b);
+                        return ORDO_ERR_INVALID_ARG;
+                }
+                if (rc == 0) {
+                        err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr,
+                                   errstr_size);
+                        batch_fini(&b);
+                        return err;
+                }
+        }
+        /* Collections are independent of each other, so their bulks may run
+         * one after the other; order matters only within one. */
+        for (c = 0; c < C__N && err == ORDO_ERR_OK; c++) {
+                bson_t reply;
+
+                if (!b.ops[c])
+                        continue;
+                if (!mongoc_bulk_operation_execute(b.bulk[c], &reply, &e))
+                        err = fail(classify(&e), coll_names[c], &e, errstr,
+                                   errstr_size);
+                bson_destroy(&reply);
+        }
+        batch_fini(&b);
+        return err;
+}

@@ -1,0 +1,635 @@
+/*
+ * Integration: the HTTP gateway (producers/ingest.h) in-process against the
+ * real Kafka of infra/ (kafka.bootstrap.servers default 127.0.0.1:9092; run
+ * `infra/stack up` first). Each test starts its own gateway on a free port
+ * with its own topic prefix ("ingest<pid>x<n>."), talks to it with a tiny
+ * HTTP/1.1 client over a socket, signs requests with libcrypto's one-shot
+ * HMAC() (not the gateway's code), and reads the topics back with a plain
+ * consumer and the Avro codec.
+ *
+ * What is checked comes from issue 6 and RULES.md "Units" (the ingest
+ * stamps ts_ms; a trusted batch source may supply it; command ids are
+ * generated when absent) and docs/command-contract.md "HTTP gateway".
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "ingest.h"
+#include "kafka.h"
+
+#define KEY_ID "adapter-1"
+#define SECRET "s3cret-adapter"
+#define BATCH_ID "replayer"
+#define BATCH_SECRET "s3cret-batch"
+
+static ordo_config_t *conf;
+static ordo_ingest_t *gw;
+static char keys_path[64];
+static int seq;
+
+static int64_t wall_ms(void) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void set(ordo_config_t *c, const char *k, const char *v) {
+        char err[256];
+        cr_assert_eq(ordo_config_set(c, k, v, err, sizeof(err)), 0, "%s",
+                     err);
+}
+
+/* A config with a unique topic prefix and the keys file; extra pairs are
+ * "key=value" strings ending in NULL. */
+static ordo_config_t *new_conf(const char *const *extra) {
+        ordo_config_t *c = ordo_config_new();
+        char prefix[64], err[256];
+        const char *bootstrap = getenv("ORDO_TEST_KAFKA");
+
+        snprintf(prefix, sizeof(prefix), "ingest%dx%d.", (int)getpid(),
+                 seq++);
+        set(c, "topic.prefix", prefix);
+        set(c, "topic.partitions", "2");
+        set(c, "ingest.listen", "127.0.0.1:0");
+        set(c, "ingest.keys.file", keys_path);
+        if (bootstrap)
+                set(c, "kafka.bootstrap.servers", bootstrap);
+        for (; extra && *extra; extra++)
+                cr_assert_eq(ordo_config_set_pair(c, *extra, err,
+                                                  sizeof(err)),
+                             0, "%s", err);
+        return c;
+}
+
+static void write_keys(void) {
+        FILE *f;
+        snprintf(keys_path, sizeof(keys_path), "/tmp/ordo-ingest-keys-%d",
+                 (int)getpid());
+        f = fopen(keys_path, "w");
+        cr_assert(f);
+        fprintf(f, "# test keys\n%s %s\n%s %s batch\n", KEY_ID, SECRET,
+                BATCH_ID, BATCH_SECRET);
+        fclose(f);
+}
+
+static void start(const char *const *extra) {
+        char err[512];
+        write_keys();
+        conf = new_conf(extra);
+        cr_assert_eq(ordo_kafka_ensure_topics(conf, err, sizeof(err)), 0,
+                     "is Kafka up (infra/stack up)? %s", err);
+        gw = ordo_ingest_new(conf, err, sizeof(err));
+        cr_assert(gw, "%s", err);
+}
+
+static void stop(void) {
+        ordo_ingest_destroy(gw);
+        ordo_config_destroy(conf);
+        unlink(keys_path);
+        gw = NULL;
+        conf = NULL;
+}
+
+static void setup(void) {
+        start(NULL);
+}
+
+/* ---- a tiny HTTP/1.1 client ------------------------------------------- */
+
+typedef struct {
+        int status;
+        char head[4096];
+        char *body;
+        size_t body_len;
+        int64_t ms; /* time to answer */
+} resp_t;
+
+static void resp_free(resp_t *r) {
+        free(r->body);
+}
+
+/* One request on its own connection ("Connection: close"); headers is ""
+ * or lines ending in \r\n. */
+static resp_t http(int port, const char *method, const char *path,
+                   const char *headers, const char *body, size_t body_len) {
+        struct sockaddr_in sa;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        char req[2048], *buf = NULL, *sep;
+        size_t len = 0, cap = 0;
+        ssize_t n;
+        resp_t r;
+        int64_t t0 = wall_ms();
+
+        memset(&r, 0, sizeof(r));
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        cr_assert(fd >= 0);
+        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                 "Content-Type: application/json\r\n%sContent-Length: "
+                 "%zu\r\n\r\n",
+                 method, path, headers, body_len);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        /* The server may answer (413) before reading the whole body. */
+        if (body_len)
+                (void)!write(fd, body, body_len);
+        for (;;) {
+                if (cap - len < 4096) {
+                        cap = cap ? cap * 2 : 65536;
+                        buf = realloc(buf, cap + 1);
+                }
+                n = read(fd, buf + len, cap - len);
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        r.ms = wall_ms() - t0;
+        cr_assert(buf && len > 12, "no answer");
+        buf[len] = '\0';
+        r.status = atoi(buf + 9);
+        sep = strstr(buf, "\r\n\r\n");
+        cr_assert(sep);
+        snprintf(r.head, sizeof(r.head), "%.*s", (int)(sep - buf), buf);
+        r.body_len = len - (size_t)(sep + 4 - buf);
+        r.body = strdup(sep + 4);
+        free(buf);
+        return r;
+}
+
+/* The headers of a signed request: hex(HMAC-SHA256(secret, method \n path
+ * \n timestamp \n body)), computed here with libcrypto's one-shot HMAC. */
+static void sign(const char *key_id, const char *secret, const char *method,
+                 const char *path, int64_t ts, const char *body,
+                 char *headers, size_t size) {
+        size_t n = strlen(body) + 256, i;
+        char *text = malloc(n), hex[65];
+        unsigned char mac[32];
+        unsigned int mac_len = 0;
+
+        snprintf(text, n, "%s\n%s\n%lld\n%s", method, path, (long long)ts,
+                 body);
+        HMAC(EVP_sha256(), secret, (int)strlen(secret),
+             (unsigned char *)text, strlen(text), mac, &mac_len);
+        cr_assert_eq(mac_len, 32);
+        for (i = 0; i < 32; i++)
+                sprintf(hex + 2 * i, "%02x", mac[i]);
+        snprintf(headers, size,
+                 "X-Ordo-Key: %s\r\nX-Ordo-Timestamp: %lld\r\n"
+                 "X-Ordo-Signature: %s\r\n",
+                 key_id, (long long)ts, hex);
+        free(text);
+}
+
+static resp_t post_as(const char *key_id, const char *secret,
+                      const char *path, const char *body, int64_t ts) {
+        char headers[512];
+        sign(key_id, secret, "POST", path, ts, body, headers,
+             sizeof(headers));
+        return http(ordo_ingest_port(gw), "POST", path, headers, body,
+                    strlen(body));
+}
+
+static resp_t post(const char *path, const char *body) {
+        return post_as(KEY_ID, SECRET, path, body, wall_ms());
+}
+
+/* The string value of "key" in a flat JSON answer, or "" (enough for the
+ * answers here: ids and codes without escapes). */
+static const char *json_str(const char *json, const char *key, char *out,
+                            size_t size) {
+        char pat[64];
+        const char *p, *e;
+        snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+        out[0] = '\0';
+        if (!(p = strstr(json, pat)))
+                return out;
+        p += strlen(pat);
+        e = strchr(p, '"');
+        snprintf(out, size, "%.*s", (int)(e ? e - p : 0), p);
+        return out;
+}
+
+static int has_header(const resp_t *r, const char *line) {
+        return strcasestr(r->head, line) != NULL;
+}
+
+/* ---- reading the topic back ------------------------------------------- */
+
+/* Every message of a command topic, decoded; returns how many (at most
+ * max). */
+static size_t read_topic(ordo_topic_t t, ordo_msg_t *out, size_t max) {
+        char topic[256], err[512];
+        rd_kafka_t *rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, err,
+                                                 sizeof(err));
+        rd_kafka_topic_partition_list_t *parts;
+        ordo_codec_t *codec = ordo_codec_new(err, sizeof(err));
+        int n_parts, p, eofs = 0;
+        size_t n = 0;
+        int64_t deadline = wall_ms() + 20000;
+
+        cr_assert(rk && codec, "%s", err);
+        ordo_topic_name(conf, t, topic, sizeof(topic));
+        n_parts = ordo_kafka_partitions(rk, topic, err, sizeof(err));
+        cr_assert_gt(n_parts, 0, "%s", err);
+        parts = rd_kafka_topic_partition_list_new(n_parts);
+        for (p = 0; p < n_parts; p++)
+                rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
+                    RD_KAFKA_OFFSET_BEGINNING;
+        cr_assert_eq(rd_kafka_assign(rk, parts), 0);
+        rd_kafka_topic_partition_list_destroy(parts);
+        while (eofs < n_parts && wall_ms() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eofs++;
+                else if (!m->err && n < max) {
+                        cr_assert_eq(ordo_codec_decode(codec, m->payload,
+                                                       m->len, &out[n], err,
+                                                       sizeof(err)),
+                                     0, "%s", err);
+                        n++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        cr_assert_eq(eofs, n_parts, "topic %s not read to its end", topic);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        ordo_codec_destroy(codec);
+        return n;
+}
+
+static const ordo_msg_t *find(const ordo_msg_t *msgs, size_t n,
+                              const char *command_id) {
+        size_t i;
+        for (i = 0; i < n; i++)
+                if (!strcmp(msgs[i].meta.id, command_id))
+                        return &msgs[i];
+        return NULL;
+}
+
+#define MAX_MSGS 64
+static ordo_msg_t msgs[MAX_MSGS];
+
+/* ---- accepted ---------------------------------------------------------- */
+
+TestSuite(ingest, .init = setup, .fini = stop, .timeout = 120);
+
+/* 202 only once Kafka has the command; the gateway generates command_id
+ * and order_id and stamps ts_ms with its own clock (RULES.md "Units"). */
+Test(ingest, accepted_is_on_the_topic) {
+        const char *body = "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\","
+                           "\"user_id\":\"u1\",\"qty\":2}";
+        int64_t before = wall_ms(), after;
+        resp_t r = post("/v1/commands", body);
+        char cid[128], oid[128];
+        const ordo_msg_t *m;
+        size_t n;
+
+        after = wall_ms();
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        json_str(r.body, "command_id", cid, sizeof(cid));
+        json_str(r.body, "order_id", oid, sizeof(oid));
+        cr_assert(cid[0] && oid[0], "%s", r.body);
+        n = read_topic(ORDO_TOPIC_ACTIVITY_COMMANDS, msgs, MAX_MSGS);
+        m = find(msgs, n, cid);
+        cr_assert(m, "command %s not on activity-commands", cid);
+        cr_assert_eq(m->type, ORDO_MSG_PLACE_ORDER);
+        cr_assert_str_eq(m->u.place.order_id, oid);
+        cr_assert_str_eq(m->u.place.activity_id, "a1");
+        cr_assert_str_eq(m->u.place.user_id, "u1");
+        cr_assert_eq(m->u.place.qty, 2);
+        cr_assert(m->meta.ts_ms >= before && m->meta.ts_ms <= after,
+                  "ts_ms %lld not stamped by the gateway",
+                  (long long)m->meta.ts_ms);
+        resp_free(&r);
+}
+
+/* A client's own order_id and command_id are kept and echoed. */
+Test(ingest, client_ids_are_kept) {
+        const char *body = "{\"type\":\"PlaceOrder\",\"order_id\":\"my-o-1\","
+                           "\"command_id\":\"my-c-1\",\"activity_id\":\"a1\","
+                           "\"user_id\":\"u2\",\"qty\":1}";
+        resp_t r = post("/v1/commands", body);
+        char v[128];
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "command_id", v, sizeof(v)),
+                         "my-c-1");
+        cr_assert_str_eq(json_str(r.body, "order_id", v, sizeof(v)),
+                         "my-o-1");
+        resp_free(&r);
+}
+
+/* A batch: per-line results, each line routed to its own topic. */
+Test(ingest, batch_accepted) {
+        const char *body =
+            "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\",\"user_id\":"
+            "\"u3\",\"qty\":1}\n"
+            "\n"
+            "{\"type\":\"CancelOrder\",\"order_id\":\"o9\",\"user_id\":"
+            "\"u3\",\"command_id\":\"cancel-1\"}\r\n";
+        resp_t r = post("/v1/commands:batch", body);
+        size_t n;
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        cr_assert(strstr(r.body, "\"accepted\":2"), "%s", r.body);
+        cr_assert(strstr(r.body, "\"line\":1"), "%s", r.body);
+        cr_assert(strstr(r.body, "\"line\":3"), "blank lines count: %s",
+                  r.body);
+        n = read_topic(ORDO_TOPIC_ORDER_COMMANDS, msgs, MAX_MSGS);
+        cr_assert(find(msgs, n, "cancel-1"),
+                  "CancelOrder not on order-commands");
+        resp_free(&r);
+}
+
+/* ts_ms: refused from an ordinary key, kept from a key trusted for batch
+ * use (RULES.md "Units"; docs/command-contract.md "ts_ms policy"). */
+Test(ingest, ts_ms_only_from_a_trusted_key) {
+        const char *body = "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\","
+                           "\"user_id\":\"u4\",\"qty\":1,"
+                           "\"ts_ms\":1600000000000,\"command_id\":\"t1\"}";
+        resp_t r = post("/v1/commands", body);
+        char v[64];
+        size_t n;
+        const ordo_msg_t *m;
+
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "ts_ms");
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "NOT_ALLOWED");
+        resp_free(&r);
+        r = post_as(BATCH_ID, BATCH_SECRET, "/v1/commands:batch", body,
+                    wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        n = read_topic(ORDO_TOPIC_ACTIVITY_COMMANDS, msgs, MAX_MSGS);
+        m = find(msgs, n, "t1");
+        cr_assert(m);
+        cr_assert_eq(m->meta.ts_ms, 1600000000000LL);
+}
+
+/* ---- refused ----------------------------------------------------------- */
+
+Test(ingest, refused_names_field_and_reason) {
+        resp_t r = post("/v1/commands",
+                        "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\","
+                        "\"user_id\":\"u1\",\"qty\":\"2\"}");
+        char v[64];
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "qty");
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "WRONG_TYPE");
+        cr_assert(strstr(r.body, "\"error\":\""), "%s", r.body);
+        resp_free(&r);
+}
+
+/* All or nothing: one bad line refuses the batch, every bad line is
+ * listed, and the good lines are not sent. */
+Test(ingest, batch_refused_sends_nothing) {
+        const char *body =
+            "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\",\"user_id\":"
+            "\"u5\",\"qty\":1,\"command_id\":\"never-1\"}\n"
+            "{\"type\":\"Foo\"}\n"
+            "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\",\"user_id\":"
+            "\"u5\",\"qty\":1,\"command_id\":\"never-2\"}\n"
+            "{\"type\":\"CancelOrder\",\"user_id\":\"u5\"}\n";
+        resp_t r = post("/v1/commands:batch", body);
+        size_t n;
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert(strstr(r.body, "{\"line\":2,"), "%s", r.body);
+        cr_assert(strstr(r.body, "\"reason\":\"UNKNOWN_TYPE\""), "%s",
+                  r.body);
+        cr_assert(strstr(r.body, "{\"line\":4,"), "%s", r.body);
+        cr_assert(strstr(r.body, "\"field\":\"order_id\""), "%s", r.body);
+        cr_assert(strstr(r.body, "\"reason\":\"MISSING\""), "%s", r.body);
+        resp_free(&r);
+        n = read_topic(ORDO_TOPIC_ACTIVITY_COMMANDS, msgs, MAX_MSGS);
+        cr_assert_null(find(msgs, n, "never-1"));
+        cr_assert_null(find(msgs, n, "never-2"));
+}
+
+Test(ingest, wrong_path_and_method) {
+        int port = ordo_ingest_port(gw);
+        resp_t r = http(port, "POST", "/v1/nope", "", "{}", 2);
+        cr_assert_eq(r.status, 404);
+        resp_free(&r);
+        r = http(port, "GET", "/v1/commands", "", "", 0);
+        cr_assert_eq(r.status, 405);
+        cr_assert(has_header(&r, "Allow: POST"), "%s", r.head);
+        resp_free(&r);
+}
+
+/* ---- unauthorised, replayed -------------------------------------------- */
+
+static const char *ok_body = "{\"type\":\"ConfirmReceipt\",\"order_id\":"
+                             "\"o1\"}";
+
+Test(ingest, unsigned_request_is_401) {
+        resp_t r = http(ordo_ingest_port(gw), "POST", "/v1/commands", "",
+                        ok_body, strlen(ok_body));
+        char v[64];
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "MISSING_AUTH");
+        resp_free(&r);
+}
+
+Test(ingest, bad_signature_is_401) {
+        char v[64];
+        resp_t r = post_as(KEY_ID, "not-the-secret", "/v1/commands", ok_body,
+                           wall_ms());
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "BAD_SIGNATURE");
+        resp_free(&r);
+        r = post_as("no-such-key", SECRET, "/v1/commands", ok_body,
+                    wall_ms());
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        resp_free(&r);
+}
+
+/* Default window 300000 ms: a timestamp 301 s old or ahead is refused. */
+Test(ingest, stale_timestamp_is_401) {
+        char v[64];
+        resp_t r = post_as(KEY_ID, SECRET, "/v1/commands", ok_body,
+                           wall_ms() - 301000);
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "STALE_TIMESTAMP");
+        resp_free(&r);
+        r = post_as(KEY_ID, SECRET, "/v1/commands", ok_body,
+                    wall_ms() + 301000);
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        resp_free(&r);
+}
+
+Test(ingest, replayed_signature_is_401) {
+        char headers[512], v[64];
+        int port = ordo_ingest_port(gw);
+        resp_t r;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), ok_body,
+             headers, sizeof(headers));
+        r = http(port, "POST", "/v1/commands", headers, ok_body,
+                 strlen(ok_body));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        r = http(port, "POST", "/v1/commands", headers, ok_body,
+                 strlen(ok_body));
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "REPLAYED");
+        resp_free(&r);
+}
+
+/* ---- rate limited, oversize -------------------------------------------- */
+
+static void setup_tight(void) {
+        static const char *const extra[] = {
+            "ingest.rate.per.user=1", "ingest.rate.burst=2",
+            "ingest.body.max=100000", NULL};
+        start(extra);
+}
+
+/* burst 2, 1/s: the third PlaceOrder of one user at once is 429 with
+ * Retry-After; another user is not affected. */
+Test(ingest, rate_limited, .init = setup_tight) {
+        const char *bot = "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\","
+                          "\"user_id\":\"bot\",\"qty\":1}";
+        const char *human = "{\"type\":\"PlaceOrder\",\"activity_id\":"
+                            "\"a1\",\"user_id\":\"human\",\"qty\":1}";
+        resp_t r;
+        char v[64];
+        int i;
+
+        for (i = 0; i < 2; i++) {
+                r = post("/v1/commands", bot);
+                cr_assert_eq(r.status, 202, "%s", r.body);
+                resp_free(&r);
+        }
+        r = post("/v1/commands", bot);
+        cr_assert_eq(r.status, 429, "%s", r.body);
+        cr_assert(has_header(&r, "Retry-After: 1"), "%s", r.head);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "RATE_LIMITED");
+        resp_free(&r);
+        r = post("/v1/commands", human);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
+Test(ingest, oversize_is_413, .init = setup_tight) {
+        size_t big = 150000, cmd = 70000;
+        char *body = malloc(big + 1);
+        char v[64];
+        resp_t r;
+
+        /* Over ingest.body.max (100000): refused on Content-Length. */
+        memset(body, ' ', big);
+        body[big] = '\0';
+        r = http(ordo_ingest_port(gw), "POST", "/v1/commands", "", body,
+                 big);
+        cr_assert_eq(r.status, 413, "%s", r.body);
+        resp_free(&r);
+        /* One command over 64 KiB (docs/command-contract.md TOO_LARGE). */
+        memset(body, ' ', cmd);
+        memcpy(body, "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}", 41);
+        body[cmd] = '\0';
+        r = post("/v1/commands", body);
+        cr_assert_eq(r.status, 413, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "TOO_LARGE");
+        resp_free(&r);
+        free(body);
+}
+
+/* ---- health, metrics --------------------------------------------------- */
+
+Test(ingest, healthz_and_metrics) {
+        int port = ordo_ingest_port(gw);
+        resp_t r = http(port, "GET", "/healthz", "", "", 0), a;
+
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        resp_free(&r);
+        a = post("/v1/commands", ok_body);
+        cr_assert_eq(a.status, 202, "%s", a.body);
+        resp_free(&a);
+        r = http(port, "GET", "/metrics", "", "", 0);
+        cr_assert_eq(r.status, 200);
+        cr_assert(strstr(r.body, "ordo_ingest_requests_total{status=\"202\"}"
+                                 " 1\n"),
+                  "%s", r.body);
+        cr_assert(strstr(r.body,
+                         "ordo_ingest_produce_seconds_bucket{le=\"+Inf\"} 1\n"),
+                  "%s", r.body);
+        cr_assert(strstr(r.body, "ordo_ingest_queue_depth "), "%s", r.body);
+        resp_free(&r);
+}
+
+/* ---- back-pressure: a broker that is not there -------------------------- */
+
+static void setup_dead_broker(void) {
+        char err[512];
+        static const char *const extra[] = {
+            "kafka.bootstrap.servers=127.0.0.1:1", NULL};
+        write_keys();
+        conf = new_conf(extra);
+        gw = ordo_ingest_new(conf, err, sizeof(err));
+        cr_assert(gw, "%s", err);
+}
+
+/* The broker is unreachable: 503 with Retry-After within seconds
+ * (kafka.message.timeout.ms defaults to 5000 in the gateway), never 202,
+ * and /healthz says 503. */
+Test(ingest, dead_broker_is_503, .init = setup_dead_broker) {
+        resp_t r = post("/v1/commands", ok_body);
+        cr_assert_eq(r.status, 503, "%s", r.body);
+        cr_assert(has_header(&r, "Retry-After: "), "%s", r.head);
+        cr_assert_lt(r.ms, 10000, "took %lld ms", (long long)r.ms);
+        cr_assert(strstr(r.body, "\"command_id\":\""),
+                  "the ids come back for a retry: %s", r.body);
+        resp_free(&r);
+        r = http(ordo_ingest_port(gw), "GET", "/healthz", "", "", 0);
+        cr_assert_eq(r.status, 503, "%s", r.body);
+        resp_free(&r);
+}
+
+/* A full producer queue is 503 at once, not a wait. */
+Test(ingest, queue_full_is_503, .init = setup_dead_broker) {
+        const char *body = "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}"
+                           "\n{\"type\":\"ConfirmReceipt\",\"order_id\":"
+                           "\"o2\"}\n";
+        resp_t r;
+        char err[256];
+
+        /* Room for one message: the batch's second line cannot queue. */
+        stop();
+        write_keys();
+        {
+                static const char *const extra[] = {
+                    "kafka.bootstrap.servers=127.0.0.1:1",
+                    "kafka.queue.buffering.max.messages=1", NULL};
+                conf = new_conf(extra);
+        }
+        gw = ordo_ingest_new(conf, err, sizeof(err));
+        cr_assert(gw, "%s", err);
+        r = post("/v1/commands:batch", body);
+        cr_assert_eq(r.status, 503, "%s", r.body);
+        cr_assert(has_header(&r, "Retry-After: "), "%s", r.head);
+        cr_assert(strstr(r.body, "Queue full"), "%s", r.body);
+        resp_free(&r);
+}

@@ -1,0 +1,93 @@
+/*
+ * The gateway's per-user token bucket (producers/ratelimit.h), checked
+ * against the definition of a token bucket: `burst` at once, then `rate` a
+ * second; time from the test, not the clock.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#include "ratelimit.h"
+
+Test(ratelimit, burst_then_refused_with_retry) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(5, 10, 1024);
+        int64_t retry = -1;
+        int i;
+
+        for (i = 0; i < 10; i++)
+                cr_assert(ordo_ratelimit_take(rl, "u1", 1000, &retry),
+                          "take %d of the burst", i);
+        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1000, &retry));
+        /* 5 tokens/s: the next one is 200 ms away. */
+        cr_assert_eq(retry, 200);
+        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1199, &retry));
+        cr_assert_eq(retry, 1);
+        cr_assert(ordo_ratelimit_take(rl, "u1", 1200, &retry));
+        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1200, &retry));
+        ordo_ratelimit_destroy(rl);
+}
+
+Test(ratelimit, users_are_independent) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 2, 1024);
+        cr_assert(ordo_ratelimit_take(rl, "bot", 0, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "bot", 0, NULL));
+        cr_assert_not(ordo_ratelimit_take(rl, "bot", 0, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "human", 0, NULL));
+        ordo_ratelimit_destroy(rl);
+}
+
+/* Over any interval of T ms a key gets at most burst + rate * T / 1000
+ * tokens, and a key asking every ms gets at least rate * T / 1000. */
+Test(ratelimit, long_run_matches_the_rate) {
+        const int64_t rate = 7, burst = 3, T = 60000;
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(rate, burst, 1024);
+        int64_t t, got = 0;
+
+        for (t = 0; t < T; t++)
+                got += ordo_ratelimit_take(rl, "u", t, NULL);
+        cr_assert_leq(got, burst + rate * T / 1000);
+        cr_assert_geq(got, rate * T / 1000);
+        ordo_ratelimit_destroy(rl);
+}
+
+Test(ratelimit, idle_refills_only_up_to_burst) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(100, 4, 1024);
+        int i, got = 0;
+        for (i = 0; i < 4; i++)
+                ordo_ratelimit_take(rl, "u", 0, NULL);
+        for (i = 0; i < 10; i++)
+                got += ordo_ratelimit_take(rl, "u", 3600000, NULL);
+        cr_assert_eq(got, 4);
+        ordo_ratelimit_destroy(rl);
+}
+
+Test(ratelimit, clock_going_back_refills_nothing) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 1, 1024);
+        cr_assert(ordo_ratelimit_take(rl, "u", 10000, NULL));
+        cr_assert_not(ordo_ratelimit_take(rl, "u", 5000, NULL));
+        cr_assert_not(ordo_ratelimit_take(rl, "u", 10000, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "u", 11000, NULL));
+        ordo_ratelimit_destroy(rl);
+}
+
+Test(ratelimit, zero_rate_is_no_limit) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(0, 1, 16);
+        int i;
+        for (i = 0; i < 1000; i++)
+                cr_assert(ordo_ratelimit_take(rl, "u", 0, NULL));
+        ordo_ratelimit_destroy(rl);
+}
+
+/* More users than the table holds: every user still gets at most its
+ * burst at once (a recycled bucket starts full, never fuller). */
+Test(ratelimit, full_table_never_exceeds_burst) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 2, 16);
+        char key[32];
+        int u, i, got;
+        for (u = 0; u < 500; u++) {
+                snprintf(key, sizeof(key), "user-%d", u);
+                for (got = 0, i = 0; i < 5; i++)
+                        got += ordo_ratelimit_take(rl, key, 0, NULL);
+                cr_assert_eq(got, 2, "user %d got %d", u, got);
+        }
+        ordo_ratelimit_destroy(rl);
+}
