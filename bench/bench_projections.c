@@ -35,11 +35,12 @@ static double now_s(void) {
 /* Event i of the synthetic log, built in place. */
 static void make_event(size_t i, ordo_msg_t *m, ordo_event_rec_t *r) {
         static const ordo_msg_type_t types[PER_ORDER] = {
-            ORDO_MSG_STOCK_RESERVED,     ORDO_MSG_ORDER_OPENED,
-            ORDO_MSG_ORDER_PAID,         ORDO_MSG_COMMISSION_ACCRUED,
-            ORDO_MSG_COMMISSION_ACCRUED, ORDO_MSG_ORDER_RECEIVED,
-            ORDO_MSG_ORDER_SETTLED,      ORDO_MSG_COMMISSION_SETTLED,
-            ORDO_MSG_COMMISSION_SETTLED};
+                ORDO_MSG_STOCK_RESERVED,     ORDO_MSG_ORDER_OPENED,
+                ORDO_MSG_ORDER_PAID,         ORDO_MSG_COMMISSION_ACCRUED,
+                ORDO_MSG_COMMISSION_ACCRUED, ORDO_MSG_ORDER_RECEIVED,
+                ORDO_MSG_ORDER_SETTLED,      ORDO_MSG_COMMISSION_SETTLED,
+                ORDO_MSG_COMMISSION_SETTLED
+        };
         size_t order = i / PER_ORDER, k = i % PER_ORDER;
         int part = (int)(order % 8);
         char oid[32], act[32];
@@ -113,8 +114,8 @@ static void make_event(size_t i, ordo_msg_t *m, ordo_event_rec_t *r) {
         }
 }
 
-typedef ordo_err_t (*apply_fn)(void *p, const ordo_event_rec_t *recs,
-                               size_t n, char *errstr, size_t errstr_size);
+typedef ordo_err_t (*apply_fn)(void *p, const ordo_event_rec_t *recs, size_t n,
+                               char *errstr, size_t errstr_size);
 
 /* The 16 activities the orders reserve from. */
 static void seed(apply_fn apply, void *p) {
@@ -126,8 +127,8 @@ static void seed(apply_fn apply, void *p) {
         for (i = 0; i < 16; i++) {
                 ordo_msg_init(&msgs[i], ORDO_MSG_ACTIVITY_CREATED);
                 msgs[i].meta.version = 1;
-                snprintf(msgs[i].u.activity.activity_id, ORDO_ID_MAX + 1,
-                         "A%d", i);
+                snprintf(msgs[i].u.activity.activity_id, ORDO_ID_MAX + 1, "A%d",
+                         i);
                 ordo_strlcpy(msgs[i].u.activity.sku, "SKU", ORDO_SKU_MAX + 1);
                 msgs[i].u.activity.price_cents = 9900;
                 msgs[i].u.activity.stock = 1000000000;
@@ -253,9 +254,8 @@ int main(int argc, char **argv) {
         size_t batch = argc > 3 ? (size_t)atol(argv[3]) : 500;
 
         if (!events || !batch) {
-                fprintf(stderr,
-                        "usage: bench_projections [redis|mongo|both] "
-                        "[EVENTS] [BATCH]\n");
+                fprintf(stderr, "usage: bench_projections [redis|mongo|both] "
+                                "[EVENTS] [BATCH]\n");
                 return 2;
         }
         if (!strcmp(what, "redis") || !strcmp(what, "both"))

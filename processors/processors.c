@@ -30,20 +30,20 @@ static int commission_accepts(ordo_msg_type_t t) {
 }
 
 /* Thin casts from the loop's void * state to each aggregate's type. */
-#define PROCESSOR_GLUE(agg)                                                   \
-        static void *agg##_new(void) {                                        \
-                return ordo_##agg##_state_new();                              \
-        }                                                                     \
-        static void agg##_destroy(void *s) {                                  \
-                ordo_##agg##_state_destroy(s);                                \
-        }                                                                     \
-        static void agg##_handle(void *s, const ordo_msg_t *m,                \
-                                 const ordo_pos_t *pos,                       \
-                                 const ordo_sink_t *sink) {                   \
-                ordo_##agg##_handle(s, m, pos, sink);                         \
-        }                                                                     \
-        static void agg##_apply(void *s, const ordo_msg_t *m) {               \
-                ordo_##agg##_apply(s, m);                                     \
+#define PROCESSOR_GLUE(agg)                                                    \
+        static void *agg##_new(void) {                                         \
+                return ordo_##agg##_state_new();                               \
+        }                                                                      \
+        static void agg##_destroy(void *s) {                                   \
+                ordo_##agg##_state_destroy(s);                                 \
+        }                                                                      \
+        static void agg##_handle(void *s, const ordo_msg_t *m,                 \
+                                 const ordo_pos_t *pos,                        \
+                                 const ordo_sink_t *sink) {                    \
+                ordo_##agg##_handle(s, m, pos, sink);                          \
+        }                                                                      \
+        static void agg##_apply(void *s, const ordo_msg_t *m) {                \
+                ordo_##agg##_apply(s, m);                                      \
         }
 
 PROCESSOR_GLUE(activity)
@@ -51,28 +51,53 @@ PROCESSOR_GLUE(order)
 PROCESSOR_GLUE(referral)
 PROCESSOR_GLUE(commission)
 
-static const ordo_processor_def_t activity = {
-    "activity",       ORDO_TOPIC_ACTIVITY_COMMANDS, ORDO_TOPIC_ACTIVITY_EVENTS,
-    ORDO_TOPIC_ORDER_COMMANDS, 0, activity_new, activity_destroy,
-    activity_handle, activity_apply, activity_accepts};
+static const ordo_processor_def_t activity = { "activity",
+                                               ORDO_TOPIC_ACTIVITY_COMMANDS,
+                                               ORDO_TOPIC_ACTIVITY_EVENTS,
+                                               ORDO_TOPIC_ORDER_COMMANDS,
+                                               0,
+                                               activity_new,
+                                               activity_destroy,
+                                               activity_handle,
+                                               activity_apply,
+                                               activity_accepts };
 
-static const ordo_processor_def_t order = {
-    "order",          ORDO_TOPIC_ORDER_COMMANDS, ORDO_TOPIC_ORDER_EVENTS,
-    ORDO_TOPIC_ACTIVITY_COMMANDS, 0, order_new, order_destroy, order_handle,
-    order_apply,      order_accepts};
+static const ordo_processor_def_t order = { "order",
+                                            ORDO_TOPIC_ORDER_COMMANDS,
+                                            ORDO_TOPIC_ORDER_EVENTS,
+                                            ORDO_TOPIC_ACTIVITY_COMMANDS,
+                                            0,
+                                            order_new,
+                                            order_destroy,
+                                            order_handle,
+                                            order_apply,
+                                            order_accepts };
 
-static const ordo_processor_def_t referral = {
-    "referral",       ORDO_TOPIC_REFERRAL_COMMANDS, ORDO_TOPIC_REFERRAL_EVENTS,
-    ORDO_TOPIC__COUNT, 0, referral_new, referral_destroy, referral_handle,
-    referral_apply,   referral_accepts};
+static const ordo_processor_def_t referral = { "referral",
+                                               ORDO_TOPIC_REFERRAL_COMMANDS,
+                                               ORDO_TOPIC_REFERRAL_EVENTS,
+                                               ORDO_TOPIC__COUNT,
+                                               0,
+                                               referral_new,
+                                               referral_destroy,
+                                               referral_handle,
+                                               referral_apply,
+                                               referral_accepts };
 
-static const ordo_processor_def_t commission = {
-    "commission",     ORDO_TOPIC_ORDER_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS,
-    ORDO_TOPIC__COUNT, 1, commission_new, commission_destroy,
-    commission_handle, commission_apply, commission_accepts};
+static const ordo_processor_def_t commission = { "commission",
+                                                 ORDO_TOPIC_ORDER_EVENTS,
+                                                 ORDO_TOPIC_COMMISSION_EVENTS,
+                                                 ORDO_TOPIC__COUNT,
+                                                 1,
+                                                 commission_new,
+                                                 commission_destroy,
+                                                 commission_handle,
+                                                 commission_apply,
+                                                 commission_accepts };
 
-const ordo_processor_def_t *const ordo_processors[4] = {
-    &activity, &order, &referral, &commission};
+const ordo_processor_def_t *const ordo_processors[4] = { &activity, &order,
+                                                         &referral,
+                                                         &commission };
 
 const ordo_processor_def_t *ordo_processor_find(const char *name) {
         size_t i;

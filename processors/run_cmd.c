@@ -24,16 +24,16 @@ typedef struct {
         pthread_t thread;
 } stage_t;
 
-static const char *const all_stages[] = {"activity", "order",  "referral",
-                                         "commission", "mongo", "redis"};
+static const char *const all_stages[] = { "activity",   "order", "referral",
+                                          "commission", "mongo", "redis" };
 #define N_STAGES (sizeof(all_stages) / sizeof(all_stages[0]))
 
 static void *stage_main(void *arg) {
         stage_t *s = arg;
         if (s->def)
-                s->err = ordo_processor_run(s->def, s->conf, &ordo_stop,
-                                            &s->stats, s->errstr,
-                                            sizeof(s->errstr));
+                s->err =
+                    ordo_processor_run(s->def, s->conf, &ordo_stop, &s->stats,
+                                       s->errstr, sizeof(s->errstr));
         else
                 s->err = ordo_projection_run(s->name, s->conf, &ordo_stop,
                                              s->errstr, sizeof(s->errstr));
@@ -55,8 +55,7 @@ static int known_stage(const char *name) {
         return 0;
 }
 
-static int run_stages(ordo_config_t *conf, const char *const *names,
-                      size_t n) {
+static int run_stages(ordo_config_t *conf, const char *const *names, size_t n) {
         stage_t *stages = calloc(n, sizeof(*stages));
         char errstr[512];
         size_t i;
@@ -194,15 +193,14 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
-        rk = ordo_kafka_producer_new(conf, NULL, tick_delivered, NULL,
-                                     errstr, sizeof(errstr));
+        rk = ordo_kafka_producer_new(conf, NULL, tick_delivered, NULL, errstr,
+                                     sizeof(errstr));
         codec = ordo_codec_new(errstr, sizeof(errstr));
         if (!rk || !codec) {
                 fprintf(stderr, "ordo tick: %s\n", errstr);
                 return 1;
         }
-        ordo_topic_name(conf, ORDO_TOPIC_ORDER_COMMANDS, topic,
-                        sizeof(topic));
+        ordo_topic_name(conf, ORDO_TOPIC_ORDER_COMMANDS, topic, sizeof(topic));
         parts = ordo_kafka_partitions(rk, topic, errstr, sizeof(errstr));
         if (parts < 0) {
                 fprintf(stderr, "ordo tick: %s\n", errstr);
@@ -215,8 +213,8 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                 m.meta.ts_ms = ts;
                 snprintf(id, sizeof(id), "tick-%lld-%d", (long long)ts, i);
                 ordo_strlcpy(m.meta.id, id, sizeof(m.meta.id));
-                if (ordo_codec_encode(codec, &m, buf, sizeof(buf), &len,
-                                      errstr, sizeof(errstr)) ||
+                if (ordo_codec_encode(codec, &m, buf, sizeof(buf), &len, errstr,
+                                      sizeof(errstr)) ||
                     rd_kafka_producev(
                         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i),
                         RD_KAFKA_V_VALUE(buf, len),

@@ -73,13 +73,13 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
                     size_t len, rd_kafka_headers_t *hdrs) {
         rd_kafka_resp_err_t err;
         for (;;) {
-                err = rd_kafka_producev(
-                    p->producer, RD_KAFKA_V_TOPIC(topic),
-                    RD_KAFKA_V_PARTITION(partition),
-                    RD_KAFKA_V_KEY(key, key_len),
-                    RD_KAFKA_V_VALUE((void *)value, len),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                err =
+                    rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(topic),
+                                      RD_KAFKA_V_PARTITION(partition),
+                                      RD_KAFKA_V_KEY(key, key_len),
+                                      RD_KAFKA_V_VALUE((void *)value, len),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(p->producer, 50); /* back-pressure */
@@ -121,8 +121,8 @@ static void emit(void *opaque, const ordo_msg_t *m) {
                 produce(p, p->events, p->partition, key, strlen(key), p->buf,
                         len, hdrs);
         else
-                produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key,
-                        strlen(key), p->buf, len, hdrs);
+                produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key, strlen(key),
+                        p->buf, len, hdrs);
 }
 
 static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
@@ -161,11 +161,10 @@ static int decode(proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
 
 /* Reads topic/partition from `from` (inclusive) to `to` (exclusive, or the
  * last stable offset if to < 0), calling fn on every decodable message. */
-static ordo_err_t read_partition(proc_t *p, const char *topic,
-                                 int32_t partition, int64_t from, int64_t to,
-                                 void (*fn)(proc_t *, const ordo_msg_t *,
-                                            void *),
-                                 void *arg, int64_t *count) {
+static ordo_err_t
+read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
+               int64_t to, void (*fn)(proc_t *, const ordo_msg_t *, void *),
+               void *arg, int64_t *count) {
         rd_kafka_topic_partition_list_t *tp;
         int64_t lo, hi;
         ordo_msg_t m;
@@ -178,8 +177,7 @@ static ordo_err_t read_partition(proc_t *p, const char *topic,
         if (hi <= from || (to >= 0 && to <= from))
                 return ORDO_ERR_OK;
         tp = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset =
-            from;
+        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
         rd_kafka_assign(p->restorer, tp);
         rd_kafka_topic_partition_list_destroy(tp);
         for (;;) {
@@ -210,8 +208,8 @@ static ordo_err_t read_partition(proc_t *p, const char *topic,
                                  "msg=\"undecodable event skipped in "
                                  "restore\" topic=%s partition=%d "
                                  "offset=%lld reason=\"%s\"",
-                                 topic, (int)partition,
-                                 (long long)rkm->offset, why);
+                                 topic, (int)partition, (long long)rkm->offset,
+                                 why);
                 rd_kafka_message_destroy(rkm);
         }
         rd_kafka_assign(p->restorer, NULL);
@@ -271,8 +269,8 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
                 if (err)
                         goto fail;
         }
-        err = read_partition(p, p->events, partition, 0, -1, fold_event,
-                             state, &n);
+        err = read_partition(p, p->events, partition, 0, -1, fold_event, state,
+                             &n);
         if (err)
                 goto fail;
         p->states[partition] = state;
@@ -322,8 +320,7 @@ static ordo_err_t rewind_all(proc_t *p) {
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts,
-                         void *opaque) {
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
         proc_t *p = opaque;
         int i;
 
@@ -376,12 +373,11 @@ static ordo_err_t follow_referrals(proc_t *p) {
                                 size_t cap = p->cap_bindings
                                                  ? p->cap_bindings * 2
                                                  : 1024;
-                                ordo_msg_t *nb = realloc(
-                                    p->bindings, cap * sizeof(*nb));
+                                ordo_msg_t *nb =
+                                    realloc(p->bindings, cap * sizeof(*nb));
                                 if (!nb) {
                                         rd_kafka_message_destroy(rkm);
-                                        snprintf(p->errstr,
-                                                 sizeof(p->errstr),
+                                        snprintf(p->errstr, sizeof(p->errstr),
                                                  "out of memory");
                                         return ORDO_ERR_NOMEM;
                                 }
@@ -391,8 +387,7 @@ static ordo_err_t follow_referrals(proc_t *p) {
                         p->bindings[p->n_bindings++] = m;
                         for (i = 0; i < p->n_states; i++)
                                 if (p->states[i])
-                                        ordo_commission_bind(p->states[i],
-                                                             &m);
+                                        ordo_commission_bind(p->states[i], &m);
                 }
                 rd_kafka_message_destroy(rkm);
         }
@@ -400,8 +395,8 @@ static ordo_err_t follow_referrals(proc_t *p) {
 }
 
 /* Up to batch.max messages, waiting at most batch.ms for the first. */
-static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs,
-                            size_t max, int wait_ms) {
+static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
+                            int wait_ms) {
         size_t n = 0;
         int64_t deadline = now_ms() + wait_ms;
         while (n < max) {
@@ -430,7 +425,7 @@ static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs,
 static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_msg_t m;
         char why[300];
-        ordo_sink_t sink = {emit, p};
+        ordo_sink_t sink = { emit, p };
         ordo_pos_t pos;
         void *state;
 
@@ -445,8 +440,7 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
                 dead_letter(p, rkm, why);
                 return;
         }
-        state = rkm->partition < p->n_states ? p->states[rkm->partition]
-                                             : NULL;
+        state = rkm->partition < p->n_states ? p->states[rkm->partition] : NULL;
         if (!state) {
                 /* Cannot happen: we only consume assigned partitions. */
                 p->produce_err = RD_KAFKA_RESP_ERR__STATE;
@@ -460,8 +454,8 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
 }
 
 /* The offsets to commit: one past the last message of each partition. */
-static rd_kafka_topic_partition_list_t *
-batch_offsets(rd_kafka_message_t **msgs, size_t n) {
+static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
+                                                      size_t n) {
         rd_kafka_topic_partition_list_t *o =
             rd_kafka_topic_partition_list_new(8);
         size_t i;
@@ -508,8 +502,7 @@ static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
         return r;
 }
 
-static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs,
-                              size_t n) {
+static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         rd_kafka_error_t *error;
         rd_kafka_topic_partition_list_t *offsets;
         rd_kafka_consumer_group_metadata_t *cgmd;
@@ -528,8 +521,8 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs,
         }
         offsets = batch_offsets(msgs, n);
         cgmd = rd_kafka_consumer_group_metadata(p->consumer);
-        error = rd_kafka_send_offsets_to_transaction(p->producer, offsets,
-                                                     cgmd, -1);
+        error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd,
+                                                     -1);
         rd_kafka_consumer_group_metadata_destroy(cgmd);
         rd_kafka_topic_partition_list_destroy(offsets);
         if (error)
@@ -561,8 +554,8 @@ static ordo_err_t open_clients(proc_t *p) {
 
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
-        p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL, p->errstr,
-                                              sizeof(p->errstr));
+        p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL,
+                                              p->errstr, sizeof(p->errstr));
         if (!p->producer)
                 return ORDO_ERR_CONFIG;
         /* Fences any zombie with our transactional id and aborts what it
@@ -576,8 +569,7 @@ static ordo_err_t open_clients(proc_t *p) {
                 return ORDO_ERR_KAFKA;
         }
         p->restorer = ordo_kafka_consumer_new(p->conf, NULL, NULL, NULL,
-                                              p->errstr,
-                                              sizeof(p->errstr));
+                                              p->errstr, sizeof(p->errstr));
         if (!p->restorer)
                 return ORDO_ERR_CONFIG;
         np = ordo_kafka_partitions(p->producer, p->events, p->errstr,
@@ -608,8 +600,8 @@ static ordo_err_t open_clients(proc_t *p) {
                 if (!p->referrals)
                         return ORDO_ERR_CONFIG;
                 topics = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(topics, p->refs, 0)
-                    ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                rd_kafka_topic_partition_list_add(topics, p->refs, 0)->offset =
+                    RD_KAFKA_OFFSET_BEGINNING;
                 rd_kafka_assign(p->referrals, topics);
                 rd_kafka_topic_partition_list_destroy(topics);
         }
@@ -684,8 +676,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         if (def->outbound != ORDO_TOPIC__COUNT)
                 ordo_topic_name(conf, def->outbound, p.outbound,
                                 sizeof(p.outbound));
-        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, p.dead,
-                        sizeof(p.dead));
+        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, p.dead, sizeof(p.dead));
         ordo_topic_name(conf, ORDO_TOPIC_REFERRAL_EVENTS, p.refs,
                         sizeof(p.refs));
         ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));

@@ -18,15 +18,15 @@
 
 /* What differs between the four processors; the loop is the same. */
 typedef struct ordo_processor_def_s {
-        const char *name;       /* stage name: "activity", ... */
-        ordo_topic_t input;     /* consumed in the group */
-        ordo_topic_t events;    /* its own event topic, co-partitioned */
-        ordo_topic_t outbound;  /* commands it sends, or ORDO_TOPIC__COUNT */
-        int joins_referrals;    /* the commission processor's join */
+        const char *name;      /* stage name: "activity", ... */
+        ordo_topic_t input;    /* consumed in the group */
+        ordo_topic_t events;   /* its own event topic, co-partitioned */
+        ordo_topic_t outbound; /* commands it sends, or ORDO_TOPIC__COUNT */
+        int joins_referrals;   /* the commission processor's join */
         void *(*state_new)(void);
         void (*state_destroy)(void *state);
-        void (*handle)(void *state, const ordo_msg_t *in,
-                       const ordo_pos_t *pos, const ordo_sink_t *sink);
+        void (*handle)(void *state, const ordo_msg_t *in, const ordo_pos_t *pos,
+                       const ordo_sink_t *sink);
         void (*apply)(void *state, const ordo_msg_t *event);
         /* 1 if this message type is valid input for the processor */
         int (*accepts)(ordo_msg_type_t type);

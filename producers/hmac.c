@@ -29,16 +29,15 @@ int ordo_hmac_sha256(const void *key, size_t key_len,
         pthread_once(&once, fetch_alg);
         if (!hmac_alg || !(ctx = EVP_MAC_CTX_new(hmac_alg)))
                 return -1;
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                     digest, 0);
+        params[0] =
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
         params[1] = OSSL_PARAM_construct_end();
         /* An empty key is legal HMAC; libcrypto wants a non-NULL pointer. */
         ok = EVP_MAC_init(ctx, key_len ? key : (const void *)"", key_len,
                           params);
         for (i = 0; ok && i < n; i++)
                 if (parts[i].len)
-                        ok = EVP_MAC_update(ctx, parts[i].data,
-                                            parts[i].len);
+                        ok = EVP_MAC_update(ctx, parts[i].data, parts[i].len);
         ok = ok && EVP_MAC_final(ctx, out, &len, ORDO_HMAC_SHA256_LEN) &&
              len == ORDO_HMAC_SHA256_LEN;
         EVP_MAC_CTX_free(ctx);
@@ -55,17 +54,19 @@ void ordo_hex(const unsigned char *in, size_t n, char *out) {
         out[2 * n] = '\0';
 }
 
-int ordo_ingest_sign(const char *secret, const char *method,
-                     const char *path, const char *timestamp,
-                     const void *body, size_t body_len,
+int ordo_ingest_sign(const char *secret, const char *method, const char *path,
+                     const char *timestamp, const void *body, size_t body_len,
                      unsigned char digest[ORDO_HMAC_SHA256_LEN],
                      char hex[ORDO_HMAC_SHA256_HEX]) {
         unsigned char d[ORDO_HMAC_SHA256_LEN];
         ordo_hmac_part_t parts[] = {
-            {method, strlen(method)}, {"\n", 1},
-            {path, strlen(path)},     {"\n", 1},
-            {timestamp, strlen(timestamp)}, {"\n", 1},
-            {body, body_len},
+                { method, strlen(method) },
+                { "\n", 1 },
+                { path, strlen(path) },
+                { "\n", 1 },
+                { timestamp, strlen(timestamp) },
+                { "\n", 1 },
+                { body, body_len },
         };
         if (ordo_hmac_sha256(secret, strlen(secret), parts,
                              sizeof(parts) / sizeof(parts[0]), d))

@@ -31,9 +31,8 @@ int ordo_hmac_sha256(const void *key, size_t key_len,
  * gateway"): HMAC-SHA256(secret, method "\n" path "\n" timestamp "\n"
  * body). Writes the raw digest to digest (may be NULL) and its lower-case
  * hex to hex (may be NULL). 0 on success, -1 if libcrypto fails. */
-int ordo_ingest_sign(const char *secret, const char *method,
-                     const char *path, const char *timestamp,
-                     const void *body, size_t body_len,
+int ordo_ingest_sign(const char *secret, const char *method, const char *path,
+                     const char *timestamp, const void *body, size_t body_len,
                      unsigned char digest[ORDO_HMAC_SHA256_LEN],
                      char hex[ORDO_HMAC_SHA256_HEX]);
 

@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ORDO_IDGEN_LEN 18                /* prefix + 17 characters */
-#define ORDO_IDGEN_INSTANCE_MAX 0xFFFFF  /* 20 bits */
+#define ORDO_IDGEN_LEN          18      /* prefix + 17 characters */
+#define ORDO_IDGEN_INSTANCE_MAX 0xFFFFF /* 20 bits */
 
 /* Caller-owned; _init before use, _fini after. Thread-safe. */
 typedef struct ordo_idgen_s {

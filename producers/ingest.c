@@ -44,23 +44,24 @@
 #include "seen.h"
 #include "validate.h"
 
-#define PATH_ONE "/v1/commands"
-#define PATH_BATCH "/v1/commands:batch"
-#define UNAVAILABLE_S "1" /* Retry-After of a 503, seconds */
+#define PATH_ONE         "/v1/commands"
+#define PATH_BATCH       "/v1/commands:batch"
+#define UNAVAILABLE_S    "1" /* Retry-After of a 503, seconds */
 #define SHUTDOWN_WAIT_MS 10000
-#define ENCODED_MAX 8192 /* one encoded command; validate caps JSON at 64k */
+/* One encoded command; validate caps the JSON at 64 KiB. */
+#define ENCODED_MAX   8192
 #define ERRORS_LISTED 1000 /* refused lines listed in one 400 answer */
 
 /* ---- metrics ------------------------------------------------------------ */
 
-static const unsigned statuses[] = {200, 202, 400, 401, 404,
-                                    405, 413, 429, 500, 503};
+static const unsigned statuses[] = { 200, 202, 400, 401, 404,
+                                     405, 413, 429, 500, 503 };
 #define N_STATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
 /* Upper bounds in microseconds of the produce latency histogram. */
-static const int64_t bucket_us[] = {500,    1000,   2000,    5000,   10000,
-                                    20000,  50000,  100000,  250000, 500000,
-                                    1000000, 2500000, 5000000, 10000000};
+static const int64_t bucket_us[] = { 500,     1000,    2000,    5000,    10000,
+                                     20000,   50000,   100000,  250000,  500000,
+                                     1000000, 2500000, 5000000, 10000000 };
 #define N_BUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
 
 typedef struct {
@@ -170,9 +171,9 @@ typedef struct {
         const char *name, *value;
 } header_t;
 
-#define NO_HEADER ((header_t){NULL, NULL})
-#define RETRY_AFTER(v) ((header_t){MHD_HTTP_HEADER_RETRY_AFTER, (v)})
-#define ALLOW(v) ((header_t){MHD_HTTP_HEADER_ALLOW, (v)})
+#define NO_HEADER      ((header_t){ NULL, NULL })
+#define RETRY_AFTER(v) ((header_t){ MHD_HTTP_HEADER_RETRY_AFTER, (v) })
+#define ALLOW(v)       ((header_t){ MHD_HTTP_HEADER_ALLOW, (v) })
 
 /* Sends text (taken: freed with free()) with status and content type. */
 static enum MHD_Result send_text(ordo_ingest_t *gw, struct MHD_Connection *c,
@@ -194,8 +195,7 @@ static enum MHD_Result send_text(ordo_ingest_t *gw, struct MHD_Connection *c,
         if (extra.name)
                 MHD_add_response_header(resp, extra.name, extra.value);
         if (status == MHD_HTTP_UNAUTHORIZED)
-                MHD_add_response_header(resp,
-                                        MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                         "Ordo-HMAC-SHA256");
         ret = MHD_queue_response(c, status, resp);
         MHD_destroy_response(resp);
@@ -216,10 +216,9 @@ static enum MHD_Result send_json(ordo_ingest_t *gw, struct MHD_Connection *c,
 static enum MHD_Result send_error(ordo_ingest_t *gw, struct MHD_Connection *c,
                                   unsigned status, const char *reason,
                                   const char *msg, header_t extra) {
-        return send_json(gw, c, status,
-                         json_pack("{s:s, s:s}", "error", msg, "reason",
-                                   reason),
-                         extra);
+        return send_json(
+            gw, c, status,
+            json_pack("{s:s, s:s}", "error", msg, "reason", reason), extra);
 }
 
 /* ---- Kafka -------------------------------------------------------------- */
@@ -274,8 +273,7 @@ static ordo_codec_t *thread_codec(ordo_ingest_t *gw) {
         if (!c) {
                 c = ordo_codec_new(errstr, sizeof(errstr));
                 if (!c)
-                        ORDO_LOG(ERROR, "ingest", "msg=\"codec: %s\"",
-                                 errstr);
+                        ORDO_LOG(ERROR, "ingest", "msg=\"codec: %s\"", errstr);
                 else
                         pthread_setspecific(gw->codec_key, c);
         }
@@ -307,10 +305,10 @@ static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
         if (!gw->keys)
                 return NULL;
         id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Key");
-        ts = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                         "X-Ordo-Timestamp");
-        sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                          "X-Ordo-Signature");
+        ts =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Timestamp");
+        sig =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Signature");
         if (!id || !ts || !sig) {
                 *msg = "X-Ordo-Key, X-Ordo-Timestamp and X-Ordo-Signature "
                        "are required";
@@ -328,8 +326,8 @@ static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
          * so keys cannot be enumerated. */
         *key = find_key(gw, id);
         if (!*key ||
-            ordo_ingest_sign((*key)->secret, method, url, ts, r->body,
-                             r->len, digest, NULL) ||
+            ordo_ingest_sign((*key)->secret, method, url, ts, r->body, r->len,
+                             digest, NULL) ||
             !ordo_hmac_hex_equal(digest, sig)) {
                 *key = NULL;
                 *msg = "X-Ordo-Signature does not match: hex HMAC-SHA256 of "
@@ -413,13 +411,11 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
                                 sizeof(m.meta.id));
         if (m.type == ORDO_MSG_PLACE_ORDER) {
                 if (!m.u.place.order_id[0])
-                        ordo_idgen_next(&gw->ids, 'o', now,
-                                        m.u.place.order_id,
+                        ordo_idgen_next(&gw->ids, 'o', now, m.u.place.order_id,
                                         sizeof(m.u.place.order_id));
                 ordo_strlcpy(l->order_id, m.u.place.order_id,
                              sizeof(l->order_id));
-                ordo_strlcpy(l->user_id, m.u.place.user_id,
-                             sizeof(l->user_id));
+                ordo_strlcpy(l->user_id, m.u.place.user_id, sizeof(l->user_id));
         }
         ordo_strlcpy(l->command_id, m.meta.id, sizeof(l->command_id));
         l->type = m.type;
@@ -430,8 +426,8 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
                 add_fault(f, l->lineno, "out of memory", "", "INTERNAL");
                 return -1;
         }
-        if (ordo_codec_encode(codec, &m, r->arena + r->arena_len,
-                              ENCODED_MAX, &len, errstr, sizeof(errstr))) {
+        if (ordo_codec_encode(codec, &m, r->arena + r->arena_len, ENCODED_MAX,
+                              &len, errstr, sizeof(errstr))) {
                 add_fault(f, l->lineno, errstr, "", "NOT_ENCODABLE");
                 return -1;
         }
@@ -448,9 +444,9 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
  * Returns the number of faults; f->errors lists them. */
 static size_t prepare(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
                       faults_t *f) {
-        ordo_validate_opts_t opts = {.keep_ts = key && key->trusted,
-                                     .allow_internal = 0,
-                                     .generate_order_id = 1};
+        ordo_validate_opts_t opts = { .keep_ts = key && key->trusted,
+                                      .allow_internal = 0,
+                                      .generate_order_id = 1 };
         ordo_codec_t *codec = thread_codec(gw);
         size_t cap = 1, i, pos = 0;
         int64_t lineno = 0;
@@ -517,15 +513,14 @@ static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
                 body = json_deep_copy(first);
                 json_object_set_new(
                     body, "error",
-                    json_sprintf("%zu line(s) refused, nothing sent; first: "
-                                 "line %" JSON_INTEGER_FORMAT ": %s",
-                                 f->n,
-                                 json_integer_value(
-                                     json_object_get(first, "line")),
-                                 json_string_value(
-                                     json_object_get(first, "error"))));
-                json_object_set_new(body, "refused", json_integer(
-                                                         (json_int_t)f->n));
+                    json_sprintf(
+                        "%zu line(s) refused, nothing sent; first: "
+                        "line %" JSON_INTEGER_FORMAT ": %s",
+                        f->n,
+                        json_integer_value(json_object_get(first, "line")),
+                        json_string_value(json_object_get(first, "error"))));
+                json_object_set_new(body, "refused",
+                                    json_integer((json_int_t)f->n));
                 json_object_set(body, "errors", f->errors);
         }
         return send_json(gw, r->conn, status, body, NO_HEADER);
@@ -618,12 +613,10 @@ static json_t *line_result(const line_t *l, int with_status) {
         json_t *o = json_pack("{s:I, s:s}", "line", (json_int_t)l->lineno,
                               "command_id", l->command_id);
         if (l->order_id[0])
-                json_object_set_new(o, "order_id",
-                                    json_string(l->order_id));
+                json_object_set_new(o, "order_id", json_string(l->order_id));
         if (with_status) {
-                json_object_set_new(o, "status",
-                                    json_string(l->err ? "failed"
-                                                       : "accepted"));
+                json_object_set_new(
+                    o, "status", json_string(l->err ? "failed" : "accepted"));
                 if (l->err)
                         json_object_set_new(
                             o, "error", json_string(rd_kafka_err2str(l->err)));
@@ -650,11 +643,12 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                         json_array_append_new(
                             results, line_result(&r->lines[i], failed));
                 body = json_pack("{s:I, s:o}", "accepted",
-                                 (json_int_t)(r->n_lines - failed),
-                                 "results", results);
+                                 (json_int_t)(r->n_lines - failed), "results",
+                                 results);
         }
         if (!failed)
-                return send_json(gw, r->conn, MHD_HTTP_ACCEPTED, body, NO_HEADER);
+                return send_json(gw, r->conn, MHD_HTTP_ACCEPTED, body,
+                                 NO_HEADER);
         json_object_set_new(
             body, "error",
             json_sprintf("Kafka did not take %zu of %zu command(s): %s; "
@@ -670,11 +664,11 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
 }
 
 /* The whole body is in: auth, prepare, limit, produce, suspend. */
-static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
-                               const char *method, const char *url) {
+static enum MHD_Result process(ordo_ingest_t *gw, req_t *r, const char *method,
+                               const char *url) {
         const api_key_t *key;
         const char *reason, *msg = "";
-        faults_t f = {json_array(), 0, 0};
+        faults_t f = { json_array(), 0, 0 };
         enum MHD_Result ret;
         char limit_str[96];
 
@@ -688,8 +682,7 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
         }
         if ((reason = auth(gw, r, method, url, &key, &msg))) {
                 json_decref(f.errors);
-                ORDO_LOG(DEBUG, "ingest", "msg=unauthorised reason=%s",
-                         reason);
+                ORDO_LOG(DEBUG, "ingest", "msg=unauthorised reason=%s", reason);
                 return send_error(gw, r->conn, MHD_HTTP_UNAUTHORIZED, reason,
                                   msg, NO_HEADER);
         }
@@ -741,10 +734,10 @@ static enum MHD_Result healthz(ordo_ingest_t *gw, struct MHD_Connection *c) {
                                  RETRY_AFTER(UNAVAILABLE_S));
         brokers = md->broker_cnt;
         rd_kafka_metadata_destroy(md);
-        return send_json(gw, c, MHD_HTTP_OK,
-                         json_pack("{s:s, s:i}", "status", "ok", "brokers",
-                                   brokers),
-                         NO_HEADER);
+        return send_json(
+            gw, c, MHD_HTTP_OK,
+            json_pack("{s:s, s:i}", "status", "ok", "brokers", brokers),
+            NO_HEADER);
 }
 
 static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
@@ -770,13 +763,14 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
                                 "ordo_ingest_requests_total{status="
                                 "\"other\"} %" PRIuFAST64 "\n",
                                 atomic_load(&m->requests[i]));
-        fprintf(f, "# HELP ordo_ingest_commands_total Commands Kafka "
-                   "acknowledged (result=\"acked\") or did not.\n"
-                   "# TYPE ordo_ingest_commands_total counter\n"
-                   "ordo_ingest_commands_total{result=\"acked\"} "
-                   "%" PRIuFAST64 "\n"
-                   "ordo_ingest_commands_total{result=\"failed\"} "
-                   "%" PRIuFAST64 "\n",
+        fprintf(f,
+                "# HELP ordo_ingest_commands_total Commands Kafka "
+                "acknowledged (result=\"acked\") or did not.\n"
+                "# TYPE ordo_ingest_commands_total counter\n"
+                "ordo_ingest_commands_total{result=\"acked\"} "
+                "%" PRIuFAST64 "\n"
+                "ordo_ingest_commands_total{result=\"failed\"} "
+                "%" PRIuFAST64 "\n",
                 atomic_load(&m->acked), atomic_load(&m->failed));
         fprintf(f, "# HELP ordo_ingest_produce_seconds From produce to "
                    "Kafka's acknowledgement (acks=all), per command.\n"
@@ -815,16 +809,15 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
                 rd_kafka_outq_len(gw->rk), atomic_load(&gw->inflight),
                 ordo_seen_evictions(gw->seen));
         fclose(f);
-        return send_text(gw, c, MHD_HTTP_OK, text,
-                         "text/plain; version=0.0.4", NO_HEADER);
+        return send_text(gw, c, MHD_HTTP_OK, text, "text/plain; version=0.0.4",
+                         NO_HEADER);
 }
 
 /* ---- the libmicrohttpd callbacks ---------------------------------------- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
-                                  const char *version,
-                                  const char *upload_data,
+                                  const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
         ordo_ingest_t *gw = cls;
         req_t *r = *con_cls;
@@ -838,31 +831,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 
                 if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
                         if (!is_get)
-                                return send_error(
-                                    gw, c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                    "METHOD_NOT_ALLOWED", "use GET", ALLOW("GET"));
-                        return url[1] == 'h' ? healthz(gw, c)
-                                             : metrics(gw, c);
+                                return send_error(gw, c,
+                                                  MHD_HTTP_METHOD_NOT_ALLOWED,
+                                                  "METHOD_NOT_ALLOWED",
+                                                  "use GET", ALLOW("GET"));
+                        return url[1] == 'h' ? healthz(gw, c) : metrics(gw, c);
                 }
                 if (!strcmp(url, PATH_ONE))
                         route = ROUTE_ONE;
                 else if (!strcmp(url, PATH_BATCH))
                         route = ROUTE_BATCH;
                 else
-                        return send_error(gw, c, MHD_HTTP_NOT_FOUND,
-                                          "NOT_FOUND",
-                                          "paths: POST " PATH_ONE
-                                          ", POST " PATH_BATCH
-                                          ", GET /healthz, GET /metrics",
-                                          NO_HEADER);
+                        return send_error(
+                            gw, c, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+                            "paths: POST " PATH_ONE ", POST " PATH_BATCH
+                            ", GET /healthz, GET /metrics",
+                            NO_HEADER);
                 if (!is_post)
                         return send_error(gw, c, MHD_HTTP_METHOD_NOT_ALLOWED,
                                           "METHOD_NOT_ALLOWED", "use POST",
                                           ALLOW("POST"));
                 cl = MHD_lookup_connection_value(
                     c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-                if (cl && strtoull(cl, NULL, 10) >
-                              (unsigned long long)gw->body_max) {
+                if (cl &&
+                    strtoull(cl, NULL, 10) > (unsigned long long)gw->body_max) {
                         /* Refused before the body is read. */
                         char msg[96];
                         snprintf(msg, sizeof(msg),
@@ -966,8 +958,7 @@ static int load_keys(ordo_ingest_t *gw, const char *path, char *errstr,
                         cap = cap ? cap * 2 : 8;
                         if (!(k = realloc(gw->keys, cap * sizeof(*k)))) {
                                 fclose(f);
-                                snprintf(errstr, errstr_size,
-                                         "out of memory");
+                                snprintf(errstr, errstr_size, "out of memory");
                                 return -1;
                         }
                         gw->keys = k;
@@ -1026,12 +1017,11 @@ static uint32_t random_instance(void) {
                ORDO_IDGEN_INSTANCE_MAX;
 }
 
-static int set_default(ordo_config_t *conf, const char *key,
-                       const char *value, char *errstr, size_t errstr_size) {
+static int set_default(ordo_config_t *conf, const char *key, const char *value,
+                       char *errstr, size_t errstr_size) {
         if (ordo_config_get(conf, key))
                 return 0;
-        return ordo_config_set(conf, key, value, errstr, errstr_size) ? -1
-                                                                      : 0;
+        return ordo_config_set(conf, key, value, errstr, errstr_size) ? -1 : 0;
 }
 
 ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
@@ -1109,9 +1099,8 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
             0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
             on_mhd_log, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
             MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
-            MHD_OPTION_CONNECTION_LIMIT, 20000u,
-            MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
-            on_completed, gw, MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_LIMIT, 20000u, MHD_OPTION_CONNECTION_TIMEOUT,
+            60u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_END);
         if (!gw->mhd) {
                 snprintf(errstr, errstr_size,
                          "cannot listen on %s (address in use?)",

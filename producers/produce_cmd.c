@@ -62,8 +62,7 @@ static int64_t wall_ms(void) {
 }
 
 /* Unique across processes: a random instance tag and a counter. */
-static void new_command_id(char *buf, size_t size, uint64_t tag,
-                           uint64_t seq) {
+static void new_command_id(char *buf, size_t size, uint64_t tag, uint64_t seq) {
         snprintf(buf, size, "c-%012llx-%016llx-%llu",
                  (unsigned long long)wall_ms(), (unsigned long long)tag,
                  (unsigned long long)seq);
@@ -146,7 +145,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         ordo_codec_t *codec;
         produce_stats_t stats;
         uint64_t tag = random_tag(), seq = 0;
-        ordo_validate_opts_t strict = {.keep_ts = 0}, kept = {.keep_ts = 1};
+        ordo_validate_opts_t strict = { .keep_ts = 0 }, kept = { .keep_ts = 1 };
 
         if (ordo_wants_help(argc, argv)) {
                 usage_details();
@@ -186,9 +185,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         }
         if (!dry_run) {
                 if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr)) ||
-                    !(rk = ordo_kafka_producer_new(conf, NULL, delivered,
-                                                   &stats, errstr,
-                                                   sizeof(errstr)))) {
+                    !(rk =
+                          ordo_kafka_producer_new(conf, NULL, delivered, &stats,
+                                                  errstr, sizeof(errstr)))) {
                         fprintf(stderr, "ordo produce: %s\n", errstr);
                         ordo_codec_destroy(codec);
                         return 1;
@@ -208,14 +207,12 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         continue;
                 stats.read++;
                 err = ordo_validate_command(line, k, keep_ts ? &kept : &strict,
-                                            &m, &fault, errstr,
-                                            sizeof(errstr));
+                                            &m, &fault, errstr, sizeof(errstr));
                 if (err && !keep_ts && !strcmp(fault.field, "ts_ms") &&
                     !strcmp(fault.reason, "NOT_ALLOWED"))
                         /* Not a trusted batch: ts_ms is ours to stamp. */
-                        err = ordo_validate_command(line, k, &kept, &m,
-                                                    &fault, errstr,
-                                                    sizeof(errstr));
+                        err = ordo_validate_command(line, k, &kept, &m, &fault,
+                                                    errstr, sizeof(errstr));
                 if (err) {
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);
@@ -267,8 +264,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 fclose(in);
         if (rk) {
                 if (rd_kafka_flush(rk, 60000))
-                        fprintf(stderr, "ordo produce: %d message(s) not "
-                                        "delivered within 60s\n",
+                        fprintf(stderr,
+                                "ordo produce: %d message(s) not "
+                                "delivered within 60s\n",
                                 rd_kafka_outq_len(rk));
                 rd_kafka_destroy(rk);
         }
@@ -281,8 +279,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 (long long)stats.refused, (long long)stats.failed,
                 (long long)(wall_ms() - t0));
         for (i = 0; i < stats.n_reasons; i++)
-                fprintf(stderr, "%s %s=%lld", i ? "," : " (refused:",
-                        stats.reasons[i].reason,
+                fprintf(stderr, "%s %s=%lld",
+                        i ? "," : " (refused:", stats.reasons[i].reason,
                         (long long)stats.reasons[i].n);
         fprintf(stderr, "%s\n", stats.n_reasons ? ")" : "");
         if (stats.refused || stats.failed)

@@ -6,8 +6,8 @@
 
 #include "messages.h"
 
-#define PROBE 8       /* slots looked at per key */
-#define MILLI 1000    /* one token, in thousandths */
+#define PROBE 8    /* slots looked at per key */
+#define MILLI 1000 /* one token, in thousandths */
 
 typedef struct {
         char key[ORDO_ID_MAX + 1]; /* "" = free */
@@ -59,8 +59,7 @@ static size_t hash(const char *s) {
         return (size_t)h;
 }
 
-static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key,
-                        int64_t now_ms) {
+static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key, int64_t now_ms) {
         size_t h = hash(key), i;
         bucket_t *victim = NULL;
 
@@ -83,8 +82,8 @@ static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key,
         return victim;
 }
 
-int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key,
-                        int64_t now_ms, int64_t *retry_ms) {
+int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
+                        int64_t *retry_ms) {
         bucket_t *b;
         int64_t cap, elapsed;
         int taken;

@@ -31,7 +31,7 @@ void ordo_ratelimit_destroy(ordo_ratelimit_t *rl); /* NULL ok */
 /* Takes one token from key's bucket at now_ms: 1 if taken, 0 if the bucket
  * is empty, with *retry_ms (may be NULL) set to the wait until a token is
  * back. Thread-safe. */
-int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key,
-                        int64_t now_ms, int64_t *retry_ms);
+int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
+                        int64_t *retry_ms);
 
 #endif

@@ -73,8 +73,8 @@ int ordo_seen_check_add(ordo_seen_t *s, const unsigned char *digest,
                         s->evictions++;
                 victim->a = a;
                 victim->b = b;
-                victim->expires_ms = expires_ms > now_ms ? expires_ms
-                                                         : now_ms + 1;
+                victim->expires_ms =
+                    expires_ms > now_ms ? expires_ms : now_ms + 1;
         }
         pthread_mutex_unlock(&s->lock);
         return replay;

@@ -34,8 +34,8 @@
 
 enum { C_ACTIVITIES, C_ORDERS, C_COMMISSIONS, C_EARNINGS, C_REFERRALS, C__N };
 
-static const char *coll_names[C__N] = {"activities", "orders", "commissions",
-                                       "earnings", "referrals"};
+static const char *coll_names[C__N] = { "activities", "orders", "commissions",
+                                        "earnings", "referrals" };
 
 struct ordo_mongo_proj_s {
         mongoc_client_t *client;
@@ -84,7 +84,8 @@ static ordo_err_t fail(ordo_err_t err, const char *what, const bson_error_t *e,
                        char *errstr, size_t errstr_size) {
         snprintf(errstr, errstr_size, "mongo %s: %s (domain %u code %u)", what,
                  e->message, e->domain, e->code);
-        ORDO_LOG(WARN, "projection", "msg=\"mongo write failed\" err=%s "
+        ORDO_LOG(WARN, "projection",
+                 "msg=\"mongo write failed\" err=%s "
                  "what=%s domain=%u code=%u detail=\"%s\"",
                  ordo_err_name(err), what, e->domain, e->code, e->message);
         return err;
@@ -98,8 +99,8 @@ static int create_indexes(ordo_mongo_proj_t *p, const char *coll,
 
         BSON_APPEND_UTF8(&cmd, "createIndexes", coll);
         BSON_APPEND_ARRAY(&cmd, "indexes", indexes);
-        ok = mongoc_database_write_command_with_opts(p->db, &cmd, NULL,
-                                                     &reply, e);
+        ok = mongoc_database_write_command_with_opts(p->db, &cmd, NULL, &reply,
+                                                     e);
         bson_destroy(&reply);
         bson_destroy(&cmd);
         return ok;
@@ -116,12 +117,12 @@ static int ensure_indexes(ordo_mongo_proj_t *p, bson_error_t *e) {
                 return 1;
         orders = BCON_NEW("0", "{", "key", "{", "user_id", BCON_INT32(1),
                           "status", BCON_INT32(1), "}", "name",
-                          BCON_UTF8("user_id_1_status_1"), "}", "1", "{",
-                          "key", "{", "activity_id", BCON_INT32(1), "}",
-                          "name", BCON_UTF8("activity_id_1"), "}");
-        commissions = BCON_NEW("0", "{", "key", "{", "beneficiary_id",
-                               BCON_INT32(1), "}", "name",
-                               BCON_UTF8("beneficiary_id_1"), "}");
+                          BCON_UTF8("user_id_1_status_1"), "}", "1", "{", "key",
+                          "{", "activity_id", BCON_INT32(1), "}", "name",
+                          BCON_UTF8("activity_id_1"), "}");
+        commissions =
+            BCON_NEW("0", "{", "key", "{", "beneficiary_id", BCON_INT32(1), "}",
+                     "name", BCON_UTF8("beneficiary_id_1"), "}");
         referrals = BCON_NEW("0", "{", "key", "{", "parent_id", BCON_INT32(1),
                              "}", "name", BCON_UTF8("parent_id_1"), "}");
         ok = create_indexes(p, "orders", orders, e) &&
@@ -181,8 +182,8 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
         mongoc_client_set_appname(p->client, "ordo-projection");
         p->db = mongoc_client_get_database(p->client, db);
         for (i = 0; i < C__N; i++)
-                p->coll[i] = mongoc_client_get_collection(p->client, db,
-                                                          coll_names[i]);
+                p->coll[i] =
+                    mongoc_client_get_collection(p->client, db, coll_names[i]);
         if (!ensure_indexes(p, &e)) {
                 if (classify(&e) != ORDO_ERR_UNAVAILABLE) {
                         snprintf(errstr, errstr_size,
@@ -192,7 +193,8 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                 }
                 ORDO_LOG(WARN, "projection",
                          "msg=\"mongo unreachable; indexes deferred to the "
-                         "first apply\" detail=\"%s\"", e.message);
+                         "first apply\" detail=\"%s\"",
+                         e.message);
         }
         return p;
 }
@@ -292,29 +294,27 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         snprintf(id, sizeof(id), "%s:%lld", c->order_id, (long long)c->level);
         switch (m->type) {
         case ORDO_MSG_COMMISSION_ACCRUED:
-                return create(b, C_COMMISSIONS, id,
-                              BCON_NEW("order_id", BCON_UTF8(c->order_id),
-                                       "buyer_id", BCON_UTF8(c->buyer_id),
-                                       "beneficiary_id",
-                                       BCON_UTF8(c->beneficiary_id), "level",
-                                       BCON_INT64(c->level), "rate_bps",
-                                       BCON_INT64(c->rate_bps),
-                                       "accrued_cents",
-                                       BCON_INT64(c->accrued_cents),
-                                       "reversed_cents",
-                                       BCON_INT64(c->reversed_cents),
-                                       "settled_cents", BCON_INT64(0),
-                                       "status", BCON_UTF8(c->status),
-                                       "version", BCON_INT64(m->meta.version)),
-                              e) &&
+                return create(
+                           b, C_COMMISSIONS, id,
+                           BCON_NEW(
+                               "order_id", BCON_UTF8(c->order_id), "buyer_id",
+                               BCON_UTF8(c->buyer_id), "beneficiary_id",
+                               BCON_UTF8(c->beneficiary_id), "level",
+                               BCON_INT64(c->level), "rate_bps",
+                               BCON_INT64(c->rate_bps), "accrued_cents",
+                               BCON_INT64(c->accrued_cents), "reversed_cents",
+                               BCON_INT64(c->reversed_cents), "settled_cents",
+                               BCON_INT64(0), "status", BCON_UTF8(c->status),
+                               "version", BCON_INT64(m->meta.version)),
+                           e) &&
                        earn(b, r, c->beneficiary_id, a, 0, 0, 1, e);
         case ORDO_MSG_COMMISSION_REVERSED:
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
                                         BCON_INT64(c->accrued_cents),
                                         "reversed_cents",
-                                        BCON_INT64(c->reversed_cents),
-                                        "status", BCON_UTF8(c->status)),
+                                        BCON_INT64(c->reversed_cents), "status",
+                                        BCON_UTF8(c->status)),
                                e) &&
                        earn(b, r, c->beneficiary_id, -a, 0, a, 0, e);
         default: /* SETTLED: the remainder accrued - reversed, RULES.md */
@@ -336,20 +336,19 @@ static int order_opened(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
         /* Timestamps not reached yet are 0. Not null: FerretDB 1.24 drops
          * null fields from $setOnInsert (a real MongoDB keeps them), and
          * the read model must look the same on both. */
-        return create(b, C_ORDERS, o->order_id,
-                      BCON_NEW("activity_id", BCON_UTF8(o->activity_id),
-                               "user_id", BCON_UTF8(o->user_id), "qty",
-                               BCON_INT64(o->qty), "amount_cents",
-                               BCON_INT64(o->amount_cents), "status",
-                               BCON_UTF8("PENDING_PAYMENT"), "reason",
-                               BCON_UTF8(""), "payment_id", BCON_UTF8(""),
-                               "refunded_cents", BCON_INT64(0), "placed_ms",
-                               BCON_INT64(o->placed_ms), "pay_deadline_ms",
-                               BCON_INT64(o->pay_deadline_ms), "paid_ms",
-                               BCON_INT64(0), "received_ms", BCON_INT64(0),
-                               "settled_ms", BCON_INT64(0), "version",
-                               BCON_INT64(m->meta.version)),
-                      e);
+        return create(
+            b, C_ORDERS, o->order_id,
+            BCON_NEW("activity_id", BCON_UTF8(o->activity_id), "user_id",
+                     BCON_UTF8(o->user_id), "qty", BCON_INT64(o->qty),
+                     "amount_cents", BCON_INT64(o->amount_cents), "status",
+                     BCON_UTF8("PENDING_PAYMENT"), "reason", BCON_UTF8(""),
+                     "payment_id", BCON_UTF8(""), "refunded_cents",
+                     BCON_INT64(0), "placed_ms", BCON_INT64(o->placed_ms),
+                     "pay_deadline_ms", BCON_INT64(o->pay_deadline_ms),
+                     "paid_ms", BCON_INT64(0), "received_ms", BCON_INT64(0),
+                     "settled_ms", BCON_INT64(0), "version",
+                     BCON_INT64(m->meta.version)),
+            e);
 }
 
 /* 1: queued, 0: bson/mongoc refused the operation, -1: bad input. */
@@ -361,8 +360,7 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         case ORDO_MSG_ACTIVITY_CREATED: {
                 const ordo_activity_body_t *a = &m->u.activity;
                 return create(b, C_ACTIVITIES, a->activity_id,
-                              BCON_NEW("sku", BCON_UTF8(a->sku),
-                                       "price_cents",
+                              BCON_NEW("sku", BCON_UTF8(a->sku), "price_cents",
                                        BCON_INT64(a->price_cents), "stock",
                                        BCON_INT64(a->stock), "remaining",
                                        BCON_INT64(a->stock), "start_ms",
@@ -373,20 +371,18 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         }
         case ORDO_MSG_STOCK_RESERVED:
         case ORDO_MSG_STOCK_RELEASED:
-                return advance(b, C_ACTIVITIES, m->u.stock.activity_id, v,
-                               BCON_NEW("remaining",
-                                        BCON_INT64(m->u.stock.remaining)),
-                               e);
+                return advance(
+                    b, C_ACTIVITIES, m->u.stock.activity_id, v,
+                    BCON_NEW("remaining", BCON_INT64(m->u.stock.remaining)), e);
         case ORDO_MSG_ORDER_OPENED:
                 return order_opened(b, m, e);
         case ORDO_MSG_ORDER_PAID:
-                return advance(b, C_ORDERS, m->u.payment.order_id, v,
-                               BCON_NEW("status", BCON_UTF8("PAID"),
-                                        "payment_id",
-                                        BCON_UTF8(m->u.payment.payment_id),
-                                        "paid_ms",
-                                        BCON_INT64(m->u.payment.paid_ms)),
-                               e);
+                return advance(
+                    b, C_ORDERS, m->u.payment.order_id, v,
+                    BCON_NEW("status", BCON_UTF8("PAID"), "payment_id",
+                             BCON_UTF8(m->u.payment.payment_id), "paid_ms",
+                             BCON_INT64(m->u.payment.paid_ms)),
+                    e);
         case ORDO_MSG_ORDER_CANCELLED:
                 return advance(b, C_ORDERS, m->u.release.order_id, v,
                                BCON_NEW("status", BCON_UTF8("CANCELLED"),
@@ -416,12 +412,11 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                e);
         case ORDO_MSG_REFERRER_BOUND:
                 /* First binding wins forever (RULES.md): insert once. */
-                return create(b, C_REFERRALS, m->u.bind.user_id,
-                              BCON_NEW("parent_id",
-                                       BCON_UTF8(m->u.bind.referrer_id),
-                                       "bound_ms",
-                                       BCON_INT64(m->u.bind.bound_ms)),
-                              e);
+                return create(
+                    b, C_REFERRALS, m->u.bind.user_id,
+                    BCON_NEW("parent_id", BCON_UTF8(m->u.bind.referrer_id),
+                             "bound_ms", BCON_INT64(m->u.bind.bound_ms)),
+                    e);
         case ORDO_MSG_COMMISSION_ACCRUED:
         case ORDO_MSG_COMMISSION_REVERSED:
         case ORDO_MSG_COMMISSION_SETTLED:

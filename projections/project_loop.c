@@ -18,9 +18,10 @@
 
 #define BACKOFF_MAX_MS 5000
 
-static const ordo_topic_t event_topics[] = {
-    ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
-    ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS};
+static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
+                                             ORDO_TOPIC_ORDER_EVENTS,
+                                             ORDO_TOPIC_REFERRAL_EVENTS,
+                                             ORDO_TOPIC_COMMISSION_EVENTS };
 #define N_EVENT_TOPICS (sizeof(event_topics) / sizeof(event_topics[0]))
 
 typedef struct {
@@ -46,11 +47,9 @@ static ordo_err_t store_apply(store_t *s, const ordo_event_rec_t *recs,
 static ordo_err_t store_open(store_t *s, const ordo_config_t *conf,
                              char *errstr, size_t errstr_size) {
         if (!strcmp(s->which, "mongo"))
-                s->mongo = ordo_mongo_proj_new(ordo_config_get(conf,
-                                                               "mongo.uri"),
-                                               ordo_config_get(conf,
-                                                               "mongo.db"),
-                                               errstr, errstr_size);
+                s->mongo = ordo_mongo_proj_new(
+                    ordo_config_get(conf, "mongo.uri"),
+                    ordo_config_get(conf, "mongo.db"), errstr, errstr_size);
         else
                 s->redis = ordo_redis_proj_new(
                     ordo_config_get(conf, "redis.host"),
@@ -84,8 +83,8 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
                         break;
                 usleep((useconds_t)backoff * 1000);
                 rd_kafka_consumer_poll(consumer, 0);
-                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                       : backoff * 2;
+                backoff =
+                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
         if (paused) {
                 rd_kafka_resume_partitions(consumer, a);
@@ -100,7 +99,7 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
 ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size) {
-        store_t store = {which, NULL, NULL};
+        store_t store = { which, NULL, NULL };
         char group[256], name[256], why[256];
         rd_kafka_t *consumer = NULL;
         rd_kafka_topic_partition_list_t *topics;
@@ -175,8 +174,8 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                         continue;
                 for (i = 0; i < n; i++) {
                         const char *t = rd_kafka_topic_name(rkms[i]->rkt);
-                        size_t plen = strlen(
-                            ordo_config_get(conf, "topic.prefix"));
+                        size_t plen =
+                            strlen(ordo_config_get(conf, "topic.prefix"));
                         if (!rkms[i]->payload ||
                             ordo_codec_decode(codec, rkms[i]->payload,
                                               rkms[i]->len, &msgs[k], why,

@@ -14,6 +14,9 @@
  *     the total (same document in MongoDB, same Lua call in Redis).
  * The caller commits its Kafka offsets only after apply returns OK.
  *
+ * A handle is not thread-safe (it holds one mongoc client or one hiredis
+ * connection): use one per consuming thread.
+ *
  * docs/read-models.md describes the result for front-end developers.
  */
 #ifndef ORDO_PROJECTION_H

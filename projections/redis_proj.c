@@ -36,8 +36,8 @@
 #include "log.h"
 
 #define PREFIX_MAX 64
-#define CHUNK 512  /* events per pipeline: bounds memory, not correctness */
-#define ARGS_MAX 16 /* the longest: OrderOpened, 13 */
+#define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
+#define ARGS_MAX   16  /* the longest: OrderOpened, 13 */
 
 /* Set a string key from its version guard: KEYS stock, guard;
  * ARGV version, value. */
@@ -90,12 +90,18 @@ static const char lua_earn[] =
     "end\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
 
-enum { S_SET_NEWER, S_HSET_NEWER, S_REJECT_PLACE, S_REJECT_ORDER, S_EARN,
-       S__N };
+enum {
+        S_SET_NEWER,
+        S_HSET_NEWER,
+        S_REJECT_PLACE,
+        S_REJECT_ORDER,
+        S_EARN,
+        S__N
+};
 
-static const char *scripts[S__N] = {lua_set_newer, lua_hset_newer,
-                                    lua_reject_place, lua_reject_order,
-                                    lua_earn};
+static const char *scripts[S__N] = { lua_set_newer, lua_hset_newer,
+                                     lua_reject_place, lua_reject_order,
+                                     lua_earn };
 
 /* One command of a pipeline; arguments point into buf or into the event. */
 typedef struct cmd_s {
@@ -114,7 +120,7 @@ struct ordo_redis_proj_s {
         int64_t ttl;
         redisContext *c;
         char sha[S__N][41];
-        int down; /* last attempt failed: log the recovery */
+        int down;    /* last attempt failed: log the recovery */
         cmd_t *cmds; /* CHUNK of them, reused */
 };
 
@@ -179,8 +185,8 @@ static ordo_err_t unavailable(ordo_redis_proj_t *p, const char *detail,
         if (!p->down)
                 ORDO_LOG(WARN, "projection",
                          "msg=\"redis unavailable; batch to be retried\" "
-                         "addr=%s:%d detail=\"%s\"", p->host, p->port,
-                         detail);
+                         "addr=%s:%d detail=\"%s\"",
+                         p->host, p->port, detail);
         p->down = 1;
         return ORDO_ERR_UNAVAILABLE;
 }
@@ -190,25 +196,22 @@ static ordo_err_t load_scripts(ordo_redis_proj_t *p, char *errstr,
         int i;
 
         for (i = 0; i < S__N; i++) {
-                redisReply *r = redisCommand(p->c, "SCRIPT LOAD %s",
-                                             scripts[i]);
+                redisReply *r =
+                    redisCommand(p->c, "SCRIPT LOAD %s", scripts[i]);
                 ordo_err_t err = ORDO_ERR_OK;
 
                 if (!r) {
-                        err = unavailable(p, p->c->errstr, errstr,
-                                          errstr_size);
+                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
                         disconnect(p);
                         return err;
                 }
                 if (r->type == REDIS_REPLY_STRING && r->len == 40) {
                         memcpy(p->sha[i], r->str, 40);
                         p->sha[i][40] = '\0';
-                } else if (r->type == REDIS_REPLY_ERROR &&
-                           transient(r->str)) {
+                } else if (r->type == REDIS_REPLY_ERROR && transient(r->str)) {
                         err = unavailable(p, r->str, errstr, errstr_size);
                 } else {
-                        snprintf(errstr, errstr_size,
-                                 "redis: SCRIPT LOAD: %s",
+                        snprintf(errstr, errstr_size, "redis: SCRIPT LOAD: %s",
                                  r->type == REDIS_REPLY_ERROR ? r->str
                                                               : "bad reply");
                         err = ORDO_ERR_REDIS;
@@ -222,7 +225,7 @@ static ordo_err_t load_scripts(ordo_redis_proj_t *p, char *errstr,
 
 static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
                               size_t errstr_size) {
-        struct timeval cto = {2, 0}, rto = {5, 0};
+        struct timeval cto = { 2, 0 }, rto = { 5, 0 };
         ordo_err_t err;
 
         if (p->c)
@@ -313,8 +316,7 @@ static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
 static int order_command(const char *type) {
         return !strcmp(type, "CancelOrder") ||
                !strcmp(type, "ConfirmPayment") ||
-               !strcmp(type, "ConfirmReceipt") ||
-               !strcmp(type, "RefundOrder");
+               !strcmp(type, "ConfirmReceipt") || !strcmp(type, "RefundOrder");
 }
 
 static void earnings(ordo_redis_proj_t *p, cmd_t *k,
@@ -458,29 +460,26 @@ static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
                 redisReply *r = NULL;
 
                 if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
-                        err = unavailable(p, p->c->errstr, errstr,
-                                          errstr_size);
+                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
                         disconnect(p);
                         return err;
                 }
                 if (totals)
-                        totals[i] = r->type == REDIS_REPLY_INTEGER
-                                        ? r->integer
-                                        : 0;
+                        totals[i] =
+                            r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
                 if (r->type == REDIS_REPLY_ERROR && err == ORDO_ERR_OK) {
                         if (!strncmp(r->str, "NOSCRIPT", 8)) {
                                 *noscript = 1;
                                 err = ORDO_ERR_REDIS;
                         } else if (transient(r->str)) {
-                                err = unavailable(p, r->str, errstr,
-                                                  errstr_size);
+                                err =
+                                    unavailable(p, r->str, errstr, errstr_size);
                         } else {
                                 err = ORDO_ERR_REDIS;
                         }
                         if (err == ORDO_ERR_REDIS)
-                                snprintf(errstr, errstr_size,
-                                         "redis: %s: %s", cmds[i].argv[0],
-                                         r->str);
+                                snprintf(errstr, errstr_size, "redis: %s: %s",
+                                         cmds[i].argv[0], r->str);
                 }
                 freeReplyObject(r);
         }
@@ -489,8 +488,8 @@ static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
 
 /* The settled totals of this chunk's settlements onto the leaderboard. */
 static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
-                              const long long *totals, size_t n,
-                              char *errstr, size_t errstr_size) {
+                              const long long *totals, size_t n, char *errstr,
+                              size_t errstr_size) {
         cmd_t *z;
         size_t i, m = 0;
         int noscript;
@@ -541,8 +540,8 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                      strlen(recs[i].source) > 100)) {
                         snprintf(errstr, errstr_size,
                                  "redis: event %zu (%s): source topic name "
-                                 "missing or too long", i,
-                                 ordo_msg_type_name(msg->type));
+                                 "missing or too long",
+                                 i, ordo_msg_type_name(msg->type));
                         return ORDO_ERR_INVALID_ARG;
                 }
                 if (build(p, &p->cmds[m], &recs[i]))

@@ -36,8 +36,7 @@ static const char *header(const rd_kafka_message_t *m, const char *name,
 }
 
 /* A line for what cannot be decoded (dead letters, foreign writers). */
-static void print_undecodable(const rd_kafka_message_t *m,
-                              const char *reason) {
+static void print_undecodable(const rd_kafka_message_t *m, const char *reason) {
         json_t *o = json_object();
         char buf[512];
         char *s;
@@ -67,8 +66,7 @@ static void print_undecodable(const rd_kafka_message_t *m,
 }
 
 static int replay_partition(rd_kafka_t *rk, ordo_codec_t *codec,
-                            const char *topic, int32_t part,
-                            replay_opts_t *o) {
+                            const char *topic, int32_t part, replay_opts_t *o) {
         int64_t lo, hi;
         rd_kafka_topic_partition_list_t *tp;
         char why[256];
@@ -97,8 +95,8 @@ static int replay_partition(rd_kafka_t *rk, ordo_codec_t *codec,
                         fprintf(stderr, "ordo replay: %s\n",
                                 rd_kafka_message_errstr(m));
                 else if (!m->payload ||
-                         ordo_codec_decode(codec, m->payload, m->len, &msg,
-                                           why, sizeof(why))) {
+                         ordo_codec_decode(codec, m->payload, m->len, &msg, why,
+                                           sizeof(why))) {
                         print_undecodable(m, m->payload ? why : "empty");
                         o->undecodable++;
                 } else if (msg.meta.ts_ms >= o->from_ts &&
@@ -123,8 +121,9 @@ static int parse_ms(const char *opt, const char *v, int64_t *out) {
         char *end;
         *out = strtoll(v, &end, 10);
         if (!*v || *end) {
-                fprintf(stderr, "ordo replay: %s: expected an integer, got "
-                                "\"%s\"\n",
+                fprintf(stderr,
+                        "ordo replay: %s: expected an integer, got "
+                        "\"%s\"\n",
                         opt, v);
                 return -1;
         }
@@ -132,7 +131,7 @@ static int parse_ms(const char *opt, const char *v, int64_t *out) {
 }
 
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
-        replay_opts_t o = {0, INT64_MIN, INT64_MAX, 0, 0};
+        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, 0, 0 };
         const char *name = NULL;
         char topic[256], errstr[512];
         rd_kafka_t *rk;
@@ -210,8 +209,9 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                 if (replay_partition(rk, codec, topic, i, &o))
                         rc = 1;
         fflush(stdout);
-        fprintf(stderr, "ordo replay: %s: %lld message(s), %lld "
-                        "undecodable\n",
+        fprintf(stderr,
+                "ordo replay: %s: %lld message(s), %lld "
+                "undecodable\n",
                 topic, (long long)o.printed, (long long)o.undecodable);
         rd_kafka_destroy(rk);
         ordo_codec_destroy(codec);

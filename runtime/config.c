@@ -12,41 +12,45 @@ static const struct {
         const char *def;
         const char *doc;
 } known[] = {
-    {"kafka.bootstrap.servers", "127.0.0.1:9092", "Kafka brokers"},
-    {"topic.prefix", "ordo.", "prefix of every topic name"},
-    {"topic.partitions", "6", "partitions of keyed topics when ordo creates them"},
-    {"group.prefix", "ordo.", "prefix of consumer group and transactional ids"},
-    {"instance.id", "0",
-     "this instance's id within a stage; distinct per running instance"},
-    {"batch.max", "2000", "most input messages per transaction"},
-    {"batch.ms", "20", "longest wait to fill a batch, in ms"},
-    {"mongo.uri", "mongodb://127.0.0.1:27017", "MongoDB connection string"},
-    {"mongo.db", "ordo", "MongoDB database of the read models"},
-    {"redis.host", "127.0.0.1", "Redis host"},
-    {"redis.port", "6379", "Redis port"},
-    {"redis.prefix", "ordo:", "prefix of every Redis key"},
-    {"redis.rejected.ttl.s", "86400",
-     "seconds a REJECTED order status stays in Redis"},
-    {"log.level", "info", "error, warn, info or debug"},
-    {"ingest.listen", "127.0.0.1:8080",
-     "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)"},
-    {"ingest.keys.file", "",
-     "API keys of the gateway, lines \"key_id secret [batch]\"; "
-     "empty: authentication OFF"},
-    {"ingest.signature.window.ms", "300000",
-     "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms"},
-    {"ingest.replay.max", "1048576",
-     "gateway: signatures remembered against replay (24 bytes each)"},
-    {"ingest.rate.per.user", "5",
-     "gateway: PlaceOrder per user_id per second (0: no limit)"},
-    {"ingest.rate.burst", "10", "gateway: PlaceOrder burst per user_id"},
-    {"ingest.rate.users.max", "65536",
-     "gateway: user_ids tracked by the rate limit"},
-    {"ingest.body.max", "1048576", "gateway: largest request body, bytes"},
-    {"ingest.threads", "2", "gateway: HTTP threads"},
-    {"ingest.instance.id", "-1",
-     "gateway: 0..1048575, distinct per instance, in generated ids "
-     "(-1: random)"},
+        { "kafka.bootstrap.servers", "127.0.0.1:9092", "Kafka brokers" },
+        { "topic.prefix", "ordo.", "prefix of every topic name" },
+        { "topic.partitions", "6",
+          "partitions of keyed topics when ordo creates them" },
+        { "group.prefix", "ordo.",
+          "prefix of consumer group and transactional ids" },
+        { "instance.id", "0",
+          "this instance's id within a stage; distinct per running instance" },
+        { "batch.max", "2000", "most input messages per transaction" },
+        { "batch.ms", "20", "longest wait to fill a batch, in ms" },
+        { "mongo.uri", "mongodb://127.0.0.1:27017",
+          "MongoDB connection string" },
+        { "mongo.db", "ordo", "MongoDB database of the read models" },
+        { "redis.host", "127.0.0.1", "Redis host" },
+        { "redis.port", "6379", "Redis port" },
+        { "redis.prefix", "ordo:", "prefix of every Redis key" },
+        { "redis.rejected.ttl.s", "86400",
+          "seconds a REJECTED order status stays in Redis" },
+        { "log.level", "info", "error, warn, info or debug" },
+        { "ingest.listen", "127.0.0.1:8080",
+          "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)" },
+        { "ingest.keys.file", "",
+          "API keys of the gateway, lines \"key_id secret [batch]\"; "
+          "empty: authentication OFF" },
+        { "ingest.signature.window.ms", "300000",
+          "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms" },
+        { "ingest.replay.max", "1048576",
+          "gateway: signatures remembered against replay (24 bytes each)" },
+        { "ingest.rate.per.user", "5",
+          "gateway: PlaceOrder per user_id per second (0: no limit)" },
+        { "ingest.rate.burst", "10", "gateway: PlaceOrder burst per user_id" },
+        { "ingest.rate.users.max", "65536",
+          "gateway: user_ids tracked by the rate limit" },
+        { "ingest.body.max", "1048576",
+          "gateway: largest request body, bytes" },
+        { "ingest.threads", "2", "gateway: HTTP threads" },
+        { "ingest.instance.id", "-1",
+          "gateway: 0..1048575, distinct per instance, in generated ids "
+          "(-1: random)" },
 };
 #define N_KNOWN (sizeof(known) / sizeof(known[0]))
 
@@ -133,16 +137,19 @@ static int is_known(const char *key) {
 }
 
 static int is_int_key(const char *key) {
-        static const char *ints[] = {"topic.partitions", "batch.max",
-                                     "batch.ms", "redis.port",
-                                     "redis.rejected.ttl.s",
-                                     "ingest.signature.window.ms",
-                                     "ingest.replay.max",
-                                     "ingest.rate.per.user",
-                                     "ingest.rate.burst",
-                                     "ingest.rate.users.max",
-                                     "ingest.body.max", "ingest.threads",
-                                     "ingest.instance.id"};
+        static const char *ints[] = { "topic.partitions",
+                                      "batch.max",
+                                      "batch.ms",
+                                      "redis.port",
+                                      "redis.rejected.ttl.s",
+                                      "ingest.signature.window.ms",
+                                      "ingest.replay.max",
+                                      "ingest.rate.per.user",
+                                      "ingest.rate.burst",
+                                      "ingest.rate.users.max",
+                                      "ingest.body.max",
+                                      "ingest.threads",
+                                      "ingest.instance.id" };
         size_t i;
         for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
                 if (!strcmp(ints[i], key))
@@ -210,8 +217,7 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
         char line[1024], err[512];
         int lineno = 0;
         if (!f) {
-                snprintf(errstr, errstr_size, "%s: %s", path,
-                         strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 return ORDO_ERR_IO;
         }
         while (fgets(line, sizeof(line), f)) {
@@ -220,8 +226,8 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
                 if (!*s || *s == '#')
                         continue;
                 if (ordo_config_set_pair(conf, s, err, sizeof(err))) {
-                        snprintf(errstr, errstr_size, "%s:%d: %s", path,
-                                 lineno, err);
+                        snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno,
+                                 err);
                         fclose(f);
                         return ORDO_ERR_CONFIG;
                 }

@@ -21,8 +21,7 @@ void ordo_config_destroy(ordo_config_t *conf); /* NULL ok */
 /* Set one key. Unknown keys outside kafka. are refused, so a typo in a
  * file or flag is caught rather than ignored. */
 ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
-                           const char *value, char *errstr,
-                           size_t errstr_size);
+                           const char *value, char *errstr, size_t errstr_size);
 /* "key=value" */
 ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
                                 char *errstr, size_t errstr_size);

@@ -4,8 +4,8 @@ static const struct {
         const char *name;
         const char *str;
 } errors[ORDO_ERR__COUNT] = {
-#define X(e, s) {#e, s},
-    ORDO_ERRORS(X)
+#define X(e, s) { #e, s },
+        ORDO_ERRORS(X)
 #undef X
 };
 

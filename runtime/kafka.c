@@ -10,8 +10,8 @@ static const struct {
         const char *name;
         int single;
 } topics[ORDO_TOPIC__COUNT] = {
-#define X(e, n, single) {n, single},
-    ORDO_TOPICS(X)
+#define X(e, n, single) { n, single },
+        ORDO_TOPICS(X)
 #undef X
 };
 
@@ -88,7 +88,7 @@ static int set(rd_kafka_conf_t *rconf, const char *key, const char *value,
 rd_kafka_conf_t *ordo_kafka_conf(const ordo_config_t *conf, char *errstr,
                                  size_t errstr_size) {
         rd_kafka_conf_t *rconf = rd_kafka_conf_new();
-        pass_t p = {rconf, errstr, errstr_size, 0};
+        pass_t p = { rconf, errstr, errstr_size, 0 };
         rd_kafka_conf_set_log_cb(rconf, log_cb);
         ordo_config_foreach(conf, pass_kafka_key, &p);
         if (p.failed) {
@@ -106,7 +106,7 @@ static rd_kafka_t *client_new(const ordo_config_t *conf, rd_kafka_type_t type,
                               ordo_delivery_cb_t *delivery_cb, void *opaque,
                               char *errstr, size_t errstr_size) {
         rd_kafka_conf_t *rconf = rd_kafka_conf_new();
-        pass_t p = {rconf, errstr, errstr_size, 0};
+        pass_t p = { rconf, errstr, errstr_size, 0 };
         rd_kafka_t *rk;
         size_t i;
 
@@ -138,24 +138,23 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                     ordo_delivery_cb_t *delivery_cb,
                                     void *opaque, char *errstr,
                                     size_t errstr_size) {
-        const char *defaults[] = {"enable.idempotence",
-                                  "true",
-                                  "acks",
-                                  "all",
-                                  "partitioner",
-                                  "murmur2_random",
-                                  "linger.ms",
-                                  "5",
-                                  "transaction.timeout.ms",
-                                  "20000",
-                                  "message.max.bytes",
-                                  "1000000",
-                                  transactional_id ? "transactional.id"
-                                                   : NULL,
-                                  transactional_id,
-                                  NULL};
-        return client_new(conf, RD_KAFKA_PRODUCER, defaults, NULL,
-                          delivery_cb, opaque, errstr, errstr_size);
+        const char *defaults[] = { "enable.idempotence",
+                                   "true",
+                                   "acks",
+                                   "all",
+                                   "partitioner",
+                                   "murmur2_random",
+                                   "linger.ms",
+                                   "5",
+                                   "transaction.timeout.ms",
+                                   "20000",
+                                   "message.max.bytes",
+                                   "1000000",
+                                   transactional_id ? "transactional.id" : NULL,
+                                   transactional_id,
+                                   NULL };
+        return client_new(conf, RD_KAFKA_PRODUCER, defaults, NULL, delivery_cb,
+                          opaque, errstr, errstr_size);
 }
 
 rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
@@ -163,32 +162,32 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
                                     ordo_rebalance_cb_t *rebalance_cb,
                                     void *opaque, char *errstr,
                                     size_t errstr_size) {
-        const char *defaults[] = {"isolation.level",
-                                  "read_committed",
-                                  "enable.auto.commit",
-                                  "false",
-                                  "enable.auto.offset.store",
-                                  "false",
-                                  "auto.offset.reset",
-                                  "earliest",
-                                  "partition.assignment.strategy",
-                                  "range",
-                                  "fetch.wait.max.ms",
-                                  "10",
-                                  "enable.partition.eof",
-                                  "true",
-                                  "group.id",
-                                  group ? group : "ordo.unused",
-                                  NULL};
-        rd_kafka_t *rk = client_new(conf, RD_KAFKA_CONSUMER, defaults,
-                                    rebalance_cb, NULL, opaque, errstr,
-                                    errstr_size);
+        const char *defaults[] = { "isolation.level",
+                                   "read_committed",
+                                   "enable.auto.commit",
+                                   "false",
+                                   "enable.auto.offset.store",
+                                   "false",
+                                   "auto.offset.reset",
+                                   "earliest",
+                                   "partition.assignment.strategy",
+                                   "range",
+                                   "fetch.wait.max.ms",
+                                   "10",
+                                   "enable.partition.eof",
+                                   "true",
+                                   "group.id",
+                                   group ? group : "ordo.unused",
+                                   NULL };
+        rd_kafka_t *rk =
+            client_new(conf, RD_KAFKA_CONSUMER, defaults, rebalance_cb, NULL,
+                       opaque, errstr, errstr_size);
         if (rk && group)
                 rd_kafka_poll_set_consumer(rk);
         return rk;
 }
 
-#define RETRY_FOR_MS 30000
+#define RETRY_FOR_MS  30000
 #define RETRY_STEP_MS 200
 
 /* Errors that mean "not yet": a new topic's leader is being elected. */
@@ -208,8 +207,8 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
                                  char *errstr, size_t errstr_size) {
         rd_kafka_resp_err_t err;
         int waited = 0;
-        while ((err = rd_kafka_query_watermark_offsets(rk, topic, partition,
-                                                       lo, hi, 5000))) {
+        while ((err = rd_kafka_query_watermark_offsets(rk, topic, partition, lo,
+                                                       hi, 5000))) {
                 if (!transient(err) || waited >= RETRY_FOR_MS)
                         break;
                 usleep(RETRY_STEP_MS * 1000);
@@ -285,9 +284,8 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
         for (i = 0; i < ORDO_TOPIC__COUNT; i++) {
                 char name[256];
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
-                nt[i] = rd_kafka_NewTopic_new(name,
-                                              topics[i].single ? 1 : parts,
-                                              1, errstr, errstr_size);
+                nt[i] = rd_kafka_NewTopic_new(
+                    name, topics[i].single ? 1 : parts, 1, errstr, errstr_size);
                 if (!nt[i]) {
                         rd_kafka_NewTopic_destroy_array(nt, i);
                         rd_kafka_destroy(rk);
@@ -310,8 +308,8 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                 res = rd_kafka_event_CreateTopics_result(ev);
                 tres = rd_kafka_CreateTopics_result_topics(res, &n);
                 for (i = 0; i < n; i++) {
-                        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(
-                            tres[i]);
+                        rd_kafka_resp_err_t e =
+                            rd_kafka_topic_result_error(tres[i]);
                         if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                                 snprintf(errstr, errstr_size,
                                          "creating topic %s: %s",
@@ -338,8 +336,8 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
         return ret;
 }
 
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage,
-                      char *buf, size_t size) {
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
+                      size_t size) {
         snprintf(buf, size, "%s%s", ordo_config_get(conf, "group.prefix"),
                  stage);
 }

@@ -13,21 +13,21 @@
 
 /* DESIGN.md "Topics and keys": short names; the prefix comes from
  * topic.prefix. single: one partition. */
-#define ORDO_TOPICS(X)                                                        \
-        X(ACTIVITY_COMMANDS, "activity-commands", 0)                          \
-        X(ACTIVITY_EVENTS, "activity-events", 0)                              \
-        X(ORDER_COMMANDS, "order-commands", 0)                                \
-        X(ORDER_EVENTS, "order-events", 0)                                    \
-        X(REFERRAL_COMMANDS, "referral-commands", 1)                          \
-        X(REFERRAL_EVENTS, "referral-events", 1)                              \
-        X(COMMISSION_EVENTS, "commission-events", 0)                          \
+#define ORDO_TOPICS(X)                                                         \
+        X(ACTIVITY_COMMANDS, "activity-commands", 0)                           \
+        X(ACTIVITY_EVENTS, "activity-events", 0)                               \
+        X(ORDER_COMMANDS, "order-commands", 0)                                 \
+        X(ORDER_EVENTS, "order-events", 0)                                     \
+        X(REFERRAL_COMMANDS, "referral-commands", 1)                           \
+        X(REFERRAL_EVENTS, "referral-events", 1)                               \
+        X(COMMISSION_EVENTS, "commission-events", 0)                           \
         X(DEAD_LETTERS, "dead-letters", 0)
 
 typedef enum {
 #define X(e, n, single) ORDO_TOPIC_##e,
         ORDO_TOPICS(X)
 #undef X
-        ORDO_TOPIC__COUNT
+            ORDO_TOPIC__COUNT
 } ordo_topic_t;
 
 const char *ordo_topic_short(ordo_topic_t t);
@@ -49,8 +49,8 @@ rd_kafka_conf_t *ordo_kafka_conf(const ordo_config_t *conf, char *errstr,
 /* An idempotent producer (acks=all, murmur2 partitioner as Java's, so a
  * key lands on the same partition from any client). transactional_id may
  * be NULL. */
-typedef void(ordo_delivery_cb_t)(rd_kafka_t *rk,
-                                 const rd_kafka_message_t *m, void *opaque);
+typedef void(ordo_delivery_cb_t)(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                                 void *opaque);
 rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                     const char *transactional_id,
                                     ordo_delivery_cb_t *delivery_cb,
@@ -87,7 +87,7 @@ int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size);
 
 /* Consumer group id and transactional id of a stage. */
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage,
-                      char *buf, size_t size);
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
+                      size_t size);
 
 #endif

@@ -8,7 +8,7 @@
 
 ordo_log_level_t ordo__log_level = ORDO_LOG_INFO;
 
-static const char *names[] = {"error", "warn", "info", "debug"};
+static const char *names[] = { "error", "warn", "info", "debug" };
 
 void ordo_log_set_level(ordo_log_level_t level) {
         ordo__log_level = level;

@@ -22,10 +22,10 @@ void ordo__log(ordo_log_level_t level, const char *component, const char *fmt,
                ...) __attribute__((format(printf, 3, 4)));
 
 /* ORDO_LOG(INFO, "stream", "msg=assigned partition=%d", p) */
-#define ORDO_LOG(lvl, component, ...)                                         \
-        do {                                                                  \
-                if (ORDO_LOG_##lvl <= ordo__log_level)                        \
-                        ordo__log(ORDO_LOG_##lvl, component, __VA_ARGS__);    \
+#define ORDO_LOG(lvl, component, ...)                                          \
+        do {                                                                   \
+                if (ORDO_LOG_##lvl <= ordo__log_level)                         \
+                        ordo__log(ORDO_LOG_##lvl, component, __VA_ARGS__);     \
         } while (0)
 
 #endif

@@ -6,158 +6,171 @@
 #include <string.h>
 
 #define OFF(member) offsetof(ordo_msg_t, member)
-#define SZ(member) sizeof(((ordo_msg_t *)0)->member)
+#define SZ(member)  sizeof(((ordo_msg_t *)0)->member)
 
 /* Required identifier: 1..ORDO_ID_MAX bytes. */
-#define ID(name, member)                                                      \
+#define ID(name, member)                                                       \
         { name, ORDO_FIELD_STRING, OFF(member), SZ(member), 0, 1, 0, 1 }
 /* Required string that may be empty (codes chosen by the engine). */
-#define STR(name, member)                                                     \
+#define STR(name, member)                                                      \
         { name, ORDO_FIELD_STRING, OFF(member), SZ(member), 0, 1, 0, 0 }
 /* Optional string, empty when absent. */
-#define OPT_STR(name, member)                                                 \
+#define OPT_STR(name, member)                                                  \
         { name, ORDO_FIELD_STRING, OFF(member), SZ(member), 0, 0, 0, 0 }
-#define LONG(name, member)                                                    \
+#define LONG(name, member)                                                     \
         { name, ORDO_FIELD_LONG, OFF(member), SZ(member), 0, 1, 0, 0 }
-#define OPT_LONG(name, member, def)                                           \
+#define OPT_LONG(name, member, def)                                            \
         { name, ORDO_FIELD_LONG, OFF(member), SZ(member), 0, 0, def, 0 }
-#define BOOL(name, member)                                                    \
+#define BOOL(name, member)                                                     \
         { name, ORDO_FIELD_BOOL, OFF(member), SZ(member), 0, 1, 0, 0 }
-#define LONGS(name, member, count)                                            \
-        { name, ORDO_FIELD_LONGS, OFF(member), SZ(member), OFF(count),        \
-          0, 0, 0 }
+#define LONGS(name, member, count)                                             \
+        { name, ORDO_FIELD_LONGS, OFF(member), SZ(member), OFF(count), 0, 0, 0 }
 
 /* command_id is optional on input: the ingest generates one when absent.
  * ts_ms is optional here; whether the caller must supply it is the
  * producer's policy (--keep-ts). */
-#define COMMAND_META                                                          \
-        OPT_STR("command_id", meta.id), OPT_LONG("ts_ms", meta.ts_ms, 0),     \
-            OPT_STR("causation_id", meta.causation_id),                       \
+#define COMMAND_META                                                           \
+        OPT_STR("command_id", meta.id), OPT_LONG("ts_ms", meta.ts_ms, 0),      \
+            OPT_STR("causation_id", meta.causation_id),                        \
             OPT_STR("correlation_id", meta.correlation_id)
 
-#define EVENT_META                                                            \
-        STR("event_id", meta.id), STR("aggregate_id", meta.aggregate_id),     \
-            LONG("version", meta.version), LONG("ts_ms", meta.ts_ms),         \
-            STR("causation_id", meta.causation_id),                           \
+#define EVENT_META                                                             \
+        STR("event_id", meta.id), STR("aggregate_id", meta.aggregate_id),      \
+            LONG("version", meta.version), LONG("ts_ms", meta.ts_ms),          \
+            STR("causation_id", meta.causation_id),                            \
             STR("correlation_id", meta.correlation_id)
 
-#define ACTIVITY_BODY                                                         \
-        ID("activity_id", u.activity.activity_id),                            \
-            ID("sku", u.activity.sku),                                        \
-            LONG("price_cents", u.activity.price_cents),                      \
-            LONG("stock", u.activity.stock),                                  \
-            LONG("per_user_limit", u.activity.per_user_limit),                \
-            LONG("start_ms", u.activity.start_ms),                            \
-            LONG("end_ms", u.activity.end_ms),                                \
-            OPT_LONG("pay_timeout_ms", u.activity.pay_timeout_ms,             \
-                     ORDO_DEFAULT_PAY_TIMEOUT_MS),                            \
-            OPT_LONG("auto_receive_ms", u.activity.auto_receive_ms,           \
-                     ORDO_DEFAULT_AUTO_RECEIVE_MS),                           \
-            OPT_LONG("freeze_ms", u.activity.freeze_ms,                       \
-                     ORDO_DEFAULT_FREEZE_MS),                                 \
-            LONGS("commission_bps", u.activity.commission_bps,                \
+#define ACTIVITY_BODY                                                          \
+        ID("activity_id", u.activity.activity_id), ID("sku", u.activity.sku),  \
+            LONG("price_cents", u.activity.price_cents),                       \
+            LONG("stock", u.activity.stock),                                   \
+            LONG("per_user_limit", u.activity.per_user_limit),                 \
+            LONG("start_ms", u.activity.start_ms),                             \
+            LONG("end_ms", u.activity.end_ms),                                 \
+            OPT_LONG("pay_timeout_ms", u.activity.pay_timeout_ms,              \
+                     ORDO_DEFAULT_PAY_TIMEOUT_MS),                             \
+            OPT_LONG("auto_receive_ms", u.activity.auto_receive_ms,            \
+                     ORDO_DEFAULT_AUTO_RECEIVE_MS),                            \
+            OPT_LONG("freeze_ms", u.activity.freeze_ms,                        \
+                     ORDO_DEFAULT_FREEZE_MS),                                  \
+            LONGS("commission_bps", u.activity.commission_bps,                 \
                   u.activity.n_commission_bps)
 
-#define OPEN_BODY                                                             \
-        ID("order_id", u.open.order_id), ID("activity_id", u.open.activity_id), \
-            ID("user_id", u.open.user_id), LONG("qty", u.open.qty),           \
-            LONG("amount_cents", u.open.amount_cents),                        \
-            LONG("placed_ms", u.open.placed_ms),                              \
-            LONG("pay_deadline_ms", u.open.pay_deadline_ms),                  \
-            LONG("auto_receive_ms", u.open.auto_receive_ms),                  \
-            LONG("freeze_ms", u.open.freeze_ms),                              \
-            LONGS("commission_bps", u.open.commission_bps,                    \
+#define OPEN_BODY                                                              \
+        ID("order_id", u.open.order_id),                                       \
+            ID("activity_id", u.open.activity_id),                             \
+            ID("user_id", u.open.user_id), LONG("qty", u.open.qty),            \
+            LONG("amount_cents", u.open.amount_cents),                         \
+            LONG("placed_ms", u.open.placed_ms),                               \
+            LONG("pay_deadline_ms", u.open.pay_deadline_ms),                   \
+            LONG("auto_receive_ms", u.open.auto_receive_ms),                   \
+            LONG("freeze_ms", u.open.freeze_ms),                               \
+            LONGS("commission_bps", u.open.commission_bps,                     \
                   u.open.n_commission_bps)
 
-#define RELEASE_BODY                                                          \
-        ID("order_id", u.release.order_id),                                   \
-            ID("activity_id", u.release.activity_id),                         \
-            ID("user_id", u.release.user_id), LONG("qty", u.release.qty),     \
+#define RELEASE_BODY                                                           \
+        ID("order_id", u.release.order_id),                                    \
+            ID("activity_id", u.release.activity_id),                          \
+            ID("user_id", u.release.user_id), LONG("qty", u.release.qty),      \
             STR("reason", u.release.reason)
 
-#define STOCK_BODY                                                            \
-        ID("activity_id", u.stock.activity_id),                               \
-            ID("order_id", u.stock.order_id), ID("user_id", u.stock.user_id), \
-            LONG("qty", u.stock.qty), LONG("remaining", u.stock.remaining),   \
+#define STOCK_BODY                                                             \
+        ID("activity_id", u.stock.activity_id),                                \
+            ID("order_id", u.stock.order_id), ID("user_id", u.stock.user_id),  \
+            LONG("qty", u.stock.qty), LONG("remaining", u.stock.remaining),    \
             STR("reason", u.stock.reason)
 
-#define COMMISSION_BODY                                                       \
-        ID("order_id", u.commission.order_id),                                \
-            ID("buyer_id", u.commission.buyer_id),                            \
-            ID("beneficiary_id", u.commission.beneficiary_id),                \
-            LONG("level", u.commission.level),                                \
-            LONG("rate_bps", u.commission.rate_bps),                          \
-            LONG("amount_cents", u.commission.amount_cents),                  \
-            LONG("accrued_cents", u.commission.accrued_cents),                \
-            LONG("reversed_cents", u.commission.reversed_cents),              \
+#define COMMISSION_BODY                                                        \
+        ID("order_id", u.commission.order_id),                                 \
+            ID("buyer_id", u.commission.buyer_id),                             \
+            ID("beneficiary_id", u.commission.beneficiary_id),                 \
+            LONG("level", u.commission.level),                                 \
+            LONG("rate_bps", u.commission.rate_bps),                           \
+            LONG("amount_cents", u.commission.amount_cents),                   \
+            LONG("accrued_cents", u.commission.accrued_cents),                 \
+            LONG("reversed_cents", u.commission.reversed_cents),               \
             STR("status", u.commission.status)
 
-static const ordo_field_t create_activity[] = {COMMAND_META, ACTIVITY_BODY};
+static const ordo_field_t create_activity[] = { COMMAND_META, ACTIVITY_BODY };
 static const ordo_field_t place_order[] = {
-    COMMAND_META, ID("order_id", u.place.order_id),
-    ID("activity_id", u.place.activity_id), ID("user_id", u.place.user_id),
-    LONG("qty", u.place.qty)};
-static const ordo_field_t release_stock[] = {COMMAND_META, RELEASE_BODY};
-static const ordo_field_t open_order[] = {COMMAND_META, OPEN_BODY};
-static const ordo_field_t cancel_order[] = {
-    COMMAND_META, ID("order_id", u.cancel.order_id),
-    ID("user_id", u.cancel.user_id)};
+        COMMAND_META, ID("order_id", u.place.order_id),
+        ID("activity_id", u.place.activity_id), ID("user_id", u.place.user_id),
+        LONG("qty", u.place.qty)
+};
+static const ordo_field_t release_stock[] = { COMMAND_META, RELEASE_BODY };
+static const ordo_field_t open_order[] = { COMMAND_META, OPEN_BODY };
+static const ordo_field_t cancel_order[] = { COMMAND_META,
+                                             ID("order_id", u.cancel.order_id),
+                                             ID("user_id", u.cancel.user_id) };
 static const ordo_field_t confirm_payment[] = {
-    COMMAND_META, ID("order_id", u.payment.order_id),
-    ID("payment_id", u.payment.payment_id),
-    LONG("amount_cents", u.payment.amount_cents)};
+        COMMAND_META, ID("order_id", u.payment.order_id),
+        ID("payment_id", u.payment.payment_id),
+        LONG("amount_cents", u.payment.amount_cents)
+};
 static const ordo_field_t confirm_receipt[] = {
-    COMMAND_META, ID("order_id", u.receipt.order_id)};
+        COMMAND_META, ID("order_id", u.receipt.order_id)
+};
 static const ordo_field_t refund_order[] = {
-    COMMAND_META, ID("order_id", u.refund.order_id),
-    ID("refund_id", u.refund.refund_id),
-    LONG("amount_cents", u.refund.amount_cents)};
+        COMMAND_META, ID("order_id", u.refund.order_id),
+        ID("refund_id", u.refund.refund_id),
+        LONG("amount_cents", u.refund.amount_cents)
+};
 static const ordo_field_t bind_referrer[] = {
-    COMMAND_META, ID("user_id", u.bind.user_id),
-    ID("referrer_id", u.bind.referrer_id)};
-static const ordo_field_t tick[] = {COMMAND_META};
+        COMMAND_META, ID("user_id", u.bind.user_id),
+        ID("referrer_id", u.bind.referrer_id)
+};
+static const ordo_field_t tick[] = { COMMAND_META };
 
-static const ordo_field_t activity_created[] = {EVENT_META, ACTIVITY_BODY};
-static const ordo_field_t stock_reserved[] = {EVENT_META, STOCK_BODY};
-static const ordo_field_t stock_released[] = {EVENT_META, STOCK_BODY};
-static const ordo_field_t order_opened[] = {EVENT_META, OPEN_BODY};
+static const ordo_field_t activity_created[] = { EVENT_META, ACTIVITY_BODY };
+static const ordo_field_t stock_reserved[] = { EVENT_META, STOCK_BODY };
+static const ordo_field_t stock_released[] = { EVENT_META, STOCK_BODY };
+static const ordo_field_t order_opened[] = { EVENT_META, OPEN_BODY };
 static const ordo_field_t order_paid[] = {
-    EVENT_META, ID("order_id", u.payment.order_id),
-    ID("payment_id", u.payment.payment_id),
-    LONG("amount_cents", u.payment.amount_cents),
-    LONG("paid_ms", u.payment.paid_ms)};
-static const ordo_field_t order_cancelled[] = {EVENT_META, RELEASE_BODY};
+        EVENT_META, ID("order_id", u.payment.order_id),
+        ID("payment_id", u.payment.payment_id),
+        LONG("amount_cents", u.payment.amount_cents),
+        LONG("paid_ms", u.payment.paid_ms)
+};
+static const ordo_field_t order_cancelled[] = { EVENT_META, RELEASE_BODY };
 static const ordo_field_t order_received[] = {
-    EVENT_META, ID("order_id", u.received.order_id),
-    LONG("received_ms", u.received.received_ms),
-    BOOL("automatic", u.received.automatic)};
+        EVENT_META, ID("order_id", u.received.order_id),
+        LONG("received_ms", u.received.received_ms),
+        BOOL("automatic", u.received.automatic)
+};
 static const ordo_field_t order_refunded[] = {
-    EVENT_META, ID("order_id", u.refund.order_id),
-    ID("refund_id", u.refund.refund_id),
-    LONG("amount_cents", u.refund.amount_cents),
-    LONG("refunded_cents", u.refund.refunded_cents),
-    BOOL("full", u.refund.full)};
+        EVENT_META,
+        ID("order_id", u.refund.order_id),
+        ID("refund_id", u.refund.refund_id),
+        LONG("amount_cents", u.refund.amount_cents),
+        LONG("refunded_cents", u.refund.refunded_cents),
+        BOOL("full", u.refund.full)
+};
 static const ordo_field_t order_settled[] = {
-    EVENT_META, ID("order_id", u.settled.order_id),
-    LONG("settled_ms", u.settled.settled_ms)};
+        EVENT_META, ID("order_id", u.settled.order_id),
+        LONG("settled_ms", u.settled.settled_ms)
+};
 static const ordo_field_t referrer_bound[] = {
-    EVENT_META, ID("user_id", u.bind.user_id),
-    ID("referrer_id", u.bind.referrer_id), LONG("bound_ms", u.bind.bound_ms)};
-static const ordo_field_t commission_accrued[] = {EVENT_META, COMMISSION_BODY};
-static const ordo_field_t commission_reversed[] = {EVENT_META,
-                                                   COMMISSION_BODY};
-static const ordo_field_t commission_settled[] = {EVENT_META, COMMISSION_BODY};
+        EVENT_META, ID("user_id", u.bind.user_id),
+        ID("referrer_id", u.bind.referrer_id), LONG("bound_ms", u.bind.bound_ms)
+};
+static const ordo_field_t commission_accrued[] = { EVENT_META,
+                                                   COMMISSION_BODY };
+static const ordo_field_t commission_reversed[] = { EVENT_META,
+                                                    COMMISSION_BODY };
+static const ordo_field_t commission_settled[] = { EVENT_META,
+                                                   COMMISSION_BODY };
 static const ordo_field_t command_rejected[] = {
-    EVENT_META,
-    STR("command_type", u.rejected.command_type),
-    STR("reason", u.rejected.reason),
-    BOOL("needs_refund", u.rejected.needs_refund),
-    STR("order_id", u.rejected.order_id),
-    STR("activity_id", u.rejected.activity_id),
-    STR("user_id", u.rejected.user_id),
-    LONG("qty", u.rejected.qty),
-    STR("payment_id", u.rejected.payment_id),
-    LONG("amount_cents", u.rejected.amount_cents)};
+        EVENT_META,
+        STR("command_type", u.rejected.command_type),
+        STR("reason", u.rejected.reason),
+        BOOL("needs_refund", u.rejected.needs_refund),
+        STR("order_id", u.rejected.order_id),
+        STR("activity_id", u.rejected.activity_id),
+        STR("user_id", u.rejected.user_id),
+        LONG("qty", u.rejected.qty),
+        STR("payment_id", u.rejected.payment_id),
+        LONG("amount_cents", u.rejected.amount_cents)
+};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -167,53 +180,54 @@ static const struct {
         const ordo_field_t *fields;
         size_t n_fields;
 } types[ORDO_MSG__COUNT] = {
-    [ORDO_MSG_CREATE_ACTIVITY] = {"CreateActivity", 0, create_activity,
-                                  N(create_activity)},
-    [ORDO_MSG_PLACE_ORDER] = {"PlaceOrder", 0, place_order, N(place_order)},
-    [ORDO_MSG_RELEASE_STOCK] = {"ReleaseStock", 0, release_stock,
-                                N(release_stock)},
-    [ORDO_MSG_OPEN_ORDER] = {"OpenOrder", 0, open_order, N(open_order)},
-    [ORDO_MSG_CANCEL_ORDER] = {"CancelOrder", 0, cancel_order,
-                               N(cancel_order)},
-    [ORDO_MSG_CONFIRM_PAYMENT] = {"ConfirmPayment", 0, confirm_payment,
-                                  N(confirm_payment)},
-    [ORDO_MSG_CONFIRM_RECEIPT] = {"ConfirmReceipt", 0, confirm_receipt,
-                                  N(confirm_receipt)},
-    [ORDO_MSG_REFUND_ORDER] = {"RefundOrder", 0, refund_order,
-                               N(refund_order)},
-    [ORDO_MSG_BIND_REFERRER] = {"BindReferrer", 0, bind_referrer,
-                                N(bind_referrer)},
-    [ORDO_MSG_TICK] = {"Tick", 0, tick, N(tick)},
-    [ORDO_MSG_ACTIVITY_CREATED] = {"ActivityCreated", 1, activity_created,
-                                   N(activity_created)},
-    [ORDO_MSG_STOCK_RESERVED] = {"StockReserved", 1, stock_reserved,
-                                 N(stock_reserved)},
-    [ORDO_MSG_STOCK_RELEASED] = {"StockReleased", 1, stock_released,
-                                 N(stock_released)},
-    [ORDO_MSG_ORDER_OPENED] = {"OrderOpened", 1, order_opened,
-                               N(order_opened)},
-    [ORDO_MSG_ORDER_PAID] = {"OrderPaid", 1, order_paid, N(order_paid)},
-    [ORDO_MSG_ORDER_CANCELLED] = {"OrderCancelled", 1, order_cancelled,
-                                  N(order_cancelled)},
-    [ORDO_MSG_ORDER_RECEIVED] = {"OrderReceived", 1, order_received,
-                                 N(order_received)},
-    [ORDO_MSG_ORDER_REFUNDED] = {"OrderRefunded", 1, order_refunded,
-                                 N(order_refunded)},
-    [ORDO_MSG_ORDER_SETTLED] = {"OrderSettled", 1, order_settled,
-                                N(order_settled)},
-    [ORDO_MSG_REFERRER_BOUND] = {"ReferrerBound", 1, referrer_bound,
-                                 N(referrer_bound)},
-    [ORDO_MSG_COMMISSION_ACCRUED] = {"CommissionAccrued", 1,
-                                     commission_accrued,
-                                     N(commission_accrued)},
-    [ORDO_MSG_COMMISSION_REVERSED] = {"CommissionReversed", 1,
-                                      commission_reversed,
-                                      N(commission_reversed)},
-    [ORDO_MSG_COMMISSION_SETTLED] = {"CommissionSettled", 1,
-                                     commission_settled,
-                                     N(commission_settled)},
-    [ORDO_MSG_COMMAND_REJECTED] = {"CommandRejected", 1, command_rejected,
-                                   N(command_rejected)},
+        [ORDO_MSG_CREATE_ACTIVITY] = { "CreateActivity", 0, create_activity,
+                                       N(create_activity) },
+        [ORDO_MSG_PLACE_ORDER] = { "PlaceOrder", 0, place_order,
+                                   N(place_order) },
+        [ORDO_MSG_RELEASE_STOCK] = { "ReleaseStock", 0, release_stock,
+                                     N(release_stock) },
+        [ORDO_MSG_OPEN_ORDER] = { "OpenOrder", 0, open_order, N(open_order) },
+        [ORDO_MSG_CANCEL_ORDER] = { "CancelOrder", 0, cancel_order,
+                                    N(cancel_order) },
+        [ORDO_MSG_CONFIRM_PAYMENT] = { "ConfirmPayment", 0, confirm_payment,
+                                       N(confirm_payment) },
+        [ORDO_MSG_CONFIRM_RECEIPT] = { "ConfirmReceipt", 0, confirm_receipt,
+                                       N(confirm_receipt) },
+        [ORDO_MSG_REFUND_ORDER] = { "RefundOrder", 0, refund_order,
+                                    N(refund_order) },
+        [ORDO_MSG_BIND_REFERRER] = { "BindReferrer", 0, bind_referrer,
+                                     N(bind_referrer) },
+        [ORDO_MSG_TICK] = { "Tick", 0, tick, N(tick) },
+        [ORDO_MSG_ACTIVITY_CREATED] = { "ActivityCreated", 1, activity_created,
+                                        N(activity_created) },
+        [ORDO_MSG_STOCK_RESERVED] = { "StockReserved", 1, stock_reserved,
+                                      N(stock_reserved) },
+        [ORDO_MSG_STOCK_RELEASED] = { "StockReleased", 1, stock_released,
+                                      N(stock_released) },
+        [ORDO_MSG_ORDER_OPENED] = { "OrderOpened", 1, order_opened,
+                                    N(order_opened) },
+        [ORDO_MSG_ORDER_PAID] = { "OrderPaid", 1, order_paid, N(order_paid) },
+        [ORDO_MSG_ORDER_CANCELLED] = { "OrderCancelled", 1, order_cancelled,
+                                       N(order_cancelled) },
+        [ORDO_MSG_ORDER_RECEIVED] = { "OrderReceived", 1, order_received,
+                                      N(order_received) },
+        [ORDO_MSG_ORDER_REFUNDED] = { "OrderRefunded", 1, order_refunded,
+                                      N(order_refunded) },
+        [ORDO_MSG_ORDER_SETTLED] = { "OrderSettled", 1, order_settled,
+                                     N(order_settled) },
+        [ORDO_MSG_REFERRER_BOUND] = { "ReferrerBound", 1, referrer_bound,
+                                      N(referrer_bound) },
+        [ORDO_MSG_COMMISSION_ACCRUED] = { "CommissionAccrued", 1,
+                                          commission_accrued,
+                                          N(commission_accrued) },
+        [ORDO_MSG_COMMISSION_REVERSED] = { "CommissionReversed", 1,
+                                           commission_reversed,
+                                           N(commission_reversed) },
+        [ORDO_MSG_COMMISSION_SETTLED] = { "CommissionSettled", 1,
+                                          commission_settled,
+                                          N(commission_settled) },
+        [ORDO_MSG_COMMAND_REJECTED] = { "CommandRejected", 1, command_rejected,
+                                        N(command_rejected) },
 };
 
 static int valid_type(ordo_msg_type_t type) {

@@ -17,43 +17,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ORDO_ID_MAX 64        /* business identifiers, bytes, RULES.md */
-#define ORDO_MSG_ID_MAX 127   /* command, event, causation, correlation ids */
-#define ORDO_SKU_MAX 128
-#define ORDO_CODE_MAX 31      /* reason codes and command type names */
-#define ORDO_LEVELS_MAX 3     /* commission levels allowed by RULES.md */
-#define ORDO_LEVELS_WIRE 8    /* more than this is refused at the door */
+#define ORDO_ID_MAX      64  /* business identifiers, bytes, RULES.md */
+#define ORDO_MSG_ID_MAX  127 /* command, event, causation, correlation ids */
+#define ORDO_SKU_MAX     128
+#define ORDO_CODE_MAX    31 /* reason codes and command type names */
+#define ORDO_LEVELS_MAX  3  /* commission levels allowed by RULES.md */
+#define ORDO_LEVELS_WIRE 8  /* more than this is refused at the door */
 
 /* RULES.md defaults of CreateActivity */
-#define ORDO_DEFAULT_PAY_TIMEOUT_MS 900000LL
+#define ORDO_DEFAULT_PAY_TIMEOUT_MS  900000LL
 #define ORDO_DEFAULT_AUTO_RECEIVE_MS 864000000LL
-#define ORDO_DEFAULT_FREEZE_MS 604800000LL
+#define ORDO_DEFAULT_FREEZE_MS       604800000LL
 
 /* X(enum suffix, Avro/JSON name, is_event, body member) */
-#define ORDO_MSG_TYPES(X)                                                     \
-        X(CREATE_ACTIVITY, "CreateActivity", 0, activity)                     \
-        X(PLACE_ORDER, "PlaceOrder", 0, place)                                \
-        X(RELEASE_STOCK, "ReleaseStock", 0, release)                          \
-        X(OPEN_ORDER, "OpenOrder", 0, open)                                   \
-        X(CANCEL_ORDER, "CancelOrder", 0, cancel)                             \
-        X(CONFIRM_PAYMENT, "ConfirmPayment", 0, payment)                      \
-        X(CONFIRM_RECEIPT, "ConfirmReceipt", 0, receipt)                      \
-        X(REFUND_ORDER, "RefundOrder", 0, refund)                             \
-        X(BIND_REFERRER, "BindReferrer", 0, bind)                             \
-        X(TICK, "Tick", 0, tick)                                              \
-        X(ACTIVITY_CREATED, "ActivityCreated", 1, activity)                   \
-        X(STOCK_RESERVED, "StockReserved", 1, stock)                          \
-        X(STOCK_RELEASED, "StockReleased", 1, stock)                          \
-        X(ORDER_OPENED, "OrderOpened", 1, open)                               \
-        X(ORDER_PAID, "OrderPaid", 1, payment)                                \
-        X(ORDER_CANCELLED, "OrderCancelled", 1, release)                      \
-        X(ORDER_RECEIVED, "OrderReceived", 1, received)                       \
-        X(ORDER_REFUNDED, "OrderRefunded", 1, refund)                         \
-        X(ORDER_SETTLED, "OrderSettled", 1, settled)                          \
-        X(REFERRER_BOUND, "ReferrerBound", 1, bind)                           \
-        X(COMMISSION_ACCRUED, "CommissionAccrued", 1, commission)             \
-        X(COMMISSION_REVERSED, "CommissionReversed", 1, commission)           \
-        X(COMMISSION_SETTLED, "CommissionSettled", 1, commission)             \
+#define ORDO_MSG_TYPES(X)                                                      \
+        X(CREATE_ACTIVITY, "CreateActivity", 0, activity)                      \
+        X(PLACE_ORDER, "PlaceOrder", 0, place)                                 \
+        X(RELEASE_STOCK, "ReleaseStock", 0, release)                           \
+        X(OPEN_ORDER, "OpenOrder", 0, open)                                    \
+        X(CANCEL_ORDER, "CancelOrder", 0, cancel)                              \
+        X(CONFIRM_PAYMENT, "ConfirmPayment", 0, payment)                       \
+        X(CONFIRM_RECEIPT, "ConfirmReceipt", 0, receipt)                       \
+        X(REFUND_ORDER, "RefundOrder", 0, refund)                              \
+        X(BIND_REFERRER, "BindReferrer", 0, bind)                              \
+        X(TICK, "Tick", 0, tick)                                               \
+        X(ACTIVITY_CREATED, "ActivityCreated", 1, activity)                    \
+        X(STOCK_RESERVED, "StockReserved", 1, stock)                           \
+        X(STOCK_RELEASED, "StockReleased", 1, stock)                           \
+        X(ORDER_OPENED, "OrderOpened", 1, open)                                \
+        X(ORDER_PAID, "OrderPaid", 1, payment)                                 \
+        X(ORDER_CANCELLED, "OrderCancelled", 1, release)                       \
+        X(ORDER_RECEIVED, "OrderReceived", 1, received)                        \
+        X(ORDER_REFUNDED, "OrderRefunded", 1, refund)                          \
+        X(ORDER_SETTLED, "OrderSettled", 1, settled)                           \
+        X(REFERRER_BOUND, "ReferrerBound", 1, bind)                            \
+        X(COMMISSION_ACCRUED, "CommissionAccrued", 1, commission)              \
+        X(COMMISSION_REVERSED, "CommissionReversed", 1, commission)            \
+        X(COMMISSION_SETTLED, "CommissionSettled", 1, commission)              \
         X(COMMAND_REJECTED, "CommandRejected", 1, rejected)
 
 typedef enum {
@@ -61,7 +61,7 @@ typedef enum {
 #define X(e, n, ev, b) ORDO_MSG_##e,
         ORDO_MSG_TYPES(X)
 #undef X
-        ORDO_MSG__COUNT
+            ORDO_MSG__COUNT
 } ordo_msg_type_t;
 
 /* Metadata every message carries. Commands use id as command_id; events

@@ -17,24 +17,24 @@
 #include "log.h"
 
 typedef struct {
-        const char *stage;  /* group suffix */
+        const char *stage; /* group suffix */
         ordo_topic_t topics[4];
         int n_topics;
 } group_def_t;
 
 static const group_def_t groups[] = {
-    {"activity", {ORDO_TOPIC_ACTIVITY_COMMANDS}, 1},
-    {"order", {ORDO_TOPIC_ORDER_COMMANDS}, 1},
-    {"referral", {ORDO_TOPIC_REFERRAL_COMMANDS}, 1},
-    {"commission", {ORDO_TOPIC_ORDER_EVENTS}, 1},
-    {"project.mongo",
-     {ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
-      ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS},
-     4},
-    {"project.redis",
-     {ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
-      ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS},
-     4},
+        { "activity", { ORDO_TOPIC_ACTIVITY_COMMANDS }, 1 },
+        { "order", { ORDO_TOPIC_ORDER_COMMANDS }, 1 },
+        { "referral", { ORDO_TOPIC_REFERRAL_COMMANDS }, 1 },
+        { "commission", { ORDO_TOPIC_ORDER_EVENTS }, 1 },
+        { "project.mongo",
+          { ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
+            ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS },
+          4 },
+        { "project.redis",
+          { ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
+            ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS },
+          4 },
 };
 #define N_GROUPS (sizeof(groups) / sizeof(groups[0]))
 
@@ -124,8 +124,7 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                         }
                         tp = rd_kafka_topic_partition_list_new(np);
                         for (i = 0; i < np; i++)
-                                rd_kafka_topic_partition_list_add(tp, topic,
-                                                                  i);
+                                rd_kafka_topic_partition_list_add(tp, topic, i);
                         if (rd_kafka_committed(l->consumers[g], tp, 10000)) {
                                 fprintf(stderr,
                                         "ordo: cannot read committed "
@@ -142,15 +141,13 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                                         errstr, sizeof(errstr))) {
                                         rd_kafka_topic_partition_list_destroy(
                                             tp);
-                                        fprintf(stderr, "ordo: %s\n",
-                                                errstr);
+                                        fprintf(stderr, "ordo: %s\n", errstr);
                                         return -1;
                                 }
                                 *hw_sum += hi;
                                 if (c < 0)
                                         c = lo;
-                                left = c < hi &&
-                                       has_messages(l, topic, i, c);
+                                left = c < hi && has_messages(l, topic, i, c);
                                 behind += left;
                                 if (out)
                                         fprintf(out,
@@ -180,8 +177,7 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         if (argc > 1) {
-                fprintf(stderr, "ordo lag: unexpected argument %s\n",
-                        argv[1]);
+                fprintf(stderr, "ordo lag: unexpected argument %s\n", argv[1]);
                 return 2;
         }
         if (lag_open(&l, conf))

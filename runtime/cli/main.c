@@ -26,40 +26,38 @@ static const struct {
         const char *usage;
         const char *summary;
 } commands[] = {
-    {"produce", ordo_cmd_produce, "[FILE] [--keep-ts] [--dry-run]",
-     "validate JSON-lines commands and send them to Kafka"},
-    {"ingest", ordo_cmd_ingest, "[--listen HOST:PORT]",
-     "HTTP gateway: POST JSON commands, 202 once Kafka has them"},
-    {"run", ordo_cmd_run, "[STAGE...]",
-     "run stages in one process (all by default): activity order "
-     "referral commission mongo redis"},
-    {"process", ordo_cmd_process, "NAME",
-     "run one processor: activity, order, referral or commission"},
-    {"project", ordo_cmd_project, "mongo|redis",
-     "run one projection into MongoDB or Redis"},
-    {"tick", ordo_cmd_tick, "[--ts MS]",
-     "send a Tick to every partition of order-commands (fires timers)"},
-    {"lag", ordo_cmd_lag, "",
-     "consumer lag per stage and partition"},
-    {"wait", ordo_cmd_wait, "[--timeout SECONDS]",
-     "return when every stage has caught up (exit 1 on timeout)"},
-    {"replay", ordo_cmd_replay,
-     "TOPIC [--from-offset N | --from-ts MS] [--to-ts MS]",
-     "decode a topic to JSON lines on stdout"},
-    {"topics", ordo_cmd_topics, "",
-     "create the topics of DESIGN.md that are missing"},
-    {"config", ordo_cmd_config, "", "print the effective configuration"},
-    {"help", cmd_help, "[COMMAND]", "this help"},
+        { "produce", ordo_cmd_produce, "[FILE] [--keep-ts] [--dry-run]",
+          "validate JSON-lines commands and send them to Kafka" },
+        { "ingest", ordo_cmd_ingest, "[--listen HOST:PORT]",
+          "HTTP gateway: POST JSON commands, 202 once Kafka has them" },
+        { "run", ordo_cmd_run, "[STAGE...]",
+          "run stages in one process (all by default): activity order "
+          "referral commission mongo redis" },
+        { "process", ordo_cmd_process, "NAME",
+          "run one processor: activity, order, referral or commission" },
+        { "project", ordo_cmd_project, "mongo|redis",
+          "run one projection into MongoDB or Redis" },
+        { "tick", ordo_cmd_tick, "[--ts MS]",
+          "send a Tick to every partition of order-commands (fires timers)" },
+        { "lag", ordo_cmd_lag, "", "consumer lag per stage and partition" },
+        { "wait", ordo_cmd_wait, "[--timeout SECONDS]",
+          "return when every stage has caught up (exit 1 on timeout)" },
+        { "replay", ordo_cmd_replay,
+          "TOPIC [--from-offset N | --from-ts MS] [--to-ts MS]",
+          "decode a topic to JSON lines on stdout" },
+        { "topics", ordo_cmd_topics, "",
+          "create the topics of DESIGN.md that are missing" },
+        { "config", ordo_cmd_config, "", "print the effective configuration" },
+        { "help", cmd_help, "[COMMAND]", "this help" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out) {
         size_t i;
-        fprintf(out,
-                "ordo - event-sourced order and commission engine\n\n"
-                "Usage: ordo [-c FILE] [-X key=value]... [--log-level L] "
-                "COMMAND [ARGS]\n\n"
-                "Commands:\n");
+        fprintf(out, "ordo - event-sourced order and commission engine\n\n"
+                     "Usage: ordo [-c FILE] [-X key=value]... [--log-level L] "
+                     "COMMAND [ARGS]\n\n"
+                     "Commands:\n");
         for (i = 0; i < N_COMMANDS; i++)
                 fprintf(out, "  %-9s %s\n", commands[i].name,
                         commands[i].summary);
@@ -82,7 +80,7 @@ static int cmd_help(ordo_config_t *conf, int argc, char **argv) {
         if (argc > 1)
                 for (i = 0; i < N_COMMANDS; i++)
                         if (!strcmp(commands[i].name, argv[1])) {
-                                char *args[] = {argv[1], "--help", NULL};
+                                char *args[] = { argv[1], "--help", NULL };
                                 return commands[i].proc(conf, 2, args);
                         }
         usage(stdout);
@@ -140,15 +138,12 @@ int main(int argc, char **argv) {
         if (ordo_config_load_env(conf, errstr, sizeof(errstr)))
                 goto config_error;
         for (i = 0; i < n_sets; i++)
-                if (ordo_config_set_pair(conf, sets[i], errstr,
-                                         sizeof(errstr)))
+                if (ordo_config_set_pair(conf, sets[i], errstr, sizeof(errstr)))
                         goto config_error;
-        if (log_level_flag &&
-            ordo_config_set(conf, "log.level", log_level_flag, errstr,
-                            sizeof(errstr)))
+        if (log_level_flag && ordo_config_set(conf, "log.level", log_level_flag,
+                                              errstr, sizeof(errstr)))
                 goto config_error;
-        if (ordo_log_level_parse(ordo_config_get(conf, "log.level"),
-                                 &level)) {
+        if (ordo_log_level_parse(ordo_config_get(conf, "log.level"), &level)) {
                 snprintf(errstr, sizeof(errstr),
                          "log.level: expected error, warn, info or debug, "
                          "got \"%s\"",

@@ -28,9 +28,9 @@
 #include "ingest.h"
 #include "kafka.h"
 
-#define KEY_ID "adapter-1"
-#define SECRET "s3cret-adapter"
-#define BATCH_ID "replayer"
+#define KEY_ID       "adapter-1"
+#define SECRET       "s3cret-adapter"
+#define BATCH_ID     "replayer"
 #define BATCH_SECRET "s3cret-batch"
 
 static ordo_config_t *conf;
@@ -46,8 +46,7 @@ static int64_t wall_ms(void) {
 
 static void set(ordo_config_t *c, const char *k, const char *v) {
         char err[256];
-        cr_assert_eq(ordo_config_set(c, k, v, err, sizeof(err)), 0, "%s",
-                     err);
+        cr_assert_eq(ordo_config_set(c, k, v, err, sizeof(err)), 0, "%s", err);
 }
 
 /* A config with a unique topic prefix and the keys file; extra pairs are
@@ -57,8 +56,7 @@ static ordo_config_t *new_conf(const char *const *extra) {
         char prefix[64], err[256];
         const char *bootstrap = getenv("ORDO_TEST_KAFKA");
 
-        snprintf(prefix, sizeof(prefix), "ingest%dx%d.", (int)getpid(),
-                 seq++);
+        snprintf(prefix, sizeof(prefix), "ingest%dx%d.", (int)getpid(), seq++);
         set(c, "topic.prefix", prefix);
         set(c, "topic.partitions", "2");
         set(c, "ingest.listen", "127.0.0.1:0");
@@ -66,8 +64,7 @@ static ordo_config_t *new_conf(const char *const *extra) {
         if (bootstrap)
                 set(c, "kafka.bootstrap.servers", bootstrap);
         for (; extra && *extra; extra++)
-                cr_assert_eq(ordo_config_set_pair(c, *extra, err,
-                                                  sizeof(err)),
+                cr_assert_eq(ordo_config_set_pair(c, *extra, err, sizeof(err)),
                              0, "%s", err);
         return c;
 }
@@ -83,8 +80,14 @@ static void write_keys(void) {
         fclose(f);
 }
 
+static void stop(void);
+
+/* Criterion runs the suite's .init and then a test's own, so a test with
+ * its own gateway replaces the suite's. */
 static void start(const char *const *extra) {
         char err[512];
+        if (gw)
+                stop();
         write_keys();
         conf = new_conf(extra);
         cr_assert_eq(ordo_kafka_ensure_topics(conf, err, sizeof(err)), 0,
@@ -174,8 +177,8 @@ static resp_t http(int port, const char *method, const char *path,
 /* The headers of a signed request: hex(HMAC-SHA256(secret, method \n path
  * \n timestamp \n body)), computed here with libcrypto's one-shot HMAC. */
 static void sign(const char *key_id, const char *secret, const char *method,
-                 const char *path, int64_t ts, const char *body,
-                 char *headers, size_t size) {
+                 const char *path, int64_t ts, const char *body, char *headers,
+                 size_t size) {
         size_t n = strlen(body) + 256, i;
         char *text = malloc(n), hex[65];
         unsigned char mac[32];
@@ -183,8 +186,8 @@ static void sign(const char *key_id, const char *secret, const char *method,
 
         snprintf(text, n, "%s\n%s\n%lld\n%s", method, path, (long long)ts,
                  body);
-        HMAC(EVP_sha256(), secret, (int)strlen(secret),
-             (unsigned char *)text, strlen(text), mac, &mac_len);
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)text,
+             strlen(text), mac, &mac_len);
         cr_assert_eq(mac_len, 32);
         for (i = 0; i < 32; i++)
                 sprintf(hex + 2 * i, "%02x", mac[i]);
@@ -195,11 +198,10 @@ static void sign(const char *key_id, const char *secret, const char *method,
         free(text);
 }
 
-static resp_t post_as(const char *key_id, const char *secret,
-                      const char *path, const char *body, int64_t ts) {
+static resp_t post_as(const char *key_id, const char *secret, const char *path,
+                      const char *body, int64_t ts) {
         char headers[512];
-        sign(key_id, secret, "POST", path, ts, body, headers,
-             sizeof(headers));
+        sign(key_id, secret, "POST", path, ts, body, headers, sizeof(headers));
         return http(ordo_ingest_port(gw), "POST", path, headers, body,
                     strlen(body));
 }
@@ -234,8 +236,8 @@ static int has_header(const resp_t *r, const char *line) {
  * max). */
 static size_t read_topic(ordo_topic_t t, ordo_msg_t *out, size_t max) {
         char topic[256], err[512];
-        rd_kafka_t *rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, err,
-                                                 sizeof(err));
+        rd_kafka_t *rk =
+            ordo_kafka_consumer_new(conf, NULL, NULL, NULL, err, sizeof(err));
         rd_kafka_topic_partition_list_t *parts;
         ordo_codec_t *codec = ordo_codec_new(err, sizeof(err));
         int n_parts, p, eofs = 0;
@@ -282,6 +284,9 @@ static const ordo_msg_t *find(const ordo_msg_t *msgs, size_t n,
                         return &msgs[i];
         return NULL;
 }
+
+static const char *ok_body = "{\"type\":\"ConfirmReceipt\",\"order_id\":"
+                             "\"o1\"}";
 
 #define MAX_MSGS 64
 static ordo_msg_t msgs[MAX_MSGS];
@@ -330,8 +335,7 @@ Test(ingest, client_ids_are_kept) {
         cr_assert_eq(r.status, 202, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "command_id", v, sizeof(v)),
                          "my-c-1");
-        cr_assert_str_eq(json_str(r.body, "order_id", v, sizeof(v)),
-                         "my-o-1");
+        cr_assert_str_eq(json_str(r.body, "order_id", v, sizeof(v)), "my-o-1");
         resp_free(&r);
 }
 
@@ -411,8 +415,7 @@ Test(ingest, batch_refused_sends_nothing) {
         size_t n;
         cr_assert_eq(r.status, 400, "%s", r.body);
         cr_assert(strstr(r.body, "{\"line\":2,"), "%s", r.body);
-        cr_assert(strstr(r.body, "\"reason\":\"UNKNOWN_TYPE\""), "%s",
-                  r.body);
+        cr_assert(strstr(r.body, "\"reason\":\"UNKNOWN_TYPE\""), "%s", r.body);
         cr_assert(strstr(r.body, "{\"line\":4,"), "%s", r.body);
         cr_assert(strstr(r.body, "\"field\":\"order_id\""), "%s", r.body);
         cr_assert(strstr(r.body, "\"reason\":\"MISSING\""), "%s", r.body);
@@ -435,9 +438,6 @@ Test(ingest, wrong_path_and_method) {
 
 /* ---- unauthorised, replayed -------------------------------------------- */
 
-static const char *ok_body = "{\"type\":\"ConfirmReceipt\",\"order_id\":"
-                             "\"o1\"}";
-
 Test(ingest, unsigned_request_is_401) {
         resp_t r = http(ordo_ingest_port(gw), "POST", "/v1/commands", "",
                         ok_body, strlen(ok_body));
@@ -456,8 +456,7 @@ Test(ingest, bad_signature_is_401) {
         cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
                          "BAD_SIGNATURE");
         resp_free(&r);
-        r = post_as("no-such-key", SECRET, "/v1/commands", ok_body,
-                    wall_ms());
+        r = post_as("no-such-key", SECRET, "/v1/commands", ok_body, wall_ms());
         cr_assert_eq(r.status, 401, "%s", r.body);
         resp_free(&r);
 }
@@ -491,17 +490,16 @@ Test(ingest, replayed_signature_is_401) {
         r = http(port, "POST", "/v1/commands", headers, ok_body,
                  strlen(ok_body));
         cr_assert_eq(r.status, 401, "%s", r.body);
-        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
-                         "REPLAYED");
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)), "REPLAYED");
         resp_free(&r);
 }
 
 /* ---- rate limited, oversize -------------------------------------------- */
 
 static void setup_tight(void) {
-        static const char *const extra[] = {
-            "ingest.rate.per.user=1", "ingest.rate.burst=2",
-            "ingest.body.max=100000", NULL};
+        static const char *const extra[] = { "ingest.rate.per.user=1",
+                                             "ingest.rate.burst=2",
+                                             "ingest.body.max=100000", NULL };
         start(extra);
 }
 
@@ -512,10 +510,17 @@ Test(ingest, rate_limited, .init = setup_tight) {
                           "\"user_id\":\"bot\",\"qty\":1}";
         const char *human = "{\"type\":\"PlaceOrder\",\"activity_id\":"
                             "\"a1\",\"user_id\":\"human\",\"qty\":1}";
+        const char *warm = "{\"type\":\"PlaceOrder\",\"activity_id\":"
+                           "\"a1\",\"user_id\":\"warm\",\"qty\":1}";
         resp_t r;
         char v[64];
         int i;
 
+        /* Warm the producer first (connection, metadata, producer id),
+         * so the burst below takes milliseconds, not a refill's worth. */
+        r = post("/v1/commands", warm);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
         for (i = 0; i < 2; i++) {
                 r = post("/v1/commands", bot);
                 cr_assert_eq(r.status, 202, "%s", r.body);
@@ -541,8 +546,7 @@ Test(ingest, oversize_is_413, .init = setup_tight) {
         /* Over ingest.body.max (100000): refused on Content-Length. */
         memset(body, ' ', big);
         body[big] = '\0';
-        r = http(ordo_ingest_port(gw), "POST", "/v1/commands", "", body,
-                 big);
+        r = http(ordo_ingest_port(gw), "POST", "/v1/commands", "", body, big);
         cr_assert_eq(r.status, 413, "%s", r.body);
         resp_free(&r);
         /* One command over 64 KiB (docs/command-contract.md TOO_LARGE). */
@@ -551,8 +555,7 @@ Test(ingest, oversize_is_413, .init = setup_tight) {
         body[cmd] = '\0';
         r = post("/v1/commands", body);
         cr_assert_eq(r.status, 413, "%s", r.body);
-        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
-                         "TOO_LARGE");
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)), "TOO_LARGE");
         resp_free(&r);
         free(body);
 }
@@ -585,7 +588,10 @@ Test(ingest, healthz_and_metrics) {
 static void setup_dead_broker(void) {
         char err[512];
         static const char *const extra[] = {
-            "kafka.bootstrap.servers=127.0.0.1:1", NULL};
+                "kafka.bootstrap.servers=127.0.0.1:1", NULL
+        };
+        if (gw)
+                stop();
         write_keys();
         conf = new_conf(extra);
         gw = ordo_ingest_new(conf, err, sizeof(err));
@@ -621,8 +627,9 @@ Test(ingest, queue_full_is_503, .init = setup_dead_broker) {
         write_keys();
         {
                 static const char *const extra[] = {
-                    "kafka.bootstrap.servers=127.0.0.1:1",
-                    "kafka.queue.buffering.max.messages=1", NULL};
+                        "kafka.bootstrap.servers=127.0.0.1:1",
+                        "kafka.queue.buffering.max.messages=1", NULL
+                };
                 conf = new_conf(extra);
         }
         gw = ordo_ingest_new(conf, err, sizeof(err));

@@ -25,24 +25,24 @@
 #define MAX_EVENTS 64
 
 /* Activity A1: 10 units at 1000 cents, commission [1000, 500] bps. */
-#define PRICE 1000
-#define STOCK 10
-#define BPS1 1000
-#define BPS2 500
+#define PRICE  1000
+#define STOCK  10
+#define BPS1   1000
+#define BPS2   500
 #define FREEZE 604800000LL
 
 /* RULES.md "Commission": accrued = floor(amount * bps / 10000); on each
  * refund an entry's reversed total = floor(accrued * R / P). All values
  * here are non-negative, so C's integer division is the floor. */
-#define ACCRUE(amount, bps) ((amount) * (bps) / 10000)
+#define ACCRUE(amount, bps)     ((amount) * (bps) / 10000)
 #define REVERSED(accrued, r, p) ((accrued) * (r) / (p))
 
 /* o1: buyer u1, qty 2 -> 2000; refunded 500, received, settled.
  * o2: buyer u1, qty 1 -> 1000; refunded 300 then 700 (full).
  * o3: buyer u2 (no referrer), qty 1; a mismatched payment, then timeout. */
-#define O1_AMOUNT (2 * PRICE)
-#define O1_REFUND 500
-#define O2_AMOUNT (1 * PRICE)
+#define O1_AMOUNT   (2 * PRICE)
+#define O1_REFUND   500
+#define O2_AMOUNT   (1 * PRICE)
 #define O2_REFUND_A 300
 #define O2_REFUND_B 700
 
@@ -77,8 +77,7 @@ static ordo_msg_t *push(ordo_msg_type_t t, const char *src, int part,
         cr_assert(nrecs < MAX_EVENTS);
         m = &msgs[nrecs];
         ordo_msg_init(m, t);
-        snprintf(m->meta.id, sizeof(m->meta.id), "%s-%d-%zu", src, part,
-                 nrecs);
+        snprintf(m->meta.id, sizeof(m->meta.id), "%s-%d-%zu", src, part, nrecs);
         ordo_strlcpy(m->meta.aggregate_id, agg, sizeof(m->meta.aggregate_id));
         m->meta.version = version;
         m->meta.ts_ms = ts;
@@ -103,11 +102,11 @@ static void stock_ev(ordo_msg_type_t t, const char *order, const char *user,
                 ordo_strlcpy(m->u.stock.reason, "TIMEOUT", ORDO_CODE_MAX + 1);
 }
 
-static void rejected_ev(const char *src, int part, const char *agg,
-                        int64_t v, const char *cmd, const char *order,
+static void rejected_ev(const char *src, int part, const char *agg, int64_t v,
+                        const char *cmd, const char *order,
                         const char *reason) {
-        ordo_msg_t *m = push(ORDO_MSG_COMMAND_REJECTED, src, part, agg, v,
-                             5000);
+        ordo_msg_t *m =
+            push(ORDO_MSG_COMMAND_REJECTED, src, part, agg, v, 5000);
 
         ordo_strlcpy(m->u.rejected.command_type, cmd, ORDO_CODE_MAX + 1);
         ordo_strlcpy(m->u.rejected.reason, reason, ORDO_CODE_MAX + 1);
@@ -118,8 +117,8 @@ static void rejected_ev(const char *src, int part, const char *agg,
 
 static void opened_ev(int part, const char *order, const char *user,
                       int64_t qty, int64_t ts) {
-        ordo_msg_t *m = push(ORDO_MSG_ORDER_OPENED, "order-events", part,
-                             order, 1, ts);
+        ordo_msg_t *m =
+            push(ORDO_MSG_ORDER_OPENED, "order-events", part, order, 1, ts);
 
         ordo_strlcpy(m->u.open.order_id, order, ORDO_ID_MAX + 1);
         ordo_strlcpy(m->u.open.activity_id, "A1", ORDO_ID_MAX + 1);
@@ -133,8 +132,8 @@ static void opened_ev(int part, const char *order, const char *user,
 }
 
 static void paid_ev(int part, const char *order, int64_t amount, int64_t ts) {
-        ordo_msg_t *m = push(ORDO_MSG_ORDER_PAID, "order-events", part, order,
-                             2, ts);
+        ordo_msg_t *m =
+            push(ORDO_MSG_ORDER_PAID, "order-events", part, order, 2, ts);
 
         ordo_strlcpy(m->u.payment.order_id, order, ORDO_ID_MAX + 1);
         snprintf(m->u.payment.payment_id, ORDO_ID_MAX + 1, "pay-%s", order);
@@ -142,8 +141,8 @@ static void paid_ev(int part, const char *order, int64_t amount, int64_t ts) {
         m->u.payment.paid_ms = ts;
 }
 
-static void refunded_ev(int part, const char *order, int64_t v,
-                        int64_t amount, int64_t total, int full) {
+static void refunded_ev(int part, const char *order, int64_t v, int64_t amount,
+                        int64_t total, int full) {
         ordo_msg_t *m = push(ORDO_MSG_ORDER_REFUNDED, "order-events", part,
                              order, v, 6000 + v);
 
@@ -200,8 +199,7 @@ static void build_scenario(void) {
         ordo_strlcpy(m->u.bind.referrer_id, "p2", ORDO_ID_MAX + 1);
         m->u.bind.bound_ms = 600;
 
-        m = push(ORDO_MSG_ACTIVITY_CREATED, "activity-events", 0, "A1", 1,
-                 900);
+        m = push(ORDO_MSG_ACTIVITY_CREATED, "activity-events", 0, "A1", 1, 900);
         ordo_strlcpy(m->u.activity.activity_id, "A1", ORDO_ID_MAX + 1);
         ordo_strlcpy(m->u.activity.sku, "SKU-1", ORDO_SKU_MAX + 1);
         m->u.activity.price_cents = PRICE;
@@ -251,10 +249,10 @@ static void build_scenario(void) {
 
         /* o1: a partial refund, receipt, settlement. */
         refunded_ev(0, "o1", 3, O1_REFUND, O1_REFUND, 0);
-        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 0, "o1", 3, "p1", 1,
-                      BPS1, r1l1, o1_l1, r1l1, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 0, "o1", 4, "p2", 2,
-                      BPS2, r1l2, o1_l2, r1l2, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 0, "o1", 3, "p1", 1, BPS1,
+                      r1l1, o1_l1, r1l1, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 0, "o1", 4, "p2", 2, BPS2,
+                      r1l2, o1_l2, r1l2, "PENDING");
         m = push(ORDO_MSG_ORDER_RECEIVED, "order-events", 0, "o1", 4, 8000);
         ordo_strlcpy(m->u.received.order_id, "o1", ORDO_ID_MAX + 1);
         m->u.received.received_ms = 8000;
@@ -269,22 +267,22 @@ static void build_scenario(void) {
 
         /* o2: refunded in two steps; the second is full. */
         refunded_ev(1, "o2", 3, O2_REFUND_A, O2_REFUND_A, 0);
-        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 3, "p1", 1,
-                      BPS1, r2l1, o2_l1, r2l1, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 4, "p2", 2,
-                      BPS2, r2l2, o2_l2, r2l2, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 3, "p1", 1, BPS1,
+                      r2l1, o2_l1, r2l1, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 4, "p2", 2, BPS2,
+                      r2l2, o2_l2, r2l2, "PENDING");
         refunded_ev(1, "o2", 4, O2_REFUND_B, O2_AMOUNT, 1);
-        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 5, "p1", 1,
-                      BPS1, o2_l1 - r2l1, o2_l1, o2_l1, "REVERSED");
-        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 6, "p2", 2,
-                      BPS2, o2_l2 - r2l2, o2_l2, o2_l2, "REVERSED");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 5, "p1", 1, BPS1,
+                      o2_l1 - r2l1, o2_l1, o2_l1, "REVERSED");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "o2", 6, "p2", 2, BPS2,
+                      o2_l2 - r2l2, o2_l2, o2_l2, "REVERSED");
 }
 
 /* Expected earnings, RULES.md "Earnings": sums over the user's entries.
  * o1's entries settle accrued - reversed; o2's are fully reversed. */
-#define P1_SETTLED (o1_l1 - REVERSED(o1_l1, O1_REFUND, O1_AMOUNT))
+#define P1_SETTLED  (o1_l1 - REVERSED(o1_l1, O1_REFUND, O1_AMOUNT))
 #define P1_REVERSED (REVERSED(o1_l1, O1_REFUND, O1_AMOUNT) + o2_l1)
-#define P2_SETTLED (o1_l2 - REVERSED(o1_l2, O1_REFUND, O1_AMOUNT))
+#define P2_SETTLED  (o1_l2 - REVERSED(o1_l2, O1_REFUND, O1_AMOUNT))
 #define P2_REVERSED (REVERSED(o1_l2, O1_REFUND, O1_AMOUNT) + o2_l2)
 
 /* ---- services ---------------------------------------------------------- */
@@ -297,8 +295,7 @@ static char used_names[8][64];
 
 static void unique_name(char *buf, size_t size, const char *sep) {
         cr_assert(test_seq < 8);
-        snprintf(buf, size, "ordo_test_%d_%d%s", (int)getpid(), test_seq,
-                 sep);
+        snprintf(buf, size, "ordo_test_%d_%d%s", (int)getpid(), test_seq, sep);
         snprintf(used_names[test_seq++], sizeof(used_names[0]), "%s", buf);
 }
 
@@ -426,8 +423,8 @@ static char *redis_dump(const char *prefix, int drop) {
                                      k[0] == '{' ? "{P:" : "P:", rest,
                                      ttl->integer > 0 ? "yes" : "no");
                 if (v->type == REDIS_REPLY_STRING) {
-                        n += (size_t)snprintf(line + n, sizeof(line) - n,
-                                              " %s", v->str);
+                        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s",
+                                              v->str);
                 } else {
                         /* hash fields in sorted order */
                         char *pairs[256];
@@ -442,9 +439,9 @@ static char *redis_dump(const char *prefix, int drop) {
                         if (!strcmp(t->str, "hash"))
                                 qsort(pairs, np, sizeof(*pairs), cmp_str);
                         for (j = 0; j < np; j++) {
-                                n += (size_t)snprintf(line + n,
-                                                      sizeof(line) - n, " %s",
-                                                      pairs[j]);
+                                n +=
+                                    (size_t)snprintf(line + n, sizeof(line) - n,
+                                                     " %s", pairs[j]);
                                 free(pairs[j]);
                         }
                 }
@@ -695,13 +692,13 @@ Test(projections_redis, outage_then_resume_converges) {
         cr_assert_eq(apply_redis(p, 0, half), ORDO_ERR_OK);
 
         stop_redis(port);
-        cr_assert_eq(ordo_redis_proj_apply(p, recs + half, nrecs - half,
-                                           errstr, sizeof(errstr)),
+        cr_assert_eq(ordo_redis_proj_apply(p, recs + half, nrecs - half, errstr,
+                                           sizeof(errstr)),
                      ORDO_ERR_UNAVAILABLE);
         cr_assert(strstr(errstr, "unavailable"), "%s", errstr);
         /* Still down: still a clean UNAVAILABLE, no crash, no hang. */
-        cr_assert_eq(ordo_redis_proj_apply(p, recs + half, nrecs - half,
-                                           errstr, sizeof(errstr)),
+        cr_assert_eq(ordo_redis_proj_apply(p, recs + half, nrecs - half, errstr,
+                                           sizeof(errstr)),
                      ORDO_ERR_UNAVAILABLE);
 
         /* Back, empty (no persistence): the caller re-applies from its
@@ -739,9 +736,9 @@ static void mongo_setup(void) {
         mongoc_init();
         mc = mongoc_client_new(mongo_uri());
         cr_assert(mc, "bad ORDO_MONGO_URI %s", mongo_uri());
-        cr_assert(mongoc_client_command_simple(mc, "admin", ping, NULL, NULL,
-                                               &e),
-                  "MongoDB-wire server at %s: %s", mongo_uri(), e.message);
+        cr_assert(
+            mongoc_client_command_simple(mc, "admin", ping, NULL, NULL, &e),
+            "MongoDB-wire server at %s: %s", mongo_uri(), e.message);
         bson_destroy(ping);
         build_scenario();
 }
@@ -758,8 +755,8 @@ static void mongo_teardown(void) {
 
 static ordo_mongo_proj_t *mongo_proj(const char *db) {
         char errstr[256];
-        ordo_mongo_proj_t *p = ordo_mongo_proj_new(mongo_uri(), db, errstr,
-                                                   sizeof(errstr));
+        ordo_mongo_proj_t *p =
+            ordo_mongo_proj_new(mongo_uri(), db, errstr, sizeof(errstr));
         cr_assert(p, "%s", errstr);
         return p;
 }
@@ -772,8 +769,8 @@ static void drop_db(const char *db) {
         mongoc_database_destroy(d);
 }
 
-static const char *collections[] = {"activities", "orders", "commissions",
-                                    "earnings", "referrals"};
+static const char *collections[] = { "activities", "orders", "commissions",
+                                     "earnings", "referrals" };
 
 /* Every document of the five collections, sorted by _id, as JSON. */
 static char *mongo_dump(const char *db) {
@@ -785,8 +782,7 @@ static char *mongo_dump(const char *db) {
                 mongoc_collection_t *c =
                     mongoc_client_get_collection(mc, db, collections[i]);
                 bson_t *filter = bson_new();
-                bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1),
-                                        "}");
+                bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
                 mongoc_cursor_t *cur =
                     mongoc_collection_find_with_opts(c, filter, opts, NULL);
                 const bson_t *doc;
@@ -846,8 +842,8 @@ static const char *doc_str(const bson_t *d, const char *field) {
 static int64_t count(const char *db, const char *coll, bson_t *filter) {
         mongoc_collection_t *c = mongoc_client_get_collection(mc, db, coll);
         bson_error_t e;
-        int64_t n = mongoc_collection_count_documents(c, filter, NULL, NULL,
-                                                      NULL, &e);
+        int64_t n =
+            mongoc_collection_count_documents(c, filter, NULL, NULL, NULL, &e);
 
         cr_assert(n >= 0, "%s", e.message);
         bson_destroy(filter);
@@ -944,9 +940,8 @@ static void mongo_expect_scenario(const char *db) {
         cr_assert_str_eq(doc_str(d, "parent_id"), "p1");
         cr_assert_eq(doc_ll(d, "bound_ms"), 500);
         bson_destroy(d);
-        cr_assert_eq(count(db, "referrals",
-                           BCON_NEW("parent_id", BCON_UTF8("p2"))),
-                     1);
+        cr_assert_eq(
+            count(db, "referrals", BCON_NEW("parent_id", BCON_UTF8("p2"))), 1);
 }
 
 TestSuite(projections_mongo, .init = mongo_setup, .fini = mongo_teardown);
@@ -1022,8 +1017,7 @@ Test(projections_mongo, indexes_for_front_ends) {
         while (mongoc_cursor_next(cur, &doc)) {
                 bson_iter_t it;
                 if (bson_iter_init_find(&it, doc, "name") &&
-                    (!strcmp(bson_iter_utf8(&it, NULL),
-                             "user_id_1_status_1") ||
+                    (!strcmp(bson_iter_utf8(&it, NULL), "user_id_1_status_1") ||
                      !strcmp(bson_iter_utf8(&it, NULL), "activity_id_1")))
                         found++;
         }
@@ -1042,9 +1036,9 @@ Test(projections_mongo, unreachable_server_is_unavailable) {
             sizeof(errstr));
 
         cr_assert(p, "an absent server is not an error at start: %s", errstr);
-        cr_assert_eq(ordo_mongo_proj_apply(p, recs, nrecs, errstr,
-                                           sizeof(errstr)),
-                     ORDO_ERR_UNAVAILABLE);
+        cr_assert_eq(
+            ordo_mongo_proj_apply(p, recs, nrecs, errstr, sizeof(errstr)),
+            ORDO_ERR_UNAVAILABLE);
         cr_assert(strlen(errstr) > 0);
         ordo_mongo_proj_destroy(p);
 }

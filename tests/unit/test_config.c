@@ -23,9 +23,9 @@ Test(config, defaults) {
 
 Test(config, unknown_key_refused_naming_it) {
         ordo_config_t *c = ordo_config_new();
-        cr_assert_eq(ordo_config_set(c, "topic.prefx", "x", errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_CONFIG);
+        cr_assert_eq(
+            ordo_config_set(c, "topic.prefx", "x", errstr, sizeof(errstr)),
+            ORDO_ERR_CONFIG);
         cr_assert(strstr(errstr, "topic.prefx"));
         ordo_config_destroy(c);
 }
@@ -41,18 +41,18 @@ Test(config, kafka_keys_pass_through) {
 
 Test(config, integer_keys_checked) {
         ordo_config_t *c = ordo_config_new();
-        cr_assert_eq(ordo_config_set(c, "redis.port", "63x79", errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_CONFIG);
+        cr_assert_eq(
+            ordo_config_set(c, "redis.port", "63x79", errstr, sizeof(errstr)),
+            ORDO_ERR_CONFIG);
         cr_assert(strstr(errstr, "redis.port"));
         ordo_config_destroy(c);
 }
 
 Test(config, pair_needs_equals) {
         ordo_config_t *c = ordo_config_new();
-        cr_assert_eq(ordo_config_set_pair(c, "topic.prefix", errstr,
-                                          sizeof(errstr)),
-                     ORDO_ERR_CONFIG);
+        cr_assert_eq(
+            ordo_config_set_pair(c, "topic.prefix", errstr, sizeof(errstr)),
+            ORDO_ERR_CONFIG);
         ordo_config_destroy(c);
 }
 

@@ -23,31 +23,38 @@ typedef struct {
 } vector_t;
 
 static const vector_t vectors[] = {
-    {1, 0x0b, 20, NULL, 0, 0, "Hi There",
-     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7", 32},
-    {2, 0, 4, "Jefe", 0, 0, "what do ya want for nothing?",
-     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", 32},
-    {3, 0xaa, 20, NULL, 0xdd, 50, NULL,
-     "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe", 32},
-    {4, 1, 25, NULL, 0xcd, 50, NULL, /* key 0x01..0x19 */
-     "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b", 32},
-    {5, 0x0c, 20, NULL, 0, 0, "Test With Truncation",
-     "a3b6167473100ee06e0c796c2955552b", 16},
-    {6, 0xaa, 131, NULL, 0, 0,
-     "Test Using Larger Than Block-Size Key - Hash Key First",
-     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", 32},
-    {7, 0xaa, 131, NULL, 0, 0,
-     "This is a test using a larger than block-size key and a larger than "
-     "block-size data. The key needs to be hashed before being used by the "
-     "HMAC algorithm.",
-     "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2", 32},
+        { 1, 0x0b, 20, NULL, 0, 0, "Hi There",
+          "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+          32 },
+        { 2, 0, 4, "Jefe", 0, 0, "what do ya want for nothing?",
+          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+          32 },
+        { 3, 0xaa, 20, NULL, 0xdd, 50, NULL,
+          "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+          32 },
+        { 4, 1, 25, NULL, 0xcd, 50, NULL, /* key 0x01..0x19 */
+          "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+          32 },
+        { 5, 0x0c, 20, NULL, 0, 0, "Test With Truncation",
+          "a3b6167473100ee06e0c796c2955552b", 16 },
+        { 6, 0xaa, 131, NULL, 0, 0,
+          "Test Using Larger Than Block-Size Key - Hash Key First",
+          "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+          32 },
+        { 7, 0xaa, 131, NULL, 0, 0,
+          "This is a test using a larger than block-size key and a larger than "
+          "block-size data. The key needs to be hashed before being used by "
+          "the "
+          "HMAC algorithm.",
+          "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+          32 },
 };
 
 static void fill(const vector_t *v, unsigned char *key, unsigned char *data,
                  size_t *data_len) {
         size_t i;
         for (i = 0; i < v->key_len; i++)
-                key[i] = v->key_text ? (unsigned char)v->key_text[i]
+                key[i] = v->key_text  ? (unsigned char)v->key_text[i]
                          : v->tc == 4 ? (unsigned char)(i + 1)
                                       : v->key_byte;
         if (v->data_text) {
@@ -132,18 +139,18 @@ Test(hmac, signature_covers_method_path_timestamp_body) {
         cr_assert_eq(memcmp(digest, mac, 32), 0);
         /* Every piece matters. */
         cr_assert_eq(ordo_ingest_sign("s3cret", "POST", "/v1/commands",
-                                      "1700000000001", body, strlen(body),
-                                      NULL, hex),
+                                      "1700000000001", body, strlen(body), NULL,
+                                      hex),
                      0);
         cr_assert_str_neq(hex, want);
         cr_assert_eq(ordo_ingest_sign("s3cret", "POST", "/v1/commands:batch",
-                                      "1700000000000", body, strlen(body),
-                                      NULL, hex),
+                                      "1700000000000", body, strlen(body), NULL,
+                                      hex),
                      0);
         cr_assert_str_neq(hex, want);
         cr_assert_eq(ordo_ingest_sign("s3cret", "POST", "/v1/commands",
-                                      "1700000000000", body,
-                                      strlen(body) - 1, NULL, hex),
+                                      "1700000000000", body, strlen(body) - 1,
+                                      NULL, hex),
                      0);
         cr_assert_str_neq(hex, want);
 }

@@ -22,8 +22,7 @@ Test(idgen, format) {
         size_t i;
 
         ordo_idgen_init(&g, 7);
-        cr_assert_eq(ordo_idgen_next(&g, 'o', 1700000000000LL, id,
-                                     sizeof(id)),
+        cr_assert_eq(ordo_idgen_next(&g, 'o', 1700000000000LL, id, sizeof(id)),
                      0);
         cr_assert_eq(strlen(id), ORDO_IDGEN_LEN);
         cr_assert_eq(id[0], 'o');
@@ -41,7 +40,7 @@ Test(idgen, format) {
 Test(idgen, monotonic) {
         ordo_idgen_t g;
         char prev[ORDO_IDGEN_LEN + 1], id[ORDO_IDGEN_LEN + 1];
-        int64_t clock[] = {1000, 1000, 1001, 5000, 4000, 4000, 5001};
+        int64_t clock[] = { 1000, 1000, 1001, 5000, 4000, 4000, 5001 };
         size_t i;
 
         ordo_idgen_init(&g, 3);
@@ -69,8 +68,7 @@ Test(idgen, time_ordered_across_instances) {
         ordo_idgen_init(&a, ORDO_IDGEN_INSTANCE_MAX);
         ordo_idgen_init(&b, 0);
         for (i = 0; i < 1000; i++)
-                ordo_idgen_next(&a, 'o', 1700000000000LL, early,
-                                sizeof(early));
+                ordo_idgen_next(&a, 'o', 1700000000000LL, early, sizeof(early));
         ordo_idgen_next(&b, 'o', 1700000000001LL, late, sizeof(late));
         cr_assert_gt(strcmp(late, early), 0, "%s after %s", late, early);
         ordo_idgen_fini(&a);
@@ -92,8 +90,7 @@ Test(idgen, unique_across_instances) {
         }
         qsort(ids, N, sizeof(*ids), cmp);
         for (i = 1; i < N; i++)
-                cr_assert_neq(strcmp(ids[i - 1], ids[i]), 0, "dup %s",
-                              ids[i]);
+                cr_assert_neq(strcmp(ids[i - 1], ids[i]), 0, "dup %s", ids[i]);
         for (i = 0; i < N; i++)
                 free(ids[i]);
         free(ids);
