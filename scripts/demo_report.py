@@ -28,7 +28,8 @@ def redis_hash(key):
     out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379",
                           "HGETALL", key], check=True, capture_output=True,
                          text=True).stdout.split("\n")
-    out = [x for x in out if x != ""]
+    if out and out[-1] == "":
+        out.pop()  # the final newline; empty values stay in place
     return dict(zip(out[0::2], out[1::2]))
 
 
@@ -71,8 +72,7 @@ def main():
         print("  rejected %-28s %d" % (r, n))
 
     refs = [e for e in replay(ordo, "referral-events")
-            if e.get("user_id", "").endswith(run)
-            or e.get("aggregate_id", "").endswith(run)]
+            if run in e.get("user_id", "") or run in e.get("aggregate_id", "")]
     print("\n== Referrals: %d bound, rejected: %s" % (
         sum(1 for e in refs if e["type"] == "ReferrerBound"),
         dict(collections.Counter(e["reason"] for e in refs
