@@ -545,13 +545,15 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         return TXN_OK;
 }
 
-static ordo_err_t open_clients(proc_t *p) {
+/* The transactional producer. Also used to replace one whose state we
+ * no longer trust (STACK.md: re-create the producer after an ambiguous
+ * transaction error). */
+static ordo_err_t open_producer(proc_t *p) {
         char txid[300];
-        rd_kafka_topic_partition_list_t *topics;
         rd_kafka_error_t *error;
-        rd_kafka_resp_err_t err;
-        int np, ni;
 
+        if (p->producer)
+                rd_kafka_destroy(p->producer);
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
         p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL,
@@ -568,6 +570,17 @@ static ordo_err_t open_clients(proc_t *p) {
                 rd_kafka_error_destroy(error);
                 return ORDO_ERR_KAFKA;
         }
+        return ORDO_ERR_OK;
+}
+
+static ordo_err_t open_clients(proc_t *p) {
+        rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_resp_err_t err;
+        ordo_err_t oerr;
+        int np, ni;
+
+        if ((oerr = open_producer(p)))
+                return oerr;
         p->restorer = ordo_kafka_consumer_new(p->conf, NULL, NULL, NULL,
                                               p->errstr, sizeof(p->errstr));
         if (!p->restorer)
@@ -624,6 +637,24 @@ static ordo_err_t open_clients(proc_t *p) {
         return ORDO_ERR_OK;
 }
 
+/* After an abort: back off (a broker refusing the same batch must not be
+ * hammered), replace the producer when aborts repeat (librdkafka caches
+ * some errors per handle), then rewind. */
+static ordo_err_t recover(proc_t *p, int aborts_in_a_row) {
+        int shift = aborts_in_a_row < 7 ? aborts_in_a_row - 1 : 6;
+        ordo_err_t err;
+
+        usleep((useconds_t)(50000 << shift)); /* 50 ms .. 3.2 s */
+        if (aborts_in_a_row >= 3) {
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"replacing the producer\" aborts_in_a_row=%d",
+                         aborts_in_a_row);
+                if ((err = open_producer(p)))
+                        return err;
+        }
+        return rewind_all(p);
+}
+
 static void close_clients(proc_t *p) {
         int i;
         if (p->consumer) {
@@ -665,6 +696,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n, i;
         int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
         int64_t last_stats = now_ms();
+        int aborts_in_a_row = 0;
         ordo_err_t err = ORDO_ERR_OK;
 
         memset(&p, 0, sizeof(p));
@@ -714,8 +746,11 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         err = ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
-                if (r == TXN_ABORTED && (err = rewind_all(&p)))
-                        break;
+                if (r == TXN_ABORTED) {
+                        if ((err = recover(&p, ++aborts_in_a_row)))
+                                break;
+                } else if (n)
+                        aborts_in_a_row = 0;
                 if (now_ms() - last_stats >= 10000) {
                         log_stats(&p, "progress");
                         last_stats = now_ms();

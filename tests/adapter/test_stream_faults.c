@@ -1,0 +1,250 @@
+/*
+ * The stream loop against librdkafka's mock cluster, with broker errors
+ * injected (rd_kafka_mock_push_request_errors): does the loop classify
+ * them as librdkafka documents (retriable, abortable, fatal) and act on
+ * each accordingly? (issue 4; DESIGN.md "Processors: stateless and
+ * exactly-once"; docs/decisions/0004-stream-loop.md)
+ *
+ * The mock of librdkafka 2.0.2 stores no offsets sent in a transaction and
+ * shows aborted messages to read_committed consumers (STACK.md), so these
+ * tests assert the loop's reactions, not exactly-once itself: that is
+ * proven on the real broker (tests/integration/test_crash.py).
+ */
+#include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "kafka.h"
+#include "log.h"
+#include "stream.h"
+
+/* Kafka protocol API keys (KIP-98 transactions). */
+#define API_PRODUCE               0
+#define API_ADD_PARTITIONS_TO_TXN 24
+#define API_END_TXN               26
+
+typedef struct {
+        rd_kafka_t *mrk; /* owns the mock cluster */
+        rd_kafka_mock_cluster_t *mc;
+        ordo_config_t *conf;
+        volatile sig_atomic_t stop;
+        ordo_stage_stats_t stats;
+        ordo_err_t result;
+        char errstr[1024];
+        pthread_t thread;
+        int running;
+} fixture_t;
+
+static void setup_mock(fixture_t *f) {
+        char errstr[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        int t;
+
+        memset(f, 0, sizeof(*f));
+        ordo_log_set_level(getenv("ORDO_TEST_DEBUG") ? ORDO_LOG_INFO
+                                                     : ORDO_LOG_ERROR);
+        f->mrk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
+        cr_assert(f->mrk, "%s", errstr);
+        f->mc = rd_kafka_mock_cluster_new(f->mrk, 1);
+        cr_assert(f->mc);
+        f->conf = ordo_config_new();
+        cr_assert_eq(ordo_config_set(f->conf, "kafka.bootstrap.servers",
+                                     rd_kafka_mock_cluster_bootstraps(f->mc),
+                                     errstr, sizeof(errstr)),
+                     ORDO_ERR_OK);
+        ordo_config_set(f->conf, "topic.prefix", "m.", errstr, sizeof(errstr));
+        ordo_config_set(f->conf, "batch.ms", "50", errstr, sizeof(errstr));
+        ordo_config_set(f->conf, "batch.max", "5", errstr, sizeof(errstr));
+        for (t = 0; t < ORDO_TOPIC__COUNT; t++) {
+                char name[128];
+                ordo_topic_name(f->conf, (ordo_topic_t)t, name, sizeof(name));
+                cr_assert_eq(rd_kafka_mock_topic_create(f->mc, name, 1, 1),
+                             RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+}
+
+static void teardown_mock(fixture_t *f) {
+        if (f->running) {
+                f->stop = 1;
+                pthread_join(f->thread, NULL);
+        }
+        ordo_config_destroy(f->conf);
+        rd_kafka_mock_cluster_destroy(f->mc);
+        rd_kafka_destroy(f->mrk);
+}
+
+/* Sends a CreateActivity and n PlaceOrders (and garbage if asked). */
+static void send_commands(fixture_t *f, int n, int garbage) {
+        char errstr[512], buf[2048], topic[128];
+        ordo_codec_t *codec = ordo_codec_new(errstr, sizeof(errstr));
+        rd_kafka_t *p = ordo_kafka_producer_new(f->conf, NULL, NULL, NULL,
+                                                errstr, sizeof(errstr));
+        ordo_msg_t m;
+        size_t len;
+        int i;
+
+        cr_assert(codec && p, "%s", errstr);
+        ordo_topic_name(f->conf, ORDO_TOPIC_ACTIVITY_COMMANDS, topic,
+                        sizeof(topic));
+        for (i = -1; i < n; i++) {
+                if (i < 0) {
+                        ordo_msg_init(&m, ORDO_MSG_CREATE_ACTIVITY);
+                        strcpy(m.u.activity.activity_id, "a1");
+                        strcpy(m.u.activity.sku, "sku");
+                        m.u.activity.price_cents = 100;
+                        m.u.activity.stock = 1000;
+                        m.u.activity.per_user_limit = 5;
+                        m.u.activity.start_ms = 0;
+                        m.u.activity.end_ms = 1000000;
+                } else {
+                        ordo_msg_init(&m, ORDO_MSG_PLACE_ORDER);
+                        snprintf(m.u.place.order_id, sizeof(m.u.place.order_id),
+                                 "o%d", i);
+                        strcpy(m.u.place.activity_id, "a1");
+                        snprintf(m.u.place.user_id, sizeof(m.u.place.user_id),
+                                 "u%d", i);
+                        m.u.place.qty = 1;
+                }
+                snprintf(m.meta.id, sizeof(m.meta.id), "cmd-%d", i);
+                m.meta.ts_ms = 10 + i;
+                cr_assert_eq(ordo_codec_encode(codec, &m, buf, sizeof(buf),
+                                               &len, errstr, sizeof(errstr)),
+                             ORDO_ERR_OK, "%s", errstr);
+                cr_assert_eq(
+                    rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic),
+                                      RD_KAFKA_V_KEY("a1", 2),
+                                      RD_KAFKA_V_VALUE(buf, len),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_END),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+        if (garbage)
+                rd_kafka_producev(
+                    p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("a1", 2),
+                    RD_KAFKA_V_VALUE("\xc3\x01garbage", 9),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        cr_assert_eq(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+        rd_kafka_destroy(p);
+        ordo_codec_destroy(codec);
+}
+
+static void *run_activity(void *arg) {
+        fixture_t *f = arg;
+        f->result = ordo_processor_run(ordo_processor_find("activity"), f->conf,
+                                       &f->stop, &f->stats, f->errstr,
+                                       sizeof(f->errstr));
+        return NULL;
+}
+
+static void start(fixture_t *f) {
+        cr_assert_eq(pthread_create(&f->thread, NULL, run_activity, f), 0);
+        f->running = 1;
+}
+
+static int64_t load(const int64_t *v) {
+        return __atomic_load_n(v, __ATOMIC_SEQ_CST);
+}
+
+/* Waits up to 60 s for at least `want` consumed inputs. */
+static int wait_consumed(fixture_t *f, int64_t want) {
+        int i;
+        for (i = 0; i < 600; i++) {
+                if (load(&f->stats.consumed) >= want &&
+                    load(&f->stats.transactions) > 0)
+                        return 1;
+                usleep(100000);
+        }
+        return 0;
+}
+
+static fixture_t fx;
+static void init(void) {
+        setup_mock(&fx);
+}
+static void fini(void) {
+        teardown_mock(&fx);
+}
+
+TestSuite(stream_faults, .init = init, .fini = fini, .timeout = 120);
+
+Test(stream_faults, decides_and_commits_without_faults) {
+        send_commands(&fx, 20, 0);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 21), "consumed %lld",
+                  (long long)load(&fx.stats.consumed));
+        cr_assert_eq(load(&fx.stats.aborts), 0);
+        /* ActivityCreated, then StockReserved + OpenOrder per order */
+        cr_assert_eq(load(&fx.stats.produced), 1 + 2 * 20);
+}
+
+Test(stream_faults, retriable_produce_errors_are_retried_not_aborted) {
+        /* Retriable: the idempotent producer retries them itself. The
+         * errors are queued after our own commands are in. */
+        send_commands(&fx, 10, 0);
+        rd_kafka_mock_push_request_errors(fx.mc, API_PRODUCE, 3,
+                                          RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                          RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 11));
+        cr_assert_eq(load(&fx.stats.aborts), 0);
+        cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
+
+Test(stream_faults, retriable_commit_errors_are_retried) {
+        /* A coordinator moving away or a concurrent transaction: the
+         * commit is retried, the batch is not aborted. */
+        rd_kafka_mock_push_request_errors(
+            fx.mc, API_END_TXN, 2, RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+            RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS);
+        send_commands(&fx, 10, 0);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 11));
+        cr_assert_eq(load(&fx.stats.aborts), 0);
+}
+
+Test(stream_faults, abortable_error_aborts_rewinds_and_goes_on) {
+        /* A message the broker refuses for good makes the transaction
+         * abortable: the loop aborts, rewinds and decides again. */
+        send_commands(&fx, 10, 0);
+        rd_kafka_mock_push_request_errors(
+            fx.mc, API_PRODUCE, 1,
+            RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 11));
+        for (int i = 0; i < 300 && load(&fx.stats.transactions) < 1; i++)
+                usleep(100000);
+        cr_assert_geq(load(&fx.stats.aborts), 1);
+        cr_assert_geq(load(&fx.stats.transactions), 1,
+                      "the loop must go on after an abort");
+        cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
+
+Test(stream_faults, fenced_producer_is_fatal_and_stops_the_stage) {
+        /* A newer instance with our transactional id fenced us: going on
+         * would be a zombie writing. The stage must end by itself. */
+        rd_kafka_mock_push_request_errors(
+            fx.mc, API_ADD_PARTITIONS_TO_TXN, 1,
+            RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH);
+        send_commands(&fx, 5, 0);
+        start(&fx);
+        pthread_join(fx.thread, NULL);
+        fx.running = 0;
+        cr_assert_neq(fx.result, ORDO_ERR_OK);
+        cr_assert(strlen(fx.errstr) > 0);
+}
+
+Test(stream_faults, undecodable_input_goes_to_dead_letters) {
+        send_commands(&fx, 5, 1);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 7));
+        for (int i = 0; i < 100 && load(&fx.stats.dead_lettered) < 1; i++)
+                usleep(100000);
+        cr_assert_eq(load(&fx.stats.dead_lettered), 1);
+        cr_assert_eq(load(&fx.stats.aborts), 0);
+}
