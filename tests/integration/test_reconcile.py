@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""`ordo rebuild` and `ordo reconcile` on the real local stack.
+
+usage: test_reconcile.py ORDO_BINARY [--seed N] [--keep]
+
+One run on its own topics, groups, database and Redis prefix (random):
+  1. the lifecycle and referral scenarios of test_e2e.py, produced with
+     --keep-ts, decided and projected by `ordo run`, which is then stopped;
+  2. reconcile on this clean run: exit 0, zero differences (issue 5: "reconcile
+     reports zero differences on a clean run");
+  3. rebuild mongo and redis into new names: equal to the live read models,
+     compared here with pymongo and RESP, not with reconcile's code (issue 5:
+     "a rebuild into a new database equals the live one"); the switch:
+     a projection on the new name with the group the rebuild printed
+     follows events written after the rebuild;
+  4. planted differences (issue 5: "finds a planted one"), each of which
+     reconcile must report by name, and nothing else:
+       - MongoDB orders.status changed by hand,
+       - a Redis stock value changed by hand,
+       - an extra event in order-events (a stored message copied verbatim,
+         key and headers included, into the same partition),
+       - an input whose events are missing (a CreateActivity produced while
+         no processor runs);
+     reconcile exits 1 and its summary counts exactly these.
+
+Ends with criterion's line:
+    [====] Synthesis: Tested: N | Passing: N | Failing: N | Crashing: 0
+"""
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import json
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model as M  # noqa: E402
+import test_e2e as E  # noqa: E402
+
+import pymongo  # noqa: E402
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append((name, bool(ok)))
+    print("  [%s] %s%s" % ("PASS" if ok else "FAIL", name,
+                           ("\n      " + detail.replace("\n", "\n      "))
+                           if detail and not ok else ""))
+
+
+def run_phases(ordo, steps, workdir, m):
+    for i, (phase, cmds) in enumerate(steps):
+        path = os.path.join(workdir, "%s-%s-%02d.jsonl" % (
+            ordo.tag, phase.split(":")[0], i))
+        with open(path, "w") as f:
+            for c in cmds:
+                f.write(json.dumps(c) + "\n")
+        ordo.call("produce", "--keep-ts", path)
+        ok, why = ordo.wait(300)
+        if not ok:
+            raise RuntimeError("ordo wait: " + why)
+        for c in cmds:
+            m.apply(c)
+        print("  phase %s: %d commands" % (phase, len(cmds)))
+
+
+def mongo_dump(db):
+    out = {}
+    for coll in ("activities", "orders", "commissions", "earnings",
+                 "referrals"):
+        for d in db[coll].find():
+            d.pop("offsets", None)
+            out[(coll, d["_id"])] = d
+    return out
+
+
+def redis_dump(r, prefix):
+    """Data keys of the contract (not the guard keys) under prefix."""
+    out = {}
+    for fam in ("stock:", "order:", "earnings:"):
+        keys = r.scan(prefix + fam + "*")
+        cmds = [("GET" if fam == "stock:" else "HGETALL", k) for k in keys]
+        for k, v in zip(keys, r.pipeline(cmds)):
+            out[k[len(prefix):]] = v if fam == "stock:" else E.hash_of(v)
+    lb = r.cmd("ZRANGE", prefix + "leaderboard:settled", 0, -1,
+               "WITHSCORES")
+    out["leaderboard:settled"] = dict(zip(lb[0::2], lb[1::2]))
+    return out
+
+
+def reconcile(ordo, *args):
+    p = ordo.call("reconcile", *args, check=False, timeout=1200)
+    return p.returncode, p.stdout, p.stderr
+
+
+def summary_count(out, section):
+    m = re.search(r"reconcile: %s: .*?(\d+) difference" % section, out)
+    return int(m.group(1)) if m else None
+
+
+def copy_message(topic):
+    """Produces the first stored message of the first non-empty partition
+    again, bytes, key and headers as they are: an event the processor
+    never decided."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers="127.0.0.1:9092",
+                      enable_auto_commit=False,
+                      isolation_level="read_committed",
+                      consumer_timeout_ms=10000)
+    tps = [TopicPartition(topic, i)
+           for i in sorted(c.partitions_for_topic(topic))]
+    ends = c.end_offsets(tps)
+    tp = [t for t in tps if ends[t] > 0][0]
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    msg = next(iter(c))
+    c.close()
+    partition = tp.partition
+    p = KafkaProducer(bootstrap_servers="127.0.0.1:9092", acks="all")
+    md = p.send(topic, partition=partition, key=msg.key, value=msg.value,
+                headers=msg.headers).get(30)
+    p.flush()
+    p.close()
+    return msg, partition, md.offset
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    args.ordo = os.path.abspath(args.ordo)
+    seed = args.seed if args.seed is not None else \
+        random.SystemRandom().randrange(1 << 31)
+    print("test_reconcile: seed %d" % seed)
+    rng = random.Random(seed)
+    workdir = tempfile.mkdtemp(prefix="ordo-rc-")
+    tag = "rc%s" % os.urandom(4).hex()
+    ordo = E.Ordo(args.ordo, tag, workdir)
+    mongo = pymongo.MongoClient(os.environ.get(
+        "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"),
+        serverSelectionTimeoutMS=10000)
+    r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
+                int(os.environ.get("ORDO_REDIS_PORT", "6379")))
+    live = mongo[ordo.db]
+    new_db, new_prefix = tag + "_rb", tag + "rb:"
+    print("topics %s.*, db %s, redis %s*" % (tag, ordo.db, ordo.prefix))
+    m = M.Model()
+    t0 = (int(time.time()) // 60) * 60000
+    try:
+        ordo.call("topics")
+        ordo.start()
+        time.sleep(1)
+        run_phases(ordo, list(E.scenario_referral(rng, m, t0, True)),
+                   workdir, m)
+        run_phases(ordo, list(E.scenario_lifecycle(rng, m, t0 + 1000000,
+                                                   True)), workdir, m)
+        rc = ordo.stop()
+        check("ordo run stops cleanly", rc == 0, "exit %s" % rc)
+
+        # 2. Clean run.
+        rc, out, err = reconcile(ordo)
+        n_ev = re.search(r"(\d+) events compared", out)
+        check("clean run: reconcile exits 0 with zero differences",
+              rc == 0 and "reconcile: 0 difference(s)" in out,
+              "exit %d\n%s\n%s" % (rc, out[-3000:], err[-2000:]))
+        check("clean run: events were compared (not vacuous)",
+              n_ev and int(n_ev.group(1)) > 100 and
+              (summary_count(out, "mongo") == 0) and
+              re.search(r"mongo: [1-9]\d* documents", out) and
+              re.search(r"redis: [1-9]\d* keys", out), out[-1500:])
+
+        # 3. Rebuild into new names equals the live read models.
+        p = ordo.call("rebuild", "mongo", "--into", new_db, timeout=1200)
+        print("  " + p.stdout.splitlines()[0])
+        sw = re.search(r"switch: ordo project mongo (.*)", p.stdout)
+        check("rebuild mongo prints the switch command", sw, p.stdout)
+        check("rebuild mongo == live (pymongo, every document and field)",
+              mongo_dump(mongo[new_db]) == mongo_dump(live))
+        p = ordo.call("rebuild", "redis", "--into", new_prefix,
+                      timeout=1200)
+        print("  " + p.stdout.splitlines()[0])
+        check("rebuild redis == live (every data key and the leaderboard)",
+              redis_dump(r, new_prefix) == redis_dump(r, ordo.prefix))
+        p = ordo.call("rebuild", "mongo", "--into", ordo.db, check=False)
+        check("rebuild refuses the live target", p.returncode == 1 and
+              "live target" in p.stderr, p.stderr)
+        p = ordo.call("rebuild", "mongo", "--into", new_db, check=False)
+        check("rebuild refuses a target that holds data",
+              p.returncode == 1 and "already holds" in p.stderr, p.stderr)
+
+        # The switch: events written after the rebuild reach the new db
+        # through the group the rebuild committed to.
+        ordo.start()
+        flags = sw.group(1).split() if sw else []
+        proj = subprocess.Popen([args.ordo] + ordo.flags + ["project",
+                                                            "mongo"] + flags,
+                                env=ordo.env, stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(workdir,
+                                                         "switch.log"), "w"))
+        extra = [E.create("late", 500, 10, 5, t0, t0 + 10 ** 9, t0 + 5),
+                 E.place("late-o1", "late", "late-u", 2, t0 + 6)]
+        run_phases(ordo, [("late: 2 commands", extra)], workdir, m)
+        same = False
+        for _ in range(60):
+            if mongo_dump(mongo[new_db]) == mongo_dump(live):
+                same = True
+                break
+            time.sleep(1)
+        proj.terminate()
+        proj.wait(60)
+        check("switch: the new db follows events after the rebuild",
+              same and mongo[new_db].orders.find_one({"_id": "late-o1"}))
+        rc = ordo.stop()
+
+        # 4. Planted differences.
+        order = live.orders.find_one({"status": {"$ne": "CANCELLED"}})
+        live.orders.update_one({"_id": order["_id"]},
+                               {"$set": {"status": "CANCELLED"}})
+        stock_key = r.scan(ordo.prefix + "stock:*")[0]
+        r.cmd("SET", stock_key, "987654")
+        topic = tag + ".order-events"
+        msg, part, new_off = copy_message(topic)
+        missing = E.create("ghost-act", 100, 1, 1, t0, t0 + 1000, t0 + 7)
+        path = os.path.join(workdir, "ghost.jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps(missing) + "\n")
+        ordo.call("produce", "--keep-ts", path)
+
+        rc, out, err = reconcile(ordo)
+        print("\n".join("    " + ln for ln in out.splitlines()
+                        if ln.startswith(("DIFF", "NOTE", "reconcile"))))
+        check("planted: exit status 1", rc == 1, err[-2000:])
+        check("planted: mongo orders.status found",
+              re.search(r'DIFF mongo orders _id="%s" field=status '
+                        r'expected="[A-Z_]+" actual="CANCELLED"' %
+                        re.escape(order["_id"]), out) and
+              order["status"] != "CANCELLED", out[-2000:])
+        check("planted: redis stock found",
+              re.search(r'DIFF redis %s expected="\d+" actual="987654"' %
+                        re.escape(stock_key), out), out[-2000:])
+        check("planted: extra event in order-events found",
+              re.search(r"DIFF events %s/%d@%d extra: \w+ id=order-"
+                        r"commands-%d-" % (re.escape(topic), part, new_off,
+                                           part), out), out[-2000:])
+        check("planted: input without events found",
+              re.search(r"DIFF events %s\.activity-events/\d+ missing: "
+                        r"ActivityCreated id=\S+ key=ghost-act" %
+                        re.escape(tag), out), out[-2000:])
+        check("planted: summary counts exactly the planted ones",
+              summary_count(out, "events") == 2 and
+              summary_count(out, "mongo") == 1 and
+              summary_count(out, "redis") == 1, out[-1200:])
+        rc2, out2, _ = reconcile(ordo, "--skip-read-models", "--limit", "1")
+        check("--skip-read-models --limit 1: events only, one line printed",
+              rc2 == 1 and summary_count(out2, "events") == 2 and
+              "reconcile: mongo" not in out2 and
+              len([ln for ln in out2.splitlines()
+                   if ln.startswith("DIFF")]) == 1, out2[-1500:])
+    except Exception as e:  # noqa: BLE001 (count it)
+        import traceback
+        traceback.print_exc()
+        check("error: %s: %s" % (type(e).__name__, e), False)
+        print(ordo.log_tail())
+    finally:
+        ordo.stop()
+        if not args.keep:
+            E.cleanup(ordo, mongo, r)
+            mongo.drop_database(new_db)
+            keys = r.scan(new_prefix + "*") + r.scan("{" + new_prefix + "*")
+            for i in range(0, len(keys), 500):
+                r.cmd("DEL", *keys[i:i + 500])
+        else:
+            print("kept: %s.*, db %s and %s, redis %s* and %s*" % (
+                tag, ordo.db, new_db, ordo.prefix, new_prefix))
+    failing = [n for n, ok in RESULTS if not ok]
+    print("test_reconcile: seed %d" % seed)
+    print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
+          "Crashing: 0" % (len(RESULTS), len(RESULTS) - len(failing),
+                           len(failing)))
+    return 1 if failing or not RESULTS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
