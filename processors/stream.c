@@ -29,8 +29,9 @@ typedef struct proc_s {
         ordo_stage_stats_t *stats;
         rd_kafka_t *producer;
         rd_kafka_t *consumer;
-        rd_kafka_t *restorer;  /* assign-only, reads event partitions */
-        rd_kafka_t *referrals; /* commission: referral-events, followed */
+        rd_kafka_t *restorer;   /* assign-only, reads event partitions */
+        rd_kafka_t *watermarks; /* read_uncommitted, for stable_end() */
+        rd_kafka_t *referrals;  /* commission: referral-events, followed */
         ordo_codec_t *codec;
         char input[256], events[256], outbound[256], dead[256], refs[256];
         char group[256];
@@ -42,6 +43,7 @@ typedef struct proc_s {
         int32_t partition;
         rd_kafka_resp_err_t produce_err;
         int restore_failed;
+        int rebalanced; /* set by rebalance_cb: drop a half-built batch */
         char buf[ENCODE_MAX];
         char errstr[1024];
 } proc_t;
@@ -161,20 +163,61 @@ static int decode(proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
 
 /* Reads topic/partition from `from` (inclusive) to `to` (exclusive, or the
  * last stable offset if to < 0), calling fn on every decodable message. */
+/* The end of a partition once no transaction is open on it. Kafka writes
+ * a committed transaction's markers after the commit returns, so for a
+ * moment the last stable offset (what read_committed reads to) lags the
+ * high watermark: a restore that stopped there would miss events the
+ * previous owner of the partition committed. Waits while they differ. */
+static ordo_err_t stable_end(proc_t *p, const char *topic, int32_t partition,
+                             int64_t *lo, int64_t *end) {
+        int64_t lso, hw, lo2, waited = 0;
+        for (;;) {
+                if (ordo_kafka_watermarks(p->restorer, topic, partition, lo,
+                                          &lso, p->errstr, sizeof(p->errstr)) ||
+                    ordo_kafka_watermarks(p->watermarks, topic, partition, &lo2,
+                                          &hw, p->errstr, sizeof(p->errstr)))
+                        return ORDO_ERR_KAFKA;
+                if (lso >= hw) {
+                        *end = hw;
+                        return ORDO_ERR_OK;
+                }
+                if (waited % 5000 == 0)
+                        ORDO_LOG(INFO, p->def->name,
+                                 "msg=\"waiting for an open transaction\" "
+                                 "topic=%s partition=%d stable=%lld end=%lld",
+                                 topic, (int)partition, (long long)lso,
+                                 (long long)hw);
+                if (waited >= 120000) {
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "%s [%d]: a transaction stayed open for "
+                                 "120 s (stable offset %lld, end %lld)",
+                                 topic, (int)partition, (long long)lso,
+                                 (long long)hw);
+                        return ORDO_ERR_TIMEOUT;
+                }
+                usleep(100000);
+                waited += 100;
+        }
+}
+
+/* Reads topic/partition from `from` (inclusive) to `to` (exclusive, or the
+ * stable end if to < 0), calling fn on every decodable message. */
 static ordo_err_t
 read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
                int64_t to, void (*fn)(proc_t *, const ordo_msg_t *, void *),
                void *arg, int64_t *count) {
         rd_kafka_topic_partition_list_t *tp;
-        int64_t lo, hi;
+        int64_t lo, end;
         ordo_msg_t m;
         char why[256];
+        ordo_err_t err;
 
         *count = 0;
-        if (ordo_kafka_watermarks(p->restorer, topic, partition, &lo, &hi,
-                                  p->errstr, sizeof(p->errstr)))
-                return ORDO_ERR_KAFKA;
-        if (hi <= from || (to >= 0 && to <= from))
+        if ((err = stable_end(p, topic, partition, &lo, &end)))
+                return err;
+        if (to >= 0 && to < end)
+                end = to;
+        if (end <= from || end <= lo)
                 return ORDO_ERR_OK;
         tp = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
@@ -183,11 +226,17 @@ read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
         for (;;) {
                 rd_kafka_message_t *rkm =
                     rd_kafka_consumer_poll(p->restorer, 1000);
+                int done;
                 if (!rkm)
                         continue;
                 if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        /* An end short of `end` is from an earlier read
+                         * of this handle: keep reading. */
+                        done = rkm->offset >= end;
                         rd_kafka_message_destroy(rkm);
-                        break;
+                        if (done)
+                                break;
+                        continue;
                 }
                 if (rkm->err) {
                         ORDO_LOG(WARN, p->def->name,
@@ -196,7 +245,7 @@ read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
                         rd_kafka_message_destroy(rkm);
                         continue;
                 }
-                if (to >= 0 && rkm->offset >= to) {
+                if (rkm->offset >= end) {
                         rd_kafka_message_destroy(rkm);
                         break;
                 }
@@ -210,7 +259,10 @@ read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
                                  "offset=%lld reason=\"%s\"",
                                  topic, (int)partition, (long long)rkm->offset,
                                  why);
+                done = rkm->offset + 1 >= end;
                 rd_kafka_message_destroy(rkm);
+                if (done)
+                        break;
         }
         rd_kafka_assign(p->restorer, NULL);
         return ORDO_ERR_OK;
@@ -324,6 +376,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         proc_t *p = opaque;
         int i;
 
+        p->rebalanced = 1;
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (i = 0; i < parts->cnt; i++) {
                         if (restore(p, parts->elems[i].partition)) {
@@ -397,12 +450,23 @@ static ordo_err_t follow_referrals(proc_t *p) {
 /* Up to batch.max messages, waiting at most batch.ms for the first. */
 static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
                             int wait_ms) {
-        size_t n = 0;
+        size_t n = 0, i;
         int64_t deadline = now_ms() + wait_ms;
+        p->rebalanced = 0;
         while (n < max) {
                 int64_t left = deadline - now_ms();
                 rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
                     p->consumer, n ? 0 : (int)(left > 0 ? left : 0));
+                if (p->rebalanced) {
+                        /* Messages taken before a rebalance come again
+                         * from the committed offsets if the partition
+                         * stays ours: deciding them twice would emit
+                         * their events twice. */
+                        for (i = 0; i < n; i++)
+                                rd_kafka_message_destroy(msgs[i]);
+                        n = 0;
+                        p->rebalanced = 0;
+                }
                 if (!rkm) {
                         if (n || now_ms() >= deadline)
                                 break;
@@ -585,6 +649,10 @@ static ordo_err_t open_clients(proc_t *p) {
                                               p->errstr, sizeof(p->errstr));
         if (!p->restorer)
                 return ORDO_ERR_CONFIG;
+        p->watermarks = ordo_kafka_watermark_client_new(p->conf, p->errstr,
+                                                        sizeof(p->errstr));
+        if (!p->watermarks)
+                return ORDO_ERR_CONFIG;
         np = ordo_kafka_partitions(p->producer, p->events, p->errstr,
                                    sizeof(p->errstr));
         if (np < 0)
@@ -665,6 +733,8 @@ static void close_clients(proc_t *p) {
                 rd_kafka_destroy(p->referrals);
         if (p->restorer)
                 rd_kafka_destroy(p->restorer);
+        if (p->watermarks)
+                rd_kafka_destroy(p->watermarks);
         if (p->producer)
                 rd_kafka_destroy(p->producer);
         for (i = 0; i < p->n_states; i++)

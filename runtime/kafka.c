@@ -162,23 +162,17 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
                                     ordo_rebalance_cb_t *rebalance_cb,
                                     void *opaque, char *errstr,
                                     size_t errstr_size) {
-        const char *defaults[] = { "isolation.level",
-                                   "read_committed",
-                                   "enable.auto.commit",
-                                   "false",
-                                   "enable.auto.offset.store",
-                                   "false",
-                                   "auto.offset.reset",
-                                   "earliest",
-                                   "partition.assignment.strategy",
-                                   "range",
-                                   "fetch.wait.max.ms",
-                                   "10",
-                                   "enable.partition.eof",
-                                   "true",
-                                   "group.id",
-                                   group ? group : "ordo.unused",
-                                   NULL };
+        const char *defaults[] = {
+                "isolation.level", "read_committed", "enable.auto.commit",
+                "false", "enable.auto.offset.store", "false",
+                "auto.offset.reset", "earliest",
+                "partition.assignment.strategy", "range", "fetch.wait.max.ms",
+                "10", "enable.partition.eof", "true",
+                /* a killed member's partitions move
+                                    * on after 10 s, not 45 */
+                "session.timeout.ms", "10000", "heartbeat.interval.ms", "1000",
+                "group.id", group ? group : "ordo.unused", NULL
+        };
         rd_kafka_t *rk =
             client_new(conf, RD_KAFKA_CONSUMER, defaults, rebalance_cb, NULL,
                        opaque, errstr, errstr_size);
@@ -248,6 +242,25 @@ static int partitions_once(rd_kafka_t *rk, const char *topic,
         }
         rd_kafka_metadata_destroy(md);
         return n;
+}
+
+rd_kafka_t *ordo_kafka_watermark_client_new(const ordo_config_t *conf,
+                                            char *errstr, size_t errstr_size) {
+        rd_kafka_conf_t *c = ordo_kafka_conf(conf, errstr, errstr_size);
+        rd_kafka_t *rk;
+        if (!c)
+                return NULL;
+        /* After the user's keys: this client must see uncommitted data. */
+        if (set(c, "isolation.level", "read_uncommitted", errstr,
+                errstr_size) ||
+            set(c, "group.id", "ordo.unused", errstr, errstr_size)) {
+                rd_kafka_conf_destroy(c);
+                return NULL;
+        }
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, errstr_size);
+        if (!rk)
+                rd_kafka_conf_destroy(c);
+        return rk;
 }
 
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,

@@ -70,6 +70,12 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
                                     void *opaque, char *errstr,
                                     size_t errstr_size);
 
+/* A consumer used only to ask for high watermarks as read_uncommitted sees
+ * them: compared with a read_committed client's answer (the last stable
+ * offset) it tells whether a transaction is still open on a partition. */
+rd_kafka_t *ordo_kafka_watermark_client_new(const ordo_config_t *conf,
+                                            char *errstr, size_t errstr_size);
+
 /* Create any missing topic of DESIGN.md (topic.partitions partitions for
  * keyed topics, one for single ones). Existing topics are left alone. */
 ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,

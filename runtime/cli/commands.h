@@ -22,6 +22,8 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv);
 

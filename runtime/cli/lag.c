@@ -42,7 +42,38 @@ typedef struct {
         const ordo_config_t *conf;
         rd_kafka_t *consumers[N_GROUPS];
         rd_kafka_t *probe;
+        int only[N_GROUPS]; /* 1: this stage counts */
 } lag_t;
+
+/* Stage names as `ordo run` takes them; the projections' groups are
+ * project.mongo and project.redis. */
+static int stage_matches(const char *group_stage, const char *name) {
+        return !strcmp(group_stage, name) ||
+               (!strncmp(group_stage, "project.", 8) &&
+                !strcmp(group_stage + 8, name));
+}
+
+/* Keeps the stages named in argv[first..argc), or all when none is. */
+static int select_stages(lag_t *l, int argc, char **argv, int first) {
+        size_t g;
+        int i, found;
+        for (g = 0; g < N_GROUPS; g++)
+                l->only[g] = first >= argc;
+        for (i = first; i < argc; i++) {
+                found = 0;
+                for (g = 0; g < N_GROUPS; g++)
+                        if (stage_matches(groups[g].stage, argv[i]))
+                                l->only[g] = found = 1;
+                if (!found) {
+                        fprintf(stderr,
+                                "ordo: unknown stage \"%s\" (activity, "
+                                "order, referral, commission, mongo, redis)\n",
+                                argv[i]);
+                        return -1;
+                }
+        }
+        return 0;
+}
 
 static void lag_close(lag_t *l) {
         size_t i;
@@ -111,6 +142,8 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                 fprintf(out, "%-15s %-28s %4s %12s %12s %8s\n", "stage",
                         "topic", "part", "committed", "end", "lag");
         for (g = 0; g < N_GROUPS; g++) {
+                if (!l->only[g])
+                        continue;
                 for (t = 0; t < groups[g].n_topics; t++) {
                         rd_kafka_topic_partition_list_t *tp;
                         int np;
@@ -169,19 +202,20 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         int64_t hw;
         int behind;
         if (ordo_wants_help(argc, argv)) {
-                printf("\nPrints, for every stage's consumer group and input "
-                       "partition, the committed\noffset, the end of the "
-                       "partition, and whether anything is left to read\n"
-                       "(transaction markers count in the raw lag). Exit "
-                       "status 0.\n");
+                printf("\nPrints, for each stage's consumer group (all six, "
+                       "or the STAGEs named:\nactivity order referral "
+                       "commission mongo redis) and input partition, the\n"
+                       "committed offset, the end of the partition, and "
+                       "whether anything is left\nto read (transaction "
+                       "markers count in the raw lag). Exit status 0.\n");
                 return 0;
-        }
-        if (argc > 1) {
-                fprintf(stderr, "ordo lag: unexpected argument %s\n", argv[1]);
-                return 2;
         }
         if (lag_open(&l, conf))
                 return 1;
+        if (select_stages(&l, argc, argv, 1)) {
+                lag_close(&l);
+                return 2;
+        }
         behind = lag_pass(&l, stdout, &hw);
         lag_close(&l);
         if (behind < 0)
@@ -194,14 +228,15 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t hw = -1, prev = -2, timeout_s = 120;
         time_t start = time(NULL);
-        int behind, i;
+        int behind, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--timeout SECONDS   give up after this long "
                        "(default 120); exit 1\n\nReturns 0 once every "
-                       "stage's group has read everything there is and\n"
-                       "nothing moved between two passes. The stages must "
-                       "be running.\n");
+                       "stage's group (all six, or the STAGEs named:\n"
+                       "activity order referral commission mongo redis) has "
+                       "read everything there\nis and nothing moved between "
+                       "two passes. Those stages must be running.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {
@@ -215,14 +250,19 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                                         argv[i]);
                                 return 2;
                         }
-                } else {
-                        fprintf(stderr, "ordo wait: unknown argument %s\n",
+                } else if (argv[i][0] == '-') {
+                        fprintf(stderr, "ordo wait: unknown option %s\n",
                                 argv[i]);
                         return 2;
-                }
+                } else
+                        argv[n_stages++] = argv[i];
         }
         if (lag_open(&l, conf))
                 return 1;
+        if (select_stages(&l, n_stages, argv, 1)) {
+                lag_close(&l);
+                return 2;
+        }
         for (;;) {
                 behind = lag_pass(&l, NULL, &hw);
                 if (behind < 0) {

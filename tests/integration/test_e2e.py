@@ -784,9 +784,10 @@ def scenario_lifecycle(rng, m, t0, small):
             at = t + ar - 1 if rng.random() < 0.5 else t + ar
             cmds += [pay(oid, p, amt, t), receipt(oid, at)]
         elif s == "refund_full_parts":
-            parts = sorted(rng.sample(range(1, amt), 3))
-            amounts = [parts[0], parts[1] - parts[0], parts[2] - parts[1],
-                       amt - parts[2]]
+            # up to four parts; fewer when the amount is a few cents
+            cuts = [0] + sorted(rng.sample(range(1, amt), min(3, amt - 1))) \
+                + [amt]
+            amounts = [b - a for a, b in zip(cuts, cuts[1:])]
             cmds.append(pay(oid, p, amt, t))
             for j, a in enumerate(amounts):
                 cmds.append(refund(oid, "r%d" % j, a, t + 10 + 2 * j))

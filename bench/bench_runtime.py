@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Exactly-once runtime benchmark on the real local Kafka (bench/RESULTS.md).
+
+usage: bench_runtime.py ORDO [throughput|latency|restore]... [--orders N]
+       [--rate R] [--seconds S] [-X key=value]...
+
+  throughput  pre-produce N PlaceOrders (a flash sale: 4 activities, stock
+              1 % of N, per-user limit 2), then `ordo run activity order`
+              and time the drain: decisions/s = N / (caught up - first
+              partition assigned), from the activity group's committed
+              offsets sampled every 0.2 s (`ordo lag`).
+  latency     `ordo run activity order` idle, then PlaceOrders at R/s for
+              S seconds through `ordo produce -` (one line = one command
+              whose command_id carries the send time in microseconds); a
+              read_committed consumer of activity-events takes each event's
+              causation_id and computes receive time - send time.
+  restore     N PlaceOrders decided (activity only), then a restart: sums
+              the "msg=restored ... events= ms=" lines of the new process.
+
+Each run uses its own topic/group prefix. Run with $ORDO_PYTHON after
+`eval "$(infra/stack env)"; unset ORDO_KAFKA_BOOTSTRAP ORDO_KAFKA_CLASSPATH`.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+T0 = 1700000000000
+BOOT = "127.0.0.1:9092"
+
+
+def workload(path, n, prefix="b", ts_now=False):
+    rnd = random.Random(7)
+    with open(path, "w") as f:
+        for i in range(4):
+            f.write(json.dumps(dict(
+                type="CreateActivity", command_id="ca%d" % i, ts_ms=T0,
+                activity_id="act%d" % i, sku="s", price_cents=990,
+                stock=max(10, n // 400), per_user_limit=2, start_ms=T0,
+                end_ms=T0 + 10 ** 12)) + "\n")
+        for i in range(n):
+            f.write('{"type":"PlaceOrder","command_id":"%s%d","ts_ms":%d,'
+                    '"order_id":"o%d","activity_id":"act%d",'
+                    '"user_id":"u%d","qty":1}\n'
+                    % (prefix, i, T0 + 1 + i, i, rnd.randrange(4),
+                       rnd.randrange(max(10, n // 10))))
+
+
+class Env:
+    def __init__(self, ordo, extra):
+        self.ordo = ordo
+        self.tag = "bench%d" % random.SystemRandom().randrange(10 ** 8)
+        self.x = ["-X", "topic.prefix=%s." % self.tag,
+                  "-X", "group.prefix=%s." % self.tag,
+                  "-X", "kafka.session.timeout.ms=6000"] + extra
+
+    def run(self, *a, **kw):
+        return subprocess.run([self.ordo] + self.x + list(a), **kw)
+
+    def start(self, logpath, *a):
+        f = open(logpath, "w")
+        return subprocess.Popen([self.ordo] + self.x + list(a), stdout=f,
+                                stderr=subprocess.STDOUT)
+
+    def committed(self, stage="activity"):
+        """(sum of committed offsets, partitions behind) of a stage."""
+        out = self.run("lag", stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL).stdout.decode()
+        s = behind = 0
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) >= 6 and f[0] == stage:
+                s += int(f[3])
+                behind += "(caught up)" not in line
+        return s, behind
+
+
+def wait_assigned(logpath, n, timeout=60):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        with open(logpath) as f:
+            if f.read().count("msg=assigned") >= n:
+                return time.monotonic()
+        time.sleep(0.02)
+    raise RuntimeError("not assigned: " + logpath)
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    p.wait(60)
+
+
+def throughput(a, work):
+    env = Env(a.ordo, a.X)
+    path = os.path.join(work, "tp.jsonl")
+    workload(path, a.orders)
+    env.run("topics", stdout=subprocess.DEVNULL)
+    t = time.monotonic()
+    env.run("produce", "--keep-ts", path, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, check=True)
+    prod = time.monotonic() - t
+    log = os.path.join(work, env.tag + ".log")
+    p = env.start(log, "run", "activity", "order")
+    ta = wait_assigned(log, 2)
+    while True:
+        s, behind = env.committed("activity")
+        if s >= a.orders + 4:
+            break
+        time.sleep(0.2)
+    td = time.monotonic()
+    # the order processor's share (OpenOrders) for completeness
+    while env.committed("order")[1]:
+        time.sleep(0.2)
+    to = time.monotonic()
+    stop(p)
+    stats = [l for l in open(log) if "msg=stopped" in l]
+    n = a.orders + 4
+    print(json.dumps(dict(
+        test="throughput", x=a.X, orders=n, produce_s=round(prod, 2),
+        produce_per_s=round(n / prod), drain_s=round(td - ta, 2),
+        decisions_per_s=round(n / (td - ta)),
+        with_order_stage_s=round(to - ta, 2),
+        stats=[re.sub(r"^.*stage=(\w+) msg=stopped", r"\1", l.strip())
+               for l in stats])), flush=True)
+
+
+CONSUMER = r'''
+import sys, time, re
+from kafka import KafkaConsumer
+topic, n = sys.argv[1], int(sys.argv[2])
+c = KafkaConsumer(topic, bootstrap_servers="%s", group_id=None,
+                  isolation_level="read_committed", auto_offset_reset="earliest",
+                  fetch_max_wait_ms=5, enable_auto_commit=False)
+pat = re.compile(rb"L(\d{16})x(\d+)")
+skip = int(sys.argv[3])  # the first seconds: ordo produce still starting
+lat = []
+t_end = time.time() + 600
+while len(lat) < n - skip and time.time() < t_end:
+    for recs in c.poll(timeout_ms=100).values():
+        now = time.time() * 1e6
+        for r in recs:
+            m = pat.search(r.value)
+            if m and int(m.group(2)) >= skip:
+                lat.append((now - int(m.group(1))) / 1000.0)
+lat.sort()
+print(len(lat), lat[len(lat) // 2], lat[int(len(lat) * 0.99)],
+      lat[int(len(lat) * 0.999)], lat[-1], flush=True)
+''' % BOOT
+
+
+def latency(a, work):
+    env = Env(a.ordo, a.X)
+    env.run("topics", stdout=subprocess.DEVNULL)
+    log = os.path.join(work, env.tag + ".log")
+    path = os.path.join(work, "lat-setup.jsonl")
+    workload(path, 0)
+    env.run("produce", "--keep-ts", path, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, check=True)
+    p = env.start(log, "run", "activity", "order")
+    wait_assigned(log, 2)
+    n = a.rate * a.seconds
+    cons = subprocess.Popen([sys.executable, "-c", CONSUMER,
+                             env.tag + ".activity-events", str(n),
+                             str(2 * a.rate)],
+                            stdout=subprocess.PIPE)
+    time.sleep(2)
+    prod = subprocess.Popen([a.ordo] + env.x + ["produce", "--keep-ts",
+                                                "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    rnd = random.Random(3)
+    chunk = max(1, a.rate // 200)          # every 5 ms
+    t0 = time.time()
+    i = 0
+    while i < n:
+        due = t0 + i / a.rate
+        d = due - time.time()
+        if d > 0:
+            time.sleep(d)
+        us = int(time.time() * 1e6)
+        lines = []
+        for j in range(i, min(n, i + chunk)):
+            lines.append(
+                '{"type":"PlaceOrder","command_id":"L%dx%d","ts_ms":%d,'
+                '"order_id":"l%d","activity_id":"act%d","user_id":"u%d",'
+                '"qty":1}\n' % (us, j, T0 + 1 + j, j, rnd.randrange(4),
+                                rnd.randrange(n)))
+        prod.stdin.write("".join(lines).encode())
+        prod.stdin.flush()
+        i += chunk
+    sent_s = time.time() - t0
+    prod.stdin.close()
+    prod.wait()
+    out = cons.communicate()[0].decode().split()
+    stop(p)
+    got, p50, p99, p999, mx = out
+    print(json.dumps(dict(test="latency", x=a.X, rate=a.rate,
+                          sent=n, sent_s=round(sent_s, 2), received=int(got),
+                          p50_ms=round(float(p50), 1),
+                          p99_ms=round(float(p99), 1),
+                          p999_ms=round(float(p999), 1),
+                          max_ms=round(float(mx), 1))), flush=True)
+
+
+def restore(a, work):
+    env = Env(a.ordo, a.X)
+    path = os.path.join(work, "rs.jsonl")
+    workload(path, a.orders)
+    env.run("topics", stdout=subprocess.DEVNULL)
+    env.run("produce", "--keep-ts", path, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, check=True)
+    log = os.path.join(work, env.tag + "-1.log")
+    p = env.start(log, "run", "activity")
+    wait_assigned(log, 1, 120)
+    while env.committed("activity")[0] < a.orders + 4:
+        time.sleep(0.5)
+    stop(p)
+    log2 = os.path.join(work, env.tag + "-2.log")
+    t = time.monotonic()
+    p = env.start(log2, "run", "activity")
+    wait_assigned(log2, 1, 600)
+    wall = time.monotonic() - t
+    stop(p)
+    ev = ms = 0
+    for line in open(log2):
+        m = re.search(r"msg=restored .* events=(\d+) .* ms=(\d+)", line)
+        if m:
+            ev += int(m.group(1))
+            ms += int(m.group(2))
+    print(json.dumps(dict(test="restore", x=a.X, events=ev,
+                          restore_ms_sum=ms,
+                          events_per_s=round(ev / (ms / 1000.0)) if ms else 0,
+                          start_to_assigned_s=round(wall, 2))), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("tests", nargs="*",
+                    default=["throughput", "latency", "restore"])
+    ap.add_argument("--orders", type=int, default=200000)
+    ap.add_argument("--rate", type=int, default=20000)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("-X", action="append", default=[])
+    a = ap.parse_args()
+    a.X = [y for x in a.X for y in ("-X", x)]
+    work = tempfile.mkdtemp(prefix="ordo-bench-")
+    for t in a.tests:
+        {"throughput": throughput, "latency": latency,
+         "restore": restore}[t](a, work)
+
+
+if __name__ == "__main__":
+    main()
