@@ -18,7 +18,7 @@ usage: bench_runtime.py ORDO [throughput|latency|restore]... [--orders N]
               the "msg=restored ... events= ms=" lines of the new process.
 
 Each run uses its own topic/group prefix. Run with $ORDO_PYTHON after
-`eval "$(infra/stack env)"; unset ORDO_KAFKA_BOOTSTRAP ORDO_KAFKA_CLASSPATH`.
+`eval "$(infra/stack env)"`.
 """
 
 import argparse

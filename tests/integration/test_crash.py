@@ -65,7 +65,7 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("test_crash.py: kafka-python missing; run with $ORDO_PYTHON")
 
-BOOT = os.environ.get("ORDO_CRASH_BOOTSTRAP", "127.0.0.1:9092")
+BOOT = os.environ.get("ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 T0 = 1700000000000
 START = T0 + 1000
 # A session timeout of 6 s (the broker's minimum) so that a restarted

@@ -140,9 +140,6 @@ class Ordo:
         self.db = tag.replace("e2e", "e2e_")
         self.prefix = tag + ":"
         self.env = dict(os.environ)
-        # infra/stack env exports names that `ordo` reads as kafka.* keys.
-        for k in ("ORDO_KAFKA_BOOTSTRAP", "ORDO_KAFKA_CLASSPATH"):
-            self.env.pop(k, None)
         self.run_proc = None
         self.run_log = os.path.join(workdir, "run-%s.log" % tag)
 
