@@ -26,8 +26,7 @@ static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
 
 typedef struct {
         const char *which;
-        ordo_mongo_proj_t *mongo;
-        ordo_redis_proj_t *redis;
+        ordo_store_t store;
 } store_t;
 
 static int64_t now_ms(void) {
@@ -36,28 +35,39 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static ordo_err_t store_apply(store_t *s, const ordo_event_rec_t *recs,
-                              size_t n, char *errstr, size_t errstr_size) {
+ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
+                           const ordo_config_t *conf, const char *target,
+                           char *errstr, size_t errstr_size) {
+        s->mongo = NULL;
+        s->redis = NULL;
+        if (!strcmp(which, "mongo"))
+                s->mongo = ordo_mongo_proj_new(
+                    ordo_config_get(conf, "mongo.uri"),
+                    target ? target : ordo_config_get(conf, "mongo.db"), errstr,
+                    errstr_size);
+        else
+                s->redis = ordo_redis_proj_new(
+                    ordo_config_get(conf, "redis.host"),
+                    (int)ordo_config_get_int(conf, "redis.port"),
+                    target ? target : ordo_config_get(conf, "redis.prefix"),
+                    ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
+                    errstr_size);
+        return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
+}
+
+ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
+                            size_t n, char *errstr, size_t errstr_size) {
         if (s->mongo)
                 return ordo_mongo_proj_apply(s->mongo, recs, n, errstr,
                                              errstr_size);
         return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
 }
 
-static ordo_err_t store_open(store_t *s, const ordo_config_t *conf,
-                             char *errstr, size_t errstr_size) {
-        if (!strcmp(s->which, "mongo"))
-                s->mongo = ordo_mongo_proj_new(
-                    ordo_config_get(conf, "mongo.uri"),
-                    ordo_config_get(conf, "mongo.db"), errstr, errstr_size);
-        else
-                s->redis = ordo_redis_proj_new(
-                    ordo_config_get(conf, "redis.host"),
-                    (int)ordo_config_get_int(conf, "redis.port"),
-                    ordo_config_get(conf, "redis.prefix"),
-                    ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
-                    errstr_size);
-        return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
+void ordo_store_close(ordo_store_t *s) {
+        ordo_mongo_proj_destroy(s->mongo);
+        ordo_redis_proj_destroy(s->redis);
+        s->mongo = NULL;
+        s->redis = NULL;
 }
 
 /* Retries the batch until it is acknowledged or we are asked to stop.
@@ -70,7 +80,8 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
         ordo_err_t err;
         rd_kafka_topic_partition_list_t *a = NULL;
 
-        while ((err = store_apply(s, recs, n, errstr, sizeof(errstr)))) {
+        while ((err = ordo_store_apply(&s->store, recs, n, errstr,
+                                       sizeof(errstr)))) {
                 if (!paused && !rd_kafka_assignment(consumer, &a)) {
                         rd_kafka_pause_partitions(consumer, a);
                         paused = 1;
@@ -99,7 +110,7 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
 ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size) {
-        store_t store = { which, NULL, NULL };
+        store_t store = { which, { NULL, NULL } };
         char group[256], name[256], why[256];
         rd_kafka_t *consumer = NULL;
         rd_kafka_topic_partition_list_t *topics;
@@ -115,7 +126,8 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         if (max < 1)
                 max = 1;
         /* Wait for the store rather than fail: it may start after us. */
-        while ((err = store_open(&store, conf, errstr, errstr_size))) {
+        while ((err = ordo_store_open(&store.store, which, conf, NULL, errstr,
+                                      errstr_size))) {
                 ORDO_LOG(WARN, which,
                          "msg=\"store not reachable, retrying\" error=\"%s\"",
                          errstr);
@@ -242,8 +254,7 @@ done:
                 rd_kafka_destroy(consumer);
         }
         ordo_codec_destroy(codec);
-        ordo_mongo_proj_destroy(store.mongo);
-        ordo_redis_proj_destroy(store.redis);
+        ordo_store_close(&store.store);
         free(rkms);
         free(msgs);
         free(recs);

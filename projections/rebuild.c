@@ -18,6 +18,8 @@
  */
 #include "rebuild.h"
 
+#include "project.h"
+
 #include <hiredis/hiredis.h>
 #include <mongoc/mongoc.h>
 #include <stdio.h>
@@ -49,11 +51,6 @@ typedef struct {
         int64_t *end;  /* high watermark at the start, per partition */
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
-
-typedef struct {
-        ordo_mongo_proj_t *mongo;
-        ordo_redis_proj_t *redis;
-} store_t;
 
 static int64_t now_ms(void) {
         struct timespec ts;
@@ -256,21 +253,14 @@ ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
         return err;
 }
 
-static ordo_err_t store_apply(store_t *s, const ordo_event_rec_t *recs,
-                              size_t n, char *errstr, size_t errstr_size) {
-        if (s->mongo)
-                return ordo_mongo_proj_apply(s->mongo, recs, n, errstr,
-                                             errstr_size);
-        return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
-}
-
 /* As the live projection: a store outage pauses, it never skips. */
-static ordo_err_t apply_until_done(store_t *s, const ordo_event_rec_t *recs,
-                                   size_t n, volatile sig_atomic_t *stop,
-                                   char *errstr, size_t errstr_size) {
+static ordo_err_t apply_until_done(ordo_store_t *s,
+                                   const ordo_event_rec_t *recs, size_t n,
+                                   volatile sig_atomic_t *stop, char *errstr,
+                                   size_t errstr_size) {
         int backoff = 100;
         ordo_err_t err;
-        while ((err = store_apply(s, recs, n, errstr, errstr_size)) &&
+        while ((err = ordo_store_apply(s, recs, n, errstr, errstr_size)) &&
                (err == ORDO_ERR_UNAVAILABLE || err == ORDO_ERR_MONGO ||
                 err == ORDO_ERR_REDIS) &&
                !*stop) {
@@ -347,7 +337,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                             ordo_rebuild_stats_t *stats, char *errstr,
                             size_t errstr_size) {
         topic_t t[N_TOPICS];
-        store_t store = { NULL, NULL };
+        ordo_store_t store = { NULL, NULL };
         rd_kafka_t *rk = NULL, *group = NULL;
         rd_kafka_topic_partition_list_t *assign;
         ordo_codec_t *codec = NULL;
@@ -401,17 +391,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
-        if (!strcmp(which, "mongo"))
-                store.mongo =
-                    ordo_mongo_proj_new(ordo_config_get(conf, "mongo.uri"),
-                                        into, errstr, errstr_size);
-        else
-                store.redis = ordo_redis_proj_new(
-                    ordo_config_get(conf, "redis.host"),
-                    (int)ordo_config_get_int(conf, "redis.port"), into,
-                    ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
-                    errstr_size);
-        if (!store.mongo && !store.redis) {
+        if (ordo_store_open(&store, which, conf, into, errstr, errstr_size)) {
                 err = ORDO_ERR_INVALID_ARG;
                 goto done;
         }
@@ -565,8 +545,7 @@ done:
         if (group)
                 rd_kafka_destroy(group);
         ordo_codec_destroy(codec);
-        ordo_mongo_proj_destroy(store.mongo);
-        ordo_redis_proj_destroy(store.redis);
+        ordo_store_close(&store);
         for (i = 0; i < N_TOPICS; i++) {
                 free(t[i].end);
                 free(t[i].next);
