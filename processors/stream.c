@@ -39,6 +39,7 @@ typedef struct proc_s {
         int n_states;
         ordo_msg_t *bindings; /* commission: every ReferrerBound so far */
         size_t n_bindings, cap_bindings;
+        int64_t refs_end; /* referral-events read to here (its last EOF) */
         /* the sink's context while deciding one input message */
         int32_t partition;
         rd_kafka_resp_err_t produce_err;
@@ -409,42 +410,57 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
 }
 
+static ordo_err_t keep_binding(proc_t *p, const ordo_msg_t *m) {
+        int i;
+        if (p->n_bindings == p->cap_bindings) {
+                size_t cap = p->cap_bindings ? p->cap_bindings * 2 : 1024;
+                ordo_msg_t *nb = realloc(p->bindings, cap * sizeof(*nb));
+                if (!nb) {
+                        snprintf(p->errstr, sizeof(p->errstr), "out of memory");
+                        return ORDO_ERR_NOMEM;
+                }
+                p->bindings = nb;
+                p->cap_bindings = cap;
+        }
+        p->bindings[p->n_bindings++] = *m;
+        for (i = 0; i < p->n_states; i++)
+                if (p->states[i])
+                        ordo_commission_bind(p->states[i], m);
+        return ORDO_ERR_OK;
+}
+
+/* The commission processor's join: before each batch of order events,
+ * read referral-events up to its stable end as of now, so a binding
+ * committed before a payment was decided is always seen by it. */
 static ordo_err_t follow_referrals(proc_t *p) {
         rd_kafka_message_t *rkm;
         ordo_msg_t m;
         char why[256];
-        int i;
+        int64_t lo, end, deadline = now_ms() + 10000;
+        ordo_err_t err = ORDO_ERR_OK;
 
-        while ((rkm = rd_kafka_consumer_poll(p->referrals, 0))) {
-                if (rkm->err) {
-                        rd_kafka_message_destroy(rkm);
+        if ((err = ordo_kafka_watermarks(p->referrals, p->refs, 0, &lo, &end,
+                                         p->errstr, sizeof(p->errstr))))
+                return err;
+        while (!err && p->refs_end < end) {
+                if (now_ms() >= deadline) {
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"referral-events not read to its end "
+                                 "in 10 s; deciding with what was read\" "
+                                 "read_to=%lld end=%lld",
+                                 (long long)p->refs_end, (long long)end);
+                        break;
+                }
+                if (!(rkm = rd_kafka_consumer_poll(p->referrals, 100)))
                         continue;
-                }
-                if (!decode(p, rkm, &m, why, sizeof(why)) &&
-                    m.type == ORDO_MSG_REFERRER_BOUND) {
-                        if (p->n_bindings == p->cap_bindings) {
-                                size_t cap = p->cap_bindings
-                                                 ? p->cap_bindings * 2
-                                                 : 1024;
-                                ordo_msg_t *nb =
-                                    realloc(p->bindings, cap * sizeof(*nb));
-                                if (!nb) {
-                                        rd_kafka_message_destroy(rkm);
-                                        snprintf(p->errstr, sizeof(p->errstr),
-                                                 "out of memory");
-                                        return ORDO_ERR_NOMEM;
-                                }
-                                p->bindings = nb;
-                                p->cap_bindings = cap;
-                        }
-                        p->bindings[p->n_bindings++] = m;
-                        for (i = 0; i < p->n_states; i++)
-                                if (p->states[i])
-                                        ordo_commission_bind(p->states[i], &m);
-                }
+                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        p->refs_end = rkm->offset;
+                else if (!rkm->err && !decode(p, rkm, &m, why, sizeof(why)) &&
+                         m.type == ORDO_MSG_REFERRER_BOUND)
+                        err = keep_binding(p, &m);
                 rd_kafka_message_destroy(rkm);
         }
-        return ORDO_ERR_OK;
+        return err;
 }
 
 /* Up to batch.max messages, waiting at most batch.ms for the first. */
