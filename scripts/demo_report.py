@@ -55,8 +55,10 @@ def main():
     print("rejected orders by reason:")
     for reason, n in rejected.most_common():
         print("  %-20s %d" % (reason, n))
-    print("stock released by cancellations: %d unit(s) in %d order(s)"
-          % (sum(e["qty"] for e in released), len(released)))
+    hot_released = [e for e in released if e["activity_id"] == hot]
+    print("stock of the hot item released by cancellations: %d unit(s) in "
+          "%d order(s)" % (sum(e["qty"] for e in hot_released),
+                           len(hot_released)))
 
     orders = [e for e in replay(ordo, "order-events")
               if e.get("order_id", "").startswith(("o-%s-" % run,
