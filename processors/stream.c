@@ -45,6 +45,7 @@ typedef struct proc_s {
         rd_kafka_resp_err_t produce_err;
         int restore_failed;
         int rebalanced; /* set by rebalance_cb: drop a half-built batch */
+        volatile sig_atomic_t *stop;
         char buf[ENCODE_MAX];
         char errstr[1024];
 } proc_t;
@@ -442,7 +443,7 @@ static ordo_err_t follow_referrals(proc_t *p) {
         if ((err = ordo_kafka_watermarks(p->referrals, p->refs, 0, &lo, &end,
                                          p->errstr, sizeof(p->errstr))))
                 return err;
-        while (!err && p->refs_end < end) {
+        while (!err && p->refs_end < end && !*p->stop) {
                 if (now_ms() >= deadline) {
                         ORDO_LOG(WARN, p->def->name,
                                  "msg=\"referral-events not read to its end "
@@ -788,6 +789,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         memset(&p, 0, sizeof(p));
         p.def = def;
         p.conf = conf;
+        p.stop = stop;
         p.stats = stats;
         ordo_topic_name(conf, def->input, p.input, sizeof(p.input));
         ordo_topic_name(conf, def->events, p.events, sizeof(p.events));

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -184,6 +185,13 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
 #define RETRY_FOR_MS  30000
 #define RETRY_STEP_MS 200
 
+/* Each query has its own timeout: the retry budget is wall time. */
+static int64_t monotonic_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Errors that mean "not yet": a new topic's leader is being elected. */
 static int transient(rd_kafka_resp_err_t err) {
         return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
@@ -200,13 +208,12 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
                                  int32_t partition, int64_t *lo, int64_t *hi,
                                  char *errstr, size_t errstr_size) {
         rd_kafka_resp_err_t err;
-        int waited = 0;
+        int64_t deadline = monotonic_ms() + RETRY_FOR_MS;
         while ((err = rd_kafka_query_watermark_offsets(rk, topic, partition, lo,
                                                        hi, 5000))) {
-                if (!transient(err) || waited >= RETRY_FOR_MS)
+                if (!transient(err) || monotonic_ms() >= deadline)
                         break;
                 usleep(RETRY_STEP_MS * 1000);
-                waited += RETRY_STEP_MS;
         }
         if (err) {
                 snprintf(errstr, errstr_size, "watermarks of %s [%d]: %s",
@@ -266,11 +273,11 @@ rd_kafka_t *ordo_kafka_watermark_client_new(const ordo_config_t *conf,
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size) {
         rd_kafka_resp_err_t err;
-        int n, waited = 0;
+        int64_t deadline = monotonic_ms() + RETRY_FOR_MS;
+        int n;
         while ((n = partitions_once(rk, topic, &err)) < 0 && transient(err) &&
-               waited < RETRY_FOR_MS) {
+               monotonic_ms() < deadline) {
                 usleep(RETRY_STEP_MS * 1000);
-                waited += RETRY_STEP_MS;
         }
         if (n < 0)
                 snprintf(errstr, errstr_size, "topic %s: %s", topic,
