@@ -13,6 +13,7 @@
 #include "log.h"
 #include "project.h"
 #include "stream.h"
+#include "clock.h"
 
 typedef struct {
         const char *name;
@@ -147,12 +148,6 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
         return run_stages(conf, (const char *const *)argv + 1, 1);
 }
 
-static int64_t wall_ms(void) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                            void *opaque) {
         (void)rk;
@@ -162,7 +157,7 @@ static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
 }
 
 int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
-        int64_t ts = wall_ms();
+        int64_t ts = ordo_wall_ms();
         char errstr[512], topic[256], buf[1024], id[128];
         rd_kafka_t *rk;
         ordo_codec_t *codec;

@@ -20,6 +20,7 @@
 
 #include "codec.h"
 #include "log.h"
+#include "clock.h"
 
 #define ENCODE_MAX 8192
 
@@ -49,12 +50,6 @@ typedef struct proc_s {
         char buf[ENCODE_MAX];
         char errstr[1024];
 } proc_t;
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Identifiers must be non-empty (RULES.md); a message from a foreign
  * producer that skipped validation is refused here, not decided. */
@@ -296,7 +291,7 @@ static int64_t committed_offset(proc_t *p, int32_t partition) {
 }
 
 static ordo_err_t restore(proc_t *p, int32_t partition) {
-        int64_t t0 = now_ms(), n = 0, opened = 0;
+        int64_t t0 = ordo_monotonic_ms(), n = 0, opened = 0;
         void *state;
         size_t i;
         ordo_err_t err;
@@ -329,12 +324,12 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
                 goto fail;
         p->states[partition] = state;
         p->stats->restored_events += n;
-        p->stats->restore_ms += now_ms() - t0;
+        p->stats->restore_ms += ordo_monotonic_ms() - t0;
         ORDO_LOG(INFO, p->def->name,
                  "msg=restored topic=%s partition=%d events=%lld "
                  "replayed_inputs=%lld ms=%lld",
                  p->events, (int)partition, (long long)n, (long long)opened,
-                 (long long)(now_ms() - t0));
+                 (long long)(ordo_monotonic_ms() - t0));
         return ORDO_ERR_OK;
 fail:
         p->def->state_destroy(state);
@@ -437,14 +432,14 @@ static ordo_err_t follow_referrals(proc_t *p) {
         rd_kafka_message_t *rkm;
         ordo_msg_t m;
         char why[256];
-        int64_t lo, end, deadline = now_ms() + 10000;
+        int64_t lo, end, deadline = ordo_monotonic_ms() + 10000;
         ordo_err_t err = ORDO_ERR_OK;
 
         if ((err = ordo_kafka_watermarks(p->referrals, p->refs, 0, &lo, &end,
                                          p->errstr, sizeof(p->errstr))))
                 return err;
         while (!err && p->refs_end < end && !*p->stop) {
-                if (now_ms() >= deadline) {
+                if (ordo_monotonic_ms() >= deadline) {
                         ORDO_LOG(WARN, p->def->name,
                                  "msg=\"referral-events not read to its end "
                                  "in 10 s; deciding with what was read\" "
@@ -468,10 +463,10 @@ static ordo_err_t follow_referrals(proc_t *p) {
 static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
                             int wait_ms) {
         size_t n = 0, i;
-        int64_t deadline = now_ms() + wait_ms;
+        int64_t deadline = ordo_monotonic_ms() + wait_ms;
         p->rebalanced = 0;
         while (n < max) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - ordo_monotonic_ms();
                 rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
                     p->consumer, n ? 0 : (int)(left > 0 ? left : 0));
                 if (p->rebalanced) {
@@ -485,7 +480,7 @@ static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
                         p->rebalanced = 0;
                 }
                 if (!rkm) {
-                        if (n || now_ms() >= deadline)
+                        if (n || ordo_monotonic_ms() >= deadline)
                                 break;
                         continue;
                 }
@@ -782,7 +777,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         rd_kafka_message_t **msgs;
         size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n, i;
         int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
-        int64_t last_stats = now_ms();
+        int64_t last_stats = ordo_monotonic_ms();
         int aborts_in_a_row = 0;
         ordo_err_t err = ORDO_ERR_OK;
 
@@ -839,9 +834,9 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                 break;
                 } else if (n)
                         aborts_in_a_row = 0;
-                if (now_ms() - last_stats >= 10000) {
+                if (ordo_monotonic_ms() - last_stats >= 10000) {
                         log_stats(&p, "progress");
-                        last_stats = now_ms();
+                        last_stats = ordo_monotonic_ms();
                 }
         }
 done:

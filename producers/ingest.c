@@ -43,6 +43,7 @@
 #include "ratelimit.h"
 #include "seen.h"
 #include "validate.h"
+#include "clock.h"
 
 #define PATH_ONE         "/v1/commands"
 #define PATH_BATCH       "/v1/commands:batch"
@@ -142,10 +143,6 @@ static int64_t now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t now_ms(void) {
-        return now_us() / 1000;
 }
 
 static void req_free(req_t *r) {
@@ -298,7 +295,7 @@ static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
         struct MHD_Connection *c = r->conn;
         const char *id, *ts, *sig;
         unsigned char digest[ORDO_HMAC_SHA256_LEN];
-        int64_t t, now = now_ms();
+        int64_t t, now = ordo_wall_ms();
         char *end;
 
         *key = NULL;
@@ -387,7 +384,7 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
         char errstr[512];
         const char *key;
         size_t len;
-        int64_t now = now_ms();
+        int64_t now = ordo_wall_ms();
 
         if (ordo_validate_command(s, n, opts, &m, &fault, errstr,
                                   sizeof(errstr))) {
@@ -532,7 +529,7 @@ static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
 static int limit(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
                  enum MHD_Result *ret) {
         json_t *lines = json_array(), *body;
-        int64_t worst = 0, retry, now = now_ms();
+        int64_t worst = 0, retry, now = ordo_wall_ms();
         size_t i, refused = 0;
         char after[32];
         const char *user = NULL;
@@ -1133,7 +1130,7 @@ int ordo_ingest_port(const ordo_ingest_t *gw) {
 }
 
 void ordo_ingest_destroy(ordo_ingest_t *gw) {
-        int64_t deadline = now_ms() + SHUTDOWN_WAIT_MS;
+        int64_t deadline = ordo_wall_ms() + SHUTDOWN_WAIT_MS;
 
         if (!gw)
                 return;
@@ -1142,7 +1139,8 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
                 /* libmicrohttpd refuses to stop with suspended
                  * connections: let every waiting request get its report,
                  * purging what Kafka has not taken in time. */
-                while (atomic_load(&gw->inflight) > 0 && now_ms() < deadline)
+                while (atomic_load(&gw->inflight) > 0 &&
+                       ordo_wall_ms() < deadline)
                         usleep(10000);
                 if (atomic_load(&gw->inflight) > 0) {
                         ORDO_LOG(WARN, "ingest",

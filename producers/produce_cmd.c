@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "kafka.h"
 #include "validate.h"
+#include "clock.h"
 
 #define MAX_REASONS 32
 
@@ -55,16 +56,10 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                 s->delivered++;
 }
 
-static int64_t wall_ms(void) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Unique across processes: a random instance tag and a counter. */
 static void new_command_id(char *buf, size_t size, uint64_t tag, uint64_t seq) {
         snprintf(buf, size, "c-%012llx-%016llx-%llu",
-                 (unsigned long long)wall_ms(), (unsigned long long)tag,
+                 (unsigned long long)ordo_wall_ms(), (unsigned long long)tag,
                  (unsigned long long)seq);
 }
 
@@ -76,7 +71,7 @@ static uint64_t random_tag(void) {
                         tag = 0;
                 close(fd);
         }
-        return tag ^ ((uint64_t)getpid() << 32) ^ (uint64_t)wall_ms();
+        return tag ^ ((uint64_t)getpid() << 32) ^ (uint64_t)ordo_wall_ms();
 }
 
 static int send_msg(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
@@ -140,7 +135,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         int partitions[ORDO_TOPIC__COUNT];
         size_t cap = 0;
         ssize_t len;
-        int64_t lineno = 0, t0 = wall_ms();
+        int64_t lineno = 0, t0 = ordo_wall_ms();
         rd_kafka_t *rk = NULL;
         ordo_codec_t *codec;
         produce_stats_t stats;
@@ -222,7 +217,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         continue;
                 }
                 if (!keep_ts)
-                        m.meta.ts_ms = wall_ms();
+                        m.meta.ts_ms = ordo_wall_ms();
                 if (!m.meta.id[0])
                         new_command_id(m.meta.id, sizeof(m.meta.id), tag,
                                        seq++);
@@ -277,7 +272,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 "delivered, in %lld ms",
                 (long long)stats.valid, dry_run ? "valid" : "sent",
                 (long long)stats.refused, (long long)stats.failed,
-                (long long)(wall_ms() - t0));
+                (long long)(ordo_wall_ms() - t0));
         for (i = 0; i < stats.n_reasons; i++)
                 fprintf(stderr, "%s %s=%lld",
                         i ? "," : " (refused:", stats.reasons[i].reason,

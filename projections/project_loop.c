@@ -15,6 +15,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "projection.h"
+#include "clock.h"
 
 #define BACKOFF_MAX_MS 5000
 
@@ -28,12 +29,6 @@ typedef struct {
         const char *which;
         ordo_store_t store;
 } store_t;
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
@@ -120,7 +115,7 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         rd_kafka_message_t **rkms = NULL;
         ordo_msg_t *msgs = NULL;
         ordo_event_rec_t *recs = NULL;
-        int64_t applied = 0, skipped = 0, last_log = now_ms();
+        int64_t applied = 0, skipped = 0, last_log = ordo_monotonic_ms();
         ordo_err_t err = ORDO_ERR_OK;
 
         if (max < 1)
@@ -163,16 +158,16 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         ORDO_LOG(INFO, which, "msg=started group=%s", group);
 
         while (!*stop) {
-                int64_t deadline = now_ms() + wait_ms;
+                int64_t deadline = ordo_monotonic_ms() + wait_ms;
                 size_t k = 0;
                 rd_kafka_topic_partition_list_t *offsets;
                 n = 0;
                 while (n < max) {
-                        int64_t left = deadline - now_ms();
+                        int64_t left = deadline - ordo_monotonic_ms();
                         rd_kafka_message_t *m = rd_kafka_consumer_poll(
                             consumer, n ? 0 : (int)(left > 0 ? left : 0));
                         if (!m) {
-                                if (n || now_ms() >= deadline)
+                                if (n || ordo_monotonic_ms() >= deadline)
                                         break;
                                 continue;
                         }
@@ -239,11 +234,11 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                         ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
                 rd_kafka_topic_partition_list_destroy(offsets);
                 applied += (int64_t)k;
-                if (now_ms() - last_log >= 10000) {
+                if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,
                                  "msg=progress applied=%lld skipped=%lld",
                                  (long long)applied, (long long)skipped);
-                        last_log = now_ms();
+                        last_log = ordo_monotonic_ms();
                 }
         }
         ORDO_LOG(INFO, which, "msg=stopped applied=%lld skipped=%lld",

@@ -33,6 +33,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "projection.h"
+#include "clock.h"
 
 #define BACKOFF_MAX_MS 5000
 
@@ -51,12 +52,6 @@ typedef struct {
         int64_t *end;  /* high watermark at the start, per partition */
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void ordo__redis_glob_escape(const char *s, char *out) {
         for (; *s; s++) {
@@ -323,7 +318,7 @@ static topic_t *find_topic(topic_t *t, const char *name) {
 
 static void progress(const char *which, const char *into,
                      const ordo_rebuild_stats_t *s, int64_t t0) {
-        int64_t ms = now_ms() - t0;
+        int64_t ms = ordo_monotonic_ms() - t0;
         fprintf(stderr,
                 "ordo rebuild: %s into %s: %lld of ~%lld events, %.0f "
                 "events/s\n",
@@ -344,7 +339,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n = 0;
         ordo_msg_t *msgs = NULL;
         ordo_event_rec_t *recs = NULL;
-        int64_t t0 = now_ms(), last = t0, lo, hi;
+        int64_t t0 = ordo_monotonic_ms(), last = t0, lo, hi;
         int i, p, open = 0, used;
         ordo_err_t err = ORDO_ERR_OK;
 
@@ -531,15 +526,16 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                         stats->applied += (int64_t)n;
                         n = 0;
                 }
-                if (progress_s > 0 && now_ms() - last >= progress_s * 1000) {
+                if (progress_s > 0 &&
+                    ordo_monotonic_ms() - last >= progress_s * 1000) {
                         progress(which, into, stats, t0);
-                        last = now_ms();
+                        last = ordo_monotonic_ms();
                 }
         }
         if (!err && group)
                 err = commit_reached(group, t, errstr, errstr_size);
 done:
-        stats->elapsed_ms = now_ms() - t0;
+        stats->elapsed_ms = ordo_monotonic_ms() - t0;
         if (rk)
                 rd_kafka_destroy(rk);
         if (group)

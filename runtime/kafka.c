@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "clock.h"
 
 static const struct {
         const char *name;
@@ -182,15 +183,9 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
         return rk;
 }
 
+/* Budgets in wall time: each query also waits its own timeout. */
 #define RETRY_FOR_MS  30000
 #define RETRY_STEP_MS 200
-
-/* Each query has its own timeout: the retry budget is wall time. */
-static int64_t monotonic_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Errors that mean "not yet": a new topic's leader is being elected. */
 static int transient(rd_kafka_resp_err_t err) {
@@ -208,10 +203,10 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
                                  int32_t partition, int64_t *lo, int64_t *hi,
                                  char *errstr, size_t errstr_size) {
         rd_kafka_resp_err_t err;
-        int64_t deadline = monotonic_ms() + RETRY_FOR_MS;
+        int64_t deadline = ordo_monotonic_ms() + RETRY_FOR_MS;
         while ((err = rd_kafka_query_watermark_offsets(rk, topic, partition, lo,
                                                        hi, 5000))) {
-                if (!transient(err) || monotonic_ms() >= deadline)
+                if (!transient(err) || ordo_monotonic_ms() >= deadline)
                         break;
                 usleep(RETRY_STEP_MS * 1000);
         }
@@ -273,10 +268,10 @@ rd_kafka_t *ordo_kafka_watermark_client_new(const ordo_config_t *conf,
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size) {
         rd_kafka_resp_err_t err;
-        int64_t deadline = monotonic_ms() + RETRY_FOR_MS;
+        int64_t deadline = ordo_monotonic_ms() + RETRY_FOR_MS;
         int n;
         while ((n = partitions_once(rk, topic, &err)) < 0 && transient(err) &&
-               monotonic_ms() < deadline) {
+               ordo_monotonic_ms() < deadline) {
                 usleep(RETRY_STEP_MS * 1000);
         }
         if (n < 0)
