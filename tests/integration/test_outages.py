@@ -20,7 +20,6 @@ Ends with criterion's line:
     [====] Synthesis: Tested: N | Passing: N | Failing: N | Crashing: 0
 """
 
-import argparse
 import os
 import random
 import signal
@@ -108,15 +107,7 @@ def chaos(proj, rng, stop, log):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("ordo")
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    args.ordo = os.path.abspath(args.ordo)
-    seed = args.seed if args.seed is not None else \
-        random.SystemRandom().randrange(1 << 31)
-    print("test_outages: seed %d" % seed)
+    args, seed = R.parse_args("test_outages")
     workdir = tempfile.mkdtemp(prefix="ordo-outage-")
     tag = "ot%s" % os.urandom(4).hex()
     ordo = E.Ordo(args.ordo, tag, workdir)

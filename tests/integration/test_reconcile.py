@@ -163,7 +163,8 @@ def committed_at_end(group, tag):
     return ok
 
 
-def main():
+def parse_args(name):
+    """ORDO_BINARY [--seed N] [--keep]; a random seed, printed, if none."""
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
     ap.add_argument("--seed", type=int, default=None)
@@ -172,7 +173,12 @@ def main():
     args.ordo = os.path.abspath(args.ordo)
     seed = args.seed if args.seed is not None else \
         random.SystemRandom().randrange(1 << 31)
-    print("test_reconcile: seed %d" % seed)
+    print("%s: seed %d" % (name, seed))
+    return args, seed
+
+
+def main():
+    args, seed = parse_args("test_reconcile")
     workdir = tempfile.mkdtemp(prefix="ordo-rc-")
     tag = "rc%s" % os.urandom(4).hex()
     ordo = E.Ordo(args.ordo, tag, workdir)
