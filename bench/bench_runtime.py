@@ -14,8 +14,11 @@ usage: bench_runtime.py ORDO [throughput|latency|restore]... [--orders N]
               whose command_id carries the send time in microseconds); a
               read_committed consumer of activity-events takes each event's
               causation_id and computes receive time - send time.
-  restore     N PlaceOrders decided (activity only), then a restart: sums
-              the "msg=restored ... events= ms=" lines of the new process.
+  restore     N PlaceOrders decided (activity only), then two restarts:
+              one from the snapshots the run wrote (set -X
+              snapshot.events=K), one from offset 0 (snapshot.events=0);
+              for each, sums the "msg=restored" lines of the new process
+              (snapshot bytes, events folded after it, ms).
 
 Each run uses its own topic/group prefix. Run with $ORDO_PYTHON after
 `eval "$(infra/stack env)"`.
@@ -223,22 +226,30 @@ def restore(a, work):
     while env.committed("activity")[0] < a.orders + 4:
         time.sleep(0.5)
     stop(p)
-    log2 = os.path.join(work, env.tag + "-2.log")
-    t = time.monotonic()
-    p = env.start(log2, "run", "activity")
-    wait_assigned(log2, 1, 600)
-    wall = time.monotonic() - t
-    stop(p)
-    ev = ms = 0
-    for line in open(log2):
-        m = re.search(r"msg=restored .* events=(\d+) .* ms=(\d+)", line)
-        if m:
-            ev += int(m.group(1))
-            ms += int(m.group(2))
-    print(json.dumps(dict(test="restore", x=a.X, events=ev,
-                          restore_ms_sum=ms,
-                          events_per_s=round(ev / (ms / 1000.0)) if ms else 0,
-                          start_to_assigned_s=round(wall, 2))), flush=True)
+    # The same log restored twice: from the snapshots the run wrote (if
+    # snapshot.events allowed), then from offset 0 (snapshot.events=0).
+    for i, (mode, extra) in enumerate((("snapshots", []),
+                                       ("full", ["-X", "snapshot.events=0"]))):
+        log2 = os.path.join(work, "%s-%d.log" % (env.tag, i + 2))
+        t = time.monotonic()
+        p = env.start(log2, *(extra + ["run", "activity"]))
+        wait_assigned(log2, 1, 600)
+        wall = time.monotonic() - t
+        stop(p)
+        ev = ms = snap = 0
+        for line in open(log2):
+            m = re.search(r"msg=restored .* snapshot_bytes=(\d+) .* "
+                          r"events=(\d+) .* ms=(\d+)", line)
+            if m:
+                snap += int(m.group(1))
+                ev += int(m.group(2))
+                ms += int(m.group(3))
+        print(json.dumps(dict(test="restore", mode=mode, x=a.X,
+                              log_events=a.orders + 4,
+                              snapshot_bytes=snap, events_folded=ev,
+                              restore_ms_sum=ms,
+                              start_to_assigned_s=round(wall, 2))),
+              flush=True)
 
 
 def main():

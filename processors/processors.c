@@ -44,6 +44,14 @@ static int commission_accepts(ordo_msg_type_t t) {
         }                                                                      \
         static void agg##_apply(void *s, const ordo_msg_t *m) {                \
                 ordo_##agg##_apply(s, m);                                      \
+        }                                                                      \
+        static void agg##_save(const void *s, ordo_buf_t *out) {               \
+                ordo_##agg##_state_save(s, out);                               \
+        }                                                                      \
+        static void *agg##_load(const void *data, size_t len, char *errstr,    \
+                                size_t errstr_size) {                          \
+                return ordo_##agg##_state_load(data, len, errstr,              \
+                                               errstr_size);                   \
         }
 
 PROCESSOR_GLUE(activity)
@@ -55,45 +63,59 @@ static const ordo_processor_def_t activity = { "activity",
                                                ORDO_TOPIC_ACTIVITY_COMMANDS,
                                                ORDO_TOPIC_ACTIVITY_EVENTS,
                                                ORDO_TOPIC_ORDER_COMMANDS,
+                                               ORDO_TOPIC_ACTIVITY_SNAPSHOTS,
                                                0,
                                                activity_new,
                                                activity_destroy,
                                                activity_handle,
                                                activity_apply,
+                                               activity_save,
+                                               activity_load,
                                                activity_accepts };
 
 static const ordo_processor_def_t order = { "order",
                                             ORDO_TOPIC_ORDER_COMMANDS,
                                             ORDO_TOPIC_ORDER_EVENTS,
                                             ORDO_TOPIC_ACTIVITY_COMMANDS,
+                                            ORDO_TOPIC_ORDER_SNAPSHOTS,
                                             0,
                                             order_new,
                                             order_destroy,
                                             order_handle,
                                             order_apply,
+                                            order_save,
+                                            order_load,
                                             order_accepts };
 
 static const ordo_processor_def_t referral = { "referral",
                                                ORDO_TOPIC_REFERRAL_COMMANDS,
                                                ORDO_TOPIC_REFERRAL_EVENTS,
                                                ORDO_TOPIC__COUNT,
+                                               ORDO_TOPIC_REFERRAL_SNAPSHOTS,
                                                0,
                                                referral_new,
                                                referral_destroy,
                                                referral_handle,
                                                referral_apply,
+                                               referral_save,
+                                               referral_load,
                                                referral_accepts };
 
-static const ordo_processor_def_t commission = { "commission",
-                                                 ORDO_TOPIC_ORDER_EVENTS,
-                                                 ORDO_TOPIC_COMMISSION_EVENTS,
-                                                 ORDO_TOPIC__COUNT,
-                                                 1,
-                                                 commission_new,
-                                                 commission_destroy,
-                                                 commission_handle,
-                                                 commission_apply,
-                                                 commission_accepts };
+static const ordo_processor_def_t commission = {
+        "commission",
+        ORDO_TOPIC_ORDER_EVENTS,
+        ORDO_TOPIC_COMMISSION_EVENTS,
+        ORDO_TOPIC__COUNT,
+        ORDO_TOPIC_COMMISSION_SNAPSHOTS,
+        1,
+        commission_new,
+        commission_destroy,
+        commission_handle,
+        commission_apply,
+        commission_save,
+        commission_load,
+        commission_accepts
+};
 
 const ordo_processor_def_t *const ordo_processors[4] = { &activity, &order,
                                                          &referral,

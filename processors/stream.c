@@ -9,6 +9,13 @@
  * offsets and the partitions' state is restored from the event log, so
  * aborted events never linger in memory. A fatal error or a fence ends
  * the stage.
+ *
+ * Snapshots (docs/decisions/0005) bound restore time: once a partition
+ * has folded snapshot.events new events, the next transaction starts by
+ * writing its state, in chunks, to the partition of the same number of
+ * the processor's compacted snapshot topic, with the event offset the
+ * state reflects. A restore loads the latest snapshot and folds only
+ * the events after it.
  */
 #include "stream.h"
 
@@ -22,6 +29,17 @@
 #include "clock.h"
 
 #define ENCODE_MAX 8192
+/* Below the broker's and librdkafka's default message.max.bytes (1 MB). */
+#define SNAPSHOT_CHUNK    (512 * 1024)
+#define SNAPSHOT_MANIFEST "manifest"
+
+/* What the loop knows about one partition it may own. */
+typedef struct part_s {
+        int64_t events_next;    /* offset after the last event folded */
+        int64_t input_next;     /* committed input offset */
+        int64_t since_snapshot; /* events folded since the last snapshot */
+        int64_t in_flight;      /* events produced, not yet acknowledged */
+} part_t;
 
 typedef struct proc_s {
         const ordo_processor_def_t *def;
@@ -34,10 +52,14 @@ typedef struct proc_s {
         rd_kafka_t *referrals;  /* commission: referral-events, followed */
         ordo_codec_t *codec;
         char input[256], events[256], outbound[256], dead[256], refs[256];
+        char snaps[256];
         char group[256];
         void **states; /* by input partition */
+        part_t *parts; /* by input partition */
         int n_states;
-        ordo_msg_t *bindings; /* commission: every ReferrerBound so far */
+        int64_t snapshot_every; /* 0: no snapshots */
+        ordo_buf_t snap;        /* a snapshot being written or read */
+        ordo_msg_t *bindings;   /* commission: every ReferrerBound so far */
         size_t n_bindings, cap_bindings;
         int64_t refs_end; /* referral-events read to here (its last EOF) */
         /* the sink's context while deciding one input message */
@@ -66,9 +88,11 @@ static int structurally_valid(const ordo_msg_t *m, char *errstr,
         return 1;
 }
 
+/* part: the partition whose event this is (its delivery report moves
+ * events_next), or NULL. */
 static void produce(proc_t *p, const char *topic, int32_t partition,
                     const void *key, size_t key_len, const void *value,
-                    size_t len, rd_kafka_headers_t *hdrs) {
+                    size_t len, rd_kafka_headers_t *hdrs, part_t *part) {
         rd_kafka_resp_err_t err;
         for (;;) {
                 err =
@@ -77,7 +101,8 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
                                       RD_KAFKA_V_KEY(key, key_len),
                                       RD_KAFKA_V_VALUE((void *)value, len),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                      RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                                      RD_KAFKA_V_HEADERS(hdrs),
+                                      RD_KAFKA_V_OPAQUE(part), RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(p->producer, 50); /* back-pressure */
@@ -88,7 +113,23 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
                         p->produce_err = err;
                 return;
         }
+        if (part)
+                part->in_flight++;
         p->stats->produced++;
+}
+
+/* Delivery reports are served while a transaction commits (it flushes),
+ * so after a commit events_next covers every event of the partition. */
+static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque) {
+        part_t *part = m->_private;
+        (void)rk;
+        (void)opaque;
+        if (!part)
+                return;
+        part->in_flight--;
+        if (!m->err && m->offset + 1 > part->events_next)
+                part->events_next = m->offset + 1;
 }
 
 /* The rules' sink: events to our own partition, commands by key. */
@@ -115,12 +156,13 @@ static void emit(void *opaque, const ordo_msg_t *m) {
                             ordo_msg_type_name(m->type), -1);
         if (m->type == ORDO_MSG_COMMAND_REJECTED)
                 p->stats->rejected++;
-        if (is_event)
+        if (is_event) {
                 produce(p, p->events, p->partition, key, strlen(key), p->buf,
-                        len, hdrs);
-        else
+                        len, hdrs, &p->parts[p->partition]);
+                p->parts[p->partition].since_snapshot++;
+        } else
                 produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key, strlen(key),
-                        p->buf, len, hdrs);
+                        p->buf, len, hdrs, NULL);
 }
 
 static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
@@ -140,7 +182,7 @@ static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, reason);
         produce(p, p->dead, RD_KAFKA_PARTITION_UA, rkm->key, rkm->key_len,
-                rkm->payload, rkm->len, h);
+                rkm->payload, rkm->len, h, NULL);
         p->stats->dead_lettered++;
 }
 
@@ -157,8 +199,6 @@ static int decode(proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
         return structurally_valid(m, errstr, errstr_size) ? 0 : -1;
 }
 
-/* Reads topic/partition from `from` (inclusive) to `to` (exclusive, or the
- * last stable offset if to < 0), calling fn on every decodable message. */
 /* The end of a partition once no transaction is open on it. Kafka writes
  * a committed transaction's markers after the commit returns, so for a
  * moment the last stable offset (what read_committed reads to) lags the
@@ -196,25 +236,16 @@ static ordo_err_t stable_end(proc_t *p, const char *topic, int32_t partition,
         }
 }
 
-/* Reads topic/partition from `from` (inclusive) to `to` (exclusive, or the
- * stable end if to < 0), calling fn on every decodable message. */
-static ordo_err_t
-read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
-               int64_t to, void (*fn)(proc_t *, const ordo_msg_t *, void *),
-               void *arg, int64_t *count) {
+/* Reads topic/partition from `from` (inclusive) to `end` (exclusive, a
+ * stable end), handing every message to fn. */
+static void read_range(proc_t *p, const char *topic, int32_t partition,
+                       int64_t from, int64_t end,
+                       void (*fn)(proc_t *, const rd_kafka_message_t *, void *),
+                       void *arg) {
         rd_kafka_topic_partition_list_t *tp;
-        int64_t lo, end;
-        ordo_msg_t m;
-        char why[256];
-        ordo_err_t err;
 
-        *count = 0;
-        if ((err = stable_end(p, topic, partition, &lo, &end)))
-                return err;
-        if (to >= 0 && to < end)
-                end = to;
-        if (end <= from || end <= lo)
-                return ORDO_ERR_OK;
+        if (end <= from)
+                return;
         tp = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
         rd_kafka_assign(p->restorer, tp);
@@ -245,34 +276,42 @@ read_partition(proc_t *p, const char *topic, int32_t partition, int64_t from,
                         rd_kafka_message_destroy(rkm);
                         break;
                 }
-                if (!decode(p, rkm, &m, why, sizeof(why))) {
-                        fn(p, &m, arg);
-                        (*count)++;
-                } else
-                        ORDO_LOG(WARN, p->def->name,
-                                 "msg=\"undecodable event skipped in "
-                                 "restore\" topic=%s partition=%d "
-                                 "offset=%lld reason=\"%s\"",
-                                 topic, (int)partition, (long long)rkm->offset,
-                                 why);
+                fn(p, rkm, arg);
                 done = rkm->offset + 1 >= end;
                 rd_kafka_message_destroy(rkm);
                 if (done)
                         break;
         }
         rd_kafka_assign(p->restorer, NULL);
-        return ORDO_ERR_OK;
 }
 
-static void fold_event(proc_t *p, const ordo_msg_t *m, void *state) {
-        p->def->apply(state, m);
+/* A decoded-message reader on top of read_range. */
+typedef struct fold_s {
+        void (*fn)(void *state, const ordo_msg_t *m);
+        void *state;
+        int64_t count;
+} fold_t;
+
+static void fold_message(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
+        fold_t *f = arg;
+        ordo_msg_t m;
+        char why[256];
+        if (decode(p, rkm, &m, why, sizeof(why))) {
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"undecodable event skipped in restore\" "
+                         "topic=%s partition=%d offset=%lld reason=\"%s\"",
+                         rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
+                         (long long)rkm->offset, why);
+                return;
+        }
+        f->fn(f->state, &m);
+        f->count++;
 }
 
 /* The commission processor learns each order's buyer, amount and rates
  * from the order events; those before the committed offset are observed
  * again (deciding nothing), their effects being in our own log. */
-static void observe_order(proc_t *p, const ordo_msg_t *m, void *state) {
-        (void)p;
+static void observe_order(void *state, const ordo_msg_t *m) {
         ordo_commission_observe(state, m);
 }
 
@@ -289,9 +328,216 @@ static int64_t committed_offset(proc_t *p, int32_t partition) {
         return off < 0 ? 0 : off;
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* The metadata every snapshot message carries in its headers. */
+typedef struct snap_meta_s {
+        int64_t offset;      /* of the manifest, -1: none found */
+        int64_t chunks;      /* messages of state bytes before it */
+        int64_t events_next; /* the state is the fold of events before */
+        int64_t input_next;  /* and of input (commission) before */
+        int64_t bytes;
+        int64_t next_chunk; /* while gathering */
+        int bad;            /* while gathering: not the expected chunk */
+} snap_meta_t;
+
+static int header_int(const rd_kafka_message_t *rkm, const char *name,
+                      int64_t *out) {
+        rd_kafka_headers_t *h;
+        const void *val;
+        size_t size;
+        char buf[32], *end;
+        if (rd_kafka_message_headers(rkm, &h) ||
+            rd_kafka_header_get_last(h, name, &val, &size) || !val ||
+            size == 0 || size >= sizeof(buf))
+                return -1;
+        memcpy(buf, val, size);
+        buf[size] = '\0';
+        *out = strtoll(buf, &end, 10);
+        return *end ? -1 : 0;
+}
+
+static void add_int_header(rd_kafka_headers_t *h, const char *name, int64_t v) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%lld", (long long)v);
+        rd_kafka_header_add(h, name, -1, buf, -1);
+}
+
+static rd_kafka_headers_t *snapshot_headers(const part_t *part, int64_t chunk,
+                                            int64_t chunks, int64_t bytes) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        add_int_header(h, "ordo.snapshot.chunk", chunk);
+        add_int_header(h, "ordo.snapshot.chunks", chunks);
+        add_int_header(h, "ordo.snapshot.events", part->events_next);
+        add_int_header(h, "ordo.snapshot.input", part->input_next);
+        add_int_header(h, "ordo.snapshot.bytes", bytes);
+        return h;
+}
+
+/* Writes partition q's state inside the open transaction: its chunks,
+ * then a manifest. The transaction makes them all-or-nothing, and one
+ * writer per partition makes them consecutive offsets, so a restore
+ * finds the manifest near the end and reads the chunks just before. */
+static void write_snapshot(proc_t *p, int32_t q) {
+        part_t *part = &p->parts[q];
+        int64_t i, chunks;
+        char key[32];
+
+        p->snap.len = 0;
+        p->def->save(p->states[q], &p->snap);
+        chunks = (int64_t)((p->snap.len + SNAPSHOT_CHUNK - 1) / SNAPSHOT_CHUNK);
+        for (i = 0; i < chunks && !p->produce_err; i++) {
+                size_t off = (size_t)i * SNAPSHOT_CHUNK;
+                size_t len = p->snap.len - off < SNAPSHOT_CHUNK
+                                 ? p->snap.len - off
+                                 : SNAPSHOT_CHUNK;
+                /* Compaction keeps the newest message of each key. */
+                snprintf(key, sizeof(key), "chunk-%lld", (long long)i);
+                produce(p, p->snaps, q, key, strlen(key), p->snap.data + off,
+                        len,
+                        snapshot_headers(part, i, chunks, (int64_t)p->snap.len),
+                        NULL);
+        }
+        /* Not empty: an empty value is a tombstone, which compaction
+         * would eventually delete. */
+        produce(p, p->snaps, q, SNAPSHOT_MANIFEST, strlen(SNAPSHOT_MANIFEST),
+                p->def->name, strlen(p->def->name),
+                snapshot_headers(part, chunks, chunks, (int64_t)p->snap.len),
+                NULL);
+        /* Events of this transaction come after the snapshot; if it
+         * aborts, the rewind's restore recounts from the last one. */
+        part->since_snapshot = 0;
+        p->stats->snapshots++;
+        p->stats->snapshot_bytes += (int64_t)p->snap.len;
+        ORDO_LOG(INFO, p->def->name,
+                 "msg=snapshot partition=%d bytes=%zu chunks=%lld "
+                 "events_next=%lld",
+                 (int)q, p->snap.len, (long long)chunks,
+                 (long long)part->events_next);
+}
+
+/* At the start of a transaction: snapshot every partition that folded
+ * enough events since its last one and whose events are all
+ * acknowledged (their offsets known). */
+static void write_due_snapshots(proc_t *p) {
+        int q;
+        if (!p->snapshot_every)
+                return;
+        for (q = 0; q < p->n_states && !p->produce_err; q++)
+                if (p->states[q] &&
+                    p->parts[q].since_snapshot >= p->snapshot_every &&
+                    p->parts[q].in_flight == 0)
+                        write_snapshot(p, q);
+}
+
+static void find_manifest(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
+        snap_meta_t *m = arg, found;
+        (void)p;
+        if (rkm->key_len != strlen(SNAPSHOT_MANIFEST) ||
+            memcmp(rkm->key, SNAPSHOT_MANIFEST, rkm->key_len) ||
+            header_int(rkm, "ordo.snapshot.chunks", &found.chunks) ||
+            header_int(rkm, "ordo.snapshot.events", &found.events_next) ||
+            header_int(rkm, "ordo.snapshot.input", &found.input_next) ||
+            header_int(rkm, "ordo.snapshot.bytes", &found.bytes) ||
+            found.chunks < 0 || found.chunks > rkm->offset)
+                return;
+        found.offset = rkm->offset;
+        found.next_chunk = 0;
+        found.bad = 0;
+        *m = found;
+}
+
+static void gather_chunk(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
+        snap_meta_t *m = arg;
+        int64_t chunk, events;
+        if (m->bad)
+                return;
+        if (header_int(rkm, "ordo.snapshot.chunk", &chunk) ||
+            header_int(rkm, "ordo.snapshot.events", &events) ||
+            chunk != m->next_chunk || events != m->events_next ||
+            p->snap.len + rkm->len > (size_t)m->bytes) {
+                m->bad = 1;
+                return;
+        }
+        if (p->snap.cap < (size_t)m->bytes) {
+                uint8_t *d = realloc(p->snap.data, (size_t)m->bytes);
+                if (!d) {
+                        m->bad = 1;
+                        return;
+                }
+                p->snap.data = d;
+                p->snap.cap = (size_t)m->bytes;
+        }
+        memcpy(p->snap.data + p->snap.len, rkm->payload, rkm->len);
+        p->snap.len += rkm->len;
+        m->next_chunk++;
+}
+
+/* The latest snapshot of a partition, or *state NULL when there is none
+ * usable (then restore starts from the beginning; only a Kafka error
+ * fails). Looks back from the end of the snapshot partition in growing
+ * windows for the newest manifest, then reads its chunks. */
+static ordo_err_t load_snapshot(proc_t *p, int32_t q, int64_t events_end,
+                                int64_t input_committed, void **state,
+                                snap_meta_t *meta) {
+        int64_t lo, end, from, window = 8;
+        char why[256];
+        ordo_err_t err;
+
+        *state = NULL;
+        meta->offset = -1;
+        if (!p->snapshot_every)
+                return ORDO_ERR_OK;
+        if ((err = stable_end(p, p->snaps, q, &lo, &end)))
+                return err;
+        for (from = end; meta->offset < 0 && from > lo; window *= 4) {
+                int64_t to = from;
+                from = end - window > lo ? end - window : lo;
+                read_range(p, p->snaps, q, from, to, find_manifest, meta);
+        }
+        if (meta->offset < 0)
+                return ORDO_ERR_OK;
+        if (meta->events_next > events_end ||
+            (p->def->joins_referrals && meta->input_next > input_committed)) {
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"snapshot ignored: ahead of the log\" "
+                         "partition=%d snapshot_events=%lld events_end=%lld "
+                         "snapshot_input=%lld committed=%lld",
+                         (int)q, (long long)meta->events_next,
+                         (long long)events_end, (long long)meta->input_next,
+                         (long long)input_committed);
+                return ORDO_ERR_OK;
+        }
+        p->snap.len = 0;
+        read_range(p, p->snaps, q, meta->offset - meta->chunks, meta->offset,
+                   gather_chunk, meta);
+        if (meta->bad || meta->next_chunk != meta->chunks ||
+            p->snap.len != (size_t)meta->bytes)
+                snprintf(why, sizeof(why),
+                         "chunks %lld of %lld, %zu of %lld bytes",
+                         (long long)meta->next_chunk, (long long)meta->chunks,
+                         p->snap.len, (long long)meta->bytes);
+        else if ((*state = p->def->load(p->snap.data, p->snap.len, why,
+                                        sizeof(why))))
+                return ORDO_ERR_OK;
+        ORDO_LOG(WARN, p->def->name,
+                 "msg=\"snapshot unusable, restoring from the start\" "
+                 "partition=%d offset=%lld reason=\"%s\"",
+                 (int)q, (long long)meta->offset, why);
+        meta->offset = -1;
+        return ORDO_ERR_OK;
+}
+
+/* The state of a partition: its latest snapshot, then its event
+ * partition from there to the stable end (the commission processor also
+ * observes its input up to the committed offset). */
 static ordo_err_t restore(proc_t *p, int32_t partition) {
-        int64_t t0 = ordo_monotonic_ms(), n = 0, opened = 0;
+        int64_t t0 = ordo_monotonic_ms(), lo, events_end, committed = 0;
+        fold_t events = { p->def->apply, NULL, 0 };
+        fold_t inputs = { observe_order, NULL, 0 };
+        snap_meta_t meta;
         void *state;
+        part_t *part;
         size_t i;
         ordo_err_t err;
 
@@ -302,37 +548,50 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
                          (int)partition, p->input, p->n_states, p->events);
                 return ORDO_ERR_CONFIG;
         }
+        part = &p->parts[partition];
         p->def->state_destroy(p->states[partition]);
         p->states[partition] = NULL;
-        if (!(state = p->def->state_new())) {
+        if ((err = stable_end(p, p->events, partition, &lo, &events_end)))
+                return err;
+        if (p->def->joins_referrals)
+                committed = committed_offset(p, partition);
+        if ((err = load_snapshot(p, partition, events_end, committed, &state,
+                                 &meta)))
+                return err;
+        if (!state && !(state = p->def->state_new())) {
                 snprintf(p->errstr, sizeof(p->errstr), "out of memory");
                 return ORDO_ERR_NOMEM;
         }
+        events.state = inputs.state = state;
         if (p->def->joins_referrals) {
+                /* Bindings are idempotent: the snapshot's graph may hold
+                 * some already. */
                 for (i = 0; i < p->n_bindings; i++)
                         ordo_commission_bind(state, &p->bindings[i]);
-                err = read_partition(p, p->input, partition, 0,
-                                     committed_offset(p, partition),
-                                     observe_order, state, &opened);
-                if (err)
-                        goto fail;
+                if (meta.offset < 0 || meta.input_next < committed)
+                        read_range(p, p->input, partition,
+                                   meta.offset < 0 ? 0 : meta.input_next,
+                                   committed, fold_message, &inputs);
         }
-        err = read_partition(p, p->events, partition, 0, -1, fold_event, state,
-                             &n);
-        if (err)
-                goto fail;
+        read_range(p, p->events, partition,
+                   meta.offset < 0 ? 0 : meta.events_next, events_end,
+                   fold_message, &events);
         p->states[partition] = state;
-        p->stats->restored_events += n;
+        part->events_next = events_end;
+        part->input_next = committed;
+        part->since_snapshot = events.count;
+        p->stats->restored_events += events.count;
         p->stats->restore_ms += ordo_monotonic_ms() - t0;
         ORDO_LOG(INFO, p->def->name,
-                 "msg=restored topic=%s partition=%d events=%lld "
-                 "replayed_inputs=%lld ms=%lld",
-                 p->events, (int)partition, (long long)n, (long long)opened,
+                 "msg=restored topic=%s partition=%d snapshot_bytes=%lld "
+                 "snapshot_events_next=%lld events=%lld replayed_inputs=%lld "
+                 "ms=%lld",
+                 p->events, (int)partition,
+                 (long long)(meta.offset < 0 ? 0 : meta.bytes),
+                 (long long)(meta.offset < 0 ? 0 : meta.events_next),
+                 (long long)events.count, (long long)inputs.count,
                  (long long)(ordo_monotonic_ms() - t0));
         return ORDO_ERR_OK;
-fail:
-        p->def->state_destroy(state);
-        return err;
 }
 
 /* Rewind after an abort: back to the committed offsets, state from the
@@ -587,6 +846,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         if ((error = rd_kafka_begin_transaction(p->producer)))
                 return txn_failed(p, error, "begin");
         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        write_due_snapshots(p);
         for (i = 0; i < n && !p->produce_err; i++)
                 decide(p, msgs[i]);
         if (p->produce_err) {
@@ -599,9 +859,10 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd,
                                                      -1);
         rd_kafka_consumer_group_metadata_destroy(cgmd);
-        rd_kafka_topic_partition_list_destroy(offsets);
-        if (error)
+        if (error) {
+                rd_kafka_topic_partition_list_destroy(offsets);
                 return txn_failed(p, error, "send_offsets");
+        }
         for (attempt = 0;; attempt++) {
                 error = rd_kafka_commit_transaction(p->producer, -1);
                 if (!error)
@@ -614,8 +875,14 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                         usleep(100000);
                         continue;
                 }
+                rd_kafka_topic_partition_list_destroy(offsets);
                 return txn_failed(p, error, "commit");
         }
+        for (i = 0; i < (size_t)offsets->cnt; i++)
+                if (offsets->elems[i].partition < p->n_states)
+                        p->parts[offsets->elems[i].partition].input_next =
+                            offsets->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(offsets);
         p->stats->transactions++;
         return TXN_OK;
 }
@@ -631,7 +898,7 @@ static ordo_err_t open_producer(proc_t *p) {
                 rd_kafka_destroy(p->producer);
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
-        p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL,
+        p->producer = ordo_kafka_producer_new(p->conf, txid, delivered, p,
                                               p->errstr, sizeof(p->errstr));
         if (!p->producer)
                 return ORDO_ERR_CONFIG;
@@ -681,9 +948,24 @@ static ordo_err_t open_clients(proc_t *p) {
                          p->input, ni, p->events, np);
                 return ORDO_ERR_CONFIG;
         }
+        if (p->snapshot_every) {
+                int ns = ordo_kafka_partitions(p->producer, p->snaps, p->errstr,
+                                               sizeof(p->errstr));
+                if (ns < 0)
+                        return ORDO_ERR_KAFKA;
+                if (ns != np) {
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "%s has %d partitions but %s has %d: they "
+                                 "must be co-partitioned (or set "
+                                 "snapshot.events=0)",
+                                 p->snaps, ns, p->events, np);
+                        return ORDO_ERR_CONFIG;
+                }
+        }
         p->n_states = np;
         p->states = calloc((size_t)np, sizeof(*p->states));
-        if (!p->states)
+        p->parts = calloc((size_t)np, sizeof(*p->parts));
+        if (!p->states || !p->parts)
                 return ORDO_ERR_NOMEM;
 
         if (p->def->joins_referrals) {
@@ -751,6 +1033,8 @@ static void close_clients(proc_t *p) {
         for (i = 0; i < p->n_states; i++)
                 p->def->state_destroy(p->states[i]);
         free(p->states);
+        free(p->parts);
+        ordo_buf_fini(&p->snap);
         free(p->bindings);
         ordo_codec_destroy(p->codec);
 }
@@ -760,11 +1044,13 @@ static void log_stats(const proc_t *p, const char *what) {
         ORDO_LOG(INFO, p->def->name,
                  "msg=%s consumed=%lld produced=%lld rejected=%lld "
                  "dead_lettered=%lld transactions=%lld aborts=%lld "
-                 "restored_events=%lld restore_ms=%lld",
+                 "restored_events=%lld restore_ms=%lld snapshots=%lld "
+                 "snapshot_bytes=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions, (long long)s->aborts,
-                 (long long)s->restored_events, (long long)s->restore_ms);
+                 (long long)s->restored_events, (long long)s->restore_ms,
+                 (long long)s->snapshots, (long long)s->snapshot_bytes);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -793,6 +1079,10 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, p.dead, sizeof(p.dead));
         ordo_topic_name(conf, ORDO_TOPIC_REFERRAL_EVENTS, p.refs,
                         sizeof(p.refs));
+        ordo_topic_name(conf, def->snapshots, p.snaps, sizeof(p.snaps));
+        p.snapshot_every = ordo_config_get_int(conf, "snapshot.events");
+        if (p.snapshot_every < 0)
+                p.snapshot_every = 0;
         ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));
         if (max < 1)
                 max = 1;

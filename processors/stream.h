@@ -18,16 +18,20 @@
 
 /* What differs between the four processors; the loop is the same. */
 typedef struct ordo_processor_def_s {
-        const char *name;      /* stage name: "activity", ... */
-        ordo_topic_t input;    /* consumed in the group */
-        ordo_topic_t events;   /* its own event topic, co-partitioned */
-        ordo_topic_t outbound; /* commands it sends, or ORDO_TOPIC__COUNT */
-        int joins_referrals;   /* the commission processor's join */
+        const char *name;       /* stage name: "activity", ... */
+        ordo_topic_t input;     /* consumed in the group */
+        ordo_topic_t events;    /* its own event topic, co-partitioned */
+        ordo_topic_t outbound;  /* commands it sends, or ORDO_TOPIC__COUNT */
+        ordo_topic_t snapshots; /* its compacted snapshot topic */
+        int joins_referrals;    /* the commission processor's join */
         void *(*state_new)(void);
         void (*state_destroy)(void *state);
         void (*handle)(void *state, const ordo_msg_t *in, const ordo_pos_t *pos,
                        const ordo_sink_t *sink);
         void (*apply)(void *state, const ordo_msg_t *event);
+        void (*save)(const void *state, ordo_buf_t *out);
+        void *(*load)(const void *data, size_t len, char *errstr,
+                      size_t errstr_size);
         /* 1 if this message type is valid input for the processor */
         int (*accepts)(ordo_msg_type_t type);
 } ordo_processor_def_t;
@@ -46,6 +50,8 @@ typedef struct ordo_stage_stats_s {
         int64_t aborts;
         int64_t restored_events;
         int64_t restore_ms;
+        int64_t snapshots;      /* written */
+        int64_t snapshot_bytes; /* written */
 } ordo_stage_stats_t;
 
 /* Runs a processor until *stop becomes non-zero or a fatal error.

@@ -189,6 +189,13 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                                 "exclude each other\n");
                 return 2;
         }
+        if (ordo_topic_is_snapshots(ordo_topic_from_short(name))) {
+                fprintf(stderr,
+                        "ordo replay: %s holds processor snapshots (rules "
+                        "state, not Avro); replay an event topic\n",
+                        name);
+                return 2;
+        }
         if (ordo_topic_from_short(name) != ORDO_TOPIC__COUNT)
                 ordo_config_topic(conf, name, topic, sizeof(topic));
         else

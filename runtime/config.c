@@ -22,6 +22,10 @@ static const struct {
           "this instance's id within a stage; distinct per running instance" },
         { "batch.max", "2000", "most input messages per transaction" },
         { "batch.ms", "20", "longest wait to fill a batch, in ms" },
+        { "snapshot.events", "500000",
+          "processors: snapshot a partition's state after this many new "
+          "events; 0: never write or read snapshots (restore from the "
+          "start)" },
         { "mongo.uri", "mongodb://127.0.0.1:27017",
           "MongoDB connection string" },
         { "mongo.db", "ordo", "MongoDB database of the read models" },
@@ -140,6 +144,7 @@ static int is_int_key(const char *key) {
         static const char *ints[] = { "topic.partitions",
                                       "batch.max",
                                       "batch.ms",
+                                      "snapshot.events",
                                       "redis.port",
                                       "redis.rejected.ttl.s",
                                       "ingest.signature.window.ms",

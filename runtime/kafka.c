@@ -10,8 +10,9 @@
 static const struct {
         const char *name;
         int single;
+        int compact;
 } topics[ORDO_TOPIC__COUNT] = {
-#define X(e, n, single) { n, single },
+#define X(e, n, single, compact) { n, single, compact },
         ORDO_TOPICS(X)
 #undef X
 };
@@ -26,6 +27,10 @@ ordo_topic_t ordo_topic_from_short(const char *short_name) {
                 if (!strcmp(topics[t].name, short_name))
                         return (ordo_topic_t)t;
         return ORDO_TOPIC__COUNT;
+}
+
+int ordo_topic_is_snapshots(ordo_topic_t t) {
+        return t < ORDO_TOPIC__COUNT && topics[t].compact;
 }
 
 ordo_topic_t ordo_command_topic(ordo_msg_type_t type) {
@@ -300,6 +305,18 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
                 nt[i] = rd_kafka_NewTopic_new(
                     name, topics[i].single ? 1 : parts, 1, errstr, errstr_size);
+                /* Compaction only cleans closed segments: 64 MiB rather
+                 * than 1 GiB ones (docs/decisions/0005). */
+                if (nt[i] && topics[i].compact &&
+                    (rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy",
+                                                  "compact") ||
+                     rd_kafka_NewTopic_set_config(nt[i], "segment.bytes",
+                                                  "67108864"))) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: cannot set its compaction", name);
+                        rd_kafka_NewTopic_destroy(nt[i]);
+                        nt[i] = NULL;
+                }
                 if (!nt[i]) {
                         rd_kafka_NewTopic_destroy_array(nt, i);
                         rd_kafka_destroy(rk);

@@ -12,19 +12,25 @@
 #include "messages.h"
 
 /* DESIGN.md "Topics and keys": short names; the prefix comes from
- * topic.prefix. single: one partition. */
+ * topic.prefix. single: one partition. compact: a compacted topic of
+ * processor snapshots (docs/decisions/0005), co-partitioned with the
+ * processor's event topic. */
 #define ORDO_TOPICS(X)                                                         \
-        X(ACTIVITY_COMMANDS, "activity-commands", 0)                           \
-        X(ACTIVITY_EVENTS, "activity-events", 0)                               \
-        X(ORDER_COMMANDS, "order-commands", 0)                                 \
-        X(ORDER_EVENTS, "order-events", 0)                                     \
-        X(REFERRAL_COMMANDS, "referral-commands", 1)                           \
-        X(REFERRAL_EVENTS, "referral-events", 1)                               \
-        X(COMMISSION_EVENTS, "commission-events", 0)                           \
-        X(DEAD_LETTERS, "dead-letters", 0)
+        X(ACTIVITY_COMMANDS, "activity-commands", 0, 0)                        \
+        X(ACTIVITY_EVENTS, "activity-events", 0, 0)                            \
+        X(ORDER_COMMANDS, "order-commands", 0, 0)                              \
+        X(ORDER_EVENTS, "order-events", 0, 0)                                  \
+        X(REFERRAL_COMMANDS, "referral-commands", 1, 0)                        \
+        X(REFERRAL_EVENTS, "referral-events", 1, 0)                            \
+        X(COMMISSION_EVENTS, "commission-events", 0, 0)                        \
+        X(DEAD_LETTERS, "dead-letters", 0, 0)                                  \
+        X(ACTIVITY_SNAPSHOTS, "activity-snapshots", 0, 1)                      \
+        X(ORDER_SNAPSHOTS, "order-snapshots", 0, 1)                            \
+        X(REFERRAL_SNAPSHOTS, "referral-snapshots", 1, 1)                      \
+        X(COMMISSION_SNAPSHOTS, "commission-snapshots", 0, 1)
 
 typedef enum {
-#define X(e, n, single) ORDO_TOPIC_##e,
+#define X(e, n, single, compact) ORDO_TOPIC_##e,
         ORDO_TOPICS(X)
 #undef X
             ORDO_TOPIC__COUNT
@@ -33,6 +39,8 @@ typedef enum {
 const char *ordo_topic_short(ordo_topic_t t);
 /* ORDO_TOPIC__COUNT when the short name is unknown. */
 ordo_topic_t ordo_topic_from_short(const char *short_name);
+/* 1 for the snapshot topics: not Avro, not for analysts. */
+int ordo_topic_is_snapshots(ordo_topic_t t);
 /* The command topic a command type is routed to (RULES.md "routed by"),
  * or ORDO_TOPIC__COUNT for events. */
 ordo_topic_t ordo_command_topic(ordo_msg_type_t type);

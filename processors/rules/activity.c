@@ -471,3 +471,237 @@ size_t ordo_activity_state_bytes(const ordo_activity_state_t *s) {
         }
         return n;
 }
+
+/* ---- snapshot ----
+ * activities (index order): id, the CreateActivity fields, rates,
+ *   reserved, released, version;
+ * users (index order): activity index, id, active;
+ * reservations (index order): user index, released, qty;
+ * per activity, its order ids in layout order: id, then 0 for SEEN or
+ *   1 + reservation index.
+ * by_id and each activity's user map were built by inserting in index
+ * order, and are rebuilt so; the order maps mix SEEN ids with
+ * reservations, so they keep their layout order instead. */
+
+static void save_activity(const activity_t *a, ordo_buf_t *b) {
+        int k;
+        ordo__wr_str(b, a->id);
+        ordo__wr_i64(b, a->price_cents);
+        ordo__wr_i64(b, a->stock);
+        ordo__wr_i64(b, a->per_user_limit);
+        ordo__wr_i64(b, a->start_ms);
+        ordo__wr_i64(b, a->end_ms);
+        ordo__wr_i64(b, a->pay_timeout_ms);
+        ordo__wr_i64(b, a->auto_receive_ms);
+        ordo__wr_i64(b, a->freeze_ms);
+        ordo__wr_u8(b, (uint8_t)a->n_commission_bps);
+        for (k = 0; k < a->n_commission_bps; k++)
+                ordo__wr_i64(b, a->commission_bps[k]);
+        ordo__wr_i64(b, a->reserved);
+        ordo__wr_i64(b, a->released);
+        ordo__wr_i64(b, a->version);
+}
+
+void ordo_activity_state_save(const ordo_activity_state_t *s, ordo_buf_t *out) {
+        size_t start = ordo__snap_begin(out, ORDO__SNAP_ACTIVITY);
+        uint32_t *user_act = ordo__xcalloc(s->users.n, sizeof(*user_act));
+        uint32_t i;
+        ordo__map_iter_t it;
+        const ordo__slot_t *sl;
+
+        ordo__wr_varint(out, s->activities.n);
+        for (i = 0; i < s->activities.n; i++) {
+                const activity_t *a =
+                    ORDO__VEC_AT(&s->activities, activity_t, i);
+                save_activity(a, out);
+                ordo__map_iter_init(&it, &a->users);
+                while ((sl = ordo__map_iter_next(&it)))
+                        user_act[sl->val] = i;
+        }
+        ordo__wr_varint(out, s->users.n);
+        for (i = 0; i < s->users.n; i++) {
+                const user_t *u = ORDO__VEC_AT(&s->users, user_t, i);
+                ordo__wr_varint(out, user_act[i]);
+                ordo__wr_str(out, u->id);
+                ordo__wr_i64(out, u->active);
+        }
+        free(user_act);
+        ordo__wr_varint(out, s->resvs.n);
+        for (i = 0; i < s->resvs.n; i++) {
+                const resv_t *r = ORDO__VEC_AT(&s->resvs, resv_t, i);
+                ordo__wr_varint(out, r->user);
+                ordo__wr_u8(out, (uint8_t)r->released);
+                ordo__wr_i64(out, r->qty);
+        }
+        for (i = 0; i < s->activities.n; i++) {
+                const activity_t *a =
+                    ORDO__VEC_AT(&s->activities, activity_t, i);
+                ordo__wr_varint(out, a->orders.n);
+                ordo__map_iter_init(&it, &a->orders);
+                while ((sl = ordo__map_iter_next(&it))) {
+                        ordo__wr_str(out, sl->key);
+                        ordo__wr_varint(
+                            out, sl->val == SEEN ? 0 : (uint64_t)sl->val + 1);
+                }
+        }
+        ordo__snap_end(out, start);
+}
+
+static void load_activity(ordo_activity_state_t *s, ordo__rd_t *r) {
+        size_t len;
+        const char *id = ordo__rd_str(r, &s->arena, &len);
+        uint32_t h = ordo__hash(id, len), i;
+        activity_t a;
+        int k;
+        memset(&a, 0, sizeof(a));
+        a.id = id;
+        a.price_cents = ordo__rd_i64(r);
+        a.stock = ordo__rd_i64(r);
+        a.per_user_limit = ordo__rd_i64(r);
+        a.start_ms = ordo__rd_i64(r);
+        a.end_ms = ordo__rd_i64(r);
+        a.pay_timeout_ms = ordo__rd_i64(r);
+        a.auto_receive_ms = ordo__rd_i64(r);
+        a.freeze_ms = ordo__rd_i64(r);
+        a.n_commission_bps = (int32_t)ordo__rd_upto(r, ORDO_LEVELS_MAX,
+                                                    "too many commission "
+                                                    "levels");
+        for (k = 0; k < a.n_commission_bps; k++)
+                a.commission_bps[k] = ordo__rd_i64(r);
+        a.reserved = ordo__rd_i64(r);
+        a.released = ordo__rd_i64(r);
+        a.version = ordo__rd_i64(r);
+        if (r->why)
+                return;
+        if (!ordo__map_add(&s->by_id, id, len, h, s->activities.n)) {
+                ordo__rd_fail(r, "duplicate activity");
+                return;
+        }
+        i = ordo__vec_push(&s->activities, sizeof(activity_t));
+        *ORDO__VEC_AT(&s->activities, activity_t, i) = a;
+}
+
+/* user_act: the activity of each user; used: each reservation belongs
+ * to exactly one order id. */
+static void load_orders(ordo_activity_state_t *s, ordo__rd_t *r, activity_t *a,
+                        uint32_t ai, const uint32_t *user_act, uint8_t *used) {
+        uint32_t n = ordo__rd_count(r, 2), i;
+        if (r->why)
+                return;
+        ordo__map_reserve(&a->orders, n);
+        for (i = 0; i < n && !r->why; i++) {
+                size_t len;
+                const char *id = ordo__rd_str(r, &s->arena, &len);
+                uint64_t ref =
+                    ordo__rd_upto(r, s->resvs.n, "reservation out of range");
+                uint32_t h = ordo__hash(id, len), v = SEEN;
+                if (r->why)
+                        return;
+                if (ref) {
+                        v = (uint32_t)(ref - 1);
+                        if (used[v] ||
+                            user_act[ORDO__VEC_AT(&s->resvs, resv_t, v)
+                                         ->user] != ai) {
+                                ordo__rd_fail(r, "reservation shared or of "
+                                                 "another activity");
+                                return;
+                        }
+                        used[v] = 1;
+                }
+                if (!ordo__map_add(&a->orders, id, len, h, v)) {
+                        ordo__rd_fail(r, "duplicate order id");
+                        return;
+                }
+        }
+}
+
+static void load_body(ordo_activity_state_t *s, ordo__rd_t *r) {
+        uint32_t n, i, *user_act = NULL;
+        uint8_t *used = NULL;
+
+        n = ordo__rd_count(r, 13);
+        ordo__vec_reserve(&s->activities, sizeof(activity_t), n);
+        ordo__map_reserve(&s->by_id, n);
+        for (i = 0; i < n && !r->why; i++)
+                load_activity(s, r);
+
+        n = ordo__rd_count(r, 3);
+        ordo__vec_reserve(&s->users, sizeof(user_t), n);
+        user_act = ordo__xcalloc(n, sizeof(*user_act));
+        for (i = 0; i < n && !r->why; i++) {
+                uint32_t ai = (uint32_t)ordo__rd_upto(
+                    r, s->activities.n ? s->activities.n - 1 : 0,
+                    "activity out of range");
+                size_t len;
+                const char *id = ordo__rd_str(r, &s->arena, &len);
+                int64_t active = ordo__rd_i64(r);
+                uint32_t h = ordo__hash(id, len), k;
+                activity_t *a;
+                user_t *u;
+                if (r->why)
+                        break;
+                if (!s->activities.n) {
+                        ordo__rd_fail(r, "user without activity");
+                        break;
+                }
+                a = ORDO__VEC_AT(&s->activities, activity_t, ai);
+                if (!ordo__map_add(&a->users, id, len, h, s->users.n)) {
+                        ordo__rd_fail(r, "duplicate user");
+                        break;
+                }
+                k = ordo__vec_push(&s->users, sizeof(user_t));
+                u = ORDO__VEC_AT(&s->users, user_t, k);
+                u->id = id;
+                u->active = active;
+                user_act[k] = ai;
+        }
+
+        n = ordo__rd_count(r, 3);
+        ordo__vec_reserve(&s->resvs, sizeof(resv_t), n);
+        for (i = 0; i < n && !r->why; i++) {
+                uint32_t user = (uint32_t)ordo__rd_upto(
+                    r, s->users.n ? s->users.n - 1 : 0, "user out of range");
+                uint32_t released =
+                    (uint32_t)ordo__rd_upto(r, 1, "bad released flag");
+                int64_t qty = ordo__rd_i64(r);
+                resv_t *rv;
+                if (r->why)
+                        break;
+                if (!s->users.n) {
+                        ordo__rd_fail(r, "reservation without user");
+                        break;
+                }
+                rv = ORDO__VEC_AT(&s->resvs, resv_t,
+                                  ordo__vec_push(&s->resvs, sizeof(resv_t)));
+                rv->user = user;
+                rv->released = released;
+                rv->qty = qty;
+        }
+
+        used = ordo__xcalloc(s->resvs.n, 1);
+        for (i = 0; i < s->activities.n && !r->why; i++)
+                load_orders(s, r, ORDO__VEC_AT(&s->activities, activity_t, i),
+                            i, user_act, used);
+        for (i = 0; i < s->resvs.n && !r->why; i++)
+                if (!used[i])
+                        ordo__rd_fail(r, "reservation without order id");
+        free(used);
+        free(user_act);
+}
+
+ordo_activity_state_t *ordo_activity_state_load(const void *data, size_t len,
+                                                char *errstr,
+                                                size_t errstr_size) {
+        ordo__rd_t r;
+        ordo_activity_state_t *s;
+        if (ordo__snap_open(&r, data, len, ORDO__SNAP_ACTIVITY, errstr,
+                            errstr_size))
+                return NULL;
+        s = ordo_activity_state_new();
+        load_body(s, &r);
+        if (ordo__snap_close(&r, errstr, errstr_size)) {
+                ordo_activity_state_destroy(s);
+                return NULL;
+        }
+        return s;
+}

@@ -408,3 +408,156 @@ size_t ordo_commission_state_bytes(const ordo_commission_state_t *s) {
                (size_t)s->corders.cap * sizeof(corder_t) +
                (size_t)s->earners_v.cap * sizeof(earner_t);
 }
+
+/* ---- snapshot ----
+ * the referral graph (ordo__graph_save);
+ * the interned buyer and beneficiary ids (ordo__strtab_t);
+ * orders (index order): id, buyer (optional reference), amount, rates,
+ *   opened, paid, version, entries (beneficiary reference, level, rate,
+ *   accrued, reversed, status);
+ * earners (index order): id (reference), pending, settled, reversed;
+ * the total accrued.
+ * The order and earner maps are rebuilt from their vectors. */
+
+static void save_corder(const corder_t *c, ordo__strtab_t *st, ordo_buf_t *b) {
+        int k;
+        ordo__wr_str(b, c->id);
+        ordo__strtab_wr(st, b, c->buyer);
+        ordo__wr_i64(b, c->amount_cents);
+        ordo__wr_u8(b, (uint8_t)c->n_commission_bps);
+        for (k = 0; k < c->n_commission_bps; k++)
+                ordo__wr_i64(b, c->commission_bps[k]);
+        ordo__wr_u8(b, (uint8_t)c->opened);
+        ordo__wr_u8(b, (uint8_t)c->paid);
+        ordo__wr_i64(b, c->version);
+        ordo__wr_u8(b, (uint8_t)c->n_entries);
+        for (k = 0; k < c->n_entries; k++) {
+                const entry_t *e = &c->entries[k];
+                ordo__strtab_wr(st, b, e->beneficiary);
+                ordo__wr_i64(b, e->level);
+                ordo__wr_i64(b, e->rate_bps);
+                ordo__wr_i64(b, e->accrued_cents);
+                ordo__wr_i64(b, e->reversed_cents);
+                ordo__wr_u8(b, (uint8_t)e->status);
+        }
+}
+
+void ordo_commission_state_save(const ordo_commission_state_t *s,
+                                ordo_buf_t *out) {
+        size_t start = ordo__snap_begin(out, ORDO__SNAP_COMMISSION);
+        ordo__strtab_t st;
+        uint32_t i;
+        ordo__graph_save(&s->graph, out);
+        ordo__strtab_save(&st, &s->strings, out);
+        ordo__wr_varint(out, s->corders.n);
+        for (i = 0; i < s->corders.n; i++) {
+                if (i + 8 < s->corders.n) { /* hide the table's misses */
+                        const corder_t *c = corder(s, i + 8);
+                        int k;
+                        ordo__strtab_prefetch(&st, c->buyer);
+                        for (k = 0; k < c->n_entries; k++)
+                                ordo__strtab_prefetch(
+                                    &st, c->entries[k].beneficiary);
+                }
+                save_corder(corder(s, i), &st, out);
+        }
+        ordo__wr_varint(out, s->earners_v.n);
+        for (i = 0; i < s->earners_v.n; i++) {
+                const earner_t *e = ORDO__VEC_AT(&s->earners_v, earner_t, i);
+                ordo__strtab_wr(&st, out, e->id);
+                ordo__wr_i64(out, e->e.pending_cents);
+                ordo__wr_i64(out, e->e.settled_cents);
+                ordo__wr_i64(out, e->e.reversed_cents);
+        }
+        ordo__strtab_fini(&st);
+        ordo__wr_i64(out, s->accrued_total);
+        ordo__snap_end(out, start);
+}
+
+static void load_corder(ordo_commission_state_t *s, ordo__rd_t *r,
+                        const char **tab, uint32_t n_tab) {
+        corder_t c;
+        int k;
+        memset(&c, 0, sizeof(c));
+        c.id = ordo__rd_str(r, &s->arena, NULL);
+        c.buyer = ordo__strtab_rd(r, tab, n_tab, 1);
+        c.amount_cents = ordo__rd_i64(r);
+        c.n_commission_bps = (int32_t)ordo__rd_upto(r, ORDO_LEVELS_MAX,
+                                                    "too many commission "
+                                                    "levels");
+        for (k = 0; k < c.n_commission_bps; k++)
+                c.commission_bps[k] = ordo__rd_i64(r);
+        c.opened = (int32_t)ordo__rd_upto(r, 1, "bad opened flag");
+        c.paid = (int32_t)ordo__rd_upto(r, 1, "bad paid flag");
+        c.version = ordo__rd_i64(r);
+        c.n_entries =
+            (int32_t)ordo__rd_upto(r, ORDO_LEVELS_MAX, "too many entries");
+        for (k = 0; k < c.n_entries; k++) {
+                entry_t *e = &c.entries[k];
+                e->beneficiary = ordo__strtab_rd(r, tab, n_tab, 0);
+                e->level = ordo__rd_i64(r);
+                e->rate_bps = ordo__rd_i64(r);
+                e->accrued_cents = ordo__rd_i64(r);
+                e->reversed_cents = ordo__rd_i64(r);
+                e->status = (int32_t)ordo__rd_u8(r);
+                if (!r->why &&
+                    (e->status < E_PENDING || e->status > E_REVERSED))
+                        ordo__rd_fail(r, "bad entry status");
+        }
+        if (r->why)
+                return;
+        *corder(s, ordo__vec_push(&s->corders, sizeof(corder_t))) = c;
+}
+
+static void load_earner(ordo_commission_state_t *s, ordo__rd_t *r,
+                        const char **tab, uint32_t n_tab) {
+        const char *id = ordo__strtab_rd(r, tab, n_tab, 0);
+        ordo_earnings_t e;
+        uint32_t i;
+        e.pending_cents = ordo__rd_i64(r);
+        e.settled_cents = ordo__rd_i64(r);
+        e.reversed_cents = ordo__rd_i64(r);
+        if (r->why)
+                return;
+        i = ordo__vec_push(&s->earners_v, sizeof(earner_t));
+        ORDO__VEC_AT(&s->earners_v, earner_t, i)->id = id;
+        ORDO__VEC_AT(&s->earners_v, earner_t, i)->e = e;
+}
+
+ordo_commission_state_t *ordo_commission_state_load(const void *data,
+                                                    size_t len, char *errstr,
+                                                    size_t errstr_size) {
+        ordo__rd_t r;
+        ordo_commission_state_t *s;
+        const char **tab = NULL;
+        uint32_t n_tab = 0, n, i;
+        if (ordo__snap_open(&r, data, len, ORDO__SNAP_COMMISSION, errstr,
+                            errstr_size))
+                return NULL;
+        s = ordo_commission_state_new();
+        if (!ordo__graph_load(&s->graph, &r))
+                tab = ordo__strtab_load(&r, &s->strings, &n_tab);
+        n = ordo__rd_count(&r, 8);
+        ordo__vec_reserve(&s->corders, sizeof(corder_t), n);
+        ordo__map_reserve(&s->orders, n);
+        for (i = 0; i < n && !r.why; i++)
+                load_corder(s, &r, tab, n_tab);
+        if (!r.why &&
+            ordo__map_index(&s->orders, &s->corders, sizeof(corder_t)))
+                ordo__rd_fail(&r, "duplicate order id");
+        n = ordo__rd_count(&r, 4);
+        ordo__vec_reserve(&s->earners_v, sizeof(earner_t), n);
+        ordo__map_reserve(&s->earners, n);
+        for (i = 0; i < n && !r.why; i++)
+                load_earner(s, &r, tab, n_tab);
+        if (!r.why &&
+            ordo__map_index(&s->earners, &s->earners_v, sizeof(earner_t)))
+                ordo__rd_fail(&r, "duplicate earner");
+        free(tab);
+        s->accrued_total = ordo__rd_i64(&r);
+        if (ordo__snap_close(&r, errstr, errstr_size)) {
+                ordo_commission_state_destroy(s);
+                return NULL;
+        }
+        return s;
+}

@@ -151,27 +151,31 @@ static void heap_remove(ordo_order_state_t *s, uint32_t idx) {
         sift_down(s, at(s, last)->heap_pos);
 }
 
-/* Sets the order's timer from its status and puts it in the heap. */
-static void reschedule(ordo_order_state_t *s, uint32_t idx) {
-        order_t *o = at(s, idx);
-        int armed = 1;
+/* Sets the order's deadline and due from its status; 0 if its status
+ * has no timer. */
+static int set_timer(order_t *o) {
         switch (o->status) {
         case PENDING_PAYMENT:
                 o->deadline = o->pay_deadline_ms;
                 o->due = ordo__sat_add(o->deadline, 1);
-                break;
+                return 1;
         case PAID:
                 o->deadline = ordo__sat_add(o->paid_ms, o->auto_receive_ms);
                 o->due = o->deadline;
-                break;
+                return 1;
         case RECEIVED:
                 o->deadline = ordo__sat_add(o->received_ms, o->freeze_ms);
                 o->due = o->deadline;
-                break;
+                return 1;
         default:
-                armed = 0;
-                break;
+                return 0;
         }
+}
+
+/* Sets the order's timer from its status and puts it in the heap. */
+static void reschedule(ordo_order_state_t *s, uint32_t idx) {
+        order_t *o = at(s, idx);
+        int armed = set_timer(o);
         if (o->heap_pos != ORDO__NONE)
                 heap_remove(s, idx);
         if (!armed)
@@ -595,4 +599,171 @@ size_t ordo_order_state_bytes(const ordo_order_state_t *s) {
                ordo__map_bytes(&s->by_id) +
                (size_t)s->orders.cap * sizeof(order_t) +
                (size_t)s->heap_cap * sizeof(*s->heap);
+}
+
+/* ---- snapshot ----
+ * the interned activity and user ids (ordo__strtab_t);
+ * orders (index order): id, activity and user (references), payment id
+ *   (optional), refund ids newest first, the numbers, status;
+ * the timer heap as it is: length, capacity, order indices.
+ * deadline and due are not written: they follow from the status
+ * (set_timer), and a loaded order out of the heap has them 0, which
+ * nothing reads. by_id is rebuilt from the orders. */
+
+static void save_order(const order_t *o, ordo__strtab_t *st, ordo_buf_t *b) {
+        const refund_t *r;
+        ordo__wr_str(b, o->id);
+        ordo__strtab_wr(st, b, o->activity_id);
+        ordo__strtab_wr(st, b, o->user_id);
+        ordo__wr_optstr(b, o->payment_id);
+        ordo__wr_varint(b, (uint64_t)o->n_refunds);
+        for (r = o->refunds; r; r = r->next)
+                ordo__wr_str(b, r->id);
+        ordo__wr_i64(b, o->qty);
+        ordo__wr_i64(b, o->amount_cents);
+        ordo__wr_i64(b, o->placed_ms);
+        ordo__wr_i64(b, o->pay_deadline_ms);
+        ordo__wr_i64(b, o->auto_receive_ms);
+        ordo__wr_i64(b, o->freeze_ms);
+        ordo__wr_i64(b, o->paid_ms);
+        ordo__wr_i64(b, o->received_ms);
+        ordo__wr_i64(b, o->settled_ms);
+        ordo__wr_i64(b, o->refunded_cents);
+        ordo__wr_i64(b, o->version);
+        ordo__wr_u8(b, (uint8_t)o->status);
+}
+
+void ordo_order_state_save(const ordo_order_state_t *s, ordo_buf_t *out) {
+        size_t start = ordo__snap_begin(out, ORDO__SNAP_ORDER);
+        ordo__strtab_t st;
+        uint32_t i;
+        ordo__strtab_save(&st, &s->strings, out);
+        ordo__wr_varint(out, s->orders.n);
+        for (i = 0; i < s->orders.n; i++) {
+                if (i + 8 < s->orders.n) /* hide the table's cache miss */
+                        ordo__strtab_prefetch(&st, at(s, i + 8)->user_id);
+                save_order(at(s, i), &st, out);
+        }
+        ordo__strtab_fini(&st);
+        ordo__wr_varint(out, s->heap_n);
+        ordo__wr_varint(out, s->heap_cap);
+        for (i = 0; i < s->heap_n; i++)
+                ordo__wr_varint(out, s->heap[i]);
+        ordo__snap_end(out, start);
+}
+
+static void load_order(ordo_order_state_t *s, ordo__rd_t *r, const char **tab,
+                       uint32_t n_tab) {
+        uint32_t n_refunds, k;
+        refund_t **tail;
+        order_t o;
+        memset(&o, 0, sizeof(o));
+        o.id = ordo__rd_str(r, &s->arena, NULL);
+        o.activity_id = ordo__strtab_rd(r, tab, n_tab, 0);
+        o.user_id = ordo__strtab_rd(r, tab, n_tab, 0);
+        o.payment_id = ordo__rd_optstr(r, &s->arena);
+        n_refunds = ordo__rd_count(r, 1);
+        if (n_refunds > INT32_MAX)
+                ordo__rd_fail(r, "too many refunds");
+        tail = &o.refunds;
+        for (k = 0; k < n_refunds && !r->why; k++) {
+                refund_t *rf = ordo__arena_alloc(&s->arena, sizeof(*rf));
+                rf->id = ordo__rd_str(r, &s->arena, NULL);
+                rf->next = NULL;
+                *tail = rf;
+                tail = &rf->next;
+        }
+        o.n_refunds = (int32_t)n_refunds;
+        o.qty = ordo__rd_i64(r);
+        o.amount_cents = ordo__rd_i64(r);
+        o.placed_ms = ordo__rd_i64(r);
+        o.pay_deadline_ms = ordo__rd_i64(r);
+        o.auto_receive_ms = ordo__rd_i64(r);
+        o.freeze_ms = ordo__rd_i64(r);
+        o.paid_ms = ordo__rd_i64(r);
+        o.received_ms = ordo__rd_i64(r);
+        o.settled_ms = ordo__rd_i64(r);
+        o.refunded_cents = ordo__rd_i64(r);
+        o.version = ordo__rd_i64(r);
+        o.status = (int32_t)ordo__rd_u8(r);
+        o.heap_pos = ORDO__NONE;
+        if (r->why)
+                return;
+        if (o.status < PENDING_PAYMENT || o.status > REFUNDED) {
+                ordo__rd_fail(r, "bad order status");
+                return;
+        }
+        k = ordo__vec_push(&s->orders, sizeof(order_t));
+        *at(s, k) = o;
+}
+
+/* The heap as saved: every order with a timer exactly once, nothing
+ * else, and each entry not before its parent. */
+static void load_heap(ordo_order_state_t *s, ordo__rd_t *r) {
+        uint32_t n = ordo__rd_count(r, 1), cap, i;
+        cap = (uint32_t)ordo__rd_upto(r, s->orders.cap, "heap too big");
+        if (r->why)
+                return;
+        if (n > s->orders.n || cap < n ||
+            (cap && (cap < 64 || (cap & (cap - 1))))) {
+                ordo__rd_fail(r, "bad heap capacity");
+                return;
+        }
+        s->heap_cap = cap;
+        s->heap = cap ? ordo__xrealloc(NULL, cap * sizeof(*s->heap)) : NULL;
+        for (i = 0; i < n; i++) {
+                uint32_t idx = (uint32_t)ordo__rd_upto(
+                    r, s->orders.n - 1, "heap entry out of range");
+                order_t *o;
+                if (r->why)
+                        return;
+                o = at(s, idx);
+                if (o->heap_pos != ORDO__NONE || !set_timer(o)) {
+                        ordo__rd_fail(r, "heap entry repeated or "
+                                         "without timer");
+                        return;
+                }
+                s->heap[i] = idx;
+                o->heap_pos = i;
+                s->heap_n = i + 1;
+        }
+        for (i = 0; i < s->orders.n; i++) {
+                order_t *o = at(s, i);
+                if (o->heap_pos == ORDO__NONE && set_timer(o)) {
+                        ordo__rd_fail(r, "order timer not in the heap");
+                        return;
+                }
+        }
+        for (i = 1; i < s->heap_n; i++)
+                if (before(s, s->heap[i], s->heap[(i - 1) / 2])) {
+                        ordo__rd_fail(r, "heap out of order");
+                        return;
+                }
+}
+
+ordo_order_state_t *ordo_order_state_load(const void *data, size_t len,
+                                          char *errstr, size_t errstr_size) {
+        ordo__rd_t r;
+        ordo_order_state_t *s;
+        const char **tab;
+        uint32_t n_tab = 0, n, i;
+        if (ordo__snap_open(&r, data, len, ORDO__SNAP_ORDER, errstr,
+                            errstr_size))
+                return NULL;
+        s = ordo_order_state_new();
+        tab = ordo__strtab_load(&r, &s->strings, &n_tab);
+        n = ordo__rd_count(&r, 17);
+        ordo__vec_reserve(&s->orders, sizeof(order_t), n);
+        ordo__map_reserve(&s->by_id, n);
+        for (i = 0; i < n && !r.why; i++)
+                load_order(s, &r, tab, n_tab);
+        free(tab);
+        if (!r.why && ordo__map_index(&s->by_id, &s->orders, sizeof(order_t)))
+                ordo__rd_fail(&r, "duplicate order id");
+        load_heap(s, &r);
+        if (ordo__snap_close(&r, errstr, errstr_size)) {
+                ordo_order_state_destroy(s);
+                return NULL;
+        }
+        return s;
 }

@@ -97,3 +97,28 @@ void ordo_referral_apply(ordo_referral_state_t *s, const ordo_msg_t *ev) {
 uint64_t ordo_referral_state_digest(const ordo_referral_state_t *s) {
         return ordo__graph_digest(&s->graph);
 }
+
+/* ---- snapshot: the graph is the whole state ---- */
+
+void ordo_referral_state_save(const ordo_referral_state_t *s, ordo_buf_t *out) {
+        size_t start = ordo__snap_begin(out, ORDO__SNAP_REFERRAL);
+        ordo__graph_save(&s->graph, out);
+        ordo__snap_end(out, start);
+}
+
+ordo_referral_state_t *ordo_referral_state_load(const void *data, size_t len,
+                                                char *errstr,
+                                                size_t errstr_size) {
+        ordo__rd_t r;
+        ordo_referral_state_t *s;
+        if (ordo__snap_open(&r, data, len, ORDO__SNAP_REFERRAL, errstr,
+                            errstr_size))
+                return NULL;
+        s = ordo_referral_state_new();
+        ordo__graph_load(&s->graph, &r);
+        if (ordo__snap_close(&r, errstr, errstr_size)) {
+                ordo_referral_state_destroy(s);
+                return NULL;
+        }
+        return s;
+}

@@ -153,4 +153,47 @@ size_t ordo_activity_state_bytes(const ordo_activity_state_t *s);
 size_t ordo_order_state_bytes(const ordo_order_state_t *s);
 size_t ordo_commission_state_bytes(const ordo_commission_state_t *s);
 
+/* ------------------------------------------------------------------ */
+/* Snapshots: a whole state as bytes, and back, so a restoring processor
+ * starts from its latest snapshot instead of the start of its event
+ * partition (processors/stream.c keeps them in the snapshots topic).
+ *
+ * The bytes are private to the rules: a magic, a format version and a
+ * checksum, then the state. Saving and loading are exact: a loaded
+ * state has the same digest as the saved one AND decides every later
+ * input into byte-identical output (timer order, table order and
+ * interned strings included). Saving does not change the state.
+ *
+ * *_load() never trusts its input: a wrong magic, version or checksum,
+ * truncated bytes or an inconsistent structure gives NULL and a reason
+ * in errstr, and the caller falls back to a full restore. */
+typedef struct ordo_buf_s {
+        uint8_t *data;
+        size_t len;
+        size_t cap;
+} ordo_buf_t;
+
+/* Frees the bytes and empties the buffer (a zeroed buffer is empty). */
+void ordo_buf_fini(ordo_buf_t *b);
+
+/* Each save appends to out (which may hold earlier bytes). */
+void ordo_activity_state_save(const ordo_activity_state_t *s, ordo_buf_t *out);
+ordo_activity_state_t *ordo_activity_state_load(const void *data, size_t len,
+                                                char *errstr,
+                                                size_t errstr_size);
+void ordo_order_state_save(const ordo_order_state_t *s, ordo_buf_t *out);
+ordo_order_state_t *ordo_order_state_load(const void *data, size_t len,
+                                          char *errstr, size_t errstr_size);
+void ordo_referral_state_save(const ordo_referral_state_t *s, ordo_buf_t *out);
+ordo_referral_state_t *ordo_referral_state_load(const void *data, size_t len,
+                                                char *errstr,
+                                                size_t errstr_size);
+/* The commission snapshot holds everything: entries, earnings, the
+ * order facts observe() gathered and the referral graph. */
+void ordo_commission_state_save(const ordo_commission_state_t *s,
+                                ordo_buf_t *out);
+ordo_commission_state_t *ordo_commission_state_load(const void *data,
+                                                    size_t len, char *errstr,
+                                                    size_t errstr_size);
+
 #endif

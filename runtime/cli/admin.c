@@ -13,7 +13,8 @@ int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv) {
                 printf("\nCreates every topic of DESIGN.md under "
                        "topic.prefix that does not exist yet\n"
                        "(topic.partitions partitions; one for the referral "
-                       "topics) and lists them.\n");
+                       "topics; the *-snapshots\ntopics compacted, see "
+                       "docs/decisions/0005) and lists them.\n");
                 return 0;
         }
         if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {

@@ -10,13 +10,15 @@ for some accepted orders (ReleaseStock flows back to the activity), then
 a second wave of PlaceOrders that can buy the released stock. The same
 three files go to independent prefixes (topics, groups):
 
-  A  uninterrupted: `ordo run activity order`, phase by phase;
+  A  uninterrupted: `ordo run activity order`, phase by phase, without
+     snapshots (snapshot.events=0): every restore folds the whole log;
   B  the same, while the process is kill -9'd at seeded random points
      (0.5-3 s after its stages are assigned, sometimes during the group
-     join and restore) and restarted, at least K times;
+     join and restore) and restarted, at least K times; snapshots every
+     --snapshot-events events, so restores start from snapshots;
   C  scale-out: two `ordo process activity` and two `ordo process order`
      (distinct instance.id); mid-stream one of each is stopped (SIGTERM)
-     and a third started, while a backlog is pending.
+     and a third started, while a backlog is pending; snapshots as B.
 
 Phases are separated by a stage-scoped wait (the activity and order groups
 have read everything), because only then is the outcome independent of
@@ -217,7 +219,7 @@ class Model:
 class Env:
     """One isolated prefix: topics, groups, db, redis keys."""
 
-    def __init__(self, ordo, name, workdir):
+    def __init__(self, ordo, name, workdir, snapshot_events):
         self.ordo = ordo
         self.tag = "crash%s%d" % (name, random.SystemRandom().randrange(
             10 ** 8))
@@ -225,10 +227,12 @@ class Env:
         self.x = ["-X", "topic.prefix=" + self.prefix,
                   "-X", "group.prefix=" + self.prefix,
                   "-X", "mongo.db=" + self.tag,
-                  "-X", "redis.prefix=" + self.tag + ":"] + KAFKA_X
+                  "-X", "redis.prefix=" + self.tag + ":",
+                  "-X", "snapshot.events=%d" % snapshot_events] + KAFKA_X
         self.workdir = workdir
         self.name = name
         self.nlog = 0
+        self.logs = []
 
     def topic(self, short):
         return self.prefix + short
@@ -249,7 +253,19 @@ class Env:
         p.logpath = path
         f.close()
         LIVE.append(p)
+        self.logs.append(path)
         return p
+
+    def snapshot_use(self):
+        """(snapshots written, restores that started from one)"""
+        written = used = 0
+        for path in self.logs:
+            with open(path) as f:
+                text = f.read()
+            written += len(re.findall(r"msg=snapshot ", text))
+            used += len(re.findall(r"msg=restored .*snapshot_bytes=[1-9]",
+                                   text))
+        return written, used
 
     def produce(self, path, rate=0):
         """Sends a file; at `rate` lines/s through a pipe if rate > 0
@@ -689,11 +705,14 @@ def main():
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--rate", type=int, default=0,
                     help="lines/s of the streamed phases (default: N/20)")
+    ap.add_argument("--snapshot-events", type=int, default=0,
+                    help="snapshot.events of B and C (default: N/40)")
     ap.add_argument("--only", choices=("crash", "scale"))
     ap.add_argument("--keep", action="store_true",
                     help="keep topics and logs")
     a = ap.parse_args()
     rate = a.rate or max(200, a.orders // 20)
+    a.snapshot_events = a.snapshot_events or max(50, a.orders // 40)
 
     work = tempfile.mkdtemp(prefix="ordo-crash-")
     wl = Workload(a.orders, a.seed)
@@ -706,7 +725,7 @@ def main():
     crashing = 0
     envs = []
     try:
-        A = Env(a.ordo, "a", work)
+        A = Env(a.ordo, "a", work, 0)
         envs.append(A)
         rc, el = run_plain(A, files)
         log("A (uninterrupted) %s: %.1fs, exit %d" % (A.tag, el, rc))
@@ -718,7 +737,7 @@ def main():
                  "%d records" % len(ra["cmds_p1"]))
 
         if a.only in (None, "crash"):
-            B = Env(a.ordo, "b", work)
+            B = Env(a.ordo, "b", work, a.snapshot_events)
             envs.append(B)
             rc, el, kills, unexpected = run_crash(B, files, rate, a.kills,
                                                   a.seed)
@@ -728,6 +747,11 @@ def main():
             ck.check("B: no incarnation died by itself", not unexpected,
                      unexpected)
             ck.check("B: clean exit on SIGTERM", rc == 0, rc)
+            written, used = B.snapshot_use()
+            log("B: %d snapshots written, %d restores from one" % (written,
+                                                                   used))
+            ck.check("B: restores started from snapshots", used > 0,
+                     (written, used))
             rb = collect(B, len(wl.phases[0]))
             ab = aborted_records(B, "activity-events")
             ob = aborted_records(B, "order-commands")
@@ -738,13 +762,18 @@ def main():
             check_invariants(ck, "B", wl, rb["act"], rb["ord"], rb["dead"])
             compare(ck, "B", ra, rb)
         if a.only in (None, "scale"):
-            C = Env(a.ordo, "c", work)
+            C = Env(a.ordo, "c", work, a.snapshot_events)
             envs.append(C)
             rcs, el, evs = run_scale(C, files, rate)
             log("C (scale-out) %s: %.1fs, %s, exits %s" % (C.tag, el, evs,
                                                           rcs))
             ck.check("C: every instance exited cleanly on SIGTERM",
                      all(r == 0 for r in rcs), rcs)
+            written, used = C.snapshot_use()
+            log("C: %d snapshots written, %d restores from one" % (written,
+                                                                   used))
+            ck.check("C: restores started from snapshots", used > 0,
+                     (written, used))
             rc_ = collect(C, len(wl.phases[0]))
             ck.check("C: phase-1 activity-commands records and offsets "
                      "identical to A", rc_["cmds_p1"] == ra["cmds_p1"])

@@ -3,13 +3,19 @@
 compare its read models with the reference model (model.py).
 
 usage: test_e2e.py ORDO_BINARY [--seed N] [--scenario NAME]... [--keep]
-       [--small]
+       [--small] [--restart-snapshots N]
 
 Each scenario runs against its own topics, consumer groups, MongoDB
 database and Redis prefix (random, printed), so runs never see each other:
 
     ordo topics; ordo run &; then per phase: ordo produce --keep-ts FILE;
     ordo wait; ... ; compare; SIGTERM ordo run; drop the db and keys.
+
+With --restart-snapshots N, processors snapshot their state every N
+events (snapshot.events) and `ordo run` is stopped and started again
+before every phase, so each phase is decided by states restored from a
+snapshot plus the events after it; the read models must still equal the
+model, and the logs must show snapshots written and used.
 
 Commands are sent phase by phase (produce, then wait until every stage has
 caught up) so that the expected outcome never depends on how partitions
@@ -31,6 +37,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -154,7 +161,7 @@ class Ordo:
         return p
 
     def start(self, stages=()):
-        log = open(self.run_log, "w")
+        log = open(self.run_log, "a")
         self.run_proc = subprocess.Popen(
             [self.binary] + self.flags + ["run"] + list(stages),
             env=self.env,
@@ -996,6 +1003,8 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
     # seed must not find the topics or documents of an earlier one.
     tag = "e2e%s%s" % (os.urandom(4).hex(), name[:4])
     ordo = Ordo(args.ordo, tag, workdir)
+    if args.restart_snapshots:
+        ordo.flags += ["-X", "snapshot.events=%d" % args.restart_snapshots]
     m = M.Model()
     t0 = (int(time.time()) // 60) * 60000
     results = []   # (test name, passed)
@@ -1004,8 +1013,9 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
     mdb = None if args.no_mongo else mongo[ordo.db]
     try:
         ordo.call("topics")
-        ordo.start([] if not args.no_mongo else
-                   ["activity", "order", "referral", "commission", "redis"])
+        stages = ([] if not args.no_mongo else
+                  ["activity", "order", "referral", "commission", "redis"])
+        ordo.start(stages)
         time.sleep(1)
         steps = gen(rng, m, t0, args.small)
         failed_phase = None
@@ -1014,6 +1024,13 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
                 failed_phase = "ordo run exited %s before phase '%s'" % (
                     ordo.run_proc.returncode, phase)
                 break
+            if args.restart_snapshots and i > 0:
+                rc = ordo.stop()
+                if rc != 0:
+                    failed_phase = "ordo run exited %s on SIGTERM before " \
+                        "phase '%s'" % (rc, phase)
+                    break
+                ordo.start(stages)
             path = os.path.join(workdir, "%s-%02d.jsonl" % (tag, i))
             with open(path, "w") as f:
                 for c in cmds:
@@ -1051,6 +1068,16 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
                              if mdb is not None else []):
             idiff.show("%s: %s" % (name, iname))
             results.append(("%s: %s" % (name, iname), not idiff.lines))
+        if args.restart_snapshots:
+            with open(ordo.run_log) as f:
+                text = f.read()
+            written = len(re.findall(r"msg=snapshot ", text))
+            used = len(re.findall(r"msg=restored .*snapshot_bytes=[1-9]",
+                                  text))
+            print("  snapshots: %d written, %d restores started from one"
+                  % (written, used))
+            results.append(("%s: snapshots written" % name, written > 0))
+            results.append(("%s: restores from snapshots" % name, used > 0))
         print("  model: %d activities, %d orders, %d commission entries, "
               "%d rejections" % (len(m.activities), len(m.orders),
                                  len(m.entries), len(m.rejections)))
@@ -1084,6 +1111,9 @@ def main():
     ap.add_argument("--no-mongo", action="store_true",
                     help="run without the mongo projection; compare Redis "
                     "only")
+    ap.add_argument("--restart-snapshots", type=int, default=0, metavar="N",
+                    help="snapshot.events=N, and restart `ordo run` "
+                    "before every phase")
     ap.add_argument("--checkpoints", action="store_true",
                     help="also compare after every phase")
     args = ap.parse_args()
