@@ -38,7 +38,6 @@ typedef struct part_s {
         int64_t events_next;    /* offset after the last event folded */
         int64_t input_next;     /* committed input offset */
         int64_t since_snapshot; /* events folded since the last snapshot */
-        int64_t in_flight;      /* events produced, not yet acknowledged */
 } part_t;
 
 typedef struct proc_s {
@@ -113,22 +112,18 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
                         p->produce_err = err;
                 return;
         }
-        if (part)
-                part->in_flight++;
         p->stats->produced++;
 }
 
-/* Delivery reports are served while a transaction commits (it flushes),
- * so after a commit events_next covers every event of the partition. */
+/* Moves events_next past each event Kafka acknowledged. Reports of an
+ * aborted transaction's events are harmless: their offsets lie below the
+ * stable end the following restore sets events_next to. */
 static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                       void *opaque) {
         part_t *part = m->_private;
         (void)rk;
         (void)opaque;
-        if (!part)
-                return;
-        part->in_flight--;
-        if (!m->err && m->offset + 1 > part->events_next)
+        if (part && !m->err && m->offset + 1 > part->events_next)
                 part->events_next = m->offset + 1;
 }
 
@@ -417,16 +412,20 @@ static void write_snapshot(proc_t *p, int32_t q) {
 }
 
 /* At the start of a transaction: snapshot every partition that folded
- * enough events since its last one and whose events are all
- * acknowledged (their offsets known). */
+ * enough events since its last one. Only once every message produced so
+ * far is acknowledged and its report served (the commit flushed them;
+ * the poll serves any report still queued): then events_next is exact.
+ * A stale events_next would make a restore fold events twice. */
 static void write_due_snapshots(proc_t *p) {
         int q;
         if (!p->snapshot_every)
                 return;
+        rd_kafka_poll(p->producer, 0);
+        if (rd_kafka_outq_len(p->producer) > 0)
+                return;
         for (q = 0; q < p->n_states && !p->produce_err; q++)
                 if (p->states[q] &&
-                    p->parts[q].since_snapshot >= p->snapshot_every &&
-                    p->parts[q].in_flight == 0)
+                    p->parts[q].since_snapshot >= p->snapshot_every)
                         write_snapshot(p, q);
 }
 
