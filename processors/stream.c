@@ -35,9 +35,15 @@
 
 /* What the loop knows about one partition it may own. */
 typedef struct part_s {
-        int64_t events_next;    /* offset after the last event folded */
         int64_t input_next;     /* committed input offset */
         int64_t since_snapshot; /* events folded since the last snapshot */
+        /* Extra events to wait before the next attempt: each transaction
+         * that carried a snapshot of this partition and aborted adds
+         * snapshot.events, so a snapshot that cannot be written (too
+         * big for the broker, too slow for the transaction timeout)
+         * never stops the partition; a committed one clears it. */
+        int64_t snapshot_delay;
+        int snapshot_in_txn; /* the open transaction carries one */
 } part_t;
 
 typedef struct proc_s {
@@ -87,11 +93,9 @@ static int structurally_valid(const ordo_msg_t *m, char *errstr,
         return 1;
 }
 
-/* part: the partition whose event this is (its delivery report moves
- * events_next), or NULL. */
 static void produce(proc_t *p, const char *topic, int32_t partition,
                     const void *key, size_t key_len, const void *value,
-                    size_t len, rd_kafka_headers_t *hdrs, part_t *part) {
+                    size_t len, rd_kafka_headers_t *hdrs) {
         rd_kafka_resp_err_t err;
         for (;;) {
                 err =
@@ -100,8 +104,7 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
                                       RD_KAFKA_V_KEY(key, key_len),
                                       RD_KAFKA_V_VALUE((void *)value, len),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                      RD_KAFKA_V_HEADERS(hdrs),
-                                      RD_KAFKA_V_OPAQUE(part), RD_KAFKA_V_END);
+                                      RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         break;
                 rd_kafka_poll(p->producer, 50); /* back-pressure */
@@ -113,18 +116,6 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
                 return;
         }
         p->stats->produced++;
-}
-
-/* Moves events_next past each event Kafka acknowledged. Reports of an
- * aborted transaction's events are harmless: their offsets lie below the
- * stable end the following restore sets events_next to. */
-static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                      void *opaque) {
-        part_t *part = m->_private;
-        (void)rk;
-        (void)opaque;
-        if (part && !m->err && m->offset + 1 > part->events_next)
-                part->events_next = m->offset + 1;
 }
 
 /* The rules' sink: events to our own partition, commands by key. */
@@ -153,11 +144,11 @@ static void emit(void *opaque, const ordo_msg_t *m) {
                 p->stats->rejected++;
         if (is_event) {
                 produce(p, p->events, p->partition, key, strlen(key), p->buf,
-                        len, hdrs, &p->parts[p->partition]);
+                        len, hdrs);
                 p->parts[p->partition].since_snapshot++;
         } else
                 produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key, strlen(key),
-                        p->buf, len, hdrs, NULL);
+                        p->buf, len, hdrs);
 }
 
 static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
@@ -177,7 +168,7 @@ static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, reason);
         produce(p, p->dead, RD_KAFKA_PARTITION_UA, rkm->key, rkm->key_len,
-                rkm->payload, rkm->len, h, NULL);
+                rkm->payload, rkm->len, h);
         p->stats->dead_lettered++;
 }
 
@@ -310,17 +301,26 @@ static void observe_order(void *state, const ordo_msg_t *m) {
         ordo_commission_observe(state, m);
 }
 
-static int64_t committed_offset(proc_t *p, int32_t partition) {
+/* The group's committed input offset (0 if none yet). An unanswered
+ * query is an error, not 0: restoring the commission processor as if
+ * nothing had been consumed would lose every order's facts. */
+static ordo_err_t committed_offset(proc_t *p, int32_t partition, int64_t *off) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
-        int64_t off;
+        rd_kafka_resp_err_t err;
         rd_kafka_topic_partition_list_add(tp, p->input, partition);
-        if (rd_kafka_committed(p->consumer, tp, 10000))
-                off = -1;
-        else
-                off = tp->elems[0].offset;
+        err = rd_kafka_committed(p->consumer, tp, 10000);
+        if (!err)
+                err = tp->elems[0].err;
+        *off = tp->elems[0].offset < 0 ? 0 : tp->elems[0].offset;
         rd_kafka_topic_partition_list_destroy(tp);
-        return off < 0 ? 0 : off;
+        if (err) {
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "committed offset of %s [%d]: %s", p->input,
+                         (int)partition, rd_kafka_err2str(err));
+                return ORDO_ERR_KAFKA;
+        }
+        return ORDO_ERR_OK;
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -358,12 +358,13 @@ static void add_int_header(rd_kafka_headers_t *h, const char *name, int64_t v) {
         rd_kafka_header_add(h, name, -1, buf, -1);
 }
 
-static rd_kafka_headers_t *snapshot_headers(const part_t *part, int64_t chunk,
+static rd_kafka_headers_t *snapshot_headers(const part_t *part,
+                                            int64_t events_next, int64_t chunk,
                                             int64_t chunks, int64_t bytes) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(5);
         add_int_header(h, "ordo.snapshot.chunk", chunk);
         add_int_header(h, "ordo.snapshot.chunks", chunks);
-        add_int_header(h, "ordo.snapshot.events", part->events_next);
+        add_int_header(h, "ordo.snapshot.events", events_next);
         add_int_header(h, "ordo.snapshot.input", part->input_next);
         add_int_header(h, "ordo.snapshot.bytes", bytes);
         return h;
@@ -372,12 +373,24 @@ static rd_kafka_headers_t *snapshot_headers(const part_t *part, int64_t chunk,
 /* Writes partition q's state inside the open transaction: its chunks,
  * then a manifest. The transaction makes them all-or-nothing, and one
  * writer per partition makes them consecutive offsets, so a restore
- * finds the manifest near the end and reads the chunks just before. */
-static void write_snapshot(proc_t *p, int32_t q) {
+ * finds the manifest near the end and reads the chunks just before.
+ *
+ * The state is the fold of every event before the event partition's
+ * stable end: we are its only writer, and our previous transaction is
+ * committed. Asking Kafka (rather than tracking delivery reports, some
+ * of which carry no offset) makes that offset exact; a stale one would
+ * make a restore fold events twice. Returns 0 if nothing was written. */
+static int write_snapshot(proc_t *p, int32_t q) {
         part_t *part = &p->parts[q];
-        int64_t i, chunks;
+        int64_t i, chunks, lo, events_next;
         char key[32];
 
+        if (stable_end(p, p->events, q, &lo, &events_next)) {
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"snapshot skipped\" partition=%d error=\"%s\"",
+                         (int)q, p->errstr);
+                return 0;
+        }
         p->snap.len = 0;
         p->def->save(p->states[q], &p->snap);
         chunks = (int64_t)((p->snap.len + SNAPSHOT_CHUNK - 1) / SNAPSHOT_CHUNK);
@@ -390,43 +403,67 @@ static void write_snapshot(proc_t *p, int32_t q) {
                 snprintf(key, sizeof(key), "chunk-%lld", (long long)i);
                 produce(p, p->snaps, q, key, strlen(key), p->snap.data + off,
                         len,
-                        snapshot_headers(part, i, chunks, (int64_t)p->snap.len),
-                        NULL);
+                        snapshot_headers(part, events_next, i, chunks,
+                                         (int64_t)p->snap.len));
         }
         /* Not empty: an empty value is a tombstone, which compaction
          * would eventually delete. */
         produce(p, p->snaps, q, SNAPSHOT_MANIFEST, strlen(SNAPSHOT_MANIFEST),
                 p->def->name, strlen(p->def->name),
-                snapshot_headers(part, chunks, chunks, (int64_t)p->snap.len),
-                NULL);
+                snapshot_headers(part, events_next, chunks, chunks,
+                                 (int64_t)p->snap.len));
         /* Events of this transaction come after the snapshot; if it
          * aborts, the rewind's restore recounts from the last one. */
         part->since_snapshot = 0;
+        part->snapshot_in_txn = 1;
         p->stats->snapshots++;
         p->stats->snapshot_bytes += (int64_t)p->snap.len;
         ORDO_LOG(INFO, p->def->name,
                  "msg=snapshot partition=%d bytes=%zu chunks=%lld "
                  "events_next=%lld",
                  (int)q, p->snap.len, (long long)chunks,
-                 (long long)part->events_next);
+                 (long long)events_next);
+        ordo_buf_fini(&p->snap); /* a state's size, needed rarely */
+        return 1;
 }
 
-/* At the start of a transaction: snapshot every partition that folded
- * enough events since its last one. Only once every message produced so
- * far is acknowledged and its report served (the commit flushed them;
- * the poll serves any report still queued): then events_next is exact.
- * A stale events_next would make a restore fold events twice. */
+/* At the start of a transaction: one due partition's snapshot, at most,
+ * so a transaction never carries several states. */
 static void write_due_snapshots(proc_t *p) {
         int q;
         if (!p->snapshot_every)
                 return;
-        rd_kafka_poll(p->producer, 0);
-        if (rd_kafka_outq_len(p->producer) > 0)
-                return;
-        for (q = 0; q < p->n_states && !p->produce_err; q++)
+        for (q = 0; q < p->n_states; q++) {
+                part_t *part = &p->parts[q];
                 if (p->states[q] &&
-                    p->parts[q].since_snapshot >= p->snapshot_every)
-                        write_snapshot(p, q);
+                    part->since_snapshot >=
+                        p->snapshot_every + part->snapshot_delay &&
+                    write_snapshot(p, q))
+                        return;
+        }
+}
+
+/* After the transaction: a committed snapshot resets its partition's
+ * delay; an aborted one postpones the next attempt. */
+static void snapshots_done(proc_t *p, int committed) {
+        int q;
+        for (q = 0; q < p->n_states; q++) {
+                part_t *part = &p->parts[q];
+                if (!part->snapshot_in_txn)
+                        continue;
+                part->snapshot_in_txn = 0;
+                if (committed) {
+                        part->snapshot_delay = 0;
+                        continue;
+                }
+                part->snapshot_delay += p->snapshot_every;
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"snapshot aborted with its transaction; "
+                         "next attempt postponed\" partition=%d "
+                         "after_events=%lld",
+                         (int)q,
+                         (long long)(p->snapshot_every + part->snapshot_delay));
+        }
 }
 
 static void find_manifest(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
@@ -438,7 +475,8 @@ static void find_manifest(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
             header_int(rkm, "ordo.snapshot.events", &found.events_next) ||
             header_int(rkm, "ordo.snapshot.input", &found.input_next) ||
             header_int(rkm, "ordo.snapshot.bytes", &found.bytes) ||
-            found.chunks < 0 || found.chunks > rkm->offset)
+            found.chunks < 0 || found.chunks > rkm->offset || found.bytes < 0 ||
+            found.bytes > found.chunks * SNAPSHOT_CHUNK)
                 return;
         found.offset = rkm->offset;
         found.next_chunk = 0;
@@ -467,7 +505,8 @@ static void gather_chunk(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
                 p->snap.data = d;
                 p->snap.cap = (size_t)m->bytes;
         }
-        memcpy(p->snap.data + p->snap.len, rkm->payload, rkm->len);
+        if (rkm->len)
+                memcpy(p->snap.data + p->snap.len, rkm->payload, rkm->len);
         p->snap.len += rkm->len;
         m->next_chunk++;
 }
@@ -516,8 +555,11 @@ static ordo_err_t load_snapshot(proc_t *p, int32_t q, int64_t events_end,
                          "chunks %lld of %lld, %zu of %lld bytes",
                          (long long)meta->next_chunk, (long long)meta->chunks,
                          p->snap.len, (long long)meta->bytes);
-        else if ((*state = p->def->load(p->snap.data, p->snap.len, why,
-                                        sizeof(why))))
+        else
+                *state =
+                    p->def->load(p->snap.data, p->snap.len, why, sizeof(why));
+        ordo_buf_fini(&p->snap); /* a state's size: do not hold it */
+        if (*state)
                 return ORDO_ERR_OK;
         ORDO_LOG(WARN, p->def->name,
                  "msg=\"snapshot unusable, restoring from the start\" "
@@ -552,8 +594,9 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
         p->states[partition] = NULL;
         if ((err = stable_end(p, p->events, partition, &lo, &events_end)))
                 return err;
-        if (p->def->joins_referrals)
-                committed = committed_offset(p, partition);
+        if (p->def->joins_referrals &&
+            (err = committed_offset(p, partition, &committed)))
+                return err;
         if ((err = load_snapshot(p, partition, events_end, committed, &state,
                                  &meta)))
                 return err;
@@ -576,7 +619,6 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
                    meta.offset < 0 ? 0 : meta.events_next, events_end,
                    fold_message, &events);
         p->states[partition] = state;
-        part->events_next = events_end;
         part->input_next = committed;
         part->since_snapshot = events.count;
         p->stats->restored_events += events.count;
@@ -816,6 +858,7 @@ static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
 
         snprintf(p->errstr, sizeof(p->errstr), "%s: %s", step,
                  rd_kafka_error_string(error));
+        snapshots_done(p, 0);
         if (rd_kafka_error_is_fatal(error)) {
                 rd_kafka_error_destroy(error);
                 return TXN_FATAL;
@@ -882,6 +925,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                         p->parts[offsets->elems[i].partition].input_next =
                             offsets->elems[i].offset;
         rd_kafka_topic_partition_list_destroy(offsets);
+        snapshots_done(p, 1);
         p->stats->transactions++;
         return TXN_OK;
 }
@@ -897,7 +941,7 @@ static ordo_err_t open_producer(proc_t *p) {
                 rd_kafka_destroy(p->producer);
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
-        p->producer = ordo_kafka_producer_new(p->conf, txid, delivered, p,
+        p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL,
                                               p->errstr, sizeof(p->errstr));
         if (!p->producer)
                 return ORDO_ERR_CONFIG;
