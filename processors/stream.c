@@ -37,9 +37,9 @@
 typedef struct part_s {
         int64_t input_next;     /* committed input offset */
         int64_t since_snapshot; /* events folded since the last snapshot */
-        /* Extra events to wait before the next attempt: each transaction
-         * that carried a snapshot of this partition and aborted adds
-         * snapshot.events, so a snapshot that cannot be written (too
+        /* Extra events to wait before the next attempt: it doubles (plus
+         * snapshot.events) with each aborted transaction that carried a
+         * snapshot of this partition, so one that cannot be written (too
          * big for the broker, too slow for the transaction timeout)
          * never stops the partition; a committed one clears it. */
         int64_t snapshot_delay;
@@ -456,7 +456,8 @@ static void snapshots_done(proc_t *p, int committed) {
                         part->snapshot_delay = 0;
                         continue;
                 }
-                part->snapshot_delay += p->snapshot_every;
+                part->snapshot_delay =
+                    part->snapshot_delay * 2 + p->snapshot_every;
                 ORDO_LOG(WARN, p->def->name,
                          "msg=\"snapshot aborted with its transaction; "
                          "next attempt postponed\" partition=%d "

@@ -248,3 +248,32 @@ Test(stream_faults, undecodable_input_goes_to_dead_letters) {
         cr_assert_eq(load(&fx.stats.dead_lettered), 1);
         cr_assert_eq(load(&fx.stats.aborts), 0);
 }
+
+Test(stream_faults, a_snapshot_that_cannot_be_written_never_blocks) {
+        /* docs/decisions/0005: a snapshot is a cache of the log. One the
+         * broker refuses (here: bigger than message.max.bytes, so the
+         * produce fails and the transaction aborts) must cost an abort,
+         * then be postponed, while every command is still decided. */
+        char errstr[256];
+        cr_assert_eq(ordo_config_set(fx.conf, "snapshot.events", "20", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(ordo_config_set(fx.conf, "kafka.message.max.bytes", "1000",
+                                     errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        send_commands(&fx, 200, 0);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 201), "consumed %lld",
+                  (long long)load(&fx.stats.consumed));
+        for (int i = 0; i < 300 && load(&fx.stats.produced) < 1 + 2 * 200; i++)
+                usleep(100000);
+        cr_assert_geq(load(&fx.stats.snapshots), 1, "a snapshot was due");
+        cr_assert_geq(load(&fx.stats.aborts), 1,
+                      "the oversized snapshot must abort its transaction");
+        cr_assert_lt(load(&fx.stats.aborts), load(&fx.stats.transactions),
+                     "aborts %lld, transactions %lld: the retry must be "
+                     "postponed, not repeated every batch",
+                     (long long)load(&fx.stats.aborts),
+                     (long long)load(&fx.stats.transactions));
+        cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
