@@ -593,10 +593,12 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
         part = &p->parts[partition];
         p->def->state_destroy(p->states[partition]);
         p->states[partition] = NULL;
-        if ((err = stable_end(p, p->events, partition, &lo, &events_end)))
-                return err;
+        /* The committed offset first: the events of the transaction that
+         * committed it are then below the stable end read next. */
         if (p->def->joins_referrals &&
             (err = committed_offset(p, partition, &committed)))
+                return err;
+        if ((err = stable_end(p, p->events, partition, &lo, &events_end)))
                 return err;
         if ((err = load_snapshot(p, partition, events_end, committed, &state,
                                  &meta)))
