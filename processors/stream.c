@@ -887,6 +887,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         rd_kafka_consumer_group_metadata_t *cgmd;
         size_t i;
         int attempt;
+        int64_t t0 = ordo_monotonic_ms();
 
         if ((error = rd_kafka_begin_transaction(p->producer)))
                 return txn_failed(p, error, "begin");
@@ -930,6 +931,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         rd_kafka_topic_partition_list_destroy(offsets);
         snapshots_done(p, 1);
         p->stats->transactions++;
+        p->stats->txn_ms += ordo_monotonic_ms() - t0;
         return TXN_OK;
 }
 
@@ -1089,14 +1091,17 @@ static void log_stats(const proc_t *p, const char *what) {
         const ordo_stage_stats_t *s = p->stats;
         ORDO_LOG(INFO, p->def->name,
                  "msg=%s consumed=%lld produced=%lld rejected=%lld "
-                 "dead_lettered=%lld transactions=%lld aborts=%lld "
+                 "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
+                 "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
                  "snapshot_bytes=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
-                 (long long)s->transactions, (long long)s->aborts,
-                 (long long)s->restored_events, (long long)s->restore_ms,
-                 (long long)s->snapshots, (long long)s->snapshot_bytes);
+                 (long long)s->transactions,
+                 (long long)(s->transactions ? s->txn_ms / s->transactions : 0),
+                 (long long)s->aborts, (long long)s->restored_events,
+                 (long long)s->restore_ms, (long long)s->snapshots,
+                 (long long)s->snapshot_bytes);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,

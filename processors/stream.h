@@ -47,6 +47,7 @@ typedef struct ordo_stage_stats_s {
         int64_t rejected;
         int64_t dead_lettered;
         int64_t transactions;
+        int64_t txn_ms; /* in committed transactions, begin to commit */
         int64_t aborts;
         int64_t restored_events;
         int64_t restore_ms;

@@ -23,6 +23,9 @@
 #define STEPS    4000
 #define SEEDS    30
 
+/* after the sizes it uses */
+#include "test_rules_random.h"
+
 /* ---- reference model of the activity processor ---- */
 
 typedef struct m_order_s {
@@ -134,80 +137,6 @@ static void on_activity(void *opaque, const ordo_msg_t *in, const tout_t *out) {
         if (!strcmp(want, "ACCEPTED") && in->type == ORDO_MSG_PLACE_ORDER)
                 cr_assert_eq(out->v[0].u.stock.remaining, m->remaining[a]);
         m->checked++;
-}
-
-/* ---- the random stream ---- */
-
-static uint64_t rng;
-
-static uint32_t rnd(uint32_t n) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        return (uint32_t)(rng % n);
-}
-
-static int64_t now;
-
-/* Recently opened orders, so payments, receipts and refunds mostly hit
- * live orders with the right amounts. */
-typedef struct known_s {
-        char id[16], user[16];
-        int64_t amount;
-} known_t;
-static known_t known[64];
-static int n_known;
-
-static void learn(const world_t *w) {
-        size_t k;
-        for (k = 0; k < w->step.n; k++) {
-                const ordo_msg_t *v = &w->step.v[k];
-                known_t *o;
-                if (v->type != ORDO_MSG_ORDER_OPENED)
-                        continue;
-                o = &known[n_known++ % 64];
-                ordo_strlcpy(o->id, v->u.open.order_id, sizeof(o->id));
-                ordo_strlcpy(o->user, v->u.open.user_id, sizeof(o->user));
-                o->amount = v->u.open.amount_cents;
-        }
-}
-
-static ordo_msg_t random_cmd(const model_t *m) {
-        char order[16], user[16], other[16], id[16];
-        int a = (int)rnd(N_ACT + 1); /* N_ACT: unknown */
-        const char *act = a < N_ACT ? m->act[a] : "nope";
-        uint32_t k = rnd(100);
-        known_t o;
-        now += rnd(20);
-        snprintf(order, sizeof(order), "o%u", rnd(N_ORDERS));
-        snprintf(user, sizeof(user), "u%u", rnd(N_USERS));
-        snprintf(other, sizeof(other), "u%u", rnd(N_USERS));
-        snprintf(id, sizeof(id), "x%u", rnd(3));
-        if (n_known && rnd(10)) {
-                o = known[rnd(n_known < 64 ? (uint32_t)n_known : 64)];
-        } else {
-                ordo_strlcpy(o.id, order, sizeof(o.id));
-                ordo_strlcpy(o.user, user, sizeof(o.user));
-                o.amount = 1 + rnd(10000);
-        }
-        if (k < 40)
-                return t_place(order, act, user, (int64_t)rnd(5) - 1 + !!rnd(4),
-                               now);
-        if (k < 55)
-                return t_pay(o.id, id, rnd(10) ? o.amount : o.amount + 1, now);
-        if (k < 60)
-                return t_cancel(o.id, rnd(4) ? o.user : other, now);
-        if (k < 66)
-                return t_receipt(o.id, now);
-        if (k < 80)
-                return t_refund(
-                    o.id, id,
-                    rnd(4) ? 1 + (int64_t)rnd((uint32_t)o.amount / 2 + 1)
-                           : o.amount - (int64_t)rnd(2),
-                    now);
-        if (k < 88)
-                return t_bind(user, other, now);
-        return t_tick(now);
 }
 
 static void setup(world_t *w, model_t *m) {
@@ -338,23 +267,6 @@ static void check_money(world_t *w, const model_t *m) {
                      accrued, "no cent created or lost");
 }
 
-static void replay(const world_t *w, world_t *r) {
-        size_t k;
-        world_init(r);
-        for (k = 0; k < w->log.n; k++) {
-                const ordo_msg_t *v = &w->log.v[k];
-                if (!ordo_msg_is_event(v->type))
-                        continue;
-                ordo_activity_apply(r->act, v);
-                ordo_order_apply(r->ord, v);
-                ordo_referral_apply(r->ref, v);
-                ordo_commission_bind(r->com, v);
-                ordo_commission_observe(r->com, v);
-                ordo_commission_apply(r->com, v);
-        }
-        r->offset = w->offset;
-}
-
 Test(property, random_streams, .timeout = 240) {
         uint64_t seed;
         int i, total_checked = 0, sold_out = 0;
@@ -362,12 +274,10 @@ Test(property, random_streams, .timeout = 240) {
         for (seed = 1; seed <= SEEDS; seed++) {
                 static model_t m;
                 world_t w, r;
-                rng = seed * 0x9e3779b97f4a7c15ULL;
-                n_known = 0;
-                now = 1000;
+                random_begin(seed);
                 setup(&w, &m);
                 for (i = 0; i < STEPS; i++) {
-                        ordo_msg_t c = random_cmd(&m);
+                        ordo_msg_t c = random_cmd();
                         world_send(&w, &c);
                         learn(&w);
                         if (i % 500 == 0)
@@ -382,7 +292,7 @@ Test(property, random_streams, .timeout = 240) {
                             !strcmp(w.log.v[i].u.rejected.reason, "SOLD_OUT");
 
                 /* replay equality */
-                replay(&w, &r);
+                world_replay(&w, &r);
                 cr_assert_eq(ordo_activity_state_digest(r.act),
                              ordo_activity_state_digest(w.act));
                 cr_assert_eq(ordo_order_state_digest(r.ord),
@@ -393,7 +303,7 @@ Test(property, random_streams, .timeout = 240) {
                              ordo_commission_state_digest(w.com));
                 w.on_activity = NULL;
                 for (i = 0; i < 600; i++) {
-                        ordo_msg_t c = random_cmd(&m);
+                        ordo_msg_t c = random_cmd();
                         world_send(&w, &c);
                         world_send(&r, &c);
                         cr_assert_eq(w.step.n, r.step.n);

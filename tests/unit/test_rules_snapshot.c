@@ -31,81 +31,12 @@
 #define STEPS_A  2500
 #define STEPS_B  800
 
-/* ---- the random stream (after test_rules_property.c) ---- */
-
-static uint64_t rng;
-static int64_t now;
-
-static uint32_t rnd(uint32_t n) {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        return (uint32_t)(rng % n);
-}
-
-typedef struct known_s {
-        char id[16], user[16];
-        int64_t amount;
-} known_t;
-static known_t known[64];
-static int n_known;
-
-static void learn(const world_t *w) {
-        size_t k;
-        for (k = 0; k < w->step.n; k++) {
-                const ordo_msg_t *v = &w->step.v[k];
-                known_t *o;
-                if (v->type != ORDO_MSG_ORDER_OPENED)
-                        continue;
-                o = &known[n_known++ % 64];
-                ordo_strlcpy(o->id, v->u.open.order_id, sizeof(o->id));
-                ordo_strlcpy(o->user, v->u.open.user_id, sizeof(o->user));
-                o->amount = v->u.open.amount_cents;
-        }
-}
-
-static ordo_msg_t random_cmd(void) {
-        char order[16], user[16], other[16], id[16], act[16];
-        uint32_t a = rnd(N_ACT + 1), k = rnd(100);
-        known_t o;
-        now += rnd(20);
-        snprintf(act, sizeof(act), a < N_ACT ? "act%u" : "nope", a);
-        snprintf(order, sizeof(order), "o%u", rnd(N_ORDERS));
-        snprintf(user, sizeof(user), "u%u", rnd(N_USERS));
-        snprintf(other, sizeof(other), "u%u", rnd(N_USERS));
-        snprintf(id, sizeof(id), "x%u", rnd(3));
-        if (n_known && rnd(10)) {
-                o = known[rnd(n_known < 64 ? (uint32_t)n_known : 64)];
-        } else {
-                ordo_strlcpy(o.id, order, sizeof(o.id));
-                ordo_strlcpy(o.user, user, sizeof(o.user));
-                o.amount = 1 + rnd(10000);
-        }
-        if (k < 40)
-                return t_place(order, act, user, (int64_t)rnd(5) - 1 + !!rnd(4),
-                               now);
-        if (k < 55)
-                return t_pay(o.id, id, rnd(10) ? o.amount : o.amount + 1, now);
-        if (k < 60)
-                return t_cancel(o.id, rnd(4) ? o.user : other, now);
-        if (k < 66)
-                return t_receipt(o.id, now);
-        if (k < 80)
-                return t_refund(
-                    o.id, id,
-                    rnd(4) ? 1 + (int64_t)rnd((uint32_t)o.amount / 2 + 1)
-                           : o.amount - (int64_t)rnd(2),
-                    now);
-        if (k < 88)
-                return t_bind(user, other, now);
-        return t_tick(now);
-}
+/* after the sizes it uses */
+#include "test_rules_random.h"
 
 static void setup(world_t *w, uint64_t seed) {
         int a;
-        rng = seed * 0x9e3779b97f4a7c15ULL;
-        n_known = 0;
-        now = 1000;
+        random_begin(seed);
         world_init(w);
         for (a = 0; a < N_ACT; a++) {
                 char id[16];
@@ -133,24 +64,6 @@ static void run(world_t *w, int steps) {
                 world_send(w, &c);
                 learn(w);
         }
-}
-
-/* Fresh states folded from w's events (as test_rules_property.c). */
-static void replay(const world_t *w, world_t *r) {
-        size_t k;
-        world_init(r);
-        for (k = 0; k < w->log.n; k++) {
-                const ordo_msg_t *v = &w->log.v[k];
-                if (!ordo_msg_is_event(v->type))
-                        continue;
-                ordo_activity_apply(r->act, v);
-                ordo_order_apply(r->ord, v);
-                ordo_referral_apply(r->ref, v);
-                ordo_commission_bind(r->com, v);
-                ordo_commission_observe(r->com, v);
-                ordo_commission_apply(r->com, v);
-        }
-        r->offset = w->offset;
 }
 
 /* ---- the four processors behind one interface ---- */
@@ -388,7 +301,7 @@ static void check_continue(int p, seen_t *t) {
                 int i, q;
                 setup(&w, seed);
                 run(&w, STEPS_A);
-                replay(&w, &r);
+                world_replay(&w, &r);
                 for (q = 0; q < N_PROC; q++)
                         if (p < 0 || q == p)
                                 restore_into(&w, &r, q);

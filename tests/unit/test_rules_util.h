@@ -288,4 +288,23 @@ static inline void world_send(world_t *w, const ordo_msg_t *cmd) {
         w->qhead = 0;
 }
 
+/* Fresh states folded from w's events: deciding and folding share one
+ * code path (rules.h), so r must equal w. */
+static inline void world_replay(const world_t *w, world_t *r) {
+        size_t k;
+        world_init(r);
+        for (k = 0; k < w->log.n; k++) {
+                const ordo_msg_t *v = &w->log.v[k];
+                if (!ordo_msg_is_event(v->type))
+                        continue;
+                ordo_activity_apply(r->act, v);
+                ordo_order_apply(r->ord, v);
+                ordo_referral_apply(r->ref, v);
+                ordo_commission_bind(r->com, v);
+                ordo_commission_observe(r->com, v);
+                ordo_commission_apply(r->com, v);
+        }
+        r->offset = w->offset;
+}
+
 #endif
