@@ -903,7 +903,7 @@ static void forge_activity(fb_t *b, const uint64_t *refs, int n_refs) {
         fb_i64(b, 1);
         fb_varint(b, (uint64_t)n_refs); /* order ids */
         for (k = 0; k < n_refs; k++) {
-                char id[8];
+                char id[16];
                 snprintf(id, sizeof(id), "o%d", k);
                 fb_str(b, id);
                 fb_varint(b, refs[k]);
