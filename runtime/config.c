@@ -20,7 +20,7 @@ static const struct {
           "prefix of consumer group and transactional ids" },
         { "instance.id", "0",
           "this instance's id within a stage; distinct per running instance" },
-        { "batch.max", "2000", "most input messages per transaction" },
+        { "batch.max", "10000", "most input messages per transaction" },
         { "batch.ms", "20", "longest wait to fill a batch, in ms" },
         { "snapshot.events", "500000",
           "processors: snapshot a partition's state after this many new "

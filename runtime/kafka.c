@@ -144,6 +144,11 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                     ordo_delivery_cb_t *delivery_cb,
                                     void *opaque, char *errstr,
                                     size_t errstr_size) {
+        /* retry.backoff.ms: the broker answers AddPartitionsToTxn and
+         * AddOffsetsToTxn just after a commit with CONCURRENT_TRANSACTIONS
+         * while it writes the markers, and librdkafka retries after
+         * retry.backoff.ms, 100 ms by default: that wait was most of every
+         * transaction (bench/RESULTS.md: 126 -> 29 ms). */
         const char *defaults[] = { "enable.idempotence",
                                    "true",
                                    "acks",
@@ -156,6 +161,8 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                    "20000",
                                    "message.max.bytes",
                                    "1000000",
+                                   "retry.backoff.ms",
+                                   "5",
                                    transactional_id ? "transactional.id" : NULL,
                                    transactional_id,
                                    NULL };
