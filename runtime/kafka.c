@@ -148,7 +148,9 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
          * AddOffsetsToTxn just after a commit with CONCURRENT_TRANSACTIONS
          * while it writes the markers, and librdkafka retries after
          * retry.backoff.ms, 100 ms by default: that wait was most of every
-         * transaction (bench/RESULTS.md: 126 -> 29 ms). */
+         * transaction (bench/RESULTS.md: 126 -> 29 ms). Not lower: under
+         * load, commits that come back too soon make many small
+         * transactions, and 5 ms measured worse than 10 at 10k/s. */
         const char *defaults[] = { "enable.idempotence",
                                    "true",
                                    "acks",
@@ -162,7 +164,7 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                    "message.max.bytes",
                                    "1000000",
                                    "retry.backoff.ms",
-                                   "5",
+                                   "10",
                                    transactional_id ? "transactional.id" : NULL,
                                    transactional_id,
                                    NULL };
