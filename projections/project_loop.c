@@ -227,9 +227,12 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                         e->offset = rkms[i]->offset + 1;
                         rd_kafka_message_destroy(rkms[i]);
                 }
-                /* Synchronous: the offsets move only after the writes. A
-                 * failed commit means redelivery, which the guards absorb. */
-                if (rd_kafka_commit(consumer, offsets, 0))
+                /* Issued only after the writes are acknowledged, and
+                 * asynchronous: waiting for the coordinator's answer would
+                 * add a round trip to every batch's latency. A lost or
+                 * failed commit means redelivery, which the guards absorb
+                 * (read-models.md "Idempotence and recovery"). */
+                if (rd_kafka_commit(consumer, offsets, 1))
                         ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
                 rd_kafka_topic_partition_list_destroy(offsets);
                 applied += (int64_t)k;
