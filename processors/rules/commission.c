@@ -504,6 +504,8 @@ static void load_corder(ordo_commission_state_t *s, ordo__rd_t *r,
                     (e->status < E_PENDING || e->status > E_REVERSED))
                         ordo__rd_fail(r, "bad entry status");
         }
+        if (!r->why && c.opened && !c.buyer) /* accrual looks it up */
+                ordo__rd_fail(r, "opened order without buyer");
         if (r->why)
                 return;
         *corder(s, ordo__vec_push(&s->corders, sizeof(corder_t))) = c;

@@ -693,6 +693,12 @@ static void load_order(ordo_order_state_t *s, ordo__rd_t *r, const char **tab,
                 ordo__rd_fail(r, "bad order status");
                 return;
         }
+        /* Later payments compare against it. */
+        if (!o.payment_id && o.status != PENDING_PAYMENT &&
+            o.status != CANCELLED) {
+                ordo__rd_fail(r, "paid order without payment id");
+                return;
+        }
         k = ordo__vec_push(&s->orders, sizeof(order_t));
         *at(s, k) = o;
 }

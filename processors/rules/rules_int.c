@@ -627,7 +627,9 @@ uint32_t ordo__map_cap_for(uint32_t n) {
                 return 0;
         while ((uint64_t)n * 10 > cap * 7)
                 cap *= 2;
-        return (uint32_t)cap; /* n < 2^32 - 1 keeps it below 2^32 */
+        if (cap > UINT32_MAX)
+                ordo__oom(); /* ~3e9 keys: no snapshot is that big */
+        return (uint32_t)cap;
 }
 
 void ordo__map_reserve(ordo__map_t *m, uint32_t n) {
@@ -663,8 +665,11 @@ void ordo__vec_reserve(ordo__vec_t *v, size_t elem, uint32_t n) {
         uint32_t cap = 64;
         if (!n)
                 return;
-        while (cap < n)
-                cap *= 2; /* n < ORDO__NONE: stops at 2^31 at most */
+        while (cap < n) {
+                if (cap > UINT32_MAX / 2)
+                        ordo__oom(); /* over 2^31 records: cannot be */
+                cap *= 2;
+        }
         v->data = ordo__xrealloc(v->data, (size_t)cap * elem);
         v->cap = cap;
 }

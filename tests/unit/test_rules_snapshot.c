@@ -878,6 +878,10 @@ Test(snapshot, forged_order_heap) {
         expect_fail(ORD, b.d, b.n, "missing string reference");
         forge_order(&b, "o1", 1, 2, good, 2, 64);
         expect_fail(ORD, b.d, b.n, "duplicate order id");
+        /* PAID (2) without a payment id: a later ConfirmPayment compares
+         * against it (RULES.md "Payment": DUPLICATE_PAYMENT) */
+        forge_order(&b, "o2", 2, 2, one, 1, 64);
+        expect_fail(ORD, b.d, b.n, "paid order without payment id");
 }
 
 /* ---- forged activity: a reservation belongs to one order id ---- */
@@ -929,4 +933,29 @@ Test(snapshot, forged_activity) {
         expect_fail(ACT, b.d, b.n, "reservation without order id");
         forge_activity(&b, range, 1);
         expect_fail(ACT, b.d, b.n, "reservation out of range");
+}
+
+/* ---- forged commission state: an opened order has a buyer ---- */
+
+Test(snapshot, forged_commission_opened_without_buyer) {
+        fb_t b;
+        fb_begin(&b, ORDO__SNAP_COMMISSION);
+        fb_varint(&b, 0); /* no graph nodes */
+        fb_varint(&b, 0); /* no interned strings */
+        fb_varint(&b, 1); /* one order: */
+        fb_str(&b, "o1");
+        fb_varint(&b, 0); /* buyer: none */
+        fb_i64(&b, 100);  /* amount_cents */
+        fb_varint(&b, 1); /* one level at 10 % */
+        fb_i64(&b, 1000);
+        fb_varint(&b, 1); /* opened */
+        fb_varint(&b, 0); /* not paid */
+        fb_i64(&b, 1);    /* version */
+        fb_varint(&b, 0); /* no entries */
+        fb_varint(&b, 0); /* no earners */
+        fb_i64(&b, 0);    /* accrued in all */
+        fb_seal(&b);
+        /* an OrderPaid would look the buyer up in the referral graph to
+         * accrue (RULES.md "Commission") */
+        expect_fail(COM, b.d, b.n, "opened order without buyer");
 }
