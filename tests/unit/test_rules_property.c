@@ -146,23 +146,15 @@ static void setup(world_t *w, model_t *m) {
         w->on_activity = on_activity;
         w->opaque = m;
         for (a = 0; a < N_ACT; a++) {
-                ordo_msg_t c;
-                snprintf(m->act[a], sizeof(m->act[a]), "act%d", a);
-                m->stock[a] = 10 + 25 * a + rnd(20);
-                m->price[a] = 333 + 1000 * a + rnd(5000);
-                m->limit[a] = 1 + rnd(4);
-                m->start[a] = now + rnd(200);
-                m->end[a] = m->start[a] + 15000 + rnd(30000);
+                ordo_msg_t c = random_create(a);
+                const ordo_activity_body_t *b = &c.u.activity;
+                ordo_strlcpy(m->act[a], b->activity_id, sizeof(m->act[a]));
+                m->stock[a] = b->stock;
+                m->price[a] = b->price_cents;
+                m->limit[a] = b->per_user_limit;
+                m->start[a] = b->start_ms;
+                m->end[a] = b->end_ms;
                 m->remaining[a] = m->stock[a];
-                c = t_create(m->act[a], m->stock[a], m->price[a], m->limit[a],
-                             m->start[a], m->end[a]);
-                c.u.activity.pay_timeout_ms = 200 + rnd(2000);
-                c.u.activity.auto_receive_ms = 300 + rnd(3000);
-                c.u.activity.freeze_ms = a == 0 ? 0 : rnd(3000);
-                c.u.activity.n_commission_bps = 1 + a;
-                c.u.activity.commission_bps[0] = a == 1 ? 333 : 1000;
-                c.u.activity.commission_bps[1] = 77;
-                c.u.activity.commission_bps[2] = 4000 - 1410;
                 world_send(w, &c);
                 m->created[a] = 1;
         }

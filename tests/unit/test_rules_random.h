@@ -59,6 +59,28 @@ static inline void random_begin(uint64_t seed) {
         n_known = 0;
 }
 
+/* The CreateActivity of activity "act<a>": small stock, a few levels of
+ * commission, timers short enough for Ticks to fire them. */
+static inline ordo_msg_t random_create(int a) {
+        char id[16];
+        int64_t stock = 10 + 25 * a + rnd(20);
+        int64_t price = 333 + 1000 * a + rnd(5000);
+        int64_t limit = 1 + rnd(4);
+        int64_t start = now + rnd(200);
+        int64_t end = start + 15000 + rnd(30000);
+        ordo_msg_t c;
+        snprintf(id, sizeof(id), "act%d", a);
+        c = t_create(id, stock, price, limit, start, end);
+        c.u.activity.pay_timeout_ms = 200 + rnd(2000);
+        c.u.activity.auto_receive_ms = 300 + rnd(3000);
+        c.u.activity.freeze_ms = a == 0 ? 0 : rnd(3000);
+        c.u.activity.n_commission_bps = 1 + a;
+        c.u.activity.commission_bps[0] = a == 1 ? 333 : 1000;
+        c.u.activity.commission_bps[1] = 77;
+        c.u.activity.commission_bps[2] = 4000 - 1410;
+        return c;
+}
+
 static inline ordo_msg_t random_cmd(void) {
         char order[16], user[16], other[16], id[16], act[16];
         uint32_t a = rnd(N_ACT + 1), k = rnd(100); /* N_ACT: unknown */

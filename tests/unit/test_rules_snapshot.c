@@ -39,20 +39,7 @@ static void setup(world_t *w, uint64_t seed) {
         random_begin(seed);
         world_init(w);
         for (a = 0; a < N_ACT; a++) {
-                char id[16];
-                int64_t start = now + rnd(200);
-                ordo_msg_t c;
-                snprintf(id, sizeof(id), "act%d", a);
-                c = t_create(id, 10 + 25 * a + rnd(20),
-                             333 + 1000 * a + rnd(5000), 1 + rnd(4), start,
-                             start + 15000 + rnd(30000));
-                c.u.activity.pay_timeout_ms = 200 + rnd(2000);
-                c.u.activity.auto_receive_ms = 300 + rnd(3000);
-                c.u.activity.freeze_ms = a == 0 ? 0 : rnd(3000);
-                c.u.activity.n_commission_bps = 1 + a;
-                c.u.activity.commission_bps[0] = a == 1 ? 333 : 1000;
-                c.u.activity.commission_bps[1] = 77;
-                c.u.activity.commission_bps[2] = 4000 - 1410;
+                ordo_msg_t c = random_create(a);
                 world_send(w, &c);
         }
 }
