@@ -676,42 +676,20 @@ void ordo__vec_reserve(ordo__vec_t *v, size_t elem, uint32_t n) {
 
 int ordo__map_add(ordo__map_t *m, const char *key, size_t len, uint32_t hash,
                   uint32_t val) {
-        uint32_t mask, i;
-        ordo__slot_t *sl;
-        if ((uint64_t)(m->n + 1) * 10 > (uint64_t)m->cap * 7)
-                grow(m);
-        mask = m->cap - 1;
-        for (i = hash & mask;; i = (i + 1) & mask) {
-                sl = &m->slots[i];
-                if (!sl->key)
-                        break;
-                if (sl->hash == hash && !memcmp(sl->key, key, len) &&
-                    sl->key[len] == '\0')
-                        return 0;
-        }
-        sl->key = key;
-        sl->hash = hash;
-        sl->val = val;
-        m->n++;
+        if (ordo__map_find(m, key, len, hash))
+                return 0;
+        ordo__map_insert(m, key, hash, val);
         return 1;
 }
 
-/* Inserts a key known not to be there unless it is: 1 if inserted. The
- * table has room (reserved). */
+/* Inserts a key unless present: 1 if inserted. The table has room
+ * (reserved), so it never grows and the key lands where the probe
+ * ends. */
 static int add_new(ordo__map_t *m, const char *key, uint32_t hash,
                    uint32_t val) {
-        uint32_t mask = m->cap - 1, i;
-        ordo__slot_t *sl;
-        for (i = hash & mask;; i = (i + 1) & mask) {
-                sl = &m->slots[i];
-                if (!sl->key)
-                        break;
-                if (sl->hash == hash && !strcmp(sl->key, key))
-                        return 0;
-        }
-        sl->key = key;
-        sl->hash = hash;
-        sl->val = val;
+        if (ordo__map_find(m, key, strlen(key), hash))
+                return 0;
+        place(m->slots, m->cap, key, hash, val);
         m->n++;
         return 1;
 }
