@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_args.h"
+
 #define DEFAULT_SIZE    96
 #define KEY_LEN         18    /* ORDO_IDGEN_LEN: 'o' and 17 characters */
 #define CONNECT_TIMEOUT 8000  /* ms: a dead broker fails in ~10 s */
@@ -652,18 +654,6 @@ out:
 /*
  * main
  */
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < lo || v > hi)
-                return -1;
-        *out = v;
-        return 0;
-}
 
 static int parse_args(int argc, char **argv, opts_t *o) {
         static const struct {

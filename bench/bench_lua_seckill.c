@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_args.h"
+
 #define ID_MAX       64 /* RULES.md "Units": identifiers are 1..64 bytes */
 #define PREFIX_MAX   200
 #define PIPELINE_MAX 1000000
@@ -996,18 +998,6 @@ static int check_end_state(redisContext *c, const workload_t *w) {
 /*
  * main
  */
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < lo || v > hi)
-                return -1;
-        *out = v;
-        return 0;
-}
 
 static int parse_args(int argc, char **argv, opts_t *o) {
         const char *env;
