@@ -54,13 +54,14 @@ import collections
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+import test_e2e as E  # noqa: E402 (snapshot_use)
 
 try:
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -261,10 +262,9 @@ class Env:
         written = used = 0
         for path in self.logs:
             with open(path) as f:
-                text = f.read()
-            written += len(re.findall(r"msg=snapshot ", text))
-            used += len(re.findall(r"msg=restored .*snapshot_bytes=[1-9]",
-                                   text))
+                w, u = E.snapshot_use(f.read())
+            written += w
+            used += u
         return written, used
 
     def produce(self, path, rate=0):

@@ -962,6 +962,14 @@ SCENARIOS = [("flash", scenario_flash), ("lifecycle", scenario_lifecycle),
 
 
 # --------------------------------------------------------------- driver
+def snapshot_use(log_text):
+    """(snapshots written, restores that started from one) in an ordo
+    log (the msg=snapshot and msg=restored lines of processors/stream.c)."""
+    return (len(re.findall(r"msg=snapshot ", log_text)),
+            len(re.findall(r"msg=restored .*snapshot_bytes=[1-9]",
+                           log_text)))
+
+
 def outcome_summary(outcomes):
     hist = {}
     for t, r in outcomes:
@@ -1070,10 +1078,7 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
             results.append(("%s: %s" % (name, iname), not idiff.lines))
         if args.restart_snapshots:
             with open(ordo.run_log) as f:
-                text = f.read()
-            written = len(re.findall(r"msg=snapshot ", text))
-            used = len(re.findall(r"msg=restored .*snapshot_bytes=[1-9]",
-                                  text))
+                written, used = snapshot_use(f.read())
             print("  snapshots: %d written, %d restores started from one"
                   % (written, used))
             results.append(("%s: snapshots written" % name, written > 0))
