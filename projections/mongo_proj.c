@@ -51,33 +51,37 @@ typedef struct batch_s {
         size_t ops[C__N];
 } batch_t;
 
-/* Server error codes that mean "not now" rather than "never": shutdown,
- * not primary, network. */
-static int retriable_code(uint32_t code) {
+/* Server error codes of a write the server refuses for what it says, not
+ * for when it is said: retrying it can never succeed (an $inc beyond
+ * int64, a value of the wrong type, a document too large). Only these are
+ * permanent; every other error (network, shutdown, not primary, a
+ * duplicate key from a racing upsert, an unknown code) pauses and retries,
+ * so a misconfigured or sick server never makes us park good events. */
+static int refused_code(uint32_t code) {
         switch (code) {
-        case 6:     /* HostUnreachable */
-        case 7:     /* HostNotFound */
-        case 89:    /* NetworkTimeout */
-        case 91:    /* ShutdownInProgress */
-        case 189:   /* PrimarySteppedDown */
-        case 9001:  /* SocketException */
-        case 10107: /* NotWritablePrimary */
-        case 11600: /* InterruptedAtShutdown */
-        case 11602: /* InterruptedDueToReplStateChange */
-        case 13435: /* NotPrimaryNoSecondaryOk */
-        case 13436: /* NotPrimaryOrSecondary */
+        case 2:     /* BadValue (FerretDB and MongoDB: $inc overflow) */
+        case 9:     /* FailedToParse */
+        case 14:    /* TypeMismatch */
+        case 15:    /* Overflow */
+        case 28:    /* PathNotViable */
+        case 52:    /* DollarPrefixedFieldName */
+        case 55:    /* InvalidDBRef */
+        case 56:    /* EmptyFieldName */
+        case 57:    /* DottedFieldName */
+        case 66:    /* ImmutableField */
+        case 10334: /* BSONObjectTooLarge */
+        case 17419: /* document too large after update */
                 return 1;
         default:
                 return 0;
         }
 }
 
+/* ORDO_ERR_MONGO: permanent (projection.h); ORDO_ERR_UNAVAILABLE: retry. */
 static ordo_err_t classify(const bson_error_t *e) {
-        if (e->domain == MONGOC_ERROR_STREAM ||
-            e->domain == MONGOC_ERROR_SERVER_SELECTION ||
-            (e->domain == MONGOC_ERROR_SERVER && retriable_code(e->code)))
-                return ORDO_ERR_UNAVAILABLE;
-        return ORDO_ERR_MONGO;
+        if (e->domain == MONGOC_ERROR_SERVER && refused_code(e->code))
+                return ORDO_ERR_MONGO;
+        return ORDO_ERR_UNAVAILABLE;
 }
 
 static ordo_err_t fail(ordo_err_t err, const char *what, const bson_error_t *e,
@@ -340,21 +344,20 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
 static int order_opened(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
         const ordo_open_body_t *o = &m->u.open;
 
-        /* Timestamps not reached yet are 0. Not null: FerretDB 1.24 drops
-         * null fields from $setOnInsert (a real MongoDB keeps them), and
-         * the read model must look the same on both. */
+        /* Fields not reached yet (reason, payment_id, paid_ms, received_ms,
+         * settled_ms) are absent, not 0 or "": 0 is a real instant to an
+         * analyst's tool (DESIGN.md). Absent rather than null: FerretDB
+         * 1.24 drops null fields from $setOnInsert, a real MongoDB keeps
+         * them, and the read model must look the same on both. */
         return create(
             b, C_ORDERS, o->order_id,
             BCON_NEW("activity_id", BCON_UTF8(o->activity_id), "user_id",
                      BCON_UTF8(o->user_id), "qty", BCON_INT64(o->qty),
                      "amount_cents", BCON_INT64(o->amount_cents), "status",
-                     BCON_UTF8("PENDING_PAYMENT"), "reason", BCON_UTF8(""),
-                     "payment_id", BCON_UTF8(""), "refunded_cents",
+                     BCON_UTF8("PENDING_PAYMENT"), "refunded_cents",
                      BCON_INT64(0), "placed_ms", BCON_INT64(o->placed_ms),
                      "pay_deadline_ms", BCON_INT64(o->pay_deadline_ms),
-                     "paid_ms", BCON_INT64(0), "received_ms", BCON_INT64(0),
-                     "settled_ms", BCON_INT64(0), "version",
-                     BCON_INT64(m->meta.version)),
+                     "version", BCON_INT64(m->meta.version)),
             e);
 }
 

@@ -28,8 +28,32 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);
 
+/* 1 when err from ordo_store_apply means the store refused a write for
+ * good (projection.h), 0 for OK or "not now" (ORDO_ERR_UNAVAILABLE). */
+int ordo_store_err_permanent(ordo_err_t err);
+
+/* Called for each event the store refuses for good, with the reason. */
+typedef void(ordo_park_fn)(void *opaque, const ordo_event_rec_t *rec,
+                           ordo_err_t err, const char *reason);
+
+/* ordo_store_apply, but a permanent refusal does not stop the batch: it
+ * is narrowed by applying the events one at a time (the guards absorb
+ * what the batch already wrote); each event refused alone goes to park,
+ * every other one is applied. Returns OK, or a retriable error; then
+ * *settled (may be NULL) says how many leading events are already applied
+ * or parked, so that a retry of recs + *settled parks nothing twice. */
+ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
+                                    const ordo_event_rec_t *recs, size_t n,
+                                    ordo_park_fn *park, void *opaque,
+                                    size_t *settled, char *errstr,
+                                    size_t errstr_size);
+
 /* which: "mongo" or "redis". Runs until *stop; a store outage pauses the
- * stage with retries and backoff, it never skips a batch. */
+ * stage with retries and backoff, it never skips a batch. An event the
+ * store refuses for good is parked: an ERROR log line, the parked count
+ * (progress lines, metrics) and a copy on the dead-letters topic with the
+ * reason in its headers (ordo.error, ordo.stage, ordo.source.*); the
+ * stage goes on with every other event. */
 ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size);

@@ -27,7 +27,53 @@ static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
 typedef struct {
         const char *which;
         ordo_store_t store;
+        /* Parking (project.h): the batch's messages, and for each record
+         * the index of its message. */
+        rd_kafka_t *dlq;
+        char dead[256];
+        rd_kafka_message_t **rkms;
+        const ordo_event_rec_t *recs;
+        size_t *msg_of;
+        int64_t parked, parked_batch;
 } store_t;
+
+/* A refused event: loudly, countably, and onto dead-letters with the
+ * reason, so an operator can repair and replay it (operating.md). */
+static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
+                 const char *reason) {
+        store_t *s = opaque;
+        const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
+        char part[16], off[32], stage[32];
+        rd_kafka_resp_err_t kerr;
+
+        snprintf(part, sizeof(part), "%d", (int)m->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+        snprintf(stage, sizeof(stage), "project.%s", s->which);
+        ORDO_LOG(ERROR, s->which,
+                 "msg=\"event refused by the store, parked on dead-letters\" "
+                 "topic=%s partition=%d offset=%lld type=%s err=%s "
+                 "reason=\"%s\"",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition,
+                 (long long)m->offset, ordo_msg_type_name(rec->msg->type),
+                 ordo_err_name(err), reason);
+        s->parked++;
+        s->parked_batch++;
+        kerr = rd_kafka_producev(
+            s->dlq, RD_KAFKA_V_TOPIC(s->dead),
+            RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("ordo.error", reason, -1),
+            RD_KAFKA_V_HEADER("ordo.stage", stage, -1),
+            RD_KAFKA_V_HEADER("ordo.source.topic", rd_kafka_topic_name(m->rkt),
+                              -1),
+            RD_KAFKA_V_HEADER("ordo.source.partition", part, -1),
+            RD_KAFKA_V_HEADER("ordo.source.offset", off, -1), RD_KAFKA_V_END);
+        if (kerr)
+                ORDO_LOG(ERROR, s->which,
+                         "msg=\"cannot queue the dead letter\" error=\"%s\"",
+                         rd_kafka_err2str(kerr));
+}
 
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
@@ -57,6 +103,42 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
         return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
 }
 
+int ordo_store_err_permanent(ordo_err_t err) {
+        return err != ORDO_ERR_OK && err != ORDO_ERR_UNAVAILABLE;
+}
+
+ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
+                                    const ordo_event_rec_t *recs, size_t n,
+                                    ordo_park_fn *park, void *opaque,
+                                    size_t *settled, char *errstr,
+                                    size_t errstr_size) {
+        char why[512];
+        ordo_err_t err;
+        size_t i;
+
+        if (settled)
+                *settled = 0;
+        err = ordo_store_apply(s, recs, n, errstr, errstr_size);
+        if (!ordo_store_err_permanent(err))
+                return err;
+        ORDO_LOG(WARN, "projection",
+                 "msg=\"store refused a write; applying the batch event by "
+                 "event\" events=%zu error=\"%s\"",
+                 n, errstr);
+        for (i = 0; i < n; i++) {
+                err = ordo_store_apply(s, &recs[i], 1, why, sizeof(why));
+                if (ordo_store_err_permanent(err))
+                        park(opaque, &recs[i], err, why);
+                else if (err) {
+                        snprintf(errstr, errstr_size, "%s", why);
+                        return err;
+                }
+                if (settled)
+                        *settled = i + 1;
+        }
+        return ORDO_ERR_OK;
+}
+
 void ordo_store_close(ordo_store_t *s) {
         ordo_mongo_proj_destroy(s->mongo);
         ordo_redis_proj_destroy(s->redis);
@@ -64,18 +146,22 @@ void ordo_store_close(ordo_store_t *s) {
         s->redis = NULL;
 }
 
-/* Retries the batch until it is acknowledged or we are asked to stop.
- * The consumer is paused meanwhile, and polled so the group keeps us. */
+/* Retries the batch until it is acknowledged (or parked, event by event)
+ * or we are asked to stop. The consumer is paused meanwhile, and polled
+ * so the group keeps us. */
 static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
                                    const ordo_event_rec_t *recs, size_t n,
                                    volatile sig_atomic_t *stop) {
         char errstr[512];
         int backoff = 100, paused = 0;
+        size_t off = 0, settled;
         ordo_err_t err;
         rd_kafka_topic_partition_list_t *a = NULL;
 
-        while ((err = ordo_store_apply(&s->store, recs, n, errstr,
-                                       sizeof(errstr)))) {
+        while ((err = ordo_store_apply_parking(&s->store, recs + off, n - off,
+                                               park, s, &settled, errstr,
+                                               sizeof(errstr)))) {
+                off += settled;
                 if (!paused && !rd_kafka_assignment(consumer, &a)) {
                         rd_kafka_pause_partitions(consumer, a);
                         paused = 1;
@@ -98,13 +184,21 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
         }
         if (a)
                 rd_kafka_topic_partition_list_destroy(a);
+        /* The dead letters are written before the offsets that skip their
+         * events are committed. */
+        if (!err && s->parked_batch &&
+            rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                ORDO_LOG(ERROR, s->which,
+                         "msg=\"dead letters not confirmed; the log lines "
+                         "above name the parked events\"");
+        s->parked_batch = 0;
         return err;
 }
 
 ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size) {
-        store_t store = { which, { NULL, NULL } };
+        store_t store;
         char group[256], name[256], why[256];
         rd_kafka_t *consumer = NULL;
         rd_kafka_topic_partition_list_t *topics;
@@ -117,6 +211,8 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         int64_t applied = 0, skipped = 0, last_log = ordo_monotonic_ms();
         ordo_err_t err = ORDO_ERR_OK;
 
+        memset(&store, 0, sizeof(store));
+        store.which = which;
         if (max < 1)
                 max = 1;
         /* Wait for the store rather than fail: it may start after us. */
@@ -132,12 +228,20 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         rkms = calloc(max, sizeof(*rkms));
         msgs = calloc(max, sizeof(*msgs));
         recs = calloc(max, sizeof(*recs));
+        store.msg_of = calloc(max, sizeof(*store.msg_of));
+        store.rkms = rkms;
+        store.recs = recs;
+        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, store.dead,
+                        sizeof(store.dead));
+        store.dlq = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
+                                            errstr_size);
         codec = ordo_codec_new(errstr, errstr_size);
         snprintf(group, sizeof(group), "%sproject.%s",
                  ordo_config_get(conf, "group.prefix"), which);
         consumer = ordo_kafka_consumer_new(conf, group, NULL, NULL, errstr,
                                            errstr_size);
-        if (!rkms || !msgs || !recs || !codec || !consumer) {
+        if (!rkms || !msgs || !recs || !store.msg_of || !store.dlq || !codec ||
+            !consumer) {
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
@@ -201,6 +305,7 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                         recs[k].source = strlen(t) > plen ? t + plen : t;
                         recs[k].partition = rkms[i]->partition;
                         recs[k].offset = rkms[i]->offset;
+                        store.msg_of[k] = i;
                         k++;
                 }
                 err = k ? apply_until_done(&store, consumer, recs, k, stop)
@@ -238,13 +343,16 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                 applied += (int64_t)k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,
-                                 "msg=progress applied=%lld skipped=%lld",
-                                 (long long)applied, (long long)skipped);
+                                 "msg=progress applied=%lld skipped=%lld "
+                                 "parked=%lld",
+                                 (long long)applied, (long long)skipped,
+                                 (long long)store.parked);
                         last_log = ordo_monotonic_ms();
                 }
         }
-        ORDO_LOG(INFO, which, "msg=stopped applied=%lld skipped=%lld",
-                 (long long)applied, (long long)skipped);
+        ORDO_LOG(
+            INFO, which, "msg=stopped applied=%lld skipped=%lld parked=%lld",
+            (long long)applied, (long long)skipped, (long long)store.parked);
 done:
         if (consumer) {
                 rd_kafka_consumer_close(consumer);
@@ -252,6 +360,11 @@ done:
         }
         ordo_codec_destroy(codec);
         ordo_store_close(&store.store);
+        if (store.dlq) {
+                rd_kafka_flush(store.dlq, 10000);
+                rd_kafka_destroy(store.dlq);
+        }
+        free(store.msg_of);
         free(rkms);
         free(msgs);
         free(recs);

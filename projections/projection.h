@@ -14,6 +14,16 @@
  *     the total (same document in MongoDB, same Lua call in Redis).
  * The caller commits its Kafka offsets only after apply returns OK.
  *
+ * Errors come in two kinds:
+ *   - ORDO_ERR_UNAVAILABLE: not now (network, shutdown, not primary,
+ *     loading, or a cause not known to be the data's): retry the same
+ *     batch later;
+ *   - anything else (ORDO_ERR_MONGO, ORDO_ERR_REDIS, ORDO_ERR_INVALID_ARG):
+ *     the store refuses a write of this batch (an int64 total overflowing,
+ *     a key of the wrong type): retrying can never succeed. Nothing of a
+ *     refused event's own write is applied; the rest of the batch may be.
+ *     ordo_store_apply_parking (project.h) narrows it to the events.
+ *
  * A handle is not thread-safe (it holds one mongoc client or one hiredis
  * connection): use one per consuming thread.
  *
@@ -51,9 +61,10 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri, const char *db,
 /* Accepts NULL. */
 void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p);
 /* Apply a batch in order; returns OK only when every write is
- * acknowledged. On ORDO_ERR_UNAVAILABLE / ORDO_ERR_MONGO the caller retries
- * the same batch later: re-applying a prefix or the whole batch never
- * double counts. Events that have no MongoDB read model are skipped. */
+ * acknowledged. On ORDO_ERR_UNAVAILABLE the caller retries the same batch
+ * later; ORDO_ERR_MONGO is permanent (above). Re-applying a prefix or the
+ * whole batch never double counts. Events that have no MongoDB read model
+ * are skipped. */
 ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
@@ -70,9 +81,10 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                                        size_t errstr_size);
 /* Accepts NULL. */
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p);
-/* As ordo_mongo_proj_apply. ORDO_ERR_UNAVAILABLE when Redis cannot be
- * reached or is loading; the next call reconnects on its own.
- * ORDO_ERR_REDIS for a reply error (a key of the wrong type, OOM). */
+/* As ordo_mongo_proj_apply; the next call reconnects on its own.
+ * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full (OOM) or refuses our credentials;
+ * ORDO_ERR_REDIS (permanent) for a write it refuses (a key of the wrong
+ * type, a total that would overflow). */
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);

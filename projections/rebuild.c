@@ -62,11 +62,63 @@ void ordo__redis_glob_escape(const char *s, char *out) {
         *out = '\0';
 }
 
-static int is_live(const char *which, const ordo_config_t *conf,
-                   const char *into) {
-        return !strcmp(into, ordo_config_get(conf, !strcmp(which, "mongo")
-                                                       ? "mongo.db"
-                                                       : "redis.prefix"));
+#define REDIS_PREFIX_MAX 64 /* as the projection's (redis_proj.c) */
+#define MONGO_DB_MAX     63 /* MongoDB's own limit on database names */
+
+/* Whether `name` may be a rebuild's target or a drop's: never the live
+ * one, nor anything whose keys could be the live read model's, nor a
+ * database that is not a plain name. 0, or -1 with the reason. */
+ordo_err_t ordo__rebuild_target_check(const char *which,
+                                      const ordo_config_t *conf,
+                                      const char *name, char *errstr,
+                                      size_t errstr_size) {
+        size_t len = name ? strlen(name) : 0;
+
+        if (!strcmp(which, "redis")) {
+                const char *live = ordo_config_get(conf, "redis.prefix");
+                size_t ll = strlen(live);
+                if (!len)
+                        snprintf(errstr, errstr_size,
+                                 "an empty prefix matches every key of the "
+                                 "server");
+                else if (len > REDIS_PREFIX_MAX)
+                        snprintf(errstr, errstr_size,
+                                 "prefix longer than %d bytes",
+                                 REDIS_PREFIX_MAX);
+                else if (name[0] == '{')
+                        snprintf(errstr, errstr_size,
+                                 "a prefix may not start with '{' (the guard "
+                                 "keys' hash tag)");
+                else if (!strncmp(live, name, len))
+                        snprintf(errstr, errstr_size,
+                                 "\"%s\" is the live prefix \"%s\" or a "
+                                 "prefix of it: its keys include the live "
+                                 "read model",
+                                 name, live);
+                else if (!strncmp(name, live, ll))
+                        snprintf(errstr, errstr_size,
+                                 "\"%s\" starts with the live prefix \"%s\": "
+                                 "its keys are among the live read model's",
+                                 name, live);
+                else
+                        return ORDO_ERR_OK;
+                return ORDO_ERR_INVALID_ARG;
+        }
+        if (!len || len > MONGO_DB_MAX || strpbrk(name, "/\\. \"$"))
+                snprintf(errstr, errstr_size,
+                         "\"%.80s\" is not a database name (1 to %d bytes, "
+                         "none of / \\ . space \" $)",
+                         name ? name : "", MONGO_DB_MAX);
+        else if (!strcmp(name, ordo_config_get(conf, "mongo.db")))
+                snprintf(errstr, errstr_size,
+                         "\"%s\" is the live database (mongo.db)", name);
+        else if (!strcmp(name, "admin") || !strcmp(name, "local") ||
+                 !strcmp(name, "config"))
+                snprintf(errstr, errstr_size, "\"%s\" is a system database",
+                         name);
+        else
+                return ORDO_ERR_OK;
+        return ORDO_ERR_INVALID_ARG;
 }
 
 /* Calls fn for every key matching pattern, in SCAN batches; stops early
@@ -134,12 +186,16 @@ static redisContext *redis_connect(const ordo_config_t *conf, char *errstr,
         return c;
 }
 
-/* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. */
+/* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. The
+ * prefix is matched literally (its glob characters escaped); it was
+ * checked by ordo__rebuild_target_check, so it fits the buffers. */
 static int redis_each_prefix_key(redisContext *c, const char *prefix,
                                  int (*fn)(redisContext *, redisReply *,
                                            void *),
                                  void *opaque) {
-        char esc[160], pat[170];
+        char esc[2 * REDIS_PREFIX_MAX + 1], pat[sizeof(esc) + 2];
+        if (strlen(prefix) > REDIS_PREFIX_MAX)
+                return -1;
         ordo__redis_glob_escape(prefix, esc);
         snprintf(pat, sizeof(pat), "%s*", esc);
         if (scan_keys(c, pat, fn, opaque))
@@ -210,15 +266,53 @@ static int target_used(const char *which, const ordo_config_t *conf,
         return used;
 }
 
+/* A database ordo may drop holds only read-model collections, at least
+ * one. 1 if so, 0 if not (errstr says why), -1 if it cannot tell. */
+static int mongo_is_read_model(mongoc_database_t *db, const char *name,
+                               char *errstr, size_t errstr_size) {
+        bson_error_t e;
+        char **names =
+            mongoc_database_get_collection_names_with_opts(db, NULL, &e);
+        int ok = 1;
+        size_t i, j;
+
+        if (!names) {
+                snprintf(errstr, errstr_size, "mongo: listing %s: %s", name,
+                         e.message);
+                return -1;
+        }
+        if (!names[0]) {
+                snprintf(errstr, errstr_size,
+                         "database \"%s\" holds no read model; nothing "
+                         "dropped",
+                         name);
+                ok = 0;
+        }
+        for (i = 0; names[i] && ok; i++) {
+                for (j = 0; j < sizeof(mongo_colls) / sizeof(mongo_colls[0]);
+                     j++)
+                        if (!strcmp(names[i], mongo_colls[j]))
+                                break;
+                if (j == sizeof(mongo_colls) / sizeof(mongo_colls[0])) {
+                        snprintf(errstr, errstr_size,
+                                 "database \"%s\" holds \"%.80s\", which is "
+                                 "not one of ordo's read-model collections; "
+                                 "not dropped",
+                                 name, names[i]);
+                        ok = 0;
+                }
+        }
+        bson_strfreev(names);
+        return ok;
+}
+
 ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
                              const char *into, char *errstr,
                              size_t errstr_size) {
         ordo_err_t err = ORDO_ERR_OK;
-        if (is_live(which, conf, into)) {
-                snprintf(errstr, errstr_size,
-                         "refusing to drop the live target \"%s\"", into);
-                return ORDO_ERR_INVALID_ARG;
-        }
+        if ((err = ordo__rebuild_target_check(which, conf, into, errstr,
+                                              errstr_size)))
+                return err;
         if (!strcmp(which, "redis")) {
                 int bad = 0;
                 redisContext *c = redis_connect(conf, errstr, errstr_size);
@@ -235,10 +329,14 @@ ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
         mongoc_client_t *client = mongo_connect(conf, errstr, errstr_size);
         mongoc_database_t *db;
         bson_error_t e;
+        int ok;
         if (!client)
                 return ORDO_ERR_UNAVAILABLE;
         db = mongoc_client_get_database(client, into);
-        if (!mongoc_database_drop(db, &e)) {
+        ok = mongo_is_read_model(db, into, errstr, errstr_size);
+        if (ok <= 0)
+                err = ok < 0 ? ORDO_ERR_UNAVAILABLE : ORDO_ERR_INVALID_ARG;
+        else if (!mongoc_database_drop(db, &e)) {
                 snprintf(errstr, errstr_size, "mongo: dropping %s: %s", into,
                          e.message);
                 err = ORDO_ERR_MONGO;
@@ -248,17 +346,34 @@ ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
         return err;
 }
 
+/* An event the store refuses for good: logged and counted; the rebuild
+ * goes on (the live projection parked the same event). */
+static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
+                 const char *reason) {
+        ordo_rebuild_stats_t *st = opaque;
+        ORDO_LOG(ERROR, "rebuild",
+                 "msg=\"event refused by the store, parked\" topic=%s "
+                 "partition=%d offset=%lld type=%s err=%s reason=\"%s\"",
+                 rec->source, (int)rec->partition, (long long)rec->offset,
+                 ordo_msg_type_name(rec->msg->type), ordo_err_name(err),
+                 reason);
+        st->parked++;
+}
+
 /* As the live projection: a store outage pauses, it never skips. */
 static ordo_err_t apply_until_done(ordo_store_t *s,
                                    const ordo_event_rec_t *recs, size_t n,
+                                   ordo_rebuild_stats_t *st,
                                    volatile sig_atomic_t *stop, char *errstr,
                                    size_t errstr_size) {
         int backoff = 100;
+        size_t off = 0, settled;
         ordo_err_t err;
-        while ((err = ordo_store_apply(s, recs, n, errstr, errstr_size)) &&
-               (err == ORDO_ERR_UNAVAILABLE || err == ORDO_ERR_MONGO ||
-                err == ORDO_ERR_REDIS) &&
-               !*stop) {
+        while (
+            (err = ordo_store_apply_parking(s, recs + off, n - off, park, st,
+                                            &settled, errstr, errstr_size)) &&
+            !*stop) {
+                off += settled;
                 ORDO_LOG(WARN, "rebuild",
                          "msg=\"store unavailable, retrying\" backoff_ms=%d "
                          "error=\"%s\"",
@@ -341,6 +456,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         ordo_event_rec_t *recs = NULL;
         int64_t t0 = ordo_monotonic_ms(), last = t0, lo, hi;
         int i, p, open = 0, used;
+        char why[300];
         ordo_err_t err = ORDO_ERR_OK;
 
         memset(stats, 0, sizeof(*stats));
@@ -350,12 +466,11 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                          which);
                 return ORDO_ERR_INVALID_ARG;
         }
-        if (!into || !*into || is_live(which, conf, into)) {
+        if (ordo__rebuild_target_check(which, conf, into, why, sizeof(why))) {
                 snprintf(errstr, errstr_size,
-                         "--into \"%s\" is the live target (%s); rebuild into "
-                         "a new name, then switch",
-                         into ? into : "",
-                         !strcmp(which, "mongo") ? "mongo.db" : "redis.prefix");
+                         "--into: %s; rebuild into a new name (not the live "
+                         "target), then switch",
+                         why);
                 return ORDO_ERR_INVALID_ARG;
         }
         used = target_used(which, conf, into, errstr, errstr_size);
@@ -519,8 +634,8 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                         rd_kafka_message_destroy(m);
                 }
                 if (flush && n) {
-                        err = apply_until_done(&store, recs, n, stop, errstr,
-                                               errstr_size);
+                        err = apply_until_done(&store, recs, n, stats, stop,
+                                               errstr, errstr_size);
                         if (err)
                                 break;
                         stats->applied += (int64_t)n;
@@ -583,12 +698,73 @@ static void rebuild_help(void) {
                "docs/read-models.md.\n");
 }
 
+/* A value as one shell word. */
+static void print_shell_word(const char *v) {
+        const char *c;
+        if (*v &&
+            strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789_.,:/=@%+-") == strlen(v)) {
+                fputs(v, stdout);
+                return;
+        }
+        putchar('\'');
+        for (c = v; *c; c++)
+                if (*c == '\'')
+                        fputs("'\\''", stdout);
+                else
+                        putchar(*c);
+        putchar('\'');
+}
+
+/* A key whose value must not be printed (a password, or a URI that may
+ * carry one). */
+static int secret_key(const char *key, const char *value) {
+        return strstr(key, "password") || strstr(key, "secret") ||
+               strstr(key, "sasl") || strstr(key, "ssl.key") ||
+               (!strcmp(key, "mongo.uri") && strchr(value, '@'));
+}
+
+typedef struct {
+        ordo_config_t *defaults;
+        const char *skip1, *skip2;
+        int secrets;
+} flags_t;
+
+static void print_flag(void *opaque, const char *key, const char *value) {
+        flags_t *f = opaque;
+        const char *def = ordo_config_get(f->defaults, key);
+        if ((def && !strcmp(def, value)) || !strcmp(key, f->skip1) ||
+            !strcmp(key, f->skip2) || !strcmp(key, "log.level"))
+                return;
+        if (secret_key(key, value)) {
+                f->secrets++;
+                return;
+        }
+        printf(" -X ");
+        print_shell_word(key);
+        putchar('=');
+        print_shell_word(value);
+}
+
+/* "ordo" and every setting that differs from the defaults (from -c FILE,
+ * ORDO_* variables or -X), as -X flags, so the printed command runs with
+ * the configuration this one ran with (topics, brokers, stores). */
+static int print_ordo_with_config(const ordo_config_t *conf, const char *skip1,
+                                  const char *skip2) {
+        flags_t f = { ordo_config_new(), skip1, skip2, 0 };
+        fputs("ordo", stdout);
+        if (f.defaults)
+                ordo_config_foreach(conf, print_flag, &f);
+        ordo_config_destroy(f.defaults);
+        return f.secrets;
+}
+
 int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         const char *which = NULL, *into = NULL, *gp = NULL, *drop = NULL;
         const char *key;
         char errstr[512], group[512], prefix[300];
         ordo_rebuild_stats_t st;
-        int i, commit = 1;
+        int i, commit = 1, secrets, targets = 0;
         ordo_err_t err;
 
         if (ordo_wants_help(argc, argv)) {
@@ -596,13 +772,15 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--into") && i + 1 < argc)
+                if (!strcmp(argv[i], "--into") && i + 1 < argc) {
                         into = argv[++i];
-                else if (!strcmp(argv[i], "--group-prefix") && i + 1 < argc)
+                        targets++;
+                } else if (!strcmp(argv[i], "--group-prefix") && i + 1 < argc)
                         gp = argv[++i];
-                else if (!strcmp(argv[i], "--drop") && i + 1 < argc)
+                else if (!strcmp(argv[i], "--drop") && i + 1 < argc) {
                         drop = argv[++i];
-                else if (!strcmp(argv[i], "--no-commit"))
+                        targets++;
+                } else if (!strcmp(argv[i], "--no-commit"))
                         commit = 0;
                 else if (!which && (!strcmp(argv[i], "mongo") ||
                                     !strcmp(argv[i], "redis")))
@@ -615,26 +793,27 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
-        if (!which || (!into == !drop)) {
+        if (!which || targets != 1) {
                 fprintf(stderr, "ordo rebuild: usage: ordo rebuild "
-                                "mongo|redis --into NAME | --drop NAME\n");
+                                "mongo|redis --into NAME | --drop NAME "
+                                "(exactly one target)\n");
                 return 2;
         }
         if (drop) {
                 if ((err = ordo_rebuild_drop(which, conf, drop, errstr,
                                              sizeof(errstr)))) {
-                        fprintf(stderr, "ordo rebuild: %s\n", errstr);
+                        fprintf(stderr, "ordo rebuild: --drop: %s\n", errstr);
                         return 1;
                 }
                 printf("dropped %s %s\n", which, drop);
                 return 0;
         }
         if (!gp) {
-                snprintf(prefix, sizeof(prefix), "%s%s.",
+                snprintf(prefix, sizeof(prefix), "%.200s%.64s.",
                          ordo_config_get(conf, "group.prefix"), into);
                 gp = prefix;
         }
-        snprintf(group, sizeof(group), "%sproject.%s", gp, which);
+        snprintf(group, sizeof(group), "%.300sproject.%s", gp, which);
         err = ordo_rebuild_run(which, conf, into, commit ? group : NULL, 5,
                                &ordo_stop, &st, errstr, sizeof(errstr));
         if (err) {
@@ -643,20 +822,35 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 return 1;
         }
         printf("rebuilt %s into %s: %lld events applied, %lld undecodable "
-               "skipped, %.1f s, %.0f events/s\n",
+               "skipped, %lld refused by the store (logged), %.1f s, %.0f "
+               "events/s\n",
                which, into, (long long)st.applied, (long long)st.skipped,
-               (double)st.elapsed_ms / 1000.0,
+               (long long)st.parked, (double)st.elapsed_ms / 1000.0,
                st.elapsed_ms > 0
                    ? (double)st.applied * 1000.0 / (double)st.elapsed_ms
                    : 0.0);
         key = !strcmp(which, "mongo") ? "mongo.db" : "redis.prefix";
-        if (commit)
-                printf("offsets reached committed to consumer group %s\n"
-                       "switch: ordo project %s -X %s=%s -X group.prefix=%s\n"
-                       "then point front ends at %s, stop the old "
-                       "projection, and drop the old target:\n"
-                       "  ordo -X %s=%s rebuild %s --drop %s\n",
-                       group, which, key, into, gp, into, key, into, which,
-                       ordo_config_get(conf, key));
+        if (!commit)
+                return 0;
+        printf("offsets reached committed to consumer group %s\nswitch: ",
+               group);
+        secrets = print_ordo_with_config(conf, key, "group.prefix");
+        printf(" project %s -X %s=", which, key);
+        print_shell_word(into);
+        printf(" -X group.prefix=");
+        print_shell_word(gp);
+        printf("\nthen point front ends at %s, stop the old projection, and "
+               "drop the old target:\n  ",
+               into);
+        print_ordo_with_config(conf, key, "group.prefix");
+        printf(" -X %s=", key);
+        print_shell_word(into);
+        printf(" rebuild %s --drop ", which);
+        print_shell_word(ordo_config_get(conf, key));
+        putchar('\n');
+        if (secrets)
+                printf("(add the %d secret setting(s) of this run, not "
+                       "printed: -c FILE or ORDO_* variables)\n",
+                       secrets);
         return 0;
 }

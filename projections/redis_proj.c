@@ -37,7 +37,7 @@
 
 #define PREFIX_MAX 64
 #define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
-#define ARGS_MAX   16  /* the longest: OrderOpened, 13 */
+#define ARGS_MAX   32  /* the longest: OrderOpened, 23 */
 
 /* Set a string key from its version guard: KEYS stock, guard;
  * ARGV version, value. */
@@ -57,12 +57,14 @@ static const char lua_hset_newer[] =
     "redis.call('PERSIST', KEYS[1])\n"
     "return 1\n";
 
-/* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl. Never overwrites a
- * placed order (the same order_id may live in another activity). */
+/* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl, user_id. Never
+ * overwrites a placed order (the same order_id may live in another
+ * activity). The user_id lets a poller tell the attempt is its own. */
 static const char lua_reject_place[] =
     "local s = redis.call('HGET', KEYS[1], 'status')\n"
     "if s and s ~= 'REJECTED' then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1], "
+    "'user_id', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
     "return 1\n";
 
@@ -79,13 +81,26 @@ static const char lua_reject_order[] =
     "return 1\n";
 
 /* Earnings: KEYS hash, guard; ARGV source/partition, offset, d_pending,
- * d_settled, d_reversed. Returns the settled total either way. */
+ * d_settled, d_reversed. Returns the settled total either way. Every new
+ * total is checked before anything changes, so a refused event (a total
+ * that would leave int64) is never half applied: the script answers
+ * ORDO_REFUSED and the caller parks the event. Lua numbers are doubles:
+ * the bound 9.2e18 leaves room for their rounding below 2^63. */
 static const char lua_earn[] =
     "local o = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '-1')\n"
     "if tonumber(ARGV[2]) > o then\n"
-    "  redis.call('HINCRBY', KEYS[1], 'pending_cents', ARGV[3])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'settled_cents', ARGV[4])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'reversed_cents', ARGV[5])\n"
+    "  local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
+    "  for i = 1, 3 do\n"
+    "    local cur = tonumber(redis.call('HGET', KEYS[1], f[i]) or '0')\n"
+    "    local d = tonumber(ARGV[2 + i])\n"
+    "    if not cur or not d or cur + d > 9.2e18 or cur + d < -9.2e18 then\n"
+    "      return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
+    "leave the int64 range')\n"
+    "    end\n"
+    "  end\n"
+    "  for i = 1, 3 do\n"
+    "    redis.call('HINCRBY', KEYS[1], f[i], ARGV[2 + i])\n"
+    "  end\n"
     "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "end\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
@@ -108,7 +123,7 @@ typedef struct cmd_s {
         int argc;
         const char *argv[ARGS_MAX];
         size_t len[ARGS_MAX];
-        char buf[640];
+        char buf[1024];
         size_t used;
         const char *leader; /* settlement: the user whose total is replied */
 } cmd_t;
@@ -170,10 +185,14 @@ static void disconnect(ordo_redis_proj_t *p) {
         p->c = NULL;
 }
 
-/* Errors that mean "not now": the server is starting, busy or failing
- * over. Anything else is a fault of ours or of the data. */
+/* Errors that mean "not now": the server is starting, busy, failing
+ * over, full or not letting us in (an operator's fix, not the data's).
+ * Anything else (ORDO_REFUSED, WRONGTYPE, a script error) is a write the
+ * store refuses: permanent for that event (projection.h). */
 static int transient(const char *s) {
         return !strncmp(s, "LOADING", 7) || !strncmp(s, "BUSY", 4) ||
+               !strncmp(s, "OOM", 3) || !strncmp(s, "NOAUTH", 6) ||
+               !strncmp(s, "NOPERM", 6) || !strncmp(s, "WRONGPASS", 9) ||
                !strncmp(s, "MASTERDOWN", 10) || !strncmp(s, "TRYAGAIN", 8) ||
                !strncmp(s, "READONLY", 8) || !strncmp(s, "CLUSTERDOWN", 11);
 }
@@ -368,10 +387,20 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 arg(k, "PENDING_PAYMENT");
                 arg(k, "reason");
                 arg(k, "");
+                arg(k, "user_id");
+                arg(k, m->u.open.user_id);
+                arg(k, "activity_id");
+                arg(k, m->u.open.activity_id);
+                arg(k, "qty");
+                argf(k, "%lld", (long long)m->u.open.qty);
                 arg(k, "amount_cents");
                 argf(k, "%lld", (long long)m->u.open.amount_cents);
                 arg(k, "refunded_cents");
                 arg(k, "0");
+                arg(k, "placed_ms");
+                argf(k, "%lld", (long long)m->u.open.placed_ms);
+                arg(k, "pay_deadline_ms");
+                argf(k, "%lld", (long long)m->u.open.pay_deadline_ms);
                 return 1;
         case ORDO_MSG_ORDER_PAID:
                 order_hash(p, k, m->u.payment.order_id, v);
@@ -419,6 +448,7 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
                         arg(k, j->reason);
                         argf(k, "%lld", (long long)p->ttl);
+                        arg(k, j->user_id);
                         return 1;
                 }
                 if (order_command(j->command_type)) {
