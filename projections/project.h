@@ -11,42 +11,7 @@
 #include "config.h"
 #include "err.h"
 #include "projection.h"
-
-/* One read-model store, MongoDB or Redis: what the live projection,
- * rebuild and reconcile write through. */
-typedef struct ordo_store_s {
-        ordo_mongo_proj_t *mongo;
-        ordo_redis_proj_t *redis;
-} ordo_store_t;
-
-/* which: "mongo" or "redis"; target: the database or key prefix, NULL
- * for the configured one (mongo.db, redis.prefix). */
-ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
-                           const ordo_config_t *conf, const char *target,
-                           char *errstr, size_t errstr_size);
-ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
-                            size_t n, char *errstr, size_t errstr_size);
-void ordo_store_close(ordo_store_t *s);
-
-/* 1 when err from ordo_store_apply means the store refused a write for
- * good (projection.h), 0 for OK or "not now" (ORDO_ERR_UNAVAILABLE). */
-int ordo_store_err_permanent(ordo_err_t err);
-
-/* Called for each event the store refuses for good, with the reason. */
-typedef void(ordo_park_fn)(void *opaque, const ordo_event_rec_t *rec,
-                           ordo_err_t err, const char *reason);
-
-/* ordo_store_apply, but a permanent refusal does not stop the batch: it
- * is narrowed by applying the events one at a time (the guards absorb
- * what the batch already wrote); each event refused alone goes to park,
- * every other one is applied. Returns OK, or a retriable error; then
- * *settled (may be NULL) says how many leading events are already applied
- * or parked, so that a retry of recs + *settled parks nothing twice. */
-ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
-                                    const ordo_event_rec_t *recs, size_t n,
-                                    ordo_park_fn *park, void *opaque,
-                                    size_t *settled, char *errstr,
-                                    size_t errstr_size);
+#include "store.h"
 
 /* which: "mongo" or "redis". Runs until *stop; a store outage pauses the
  * stage with retries and backoff, it never skips a batch. An event the

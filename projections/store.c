@@ -1,0 +1,82 @@
+/*
+ * ordo - the read-model store interface (store.h): one MongoDB or one
+ * Redis adapter behind open, apply and close, and the narrowing of a
+ * batch the store refuses to the events it refuses.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
+                           const ordo_config_t *conf, const char *target,
+                           char *errstr, size_t errstr_size) {
+        s->mongo = NULL;
+        s->redis = NULL;
+        if (!strcmp(which, "mongo"))
+                s->mongo = ordo_mongo_proj_new(
+                    ordo_config_get(conf, "mongo.uri"),
+                    target ? target : ordo_config_get(conf, "mongo.db"), errstr,
+                    errstr_size);
+        else
+                s->redis = ordo_redis_proj_new(
+                    ordo_config_get(conf, "redis.host"),
+                    (int)ordo_config_get_int(conf, "redis.port"),
+                    target ? target : ordo_config_get(conf, "redis.prefix"),
+                    ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
+                    errstr_size);
+        return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
+}
+
+ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
+                            size_t n, char *errstr, size_t errstr_size) {
+        if (s->mongo)
+                return ordo_mongo_proj_apply(s->mongo, recs, n, errstr,
+                                             errstr_size);
+        return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
+}
+
+int ordo_store_err_permanent(ordo_err_t err) {
+        return err != ORDO_ERR_OK && err != ORDO_ERR_UNAVAILABLE;
+}
+
+ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
+                                    const ordo_event_rec_t *recs, size_t n,
+                                    ordo_park_fn *park, void *opaque,
+                                    size_t *settled, char *errstr,
+                                    size_t errstr_size) {
+        char why[512];
+        ordo_err_t err;
+        size_t i;
+
+        if (settled)
+                *settled = 0;
+        err = ordo_store_apply(s, recs, n, errstr, errstr_size);
+        if (!ordo_store_err_permanent(err))
+                return err;
+        ORDO_LOG(WARN, "projection",
+                 "msg=\"store refused a write; applying the batch event by "
+                 "event\" events=%zu error=\"%s\"",
+                 n, errstr);
+        for (i = 0; i < n; i++) {
+                err = ordo_store_apply(s, &recs[i], 1, why, sizeof(why));
+                if (ordo_store_err_permanent(err))
+                        park(opaque, &recs[i], err, why);
+                else if (err) {
+                        snprintf(errstr, errstr_size, "%s", why);
+                        return err;
+                }
+                if (settled)
+                        *settled = i + 1;
+        }
+        return ORDO_ERR_OK;
+}
+
+void ordo_store_close(ordo_store_t *s) {
+        ordo_mongo_proj_destroy(s->mongo);
+        ordo_redis_proj_destroy(s->redis);
+        s->mongo = NULL;
+        s->redis = NULL;
+}
