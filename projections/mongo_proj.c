@@ -44,11 +44,25 @@ struct ordo_mongo_proj_s {
         int indexes_ok;
 };
 
-/* The bulks of one apply call, created on first use. */
+/* A later event's $set, folded with the batch's other later events of
+ * the same document (coalescing): one update per document per batch. */
+typedef struct adv_s {
+        int c;
+        char id[ORDO_ID_MAX + 24];
+        int64_t version;
+        bson_t *set;
+} adv_t;
+
+/* The bulks of one apply call, created on first use, and the folded
+ * updates (adv, indexed by an open-addressing table of slots). */
 typedef struct batch_s {
         ordo_mongo_proj_t *p;
         mongoc_bulk_operation_t *bulk[C__N];
         size_t ops[C__N];
+        adv_t *adv;
+        size_t n_adv, cap_adv;
+        size_t *slot;  /* index + 1 into adv; 0: empty */
+        size_t n_slot; /* a power of two, at least 2 * cap_adv */
 } batch_t;
 
 /* Server error codes of a write the server refuses for what it says, not
@@ -257,17 +271,73 @@ static int create(batch_t *b, int c, const char *id, bson_t *set_on_insert,
         return add(b, c, sel, upd, 1, e);
 }
 
-/* A later event of the aggregate: only when newer than what is stored. */
+static size_t hash_id(int c, const char *id) {
+        size_t h = 1469598103934665603ULL ^ (size_t)c;
+        for (; *id; id++)
+                h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+        return h;
+}
+
+/* A later event of the aggregate: only when newer than what is stored.
+ * Folded into the batch's pending update of the same document, if any:
+ * its fields overwrite the earlier events' and the version is the newest.
+ * That equals applying the events one by one under their guards whatever
+ * version is stored: a field keeps the value of the newest event that
+ * sets it, and the events are the same on every delivery. */
 static int advance(batch_t *b, int c, const char *id, int64_t version,
                    bson_t *set, bson_error_t *e) {
-        bson_t *sel = BCON_NEW("_id", BCON_UTF8(id), "version", "{", "$lt",
-                               BCON_INT64(version), "}");
-        bson_t *upd = bson_new();
+        size_t i = hash_id(c, id) & (b->n_slot - 1);
+        adv_t *a;
 
-        BSON_APPEND_INT64(set, "version", version);
-        BSON_APPEND_DOCUMENT(upd, "$set", set);
-        bson_destroy(set);
-        return add(b, c, sel, upd, 0, e);
+        (void)e;
+        while (b->slot[i]) {
+                a = &b->adv[b->slot[i] - 1];
+                if (a->c == c && !strcmp(a->id, id)) {
+                        bson_t *m = bson_new();
+                        bson_iter_t it;
+                        if (bson_iter_init(&it, a->set))
+                                while (bson_iter_next(&it))
+                                        if (!bson_has_field(set,
+                                                            bson_iter_key(&it)))
+                                                bson_append_iter(m, NULL, 0,
+                                                                 &it);
+                        bson_concat(m, set);
+                        bson_destroy(a->set);
+                        bson_destroy(set);
+                        a->set = m;
+                        if (version > a->version)
+                                a->version = version;
+                        return 1;
+                }
+                i = (i + 1) & (b->n_slot - 1);
+        }
+        a = &b->adv[b->n_adv];
+        a->c = c;
+        snprintf(a->id, sizeof(a->id), "%s", id);
+        a->version = version;
+        a->set = set;
+        b->slot[i] = ++b->n_adv;
+        return 1;
+}
+
+/* The folded updates, after every creating upsert of their collection. */
+static int flush_advances(batch_t *b, bson_error_t *e) {
+        size_t i;
+
+        for (i = 0; i < b->n_adv; i++) {
+                adv_t *a = &b->adv[i];
+                bson_t *sel = BCON_NEW("_id", BCON_UTF8(a->id), "version", "{",
+                                       "$lt", BCON_INT64(a->version), "}");
+                bson_t *upd = bson_new();
+
+                BSON_APPEND_INT64(a->set, "version", a->version);
+                BSON_APPEND_DOCUMENT(upd, "$set", a->set);
+                bson_destroy(a->set);
+                a->set = NULL;
+                if (!add(b, a->c, sel, upd, 0, e))
+                        return 0;
+        }
+        return 1;
 }
 
 /* Earnings: add (dp, ds, dr) to a beneficiary once per source offset. */
@@ -442,7 +512,14 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
 }
 
 static void batch_fini(batch_t *b) {
+        size_t i;
         int c;
+
+        for (i = 0; i < b->n_adv; i++)
+                if (b->adv[i].set)
+                        bson_destroy(b->adv[i].set);
+        free(b->adv);
+        free(b->slot);
 
         for (c = 0; c < C__N; c++)
                 if (b->bulk[c])
@@ -467,6 +544,16 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                             errstr_size);
         memset(&b, 0, sizeof(b));
         b.p = p;
+        b.cap_adv = n;
+        for (b.n_slot = 16; b.n_slot < 2 * n; b.n_slot *= 2)
+                ;
+        b.adv = calloc(n ? n : 1, sizeof(*b.adv));
+        b.slot = calloc(b.n_slot, sizeof(*b.slot));
+        if (!b.adv || !b.slot) {
+                batch_fini(&b);
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_UNAVAILABLE;
+        }
         for (i = 0; i < n; i++) {
                 if (!recs[i].msg) {
                         snprintf(errstr, errstr_size,
@@ -489,6 +576,11 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                         batch_fini(&b);
                         return err;
                 }
+        }
+        if (!flush_advances(&b, &e)) {
+                err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr, errstr_size);
+                batch_fini(&b);
+                return err;
         }
         /* Collections are independent of each other, so their bulks may run
          * one after the other; order matters only within one. */

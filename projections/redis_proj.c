@@ -135,8 +135,14 @@ struct ordo_redis_proj_s {
         int64_t ttl;
         redisContext *c;
         char sha[S__N][41];
-        int down;    /* last attempt failed: log the recovery */
-        cmd_t *cmds; /* CHUNK of them, reused */
+        int down;      /* last attempt failed: log the recovery */
+        cmd_t *cmds;   /* CHUNK of them, reused */
+        cmd_t scratch; /* an event's command before it is folded */
+        /* Coalescing: the chunk's command of each stock key and order
+         * hash, by an open-addressing table (index + 1 into cmds). */
+        const char *fold_id[2 * CHUNK];
+        int fold_kind[2 * CHUNK];
+        size_t fold_cmd[2 * CHUNK];
 };
 
 static void arg(cmd_t *k, const char *s) {
@@ -532,8 +538,19 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         }
         for (i = 0; i < n; i++) {
                 cmd_t *k = &z[m];
+                size_t j;
 
                 if (!cmds[i].leader || totals[i] <= 0)
+                        continue;
+                /* One ZADD per user and chunk: the highest total (the
+                 * first of equal ones). */
+                for (j = 0; j < n; j++)
+                        if (j != i && cmds[j].leader &&
+                            !strcmp(cmds[j].leader, cmds[i].leader) &&
+                            (totals[j] > totals[i] ||
+                             (totals[j] == totals[i] && j < i)))
+                                break;
+                if (j < n)
                         continue;
                 arg(k, "ZADD");
                 argf(k, "%sleaderboard:settled", p->prefix);
@@ -548,6 +565,127 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         return err;
 }
 
+enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER };
+
+/* Which key an event's command writes under a version guard, so that the
+ * chunk's commands of one key may be folded into one. */
+static int fold_kind(const ordo_msg_t *m, const char **id) {
+        switch (m->type) {
+        case ORDO_MSG_ACTIVITY_CREATED:
+                *id = m->u.activity.activity_id;
+                return FOLD_STOCK;
+        case ORDO_MSG_STOCK_RESERVED:
+        case ORDO_MSG_STOCK_RELEASED:
+                *id = m->u.stock.activity_id;
+                return FOLD_STOCK;
+        case ORDO_MSG_ORDER_OPENED:
+                *id = m->u.open.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_PAID:
+                *id = m->u.payment.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_CANCELLED:
+                *id = m->u.release.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_RECEIVED:
+                *id = m->u.received.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_REFUNDED:
+                *id = m->u.refund.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_SETTLED:
+                *id = m->u.settled.order_id;
+                return FOLD_ORDER;
+        default:
+                return FOLD_NONE;
+        }
+}
+
+/* Argument i of k := the bytes of v, copied into k's buffer. 0 when the
+ * buffer is full (then the caller does not fold). */
+static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
+        if (k->used + len + 1 > sizeof(k->buf))
+                return 0;
+        memcpy(k->buf + k->used, v, len);
+        k->buf[k->used + len] = '\0';
+        k->argv[i] = k->buf + k->used;
+        k->len[i] = len;
+        k->used += len + 1;
+        return 1;
+}
+
+/* Folds s (the same script on the same key, a newer or older event of the
+ * same aggregate) into k. Both are "EVALSHA sha nkeys KEYS... version
+ * ARGS...": stock's ARGS is the value, which the newer version decides;
+ * an order hash's ARGS are field/value pairs, where a later event's value
+ * wins (events of one aggregate come in version order). Applying k is
+ * then what applying the two one after the other under their guards
+ * gives, whatever version is stored. 0 when k has no room: not folded. */
+static int fold(cmd_t *k, const cmd_t *s, int kind) {
+        int vi = kind == FOLD_STOCK ? 5 : 4, i, j;
+        long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
+        size_t need = 0;
+
+        for (i = vi; i < s->argc; i++)
+                need += s->len[i] + 1;
+        if (k->used + need > sizeof(k->buf) || k->argc + s->argc > ARGS_MAX)
+                return 0;
+        if (kind == FOLD_STOCK) {
+                if (sv > kv)
+                        return set_arg(k, vi, s->argv[vi], s->len[vi]) &&
+                               set_arg(k, vi + 1, s->argv[vi + 1],
+                                       s->len[vi + 1]);
+                return 1;
+        }
+        if (sv > kv)
+                set_arg(k, vi, s->argv[vi], s->len[vi]);
+        for (i = vi + 1; i + 1 < s->argc; i += 2) {
+                for (j = vi + 1; j + 1 < k->argc; j += 2)
+                        if (k->len[j] == s->len[i] &&
+                            !memcmp(k->argv[j], s->argv[i], s->len[i]))
+                                break;
+                if (j + 1 >= k->argc) {
+                        k->argv[k->argc] = s->argv[i]; /* a literal name */
+                        k->len[k->argc] = s->len[i];
+                        k->argc += 2;
+                }
+                set_arg(k, j + 1, s->argv[i + 1], s->len[i + 1]);
+        }
+        return 1;
+}
+
+/* Builds the command of r into the chunk: folded into the chunk's command
+ * of the same key when there is one, else a new command. Returns 1 when
+ * a new command was added at p->cmds[m]. */
+static int build_folded(ordo_redis_proj_t *p, const ordo_event_rec_t *r,
+                        size_t m) {
+        const char *id = NULL;
+        int kind = fold_kind(r->msg, &id);
+        size_t h = 1469598103934665603ULL ^ (size_t)kind, i;
+        const char *c;
+
+        if (kind == FOLD_NONE)
+                return build(p, &p->cmds[m], r);
+        for (c = id; *c; c++)
+                h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        i = h & (2 * CHUNK - 1);
+        for (; p->fold_cmd[i]; i = (i + 1) & (2 * CHUNK - 1))
+                if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id)) {
+                        if (!build(p, &p->scratch, r))
+                                return 0;
+                        if (fold(&p->cmds[p->fold_cmd[i] - 1], &p->scratch,
+                                 kind))
+                                return 0;
+                        break; /* no room: a new command, the key's now */
+                }
+        if (!build(p, &p->cmds[m], r))
+                return 0;
+        p->fold_id[i] = id;
+        p->fold_kind[i] = kind;
+        p->fold_cmd[i] = m + 1;
+        return 1;
+}
+
 static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                               const ordo_event_rec_t *recs, size_t n,
                               char *errstr, size_t errstr_size) {
@@ -556,6 +694,7 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
         int attempt, noscript;
         ordo_err_t err = ORDO_ERR_OK;
 
+        memset(p->fold_cmd, 0, sizeof(p->fold_cmd));
         for (i = 0; i < n; i++) {
                 const ordo_msg_t *msg = recs[i].msg;
 
@@ -574,7 +713,7 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                                  i, ordo_msg_type_name(msg->type));
                         return ORDO_ERR_INVALID_ARG;
                 }
-                if (build(p, &p->cmds[m], &recs[i]))
+                if (build_folded(p, &recs[i], m))
                         m++;
         }
         if (!m)

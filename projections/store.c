@@ -39,7 +39,10 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
 }
 
 int ordo_store_err_permanent(ordo_err_t err) {
-        return err != ORDO_ERR_OK && err != ORDO_ERR_UNAVAILABLE;
+        /* Out of memory is ours and passes; everything else but an
+         * outage is the store refusing the write. */
+        return err != ORDO_ERR_OK && err != ORDO_ERR_UNAVAILABLE &&
+               err != ORDO_ERR_NOMEM;
 }
 
 ordo_err_t ordo_store_apply_parking(ordo_store_t *s,

@@ -26,7 +26,8 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
 void ordo_store_close(ordo_store_t *s);
 
 /* 1 when err from ordo_store_apply means the store refused a write for
- * good (projection.h), 0 for OK or "not now" (ORDO_ERR_UNAVAILABLE). */
+ * good (projection.h), 0 for OK or "not now" (ORDO_ERR_UNAVAILABLE,
+ * ORDO_ERR_NOMEM). */
 int ordo_store_err_permanent(ordo_err_t err);
 
 /* Called for each event the store refuses for good, with the reason. */

@@ -211,14 +211,19 @@ def store_refusal(ordo, live, r, m, workdir, t):
                               "settled_cents": 0, "reversed_cents": 0})
     r.cmd("SET", ordo.prefix + "earnings:refused-ref", "not a hash")
     ordo.start()
-    cmds = [E.create("refusal-act", 1000, 10, 5, t, t + 10 ** 9, t + 1,
+    # Phases: a payment must find its order opened (the saga's OpenOrder).
+    run_phases(ordo, [
+        ("refusal-setup", [
+            E.create("refusal-act", 1000, 10, 5, t, t + 10 ** 9, t + 1,
                      commission_bps=[1000]),
             E.create("other-act", 500, 10, 5, t, t + 10 ** 9, t + 2),
-            E.bind("refused-buyer", "refused-ref", t + 3),
-            E.place("ref-o1", "refusal-act", "refused-buyer", 1, t + 4),
+            E.bind("refused-buyer", "refused-ref", t + 3)]),
+        ("refusal-place", [
+            E.place("ref-o1", "refusal-act", "refused-buyer", 1, t + 4)]),
+        ("refusal-pay", [
             E.pay("ref-o1", "pay-ref-o1", 1000, t + 5),
-            E.place("other-o1", "other-act", "other-user", 1, t + 6)]
-    run_phases(ordo, [("refusal: 6 commands", cmds)], workdir, m)
+            E.place("other-o1", "other-act", "other-user", 1, t + 6)])],
+        workdir, m)
     h = E.hash_of(r.cmd("HGETALL", ordo.prefix + "order:other-o1")) or {}
     check("refusal: another activity's order reaches both read models",
           live.orders.find_one({"_id": "other-o1"}) is not None and
