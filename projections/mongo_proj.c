@@ -597,3 +597,116 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
         batch_fini(&b);
         return err;
 }
+
+/* ---- a whole database: whether it is used, and dropping it ---------- */
+
+static mongoc_client_t *mongo_connect(const char *uri_str, char *errstr,
+                                      size_t errstr_size) {
+        bson_error_t e;
+        mongoc_uri_t *uri;
+        mongoc_client_t *client;
+        mongoc_init();
+        uri = mongoc_uri_new_with_error(uri_str, &e);
+        if (!uri) {
+                snprintf(errstr, errstr_size, "mongo: %s", e.message);
+                return NULL;
+        }
+        if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+                mongoc_uri_set_option_as_int32(
+                    uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
+        client = mongoc_client_new_from_uri_with_error(uri, &e);
+        mongoc_uri_destroy(uri);
+        if (!client)
+                snprintf(errstr, errstr_size, "mongo: %s", e.message);
+        else
+                mongoc_client_set_error_api(client, 2);
+        return client;
+}
+
+int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
+                       size_t errstr_size) {
+        int used = 0, i;
+        mongoc_client_t *client = mongo_connect(uri, errstr, errstr_size);
+        if (!client)
+                return -1;
+        for (i = 0; i < C__N && !used; i++) {
+                mongoc_collection_t *coll =
+                    mongoc_client_get_collection(client, db, coll_names[i]);
+                bson_t filter = BSON_INITIALIZER;
+                bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+                bson_error_t e;
+                int64_t n = mongoc_collection_count_documents(
+                    coll, &filter, opts, NULL, NULL, &e);
+                if (n < 0) {
+                        snprintf(errstr, errstr_size, "mongo: %s", e.message);
+                        used = -1;
+                } else if (n > 0)
+                        used = 1;
+                bson_destroy(opts);
+                mongoc_collection_destroy(coll);
+        }
+        mongoc_client_destroy(client);
+        return used;
+}
+
+/* A database ordo may drop holds only read-model collections, at least
+ * one. 1 if so, 0 if not (errstr says why), -1 if it cannot tell. */
+static int mongo_is_read_model(mongoc_database_t *db, const char *name,
+                               char *errstr, size_t errstr_size) {
+        bson_error_t e;
+        char **names =
+            mongoc_database_get_collection_names_with_opts(db, NULL, &e);
+        int ok = 1;
+        size_t i, j;
+
+        if (!names) {
+                snprintf(errstr, errstr_size, "mongo: listing %s: %s", name,
+                         e.message);
+                return -1;
+        }
+        if (!names[0]) {
+                snprintf(errstr, errstr_size,
+                         "database \"%s\" holds no read model; nothing "
+                         "dropped",
+                         name);
+                ok = 0;
+        }
+        for (i = 0; names[i] && ok; i++) {
+                for (j = 0; j < C__N; j++)
+                        if (!strcmp(names[i], coll_names[j]))
+                                break;
+                if (j == C__N) {
+                        snprintf(errstr, errstr_size,
+                                 "database \"%s\" holds \"%.80s\", which is "
+                                 "not one of ordo's read-model collections; "
+                                 "not dropped",
+                                 name, names[i]);
+                        ok = 0;
+                }
+        }
+        bson_strfreev(names);
+        return ok;
+}
+
+ordo_err_t ordo_mongo_db_drop(const char *uri, const char *into, char *errstr,
+                              size_t errstr_size) {
+        mongoc_client_t *client = mongo_connect(uri, errstr, errstr_size);
+        mongoc_database_t *db;
+        ordo_err_t err = ORDO_ERR_OK;
+        bson_error_t e;
+        int ok;
+        if (!client)
+                return ORDO_ERR_UNAVAILABLE;
+        db = mongoc_client_get_database(client, into);
+        ok = mongo_is_read_model(db, into, errstr, errstr_size);
+        if (ok <= 0)
+                err = ok < 0 ? ORDO_ERR_UNAVAILABLE : ORDO_ERR_INVALID_ARG;
+        else if (!mongoc_database_drop(db, &e)) {
+                snprintf(errstr, errstr_size, "mongo: dropping %s: %s", into,
+                         e.message);
+                err = ORDO_ERR_MONGO;
+        }
+        mongoc_database_destroy(db);
+        mongoc_client_destroy(client);
+        return err;
+}

@@ -89,4 +89,24 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
 
+/* A whole database or key prefix, as rebuild and reconcile need it: 1 if
+ * it holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
+int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
+                       size_t errstr_size);
+int ordo_redis_prefix_used(const char *host, int port, const char *prefix,
+                           char *errstr, size_t errstr_size);
+/* Drops the database when it holds only read-model collections (at least
+ * one), else ORDO_ERR_INVALID_ARG and why. The caller checks that it is
+ * not the live one. */
+ordo_err_t ordo_mongo_db_drop(const char *uri, const char *db, char *errstr,
+                              size_t errstr_size);
+/* Deletes every key of the prefix and its guard keys ("{<prefix>..."),
+ * the prefix matched literally (at most 64 bytes). */
+ordo_err_t ordo_redis_prefix_drop(const char *host, int port,
+                                  const char *prefix, char *errstr,
+                                  size_t errstr_size);
+/* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
+ * 2 * strlen(s) + 1 bytes. */
+void ordo__redis_glob_escape(const char *s, char *out);
+
 #endif

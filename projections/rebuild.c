@@ -20,8 +20,6 @@
 
 #include "project.h"
 
-#include <hiredis/hiredis.h>
-#include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,24 +41,12 @@ static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
                                              ORDO_TOPIC_COMMISSION_EVENTS };
 #define N_TOPICS 4
 
-static const char *mongo_colls[] = { "activities", "orders", "commissions",
-                                     "earnings", "referrals" };
-
 typedef struct {
         char name[256];
         int np;
         int64_t *end;  /* high watermark at the start, per partition */
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
-
-void ordo__redis_glob_escape(const char *s, char *out) {
-        for (; *s; s++) {
-                if (strchr("*?[]\\^", *s))
-                        *out++ = '\\';
-                *out++ = *s;
-        }
-        *out = '\0';
-}
 
 #define REDIS_PREFIX_MAX 64 /* as the projection's (redis_proj.c) */
 #define MONGO_DB_MAX     63 /* MongoDB's own limit on database names */
@@ -121,229 +107,13 @@ ordo_err_t ordo__rebuild_target_check(const char *which,
         return ORDO_ERR_INVALID_ARG;
 }
 
-/* Calls fn for every key matching pattern, in SCAN batches; stops early
- * when fn returns non-zero. -1 on a Redis error. */
-static int scan_keys(redisContext *c, const char *pattern,
-                     int (*fn)(redisContext *, redisReply *, void *),
-                     void *opaque) {
-        char cursor[32] = "0";
-        do {
-                redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000",
-                                             cursor, pattern);
-                int stop;
-                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-                        if (r)
-                                freeReplyObject(r);
-                        return -1;
-                }
-                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-                stop = r->element[1]->elements && fn(c, r->element[1], opaque);
-                freeReplyObject(r);
-                if (stop)
-                        return 0;
-        } while (strcmp(cursor, "0"));
-        return 0;
-}
-
-static int found_any(redisContext *c, redisReply *keys, void *opaque) {
-        (void)c;
-        (void)keys;
-        *(int *)opaque = 1;
-        return 1;
-}
-
-static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
-        size_t i;
-        for (i = 0; i < keys->elements; i++)
-                redisAppendCommand(c, "UNLINK %b", keys->element[i]->str,
-                                   (size_t)keys->element[i]->len);
-        for (i = 0; i < keys->elements; i++) {
-                redisReply *r = NULL;
-                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                        *(int *)opaque = -1;
-                        return 1;
-                }
-                freeReplyObject(r);
-        }
-        return 0;
-}
-
-static redisContext *redis_connect(const ordo_config_t *conf, char *errstr,
-                                   size_t errstr_size) {
-        struct timeval tv = { 10, 0 };
-        redisContext *c = redisConnectWithTimeout(
-            ordo_config_get(conf, "redis.host"),
-            (int)ordo_config_get_int(conf, "redis.port"), tv);
-        if (!c || c->err) {
-                snprintf(errstr, errstr_size, "redis %s:%lld: %s",
-                         ordo_config_get(conf, "redis.host"),
-                         (long long)ordo_config_get_int(conf, "redis.port"),
-                         c ? c->errstr : "out of memory");
-                if (c)
-                        redisFree(c);
-                return NULL;
-        }
-        return c;
-}
-
-/* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. The
- * prefix is matched literally (its glob characters escaped); it was
- * checked by ordo__rebuild_target_check, so it fits the buffers. */
-static int redis_each_prefix_key(redisContext *c, const char *prefix,
-                                 int (*fn)(redisContext *, redisReply *,
-                                           void *),
-                                 void *opaque) {
-        char esc[2 * REDIS_PREFIX_MAX + 1], pat[sizeof(esc) + 2];
-        if (strlen(prefix) > REDIS_PREFIX_MAX)
-                return -1;
-        ordo__redis_glob_escape(prefix, esc);
-        snprintf(pat, sizeof(pat), "%s*", esc);
-        if (scan_keys(c, pat, fn, opaque))
-                return -1;
-        snprintf(pat, sizeof(pat), "{%s*", esc);
-        return scan_keys(c, pat, fn, opaque);
-}
-
-static mongoc_client_t *mongo_connect(const ordo_config_t *conf, char *errstr,
-                                      size_t errstr_size) {
-        bson_error_t e;
-        mongoc_uri_t *uri;
-        mongoc_client_t *client;
-        mongoc_init();
-        uri = mongoc_uri_new_with_error(ordo_config_get(conf, "mongo.uri"), &e);
-        if (!uri) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                return NULL;
-        }
-        if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-                mongoc_uri_set_option_as_int32(
-                    uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-        client = mongoc_client_new_from_uri_with_error(uri, &e);
-        mongoc_uri_destroy(uri);
-        if (!client)
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-        else
-                mongoc_client_set_error_api(client, 2);
-        return client;
-}
-
-/* 1 if the target holds read-model data, 0 if not, -1 on error. */
-static int target_used(const char *which, const ordo_config_t *conf,
-                       const char *into, char *errstr, size_t errstr_size) {
-        int used = 0;
-        size_t i;
-        if (!strcmp(which, "redis")) {
-                redisContext *c = redis_connect(conf, errstr, errstr_size);
-                if (!c)
-                        return -1;
-                if (redis_each_prefix_key(c, into, found_any, &used)) {
-                        snprintf(errstr, errstr_size, "redis SCAN failed");
-                        used = -1;
-                }
-                redisFree(c);
-                return used;
-        }
-        mongoc_client_t *client = mongo_connect(conf, errstr, errstr_size);
-        if (!client)
-                return -1;
-        for (i = 0; i < 5 && !used; i++) {
-                mongoc_collection_t *coll =
-                    mongoc_client_get_collection(client, into, mongo_colls[i]);
-                bson_t filter = BSON_INITIALIZER;
-                bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-                bson_error_t e;
-                int64_t n = mongoc_collection_count_documents(
-                    coll, &filter, opts, NULL, NULL, &e);
-                if (n < 0) {
-                        snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                        used = -1;
-                } else if (n > 0)
-                        used = 1;
-                bson_destroy(opts);
-                mongoc_collection_destroy(coll);
-        }
-        mongoc_client_destroy(client);
-        return used;
-}
-
-/* A database ordo may drop holds only read-model collections, at least
- * one. 1 if so, 0 if not (errstr says why), -1 if it cannot tell. */
-static int mongo_is_read_model(mongoc_database_t *db, const char *name,
-                               char *errstr, size_t errstr_size) {
-        bson_error_t e;
-        char **names =
-            mongoc_database_get_collection_names_with_opts(db, NULL, &e);
-        int ok = 1;
-        size_t i, j;
-
-        if (!names) {
-                snprintf(errstr, errstr_size, "mongo: listing %s: %s", name,
-                         e.message);
-                return -1;
-        }
-        if (!names[0]) {
-                snprintf(errstr, errstr_size,
-                         "database \"%s\" holds no read model; nothing "
-                         "dropped",
-                         name);
-                ok = 0;
-        }
-        for (i = 0; names[i] && ok; i++) {
-                for (j = 0; j < sizeof(mongo_colls) / sizeof(mongo_colls[0]);
-                     j++)
-                        if (!strcmp(names[i], mongo_colls[j]))
-                                break;
-                if (j == sizeof(mongo_colls) / sizeof(mongo_colls[0])) {
-                        snprintf(errstr, errstr_size,
-                                 "database \"%s\" holds \"%.80s\", which is "
-                                 "not one of ordo's read-model collections; "
-                                 "not dropped",
-                                 name, names[i]);
-                        ok = 0;
-                }
-        }
-        bson_strfreev(names);
-        return ok;
-}
-
 ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
                              const char *into, char *errstr,
                              size_t errstr_size) {
-        ordo_err_t err = ORDO_ERR_OK;
-        if ((err = ordo__rebuild_target_check(which, conf, into, errstr,
-                                              errstr_size)))
-                return err;
-        if (!strcmp(which, "redis")) {
-                int bad = 0;
-                redisContext *c = redis_connect(conf, errstr, errstr_size);
-                if (!c)
-                        return ORDO_ERR_UNAVAILABLE;
-                if (redis_each_prefix_key(c, into, delete_keys, &bad) || bad) {
-                        snprintf(errstr, errstr_size,
-                                 "redis: deleting %s* failed", into);
-                        err = ORDO_ERR_REDIS;
-                }
-                redisFree(c);
-                return err;
-        }
-        mongoc_client_t *client = mongo_connect(conf, errstr, errstr_size);
-        mongoc_database_t *db;
-        bson_error_t e;
-        int ok;
-        if (!client)
-                return ORDO_ERR_UNAVAILABLE;
-        db = mongoc_client_get_database(client, into);
-        ok = mongo_is_read_model(db, into, errstr, errstr_size);
-        if (ok <= 0)
-                err = ok < 0 ? ORDO_ERR_UNAVAILABLE : ORDO_ERR_INVALID_ARG;
-        else if (!mongoc_database_drop(db, &e)) {
-                snprintf(errstr, errstr_size, "mongo: dropping %s: %s", into,
-                         e.message);
-                err = ORDO_ERR_MONGO;
-        }
-        mongoc_database_destroy(db);
-        mongoc_client_destroy(client);
-        return err;
+        ordo_err_t err =
+            ordo__rebuild_target_check(which, conf, into, errstr, errstr_size);
+        return err ? err
+                   : ordo_store_drop(which, conf, into, errstr, errstr_size);
 }
 
 /* An event the store refuses for good: logged and counted; the rebuild
@@ -473,7 +243,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                          why);
                 return ORDO_ERR_INVALID_ARG;
         }
-        used = target_used(which, conf, into, errstr, errstr_size);
+        used = ordo_store_target_used(which, conf, into, errstr, errstr_size);
         if (used) {
                 if (used > 0)
                         snprintf(errstr, errstr_size,

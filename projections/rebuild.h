@@ -60,8 +60,4 @@ ordo_err_t ordo__rebuild_target_check(const char *which,
                                       const char *name, char *errstr,
                                       size_t errstr_size);
 
-/* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
- * 2 * strlen(s) + 1 bytes. */
-void ordo__redis_glob_escape(const char *s, char *out);
-
 #endif

@@ -27,6 +27,7 @@
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
+#include "projection.h"
 #include "rebuild.h"
 #include "stream.h"
 
@@ -942,10 +943,17 @@ static ordo_err_t diff_redis(const ordo_config_t *conf, const char *tmp,
         redisContext *c = redisConnectWithTimeout(
             ordo_config_get(conf, "redis.host"),
             (int)ordo_config_get_int(conf, "redis.port"), tv);
-        char esc[200], pat[220];
+        char esc[200], pat[220]; /* prefixes are at most 64 bytes */
         size_t f;
         int dir;
 
+        if (strlen(live) > 64 || strlen(tmp) > 64) {
+                snprintf(errstr, errstr_size,
+                         "redis.prefix longer than 64 bytes");
+                if (c)
+                        redisFree(c);
+                return ORDO_ERR_INVALID_ARG;
+        }
         if (!c || c->err) {
                 snprintf(errstr, errstr_size, "redis: %s",
                          c ? c->errstr : "out of memory");

@@ -753,3 +753,125 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
         }
         return ORDO_ERR_OK;
 }
+
+/* ---- a whole prefix: whether it is used, and dropping it ------------- */
+
+void ordo__redis_glob_escape(const char *s, char *out) {
+        for (; *s; s++) {
+                if (strchr("*?[]\\^", *s))
+                        *out++ = '\\';
+                *out++ = *s;
+        }
+        *out = '\0';
+}
+
+/* Calls fn for every key matching pattern, in SCAN batches; stops early
+ * when fn returns non-zero. -1 on a Redis error. */
+static int scan_keys(redisContext *c, const char *pattern,
+                     int (*fn)(redisContext *, redisReply *, void *),
+                     void *opaque) {
+        char cursor[32] = "0";
+        do {
+                redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000",
+                                             cursor, pattern);
+                int stop;
+                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                        if (r)
+                                freeReplyObject(r);
+                        return -1;
+                }
+                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+                stop = r->element[1]->elements && fn(c, r->element[1], opaque);
+                freeReplyObject(r);
+                if (stop)
+                        return 0;
+        } while (strcmp(cursor, "0"));
+        return 0;
+}
+
+static int found_any(redisContext *c, redisReply *keys, void *opaque) {
+        (void)c;
+        (void)keys;
+        *(int *)opaque = 1;
+        return 1;
+}
+
+static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
+        size_t i;
+        for (i = 0; i < keys->elements; i++)
+                redisAppendCommand(c, "UNLINK %b", keys->element[i]->str,
+                                   (size_t)keys->element[i]->len);
+        for (i = 0; i < keys->elements; i++) {
+                redisReply *r = NULL;
+                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                        *(int *)opaque = -1;
+                        return 1;
+                }
+                freeReplyObject(r);
+        }
+        return 0;
+}
+
+static redisContext *redis_connect(const char *host, int port, char *errstr,
+                                   size_t errstr_size) {
+        struct timeval tv = { 10, 0 };
+        redisContext *c = redisConnectWithTimeout(host, port, tv);
+        if (!c || c->err) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s", host, port,
+                         c ? c->errstr : "out of memory");
+                if (c)
+                        redisFree(c);
+                return NULL;
+        }
+        return c;
+}
+
+/* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. The
+ * prefix is matched literally (its glob characters escaped); one longer
+ * than PREFIX_MAX is an error. */
+static int redis_each_prefix_key(redisContext *c, const char *prefix,
+                                 int (*fn)(redisContext *, redisReply *,
+                                           void *),
+                                 void *opaque) {
+        char esc[2 * PREFIX_MAX + 1], pat[sizeof(esc) + 2];
+        if (strlen(prefix) > PREFIX_MAX)
+                return -1;
+        ordo__redis_glob_escape(prefix, esc);
+        snprintf(pat, sizeof(pat), "%s*", esc);
+        if (scan_keys(c, pat, fn, opaque))
+                return -1;
+        snprintf(pat, sizeof(pat), "{%s*", esc);
+        return scan_keys(c, pat, fn, opaque);
+}
+
+int ordo_redis_prefix_used(const char *host, int port, const char *prefix,
+                           char *errstr, size_t errstr_size) {
+        int used = 0;
+        redisContext *c = redis_connect(host, port, errstr, errstr_size);
+        if (!c)
+                return -1;
+        if (redis_each_prefix_key(c, prefix, found_any, &used)) {
+                snprintf(errstr, errstr_size, "redis SCAN of %.80s failed",
+                         prefix);
+                used = -1;
+        }
+        redisFree(c);
+        return used;
+}
+
+ordo_err_t ordo_redis_prefix_drop(const char *host, int port,
+                                  const char *prefix, char *errstr,
+                                  size_t errstr_size) {
+        int bad = 0;
+        ordo_err_t err = ORDO_ERR_OK;
+        redisContext *c = redis_connect(host, port, errstr, errstr_size);
+        if (!c)
+                return ORDO_ERR_UNAVAILABLE;
+        if (redis_each_prefix_key(c, prefix, delete_keys, &bad) || bad) {
+                snprintf(errstr, errstr_size, "redis: deleting %.80s* failed",
+                         prefix);
+                err = ORDO_ERR_REDIS;
+        }
+        redisFree(c);
+        return err;
+}

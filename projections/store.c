@@ -83,3 +83,27 @@ void ordo_store_close(ordo_store_t *s) {
         s->mongo = NULL;
         s->redis = NULL;
 }
+
+int ordo_store_target_used(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_db_used(ordo_config_get(conf, "mongo.uri"),
+                                          target, errstr, errstr_size);
+        return ordo_redis_prefix_used(
+            ordo_config_get(conf, "redis.host"),
+            (int)ordo_config_get_int(conf, "redis.port"), target, errstr,
+            errstr_size);
+}
+
+ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_db_drop(ordo_config_get(conf, "mongo.uri"),
+                                          target, errstr, errstr_size);
+        return ordo_redis_prefix_drop(
+            ordo_config_get(conf, "redis.host"),
+            (int)ordo_config_get_int(conf, "redis.port"), target, errstr,
+            errstr_size);
+}

@@ -46,4 +46,16 @@ ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
                                     size_t *settled, char *errstr,
                                     size_t errstr_size);
 
+/* which: "mongo" or "redis"; target: a database or key prefix. 1 if it
+ * holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
+int ordo_store_target_used(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size);
+/* Removes the target (projection.h: ordo_mongo_db_drop,
+ * ordo_redis_prefix_drop). The caller refuses the live one first
+ * (rebuild.h: ordo__rebuild_target_check). */
+ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size);
+
 #endif
