@@ -80,28 +80,51 @@ static const char lua_reject_order[] =
     "'last_rejection_command', ARGV[2], 'last_rejection_reason', ARGV[3])\n"
     "return 1\n";
 
-/* Earnings: KEYS hash, guard; ARGV source/partition, offset, d_pending,
- * d_settled, d_reversed. Returns the settled total either way. Every new
- * total is checked before anything changes, so a refused event (a total
- * that would leave int64) is never half applied: the script answers
+/* Earnings: KEYS hash, guard; ARGV one or more entries of five:
+ * source/partition, offset, d_pending, d_settled, d_reversed (a chunk's
+ * commission events of one beneficiary, folded; each partition's in
+ * offset order). An entry applies when its offset is newer than its
+ * partition's guard. Returns the settled total either way.
+ * Every running total is checked before anything changes, so a refused
+ * call (a total that would leave int64) changes nothing: it answers
  * ORDO_REFUSED and the caller parks the event. Lua numbers are doubles:
- * the bound 9.2e18 leaves room for their rounding below 2^63. */
+ * the bound 9.2e18 leaves room for their rounding below 2^63; the
+ * increments themselves go to HINCRBY as the exact strings. */
 static const char lua_earn[] =
-    "local o = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '-1')\n"
-    "if tonumber(ARGV[2]) > o then\n"
-    "  local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
-    "  for i = 1, 3 do\n"
-    "    local cur = tonumber(redis.call('HGET', KEYS[1], f[i]) or '0')\n"
-    "    local d = tonumber(ARGV[2 + i])\n"
-    "    if not cur or not d or cur + d > 9.2e18 or cur + d < -9.2e18 then\n"
-    "      return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
+    "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
+    "local cur, seen, todo = {}, {}, {}\n"
+    "for i = 1, 3 do\n"
+    "  cur[i] = tonumber(redis.call('HGET', KEYS[1], f[i]) or '0')\n"
+    "end\n"
+    "for j = 1, #ARGV, 5 do\n"
+    "  local src, off = ARGV[j], tonumber(ARGV[j + 1])\n"
+    "  local o = seen[src]\n"
+    "  if o == nil then\n"
+    "    o = tonumber(redis.call('HGET', KEYS[2], src) or '-1')\n"
+    "  end\n"
+    "  if off > o then\n"
+    "    for i = 1, 3 do\n"
+    "      local d = tonumber(ARGV[j + 1 + i])\n"
+    "      if not cur[i] or not d then\n"
+    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. "
+    "' is not a number')\n"
+    "      end\n"
+    "      cur[i] = cur[i] + d\n"
+    "      if cur[i] > 9.2e18 or cur[i] < -9.2e18 then\n"
+    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
     "leave the int64 range')\n"
+    "      end\n"
     "    end\n"
+    "    todo[#todo + 1] = j\n"
+    "    o = off\n"
     "  end\n"
+    "  seen[src] = o\n"
+    "end\n"
+    "for _, j in ipairs(todo) do\n"
     "  for i = 1, 3 do\n"
-    "    redis.call('HINCRBY', KEYS[1], f[i], ARGV[2 + i])\n"
+    "    redis.call('HINCRBY', KEYS[1], f[i], ARGV[j + 1 + i])\n"
     "  end\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+    "  redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1])\n"
     "end\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
 
@@ -565,7 +588,7 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         return err;
 }
 
-enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER };
+enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
 
 /* Which key an event's command writes under a version guard, so that the
  * chunk's commands of one key may be folded into one. */
@@ -596,6 +619,11 @@ static int fold_kind(const ordo_msg_t *m, const char **id) {
         case ORDO_MSG_ORDER_SETTLED:
                 *id = m->u.settled.order_id;
                 return FOLD_ORDER;
+        case ORDO_MSG_COMMISSION_ACCRUED:
+        case ORDO_MSG_COMMISSION_REVERSED:
+        case ORDO_MSG_COMMISSION_SETTLED:
+                *id = m->u.commission.beneficiary_id;
+                return FOLD_EARN;
         default:
                 return FOLD_NONE;
         }
@@ -620,9 +648,11 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
  * an order hash's ARGS are field/value pairs, where a later event's value
  * wins (events of one aggregate come in version order). Applying k is
  * then what applying the two one after the other under their guards
- * gives, whatever version is stored. 0 when k has no room: not folded. */
+ * gives, whatever version is stored. Earnings append s's entry: the
+ * script guards each by its own partition offset. 0 when k has no room:
+ * not folded. */
 static int fold(cmd_t *k, const cmd_t *s, int kind) {
-        int vi = kind == FOLD_STOCK ? 5 : 4, i, j;
+        int vi = kind == FOLD_ORDER ? 4 : 5, i, j;
         long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
         size_t need = 0;
 
@@ -630,6 +660,13 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
                 need += s->len[i] + 1;
         if (k->used + need > sizeof(k->buf) || k->argc + s->argc > ARGS_MAX)
                 return 0;
+        if (kind == FOLD_EARN) { /* one more entry; the script orders them */
+                for (i = vi; i < s->argc; i++)
+                        set_arg(k, k->argc++, s->argv[i], s->len[i]);
+                if (s->leader)
+                        k->leader = s->leader;
+                return 1;
+        }
         if (kind == FOLD_STOCK) {
                 if (sv > kv)
                         return set_arg(k, vi, s->argv[vi], s->len[vi]) &&
