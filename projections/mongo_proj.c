@@ -3,7 +3,8 @@
  * commissions, earnings, referrals.
  *
  * Workload: batches from the Kafka consume loop, re-applied whole or in part
- * after a crash or an outage. One ordered bulk per collection per batch.
+ * after a crash or an outage. One ordered bulk per collection per batch;
+ * the later events of one document are folded into one update (advance).
  *
  * Idempotence without write errors. A guarded upsert ("filter version < v,
  * upsert") raises a duplicate-key error whenever the guard fails, and an

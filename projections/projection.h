@@ -4,8 +4,10 @@
  *
  * Tuned for the Kafka consume loop: batches of a few hundred to a few
  * thousand events, one MongoDB bulk per collection and one Redis pipeline
- * per batch. Every write is idempotent, so the caller may re-apply the same
- * batch, or any overlapping prefix of it, after a crash or an outage:
+ * per batch, with the batch's events of one document or key folded into
+ * one guarded write (decision 0015). Every write is idempotent, so the
+ * caller may re-apply the same batch, or any overlapping prefix of it,
+ * after a crash or an outage:
  *   - a per-aggregate document or hash (activity, order, commission entry,
  *     stock) changes only when the event's version is newer than the one
  *     stored with it;
