@@ -8,10 +8,20 @@
 
 #include <signal.h>
 
+#include <librdkafka/rdkafka.h>
+
+#include "codec.h"
 #include "config.h"
 #include "err.h"
 #include "projection.h"
 #include "store.h"
+
+/* Decodes one event message into msg and rec (source: the short topic
+ * name); 0, or -1 after logging it as skipped (undecodable: a foreign
+ * writer). */
+int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
+                      const char *source, const char *stage, ordo_msg_t *msg,
+                      ordo_event_rec_t *rec);
 
 /* which: "mongo" or "redis". Runs until *stop; a store outage pauses the
  * stage with retries and backoff, it never skips a batch. An event the

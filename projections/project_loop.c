@@ -16,8 +16,6 @@
 #include "projection.h"
 #include "clock.h"
 
-#define BACKOFF_MAX_MS 5000
-
 static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
                                              ORDO_TOPIC_ORDER_EVENTS,
                                              ORDO_TOPIC_REFERRAL_EVENTS,
@@ -33,6 +31,8 @@ typedef struct {
         char dead[256];
         rd_kafka_message_t **rkms;
         const ordo_event_rec_t *recs;
+        rd_kafka_t *consumer;
+        rd_kafka_topic_partition_list_t *paused;
         size_t *msg_of;
         int64_t parked, parked_batch;
 } store_t;
@@ -75,46 +75,32 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                          rd_kafka_err2str(kerr));
 }
 
-/* Retries the batch until it is acknowledged (or parked, event by event)
- * or we are asked to stop. The consumer is paused meanwhile, and polled
- * so the group keeps us. */
-static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
-                                   const ordo_event_rec_t *recs, size_t n,
-                                   volatile sig_atomic_t *stop) {
-        char errstr[512];
-        int backoff = 100, paused = 0;
-        size_t off = 0, settled;
-        ordo_err_t err;
-        rd_kafka_topic_partition_list_t *a = NULL;
+/* While the store is away: the consumer is paused, and polled so the
+ * group keeps us. */
+static void pause_and_poll(void *opaque, int first) {
+        store_t *s = opaque;
+        if (first && !s->paused &&
+            !rd_kafka_assignment(s->consumer, &s->paused)) {
+                rd_kafka_pause_partitions(s->consumer, s->paused);
+        }
+        rd_kafka_consumer_poll(s->consumer, 0);
+}
 
-        while ((err = ordo_store_apply_parking(&s->store, recs + off, n - off,
-                                               park, s, &settled, errstr,
-                                               sizeof(errstr)))) {
-                off += settled;
-                if (!paused && !rd_kafka_assignment(consumer, &a)) {
-                        rd_kafka_pause_partitions(consumer, a);
-                        paused = 1;
-                }
-                ORDO_LOG(WARN, s->which,
-                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
-                         "error=\"%s\"",
-                         backoff, errstr);
-                if (*stop)
-                        break;
-                usleep((useconds_t)backoff * 1000);
-                rd_kafka_consumer_poll(consumer, 0);
-                backoff =
-                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+/* The batch applied or parked (or *stop), then the consumer resumed and
+ * the dead letters written before the offsets that pass them are
+ * committed. */
+static ordo_err_t apply_batch(store_t *s, const ordo_event_rec_t *recs,
+                              size_t n, volatile sig_atomic_t *stop) {
+        char errstr[512];
+        ordo_err_t err = ordo_store_apply_until_done(
+            &s->store, s->which, recs, n, park, s, pause_and_poll, s, stop,
+            errstr, sizeof(errstr));
+
+        if (s->paused) {
+                rd_kafka_resume_partitions(s->consumer, s->paused);
+                rd_kafka_topic_partition_list_destroy(s->paused);
+                s->paused = NULL;
         }
-        if (paused) {
-                rd_kafka_resume_partitions(consumer, a);
-                if (!err)
-                        ORDO_LOG(INFO, s->which, "msg=\"store back\"");
-        }
-        if (a)
-                rd_kafka_topic_partition_list_destroy(a);
-        /* The dead letters are written before the offsets that skip their
-         * events are committed. */
         if (!err && s->parked_batch &&
             rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
                 ORDO_LOG(ERROR, s->which,
@@ -124,11 +110,87 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
         return err;
 }
 
+/* Up to max messages: waits up to wait_ms for the first, then takes what
+ * is already there. */
+static size_t poll_batch(rd_kafka_t *consumer, rd_kafka_message_t **rkms,
+                         size_t max, int wait_ms) {
+        int64_t deadline = ordo_monotonic_ms() + wait_ms;
+        size_t n = 0;
+
+        while (n < max) {
+                int64_t left = deadline - ordo_monotonic_ms();
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(
+                    consumer, n ? 0 : (int)(left > 0 ? left : 0));
+                if (!m) {
+                        if (n || ordo_monotonic_ms() >= deadline)
+                                break;
+                        continue;
+                }
+                if (m->err) {
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                rkms[n++] = m;
+        }
+        return n;
+}
+
+int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
+                      const char *source, const char *stage, ordo_msg_t *msg,
+                      ordo_event_rec_t *rec) {
+        char why[256];
+
+        if (!m->payload || ordo_codec_decode(codec, m->payload, m->len, msg,
+                                             why, sizeof(why))) {
+                /* Only processors write these topics, so this is a foreign
+                 * writer: skip, loudly. */
+                ORDO_LOG(ERROR, stage,
+                         "msg=\"undecodable event skipped\" topic=%s "
+                         "partition=%d offset=%lld reason=\"%s\"",
+                         rd_kafka_topic_name(m->rkt), (int)m->partition,
+                         (long long)m->offset,
+                         m->payload ? why : "empty message");
+                return -1;
+        }
+        rec->msg = msg;
+        rec->source = source;
+        rec->partition = m->partition;
+        rec->offset = m->offset;
+        return 0;
+}
+
+/* Commits the offsets after the batch's messages and frees them. Issued
+ * only after the writes are acknowledged, and asynchronous: waiting for
+ * the coordinator's answer would add a round trip to every batch's
+ * latency. A lost or failed commit means redelivery, which the guards
+ * absorb (read-models.md "Idempotence and recovery"). */
+static void commit_batch(rd_kafka_t *consumer, const char *which,
+                         rd_kafka_message_t **rkms, size_t n) {
+        rd_kafka_topic_partition_list_t *offsets =
+            rd_kafka_topic_partition_list_new(8);
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                const char *t = rd_kafka_topic_name(rkms[i]->rkt);
+                rd_kafka_topic_partition_t *e =
+                    rd_kafka_topic_partition_list_find(offsets, t,
+                                                       rkms[i]->partition);
+                if (!e)
+                        e = rd_kafka_topic_partition_list_add(
+                            offsets, t, rkms[i]->partition);
+                e->offset = rkms[i]->offset + 1;
+                rd_kafka_message_destroy(rkms[i]);
+        }
+        if (rd_kafka_commit(consumer, offsets, 1))
+                ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
+        rd_kafka_topic_partition_list_destroy(offsets);
+}
+
 ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size) {
         store_t store;
-        char group[256], name[256], why[256];
+        char group[256], name[256];
         rd_kafka_t *consumer = NULL;
         rd_kafka_topic_partition_list_t *topics;
         ordo_codec_t *codec = NULL;
@@ -169,6 +231,7 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                  ordo_config_get(conf, "group.prefix"), which);
         consumer = ordo_kafka_consumer_new(conf, group, NULL, NULL, errstr,
                                            errstr_size);
+        store.consumer = consumer;
         if (!rkms || !msgs || !recs || !store.msg_of) {
                 snprintf(errstr, errstr_size, "out of memory");
                 err = ORDO_ERR_NOMEM;
@@ -194,85 +257,30 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         ORDO_LOG(INFO, which, "msg=started group=%s", group);
 
         while (!*stop) {
-                int64_t deadline = ordo_monotonic_ms() + wait_ms;
-                size_t k = 0;
-                rd_kafka_topic_partition_list_t *offsets;
-                n = 0;
-                while (n < max) {
-                        int64_t left = deadline - ordo_monotonic_ms();
-                        rd_kafka_message_t *m = rd_kafka_consumer_poll(
-                            consumer, n ? 0 : (int)(left > 0 ? left : 0));
-                        if (!m) {
-                                if (n || ordo_monotonic_ms() >= deadline)
-                                        break;
-                                continue;
-                        }
-                        if (m->err) {
-                                rd_kafka_message_destroy(m);
-                                continue;
-                        }
-                        rkms[n++] = m;
-                }
-                if (!n)
-                        continue;
+                size_t k = 0,
+                       plen = strlen(ordo_config_get(conf, "topic.prefix"));
+                n = poll_batch(consumer, rkms, max, wait_ms);
                 for (i = 0; i < n; i++) {
                         const char *t = rd_kafka_topic_name(rkms[i]->rkt);
-                        size_t plen =
-                            strlen(ordo_config_get(conf, "topic.prefix"));
-                        if (!rkms[i]->payload ||
-                            ordo_codec_decode(codec, rkms[i]->payload,
-                                              rkms[i]->len, &msgs[k], why,
-                                              sizeof(why))) {
-                                /* Only processors write these topics, so
-                                 * this is a foreign writer: skip, loudly. */
-                                ORDO_LOG(ERROR, which,
-                                         "msg=\"undecodable event skipped\" "
-                                         "topic=%s partition=%d offset=%lld "
-                                         "reason=\"%s\"",
-                                         t, (int)rkms[i]->partition,
-                                         (long long)rkms[i]->offset, why);
+                        if (ordo_decode_event(codec, rkms[i],
+                                              strlen(t) > plen ? t + plen : t,
+                                              which, &msgs[k], &recs[k])) {
                                 skipped++;
                                 continue;
                         }
-                        recs[k].msg = &msgs[k];
-                        recs[k].source = strlen(t) > plen ? t + plen : t;
-                        recs[k].partition = rkms[i]->partition;
-                        recs[k].offset = rkms[i]->offset;
-                        store.msg_of[k] = i;
-                        k++;
+                        store.msg_of[k++] = i;
                 }
-                err = k ? apply_until_done(&store, consumer, recs, k, stop)
-                        : ORDO_ERR_OK;
-                if (err) {
+                if (k && apply_batch(&store, recs, k, stop)) {
                         /* Stopping mid-outage: nothing committed, the
                          * batch comes again on restart. */
                         snprintf(errstr, errstr_size,
                                  "stopped while the store was unavailable");
-                        err = ORDO_ERR_OK;
                         for (i = 0; i < n; i++)
                                 rd_kafka_message_destroy(rkms[i]);
                         break;
                 }
-                offsets = rd_kafka_topic_partition_list_new(8);
-                for (i = 0; i < n; i++) {
-                        const char *t = rd_kafka_topic_name(rkms[i]->rkt);
-                        rd_kafka_topic_partition_t *e =
-                            rd_kafka_topic_partition_list_find(
-                                offsets, t, rkms[i]->partition);
-                        if (!e)
-                                e = rd_kafka_topic_partition_list_add(
-                                    offsets, t, rkms[i]->partition);
-                        e->offset = rkms[i]->offset + 1;
-                        rd_kafka_message_destroy(rkms[i]);
-                }
-                /* Issued only after the writes are acknowledged, and
-                 * asynchronous: waiting for the coordinator's answer would
-                 * add a round trip to every batch's latency. A lost or
-                 * failed commit means redelivery, which the guards absorb
-                 * (read-models.md "Idempotence and recovery"). */
-                if (rd_kafka_commit(consumer, offsets, 1))
-                        ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
-                rd_kafka_topic_partition_list_destroy(offsets);
+                if (n)
+                        commit_batch(consumer, which, rkms, n);
                 applied += (int64_t)k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,

@@ -33,8 +33,6 @@
 #include "projection.h"
 #include "clock.h"
 
-#define BACKOFF_MAX_MS 5000
-
 static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
                                              ORDO_TOPIC_ORDER_EVENTS,
                                              ORDO_TOPIC_REFERRAL_EVENTS,
@@ -128,31 +126,6 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  ordo_msg_type_name(rec->msg->type), ordo_err_name(err),
                  reason);
         st->parked++;
-}
-
-/* As the live projection: a store outage pauses, it never skips. */
-static ordo_err_t apply_until_done(ordo_store_t *s,
-                                   const ordo_event_rec_t *recs, size_t n,
-                                   ordo_rebuild_stats_t *st,
-                                   volatile sig_atomic_t *stop, char *errstr,
-                                   size_t errstr_size) {
-        int backoff = 100;
-        size_t off = 0, settled;
-        ordo_err_t err;
-        while (
-            (err = ordo_store_apply_parking(s, recs + off, n - off, park, st,
-                                            &settled, errstr, errstr_size)) &&
-            !*stop) {
-                off += settled;
-                ORDO_LOG(WARN, "rebuild",
-                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
-                         "error=\"%s\"",
-                         backoff, errstr);
-                usleep((useconds_t)backoff * 1000);
-                backoff =
-                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-        }
-        return err;
 }
 
 /* The group must be new: committing into a live group would move a
@@ -368,26 +341,13 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                                          "msg=\"consume error\" error=\"%s\"",
                                          rd_kafka_message_errstr(m));
                         } else if (m->offset < tp->end[part]) {
-                                char why[256];
-                                if (!m->payload ||
-                                    ordo_codec_decode(codec, m->payload, m->len,
-                                                      &msgs[n], why,
-                                                      sizeof(why))) {
-                                        ORDO_LOG(ERROR, "rebuild",
-                                                 "msg=\"undecodable event "
-                                                 "skipped\" topic=%s "
-                                                 "partition=%d offset=%lld",
-                                                 tp->name, (int)part,
-                                                 (long long)m->offset);
+                                if (ordo_decode_event(
+                                        codec, m,
+                                        ordo_topic_short(event_topics[tp - t]),
+                                        "rebuild", &msgs[n], &recs[n]))
                                         stats->skipped++;
-                                } else {
-                                        recs[n].msg = &msgs[n];
-                                        recs[n].source = ordo_topic_short(
-                                            event_topics[tp - t]);
-                                        recs[n].partition = part;
-                                        recs[n].offset = m->offset;
+                                else
                                         n++;
-                                }
                                 tp->next[part] = m->offset + 1;
                                 if (m->offset + 1 >= tp->end[part])
                                         done_part = 1;
@@ -409,8 +369,9 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                         rd_kafka_message_destroy(m);
                 }
                 if (flush && n) {
-                        err = apply_until_done(&store, recs, n, stats, stop,
-                                               errstr, errstr_size);
+                        err = ordo_store_apply_until_done(
+                            &store, "rebuild", recs, n, park, stats, NULL, NULL,
+                            stop, errstr, errstr_size);
                         if (err)
                                 break;
                         stats->applied += (int64_t)n;

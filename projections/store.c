@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -106,4 +107,38 @@ ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
             ordo_config_get(conf, "redis.host"),
             (int)ordo_config_get_int(conf, "redis.port"), target, errstr,
             errstr_size);
+}
+
+#define BACKOFF_MAX_MS 5000
+
+ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
+                                       const ordo_event_rec_t *recs, size_t n,
+                                       ordo_park_fn *park, void *opaque,
+                                       ordo_wait_fn *wait, void *wait_opaque,
+                                       volatile sig_atomic_t *stop,
+                                       char *errstr, size_t errstr_size) {
+        int backoff = 100, waited = 0;
+        size_t off = 0, settled;
+        ordo_err_t err;
+
+        while ((err = ordo_store_apply_parking(s, recs + off, n - off, park,
+                                               opaque, &settled, errstr,
+                                               errstr_size))) {
+                off += settled;
+                if (wait)
+                        wait(wait_opaque, !waited);
+                waited = 1;
+                ORDO_LOG(WARN, stage,
+                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
+                         "error=\"%s\"",
+                         backoff, errstr);
+                if (*stop)
+                        break;
+                usleep((useconds_t)backoff * 1000);
+                backoff =
+                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        }
+        if (waited && !err)
+                ORDO_LOG(INFO, stage, "msg=\"store back\"");
+        return err;
 }

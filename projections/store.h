@@ -5,6 +5,7 @@
 #ifndef ORDO_STORE_H
 #define ORDO_STORE_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -45,6 +46,20 @@ ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
                                     ordo_park_fn *park, void *opaque,
                                     size_t *settled, char *errstr,
                                     size_t errstr_size);
+
+/* Called between attempts while the store is unavailable (first: 1 the
+ * first time): the live projection pauses and polls its consumer. */
+typedef void(ordo_wait_fn)(void *opaque, int first);
+
+/* apply_parking until every event is applied or parked, pausing with a
+ * backoff (up to 5 s) while the store is unavailable; wait may be NULL.
+ * Returns OK, or the retriable error when *stop was set meanwhile. */
+ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
+                                       const ordo_event_rec_t *recs, size_t n,
+                                       ordo_park_fn *park, void *opaque,
+                                       ordo_wait_fn *wait, void *wait_opaque,
+                                       volatile sig_atomic_t *stop,
+                                       char *errstr, size_t errstr_size);
 
 /* which: "mongo" or "redis"; target: a database or key prefix. 1 if it
  * holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
