@@ -1,6 +1,6 @@
 /*
- * ordo run | process | project: the stages as threads of one process, or
- * one stage alone.
+ * ordo run | process | project: stages of the table in stages.h as
+ * threads of one process, or one stage alone.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -9,35 +9,24 @@
 
 #include "commands.h"
 #include "log.h"
-#include "project.h"
-#include "stream.h"
+#include "stages.h"
 
 typedef struct {
-        const char *name;
-        const ordo_processor_def_t *def; /* NULL for a projection */
+        const ordo_stage_t *stage;
         const ordo_config_t *conf;
         ordo_stage_stats_t stats;
         ordo_err_t err;
         char errstr[512];
         pthread_t thread;
-} stage_t;
-
-static const char *const all_stages[] = { "activity",   "order", "referral",
-                                          "commission", "mongo", "redis" };
-#define N_STAGES (sizeof(all_stages) / sizeof(all_stages[0]))
+} running_t;
 
 static void *stage_main(void *arg) {
-        stage_t *s = arg;
-        if (s->def)
-                s->err =
-                    ordo_processor_run(s->def, s->conf, &ordo_stop, &s->stats,
-                                       s->errstr, sizeof(s->errstr));
-        else
-                s->err = ordo_projection_run(s->name, s->conf, &ordo_stop,
-                                             s->errstr, sizeof(s->errstr));
-        if (s->err) {
-                ORDO_LOG(ERROR, s->name, "msg=\"stage failed\" error=\"%s\"",
-                         s->errstr);
+        running_t *r = arg;
+        r->err = r->stage->main(r->stage, r->conf, &ordo_stop, &r->stats,
+                                r->errstr, sizeof(r->errstr));
+        if (r->err) {
+                ORDO_LOG(ERROR, r->stage->name,
+                         "msg=\"stage failed\" error=\"%s\"", r->errstr);
                 /* One failed stage stops the process: a supervisor
                  * restarts it whole, and exactly-once makes that safe. */
                 ordo_stop = 1;
@@ -45,34 +34,26 @@ static void *stage_main(void *arg) {
         return NULL;
 }
 
-static int known_stage(const char *name) {
-        size_t i;
-        for (i = 0; i < N_STAGES; i++)
-                if (!strcmp(all_stages[i], name))
-                        return 1;
-        return 0;
-}
-
-static int run_stages(ordo_config_t *conf, const char *const *names, size_t n) {
-        stage_t *stages = calloc(n, sizeof(*stages));
+static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
+                      size_t n) {
+        running_t *run = calloc(n, sizeof(*run));
         char errstr[512];
         size_t i;
         int rc = 0;
 
-        if (!stages)
+        if (!run)
                 return 2;
         if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
                 fprintf(stderr, "ordo: %s\n", errstr);
-                free(stages);
+                free(run);
                 return 1;
         }
         for (i = 0; i < n; i++) {
-                stages[i].name = names[i];
-                stages[i].def = ordo_processor_find(names[i]);
-                stages[i].conf = conf;
-                if (pthread_create(&stages[i].thread, NULL, stage_main,
-                                   &stages[i])) {
-                        fprintf(stderr, "ordo: cannot start %s\n", names[i]);
+                run[i].stage = stages[i];
+                run[i].conf = conf;
+                if (pthread_create(&run[i].thread, NULL, stage_main, &run[i])) {
+                        fprintf(stderr, "ordo: cannot start %s\n",
+                                stages[i]->name);
                         ordo_stop = 1;
                         n = i;
                         rc = 1;
@@ -80,18 +61,20 @@ static int run_stages(ordo_config_t *conf, const char *const *names, size_t n) {
                 }
         }
         for (i = 0; i < n; i++) {
-                pthread_join(stages[i].thread, NULL);
-                if (stages[i].err) {
-                        fprintf(stderr, "ordo: %s\n", stages[i].errstr);
+                pthread_join(run[i].thread, NULL);
+                if (run[i].err) {
+                        fprintf(stderr, "ordo: %s\n", run[i].errstr);
                         rc = 1;
                 }
         }
-        free(stages);
+        free(run);
         return rc;
 }
 
 int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
-        int i;
+        const ordo_stage_t **stages;
+        size_t n = 0, i;
+        int rc;
         if (ordo_wants_help(argc, argv)) {
                 printf("\nRuns the given stages (all six by default) as "
                        "threads until SIGINT or\nSIGTERM. Processors: "
@@ -101,36 +84,43 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                        "stops the process with a non-zero status.\n");
                 return 0;
         }
-        for (i = 1; i < argc; i++)
-                if (!known_stage(argv[i])) {
-                        fprintf(stderr,
-                                "ordo run: unknown stage \"%s\" (activity, "
-                                "order, referral, commission, mongo, redis)\n",
-                                argv[i]);
+        stages = calloc(ordo_n_stages + (size_t)argc, sizeof(*stages));
+        if (!stages)
+                return 2;
+        for (i = 1; i < (size_t)argc; i++)
+                if (!(stages[n++] = ordo_stage_find(argv[i]))) {
+                        fprintf(stderr, "ordo run: unknown stage \"%s\" (%s)\n",
+                                argv[i], ordo_stage_names());
+                        free(stages);
                         return 2;
                 }
-        if (argc > 1)
-                return run_stages(conf, (const char *const *)argv + 1,
-                                  (size_t)argc - 1);
-        return run_stages(conf, all_stages, N_STAGES);
+        if (!n)
+                for (; n < ordo_n_stages; n++)
+                        stages[n] = &ordo_stages[n];
+        rc = run_stages(conf, stages, n);
+        free(stages);
+        return rc;
 }
 
 int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
+        const ordo_stage_t *s;
         if (ordo_wants_help(argc, argv)) {
                 printf("\nRuns one processor until SIGINT or SIGTERM. Start "
                        "more instances with\ndistinct -X instance.id=N to "
                        "share partitions in its consumer group.\n");
                 return 0;
         }
-        if (argc != 2 || !ordo_processor_find(argv[1])) {
+        if (argc != 2 ||
+            !(s = ordo_stage_find_kind(argv[1], ORDO_STAGE_PROCESSOR))) {
                 fprintf(stderr, "ordo process: expected one of activity, "
                                 "order, referral, commission\n");
                 return 2;
         }
-        return run_stages(conf, (const char *const *)argv + 1, 1);
+        return run_stages(conf, &s, 1);
 }
 
 int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
+        const ordo_stage_t *s;
         if (ordo_wants_help(argc, argv)) {
                 printf("\nRuns one projection of the event topics into "
                        "MongoDB (mongo.uri, mongo.db)\nor Redis (redis.host, "
@@ -138,9 +128,9 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         if (argc != 2 ||
-            (strcmp(argv[1], "mongo") && strcmp(argv[1], "redis"))) {
+            !(s = ordo_stage_find_kind(argv[1], ORDO_STAGE_PROJECTION))) {
                 fprintf(stderr, "ordo project: expected mongo or redis\n");
                 return 2;
         }
-        return run_stages(conf, (const char *const *)argv + 1, 1);
+        return run_stages(conf, &s, 1);
 }
