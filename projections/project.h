@@ -23,13 +23,17 @@ int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
                       const char *source, const char *stage, ordo_msg_t *msg,
                       ordo_event_rec_t *rec);
 
-/* which: "mongo" or "redis". Runs until *stop; a store outage pauses the
- * stage with retries and backoff, it never skips a batch. An event the
- * store refuses for good is parked: an ERROR log line, the parked count
- * (progress lines, metrics) and a copy on the dead-letters topic with the
- * reason in its headers (ordo.error, ordo.stage, ordo.source.*); the
- * stage goes on with every other event. */
-ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
+/* Runs a projection stage of runtime/cli/stages.h (its name, "mongo" or
+ * "redis", picks the store; it reads the stage's inputs in the stage's
+ * group) until *stop; a store outage pauses the stage with retries and
+ * backoff, it never skips a batch. An event the store refuses for good is
+ * parked: an ERROR log line, the parked count (progress lines, metrics)
+ * and a copy on the dead-letters topic with the reason in its headers
+ * (ordo.error, ordo.stage, ordo.source.*); the stage goes on with every
+ * other event. */
+struct ordo_stage_s;
+ordo_err_t ordo_projection_run(const struct ordo_stage_s *stage,
+                               const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size);
 
