@@ -1051,11 +1051,17 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
         if ((reason = door_auth(gw, r, &msg)))
                 return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
                                   NO_HEADER);
-        if ((long long)length + atomic_load(&gw->unauth) > gw->unauth_max)
+        /* A Content-Length is held against the budget at once. */
+        if (atomic_fetch_add(&gw->unauth, (long long)length) +
+                (long long)length >
+            gw->unauth_max) {
+                atomic_fetch_sub(&gw->unauth, (long long)length);
                 return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
                                   "too many unauthenticated bytes held "
                                   "(ingest.unauth.bytes.max); retry",
                                   RETRY_AFTER(UNAVAILABLE_S));
+        }
+        r->held = (size_t)length;
         /* One deadline for the whole body. libmicrohttpd's timeout is idle
          * time, renewed by every byte; receive() sets it again to what is
          * left, so a byte now and then cannot keep the request open. */
@@ -1084,14 +1090,18 @@ static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
                 r->too_large |= !r->busy; /* read and dropped */
                 return MHD_YES;
         }
-        /* Held against the budget until the signature is checked. */
-        if (atomic_fetch_add(&gw->unauth, (long long)n) + (long long)n >
-            gw->unauth_max) {
-                atomic_fetch_sub(&gw->unauth, (long long)n);
-                r->busy = 1;
-                return MHD_YES;
+        /* Held against the budget until the signature is checked; a
+         * body without Content-Length is counted as it comes. */
+        if (r->len + n > r->held) {
+                long long more = (long long)(r->len + n - r->held);
+                if (atomic_fetch_add(&gw->unauth, more) + more >
+                    gw->unauth_max) {
+                        atomic_fetch_sub(&gw->unauth, more);
+                        r->busy = 1;
+                        return MHD_YES;
+                }
+                r->held += (size_t)more;
         }
-        r->held += n;
         if (r->len + n + 1 > r->cap) {
                 size_t cap = r->cap ? r->cap : 1024;
                 char *b;
