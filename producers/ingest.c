@@ -148,6 +148,7 @@ typedef struct req_s {
         int started;  /* the headers were seen */
         int answered; /* a response was queued */
         int timed_out;
+        unsigned status; /* of the answer after a wait for Kafka */
         route_t route;
         state_t state;
         ordo_keyset_t *keys; /* the set the key was found in, held */
@@ -231,7 +232,12 @@ static enum MHD_Result send_text(ordo_ingest_t *gw, req_t *r, unsigned status,
                                         "Ordo-HMAC-SHA256");
         ret = MHD_queue_response(c, status, resp);
         MHD_destroy_response(resp);
-        count_status(gw, status);
+        /* The answer to a request that waited for Kafka is counted once
+         * it is sent: its client may have gone (on_completed). */
+        if (r->state == ST_WAITING)
+                r->status = status;
+        else
+                count_status(gw, status);
         r->answered = 1;
         return ret;
 }
@@ -1180,10 +1186,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         req_t *r = *con_cls;
         (void)c;
 
-        /* A request that ends without an answer is counted too: one that
-         * missed its body deadline, or whose client went away (while its
-         * body came, or while it waited for Kafka). */
-        if (r && r->started && !r->answered) {
+        /* A request whose client went away while it waited for Kafka is
+         * counted as disconnected, not under the status it did not get;
+         * so is one that ends without an answer, or as timeout when it
+         * missed its body deadline. */
+        if (r && r->state == ST_WAITING) {
+                if (r->answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                        count_status(gw, r->status);
+                else
+                        atomic_fetch_add(&gw->metrics.disconnected, 1);
+        } else if (r && r->started && !r->answered) {
                 if (r->timed_out ||
                     toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
                         atomic_fetch_add(&gw->metrics.timed_out, 1);
