@@ -689,20 +689,27 @@ static ssize_t read_within(int fd, int ms, char *buf, size_t size) {
         return (ssize_t)len;
 }
 
+/* A new connection with a POST /v1/commands announcing length body bytes
+ * and the given start of the body ("" for none) sent; returns it. */
+static int open_post(const char *headers, size_t length, const char *body) {
+        char req[2048];
+        int fd = connect_to(ordo_ingest_port(gw));
+
+        snprintf(req, sizeof(req),
+                 "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
+                 "Content-Length: %zu\r\n\r\n%s",
+                 headers, length, body);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        return fd;
+}
+
 /* Sends only the headers of a POST announcing length body bytes, then
  * waits up to 5 s for an answer that must come before any body byte. */
 static int headers_only(const char *headers, size_t length, char *buf,
                         size_t size) {
-        char req[1024];
-        int fd = connect_to(ordo_ingest_port(gw));
-        ssize_t n;
+        int fd = open_post(headers, length, "");
+        ssize_t n = read_within(fd, 5000, buf, size);
 
-        snprintf(req, sizeof(req),
-                 "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
-                 "Content-Length: %zu\r\n\r\n",
-                 headers, length);
-        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-        n = read_within(fd, 5000, buf, size);
         close(fd);
         cr_assert_gt(n, 12, "no answer before the body");
         return atoi(buf + 9);
@@ -742,17 +749,13 @@ static void setup_door(void) {
  * idle timeout) does not keep the request past ingest.body.timeout.ms;
  * the request is counted under status="timeout". */
 Test(ingest, body_deadline_is_not_renewed_by_bytes, .init = setup_door) {
-        char headers[512], req[1024], buf[4096];
-        int fd = connect_to(ordo_ingest_port(gw)), i, closed = 0;
+        char headers[512], buf[4096];
+        int fd, i, closed = 0;
         resp_t r;
 
         sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), "x", headers,
              sizeof(headers));
-        snprintf(req, sizeof(req),
-                 "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
-                 "Content-Length: 1000\r\n\r\n",
-                 headers);
-        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        fd = open_post(headers, 1000, "");
         /* 1000 bytes at 5 a second would take 200 s; give it 8. */
         for (i = 0; i < 40 && !closed; i++) {
                 if (write(fd, " ", 1) != 1 ||
@@ -795,17 +798,13 @@ Test(ingest, connections_per_peer_are_capped, .init = setup_door) {
 /* ingest.unauth.bytes.max=150000: a body announced while 100000 bytes of
  * another unauthenticated one are held is 503 BUSY on its headers. */
 Test(ingest, unauthenticated_bytes_are_bounded, .init = setup_door) {
-        char headers[512], req[1024], buf[4096];
-        int fd = connect_to(ordo_ingest_port(gw));
+        char headers[512], buf[4096];
+        int fd;
         resp_t r;
 
         sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), "x", headers,
              sizeof(headers));
-        snprintf(req, sizeof(req),
-                 "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
-                 "Content-Length: 100000\r\n\r\n",
-                 headers);
-        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        fd = open_post(headers, 100000, "");
         usleep(200000);
         cr_assert_eq(headers_only(headers, 60000, buf, sizeof(buf)), 503, "%s",
                      buf);
@@ -873,25 +872,38 @@ static void setup_key_limit(void) {
         start(extra);
 }
 
-/* A new user_id per request does not get past the key's limit. */
-Test(ingest, limit_by_key, .init = setup_key_limit) {
-        char body[256], user[32], v[64];
-        resp_t r;
+/* n PlaceOrders, one line each, with user_ids tag0, tag1, ... */
+static const char *places(const char *tag, int n, char *out, size_t size) {
+        char one[256], user[32];
+        size_t len = 0;
         int i;
 
-        for (i = 0; i < 3; i++) {
-                snprintf(user, sizeof(user), "u%d", i);
-                r = post("/v1/commands", place_for(user, body, sizeof(body)));
-                cr_assert_eq(r.status, 202, "%s", r.body);
-                resp_free(&r);
+        out[0] = '\0';
+        for (i = 0; i < n; i++) {
+                snprintf(user, sizeof(user), "%s%d", tag, i);
+                place_for(user, one, sizeof(one));
+                len += (size_t)snprintf(out + len, size - len, "%s\n", one);
         }
-        r = post("/v1/commands", place_for("u-new", body, sizeof(body)));
+        return out;
+}
+
+/* In one request, so no refill can come between: a new user_id per line
+ * does not get past the key's limit (burst 3), another key has its own
+ * bucket, and the refused batch spent nothing. */
+Test(ingest, limit_by_key, .init = setup_key_limit) {
+        char body[2048], v[64];
+        resp_t r;
+
+        r = post("/v1/commands:batch", places("u", 4, body, sizeof(body)));
         cr_assert_eq(r.status, 429, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "X-Ordo-Key");
+        cr_assert(strstr(r.body, "\"lines\":[4]"), "%s", r.body);
         resp_free(&r);
-        /* Another key has its own bucket. */
-        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands",
-                    place_for("u-new", body, sizeof(body)), wall_ms());
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("f", 3, body, sizeof(body)), wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        r = post("/v1/commands:batch", places("w", 3, body, sizeof(body)));
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
 }
@@ -903,22 +915,23 @@ static void setup_peer_limit(void) {
         start(extra);
 }
 
-/* Neither a new user_id nor another key gets past the peer's limit. */
+/* Neither new user_ids nor another key get past the peer's limit. */
 Test(ingest, limit_by_peer, .init = setup_peer_limit) {
-        char body[256], v[64];
+        char body[2048], v[64];
         resp_t r;
 
-        r = post("/v1/commands", place_for("u1", body, sizeof(body)));
-        cr_assert_eq(r.status, 202, "%s", r.body);
-        resp_free(&r);
-        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands",
-                    place_for("u2", body, sizeof(body)), wall_ms());
-        cr_assert_eq(r.status, 202, "%s", r.body);
-        resp_free(&r);
-        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands",
-                    place_for("u3", body, sizeof(body)), wall_ms());
+        r = post("/v1/commands:batch", places("u", 3, body, sizeof(body)));
         cr_assert_eq(r.status, 429, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("f", 3, body, sizeof(body)), wall_ms());
+        cr_assert_eq(r.status, 429, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("g", 2, body, sizeof(body)), wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
 }
 
@@ -972,19 +985,15 @@ Test(ingest, path_as_sent_is_signed) {
 /* A client that leaves while its request waits for Kafka is counted under
  * status="disconnected" (and not under the 503 it never got). */
 Test(ingest, disconnected_while_waiting_is_counted, .init = setup_dead_broker) {
-        char headers[512], req[1024];
+        char headers[512];
         struct linger off = { 1, 0 };
-        int fd = connect_to(ordo_ingest_port(gw)), found = 0;
+        int fd, found = 0;
         int64_t end;
         resp_t r;
 
         sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), ok_body,
              headers, sizeof(headers));
-        snprintf(req, sizeof(req),
-                 "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
-                 "Content-Length: %zu\r\n\r\n%s",
-                 headers, strlen(ok_body), ok_body);
-        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        fd = open_post(headers, strlen(ok_body), ok_body);
         usleep(300000); /* it is waiting for the (dead) broker */
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
         close(fd); /* a reset, not a polite close */
