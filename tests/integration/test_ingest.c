@@ -1052,12 +1052,17 @@ Test(ingest, keys_reload) {
 Test(ingest, refusals_are_logged_at_a_bounded_rate) {
         char path[64], line[1024], headers[512], buf[4096];
         int saved = dup(2), fd, i, lines = 0, first = 0, skipped = 0;
+        int forged = 0, clean = 0;
         FILE *f;
 
         snprintf(path, sizeof(path), "/tmp/ordo-ingest-log-%d", (int)getpid());
         fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
         cr_assert(fd >= 0 && saved >= 0);
         dup2(fd, 2);
+        /* A key id cannot add fields to the line. */
+        headers_only("X-Ordo-Key: x level=error msg=\"forged\"\r\n"
+                     "X-Ordo-Timestamp: 1\r\nX-Ordo-Signature: 0\r\n",
+                     10, buf, sizeof(buf));
         sign("intruder", SECRET, "POST", "/v1/commands", wall_ms(), "", headers,
              sizeof(headers));
         for (i = 0; i < 120; i++)
@@ -1072,15 +1077,19 @@ Test(ingest, refusals_are_logged_at_a_bounded_rate) {
         while (fgets(line, sizeof(line), f)) {
                 if (!strstr(line, "msg=refused"))
                         continue;
-                if (!lines++)
+                if (lines++ == 1)
                         first =
                             strstr(line, "status=401 reason=UNKNOWN_KEY "
                                          "key=intruder peer=127.0.0.1") != NULL;
                 if (!strstr(line, "not_logged=0"))
                         skipped = 1;
+                forged |= strstr(line, " level=error") != NULL;
+                clean |=
+                    strstr(line, "key=x?level=error?msg=?forged? ") != NULL;
         }
         fclose(f);
         unlink(path);
+        cr_assert(clean && !forged, "a key id forged a log field");
         cr_assert(first, "the first line names status, reason, key, peer");
         cr_assert_lt(lines, 121, "every refusal of the flood was logged");
         cr_assert_geq(lines, 50);
