@@ -43,7 +43,8 @@ static const key_def_t known[] = {
         { "ingest.listen", STRING, "127.0.0.1:8080",
           "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)" },
         { "ingest.keys.file", STRING, "",
-          "API keys of the gateway, lines \"key_id secret [batch]\"; "
+          "API keys of the gateway, lines \"key_id secret [batch] "
+          "[scope=Type,...]\" (SIGHUP reloads); "
           "empty: authentication OFF" },
         { "ingest.signature.window.ms", INT, "300000",
           "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms" },
@@ -54,7 +55,22 @@ static const key_def_t known[] = {
         { "ingest.rate.burst", INT, "10",
           "gateway: PlaceOrder burst per user_id" },
         { "ingest.rate.users.max", INT, "65536",
-          "gateway: user_ids tracked by the rate limit" },
+          "gateway: user_ids (and peers) tracked by the rate limits" },
+        { "ingest.rate.per.key", INT, "20000",
+          "gateway: commands per key per second (0: no limit)" },
+        { "ingest.rate.key.burst", INT, "40000",
+          "gateway: command burst per key" },
+        { "ingest.rate.per.peer", INT, "20000",
+          "gateway: commands per peer address per second (0: no limit)" },
+        { "ingest.rate.peer.burst", INT, "40000",
+          "gateway: command burst per peer address" },
+        { "ingest.peer.connections.max", INT, "256",
+          "gateway: open connections per peer address" },
+        { "ingest.body.timeout.ms", INT, "10000",
+          "gateway: deadline for a whole request body, ms" },
+        { "ingest.unauth.bytes.max", INT, "16777216",
+          "gateway: body bytes held before their signature is checked, "
+          "all requests together" },
         { "ingest.body.max", INT, "1048576",
           "gateway: largest request body, bytes" },
         { "ingest.threads", INT, "2", "gateway: HTTP threads" },
