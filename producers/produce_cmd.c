@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,11 @@
 
 typedef struct {
         int64_t read, valid, refused, delivered, failed;
+        int64_t unconfirmed; /* acked without an offset: not written */
+        /* one bit per input line: a message of that line failed, so the
+         * line is counted once, even a Tick sent to every partition */
+        unsigned char *failed_lines;
+        size_t failed_cap;
         struct {
                 char reason[32];
                 int64_t n;
@@ -43,16 +49,46 @@ static void count_reason(produce_stats_t *s, const char *reason) {
         }
 }
 
+/* Marks line lineno failed; counts it the first time. */
+static void line_failed(produce_stats_t *s, int64_t lineno) {
+        size_t byte = (size_t)lineno / 8;
+        unsigned char bit = (unsigned char)(1u << (lineno % 8));
+        if (byte >= s->failed_cap) {
+                size_t cap = s->failed_cap ? s->failed_cap : 4096;
+                while (cap <= byte)
+                        cap *= 2;
+                s->failed_lines = realloc(s->failed_lines, cap);
+                if (!s->failed_lines)
+                        abort();
+                memset(s->failed_lines + s->failed_cap, 0, cap - s->failed_cap);
+                s->failed_cap = cap;
+        }
+        if (!(s->failed_lines[byte] & bit)) {
+                s->failed_lines[byte] |= bit;
+                s->failed++;
+        }
+}
+
+/* Delivery reports arrive on this thread, from rd_kafka_poll/flush. A
+ * message counts as sent only with the offset the broker wrote it at
+ * (ordo_kafka_delivery_err). */
 static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                       void *opaque) {
         produce_stats_t *s = opaque;
+        rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
         (void)rk;
-        if (m->err) {
-                s->failed++;
-                fprintf(stderr, "ordo produce: delivery failed: %s\n",
-                        rd_kafka_err2str(m->err));
-        } else
+        if (!err) {
                 s->delivered++;
+                return;
+        }
+        if (!m->err)
+                s->unconfirmed++;
+        line_failed(s, (int64_t)(intptr_t)m->_private);
+        fprintf(stderr, "line %lld: not delivered: %s\n",
+                (long long)(intptr_t)m->_private,
+                m->err ? rd_kafka_err2str(m->err)
+                       : "acknowledged without an offset (implicit ack of "
+                         "a refused message)");
 }
 
 /* Unique across processes: a random instance tag and a counter. */
@@ -74,8 +110,8 @@ static uint64_t random_tag(void) {
 }
 
 static int send_msg(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
-                    int32_t partition, const ordo_msg_t *m, char *errstr,
-                    size_t errstr_size) {
+                    int32_t partition, const ordo_msg_t *m, int64_t lineno,
+                    char *errstr, size_t errstr_size) {
         char buf[8192];
         size_t len;
         const char *key = ordo_msg_key(m);
@@ -91,6 +127,7 @@ static int send_msg(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                     RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)),
                     RD_KAFKA_V_VALUE(buf, len),
                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_OPAQUE((void *)(intptr_t)lineno),
                     RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
                                       ordo_msg_type_name(m->type), -1),
                     RD_KAFKA_V_END);
@@ -236,19 +273,24 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                                 snprintf(m.meta.id, sizeof(m.meta.id),
                                          "%.100s-p%d", base, p);
                                 if (send_msg(rk, codec, topics[topic], p, &m,
-                                             errstr, sizeof(errstr)))
+                                             lineno, errstr, sizeof(errstr)))
                                         break;
                         }
+                        if (p < partitions[topic] || partitions[topic] < 0) {
+                                fprintf(stderr, "line %lld: %s\n",
+                                        (long long)lineno, errstr);
+                                line_failed(&stats, lineno);
+                        }
                 } else if (send_msg(rk, codec, topics[topic],
-                                    RD_KAFKA_PARTITION_UA, &m, errstr,
+                                    RD_KAFKA_PARTITION_UA, &m, lineno, errstr,
                                     sizeof(errstr))) {
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);
-                        stats.failed++;
+                        line_failed(&stats, lineno);
                 }
                 if (stats.valid % 100000 == 0)
                         fprintf(stderr,
-                                "ordo produce: %lld lines read, %lld sent, "
+                                "ordo produce: %lld lines read, %lld queued, "
                                 "%lld refused\n",
                                 (long long)lineno, (long long)stats.valid,
                                 (long long)stats.refused);
@@ -257,21 +299,31 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         if (in != stdin)
                 fclose(in);
         if (rk) {
-                if (rd_kafka_flush(rk, 60000))
+                if (rd_kafka_flush(rk, 60000)) {
+                        /* Purged messages get a delivery report with an
+                         * error, so their lines count as not delivered. */
                         fprintf(stderr,
                                 "ordo produce: %d message(s) not "
                                 "delivered within 60s\n",
                                 rd_kafka_outq_len(rk));
+                        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE |
+                                               RD_KAFKA_PURGE_F_INFLIGHT);
+                        rd_kafka_flush(rk, 5000);
+                }
                 rd_kafka_destroy(rk);
         }
+        free(stats.failed_lines);
         ordo_codec_destroy(codec);
 
         fprintf(stderr,
                 "ordo produce: %lld command(s) %s, %lld refused, %lld not "
                 "delivered, in %lld ms",
-                (long long)stats.valid, dry_run ? "valid" : "sent",
-                (long long)stats.refused, (long long)stats.failed,
-                (long long)(ordo_wall_ms() - t0));
+                (long long)(stats.valid - stats.failed),
+                dry_run ? "valid" : "sent", (long long)stats.refused,
+                (long long)stats.failed, (long long)(ordo_wall_ms() - t0));
+        if (stats.unconfirmed)
+                fprintf(stderr, " (%lld acknowledged without an offset)",
+                        (long long)stats.unconfirmed);
         for (i = 0; i < stats.n_reasons; i++)
                 fprintf(stderr, "%s %s=%lld",
                         i ? "," : " (refused:", stats.reasons[i].reason,
