@@ -126,6 +126,7 @@ def main():
             ok = (refused == 0 and sent + undelivered == n
                   and written >= sent and written <= n
                   and (p.returncode == 0) == (undelivered == 0))
+            totals["lost"] += max(0, sent - written)
             print("round %2d: %s sent=%d not-delivered=%d written=%d "
                   "exit=%d %s" % (r, prefix, sent, undelivered, written,
                                   p.returncode, "ok" if ok else "FAIL"))
@@ -137,7 +138,6 @@ def main():
             passed += 1
             totals["sent"] += sent
             totals["undelivered"] += undelivered
-            totals["lost"] += max(0, sent - written)
         except AssertionError as e:
             print("  " + str(e))
             failed += 1
