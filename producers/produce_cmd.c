@@ -158,9 +158,10 @@ static void usage_details(void) {
                "Commands: CreateActivity, PlaceOrder, CancelOrder, "
                "ConfirmPayment,\nConfirmReceipt, RefundOrder, "
                "BindReferrer, Tick (sent to every partition).\nSee "
-               "docs/command-contract.md. Exit status: 0 if every line was "
-               "sent, 1 if\nany line was refused or not delivered, 2 on "
-               "usage errors.\n");
+               "docs/command-contract.md. A line counts as sent once Kafka "
+               "has written it\nat an offset. Exit status: 0 if every line "
+               "was sent, 1 if any line was\nrefused or not delivered "
+               "(send those again), 2 on usage errors.\n");
 }
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {

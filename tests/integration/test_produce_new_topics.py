@@ -92,7 +92,7 @@ def delete_topics(bootstrap, prefix):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--lines", type=int, default=20000)
     ap.add_argument("--budget", type=float, default=110)
     ap.add_argument("--seed", type=int, default=1)
