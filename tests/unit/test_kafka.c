@@ -1,4 +1,6 @@
 /*
+ * runtime/kafka.c without a broker.
+ *
  * What counts as delivered (issue 14, item 0; docs/decisions/0012): a
  * delivery report without an error and with the offset the broker wrote
  * the message at. librdkafka's idempotent producer reports a message it
@@ -42,4 +44,21 @@ Test(delivery, errors_pass_through) {
         m = report(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 7);
         cr_assert_eq(ordo_kafka_delivery_err(&m),
                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+}
+
+Test(group, named_after_the_topic_prefix) {
+        /* docs/operating.md "Several deployments on one Kafka": consumer
+         * groups and transactional ids (<group.prefix><stage>...) follow
+         * topic.prefix unless group.prefix is set */
+        char errstr[256], group[256];
+        ordo_config_t *c = ordo_config_new();
+        ordo_kafka_group(c, "process.order", group, sizeof(group));
+        cr_assert_str_eq(group, "ordo.process.order");
+        ordo_config_set(c, "topic.prefix", "shop2.", errstr, sizeof(errstr));
+        ordo_kafka_group(c, "process.order", group, sizeof(group));
+        cr_assert_str_eq(group, "shop2.process.order");
+        ordo_config_set(c, "group.prefix", "rebuild.", errstr, sizeof(errstr));
+        ordo_kafka_group(c, "process.order", group, sizeof(group));
+        cr_assert_str_eq(group, "rebuild.process.order");
+        ordo_config_destroy(c);
 }
