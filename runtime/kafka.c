@@ -386,8 +386,13 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
         return ret;
 }
 
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
-                      size_t size) {
-        snprintf(buf, size, "%s%s", ordo_config_get(conf, "group.prefix"),
-                 stage);
+void ordo_group_name(const char *prefix, const char *stage_group, char *buf,
+                     size_t size) {
+        snprintf(buf, size, "%s%s", prefix, stage_group);
+}
+
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage_group,
+                      char *buf, size_t size) {
+        ordo_group_name(ordo_config_get(conf, "group.prefix"), stage_group, buf,
+                        size);
 }
