@@ -325,8 +325,8 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         size_t b;
         (void)rk;
 
-        l->err = m->err;
-        if (m->err) {
+        l->err = ordo_kafka_delivery_err(m); /* an offset, or not sent */
+        if (l->err) {
                 atomic_fetch_add(&gw->metrics.failed, 1);
         } else {
                 atomic_fetch_add(&gw->metrics.acked, 1);

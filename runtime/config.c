@@ -21,8 +21,10 @@ static const key_def_t known[] = {
         { "topic.prefix", STRING, "ordo.", "prefix of every topic name" },
         { "topic.partitions", INT, "6",
           "partitions of keyed topics when ordo creates them" },
-        { "group.prefix", STRING, "ordo.",
-          "prefix of consumer group and transactional ids" },
+        { "group.prefix", STRING, "",
+          "prefix of consumer group and transactional ids (empty: "
+          "topic.prefix, so a deployment on its own topics never shares or "
+          "fences another's groups)" },
         { "instance.id", STRING, "0",
           "this instance's id within a stage; distinct per running instance" },
         { "batch.max", INT, "10000", "most input messages per transaction" },
@@ -79,6 +81,15 @@ static const key_def_t known[] = {
           "(-1: random)" },
 };
 #define N_KNOWN (sizeof(known) / sizeof(known[0]))
+
+/* Keys whose empty value means the value of another key (issue 14: a
+ * second deployment that sets only topic.prefix must not join or fence
+ * the first one's consumer groups and transactional ids). */
+static const struct {
+        const char *key, *from;
+} derived[] = {
+        { "group.prefix", "topic.prefix" },
+};
 
 typedef struct {
         char *key;
@@ -277,9 +288,19 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
         return ORDO_ERR_OK;
 }
 
+/* The entry's value, or for an empty derived key its source's value. */
+static const char *value_of(const ordo_config_t *conf, const entry_t *e) {
+        size_t i;
+        if (!*e->value)
+                for (i = 0; i < sizeof(derived) / sizeof(derived[0]); i++)
+                        if (!strcmp(e->key, derived[i].key))
+                                return ordo_config_get(conf, derived[i].from);
+        return e->value;
+}
+
 const char *ordo_config_get(const ordo_config_t *conf, const char *key) {
         entry_t *e = find(conf, key);
-        return e ? e->value : NULL;
+        return e ? value_of(conf, e) : NULL;
 }
 
 int64_t ordo_config_get_int(const ordo_config_t *conf, const char *key) {
@@ -293,7 +314,8 @@ void ordo_config_foreach(const ordo_config_t *conf,
                          void *opaque) {
         size_t i;
         for (i = 0; i < conf->n; i++)
-                fn(opaque, conf->entries[i].key, conf->entries[i].value);
+                fn(opaque, conf->entries[i].key,
+                   value_of(conf, &conf->entries[i]));
 }
 
 void ordo_config_topic(const ordo_config_t *conf, const char *short_name,
