@@ -20,9 +20,11 @@
  * Earnings sum events of many orders (many partitions), so a version cannot
  * guard them: each earnings document keeps, under `offsets`, the last
  * applied offset of every source partition ("commission-events/3"; FerretDB
- * forbids '.' and a leading '$' in keys), and the $inc is filtered on that
- * offset being lower or absent. Only FerretDB-supported operators are used
- * ($set, $setOnInsert, $inc, upserts; STACK.md).
+ * forbids '.' and a leading '$' in keys). A batch reads those offsets,
+ * adds the events newer than them, and writes one $inc per beneficiary
+ * filtered on the offsets it read (flush_earnings). Only FerretDB-supported
+ * operators are used ($set, $setOnInsert, $inc, $in, $exists, upserts;
+ * STACK.md).
  */
 #include "projection.h"
 
@@ -54,6 +56,14 @@ typedef struct adv_s {
         bson_t *set;
 } adv_t;
 
+/* One commission event's change to its beneficiary's earnings. */
+typedef struct earn_s {
+        const char *user;
+        char path[120]; /* "offsets.<source>/<partition>" */
+        int64_t offset, d[3];
+        size_t folded; /* index + 1 of the user's update: earn_fold */
+} earn_t;
+
 /* The bulks of one apply call, created on first use, and the folded
  * updates (adv, indexed by an open-addressing table of slots). */
 typedef struct batch_s {
@@ -64,6 +74,8 @@ typedef struct batch_s {
         size_t n_adv, cap_adv;
         size_t *slot;  /* index + 1 into adv; 0: empty */
         size_t n_slot; /* a power of two, at least 2 * cap_adv */
+        earn_t *earn;  /* the batch's earnings changes, in order */
+        size_t n_earn;
 } batch_t;
 
 /* Server error codes of a write the server refuses for what it says, not
@@ -341,30 +353,188 @@ static int flush_advances(batch_t *b, bson_error_t *e) {
         return 1;
 }
 
-/* Earnings: add (dp, ds, dr) to a beneficiary once per source offset. */
+/* Earnings: add (dp, ds, dr) to a beneficiary once per source offset.
+ * Queued here, written by flush_earnings. */
 static int earn(batch_t *b, const ordo_event_rec_t *r, const char *user,
-                int64_t dp, int64_t ds, int64_t dr, int creating,
-                bson_error_t *e) {
-        char path[160];
-        bson_t *sel, *upd;
+                int64_t dp, int64_t ds, int64_t dr) {
+        earn_t *x = &b->earn[b->n_earn++];
 
-        snprintf(path, sizeof(path), "offsets.%s/%d", r->source,
+        x->user = user;
+        snprintf(x->path, sizeof(x->path), "offsets.%s/%d", r->source,
                  (int)r->partition);
-        if (creating &&
-            !add(b, C_EARNINGS, BCON_NEW("_id", BCON_UTF8(user)),
-                 BCON_NEW("$setOnInsert", "{", "pending_cents", BCON_INT64(0),
-                          "settled_cents", BCON_INT64(0), "reversed_cents",
-                          BCON_INT64(0), "}"),
-                 1, e))
+        x->offset = r->offset;
+        x->d[0] = dp;
+        x->d[1] = ds;
+        x->d[2] = dr;
+        x->folded = 0;
+        return 1;
+}
+
+static const char *earn_fields[3] = { "pending_cents", "settled_cents",
+                                      "reversed_cents" };
+
+/* The stored offset of path in d ("offsets.<key>"), -1 when absent. */
+static int64_t stored_offset(const bson_t *d, const char *path) {
+        bson_iter_t it, sub;
+
+        if (d && bson_iter_init(&it, d) &&
+            bson_iter_find_descendant(&it, path, &sub) &&
+            BSON_ITER_HOLDS_NUMBER(&sub))
+                return bson_iter_as_int64(&sub);
+        return -1;
+}
+
+/* The batch's earnings, folded: one update per beneficiary. A guard is an
+ * offset per source partition, so the stored offsets are read first
+ * (one find); each event newer than its partition's guard adds its
+ * deltas, exactly as applying them one by one would; and the update is
+ * filtered on those guards still being what was read (a compare-and-set),
+ * upserted when there was no document. A guard that moved meanwhile (a
+ * second instance after a rebalance) makes the update match nothing:
+ * *expect counts the updates, the caller compares it with the reply and
+ * retries the batch. 0 with e set (or errstr) on failure; -1: a sum
+ * would leave int64 (refused, permanent). */
+static int flush_earnings(batch_t *b, size_t *expect, bson_error_t *e) {
+        bson_t *filter, *in, *opts;
+        mongoc_cursor_t *cur;
+        const bson_t *doc;
+        bson_t **docs;
+        size_t i, j, n_users = 0;
+        const char **users;
+        int ok = 1;
+
+        *expect = 0;
+        if (!b->n_earn)
+                return 1;
+        users = calloc(b->n_earn, sizeof(*users));
+        docs = calloc(b->n_earn, sizeof(*docs));
+        if (!users || !docs) {
+                free(users);
+                free(docs);
+                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
                 return 0;
-        sel = BCON_NEW("_id", BCON_UTF8(user), "$or", "[", "{", path, "{",
-                       "$lt", BCON_INT64(r->offset), "}", "}", "{", path, "{",
-                       "$exists", BCON_BOOL(false), "}", "}", "]");
-        upd = BCON_NEW("$inc", "{", "pending_cents", BCON_INT64(dp),
-                       "settled_cents", BCON_INT64(ds), "reversed_cents",
-                       BCON_INT64(dr), "}", "$set", "{", path,
-                       BCON_INT64(r->offset), "}");
-        return add(b, C_EARNINGS, sel, upd, 0, e);
+        }
+        /* Distinct users, in order of first appearance. */
+        for (i = 0; i < b->n_earn; i++) {
+                for (j = 0; j < n_users; j++)
+                        if (!strcmp(users[j], b->earn[i].user))
+                                break;
+                if (j == n_users)
+                        users[n_users++] = b->earn[i].user;
+                b->earn[i].folded = j + 1;
+        }
+        in = bson_new();
+        {
+                bson_t arr;
+                char k[16];
+                const char *key;
+                BSON_APPEND_ARRAY_BEGIN(in, "$in", &arr);
+                for (j = 0; j < n_users; j++) {
+                        bson_uint32_to_string((uint32_t)j, &key, k, sizeof(k));
+                        bson_append_utf8(&arr, key, -1, users[j], -1);
+                }
+                bson_append_array_end(in, &arr);
+        }
+        filter = bson_new();
+        BSON_APPEND_DOCUMENT(filter, "_id", in);
+        opts = BCON_NEW("projection", "{", "offsets", BCON_INT32(1), "}");
+        cur = mongoc_collection_find_with_opts(b->p->coll[C_EARNINGS], filter,
+                                               opts, NULL);
+        while (mongoc_cursor_next(cur, &doc)) {
+                bson_iter_t it;
+                if (!bson_iter_init_find(&it, doc, "_id") ||
+                    !BSON_ITER_HOLDS_UTF8(&it))
+                        continue;
+                for (j = 0; j < n_users; j++)
+                        if (!strcmp(users[j], bson_iter_utf8(&it, NULL)) &&
+                            !docs[j])
+                                docs[j] = bson_copy(doc);
+        }
+        if (mongoc_cursor_error(cur, e))
+                ok = 0;
+        mongoc_cursor_destroy(cur);
+        bson_destroy(opts);
+        bson_destroy(filter);
+        bson_destroy(in);
+
+        for (j = 0; j < n_users && ok == 1; j++) {
+                /* Per partition of this user: guard as read, guard now. */
+                struct {
+                        const char *path;
+                        int64_t was, now;
+                } g[64];
+                size_t n_g = 0, k;
+                int64_t sum[3] = { 0, 0, 0 };
+                int any = 0;
+                bson_t *sel, *upd, inc, set;
+
+                for (i = 0; i < b->n_earn && ok == 1; i++) {
+                        earn_t *x = &b->earn[i];
+                        if (x->folded != j + 1)
+                                continue;
+                        for (k = 0; k < n_g; k++)
+                                if (!strcmp(g[k].path, x->path))
+                                        break;
+                        if (k == n_g) {
+                                if (n_g == 64) {
+                                        /* More partitions than we fold:
+                                         * the rest in the next batch. */
+                                        bson_set_error(e, MONGOC_ERROR_CLIENT,
+                                                       1,
+                                                       "too many source "
+                                                       "partitions for one "
+                                                       "user in a batch");
+                                        ok = 0;
+                                        break;
+                                }
+                                g[k].path = x->path;
+                                g[k].was = g[k].now =
+                                    stored_offset(docs[j], x->path);
+                                n_g++;
+                        }
+                        if (x->offset <= g[k].now)
+                                continue;
+                        g[k].now = x->offset;
+                        any = 1;
+                        if (__builtin_add_overflow(sum[0], x->d[0], &sum[0]) ||
+                            __builtin_add_overflow(sum[1], x->d[1], &sum[1]) ||
+                            __builtin_add_overflow(sum[2], x->d[2], &sum[2]))
+                                ok = -1;
+                }
+                if (ok != 1 || !any)
+                        continue;
+                sel = BCON_NEW("_id", BCON_UTF8(users[j]));
+                for (k = 0; k < n_g; k++) {
+                        if (g[k].now == g[k].was)
+                                continue;
+                        if (g[k].was < 0) {
+                                bson_t ex;
+                                BSON_APPEND_DOCUMENT_BEGIN(sel, g[k].path, &ex);
+                                BSON_APPEND_BOOL(&ex, "$exists", false);
+                                bson_append_document_end(sel, &ex);
+                        } else
+                                BSON_APPEND_INT64(sel, g[k].path, g[k].was);
+                }
+                upd = bson_new();
+                BSON_APPEND_DOCUMENT_BEGIN(upd, "$inc", &inc);
+                for (k = 0; k < 3; k++)
+                        BSON_APPEND_INT64(&inc, earn_fields[k], sum[k]);
+                bson_append_document_end(upd, &inc);
+                BSON_APPEND_DOCUMENT_BEGIN(upd, "$set", &set);
+                for (k = 0; k < n_g; k++)
+                        if (g[k].now != g[k].was)
+                                BSON_APPEND_INT64(&set, g[k].path, g[k].now);
+                bson_append_document_end(upd, &set);
+                if (!add(b, C_EARNINGS, sel, upd, docs[j] == NULL, e))
+                        ok = 0;
+                (*expect)++;
+        }
+        for (j = 0; j < n_users; j++)
+                if (docs[j])
+                        bson_destroy(docs[j]);
+        free(docs);
+        free(users);
+        return ok;
 }
 
 static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
@@ -389,7 +559,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                BCON_INT64(0), "status", BCON_UTF8(c->status),
                                "version", BCON_INT64(m->meta.version)),
                            e) &&
-                       earn(b, r, c->beneficiary_id, a, 0, 0, 1, e);
+                       earn(b, r, c->beneficiary_id, a, 0, 0);
         case ORDO_MSG_COMMISSION_REVERSED:
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
@@ -398,7 +568,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                         BCON_INT64(c->reversed_cents), "status",
                                         BCON_UTF8(c->status)),
                                e) &&
-                       earn(b, r, c->beneficiary_id, -a, 0, a, 0, e);
+                       earn(b, r, c->beneficiary_id, -a, 0, a);
         default: /* SETTLED: the remainder accrued - reversed, RULES.md */
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
@@ -408,7 +578,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                         "settled_cents", BCON_INT64(a),
                                         "status", BCON_UTF8(c->status)),
                                e) &&
-                       earn(b, r, c->beneficiary_id, -a, a, 0, 0, e);
+                       earn(b, r, c->beneficiary_id, -a, a, 0);
         }
 }
 
@@ -521,6 +691,7 @@ static void batch_fini(batch_t *b) {
                         bson_destroy(b->adv[i].set);
         free(b->adv);
         free(b->slot);
+        free(b->earn);
 
         for (c = 0; c < C__N; c++)
                 if (b->bulk[c])
@@ -533,7 +704,7 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
         batch_t b;
         bson_error_t e;
         ordo_err_t err = ORDO_ERR_OK;
-        size_t i;
+        size_t i, expect = 0;
         int c, rc;
 
         if (!p || (n && !recs)) {
@@ -550,7 +721,8 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                 ;
         b.adv = calloc(n ? n : 1, sizeof(*b.adv));
         b.slot = calloc(b.n_slot, sizeof(*b.slot));
-        if (!b.adv || !b.slot) {
+        b.earn = calloc(n ? n : 1, sizeof(*b.earn));
+        if (!b.adv || !b.slot || !b.earn) {
                 batch_fini(&b);
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_UNAVAILABLE;
@@ -583,16 +755,47 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                 batch_fini(&b);
                 return err;
         }
+        rc = flush_earnings(&b, &expect, &e);
+        if (rc <= 0) {
+                if (rc < 0)
+                        snprintf(errstr, errstr_size,
+                                 "mongo earnings: a total would leave the "
+                                 "int64 range");
+                err = rc < 0 ? ORDO_ERR_MONGO
+                             : fail(e.domain == MONGOC_ERROR_CLIENT
+                                        ? ORDO_ERR_UNAVAILABLE
+                                        : classify(&e),
+                                    "earnings", &e, errstr, errstr_size);
+                batch_fini(&b);
+                return err;
+        }
         /* Collections are independent of each other, so their bulks may run
          * one after the other; order matters only within one. */
         for (c = 0; c < C__N && err == ORDO_ERR_OK; c++) {
                 bson_t reply;
+                bson_iter_t it;
+                int64_t done = 0;
 
                 if (!b.ops[c])
                         continue;
                 if (!mongoc_bulk_operation_execute(b.bulk[c], &reply, &e))
                         err = fail(classify(&e), coll_names[c], &e, errstr,
                                    errstr_size);
+                else if (c == C_EARNINGS) {
+                        if (bson_iter_init_find(&it, &reply, "nMatched"))
+                                done += bson_iter_as_int64(&it);
+                        if (bson_iter_init_find(&it, &reply, "nUpserted"))
+                                done += bson_iter_as_int64(&it);
+                        if (done != (int64_t)expect) {
+                                /* A guard moved between our read and our
+                                 * write: read again. */
+                                snprintf(errstr, errstr_size,
+                                         "mongo earnings: %lld of %zu "
+                                         "updates matched; retrying",
+                                         (long long)done, expect);
+                                err = ORDO_ERR_UNAVAILABLE;
+                        }
+                }
                 bson_destroy(&reply);
         }
         batch_fini(&b);
