@@ -10,6 +10,7 @@
 #include "codec.h"
 #include "commands.h"
 #include "log.h"
+#include "metrics.h"
 #include "project.h"
 #include "stream.h"
 #include "clock.h"
@@ -30,6 +31,7 @@ static const char *const all_stages[] = { "activity",   "order", "referral",
 
 static void *stage_main(void *arg) {
         stage_t *s = arg;
+        ordo_health_start(s->name);
         if (s->def)
                 s->err =
                     ordo_processor_run(s->def, s->conf, &ordo_stop, &s->stats,
@@ -37,6 +39,7 @@ static void *stage_main(void *arg) {
         else
                 s->err = ordo_projection_run(s->name, s->conf, &ordo_stop,
                                              s->errstr, sizeof(s->errstr));
+        ordo_health_stop(s->name, s->err);
         if (s->err) {
                 ORDO_LOG(ERROR, s->name, "msg=\"stage failed\" error=\"%s\"",
                          s->errstr);
@@ -55,16 +58,47 @@ static int known_stage(const char *name) {
         return 0;
 }
 
-static int run_stages(ordo_config_t *conf, const char *const *names, size_t n) {
+/* The metrics address each command takes when metrics.listen is "auto":
+ * distinct ports, so the processes of one host do not clash
+ * (docs/operating.md "Metrics"). */
+static const char *metrics_default(const char *cmd, const char *stage) {
+        static const struct {
+                const char *stage, *addr;
+        } ports[] = {
+                { "activity", "127.0.0.1:9465" },
+                { "order", "127.0.0.1:9466" },
+                { "referral", "127.0.0.1:9467" },
+                { "commission", "127.0.0.1:9468" },
+                { "mongo", "127.0.0.1:9469" },
+                { "redis", "127.0.0.1:9470" },
+        };
+        size_t i;
+        if (!strcmp(cmd, "run"))
+                return "127.0.0.1:9464";
+        for (i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+                if (!strcmp(ports[i].stage, stage))
+                        return ports[i].addr;
+        return NULL;
+}
+
+static int run_stages(ordo_config_t *conf, const char *cmd,
+                      const char *const *names, size_t n) {
         stage_t *stages = calloc(n, sizeof(*stages));
+        ordo_metrics_server_t *metrics;
         char errstr[512];
         size_t i;
-        int rc = 0;
+        int rc = 0, failed;
 
         if (!stages)
                 return 2;
         if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
                 fprintf(stderr, "ordo: %s\n", errstr);
+                free(stages);
+                return 1;
+        }
+        metrics = ordo_metrics_start(conf, metrics_default(cmd, names[0]),
+                                     &failed);
+        if (failed) {
                 free(stages);
                 return 1;
         }
@@ -88,6 +122,7 @@ static int run_stages(ordo_config_t *conf, const char *const *names, size_t n) {
                         rc = 1;
                 }
         }
+        ordo_metrics_server_stop(metrics);
         free(stages);
         return rc;
 }
@@ -112,9 +147,9 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         if (argc > 1)
-                return run_stages(conf, (const char *const *)argv + 1,
+                return run_stages(conf, "run", (const char *const *)argv + 1,
                                   (size_t)argc - 1);
-        return run_stages(conf, all_stages, N_STAGES);
+        return run_stages(conf, "run", all_stages, N_STAGES);
 }
 
 int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
@@ -129,7 +164,7 @@ int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
                                 "order, referral, commission\n");
                 return 2;
         }
-        return run_stages(conf, (const char *const *)argv + 1, 1);
+        return run_stages(conf, argv[0], (const char *const *)argv + 1, 1);
 }
 
 int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
@@ -144,7 +179,7 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
                 fprintf(stderr, "ordo project: expected mongo or redis\n");
                 return 2;
         }
-        return run_stages(conf, (const char *const *)argv + 1, 1);
+        return run_stages(conf, argv[0], (const char *const *)argv + 1, 1);
 }
 
 static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,

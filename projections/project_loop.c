@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "projection.h"
 #include "clock.h"
 
@@ -160,6 +161,7 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                 int64_t deadline = ordo_monotonic_ms() + wait_ms;
                 size_t k = 0;
                 rd_kafka_topic_partition_list_t *offsets;
+                ordo_metrics_poll(which, consumer);
                 n = 0;
                 while (n < max) {
                         int64_t left = deadline - ordo_monotonic_ms();
@@ -235,6 +237,8 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                 if (rd_kafka_commit(consumer, offsets, 1))
                         ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
                 rd_kafka_topic_partition_list_destroy(offsets);
+                for (i = 0; i < k; i++)
+                        ordo_metrics_applied(which, msgs[i].meta.ts_ms);
                 applied += (int64_t)k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,
