@@ -96,8 +96,8 @@ static int run_stages(ordo_config_t *conf, const char *cmd,
                 free(stages);
                 return 1;
         }
-        metrics = ordo_metrics_start(conf, metrics_default(cmd, names[0]),
-                                     &failed);
+        metrics =
+            ordo_metrics_start(conf, metrics_default(cmd, names[0]), &failed);
         if (failed) {
                 free(stages);
                 return 1;

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "projection.h"
+#include "redis_conn.h"
 #include "clock.h"
 
 #define BACKOFF_MAX_MS 5000
@@ -47,6 +48,11 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                     target ? target : ordo_config_get(conf, "redis.prefix"),
                     ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
                     errstr_size);
+        if (s->redis) {
+                ordo_redis_login_t login;
+                ordo_redis_login_from(conf, &login);
+                ordo_redis_proj_set_login(s->redis, &login);
+        }
         return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
 }
 

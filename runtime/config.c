@@ -300,6 +300,36 @@ void ordo_config_foreach(const ordo_config_t *conf,
                 fn(opaque, conf->entries[i].key, conf->entries[i].value);
 }
 
+static int is_secret(const char *key) {
+        static const char *words[] = { "password",   "secret",        "sasl.",
+                                       "ssl.key.",   "ssl.keystore.", "token",
+                                       "credentials" };
+        size_t i;
+        for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+                if (strstr(key, words[i]))
+                        return 1;
+        return 0;
+}
+
+const char *ordo_config_redact(const char *key, const char *value, char *buf,
+                               size_t size) {
+        const char *scheme, *at, *colon;
+        if (!*value)
+                return value;
+        if (is_secret(key))
+                return "[redacted]";
+        /* scheme://user:password@host...: keep all but the password. */
+        if (!(scheme = strstr(value, "://")))
+                return value;
+        at = strchr(scheme + 3, '@');
+        colon = strchr(scheme + 3, ':');
+        if (!at || !colon || colon > at ||
+            strcspn(scheme + 3, "/?") < (size_t)(at - (scheme + 3)))
+                return value;
+        snprintf(buf, size, "%.*s***%s", (int)(colon + 1 - value), value, at);
+        return buf;
+}
+
 void ordo_config_topic(const ordo_config_t *conf, const char *short_name,
                        char *buf, size_t size) {
         snprintf(buf, size, "%s%s", ordo_config_get(conf, "topic.prefix"),

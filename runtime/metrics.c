@@ -73,8 +73,8 @@ void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
 }
 
 void ordo_prom_histogram(FILE *f, const char *name, const char *const *labels,
-                         const double *bounds, const uint64_t *counts,
-                         size_t n, double sum) {
+                         const double *bounds, const uint64_t *counts, size_t n,
+                         double sum) {
         uint64_t cum = 0;
         char le[32];
         size_t i;
@@ -156,7 +156,7 @@ static const double latency_s[] = { 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05,  0.1,    0.25,  0.5,  1,
                                     2.5,   5,      10,    30,   60 };
 /* Seconds, for restores: a partition restores in ms to many minutes. */
-static const double restore_s[] = { 0.01, 0.05, 0.1, 0.5, 1,  2.5,
+static const double restore_s[] = { 0.01, 0.05, 0.1, 0.5, 1,   2.5,
                                     5,    10,   30,  60,  300, 900 };
 #define N_OF(a) (sizeof(a) / sizeof(a[0]))
 
@@ -248,7 +248,7 @@ typedef struct series_s {
 } series_t;
 
 #define MAX_STAGES 16
-#define STALL_MS 30000
+#define STALL_MS   30000
 
 typedef enum { ST_RUNNING, ST_STOPPED, ST_FAILED } stage_state_t;
 
@@ -315,8 +315,8 @@ static void observe(int fam, const char *const *values, double v) {
         size_t i;
         pthread_mutex_lock(&lock);
         if ((s = find(fam, values))) {
-                for (i = 0; i < families[fam].n_bounds &&
-                            v > families[fam].bounds[i];
+                for (i = 0;
+                     i < families[fam].n_bounds && v > families[fam].bounds[i];
                      i++)
                         ;
                 s->counts[i]++;
@@ -480,12 +480,10 @@ void ordo_metrics_write(FILE *f) {
                         }
                         labels[2 * n] = NULL;
                         if (families[fam].kind == HISTOGRAM)
-                                ordo_prom_histogram(f, families[fam].name,
-                                                    labels,
-                                                    families[fam].bounds,
-                                                    s->counts,
-                                                    families[fam].n_bounds,
-                                                    s->sum);
+                                ordo_prom_histogram(
+                                    f, families[fam].name, labels,
+                                    families[fam].bounds, s->counts,
+                                    families[fam].n_bounds, s->sum);
                         else
                                 ordo_prom_sample(f, families[fam].name, labels,
                                                  s->value);
@@ -584,8 +582,8 @@ int ordo_parse_listen(const char *s, struct sockaddr_in *sa) {
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
                              char *text, size_t len, const char *type) {
-        struct MHD_Response *r = MHD_create_response_from_buffer(
-            len, text, MHD_RESPMEM_MUST_FREE);
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
         enum MHD_Result ret;
         if (!r) {
                 free(text);
@@ -680,8 +678,8 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                 free(s);
                 return NULL;
         }
-        ORDO_LOG(INFO, "metrics", "msg=listening addr=%s paths=/metrics,/healthz",
-                 listen);
+        ORDO_LOG(INFO, "metrics",
+                 "msg=listening addr=%s paths=/metrics,/healthz", listen);
         return s;
 }
 

@@ -34,8 +34,8 @@ void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
  * bounds[i]], counts[n] above the last bound; written cumulative with
  * _bucket{le}, _sum and _count. */
 void ordo_prom_histogram(FILE *f, const char *name, const char *const *labels,
-                         const double *bounds, const uint64_t *counts,
-                         size_t n, double sum);
+                         const double *bounds, const uint64_t *counts, size_t n,
+                         double sum);
 /* process_cpu_seconds_total, process_resident_memory_bytes,
  * process_open_fds, process_start_time_seconds and ordo_build_info. */
 void ordo_prom_process(FILE *f);
