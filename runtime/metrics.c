@@ -517,6 +517,17 @@ void ordo_health_stop(const char *stage, ordo_err_t err) {
         pthread_mutex_unlock(&lock);
 }
 
+void ordo_health_beat(const char *stage) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1))) {
+                h->state = ST_RUNNING;
+                h->assigned = 1;
+                h->last_poll = ordo_monotonic_ms();
+        }
+        pthread_mutex_unlock(&lock);
+}
+
 int ordo_health_check(char *why, size_t why_size) {
         int64_t now = ordo_monotonic_ms();
         int i, ok = 1;

@@ -72,6 +72,8 @@ void ordo_metrics_write(FILE *f);
  * last 30 s (ordo_metrics_poll). */
 void ordo_health_start(const char *stage);
 void ordo_health_stop(const char *stage, ordo_err_t err);
+/* For a stage without a consumer (the dash's sampler): alive, working. */
+void ordo_health_beat(const char *stage);
 /* 1 if healthy; otherwise 0 and the first reason in why. */
 int ordo_health_check(char *why, size_t why_size);
 
