@@ -31,11 +31,11 @@
 #include "metrics.h"
 #include "redis_conn.h"
 
-#define HISTORY 300     /* samples kept for the chart */
-#define SAMPLE_MS 2000  /* one sample every 2 s: 10 minutes of history */
+#define HISTORY        300  /* samples kept for the chart */
+#define SAMPLE_MS      2000 /* one sample every 2 s: 10 minutes of history */
 #define MAX_ACTIVITIES 64
-#define HOLDS_SHOWN 8
-#define TOP_EARNERS 10
+#define HOLDS_SHOWN    8
+#define TOP_EARNERS    10
 
 typedef struct {
         int64_t t_ms;
@@ -179,8 +179,8 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                 double v;
                 const char *sp = strrchr(line, ' ');
                 json_t *st;
-                if (*line == '#' || !sp || label(line, "stage", stage,
-                                                 sizeof(stage)))
+                if (*line == '#' || !sp ||
+                    label(line, "stage", stage, sizeof(stage)))
                         continue;
                 v = strtod(sp + 1, NULL);
                 if (!(st = json_object_get(stages, stage))) {
@@ -191,8 +191,7 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                 }
                 if (!strncmp(line, "ordo_consumer_lag{", 18))
                         add_to(st, "lag", v);
-                else if (!strncmp(line, "ordo_transactions_aborted_total{",
-                                  32))
+                else if (!strncmp(line, "ordo_transactions_aborted_total{", 32))
                         add_to(st, "aborts", v);
                 else if (!strncmp(line, "ordo_dead_letters_total{", 24))
                         add_to(st, "dead_letters", v);
@@ -215,8 +214,10 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                         double bound = strtod(le, NULL);
                         size_t i;
                         json_t *b;
-                        json_array_foreach(latency, i, b) if (
-                            json_number_value(json_array_get(b, 0)) == bound) {
+                        json_array_foreach(
+                            latency, i,
+                            b) if (json_number_value(json_array_get(b, 0)) ==
+                                   bound) {
                                 json_array_set_new(
                                     b, 1,
                                     json_real(json_number_value(
@@ -291,8 +292,8 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                     "price_cents", (json_int_t)bson_int(doc, "price_cents"),
                     "stock", (json_int_t)bson_int(doc, "stock"),
                     "remaining_mongo", (json_int_t)bson_int(doc, "remaining"),
-                    "start_ms", (json_int_t)bson_int(doc, "start_ms"),
-                    "end_ms", (json_int_t)bson_int(doc, "end_ms"), "orders",
+                    "start_ms", (json_int_t)bson_int(doc, "start_ms"), "end_ms",
+                    (json_int_t)bson_int(doc, "end_ms"), "orders",
                     json_object(), "accepted", (json_int_t)0, "holds",
                     (json_int_t)0, "next_holds", json_array());
                 json_array_append_new(list, a);
@@ -301,10 +302,10 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
         mongoc_cursor_destroy(cur);
 
         /* Placed orders by activity and status, in one pass. */
-        pipeline = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{",
-                            "a", BCON_UTF8("$activity_id"), "s",
-                            BCON_UTF8("$status"), "}", "n", "{", "$sum",
-                            BCON_INT32(1), "}", "}", "}", "]");
+        pipeline =
+            BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "a",
+                     BCON_UTF8("$activity_id"), "s", BCON_UTF8("$status"), "}",
+                     "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
         cur = mongoc_collection_aggregate(orders, MONGOC_QUERY_NONE, pipeline,
                                           NULL, NULL);
         while (mongoc_cursor_next(cur, &doc)) {
@@ -312,7 +313,8 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                 const char *act = "", *status = "";
                 int64_t n = bson_int(doc, "n");
                 if (bson_iter_init_find(&it, doc, "_id") &&
-                    BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &id))
+                    BSON_ITER_HOLDS_DOCUMENT(&it) &&
+                    bson_iter_recurse(&it, &id))
                         while (bson_iter_next(&id)) {
                                 if (!BSON_ITER_HOLDS_UTF8(&id))
                                         continue;
@@ -327,9 +329,9 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                                     json_integer(n));
                 json_object_set_new(
                     a, "accepted",
-                    json_integer(json_integer_value(
-                                     json_object_get(a, "accepted")) +
-                                 n));
+                    json_integer(
+                        json_integer_value(json_object_get(a, "accepted")) +
+                        n));
                 if (!strcmp(status, "PENDING_PAYMENT"))
                         json_object_set_new(a, "holds", json_integer(n));
         }
@@ -338,24 +340,24 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
 
         json_array_foreach(list, i, a) {
                 const char *id = json_string_value(json_object_get(a, "id"));
-                bson_t *filter = BCON_NEW("activity_id", BCON_UTF8(id),
-                                          "status",
-                                          BCON_UTF8("PENDING_PAYMENT"));
-                bson_t *opts = BCON_NEW("sort", "{", "pay_deadline_ms",
-                                        BCON_INT32(1), "}", "limit",
-                                        BCON_INT64(HOLDS_SHOWN));
+                bson_t *filter =
+                    BCON_NEW("activity_id", BCON_UTF8(id), "status",
+                             BCON_UTF8("PENDING_PAYMENT"));
+                bson_t *opts =
+                    BCON_NEW("sort", "{", "pay_deadline_ms", BCON_INT32(1), "}",
+                             "limit", BCON_INT64(HOLDS_SHOWN));
                 cur = mongoc_collection_find_with_opts(orders, filter, opts,
                                                        NULL);
                 while (mongoc_cursor_next(cur, &doc))
                         json_array_append_new(
                             json_object_get(a, "next_holds"),
-                            json_pack("{s:s, s:s, s:I, s:I}", "order_id",
-                                      bson_str(doc, "_id"), "user_id",
-                                      bson_str(doc, "user_id"), "amount_cents",
-                                      (json_int_t)bson_int(doc, "amount_cents"),
-                                      "pay_deadline_ms",
-                                      (json_int_t)bson_int(doc,
-                                                           "pay_deadline_ms")));
+                            json_pack(
+                                "{s:s, s:s, s:I, s:I}", "order_id",
+                                bson_str(doc, "_id"), "user_id",
+                                bson_str(doc, "user_id"), "amount_cents",
+                                (json_int_t)bson_int(doc, "amount_cents"),
+                                "pay_deadline_ms",
+                                (json_int_t)bson_int(doc, "pay_deadline_ms")));
                 mongoc_cursor_destroy(cur);
                 bson_destroy(filter);
                 bson_destroy(opts);
@@ -384,12 +386,12 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
 static json_t *read_commissions(dash_t *d) {
         mongoc_collection_t *earn =
             mongoc_database_get_collection(d->db, "earnings");
-        bson_t *pipeline = BCON_NEW(
-            "pipeline", "[", "{", "$group", "{", "_id", BCON_NULL, "pending",
-            "{", "$sum", BCON_UTF8("$pending_cents"), "}", "settled", "{",
-            "$sum", BCON_UTF8("$settled_cents"), "}", "reversed", "{", "$sum",
-            BCON_UTF8("$reversed_cents"), "}", "users", "{", "$sum",
-            BCON_INT32(1), "}", "}", "}", "]");
+        bson_t *pipeline =
+            BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", BCON_NULL,
+                     "pending", "{", "$sum", BCON_UTF8("$pending_cents"), "}",
+                     "settled", "{", "$sum", BCON_UTF8("$settled_cents"), "}",
+                     "reversed", "{", "$sum", BCON_UTF8("$reversed_cents"), "}",
+                     "users", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
         mongoc_cursor_t *cur = mongoc_collection_aggregate(
             earn, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
         const bson_t *doc;
@@ -420,12 +422,11 @@ static json_t *read_commissions(dash_t *d) {
                         for (i = 0; i + 1 < r->elements; i += 2)
                                 json_array_append_new(
                                     json_object_get(c, "top"),
-                                    json_pack("{s:s, s:I}", "user_id",
-                                              r->element[i]->str,
-                                              "settled_cents",
-                                              (json_int_t)strtoll(
-                                                  r->element[i + 1]->str, NULL,
-                                                  10)));
+                                    json_pack(
+                                        "{s:s, s:I}", "user_id",
+                                        r->element[i]->str, "settled_cents",
+                                        (json_int_t)strtoll(
+                                            r->element[i + 1]->str, NULL, 10)));
                 if (r)
                         freeReplyObject(r);
         }
@@ -450,20 +451,18 @@ static void sample(dash_t *d) {
                 scrape(addr, procs, stages, rejections, latency, &rejected);
         free(list);
         json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
-        json_object_set_new(state, "activities",
-                            read_activities(d, accepted));
+        json_object_set_new(state, "activities", read_activities(d, accepted));
         json_object_set_new(state, "commissions", read_commissions(d));
         json_object_set_new(state, "processes", procs);
         json_object_set_new(state, "stages", stages);
         json_object_set_new(state, "rejections", rejections);
-        lat = json_pack("{s:o, s:o}", "p50_s",
-                        json_real(isnan(quantile(latency, 0.5))
-                                      ? -1
-                                      : quantile(latency, 0.5)),
-                        "p95_s",
-                        json_real(isnan(quantile(latency, 0.95))
-                                      ? -1
-                                      : quantile(latency, 0.95)));
+        lat = json_pack(
+            "{s:o, s:o}", "p50_s",
+            json_real(isnan(quantile(latency, 0.5)) ? -1
+                                                    : quantile(latency, 0.5)),
+            "p95_s",
+            json_real(
+                isnan(quantile(latency, 0.95)) ? -1 : quantile(latency, 0.95)));
         json_object_set_new(state, "latency", lat);
         json_decref(latency);
 
@@ -477,14 +476,13 @@ static void sample(dash_t *d) {
         if (d->n_ring < HISTORY)
                 d->n_ring++;
         for (i = 0; i < d->n_ring; i++) {
-                sample_t *e = &d->ring[(d->next_ring - d->n_ring + i +
-                                        HISTORY) %
-                                       HISTORY];
-                json_array_append_new(chart,
-                                      json_pack("{s:I, s:O, s:f}", "t_ms",
-                                                (json_int_t)e->t_ms, "accepted",
-                                                e->accepted, "rejected",
-                                                e->rejected));
+                sample_t *e =
+                    &d->ring[(d->next_ring - d->n_ring + i + HISTORY) %
+                             HISTORY];
+                json_array_append_new(
+                    chart, json_pack("{s:I, s:O, s:f}", "t_ms",
+                                     (json_int_t)e->t_ms, "accepted",
+                                     e->accepted, "rejected", e->rejected));
         }
         json_object_set_new(state, "history", chart);
         doc = json_dumps(state, JSON_COMPACT);
@@ -497,8 +495,8 @@ static void sample(dash_t *d) {
 /* ---- HTTP ---- */
 
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status,
-                            const char *type, const void *body, size_t len,
-                            enum MHD_ResponseMemoryMode mode) {
+                               const char *type, const void *body, size_t len,
+                               enum MHD_ResponseMemoryMode mode) {
         struct MHD_Response *r =
             MHD_create_response_from_buffer(len, (void *)body, mode);
         enum MHD_Result ret;
@@ -523,25 +521,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         (void)con_cls;
         if (strcmp(method, MHD_HTTP_METHOD_GET))
                 return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-                            "use GET\n", 8, MHD_RESPMEM_PERSISTENT);
+                               "use GET\n", 8, MHD_RESPMEM_PERSISTENT);
         if (!strcmp(url, "/"))
                 return respond(c, MHD_HTTP_OK, "text/html; charset=utf-8",
-                            ordo_dash_page, strlen(ordo_dash_page),
-                            MHD_RESPMEM_PERSISTENT);
+                               ordo_dash_page, strlen(ordo_dash_page),
+                               MHD_RESPMEM_PERSISTENT);
         if (!strcmp(url, "/api/state")) {
                 pthread_mutex_lock(&d->lock);
                 doc = d->doc ? strdup(d->doc) : NULL;
                 pthread_mutex_unlock(&d->lock);
                 if (!doc)
                         return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                    "application/json",
-                                    "{\"error\":\"first sample pending\"}",
-                                    32, MHD_RESPMEM_PERSISTENT);
+                                       "application/json",
+                                       "{\"error\":\"first sample pending\"}",
+                                       32, MHD_RESPMEM_PERSISTENT);
                 return respond(c, MHD_HTTP_OK, "application/json", doc,
-                            strlen(doc), MHD_RESPMEM_MUST_FREE);
+                               strlen(doc), MHD_RESPMEM_MUST_FREE);
         }
         return respond(c, MHD_HTTP_NOT_FOUND, "text/plain",
-                    "paths: /, /api/state\n", 21, MHD_RESPMEM_PERSISTENT);
+                       "paths: /, /api/state\n", 21, MHD_RESPMEM_PERSISTENT);
 }
 
 int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
@@ -594,8 +592,8 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         d.conf = conf;
         pthread_mutex_init(&d.lock, NULL);
         mongoc_init();
-        if (!(uri = mongoc_uri_new_with_error(ordo_config_get(conf, "mongo.uri"),
-                                              &e)) ||
+        if (!(uri = mongoc_uri_new_with_error(
+                  ordo_config_get(conf, "mongo.uri"), &e)) ||
             !(d.mongo = mongoc_client_new_from_uri_with_error(uri, &e))) {
                 fprintf(stderr, "ordo dash: mongo.uri: %s\n", e.message);
                 mongoc_uri_destroy(uri);

@@ -34,15 +34,13 @@
 #include "log.h"
 #include "projection.h"
 #include "redis_conn.h"
+#include "stages.h"
 #include "clock.h"
 
 #define BACKOFF_MAX_MS 5000
 
-static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
-                                             ORDO_TOPIC_ORDER_EVENTS,
-                                             ORDO_TOPIC_REFERRAL_EVENTS,
-                                             ORDO_TOPIC_COMMISSION_EVENTS };
-#define N_TOPICS 4
+/* A projection stage's inputs: every event topic (stages.h). */
+#define N_TOPICS ORDO_STAGE_INPUTS_MAX
 
 static const char *mongo_colls[] = { "activities", "orders", "commissions",
                                      "earnings", "referrals" };
@@ -330,7 +328,10 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
 
         memset(stats, 0, sizeof(*stats));
         memset(t, 0, sizeof(t));
-        if (strcmp(which, "mongo") && strcmp(which, "redis")) {
+        const ordo_stage_t *stage =
+            ordo_stage_find_kind(which, ORDO_STAGE_PROJECTION);
+
+        if (!stage || stage->n_inputs != N_TOPICS) {
                 snprintf(errstr, errstr_size, "mongo or redis, not \"%s\"",
                          which);
                 return ORDO_ERR_INVALID_ARG;
@@ -361,7 +362,12 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         codec = ordo_codec_new(errstr, errstr_size);
         rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                      errstr_size);
-        if (!msgs || !recs || !codec || !rk) {
+        if (!msgs || !recs) {
+                snprintf(errstr, errstr_size, "out of memory");
+                err = ORDO_ERR_NOMEM;
+                goto done;
+        }
+        if (!codec || !rk) {
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
@@ -380,7 +386,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
          * projection's, from the offsets committed below. */
         assign = rd_kafka_topic_partition_list_new(64);
         for (i = 0; i < N_TOPICS && !err; i++) {
-                ordo_topic_name(conf, event_topics[i], t[i].name,
+                ordo_topic_name(conf, stage->inputs[i], t[i].name,
                                 sizeof(t[i].name));
                 t[i].np =
                     ordo_kafka_partitions(rk, t[i].name, errstr, errstr_size);
@@ -435,7 +441,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                 int flush = n == max || (open == 0 && n > 0);
                 if (*stop) {
                         snprintf(errstr, errstr_size, "interrupted");
-                        err = ORDO_ERR_INVALID_ARG;
+                        err = ORDO_ERR_INTERRUPTED;
                         break;
                 }
                 if (!flush) {
@@ -478,7 +484,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                                 } else {
                                         recs[n].msg = &msgs[n];
                                         recs[n].source = ordo_topic_short(
-                                            event_topics[tp - t]);
+                                            stage->inputs[tp - t]);
                                         recs[n].partition = part;
                                         recs[n].offset = m->offset;
                                         n++;
@@ -619,7 +625,8 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                          ordo_config_get(conf, "group.prefix"), into);
                 gp = prefix;
         }
-        snprintf(group, sizeof(group), "%sproject.%s", gp, which);
+        ordo_group_name(gp, ordo_stage_find(which)->group, group,
+                        sizeof(group));
         err = ordo_rebuild_run(which, conf, into, commit ? group : NULL, 5,
                                &ordo_stop, &st, errstr, sizeof(errstr));
         if (err) {

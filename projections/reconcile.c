@@ -29,7 +29,7 @@
 #include "kafka.h"
 #include "rebuild.h"
 #include "redis_conn.h"
-#include "stream.h"
+#include "stages.h"
 
 #define ENCODE_MAX 8192
 
@@ -497,8 +497,10 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
-        for (d = 0; d < 4 && !err && !ordo_stop; d++) {
-                const ordo_processor_def_t *def = ordo_processors[d];
+        for (d = 0; d < (int)ordo_n_stages && !err && !ordo_stop; d++) {
+                const ordo_processor_def_t *def = ordo_stages[d].processor;
+                if (!def)
+                        continue;
                 int64_t before = r->diffs[SEC_EVENTS];
                 ordo_topic_name(conf, def->input, input, sizeof(input));
                 ordo_topic_name(conf, def->events, events, sizeof(events));
@@ -526,7 +528,7 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
         }
         if (ordo_stop && !err) {
                 snprintf(errstr, errstr_size, "interrupted");
-                err = ORDO_ERR_INVALID_ARG;
+                err = ORDO_ERR_INTERRUPTED;
         }
 done:
         ordo_codec_destroy(codec);

@@ -34,23 +34,9 @@ int ordo_topic_is_snapshots(ordo_topic_t t) {
 }
 
 ordo_topic_t ordo_command_topic(ordo_msg_type_t type) {
-        switch (type) {
-        case ORDO_MSG_CREATE_ACTIVITY:
-        case ORDO_MSG_PLACE_ORDER:
-        case ORDO_MSG_RELEASE_STOCK:
-                return ORDO_TOPIC_ACTIVITY_COMMANDS;
-        case ORDO_MSG_OPEN_ORDER:
-        case ORDO_MSG_CANCEL_ORDER:
-        case ORDO_MSG_CONFIRM_PAYMENT:
-        case ORDO_MSG_CONFIRM_RECEIPT:
-        case ORDO_MSG_REFUND_ORDER:
-        case ORDO_MSG_TICK:
-                return ORDO_TOPIC_ORDER_COMMANDS;
-        case ORDO_MSG_BIND_REFERRER:
-                return ORDO_TOPIC_REFERRAL_COMMANDS;
-        default:
-                return ORDO_TOPIC__COUNT;
-        }
+        const char *to = ordo_msg_routed_to(type);
+        return ordo_msg_is_event(type) || !to ? ORDO_TOPIC__COUNT
+                                              : ordo_topic_from_short(to);
 }
 
 void ordo_topic_name(const ordo_config_t *conf, ordo_topic_t t, char *buf,
@@ -376,8 +362,13 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
         return ret;
 }
 
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
-                      size_t size) {
-        snprintf(buf, size, "%s%s", ordo_config_get(conf, "group.prefix"),
-                 stage);
+void ordo_group_name(const char *prefix, const char *stage_group, char *buf,
+                     size_t size) {
+        snprintf(buf, size, "%s%s", prefix, stage_group);
+}
+
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage_group,
+                      char *buf, size_t size) {
+        ordo_group_name(ordo_config_get(conf, "group.prefix"), stage_group, buf,
+                        size);
 }

@@ -100,8 +100,12 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size);
 
-/* Consumer group id and transactional id of a stage. */
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
-                      size_t size);
+/* Consumer group id and transactional id of a stage: prefix + the stage's
+ * group (runtime/cli/stages.h), the one way they are built.
+ * ordo_kafka_group uses group.prefix; rebuild names its own prefix. */
+void ordo_group_name(const char *prefix, const char *stage_group, char *buf,
+                     size_t size);
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage_group,
+                      char *buf, size_t size);
 
 #endif
