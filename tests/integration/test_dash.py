@@ -53,6 +53,8 @@ def http(url, timeout=5):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)  # not listening (yet)
 
 
 def metric_lines(text, name):
