@@ -500,18 +500,10 @@ static void sample(dash_t *d) {
 /* ---- HTTP ---- */
 
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status,
-                               const char *type, const void *body, size_t len,
-                               enum MHD_ResponseMemoryMode mode) {
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(len, (void *)body, mode);
-        enum MHD_Result ret;
-        if (!r)
-                return MHD_NO;
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-        ret = MHD_queue_response(c, status, r);
-        MHD_destroy_response(r);
-        return ret;
+                               const char *type, const char *body, size_t len,
+                               int must_free) {
+        return (enum MHD_Result)ordo_http_reply(c, status, type, body, len,
+                                                must_free);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
@@ -526,25 +518,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         (void)con_cls;
         if (strcmp(method, MHD_HTTP_METHOD_GET))
                 return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-                               "use GET\n", 8, MHD_RESPMEM_PERSISTENT);
+                               "use GET\n", 8, 0);
         if (!strcmp(url, "/"))
                 return respond(c, MHD_HTTP_OK, "text/html; charset=utf-8",
-                               ordo_dash_page, strlen(ordo_dash_page),
-                               MHD_RESPMEM_PERSISTENT);
+                               ordo_dash_page, strlen(ordo_dash_page), 0);
         if (!strcmp(url, "/api/state")) {
                 pthread_mutex_lock(&d->lock);
                 doc = d->doc ? strdup(d->doc) : NULL;
                 pthread_mutex_unlock(&d->lock);
                 if (!doc)
-                        return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                       "application/json",
-                                       "{\"error\":\"first sample pending\"}",
-                                       32, MHD_RESPMEM_PERSISTENT);
+                        return respond(
+                            c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                            "{\"error\":\"first sample pending\"}", 32, 0);
                 return respond(c, MHD_HTTP_OK, "application/json", doc,
-                               strlen(doc), MHD_RESPMEM_MUST_FREE);
+                               strlen(doc), 1);
         }
         return respond(c, MHD_HTTP_NOT_FOUND, "text/plain",
-                       "paths: /, /api/state\n", 21, MHD_RESPMEM_PERSISTENT);
+                       "paths: /, /api/state\n", 21, 0);
 }
 
 int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {

@@ -591,16 +591,19 @@ int ordo_parse_listen(const char *s, struct sockaddr_in *sa) {
         return 0;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
-                             char *text, size_t len, const char *type) {
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
+                    const char *body, size_t len, int must_free) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            len, (void *)body,
+            must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         enum MHD_Result ret;
         if (!r) {
-                free(text);
+                if (must_free)
+                        free((void *)body);
                 return MHD_NO;
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         ret = MHD_queue_response(c, status, r);
         MHD_destroy_response(r);
         return ret;
@@ -622,25 +625,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 
         if (strcmp(method, MHD_HTTP_METHOD_GET) &&
             strcmp(method, MHD_HTTP_METHOD_HEAD))
-                return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                             strdup("use GET\n"), 8, "text/plain");
+                return (enum MHD_Result)ordo_http_reply(
+                    c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "use GET\n",
+                    8, 0);
         if (!strcmp(url, "/healthz")) {
                 ok = ordo_health_check(why, sizeof(why));
                 if (asprintf(&text, "%s: %s\n", ok ? "ok" : "unavailable",
                              why) < 0)
                         return MHD_NO;
-                return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                             text, strlen(text), "text/plain");
+                return (enum MHD_Result)ordo_http_reply(
+                    c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                    "text/plain", text, strlen(text), 1);
         }
         if (strcmp(url, "/metrics"))
-                return reply(c, MHD_HTTP_NOT_FOUND,
-                             strdup("paths: /metrics, /healthz\n"), 26,
-                             "text/plain");
+                return (enum MHD_Result)ordo_http_reply(
+                    c, MHD_HTTP_NOT_FOUND, "text/plain",
+                    "paths: /metrics, /healthz\n", 26, 0);
         if (!(f = open_memstream(&text, &size)))
                 return MHD_NO;
         ordo_metrics_write(f);
         fclose(f);
-        return reply(c, MHD_HTTP_OK, text, size, ORDO_PROM_CONTENT_TYPE);
+        return (enum MHD_Result)ordo_http_reply(
+            c, MHD_HTTP_OK, ORDO_PROM_CONTENT_TYPE, text, size, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {

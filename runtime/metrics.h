@@ -98,6 +98,13 @@ ordo_metrics_server_t *ordo_metrics_start(const ordo_config_t *conf,
                                           int *failed);
 void ordo_metrics_server_stop(ordo_metrics_server_t *s); /* NULL ok */
 
+struct MHD_Connection;
+/* Queues one libmicrohttpd response (Cache-Control: no-store). must_free:
+ * body was malloc'd and is given away, even on failure; else it must
+ * outlive the response (a static string). Returns an enum MHD_Result. */
+int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
+                    const char *body, size_t len, int must_free);
+
 struct sockaddr_in;
 /* IPv4 "HOST:PORT" (empty host: any); 0 on success. */
 int ordo_parse_listen(const char *listen, struct sockaddr_in *sa);

@@ -134,6 +134,23 @@ class Checks:
         self.eq(what + (" (%s)" % detail if detail else ""), True,
                 bool(cond))
 
+    def finish(self):
+        """criterion's synthesis line, which the CI script sums; exits."""
+        print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
+              "Crashing: 0" % (self.passed + self.failed, self.passed,
+                               self.failed))
+        sys.exit(1 if self.failed else 0)
+
+
+def drop_database(name):
+    """Best effort: a test's database goes with the test."""
+    try:
+        pymongo.MongoClient(os.environ.get(
+            "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/")).drop_database(
+                name)
+    except Exception as e:  # pragma: no cover
+        print("cleanup: %s" % e)
+
 
 def sale(tag, now):
     """Phase 1: activities, bindings, orders; phase 2: payments and
@@ -325,20 +342,12 @@ def main():
         rc = ordo.stop()
         c.eq("ordo run exit status on SIGTERM", 0, rc)
         if not a.keep:
-            try:
-                pymongo.MongoClient(os.environ.get(
-                    "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/")
-                ).drop_database(ordo.db)
-                keys = r.scan(ordo.prefix + "*") + r.scan(
-                    "{" + ordo.prefix + "*")
-                for k in keys:
-                    r.cmd("DEL", k)
-            except Exception as e:  # cleanup is best effort
-                print("cleanup: %s" % e)
+            drop_database(ordo.db)
+            for k in r.scan(ordo.prefix + "*") + r.scan(
+                    "{" + ordo.prefix + "*"):
+                r.cmd("DEL", k)
             shutil.rmtree(workdir, ignore_errors=True)
-        print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
-              "Crashing: 0" % (c.passed + c.failed, c.passed, c.failed))
-    sys.exit(1 if c.failed else 0)
+    c.finish()
 
 
 if __name__ == "__main__":

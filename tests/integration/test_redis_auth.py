@@ -28,9 +28,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_dash as D  # noqa: E402  (free_port, http, Checks)
+import test_dash as D  # noqa: E402  (free_port, http, Checks, cleanup)
 import test_e2e as E  # noqa: E402  (Ordo, Redis, the command builders)
-import pymongo  # noqa: E402
 
 PASSWORD = "s3cret-auth"
 
@@ -151,16 +150,9 @@ def main():
         c.eq("ordo run exit status on SIGTERM", 0, rc)
         server.terminate()
         server.wait(30)
-        try:
-            mc = pymongo.MongoClient(os.environ.get(
-                "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))
-            mc.drop_database(ordo.db)
-        except Exception as e:  # cleanup is best effort
-            print("cleanup: %s" % e)
+        D.drop_database(ordo.db)
         shutil.rmtree(workdir, ignore_errors=True)
-        print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
-              "Crashing: 0" % (c.passed + c.failed, c.passed, c.failed))
-    sys.exit(1 if c.failed else 0)
+    c.finish()
 
 
 if __name__ == "__main__":
