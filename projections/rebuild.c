@@ -325,12 +325,11 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         int64_t t0 = ordo_monotonic_ms(), last = t0, lo, hi;
         int i, p, open = 0, used;
         ordo_err_t err = ORDO_ERR_OK;
-
-        memset(stats, 0, sizeof(*stats));
-        memset(t, 0, sizeof(t));
         const ordo_stage_t *stage =
             ordo_stage_find_kind(which, ORDO_STAGE_PROJECTION);
 
+        memset(stats, 0, sizeof(*stats));
+        memset(t, 0, sizeof(t));
         if (!stage || stage->n_inputs != N_TOPICS) {
                 snprintf(errstr, errstr_size, "mongo or redis, not \"%s\"",
                          which);

@@ -13,10 +13,18 @@
  * StockReserved and StockReleased adds 1; CommandRejected (aggregate =
  * the activity named) carries the current version, 0 if unknown.
  */
-#include "rules_int.h"
+#include "rules.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_arith.h"
+#include "rules_digest.h"
+#include "rules_map.h"
+#include "rules_out.h"
+#include "rules_snap.h"
+#include "rules_vec.h"
 
 #define SEEN ORDO__NONE /* order map value: rejected, nothing reserved */
 

@@ -12,10 +12,20 @@
  * key of commission-events). Each commission event adds 1 to its
  * version, whichever entry (level) it concerns.
  */
-#include "rules_int.h"
+#include "rules.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_arith.h"
+#include "rules_digest.h"
+#include "rules_graph.h"
+#include "rules_map.h"
+#include "rules_out.h"
+#include "rules_snap.h"
+#include "rules_strtab.h"
+#include "rules_vec.h"
 
 enum entry_status { E_PENDING = 1, E_SETTLED, E_REVERSED };
 

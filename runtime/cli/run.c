@@ -115,40 +115,39 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
         return rc;
 }
 
-int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
+/* ordo process | project: one stage of the given kind. */
+static int run_one(ordo_config_t *conf, int argc, char **argv,
+                   ordo_stage_kind_t kind, const char *help,
+                   const char *expected) {
         const ordo_stage_t *s;
         if (ordo_wants_help(argc, argv)) {
-                printf("\nRuns one processor until SIGINT or SIGTERM. Start "
-                       "more instances with\ndistinct -X instance.id=N to "
-                       "share partitions in its consumer group.\n/metrics and "
-                       "/healthz on metrics.listen (auto: 127.0.0.1:9465 "
-                       "activity,\n9466 order, 9467 referral, 9468 "
-                       "commission; set it per instance).\n");
+                printf("%s", help);
                 return 0;
         }
-        if (argc != 2 ||
-            !(s = ordo_stage_find_kind(argv[1], ORDO_STAGE_PROCESSOR))) {
-                fprintf(stderr, "ordo process: expected one of activity, "
-                                "order, referral, commission\n");
+        if (argc != 2 || !(s = ordo_stage_find_kind(argv[1], kind))) {
+                fprintf(stderr, "ordo %s: expected %s\n", argv[0], expected);
                 return 2;
         }
         return run_stages(conf, &s, 1, ordo_stage_metrics_default(s));
 }
 
+int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
+        return run_one(conf, argc, argv, ORDO_STAGE_PROCESSOR,
+                       "\nRuns one processor until SIGINT or SIGTERM. Start "
+                       "more instances with\ndistinct -X instance.id=N to "
+                       "share partitions in its consumer group.\n/metrics and "
+                       "/healthz on metrics.listen (auto: 127.0.0.1:9465 "
+                       "activity,\n9466 order, 9467 referral, 9468 "
+                       "commission; set it per instance).\n",
+                       "one of activity, order, referral, commission");
+}
+
 int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
-        const ordo_stage_t *s;
-        if (ordo_wants_help(argc, argv)) {
-                printf("\nRuns one projection of the event topics into "
+        return run_one(conf, argc, argv, ORDO_STAGE_PROJECTION,
+                       "\nRuns one projection of the event topics into "
                        "MongoDB (mongo.uri, mongo.db)\nor Redis (redis.host, "
                        "redis.port, redis.prefix) until SIGINT or SIGTERM.\n"
                        "/metrics and /healthz on metrics.listen (auto: "
-                       "127.0.0.1:9469 mongo, 9470\nredis).\n");
-                return 0;
-        }
-        if (argc != 2 ||
-            !(s = ordo_stage_find_kind(argv[1], ORDO_STAGE_PROJECTION))) {
-                fprintf(stderr, "ordo project: expected mongo or redis\n");
-                return 2;
-        }
-        return run_stages(conf, &s, 1, ordo_stage_metrics_default(s));
+                       "127.0.0.1:9469 mongo, 9470\nredis).\n",
+                       "mongo or redis");
 }
