@@ -217,6 +217,24 @@ def main():
     try:
         ordo.call("topics")
         ordo.start()
+        # /healthz while the stages join their groups, then once they hold
+        # their partitions. The listener starts before the stages, so the
+        # first answer comes before any group is joined.
+        answers, deadline = [], time.time() + 60
+        while time.time() < deadline:
+            st, body = http("http://127.0.0.1:%d/healthz" % run_port, 2)
+            if st:
+                answers.append((st, body.strip()))
+            if st == 200:
+                break
+            time.sleep(0.05)
+        c.true("healthz 503 before the stages hold partitions",
+               answers and answers[0][0] == 503 and (
+                   "not joined" in answers[0][1] or
+                   "no partition" in answers[0][1] or
+                   "no stage started" in answers[0][1]), answers[:1])
+        c.eq("healthz 200 once every stage holds partitions", 200,
+             answers[-1][0] if answers else None)
         dash_log = open(os.path.join(workdir, "dash.log"), "w")
         dash = subprocess.Popen(
             [ordo.binary] + ordo.flags +
