@@ -142,6 +142,15 @@ class Checks:
         sys.exit(1 if self.failed else 0)
 
 
+def stop_all(c, ordo, *procs):
+    """SIGTERM the helper processes, then `ordo run`, which must exit 0."""
+    for p in procs:
+        if p is not None:
+            p.terminate()
+            p.wait(30)
+    c.eq("ordo run exit status on SIGTERM", 0, ordo.stop())
+
+
 def drop_database(name):
     """Best effort: a test's database goes with the test."""
     try:
@@ -354,11 +363,7 @@ def main():
                             url], capture_output=True, timeout=120)
         shutil.rmtree(prof, ignore_errors=True)
     finally:
-        if dash is not None:
-            dash.terminate()
-            dash.wait(30)
-        rc = ordo.stop()
-        c.eq("ordo run exit status on SIGTERM", 0, rc)
+        stop_all(c, ordo, dash)
         if not a.keep:
             drop_database(ordo.db)
             for k in r.scan(ordo.prefix + "*") + r.scan(

@@ -143,11 +143,7 @@ def main():
         c.eq("wrong password: nothing written", [],
              r5.scan(bad.prefix + "*") + r0.scan(bad.prefix + "*"))
     finally:
-        if dash is not None:
-            dash.terminate()
-            dash.wait(30)
-        rc = ordo.stop()
-        c.eq("ordo run exit status on SIGTERM", 0, rc)
+        D.stop_all(c, ordo, dash)
         server.terminate()
         server.wait(30)
         D.drop_database(ordo.db)
