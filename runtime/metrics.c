@@ -654,6 +654,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         (void)cls;
         vsnprintf(line, sizeof(line), fmt, ap);
         line[strcspn(line, "\n")] = '\0';
+        /* It names the option's port (0), not the address: the caller
+         * says which address was taken. */
+        if (!strncmp(line, "Failed to bind", 14))
+                return;
         ORDO_LOG(WARN, "metrics", "msg=\"%s\"", line);
 }
 
