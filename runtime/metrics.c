@@ -677,7 +677,7 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
         if (ordo_parse_listen(listen, &sa)) {
                 snprintf(errstr, errstr_size,
                          "metrics.listen: expected IPv4 HOST:PORT, got "
-                         "\"%.64s\"",
+                         "'%.64s'",
                          listen);
                 return NULL;
         }
