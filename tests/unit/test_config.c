@@ -161,3 +161,23 @@ Test(config, secrets_redacted) {
         cr_assert_str_eq(
             ordo_config_redact("redis.password", "", buf, sizeof(buf)), "");
 }
+
+Test(config, group_prefix_follows_topic_prefix) {
+        /* issue 14 item 5, docs/operating.md "Several deployments on one
+         * Kafka": -X topic.prefix alone isolates a deployment, its groups
+         * and transactional ids included */
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_str_eq(ordo_config_get(c, "group.prefix"), "ordo.",
+                         "the default is unchanged");
+        cr_assert_eq(ordo_config_set(c, "topic.prefix", "shop2.", errstr,
+                                     sizeof(errstr)),
+                     0);
+        cr_assert_str_eq(ordo_config_get(c, "group.prefix"), "shop2.");
+        cr_assert_eq(
+            ordo_config_set(c, "group.prefix", "g.", errstr, sizeof(errstr)),
+            0);
+        cr_assert_str_eq(ordo_config_get(c, "group.prefix"), "g.",
+                         "an explicit group.prefix wins");
+        cr_assert_str_eq(ordo_config_get(c, "topic.prefix"), "shop2.");
+        ordo_config_destroy(c);
+}
