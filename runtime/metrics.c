@@ -419,12 +419,18 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
                 if (a->elems[i].offset < 0)
                         rd_kafka_topic_partition_list_add(
                             unknown, a->elems[i].topic, a->elems[i].partition);
-        if (unknown->cnt && !rd_kafka_committed(rk, unknown, 500))
+        if (unknown->cnt) {
+                /* Unanswered: no sample (RD_KAFKA_OFFSET_END), rather than
+                 * a lag of the whole partition. */
+                int failed = rd_kafka_committed(rk, unknown, 500) != 0;
                 for (i = 0; i < unknown->cnt; i++)
                         rd_kafka_topic_partition_list_find(
                             a, unknown->elems[i].topic,
                             unknown->elems[i].partition)
-                            ->offset = unknown->elems[i].offset;
+                            ->offset = failed || unknown->elems[i].err
+                                           ? RD_KAFKA_OFFSET_END
+                                           : unknown->elems[i].offset;
+        }
         rd_kafka_topic_partition_list_destroy(unknown);
         lags = calloc((size_t)a->cnt + 1, sizeof(*lags));
         for (i = 0; lags && i < a->cnt; i++) {
