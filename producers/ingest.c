@@ -971,20 +971,17 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
         ordo_prom_histogram(f, "ordo_ingest_produce_seconds", NULL, bounds,
                             counts, N_BUCKETS,
                             (double)atomic_load(&m->latency_sum_us) / 1e6);
-        ordo_prom_family(f, "ordo_ingest_queue_depth", "gauge",
+        ordo_prom_single(f, "ordo_ingest_queue_depth", "gauge",
                          "Messages in the producer queue, not yet "
-                         "acknowledged (rd_kafka_outq_len).");
-        ordo_prom_sample(f, "ordo_ingest_queue_depth", NULL,
-                         rd_kafka_outq_len(gw->rk));
-        ordo_prom_family(f, "ordo_ingest_waiting_requests", "gauge",
-                         "Requests waiting for Kafka's acknowledgement.");
-        ordo_prom_sample(f, "ordo_ingest_waiting_requests", NULL,
+                         "acknowledged (rd_kafka_outq_len).",
+                         NULL, rd_kafka_outq_len(gw->rk));
+        ordo_prom_single(f, "ordo_ingest_waiting_requests", "gauge",
+                         "Requests waiting for Kafka's acknowledgement.", NULL,
                          (double)atomic_load(&gw->inflight));
-        ordo_prom_family(f, "ordo_ingest_replay_evictions_total", "counter",
+        ordo_prom_single(f, "ordo_ingest_replay_evictions_total", "counter",
                          "Live signatures dropped from a full replay set "
-                         "(raise ingest.replay.max).");
-        ordo_prom_sample(f, "ordo_ingest_replay_evictions_total", NULL,
-                         (double)ordo_seen_evictions(gw->seen));
+                         "(raise ingest.replay.max).",
+                         NULL, (double)ordo_seen_evictions(gw->seen));
         ordo_prom_process(f);
         fclose(f);
         return send_text(gw, r, MHD_HTTP_OK, text, ORDO_PROM_CONTENT_TYPE,

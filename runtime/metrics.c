@@ -72,6 +72,13 @@ void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
         put_value(f, value);
 }
 
+void ordo_prom_single(FILE *f, const char *name, const char *type,
+                      const char *help, const char *const *labels,
+                      double value) {
+        ordo_prom_family(f, name, type, help);
+        ordo_prom_sample(f, name, labels, value);
+}
+
 void ordo_prom_histogram(FILE *f, const char *name, const char *const *labels,
                          const double *bounds, const uint64_t *counts, size_t n,
                          double sum) {
@@ -130,19 +137,15 @@ void ordo_prom_process(FILE *f) {
                       ((double)ru.ru_utime.tv_usec +
                        (double)ru.ru_stime.tv_usec) /
                           1e6;
-        ordo_prom_family(f, "ordo_build_info", "gauge",
-                         "Always 1; the labels name the build.");
-        ordo_prom_sample(f, "ordo_build_info", build, 1);
-        ordo_prom_family(f, "process_cpu_seconds_total", "counter",
-                         "User and system CPU time of the process, seconds.");
-        ordo_prom_sample(f, "process_cpu_seconds_total", NULL, cpu);
-        ordo_prom_family(f, "process_resident_memory_bytes", "gauge",
-                         "Resident set size, bytes.");
-        ordo_prom_sample(f, "process_resident_memory_bytes", NULL,
-                         resident_bytes());
-        ordo_prom_family(f, "process_open_fds", "gauge",
-                         "Open file descriptors.");
-        ordo_prom_sample(f, "process_open_fds", NULL, (double)open_fds());
+        ordo_prom_single(f, "ordo_build_info", "gauge",
+                         "Always 1; the labels name the build.", build, 1);
+        ordo_prom_single(f, "process_cpu_seconds_total", "counter",
+                         "User and system CPU time of the process, seconds.",
+                         NULL, cpu);
+        ordo_prom_single(f, "process_resident_memory_bytes", "gauge",
+                         "Resident set size, bytes.", NULL, resident_bytes());
+        ordo_prom_single(f, "process_open_fds", "gauge",
+                         "Open file descriptors.", NULL, (double)open_fds());
 }
 
 /* ---- the registry ---- */

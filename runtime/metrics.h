@@ -30,6 +30,10 @@ void ordo_prom_family(FILE *f, const char *name, const char *type,
  * none); values are escaped (\\, \", \n). */
 void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
                       double value);
+/* A family of one sample: HELP, TYPE and the sample. */
+void ordo_prom_single(FILE *f, const char *name, const char *type,
+                      const char *help, const char *const *labels,
+                      double value);
 /* A histogram's series: counts[i] observations in (bounds[i-1],
  * bounds[i]], counts[n] above the last bound; written cumulative with
  * _bucket{le}, _sum and _count. */
