@@ -92,10 +92,13 @@ static void print_undecodable(const replay_opts_t *opt,
         json_t *o = json_object();
         char buf[512];
         char *s;
+        if (opt->meta)
+                set_meta(o, opt, m);
         json_object_set_new(o, "undecodable", json_string(reason));
-        set_meta(o, opt, m);
-        if (!opt->meta)
+        if (!opt->meta) { /* where it is, even so */
+                set_meta(o, opt, m);
                 json_object_del(o, "topic");
+        }
         header(m, "ordo.error", buf, sizeof(buf));
         if (buf[0])
                 json_object_set_new(o, "error", json_string(buf));
