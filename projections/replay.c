@@ -152,6 +152,7 @@ static int stable_end(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
         int64_t lso, lo2, deadline = ordo_monotonic_ms() + STABLE_WAIT_MS;
         int64_t next_note = ordo_monotonic_ms() + 2000;
         char why[256];
+        int late;
 
         if (ordo_kafka_watermarks(wm, topic, part, &lo2, end, why, sizeof(why)))
                 goto fail;
@@ -163,21 +164,17 @@ static int stable_end(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
                         return 0;
                 if (ordo_stop)
                         return -1;
-                if (ordo_monotonic_ms() >= deadline) {
+                late = ordo_monotonic_ms() >= deadline;
+                if (late || ordo_monotonic_ms() >= next_note) {
                         fprintf(stderr,
-                                "ordo replay: %s [%d]: a transaction stayed "
-                                "open for %d s (stable offset %" PRId64
-                                ", end %" PRId64 ")\n",
-                                topic, (int)part, STABLE_WAIT_MS / 1000, lso,
-                                *end);
-                        return -1;
-                }
-                if (ordo_monotonic_ms() >= next_note) {
-                        fprintf(stderr,
-                                "ordo replay: %s [%d]: waiting for an open "
-                                "transaction (stable offset %" PRId64
-                                ", end %" PRId64 ")\n",
-                                topic, (int)part, lso, *end);
+                                "ordo replay: %s [%d]: %s (stable offset "
+                                "%" PRId64 ", end %" PRId64 ")\n",
+                                topic, (int)part,
+                                late ? "a transaction stayed open too long"
+                                     : "waiting for an open transaction",
+                                lso, *end);
+                        if (late)
+                                return -1;
                         next_note = ordo_monotonic_ms() + 5000;
                 }
                 usleep(100000);
