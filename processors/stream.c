@@ -26,6 +26,7 @@
 
 #include "codec.h"
 #include "log.h"
+#include "metrics.h"
 #include "clock.h"
 
 #define ENCODE_MAX 8192
@@ -140,8 +141,11 @@ static void emit(void *opaque, const ordo_msg_t *m) {
         hdrs = rd_kafka_headers_new(1);
         rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1,
                             ordo_msg_type_name(m->type), -1);
-        if (m->type == ORDO_MSG_COMMAND_REJECTED)
+        if (m->type == ORDO_MSG_COMMAND_REJECTED) {
                 p->stats->rejected++;
+                ordo_metrics_decision(p->def->name, m->u.rejected.command_type,
+                                      m->u.rejected.reason, m->meta.ts_ms);
+        }
         if (is_event) {
                 produce(p, p->events, p->partition, key, strlen(key), p->buf,
                         len, hdrs);
@@ -626,6 +630,7 @@ static ordo_err_t restore(proc_t *p, int32_t partition) {
         part->since_snapshot = events.count;
         p->stats->restored_events += events.count;
         p->stats->restore_ms += ordo_monotonic_ms() - t0;
+        ordo_metrics_restore(p->def->name, ordo_monotonic_ms() - t0);
         ORDO_LOG(INFO, p->def->name,
                  "msg=restored topic=%s partition=%d snapshot_bytes=%lld "
                  "snapshot_events_next=%lld events=%lld replayed_inputs=%lld "
@@ -806,15 +811,18 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_sink_t sink = { emit, p };
         ordo_pos_t pos;
         void *state;
+        int64_t rejected = p->stats->rejected;
 
         p->stats->consumed++;
         if (decode(p, rkm, &m, why, sizeof(why))) {
+                ordo_metrics_dead_letter(p->def->name, "undecodable");
                 dead_letter(p, rkm, why);
                 return;
         }
         if (!p->def->accepts(m.type)) {
                 snprintf(why, sizeof(why), "unexpected type %s on %s",
                          ordo_msg_type_name(m.type), p->input);
+                ordo_metrics_dead_letter(p->def->name, "unexpected_type");
                 dead_letter(p, rkm, why);
                 return;
         }
@@ -829,6 +837,9 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
         pos.offset = rkm->offset;
         p->partition = rkm->partition;
         p->def->handle(state, &m, &pos, &sink);
+        if (p->stats->rejected == rejected) /* else counted in emit */
+                ordo_metrics_decision(p->def->name, ordo_msg_type_name(m.type),
+                                      NULL, m.meta.ts_ms);
 }
 
 /* The offsets to commit: one past the last message of each partition. */
@@ -870,6 +881,7 @@ static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
                  step, rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         p->stats->aborts++;
+        ordo_metrics_abort(p->def->name);
         aerr = rd_kafka_abort_transaction(p->producer, 30000);
         r = TXN_ABORTED;
         if (aerr) {
@@ -932,6 +944,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         snapshots_done(p, 1);
         p->stats->transactions++;
         p->stats->txn_ms += ordo_monotonic_ms() - t0;
+        ordo_metrics_transaction(p->def->name, ordo_monotonic_ms() - t0);
         return TXN_OK;
 }
 
@@ -1153,6 +1166,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
 
         while (!*stop) {
                 txn_result_t r;
+                ordo_metrics_poll(def->name, p.consumer);
                 if (p.referrals && (err = follow_referrals(&p)))
                         break;
                 n = consume_batch(&p, msgs, max, wait_ms);

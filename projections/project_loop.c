@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "projection.h"
 #include "stages.h"
 #include "clock.h"
@@ -53,6 +54,7 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  ordo_err_name(err), reason);
         s->parked++;
         s->parked_batch++;
+        ordo_metrics_dead_letter(s->which, "store_refused");
         kerr = rd_kafka_producev(
             s->dlq, RD_KAFKA_V_TOPIC(s->dead),
             RD_KAFKA_V_KEY(m->key, m->key_len),
@@ -255,6 +257,7 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         while (!*stop) {
                 size_t k = 0,
                        plen = strlen(ordo_config_get(conf, "topic.prefix"));
+                ordo_metrics_poll(which, consumer);
                 n = poll_batch(consumer, rkms, max, wait_ms);
                 for (i = 0; i < n; i++) {
                         const char *t = rd_kafka_topic_name(rkms[i]->rkt);
@@ -277,6 +280,8 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                 }
                 if (n)
                         commit_batch(consumer, which, rkms, n);
+                for (i = 0; i < k; i++)
+                        ordo_metrics_applied(which, msgs[i].meta.ts_ms);
                 applied += (int64_t)k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,

@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
 #include "messages.h"
 
@@ -83,10 +84,16 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                                        size_t errstr_size);
 /* Accepts NULL. */
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p);
+/* AUTH and SELECT on every (re)connection (redis_conn.h); login's strings
+ * must outlive p. */
+struct ordo_redis_login_s;
+void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
+                               const struct ordo_redis_login_s *login);
 /* As ordo_mongo_proj_apply; the next call reconnects on its own.
- * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full (OOM) or refuses our credentials;
- * ORDO_ERR_REDIS (permanent) for a write it refuses (a key of the wrong
- * type, a total that would overflow). */
+ * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full
+ * (OOM) or refuses our credentials; ORDO_ERR_REDIS (permanent) for a
+ * write it refuses (a key of the wrong type, a total that would
+ * overflow). */
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
@@ -95,7 +102,7 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
  * it holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
 int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
                        size_t errstr_size);
-int ordo_redis_prefix_used(const char *host, int port, const char *prefix,
+int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
                            char *errstr, size_t errstr_size);
 /* Drops the database when it holds only read-model collections (at least
  * one), else ORDO_ERR_INVALID_ARG and why. The caller checks that it is
@@ -103,10 +110,10 @@ int ordo_redis_prefix_used(const char *host, int port, const char *prefix,
 ordo_err_t ordo_mongo_db_drop(const char *uri, const char *db, char *errstr,
                               size_t errstr_size);
 /* Deletes every key of the prefix and its guard keys ("{<prefix>..."),
+ * connecting as configured (redis_conn.h),
  * the prefix matched literally (at most 64 bytes). */
-ordo_err_t ordo_redis_prefix_drop(const char *host, int port,
-                                  const char *prefix, char *errstr,
-                                  size_t errstr_size);
+ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
+                                  char *errstr, size_t errstr_size);
 /* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
  * 2 * strlen(s) + 1 bytes. */
 void ordo__redis_glob_escape(const char *s, char *out);

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redis_conn.h"
 
 #define PREFIX_MAX 64
 #define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
@@ -166,6 +167,7 @@ struct ordo_redis_proj_s {
         const char *fold_id[2 * CHUNK];
         int fold_kind[2 * CHUNK];
         size_t fold_cmd[2 * CHUNK];
+        ordo_redis_login_t login;
 };
 
 static void arg(cmd_t *k, const char *s) {
@@ -289,7 +291,9 @@ static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
         }
         /* A stopped (not dead) server must not hang the consume loop. */
         redisSetTimeout(p->c, rto);
-        err = load_scripts(p, errstr, errstr_size);
+        err = ordo_redis_login(p->c, &p->login, errstr, errstr_size);
+        if (!err)
+                err = load_scripts(p, errstr, errstr_size);
         if (err) {
                 disconnect(p);
                 return err;
@@ -333,6 +337,14 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         /* Unreachable now is fine: apply reconnects and says so. */
         (void)connect_now(p, ignored, sizeof(ignored));
         return p;
+}
+
+void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
+                               const ordo_redis_login_t *login) {
+        char ignored[256];
+        p->login = *login;
+        disconnect(p);
+        (void)connect_now(p, ignored, sizeof(ignored));
 }
 
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
@@ -849,20 +861,6 @@ static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
         return 0;
 }
 
-static redisContext *redis_connect(const char *host, int port, char *errstr,
-                                   size_t errstr_size) {
-        struct timeval tv = { 10, 0 };
-        redisContext *c = redisConnectWithTimeout(host, port, tv);
-        if (!c || c->err) {
-                snprintf(errstr, errstr_size, "redis %s:%d: %s", host, port,
-                         c ? c->errstr : "out of memory");
-                if (c)
-                        redisFree(c);
-                return NULL;
-        }
-        return c;
-}
-
 /* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. The
  * prefix is matched literally (its glob characters escaped); one longer
  * than PREFIX_MAX is an error. */
@@ -881,10 +879,10 @@ static int redis_each_prefix_key(redisContext *c, const char *prefix,
         return scan_keys(c, pat, fn, opaque);
 }
 
-int ordo_redis_prefix_used(const char *host, int port, const char *prefix,
+int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
                            char *errstr, size_t errstr_size) {
         int used = 0;
-        redisContext *c = redis_connect(host, port, errstr, errstr_size);
+        redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
         if (!c)
                 return -1;
         if (redis_each_prefix_key(c, prefix, found_any, &used)) {
@@ -896,12 +894,11 @@ int ordo_redis_prefix_used(const char *host, int port, const char *prefix,
         return used;
 }
 
-ordo_err_t ordo_redis_prefix_drop(const char *host, int port,
-                                  const char *prefix, char *errstr,
-                                  size_t errstr_size) {
+ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
+                                  char *errstr, size_t errstr_size) {
         int bad = 0;
         ordo_err_t err = ORDO_ERR_OK;
-        redisContext *c = redis_connect(host, port, errstr, errstr_size);
+        redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
         if (!c)
                 return ORDO_ERR_UNAVAILABLE;
         if (redis_each_prefix_key(c, prefix, delete_keys, &bad) || bad) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "redis_conn.h"
 
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
@@ -28,6 +29,11 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                     target ? target : ordo_config_get(conf, "redis.prefix"),
                     ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
                     errstr_size);
+        if (s->redis) {
+                ordo_redis_login_t login;
+                ordo_redis_login_from(conf, &login);
+                ordo_redis_proj_set_login(s->redis, &login);
+        }
         return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
 }
 
@@ -91,10 +97,7 @@ int ordo_store_target_used(const char *which, const ordo_config_t *conf,
         if (!strcmp(which, "mongo"))
                 return ordo_mongo_db_used(ordo_config_get(conf, "mongo.uri"),
                                           target, errstr, errstr_size);
-        return ordo_redis_prefix_used(
-            ordo_config_get(conf, "redis.host"),
-            (int)ordo_config_get_int(conf, "redis.port"), target, errstr,
-            errstr_size);
+        return ordo_redis_prefix_used(conf, target, errstr, errstr_size);
 }
 
 ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
@@ -103,10 +106,7 @@ ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
         if (!strcmp(which, "mongo"))
                 return ordo_mongo_db_drop(ordo_config_get(conf, "mongo.uri"),
                                           target, errstr, errstr_size);
-        return ordo_redis_prefix_drop(
-            ordo_config_get(conf, "redis.host"),
-            (int)ordo_config_get_int(conf, "redis.port"), target, errstr,
-            errstr_size);
+        return ordo_redis_prefix_drop(conf, target, errstr, errstr_size);
 }
 
 #define BACKOFF_MAX_MS 5000

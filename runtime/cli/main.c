@@ -44,7 +44,8 @@ static const struct {
         { "wait", ordo_cmd_wait, "[--timeout SECONDS] [STAGE...]",
           "return when the stages have caught up (exit 1 on timeout)" },
         { "replay", ordo_cmd_replay,
-          "TOPIC [--from-offset N | --from-ts MS] [--to-ts MS]",
+          "TOPIC [--meta] [--partition N] [--from-offset N | --from-ts "
+          "TIME] [--to-ts TIME]",
           "decode a topic to JSON lines on stdout" },
         { "rebuild", ordo_cmd_rebuild,
           "mongo|redis --into NAME [--group-prefix P] | --drop NAME",
@@ -54,7 +55,10 @@ static const struct {
           "differences" },
         { "topics", ordo_cmd_topics, "",
           "create the topics of DESIGN.md that are missing" },
-        { "config", ordo_cmd_config, "", "print the effective configuration" },
+        { "dash", ordo_cmd_dash, "[--listen HOST:PORT]",
+          "a live page of the sale, from the read models and metrics" },
+        { "config", ordo_cmd_config, "",
+          "print the effective configuration (secrets redacted)" },
         { "help", cmd_help, "[COMMAND]", "this help" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
