@@ -1,7 +1,7 @@
 /*
  * ordo - the read-model store interface (store.h): one MongoDB or one
- * Redis adapter behind open, apply, drop, diff and close, and the narrowing of a
- * batch the store refuses to the events it refuses.
+ * Redis adapter behind open, apply, drop, diff and close, and the
+ * narrowing of a batch the store refuses to the events it refuses.
  */
 #include "store.h"
 
