@@ -16,6 +16,11 @@
  * the processor's compacted snapshot topic, with the event offset the
  * state reflects. A restore loads the latest snapshot and folds only
  * the events after it.
+ *
+ * Ticks (docs/decisions/0008): a time-driven processor (the order
+ * processor) writes a Tick stamped with the wall clock to each input
+ * partition it owns every tick.interval.ms, inside a transaction, so
+ * its timers fire without `ordo tick` and the rules still read no clock.
  */
 #include "stream.h"
 
@@ -63,6 +68,9 @@ typedef struct proc_s {
         part_t *parts; /* by input partition */
         int n_states;
         int64_t snapshot_every; /* 0: no snapshots */
+        int64_t tick_every;     /* ms; 0: no Ticks */
+        int64_t next_tick;      /* monotonic ms of the next Ticks */
+        int assigned;           /* partitions assigned to us now */
         ordo_buf_t snap;        /* a snapshot being written or read */
         ordo_msg_t *bindings;   /* commission: every ReferrerBound so far */
         size_t n_bindings, cap_bindings;
@@ -694,6 +702,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 ORDO_LOG(INFO, p->def->name, "msg=assigned partitions=%d",
                          parts->cnt);
                 rd_kafka_assign(rk, parts);
+                p->assigned = parts->cnt;
         } else {
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t part = parts->elems[i].partition;
@@ -705,6 +714,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 ORDO_LOG(INFO, p->def->name, "msg=revoked partitions=%d",
                          parts->cnt);
                 rd_kafka_assign(rk, NULL);
+                p->assigned = 0;
         }
 }
 
@@ -831,6 +841,44 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
         p->def->handle(state, &m, &pos, &sink);
 }
 
+/* A Tick stamped with the wall clock to each input partition we own.
+ * It goes through the log like any command: the rules see it only when
+ * they consume it, replay and reconcile see the same Ticks, and being
+ * inside our transaction it is written only by the partition's current
+ * owner (a fenced zombie's Ticks abort with its transaction). */
+static void write_ticks(proc_t *p) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        int64_t ts = ordo_wall_ms();
+        char id[128], err[256];
+        ordo_msg_t m;
+        size_t len;
+        int i;
+
+        if (rd_kafka_assignment(p->consumer, &a)) {
+                p->produce_err = RD_KAFKA_RESP_ERR__STATE;
+                return;
+        }
+        for (i = 0; i < a->cnt && !p->produce_err; i++) {
+                rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+                ordo_msg_init(&m, ORDO_MSG_TICK);
+                m.meta.ts_ms = ts;
+                snprintf(id, sizeof(id), "autotick-%lld-%d", (long long)ts,
+                         (int)a->elems[i].partition);
+                ordo_strlcpy(m.meta.id, id, sizeof(m.meta.id));
+                if (ordo_codec_encode(p->codec, &m, p->buf, sizeof(p->buf),
+                                      &len, err, sizeof(err))) {
+                        rd_kafka_headers_destroy(hdrs);
+                        p->produce_err = RD_KAFKA_RESP_ERR__BAD_MSG;
+                        break;
+                }
+                rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1, "Tick", -1);
+                produce(p, p->input, a->elems[i].partition, NULL, 0, p->buf,
+                        len, hdrs);
+                p->stats->ticks++;
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
 /* The offsets to commit: one past the last message of each partition. */
 static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
                                                       size_t n) {
@@ -881,7 +929,10 @@ static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
         return r;
 }
 
-static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
+/* One transaction: the batch's decisions, the Ticks if due (n may be 0
+ * then), the consumed offsets. */
+static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n,
+                              int tick) {
         rd_kafka_error_t *error;
         rd_kafka_topic_partition_list_t *offsets;
         rd_kafka_consumer_group_metadata_t *cgmd;
@@ -893,6 +944,8 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                 return txn_failed(p, error, "begin");
         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         write_due_snapshots(p);
+        if (tick)
+                write_ticks(p);
         for (i = 0; i < n && !p->produce_err; i++)
                 decide(p, msgs[i]);
         if (p->produce_err) {
@@ -901,10 +954,13 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                 return txn_failed(p, error, "produce");
         }
         offsets = batch_offsets(msgs, n);
-        cgmd = rd_kafka_consumer_group_metadata(p->consumer);
-        error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd,
-                                                     -1);
-        rd_kafka_consumer_group_metadata_destroy(cgmd);
+        error = NULL;
+        if (offsets->cnt) {
+                cgmd = rd_kafka_consumer_group_metadata(p->consumer);
+                error = rd_kafka_send_offsets_to_transaction(p->producer,
+                                                             offsets, cgmd, -1);
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+        }
         if (error) {
                 rd_kafka_topic_partition_list_destroy(offsets);
                 return txn_failed(p, error, "send_offsets");
@@ -1094,14 +1150,14 @@ static void log_stats(const proc_t *p, const char *what) {
                  "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
-                 "snapshot_bytes=%lld",
+                 "snapshot_bytes=%lld ticks=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
                  (long long)(s->transactions ? s->txn_ms / s->transactions : 0),
                  (long long)s->aborts, (long long)s->restored_events,
                  (long long)s->restore_ms, (long long)s->snapshots,
-                 (long long)s->snapshot_bytes);
+                 (long long)s->snapshot_bytes, (long long)s->ticks);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -1134,6 +1190,10 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         p.snapshot_every = ordo_config_get_int(conf, "snapshot.events");
         if (p.snapshot_every < 0)
                 p.snapshot_every = 0;
+        p.tick_every =
+            def->ticks ? ordo_config_get_int(conf, "tick.interval.ms") : 0;
+        if (p.tick_every < 0)
+                p.tick_every = 0;
         ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));
         if (max < 1)
                 max = 1;
@@ -1148,11 +1208,13 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         }
         if ((err = open_clients(&p)))
                 goto done;
-        ORDO_LOG(INFO, def->name, "msg=started input=%s events=%s group=%s",
-                 p.input, p.events, p.group);
+        ORDO_LOG(INFO, def->name,
+                 "msg=started input=%s events=%s group=%s tick_ms=%lld",
+                 p.input, p.events, p.group, (long long)p.tick_every);
 
         while (!*stop) {
                 txn_result_t r;
+                int tick;
                 if (p.referrals && (err = follow_referrals(&p)))
                         break;
                 n = consume_batch(&p, msgs, max, wait_ms);
@@ -1162,7 +1224,13 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                 rd_kafka_message_destroy(msgs[i]);
                         break;
                 }
-                r = n ? run_batch(&p, msgs, n) : TXN_OK;
+                /* The first Ticks right after an assignment: timers that
+                 * fell due while nobody owned the partition fire now. */
+                tick = p.tick_every && p.assigned &&
+                       ordo_monotonic_ms() >= p.next_tick;
+                r = n || tick ? run_batch(&p, msgs, n, tick) : TXN_OK;
+                if (r == TXN_OK && tick)
+                        p.next_tick = ordo_monotonic_ms() + p.tick_every;
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);
                 if (r == TXN_FATAL) {

@@ -24,6 +24,7 @@ typedef struct ordo_processor_def_s {
         ordo_topic_t outbound;  /* commands it sends, or ORDO_TOPIC__COUNT */
         ordo_topic_t snapshots; /* its compacted snapshot topic */
         int joins_referrals;    /* the commission processor's join */
+        int ticks; /* time-driven: its owner writes Ticks to its input */
         void *(*state_new)(void);
         void (*state_destroy)(void *state);
         void (*handle)(void *state, const ordo_msg_t *in, const ordo_pos_t *pos,
@@ -53,6 +54,7 @@ typedef struct ordo_stage_stats_s {
         int64_t restore_ms;
         int64_t snapshots;      /* written */
         int64_t snapshot_bytes; /* written */
+        int64_t ticks;          /* Ticks written (tick.interval.ms) */
 } ordo_stage_stats_t;
 
 /* Runs a processor until *stop becomes non-zero or a fatal error.

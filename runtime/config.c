@@ -26,6 +26,10 @@ static const struct {
           "processors: snapshot a partition's state after this many new "
           "events; 0: never write or read snapshots (restore from the "
           "start)" },
+        { "tick.interval.ms", "1000",
+          "order processor: write a Tick stamped with the wall clock to each "
+          "partition it owns this often, in ms; 0: off (batch runs with "
+          "old timestamps send their own Ticks, docs/operating.md)" },
         { "mongo.uri", "mongodb://127.0.0.1:27017",
           "MongoDB connection string" },
         { "mongo.db", "ordo", "MongoDB database of the read models" },
@@ -145,6 +149,7 @@ static int is_int_key(const char *key) {
                                       "batch.max",
                                       "batch.ms",
                                       "snapshot.events",
+                                      "tick.interval.ms",
                                       "redis.port",
                                       "redis.rejected.ttl.s",
                                       "ingest.signature.window.ms",

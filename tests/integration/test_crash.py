@@ -75,7 +75,9 @@ START = T0 + 1000
 # process rejoins in seconds: a SIGKILLed member otherwise holds the
 # group's rebalance for session.timeout.ms (librdkafka default 45 s).
 KAFKA_X = ["-X", "kafka.session.timeout.ms=6000",
-           "-X", "kafka.heartbeat.interval.ms=500"]
+           "-X", "kafka.heartbeat.interval.ms=500",
+           # back-dated commands (T0): no wall-clock Ticks (decision 0008)
+           "-X", "tick.interval.ms=0"]
 
 
 def log(*a):
