@@ -7,8 +7,9 @@
  * their topic by key), send the consumed offsets, commit. An abortable
  * error aborts and rewinds: the consumer goes back to the committed
  * offsets and the partitions' state is restored from the event log, so
- * aborted events never linger in memory. A fatal error or a fence ends
- * the stage.
+ * aborted events never linger in memory. A fatal error or a fence loses
+ * the partitions: the loop leaves the group, drops all state, opens a new
+ * producer and joins again (Kafka Streams' "task migrated").
  *
  * Snapshots (docs/decisions/0005) bound restore time: once a partition
  * has folded snapshot.events new events, the next transaction starts by
@@ -79,7 +80,8 @@ typedef struct proc_s {
         int32_t partition;
         rd_kafka_resp_err_t produce_err;
         int restore_failed;
-        int rebalanced; /* set by rebalance_cb: drop a half-built batch */
+        int rebalanced;     /* set by rebalance_cb: drop a half-built batch */
+        int consumer_fatal; /* the group consumer raised a fatal error */
         volatile sig_atomic_t *stop;
         char buf[ENCODE_MAX];
         char errstr[1024];
@@ -796,6 +798,15 @@ static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
                                 break;
                         continue;
                 }
+                if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+                        /* e.g. FENCED_INSTANCE_ID: a newer member with
+                         * our group.instance.id */
+                        rd_kafka_fatal_error(p->consumer, p->errstr,
+                                             sizeof(p->errstr));
+                        p->consumer_fatal = 1;
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
                 if (rkm->err) {
                         if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 ORDO_LOG(WARN, p->def->name,
@@ -1019,9 +1030,10 @@ static ordo_err_t open_producer(proc_t *p) {
         return ORDO_ERR_OK;
 }
 
+static ordo_err_t open_member(proc_t *p);
+
 static ordo_err_t open_clients(proc_t *p) {
         rd_kafka_topic_partition_list_t *topics;
-        rd_kafka_resp_err_t err;
         ordo_err_t oerr;
         int np, ni;
 
@@ -1084,9 +1096,18 @@ static ordo_err_t open_clients(proc_t *p) {
                 rd_kafka_topic_partition_list_destroy(topics);
         }
 
-        /* The group consumer: its rebalance callback restores state. */
-        p->consumer = ordo_kafka_consumer_new(p->conf, p->group, rebalance_cb,
-                                              p, p->errstr, sizeof(p->errstr));
+        return open_member(p);
+}
+
+/* The group consumer: its rebalance callback restores state. A static
+ * member (decision 0009): restarted after a crash, it gets its
+ * partitions back without waiting for the session timeout. */
+static ordo_err_t open_member(proc_t *p) {
+        rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_resp_err_t err;
+
+        p->consumer = ordo_kafka_member_new(p->conf, p->group, rebalance_cb, p,
+                                            p->errstr, sizeof(p->errstr));
         if (!p->consumer)
                 return ORDO_ERR_CONFIG;
         topics = rd_kafka_topic_partition_list_new(1);
@@ -1120,12 +1141,59 @@ static ordo_err_t recover(proc_t *p, int aborts_in_a_row) {
         return rewind_all(p);
 }
 
-static void close_clients(proc_t *p) {
+/* Leaves the group and forgets every partition's state. */
+static void close_member(proc_t *p) {
         int i;
         if (p->consumer) {
+                /* Leave the group explicitly: a static member's close
+                 * alone would hold its partitions for the session
+                 * timeout (scale-in). */
+                ordo_kafka_member_leave(p->consumer, 10000);
                 rd_kafka_consumer_close(p->consumer);
                 rd_kafka_destroy(p->consumer);
+                p->consumer = NULL;
         }
+        for (i = 0; i < p->n_states; i++) {
+                p->def->state_destroy(p->states[i]);
+                p->states[i] = NULL;
+        }
+        p->assigned = 0;
+}
+
+/* A fenced producer or another fatal Kafka error, as Kafka Streams
+ * treats it: we lost our partitions. Give them up (leave the group,
+ * drop all state), then come back as a new member with a new producer
+ * (whose init_transactions fences our zombie and aborts what it left
+ * open); the group assigns partitions again and the rebalance callback
+ * restores exactly those. Retried with a backoff while Kafka is away;
+ * the process never exits for it. */
+static ordo_err_t rejoin(proc_t *p, int in_a_row) {
+        int shift = in_a_row < 7 ? in_a_row - 1 : 6;
+        int64_t until =
+            ordo_monotonic_ms() + ((int64_t)500 << shift); /* .5-32 s */
+        ordo_err_t err;
+
+        ORDO_LOG(WARN, p->def->name,
+                 "msg=\"fatal Kafka error: giving up our partitions and "
+                 "rejoining (if another process runs this stage with the "
+                 "same instance.id, give it its own)\" error=\"%s\" "
+                 "rejoins_in_a_row=%d",
+                 p->errstr, in_a_row);
+        p->stats->rejoins++;
+        close_member(p);
+        while (ordo_monotonic_ms() < until && !*p->stop)
+                usleep(50000);
+        if (*p->stop)
+                return ORDO_ERR_OK;
+        if ((err = open_producer(p)))
+                return err;
+        p->restore_failed = 0;
+        p->consumer_fatal = 0;
+        return open_member(p);
+}
+
+static void close_clients(proc_t *p) {
+        close_member(p);
         if (p->referrals)
                 rd_kafka_destroy(p->referrals);
         if (p->restorer)
@@ -1134,8 +1202,6 @@ static void close_clients(proc_t *p) {
                 rd_kafka_destroy(p->watermarks);
         if (p->producer)
                 rd_kafka_destroy(p->producer);
-        for (i = 0; i < p->n_states; i++)
-                p->def->state_destroy(p->states[i]);
         free(p->states);
         free(p->parts);
         ordo_buf_fini(&p->snap);
@@ -1150,14 +1216,15 @@ static void log_stats(const proc_t *p, const char *what) {
                  "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
-                 "snapshot_bytes=%lld ticks=%lld",
+                 "snapshot_bytes=%lld ticks=%lld rejoins=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
                  (long long)(s->transactions ? s->txn_ms / s->transactions : 0),
                  (long long)s->aborts, (long long)s->restored_events,
                  (long long)s->restore_ms, (long long)s->snapshots,
-                 (long long)s->snapshot_bytes, (long long)s->ticks);
+                 (long long)s->snapshot_bytes, (long long)s->ticks,
+                 (long long)s->rejoins);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -1169,8 +1236,9 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         rd_kafka_message_t **msgs;
         size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n, i;
         int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
-        int64_t last_stats = ordo_monotonic_ms();
-        int aborts_in_a_row = 0;
+        int64_t last_stats = ordo_monotonic_ms(), t_start = last_stats;
+        int committed = 0;
+        int aborts_in_a_row = 0, rejoins_in_a_row = 0;
         ordo_err_t err = ORDO_ERR_OK;
 
         memset(&p, 0, sizeof(p));
@@ -1213,35 +1281,60 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                  p.input, p.events, p.group, (long long)p.tick_every);
 
         while (!*stop) {
-                txn_result_t r;
-                int tick;
-                if (p.referrals && (err = follow_referrals(&p)))
-                        break;
-                n = consume_batch(&p, msgs, max, wait_ms);
-                if (p.restore_failed) {
-                        err = ORDO_ERR_KAFKA;
-                        for (i = 0; i < n; i++)
-                                rd_kafka_message_destroy(msgs[i]);
-                        break;
+                txn_result_t r = TXN_OK;
+                int tick, lost = 0;
+                if (p.referrals && (err = follow_referrals(&p))) {
+                        if (err != ORDO_ERR_KAFKA)
+                                break;
+                        lost = 1;
                 }
+                n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms);
+                if (p.restore_failed || p.consumer_fatal)
+                        lost = 1;
                 /* The first Ticks right after an assignment: timers that
                  * fell due while nobody owned the partition fire now. */
-                tick = p.tick_every && p.assigned &&
+                tick = !lost && p.tick_every && p.assigned &&
                        ordo_monotonic_ms() >= p.next_tick;
-                r = n || tick ? run_batch(&p, msgs, n, tick) : TXN_OK;
-                if (r == TXN_OK && tick)
-                        p.next_tick = ordo_monotonic_ms() + p.tick_every;
+                if (!lost && (n || tick))
+                        r = run_batch(&p, msgs, n, tick);
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);
-                if (r == TXN_FATAL) {
-                        err = ORDO_ERR_KAFKA_FATAL;
-                        break;
+                if (r == TXN_OK && tick)
+                        p.next_tick = ordo_monotonic_ms() + p.tick_every;
+                if (r == TXN_OK && (n || tick)) {
+                        rejoins_in_a_row = 0;
+                        if (!committed++)
+                                /* restart to first commit
+                                 * (bench/bench_restart.py) */
+                                ORDO_LOG(
+                                    INFO, def->name,
+                                    "msg=first-commit "
+                                    "since_start_ms=%lld",
+                                    (long long)(ordo_monotonic_ms() - t_start));
                 }
+                if (r == TXN_FATAL)
+                        lost = 1;
                 if (r == TXN_ABORTED) {
-                        if ((err = recover(&p, ++aborts_in_a_row)))
+                        err = recover(&p, ++aborts_in_a_row);
+                        if (err == ORDO_ERR_KAFKA)
+                                lost = 1;
+                        else if (err)
                                 break;
                 } else if (n)
                         aborts_in_a_row = 0;
+                if (lost) {
+                        /* Kafka Streams' "task migrated": rejoin, never
+                         * exit (a supervisor would only do the same). */
+                        do
+                                err = rejoin(&p, ++rejoins_in_a_row);
+                        while ((err == ORDO_ERR_KAFKA ||
+                                err == ORDO_ERR_KAFKA_FATAL) &&
+                               !*stop);
+                        if (err && !*stop)
+                                break;
+                        err = ORDO_ERR_OK;
+                        aborts_in_a_row = 0;
+                }
                 if (ordo_monotonic_ms() - last_stats >= 10000) {
                         log_stats(&p, "progress");
                         last_stats = ordo_monotonic_ms();
