@@ -6,26 +6,28 @@
 
 #include <string.h>
 
+/* Valid input of a processor: what the message table routes to its input
+ * topic. The commission processor also reads the CommandRejected the order
+ * processor writes to order-events. */
+static int routed_to(ordo_msg_type_t t, ordo_topic_t input) {
+        const char *to = ordo_msg_routed_to(t);
+        return to && !strcmp(to, ordo_topic_short(input));
+}
+
 static int activity_accepts(ordo_msg_type_t t) {
-        return t == ORDO_MSG_CREATE_ACTIVITY || t == ORDO_MSG_PLACE_ORDER ||
-               t == ORDO_MSG_RELEASE_STOCK;
+        return routed_to(t, ORDO_TOPIC_ACTIVITY_COMMANDS);
 }
 
 static int order_accepts(ordo_msg_type_t t) {
-        return t == ORDO_MSG_OPEN_ORDER || t == ORDO_MSG_CONFIRM_PAYMENT ||
-               t == ORDO_MSG_CANCEL_ORDER || t == ORDO_MSG_CONFIRM_RECEIPT ||
-               t == ORDO_MSG_REFUND_ORDER || t == ORDO_MSG_TICK;
+        return routed_to(t, ORDO_TOPIC_ORDER_COMMANDS);
 }
 
 static int referral_accepts(ordo_msg_type_t t) {
-        return t == ORDO_MSG_BIND_REFERRER;
+        return routed_to(t, ORDO_TOPIC_REFERRAL_COMMANDS);
 }
 
-/* Every event the order processor writes; the rules pick what matters. */
 static int commission_accepts(ordo_msg_type_t t) {
-        return t == ORDO_MSG_ORDER_OPENED || t == ORDO_MSG_ORDER_PAID ||
-               t == ORDO_MSG_ORDER_CANCELLED || t == ORDO_MSG_ORDER_RECEIVED ||
-               t == ORDO_MSG_ORDER_REFUNDED || t == ORDO_MSG_ORDER_SETTLED ||
+        return routed_to(t, ORDO_TOPIC_ORDER_EVENTS) ||
                t == ORDO_MSG_COMMAND_REJECTED;
 }
 

@@ -1,18 +1,16 @@
 /*
- * ordo run | process | tick: the stages as threads of one process, one
- * processor alone, and the Tick that drives the order processor's timers.
+ * ordo run | process | project: the stages as threads of one process, or
+ * one stage alone.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
 #include "commands.h"
 #include "log.h"
 #include "project.h"
 #include "stream.h"
-#include "clock.h"
 
 typedef struct {
         const char *name;
@@ -145,89 +143,4 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
                 return 2;
         }
         return run_stages(conf, (const char *const *)argv + 1, 1);
-}
-
-static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                           void *opaque) {
-        (void)rk;
-        (void)opaque;
-        if (m->err)
-                *(int *)m->_private = 1;
-}
-
-int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
-        int64_t ts = ordo_wall_ms();
-        char errstr[512], topic[256], buf[1024], id[128];
-        rd_kafka_t *rk;
-        ordo_codec_t *codec;
-        ordo_msg_t m;
-        size_t len;
-        int i, parts, failed = 0;
-
-        if (ordo_wants_help(argc, argv)) {
-                printf("\n--ts MS   the Tick's ts_ms (default: now)\n\n"
-                       "Timers due at or before ts fire at their own "
-                       "deadlines, in deadline order.\nThe order processor "
-                       "also ticks by itself every tick.interval.ms;\n"
-                       "batch runs with old timestamps set it to 0 and "
-                       "send their own Ticks.\n");
-                return 0;
-        }
-        for (i = 1; i < argc; i++) {
-                char *end;
-                if (!strcmp(argv[i], "--ts") && i + 1 < argc) {
-                        ts = strtoll(argv[++i], &end, 10);
-                        if (*end || !*argv[i]) {
-                                fprintf(stderr,
-                                        "ordo tick: --ts: expected "
-                                        "milliseconds, got \"%s\"\n",
-                                        argv[i]);
-                                return 2;
-                        }
-                } else {
-                        fprintf(stderr, "ordo tick: unknown argument %s\n",
-                                argv[i]);
-                        return 2;
-                }
-        }
-        rk = ordo_kafka_producer_new(conf, NULL, tick_delivered, NULL, errstr,
-                                     sizeof(errstr));
-        codec = ordo_codec_new(errstr, sizeof(errstr));
-        if (!rk || !codec) {
-                fprintf(stderr, "ordo tick: %s\n", errstr);
-                return 1;
-        }
-        ordo_topic_name(conf, ORDO_TOPIC_ORDER_COMMANDS, topic, sizeof(topic));
-        parts = ordo_kafka_partitions(rk, topic, errstr, sizeof(errstr));
-        if (parts < 0) {
-                fprintf(stderr, "ordo tick: %s\n", errstr);
-                rd_kafka_destroy(rk);
-                ordo_codec_destroy(codec);
-                return 1;
-        }
-        for (i = 0; i < parts; i++) {
-                ordo_msg_init(&m, ORDO_MSG_TICK);
-                m.meta.ts_ms = ts;
-                snprintf(id, sizeof(id), "tick-%lld-%d", (long long)ts, i);
-                ordo_strlcpy(m.meta.id, id, sizeof(m.meta.id));
-                if (ordo_codec_encode(codec, &m, buf, sizeof(buf), &len, errstr,
-                                      sizeof(errstr)) ||
-                    rd_kafka_producev(
-                        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i),
-                        RD_KAFKA_V_VALUE(buf, len),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER, "Tick", -1),
-                        RD_KAFKA_V_OPAQUE(&failed), RD_KAFKA_V_END))
-                        failed = 1;
-        }
-        if (rd_kafka_flush(rk, 30000))
-                failed = 1;
-        rd_kafka_destroy(rk);
-        ordo_codec_destroy(codec);
-        if (failed) {
-                fprintf(stderr, "ordo tick: could not deliver every Tick\n");
-                return 1;
-        }
-        printf("tick ts_ms=%lld partitions=%d\n", (long long)ts, parts);
-        return 0;
 }

@@ -35,9 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "codec.h"
 #include "hmac.h"
-#include "idgen.h"
 #include "kafka.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -386,8 +386,8 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
         size_t len;
         int64_t now = ordo_wall_ms();
 
-        if (ordo_validate_command(s, n, opts, &m, &fault, errstr,
-                                  sizeof(errstr))) {
+        if (ordo_admit(&gw->ids, s, n, opts, now, &m, &fault, errstr,
+                       sizeof(errstr))) {
                 add_fault(f, l->lineno, errstr, fault.field,
                           fault.reason[0] ? fault.reason : "INVALID");
                 return -1;
@@ -401,15 +401,7 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
                           "type", "INTERNAL_TYPE");
                 return -1;
         }
-        if (!opts->keep_ts)
-                m.meta.ts_ms = now;
-        if (!m.meta.id[0])
-                ordo_idgen_next(&gw->ids, 'c', now, m.meta.id,
-                                sizeof(m.meta.id));
         if (m.type == ORDO_MSG_PLACE_ORDER) {
-                if (!m.u.place.order_id[0])
-                        ordo_idgen_next(&gw->ids, 'o', now, m.u.place.order_id,
-                                        sizeof(m.u.place.order_id));
                 ordo_strlcpy(l->order_id, m.u.place.order_id,
                              sizeof(l->order_id));
                 ordo_strlcpy(l->user_id, m.u.place.user_id, sizeof(l->user_id));
@@ -1002,18 +994,6 @@ bad:
         return -1;
 }
 
-static uint32_t random_instance(void) {
-        uint32_t v = 0;
-        int fd = open("/dev/urandom", O_RDONLY);
-        if (fd >= 0) {
-                if (read(fd, &v, sizeof(v)) != sizeof(v))
-                        v = 0;
-                close(fd);
-        }
-        return (v ^ (uint32_t)getpid() ^ (uint32_t)now_us()) &
-               ORDO_IDGEN_INSTANCE_MAX;
-}
-
 static int set_default(ordo_config_t *conf, const char *key, const char *value,
                        char *errstr, size_t errstr_size) {
         if (ordo_config_get(conf, key))
@@ -1053,7 +1033,7 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
             load_keys(gw, keys_file, errstr, errstr_size))
                 goto fail;
         if (instance < 0)
-                instance = random_instance();
+                instance = ordo_admit_random_instance();
         ordo_idgen_init(&gw->ids, (uint32_t)instance);
         gw->ids_made = 1;
         gw->rl = ordo_ratelimit_new(

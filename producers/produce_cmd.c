@@ -6,16 +6,15 @@
  * every line was taken (DESIGN.md "Command line").
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "admit.h"
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
-#include "validate.h"
+#include "send.h"
 #include "clock.h"
 
 #define MAX_REASONS 32
@@ -55,58 +54,6 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                 s->delivered++;
 }
 
-/* Unique across processes: a random instance tag and a counter. */
-static void new_command_id(char *buf, size_t size, uint64_t tag, uint64_t seq) {
-        snprintf(buf, size, "c-%012llx-%016llx-%llu",
-                 (unsigned long long)ordo_wall_ms(), (unsigned long long)tag,
-                 (unsigned long long)seq);
-}
-
-static uint64_t random_tag(void) {
-        uint64_t tag = 0;
-        int fd = open("/dev/urandom", O_RDONLY);
-        if (fd >= 0) {
-                if (read(fd, &tag, sizeof(tag)) != sizeof(tag))
-                        tag = 0;
-                close(fd);
-        }
-        return tag ^ ((uint64_t)getpid() << 32) ^ (uint64_t)ordo_wall_ms();
-}
-
-static int send_msg(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
-                    int32_t partition, const ordo_msg_t *m, char *errstr,
-                    size_t errstr_size) {
-        char buf[8192];
-        size_t len;
-        const char *key = ordo_msg_key(m);
-        rd_kafka_resp_err_t err;
-
-        if (ordo_codec_encode(codec, m, buf, sizeof(buf), &len, errstr,
-                              errstr_size))
-                return -1;
-        for (;;) {
-                err = rd_kafka_producev(
-                    rk, RD_KAFKA_V_TOPIC(topic),
-                    RD_KAFKA_V_PARTITION(partition),
-                    RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)),
-                    RD_KAFKA_V_VALUE(buf, len),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                    RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
-                                      ordo_msg_type_name(m->type), -1),
-                    RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                rd_kafka_poll(rk, 100); /* back-pressure: wait for room */
-        }
-        if (err) {
-                snprintf(errstr, errstr_size, "produce: %s",
-                         rd_kafka_err2str(err));
-                return -1;
-        }
-        rd_kafka_poll(rk, 0);
-        return 0;
-}
-
 static void usage_details(void) {
         printf("\nReads one JSON command per line from FILE (or stdin) and "
                "sends each valid one\nto its command topic. A line that is "
@@ -128,18 +75,17 @@ static void usage_details(void) {
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         const char *path = NULL;
-        int keep_ts = 0, dry_run = 0, i, rc = 0;
+        int dry_run = 0, i, rc = 0;
         FILE *in = stdin;
         char *line = NULL, errstr[512], topics[ORDO_TOPIC__COUNT][256];
-        int partitions[ORDO_TOPIC__COUNT];
         size_t cap = 0;
         ssize_t len;
         int64_t lineno = 0, t0 = ordo_wall_ms();
         rd_kafka_t *rk = NULL;
         ordo_codec_t *codec;
         produce_stats_t stats;
-        uint64_t tag = random_tag(), seq = 0;
-        ordo_validate_opts_t strict = { .keep_ts = 0 }, kept = { .keep_ts = 1 };
+        ordo_idgen_t ids;
+        ordo_validate_opts_t opts = { .keep_ts = 0, .ignore_ts = 1 };
 
         if (ordo_wants_help(argc, argv)) {
                 usage_details();
@@ -147,7 +93,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         }
         for (i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--keep-ts"))
-                        keep_ts = 1;
+                        opts.keep_ts = 1;
                 else if (!strcmp(argv[i], "--dry-run"))
                         dry_run = 1;
                 else if (argv[i][0] == '-' && argv[i][1]) {
@@ -172,11 +118,10 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 fprintf(stderr, "ordo produce: %s\n", errstr);
                 return 1;
         }
-        for (i = 0; i < ORDO_TOPIC__COUNT; i++) {
+        ordo_idgen_init(&ids, ordo_admit_random_instance());
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++)
                 ordo_topic_name(conf, (ordo_topic_t)i, topics[i],
                                 sizeof(topics[i]));
-                partitions[i] = -1;
-        }
         if (!dry_run) {
                 if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr)) ||
                     !(rk =
@@ -184,6 +129,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                                                   errstr, sizeof(errstr)))) {
                         fprintf(stderr, "ordo produce: %s\n", errstr);
                         ordo_codec_destroy(codec);
+                        ordo_idgen_fini(&ids);
                         return 1;
                 }
         }
@@ -200,13 +146,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (strspn(line, " \t\r\n") == (size_t)len)
                         continue;
                 stats.read++;
-                err = ordo_validate_command(line, k, keep_ts ? &kept : &strict,
-                                            &m, &fault, errstr, sizeof(errstr));
-                if (err && !keep_ts && !strcmp(fault.field, "ts_ms") &&
-                    !strcmp(fault.reason, "NOT_ALLOWED"))
-                        /* Not a trusted batch: ts_ms is ours to stamp. */
-                        err = ordo_validate_command(line, k, &kept, &m, &fault,
-                                                    errstr, sizeof(errstr));
+                err = ordo_admit(&ids, line, k, &opts, ordo_wall_ms(), &m,
+                                 &fault, errstr, sizeof(errstr));
                 if (err) {
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);
@@ -215,33 +156,16 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                                                              : "INVALID");
                         continue;
                 }
-                if (!keep_ts)
-                        m.meta.ts_ms = ordo_wall_ms();
-                if (!m.meta.id[0])
-                        new_command_id(m.meta.id, sizeof(m.meta.id), tag,
-                                       seq++);
                 stats.valid++;
                 if (dry_run)
                         continue;
                 topic = ordo_command_topic(m.type);
-                if (partitions[topic] < 0)
-                        partitions[topic] = ordo_kafka_partitions(
-                            rk, topics[topic], errstr, sizeof(errstr));
-                if (m.type == ORDO_MSG_TICK) {
-                        /* A Tick drives every partition's timers. */
-                        char base[ORDO_MSG_ID_MAX + 1];
-                        int p;
-                        memcpy(base, m.meta.id, sizeof(base));
-                        for (p = 0; p < partitions[topic]; p++) {
-                                snprintf(m.meta.id, sizeof(m.meta.id),
-                                         "%.100s-p%d", base, p);
-                                if (send_msg(rk, codec, topics[topic], p, &m,
-                                             errstr, sizeof(errstr)))
-                                        break;
-                        }
-                } else if (send_msg(rk, codec, topics[topic],
-                                    RD_KAFKA_PARTITION_UA, &m, errstr,
-                                    sizeof(errstr))) {
+                if ((m.type == ORDO_MSG_TICK
+                         ? ordo_send_tick(rk, codec, topics[topic], &m, errstr,
+                                          sizeof(errstr)) < 0
+                         : ordo_send(rk, codec, topics[topic],
+                                     RD_KAFKA_PARTITION_UA, &m, errstr,
+                                     sizeof(errstr)))) {
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);
                         stats.failed++;
@@ -265,6 +189,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 rd_kafka_destroy(rk);
         }
         ordo_codec_destroy(codec);
+        ordo_idgen_fini(&ids);
 
         fprintf(stderr,
                 "ordo produce: %lld command(s) %s, %lld refused, %lld not "

@@ -330,7 +330,7 @@ static ordo_err_t check_fields(fault_ctx_t *c, json_t *root,
                         return fail(c, ORDO_ERR_PARSE, key, "UNKNOWN_FIELD",
                                     "unknown field of %s",
                                     ordo_msg_type_name(out->type));
-                if (!o->keep_ts && !strcmp(key, "ts_ms"))
+                if (!o->keep_ts && !o->ignore_ts && !strcmp(key, "ts_ms"))
                         return fail(c, ORDO_ERR_PARSE, key, "NOT_ALLOWED",
                                     "not allowed from this source (the "
                                     "producer stamps it)");
@@ -372,7 +372,7 @@ ordo_err_t ordo_validate_command(const char *json, size_t len,
                                  const ordo_validate_opts_t *opts,
                                  ordo_msg_t *out, ordo_field_fault_t *fault,
                                  char *errstr, size_t errstr_size) {
-        static const ordo_validate_opts_t defaults = { 0, 0, 0 };
+        static const ordo_validate_opts_t defaults = { 0, 0, 0, 0 };
         fault_ctx_t c = { fault, errstr, errstr_size };
         const ordo_validate_opts_t *o = opts ? opts : &defaults;
         ordo_msg_type_t type = ORDO_MSG_NONE;

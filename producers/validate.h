@@ -41,6 +41,10 @@ typedef struct ordo_validate_opts_s {
          * An order_id that is present is still checked (1..64 bytes).
          * 0: order_id is required, as in RULES.md's command table. */
         int generate_order_id;
+        /* 1 (with keep_ts 0): a supplied ts_ms is checked like any field
+         * and then stamped over (`ordo produce` without --keep-ts: a file
+         * that carries ts_ms is sent as it is, at the current time). */
+        int ignore_ts;
 } ordo_validate_opts_t;
 
 /* A machine-readable copy of the fault, for {"error", "field", "reason"}.

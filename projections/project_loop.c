@@ -137,7 +137,12 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                  ordo_config_get(conf, "group.prefix"), which);
         consumer = ordo_kafka_consumer_new(conf, group, NULL, NULL, errstr,
                                            errstr_size);
-        if (!rkms || !msgs || !recs || !codec || !consumer) {
+        if (!rkms || !msgs || !recs) {
+                snprintf(errstr, errstr_size, "out of memory");
+                err = ORDO_ERR_NOMEM;
+                goto done;
+        }
+        if (!codec || !consumer) {
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }

@@ -376,7 +376,12 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         codec = ordo_codec_new(errstr, errstr_size);
         rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                      errstr_size);
-        if (!msgs || !recs || !codec || !rk) {
+        if (!msgs || !recs) {
+                snprintf(errstr, errstr_size, "out of memory");
+                err = ORDO_ERR_NOMEM;
+                goto done;
+        }
+        if (!codec || !rk) {
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
@@ -450,7 +455,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                 int flush = n == max || (open == 0 && n > 0);
                 if (*stop) {
                         snprintf(errstr, errstr_size, "interrupted");
-                        err = ORDO_ERR_INVALID_ARG;
+                        err = ORDO_ERR_INTERRUPTED;
                         break;
                 }
                 if (!flush) {

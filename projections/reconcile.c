@@ -525,7 +525,7 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
         }
         if (ordo_stop && !err) {
                 snprintf(errstr, errstr_size, "interrupted");
-                err = ORDO_ERR_INVALID_ARG;
+                err = ORDO_ERR_INTERRUPTED;
         }
 done:
         ordo_codec_destroy(codec);

@@ -6,57 +6,63 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every key ordo knows, with its default and what it means. */
-static const struct {
+/* Every key ordo knows: its type, default and meaning. Adding a key is one
+ * entry here; kafka.* keys go to librdkafka and are not listed. */
+typedef struct {
         const char *key;
+        enum { STRING, INT } type;
         const char *def;
         const char *doc;
-} known[] = {
-        { "kafka.bootstrap.servers", "127.0.0.1:9092", "Kafka brokers" },
-        { "topic.prefix", "ordo.", "prefix of every topic name" },
-        { "topic.partitions", "6",
+} key_def_t;
+
+static const key_def_t known[] = {
+        { "kafka.bootstrap.servers", STRING, "127.0.0.1:9092",
+          "Kafka brokers" },
+        { "topic.prefix", STRING, "ordo.", "prefix of every topic name" },
+        { "topic.partitions", INT, "6",
           "partitions of keyed topics when ordo creates them" },
-        { "group.prefix", "ordo.",
+        { "group.prefix", STRING, "ordo.",
           "prefix of consumer group and transactional ids" },
-        { "instance.id", "0",
+        { "instance.id", STRING, "0",
           "this instance's id within a stage; distinct per running instance" },
-        { "batch.max", "10000", "most input messages per transaction" },
-        { "batch.ms", "20", "longest wait to fill a batch, in ms" },
-        { "snapshot.events", "500000",
+        { "batch.max", INT, "10000", "most input messages per transaction" },
+        { "batch.ms", INT, "20", "longest wait to fill a batch, in ms" },
+        { "snapshot.events", INT, "500000",
           "processors: snapshot a partition's state after this many new "
           "events; 0: never write or read snapshots (restore from the "
           "start)" },
-        { "tick.interval.ms", "1000",
+        { "tick.interval.ms", INT, "1000",
           "order processor: write a Tick stamped with the wall clock to each "
           "partition it owns this often, in ms; 0: off (batch runs with "
           "old timestamps send their own Ticks, docs/operating.md)" },
-        { "mongo.uri", "mongodb://127.0.0.1:27017",
+        { "mongo.uri", STRING, "mongodb://127.0.0.1:27017",
           "MongoDB connection string" },
-        { "mongo.db", "ordo", "MongoDB database of the read models" },
-        { "redis.host", "127.0.0.1", "Redis host" },
-        { "redis.port", "6379", "Redis port" },
-        { "redis.prefix", "ordo:", "prefix of every Redis key" },
-        { "redis.rejected.ttl.s", "86400",
+        { "mongo.db", STRING, "ordo", "MongoDB database of the read models" },
+        { "redis.host", STRING, "127.0.0.1", "Redis host" },
+        { "redis.port", INT, "6379", "Redis port" },
+        { "redis.prefix", STRING, "ordo:", "prefix of every Redis key" },
+        { "redis.rejected.ttl.s", INT, "86400",
           "seconds a REJECTED order status stays in Redis" },
-        { "log.level", "info", "error, warn, info or debug" },
-        { "ingest.listen", "127.0.0.1:8080",
+        { "log.level", STRING, "info", "error, warn, info or debug" },
+        { "ingest.listen", STRING, "127.0.0.1:8080",
           "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)" },
-        { "ingest.keys.file", "",
+        { "ingest.keys.file", STRING, "",
           "API keys of the gateway, lines \"key_id secret [batch]\"; "
           "empty: authentication OFF" },
-        { "ingest.signature.window.ms", "300000",
+        { "ingest.signature.window.ms", INT, "300000",
           "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms" },
-        { "ingest.replay.max", "1048576",
+        { "ingest.replay.max", INT, "1048576",
           "gateway: signatures remembered against replay (24 bytes each)" },
-        { "ingest.rate.per.user", "5",
+        { "ingest.rate.per.user", INT, "5",
           "gateway: PlaceOrder per user_id per second (0: no limit)" },
-        { "ingest.rate.burst", "10", "gateway: PlaceOrder burst per user_id" },
-        { "ingest.rate.users.max", "65536",
+        { "ingest.rate.burst", INT, "10",
+          "gateway: PlaceOrder burst per user_id" },
+        { "ingest.rate.users.max", INT, "65536",
           "gateway: user_ids tracked by the rate limit" },
-        { "ingest.body.max", "1048576",
+        { "ingest.body.max", INT, "1048576",
           "gateway: largest request body, bytes" },
-        { "ingest.threads", "2", "gateway: HTTP threads" },
-        { "ingest.instance.id", "-1",
+        { "ingest.threads", INT, "2", "gateway: HTTP threads" },
+        { "ingest.instance.id", INT, "-1",
           "gateway: 0..1048575, distinct per instance, in generated ids "
           "(-1: random)" },
 };
@@ -134,37 +140,19 @@ void ordo_config_destroy(ordo_config_t *conf) {
         free(conf);
 }
 
-static int is_known(const char *key) {
+/* librdkafka checks these itself, when the client is made. */
+static const key_def_t kafka_key = { "kafka.*", STRING, "",
+                                     "passed to librdkafka" };
+
+/* The key's definition; NULL if ordo does not know it. */
+static const key_def_t *lookup(const char *key) {
         size_t i;
         if (!strncmp(key, "kafka.", 6) && key[6])
-                return 1;
+                return &kafka_key;
         for (i = 0; i < N_KNOWN; i++)
                 if (!strcmp(known[i].key, key))
-                        return 1;
-        return 0;
-}
-
-static int is_int_key(const char *key) {
-        static const char *ints[] = { "topic.partitions",
-                                      "batch.max",
-                                      "batch.ms",
-                                      "snapshot.events",
-                                      "tick.interval.ms",
-                                      "redis.port",
-                                      "redis.rejected.ttl.s",
-                                      "ingest.signature.window.ms",
-                                      "ingest.replay.max",
-                                      "ingest.rate.per.user",
-                                      "ingest.rate.burst",
-                                      "ingest.rate.users.max",
-                                      "ingest.body.max",
-                                      "ingest.threads",
-                                      "ingest.instance.id" };
-        size_t i;
-        for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
-                if (!strcmp(ints[i], key))
-                        return 1;
-        return 0;
+                        return &known[i];
+        return NULL;
 }
 
 static int is_int(const char *v) {
@@ -177,18 +165,19 @@ static int is_int(const char *v) {
 ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
                            const char *value, char *errstr,
                            size_t errstr_size) {
-        if (!is_known(key)) {
+        const key_def_t *def = lookup(key);
+        if (!def) {
                 snprintf(errstr, errstr_size,
                          "unknown configuration key \"%s\" (see `ordo config`)",
                          key);
-                return ORDO_ERR_CONFIG;
+                return ORDO_ERR_CONFIG_UNKNOWN;
         }
-        if (is_int_key(key) && !is_int(value)) {
+        if (def->type == INT && !is_int(value)) {
                 snprintf(errstr, errstr_size,
                          "configuration key \"%s\": expected an integer, "
                          "got \"%.40s\"",
                          key, value);
-                return ORDO_ERR_CONFIG;
+                return ORDO_ERR_CONFIG_INVALID;
         }
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -214,7 +203,7 @@ ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
             !(eq = strchr(strcpy(buf, pair), '='))) {
                 snprintf(errstr, errstr_size,
                          "expected key=value, got \"%.100s\"", pair);
-                return ORDO_ERR_CONFIG;
+                return ORDO_ERR_CONFIG_INVALID;
         }
         *eq = '\0';
         return ordo_config_set(conf, trim(buf), trim(eq + 1), errstr,
@@ -226,6 +215,7 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
         FILE *f = fopen(path, "r");
         char line[1024], err[512];
         int lineno = 0;
+        ordo_err_t e;
         if (!f) {
                 snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 return ORDO_ERR_IO;
@@ -235,11 +225,11 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
                 lineno++;
                 if (!*s || *s == '#')
                         continue;
-                if (ordo_config_set_pair(conf, s, err, sizeof(err))) {
+                if ((e = ordo_config_set_pair(conf, s, err, sizeof(err)))) {
                         snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno,
                                  err);
                         fclose(f);
-                        return ORDO_ERR_CONFIG;
+                        return e;
                 }
         }
         fclose(f);
@@ -266,7 +256,7 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                 }
                 key[n] = '\0';
                 /* Variables for tools and tests, not configuration. */
-                if (!is_known(key))
+                if (!lookup(key))
                         continue;
                 if ((err = ordo_config_set(conf, key, eq + 1, errstr,
                                            errstr_size)))

@@ -18,14 +18,18 @@ typedef struct ordo_config_s ordo_config_t;
 ordo_config_t *ordo_config_new(void);
 void ordo_config_destroy(ordo_config_t *conf); /* NULL ok */
 
-/* Set one key. Unknown keys outside kafka. are refused, so a typo in a
- * file or flag is caught rather than ignored. */
+/* Set one key. As librdkafka's conf: an unknown key outside kafka. is
+ * ORDO_ERR_CONFIG_UNKNOWN (a typo in a file or flag is caught rather than
+ * ignored), a value of the wrong type ORDO_ERR_CONFIG_INVALID; both name
+ * the key in errstr. ORDO_ERR_NOMEM if the copy cannot be made. */
 ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
                            const char *value, char *errstr, size_t errstr_size);
-/* "key=value" */
+/* "key=value"; ORDO_ERR_CONFIG_INVALID without '=' */
 ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
                                 char *errstr, size_t errstr_size);
-/* Lines of key=value; '#' starts a comment. */
+/* Lines of key=value; '#' starts a comment. ORDO_ERR_IO if the file
+ * cannot be read; otherwise ordo_config_set's error, errstr naming the
+ * line. */
 ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
                                  char *errstr, size_t errstr_size);
 /* Every ORDO_<KEY> variable: '_' becomes '.', upper becomes lower. */

@@ -7,11 +7,31 @@
 
 #include <stddef.h>
 
+/* X(name, message). When each is returned:
+ *  INVALID_ARG     a caller's argument (a flag, a name) is refused
+ *  NOMEM           an allocation failed
+ *  IO              a file cannot be read or written
+ *  INTERRUPTED     a signal asked a long operation to stop before its end
+ *  PARSE .. OVERSIZE  input (JSON, a command) is malformed; the field and
+ *                  reason go with it (docs/command-contract.md)
+ *  BAD_ENCODING, FINGERPRINT  bytes on a topic are not ordo's Avro
+ *  CONFIG_UNKNOWN  ordo_config_set: no such key (librdkafka's
+ *                  RD_KAFKA_CONF_UNKNOWN)
+ *  CONFIG_INVALID  ordo_config_set: the key's value is refused
+ *                  (RD_KAFKA_CONF_INVALID)
+ *  CONFIG          a client (Kafka, MongoDB) cannot be made from the
+ *                  configuration
+ *  KAFKA           a Kafka call failed; the caller may retry or give up
+ *  KAFKA_FATAL     the producer is fenced or fatally failed: exit
+ *  TIMEOUT         waited for longer than allowed
+ *  MONGO, REDIS    a store call failed
+ *  UNAVAILABLE     a service is not reachable (yet) */
 #define ORDO_ERRORS(X)                                                         \
         X(OK, "success")                                                       \
         X(INVALID_ARG, "invalid argument")                                     \
         X(NOMEM, "out of memory")                                              \
         X(IO, "input/output error")                                            \
+        X(INTERRUPTED, "interrupted")                                          \
         X(PARSE, "malformed input")                                            \
         X(UNKNOWN_TYPE, "unknown message type")                                \
         X(MISSING_FIELD, "missing field")                                      \
@@ -19,12 +39,11 @@
         X(OVERSIZE, "field or message too large")                              \
         X(BAD_ENCODING, "not a valid single-object Avro message")              \
         X(FINGERPRINT, "unknown writer schema fingerprint")                    \
+        X(CONFIG_UNKNOWN, "unknown configuration key")                         \
+        X(CONFIG_INVALID, "invalid configuration value")                       \
         X(CONFIG, "configuration error")                                       \
         X(KAFKA, "Kafka error")                                                \
-        X(KAFKA_RETRIABLE, "retriable Kafka error")                            \
-        X(KAFKA_ABORTABLE, "Kafka transaction must be aborted")                \
         X(KAFKA_FATAL, "fatal Kafka error")                                    \
-        X(QUEUE_FULL, "producer queue full")                                   \
         X(TIMEOUT, "timed out")                                                \
         X(MONGO, "MongoDB error")                                              \
         X(REDIS, "Redis error")                                                \

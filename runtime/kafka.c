@@ -34,23 +34,9 @@ int ordo_topic_is_snapshots(ordo_topic_t t) {
 }
 
 ordo_topic_t ordo_command_topic(ordo_msg_type_t type) {
-        switch (type) {
-        case ORDO_MSG_CREATE_ACTIVITY:
-        case ORDO_MSG_PLACE_ORDER:
-        case ORDO_MSG_RELEASE_STOCK:
-                return ORDO_TOPIC_ACTIVITY_COMMANDS;
-        case ORDO_MSG_OPEN_ORDER:
-        case ORDO_MSG_CANCEL_ORDER:
-        case ORDO_MSG_CONFIRM_PAYMENT:
-        case ORDO_MSG_CONFIRM_RECEIPT:
-        case ORDO_MSG_REFUND_ORDER:
-        case ORDO_MSG_TICK:
-                return ORDO_TOPIC_ORDER_COMMANDS;
-        case ORDO_MSG_BIND_REFERRER:
-                return ORDO_TOPIC_REFERRAL_COMMANDS;
-        default:
-                return ORDO_TOPIC__COUNT;
-        }
+        const char *to = ordo_msg_routed_to(type);
+        return ordo_msg_is_event(type) || !to ? ORDO_TOPIC__COUNT
+                                              : ordo_topic_from_short(to);
 }
 
 void ordo_topic_name(const ordo_config_t *conf, ordo_topic_t t, char *buf,

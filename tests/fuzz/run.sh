@@ -20,10 +20,10 @@ mkdir -p "$work/corpus"
 
 "$cc" -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-        -I"$root/producers" -I"$root/processors/rules" -I"$root/runtime" \
+        -I"$root/producers" -I"$root/schemas" -I"$root/runtime" \
         "$here/fuzz_validate.c" \
         "$root/producers/validate.c" "$root/producers/json_out.c" \
-        "$root/processors/rules/messages.c" "$root/runtime/err.c" \
+        "$root/schemas/messages.c" "$root/runtime/err.c" \
         $(pkg-config --cflags --libs jansson) \
         -o "$work/fuzz_validate"
 

@@ -25,7 +25,7 @@ Test(config, unknown_key_refused_naming_it) {
         ordo_config_t *c = ordo_config_new();
         cr_assert_eq(
             ordo_config_set(c, "topic.prefx", "x", errstr, sizeof(errstr)),
-            ORDO_ERR_CONFIG);
+            ORDO_ERR_CONFIG_UNKNOWN);
         cr_assert(strstr(errstr, "topic.prefx"));
         ordo_config_destroy(c);
 }
@@ -43,16 +43,46 @@ Test(config, integer_keys_checked) {
         ordo_config_t *c = ordo_config_new();
         cr_assert_eq(
             ordo_config_set(c, "redis.port", "63x79", errstr, sizeof(errstr)),
-            ORDO_ERR_CONFIG);
+            ORDO_ERR_CONFIG_INVALID);
         cr_assert(strstr(errstr, "redis.port"));
         ordo_config_destroy(c);
+}
+
+Test(config, unknown_key_in_file_is_unknown_not_invalid) {
+        ordo_config_t *c = ordo_config_new();
+        char path[] = "/tmp/ordo-config-test-XXXXXX";
+        int fd = mkstemp(path);
+        FILE *f = fdopen(fd, "w");
+        fputs("mongo.db=x\nmongo.dbb=y\n", f);
+        fclose(f);
+        cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_UNKNOWN);
+        cr_assert(strstr(errstr, ":2:") && strstr(errstr, "mongo.dbb"),
+                  "got %s", errstr);
+        remove(path);
+        ordo_config_destroy(c);
+}
+
+/* Every key has a default of its own type: the table is checked as a
+ * whole, so a new key cannot start out invalid. */
+static void set_default(void *opaque, const char *key, const char *value) {
+        char err[256];
+        cr_assert_eq(ordo_config_set(opaque, key, value, err, sizeof(err)),
+                     ORDO_ERR_OK, "%s=%s: %s", key, value, err);
+}
+
+Test(config, every_default_is_valid) {
+        ordo_config_t *c = ordo_config_new(), *d = ordo_config_new();
+        ordo_config_foreach(c, set_default, d);
+        ordo_config_destroy(c);
+        ordo_config_destroy(d);
 }
 
 Test(config, pair_needs_equals) {
         ordo_config_t *c = ordo_config_new();
         cr_assert_eq(
             ordo_config_set_pair(c, "topic.prefix", errstr, sizeof(errstr)),
-            ORDO_ERR_CONFIG);
+            ORDO_ERR_CONFIG_INVALID);
         ordo_config_destroy(c);
 }
 
@@ -93,7 +123,7 @@ Test(config, file_error_names_line) {
         fputs("mongo.db=x\nnonsense\n", f);
         fclose(f);
         cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
-                     ORDO_ERR_CONFIG);
+                     ORDO_ERR_CONFIG_INVALID);
         cr_assert(strstr(errstr, ":2:"), "got %s", errstr);
         remove(path);
         ordo_config_destroy(c);

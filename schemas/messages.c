@@ -174,60 +174,47 @@ static const ordo_field_t command_rejected[] = {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Name, kind and route come from the ORDO_MSG_TYPES table; the field lists
+ * above are indexed by type. */
 static const struct {
         const char *name;
         int is_event;
-        const ordo_field_t *fields;
-        size_t n_fields;
+        const char *routed_to;
 } types[ORDO_MSG__COUNT] = {
-        [ORDO_MSG_CREATE_ACTIVITY] = { "CreateActivity", 0, create_activity,
-                                       N(create_activity) },
-        [ORDO_MSG_PLACE_ORDER] = { "PlaceOrder", 0, place_order,
-                                   N(place_order) },
-        [ORDO_MSG_RELEASE_STOCK] = { "ReleaseStock", 0, release_stock,
-                                     N(release_stock) },
-        [ORDO_MSG_OPEN_ORDER] = { "OpenOrder", 0, open_order, N(open_order) },
-        [ORDO_MSG_CANCEL_ORDER] = { "CancelOrder", 0, cancel_order,
-                                    N(cancel_order) },
-        [ORDO_MSG_CONFIRM_PAYMENT] = { "ConfirmPayment", 0, confirm_payment,
-                                       N(confirm_payment) },
-        [ORDO_MSG_CONFIRM_RECEIPT] = { "ConfirmReceipt", 0, confirm_receipt,
-                                       N(confirm_receipt) },
-        [ORDO_MSG_REFUND_ORDER] = { "RefundOrder", 0, refund_order,
-                                    N(refund_order) },
-        [ORDO_MSG_BIND_REFERRER] = { "BindReferrer", 0, bind_referrer,
-                                     N(bind_referrer) },
-        [ORDO_MSG_TICK] = { "Tick", 0, tick, N(tick) },
-        [ORDO_MSG_ACTIVITY_CREATED] = { "ActivityCreated", 1, activity_created,
-                                        N(activity_created) },
-        [ORDO_MSG_STOCK_RESERVED] = { "StockReserved", 1, stock_reserved,
-                                      N(stock_reserved) },
-        [ORDO_MSG_STOCK_RELEASED] = { "StockReleased", 1, stock_released,
-                                      N(stock_released) },
-        [ORDO_MSG_ORDER_OPENED] = { "OrderOpened", 1, order_opened,
-                                    N(order_opened) },
-        [ORDO_MSG_ORDER_PAID] = { "OrderPaid", 1, order_paid, N(order_paid) },
-        [ORDO_MSG_ORDER_CANCELLED] = { "OrderCancelled", 1, order_cancelled,
-                                       N(order_cancelled) },
-        [ORDO_MSG_ORDER_RECEIVED] = { "OrderReceived", 1, order_received,
-                                      N(order_received) },
-        [ORDO_MSG_ORDER_REFUNDED] = { "OrderRefunded", 1, order_refunded,
-                                      N(order_refunded) },
-        [ORDO_MSG_ORDER_SETTLED] = { "OrderSettled", 1, order_settled,
-                                     N(order_settled) },
-        [ORDO_MSG_REFERRER_BOUND] = { "ReferrerBound", 1, referrer_bound,
-                                      N(referrer_bound) },
-        [ORDO_MSG_COMMISSION_ACCRUED] = { "CommissionAccrued", 1,
-                                          commission_accrued,
-                                          N(commission_accrued) },
-        [ORDO_MSG_COMMISSION_REVERSED] = { "CommissionReversed", 1,
-                                           commission_reversed,
-                                           N(commission_reversed) },
-        [ORDO_MSG_COMMISSION_SETTLED] = { "CommissionSettled", 1,
-                                          commission_settled,
-                                          N(commission_settled) },
-        [ORDO_MSG_COMMAND_REJECTED] = { "CommandRejected", 1, command_rejected,
-                                        N(command_rejected) },
+#define X(e, n, ev, b, to) [ORDO_MSG_##e] = { n, ev, to },
+        ORDO_MSG_TYPES(X)
+#undef X
+};
+
+#define FIELDS(e, a) [ORDO_MSG_##e] = { a, N(a) }
+static const struct {
+        const ordo_field_t *fields;
+        size_t n;
+} fields[ORDO_MSG__COUNT] = {
+        FIELDS(CREATE_ACTIVITY, create_activity),
+        FIELDS(PLACE_ORDER, place_order),
+        FIELDS(RELEASE_STOCK, release_stock),
+        FIELDS(OPEN_ORDER, open_order),
+        FIELDS(CANCEL_ORDER, cancel_order),
+        FIELDS(CONFIRM_PAYMENT, confirm_payment),
+        FIELDS(CONFIRM_RECEIPT, confirm_receipt),
+        FIELDS(REFUND_ORDER, refund_order),
+        FIELDS(BIND_REFERRER, bind_referrer),
+        FIELDS(TICK, tick),
+        FIELDS(ACTIVITY_CREATED, activity_created),
+        FIELDS(STOCK_RESERVED, stock_reserved),
+        FIELDS(STOCK_RELEASED, stock_released),
+        FIELDS(ORDER_OPENED, order_opened),
+        FIELDS(ORDER_PAID, order_paid),
+        FIELDS(ORDER_CANCELLED, order_cancelled),
+        FIELDS(ORDER_RECEIVED, order_received),
+        FIELDS(ORDER_REFUNDED, order_refunded),
+        FIELDS(ORDER_SETTLED, order_settled),
+        FIELDS(REFERRER_BOUND, referrer_bound),
+        FIELDS(COMMISSION_ACCRUED, commission_accrued),
+        FIELDS(COMMISSION_REVERSED, commission_reversed),
+        FIELDS(COMMISSION_SETTLED, commission_settled),
+        FIELDS(COMMAND_REJECTED, command_rejected),
 };
 
 static int valid_type(ordo_msg_type_t type) {
@@ -239,8 +226,8 @@ const ordo_field_t *ordo_msg_fields(ordo_msg_type_t type, size_t *n) {
                 *n = 0;
                 return NULL;
         }
-        *n = types[type].n_fields;
-        return types[type].fields;
+        *n = fields[type].n;
+        return fields[type].fields;
 }
 
 const char *ordo_msg_type_name(ordo_msg_type_t type) {
@@ -257,6 +244,10 @@ ordo_msg_type_t ordo_msg_type_from_name(const char *name) {
 
 int ordo_msg_is_event(ordo_msg_type_t type) {
         return valid_type(type) && types[type].is_event;
+}
+
+const char *ordo_msg_routed_to(ordo_msg_type_t type) {
+        return valid_type(type) ? types[type].routed_to : NULL;
 }
 
 void ordo_msg_init(ordo_msg_t *m, ordo_msg_type_t type) {

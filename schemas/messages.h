@@ -29,36 +29,42 @@
 #define ORDO_DEFAULT_AUTO_RECEIVE_MS 864000000LL
 #define ORDO_DEFAULT_FREEZE_MS       604800000LL
 
-/* X(enum suffix, Avro/JSON name, is_event, body member) */
+/* X(enum suffix, Avro/JSON name, is_event, body member, routed to).
+ * routed to: the short name of the topic the type goes to (DESIGN.md
+ * "Topics and keys"): a command's command topic, an event's event topic.
+ * CommandRejected has none: each processor writes it to its own. */
 #define ORDO_MSG_TYPES(X)                                                      \
-        X(CREATE_ACTIVITY, "CreateActivity", 0, activity)                      \
-        X(PLACE_ORDER, "PlaceOrder", 0, place)                                 \
-        X(RELEASE_STOCK, "ReleaseStock", 0, release)                           \
-        X(OPEN_ORDER, "OpenOrder", 0, open)                                    \
-        X(CANCEL_ORDER, "CancelOrder", 0, cancel)                              \
-        X(CONFIRM_PAYMENT, "ConfirmPayment", 0, payment)                       \
-        X(CONFIRM_RECEIPT, "ConfirmReceipt", 0, receipt)                       \
-        X(REFUND_ORDER, "RefundOrder", 0, refund)                              \
-        X(BIND_REFERRER, "BindReferrer", 0, bind)                              \
-        X(TICK, "Tick", 0, tick)                                               \
-        X(ACTIVITY_CREATED, "ActivityCreated", 1, activity)                    \
-        X(STOCK_RESERVED, "StockReserved", 1, stock)                           \
-        X(STOCK_RELEASED, "StockReleased", 1, stock)                           \
-        X(ORDER_OPENED, "OrderOpened", 1, open)                                \
-        X(ORDER_PAID, "OrderPaid", 1, payment)                                 \
-        X(ORDER_CANCELLED, "OrderCancelled", 1, release)                       \
-        X(ORDER_RECEIVED, "OrderReceived", 1, received)                        \
-        X(ORDER_REFUNDED, "OrderRefunded", 1, refund)                          \
-        X(ORDER_SETTLED, "OrderSettled", 1, settled)                           \
-        X(REFERRER_BOUND, "ReferrerBound", 1, bind)                            \
-        X(COMMISSION_ACCRUED, "CommissionAccrued", 1, commission)              \
-        X(COMMISSION_REVERSED, "CommissionReversed", 1, commission)            \
-        X(COMMISSION_SETTLED, "CommissionSettled", 1, commission)              \
-        X(COMMAND_REJECTED, "CommandRejected", 1, rejected)
+        X(CREATE_ACTIVITY, "CreateActivity", 0, activity, "activity-commands") \
+        X(PLACE_ORDER, "PlaceOrder", 0, place, "activity-commands")            \
+        X(RELEASE_STOCK, "ReleaseStock", 0, release, "activity-commands")      \
+        X(OPEN_ORDER, "OpenOrder", 0, open, "order-commands")                  \
+        X(CANCEL_ORDER, "CancelOrder", 0, cancel, "order-commands")            \
+        X(CONFIRM_PAYMENT, "ConfirmPayment", 0, payment, "order-commands")     \
+        X(CONFIRM_RECEIPT, "ConfirmReceipt", 0, receipt, "order-commands")     \
+        X(REFUND_ORDER, "RefundOrder", 0, refund, "order-commands")            \
+        X(BIND_REFERRER, "BindReferrer", 0, bind, "referral-commands")         \
+        X(TICK, "Tick", 0, tick, "order-commands")                             \
+        X(ACTIVITY_CREATED, "ActivityCreated", 1, activity, "activity-events") \
+        X(STOCK_RESERVED, "StockReserved", 1, stock, "activity-events")        \
+        X(STOCK_RELEASED, "StockReleased", 1, stock, "activity-events")        \
+        X(ORDER_OPENED, "OrderOpened", 1, open, "order-events")                \
+        X(ORDER_PAID, "OrderPaid", 1, payment, "order-events")                 \
+        X(ORDER_CANCELLED, "OrderCancelled", 1, release, "order-events")       \
+        X(ORDER_RECEIVED, "OrderReceived", 1, received, "order-events")        \
+        X(ORDER_REFUNDED, "OrderRefunded", 1, refund, "order-events")          \
+        X(ORDER_SETTLED, "OrderSettled", 1, settled, "order-events")           \
+        X(REFERRER_BOUND, "ReferrerBound", 1, bind, "referral-events")         \
+        X(COMMISSION_ACCRUED, "CommissionAccrued", 1, commission,              \
+          "commission-events")                                                 \
+        X(COMMISSION_REVERSED, "CommissionReversed", 1, commission,            \
+          "commission-events")                                                 \
+        X(COMMISSION_SETTLED, "CommissionSettled", 1, commission,              \
+          "commission-events")                                                 \
+        X(COMMAND_REJECTED, "CommandRejected", 1, rejected, NULL)
 
 typedef enum {
         ORDO_MSG_NONE = 0,
-#define X(e, n, ev, b) ORDO_MSG_##e,
+#define X(e, n, ev, b, to) ORDO_MSG_##e,
         ORDO_MSG_TYPES(X)
 #undef X
             ORDO_MSG__COUNT
@@ -266,6 +272,9 @@ const char *ordo_msg_type_name(ordo_msg_type_t type);
 /* ORDO_MSG_NONE when the name is unknown. */
 ordo_msg_type_t ordo_msg_type_from_name(const char *name);
 int ordo_msg_is_event(ordo_msg_type_t type);
+/* The "routed to" column: a topic's short name, or NULL (CommandRejected,
+ * unknown types). */
+const char *ordo_msg_routed_to(ordo_msg_type_t type);
 
 /* Zero the message and set its type and the defaults of RULES.md. */
 void ordo_msg_init(ordo_msg_t *m, ordo_msg_type_t type);

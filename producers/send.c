@@ -1,0 +1,53 @@
+#include "send.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kafka.h"
+
+int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
+              int32_t partition, const ordo_msg_t *m, char *errstr,
+              size_t errstr_size) {
+        char buf[8192];
+        size_t len;
+        const char *key = ordo_msg_key(m);
+        rd_kafka_resp_err_t err;
+
+        if (ordo_codec_encode(codec, m, buf, sizeof(buf), &len, errstr,
+                              errstr_size))
+                return -1;
+        for (;;) {
+                err = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_PARTITION(partition),
+                    RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)),
+                    RD_KAFKA_V_VALUE(buf, len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
+                                      ordo_msg_type_name(m->type), -1),
+                    RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                rd_kafka_poll(rk, 100); /* back-pressure: wait for room */
+        }
+        if (err) {
+                snprintf(errstr, errstr_size, "produce: %s",
+                         rd_kafka_err2str(err));
+                return -1;
+        }
+        rd_kafka_poll(rk, 0);
+        return 0;
+}
+
+int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
+                   const ordo_msg_t *tick, char *errstr, size_t errstr_size) {
+        ordo_msg_t m = *tick;
+        int p, parts = ordo_kafka_partitions(rk, topic, errstr, errstr_size);
+        for (p = 0; p < parts; p++) {
+                snprintf(m.meta.id, sizeof(m.meta.id), "%.100s-p%d",
+                         tick->meta.id, p);
+                if (ordo_send(rk, codec, topic, p, &m, errstr, errstr_size))
+                        return -1;
+        }
+        return parts;
+}
