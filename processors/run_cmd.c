@@ -97,8 +97,13 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                        "threads until SIGINT or\nSIGTERM. Processors: "
                        "activity, order, referral, commission (exactly-once\n"
                        "Kafka transactions). Projections: mongo, redis. "
-                       "Missing topics are created.\nA stage that fails "
-                       "stops the process with a non-zero status.\n");
+                       "Missing topics are created.\nThe order processor "
+                       "writes a wall-clock Tick to its partitions every\n"
+                       "tick.interval.ms (0: off, for batch runs with old "
+                       "timestamps). A processor\nthat loses its partitions "
+                       "to a Kafka error rejoins by itself; a stage that\n"
+                       "fails otherwise (configuration) stops the process "
+                       "with a non-zero status.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++)
@@ -119,7 +124,9 @@ int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
         if (ordo_wants_help(argc, argv)) {
                 printf("\nRuns one processor until SIGINT or SIGTERM. Start "
                        "more instances with\ndistinct -X instance.id=N to "
-                       "share partitions in its consumer group.\n");
+                       "share partitions in its consumer group;\nrestart a "
+                       "crashed one with the same id: it takes its "
+                       "partitions back at once\n(static membership).\n");
                 return 0;
         }
         if (argc != 2 || !ordo_processor_find(argv[1])) {
