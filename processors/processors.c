@@ -2,37 +2,32 @@
  * ordo - the four processors of DESIGN.md: which topics each reads and
  * writes, and which rules decide it. The loop itself is stream.c.
  */
-#include "stream.h"
+#include "processors.h"
 
 #include <string.h>
 
 /* Valid input of a processor: what the message table routes to its input
- * topic. The commission processor also reads the CommandRejected the order
- * processor writes to order-events. */
-static int routed_to(ordo_msg_type_t t, ordo_topic_t input) {
-        const char *to = ordo_msg_routed_to(t);
-        return to && !strcmp(to, ordo_topic_short(input));
+ * topic. CommandRejected has no route of its own: each processor writes it
+ * to its own event topic, so a processor reading an event topic (the
+ * commission processor) gets it too. */
+static int accepts(ordo_topic_t input, ordo_msg_type_t t) {
+        const char *in = ordo_topic_short(input), *to = ordo_msg_routed_to(t);
+        int u;
+        if (to)
+                return !strcmp(to, in);
+        if (!ordo_msg_is_event(t))
+                return 0;
+        for (u = ORDO_MSG_NONE + 1; u < ORDO_MSG__COUNT; u++)
+                if (ordo_msg_is_event((ordo_msg_type_t)u) &&
+                    (to = ordo_msg_routed_to((ordo_msg_type_t)u)) &&
+                    !strcmp(to, in))
+                        return 1;
+        return 0;
 }
 
-static int activity_accepts(ordo_msg_type_t t) {
-        return routed_to(t, ORDO_TOPIC_ACTIVITY_COMMANDS);
-}
-
-static int order_accepts(ordo_msg_type_t t) {
-        return routed_to(t, ORDO_TOPIC_ORDER_COMMANDS);
-}
-
-static int referral_accepts(ordo_msg_type_t t) {
-        return routed_to(t, ORDO_TOPIC_REFERRAL_COMMANDS);
-}
-
-static int commission_accepts(ordo_msg_type_t t) {
-        return routed_to(t, ORDO_TOPIC_ORDER_EVENTS) ||
-               t == ORDO_MSG_COMMAND_REJECTED;
-}
-
-/* Thin casts from the loop's void * state to each aggregate's type. */
-#define PROCESSOR_GLUE(agg)                                                    \
+/* Thin casts from the loop's void * state to each aggregate's type, and
+ * the definition the loop runs. */
+#define PROCESSOR(agg, in, ev, out, snap, joins)                               \
         static void *agg##_new(void) {                                         \
                 return ordo_##agg##_state_new();                               \
         }                                                                      \
@@ -54,78 +49,31 @@ static int commission_accepts(ordo_msg_type_t t) {
                                 size_t errstr_size) {                          \
                 return ordo_##agg##_state_load(data, len, errstr,              \
                                                errstr_size);                   \
-        }
+        }                                                                      \
+        static int agg##_accepts(ordo_msg_type_t t) {                          \
+                return accepts(ORDO_TOPIC_##in, t);                            \
+        }                                                                      \
+        const ordo_processor_def_t ordo_processor_##agg = { #agg,              \
+                                                            ORDO_TOPIC_##in,   \
+                                                            ORDO_TOPIC_##ev,   \
+                                                            ORDO_TOPIC_##out,  \
+                                                            ORDO_TOPIC_##snap, \
+                                                            joins,             \
+                                                            agg##_new,         \
+                                                            agg##_destroy,     \
+                                                            agg##_handle,      \
+                                                            agg##_apply,       \
+                                                            agg##_save,        \
+                                                            agg##_load,        \
+                                                            agg##_accepts };
+ORDO_PROCESSORS(PROCESSOR)
+#undef PROCESSOR
 
-PROCESSOR_GLUE(activity)
-PROCESSOR_GLUE(order)
-PROCESSOR_GLUE(referral)
-PROCESSOR_GLUE(commission)
-
-static const ordo_processor_def_t activity = { "activity",
-                                               ORDO_TOPIC_ACTIVITY_COMMANDS,
-                                               ORDO_TOPIC_ACTIVITY_EVENTS,
-                                               ORDO_TOPIC_ORDER_COMMANDS,
-                                               ORDO_TOPIC_ACTIVITY_SNAPSHOTS,
-                                               0,
-                                               0,
-                                               activity_new,
-                                               activity_destroy,
-                                               activity_handle,
-                                               activity_apply,
-                                               activity_save,
-                                               activity_load,
-                                               activity_accepts };
-
-static const ordo_processor_def_t order = { "order",
-                                            ORDO_TOPIC_ORDER_COMMANDS,
-                                            ORDO_TOPIC_ORDER_EVENTS,
-                                            ORDO_TOPIC_ACTIVITY_COMMANDS,
-                                            ORDO_TOPIC_ORDER_SNAPSHOTS,
-                                            0,
-                                            1,
-                                            order_new,
-                                            order_destroy,
-                                            order_handle,
-                                            order_apply,
-                                            order_save,
-                                            order_load,
-                                            order_accepts };
-
-static const ordo_processor_def_t referral = { "referral",
-                                               ORDO_TOPIC_REFERRAL_COMMANDS,
-                                               ORDO_TOPIC_REFERRAL_EVENTS,
-                                               ORDO_TOPIC__COUNT,
-                                               ORDO_TOPIC_REFERRAL_SNAPSHOTS,
-                                               0,
-                                               0,
-                                               referral_new,
-                                               referral_destroy,
-                                               referral_handle,
-                                               referral_apply,
-                                               referral_save,
-                                               referral_load,
-                                               referral_accepts };
-
-static const ordo_processor_def_t commission = {
-        "commission",
-        ORDO_TOPIC_ORDER_EVENTS,
-        ORDO_TOPIC_COMMISSION_EVENTS,
-        ORDO_TOPIC__COUNT,
-        ORDO_TOPIC_COMMISSION_SNAPSHOTS,
-        1,
-        0,
-        commission_new,
-        commission_destroy,
-        commission_handle,
-        commission_apply,
-        commission_save,
-        commission_load,
-        commission_accepts
+const ordo_processor_def_t *const ordo_processors[4] = {
+#define X(agg, in, ev, out, snap, joins) &ordo_processor_##agg,
+        ORDO_PROCESSORS(X)
+#undef X
 };
-
-const ordo_processor_def_t *const ordo_processors[4] = { &activity, &order,
-                                                         &referral,
-                                                         &commission };
 
 const ordo_processor_def_t *ordo_processor_find(const char *name) {
         size_t i;

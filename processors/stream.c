@@ -672,7 +672,10 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         if (p.snapshot_every < 0)
                 p.snapshot_every = 0;
         p.tick_every =
-            def->ticks ? ordo_config_get_int(conf, "tick.interval.ms") : 0;
+            /* time-driven: Ticks are its input */
+            def->accepts(ORDO_MSG_TICK)
+                ? ordo_config_get_int(conf, "tick.interval.ms")
+                : 0;
         if (p.tick_every < 0)
                 p.tick_every = 0;
         ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));

@@ -24,7 +24,6 @@ typedef struct ordo_processor_def_s {
         ordo_topic_t outbound;  /* commands it sends, or ORDO_TOPIC__COUNT */
         ordo_topic_t snapshots; /* its compacted snapshot topic */
         int joins_referrals;    /* the commission processor's join */
-        int ticks; /* time-driven: its owner writes Ticks to its input */
         void *(*state_new)(void);
         void (*state_destroy)(void *state);
         void (*handle)(void *state, const ordo_msg_t *in, const ordo_pos_t *pos,

@@ -3,14 +3,19 @@
  * docs/command-contract.md ("HTTP gateway") for the contract.
  *
  * A POST goes through these steps, one static function each:
- *   receive   the body arrives in pieces; past ingest.body.max it is
- *             dropped and the answer will be 413
- *   auth      X-Ordo-Key / X-Ordo-Timestamp / X-Ordo-Signature (when a keys
- *             file is configured), window, replay set -> 401
+ *   door      on the headers, before any body byte is read: path, method,
+ *             Content-Length (413), key id and timestamp (401), room in
+ *             the budget of unauthenticated body bytes (503); the body
+ *             gets a deadline (ingest.body.timeout.ms) that no byte renews
+ *   receive   the body arrives in pieces, held against that budget; past
+ *             ingest.body.max it is dropped and the answer will be 413
+ *   auth      X-Ordo-Signature over the path as sent, replay set -> 401
  *   prepare   every line validated, stamped, given ids and encoded into
  *             one arena; any fault -> 400 (413 for a command over 64 KiB),
- *             nothing sent (a batch is all or nothing at the door)
- *   limit     per-user token bucket on PlaceOrder -> 429, nothing sent
+ *             a type outside the key's scope -> 403; nothing sent (a
+ *             batch is all or nothing at the door)
+ *   limit     token buckets per key, per peer and (PlaceOrder) per user_id
+ *             -> 429, nothing sent and no token spent
  *   produce   every line handed to librdkafka; the connection is suspended
  *   (wait)    the delivery reports arrive on the poller thread; the last
  *             one resumes the connection
@@ -39,6 +44,7 @@
 #include "codec.h"
 #include "hmac.h"
 #include "kafka.h"
+#include "keys.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "seen.h"
@@ -50,12 +56,18 @@
 #define UNAVAILABLE_S    "1" /* Retry-After of a 503, seconds */
 #define SHUTDOWN_WAIT_MS 10000
 /* One encoded command; validate caps the JSON at 64 KiB. */
-#define ENCODED_MAX   8192
-#define ERRORS_LISTED 1000 /* refused lines listed in one 400 answer */
+#define ENCODED_MAX    8192
+#define ERRORS_LISTED  1000 /* refused lines listed in one 400 answer */
+#define PATH_MAX_SEEN  256  /* longer raw paths are 404 anyway */
+#define IDLE_TIMEOUT_S 60   /* between requests of a kept-alive connection */
+/* Refused requests logged at most LOG_RATE a second, LOG_BURST at once;
+ * the rest are counted and the next line says how many were left out. */
+#define LOG_RATE  10
+#define LOG_BURST 50
 
 /* ---- metrics ------------------------------------------------------------ */
 
-static const unsigned statuses[] = { 200, 202, 400, 401, 404,
+static const unsigned statuses[] = { 200, 202, 400, 401, 403, 404,
                                      405, 413, 429, 500, 503 };
 #define N_STATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
@@ -70,15 +82,10 @@ typedef struct {
         atomic_uint_fast64_t latency[N_BUCKETS + 1];   /* last: +Inf */
         atomic_uint_fast64_t latency_sum_us;
         atomic_uint_fast64_t acked, failed;
+        /* Requests that got no answer: the client went away first, or
+         * the body missed its deadline (status="disconnected", "timeout"). */
+        atomic_uint_fast64_t disconnected, timed_out;
 } metrics_t;
-
-/* ---- keys --------------------------------------------------------------- */
-
-typedef struct {
-        char id[ORDO_ID_MAX + 1];
-        char secret[256];
-        int trusted; /* "batch": may supply ts_ms */
-} api_key_t;
 
 /* ---- the gateway -------------------------------------------------------- */
 
@@ -91,10 +98,18 @@ struct ordo_ingest_s {
         pthread_key_t codec_key;
         int codec_key_made;
         char topics[ORDO_TOPIC__COUNT][256];
-        api_key_t *keys; /* NULL: authentication off */
-        size_t n_keys;
-        int64_t window_ms, body_max;
-        ordo_ratelimit_t *rl;
+        char keys_path[1024]; /* "": authentication off */
+        pthread_mutex_t keys_lock;
+        int keys_lock_made;
+        ordo_keyset_t *keys; /* swapped whole on reload (SIGHUP) */
+        int64_t window_ms, body_max, body_timeout_ms;
+        int64_t unauth_max;   /* ingest.unauth.bytes.max */
+        atomic_llong unauth;  /* body bytes held before their signature */
+        ordo_ratelimit_t *rl; /* per user_id (PlaceOrder) */
+        ordo_ratelimit_t *rl_key, *rl_peer, *rl_log;
+        pthread_mutex_t limit_lock; /* check every limit, then spend */
+        int limit_lock_made;
+        atomic_uint_fast64_t log_skipped;
         ordo_seen_t *seen;
         ordo_idgen_t ids;
         int ids_made;
@@ -121,17 +136,28 @@ typedef struct {
         ordo_topic_t topic;
         size_t off, len, key_off, key_len; /* in req->arena */
         int64_t t0_us;
+        int taken;               /* limits it took a token from (BY_*) */
         rd_kafka_resp_err_t err; /* set by the delivery report */
 } line_t;
 
 typedef struct req_s {
         ordo_ingest_t *gw;
         struct MHD_Connection *conn;
+        char path[PATH_MAX_SEEN + 1]; /* as sent, before percent-decoding */
+        char peer[INET6_ADDRSTRLEN];
+        int started;  /* the headers were seen */
+        int answered; /* a response was queued */
+        int timed_out;
+        unsigned status; /* of the answer after a wait for Kafka */
         route_t route;
         state_t state;
+        ordo_keyset_t *keys; /* the set the key was found in, held */
+        const ordo_key_t *key;
+        int64_t deadline_ms; /* for the whole body */
+        size_t held;         /* bytes counted in gw->unauth */
         char *body;
         size_t len, cap;
-        int too_large;
+        int too_large, busy;
         line_t *lines;
         size_t n_lines;
         char *arena;
@@ -145,9 +171,18 @@ static int64_t now_us(void) {
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The body is authenticated (or the request is over): its bytes leave
+ * the budget of unauthenticated bytes. */
+static void release_held(req_t *r) {
+        atomic_fetch_sub(&r->gw->unauth, (long long)r->held);
+        r->held = 0;
+}
+
 static void req_free(req_t *r) {
         if (!r)
                 return;
+        release_held(r);
+        ordo_keyset_release(r->keys);
         free(r->body);
         free(r->lines);
         free(r->arena);
@@ -173,9 +208,10 @@ typedef struct {
 #define ALLOW(v)       ((header_t){ MHD_HTTP_HEADER_ALLOW, (v) })
 
 /* Sends text (taken: freed with free()) with status and content type. */
-static enum MHD_Result send_text(ordo_ingest_t *gw, struct MHD_Connection *c,
-                                 unsigned status, char *text,
-                                 const char *content_type, header_t extra) {
+static enum MHD_Result send_text(ordo_ingest_t *gw, req_t *r, unsigned status,
+                                 char *text, const char *content_type,
+                                 header_t extra) {
+        struct MHD_Connection *c = r->conn;
         struct MHD_Response *resp;
         enum MHD_Result ret;
 
@@ -196,25 +232,70 @@ static enum MHD_Result send_text(ordo_ingest_t *gw, struct MHD_Connection *c,
                                         "Ordo-HMAC-SHA256");
         ret = MHD_queue_response(c, status, resp);
         MHD_destroy_response(resp);
-        count_status(gw, status);
+        /* The answer to a request that waited for Kafka is counted once
+         * it is sent: its client may have gone (on_completed). */
+        if (r->state == ST_WAITING)
+                r->status = status;
+        else
+                count_status(gw, status);
+        r->answered = 1;
         return ret;
 }
 
 /* Sends body (taken) as JSON. */
-static enum MHD_Result send_json(ordo_ingest_t *gw, struct MHD_Connection *c,
-                                 unsigned status, json_t *body,
-                                 header_t extra) {
+static enum MHD_Result send_json(ordo_ingest_t *gw, req_t *r, unsigned status,
+                                 json_t *body, header_t extra) {
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
-        return send_text(gw, c, status, text, "application/json", extra);
+        return send_text(gw, r, status, text, "application/json", extra);
 }
 
-/* {"error": msg, "reason": reason} */
-static enum MHD_Result send_error(ordo_ingest_t *gw, struct MHD_Connection *c,
-                                  unsigned status, const char *reason,
-                                  const char *msg, header_t extra) {
+/* Copies an untrusted header into a log-safe token: printable ASCII but
+ * space, quote and backslash, at most ORDO_ID_MAX bytes, "-" if absent. */
+static void log_token(const char *s, char *out, size_t size) {
+        size_t i = 0;
+        if (!s || !*s)
+                s = "-";
+        for (; *s && i + 1 < size && i < ORDO_ID_MAX; s++)
+                out[i++] =
+                    *s > ' ' && *s < 127 && *s != '"' && *s != '\\' ? *s : '?';
+        out[i] = '\0';
+}
+
+/* One info line per refused request (issue 13): status, reason, key id
+ * and peer. Rate limited so a flood of bad requests cannot fill the disk;
+ * the next line logged says how many were left out. */
+static void log_refused(ordo_ingest_t *gw, req_t *r, const char *status,
+                        const char *reason) {
+        char key[ORDO_ID_MAX + 1];
+        uint_fast64_t skipped;
+
+        if (ORDO_LOG_INFO > ordo__log_level)
+                return;
+        if (!ordo_ratelimit_take(gw->rl_log, "log", ordo_wall_ms(), NULL)) {
+                atomic_fetch_add(&gw->log_skipped, 1);
+                return;
+        }
+        skipped = atomic_exchange(&gw->log_skipped, 0);
+        log_token(r->key ? r->key->id
+                         : MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                       "X-Ordo-Key"),
+                  key, sizeof(key));
+        ORDO_LOG(INFO, "ingest",
+                 "msg=refused status=%s reason=%s key=%s peer=%s "
+                 "not_logged=%" PRIuFAST64,
+                 status, reason, key, r->peer, skipped);
+}
+
+/* {"error": msg, "reason": reason}, logged as a refusal. */
+static enum MHD_Result send_error(ordo_ingest_t *gw, req_t *r, unsigned status,
+                                  const char *reason, const char *msg,
+                                  header_t extra) {
+        char st[16];
+        snprintf(st, sizeof(st), "%u", status);
+        log_refused(gw, r, st, reason);
         return send_json(
-            gw, c, status,
+            gw, r, status,
             json_pack("{s:s, s:s}", "error", msg, "reason", reason), extra);
 }
 
@@ -244,8 +325,8 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         size_t b;
         (void)rk;
 
-        l->err = m->err;
-        if (m->err) {
+        l->err = ordo_kafka_delivery_err(m); /* an offset, or not sent */
+        if (l->err) {
                 atomic_fetch_add(&gw->metrics.failed, 1);
         } else {
                 atomic_fetch_add(&gw->metrics.acked, 1);
@@ -279,28 +360,20 @@ static ordo_codec_t *thread_codec(ordo_ingest_t *gw) {
 
 /* ---- auth --------------------------------------------------------------- */
 
-static const api_key_t *find_key(const ordo_ingest_t *gw, const char *id) {
-        size_t i;
-        for (i = 0; id && i < gw->n_keys; i++)
-                if (!strcmp(gw->keys[i].id, id))
-                        return &gw->keys[i];
-        return NULL;
-}
-
-/* NULL if the request may pass (then *key is its key, or NULL when
- * authentication is off); otherwise the reason of the 401 and *msg. */
-static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
-                        const char *url, const api_key_t **key,
-                        const char **msg) {
+/* On the headers, before the body: the key (held in r) and the time.
+ * NULL if the request may go on reading its body; otherwise the reason of
+ * the 401 and *msg. */
+static const char *door_auth(ordo_ingest_t *gw, req_t *r, const char **msg) {
         struct MHD_Connection *c = r->conn;
         const char *id, *ts, *sig;
-        unsigned char digest[ORDO_HMAC_SHA256_LEN];
         int64_t t, now = ordo_wall_ms();
         char *end;
 
-        *key = NULL;
-        if (!gw->keys)
-                return NULL;
+        pthread_mutex_lock(&gw->keys_lock);
+        r->keys = ordo_keyset_ref(gw->keys);
+        pthread_mutex_unlock(&gw->keys_lock);
+        if (!r->keys)
+                return NULL; /* authentication off */
         id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Key");
         ts =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Timestamp");
@@ -319,21 +392,41 @@ static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
                        "within the signature window of the gateway's clock";
                 return "STALE_TIMESTAMP";
         }
-        /* An unknown key and a wrong signature look the same from outside,
-         * so keys cannot be enumerated. */
-        *key = find_key(gw, id);
-        if (!*key ||
-            ordo_ingest_sign((*key)->secret, method, url, ts, r->body, r->len,
-                             digest, NULL) ||
+        /* Key ids travel in clear and are no secret: saying which one is
+         * unknown costs nothing and spares reading a body. */
+        if (!(r->key = ordo_keyset_find(r->keys, id))) {
+                *msg = "X-Ordo-Key is not a key of this gateway";
+                return "UNKNOWN_KEY";
+        }
+        return NULL;
+}
+
+/* The whole body is in: the signature over the path as sent, then the
+ * replay set. NULL if the request may pass; otherwise the reason of the
+ * 401 and *msg. */
+static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
+                        const char **msg) {
+        struct MHD_Connection *c = r->conn;
+        const char *ts, *sig;
+        unsigned char digest[ORDO_HMAC_SHA256_LEN];
+        int64_t now = ordo_wall_ms();
+
+        if (!r->key)
+                return NULL; /* authentication off: door_auth said so */
+        ts =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Timestamp");
+        sig =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Ordo-Signature");
+        if (ordo_ingest_sign(r->key->secret, method, r->path, ts, r->body,
+                             r->len, digest, NULL) ||
             !ordo_hmac_hex_equal(digest, sig)) {
-                *key = NULL;
                 *msg = "X-Ordo-Signature does not match: hex HMAC-SHA256 of "
-                       "method, path, timestamp and body, each but the last "
-                       "followed by \\n";
+                       "method, path as sent, timestamp and body, each but "
+                       "the last followed by \\n";
                 return "BAD_SIGNATURE";
         }
-        if (ordo_seen_check_add(gw->seen, digest, t + gw->window_ms, now)) {
-                *key = NULL;
+        if (ordo_seen_check_add(gw->seen, digest,
+                                strtoll(ts, NULL, 10) + gw->window_ms, now)) {
                 *msg = "this signature was used before: sign each request, "
                        "retries included, with a new timestamp";
                 return "REPLAYED";
@@ -347,6 +440,7 @@ typedef struct {
         json_t *errors; /* array of {line, error, field, reason} */
         size_t n;
         int too_large; /* a command over ORDO_COMMAND_MAX_BYTES */
+        int forbidden; /* a type outside the key's scope: 403 */
 } faults_t;
 
 static void add_fault(faults_t *f, int64_t lineno, const char *error,
@@ -354,6 +448,8 @@ static void add_fault(faults_t *f, int64_t lineno, const char *error,
         f->n++;
         if (!strcmp(reason, "TOO_LARGE"))
                 f->too_large = 1;
+        if (!strcmp(reason, "FORBIDDEN_TYPE"))
+                f->forbidden = 1;
         if (json_array_size(f->errors) < ERRORS_LISTED)
                 json_array_append_new(
                     f->errors, json_pack("{s:I, s:s, s:s, s:s}", "line",
@@ -429,9 +525,23 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
         return 0;
 }
 
+/* 0 if the key may send the line's type; else records the 403 fault. */
+static int in_scope(const ordo_key_t *key, const line_t *l, faults_t *f) {
+        char scopes[256], msg[512];
+
+        if (!key || ordo_key_allows(key, l->type))
+                return 0;
+        snprintf(msg, sizeof(msg),
+                 "field \"type\": key %s may not send %s (its scope: %s)",
+                 key->id, ordo_msg_type_name(l->type),
+                 ordo_key_scopes_str(key, scopes, sizeof(scopes)));
+        add_fault(f, l->lineno, msg, "type", "FORBIDDEN_TYPE");
+        return -1;
+}
+
 /* Splits the body into lines (one for /v1/commands) and prepares each.
  * Returns the number of faults; f->errors lists them. */
-static size_t prepare(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
+static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
                       faults_t *f) {
         ordo_validate_opts_t opts = { .keep_ts = key && key->trusted,
                                       .allow_internal = 0,
@@ -455,7 +565,8 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
                 line_t *l = &r->lines[r->n_lines++];
                 l->req = r;
                 l->lineno = 1;
-                prepare_line(gw, r, codec, &opts, r->body, r->len, l, f);
+                if (!prepare_line(gw, r, codec, &opts, r->body, r->len, l, f))
+                        in_scope(key, l, f);
                 return f->n;
         }
         while (pos < r->len) {
@@ -478,7 +589,8 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
                 l = &r->lines[r->n_lines++];
                 l->req = r;
                 l->lineno = lineno;
-                if (prepare_line(gw, r, codec, &opts, s, k, l, f))
+                if (prepare_line(gw, r, codec, &opts, s, k, l, f) ||
+                    in_scope(key, l, f))
                         r->n_lines--;
         }
         if (!r->n_lines && !f->n)
@@ -488,10 +600,28 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
 }
 
 static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
-        json_t *first = json_array_get(f->errors, 0), *body;
-        unsigned status = f->too_large && r->route == ROUTE_ONE
+        json_t *first = json_array_get(f->errors, 0), *body, *e;
+        size_t i;
+        unsigned status = f->forbidden ? MHD_HTTP_FORBIDDEN
+                          : f->too_large && r->route == ROUTE_ONE
                               ? MHD_HTTP_CONTENT_TOO_LARGE
                               : MHD_HTTP_BAD_REQUEST;
+        char st[16];
+
+        /* A 403 leads with its first out-of-scope line. */
+        json_array_foreach(
+            f->errors, i,
+            e) if (f->forbidden &&
+                   !strcmp(json_string_value(json_object_get(e, "reason")),
+                           "FORBIDDEN_TYPE")) {
+                first = e;
+                break;
+        }
+        snprintf(st, sizeof(st), "%u", status);
+        log_refused(gw, r, st,
+                    f->forbidden
+                        ? "FORBIDDEN_TYPE"
+                        : json_string_value(json_object_get(first, "reason")));
 
         if (r->route == ROUTE_ONE) {
                 body = json_deep_copy(first);
@@ -512,53 +642,108 @@ static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
                                     json_integer((json_int_t)f->n));
                 json_object_set(body, "errors", f->errors);
         }
-        return send_json(gw, r->conn, status, body, NO_HEADER);
+        return send_json(gw, r, status, body, NO_HEADER);
 }
 
 /* ---- limit -------------------------------------------------------------- */
 
-/* 0 if every PlaceOrder may pass; else sends 429 and returns -1. */
-static int limit(ordo_ingest_t *gw, req_t *r, const api_key_t *key,
-                 enum MHD_Result *ret) {
-        json_t *lines = json_array(), *body;
-        int64_t worst = 0, retry, now = ordo_wall_ms();
-        size_t i, refused = 0;
-        char after[32];
-        const char *user = NULL;
+enum { BY_KEY = 1, BY_PEER = 2, BY_USER = 4 };
 
-        /* A trusted batch key replays history; the brake is for bots. */
-        if (key && key->trusted) {
-                json_decref(lines);
-                return 0;
+/* Takes one token for line l from each limit that applies; returns the
+ * limits that refused (BY_*), and the ones taken in l->taken. */
+static int take_line(ordo_ingest_t *gw, req_t *r, line_t *l, int64_t now,
+                     int64_t *worst) {
+        int refused = 0;
+        int64_t retry = 0;
+
+        l->taken = 0;
+        if (r->key) {
+                if (ordo_ratelimit_take(gw->rl_key, r->key->id, now, &retry))
+                        l->taken |= BY_KEY;
+                else
+                        refused |= BY_KEY;
         }
+        if (ordo_ratelimit_take(gw->rl_peer, r->peer, now, &retry))
+                l->taken |= BY_PEER;
+        else
+                refused |= BY_PEER;
+        if (l->user_id[0]) {
+                if (ordo_ratelimit_take(gw->rl, l->user_id, now, &retry))
+                        l->taken |= BY_USER;
+                else
+                        refused |= BY_USER;
+        }
+        if (refused && retry > *worst)
+                *worst = retry;
+        return refused;
+}
+
+/* 0 if every line may pass the limits per key, per peer and (PlaceOrder)
+ * per user_id; else sends 429 and returns -1. Every token is taken under
+ * one lock and, if any line is refused, every token given back: a refused
+ * request spends nothing. */
+static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
+        json_t *lines, *body;
+        int64_t worst = 0, now = ordo_wall_ms();
+        size_t i, refused = 0;
+        int first = 0;
+        char after[32];
+        const char *field, *what;
+
+        /* A trusted batch key replays history; the brakes are for bots. */
+        if (r->key && r->key->trusted)
+                return 0;
+        pthread_mutex_lock(&gw->limit_lock);
         for (i = 0; i < r->n_lines; i++) {
-                line_t *l = &r->lines[i];
-                if (!l->user_id[0] ||
-                    ordo_ratelimit_take(gw->rl, l->user_id, now, &retry))
-                        continue;
-                refused++;
-                if (!user)
-                        user = l->user_id;
-                if (retry > worst)
-                        worst = retry;
-                if (json_array_size(lines) < ERRORS_LISTED)
-                        json_array_append_new(
-                            lines, json_integer((json_int_t)l->lineno));
+                int b = take_line(gw, r, &r->lines[i], now, &worst);
+                if (b && !refused++)
+                        first = b;
         }
-        if (!refused) {
-                json_decref(lines);
+        for (i = 0; refused && i < r->n_lines; i++) {
+                line_t *l = &r->lines[i];
+                if (l->taken & BY_KEY)
+                        ordo_ratelimit_give(gw->rl_key, r->key->id, now);
+                if (l->taken & BY_PEER)
+                        ordo_ratelimit_give(gw->rl_peer, r->peer, now);
+                if (l->taken & BY_USER)
+                        ordo_ratelimit_give(gw->rl, l->user_id, now);
+        }
+        pthread_mutex_unlock(&gw->limit_lock);
+        if (!refused)
                 return 0;
+        /* Name the first line's limit: key, then peer, then user. */
+        if (first & BY_KEY) {
+                field = "X-Ordo-Key";
+                what = "too many commands for this key (ingest.rate.per.key)";
+        } else if (first & BY_PEER) {
+                field = "peer";
+                what = "too many commands from this address "
+                       "(ingest.rate.per.peer)";
+        } else {
+                field = "user_id";
+                what = "too many PlaceOrder for this user_id "
+                       "(ingest.rate.per.user)";
         }
         snprintf(after, sizeof(after), "%lld",
                  (long long)((worst + 999) / 1000));
-        body = json_pack("{s:s, s:s, s:s, s:I}", "error",
-                         "too many PlaceOrder for this user_id; nothing sent",
-                         "field", "user_id", "reason", "RATE_LIMITED",
-                         "retry_after_ms", (json_int_t)worst);
-        if (r->route == ROUTE_BATCH)
-                json_object_set(body, "lines", lines);
-        json_decref(lines);
-        *ret = send_json(gw, r->conn, MHD_HTTP_TOO_MANY_REQUESTS, body,
+        body = json_pack("{s:s+, s:s, s:s, s:I}", "error", what,
+                         "; nothing sent", "field", field, "reason",
+                         "RATE_LIMITED", "retry_after_ms", (json_int_t)worst);
+        if (r->route == ROUTE_BATCH) {
+                lines = json_array();
+                for (i = 0; i < r->n_lines; i++) {
+                        line_t *l = &r->lines[i];
+                        int want = (r->key ? BY_KEY : 0) | BY_PEER |
+                                   (l->user_id[0] ? BY_USER : 0);
+                        if (l->taken != want &&
+                            json_array_size(lines) < ERRORS_LISTED)
+                                json_array_append_new(
+                                    lines, json_integer((json_int_t)l->lineno));
+                }
+                json_object_set_new(body, "lines", lines);
+        }
+        log_refused(gw, r, "429", "RATE_LIMITED");
+        *ret = send_json(gw, r, MHD_HTTP_TOO_MANY_REQUESTS, body,
                          RETRY_AFTER(after));
         return -1;
 }
@@ -636,8 +821,7 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                                  results);
         }
         if (!failed)
-                return send_json(gw, r->conn, MHD_HTTP_ACCEPTED, body,
-                                 NO_HEADER);
+                return send_json(gw, r, MHD_HTTP_ACCEPTED, body, NO_HEADER);
         json_object_set_new(
             body, "error",
             json_sprintf("Kafka did not take %zu of %zu command(s): %s; "
@@ -648,16 +832,15 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                 ORDO_LOG(WARN, "ingest",
                          "msg=\"not acknowledged\" commands=%zu err=\"%s\"",
                          failed, rd_kafka_err2str(err));
-        return send_json(gw, r->conn, MHD_HTTP_SERVICE_UNAVAILABLE, body,
+        return send_json(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, body,
                          RETRY_AFTER(UNAVAILABLE_S));
 }
 
 /* The whole body is in: auth, prepare, limit, produce, suspend. */
-static enum MHD_Result process(ordo_ingest_t *gw, req_t *r, const char *method,
-                               const char *url) {
-        const api_key_t *key;
+static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
+                               const char *method) {
         const char *reason, *msg = "";
-        faults_t f = { json_array(), 0, 0 };
+        faults_t f = { json_array(), 0, 0, 0 };
         enum MHD_Result ret;
         char limit_str[96];
 
@@ -666,29 +849,40 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r, const char *method,
                 snprintf(limit_str, sizeof(limit_str),
                          "body over %lld bytes (ingest.body.max)",
                          (long long)gw->body_max);
-                return send_error(gw, r->conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE,
                                   "TOO_LARGE", limit_str, NO_HEADER);
         }
-        if ((reason = auth(gw, r, method, url, &key, &msg))) {
+        if (r->busy) {
                 json_decref(f.errors);
-                ORDO_LOG(DEBUG, "ingest", "msg=unauthorised reason=%s", reason);
-                return send_error(gw, r->conn, MHD_HTTP_UNAUTHORIZED, reason,
-                                  msg, NO_HEADER);
+                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
+                                  "too many unauthenticated bytes held "
+                                  "(ingest.unauth.bytes.max); retry",
+                                  RETRY_AFTER(UNAVAILABLE_S));
         }
-        if (prepare(gw, r, key, &f)) {
+        /* The body is complete: the connection is idle until the next
+         * request, under the ordinary idle timeout. */
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  IDLE_TIMEOUT_S);
+        if ((reason = auth(gw, r, method, &msg))) {
+                json_decref(f.errors);
+                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
+                                  NO_HEADER);
+        }
+        release_held(r);
+        if (prepare(gw, r, r->key, &f)) {
                 ret = refuse(gw, r, &f);
                 json_decref(f.errors);
                 return ret;
         }
         json_decref(f.errors);
-        if (limit(gw, r, key, &ret))
+        if (limit(gw, r, &ret))
                 return ret;
 
         /* Counted before the check, so shutdown waits for us if we pass. */
         atomic_fetch_add(&gw->inflight, 1);
         if (atomic_load(&gw->stopping)) {
                 atomic_fetch_sub(&gw->inflight, 1);
-                return send_error(gw, r->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
                                   "UNAVAILABLE", "the gateway is stopping",
                                   RETRY_AFTER(UNAVAILABLE_S));
         }
@@ -709,14 +903,14 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r, const char *method,
 
 /* ---- GET endpoints ------------------------------------------------------ */
 
-static enum MHD_Result healthz(ordo_ingest_t *gw, struct MHD_Connection *c) {
+static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
         const struct rd_kafka_metadata *md;
         rd_kafka_resp_err_t err;
         int brokers;
 
         err = rd_kafka_metadata(gw->rk, 0, NULL, &md, 1000);
         if (err)
-                return send_json(gw, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                return send_json(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
                                  json_pack("{s:s, s:s}", "status",
                                            "unavailable", "error",
                                            rd_kafka_err2str(err)),
@@ -724,12 +918,12 @@ static enum MHD_Result healthz(ordo_ingest_t *gw, struct MHD_Connection *c) {
         brokers = md->broker_cnt;
         rd_kafka_metadata_destroy(md);
         return send_json(
-            gw, c, MHD_HTTP_OK,
+            gw, r, MHD_HTTP_OK,
             json_pack("{s:s, s:i}", "status", "ok", "brokers", brokers),
             NO_HEADER);
 }
 
-static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
+static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
         metrics_t *m = &gw->metrics;
         char *text = NULL;
         size_t size = 0, i;
@@ -750,8 +944,14 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
                 else
                         fprintf(f,
                                 "ordo_ingest_requests_total{status="
-                                "\"other\"} %" PRIuFAST64 "\n",
-                                atomic_load(&m->requests[i]));
+                                "\"other\"} %" PRIuFAST64 "\n"
+                                "ordo_ingest_requests_total{status="
+                                "\"disconnected\"} %" PRIuFAST64 "\n"
+                                "ordo_ingest_requests_total{status="
+                                "\"timeout\"} %" PRIuFAST64 "\n",
+                                atomic_load(&m->requests[i]),
+                                atomic_load(&m->disconnected),
+                                atomic_load(&m->timed_out));
         fprintf(f,
                 "# HELP ordo_ingest_commands_total Commands Kafka "
                 "acknowledged (result=\"acked\") or did not.\n"
@@ -798,108 +998,219 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, struct MHD_Connection *c) {
                 rd_kafka_outq_len(gw->rk), atomic_load(&gw->inflight),
                 ordo_seen_evictions(gw->seen));
         fclose(f);
-        return send_text(gw, c, MHD_HTTP_OK, text, "text/plain; version=0.0.4",
+        return send_text(gw, r, MHD_HTTP_OK, text, "text/plain; version=0.0.4",
                          NO_HEADER);
 }
 
 /* ---- the libmicrohttpd callbacks ---------------------------------------- */
+
+/* The first call of a request, on its headers: route, method, and the
+ * door (see the top of the file). */
+static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
+                            const char *method) {
+        struct MHD_Connection *c = r->conn;
+        const char *cl, *reason, *msg = "";
+        int is_get = !strcmp(method, MHD_HTTP_METHOD_GET);
+        unsigned long long length = 0;
+        int64_t timeout_s;
+
+        if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
+                if (!is_get)
+                        return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                          "METHOD_NOT_ALLOWED", "use GET",
+                                          ALLOW("GET"));
+                return url[1] == 'h' ? healthz(gw, r) : metrics(gw, r);
+        }
+        if (!strcmp(url, PATH_ONE))
+                r->route = ROUTE_ONE;
+        else if (!strcmp(url, PATH_BATCH))
+                r->route = ROUTE_BATCH;
+        else
+                return send_error(gw, r, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+                                  "paths: POST " PATH_ONE ", POST " PATH_BATCH
+                                  ", GET /healthz, GET /metrics",
+                                  NO_HEADER);
+        if (strcmp(method, MHD_HTTP_METHOD_POST))
+                return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                  "METHOD_NOT_ALLOWED", "use POST",
+                                  ALLOW("POST"));
+        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl)
+                length = strtoull(cl, NULL, 10);
+        if (length > (unsigned long long)gw->body_max) {
+                char text[96];
+                snprintf(text, sizeof(text),
+                         "body over %lld bytes (ingest.body.max)",
+                         (long long)gw->body_max);
+                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                                  "TOO_LARGE", text, NO_HEADER);
+        }
+        if ((reason = door_auth(gw, r, &msg)))
+                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
+                                  NO_HEADER);
+        /* A Content-Length is held against the budget at once. */
+        if (atomic_fetch_add(&gw->unauth, (long long)length) +
+                (long long)length >
+            gw->unauth_max) {
+                atomic_fetch_sub(&gw->unauth, (long long)length);
+                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
+                                  "too many unauthenticated bytes held "
+                                  "(ingest.unauth.bytes.max); retry",
+                                  RETRY_AFTER(UNAVAILABLE_S));
+        }
+        r->held = (size_t)length;
+        /* One deadline for the whole body. libmicrohttpd's timeout is idle
+         * time, renewed by every byte; receive() sets it again to what is
+         * left, so a byte now and then cannot keep the request open. */
+        r->deadline_ms = ordo_wall_ms() + gw->body_timeout_ms;
+        timeout_s = (gw->body_timeout_ms + 999) / 1000;
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned int)timeout_s);
+        if (length && !(r->body = malloc(length + 1)))
+                return MHD_NO;
+        r->cap = length ? length + 1 : 0;
+        return MHD_YES;
+}
+
+/* A piece of the body. MHD_NO drops the connection (deadline passed). */
+static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
+                               size_t n) {
+        int64_t left = r->deadline_ms - ordo_wall_ms();
+
+        if (left <= 0) {
+                r->timed_out = 1;
+                return MHD_NO;
+        }
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned int)((left + 999) / 1000));
+        if (r->too_large || r->busy || r->len + n > (size_t)gw->body_max) {
+                r->too_large |= !r->busy; /* read and dropped */
+                return MHD_YES;
+        }
+        /* Held against the budget until the signature is checked; a
+         * body without Content-Length is counted as it comes. */
+        if (r->len + n > r->held) {
+                long long more = (long long)(r->len + n - r->held);
+                if (atomic_fetch_add(&gw->unauth, more) + more >
+                    gw->unauth_max) {
+                        atomic_fetch_sub(&gw->unauth, more);
+                        r->busy = 1;
+                        return MHD_YES;
+                }
+                r->held += (size_t)more;
+        }
+        if (r->len + n + 1 > r->cap) {
+                size_t cap = r->cap ? r->cap : 1024;
+                char *b;
+                while (cap < r->len + n + 1)
+                        cap *= 2;
+                if (!(b = realloc(r->body, cap)))
+                        return MHD_NO;
+                r->body = b;
+                r->cap = cap;
+        }
+        memcpy(r->body + r->len, data, n);
+        r->len += n;
+        r->body[r->len] = '\0';
+        return MHD_YES;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
         ordo_ingest_t *gw = cls;
-        req_t *r = *con_cls;
+        req_t *r = *con_cls; /* made by on_uri with the path as sent */
         (void)version;
 
-        if (!r) {
-                const char *cl;
-                int is_get = !strcmp(method, MHD_HTTP_METHOD_GET);
-                int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
-                route_t route;
-
-                if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
-                        if (!is_get)
-                                return send_error(gw, c,
-                                                  MHD_HTTP_METHOD_NOT_ALLOWED,
-                                                  "METHOD_NOT_ALLOWED",
-                                                  "use GET", ALLOW("GET"));
-                        return url[1] == 'h' ? healthz(gw, c) : metrics(gw, c);
-                }
-                if (!strcmp(url, PATH_ONE))
-                        route = ROUTE_ONE;
-                else if (!strcmp(url, PATH_BATCH))
-                        route = ROUTE_BATCH;
-                else
-                        return send_error(
-                            gw, c, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
-                            "paths: POST " PATH_ONE ", POST " PATH_BATCH
-                            ", GET /healthz, GET /metrics",
-                            NO_HEADER);
-                if (!is_post)
-                        return send_error(gw, c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                          "METHOD_NOT_ALLOWED", "use POST",
-                                          ALLOW("POST"));
-                cl = MHD_lookup_connection_value(
-                    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-                if (cl &&
-                    strtoull(cl, NULL, 10) > (unsigned long long)gw->body_max) {
-                        /* Refused before the body is read. */
-                        char msg[96];
-                        snprintf(msg, sizeof(msg),
-                                 "body over %lld bytes (ingest.body.max)",
-                                 (long long)gw->body_max);
-                        return send_error(gw, c, MHD_HTTP_CONTENT_TOO_LARGE,
-                                          "TOO_LARGE", msg, NO_HEADER);
-                }
-                if (!(r = calloc(1, sizeof(*r))))
-                        return MHD_NO;
-                r->gw = gw;
+        if (!r)
+                return MHD_NO; /* out of memory in on_uri */
+        if (!r->started) {
+                r->started = 1;
                 r->conn = c;
-                r->route = route;
-                *con_cls = r;
-                return MHD_YES;
+                return door(gw, r, url, method);
         }
         if (r->state == ST_WAITING)
                 return answer(gw, r); /* resumed: every report is in */
         if (*upload_data_size) {
                 size_t n = *upload_data_size;
                 *upload_data_size = 0;
-                if (r->too_large || r->len + n > (size_t)gw->body_max) {
-                        r->too_large = 1; /* read and dropped */
-                        return MHD_YES;
-                }
-                if (r->len + n + 1 > r->cap) {
-                        size_t cap = r->cap ? r->cap : 1024;
-                        char *b;
-                        while (cap < r->len + n + 1)
-                                cap *= 2;
-                        if (!(b = realloc(r->body, cap)))
-                                return MHD_NO;
-                        r->body = b;
-                        r->cap = cap;
-                }
-                memcpy(r->body + r->len, upload_data, n);
-                r->len += n;
-                r->body[r->len] = '\0';
-                return MHD_YES;
+                return receive(gw, r, upload_data, n);
         }
-        return process(gw, r, method, url);
+        return process(gw, r, method);
+}
+
+/* Called with the request line's URI before libmicrohttpd decodes it: the
+ * signature covers the path as sent (docs/command-contract.md). Its result
+ * is the request's context, freed in on_completed. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+        req_t *r = calloc(1, sizeof(*r));
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        size_t n = strcspn(uri, "?");
+
+        if (!r)
+                return NULL;
+        r->gw = cls;
+        r->conn = c;
+        if (n > PATH_MAX_SEEN)
+                n = PATH_MAX_SEEN; /* not a path of ours: 404 */
+        memcpy(r->path, uri, n);
+        ordo_strlcpy(r->peer, "-", sizeof(r->peer));
+        if (ci && ci->client_addr) {
+                const struct sockaddr *sa = ci->client_addr;
+                if (sa->sa_family == AF_INET)
+                        inet_ntop(AF_INET,
+                                  &((const struct sockaddr_in *)sa)->sin_addr,
+                                  r->peer, sizeof(r->peer));
+                else if (sa->sa_family == AF_INET6)
+                        inet_ntop(AF_INET6,
+                                  &((const struct sockaddr_in6 *)sa)->sin6_addr,
+                                  r->peer, sizeof(r->peer));
+        }
+        return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-        (void)cls;
+        ordo_ingest_t *gw = cls;
+        req_t *r = *con_cls;
         (void)c;
-        (void)toe;
-        req_free(*con_cls);
+
+        /* A request whose client went away while it waited for Kafka is
+         * counted as disconnected, not under the status it did not get;
+         * so is one that ends without an answer, or as timeout when it
+         * missed its body deadline. */
+        if (r && r->state == ST_WAITING) {
+                if (r->answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                        count_status(gw, r->status);
+                else
+                        atomic_fetch_add(&gw->metrics.disconnected, 1);
+        } else if (r && r->started && !r->answered) {
+                if (r->timed_out ||
+                    toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
+                        atomic_fetch_add(&gw->metrics.timed_out, 1);
+                        log_refused(gw, r, "none", "BODY_DEADLINE");
+                } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
+                           toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
+                        atomic_fetch_add(&gw->metrics.disconnected, 1);
+        }
+        req_free(r);
         *con_cls = NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+        ordo_ingest_t *gw = cls;
         char buf[512];
         size_t n;
-        (void)cls;
+
+        /* Under a flood (connections over the per-peer cap) libmicrohttpd
+         * says so for each: the same brake as the refusals. */
+        if (!ordo_ratelimit_take(gw->rl_log, "log", ordo_wall_ms(), NULL)) {
+                atomic_fetch_add(&gw->log_skipped, 1);
+                return;
+        }
         vsnprintf(buf, sizeof(buf), fmt, ap);
         n = strlen(buf);
         while (n && buf[n - 1] == '\n')
@@ -909,62 +1220,42 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- setup -------------------------------------------------------------- */
 
-/* "key_id secret [batch]" lines; '#' comments. */
-static int load_keys(ordo_ingest_t *gw, const char *path, char *errstr,
-                     size_t errstr_size) {
-        FILE *f = fopen(path, "r");
-        char line[1024];
-        int lineno = 0;
-        size_t cap = 0;
+/* Loads the keys file and warns about each key without scope=. */
+static ordo_keyset_t *load_keys(const char *path, char *errstr,
+                                size_t errstr_size) {
+        ordo_keyset_t *ks = ordo_keyset_load(path, errstr, errstr_size);
+        size_t i;
 
-        if (!f) {
-                snprintf(errstr, errstr_size, "ingest.keys.file %s: %s", path,
-                         strerror(errno));
-                return -1;
-        }
-        while (fgets(line, sizeof(line), f)) {
-                char id[256], secret[512], flag[64];
-                int n;
-                lineno++;
-                if (line[strspn(line, " \t\r\n")] == '#' ||
-                    !line[strspn(line, " \t\r\n")])
-                        continue;
-                n = sscanf(line, "%255s %511s %63s", id, secret, flag);
-                if (n < 2 || strlen(id) > ORDO_ID_MAX ||
-                    strlen(secret) >= sizeof(gw->keys[0].secret) ||
-                    (n == 3 && strcmp(flag, "batch"))) {
-                        /* Never echo the line: it holds a secret. */
-                        snprintf(errstr, errstr_size,
-                                 "ingest.keys.file %s:%d: expected "
-                                 "\"key_id secret [batch]\" (key_id at "
-                                 "most 64 bytes, secret at most 255)",
-                                 path, lineno);
-                        fclose(f);
-                        return -1;
-                }
-                if (gw->n_keys == cap) {
-                        api_key_t *k;
-                        cap = cap ? cap * 2 : 8;
-                        if (!(k = realloc(gw->keys, cap * sizeof(*k)))) {
-                                fclose(f);
-                                snprintf(errstr, errstr_size, "out of memory");
-                                return -1;
-                        }
-                        gw->keys = k;
-                }
-                ordo_strlcpy(gw->keys[gw->n_keys].id, id, ORDO_ID_MAX + 1);
-                ordo_strlcpy(gw->keys[gw->n_keys].secret, secret,
-                             sizeof(gw->keys[0].secret));
-                gw->keys[gw->n_keys++].trusted = n == 3;
-        }
-        fclose(f);
-        if (!gw->n_keys) {
+        for (i = 0; i < ordo_keyset_count(ks); i++)
+                if (!ordo_keyset_at(ks, i)->scoped)
+                        ORDO_LOG(WARN, "ingest",
+                                 "msg=\"key has no scope=, so it may send "
+                                 "every command type; give it the types it "
+                                 "needs (docs/command-contract.md)\" key=%s",
+                                 ordo_keyset_at(ks, i)->id);
+        return ks;
+}
+
+int ordo_ingest_reload_keys(ordo_ingest_t *gw, char *errstr,
+                            size_t errstr_size) {
+        ordo_keyset_t *ks, *old;
+
+        if (!gw->keys_path[0]) {
                 snprintf(errstr, errstr_size,
-                         "ingest.keys.file %s has no key; leave "
-                         "ingest.keys.file empty to turn authentication off",
-                         path);
+                         "ingest.keys.file is empty: authentication is off, "
+                         "no keys to reload (restart to turn it on)");
                 return -1;
         }
+        if (!(ks = load_keys(gw->keys_path, errstr, errstr_size)))
+                return -1; /* the old keys stay */
+        pthread_mutex_lock(&gw->keys_lock);
+        old = gw->keys;
+        gw->keys = ks;
+        pthread_mutex_unlock(&gw->keys_lock);
+        /* Requests still holding the old set keep it until they end. */
+        ordo_keyset_release(old);
+        ORDO_LOG(INFO, "ingest", "msg=\"keys reloaded\" keys=%zu",
+                 ordo_keyset_count(ks));
         return 0;
 }
 
@@ -1008,6 +1299,8 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         const char *keys_file = ordo_config_get(conf, "ingest.keys.file");
         int64_t threads = ordo_config_get_int(conf, "ingest.threads");
         int64_t instance = ordo_config_get_int(conf, "ingest.instance.id");
+        int64_t per_peer =
+            ordo_config_get_int(conf, "ingest.peer.connections.max");
         const union MHD_DaemonInfo *info;
         int i;
 
@@ -1017,21 +1310,39 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         }
         gw->window_ms = ordo_config_get_int(conf, "ingest.signature.window.ms");
         gw->body_max = ordo_config_get_int(conf, "ingest.body.max");
+        gw->body_timeout_ms =
+            ordo_config_get_int(conf, "ingest.body.timeout.ms");
+        gw->unauth_max = ordo_config_get_int(conf, "ingest.unauth.bytes.max");
+        pthread_mutex_init(&gw->keys_lock, NULL);
+        gw->keys_lock_made = 1;
+        pthread_mutex_init(&gw->limit_lock, NULL);
+        gw->limit_lock_made = 1;
         if (gw->window_ms < 1 || gw->body_max < 1 || threads < 1 ||
-            threads > 64 || instance > ORDO_IDGEN_INSTANCE_MAX) {
+            threads > 64 || instance > ORDO_IDGEN_INSTANCE_MAX ||
+            gw->body_timeout_ms < 1 || gw->unauth_max < gw->body_max ||
+            per_peer < 1) {
                 snprintf(errstr, errstr_size,
-                         "ingest.signature.window.ms and ingest.body.max "
-                         "must be positive, ingest.threads 1..64, "
-                         "ingest.instance.id -1..%d",
+                         "ingest.signature.window.ms, ingest.body.max, "
+                         "ingest.body.timeout.ms and "
+                         "ingest.peer.connections.max must be positive, "
+                         "ingest.unauth.bytes.max at least ingest.body.max, "
+                         "ingest.threads 1..64, ingest.instance.id -1..%d",
                          ORDO_IDGEN_INSTANCE_MAX);
                 goto fail;
         }
         if (parse_listen(ordo_config_get(conf, "ingest.listen"), &sa, errstr,
                          errstr_size))
                 goto fail;
-        if (keys_file && *keys_file &&
-            load_keys(gw, keys_file, errstr, errstr_size))
-                goto fail;
+        if (keys_file && *keys_file) {
+                if (strlen(keys_file) >= sizeof(gw->keys_path)) {
+                        snprintf(errstr, errstr_size,
+                                 "ingest.keys.file: path too long");
+                        goto fail;
+                }
+                ordo_strlcpy(gw->keys_path, keys_file, sizeof(gw->keys_path));
+                if (!(gw->keys = load_keys(keys_file, errstr, errstr_size)))
+                        goto fail;
+        }
         if (instance < 0)
                 instance = ordo_admit_random_instance();
         ordo_idgen_init(&gw->ids, (uint32_t)instance);
@@ -1040,9 +1351,18 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
             ordo_config_get_int(conf, "ingest.rate.per.user"),
             ordo_config_get_int(conf, "ingest.rate.burst"),
             (size_t)ordo_config_get_int(conf, "ingest.rate.users.max"));
+        gw->rl_key = ordo_ratelimit_new(
+            ordo_config_get_int(conf, "ingest.rate.per.key"),
+            ordo_config_get_int(conf, "ingest.rate.key.burst"), 1024);
+        gw->rl_peer = ordo_ratelimit_new(
+            ordo_config_get_int(conf, "ingest.rate.per.peer"),
+            ordo_config_get_int(conf, "ingest.rate.peer.burst"),
+            (size_t)ordo_config_get_int(conf, "ingest.rate.users.max"));
+        gw->rl_log = ordo_ratelimit_new(LOG_RATE, LOG_BURST, 16);
         gw->seen = ordo_seen_new(
             (size_t)ordo_config_get_int(conf, "ingest.replay.max"));
-        if (!gw->rl || !gw->seen) {
+        if (!gw->rl || !gw->rl_key || !gw->rl_peer || !gw->rl_log ||
+            !gw->seen) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -1076,8 +1396,11 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
             0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
             on_mhd_log, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
             MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
-            MHD_OPTION_CONNECTION_LIMIT, 20000u, MHD_OPTION_CONNECTION_TIMEOUT,
-            60u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_LIMIT, 20000u,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_peer,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+            MHD_OPTION_URI_LOG_CALLBACK, on_uri, gw,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_END);
         if (!gw->mhd) {
                 snprintf(errstr, errstr_size,
                          "cannot listen on %s (address in use?)",
@@ -1096,7 +1419,8 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         ORDO_LOG(INFO, "ingest",
                  "msg=listening port=%d threads=%d keys=%zu instance=%u "
                  "rate.per.user=%lld rate.burst=%lld",
-                 gw->port, (int)threads, gw->n_keys, gw->ids.instance,
+                 gw->port, (int)threads, ordo_keyset_count(gw->keys),
+                 gw->ids.instance,
                  (long long)ordo_config_get_int(conf, "ingest.rate.per.user"),
                  (long long)ordo_config_get_int(conf, "ingest.rate.burst"));
         return gw;
@@ -1148,9 +1472,14 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
         if (gw->ids_made)
                 ordo_idgen_fini(&gw->ids);
         ordo_ratelimit_destroy(gw->rl);
+        ordo_ratelimit_destroy(gw->rl_key);
+        ordo_ratelimit_destroy(gw->rl_peer);
+        ordo_ratelimit_destroy(gw->rl_log);
         ordo_seen_destroy(gw->seen);
-        if (gw->keys)
-                memset(gw->keys, 0, gw->n_keys * sizeof(*gw->keys));
-        free(gw->keys);
+        ordo_keyset_release(gw->keys);
+        if (gw->keys_lock_made)
+                pthread_mutex_destroy(&gw->keys_lock);
+        if (gw->limit_lock_made)
+                pthread_mutex_destroy(&gw->limit_lock);
         free(gw);
 }

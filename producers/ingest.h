@@ -34,6 +34,13 @@ typedef struct ordo_ingest_s ordo_ingest_t;
 ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
                                size_t errstr_size);
 
+/* Reads ingest.keys.file again and swaps the keys in at once (SIGHUP in
+ * `ordo ingest`); requests under way keep the keys they started with. On
+ * any fault the old keys stay and errstr says why; -1 also when
+ * authentication is off. */
+int ordo_ingest_reload_keys(ordo_ingest_t *gw, char *errstr,
+                            size_t errstr_size);
+
 /* The TCP port it listens on. */
 int ordo_ingest_port(const ordo_ingest_t *gw);
 

@@ -1,6 +1,8 @@
 /*
- * ordo ingest: run the HTTP gateway (ingest.h) until SIGINT or SIGTERM.
+ * ordo ingest: run the HTTP gateway (ingest.h) until SIGINT or SIGTERM;
+ * SIGHUP reloads ingest.keys.file.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,6 +11,13 @@
 #include "ingest.h"
 #include "log.h"
 
+static volatile sig_atomic_t reload;
+
+static void on_hup(int sig) {
+        (void)sig;
+        reload = 1;
+}
+
 int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
         ordo_ingest_t *gw;
         char errstr[512];
@@ -16,14 +25,17 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
 
         for (i = 1; i < argc; i++) {
                 if ((!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
-                        printf("\nPOST /v1/commands (one JSON command) and "
-                               "POST /v1/commands:batch (JSON\nlines); "
-                               "202 once Kafka has the commands. GET "
-                               "/healthz, GET /metrics.\nKeys: ingest.* "
-                               "(`ordo config`). Contract: "
-                               "docs/command-contract.md,\n\"HTTP "
-                               "gateway\".\n\n  --listen HOST:PORT   the "
-                               "same as -X ingest.listen=HOST:PORT\n");
+                        printf(
+                            "\nPOST /v1/commands (one JSON command) and "
+                            "POST /v1/commands:batch (JSON\nlines); "
+                            "202 once Kafka has the commands. GET "
+                            "/healthz, GET /metrics.\nKeys: ingest.* "
+                            "(`ordo config`). Contract: "
+                            "docs/command-contract.md,\n\"HTTP "
+                            "gateway\". SIGHUP reloads "
+                            "ingest.keys.file (a bad file keeps\nthe old "
+                            "keys and logs why).\n\n  --listen HOST:PORT   the "
+                            "same as -X ingest.listen=HOST:PORT\n");
                         return 0;
                 }
                 if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
@@ -44,8 +56,18 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                 fprintf(stderr, "ordo ingest: %s\n", errstr);
                 return 1;
         }
-        while (!ordo_stop)
+        signal(SIGHUP, on_hup);
+        while (!ordo_stop) {
                 usleep(100000);
+                if (reload) {
+                        reload = 0;
+                        if (ordo_ingest_reload_keys(gw, errstr, sizeof(errstr)))
+                                ORDO_LOG(ERROR, "ingest",
+                                         "msg=\"keys not reloaded, the old "
+                                         "keys stay\" error=\"%s\"",
+                                         errstr);
+                }
+        }
         ORDO_LOG(INFO, "ingest", "msg=stopping");
         ordo_ingest_destroy(gw);
         return 0;

@@ -177,7 +177,7 @@ static void put_field(buf_t *b, const ordo_msg_t *m, const ordo_field_t *f) {
         }
 }
 
-char *ordo_msg_to_json(const ordo_msg_t *m) {
+static char *to_json(const ordo_msg_t *m, int keep_empty) {
         buf_t b = { NULL, 0, 0, 0 };
         const ordo_field_t *fields;
         size_t n, i;
@@ -192,8 +192,8 @@ char *ordo_msg_to_json(const ordo_msg_t *m) {
                 /* An empty optional string means "none": leaving it out
                  * keeps the line valid input (an empty command_id is
                  * refused, an absent one is generated). */
-                if (f->kind == ORDO_FIELD_STRING && !f->required &&
-                    ((const char *)m + f->offset)[0] == '\0')
+                if (!keep_empty && f->kind == ORDO_FIELD_STRING &&
+                    !f->required && ((const char *)m + f->offset)[0] == '\0')
                         continue;
                 put_field(&b, m, f);
         }
@@ -203,4 +203,12 @@ char *ordo_msg_to_json(const ordo_msg_t *m) {
                 return NULL;
         }
         return b.p;
+}
+
+char *ordo_msg_to_json(const ordo_msg_t *m) {
+        return to_json(m, 0);
+}
+
+char *ordo_msg_to_json_full(const ordo_msg_t *m) {
+        return to_json(m, 1);
 }

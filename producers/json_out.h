@@ -21,6 +21,10 @@
  * the caller frees, or NULL on allocation failure or an unknown type. */
 char *ordo_msg_to_json(const ordo_msg_t *m);
 
+/* The same with every field of schemas/<type>.avsc, empty strings
+ * included: the record as Avro holds it (`ordo replay`). */
+char *ordo_msg_to_json_full(const ordo_msg_t *m);
+
 /* Internal, shared with validate.c: the length of the valid UTF-8
  * sequence at s (of at most n bytes), or 0 if it is not one. */
 size_t ordo__utf8_seq(const unsigned char *s, size_t n);

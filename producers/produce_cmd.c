@@ -6,6 +6,7 @@
  * every line was taken (DESIGN.md "Command line").
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,11 @@
 
 typedef struct {
         int64_t read, valid, refused, delivered, failed;
+        int64_t unconfirmed; /* acked without an offset: not written */
+        /* one bit per input line: a message of that line failed, so the
+         * line is counted once, even a Tick sent to every partition */
+        unsigned char *failed_lines;
+        size_t failed_cap;
         struct {
                 char reason[32];
                 int64_t n;
@@ -42,16 +48,46 @@ static void count_reason(produce_stats_t *s, const char *reason) {
         }
 }
 
+/* Marks line lineno failed; counts it the first time. */
+static void line_failed(produce_stats_t *s, int64_t lineno) {
+        size_t byte = (size_t)lineno / 8;
+        unsigned char bit = (unsigned char)(1u << (lineno % 8));
+        if (byte >= s->failed_cap) {
+                size_t cap = s->failed_cap ? s->failed_cap : 4096;
+                while (cap <= byte)
+                        cap *= 2;
+                s->failed_lines = realloc(s->failed_lines, cap);
+                if (!s->failed_lines)
+                        abort();
+                memset(s->failed_lines + s->failed_cap, 0, cap - s->failed_cap);
+                s->failed_cap = cap;
+        }
+        if (!(s->failed_lines[byte] & bit)) {
+                s->failed_lines[byte] |= bit;
+                s->failed++;
+        }
+}
+
+/* Delivery reports arrive on this thread, from rd_kafka_poll/flush. A
+ * message counts as sent only with the offset the broker wrote it at
+ * (ordo_kafka_delivery_err). */
 static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                       void *opaque) {
         produce_stats_t *s = opaque;
+        rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
         (void)rk;
-        if (m->err) {
-                s->failed++;
-                fprintf(stderr, "ordo produce: delivery failed: %s\n",
-                        rd_kafka_err2str(m->err));
-        } else
+        if (!err) {
                 s->delivered++;
+                return;
+        }
+        if (!m->err)
+                s->unconfirmed++;
+        line_failed(s, (int64_t)(intptr_t)m->_private);
+        fprintf(stderr, "line %lld: not delivered: %s\n",
+                (long long)(intptr_t)m->_private,
+                m->err ? rd_kafka_err2str(m->err)
+                       : "acknowledged without an offset (implicit ack of "
+                         "a refused message)");
 }
 
 static void usage_details(void) {
@@ -68,9 +104,10 @@ static void usage_details(void) {
                "Commands: CreateActivity, PlaceOrder, CancelOrder, "
                "ConfirmPayment,\nConfirmReceipt, RefundOrder, "
                "BindReferrer, Tick (sent to every partition).\nSee "
-               "docs/command-contract.md. Exit status: 0 if every line was "
-               "sent, 1 if\nany line was refused or not delivered, 2 on "
-               "usage errors.\n");
+               "docs/command-contract.md. A line counts as sent once Kafka "
+               "has written it\nat an offset. Exit status: 0 if every line "
+               "was sent, 1 if any line was\nrefused or not delivered "
+               "(send those again), 2 on usage errors.\n");
 }
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
@@ -139,6 +176,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 ordo_err_t err;
                 ordo_topic_t topic;
                 size_t k = (size_t)len;
+                void *op;
 
                 lineno++;
                 while (k && (line[k - 1] == '\n' || line[k - 1] == '\r'))
@@ -160,19 +198,21 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (dry_run)
                         continue;
                 topic = ordo_command_topic(m.type);
+                /* the line number rides along to the delivery report */
+                op = (void *)(intptr_t)lineno;
                 if ((m.type == ORDO_MSG_TICK
-                         ? ordo_send_tick(rk, codec, topics[topic], &m, errstr,
-                                          sizeof(errstr)) < 0
+                         ? ordo_send_tick(rk, codec, topics[topic], &m, op,
+                                          errstr, sizeof(errstr)) < 0
                          : ordo_send(rk, codec, topics[topic],
-                                     RD_KAFKA_PARTITION_UA, &m, errstr,
+                                     RD_KAFKA_PARTITION_UA, &m, op, errstr,
                                      sizeof(errstr)))) {
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);
-                        stats.failed++;
+                        line_failed(&stats, lineno);
                 }
                 if (stats.valid % 100000 == 0)
                         fprintf(stderr,
-                                "ordo produce: %lld lines read, %lld sent, "
+                                "ordo produce: %lld lines read, %lld queued, "
                                 "%lld refused\n",
                                 (long long)lineno, (long long)stats.valid,
                                 (long long)stats.refused);
@@ -181,22 +221,32 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         if (in != stdin)
                 fclose(in);
         if (rk) {
-                if (rd_kafka_flush(rk, 60000))
+                if (rd_kafka_flush(rk, 60000)) {
+                        /* Purged messages get a delivery report with an
+                         * error, so their lines count as not delivered. */
                         fprintf(stderr,
                                 "ordo produce: %d message(s) not "
                                 "delivered within 60s\n",
                                 rd_kafka_outq_len(rk));
+                        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE |
+                                               RD_KAFKA_PURGE_F_INFLIGHT);
+                        rd_kafka_flush(rk, 5000);
+                }
                 rd_kafka_destroy(rk);
         }
+        free(stats.failed_lines);
         ordo_codec_destroy(codec);
         ordo_idgen_fini(&ids);
 
         fprintf(stderr,
                 "ordo produce: %lld command(s) %s, %lld refused, %lld not "
                 "delivered, in %lld ms",
-                (long long)stats.valid, dry_run ? "valid" : "sent",
-                (long long)stats.refused, (long long)stats.failed,
-                (long long)(ordo_wall_ms() - t0));
+                (long long)(stats.valid - stats.failed),
+                dry_run ? "valid" : "sent", (long long)stats.refused,
+                (long long)stats.failed, (long long)(ordo_wall_ms() - t0));
+        if (stats.unconfirmed)
+                fprintf(stderr, " (%lld acknowledged without an offset)",
+                        (long long)stats.unconfirmed);
         for (i = 0; i < stats.n_reasons; i++)
                 fprintf(stderr, "%s %s=%lld",
                         i ? "," : " (refused:", stats.reasons[i].reason,

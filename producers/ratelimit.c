@@ -113,3 +113,17 @@ int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
         pthread_mutex_unlock(&rl->lock);
         return taken;
 }
+
+void ordo_ratelimit_give(ordo_ratelimit_t *rl, const char *key,
+                         int64_t now_ms) {
+        bucket_t *b;
+
+        if (rl->rate <= 0)
+                return;
+        pthread_mutex_lock(&rl->lock);
+        b = lookup(rl, key, now_ms);
+        b->milli += MILLI;
+        if (b->milli > rl->burst * MILLI)
+                b->milli = rl->burst * MILLI;
+        pthread_mutex_unlock(&rl->lock);
+}

@@ -6,8 +6,8 @@
 #include "kafka.h"
 
 int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
-              int32_t partition, const ordo_msg_t *m, char *errstr,
-              size_t errstr_size) {
+              int32_t partition, const ordo_msg_t *m, void *opaque,
+              char *errstr, size_t errstr_size) {
         char buf[8192];
         size_t len;
         const char *key = ordo_msg_key(m);
@@ -23,6 +23,7 @@ int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                     RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)),
                     RD_KAFKA_V_VALUE(buf, len),
                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_OPAQUE(opaque),
                     RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
                                       ordo_msg_type_name(m->type), -1),
                     RD_KAFKA_V_END);
@@ -40,13 +41,15 @@ int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
 }
 
 int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
-                   const ordo_msg_t *tick, char *errstr, size_t errstr_size) {
+                   const ordo_msg_t *tick, void *opaque, char *errstr,
+                   size_t errstr_size) {
         ordo_msg_t m = *tick;
         int p, parts = ordo_kafka_partitions(rk, topic, errstr, errstr_size);
         for (p = 0; p < parts; p++) {
                 snprintf(m.meta.id, sizeof(m.meta.id), "%.100s-p%d",
                          tick->meta.id, p);
-                if (ordo_send(rk, codec, topic, p, &m, errstr, errstr_size))
+                if (ordo_send(rk, codec, topic, p, &m, opaque, errstr,
+                              errstr_size))
                         return -1;
         }
         return parts;

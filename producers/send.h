@@ -2,8 +2,8 @@
  * ordo - sending admitted commands to their command topics from a command
  * line tool (`ordo produce`, `ordo tick`): encoded, keyed, with the
  * ordo.type header, waiting for room when librdkafka's queue is full.
- * Delivery is reported to the producer's delivery callback; the caller
- * flushes.
+ * Delivery is reported to the producer's delivery callback, with opaque
+ * as the message's _private; the caller flushes.
  */
 #ifndef ORDO_SEND_H
 #define ORDO_SEND_H
@@ -16,14 +16,15 @@
 /* One command to topic (a full name), partition RD_KAFKA_PARTITION_UA to
  * go by its key. 0, or -1 with errstr. */
 int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
-              int32_t partition, const ordo_msg_t *m, char *errstr,
-              size_t errstr_size);
+              int32_t partition, const ordo_msg_t *m, void *opaque,
+              char *errstr, size_t errstr_size);
 
 /* A Tick to every partition of topic (the order commands), so every
  * partition's timers fire: the copy for partition p has command_id
  * "<tick's command_id>-p<p>". The number of partitions, or -1 with
  * errstr. */
 int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
-                   const ordo_msg_t *tick, char *errstr, size_t errstr_size);
+                   const ordo_msg_t *tick, void *opaque, char *errstr,
+                   size_t errstr_size);
 
 #endif

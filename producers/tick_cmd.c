@@ -15,7 +15,7 @@
 static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                            void *opaque) {
         (void)rk;
-        if (m->err)
+        if (ordo_kafka_delivery_err(m)) /* an error, or no offset */
                 *(int *)opaque = 1;
 }
 
@@ -71,7 +71,8 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         ordo_admit_stamp(&ids, &opts, ordo_wall_ms(), &m);
         ordo_idgen_fini(&ids);
         ordo_topic_name(conf, ORDO_TOPIC_ORDER_COMMANDS, topic, sizeof(topic));
-        parts = ordo_send_tick(rk, codec, topic, &m, errstr, sizeof(errstr));
+        parts =
+            ordo_send_tick(rk, codec, topic, &m, NULL, errstr, sizeof(errstr));
         if (parts < 0) {
                 fprintf(stderr, "ordo tick: %s\n", errstr);
                 failed = 1;

@@ -28,9 +28,13 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);
 
-/* which: "mongo" or "redis". Runs until *stop; a store outage pauses the
- * stage with retries and backoff, it never skips a batch. */
-ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
+/* Runs a projection stage of runtime/cli/stages.h (its name, "mongo" or
+ * "redis", picks the store; it reads the stage's inputs in the stage's
+ * group) until *stop; a store outage pauses the stage with retries and
+ * backoff, it never skips a batch. */
+struct ordo_stage_s;
+ordo_err_t ordo_projection_run(const struct ordo_stage_s *stage,
+                               const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size);
 

@@ -14,15 +14,10 @@
 #include "kafka.h"
 #include "log.h"
 #include "projection.h"
+#include "stages.h"
 #include "clock.h"
 
 #define BACKOFF_MAX_MS 5000
-
-static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
-                                             ORDO_TOPIC_ORDER_EVENTS,
-                                             ORDO_TOPIC_REFERRAL_EVENTS,
-                                             ORDO_TOPIC_COMMISSION_EVENTS };
-#define N_EVENT_TOPICS (sizeof(event_topics) / sizeof(event_topics[0]))
 
 typedef struct {
         const char *which;
@@ -101,9 +96,11 @@ static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
         return err;
 }
 
-ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
+ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
+                               const ordo_config_t *conf,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size) {
+        const char *which = stage->name;
         store_t store = { which, { NULL, NULL } };
         char group[256], name[256], why[256];
         rd_kafka_t *consumer = NULL;
@@ -133,8 +130,7 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
         msgs = calloc(max, sizeof(*msgs));
         recs = calloc(max, sizeof(*recs));
         codec = ordo_codec_new(errstr, errstr_size);
-        snprintf(group, sizeof(group), "%sproject.%s",
-                 ordo_config_get(conf, "group.prefix"), which);
+        ordo_kafka_group(conf, stage->group, group, sizeof(group));
         consumer = ordo_kafka_consumer_new(conf, group, NULL, NULL, errstr,
                                            errstr_size);
         if (!rkms || !msgs || !recs) {
@@ -146,9 +142,9 @@ ordo_err_t ordo_projection_run(const char *which, const ordo_config_t *conf,
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
-        topics = rd_kafka_topic_partition_list_new(N_EVENT_TOPICS);
-        for (i = 0; i < N_EVENT_TOPICS; i++) {
-                ordo_topic_name(conf, event_topics[i], name, sizeof(name));
+        topics = rd_kafka_topic_partition_list_new(stage->n_inputs);
+        for (i = 0; i < (size_t)stage->n_inputs; i++) {
+                ordo_topic_name(conf, stage->inputs[i], name, sizeof(name));
                 rd_kafka_topic_partition_list_add(topics, name,
                                                   RD_KAFKA_PARTITION_UA);
         }

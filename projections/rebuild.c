@@ -33,15 +33,13 @@
 #include "kafka.h"
 #include "log.h"
 #include "projection.h"
+#include "stages.h"
 #include "clock.h"
 
 #define BACKOFF_MAX_MS 5000
 
-static const ordo_topic_t event_topics[] = { ORDO_TOPIC_ACTIVITY_EVENTS,
-                                             ORDO_TOPIC_ORDER_EVENTS,
-                                             ORDO_TOPIC_REFERRAL_EVENTS,
-                                             ORDO_TOPIC_COMMISSION_EVENTS };
-#define N_TOPICS 4
+/* A projection stage's inputs: every event topic (stages.h). */
+#define N_TOPICS ORDO_STAGE_INPUTS_MAX
 
 static const char *mongo_colls[] = { "activities", "orders", "commissions",
                                      "earnings", "referrals" };
@@ -342,10 +340,12 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         int64_t t0 = ordo_monotonic_ms(), last = t0, lo, hi;
         int i, p, open = 0, used;
         ordo_err_t err = ORDO_ERR_OK;
+        const ordo_stage_t *stage =
+            ordo_stage_find_kind(which, ORDO_STAGE_PROJECTION);
 
         memset(stats, 0, sizeof(*stats));
         memset(t, 0, sizeof(t));
-        if (strcmp(which, "mongo") && strcmp(which, "redis")) {
+        if (!stage || stage->n_inputs != N_TOPICS) {
                 snprintf(errstr, errstr_size, "mongo or redis, not \"%s\"",
                          which);
                 return ORDO_ERR_INVALID_ARG;
@@ -400,7 +400,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
          * projection's, from the offsets committed below. */
         assign = rd_kafka_topic_partition_list_new(64);
         for (i = 0; i < N_TOPICS && !err; i++) {
-                ordo_topic_name(conf, event_topics[i], t[i].name,
+                ordo_topic_name(conf, stage->inputs[i], t[i].name,
                                 sizeof(t[i].name));
                 t[i].np =
                     ordo_kafka_partitions(rk, t[i].name, errstr, errstr_size);
@@ -498,7 +498,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                                 } else {
                                         recs[n].msg = &msgs[n];
                                         recs[n].source = ordo_topic_short(
-                                            event_topics[tp - t]);
+                                            stage->inputs[tp - t]);
                                         recs[n].partition = part;
                                         recs[n].offset = m->offset;
                                         n++;
@@ -639,7 +639,8 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                          ordo_config_get(conf, "group.prefix"), into);
                 gp = prefix;
         }
-        snprintf(group, sizeof(group), "%sproject.%s", gp, which);
+        ordo_group_name(gp, ordo_stage_find(which)->group, group,
+                        sizeof(group));
         err = ordo_rebuild_run(which, conf, into, commit ? group : NULL, 5,
                                &ordo_stop, &st, errstr, sizeof(errstr));
         if (err) {

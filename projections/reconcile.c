@@ -28,7 +28,7 @@
 #include "commands.h"
 #include "kafka.h"
 #include "rebuild.h"
-#include "stream.h"
+#include "stages.h"
 
 #define ENCODE_MAX 8192
 
@@ -496,8 +496,10 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
-        for (d = 0; d < 4 && !err && !ordo_stop; d++) {
-                const ordo_processor_def_t *def = ordo_processors[d];
+        for (d = 0; d < (int)ordo_n_stages && !err && !ordo_stop; d++) {
+                const ordo_processor_def_t *def = ordo_stages[d].processor;
+                if (!def)
+                        continue;
                 int64_t before = r->diffs[SEC_EVENTS];
                 ordo_topic_name(conf, def->input, input, sizeof(input));
                 ordo_topic_name(conf, def->events, events, sizeof(events));

@@ -1,21 +1,33 @@
 /*
  * ordo replay: a topic decoded to JSON lines, for analysts. Partitions
- * are read one after the other, each in offset order, up to the end they
- * had when the replay started; read_committed, so aborted transactions
- * never show.
+ * are read one after the other, each in offset order, up to its stable
+ * end: the end it had when its turn came, once every transaction open
+ * below that end has finished (read_committed, so aborted transactions
+ * never show and committed ones are never cut short).
  */
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "json_out.h"
 #include "kafka.h"
 
+/* How long a transaction open at the start may keep a partition's end
+ * unstable before replay gives up (the broker aborts it after
+ * transaction.timeout.ms anyway; ordo's producers use 20 s). */
+#define STABLE_WAIT_MS 120000
+
 typedef struct {
         int64_t from_offset, from_ts, to_ts;
+        int32_t partition; /* -1: every partition */
+        int meta;
+        const char *topic;
         int64_t printed, undecodable;
 } replay_opts_t;
 
@@ -35,17 +47,58 @@ static const char *header(const rd_kafka_message_t *m, const char *name,
         return buf;
 }
 
+/* The key as a JSON string (bytes that are not UTF-8 become U+FFFD, as
+ * in the message fields), or null for a message without one. */
+static json_t *key_json(const rd_kafka_message_t *m) {
+        const unsigned char *k = m->key;
+        char *s;
+        size_t i = 0, n = 0, seq;
+        json_t *j;
+
+        if (!k)
+                return json_null();
+        s = malloc(m->key_len * 3 + 1);
+        if (!s)
+                return json_null();
+        while (i < m->key_len) {
+                seq = k[i] ? ordo__utf8_seq(k + i, m->key_len - i) : 0;
+                if (seq == 0) {
+                        memcpy(s + n, "\xEF\xBF\xBD", 3);
+                        n += 3;
+                        i++;
+                } else {
+                        memcpy(s + n, k + i, seq);
+                        n += seq;
+                        i += seq;
+                }
+        }
+        j = json_stringn(s, n);
+        free(s);
+        return j ? j : json_null();
+}
+
+/* Where a message is: topic, partition, offset, key. */
+static void set_meta(json_t *o, const replay_opts_t *opt,
+                     const rd_kafka_message_t *m) {
+        json_object_set_new(o, "topic", json_string(opt->topic));
+        json_object_set_new(o, "partition", json_integer(m->partition));
+        json_object_set_new(o, "offset", json_integer(m->offset));
+        json_object_set_new(o, "key", key_json(m));
+}
+
 /* A line for what cannot be decoded (dead letters, foreign writers). */
-static void print_undecodable(const rd_kafka_message_t *m, const char *reason) {
+static void print_undecodable(const replay_opts_t *opt,
+                              const rd_kafka_message_t *m, const char *reason) {
         json_t *o = json_object();
         char buf[512];
         char *s;
+        if (opt->meta)
+                set_meta(o, opt, m);
         json_object_set_new(o, "undecodable", json_string(reason));
-        json_object_set_new(o, "partition", json_integer(m->partition));
-        json_object_set_new(o, "offset", json_integer(m->offset));
-        if (m->key)
-                json_object_set_new(
-                    o, "key", json_stringn((const char *)m->key, m->key_len));
+        if (!opt->meta) { /* where it is, even so */
+                set_meta(o, opt, m);
+                json_object_del(o, "topic");
+        }
         header(m, "ordo.error", buf, sizeof(buf));
         if (buf[0])
                 json_object_set_new(o, "error", json_string(buf));
@@ -58,126 +111,353 @@ static void print_undecodable(const rd_kafka_message_t *m, const char *reason) {
         header(m, "ordo.source.offset", buf, sizeof(buf));
         if (buf[0])
                 json_object_set_new(o, "source_offset", json_string(buf));
-        s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (s)
                 puts(s);
         free(s);
         json_decref(o);
 }
 
-static int replay_partition(rd_kafka_t *rk, ordo_codec_t *codec,
+/* A decoded message: its fields as the .avsc has them, after the
+ * message's place when --meta asks for it. */
+static void print_msg(const replay_opts_t *opt, const rd_kafka_message_t *m,
+                      const ordo_msg_t *msg) {
+        char *body = ordo_msg_to_json_full(msg), *where = NULL;
+        json_t *o;
+
+        if (!body)
+                return;
+        if (opt->meta) {
+                o = json_object();
+                set_meta(o, opt, m);
+                where = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                json_decref(o);
+        }
+        if (where) /* {"topic":...,"key":...} + ,"type":...} */
+                printf("%.*s,%s\n", (int)strlen(where) - 1, where, body + 1);
+        else
+                puts(body);
+        free(where);
+        free(body);
+}
+
+/* The stable end of a partition: its high watermark now, once the last
+ * stable offset (what read_committed reads to) has reached it, i.e. once
+ * every transaction open below it has committed or aborted. Kafka
+ * writes a commit's markers just after the commit returns, so even an
+ * idle topic can show a stable offset behind its end for a moment;
+ * transactions begun later do not hold it back. */
+static int stable_end(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
+                      int32_t part, int64_t *lo, int64_t *end) {
+        int64_t lso, lo2, deadline = ordo_monotonic_ms() + STABLE_WAIT_MS;
+        int64_t next_note = ordo_monotonic_ms() + 2000;
+        char why[256];
+        int late;
+
+        if (ordo_kafka_watermarks(wm, topic, part, &lo2, end, why, sizeof(why)))
+                goto fail;
+        for (;;) {
+                if (ordo_kafka_watermarks(rk, topic, part, lo, &lso, why,
+                                          sizeof(why)))
+                        goto fail;
+                if (lso >= *end)
+                        return 0;
+                if (ordo_stop)
+                        return -1;
+                late = ordo_monotonic_ms() >= deadline;
+                if (late || ordo_monotonic_ms() >= next_note) {
+                        fprintf(stderr,
+                                "ordo replay: %s [%d]: %s (stable offset "
+                                "%" PRId64 ", end %" PRId64 ")\n",
+                                topic, (int)part,
+                                late ? "a transaction stayed open too long"
+                                     : "waiting for an open transaction",
+                                lso, *end);
+                        if (late)
+                                return -1;
+                        next_note = ordo_monotonic_ms() + 5000;
+                }
+                usleep(100000);
+        }
+fail:
+        fprintf(stderr, "ordo replay: %s\n", why);
+        return -1;
+}
+
+static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                             const char *topic, int32_t part, replay_opts_t *o) {
-        int64_t lo, hi;
+        int64_t lo, end, idle = 0;
         rd_kafka_topic_partition_list_t *tp;
         char why[256];
+        int rc = 0;
 
-        if (ordo_kafka_watermarks(rk, topic, part, &lo, &hi, why,
-                                  sizeof(why))) {
-                fprintf(stderr, "ordo replay: %s\n", why);
+        if (stable_end(rk, wm, topic, part, &lo, &end))
                 return -1;
-        }
-        if (hi <= lo || hi <= o->from_offset)
+        if (end <= lo || end <= o->from_offset)
                 return 0;
         tp = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(tp, topic, part)->offset =
             o->from_offset > lo ? o->from_offset : lo;
         rd_kafka_assign(rk, tp);
         rd_kafka_topic_partition_list_destroy(tp);
-        for (;;) {
+        while (!ordo_stop) {
                 ordo_msg_t msg;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
                 int stop = 0;
-                if (!m)
-                        continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                        stop = 1;
-                else if (m->err)
+                if (!m) {
+                        /* The end is stable, so the messages up to it are
+                         * there to read: a minute of nothing is a fault. */
+                        if (++idle < 60)
+                                continue;
+                        fprintf(stderr,
+                                "ordo replay: %s [%d]: nothing read for 60 s "
+                                "before offset %" PRId64 "\n",
+                                topic, (int)part, end);
+                        rc = -1;
+                        break;
+                }
+                idle = 0;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        /* read_committed: at the stable offset, which is
+                         * at or past the end once stable_end returned */
+                        stop = m->offset >= end;
+                } else if (m->err) {
                         fprintf(stderr, "ordo replay: %s\n",
                                 rd_kafka_message_errstr(m));
-                else if (!m->payload ||
-                         ordo_codec_decode(codec, m->payload, m->len, &msg, why,
-                                           sizeof(why))) {
-                        print_undecodable(m, m->payload ? why : "empty");
+                } else if (m->offset >= end) {
+                        stop = 1; /* written after this partition's turn */
+                } else if (!m->payload ||
+                           ordo_codec_decode(codec, m->payload, m->len, &msg,
+                                             why, sizeof(why))) {
+                        print_undecodable(o, m, m->payload ? why : "empty");
                         o->undecodable++;
                 } else if (msg.meta.ts_ms >= o->from_ts &&
                            msg.meta.ts_ms < o->to_ts) {
-                        char *s = ordo_msg_to_json(&msg);
-                        if (s)
-                                puts(s);
-                        free(s);
+                        print_msg(o, m, &msg);
                         o->printed++;
                 }
-                if (!m->err && m->offset + 1 >= hi)
+                /* The last offsets below the end may be transaction
+                 * markers, which are never delivered: EOF ends it then. */
+                if (!m->err && m->offset + 1 >= end)
                         stop = 1;
                 rd_kafka_message_destroy(m);
                 if (stop)
                         break;
         }
         rd_kafka_assign(rk, NULL);
+        return ordo_stop ? -1 : rc;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+        int64_t era, yoe, doy, doe;
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+/* n digits at *p as a number, advancing *p; -1 if they are not digits. */
+static int digits(const char **p, int n) {
+        int v = 0, i;
+        for (i = 0; i < n; i++) {
+                if ((*p)[i] < '0' || (*p)[i] > '9')
+                        return -1;
+                v = v * 10 + ((*p)[i] - '0');
+        }
+        *p += n;
+        return v;
+}
+
+/* ISO-8601 / RFC 3339 date and time with a zone, to ms since the epoch:
+ * YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM|+HHMM|+HH). 0 or -1. */
+static int parse_iso(const char *s, int64_t *out) {
+        static const int mdays[] = { 31, 29, 31, 30, 31, 30,
+                                     31, 31, 30, 31, 30, 31 };
+        const char *p = s;
+        int y, mo, d, h, mi, sec = 0, ms = 0, tz = 0, sign, th, tm = 0, i;
+
+        y = digits(&p, 4);
+        if (y < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 1 || mo > 12 ||
+            *p++ != '-' || (d = digits(&p, 2)) < 1 || d > mdays[mo - 1] ||
+            (mo == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400))) ||
+            (*p != 'T' && *p != 't' && *p != ' '))
+                return -1;
+        p++;
+        if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':' ||
+            (mi = digits(&p, 2)) < 0 || mi > 59)
+                return -1;
+        if (*p == ':') {
+                p++;
+                if ((sec = digits(&p, 2)) < 0 || sec > 59)
+                        return -1;
+                if (*p == '.' || *p == ',') {
+                        p++;
+                        if (*p < '0' || *p > '9')
+                                return -1;
+                        /* milliseconds: the first three digits count */
+                        for (i = 0; *p >= '0' && *p <= '9'; i++, p++)
+                                if (i < 3)
+                                        ms = ms * 10 + (*p - '0');
+                        for (; i < 3; i++)
+                                ms *= 10;
+                }
+        }
+        if (*p == 'Z' || *p == 'z') {
+                p++;
+        } else if (*p == '+' || *p == '-') {
+                sign = *p++ == '-' ? -1 : 1;
+                if ((th = digits(&p, 2)) < 0 || th > 23)
+                        return -1;
+                if (*p == ':')
+                        p++;
+                if (*p && ((tm = digits(&p, 2)) < 0 || tm > 59))
+                        return -1;
+                tz = sign * (th * 60 + tm);
+        } else {
+                return -1; /* no zone: local time would be a guess */
+        }
+        if (*p)
+                return -1;
+        *out = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
+                 (int64_t)tz * 60) *
+                1000) +
+               ms;
         return 0;
 }
 
-static int parse_ms(const char *opt, const char *v, int64_t *out) {
+/* An integer option value of at least min. */
+static int parse_int(const char *opt, const char *v, int64_t min,
+                     int64_t *out) {
         char *end;
         *out = strtoll(v, &end, 10);
-        if (!*v || *end) {
+        if (!*v || *end || *out < min) {
                 fprintf(stderr,
-                        "ordo replay: %s: expected an integer, got "
-                        "\"%s\"\n",
-                        opt, v);
+                        "ordo replay: %s: expected an integer >= %" PRId64
+                        ", got \"%s\"\n",
+                        opt, min, v);
                 return -1;
         }
         return 0;
 }
 
+/* A time: ms since the epoch, or ISO-8601 with a zone. */
+static int parse_time(const char *opt, const char *v, int64_t *out) {
+        char *end;
+        *out = strtoll(v, &end, 10);
+        if (*v && !*end)
+                return 0;
+        if (!parse_iso(v, out))
+                return 0;
+        fprintf(stderr,
+                "ordo replay: %s: expected ms since the epoch or an "
+                "ISO-8601 time with a zone (2026-12-04T03:00:00Z, "
+                "2026-12-04T04:00:00.250+01:00), got \"%s\"\n",
+                opt, v);
+        return -1;
+}
+
+static void usage_more(void) {
+        printf("\nTOPIC is a short name (order-events) or a full one "
+               "(ordo.order-events).\n"
+               "Each message becomes one JSON object on stdout: its "
+               "\"type\" and every field\n"
+               "of schemas/<type>.avsc, empty strings included. "
+               "Partitions one after the\n"
+               "other, offsets in order, each up to its stable end: the "
+               "end it has when its\n"
+               "turn comes, once every transaction open below it has "
+               "finished (read_committed;\n"
+               "waits up to 120 s). A message that does not decode (the "
+               "dead-letters topic)\n"
+               "becomes {\"undecodable\": reason, \"partition\", "
+               "\"offset\", \"key\", \"error\",\n"
+               "\"source_topic\", ...}. stderr gets a count at the end.\n\n"
+               "  --meta            put \"topic\", \"partition\", "
+               "\"offset\" and \"key\" first on every line\n"
+               "  --partition N     read partition N only\n"
+               "  --from-offset N   start at offset N of every partition "
+               "read\n"
+               "  --from-ts TIME    only messages with ts_ms >= TIME\n"
+               "  --to-ts TIME      only messages with ts_ms < TIME\n"
+               "TIME is ms since the epoch (1795356000000) or ISO-8601 "
+               "with a zone\n"
+               "(2026-12-04T03:00:00Z, 2026-12-04T04:00:00.250+01:00). "
+               "The times filter on\n"
+               "ts_ms, the business time; every partition is still read "
+               "from its start\n"
+               "(or --from-offset).\n"
+               "Exit status: 0 done, 1 Kafka failed, 2 usage error.\n");
+}
+
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
-        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, 0, 0 };
+        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, -1, 0, NULL, 0, 0 };
         const char *name = NULL;
         char topic[256], errstr[512];
-        rd_kafka_t *rk;
-        ordo_codec_t *codec;
+        rd_kafka_t *rk = NULL, *wm = NULL;
+        ordo_codec_t *codec = NULL;
         int i, np, rc = 0, from_offset_set = 0, from_ts_set = 0;
+        int64_t v;
 
         if (ordo_wants_help(argc, argv)) {
-                printf("\nTOPIC is a short name (order-events) or a full "
-                       "one (ordo.order-events).\nEach message becomes one "
-                       "JSON object on stdout with its \"type\" and the\n"
-                       "fields of schemas/<type>.avsc; partitions one after "
-                       "the other, offsets in\norder, up to the end at the "
-                       "start. A message that does not decode (the\n"
-                       "dead-letters topic) becomes {\"undecodable\": "
-                       "reason, \"error\", \"source_topic\", ...}.\n\n"
-                       "  --from-offset N   start at offset N of every "
-                       "partition\n"
-                       "  --from-ts MS      only messages with ts_ms >= MS\n"
-                       "  --to-ts MS        only messages with ts_ms < MS\n");
+                usage_more();
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--from-offset") && i + 1 < argc) {
-                        if (parse_ms(argv[i], argv[i + 1], &o.from_offset))
-                                return 2;
-                        i++;
-                        from_offset_set = 1;
-                } else if (!strcmp(argv[i], "--from-ts") && i + 1 < argc) {
-                        if (parse_ms(argv[i], argv[i + 1], &o.from_ts))
-                                return 2;
-                        i++;
-                        from_ts_set = 1;
-                } else if (!strcmp(argv[i], "--to-ts") && i + 1 < argc) {
-                        if (parse_ms(argv[i], argv[i + 1], &o.to_ts))
-                                return 2;
-                        i++;
-                } else if (argv[i][0] == '-') {
-                        fprintf(stderr, "ordo replay: unknown option %s\n",
-                                argv[i]);
-                        return 2;
-                } else if (!name)
-                        name = argv[i];
-                else {
-                        fprintf(stderr, "ordo replay: one TOPIC only\n");
+                const char *a = argv[i],
+                           *val = i + 1 < argc ? argv[i + 1] : NULL;
+                int takes = !strcmp(a, "--from-offset") ||
+                            !strcmp(a, "--from-ts") || !strcmp(a, "--to-ts") ||
+                            !strcmp(a, "--partition");
+                if (takes && !val) {
+                        fprintf(stderr, "ordo replay: %s needs a value\n", a);
                         return 2;
                 }
+                if (!strcmp(a, "--meta")) {
+                        o.meta = 1;
+                        continue;
+                }
+                if (!strcmp(a, "--from-offset")) {
+                        if (parse_int(a, val, 0, &o.from_offset))
+                                return 2;
+                        from_offset_set = 1;
+                } else if (!strcmp(a, "--partition")) {
+                        if (parse_int(a, val, 0, &v))
+                                return 2;
+                        if (v > INT32_MAX) {
+                                fprintf(stderr,
+                                        "ordo replay: --partition: %s is "
+                                        "out of range\n",
+                                        val);
+                                return 2;
+                        }
+                        o.partition = (int32_t)v;
+                } else if (!strcmp(a, "--from-ts")) {
+                        if (parse_time(a, val, &o.from_ts))
+                                return 2;
+                        from_ts_set = 1;
+                } else if (!strcmp(a, "--to-ts")) {
+                        if (parse_time(a, val, &o.to_ts))
+                                return 2;
+                } else if (a[0] == '-' && a[1]) {
+                        fprintf(stderr,
+                                "ordo replay: unknown option %s (see ordo "
+                                "replay --help)\n",
+                                a);
+                        return 2;
+                } else if (!name) {
+                        name = a;
+                        continue;
+                } else {
+                        fprintf(stderr,
+                                "ordo replay: one TOPIC only (got \"%s\" "
+                                "and \"%s\")\n",
+                                name, a);
+                        return 2;
+                }
+                i++; /* the value */
         }
         if (!name) {
                 fprintf(stderr, "ordo replay: which TOPIC? (e.g. "
@@ -187,6 +467,13 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
         if (from_offset_set && from_ts_set) {
                 fprintf(stderr, "ordo replay: --from-offset and --from-ts "
                                 "exclude each other\n");
+                return 2;
+        }
+        if (o.to_ts <= o.from_ts) {
+                fprintf(stderr,
+                        "ordo replay: --to-ts (%" PRId64
+                        ") must be after --from-ts (%" PRId64 ")\n",
+                        o.to_ts, o.from_ts);
                 return 2;
         }
         if (ordo_topic_is_snapshots(ordo_topic_from_short(name))) {
@@ -200,27 +487,48 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                 ordo_config_topic(conf, name, topic, sizeof(topic));
         else
                 snprintf(topic, sizeof(topic), "%s", name);
-        rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
-                                     sizeof(errstr));
+        o.topic = topic;
         codec = ordo_codec_new(errstr, sizeof(errstr));
-        if (!rk || !codec) {
+        if (codec)
+                rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
+                                             sizeof(errstr));
+        if (rk)
+                wm = ordo_kafka_watermark_client_new(conf, errstr,
+                                                     sizeof(errstr));
+        if (!wm) {
                 fprintf(stderr, "ordo replay: %s\n", errstr);
-                return 1;
+                rc = 1;
+                goto out;
         }
         np = ordo_kafka_partitions(rk, topic, errstr, sizeof(errstr));
         if (np < 0) {
                 fprintf(stderr, "ordo replay: %s\n", errstr);
                 rc = 1;
+                goto out;
+        }
+        if (o.partition >= np) {
+                fprintf(stderr,
+                        "ordo replay: --partition %d: %s has %d "
+                        "partition(s), 0 to %d\n",
+                        (int)o.partition, topic, np, np - 1);
+                rc = 2;
+                goto out;
         }
         for (i = 0; i < np && !rc && !ordo_stop; i++)
-                if (replay_partition(rk, codec, topic, i, &o))
+                if ((o.partition < 0 || i == o.partition) &&
+                    replay_partition(rk, wm, codec, topic, i, &o))
                         rc = 1;
         fflush(stdout);
         fprintf(stderr,
                 "ordo replay: %s: %lld message(s), %lld "
                 "undecodable\n",
                 topic, (long long)o.printed, (long long)o.undecodable);
-        rd_kafka_destroy(rk);
-        ordo_codec_destroy(codec);
+out:
+        if (wm)
+                rd_kafka_destroy(wm);
+        if (rk)
+                rd_kafka_destroy(rk);
+        if (codec)
+                ordo_codec_destroy(codec);
         return rc;
 }

@@ -21,8 +21,10 @@ static const key_def_t known[] = {
         { "topic.prefix", STRING, "ordo.", "prefix of every topic name" },
         { "topic.partitions", INT, "6",
           "partitions of keyed topics when ordo creates them" },
-        { "group.prefix", STRING, "ordo.",
-          "prefix of consumer group and transactional ids" },
+        { "group.prefix", STRING, "",
+          "prefix of consumer group and transactional ids (empty: "
+          "topic.prefix, so a deployment on its own topics never shares or "
+          "fences another's groups)" },
         { "instance.id", STRING, "0",
           "this instance's id within a stage; distinct per running instance" },
         { "batch.max", INT, "10000", "most input messages per transaction" },
@@ -47,7 +49,8 @@ static const key_def_t known[] = {
         { "ingest.listen", STRING, "127.0.0.1:8080",
           "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)" },
         { "ingest.keys.file", STRING, "",
-          "API keys of the gateway, lines \"key_id secret [batch]\"; "
+          "API keys of the gateway, lines \"key_id secret [batch] "
+          "[scope=Type,...]\" (SIGHUP reloads); "
           "empty: authentication OFF" },
         { "ingest.signature.window.ms", INT, "300000",
           "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms" },
@@ -58,7 +61,22 @@ static const key_def_t known[] = {
         { "ingest.rate.burst", INT, "10",
           "gateway: PlaceOrder burst per user_id" },
         { "ingest.rate.users.max", INT, "65536",
-          "gateway: user_ids tracked by the rate limit" },
+          "gateway: user_ids (and peers) tracked by the rate limits" },
+        { "ingest.rate.per.key", INT, "20000",
+          "gateway: commands per key per second (0: no limit)" },
+        { "ingest.rate.key.burst", INT, "40000",
+          "gateway: command burst per key" },
+        { "ingest.rate.per.peer", INT, "20000",
+          "gateway: commands per peer address per second (0: no limit)" },
+        { "ingest.rate.peer.burst", INT, "40000",
+          "gateway: command burst per peer address" },
+        { "ingest.peer.connections.max", INT, "256",
+          "gateway: open connections per peer address" },
+        { "ingest.body.timeout.ms", INT, "10000",
+          "gateway: deadline for a whole request body, ms" },
+        { "ingest.unauth.bytes.max", INT, "16777216",
+          "gateway: body bytes held before their signature is checked, "
+          "all requests together" },
         { "ingest.body.max", INT, "1048576",
           "gateway: largest request body, bytes" },
         { "ingest.threads", INT, "2", "gateway: HTTP threads" },
@@ -67,6 +85,15 @@ static const key_def_t known[] = {
           "(-1: random)" },
 };
 #define N_KNOWN (sizeof(known) / sizeof(known[0]))
+
+/* Keys whose empty value means the value of another key (issue 14: a
+ * second deployment that sets only topic.prefix must not join or fence
+ * the first one's consumer groups and transactional ids). */
+static const struct {
+        const char *key, *from;
+} derived[] = {
+        { "group.prefix", "topic.prefix" },
+};
 
 typedef struct {
         char *key;
@@ -265,9 +292,19 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
         return ORDO_ERR_OK;
 }
 
+/* The entry's value, or for an empty derived key its source's value. */
+static const char *value_of(const ordo_config_t *conf, const entry_t *e) {
+        size_t i;
+        if (!*e->value)
+                for (i = 0; i < sizeof(derived) / sizeof(derived[0]); i++)
+                        if (!strcmp(e->key, derived[i].key))
+                                return ordo_config_get(conf, derived[i].from);
+        return e->value;
+}
+
 const char *ordo_config_get(const ordo_config_t *conf, const char *key) {
         entry_t *e = find(conf, key);
-        return e ? e->value : NULL;
+        return e ? value_of(conf, e) : NULL;
 }
 
 int64_t ordo_config_get_int(const ordo_config_t *conf, const char *key) {
@@ -281,7 +318,8 @@ void ordo_config_foreach(const ordo_config_t *conf,
                          void *opaque) {
         size_t i;
         for (i = 0; i < conf->n; i++)
-                fn(opaque, conf->entries[i].key, conf->entries[i].value);
+                fn(opaque, conf->entries[i].key,
+                   value_of(conf, &conf->entries[i]));
 }
 
 void ordo_config_topic(const ordo_config_t *conf, const char *short_name,

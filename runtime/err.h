@@ -20,7 +20,8 @@
  *  CONFIG_INVALID  ordo_config_set: the key's value is refused
  *                  (RD_KAFKA_CONF_INVALID)
  *  CONFIG          a client (Kafka, MongoDB) cannot be made from the
- *                  configuration
+ *                  configuration, or the topics do not fit it
+ *                  (co-partitioning)
  *  KAFKA           a Kafka call failed; the caller may retry or give up
  *  KAFKA_FATAL     the producer is fenced or fatally failed: exit
  *  TIMEOUT         waited for longer than allowed

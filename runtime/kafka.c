@@ -158,6 +158,14 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                           opaque, errstr, errstr_size);
 }
 
+rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m) {
+        if (m->err)
+                return m->err;
+        if (m->offset < 0)
+                return RD_KAFKA_RESP_ERR__INCONSISTENT;
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                                 const char *instance,
                                 ordo_rebalance_cb_t *rebalance_cb, void *opaque,
@@ -319,6 +327,25 @@ int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
         return n;
 }
 
+/* A topic just created has no leaders for a moment, and the metadata may
+ * name a leader before that broker acts as one: its first Produce would
+ * be refused with NOT_LEADER. Wait until each partition's leader answers
+ * a ListOffsets request (retried while transient), so callers can use
+ * the topic at once. */
+static ordo_err_t wait_leaders(rd_kafka_t *rk, const char *topic, char *errstr,
+                               size_t errstr_size) {
+        int32_t p;
+        int64_t lo, hi;
+        int n = ordo_kafka_partitions(rk, topic, errstr, errstr_size);
+        if (n < 0)
+                return ORDO_ERR_KAFKA;
+        for (p = 0; p < n; p++)
+                if (ordo_kafka_watermarks(rk, topic, p, &lo, &hi, errstr,
+                                          errstr_size))
+                        return ORDO_ERR_KAFKA;
+        return ORDO_ERR_OK;
+}
+
 ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                                     size_t errstr_size) {
         rd_kafka_t *rk;
@@ -390,20 +417,22 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                 rd_kafka_event_destroy(ev);
         rd_kafka_queue_destroy(q);
         rd_kafka_NewTopic_destroy_array(nt, ORDO_TOPIC__COUNT);
-        /* A topic just created has no leaders for a moment: wait, so
-         * callers can use it at once. */
         for (i = 0; !ret && i < ORDO_TOPIC__COUNT; i++) {
                 char name[256];
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
-                if (ordo_kafka_partitions(rk, name, errstr, errstr_size) < 0)
-                        ret = ORDO_ERR_KAFKA;
+                ret = wait_leaders(rk, name, errstr, errstr_size);
         }
         rd_kafka_destroy(rk);
         return ret;
 }
 
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
-                      size_t size) {
-        snprintf(buf, size, "%s%s", ordo_config_get(conf, "group.prefix"),
-                 stage);
+void ordo_group_name(const char *prefix, const char *stage_group, char *buf,
+                     size_t size) {
+        snprintf(buf, size, "%s%s", prefix, stage_group);
+}
+
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage_group,
+                      char *buf, size_t size) {
+        ordo_group_name(ordo_config_get(conf, "group.prefix"), stage_group, buf,
+                        size);
 }

@@ -65,6 +65,14 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                     void *opaque, char *errstr,
                                     size_t errstr_size);
 
+/* The error of a delivery report. A success without an offset counts as
+ * a failure (RD_KAFKA_RESP_ERR__INCONSISTENT): librdkafka's idempotent
+ * producer "implicitly acks" earlier messages of a partition when a later
+ * batch succeeds, even when the broker refused them (NOT_LEADER on a new
+ * partition, issue 14), and only a message the broker wrote in a batch of
+ * its own gets an offset (docs/decisions/0012). */
+rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m);
+
 /* A read_committed consumer with manual commits and the eager range
  * assignor (STACK.md: librdkafka 2.0.2's cooperative path has bugs).
  * group may be NULL for a consumer used only with assign();
@@ -99,7 +107,9 @@ rd_kafka_t *ordo_kafka_watermark_client_new(const ordo_config_t *conf,
                                             char *errstr, size_t errstr_size);
 
 /* Create any missing topic of DESIGN.md (topic.partitions partitions for
- * keyed topics, one for single ones). Existing topics are left alone. */
+ * keyed topics, one for single ones). Existing topics are left alone.
+ * Returns once the leader of every partition answers a ListOffsets
+ * request, so a producer's first batch is not refused (issue 14). */
 ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                                     size_t errstr_size);
 
@@ -114,8 +124,12 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size);
 
-/* Consumer group id and transactional id of a stage. */
-void ordo_kafka_group(const ordo_config_t *conf, const char *stage, char *buf,
-                      size_t size);
+/* Consumer group id and transactional id of a stage: prefix + the stage's
+ * group (runtime/cli/stages.h), the one way they are built.
+ * ordo_kafka_group uses group.prefix; rebuild names its own prefix. */
+void ordo_group_name(const char *prefix, const char *stage_group, char *buf,
+                     size_t size);
+void ordo_kafka_group(const ordo_config_t *conf, const char *stage_group,
+                      char *buf, size_t size);
 
 #endif

@@ -13,10 +13,18 @@
  * StockReserved and StockReleased adds 1; CommandRejected (aggregate =
  * the activity named) carries the current version, 0 if unknown.
  */
-#include "rules_int.h"
+#include "rules.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_arith.h"
+#include "rules_digest.h"
+#include "rules_map.h"
+#include "rules_out.h"
+#include "rules_snap.h"
+#include "rules_vec.h"
 
 #define SEEN ORDO__NONE /* order map value: rejected, nothing reserved */
 
@@ -222,12 +230,14 @@ static void fold_emit(ordo_activity_state_t *s, ordo__out_t *o) {
         ordo__out_emit(o);
 }
 
-/* RULES.md "Activity": the conditions of a valid CreateActivity, and
- * (docs/rules.md) that the largest order's amount fits in an int64. */
+/* RULES.md "Activity": the conditions of a valid CreateActivity. The
+ * upper bounds of stock and price keep every amount of the activity (at
+ * most stock * price_cents <= 10^18) inside int64. */
 static int valid_activity(const ordo_activity_body_t *b) {
-        int64_t sum = 0, most, amount;
+        int64_t sum = 0;
         int k;
-        if (b->stock < 1 || b->price_cents < 1 || b->per_user_limit < 1 ||
+        if (b->stock < 1 || b->stock > ORDO_STOCK_MAX || b->price_cents < 1 ||
+            b->price_cents > ORDO_PRICE_MAX || b->per_user_limit < 1 ||
             b->start_ms >= b->end_ms || b->pay_timeout_ms < 1 ||
             b->auto_receive_ms < 1 || b->freeze_ms < 0 ||
             b->n_commission_bps < 0 || b->n_commission_bps > ORDO_LEVELS_MAX)
@@ -237,10 +247,7 @@ static int valid_activity(const ordo_activity_body_t *b) {
                         return 0;
                 sum += b->commission_bps[k];
         }
-        if (sum > 5000)
-                return 0;
-        most = b->stock < b->per_user_limit ? b->stock : b->per_user_limit;
-        return !__builtin_mul_overflow(most, b->price_cents, &amount);
+        return sum <= 5000;
 }
 
 static void create(ordo_activity_state_t *s, ordo__out_t *o) {
@@ -302,7 +309,7 @@ static void accept_place(ordo_activity_state_t *s, ordo__out_t *o,
         ORDO__SET(op->activity_id, a->id);
         ORDO__SET(op->user_id, b->user_id);
         op->qty = b->qty;
-        op->amount_cents = b->qty * a->price_cents; /* bounded at create */
+        op->amount_cents = b->qty * a->price_cents; /* <= 10^18: create */
         op->placed_ms = ts;
         op->pay_deadline_ms = ordo__sat_add(ts, a->pay_timeout_ms);
         op->auto_receive_ms = a->auto_receive_ms;

@@ -12,10 +12,20 @@
  * key of commission-events). Each commission event adds 1 to its
  * version, whichever entry (level) it concerns.
  */
-#include "rules_int.h"
+#include "rules.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_arith.h"
+#include "rules_digest.h"
+#include "rules_graph.h"
+#include "rules_map.h"
+#include "rules_out.h"
+#include "rules_snap.h"
+#include "rules_strtab.h"
+#include "rules_vec.h"
 
 enum entry_status { E_PENDING = 1, E_SETTLED, E_REVERSED };
 
@@ -170,6 +180,15 @@ void ordo_commission_observe(ordo_commission_state_t *s, const ordo_msg_t *ev) {
 
 /* ---- folding ---- */
 
+/* Moves cents from one earnings total to another. Totals add up over
+ * every order of a beneficiary, so unlike the amounts of one order
+ * (docs/rules.md "Arithmetic") they are not bounded: they saturate
+ * rather than overflow. */
+static void move(int64_t *from, int64_t *to, int64_t cents) {
+        *from = ordo__sat_sub(*from, cents);
+        *to = ordo__sat_add(*to, cents);
+}
+
 void ordo_commission_apply(ordo_commission_state_t *s, const ordo_msg_t *ev) {
         const ordo_commission_body_t *b = &ev->u.commission;
         ordo_earnings_t *earn;
@@ -192,19 +211,21 @@ void ordo_commission_apply(ordo_commission_state_t *s, const ordo_msg_t *ev) {
                 if (!c->buyer)
                         c->buyer = ordo__intern(&s->strings, b->buyer_id);
                 c->paid = 1;
-                earnings(s, b->beneficiary_id)->pending_cents +=
-                    b->amount_cents;
-                s->accrued_total += b->amount_cents;
+                earn = earnings(s, b->beneficiary_id);
+                earn->pending_cents =
+                    ordo__sat_add(earn->pending_cents, b->amount_cents);
+                s->accrued_total =
+                    ordo__sat_add(s->accrued_total, b->amount_cents);
         } else if (e) {
                 earn = earnings(s, e->beneficiary);
                 e->reversed_cents = b->reversed_cents;
                 e->status = parse_status(b->status);
                 if (ev->type == ORDO_MSG_COMMISSION_REVERSED) {
-                        earn->pending_cents -= b->amount_cents;
-                        earn->reversed_cents += b->amount_cents;
+                        move(&earn->pending_cents, &earn->reversed_cents,
+                             b->amount_cents);
                 } else if (e->status == E_SETTLED) {
-                        earn->pending_cents -= b->amount_cents;
-                        earn->settled_cents += b->amount_cents;
+                        move(&earn->pending_cents, &earn->settled_cents,
+                             b->amount_cents);
                 }
         } else {
                 return;
@@ -363,9 +384,12 @@ void ordo_commission_totals(const ordo_commission_state_t *s,
         for (i = 0; i < s->earners_v.n; i++) {
                 const ordo_earnings_t *e =
                     &ORDO__VEC_AT(&s->earners_v, earner_t, i)->e;
-                sum->pending_cents += e->pending_cents;
-                sum->settled_cents += e->settled_cents;
-                sum->reversed_cents += e->reversed_cents;
+                sum->pending_cents =
+                    ordo__sat_add(sum->pending_cents, e->pending_cents);
+                sum->settled_cents =
+                    ordo__sat_add(sum->settled_cents, e->settled_cents);
+                sum->reversed_cents =
+                    ordo__sat_add(sum->reversed_cents, e->reversed_cents);
         }
         *accrued_cents = s->accrued_total;
 }

@@ -5,10 +5,16 @@
  * processor (which decides bindings) and the commission processor
  * (which walks them). Nodes are never removed.
  */
-#include "rules_int.h"
+#include "rules_graph.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_digest.h"
+#include "rules_map.h"
+#include "rules_snap.h"
+#include "rules_vec.h"
 
 void ordo__graph_fini(ordo__graph_t *g) {
         ordo__map_fini(&g->users);

@@ -14,10 +14,19 @@
  * 1; CommandRejected (aggregate = the order named) carries the current
  * version, 0 if unknown.
  */
-#include "rules_int.h"
+#include "rules.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_arith.h"
+#include "rules_digest.h"
+#include "rules_map.h"
+#include "rules_out.h"
+#include "rules_snap.h"
+#include "rules_strtab.h"
+#include "rules_vec.h"
 
 #define MAX_REFUNDS 50 /* RULES.md: WeChat Pay's limit */
 

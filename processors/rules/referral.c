@@ -5,10 +5,15 @@
  * Aggregate: the user being bound. ReferrerBound is its only event
  * (version 1); a rejection carries version 1 if the user is bound, else 0.
  */
-#include "rules_int.h"
+#include "rules.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "rules_alloc.h"
+#include "rules_graph.h"
+#include "rules_out.h"
+#include "rules_snap.h"
 
 struct ordo_referral_state_s {
         ordo__graph_t graph;

@@ -54,6 +54,12 @@ typedef struct ordo_sink_s {
 
 /* ------------------------------------------------------------------ */
 /* Activity processor: the state of one partition of activity-commands. */
+
+/* RULES.md "Activity": upper bounds of a valid CreateActivity. With them
+ * no amount of one activity reaches 10^18 cents (stock * price), so the
+ * rules' sums fit in int64 (docs/rules.md "Arithmetic"). */
+#define ORDO_STOCK_MAX 10000000LL
+#define ORDO_PRICE_MAX 100000000000LL
 typedef struct ordo_activity_state_s ordo_activity_state_t;
 
 ordo_activity_state_t *ordo_activity_state_new(void);

@@ -21,10 +21,10 @@ typedef struct ordo_client_s ordo_client_t;
 
 /* The gateway's answer. Fields the answer does not carry are "". */
 typedef struct ordo_client_result_s {
-        int status; /* HTTP status: 202, 400, 401, 413, 429, 503 */
+        int status; /* HTTP status: 202, 400, 401, 403, 413, 429, 503 */
         char command_id[128];
         char order_id[65]; /* PlaceOrder: the client's or the generated */
-        char field[64];    /* 400 and 429: the field at fault */
+        char field[64];    /* 400, 403 and 429: the field at fault */
         char reason[32];   /* e.g. MISSING, RATE_LIMITED, UNAVAILABLE */
         char error[256];   /* the gateway's message */
         int retry_after_s; /* 429 and 503: wait this long, else 0 */
@@ -44,8 +44,8 @@ void ordo_client_destroy(ordo_client_t *c);
 
 /* Sends one JSON command object (text) to POST /v1/commands, signed with a
  * fresh timestamp. 0 when an HTTP answer came back: look at
- * result->status (202 accepted, 400 refused with field and reason,
- * 429 and 503 retry after retry_after_s). -1 on a transport error
+ * result->status (202 accepted, 400 refused with field and reason, 403 a
+ * type outside the key's scope, 429 and 503 retry after retry_after_s). -1 on a transport error
  * (errstr): the command may or may not have been taken, so resend it
  * only with its own order_id and command_id (see the contract, 503).
  * Each call signs again, so a resend is never a replayed signature. */

@@ -15,28 +15,9 @@
 #include "commands.h"
 #include "kafka.h"
 #include "log.h"
+#include "stages.h"
 
-typedef struct {
-        const char *stage; /* group suffix */
-        ordo_topic_t topics[4];
-        int n_topics;
-} group_def_t;
-
-static const group_def_t groups[] = {
-        { "activity", { ORDO_TOPIC_ACTIVITY_COMMANDS }, 1 },
-        { "order", { ORDO_TOPIC_ORDER_COMMANDS }, 1 },
-        { "referral", { ORDO_TOPIC_REFERRAL_COMMANDS }, 1 },
-        { "commission", { ORDO_TOPIC_ORDER_EVENTS }, 1 },
-        { "project.mongo",
-          { ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
-            ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS },
-          4 },
-        { "project.redis",
-          { ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_TOPIC_ORDER_EVENTS,
-            ORDO_TOPIC_REFERRAL_EVENTS, ORDO_TOPIC_COMMISSION_EVENTS },
-          4 },
-};
-#define N_GROUPS (sizeof(groups) / sizeof(groups[0]))
+#define N_GROUPS ORDO_STAGES_MAX
 
 typedef struct {
         const ordo_config_t *conf;
@@ -45,39 +26,27 @@ typedef struct {
         int only[N_GROUPS]; /* 1: this stage counts */
 } lag_t;
 
-/* Stage names as `ordo run` takes them; the projections' groups are
- * project.mongo and project.redis. */
-static int stage_matches(const char *group_stage, const char *name) {
-        return !strcmp(group_stage, name) ||
-               (!strncmp(group_stage, "project.", 8) &&
-                !strcmp(group_stage + 8, name));
-}
-
 /* Keeps the stages named in argv[first..argc), or all when none is. */
 static int select_stages(lag_t *l, int argc, char **argv, int first) {
+        const ordo_stage_t *s;
         size_t g;
-        int i, found;
-        for (g = 0; g < N_GROUPS; g++)
+        int i;
+        for (g = 0; g < ordo_n_stages; g++)
                 l->only[g] = first >= argc;
         for (i = first; i < argc; i++) {
-                found = 0;
-                for (g = 0; g < N_GROUPS; g++)
-                        if (stage_matches(groups[g].stage, argv[i]))
-                                l->only[g] = found = 1;
-                if (!found) {
-                        fprintf(stderr,
-                                "ordo: unknown stage \"%s\" (activity, "
-                                "order, referral, commission, mongo, redis)\n",
-                                argv[i]);
+                if (!(s = ordo_stage_find(argv[i]))) {
+                        fprintf(stderr, "ordo: unknown stage \"%s\" (%s)\n",
+                                argv[i], ordo_stage_names());
                         return -1;
                 }
+                l->only[s - ordo_stages] = 1;
         }
         return 0;
 }
 
 static void lag_close(lag_t *l) {
         size_t i;
-        for (i = 0; i < N_GROUPS; i++)
+        for (i = 0; i < ordo_n_stages; i++)
                 if (l->consumers[i])
                         rd_kafka_destroy(l->consumers[i]);
         if (l->probe)
@@ -89,8 +58,9 @@ static int lag_open(lag_t *l, const ordo_config_t *conf) {
         size_t i;
         memset(l, 0, sizeof(*l));
         l->conf = conf;
-        for (i = 0; i < N_GROUPS; i++) {
-                ordo_kafka_group(conf, groups[i].stage, group, sizeof(group));
+        for (i = 0; i < ordo_n_stages; i++) {
+                ordo_kafka_group(conf, ordo_stages[i].group, group,
+                                 sizeof(group));
                 l->consumers[i] = ordo_kafka_consumer_new(
                     conf, group, NULL, NULL, errstr, sizeof(errstr));
                 if (!l->consumers[i])
@@ -141,13 +111,14 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
         if (out)
                 fprintf(out, "%-15s %-28s %4s %12s %12s %8s\n", "stage",
                         "topic", "part", "committed", "end", "lag");
-        for (g = 0; g < N_GROUPS; g++) {
+        for (g = 0; g < ordo_n_stages; g++) {
+                const ordo_stage_t *s = &ordo_stages[g];
                 if (!l->only[g])
                         continue;
-                for (t = 0; t < groups[g].n_topics; t++) {
+                for (t = 0; t < s->n_inputs; t++) {
                         rd_kafka_topic_partition_list_t *tp;
                         int np;
-                        ordo_topic_name(l->conf, groups[g].topics[t], topic,
+                        ordo_topic_name(l->conf, s->inputs[t], topic,
                                         sizeof(topic));
                         np = ordo_kafka_partitions(l->consumers[g], topic,
                                                    errstr, sizeof(errstr));
@@ -186,7 +157,7 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                                         fprintf(out,
                                                 "%-15s %-28s %4d %12lld "
                                                 "%12lld %8lld%s\n",
-                                                groups[g].stage, topic, i,
+                                                s->group, topic, i,
                                                 (long long)c, (long long)hi,
                                                 (long long)(hi - c),
                                                 left ? "" : " (caught up)");

@@ -44,7 +44,8 @@ static const struct {
         { "wait", ordo_cmd_wait, "[--timeout SECONDS] [STAGE...]",
           "return when the stages have caught up (exit 1 on timeout)" },
         { "replay", ordo_cmd_replay,
-          "TOPIC [--from-offset N | --from-ts MS] [--to-ts MS]",
+          "TOPIC [--meta] [--partition N] [--from-offset N | --from-ts "
+          "TIME] [--to-ts TIME]",
           "decode a topic to JSON lines on stdout" },
         { "rebuild", ordo_cmd_rebuild,
           "mongo|redis --into NAME [--group-prefix P] | --drop NAME",

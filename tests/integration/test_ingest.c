@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -32,6 +34,11 @@
 #define SECRET       "s3cret-adapter"
 #define BATCH_ID     "replayer"
 #define BATCH_SECRET "s3cret-batch"
+/* Scoped keys (issue 14 item 3): a payment provider and a shop front end. */
+#define PAY_ID       "payments"
+#define PAY_SECRET   "s3cret-pay"
+#define FRONT_ID     "front"
+#define FRONT_SECRET "s3cret-front"
 
 static ordo_config_t *conf;
 static ordo_ingest_t *gw;
@@ -75,8 +82,12 @@ static void write_keys(void) {
                  (int)getpid());
         f = fopen(keys_path, "w");
         cr_assert(f);
-        fprintf(f, "# test keys\n%s %s\n%s %s batch\n", KEY_ID, SECRET,
-                BATCH_ID, BATCH_SECRET);
+        fprintf(f,
+                "# test keys\n%s %s\n%s %s batch\n"
+                "%s %s scope=ConfirmPayment,RefundOrder\n"
+                "%s %s scope=PlaceOrder,CancelOrder,ConfirmReceipt\n",
+                KEY_ID, SECRET, BATCH_ID, BATCH_SECRET, PAY_ID, PAY_SECRET,
+                FRONT_ID, FRONT_SECRET);
         fclose(f);
 }
 
@@ -639,4 +650,448 @@ Test(ingest, queue_full_is_503, .init = setup_dead_broker) {
         cr_assert(has_header(&r, "Retry-After: "), "%s", r.head);
         cr_assert(strstr(r.body, "Queue full"), "%s", r.body);
         resp_free(&r);
+}
+
+/* ---- the door (issue 14 item 2) ----------------------------------------- */
+
+static int connect_to(int port) {
+        struct sockaddr_in sa;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        cr_assert(fd >= 0);
+        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* What arrives on fd within ms: the answer's text ("" if none, or if the
+ * server closed without one). Returns -1 on timeout, else the bytes read. */
+static ssize_t read_within(int fd, int ms, char *buf, size_t size) {
+        size_t len = 0;
+        int64_t end = wall_ms() + ms;
+
+        buf[0] = '\0';
+        while (len + 1 < size) {
+                struct pollfd p = { fd, POLLIN, 0 };
+                int64_t left = end - wall_ms();
+                ssize_t n;
+                if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+                        return len ? (ssize_t)len : -1;
+                n = read(fd, buf + len, size - 1 - len);
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+                buf[len] = '\0';
+        }
+        return (ssize_t)len;
+}
+
+/* A new connection with a POST /v1/commands announcing length body bytes
+ * and the given start of the body ("" for none) sent; returns it. */
+static int open_post(const char *headers, size_t length, const char *body) {
+        char req[2048];
+        int fd = connect_to(ordo_ingest_port(gw));
+
+        snprintf(req, sizeof(req),
+                 "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
+                 "Content-Length: %zu\r\n\r\n%s",
+                 headers, length, body);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        return fd;
+}
+
+/* Sends only the headers of a POST announcing length body bytes, then
+ * waits up to 5 s for an answer that must come before any body byte. */
+static int headers_only(const char *headers, size_t length, char *buf,
+                        size_t size) {
+        int fd = open_post(headers, length, "");
+        ssize_t n = read_within(fd, 5000, buf, size);
+
+        close(fd);
+        cr_assert_gt(n, 12, "no answer before the body");
+        return atoi(buf + 9);
+}
+
+/* An unknown key, a stale time or a missing signature is refused on the
+ * headers: the answer comes while the body has not been sent. */
+Test(ingest, refused_before_the_body) {
+        char headers[512], buf[4096];
+
+        sign("no-such-key", SECRET, "POST", "/v1/commands", wall_ms(), "",
+             headers, sizeof(headers));
+        cr_assert_eq(headers_only(headers, 50000, buf, sizeof(buf)), 401, "%s",
+                     buf);
+        cr_assert(strstr(buf, "\"UNKNOWN_KEY\""), "%s", buf);
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms() - 400000, "",
+             headers, sizeof(headers));
+        cr_assert_eq(headers_only(headers, 50000, buf, sizeof(buf)), 401, "%s",
+                     buf);
+        cr_assert(strstr(buf, "\"STALE_TIMESTAMP\""), "%s", buf);
+        cr_assert_eq(headers_only("", 50000, buf, sizeof(buf)), 401, "%s", buf);
+        cr_assert(strstr(buf, "\"MISSING_AUTH\""), "%s", buf);
+        cr_assert_eq(headers_only("", 5000000, buf, sizeof(buf)), 413, "%s",
+                     buf);
+}
+
+static void setup_door(void) {
+        static const char *const extra[] = { "ingest.body.max=100000",
+                                             "ingest.unauth.bytes.max=150000",
+                                             "ingest.body.timeout.ms=1500",
+                                             "ingest.peer.connections.max=4",
+                                             NULL };
+        start(extra);
+}
+
+/* One deadline for the whole body: a byte every 200 ms (each renewing an
+ * idle timeout) does not keep the request past ingest.body.timeout.ms;
+ * the request is counted under status="timeout". */
+Test(ingest, body_deadline_is_not_renewed_by_bytes, .init = setup_door) {
+        char headers[512], buf[4096];
+        int fd, i, closed = 0;
+        resp_t r;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), "x", headers,
+             sizeof(headers));
+        fd = open_post(headers, 1000, "");
+        /* 1000 bytes at 5 a second would take 200 s; give it 8. */
+        for (i = 0; i < 40 && !closed; i++) {
+                if (write(fd, " ", 1) != 1 ||
+                    read_within(fd, 200, buf, sizeof(buf)) >= 0)
+                        closed = 1;
+        }
+        close(fd);
+        cr_assert(closed, "still open after 8 s of trickle");
+        cr_assert_lt(i, 40);
+        r = http(ordo_ingest_port(gw), "GET", "/metrics", "", "", 0);
+        cr_assert(strstr(r.body,
+                         "ordo_ingest_requests_total{status=\"timeout\"} 1\n"),
+                  "%s", r.body);
+        resp_free(&r);
+}
+
+/* ingest.peer.connections.max=4: a fifth connection from one address is
+ * closed at once; when one closes, a new one is served. */
+Test(ingest, connections_per_peer_are_capped, .init = setup_door) {
+        int port = ordo_ingest_port(gw), fds[4], fd, i;
+        char buf[256];
+        resp_t r;
+
+        for (i = 0; i < 4; i++)
+                fds[i] = connect_to(port);
+        usleep(200000); /* the gateway accepts them */
+        fd = connect_to(port);
+        cr_assert_eq(read_within(fd, 3000, buf, sizeof(buf)), 0,
+                     "the fifth connection was not closed");
+        close(fd);
+        close(fds[0]);
+        usleep(200000);
+        r = http(port, "GET", "/healthz", "", "", 0);
+        cr_assert_neq(r.status, 0);
+        resp_free(&r);
+        for (i = 1; i < 4; i++)
+                close(fds[i]);
+}
+
+/* ingest.unauth.bytes.max=150000: a body announced while 100000 bytes of
+ * another unauthenticated one are held is 503 BUSY on its headers. */
+Test(ingest, unauthenticated_bytes_are_bounded, .init = setup_door) {
+        char headers[512], buf[4096];
+        int fd;
+        resp_t r;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), "x", headers,
+             sizeof(headers));
+        fd = open_post(headers, 100000, "");
+        usleep(200000);
+        cr_assert_eq(headers_only(headers, 60000, buf, sizeof(buf)), 503, "%s",
+                     buf);
+        cr_assert(strstr(buf, "\"BUSY\""), "%s", buf);
+        close(fd); /* its bytes leave the budget */
+        usleep(300000);
+        r = post("/v1/commands", ok_body);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
+/* ---- key scopes (issue 14 item 3) --------------------------------------- */
+
+/* A payment key may confirm payments and refund, nothing else; a shop
+ * front end may not confirm a payment. 403 names the type and scope, and
+ * a batch with one such line sends nothing. */
+Test(ingest, scopes_refuse_other_types) {
+        const char *place = "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\","
+                            "\"user_id\":\"u1\",\"qty\":1}";
+        const char *pay = "{\"type\":\"ConfirmPayment\",\"order_id\":\"o1\","
+                          "\"payment_id\":\"p1\",\"amount_cents\":100}";
+        char batch[512], v[128];
+        resp_t r;
+
+        r = post_as(PAY_ID, PAY_SECRET, "/v1/commands", place, wall_ms());
+        cr_assert_eq(r.status, 403, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "FORBIDDEN_TYPE");
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "type");
+        cr_assert(strstr(r.body, "ConfirmPayment,RefundOrder"), "%s", r.body);
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands", pay, wall_ms());
+        cr_assert_eq(r.status, 403, "%s", r.body);
+        resp_free(&r);
+        snprintf(batch, sizeof(batch), "%s\n%s\n", place, pay);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch", batch,
+                    wall_ms());
+        cr_assert_eq(r.status, 403, "%s", r.body);
+        cr_assert(strstr(r.body, "\"line\":2"), "%s", r.body);
+        resp_free(&r);
+        cr_assert_eq(read_topic(ORDO_TOPIC_ACTIVITY_COMMANDS, msgs, MAX_MSGS),
+                     0, "a refused batch sent its PlaceOrder");
+        r = post_as(PAY_ID, PAY_SECRET, "/v1/commands", pay, wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands", place, wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
+/* ---- limits a client cannot choose (issue 14 item 4) -------------------- */
+
+static const char *place_for(const char *user, char *out, size_t size) {
+        snprintf(out, size,
+                 "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\","
+                 "\"user_id\":\"%s\",\"qty\":1}",
+                 user);
+        return out;
+}
+
+static void setup_key_limit(void) {
+        static const char *const extra[] = { "ingest.rate.per.user=0",
+                                             "ingest.rate.per.key=1",
+                                             "ingest.rate.key.burst=3", NULL };
+        start(extra);
+}
+
+/* n PlaceOrders, one line each, with user_ids tag0, tag1, ... */
+static const char *places(const char *tag, int n, char *out, size_t size) {
+        char one[256], user[32];
+        size_t len = 0;
+        int i;
+
+        out[0] = '\0';
+        for (i = 0; i < n; i++) {
+                snprintf(user, sizeof(user), "%s%d", tag, i);
+                place_for(user, one, sizeof(one));
+                len += (size_t)snprintf(out + len, size - len, "%s\n", one);
+        }
+        return out;
+}
+
+/* In one request, so no refill can come between: a new user_id per line
+ * does not get past the key's limit (burst 3), another key has its own
+ * bucket, and the refused batch spent nothing. */
+Test(ingest, limit_by_key, .init = setup_key_limit) {
+        char body[2048], v[64];
+        resp_t r;
+
+        r = post("/v1/commands:batch", places("u", 4, body, sizeof(body)));
+        cr_assert_eq(r.status, 429, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "X-Ordo-Key");
+        cr_assert(strstr(r.body, "\"lines\":[4]"), "%s", r.body);
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("f", 3, body, sizeof(body)), wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        r = post("/v1/commands:batch", places("w", 3, body, sizeof(body)));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
+static void setup_peer_limit(void) {
+        static const char *const extra[] = { "ingest.rate.per.user=0",
+                                             "ingest.rate.per.peer=1",
+                                             "ingest.rate.peer.burst=2", NULL };
+        start(extra);
+}
+
+/* Neither new user_ids nor another key get past the peer's limit. */
+Test(ingest, limit_by_peer, .init = setup_peer_limit) {
+        char body[2048], v[64];
+        resp_t r;
+
+        r = post("/v1/commands:batch", places("u", 3, body, sizeof(body)));
+        cr_assert_eq(r.status, 429, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("f", 3, body, sizeof(body)), wall_ms());
+        cr_assert_eq(r.status, 429, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("g", 2, body, sizeof(body)), wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
+/* burst 2 per user: a batch with three PlaceOrders of "bot" is 429 and
+ * spends nothing, so bot's two single orders afterwards pass. */
+Test(ingest, refused_batch_spends_nothing, .init = setup_tight) {
+        char one[256], batch[1024], v[64];
+        resp_t r;
+        int i;
+
+        place_for("bot", one, sizeof(one));
+        snprintf(batch, sizeof(batch), "%s\n%s\n%s\n", one, one, one);
+        r = post("/v1/commands:batch", batch);
+        cr_assert_eq(r.status, 429, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "user_id");
+        cr_assert(strstr(r.body, "\"lines\":[3]"), "%s", r.body);
+        resp_free(&r);
+        for (i = 0; i < 2; i++) {
+                r = post("/v1/commands", one);
+                cr_assert_eq(r.status, 202, "order %d: %s", i, r.body);
+                resp_free(&r);
+        }
+}
+
+/* ---- issue 14 item 5, issue 13 item 5 ----------------------------------- */
+
+/* The signature covers the path as sent: "/v1/comm%61nds" is routed as
+ * /v1/commands but signed as sent; signed over the decoded path it is
+ * refused. */
+Test(ingest, path_as_sent_is_signed) {
+        const char *raw = "/v1/comm%61nds";
+        char headers[512], v[64];
+        resp_t r;
+
+        sign(KEY_ID, SECRET, "POST", raw, wall_ms(), ok_body, headers,
+             sizeof(headers));
+        r = http(ordo_ingest_port(gw), "POST", raw, headers, ok_body,
+                 strlen(ok_body));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms() + 1, ok_body,
+             headers, sizeof(headers));
+        r = http(ordo_ingest_port(gw), "POST", raw, headers, ok_body,
+                 strlen(ok_body));
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "BAD_SIGNATURE");
+        resp_free(&r);
+}
+
+/* A client that leaves while its request waits for Kafka is counted under
+ * status="disconnected" (and not under the 503 it never got). */
+Test(ingest, disconnected_while_waiting_is_counted, .init = setup_dead_broker) {
+        char headers[512];
+        struct linger off = { 1, 0 };
+        int fd, found = 0;
+        int64_t end;
+        resp_t r;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), ok_body,
+             headers, sizeof(headers));
+        fd = open_post(headers, strlen(ok_body), ok_body);
+        usleep(300000); /* it is waiting for the (dead) broker */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
+        close(fd); /* a reset, not a polite close */
+        /* kafka.message.timeout.ms is 5000 in the gateway. */
+        for (end = wall_ms() + 15000; !found && wall_ms() < end;) {
+                usleep(250000);
+                r = http(ordo_ingest_port(gw), "GET", "/metrics", "", "", 0);
+                found = strstr(r.body, "ordo_ingest_requests_total{status="
+                                       "\"disconnected\"} 1\n") != NULL;
+                if (found)
+                        cr_assert(strstr(r.body,
+                                         "ordo_ingest_requests_total{status="
+                                         "\"503\"} 0\n"),
+                                  "%s", r.body);
+                resp_free(&r);
+        }
+        cr_assert(found, "no disconnected request in /metrics");
+}
+
+/* Keys reload at once (SIGHUP calls ordo_ingest_reload_keys): a key
+ * removed from the file is refused, a new one accepted; a bad file keeps
+ * the keys as they were. */
+Test(ingest, keys_reload) {
+        char err[512];
+        FILE *f = fopen(keys_path, "w");
+        resp_t r;
+
+        cr_assert(f);
+        fprintf(f, "new-key new-secret scope=ConfirmReceipt\n");
+        fclose(f);
+        cr_assert_eq(ordo_ingest_reload_keys(gw, err, sizeof(err)), 0, "%s",
+                     err);
+        r = post("/v1/commands", ok_body);
+        cr_assert_eq(r.status, 401, "the removed key still works: %s", r.body);
+        cr_assert(strstr(r.body, "UNKNOWN_KEY"), "%s", r.body);
+        resp_free(&r);
+        r = post_as("new-key", "new-secret", "/v1/commands", ok_body,
+                    wall_ms());
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        f = fopen(keys_path, "w");
+        fprintf(f, "new-key new-secret scope=NoSuchCommand\n");
+        fclose(f);
+        cr_assert_neq(ordo_ingest_reload_keys(gw, err, sizeof(err)), 0);
+        cr_assert(strstr(err, "NoSuchCommand"), "%s", err);
+        cr_assert_null(strstr(err, "new-secret"), "%s", err);
+        r = post_as("new-key", "new-secret", "/v1/commands", ok_body,
+                    wall_ms() + 1);
+        cr_assert_eq(r.status, 202, "the old keys did not stay: %s", r.body);
+        resp_free(&r);
+}
+
+/* One info line per refused request with status, reason, key and peer; a
+ * flood is cut to the log's rate and the next line says how many lines
+ * were left out. */
+Test(ingest, refusals_are_logged_at_a_bounded_rate) {
+        char path[64], line[1024], headers[512], buf[4096];
+        int saved = dup(2), fd, i, lines = 0, first = 0, skipped = 0;
+        int forged = 0, clean = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/tmp/ordo-ingest-log-%d", (int)getpid());
+        fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+        cr_assert(fd >= 0 && saved >= 0);
+        dup2(fd, 2);
+        /* A key id cannot add fields to the line. */
+        headers_only("X-Ordo-Key: x level=error msg=\"forged\"\r\n"
+                     "X-Ordo-Timestamp: 1\r\nX-Ordo-Signature: 0\r\n",
+                     10, buf, sizeof(buf));
+        sign("intruder", SECRET, "POST", "/v1/commands", wall_ms(), "", headers,
+             sizeof(headers));
+        for (i = 0; i < 120; i++)
+                headers_only(headers, 10, buf, sizeof(buf));
+        usleep(300000); /* the log's bucket refills a little */
+        headers_only(headers, 10, buf, sizeof(buf));
+        dup2(saved, 2);
+        close(saved);
+        close(fd);
+        f = fopen(path, "r");
+        cr_assert(f);
+        while (fgets(line, sizeof(line), f)) {
+                if (!strstr(line, "msg=refused"))
+                        continue;
+                if (lines++ == 1)
+                        first =
+                            strstr(line, "status=401 reason=UNKNOWN_KEY "
+                                         "key=intruder peer=127.0.0.1") != NULL;
+                if (!strstr(line, "not_logged=0"))
+                        skipped = 1;
+                forged |= strstr(line, " level=error") != NULL;
+                clean |=
+                    strstr(line, "key=x?level=error?msg=?forged? ") != NULL;
+        }
+        fclose(f);
+        unlink(path);
+        cr_assert(clean && !forged, "a key id forged a log field");
+        cr_assert(first, "the first line names status, reason, key, peer");
+        cr_assert_lt(lines, 121, "every refusal of the flood was logged");
+        cr_assert_geq(lines, 50);
+        cr_assert(skipped, "no line says how many were left out");
 }

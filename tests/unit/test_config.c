@@ -48,21 +48,6 @@ Test(config, integer_keys_checked) {
         ordo_config_destroy(c);
 }
 
-Test(config, unknown_key_in_file_is_unknown_not_invalid) {
-        ordo_config_t *c = ordo_config_new();
-        char path[] = "/tmp/ordo-config-test-XXXXXX";
-        int fd = mkstemp(path);
-        FILE *f = fdopen(fd, "w");
-        fputs("mongo.db=x\nmongo.dbb=y\n", f);
-        fclose(f);
-        cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
-                     ORDO_ERR_CONFIG_UNKNOWN);
-        cr_assert(strstr(errstr, ":2:") && strstr(errstr, "mongo.dbb"),
-                  "got %s", errstr);
-        remove(path);
-        ordo_config_destroy(c);
-}
-
 /* Every key has a default of its own type: the table is checked as a
  * whole, so a new key cannot start out invalid. */
 static void set_default(void *opaque, const char *key, const char *value) {
@@ -115,17 +100,28 @@ Test(config, file_then_env_then_flag) {
         ordo_config_destroy(c);
 }
 
+/* Loads text as a -c file. */
+static ordo_err_t load_text(ordo_config_t *c, const char *text) {
+        char path[] = "/tmp/ordo-config-test-XXXXXX";
+        FILE *f = fdopen(mkstemp(path), "w");
+        ordo_err_t err;
+        fputs(text, f);
+        fclose(f);
+        err = ordo_config_load_file(c, path, errstr, sizeof(errstr));
+        remove(path);
+        return err;
+}
+
 Test(config, file_error_names_line) {
         ordo_config_t *c = ordo_config_new();
-        char path[] = "/tmp/ordo-config-test-XXXXXX";
-        int fd = mkstemp(path);
-        FILE *f = fdopen(fd, "w");
-        fputs("mongo.db=x\nnonsense\n", f);
-        fclose(f);
-        cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
+        cr_assert_eq(load_text(c, "mongo.db=x\nnonsense\n"),
                      ORDO_ERR_CONFIG_INVALID);
         cr_assert(strstr(errstr, ":2:"), "got %s", errstr);
-        remove(path);
+        /* an unknown key stays UNKNOWN, not INVALID, from a file too */
+        cr_assert_eq(load_text(c, "mongo.db=x\nmongo.dbb=y\n"),
+                     ORDO_ERR_CONFIG_UNKNOWN);
+        cr_assert(strstr(errstr, ":2:") && strstr(errstr, "mongo.dbb"),
+                  "got %s", errstr);
         ordo_config_destroy(c);
 }
 
@@ -135,5 +131,25 @@ Test(config, topic_names_carry_prefix) {
         ordo_config_set(c, "topic.prefix", "t1.", errstr, sizeof(errstr));
         ordo_config_topic(c, "order-events", buf, sizeof(buf));
         cr_assert_str_eq(buf, "t1.order-events");
+        ordo_config_destroy(c);
+}
+
+Test(config, group_prefix_follows_topic_prefix) {
+        /* issue 14 item 5, docs/operating.md "Several deployments on one
+         * Kafka": -X topic.prefix alone isolates a deployment, its groups
+         * and transactional ids included */
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_str_eq(ordo_config_get(c, "group.prefix"), "ordo.",
+                         "the default is unchanged");
+        cr_assert_eq(ordo_config_set(c, "topic.prefix", "shop2.", errstr,
+                                     sizeof(errstr)),
+                     0);
+        cr_assert_str_eq(ordo_config_get(c, "group.prefix"), "shop2.");
+        cr_assert_eq(
+            ordo_config_set(c, "group.prefix", "g.", errstr, sizeof(errstr)),
+            0);
+        cr_assert_str_eq(ordo_config_get(c, "group.prefix"), "g.",
+                         "an explicit group.prefix wins");
+        cr_assert_str_eq(ordo_config_get(c, "topic.prefix"), "shop2.");
         ordo_config_destroy(c);
 }

@@ -91,3 +91,26 @@ Test(ratelimit, full_table_never_exceeds_burst) {
         }
         ordo_ratelimit_destroy(rl);
 }
+
+/* A refused request gives back what it took: the bucket is as before. */
+Test(ratelimit, give_restores_a_take) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 3, 1024);
+        int i, got = 0;
+
+        cr_assert(ordo_ratelimit_take(rl, "k", 0, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "k", 0, NULL));
+        ordo_ratelimit_give(rl, "k", 0);
+        ordo_ratelimit_give(rl, "k", 0);
+        for (i = 0; i < 5; i++)
+                got += ordo_ratelimit_take(rl, "k", 0, NULL);
+        cr_assert_eq(got, 3, "the whole burst is back, no more: %d", got);
+        /* Never above burst. */
+        ordo_ratelimit_give(rl, "k", 0);
+        ordo_ratelimit_give(rl, "k", 0);
+        ordo_ratelimit_give(rl, "k", 0);
+        ordo_ratelimit_give(rl, "k", 0);
+        for (got = 0, i = 0; i < 5; i++)
+                got += ordo_ratelimit_take(rl, "k", 0, NULL);
+        cr_assert_eq(got, 3);
+        ordo_ratelimit_destroy(rl);
+}

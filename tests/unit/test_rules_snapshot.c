@@ -16,12 +16,12 @@
  * and Ticks fire the timers of RULES.md "Timers".
  *
  * The corruption tests also forge snapshots by hand from the format
- * documented in rules_int.h (including the checksum), so a test can
+ * documented in rules_snap.h (including the checksum), so a test can
  * reach the structural checks behind a valid checksum.
  */
 #include <criterion/criterion.h>
 
-#include "rules_int.h" /* ORDO__SNAP_*: the documented format */
+#include "rules_snap.h" /* ORDO__SNAP_*: the documented format */
 #include "test_rules_util.h"
 
 #define N_ACT    3
@@ -452,7 +452,7 @@ Test(snapshot, every_truncation_fails) {
         free_snaps(snap);
 }
 
-/* rules_int.h: the checksum covers every byte before it, so flipping
+/* rules_snap.h: the checksum covers every byte before it, so flipping
  * any one byte is caught (magic, version and length first). */
 Test(snapshot, every_byte_flip_fails) {
         static const uint8_t masks[] = { 0x01, 0x80, 0xff };
@@ -498,7 +498,7 @@ Test(snapshot, wrong_kind_fails) {
 
 /* ---- forging: the documented format, built here ---- */
 
-/* rules_int.h's definition of the checksum, written from its comment. */
+/* rules_snap.h's definition of the checksum, written from its comment. */
 static uint64_t ref_sum64(const uint8_t *p, size_t n) {
         uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
         size_t i, k;

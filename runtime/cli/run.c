@@ -1,0 +1,142 @@
+/*
+ * ordo run | process | project: stages of the table in stages.h as
+ * threads of one process, or one stage alone.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "log.h"
+#include "stages.h"
+
+typedef struct {
+        const ordo_stage_t *stage;
+        const ordo_config_t *conf;
+        ordo_stage_stats_t stats;
+        ordo_err_t err;
+        char errstr[512];
+        pthread_t thread;
+} running_t;
+
+static void *stage_main(void *arg) {
+        running_t *r = arg;
+        r->err = r->stage->main(r->stage, r->conf, &ordo_stop, &r->stats,
+                                r->errstr, sizeof(r->errstr));
+        if (r->err) {
+                ORDO_LOG(ERROR, r->stage->name,
+                         "msg=\"stage failed\" error=\"%s\"", r->errstr);
+                /* One failed stage stops the process: a supervisor
+                 * restarts it whole, and exactly-once makes that safe. */
+                ordo_stop = 1;
+        }
+        return NULL;
+}
+
+static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
+                      size_t n) {
+        running_t *run = calloc(n, sizeof(*run));
+        char errstr[512];
+        size_t i;
+        int rc = 0;
+
+        if (!run)
+                return 2;
+        if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
+                fprintf(stderr, "ordo: %s\n", errstr);
+                free(run);
+                return 1;
+        }
+        for (i = 0; i < n; i++) {
+                run[i].stage = stages[i];
+                run[i].conf = conf;
+                if (pthread_create(&run[i].thread, NULL, stage_main, &run[i])) {
+                        fprintf(stderr, "ordo: cannot start %s\n",
+                                stages[i]->name);
+                        ordo_stop = 1;
+                        n = i;
+                        rc = 1;
+                        break;
+                }
+        }
+        for (i = 0; i < n; i++) {
+                pthread_join(run[i].thread, NULL);
+                if (run[i].err) {
+                        fprintf(stderr, "ordo: %s\n", run[i].errstr);
+                        rc = 1;
+                }
+        }
+        free(run);
+        return rc;
+}
+
+int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
+        const ordo_stage_t **stages;
+        size_t n = 0, i;
+        int rc;
+        if (ordo_wants_help(argc, argv)) {
+                printf("\nRuns the given stages (all six by default) as "
+                       "threads until SIGINT or\nSIGTERM. Processors: "
+                       "activity, order, referral, commission (exactly-once\n"
+                       "Kafka transactions). Projections: mongo, redis. "
+                       "Missing topics are created.\nThe order processor "
+                       "writes a wall-clock Tick to its partitions every\n"
+                       "tick.interval.ms (0: off, for batch runs with old "
+                       "timestamps). A processor\nthat loses its partitions "
+                       "to a Kafka error rejoins by itself; a stage that\n"
+                       "fails otherwise (configuration) stops the process "
+                       "with a non-zero status.\n");
+                return 0;
+        }
+        stages = calloc(ordo_n_stages + (size_t)argc, sizeof(*stages));
+        if (!stages)
+                return 2;
+        for (i = 1; i < (size_t)argc; i++)
+                if (!(stages[n++] = ordo_stage_find(argv[i]))) {
+                        fprintf(stderr, "ordo run: unknown stage \"%s\" (%s)\n",
+                                argv[i], ordo_stage_names());
+                        free(stages);
+                        return 2;
+                }
+        if (!n)
+                for (; n < ordo_n_stages; n++)
+                        stages[n] = &ordo_stages[n];
+        rc = run_stages(conf, stages, n);
+        free(stages);
+        return rc;
+}
+
+/* ordo process | project: one stage of the given kind. */
+static int run_one(ordo_config_t *conf, int argc, char **argv,
+                   ordo_stage_kind_t kind, const char *help,
+                   const char *expected) {
+        const ordo_stage_t *s;
+        if (ordo_wants_help(argc, argv)) {
+                printf("%s", help);
+                return 0;
+        }
+        if (argc != 2 || !(s = ordo_stage_find_kind(argv[1], kind))) {
+                fprintf(stderr, "ordo %s: expected %s\n", argv[0], expected);
+                return 2;
+        }
+        return run_stages(conf, &s, 1);
+}
+
+int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
+        return run_one(conf, argc, argv, ORDO_STAGE_PROCESSOR,
+                       "\nRuns one processor until SIGINT or SIGTERM. Start "
+                       "more instances with\ndistinct -X instance.id=N to "
+                       "share partitions in its consumer group;\nrestart a "
+                       "crashed one with the same id: it takes its "
+                       "partitions back at once\n(static membership).\n",
+                       "one of activity, order, referral, commission");
+}
+
+int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
+        return run_one(conf, argc, argv, ORDO_STAGE_PROJECTION,
+                       "\nRuns one projection of the event topics into "
+                       "MongoDB (mongo.uri, mongo.db)\nor Redis (redis.host, "
+                       "redis.port, redis.prefix) until SIGINT or SIGTERM.\n",
+                       "mongo or redis");
+}

@@ -1,0 +1,64 @@
+/*
+ * runtime/kafka.c without a broker.
+ *
+ * What counts as delivered (issue 14, item 0; docs/decisions/0012): a
+ * delivery report without an error and with the offset the broker wrote
+ * the message at. librdkafka's idempotent producer reports a message it
+ * "implicitly acked" (never in a batch the broker accepted) with no
+ * error and no offset; that one is not delivered.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "kafka.h"
+
+static rd_kafka_message_t report(rd_kafka_resp_err_t err, int64_t offset) {
+        rd_kafka_message_t m;
+        memset(&m, 0, sizeof(m));
+        m.err = err;
+        m.offset = offset;
+        return m;
+}
+
+Test(delivery, written_at_an_offset) {
+        rd_kafka_message_t m = report(RD_KAFKA_RESP_ERR_NO_ERROR, 0);
+        cr_assert_eq(ordo_kafka_delivery_err(&m), RD_KAFKA_RESP_ERR_NO_ERROR);
+        m.offset = 123456;
+        cr_assert_eq(ordo_kafka_delivery_err(&m), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+Test(delivery, implicit_ack_without_offset_is_not_delivered) {
+        rd_kafka_message_t m =
+            report(RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_OFFSET_INVALID);
+        cr_assert_eq(ordo_kafka_delivery_err(&m),
+                     RD_KAFKA_RESP_ERR__INCONSISTENT);
+        m.offset = -1;
+        cr_assert_neq(ordo_kafka_delivery_err(&m), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+Test(delivery, errors_pass_through) {
+        rd_kafka_message_t m =
+            report(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, RD_KAFKA_OFFSET_INVALID);
+        cr_assert_eq(ordo_kafka_delivery_err(&m),
+                     RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
+        m = report(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 7);
+        cr_assert_eq(ordo_kafka_delivery_err(&m),
+                     RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+}
+
+Test(group, named_after_the_topic_prefix) {
+        /* docs/operating.md "Several deployments on one Kafka": consumer
+         * groups and transactional ids (<group.prefix><stage>...) follow
+         * topic.prefix unless group.prefix is set */
+        char errstr[256], group[256];
+        ordo_config_t *c = ordo_config_new();
+        ordo_kafka_group(c, "process.order", group, sizeof(group));
+        cr_assert_str_eq(group, "ordo.process.order");
+        ordo_config_set(c, "topic.prefix", "shop2.", errstr, sizeof(errstr));
+        ordo_kafka_group(c, "process.order", group, sizeof(group));
+        cr_assert_str_eq(group, "shop2.process.order");
+        ordo_config_set(c, "group.prefix", "rebuild.", errstr, sizeof(errstr));
+        ordo_kafka_group(c, "process.order", group, sizeof(group));
+        cr_assert_str_eq(group, "rebuild.process.order");
+        ordo_config_destroy(c);
+}
