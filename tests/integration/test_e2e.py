@@ -1143,8 +1143,13 @@ def main():
         if args.scenario and name not in args.scenario:
             continue
         results += run_scenario(name, gen, seed, args, mongo, r, workdir)
-    failing = [n for n, ok in results if not ok]
     print("test_e2e: seed %d; work files in %s" % (seed, workdir))
+    return synthesis(results)
+
+
+def synthesis(results):
+    """Criterion's closing line for [(name, passed)]; the exit status."""
+    failing = [n for n, ok in results if not ok]
     for n in failing:
         print("  FAILED: " + n)
     print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "

@@ -101,11 +101,7 @@ def main():
             print("  ordo run log tail:\n" + ordo.log_tail())
         if not args.keep:
             E.cleanup(ordo, None, r)
-    failing = [n for n, ok in results if not ok]
-    print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
-          "Crashing: 0" % (len(results), len(results) - len(failing),
-                           len(failing)))
-    return 1 if failing or not results else 0
+    return E.synthesis(results)
 
 
 if __name__ == "__main__":
