@@ -37,6 +37,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Identifiers must be non-empty (RULES.md); a message from a foreign
  * producer that skipped validation is refused here, not decided. */
@@ -101,8 +102,11 @@ static void emit(void *opaque, const ordo_msg_t *m) {
         hdrs = rd_kafka_headers_new(1);
         rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1,
                             ordo_msg_type_name(m->type), -1);
-        if (m->type == ORDO_MSG_COMMAND_REJECTED)
+        if (m->type == ORDO_MSG_COMMAND_REJECTED) {
                 p->stats->rejected++;
+                ordo_metrics_decision(p->def->name, m->u.rejected.command_type,
+                                      m->u.rejected.reason, m->meta.ts_ms);
+        }
         if (is_event) {
                 ordo__produce(p, p->events, p->partition, key, strlen(key),
                               p->buf, len, hdrs);
@@ -240,15 +244,18 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_sink_t sink = { emit, p };
         ordo_pos_t pos;
         void *state;
+        int64_t rejected = p->stats->rejected;
 
         p->stats->consumed++;
         if (ordo__decode(p, rkm, &m, why, sizeof(why))) {
+                ordo_metrics_dead_letter(p->def->name, "undecodable");
                 dead_letter(p, rkm, why);
                 return;
         }
         if (!p->def->accepts(m.type)) {
                 snprintf(why, sizeof(why), "unexpected type %s on %s",
                          ordo_msg_type_name(m.type), p->input);
+                ordo_metrics_dead_letter(p->def->name, "unexpected_type");
                 dead_letter(p, rkm, why);
                 return;
         }
@@ -263,6 +270,9 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         pos.offset = rkm->offset;
         p->partition = rkm->partition;
         p->def->handle(state, &m, &pos, &sink);
+        if (p->stats->rejected == rejected) /* else counted in emit */
+                ordo_metrics_decision(p->def->name, ordo_msg_type_name(m.type),
+                                      NULL, m.meta.ts_ms);
 }
 
 /* A Tick stamped with the wall clock to each input partition we own.
@@ -342,6 +352,7 @@ static txn_result_t txn_failed(ordo__proc_t *p, rd_kafka_error_t *error,
                  step, rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         p->stats->aborts++;
+        ordo_metrics_abort(p->def->name);
         aerr = rd_kafka_abort_transaction(p->producer, 30000);
         r = TXN_ABORTED;
         if (aerr) {
@@ -412,6 +423,7 @@ static txn_result_t run_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
         ordo__snapshots_done(p, 1);
         p->stats->transactions++;
         p->stats->txn_ms += ordo_monotonic_ms() - t0;
+        ordo_metrics_transaction(p->def->name, ordo_monotonic_ms() - t0);
         return TXN_OK;
 }
 
@@ -699,6 +711,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         while (!*stop) {
                 txn_result_t r = TXN_OK;
                 int tick, lost = 0;
+                if (p.consumer) /* NULL only while rejoining */
+                        ordo_metrics_poll(def->name, p.consumer);
                 if (p.referrals && (err = ordo__follow_referrals(&p))) {
                         if (err != ORDO_ERR_KAFKA)
                                 break;

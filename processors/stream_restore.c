@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 /* The end of a partition once no transaction is open on it. Kafka writes
  * a committed transaction's markers after the commit returns, so for a
@@ -211,6 +212,7 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
         part->since_snapshot = events.count;
         p->stats->restored_events += events.count;
         p->stats->restore_ms += ordo_monotonic_ms() - t0;
+        ordo_metrics_restore(p->def->name, ordo_monotonic_ms() - t0);
         ORDO_LOG(INFO, p->def->name,
                  "msg=restored topic=%s partition=%d snapshot_bytes=%lld "
                  "snapshot_events_next=%lld events=%lld replayed_inputs=%lld "

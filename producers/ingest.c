@@ -46,6 +46,7 @@
 #include "kafka.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "seen.h"
 #include "validate.h"
@@ -925,80 +926,65 @@ static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
 
 static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
         metrics_t *m = &gw->metrics;
-        char *text = NULL;
+        char *text = NULL, status[16];
+        const char *labels[] = { "status", status, NULL };
+        const char *acked[] = { "result", "acked", NULL };
+        const char *failed[] = { "result", "failed", NULL };
+        double bounds[N_BUCKETS];
+        uint64_t counts[N_BUCKETS + 1];
         size_t size = 0, i;
-        uint64_t cum = 0;
         FILE *f = open_memstream(&text, &size);
 
         if (!f)
                 return MHD_NO;
-        fprintf(f, "# HELP ordo_ingest_requests_total HTTP requests "
-                   "answered, by status.\n"
-                   "# TYPE ordo_ingest_requests_total counter\n");
-        for (i = 0; i <= N_STATUSES; i++)
+        ordo_prom_family(f, "ordo_ingest_requests_total", "counter",
+                         "HTTP requests answered, by status.");
+        for (i = 0; i <= N_STATUSES; i++) {
                 if (i < N_STATUSES)
-                        fprintf(f,
-                                "ordo_ingest_requests_total{status=\"%u\"} "
-                                "%" PRIuFAST64 "\n",
-                                statuses[i], atomic_load(&m->requests[i]));
+                        snprintf(status, sizeof(status), "%u", statuses[i]);
                 else
-                        fprintf(f,
-                                "ordo_ingest_requests_total{status="
-                                "\"other\"} %" PRIuFAST64 "\n"
-                                "ordo_ingest_requests_total{status="
-                                "\"disconnected\"} %" PRIuFAST64 "\n"
-                                "ordo_ingest_requests_total{status="
-                                "\"timeout\"} %" PRIuFAST64 "\n",
-                                atomic_load(&m->requests[i]),
-                                atomic_load(&m->disconnected),
-                                atomic_load(&m->timed_out));
-        fprintf(f,
-                "# HELP ordo_ingest_commands_total Commands Kafka "
-                "acknowledged (result=\"acked\") or did not.\n"
-                "# TYPE ordo_ingest_commands_total counter\n"
-                "ordo_ingest_commands_total{result=\"acked\"} "
-                "%" PRIuFAST64 "\n"
-                "ordo_ingest_commands_total{result=\"failed\"} "
-                "%" PRIuFAST64 "\n",
-                atomic_load(&m->acked), atomic_load(&m->failed));
-        fprintf(f, "# HELP ordo_ingest_produce_seconds From produce to "
-                   "Kafka's acknowledgement (acks=all), per command.\n"
-                   "# TYPE ordo_ingest_produce_seconds histogram\n");
-        for (i = 0; i <= N_BUCKETS; i++) {
-                cum += atomic_load(&m->latency[i]);
-                if (i < N_BUCKETS)
-                        fprintf(f,
-                                "ordo_ingest_produce_seconds_bucket{le="
-                                "\"%g\"} %" PRIu64 "\n",
-                                (double)bucket_us[i] / 1e6, cum);
-                else
-                        fprintf(f,
-                                "ordo_ingest_produce_seconds_bucket{le="
-                                "\"+Inf\"} %" PRIu64 "\n",
-                                cum);
+                        snprintf(status, sizeof(status), "other");
+                ordo_prom_sample(f, "ordo_ingest_requests_total", labels,
+                                 (double)atomic_load(&m->requests[i]));
         }
-        fprintf(f,
-                "ordo_ingest_produce_seconds_sum %.6f\n"
-                "ordo_ingest_produce_seconds_count %" PRIu64 "\n",
-                (double)atomic_load(&m->latency_sum_us) / 1e6, cum);
-        fprintf(f,
-                "# HELP ordo_ingest_queue_depth Messages in the producer "
-                "queue, not yet acknowledged (rd_kafka_outq_len).\n"
-                "# TYPE ordo_ingest_queue_depth gauge\n"
-                "ordo_ingest_queue_depth %d\n"
-                "# HELP ordo_ingest_waiting_requests Requests waiting for "
-                "Kafka's acknowledgement.\n"
-                "# TYPE ordo_ingest_waiting_requests gauge\n"
-                "ordo_ingest_waiting_requests %ld\n"
-                "# HELP ordo_ingest_replay_evictions_total Live signatures "
-                "dropped from a full replay set (raise "
-                "ingest.replay.max).\n"
-                "# TYPE ordo_ingest_replay_evictions_total counter\n"
-                "ordo_ingest_replay_evictions_total %" PRIu64 "\n",
-                rd_kafka_outq_len(gw->rk), atomic_load(&gw->inflight),
-                ordo_seen_evictions(gw->seen));
+        snprintf(status, sizeof(status), "disconnected");
+        ordo_prom_sample(f, "ordo_ingest_requests_total", labels,
+                         (double)atomic_load(&m->disconnected));
+        snprintf(status, sizeof(status), "timeout");
+        ordo_prom_sample(f, "ordo_ingest_requests_total", labels,
+                         (double)atomic_load(&m->timed_out));
+        ordo_prom_family(f, "ordo_ingest_commands_total", "counter",
+                         "Commands Kafka acknowledged (result=\"acked\") or "
+                         "did not.");
+        ordo_prom_sample(f, "ordo_ingest_commands_total", acked,
+                         (double)atomic_load(&m->acked));
+        ordo_prom_sample(f, "ordo_ingest_commands_total", failed,
+                         (double)atomic_load(&m->failed));
+        ordo_prom_family(f, "ordo_ingest_produce_seconds", "histogram",
+                         "From produce to Kafka's acknowledgement "
+                         "(acks=all), per command.");
+        for (i = 0; i <= N_BUCKETS; i++) {
+                if (i < N_BUCKETS)
+                        bounds[i] = (double)bucket_us[i] / 1e6;
+                counts[i] = atomic_load(&m->latency[i]);
+        }
+        ordo_prom_histogram(f, "ordo_ingest_produce_seconds", NULL, bounds,
+                            counts, N_BUCKETS,
+                            (double)atomic_load(&m->latency_sum_us) / 1e6);
+        ordo_prom_single(f, "ordo_ingest_queue_depth", "gauge",
+                         "Messages in the producer queue, not yet "
+                         "acknowledged (rd_kafka_outq_len).",
+                         NULL, rd_kafka_outq_len(gw->rk));
+        ordo_prom_single(f, "ordo_ingest_waiting_requests", "gauge",
+                         "Requests waiting for Kafka's acknowledgement.", NULL,
+                         (double)atomic_load(&gw->inflight));
+        ordo_prom_single(f, "ordo_ingest_replay_evictions_total", "counter",
+                         "Live signatures dropped from a full replay set "
+                         "(raise ingest.replay.max).",
+                         NULL, (double)ordo_seen_evictions(gw->seen));
+        ordo_prom_process(f);
         fclose(f);
-        return send_text(gw, r, MHD_HTTP_OK, text, "text/plain; version=0.0.4",
+        return send_text(gw, r, MHD_HTTP_OK, text, ORDO_PROM_CONTENT_TYPE,
                          NO_HEADER);
 }
 
@@ -1261,25 +1247,8 @@ int ordo_ingest_reload_keys(ordo_ingest_t *gw, char *errstr,
 
 static int parse_listen(const char *s, struct sockaddr_in *sa, char *errstr,
                         size_t errstr_size) {
-        char host[64];
-        const char *colon = strrchr(s, ':');
-        char *end;
-        long port;
-
-        memset(sa, 0, sizeof(*sa));
-        sa->sin_family = AF_INET;
-        if (!colon || (size_t)(colon - s) >= sizeof(host))
-                goto bad;
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-        port = strtol(colon + 1, &end, 10);
-        if (!colon[1] || *end || port < 0 || port > 65535)
-                goto bad;
-        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1)
-                goto bad;
-        sa->sin_port = htons((uint16_t)port);
-        return 0;
-bad:
+        if (!ordo_parse_listen(s, sa))
+                return 0;
         snprintf(errstr, errstr_size,
                  "ingest.listen: expected IPv4 HOST:PORT, got \"%.64s\"", s);
         return -1;

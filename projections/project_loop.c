@@ -13,7 +13,9 @@
 #include "codec.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "projection.h"
+#include "redis_conn.h"
 #include "stages.h"
 #include "clock.h"
 
@@ -41,6 +43,11 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                     target ? target : ordo_config_get(conf, "redis.prefix"),
                     ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
                     errstr_size);
+        if (s->redis) {
+                ordo_redis_login_t login;
+                ordo_redis_login_from(conf, &login);
+                ordo_redis_proj_set_login(s->redis, &login);
+        }
         return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
 }
 
@@ -161,6 +168,7 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                 int64_t deadline = ordo_monotonic_ms() + wait_ms;
                 size_t k = 0;
                 rd_kafka_topic_partition_list_t *offsets;
+                ordo_metrics_poll(which, consumer);
                 n = 0;
                 while (n < max) {
                         int64_t left = deadline - ordo_monotonic_ms();
@@ -236,6 +244,8 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                 if (rd_kafka_commit(consumer, offsets, 1))
                         ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
                 rd_kafka_topic_partition_list_destroy(offsets);
+                for (i = 0; i < k; i++)
+                        ordo_metrics_applied(which, msgs[i].meta.ts_ms);
                 applied += (int64_t)k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,

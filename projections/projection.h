@@ -70,6 +70,11 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                                        size_t errstr_size);
 /* Accepts NULL. */
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p);
+/* AUTH and SELECT on every (re)connection (redis_conn.h); login's strings
+ * must outlive p. */
+struct ordo_redis_login_s;
+void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
+                               const struct ordo_redis_login_s *login);
 /* As ordo_mongo_proj_apply. ORDO_ERR_UNAVAILABLE when Redis cannot be
  * reached or is loading; the next call reconnects on its own.
  * ORDO_ERR_REDIS for a reply error (a key of the wrong type, OOM). */

@@ -33,6 +33,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "projection.h"
+#include "redis_conn.h"
 #include "stages.h"
 #include "clock.h"
 
@@ -114,24 +115,6 @@ static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
         return 0;
 }
 
-static redisContext *redis_connect(const ordo_config_t *conf, char *errstr,
-                                   size_t errstr_size) {
-        struct timeval tv = { 10, 0 };
-        redisContext *c = redisConnectWithTimeout(
-            ordo_config_get(conf, "redis.host"),
-            (int)ordo_config_get_int(conf, "redis.port"), tv);
-        if (!c || c->err) {
-                snprintf(errstr, errstr_size, "redis %s:%lld: %s",
-                         ordo_config_get(conf, "redis.host"),
-                         (long long)ordo_config_get_int(conf, "redis.port"),
-                         c ? c->errstr : "out of memory");
-                if (c)
-                        redisFree(c);
-                return NULL;
-        }
-        return c;
-}
-
 /* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. */
 static int redis_each_prefix_key(redisContext *c, const char *prefix,
                                  int (*fn)(redisContext *, redisReply *,
@@ -175,7 +158,8 @@ static int target_used(const char *which, const ordo_config_t *conf,
         int used = 0;
         size_t i;
         if (!strcmp(which, "redis")) {
-                redisContext *c = redis_connect(conf, errstr, errstr_size);
+                redisContext *c =
+                    ordo_redis_connect(conf, 10, errstr, errstr_size);
                 if (!c)
                         return -1;
                 if (redis_each_prefix_key(c, into, found_any, &used)) {
@@ -219,7 +203,8 @@ ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
         }
         if (!strcmp(which, "redis")) {
                 int bad = 0;
-                redisContext *c = redis_connect(conf, errstr, errstr_size);
+                redisContext *c =
+                    ordo_redis_connect(conf, 10, errstr, errstr_size);
                 if (!c)
                         return ORDO_ERR_UNAVAILABLE;
                 if (redis_each_prefix_key(c, into, delete_keys, &bad) || bad) {

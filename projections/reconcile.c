@@ -28,6 +28,7 @@
 #include "commands.h"
 #include "kafka.h"
 #include "rebuild.h"
+#include "redis_conn.h"
 #include "stages.h"
 
 #define ENCODE_MAX 8192
@@ -940,21 +941,13 @@ static ordo_err_t diff_redis(const ordo_config_t *conf, const char *tmp,
                              report_t *r, char *errstr, size_t errstr_size) {
         static const char *families[] = { "stock:", "order:", "earnings:" };
         const char *live = ordo_config_get(conf, "redis.prefix");
-        struct timeval tv = { 30, 0 };
-        redisContext *c = redisConnectWithTimeout(
-            ordo_config_get(conf, "redis.host"),
-            (int)ordo_config_get_int(conf, "redis.port"), tv);
+        redisContext *c = ordo_redis_connect(conf, 30, errstr, errstr_size);
         char esc[200], pat[220];
         size_t f;
         int dir;
 
-        if (!c || c->err) {
-                snprintf(errstr, errstr_size, "redis: %s",
-                         c ? c->errstr : "out of memory");
-                if (c)
-                        redisFree(c);
+        if (!c)
                 return ORDO_ERR_UNAVAILABLE;
-        }
         for (dir = 0; dir < 2; dir++)
                 for (f = 0; f < 3; f++) {
                         rscan_t s = { r, live, tmp, families[f], dir };

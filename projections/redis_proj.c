@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redis_conn.h"
 
 #define PREFIX_MAX 64
 #define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
@@ -122,6 +123,7 @@ struct ordo_redis_proj_s {
         char sha[S__N][41];
         int down;    /* last attempt failed: log the recovery */
         cmd_t *cmds; /* CHUNK of them, reused */
+        ordo_redis_login_t login;
 };
 
 static void arg(cmd_t *k, const char *s) {
@@ -241,7 +243,9 @@ static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
         }
         /* A stopped (not dead) server must not hang the consume loop. */
         redisSetTimeout(p->c, rto);
-        err = load_scripts(p, errstr, errstr_size);
+        err = ordo_redis_login(p->c, &p->login, errstr, errstr_size);
+        if (!err)
+                err = load_scripts(p, errstr, errstr_size);
         if (err) {
                 disconnect(p);
                 return err;
@@ -285,6 +289,14 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         /* Unreachable now is fine: apply reconnects and says so. */
         (void)connect_now(p, ignored, sizeof(ignored));
         return p;
+}
+
+void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
+                               const ordo_redis_login_t *login) {
+        char ignored[256];
+        p->login = *login;
+        disconnect(p);
+        (void)connect_now(p, ignored, sizeof(ignored));
 }
 
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {

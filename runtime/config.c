@@ -42,10 +42,22 @@ static const key_def_t known[] = {
         { "mongo.db", STRING, "ordo", "MongoDB database of the read models" },
         { "redis.host", STRING, "127.0.0.1", "Redis host" },
         { "redis.port", INT, "6379", "Redis port" },
+        { "redis.user", STRING, "",
+          "Redis ACL user for AUTH (empty: the default user)" },
+        { "redis.password", STRING, "",
+          "Redis AUTH password (empty: no AUTH)" },
+        { "redis.db", INT, "0", "Redis database number (SELECT)" },
         { "redis.prefix", STRING, "ordo:", "prefix of every Redis key" },
         { "redis.rejected.ttl.s", INT, "86400",
           "seconds a REJECTED order status stays in Redis" },
         { "log.level", STRING, "info", "error, warn, info or debug" },
+        { "metrics.listen", STRING, "auto",
+          "Prometheus /metrics and /healthz, IPv4 HOST:PORT; empty: off; "
+          "auto: the command's default (docs/operating.md)" },
+        { "dash.listen", STRING, "127.0.0.1:8088",
+          "ordo dash: the page's address" },
+        { "dash.scrape", STRING, "127.0.0.1:9464",
+          "ordo dash: comma-separated metrics addresses of the stages" },
         { "ingest.listen", STRING, "127.0.0.1:8080",
           "HTTP gateway address, IPv4 HOST:PORT (port 0: any free port)" },
         { "ingest.keys.file", STRING, "",
@@ -320,6 +332,36 @@ void ordo_config_foreach(const ordo_config_t *conf,
         for (i = 0; i < conf->n; i++)
                 fn(opaque, conf->entries[i].key,
                    value_of(conf, &conf->entries[i]));
+}
+
+static int is_secret(const char *key) {
+        static const char *words[] = { "password",   "secret",        "sasl.",
+                                       "ssl.key.",   "ssl.keystore.", "token",
+                                       "credentials" };
+        size_t i;
+        for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+                if (strstr(key, words[i]))
+                        return 1;
+        return 0;
+}
+
+const char *ordo_config_redact(const char *key, const char *value, char *buf,
+                               size_t size) {
+        const char *scheme, *at, *colon;
+        if (!*value)
+                return value;
+        if (is_secret(key))
+                return "[redacted]";
+        /* scheme://user:password@host...: keep all but the password. */
+        if (!(scheme = strstr(value, "://")))
+                return value;
+        at = strchr(scheme + 3, '@');
+        colon = strchr(scheme + 3, ':');
+        if (!at || !colon || colon > at ||
+            strcspn(scheme + 3, "/?") < (size_t)(at - (scheme + 3)))
+                return value;
+        snprintf(buf, size, "%.*s***%s", (int)(colon + 1 - value), value, at);
+        return buf;
 }
 
 void ordo_config_topic(const ordo_config_t *conf, const char *short_name,

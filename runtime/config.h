@@ -46,6 +46,12 @@ void ordo_config_foreach(const ordo_config_t *conf,
                                     const char *value),
                          void *opaque);
 
+/* What `ordo config` and logs may show of a value: secrets (passwords,
+ * SASL settings, private keys, tokens) become "[redacted]", and a
+ * connection string's password "***". Returns value or buf. */
+const char *ordo_config_redact(const char *key, const char *value, char *buf,
+                               size_t size);
+
 /* Full topic name: topic.prefix + short name. */
 void ordo_config_topic(const ordo_config_t *conf, const char *short_name,
                        char *buf, size_t size);

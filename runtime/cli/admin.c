@@ -29,14 +29,19 @@ int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv) {
 }
 
 static void print_pair(void *opaque, const char *key, const char *value) {
+        char buf[1024];
         (void)opaque;
-        printf("%s=%s\n", key, value);
+        printf("%s=%s\n", key,
+               ordo_config_redact(key, value, buf, sizeof(buf)));
 }
 
 int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv) {
         if (ordo_wants_help(argc, argv)) {
                 printf("\nPrints every configuration key with its effective "
-                       "value, as key=value lines\nthat `-c FILE` accepts.\n");
+                       "value, as key=value lines\nthat `-c FILE` accepts. "
+                       "Secrets are redacted: passwords, SASL and SSL key\n"
+                       "settings, tokens, and the password of a connection "
+                       "string (mongo.uri).\n");
                 return 0;
         }
         ordo_config_foreach(conf, print_pair, NULL);

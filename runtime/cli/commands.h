@@ -26,6 +26,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv);
 int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv);
+int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv);
 
 /* 1 if argv has -h or --help (after the subcommand). */
 int ordo_wants_help(int argc, char **argv);

@@ -55,7 +55,10 @@ static const struct {
           "differences" },
         { "topics", ordo_cmd_topics, "",
           "create the topics of DESIGN.md that are missing" },
-        { "config", ordo_cmd_config, "", "print the effective configuration" },
+        { "dash", ordo_cmd_dash, "[--listen HOST:PORT]",
+          "a live page of the sale, from the read models and metrics" },
+        { "config", ordo_cmd_config, "",
+          "print the effective configuration (secrets redacted)" },
         { "help", cmd_help, "[COMMAND]", "this help" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "metrics.h"
 #include "stages.h"
 
 typedef struct {
@@ -22,8 +23,10 @@ typedef struct {
 
 static void *stage_main(void *arg) {
         running_t *r = arg;
+        ordo_health_start(r->stage->name);
         r->err = r->stage->main(r->stage, r->conf, &ordo_stop, &r->stats,
                                 r->errstr, sizeof(r->errstr));
+        ordo_health_stop(r->stage->name, r->err);
         if (r->err) {
                 ORDO_LOG(ERROR, r->stage->name,
                          "msg=\"stage failed\" error=\"%s\"", r->errstr);
@@ -34,17 +37,24 @@ static void *stage_main(void *arg) {
         return NULL;
 }
 
+/* metrics_auto: the address metrics.listen "auto" stands for. */
 static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
-                      size_t n) {
+                      size_t n, const char *metrics_auto) {
         running_t *run = calloc(n, sizeof(*run));
+        ordo_metrics_server_t *metrics;
         char errstr[512];
         size_t i;
-        int rc = 0;
+        int rc = 0, failed;
 
         if (!run)
                 return 2;
         if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
                 fprintf(stderr, "ordo: %s\n", errstr);
+                free(run);
+                return 1;
+        }
+        metrics = ordo_metrics_start(conf, metrics_auto, &failed);
+        if (failed) {
                 free(run);
                 return 1;
         }
@@ -67,6 +77,7 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
                         rc = 1;
                 }
         }
+        ordo_metrics_server_stop(metrics);
         free(run);
         return rc;
 }
@@ -86,7 +97,9 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                        "timestamps). A processor\nthat loses its partitions "
                        "to a Kafka error rejoins by itself; a stage that\n"
                        "fails otherwise (configuration) stops the process "
-                       "with a non-zero status.\n");
+                       "with a non-zero status.\n"
+                       "Prometheus /metrics and /healthz on metrics.listen "
+                       "(auto: 127.0.0.1:9464;\nempty: off).\n");
                 return 0;
         }
         stages = calloc(ordo_n_stages + (size_t)argc, sizeof(*stages));
@@ -102,7 +115,7 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
         if (!n)
                 for (; n < ordo_n_stages; n++)
                         stages[n] = &ordo_stages[n];
-        rc = run_stages(conf, stages, n);
+        rc = run_stages(conf, stages, n, "127.0.0.1:9464");
         free(stages);
         return rc;
 }
@@ -120,7 +133,7 @@ static int run_one(ordo_config_t *conf, int argc, char **argv,
                 fprintf(stderr, "ordo %s: expected %s\n", argv[0], expected);
                 return 2;
         }
-        return run_stages(conf, &s, 1);
+        return run_stages(conf, &s, 1, ordo_stage_metrics_default(s));
 }
 
 int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
@@ -129,7 +142,10 @@ int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
                        "more instances with\ndistinct -X instance.id=N to "
                        "share partitions in its consumer group;\nrestart a "
                        "crashed one with the same id: it takes its "
-                       "partitions back at once\n(static membership).\n",
+                       "partitions back at once\n(static membership). "
+                       "/metrics and /healthz on metrics.listen\n(auto: "
+                       "127.0.0.1:9465 activity, 9466 order, 9467 referral, "
+                       "9468 commission;\nset it per instance).\n",
                        "one of activity, order, referral, commission");
 }
 
@@ -137,6 +153,8 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
         return run_one(conf, argc, argv, ORDO_STAGE_PROJECTION,
                        "\nRuns one projection of the event topics into "
                        "MongoDB (mongo.uri, mongo.db)\nor Redis (redis.host, "
-                       "redis.port, redis.prefix) until SIGINT or SIGTERM.\n",
+                       "redis.port, redis.prefix) until SIGINT or SIGTERM.\n"
+                       "/metrics and /healthz on metrics.listen (auto: "
+                       "127.0.0.1:9469 mongo, 9470\nredis).\n",
                        "mongo or redis");
 }

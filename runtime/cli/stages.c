@@ -69,6 +69,17 @@ const ordo_stage_t *ordo_stage_find_kind(const char *name,
         return s && s->kind == kind ? s : NULL;
 }
 
+const char *ordo_stage_metrics_default(const ordo_stage_t *stage) {
+        static char addrs[ORDO_STAGES_MAX][32];
+        size_t i = (size_t)(stage - ordo_stages);
+        if (i >= ordo_n_stages)
+                return NULL;
+        if (!addrs[i][0])
+                snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d",
+                         9465 + (int)i);
+        return addrs[i];
+}
+
 const char *ordo_stage_names(void) {
         static char buf[256];
         size_t i, n = 0;

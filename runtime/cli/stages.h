@@ -50,6 +50,11 @@ const ordo_stage_t *ordo_stage_find(const char *name);
 const ordo_stage_t *ordo_stage_find_kind(const char *name,
                                          ordo_stage_kind_t kind);
 
+/* Where `ordo process|project NAME` serves /metrics and /healthz when
+ * metrics.listen is "auto": 127.0.0.1:9465 onwards in table order, so
+ * one process per stage on a host does not clash (`ordo run`: 9464). */
+const char *ordo_stage_metrics_default(const ordo_stage_t *stage);
+
 /* "activity, order, referral, commission, mongo, redis": for messages. */
 const char *ordo_stage_names(void);
 

@@ -134,6 +134,34 @@ Test(config, topic_names_carry_prefix) {
         ordo_config_destroy(c);
 }
 
+/* DESIGN.md "Command line": secrets are never printed (issue 13 item 5). */
+Test(config, secrets_redacted) {
+        char buf[256];
+        static const char *secret[] = {
+                "kafka.sasl.password",           "kafka.sasl.username",
+                "kafka.sasl.oauthbearer.config", "kafka.ssl.key.password",
+                "kafka.ssl.keystore.password",   "redis.password"
+        };
+        size_t i;
+        for (i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+                cr_assert_str_eq(
+                    ordo_config_redact(secret[i], "hunter2", buf, sizeof(buf)),
+                    "[redacted]", "%s", secret[i]);
+        cr_assert_str_eq(ordo_config_redact("mongo.uri",
+                                            "mongodb://app:hunter2@db:27017/"
+                                            "?authSource=admin",
+                                            buf, sizeof(buf)),
+                         "mongodb://app:***@db:27017/?authSource=admin");
+        cr_assert_str_eq(ordo_config_redact("mongo.uri",
+                                            "mongodb://127.0.0.1:27017", buf,
+                                            sizeof(buf)),
+                         "mongodb://127.0.0.1:27017");
+        cr_assert_str_eq(
+            ordo_config_redact("redis.user", "ordo", buf, sizeof(buf)), "ordo");
+        cr_assert_str_eq(
+            ordo_config_redact("redis.password", "", buf, sizeof(buf)), "");
+}
+
 Test(config, group_prefix_follows_topic_prefix) {
         /* issue 14 item 5, docs/operating.md "Several deployments on one
          * Kafka": -X topic.prefix alone isolates a deployment, its groups

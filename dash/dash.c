@@ -1,0 +1,641 @@
+/*
+ * ordo dash: a live page of a sale. A sampler (the main thread) reads the
+ * read models (MongoDB activities, orders and earnings; Redis stock and
+ * the leaderboard) and the stages' /metrics and /healthz every
+ * dash.interval, and keeps the result as one JSON document plus a ring
+ * of samples for the orders/s chart. The HTTP thread serves the embedded
+ * page and that document; the page polls it. Nothing here reads the
+ * rules' state or Kafka: a dash can run anywhere the read models can be
+ * read (docs/operating.md "The live page").
+ *
+ * Sized for a sale's page, not for analytics: one $group over orders per
+ * sample, which is fine for the orders of a few activities.
+ */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <mongoc/mongoc.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "commands.h"
+#include "dash_page.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis_conn.h"
+
+#define HISTORY        300  /* samples kept for the chart */
+#define SAMPLE_MS      2000 /* one sample every 2 s: 10 minutes of history */
+#define MAX_ACTIVITIES 64
+#define HOLDS_SHOWN    8
+#define TOP_EARNERS    10
+
+typedef struct {
+        int64_t t_ms;
+        json_t *accepted; /* activity_id -> accepted orders so far */
+        double rejected;  /* PlaceOrder rejections, whole sale */
+} sample_t;
+
+typedef struct {
+        const ordo_config_t *conf;
+        mongoc_client_t *mongo;
+        mongoc_database_t *db;
+        redisContext *redis;
+        pthread_mutex_t lock;
+        char *doc; /* the latest state, JSON; under lock */
+        sample_t ring[HISTORY];
+        int n_ring, next_ring;
+} dash_t;
+
+/* ---- scraping the stages ---- */
+
+/* A blocking HTTP/1.0 GET of a small page on loopback-like networks;
+ * returns the body (malloc'd) and *status, or NULL. */
+static char *http_get(const char *addr, const char *path, int *status) {
+        struct sockaddr_in sa;
+        struct timeval tv = { 2, 0 };
+        char req[256], *buf = NULL, *body;
+        size_t len = 0, cap = 0;
+        ssize_t n;
+        int fd;
+
+        if (ordo_parse_listen(addr, &sa) ||
+            (fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+                return NULL;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path,
+                 addr);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+            write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+                close(fd);
+                return NULL;
+        }
+        for (;;) {
+                if (len + 4096 + 1 > cap) {
+                        char *nb = realloc(buf, cap = cap * 2 + 8192);
+                        if (!nb)
+                                break;
+                        buf = nb;
+                }
+                if ((n = read(fd, buf + len, cap - len - 1)) <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        if (!buf)
+                return NULL;
+        buf[len] = '\0';
+        if (sscanf(buf, "HTTP/%*s %d", status) != 1 ||
+            !(body = strstr(buf, "\r\n\r\n"))) {
+                free(buf);
+                return NULL;
+        }
+        memmove(buf, body + 4, strlen(body + 4) + 1);
+        return buf;
+}
+
+/* The value of label `name` in a sample line's {...}, into out. */
+static int label(const char *line, const char *name, char *out, size_t size) {
+        char key[64];
+        const char *p, *e;
+        snprintf(key, sizeof(key), "%s=\"", name);
+        if (!(p = strstr(line, key)) || p > strchr(line, '}'))
+                return -1;
+        p += strlen(key);
+        for (e = p; *e && *e != '"'; e++)
+                if (*e == '\\' && e[1])
+                        e++;
+        snprintf(out, size, "%.*s", (int)(e - p), p);
+        return 0;
+}
+
+/* Adds v to obj[key] (a number). */
+static void add_to(json_t *obj, const char *key, double v) {
+        json_t *old = json_object_get(obj, key);
+        json_object_set_new(obj, key,
+                            json_real((old ? json_number_value(old) : 0) + v));
+}
+
+/* Quantile q from cumulative buckets [{le, count}], linear within a
+ * bucket as Prometheus' histogram_quantile does; NaN when empty. */
+static double quantile(json_t *buckets, double q) {
+        size_t i, n = json_array_size(buckets);
+        double total, prev_le = 0, prev_c = 0;
+        if (!n)
+                return NAN;
+        total = json_number_value(
+            json_array_get(json_array_get(buckets, n - 1), 1));
+        if (total <= 0)
+                return NAN;
+        for (i = 0; i < n; i++) {
+                json_t *b = json_array_get(buckets, i);
+                double le = json_number_value(json_array_get(b, 0));
+                double c = json_number_value(json_array_get(b, 1));
+                if (c >= q * total) {
+                        if (isinf(le))
+                                return prev_le;
+                        return prev_le + (le - prev_le) * (q * total - prev_c) /
+                                             (c - prev_c > 0 ? c - prev_c : 1);
+                }
+                prev_le = le;
+                prev_c = c;
+        }
+        return prev_le;
+}
+
+/* Reads one process's /healthz and /metrics into stages (by stage) and
+ * rejections (PlaceOrder rejections by reason). */
+static void scrape(const char *addr, json_t *procs, json_t *stages,
+                   json_t *rejections, json_t *latency, double *rejected) {
+        int status = 0;
+        char *health = http_get(addr, "/healthz", &status), *text, *line,
+             *save = NULL;
+        json_t *proc = json_object();
+
+        json_object_set_new(proc, "address", json_string(addr));
+        json_object_set_new(proc, "healthy",
+                            json_boolean(health && status == 200));
+        if (health)
+                health[strcspn(health, "\n")] = '\0';
+        json_object_set_new(proc, "health",
+                            json_string(health ? health : "unreachable"));
+        json_array_append_new(procs, proc);
+        free(health);
+        if (!(text = http_get(addr, "/metrics", &status)) || status != 200) {
+                free(text);
+                return;
+        }
+        for (line = strtok_r(text, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save)) {
+                char stage[64], result[32], reason[64], cmd[64], le[32];
+                double v;
+                const char *sp = strrchr(line, ' ');
+                json_t *st;
+                /* A projection's stage is its store. */
+                if (*line == '#' || !sp ||
+                    (label(line, "stage", stage, sizeof(stage)) &&
+                     label(line, "store", stage, sizeof(stage))))
+                        continue;
+                v = strtod(sp + 1, NULL);
+                if (!(st = json_object_get(stages, stage))) {
+                        st = json_pack("{s:s, s:f, s:f, s:f, s:f}", "process",
+                                       addr, "lag", 0.0, "decisions", 0.0,
+                                       "aborts", 0.0, "dead_letters", 0.0);
+                        json_object_set_new(stages, stage, st);
+                }
+                if (!strncmp(line, "ordo_consumer_lag{", 18))
+                        add_to(st, "lag", v);
+                else if (!strncmp(line, "ordo_transactions_aborted_total{", 32))
+                        add_to(st, "aborts", v);
+                else if (!strncmp(line, "ordo_dead_letters_total{", 24))
+                        add_to(st, "dead_letters", v);
+                else if (!strncmp(line,
+                                  "ordo_projection_event_lag_seconds_count{",
+                                  40))
+                        add_to(st, "decisions", v); /* events applied */
+                else if (!strncmp(line, "ordo_decisions_total{", 21)) {
+                        add_to(st, "decisions", v);
+                        if (!label(line, "result", result, sizeof(result)) &&
+                            !strcmp(result, "rejected") &&
+                            !label(line, "command", cmd, sizeof(cmd)) &&
+                            !strcmp(cmd, "PlaceOrder") &&
+                            !label(line, "reason", reason, sizeof(reason))) {
+                                add_to(rejections, reason, v);
+                                *rejected += v;
+                        }
+                } else if (!strncmp(line,
+                                    "ordo_decision_latency_seconds_bucket{",
+                                    37) &&
+                           !strcmp(stage, "activity") &&
+                           !label(line, "le", le, sizeof(le))) {
+                        /* Several processes: add bucket by bucket. */
+                        double bound = strtod(le, NULL);
+                        size_t i;
+                        json_t *b;
+                        json_array_foreach(
+                            latency, i,
+                            b) if (json_number_value(json_array_get(b, 0)) ==
+                                   bound) {
+                                json_array_set_new(
+                                    b, 1,
+                                    json_real(json_number_value(
+                                                  json_array_get(b, 1)) +
+                                              v));
+                                break;
+                        }
+                        if (i == json_array_size(latency))
+                                json_array_append_new(
+                                    latency, json_pack("[f, f]", bound, v));
+                }
+        }
+        free(text);
+}
+
+/* ---- the read models ---- */
+
+static int64_t bson_int(const bson_t *doc, const char *key) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, key))
+                return 0;
+        if (BSON_ITER_HOLDS_INT32(&it))
+                return bson_iter_int32(&it);
+        if (BSON_ITER_HOLDS_INT64(&it))
+                return bson_iter_int64(&it);
+        if (BSON_ITER_HOLDS_DOUBLE(&it))
+                return (int64_t)bson_iter_double(&it);
+        return 0;
+}
+
+static const char *bson_str(const bson_t *doc, const char *key) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+                return bson_iter_utf8(&it, NULL);
+        return "";
+}
+
+static int redis_ok(dash_t *d) {
+        char errstr[256];
+        if (d->redis && !d->redis->err)
+                return 1;
+        if (d->redis)
+                redisFree(d->redis);
+        d->redis = ordo_redis_connect(d->conf, 2, errstr, sizeof(errstr));
+        if (!d->redis)
+                ORDO_LOG(WARN, "dash", "msg=\"%s\"", errstr);
+        return d->redis != NULL;
+}
+
+/* activities: [{id, sku, price_cents, stock, remaining (Redis),
+ * remaining_mongo, start_ms, end_ms, orders: {status: n}, accepted,
+ * holds: n, next_holds: [...]}] */
+static json_t *read_activities(dash_t *d, json_t *accepted) {
+        json_t *list = json_array(), *by_id = json_object();
+        mongoc_collection_t *acts =
+            mongoc_database_get_collection(d->db, "activities");
+        mongoc_collection_t *orders =
+            mongoc_database_get_collection(d->db, "orders");
+        bson_t *empty = bson_new(), *pipeline;
+        mongoc_cursor_t *cur;
+        const bson_t *doc;
+        const char *prefix = ordo_config_get(d->conf, "redis.prefix");
+        size_t i;
+        json_t *a;
+
+        cur = mongoc_collection_find_with_opts(acts, empty, NULL, NULL);
+        while (mongoc_cursor_next(cur, &doc) &&
+               json_array_size(list) < MAX_ACTIVITIES) {
+                a = json_pack(
+                    "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:o}",
+                    "id", bson_str(doc, "_id"), "sku", bson_str(doc, "sku"),
+                    "price_cents", (json_int_t)bson_int(doc, "price_cents"),
+                    "stock", (json_int_t)bson_int(doc, "stock"),
+                    "remaining_mongo", (json_int_t)bson_int(doc, "remaining"),
+                    "start_ms", (json_int_t)bson_int(doc, "start_ms"), "end_ms",
+                    (json_int_t)bson_int(doc, "end_ms"), "orders",
+                    json_object(), "accepted", (json_int_t)0, "holds",
+                    (json_int_t)0, "next_holds", json_array());
+                json_array_append_new(list, a);
+                json_object_set(by_id, bson_str(doc, "_id"), a);
+        }
+        mongoc_cursor_destroy(cur);
+
+        /* Placed orders by activity and status, in one pass. */
+        pipeline =
+            BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "a",
+                     BCON_UTF8("$activity_id"), "s", BCON_UTF8("$status"), "}",
+                     "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
+        cur = mongoc_collection_aggregate(orders, MONGOC_QUERY_NONE, pipeline,
+                                          NULL, NULL);
+        while (mongoc_cursor_next(cur, &doc)) {
+                bson_iter_t it, id;
+                const char *act = "", *status = "";
+                int64_t n = bson_int(doc, "n");
+                if (bson_iter_init_find(&it, doc, "_id") &&
+                    BSON_ITER_HOLDS_DOCUMENT(&it) &&
+                    bson_iter_recurse(&it, &id))
+                        while (bson_iter_next(&id)) {
+                                if (!BSON_ITER_HOLDS_UTF8(&id))
+                                        continue;
+                                if (!strcmp(bson_iter_key(&id), "a"))
+                                        act = bson_iter_utf8(&id, NULL);
+                                else
+                                        status = bson_iter_utf8(&id, NULL);
+                        }
+                if (!(a = json_object_get(by_id, act)))
+                        continue;
+                json_object_set_new(json_object_get(a, "orders"), status,
+                                    json_integer(n));
+                json_object_set_new(
+                    a, "accepted",
+                    json_integer(
+                        json_integer_value(json_object_get(a, "accepted")) +
+                        n));
+                if (!strcmp(status, "PENDING_PAYMENT"))
+                        json_object_set_new(a, "holds", json_integer(n));
+        }
+        mongoc_cursor_destroy(cur);
+        bson_destroy(pipeline);
+
+        json_array_foreach(list, i, a) {
+                const char *id = json_string_value(json_object_get(a, "id"));
+                bson_t *filter =
+                    BCON_NEW("activity_id", BCON_UTF8(id), "status",
+                             BCON_UTF8("PENDING_PAYMENT"));
+                bson_t *opts =
+                    BCON_NEW("sort", "{", "pay_deadline_ms", BCON_INT32(1), "}",
+                             "limit", BCON_INT64(HOLDS_SHOWN));
+                cur = mongoc_collection_find_with_opts(orders, filter, opts,
+                                                       NULL);
+                while (mongoc_cursor_next(cur, &doc))
+                        json_array_append_new(
+                            json_object_get(a, "next_holds"),
+                            json_pack(
+                                "{s:s, s:s, s:I, s:I}", "order_id",
+                                bson_str(doc, "_id"), "user_id",
+                                bson_str(doc, "user_id"), "amount_cents",
+                                (json_int_t)bson_int(doc, "amount_cents"),
+                                "pay_deadline_ms",
+                                (json_int_t)bson_int(doc, "pay_deadline_ms")));
+                mongoc_cursor_destroy(cur);
+                bson_destroy(filter);
+                bson_destroy(opts);
+                json_object_set(accepted, id, json_object_get(a, "accepted"));
+                /* Remaining stock from Redis, the fast path shoppers see. */
+                if (redis_ok(d)) {
+                        redisReply *r = redisCommand(d->redis, "GET %sstock:%s",
+                                                     prefix, id);
+                        if (r && r->type == REDIS_REPLY_STRING)
+                                json_object_set_new(
+                                    a, "remaining",
+                                    json_integer(strtoll(r->str, NULL, 10)));
+                        if (r)
+                                freeReplyObject(r);
+                }
+        }
+        bson_destroy(empty);
+        mongoc_collection_destroy(acts);
+        mongoc_collection_destroy(orders);
+        json_decref(by_id);
+        return list;
+}
+
+/* Commission totals over earnings, and the top earners by settled
+ * commission from the Redis leaderboard. The totals are summed here, not
+ * by $group: FerretDB 1.24 answered a $sum of settled_cents with 0 while
+ * the documents held 400 and 200 (found by tests/integration/test_dash). */
+static json_t *read_commissions(dash_t *d) {
+        mongoc_collection_t *earn =
+            mongoc_database_get_collection(d->db, "earnings");
+        bson_t *filter = bson_new();
+        bson_t *opts = BCON_NEW("projection", "{", "pending_cents",
+                                BCON_INT32(1), "settled_cents", BCON_INT32(1),
+                                "reversed_cents", BCON_INT32(1), "}");
+        mongoc_cursor_t *cur =
+            mongoc_collection_find_with_opts(earn, filter, opts, NULL);
+        const bson_t *doc;
+        int64_t pending = 0, settled = 0, reversed = 0, users = 0;
+        json_t *c;
+        size_t i;
+
+        while (mongoc_cursor_next(cur, &doc)) {
+                pending += bson_int(doc, "pending_cents");
+                settled += bson_int(doc, "settled_cents");
+                reversed += bson_int(doc, "reversed_cents");
+                users++;
+        }
+        mongoc_cursor_destroy(cur);
+        bson_destroy(filter);
+        bson_destroy(opts);
+        mongoc_collection_destroy(earn);
+        c = json_pack("{s:I, s:I, s:I, s:I, s:[]}", "pending_cents",
+                      (json_int_t)pending, "settled_cents", (json_int_t)settled,
+                      "reversed_cents", (json_int_t)reversed, "earners",
+                      (json_int_t)users, "top");
+        if (redis_ok(d)) {
+                redisReply *r = redisCommand(
+                    d->redis, "ZREVRANGE %sleaderboard:settled 0 %d WITHSCORES",
+                    ordo_config_get(d->conf, "redis.prefix"), TOP_EARNERS - 1);
+                if (r && r->type == REDIS_REPLY_ARRAY)
+                        for (i = 0; i + 1 < r->elements; i += 2)
+                                json_array_append_new(
+                                    json_object_get(c, "top"),
+                                    json_pack(
+                                        "{s:s, s:I}", "user_id",
+                                        r->element[i]->str, "settled_cents",
+                                        (json_int_t)strtoll(
+                                            r->element[i + 1]->str, NULL, 10)));
+                if (r)
+                        freeReplyObject(r);
+        }
+        return c;
+}
+
+/* ---- one sample ---- */
+
+static void sample(dash_t *d) {
+        json_t *state = json_object(), *procs = json_array(),
+               *stages = json_object(), *rejections = json_object(),
+               *latency = json_array(), *accepted = json_object(),
+               *chart = json_array(), *lat;
+        char *list = strdup(ordo_config_get(d->conf, "dash.scrape")), *addr,
+             *save = NULL, *doc;
+        double rejected = 0;
+        sample_t *s;
+        int i;
+
+        for (addr = list ? strtok_r(list, ", ", &save) : NULL; addr;
+             addr = strtok_r(NULL, ", ", &save))
+                scrape(addr, procs, stages, rejections, latency, &rejected);
+        free(list);
+        json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
+        json_object_set_new(state, "activities", read_activities(d, accepted));
+        json_object_set_new(state, "commissions", read_commissions(d));
+        json_object_set_new(state, "processes", procs);
+        json_object_set_new(state, "stages", stages);
+        json_object_set_new(state, "rejections", rejections);
+        lat = json_pack(
+            "{s:o, s:o}", "p50_s",
+            json_real(isnan(quantile(latency, 0.5)) ? -1
+                                                    : quantile(latency, 0.5)),
+            "p95_s",
+            json_real(
+                isnan(quantile(latency, 0.95)) ? -1 : quantile(latency, 0.95)));
+        json_object_set_new(state, "latency", lat);
+        json_decref(latency);
+
+        pthread_mutex_lock(&d->lock);
+        s = &d->ring[d->next_ring];
+        json_decref(s->accepted);
+        s->t_ms = ordo_wall_ms();
+        s->accepted = accepted;
+        s->rejected = rejected;
+        d->next_ring = (d->next_ring + 1) % HISTORY;
+        if (d->n_ring < HISTORY)
+                d->n_ring++;
+        for (i = 0; i < d->n_ring; i++) {
+                sample_t *e =
+                    &d->ring[(d->next_ring - d->n_ring + i + HISTORY) %
+                             HISTORY];
+                json_array_append_new(
+                    chart, json_pack("{s:I, s:O, s:f}", "t_ms",
+                                     (json_int_t)e->t_ms, "accepted",
+                                     e->accepted, "rejected", e->rejected));
+        }
+        json_object_set_new(state, "history", chart);
+        doc = json_dumps(state, JSON_COMPACT);
+        free(d->doc);
+        d->doc = doc;
+        pthread_mutex_unlock(&d->lock);
+        json_decref(state);
+}
+
+/* ---- HTTP ---- */
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status,
+                               const char *type, const char *body, size_t len,
+                               int must_free) {
+        return (enum MHD_Result)ordo_http_reply(c, status, type, body, len,
+                                                must_free);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+        dash_t *d = cls;
+        char *doc;
+        (void)version;
+        (void)upload;
+        (void)upload_size;
+        (void)con_cls;
+        if (strcmp(method, MHD_HTTP_METHOD_GET))
+                return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+                               "use GET\n", 8, 0);
+        if (!strcmp(url, "/"))
+                return respond(c, MHD_HTTP_OK, "text/html; charset=utf-8",
+                               ordo_dash_page, strlen(ordo_dash_page), 0);
+        if (!strcmp(url, "/api/state")) {
+                pthread_mutex_lock(&d->lock);
+                doc = d->doc ? strdup(d->doc) : NULL;
+                pthread_mutex_unlock(&d->lock);
+                if (!doc)
+                        return respond(
+                            c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                            "{\"error\":\"first sample pending\"}", 32, 0);
+                return respond(c, MHD_HTTP_OK, "application/json", doc,
+                               strlen(doc), 1);
+        }
+        return respond(c, MHD_HTTP_NOT_FOUND, "text/plain",
+                       "paths: /, /api/state\n", 21, 0);
+}
+
+int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
+        dash_t d;
+        struct sockaddr_in sa;
+        struct MHD_Daemon *mhd;
+        ordo_metrics_server_t *metrics;
+        mongoc_uri_t *uri;
+        bson_error_t e;
+        char errstr[512];
+        int i, failed;
+
+        if (ordo_wants_help(argc, argv)) {
+                printf("\n--listen HOST:PORT   the page's address (default "
+                       "dash.listen, 127.0.0.1:8088)\n\n"
+                       "A live page of a sale, built into the binary (no "
+                       "CDN): per activity, stock\nand remaining, accepted "
+                       "orders by status, holds waiting for payment, and\n"
+                       "orders/s; for the sale, rejections by reason, "
+                       "sent-to-decided latency,\ncommissions, top earners "
+                       "and each stage's health and lag. It reads the\nread "
+                       "models (mongo.*, redis.*) and the stages' metrics "
+                       "(dash.scrape, a\ncomma-separated list of "
+                       "metrics.listen addresses) every 2 s; the page\n"
+                       "polls /api/state. Its own metrics: metrics.listen "
+                       "(auto: 127.0.0.1:9471).\n");
+                return 0;
+        }
+        for (i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
+                        if (ordo_config_set(conf, "dash.listen", argv[++i],
+                                            errstr, sizeof(errstr))) {
+                                fprintf(stderr, "ordo dash: %s\n", errstr);
+                                return 2;
+                        }
+                } else {
+                        fprintf(stderr, "ordo dash: unknown argument %s\n",
+                                argv[i]);
+                        return 2;
+                }
+        }
+        if (ordo_parse_listen(ordo_config_get(conf, "dash.listen"), &sa)) {
+                fprintf(stderr,
+                        "ordo dash: dash.listen: expected IPv4 HOST:PORT, got "
+                        "\"%s\"\n",
+                        ordo_config_get(conf, "dash.listen"));
+                return 2;
+        }
+        memset(&d, 0, sizeof(d));
+        d.conf = conf;
+        pthread_mutex_init(&d.lock, NULL);
+        mongoc_init();
+        if (!(uri = mongoc_uri_new_with_error(
+                  ordo_config_get(conf, "mongo.uri"), &e)) ||
+            !(d.mongo = mongoc_client_new_from_uri_with_error(uri, &e))) {
+                fprintf(stderr, "ordo dash: mongo.uri: %s\n", e.message);
+                mongoc_uri_destroy(uri);
+                return 2;
+        }
+        mongoc_uri_destroy(uri);
+        mongoc_client_set_error_api(d.mongo, MONGOC_ERROR_API_VERSION_2);
+        d.db = mongoc_client_get_database(d.mongo,
+                                          ordo_config_get(conf, "mongo.db"));
+        metrics = ordo_metrics_start(conf, "127.0.0.1:9471", &failed);
+        mhd = failed ? NULL
+                     : MHD_start_daemon(
+                           MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                           0, NULL, NULL, on_request, &d, MHD_OPTION_SOCK_ADDR,
+                           (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                           256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                           MHD_OPTION_END);
+        if (!mhd) {
+                if (!failed)
+                        fprintf(stderr,
+                                "ordo dash: cannot listen on %s (address in "
+                                "use?)\n",
+                                ordo_config_get(conf, "dash.listen"));
+                ordo_metrics_server_stop(metrics);
+                mongoc_database_destroy(d.db);
+                mongoc_client_destroy(d.mongo);
+                return 1;
+        }
+        ORDO_LOG(INFO, "dash", "msg=listening url=http://%s/ scrape=%s",
+                 ordo_config_get(conf, "dash.listen"),
+                 ordo_config_get(conf, "dash.scrape"));
+        while (!ordo_stop) {
+                int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
+                sample(&d);
+                ordo_health_beat("dash");
+                while (!ordo_stop && ordo_monotonic_ms() < next)
+                        usleep(100000);
+        }
+        MHD_stop_daemon(mhd);
+        ordo_metrics_server_stop(metrics);
+        for (i = 0; i < HISTORY; i++)
+                json_decref(d.ring[i].accepted);
+        free(d.doc);
+        if (d.redis)
+                redisFree(d.redis);
+        mongoc_database_destroy(d.db);
+        mongoc_client_destroy(d.mongo);
+        pthread_mutex_destroy(&d.lock);
+        return 0;
+}

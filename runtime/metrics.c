@@ -1,0 +1,746 @@
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <librdkafka/rdkafka.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#ifndef ORDO_VERSION
+#define ORDO_VERSION "unknown"
+#endif
+
+/* ---- the writer ---- */
+
+/* Label values escape \, " and newline; HELP text \ and newline. */
+static void put_escaped(FILE *f, const char *s, int quote) {
+        for (; *s; s++) {
+                if (*s == '\\')
+                        fputs("\\\\", f);
+                else if (*s == '\n')
+                        fputs("\\n", f);
+                else if (*s == '"' && quote)
+                        fputs("\\\"", f);
+                else
+                        fputc(*s, f);
+        }
+}
+
+void ordo_prom_family(FILE *f, const char *name, const char *type,
+                      const char *help) {
+        fprintf(f, "# HELP %s ", name);
+        put_escaped(f, help, 0);
+        fprintf(f, "\n# TYPE %s %s\n", name, type);
+}
+
+static void put_labels(FILE *f, const char *const *labels, const char *le) {
+        int first = 1;
+        if ((!labels || !labels[0]) && !le)
+                return;
+        fputc('{', f);
+        for (; labels && labels[0] && labels[1]; labels += 2) {
+                fprintf(f, "%s%s=\"", first ? "" : ",", labels[0]);
+                put_escaped(f, labels[1], 1);
+                fputc('"', f);
+                first = 0;
+        }
+        if (le)
+                fprintf(f, "%sle=\"%s\"", first ? "" : ",", le);
+        fputc('}', f);
+}
+
+/* Integers print without an exponent; the rest with full precision. */
+static void put_value(FILE *f, double v) {
+        if (v == (double)(int64_t)v && v < 9e15 && v > -9e15)
+                fprintf(f, " %lld\n", (long long)v);
+        else
+                fprintf(f, " %.9g\n", v);
+}
+
+void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
+                      double value) {
+        fputs(name, f);
+        put_labels(f, labels, NULL);
+        put_value(f, value);
+}
+
+void ordo_prom_single(FILE *f, const char *name, const char *type,
+                      const char *help, const char *const *labels,
+                      double value) {
+        ordo_prom_family(f, name, type, help);
+        ordo_prom_sample(f, name, labels, value);
+}
+
+void ordo_prom_histogram(FILE *f, const char *name, const char *const *labels,
+                         const double *bounds, const uint64_t *counts, size_t n,
+                         double sum) {
+        uint64_t cum = 0;
+        char le[32];
+        size_t i;
+        for (i = 0; i <= n; i++) {
+                cum += counts[i];
+                if (i < n)
+                        snprintf(le, sizeof(le), "%g", bounds[i]);
+                else
+                        snprintf(le, sizeof(le), "+Inf");
+                fprintf(f, "%s_bucket", name);
+                put_labels(f, labels, le);
+                put_value(f, (double)cum);
+        }
+        fprintf(f, "%s_sum", name);
+        put_labels(f, labels, NULL);
+        put_value(f, sum);
+        fprintf(f, "%s_count", name);
+        put_labels(f, labels, NULL);
+        put_value(f, (double)cum);
+}
+
+static long open_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        long n = 0;
+        if (!d)
+                return -1;
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n - 1; /* the directory's own descriptor */
+}
+
+static double resident_bytes(void) {
+        FILE *f = fopen("/proc/self/statm", "r");
+        long pages = 0, rss = 0;
+        if (!f)
+                return 0;
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+                rss = 0;
+        fclose(f);
+        return (double)rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+void ordo_prom_process(FILE *f) {
+        struct rusage ru;
+        const char *build[] = { "version", ORDO_VERSION, "librdkafka",
+                                rd_kafka_version_str(), NULL };
+        double cpu = 0;
+        if (!getrusage(RUSAGE_SELF, &ru))
+                cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                      ((double)ru.ru_utime.tv_usec +
+                       (double)ru.ru_stime.tv_usec) /
+                          1e6;
+        ordo_prom_single(f, "ordo_build_info", "gauge",
+                         "Always 1; the labels name the build.", build, 1);
+        ordo_prom_single(f, "process_cpu_seconds_total", "counter",
+                         "User and system CPU time of the process, seconds.",
+                         NULL, cpu);
+        ordo_prom_single(f, "process_resident_memory_bytes", "gauge",
+                         "Resident set size, bytes.", NULL, resident_bytes());
+        ordo_prom_single(f, "process_open_fds", "gauge",
+                         "Open file descriptors.", NULL, (double)open_fds());
+}
+
+/* ---- the registry ---- */
+
+typedef enum { COUNTER, GAUGE, HISTOGRAM } kind_t;
+
+#define MAX_LABELS 4
+
+/* Seconds, for latencies from a millisecond to a minute. */
+static const double latency_s[] = { 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05,  0.1,    0.25,  0.5,  1,
+                                    2.5,   5,      10,    30,   60 };
+/* Seconds, for restores: a partition restores in ms to many minutes. */
+static const double restore_s[] = { 0.01, 0.05, 0.1, 0.5, 1,   2.5,
+                                    5,    10,   30,  60,  300, 900 };
+#define N_OF(a) (sizeof(a) / sizeof(a[0]))
+
+/* The families and their names: docs/operating.md documents each. */
+enum {
+        F_DECISIONS,
+        F_DECISION_SECONDS,
+        F_LAG,
+        F_TXN_SECONDS,
+        F_ABORTS,
+        F_DEAD_LETTERS,
+        F_RESTORE_SECONDS,
+        F_PROJECTION_LAG,
+        F__COUNT
+};
+
+static const struct {
+        const char *name;
+        kind_t kind;
+        const char *help;
+        const char *labels[MAX_LABELS + 1];
+        const double *bounds;
+        size_t n_bounds;
+} families[F__COUNT] = {
+        [F_DECISIONS] = { "ordo_decisions_total",
+                          COUNTER,
+                          "Commands decided by a processor, by command type, "
+                          "result (accepted, rejected) and rejection reason.",
+                          { "stage", "command", "result", "reason" },
+                          NULL,
+                          0 },
+        [F_DECISION_SECONDS] = { "ordo_decision_latency_seconds",
+                                 HISTOGRAM,
+                                 "From a command's ts_ms (the gateway's "
+                                 "stamp) to its decision by the processor.",
+                                 { "stage" },
+                                 latency_s,
+                                 N_OF(latency_s) },
+        [F_LAG] = { "ordo_consumer_lag",
+                    GAUGE,
+                    "Messages of an assigned partition the stage has not "
+                    "consumed yet (transaction markers discounted).",
+                    { "stage", "topic", "partition" },
+                    NULL,
+                    0 },
+        [F_TXN_SECONDS] = { "ordo_transaction_duration_seconds",
+                            HISTOGRAM,
+                            "Committed Kafka transactions of a processor, "
+                            "begin to commit.",
+                            { "stage" },
+                            latency_s,
+                            N_OF(latency_s) },
+        [F_ABORTS] = { "ordo_transactions_aborted_total",
+                       COUNTER,
+                       "Kafka transactions a processor aborted (the batch is "
+                       "decided again).",
+                       { "stage" },
+                       NULL,
+                       0 },
+        [F_DEAD_LETTERS] = { "ordo_dead_letters_total",
+                             COUNTER,
+                             "Input messages sent to dead-letters, by "
+                             "reason class.",
+                             { "stage", "reason" },
+                             NULL,
+                             0 },
+        [F_RESTORE_SECONDS] = { "ordo_restore_duration_seconds",
+                                HISTOGRAM,
+                                "Restores of one partition's state on "
+                                "assignment or after an abort.",
+                                { "stage" },
+                                restore_s,
+                                N_OF(restore_s) },
+        [F_PROJECTION_LAG] = { "ordo_projection_event_lag_seconds",
+                               HISTOGRAM,
+                               "From an event's ts_ms to the moment a "
+                               "projection applied it.",
+                               { "store" },
+                               latency_s,
+                               N_OF(latency_s) },
+};
+
+typedef struct series_s {
+        char *values[MAX_LABELS];
+        double value;
+        uint64_t *counts; /* histograms: n_bounds + 1 */
+        double sum;
+        struct series_s *next;
+} series_t;
+
+#define MAX_STAGES 16
+#define STALL_MS   30000
+
+typedef enum { ST_RUNNING, ST_STOPPED, ST_FAILED } stage_state_t;
+
+typedef struct {
+        char name[32];
+        stage_state_t state;
+        ordo_err_t err;
+        int assigned;      /* partitions, at the last poll; -1: none yet */
+        int64_t last_poll; /* monotonic ms; 0: never */
+} health_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static series_t *series[F__COUNT];
+static health_t stages[MAX_STAGES];
+static int n_stages;
+
+static size_t n_labels(int fam) {
+        size_t n = 0;
+        while (n < MAX_LABELS && families[fam].labels[n])
+                n++;
+        return n;
+}
+
+/* The series with these label values, created on first use; NULL only
+ * when out of memory (the update is then dropped). Call locked. */
+static series_t *find(int fam, const char *const *values) {
+        size_t n = n_labels(fam), i;
+        series_t *s;
+        for (s = series[fam]; s; s = s->next) {
+                for (i = 0; i < n && !strcmp(s->values[i], values[i]); i++)
+                        ;
+                if (i == n)
+                        return s;
+        }
+        if (!(s = calloc(1, sizeof(*s))))
+                return NULL;
+        for (i = 0; i < n; i++)
+                if (!(s->values[i] = strdup(values[i])))
+                        goto fail;
+        if (families[fam].kind == HISTOGRAM &&
+            !(s->counts =
+                  calloc(families[fam].n_bounds + 1, sizeof(*s->counts))))
+                goto fail;
+        s->next = series[fam];
+        series[fam] = s;
+        return s;
+fail:
+        for (i = 0; i < n; i++)
+                free(s->values[i]);
+        free(s);
+        return NULL;
+}
+
+static void add(int fam, const char *const *values, double v) {
+        series_t *s;
+        pthread_mutex_lock(&lock);
+        if ((s = find(fam, values)))
+                s->value += v;
+        pthread_mutex_unlock(&lock);
+}
+
+static void observe(int fam, const char *const *values, double v) {
+        series_t *s;
+        size_t i;
+        pthread_mutex_lock(&lock);
+        if ((s = find(fam, values))) {
+                for (i = 0;
+                     i < families[fam].n_bounds && v > families[fam].bounds[i];
+                     i++)
+                        ;
+                s->counts[i]++;
+                s->sum += v;
+        }
+        pthread_mutex_unlock(&lock);
+}
+
+/* Seconds from ts_ms to now; 0 for a clock behind the stamp. */
+static double age_s(int64_t ts_ms) {
+        int64_t d = ordo_wall_ms() - ts_ms;
+        return d > 0 ? (double)d / 1000.0 : 0.0;
+}
+
+void ordo_metrics_decision(const char *stage, const char *command,
+                           const char *reason, int64_t ts_ms) {
+        const char *v[] = { stage, command,
+                            reason && *reason ? "rejected" : "accepted",
+                            reason ? reason : "" };
+        add(F_DECISIONS, v, 1);
+        if (ts_ms > 0)
+                observe(F_DECISION_SECONDS, v, age_s(ts_ms));
+}
+
+void ordo_metrics_transaction(const char *stage, int64_t ms) {
+        observe(F_TXN_SECONDS, &stage, (double)ms / 1000.0);
+}
+
+void ordo_metrics_abort(const char *stage) {
+        add(F_ABORTS, &stage, 1);
+}
+
+void ordo_metrics_dead_letter(const char *stage, const char *reason) {
+        const char *v[] = { stage, reason };
+        add(F_DEAD_LETTERS, v, 1);
+}
+
+void ordo_metrics_restore(const char *stage, int64_t ms) {
+        observe(F_RESTORE_SECONDS, &stage, (double)ms / 1000.0);
+}
+
+void ordo_metrics_applied(const char *store, int64_t ts_ms) {
+        observe(F_PROJECTION_LAG, &store, age_s(ts_ms));
+}
+
+/* Call locked. */
+static health_t *health_find(const char *stage, int create) {
+        int i;
+        for (i = 0; i < n_stages; i++)
+                if (!strcmp(stages[i].name, stage))
+                        return &stages[i];
+        if (!create || n_stages == MAX_STAGES)
+                return NULL;
+        snprintf(stages[n_stages].name, sizeof(stages[n_stages].name), "%s",
+                 stage);
+        return &stages[n_stages++];
+}
+
+/* Drops the stage's lag series (the assignment may have changed) and
+ * records the current ones. Call locked. */
+static void drop_lag(const char *stage) {
+        series_t **pp = &series[F_LAG], *s;
+        size_t i;
+        while ((s = *pp)) {
+                if (strcmp(s->values[0], stage)) {
+                        pp = &s->next;
+                        continue;
+                }
+                *pp = s->next;
+                for (i = 0; i < MAX_LABELS; i++)
+                        free(s->values[i]);
+                free(s);
+        }
+}
+
+void ordo_metrics_poll(const char *stage, void *consumer) {
+        rd_kafka_t *rk = consumer;
+        rd_kafka_topic_partition_list_t *a = NULL, *unknown;
+        int64_t now = ordo_monotonic_ms(), lo, hi, *lags;
+        health_t *h;
+        int i;
+
+        pthread_mutex_lock(&lock);
+        h = health_find(stage, 1);
+        if (h && h->last_poll && now - h->last_poll < 1000) {
+                pthread_mutex_unlock(&lock);
+                return;
+        }
+        if (h)
+                h->last_poll = now;
+        pthread_mutex_unlock(&lock);
+
+        if (rd_kafka_assignment(rk, &a))
+                return;
+        rd_kafka_position(rk, a);
+        /* No position yet: nothing consumed since the assignment, so the
+         * committed offset is where the stage stands. */
+        unknown = rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
+        for (i = 0; i < a->cnt; i++)
+                if (a->elems[i].offset < 0)
+                        rd_kafka_topic_partition_list_add(
+                            unknown, a->elems[i].topic, a->elems[i].partition);
+        if (unknown->cnt) {
+                /* Unanswered: no sample (RD_KAFKA_OFFSET_END), rather than
+                 * a lag of the whole partition. */
+                int failed = rd_kafka_committed(rk, unknown, 500) != 0;
+                for (i = 0; i < unknown->cnt; i++)
+                        rd_kafka_topic_partition_list_find(
+                            a, unknown->elems[i].topic,
+                            unknown->elems[i].partition)
+                            ->offset = failed || unknown->elems[i].err
+                                           ? RD_KAFKA_OFFSET_END
+                                           : unknown->elems[i].offset;
+        }
+        rd_kafka_topic_partition_list_destroy(unknown);
+        lags = calloc((size_t)a->cnt + 1, sizeof(*lags));
+        for (i = 0; lags && i < a->cnt; i++) {
+                lags[i] = -1;
+                if (rd_kafka_get_watermark_offsets(rk, a->elems[i].topic,
+                                                   a->elems[i].partition, &lo,
+                                                   &hi) ||
+                    hi < 0)
+                        continue;
+                if (a->elems[i].offset >= 0)
+                        lags[i] = hi > a->elems[i].offset
+                                      ? hi - a->elems[i].offset
+                                      : 0;
+                else if (a->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+                        lags[i] = hi - lo; /* nothing committed yet */
+        }
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 0)))
+                h->assigned = a->cnt;
+        drop_lag(stage);
+        for (i = 0; lags && i < a->cnt; i++) {
+                char part[16];
+                const char *v[] = { stage, a->elems[i].topic, part };
+                series_t *s;
+                if (lags[i] < 0)
+                        continue;
+                snprintf(part, sizeof(part), "%d", (int)a->elems[i].partition);
+                if ((s = find(F_LAG, v)))
+                        s->value = (double)lags[i];
+        }
+        pthread_mutex_unlock(&lock);
+        free(lags);
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+void ordo_metrics_write(FILE *f) {
+        const char *labels[2 * MAX_LABELS + 1];
+        series_t *s;
+        size_t i, n;
+        int fam;
+
+        pthread_mutex_lock(&lock);
+        for (fam = 0; fam < F__COUNT; fam++) {
+                static const char *types[] = { "counter", "gauge",
+                                               "histogram" };
+                ordo_prom_family(f, families[fam].name,
+                                 types[families[fam].kind], families[fam].help);
+                n = n_labels(fam);
+                for (s = series[fam]; s; s = s->next) {
+                        for (i = 0; i < n; i++) {
+                                labels[2 * i] = families[fam].labels[i];
+                                labels[2 * i + 1] = s->values[i];
+                        }
+                        labels[2 * n] = NULL;
+                        if (families[fam].kind == HISTOGRAM)
+                                ordo_prom_histogram(
+                                    f, families[fam].name, labels,
+                                    families[fam].bounds, s->counts,
+                                    families[fam].n_bounds, s->sum);
+                        else
+                                ordo_prom_sample(f, families[fam].name, labels,
+                                                 s->value);
+                }
+        }
+        pthread_mutex_unlock(&lock);
+        ordo_prom_process(f);
+}
+
+/* ---- health ---- */
+
+void ordo_health_start(const char *stage) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1))) {
+                h->state = ST_RUNNING;
+                h->err = ORDO_ERR_OK;
+                h->assigned = -1;
+                h->last_poll = 0;
+        }
+        pthread_mutex_unlock(&lock);
+}
+
+void ordo_health_stop(const char *stage, ordo_err_t err) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1))) {
+                h->state = err ? ST_FAILED : ST_STOPPED;
+                h->err = err;
+        }
+        pthread_mutex_unlock(&lock);
+}
+
+void ordo_health_beat(const char *stage) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1))) {
+                h->state = ST_RUNNING;
+                h->assigned = 1;
+                h->last_poll = ordo_monotonic_ms();
+        }
+        pthread_mutex_unlock(&lock);
+}
+
+int ordo_health_check(char *why, size_t why_size) {
+        int64_t now = ordo_monotonic_ms();
+        int i, ok = 1;
+        pthread_mutex_lock(&lock);
+        snprintf(why, why_size, "%d stages running, each holding partitions",
+                 n_stages);
+        if (!n_stages) {
+                snprintf(why, why_size, "no stage started");
+                ok = 0;
+        }
+        for (i = 0; ok && i < n_stages; i++) {
+                const health_t *h = &stages[i];
+                ok = 0;
+                if (h->state == ST_FAILED)
+                        snprintf(why, why_size, "%s failed: %s", h->name,
+                                 ordo_err_str(h->err));
+                else if (h->state == ST_STOPPED)
+                        snprintf(why, why_size, "%s stopped", h->name);
+                else if (h->assigned < 0)
+                        snprintf(why, why_size,
+                                 "%s has not joined its group yet", h->name);
+                else if (h->assigned == 0)
+                        snprintf(why, why_size, "%s holds no partition",
+                                 h->name);
+                else if (now - h->last_poll > STALL_MS)
+                        snprintf(why, why_size,
+                                 "%s stalled: no turn of its loop for %lld s",
+                                 h->name,
+                                 (long long)(now - h->last_poll) / 1000);
+                else
+                        ok = 1;
+        }
+        pthread_mutex_unlock(&lock);
+        return ok;
+}
+
+/* ---- the listener ---- */
+
+struct ordo_metrics_server_s {
+        struct MHD_Daemon *mhd;
+};
+
+int ordo_parse_listen(const char *s, struct sockaddr_in *sa) {
+        char host[64];
+        const char *colon = strrchr(s, ':');
+        char *end;
+        long port;
+
+        memset(sa, 0, sizeof(*sa));
+        sa->sin_family = AF_INET;
+        if (!colon || (size_t)(colon - s) >= sizeof(host))
+                return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || port < 0 || port > 65535)
+                return -1;
+        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1)
+                return -1;
+        sa->sin_port = htons((uint16_t)port);
+        return 0;
+}
+
+int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
+                    const char *body, size_t len, int must_free) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            len, (void *)body,
+            must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        enum MHD_Result ret;
+        if (!r) {
+                if (must_free)
+                        free((void *)body);
+                return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        ret = MHD_queue_response(c, status, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+        char *text = NULL, why[256];
+        size_t size = 0;
+        FILE *f;
+        int ok;
+        (void)cls;
+        (void)version;
+        (void)upload;
+        (void)upload_size;
+        (void)con_cls;
+
+        if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+            strcmp(method, MHD_HTTP_METHOD_HEAD))
+                return (enum MHD_Result)ordo_http_reply(
+                    c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "use GET\n",
+                    8, 0);
+        if (!strcmp(url, "/healthz")) {
+                ok = ordo_health_check(why, sizeof(why));
+                if (asprintf(&text, "%s: %s\n", ok ? "ok" : "unavailable",
+                             why) < 0)
+                        return MHD_NO;
+                return (enum MHD_Result)ordo_http_reply(
+                    c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                    "text/plain", text, strlen(text), 1);
+        }
+        if (strcmp(url, "/metrics"))
+                return (enum MHD_Result)ordo_http_reply(
+                    c, MHD_HTTP_NOT_FOUND, "text/plain",
+                    "paths: /metrics, /healthz\n", 26, 0);
+        if (!(f = open_memstream(&text, &size)))
+                return MHD_NO;
+        ordo_metrics_write(f);
+        fclose(f);
+        return (enum MHD_Result)ordo_http_reply(
+            c, MHD_HTTP_OK, ORDO_PROM_CONTENT_TYPE, text, size, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+        char line[256];
+        (void)cls;
+        vsnprintf(line, sizeof(line), fmt, ap);
+        line[strcspn(line, "\n")] = '\0';
+        /* It names the option's port (0), not the address: the caller
+         * says which address was taken. */
+        if (!strncmp(line, "Failed to bind", 14))
+                return;
+        ORDO_LOG(WARN, "metrics", "msg=\"%s\"", line);
+}
+
+const char *ordo_metrics_address(const ordo_config_t *conf,
+                                 const char *auto_default) {
+        const char *v = ordo_config_get(conf, "metrics.listen");
+        if (!v || !strcmp(v, "auto"))
+                v = auto_default;
+        return v && *v ? v : NULL;
+}
+
+ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
+                                          size_t errstr_size) {
+        struct sockaddr_in sa;
+        ordo_metrics_server_t *s;
+
+        if (ordo_parse_listen(listen, &sa)) {
+                snprintf(errstr, errstr_size,
+                         "metrics.listen: expected IPv4 HOST:PORT, got "
+                         "'%.64s'",
+                         listen);
+                return NULL;
+        }
+        if (!(s = calloc(1, sizeof(*s)))) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        s->mhd = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+            on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+            MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
+            10u, MHD_OPTION_END);
+        if (!s->mhd) {
+                snprintf(errstr, errstr_size,
+                         "metrics.listen: cannot listen on %s (address in "
+                         "use?)",
+                         listen);
+                free(s);
+                return NULL;
+        }
+        ORDO_LOG(INFO, "metrics",
+                 "msg=listening addr=%s paths=/metrics,/healthz", listen);
+        return s;
+}
+
+ordo_metrics_server_t *ordo_metrics_start(const ordo_config_t *conf,
+                                          const char *auto_default,
+                                          int *failed) {
+        const char *addr = ordo_metrics_address(conf, auto_default);
+        const char *v = ordo_config_get(conf, "metrics.listen");
+        ordo_metrics_server_t *s;
+        char errstr[256];
+
+        *failed = 0;
+        if (!addr)
+                return NULL;
+        if ((s = ordo_metrics_serve(addr, errstr, sizeof(errstr))))
+                return s;
+        if (v && !strcmp(v, "auto"))
+                ORDO_LOG(WARN, "metrics",
+                         "msg=\"metrics off: %s; set metrics.listen to a free "
+                         "address\"",
+                         errstr);
+        else {
+                ORDO_LOG(ERROR, "metrics", "msg=\"%s\"", errstr);
+                *failed = 1;
+        }
+        return NULL;
+}
+
+void ordo_metrics_server_stop(ordo_metrics_server_t *s) {
+        if (!s)
+                return;
+        MHD_stop_daemon(s->mhd);
+        free(s);
+}

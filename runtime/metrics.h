@@ -1,0 +1,116 @@
+/*
+ * ordo - Prometheus metrics: one exposition writer (text format 0.0.4),
+ * the process-wide registry of the names DESIGN.md and docs/operating.md
+ * promise, stage health, and the HTTP listener for /metrics and /healthz.
+ *
+ * Tuned for stages that are threads of one process: every update is one
+ * short critical section on a mutex; a family holds few label sets (no
+ * ids in labels), so a linear search finds a series. One registry per
+ * process, as in every Prometheus client, so that a hook in a stage loop
+ * is one call (docs/decisions/0010).
+ */
+#ifndef ORDO_METRICS_H
+#define ORDO_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "err.h"
+
+/* ---- the writer: any family, to a FILE (open_memstream for HTTP) ---- */
+
+#define ORDO_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* "# HELP" and "# TYPE" lines; type: counter, gauge or histogram. */
+void ordo_prom_family(FILE *f, const char *name, const char *type,
+                      const char *help);
+/* One sample. labels: name, value, name, value, ..., NULL (or NULL for
+ * none); values are escaped (\\, \", \n). */
+void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
+                      double value);
+/* A family of one sample: HELP, TYPE and the sample. */
+void ordo_prom_single(FILE *f, const char *name, const char *type,
+                      const char *help, const char *const *labels,
+                      double value);
+/* A histogram's series: counts[i] observations in (bounds[i-1],
+ * bounds[i]], counts[n] above the last bound; written cumulative with
+ * _bucket{le}, _sum and _count. */
+void ordo_prom_histogram(FILE *f, const char *name, const char *const *labels,
+                         const double *bounds, const uint64_t *counts, size_t n,
+                         double sum);
+/* process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_open_fds, process_start_time_seconds and ordo_build_info. */
+void ordo_prom_process(FILE *f);
+
+/* ---- the registry ---- */
+
+/* Record one decided command: result "accepted" or "rejected" with the
+ * reason code ("" when accepted); ts_ms is the command's ts_ms (the
+ * gateway's stamp), for the sent-to-decided histogram. */
+void ordo_metrics_decision(const char *stage, const char *command,
+                           const char *reason, int64_t ts_ms);
+void ordo_metrics_transaction(const char *stage, int64_t ms);
+void ordo_metrics_abort(const char *stage);
+/* reason: a short class, not the message text (labels stay few). */
+void ordo_metrics_dead_letter(const char *stage, const char *reason);
+void ordo_metrics_restore(const char *stage, int64_t ms);
+/* One event applied to a read model; ts_ms is the event's. */
+void ordo_metrics_applied(const char *store, int64_t ts_ms);
+
+/* Consumer lag of every partition assigned to `consumer` (an
+ * rd_kafka_t *), from its position and the end offsets it last fetched:
+ * the position moves past transaction markers as they are polled, so a
+ * caught-up stage shows 0. Also the stage's heartbeat for /healthz.
+ * Cheap to call every loop turn: it works at most once a second. */
+void ordo_metrics_poll(const char *stage, void *consumer);
+
+/* Writes every family of the registry and the process metrics. */
+void ordo_metrics_write(FILE *f);
+
+/* ---- stage health, for /healthz ---- */
+
+/* A stage thread starts, stops (err 0) or fails. A stage is healthy
+ * while it runs, holds at least one partition and reported within the
+ * last 30 s (ordo_metrics_poll). */
+void ordo_health_start(const char *stage);
+void ordo_health_stop(const char *stage, ordo_err_t err);
+/* For a stage without a consumer (the dash's sampler): alive, working. */
+void ordo_health_beat(const char *stage);
+/* 1 if healthy; otherwise 0 and the first reason in why. */
+int ordo_health_check(char *why, size_t why_size);
+
+/* ---- the listener ---- */
+
+typedef struct ordo_metrics_server_s ordo_metrics_server_t;
+
+/* The address metrics.listen gives for a command: "auto" takes
+ * auto_default (NULL: off), "" is off. Returns NULL when off. */
+const char *ordo_metrics_address(const ordo_config_t *conf,
+                                 const char *auto_default);
+/* Serves GET /metrics and /healthz on IPv4 HOST:PORT in its own thread.
+ * NULL with the reason in errstr if the address is bad or taken. */
+ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
+                                          size_t errstr_size);
+/* What `ordo run|process|project|dash` do: serve on metrics.listen;
+ * with "auto" a taken port is logged and metrics stay off, so a second
+ * process on one host still runs; an explicit address that cannot be
+ * served is an error (NULL, *failed = 1). */
+ordo_metrics_server_t *ordo_metrics_start(const ordo_config_t *conf,
+                                          const char *auto_default,
+                                          int *failed);
+void ordo_metrics_server_stop(ordo_metrics_server_t *s); /* NULL ok */
+
+struct MHD_Connection;
+/* Queues one libmicrohttpd response (Cache-Control: no-store). must_free:
+ * body was malloc'd and is given away, even on failure; else it must
+ * outlive the response (a static string). Returns an enum MHD_Result. */
+int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
+                    const char *body, size_t len, int must_free);
+
+struct sockaddr_in;
+/* IPv4 "HOST:PORT" (empty host: any); 0 on success. */
+int ordo_parse_listen(const char *listen, struct sockaddr_in *sa);
+
+#endif

@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""The live page and the metrics, end to end on the real local stack.
+
+usage: test_dash.py ORDO_BINARY [--seed N] [--screenshot PNG] [--keep]
+
+A small sale runs on its own topics, groups, database and Redis prefix:
+`ordo run` (metrics on a free port) and `ordo dash` (page and metrics on
+free ports) start, the sale's commands go in phase by phase, and then
+- each /metrics passes `promtool check metrics` (when promtool is
+  installed) and /healthz answers 200;
+- ordo_decisions_total counts the sale's decisions by result and reason,
+  and ordo_consumer_lag is 0 everywhere once `ordo wait` returns (the
+  transaction markers are discounted);
+- headless Chromium renders the page (--dump-dom), and its numbers equal
+  Redis (remaining stock, the leaderboard), MongoDB (accepted orders,
+  holds, commission totals) and the sale as sent (rejections by reason).
+Ends with criterion's synthesis line. Needs the stack up and Debian's
+chromium (infra/stack install).
+"""
+
+import argparse
+import html.parser
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_e2e as E  # noqa: E402  (Ordo, Redis, the command builders)
+import pymongo  # noqa: E402  (test_e2e made sure it is there)
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-quic", "--no-first-run",
+                  "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)  # not listening (yet)
+
+
+def metric_lines(text, name):
+    """{labels-string: value} of one family's samples."""
+    out = {}
+    for ln in text.splitlines():
+        if ln.startswith(name + "{") or ln.startswith(name + " "):
+            k, v = ln.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+class Dom(html.parser.HTMLParser):
+    """Collects the text of elements by class, within data-* scopes."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack = []   # (tag, attrs) of open elements
+        self.found = []   # (scope attrs, class, text)
+        self.cur = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.stack.append((tag, a))
+        if a.get("class"):
+            self.cur = [a["class"], "", self.scope(), a]
+
+    def handle_endtag(self, tag):
+        if self.cur is not None:
+            self.found.append(tuple(self.cur))
+            self.cur = None
+        while self.stack:
+            t, _ = self.stack.pop()
+            if t == tag:
+                break
+
+    def handle_data(self, data):
+        if self.cur is not None:
+            self.cur[1] += data
+
+    def scope(self):
+        s = {}
+        for _, a in self.stack:
+            for k, v in a.items():
+                if k.startswith("data-"):
+                    s[k] = v
+        return s
+
+    def get_id(self, ident):
+        for c, text, sc, a in self.found:
+            if a.get("id") == ident:
+                return text.strip()
+        return None
+
+    def get(self, cls, **scope):
+        for c, text, sc, a in self.found:
+            merged = dict(sc, **{k: v for k, v in a.items()
+                                 if k.startswith("data-")})
+            if cls in c.split() and all(
+                    merged.get("data-" + k) == v for k, v in scope.items()):
+                return text.strip()
+        return None
+
+
+class Checks:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def eq(self, what, expected, actual):
+        if expected == actual:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL %s: expected %r, got %r" % (what, expected, actual))
+
+    def true(self, what, cond, detail=""):
+        self.eq(what + (" (%s)" % detail if detail else ""), True,
+                bool(cond))
+
+    def finish(self):
+        """criterion's synthesis line, which the CI script sums; exits."""
+        print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
+              "Crashing: 0" % (self.passed + self.failed, self.passed,
+                               self.failed))
+        sys.exit(1 if self.failed else 0)
+
+
+def stop_all(c, ordo, *procs):
+    """SIGTERM the helper processes, then `ordo run`, which must exit 0."""
+    for p in procs:
+        if p is not None:
+            p.terminate()
+            p.wait(30)
+    c.eq("ordo run exit status on SIGTERM", 0, ordo.stop())
+
+
+def drop_database(name):
+    """Best effort: a test's database goes with the test."""
+    try:
+        pymongo.MongoClient(os.environ.get(
+            "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/")).drop_database(
+                name)
+    except Exception as e:  # pragma: no cover
+        print("cleanup: %s" % e)
+
+
+def sale(tag, now):
+    """Phase 1: activities, bindings, orders; phase 2: payments and
+    receipts; then a Tick past the freeze settles the received ones."""
+    hot, cold = "hot-" + tag, "cold-" + tag
+    p1 = [E.create(hot, 1000, 10, 2, now - 1000, now + 3600000, now,
+                   pay_timeout_ms=600000, auto_receive_ms=3600000,
+                   freeze_ms=1000, commission_bps=[1000, 500]),
+          E.create(cold, 500, 100, 1, now - 1000, now + 3600000, now,
+                   pay_timeout_ms=600000)]
+    p1 += [E.bind("u%d-%s" % (i, tag), "p1-" + tag, now + 1)
+           for i in range(5)]
+    p1.append(E.bind("p1-" + tag, "top-" + tag, now))
+    orders = []
+    for i in range(30):  # 10 accepted, 20 SOLD_OUT
+        oid = "o%d-%s" % (i, tag)
+        p1.append(E.place(oid, hot, "u%d-%s" % (i, tag), 1, now + 10 + i))
+        orders.append(oid)
+    for i in range(5):
+        p1.append(E.place("c%d-%s" % (i, tag), cold, "u%d-%s" % (i, tag), 1,
+                          now + 50 + i))
+    p1.append(E.place("c9-" + tag, cold, "u0-" + tag, 1, now + 60))
+    p2 = [E.pay(orders[i], "pay-%d-%s" % (i, tag), 1000, now + 100 + i)
+          for i in range(6)]
+    p3 = [E.receipt(orders[i], now + 200 + i) for i in range(4)]
+    expect = {"accepted": {hot: 10, cold: 5}, "holds": {hot: 4, cold: 5},
+              "stock": {hot: 10, cold: 100},
+              "rejections": {"SOLD_OUT": 20, "LIMIT_EXCEEDED": 1}}
+    return [p1, p2, p3], expect
+
+
+def produce(ordo, cmds, workdir, name):
+    path = os.path.join(workdir, name + ".jsonl")
+    with open(path, "w") as f:
+        for c in cmds:
+            f.write(json.dumps(c) + "\n")
+    ordo.call("produce", "--keep-ts", path)
+    ok, out = ordo.wait(180)
+    if not ok:
+        raise RuntimeError("ordo wait: " + out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--screenshot")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    rnd = random.Random(a.seed)
+    # Fresh topics every run: old events must not count twice.
+    tag = "dash%d%x%03d" % (a.seed, int(time.time()), rnd.randrange(1000))
+    workdir = tempfile.mkdtemp(prefix="ordo-dash-")
+    chromium = shutil.which("chromium")
+    promtool = shutil.which("promtool")
+    ordo = E.Ordo(os.path.abspath(a.ordo), tag, workdir)
+    run_port, dash_port, dash_metrics = free_port(), free_port(), free_port()
+    ordo.flags += ["-X", "metrics.listen=127.0.0.1:%d" % run_port]
+    r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
+                int(os.environ.get("ORDO_REDIS_PORT", "6379")))
+    c = Checks()
+    dash = None
+    print("test_dash: tag %s, work dir %s" % (tag, workdir))
+    try:
+        ordo.call("topics")
+        ordo.start()
+        # /healthz while the stages join their groups, then once they hold
+        # their partitions. The listener starts before the stages, so the
+        # first answer comes before any group is joined.
+        answers, deadline = [], time.time() + 60
+        while time.time() < deadline:
+            st, body = http("http://127.0.0.1:%d/healthz" % run_port, 2)
+            if st:
+                answers.append((st, body.strip()))
+            if st == 200:
+                break
+            time.sleep(0.05)
+        c.true("healthz 503 before the stages hold partitions",
+               answers and answers[0][0] == 503 and (
+                   "not joined" in answers[0][1] or
+                   "no partition" in answers[0][1] or
+                   "no stage started" in answers[0][1]), answers[:1])
+        c.eq("healthz 200 once every stage holds partitions", 200,
+             answers[-1][0] if answers else None)
+        dash_log = open(os.path.join(workdir, "dash.log"), "w")
+        dash = subprocess.Popen(
+            [ordo.binary] + ordo.flags +
+            ["-X", "metrics.listen=127.0.0.1:%d" % dash_metrics,
+             "-X", "dash.scrape=127.0.0.1:%d" % run_port,
+             "dash", "--listen", "127.0.0.1:%d" % dash_port],
+            env=ordo.env, stdout=dash_log, stderr=subprocess.STDOUT)
+        now = int(time.time() * 1000)
+        phases, expect = sale(tag, now)
+        for i, p in enumerate(phases):
+            produce(ordo, p, workdir, "phase%d" % i)
+        ordo.call("tick", "--ts", str(now + 60000))
+        ok, out = ordo.wait(180)
+        c.true("caught up after the tick", ok, out)
+        time.sleep(2)  # one more turn of every loop: lag and health
+
+        # /metrics and /healthz of `ordo run` and of the dash.
+        for name, port in (("run", run_port), ("dash", dash_metrics)):
+            st, text = http("http://127.0.0.1:%d/metrics" % port)
+            c.eq(name + " /metrics status", 200, st)
+            if promtool:
+                p = subprocess.run([promtool, "check", "metrics"],
+                                   input=text, capture_output=True,
+                                   text=True)
+                c.eq(name + " promtool check metrics", "",
+                     (p.stdout + p.stderr).strip())
+            st, body = http("http://127.0.0.1:%d/healthz" % port)
+            c.eq(name + " /healthz", 200, st)
+        _, text = http("http://127.0.0.1:%d/metrics" % run_port)
+        dec = metric_lines(text, "ordo_decisions_total")
+        for reason, n in expect["rejections"].items():
+            c.eq("decisions_total PlaceOrder rejected %s" % reason, n,
+                 dec.get('ordo_decisions_total{stage="activity",command='
+                         '"PlaceOrder",result="rejected",reason="%s"}'
+                         % reason))
+        c.eq("decisions_total PlaceOrder accepted", 15,
+             dec.get('ordo_decisions_total{stage="activity",command='
+                     '"PlaceOrder",result="accepted",reason=""}'))
+        lag = metric_lines(text, "ordo_consumer_lag")
+        c.true("consumer lag series for every stage",
+               {k.split('"')[1] for k in lag} ==
+               {"activity", "order", "referral", "commission", "mongo",
+                "redis"}, sorted(lag)[:3])
+        c.eq("consumer lag once caught up", {}, {k: v for k, v in
+                                                 lag.items() if v})
+
+        # The page, as a browser renders it, after a sample newer than
+        # the tick.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            st, body = http("http://127.0.0.1:%d/api/state" % dash_port)
+            if st == 200 and json.loads(body)["now_ms"] > int(
+                    time.time() * 1000) - 1500 and any(
+                    s.get("lag") == 0 for s in
+                    json.loads(body)["stages"].values()):
+                break
+            time.sleep(0.5)
+        if not chromium:
+            c.true("chromium installed (infra/stack install)", False)
+            raise SystemExit
+        prof = tempfile.mkdtemp(prefix="ordo-chromium-")
+        url = "http://127.0.0.1:%d/" % dash_port
+        p = subprocess.run([chromium] + CHROMIUM_FLAGS +
+                           ["--user-data-dir=" + prof,
+                            "--virtual-time-budget=5000", "--dump-dom", url],
+                           capture_output=True, text=True, timeout=120)
+        dom = Dom()
+        dom.feed(p.stdout)
+        c.true("page loaded its state", 'data-loaded="1"' in p.stdout,
+               p.stderr[-300:])
+        for aid in expect["stock"]:
+            redis_left = r.cmd("GET", ordo.prefix + "stock:" + aid)
+            c.eq("%s remaining == Redis" % aid,
+                 redis_left,
+                 dom.get("remaining", activity=aid))
+            c.eq("%s stock" % aid, str(expect["stock"][aid]),
+                 dom.get("stock", activity=aid))
+            c.eq("%s accepted" % aid, str(expect["accepted"][aid]),
+                 dom.get("accepted", activity=aid))
+            c.eq("%s holds" % aid, str(expect["holds"][aid]),
+                 dom.get("holds-n", activity=aid))
+        c.eq("hot remaining", "0", dom.get("remaining",
+                                           activity="hot-" + tag))
+        for reason, n in expect["rejections"].items():
+            c.eq("page rejections %s" % reason, str(n),
+                 dom.get("rej-n", reason=reason))
+        lb = r.cmd("ZREVRANGE", ordo.prefix + "leaderboard:settled", 0, 9,
+                   "WITHSCORES")
+        c.true("the leaderboard has earners", lb)
+        for i in range(0, len(lb), 2):
+            user = lb[i]
+            c.eq("top earner %s settled == Redis" % user,
+                 "%.2f" % (int(float(lb[i + 1])) / 100),
+                 dom.get("settled", user=user))
+        earnings = list(pymongo.MongoClient(os.environ.get(
+            "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))[ordo.db]
+            .earnings.find())
+        for field, cls in (("settled_cents", "c-settled"),
+                           ("pending_cents", "c-pending"),
+                           ("reversed_cents", "c-reversed")):
+            total = sum(e.get(field, 0) for e in earnings)
+            c.eq("commissions %s == MongoDB earnings" % field,
+                 "%.2f" % (total / 100), dom.get_id(cls))
+        c.true("some commission settled", sum(
+            e.get("settled_cents", 0) for e in earnings) > 0)
+        for stage in ("activity", "order", "referral", "commission",
+                      "mongo", "redis"):
+            c.eq("stage %s lag on the page" % stage, "0",
+                 dom.get("lag", stage=stage))
+        c.eq("health badge", "all stages healthy", dom.get("badge"))
+        if a.screenshot:
+            subprocess.run([chromium] + CHROMIUM_FLAGS +
+                           ["--user-data-dir=" + prof,
+                            "--window-size=1400,1120",
+                            "--virtual-time-budget=5000",
+                            "--screenshot=" + os.path.abspath(a.screenshot),
+                            url], capture_output=True, timeout=120)
+        shutil.rmtree(prof, ignore_errors=True)
+    finally:
+        stop_all(c, ordo, dash)
+        if not a.keep:
+            drop_database(ordo.db)
+            for k in r.scan(ordo.prefix + "*") + r.scan(
+                    "{" + ordo.prefix + "*"):
+                r.cmd("DEL", k)
+            shutil.rmtree(workdir, ignore_errors=True)
+    c.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+/*
+ * The Prometheus exposition writer (text format 0.0.4): escaping,
+ * histograms, the registry's families, and stage health for /healthz.
+ * The integration tests feed a live /metrics to `promtool check metrics`.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "metrics.h"
+
+static char *capture(void (*fn)(FILE *f, void *arg), void *arg) {
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+        cr_assert(f);
+        fn(f, arg);
+        fclose(f);
+        return text;
+}
+
+static void write_escaped(FILE *f, void *arg) {
+        const char *labels[] = { "a", "x\"y\\z\nw", "b", "", NULL };
+        (void)arg;
+        ordo_prom_family(f, "t_total", "counter", "help with \\ and\nnewline");
+        ordo_prom_sample(f, "t_total", labels, 3);
+        ordo_prom_sample(f, "t_total", NULL, 0.25);
+}
+
+Test(metrics, escapes_label_values_and_help) {
+        char *t = capture(write_escaped, NULL);
+        cr_assert_str_eq(t, "# HELP t_total help with \\\\ and\\nnewline\n"
+                            "# TYPE t_total counter\n"
+                            "t_total{a=\"x\\\"y\\\\z\\nw\",b=\"\"} 3\n"
+                            "t_total 0.25\n");
+        free(t);
+}
+
+static void write_histogram(FILE *f, void *arg) {
+        const double bounds[] = { 0.1, 1 };
+        const uint64_t counts[] = { 2, 0, 1 }; /* not cumulative */
+        const char *labels[] = { "stage", "order", NULL };
+        (void)arg;
+        ordo_prom_histogram(f, "h_seconds", labels, bounds, counts, 2, 7.5);
+}
+
+Test(metrics, histogram_is_cumulative_with_inf_sum_and_count) {
+        char *t = capture(write_histogram, NULL);
+        cr_assert_str_eq(t, "h_seconds_bucket{stage=\"order\",le=\"0.1\"} 2\n"
+                            "h_seconds_bucket{stage=\"order\",le=\"1\"} 2\n"
+                            "h_seconds_bucket{stage=\"order\",le=\"+Inf\"} 3\n"
+                            "h_seconds_sum{stage=\"order\"} 7.5\n"
+                            "h_seconds_count{stage=\"order\"} 3\n");
+        free(t);
+}
+
+static void write_registry(FILE *f, void *arg) {
+        (void)arg;
+        ordo_metrics_write(f);
+}
+
+Test(metrics, registry_counts_decisions_by_result_and_reason) {
+        char *t;
+        ordo_metrics_decision("activity", "PlaceOrder", NULL, 0);
+        ordo_metrics_decision("activity", "PlaceOrder", NULL, 0);
+        ordo_metrics_decision("activity", "PlaceOrder", "SOLD_OUT", 0);
+        ordo_metrics_dead_letter("order", "undecodable");
+        ordo_metrics_abort("order");
+        ordo_metrics_transaction("order", 30);
+        t = capture(write_registry, NULL);
+        cr_assert(strstr(t, "ordo_decisions_total{stage=\"activity\",command="
+                            "\"PlaceOrder\",result=\"accepted\",reason=\"\"} "
+                            "2\n"));
+        cr_assert(strstr(t, "ordo_decisions_total{stage=\"activity\",command="
+                            "\"PlaceOrder\",result=\"rejected\",reason="
+                            "\"SOLD_OUT\"} 1\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"order\",reason="
+                            "\"undecodable\"} 1\n"));
+        cr_assert(strstr(t, "ordo_transactions_aborted_total{stage=\"order\"} "
+                            "1\n"));
+        cr_assert(strstr(t, "ordo_transaction_duration_seconds_bucket{stage="
+                            "\"order\",le=\"0.05\"} 1\n"));
+        cr_assert(strstr(t, "ordo_transaction_duration_seconds_bucket{stage="
+                            "\"order\",le=\"0.025\"} 0\n"));
+        cr_assert(strstr(t, "# TYPE ordo_consumer_lag gauge\n"));
+        cr_assert(
+            strstr(t, "# TYPE ordo_restore_duration_seconds histogram\n"));
+        cr_assert(strstr(t, "ordo_build_info{version="));
+        cr_assert(strstr(t, "\nprocess_open_fds "));
+        cr_assert(strstr(t, "\nprocess_resident_memory_bytes "));
+        cr_assert(strstr(t, "\nprocess_cpu_seconds_total "));
+        free(t);
+}
+
+Test(metrics, health_needs_every_stage_running_with_partitions) {
+        char why[256];
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "no stage started");
+        ordo_health_start("order");
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "order has not joined its group yet");
+        ordo_health_stop("order", ORDO_ERR_KAFKA_FATAL);
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "order failed: fatal Kafka error");
+}
+
+Test(metrics, listen_addresses) {
+        struct sockaddr_in sa;
+        cr_assert_eq(ordo_parse_listen("127.0.0.1:9464", &sa), 0);
+        cr_assert_eq(ordo_parse_listen(":9464", &sa), 0);
+        cr_assert_neq(ordo_parse_listen("127.0.0.1", &sa), 0);
+        cr_assert_neq(ordo_parse_listen("host:99999", &sa), 0);
+        cr_assert_neq(ordo_parse_listen("no.such.host:80", &sa), 0);
+}
