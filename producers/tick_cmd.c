@@ -2,6 +2,7 @@
  * ordo tick: the Tick that drives the order processor's timers, through
  * the door (admit.h) to every partition of order-commands.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +38,19 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         }
         for (i = 1; i < argc; i++) {
                 char *end;
-                if (!strcmp(argv[i], "--ts") && i + 1 < argc) {
+                if (!strcmp(argv[i], "--ts")) {
+                        if (i + 1 >= argc) {
+                                fprintf(stderr, "ordo tick: --ts needs a "
+                                                "value (ms since the epoch)\n");
+                                return 2;
+                        }
+                        errno = 0;
                         ts = strtoll(argv[++i], &end, 10);
-                        if (*end || !*argv[i]) {
+                        if (*end || !*argv[i] || errno || ts < 0) {
                                 fprintf(stderr,
                                         "ordo tick: --ts: expected "
-                                        "milliseconds, got \"%s\"\n",
+                                        "milliseconds since the epoch (>= "
+                                        "0), got \"%s\"\n",
                                         argv[i]);
                                 return 2;
                         }

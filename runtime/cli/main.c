@@ -174,15 +174,16 @@ int main(int argc, char **argv) {
         for (c = 0; c < N_COMMANDS; c++)
                 if (!strcmp(commands[c].name, rest[0])) {
                         if (ordo_wants_help(n_rest, rest)) {
-                                printf("Usage: ordo %s %s\n\n%s\n",
-                                       commands[c].name, commands[c].usage,
-                                       commands[c].summary);
+                                printf("Usage: ordo %s%s%s\n\n%s\n",
+                                       commands[c].name,
+                                       *commands[c].usage ? " " : "",
+                                       commands[c].usage, commands[c].summary);
                         }
                         rc = commands[c].proc(conf, n_rest, rest);
                         goto out;
                 }
-        fprintf(stderr, "ordo: unknown command \"%s\" (see `ordo --help`)\n",
-                rest[0]);
+        fprintf(stderr, "ordo: unknown %s \"%s\" (see `ordo --help`)\n",
+                rest[0][0] == '-' ? "option" : "command", rest[0]);
         rc = 2;
         goto out;
 
