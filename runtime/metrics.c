@@ -357,6 +357,17 @@ void ordo_metrics_dead_letter(const char *stage, const char *reason) {
         add(F_DEAD_LETTERS, v, 1);
 }
 
+void ordo_metrics_processor_start(const char *stage) {
+        /* The dead-letter reasons of processors/stream.c. */
+        static const char *reasons[] = { "undecodable", "unexpected_type" };
+        size_t i;
+        add(F_ABORTS, &stage, 0);
+        for (i = 0; i < N_OF(reasons); i++) {
+                const char *v[] = { stage, reasons[i] };
+                add(F_DEAD_LETTERS, v, 0);
+        }
+}
+
 void ordo_metrics_restore(const char *stage, int64_t ms) {
         observe(F_RESTORE_SECONDS, &stage, (double)ms / 1000.0);
 }

@@ -60,6 +60,21 @@ static void write_registry(FILE *f, void *arg) {
         ordo_metrics_write(f);
 }
 
+/* The alerts use increase(): a counter must exist at 0 before its first
+ * abort or dead letter, or that first one never shows as an increase. */
+Test(metrics, processor_counters_start_at_zero) {
+        char *t;
+        ordo_metrics_processor_start("commission");
+        t = capture(write_registry, NULL);
+        cr_assert(strstr(t, "ordo_transactions_aborted_total{stage="
+                            "\"commission\"} 0\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"commission\","
+                            "reason=\"undecodable\"} 0\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"commission\","
+                            "reason=\"unexpected_type\"} 0\n"));
+        free(t);
+}
+
 Test(metrics, registry_counts_decisions_by_result_and_reason) {
         char *t;
         ordo_metrics_decision("activity", "PlaceOrder", NULL, 0);
