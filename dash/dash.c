@@ -564,9 +564,13 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
-                        if (ordo_config_set(conf, "dash.listen", argv[++i],
-                                            errstr, sizeof(errstr))) {
+                if (!strcmp(argv[i], "--listen")) {
+                        const char *v =
+                            ordo_option_value(argc, argv, &i, "dash");
+                        if (!v)
+                                return 2;
+                        if (ordo_config_set(conf, "dash.listen", v, errstr,
+                                            sizeof(errstr))) {
                                 fprintf(stderr, "ordo dash: %s\n", errstr);
                                 return 2;
                         }

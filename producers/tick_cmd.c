@@ -39,13 +39,10 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         for (i = 1; i < argc; i++) {
                 char *end;
                 if (!strcmp(argv[i], "--ts")) {
-                        if (i + 1 >= argc) {
-                                fprintf(stderr, "ordo tick: --ts needs a "
-                                                "value (ms since the epoch)\n");
+                        if (!ordo_option_value(argc, argv, &i, "tick"))
                                 return 2;
-                        }
                         errno = 0;
-                        ts = strtoll(argv[++i], &end, 10);
+                        ts = strtoll(argv[i], &end, 10);
                         if (*end || !*argv[i] || errno || ts < 0) {
                                 fprintf(stderr,
                                         "ordo tick: --ts: expected "

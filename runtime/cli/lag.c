@@ -212,9 +212,11 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         }
         for (i = 1; i < argc; i++) {
                 char *end;
-                if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-                        timeout_s = strtoll(argv[++i], &end, 10);
-                        if (*end || timeout_s < 0) {
+                if (!strcmp(argv[i], "--timeout")) {
+                        if (!ordo_option_value(argc, argv, &i, "wait"))
+                                return 2;
+                        timeout_s = strtoll(argv[i], &end, 10);
+                        if (*end || !*argv[i] || timeout_s < 0) {
                                 fprintf(stderr,
                                         "ordo wait: --timeout: expected "
                                         "seconds, got \"%s\"\n",

@@ -107,6 +107,14 @@ int ordo_wants_help(int argc, char **argv) {
         return 0;
 }
 
+const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd) {
+        if (*i + 1 >= argc) {
+                fprintf(stderr, "ordo %s: %s needs a value\n", cmd, argv[*i]);
+                return NULL;
+        }
+        return argv[++*i];
+}
+
 int main(int argc, char **argv) {
         ordo_config_t *conf = ordo_config_new();
         const char *file = NULL;
