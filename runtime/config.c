@@ -321,7 +321,7 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                                 size_t errstr_size) {
         char **e;
         for (e = environ; *e; e++) {
-                char key[256], *eq;
+                char key[256], msg[512], *eq;
                 size_t i, n;
                 ordo_err_t err;
                 if (strncmp(*e, "ORDO_", 5) || !(eq = strchr(*e, '=')))
@@ -337,9 +337,13 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                 /* Variables for tools and tests, not configuration. */
                 if (!lookup(key))
                         continue;
-                if ((err = ordo_config_set(conf, key, eq + 1, errstr,
-                                           errstr_size)))
+                if ((err = ordo_config_set(conf, key, eq + 1, msg,
+                                           sizeof(msg)))) {
+                        /* Say where it came from: no flag or file shows it. */
+                        snprintf(errstr, errstr_size, "environment %.*s: %s",
+                                 (int)(eq - *e), *e, msg);
                         return err;
+                }
         }
         return ORDO_ERR_OK;
 }

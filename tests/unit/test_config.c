@@ -51,6 +51,17 @@ Test(config, integer_keys_checked) {
 /* A value the code cannot use (no partitions, an empty batch, a port
  * beyond 65535) is refused when set, naming the key and its range, rather
  * than failing later in librdkafka or stalling a stage. */
+Test(config, bad_environment_value_names_the_variable) {
+        ordo_config_t *c = ordo_config_new();
+        setenv("ORDO_REDIS_PORT", "63x79", 1);
+        cr_assert_eq(ordo_config_load_env(c, errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        unsetenv("ORDO_REDIS_PORT");
+        cr_assert(strstr(errstr, "ORDO_REDIS_PORT"), "%s", errstr);
+        cr_assert(strstr(errstr, "redis.port"), "%s", errstr);
+        ordo_config_destroy(c);
+}
+
 Test(config, integer_keys_range_checked) {
         ordo_config_t *c = ordo_config_new();
         static const char *bad[][2] = {
