@@ -35,8 +35,8 @@ static int select_stages(lag_t *l, int argc, char **argv, int first) {
                 l->only[g] = first >= argc;
         for (i = first; i < argc; i++) {
                 if (!(s = ordo_stage_find(argv[i]))) {
-                        fprintf(stderr, "ordo: unknown stage \"%s\" (%s)\n",
-                                argv[i], ordo_stage_names());
+                        fprintf(stderr, "ordo %s: unknown stage \"%s\" (%s)\n",
+                                argv[0], argv[i], ordo_stage_names());
                         return -1;
                 }
                 l->only[s - ordo_stages] = 1;
