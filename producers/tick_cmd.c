@@ -2,7 +2,6 @@
  * ordo tick: the Tick that drives the order processor's timers, through
  * the door (admit.h) to every partition of order-commands.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,20 +36,11 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                char *end;
                 if (!strcmp(argv[i], "--ts")) {
-                        if (!ordo_option_value(argc, argv, &i, "tick"))
+                        if (ordo_option_count(argc, argv, &i, "tick",
+                                              "milliseconds since the epoch",
+                                              &ts))
                                 return 2;
-                        errno = 0;
-                        ts = strtoll(argv[i], &end, 10);
-                        if (*end || !*argv[i] || errno || ts < 0) {
-                                fprintf(stderr,
-                                        "ordo tick: --ts: expected "
-                                        "milliseconds since the epoch (>= "
-                                        "0), got \"%s\"\n",
-                                        argv[i]);
-                                return 2;
-                        }
                 } else {
                         fprintf(stderr, "ordo tick: unknown argument %s\n",
                                 argv[i]);

@@ -34,5 +34,9 @@ int ordo_wants_help(int argc, char **argv);
  * it; NULL, after "ordo CMD: OPTION needs a value" on stderr, when the
  * option is the last word. */
 const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd);
+/* The same for a whole number >= 0 (what: its unit, for the message);
+ * -1 after a message naming the option when it is missing or not one. */
+int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
+                      const char *what, int64_t *out);
 
 #endif

@@ -211,18 +211,10 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                char *end;
                 if (!strcmp(argv[i], "--timeout")) {
-                        if (!ordo_option_value(argc, argv, &i, "wait"))
+                        if (ordo_option_count(argc, argv, &i, "wait", "seconds",
+                                              &timeout_s))
                                 return 2;
-                        timeout_s = strtoll(argv[i], &end, 10);
-                        if (*end || !*argv[i] || timeout_s < 0) {
-                                fprintf(stderr,
-                                        "ordo wait: --timeout: expected "
-                                        "seconds, got \"%s\"\n",
-                                        argv[i]);
-                                return 2;
-                        }
                 } else if (argv[i][0] == '-') {
                         fprintf(stderr, "ordo wait: unknown option %s\n",
                                 argv[i]);

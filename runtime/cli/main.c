@@ -2,6 +2,7 @@
  * ordo - the entry point: global options, configuration, and one table of
  * subcommands (after Redis's command table).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -113,6 +114,22 @@ const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd) {
                 return NULL;
         }
         return argv[++*i];
+}
+
+int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
+                      const char *what, int64_t *out) {
+        const char *v = ordo_option_value(argc, argv, i, cmd);
+        char *end;
+        if (!v)
+                return -1;
+        errno = 0;
+        *out = strtoll(v, &end, 10);
+        if (!*v || *end || errno || *out < 0) {
+                fprintf(stderr, "ordo %s: %s: expected %s (>= 0), got \"%s\"\n",
+                        cmd, argv[*i - 1], what, v);
+                return -1;
+        }
+        return 0;
 }
 
 int main(int argc, char **argv) {
