@@ -2,7 +2,7 @@
  * bench_projections: events applied per second by projections/ to Redis
  * and to the MongoDB-wire server (FerretDB here).
  *
- * usage: bench_projections [redis|mongo|both] [EVENTS] [BATCH]
+ * usage: bench_projections [redis|mongo|both] [EVENTS] [BATCH] [MIX]
  * Addresses from ORDO_REDIS (127.0.0.1:6379) and ORDO_MONGO_URI
  * (mongodb://127.0.0.1:27017); a private key prefix / database
  * "ordo_bench_<pid>" is used and dropped.
@@ -10,7 +10,10 @@
  * The mix is one paid, received and settled flash-sale order per nine
  * events: StockReserved, OrderOpened, OrderPaid, two CommissionAccrued,
  * OrderReceived, OrderSettled, two CommissionSettled; 1000 beneficiaries,
- * 8 partitions. Each run is applied twice: first as new events, then again
+ * 8 partitions. MIX "flash" is instead the write mix of a flash sale's
+ * burst, per ten events: a StockReserved of one hot activity, its
+ * OrderOpened, and eight rejected PlaceOrder attempts (Redis REJECTED
+ * hashes; no MongoDB write). Each run is applied twice: first as new events, then again
  * whole (the redelivery after a crash, every write skipped by its guard).
  */
 #include <hiredis/hiredis.h>
@@ -32,6 +35,49 @@ static double now_s(void) {
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int flash_mix;
+
+/* Event i of the flash-sale mix. */
+static void make_flash(size_t i, ordo_msg_t *m, ordo_event_rec_t *r) {
+        size_t order = i / 10, k = i % 10;
+
+        r->msg = m;
+        r->offset = (int64_t)i;
+        r->partition = 0;
+        if (k == 0) {
+                ordo_msg_init(m, ORDO_MSG_STOCK_RESERVED);
+                r->source = "activity-events";
+                m->meta.version = (int64_t)order + 2;
+                ordo_strlcpy(m->u.stock.activity_id, "A0", ORDO_ID_MAX + 1);
+                snprintf(m->u.stock.order_id, ORDO_ID_MAX + 1, "o%zu", order);
+                m->u.stock.qty = 1;
+                m->u.stock.remaining = 1000000000 - (int64_t)order;
+        } else if (k == 1) {
+                ordo_msg_init(m, ORDO_MSG_ORDER_OPENED);
+                r->source = "order-events";
+                r->partition = (int)(order % 8);
+                m->meta.version = 1;
+                snprintf(m->u.open.order_id, ORDO_ID_MAX + 1, "o%zu", order);
+                ordo_strlcpy(m->u.open.activity_id, "A0", ORDO_ID_MAX + 1);
+                snprintf(m->u.open.user_id, ORDO_ID_MAX + 1, "u%zu", order);
+                m->u.open.qty = 1;
+                m->u.open.amount_cents = 9900;
+                m->u.open.placed_ms = 1000 + (int64_t)i;
+                m->u.open.pay_deadline_ms = 901000 + (int64_t)i;
+        } else {
+                ordo_msg_init(m, ORDO_MSG_COMMAND_REJECTED);
+                r->source = "activity-events";
+                m->meta.version = (int64_t)order + 2;
+                ordo_strlcpy(m->u.rejected.command_type, "PlaceOrder",
+                             ORDO_CODE_MAX + 1);
+                ordo_strlcpy(m->u.rejected.reason, "SOLD_OUT",
+                             ORDO_CODE_MAX + 1);
+                snprintf(m->u.rejected.order_id, ORDO_ID_MAX + 1, "r%zu", i);
+                snprintf(m->u.rejected.user_id, ORDO_ID_MAX + 1, "v%zu", i);
+        }
+        m->meta.ts_ms = 1000 + (int64_t)i;
+}
+
 /* Event i of the synthetic log, built in place. */
 static void make_event(size_t i, ordo_msg_t *m, ordo_event_rec_t *r) {
         static const ordo_msg_type_t types[PER_ORDER] = {
@@ -43,6 +89,11 @@ static void make_event(size_t i, ordo_msg_t *m, ordo_event_rec_t *r) {
         };
         size_t order = i / PER_ORDER, k = i % PER_ORDER;
         int part = (int)(order % 8);
+
+        if (flash_mix) {
+                make_flash(i, m, r);
+                return;
+        }
         char oid[32], act[32];
         ordo_commission_body_t *c;
 
@@ -253,9 +304,11 @@ int main(int argc, char **argv) {
         size_t events = argc > 2 ? (size_t)atol(argv[2]) : 90000;
         size_t batch = argc > 3 ? (size_t)atol(argv[3]) : 500;
 
-        if (!events || !batch) {
+        flash_mix = argc > 4 && !strcmp(argv[4], "flash");
+        if (!events || !batch ||
+            (argc > 4 && !flash_mix && strcmp(argv[4], "order"))) {
                 fprintf(stderr, "usage: bench_projections [redis|mongo|both] "
-                                "[EVENTS] [BATCH]\n");
+                                "[EVENTS] [BATCH] [order|flash]\n");
                 return 2;
         }
         if (!strcmp(what, "redis") || !strcmp(what, "both"))

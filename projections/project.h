@@ -8,30 +8,29 @@
 
 #include <signal.h>
 
+#include <librdkafka/rdkafka.h>
+
+#include "codec.h"
 #include "config.h"
 #include "err.h"
 #include "projection.h"
+#include "store.h"
 
-/* One read-model store, MongoDB or Redis: what the live projection,
- * rebuild and reconcile write through. */
-typedef struct ordo_store_s {
-        ordo_mongo_proj_t *mongo;
-        ordo_redis_proj_t *redis;
-} ordo_store_t;
-
-/* which: "mongo" or "redis"; target: the database or key prefix, NULL
- * for the configured one (mongo.db, redis.prefix). */
-ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
-                           const ordo_config_t *conf, const char *target,
-                           char *errstr, size_t errstr_size);
-ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
-                            size_t n, char *errstr, size_t errstr_size);
-void ordo_store_close(ordo_store_t *s);
+/* Decodes one event message into msg and rec (source: the short topic
+ * name); 0, or -1 after logging it as skipped (undecodable: a foreign
+ * writer). */
+int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
+                      const char *source, const char *stage, ordo_msg_t *msg,
+                      ordo_event_rec_t *rec);
 
 /* Runs a projection stage of runtime/cli/stages.h (its name, "mongo" or
  * "redis", picks the store; it reads the stage's inputs in the stage's
  * group) until *stop; a store outage pauses the stage with retries and
- * backoff, it never skips a batch. */
+ * backoff, it never skips a batch. An event the store refuses for good is
+ * parked: an ERROR log line, the parked count (progress lines, metrics)
+ * and a copy on the dead-letters topic with the reason in its headers
+ * (ordo.error, ordo.stage, ordo.source.*); the stage goes on with every
+ * other event. */
 struct ordo_stage_s;
 ordo_err_t ordo_projection_run(const struct ordo_stage_s *stage,
                                const ordo_config_t *conf,

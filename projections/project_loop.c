@@ -15,92 +15,172 @@
 #include "log.h"
 #include "metrics.h"
 #include "projection.h"
-#include "redis_conn.h"
 #include "stages.h"
 #include "clock.h"
-
-#define BACKOFF_MAX_MS 5000
 
 typedef struct {
         const char *which;
         ordo_store_t store;
+        /* Parking (project.h): the batch's messages, and for each record
+         * the index of its message. */
+        rd_kafka_t *dlq;
+        char dead[256];
+        rd_kafka_message_t **rkms;
+        const ordo_event_rec_t *recs;
+        rd_kafka_t *consumer;
+        rd_kafka_topic_partition_list_t *paused;
+        size_t *msg_of;
+        int64_t parked, parked_batch;
 } store_t;
 
-ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
-                           const ordo_config_t *conf, const char *target,
-                           char *errstr, size_t errstr_size) {
-        s->mongo = NULL;
-        s->redis = NULL;
-        if (!strcmp(which, "mongo"))
-                s->mongo = ordo_mongo_proj_new(
-                    ordo_config_get(conf, "mongo.uri"),
-                    target ? target : ordo_config_get(conf, "mongo.db"), errstr,
-                    errstr_size);
-        else
-                s->redis = ordo_redis_proj_new(
-                    ordo_config_get(conf, "redis.host"),
-                    (int)ordo_config_get_int(conf, "redis.port"),
-                    target ? target : ordo_config_get(conf, "redis.prefix"),
-                    ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
-                    errstr_size);
-        if (s->redis) {
-                ordo_redis_login_t login;
-                ordo_redis_login_from(conf, &login);
-                ordo_redis_proj_set_login(s->redis, &login);
+/* A refused event: loudly, countably, and onto dead-letters with the
+ * reason, so an operator can repair and replay it (operating.md). */
+static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
+                 const char *reason) {
+        store_t *s = opaque;
+        const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
+        char part[16], off[32], stage[32];
+        rd_kafka_resp_err_t kerr;
+
+        snprintf(part, sizeof(part), "%d", (int)m->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+        snprintf(stage, sizeof(stage), "project.%s", s->which);
+        ORDO_LOG(ERROR, s->which,
+                 "msg=\"event refused by the store, parked on dead-letters\" "
+                 "topic=%s partition=%d offset=%lld type=%s err=%s "
+                 "reason=\"%s\"",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition,
+                 (long long)m->offset, ordo_msg_type_name(rec->msg->type),
+                 ordo_err_name(err), reason);
+        s->parked++;
+        s->parked_batch++;
+        ordo_metrics_dead_letter(s->which, "store_refused");
+        kerr = rd_kafka_producev(
+            s->dlq, RD_KAFKA_V_TOPIC(s->dead),
+            RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("ordo.error", reason, -1),
+            RD_KAFKA_V_HEADER("ordo.stage", stage, -1),
+            RD_KAFKA_V_HEADER("ordo.source.topic", rd_kafka_topic_name(m->rkt),
+                              -1),
+            RD_KAFKA_V_HEADER("ordo.source.partition", part, -1),
+            RD_KAFKA_V_HEADER("ordo.source.offset", off, -1), RD_KAFKA_V_END);
+        if (kerr)
+                ORDO_LOG(ERROR, s->which,
+                         "msg=\"cannot queue the dead letter\" error=\"%s\"",
+                         rd_kafka_err2str(kerr));
+}
+
+/* While the store is away: the consumer is paused, and polled so the
+ * group keeps us. */
+static void pause_and_poll(void *opaque, int first) {
+        store_t *s = opaque;
+        if (first && !s->paused &&
+            !rd_kafka_assignment(s->consumer, &s->paused)) {
+                rd_kafka_pause_partitions(s->consumer, s->paused);
         }
-        return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
+        rd_kafka_consumer_poll(s->consumer, 0);
 }
 
-ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
-                            size_t n, char *errstr, size_t errstr_size) {
-        if (s->mongo)
-                return ordo_mongo_proj_apply(s->mongo, recs, n, errstr,
-                                             errstr_size);
-        return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
-}
-
-void ordo_store_close(ordo_store_t *s) {
-        ordo_mongo_proj_destroy(s->mongo);
-        ordo_redis_proj_destroy(s->redis);
-        s->mongo = NULL;
-        s->redis = NULL;
-}
-
-/* Retries the batch until it is acknowledged or we are asked to stop.
- * The consumer is paused meanwhile, and polled so the group keeps us. */
-static ordo_err_t apply_until_done(store_t *s, rd_kafka_t *consumer,
-                                   const ordo_event_rec_t *recs, size_t n,
-                                   volatile sig_atomic_t *stop) {
+/* The batch applied or parked (or *stop), then the consumer resumed and
+ * the dead letters written before the offsets that pass them are
+ * committed. */
+static ordo_err_t apply_batch(store_t *s, const ordo_event_rec_t *recs,
+                              size_t n, volatile sig_atomic_t *stop) {
         char errstr[512];
-        int backoff = 100, paused = 0;
-        ordo_err_t err;
-        rd_kafka_topic_partition_list_t *a = NULL;
+        ordo_err_t err = ordo_store_apply_until_done(
+            &s->store, s->which, recs, n, park, s, pause_and_poll, s, stop,
+            errstr, sizeof(errstr));
 
-        while ((err = ordo_store_apply(&s->store, recs, n, errstr,
-                                       sizeof(errstr)))) {
-                if (!paused && !rd_kafka_assignment(consumer, &a)) {
-                        rd_kafka_pause_partitions(consumer, a);
-                        paused = 1;
-                }
-                ORDO_LOG(WARN, s->which,
-                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
-                         "error=\"%s\"",
-                         backoff, errstr);
-                if (*stop)
-                        break;
-                usleep((useconds_t)backoff * 1000);
-                rd_kafka_consumer_poll(consumer, 0);
-                backoff =
-                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        if (s->paused) {
+                rd_kafka_resume_partitions(s->consumer, s->paused);
+                rd_kafka_topic_partition_list_destroy(s->paused);
+                s->paused = NULL;
         }
-        if (paused) {
-                rd_kafka_resume_partitions(consumer, a);
-                if (!err)
-                        ORDO_LOG(INFO, s->which, "msg=\"store back\"");
-        }
-        if (a)
-                rd_kafka_topic_partition_list_destroy(a);
+        if (!err && s->parked_batch &&
+            rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                ORDO_LOG(ERROR, s->which,
+                         "msg=\"dead letters not confirmed; the log lines "
+                         "above name the parked events\"");
+        s->parked_batch = 0;
         return err;
+}
+
+/* Up to max messages: waits up to wait_ms for the first, then takes what
+ * is already there. */
+static size_t poll_batch(rd_kafka_t *consumer, rd_kafka_message_t **rkms,
+                         size_t max, int wait_ms) {
+        int64_t deadline = ordo_monotonic_ms() + wait_ms;
+        size_t n = 0;
+
+        while (n < max) {
+                int64_t left = deadline - ordo_monotonic_ms();
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(
+                    consumer, n ? 0 : (int)(left > 0 ? left : 0));
+                if (!m) {
+                        if (n || ordo_monotonic_ms() >= deadline)
+                                break;
+                        continue;
+                }
+                if (m->err) {
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                rkms[n++] = m;
+        }
+        return n;
+}
+
+int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
+                      const char *source, const char *stage, ordo_msg_t *msg,
+                      ordo_event_rec_t *rec) {
+        char why[256];
+
+        if (!m->payload || ordo_codec_decode(codec, m->payload, m->len, msg,
+                                             why, sizeof(why))) {
+                /* Only processors write these topics, so this is a foreign
+                 * writer: skip, loudly. */
+                ORDO_LOG(ERROR, stage,
+                         "msg=\"undecodable event skipped\" topic=%s "
+                         "partition=%d offset=%lld reason=\"%s\"",
+                         rd_kafka_topic_name(m->rkt), (int)m->partition,
+                         (long long)m->offset,
+                         m->payload ? why : "empty message");
+                return -1;
+        }
+        rec->msg = msg;
+        rec->source = source;
+        rec->partition = m->partition;
+        rec->offset = m->offset;
+        return 0;
+}
+
+/* Commits the offsets after the batch's messages and frees them. Issued
+ * only after the writes are acknowledged, and asynchronous: waiting for
+ * the coordinator's answer would add a round trip to every batch's
+ * latency. A lost or failed commit means redelivery, which the guards
+ * absorb (read-models.md "Idempotence and recovery"). */
+static void commit_batch(rd_kafka_t *consumer, const char *which,
+                         rd_kafka_message_t **rkms, size_t n) {
+        rd_kafka_topic_partition_list_t *offsets =
+            rd_kafka_topic_partition_list_new(8);
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                const char *t = rd_kafka_topic_name(rkms[i]->rkt);
+                rd_kafka_topic_partition_t *e =
+                    rd_kafka_topic_partition_list_find(offsets, t,
+                                                       rkms[i]->partition);
+                if (!e)
+                        e = rd_kafka_topic_partition_list_add(
+                            offsets, t, rkms[i]->partition);
+                e->offset = rkms[i]->offset + 1;
+                rd_kafka_message_destroy(rkms[i]);
+        }
+        if (rd_kafka_commit(consumer, offsets, 1))
+                ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
+        rd_kafka_topic_partition_list_destroy(offsets);
 }
 
 ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
@@ -108,8 +188,8 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                                volatile sig_atomic_t *stop, char *errstr,
                                size_t errstr_size) {
         const char *which = stage->name;
-        store_t store = { which, { NULL, NULL } };
-        char group[256], name[256], why[256];
+        store_t store;
+        char group[256], name[256];
         rd_kafka_t *consumer = NULL;
         rd_kafka_topic_partition_list_t *topics;
         ordo_codec_t *codec = NULL;
@@ -121,6 +201,8 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         int64_t applied = 0, skipped = 0, last_log = ordo_monotonic_ms();
         ordo_err_t err = ORDO_ERR_OK;
 
+        memset(&store, 0, sizeof(store));
+        store.which = which;
         if (max < 1)
                 max = 1;
         /* Wait for the store rather than fail: it may start after us. */
@@ -136,16 +218,24 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         rkms = calloc(max, sizeof(*rkms));
         msgs = calloc(max, sizeof(*msgs));
         recs = calloc(max, sizeof(*recs));
+        store.msg_of = calloc(max, sizeof(*store.msg_of));
+        store.rkms = rkms;
+        store.recs = recs;
+        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, store.dead,
+                        sizeof(store.dead));
+        store.dlq = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
+                                            errstr_size);
         codec = ordo_codec_new(errstr, errstr_size);
         ordo_kafka_group(conf, stage->group, group, sizeof(group));
         consumer = ordo_kafka_consumer_new(conf, group, NULL, NULL, errstr,
                                            errstr_size);
-        if (!rkms || !msgs || !recs) {
+        store.consumer = consumer;
+        if (!rkms || !msgs || !recs || !store.msg_of) {
                 snprintf(errstr, errstr_size, "out of memory");
                 err = ORDO_ERR_NOMEM;
                 goto done;
         }
-        if (!codec || !consumer) {
+        if (!store.dlq || !codec || !consumer) {
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
@@ -165,97 +255,46 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         ORDO_LOG(INFO, which, "msg=started group=%s", group);
 
         while (!*stop) {
-                int64_t deadline = ordo_monotonic_ms() + wait_ms;
-                size_t k = 0;
-                rd_kafka_topic_partition_list_t *offsets;
+                size_t k = 0,
+                       plen = strlen(ordo_config_get(conf, "topic.prefix"));
                 ordo_metrics_poll(which, consumer);
-                n = 0;
-                while (n < max) {
-                        int64_t left = deadline - ordo_monotonic_ms();
-                        rd_kafka_message_t *m = rd_kafka_consumer_poll(
-                            consumer, n ? 0 : (int)(left > 0 ? left : 0));
-                        if (!m) {
-                                if (n || ordo_monotonic_ms() >= deadline)
-                                        break;
-                                continue;
-                        }
-                        if (m->err) {
-                                rd_kafka_message_destroy(m);
-                                continue;
-                        }
-                        rkms[n++] = m;
-                }
-                if (!n)
-                        continue;
+                n = poll_batch(consumer, rkms, max, wait_ms);
                 for (i = 0; i < n; i++) {
                         const char *t = rd_kafka_topic_name(rkms[i]->rkt);
-                        size_t plen =
-                            strlen(ordo_config_get(conf, "topic.prefix"));
-                        if (!rkms[i]->payload ||
-                            ordo_codec_decode(codec, rkms[i]->payload,
-                                              rkms[i]->len, &msgs[k], why,
-                                              sizeof(why))) {
-                                /* Only processors write these topics, so
-                                 * this is a foreign writer: skip, loudly. */
-                                ORDO_LOG(ERROR, which,
-                                         "msg=\"undecodable event skipped\" "
-                                         "topic=%s partition=%d offset=%lld "
-                                         "reason=\"%s\"",
-                                         t, (int)rkms[i]->partition,
-                                         (long long)rkms[i]->offset, why);
+                        if (ordo_decode_event(codec, rkms[i],
+                                              strlen(t) > plen ? t + plen : t,
+                                              which, &msgs[k], &recs[k])) {
                                 skipped++;
                                 continue;
                         }
-                        recs[k].msg = &msgs[k];
-                        recs[k].source = strlen(t) > plen ? t + plen : t;
-                        recs[k].partition = rkms[i]->partition;
-                        recs[k].offset = rkms[i]->offset;
-                        k++;
+                        store.msg_of[k++] = i;
                 }
-                err = k ? apply_until_done(&store, consumer, recs, k, stop)
-                        : ORDO_ERR_OK;
-                if (err) {
+                if (k && apply_batch(&store, recs, k, stop)) {
                         /* Stopping mid-outage: nothing committed, the
                          * batch comes again on restart. */
                         snprintf(errstr, errstr_size,
                                  "stopped while the store was unavailable");
-                        err = ORDO_ERR_OK;
                         for (i = 0; i < n; i++)
                                 rd_kafka_message_destroy(rkms[i]);
                         break;
                 }
-                offsets = rd_kafka_topic_partition_list_new(8);
-                for (i = 0; i < n; i++) {
-                        const char *t = rd_kafka_topic_name(rkms[i]->rkt);
-                        rd_kafka_topic_partition_t *e =
-                            rd_kafka_topic_partition_list_find(
-                                offsets, t, rkms[i]->partition);
-                        if (!e)
-                                e = rd_kafka_topic_partition_list_add(
-                                    offsets, t, rkms[i]->partition);
-                        e->offset = rkms[i]->offset + 1;
-                        rd_kafka_message_destroy(rkms[i]);
-                }
-                /* Issued only after the writes are acknowledged, and
-                 * asynchronous: waiting for the coordinator's answer would
-                 * add a round trip to every batch's latency. A lost or
-                 * failed commit means redelivery, which the guards absorb
-                 * (read-models.md "Idempotence and recovery"). */
-                if (rd_kafka_commit(consumer, offsets, 1))
-                        ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
-                rd_kafka_topic_partition_list_destroy(offsets);
+                if (n)
+                        commit_batch(consumer, which, rkms, n);
                 for (i = 0; i < k; i++)
                         ordo_metrics_applied(which, msgs[i].meta.ts_ms);
                 applied += (int64_t)k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         ORDO_LOG(INFO, which,
-                                 "msg=progress applied=%lld skipped=%lld",
-                                 (long long)applied, (long long)skipped);
+                                 "msg=progress applied=%lld skipped=%lld "
+                                 "parked=%lld",
+                                 (long long)applied, (long long)skipped,
+                                 (long long)store.parked);
                         last_log = ordo_monotonic_ms();
                 }
         }
-        ORDO_LOG(INFO, which, "msg=stopped applied=%lld skipped=%lld",
-                 (long long)applied, (long long)skipped);
+        ORDO_LOG(
+            INFO, which, "msg=stopped applied=%lld skipped=%lld parked=%lld",
+            (long long)applied, (long long)skipped, (long long)store.parked);
 done:
         if (consumer) {
                 rd_kafka_consumer_close(consumer);
@@ -263,6 +302,11 @@ done:
         }
         ordo_codec_destroy(codec);
         ordo_store_close(&store.store);
+        if (store.dlq) {
+                rd_kafka_flush(store.dlq, 10000);
+                rd_kafka_destroy(store.dlq);
+        }
+        free(store.msg_of);
         free(rkms);
         free(msgs);
         free(recs);

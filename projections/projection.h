@@ -4,8 +4,10 @@
  *
  * Tuned for the Kafka consume loop: batches of a few hundred to a few
  * thousand events, one MongoDB bulk per collection and one Redis pipeline
- * per batch. Every write is idempotent, so the caller may re-apply the same
- * batch, or any overlapping prefix of it, after a crash or an outage:
+ * per batch, with the batch's events of one document or key folded into
+ * one guarded write (decision 0015). Every write is idempotent, so the
+ * caller may re-apply the same batch, or any overlapping prefix of it,
+ * after a crash or an outage:
  *   - a per-aggregate document or hash (activity, order, commission entry,
  *     stock) changes only when the event's version is newer than the one
  *     stored with it;
@@ -13,6 +15,16 @@
  *     event's source partition offset is newer than the one stored beside
  *     the total (same document in MongoDB, same Lua call in Redis).
  * The caller commits its Kafka offsets only after apply returns OK.
+ *
+ * Errors come in two kinds:
+ *   - ORDO_ERR_UNAVAILABLE: not now (network, shutdown, not primary,
+ *     loading, or a cause not known to be the data's): retry the same
+ *     batch later;
+ *   - anything else (ORDO_ERR_MONGO, ORDO_ERR_REDIS, ORDO_ERR_INVALID_ARG):
+ *     the store refuses a write of this batch (an int64 total overflowing,
+ *     a key of the wrong type): retrying can never succeed. Nothing of a
+ *     refused event's own write is applied; the rest of the batch may be.
+ *     ordo_store_apply_parking (project.h) narrows it to the events.
  *
  * A handle is not thread-safe (it holds one mongoc client or one hiredis
  * connection): use one per consuming thread.
@@ -25,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
 #include "messages.h"
 
@@ -51,9 +64,10 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri, const char *db,
 /* Accepts NULL. */
 void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p);
 /* Apply a batch in order; returns OK only when every write is
- * acknowledged. On ORDO_ERR_UNAVAILABLE / ORDO_ERR_MONGO the caller retries
- * the same batch later: re-applying a prefix or the whole batch never
- * double counts. Events that have no MongoDB read model are skipped. */
+ * acknowledged. On ORDO_ERR_UNAVAILABLE the caller retries the same batch
+ * later; ORDO_ERR_MONGO is permanent (above). Re-applying a prefix or the
+ * whole batch never double counts. Events that have no MongoDB read model
+ * are skipped. */
 ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
@@ -75,11 +89,33 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p);
 struct ordo_redis_login_s;
 void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
                                const struct ordo_redis_login_s *login);
-/* As ordo_mongo_proj_apply. ORDO_ERR_UNAVAILABLE when Redis cannot be
- * reached or is loading; the next call reconnects on its own.
- * ORDO_ERR_REDIS for a reply error (a key of the wrong type, OOM). */
+/* As ordo_mongo_proj_apply; the next call reconnects on its own.
+ * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full
+ * (OOM) or refuses our credentials; ORDO_ERR_REDIS (permanent) for a
+ * write it refuses (a key of the wrong type, a total that would
+ * overflow). */
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
+
+/* A whole database or key prefix, as rebuild and reconcile need it: 1 if
+ * it holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
+int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
+                       size_t errstr_size);
+int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
+                           char *errstr, size_t errstr_size);
+/* Drops the database when it holds only read-model collections (at least
+ * one), else ORDO_ERR_INVALID_ARG and why. The caller checks that it is
+ * not the live one. */
+ordo_err_t ordo_mongo_db_drop(const char *uri, const char *db, char *errstr,
+                              size_t errstr_size);
+/* Deletes every key of the prefix and its guard keys ("{<prefix>..."),
+ * connecting as configured (redis_conn.h),
+ * the prefix matched literally (at most 64 bytes). */
+ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
+                                  char *errstr, size_t errstr_size);
+/* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
+ * 2 * strlen(s) + 1 bytes. */
+void ordo__redis_glob_escape(const char *s, char *out);
 
 #endif

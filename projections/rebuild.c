@@ -20,8 +20,6 @@
 
 #include "project.h"
 
-#include <hiredis/hiredis.h>
-#include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +31,11 @@
 #include "kafka.h"
 #include "log.h"
 #include "projection.h"
-#include "redis_conn.h"
 #include "stages.h"
 #include "clock.h"
 
-#define BACKOFF_MAX_MS 5000
-
 /* A projection stage's inputs: every event topic (stages.h). */
 #define N_TOPICS ORDO_STAGE_INPUTS_MAX
-
-static const char *mongo_colls[] = { "activities", "orders", "commissions",
-                                     "earnings", "referrals" };
 
 typedef struct {
         char name[256];
@@ -52,205 +44,86 @@ typedef struct {
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
 
-void ordo__redis_glob_escape(const char *s, char *out) {
-        for (; *s; s++) {
-                if (strchr("*?[]\\^", *s))
-                        *out++ = '\\';
-                *out++ = *s;
-        }
-        *out = '\0';
-}
+#define REDIS_PREFIX_MAX 64 /* as the projection's (redis_proj.c) */
+#define MONGO_DB_MAX     63 /* MongoDB's own limit on database names */
 
-static int is_live(const char *which, const ordo_config_t *conf,
-                   const char *into) {
-        return !strcmp(into, ordo_config_get(conf, !strcmp(which, "mongo")
-                                                       ? "mongo.db"
-                                                       : "redis.prefix"));
-}
-
-/* Calls fn for every key matching pattern, in SCAN batches; stops early
- * when fn returns non-zero. -1 on a Redis error. */
-static int scan_keys(redisContext *c, const char *pattern,
-                     int (*fn)(redisContext *, redisReply *, void *),
-                     void *opaque) {
-        char cursor[32] = "0";
-        do {
-                redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000",
-                                             cursor, pattern);
-                int stop;
-                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-                        if (r)
-                                freeReplyObject(r);
-                        return -1;
-                }
-                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-                stop = r->element[1]->elements && fn(c, r->element[1], opaque);
-                freeReplyObject(r);
-                if (stop)
-                        return 0;
-        } while (strcmp(cursor, "0"));
-        return 0;
-}
-
-static int found_any(redisContext *c, redisReply *keys, void *opaque) {
-        (void)c;
-        (void)keys;
-        *(int *)opaque = 1;
-        return 1;
-}
-
-static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
-        size_t i;
-        for (i = 0; i < keys->elements; i++)
-                redisAppendCommand(c, "UNLINK %b", keys->element[i]->str,
-                                   (size_t)keys->element[i]->len);
-        for (i = 0; i < keys->elements; i++) {
-                redisReply *r = NULL;
-                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                        *(int *)opaque = -1;
-                        return 1;
-                }
-                freeReplyObject(r);
-        }
-        return 0;
-}
-
-/* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. */
-static int redis_each_prefix_key(redisContext *c, const char *prefix,
-                                 int (*fn)(redisContext *, redisReply *,
-                                           void *),
-                                 void *opaque) {
-        char esc[160], pat[170];
-        ordo__redis_glob_escape(prefix, esc);
-        snprintf(pat, sizeof(pat), "%s*", esc);
-        if (scan_keys(c, pat, fn, opaque))
-                return -1;
-        snprintf(pat, sizeof(pat), "{%s*", esc);
-        return scan_keys(c, pat, fn, opaque);
-}
-
-static mongoc_client_t *mongo_connect(const ordo_config_t *conf, char *errstr,
+/* Whether `name` may be a rebuild's target or a drop's: never the live
+ * one, nor anything whose keys could be the live read model's, nor a
+ * database that is not a plain name. 0, or -1 with the reason. */
+ordo_err_t ordo__rebuild_target_check(const char *which,
+                                      const ordo_config_t *conf,
+                                      const char *name, char *errstr,
                                       size_t errstr_size) {
-        bson_error_t e;
-        mongoc_uri_t *uri;
-        mongoc_client_t *client;
-        mongoc_init();
-        uri = mongoc_uri_new_with_error(ordo_config_get(conf, "mongo.uri"), &e);
-        if (!uri) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                return NULL;
-        }
-        if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-                mongoc_uri_set_option_as_int32(
-                    uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-        client = mongoc_client_new_from_uri_with_error(uri, &e);
-        mongoc_uri_destroy(uri);
-        if (!client)
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-        else
-                mongoc_client_set_error_api(client, 2);
-        return client;
-}
+        size_t len = name ? strlen(name) : 0;
 
-/* 1 if the target holds read-model data, 0 if not, -1 on error. */
-static int target_used(const char *which, const ordo_config_t *conf,
-                       const char *into, char *errstr, size_t errstr_size) {
-        int used = 0;
-        size_t i;
         if (!strcmp(which, "redis")) {
-                redisContext *c =
-                    ordo_redis_connect(conf, 10, errstr, errstr_size);
-                if (!c)
-                        return -1;
-                if (redis_each_prefix_key(c, into, found_any, &used)) {
-                        snprintf(errstr, errstr_size, "redis SCAN failed");
-                        used = -1;
-                }
-                redisFree(c);
-                return used;
+                const char *live = ordo_config_get(conf, "redis.prefix");
+                size_t ll = strlen(live);
+                if (!len)
+                        snprintf(errstr, errstr_size,
+                                 "an empty prefix matches every key of the "
+                                 "server");
+                else if (len > REDIS_PREFIX_MAX)
+                        snprintf(errstr, errstr_size,
+                                 "prefix longer than %d bytes",
+                                 REDIS_PREFIX_MAX);
+                else if (name[0] == '{')
+                        snprintf(errstr, errstr_size,
+                                 "a prefix may not start with '{' (the guard "
+                                 "keys' hash tag)");
+                else if (!strncmp(live, name, len))
+                        snprintf(errstr, errstr_size,
+                                 "\"%s\" is the live prefix \"%s\" or a "
+                                 "prefix of it: its keys include the live "
+                                 "read model",
+                                 name, live);
+                else if (!strncmp(name, live, ll))
+                        snprintf(errstr, errstr_size,
+                                 "\"%s\" starts with the live prefix \"%s\": "
+                                 "its keys are among the live read model's",
+                                 name, live);
+                else
+                        return ORDO_ERR_OK;
+                return ORDO_ERR_INVALID_ARG;
         }
-        mongoc_client_t *client = mongo_connect(conf, errstr, errstr_size);
-        if (!client)
-                return -1;
-        for (i = 0; i < 5 && !used; i++) {
-                mongoc_collection_t *coll =
-                    mongoc_client_get_collection(client, into, mongo_colls[i]);
-                bson_t filter = BSON_INITIALIZER;
-                bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-                bson_error_t e;
-                int64_t n = mongoc_collection_count_documents(
-                    coll, &filter, opts, NULL, NULL, &e);
-                if (n < 0) {
-                        snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                        used = -1;
-                } else if (n > 0)
-                        used = 1;
-                bson_destroy(opts);
-                mongoc_collection_destroy(coll);
-        }
-        mongoc_client_destroy(client);
-        return used;
+        if (!len || len > MONGO_DB_MAX || strpbrk(name, "/\\. \"$"))
+                snprintf(errstr, errstr_size,
+                         "\"%.80s\" is not a database name (1 to %d bytes, "
+                         "none of / \\ . space \" $)",
+                         name ? name : "", MONGO_DB_MAX);
+        else if (!strcmp(name, ordo_config_get(conf, "mongo.db")))
+                snprintf(errstr, errstr_size,
+                         "\"%s\" is the live database (mongo.db)", name);
+        else if (!strcmp(name, "admin") || !strcmp(name, "local") ||
+                 !strcmp(name, "config"))
+                snprintf(errstr, errstr_size, "\"%s\" is a system database",
+                         name);
+        else
+                return ORDO_ERR_OK;
+        return ORDO_ERR_INVALID_ARG;
 }
 
 ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
                              const char *into, char *errstr,
                              size_t errstr_size) {
-        ordo_err_t err = ORDO_ERR_OK;
-        if (is_live(which, conf, into)) {
-                snprintf(errstr, errstr_size,
-                         "refusing to drop the live target \"%s\"", into);
-                return ORDO_ERR_INVALID_ARG;
-        }
-        if (!strcmp(which, "redis")) {
-                int bad = 0;
-                redisContext *c =
-                    ordo_redis_connect(conf, 10, errstr, errstr_size);
-                if (!c)
-                        return ORDO_ERR_UNAVAILABLE;
-                if (redis_each_prefix_key(c, into, delete_keys, &bad) || bad) {
-                        snprintf(errstr, errstr_size,
-                                 "redis: deleting %s* failed", into);
-                        err = ORDO_ERR_REDIS;
-                }
-                redisFree(c);
-                return err;
-        }
-        mongoc_client_t *client = mongo_connect(conf, errstr, errstr_size);
-        mongoc_database_t *db;
-        bson_error_t e;
-        if (!client)
-                return ORDO_ERR_UNAVAILABLE;
-        db = mongoc_client_get_database(client, into);
-        if (!mongoc_database_drop(db, &e)) {
-                snprintf(errstr, errstr_size, "mongo: dropping %s: %s", into,
-                         e.message);
-                err = ORDO_ERR_MONGO;
-        }
-        mongoc_database_destroy(db);
-        mongoc_client_destroy(client);
-        return err;
+        ordo_err_t err =
+            ordo__rebuild_target_check(which, conf, into, errstr, errstr_size);
+        return err ? err
+                   : ordo_store_drop(which, conf, into, errstr, errstr_size);
 }
 
-/* As the live projection: a store outage pauses, it never skips. */
-static ordo_err_t apply_until_done(ordo_store_t *s,
-                                   const ordo_event_rec_t *recs, size_t n,
-                                   volatile sig_atomic_t *stop, char *errstr,
-                                   size_t errstr_size) {
-        int backoff = 100;
-        ordo_err_t err;
-        while ((err = ordo_store_apply(s, recs, n, errstr, errstr_size)) &&
-               (err == ORDO_ERR_UNAVAILABLE || err == ORDO_ERR_MONGO ||
-                err == ORDO_ERR_REDIS) &&
-               !*stop) {
-                ORDO_LOG(WARN, "rebuild",
-                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
-                         "error=\"%s\"",
-                         backoff, errstr);
-                usleep((useconds_t)backoff * 1000);
-                backoff =
-                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-        }
-        return err;
+/* An event the store refuses for good: logged and counted; the rebuild
+ * goes on (the live projection parked the same event). */
+static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
+                 const char *reason) {
+        ordo_rebuild_stats_t *st = opaque;
+        ORDO_LOG(ERROR, "rebuild",
+                 "msg=\"event refused by the store, parked\" topic=%s "
+                 "partition=%d offset=%lld type=%s err=%s reason=\"%s\"",
+                 rec->source, (int)rec->partition, (long long)rec->offset,
+                 ordo_msg_type_name(rec->msg->type), ordo_err_name(err),
+                 reason);
+        st->parked++;
 }
 
 /* The group must be new: committing into a live group would move a
@@ -324,6 +197,7 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         ordo_event_rec_t *recs = NULL;
         int64_t t0 = ordo_monotonic_ms(), last = t0, lo, hi;
         int i, p, open = 0, used;
+        char why[300];
         ordo_err_t err = ORDO_ERR_OK;
         const ordo_stage_t *stage =
             ordo_stage_find_kind(which, ORDO_STAGE_PROJECTION);
@@ -335,15 +209,14 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                          which);
                 return ORDO_ERR_INVALID_ARG;
         }
-        if (!into || !*into || is_live(which, conf, into)) {
+        if (ordo__rebuild_target_check(which, conf, into, why, sizeof(why))) {
                 snprintf(errstr, errstr_size,
-                         "--into \"%s\" is the live target (%s); rebuild into "
-                         "a new name, then switch",
-                         into ? into : "",
-                         !strcmp(which, "mongo") ? "mongo.db" : "redis.prefix");
+                         "--into: %s; rebuild into a new name (not the live "
+                         "target), then switch",
+                         why);
                 return ORDO_ERR_INVALID_ARG;
         }
-        used = target_used(which, conf, into, errstr, errstr_size);
+        used = ordo_store_target_used(which, conf, into, errstr, errstr_size);
         if (used) {
                 if (used > 0)
                         snprintf(errstr, errstr_size,
@@ -468,26 +341,13 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                                          "msg=\"consume error\" error=\"%s\"",
                                          rd_kafka_message_errstr(m));
                         } else if (m->offset < tp->end[part]) {
-                                char why[256];
-                                if (!m->payload ||
-                                    ordo_codec_decode(codec, m->payload, m->len,
-                                                      &msgs[n], why,
-                                                      sizeof(why))) {
-                                        ORDO_LOG(ERROR, "rebuild",
-                                                 "msg=\"undecodable event "
-                                                 "skipped\" topic=%s "
-                                                 "partition=%d offset=%lld",
-                                                 tp->name, (int)part,
-                                                 (long long)m->offset);
+                                if (ordo_decode_event(
+                                        codec, m,
+                                        ordo_topic_short(stage->inputs[tp - t]),
+                                        "rebuild", &msgs[n], &recs[n]))
                                         stats->skipped++;
-                                } else {
-                                        recs[n].msg = &msgs[n];
-                                        recs[n].source = ordo_topic_short(
-                                            stage->inputs[tp - t]);
-                                        recs[n].partition = part;
-                                        recs[n].offset = m->offset;
+                                else
                                         n++;
-                                }
                                 tp->next[part] = m->offset + 1;
                                 if (m->offset + 1 >= tp->end[part])
                                         done_part = 1;
@@ -509,8 +369,9 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                         rd_kafka_message_destroy(m);
                 }
                 if (flush && n) {
-                        err = apply_until_done(&store, recs, n, stop, errstr,
-                                               errstr_size);
+                        err = ordo_store_apply_until_done(
+                            &store, "rebuild", recs, n, park, stats, NULL, NULL,
+                            stop, errstr, errstr_size);
                         if (err)
                                 break;
                         stats->applied += (int64_t)n;
@@ -546,14 +407,18 @@ static void rebuild_help(void) {
                "from offset 0 of the\nfour event topics into a new "
                "database or key prefix NAME, with the live\nprojection's "
                "code, up to the end every partition had at the start. It "
-               "refuses\nNAME when it is the live target or already holds "
-               "data. The live read model\nis not touched: it keeps "
-               "serving, and stays until you drop it.\n\n"
+               "refuses\nNAME when it is the live target, overlaps it, or "
+               "already holds data. The live\nread model is not touched: it "
+               "keeps serving, and stays until you drop it.\n\n"
                "The switch: at the end the offsets reached are committed to "
                "a new consumer\ngroup, and the command prints how to run "
                "the projection on NAME from there:\n"
-               "  ordo project mongo -X mongo.db=NAME -X group.prefix=P\n"
-               "(redis: -X redis.prefix=NAME). Events written during the "
+               "  ordo [-X K=V ...] project mongo -X mongo.db=NAME -X "
+               "group.prefix=P\n"
+               "(redis: -X redis.prefix=NAME), where the -X K=V are every "
+               "setting this run\nhad that differs from the defaults (from "
+               "-c FILE, ORDO_* or -X; secrets are\nleft out and a line says "
+               "so). Events written during the "
                "rebuild are applied\nby that projection; then point front "
                "ends at NAME, stop the old projection,\nand drop the old "
                "target (`ordo -X mongo.db=NAME rebuild mongo --drop OLD`).\n\n"
@@ -567,10 +432,78 @@ static void rebuild_help(void) {
                "  --no-commit          do not commit offsets (a copy for "
                "inspection only)\n"
                "  --drop NAME          delete a rebuilt or retired target "
-               "instead (never the\n"
-               "                       live one)\n\n"
+               "instead: exactly\n"
+               "                       one; a Redis prefix matched "
+               "literally, never empty,\n"
+               "                       a prefix of the live one or under "
+               "it; a MongoDB\n"
+               "                       database only if it holds nothing "
+               "but ordo's\n"
+               "                       read-model collections and is not "
+               "live\n\n"
                "Exit status: 0 done, 1 failure, 2 usage. See "
                "docs/read-models.md.\n");
+}
+
+/* A value as one shell word. */
+static void print_shell_word(const char *v) {
+        const char *c;
+        if (*v &&
+            strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789_.,:/=@%+-") == strlen(v)) {
+                fputs(v, stdout);
+                return;
+        }
+        putchar('\'');
+        for (c = v; *c; c++)
+                if (*c == '\'')
+                        fputs("'\\''", stdout);
+                else
+                        putchar(*c);
+        putchar('\'');
+}
+
+/* A key whose value must not be printed (a password, or a URI that may
+ * carry one). */
+static int secret_key(const char *key, const char *value) {
+        return strstr(key, "password") || strstr(key, "secret") ||
+               strstr(key, "sasl") || strstr(key, "ssl.key") ||
+               (!strcmp(key, "mongo.uri") && strchr(value, '@'));
+}
+
+typedef struct {
+        ordo_config_t *defaults;
+        const char *skip1, *skip2;
+        int secrets;
+} flags_t;
+
+static void print_flag(void *opaque, const char *key, const char *value) {
+        flags_t *f = opaque;
+        const char *def = ordo_config_get(f->defaults, key);
+        if ((def && !strcmp(def, value)) || !strcmp(key, f->skip1) ||
+            !strcmp(key, f->skip2) || !strcmp(key, "log.level"))
+                return;
+        if (secret_key(key, value)) {
+                f->secrets++;
+                return;
+        }
+        printf(" -X ");
+        print_shell_word(key);
+        putchar('=');
+        print_shell_word(value);
+}
+
+/* "ordo" and every setting that differs from the defaults (from -c FILE,
+ * ORDO_* variables or -X), as -X flags, so the printed command runs with
+ * the configuration this one ran with (topics, brokers, stores). */
+static int print_ordo_with_config(const ordo_config_t *conf, const char *skip1,
+                                  const char *skip2) {
+        flags_t f = { ordo_config_new(), skip1, skip2, 0 };
+        fputs("ordo", stdout);
+        if (f.defaults)
+                ordo_config_foreach(conf, print_flag, &f);
+        ordo_config_destroy(f.defaults);
+        return f.secrets;
 }
 
 int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
@@ -578,7 +511,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         const char *key;
         char errstr[512], group[512], prefix[300];
         ordo_rebuild_stats_t st;
-        int i, commit = 1;
+        int i, commit = 1, secrets, targets = 0;
         ordo_err_t err;
 
         if (ordo_wants_help(argc, argv)) {
@@ -586,13 +519,15 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--into") && i + 1 < argc)
+                if (!strcmp(argv[i], "--into") && i + 1 < argc) {
                         into = argv[++i];
-                else if (!strcmp(argv[i], "--group-prefix") && i + 1 < argc)
+                        targets++;
+                } else if (!strcmp(argv[i], "--group-prefix") && i + 1 < argc)
                         gp = argv[++i];
-                else if (!strcmp(argv[i], "--drop") && i + 1 < argc)
+                else if (!strcmp(argv[i], "--drop") && i + 1 < argc) {
                         drop = argv[++i];
-                else if (!strcmp(argv[i], "--no-commit"))
+                        targets++;
+                } else if (!strcmp(argv[i], "--no-commit"))
                         commit = 0;
                 else if (!which && (!strcmp(argv[i], "mongo") ||
                                     !strcmp(argv[i], "redis")))
@@ -605,22 +540,23 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
-        if (!which || (!into == !drop)) {
+        if (!which || targets != 1) {
                 fprintf(stderr, "ordo rebuild: usage: ordo rebuild "
-                                "mongo|redis --into NAME | --drop NAME\n");
+                                "mongo|redis --into NAME | --drop NAME "
+                                "(exactly one target)\n");
                 return 2;
         }
         if (drop) {
                 if ((err = ordo_rebuild_drop(which, conf, drop, errstr,
                                              sizeof(errstr)))) {
-                        fprintf(stderr, "ordo rebuild: %s\n", errstr);
+                        fprintf(stderr, "ordo rebuild: --drop: %s\n", errstr);
                         return 1;
                 }
                 printf("dropped %s %s\n", which, drop);
                 return 0;
         }
         if (!gp) {
-                snprintf(prefix, sizeof(prefix), "%s%s.",
+                snprintf(prefix, sizeof(prefix), "%.200s%.64s.",
                          ordo_config_get(conf, "group.prefix"), into);
                 gp = prefix;
         }
@@ -634,20 +570,35 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 return 1;
         }
         printf("rebuilt %s into %s: %lld events applied, %lld undecodable "
-               "skipped, %.1f s, %.0f events/s\n",
+               "skipped, %lld refused by the store (logged), %.1f s, %.0f "
+               "events/s\n",
                which, into, (long long)st.applied, (long long)st.skipped,
-               (double)st.elapsed_ms / 1000.0,
+               (long long)st.parked, (double)st.elapsed_ms / 1000.0,
                st.elapsed_ms > 0
                    ? (double)st.applied * 1000.0 / (double)st.elapsed_ms
                    : 0.0);
         key = !strcmp(which, "mongo") ? "mongo.db" : "redis.prefix";
-        if (commit)
-                printf("offsets reached committed to consumer group %s\n"
-                       "switch: ordo project %s -X %s=%s -X group.prefix=%s\n"
-                       "then point front ends at %s, stop the old "
-                       "projection, and drop the old target:\n"
-                       "  ordo -X %s=%s rebuild %s --drop %s\n",
-                       group, which, key, into, gp, into, key, into, which,
-                       ordo_config_get(conf, key));
+        if (!commit)
+                return 0;
+        printf("offsets reached committed to consumer group %s\nswitch: ",
+               group);
+        secrets = print_ordo_with_config(conf, key, "group.prefix");
+        printf(" project %s -X %s=", which, key);
+        print_shell_word(into);
+        printf(" -X group.prefix=");
+        print_shell_word(gp);
+        printf("\nthen point front ends at %s, stop the old projection, and "
+               "drop the old target:\n  ",
+               into);
+        print_ordo_with_config(conf, key, "group.prefix");
+        printf(" -X %s=", key);
+        print_shell_word(into);
+        printf(" rebuild %s --drop ", which);
+        print_shell_word(ordo_config_get(conf, key));
+        putchar('\n');
+        if (secrets)
+                printf("(add the %d secret setting(s) of this run, not "
+                       "printed: -c FILE or ORDO_* variables)\n",
+                       secrets);
         return 0;
 }

@@ -19,6 +19,7 @@ typedef struct ordo_rebuild_stats_s {
                             * transaction markers take offsets too) */
         int64_t applied; /* events handed to the adapter */
         int64_t skipped; /* undecodable messages (a foreign writer) */
+        int64_t parked;  /* events the store refused for good (logged) */
         int64_t elapsed_ms;
 } ordo_rebuild_stats_t;
 
@@ -41,15 +42,22 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                             ordo_rebuild_stats_t *stats, char *errstr,
                             size_t errstr_size);
 
-/* Removes what a rebuild wrote under `into` (drops the database, or
- * deletes the keys of the prefix and their guard keys). Refuses the live
- * target of conf. */
+/* Removes what a rebuild wrote under `into`: deletes the keys of the
+ * prefix and their guard keys (the prefix matched literally), or drops the
+ * database when it holds only read-model collections. Refuses what
+ * ordo__rebuild_target_check refuses. */
 ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
                              const char *into, char *errstr,
                              size_t errstr_size);
 
-/* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
- * 2 * strlen(s) + 1 bytes. */
-void ordo__redis_glob_escape(const char *s, char *out);
+/* Whether `name` may be the target of a rebuild or a drop: not the live
+ * one (mongo.db, redis.prefix); a Redis prefix neither empty, nor a prefix
+ * of the live prefix, nor starting with it (their keys overlap), at most
+ * 64 bytes; a MongoDB name of at most 63 bytes, no system database.
+ * ORDO_ERR_INVALID_ARG and the reason otherwise. */
+ordo_err_t ordo__rebuild_target_check(const char *which,
+                                      const ordo_config_t *conf,
+                                      const char *name, char *errstr,
+                                      size_t errstr_size);
 
 #endif

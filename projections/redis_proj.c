@@ -38,7 +38,7 @@
 
 #define PREFIX_MAX 64
 #define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
-#define ARGS_MAX   16  /* the longest: OrderOpened, 13 */
+#define ARGS_MAX   32  /* the longest: OrderOpened, 23 */
 
 /* Set a string key from its version guard: KEYS stock, guard;
  * ARGV version, value. */
@@ -58,12 +58,14 @@ static const char lua_hset_newer[] =
     "redis.call('PERSIST', KEYS[1])\n"
     "return 1\n";
 
-/* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl. Never overwrites a
- * placed order (the same order_id may live in another activity). */
+/* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl, user_id. Never
+ * overwrites a placed order (the same order_id may live in another
+ * activity). The user_id lets a poller tell the attempt is its own. */
 static const char lua_reject_place[] =
     "local s = redis.call('HGET', KEYS[1], 'status')\n"
     "if s and s ~= 'REJECTED' then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1], "
+    "'user_id', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
     "return 1\n";
 
@@ -79,15 +81,51 @@ static const char lua_reject_order[] =
     "'last_rejection_command', ARGV[2], 'last_rejection_reason', ARGV[3])\n"
     "return 1\n";
 
-/* Earnings: KEYS hash, guard; ARGV source/partition, offset, d_pending,
- * d_settled, d_reversed. Returns the settled total either way. */
+/* Earnings: KEYS hash, guard; ARGV one or more entries of five:
+ * source/partition, offset, d_pending, d_settled, d_reversed (a chunk's
+ * commission events of one beneficiary, folded; each partition's in
+ * offset order). An entry applies when its offset is newer than its
+ * partition's guard. Returns the settled total either way.
+ * Every running total is checked before anything changes, so a refused
+ * call (a total that would leave int64) changes nothing: it answers
+ * ORDO_REFUSED and the caller parks the event. Lua numbers are doubles:
+ * the bound 9.2e18 leaves room for their rounding below 2^63; the
+ * increments themselves go to HINCRBY as the exact strings. */
 static const char lua_earn[] =
-    "local o = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '-1')\n"
-    "if tonumber(ARGV[2]) > o then\n"
-    "  redis.call('HINCRBY', KEYS[1], 'pending_cents', ARGV[3])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'settled_cents', ARGV[4])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'reversed_cents', ARGV[5])\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+    "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
+    "local cur, seen, todo = {}, {}, {}\n"
+    "for i = 1, 3 do\n"
+    "  cur[i] = tonumber(redis.call('HGET', KEYS[1], f[i]) or '0')\n"
+    "end\n"
+    "for j = 1, #ARGV, 5 do\n"
+    "  local src, off = ARGV[j], tonumber(ARGV[j + 1])\n"
+    "  local o = seen[src]\n"
+    "  if o == nil then\n"
+    "    o = tonumber(redis.call('HGET', KEYS[2], src) or '-1')\n"
+    "  end\n"
+    "  if off > o then\n"
+    "    for i = 1, 3 do\n"
+    "      local d = tonumber(ARGV[j + 1 + i])\n"
+    "      if not cur[i] or not d then\n"
+    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. "
+    "' is not a number')\n"
+    "      end\n"
+    "      cur[i] = cur[i] + d\n"
+    "      if cur[i] > 9.2e18 or cur[i] < -9.2e18 then\n"
+    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
+    "leave the int64 range')\n"
+    "      end\n"
+    "    end\n"
+    "    todo[#todo + 1] = j\n"
+    "    o = off\n"
+    "  end\n"
+    "  seen[src] = o\n"
+    "end\n"
+    "for _, j in ipairs(todo) do\n"
+    "  for i = 1, 3 do\n"
+    "    redis.call('HINCRBY', KEYS[1], f[i], ARGV[j + 1 + i])\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1])\n"
     "end\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
 
@@ -109,7 +147,7 @@ typedef struct cmd_s {
         int argc;
         const char *argv[ARGS_MAX];
         size_t len[ARGS_MAX];
-        char buf[640];
+        char buf[1024];
         size_t used;
         const char *leader; /* settlement: the user whose total is replied */
 } cmd_t;
@@ -121,8 +159,14 @@ struct ordo_redis_proj_s {
         int64_t ttl;
         redisContext *c;
         char sha[S__N][41];
-        int down;    /* last attempt failed: log the recovery */
-        cmd_t *cmds; /* CHUNK of them, reused */
+        int down;      /* last attempt failed: log the recovery */
+        cmd_t *cmds;   /* CHUNK of them, reused */
+        cmd_t scratch; /* an event's command before it is folded */
+        /* Coalescing: the chunk's command of each stock key and order
+         * hash, by an open-addressing table (index + 1 into cmds). */
+        const char *fold_id[2 * CHUNK];
+        int fold_kind[2 * CHUNK];
+        size_t fold_cmd[2 * CHUNK];
         ordo_redis_login_t login;
 };
 
@@ -172,10 +216,14 @@ static void disconnect(ordo_redis_proj_t *p) {
         p->c = NULL;
 }
 
-/* Errors that mean "not now": the server is starting, busy or failing
- * over. Anything else is a fault of ours or of the data. */
+/* Errors that mean "not now": the server is starting, busy, failing
+ * over, full or not letting us in (an operator's fix, not the data's).
+ * Anything else (ORDO_REFUSED, WRONGTYPE, a script error) is a write the
+ * store refuses: permanent for that event (projection.h). */
 static int transient(const char *s) {
         return !strncmp(s, "LOADING", 7) || !strncmp(s, "BUSY", 4) ||
+               !strncmp(s, "OOM", 3) || !strncmp(s, "NOAUTH", 6) ||
+               !strncmp(s, "NOPERM", 6) || !strncmp(s, "WRONGPASS", 9) ||
                !strncmp(s, "MASTERDOWN", 10) || !strncmp(s, "TRYAGAIN", 8) ||
                !strncmp(s, "READONLY", 8) || !strncmp(s, "CLUSTERDOWN", 11);
 }
@@ -380,10 +428,20 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 arg(k, "PENDING_PAYMENT");
                 arg(k, "reason");
                 arg(k, "");
+                arg(k, "user_id");
+                arg(k, m->u.open.user_id);
+                arg(k, "activity_id");
+                arg(k, m->u.open.activity_id);
+                arg(k, "qty");
+                argf(k, "%lld", (long long)m->u.open.qty);
                 arg(k, "amount_cents");
                 argf(k, "%lld", (long long)m->u.open.amount_cents);
                 arg(k, "refunded_cents");
                 arg(k, "0");
+                arg(k, "placed_ms");
+                argf(k, "%lld", (long long)m->u.open.placed_ms);
+                arg(k, "pay_deadline_ms");
+                argf(k, "%lld", (long long)m->u.open.pay_deadline_ms);
                 return 1;
         case ORDO_MSG_ORDER_PAID:
                 order_hash(p, k, m->u.payment.order_id, v);
@@ -431,6 +489,7 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
                         arg(k, j->reason);
                         argf(k, "%lld", (long long)p->ttl);
+                        arg(k, j->user_id);
                         return 1;
                 }
                 if (order_command(j->command_type)) {
@@ -514,8 +573,19 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         }
         for (i = 0; i < n; i++) {
                 cmd_t *k = &z[m];
+                size_t j;
 
                 if (!cmds[i].leader || totals[i] <= 0)
+                        continue;
+                /* One ZADD per user and chunk: the highest total (the
+                 * first of equal ones). */
+                for (j = 0; j < n; j++)
+                        if (j != i && cmds[j].leader &&
+                            !strcmp(cmds[j].leader, cmds[i].leader) &&
+                            (totals[j] > totals[i] ||
+                             (totals[j] == totals[i] && j < i)))
+                                break;
+                if (j < n)
                         continue;
                 arg(k, "ZADD");
                 argf(k, "%sleaderboard:settled", p->prefix);
@@ -530,6 +600,141 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         return err;
 }
 
+enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
+
+/* Which key an event's command writes under a version guard, so that the
+ * chunk's commands of one key may be folded into one. */
+static int fold_kind(const ordo_msg_t *m, const char **id) {
+        switch (m->type) {
+        case ORDO_MSG_ACTIVITY_CREATED:
+                *id = m->u.activity.activity_id;
+                return FOLD_STOCK;
+        case ORDO_MSG_STOCK_RESERVED:
+        case ORDO_MSG_STOCK_RELEASED:
+                *id = m->u.stock.activity_id;
+                return FOLD_STOCK;
+        case ORDO_MSG_ORDER_OPENED:
+                *id = m->u.open.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_PAID:
+                *id = m->u.payment.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_CANCELLED:
+                *id = m->u.release.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_RECEIVED:
+                *id = m->u.received.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_REFUNDED:
+                *id = m->u.refund.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_ORDER_SETTLED:
+                *id = m->u.settled.order_id;
+                return FOLD_ORDER;
+        case ORDO_MSG_COMMISSION_ACCRUED:
+        case ORDO_MSG_COMMISSION_REVERSED:
+        case ORDO_MSG_COMMISSION_SETTLED:
+                *id = m->u.commission.beneficiary_id;
+                return FOLD_EARN;
+        default:
+                return FOLD_NONE;
+        }
+}
+
+/* Argument i of k := the bytes of v, copied into k's buffer. 0 when the
+ * buffer is full (then the caller does not fold). */
+static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
+        if (k->used + len + 1 > sizeof(k->buf))
+                return 0;
+        memcpy(k->buf + k->used, v, len);
+        k->buf[k->used + len] = '\0';
+        k->argv[i] = k->buf + k->used;
+        k->len[i] = len;
+        k->used += len + 1;
+        return 1;
+}
+
+/* Folds s (the same script on the same key, a newer or older event of the
+ * same aggregate) into k. Both are "EVALSHA sha nkeys KEYS... version
+ * ARGS...": stock's ARGS is the value, which the newer version decides;
+ * an order hash's ARGS are field/value pairs, where a later event's value
+ * wins (events of one aggregate come in version order). Applying k is
+ * then what applying the two one after the other under their guards
+ * gives, whatever version is stored. Earnings append s's entry: the
+ * script guards each by its own partition offset. 0 when k has no room:
+ * not folded. */
+static int fold(cmd_t *k, const cmd_t *s, int kind) {
+        int vi = kind == FOLD_ORDER ? 4 : 5, i, j;
+        long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
+        size_t need = 0;
+
+        for (i = vi; i < s->argc; i++)
+                need += s->len[i] + 1;
+        if (k->used + need > sizeof(k->buf) || k->argc + s->argc > ARGS_MAX)
+                return 0;
+        if (kind == FOLD_EARN) { /* one more entry; the script orders them */
+                for (i = vi; i < s->argc; i++)
+                        set_arg(k, k->argc++, s->argv[i], s->len[i]);
+                if (s->leader)
+                        k->leader = s->leader;
+                return 1;
+        }
+        if (kind == FOLD_STOCK) {
+                if (sv > kv)
+                        return set_arg(k, vi, s->argv[vi], s->len[vi]) &&
+                               set_arg(k, vi + 1, s->argv[vi + 1],
+                                       s->len[vi + 1]);
+                return 1;
+        }
+        if (sv > kv)
+                set_arg(k, vi, s->argv[vi], s->len[vi]);
+        for (i = vi + 1; i + 1 < s->argc; i += 2) {
+                for (j = vi + 1; j + 1 < k->argc; j += 2)
+                        if (k->len[j] == s->len[i] &&
+                            !memcmp(k->argv[j], s->argv[i], s->len[i]))
+                                break;
+                if (j + 1 >= k->argc) {
+                        k->argv[k->argc] = s->argv[i]; /* a literal name */
+                        k->len[k->argc] = s->len[i];
+                        k->argc += 2;
+                }
+                set_arg(k, j + 1, s->argv[i + 1], s->len[i + 1]);
+        }
+        return 1;
+}
+
+/* Builds the command of r into the chunk: folded into the chunk's command
+ * of the same key when there is one, else a new command. Returns 1 when
+ * a new command was added at p->cmds[m]. */
+static int build_folded(ordo_redis_proj_t *p, const ordo_event_rec_t *r,
+                        size_t m) {
+        const char *id = NULL;
+        int kind = fold_kind(r->msg, &id);
+        size_t h = 1469598103934665603ULL ^ (size_t)kind, i;
+        const char *c;
+
+        if (kind == FOLD_NONE)
+                return build(p, &p->cmds[m], r);
+        for (c = id; *c; c++)
+                h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        i = h & (2 * CHUNK - 1);
+        for (; p->fold_cmd[i]; i = (i + 1) & (2 * CHUNK - 1))
+                if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id)) {
+                        if (!build(p, &p->scratch, r))
+                                return 0;
+                        if (fold(&p->cmds[p->fold_cmd[i] - 1], &p->scratch,
+                                 kind))
+                                return 0;
+                        break; /* no room: a new command, the key's now */
+                }
+        if (!build(p, &p->cmds[m], r))
+                return 0;
+        p->fold_id[i] = id;
+        p->fold_kind[i] = kind;
+        p->fold_cmd[i] = m + 1;
+        return 1;
+}
+
 static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                               const ordo_event_rec_t *recs, size_t n,
                               char *errstr, size_t errstr_size) {
@@ -538,6 +743,7 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
         int attempt, noscript;
         ordo_err_t err = ORDO_ERR_OK;
 
+        memset(p->fold_cmd, 0, sizeof(p->fold_cmd));
         for (i = 0; i < n; i++) {
                 const ordo_msg_t *msg = recs[i].msg;
 
@@ -556,7 +762,7 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                                  i, ordo_msg_type_name(msg->type));
                         return ORDO_ERR_INVALID_ARG;
                 }
-                if (build(p, &p->cmds[m], &recs[i]))
+                if (build_folded(p, &recs[i], m))
                         m++;
         }
         if (!m)
@@ -595,4 +801,111 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                         return err;
         }
         return ORDO_ERR_OK;
+}
+
+/* ---- a whole prefix: whether it is used, and dropping it ------------- */
+
+void ordo__redis_glob_escape(const char *s, char *out) {
+        for (; *s; s++) {
+                if (strchr("*?[]\\^", *s))
+                        *out++ = '\\';
+                *out++ = *s;
+        }
+        *out = '\0';
+}
+
+/* Calls fn for every key matching pattern, in SCAN batches; stops early
+ * when fn returns non-zero. -1 on a Redis error. */
+static int scan_keys(redisContext *c, const char *pattern,
+                     int (*fn)(redisContext *, redisReply *, void *),
+                     void *opaque) {
+        char cursor[32] = "0";
+        do {
+                redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000",
+                                             cursor, pattern);
+                int stop;
+                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                        if (r)
+                                freeReplyObject(r);
+                        return -1;
+                }
+                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+                stop = r->element[1]->elements && fn(c, r->element[1], opaque);
+                freeReplyObject(r);
+                if (stop)
+                        return 0;
+        } while (strcmp(cursor, "0"));
+        return 0;
+}
+
+static int found_any(redisContext *c, redisReply *keys, void *opaque) {
+        (void)c;
+        (void)keys;
+        *(int *)opaque = 1;
+        return 1;
+}
+
+static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
+        size_t i;
+        for (i = 0; i < keys->elements; i++)
+                redisAppendCommand(c, "UNLINK %b", keys->element[i]->str,
+                                   (size_t)keys->element[i]->len);
+        for (i = 0; i < keys->elements; i++) {
+                redisReply *r = NULL;
+                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                        *(int *)opaque = -1;
+                        return 1;
+                }
+                freeReplyObject(r);
+        }
+        return 0;
+}
+
+/* For each pattern "<prefix>*" and "{<prefix>*" (guard keys): fn. The
+ * prefix is matched literally (its glob characters escaped); one longer
+ * than PREFIX_MAX is an error. */
+static int redis_each_prefix_key(redisContext *c, const char *prefix,
+                                 int (*fn)(redisContext *, redisReply *,
+                                           void *),
+                                 void *opaque) {
+        char esc[2 * PREFIX_MAX + 1], pat[sizeof(esc) + 2];
+        if (strlen(prefix) > PREFIX_MAX)
+                return -1;
+        ordo__redis_glob_escape(prefix, esc);
+        snprintf(pat, sizeof(pat), "%s*", esc);
+        if (scan_keys(c, pat, fn, opaque))
+                return -1;
+        snprintf(pat, sizeof(pat), "{%s*", esc);
+        return scan_keys(c, pat, fn, opaque);
+}
+
+int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
+                           char *errstr, size_t errstr_size) {
+        int used = 0;
+        redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
+        if (!c)
+                return -1;
+        if (redis_each_prefix_key(c, prefix, found_any, &used)) {
+                snprintf(errstr, errstr_size, "redis SCAN of %.80s failed",
+                         prefix);
+                used = -1;
+        }
+        redisFree(c);
+        return used;
+}
+
+ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
+                                  char *errstr, size_t errstr_size) {
+        int bad = 0;
+        ordo_err_t err = ORDO_ERR_OK;
+        redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
+        if (!c)
+                return ORDO_ERR_UNAVAILABLE;
+        if (redis_each_prefix_key(c, prefix, delete_keys, &bad) || bad) {
+                snprintf(errstr, errstr_size, "redis: deleting %.80s* failed",
+                         prefix);
+                err = ORDO_ERR_REDIS;
+        }
+        redisFree(c);
+        return err;
 }

@@ -168,6 +168,81 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
         return behind;
 }
 
+#define DEAD_SCAN_MAX 100000 /* dead letters read per `ordo lag`, at most */
+
+/* The dead-letters topic, counted by the stage that wrote them (header
+ * ordo.stage; processors' have none), with the projections' last reason:
+ * an event a store refused for good is parked there and no longer shows
+ * as lag (operating.md). */
+static void dead_letters(lag_t *l, FILE *out) {
+        char topic[256], errstr[512], last[512] = "";
+        int64_t n_proc = 0, n_mongo = 0, n_redis = 0, seen = 0, lo, hi;
+        int np, i;
+
+        ordo_topic_name(l->conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
+        np = ordo_kafka_partitions(l->probe, topic, errstr, sizeof(errstr));
+        for (i = 0; i < np && seen < DEAD_SCAN_MAX; i++) {
+                rd_kafka_topic_partition_list_t *tp;
+                int idle = 0;
+                if (ordo_kafka_watermarks(l->probe, topic, i, &lo, &hi, errstr,
+                                          sizeof(errstr)) ||
+                    hi <= lo)
+                        continue;
+                tp = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(tp, topic, i)->offset = lo;
+                rd_kafka_assign(l->probe, tp);
+                rd_kafka_topic_partition_list_destroy(tp);
+                while (idle < 20 && seen < DEAD_SCAN_MAX) {
+                        rd_kafka_message_t *m =
+                            rd_kafka_consumer_poll(l->probe, 100);
+                        rd_kafka_headers_t *h;
+                        const void *v;
+                        size_t len;
+                        int stop;
+                        if (!m) {
+                                idle++;
+                                continue;
+                        }
+                        stop = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+                               (!m->err && m->offset + 1 >= hi);
+                        if (!m->err) {
+                                seen++;
+                                if (rd_kafka_message_headers(m, &h) ||
+                                    rd_kafka_header_get_last(h, "ordo.stage",
+                                                             &v, &len))
+                                        n_proc++;
+                                else {
+                                        const void *why = "";
+                                        size_t wl = 0;
+                                        if (len == 13 &&
+                                            !memcmp(v, "project.mongo", 13))
+                                                n_mongo++;
+                                        else
+                                                n_redis++;
+                                        rd_kafka_header_get_last(
+                                            h, "ordo.error", &why, &wl);
+                                        snprintf(last, sizeof(last),
+                                                 "%.*s at offset %lld: %.*s",
+                                                 (int)len, (const char *)v,
+                                                 (long long)m->offset, (int)wl,
+                                                 (const char *)why);
+                                }
+                        }
+                        rd_kafka_message_destroy(m);
+                        if (stop)
+                                break;
+                }
+                rd_kafka_assign(l->probe, NULL);
+        }
+        fprintf(out,
+                "dead letters: %lld%s (processors %lld; parked by "
+                "project.mongo %lld, project.redis %lld)\n",
+                (long long)seen, seen >= DEAD_SCAN_MAX ? "+" : "",
+                (long long)n_proc, (long long)n_mongo, (long long)n_redis);
+        if (*last)
+                fprintf(out, "last parked: %s (see operating.md)\n", last);
+}
+
 int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t hw;
@@ -178,7 +253,10 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                        "commission mongo redis) and input partition, the\n"
                        "committed offset, the end of the partition, and "
                        "whether anything is left\nto read (transaction "
-                       "markers count in the raw lag). Exit status 0.\n");
+                       "markers count in the raw lag); then the dead "
+                       "letters by the\nstage that wrote them, with the "
+                       "last event a projection parked because\nits store "
+                       "refused it. Exit status 0.\n");
                 return 0;
         }
         if (lag_open(&l, conf))
@@ -188,6 +266,8 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                 return 2;
         }
         behind = lag_pass(&l, stdout, &hw);
+        if (behind >= 0)
+                dead_letters(&l, stdout);
         lag_close(&l);
         if (behind < 0)
                 return 1;

@@ -105,7 +105,7 @@ class Model:
     def __init__(self):
         self.activities = {}
         self.orders = {}
-        # order_id -> reason of the last rejected PlaceOrder/OpenOrder
+        # order_id -> (reason, user_id) of the last rejected PlaceOrder
         # attempt (Redis shows it unless a placed order has that id)
         self.rejected_attempts = {}
         self.parent = {}           # user_id -> (parent_id, bound_ms)
@@ -151,8 +151,8 @@ class Model:
         self.activities[aid] = Activity(c)
         return "OK"
 
-    def _reject_attempt(self, oid, aid, reason):
-        self.rejected_attempts[oid] = reason
+    def _reject_attempt(self, oid, aid, uid, reason):
+        self.rejected_attempts[oid] = (reason, uid)
         return self._reject("PlaceOrder", aid, reason)
 
     def _PlaceOrder(self, c, ts):
@@ -160,22 +160,22 @@ class Model:
                               c["qty"])
         act = self.activities.get(aid)
         if act is None:
-            return self._reject_attempt(oid, aid, "UNKNOWN_ACTIVITY")
+            return self._reject_attempt(oid, aid, uid, "UNKNOWN_ACTIVITY")
         if oid in act.seen_orders:
             return self._ignore("PlaceOrder", aid)
         act.seen_orders.add(oid)
         if qty < 1:
-            return self._reject_attempt(oid, aid, "INVALID_QTY")
+            return self._reject_attempt(oid, aid, uid, "INVALID_QTY")
         if ts < act.start_ms:
-            return self._reject_attempt(oid, aid, "NOT_STARTED")
+            return self._reject_attempt(oid, aid, uid, "NOT_STARTED")
         if ts >= act.end_ms:
-            return self._reject_attempt(oid, aid, "ENDED")
+            return self._reject_attempt(oid, aid, uid, "ENDED")
         if act.user_active.get(uid, 0) + qty > act.per_user_limit:
-            return self._reject_attempt(oid, aid, "LIMIT_EXCEEDED")
+            return self._reject_attempt(oid, aid, uid, "LIMIT_EXCEEDED")
         if act.remaining == 0:
-            return self._reject_attempt(oid, aid, "SOLD_OUT")
+            return self._reject_attempt(oid, aid, uid, "SOLD_OUT")
         if act.remaining < qty:
-            return self._reject_attempt(oid, aid, "INSUFFICIENT_STOCK")
+            return self._reject_attempt(oid, aid, uid, "INSUFFICIENT_STOCK")
         act.reserved += qty
         act.user_active[uid] = act.user_active.get(uid, 0) + qty
         # OpenOrder, keyed by order_id, to the order processor.
@@ -385,8 +385,8 @@ class Model:
         return {o.order_id: {
             "activity_id": o.activity_id, "user_id": o.user_id,
             "qty": o.qty, "amount_cents": o.amount_cents,
-            "status": o.status, "reason": o.reason,
-            "payment_id": o.payment_id,
+            "status": o.status, "reason": o.reason or None,
+            "payment_id": o.payment_id or None,
             "refunded_cents": o.refunded_cents, "placed_ms": o.placed_ms,
             "pay_deadline_ms": o.pay_deadline_ms, "paid_ms": o.paid_ms,
             "received_ms": o.received_ms, "settled_ms": o.settled_ms}
@@ -408,13 +408,17 @@ class Model:
     def redis_orders(self):
         """order_id -> expected hash fields (only the ones we compare)."""
         out = {}
-        for oid, reason in self.rejected_attempts.items():
-            out[oid] = {"status": "REJECTED", "reason": reason}
+        for oid, (reason, uid) in self.rejected_attempts.items():
+            out[oid] = {"status": "REJECTED", "reason": reason,
+                        "user_id": uid}
         for o in self.orders.values():   # a placed order wins
             out[o.order_id] = {
                 "status": o.status, "reason": o.reason,
-                "amount_cents": str(o.amount_cents),
-                "refunded_cents": str(o.refunded_cents)}
+                "user_id": o.user_id, "activity_id": o.activity_id,
+                "qty": str(o.qty), "amount_cents": str(o.amount_cents),
+                "refunded_cents": str(o.refunded_cents),
+                "placed_ms": str(o.placed_ms),
+                "pay_deadline_ms": str(o.pay_deadline_ms)}
         return out
 
     def leaderboard(self):

@@ -254,14 +254,18 @@ def compare_docs(d, coll, expected, actual, fields):
         a = {f: norm(actual[k].get(f)) for f in fields if f in actual[k]}
         d.note("%s[%s]: unexpected document %s" % (
             coll, k, json.dumps(a, sort_keys=True, default=str)))
-    # docs/read-models.md: "Timestamps not reached yet are 0 (not null)".
+    # DESIGN.md: a field not reached yet (expected None) is absent or
+    # null, never 0 or "".
     for k in sorted(expected.keys() & actual.keys()):
         e, a = expected[k], actual[k]
         for f in fields:
             if f not in e:
                 continue
-            want = 0 if e[f] is None else e[f]
-            if f not in a:
+            want = e[f]
+            if want is None:
+                if a.get(f) is not None:
+                    d.add("%s[%s]" % (coll, k), f, "<absent>", norm(a[f]))
+            elif f not in a:
                 d.add("%s[%s]" % (coll, k), f, want, "<absent>")
             elif norm(a[f]) != want:
                 d.add("%s[%s]" % (coll, k), f, want, norm(a[f]))

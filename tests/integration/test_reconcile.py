@@ -31,6 +31,7 @@ import argparse
 import os
 import random
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -163,6 +164,92 @@ def committed_at_end(group, tag):
     return ok
 
 
+def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
+    """Issue 15 item 5: a drop names one target, never the live read model
+    nor anything overlapping it, matches a Redis prefix literally, drops
+    only a database of read-model collections."""
+    live_keys = len(r.scan(ordo.prefix + "*"))
+
+    def refused(what, *args):
+        p = ordo.call("rebuild", *args, check=False)
+        check("drop refuses %s" % what, p.returncode == 1 and
+              "--drop" in p.stderr, "exit %d: %s" % (p.returncode,
+                                                      p.stderr[-500:]))
+    refused("the live prefix without its colon", "redis", "--drop", tag)
+    refused("the live prefix", "redis", "--drop", ordo.prefix)
+    refused("an empty prefix", "redis", "--drop", "")
+    refused("a prefix under the live one", "redis", "--drop",
+            ordo.prefix + "stock")
+    refused("a 300-byte prefix", "redis", "--drop", "x" * 300)
+    refused("a 300-byte database name", "mongo", "--drop", "x" * 300)
+    refused("the live database", "mongo", "--drop", ordo.db)
+    refused("admin", "mongo", "--drop", "admin")
+    foreign = tag + "_foreign"
+    mongo[foreign]["notours"].insert_one({"_id": 1})
+    refused("a database that is not a read model", "mongo", "--drop",
+            foreign)
+    check("the foreign database is still there",
+          mongo[foreign]["notours"].count_documents({}) == 1)
+    mongo.drop_database(foreign)
+    p = ordo.call("rebuild", "redis", "--drop", new_prefix, "--drop",
+                  new_prefix, check=False)
+    check("a drop names exactly one target", p.returncode == 2, p.stderr)
+    check("the live keys are all still there",
+          live_keys > 0 and len(r.scan(ordo.prefix + "*")) == live_keys)
+    # Glob characters are literal: "<tag>rb*" is not "<tag>rb:...".
+    star = tag + "rb*"
+    r.cmd("SET", star + "k", "1")
+    before = len(r.scan(new_prefix + "*"))
+    ordo.call("rebuild", "redis", "--drop", star)
+    check("a prefix with '*' drops only its literal keys",
+          r.cmd("GET", star + "k") is None and before > 0 and
+          len(r.scan(new_prefix + "*")) == before)
+
+
+def store_refusal(ordo, live, r, m, workdir, t):
+    live.earnings.insert_one({"_id": "refused-ref", "pending_cents": "x",
+                              "settled_cents": 0, "reversed_cents": 0})
+    r.cmd("SET", ordo.prefix + "earnings:refused-ref", "not a hash")
+    ordo.start()
+    # Phases: a payment must find its order opened (the saga's OpenOrder).
+    run_phases(ordo, [
+        ("refusal-setup", [
+            E.create("refusal-act", 1000, 10, 5, t, t + 10 ** 9, t + 1,
+                     commission_bps=[1000]),
+            E.create("other-act", 500, 10, 5, t, t + 10 ** 9, t + 2),
+            E.bind("refused-buyer", "refused-ref", t + 3)]),
+        ("refusal-place", [
+            E.place("ref-o1", "refusal-act", "refused-buyer", 1, t + 4)]),
+        ("refusal-pay", [
+            E.pay("ref-o1", "pay-ref-o1", 1000, t + 5),
+            E.place("other-o1", "other-act", "other-user", 1, t + 6)])],
+        workdir, m)
+    h = E.hash_of(r.cmd("HGETALL", ordo.prefix + "order:other-o1")) or {}
+    check("refusal: another activity's order reaches both read models",
+          live.orders.find_one({"_id": "other-o1"}) is not None and
+          h.get("status") == "PENDING_PAYMENT", str(h))
+    o = live.orders.find_one({"_id": "ref-o1"}) or {}
+    h = E.hash_of(r.cmd("HGETALL", ordo.prefix + "order:ref-o1")) or {}
+    check("refusal: the refused user's order itself is PAID in both",
+          o.get("status") == "PAID" and h.get("status") == "PAID",
+          "%s %s" % (o, h))
+    p = ordo.call("lag")
+    mo = re.search(r"parked by project.mongo (\d+), project.redis (\d+)",
+                   p.stdout)
+    check("refusal: `ordo lag` shows the parked events of both stores",
+          mo and int(mo.group(1)) >= 1 and int(mo.group(2)) >= 1 and
+          "last parked: project." in p.stdout, p.stdout[-600:])
+    ordo.stop()
+    log = open(ordo.run_log).read()
+    check("refusal: logged as refused and parked, not as an outage",
+          "event refused by the store, parked on dead-letters" in log and
+          log.count("store unavailable, retrying") == 0,
+          ordo.log_tail())
+    rc, out, err = reconcile(ordo)
+    check("refusal: reconcile finishes and reports the planted earnings",
+          rc == 1 and "refused-ref" in out, out[-1500:] + err[-800:])
+
+
 def parse_args(name):
     """ORDO_BINARY [--seed N] [--keep]; a random seed, printed, if none."""
     ap = argparse.ArgumentParser()
@@ -219,16 +306,24 @@ def main():
         # 3. Rebuild into new names equals the live read models.
         p = ordo.call("rebuild", "mongo", "--into", new_db, timeout=1200)
         print("  " + p.stdout.splitlines()[0])
-        sw = re.search(r"switch: ordo project mongo (.*)", p.stdout)
+        sw = re.search(r"switch: (ordo .* project mongo .*)", p.stdout)
         check("rebuild mongo prints the switch command", sw, p.stdout)
+        check("the switch command carries the topic prefix",
+              sw and "-X topic.prefix=%s." % tag in sw.group(1), p.stdout)
         grp = re.search(r"committed to consumer group (\S+)", p.stdout)
         check("rebuild mongo commits the ends it reached to a new group",
               grp and committed_at_end(grp.group(1), tag), p.stdout)
         check("rebuild mongo == live (pymongo, every document and field)",
               mongo_dump(mongo[new_db]) == mongo_dump(live))
-        p = ordo.call("rebuild", "redis", "--into", new_prefix,
-                      timeout=1200)
+        conf_file = os.path.join(workdir, "rebuild.conf")
+        with open(conf_file, "w") as f:
+            f.write("redis.rejected.ttl.s=3600\n")
+        p = ordo.call("-c", conf_file, "rebuild", "redis", "--into",
+                      new_prefix, timeout=1200)
         print("  " + p.stdout.splitlines()[0])
+        check("the switch command carries what -c FILE set",
+              re.search(r"switch: ordo .*-X redis.rejected.ttl.s=3600 .*"
+                        r"project redis", p.stdout), p.stdout)
         check("rebuild redis == live (every data key and the leaderboard)",
               redis_dump(r, new_prefix) == redis_dump(r, ordo.prefix))
         p = ordo.call("rebuild", "mongo", "--into", ordo.db, check=False)
@@ -238,13 +333,17 @@ def main():
         check("rebuild refuses a target that holds data",
               p.returncode == 1 and "already holds" in p.stderr, p.stderr)
 
+        drop_safety(ordo, mongo, r, tag, new_db, new_prefix)
+
         # The switch: events written after the rebuild reach the new db
-        # through the group the rebuild committed to.
+        # through the group the rebuild committed to, with the command
+        # exactly as printed (no ORDO_* variables, no flags of ours).
         ordo.start()
-        flags = sw.group(1).split() if sw else []
-        proj = subprocess.Popen([args.ordo] + ordo.flags + ["project",
-                                                            "mongo"] + flags,
-                                env=ordo.env, stdout=subprocess.DEVNULL,
+        argv = shlex.split(sw.group(1)) if sw else ["ordo"]
+        clean = {k: v for k, v in ordo.env.items()
+                 if not k.startswith("ORDO_")}
+        proj = subprocess.Popen([args.ordo] + argv[1:],
+                                env=clean, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(workdir,
                                                          "switch.log"), "w"))
         extra = [E.create("late", 500, 10, 5, t0, t0 + 10 ** 9, t0 + 5),
@@ -306,6 +405,11 @@ def main():
               "reconcile: mongo" not in out2 and
               len([ln for ln in out2.splitlines()
                    if ln.startswith("DIFF")]) == 1, out2[-1500:])
+
+        # 5. A write the store refuses (issue 14): a beneficiary whose
+        # earnings have the wrong type in both stores. Its events are
+        # parked; every other order, activity and user goes on.
+        store_refusal(ordo, live, r, m, workdir, t0 + 3000000)
     except Exception as e:  # noqa: BLE001 (count it)
         import traceback
         traceback.print_exc()

@@ -1,0 +1,144 @@
+/*
+ * ordo - the read-model store interface (store.h): one MongoDB or one
+ * Redis adapter behind open, apply and close, and the narrowing of a
+ * batch the store refuses to the events it refuses.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "redis_conn.h"
+
+ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
+                           const ordo_config_t *conf, const char *target,
+                           char *errstr, size_t errstr_size) {
+        s->mongo = NULL;
+        s->redis = NULL;
+        if (!strcmp(which, "mongo"))
+                s->mongo = ordo_mongo_proj_new(
+                    ordo_config_get(conf, "mongo.uri"),
+                    target ? target : ordo_config_get(conf, "mongo.db"), errstr,
+                    errstr_size);
+        else
+                s->redis = ordo_redis_proj_new(
+                    ordo_config_get(conf, "redis.host"),
+                    (int)ordo_config_get_int(conf, "redis.port"),
+                    target ? target : ordo_config_get(conf, "redis.prefix"),
+                    ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
+                    errstr_size);
+        if (s->redis) {
+                ordo_redis_login_t login;
+                ordo_redis_login_from(conf, &login);
+                ordo_redis_proj_set_login(s->redis, &login);
+        }
+        return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
+}
+
+ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
+                            size_t n, char *errstr, size_t errstr_size) {
+        if (s->mongo)
+                return ordo_mongo_proj_apply(s->mongo, recs, n, errstr,
+                                             errstr_size);
+        return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
+}
+
+int ordo_store_err_permanent(ordo_err_t err) {
+        /* Out of memory is ours and passes; everything else but an
+         * outage is the store refusing the write. */
+        return err != ORDO_ERR_OK && err != ORDO_ERR_UNAVAILABLE &&
+               err != ORDO_ERR_NOMEM;
+}
+
+ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
+                                    const ordo_event_rec_t *recs, size_t n,
+                                    ordo_park_fn *park, void *opaque,
+                                    size_t *settled, char *errstr,
+                                    size_t errstr_size) {
+        char why[512];
+        ordo_err_t err;
+        size_t i;
+
+        if (settled)
+                *settled = 0;
+        err = ordo_store_apply(s, recs, n, errstr, errstr_size);
+        if (!ordo_store_err_permanent(err))
+                return err;
+        ORDO_LOG(WARN, "projection",
+                 "msg=\"store refused a write; applying the batch event by "
+                 "event\" events=%zu error=\"%s\"",
+                 n, errstr);
+        for (i = 0; i < n; i++) {
+                err = ordo_store_apply(s, &recs[i], 1, why, sizeof(why));
+                if (ordo_store_err_permanent(err))
+                        park(opaque, &recs[i], err, why);
+                else if (err) {
+                        snprintf(errstr, errstr_size, "%s", why);
+                        return err;
+                }
+                if (settled)
+                        *settled = i + 1;
+        }
+        return ORDO_ERR_OK;
+}
+
+void ordo_store_close(ordo_store_t *s) {
+        ordo_mongo_proj_destroy(s->mongo);
+        ordo_redis_proj_destroy(s->redis);
+        s->mongo = NULL;
+        s->redis = NULL;
+}
+
+int ordo_store_target_used(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_db_used(ordo_config_get(conf, "mongo.uri"),
+                                          target, errstr, errstr_size);
+        return ordo_redis_prefix_used(conf, target, errstr, errstr_size);
+}
+
+ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_db_drop(ordo_config_get(conf, "mongo.uri"),
+                                          target, errstr, errstr_size);
+        return ordo_redis_prefix_drop(conf, target, errstr, errstr_size);
+}
+
+#define BACKOFF_MAX_MS 5000
+
+ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
+                                       const ordo_event_rec_t *recs, size_t n,
+                                       ordo_park_fn *park, void *opaque,
+                                       ordo_wait_fn *wait, void *wait_opaque,
+                                       volatile sig_atomic_t *stop,
+                                       char *errstr, size_t errstr_size) {
+        int backoff = 100, waited = 0;
+        size_t off = 0, settled;
+        ordo_err_t err;
+
+        while ((err = ordo_store_apply_parking(s, recs + off, n - off, park,
+                                               opaque, &settled, errstr,
+                                               errstr_size))) {
+                off += settled;
+                if (wait)
+                        wait(wait_opaque, !waited);
+                waited = 1;
+                ORDO_LOG(WARN, stage,
+                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
+                         "error=\"%s\"",
+                         backoff, errstr);
+                if (*stop)
+                        break;
+                usleep((useconds_t)backoff * 1000);
+                backoff =
+                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        }
+        if (waited && !err)
+                ORDO_LOG(INFO, stage, "msg=\"store back\"");
+        return err;
+}

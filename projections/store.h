@@ -1,0 +1,76 @@
+/*
+ * ordo - one read-model store, MongoDB or Redis: what the live
+ * projection, rebuild and reconcile write through.
+ */
+#ifndef ORDO_STORE_H
+#define ORDO_STORE_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "err.h"
+#include "projection.h"
+
+typedef struct ordo_store_s {
+        ordo_mongo_proj_t *mongo;
+        ordo_redis_proj_t *redis;
+} ordo_store_t;
+
+/* which: "mongo" or "redis"; target: the database or key prefix, NULL
+ * for the configured one (mongo.db, redis.prefix). */
+ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
+                           const ordo_config_t *conf, const char *target,
+                           char *errstr, size_t errstr_size);
+ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
+                            size_t n, char *errstr, size_t errstr_size);
+void ordo_store_close(ordo_store_t *s);
+
+/* 1 when err from ordo_store_apply means the store refused a write for
+ * good (projection.h), 0 for OK or "not now" (ORDO_ERR_UNAVAILABLE,
+ * ORDO_ERR_NOMEM). */
+int ordo_store_err_permanent(ordo_err_t err);
+
+/* Called for each event the store refuses for good, with the reason. */
+typedef void(ordo_park_fn)(void *opaque, const ordo_event_rec_t *rec,
+                           ordo_err_t err, const char *reason);
+
+/* ordo_store_apply, but a permanent refusal does not stop the batch: it
+ * is narrowed by applying the events one at a time (the guards absorb
+ * what the batch already wrote); each event refused alone goes to park,
+ * every other one is applied. Returns OK, or a retriable error; then
+ * *settled (may be NULL) says how many leading events are already applied
+ * or parked, so that a retry of recs + *settled parks nothing twice. */
+ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
+                                    const ordo_event_rec_t *recs, size_t n,
+                                    ordo_park_fn *park, void *opaque,
+                                    size_t *settled, char *errstr,
+                                    size_t errstr_size);
+
+/* Called between attempts while the store is unavailable (first: 1 the
+ * first time): the live projection pauses and polls its consumer. */
+typedef void(ordo_wait_fn)(void *opaque, int first);
+
+/* apply_parking until every event is applied or parked, pausing with a
+ * backoff (up to 5 s) while the store is unavailable; wait may be NULL.
+ * Returns OK, or the retriable error when *stop was set meanwhile. */
+ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
+                                       const ordo_event_rec_t *recs, size_t n,
+                                       ordo_park_fn *park, void *opaque,
+                                       ordo_wait_fn *wait, void *wait_opaque,
+                                       volatile sig_atomic_t *stop,
+                                       char *errstr, size_t errstr_size);
+
+/* which: "mongo" or "redis"; target: a database or key prefix. 1 if it
+ * holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
+int ordo_store_target_used(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size);
+/* Removes the target (projection.h: ordo_mongo_db_drop,
+ * ordo_redis_prefix_drop). The caller refuses the live one first
+ * (rebuild.h: ordo__rebuild_target_check). */
+ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
+                           const char *target, char *errstr,
+                           size_t errstr_size);
+
+#endif
