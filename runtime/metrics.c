@@ -357,13 +357,17 @@ void ordo_metrics_dead_letter(const char *stage, const char *reason) {
         add(F_DEAD_LETTERS, v, 1);
 }
 
-void ordo_metrics_processor_start(const char *stage) {
-        /* The dead-letter reasons of processors/stream.c. */
-        static const char *reasons[] = { "undecodable", "unexpected_type" };
-        size_t i;
-        add(F_ABORTS, &stage, 0);
-        for (i = 0; i < N_OF(reasons); i++) {
-                const char *v[] = { stage, reasons[i] };
+void ordo_metrics_stage_start(const char *stage, int processor) {
+        /* The dead-letter reasons of processors/stream.c and of
+         * projections/project_loop.c. */
+        static const char *processor_reasons[] = { "undecodable",
+                                                   "unexpected_type", NULL };
+        static const char *projection_reasons[] = { "store_refused", NULL };
+        const char **r = processor ? processor_reasons : projection_reasons;
+        if (processor)
+                add(F_ABORTS, &stage, 0);
+        for (; *r; r++) {
+                const char *v[] = { stage, *r };
                 add(F_DEAD_LETTERS, v, 0);
         }
 }

@@ -24,8 +24,8 @@ typedef struct {
 static void *stage_main(void *arg) {
         running_t *r = arg;
         ordo_health_start(r->stage->name);
-        if (r->stage->kind == ORDO_STAGE_PROCESSOR)
-                ordo_metrics_processor_start(r->stage->name);
+        ordo_metrics_stage_start(r->stage->name,
+                                 r->stage->kind == ORDO_STAGE_PROCESSOR);
         r->err = r->stage->main(r->stage, r->conf, &ordo_stop, &r->stats,
                                 r->errstr, sizeof(r->errstr));
         ordo_health_stop(r->stage->name, r->err);
