@@ -87,15 +87,30 @@ static void usage(FILE *out) {
                 "topic.prefix), then -X.\n`ordo config` prints the result.\n");
 }
 
+/* "Usage: ordo CMD ARGS" and the summary, before a command's own help. */
+static void command_usage(size_t c) {
+        printf("Usage: ordo %s%s%s\n\n%s\n", commands[c].name,
+               *commands[c].usage ? " " : "", commands[c].usage,
+               commands[c].summary);
+}
+
 static int cmd_help(ordo_config_t *conf, int argc, char **argv) {
         size_t i;
-        (void)conf;
-        if (argc > 1)
+        if (ordo_wants_help(argc, argv))
+                return 0; /* `ordo help --help`: its usage is printed */
+        if (argc > 1) {
                 for (i = 0; i < N_COMMANDS; i++)
                         if (!strcmp(commands[i].name, argv[1])) {
                                 char *args[] = { argv[1], "--help", NULL };
+                                command_usage(i);
                                 return commands[i].proc(conf, 2, args);
                         }
+                fprintf(stderr,
+                        "ordo help: unknown command \"%s\" (see `ordo "
+                        "--help`)\n",
+                        argv[1]);
+                return 2;
+        }
         usage(stdout);
         return 0;
 }
@@ -199,12 +214,8 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
         for (c = 0; c < N_COMMANDS; c++)
                 if (!strcmp(commands[c].name, rest[0])) {
-                        if (ordo_wants_help(n_rest, rest)) {
-                                printf("Usage: ordo %s%s%s\n\n%s\n",
-                                       commands[c].name,
-                                       *commands[c].usage ? " " : "",
-                                       commands[c].usage, commands[c].summary);
-                        }
+                        if (ordo_wants_help(n_rest, rest))
+                                command_usage(c);
                         rc = commands[c].proc(conf, n_rest, rest);
                         goto out;
                 }
