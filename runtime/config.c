@@ -130,7 +130,7 @@ static const struct {
         { "ingest.body.timeout.ms", 1, INT32_MAX },
         { "ingest.unauth.bytes.max", 1, INT64_MAX },
         { "ingest.body.max", 1, INT32_MAX },
-        { "ingest.threads", 1, 1024 },
+        { "ingest.threads", 1, 64 },
         { "ingest.instance.id", -1, 1048575 },
 };
 
