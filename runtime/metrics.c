@@ -697,6 +697,8 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                                           size_t errstr_size) {
         struct sockaddr_in sa;
         ordo_metrics_server_t *s;
+        const union MHD_DaemonInfo *info;
+        char host[INET_ADDRSTRLEN];
 
         if (ordo_parse_listen(listen, &sa)) {
                 snprintf(errstr, errstr_size,
@@ -723,8 +725,12 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                 free(s);
                 return NULL;
         }
+        /* The port bound, which port 0 (any free one) leaves to the OS. */
+        info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host));
         ORDO_LOG(INFO, "metrics",
-                 "msg=listening addr=%s paths=/metrics,/healthz", listen);
+                 "msg=listening addr=%s:%u paths=/metrics,/healthz", host,
+                 info ? (unsigned)info->port : 0u);
         return s;
 }
 
