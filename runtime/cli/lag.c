@@ -256,7 +256,8 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                        "markers count in the raw lag); then the dead "
                        "letters by the\nstage that wrote them, with the "
                        "last event a projection parked because\nits store "
-                       "refused it. Exit status 0.\n");
+                       "refused it. Exit status: 0 whatever the lag, 1 if "
+                       "Kafka could not be\nasked, 2 on a usage error.\n");
                 return 0;
         }
         if (lag_open(&l, conf))
