@@ -32,7 +32,10 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--ts MS   the Tick's ts_ms (default: now)\n\n"
                        "Timers due at or before ts fire at their own "
-                       "deadlines, in deadline order.\n");
+                       "deadlines, in deadline order.\nThe order processor "
+                       "also ticks by itself every tick.interval.ms;\n"
+                       "batch runs with old timestamps set it to 0 and "
+                       "send their own Ticks.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {

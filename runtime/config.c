@@ -33,6 +33,10 @@ static const key_def_t known[] = {
           "processors: snapshot a partition's state after this many new "
           "events; 0: never write or read snapshots (restore from the "
           "start)" },
+        { "tick.interval.ms", INT, "1000",
+          "order processor: write a Tick stamped with the wall clock to each "
+          "partition it owns this often, in ms; 0: off (batch runs with "
+          "old timestamps send their own Ticks, docs/operating.md)" },
         { "mongo.uri", STRING, "mongodb://127.0.0.1:27017",
           "MongoDB connection string" },
         { "mongo.db", STRING, "ordo", "MongoDB database of the read models" },

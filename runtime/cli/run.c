@@ -93,8 +93,13 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                        "threads until SIGINT or\nSIGTERM. Processors: "
                        "activity, order, referral, commission (exactly-once\n"
                        "Kafka transactions). Projections: mongo, redis. "
-                       "Missing topics are created.\nA stage that fails "
-                       "stops the process with a non-zero status.\n"
+                       "Missing topics are created.\nThe order processor "
+                       "writes a wall-clock Tick to its partitions every\n"
+                       "tick.interval.ms (0: off, for batch runs with old "
+                       "timestamps). A processor\nthat loses its partitions "
+                       "to a Kafka error rejoins by itself; a stage that\n"
+                       "fails otherwise (configuration) stops the process "
+                       "with a non-zero status.\n"
                        "Prometheus /metrics and /healthz on metrics.listen "
                        "(auto: 127.0.0.1:9464;\nempty: off).\n");
                 return 0;
@@ -151,10 +156,12 @@ int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
         return run_one(conf, argc, argv, ORDO_STAGE_PROCESSOR,
                        "\nRuns one processor until SIGINT or SIGTERM. Start "
                        "more instances with\ndistinct -X instance.id=N to "
-                       "share partitions in its consumer group.\n/metrics and "
-                       "/healthz on metrics.listen (auto: 127.0.0.1:9465 "
-                       "activity,\n9466 order, 9467 referral, 9468 "
-                       "commission; set it per instance).\n",
+                       "share partitions in its consumer group;\nrestart a "
+                       "crashed one with the same id: it takes its "
+                       "partitions back at once\n(static membership). "
+                       "/metrics and /healthz on metrics.listen\n(auto: "
+                       "127.0.0.1:9465 activity, 9466 order, 9467 referral, "
+                       "9468 commission;\nset it per instance).\n",
                        "one of activity, order, referral, commission");
 }
 
