@@ -118,6 +118,7 @@ static const struct {
         { "batch.max", 1, 1000000 },
         { "batch.ms", 0, 60000 },
         { "snapshot.events", 0, INT64_MAX },
+        { "tick.interval.ms", 0, 86400000 },
         { "redis.port", 1, 65535 },
         { "redis.db", 0, INT32_MAX },
         { "redis.rejected.ttl.s", 1, INT32_MAX },
