@@ -223,8 +223,10 @@ static ordo_err_t open_all(loop_t *lp, const ordo_config_t *conf, char *errstr,
                                           errstr_size);
         lp->codec = ordo_codec_new(errstr, errstr_size);
         ordo_kafka_group(conf, lp->stage->group, lp->group, sizeof(lp->group));
-        lp->consumer = ordo_kafka_consumer_new(conf, lp->group, NULL, NULL,
-                                               errstr, errstr_size);
+        /* A static member, as the processors (decision 0009): restarted
+         * after a crash it takes its partitions back at once. */
+        lp->consumer = ordo_kafka_member_new(conf, lp->group, NULL, NULL,
+                                             errstr, errstr_size);
         if (!lp->rkms || !lp->msgs || !lp->recs || !lp->msg_of) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
@@ -309,6 +311,8 @@ static void pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
 
 static void close_all(loop_t *lp) {
         if (lp->consumer) {
+                /* a static member's close does not leave the group */
+                ordo_kafka_member_leave(lp->consumer, 10000);
                 rd_kafka_consumer_close(lp->consumer);
                 rd_kafka_destroy(lp->consumer);
         }

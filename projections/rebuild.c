@@ -529,10 +529,12 @@ static void print_shell_word(const char *v) {
 
 /* A key whose value must not be printed (a password, or a URI that may
  * carry one). */
+/* A value `ordo config` would not show in full (one list of secrets:
+ * ordo_config_redact). */
 static int secret_key(const char *key, const char *value) {
-        return strstr(key, "password") || strstr(key, "secret") ||
-               strstr(key, "sasl") || strstr(key, "ssl.key") ||
-               (!strcmp(key, "mongo.uri") && strchr(value, '@'));
+        char buf[1024];
+        const char *shown = ordo_config_redact(key, value, buf, sizeof(buf));
+        return shown != value && strcmp(shown, value) != 0;
 }
 
 typedef struct {
