@@ -63,7 +63,9 @@ class Env:
         self.tag = "bench%d" % random.SystemRandom().randrange(10 ** 8)
         self.x = ["-X", "topic.prefix=%s." % self.tag,
                   "-X", "group.prefix=%s." % self.tag,
-                  "-X", "kafka.session.timeout.ms=6000"] + extra
+                  "-X", "kafka.session.timeout.ms=6000",
+                  # back-dated commands: no wall-clock Ticks (decision 0008)
+                  "-X", "tick.interval.ms=0"] + extra
 
     def run(self, *a, **kw):
         return subprocess.run([self.ordo] + self.x + list(a), **kw)

@@ -715,7 +715,10 @@ class Run:
                   "-X", "redis.port=%d" % self.rport,
                   "-X", "redis.prefix=%s" % self.rprefix,
                   "-X", "kafka.bootstrap.servers=%s" % self.boot,
-                  "-X", "topic.partitions=%d" % a.partitions]
+                  "-X", "topic.partitions=%d" % a.partitions,
+                  # virtual time: the schedule sends its own Ticks, no
+                  # wall-clock ones (docs/decisions/0008)
+                  "-X", "tick.interval.ms=0"]
         for kv in a.X:
             self.x += ["-X", kv]
         self.out = a.out or os.path.join(

@@ -7,8 +7,9 @@
  * their topic by key), send the consumed offsets, commit. An abortable
  * error aborts and rewinds: the consumer goes back to the committed
  * offsets and the partitions' state is restored from the event log, so
- * aborted events never linger in memory. A fatal error or a fence ends
- * the stage.
+ * aborted events never linger in memory. A fatal error or a fence loses
+ * the partitions: the loop leaves the group, drops all state, opens a new
+ * producer and joins again (Kafka Streams' "task migrated").
  *
  * Snapshots (docs/decisions/0005) bound restore time: once a partition
  * has folded snapshot.events new events, the next transaction starts by
@@ -16,67 +17,27 @@
  * the processor's compacted snapshot topic, with the event offset the
  * state reflects. A restore loads the latest snapshot and folds only
  * the events after it.
+ *
+ * Files by concern: this one is the loop (consume, decide, produce,
+ * commit, recover, rejoin); stream_restore.c restores and rewinds,
+ * stream_snapshot.c writes and reads snapshots, stream_join.c is the
+ * commission join; stream_int.h holds what they share.
+ *
+ * Ticks (docs/decisions/0008): a time-driven processor (the order
+ * processor) writes a Tick stamped with the wall clock to each input
+ * partition it owns every tick.interval.ms, inside a transaction, so
+ * its timers fire without `ordo tick` and the rules still read no clock.
  */
-#include "stream.h"
+#include "stream_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "codec.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
-#include "clock.h"
-
-#define ENCODE_MAX 8192
-/* Below the broker's and librdkafka's default message.max.bytes (1 MB). */
-#define SNAPSHOT_CHUNK    (512 * 1024)
-#define SNAPSHOT_MANIFEST "manifest"
-
-/* What the loop knows about one partition it may own. */
-typedef struct part_s {
-        int64_t input_next;     /* committed input offset */
-        int64_t since_snapshot; /* events folded since the last snapshot */
-        /* Extra events to wait before the next attempt: it doubles (plus
-         * snapshot.events) with each aborted transaction that carried a
-         * snapshot of this partition, so one that cannot be written (too
-         * big for the broker, too slow for the transaction timeout)
-         * never stops the partition; a committed one clears it. */
-        int64_t snapshot_delay;
-        int snapshot_in_txn; /* the open transaction carries one */
-} part_t;
-
-typedef struct proc_s {
-        const ordo_processor_def_t *def;
-        const ordo_config_t *conf;
-        ordo_stage_stats_t *stats;
-        rd_kafka_t *producer;
-        rd_kafka_t *consumer;
-        rd_kafka_t *restorer;   /* assign-only, reads event partitions */
-        rd_kafka_t *watermarks; /* read_uncommitted, for stable_end() */
-        rd_kafka_t *referrals;  /* commission: referral-events, followed */
-        ordo_codec_t *codec;
-        char input[256], events[256], outbound[256], dead[256], refs[256];
-        char snaps[256];
-        char group[256];
-        void **states; /* by input partition */
-        part_t *parts; /* by input partition */
-        int n_states;
-        int64_t snapshot_every; /* 0: no snapshots */
-        ordo_buf_t snap;        /* a snapshot being written or read */
-        ordo_msg_t *bindings;   /* commission: every ReferrerBound so far */
-        size_t n_bindings, cap_bindings;
-        int64_t refs_end; /* referral-events read to here (its last EOF) */
-        /* the sink's context while deciding one input message */
-        int32_t partition;
-        rd_kafka_resp_err_t produce_err;
-        int restore_failed;
-        int rebalanced; /* set by rebalance_cb: drop a half-built batch */
-        volatile sig_atomic_t *stop;
-        char buf[ENCODE_MAX];
-        char errstr[1024];
-} proc_t;
 
 /* Identifiers must be non-empty (RULES.md); a message from a foreign
  * producer that skipped validation is refused here, not decided. */
@@ -94,9 +55,9 @@ static int structurally_valid(const ordo_msg_t *m, char *errstr,
         return 1;
 }
 
-static void produce(proc_t *p, const char *topic, int32_t partition,
-                    const void *key, size_t key_len, const void *value,
-                    size_t len, rd_kafka_headers_t *hdrs) {
+void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
+                   const void *key, size_t key_len, const void *value,
+                   size_t len, rd_kafka_headers_t *hdrs) {
         rd_kafka_resp_err_t err;
         for (;;) {
                 err =
@@ -121,7 +82,7 @@ static void produce(proc_t *p, const char *topic, int32_t partition,
 
 /* The rules' sink: events to our own partition, commands by key. */
 static void emit(void *opaque, const ordo_msg_t *m) {
-        proc_t *p = opaque;
+        ordo__proc_t *p = opaque;
         size_t len;
         const char *key = ordo_msg_key(m);
         rd_kafka_headers_t *hdrs;
@@ -147,15 +108,15 @@ static void emit(void *opaque, const ordo_msg_t *m) {
                                       m->u.rejected.reason, m->meta.ts_ms);
         }
         if (is_event) {
-                produce(p, p->events, p->partition, key, strlen(key), p->buf,
-                        len, hdrs);
+                ordo__produce(p, p->events, p->partition, key, strlen(key),
+                              p->buf, len, hdrs);
                 p->parts[p->partition].since_snapshot++;
         } else
-                produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key, strlen(key),
-                        p->buf, len, hdrs);
+                ordo__produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key,
+                              strlen(key), p->buf, len, hdrs);
 }
 
-static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
+static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                         const char *reason) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(4);
         char part[16], off[32];
@@ -171,14 +132,14 @@ static void dead_letter(proc_t *p, const rd_kafka_message_t *rkm,
                  "reason=\"%s\"",
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, reason);
-        produce(p, p->dead, RD_KAFKA_PARTITION_UA, rkm->key, rkm->key_len,
-                rkm->payload, rkm->len, h);
+        ordo__produce(p, p->dead, RD_KAFKA_PARTITION_UA, rkm->key, rkm->key_len,
+                      rkm->payload, rkm->len, h);
         p->stats->dead_lettered++;
 }
 
 /* Decode a message; 0 on success, else the reason in errstr. */
-static int decode(proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
-                  char *errstr, size_t errstr_size) {
+int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
+                 char *errstr, size_t errstr_size) {
         if (!rkm->payload) {
                 snprintf(errstr, errstr_size, "empty message");
                 return -1;
@@ -189,501 +150,15 @@ static int decode(proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
         return structurally_valid(m, errstr, errstr_size) ? 0 : -1;
 }
 
-/* The end of a partition once no transaction is open on it. Kafka writes
- * a committed transaction's markers after the commit returns, so for a
- * moment the last stable offset (what read_committed reads to) lags the
- * high watermark: a restore that stopped there would miss events the
- * previous owner of the partition committed. Waits while they differ. */
-static ordo_err_t stable_end(proc_t *p, const char *topic, int32_t partition,
-                             int64_t *lo, int64_t *end) {
-        int64_t lso, hw, lo2, waited = 0;
-        for (;;) {
-                if (ordo_kafka_watermarks(p->restorer, topic, partition, lo,
-                                          &lso, p->errstr, sizeof(p->errstr)) ||
-                    ordo_kafka_watermarks(p->watermarks, topic, partition, &lo2,
-                                          &hw, p->errstr, sizeof(p->errstr)))
-                        return ORDO_ERR_KAFKA;
-                if (lso >= hw) {
-                        *end = hw;
-                        return ORDO_ERR_OK;
-                }
-                if (waited % 5000 == 0)
-                        ORDO_LOG(INFO, p->def->name,
-                                 "msg=\"waiting for an open transaction\" "
-                                 "topic=%s partition=%d stable=%lld end=%lld",
-                                 topic, (int)partition, (long long)lso,
-                                 (long long)hw);
-                if (waited >= 120000) {
-                        snprintf(p->errstr, sizeof(p->errstr),
-                                 "%s [%d]: a transaction stayed open for "
-                                 "120 s (stable offset %lld, end %lld)",
-                                 topic, (int)partition, (long long)lso,
-                                 (long long)hw);
-                        return ORDO_ERR_TIMEOUT;
-                }
-                usleep(100000);
-                waited += 100;
-        }
-}
-
-/* Reads topic/partition from `from` (inclusive) to `end` (exclusive, a
- * stable end), handing every message to fn. */
-static void read_range(proc_t *p, const char *topic, int32_t partition,
-                       int64_t from, int64_t end,
-                       void (*fn)(proc_t *, const rd_kafka_message_t *, void *),
-                       void *arg) {
-        rd_kafka_topic_partition_list_t *tp;
-
-        if (end <= from)
-                return;
-        tp = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
-        rd_kafka_assign(p->restorer, tp);
-        rd_kafka_topic_partition_list_destroy(tp);
-        for (;;) {
-                rd_kafka_message_t *rkm =
-                    rd_kafka_consumer_poll(p->restorer, 1000);
-                int done;
-                if (!rkm)
-                        continue;
-                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        /* An end short of `end` is from an earlier read
-                         * of this handle: keep reading. */
-                        done = rkm->offset >= end;
-                        rd_kafka_message_destroy(rkm);
-                        if (done)
-                                break;
-                        continue;
-                }
-                if (rkm->err) {
-                        ORDO_LOG(WARN, p->def->name,
-                                 "msg=\"restore read error\" error=\"%s\"",
-                                 rd_kafka_message_errstr(rkm));
-                        rd_kafka_message_destroy(rkm);
-                        continue;
-                }
-                if (rkm->offset >= end) {
-                        rd_kafka_message_destroy(rkm);
-                        break;
-                }
-                fn(p, rkm, arg);
-                done = rkm->offset + 1 >= end;
-                rd_kafka_message_destroy(rkm);
-                if (done)
-                        break;
-        }
-        rd_kafka_assign(p->restorer, NULL);
-}
-
-/* A decoded-message reader on top of read_range. */
-typedef struct fold_s {
-        void (*fn)(void *state, const ordo_msg_t *m);
-        void *state;
-        int64_t count;
-} fold_t;
-
-static void fold_message(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
-        fold_t *f = arg;
-        ordo_msg_t m;
-        char why[256];
-        if (decode(p, rkm, &m, why, sizeof(why))) {
-                ORDO_LOG(WARN, p->def->name,
-                         "msg=\"undecodable event skipped in restore\" "
-                         "topic=%s partition=%d offset=%lld reason=\"%s\"",
-                         rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
-                         (long long)rkm->offset, why);
-                return;
-        }
-        f->fn(f->state, &m);
-        f->count++;
-}
-
-/* The commission processor learns each order's buyer, amount and rates
- * from the order events; those before the committed offset are observed
- * again (deciding nothing), their effects being in our own log. */
-static void observe_order(void *state, const ordo_msg_t *m) {
-        ordo_commission_observe(state, m);
-}
-
-/* The group's committed input offset (0 if none yet). An unanswered
- * query is an error, not 0: restoring the commission processor as if
- * nothing had been consumed would lose every order's facts. */
-static ordo_err_t committed_offset(proc_t *p, int32_t partition, int64_t *off) {
-        rd_kafka_topic_partition_list_t *tp =
-            rd_kafka_topic_partition_list_new(1);
-        rd_kafka_resp_err_t err;
-        rd_kafka_topic_partition_list_add(tp, p->input, partition);
-        err = rd_kafka_committed(p->consumer, tp, 10000);
-        if (!err)
-                err = tp->elems[0].err;
-        *off = tp->elems[0].offset < 0 ? 0 : tp->elems[0].offset;
-        rd_kafka_topic_partition_list_destroy(tp);
-        if (err) {
-                snprintf(p->errstr, sizeof(p->errstr),
-                         "committed offset of %s [%d]: %s", p->input,
-                         (int)partition, rd_kafka_err2str(err));
-                return ORDO_ERR_KAFKA;
-        }
-        return ORDO_ERR_OK;
-}
-
-/* ------------------------------------------------------------ snapshots */
-
-/* The metadata every snapshot message carries in its headers. */
-typedef struct snap_meta_s {
-        int64_t offset;      /* of the manifest, -1: none found */
-        int64_t chunks;      /* messages of state bytes before it */
-        int64_t events_next; /* the state is the fold of events before */
-        int64_t input_next;  /* and of input (commission) before */
-        int64_t bytes;
-        int64_t next_chunk; /* while gathering */
-        int bad;            /* while gathering: not the expected chunk */
-} snap_meta_t;
-
-static int header_int(const rd_kafka_message_t *rkm, const char *name,
-                      int64_t *out) {
-        rd_kafka_headers_t *h;
-        const void *val;
-        size_t size;
-        char buf[32], *end;
-        if (rd_kafka_message_headers(rkm, &h) ||
-            rd_kafka_header_get_last(h, name, &val, &size) || !val ||
-            size == 0 || size >= sizeof(buf))
-                return -1;
-        memcpy(buf, val, size);
-        buf[size] = '\0';
-        *out = strtoll(buf, &end, 10);
-        return *end ? -1 : 0;
-}
-
-static void add_int_header(rd_kafka_headers_t *h, const char *name, int64_t v) {
-        char buf[32];
-        snprintf(buf, sizeof(buf), "%lld", (long long)v);
-        rd_kafka_header_add(h, name, -1, buf, -1);
-}
-
-static rd_kafka_headers_t *snapshot_headers(const part_t *part,
-                                            int64_t events_next, int64_t chunk,
-                                            int64_t chunks, int64_t bytes) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-        add_int_header(h, "ordo.snapshot.chunk", chunk);
-        add_int_header(h, "ordo.snapshot.chunks", chunks);
-        add_int_header(h, "ordo.snapshot.events", events_next);
-        add_int_header(h, "ordo.snapshot.input", part->input_next);
-        add_int_header(h, "ordo.snapshot.bytes", bytes);
-        return h;
-}
-
-/* Writes partition q's state inside the open transaction: its chunks,
- * then a manifest. The transaction makes them all-or-nothing, and one
- * writer per partition makes them consecutive offsets, so a restore
- * finds the manifest near the end and reads the chunks just before.
- *
- * The state is the fold of every event before the event partition's
- * stable end: we are its only writer, and our previous transaction is
- * committed. Asking Kafka (rather than tracking delivery reports, some
- * of which carry no offset) makes that offset exact; a stale one would
- * make a restore fold events twice. Returns 0 if nothing was written. */
-static int write_snapshot(proc_t *p, int32_t q) {
-        part_t *part = &p->parts[q];
-        int64_t i, chunks, lo, events_next;
-        char key[32];
-
-        if (stable_end(p, p->events, q, &lo, &events_next)) {
-                ORDO_LOG(WARN, p->def->name,
-                         "msg=\"snapshot skipped\" partition=%d error=\"%s\"",
-                         (int)q, p->errstr);
-                return 0;
-        }
-        p->snap.len = 0;
-        p->def->save(p->states[q], &p->snap);
-        chunks = (int64_t)((p->snap.len + SNAPSHOT_CHUNK - 1) / SNAPSHOT_CHUNK);
-        for (i = 0; i < chunks && !p->produce_err; i++) {
-                size_t off = (size_t)i * SNAPSHOT_CHUNK;
-                size_t len = p->snap.len - off < SNAPSHOT_CHUNK
-                                 ? p->snap.len - off
-                                 : SNAPSHOT_CHUNK;
-                /* Compaction keeps the newest message of each key. */
-                snprintf(key, sizeof(key), "chunk-%lld", (long long)i);
-                produce(p, p->snaps, q, key, strlen(key), p->snap.data + off,
-                        len,
-                        snapshot_headers(part, events_next, i, chunks,
-                                         (int64_t)p->snap.len));
-        }
-        /* Not empty: an empty value is a tombstone, which compaction
-         * would eventually delete. */
-        produce(p, p->snaps, q, SNAPSHOT_MANIFEST, strlen(SNAPSHOT_MANIFEST),
-                p->def->name, strlen(p->def->name),
-                snapshot_headers(part, events_next, chunks, chunks,
-                                 (int64_t)p->snap.len));
-        /* Events of this transaction come after the snapshot; if it
-         * aborts, the rewind's restore recounts from the last one. */
-        part->since_snapshot = 0;
-        part->snapshot_in_txn = 1;
-        p->stats->snapshots++;
-        p->stats->snapshot_bytes += (int64_t)p->snap.len;
-        ORDO_LOG(INFO, p->def->name,
-                 "msg=snapshot partition=%d bytes=%zu chunks=%lld "
-                 "events_next=%lld",
-                 (int)q, p->snap.len, (long long)chunks,
-                 (long long)events_next);
-        ordo_buf_fini(&p->snap); /* a state's size, needed rarely */
-        return 1;
-}
-
-/* At the start of a transaction: one due partition's snapshot, at most,
- * so a transaction never carries several states. */
-static void write_due_snapshots(proc_t *p) {
-        int q;
-        if (!p->snapshot_every)
-                return;
-        for (q = 0; q < p->n_states; q++) {
-                part_t *part = &p->parts[q];
-                if (p->states[q] &&
-                    part->since_snapshot >=
-                        p->snapshot_every + part->snapshot_delay &&
-                    write_snapshot(p, q))
-                        return;
-        }
-}
-
-/* After the transaction: a committed snapshot resets its partition's
- * delay; an aborted one postpones the next attempt. */
-static void snapshots_done(proc_t *p, int committed) {
-        int q;
-        for (q = 0; q < p->n_states; q++) {
-                part_t *part = &p->parts[q];
-                if (!part->snapshot_in_txn)
-                        continue;
-                part->snapshot_in_txn = 0;
-                if (committed) {
-                        part->snapshot_delay = 0;
-                        continue;
-                }
-                part->snapshot_delay =
-                    part->snapshot_delay * 2 + p->snapshot_every;
-                ORDO_LOG(WARN, p->def->name,
-                         "msg=\"snapshot aborted with its transaction; "
-                         "next attempt postponed\" partition=%d "
-                         "after_events=%lld",
-                         (int)q,
-                         (long long)(p->snapshot_every + part->snapshot_delay));
-        }
-}
-
-static void find_manifest(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
-        snap_meta_t *m = arg, found;
-        (void)p;
-        if (rkm->key_len != strlen(SNAPSHOT_MANIFEST) ||
-            memcmp(rkm->key, SNAPSHOT_MANIFEST, rkm->key_len) ||
-            header_int(rkm, "ordo.snapshot.chunks", &found.chunks) ||
-            header_int(rkm, "ordo.snapshot.events", &found.events_next) ||
-            header_int(rkm, "ordo.snapshot.input", &found.input_next) ||
-            header_int(rkm, "ordo.snapshot.bytes", &found.bytes) ||
-            found.chunks < 0 || found.chunks > rkm->offset || found.bytes < 0 ||
-            found.bytes > found.chunks * SNAPSHOT_CHUNK)
-                return;
-        found.offset = rkm->offset;
-        found.next_chunk = 0;
-        found.bad = 0;
-        *m = found;
-}
-
-static void gather_chunk(proc_t *p, const rd_kafka_message_t *rkm, void *arg) {
-        snap_meta_t *m = arg;
-        int64_t chunk, events;
-        if (m->bad)
-                return;
-        if (header_int(rkm, "ordo.snapshot.chunk", &chunk) ||
-            header_int(rkm, "ordo.snapshot.events", &events) ||
-            chunk != m->next_chunk || events != m->events_next ||
-            p->snap.len + rkm->len > (size_t)m->bytes) {
-                m->bad = 1;
-                return;
-        }
-        if (p->snap.cap < (size_t)m->bytes) {
-                uint8_t *d = realloc(p->snap.data, (size_t)m->bytes);
-                if (!d) {
-                        m->bad = 1;
-                        return;
-                }
-                p->snap.data = d;
-                p->snap.cap = (size_t)m->bytes;
-        }
-        if (rkm->len)
-                memcpy(p->snap.data + p->snap.len, rkm->payload, rkm->len);
-        p->snap.len += rkm->len;
-        m->next_chunk++;
-}
-
-/* The latest snapshot of a partition, or *state NULL when there is none
- * usable (then restore starts from the beginning; only a Kafka error
- * fails). Looks back from the end of the snapshot partition in growing
- * windows for the newest manifest, then reads its chunks. */
-static ordo_err_t load_snapshot(proc_t *p, int32_t q, int64_t events_end,
-                                int64_t input_committed, void **state,
-                                snap_meta_t *meta) {
-        int64_t lo, end, from, window = 8;
-        char why[256];
-        ordo_err_t err;
-
-        *state = NULL;
-        meta->offset = -1;
-        if (!p->snapshot_every)
-                return ORDO_ERR_OK;
-        if ((err = stable_end(p, p->snaps, q, &lo, &end)))
-                return err;
-        for (from = end; meta->offset < 0 && from > lo; window *= 4) {
-                int64_t to = from;
-                from = end - window > lo ? end - window : lo;
-                read_range(p, p->snaps, q, from, to, find_manifest, meta);
-        }
-        if (meta->offset < 0)
-                return ORDO_ERR_OK;
-        if (meta->events_next > events_end ||
-            (p->def->joins_referrals && meta->input_next > input_committed)) {
-                ORDO_LOG(WARN, p->def->name,
-                         "msg=\"snapshot ignored: ahead of the log\" "
-                         "partition=%d snapshot_events=%lld events_end=%lld "
-                         "snapshot_input=%lld committed=%lld",
-                         (int)q, (long long)meta->events_next,
-                         (long long)events_end, (long long)meta->input_next,
-                         (long long)input_committed);
-                return ORDO_ERR_OK;
-        }
-        p->snap.len = 0;
-        read_range(p, p->snaps, q, meta->offset - meta->chunks, meta->offset,
-                   gather_chunk, meta);
-        if (meta->bad || meta->next_chunk != meta->chunks ||
-            p->snap.len != (size_t)meta->bytes)
-                snprintf(why, sizeof(why),
-                         "chunks %lld of %lld, %zu of %lld bytes",
-                         (long long)meta->next_chunk, (long long)meta->chunks,
-                         p->snap.len, (long long)meta->bytes);
-        else
-                *state =
-                    p->def->load(p->snap.data, p->snap.len, why, sizeof(why));
-        ordo_buf_fini(&p->snap); /* a state's size: do not hold it */
-        if (*state)
-                return ORDO_ERR_OK;
-        ORDO_LOG(WARN, p->def->name,
-                 "msg=\"snapshot unusable, restoring from the start\" "
-                 "partition=%d offset=%lld reason=\"%s\"",
-                 (int)q, (long long)meta->offset, why);
-        meta->offset = -1;
-        return ORDO_ERR_OK;
-}
-
-/* The state of a partition: its latest snapshot, then its event
- * partition from there to the stable end (the commission processor also
- * observes its input up to the committed offset). */
-static ordo_err_t restore(proc_t *p, int32_t partition) {
-        int64_t t0 = ordo_monotonic_ms(), lo, events_end, committed = 0;
-        fold_t events = { p->def->apply, NULL, 0 };
-        fold_t inputs = { observe_order, NULL, 0 };
-        snap_meta_t meta;
-        void *state;
-        part_t *part;
-        size_t i;
-        ordo_err_t err;
-
-        if (partition >= p->n_states) {
-                snprintf(p->errstr, sizeof(p->errstr),
-                         "partition %d of %s beyond the %d partitions of %s "
-                         "(topics must be co-partitioned)",
-                         (int)partition, p->input, p->n_states, p->events);
-                return ORDO_ERR_CONFIG;
-        }
-        part = &p->parts[partition];
-        p->def->state_destroy(p->states[partition]);
-        p->states[partition] = NULL;
-        /* The committed offset first: the events of the transaction that
-         * committed it are then below the stable end read next. */
-        if (p->def->joins_referrals &&
-            (err = committed_offset(p, partition, &committed)))
-                return err;
-        if ((err = stable_end(p, p->events, partition, &lo, &events_end)))
-                return err;
-        if ((err = load_snapshot(p, partition, events_end, committed, &state,
-                                 &meta)))
-                return err;
-        if (!state && !(state = p->def->state_new())) {
-                snprintf(p->errstr, sizeof(p->errstr), "out of memory");
-                return ORDO_ERR_NOMEM;
-        }
-        events.state = inputs.state = state;
-        if (p->def->joins_referrals) {
-                /* Bindings are idempotent: the snapshot's graph may hold
-                 * some already. */
-                for (i = 0; i < p->n_bindings; i++)
-                        ordo_commission_bind(state, &p->bindings[i]);
-                if (meta.offset < 0 || meta.input_next < committed)
-                        read_range(p, p->input, partition,
-                                   meta.offset < 0 ? 0 : meta.input_next,
-                                   committed, fold_message, &inputs);
-        }
-        read_range(p, p->events, partition,
-                   meta.offset < 0 ? 0 : meta.events_next, events_end,
-                   fold_message, &events);
-        p->states[partition] = state;
-        part->input_next = committed;
-        part->since_snapshot = events.count;
-        p->stats->restored_events += events.count;
-        p->stats->restore_ms += ordo_monotonic_ms() - t0;
-        ordo_metrics_restore(p->def->name, ordo_monotonic_ms() - t0);
-        ORDO_LOG(INFO, p->def->name,
-                 "msg=restored topic=%s partition=%d snapshot_bytes=%lld "
-                 "snapshot_events_next=%lld events=%lld replayed_inputs=%lld "
-                 "ms=%lld",
-                 p->events, (int)partition,
-                 (long long)(meta.offset < 0 ? 0 : meta.bytes),
-                 (long long)(meta.offset < 0 ? 0 : meta.events_next),
-                 (long long)events.count, (long long)inputs.count,
-                 (long long)(ordo_monotonic_ms() - t0));
-        return ORDO_ERR_OK;
-}
-
-/* Rewind after an abort: back to the committed offsets, state from the
- * log. */
-static ordo_err_t rewind_all(proc_t *p) {
-        rd_kafka_topic_partition_list_t *a = NULL;
-        rd_kafka_error_t *error;
-        ordo_err_t err = ORDO_ERR_OK;
-        int i;
-
-        if (rd_kafka_assignment(p->consumer, &a))
-                return ORDO_ERR_KAFKA;
-        if (a->cnt && rd_kafka_committed(p->consumer, a, 10000)) {
-                rd_kafka_topic_partition_list_destroy(a);
-                snprintf(p->errstr, sizeof(p->errstr),
-                         "cannot read committed offsets to rewind");
-                return ORDO_ERR_KAFKA;
-        }
-        for (i = 0; i < a->cnt && !err; i++) {
-                if (a->elems[i].offset < 0)
-                        a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-                err = restore(p, a->elems[i].partition);
-        }
-        if (!err && a->cnt &&
-            (error = rd_kafka_seek_partitions(p->consumer, a, 10000))) {
-                snprintf(p->errstr, sizeof(p->errstr), "seek: %s",
-                         rd_kafka_error_string(error));
-                rd_kafka_error_destroy(error);
-                err = ORDO_ERR_KAFKA;
-        }
-        rd_kafka_topic_partition_list_destroy(a);
-        return err;
-}
-
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
-        proc_t *p = opaque;
+        ordo__proc_t *p = opaque;
         int i;
 
         p->rebalanced = 1;
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (i = 0; i < parts->cnt; i++) {
-                        if (restore(p, parts->elems[i].partition)) {
+                        if (ordo__restore(p, parts->elems[i].partition)) {
                                 ORDO_LOG(ERROR, p->def->name,
                                          "msg=\"restore failed\" "
                                          "partition=%d error=\"%s\"",
@@ -699,6 +174,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 ORDO_LOG(INFO, p->def->name, "msg=assigned partitions=%d",
                          parts->cnt);
                 rd_kafka_assign(rk, parts);
+                p->assigned = parts->cnt;
         } else {
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t part = parts->elems[i].partition;
@@ -710,65 +186,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 ORDO_LOG(INFO, p->def->name, "msg=revoked partitions=%d",
                          parts->cnt);
                 rd_kafka_assign(rk, NULL);
+                p->assigned = 0;
         }
-}
-
-static ordo_err_t keep_binding(proc_t *p, const ordo_msg_t *m) {
-        int i;
-        if (p->n_bindings == p->cap_bindings) {
-                size_t cap = p->cap_bindings ? p->cap_bindings * 2 : 1024;
-                ordo_msg_t *nb = realloc(p->bindings, cap * sizeof(*nb));
-                if (!nb) {
-                        snprintf(p->errstr, sizeof(p->errstr), "out of memory");
-                        return ORDO_ERR_NOMEM;
-                }
-                p->bindings = nb;
-                p->cap_bindings = cap;
-        }
-        p->bindings[p->n_bindings++] = *m;
-        for (i = 0; i < p->n_states; i++)
-                if (p->states[i])
-                        ordo_commission_bind(p->states[i], m);
-        return ORDO_ERR_OK;
-}
-
-/* The commission processor's join: before each batch of order events,
- * read referral-events up to its stable end as of now, so a binding
- * committed before a payment was decided is always seen by it. */
-static ordo_err_t follow_referrals(proc_t *p) {
-        rd_kafka_message_t *rkm;
-        ordo_msg_t m;
-        char why[256];
-        int64_t lo, end, deadline = ordo_monotonic_ms() + 10000;
-        ordo_err_t err = ORDO_ERR_OK;
-
-        if ((err = ordo_kafka_watermarks(p->referrals, p->refs, 0, &lo, &end,
-                                         p->errstr, sizeof(p->errstr))))
-                return err;
-        while (!err && p->refs_end < end && !*p->stop) {
-                if (ordo_monotonic_ms() >= deadline) {
-                        ORDO_LOG(WARN, p->def->name,
-                                 "msg=\"referral-events not read to its end "
-                                 "in 10 s; deciding with what was read\" "
-                                 "read_to=%lld end=%lld",
-                                 (long long)p->refs_end, (long long)end);
-                        break;
-                }
-                if (!(rkm = rd_kafka_consumer_poll(p->referrals, 100)))
-                        continue;
-                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                        p->refs_end = rkm->offset;
-                else if (!rkm->err && !decode(p, rkm, &m, why, sizeof(why)) &&
-                         m.type == ORDO_MSG_REFERRER_BOUND)
-                        err = keep_binding(p, &m);
-                rd_kafka_message_destroy(rkm);
-        }
-        return err;
 }
 
 /* Up to batch.max messages, waiting at most batch.ms for the first. */
-static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
-                            int wait_ms) {
+static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
+                            size_t max, int wait_ms) {
         size_t n = 0, i;
         int64_t deadline = ordo_monotonic_ms() + wait_ms;
         p->rebalanced = 0;
@@ -791,6 +215,15 @@ static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
                                 break;
                         continue;
                 }
+                if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+                        /* e.g. FENCED_INSTANCE_ID: a newer member with
+                         * our group.instance.id */
+                        rd_kafka_fatal_error(p->consumer, p->errstr,
+                                             sizeof(p->errstr));
+                        p->consumer_fatal = 1;
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
                 if (rkm->err) {
                         if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 ORDO_LOG(WARN, p->def->name,
@@ -805,7 +238,7 @@ static size_t consume_batch(proc_t *p, rd_kafka_message_t **msgs, size_t max,
         return n;
 }
 
-static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
+static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_msg_t m;
         char why[300];
         ordo_sink_t sink = { emit, p };
@@ -814,7 +247,7 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
         int64_t rejected = p->stats->rejected;
 
         p->stats->consumed++;
-        if (decode(p, rkm, &m, why, sizeof(why))) {
+        if (ordo__decode(p, rkm, &m, why, sizeof(why))) {
                 ordo_metrics_dead_letter(p->def->name, "undecodable");
                 dead_letter(p, rkm, why);
                 return;
@@ -842,6 +275,44 @@ static void decide(proc_t *p, const rd_kafka_message_t *rkm) {
                                       NULL, m.meta.ts_ms);
 }
 
+/* A Tick stamped with the wall clock to each input partition we own.
+ * It goes through the log like any command: the rules see it only when
+ * they consume it, replay and reconcile see the same Ticks, and being
+ * inside our transaction it is written only by the partition's current
+ * owner (a fenced zombie's Ticks abort with its transaction). */
+static void write_ticks(ordo__proc_t *p) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        int64_t ts = ordo_wall_ms();
+        char id[128], err[256];
+        ordo_msg_t m;
+        size_t len;
+        int i;
+
+        if (rd_kafka_assignment(p->consumer, &a)) {
+                p->produce_err = RD_KAFKA_RESP_ERR__STATE;
+                return;
+        }
+        for (i = 0; i < a->cnt && !p->produce_err; i++) {
+                rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+                ordo_msg_init(&m, ORDO_MSG_TICK);
+                m.meta.ts_ms = ts;
+                snprintf(id, sizeof(id), "autotick-%lld-%d", (long long)ts,
+                         (int)a->elems[i].partition);
+                ordo_strlcpy(m.meta.id, id, sizeof(m.meta.id));
+                if (ordo_codec_encode(p->codec, &m, p->buf, sizeof(p->buf),
+                                      &len, err, sizeof(err))) {
+                        rd_kafka_headers_destroy(hdrs);
+                        p->produce_err = RD_KAFKA_RESP_ERR__BAD_MSG;
+                        break;
+                }
+                rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1, "Tick", -1);
+                ordo__produce(p, p->input, a->elems[i].partition, NULL, 0,
+                              p->buf, len, hdrs);
+                p->stats->ticks++;
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
 /* The offsets to commit: one past the last message of each partition. */
 static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
                                                       size_t n) {
@@ -865,14 +336,14 @@ typedef enum { TXN_OK, TXN_ABORTED, TXN_FATAL } txn_result_t;
 
 /* Classifies a transactional error as librdkafka documents: fatal ends
  * the stage, abortable aborts the batch, retriable retries the call. */
-static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
+static txn_result_t txn_failed(ordo__proc_t *p, rd_kafka_error_t *error,
                                const char *step) {
         txn_result_t r;
         rd_kafka_error_t *aerr;
 
         snprintf(p->errstr, sizeof(p->errstr), "%s: %s", step,
                  rd_kafka_error_string(error));
-        snapshots_done(p, 0);
+        ordo__snapshots_done(p, 0);
         if (rd_kafka_error_is_fatal(error)) {
                 rd_kafka_error_destroy(error);
                 return TXN_FATAL;
@@ -893,7 +364,10 @@ static txn_result_t txn_failed(proc_t *p, rd_kafka_error_t *error,
         return r;
 }
 
-static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
+/* One transaction: the batch's decisions, the Ticks if due (n may be 0
+ * then), the consumed offsets. */
+static txn_result_t run_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
+                              size_t n, int tick) {
         rd_kafka_error_t *error;
         rd_kafka_topic_partition_list_t *offsets;
         rd_kafka_consumer_group_metadata_t *cgmd;
@@ -904,7 +378,9 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         if ((error = rd_kafka_begin_transaction(p->producer)))
                 return txn_failed(p, error, "begin");
         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        write_due_snapshots(p);
+        ordo__write_due_snapshots(p);
+        if (tick)
+                write_ticks(p);
         for (i = 0; i < n && !p->produce_err; i++)
                 decide(p, msgs[i]);
         if (p->produce_err) {
@@ -913,10 +389,13 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                 return txn_failed(p, error, "produce");
         }
         offsets = batch_offsets(msgs, n);
-        cgmd = rd_kafka_consumer_group_metadata(p->consumer);
-        error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd,
-                                                     -1);
-        rd_kafka_consumer_group_metadata_destroy(cgmd);
+        error = NULL;
+        if (offsets->cnt) {
+                cgmd = rd_kafka_consumer_group_metadata(p->consumer);
+                error = rd_kafka_send_offsets_to_transaction(p->producer,
+                                                             offsets, cgmd, -1);
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+        }
         if (error) {
                 rd_kafka_topic_partition_list_destroy(offsets);
                 return txn_failed(p, error, "send_offsets");
@@ -941,7 +420,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                         p->parts[offsets->elems[i].partition].input_next =
                             offsets->elems[i].offset;
         rd_kafka_topic_partition_list_destroy(offsets);
-        snapshots_done(p, 1);
+        ordo__snapshots_done(p, 1);
         p->stats->transactions++;
         p->stats->txn_ms += ordo_monotonic_ms() - t0;
         ordo_metrics_transaction(p->def->name, ordo_monotonic_ms() - t0);
@@ -951,7 +430,7 @@ static txn_result_t run_batch(proc_t *p, rd_kafka_message_t **msgs, size_t n) {
 /* The transactional producer. Also used to replace one whose state we
  * no longer trust (STACK.md: re-create the producer after an ambiguous
  * transaction error). */
-static ordo_err_t open_producer(proc_t *p) {
+static ordo_err_t open_producer(ordo__proc_t *p) {
         char txid[300];
         rd_kafka_error_t *error;
 
@@ -976,9 +455,10 @@ static ordo_err_t open_producer(proc_t *p) {
         return ORDO_ERR_OK;
 }
 
-static ordo_err_t open_clients(proc_t *p) {
+static ordo_err_t open_member(ordo__proc_t *p);
+
+static ordo_err_t open_clients(ordo__proc_t *p) {
         rd_kafka_topic_partition_list_t *topics;
-        rd_kafka_resp_err_t err;
         ordo_err_t oerr;
         int np, ni;
 
@@ -1041,9 +521,18 @@ static ordo_err_t open_clients(proc_t *p) {
                 rd_kafka_topic_partition_list_destroy(topics);
         }
 
-        /* The group consumer: its rebalance callback restores state. */
-        p->consumer = ordo_kafka_consumer_new(p->conf, p->group, rebalance_cb,
-                                              p, p->errstr, sizeof(p->errstr));
+        return open_member(p);
+}
+
+/* The group consumer: its rebalance callback restores state. A static
+ * member (decision 0009): restarted after a crash, it gets its
+ * partitions back without waiting for the session timeout. */
+static ordo_err_t open_member(ordo__proc_t *p) {
+        rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_resp_err_t err;
+
+        p->consumer = ordo_kafka_member_new(p->conf, p->group, rebalance_cb, p,
+                                            p->errstr, sizeof(p->errstr));
         if (!p->consumer)
                 return ORDO_ERR_CONFIG;
         topics = rd_kafka_topic_partition_list_new(1);
@@ -1062,7 +551,7 @@ static ordo_err_t open_clients(proc_t *p) {
 /* After an abort: back off (a broker refusing the same batch must not be
  * hammered), replace the producer when aborts repeat (librdkafka caches
  * some errors per handle), then rewind. */
-static ordo_err_t recover(proc_t *p, int aborts_in_a_row) {
+static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
         int shift = aborts_in_a_row < 7 ? aborts_in_a_row - 1 : 6;
         ordo_err_t err;
 
@@ -1074,15 +563,62 @@ static ordo_err_t recover(proc_t *p, int aborts_in_a_row) {
                 if ((err = open_producer(p)))
                         return err;
         }
-        return rewind_all(p);
+        return ordo__rewind_all(p);
 }
 
-static void close_clients(proc_t *p) {
+/* Leaves the group and forgets every partition's state. */
+static void close_member(ordo__proc_t *p) {
         int i;
         if (p->consumer) {
+                /* Leave the group explicitly: a static member's close
+                 * alone would hold its partitions for the session
+                 * timeout (scale-in). */
+                ordo_kafka_member_leave(p->consumer, 10000);
                 rd_kafka_consumer_close(p->consumer);
                 rd_kafka_destroy(p->consumer);
+                p->consumer = NULL;
         }
+        for (i = 0; i < p->n_states; i++) {
+                p->def->state_destroy(p->states[i]);
+                p->states[i] = NULL;
+        }
+        p->assigned = 0;
+}
+
+/* A fenced producer or another fatal Kafka error, as Kafka Streams
+ * treats it: we lost our partitions. Give them up (leave the group,
+ * drop all state), then come back as a new member with a new producer
+ * (whose init_transactions fences our zombie and aborts what it left
+ * open); the group assigns partitions again and the rebalance callback
+ * restores exactly those. Retried with a backoff while Kafka is away;
+ * the process never exits for it. */
+static ordo_err_t rejoin(ordo__proc_t *p, int in_a_row) {
+        int shift = in_a_row < 7 ? in_a_row - 1 : 6;
+        int64_t until =
+            ordo_monotonic_ms() + ((int64_t)500 << shift); /* .5-32 s */
+        ordo_err_t err;
+
+        ORDO_LOG(WARN, p->def->name,
+                 "msg=\"fatal Kafka error: giving up our partitions and "
+                 "rejoining (if another process runs this stage with the "
+                 "same instance.id, give it its own)\" error=\"%s\" "
+                 "rejoins_in_a_row=%d",
+                 p->errstr, in_a_row);
+        p->stats->rejoins++;
+        close_member(p);
+        while (ordo_monotonic_ms() < until && !*p->stop)
+                usleep(50000);
+        if (*p->stop)
+                return ORDO_ERR_OK;
+        if ((err = open_producer(p)))
+                return err;
+        p->restore_failed = 0;
+        p->consumer_fatal = 0;
+        return open_member(p);
+}
+
+static void close_clients(ordo__proc_t *p) {
+        close_member(p);
         if (p->referrals)
                 rd_kafka_destroy(p->referrals);
         if (p->restorer)
@@ -1091,8 +627,6 @@ static void close_clients(proc_t *p) {
                 rd_kafka_destroy(p->watermarks);
         if (p->producer)
                 rd_kafka_destroy(p->producer);
-        for (i = 0; i < p->n_states; i++)
-                p->def->state_destroy(p->states[i]);
         free(p->states);
         free(p->parts);
         ordo_buf_fini(&p->snap);
@@ -1100,21 +634,22 @@ static void close_clients(proc_t *p) {
         ordo_codec_destroy(p->codec);
 }
 
-static void log_stats(const proc_t *p, const char *what) {
+static void log_stats(const ordo__proc_t *p, const char *what) {
         const ordo_stage_stats_t *s = p->stats;
         ORDO_LOG(INFO, p->def->name,
                  "msg=%s consumed=%lld produced=%lld rejected=%lld "
                  "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
-                 "snapshot_bytes=%lld",
+                 "snapshot_bytes=%lld ticks=%lld rejoins=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
                  (long long)(s->transactions ? s->txn_ms / s->transactions : 0),
                  (long long)s->aborts, (long long)s->restored_events,
                  (long long)s->restore_ms, (long long)s->snapshots,
-                 (long long)s->snapshot_bytes);
+                 (long long)s->snapshot_bytes, (long long)s->ticks,
+                 (long long)s->rejoins);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -1122,12 +657,13 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                               volatile sig_atomic_t *stop,
                               ordo_stage_stats_t *stats, char *errstr,
                               size_t errstr_size) {
-        proc_t p;
+        ordo__proc_t p;
         rd_kafka_message_t **msgs;
         size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n, i;
         int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
-        int64_t last_stats = ordo_monotonic_ms();
-        int aborts_in_a_row = 0;
+        int64_t last_stats = ordo_monotonic_ms(), t_start = last_stats;
+        int committed = 0;
+        int aborts_in_a_row = 0, rejoins_in_a_row = 0;
         ordo_err_t err = ORDO_ERR_OK;
 
         memset(&p, 0, sizeof(p));
@@ -1147,6 +683,13 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         p.snapshot_every = ordo_config_get_int(conf, "snapshot.events");
         if (p.snapshot_every < 0)
                 p.snapshot_every = 0;
+        p.tick_every =
+            /* time-driven: Ticks are its input */
+            def->accepts(ORDO_MSG_TICK)
+                ? ordo_config_get_int(conf, "tick.interval.ms")
+                : 0;
+        if (p.tick_every < 0)
+                p.tick_every = 0;
         ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));
         if (max < 1)
                 max = 1;
@@ -1161,33 +704,67 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         }
         if ((err = open_clients(&p)))
                 goto done;
-        ORDO_LOG(INFO, def->name, "msg=started input=%s events=%s group=%s",
-                 p.input, p.events, p.group);
+        ORDO_LOG(INFO, def->name,
+                 "msg=started input=%s events=%s group=%s tick_ms=%lld",
+                 p.input, p.events, p.group, (long long)p.tick_every);
 
         while (!*stop) {
-                txn_result_t r;
-                ordo_metrics_poll(def->name, p.consumer);
-                if (p.referrals && (err = follow_referrals(&p)))
-                        break;
-                n = consume_batch(&p, msgs, max, wait_ms);
-                if (p.restore_failed) {
-                        err = ORDO_ERR_KAFKA;
-                        for (i = 0; i < n; i++)
-                                rd_kafka_message_destroy(msgs[i]);
-                        break;
+                txn_result_t r = TXN_OK;
+                int tick, lost = 0;
+                if (p.consumer) /* NULL only while rejoining */
+                        ordo_metrics_poll(def->name, p.consumer);
+                if (p.referrals && (err = ordo__follow_referrals(&p))) {
+                        if (err != ORDO_ERR_KAFKA)
+                                break;
+                        lost = 1;
                 }
-                r = n ? run_batch(&p, msgs, n) : TXN_OK;
+                n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms);
+                if (p.restore_failed || p.consumer_fatal)
+                        lost = 1;
+                /* The first Ticks right after an assignment: timers that
+                 * fell due while nobody owned the partition fire now. */
+                tick = !lost && p.tick_every && p.assigned &&
+                       ordo_monotonic_ms() >= p.next_tick;
+                if (!lost && (n || tick))
+                        r = run_batch(&p, msgs, n, tick);
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);
-                if (r == TXN_FATAL) {
-                        err = ORDO_ERR_KAFKA_FATAL;
-                        break;
+                if (r == TXN_OK && tick)
+                        p.next_tick = ordo_monotonic_ms() + p.tick_every;
+                if (r == TXN_OK && (n || tick)) {
+                        rejoins_in_a_row = 0;
+                        if (!committed++)
+                                /* restart to first commit
+                                 * (bench/bench_restart.py) */
+                                ORDO_LOG(
+                                    INFO, def->name,
+                                    "msg=first-commit "
+                                    "since_start_ms=%lld",
+                                    (long long)(ordo_monotonic_ms() - t_start));
                 }
+                if (r == TXN_FATAL)
+                        lost = 1;
                 if (r == TXN_ABORTED) {
-                        if ((err = recover(&p, ++aborts_in_a_row)))
+                        err = recover(&p, ++aborts_in_a_row);
+                        if (err == ORDO_ERR_KAFKA)
+                                lost = 1;
+                        else if (err)
                                 break;
                 } else if (n)
                         aborts_in_a_row = 0;
+                if (lost) {
+                        /* Kafka Streams' "task migrated": rejoin, never
+                         * exit (a supervisor would only do the same). */
+                        do
+                                err = rejoin(&p, ++rejoins_in_a_row);
+                        while ((err == ORDO_ERR_KAFKA ||
+                                err == ORDO_ERR_KAFKA_FATAL) &&
+                               !*stop);
+                        if (err && !*stop)
+                                break;
+                        err = ORDO_ERR_OK;
+                        aborts_in_a_row = 0;
+                }
                 if (ordo_monotonic_ms() - last_stats >= 10000) {
                         log_stats(&p, "progress");
                         last_stats = ordo_monotonic_ms();

@@ -53,6 +53,8 @@ typedef struct ordo_stage_stats_s {
         int64_t restore_ms;
         int64_t snapshots;      /* written */
         int64_t snapshot_bytes; /* written */
+        int64_t ticks;          /* Ticks written (tick.interval.ms) */
+        int64_t rejoins;        /* partitions given up after a fatal error */
 } ordo_stage_stats_t;
 
 /* Runs a processor until *stop becomes non-zero or a fatal error.

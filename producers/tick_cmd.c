@@ -32,20 +32,18 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--ts MS   the Tick's ts_ms (default: now)\n\n"
                        "Timers due at or before ts fire at their own "
-                       "deadlines, in deadline order.\n");
+                       "deadlines, in deadline order.\nThe order processor "
+                       "also ticks by itself every tick.interval.ms;\n"
+                       "batch runs with old timestamps set it to 0 and "
+                       "send their own Ticks.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                char *end;
-                if (!strcmp(argv[i], "--ts") && i + 1 < argc) {
-                        ts = strtoll(argv[++i], &end, 10);
-                        if (*end || !*argv[i]) {
-                                fprintf(stderr,
-                                        "ordo tick: --ts: expected "
-                                        "milliseconds, got \"%s\"\n",
-                                        argv[i]);
+                if (!strcmp(argv[i], "--ts")) {
+                        if (ordo_option_count(argc, argv, &i, "tick",
+                                              "milliseconds since the epoch",
+                                              &ts))
                                 return 2;
-                        }
                 } else {
                         fprintf(stderr, "ordo tick: unknown argument %s\n",
                                 argv[i]);

@@ -34,6 +34,7 @@
 #ifndef ORDO_PROJECTION_H
 #define ORDO_PROJECTION_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -114,6 +115,27 @@ ordo_err_t ordo_mongo_db_drop(const char *uri, const char *db, char *errstr,
  * the prefix matched literally (at most 64 bytes). */
 ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                                   char *errstr, size_t errstr_size);
+/* Where a diff of two targets reports (store.h: ordo_store_diff). */
+typedef struct ordo_diff_s {
+        /* Prints one line (no newline in fmt). */
+        void (*vline)(void *opaque, const char *fmt, va_list ap);
+        void *opaque;
+        int64_t diffs;    /* documents or keys/members that differ */
+        int64_t notes;    /* lines that may not be differences */
+        int64_t compared; /* documents or keys/members compared */
+        int errors;       /* could not compare something (on stderr) */
+} ordo_diff_t;
+void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The live database or prefix against the expected one, counted and
+ * reported in d; an error only when the store cannot be reached or
+ * addressed at all. */
+ordo_err_t ordo_mongo_diff(const char *uri, const char *live,
+                           const char *expected, ordo_diff_t *d, char *errstr,
+                           size_t errstr_size);
+ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
+                           const char *expected, ordo_diff_t *d, char *errstr,
+                           size_t errstr_size);
 /* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
  * 2 * strlen(s) + 1 bytes. */
 void ordo__redis_glob_escape(const char *s, char *out);

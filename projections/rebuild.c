@@ -182,116 +182,132 @@ static void progress(const char *which, const char *into,
                 ms > 0 ? (double)s->applied * 1000.0 / (double)ms : 0.0);
 }
 
-ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
-                            const char *into, const char *commit_group,
-                            int progress_s, volatile sig_atomic_t *stop,
-                            ordo_rebuild_stats_t *stats, char *errstr,
-                            size_t errstr_size) {
+/* One rebuild: the consumer fixed at the ends of the start, the batch
+ * being read, and the store it goes to. */
+typedef struct {
+        const char *which, *into;
+        const ordo_stage_t *stage;
         topic_t t[N_TOPICS];
-        ordo_store_t store = { NULL, NULL };
-        rd_kafka_t *rk = NULL, *group = NULL;
-        rd_kafka_topic_partition_list_t *assign;
-        ordo_codec_t *codec = NULL;
-        size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n = 0;
-        ordo_msg_t *msgs = NULL;
-        ordo_event_rec_t *recs = NULL;
-        int64_t t0 = ordo_monotonic_ms(), last = t0, lo, hi;
-        int i, p, open = 0, used;
-        char why[300];
-        ordo_err_t err = ORDO_ERR_OK;
-        const ordo_stage_t *stage =
-            ordo_stage_find_kind(which, ORDO_STAGE_PROJECTION);
+        ordo_store_t store;
+        rd_kafka_t *rk, *group;
+        ordo_codec_t *codec;
+        size_t max, n; /* batch.max; events in the batch */
+        ordo_msg_t *msgs;
+        ordo_event_rec_t *recs;
+        int open; /* partitions not yet read to their end */
+        ordo_rebuild_stats_t *stats;
+        volatile sig_atomic_t *stop;
+        int64_t t0; /* when the run started (ordo_monotonic_ms) */
+} rebuild_t;
 
-        memset(stats, 0, sizeof(*stats));
-        memset(t, 0, sizeof(t));
-        if (!stage || stage->n_inputs != N_TOPICS) {
+/* The stage exists, the target is a new one. */
+static ordo_err_t check_target(rebuild_t *rb, const ordo_config_t *conf,
+                               char *errstr, size_t errstr_size) {
+        char why[300];
+        int used;
+        if (!rb->stage || rb->stage->n_inputs != N_TOPICS) {
                 snprintf(errstr, errstr_size, "mongo or redis, not \"%s\"",
-                         which);
+                         rb->which);
                 return ORDO_ERR_INVALID_ARG;
         }
-        if (ordo__rebuild_target_check(which, conf, into, why, sizeof(why))) {
+        if (ordo__rebuild_target_check(rb->which, conf, rb->into, why,
+                                       sizeof(why))) {
                 snprintf(errstr, errstr_size,
                          "--into: %s; rebuild into a new name (not the live "
                          "target), then switch",
                          why);
                 return ORDO_ERR_INVALID_ARG;
         }
-        used = ordo_store_target_used(which, conf, into, errstr, errstr_size);
-        if (used) {
-                if (used > 0)
-                        snprintf(errstr, errstr_size,
-                                 "%s \"%s\" already holds read-model data; "
-                                 "drop it first or choose another name",
-                                 !strcmp(which, "mongo") ? "database"
-                                                         : "prefix",
-                                 into);
-                return used > 0 ? ORDO_ERR_INVALID_ARG : ORDO_ERR_UNAVAILABLE;
-        }
-        if (max < 1)
-                max = 1;
-        msgs = calloc(max, sizeof(*msgs));
-        recs = calloc(max, sizeof(*recs));
-        codec = ordo_codec_new(errstr, errstr_size);
-        rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
-                                     errstr_size);
-        if (!msgs || !recs) {
-                snprintf(errstr, errstr_size, "out of memory");
-                err = ORDO_ERR_NOMEM;
-                goto done;
-        }
-        if (!codec || !rk) {
-                err = ORDO_ERR_CONFIG;
-                goto done;
-        }
-        if (commit_group &&
-            !(group = ordo_kafka_consumer_new(conf, commit_group, NULL, NULL,
-                                              errstr, errstr_size))) {
-                err = ORDO_ERR_CONFIG;
-                goto done;
-        }
-        if (ordo_store_open(&store, which, conf, into, errstr, errstr_size)) {
-                err = ORDO_ERR_INVALID_ARG;
-                goto done;
-        }
+        used = ordo_store_target_used(rb->which, conf, rb->into, errstr,
+                                      errstr_size);
+        if (used > 0)
+                snprintf(errstr, errstr_size,
+                         "%s \"%s\" already holds read-model data; drop it "
+                         "first or choose another name",
+                         !strcmp(rb->which, "mongo") ? "database" : "prefix",
+                         rb->into);
+        return !used      ? ORDO_ERR_OK
+               : used > 0 ? ORDO_ERR_INVALID_ARG
+                          : ORDO_ERR_UNAVAILABLE;
+}
 
-        /* The ends, fixed now: what arrives later is the live
-         * projection's, from the offsets committed below. */
-        assign = rd_kafka_topic_partition_list_new(64);
-        for (i = 0; i < N_TOPICS && !err; i++) {
-                ordo_topic_name(conf, stage->inputs[i], t[i].name,
-                                sizeof(t[i].name));
-                t[i].np =
-                    ordo_kafka_partitions(rk, t[i].name, errstr, errstr_size);
-                if (t[i].np < 0) {
-                        err = ORDO_ERR_KAFKA;
-                        break;
-                }
-                t[i].end = calloc((size_t)t[i].np + 1, sizeof(int64_t));
-                t[i].next = calloc((size_t)t[i].np + 1, sizeof(int64_t));
-                if (!t[i].end || !t[i].next) {
-                        err = ORDO_ERR_NOMEM;
-                        break;
-                }
-                for (p = 0; p < t[i].np; p++) {
-                        if (ordo_kafka_watermarks(rk, t[i].name, p, &lo, &hi,
-                                                  errstr, errstr_size)) {
-                                err = ORDO_ERR_KAFKA;
-                                break;
-                        }
-                        t[i].end[p] = hi;
-                        t[i].next[p] = hi; /* unless read below */
-                        if (hi > lo) {
-                                t[i].next[p] = lo;
-                                rd_kafka_topic_partition_list_add(assign,
-                                                                  t[i].name, p)
-                                    ->offset = lo;
-                                stats->total += hi - lo;
-                                open++;
-                        }
+/* The batch, the codec, the consumers and the store. */
+static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
+                           const char *commit_group, char *errstr,
+                           size_t errstr_size) {
+        rb->max = (size_t)ordo_config_get_int(conf, "batch.max");
+        if (rb->max < 1)
+                rb->max = 1;
+        rb->msgs = calloc(rb->max, sizeof(*rb->msgs));
+        rb->recs = calloc(rb->max, sizeof(*rb->recs));
+        rb->codec = ordo_codec_new(errstr, errstr_size);
+        rb->rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
+                                         errstr_size);
+        if (!rb->msgs || !rb->recs) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_NOMEM;
+        }
+        if (!rb->codec || !rb->rk)
+                return ORDO_ERR_CONFIG;
+        if (commit_group &&
+            !(rb->group = ordo_kafka_consumer_new(conf, commit_group, NULL,
+                                                  NULL, errstr, errstr_size)))
+                return ORDO_ERR_CONFIG;
+        if (ordo_store_open(&rb->store, rb->which, conf, rb->into, errstr,
+                            errstr_size))
+                return ORDO_ERR_INVALID_ARG;
+        return ORDO_ERR_OK;
+}
+
+/* Every partition of topic t from its low watermark to the end it has
+ * now, added to assign. */
+static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
+                                 rd_kafka_topic_partition_list_t *assign,
+                                 char *errstr, size_t errstr_size) {
+        int64_t lo, hi;
+        int p;
+        t->np = ordo_kafka_partitions(rb->rk, t->name, errstr, errstr_size);
+        if (t->np < 0)
+                return ORDO_ERR_KAFKA;
+        t->end = calloc((size_t)t->np + 1, sizeof(int64_t));
+        t->next = calloc((size_t)t->np + 1, sizeof(int64_t));
+        if (!t->end || !t->next)
+                return ORDO_ERR_NOMEM;
+        for (p = 0; p < t->np; p++) {
+                if (ordo_kafka_watermarks(rb->rk, t->name, p, &lo, &hi, errstr,
+                                          errstr_size))
+                        return ORDO_ERR_KAFKA;
+                t->end[p] = hi;
+                t->next[p] = hi; /* unless read below */
+                if (hi > lo) {
+                        t->next[p] = lo;
+                        rd_kafka_topic_partition_list_add(assign, t->name, p)
+                            ->offset = lo;
+                        rb->stats->total += hi - lo;
+                        rb->open++;
                 }
         }
-        if (!err && group) {
-                int has = group_has_offsets(group, t);
+        return ORDO_ERR_OK;
+}
+
+/* The ends, fixed now: what arrives later is the live projection's, from
+ * the offsets committed at the end. Assigns the consumer to them once the
+ * commit group is known to be new. */
+static ordo_err_t assign_to_ends(rebuild_t *rb, const ordo_config_t *conf,
+                                 const char *commit_group, char *errstr,
+                                 size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *assign =
+            rd_kafka_topic_partition_list_new(64);
+        ordo_err_t err = ORDO_ERR_OK;
+        int i;
+        for (i = 0; i < N_TOPICS && !err; i++) {
+                ordo_topic_name(conf, rb->stage->inputs[i], rb->t[i].name,
+                                sizeof(rb->t[i].name));
+                err =
+                    fix_topic_ends(rb, &rb->t[i], assign, errstr, errstr_size);
+        }
+        if (!err && rb->group) {
+                int has = group_has_offsets(rb->group, rb->t);
                 if (has) {
                         snprintf(errstr, errstr_size,
                                  has > 0 ? "consumer group \"%s\" already "
@@ -302,103 +318,151 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                         err = has > 0 ? ORDO_ERR_INVALID_ARG : ORDO_ERR_KAFKA;
                 }
         }
-        if (!err && open)
-                rd_kafka_assign(rk, assign);
+        if (!err && rb->open)
+                rd_kafka_assign(rb->rk, assign);
         rd_kafka_topic_partition_list_destroy(assign);
-        if (err)
-                goto done;
+        return err;
+}
 
-        while (open > 0 || n > 0) {
+/* A partition read to its end: paused, and its end is the offset to
+ * commit (markers may sit between the last message and the end). */
+static void end_partition(rebuild_t *rb, topic_t *tp, int32_t part) {
+        rd_kafka_topic_partition_list_t *one =
+            rd_kafka_topic_partition_list_new(1);
+        tp->next[part] = tp->end[part];
+        rd_kafka_topic_partition_list_add(one, tp->name, part);
+        rd_kafka_pause_partitions(rb->rk, one);
+        rd_kafka_topic_partition_list_destroy(one);
+        rb->open--;
+}
+
+/* Read and decode: one message into the batch (or the end of its
+ * partition); consumes m. */
+static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
+        topic_t *tp =
+            m->rkt ? find_topic(rb->t, rd_kafka_topic_name(m->rkt)) : NULL;
+        int32_t part = m->partition;
+        int done_part = 0;
+        if (!tp || part < 0 || part >= tp->np ||
+            tp->next[part] >= tp->end[part]) {
+                rd_kafka_message_destroy(m);
+                return;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                /* Short of the end: a transaction still open at the
+                 * start; wait for it. */
+                done_part = m->offset >= tp->end[part];
+        } else if (m->err) {
+                ORDO_LOG(WARN, "rebuild", "msg=\"consume error\" error=\"%s\"",
+                         rd_kafka_message_errstr(m));
+        } else if (m->offset < tp->end[part]) {
+                if (ordo_decode_event(
+                        rb->codec, m,
+                        ordo_topic_short(rb->stage->inputs[tp - rb->t]),
+                        "rebuild", &rb->msgs[rb->n], &rb->recs[rb->n]))
+                        rb->stats->skipped++;
+                else
+                        rb->n++;
+                tp->next[part] = m->offset + 1;
+                if (m->offset + 1 >= tp->end[part])
+                        done_part = 1;
+        } else
+                done_part = 1;
+        if (done_part)
+                end_partition(rb, tp, part);
+        rd_kafka_message_destroy(m);
+}
+
+/* Apply: the batch to the store, through outages. */
+static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
+        ordo_err_t err = ordo_store_apply_until_done(
+            &rb->store, "rebuild", rb->recs, rb->n, park, rb->stats, NULL, NULL,
+            rb->stop, errstr, errstr_size);
+        if (!err) {
+                rb->stats->applied += (int64_t)rb->n;
+                rb->n = 0;
+        }
+        return err;
+}
+
+/* read -> decode -> apply until every partition is at its end: a batch
+ * goes to the store when full, when nothing more is waiting, or at the
+ * end. */
+static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
+                           size_t errstr_size) {
+        int64_t last = rb->t0;
+        while (rb->open > 0 || rb->n > 0) {
                 rd_kafka_message_t *m = NULL;
-                int flush = n == max || (open == 0 && n > 0);
-                if (*stop) {
+                int flush = rb->n == rb->max || (rb->open == 0 && rb->n > 0);
+                if (*rb->stop) {
                         snprintf(errstr, errstr_size, "interrupted");
-                        err = ORDO_ERR_INTERRUPTED;
-                        break;
+                        return ORDO_ERR_INTERRUPTED;
                 }
                 if (!flush) {
-                        m = rd_kafka_consumer_poll(rk, n ? 0 : 500);
-                        if (!m && n)
+                        m = rd_kafka_consumer_poll(rb->rk, rb->n ? 0 : 500);
+                        if (!m && rb->n)
                                 flush = 1;
                 }
-                if (m) {
-                        topic_t *tp =
-                            m->rkt ? find_topic(t, rd_kafka_topic_name(m->rkt))
-                                   : NULL;
-                        int32_t part = m->partition;
-                        int done_part = 0;
-                        if (!tp || part < 0 || part >= tp->np ||
-                            tp->next[part] >= tp->end[part]) {
-                                rd_kafka_message_destroy(m);
-                                continue;
-                        }
-                        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                /* Short of the end: a transaction still
-                                 * open at the start; wait for it. */
-                                done_part = m->offset >= tp->end[part];
-                        } else if (m->err) {
-                                ORDO_LOG(WARN, "rebuild",
-                                         "msg=\"consume error\" error=\"%s\"",
-                                         rd_kafka_message_errstr(m));
-                        } else if (m->offset < tp->end[part]) {
-                                if (ordo_decode_event(
-                                        codec, m,
-                                        ordo_topic_short(stage->inputs[tp - t]),
-                                        "rebuild", &msgs[n], &recs[n]))
-                                        stats->skipped++;
-                                else
-                                        n++;
-                                tp->next[part] = m->offset + 1;
-                                if (m->offset + 1 >= tp->end[part])
-                                        done_part = 1;
-                        } else
-                                done_part = 1;
-                        if (done_part) {
-                                /* Markers may sit between the last message
-                                 * and the end: the end is the offset to
-                                 * commit. */
-                                rd_kafka_topic_partition_list_t *one =
-                                    rd_kafka_topic_partition_list_new(1);
-                                tp->next[part] = tp->end[part];
-                                rd_kafka_topic_partition_list_add(one, tp->name,
-                                                                  part);
-                                rd_kafka_pause_partitions(rk, one);
-                                rd_kafka_topic_partition_list_destroy(one);
-                                open--;
-                        }
-                        rd_kafka_message_destroy(m);
-                }
-                if (flush && n) {
-                        err = ordo_store_apply_until_done(
-                            &store, "rebuild", recs, n, park, stats, NULL, NULL,
-                            stop, errstr, errstr_size);
+                if (m)
+                        take_message(rb, m);
+                if (flush && rb->n) {
+                        ordo_err_t err = apply_batch(rb, errstr, errstr_size);
                         if (err)
-                                break;
-                        stats->applied += (int64_t)n;
-                        n = 0;
+                                return err;
                 }
                 if (progress_s > 0 &&
                     ordo_monotonic_ms() - last >= progress_s * 1000) {
-                        progress(which, into, stats, t0);
+                        progress(rb->which, rb->into, rb->stats, rb->t0);
                         last = ordo_monotonic_ms();
                 }
         }
-        if (!err && group)
-                err = commit_reached(group, t, errstr, errstr_size);
-done:
-        stats->elapsed_ms = ordo_monotonic_ms() - t0;
-        if (rk)
-                rd_kafka_destroy(rk);
-        if (group)
-                rd_kafka_destroy(group);
-        ordo_codec_destroy(codec);
-        ordo_store_close(&store);
+        return ORDO_ERR_OK;
+}
+
+static void close_all(rebuild_t *rb) {
+        int i;
+        if (rb->rk)
+                rd_kafka_destroy(rb->rk);
+        if (rb->group)
+                rd_kafka_destroy(rb->group);
+        ordo_codec_destroy(rb->codec);
+        ordo_store_close(&rb->store);
         for (i = 0; i < N_TOPICS; i++) {
-                free(t[i].end);
-                free(t[i].next);
+                free(rb->t[i].end);
+                free(rb->t[i].next);
         }
-        free(msgs);
-        free(recs);
+        free(rb->msgs);
+        free(rb->recs);
+}
+
+ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
+                            const char *into, const char *commit_group,
+                            int progress_s, volatile sig_atomic_t *stop,
+                            ordo_rebuild_stats_t *stats, char *errstr,
+                            size_t errstr_size) {
+        rebuild_t rb;
+        ordo_err_t err;
+
+        memset(stats, 0, sizeof(*stats));
+        memset(&rb, 0, sizeof(rb));
+        rb.which = which;
+        rb.into = into;
+        rb.stage = ordo_stage_find_kind(which, ORDO_STAGE_PROJECTION);
+        rb.stats = stats;
+        rb.stop = stop;
+        rb.t0 = ordo_monotonic_ms();
+        if ((err = check_target(&rb, conf, errstr, errstr_size)))
+                return err;
+        err = open_all(&rb, conf, commit_group, errstr, errstr_size);
+        if (!err)
+                err = assign_to_ends(&rb, conf, commit_group, errstr,
+                                     errstr_size);
+        if (!err)
+                err = pipeline(&rb, progress_s, errstr, errstr_size);
+        if (!err && rb.group)
+                err = commit_reached(rb.group, rb.t, errstr, errstr_size);
+        stats->elapsed_ms = ordo_monotonic_ms() - rb.t0;
+        close_all(&rb);
         return err;
 }
 

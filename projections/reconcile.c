@@ -7,7 +7,7 @@
  * Workload: topics of millions of messages on one machine. Everything is
  * streamed: one input partition at a time with a fresh state, the stored
  * event partition read in step with it, documents and keys compared in
- * sorted cursors and SCAN batches. Memory is the rules' state of one
+ * sorted cursors and SCAN batches (store.h: ordo_store_diff). Memory is the rules' state of one
  * partition plus one batch.
  *
  * Events are aligned by their id, "<source>-<partition>-<offset>-<index>"
@@ -15,8 +15,6 @@
  * the topic, so one missing or extra event is one difference, not a shift
  * of everything after it.
  */
-#include <hiredis/hiredis.h>
-#include <mongoc/mongoc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +27,8 @@
 #include "kafka.h"
 #include "projection.h"
 #include "rebuild.h"
-#include "redis_conn.h"
 #include "stages.h"
+#include "store.h"
 
 #define ENCODE_MAX 8192
 
@@ -48,11 +46,8 @@ typedef struct {
         int errors; /* could not compare something */
 } report_t;
 
-static void line(report_t *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void line(report_t *r, const char *fmt, ...) {
-        va_list ap;
+static void vline(void *opaque, const char *fmt, va_list ap) {
+        report_t *r = opaque;
         if (r->limit >= 0 && r->printed >= r->limit) {
                 if (r->printed == r->limit)
                         printf("... (--limit %lld reached; counting "
@@ -61,11 +56,19 @@ static void line(report_t *r, const char *fmt, ...) {
                 r->printed++;
                 return;
         }
-        va_start(ap, fmt);
         vprintf(fmt, ap);
-        va_end(ap);
         putchar('\n');
         r->printed++;
+}
+
+static void line(report_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void line(report_t *r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vline(r, fmt, ap);
+        va_end(ap);
 }
 
 /* ------------------------------------------------------------------ */
@@ -539,459 +542,14 @@ done:
 }
 
 /* ------------------------------------------------------------------ */
-/* MongoDB: live database against a rebuilt one, document by document. */
-
-static void bson_value_str(const bson_iter_t *it, char *buf, size_t size) {
-        switch (bson_iter_type(it)) {
-        case BSON_TYPE_UTF8:
-                snprintf(buf, size, "\"%s\"", bson_iter_utf8(it, NULL));
-                break;
-        case BSON_TYPE_INT64:
-                snprintf(buf, size, "%lld", (long long)bson_iter_int64(it));
-                break;
-        case BSON_TYPE_INT32:
-                snprintf(buf, size, "%d", (int)bson_iter_int32(it));
-                break;
-        case BSON_TYPE_DOUBLE:
-                snprintf(buf, size, "%.17g", bson_iter_double(it));
-                break;
-        case BSON_TYPE_BOOL:
-                snprintf(buf, size, "%s",
-                         bson_iter_bool(it) ? "true" : "false");
-                break;
-        case BSON_TYPE_NULL:
-                snprintf(buf, size, "null");
-                break;
-        default: {
-                bson_t sub;
-                const uint8_t *data;
-                uint32_t len;
-                char *s = NULL;
-                if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) {
-                        if (BSON_ITER_HOLDS_DOCUMENT(it))
-                                bson_iter_document(it, &len, &data);
-                        else
-                                bson_iter_array(it, &len, &data);
-                        if (bson_init_static(&sub, data, len))
-                                s = bson_as_relaxed_extended_json(&sub, NULL);
-                }
-                snprintf(buf, size, "%s", s ? s : "(value)");
-                bson_free(s);
-        }
-        }
-}
-
-/* Fields the projection keeps for itself: the earnings offset guards. */
-static int ignored_field(const char *key) {
-        return !strcmp(key, "_id") || !strcmp(key, "offsets");
-}
-
-static void diff_docs(report_t *r, const char *coll, const char *id,
-                      const bson_t *exp, const bson_t *act) {
-        bson_iter_t it, o;
-        char a[512], b[512];
-        int shown = 0;
-        if (bson_iter_init(&it, exp))
-                while (bson_iter_next(&it)) {
-                        const char *k = bson_iter_key(&it);
-                        if (ignored_field(k))
-                                continue;
-                        bson_value_str(&it, a, sizeof(a));
-                        if (bson_iter_init_find(&o, act, k))
-                                bson_value_str(&o, b, sizeof(b));
-                        else
-                                snprintf(b, sizeof(b), "(absent)");
-                        if (strcmp(a, b)) {
-                                line(r,
-                                     "DIFF mongo %s _id=\"%s\" field=%s "
-                                     "expected=%s actual=%s",
-                                     coll, id, k, a, b);
-                                shown++;
-                        }
-                }
-        if (bson_iter_init(&it, act))
-                while (bson_iter_next(&it)) {
-                        const char *k = bson_iter_key(&it);
-                        if (ignored_field(k) || bson_iter_init_find(&o, exp, k))
-                                continue;
-                        bson_value_str(&it, b, sizeof(b));
-                        line(r,
-                             "DIFF mongo %s _id=\"%s\" field=%s "
-                             "expected=(absent) actual=%s",
-                             coll, id, k, b);
-                        shown++;
-                }
-        if (shown)
-                r->diffs[SEC_MONGO]++;
-}
-
-static const char *doc_id(const bson_t *d, char *buf, size_t size) {
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, d, "_id")) {
-                if (BSON_ITER_HOLDS_UTF8(&it))
-                        snprintf(buf, size, "%s", bson_iter_utf8(&it, NULL));
-                else
-                        bson_value_str(&it, buf, size);
-        } else
-                buf[0] = '\0';
-        return buf;
-}
-
-static mongoc_cursor_t *sorted(mongoc_client_t *c, const char *db,
-                               const char *coll, mongoc_collection_t **out) {
-        bson_t filter = BSON_INITIALIZER;
-        bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}",
-                                "batchSize", BCON_INT32(1000));
-        mongoc_cursor_t *cur;
-        *out = mongoc_client_get_collection(c, db, coll);
-        cur = mongoc_collection_find_with_opts(*out, &filter, opts, NULL);
-        bson_destroy(opts);
-        return cur;
-}
-
-static const bson_t *cursor_next(mongoc_cursor_t *c, report_t *r,
-                                 const char *what) {
-        const bson_t *d;
-        bson_error_t e;
-        if (mongoc_cursor_next(c, &d))
-                return d;
-        if (mongoc_cursor_error(c, &e)) {
-                fprintf(stderr, "ordo reconcile: mongo %s: %s\n", what,
-                        e.message);
-                r->errors++;
-        }
-        return NULL;
-}
-
-static ordo_err_t diff_mongo(const ordo_config_t *conf, const char *tmp,
-                             report_t *r, char *errstr, size_t errstr_size) {
-        static const char *colls[] = { "activities", "orders", "commissions",
-                                       "earnings", "referrals" };
-        const char *live = ordo_config_get(conf, "mongo.db");
-        mongoc_client_t *c;
-        mongoc_uri_t *uri;
-        bson_error_t e;
-        size_t i;
-
-        mongoc_init();
-        uri = mongoc_uri_new_with_error(ordo_config_get(conf, "mongo.uri"), &e);
-        if (!uri) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                return ORDO_ERR_CONFIG;
-        }
-        c = mongoc_client_new_from_uri_with_error(uri, &e);
-        mongoc_uri_destroy(uri);
-        if (!c) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                return ORDO_ERR_CONFIG;
-        }
-        for (i = 0; i < 5; i++) {
-                mongoc_collection_t *ce, *ca;
-                mongoc_cursor_t *xe = sorted(c, tmp, colls[i], &ce);
-                mongoc_cursor_t *xa = sorted(c, live, colls[i], &ca);
-                const bson_t *de = cursor_next(xe, r, "rebuilt");
-                const bson_t *da = cursor_next(xa, r, "live");
-                char ie[300], ia[300], prev_e[300] = "", prev_a[300] = "";
-                while (de || da) {
-                        int cmp;
-                        if (de)
-                                doc_id(de, ie, sizeof(ie));
-                        if (da)
-                                doc_id(da, ia, sizeof(ia));
-                        /* The merge needs the server's order to be
-                         * strcmp's (the simple collation): check it. */
-                        if ((de && strcmp(prev_e, ie) > 0) ||
-                            (da && strcmp(prev_a, ia) > 0)) {
-                                fprintf(stderr,
-                                        "ordo reconcile: mongo %s: _id "
-                                        "order is not bytewise; cannot "
-                                        "merge\n",
-                                        colls[i]);
-                                r->errors++;
-                                break;
-                        }
-                        cmp = !de ? 1 : !da ? -1 : strcmp(ie, ia);
-                        if (cmp < 0) {
-                                r->diffs[SEC_MONGO]++;
-                                line(r,
-                                     "DIFF mongo %s _id=\"%s\" missing: "
-                                     "in the rebuild from the event "
-                                     "log, not in %s",
-                                     colls[i], ie, live);
-                        } else if (cmp > 0) {
-                                r->diffs[SEC_MONGO]++;
-                                line(r,
-                                     "DIFF mongo %s _id=\"%s\" extra: in "
-                                     "%s, not in the rebuild from the "
-                                     "event log",
-                                     colls[i], ia, live);
-                        } else {
-                                r->compared[SEC_MONGO]++;
-                                diff_docs(r, colls[i], ie, de, da);
-                        }
-                        if (cmp <= 0) {
-                                snprintf(prev_e, sizeof(prev_e), "%s", ie);
-                                de = cursor_next(xe, r, "rebuilt");
-                        }
-                        if (cmp >= 0) {
-                                snprintf(prev_a, sizeof(prev_a), "%s", ia);
-                                da = cursor_next(xa, r, "live");
-                        }
-                }
-                mongoc_cursor_destroy(xe);
-                mongoc_cursor_destroy(xa);
-                mongoc_collection_destroy(ce);
-                mongoc_collection_destroy(ca);
-        }
-        mongoc_client_destroy(c);
-        return ORDO_ERR_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* Redis: every data key of the live prefix against the rebuilt prefix,
- * and back. Guard keys ({prefix...}:version, :offsets) and TTLs are the
- * projection's own business and not compared. */
-
-typedef struct {
-        report_t *r;
-        const char *live, *tmp;
-        const char *family; /* "stock:", "order:", "earnings:" */
-        int reverse;        /* scanning the rebuilt prefix */
-} rscan_t;
-
-/* The value of field k in an HGETALL reply, or NULL: hashes are compared
- * as maps, Redis returns fields in no particular order. */
-static const char *hget(const redisReply *h, const char *k) {
-        size_t i;
-        if (!h || h->type != REDIS_REPLY_ARRAY)
-                return NULL;
-        for (i = 0; i + 1 < h->elements; i += 2)
-                if (!strcmp(h->element[i]->str, k))
-                        return h->element[i + 1]->str;
-        return NULL;
-}
-
-static void diff_hash(report_t *r, const char *key, const redisReply *e,
-                      const redisReply *a) {
-        size_t i;
-        int shown = 0;
-        for (i = 0; i + 1 < e->elements; i += 2) {
-                const char *f = e->element[i]->str;
-                const char *av = hget(a, f);
-                if (!av || strcmp(av, e->element[i + 1]->str)) {
-                        line(r,
-                             "DIFF redis %s field=%s expected=\"%s\" "
-                             "actual=%s%s%s",
-                             key, f, e->element[i + 1]->str, av ? "\"" : "",
-                             av ? av : "(absent)", av ? "\"" : "");
-                        shown++;
-                }
-        }
-        for (i = 0; i + 1 < a->elements; i += 2)
-                if (!hget(e, a->element[i]->str)) {
-                        line(r,
-                             "DIFF redis %s field=%s expected=(absent) "
-                             "actual=\"%s\"",
-                             key, a->element[i]->str, a->element[i + 1]->str);
-                        shown++;
-                }
-        if (shown)
-                r->diffs[SEC_REDIS]++;
-}
-
-static int is_hash_family(const char *family) {
-        return strcmp(family, "stock:") != 0;
-}
-
-static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
-        rscan_t *s = opaque;
-        size_t i, plen = strlen(s->reverse ? s->tmp : s->live);
-        const char *other = s->reverse ? s->live : s->tmp;
-        const char *get = is_hash_family(s->family) ? "HGETALL" : "GET";
-        for (i = 0; i < keys->elements; i++) {
-                const char *k = keys->element[i]->str;
-                redisAppendCommand(c, "%s %s", get, k);
-                redisAppendCommand(c, "%s %s%s", get, other, k + plen);
-        }
-        for (i = 0; i < keys->elements; i++) {
-                redisReply *mine = NULL, *theirs = NULL;
-                const char *k = keys->element[i]->str;
-                char shown[400];
-                if (redisGetReply(c, (void **)&mine) != REDIS_OK ||
-                    redisGetReply(c, (void **)&theirs) != REDIS_OK) {
-                        s->r->errors++;
-                        return 1;
-                }
-                /* Keys as the contract names them: under the live prefix. */
-                snprintf(shown, sizeof(shown), "%s%s", s->live, k + plen);
-                if (s->reverse) {
-                        int missing = theirs->type == REDIS_REPLY_NIL ||
-                                      (theirs->type == REDIS_REPLY_ARRAY &&
-                                       theirs->elements == 0);
-                        if (missing) {
-                                const char *st = hget(mine, "status");
-                                if (st && !strcmp(st, "REJECTED")) {
-                                        /* A rejected attempt expires
-                                         * (redis.rejected.ttl.s): its
-                                         * absence may be its TTL. */
-                                        s->r->notes[SEC_REDIS]++;
-                                        line(s->r,
-                                             "NOTE redis %s missing: a "
-                                             "REJECTED status, expired? "
-                                             "(not counted)",
-                                             shown);
-                                } else {
-                                        s->r->diffs[SEC_REDIS]++;
-                                        line(s->r,
-                                             "DIFF redis %s missing: in the "
-                                             "rebuild from the event log, "
-                                             "not live",
-                                             shown);
-                                }
-                        }
-                } else {
-                        int absent = theirs->type == REDIS_REPLY_NIL ||
-                                     (theirs->type == REDIS_REPLY_ARRAY &&
-                                      theirs->elements == 0);
-                        s->r->compared[SEC_REDIS]++;
-                        if (absent) {
-                                s->r->diffs[SEC_REDIS]++;
-                                line(s->r,
-                                     "DIFF redis %s extra: live, not in "
-                                     "the rebuild from the event log",
-                                     shown);
-                        } else if (mine->type == REDIS_REPLY_STRING &&
-                                   theirs->type == REDIS_REPLY_STRING) {
-                                if (strcmp(mine->str, theirs->str)) {
-                                        s->r->diffs[SEC_REDIS]++;
-                                        line(s->r,
-                                             "DIFF redis %s expected=\"%s\" "
-                                             "actual=\"%s\"",
-                                             shown, theirs->str, mine->str);
-                                }
-                        } else if (mine->type == REDIS_REPLY_ARRAY &&
-                                   theirs->type == REDIS_REPLY_ARRAY)
-                                diff_hash(s->r, shown, theirs, mine);
-                        else {
-                                s->r->diffs[SEC_REDIS]++;
-                                line(s->r,
-                                     "DIFF redis %s: different types "
-                                     "(expected %d, actual %d)",
-                                     shown, theirs->type, mine->type);
-                        }
-                }
-                freeReplyObject(mine);
-                freeReplyObject(theirs);
-        }
-        return 0;
-}
-
-/* The leaderboard, member by member, both ways (ZSCAN + ZSCORE). */
-static void diff_leaderboard(redisContext *c, report_t *r, const char *from,
-                             const char *to, const char *live, int reverse) {
-        char cursor[32] = "0";
-        do {
-                redisReply *z =
-                    redisCommand(c, "ZSCAN %sleaderboard:settled %s COUNT 1000",
-                                 from, cursor);
-                size_t i;
-                if (!z || z->type != REDIS_REPLY_ARRAY || z->elements != 2) {
-                        if (z)
-                                freeReplyObject(z);
-                        r->errors++;
-                        return;
-                }
-                snprintf(cursor, sizeof(cursor), "%s", z->element[0]->str);
-                for (i = 0; i + 1 < z->element[1]->elements; i += 2)
-                        redisAppendCommand(c, "ZSCORE %sleaderboard:settled %s",
-                                           to, z->element[1]->element[i]->str);
-                for (i = 0; i + 1 < z->element[1]->elements; i += 2) {
-                        redisReply *s = NULL;
-                        const char *mem = z->element[1]->element[i]->str;
-                        const char *sc = z->element[1]->element[i + 1]->str;
-                        if (redisGetReply(c, (void **)&s) != REDIS_OK) {
-                                r->errors++;
-                                break;
-                        }
-                        if (!reverse)
-                                r->compared[SEC_REDIS]++;
-                        if (s->type == REDIS_REPLY_NIL) {
-                                r->diffs[SEC_REDIS]++;
-                                line(r,
-                                     "DIFF redis %sleaderboard:settled "
-                                     "member=%s %s",
-                                     live, mem,
-                                     reverse ? "missing: in the rebuild, "
-                                               "not live"
-                                             : "extra: live, not in the "
-                                               "rebuild");
-                        } else if (!reverse && strcmp(s->str, sc)) {
-                                r->diffs[SEC_REDIS]++;
-                                line(r,
-                                     "DIFF redis %sleaderboard:settled "
-                                     "member=%s expected=%s actual=%s",
-                                     live, mem, s->str, sc);
-                        }
-                        freeReplyObject(s);
-                }
-                freeReplyObject(z);
-        } while (strcmp(cursor, "0"));
-}
-
-static ordo_err_t diff_redis(const ordo_config_t *conf, const char *tmp,
-                             report_t *r, char *errstr, size_t errstr_size) {
-        static const char *families[] = { "stock:", "order:", "earnings:" };
-        const char *live = ordo_config_get(conf, "redis.prefix");
-        redisContext *c;
-        char esc[200], pat[220]; /* prefixes are at most 64 bytes */
-        size_t f;
-        int dir;
-
-        if (strlen(live) > 64 || strlen(tmp) > 64) {
-                snprintf(errstr, errstr_size,
-                         "redis.prefix longer than 64 bytes");
-                return ORDO_ERR_INVALID_ARG;
-        }
-        c = ordo_redis_connect(conf, 30, errstr, errstr_size);
-        if (!c)
-                return ORDO_ERR_UNAVAILABLE;
-        for (dir = 0; dir < 2; dir++)
-                for (f = 0; f < 3; f++) {
-                        rscan_t s = { r, live, tmp, families[f], dir };
-                        char cursor[32] = "0";
-                        ordo__redis_glob_escape(dir ? tmp : live, esc);
-                        snprintf(pat, sizeof(pat), "%s%s*", esc, families[f]);
-                        do {
-                                redisReply *k = redisCommand(
-                                    c, "SCAN %s MATCH %s COUNT 1000", cursor,
-                                    pat);
-                                if (!k || k->type != REDIS_REPLY_ARRAY ||
-                                    k->elements != 2) {
-                                        if (k)
-                                                freeReplyObject(k);
-                                        r->errors++;
-                                        break;
-                                }
-                                snprintf(cursor, sizeof(cursor), "%s",
-                                         k->element[0]->str);
-                                if (k->element[1]->elements)
-                                        rscan_batch(c, k->element[1], &s);
-                                freeReplyObject(k);
-                        } while (strcmp(cursor, "0"));
-                }
-        diff_leaderboard(c, r, live, tmp, live, 0);
-        diff_leaderboard(c, r, tmp, live, live, 1);
-        redisFree(c);
-        return ORDO_ERR_OK;
-}
-
-/* ------------------------------------------------------------------ */
 
 static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                                   report_t *r, char *errstr,
                                   size_t errstr_size) {
         char tmp[128];
         ordo_rebuild_stats_t st;
+        ordo_diff_t d = { vline, r, 0, 0, 0, 0 };
+        int sec = !strcmp(which, "mongo") ? SEC_MONGO : SEC_REDIS;
         ordo_err_t err, derr;
         char why[512];
         if (!strcmp(which, "mongo"))
@@ -1014,8 +572,7 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                      "model lacks them (see the ERROR lines above and "
                      "docs/operating.md)",
                      which, (long long)st.parked);
-                r->diffs[!strcmp(which, "mongo") ? SEC_MONGO : SEC_REDIS] +=
-                    st.parked;
+                r->diffs[sec] += st.parked;
         }
         if (!err) {
                 fprintf(stderr,
@@ -1023,9 +580,12 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                         "%.1f s; comparing\n",
                         which, (long long)st.applied,
                         (double)st.elapsed_ms / 1000.0);
-                err = !strcmp(which, "mongo")
-                          ? diff_mongo(conf, tmp, r, errstr, errstr_size)
-                          : diff_redis(conf, tmp, r, errstr, errstr_size);
+                err =
+                    ordo_store_diff(which, conf, tmp, &d, errstr, errstr_size);
+                r->diffs[sec] += d.diffs;
+                r->notes[sec] += d.notes;
+                r->compared[sec] += d.compared;
+                r->errors += d.errors;
         }
         if ((derr = ordo_rebuild_drop(which, conf, tmp, why, sizeof(why))))
                 fprintf(stderr, "ordo reconcile: dropping %s: %s\n", tmp, why);

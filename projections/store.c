@@ -1,10 +1,11 @@
 /*
  * ordo - the read-model store interface (store.h): one MongoDB or one
- * Redis adapter behind open, apply and close, and the narrowing of a
- * batch the store refuses to the events it refuses.
+ * Redis adapter behind open, apply, drop, diff and close, and the
+ * narrowing of a batch the store refuses to the events it refuses.
  */
 #include "store.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -107,6 +108,24 @@ ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
                 return ordo_mongo_db_drop(ordo_config_get(conf, "mongo.uri"),
                                           target, errstr, errstr_size);
         return ordo_redis_prefix_drop(conf, target, errstr, errstr_size);
+}
+
+ordo_err_t ordo_store_diff(const char *which, const ordo_config_t *conf,
+                           const char *expected, ordo_diff_t *d, char *errstr,
+                           size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_diff(ordo_config_get(conf, "mongo.uri"),
+                                       ordo_config_get(conf, "mongo.db"),
+                                       expected, d, errstr, errstr_size);
+        return ordo_redis_diff(conf, ordo_config_get(conf, "redis.prefix"),
+                               expected, d, errstr, errstr_size);
+}
+
+void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        d->vline(d->opaque, fmt, ap);
+        va_end(ap);
 }
 
 #define BACKOFF_MAX_MS 5000

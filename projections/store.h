@@ -1,6 +1,8 @@
 /*
  * ordo - one read-model store, MongoDB or Redis: what the live
- * projection, rebuild and reconcile write through.
+ * projection, rebuild and reconcile drive it through (open, apply, drop,
+ * diff, close). Only the mongo side (mongo_proj.c, mongo_diff.c) calls
+ * libmongoc and only the redis side (redis_*.c) calls hiredis.
  */
 #ifndef ORDO_STORE_H
 #define ORDO_STORE_H
@@ -71,6 +73,13 @@ int ordo_store_target_used(const char *which, const ordo_config_t *conf,
  * (rebuild.h: ordo__rebuild_target_check). */
 ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
                            const char *target, char *errstr,
+                           size_t errstr_size);
+/* Compares the live target (mongo.db, redis.prefix) with expected (a
+ * rebuild of it), document by document or key by key: each difference
+ * is a line through d (projection.h: ordo_diff_t) and counted there.
+ * Guard fields and TTLs are not compared. */
+ordo_err_t ordo_store_diff(const char *which, const ordo_config_t *conf,
+                           const char *expected, ordo_diff_t *d, char *errstr,
                            size_t errstr_size);
 
 #endif

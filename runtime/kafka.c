@@ -64,11 +64,16 @@ typedef struct {
 
 static void pass_kafka_key(void *opaque, const char *key, const char *value) {
         pass_t *p = opaque;
+        char msg[512];
         if (p->failed || strncmp(key, "kafka.", 6))
                 return;
-        if (rd_kafka_conf_set(p->rconf, key + 6, value, p->errstr,
-                              p->errstr_size) != RD_KAFKA_CONF_OK)
+        if (rd_kafka_conf_set(p->rconf, key + 6, value, msg, sizeof(msg)) !=
+            RD_KAFKA_CONF_OK) {
+                /* librdkafka names the key without ordo's "kafka." */
+                snprintf(p->errstr, p->errstr_size,
+                         "configuration key \"%s\": %s", key, msg);
                 p->failed = 1;
+        }
 }
 
 static int set(rd_kafka_conf_t *rconf, const char *key, const char *value,
@@ -166,11 +171,10 @@ rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m) {
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
-                                    const char *group,
-                                    ordo_rebalance_cb_t *rebalance_cb,
-                                    void *opaque, char *errstr,
-                                    size_t errstr_size) {
+static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
+                                const char *instance,
+                                ordo_rebalance_cb_t *rebalance_cb, void *opaque,
+                                char *errstr, size_t errstr_size) {
         const char *defaults[] = {
                 "isolation.level", "read_committed", "enable.auto.commit",
                 "false", "enable.auto.offset.store", "false",
@@ -180,7 +184,8 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
                 /* a killed member's partitions move
                                     * on after 10 s, not 45 */
                 "session.timeout.ms", "10000", "heartbeat.interval.ms", "1000",
-                "group.id", group ? group : "ordo.unused", NULL
+                "group.id", group ? group : "ordo.unused",
+                instance ? "group.instance.id" : NULL, instance, NULL
         };
         rd_kafka_t *rk =
             client_new(conf, RD_KAFKA_CONSUMER, defaults, rebalance_cb, NULL,
@@ -188,6 +193,46 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
         if (rk && group)
                 rd_kafka_poll_set_consumer(rk);
         return rk;
+}
+
+rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
+                                    const char *group,
+                                    ordo_rebalance_cb_t *rebalance_cb,
+                                    void *opaque, char *errstr,
+                                    size_t errstr_size) {
+        return consumer_new(conf, group, NULL, rebalance_cb, opaque, errstr,
+                            errstr_size);
+}
+
+rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
+                                  ordo_rebalance_cb_t *rebalance_cb,
+                                  void *opaque, char *errstr,
+                                  size_t errstr_size) {
+        char instance[512];
+        snprintf(instance, sizeof(instance), "%s.%s", group,
+                 ordo_config_get(conf, "instance.id"));
+        return consumer_new(conf, group, instance, rebalance_cb, opaque, errstr,
+                            errstr_size);
+}
+
+void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        int64_t deadline = ordo_monotonic_ms() + timeout_ms;
+        int cnt = 1;
+
+        /* librdkafka sends a static member's LeaveGroup on unsubscribe,
+         * not on close (KIP-345): leave first, serving the revoke. */
+        if (rd_kafka_unsubscribe(rk))
+                return;
+        while (cnt > 0 && ordo_monotonic_ms() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+                if (m)
+                        rd_kafka_message_destroy(m);
+                if (rd_kafka_assignment(rk, &a))
+                        return;
+                cnt = a->cnt;
+                rd_kafka_topic_partition_list_destroy(a);
+        }
 }
 
 /* Budgets in wall time: each query also waits its own timeout. */

@@ -86,6 +86,20 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
                                     void *opaque, char *errstr,
                                     size_t errstr_size);
 
+/* A group member with static membership (KIP-345): group.instance.id is
+ * "<group>.<instance.id>", so a restarted instance takes its partitions
+ * back at once instead of after the session timeout
+ * (docs/decisions/0009). Leave with ordo_kafka_member_leave before
+ * rd_kafka_consumer_close when stopping for good, or the partitions wait
+ * for the session timeout. */
+rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
+                                  ordo_rebalance_cb_t *rebalance_cb,
+                                  void *opaque, char *errstr,
+                                  size_t errstr_size);
+/* Unsubscribes (a static member's LeaveGroup) and polls until the
+ * revocation is served or timeout_ms passed. */
+void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms);
+
 /* A consumer used only to ask for high watermarks as read_uncommitted sees
  * them: compared with a read_committed client's answer (the last stable
  * offset) it tells whether a transaction is still open on a partition. */

@@ -24,6 +24,8 @@ typedef struct {
 static void *stage_main(void *arg) {
         running_t *r = arg;
         ordo_health_start(r->stage->name);
+        ordo_metrics_stage_start(r->stage->name,
+                                 r->stage->kind == ORDO_STAGE_PROCESSOR);
         r->err = r->stage->main(r->stage, r->conf, &ordo_stop, &r->stats,
                                 r->errstr, sizeof(r->errstr));
         ordo_health_stop(r->stage->name, r->err);
@@ -91,8 +93,13 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                        "threads until SIGINT or\nSIGTERM. Processors: "
                        "activity, order, referral, commission (exactly-once\n"
                        "Kafka transactions). Projections: mongo, redis. "
-                       "Missing topics are created.\nA stage that fails "
-                       "stops the process with a non-zero status.\n"
+                       "Missing topics are created.\nThe order processor "
+                       "writes a wall-clock Tick to its partitions every\n"
+                       "tick.interval.ms (0: off, for batch runs with old "
+                       "timestamps). A processor\nthat loses its partitions "
+                       "to a Kafka error rejoins by itself; a stage that\n"
+                       "fails otherwise (configuration) stops the process "
+                       "with a non-zero status.\n"
                        "Prometheus /metrics and /healthz on metrics.listen "
                        "(auto: 127.0.0.1:9464;\nempty: off).\n");
                 return 0;
@@ -100,13 +107,27 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
         stages = calloc(ordo_n_stages + (size_t)argc, sizeof(*stages));
         if (!stages)
                 return 2;
-        for (i = 1; i < (size_t)argc; i++)
+        for (i = 1; i < (size_t)argc; i++) {
+                size_t j;
                 if (!(stages[n++] = ordo_stage_find(argv[i]))) {
                         fprintf(stderr, "ordo run: unknown stage \"%s\" (%s)\n",
                                 argv[i], ordo_stage_names());
                         free(stages);
                         return 2;
                 }
+                /* Twice in one process is one transactional id twice: the
+                 * two copies would fence each other. */
+                for (j = 0; j + 1 < n; j++)
+                        if (stages[j] == stages[n - 1]) {
+                                fprintf(stderr,
+                                        "ordo run: stage \"%s\" named twice "
+                                        "(scale out with ordo process and "
+                                        "-X instance.id)\n",
+                                        argv[i]);
+                                free(stages);
+                                return 2;
+                        }
+        }
         if (!n)
                 for (; n < ordo_n_stages; n++)
                         stages[n] = &ordo_stages[n];
@@ -135,10 +156,12 @@ int ordo_cmd_process(ordo_config_t *conf, int argc, char **argv) {
         return run_one(conf, argc, argv, ORDO_STAGE_PROCESSOR,
                        "\nRuns one processor until SIGINT or SIGTERM. Start "
                        "more instances with\ndistinct -X instance.id=N to "
-                       "share partitions in its consumer group.\n/metrics and "
-                       "/healthz on metrics.listen (auto: 127.0.0.1:9465 "
-                       "activity,\n9466 order, 9467 referral, 9468 "
-                       "commission; set it per instance).\n",
+                       "share partitions in its consumer group;\nrestart a "
+                       "crashed one with the same id: it takes its "
+                       "partitions back at once\n(static membership). "
+                       "/metrics and /healthz on metrics.listen\n(auto: "
+                       "127.0.0.1:9465 activity, 9466 order, 9467 referral, "
+                       "9468 commission;\nset it per instance).\n",
                        "one of activity, order, referral, commission");
 }
 

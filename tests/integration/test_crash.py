@@ -2,7 +2,7 @@
 """Exactly-once under crashes and under scale-out, on the real local Kafka.
 
 usage: test_crash.py ORDO_BINARY [--orders N] [--seed S] [--kills K]
-       [--only crash|scale] [--keep]
+       [--fast-kills K] [--only crash|fast|scale] [--keep]
 
 A seeded flash sale (a few activities with small stock and per-user
 limits, N PlaceOrders, some retries and value faults), then CancelOrders
@@ -16,6 +16,10 @@ three files go to independent prefixes (topics, groups):
      (0.5-3 s after its stages are assigned, sometimes during the group
      join and restore) and restarted, at least K times; snapshots every
      --snapshot-events events, so restores start from snapshots;
+  D  a crash loop: kill -9 every 0.3-4 s wherever the process is, at
+     least --fast-kills times over the three phases; it must still
+     finish (a restart resumes at once: static membership, decision
+     0009) and match A;
   C  scale-out: two `ordo process activity` and two `ordo process order`
      (distinct instance.id); mid-stream one of each is stopped (SIGTERM)
      and a third started, while a backlog is pending; snapshots as B.
@@ -25,7 +29,7 @@ have read everything), because only then is the outcome independent of
 timing: a CancelOrder must find its OrderOpened, and the second wave must
 find the releases (Kafka orders per partition only).
 
-Checks, B and C each against A (and A against a reference model of the
+Checks, B, C and D each against A (and A against a reference model of the
 PlaceOrder rules, RULES.md "Activity"):
   - command topics: phase 1 of activity-commands holds the same records at
     the same offsets (the assumption that makes activity event ids equal);
@@ -75,7 +79,9 @@ START = T0 + 1000
 # process rejoins in seconds: a SIGKILLed member otherwise holds the
 # group's rebalance for session.timeout.ms (librdkafka default 45 s).
 KAFKA_X = ["-X", "kafka.session.timeout.ms=6000",
-           "-X", "kafka.heartbeat.interval.ms=500"]
+           "-X", "kafka.heartbeat.interval.ms=500",
+           # back-dated commands (T0): no wall-clock Ticks (decision 0008)
+           "-X", "tick.interval.ms=0"]
 
 
 def log(*a):
@@ -567,9 +573,10 @@ def run_plain(env, files):
 class Killer(threading.Thread):
     """kill -9 the process at seeded random points and restart it."""
 
-    def __init__(self, env, rnd, args):
+    def __init__(self, env, rnd, args, fast=False):
         super().__init__(daemon=True)
         self.env, self.rnd, self.args = env, rnd, args
+        self.fast = fast
         self.proc = env.start(*args)
         self.kills = []
         self.halt = threading.Event()
@@ -589,7 +596,10 @@ class Killer(threading.Thread):
         while not self.halt.is_set():
             p = self.proc
             early = self.rnd.random() < 0.25
-            if early:   # during the group join / restore
+            if self.fast:   # a crash loop: every 0.3-4 s, wherever it is
+                delay = self.rnd.uniform(0.3, 4.0)
+                where = "loop"
+            elif early:   # during the group join / restore
                 delay = self.rnd.uniform(0.05, 1.0)
                 where = "join/restore"
             else:
@@ -613,17 +623,17 @@ class Killer(threading.Thread):
         return self.proc
 
 
-def run_crash(env, files, rate, min_kills, seed):
+def run_crash(env, files, rate, min_kills, seed, fast=False):
     env.cmd("topics", stdout=subprocess.DEVNULL)
     lag = Lag(env)
-    k = Killer(env, random.Random(seed), ["run", "activity", "order"])
+    k = Killer(env, random.Random(seed), ["run", "activity", "order"], fast)
     k.start()
     t0 = time.monotonic()
     for i, f in enumerate(files):
         env.produce(f, rate if i != 1 else 0)
         lag.wait()
-        log("B: phase %d decided, %d kill(s) so far" % (i + 1,
-                                                        len(k.kills)))
+        log("%s: phase %d decided, %d kill(s) so far" % (
+            env.name.upper(), i + 1, len(k.kills)))
     while len(k.kills) < min_kills:
         time.sleep(0.5)
     p = k.finish()
@@ -707,7 +717,9 @@ def main():
                     help="lines/s of the streamed phases (default: N/20)")
     ap.add_argument("--snapshot-events", type=int, default=0,
                     help="snapshot.events of B and C (default: N/40)")
-    ap.add_argument("--only", choices=("crash", "scale"))
+    ap.add_argument("--fast-kills", type=int, default=15,
+                    help="kills of the fast crash loop D (at least)")
+    ap.add_argument("--only", choices=("crash", "fast", "scale"))
     ap.add_argument("--keep", action="store_true",
                     help="keep topics and logs")
     a = ap.parse_args()
@@ -761,6 +773,28 @@ def main():
                      "identical to A", rb["cmds_p1"] == ra["cmds_p1"])
             check_invariants(ck, "B", wl, rb["act"], rb["ord"], rb["dead"])
             compare(ck, "B", ra, rb)
+        if a.only in (None, "fast"):
+            # A crash loop: kill -9 every 0.3-4 s wherever the process
+            # is (joining, restoring, deciding). Each restart must resume
+            # at once (static membership, decision 0009), or the loop
+            # never catches up and the lag wait gives up.
+            D = Env(a.ordo, "d", work, a.snapshot_events)
+            envs.append(D)
+            rc, el, kills, unexpected = run_crash(D, files, rate,
+                                                  a.fast_kills, a.seed + 1,
+                                                  fast=True)
+            log("D (crash loop) %s: %.1fs, %d kills, exit %d" % (
+                D.tag, el, len(kills), rc))
+            ck.check("D: at least %d kills" % a.fast_kills,
+                     len(kills) >= a.fast_kills)
+            ck.check("D: no incarnation died by itself", not unexpected,
+                     unexpected)
+            ck.check("D: clean exit on SIGTERM", rc == 0, rc)
+            rd = collect(D, len(wl.phases[0]))
+            ck.check("D: phase-1 activity-commands records and offsets "
+                     "identical to A", rd["cmds_p1"] == ra["cmds_p1"])
+            check_invariants(ck, "D", wl, rd["act"], rd["ord"], rd["dead"])
+            compare(ck, "D", ra, rd)
         if a.only in (None, "scale"):
             C = Env(a.ordo, "c", work, a.snapshot_events)
             envs.append(C)

@@ -143,7 +143,10 @@ class Ordo:
         self.flags = ["-X", "topic.prefix=%s." % tag,
                       "-X", "group.prefix=%s." % tag,
                       "-X", "mongo.db=%s" % tag.replace("e2e", "e2e_"),
-                      "-X", "redis.prefix=%s:" % tag]
+                      "-X", "redis.prefix=%s:" % tag,
+                      # The scenarios drive time with their own Ticks
+                      # (docs/decisions/0008): no wall-clock Ticks.
+                      "-X", "tick.interval.ms=0"]
         self.db = tag.replace("e2e", "e2e_")
         self.prefix = tag + ":"
         self.env = dict(os.environ)
@@ -159,6 +162,13 @@ class Ordo:
                 " ".join(cmd), p.returncode, p.stdout[-2000:],
                 p.stderr[-4000:]))
         return p
+
+    def produce(self, cmds, name, check=True):
+        """Writes cmds to WORKDIR/NAME.jsonl; `ordo produce --keep-ts` it."""
+        path = os.path.join(self.workdir, name + ".jsonl")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(c) + "\n" for c in cmds))
+        return self.call("produce", "--keep-ts", path, check=check)
 
     def start(self, stages=()):
         log = open(self.run_log, "a")
@@ -983,7 +993,8 @@ def outcome_summary(outcomes):
 
 def cleanup(ordo, mongo, r):
     try:
-        mongo.drop_database(ordo.db)
+        if mongo is not None:
+            mongo.drop_database(ordo.db)
     except Exception as e:  # noqa: BLE001 (best effort)
         print("  cleanup: mongo drop failed: %s" % e)
     try:
@@ -1043,12 +1054,8 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
                         "phase '%s'" % (rc, phase)
                     break
                 ordo.start(stages)
-            path = os.path.join(workdir, "%s-%02d.jsonl" % (tag, i))
-            with open(path, "w") as f:
-                for c in cmds:
-                    f.write(json.dumps(c) + "\n")
             t = time.time()
-            p = ordo.call("produce", "--keep-ts", path, check=False)
+            p = ordo.produce(cmds, "%s-%02d" % (tag, i), check=False)
             if p.returncode != 0:
                 failed_phase = "ordo produce exited %d in phase '%s': %s" % (
                     p.returncode, phase, p.stderr[-2000:])
@@ -1143,8 +1150,13 @@ def main():
         if args.scenario and name not in args.scenario:
             continue
         results += run_scenario(name, gen, seed, args, mongo, r, workdir)
-    failing = [n for n, ok in results if not ok]
     print("test_e2e: seed %d; work files in %s" % (seed, workdir))
+    return synthesis(results)
+
+
+def synthesis(results):
+    """Criterion's closing line for [(name, passed)]; the exit status."""
+    failing = [n for n, ok in results if not ok]
     for n in failing:
         print("  FAILED: " + n)
     print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "

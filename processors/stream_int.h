@@ -1,0 +1,102 @@
+/*
+ * ordo - internals of the stream loop shared by its files: the loop
+ * (stream.c), restore and rewind (stream_restore.c), snapshots
+ * (stream_snapshot.c) and the commission join (stream_join.c).
+ */
+#ifndef ORDO_STREAM_INT_H
+#define ORDO_STREAM_INT_H
+
+#include "codec.h"
+#include "stream.h"
+
+#define ORDO__ENCODE_MAX 8192
+
+/* What the loop knows about one partition it may own. */
+typedef struct ordo__part_s {
+        int64_t input_next;     /* committed input offset */
+        int64_t since_snapshot; /* events folded since the last snapshot */
+        /* Extra events to wait before the next attempt: it doubles (plus
+         * snapshot.events) with each aborted transaction that carried a
+         * snapshot of this partition, so one that cannot be written (too
+         * big for the broker, too slow for the transaction timeout)
+         * never stops the partition; a committed one clears it. */
+        int64_t snapshot_delay;
+        int snapshot_in_txn; /* the open transaction carries one */
+} ordo__part_t;
+
+typedef struct ordo__proc_s {
+        const ordo_processor_def_t *def;
+        const ordo_config_t *conf;
+        ordo_stage_stats_t *stats;
+        rd_kafka_t *producer;
+        rd_kafka_t *consumer;
+        rd_kafka_t *restorer;   /* assign-only, reads event partitions */
+        rd_kafka_t *watermarks; /* read_uncommitted, for ordo__stable_end() */
+        rd_kafka_t *referrals;  /* commission: referral-events, followed */
+        ordo_codec_t *codec;
+        char input[256], events[256], outbound[256], dead[256], refs[256];
+        char snaps[256];
+        char group[256];
+        void **states;       /* by input partition */
+        ordo__part_t *parts; /* by input partition */
+        int n_states;
+        int64_t snapshot_every; /* 0: no snapshots */
+        int64_t tick_every;     /* ms; 0: no Ticks */
+        int64_t next_tick;      /* monotonic ms of the next Ticks */
+        int assigned;           /* partitions assigned to us now */
+        ordo_buf_t snap;        /* a snapshot being written or read */
+        ordo_msg_t *bindings;   /* commission: every ReferrerBound so far */
+        size_t n_bindings, cap_bindings;
+        int64_t refs_end; /* referral-events read to here (its last EOF) */
+        /* the sink's context while deciding one input message */
+        int32_t partition;
+        rd_kafka_resp_err_t produce_err;
+        int restore_failed;
+        int rebalanced;     /* set by rebalance_cb: drop a half-built batch */
+        int consumer_fatal; /* the group consumer raised a fatal error */
+        volatile sig_atomic_t *stop;
+        char buf[ORDO__ENCODE_MAX];
+        char errstr[1024];
+} ordo__proc_t;
+
+/* stream.c: produce inside the open transaction (back-pressure on a full
+ * queue; the first error is kept in produce_err), decode and validate. */
+void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
+                   const void *key, size_t key_len, const void *value,
+                   size_t len, rd_kafka_headers_t *hdrs);
+int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
+                 char *errstr, size_t errstr_size);
+
+/* stream_restore.c */
+ordo_err_t ordo__stable_end(ordo__proc_t *p, const char *topic,
+                            int32_t partition, int64_t *lo, int64_t *end);
+void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
+                      int64_t from, int64_t end,
+                      void (*fn)(ordo__proc_t *, const rd_kafka_message_t *,
+                                 void *),
+                      void *arg);
+ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
+                                  int64_t *off);
+ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition);
+ordo_err_t ordo__rewind_all(ordo__proc_t *p);
+
+/* stream_snapshot.c (docs/decisions/0005) */
+typedef struct ordo__snap_meta_s {
+        int64_t offset;      /* of the manifest, -1: none found */
+        int64_t chunks;      /* messages of state bytes before it */
+        int64_t events_next; /* the state is the fold of events before */
+        int64_t input_next;  /* and of input (commission) before */
+        int64_t bytes;
+        int64_t next_chunk; /* while gathering */
+        int bad;            /* while gathering: not the expected chunk */
+} ordo__snap_meta_t;
+void ordo__write_due_snapshots(ordo__proc_t *p);
+void ordo__snapshots_done(ordo__proc_t *p, int committed);
+ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,
+                               int64_t input_committed, void **state,
+                               ordo__snap_meta_t *meta);
+
+/* stream_join.c: the commission processor's join with referral-events */
+ordo_err_t ordo__follow_referrals(ordo__proc_t *p);
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * ordo - the Redis side of the store diff (store.h: ordo_store_diff, for
+ * reconcile): every data key of the live prefix against the rebuilt
+ * prefix, and back, in SCAN batches with pipelined reads. Guard keys
+ * ({prefix...}:version, :offsets) and TTLs are the projection's own
+ * business and not compared.
+ */
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "projection.h"
+#include "redis_conn.h"
+
+typedef struct {
+        ordo_diff_t *r;
+        const char *live, *tmp;
+        const char *family; /* "stock:", "order:", "earnings:" */
+        int reverse;        /* scanning the rebuilt prefix */
+} rscan_t;
+
+/* The value of field k in an HGETALL reply, or NULL: hashes are compared
+ * as maps, Redis returns fields in no particular order. */
+static const char *hget(const redisReply *h, const char *k) {
+        size_t i;
+        if (!h || h->type != REDIS_REPLY_ARRAY)
+                return NULL;
+        for (i = 0; i + 1 < h->elements; i += 2)
+                if (!strcmp(h->element[i]->str, k))
+                        return h->element[i + 1]->str;
+        return NULL;
+}
+
+static void diff_hash(ordo_diff_t *r, const char *key, const redisReply *e,
+                      const redisReply *a) {
+        size_t i;
+        int shown = 0;
+        for (i = 0; i + 1 < e->elements; i += 2) {
+                const char *f = e->element[i]->str;
+                const char *av = hget(a, f);
+                if (!av || strcmp(av, e->element[i + 1]->str)) {
+                        ordo_diff_line(r,
+                                       "DIFF redis %s field=%s expected=\"%s\" "
+                                       "actual=%s%s%s",
+                                       key, f, e->element[i + 1]->str,
+                                       av ? "\"" : "", av ? av : "(absent)",
+                                       av ? "\"" : "");
+                        shown++;
+                }
+        }
+        for (i = 0; i + 1 < a->elements; i += 2)
+                if (!hget(e, a->element[i]->str)) {
+                        ordo_diff_line(
+                            r,
+                            "DIFF redis %s field=%s expected=(absent) "
+                            "actual=\"%s\"",
+                            key, a->element[i]->str, a->element[i + 1]->str);
+                        shown++;
+                }
+        if (shown)
+                r->diffs++;
+}
+
+static int is_hash_family(const char *family) {
+        return strcmp(family, "stock:") != 0;
+}
+
+static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
+        rscan_t *s = opaque;
+        size_t i, plen = strlen(s->reverse ? s->tmp : s->live);
+        const char *other = s->reverse ? s->live : s->tmp;
+        const char *get = is_hash_family(s->family) ? "HGETALL" : "GET";
+        for (i = 0; i < keys->elements; i++) {
+                const char *k = keys->element[i]->str;
+                redisAppendCommand(c, "%s %s", get, k);
+                redisAppendCommand(c, "%s %s%s", get, other, k + plen);
+        }
+        for (i = 0; i < keys->elements; i++) {
+                redisReply *mine = NULL, *theirs = NULL;
+                const char *k = keys->element[i]->str;
+                char shown[400];
+                if (redisGetReply(c, (void **)&mine) != REDIS_OK ||
+                    redisGetReply(c, (void **)&theirs) != REDIS_OK) {
+                        s->r->errors++;
+                        return 1;
+                }
+                /* Keys as the contract names them: under the live prefix. */
+                snprintf(shown, sizeof(shown), "%s%s", s->live, k + plen);
+                if (s->reverse) {
+                        int missing = theirs->type == REDIS_REPLY_NIL ||
+                                      (theirs->type == REDIS_REPLY_ARRAY &&
+                                       theirs->elements == 0);
+                        if (missing) {
+                                const char *st = hget(mine, "status");
+                                if (st && !strcmp(st, "REJECTED")) {
+                                        /* A rejected attempt expires
+                                         * (redis.rejected.ttl.s): its
+                                         * absence may be its TTL. */
+                                        s->r->notes++;
+                                        ordo_diff_line(
+                                            s->r,
+                                            "NOTE redis %s missing: a "
+                                            "REJECTED status, expired? "
+                                            "(not counted)",
+                                            shown);
+                                } else {
+                                        s->r->diffs++;
+                                        ordo_diff_line(
+                                            s->r,
+                                            "DIFF redis %s missing: in the "
+                                            "rebuild from the event log, "
+                                            "not live",
+                                            shown);
+                                }
+                        }
+                } else {
+                        int absent = theirs->type == REDIS_REPLY_NIL ||
+                                     (theirs->type == REDIS_REPLY_ARRAY &&
+                                      theirs->elements == 0);
+                        s->r->compared++;
+                        if (absent) {
+                                s->r->diffs++;
+                                ordo_diff_line(
+                                    s->r,
+                                    "DIFF redis %s extra: live, not in "
+                                    "the rebuild from the event log",
+                                    shown);
+                        } else if (mine->type == REDIS_REPLY_STRING &&
+                                   theirs->type == REDIS_REPLY_STRING) {
+                                if (strcmp(mine->str, theirs->str)) {
+                                        s->r->diffs++;
+                                        ordo_diff_line(
+                                            s->r,
+                                            "DIFF redis %s expected=\"%s\" "
+                                            "actual=\"%s\"",
+                                            shown, theirs->str, mine->str);
+                                }
+                        } else if (mine->type == REDIS_REPLY_ARRAY &&
+                                   theirs->type == REDIS_REPLY_ARRAY)
+                                diff_hash(s->r, shown, theirs, mine);
+                        else {
+                                s->r->diffs++;
+                                ordo_diff_line(s->r,
+                                               "DIFF redis %s: different types "
+                                               "(expected %d, actual %d)",
+                                               shown, theirs->type, mine->type);
+                        }
+                }
+                freeReplyObject(mine);
+                freeReplyObject(theirs);
+        }
+        return 0;
+}
+
+/* The leaderboard, member by member, both ways (ZSCAN + ZSCORE). */
+static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
+                             const char *to, const char *live, int reverse) {
+        char cursor[32] = "0";
+        do {
+                redisReply *z =
+                    redisCommand(c, "ZSCAN %sleaderboard:settled %s COUNT 1000",
+                                 from, cursor);
+                size_t i;
+                if (!z || z->type != REDIS_REPLY_ARRAY || z->elements != 2) {
+                        if (z)
+                                freeReplyObject(z);
+                        r->errors++;
+                        return;
+                }
+                snprintf(cursor, sizeof(cursor), "%s", z->element[0]->str);
+                for (i = 0; i + 1 < z->element[1]->elements; i += 2)
+                        redisAppendCommand(c, "ZSCORE %sleaderboard:settled %s",
+                                           to, z->element[1]->element[i]->str);
+                for (i = 0; i + 1 < z->element[1]->elements; i += 2) {
+                        redisReply *s = NULL;
+                        const char *mem = z->element[1]->element[i]->str;
+                        const char *sc = z->element[1]->element[i + 1]->str;
+                        if (redisGetReply(c, (void **)&s) != REDIS_OK) {
+                                r->errors++;
+                                break;
+                        }
+                        if (!reverse)
+                                r->compared++;
+                        if (s->type == REDIS_REPLY_NIL) {
+                                r->diffs++;
+                                ordo_diff_line(
+                                    r,
+                                    "DIFF redis %sleaderboard:settled "
+                                    "member=%s %s",
+                                    live, mem,
+                                    reverse ? "missing: in the rebuild, "
+                                              "not live"
+                                            : "extra: live, not in the "
+                                              "rebuild");
+                        } else if (!reverse && strcmp(s->str, sc)) {
+                                r->diffs++;
+                                ordo_diff_line(
+                                    r,
+                                    "DIFF redis %sleaderboard:settled "
+                                    "member=%s expected=%s actual=%s",
+                                    live, mem, s->str, sc);
+                        }
+                        freeReplyObject(s);
+                }
+                freeReplyObject(z);
+        } while (strcmp(cursor, "0"));
+}
+
+ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
+                           const char *tmp, ordo_diff_t *r, char *errstr,
+                           size_t errstr_size) {
+        static const char *families[] = { "stock:", "order:", "earnings:" };
+        redisContext *c;
+        char esc[200], pat[220]; /* prefixes are at most 64 bytes */
+        size_t f;
+        int dir;
+
+        if (strlen(live) > 64 || strlen(tmp) > 64) {
+                snprintf(errstr, errstr_size,
+                         "redis.prefix longer than 64 bytes");
+                return ORDO_ERR_INVALID_ARG;
+        }
+        c = ordo_redis_connect(conf, 30, errstr, errstr_size);
+        if (!c)
+                return ORDO_ERR_UNAVAILABLE;
+        for (dir = 0; dir < 2; dir++)
+                for (f = 0; f < 3; f++) {
+                        rscan_t s = { r, live, tmp, families[f], dir };
+                        char cursor[32] = "0";
+                        ordo__redis_glob_escape(dir ? tmp : live, esc);
+                        snprintf(pat, sizeof(pat), "%s%s*", esc, families[f]);
+                        do {
+                                redisReply *k = redisCommand(
+                                    c, "SCAN %s MATCH %s COUNT 1000", cursor,
+                                    pat);
+                                if (!k || k->type != REDIS_REPLY_ARRAY ||
+                                    k->elements != 2) {
+                                        if (k)
+                                                freeReplyObject(k);
+                                        r->errors++;
+                                        break;
+                                }
+                                snprintf(cursor, sizeof(cursor), "%s",
+                                         k->element[0]->str);
+                                if (k->element[1]->elements)
+                                        rscan_batch(c, k->element[1], &s);
+                                freeReplyObject(k);
+                        } while (strcmp(cursor, "0"));
+                }
+        diff_leaderboard(c, r, live, tmp, live, 0);
+        diff_leaderboard(c, r, tmp, live, live, 1);
+        redisFree(c);
+        return ORDO_ERR_OK;
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Timers fire by themselves (issue 12, docs/decisions/0008).
+
+`ordo run` with tick.interval.ms=300 and nobody running `ordo tick`:
+an unpaid order with a 2 s pay timeout on the last unit of an activity
+must be CANCELLED (timed out) within a few seconds of its deadline, and
+the unit it held must go to the next buyer instead of SOLD_OUT. With
+tick.interval.ms=0 the order stays PENDING_PAYMENT (the test fails),
+which is what it guards against.
+
+    test_ticks.py ORDO_BINARY [--seed N]
+
+Uses its own topic prefix, Mongo database and Redis prefix; exit 0 only
+if every check passed.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+
+import test_e2e as E
+
+PAY_TIMEOUT_MS = 2000
+
+
+def status(r, prefix, oid):
+    h = E.hash_of(r.cmd("HGETALL", prefix + "order:" + oid))
+    return (h or {}).get("status")
+
+
+def wait_status(r, prefix, oid, want, timeout):
+    deadline = time.time() + timeout
+    st = None
+    while time.time() < deadline:
+        st = status(r, prefix, oid)
+        if st == want:
+            return True, st
+        time.sleep(0.1)
+    return False, st
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tick-ms", type=int, default=300,
+                    help="tick.interval.ms of `ordo run` (0 shows the "
+                    "failure this test guards against)")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    rnd = random.Random(args.seed)
+    tag = "e2eticks%s" % os.urandom(4).hex()
+    workdir = tempfile.mkdtemp(prefix="ordo-ticks-")
+    ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
+    ordo.flags += ["-X", "tick.interval.ms=%d" % args.tick_ms]
+    r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
+                int(os.environ.get("ORDO_REDIS_PORT", "6379")))
+    results = []
+
+    def check(name, ok, detail=""):
+        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
+                              "" if ok else " (%s)" % detail))
+        results.append((name, ok))
+
+    aid = "act%d" % rnd.randrange(10 ** 6)
+    try:
+        ordo.call("topics")
+        ordo.start(["activity", "order", "redis"])
+        now = int(time.time() * 1000)
+        cmds = [E.create(aid, 500, 1, 1, now - 60000, now + 3600000, now,
+                         pay_timeout_ms=PAY_TIMEOUT_MS),
+                E.place("o1", aid, "u1", 1, now)]
+        path = os.path.join(workdir, "cmds.jsonl")
+        with open(path, "w") as f:
+            f.writelines(json.dumps(c) + "\n" for c in cmds)
+        ordo.call("produce", "--keep-ts", path)
+        ok, st = wait_status(r, ordo.prefix, "o1", "PENDING_PAYMENT", 60)
+        check("o1 placed (PENDING_PAYMENT)", ok, "status %s" % st)
+        # Deadline is now + 2 s; allow the first join and a few ticks.
+        ok, st = wait_status(r, ordo.prefix, "o1", "CANCELLED",
+                             PAY_TIMEOUT_MS / 1000 + 15)
+        check("o1 timed out without `ordo tick`", ok, "status %s" % st)
+        # The unit it held is back: the next buyer gets it.
+        now = int(time.time() * 1000)
+        with open(path, "w") as f:
+            f.write(json.dumps(E.place("o2", aid, "u2", 1, now)) + "\n")
+        ordo.call("produce", "--keep-ts", path)
+        ok, st = wait_status(r, ordo.prefix, "o2", "PENDING_PAYMENT", 30)
+        check("o2 gets the released unit", ok, "status %s" % st)
+        check("ordo run still running", ordo.alive())
+    except Exception as e:  # noqa: BLE001 (report and count it)
+        check("no error", False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        rc = ordo.stop()
+        if rc not in (None, 0):
+            check("ordo run clean stop", False, "exit %s" % rc)
+        if any(not ok for _, ok in results):
+            print("  ordo run log tail:\n" + ordo.log_tail())
+        if not args.keep:
+            E.cleanup(ordo, None, r)
+    return E.synthesis(results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
