@@ -1865,9 +1865,10 @@ def parse_args(argv):
                    help="wait for processors and Redis after each phase "
                    "(600 s)")
     g.add_argument("--catch-up", action="store_true",
-                   help="after the burst, wait for the processors, then "
-                   "redis, then mongo, and report each one's time from "
-                   "the burst's start (issue 15's 1.5x aim)")
+                   help="after the burst, one `ordo wait` each for the "
+                   "processors, redis and mongo, started together; report "
+                   "when each caught up, from the burst's start, and "
+                   "FerretDB's CPU (issue 15's 1.5x aim)")
     g.add_argument("--check-sample", type=int, default=2000,
                    help="order ids compared between the log and the read "
                    "models (2000 placed + 2000 rejected)")
