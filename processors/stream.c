@@ -80,12 +80,20 @@ void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
         p->stats->produced++;
 }
 
+static int is_purge(rd_kafka_resp_err_t err) {
+        return err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+               err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+}
+
 void ordo__on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                        void *opaque) {
         ordo__proc_t *p = opaque;
         rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
         (void)rk;
-        if (!err || p->delivery_err)
+        /* the first failure, but a purge (librdkafka's reaction to
+         * another failure) gives way to its cause, for the log line */
+        if (!err ||
+            (p->delivery_err && (!is_purge(p->delivery_err) || is_purge(err))))
                 return;
         p->delivery_err = err;
         p->delivery_partition = m->partition;

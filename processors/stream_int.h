@@ -72,7 +72,8 @@ void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
                    const void *key, size_t key_len, const void *value,
                    size_t len, rd_kafka_headers_t *hdrs);
 /* The transactional producer's delivery callback (opaque: the proc):
- * keeps the first failed report in delivery_err. */
+ * keeps the first failed report in delivery_err (a purge gives way to
+ * the failure that caused it). */
 void ordo__on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                        void *opaque);
 int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,

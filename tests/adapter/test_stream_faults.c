@@ -318,17 +318,27 @@ Test(stream_faults, a_report_without_offset_fails_the_transaction) {
         cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR_NO_ERROR,
                      "written at an offset: delivered");
 
+        m.partition = RD_KAFKA_PARTITION_UA;
+        m.offset = RD_KAFKA_OFFSET_INVALID;
+        m.err = RD_KAFKA_RESP_ERR__PURGE_QUEUE;
+        ordo__on_delivery(rk, &m, p);
+        cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR__PURGE_QUEUE,
+                     "a purged message is not delivered");
+
         m.partition = 3;
-        m.offset = RD_KAFKA_OFFSET_INVALID; /* no error, no offset */
+        m.err = RD_KAFKA_RESP_ERR_NO_ERROR; /* no error, no offset */
         ordo__on_delivery(rk, &m, p);
         cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR__INCONSISTENT,
-                     "an implicit ack is not a delivery");
+                     "an implicit ack is not a delivery, and it names the "
+                     "cause rather than the purge it caused");
         cr_assert_eq(p->delivery_partition, 3);
         cr_assert_str_eq(p->delivery_topic, "m.order-events");
 
         m.partition = 4;
         m.offset = 9;
         m.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+        ordo__on_delivery(rk, &m, p);
+        m.err = RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
         ordo__on_delivery(rk, &m, p);
         cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR__INCONSISTENT,
                      "the first failure is kept");
