@@ -1,8 +1,8 @@
 /*
  * ordo dash: a live page of a sale. A sampler (the main thread) reads the
  * read models (MongoDB activities, orders and earnings; Redis stock and
- * the leaderboard) and the stages' /metrics and /healthz every
- * dash.interval, and keeps the result as one JSON document plus a ring
+ * the leaderboard) and the stages' /metrics and /healthz every 2 s
+ * (SAMPLE_MS), and keeps the result as one JSON document plus a ring
  * of samples for the orders/s chart. The HTTP thread serves the embedded
  * page and that document; the page polls it. Nothing here reads the
  * rules' state or Kafka: a dash can run anywhere the read models can be
@@ -564,9 +564,13 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
-                        if (ordo_config_set(conf, "dash.listen", argv[++i],
-                                            errstr, sizeof(errstr))) {
+                if (!strcmp(argv[i], "--listen")) {
+                        const char *v =
+                            ordo_option_value(argc, argv, &i, "dash");
+                        if (!v)
+                                return 2;
+                        if (ordo_config_set(conf, "dash.listen", v, errstr,
+                                            sizeof(errstr))) {
                                 fprintf(stderr, "ordo dash: %s\n", errstr);
                                 return 2;
                         }

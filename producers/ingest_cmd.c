@@ -38,9 +38,13 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                             "same as -X ingest.listen=HOST:PORT\n");
                         return 0;
                 }
-                if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
-                        if (ordo_config_set(conf, "ingest.listen", argv[++i],
-                                            errstr, sizeof(errstr))) {
+                if (!strcmp(argv[i], "--listen")) {
+                        const char *v =
+                            ordo_option_value(argc, argv, &i, "ingest");
+                        if (!v)
+                                return 2;
+                        if (ordo_config_set(conf, "ingest.listen", v, errstr,
+                                            sizeof(errstr))) {
                                 fprintf(stderr, "ordo ingest: %s\n", errstr);
                                 return 2;
                         }

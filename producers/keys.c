@@ -101,10 +101,14 @@ static int parse_line(char *line, const char *name, int lineno, ordo_key_t *k,
                          name, lineno, bad);
         else
                 snprintf(errstr, errstr_size,
-                         "%s:%d: expected \"key_id secret [batch] "
-                         "[scope=Type,...]\" (key_id at most 64 bytes, "
-                         "secret at most 255)",
-                         name, lineno);
+                         "%s:%d: %s; expected \"key_id secret [batch] "
+                         "[scope=Type,...]\"",
+                         name, lineno,
+                         n == 0 ? "key_id over 64 bytes"
+                         : n == 1
+                             ? (tok ? "secret over 255 bytes" : "no secret")
+                             : "a word after the secret is neither "
+                               "batch nor scope= (or is repeated)");
         return -1;
 }
 

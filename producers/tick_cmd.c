@@ -39,16 +39,11 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                char *end;
-                if (!strcmp(argv[i], "--ts") && i + 1 < argc) {
-                        ts = strtoll(argv[++i], &end, 10);
-                        if (*end || !*argv[i]) {
-                                fprintf(stderr,
-                                        "ordo tick: --ts: expected "
-                                        "milliseconds, got \"%s\"\n",
-                                        argv[i]);
+                if (!strcmp(argv[i], "--ts")) {
+                        if (ordo_option_count(argc, argv, &i, "tick",
+                                              "milliseconds since the epoch",
+                                              &ts))
                                 return 2;
-                        }
                 } else {
                         fprintf(stderr, "ordo tick: unknown argument %s\n",
                                 argv[i]);

@@ -18,26 +18,33 @@
 #include "stages.h"
 #include "clock.h"
 
+/* One live projection: the consumer in the stage's group, the batch
+ * being read, the store it goes to, and the dead-letter producer that
+ * parking writes to (project.h). */
 typedef struct {
         const char *which;
+        const ordo_stage_t *stage;
         ordo_store_t store;
-        /* Parking (project.h): the batch's messages, and for each record
-         * the index of its message. */
-        rd_kafka_t *dlq;
-        char dead[256];
+        rd_kafka_t *consumer, *dlq;
+        char group[256], dead[256];
+        ordo_codec_t *codec;
+        size_t max, n, k; /* batch.max; messages polled; events decoded */
+        size_t plen;      /* topic.prefix's length */
+        int wait_ms;      /* batch.ms */
         rd_kafka_message_t **rkms;
-        const ordo_event_rec_t *recs;
-        rd_kafka_t *consumer;
+        ordo_msg_t *msgs;
+        ordo_event_rec_t *recs;
+        size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
-        size_t *msg_of;
-        int64_t parked, parked_batch;
-} store_t;
+        int64_t applied, skipped, parked, parked_batch;
+        volatile sig_atomic_t *stop;
+} loop_t;
 
 /* A refused event: loudly, countably, and onto dead-letters with the
  * reason, so an operator can repair and replay it (operating.md). */
 static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  const char *reason) {
-        store_t *s = opaque;
+        loop_t *s = opaque;
         const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
         char part[16], off[32], stage[32];
         rd_kafka_resp_err_t kerr;
@@ -75,7 +82,7 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
 /* While the store is away: the consumer is paused, and polled so the
  * group keeps us. */
 static void pause_and_poll(void *opaque, int first) {
-        store_t *s = opaque;
+        loop_t *s = opaque;
         if (first && !s->paused &&
             !rd_kafka_assignment(s->consumer, &s->paused)) {
                 rd_kafka_pause_partitions(s->consumer, s->paused);
@@ -86,12 +93,11 @@ static void pause_and_poll(void *opaque, int first) {
 /* The batch applied or parked (or *stop), then the consumer resumed and
  * the dead letters written before the offsets that pass them are
  * committed. */
-static ordo_err_t apply_batch(store_t *s, const ordo_event_rec_t *recs,
-                              size_t n, volatile sig_atomic_t *stop) {
+static ordo_err_t apply_batch(loop_t *s) {
         char errstr[512];
         ordo_err_t err = ordo_store_apply_until_done(
-            &s->store, s->which, recs, n, park, s, pause_and_poll, s, stop,
-            errstr, sizeof(errstr));
+            &s->store, s->which, s->recs, s->k, park, s, pause_and_poll, s,
+            s->stop, errstr, sizeof(errstr));
 
         if (s->paused) {
                 rd_kafka_resume_partitions(s->consumer, s->paused);
@@ -183,132 +189,161 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
         rd_kafka_topic_partition_list_destroy(offsets);
 }
 
-ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
-                               const ordo_config_t *conf,
-                               volatile sig_atomic_t *stop, char *errstr,
-                               size_t errstr_size) {
-        const char *which = stage->name;
-        store_t store;
-        char group[256], name[256];
-        rd_kafka_t *consumer = NULL;
-        rd_kafka_topic_partition_list_t *topics;
-        ordo_codec_t *codec = NULL;
-        size_t max = (size_t)ordo_config_get_int(conf, "batch.max"), n, i;
-        int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
-        rd_kafka_message_t **rkms = NULL;
-        ordo_msg_t *msgs = NULL;
-        ordo_event_rec_t *recs = NULL;
-        int64_t applied = 0, skipped = 0, last_log = ordo_monotonic_ms();
-        ordo_err_t err = ORDO_ERR_OK;
-
-        memset(&store, 0, sizeof(store));
-        store.which = which;
-        if (max < 1)
-                max = 1;
-        /* Wait for the store rather than fail: it may start after us. */
-        while ((err = ordo_store_open(&store.store, which, conf, NULL, errstr,
+/* Waits for the store rather than fail: it may start after us. */
+static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
+                                 char *errstr, size_t errstr_size) {
+        ordo_err_t err;
+        while ((err = ordo_store_open(&lp->store, lp->which, conf, NULL, errstr,
                                       errstr_size))) {
-                ORDO_LOG(WARN, which,
+                ORDO_LOG(WARN, lp->which,
                          "msg=\"store not reachable, retrying\" error=\"%s\"",
                          errstr);
-                if (*stop)
+                if (*lp->stop)
                         return err;
                 sleep(1);
         }
-        rkms = calloc(max, sizeof(*rkms));
-        msgs = calloc(max, sizeof(*msgs));
-        recs = calloc(max, sizeof(*recs));
-        store.msg_of = calloc(max, sizeof(*store.msg_of));
-        store.rkms = rkms;
-        store.recs = recs;
-        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, store.dead,
-                        sizeof(store.dead));
-        store.dlq = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
-                                            errstr_size);
-        codec = ordo_codec_new(errstr, errstr_size);
-        ordo_kafka_group(conf, stage->group, group, sizeof(group));
-        consumer = ordo_kafka_consumer_new(conf, group, NULL, NULL, errstr,
-                                           errstr_size);
-        store.consumer = consumer;
-        if (!rkms || !msgs || !recs || !store.msg_of) {
+        return ORDO_ERR_OK;
+}
+
+/* The batch, the dead-letter producer, the codec and the consumer. */
+static ordo_err_t open_all(loop_t *lp, const ordo_config_t *conf, char *errstr,
+                           size_t errstr_size) {
+        lp->max = (size_t)ordo_config_get_int(conf, "batch.max");
+        if (lp->max < 1)
+                lp->max = 1;
+        lp->wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
+        lp->plen = strlen(ordo_config_get(conf, "topic.prefix"));
+        lp->rkms = calloc(lp->max, sizeof(*lp->rkms));
+        lp->msgs = calloc(lp->max, sizeof(*lp->msgs));
+        lp->recs = calloc(lp->max, sizeof(*lp->recs));
+        lp->msg_of = calloc(lp->max, sizeof(*lp->msg_of));
+        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, lp->dead,
+                        sizeof(lp->dead));
+        lp->dlq = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
+                                          errstr_size);
+        lp->codec = ordo_codec_new(errstr, errstr_size);
+        ordo_kafka_group(conf, lp->stage->group, lp->group, sizeof(lp->group));
+        lp->consumer = ordo_kafka_consumer_new(conf, lp->group, NULL, NULL,
+                                               errstr, errstr_size);
+        if (!lp->rkms || !lp->msgs || !lp->recs || !lp->msg_of) {
                 snprintf(errstr, errstr_size, "out of memory");
-                err = ORDO_ERR_NOMEM;
-                goto done;
+                return ORDO_ERR_NOMEM;
         }
-        if (!store.dlq || !codec || !consumer) {
-                err = ORDO_ERR_CONFIG;
-                goto done;
-        }
-        topics = rd_kafka_topic_partition_list_new(stage->n_inputs);
-        for (i = 0; i < (size_t)stage->n_inputs; i++) {
-                ordo_topic_name(conf, stage->inputs[i], name, sizeof(name));
+        if (!lp->dlq || !lp->codec || !lp->consumer)
+                return ORDO_ERR_CONFIG;
+        return ORDO_ERR_OK;
+}
+
+/* The stage's inputs, in its consumer group. */
+static ordo_err_t subscribe_inputs(loop_t *lp, const ordo_config_t *conf,
+                                   char *errstr, size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *topics =
+            rd_kafka_topic_partition_list_new(lp->stage->n_inputs);
+        char name[256];
+        ordo_err_t err = ORDO_ERR_OK;
+        int i;
+        for (i = 0; i < lp->stage->n_inputs; i++) {
+                ordo_topic_name(conf, lp->stage->inputs[i], name, sizeof(name));
                 rd_kafka_topic_partition_list_add(topics, name,
                                                   RD_KAFKA_PARTITION_UA);
         }
-        if (rd_kafka_subscribe(consumer, topics)) {
+        if (rd_kafka_subscribe(lp->consumer, topics)) {
                 snprintf(errstr, errstr_size, "cannot subscribe");
                 err = ORDO_ERR_KAFKA;
         }
         rd_kafka_topic_partition_list_destroy(topics);
-        if (err)
-                goto done;
-        ORDO_LOG(INFO, which, "msg=started group=%s", group);
+        return err;
+}
 
-        while (!*stop) {
-                size_t k = 0,
-                       plen = strlen(ordo_config_get(conf, "topic.prefix"));
-                ordo_metrics_poll(which, consumer);
-                n = poll_batch(consumer, rkms, max, wait_ms);
-                for (i = 0; i < n; i++) {
-                        const char *t = rd_kafka_topic_name(rkms[i]->rkt);
-                        if (ordo_decode_event(codec, rkms[i],
-                                              strlen(t) > plen ? t + plen : t,
-                                              which, &msgs[k], &recs[k])) {
-                                skipped++;
-                                continue;
-                        }
-                        store.msg_of[k++] = i;
-                }
-                if (k && apply_batch(&store, recs, k, stop)) {
+/* Decode: the batch's message i into the next record, or skipped. */
+static void take_message(loop_t *lp, size_t i) {
+        const char *t = rd_kafka_topic_name(lp->rkms[i]->rkt);
+        if (ordo_decode_event(lp->codec, lp->rkms[i],
+                              strlen(t) > lp->plen ? t + lp->plen : t,
+                              lp->which, &lp->msgs[lp->k], &lp->recs[lp->k])) {
+                lp->skipped++;
+                return;
+        }
+        lp->msg_of[lp->k++] = i;
+}
+
+static void log_counts(const loop_t *lp, const char *what) {
+        ORDO_LOG(INFO, lp->which,
+                 "msg=%s applied=%lld skipped=%lld parked=%lld", what,
+                 (long long)lp->applied, (long long)lp->skipped,
+                 (long long)lp->parked);
+}
+
+/* read -> decode -> apply -> commit until *stop: a batch is what
+ * batch.ms brings, up to batch.max. */
+static void pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
+        int64_t last_log = ordo_monotonic_ms();
+        size_t i;
+        while (!*lp->stop) {
+                ordo_metrics_poll(lp->which, lp->consumer);
+                lp->n =
+                    poll_batch(lp->consumer, lp->rkms, lp->max, lp->wait_ms);
+                for (lp->k = 0, i = 0; i < lp->n; i++)
+                        take_message(lp, i);
+                if (lp->k && apply_batch(lp)) {
                         /* Stopping mid-outage: nothing committed, the
                          * batch comes again on restart. */
                         snprintf(errstr, errstr_size,
                                  "stopped while the store was unavailable");
-                        for (i = 0; i < n; i++)
-                                rd_kafka_message_destroy(rkms[i]);
+                        for (i = 0; i < lp->n; i++)
+                                rd_kafka_message_destroy(lp->rkms[i]);
                         break;
                 }
-                if (n)
-                        commit_batch(consumer, which, rkms, n);
-                for (i = 0; i < k; i++)
-                        ordo_metrics_applied(which, msgs[i].meta.ts_ms);
-                applied += (int64_t)k;
+                if (lp->n)
+                        commit_batch(lp->consumer, lp->which, lp->rkms, lp->n);
+                for (i = 0; i < lp->k; i++)
+                        ordo_metrics_applied(lp->which, lp->msgs[i].meta.ts_ms);
+                lp->applied += (int64_t)lp->k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
-                        ORDO_LOG(INFO, which,
-                                 "msg=progress applied=%lld skipped=%lld "
-                                 "parked=%lld",
-                                 (long long)applied, (long long)skipped,
-                                 (long long)store.parked);
+                        log_counts(lp, "progress");
                         last_log = ordo_monotonic_ms();
                 }
         }
-        ORDO_LOG(
-            INFO, which, "msg=stopped applied=%lld skipped=%lld parked=%lld",
-            (long long)applied, (long long)skipped, (long long)store.parked);
-done:
-        if (consumer) {
-                rd_kafka_consumer_close(consumer);
-                rd_kafka_destroy(consumer);
+        log_counts(lp, "stopped");
+}
+
+static void close_all(loop_t *lp) {
+        if (lp->consumer) {
+                rd_kafka_consumer_close(lp->consumer);
+                rd_kafka_destroy(lp->consumer);
         }
-        ordo_codec_destroy(codec);
-        ordo_store_close(&store.store);
-        if (store.dlq) {
-                rd_kafka_flush(store.dlq, 10000);
-                rd_kafka_destroy(store.dlq);
+        ordo_codec_destroy(lp->codec);
+        ordo_store_close(&lp->store);
+        if (lp->dlq) {
+                rd_kafka_flush(lp->dlq, 10000);
+                rd_kafka_destroy(lp->dlq);
         }
-        free(store.msg_of);
-        free(rkms);
-        free(msgs);
-        free(recs);
+        free(lp->msg_of);
+        free(lp->rkms);
+        free(lp->msgs);
+        free(lp->recs);
+}
+
+ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
+                               const ordo_config_t *conf,
+                               volatile sig_atomic_t *stop, char *errstr,
+                               size_t errstr_size) {
+        loop_t lp;
+        ordo_err_t err;
+
+        memset(&lp, 0, sizeof(lp));
+        lp.which = stage->name;
+        lp.stage = stage;
+        lp.stop = stop;
+        if ((err = wait_for_store(&lp, conf, errstr, errstr_size)))
+                return err;
+        err = open_all(&lp, conf, errstr, errstr_size);
+        if (!err)
+                err = subscribe_inputs(&lp, conf, errstr, errstr_size);
+        if (!err) {
+                ORDO_LOG(INFO, lp.which, "msg=started group=%s", lp.group);
+                pipeline(&lp, errstr, errstr_size);
+        }
+        close_all(&lp);
         return err;
 }

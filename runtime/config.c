@@ -107,6 +107,38 @@ static const struct {
         { "group.prefix", "topic.prefix" },
 };
 
+/* The values an INT key's users can work with: a bad one is refused when
+ * set, naming the key, instead of failing later in librdkafka or stalling
+ * a stage (no partitions, an empty batch, a port beyond 65535). */
+static const struct {
+        const char *key;
+        int64_t min, max;
+} ranges[] = {
+        { "topic.partitions", 1, 100000 },
+        { "batch.max", 1, 1000000 },
+        { "batch.ms", 0, 60000 },
+        { "snapshot.events", 0, INT64_MAX },
+        { "tick.interval.ms", 0, 86400000 },
+        { "redis.port", 1, 65535 },
+        { "redis.db", 0, INT32_MAX },
+        { "redis.rejected.ttl.s", 1, INT32_MAX },
+        { "ingest.signature.window.ms", 1, INT64_MAX },
+        { "ingest.replay.max", 1, INT32_MAX },
+        { "ingest.rate.per.user", 0, INT32_MAX },
+        { "ingest.rate.burst", 1, INT32_MAX },
+        { "ingest.rate.users.max", 1, INT32_MAX },
+        { "ingest.rate.per.key", 0, INT32_MAX },
+        { "ingest.rate.key.burst", 1, INT32_MAX },
+        { "ingest.rate.per.peer", 0, INT32_MAX },
+        { "ingest.rate.peer.burst", 1, INT32_MAX },
+        { "ingest.peer.connections.max", 1, INT32_MAX },
+        { "ingest.body.timeout.ms", 1, INT32_MAX },
+        { "ingest.unauth.bytes.max", 1, INT64_MAX },
+        { "ingest.body.max", 1, INT32_MAX },
+        { "ingest.threads", 1, 64 },
+        { "ingest.instance.id", -1, 1048575 },
+};
+
 typedef struct {
         char *key;
         char *value;
@@ -194,10 +226,10 @@ static const key_def_t *lookup(const char *key) {
         return NULL;
 }
 
-static int is_int(const char *v) {
+static int is_int(const char *v, int64_t *out) {
         char *end;
         errno = 0;
-        (void)strtoll(v, &end, 10);
+        *out = strtoll(v, &end, 10);
         return *v && !*end && !errno;
 }
 
@@ -205,19 +237,32 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
                            const char *value, char *errstr,
                            size_t errstr_size) {
         const key_def_t *def = lookup(key);
+        int64_t n;
+        size_t i;
         if (!def) {
                 snprintf(errstr, errstr_size,
                          "unknown configuration key \"%s\" (see `ordo config`)",
                          key);
                 return ORDO_ERR_CONFIG_UNKNOWN;
         }
-        if (def->type == INT && !is_int(value)) {
+        if (def->type == INT && !is_int(value, &n)) {
                 snprintf(errstr, errstr_size,
                          "configuration key \"%s\": expected an integer, "
                          "got \"%.40s\"",
                          key, value);
                 return ORDO_ERR_CONFIG_INVALID;
         }
+        for (i = 0; def->type == INT && i < sizeof(ranges) / sizeof(ranges[0]);
+             i++)
+                if (!strcmp(ranges[i].key, key) &&
+                    (n < ranges[i].min || n > ranges[i].max)) {
+                        snprintf(errstr, errstr_size,
+                                 "configuration key \"%s\": %lld is out of "
+                                 "range %lld..%lld",
+                                 key, (long long)n, (long long)ranges[i].min,
+                                 (long long)ranges[i].max);
+                        return ORDO_ERR_CONFIG_INVALID;
+                }
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
@@ -281,7 +326,7 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                                 size_t errstr_size) {
         char **e;
         for (e = environ; *e; e++) {
-                char key[256], *eq;
+                char key[256], msg[512], *eq;
                 size_t i, n;
                 ordo_err_t err;
                 if (strncmp(*e, "ORDO_", 5) || !(eq = strchr(*e, '=')))
@@ -297,9 +342,13 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                 /* Variables for tools and tests, not configuration. */
                 if (!lookup(key))
                         continue;
-                if ((err = ordo_config_set(conf, key, eq + 1, errstr,
-                                           errstr_size)))
+                if ((err = ordo_config_set(conf, key, eq + 1, msg,
+                                           sizeof(msg)))) {
+                        /* Say where it came from: no flag or file shows it. */
+                        snprintf(errstr, errstr_size, "environment %.*s: %s",
+                                 (int)(eq - *e), *e, msg);
                         return err;
+                }
         }
         return ORDO_ERR_OK;
 }
@@ -345,22 +394,72 @@ static int is_secret(const char *key) {
         return 0;
 }
 
+/* A URI query parameter whose value is a secret: libmongoc's
+ * tlsCertificateKeyFilePassword, authMechanismProperties (AWS session
+ * tokens), and anything naming a password, secret or token. */
+static int is_secret_param(const char *name, size_t len) {
+        static const char *words[] = { "password", "secret", "token",
+                                       "authmechanismproperties" };
+        char low[64];
+        size_t i;
+        if (len >= sizeof(low))
+                return 1;
+        for (i = 0; i < len; i++)
+                low[i] = (char)tolower((unsigned char)name[i]);
+        low[len] = '\0';
+        for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+                if (strstr(low, words[i]))
+                        return 1;
+        return 0;
+}
+
+/* Appends n bytes of s to buf (of size bytes, *used so far), truncating. */
+static void append(char *buf, size_t size, size_t *used, const char *s,
+                   size_t n) {
+        if (*used + 1 >= size)
+                return;
+        if (n > size - 1 - *used)
+                n = size - 1 - *used;
+        memcpy(buf + *used, s, n);
+        *used += n;
+        buf[*used] = '\0';
+}
+
 const char *ordo_config_redact(const char *key, const char *value, char *buf,
                                size_t size) {
-        const char *scheme, *at, *colon;
+        const char *auth, *query, *at = NULL, *colon, *p;
+        size_t used = 0;
         if (!*value)
                 return value;
         if (is_secret(key))
                 return "[redacted]";
-        /* scheme://user:password@host...: keep all but the password. */
-        if (!(scheme = strstr(value, "://")))
+        if (!(auth = strstr(value, "://")) || !size)
                 return value;
-        at = strchr(scheme + 3, '@');
-        colon = strchr(scheme + 3, ':');
-        if (!at || !colon || colon > at ||
-            strcspn(scheme + 3, "/?") < (size_t)(at - (scheme + 3)))
-                return value;
-        snprintf(buf, size, "%.*s***%s", (int)(colon + 1 - value), value, at);
+        buf[0] = '\0';
+        auth += 3;
+        /* scheme://user:password@host...: the userinfo ends at the last
+         * '@' before the query, so a password typed with a raw '@' or '/'
+         * is still hidden whole. */
+        query = auth + strcspn(auth, "?");
+        for (p = auth; (p = memchr(p, '@', (size_t)(query - p))); p++)
+                at = p;
+        colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon) {
+                append(buf, size, &used, value, (size_t)(colon + 1 - value));
+                append(buf, size, &used, "***", 3);
+                append(buf, size, &used, at, (size_t)(query - at));
+        } else
+                append(buf, size, &used, value, (size_t)(query - value));
+        /* Then each query parameter, a secret one's value hidden. */
+        for (p = query; *p; p += 1 + strcspn(p + 1, "&;")) {
+                size_t n = 1 + strcspn(p + 1, "&;");
+                const char *eq = memchr(p + 1, '=', n - 1);
+                if (eq && is_secret_param(p + 1, (size_t)(eq - p - 1))) {
+                        append(buf, size, &used, p, (size_t)(eq + 1 - p));
+                        append(buf, size, &used, "***", 3);
+                } else
+                        append(buf, size, &used, p, n);
+        }
         return buf;
 }
 

@@ -64,11 +64,16 @@ typedef struct {
 
 static void pass_kafka_key(void *opaque, const char *key, const char *value) {
         pass_t *p = opaque;
+        char msg[512];
         if (p->failed || strncmp(key, "kafka.", 6))
                 return;
-        if (rd_kafka_conf_set(p->rconf, key + 6, value, p->errstr,
-                              p->errstr_size) != RD_KAFKA_CONF_OK)
+        if (rd_kafka_conf_set(p->rconf, key + 6, value, msg, sizeof(msg)) !=
+            RD_KAFKA_CONF_OK) {
+                /* librdkafka names the key without ordo's "kafka." */
+                snprintf(p->errstr, p->errstr_size,
+                         "configuration key \"%s\": %s", key, msg);
                 p->failed = 1;
+        }
 }
 
 static int set(rd_kafka_conf_t *rconf, const char *key, const char *value,

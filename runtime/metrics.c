@@ -357,6 +357,21 @@ void ordo_metrics_dead_letter(const char *stage, const char *reason) {
         add(F_DEAD_LETTERS, v, 1);
 }
 
+void ordo_metrics_stage_start(const char *stage, int processor) {
+        /* The dead-letter reasons of processors/stream.c and of
+         * projections/project_loop.c. */
+        static const char *processor_reasons[] = { "undecodable",
+                                                   "unexpected_type", NULL };
+        static const char *projection_reasons[] = { "store_refused", NULL };
+        const char **r = processor ? processor_reasons : projection_reasons;
+        if (processor)
+                add(F_ABORTS, &stage, 0);
+        for (; *r; r++) {
+                const char *v[] = { stage, *r };
+                add(F_DEAD_LETTERS, v, 0);
+        }
+}
+
 void ordo_metrics_restore(const char *stage, int64_t ms) {
         observe(F_RESTORE_SECONDS, &stage, (double)ms / 1000.0);
 }
@@ -682,6 +697,8 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                                           size_t errstr_size) {
         struct sockaddr_in sa;
         ordo_metrics_server_t *s;
+        const union MHD_DaemonInfo *info;
+        char host[INET_ADDRSTRLEN];
 
         if (ordo_parse_listen(listen, &sa)) {
                 snprintf(errstr, errstr_size,
@@ -708,8 +725,12 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                 free(s);
                 return NULL;
         }
+        /* The port bound, which port 0 (any free one) leaves to the OS. */
+        info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host));
         ORDO_LOG(INFO, "metrics",
-                 "msg=listening addr=%s paths=/metrics,/healthz", listen);
+                 "msg=listening addr=%s:%u paths=/metrics,/healthz", host,
+                 info ? (unsigned)info->port : 0u);
         return s;
 }
 

@@ -55,6 +55,11 @@ void ordo_metrics_transaction(const char *stage, int64_t ms);
 void ordo_metrics_abort(const char *stage);
 /* reason: a short class, not the message text (labels stay few). */
 void ordo_metrics_dead_letter(const char *stage, const char *reason);
+/* A stage starts (processor: 1 for a processor, 0 for a projection): its
+ * abort and dead-letter counters appear at 0, so that increase() sees the
+ * first abort or dead letter (a series that first appears at 1 shows no
+ * increase, and its alert never fires). */
+void ordo_metrics_stage_start(const char *stage, int processor);
 void ordo_metrics_restore(const char *stage, int64_t ms);
 /* One event applied to a read model; ts_ms is the event's. */
 void ordo_metrics_applied(const char *store, int64_t ts_ms);

@@ -17,6 +17,11 @@ int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv) {
                        "docs/decisions/0005) and lists them.\n");
                 return 0;
         }
+        if (argc > 1) {
+                fprintf(stderr, "ordo topics: unexpected argument %s\n",
+                        argv[1]);
+                return 2;
+        }
         if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
                 fprintf(stderr, "ordo topics: %s\n", errstr);
                 return 1;
@@ -43,6 +48,11 @@ int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv) {
                        "settings, tokens, and the password of a connection "
                        "string (mongo.uri).\n");
                 return 0;
+        }
+        if (argc > 1) {
+                fprintf(stderr, "ordo config: unexpected argument %s\n",
+                        argv[1]);
+                return 2;
         }
         ordo_config_foreach(conf, print_pair, NULL);
         return 0;

@@ -30,5 +30,13 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv);
 
 /* 1 if argv has -h or --help (after the subcommand). */
 int ordo_wants_help(int argc, char **argv);
+/* argv[*i] is an option that takes a value: the value, with *i moved onto
+ * it; NULL, after "ordo CMD: OPTION needs a value" on stderr, when the
+ * option is the last word. */
+const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd);
+/* The same for a whole number >= 0 (what: its unit, for the message);
+ * -1 after a message naming the option when it is missing or not one. */
+int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
+                      const char *what, int64_t *out);
 
 #endif

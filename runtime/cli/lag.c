@@ -35,8 +35,8 @@ static int select_stages(lag_t *l, int argc, char **argv, int first) {
                 l->only[g] = first >= argc;
         for (i = first; i < argc; i++) {
                 if (!(s = ordo_stage_find(argv[i]))) {
-                        fprintf(stderr, "ordo: unknown stage \"%s\" (%s)\n",
-                                argv[i], ordo_stage_names());
+                        fprintf(stderr, "ordo %s: unknown stage \"%s\" (%s)\n",
+                                argv[0], argv[i], ordo_stage_names());
                         return -1;
                 }
                 l->only[s - ordo_stages] = 1;
@@ -256,7 +256,8 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                        "markers count in the raw lag); then the dead "
                        "letters by the\nstage that wrote them, with the "
                        "last event a projection parked because\nits store "
-                       "refused it. Exit status 0.\n");
+                       "refused it. Exit status: 0 whatever the lag, 1 if "
+                       "Kafka could not be\nasked, 2 on a usage error.\n");
                 return 0;
         }
         if (lag_open(&l, conf))
@@ -291,16 +292,10 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                char *end;
-                if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-                        timeout_s = strtoll(argv[++i], &end, 10);
-                        if (*end || timeout_s < 0) {
-                                fprintf(stderr,
-                                        "ordo wait: --timeout: expected "
-                                        "seconds, got \"%s\"\n",
-                                        argv[i]);
+                if (!strcmp(argv[i], "--timeout")) {
+                        if (ordo_option_count(argc, argv, &i, "wait", "seconds",
+                                              &timeout_s))
                                 return 2;
-                        }
                 } else if (argv[i][0] == '-') {
                         fprintf(stderr, "ordo wait: unknown option %s\n",
                                 argv[i]);

@@ -2,6 +2,7 @@
  * ordo - the entry point: global options, configuration, and one table of
  * subcommands (after Redis's command table).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +49,8 @@ static const struct {
           "TIME] [--to-ts TIME]",
           "decode a topic to JSON lines on stdout" },
         { "rebuild", ordo_cmd_rebuild,
-          "mongo|redis --into NAME [--group-prefix P] | --drop NAME",
+          "mongo|redis --into NAME [--group-prefix P] [--no-commit] | "
+          "--drop NAME",
           "rebuild a read model from offset 0 into NAME; prints the switch" },
         { "reconcile", ordo_cmd_reconcile, "[--skip-read-models] [--limit N]",
           "re-run the rules, compare events and read models; list "
@@ -85,15 +87,30 @@ static void usage(FILE *out) {
                 "topic.prefix), then -X.\n`ordo config` prints the result.\n");
 }
 
+/* "Usage: ordo CMD ARGS" and the summary, before a command's own help. */
+static void command_usage(size_t c) {
+        printf("Usage: ordo %s%s%s\n\n%s\n", commands[c].name,
+               *commands[c].usage ? " " : "", commands[c].usage,
+               commands[c].summary);
+}
+
 static int cmd_help(ordo_config_t *conf, int argc, char **argv) {
         size_t i;
-        (void)conf;
-        if (argc > 1)
+        if (ordo_wants_help(argc, argv))
+                return 0; /* `ordo help --help`: its usage is printed */
+        if (argc > 1) {
                 for (i = 0; i < N_COMMANDS; i++)
                         if (!strcmp(commands[i].name, argv[1])) {
                                 char *args[] = { argv[1], "--help", NULL };
+                                command_usage(i);
                                 return commands[i].proc(conf, 2, args);
                         }
+                fprintf(stderr,
+                        "ordo help: unknown command \"%s\" (see `ordo "
+                        "--help`)\n",
+                        argv[1]);
+                return 2;
+        }
         usage(stdout);
         return 0;
 }
@@ -103,6 +120,30 @@ int ordo_wants_help(int argc, char **argv) {
         for (i = 1; i < argc; i++)
                 if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
                         return 1;
+        return 0;
+}
+
+const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd) {
+        if (*i + 1 >= argc) {
+                fprintf(stderr, "ordo %s: %s needs a value\n", cmd, argv[*i]);
+                return NULL;
+        }
+        return argv[++*i];
+}
+
+int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
+                      const char *what, int64_t *out) {
+        const char *v = ordo_option_value(argc, argv, i, cmd);
+        char *end;
+        if (!v)
+                return -1;
+        errno = 0;
+        *out = strtoll(v, &end, 10);
+        if (!*v || *end || errno || *out < 0) {
+                fprintf(stderr, "ordo %s: %s: expected %s (>= 0), got \"%s\"\n",
+                        cmd, argv[*i - 1], what, v);
+                return -1;
+        }
         return 0;
 }
 
@@ -173,16 +214,13 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
         for (c = 0; c < N_COMMANDS; c++)
                 if (!strcmp(commands[c].name, rest[0])) {
-                        if (ordo_wants_help(n_rest, rest)) {
-                                printf("Usage: ordo %s %s\n\n%s\n",
-                                       commands[c].name, commands[c].usage,
-                                       commands[c].summary);
-                        }
+                        if (ordo_wants_help(n_rest, rest))
+                                command_usage(c);
                         rc = commands[c].proc(conf, n_rest, rest);
                         goto out;
                 }
-        fprintf(stderr, "ordo: unknown command \"%s\" (see `ordo --help`)\n",
-                rest[0]);
+        fprintf(stderr, "ordo: unknown %s \"%s\" (see `ordo --help`)\n",
+                rest[0][0] == '-' ? "option" : "command", rest[0]);
         rc = 2;
         goto out;
 

@@ -24,6 +24,8 @@ typedef struct {
 static void *stage_main(void *arg) {
         running_t *r = arg;
         ordo_health_start(r->stage->name);
+        ordo_metrics_stage_start(r->stage->name,
+                                 r->stage->kind == ORDO_STAGE_PROCESSOR);
         r->err = r->stage->main(r->stage, r->conf, &ordo_stop, &r->stats,
                                 r->errstr, sizeof(r->errstr));
         ordo_health_stop(r->stage->name, r->err);
@@ -105,13 +107,27 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
         stages = calloc(ordo_n_stages + (size_t)argc, sizeof(*stages));
         if (!stages)
                 return 2;
-        for (i = 1; i < (size_t)argc; i++)
+        for (i = 1; i < (size_t)argc; i++) {
+                size_t j;
                 if (!(stages[n++] = ordo_stage_find(argv[i]))) {
                         fprintf(stderr, "ordo run: unknown stage \"%s\" (%s)\n",
                                 argv[i], ordo_stage_names());
                         free(stages);
                         return 2;
                 }
+                /* Twice in one process is one transactional id twice: the
+                 * two copies would fence each other. */
+                for (j = 0; j + 1 < n; j++)
+                        if (stages[j] == stages[n - 1]) {
+                                fprintf(stderr,
+                                        "ordo run: stage \"%s\" named twice "
+                                        "(scale out with ordo process and "
+                                        "-X instance.id)\n",
+                                        argv[i]);
+                                free(stages);
+                                return 2;
+                        }
+        }
         if (!n)
                 for (; n < ordo_n_stages; n++)
                         stages[n] = &ordo_stages[n];

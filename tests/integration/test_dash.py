@@ -192,11 +192,7 @@ def sale(tag, now):
 
 
 def produce(ordo, cmds, workdir, name):
-    path = os.path.join(workdir, name + ".jsonl")
-    with open(path, "w") as f:
-        for c in cmds:
-            f.write(json.dumps(c) + "\n")
-    ordo.call("produce", "--keep-ts", path)
+    ordo.produce(cmds, name)
     ok, out = ordo.wait(180)
     if not ok:
         raise RuntimeError("ordo wait: " + out)

@@ -163,6 +163,13 @@ class Ordo:
                 p.stderr[-4000:]))
         return p
 
+    def produce(self, cmds, name, check=True):
+        """Writes cmds to WORKDIR/NAME.jsonl; `ordo produce --keep-ts` it."""
+        path = os.path.join(self.workdir, name + ".jsonl")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(c) + "\n" for c in cmds))
+        return self.call("produce", "--keep-ts", path, check=check)
+
     def start(self, stages=()):
         log = open(self.run_log, "a")
         self.run_proc = subprocess.Popen(
@@ -1047,12 +1054,8 @@ def run_scenario(name, gen, seed, args, mongo, r, workdir):
                         "phase '%s'" % (rc, phase)
                     break
                 ordo.start(stages)
-            path = os.path.join(workdir, "%s-%02d.jsonl" % (tag, i))
-            with open(path, "w") as f:
-                for c in cmds:
-                    f.write(json.dumps(c) + "\n")
             t = time.time()
-            p = ordo.call("produce", "--keep-ts", path, check=False)
+            p = ordo.produce(cmds, "%s-%02d" % (tag, i), check=False)
             if p.returncode != 0:
                 failed_phase = "ordo produce exited %d in phase '%s': %s" % (
                     p.returncode, phase, p.stderr[-2000:])

@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M  # noqa: E402
@@ -56,12 +55,7 @@ def check(name, ok, detail=""):
 
 def run_phases(ordo, steps, workdir, m):
     for i, (phase, cmds) in enumerate(steps):
-        path = os.path.join(workdir, "%s-%s-%02d.jsonl" % (
-            ordo.tag, phase.split(":")[0], i))
-        with open(path, "w") as f:
-            for c in cmds:
-                f.write(json.dumps(c) + "\n")
-        ordo.call("produce", "--keep-ts", path)
+        ordo.produce(cmds, "%s-%s-%02d" % (ordo.tag, phase.split(":")[0], i))
         ok, why = ordo.wait(300)
         if not ok:
             raise RuntimeError("ordo wait: " + why)
@@ -370,10 +364,7 @@ def main():
         topic = tag + ".order-events"
         msg, part, new_off = copy_message(topic)
         missing = E.create("ghost-act", 100, 1, 1, t0, t0 + 1000, t0 + 7)
-        path = os.path.join(workdir, "ghost.jsonl")
-        with open(path, "w") as f:
-            f.write(json.dumps(missing) + "\n")
-        ordo.call("produce", "--keep-ts", path)
+        ordo.produce([missing], "ghost")
 
         rc, out, err = reconcile(ordo)
         print("\n".join("    " + ln for ln in out.splitlines()

@@ -94,10 +94,7 @@ def main():
         cmds = [E.create(aid, 100, 5, 1, now - 1000, now + 3600000, now)]
         cmds += [E.place("o%d-%s" % (i, tag), aid, "u%d" % i, 1, now + i)
                  for i in range(8)]
-        path = os.path.join(workdir, "sale.jsonl")
-        with open(path, "w") as f:
-            f.write("".join(json.dumps(x) + "\n" for x in cmds))
-        ordo.call("produce", "--keep-ts", path)
+        ordo.produce(cmds, "sale")
         ok, out = ordo.wait(180)
         c.true("caught up", ok, out)
         c.eq("stock in redis.db 5", "0", r5.cmd("GET", ordo.prefix +
@@ -132,7 +129,7 @@ def main():
                                 "redis.password=wrong") for x in auth]
         bad.call("topics")
         bad.start(stages=("activity", "redis"))
-        bad.call("produce", "--keep-ts", path)
+        bad.produce(cmds, "sale-bad")
         deadline = time.time() + 60
         while time.time() < deadline and "WRONGPASS" not in bad.log_tail():
             time.sleep(0.5)

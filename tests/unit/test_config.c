@@ -48,6 +48,45 @@ Test(config, integer_keys_checked) {
         ordo_config_destroy(c);
 }
 
+/* A value the code cannot use (no partitions, an empty batch, a port
+ * beyond 65535) is refused when set, naming the key and its range, rather
+ * than failing later in librdkafka or stalling a stage. */
+Test(config, bad_environment_value_names_the_variable) {
+        ordo_config_t *c = ordo_config_new();
+        setenv("ORDO_REDIS_PORT", "63x79", 1);
+        cr_assert_eq(ordo_config_load_env(c, errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        unsetenv("ORDO_REDIS_PORT");
+        cr_assert(strstr(errstr, "ORDO_REDIS_PORT"), "%s", errstr);
+        cr_assert(strstr(errstr, "redis.port"), "%s", errstr);
+        ordo_config_destroy(c);
+}
+
+Test(config, integer_keys_range_checked) {
+        ordo_config_t *c = ordo_config_new();
+        static const char *bad[][2] = {
+                { "topic.partitions", "0" }, { "batch.max", "0" },
+                { "batch.ms", "-1" },        { "redis.port", "65536" },
+                { "ingest.threads", "0" },   { "ingest.instance.id", "-2" }
+        };
+        size_t i;
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                cr_assert_eq(ordo_config_set(c, bad[i][0], bad[i][1], errstr,
+                                             sizeof(errstr)),
+                             ORDO_ERR_CONFIG_INVALID, "%s=%s", bad[i][0],
+                             bad[i][1]);
+                cr_assert(strstr(errstr, bad[i][0]), "%s", errstr);
+                cr_assert(strstr(errstr, "out of range"), "%s", errstr);
+        }
+        cr_assert_eq(
+            ordo_config_set(c, "redis.port", "65535", errstr, sizeof(errstr)),
+            ORDO_ERR_OK);
+        cr_assert_eq(ordo_config_set(c, "ingest.rate.per.user", "0", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_OK);
+        ordo_config_destroy(c);
+}
+
 /* Every key has a default of its own type: the table is checked as a
  * whole, so a new key cannot start out invalid. */
 static void set_default(void *opaque, const char *key, const char *value) {
@@ -156,6 +195,25 @@ Test(config, secrets_redacted) {
                                             "mongodb://127.0.0.1:27017", buf,
                                             sizeof(buf)),
                          "mongodb://127.0.0.1:27017");
+        /* a raw '@' or '/' in the password, and libmongoc's password
+         * options in the query, stay hidden */
+        cr_assert_str_eq(ordo_config_redact("mongo.uri",
+                                            "mongodb://u:sec@r/et@db/", buf,
+                                            sizeof(buf)),
+                         "mongodb://u:***@db/");
+        cr_assert_str_eq(
+            ordo_config_redact("mongo.uri",
+                               "mongodb://db/?tls=true&"
+                               "tlsCertificateKeyFilePassword=hunter2&"
+                               "authMechanismProperties=AWS_SESSION_TOKEN:t1",
+                               buf, sizeof(buf)),
+            "mongodb://db/?tls=true&tlsCertificateKeyFilePassword=***&"
+            "authMechanismProperties=***");
+        cr_assert_str_eq(ordo_config_redact("mongo.uri",
+                                            "mongodb://app:hunter2@db/"
+                                            "?appName=x",
+                                            buf, 16),
+                         "mongodb://app:*");
         cr_assert_str_eq(
             ordo_config_redact("redis.user", "ordo", buf, sizeof(buf)), "ordo");
         cr_assert_str_eq(

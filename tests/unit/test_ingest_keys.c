@@ -95,6 +95,26 @@ Test(keys, faults_name_the_line_not_the_secret) {
         }
 }
 
+/* The fault says what is wrong with the line, not only its format. */
+Test(keys, faults_say_which_part_is_wrong) {
+        static const char *bad[][2] = {
+                { "k\n", "no secret" },
+                { "k topsecret trusted\n", "neither batch nor scope=" },
+                { "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+                  "k"
+                  "kkkk1 topsecret\n",
+                  "key_id over 64 bytes" },
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char err[512] = "";
+                cr_assert_null(parse(bad[i][0], err), "accepted: %s",
+                               bad[i][0]);
+                cr_assert(strstr(err, bad[i][1]), "%s", err);
+        }
+}
+
 Test(keys, references_keep_a_set_alive) {
         char err[512];
         ordo_keyset_t *ks = parse("a b\n", err);

@@ -60,6 +60,25 @@ static void write_registry(FILE *f, void *arg) {
         ordo_metrics_write(f);
 }
 
+/* The alerts use increase(): a counter must exist at 0 before its first
+ * abort or dead letter, or that first one never shows as an increase. */
+Test(metrics, processor_counters_start_at_zero) {
+        char *t;
+        ordo_metrics_stage_start("commission", 1);
+        ordo_metrics_stage_start("redis", 0);
+        t = capture(write_registry, NULL);
+        cr_assert(strstr(t, "ordo_transactions_aborted_total{stage="
+                            "\"commission\"} 0\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"commission\","
+                            "reason=\"undecodable\"} 0\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"commission\","
+                            "reason=\"unexpected_type\"} 0\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"redis\","
+                            "reason=\"store_refused\"} 0\n"));
+        cr_assert_null(strstr(t, "aborted_total{stage=\"redis\""));
+        free(t);
+}
+
 Test(metrics, registry_counts_decisions_by_result_and_reason) {
         char *t;
         ordo_metrics_decision("activity", "PlaceOrder", NULL, 0);

@@ -9,6 +9,7 @@
 #ifndef ORDO_TEST_RULES_UTIL_H
 #define ORDO_TEST_RULES_UTIL_H
 
+#include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,6 +306,18 @@ static inline void world_replay(const world_t *w, world_t *r) {
                 ordo_commission_apply(r->com, v);
         }
         r->offset = w->offset;
+}
+
+/* a and b hold the same state, processor by processor. */
+static inline void world_assert_same(const world_t *a, const world_t *b) {
+        cr_assert_eq(ordo_activity_state_digest(a->act),
+                     ordo_activity_state_digest(b->act));
+        cr_assert_eq(ordo_order_state_digest(a->ord),
+                     ordo_order_state_digest(b->ord));
+        cr_assert_eq(ordo_referral_state_digest(a->ref),
+                     ordo_referral_state_digest(b->ref));
+        cr_assert_eq(ordo_commission_state_digest(a->com),
+                     ordo_commission_state_digest(b->com));
 }
 
 #endif
