@@ -80,6 +80,27 @@ void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
         p->stats->produced++;
 }
 
+static int is_purge(rd_kafka_resp_err_t err) {
+        return err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+               err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+}
+
+void ordo__on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                       void *opaque) {
+        ordo__proc_t *p = opaque;
+        rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
+        (void)rk;
+        /* the first failure, but a purge (librdkafka's reaction to
+         * another failure) gives way to its cause, for the log line */
+        if (!err ||
+            (p->delivery_err && (!is_purge(p->delivery_err) || is_purge(err))))
+                return;
+        p->delivery_err = err;
+        p->delivery_partition = m->partition;
+        ordo_strlcpy(p->delivery_topic, rd_kafka_topic_name(m->rkt),
+                     sizeof(p->delivery_topic));
+}
+
 /* The rules' sink: events to our own partition, commands by key. */
 static void emit(void *opaque, const ordo_msg_t *m) {
         ordo__proc_t *p = opaque;
@@ -364,6 +385,28 @@ static txn_result_t txn_failed(ordo__proc_t *p, rd_kafka_error_t *error,
         return r;
 }
 
+/* Waits for every delivery report of the transaction (commit would
+ * flush too, but then the reports are served after the commit) and
+ * returns an error if one failed: librdkafka 2.0.2 can report a message
+ * a partition refused as delivered without an offset when a later batch
+ * succeeds ("implicit ack", docs/decisions/0012), and committing then
+ * would commit input offsets past an event that is not in the log.
+ * Called after send_offsets so that the messages fly meanwhile. */
+static rd_kafka_error_t *deliveries_failed(ordo__proc_t *p) {
+        rd_kafka_resp_err_t err = rd_kafka_flush(p->producer, 30000);
+        if (err)
+                return rd_kafka_error_new(err, "flush: %s",
+                                          rd_kafka_err2str(err));
+        if (!p->delivery_err)
+                return NULL;
+        return rd_kafka_error_new(
+            p->delivery_err, "%s [%d]: %s", p->delivery_topic,
+            (int)p->delivery_partition,
+            p->delivery_err == RD_KAFKA_RESP_ERR__INCONSISTENT
+                ? "acknowledged without an offset, not in the log"
+                : rd_kafka_err2str(p->delivery_err));
+}
+
 /* One transaction: the batch's decisions, the Ticks if due (n may be 0
  * then), the consumed offsets. */
 static txn_result_t run_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
@@ -377,6 +420,10 @@ static txn_result_t run_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
 
         if ((error = rd_kafka_begin_transaction(p->producer)))
                 return txn_failed(p, error, "begin");
+        /* serve the reports of an aborted transaction's purged messages
+         * first: they belong to it, not to this one */
+        rd_kafka_poll(p->producer, 0);
+        p->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         ordo__write_due_snapshots(p);
         if (tick)
@@ -399,6 +446,10 @@ static txn_result_t run_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
         if (error) {
                 rd_kafka_topic_partition_list_destroy(offsets);
                 return txn_failed(p, error, "send_offsets");
+        }
+        if ((error = deliveries_failed(p))) {
+                rd_kafka_topic_partition_list_destroy(offsets);
+                return txn_failed(p, error, "delivery");
         }
         for (attempt = 0;; attempt++) {
                 error = rd_kafka_commit_transaction(p->producer, -1);
@@ -438,8 +489,8 @@ static ordo_err_t open_producer(ordo__proc_t *p) {
                 rd_kafka_destroy(p->producer);
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
-        p->producer = ordo_kafka_producer_new(p->conf, txid, NULL, NULL,
-                                              p->errstr, sizeof(p->errstr));
+        p->producer = ordo_kafka_producer_new(p->conf, txid, ordo__on_delivery,
+                                              p, p->errstr, sizeof(p->errstr));
         if (!p->producer)
                 return ORDO_ERR_CONFIG;
         /* Fences any zombie with our transactional id and aborts what it

@@ -51,6 +51,13 @@ typedef struct ordo__proc_s {
         /* the sink's context while deciding one input message */
         int32_t partition;
         rd_kafka_resp_err_t produce_err;
+        /* The first failed delivery report of the open transaction
+         * (ordo_kafka_delivery_err: an error, or an "implicit ack"
+         * without an offset): the transaction aborts instead of
+         * committing offsets past a message that is not in the log. */
+        rd_kafka_resp_err_t delivery_err;
+        int32_t delivery_partition;
+        char delivery_topic[256];
         int restore_failed;
         int rebalanced;     /* set by rebalance_cb: drop a half-built batch */
         int consumer_fatal; /* the group consumer raised a fatal error */
@@ -64,6 +71,11 @@ typedef struct ordo__proc_s {
 void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
                    const void *key, size_t key_len, const void *value,
                    size_t len, rd_kafka_headers_t *hdrs);
+/* The transactional producer's delivery callback (opaque: the proc):
+ * keeps the first failed report in delivery_err (a purge gives way to
+ * the failure that caused it). */
+void ordo__on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                       void *opaque);
 int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
                  char *errstr, size_t errstr_size);
 

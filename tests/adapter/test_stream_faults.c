@@ -22,6 +22,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "stream.h"
+#include "stream_int.h"
 
 /* Kafka protocol API keys (KIP-98 transactions). */
 #define API_PRODUCE               0
@@ -288,4 +289,62 @@ Test(stream_faults, a_snapshot_that_cannot_be_written_never_blocks) {
                      (long long)load(&fx.stats.aborts),
                      (long long)load(&fx.stats.transactions));
         cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
+
+/* The transactional producer's delivery callback decides whether the
+ * transaction may commit (issue 14 item 0's follow-up). The mock cluster
+ * checks sequence numbers for a transactional producer, so it refuses
+ * the later batch too and librdkafka never "implicitly acks" there (see
+ * test_produce_faults.c for the non-transactional reproduction); the
+ * reports are therefore made here: a success without an offset must
+ * fail the transaction like an error, and the first failure is the one
+ * named in the abort's log line. */
+Test(stream_faults, a_report_without_offset_fails_the_transaction) {
+        char errstr[512];
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(),
+                                      errstr, sizeof(errstr));
+        rd_kafka_topic_t *rkt;
+        rd_kafka_message_t m;
+        ordo__proc_t *p = calloc(1, sizeof(*p));
+
+        cr_assert(rk, "%s", errstr);
+        cr_assert(p);
+        rkt = rd_kafka_topic_new(rk, "m.order-events", NULL);
+        memset(&m, 0, sizeof(m));
+        m.rkt = rkt;
+        m.partition = 2;
+        m.offset = 7;
+        ordo__on_delivery(rk, &m, p);
+        cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR_NO_ERROR,
+                     "written at an offset: delivered");
+
+        m.partition = RD_KAFKA_PARTITION_UA;
+        m.offset = RD_KAFKA_OFFSET_INVALID;
+        m.err = RD_KAFKA_RESP_ERR__PURGE_QUEUE;
+        ordo__on_delivery(rk, &m, p);
+        cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR__PURGE_QUEUE,
+                     "a purged message is not delivered");
+
+        m.partition = 3;
+        m.err = RD_KAFKA_RESP_ERR_NO_ERROR; /* no error, no offset */
+        ordo__on_delivery(rk, &m, p);
+        cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR__INCONSISTENT,
+                     "an implicit ack is not a delivery, and it names the "
+                     "cause rather than the purge it caused");
+        cr_assert_eq(p->delivery_partition, 3);
+        cr_assert_str_eq(p->delivery_topic, "m.order-events");
+
+        m.partition = 4;
+        m.offset = 9;
+        m.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+        ordo__on_delivery(rk, &m, p);
+        m.err = RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+        ordo__on_delivery(rk, &m, p);
+        cr_assert_eq(p->delivery_err, RD_KAFKA_RESP_ERR__INCONSISTENT,
+                     "the first failure is kept");
+        cr_assert_eq(p->delivery_partition, 3);
+
+        free(p);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
 }
