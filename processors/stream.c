@@ -129,12 +129,12 @@ static void emit(void *opaque, const ordo_msg_t *m) {
                                       m->u.rejected.reason, m->meta.ts_ms);
         }
         if (is_event) {
-                ordo__produce(p, p->events, p->partition, key, strlen(key),
-                              p->buf, len, hdrs);
+                ordo__outbox_add(&p->outbox, p->events, p->partition, key,
+                                 strlen(key), p->buf, len, hdrs);
                 p->parts[p->partition].since_snapshot++;
         } else
-                ordo__produce(p, p->outbound, RD_KAFKA_PARTITION_UA, key,
-                              strlen(key), p->buf, len, hdrs);
+                ordo__outbox_add(&p->outbox, p->outbound, RD_KAFKA_PARTITION_UA,
+                                 key, strlen(key), p->buf, len, hdrs);
 }
 
 static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
@@ -153,8 +153,8 @@ static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                  "reason=\"%s\"",
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, reason);
-        ordo__produce(p, p->dead, RD_KAFKA_PARTITION_UA, rkm->key, rkm->key_len,
-                      rkm->payload, rkm->len, h);
+        ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, rkm->key,
+                         rkm->key_len, rkm->payload, rkm->len, h);
         p->stats->dead_lettered++;
 }
 
@@ -177,6 +177,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         int i;
 
         p->rebalanced = 1;
+        /* The commit in flight ends first (its failure is kept for the
+         * loop): the partitions change hands at its committed offsets,
+         * and a restore must not wait on our own open transaction. */
+        ordo__commit_wait(p);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (i = 0; i < parts->cnt; i++) {
                         if (ordo__restore(p, parts->elems[i].partition)) {
@@ -211,28 +215,51 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
 }
 
-/* Up to batch.max messages, waiting at most batch.ms for the first. */
+static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
+
+/* The worker has finished the commit in flight (or there is none). */
+static int commit_done(const ordo__proc_t *p) {
+        return !p->commit.pending ||
+               __atomic_load_n(&p->commit.done, __ATOMIC_ACQUIRE);
+}
+
+/* Up to batch.max messages, waiting at most batch.ms for the first.
+ * Overlapped (decision 0018: a commit is in flight), each message is
+ * decided into the outbox as it arrives, and the batch is whatever
+ * arrived until that commit ended: the broker's commit time is spent
+ * deciding, and the batch grows with the input rate. */
 static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
-                            size_t max, int wait_ms) {
+                            size_t max, int wait_ms, int overlap) {
         size_t n = 0, i;
-        int64_t deadline = ordo_monotonic_ms() + wait_ms;
+        int64_t t, deadline = ordo_monotonic_ms() + wait_ms;
         p->rebalanced = 0;
         while (n < max) {
                 int64_t left = deadline - ordo_monotonic_ms();
-                rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
-                    p->consumer, n ? 0 : (int)(left > 0 ? left : 0));
+                int done = overlap && commit_done(p);
+                /* overlapped: poll briefly, to see the commit end */
+                int timeout = overlap ? (done ? 0 : 1)
+                              : n     ? 0
+                                      : (int)(left > 0 ? left : 0);
+                rd_kafka_message_t *rkm =
+                    rd_kafka_consumer_poll(p->consumer, timeout);
                 if (p->rebalanced) {
                         /* Messages taken before a rebalance come again
                          * from the committed offsets if the partition
                          * stays ours: deciding them twice would emit
-                         * their events twice. */
+                         * their events twice. The decisions already
+                         * made go too: the (eager) rebalance revoked
+                         * every partition and restored what is ours. */
                         for (i = 0; i < n; i++)
                                 rd_kafka_message_destroy(msgs[i]);
+                        p->stats->discarded += (int64_t)(overlap ? n : 0);
+                        ordo__outbox_discard(&p->outbox);
+                        p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
                         n = 0;
                         p->rebalanced = 0;
                 }
                 if (!rkm) {
-                        if (n || ordo_monotonic_ms() >= deadline)
+                        if (overlap ? done
+                                    : n || ordo_monotonic_ms() >= deadline)
                                 break;
                         continue;
                 }
@@ -255,6 +282,11 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         continue;
                 }
                 msgs[n++] = rkm;
+                if (overlap && !p->produce_err) {
+                        t = ordo_monotonic_ms();
+                        decide(p, rkm);
+                        p->stats->decide_ms += ordo_monotonic_ms() - t;
+                }
         }
         return n;
 }
@@ -327,8 +359,8 @@ static void write_ticks(ordo__proc_t *p) {
                         break;
                 }
                 rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1, "Tick", -1);
-                ordo__produce(p, p->input, a->elems[i].partition, NULL, 0,
-                              p->buf, len, hdrs);
+                ordo__outbox_add(&p->outbox, p->input, a->elems[i].partition,
+                                 NULL, 0, p->buf, len, hdrs);
                 p->stats->ticks++;
         }
         rd_kafka_topic_partition_list_destroy(a);
@@ -353,129 +385,50 @@ static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
         return o;
 }
 
-typedef enum { TXN_OK, TXN_ABORTED, TXN_FATAL } txn_result_t;
-
-/* Classifies a transactional error as librdkafka documents: fatal ends
- * the stage, abortable aborts the batch, retriable retries the call. */
-static txn_result_t txn_failed(ordo__proc_t *p, rd_kafka_error_t *error,
-                               const char *step) {
-        txn_result_t r;
-        rd_kafka_error_t *aerr;
-
-        snprintf(p->errstr, sizeof(p->errstr), "%s: %s", step,
-                 rd_kafka_error_string(error));
-        ordo__snapshots_done(p, 0);
-        if (rd_kafka_error_is_fatal(error)) {
-                rd_kafka_error_destroy(error);
-                return TXN_FATAL;
-        }
-        ORDO_LOG(WARN, p->def->name, "msg=\"aborting transaction\" %s=\"%s\"",
-                 step, rd_kafka_error_string(error));
-        rd_kafka_error_destroy(error);
-        p->stats->aborts++;
-        ordo_metrics_abort(p->def->name);
-        aerr = rd_kafka_abort_transaction(p->producer, 30000);
-        r = TXN_ABORTED;
-        if (aerr) {
-                snprintf(p->errstr, sizeof(p->errstr), "abort: %s",
-                         rd_kafka_error_string(aerr));
-                r = TXN_FATAL;
-                rd_kafka_error_destroy(aerr);
-        }
-        return r;
-}
-
-/* Waits for every delivery report of the transaction (commit would
- * flush too, but then the reports are served after the commit) and
- * returns an error if one failed: librdkafka 2.0.2 can report a message
- * a partition refused as delivered without an offset when a later batch
- * succeeds ("implicit ack", docs/decisions/0012), and committing then
- * would commit input offsets past an event that is not in the log.
- * Called after send_offsets so that the messages fly meanwhile. */
-static rd_kafka_error_t *deliveries_failed(ordo__proc_t *p) {
-        rd_kafka_resp_err_t err = rd_kafka_flush(p->producer, 30000);
-        if (err)
-                return rd_kafka_error_new(err, "flush: %s",
-                                          rd_kafka_err2str(err));
-        if (!p->delivery_err)
-                return NULL;
-        return rd_kafka_error_new(
-            p->delivery_err, "%s [%d]: %s", p->delivery_topic,
-            (int)p->delivery_partition,
-            p->delivery_err == RD_KAFKA_RESP_ERR__INCONSISTENT
-                ? "acknowledged without an offset, not in the log"
-                : rd_kafka_err2str(p->delivery_err));
-}
-
-/* One transaction: the batch's decisions, the Ticks if due (n may be 0
- * then), the consumed offsets. */
-static txn_result_t run_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
-                              size_t n, int tick) {
+/* Sends a batch (n may be 0 when only Ticks are due) in its own
+ * transaction, pipelined (decision 0018): consume_batch has decided it
+ * already if it overlapped the previous batch's commit; now wait for
+ * that commit. If it failed, this batch was decided on a state that
+ * includes the failed one: drop its output (the loop rewinds and
+ * restores, as after any abort). Else begin, produce the outbox and
+ * start this batch's commit, which the next batch overlaps in turn. */
+static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
+                       int tick, int overlap) {
         rd_kafka_error_t *error;
-        rd_kafka_topic_partition_list_t *offsets;
-        rd_kafka_consumer_group_metadata_t *cgmd;
+        int64_t t;
         size_t i;
-        int attempt;
-        int64_t t0 = ordo_monotonic_ms();
 
-        if ((error = rd_kafka_begin_transaction(p->producer)))
-                return txn_failed(p, error, "begin");
-        /* serve the reports of an aborted transaction's purged messages
-         * first: they belong to it, not to this one */
-        rd_kafka_poll(p->producer, 0);
-        p->delivery_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        ordo__write_due_snapshots(p);
-        if (tick)
+        if (tick) {
                 write_ticks(p);
-        for (i = 0; i < n && !p->produce_err; i++)
-                decide(p, msgs[i]);
+                p->next_tick = ordo_monotonic_ms() + p->tick_every;
+        }
+        if (ordo__commit_wait(p) != ORDO__TXN_OK) {
+                p->stats->discarded += (int64_t)(overlap ? n : 0);
+                ordo__outbox_discard(&p->outbox);
+                return;
+        }
+        if (ordo__txn_begin(p) != ORDO__TXN_OK) {
+                ordo__outbox_discard(&p->outbox);
+                return;
+        }
+        if (!overlap) {
+                /* the state of committed events only: nothing in flight */
+                ordo__write_due_snapshots(p);
+                t = ordo_monotonic_ms();
+                for (i = 0; i < n && !p->produce_err; i++)
+                        decide(p, msgs[i]);
+                p->stats->decide_ms += ordo_monotonic_ms() - t;
+        }
+        ordo__outbox_flush(p);
         if (p->produce_err) {
                 error = rd_kafka_error_new(p->produce_err, "produce: %s",
                                            rd_kafka_err2str(p->produce_err));
-                return txn_failed(p, error, "produce");
+                ordo__txn_abort_now(p, error, "produce");
+                return;
         }
-        offsets = batch_offsets(msgs, n);
-        error = NULL;
-        if (offsets->cnt) {
-                cgmd = rd_kafka_consumer_group_metadata(p->consumer);
-                error = rd_kafka_send_offsets_to_transaction(p->producer,
-                                                             offsets, cgmd, -1);
-                rd_kafka_consumer_group_metadata_destroy(cgmd);
-        }
-        if (error) {
-                rd_kafka_topic_partition_list_destroy(offsets);
-                return txn_failed(p, error, "send_offsets");
-        }
-        if ((error = deliveries_failed(p))) {
-                rd_kafka_topic_partition_list_destroy(offsets);
-                return txn_failed(p, error, "delivery");
-        }
-        for (attempt = 0;; attempt++) {
-                error = rd_kafka_commit_transaction(p->producer, -1);
-                if (!error)
-                        break;
-                if (rd_kafka_error_is_retriable(error) && attempt < 10) {
-                        ORDO_LOG(WARN, p->def->name,
-                                 "msg=\"retrying commit\" error=\"%s\"",
-                                 rd_kafka_error_string(error));
-                        rd_kafka_error_destroy(error);
-                        usleep(100000);
-                        continue;
-                }
-                rd_kafka_topic_partition_list_destroy(offsets);
-                return txn_failed(p, error, "commit");
-        }
-        for (i = 0; i < (size_t)offsets->cnt; i++)
-                if (offsets->elems[i].partition < p->n_states)
-                        p->parts[offsets->elems[i].partition].input_next =
-                            offsets->elems[i].offset;
-        rd_kafka_topic_partition_list_destroy(offsets);
-        ordo__snapshots_done(p, 1);
-        p->stats->transactions++;
-        p->stats->txn_ms += ordo_monotonic_ms() - t0;
-        ordo_metrics_transaction(p->def->name, ordo_monotonic_ms() - t0);
-        return TXN_OK;
+        ordo__commit_start(p, batch_offsets(msgs, n));
+        if (!p->pipelined)
+                ordo__commit_wait(p);
 }
 
 /* The transactional producer. Also used to replace one whose state we
@@ -489,10 +442,14 @@ static ordo_err_t open_producer(ordo__proc_t *p) {
                 rd_kafka_destroy(p->producer);
         snprintf(txid, sizeof(txid), "%s.%s", p->group,
                  ordo_config_get(p->conf, "instance.id"));
-        p->producer = ordo_kafka_producer_new(p->conf, txid, ordo__on_delivery,
-                                              p, p->errstr, sizeof(p->errstr));
+        /* at least once: idempotent, not transactional (0019) */
+        p->producer = ordo_kafka_producer_new(
+            p->conf, p->at_least_once ? NULL : txid, ordo__on_delivery, p,
+            p->errstr, sizeof(p->errstr));
         if (!p->producer)
                 return ORDO_ERR_CONFIG;
+        if (p->at_least_once)
+                return ORDO_ERR_OK;
         /* Fences any zombie with our transactional id and aborts what it
          * left open, so the restore below reads a stable log. */
         if ((error = rd_kafka_init_transactions(p->producer, 30000))) {
@@ -606,6 +563,8 @@ static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
         int shift = aborts_in_a_row < 7 ? aborts_in_a_row - 1 : 6;
         ordo_err_t err;
 
+        p->failed = ORDO__TXN_OK;
+        p->next_tick = 0;                     /* the aborted Ticks again */
         usleep((useconds_t)(50000 << shift)); /* 50 ms .. 3.2 s */
         if (aborts_in_a_row >= 3) {
                 ORDO_LOG(WARN, p->def->name,
@@ -620,6 +579,8 @@ static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
 /* Leaves the group and forgets every partition's state. */
 static void close_member(ordo__proc_t *p) {
         int i;
+        ordo__commit_wait(p);
+        ordo__outbox_discard(&p->outbox);
         if (p->consumer) {
                 /* Leave the group explicitly: a static member's close
                  * alone would hold its partitions for the session
@@ -665,6 +626,7 @@ static ordo_err_t rejoin(ordo__proc_t *p, int in_a_row) {
                 return err;
         p->restore_failed = 0;
         p->consumer_fatal = 0;
+        p->failed = ORDO__TXN_OK;
         return open_member(p);
 }
 
@@ -682,6 +644,7 @@ static void close_clients(ordo__proc_t *p) {
         free(p->parts);
         ordo_buf_fini(&p->snap);
         free(p->bindings);
+        ordo__outbox_fini(&p->outbox);
         ordo_codec_destroy(p->codec);
 }
 
@@ -692,7 +655,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
-                 "snapshot_bytes=%lld ticks=%lld rejoins=%lld",
+                 "snapshot_bytes=%lld ticks=%lld rejoins=%lld "
+                 "discarded=%lld decide_ms=%lld commit_wait_ms=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
@@ -700,7 +664,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->aborts, (long long)s->restored_events,
                  (long long)s->restore_ms, (long long)s->snapshots,
                  (long long)s->snapshot_bytes, (long long)s->ticks,
-                 (long long)s->rejoins);
+                 (long long)s->rejoins, (long long)s->discarded,
+                 (long long)s->decide_ms, (long long)s->commit_wait_ms);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -741,6 +706,9 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 : 0;
         if (p.tick_every < 0)
                 p.tick_every = 0;
+        p.at_least_once = !strcmp(ordo_config_get(conf, "processing.guarantee"),
+                                  "at_least_once");
+        p.pipelined = ordo_config_get_int(conf, "processing.pipeline") != 0;
         ordo_kafka_group(conf, def->name, p.group, sizeof(p.group));
         if (max < 1)
                 max = 1;
@@ -756,12 +724,15 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         if ((err = open_clients(&p)))
                 goto done;
         ORDO_LOG(INFO, def->name,
-                 "msg=started input=%s events=%s group=%s tick_ms=%lld",
-                 p.input, p.events, p.group, (long long)p.tick_every);
+                 "msg=started input=%s events=%s group=%s tick_ms=%lld "
+                 "guarantee=%s pipelined=%d",
+                 p.input, p.events, p.group, (long long)p.tick_every,
+                 p.at_least_once ? "at_least_once" : "exactly_once",
+                 p.pipelined);
 
         while (!*stop) {
-                txn_result_t r = TXN_OK;
-                int tick, lost = 0;
+                int64_t txns = stats->transactions;
+                int tick, lost = 0, overlap;
                 if (p.consumer) /* NULL only while rejoining */
                         ordo_metrics_poll(def->name, p.consumer);
                 if (p.referrals && (err = ordo__follow_referrals(&p))) {
@@ -769,21 +740,30 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                 break;
                         lost = 1;
                 }
-                n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms);
+                /* A snapshot due waits for the commit in flight: it saves
+                 * the state of committed events only. */
+                overlap =
+                    p.pipelined && p.commit.pending && !ordo__snapshot_due(&p);
+                p.produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms, overlap);
                 if (p.restore_failed || p.consumer_fatal)
                         lost = 1;
                 /* The first Ticks right after an assignment: timers that
                  * fell due while nobody owned the partition fire now. */
                 tick = !lost && p.tick_every && p.assigned &&
                        ordo_monotonic_ms() >= p.next_tick;
-                if (!lost && (n || tick))
-                        r = run_batch(&p, msgs, n, tick);
+                if (!lost && !p.failed && (n || tick))
+                        send_batch(&p, msgs, n, tick, overlap);
+                else {
+                        /* idle: book the commit in flight */
+                        ordo__commit_wait(&p);
+                        if (p.failed || lost)
+                                ordo__outbox_discard(&p.outbox);
+                }
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);
-                if (r == TXN_OK && tick)
-                        p.next_tick = ordo_monotonic_ms() + p.tick_every;
-                if (r == TXN_OK && (n || tick)) {
-                        rejoins_in_a_row = 0;
+                if (stats->transactions > txns) {
+                        rejoins_in_a_row = aborts_in_a_row = 0;
                         if (!committed++)
                                 /* restart to first commit
                                  * (bench/bench_restart.py) */
@@ -793,16 +773,15 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                     "since_start_ms=%lld",
                                     (long long)(ordo_monotonic_ms() - t_start));
                 }
-                if (r == TXN_FATAL)
+                if (p.failed == ORDO__TXN_FATAL)
                         lost = 1;
-                if (r == TXN_ABORTED) {
+                else if (p.failed == ORDO__TXN_ABORTED) {
                         err = recover(&p, ++aborts_in_a_row);
                         if (err == ORDO_ERR_KAFKA)
                                 lost = 1;
                         else if (err)
                                 break;
-                } else if (n)
-                        aborts_in_a_row = 0;
+                }
                 if (lost) {
                         /* Kafka Streams' "task migrated": rejoin, never
                          * exit (a supervisor would only do the same). */

@@ -1,10 +1,14 @@
 /*
  * ordo - internals of the stream loop shared by its files: the loop
- * (stream.c), restore and rewind (stream_restore.c), snapshots
- * (stream_snapshot.c) and the commission join (stream_join.c).
+ * (stream.c), the decided-but-unsent messages (stream_outbox.c), the
+ * commit in flight (stream_commit.c), restore and rewind
+ * (stream_restore.c), snapshots (stream_snapshot.c) and the commission
+ * join (stream_join.c).
  */
 #ifndef ORDO_STREAM_INT_H
 #define ORDO_STREAM_INT_H
+
+#include <pthread.h>
 
 #include "codec.h"
 #include "stream.h"
@@ -23,6 +27,47 @@ typedef struct ordo__part_s {
         int64_t snapshot_delay;
         int snapshot_in_txn; /* the open transaction carries one */
 } ordo__part_t;
+
+/* One decided message waiting for its transaction (stream_outbox.c). */
+typedef struct ordo__out_msg_s {
+        const char *topic; /* one of the proc's topic names */
+        int32_t partition;
+        size_t key, key_len, value, len; /* offsets into the outbox data */
+        rd_kafka_headers_t *hdrs;        /* owned until produced */
+} ordo__out_msg_t;
+
+/* The output of a batch decided while the previous batch commits
+ * (docs/decisions/0018): produced once its own transaction begins, or
+ * discarded with the batch when the previous one aborts. */
+typedef struct ordo__outbox_s {
+        char *data;
+        size_t len, cap;
+        ordo__out_msg_t *msgs;
+        size_t n, cap_msgs;
+        int oom; /* an add failed: the batch must not commit */
+} ordo__outbox_t;
+
+typedef enum {
+        ORDO__TXN_OK,
+        ORDO__TXN_ABORTED, /* rewind and restore */
+        ORDO__TXN_FATAL    /* lose the partitions and rejoin (0009) */
+} ordo__txn_result_t;
+
+/* The end of one batch's transaction, run by a worker thread while the
+ * loop decides the next batch (stream_commit.c, decision 0018). While
+ * `running`, the worker owns the producer: the loop touches it again
+ * only after ordo__commit_wait(). */
+typedef struct ordo__commit_s {
+        pthread_t thread;
+        int pending;  /* started, not yet waited for */
+        int threaded; /* by the worker thread */
+        int done;     /* the worker has finished (atomic) */
+        rd_kafka_topic_partition_list_t *offsets; /* one past each input */
+        rd_kafka_consumer_group_metadata_t *cgmd;
+        int64_t t0; /* monotonic ms when the transaction began */
+        ordo__txn_result_t result;
+        char errstr[1024];
+} ordo__commit_t;
 
 typedef struct ordo__proc_s {
         const ordo_processor_def_t *def;
@@ -62,6 +107,13 @@ typedef struct ordo__proc_s {
         int rebalanced;     /* set by rebalance_cb: drop a half-built batch */
         int consumer_fatal; /* the group consumer raised a fatal error */
         volatile sig_atomic_t *stop;
+        int at_least_once; /* processing.guarantee=at_least_once */
+        int pipelined;     /* processing.pipeline=1 */
+        ordo__outbox_t outbox;
+        ordo__commit_t commit;
+        /* The last commit's failure, for the loop to act on (set where
+         * the commit is waited for, the rebalance callback included). */
+        ordo__txn_result_t failed;
         char buf[ORDO__ENCODE_MAX];
         char errstr[1024];
 } ordo__proc_t;
@@ -78,6 +130,28 @@ void ordo__on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                        void *opaque);
 int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
                  char *errstr, size_t errstr_size);
+
+/* stream_outbox.c: add copies key and value and takes hdrs; flush
+ * produces everything into the open transaction (ordo__produce) and
+ * empties the outbox; discard drops it. */
+void ordo__outbox_add(ordo__outbox_t *o, const char *topic, int32_t partition,
+                      const void *key, size_t key_len, const void *value,
+                      size_t len, rd_kafka_headers_t *hdrs);
+void ordo__outbox_flush(ordo__proc_t *p);
+void ordo__outbox_discard(ordo__outbox_t *o);
+void ordo__outbox_fini(ordo__outbox_t *o);
+
+/* stream_commit.c: begin (no transaction at least once), the end of
+ * the batch whose output is produced (in a worker thread when
+ * pipelined; takes offsets), waiting for it (a failure is also kept in
+ * p->failed), and failing a batch before its end is started (abort:
+ * exactly once; wait for what was produced: at least once). */
+ordo__txn_result_t ordo__txn_begin(ordo__proc_t *p);
+void ordo__commit_start(ordo__proc_t *p,
+                        rd_kafka_topic_partition_list_t *offsets);
+ordo__txn_result_t ordo__commit_wait(ordo__proc_t *p);
+ordo__txn_result_t ordo__txn_abort_now(ordo__proc_t *p, rd_kafka_error_t *error,
+                                       const char *step);
 
 /* stream_restore.c */
 ordo_err_t ordo__stable_end(ordo__proc_t *p, const char *topic,
@@ -102,6 +176,7 @@ typedef struct ordo__snap_meta_s {
         int64_t next_chunk; /* while gathering */
         int bad;            /* while gathering: not the expected chunk */
 } ordo__snap_meta_t;
+int ordo__snapshot_due(const ordo__proc_t *p);
 void ordo__write_due_snapshots(ordo__proc_t *p);
 void ordo__snapshots_done(ordo__proc_t *p, int committed);
 ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,

@@ -111,18 +111,25 @@ static int write_snapshot(ordo__proc_t *p, int32_t q) {
 
 /* At the start of a transaction: one due partition's snapshot, at most,
  * so a transaction never carries several states. */
+static int due(const ordo__proc_t *p, int q) {
+        const ordo__part_t *part = &p->parts[q];
+        return p->states[q] &&
+               part->since_snapshot >= p->snapshot_every + part->snapshot_delay;
+}
+
+int ordo__snapshot_due(const ordo__proc_t *p) {
+        int q;
+        for (q = 0; p->snapshot_every && q < p->n_states; q++)
+                if (due(p, q))
+                        return 1;
+        return 0;
+}
+
 void ordo__write_due_snapshots(ordo__proc_t *p) {
         int q;
-        if (!p->snapshot_every)
-                return;
-        for (q = 0; q < p->n_states; q++) {
-                ordo__part_t *part = &p->parts[q];
-                if (p->states[q] &&
-                    part->since_snapshot >=
-                        p->snapshot_every + part->snapshot_delay &&
-                    write_snapshot(p, q))
+        for (q = 0; p->snapshot_every && q < p->n_states; q++)
+                if (due(p, q) && write_snapshot(p, q))
                         return;
-        }
 }
 
 /* After the transaction: a committed snapshot resets its partition's

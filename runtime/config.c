@@ -29,6 +29,13 @@ static const key_def_t known[] = {
           "this instance's id within a stage; distinct per running instance" },
         { "batch.max", INT, "10000", "most input messages per transaction" },
         { "batch.ms", INT, "20", "longest wait to fill a batch, in ms" },
+        { "processing.guarantee", STRING, "exactly_once",
+          "processors: exactly_once (outputs and input offsets in one "
+          "transaction) or at_least_once (no transactions: outputs, then "
+          "offsets; a crash decides a batch again, docs/decisions/0019)" },
+        { "processing.pipeline", INT, "1",
+          "processors: 1: decide the next batch while the previous one "
+          "commits; 0: one batch at a time (docs/decisions/0018)" },
         { "snapshot.events", INT, "500000",
           "processors: snapshot a partition's state after this many new "
           "events; 0: never write or read snapshots (restore from the "
@@ -117,6 +124,7 @@ static const struct {
         { "topic.partitions", 1, 100000 },
         { "batch.max", 1, 1000000 },
         { "batch.ms", 0, 60000 },
+        { "processing.pipeline", 0, 1 },
         { "snapshot.events", 0, INT64_MAX },
         { "tick.interval.ms", 0, 86400000 },
         { "redis.port", 1, 65535 },
@@ -226,6 +234,33 @@ static const key_def_t *lookup(const char *key) {
         return NULL;
 }
 
+/* STRING keys that take one of a few words: anything else is refused
+ * when set, naming the key and the words. */
+static const struct {
+        const char *key;
+        const char *words[3];
+} choices[] = {
+        { "processing.guarantee", { "exactly_once", "at_least_once", NULL } },
+};
+
+static ordo_err_t check_choice(const char *key, const char *value, char *errstr,
+                               size_t errstr_size) {
+        size_t i, j;
+        for (i = 0; i < sizeof(choices) / sizeof(choices[0]); i++) {
+                if (strcmp(choices[i].key, key))
+                        continue;
+                for (j = 0; choices[i].words[j]; j++)
+                        if (!strcmp(choices[i].words[j], value))
+                                return ORDO_ERR_OK;
+                snprintf(errstr, errstr_size,
+                         "configuration key \"%s\": expected %s or %s, got "
+                         "\"%.40s\"",
+                         key, choices[i].words[0], choices[i].words[1], value);
+                return ORDO_ERR_CONFIG_INVALID;
+        }
+        return ORDO_ERR_OK;
+}
+
 static int is_int(const char *v, int64_t *out) {
         char *end;
         errno = 0;
@@ -263,6 +298,9 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
                                  (long long)ranges[i].max);
                         return ORDO_ERR_CONFIG_INVALID;
                 }
+        if (def->type == STRING &&
+            check_choice(key, value, errstr, errstr_size))
+                return ORDO_ERR_CONFIG_INVALID;
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
