@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Exactly-once runtime benchmark on the real local Kafka (bench/RESULTS.md).
 
-usage: bench_runtime.py ORDO [throughput|latency|restore]... [--orders N]
-       [--rate R] [--seconds S] [-X key=value]...
+usage: bench_runtime.py ORDO [throughput|latency|restore|drain]...
+       [--orders N] [--rate R] [--seconds S] [--activities K]
+       [--configs NAME,...] [--repeat R] [-X key=value]...
 
   throughput  pre-produce N PlaceOrders (a flash sale: 4 activities, stock
               1 % of N, per-user limit 2), then `ordo run activity order`
@@ -19,6 +20,16 @@ usage: bench_runtime.py ORDO [throughput|latency|restore]... [--orders N]
               snapshot.events=K), one from offset 0 (snapshot.events=0);
               for each, sums the "msg=restored" lines of the new process
               (snapshot bytes, events folded after it, ms).
+
+  drain       the backlog drain of issue 12: N PlaceOrders on K activities
+              (default 1: one hot activity, so one busy partition)
+              pre-produced, then `ordo run activity` alone, timed from
+              "assigned" to the committed offsets covering the backlog;
+              once per config of --configs (default eos,alo,serial: see
+              CONFIGS), repeated --repeat times in turn, each with its own
+              topics (deleted afterwards). Reports decisions/s, the ratio
+              to the first config of the round, the stage's own counters
+              and the CPU seconds of the ordo process during the drain.
 
 Each run uses its own topic/group prefix. Run with $ORDO_PYTHON after
 `eval "$(infra/stack env)"`.
@@ -40,10 +51,10 @@ T0 = 1700000000000
 BOOT = "127.0.0.1:9092"
 
 
-def workload(path, n, prefix="b", ts_now=False):
+def workload(path, n, prefix="b", ts_now=False, activities=4):
     rnd = random.Random(7)
     with open(path, "w") as f:
-        for i in range(4):
+        for i in range(activities):
             f.write(json.dumps(dict(
                 type="CreateActivity", command_id="ca%d" % i, ts_ms=T0,
                 activity_id="act%d" % i, sku="s", price_cents=990,
@@ -53,7 +64,7 @@ def workload(path, n, prefix="b", ts_now=False):
             f.write('{"type":"PlaceOrder","command_id":"%s%d","ts_ms":%d,'
                     '"order_id":"o%d","activity_id":"act%d",'
                     '"user_id":"u%d","qty":1}\n'
-                    % (prefix, i, T0 + 1 + i, i, rnd.randrange(4),
+                    % (prefix, i, T0 + 1 + i, i, rnd.randrange(activities),
                        rnd.randrange(max(10, n // 10))))
 
 
@@ -254,6 +265,81 @@ def restore(a, work):
               flush=True)
 
 
+# drain's configurations: processing.* keys (docs/decisions/0018, 0019)
+CONFIGS = {
+    "eos": ["-X", "processing.guarantee=exactly_once"],
+    "alo": ["-X", "processing.guarantee=at_least_once"],
+    "serial": ["-X", "processing.pipeline=0"],
+    "alo-serial": ["-X", "processing.guarantee=at_least_once",
+                   "-X", "processing.pipeline=0"],
+}
+
+
+def cpu_s(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def delete_topics(env):
+    from kafka.admin import KafkaAdminClient
+    adm = KafkaAdminClient(bootstrap_servers=BOOT)
+    try:
+        mine = [t for t in adm.list_topics() if t.startswith(env.tag + ".")]
+        if mine:
+            adm.delete_topics(mine)
+    finally:
+        adm.close()
+
+
+def drain_one(a, work, name, path, n):
+    env = Env(a.ordo, a.X + CONFIGS[name])
+    env.run("topics", stdout=subprocess.DEVNULL)
+    env.run("produce", "--keep-ts", path, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, check=True)
+    from kafka.admin import KafkaAdminClient
+    adm = KafkaAdminClient(bootstrap_servers=BOOT)
+    log = os.path.join(work, env.tag + ".log")
+    p = env.start(log, "run", "activity")
+    try:
+        ta = wait_assigned(log, 1, 120)
+        c0 = cpu_s(p.pid)
+        # the group's committed offsets every 20 ms on one connection
+        # (`ordo lag` takes a process start and a metadata round each)
+        group = env.tag + ".activity"
+        while sum(o.offset for o in adm.list_group_offsets(group)
+                  .get(group, {}).values()) < n:
+            time.sleep(0.02)
+        td = time.monotonic()
+        c1 = cpu_s(p.pid)
+    finally:
+        stop(p)
+        adm.close()
+    stats = [l.strip() for l in open(log) if "msg=stopped" in l]
+    delete_topics(env)
+    return dict(config=name, decisions_per_s=round(n / (td - ta)),
+                drain_s=round(td - ta, 2),
+                ordo_cores=round((c1 - c0) / (td - ta), 2),
+                stats=re.sub(r"^.*msg=stopped ", "", stats[0]) if stats
+                else None)
+
+
+def drain(a, work):
+    path = os.path.join(work, "drain.jsonl")
+    workload(path, a.orders, activities=a.activities)
+    n = a.orders + a.activities
+    for r in range(a.repeat):
+        base = None
+        for name in a.configs.split(","):
+            res = drain_one(a, work, name, path, n)
+            base = base or res["decisions_per_s"]
+            res.update(test="drain", round=r + 1, orders=n,
+                       activities=a.activities, x=a.X,
+                       ratio_to_first=round(res["decisions_per_s"] / base, 3))
+            print(json.dumps(res), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
@@ -262,13 +348,16 @@ def main():
     ap.add_argument("--orders", type=int, default=200000)
     ap.add_argument("--rate", type=int, default=20000)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--activities", type=int, default=1)
+    ap.add_argument("--configs", default="eos,alo,serial")
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("-X", action="append", default=[])
     a = ap.parse_args()
     a.X = [y for x in a.X for y in ("-X", x)]
     work = tempfile.mkdtemp(prefix="ordo-bench-")
     for t in a.tests:
         {"throughput": throughput, "latency": latency,
-         "restore": restore}[t](a, work)
+         "restore": restore, "drain": drain}[t](a, work)
 
 
 if __name__ == "__main__":

@@ -656,7 +656,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
                  "snapshot_bytes=%lld ticks=%lld rejoins=%lld "
-                 "discarded=%lld decide_ms=%lld commit_wait_ms=%lld",
+                 "discarded=%lld consume_ms=%lld decide_ms=%lld "
+                 "commit_wait_ms=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
@@ -665,7 +666,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->restore_ms, (long long)s->snapshots,
                  (long long)s->snapshot_bytes, (long long)s->ticks,
                  (long long)s->rejoins, (long long)s->discarded,
-                 (long long)s->decide_ms, (long long)s->commit_wait_ms);
+                 (long long)s->consume_ms, (long long)s->decide_ms,
+                 (long long)s->commit_wait_ms);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -731,7 +733,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                  p.pipelined);
 
         while (!*stop) {
-                int64_t txns = stats->transactions;
+                int64_t txns = stats->transactions, t;
                 int tick, lost = 0, overlap;
                 if (p.consumer) /* NULL only while rejoining */
                         ordo_metrics_poll(def->name, p.consumer);
@@ -745,7 +747,10 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 overlap =
                     p.pipelined && p.commit.pending && !ordo__snapshot_due(&p);
                 p.produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                t = ordo_monotonic_ms();
                 n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms, overlap);
+                if (n)
+                        stats->consume_ms += ordo_monotonic_ms() - t;
                 if (p.restore_failed || p.consumer_fatal)
                         lost = 1;
                 /* The first Ticks right after an assignment: timers that

@@ -59,6 +59,7 @@ typedef struct ordo_stage_stats_s {
                             * transaction aborted (decision 0018) */
         int64_t commit_wait_ms; /* the loop waiting for a commit */
         int64_t decide_ms;      /* decoding, deciding, encoding */
+        int64_t consume_ms;     /* in consume_batch, deciding included */
 } ordo_stage_stats_t;
 
 /* Runs a processor until *stop becomes non-zero or a fatal error.
