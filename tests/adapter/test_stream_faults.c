@@ -348,3 +348,204 @@ Test(stream_faults, a_report_without_offset_fails_the_transaction) {
         rd_kafka_topic_destroy(rkt);
         rd_kafka_destroy(rk);
 }
+
+/* --- the pipelined loop (docs/decisions/0018) and at least once (0019) */
+
+#define API_OFFSET_COMMIT     8
+#define API_TXN_OFFSET_COMMIT 28
+#define N_ORDERS              20
+
+/* Counts, per order o0..o{N_ORDERS-1}, the messages of type `type` in
+ * partition 0 of `topic` (read to its end). */
+static void count_by_order(fixture_t *f, ordo_topic_t topic,
+                           ordo_msg_type_t type, int *counts) {
+        char errstr[512], name[128];
+        ordo_codec_t *codec = ordo_codec_new(errstr, sizeof(errstr));
+        rd_kafka_t *c = ordo_kafka_consumer_new(f->conf, NULL, NULL, NULL,
+                                                errstr, sizeof(errstr));
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(1);
+        int i, eof = 0;
+
+        cr_assert(codec && c, "%s", errstr);
+        memset(counts, 0, sizeof(int) * N_ORDERS);
+        ordo_topic_name(f->conf, topic, name, sizeof(name));
+        rd_kafka_topic_partition_list_add(l, name, 0)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_assign(c, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        for (i = 0; i < 200 && !eof; i++) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+                ordo_msg_t msg;
+                const char *id = NULL;
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eof = 1;
+                else if (!m->err &&
+                         !ordo_codec_decode(codec, m->payload, m->len, &msg,
+                                            errstr, sizeof(errstr)) &&
+                         msg.type == type) {
+                        id = type == ORDO_MSG_STOCK_RESERVED
+                                 ? msg.u.stock.order_id
+                             : type == ORDO_MSG_OPEN_ORDER
+                                 ? msg.u.open.order_id
+                                 : msg.u.rejected.order_id;
+                        if (id[0] == 'o' && atoi(id + 1) < N_ORDERS)
+                                counts[atoi(id + 1)]++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        cr_assert(eof, "%s: end not reached", name);
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        ordo_codec_destroy(codec);
+}
+
+/* Waits until every order has a StockReserved (or 30 s), then asserts
+ * that each has exactly `want` and that nothing was rejected. */
+static void assert_each_reserved(fixture_t *f, int want) {
+        int counts[N_ORDERS], i, all = 0, k;
+        for (k = 0; k < 60 && !all; k++) {
+                count_by_order(f, ORDO_TOPIC_ACTIVITY_EVENTS,
+                               ORDO_MSG_STOCK_RESERVED, counts);
+                for (all = 1, i = 0; i < N_ORDERS; i++)
+                        all = all && counts[i] > 0;
+                if (!all)
+                        usleep(500000);
+        }
+        for (i = 0; i < N_ORDERS; i++)
+                cr_assert_eq(counts[i], want, "o%d: %d StockReserved", i,
+                             counts[i]);
+        count_by_order(f, ORDO_TOPIC_ACTIVITY_EVENTS, ORDO_MSG_COMMAND_REJECTED,
+                       counts);
+        for (i = 0; i < N_ORDERS; i++)
+                cr_assert_eq(counts[i], 0, "o%d: rejected (seen twice)", i);
+}
+
+Test(stream_faults, an_abort_drops_the_next_batch_already_decided) {
+        /* The first transaction's offsets are refused, slowly (300 ms):
+         * while its commit is in flight, the loop decides the next
+         * batch. That batch was decided on a state that includes the
+         * aborted one, so both must leave no trace: the next batch's
+         * output is dropped, the state restored from the log, and every
+         * order is decided again, once. Had the state kept them, their
+         * order ids would be "seen" and their second decision silent (no
+         * StockReserved); had the dropped output been produced, two
+         * StockReserved. (ILLEGAL_GENERATION aborts the transaction but
+         * leaves the producer usable, so the next one can commit. The
+         * mock shows the aborted events to the restore, which then
+         * folds the first batch: its orders are counted once from those
+         * events, and deciding them again is silent; a real broker hides
+         * them, and they are decided again, once.) */
+        send_commands(&fx, N_ORDERS, 0);
+        cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                         fx.mc, 1, API_TXN_OFFSET_COMMIT, 1,
+                         RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION, 300),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        assert_each_reserved(&fx, 1);
+        cr_assert_geq(load(&fx.stats.aborts), 1);
+        cr_assert_geq(load(&fx.stats.discarded), 1,
+                      "the next batch must have been decided during the "
+                      "failed commit (discarded %lld)",
+                      (long long)load(&fx.stats.discarded));
+        cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
+
+Test(stream_faults, the_serial_loop_decides_the_same) {
+        /* processing.pipeline=0: nothing is decided during a commit, so
+         * nothing is discarded, and the outcome is the same. */
+        char errstr[256];
+        cr_assert_eq(ordo_config_set(fx.conf, "processing.pipeline", "0",
+                                     errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        send_commands(&fx, N_ORDERS, 0);
+        rd_kafka_mock_broker_push_request_error_rtts(
+            fx.mc, 1, API_TXN_OFFSET_COMMIT, 1,
+            RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION, 300);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        assert_each_reserved(&fx, 1);
+        cr_assert_geq(load(&fx.stats.aborts), 1);
+        cr_assert_eq(load(&fx.stats.discarded), 0);
+}
+
+static void *second_member(void *arg) {
+        fixture_t *f = arg;
+        char errstr[512], topic[128];
+        rd_kafka_t *c = ordo_kafka_consumer_new(f->conf, "m.activity", NULL,
+                                                NULL, errstr, sizeof(errstr));
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(1);
+        int64_t until;
+        cr_assert(c, "%s", errstr);
+        ordo_topic_name(f->conf, ORDO_TOPIC_ACTIVITY_COMMANDS, topic,
+                        sizeof(topic));
+        rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(c, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        /* in the group for 2 s (never commits), then leaves */
+        for (until = 20; until > 0; until--) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+                if (m)
+                        rd_kafka_message_destroy(m);
+        }
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        return NULL;
+}
+
+Test(stream_faults, a_rebalance_during_a_commit_decides_everything_once) {
+        /* Commits are slowed (EndTxn 400 ms) so that a member joining
+         * the group finds one in flight: the rebalance waits for it,
+         * drops the half-built batch, and the partition is restored
+         * where it is assigned. Every order is reserved exactly once.
+         * (The mock keeps no transactional offsets, so the stage reads
+         * its input again from 0: the restored state makes those inputs
+         * "seen" and silent, which this also checks.) */
+        pthread_t t;
+        send_commands(&fx, N_ORDERS, 0);
+        rd_kafka_mock_broker_push_request_error_rtts(
+            fx.mc, 1, API_END_TXN, 4, RD_KAFKA_RESP_ERR_NO_ERROR, 400,
+            RD_KAFKA_RESP_ERR_NO_ERROR, 400, RD_KAFKA_RESP_ERR_NO_ERROR, 400,
+            RD_KAFKA_RESP_ERR_NO_ERROR, 400);
+        start(&fx);
+        for (int i = 0; i < 100 && load(&fx.stats.transactions) < 1; i++)
+                usleep(50000);
+        cr_assert_eq(pthread_create(&t, NULL, second_member, &fx), 0);
+        pthread_join(t, NULL);
+        cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        assert_each_reserved(&fx, 1);
+        cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
+
+Test(stream_faults, at_least_once_delivers_every_decision) {
+        /* processing.guarantee=at_least_once: no transaction; the
+         * offsets are committed after the deliveries. A commit of the
+         * offsets that fails rewinds to the last committed ones and
+         * decides again: every decision is delivered (the rules make the
+         * redone PlaceOrders of orders already reserved silent). */
+        char errstr[256];
+        int counts[N_ORDERS], i;
+        cr_assert_eq(ordo_config_set(fx.conf, "processing.guarantee",
+                                     "at_least_once", errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        send_commands(&fx, N_ORDERS, 0);
+        rd_kafka_mock_push_request_errors(
+            fx.mc, API_OFFSET_COMMIT, 1,
+            RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        assert_each_reserved(&fx, 1);
+        count_by_order(&fx, ORDO_TOPIC_ORDER_COMMANDS, ORDO_MSG_OPEN_ORDER,
+                       counts);
+        for (i = 0; i < N_ORDERS; i++)
+                cr_assert_geq(counts[i], 1, "o%d: no OpenOrder", i);
+        for (i = 0; i < 100 && load(&fx.stats.aborts) < 1; i++)
+                usleep(50000);
+        cr_assert_geq(load(&fx.stats.aborts), 1,
+                      "the failed offset commit must rewind");
+        cr_assert_eq(fx.result, ORDO_ERR_OK);
+}
