@@ -282,6 +282,13 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def broker_pid():
+    """The local Kafka broker's pid (for its CPU time), or None."""
+    out = subprocess.run(["pgrep", "-f", "kafka.Kafka"],
+                         stdout=subprocess.PIPE).stdout.split()
+    return int(out[0]) if out else None
+
+
 def delete_topics(env):
     from kafka.admin import KafkaAdminClient
     adm = KafkaAdminClient(bootstrap_servers=BOOT)
@@ -305,6 +312,8 @@ def drain_one(a, work, name, path, n):
     try:
         ta = wait_assigned(log, 1, 120)
         c0 = cpu_s(p.pid)
+        kpid = broker_pid()
+        k0 = cpu_s(kpid) if kpid else 0
         # the group's committed offsets every 20 ms on one connection
         # (`ordo lag` takes a process start and a metadata round each)
         group = env.tag + ".activity"
@@ -313,6 +322,8 @@ def drain_one(a, work, name, path, n):
             time.sleep(0.02)
         td = time.monotonic()
         c1 = cpu_s(p.pid)
+        k1 = cpu_s(kpid) if kpid else 0
+        load1 = os.getloadavg()[0]
     finally:
         stop(p)
         adm.close()
@@ -321,6 +332,8 @@ def drain_one(a, work, name, path, n):
     return dict(config=name, decisions_per_s=round(n / (td - ta)),
                 drain_s=round(td - ta, 2),
                 ordo_cores=round((c1 - c0) / (td - ta), 2),
+                kafka_cores=round((k1 - k0) / (td - ta), 2),
+                load1=round(load1, 1),
                 stats=re.sub(r"^.*msg=stopped ", "", stats[0]) if stats
                 else None)
 

@@ -419,7 +419,9 @@ static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                         decide(p, msgs[i]);
                 p->stats->decide_ms += ordo_monotonic_ms() - t;
         }
+        t = ordo_monotonic_ms();
         ordo__outbox_flush(p);
+        p->stats->produce_ms += ordo_monotonic_ms() - t;
         if (p->produce_err) {
                 error = rd_kafka_error_new(p->produce_err, "produce: %s",
                                            rd_kafka_err2str(p->produce_err));
@@ -675,7 +677,7 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
                  "snapshot_bytes=%lld ticks=%lld rejoins=%lld "
                  "discarded=%lld consume_ms=%lld decide_ms=%lld "
-                 "commit_wait_ms=%lld",
+                 "produce_ms=%lld commit_wait_ms=%lld idle_ms=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
@@ -685,7 +687,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->snapshot_bytes, (long long)s->ticks,
                  (long long)s->rejoins, (long long)s->discarded,
                  (long long)s->consume_ms, (long long)s->decide_ms,
-                 (long long)s->commit_wait_ms);
+                 (long long)s->produce_ms, (long long)s->commit_wait_ms,
+                 (long long)s->idle_ms);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -769,6 +772,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms, overlap);
                 if (n)
                         stats->consume_ms += ordo_monotonic_ms() - t;
+                else
+                        stats->idle_ms += ordo_monotonic_ms() - t;
                 if (p.restore_failed || p.consumer_fatal)
                         lost = 1;
                 /* The first Ticks right after an assignment: timers that

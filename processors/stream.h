@@ -60,6 +60,8 @@ typedef struct ordo_stage_stats_s {
         int64_t commit_wait_ms; /* the loop waiting for a commit */
         int64_t decide_ms;      /* decoding, deciding, encoding */
         int64_t consume_ms;     /* in consume_batch, deciding included */
+        int64_t produce_ms;     /* handing the outbox to librdkafka */
+        int64_t idle_ms;        /* polls that brought nothing */
 } ordo_stage_stats_t;
 
 /* Runs a processor until *stop becomes non-zero or a fatal error.
