@@ -2,14 +2,19 @@
  * ordo - the exactly-once consume-decide-produce loop.
  *
  * One static function per step, after librdkafka's examples/transactions.c:
- * consume a batch, begin, decide each message (events go to the same
- * partition of the processor's own event topic, outbound commands to
- * their topic by key), send the consumed offsets, commit. An abortable
- * error aborts and rewinds: the consumer goes back to the committed
- * offsets and the partitions' state is restored from the event log, so
- * aborted events never linger in memory. A fatal error or a fence loses
- * the partitions: the loop leaves the group, drops all state, opens a new
- * producer and joins again (Kafka Streams' "task migrated").
+ * consume a batch, decide each message (events go to the same partition
+ * of the processor's own event topic, outbound commands to their topic
+ * by key) into the outbox, begin, produce it, send the consumed offsets,
+ * commit. Pipelined (docs/decisions/0018): the end of a batch (offsets,
+ * delivery reports, commit) runs in a worker thread while the next batch
+ * is consumed and decided; if it fails, the next batch's decisions are
+ * dropped with it. An abortable error aborts and rewinds: the consumer
+ * goes back to the committed offsets and the partitions' state is
+ * restored from the event log, so aborted events never linger in memory.
+ * A fatal error or a fence loses the partitions: the loop leaves the
+ * group, drops all state, opens a new producer and joins again (Kafka
+ * Streams' "task migrated"). processing.guarantee=at_least_once runs the
+ * same loop without transactions (docs/decisions/0019).
  *
  * Snapshots (docs/decisions/0005) bound restore time: once a partition
  * has folded snapshot.events new events, the next transaction starts by
@@ -18,8 +23,10 @@
  * state reflects. A restore loads the latest snapshot and folds only
  * the events after it.
  *
- * Files by concern: this one is the loop (consume, decide, produce,
- * commit, recover, rejoin); stream_restore.c restores and rewinds,
+ * Files by concern: this one is the loop (consume, decide, recover,
+ * rejoin); stream_outbox.c holds a batch's decided output,
+ * stream_commit.c begins and ends a batch (the worker); stream_restore.c
+ * restores and rewinds,
  * stream_snapshot.c writes and reads snapshots, stream_join.c is the
  * commission join; stream_int.h holds what they share.
  *
@@ -223,6 +230,19 @@ static int commit_done(const ordo__proc_t *p) {
                __atomic_load_n(&p->commit.done, __ATOMIC_ACQUIRE);
 }
 
+/* A member with our group.instance.id joined the group: a process
+ * restarted in our place (we are its zombie) or a second live process
+ * with our instance.id. Two live ones would fence each other for ever,
+ * each rejoin fencing the other, so the second such fence within two
+ * minutes ends this one (the other then keeps the stage); a single one
+ * is lost partitions, and the rejoin takes them back. */
+static void fenced_by_instance(ordo__proc_t *p) {
+        int64_t now = ordo_monotonic_ms();
+        if (p->instance_fenced_ms && now - p->instance_fenced_ms < 120000)
+                p->duplicate_instance = 1;
+        p->instance_fenced_ms = now;
+}
+
 /* Up to batch.max messages, waiting at most batch.ms for the first.
  * Overlapped (decision 0018: a commit is in flight), each message is
  * decided into the outbox as it arrives, and the batch is whatever
@@ -266,8 +286,10 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                 if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
                         /* e.g. FENCED_INSTANCE_ID: a newer member with
                          * our group.instance.id */
-                        rd_kafka_fatal_error(p->consumer, p->errstr,
-                                             sizeof(p->errstr));
+                        if (rd_kafka_fatal_error(p->consumer, p->errstr,
+                                                 sizeof(p->errstr)) ==
+                            RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
+                                fenced_by_instance(p);
                         p->consumer_fatal = 1;
                         rd_kafka_message_destroy(rkm);
                         break;
@@ -774,6 +796,19 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         stats->consume_ms += ordo_monotonic_ms() - t;
                 else
                         stats->idle_ms += ordo_monotonic_ms() - t;
+                if (p.duplicate_instance) {
+                        snprintf(p.errstr, sizeof(p.errstr),
+                                 "another live process runs this stage with "
+                                 "instance.id %s (group.instance.id and "
+                                 "transactional id %s.%s): each fenced the "
+                                 "other twice in 2 minutes; this one stops. "
+                                 "Give every instance its own -X "
+                                 "instance.id=N",
+                                 ordo_config_get(conf, "instance.id"), p.group,
+                                 ordo_config_get(conf, "instance.id"));
+                        err = ORDO_ERR_CONFIG;
+                        break;
+                }
                 if (p.restore_failed || p.consumer_fatal)
                         lost = 1;
                 /* The first Ticks right after an assignment: timers that

@@ -106,6 +106,8 @@ typedef struct ordo__proc_s {
         int restore_failed;
         int rebalanced;     /* set by rebalance_cb: drop a half-built batch */
         int consumer_fatal; /* the group consumer raised a fatal error */
+        int64_t instance_fenced_ms; /* the last FENCED_INSTANCE_ID */
+        int duplicate_instance;     /* a second live process: stop */
         volatile sig_atomic_t *stop;
         int at_least_once; /* processing.guarantee=at_least_once */
         int pipelined;     /* processing.pipeline=1 */
