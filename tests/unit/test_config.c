@@ -87,6 +87,27 @@ Test(config, integer_keys_range_checked) {
         ordo_config_destroy(c);
 }
 
+Test(config, processing_guarantee_takes_one_of_two_words) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_str_eq(ordo_config_get(c, "processing.guarantee"),
+                         "exactly_once");
+        cr_assert_eq(ordo_config_set(c, "processing.guarantee", "at_least_once",
+                                     errstr, sizeof(errstr)),
+                     ORDO_ERR_OK);
+        cr_assert_eq(ordo_config_set(c, "processing.guarantee", "exactly-once",
+                                     errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert(strstr(errstr, "processing.guarantee"), "%s", errstr);
+        cr_assert(strstr(errstr, "exactly_once or at_least_once"), "%s",
+                  errstr);
+        cr_assert_str_eq(ordo_config_get(c, "processing.guarantee"),
+                         "at_least_once", "a refused value changes nothing");
+        cr_assert_eq(ordo_config_set(c, "processing.pipeline", "2", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        ordo_config_destroy(c);
+}
+
 /* Every key has a default of its own type: the table is checked as a
  * whole, so a new key cannot start out invalid. */
 static void set_default(void *opaque, const char *key, const char *value) {
