@@ -27,7 +27,8 @@ usage: bench_runtime.py ORDO [throughput|latency|restore|drain]...
               "assigned" to the committed offsets covering the backlog;
               once per config of --configs (default eos,alo,serial: see
               CONFIGS), repeated --repeat times in turn, each with its own
-              topics (deleted afterwards). Reports decisions/s, the ratio
+              topics (deleted afterwards); the config "baseline" runs the
+              --baseline binary instead. Reports decisions/s, the ratio
               to the first config of the round, the stage's own counters
               and the CPU seconds of the ordo process during the drain.
 
@@ -267,6 +268,7 @@ def restore(a, work):
 
 # drain's configurations: processing.* keys (docs/decisions/0018, 0019)
 CONFIGS = {
+    "default": [],
     "eos": ["-X", "processing.guarantee=exactly_once"],
     "alo": ["-X", "processing.guarantee=at_least_once"],
     "serial": ["-X", "processing.pipeline=0"],
@@ -301,7 +303,10 @@ def delete_topics(env):
 
 
 def drain_one(a, work, name, path, n):
-    env = Env(a.ordo, a.X + CONFIGS[name])
+    # "baseline": --baseline's binary (another build, e.g. main's serial
+    # loop) with its defaults
+    env = Env(a.baseline, a.X) if name == "baseline" else \
+        Env(a.ordo, a.X + CONFIGS[name])
     env.run("topics", stdout=subprocess.DEVNULL)
     env.run("produce", "--keep-ts", path, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, check=True)
@@ -364,6 +369,8 @@ def main():
     ap.add_argument("--activities", type=int, default=1)
     ap.add_argument("--configs", default="eos,alo,serial")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--baseline", help="drain: another ordo binary, run as "
+                    "the config named baseline")
     ap.add_argument("-X", action="append", default=[])
     a = ap.parse_args()
     a.X = [y for x in a.X for y in ("-X", x)]
