@@ -274,6 +274,12 @@ CONFIGS = {
     "serial": ["-X", "processing.pipeline=0"],
     "alo-serial": ["-X", "processing.guarantee=at_least_once",
                    "-X", "processing.pipeline=0"],
+    # fetch up to 8 MiB of a partition per request instead of 1 MiB
+    "eos-fetch8": ["-X", "kafka.max.partition.fetch.bytes=8388608"],
+    "alo-fetch8": ["-X", "processing.guarantee=at_least_once",
+                   "-X", "kafka.max.partition.fetch.bytes=8388608"],
+    "serial-fetch8": ["-X", "processing.pipeline=0",
+                      "-X", "kafka.max.partition.fetch.bytes=8388608"],
 }
 
 

@@ -184,7 +184,13 @@ static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                 /* a killed member's partitions move
                                     * on after 10 s, not 45 */
                 "session.timeout.ms", "10000", "heartbeat.interval.ms", "1000",
-                "group.id", group ? group : "ordo.unused",
+                /* librdkafka stops prefetching a partition at 100,000
+                 * queued messages and was slow to resume: a backlog
+                 * drain sat idle for 1-4 s of 8 (bench/RESULTS.md
+                 * "Pipelined loop"). The byte limit
+                 * (queued.max.messages.kbytes, 64 MiB) still holds. */
+                "queued.min.messages", "1000000", "group.id",
+                group ? group : "ordo.unused",
                 instance ? "group.instance.id" : NULL, instance, NULL
         };
         rd_kafka_t *rk =
