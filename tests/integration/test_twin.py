@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Two live processes with one stage and instance.id (decision 0018).
+
+With static membership each one's rejoin fences the other's group
+member, for ever. `ordo process activity` A runs; B starts with the
+same instance.id. Within a minute one of them must stop by itself with
+a non-zero status and an error naming instance.id, and the other must
+go on running (a plain fenced-and-rejoin loop, the old behaviour, keeps
+both alive and fails the test).
+
+    test_twin.py ORDO_BINARY [--seed N]
+
+Uses its own topic prefix; exit 0 only if every check passed.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import test_e2e as E
+
+
+def wait_for(path, text, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path) as f:
+            if text in f.read():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("--seed", type=int, default=1)  # for the suite's form
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    tag = "e2etwin%s" % os.urandom(4).hex()
+    workdir = tempfile.mkdtemp(prefix="ordo-twin-")
+    ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
+    flags = ordo.flags + ["-X", "metrics.listen="]
+    results, procs, logs = [], [], []
+
+    def check(name, ok, detail=""):
+        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
+                              "" if ok else " (%s)" % detail))
+        results.append((name, ok))
+
+    def start(name):
+        path = os.path.join(workdir, "%s.log" % name)
+        logs.append(path)
+        procs.append(subprocess.Popen(
+            [ordo.binary] + flags + ["process", "activity"],
+            stdout=open(path, "w"), stderr=subprocess.STDOUT))
+        return path
+
+    try:
+        ordo.call("topics")
+        check("A assigned", wait_for(start("A"), "msg=assigned", 60))
+        start("B")
+        deadline = time.time() + 90
+        while time.time() < deadline and \
+                all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        ended = [i for i, p in enumerate(procs) if p.poll() is not None]
+        check("one of the twins stopped by itself", len(ended) == 1,
+              "ended: %s" % ended)
+        if len(ended) == 1:
+            i = ended[0]
+            with open(logs[i]) as f:
+                log = f.read()
+            check("with a non-zero status", procs[i].returncode != 0,
+                  "status %s" % procs[i].returncode)
+            check("naming instance.id", "another live process runs this "
+                  "stage with instance.id 0" in log, log[-1500:])
+            time.sleep(3)
+            check("the other goes on", procs[1 - i].poll() is None)
+    except Exception as e:  # noqa: BLE001 (report and count it)
+        check("no error", False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if any(not ok for _, ok in results):
+            for path in logs:
+                with open(path) as f:
+                    print("  %s tail:\n%s" % (path, "".join(
+                        f.readlines()[-15:])))
+        if not args.keep:
+            E.cleanup(ordo, None, E.Redis(
+                os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
+                int(os.environ.get("ORDO_REDIS_PORT", "6379"))))
+    return E.synthesis(results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
