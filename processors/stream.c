@@ -224,6 +224,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
 
+/* Decides msgs[from..to) into the outbox; returns to. */
+static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
+                           size_t from, size_t to) {
+        int64_t t = ordo_monotonic_ms();
+        for (; from < to && !p->produce_err; from++)
+                decide(p, msgs[from]);
+        p->stats->decide_ms += ordo_monotonic_ms() - t;
+        return to;
+}
+
 /* The worker has finished the commit in flight (or there is none). */
 static int commit_done(const ordo__proc_t *p) {
         return !p->commit.pending ||
@@ -244,14 +254,15 @@ static void fenced_by_instance(ordo__proc_t *p) {
 }
 
 /* Up to batch.max messages, waiting at most batch.ms for the first.
- * Overlapped (decision 0018: a commit is in flight), each message is
- * decided into the outbox as it arrives, and the batch is whatever
- * arrived until that commit ended: the broker's commit time is spent
- * deciding, and the batch grows with the input rate. */
+ * Overlapped (decision 0018: a commit is in flight), the messages are
+ * decided into the outbox as they arrive (in runs of up to 512, and
+ * whenever the queue is momentarily empty), and the batch is whatever arrived
+ * until that commit ended: the broker's commit time is spent deciding,
+ * and the batch grows with the input rate. */
 static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                             size_t max, int wait_ms, int overlap) {
-        size_t n = 0, i;
-        int64_t t, deadline = ordo_monotonic_ms() + wait_ms;
+        size_t n = 0, i, decided = 0;
+        int64_t deadline = ordo_monotonic_ms() + wait_ms;
         p->rebalanced = 0;
         while (n < max) {
                 int64_t left = deadline - ordo_monotonic_ms();
@@ -274,10 +285,12 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         p->stats->discarded += (int64_t)(overlap ? n : 0);
                         ordo__outbox_discard(&p->outbox);
                         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-                        n = 0;
+                        n = decided = 0;
                         p->rebalanced = 0;
                 }
                 if (!rkm) {
+                        if (overlap)
+                                decided = decide_range(p, msgs, decided, n);
                         if (overlap ? done
                                     : n || ordo_monotonic_ms() >= deadline)
                                 break;
@@ -304,12 +317,11 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         continue;
                 }
                 msgs[n++] = rkm;
-                if (overlap && !p->produce_err) {
-                        t = ordo_monotonic_ms();
-                        decide(p, rkm);
-                        p->stats->decide_ms += ordo_monotonic_ms() - t;
-                }
+                if (overlap && n - decided >= 512)
+                        decided = decide_range(p, msgs, decided, n);
         }
+        if (overlap)
+                decide_range(p, msgs, decided, n);
         return n;
 }
 
@@ -418,7 +430,6 @@ static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                        int tick, int overlap) {
         rd_kafka_error_t *error;
         int64_t t;
-        size_t i;
 
         if (tick) {
                 write_ticks(p);
@@ -436,10 +447,7 @@ static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
         if (!overlap) {
                 /* the state of committed events only: nothing in flight */
                 ordo__write_due_snapshots(p);
-                t = ordo_monotonic_ms();
-                for (i = 0; i < n && !p->produce_err; i++)
-                        decide(p, msgs[i]);
-                p->stats->decide_ms += ordo_monotonic_ms() - t;
+                decide_range(p, msgs, 0, n);
         }
         t = ordo_monotonic_ms();
         ordo__outbox_flush(p);
