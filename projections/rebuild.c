@@ -29,6 +29,7 @@
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "projection.h"
 #include "stages.h"
@@ -189,9 +190,10 @@ typedef struct {
         const ordo_stage_t *stage;
         topic_t t[N_TOPICS];
         ordo_store_t store;
-        rd_kafka_t *rk, *group;
+        rd_kafka_t *rk, *wm, *group;
         ordo_codec_t *codec;
-        size_t max, n; /* batch.max; events in the batch */
+        size_t max, n;             /* batch.max; events in the batch */
+        rd_kafka_message_t **rkms; /* the batch as read */
         ordo_msg_t *msgs;
         ordo_event_rec_t *recs;
         int open; /* partitions not yet read to their end */
@@ -238,16 +240,20 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         rb->max = (size_t)ordo_config_get_int(conf, "batch.max");
         if (rb->max < 1)
                 rb->max = 1;
+        rb->rkms = calloc(rb->max, sizeof(*rb->rkms));
         rb->msgs = calloc(rb->max, sizeof(*rb->msgs));
         rb->recs = calloc(rb->max, sizeof(*rb->recs));
         rb->codec = ordo_codec_new(errstr, errstr_size);
         rb->rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                          errstr_size);
-        if (!rb->msgs || !rb->recs) {
+        if (rb->rk)
+                rb->wm =
+                    ordo_kafka_watermark_client_new(conf, errstr, errstr_size);
+        if (!rb->rkms || !rb->msgs || !rb->recs) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
         }
-        if (!rb->codec || !rb->rk)
+        if (!rb->codec || !rb->rk || !rb->wm)
                 return ORDO_ERR_CONFIG;
         if (commit_group &&
             !(rb->group = ordo_kafka_consumer_new(conf, commit_group, NULL,
@@ -259,12 +265,15 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         return ORDO_ERR_OK;
 }
 
-/* Every partition of topic t from its low watermark to the end it has
- * now, added to assign. */
+/* Every partition of topic t from its low watermark to its stable end
+ * now (the end it has, once no transaction is open below it), added to
+ * assign. */
 static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
                                  rd_kafka_topic_partition_list_t *assign,
                                  char *errstr, size_t errstr_size) {
+        const ordo_stable_end_opts_t so = { "rebuild", 0, 120000, rb->stop };
         int64_t lo, hi;
+        ordo_err_t err;
         int p;
         t->np = ordo_kafka_partitions(rb->rk, t->name, errstr, errstr_size);
         if (t->np < 0)
@@ -274,9 +283,10 @@ static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
         if (!t->end || !t->next)
                 return ORDO_ERR_NOMEM;
         for (p = 0; p < t->np; p++) {
-                if (ordo_kafka_watermarks(rb->rk, t->name, p, &lo, &hi, errstr,
-                                          errstr_size))
-                        return ORDO_ERR_KAFKA;
+                if ((err =
+                         ordo_kafka_stable_end(rb->rk, rb->wm, t->name, p, &so,
+                                               &lo, &hi, errstr, errstr_size)))
+                        return err;
                 t->end[p] = hi;
                 t->next[p] = hi; /* unless read below */
                 if (hi > lo) {
@@ -336,26 +346,31 @@ static void end_partition(rebuild_t *rb, topic_t *tp, int32_t part) {
         rb->open--;
 }
 
-/* Read and decode: one message into the batch (or the end of its
- * partition); consumes m. */
-static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
+/* The partition of m still being read, or NULL. */
+static topic_t *reading(rebuild_t *rb, const rd_kafka_message_t *m) {
         topic_t *tp =
             m->rkt ? find_topic(rb->t, rd_kafka_topic_name(m->rkt)) : NULL;
+        if (!tp || m->partition < 0 || m->partition >= tp->np ||
+            tp->next[m->partition] >= tp->end[m->partition])
+                return NULL;
+        return tp;
+}
+
+/* The end of a partition's log so far: short of our end, a transaction
+ * still open at the start; wait for it. */
+static void take_eof(void *opaque, const rd_kafka_message_t *m) {
+        rebuild_t *rb = opaque;
+        topic_t *tp = reading(rb, m);
+        if (tp && m->offset >= tp->end[m->partition])
+                end_partition(rb, tp, m->partition);
+}
+
+/* Decode: one message into the batch, unless past its partition's end;
+ * consumes m. */
+static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
+        topic_t *tp = reading(rb, m);
         int32_t part = m->partition;
-        int done_part = 0;
-        if (!tp || part < 0 || part >= tp->np ||
-            tp->next[part] >= tp->end[part]) {
-                rd_kafka_message_destroy(m);
-                return;
-        }
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                /* Short of the end: a transaction still open at the
-                 * start; wait for it. */
-                done_part = m->offset >= tp->end[part];
-        } else if (m->err) {
-                ORDO_LOG(WARN, "rebuild", "msg=\"consume error\" error=\"%s\"",
-                         rd_kafka_message_errstr(m));
-        } else if (m->offset < tp->end[part]) {
+        if (tp && m->offset < tp->end[part]) {
                 if (ordo_decode_event(
                         rb->codec, m,
                         ordo_topic_short(rb->stage->inputs[tp - rb->t]),
@@ -364,11 +379,8 @@ static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
                 else
                         rb->n++;
                 tp->next[part] = m->offset + 1;
-                if (m->offset + 1 >= tp->end[part])
-                        done_part = 1;
-        } else
-                done_part = 1;
-        if (done_part)
+        }
+        if (tp && m->offset + 1 >= tp->end[part])
                 end_partition(rb, tp, part);
         rd_kafka_message_destroy(m);
 }
@@ -386,26 +398,26 @@ static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
 }
 
 /* read -> decode -> apply until every partition is at its end: a batch
- * goes to the store when full, when nothing more is waiting, or at the
- * end. */
+ * is what is waiting, up to batch.max. */
 static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
                            size_t errstr_size) {
+        const ordo_kafka_batch_opts_t bo = { "rebuild", take_eof, rb, NULL };
         int64_t last = rb->t0;
-        while (rb->open > 0 || rb->n > 0) {
-                rd_kafka_message_t *m = NULL;
-                int flush = rb->n == rb->max || (rb->open == 0 && rb->n > 0);
+        size_t i, got;
+        int fatal;
+        while (rb->open > 0) {
                 if (*rb->stop) {
                         snprintf(errstr, errstr_size, "interrupted");
                         return ORDO_ERR_INTERRUPTED;
                 }
-                if (!flush) {
-                        m = rd_kafka_consumer_poll(rb->rk, rb->n ? 0 : 500);
-                        if (!m && rb->n)
-                                flush = 1;
-                }
-                if (m)
-                        take_message(rb, m);
-                if (flush && rb->n) {
+                got =
+                    ordo_kafka_consume_batch(rb->rk, &bo, rb->rkms, rb->max,
+                                             500, &fatal, errstr, errstr_size);
+                for (i = 0; i < got; i++)
+                        take_message(rb, rb->rkms[i]);
+                if (fatal)
+                        return ORDO_ERR_KAFKA;
+                if (rb->n) {
                         ordo_err_t err = apply_batch(rb, errstr, errstr_size);
                         if (err)
                                 return err;
@@ -423,6 +435,8 @@ static void close_all(rebuild_t *rb) {
         int i;
         if (rb->rk)
                 rd_kafka_destroy(rb->rk);
+        if (rb->wm)
+                rd_kafka_destroy(rb->wm);
         if (rb->group)
                 rd_kafka_destroy(rb->group);
         ordo_codec_destroy(rb->codec);
@@ -431,6 +445,7 @@ static void close_all(rebuild_t *rb) {
                 free(rb->t[i].end);
                 free(rb->t[i].next);
         }
+        free(rb->rkms);
         free(rb->msgs);
         free(rb->recs);
 }
