@@ -207,8 +207,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * again from the committed offsets if the partition stays ours). */
 static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                             size_t max, int wait_ms) {
-        const ordo_kafka_batch_opts_t o = { p->def->name, NULL, NULL,
-                                            &p->rebalanced };
+        const ordo_kafka_batch_opts_t o = { p->def->name, 0, &p->rebalanced };
         int fatal;
         size_t n =
             ordo_kafka_consume_batch(p->consumer, &o, msgs, max, wait_ms,

@@ -346,31 +346,23 @@ static void end_partition(rebuild_t *rb, topic_t *tp, int32_t part) {
         rb->open--;
 }
 
-/* The partition of m still being read, or NULL. */
-static topic_t *reading(rebuild_t *rb, const rd_kafka_message_t *m) {
+/* Read and decode: one message into the batch (or the end of its
+ * partition); consumes m. */
+static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
         topic_t *tp =
             m->rkt ? find_topic(rb->t, rd_kafka_topic_name(m->rkt)) : NULL;
-        if (!tp || m->partition < 0 || m->partition >= tp->np ||
-            tp->next[m->partition] >= tp->end[m->partition])
-                return NULL;
-        return tp;
-}
-
-/* The end of a partition's log so far: short of our end, a transaction
- * still open at the start; wait for it. */
-static void take_eof(void *opaque, const rd_kafka_message_t *m) {
-        rebuild_t *rb = opaque;
-        topic_t *tp = reading(rb, m);
-        if (tp && m->offset >= tp->end[m->partition])
-                end_partition(rb, tp, m->partition);
-}
-
-/* Decode: one message into the batch, unless past its partition's end;
- * consumes m. */
-static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
-        topic_t *tp = reading(rb, m);
         int32_t part = m->partition;
-        if (tp && m->offset < tp->end[part]) {
+        int done_part = 0;
+        if (!tp || part < 0 || part >= tp->np ||
+            tp->next[part] >= tp->end[part]) {
+                rd_kafka_message_destroy(m);
+                return;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                /* Short of the end: a transaction still open at the
+                 * start; wait for it. */
+                done_part = m->offset >= tp->end[part];
+        } else if (m->offset < tp->end[part]) {
                 if (ordo_decode_event(
                         rb->codec, m,
                         ordo_topic_short(rb->stage->inputs[tp - rb->t]),
@@ -379,8 +371,11 @@ static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
                 else
                         rb->n++;
                 tp->next[part] = m->offset + 1;
-        }
-        if (tp && m->offset + 1 >= tp->end[part])
+                if (m->offset + 1 >= tp->end[part])
+                        done_part = 1;
+        } else
+                done_part = 1;
+        if (done_part)
                 end_partition(rb, tp, part);
         rd_kafka_message_destroy(m);
 }
@@ -401,7 +396,9 @@ static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
  * is what is waiting, up to batch.max. */
 static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
                            size_t errstr_size) {
-        const ordo_kafka_batch_opts_t bo = { "rebuild", take_eof, rb, NULL };
+        /* ends of partitions in their place: one after messages of its
+         * partition still in the batch must not end it before them */
+        const ordo_kafka_batch_opts_t bo = { "rebuild", 1, NULL };
         int64_t last = rb->t0;
         size_t i, got;
         int fatal;

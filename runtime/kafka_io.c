@@ -214,15 +214,13 @@ size_t ordo_kafka_consume_batch(rd_kafka_t *rk,
                         rd_kafka_message_destroy(m);
                         break;
                 }
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (opts->on_eof)
-                                opts->on_eof(opts->opaque, m);
-                } else if (m->err) {
-                        ORDO_LOG(WARN, opts->who,
-                                 "msg=\"consume error\" error=\"%s\"",
-                                 rd_kafka_message_errstr(m));
-                }
-                if (m->err) {
+                if (m->err && !(opts->eofs &&
+                                m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                ORDO_LOG(WARN, opts->who,
+                                         "msg=\"consume error\" "
+                                         "error=\"%s\"",
+                                         rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
                         continue;
                 }

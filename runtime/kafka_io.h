@@ -91,10 +91,10 @@ ordo_err_t ordo_kafka_read_range(
 
 typedef struct ordo_kafka_batch_opts_s {
         const char *who; /* log component of consume errors */
-        /* A partition's end (RD_KAFKA_RESP_ERR__PARTITION_EOF), for a
-         * reader that stops there (rebuild); NULL: ignored. */
-        void (*on_eof)(void *opaque, const rd_kafka_message_t *eof);
-        void *opaque;
+        /* 1: ends of partitions (err RD_KAFKA_RESP_ERR__PARTITION_EOF)
+         * come in msgs too, in their place among the messages, for a
+         * reader that stops there (rebuild). */
+        int eofs;
         /* Set by the caller's rebalance callback during a poll: what was
          * taken before it comes again from the committed offsets if the
          * partition stays ours, so it is dropped (deciding it twice would
@@ -103,8 +103,8 @@ typedef struct ordo_kafka_batch_opts_s {
 } ordo_kafka_batch_opts_t;
 
 /* Up to max messages of a consumer: waits up to wait_ms for the first,
- * then takes only what is already there. Error events are never
- * returned: an end of partition goes to on_eof, others are logged. A
+ * then takes only what is already there. Error events are not returned
+ * (but ends of partitions if asked): they are logged. A
  * fatal consumer error (e.g. FENCED_INSTANCE_ID) ends the batch: *fatal
  * is set and errstr says why (the messages taken are returned). */
 size_t ordo_kafka_consume_batch(rd_kafka_t *rk,

@@ -2,8 +2,8 @@
  * The shared Kafka helpers (runtime/kafka_io.h, docs/decisions/0020)
  * against librdkafka's mock cluster: reading a partition reads exactly
  * [from, end) and no further, also on a reused handle; a batch is at most
- * max messages, waits only for the first, hands ends of partitions to
- * on_eof; produce waits for
+ * max messages, waits only for the first, returns the end of a
+ * partition in its place when asked; produce waits for
  * room in a full queue, or refuses at once with wait 0. The stable end's
  * wait for an open transaction needs a real broker (the mock has no last
  * stable offset of its own): tests/integration/test_kafka_io.c.
@@ -170,17 +170,6 @@ Test(kafka_io, a_followed_reader_resumes_where_it_stopped) {
         rd_kafka_destroy(rk);
 }
 
-typedef struct {
-        int eofs;
-        int64_t eof_offset;
-} batch_seen_t;
-
-static void on_eof(void *opaque, const rd_kafka_message_t *eof) {
-        batch_seen_t *b = opaque;
-        b->eofs++;
-        b->eof_offset = eof->offset;
-}
-
 static void assign(rd_kafka_t *rk) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
@@ -189,38 +178,71 @@ static void assign(rd_kafka_t *rk) {
         rd_kafka_topic_partition_list_destroy(tp);
 }
 
-Test(kafka_io, a_batch_is_at_most_max_and_ends_go_to_on_eof) {
-        rd_kafka_t *rk = consumer();
-        rd_kafka_message_t *msgs[N];
-        batch_seen_t b = { 0, -1 };
-        const ordo_kafka_batch_opts_t o = { "test", on_eof, &b, NULL };
+/* Batches of at most max, in offset order; with eofs, the partition's
+ * end comes after every message before it (rebuild ends a partition
+ * there: ahead of them it would drop them). Returns the ends seen. */
+static int read_batches(rd_kafka_t *rk, int eofs) {
+        rd_kafka_message_t *msgs[4];
+        const ordo_kafka_batch_opts_t o = { "test", eofs, NULL };
         char errstr[256];
-        size_t n, i, total = 0;
-        int fatal, rounds = 0;
-        int64_t t0;
+        int64_t next = 0;
+        size_t n, i;
+        int fatal, ends = 0, rounds = 0;
 
-        assign(rk);
-        while (total < N && rounds++ < 20) {
+        while (next < N || (eofs && !ends)) {
+                cr_assert_lt(rounds++, 40, "read %lld of %d", (long long)next,
+                             N);
                 n = ordo_kafka_consume_batch(rk, &o, msgs, 4, 2000, &fatal,
                                              errstr, sizeof(errstr));
                 cr_assert_eq(fatal, 0);
                 cr_assert_leq(n, 4);
                 for (i = 0; i < n; i++) {
-                        cr_assert_eq(msgs[i]->offset, (int64_t)(total + i));
+                        if (msgs[i]->err) {
+                                cr_assert_eq(msgs[i]->err,
+                                             RD_KAFKA_RESP_ERR__PARTITION_EOF);
+                                cr_assert_eq(msgs[i]->offset, N);
+                                cr_assert_eq(next, N, "an end before %lld",
+                                             (long long)next);
+                                ends++;
+                        } else
+                                cr_assert_eq(msgs[i]->offset, next++);
                         rd_kafka_message_destroy(msgs[i]);
                 }
-                total += n;
         }
-        cr_assert_eq(total, N);
-        /* nothing left: waits wait_ms, returns nothing, and the end of
-         * the partition has been reported */
+        return ends;
+}
+
+Test(kafka_io, a_batch_is_at_most_max_and_an_end_comes_in_its_place) {
+        rd_kafka_t *rk = consumer();
+        rd_kafka_message_t *msgs[4];
+        const ordo_kafka_batch_opts_t o = { "test", 1, NULL };
+        char errstr[256];
+        int64_t t0;
+        int fatal;
+
+        assign(rk);
+        cr_assert_eq(read_batches(rk, 1), 1);
+        /* nothing left: waits wait_ms, returns nothing */
         t0 = ordo_monotonic_ms();
-        n = ordo_kafka_consume_batch(rk, &o, msgs, 4, 300, &fatal, errstr,
-                                     sizeof(errstr));
-        cr_assert_eq(n, 0);
+        cr_assert_eq(ordo_kafka_consume_batch(rk, &o, msgs, 4, 300, &fatal,
+                                              errstr, sizeof(errstr)),
+                     0);
         cr_assert_geq(ordo_monotonic_ms() - t0, 250);
-        cr_assert_geq(b.eofs, 1);
-        cr_assert_eq(b.eof_offset, N);
+        rd_kafka_destroy(rk);
+}
+
+Test(kafka_io, a_batch_leaves_ends_out_unless_asked) {
+        rd_kafka_t *rk = consumer();
+        rd_kafka_message_t *msgs[4];
+        const ordo_kafka_batch_opts_t o = { "test", 0, NULL };
+        char errstr[256];
+        int fatal;
+
+        assign(rk);
+        cr_assert_eq(read_batches(rk, 0), 0);
+        cr_assert_eq(ordo_kafka_consume_batch(rk, &o, msgs, 4, 300, &fatal,
+                                              errstr, sizeof(errstr)),
+                     0, "the end is not a message");
         rd_kafka_destroy(rk);
 }
 
