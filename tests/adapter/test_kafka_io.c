@@ -212,38 +212,30 @@ static int read_batches(rd_kafka_t *rk, int eofs) {
         return ends;
 }
 
-Test(kafka_io, a_batch_is_at_most_max_and_an_end_comes_in_its_place) {
-        rd_kafka_t *rk = consumer();
+/* Once everything was read: a batch waits wait_ms and returns nothing
+ * (no end either, without eofs or once it was returned). */
+static void nothing_left(rd_kafka_t *rk, int eofs) {
         rd_kafka_message_t *msgs[4];
-        const ordo_kafka_batch_opts_t o = { "test", 1, NULL };
+        const ordo_kafka_batch_opts_t o = { "test", eofs, NULL };
         char errstr[256];
-        int64_t t0;
+        int64_t t0 = ordo_monotonic_ms();
         int fatal;
 
-        assign(rk);
-        cr_assert_eq(read_batches(rk, 1), 1);
-        /* nothing left: waits wait_ms, returns nothing */
-        t0 = ordo_monotonic_ms();
         cr_assert_eq(ordo_kafka_consume_batch(rk, &o, msgs, 4, 300, &fatal,
                                               errstr, sizeof(errstr)),
                      0);
         cr_assert_geq(ordo_monotonic_ms() - t0, 250);
-        rd_kafka_destroy(rk);
 }
 
-Test(kafka_io, a_batch_leaves_ends_out_unless_asked) {
-        rd_kafka_t *rk = consumer();
-        rd_kafka_message_t *msgs[4];
-        const ordo_kafka_batch_opts_t o = { "test", 0, NULL };
-        char errstr[256];
-        int fatal;
-
-        assign(rk);
-        cr_assert_eq(read_batches(rk, 0), 0);
-        cr_assert_eq(ordo_kafka_consume_batch(rk, &o, msgs, 4, 300, &fatal,
-                                              errstr, sizeof(errstr)),
-                     0, "the end is not a message");
-        rd_kafka_destroy(rk);
+Test(kafka_io, a_batch_is_at_most_max_and_has_the_end_only_if_asked) {
+        int eofs;
+        for (eofs = 0; eofs <= 1; eofs++) {
+                rd_kafka_t *rk = consumer();
+                assign(rk);
+                cr_assert_eq(read_batches(rk, eofs), eofs);
+                nothing_left(rk, eofs);
+                rd_kafka_destroy(rk);
+        }
 }
 
 typedef struct {
