@@ -41,7 +41,7 @@
 typedef struct {
         char name[256];
         int np;
-        int64_t *end;  /* high watermark at the start, per partition */
+        int64_t *end;  /* stable end at the start, per partition */
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
 
