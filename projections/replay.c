@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "json_out.h"
