@@ -61,8 +61,9 @@ typedef struct ordo_kafka_reader_s {
         rd_kafka_message_t *held; /* polled past the end, for an extend */
 } ordo_kafka_reader_t;
 
-/* Assigns rk to topic/partition at from (unless from >= end: nothing to
- * read). topic and who must outlive the reader. */
+/* Assigns rk to topic/partition at from, which may be a logical offset
+ * (RD_KAFKA_OFFSET_BEGINNING), unless from >= end: nothing to read.
+ * topic and who must outlive the reader. */
 void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
                             const char *topic, int32_t partition, int64_t from,
                             int64_t end, const char *who);
