@@ -202,19 +202,51 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
 }
 
-/* Up to batch.max messages, waiting at most batch.ms for the first; a
- * rebalance during the polls drops what was taken before it (it comes
- * again from the committed offsets if the partition stays ours). */
+/* Up to batch.max messages, waiting at most batch.ms for the first. */
 static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                             size_t max, int wait_ms) {
-        const ordo_kafka_batch_opts_t o = { p->def->name, 0, &p->rebalanced };
-        int fatal;
-        size_t n =
-            ordo_kafka_consume_batch(p->consumer, &o, msgs, max, wait_ms,
-                                     &fatal, p->errstr, sizeof(p->errstr));
-        if (fatal) /* e.g. FENCED_INSTANCE_ID: a newer member with our
-                    * group.instance.id */
-                p->consumer_fatal = 1;
+        size_t n = 0, i;
+        int64_t deadline = ordo_monotonic_ms() + wait_ms;
+        p->rebalanced = 0;
+        while (n < max) {
+                int64_t left = deadline - ordo_monotonic_ms();
+                rd_kafka_message_t *rkm = rd_kafka_consumer_poll(
+                    p->consumer, n ? 0 : (int)(left > 0 ? left : 0));
+                if (p->rebalanced) {
+                        /* Messages taken before a rebalance come again
+                         * from the committed offsets if the partition
+                         * stays ours: deciding them twice would emit
+                         * their events twice. */
+                        for (i = 0; i < n; i++)
+                                rd_kafka_message_destroy(msgs[i]);
+                        n = 0;
+                        p->rebalanced = 0;
+                }
+                if (!rkm) {
+                        if (n || ordo_monotonic_ms() >= deadline)
+                                break;
+                        continue;
+                }
+                if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+                        /* e.g. FENCED_INSTANCE_ID: a newer member with
+                         * our group.instance.id */
+                        rd_kafka_fatal_error(p->consumer, p->errstr,
+                                             sizeof(p->errstr));
+                        p->consumer_fatal = 1;
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
+                if (rkm->err) {
+                        if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                ORDO_LOG(WARN, p->def->name,
+                                         "msg=\"consume error\" "
+                                         "error=\"%s\"",
+                                         rd_kafka_message_errstr(rkm));
+                        rd_kafka_message_destroy(rkm);
+                        continue;
+                }
+                msgs[n++] = rkm;
+        }
         return n;
 }
 
