@@ -12,6 +12,15 @@
 
 #define ORDO__ENCODE_MAX 8192
 
+/* The join's follower (stream_join.c), when the definition has one. */
+typedef struct ordo__join_s {
+        rd_kafka_t *rk; /* assign-only, on the joined topic */
+        ordo_kafka_reader_t reader;
+        char topic[256];
+        ordo_msg_t *kept; /* every message of the join's type so far */
+        size_t n_kept, cap_kept;
+} ordo__join_t;
+
 /* What the loop knows about one partition it may own. */
 typedef struct ordo__part_s {
         int64_t input_next;     /* committed input offset */
@@ -24,15 +33,6 @@ typedef struct ordo__part_s {
         int64_t snapshot_delay;
         int snapshot_in_txn; /* the open transaction carries one */
 } ordo__part_t;
-
-/* The join's follower (stream_join.c), when the definition has one. */
-typedef struct ordo__join_s {
-        rd_kafka_t *rk; /* assign-only, on the joined topic */
-        ordo_kafka_reader_t reader;
-        char topic[256];
-        ordo_msg_t *kept; /* every message of the join's type so far */
-        size_t n_kept, cap_kept;
-} ordo__join_t;
 
 typedef struct ordo__proc_s {
         const ordo_processor_def_t *def;

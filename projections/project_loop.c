@@ -260,7 +260,7 @@ static void log_counts(const loop_t *lp, const char *what) {
  * (a newer member with our group.instance.id): the consumer is of no
  * more use, and `ordo run` reports the stage failed. */
 static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
-        const ordo_kafka_batch_opts_t bo = { lp->which, 0, NULL };
+        const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
         int64_t last_log = ordo_monotonic_ms();
         ordo_err_t err = ORDO_ERR_OK;
         size_t i;

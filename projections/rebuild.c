@@ -398,7 +398,7 @@ static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
                            size_t errstr_size) {
         /* ends of partitions in their place: one after messages of its
          * partition still in the batch must not end it before them */
-        const ordo_kafka_batch_opts_t bo = { "rebuild", 1, NULL };
+        const ordo_kafka_batch_opts_t bo = { "rebuild", 1 };
         int64_t last = rb->t0;
         size_t i, got;
         int fatal;

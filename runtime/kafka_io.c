@@ -187,22 +187,14 @@ size_t ordo_kafka_consume_batch(rd_kafka_t *rk,
                                 rd_kafka_message_t **msgs, size_t max,
                                 int wait_ms, int *fatal, char *errstr,
                                 size_t errstr_size) {
-        size_t n = 0, i;
+        size_t n = 0;
         int64_t deadline = ordo_monotonic_ms() + wait_ms;
 
         *fatal = 0;
-        if (opts->rebalanced)
-                *opts->rebalanced = 0;
         while (n < max) {
                 int64_t left = deadline - ordo_monotonic_ms();
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(
                     rk, n ? 0 : (int)(left > 0 ? left : 0));
-                if (opts->rebalanced && *opts->rebalanced) {
-                        for (i = 0; i < n; i++)
-                                rd_kafka_message_destroy(msgs[i]);
-                        n = 0;
-                        *opts->rebalanced = 0;
-                }
                 if (!m) {
                         if (n || left <= 0)
                                 break;

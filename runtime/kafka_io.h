@@ -96,11 +96,6 @@ typedef struct ordo_kafka_batch_opts_s {
          * come in msgs too, in their place among the messages, for a
          * reader that stops there (rebuild). */
         int eofs;
-        /* Set by the caller's rebalance callback during a poll: what was
-         * taken before it comes again from the committed offsets if the
-         * partition stays ours, so it is dropped (deciding it twice would
-         * emit its events twice). NULL: no rebalance callback. */
-        int *rebalanced;
 } ordo_kafka_batch_opts_t;
 
 /* Up to max messages of a consumer: waits up to wait_ms for the first,

@@ -183,7 +183,7 @@ static void assign(rd_kafka_t *rk) {
  * there: ahead of them it would drop them). Returns the ends seen. */
 static int read_batches(rd_kafka_t *rk, int eofs) {
         rd_kafka_message_t *msgs[4];
-        const ordo_kafka_batch_opts_t o = { "test", eofs, NULL };
+        const ordo_kafka_batch_opts_t o = { "test", eofs };
         char errstr[256];
         int64_t next = 0;
         size_t n, i;
@@ -216,7 +216,7 @@ static int read_batches(rd_kafka_t *rk, int eofs) {
  * (no end either, without eofs or once it was returned). */
 static void nothing_left(rd_kafka_t *rk, int eofs) {
         rd_kafka_message_t *msgs[4];
-        const ordo_kafka_batch_opts_t o = { "test", eofs, NULL };
+        const ordo_kafka_batch_opts_t o = { "test", eofs };
         char errstr[256];
         int64_t t0 = ordo_monotonic_ms();
         int fatal;
