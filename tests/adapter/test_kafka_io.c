@@ -3,8 +3,9 @@
  * against librdkafka's mock cluster: reading a partition reads exactly
  * [from, end) and no further, also on a reused handle; a batch is at most
  * max messages, waits only for the first, returns the end of a
- * partition in its place when asked; produce waits for
- * room in a full queue, or refuses at once with wait 0. The stable end's
+ * partition in its place when asked and stops on a fatal consumer error;
+ * produce waits for room in a full queue, or refuses at once with wait
+ * 0. The stable end's
  * wait for an open transaction needs a real broker (the mock has no last
  * stable offset of its own): tests/integration/test_kafka_io.c.
  */
@@ -236,6 +237,34 @@ Test(kafka_io, a_batch_is_at_most_max_and_has_the_end_only_if_asked) {
                 nothing_left(rk, eofs);
                 rd_kafka_destroy(rk);
         }
+}
+
+/* A fatal consumer error (a newer member with our group.instance.id)
+ * ends the batch and is reported: the projection loop used to drop it
+ * and poll a consumer that could no longer deliver anything. */
+Test(kafka_io, a_fatal_consumer_error_ends_the_batch_and_is_reported) {
+        char errstr[256];
+        rd_kafka_t *rk = ordo_kafka_consumer_new(conf, "g", NULL, NULL, errstr,
+                                                 sizeof(errstr));
+        rd_kafka_message_t *msgs[4];
+        const ordo_kafka_batch_opts_t o = { "test", 0 };
+        int64_t t0;
+        int fatal = 0;
+
+        cr_assert(rk, "%s", errstr);
+        cr_assert_eq(rd_kafka_test_fatal_error(
+                         rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, "test"),
+                     0);
+        t0 = ordo_monotonic_ms();
+        errstr[0] = '\0';
+        cr_assert_eq(ordo_kafka_consume_batch(rk, &o, msgs, 4, 5000, &fatal,
+                                              errstr, sizeof(errstr)),
+                     0);
+        cr_assert_eq(fatal, 1);
+        cr_assert(strstr(errstr, "test"), "errstr: %s", errstr);
+        cr_assert_lt(ordo_monotonic_ms() - t0, 4000, "ended at once");
+        /* a fenced member has no group to leave */
+        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 typedef struct {
