@@ -25,9 +25,24 @@ static int accepts(ordo_topic_t input, ordo_msg_type_t t) {
         return 0;
 }
 
+/* The commission processor's temporal join with the referral graph as of
+ * paid_ms (DESIGN.md "Processors"): ReferrerBound from referral-events,
+ * and the order facts of order-events already decided. */
+static void bind_referral(void *s, const ordo_msg_t *m) {
+        ordo_commission_bind(s, m);
+}
+static void observe_order(void *s, const ordo_msg_t *m) {
+        ordo_commission_observe(s, m);
+}
+static const ordo_join_t join_referrals = { ORDO_TOPIC_REFERRAL_EVENTS,
+                                            ORDO_MSG_REFERRER_BOUND,
+                                            bind_referral, observe_order };
+#define JOIN_none      NULL
+#define JOIN_referrals (&join_referrals)
+
 /* Thin casts from the loop's void * state to each aggregate's type, and
  * the definition the loop runs. */
-#define PROCESSOR(agg, in, ev, out, snap, joins)                               \
+#define PROCESSOR(agg, in, ev, out, snap, join)                                \
         static void *agg##_new(void) {                                         \
                 return ordo_##agg##_state_new();                               \
         }                                                                      \
@@ -58,7 +73,7 @@ static int accepts(ordo_topic_t input, ordo_msg_type_t t) {
                                                             ORDO_TOPIC_##ev,   \
                                                             ORDO_TOPIC_##out,  \
                                                             ORDO_TOPIC_##snap, \
-                                                            joins,             \
+                                                            JOIN_##join,       \
                                                             agg##_new,         \
                                                             agg##_destroy,     \
                                                             agg##_handle,      \
@@ -70,7 +85,7 @@ ORDO_PROCESSORS(PROCESSOR)
 #undef PROCESSOR
 
 const ordo_processor_def_t *const ordo_processors[4] = {
-#define X(agg, in, ev, out, snap, joins) &ordo_processor_##agg,
+#define X(agg, in, ev, out, snap, join) &ordo_processor_##agg,
         ORDO_PROCESSORS(X)
 #undef X
 };

@@ -9,19 +9,20 @@
 #include "stream.h"
 
 /* X(name, input topic, event topic, outbound command topic, snapshot
- * topic, joins referrals), topics as ORDO_TOPIC_ suffixes; _COUNT: none. */
+ * topic, join), topics as ORDO_TOPIC_ suffixes (_COUNT: none), the join
+ * as a suffix of processors.c's JOIN_ (none, referrals). */
 #define ORDO_PROCESSORS(X)                                                     \
         X(activity, ACTIVITY_COMMANDS, ACTIVITY_EVENTS, ORDER_COMMANDS,        \
-          ACTIVITY_SNAPSHOTS, 0)                                               \
+          ACTIVITY_SNAPSHOTS, none)                                            \
         X(order, ORDER_COMMANDS, ORDER_EVENTS, ACTIVITY_COMMANDS,              \
-          ORDER_SNAPSHOTS, 0)                                                  \
+          ORDER_SNAPSHOTS, none)                                               \
         X(referral, REFERRAL_COMMANDS, REFERRAL_EVENTS, _COUNT,                \
-          REFERRAL_SNAPSHOTS, 0)                                               \
+          REFERRAL_SNAPSHOTS, none)                                            \
         X(commission, ORDER_EVENTS, COMMISSION_EVENTS, _COUNT,                 \
-          COMMISSION_SNAPSHOTS, 1)
+          COMMISSION_SNAPSHOTS, referrals)
 
 /* ordo_processor_activity, ... */
-#define X(agg, in, ev, out, snap, joins)                                       \
+#define X(agg, in, ev, out, snap, join)                                        \
         extern const ordo_processor_def_t ordo_processor_##agg;
 ORDO_PROCESSORS(X)
 #undef X

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -65,21 +66,11 @@ static int structurally_valid(const ordo_msg_t *m, char *errstr,
 void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,
                    const void *key, size_t key_len, const void *value,
                    size_t len, rd_kafka_headers_t *hdrs) {
-        rd_kafka_resp_err_t err;
-        for (;;) {
-                err =
-                    rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(topic),
-                                      RD_KAFKA_V_PARTITION(partition),
-                                      RD_KAFKA_V_KEY(key, key_len),
-                                      RD_KAFKA_V_VALUE((void *)value, len),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                      RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                rd_kafka_poll(p->producer, 50); /* back-pressure */
-        }
+        const ordo_kafka_out_t m = { topic, partition, key,  key_len,
+                                     value, len,       hdrs, NULL };
+        rd_kafka_resp_err_t err = ordo_kafka_produce(
+            p->producer, &m, RD_KAFKA_MSG_F_COPY, ORDO_PRODUCE_WAIT);
         if (err) {
-                rd_kafka_headers_destroy(hdrs);
                 if (!p->produce_err)
                         p->produce_err = err;
                 return;
@@ -516,7 +507,6 @@ static ordo_err_t open_producer(ordo__proc_t *p) {
 static ordo_err_t open_member(ordo__proc_t *p);
 
 static ordo_err_t open_clients(ordo__proc_t *p) {
-        rd_kafka_topic_partition_list_t *topics;
         ordo_err_t oerr;
         int np, ni;
 
@@ -567,17 +557,8 @@ static ordo_err_t open_clients(ordo__proc_t *p) {
         if (!p->states || !p->parts)
                 return ORDO_ERR_NOMEM;
 
-        if (p->def->joins_referrals) {
-                p->referrals = ordo_kafka_consumer_new(
-                    p->conf, NULL, NULL, NULL, p->errstr, sizeof(p->errstr));
-                if (!p->referrals)
-                        return ORDO_ERR_CONFIG;
-                topics = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(topics, p->refs, 0)->offset =
-                    RD_KAFKA_OFFSET_BEGINNING;
-                rd_kafka_assign(p->referrals, topics);
-                rd_kafka_topic_partition_list_destroy(topics);
-        }
+        if ((oerr = ordo__join_open(p)))
+                return oerr;
 
         return open_member(p);
 }
@@ -682,8 +663,7 @@ static ordo_err_t rejoin(ordo__proc_t *p, int in_a_row) {
 
 static void close_clients(ordo__proc_t *p) {
         close_member(p);
-        if (p->referrals)
-                rd_kafka_destroy(p->referrals);
+        ordo__join_close(p);
         if (p->restorer)
                 rd_kafka_destroy(p->restorer);
         if (p->watermarks)
@@ -693,7 +673,6 @@ static void close_clients(ordo__proc_t *p) {
         free(p->states);
         free(p->parts);
         ordo_buf_fini(&p->snap);
-        free(p->bindings);
         ordo__outbox_fini(&p->outbox);
         ordo_codec_destroy(p->codec);
 }
@@ -746,8 +725,6 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 ordo_topic_name(conf, def->outbound, p.outbound,
                                 sizeof(p.outbound));
         ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, p.dead, sizeof(p.dead));
-        ordo_topic_name(conf, ORDO_TOPIC_REFERRAL_EVENTS, p.refs,
-                        sizeof(p.refs));
         ordo_topic_name(conf, def->snapshots, p.snaps, sizeof(p.snaps));
         p.snapshot_every = ordo_config_get_int(conf, "snapshot.events");
         if (p.snapshot_every < 0)
@@ -788,7 +765,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 int tick, lost = 0, overlap;
                 if (p.consumer) /* NULL only while rejoining */
                         ordo_metrics_poll(def->name, p.consumer);
-                if (p.referrals && (err = ordo__follow_referrals(&p))) {
+                if ((err = ordo__join_follow(&p))) {
                         if (err != ORDO_ERR_KAFKA)
                                 break;
                         lost = 1;

@@ -16,14 +16,30 @@
 #include "kafka.h"
 #include "rules.h"
 
+/* A processor's join (docs/decisions/0004): its decisions also depend on
+ * a topic it does not own (one partition; the commission processor's
+ * referral graph from referral-events). The loop follows that topic from
+ * its start and, before each batch, reads it to its last stable offset
+ * as of then, binding every message of `type` into each state it holds
+ * and, on a restore, into the restored state. A restore also replays the
+ * input below the committed offset through observe: facts the state
+ * learnt from inputs already decided, whose effects are in its own log.
+ * The loop knows no more than this (stream_join.c). */
+typedef struct ordo_join_s {
+        ordo_topic_t topic;
+        ordo_msg_type_t type;
+        void (*bind)(void *state, const ordo_msg_t *m); /* idempotent */
+        void (*observe)(void *state, const ordo_msg_t *input);
+} ordo_join_t;
+
 /* What differs between the four processors; the loop is the same. */
 typedef struct ordo_processor_def_s {
-        const char *name;       /* stage name: "activity", ... */
-        ordo_topic_t input;     /* consumed in the group */
-        ordo_topic_t events;    /* its own event topic, co-partitioned */
-        ordo_topic_t outbound;  /* commands it sends, or ORDO_TOPIC__COUNT */
-        ordo_topic_t snapshots; /* its compacted snapshot topic */
-        int joins_referrals;    /* the commission processor's join */
+        const char *name;        /* stage name: "activity", ... */
+        ordo_topic_t input;      /* consumed in the group */
+        ordo_topic_t events;     /* its own event topic, co-partitioned */
+        ordo_topic_t outbound;   /* commands it sends, or ORDO_TOPIC__COUNT */
+        ordo_topic_t snapshots;  /* its compacted snapshot topic */
+        const ordo_join_t *join; /* NULL: none */
         void *(*state_new)(void);
         void (*state_destroy)(void *state);
         void (*handle)(void *state, const ordo_msg_t *in, const ordo_pos_t *pos,

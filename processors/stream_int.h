@@ -11,9 +11,19 @@
 #include <pthread.h>
 
 #include "codec.h"
+#include "kafka_io.h"
 #include "stream.h"
 
 #define ORDO__ENCODE_MAX 8192
+
+/* The join's follower (stream_join.c), when the definition has one. */
+typedef struct ordo__join_s {
+        rd_kafka_t *rk; /* assign-only, on the joined topic */
+        ordo_kafka_reader_t reader;
+        char topic[256];
+        ordo_msg_t *kept; /* every message of the join's type so far */
+        size_t n_kept, cap_kept;
+} ordo__join_t;
 
 /* What the loop knows about one partition it may own. */
 typedef struct ordo__part_s {
@@ -77,9 +87,8 @@ typedef struct ordo__proc_s {
         rd_kafka_t *consumer;
         rd_kafka_t *restorer;   /* assign-only, reads event partitions */
         rd_kafka_t *watermarks; /* read_uncommitted, for ordo__stable_end() */
-        rd_kafka_t *referrals;  /* commission: referral-events, followed */
         ordo_codec_t *codec;
-        char input[256], events[256], outbound[256], dead[256], refs[256];
+        char input[256], events[256], outbound[256], dead[256];
         char snaps[256];
         char group[256];
         void **states;       /* by input partition */
@@ -90,9 +99,7 @@ typedef struct ordo__proc_s {
         int64_t next_tick;      /* monotonic ms of the next Ticks */
         int assigned;           /* partitions assigned to us now */
         ordo_buf_t snap;        /* a snapshot being written or read */
-        ordo_msg_t *bindings;   /* commission: every ReferrerBound so far */
-        size_t n_bindings, cap_bindings;
-        int64_t refs_end; /* referral-events read to here (its last EOF) */
+        ordo__join_t join;
         /* the sink's context while deciding one input message */
         int32_t partition;
         rd_kafka_resp_err_t produce_err;
@@ -185,7 +192,12 @@ ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,
                                int64_t input_committed, void **state,
                                ordo__snap_meta_t *meta);
 
-/* stream_join.c: the commission processor's join with referral-events */
-ordo_err_t ordo__follow_referrals(ordo__proc_t *p);
+/* stream_join.c: the definition's join, if it has one (else these do
+ * nothing): open and close its follower, read the joined topic to its
+ * stable end before a batch, bind what was read into a restored state. */
+ordo_err_t ordo__join_open(ordo__proc_t *p);
+void ordo__join_close(ordo__proc_t *p);
+ordo_err_t ordo__join_follow(ordo__proc_t *p);
+void ordo__join_seed(ordo__proc_t *p, void *state);
 
 #endif

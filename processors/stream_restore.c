@@ -9,97 +9,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "clock.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "metrics.h"
 
-/* The end of a partition once no transaction is open on it. Kafka writes
- * a committed transaction's markers after the commit returns, so for a
- * moment the last stable offset (what read_committed reads to) lags the
- * high watermark: a restore that stopped there would miss events the
- * previous owner of the partition committed. Waits while they differ. */
+/* The end of one of our own partitions (events, snapshots) once no
+ * transaction is open on it: a restore that stopped at the last stable
+ * offset while Kafka writes a commit's markers would miss events the
+ * previous owner committed (kafka_io.h). */
 ordo_err_t ordo__stable_end(ordo__proc_t *p, const char *topic,
                             int32_t partition, int64_t *lo, int64_t *end) {
-        int64_t lso, hw, lo2, waited = 0;
-        for (;;) {
-                if (ordo_kafka_watermarks(p->restorer, topic, partition, lo,
-                                          &lso, p->errstr, sizeof(p->errstr)) ||
-                    ordo_kafka_watermarks(p->watermarks, topic, partition, &lo2,
-                                          &hw, p->errstr, sizeof(p->errstr)))
-                        return ORDO_ERR_KAFKA;
-                if (lso >= hw) {
-                        *end = hw;
-                        return ORDO_ERR_OK;
-                }
-                if (waited % 5000 == 0)
-                        ORDO_LOG(INFO, p->def->name,
-                                 "msg=\"waiting for an open transaction\" "
-                                 "topic=%s partition=%d stable=%lld end=%lld",
-                                 topic, (int)partition, (long long)lso,
-                                 (long long)hw);
-                if (waited >= 120000) {
-                        snprintf(p->errstr, sizeof(p->errstr),
-                                 "%s [%d]: a transaction stayed open for "
-                                 "120 s (stable offset %lld, end %lld)",
-                                 topic, (int)partition, (long long)lso,
-                                 (long long)hw);
-                        return ORDO_ERR_TIMEOUT;
-                }
-                usleep(100000);
-                waited += 100;
-        }
+        const ordo_stable_end_opts_t own = { p->def->name, 1, 120000, NULL };
+        return ordo_kafka_stable_end(p->restorer, p->watermarks, topic,
+                                     partition, &own, lo, end, p->errstr,
+                                     sizeof(p->errstr));
+}
+
+typedef struct read_s {
+        ordo__proc_t *p;
+        void (*fn)(ordo__proc_t *, const rd_kafka_message_t *, void *);
+        void *arg;
+} read_t;
+
+static void read_one(const rd_kafka_message_t *m, void *arg) {
+        read_t *r = arg;
+        r->fn(r->p, m, r->arg);
 }
 
 /* Reads topic/partition from `from` (inclusive) to `end` (exclusive, a
- * stable end), handing every message to fn. */
+ * stable end) with the restorer, handing every message to fn. */
 void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
                       int64_t from, int64_t end,
                       void (*fn)(ordo__proc_t *, const rd_kafka_message_t *,
                                  void *),
                       void *arg) {
-        rd_kafka_topic_partition_list_t *tp;
-
-        if (end <= from)
-                return;
-        tp = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
-        rd_kafka_assign(p->restorer, tp);
-        rd_kafka_topic_partition_list_destroy(tp);
-        for (;;) {
-                rd_kafka_message_t *rkm =
-                    rd_kafka_consumer_poll(p->restorer, 1000);
-                int done;
-                if (!rkm)
-                        continue;
-                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        /* An end short of `end` is from an earlier read
-                         * of this handle: keep reading. */
-                        done = rkm->offset >= end;
-                        rd_kafka_message_destroy(rkm);
-                        if (done)
-                                break;
-                        continue;
-                }
-                if (rkm->err) {
-                        ORDO_LOG(WARN, p->def->name,
-                                 "msg=\"restore read error\" error=\"%s\"",
-                                 rd_kafka_message_errstr(rkm));
-                        rd_kafka_message_destroy(rkm);
-                        continue;
-                }
-                if (rkm->offset >= end) {
-                        rd_kafka_message_destroy(rkm);
-                        break;
-                }
-                fn(p, rkm, arg);
-                done = rkm->offset + 1 >= end;
-                rd_kafka_message_destroy(rkm);
-                if (done)
-                        break;
-        }
-        rd_kafka_assign(p->restorer, NULL);
+        read_t r = { p, fn, arg };
+        ordo_kafka_read_range(p->restorer, topic, partition, from, end,
+                              p->def->name, NULL, read_one, &r);
 }
 
 /* A decoded-message reader on top of read_range. */
@@ -126,13 +74,6 @@ static void fold_message(ordo__proc_t *p, const rd_kafka_message_t *rkm,
         f->count++;
 }
 
-/* The commission processor learns each order's buyer, amount and rates
- * from the order events; those before the committed offset are observed
- * again (deciding nothing), their effects being in our own log. */
-static void observe_order(void *state, const ordo_msg_t *m) {
-        ordo_commission_observe(state, m);
-}
-
 /* The group's committed input offset (0 if none yet). An unanswered
  * query is an error, not 0: restoring the commission processor as if
  * nothing had been consumed would lose every order's facts. */
@@ -157,16 +98,18 @@ ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
 }
 
 /* The state of a partition: its latest snapshot, then its event
- * partition from there to the stable end (the commission processor also
- * observes its input up to the committed offset). */
+ * partition from there to the stable end (a processor with a join also
+ * observes its input up to the committed offset, stream.h). */
 ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
         int64_t t0 = ordo_monotonic_ms(), lo, events_end, committed = 0;
         fold_t events = { p->def->apply, NULL, 0 };
-        fold_t inputs = { observe_order, NULL, 0 };
+        /* a join's facts of inputs already decided (deciding nothing:
+         * their effects are in our own log) */
+        fold_t inputs = { p->def->join ? p->def->join->observe : NULL, NULL,
+                          0 };
         ordo__snap_meta_t meta;
         void *state;
         ordo__part_t *part;
-        size_t i;
         ordo_err_t err;
 
         if (partition >= p->n_states) {
@@ -181,7 +124,7 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
         p->states[partition] = NULL;
         /* The committed offset first: the events of the transaction that
          * committed it are then below the stable end read next. */
-        if (p->def->joins_referrals &&
+        if (p->def->join &&
             (err = ordo__committed_offset(p, partition, &committed)))
                 return err;
         if ((err = ordo__stable_end(p, p->events, partition, &lo, &events_end)))
@@ -194,11 +137,8 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
                 return ORDO_ERR_NOMEM;
         }
         events.state = inputs.state = state;
-        if (p->def->joins_referrals) {
-                /* Bindings are idempotent: the snapshot's graph may hold
-                 * some already. */
-                for (i = 0; i < p->n_bindings; i++)
-                        ordo_commission_bind(state, &p->bindings[i]);
+        if (p->def->join) {
+                ordo__join_seed(p, state);
                 if (meta.offset < 0 || meta.input_next < committed)
                         ordo__read_range(p, p->input, partition,
                                          meta.offset < 0 ? 0 : meta.input_next,

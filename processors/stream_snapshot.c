@@ -228,7 +228,7 @@ ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,
         if (meta->offset < 0)
                 return ORDO_ERR_OK;
         if (meta->events_next > events_end ||
-            (p->def->joins_referrals && meta->input_next > input_committed)) {
+            (p->def->join && meta->input_next > input_committed)) {
                 ORDO_LOG(WARN, p->def->name,
                          "msg=\"snapshot ignored: ahead of the log\" "
                          "partition=%d snapshot_events=%lld events_end=%lld "

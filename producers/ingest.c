@@ -44,6 +44,7 @@
 #include "codec.h"
 #include "hmac.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
@@ -756,6 +757,7 @@ static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
 static size_t produce(ordo_ingest_t *gw, req_t *r) {
         size_t i, taken = 0;
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        ordo_kafka_out_t out = { .partition = RD_KAFKA_PARTITION_UA };
 
         for (i = 0; i < r->n_lines; i++) {
                 line_t *l = &r->lines[i];
@@ -767,14 +769,18 @@ static size_t produce(ordo_ingest_t *gw, req_t *r) {
                 atomic_fetch_add(&r->pending, 1);
                 /* No copy: the arena lives until the request is freed,
                  * after its last delivery report. */
-                err = rd_kafka_producev(
-                    gw->rk, RD_KAFKA_V_TOPIC(gw->topics[l->topic]),
-                    RD_KAFKA_V_KEY(l->key_len ? r->arena + l->key_off : NULL,
-                                   l->key_len),
-                    RD_KAFKA_V_VALUE(r->arena + l->off, l->len),
-                    RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
-                                      ordo_msg_type_name(l->type), -1),
-                    RD_KAFKA_V_OPAQUE(l), RD_KAFKA_V_END);
+                out.topic = gw->topics[l->topic];
+                out.key = l->key_len ? r->arena + l->key_off : NULL;
+                out.key_len = l->key_len;
+                out.value = r->arena + l->off;
+                out.len = l->len;
+                out.hdrs = rd_kafka_headers_new(1);
+                rd_kafka_header_add(out.hdrs, ORDO_TYPE_HEADER, -1,
+                                    ordo_msg_type_name(l->type), -1);
+                out.opaque = l;
+                /* A full queue is refused at once, not waited for: the
+                 * client gets 503 and resends (DESIGN.md). */
+                err = ordo_kafka_produce(gw->rk, &out, 0, 0);
                 if (err) {
                         atomic_fetch_sub(&r->pending, 1);
                         l->err = err;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kafka.h"
+#include "kafka_io.h"
 
 int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
               int32_t partition, const ordo_msg_t *m, void *opaque,
@@ -11,26 +12,24 @@ int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
         char buf[8192];
         size_t len;
         const char *key = ordo_msg_key(m);
+        rd_kafka_headers_t *hdrs;
+        ordo_kafka_out_t out = {
+                topic, partition, NULL, 0, buf, 0, NULL, opaque
+        };
         rd_kafka_resp_err_t err;
 
         if (ordo_codec_encode(codec, m, buf, sizeof(buf), &len, errstr,
                               errstr_size))
                 return -1;
-        for (;;) {
-                err = rd_kafka_producev(
-                    rk, RD_KAFKA_V_TOPIC(topic),
-                    RD_KAFKA_V_PARTITION(partition),
-                    RD_KAFKA_V_KEY(*key ? key : NULL, strlen(key)),
-                    RD_KAFKA_V_VALUE(buf, len),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                    RD_KAFKA_V_OPAQUE(opaque),
-                    RD_KAFKA_V_HEADER(ORDO_TYPE_HEADER,
-                                      ordo_msg_type_name(m->type), -1),
-                    RD_KAFKA_V_END);
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        break;
-                rd_kafka_poll(rk, 100); /* back-pressure: wait for room */
-        }
+        hdrs = rd_kafka_headers_new(1);
+        rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1,
+                            ordo_msg_type_name(m->type), -1);
+        out.key = *key ? key : NULL;
+        out.key_len = strlen(key);
+        out.len = len;
+        out.hdrs = hdrs;
+        err = ordo_kafka_produce(rk, &out, RD_KAFKA_MSG_F_COPY,
+                                 ORDO_PRODUCE_WAIT);
         if (err) {
                 snprintf(errstr, errstr_size, "produce: %s",
                          rd_kafka_err2str(err));

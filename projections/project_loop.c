@@ -12,6 +12,7 @@
 
 #include "codec.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "metrics.h"
 #include "projection.h"
@@ -47,6 +48,11 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
         loop_t *s = opaque;
         const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
         char part[16], off[32], stage[32];
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        ordo_kafka_out_t dl = { s->dead,    RD_KAFKA_PARTITION_UA,
+                                m->key,     m->key_len,
+                                m->payload, m->len,
+                                h,          NULL };
         rd_kafka_resp_err_t kerr;
 
         snprintf(part, sizeof(part), "%d", (int)m->partition);
@@ -62,17 +68,15 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
         s->parked++;
         s->parked_batch++;
         ordo_metrics_dead_letter(s->which, "store_refused");
-        kerr = rd_kafka_producev(
-            s->dlq, RD_KAFKA_V_TOPIC(s->dead),
-            RD_KAFKA_V_KEY(m->key, m->key_len),
-            RD_KAFKA_V_VALUE(m->payload, m->len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADER("ordo.error", reason, -1),
-            RD_KAFKA_V_HEADER("ordo.stage", stage, -1),
-            RD_KAFKA_V_HEADER("ordo.source.topic", rd_kafka_topic_name(m->rkt),
-                              -1),
-            RD_KAFKA_V_HEADER("ordo.source.partition", part, -1),
-            RD_KAFKA_V_HEADER("ordo.source.offset", off, -1), RD_KAFKA_V_END);
+        rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
+        rd_kafka_header_add(h, "ordo.stage", -1, stage, -1);
+        rd_kafka_header_add(h, "ordo.source.topic", -1,
+                            rd_kafka_topic_name(m->rkt), -1);
+        rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
+        /* waits for room rather than lose the letter to a full queue */
+        kerr = ordo_kafka_produce(s->dlq, &dl, RD_KAFKA_MSG_F_COPY,
+                                  ORDO_PRODUCE_WAIT);
         if (kerr)
                 ORDO_LOG(ERROR, s->which,
                          "msg=\"cannot queue the dead letter\" error=\"%s\"",
@@ -111,31 +115,6 @@ static ordo_err_t apply_batch(loop_t *s) {
                          "above name the parked events\"");
         s->parked_batch = 0;
         return err;
-}
-
-/* Up to max messages: waits up to wait_ms for the first, then takes what
- * is already there. */
-static size_t poll_batch(rd_kafka_t *consumer, rd_kafka_message_t **rkms,
-                         size_t max, int wait_ms) {
-        int64_t deadline = ordo_monotonic_ms() + wait_ms;
-        size_t n = 0;
-
-        while (n < max) {
-                int64_t left = deadline - ordo_monotonic_ms();
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(
-                    consumer, n ? 0 : (int)(left > 0 ? left : 0));
-                if (!m) {
-                        if (n || ordo_monotonic_ms() >= deadline)
-                                break;
-                        continue;
-                }
-                if (m->err) {
-                        rd_kafka_message_destroy(m);
-                        continue;
-                }
-                rkms[n++] = m;
-        }
-        return n;
 }
 
 int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
@@ -277,14 +256,26 @@ static void log_counts(const loop_t *lp, const char *what) {
 }
 
 /* read -> decode -> apply -> commit until *stop: a batch is what
- * batch.ms brings, up to batch.max. */
-static void pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
+ * batch.ms brings, up to batch.max. Ends early on a fatal consumer error
+ * (a newer member with our group.instance.id): the consumer is of no
+ * more use, and `ordo run` reports the stage failed. */
+static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
+        const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
         int64_t last_log = ordo_monotonic_ms();
+        ordo_err_t err = ORDO_ERR_OK;
         size_t i;
+        int fatal;
         while (!*lp->stop) {
                 ordo_metrics_poll(lp->which, lp->consumer);
-                lp->n =
-                    poll_batch(lp->consumer, lp->rkms, lp->max, lp->wait_ms);
+                lp->n = ordo_kafka_consume_batch(lp->consumer, &bo, lp->rkms,
+                                                 lp->max, lp->wait_ms, &fatal,
+                                                 errstr, errstr_size);
+                if (fatal) {
+                        for (i = 0; i < lp->n; i++)
+                                rd_kafka_message_destroy(lp->rkms[i]);
+                        err = ORDO_ERR_KAFKA_FATAL;
+                        break;
+                }
                 for (lp->k = 0, i = 0; i < lp->n; i++)
                         take_message(lp, i);
                 if (lp->k && apply_batch(lp)) {
@@ -307,6 +298,7 @@ static void pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                 }
         }
         log_counts(lp, "stopped");
+        return err;
 }
 
 static void close_all(loop_t *lp) {
@@ -346,7 +338,7 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                 err = subscribe_inputs(&lp, conf, errstr, errstr_size);
         if (!err) {
                 ORDO_LOG(INFO, lp.which, "msg=started group=%s", lp.group);
-                pipeline(&lp, errstr, errstr_size);
+                err = pipeline(&lp, errstr, errstr_size);
         }
         close_all(&lp);
         return err;

@@ -29,6 +29,7 @@
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "projection.h"
 #include "stages.h"
@@ -40,7 +41,7 @@
 typedef struct {
         char name[256];
         int np;
-        int64_t *end;  /* high watermark at the start, per partition */
+        int64_t *end;  /* stable end at the start, per partition */
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
 
@@ -189,9 +190,10 @@ typedef struct {
         const ordo_stage_t *stage;
         topic_t t[N_TOPICS];
         ordo_store_t store;
-        rd_kafka_t *rk, *group;
+        rd_kafka_t *rk, *wm, *group;
         ordo_codec_t *codec;
-        size_t max, n; /* batch.max; events in the batch */
+        size_t max, n;             /* batch.max; events in the batch */
+        rd_kafka_message_t **rkms; /* the batch as read */
         ordo_msg_t *msgs;
         ordo_event_rec_t *recs;
         int open; /* partitions not yet read to their end */
@@ -238,16 +240,20 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         rb->max = (size_t)ordo_config_get_int(conf, "batch.max");
         if (rb->max < 1)
                 rb->max = 1;
+        rb->rkms = calloc(rb->max, sizeof(*rb->rkms));
         rb->msgs = calloc(rb->max, sizeof(*rb->msgs));
         rb->recs = calloc(rb->max, sizeof(*rb->recs));
         rb->codec = ordo_codec_new(errstr, errstr_size);
         rb->rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                          errstr_size);
-        if (!rb->msgs || !rb->recs) {
+        if (rb->rk)
+                rb->wm =
+                    ordo_kafka_watermark_client_new(conf, errstr, errstr_size);
+        if (!rb->rkms || !rb->msgs || !rb->recs) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
         }
-        if (!rb->codec || !rb->rk)
+        if (!rb->codec || !rb->rk || !rb->wm)
                 return ORDO_ERR_CONFIG;
         if (commit_group &&
             !(rb->group = ordo_kafka_consumer_new(conf, commit_group, NULL,
@@ -259,12 +265,15 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         return ORDO_ERR_OK;
 }
 
-/* Every partition of topic t from its low watermark to the end it has
- * now, added to assign. */
+/* Every partition of topic t from its low watermark to its stable end
+ * now (the end it has, once no transaction is open below it), added to
+ * assign. */
 static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
                                  rd_kafka_topic_partition_list_t *assign,
                                  char *errstr, size_t errstr_size) {
+        const ordo_stable_end_opts_t so = { "rebuild", 0, 120000, rb->stop };
         int64_t lo, hi;
+        ordo_err_t err;
         int p;
         t->np = ordo_kafka_partitions(rb->rk, t->name, errstr, errstr_size);
         if (t->np < 0)
@@ -274,9 +283,10 @@ static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
         if (!t->end || !t->next)
                 return ORDO_ERR_NOMEM;
         for (p = 0; p < t->np; p++) {
-                if (ordo_kafka_watermarks(rb->rk, t->name, p, &lo, &hi, errstr,
-                                          errstr_size))
-                        return ORDO_ERR_KAFKA;
+                if ((err =
+                         ordo_kafka_stable_end(rb->rk, rb->wm, t->name, p, &so,
+                                               &lo, &hi, errstr, errstr_size)))
+                        return err;
                 t->end[p] = hi;
                 t->next[p] = hi; /* unless read below */
                 if (hi > lo) {
@@ -352,9 +362,6 @@ static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
                 /* Short of the end: a transaction still open at the
                  * start; wait for it. */
                 done_part = m->offset >= tp->end[part];
-        } else if (m->err) {
-                ORDO_LOG(WARN, "rebuild", "msg=\"consume error\" error=\"%s\"",
-                         rd_kafka_message_errstr(m));
         } else if (m->offset < tp->end[part]) {
                 if (ordo_decode_event(
                         rb->codec, m,
@@ -386,26 +393,28 @@ static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
 }
 
 /* read -> decode -> apply until every partition is at its end: a batch
- * goes to the store when full, when nothing more is waiting, or at the
- * end. */
+ * is what is waiting, up to batch.max. */
 static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
                            size_t errstr_size) {
+        /* ends of partitions in their place: one after messages of its
+         * partition still in the batch must not end it before them */
+        const ordo_kafka_batch_opts_t bo = { "rebuild", 1 };
         int64_t last = rb->t0;
-        while (rb->open > 0 || rb->n > 0) {
-                rd_kafka_message_t *m = NULL;
-                int flush = rb->n == rb->max || (rb->open == 0 && rb->n > 0);
+        size_t i, got;
+        int fatal;
+        while (rb->open > 0) {
                 if (*rb->stop) {
                         snprintf(errstr, errstr_size, "interrupted");
                         return ORDO_ERR_INTERRUPTED;
                 }
-                if (!flush) {
-                        m = rd_kafka_consumer_poll(rb->rk, rb->n ? 0 : 500);
-                        if (!m && rb->n)
-                                flush = 1;
-                }
-                if (m)
-                        take_message(rb, m);
-                if (flush && rb->n) {
+                got =
+                    ordo_kafka_consume_batch(rb->rk, &bo, rb->rkms, rb->max,
+                                             500, &fatal, errstr, errstr_size);
+                for (i = 0; i < got; i++)
+                        take_message(rb, rb->rkms[i]);
+                if (fatal)
+                        return ORDO_ERR_KAFKA;
+                if (rb->n) {
                         ordo_err_t err = apply_batch(rb, errstr, errstr_size);
                         if (err)
                                 return err;
@@ -423,6 +432,8 @@ static void close_all(rebuild_t *rb) {
         int i;
         if (rb->rk)
                 rd_kafka_destroy(rb->rk);
+        if (rb->wm)
+                rd_kafka_destroy(rb->wm);
         if (rb->group)
                 rd_kafka_destroy(rb->group);
         ordo_codec_destroy(rb->codec);
@@ -431,6 +442,7 @@ static void close_all(rebuild_t *rb) {
                 free(rb->t[i].end);
                 free(rb->t[i].next);
         }
+        free(rb->rkms);
         free(rb->msgs);
         free(rb->recs);
 }

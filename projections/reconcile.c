@@ -25,6 +25,7 @@
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "projection.h"
 #include "rebuild.h"
 #include "stages.h"
@@ -88,12 +89,8 @@ typedef struct {
 } ev_list_t;
 
 typedef struct {
-        rd_kafka_t *rk;
+        ordo_kafka_reader_t in; /* the stored event partition */
         ordo_codec_t *codec;
-        const char *topic;
-        int32_t partition;
-        int64_t end;
-        int done;
         /* the message in hand */
         rd_kafka_message_t *m;
         ev_t ev;
@@ -125,62 +122,35 @@ static void parse_id(ev_t *e, const char *source, int32_t partition) {
         e->index = idx;
 }
 
-static ordo_err_t assign_one(rd_kafka_t *rk, const char *topic, int32_t part,
-                             int64_t *end, char *errstr, size_t errstr_size) {
-        int64_t lo, hi;
-        rd_kafka_topic_partition_list_t *tp;
-        if (ordo_kafka_watermarks(rk, topic, part, &lo, &hi, errstr,
-                                  errstr_size))
-                return ORDO_ERR_KAFKA;
-        *end = hi;
-        if (hi <= lo)
-                return ORDO_ERR_OK;
-        tp = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(tp, topic, part)->offset = lo;
-        rd_kafka_assign(rk, tp);
-        rd_kafka_topic_partition_list_destroy(tp);
-        return ORDO_ERR_OK;
+/* A reader of topic/partition from its start to its stable end (the
+ * end when asked, once no transaction is open below it): an event
+ * committed just before is there, its commit markers included. */
+static ordo_err_t open_reader(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
+                              int32_t part, ordo_kafka_reader_t *r,
+                              char *errstr, size_t errstr_size) {
+        const ordo_stable_end_opts_t o = { "reconcile", 0, 120000, &ordo_stop };
+        int64_t lo, end;
+        ordo_err_t err = ordo_kafka_stable_end(rk, wm, topic, part, &o, &lo,
+                                               &end, errstr, errstr_size);
+        if (!err)
+                ordo_kafka_reader_open(r, rk, topic, part, lo, end,
+                                       "reconcile");
+        return err;
 }
 
-/* The next message of the partition below the end, or NULL at the end. */
-static rd_kafka_message_t *next_message(rd_kafka_t *rk, int64_t end,
-                                        int *done) {
-        while (!*done) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
-                if (!m) {
-                        if (ordo_stop)
-                                *done = 1;
-                        continue;
-                }
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (m->offset >= end)
-                                *done = 1;
-                        rd_kafka_message_destroy(m);
-                        continue;
-                }
-                if (m->err) {
-                        fprintf(stderr, "ordo reconcile: %s\n",
-                                rd_kafka_message_errstr(m));
-                        rd_kafka_message_destroy(m);
-                        continue;
-                }
-                if (m->offset >= end) {
-                        *done = 1;
-                        rd_kafka_message_destroy(m);
-                        break;
-                }
-                if (m->offset + 1 >= end)
-                        *done = 1;
-                return m;
-        }
-        return NULL;
+/* The next message below the end, or NULL at the end or on a signal. */
+static rd_kafka_message_t *next_message(ordo_kafka_reader_t *r) {
+        rd_kafka_message_t *m = NULL;
+        while (!r->done && !ordo_stop && !(m = ordo_kafka_reader_next(r, 1000)))
+                ;
+        return m;
 }
 
 /* Loads the reader's next stored event into r->m / r->ev; 0 at the end. */
 static int reader_advance(reader_t *r, const char *source) {
         if (r->m)
                 rd_kafka_message_destroy(r->m);
-        r->m = next_message(r->rk, r->end, &r->done);
+        r->m = next_message(&r->in);
         if (!r->m)
                 return 0;
         r->decoded = r->m->payload &&
@@ -189,7 +159,7 @@ static int reader_advance(reader_t *r, const char *source) {
         if (!r->m->payload)
                 snprintf(r->why, sizeof(r->why), "empty message");
         if (r->decoded)
-                parse_id(&r->ev, source, r->partition);
+                parse_id(&r->ev, source, r->in.partition);
         else
                 r->ev.in_offset = r->ev.index = -1;
         return 1;
@@ -300,13 +270,13 @@ static void report_extra(report_t *r, reader_t *rd, const char *events) {
                 line(r,
                      "DIFF events %s/%d@%lld extra: undecodable (%s), "
                      "not decided by the rules",
-                     events, (int)rd->partition, (long long)rd->m->offset,
+                     events, (int)rd->in.partition, (long long)rd->m->offset,
                      rd->why);
         else
                 line(r,
                      "DIFF events %s/%d@%lld extra: %s id=%s key=%s "
                      "stored, not decided by the rules",
-                     events, (int)rd->partition, (long long)rd->m->offset,
+                     events, (int)rd->in.partition, (long long)rd->m->offset,
                      ordo_msg_type_name(rd->ev.msg.type), rd->ev.msg.meta.id,
                      ordo_msg_key(&rd->ev.msg));
 }
@@ -323,84 +293,83 @@ static int structurally_valid(const ordo_msg_t *m) {
         return 1;
 }
 
-/* Feeds every ReferrerBound of referral-events into a commission state. */
-static ordo_err_t bind_all(const ordo_config_t *conf, ordo_codec_t *codec,
+/* Binds every message of a join's topic into a state (stream.h). */
+static ordo_err_t bind_all(const ordo_config_t *conf, rd_kafka_t *wm,
+                           ordo_codec_t *codec, const ordo_join_t *join,
                            void *state, char *errstr, size_t errstr_size) {
         char topic[256];
         rd_kafka_t *rk;
         rd_kafka_message_t *m;
-        int64_t end;
-        int done = 0;
+        ordo_kafka_reader_t r;
         ordo_msg_t msg;
         ordo_err_t err;
-        ordo_topic_name(conf, ORDO_TOPIC_REFERRAL_EVENTS, topic, sizeof(topic));
+        ordo_topic_name(conf, join->topic, topic, sizeof(topic));
         rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                      errstr_size);
         if (!rk)
                 return ORDO_ERR_CONFIG;
-        err = assign_one(rk, topic, 0, &end, errstr, errstr_size);
-        if (!err && end <= 0)
-                done = 1;
-        while (!err && (m = next_message(rk, end, &done))) {
+        err = open_reader(rk, wm, topic, 0, &r, errstr, errstr_size);
+        while (!err && (m = next_message(&r))) {
                 if (m->payload &&
                     !ordo_codec_decode(codec, m->payload, m->len, &msg, NULL,
                                        0) &&
-                    msg.type == ORDO_MSG_REFERRER_BOUND)
-                        ordo_commission_bind(state, &msg);
+                    msg.type == join->type)
+                        join->bind(state, &msg);
                 rd_kafka_message_destroy(m);
         }
+        if (!err)
+                ordo_kafka_reader_close(&r);
         rd_kafka_destroy(rk);
         return err;
 }
 
 /* One input partition against its event partition. */
 static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
-                                      const ordo_config_t *conf,
+                                      const ordo_config_t *conf, rd_kafka_t *wm,
                                       ordo_codec_t *codec, int32_t part,
                                       report_t *r, char *errstr,
                                       size_t errstr_size) {
         char input[256], events[256], where[300];
         const char *in_short = ordo_topic_short(def->input);
-        rd_kafka_t *in = NULL;
+        rd_kafka_t *in = NULL, *ev = NULL;
+        ordo_kafka_reader_t inr;
         reader_t rd;
         ev_list_t exp = { NULL, 0, 0, 0 };
         ordo_sink_t sink = { collect, &exp };
         void *state = def->state_new();
-        int64_t in_end = 0, before = r->diffs[SEC_EVENTS];
-        int in_done = 0, have;
+        int64_t before = r->diffs[SEC_EVENTS];
+        int have;
         rd_kafka_message_t *m;
         static char buf[ENCODE_MAX];
         ordo_err_t err = ORDO_ERR_OK;
         size_t i, len;
 
         memset(&rd, 0, sizeof(rd));
+        memset(&inr, 0, sizeof(inr));
         ordo_topic_name(conf, def->input, input, sizeof(input));
         ordo_topic_name(conf, def->events, events, sizeof(events));
         in = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                      errstr_size);
-        rd.rk = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
-                                        errstr_size);
-        if (!state || !in || !rd.rk) {
+        ev = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
+                                     errstr_size);
+        if (!state || !in || !ev) {
                 err = state ? ORDO_ERR_CONFIG : ORDO_ERR_NOMEM;
                 goto done;
         }
         rd.codec = codec;
-        rd.topic = events;
-        rd.partition = part;
-        if (def->joins_referrals &&
-            (err = bind_all(conf, codec, state, errstr, errstr_size)))
+        if (def->join && (err = bind_all(conf, wm, codec, def->join, state,
+                                         errstr, errstr_size)))
                 goto done;
         /* The input's end first: stored events of later inputs are left
          * out rather than reported. */
-        if ((err = assign_one(in, input, part, &in_end, errstr, errstr_size)) ||
-            (err =
-                 assign_one(rd.rk, events, part, &rd.end, errstr, errstr_size)))
+        if ((err =
+                 open_reader(in, wm, input, part, &inr, errstr, errstr_size)) ||
+            (err = open_reader(ev, wm, events, part, &rd.in, errstr,
+                               errstr_size)))
                 goto done;
-        in_done = in_end <= 0;
-        rd.done = rd.end <= 0;
         have = reader_advance(&rd, in_short);
 
-        while ((m = next_message(in, in_end, &in_done))) {
+        while ((m = next_message(&inr))) {
                 ordo_msg_t cmd;
                 ordo_pos_t pos = { in_short, part, m->offset };
                 int ok = m->payload &&
@@ -469,19 +438,21 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
         /* What is left was decided from no input we read, unless it names
          * an input past the end we saw. */
         while (have) {
-                if (rd.ev.in_offset < 0 || rd.ev.in_offset < in_end)
+                if (rd.ev.in_offset < 0 || rd.ev.in_offset < inr.end)
                         report_extra(r, &rd, events);
                 have = reader_advance(&rd, in_short);
         }
-        if (def->joins_referrals)
+        if (def->join)
                 r->commission_diffs += r->diffs[SEC_EVENTS] - before;
 done:
         if (rd.m)
                 rd_kafka_message_destroy(rd.m);
+        ordo_kafka_reader_close(&inr);
+        ordo_kafka_reader_close(&rd.in);
         if (in)
                 rd_kafka_destroy(in);
-        if (rd.rk)
-                rd_kafka_destroy(rd.rk);
+        if (ev)
+                rd_kafka_destroy(ev);
         if (state)
                 def->state_destroy(state);
         free(exp.v);
@@ -493,11 +464,13 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
         ordo_codec_t *codec = ordo_codec_new(errstr, errstr_size);
         rd_kafka_t *meta = ordo_kafka_consumer_new(conf, NULL, NULL, NULL,
                                                    errstr, errstr_size);
+        rd_kafka_t *wm =
+            ordo_kafka_watermark_client_new(conf, errstr, errstr_size);
         ordo_err_t err = ORDO_ERR_OK;
         int d, p, np, ne;
         char input[256], events[256];
 
-        if (!codec || !meta) {
+        if (!codec || !meta || !wm) {
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
@@ -522,7 +495,7 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                              input, np, events, ne);
                 }
                 for (p = 0; p < np && p < ne && !err && !ordo_stop; p++)
-                        err = reconcile_partition(def, conf, codec, p, r,
+                        err = reconcile_partition(def, conf, wm, codec, p, r,
                                                   errstr, errstr_size);
                 fprintf(stderr,
                         "ordo reconcile: %s: %s -> %s, %d partition(s), "
@@ -538,6 +511,8 @@ done:
         ordo_codec_destroy(codec);
         if (meta)
                 rd_kafka_destroy(meta);
+        if (wm)
+                rd_kafka_destroy(wm);
         return err;
 }
 

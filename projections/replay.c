@@ -10,13 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "json_out.h"
 #include "kafka.h"
+#include "kafka_io.h"
 
 /* How long a transaction open at the start may keep a partition's end
  * unstable before replay gives up (the broker aborts it after
@@ -141,73 +140,34 @@ static void print_msg(const replay_opts_t *opt, const rd_kafka_message_t *m,
         free(body);
 }
 
-/* The stable end of a partition: its high watermark now, once the last
- * stable offset (what read_committed reads to) has reached it, i.e. once
- * every transaction open below it has committed or aborted. Kafka
- * writes a commit's markers just after the commit returns, so even an
- * idle topic can show a stable offset behind its end for a moment;
- * transactions begun later do not hold it back. */
-static int stable_end(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
-                      int32_t part, int64_t *lo, int64_t *end) {
-        int64_t lso, lo2, deadline = ordo_monotonic_ms() + STABLE_WAIT_MS;
-        int64_t next_note = ordo_monotonic_ms() + 2000;
-        char why[256];
-        int late;
-
-        if (ordo_kafka_watermarks(wm, topic, part, &lo2, end, why, sizeof(why)))
-                goto fail;
-        for (;;) {
-                if (ordo_kafka_watermarks(rk, topic, part, lo, &lso, why,
-                                          sizeof(why)))
-                        goto fail;
-                if (lso >= *end)
-                        return 0;
-                if (ordo_stop)
-                        return -1;
-                late = ordo_monotonic_ms() >= deadline;
-                if (late || ordo_monotonic_ms() >= next_note) {
-                        fprintf(stderr,
-                                "ordo replay: %s [%d]: %s (stable offset "
-                                "%" PRId64 ", end %" PRId64 ")\n",
-                                topic, (int)part,
-                                late ? "a transaction stayed open too long"
-                                     : "waiting for an open transaction",
-                                lso, *end);
-                        if (late)
-                                return -1;
-                        next_note = ordo_monotonic_ms() + 5000;
-                }
-                usleep(100000);
-        }
-fail:
-        fprintf(stderr, "ordo replay: %s\n", why);
-        return -1;
-}
-
 static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                             const char *topic, int32_t part, replay_opts_t *o) {
+        /* The end it has now, once no transaction is open below it
+         * (docs/decisions/0017); later messages are the next replay's. */
+        const ordo_stable_end_opts_t so = { "replay", 0, STABLE_WAIT_MS,
+                                            &ordo_stop };
+        ordo_kafka_reader_t r;
         int64_t lo, end, idle = 0;
-        rd_kafka_topic_partition_list_t *tp;
         char why[256];
         int rc = 0;
 
-        if (stable_end(rk, wm, topic, part, &lo, &end))
+        if (ordo_kafka_stable_end(rk, wm, topic, part, &so, &lo, &end, why,
+                                  sizeof(why))) {
+                fprintf(stderr, "ordo replay: %s\n", why);
                 return -1;
+        }
         if (end <= lo || end <= o->from_offset)
                 return 0;
-        tp = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(tp, topic, part)->offset =
-            o->from_offset > lo ? o->from_offset : lo;
-        rd_kafka_assign(rk, tp);
-        rd_kafka_topic_partition_list_destroy(tp);
-        while (!ordo_stop) {
+        ordo_kafka_reader_open(&r, rk, topic, part,
+                               o->from_offset > lo ? o->from_offset : lo, end,
+                               "replay");
+        while (!r.done && !ordo_stop) {
                 ordo_msg_t msg;
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
-                int stop = 0;
+                rd_kafka_message_t *m = ordo_kafka_reader_next(&r, 1000);
                 if (!m) {
                         /* The end is stable, so the messages up to it are
                          * there to read: a minute of nothing is a fault. */
-                        if (++idle < 60)
+                        if (r.done || ++idle < 60)
                                 continue;
                         fprintf(stderr,
                                 "ordo replay: %s [%d]: nothing read for 60 s "
@@ -217,18 +177,8 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                         break;
                 }
                 idle = 0;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        /* read_committed: at the stable offset, which is
-                         * at or past the end once stable_end returned */
-                        stop = m->offset >= end;
-                } else if (m->err) {
-                        fprintf(stderr, "ordo replay: %s\n",
-                                rd_kafka_message_errstr(m));
-                } else if (m->offset >= end) {
-                        stop = 1; /* written after this partition's turn */
-                } else if (!m->payload ||
-                           ordo_codec_decode(codec, m->payload, m->len, &msg,
-                                             why, sizeof(why))) {
+                if (!m->payload || ordo_codec_decode(codec, m->payload, m->len,
+                                                     &msg, why, sizeof(why))) {
                         print_undecodable(o, m, m->payload ? why : "empty");
                         o->undecodable++;
                 } else if (msg.meta.ts_ms >= o->from_ts &&
@@ -236,15 +186,9 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                         print_msg(o, m, &msg);
                         o->printed++;
                 }
-                /* The last offsets below the end may be transaction
-                 * markers, which are never delivered: EOF ends it then. */
-                if (!m->err && m->offset + 1 >= end)
-                        stop = 1;
                 rd_kafka_message_destroy(m);
-                if (stop)
-                        break;
         }
-        rd_kafka_assign(rk, NULL);
+        ordo_kafka_reader_close(&r);
         return ordo_stop ? -1 : rc;
 }
 

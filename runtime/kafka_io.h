@@ -1,0 +1,141 @@
+/*
+ * ordo - reading and writing Kafka, written once for every stage and
+ * tool (docs/decisions/0020): a partition's stable end, reading a
+ * partition up to an end, consuming a batch, producing with
+ * back-pressure. kafka.h makes the clients; this is what they do.
+ */
+#ifndef ORDO_KAFKA_IO_H
+#define ORDO_KAFKA_IO_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "kafka.h"
+
+/* ---- a partition's stable end ------------------------------------------ */
+
+/* How ordo_kafka_stable_end waits. */
+typedef struct ordo_stable_end_opts_s {
+        const char *who; /* log component of the "waiting" notes */
+        /* 1: a partition only the caller writes (a processor's restore
+         * of its own events or snapshots): wait until the last stable
+         * offset equals the high watermark as it is then. 0: a topic
+         * others may be writing to (replay, reconcile, rebuild): the end
+         * is the high watermark when asked, once the last stable offset
+         * has reached it; transactions begun later do not hold it back
+         * (docs/decisions/0017). */
+        int own;
+        int64_t wait_ms;             /* then ORDO_ERR_TIMEOUT */
+        volatile sig_atomic_t *stop; /* may be NULL; INTERRUPTED */
+} ordo_stable_end_opts_t;
+
+/* The end of a partition once no transaction is open below it. Kafka
+ * writes a committed transaction's markers just after the commit
+ * returns, so for a moment the last stable offset (what read_committed
+ * reads to) lags the high watermark: a reader that stopped there would
+ * miss committed messages (docs/decisions/0004). committed is a
+ * read_committed client (it also answers *lo), uncommitted one made by
+ * ordo_kafka_watermark_client_new. Notes at INFO after 2 s, then every
+ * 5 s. */
+ordo_err_t ordo_kafka_stable_end(rd_kafka_t *committed, rd_kafka_t *uncommitted,
+                                 const char *topic, int32_t partition,
+                                 const ordo_stable_end_opts_t *opts,
+                                 int64_t *lo, int64_t *end, char *errstr,
+                                 size_t errstr_size);
+
+/* ---- reading one partition up to an end --------------------------------- */
+
+/* A read of one partition of an assign-only consumer (the caller's),
+ * from an offset up to an end (exclusive), in offset order. The end may
+ * be moved on for a partition that is followed (the commission join):
+ * the consumer stays assigned and keeps what it prefetched. */
+typedef struct ordo_kafka_reader_s {
+        rd_kafka_t *rk;
+        const char *topic;
+        const char *who; /* log component of read errors */
+        int32_t partition;
+        int64_t next; /* read up to here: the next offset to deliver */
+        int64_t end;
+        int done;                 /* next >= end */
+        int assigned;             /* the consumer is assigned by us */
+        rd_kafka_message_t *held; /* polled past the end, for an extend */
+} ordo_kafka_reader_t;
+
+/* Assigns rk to topic/partition at from, which may be a logical offset
+ * (RD_KAFKA_OFFSET_BEGINNING), unless from >= end: nothing to read.
+ * topic and who must outlive the reader. */
+void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
+                            const char *topic, int32_t partition, int64_t from,
+                            int64_t end, const char *who);
+/* A new end for a reader that stays assigned. */
+void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end);
+/* The next message below the end (the caller destroys it), or NULL when
+ * the end is reached (r->done) or nothing came within timeout_ms. A
+ * partition's end event moves r->next; the last offsets below an end
+ * may be transaction markers, which are never delivered. Read errors are
+ * logged (WARN) and skipped. */
+rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,
+                                           int timeout_ms);
+/* Unassigns the consumer. */
+void ordo_kafka_reader_close(ordo_kafka_reader_t *r);
+
+/* Reads topic/partition from `from` to `end` (a stable end), handing each
+ * message to fn. Returns INTERRUPTED if *stop (may be NULL) became
+ * non-zero first; it waits for as long as it takes otherwise, the end
+ * being stable. */
+ordo_err_t ordo_kafka_read_range(
+    rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
+    int64_t end, const char *who, volatile sig_atomic_t *stop,
+    void (*fn)(const rd_kafka_message_t *m, void *arg), void *arg);
+
+/* ---- consuming a batch -------------------------------------------------- */
+
+typedef struct ordo_kafka_batch_opts_s {
+        const char *who; /* log component of consume errors */
+        /* 1: ends of partitions (err RD_KAFKA_RESP_ERR__PARTITION_EOF)
+         * come in msgs too, in their place among the messages, for a
+         * reader that stops there (rebuild). */
+        int eofs;
+} ordo_kafka_batch_opts_t;
+
+/* Up to max messages of a consumer: waits up to wait_ms for the first,
+ * then takes only what is already there. Error events are not returned
+ * (but ends of partitions if asked): they are logged. A
+ * fatal consumer error (e.g. FENCED_INSTANCE_ID) ends the batch: *fatal
+ * is set and errstr says why (the messages taken are returned). */
+size_t ordo_kafka_consume_batch(rd_kafka_t *rk,
+                                const ordo_kafka_batch_opts_t *opts,
+                                rd_kafka_message_t **msgs, size_t max,
+                                int wait_ms, int *fatal, char *errstr,
+                                size_t errstr_size);
+
+/* ---- producing with back-pressure --------------------------------------- */
+
+/* ordo_kafka_produce's wait: as long as librdkafka's queue is full. */
+#define ORDO_PRODUCE_WAIT (-1)
+
+/* One message to produce. partition: RD_KAFKA_PARTITION_UA goes by key
+ * (key may be NULL); hdrs may be NULL; opaque is the message's _private
+ * in its delivery report. */
+typedef struct ordo_kafka_out_s {
+        const char *topic;
+        int32_t partition;
+        const void *key;
+        size_t key_len;
+        const void *value;
+        size_t len;
+        rd_kafka_headers_t *hdrs;
+        void *opaque;
+} ordo_kafka_out_t;
+
+/* Produces m. While librdkafka's queue is full it polls rk, serving
+ * delivery reports, which is what frees room: for up to wait_ms, or for
+ * as long as it takes with ORDO_PRODUCE_WAIT; 0 refuses at once with
+ * _QUEUE_FULL (the gateway then answers 503). msgflags:
+ * RD_KAFKA_MSG_F_COPY, or 0 when m->value outlives the delivery report.
+ * m->hdrs is taken over whatever the outcome. */
+rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
+                                       const ordo_kafka_out_t *m, int msgflags,
+                                       int wait_ms);
+
+#endif
