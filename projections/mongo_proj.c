@@ -3,19 +3,21 @@
  * commissions, earnings, referrals.
  *
  * Workload: batches from the Kafka consume loop, re-applied whole or in part
- * after a crash or an outage. One ordered bulk per collection per batch;
- * the later events of one document are folded into one update (advance).
+ * after a crash or an outage; or, for a rebuild (buffered mode), the
+ * whole log folded in memory and written once per document (decision
+ * 0021). The events of one document are folded into one write.
  *
- * Idempotence without write errors. A guarded upsert ("filter version < v,
- * upsert") raises a duplicate-key error whenever the guard fails, and an
- * ordered bulk stops at the first error (FerretDB even ignores `ordered`
- * on update), so redelivery would cost a round trip per old event. Instead
- * the event that creates a document (ActivityCreated, OrderOpened,
- * CommissionAccrued, ReferrerBound) is an upsert filtered on _id alone
- * with $setOnInsert: a no-op when the document exists. Every later event
- * of the aggregate is a plain update filtered on "_id and version < v": a
- * no-op when it is old. Within a partition the creating event always comes
- * first, so the document exists when a later one arrives.
+ * Idempotence, documents found by _id alone. The event that creates a
+ * document (ActivityCreated, OrderOpened, CommissionAccrued,
+ * ReferrerBound), with the batch's later events of it folded in, is one
+ * whole document in an unordered bulk insert: FerretDB writes those 100
+ * to a transaction, where an upsert costs a find and a transaction of its
+ * own and keeps SQLite's WAL from ever being checkpointed (0021). An
+ * insert that meets the _id (a redelivery) is followed by the same fields
+ * as a guarded update. Every later event of the aggregate is an update
+ * filtered on "_id and version < v": a no-op when it is old. Within a
+ * partition the creating event always comes first, so the document
+ * exists when a later one arrives.
  *
  * Earnings sum events of many orders (many partitions), so a version cannot
  * guard them: each earnings document keeps, under `offsets`, the last
@@ -23,7 +25,7 @@
  * forbids '.' and a leading '$' in keys). A batch reads those offsets,
  * adds the events newer than them, and writes one $inc per beneficiary
  * filtered on the offsets it read (flush_earnings). Only FerretDB-supported
- * operators are used ($set, $setOnInsert, $inc, $in, $exists, upserts;
+ * operators are used ($set, $inc, $in, $exists, inserts, upserts;
  * STACK.md).
  */
 #include "projection.h"
@@ -350,6 +352,18 @@ static bson_t *overlay(bson_t *base, bson_t *over) {
         return m;
 }
 
+/* doc_get, or NULL with e set and fields freed (out of memory). */
+static doc_t *doc_for(batch_t *b, int c, const char *id, bson_t *fields,
+                      int *fresh, bson_error_t *e) {
+        doc_t *d = doc_get(b, c, id, fresh);
+
+        if (!d) {
+                bson_destroy(fields);
+                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
+        }
+        return d;
+}
+
 /* The creating event (version < 0: the document has none). Written as an
  * insert of the whole document, with the batch's later events of it
  * folded in; if the document exists already (a redelivery), the insert
@@ -358,13 +372,10 @@ static bson_t *overlay(bson_t *base, bson_t *over) {
 static int create(batch_t *b, int c, const char *id, int64_t version,
                   bson_t *fields, bson_error_t *e) {
         int fresh;
-        doc_t *d = doc_get(b, c, id, &fresh);
+        doc_t *d = doc_for(b, c, id, fields, &fresh, e);
 
-        if (!d) {
-                bson_destroy(fields);
-                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
+        if (!d)
                 return 0;
-        }
         if (fresh) {
                 d->set = fields;
                 d->version = version;
@@ -392,13 +403,10 @@ static int create(batch_t *b, int c, const char *id, int64_t version,
 static int advance(batch_t *b, int c, const char *id, int64_t version,
                    bson_t *set, bson_error_t *e) {
         int fresh;
-        doc_t *d = doc_get(b, c, id, &fresh);
+        doc_t *d = doc_for(b, c, id, set, &fresh, e);
 
-        if (!d) {
-                bson_destroy(set);
-                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
+        if (!d)
                 return 0;
-        }
         if (fresh) {
                 d->set = set;
                 d->version = version;
