@@ -46,10 +46,10 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
         return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
 }
 
-/* Documents and earnings entries a rebuild folds before writing: ~0.5 KB
- * each in memory, so at most ~0.5 GB; a 1M-event flash-sale log needs
- * fewer than 250k and is written once, at the end. */
-#define MONGO_WINDOW 1000000
+/* Documents and earnings entries a rebuild folds before writing: ~0.8 KB
+ * each in memory (258 MB for the 1M-event flash-sale log's ~300k), so
+ * ~0.4 GB at most; that log is written once, at the end. */
+#define MONGO_WINDOW 500000
 
 ordo_err_t ordo_store_buffer(ordo_store_t *s, volatile sig_atomic_t *stop) {
         return s->mongo ? ordo_mongo_proj_buffer(s->mongo, MONGO_WINDOW, stop)
