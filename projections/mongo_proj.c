@@ -62,6 +62,7 @@ typedef struct doc_s {
         int create;    /* set is the whole document */
         int versioned; /* the document carries `version` */
         int dup;       /* its insert met an existing document */
+        int refused;   /* buffered mode: the store refused it, skipped */
         char id[ORDO_ID_MAX + 24];
         int64_t version;
         bson_t *set; /* fields, without _id and version */
@@ -469,29 +470,31 @@ static void refuse(batch_t *b, const char *coll, const char *id, uint32_t code,
                  coll, id, code, msg);
 }
 
-/* Executes bulk (idx[k]: the doc or user of its k-th write). Write errors
- * come back one by one in the reply: a duplicate _id on an insert marks
- * the document dup (updated under its guard next), a refusal is
+/* Executes bulk (idx[k]: the document of its k-th write, inserts when
+ * dup_ok; or ids[k]: the user of an earnings write). Write errors come
+ * back one by one in the reply: a duplicate _id on an insert marks the
+ * document dup (updated under its guard next), a refusal is
  * permanent (ORDO_ERR_MONGO; buffered mode logs it and goes on), any
  * other error is retried (ORDO_ERR_UNAVAILABLE). *matched (may be NULL):
  * matched + upserted. */
 static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
-                           const size_t *idx, const char *const *ids,
-                           int64_t *matched, char *errstr, size_t errstr_size) {
+                           int dup_ok, const size_t *idx,
+                           const char *const *ids, int64_t *matched,
+                           char *errstr, size_t errstr_size) {
         bson_t reply;
         bson_error_t e;
         bson_iter_t it, we;
         ordo_err_t err = ORDO_ERR_OK;
-        int any = 0;
+        int any = 0, ok = (int)mongoc_bulk_operation_execute(bulk, &reply, &e);
 
-        if (mongoc_bulk_operation_execute(bulk, &reply, &e)) {
-                if (matched) {
-                        *matched = 0;
-                        if (bson_iter_init_find(&it, &reply, "nMatched"))
-                                *matched += bson_iter_as_int64(&it);
-                        if (bson_iter_init_find(&it, &reply, "nUpserted"))
-                                *matched += bson_iter_as_int64(&it);
-                }
+        if (matched) { /* the writes that went through, errors or not */
+                *matched = 0;
+                if (bson_iter_init_find(&it, &reply, "nMatched"))
+                        *matched += bson_iter_as_int64(&it);
+                if (bson_iter_init_find(&it, &reply, "nUpserted"))
+                        *matched += bson_iter_as_int64(&it);
+        }
+        if (ok) {
                 bson_destroy(&reply);
                 return ORDO_ERR_OK;
         }
@@ -516,13 +519,15 @@ static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
                                          BSON_ITER_HOLDS_UTF8(&f))
                                         msg = bson_iter_utf8(&f, NULL);
                         }
-                        if (code == 11000 && !ids)
+                        if (code == 11000 && dup_ok)
                                 b->doc[idx[k]].dup = 1;
-                        else if (refused_code(code) && b->p->buf)
+                        else if (refused_code(code) && b->p->buf) {
+                                if (idx)
+                                        b->doc[idx[k]].refused = 1;
                                 refuse(b, coll_names[c],
                                        ids ? ids[k] : b->doc[idx[k]].id, code,
                                        msg);
-                        else {
+                        } else {
                                 bson_set_error(&e, MONGOC_ERROR_SERVER, code,
                                                "%s", msg);
                                 err = fail(
@@ -567,34 +572,28 @@ static void guarded(const doc_t *d, bson_t **sel, bson_t **upd) {
         bson_append_document_end(*upd, &set);
 }
 
-/* Inserts (pass 0) or guarded updates (pass 1) of collection c, CHUNK
- * writes per command. Pass 1 takes the documents created before this
- * batch, and those whose insert met an existing one (a redelivery; a
- * document without version, a referral, then stays as it was: first
- * binding wins). */
-static ordo_err_t write_docs(batch_t *b, int c, int pass, char *errstr,
-                             size_t errstr_size) {
-        size_t i, n = 0, *idx = malloc(CHUNK * sizeof(*idx));
-        mongoc_bulk_operation_t *bulk = NULL;
-        ordo_err_t err = ORDO_ERR_OK;
-        bson_error_t e;
+/* One command: the inserts (pass 0) or guarded updates (pass 1) of the
+ * documents idx[0..n). FerretDB stops an update command at a statement
+ * it refuses, whatever `ordered` says, so in buffered mode a refused
+ * update is dropped from the chunk and the rest sent again (they are
+ * guarded: what already went through changes nothing). */
+static ordo_err_t write_chunk(batch_t *b, int c, int pass, size_t *idx,
+                              size_t n, char *errstr, size_t errstr_size) {
+        ordo_err_t err;
+        int64_t before;
 
-        if (!idx) {
-                snprintf(errstr, errstr_size, "out of memory");
-                return ORDO_ERR_UNAVAILABLE;
-        }
-        for (i = 0; i <= b->n_doc && !err; i++) {
-                if (i < b->n_doc) {
-                        doc_t *d = &b->doc[i];
+        do {
+                mongoc_bulk_operation_t *bulk = new_bulk(b, c);
+                bson_error_t e;
+                size_t k, m = 0;
+                int ok = 1;
+
+                for (k = 0; k < n && ok; k++) {
+                        doc_t *d = &b->doc[idx[k]];
                         bson_t *sel, *upd;
-                        int ok;
-                        if (d->c != c ||
-                            (pass == 0
-                                 ? !d->create
-                                 : d->create && !(d->dup && d->versioned)))
+                        if (d->refused)
                                 continue;
-                        if (!bulk)
-                                bulk = new_bulk(b, c);
+                        idx[m++] = idx[k];
                         if (pass == 0) {
                                 d->dup = 0;
                                 sel = whole(d);
@@ -608,18 +607,47 @@ static ordo_err_t write_docs(batch_t *b, int c, int pass, char *errstr,
                                 bson_destroy(sel);
                                 bson_destroy(upd);
                         }
-                        if (!ok) {
-                                err = fail(ORDO_ERR_MONGO, "queueing", &e,
-                                           errstr, errstr_size);
-                                break;
-                        }
-                        idx[n++] = i;
+                }
+                n = m;
+                before = b->p->refused;
+                if (!ok)
+                        err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr,
+                                   errstr_size);
+                else
+                        err = n ? run_bulk(b, c, bulk, pass == 0, idx, NULL,
+                                           NULL, errstr, errstr_size)
+                                : ORDO_ERR_OK;
+                mongoc_bulk_operation_destroy(bulk);
+        } while (!err && pass == 1 && b->p->refused > before);
+        return err;
+}
+
+/* Inserts (pass 0) or guarded updates (pass 1) of collection c, CHUNK
+ * writes per command. Pass 1 takes the documents created before this
+ * batch, and those whose insert met an existing one (a redelivery; a
+ * document without version, a referral, then stays as it was: first
+ * binding wins). */
+static ordo_err_t write_docs(batch_t *b, int c, int pass, char *errstr,
+                             size_t errstr_size) {
+        size_t i, n = 0, *idx = malloc(CHUNK * sizeof(*idx));
+        ordo_err_t err = ORDO_ERR_OK;
+
+        if (!idx) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_UNAVAILABLE;
+        }
+        for (i = 0; i <= b->n_doc && !err; i++) {
+                if (i < b->n_doc) {
+                        doc_t *d = &b->doc[i];
+                        if (d->c == c && !d->refused &&
+                            (pass == 0
+                                 ? d->create
+                                 : !d->create || (d->dup && d->versioned)))
+                                idx[n++] = i;
                 }
                 if (n && (n == CHUNK || i == b->n_doc)) {
-                        err = run_bulk(b, c, bulk, idx, NULL, NULL, errstr,
-                                       errstr_size);
-                        mongoc_bulk_operation_destroy(bulk);
-                        bulk = NULL;
+                        err = write_chunk(b, c, pass, idx, n, errstr,
+                                          errstr_size);
                         n = 0;
                         if (!err && b->stop && *b->stop && i < b->n_doc) {
                                 snprintf(errstr, errstr_size,
@@ -628,9 +656,28 @@ static ordo_err_t write_docs(batch_t *b, int c, int pass, char *errstr,
                         }
                 }
         }
-        if (bulk)
-                mongoc_bulk_operation_destroy(bulk);
         free(idx);
+        return err;
+}
+
+/* Runs the earnings bulk of n compare-and-sets (users[k]: the k-th's
+ * beneficiary); each must match or have been refused (buffered mode),
+ * else a guard moved between our read and our write: read again. */
+static ordo_err_t run_earnings(batch_t *b, mongoc_bulk_operation_t *bulk,
+                               const char **users, size_t n, char *errstr,
+                               size_t errstr_size) {
+        int64_t before = b->p->refused, matched = 0;
+        ordo_err_t err = run_bulk(b, C_EARNINGS, bulk, 0, NULL, users, &matched,
+                                  errstr, errstr_size);
+
+        n -= (size_t)(b->p->refused - before);
+        if (!err && matched != (int64_t)n) {
+                snprintf(errstr, errstr_size,
+                         "mongo earnings: %lld of %zu updates matched; "
+                         "retrying",
+                         (long long)matched, n);
+                err = ORDO_ERR_UNAVAILABLE;
+        }
         return err;
 }
 
@@ -654,7 +701,6 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
         size_t i, j, k, n_users = 0, n_slot, *slot, expect = 0;
         const char **users;
         ordo_err_t err = ORDO_ERR_OK;
-        int64_t matched = 0;
 
         if (!b->n_earn)
                 return ORDO_ERR_OK;
@@ -810,22 +856,18 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                 bson_destroy(sel);
                 bson_destroy(upd);
                 users[expect++] = users[j]; /* j >= expect: the k-th write */
-        }
-        if (bulk && !err) {
-                int64_t before = b->p->refused;
-                err = run_bulk(b, C_EARNINGS, bulk, NULL, users, &matched,
-                               errstr, errstr_size);
-                expect -= (size_t)(b->p->refused - before);
-                if (!err && matched != (int64_t)expect) {
-                        /* A guard moved between our read and our write:
-                         * read again. */
-                        snprintf(errstr, errstr_size,
-                                 "mongo earnings: %lld of %zu updates "
-                                 "matched; retrying",
-                                 (long long)matched, expect);
-                        err = ORDO_ERR_UNAVAILABLE;
+                if (b->p->buf && !err) {
+                        /* FerretDB stops an update command at a refused
+                         * statement: in buffered mode, where a refusal is
+                         * skipped, one beneficiary per command. */
+                        err = run_earnings(b, bulk, &users[expect - 1], 1,
+                                           errstr, errstr_size);
+                        mongoc_bulk_operation_destroy(bulk);
+                        bulk = NULL;
                 }
         }
+        if (bulk && !err)
+                err = run_earnings(b, bulk, users, expect, errstr, errstr_size);
         if (bulk)
                 mongoc_bulk_operation_destroy(bulk);
         for (j = 0; j < n_users; j++)

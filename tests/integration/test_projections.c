@@ -1133,6 +1133,27 @@ Test(projections_mongo, overflow_is_refused_and_parked) {
         drop_db(db);
 }
 
+/* Buffered (a rebuild): the same refusal cannot be narrowed to its event
+ * any more; the refused write is counted and skipped, the flush
+ * succeeds, and everything else is written. */
+Test(projections_mongo, buffered_refusal_is_counted_and_skipped) {
+        char db[64], errstr[512];
+        ordo_mongo_proj_t *p;
+
+        build_overflow();
+        unique_name(db, sizeof(db), "");
+        p = mongo_proj(db);
+        cr_assert_eq(apply_mongo(p, 0, 1), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_buffer(p, 1000, NULL), ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_flush(p, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(ordo_mongo_proj_refused(p), 1);
+        mongo_expect_overflow(db);
+        ordo_mongo_proj_destroy(p);
+        drop_db(db);
+}
+
 Test(projections_mongo, scenario_gives_the_rules_values) {
         char db[64];
         ordo_mongo_proj_t *p;
