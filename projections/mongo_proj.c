@@ -3,19 +3,21 @@
  * commissions, earnings, referrals.
  *
  * Workload: batches from the Kafka consume loop, re-applied whole or in part
- * after a crash or an outage. One ordered bulk per collection per batch;
- * the later events of one document are folded into one update (advance).
+ * after a crash or an outage; or, for a rebuild (buffered mode), the
+ * whole log folded in memory and written once per document (decision
+ * 0021). The events of one document are folded into one write.
  *
- * Idempotence without write errors. A guarded upsert ("filter version < v,
- * upsert") raises a duplicate-key error whenever the guard fails, and an
- * ordered bulk stops at the first error (FerretDB even ignores `ordered`
- * on update), so redelivery would cost a round trip per old event. Instead
- * the event that creates a document (ActivityCreated, OrderOpened,
- * CommissionAccrued, ReferrerBound) is an upsert filtered on _id alone
- * with $setOnInsert: a no-op when the document exists. Every later event
- * of the aggregate is a plain update filtered on "_id and version < v": a
- * no-op when it is old. Within a partition the creating event always comes
- * first, so the document exists when a later one arrives.
+ * Idempotence, documents found by _id alone. The event that creates a
+ * document (ActivityCreated, OrderOpened, CommissionAccrued,
+ * ReferrerBound), with the batch's later events of it folded in, is one
+ * whole document in an unordered bulk insert: FerretDB writes those 100
+ * to a transaction, where an upsert costs a find and a transaction of its
+ * own and keeps SQLite's WAL from ever being checkpointed (0021). An
+ * insert that meets the _id (a redelivery) is followed by the same fields
+ * as a guarded update. Every later event of the aggregate is an update
+ * filtered on "_id and version < v": a no-op when it is old. Within a
+ * partition the creating event always comes first, so the document
+ * exists when a later one arrives.
  *
  * Earnings sum events of many orders (many partitions), so a version cannot
  * guard them: each earnings document keeps, under `offsets`, the last
@@ -23,12 +25,13 @@
  * forbids '.' and a leading '$' in keys). A batch reads those offsets,
  * adds the events newer than them, and writes one $inc per beneficiary
  * filtered on the offsets it read (flush_earnings). Only FerretDB-supported
- * operators are used ($set, $setOnInsert, $inc, $in, $exists, upserts;
+ * operators are used ($set, $inc, $in, $exists, inserts, upserts;
  * STACK.md).
  */
 #include "projection.h"
 
 #include <mongoc/mongoc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,38 +48,48 @@ struct ordo_mongo_proj_s {
         mongoc_database_t *db;
         mongoc_collection_t *coll[C__N];
         int indexes_ok;
+        struct batch_s *buf; /* buffered mode: the window being folded */
+        size_t window;       /* documents and earnings entries per window */
+        int64_t refused;     /* buffered mode: writes refused, logged */
 };
 
-/* A later event's $set, folded with the batch's other later events of
- * the same document (coalescing): one update per document per batch. */
-typedef struct adv_s {
+/* One document of the batch, all its events folded: either the whole
+ * document (create: its creating event is in the batch, written by an
+ * insert) or only what later events set (written by an update guarded
+ * on the version). */
+typedef struct doc_s {
         int c;
+        int create;    /* set is the whole document */
+        int versioned; /* the document carries `version` */
+        int dup;       /* its insert met an existing document */
+        int refused;   /* buffered mode: the store refused it, skipped */
         char id[ORDO_ID_MAX + 24];
         int64_t version;
-        bson_t *set;
-} adv_t;
+        bson_t *set; /* fields, without _id and version */
+} doc_t;
 
 /* One commission event's change to its beneficiary's earnings. */
 typedef struct earn_s {
-        const char *user;
+        char user[ORDO_ID_MAX + 1];
         char path[120]; /* "offsets.<source>/<partition>" */
         int64_t offset, d[3];
         size_t folded; /* index + 1 of the user's update: earn_fold */
 } earn_t;
 
-/* The bulks of one apply call, created on first use, and the folded
- * updates (adv, indexed by an open-addressing table of slots). */
+/* The documents of one batch (or window), indexed by an open-addressing
+ * table of slots, and its earnings changes in order. */
 typedef struct batch_s {
         ordo_mongo_proj_t *p;
-        mongoc_bulk_operation_t *bulk[C__N];
-        size_t ops[C__N];
-        adv_t *adv;
-        size_t n_adv, cap_adv;
-        size_t *slot;  /* index + 1 into adv; 0: empty */
-        size_t n_slot; /* a power of two, at least 2 * cap_adv */
-        earn_t *earn;  /* the batch's earnings changes, in order */
-        size_t n_earn;
+        doc_t *doc;
+        size_t n_doc, cap_doc;
+        size_t *slot;  /* index + 1 into doc; 0: empty */
+        size_t n_slot; /* a power of two, more than 2 * n_doc */
+        earn_t *earn;
+        size_t n_earn, cap_earn;
+        volatile sig_atomic_t *stop; /* flush: stop between chunks */
 } batch_t;
+
+static void batch_fini(batch_t *b);
 
 /* Server error codes of a write the server refuses for what it says, not
  * for when it is said: retrying it can never succeed (an $inc beyond
@@ -242,6 +255,10 @@ void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p) {
 
         if (!p)
                 return;
+        if (p->buf) {
+                batch_fini(p->buf);
+                free(p->buf);
+        }
         for (i = 0; i < C__N; i++)
                 if (p->coll[i])
                         mongoc_collection_destroy(p->coll[i]);
@@ -252,38 +269,6 @@ void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p) {
         free(p);
 }
 
-/* Queue one update_one. Takes ownership of sel and upd. */
-static int add(batch_t *b, int c, bson_t *sel, bson_t *upd, int upsert,
-               bson_error_t *e) {
-        bson_t *opts = BCON_NEW("upsert", BCON_BOOL(upsert != 0));
-        int ok;
-
-        if (!b->bulk[c]) {
-                bson_t *bo = BCON_NEW("ordered", BCON_BOOL(true));
-                b->bulk[c] = mongoc_collection_create_bulk_operation_with_opts(
-                    b->p->coll[c], bo);
-                bson_destroy(bo);
-        }
-        ok = mongoc_bulk_operation_update_one_with_opts(b->bulk[c], sel, upd,
-                                                        opts, e);
-        b->ops[c]++;
-        bson_destroy(opts);
-        bson_destroy(sel);
-        bson_destroy(upd);
-        return ok;
-}
-
-/* The creating event: insert once, never overwrite. */
-static int create(batch_t *b, int c, const char *id, bson_t *set_on_insert,
-                  bson_error_t *e) {
-        bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
-        bson_t *upd = bson_new();
-
-        BSON_APPEND_DOCUMENT(upd, "$setOnInsert", set_on_insert);
-        bson_destroy(set_on_insert);
-        return add(b, c, sel, upd, 1, e);
-}
-
 static size_t hash_id(int c, const char *id) {
         size_t h = 1469598103934665603ULL ^ (size_t)c;
         for (; *id; id++)
@@ -291,75 +276,162 @@ static size_t hash_id(int c, const char *id) {
         return h;
 }
 
-/* A later event of the aggregate: only when newer than what is stored.
- * Folded into the batch's pending update of the same document, if any:
- * its fields overwrite the earlier events' and the version is the newest.
- * That equals applying the events one by one under their guards whatever
- * version is stored: a field keeps the value of the newest event that
- * sets it, and the events are the same on every delivery. */
-static int advance(batch_t *b, int c, const char *id, int64_t version,
-                   bson_t *set, bson_error_t *e) {
-        size_t i = hash_id(c, id) & (b->n_slot - 1);
-        adv_t *a;
+/* Room for one more document and one more earnings entry. */
+static int batch_grow(batch_t *b) {
+        size_t i;
 
-        (void)e;
-        while (b->slot[i]) {
-                a = &b->adv[b->slot[i] - 1];
-                if (a->c == c && !strcmp(a->id, id)) {
-                        bson_t *m = bson_new();
-                        bson_iter_t it;
-                        if (bson_iter_init(&it, a->set))
-                                while (bson_iter_next(&it))
-                                        if (!bson_has_field(set,
-                                                            bson_iter_key(&it)))
-                                                bson_append_iter(m, NULL, 0,
-                                                                 &it);
-                        bson_concat(m, set);
-                        bson_destroy(a->set);
-                        bson_destroy(set);
-                        a->set = m;
-                        if (version > a->version)
-                                a->version = version;
-                        return 1;
-                }
-                i = (i + 1) & (b->n_slot - 1);
+        if (b->n_doc == b->cap_doc) {
+                size_t cap = b->cap_doc ? 2 * b->cap_doc : 256;
+                doc_t *d = realloc(b->doc, cap * sizeof(*d));
+                if (!d)
+                        return 0;
+                b->doc = d;
+                b->cap_doc = cap;
         }
-        a = &b->adv[b->n_adv];
-        a->c = c;
-        snprintf(a->id, sizeof(a->id), "%s", id);
-        a->version = version;
-        a->set = set;
-        b->slot[i] = ++b->n_adv;
+        if (2 * (b->n_doc + 1) >= b->n_slot) {
+                size_t n = b->n_slot ? 2 * b->n_slot : 1024;
+                size_t *slot = calloc(n, sizeof(*slot));
+                if (!slot)
+                        return 0;
+                for (i = 0; i < b->n_doc; i++) {
+                        size_t k = hash_id(b->doc[i].c, b->doc[i].id) & (n - 1);
+                        while (slot[k])
+                                k = (k + 1) & (n - 1);
+                        slot[k] = i + 1;
+                }
+                free(b->slot);
+                b->slot = slot;
+                b->n_slot = n;
+        }
+        if (b->n_earn == b->cap_earn) {
+                size_t cap = b->cap_earn ? 2 * b->cap_earn : 256;
+                earn_t *x = realloc(b->earn, cap * sizeof(*x));
+                if (!x)
+                        return 0;
+                b->earn = x;
+                b->cap_earn = cap;
+        }
         return 1;
 }
 
-/* The folded updates, after every creating upsert of their collection. */
-static int flush_advances(batch_t *b, bson_error_t *e) {
+/* The batch's document (c, id), added empty when new (*fresh = 1). */
+static doc_t *doc_get(batch_t *b, int c, const char *id, int *fresh) {
         size_t i;
+        doc_t *d;
 
-        for (i = 0; i < b->n_adv; i++) {
-                adv_t *a = &b->adv[i];
-                bson_t *sel = BCON_NEW("_id", BCON_UTF8(a->id), "version", "{",
-                                       "$lt", BCON_INT64(a->version), "}");
-                bson_t *upd = bson_new();
-
-                BSON_APPEND_INT64(a->set, "version", a->version);
-                BSON_APPEND_DOCUMENT(upd, "$set", a->set);
-                bson_destroy(a->set);
-                a->set = NULL;
-                if (!add(b, a->c, sel, upd, 0, e))
-                        return 0;
+        *fresh = 0;
+        if (!batch_grow(b))
+                return NULL;
+        for (i = hash_id(c, id) & (b->n_slot - 1); b->slot[i];
+             i = (i + 1) & (b->n_slot - 1)) {
+                d = &b->doc[b->slot[i] - 1];
+                if (d->c == c && !strcmp(d->id, id))
+                        return d;
         }
+        d = &b->doc[b->n_doc];
+        memset(d, 0, sizeof(*d));
+        d->c = c;
+        snprintf(d->id, sizeof(d->id), "%s", id);
+        b->slot[i] = ++b->n_doc;
+        *fresh = 1;
+        return d;
+}
+
+/* base's fields that over does not have, then over's: over wins. Takes
+ * ownership of both. */
+static bson_t *overlay(bson_t *base, bson_t *over) {
+        bson_t *m = bson_new();
+        bson_iter_t it;
+
+        if (bson_iter_init(&it, base))
+                while (bson_iter_next(&it))
+                        if (!bson_has_field(over, bson_iter_key(&it)))
+                                bson_append_iter(m, NULL, 0, &it);
+        bson_concat(m, over);
+        bson_destroy(base);
+        bson_destroy(over);
+        return m;
+}
+
+/* doc_get, or NULL with e set and fields freed (out of memory). */
+static doc_t *doc_for(batch_t *b, int c, const char *id, bson_t *fields,
+                      int *fresh, bson_error_t *e) {
+        doc_t *d = doc_get(b, c, id, fresh);
+
+        if (!d) {
+                bson_destroy(fields);
+                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
+        }
+        return d;
+}
+
+/* The creating event (version < 0: the document has none). Written as an
+ * insert of the whole document, with the batch's later events of it
+ * folded in; if the document exists already (a redelivery), the insert
+ * fails on its _id and the document is updated under the version guard
+ * instead (flush). Never overwritten by a second creating event. */
+static int create(batch_t *b, int c, const char *id, int64_t version,
+                  bson_t *fields, bson_error_t *e) {
+        int fresh;
+        doc_t *d = doc_for(b, c, id, fields, &fresh, e);
+
+        if (!d)
+                return 0;
+        if (fresh) {
+                d->set = fields;
+                d->version = version;
+        } else if (d->create) {
+                bson_destroy(fields); /* the first one stays */
+                return 1;
+        } else {
+                /* Later events came first (they cannot within one
+                 * partition): the whole document, then theirs. */
+                d->set = overlay(fields, d->set);
+                if (version > d->version)
+                        d->version = version;
+        }
+        d->create = 1;
+        d->versioned = version >= 0;
+        return 1;
+}
+
+/* A later event of the aggregate: only when newer than what is stored.
+ * Folded into the batch's document: its fields overwrite the earlier
+ * events' and the version is the newest. That equals applying the events
+ * one by one under their guards whatever version is stored: a field keeps
+ * the value of the newest event that sets it, and the events are the
+ * same on every delivery. */
+static int advance(batch_t *b, int c, const char *id, int64_t version,
+                   bson_t *set, bson_error_t *e) {
+        int fresh;
+        doc_t *d = doc_for(b, c, id, set, &fresh, e);
+
+        if (!d)
+                return 0;
+        if (fresh) {
+                d->set = set;
+                d->version = version;
+                d->versioned = 1;
+                return 1;
+        }
+        d->set = overlay(d->set, set);
+        if (version > d->version)
+                d->version = version;
         return 1;
 }
 
 /* Earnings: add (dp, ds, dr) to a beneficiary once per source offset.
  * Queued here, written by flush_earnings. */
 static int earn(batch_t *b, const ordo_event_rec_t *r, const char *user,
-                int64_t dp, int64_t ds, int64_t dr) {
-        earn_t *x = &b->earn[b->n_earn++];
+                int64_t dp, int64_t ds, int64_t dr, bson_error_t *e) {
+        earn_t *x;
 
-        x->user = user;
+        if (!batch_grow(b)) {
+                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
+                return 0;
+        }
+        x = &b->earn[b->n_earn++];
+        snprintf(x->user, sizeof(x->user), "%s", user);
         snprintf(x->path, sizeof(x->path), "offsets.%s/%d", r->source,
                  (int)r->partition);
         x->offset = r->offset;
@@ -384,53 +456,287 @@ static int64_t stored_offset(const bson_t *d, const char *path) {
         return -1;
 }
 
+/* Writes per command: a flush checks its stop flag between them. */
+#define CHUNK 1000
+
+/* A write the server refused for good in buffered mode: logged and
+ * counted (rebuild reports it as parked), the rest goes on. */
+static void refuse(batch_t *b, const char *coll, const char *id, uint32_t code,
+                   const char *msg) {
+        b->p->refused++;
+        ORDO_LOG(ERROR, "projection",
+                 "msg=\"write refused by the store, skipped\" "
+                 "collection=%s _id=\"%s\" code=%u detail=\"%s\"",
+                 coll, id, code, msg);
+}
+
+/* Executes bulk (idx[k]: the document of its k-th write, inserts when
+ * dup_ok; or ids[k]: the user of an earnings write). Write errors come
+ * back one by one in the reply: a duplicate _id on an insert marks the
+ * document dup (updated under its guard next), a refusal is
+ * permanent (ORDO_ERR_MONGO; buffered mode logs it and goes on), any
+ * other error is retried (ORDO_ERR_UNAVAILABLE). *matched (may be NULL):
+ * matched + upserted. */
+static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
+                           int dup_ok, const size_t *idx,
+                           const char *const *ids, int64_t *matched,
+                           char *errstr, size_t errstr_size) {
+        bson_t reply;
+        bson_error_t e;
+        bson_iter_t it, we;
+        ordo_err_t err = ORDO_ERR_OK;
+        int any = 0, ok = (int)mongoc_bulk_operation_execute(bulk, &reply, &e);
+
+        if (matched) { /* the writes that went through, errors or not */
+                *matched = 0;
+                if (bson_iter_init_find(&it, &reply, "nMatched"))
+                        *matched += bson_iter_as_int64(&it);
+                if (bson_iter_init_find(&it, &reply, "nUpserted"))
+                        *matched += bson_iter_as_int64(&it);
+        }
+        if (ok) {
+                bson_destroy(&reply);
+                return ORDO_ERR_OK;
+        }
+        if (bson_iter_init_find(&it, &reply, "writeErrors") &&
+            BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &we))
+                while (bson_iter_next(&we) && !err) {
+                        bson_iter_t f;
+                        uint32_t code = 0;
+                        size_t k = 0;
+                        const char *msg = "";
+                        any = 1;
+                        if (!BSON_ITER_HOLDS_DOCUMENT(&we) ||
+                            !bson_iter_recurse(&we, &f))
+                                continue;
+                        while (bson_iter_next(&f)) {
+                                const char *key = bson_iter_key(&f);
+                                if (!strcmp(key, "index"))
+                                        k = (size_t)bson_iter_as_int64(&f);
+                                else if (!strcmp(key, "code"))
+                                        code = (uint32_t)bson_iter_as_int64(&f);
+                                else if (!strcmp(key, "errmsg") &&
+                                         BSON_ITER_HOLDS_UTF8(&f))
+                                        msg = bson_iter_utf8(&f, NULL);
+                        }
+                        if (code == 11000 && dup_ok)
+                                b->doc[idx[k]].dup = 1;
+                        else if (refused_code(code) && b->p->buf) {
+                                if (idx)
+                                        b->doc[idx[k]].refused = 1;
+                                refuse(b, coll_names[c],
+                                       ids ? ids[k] : b->doc[idx[k]].id, code,
+                                       msg);
+                        } else {
+                                bson_set_error(&e, MONGOC_ERROR_SERVER, code,
+                                               "%s", msg);
+                                err = fail(
+                                    refused_code(code) ? ORDO_ERR_MONGO
+                                                       : ORDO_ERR_UNAVAILABLE,
+                                    coll_names[c], &e, errstr, errstr_size);
+                        }
+                }
+        if (!any) /* not a write's error: the command's, the network's */
+                err =
+                    fail(classify(&e), coll_names[c], &e, errstr, errstr_size);
+        bson_destroy(&reply);
+        return err;
+}
+
+static mongoc_bulk_operation_t *new_bulk(batch_t *b, int c) {
+        bson_t *bo = BCON_NEW("ordered", BCON_BOOL(false));
+        mongoc_bulk_operation_t *bulk =
+            mongoc_collection_create_bulk_operation_with_opts(b->p->coll[c],
+                                                              bo);
+        bson_destroy(bo);
+        return bulk;
+}
+
+/* The whole document of d, or its guarded update (sel, upd). */
+static bson_t *whole(const doc_t *d) {
+        bson_t *doc = BCON_NEW("_id", BCON_UTF8(d->id));
+        bson_concat(doc, d->set);
+        if (d->versioned)
+                BSON_APPEND_INT64(doc, "version", d->version);
+        return doc;
+}
+
+static void guarded(const doc_t *d, bson_t **sel, bson_t **upd) {
+        bson_t set;
+        *sel = BCON_NEW("_id", BCON_UTF8(d->id), "version", "{", "$lt",
+                        BCON_INT64(d->version), "}");
+        *upd = bson_new();
+        BSON_APPEND_DOCUMENT_BEGIN(*upd, "$set", &set);
+        bson_concat(&set, d->set);
+        BSON_APPEND_INT64(&set, "version", d->version);
+        bson_append_document_end(*upd, &set);
+}
+
+/* One command: the inserts (pass 0) or guarded updates (pass 1) of the
+ * documents idx[0..n). FerretDB stops an update command at a statement
+ * it refuses, whatever `ordered` says, so in buffered mode a refused
+ * update is dropped from the chunk and the rest sent again (they are
+ * guarded: what already went through changes nothing). */
+static ordo_err_t write_chunk(batch_t *b, int c, int pass, size_t *idx,
+                              size_t n, char *errstr, size_t errstr_size) {
+        ordo_err_t err;
+        int64_t before;
+
+        do {
+                mongoc_bulk_operation_t *bulk = new_bulk(b, c);
+                bson_error_t e;
+                size_t k, m = 0;
+                int ok = 1;
+
+                for (k = 0; k < n && ok; k++) {
+                        doc_t *d = &b->doc[idx[k]];
+                        bson_t *sel, *upd;
+                        if (d->refused)
+                                continue;
+                        idx[m++] = idx[k];
+                        if (pass == 0) {
+                                d->dup = 0;
+                                sel = whole(d);
+                                ok = mongoc_bulk_operation_insert_with_opts(
+                                    bulk, sel, NULL, &e);
+                                bson_destroy(sel);
+                        } else {
+                                guarded(d, &sel, &upd);
+                                ok = mongoc_bulk_operation_update_one_with_opts(
+                                    bulk, sel, upd, NULL, &e);
+                                bson_destroy(sel);
+                                bson_destroy(upd);
+                        }
+                }
+                n = m;
+                before = b->p->refused;
+                if (!ok)
+                        err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr,
+                                   errstr_size);
+                else
+                        err = n ? run_bulk(b, c, bulk, pass == 0, idx, NULL,
+                                           NULL, errstr, errstr_size)
+                                : ORDO_ERR_OK;
+                mongoc_bulk_operation_destroy(bulk);
+        } while (!err && pass == 1 && b->p->refused > before);
+        return err;
+}
+
+/* Inserts (pass 0) or guarded updates (pass 1) of collection c, CHUNK
+ * writes per command. Pass 1 takes the documents created before this
+ * batch, and those whose insert met an existing one (a redelivery; a
+ * document without version, a referral, then stays as it was: first
+ * binding wins). */
+static ordo_err_t write_docs(batch_t *b, int c, int pass, char *errstr,
+                             size_t errstr_size) {
+        size_t i, n = 0, *idx = malloc(CHUNK * sizeof(*idx));
+        ordo_err_t err = ORDO_ERR_OK;
+
+        if (!idx) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_UNAVAILABLE;
+        }
+        for (i = 0; i <= b->n_doc && !err; i++) {
+                if (i < b->n_doc) {
+                        doc_t *d = &b->doc[i];
+                        if (d->c == c && !d->refused &&
+                            (pass == 0
+                                 ? d->create
+                                 : !d->create || (d->dup && d->versioned)))
+                                idx[n++] = i;
+                }
+                if (n && (n == CHUNK || i == b->n_doc)) {
+                        err = write_chunk(b, c, pass, idx, n, errstr,
+                                          errstr_size);
+                        n = 0;
+                        if (!err && b->stop && *b->stop && i < b->n_doc) {
+                                snprintf(errstr, errstr_size,
+                                         "interrupted while writing");
+                                err = ORDO_ERR_UNAVAILABLE;
+                        }
+                }
+        }
+        free(idx);
+        return err;
+}
+
+/* Runs the earnings bulk of n compare-and-sets (users[k]: the k-th's
+ * beneficiary); each must match or have been refused (buffered mode),
+ * else a guard moved between our read and our write: read again. */
+static ordo_err_t run_earnings(batch_t *b, mongoc_bulk_operation_t *bulk,
+                               const char **users, size_t n, char *errstr,
+                               size_t errstr_size) {
+        int64_t before = b->p->refused, matched = 0;
+        ordo_err_t err = run_bulk(b, C_EARNINGS, bulk, 0, NULL, users, &matched,
+                                  errstr, errstr_size);
+
+        n -= (size_t)(b->p->refused - before);
+        if (!err && matched != (int64_t)n) {
+                snprintf(errstr, errstr_size,
+                         "mongo earnings: %lld of %zu updates matched; "
+                         "retrying",
+                         (long long)matched, n);
+                err = ORDO_ERR_UNAVAILABLE;
+        }
+        return err;
+}
+
 /* The batch's earnings, folded: one update per beneficiary. A guard is an
  * offset per source partition, so the stored offsets are read first
  * (one find); each event newer than its partition's guard adds its
  * deltas, exactly as applying them one by one would; and the update is
  * filtered on those guards still being what was read (a compare-and-set),
  * upserted when there was no document. A guard that moved meanwhile (a
- * second instance after a rebalance) makes the update match nothing:
- * *expect counts the updates, the caller compares it with the reply and
- * retries the batch. 0 with e set (or errstr) on failure; -1: a sum
- * would leave int64 (refused, permanent). */
-static int flush_earnings(batch_t *b, size_t *expect, bson_error_t *e) {
+ * second instance after a rebalance) makes the update match nothing,
+ * and the batch is retried (ORDO_ERR_UNAVAILABLE). A sum that would
+ * leave int64 is refused (ORDO_ERR_MONGO; in buffered mode that event
+ * alone is logged and skipped). */
+static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
         bson_t *filter, *in, *opts;
         mongoc_cursor_t *cur;
+        mongoc_bulk_operation_t *bulk = NULL;
         const bson_t *doc;
         bson_t **docs;
-        size_t i, j, n_users = 0;
+        bson_error_t e;
+        size_t i, j, k, n_users = 0, n_slot, *slot, expect = 0;
         const char **users;
-        int ok = 1;
+        ordo_err_t err = ORDO_ERR_OK;
 
-        *expect = 0;
         if (!b->n_earn)
-                return 1;
+                return ORDO_ERR_OK;
+        for (n_slot = 16; n_slot < 2 * b->n_earn; n_slot *= 2)
+                ;
         users = calloc(b->n_earn, sizeof(*users));
         docs = calloc(b->n_earn, sizeof(*docs));
-        if (!users || !docs) {
+        slot = calloc(n_slot, sizeof(*slot));
+        if (!users || !docs || !slot) {
                 free(users);
                 free(docs);
-                bson_set_error(e, MONGOC_ERROR_CLIENT, 0, "out of memory");
-                return 0;
+                free(slot);
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_UNAVAILABLE;
         }
         /* Distinct users, in order of first appearance. */
         for (i = 0; i < b->n_earn; i++) {
-                for (j = 0; j < n_users; j++)
-                        if (!strcmp(users[j], b->earn[i].user))
-                                break;
-                if (j == n_users)
+                for (k = hash_id(C_EARNINGS, b->earn[i].user) & (n_slot - 1);
+                     slot[k] && strcmp(users[slot[k] - 1], b->earn[i].user);
+                     k = (k + 1) & (n_slot - 1))
+                        ;
+                if (!slot[k]) {
                         users[n_users++] = b->earn[i].user;
-                b->earn[i].folded = j + 1;
+                        slot[k] = n_users;
+                }
+                b->earn[i].folded = slot[k];
         }
         in = bson_new();
         {
                 bson_t arr;
-                char k[16];
+                char key_buf[16];
                 const char *key;
                 BSON_APPEND_ARRAY_BEGIN(in, "$in", &arr);
                 for (j = 0; j < n_users; j++) {
-                        bson_uint32_to_string((uint32_t)j, &key, k, sizeof(k));
+                        bson_uint32_to_string((uint32_t)j, &key, key_buf,
+                                              sizeof(key_buf));
                         bson_append_utf8(&arr, key, -1, users[j], -1);
                 }
                 bson_append_array_end(in, &arr);
@@ -445,30 +751,35 @@ static int flush_earnings(batch_t *b, size_t *expect, bson_error_t *e) {
                 if (!bson_iter_init_find(&it, doc, "_id") ||
                     !BSON_ITER_HOLDS_UTF8(&it))
                         continue;
-                for (j = 0; j < n_users; j++)
-                        if (!strcmp(users[j], bson_iter_utf8(&it, NULL)) &&
-                            !docs[j])
-                                docs[j] = bson_copy(doc);
+                for (k = hash_id(C_EARNINGS, bson_iter_utf8(&it, NULL)) &
+                         (n_slot - 1);
+                     slot[k]; k = (k + 1) & (n_slot - 1))
+                        if (!strcmp(users[slot[k] - 1],
+                                    bson_iter_utf8(&it, NULL))) {
+                                if (!docs[slot[k] - 1])
+                                        docs[slot[k] - 1] = bson_copy(doc);
+                                break;
+                        }
         }
-        if (mongoc_cursor_error(cur, e))
-                ok = 0;
+        if (mongoc_cursor_error(cur, &e))
+                err = fail(classify(&e), "earnings", &e, errstr, errstr_size);
         mongoc_cursor_destroy(cur);
         bson_destroy(opts);
         bson_destroy(filter);
         bson_destroy(in);
 
-        for (j = 0; j < n_users && ok == 1; j++) {
+        for (j = 0; j < n_users && !err; j++) {
                 /* Per partition of this user: guard as read, guard now. */
                 struct {
                         const char *path;
                         int64_t was, now;
                 } g[64];
-                size_t n_g = 0, k;
-                int64_t sum[3] = { 0, 0, 0 };
+                size_t n_g = 0;
+                int64_t sum[3] = { 0, 0, 0 }, t[3];
                 int any = 0;
                 bson_t *sel, *upd, inc, set;
 
-                for (i = 0; i < b->n_earn && ok == 1; i++) {
+                for (i = 0; i < b->n_earn && !err; i++) {
                         earn_t *x = &b->earn[i];
                         if (x->folded != j + 1)
                                 continue;
@@ -477,14 +788,11 @@ static int flush_earnings(batch_t *b, size_t *expect, bson_error_t *e) {
                                         break;
                         if (k == n_g) {
                                 if (n_g == 64) {
-                                        /* More partitions than we fold:
-                                         * the rest in the next batch. */
-                                        bson_set_error(e, MONGOC_ERROR_CLIENT,
-                                                       1,
-                                                       "too many source "
-                                                       "partitions for one "
-                                                       "user in a batch");
-                                        ok = 0;
+                                        snprintf(errstr, errstr_size,
+                                                 "mongo earnings: more than "
+                                                 "64 source partitions for "
+                                                 "one user");
+                                        err = ORDO_ERR_MONGO;
                                         break;
                                 }
                                 g[k].path = x->path;
@@ -494,14 +802,26 @@ static int flush_earnings(batch_t *b, size_t *expect, bson_error_t *e) {
                         }
                         if (x->offset <= g[k].now)
                                 continue;
+                        if (__builtin_add_overflow(sum[0], x->d[0], &t[0]) ||
+                            __builtin_add_overflow(sum[1], x->d[1], &t[1]) ||
+                            __builtin_add_overflow(sum[2], x->d[2], &t[2])) {
+                                if (!b->p->buf) {
+                                        snprintf(errstr, errstr_size,
+                                                 "mongo earnings: a total "
+                                                 "would leave the int64 "
+                                                 "range");
+                                        err = ORDO_ERR_MONGO;
+                                        break;
+                                }
+                                refuse(b, "earnings", x->user, 15,
+                                       "a total would leave the int64 range");
+                                continue;
+                        }
+                        memcpy(sum, t, sizeof(sum));
                         g[k].now = x->offset;
                         any = 1;
-                        if (__builtin_add_overflow(sum[0], x->d[0], &sum[0]) ||
-                            __builtin_add_overflow(sum[1], x->d[1], &sum[1]) ||
-                            __builtin_add_overflow(sum[2], x->d[2], &sum[2]))
-                                ok = -1;
                 }
-                if (ok != 1 || !any)
+                if (err || !any)
                         continue;
                 sel = BCON_NEW("_id", BCON_UTF8(users[j]));
                 for (k = 0; k < n_g; k++) {
@@ -525,16 +845,77 @@ static int flush_earnings(batch_t *b, size_t *expect, bson_error_t *e) {
                         if (g[k].now != g[k].was)
                                 BSON_APPEND_INT64(&set, g[k].path, g[k].now);
                 bson_append_document_end(upd, &set);
-                if (!add(b, C_EARNINGS, sel, upd, docs[j] == NULL, e))
-                        ok = 0;
-                (*expect)++;
+                if (!bulk)
+                        bulk = new_bulk(b, C_EARNINGS);
+                opts = BCON_NEW("upsert", BCON_BOOL(docs[j] == NULL));
+                if (!mongoc_bulk_operation_update_one_with_opts(bulk, sel, upd,
+                                                                opts, &e))
+                        err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr,
+                                   errstr_size);
+                bson_destroy(opts);
+                bson_destroy(sel);
+                bson_destroy(upd);
+                users[expect++] = users[j]; /* j >= expect: the k-th write */
+                if (b->p->buf && !err) {
+                        /* FerretDB stops an update command at a refused
+                         * statement: in buffered mode, where a refusal is
+                         * skipped, one beneficiary per command. */
+                        err = run_earnings(b, bulk, &users[expect - 1], 1,
+                                           errstr, errstr_size);
+                        mongoc_bulk_operation_destroy(bulk);
+                        bulk = NULL;
+                }
         }
+        if (bulk && !err)
+                err = run_earnings(b, bulk, users, expect, errstr, errstr_size);
+        if (bulk)
+                mongoc_bulk_operation_destroy(bulk);
         for (j = 0; j < n_users; j++)
                 if (docs[j])
                         bson_destroy(docs[j]);
         free(docs);
         free(users);
-        return ok;
+        free(slot);
+        return err;
+}
+
+static void batch_reset(batch_t *b) {
+        size_t i;
+
+        for (i = 0; i < b->n_doc; i++)
+                bson_destroy(b->doc[i].set);
+        b->n_doc = 0;
+        b->n_earn = 0;
+        if (b->slot)
+                memset(b->slot, 0, b->n_slot * sizeof(*b->slot));
+}
+
+static void batch_fini(batch_t *b) {
+        batch_reset(b);
+        free(b->doc);
+        free(b->slot);
+        free(b->earn);
+        memset(b, 0, sizeof(*b));
+}
+
+/* Everything folded in b, written: the inserts of every collection, then
+ * the guarded updates (including the documents whose insert found them
+ * existing), then the earnings. Each step is idempotent, so a flush that
+ * fails part-way is simply run again. Emptied on success. */
+static ordo_err_t flush(batch_t *b, char *errstr, size_t errstr_size) {
+        ordo_err_t err = ORDO_ERR_OK;
+        int c, pass;
+
+        for (pass = 0; pass < 2 && !err; pass++)
+                for (c = 0; c < C__N && !err; c++)
+                        if (c != C_EARNINGS)
+                                err =
+                                    write_docs(b, c, pass, errstr, errstr_size);
+        if (!err)
+                err = flush_earnings(b, errstr, errstr_size);
+        if (!err)
+                batch_reset(b);
+        return err;
 }
 
 static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
@@ -547,7 +928,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         switch (m->type) {
         case ORDO_MSG_COMMISSION_ACCRUED:
                 return create(
-                           b, C_COMMISSIONS, id,
+                           b, C_COMMISSIONS, id, m->meta.version,
                            BCON_NEW(
                                "order_id", BCON_UTF8(c->order_id), "buyer_id",
                                BCON_UTF8(c->buyer_id), "beneficiary_id",
@@ -556,10 +937,9 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                BCON_INT64(c->rate_bps), "accrued_cents",
                                BCON_INT64(c->accrued_cents), "reversed_cents",
                                BCON_INT64(c->reversed_cents), "settled_cents",
-                               BCON_INT64(0), "status", BCON_UTF8(c->status),
-                               "version", BCON_INT64(m->meta.version)),
+                               BCON_INT64(0), "status", BCON_UTF8(c->status)),
                            e) &&
-                       earn(b, r, c->beneficiary_id, a, 0, 0);
+                       earn(b, r, c->beneficiary_id, a, 0, 0, e);
         case ORDO_MSG_COMMISSION_REVERSED:
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
@@ -568,7 +948,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                         BCON_INT64(c->reversed_cents), "status",
                                         BCON_UTF8(c->status)),
                                e) &&
-                       earn(b, r, c->beneficiary_id, -a, 0, a);
+                       earn(b, r, c->beneficiary_id, -a, 0, a, e);
         default: /* SETTLED: the remainder accrued - reversed, RULES.md */
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
@@ -578,7 +958,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                         "settled_cents", BCON_INT64(a),
                                         "status", BCON_UTF8(c->status)),
                                e) &&
-                       earn(b, r, c->beneficiary_id, -a, a, 0);
+                       earn(b, r, c->beneficiary_id, -a, a, 0, e);
         }
 }
 
@@ -591,14 +971,13 @@ static int order_opened(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
          * 1.24 drops null fields from $setOnInsert, a real MongoDB keeps
          * them, and the read model must look the same on both. */
         return create(
-            b, C_ORDERS, o->order_id,
+            b, C_ORDERS, o->order_id, m->meta.version,
             BCON_NEW("activity_id", BCON_UTF8(o->activity_id), "user_id",
                      BCON_UTF8(o->user_id), "qty", BCON_INT64(o->qty),
                      "amount_cents", BCON_INT64(o->amount_cents), "status",
                      BCON_UTF8("PENDING_PAYMENT"), "refunded_cents",
                      BCON_INT64(0), "placed_ms", BCON_INT64(o->placed_ms),
-                     "pay_deadline_ms", BCON_INT64(o->pay_deadline_ms),
-                     "version", BCON_INT64(m->meta.version)),
+                     "pay_deadline_ms", BCON_INT64(o->pay_deadline_ms)),
             e);
 }
 
@@ -610,14 +989,13 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         switch (m->type) {
         case ORDO_MSG_ACTIVITY_CREATED: {
                 const ordo_activity_body_t *a = &m->u.activity;
-                return create(b, C_ACTIVITIES, a->activity_id,
+                return create(b, C_ACTIVITIES, a->activity_id, v,
                               BCON_NEW("sku", BCON_UTF8(a->sku), "price_cents",
                                        BCON_INT64(a->price_cents), "stock",
                                        BCON_INT64(a->stock), "remaining",
                                        BCON_INT64(a->stock), "start_ms",
                                        BCON_INT64(a->start_ms), "end_ms",
-                                       BCON_INT64(a->end_ms), "version",
-                                       BCON_INT64(v)),
+                                       BCON_INT64(a->end_ms)),
                               e);
         }
         case ORDO_MSG_STOCK_RESERVED:
@@ -664,7 +1042,7 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         case ORDO_MSG_REFERRER_BOUND:
                 /* First binding wins forever (RULES.md): insert once. */
                 return create(
-                    b, C_REFERRALS, m->u.bind.user_id,
+                    b, C_REFERRALS, m->u.bind.user_id, -1,
                     BCON_NEW("parent_id", BCON_UTF8(m->u.bind.referrer_id),
                              "bound_ms", BCON_INT64(m->u.bind.bound_ms)),
                     e);
@@ -682,20 +1060,32 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         }
 }
 
-static void batch_fini(batch_t *b) {
+/* Folds recs into b. */
+static ordo_err_t fold(batch_t *b, const ordo_event_rec_t *recs, size_t n,
+                       char *errstr, size_t errstr_size) {
+        bson_error_t e;
         size_t i;
-        int c;
+        int rc;
 
-        for (i = 0; i < b->n_adv; i++)
-                if (b->adv[i].set)
-                        bson_destroy(b->adv[i].set);
-        free(b->adv);
-        free(b->slot);
-        free(b->earn);
-
-        for (c = 0; c < C__N; c++)
-                if (b->bulk[c])
-                        mongoc_bulk_operation_destroy(b->bulk[c]);
+        for (i = 0; i < n; i++) {
+                if (!recs[i].msg) {
+                        snprintf(errstr, errstr_size,
+                                 "mongo: event %zu has no message", i);
+                        return ORDO_ERR_INVALID_ARG;
+                }
+                rc = project(b, &recs[i], &e);
+                if (rc < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "mongo: event %zu (%s): source topic name "
+                                 "missing or not usable as a key",
+                                 i, ordo_msg_type_name(recs[i].msg->type));
+                        return ORDO_ERR_INVALID_ARG;
+                }
+                if (rc == 0)
+                        return fail(ORDO_ERR_MONGO, "queueing", &e, errstr,
+                                    errstr_size);
+        }
+        return ORDO_ERR_OK;
 }
 
 ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
@@ -703,9 +1093,7 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                                  char *errstr, size_t errstr_size) {
         batch_t b;
         bson_error_t e;
-        ordo_err_t err = ORDO_ERR_OK;
-        size_t i, expect = 0;
-        int c, rc;
+        ordo_err_t err;
 
         if (!p || (n && !recs)) {
                 snprintf(errstr, errstr_size, "mongo: invalid arguments");
@@ -714,92 +1102,49 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
         if (!ensure_indexes(p, &e))
                 return fail(classify(&e), "createIndexes", &e, errstr,
                             errstr_size);
+        if (p->buf) {
+                /* A full window is written before anything more is
+                 * folded, so a retried call folds its events once. (A
+                 * call folded twice would still be harmless: each fold is
+                 * idempotent, and so is the flush.) */
+                if (p->buf->n_doc + p->buf->n_earn >= p->window &&
+                    (err = flush(p->buf, errstr, errstr_size)))
+                        return err;
+                return fold(p->buf, recs, n, errstr, errstr_size);
+        }
         memset(&b, 0, sizeof(b));
         b.p = p;
-        b.cap_adv = n;
-        for (b.n_slot = 16; b.n_slot < 2 * n; b.n_slot *= 2)
-                ;
-        b.adv = calloc(n ? n : 1, sizeof(*b.adv));
-        b.slot = calloc(b.n_slot, sizeof(*b.slot));
-        b.earn = calloc(n ? n : 1, sizeof(*b.earn));
-        if (!b.adv || !b.slot || !b.earn) {
-                batch_fini(&b);
-                snprintf(errstr, errstr_size, "out of memory");
-                return ORDO_ERR_UNAVAILABLE;
-        }
-        for (i = 0; i < n; i++) {
-                if (!recs[i].msg) {
-                        snprintf(errstr, errstr_size,
-                                 "mongo: event %zu has no message", i);
-                        batch_fini(&b);
-                        return ORDO_ERR_INVALID_ARG;
-                }
-                rc = project(&b, &recs[i], &e);
-                if (rc < 0) {
-                        snprintf(errstr, errstr_size,
-                                 "mongo: event %zu (%s): source topic name "
-                                 "missing or not usable as a key",
-                                 i, ordo_msg_type_name(recs[i].msg->type));
-                        batch_fini(&b);
-                        return ORDO_ERR_INVALID_ARG;
-                }
-                if (rc == 0) {
-                        err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr,
-                                   errstr_size);
-                        batch_fini(&b);
-                        return err;
-                }
-        }
-        if (!flush_advances(&b, &e)) {
-                err = fail(ORDO_ERR_MONGO, "queueing", &e, errstr, errstr_size);
-                batch_fini(&b);
-                return err;
-        }
-        rc = flush_earnings(&b, &expect, &e);
-        if (rc <= 0) {
-                if (rc < 0)
-                        snprintf(errstr, errstr_size,
-                                 "mongo earnings: a total would leave the "
-                                 "int64 range");
-                err = rc < 0 ? ORDO_ERR_MONGO
-                             : fail(e.domain == MONGOC_ERROR_CLIENT
-                                        ? ORDO_ERR_UNAVAILABLE
-                                        : classify(&e),
-                                    "earnings", &e, errstr, errstr_size);
-                batch_fini(&b);
-                return err;
-        }
-        /* Collections are independent of each other, so their bulks may run
-         * one after the other; order matters only within one. */
-        for (c = 0; c < C__N && err == ORDO_ERR_OK; c++) {
-                bson_t reply;
-                bson_iter_t it;
-                int64_t done = 0;
-
-                if (!b.ops[c])
-                        continue;
-                if (!mongoc_bulk_operation_execute(b.bulk[c], &reply, &e))
-                        err = fail(classify(&e), coll_names[c], &e, errstr,
-                                   errstr_size);
-                else if (c == C_EARNINGS) {
-                        if (bson_iter_init_find(&it, &reply, "nMatched"))
-                                done += bson_iter_as_int64(&it);
-                        if (bson_iter_init_find(&it, &reply, "nUpserted"))
-                                done += bson_iter_as_int64(&it);
-                        if (done != (int64_t)expect) {
-                                /* A guard moved between our read and our
-                                 * write: read again. */
-                                snprintf(errstr, errstr_size,
-                                         "mongo earnings: %lld of %zu "
-                                         "updates matched; retrying",
-                                         (long long)done, expect);
-                                err = ORDO_ERR_UNAVAILABLE;
-                        }
-                }
-                bson_destroy(&reply);
-        }
+        err = fold(&b, recs, n, errstr, errstr_size);
+        if (!err)
+                err = flush(&b, errstr, errstr_size);
         batch_fini(&b);
         return err;
+}
+
+ordo_err_t ordo_mongo_proj_buffer(ordo_mongo_proj_t *p, size_t window,
+                                  volatile sig_atomic_t *stop) {
+        if (!p->buf && !(p->buf = calloc(1, sizeof(*p->buf))))
+                return ORDO_ERR_NOMEM;
+        p->buf->p = p;
+        p->buf->stop = stop;
+        p->window = window ? window : 1;
+        return ORDO_ERR_OK;
+}
+
+ordo_err_t ordo_mongo_proj_flush(ordo_mongo_proj_t *p, char *errstr,
+                                 size_t errstr_size) {
+        bson_error_t e;
+
+        if (!p->buf)
+                return ORDO_ERR_OK;
+        if (!ensure_indexes(p, &e))
+                return fail(classify(&e), "createIndexes", &e, errstr,
+                            errstr_size);
+        return flush(p->buf, errstr, errstr_size);
+}
+
+int64_t ordo_mongo_proj_refused(const ordo_mongo_proj_t *p) {
+        return p ? p->refused : 0;
 }
 
 /* ---- a whole database: whether it is used, and dropping it ---------- */

@@ -34,6 +34,7 @@
 #ifndef ORDO_PROJECTION_H
 #define ORDO_PROJECTION_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +73,21 @@ void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p);
 ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
+/* Buffered mode, for a rebuild (decision 0021): from now on apply only
+ * folds events in memory, one document per _id whatever the number of
+ * its events, and writes when window documents and earnings entries are
+ * held (before folding the call's events) and at ordo_mongo_proj_flush.
+ * The writes are the same idempotent ones as unbuffered, so a failed
+ * apply or flush is retried as usual; a flush checks *stop (may be NULL)
+ * between commands and then fails ORDO_ERR_UNAVAILABLE, "interrupted".
+ * A write the server refuses for good is logged and counted
+ * (ordo_mongo_proj_refused) instead of being returned: the events behind
+ * it are no longer known one by one. */
+ordo_err_t ordo_mongo_proj_buffer(ordo_mongo_proj_t *p, size_t window,
+                                  volatile sig_atomic_t *stop);
+ordo_err_t ordo_mongo_proj_flush(ordo_mongo_proj_t *p, char *errstr,
+                                 size_t errstr_size);
+int64_t ordo_mongo_proj_refused(const ordo_mongo_proj_t *p);
 
 typedef struct ordo_redis_proj_s ordo_redis_proj_t;
 

@@ -262,7 +262,9 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         if (ordo_store_open(&rb->store, rb->which, conf, rb->into, errstr,
                             errstr_size))
                 return ORDO_ERR_INVALID_ARG;
-        return ORDO_ERR_OK;
+        /* Nobody reads the target before the switch: MongoDB folds the
+         * whole log in memory and writes each document once (0021). */
+        return ordo_store_buffer(&rb->store, rb->stop);
 }
 
 /* Every partition of topic t from its low watermark to its stable end
@@ -428,6 +430,30 @@ static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
         return ORDO_ERR_OK;
 }
 
+/* What the store still holds in memory, written before the offsets are
+ * committed; through outages, as apply_batch. */
+static ordo_err_t flush_store(rebuild_t *rb, char *errstr, size_t errstr_size) {
+        int backoff = 100;
+        ordo_err_t err;
+
+        if (!strcmp(rb->which, "mongo"))
+                fprintf(stderr,
+                        "ordo rebuild: %s into %s: %lld events folded, "
+                        "writing the documents\n",
+                        rb->which, rb->into, (long long)rb->stats->applied);
+        while ((err = ordo_store_flush(&rb->store, errstr, errstr_size)) &&
+               !ordo_store_err_permanent(err) && !*rb->stop) {
+                ORDO_LOG(WARN, "rebuild",
+                         "msg=\"store unavailable, retrying\" backoff_ms=%d "
+                         "error=\"%s\"",
+                         backoff, errstr);
+                usleep((useconds_t)backoff * 1000);
+                backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+        }
+        rb->stats->parked += ordo_store_refused(&rb->store);
+        return err;
+}
+
 static void close_all(rebuild_t *rb) {
         int i;
         if (rb->rk)
@@ -471,6 +497,8 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                                      errstr_size);
         if (!err)
                 err = pipeline(&rb, progress_s, errstr, errstr_size);
+        if (!err)
+                err = flush_store(&rb, errstr, errstr_size);
         if (!err && rb.group)
                 err = commit_reached(rb.group, rb.t, errstr, errstr_size);
         stats->elapsed_ms = ordo_monotonic_ms() - rb.t0;
@@ -645,6 +673,14 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         if (err) {
                 fprintf(stderr, "ordo rebuild: %s (after %lld events)\n",
                         errstr, (long long)st.applied);
+                if (st.total > 0) /* past the checks: the target was used */
+                        fprintf(stderr,
+                                "ordo rebuild: %s %s is incomplete and no "
+                                "offsets were committed; drop it (ordo rebuild "
+                                "%s --drop %s, with this run's settings) "
+                                "before rebuilding into it\n",
+                                !strcmp(which, "mongo") ? "database" : "prefix",
+                                into, which, into);
                 return 1;
         }
         printf("rebuilt %s into %s: %lld events applied, %lld undecodable "

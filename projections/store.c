@@ -46,6 +46,25 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
         return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
 }
 
+/* Documents and earnings entries a rebuild folds before writing: ~0.8 KB
+ * each in memory (258 MB for the 1M-event flash-sale log's ~300k), so
+ * ~0.4 GB at most; that log is written once, at the end. */
+#define MONGO_WINDOW 500000
+
+ordo_err_t ordo_store_buffer(ordo_store_t *s, volatile sig_atomic_t *stop) {
+        return s->mongo ? ordo_mongo_proj_buffer(s->mongo, MONGO_WINDOW, stop)
+                        : ORDO_ERR_OK;
+}
+
+ordo_err_t ordo_store_flush(ordo_store_t *s, char *errstr, size_t errstr_size) {
+        return s->mongo ? ordo_mongo_proj_flush(s->mongo, errstr, errstr_size)
+                        : ORDO_ERR_OK;
+}
+
+int64_t ordo_store_refused(const ordo_store_t *s) {
+        return ordo_mongo_proj_refused(s->mongo);
+}
+
 int ordo_store_err_permanent(ordo_err_t err) {
         /* Out of memory is ours and passes; everything else but an
          * outage is the store refusing the write. */

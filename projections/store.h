@@ -28,6 +28,17 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);
 
+/* For a rebuild into a new target: apply may hold events in memory and
+ * write them later (MongoDB: ordo_mongo_proj_buffer, decision 0021;
+ * Redis: no change). ordo_store_flush writes what is held, checking *stop
+ * between commands; until it returns OK nothing applied since the last
+ * flush is known to be written. */
+ordo_err_t ordo_store_buffer(ordo_store_t *s, volatile sig_atomic_t *stop);
+ordo_err_t ordo_store_flush(ordo_store_t *s, char *errstr, size_t errstr_size);
+/* Writes a buffered store refused for good (logged), not yet counted as
+ * parked events. */
+int64_t ordo_store_refused(const ordo_store_t *s);
+
 /* 1 when err from ordo_store_apply means the store refused a write for
  * good (projection.h), 0 for OK or "not now" (ORDO_ERR_UNAVAILABLE,
  * ORDO_ERR_NOMEM). */

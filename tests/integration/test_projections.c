@@ -881,7 +881,41 @@ static void drop_db(const char *db) {
 static const char *collections[] = { "activities", "orders", "commissions",
                                      "earnings", "referrals" };
 
-/* Every document of the five collections, sorted by _id, as JSON. */
+static int cmp_key(const void *a, const void *b) {
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* doc with its fields (and those of its subdocuments) in name order: the
+ * order of fields is not part of the read model (a document written whole
+ * and one written by an insert and later $set hold the same fields in
+ * another order). */
+static void append_sorted(bson_t *out, const bson_t *doc) {
+        const char *keys[64];
+        size_t n = 0, i;
+        bson_iter_t it;
+
+        cr_assert(bson_iter_init(&it, doc));
+        while (bson_iter_next(&it) && n < 64)
+                keys[n++] = bson_iter_key(&it);
+        qsort(keys, n, sizeof(*keys), cmp_key);
+        for (i = 0; i < n; i++) {
+                cr_assert(bson_iter_init_find(&it, doc, keys[i]));
+                if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+                        const uint8_t *data;
+                        uint32_t len;
+                        bson_t sub, child;
+                        bson_iter_document(&it, &len, &data);
+                        cr_assert(bson_init_static(&sub, data, len));
+                        bson_append_document_begin(out, keys[i], -1, &child);
+                        append_sorted(&child, &sub);
+                        bson_append_document_end(out, &child);
+                } else
+                        bson_append_iter(out, keys[i], -1, &it);
+        }
+}
+
+/* Every document of the five collections, sorted by _id, as JSON (fields
+ * in name order). */
 static char *mongo_dump(const char *db) {
         size_t cap = 1 << 16, len = 0, i;
         char *out = malloc(cap);
@@ -898,8 +932,13 @@ static char *mongo_dump(const char *db) {
                 bson_error_t e;
 
                 while (mongoc_cursor_next(cur, &doc)) {
-                        char *j = bson_as_canonical_extended_json(doc, NULL);
-                        size_t n = strlen(j) + strlen(collections[i]) + 3;
+                        bson_t sorted = BSON_INITIALIZER;
+                        char *j;
+                        size_t n;
+                        append_sorted(&sorted, doc);
+                        j = bson_as_canonical_extended_json(&sorted, NULL);
+                        bson_destroy(&sorted);
+                        n = strlen(j) + strlen(collections[i]) + 3;
                         while (len + n + 1 > cap)
                                 out = realloc(out, cap *= 2);
                         len += (size_t)sprintf(out + len, "%s %s\n",
@@ -1094,6 +1133,27 @@ Test(projections_mongo, overflow_is_refused_and_parked) {
         drop_db(db);
 }
 
+/* Buffered (a rebuild): the same refusal cannot be narrowed to its event
+ * any more; the refused write is counted and skipped, the flush
+ * succeeds, and everything else is written. */
+Test(projections_mongo, buffered_refusal_is_counted_and_skipped) {
+        char db[64], errstr[512];
+        ordo_mongo_proj_t *p;
+
+        build_overflow();
+        unique_name(db, sizeof(db), "");
+        p = mongo_proj(db);
+        cr_assert_eq(apply_mongo(p, 0, 1), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_buffer(p, 1000, NULL), ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_flush(p, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(ordo_mongo_proj_refused(p), 1);
+        mongo_expect_overflow(db);
+        ordo_mongo_proj_destroy(p);
+        drop_db(db);
+}
+
 Test(projections_mongo, scenario_gives_the_rules_values) {
         char db[64];
         ordo_mongo_proj_t *p;
@@ -1127,6 +1187,42 @@ Test(projections_mongo, redelivery_never_double_counts) {
         ordo_mongo_proj_destroy(p2);
         drop_db(once);
         drop_db(messy);
+}
+
+/* Buffered (a rebuild's mode, decision 0021): whole documents folded in
+ * memory and written per window, here a window of 3 documents so that
+ * later windows find their documents written (inserts meet existing _ids,
+ * earnings meet stored guards), with the redeliveries on top and a flush
+ * at the end: the same documents as applying everything once, nothing
+ * written before a flush, and nothing refused. */
+Test(projections_mongo, buffered_windows_equal_one_pass) {
+        char once[64], buffered[64], errstr[256], *a, *b;
+        ordo_mongo_proj_t *p1, *p2;
+
+        unique_name(once, sizeof(once), "");
+        unique_name(buffered, sizeof(buffered), "");
+        p1 = mongo_proj(once);
+        p2 = mongo_proj(buffered);
+        cr_assert_eq(apply_mongo(p1, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_buffer(p2, 3, NULL), ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p2, 0, 2), ORDO_ERR_OK);
+        a = mongo_dump(buffered);
+        cr_assert_str_eq(a, "", "written before a flush: %s", a);
+        free(a);
+        apply_with_redelivery(apply_mongo_v, p2);
+        cr_assert_eq(ordo_mongo_proj_flush(p2, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(ordo_mongo_proj_refused(p2), 0);
+        mongo_expect_scenario(buffered);
+        a = mongo_dump(once);
+        b = mongo_dump(buffered);
+        cr_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        ordo_mongo_proj_destroy(p1);
+        ordo_mongo_proj_destroy(p2);
+        drop_db(once);
+        drop_db(buffered);
 }
 
 Test(projections_mongo, older_versions_are_ignored) {
