@@ -50,12 +50,13 @@ static const char lua_set_newer[] =
     "return 1\n";
 
 /* Order hash: KEYS hash; ARGV version, field, value, ... A REJECTED
- * placeholder (no version) is replaced, and loses its TTL. */
+ * placeholder (no version) is replaced whole: its reason (unset on a
+ * placed order until CANCELLED) and its TTL go. */
 static const char lua_hset_newer[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')\n"
     "if tonumber(ARGV[1]) <= v then return 0 end\n"
+    "if v < 0 then redis.call('DEL', KEYS[1]) end\n"
     "redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 2))\n"
-    "redis.call('PERSIST', KEYS[1])\n"
     "return 1\n";
 
 /* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl, user_id. Never
@@ -142,6 +143,10 @@ static const char *scripts[S__N] = { lua_set_newer, lua_hset_newer,
                                      lua_reject_place, lua_reject_order,
                                      lua_earn };
 
+/* A plain command sent with a fresh target's one (ordo_redis_proj_set_fresh):
+ * DEL of the key before it, or EXPIRE after it. */
+enum { EXTRA_NONE, EXTRA_DEL_BEFORE, EXTRA_EXPIRE_AFTER };
+
 /* One command of a pipeline; arguments point into buf or into the event. */
 typedef struct cmd_s {
         int argc;
@@ -150,6 +155,8 @@ typedef struct cmd_s {
         char buf[1024];
         size_t used;
         const char *leader; /* settlement: the user whose total is replied */
+        int vi, xi;         /* the version's argument; stock: the value's */
+        int extra;          /* EXTRA_* */
 } cmd_t;
 
 struct ordo_redis_proj_s {
@@ -168,6 +175,13 @@ struct ordo_redis_proj_s {
         int fold_kind[2 * CHUNK];
         size_t fold_cmd[2 * CHUNK];
         ordo_redis_login_t login;
+        /* A fresh target (ordo_redis_proj_set_fresh): the order ids placed
+         * so far, as 64-bit hashes (0 = empty slot); full: the set could
+         * not grow, so every id counts as placed (the exact script). */
+        int fresh, placed_full;
+        uint64_t *placed;
+        size_t placed_cap, placed_n;
+        char ttl_s[24];
 };
 
 static void arg(cmd_t *k, const char *s) {
@@ -201,10 +215,16 @@ static void argf(cmd_t *k, const char *fmt, ...) {
         k->used += (size_t)n + 1;
 }
 
-static void evalsha(ordo_redis_proj_t *p, cmd_t *k, int script, int nkeys) {
+static void begin(cmd_t *k) {
         k->argc = 0;
         k->used = 0;
         k->leader = NULL;
+        k->vi = k->xi = 0;
+        k->extra = EXTRA_NONE;
+}
+
+static void evalsha(ordo_redis_proj_t *p, cmd_t *k, int script, int nkeys) {
+        begin(k);
         arg(k, "EVALSHA");
         arg(k, p->sha[script]);
         argf(k, "%d", nkeys);
@@ -334,6 +354,7 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         p->port = port;
         memcpy(p->prefix, prefix, strlen(prefix) + 1);
         p->ttl = rejected_ttl_s;
+        snprintf(p->ttl_s, sizeof(p->ttl_s), "%lld", (long long)p->ttl);
         /* Unreachable now is fine: apply reconnects and says so. */
         (void)connect_now(p, ignored, sizeof(ignored));
         return p;
@@ -353,22 +374,108 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         disconnect(p);
         free(p->host);
         free(p->cmds);
+        free(p->placed);
         free(p);
 }
 
+void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p) {
+        p->fresh = 1;
+}
+
+static uint64_t id_hash(const char *id) {
+        uint64_t h = 1469598103934665603ULL;
+        for (; *id; id++)
+                h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+/* Whether order_id may have been placed in this fresh target: exact but
+ * for hash collisions, which only cost the guarded script. */
+static int placed_has(const ordo_redis_proj_t *p, const char *order_id) {
+        uint64_t h = id_hash(order_id);
+        size_t i;
+        if (p->placed_full)
+                return 1;
+        if (!p->placed_cap)
+                return 0;
+        for (i = h & (p->placed_cap - 1); p->placed[i];
+             i = (i + 1) & (p->placed_cap - 1))
+                if (p->placed[i] == h)
+                        return 1;
+        return 0;
+}
+
+static void placed_put(uint64_t *tab, size_t cap, uint64_t h) {
+        size_t i;
+        for (i = h & (cap - 1); tab[i] && tab[i] != h; i = (i + 1) & (cap - 1))
+                ;
+        tab[i] = h;
+}
+
+static void placed_add(ordo_redis_proj_t *p, const char *order_id) {
+        if (p->placed_full)
+                return;
+        if (2 * (p->placed_n + 1) > p->placed_cap) {
+                size_t cap = p->placed_cap ? 2 * p->placed_cap : 4096, i;
+                uint64_t *tab = calloc(cap, sizeof(*tab));
+                if (!tab) {
+                        p->placed_full = 1; /* from now on: the script */
+                        return;
+                }
+                for (i = 0; i < p->placed_cap; i++)
+                        if (p->placed[i])
+                                placed_put(tab, cap, p->placed[i]);
+                free(p->placed);
+                p->placed = tab;
+                p->placed_cap = cap;
+        }
+        if (!placed_has(p, order_id)) {
+                placed_put(p->placed, p->placed_cap, id_hash(order_id));
+                p->placed_n++;
+        }
+}
+
+/* A fresh target takes plain commands where applying a batch again, in
+ * order, gives the same result (set values, not increments): its events
+ * come once each, in order, and a retried batch is re-applied whole.
+ * The guards are written all the same, for the live projection that
+ * continues after the switch. */
 static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
                        int64_t version) {
+        if (p->fresh) {
+                begin(k);
+                arg(k, "HSET");
+                argf(k, "%sorder:%s", p->prefix, order_id);
+                arg(k, "version");
+                k->vi = k->argc;
+                argf(k, "%lld", (long long)version);
+                return;
+        }
         evalsha(p, k, S_HSET_NEWER, 1);
         argf(k, "%sorder:%s", p->prefix, order_id);
+        k->vi = k->argc;
         argf(k, "%lld", (long long)version);
 }
 
 static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
                   int64_t version, int64_t remaining) {
+        if (p->fresh) { /* one slot: the guard's hash tag is the key */
+                begin(k);
+                arg(k, "MSET");
+                argf(k, "%sstock:%s", p->prefix, activity_id);
+                k->xi = k->argc;
+                argf(k, "%lld", (long long)remaining);
+                argf(k, "{%sstock:%s}:version", p->prefix, activity_id);
+                k->vi = k->argc;
+                argf(k, "%lld", (long long)version);
+                return;
+        }
         evalsha(p, k, S_SET_NEWER, 2);
         argf(k, "%sstock:%s", p->prefix, activity_id);
         argf(k, "{%sstock:%s}:version", p->prefix, activity_id);
+        k->vi = k->argc;
         argf(k, "%lld", (long long)version);
+        k->xi = k->argc;
         argf(k, "%lld", (long long)remaining);
 }
 
@@ -400,6 +507,7 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
         evalsha(p, k, S_EARN, 2);
         argf(k, "%searnings:%s", p->prefix, c->beneficiary_id);
         argf(k, "{%searnings:%s}:offsets", p->prefix, c->beneficiary_id);
+        k->vi = k->argc; /* where the entries start */
         argf(k, "%s/%d", r->source, (int)r->partition);
         argf(k, "%lld", (long long)r->offset);
         argf(k, "%lld", (long long)dp);
@@ -426,8 +534,10 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 order_hash(p, k, m->u.open.order_id, v);
                 arg(k, "status");
                 arg(k, "PENDING_PAYMENT");
-                arg(k, "reason");
-                arg(k, "");
+                if (p->fresh) { /* no version yet: a placeholder goes */
+                        k->extra = EXTRA_DEL_BEFORE;
+                        placed_add(p, m->u.open.order_id);
+                }
                 arg(k, "user_id");
                 arg(k, m->u.open.user_id);
                 arg(k, "activity_id");
@@ -484,6 +594,22 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
 
                 if (!j->order_id[0])
                         return 0;
+                if (!strcmp(j->command_type, "PlaceOrder") && p->fresh &&
+                    !placed_has(p, j->order_id)) {
+                        /* Not placed so far: an OrderOpened later replaces
+                         * it (EXTRA_DEL_BEFORE). */
+                        begin(k);
+                        arg(k, "HSET");
+                        argf(k, "%sorder:%s", p->prefix, j->order_id);
+                        arg(k, "status");
+                        arg(k, "REJECTED");
+                        arg(k, "reason");
+                        arg(k, j->reason);
+                        arg(k, "user_id");
+                        arg(k, j->user_id);
+                        k->extra = EXTRA_EXPIRE_AFTER;
+                        return 1;
+                }
                 if (!strcmp(j->command_type, "PlaceOrder")) {
                         evalsha(p, k, S_REJECT_PLACE, 1);
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
@@ -507,10 +633,46 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
         }
 }
 
-/* Send n commands and read every reply, so the connection stays in step
- * whatever fails. *noscript is set when the server lost our scripts (a
- * restart or SCRIPT FLUSH between connect and now). totals[i] receives the
- * integer reply of command i. */
+static int append(ordo_redis_proj_t *p, cmd_t *k) {
+        const char *argv[3] = { "DEL", k->argv[1], p->ttl_s };
+        size_t len[3] = { 3, k->len[1], strlen(p->ttl_s) };
+
+        if (k->extra == EXTRA_DEL_BEFORE &&
+            redisAppendCommandArgv(p->c, 2, argv, len) != REDIS_OK)
+                return -1;
+        if (redisAppendCommandArgv(p->c, k->argc, k->argv, k->len) != REDIS_OK)
+                return -1;
+        argv[0] = "EXPIRE";
+        len[0] = 6;
+        if (k->extra == EXTRA_EXPIRE_AFTER &&
+            redisAppendCommandArgv(p->c, 3, argv, len) != REDIS_OK)
+                return -1;
+        return 0;
+}
+
+/* The first error reply of a pipeline decides its error. */
+static void reply_error(ordo_redis_proj_t *p, const cmd_t *k,
+                        const redisReply *r, ordo_err_t *err, int *noscript,
+                        char *errstr, size_t errstr_size) {
+        if (r->type != REDIS_REPLY_ERROR || *err != ORDO_ERR_OK)
+                return;
+        if (!strncmp(r->str, "NOSCRIPT", 8)) {
+                *noscript = 1;
+                *err = ORDO_ERR_REDIS;
+        } else if (transient(r->str)) {
+                *err = unavailable(p, r->str, errstr, errstr_size);
+        } else {
+                *err = ORDO_ERR_REDIS;
+        }
+        if (*err == ORDO_ERR_REDIS)
+                snprintf(errstr, errstr_size, "redis: %s: %s", k->argv[0],
+                         r->str);
+}
+
+/* Send n commands (and their extras) and read every reply, so the
+ * connection stays in step whatever fails. *noscript is set when the
+ * server lost our scripts (a restart or SCRIPT FLUSH between connect and
+ * now). totals[i] receives the integer reply of command i. */
 static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
                            long long *totals, int *noscript, char *errstr,
                            size_t errstr_size) {
@@ -519,8 +681,7 @@ static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
 
         *noscript = 0;
         for (i = 0; i < n; i++)
-                if (redisAppendCommandArgv(p->c, cmds[i].argc, cmds[i].argv,
-                                           cmds[i].len) != REDIS_OK)
+                if (append(p, &cmds[i]))
                         break;
         if (i < n) {
                 err = unavailable(p, p->c->errstr, errstr, errstr_size);
@@ -528,31 +689,28 @@ static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
                 return err;
         }
         for (i = 0; i < n; i++) {
-                redisReply *r = NULL;
+                int j, replies = 1 + (cmds[i].extra != EXTRA_NONE);
 
-                if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
-                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                        disconnect(p);
-                        return err;
-                }
-                if (totals)
-                        totals[i] =
-                            r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-                if (r->type == REDIS_REPLY_ERROR && err == ORDO_ERR_OK) {
-                        if (!strncmp(r->str, "NOSCRIPT", 8)) {
-                                *noscript = 1;
-                                err = ORDO_ERR_REDIS;
-                        } else if (transient(r->str)) {
-                                err =
-                                    unavailable(p, r->str, errstr, errstr_size);
-                        } else {
-                                err = ORDO_ERR_REDIS;
+                for (j = 0; j < replies; j++) {
+                        redisReply *r = NULL;
+                        int main_reply =
+                            j == (cmds[i].extra == EXTRA_DEL_BEFORE);
+
+                        if (redisGetReply(p->c, (void **)&r) != REDIS_OK ||
+                            !r) {
+                                err = unavailable(p, p->c->errstr, errstr,
+                                                  errstr_size);
+                                disconnect(p);
+                                return err;
                         }
-                        if (err == ORDO_ERR_REDIS)
-                                snprintf(errstr, errstr_size, "redis: %s: %s",
-                                         cmds[i].argv[0], r->str);
+                        if (totals && main_reply)
+                                totals[i] = r->type == REDIS_REPLY_INTEGER
+                                                ? r->integer
+                                                : 0;
+                        reply_error(p, &cmds[i], r, &err, noscript, errstr,
+                                    errstr_size);
+                        freeReplyObject(r);
                 }
-                freeReplyObject(r);
         }
         return err;
 }
@@ -566,7 +724,12 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         int noscript;
         ordo_err_t err;
 
-        z = calloc(n ? n : 1, sizeof(*z));
+        for (i = 0; i < n; i++)
+                m += cmds[i].leader && totals[i] > 0;
+        if (!m)
+                return ORDO_ERR_OK;
+        z = calloc(m, sizeof(*z)); /* at most; m counts them again below */
+        m = 0;
         if (!z) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
@@ -664,11 +827,11 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
  * script guards each by its own partition offset. 0 when k has no room:
  * not folded. */
 static int fold(cmd_t *k, const cmd_t *s, int kind) {
-        int vi = kind == FOLD_ORDER ? 4 : 5, i, j;
+        int vi = k->vi, i, j;
         long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
         size_t need = 0;
 
-        for (i = vi; i < s->argc; i++)
+        for (i = s->xi && s->xi < vi ? s->xi : vi; i < s->argc; i++)
                 need += s->len[i] + 1;
         if (k->used + need > sizeof(k->buf) || k->argc + s->argc > ARGS_MAX)
                 return 0;
@@ -682,8 +845,7 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         if (kind == FOLD_STOCK) {
                 if (sv > kv)
                         return set_arg(k, vi, s->argv[vi], s->len[vi]) &&
-                               set_arg(k, vi + 1, s->argv[vi + 1],
-                                       s->len[vi + 1]);
+                               set_arg(k, k->xi, s->argv[s->xi], s->len[s->xi]);
                 return 1;
         }
         if (sv > kv)

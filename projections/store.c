@@ -46,6 +46,11 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
         return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
 }
 
+void ordo_store_set_fresh(ordo_store_t *s) {
+        if (s->redis)
+                ordo_redis_proj_set_fresh(s->redis);
+}
+
 int ordo_store_err_permanent(ordo_err_t err) {
         /* Out of memory is ours and passes; everything else but an
          * outage is the store refusing the write. */
