@@ -167,7 +167,8 @@ struct ordo_redis_proj_s {
         redisContext *c;
         char sha[S__N][41];
         int down;      /* last attempt failed: log the recovery */
-        cmd_t *cmds;   /* CHUNK of them, reused */
+        cmd_t *cmds;   /* two chunks of CHUNK: one built, one in flight */
+        cmd_t *zcmds;  /* CHUNK: a chunk's leaderboard writes */
         cmd_t scratch; /* an event's command before it is folded */
         /* Coalescing: the chunk's command of each stock key and order
          * hash, by an open-addressing table (index + 1 into cmds). */
@@ -344,9 +345,10 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         p = calloc(1, sizeof(*p));
         if (p) {
                 p->host = strdup(host);
-                p->cmds = calloc(CHUNK, sizeof(*p->cmds));
+                p->cmds = calloc(2 * CHUNK, sizeof(*p->cmds));
+                p->zcmds = calloc(CHUNK, sizeof(*p->zcmds));
         }
-        if (!p || !p->host || !p->cmds) {
+        if (!p || !p->host || !p->cmds || !p->zcmds) {
                 ordo_redis_proj_destroy(p);
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
@@ -374,6 +376,7 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         disconnect(p);
         free(p->host);
         free(p->cmds);
+        free(p->zcmds);
         free(p->placed);
         free(p);
 }
@@ -669,25 +672,38 @@ static void reply_error(ordo_redis_proj_t *p, const cmd_t *k,
                          r->str);
 }
 
-/* Send n commands (and their extras) and read every reply, so the
- * connection stays in step whatever fails. *noscript is set when the
- * server lost our scripts (a restart or SCRIPT FLUSH between connect and
- * now). totals[i] receives the integer reply of command i. */
-static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
-                           long long *totals, int *noscript, char *errstr,
-                           size_t errstr_size) {
-        ordo_err_t err = ORDO_ERR_OK;
+/* Queues n commands and their extras; -1 when the connection failed. */
+static int send_cmds(ordo_redis_proj_t *p, cmd_t *cmds, size_t n) {
         size_t i;
 
-        *noscript = 0;
         for (i = 0; i < n; i++)
                 if (append(p, &cmds[i]))
-                        break;
-        if (i < n) {
-                err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                disconnect(p);
-                return err;
-        }
+                        return -1;
+        return 0;
+}
+
+/* Writes out what is queued without waiting for the replies, so that
+ * Redis works while the next chunk is built. -1 when it failed. */
+static int flush_out(ordo_redis_proj_t *p) {
+        int done = 0;
+
+        while (!done)
+                if (redisBufferWrite(p->c, &done) != REDIS_OK)
+                        return -1;
+        return 0;
+}
+
+/* Reads the replies of n sent commands (and their extras), every one, so
+ * the connection stays in step whatever fails; the first error reply
+ * sets *err. *noscript is set when the server lost our scripts (a
+ * restart or SCRIPT FLUSH since we connected). totals[i] (may be NULL)
+ * receives the integer reply of command i. -1 when the connection
+ * failed: then disconnected, *err is ORDO_ERR_UNAVAILABLE. */
+static int recv_cmds(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
+                     long long *totals, ordo_err_t *err, int *noscript,
+                     char *errstr, size_t errstr_size) {
+        size_t i;
+
         for (i = 0; i < n; i++) {
                 int j, replies = 1 + (cmds[i].extra != EXTRA_NONE);
 
@@ -698,44 +714,31 @@ static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
 
                         if (redisGetReply(p->c, (void **)&r) != REDIS_OK ||
                             !r) {
-                                err = unavailable(p, p->c->errstr, errstr,
-                                                  errstr_size);
+                                *err = unavailable(p, p->c->errstr, errstr,
+                                                   errstr_size);
                                 disconnect(p);
-                                return err;
+                                return -1;
                         }
                         if (totals && main_reply)
                                 totals[i] = r->type == REDIS_REPLY_INTEGER
                                                 ? r->integer
                                                 : 0;
-                        reply_error(p, &cmds[i], r, &err, noscript, errstr,
+                        reply_error(p, &cmds[i], r, err, noscript, errstr,
                                     errstr_size);
                         freeReplyObject(r);
                 }
         }
-        return err;
+        return 0;
 }
 
-/* The settled totals of this chunk's settlements onto the leaderboard. */
-static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
-                              const long long *totals, size_t n, char *errstr,
-                              size_t errstr_size) {
-        cmd_t *z;
+/* The settled totals of a chunk's settlements onto the leaderboard:
+ * queued into p->zcmds, sent with the next chunk. Returns how many. */
+static size_t queue_leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
+                                const long long *totals, size_t n) {
         size_t i, m = 0;
-        int noscript;
-        ordo_err_t err;
 
-        for (i = 0; i < n; i++)
-                m += cmds[i].leader && totals[i] > 0;
-        if (!m)
-                return ORDO_ERR_OK;
-        z = calloc(m, sizeof(*z)); /* at most; m counts them again below */
-        m = 0;
-        if (!z) {
-                snprintf(errstr, errstr_size, "out of memory");
-                return ORDO_ERR_NOMEM;
-        }
         for (i = 0; i < n; i++) {
-                cmd_t *k = &z[m];
+                cmd_t *k = &p->zcmds[m];
                 size_t j;
 
                 if (!cmds[i].leader || totals[i] <= 0)
@@ -750,6 +753,7 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
                                 break;
                 if (j < n)
                         continue;
+                begin(k);
                 arg(k, "ZADD");
                 argf(k, "%sleaderboard:settled", p->prefix);
                 arg(k, "GT");
@@ -757,10 +761,7 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
                 arg(k, cmds[i].leader);
                 m++;
         }
-        err = m ? pipeline(p, z, m, NULL, &noscript, errstr, errstr_size)
-                : ORDO_ERR_OK;
-        free(z);
-        return err;
+        return m;
 }
 
 enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
@@ -867,16 +868,16 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
 
 /* Builds the command of r into the chunk: folded into the chunk's command
  * of the same key when there is one, else a new command. Returns 1 when
- * a new command was added at p->cmds[m]. */
-static int build_folded(ordo_redis_proj_t *p, const ordo_event_rec_t *r,
-                        size_t m) {
+ * a new command was added at cmds[m]. */
+static int build_folded(ordo_redis_proj_t *p, cmd_t *cmds,
+                        const ordo_event_rec_t *r, size_t m) {
         const char *id = NULL;
         int kind = fold_kind(r->msg, &id);
         size_t h = 1469598103934665603ULL ^ (size_t)kind, i;
         const char *c;
 
         if (kind == FOLD_NONE)
-                return build(p, &p->cmds[m], r);
+                return build(p, &cmds[m], r);
         for (c = id; *c; c++)
                 h = (h ^ (unsigned char)*c) * 1099511628211ULL;
         i = h & (2 * CHUNK - 1);
@@ -884,12 +885,11 @@ static int build_folded(ordo_redis_proj_t *p, const ordo_event_rec_t *r,
                 if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id)) {
                         if (!build(p, &p->scratch, r))
                                 return 0;
-                        if (fold(&p->cmds[p->fold_cmd[i] - 1], &p->scratch,
-                                 kind))
+                        if (fold(&cmds[p->fold_cmd[i] - 1], &p->scratch, kind))
                                 return 0;
                         break; /* no room: a new command, the key's now */
                 }
-        if (!build(p, &p->cmds[m], r))
+        if (!build(p, &cmds[m], r))
                 return 0;
         p->fold_id[i] = id;
         p->fold_kind[i] = kind;
@@ -897,14 +897,13 @@ static int build_folded(ordo_redis_proj_t *p, const ordo_event_rec_t *r,
         return 1;
 }
 
-static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
-                              const ordo_event_rec_t *recs, size_t n,
+/* Builds n events into cmds, folded: *m commands. */
+static ordo_err_t build_chunk(ordo_redis_proj_t *p, cmd_t *cmds,
+                              const ordo_event_rec_t *recs, size_t n, size_t *m,
                               char *errstr, size_t errstr_size) {
-        long long totals[CHUNK];
-        size_t i, m = 0;
-        int attempt, noscript;
-        ordo_err_t err = ORDO_ERR_OK;
+        size_t i;
 
+        *m = 0;
         memset(p->fold_cmd, 0, sizeof(p->fold_cmd));
         for (i = 0; i < n; i++) {
                 const ordo_msg_t *msg = recs[i].msg;
@@ -924,45 +923,89 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                                  i, ordo_msg_type_name(msg->type));
                         return ORDO_ERR_INVALID_ARG;
                 }
-                if (build_folded(p, &recs[i], m))
-                        m++;
+                if (build_folded(p, cmds, &recs[i], *m))
+                        (*m)++;
         }
-        if (!m)
-                return ORDO_ERR_OK;
-        /* Every call is guarded, so running the chunk again after the
-         * server forgot our scripts is safe. */
-        for (attempt = 0; attempt < 2; attempt++) {
-                err = connect_now(p, errstr, errstr_size);
-                if (err)
+        return ORDO_ERR_OK;
+}
+
+/* The events in chunks of CHUNK, two in flight: chunk k+1 is built while
+ * Redis applies chunk k, whose replies are read before k+1 is sent (then
+ * chunk k's leaderboard writes go first, as they depend on its replies).
+ * After an error nothing more is sent; what was sent is read. */
+static ordo_err_t apply_once(ordo_redis_proj_t *p, const ordo_event_rec_t *recs,
+                             size_t n, int *noscript, char *errstr,
+                             size_t errstr_size) {
+        cmd_t *half[2] = { p->cmds, p->cmds + CHUNK };
+        long long totals[CHUNK];
+        size_t off = 0, m[2] = { 0, 0 }, zn = 0;
+        int cur = 0, flying = -1;
+        ordo_err_t err;
+
+        *noscript = 0;
+        err = connect_now(p, errstr, errstr_size);
+        while (!err || flying >= 0 || zn) {
+                int ready = 0;
+
+                if (off < n && !err) {
+                        size_t len = n - off < CHUNK ? n - off : CHUNK;
+                        err = build_chunk(p, half[cur], recs + off, len,
+                                          &m[cur], errstr, errstr_size);
+                        off += len;
+                        ready = !err && m[cur];
+                }
+                if (zn && recv_cmds(p, p->zcmds, zn, NULL, &err, noscript,
+                                    errstr, errstr_size))
                         return err;
-                err = pipeline(p, p->cmds, m, totals, &noscript, errstr,
-                               errstr_size);
-                if (!noscript)
+                zn = 0;
+                if (flying >= 0) {
+                        if (recv_cmds(p, half[flying], m[flying], totals, &err,
+                                      noscript, errstr, errstr_size))
+                                return err;
+                        if (!err)
+                                zn = queue_leaderboard(p, half[flying], totals,
+                                                       m[flying]);
+                        flying = -1;
+                }
+                if (err)
+                        ready = zn = 0;
+                if ((zn && send_cmds(p, p->zcmds, zn)) ||
+                    (ready && send_cmds(p, half[cur], m[cur])) ||
+                    ((zn || ready) && flush_out(p))) {
+                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
+                        disconnect(p);
+                        return err;
+                }
+                if (ready) {
+                        flying = cur;
+                        cur ^= 1;
+                }
+                if (!zn && flying < 0 && off >= n)
                         break;
-                disconnect(p); /* reconnecting reloads the scripts */
         }
-        if (err)
-                return err;
-        return leaderboard(p, p->cmds, totals, m, errstr, errstr_size);
+        return err;
 }
 
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size) {
-        size_t off, len;
-        ordo_err_t err;
+        int attempt, noscript = 0;
+        ordo_err_t err = ORDO_ERR_OK;
 
         if (!p || (n && !recs)) {
                 snprintf(errstr, errstr_size, "redis: invalid arguments");
                 return ORDO_ERR_INVALID_ARG;
         }
-        for (off = 0; off < n; off += len) {
-                len = n - off < CHUNK ? n - off : CHUNK;
-                err = apply_chunk(p, recs + off, len, errstr, errstr_size);
-                if (err)
-                        return err;
+        /* Every write is guarded, or gives the same result applied again
+         * in order (a fresh target), so applying the events again after
+         * the server forgot our scripts is safe. */
+        for (attempt = 0; attempt < 2; attempt++) {
+                err = apply_once(p, recs, n, &noscript, errstr, errstr_size);
+                if (!noscript)
+                        break;
+                disconnect(p); /* reconnecting reloads the scripts */
         }
-        return ORDO_ERR_OK;
+        return err;
 }
 
 /* ---- a whole prefix: whether it is used, and dropping it ------------- */
