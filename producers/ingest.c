@@ -1206,19 +1206,33 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- setup -------------------------------------------------------------- */
 
-/* Loads the keys file and warns about each key without scope=. */
+/* A secret shorter than this is guessable offline from one signed
+ * request; it still loads (existing deployments keep working), with a
+ * warning. */
+#define ORDO_SECRET_MIN 16
+
+/* Loads the keys file and warns about each key without scope= and each
+ * short secret. */
 static ordo_keyset_t *load_keys(const char *path, char *errstr,
                                 size_t errstr_size) {
         ordo_keyset_t *ks = ordo_keyset_load(path, errstr, errstr_size);
         size_t i;
 
-        for (i = 0; i < ordo_keyset_count(ks); i++)
-                if (!ordo_keyset_at(ks, i)->scoped)
+        for (i = 0; i < ordo_keyset_count(ks); i++) {
+                const ordo_key_t *k = ordo_keyset_at(ks, i);
+                if (!k->scoped)
                         ORDO_LOG(WARN, "ingest",
                                  "msg=\"key has no scope=, so it may send "
                                  "every command type; give it the types it "
                                  "needs (docs/command-contract.md)\" key=%s",
-                                 ordo_keyset_at(ks, i)->id);
+                                 k->id);
+                if (strlen(k->secret) < ORDO_SECRET_MIN)
+                        ORDO_LOG(WARN, "ingest",
+                                 "msg=\"secret is shorter than %d bytes and "
+                                 "can be guessed from one signed request; use "
+                                 "e.g. openssl rand -hex 32\" key=%s",
+                                 ORDO_SECRET_MIN, k->id);
+        }
         return ks;
 }
 

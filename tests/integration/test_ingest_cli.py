@@ -108,6 +108,10 @@ def main():
         mark = gw.mark()
         gw.hup()
         gw.wait_for(r'msg="keys reloaded" keys=1', start=mark)
+        # Both secrets are under 16 bytes: each load warns, by key.
+        gw.wait_for(r'shorter than 16 bytes.* key=old-key')
+        m = gw.wait_for(r'shorter than 16 bytes.* key=new-key', start=mark)
+        check("new-secret" not in m.string, "a secret in the log")
         st, text = gw.post("old-key", "old-secret")
         check(st == 401 and "UNKNOWN_KEY" in text,
               "a removed key still works: %d %s" % (st, text))
