@@ -143,6 +143,10 @@ static const char *scripts[S__N] = { lua_set_newer, lua_hset_newer,
                                      lua_reject_place, lua_reject_order,
                                      lua_earn };
 
+/* The keys whose writes of one chunk fold into one command (and a fresh
+ * target's version table, by key). */
+enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
+
 /* A plain command sent with a fresh target's one (ordo_redis_proj_set_fresh):
  * DEL of the key before it, or EXPIRE after it. */
 enum { EXTRA_NONE, EXTRA_DEL_BEFORE, EXTRA_EXPIRE_AFTER };
@@ -176,12 +180,17 @@ struct ordo_redis_proj_s {
         int fold_kind[2 * CHUNK];
         size_t fold_cmd[2 * CHUNK];
         ordo_redis_login_t login;
-        /* A fresh target (ordo_redis_proj_set_fresh): the order ids placed
-         * so far, as 64-bit hashes (0 = empty slot); full: the set could
-         * not grow, so every id counts as placed (the exact script). */
-        int fresh, placed_full;
-        uint64_t *placed;
-        size_t placed_cap, placed_n;
+        /* A fresh target (ordo_redis_proj_set_fresh): the newest version
+         * written to each order hash and stock key, by a 64-bit hash of
+         * the key (h 0: an empty slot). Keys sharing a hash share the
+         * highest version, which only sends more to the scripts. full:
+         * the table cannot grow; keys not in it go to the scripts. */
+        int fresh, seen_full;
+        struct seen_s {
+                uint64_t h;
+                int64_t v;
+        } * seen;
+        size_t seen_cap, seen_n;
         char ttl_s[24];
 };
 
@@ -377,7 +386,7 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         free(p->host);
         free(p->cmds);
         free(p->zcmds);
-        free(p->placed);
+        free(p->seen);
         free(p);
 }
 
@@ -385,73 +394,97 @@ void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p) {
         p->fresh = 1;
 }
 
-static uint64_t id_hash(const char *id) {
-        uint64_t h = 1469598103934665603ULL;
+static uint64_t key_hash(int kind, const char *id) {
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
         for (; *id; id++)
                 h = (h ^ (unsigned char)*id) * 1099511628211ULL;
         return h ? h : 1;
 }
 
-/* Whether order_id may have been placed in this fresh target: exact but
- * for hash collisions, which only cost the guarded script. */
-static int placed_has(const ordo_redis_proj_t *p, const char *order_id) {
-        uint64_t h = id_hash(order_id);
+static struct seen_s *seen_slot(struct seen_s *tab, size_t cap, uint64_t h) {
         size_t i;
-        if (p->placed_full)
-                return 1;
-        if (!p->placed_cap)
-                return 0;
-        for (i = h & (p->placed_cap - 1); p->placed[i];
-             i = (i + 1) & (p->placed_cap - 1))
-                if (p->placed[i] == h)
-                        return 1;
-        return 0;
-}
-
-static void placed_put(uint64_t *tab, size_t cap, uint64_t h) {
-        size_t i;
-        for (i = h & (cap - 1); tab[i] && tab[i] != h; i = (i + 1) & (cap - 1))
+        for (i = h & (cap - 1); tab[i].h && tab[i].h != h;
+             i = (i + 1) & (cap - 1))
                 ;
-        tab[i] = h;
+        return &tab[i];
 }
 
-static void placed_add(ordo_redis_proj_t *p, const char *order_id) {
-        if (p->placed_full)
+#define SEEN_MAX ((size_t)1 << 24) /* slots (256 MB): ~8M keys */
+
+/* Room for one more key, else the table is full from now on. */
+static void seen_room(ordo_redis_proj_t *p) {
+        size_t cap = p->seen_cap ? 2 * p->seen_cap : 4096, i;
+        struct seen_s *tab;
+
+        if (p->seen_full || 2 * (p->seen_n + 1) <= p->seen_cap)
                 return;
-        if (2 * (p->placed_n + 1) > p->placed_cap) {
-                size_t cap = p->placed_cap ? 2 * p->placed_cap : 4096, i;
-                uint64_t *tab = calloc(cap, sizeof(*tab));
-                if (!tab) {
-                        p->placed_full = 1; /* from now on: the script */
-                        return;
-                }
-                for (i = 0; i < p->placed_cap; i++)
-                        if (p->placed[i])
-                                placed_put(tab, cap, p->placed[i]);
-                free(p->placed);
-                p->placed = tab;
-                p->placed_cap = cap;
+        tab = cap <= SEEN_MAX ? calloc(cap, sizeof(*tab)) : NULL;
+        if (!tab) {
+                p->seen_full = 1;
+                return;
         }
-        if (!placed_has(p, order_id)) {
-                placed_put(p->placed, p->placed_cap, id_hash(order_id));
-                p->placed_n++;
+        for (i = 0; i < p->seen_cap; i++)
+                if (p->seen[i].h)
+                        *seen_slot(tab, cap, p->seen[i].h) = p->seen[i];
+        free(p->seen);
+        p->seen = tab;
+        p->seen_cap = cap;
+}
+
+/* A fresh target's entry for the key (kind, id): the newest version
+ * written to it, 0 for none yet (then added). NULL when it is not in
+ * the table and the table is full: unknown. */
+static struct seen_s *seen_entry(ordo_redis_proj_t *p, int kind,
+                                 const char *id) {
+        uint64_t h = key_hash(kind, id);
+        struct seen_s *e;
+
+        seen_room(p);
+        if (!p->seen_cap)
+                return NULL;
+        e = seen_slot(p->seen, p->seen_cap, h);
+        if (!e->h) {
+                if (p->seen_full)
+                        return NULL;
+                e->h = h;
+                e->v = 0;
+                p->seen_n++;
         }
+        return e;
+}
+
+/* Whether a fresh target surely has no hash for the order yet. */
+static int order_unseen(const ordo_redis_proj_t *p, const char *order_id) {
+        return !p->seen_full &&
+               (!p->seen_cap ||
+                !seen_slot(p->seen, p->seen_cap, key_hash(FOLD_ORDER, order_id))
+                     ->h);
 }
 
 /* A fresh target takes plain commands where applying a batch again, in
- * order, gives the same result (set values, not increments): its events
- * come once each, in order, and a retried batch is re-applied whole.
+ * order, gives the same result (set values, not increments), for events
+ * newer than what it wrote to the key: its events come once, in order,
+ * and a retried batch is re-applied whole; an event not newer (one
+ * written twice to the log, a retried batch) goes to the guarded script.
  * The guards are written all the same, for the live projection that
  * continues after the switch. */
 static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
                        int64_t version) {
-        if (p->fresh) {
+        struct seen_s *e =
+            p->fresh ? seen_entry(p, FOLD_ORDER, order_id) : NULL;
+
+        if (e && version > e->v) {
                 begin(k);
                 arg(k, "HSET");
                 argf(k, "%sorder:%s", p->prefix, order_id);
                 arg(k, "version");
                 k->vi = k->argc;
                 argf(k, "%lld", (long long)version);
+                /* no version stored: a REJECTED placeholder goes whole,
+                 * as in the script */
+                if (!e->v)
+                        k->extra = EXTRA_DEL_BEFORE;
+                e->v = version;
                 return;
         }
         evalsha(p, k, S_HSET_NEWER, 1);
@@ -462,7 +495,10 @@ static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
 
 static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
                   int64_t version, int64_t remaining) {
-        if (p->fresh) { /* one slot: the guard's hash tag is the key */
+        struct seen_s *e =
+            p->fresh ? seen_entry(p, FOLD_STOCK, activity_id) : NULL;
+
+        if (e && version > e->v) { /* one slot: the guard's tag is the key */
                 begin(k);
                 arg(k, "MSET");
                 argf(k, "%sstock:%s", p->prefix, activity_id);
@@ -471,6 +507,7 @@ static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
                 argf(k, "{%sstock:%s}:version", p->prefix, activity_id);
                 k->vi = k->argc;
                 argf(k, "%lld", (long long)version);
+                e->v = version;
                 return;
         }
         evalsha(p, k, S_SET_NEWER, 2);
@@ -537,10 +574,6 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 order_hash(p, k, m->u.open.order_id, v);
                 arg(k, "status");
                 arg(k, "PENDING_PAYMENT");
-                if (p->fresh) { /* no version yet: a placeholder goes */
-                        k->extra = EXTRA_DEL_BEFORE;
-                        placed_add(p, m->u.open.order_id);
-                }
                 arg(k, "user_id");
                 arg(k, m->u.open.user_id);
                 arg(k, "activity_id");
@@ -598,9 +631,9 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 if (!j->order_id[0])
                         return 0;
                 if (!strcmp(j->command_type, "PlaceOrder") && p->fresh &&
-                    !placed_has(p, j->order_id)) {
-                        /* Not placed so far: an OrderOpened later replaces
-                         * it (EXTRA_DEL_BEFORE). */
+                    order_unseen(p, j->order_id)) {
+                        /* Not placed so far: an order placed later
+                         * replaces it whole (EXTRA_DEL_BEFORE). */
                         begin(k);
                         arg(k, "HSET");
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
@@ -764,8 +797,6 @@ static size_t queue_leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
         return m;
 }
 
-enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
-
 /* Which key an event's command writes under a version guard, so that the
  * chunk's commands of one key may be folded into one. */
 static int fold_kind(const ordo_msg_t *m, const char **id) {
@@ -820,7 +851,9 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
 
 /* Folds s (the same script on the same key, a newer or older event of the
  * same aggregate) into k. Both are "EVALSHA sha nkeys KEYS... version
- * ARGS...": stock's ARGS is the value, which the newer version decides;
+ * ARGS..." (or both the plain HSET / MSET of a fresh target, with the
+ * version and value at k->vi and k->xi; a plain one and a script do not
+ * fold): stock's ARGS is the value, which the newer version decides;
  * an order hash's ARGS are field/value pairs, where a later event's value
  * wins (events of one aggregate come in version order). Applying k is
  * then what applying the two one after the other under their guards
@@ -831,6 +864,9 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         int vi = k->vi, i, j;
         long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
         size_t need = 0;
+
+        if (strcmp(k->argv[0], s->argv[0])) /* a plain one and a script */
+                return 0;
 
         for (i = s->xi && s->xi < vi ? s->xi : vi; i < s->argc; i++)
                 need += s->len[i] + 1;

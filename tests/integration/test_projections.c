@@ -790,6 +790,28 @@ Test(projections_redis, fresh_target_writes_what_the_guarded_writes) {
         ordo_redis_proj_destroy(live);
 }
 
+/* A fresh target too ignores an event older than what it wrote (one the
+ * log holds twice: reconcile's planted duplicate), each alone, newest
+ * first, after the whole log. */
+Test(projections_redis, fresh_target_ignores_older_versions) {
+        char pf[64], *before, *after;
+        ordo_redis_proj_t *p;
+        size_t i;
+
+        unique_name(pf, sizeof(pf), ":");
+        p = redis_proj(pf);
+        ordo_redis_proj_set_fresh(p);
+        cr_assert_eq(apply_redis(p, 0, nrecs), ORDO_ERR_OK);
+        before = redis_dump(pf, 0);
+        for (i = nrecs; i-- > 0;)
+                cr_assert_eq(apply_redis(p, i, i + 1), ORDO_ERR_OK);
+        after = redis_dump(pf, 1);
+        cr_assert_str_eq(before, after);
+        free(before);
+        free(after);
+        ordo_redis_proj_destroy(p);
+}
+
 /* In a fresh target a rejected attempt written before the order of the
  * same id is placed is replaced whole (no reason, no TTL); one after it
  * never hides it. */
