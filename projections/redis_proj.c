@@ -862,11 +862,13 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
  * not folded. */
 static int fold(cmd_t *k, const cmd_t *s, int kind) {
         int vi = k->vi, i, j;
-        long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
+        long long kv, sv;
         size_t need = 0;
 
         if (strcmp(k->argv[0], s->argv[0])) /* a plain one and a script */
                 return 0;
+        kv = atoll(k->argv[vi]);
+        sv = atoll(s->argv[vi]);
 
         for (i = s->xi && s->xi < vi ? s->xi : vi; i < s->argc; i++)
                 need += s->len[i] + 1;
@@ -902,6 +904,19 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         return 1;
 }
 
+/* dst := src, its arguments in src's buffer now in dst's. */
+static void copy_cmd(cmd_t *dst, const cmd_t *src) {
+        uintptr_t lo = (uintptr_t)src->buf, hi = lo + sizeof(src->buf);
+        int i;
+
+        *dst = *src;
+        for (i = 0; i < src->argc; i++)
+                if ((uintptr_t)src->argv[i] >= lo &&
+                    (uintptr_t)src->argv[i] < hi)
+                        dst->argv[i] =
+                            dst->buf + ((uintptr_t)src->argv[i] - lo);
+}
+
 /* Builds the command of r into the chunk: folded into the chunk's command
  * of the same key when there is one, else a new command. Returns 1 when
  * a new command was added at cmds[m]. */
@@ -918,15 +933,20 @@ static int build_folded(ordo_redis_proj_t *p, cmd_t *cmds,
                 h = (h ^ (unsigned char)*c) * 1099511628211ULL;
         i = h & (2 * CHUNK - 1);
         for (; p->fold_cmd[i]; i = (i + 1) & (2 * CHUNK - 1))
-                if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id)) {
-                        if (!build(p, &p->scratch, r))
-                                return 0;
-                        if (fold(&cmds[p->fold_cmd[i] - 1], &p->scratch, kind))
-                                return 0;
-                        break; /* no room: a new command, the key's now */
-                }
-        if (!build(p, &cmds[m], r))
+                if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id))
+                        break;
+        if (p->fold_cmd[i]) {
+                if (!build(p, &p->scratch, r))
+                        return 0;
+                if (fold(&cmds[p->fold_cmd[i] - 1], &p->scratch, kind))
+                        return 0;
+                /* No room (or a plain one and a script): the built one
+                 * is a new command, the key's from now on. Not built
+                 * again: a fresh target counts an event once. */
+                copy_cmd(&cmds[m], &p->scratch);
+        } else if (!build(p, &cmds[m], r)) {
                 return 0;
+        }
         p->fold_id[i] = id;
         p->fold_kind[i] = kind;
         p->fold_cmd[i] = m + 1;

@@ -812,6 +812,52 @@ Test(projections_redis, fresh_target_ignores_older_versions) {
         ordo_redis_proj_destroy(p);
 }
 
+/* A hot activity: more reservations in one chunk than one command has
+ * room to fold, with one the log holds twice in the middle. The fresh
+ * target ends where the guarded one does. */
+Test(projections_redis, fresh_target_hot_activity) {
+        enum { N = 400 };
+        static ordo_msg_t hm[N];
+        static ordo_event_rec_t hr[N];
+        char guarded[64], fresh[64], k[128], *a, *b;
+        ordo_redis_proj_t *p1, *p2;
+        redisReply *r;
+        int i;
+
+        for (i = 0; i < N; i++) {
+                int e = i == N / 2 ? N / 4 : i; /* the duplicate */
+                ordo_msg_init(&hm[i], ORDO_MSG_STOCK_RESERVED);
+                hm[i].meta.version = e + 2;
+                ordo_strlcpy(hm[i].u.stock.activity_id, "H", ORDO_ID_MAX + 1);
+                snprintf(hm[i].u.stock.order_id, ORDO_ID_MAX + 1, "h%d", e);
+                hm[i].u.stock.qty = 1;
+                hm[i].u.stock.remaining = 1000000 - e;
+                hr[i].msg = &hm[i];
+                hr[i].source = "activity-events";
+                hr[i].offset = i;
+        }
+        unique_name(guarded, sizeof(guarded), ":");
+        unique_name(fresh, sizeof(fresh), ":");
+        p1 = redis_proj(guarded);
+        p2 = redis_proj(fresh);
+        ordo_redis_proj_set_fresh(p2);
+        cr_assert_eq(ordo_redis_proj_apply(p1, hr, N, k, sizeof(k)),
+                     ORDO_ERR_OK, "%s", k);
+        cr_assert_eq(ordo_redis_proj_apply(p2, hr, N, k, sizeof(k)),
+                     ORDO_ERR_OK, "%s", k);
+        snprintf(k, sizeof(k), "%sstock:H", fresh);
+        r = redisCommand(rc, "GET %s", k);
+        cr_assert_eq(atoll(r->str), 1000000 - (N - 1));
+        freeReplyObject(r);
+        a = redis_dump(guarded, 1);
+        b = redis_dump(fresh, 1);
+        cr_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        ordo_redis_proj_destroy(p1);
+        ordo_redis_proj_destroy(p2);
+}
+
 /* In a fresh target a rejected attempt written before the order of the
  * same id is placed is replaced whole (no reason, no TTL); one after it
  * never hides it. */
