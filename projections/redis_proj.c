@@ -163,6 +163,12 @@ typedef struct cmd_s {
         int extra;          /* EXTRA_* */
 } cmd_t;
 
+/* What reading a sent command's replies needs (its cmd_t is reused). */
+typedef struct sent_s {
+        const char *name, *leader;
+        int extra;
+} sent_t;
+
 struct ordo_redis_proj_s {
         char *host;
         int port;
@@ -170,9 +176,12 @@ struct ordo_redis_proj_s {
         int64_t ttl;
         redisContext *c;
         char sha[S__N][41];
-        int down;      /* last attempt failed: log the recovery */
-        cmd_t *cmds;   /* two chunks of CHUNK: one built, one in flight */
-        cmd_t *zcmds;  /* CHUNK: a chunk's leaderboard writes */
+        int down;        /* last attempt failed: log the recovery */
+        cmd_t *cmds;     /* CHUNK of them: the chunk being built */
+        cmd_t *zcmds;    /* CHUNK: a chunk's leaderboard writes */
+        sent_t *sent;    /* a call's commands sent, replies not read yet */
+        size_t *chunk_m; /* a call's commands per chunk */
+        size_t sent_cap;
         cmd_t scratch; /* an event's command before it is folded */
         /* Coalescing: the chunk's command of each stock key and order
          * hash, by an open-addressing table (index + 1 into cmds). */
@@ -354,7 +363,7 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         p = calloc(1, sizeof(*p));
         if (p) {
                 p->host = strdup(host);
-                p->cmds = calloc(2 * CHUNK, sizeof(*p->cmds));
+                p->cmds = calloc(CHUNK, sizeof(*p->cmds));
                 p->zcmds = calloc(CHUNK, sizeof(*p->zcmds));
         }
         if (!p || !p->host || !p->cmds || !p->zcmds) {
@@ -386,6 +395,8 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         free(p->host);
         free(p->cmds);
         free(p->zcmds);
+        free(p->sent);
+        free(p->chunk_m);
         free(p->seen);
         free(p);
 }
@@ -687,7 +698,7 @@ static int append(ordo_redis_proj_t *p, cmd_t *k) {
 }
 
 /* The first error reply of a pipeline decides its error. */
-static void reply_error(ordo_redis_proj_t *p, const cmd_t *k,
+static void reply_error(ordo_redis_proj_t *p, const char *name,
                         const redisReply *r, ordo_err_t *err, int *noscript,
                         char *errstr, size_t errstr_size) {
         if (r->type != REDIS_REPLY_ERROR || *err != ORDO_ERR_OK)
@@ -701,8 +712,7 @@ static void reply_error(ordo_redis_proj_t *p, const cmd_t *k,
                 *err = ORDO_ERR_REDIS;
         }
         if (*err == ORDO_ERR_REDIS)
-                snprintf(errstr, errstr_size, "redis: %s: %s", k->argv[0],
-                         r->str);
+                snprintf(errstr, errstr_size, "redis: %s: %s", name, r->str);
 }
 
 /* Queues n commands and their extras; -1 when the connection failed. */
@@ -732,7 +742,7 @@ static int flush_out(ordo_redis_proj_t *p) {
  * restart or SCRIPT FLUSH since we connected). totals[i] (may be NULL)
  * receives the integer reply of command i. -1 when the connection
  * failed: then disconnected, *err is ORDO_ERR_UNAVAILABLE. */
-static int recv_cmds(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
+static int recv_cmds(ordo_redis_proj_t *p, const sent_t *cmds, size_t n,
                      long long *totals, ordo_err_t *err, int *noscript,
                      char *errstr, size_t errstr_size) {
         size_t i;
@@ -756,7 +766,7 @@ static int recv_cmds(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
                                 totals[i] = r->type == REDIS_REPLY_INTEGER
                                                 ? r->integer
                                                 : 0;
-                        reply_error(p, &cmds[i], r, err, noscript, errstr,
+                        reply_error(p, cmds[i].name, r, err, noscript, errstr,
                                     errstr_size);
                         freeReplyObject(r);
                 }
@@ -764,9 +774,9 @@ static int recv_cmds(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
         return 0;
 }
 
-/* The settled totals of a chunk's settlements onto the leaderboard:
- * queued into p->zcmds, sent with the next chunk. Returns how many. */
-static size_t queue_leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
+/* The settled totals of a chunk's settlements onto the leaderboard, into
+ * p->zcmds. Returns how many. */
+static size_t queue_leaderboard(ordo_redis_proj_t *p, const sent_t *cmds,
                                 const long long *totals, size_t n) {
         size_t i, m = 0;
 
@@ -985,60 +995,87 @@ static ordo_err_t build_chunk(ordo_redis_proj_t *p, cmd_t *cmds,
         return ORDO_ERR_OK;
 }
 
-/* The events in chunks of CHUNK, two in flight: chunk k+1 is built while
- * Redis applies chunk k, whose replies are read before k+1 is sent (then
- * chunk k's leaderboard writes go first, as they depend on its replies).
- * After an error nothing more is sent; what was sent is read. */
+/* Room to remember n commands sent in one call. */
+static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
+                            size_t errstr_size) {
+        sent_t *sent;
+        size_t *chunk_m;
+
+        if (n <= p->sent_cap)
+                return ORDO_ERR_OK;
+        sent = realloc(p->sent, n * sizeof(*sent));
+        if (sent)
+                p->sent = sent;
+        chunk_m = realloc(p->chunk_m, (n / CHUNK + 1) * sizeof(*chunk_m));
+        if (chunk_m)
+                p->chunk_m = chunk_m;
+        if (!sent || !chunk_m) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_NOMEM;
+        }
+        p->sent_cap = n;
+        return ORDO_ERR_OK;
+}
+
+/* One pipeline for the whole call: each chunk of CHUNK events is sent as
+ * soon as it is built (Redis applies it while the next is built), then
+ * every reply is read; a chunk's leaderboard writes, which need its
+ * earnings totals, go out while the later chunks' replies are read. One
+ * round trip per call, whatever its size: under CPU contention each wait
+ * costs a scheduling delay. After an error nothing more is sent; what
+ * was sent is read. */
 static ordo_err_t apply_once(ordo_redis_proj_t *p, const ordo_event_rec_t *recs,
                              size_t n, int *noscript, char *errstr,
                              size_t errstr_size) {
-        cmd_t *half[2] = { p->cmds, p->cmds + CHUNK };
+        static const sent_t zadd = { "ZADD", NULL, EXTRA_NONE };
         long long totals[CHUNK];
-        size_t off = 0, m[2] = { 0, 0 }, zn = 0;
-        int cur = 0, flying = -1;
+        size_t off, i, m, chunks = 0, first = 0, zn = 0;
         ordo_err_t err;
 
         *noscript = 0;
         err = connect_now(p, errstr, errstr_size);
-        while (!err || flying >= 0 || zn) {
-                int ready = 0;
+        if (!err)
+                err = sent_room(p, n, errstr, errstr_size);
+        for (off = 0; off < n && !err; off += CHUNK) {
+                size_t len = n - off < CHUNK ? n - off : CHUNK;
 
-                if (off < n && !err) {
-                        size_t len = n - off < CHUNK ? n - off : CHUNK;
-                        err = build_chunk(p, half[cur], recs + off, len,
-                                          &m[cur], errstr, errstr_size);
-                        off += len;
-                        ready = !err && m[cur];
+                err = build_chunk(p, p->cmds, recs + off, len, &m, errstr,
+                                  errstr_size);
+                if (err || !m)
+                        continue;
+                for (i = 0; i < m; i++) {
+                        sent_t *e = &p->sent[first + i];
+                        e->name = p->cmds[i].argv[0];
+                        e->leader = p->cmds[i].leader;
+                        e->extra = p->cmds[i].extra;
                 }
-                if (zn && recv_cmds(p, p->zcmds, zn, NULL, &err, noscript,
-                                    errstr, errstr_size))
-                        return err;
-                zn = 0;
-                if (flying >= 0) {
-                        if (recv_cmds(p, half[flying], m[flying], totals, &err,
-                                      noscript, errstr, errstr_size))
-                                return err;
-                        if (!err)
-                                zn = queue_leaderboard(p, half[flying], totals,
-                                                       m[flying]);
-                        flying = -1;
-                }
-                if (err)
-                        ready = zn = 0;
-                if ((zn && send_cmds(p, p->zcmds, zn)) ||
-                    (ready && send_cmds(p, half[cur], m[cur])) ||
-                    ((zn || ready) && flush_out(p))) {
-                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                        disconnect(p);
-                        return err;
-                }
-                if (ready) {
-                        flying = cur;
-                        cur ^= 1;
-                }
-                if (!zn && flying < 0 && off >= n)
-                        break;
+                if (send_cmds(p, p->cmds, m) || flush_out(p))
+                        goto lost;
+                p->chunk_m[chunks++] = m;
+                first += m;
         }
+        for (i = 0, first = 0; i < chunks; first += p->chunk_m[i++]) {
+                size_t z;
+
+                if (recv_cmds(p, p->sent + first, p->chunk_m[i], totals, &err,
+                              noscript, errstr, errstr_size))
+                        return err;
+                if (err)
+                        continue;
+                z = queue_leaderboard(p, p->sent + first, totals,
+                                      p->chunk_m[i]);
+                if (send_cmds(p, p->zcmds, z))
+                        goto lost;
+                zn += z;
+        }
+        for (i = 0; i < zn; i++)
+                if (recv_cmds(p, &zadd, 1, NULL, &err, noscript, errstr,
+                              errstr_size))
+                        return err;
+        return err;
+lost:
+        err = unavailable(p, p->c->errstr, errstr, errstr_size);
+        disconnect(p);
         return err;
 }
 
