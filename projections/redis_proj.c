@@ -4,9 +4,10 @@
  *
  * Workload: what a mini-program polls right after placing or paying an
  * order, fed by batches from the Kafka consume loop and re-applied whole or
- * in part after a crash or an outage. Each batch is one pipeline of EVALSHA
- * calls (plus a second, short one for the leaderboard); each call is one
- * Lua script that checks its guard and writes in the same atomic step.
+ * in part after a crash or an outage. Each batch is one pipeline (the
+ * leaderboard's writes at its end); each call is one Lua script that
+ * checks its guard and writes in the same atomic step, except in a
+ * rebuild's fresh target (ordo_redis_proj_set_fresh, decision 0022).
  *
  * Guards, so that redelivery never double counts:
  *   - stock: the activity's version in "{<prefix>stock:<id>}:version" (the
