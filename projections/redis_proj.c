@@ -92,12 +92,16 @@ static const char lua_reject_order[] =
  * call (a total that would leave int64) changes nothing: it answers
  * ORDO_REFUSED and the caller parks the event. Lua numbers are doubles:
  * the bound 9.2e18 leaves room for their rounding below 2^63; the
- * increments themselves go to HINCRBY as the exact strings. */
+ * increments themselves go to HINCRBY as the exact strings. A zero
+ * increment is skipped once the field exists, and each source's newest
+ * applied offset is written once per call. */
 static const char lua_earn[] =
     "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
-    "local cur, seen, todo = {}, {}, {}\n"
+    "local cur, had, seen, todo = {}, {}, {}, {}\n"
     "for i = 1, 3 do\n"
-    "  cur[i] = tonumber(redis.call('HGET', KEYS[1], f[i]) or '0')\n"
+    "  local s = redis.call('HGET', KEYS[1], f[i])\n"
+    "  had[i] = s ~= false\n"
+    "  cur[i] = tonumber(s or '0')\n"
     "end\n"
     "for j = 1, #ARGV, 5 do\n"
     "  local src, off = ARGV[j], tonumber(ARGV[j + 1])\n"
@@ -123,12 +127,24 @@ static const char lua_earn[] =
     "  end\n"
     "  seen[src] = o\n"
     "end\n"
+    "local last, pos = {}, {}\n"
     "for _, j in ipairs(todo) do\n"
     "  for i = 1, 3 do\n"
-    "    redis.call('HINCRBY', KEYS[1], f[i], ARGV[j + 1 + i])\n"
+    "    local d = ARGV[j + 1 + i]\n"
+    "    if d ~= '0' or not had[i] then\n"
+    "      redis.call('HINCRBY', KEYS[1], f[i], d)\n"
+    "      had[i] = true\n"
+    "    end\n"
     "  end\n"
-    "  redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1])\n"
+    "  local p = pos[ARGV[j]]\n"
+    "  if not p then\n"
+    "    p = #last + 1\n"
+    "    pos[ARGV[j]] = p\n"
+    "    last[p] = ARGV[j]\n"
+    "  end\n"
+    "  last[p + 1] = ARGV[j + 1]\n"
     "end\n"
+    "if #last > 0 then redis.call('HSET', KEYS[2], unpack(last)) end\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
 
 enum {
