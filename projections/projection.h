@@ -106,6 +106,16 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p);
 struct ordo_redis_login_s;
 void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
                                const struct ordo_redis_login_s *login);
+/* The target is new and p its only writer until it is complete (a
+ * rebuild): each event comes once, in order, and a batch is retried
+ * whole. Writes that give the same result when a batch is applied again
+ * in order (an order hash, a stock value, a rejected attempt of an id not
+ * placed so far) are then sent as plain commands without reading their
+ * guards, for events newer than what p wrote to that key (an older one
+ * goes to the script); the guards are still written, for the live
+ * projection that continues after the switch. Earnings keep their
+ * scripts. Costs ~32 bytes per order hash (decision 0022). */
+void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p);
 /* As ordo_mongo_proj_apply; the next call reconnects on its own.
  * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full
  * (OOM) or refuses our credentials; ORDO_ERR_REDIS (permanent) for a

@@ -4,9 +4,10 @@
  *
  * Workload: what a mini-program polls right after placing or paying an
  * order, fed by batches from the Kafka consume loop and re-applied whole or
- * in part after a crash or an outage. Each batch is one pipeline of EVALSHA
- * calls (plus a second, short one for the leaderboard); each call is one
- * Lua script that checks its guard and writes in the same atomic step.
+ * in part after a crash or an outage. Each batch is one pipeline (the
+ * leaderboard's writes at its end); each call is one Lua script that
+ * checks its guard and writes in the same atomic step, except in a
+ * rebuild's fresh target (ordo_redis_proj_set_fresh, decision 0022).
  *
  * Guards, so that redelivery never double counts:
  *   - stock: the activity's version in "{<prefix>stock:<id>}:version" (the
@@ -50,12 +51,13 @@ static const char lua_set_newer[] =
     "return 1\n";
 
 /* Order hash: KEYS hash; ARGV version, field, value, ... A REJECTED
- * placeholder (no version) is replaced, and loses its TTL. */
+ * placeholder (no version) is replaced whole: its reason (unset on a
+ * placed order until CANCELLED) and its TTL go. */
 static const char lua_hset_newer[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')\n"
     "if tonumber(ARGV[1]) <= v then return 0 end\n"
+    "if v < 0 then redis.call('DEL', KEYS[1]) end\n"
     "redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 2))\n"
-    "redis.call('PERSIST', KEYS[1])\n"
     "return 1\n";
 
 /* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl, user_id. Never
@@ -90,12 +92,16 @@ static const char lua_reject_order[] =
  * call (a total that would leave int64) changes nothing: it answers
  * ORDO_REFUSED and the caller parks the event. Lua numbers are doubles:
  * the bound 9.2e18 leaves room for their rounding below 2^63; the
- * increments themselves go to HINCRBY as the exact strings. */
+ * increments themselves go to HINCRBY as the exact strings. A zero
+ * increment is skipped once the field exists, and each source's newest
+ * applied offset is written once per call. */
 static const char lua_earn[] =
     "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
-    "local cur, seen, todo = {}, {}, {}\n"
+    "local cur, had, seen, todo = {}, {}, {}, {}\n"
     "for i = 1, 3 do\n"
-    "  cur[i] = tonumber(redis.call('HGET', KEYS[1], f[i]) or '0')\n"
+    "  local s = redis.call('HGET', KEYS[1], f[i])\n"
+    "  had[i] = s ~= false\n"
+    "  cur[i] = tonumber(s or '0')\n"
     "end\n"
     "for j = 1, #ARGV, 5 do\n"
     "  local src, off = ARGV[j], tonumber(ARGV[j + 1])\n"
@@ -121,12 +127,24 @@ static const char lua_earn[] =
     "  end\n"
     "  seen[src] = o\n"
     "end\n"
+    "local last, pos = {}, {}\n"
     "for _, j in ipairs(todo) do\n"
     "  for i = 1, 3 do\n"
-    "    redis.call('HINCRBY', KEYS[1], f[i], ARGV[j + 1 + i])\n"
+    "    local d = ARGV[j + 1 + i]\n"
+    "    if d ~= '0' or not had[i] then\n"
+    "      redis.call('HINCRBY', KEYS[1], f[i], d)\n"
+    "      had[i] = true\n"
+    "    end\n"
     "  end\n"
-    "  redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1])\n"
+    "  local p = pos[ARGV[j]]\n"
+    "  if not p then\n"
+    "    p = #last + 1\n"
+    "    pos[ARGV[j]] = p\n"
+    "    last[p] = ARGV[j]\n"
+    "  end\n"
+    "  last[p + 1] = ARGV[j + 1]\n"
     "end\n"
+    "if #last > 0 then redis.call('HSET', KEYS[2], unpack(last)) end\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
 
 enum {
@@ -142,6 +160,14 @@ static const char *scripts[S__N] = { lua_set_newer, lua_hset_newer,
                                      lua_reject_place, lua_reject_order,
                                      lua_earn };
 
+/* The keys whose writes of one chunk fold into one command (and a fresh
+ * target's version table, by key). */
+enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
+
+/* A plain command sent with a fresh target's one (ordo_redis_proj_set_fresh):
+ * DEL of the key before it, or EXPIRE after it. */
+enum { EXTRA_NONE, EXTRA_DEL_BEFORE, EXTRA_EXPIRE_AFTER };
+
 /* One command of a pipeline; arguments point into buf or into the event. */
 typedef struct cmd_s {
         int argc;
@@ -150,7 +176,15 @@ typedef struct cmd_s {
         char buf[1024];
         size_t used;
         const char *leader; /* settlement: the user whose total is replied */
+        int vi, xi;         /* the version's argument; stock: the value's */
+        int extra;          /* EXTRA_* */
 } cmd_t;
+
+/* What reading a sent command's replies needs (its cmd_t is reused). */
+typedef struct sent_s {
+        const char *name, *leader;
+        int extra;
+} sent_t;
 
 struct ordo_redis_proj_s {
         char *host;
@@ -159,8 +193,12 @@ struct ordo_redis_proj_s {
         int64_t ttl;
         redisContext *c;
         char sha[S__N][41];
-        int down;      /* last attempt failed: log the recovery */
-        cmd_t *cmds;   /* CHUNK of them, reused */
+        int down;        /* last attempt failed: log the recovery */
+        cmd_t *cmds;     /* CHUNK of them: the chunk being built */
+        cmd_t *zcmds;    /* CHUNK: a chunk's leaderboard writes */
+        sent_t *sent;    /* a call's commands sent, replies not read yet */
+        size_t *chunk_m; /* a call's commands per chunk */
+        size_t sent_cap;
         cmd_t scratch; /* an event's command before it is folded */
         /* Coalescing: the chunk's command of each stock key and order
          * hash, by an open-addressing table (index + 1 into cmds). */
@@ -168,6 +206,18 @@ struct ordo_redis_proj_s {
         int fold_kind[2 * CHUNK];
         size_t fold_cmd[2 * CHUNK];
         ordo_redis_login_t login;
+        /* A fresh target (ordo_redis_proj_set_fresh): the newest version
+         * written to each order hash and stock key, by a 64-bit hash of
+         * the key (h 0: an empty slot). Keys sharing a hash share the
+         * highest version, which only sends more to the scripts. full:
+         * the table cannot grow; keys not in it go to the scripts. */
+        int fresh, seen_full;
+        struct seen_s {
+                uint64_t h;
+                int64_t v;
+        } * seen;
+        size_t seen_cap, seen_n;
+        char ttl_s[24];
 };
 
 static void arg(cmd_t *k, const char *s) {
@@ -201,10 +251,16 @@ static void argf(cmd_t *k, const char *fmt, ...) {
         k->used += (size_t)n + 1;
 }
 
-static void evalsha(ordo_redis_proj_t *p, cmd_t *k, int script, int nkeys) {
+static void begin(cmd_t *k) {
         k->argc = 0;
         k->used = 0;
         k->leader = NULL;
+        k->vi = k->xi = 0;
+        k->extra = EXTRA_NONE;
+}
+
+static void evalsha(ordo_redis_proj_t *p, cmd_t *k, int script, int nkeys) {
+        begin(k);
         arg(k, "EVALSHA");
         arg(k, p->sha[script]);
         argf(k, "%d", nkeys);
@@ -325,8 +381,9 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         if (p) {
                 p->host = strdup(host);
                 p->cmds = calloc(CHUNK, sizeof(*p->cmds));
+                p->zcmds = calloc(CHUNK, sizeof(*p->zcmds));
         }
-        if (!p || !p->host || !p->cmds) {
+        if (!p || !p->host || !p->cmds || !p->zcmds) {
                 ordo_redis_proj_destroy(p);
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
@@ -334,6 +391,7 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         p->port = port;
         memcpy(p->prefix, prefix, strlen(prefix) + 1);
         p->ttl = rejected_ttl_s;
+        snprintf(p->ttl_s, sizeof(p->ttl_s), "%lld", (long long)p->ttl);
         /* Unreachable now is fine: apply reconnects and says so. */
         (void)connect_now(p, ignored, sizeof(ignored));
         return p;
@@ -353,22 +411,139 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         disconnect(p);
         free(p->host);
         free(p->cmds);
+        free(p->zcmds);
+        free(p->sent);
+        free(p->chunk_m);
+        free(p->seen);
         free(p);
 }
 
+void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p) {
+        p->fresh = 1;
+}
+
+static uint64_t key_hash(int kind, const char *id) {
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
+        for (; *id; id++)
+                h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+static struct seen_s *seen_slot(struct seen_s *tab, size_t cap, uint64_t h) {
+        size_t i;
+        for (i = h & (cap - 1); tab[i].h && tab[i].h != h;
+             i = (i + 1) & (cap - 1))
+                ;
+        return &tab[i];
+}
+
+#define SEEN_MAX ((size_t)1 << 24) /* slots (256 MB): ~8M keys */
+
+/* Room for one more key, else the table is full from now on. */
+static void seen_room(ordo_redis_proj_t *p) {
+        size_t cap = p->seen_cap ? 2 * p->seen_cap : 4096, i;
+        struct seen_s *tab;
+
+        if (p->seen_full || 2 * (p->seen_n + 1) <= p->seen_cap)
+                return;
+        tab = cap <= SEEN_MAX ? calloc(cap, sizeof(*tab)) : NULL;
+        if (!tab) {
+                p->seen_full = 1;
+                return;
+        }
+        for (i = 0; i < p->seen_cap; i++)
+                if (p->seen[i].h)
+                        *seen_slot(tab, cap, p->seen[i].h) = p->seen[i];
+        free(p->seen);
+        p->seen = tab;
+        p->seen_cap = cap;
+}
+
+/* A fresh target's entry for the key (kind, id): the newest version
+ * written to it, 0 for none yet (then added). NULL when it is not in
+ * the table and the table is full: unknown. */
+static struct seen_s *seen_entry(ordo_redis_proj_t *p, int kind,
+                                 const char *id) {
+        uint64_t h = key_hash(kind, id);
+        struct seen_s *e;
+
+        seen_room(p);
+        if (!p->seen_cap)
+                return NULL;
+        e = seen_slot(p->seen, p->seen_cap, h);
+        if (!e->h) {
+                if (p->seen_full)
+                        return NULL;
+                e->h = h;
+                e->v = 0;
+                p->seen_n++;
+        }
+        return e;
+}
+
+/* Whether a fresh target surely has no hash for the order yet. */
+static int order_unseen(const ordo_redis_proj_t *p, const char *order_id) {
+        return !p->seen_full &&
+               (!p->seen_cap ||
+                !seen_slot(p->seen, p->seen_cap, key_hash(FOLD_ORDER, order_id))
+                     ->h);
+}
+
+/* A fresh target takes plain commands where applying a batch again, in
+ * order, gives the same result (set values, not increments), for events
+ * newer than what it wrote to the key: its events come once, in order,
+ * and a retried batch is re-applied whole; an event not newer (one
+ * written twice to the log, a retried batch) goes to the guarded script.
+ * The guards are written all the same, for the live projection that
+ * continues after the switch. */
 static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
                        int64_t version) {
+        struct seen_s *e =
+            p->fresh ? seen_entry(p, FOLD_ORDER, order_id) : NULL;
+
+        if (e && version > e->v) {
+                begin(k);
+                arg(k, "HSET");
+                argf(k, "%sorder:%s", p->prefix, order_id);
+                arg(k, "version");
+                k->vi = k->argc;
+                argf(k, "%lld", (long long)version);
+                /* no version stored: a REJECTED placeholder goes whole,
+                 * as in the script */
+                if (!e->v)
+                        k->extra = EXTRA_DEL_BEFORE;
+                e->v = version;
+                return;
+        }
         evalsha(p, k, S_HSET_NEWER, 1);
         argf(k, "%sorder:%s", p->prefix, order_id);
+        k->vi = k->argc;
         argf(k, "%lld", (long long)version);
 }
 
 static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
                   int64_t version, int64_t remaining) {
+        struct seen_s *e =
+            p->fresh ? seen_entry(p, FOLD_STOCK, activity_id) : NULL;
+
+        if (e && version > e->v) { /* one slot: the guard's tag is the key */
+                begin(k);
+                arg(k, "MSET");
+                argf(k, "%sstock:%s", p->prefix, activity_id);
+                k->xi = k->argc;
+                argf(k, "%lld", (long long)remaining);
+                argf(k, "{%sstock:%s}:version", p->prefix, activity_id);
+                k->vi = k->argc;
+                argf(k, "%lld", (long long)version);
+                e->v = version;
+                return;
+        }
         evalsha(p, k, S_SET_NEWER, 2);
         argf(k, "%sstock:%s", p->prefix, activity_id);
         argf(k, "{%sstock:%s}:version", p->prefix, activity_id);
+        k->vi = k->argc;
         argf(k, "%lld", (long long)version);
+        k->xi = k->argc;
         argf(k, "%lld", (long long)remaining);
 }
 
@@ -400,6 +575,7 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
         evalsha(p, k, S_EARN, 2);
         argf(k, "%searnings:%s", p->prefix, c->beneficiary_id);
         argf(k, "{%searnings:%s}:offsets", p->prefix, c->beneficiary_id);
+        k->vi = k->argc; /* where the entries start */
         argf(k, "%s/%d", r->source, (int)r->partition);
         argf(k, "%lld", (long long)r->offset);
         argf(k, "%lld", (long long)dp);
@@ -426,8 +602,6 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 order_hash(p, k, m->u.open.order_id, v);
                 arg(k, "status");
                 arg(k, "PENDING_PAYMENT");
-                arg(k, "reason");
-                arg(k, "");
                 arg(k, "user_id");
                 arg(k, m->u.open.user_id);
                 arg(k, "activity_id");
@@ -484,6 +658,22 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
 
                 if (!j->order_id[0])
                         return 0;
+                if (!strcmp(j->command_type, "PlaceOrder") && p->fresh &&
+                    order_unseen(p, j->order_id)) {
+                        /* Not placed so far: an order placed later
+                         * replaces it whole (EXTRA_DEL_BEFORE). */
+                        begin(k);
+                        arg(k, "HSET");
+                        argf(k, "%sorder:%s", p->prefix, j->order_id);
+                        arg(k, "status");
+                        arg(k, "REJECTED");
+                        arg(k, "reason");
+                        arg(k, j->reason);
+                        arg(k, "user_id");
+                        arg(k, j->user_id);
+                        k->extra = EXTRA_EXPIRE_AFTER;
+                        return 1;
+                }
                 if (!strcmp(j->command_type, "PlaceOrder")) {
                         evalsha(p, k, S_REJECT_PLACE, 1);
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
@@ -507,72 +697,108 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
         }
 }
 
-/* Send n commands and read every reply, so the connection stays in step
- * whatever fails. *noscript is set when the server lost our scripts (a
- * restart or SCRIPT FLUSH between connect and now). totals[i] receives the
- * integer reply of command i. */
-static ordo_err_t pipeline(ordo_redis_proj_t *p, cmd_t *cmds, size_t n,
-                           long long *totals, int *noscript, char *errstr,
-                           size_t errstr_size) {
-        ordo_err_t err = ORDO_ERR_OK;
-        size_t i;
+static int append(ordo_redis_proj_t *p, cmd_t *k) {
+        const char *argv[3] = { "DEL", k->argv[1], p->ttl_s };
+        size_t len[3] = { 3, k->len[1], strlen(p->ttl_s) };
 
-        *noscript = 0;
-        for (i = 0; i < n; i++)
-                if (redisAppendCommandArgv(p->c, cmds[i].argc, cmds[i].argv,
-                                           cmds[i].len) != REDIS_OK)
-                        break;
-        if (i < n) {
-                err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                disconnect(p);
-                return err;
-        }
-        for (i = 0; i < n; i++) {
-                redisReply *r = NULL;
-
-                if (redisGetReply(p->c, (void **)&r) != REDIS_OK || !r) {
-                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                        disconnect(p);
-                        return err;
-                }
-                if (totals)
-                        totals[i] =
-                            r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-                if (r->type == REDIS_REPLY_ERROR && err == ORDO_ERR_OK) {
-                        if (!strncmp(r->str, "NOSCRIPT", 8)) {
-                                *noscript = 1;
-                                err = ORDO_ERR_REDIS;
-                        } else if (transient(r->str)) {
-                                err =
-                                    unavailable(p, r->str, errstr, errstr_size);
-                        } else {
-                                err = ORDO_ERR_REDIS;
-                        }
-                        if (err == ORDO_ERR_REDIS)
-                                snprintf(errstr, errstr_size, "redis: %s: %s",
-                                         cmds[i].argv[0], r->str);
-                }
-                freeReplyObject(r);
-        }
-        return err;
+        if (k->extra == EXTRA_DEL_BEFORE &&
+            redisAppendCommandArgv(p->c, 2, argv, len) != REDIS_OK)
+                return -1;
+        if (redisAppendCommandArgv(p->c, k->argc, k->argv, k->len) != REDIS_OK)
+                return -1;
+        argv[0] = "EXPIRE";
+        len[0] = 6;
+        if (k->extra == EXTRA_EXPIRE_AFTER &&
+            redisAppendCommandArgv(p->c, 3, argv, len) != REDIS_OK)
+                return -1;
+        return 0;
 }
 
-/* The settled totals of this chunk's settlements onto the leaderboard. */
-static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
-                              const long long *totals, size_t n, char *errstr,
-                              size_t errstr_size) {
-        cmd_t *z;
-        size_t i, m = 0;
-        int noscript;
-        ordo_err_t err;
-
-        z = calloc(n ? n : 1, sizeof(*z));
-        if (!z) {
-                snprintf(errstr, errstr_size, "out of memory");
-                return ORDO_ERR_NOMEM;
+/* The first error reply of a pipeline decides its error. */
+static void reply_error(ordo_redis_proj_t *p, const char *name,
+                        const redisReply *r, ordo_err_t *err, int *noscript,
+                        char *errstr, size_t errstr_size) {
+        if (r->type != REDIS_REPLY_ERROR || *err != ORDO_ERR_OK)
+                return;
+        if (!strncmp(r->str, "NOSCRIPT", 8)) {
+                *noscript = 1;
+                *err = ORDO_ERR_REDIS;
+        } else if (transient(r->str)) {
+                *err = unavailable(p, r->str, errstr, errstr_size);
+        } else {
+                *err = ORDO_ERR_REDIS;
         }
+        if (*err == ORDO_ERR_REDIS)
+                snprintf(errstr, errstr_size, "redis: %s: %s", name, r->str);
+}
+
+/* Queues n commands and their extras; -1 when the connection failed. */
+static int send_cmds(ordo_redis_proj_t *p, cmd_t *cmds, size_t n) {
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                if (append(p, &cmds[i]))
+                        return -1;
+        return 0;
+}
+
+/* Writes out what is queued without waiting for the replies, so that
+ * Redis works while the next chunk is built. -1 when it failed. */
+static int flush_out(ordo_redis_proj_t *p) {
+        int done = 0;
+
+        while (!done)
+                if (redisBufferWrite(p->c, &done) != REDIS_OK)
+                        return -1;
+        return 0;
+}
+
+/* Reads the replies of n sent commands (and their extras), every one, so
+ * the connection stays in step whatever fails; the first error reply
+ * sets *err. *noscript is set when the server lost our scripts (a
+ * restart or SCRIPT FLUSH since we connected). totals[i] (may be NULL)
+ * receives the integer reply of command i. -1 when the connection
+ * failed: then disconnected, *err is ORDO_ERR_UNAVAILABLE. */
+static int recv_cmds(ordo_redis_proj_t *p, const sent_t *cmds, size_t n,
+                     long long *totals, ordo_err_t *err, int *noscript,
+                     char *errstr, size_t errstr_size) {
+        size_t i;
+
         for (i = 0; i < n; i++) {
-                cmd_t *k = &z[m];
+                int j, replies = 1 + (cmds[i].extra != EXTRA_NONE);
+
+                for (j = 0; j < replies; j++) {
+                        redisReply *r = NULL;
+                        int main_reply =
+                            j == (cmds[i].extra == EXTRA_DEL_BEFORE);
+
+                        if (redisGetReply(p->c, (void **)&r) != REDIS_OK ||
+                            !r) {
+                                *err = unavailable(p, p->c->errstr, errstr,
+                                                   errstr_size);
+                                disconnect(p);
+                                return -1;
+                        }
+                        if (totals && main_reply)
+                                totals[i] = r->type == REDIS_REPLY_INTEGER
+                                                ? r->integer
+                                                : 0;
+                        reply_error(p, cmds[i].name, r, err, noscript, errstr,
+                                    errstr_size);
+                        freeReplyObject(r);
+                }
+        }
+        return 0;
+}
+
+/* The settled totals of a chunk's settlements onto the leaderboard, into
+ * p->zcmds. Returns how many. */
+static size_t queue_leaderboard(ordo_redis_proj_t *p, const sent_t *cmds,
+                                const long long *totals, size_t n) {
+        size_t i, m = 0;
+
+        for (i = 0; i < n; i++) {
+                cmd_t *k = &p->zcmds[m];
                 size_t j;
 
                 if (!cmds[i].leader || totals[i] <= 0)
@@ -587,6 +813,7 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
                                 break;
                 if (j < n)
                         continue;
+                begin(k);
                 arg(k, "ZADD");
                 argf(k, "%sleaderboard:settled", p->prefix);
                 arg(k, "GT");
@@ -594,13 +821,8 @@ static ordo_err_t leaderboard(ordo_redis_proj_t *p, const cmd_t *cmds,
                 arg(k, cmds[i].leader);
                 m++;
         }
-        err = m ? pipeline(p, z, m, NULL, &noscript, errstr, errstr_size)
-                : ORDO_ERR_OK;
-        free(z);
-        return err;
+        return m;
 }
-
-enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
 
 /* Which key an event's command writes under a version guard, so that the
  * chunk's commands of one key may be folded into one. */
@@ -656,7 +878,9 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
 
 /* Folds s (the same script on the same key, a newer or older event of the
  * same aggregate) into k. Both are "EVALSHA sha nkeys KEYS... version
- * ARGS...": stock's ARGS is the value, which the newer version decides;
+ * ARGS..." (or both the plain HSET / MSET of a fresh target, with the
+ * version and value at k->vi and k->xi; a plain one and a script do not
+ * fold): stock's ARGS is the value, which the newer version decides;
  * an order hash's ARGS are field/value pairs, where a later event's value
  * wins (events of one aggregate come in version order). Applying k is
  * then what applying the two one after the other under their guards
@@ -664,11 +888,16 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
  * script guards each by its own partition offset. 0 when k has no room:
  * not folded. */
 static int fold(cmd_t *k, const cmd_t *s, int kind) {
-        int vi = kind == FOLD_ORDER ? 4 : 5, i, j;
-        long long kv = atoll(k->argv[vi]), sv = atoll(s->argv[vi]);
+        int vi = k->vi, i, j;
+        long long kv, sv;
         size_t need = 0;
 
-        for (i = vi; i < s->argc; i++)
+        if (strcmp(k->argv[0], s->argv[0])) /* a plain one and a script */
+                return 0;
+        kv = atoll(k->argv[vi]);
+        sv = atoll(s->argv[vi]);
+
+        for (i = s->xi && s->xi < vi ? s->xi : vi; i < s->argc; i++)
                 need += s->len[i] + 1;
         if (k->used + need > sizeof(k->buf) || k->argc + s->argc > ARGS_MAX)
                 return 0;
@@ -682,8 +911,7 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         if (kind == FOLD_STOCK) {
                 if (sv > kv)
                         return set_arg(k, vi, s->argv[vi], s->len[vi]) &&
-                               set_arg(k, vi + 1, s->argv[vi + 1],
-                                       s->len[vi + 1]);
+                               set_arg(k, k->xi, s->argv[s->xi], s->len[s->xi]);
                 return 1;
         }
         if (sv > kv)
@@ -703,46 +931,62 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         return 1;
 }
 
+/* dst := src, its arguments in src's buffer now in dst's. */
+static void copy_cmd(cmd_t *dst, const cmd_t *src) {
+        uintptr_t lo = (uintptr_t)src->buf, hi = lo + sizeof(src->buf);
+        int i;
+
+        *dst = *src;
+        for (i = 0; i < src->argc; i++)
+                if ((uintptr_t)src->argv[i] >= lo &&
+                    (uintptr_t)src->argv[i] < hi)
+                        dst->argv[i] =
+                            dst->buf + ((uintptr_t)src->argv[i] - lo);
+}
+
 /* Builds the command of r into the chunk: folded into the chunk's command
  * of the same key when there is one, else a new command. Returns 1 when
- * a new command was added at p->cmds[m]. */
-static int build_folded(ordo_redis_proj_t *p, const ordo_event_rec_t *r,
-                        size_t m) {
+ * a new command was added at cmds[m]. */
+static int build_folded(ordo_redis_proj_t *p, cmd_t *cmds,
+                        const ordo_event_rec_t *r, size_t m) {
         const char *id = NULL;
         int kind = fold_kind(r->msg, &id);
         size_t h = 1469598103934665603ULL ^ (size_t)kind, i;
         const char *c;
 
         if (kind == FOLD_NONE)
-                return build(p, &p->cmds[m], r);
+                return build(p, &cmds[m], r);
         for (c = id; *c; c++)
                 h = (h ^ (unsigned char)*c) * 1099511628211ULL;
         i = h & (2 * CHUNK - 1);
         for (; p->fold_cmd[i]; i = (i + 1) & (2 * CHUNK - 1))
-                if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id)) {
-                        if (!build(p, &p->scratch, r))
-                                return 0;
-                        if (fold(&p->cmds[p->fold_cmd[i] - 1], &p->scratch,
-                                 kind))
-                                return 0;
-                        break; /* no room: a new command, the key's now */
-                }
-        if (!build(p, &p->cmds[m], r))
+                if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id))
+                        break;
+        if (p->fold_cmd[i]) {
+                if (!build(p, &p->scratch, r))
+                        return 0;
+                if (fold(&cmds[p->fold_cmd[i] - 1], &p->scratch, kind))
+                        return 0;
+                /* No room (or a plain one and a script): the built one
+                 * is a new command, the key's from now on. Not built
+                 * again: a fresh target counts an event once. */
+                copy_cmd(&cmds[m], &p->scratch);
+        } else if (!build(p, &cmds[m], r)) {
                 return 0;
+        }
         p->fold_id[i] = id;
         p->fold_kind[i] = kind;
         p->fold_cmd[i] = m + 1;
         return 1;
 }
 
-static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
-                              const ordo_event_rec_t *recs, size_t n,
+/* Builds n events into cmds, folded: *m commands. */
+static ordo_err_t build_chunk(ordo_redis_proj_t *p, cmd_t *cmds,
+                              const ordo_event_rec_t *recs, size_t n, size_t *m,
                               char *errstr, size_t errstr_size) {
-        long long totals[CHUNK];
-        size_t i, m = 0;
-        int attempt, noscript;
-        ordo_err_t err = ORDO_ERR_OK;
+        size_t i;
 
+        *m = 0;
         memset(p->fold_cmd, 0, sizeof(p->fold_cmd));
         for (i = 0; i < n; i++) {
                 const ordo_msg_t *msg = recs[i].msg;
@@ -762,45 +1006,116 @@ static ordo_err_t apply_chunk(ordo_redis_proj_t *p,
                                  i, ordo_msg_type_name(msg->type));
                         return ORDO_ERR_INVALID_ARG;
                 }
-                if (build_folded(p, &recs[i], m))
-                        m++;
+                if (build_folded(p, cmds, &recs[i], *m))
+                        (*m)++;
         }
-        if (!m)
+        return ORDO_ERR_OK;
+}
+
+/* Room to remember n commands sent in one call. */
+static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
+                            size_t errstr_size) {
+        sent_t *sent;
+        size_t *chunk_m;
+
+        if (n <= p->sent_cap)
                 return ORDO_ERR_OK;
-        /* Every call is guarded, so running the chunk again after the
-         * server forgot our scripts is safe. */
-        for (attempt = 0; attempt < 2; attempt++) {
-                err = connect_now(p, errstr, errstr_size);
-                if (err)
-                        return err;
-                err = pipeline(p, p->cmds, m, totals, &noscript, errstr,
-                               errstr_size);
-                if (!noscript)
-                        break;
-                disconnect(p); /* reconnecting reloads the scripts */
+        sent = realloc(p->sent, n * sizeof(*sent));
+        if (sent)
+                p->sent = sent;
+        chunk_m = realloc(p->chunk_m, (n / CHUNK + 1) * sizeof(*chunk_m));
+        if (chunk_m)
+                p->chunk_m = chunk_m;
+        if (!sent || !chunk_m) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_NOMEM;
         }
-        if (err)
-                return err;
-        return leaderboard(p, p->cmds, totals, m, errstr, errstr_size);
+        p->sent_cap = n;
+        return ORDO_ERR_OK;
+}
+
+/* One pipeline for the whole call: each chunk of CHUNK events is sent as
+ * soon as it is built (Redis applies it while the next is built), then
+ * every reply is read; a chunk's leaderboard writes, which need its
+ * earnings totals, go out while the later chunks' replies are read. One
+ * round trip per call, whatever its size: under CPU contention each wait
+ * costs a scheduling delay. After an error nothing more is sent; what
+ * was sent is read. */
+static ordo_err_t apply_once(ordo_redis_proj_t *p, const ordo_event_rec_t *recs,
+                             size_t n, int *noscript, char *errstr,
+                             size_t errstr_size) {
+        static const sent_t zadd = { "ZADD", NULL, EXTRA_NONE };
+        long long totals[CHUNK];
+        size_t off, i, m, chunks = 0, first = 0, zn = 0;
+        ordo_err_t err;
+
+        *noscript = 0;
+        err = connect_now(p, errstr, errstr_size);
+        if (!err)
+                err = sent_room(p, n, errstr, errstr_size);
+        for (off = 0; off < n && !err; off += CHUNK) {
+                size_t len = n - off < CHUNK ? n - off : CHUNK;
+
+                err = build_chunk(p, p->cmds, recs + off, len, &m, errstr,
+                                  errstr_size);
+                if (err || !m)
+                        continue;
+                for (i = 0; i < m; i++) {
+                        sent_t *e = &p->sent[first + i];
+                        e->name = p->cmds[i].argv[0];
+                        e->leader = p->cmds[i].leader;
+                        e->extra = p->cmds[i].extra;
+                }
+                if (send_cmds(p, p->cmds, m) || flush_out(p))
+                        goto lost;
+                p->chunk_m[chunks++] = m;
+                first += m;
+        }
+        for (i = 0, first = 0; i < chunks; first += p->chunk_m[i++]) {
+                size_t z;
+
+                if (recv_cmds(p, p->sent + first, p->chunk_m[i], totals, &err,
+                              noscript, errstr, errstr_size))
+                        return err;
+                if (err)
+                        continue;
+                z = queue_leaderboard(p, p->sent + first, totals,
+                                      p->chunk_m[i]);
+                if (send_cmds(p, p->zcmds, z))
+                        goto lost;
+                zn += z;
+        }
+        for (i = 0; i < zn; i++)
+                if (recv_cmds(p, &zadd, 1, NULL, &err, noscript, errstr,
+                              errstr_size))
+                        return err;
+        return err;
+lost:
+        err = unavailable(p, p->c->errstr, errstr, errstr_size);
+        disconnect(p);
+        return err;
 }
 
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size) {
-        size_t off, len;
-        ordo_err_t err;
+        int attempt, noscript = 0;
+        ordo_err_t err = ORDO_ERR_OK;
 
         if (!p || (n && !recs)) {
                 snprintf(errstr, errstr_size, "redis: invalid arguments");
                 return ORDO_ERR_INVALID_ARG;
         }
-        for (off = 0; off < n; off += len) {
-                len = n - off < CHUNK ? n - off : CHUNK;
-                err = apply_chunk(p, recs + off, len, errstr, errstr_size);
-                if (err)
-                        return err;
+        /* Every write is guarded, or gives the same result applied again
+         * in order (a fresh target), so applying the events again after
+         * the server forgot our scripts is safe. */
+        for (attempt = 0; attempt < 2; attempt++) {
+                err = apply_once(p, recs, n, &noscript, errstr, errstr_size);
+                if (!noscript)
+                        break;
+                disconnect(p); /* reconnecting reloads the scripts */
         }
-        return ORDO_ERR_OK;
+        return err;
 }
 
 /* ---- a whole prefix: whether it is used, and dropping it ------------- */

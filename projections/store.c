@@ -65,6 +65,11 @@ int64_t ordo_store_refused(const ordo_store_t *s) {
         return ordo_mongo_proj_refused(s->mongo);
 }
 
+void ordo_store_set_fresh(ordo_store_t *s) {
+        if (s->redis)
+                ordo_redis_proj_set_fresh(s->redis);
+}
+
 int ordo_store_err_permanent(ordo_err_t err) {
         /* Out of memory is ours and passes; everything else but an
          * outage is the store refusing the write. */

@@ -27,6 +27,11 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);
+/* The target is new and s its only writer until it is complete (rebuild,
+ * reconcile): the store may skip reading guards where applying a batch
+ * again in order gives the same result (Redis: projection.h,
+ * ordo_redis_proj_set_fresh). */
+void ordo_store_set_fresh(ordo_store_t *s);
 
 /* For a rebuild into a new target: apply may hold events in memory and
  * write them later (MongoDB: ordo_mongo_proj_buffer, decision 0021;

@@ -413,7 +413,8 @@ class Model:
                         "user_id": uid}
         for o in self.orders.values():   # a placed order wins
             out[o.order_id] = {
-                "status": o.status, "reason": o.reason,
+                # unset until CANCELLED: absent, never "" (None)
+                "status": o.status, "reason": o.reason or None,
                 "user_id": o.user_id, "activity_id": o.activity_id,
                 "qty": str(o.qty), "amount_cents": str(o.amount_cents),
                 "refunded_cents": str(o.refunded_cents),

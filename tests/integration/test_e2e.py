@@ -351,7 +351,10 @@ def compare_redis(d, model, r, prefix):
                 where, json.dumps(exp[oid], sort_keys=True)))
             continue
         for f, v in exp[oid].items():
-            if h.get(f, "") != v:
+            if v is None:
+                if f in h:
+                    d.add(where, f, "<absent>", h[f])
+            elif h.get(f) != v:
                 d.add(where, f, v, h.get(f, "<absent>"))
     # docs/read-models.md: a REJECTED hash expires (24 h by default), a
     # placed order's never does.

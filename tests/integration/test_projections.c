@@ -584,6 +584,10 @@ static void redis_expect_scenario(const char *pf) {
         cr_assert_eq(hget_ll(k, "placed_ms"), 2000);
         cr_assert_eq(hget_ll(k, "pay_deadline_ms"),
                      2000 + ORDO_DEFAULT_PAY_TIMEOUT_MS);
+        /* read-models.md: reason is set once CANCELLED, absent before
+         * (never ""), even though a rejected attempt of o1 (another
+         * activity's) had a reason. */
+        cr_assert_str_eq(hget(k, "reason"), "(nil)");
         r = redisCommand(rc, "TTL %s", k);
         cr_assert_eq(r->integer, -1, "a placed order never expires");
         freeReplyObject(r);
@@ -700,17 +704,21 @@ Test(projections_redis, redelivery_never_double_counts) {
         ordo_redis_proj_destroy(p2);
 }
 
-Test(projections_redis, older_versions_are_ignored) {
+/* Each event alone, newest first, after the whole log: the first reserve
+ * (remaining 8) and OrderOpened of o1 are old news; fresh: a rebuild's
+ * target, which sees such an event when the log holds one twice
+ * (reconcile's planted duplicate). */
+static void older_versions_ignored(int fresh) {
         char pf[64], *before, *after;
         ordo_redis_proj_t *p;
         size_t i;
 
         unique_name(pf, sizeof(pf), ":");
         p = redis_proj(pf);
+        if (fresh)
+                ordo_redis_proj_set_fresh(p);
         cr_assert_eq(apply_redis(p, 0, nrecs), ORDO_ERR_OK);
         before = redis_dump(pf, 0);
-        /* Each event alone, newest first, after the whole log: the first
-         * reserve (remaining 8) and OrderOpened of o1 are old news. */
         for (i = nrecs; i-- > 0;)
                 cr_assert_eq(apply_redis(p, i, i + 1), ORDO_ERR_OK);
         after = redis_dump(pf, 1);
@@ -718,6 +726,10 @@ Test(projections_redis, older_versions_are_ignored) {
         free(before);
         free(after);
         ordo_redis_proj_destroy(p);
+}
+
+Test(projections_redis, older_versions_are_ignored) {
+        older_versions_ignored(0);
 }
 
 Test(projections_redis, rejection_never_hides_a_placed_order) {
@@ -735,7 +747,130 @@ Test(projections_redis, rejection_never_hides_a_placed_order) {
                         cr_assert_eq(apply_redis(p, i, i + 1), ORDO_ERR_OK);
         snprintf(k, sizeof(k), "%sorder:o1", pf);
         cr_assert_str_eq(hget(k, "status"), "SETTLED");
-        cr_assert_str_eq(hget(k, "reason"), "");
+        cr_assert_str_eq(hget(k, "reason"), "(nil)");
+        ordo_redis_proj_destroy(p);
+        free(redis_dump(pf, 1));
+}
+
+/* The index of the rejected PlaceOrder of o1 in the scenario. */
+static size_t o1_rejection(void) {
+        size_t i;
+        for (i = 0; i < nrecs; i++)
+                if (msgs[i].type == ORDO_MSG_COMMAND_REJECTED &&
+                    !strcmp(msgs[i].u.rejected.order_id, "o1"))
+                        return i;
+        cr_assert_fail("the scenario has a rejected attempt of o1");
+        return 0;
+}
+
+/* A rebuild's fresh target (plain commands where re-applying in order is
+ * harmless) holds exactly what the guarded scripts write, guards
+ * included, also when a batch is retried whole; and the live projection
+ * continuing on it after the switch changes nothing. */
+Test(projections_redis, fresh_target_writes_what_the_guarded_writes) {
+        char guarded[64], fresh[64];
+        char *a, *b, *c;
+        ordo_redis_proj_t *p1, *p2, *live;
+        size_t h = nrecs / 2;
+
+        unique_name(guarded, sizeof(guarded), ":");
+        unique_name(fresh, sizeof(fresh), ":");
+        p1 = redis_proj(guarded);
+        p2 = redis_proj(fresh);
+        ordo_redis_proj_set_fresh(p2);
+        cr_assert_eq(apply_redis(p1, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(apply_redis(p2, 0, h), ORDO_ERR_OK);
+        cr_assert_eq(apply_redis(p2, h, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(apply_redis(p2, h, nrecs), ORDO_ERR_OK); /* retried */
+        redis_expect_scenario(fresh);
+        a = redis_dump(guarded, 1);
+        b = redis_dump(fresh, 0);
+        cr_assert_str_eq(a, b);
+        live = redis_proj(fresh);
+        cr_assert_eq(apply_redis(live, 0, nrecs), ORDO_ERR_OK);
+        c = redis_dump(fresh, 1);
+        cr_assert_str_eq(b, c, "the guards let the live projection go on");
+        free(a);
+        free(b);
+        free(c);
+        ordo_redis_proj_destroy(p1);
+        ordo_redis_proj_destroy(p2);
+        ordo_redis_proj_destroy(live);
+}
+
+Test(projections_redis, fresh_target_ignores_older_versions) {
+        older_versions_ignored(1);
+}
+
+/* A hot activity: more reservations in one chunk than one command has
+ * room to fold, with one the log holds twice in the middle. The fresh
+ * target ends where the guarded one does. */
+Test(projections_redis, fresh_target_hot_activity) {
+        enum { N = 400 };
+        static ordo_msg_t hm[N];
+        static ordo_event_rec_t hr[N];
+        char guarded[64], fresh[64], k[128], *a, *b;
+        ordo_redis_proj_t *p1, *p2;
+        redisReply *r;
+        int i;
+
+        for (i = 0; i < N; i++) {
+                int e = i == N / 2 ? N / 4 : i; /* the duplicate */
+                ordo_msg_init(&hm[i], ORDO_MSG_STOCK_RESERVED);
+                hm[i].meta.version = e + 2;
+                ordo_strlcpy(hm[i].u.stock.activity_id, "H", ORDO_ID_MAX + 1);
+                snprintf(hm[i].u.stock.order_id, ORDO_ID_MAX + 1, "h%d", e);
+                hm[i].u.stock.qty = 1;
+                hm[i].u.stock.remaining = 1000000 - e;
+                hr[i].msg = &hm[i];
+                hr[i].source = "activity-events";
+                hr[i].offset = i;
+        }
+        unique_name(guarded, sizeof(guarded), ":");
+        unique_name(fresh, sizeof(fresh), ":");
+        p1 = redis_proj(guarded);
+        p2 = redis_proj(fresh);
+        ordo_redis_proj_set_fresh(p2);
+        cr_assert_eq(ordo_redis_proj_apply(p1, hr, N, k, sizeof(k)),
+                     ORDO_ERR_OK, "%s", k);
+        cr_assert_eq(ordo_redis_proj_apply(p2, hr, N, k, sizeof(k)),
+                     ORDO_ERR_OK, "%s", k);
+        snprintf(k, sizeof(k), "%sstock:H", fresh);
+        r = redisCommand(rc, "GET %s", k);
+        cr_assert_eq(atoll(r->str), 1000000 - (N - 1));
+        freeReplyObject(r);
+        a = redis_dump(guarded, 1);
+        b = redis_dump(fresh, 1);
+        cr_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        ordo_redis_proj_destroy(p1);
+        ordo_redis_proj_destroy(p2);
+}
+
+/* In a fresh target a rejected attempt written before the order of the
+ * same id is placed is replaced whole (no reason, no TTL); one after it
+ * never hides it. */
+Test(projections_redis, fresh_target_placed_order_wins) {
+        char pf[64], k[128];
+        ordo_redis_proj_t *p;
+        redisReply *r;
+        size_t j = o1_rejection();
+
+        unique_name(pf, sizeof(pf), ":");
+        p = redis_proj(pf);
+        ordo_redis_proj_set_fresh(p);
+        cr_assert_eq(apply_redis(p, j, j + 1), ORDO_ERR_OK);
+        snprintf(k, sizeof(k), "%sorder:o1", pf);
+        cr_assert_str_eq(hget(k, "status"), "REJECTED");
+        cr_assert_eq(apply_redis(p, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(apply_redis(p, j, j + 1), ORDO_ERR_OK);
+        cr_assert_str_eq(hget(k, "status"), "SETTLED");
+        cr_assert_str_eq(hget(k, "reason"), "(nil)");
+        cr_assert_str_eq(hget(k, "user_id"), "u1");
+        r = redisCommand(rc, "TTL %s", k);
+        cr_assert_eq(r->integer, -1, "a placed order never expires");
+        freeReplyObject(r);
         ordo_redis_proj_destroy(p);
         free(redis_dump(pf, 1));
 }
