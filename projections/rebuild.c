@@ -262,10 +262,10 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         if (ordo_store_open(&rb->store, rb->which, conf, rb->into, errstr,
                             errstr_size))
                 return ORDO_ERR_INVALID_ARG;
-        ordo_store_set_fresh(&rb->store); /* checked new, and ours alone */
-        /* Nobody reads the target before the switch: MongoDB folds the
-         * whole log in memory and writes each document once (0021). */
-        return ordo_store_buffer(&rb->store, rb->stop);
+        /* Checked new, ours alone, and read by nobody before the switch:
+         * MongoDB folds the whole log in memory and writes each document
+         * once (0021), Redis skips guards it need not read (0022). */
+        return ordo_store_fresh_target(&rb->store, rb->stop);
 }
 
 /* Every partition of topic t from its low watermark to its stable end

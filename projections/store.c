@@ -51,7 +51,10 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
  * ~0.4 GB at most; that log is written once, at the end. */
 #define MONGO_WINDOW 500000
 
-ordo_err_t ordo_store_buffer(ordo_store_t *s, volatile sig_atomic_t *stop) {
+ordo_err_t ordo_store_fresh_target(ordo_store_t *s,
+                                   volatile sig_atomic_t *stop) {
+        if (s->redis)
+                ordo_redis_proj_set_fresh(s->redis);
         return s->mongo ? ordo_mongo_proj_buffer(s->mongo, MONGO_WINDOW, stop)
                         : ORDO_ERR_OK;
 }
@@ -63,11 +66,6 @@ ordo_err_t ordo_store_flush(ordo_store_t *s, char *errstr, size_t errstr_size) {
 
 int64_t ordo_store_refused(const ordo_store_t *s) {
         return ordo_mongo_proj_refused(s->mongo);
-}
-
-void ordo_store_set_fresh(ordo_store_t *s) {
-        if (s->redis)
-                ordo_redis_proj_set_fresh(s->redis);
 }
 
 int ordo_store_err_permanent(ordo_err_t err) {

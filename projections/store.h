@@ -27,18 +27,15 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);
-/* The target is new and s its only writer until it is complete (rebuild,
- * reconcile): the store may skip reading guards where applying a batch
- * again in order gives the same result (Redis: projection.h,
- * ordo_redis_proj_set_fresh). */
-void ordo_store_set_fresh(ordo_store_t *s);
-
-/* For a rebuild into a new target: apply may hold events in memory and
- * write them later (MongoDB: ordo_mongo_proj_buffer, decision 0021;
- * Redis: no change). ordo_store_flush writes what is held, checking *stop
- * between commands; until it returns OK nothing applied since the last
- * flush is known to be written. */
-ordo_err_t ordo_store_buffer(ordo_store_t *s, volatile sig_atomic_t *stop);
+/* The target is new and s its only writer until it is complete (a
+ * rebuild). Redis may skip reading guards where applying a batch again in
+ * order gives the same result (ordo_redis_proj_set_fresh, decision 0022);
+ * MongoDB holds events in memory and writes them later
+ * (ordo_mongo_proj_buffer, decision 0021). ordo_store_flush writes what
+ * is held, checking *stop between commands; until it returns OK nothing
+ * applied since the last flush is known to be written. */
+ordo_err_t ordo_store_fresh_target(ordo_store_t *s,
+                                   volatile sig_atomic_t *stop);
 ordo_err_t ordo_store_flush(ordo_store_t *s, char *errstr, size_t errstr_size);
 /* Writes a buffered store refused for good (logged), not yet counted as
  * parked events. */
