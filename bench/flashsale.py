@@ -275,9 +275,19 @@ def _read_nofill(r):
 # ---------------------------------------------------------------- MongoDB
 
 def mongo_poller(uri, db, ids_path, out_path, start_wall, interval,
-                 timeout):
+                 timeout, threads=2):
     """Child process: polls orders for the ids whose planned send time has
-    passed; records when each first appears."""
+    passed; records when each first appears, and when it was last seen
+    missing (the document appeared in between: the figure's resolution).
+
+    FerretDB on SQLite answers only an _id equality from its index (~2 ms);
+    anything else, an $in included, decodes the whole collection (~1.4 s
+    for 8,000 orders here, and a core of FerretDB while it lasts). So one
+    find by _id per due id, in send order. One poller in series falls
+    behind as soon as documents appear faster than it can look them up
+    (2,000 samples in a 5 s burst: the "latency" was the poller's queue,
+    2-4 s, bench/RESULTS.md), so `threads` pollers share the ids."""
+    import threading
     from pymongo import MongoClient
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
@@ -286,46 +296,52 @@ def mongo_poller(uri, db, ids_path, out_path, start_wall, interval,
         oid, off = ln.split()
         ids.append((float(off), oid))
     ids.sort()
-    coll = MongoClient(uri, serverSelectionTimeoutMS=10000)[db].orders
-    seen = {}
+    client = MongoClient(uri, serverSelectionTimeoutMS=10000,
+                         maxPoolSize=max(1, threads))
+    coll = client[db].orders
+    seen, missed = {}, {}
     deadline = start_wall + (ids[-1][0] if ids else 0) + timeout
-    polls = 0
-    while not stop and len(seen) < len(ids) and time.time() < deadline:
-        t0 = time.time()
-        due = [oid for off, oid in ids
-               if start_wall + off <= t0 and oid not in seen]
-        # FerretDB on SQLite answers only an _id equality from its index
-        # (~2 ms); anything else, an $in included, decodes the whole
-        # collection (~1.4 s for 8,000 orders here, and a core of FerretDB
-        # while it lasts). So one find by _id per due id, in send order;
-        # after 20 misses in a row the rest are most likely not there yet
-        # either and wait for the next poll (which can only make a
-        # document's time late, never early).
-        misses = 0
-        for oid in due:
-            if misses >= 20 or stop:
-                break
-            try:
-                hit = coll.find_one({"_id": oid}, {"_id": 1}) is not None
-            except Exception as e:      # keep polling: FerretDB is busy
-                sys.stderr.write("mongo poll: %s\n" % e)
-                break
-            if hit:
-                seen[oid] = int(time.time() * 1e6)
-                misses = 0
-            else:
-                misses += 1
-        polls += 1
-        if polls % 60 == 0:
-            sys.stderr.write("[flashsale] mongo poller: %d of %d sampled "
-                             "orders seen\n" % (len(seen), len(ids)))
-        d = interval - (time.time() - t0)
-        if d > 0:
-            time.sleep(d)
+    polls = [0]
+
+    def poll(mine):
+        while not stop and len(seen) < len(ids) and time.time() < deadline:
+            t0 = time.time()
+            due = [oid for off, oid in mine
+                   if start_wall + off <= t0 and oid not in seen]
+            # after 20 misses in a row the rest are most likely not there
+            # yet either and wait for the next poll (which can only make a
+            # document's time late, never early)
+            misses = 0
+            for oid in due:
+                if misses >= 20 or stop:
+                    break
+                try:
+                    hit = coll.find_one({"_id": oid}, {"_id": 1}) is not None
+                except Exception as e:  # keep polling: FerretDB is busy
+                    sys.stderr.write("mongo poll: %s\n" % e)
+                    break
+                now = int(time.time() * 1e6)
+                if hit:
+                    seen[oid] = now
+                    misses = 0
+                else:
+                    missed[oid] = now
+                    misses += 1
+            polls[0] += 1
+            d = interval - (time.time() - t0)
+            if d > 0:
+                time.sleep(d)
+
+    workers = [threading.Thread(target=poll, args=(ids[t::threads],),
+                                daemon=True) for t in range(threads)]
+    for w in workers:
+        w.start()
+    while any(w.is_alive() for w in workers):
+        time.sleep(0.5)
     with open(out_path, "w") as f:
         for k, t in seen.items():
-            f.write("%s %d\n" % (k, t))
-    sys.stdout.write("polls %d seen %d of %d\n" % (polls, len(seen),
+            f.write("%s %d %d\n" % (k, t, missed.get(k, 0)))
+    sys.stdout.write("polls %d seen %d of %d\n" % (polls[0], len(seen),
                                                      len(ids)))
 
 
@@ -865,7 +881,8 @@ class Run:
                 [sys.executable, __file__, "_mongo-poll", self.mongo_uri,
                  self.tag, ids_path, os.path.join(self.out,
                                                   "mongo-first.txt"),
-                 repr(t0), str(a.mongo_interval), str(a.mongo_timeout)],
+                 repr(t0), str(a.mongo_interval), str(a.mongo_timeout),
+                 str(a.mongo_threads)],
                 stdout=subprocess.PIPE, text=True)
             self.children.append(self.poller)
             self.sampler.watch("driver", self.poller.pid)
@@ -1109,11 +1126,13 @@ def analyse(run, sale):
                  order_event=avg([len(p) for t, ty, p in oev]))
     res["message_bytes"] = sizes
     burst_cmd_ts, warm_cmd_ts = [], []
+    written = {}                 # index -> command's CreateTime (ms)
     for t, ty, p in cmds:
         m = CMD_RE.search(p) if ty == "PlaceOrder" else None
         if m:
             (burst_cmd_ts if int(m.group(2)) >= n_warm
              else warm_cmd_ts).append(t)
+            written[int(m.group(2))] = t
     decided = {}                 # index -> (event ms, reserved?)
     for t, ty, p in aev:
         m = CMD_RE.search(p)
@@ -1164,12 +1183,14 @@ def analyse(run, sale):
             k, t = ln.split()
             if k in by_oid:
                 first[by_oid[k]] = int(t)
-    mfirst = {}
+    mfirst, mmissed = {}, {}
     mpath = os.path.join(run.out, "mongo-first.txt")
     if os.path.exists(mpath):
         for ln in open(mpath):
-            k, t = ln.split()
+            k, t, miss = ln.split()
             mfirst[by_oid[k]] = int(t)
+            if int(miss):
+                mmissed[by_oid[k]] = int(miss)
     su = run.send_us
 
     def lat(d, idx):
@@ -1191,6 +1212,18 @@ def analyse(run, sale):
     # the split: decided (the event's CreateTime) -> status in Redis,
     # which is the projection's part plus the processor's commit
     L = res["latency"]
+    # the MongoDB figure is an upper bound (the poller's hit); the
+    # document was still missing at the poller's last miss: a lower bound
+    L["mongo_burst_missing"] = lat_summary(
+        [max(0, mmissed.get(i, 0) - su[i]) / 1000.0
+         for i in mfirst if i >= n_warm])
+    # sent -> decided split at the command's CreateTime: the ingest's
+    # part (`ordo produce`: pipe, linger) and the activity stage's part
+    L["written_burst"] = lat_summary(
+        [written[i] - su[i] / 1000.0 for i in burst_idx if i in written])
+    L["written_to_decided_burst"] = lat_summary(
+        [decided[i] - written[i] for i in burst_idx
+         if i in decided and i in written])
     L["decided_to_redis_burst"] = lat_summary(
         [first[i] / 1000.0 - decided[i] for i in burst_idx
          if i in first and i in decided])
@@ -1623,11 +1656,17 @@ def report(run):
             name, fmt(d["p50_ms"]), fmt(d["p99_ms"]), fmt(d["p999_ms"]),
             fmt(d["max_ms"]), fmt(d["n"]), fmt(d.get("of", d["n"]))))
     latrow("sent -> decided (event written), burst", L.get("decided_burst"))
+    latrow("  sent -> command written (ingest)", L.get("written_burst"))
+    latrow("  command written -> decided (activity stage)",
+           L.get("written_to_decided_burst"))
     latrow("sent -> status in Redis, burst", L.get("redis_burst"))
     latrow("decided -> status in Redis, burst (commit + projection)",
            L.get("decided_to_redis_burst"))
     latrow("sent -> status in Redis, warm-up", L.get("redis_warmup"))
-    latrow("sent -> document in MongoDB, burst sample", L.get("mongo_burst"))
+    latrow("sent -> document in MongoDB, burst sample (poller's hit)",
+           L.get("mongo_burst"))
+    latrow("  lower bound: sent -> last seen missing",
+           L.get("mongo_burst_missing"))
     latrow("sent -> document in MongoDB, warm-up sample",
            L.get("mongo_warmup"))
     lua = res.get("lua")
@@ -1867,9 +1906,12 @@ def parse_args(argv):
                    help="partitions of the run's topics (ORDO_PARTITIONS "
                    "or 6)")
     g = ap.add_argument_group("measuring")
-    g.add_argument("--mongo-sample", type=int, default=2000,
-                   help="accepted orders polled in MongoDB (default 2000; "
-                   "0: none)")
+    g.add_argument("--mongo-sample", type=int, default=500,
+                   help="accepted orders polled in MongoDB (default 500; "
+                   "0: none). Each poll is a FerretDB query of ~2 ms of "
+                   "its CPU: 2,000 in a 5 s burst took most of a core")
+    g.add_argument("--mongo-threads", type=int, default=2,
+                   help="parallel MongoDB pollers (default 2)")
     g.add_argument("--mongo-interval", type=float, default=0.15,
                    help="MongoDB poll interval, s (0.15)")
     g.add_argument("--mongo-timeout", type=int, default=300,
@@ -1943,9 +1985,9 @@ def main():
         h, port, pat, out = sys.argv[2:6]
         return redis_subscriber(h, int(port), pat, out)
     if len(sys.argv) > 1 and sys.argv[1] == "_mongo-poll":
-        uri, db, ids, out, t0, iv, to = sys.argv[2:9]
+        uri, db, ids, out, t0, iv, to, th = sys.argv[2:10]
         return mongo_poller(uri, db, ids, out, float(t0), float(iv),
-                            float(to))
+                            float(to), int(th))
     a = parse_args(sys.argv[1:])
     a.build = os.path.abspath(a.build)
     if not os.access(os.path.join(a.build, "runtime", "cli", "ordo"),

@@ -686,7 +686,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
                  "snapshot_bytes=%lld ticks=%lld rejoins=%lld "
                  "discarded=%lld consume_ms=%lld decide_ms=%lld "
-                 "produce_ms=%lld commit_wait_ms=%lld idle_ms=%lld",
+                 "produce_ms=%lld commit_wait_ms=%lld idle_ms=%lld "
+                 "offsets_ms=%lld deliveries_ms=%lld end_txn_ms=%lld",
                  what, (long long)s->consumed, (long long)s->produced,
                  (long long)s->rejected, (long long)s->dead_lettered,
                  (long long)s->transactions,
@@ -697,7 +698,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->rejoins, (long long)s->discarded,
                  (long long)s->consume_ms, (long long)s->decide_ms,
                  (long long)s->produce_ms, (long long)s->commit_wait_ms,
-                 (long long)s->idle_ms);
+                 (long long)s->idle_ms, (long long)s->offsets_ms,
+                 (long long)s->deliveries_ms, (long long)s->end_txn_ms);
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,

@@ -78,6 +78,10 @@ typedef struct ordo_stage_stats_s {
         int64_t consume_ms;     /* in consume_batch, deciding included */
         int64_t produce_ms;     /* handing the outbox to librdkafka */
         int64_t idle_ms;        /* polls that brought nothing */
+        /* where committed transactions spent their end (stream_commit.c):
+         * the offsets into the transaction (AddOffsetsToTxn,
+         * TxnOffsetCommit), the delivery reports, the commit (EndTxn) */
+        int64_t offsets_ms, deliveries_ms, end_txn_ms;
 } ordo_stage_stats_t;
 
 /* Runs a processor until *stop becomes non-zero or a fatal error.

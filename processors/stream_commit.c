@@ -21,6 +21,9 @@
 #include "log.h"
 #include "metrics.h"
 
+/* a transaction's end (offsets, deliveries, commit) this slow is logged */
+#define SLOW_END_MS 1000
+
 static ordo__txn_result_t txn_fail(ordo__proc_t *p, char *errstr,
                                    size_t errstr_size, rd_kafka_error_t *error,
                                    const char *step) {
@@ -96,17 +99,23 @@ static rd_kafka_error_t *deliveries_failed(ordo__proc_t *p) {
 static ordo__txn_result_t end_exactly_once(ordo__proc_t *p, ordo__commit_t *c) {
         rd_kafka_error_t *error = NULL;
         int attempt;
+        int64_t t = ordo_monotonic_ms();
 
         /* before the flush, so that the messages fly meanwhile */
         if (c->offsets->cnt && (error = rd_kafka_send_offsets_to_transaction(
                                     p->producer, c->offsets, c->cgmd, -1)))
                 return txn_fail(p, c->errstr, sizeof(c->errstr), error,
                                 "send_offsets");
+        c->offsets_ms = ordo_monotonic_ms() - t;
+        t += c->offsets_ms;
         if ((error = deliveries_failed(p)))
                 return txn_fail(p, c->errstr, sizeof(c->errstr), error,
                                 "delivery");
+        c->deliveries_ms = ordo_monotonic_ms() - t;
+        t += c->deliveries_ms;
         for (attempt = 0;; attempt++) {
                 error = rd_kafka_commit_transaction(p->producer, -1);
+                c->end_ms = ordo_monotonic_ms() - t;
                 if (!error)
                         return ORDO__TXN_OK;
                 if (!rd_kafka_error_is_retriable(error) || attempt >= 10)
@@ -126,12 +135,17 @@ static ordo__txn_result_t end_at_least_once(ordo__proc_t *p,
                                             ordo__commit_t *c) {
         rd_kafka_error_t *error;
         rd_kafka_resp_err_t err;
+        int64_t t = ordo_monotonic_ms();
 
         if ((error = deliveries_failed(p)))
                 return txn_fail(p, c->errstr, sizeof(c->errstr), error,
                                 "delivery");
-        if (c->offsets->cnt &&
-            (err = rd_kafka_commit(p->consumer, c->offsets, 0))) {
+        c->deliveries_ms = ordo_monotonic_ms() - t;
+        t += c->deliveries_ms;
+        err = c->offsets->cnt ? rd_kafka_commit(p->consumer, c->offsets, 0)
+                              : RD_KAFKA_RESP_ERR_NO_ERROR;
+        c->offsets_ms = ordo_monotonic_ms() - t;
+        if (err) {
                 snprintf(c->errstr, sizeof(c->errstr), "commit offsets: %s",
                          rd_kafka_err2str(err));
                 ORDO_LOG(WARN, p->def->name,
@@ -159,6 +173,7 @@ void ordo__commit_start(ordo__proc_t *p,
                       ? NULL
                       : rd_kafka_consumer_group_metadata(p->consumer);
         c->errstr[0] = '\0';
+        c->offsets_ms = c->deliveries_ms = c->end_ms = 0;
         c->done = 0;
         c->pending = 1;
         c->threaded =
@@ -171,6 +186,7 @@ void ordo__commit_start(ordo__proc_t *p,
  * snapshot, counters and metrics; or the failure for the loop. */
 static void settle(ordo__proc_t *p, ordo__txn_result_t r) {
         ordo__commit_t *c = &p->commit;
+        int64_t ms;
         int i;
 
         ordo__snapshots_done(p, r == ORDO__TXN_OK);
@@ -187,9 +203,20 @@ static void settle(ordo__proc_t *p, ordo__txn_result_t r) {
                 if (c->offsets->elems[i].partition < p->n_states)
                         p->parts[c->offsets->elems[i].partition].input_next =
                             c->offsets->elems[i].offset;
+        ms = ordo_monotonic_ms() - c->t0;
         p->stats->transactions++;
-        p->stats->txn_ms += ordo_monotonic_ms() - c->t0;
-        ordo_metrics_transaction(p->def->name, ordo_monotonic_ms() - c->t0);
+        p->stats->txn_ms += ms;
+        p->stats->offsets_ms += c->offsets_ms;
+        p->stats->deliveries_ms += c->deliveries_ms;
+        p->stats->end_txn_ms += c->end_ms;
+        ordo_metrics_transaction(p->def->name, ms);
+        /* a slow end is the broker's, not ours: say which step waited */
+        if (c->offsets_ms + c->deliveries_ms + c->end_ms >= SLOW_END_MS)
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"slow transaction end\" ms=%lld offsets_ms=%lld "
+                         "deliveries_ms=%lld end_txn_ms=%lld",
+                         (long long)ms, (long long)c->offsets_ms,
+                         (long long)c->deliveries_ms, (long long)c->end_ms);
 }
 
 ordo__txn_result_t ordo__commit_wait(ordo__proc_t *p) {

@@ -75,6 +75,9 @@ typedef struct ordo__commit_s {
         rd_kafka_topic_partition_list_t *offsets; /* one past each input */
         rd_kafka_consumer_group_metadata_t *cgmd;
         int64_t t0; /* monotonic ms when the transaction began */
+        /* the worker's steps, ms: offsets into the transaction, waiting
+         * for the delivery reports, the commit itself */
+        int64_t offsets_ms, deliveries_ms, end_ms;
         ordo__txn_result_t result;
         char errstr[1024];
 } ordo__commit_t;
