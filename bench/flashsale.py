@@ -1946,7 +1946,7 @@ def parse_args(argv):
                    "at least 200000)")
     g.add_argument("--raw-batch", type=int, default=2000,
                    help="bench_kafka_raw --batch for the transactional run "
-                   "(2000: ordo's batch.max)")
+                   "(2000)")
     g = ap.add_argument_group("running")
     g.add_argument("--build", default=os.path.join(ROOT, "build-rel"),
                    help="build directory with runtime/cli/ordo and bench/ "

@@ -258,6 +258,14 @@ static ordo_err_t store(fault_ctx_t *c, const ordo_field_t *f, const json_t *v,
                                     "WRONG_TYPE", "expected an integer, got %s",
                                     json_type_name(v));
                 l = json_integer_value(v);
+                /* ms since the epoch (RULES.md "Units"); before it, a
+                 * batch's deadlines and windows would be nonsense */
+                if (l < 0 && o->keep_ts && !strcmp(f->name, "ts_ms"))
+                        return fail(c, ORDO_ERR_OVERSIZE, f->name,
+                                    "OUT_OF_RANGE",
+                                    "%lld is before 1970: ms since the Unix "
+                                    "epoch cannot be negative",
+                                    (long long)l);
                 memcpy((char *)out + f->offset, &l, sizeof(l));
                 return ORDO_ERR_OK;
         case ORDO_FIELD_BOOL:

@@ -29,7 +29,7 @@ typedef struct {
         rd_kafka_t *consumer, *dlq;
         char group[256], dead[256];
         ordo_codec_t *codec;
-        size_t max, n, k; /* batch.max; messages polled; events decoded */
+        size_t max, n, k; /* projection.batch.max; polled; decoded */
         size_t plen;      /* topic.prefix's length */
         int wait_ms;      /* batch.ms */
         rd_kafka_message_t **rkms;
@@ -187,7 +187,7 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
 /* The batch, the dead-letter producer, the codec and the consumer. */
 static ordo_err_t open_all(loop_t *lp, const ordo_config_t *conf, char *errstr,
                            size_t errstr_size) {
-        lp->max = (size_t)ordo_config_get_int(conf, "batch.max");
+        lp->max = (size_t)ordo_config_get_int(conf, "projection.batch.max");
         if (lp->max < 1)
                 lp->max = 1;
         lp->wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
@@ -256,9 +256,9 @@ static void log_counts(const loop_t *lp, const char *what) {
 }
 
 /* read -> decode -> apply -> commit until *stop: a batch is what
- * batch.ms brings, up to batch.max. Ends early on a fatal consumer error
- * (a newer member with our group.instance.id): the consumer is of no
- * more use, and `ordo run` reports the stage failed. */
+ * batch.ms brings, up to projection.batch.max. Ends early on a fatal
+ * consumer error (a newer member with our group.instance.id): the
+ * consumer is of no more use, and `ordo run` reports the stage failed. */
 static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
         const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
         int64_t last_log = ordo_monotonic_ms();

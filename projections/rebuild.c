@@ -4,10 +4,10 @@
  *
  * Workload: every event ever written, once, as fast as the store takes
  * it. One assign-only consumer over all partitions of the four event
- * topics, batches of batch.max events, the live projection's adapters
- * (so the result is what the live projection would have written). Each
- * partition is read to the end it had at the start, so the rebuild
- * finishes even while the engine keeps writing.
+ * topics, batches of projection.batch.max events, the live projection's
+ * adapters (so the result is what the live projection would have
+ * written). Each partition is read to the end it had at the start, so
+ * the rebuild finishes even while the engine keeps writing.
  *
  * The switch (docs/read-models.md, "Rebuild and switch"): the rebuild
  * commits the offsets it reached to a new consumer group; `ordo project
@@ -192,7 +192,7 @@ typedef struct {
         ordo_store_t store;
         rd_kafka_t *rk, *wm, *group;
         ordo_codec_t *codec;
-        size_t max, n;             /* batch.max; events in the batch */
+        size_t max, n; /* projection.batch.max; events in the batch */
         rd_kafka_message_t **rkms; /* the batch as read */
         ordo_msg_t *msgs;
         ordo_event_rec_t *recs;
@@ -237,7 +237,7 @@ static ordo_err_t check_target(rebuild_t *rb, const ordo_config_t *conf,
 static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
                            const char *commit_group, char *errstr,
                            size_t errstr_size) {
-        rb->max = (size_t)ordo_config_get_int(conf, "batch.max");
+        rb->max = (size_t)ordo_config_get_int(conf, "projection.batch.max");
         if (rb->max < 1)
                 rb->max = 1;
         rb->rkms = calloc(rb->max, sizeof(*rb->rkms));
@@ -396,7 +396,7 @@ static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
 }
 
 /* read -> decode -> apply until every partition is at its end: a batch
- * is what is waiting, up to batch.max. */
+ * is what is waiting, up to projection.batch.max. */
 static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
                            size_t errstr_size) {
         /* ends of partitions in their place: one after messages of its

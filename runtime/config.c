@@ -27,8 +27,12 @@ static const key_def_t known[] = {
           "fences another's groups)" },
         { "instance.id", STRING, "0",
           "this instance's id within a stage; distinct per running instance" },
-        { "batch.max", INT, "10000", "most input messages per transaction" },
+        { "batch.max", INT, "50000",
+          "processors: most input messages per transaction" },
         { "batch.ms", INT, "20", "longest wait to fill a batch, in ms" },
+        { "projection.batch.max", INT, "10000",
+          "projections and rebuild: most events per batch (each batch waits "
+          "for the previous one's writes; docs/decisions/0018)" },
         { "processing.guarantee", STRING, "exactly_once",
           "processors: exactly_once (outputs and input offsets in one "
           "transaction) or at_least_once (no transactions: outputs, then "
@@ -124,6 +128,7 @@ static const struct {
         { "topic.partitions", 1, 100000 },
         { "batch.max", 1, 1000000 },
         { "batch.ms", 0, 60000 },
+        { "projection.batch.max", 1, 1000000 },
         { "processing.pipeline", 0, 1 },
         { "snapshot.events", 0, INT64_MAX },
         { "tick.interval.ms", 0, 86400000 },

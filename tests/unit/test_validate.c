@@ -778,6 +778,16 @@ Test(ts_ms, policy) {
         cr_expect_eq(m.meta.ts_ms, 42);
         m = parse_ok(COMMANDS[1].json, NULL); /* NULL opts: from outside */
         cr_expect_eq(m.meta.ts_ms, 0);
+        /* ms since the epoch: a batch's negative time is refused... */
+        EXPECT_FAULT(place_with("ts_ms", "-5"), &BATCH, ORDO_ERR_OVERSIZE,
+                     "ts_ms", "OUT_OF_RANGE");
+        EXPECT_FAULT("{\"type\":\"Tick\",\"ts_ms\":-1}", &BATCH,
+                     ORDO_ERR_OVERSIZE, "ts_ms", "OUT_OF_RANGE");
+        m = parse_ok("{\"type\":\"Tick\",\"ts_ms\":0}", &BATCH);
+        cr_expect_eq(m.meta.ts_ms, 0);
+        /* ...and ignored where the producer stamps it (`ordo produce`) */
+        parse_ok(place_with("ts_ms", "-5"),
+                 &(ordo_validate_opts_t){ .ignore_ts = 1 });
 }
 
 /* RULES.md: command_id is echoed as causation_id on every event it
