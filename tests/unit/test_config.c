@@ -65,9 +65,10 @@ Test(config, bad_environment_value_names_the_variable) {
 Test(config, integer_keys_range_checked) {
         ordo_config_t *c = ordo_config_new();
         static const char *bad[][2] = {
-                { "topic.partitions", "0" }, { "batch.max", "0" },
-                { "batch.ms", "-1" },        { "redis.port", "65536" },
-                { "ingest.threads", "0" },   { "ingest.instance.id", "-2" }
+                { "topic.partitions", "0" },    { "batch.max", "0" },
+                { "batch.ms", "-1" },           { "redis.port", "65536" },
+                { "ingest.threads", "0" },      { "ingest.instance.id", "-2" },
+                { "projection.batch.max", "0" }
         };
         size_t i;
         for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -81,6 +82,12 @@ Test(config, integer_keys_range_checked) {
         cr_assert_eq(
             ordo_config_set(c, "redis.port", "65535", errstr, sizeof(errstr)),
             ORDO_ERR_OK);
+        /* the processors' and the projections' batches are two keys */
+        cr_assert_eq(ordo_config_set(c, "projection.batch.max", "500", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_OK);
+        cr_assert_eq(ordo_config_get_int(c, "projection.batch.max"), 500);
+        cr_assert_eq(ordo_config_get_int(c, "batch.max"), 50000);
         cr_assert_eq(ordo_config_set(c, "ingest.rate.per.user", "0", errstr,
                                      sizeof(errstr)),
                      ORDO_ERR_OK);
