@@ -210,6 +210,8 @@ static void settle(ordo__proc_t *p, ordo__txn_result_t r) {
         p->stats->deliveries_ms += c->deliveries_ms;
         p->stats->end_txn_ms += c->end_ms;
         ordo_metrics_transaction(p->def->name, ms);
+        ordo_metrics_transaction_end(p->def->name, c->offsets_ms,
+                                     c->deliveries_ms, c->end_ms);
         /* a slow end is the broker's, not ours: say which step waited */
         if (c->offsets_ms + c->deliveries_ms + c->end_ms >= SLOW_END_MS)
                 ORDO_LOG(WARN, p->def->name,

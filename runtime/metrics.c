@@ -169,6 +169,7 @@ enum {
         F_DECISION_SECONDS,
         F_LAG,
         F_TXN_SECONDS,
+        F_TXN_END_SECONDS,
         F_ABORTS,
         F_DEAD_LETTERS,
         F_RESTORE_SECONDS,
@@ -212,6 +213,15 @@ static const struct {
                             { "stage" },
                             latency_s,
                             N_OF(latency_s) },
+        [F_TXN_END_SECONDS] = { "ordo_transaction_end_seconds",
+                                HISTOGRAM,
+                                "The end of committed Kafka transactions, "
+                                "by step: offsets (into the transaction), "
+                                "deliveries (the produce acknowledgements), "
+                                "commit.",
+                                { "stage", "step" },
+                                latency_s,
+                                N_OF(latency_s) },
         [F_ABORTS] = { "ordo_transactions_aborted_total",
                        COUNTER,
                        "Kafka transactions a processor aborted (the batch is "
@@ -346,6 +356,16 @@ void ordo_metrics_decision(const char *stage, const char *command,
 
 void ordo_metrics_transaction(const char *stage, int64_t ms) {
         observe(F_TXN_SECONDS, &stage, (double)ms / 1000.0);
+}
+
+void ordo_metrics_transaction_end(const char *stage, int64_t offsets_ms,
+                                  int64_t deliveries_ms, int64_t commit_ms) {
+        const char *v[][2] = { { stage, "offsets" },
+                               { stage, "deliveries" },
+                               { stage, "commit" } };
+        observe(F_TXN_END_SECONDS, v[0], (double)offsets_ms / 1000.0);
+        observe(F_TXN_END_SECONDS, v[1], (double)deliveries_ms / 1000.0);
+        observe(F_TXN_END_SECONDS, v[2], (double)commit_ms / 1000.0);
 }
 
 void ordo_metrics_abort(const char *stage) {

@@ -52,6 +52,10 @@ void ordo_prom_process(FILE *f);
 void ordo_metrics_decision(const char *stage, const char *command,
                            const char *reason, int64_t ts_ms);
 void ordo_metrics_transaction(const char *stage, int64_t ms);
+/* The steps of a committed transaction's end (stream_commit.c): offsets
+ * into the transaction, delivery reports, the commit itself. */
+void ordo_metrics_transaction_end(const char *stage, int64_t offsets_ms,
+                                  int64_t deliveries_ms, int64_t commit_ms);
 void ordo_metrics_abort(const char *stage);
 /* reason: a short class, not the message text (labels stay few). */
 void ordo_metrics_dead_letter(const char *stage, const char *reason);

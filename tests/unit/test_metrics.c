@@ -87,6 +87,7 @@ Test(metrics, registry_counts_decisions_by_result_and_reason) {
         ordo_metrics_dead_letter("order", "undecodable");
         ordo_metrics_abort("order");
         ordo_metrics_transaction("order", 30);
+        ordo_metrics_transaction_end("order", 20, 120, 3);
         t = capture(write_registry, NULL);
         cr_assert(strstr(t, "ordo_decisions_total{stage=\"activity\",command="
                             "\"PlaceOrder\",result=\"accepted\",reason=\"\"} "
@@ -102,6 +103,14 @@ Test(metrics, registry_counts_decisions_by_result_and_reason) {
                             "\"order\",le=\"0.05\"} 1\n"));
         cr_assert(strstr(t, "ordo_transaction_duration_seconds_bucket{stage="
                             "\"order\",le=\"0.025\"} 0\n"));
+        cr_assert(strstr(t, "ordo_transaction_end_seconds_bucket{stage="
+                            "\"order\",step=\"offsets\",le=\"0.025\"} 1\n"));
+        cr_assert(strstr(t, "ordo_transaction_end_seconds_bucket{stage="
+                            "\"order\",step=\"deliveries\",le=\"0.1\"} 0\n"));
+        cr_assert(strstr(t, "ordo_transaction_end_seconds_bucket{stage="
+                            "\"order\",step=\"deliveries\",le=\"0.25\"} 1\n"));
+        cr_assert(strstr(t, "ordo_transaction_end_seconds_count{stage="
+                            "\"order\",step=\"commit\"} 1\n"));
         cr_assert(strstr(t, "# TYPE ordo_consumer_lag gauge\n"));
         cr_assert(
             strstr(t, "# TYPE ordo_restore_duration_seconds histogram\n"));
