@@ -454,6 +454,33 @@ Test(stream_faults, an_abort_drops_the_next_batch_already_decided) {
         cr_assert_eq(fx.result, ORDO_ERR_OK);
 }
 
+Test(stream_faults, a_slow_end_is_counted_in_its_step) {
+        /* The first transaction's offsets are answered 400 ms late (no
+         * error): the progress line and ordo_transaction_end_seconds must
+         * put that wait in offsets_ms, where an operator looks for a
+         * slow group coordinator, not in deliveries or the commit. */
+        send_commands(&fx, 5, 0);
+        cr_assert_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                         fx.mc, 1, API_TXN_OFFSET_COMMIT, 1,
+                         RD_KAFKA_RESP_ERR_NO_ERROR, 400),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, 6));
+        /* stopped, so that no transaction settles between the reads */
+        fx.stop = 1;
+        pthread_join(fx.thread, NULL);
+        fx.running = 0;
+        cr_assert_eq(fx.result, ORDO_ERR_OK, "%s", fx.errstr);
+        cr_assert_eq(load(&fx.stats.aborts), 0);
+        cr_assert_geq(load(&fx.stats.offsets_ms), 390, "offsets_ms %lld",
+                      (long long)load(&fx.stats.offsets_ms));
+        cr_assert_geq(load(&fx.stats.txn_ms),
+                      load(&fx.stats.offsets_ms) +
+                          load(&fx.stats.deliveries_ms) +
+                          load(&fx.stats.end_txn_ms),
+                      "the steps are parts of the transactions' time");
+}
+
 Test(stream_faults, the_serial_loop_decides_the_same) {
         /* processing.pipeline=0: nothing is decided during a commit, so
          * nothing is discarded, and the outcome is the same. */
