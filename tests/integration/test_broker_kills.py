@@ -79,7 +79,11 @@ class Broker:
         self.java = ["java", "-Xms128m", "-Xmx512m", "-XX:+UseG1GC",
                      "-Dlog4j.configuration=file:%s/log4j.properties" %
                      self.dir, "-cp", os.path.join(libs[-1], "*")]
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        # StorageTool's argument parser takes a cluster id that begins
+        # with '-' (one in 64) for an option: draw again
+        cid = "-"
+        while cid.startswith("-"):
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
         subprocess.run(self.java + ["kafka.tools.StorageTool", "format",
                                     "-t", cid, "-c", self.props],
                        check=True, stdout=subprocess.DEVNULL)
