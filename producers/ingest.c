@@ -5,7 +5,8 @@
  * A POST goes through these steps, one static function each:
  *   door      on the headers, before any body byte is read: path, method,
  *             Content-Length (413), key id and timestamp (401), room in
- *             the budget of unauthenticated body bytes (503); the body
+ *             the budget of unauthenticated body bytes, in all and for
+ *             the peer's address (budget.h; 503); the body
  *             gets a deadline (ingest.body.timeout.ms) that no byte renews
  *   receive   the body arrives in pieces, held against that budget; past
  *             ingest.body.max it is dropped and the answer will be 413
@@ -41,6 +42,7 @@
 #include <unistd.h>
 
 #include "admit.h"
+#include "budget.h"
 #include "codec.h"
 #include "hmac.h"
 #include "kafka.h"
@@ -105,8 +107,9 @@ struct ordo_ingest_s {
         int keys_lock_made;
         ordo_keyset_t *keys; /* swapped whole on reload (SIGHUP) */
         int64_t window_ms, body_max, body_timeout_ms;
-        int64_t unauth_max;   /* ingest.unauth.bytes.max */
-        atomic_llong unauth;  /* body bytes held before their signature */
+        int64_t unauth_max;      /* ingest.unauth.bytes.max */
+        int64_t unauth_peer_max; /* ingest.unauth.peer.bytes.max */
+        ordo_budget_t *unauth;   /* body bytes held before their signature */
         ordo_ratelimit_t *rl; /* per user_id (PlaceOrder) */
         ordo_ratelimit_t *rl_key, *rl_peer, *rl_log;
         pthread_mutex_t limit_lock; /* check every limit, then spend */
@@ -156,10 +159,11 @@ typedef struct req_s {
         ordo_keyset_t *keys; /* the set the key was found in, held */
         const ordo_key_t *key;
         int64_t deadline_ms; /* for the whole body */
-        size_t held;         /* bytes counted in gw->unauth */
+        size_t held;         /* bytes counted in gw->unauth for peer */
         char *body;
         size_t len, cap;
         int too_large, busy;
+        const char *busy_why; /* the text of the 503 when busy */
         line_t *lines;
         size_t n_lines;
         char *arena;
@@ -176,8 +180,24 @@ static int64_t now_us(void) {
 /* The body is authenticated (or the request is over): its bytes leave
  * the budget of unauthenticated bytes. */
 static void release_held(req_t *r) {
-        atomic_fetch_sub(&r->gw->unauth, (long long)r->held);
+        ordo_budget_give(r->gw->unauth, r->peer, (int64_t)r->held);
         r->held = 0;
+}
+
+/* Room for n more unauthenticated bytes from r's peer; if there is none,
+ * the text of the 503 BUSY that says which limit is full. */
+static const char *hold(req_t *r, int64_t n) {
+        switch (ordo_budget_take(r->gw->unauth, r->peer, n)) {
+        case ORDO_BUDGET_OK:
+                r->held += (size_t)n;
+                return NULL;
+        case ORDO_BUDGET_KEY:
+                return "too many unauthenticated bytes held from your "
+                       "address (ingest.unauth.peer.bytes.max); retry";
+        default:
+                return "too many unauthenticated bytes held "
+                       "(ingest.unauth.bytes.max); retry";
+        }
 }
 
 static void req_free(req_t *r) {
@@ -862,9 +882,7 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
         if (r->busy) {
                 json_decref(f.errors);
                 return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
-                                  "too many unauthenticated bytes held "
-                                  "(ingest.unauth.bytes.max); retry",
-                                  RETRY_AFTER(UNAVAILABLE_S));
+                                  r->busy_why, RETRY_AFTER(UNAVAILABLE_S));
         }
         /* The body is complete: the connection is idle until the next
          * request, under the ordinary idle timeout. */
@@ -1042,16 +1060,9 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                 return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
                                   NO_HEADER);
         /* A Content-Length is held against the budget at once. */
-        if (atomic_fetch_add(&gw->unauth, (long long)length) +
-                (long long)length >
-            gw->unauth_max) {
-                atomic_fetch_sub(&gw->unauth, (long long)length);
+        if ((msg = hold(r, (int64_t)length)))
                 return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
-                                  "too many unauthenticated bytes held "
-                                  "(ingest.unauth.bytes.max); retry",
-                                  RETRY_AFTER(UNAVAILABLE_S));
-        }
-        r->held = (size_t)length;
+                                  msg, RETRY_AFTER(UNAVAILABLE_S));
         /* One deadline for the whole body. libmicrohttpd's timeout is idle
          * time, renewed by every byte; receive() sets it again to what is
          * left, so a byte now and then cannot keep the request open. */
@@ -1082,15 +1093,10 @@ static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
         }
         /* Held against the budget until the signature is checked; a
          * body without Content-Length is counted as it comes. */
-        if (r->len + n > r->held) {
-                long long more = (long long)(r->len + n - r->held);
-                if (atomic_fetch_add(&gw->unauth, more) + more >
-                    gw->unauth_max) {
-                        atomic_fetch_sub(&gw->unauth, more);
-                        r->busy = 1;
-                        return MHD_YES;
-                }
-                r->held += (size_t)more;
+        if (r->len + n > r->held &&
+            (r->busy_why = hold(r, (int64_t)(r->len + n - r->held)))) {
+                r->busy = 1;
+                return MHD_YES;
         }
         if (r->len + n + 1 > r->cap) {
                 size_t cap = r->cap ? r->cap : 1024;
@@ -1302,6 +1308,8 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         gw->body_timeout_ms =
             ordo_config_get_int(conf, "ingest.body.timeout.ms");
         gw->unauth_max = ordo_config_get_int(conf, "ingest.unauth.bytes.max");
+        gw->unauth_peer_max =
+            ordo_config_get_int(conf, "ingest.unauth.peer.bytes.max");
         pthread_mutex_init(&gw->keys_lock, NULL);
         gw->keys_lock_made = 1;
         pthread_mutex_init(&gw->limit_lock, NULL);
@@ -1309,12 +1317,14 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         if (gw->window_ms < 1 || gw->body_max < 1 || threads < 1 ||
             threads > 64 || instance > ORDO_IDGEN_INSTANCE_MAX ||
             gw->body_timeout_ms < 1 || gw->unauth_max < gw->body_max ||
-            per_peer < 1) {
+            gw->unauth_peer_max < gw->body_max || per_peer < 1) {
                 snprintf(errstr, errstr_size,
                          "ingest.signature.window.ms, ingest.body.max, "
                          "ingest.body.timeout.ms and "
                          "ingest.peer.connections.max must be positive, "
-                         "ingest.unauth.bytes.max at least ingest.body.max, "
+                         "ingest.unauth.bytes.max and "
+                         "ingest.unauth.peer.bytes.max at least "
+                         "ingest.body.max, "
                          "ingest.threads 1..64, ingest.instance.id -1..%d",
                          ORDO_IDGEN_INSTANCE_MAX);
                 goto fail;
@@ -1348,10 +1358,14 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
             ordo_config_get_int(conf, "ingest.rate.peer.burst"),
             (size_t)ordo_config_get_int(conf, "ingest.rate.users.max"));
         gw->rl_log = ordo_ratelimit_new(LOG_RATE, LOG_BURST, 16);
+        /* a peer's share above the total is the total */
+        gw->unauth = ordo_budget_new(
+            gw->unauth_max, gw->unauth_peer_max,
+            (size_t)ordo_config_get_int(conf, "ingest.rate.users.max"));
         gw->seen = ordo_seen_new(
             (size_t)ordo_config_get_int(conf, "ingest.replay.max"));
         if (!gw->rl || !gw->rl_key || !gw->rl_peer || !gw->rl_log ||
-            !gw->seen) {
+            !gw->unauth || !gw->seen) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -1464,6 +1478,7 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
         ordo_ratelimit_destroy(gw->rl_key);
         ordo_ratelimit_destroy(gw->rl_peer);
         ordo_ratelimit_destroy(gw->rl_log);
+        ordo_budget_destroy(gw->unauth);
         ordo_seen_destroy(gw->seen);
         ordo_keyset_release(gw->keys);
         if (gw->keys_lock_made)

@@ -100,6 +100,9 @@ static const key_def_t known[] = {
         { "ingest.unauth.bytes.max", INT, "16777216",
           "gateway: body bytes held before their signature is checked, "
           "all requests together" },
+        { "ingest.unauth.peer.bytes.max", INT, "8388608",
+          "gateway: body bytes held before their signature is checked, "
+          "from one client address" },
         { "ingest.body.max", INT, "1048576",
           "gateway: largest request body, bytes" },
         { "ingest.threads", INT, "2", "gateway: HTTP threads" },
@@ -147,6 +150,7 @@ static const struct {
         { "ingest.peer.connections.max", 1, INT32_MAX },
         { "ingest.body.timeout.ms", 1, INT32_MAX },
         { "ingest.unauth.bytes.max", 1, INT64_MAX },
+        { "ingest.unauth.peer.bytes.max", 1, INT64_MAX },
         { "ingest.body.max", 1, INT32_MAX },
         { "ingest.threads", 1, 64 },
         { "ingest.instance.id", -1, 1048575 },

@@ -654,17 +654,27 @@ Test(ingest, queue_full_is_503, .init = setup_dead_broker) {
 
 /* ---- the door (issue 14 item 2) ----------------------------------------- */
 
-static int connect_to(int port) {
-        struct sockaddr_in sa;
+/* A connection from the loopback address src (all of 127/8 is local, so
+ * tests can be several peers). */
+static int connect_from(const char *src, int port) {
+        struct sockaddr_in sa, from;
         int fd = socket(AF_INET, SOCK_STREAM, 0);
 
         memset(&sa, 0, sizeof(sa));
         sa.sin_family = AF_INET;
         sa.sin_port = htons((uint16_t)port);
         inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        from = sa;
+        from.sin_port = 0;
+        inet_pton(AF_INET, src, &from.sin_addr);
         cr_assert(fd >= 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0);
         cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         return fd;
+}
+
+static int connect_to(int port) {
+        return connect_from("127.0.0.1", port);
 }
 
 /* What arrives on fd within ms: the answer's text ("" if none, or if the
@@ -691,9 +701,10 @@ static ssize_t read_within(int fd, int ms, char *buf, size_t size) {
 
 /* A new connection with a POST /v1/commands announcing length body bytes
  * and the given start of the body ("" for none) sent; returns it. */
-static int open_post(const char *headers, size_t length, const char *body) {
+static int open_post_from(const char *src, const char *headers,
+                          size_t length, const char *body) {
         char req[2048];
-        int fd = connect_to(ordo_ingest_port(gw));
+        int fd = connect_from(src, ordo_ingest_port(gw));
 
         snprintf(req, sizeof(req),
                  "POST /v1/commands HTTP/1.1\r\nHost: x\r\n%s"
@@ -701,6 +712,26 @@ static int open_post(const char *headers, size_t length, const char *body) {
                  headers, length, body);
         cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
         return fd;
+}
+
+static int open_post(const char *headers, size_t length, const char *body) {
+        return open_post_from("127.0.0.1", headers, length, body);
+}
+
+/* A whole signed POST of body from src; the answer's status. */
+static int post_from(const char *src, const char *body, char *buf,
+                     size_t size) {
+        char headers[512];
+        int fd;
+        ssize_t n;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), body, headers,
+             sizeof(headers));
+        fd = open_post_from(src, headers, strlen(body), body);
+        n = read_within(fd, 5000, buf, size);
+        close(fd);
+        cr_assert_gt(n, 12, "no answer");
+        return atoi(buf + 9);
 }
 
 /* Sends only the headers of a POST announcing length body bytes, then
@@ -814,6 +845,53 @@ Test(ingest, unauthenticated_bytes_are_bounded, .init = setup_door) {
         r = post("/v1/commands", ok_body);
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
+}
+
+static void setup_peer_share(void) {
+        static const char *const extra[] = {
+                "ingest.body.max=100000", "ingest.unauth.bytes.max=300000",
+                "ingest.unauth.peer.bytes.max=100000", NULL
+        };
+        start(extra);
+}
+
+/* ingest.unauth.peer.bytes.max=100000: while one address holds 100000
+ * unauthenticated bytes, its next body is 503 BUSY naming the per-address
+ * limit, and another address is served; closing frees the share. */
+Test(ingest, unauthenticated_bytes_are_bounded_per_address,
+     .init = setup_peer_share) {
+        char headers[512], buf[4096];
+        int fd;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), "x", headers,
+             sizeof(headers));
+        fd = open_post_from("127.0.0.1", headers, 100000, "");
+        usleep(200000);
+        cr_assert_eq(post_from("127.0.0.1", ok_body, buf, sizeof(buf)), 503,
+                     "%s", buf);
+        cr_assert(strstr(buf, "\"BUSY\""), "%s", buf);
+        cr_assert(strstr(buf, "ingest.unauth.peer.bytes.max"), "%s", buf);
+        cr_assert_eq(post_from("127.0.0.2", ok_body, buf, sizeof(buf)), 202,
+                     "another address: %s", buf);
+        close(fd); /* its bytes leave the budget */
+        usleep(300000);
+        cr_assert_eq(post_from("127.0.0.1", ok_body, buf, sizeof(buf)), 202,
+                     "%s", buf);
+}
+
+/* A share smaller than the largest body could never take one. */
+Test(ingest, a_peer_share_below_the_body_max_is_refused) {
+        static const char *const extra[] = {
+                "ingest.body.max=100000", "ingest.unauth.peer.bytes.max=99999",
+                NULL
+        };
+        char err[512] = "";
+        stop();
+        write_keys();
+        conf = new_conf(extra);
+        gw = ordo_ingest_new(conf, err, sizeof(err));
+        cr_assert_null(gw);
+        cr_assert(strstr(err, "ingest.unauth.peer.bytes.max"), "%s", err);
 }
 
 /* ---- key scopes (issue 14 item 3) --------------------------------------- */
