@@ -371,7 +371,7 @@ static void write_ticks(ordo__proc_t *p) {
                 return;
         }
         for (i = 0; i < a->cnt && !p->produce_err; i++) {
-                rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+                rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
                 ordo_msg_init(&m, ORDO_MSG_TICK);
                 m.meta.ts_ms = ts;
                 snprintf(id, sizeof(id), "autotick-%lld-%d", (long long)ts,
@@ -384,6 +384,7 @@ static void write_ticks(ordo__proc_t *p) {
                         break;
                 }
                 rd_kafka_header_add(hdrs, ORDO_TYPE_HEADER, -1, "Tick", -1);
+                rd_kafka_header_add(hdrs, ORDO_AUTOTICK_HEADER, -1, "1", -1);
                 ordo__outbox_add(&p->outbox, p->input, a->elems[i].partition,
                                  NULL, 0, p->buf, len, hdrs);
                 p->stats->ticks++;

@@ -22,6 +22,9 @@
 
 /* The Kafka header that names the type */
 #define ORDO_TYPE_HEADER "ordo.type"
+/* Present on the Ticks a time-driven processor writes itself
+ * (tick.interval.ms): `ordo lag` and `ordo wait` do not wait for them. */
+#define ORDO_AUTOTICK_HEADER "ordo.autotick"
 
 /* Marker and header size of single-object encoding. */
 #define ORDO_CODEC_HEADER_SIZE 10

@@ -4,7 +4,9 @@
  * Transaction markers take offsets too, so "committed < high watermark"
  * does not mean there is anything left to read. A partition counts as
  * caught up when a read_committed probe from the committed offset meets
- * the end before any message.
+ * the end before any message but the Ticks a time-driven stage writes
+ * itself (header ordo.autotick): those come every tick.interval.ms
+ * whatever anyone sends, so waiting for them would never end.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "commands.h"
 #include "kafka.h"
 #include "log.h"
@@ -24,6 +27,8 @@ typedef struct {
         rd_kafka_t *consumers[N_GROUPS];
         rd_kafka_t *probe;
         int only[N_GROUPS]; /* 1: this stage counts */
+        int64_t *ends;      /* each partition's end at the last pass */
+        size_t n_ends, cap_ends;
 } lag_t;
 
 /* Keeps the stages named in argv[first..argc), or all when none is. */
@@ -51,6 +56,7 @@ static void lag_close(lag_t *l) {
                         rd_kafka_destroy(l->consumers[i]);
         if (l->probe)
                 rd_kafka_destroy(l->probe);
+        free(l->ends);
 }
 
 static int lag_open(lag_t *l, const ordo_config_t *conf) {
@@ -76,22 +82,33 @@ fail:
         return -1;
 }
 
-/* 1 if a read_committed read from `from` finds a message before the end. */
+static int is_autotick(const rd_kafka_message_t *m) {
+        rd_kafka_headers_t *h;
+        const void *v;
+        size_t len;
+        return !rd_kafka_message_headers(m, &h) &&
+               !rd_kafka_header_get_last(h, ORDO_AUTOTICK_HEADER, &v, &len);
+}
+
+/* 1 if a read_committed read from `from` finds a message before the end,
+ * autoticks aside. */
 static int has_messages(lag_t *l, const char *topic, int32_t partition,
                         int64_t from) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
-        int found = -1, tries = 0;
+        int found = -1, idle = 0;
         rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
         rd_kafka_assign(l->probe, tp);
         rd_kafka_topic_partition_list_destroy(tp);
-        while (found < 0 && tries++ < 100) {
+        while (found < 0 && idle < 100) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(l->probe, 100);
-                if (!m)
+                if (!m) {
+                        idle++;
                         continue;
+                }
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
                         found = 0;
-                else if (!m->err)
+                else if (!m->err && !is_autotick(m))
                         found = 1;
                 rd_kafka_message_destroy(m);
         }
@@ -99,15 +116,40 @@ static int has_messages(lag_t *l, const char *topic, int32_t partition,
         return found != 0; /* no answer: assume behind */
 }
 
+/* Whether partition number k of the pass (end hi) got anything but
+ * autoticks since the last pass; remembers hi. Unknown (the first pass,
+ * or the partitions changed) counts as moved. */
+static int moved_since(lag_t *l, size_t k, const char *topic, int32_t part,
+                       int64_t hi) {
+        int moved;
+        if (k >= l->cap_ends) {
+                size_t cap = l->cap_ends ? 2 * l->cap_ends : 64;
+                int64_t *e = realloc(l->ends, cap * sizeof(*e));
+                if (!e)
+                        return 1;
+                l->ends = e;
+                l->cap_ends = cap;
+        }
+        if (k >= l->n_ends)
+                moved = 1;
+        else
+                moved = hi != l->ends[k] &&
+                        (hi < l->ends[k] ||
+                         has_messages(l, topic, part, l->ends[k]));
+        l->ends[k] = hi;
+        return moved;
+}
+
 /* One pass over every group; prints rows when out is set. Returns the
  * number of partitions with something left to read, or -1 on error;
- * *hw_sum sums the high watermarks (to see whether anything moved). */
-static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
-        size_t g;
+ * *moved counts the partitions that got something (autoticks aside)
+ * since the previous pass. */
+static int lag_pass(lag_t *l, FILE *out, int *moved) {
+        size_t g, k = 0, n_before = l->n_ends;
         int behind = 0, t, i;
         char topic[256], errstr[512];
 
-        *hw_sum = 0;
+        *moved = 0;
         if (out)
                 fprintf(out, "%-15s %-28s %4s %12s %12s %8s\n", "stage",
                         "topic", "part", "committed", "end", "lag");
@@ -148,7 +190,8 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                                         fprintf(stderr, "ordo: %s\n", errstr);
                                         return -1;
                                 }
-                                *hw_sum += hi;
+                                if (moved_since(l, k++, topic, i, hi))
+                                        ++*moved;
                                 if (c < 0)
                                         c = lo;
                                 left = c < hi && has_messages(l, topic, i, c);
@@ -165,6 +208,9 @@ static int lag_pass(lag_t *l, FILE *out, int64_t *hw_sum) {
                         rd_kafka_topic_partition_list_destroy(tp);
                 }
         }
+        l->n_ends = k;
+        if (k != n_before)
+                *moved += 1; /* the partitions changed */
         return behind;
 }
 
@@ -245,15 +291,15 @@ static void dead_letters(lag_t *l, FILE *out) {
 
 int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
-        int64_t hw;
-        int behind;
+        int behind, moved;
         if (ordo_wants_help(argc, argv)) {
                 printf("\nPrints, for each stage's consumer group (all six, "
                        "or the STAGEs named:\nactivity order referral "
                        "commission mongo redis) and input partition, the\n"
                        "committed offset, the end of the partition, and "
                        "whether anything is left\nto read (transaction "
-                       "markers count in the raw lag); then the dead "
+                       "markers count in the raw lag, the order stage's "
+                       "own Ticks\ndo not); then the dead "
                        "letters by the\nstage that wrote them, with the "
                        "last event a projection parked because\nits store "
                        "refused it. Exit status: 0 whatever the lag, 1 if "
@@ -266,7 +312,7 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                 lag_close(&l);
                 return 2;
         }
-        behind = lag_pass(&l, stdout, &hw);
+        behind = lag_pass(&l, stdout, &moved);
         if (behind >= 0)
                 dead_letters(&l, stdout);
         lag_close(&l);
@@ -278,17 +324,19 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
 
 int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
-        int64_t hw = -1, prev = -2, timeout_s = 120;
+        int64_t timeout_s = 120;
         time_t start = time(NULL);
-        int behind, i, n_stages = 1;
+        int behind, moved, caught_up_before = 0, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--timeout SECONDS   give up after this long "
                        "(default 120); exit 1\n\nReturns 0 once every "
                        "stage's group (all six, or the STAGEs named:\n"
                        "activity order referral commission mongo redis) has "
-                       "read everything there\nis and nothing moved between "
-                       "two passes. Those stages must be running.\n");
+                       "read everything there\nis and nothing arrived between "
+                       "two passes. Those stages must be running.\nThe "
+                       "Ticks the order stage writes itself "
+                       "(tick.interval.ms) are not waited for.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {
@@ -310,14 +358,14 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 return 2;
         }
         for (;;) {
-                behind = lag_pass(&l, NULL, &hw);
+                behind = lag_pass(&l, NULL, &moved);
                 if (behind < 0) {
                         lag_close(&l);
                         return 1;
                 }
-                if (behind == 0 && hw == prev)
+                if (behind == 0 && caught_up_before && !moved)
                         break;
-                prev = behind == 0 ? hw : -2;
+                caught_up_before = behind == 0;
                 if (ordo_stop || time(NULL) - start >= timeout_s) {
                         fprintf(stderr,
                                 "ordo wait: %d partition(s) still behind "

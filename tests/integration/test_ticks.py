@@ -6,7 +6,9 @@ an unpaid order with a 2 s pay timeout on the last unit of an activity
 must be CANCELLED (timed out) within a few seconds of its deadline, and
 the unit it held must go to the next buyer instead of SOLD_OUT. With
 tick.interval.ms=0 the order stays PENDING_PAYMENT (the test fails),
-which is what it guards against.
+which is what it guards against. Then `ordo wait` must return while the
+stage keeps ticking, and only once a command sent just before it is in
+Redis.
 
     test_ticks.py ORDO_BINARY [--seed N]
 
@@ -90,6 +92,23 @@ def main():
         ordo.call("produce", "--keep-ts", path)
         ok, st = wait_status(r, ordo.prefix, "o2", "PENDING_PAYMENT", 30)
         check("o2 gets the released unit", ok, "status %s" % st)
+        # `ordo wait` while the order stage writes a Tick to each of its
+        # partitions every tick.interval.ms: it must not wait for those
+        # (it used to, for ever), but still for what was sent: o3 is in
+        # Redis when it returns.
+        now = int(time.time() * 1000)
+        with open(path, "w") as f:
+            f.write(json.dumps(E.place("o3", aid, "u3", 1, now)) + "\n")
+        ordo.call("produce", "--keep-ts", path)
+        t0 = time.time()
+        w = ordo.call("wait", "activity", "order", "redis", "--timeout", "60",
+                      check=False)
+        check("ordo wait returns while the order stage ticks",
+              w.returncode == 0, "exit %d after %.1f s: %s" % (
+                  w.returncode, time.time() - t0, w.stderr[-500:]))
+        st = status(r, ordo.prefix, "o3")
+        check("ordo wait waited for what was sent (o3 in Redis)",
+              st == "REJECTED", "status %s" % st)
         check("ordo run still running", ordo.alive())
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
