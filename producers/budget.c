@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "messages.h"
+#include "strhash.h"
 
 #define PROBE 8 /* slots looked at per key */
 
@@ -35,7 +36,7 @@ ordo_budget_t *ordo_budget_new(int64_t total_max, int64_t key_max,
         }
         b->mask = n - 1;
         b->total_max = total_max < 1 ? 1 : total_max;
-        b->key_max = key_max < 1            ? 1
+        b->key_max = key_max < 1              ? 1
                      : key_max > b->total_max ? b->total_max
                                               : key_max;
         pthread_mutex_init(&b->lock, NULL);
@@ -50,19 +51,11 @@ void ordo_budget_destroy(ordo_budget_t *b) {
         free(b);
 }
 
-/* FNV-1a over the address text. */
-static size_t hash(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        while (*s)
-                h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-        return (size_t)h;
-}
-
 /* key's entry; if it has none, a free slot in its window when `make`
  * (the caller fills it), else NULL. The whole window is searched: a
  * freed slot does not end a key's probe sequence. */
 static entry_t *find(ordo_budget_t *b, const char *key, int make) {
-        size_t h = hash(key), i;
+        size_t h = ordo_str_hash(key), i;
         entry_t *free_slot = NULL;
         for (i = 0; i < PROBE; i++) {
                 entry_t *e = &b->e[(h + i) & b->mask];

@@ -110,7 +110,7 @@ struct ordo_ingest_s {
         int64_t unauth_max;      /* ingest.unauth.bytes.max */
         int64_t unauth_peer_max; /* ingest.unauth.peer.bytes.max */
         ordo_budget_t *unauth;   /* body bytes held before their signature */
-        ordo_ratelimit_t *rl; /* per user_id (PlaceOrder) */
+        ordo_ratelimit_t *rl;    /* per user_id (PlaceOrder) */
         ordo_ratelimit_t *rl_key, *rl_peer, *rl_log;
         pthread_mutex_t limit_lock; /* check every limit, then spend */
         int limit_lock_made;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "messages.h"
+#include "strhash.h"
 
 #define PROBE 8    /* slots looked at per key */
 #define MILLI 1000 /* one token, in thousandths */
@@ -50,17 +51,8 @@ void ordo_ratelimit_destroy(ordo_ratelimit_t *rl) {
         free(rl);
 }
 
-/* FNV-1a: keys are short and chosen by clients, but a collision only costs
- * a probe, and PROBE bounds it. */
-static size_t hash(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        while (*s)
-                h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-        return (size_t)h;
-}
-
 static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key, int64_t now_ms) {
-        size_t h = hash(key), i;
+        size_t h = ordo_str_hash(key), i;
         bucket_t *victim = NULL;
 
         for (i = 0; i < PROBE; i++) {

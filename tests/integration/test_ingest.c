@@ -701,8 +701,8 @@ static ssize_t read_within(int fd, int ms, char *buf, size_t size) {
 
 /* A new connection with a POST /v1/commands announcing length body bytes
  * and the given start of the body ("" for none) sent; returns it. */
-static int open_post_from(const char *src, const char *headers,
-                          size_t length, const char *body) {
+static int open_post_from(const char *src, const char *headers, size_t length,
+                          const char *body) {
         char req[2048];
         int fd = connect_from(src, ordo_ingest_port(gw));
 
