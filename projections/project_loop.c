@@ -38,6 +38,7 @@ typedef struct {
         size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked, parked_batch;
+        int from_start; /* the store lost what the group had applied */
         volatile sig_atomic_t *stop;
 } loop_t;
 
@@ -184,6 +185,69 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
         return ORDO_ERR_OK;
 }
 
+/* Assignments take the committed offsets, but the first one after
+ * store_lost() reads from the beginning. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+        loop_t *lp = opaque;
+        int i;
+        if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                rd_kafka_assign(rk, NULL);
+                return;
+        }
+        if (lp->from_start) {
+                for (i = 0; i < parts->cnt; i++)
+                        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+                lp->from_start = 0;
+        }
+        rd_kafka_assign(rk, parts);
+}
+
+/* 1 if the group has committed an offset on any input partition. */
+static int group_has_read(loop_t *lp, const ordo_config_t *conf) {
+        char topic[256], errstr[256];
+        int t, i, np, read = 0;
+        for (t = 0; t < lp->stage->n_inputs && !read; t++) {
+                rd_kafka_topic_partition_list_t *tp;
+                ordo_topic_name(conf, lp->stage->inputs[t], topic,
+                                sizeof(topic));
+                np = ordo_kafka_partitions(lp->consumer, topic, errstr,
+                                           sizeof(errstr));
+                if (np <= 0)
+                        continue;
+                tp = rd_kafka_topic_partition_list_new(np);
+                for (i = 0; i < np; i++)
+                        rd_kafka_topic_partition_list_add(tp, topic, i);
+                if (!rd_kafka_committed(lp->consumer, tp, 10000))
+                        for (i = 0; i < np; i++)
+                                read |= tp->elems[i].offset >= 0;
+                rd_kafka_topic_partition_list_destroy(tp);
+        }
+        return read;
+}
+
+/* A store that holds nothing of the read model while the group has
+ * applied events to it before: Redis restarted without persistence, a
+ * database dropped by hand. The committed offsets no longer describe
+ * the store, so the first assignment reads the inputs from the
+ * beginning (the guards make it exact, read-models.md). Asked once, at
+ * start; a store that cannot be asked is left as it is. */
+static void store_lost(loop_t *lp, const ordo_config_t *conf) {
+        char errstr[256];
+        const char *target = ordo_config_get(
+            conf, strcmp(lp->which, "mongo") ? "redis.prefix" : "mongo.db");
+        if (ordo_store_target_used(lp->which, conf, target, errstr,
+                                   sizeof(errstr)) != 0 ||
+            !group_has_read(lp, conf))
+                return;
+        lp->from_start = 1;
+        ORDO_LOG(WARN, lp->which,
+                 "msg=\"the read model is empty but the group has applied "
+                 "events to it: reading the inputs again from the "
+                 "beginning\" target=%s group=%s",
+                 target, lp->group);
+}
+
 /* The batch, the dead-letter producer, the codec and the consumer. */
 static ordo_err_t open_all(loop_t *lp, const ordo_config_t *conf, char *errstr,
                            size_t errstr_size) {
@@ -204,7 +268,7 @@ static ordo_err_t open_all(loop_t *lp, const ordo_config_t *conf, char *errstr,
         ordo_kafka_group(conf, lp->stage->group, lp->group, sizeof(lp->group));
         /* A static member, as the processors (decision 0009): restarted
          * after a crash it takes its partitions back at once. */
-        lp->consumer = ordo_kafka_member_new(conf, lp->group, NULL, NULL,
+        lp->consumer = ordo_kafka_member_new(conf, lp->group, rebalance_cb, lp,
                                              errstr, errstr_size);
         if (!lp->rkms || !lp->msgs || !lp->recs || !lp->msg_of) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -334,8 +398,10 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         if ((err = wait_for_store(&lp, conf, errstr, errstr_size)))
                 return err;
         err = open_all(&lp, conf, errstr, errstr_size);
-        if (!err)
+        if (!err) {
+                store_lost(&lp, conf);
                 err = subscribe_inputs(&lp, conf, errstr, errstr_size);
+        }
         if (!err) {
                 ORDO_LOG(INFO, lp.which, "msg=started group=%s", lp.group);
                 err = pipeline(&lp, errstr, errstr_size);

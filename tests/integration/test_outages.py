@@ -8,8 +8,8 @@
     (infra/stack up) mid-stream; Redis is frozen (SIGSTOP, then SIGCONT)
     and has its clients' connections cut (CLIENT KILL) mid-stream: the
     projections wait, retry and converge. (Redis runs without
-    persistence here, so a Redis restart would lose the read model by
-    design; that case is `ordo rebuild redis`.)
+    persistence here, so a Redis restart loses the read model; a
+    projection that then starts refills it, test_store_lost.py.)
 
 Then every stage is let to catch up and `ordo reconcile` must report zero
 differences: the read models equal a rebuild from the event log, with no
