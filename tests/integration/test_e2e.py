@@ -1157,6 +1157,21 @@ def main():
     return synthesis(results)
 
 
+def finish(ordo, results, mongo, r, keep):
+    """The end of a single-run test: `ordo run` stopped (a bad exit is a
+    failure), its log tail shown if anything failed, the run's topics,
+    groups and read models removed unless keep; the exit status."""
+    rc = ordo.stop()
+    if rc not in (None, 0):
+        print("  FAIL: ordo run clean stop (exit %s)" % rc)
+        results.append(("ordo run clean stop", False))
+    if any(not ok for _, ok in results):
+        print("  ordo run log tail:\n" + ordo.log_tail())
+    if not keep:
+        cleanup(ordo, mongo, r)
+    return synthesis(results)
+
+
 def synthesis(results):
     """Criterion's closing line for [(name, passed)]; the exit status."""
     failing = [n for n, ok in results if not ok]

@@ -112,15 +112,7 @@ def main():
         check("ordo run still running", ordo.alive())
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
-    finally:
-        rc = ordo.stop()
-        if rc not in (None, 0):
-            check("ordo run clean stop", False, "exit %s" % rc)
-        if any(not ok for _, ok in results):
-            print("  ordo run log tail:\n" + ordo.log_tail())
-        if not args.keep:
-            E.cleanup(ordo, None, r)
-    return E.synthesis(results)
+    return E.finish(ordo, results, None, r, args.keep)
 
 
 if __name__ == "__main__":
