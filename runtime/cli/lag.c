@@ -118,9 +118,11 @@ static int has_messages(lag_t *l, const char *topic, int32_t partition,
 
 /* Whether partition number k of the pass (end hi) got anything but
  * autoticks since the last pass; remembers hi. Unknown (the first pass,
- * or the partitions changed) counts as moved. */
+ * or the partitions changed) counts as moved, and so does a partition
+ * already found behind: `ordo wait` goes on anyway, so it is not probed
+ * twice. */
 static int moved_since(lag_t *l, size_t k, const char *topic, int32_t part,
-                       int64_t hi) {
+                       int64_t hi, int behind) {
         int moved;
         if (k >= l->cap_ends) {
                 size_t cap = l->cap_ends ? 2 * l->cap_ends : 64;
@@ -130,7 +132,7 @@ static int moved_since(lag_t *l, size_t k, const char *topic, int32_t part,
                 l->ends = e;
                 l->cap_ends = cap;
         }
-        if (k >= l->n_ends)
+        if (k >= l->n_ends || behind)
                 moved = 1;
         else
                 moved = hi != l->ends[k] &&
@@ -190,11 +192,11 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                         fprintf(stderr, "ordo: %s\n", errstr);
                                         return -1;
                                 }
-                                if (moved_since(l, k++, topic, i, hi))
-                                        ++*moved;
                                 if (c < 0)
                                         c = lo;
                                 left = c < hi && has_messages(l, topic, i, c);
+                                if (moved_since(l, k++, topic, i, hi, left))
+                                        ++*moved;
                                 behind += left;
                                 if (out)
                                         fprintf(out,
