@@ -234,8 +234,8 @@ static int group_has_read(loop_t *lp, const ordo_config_t *conf) {
  * start; a store that cannot be asked is left as it is. */
 static void store_lost(loop_t *lp, const ordo_config_t *conf) {
         char errstr[256];
-        const char *target = ordo_config_get(
-            conf, strcmp(lp->which, "mongo") ? "redis.prefix" : "mongo.db");
+        const char *target =
+            ordo_config_get(conf, ordo_store_target_key(lp->which));
         if (ordo_store_target_used(lp->which, conf, target, errstr,
                                    sizeof(errstr)) != 0 ||
             !group_has_read(lp, conf))

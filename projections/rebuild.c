@@ -692,7 +692,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                st.elapsed_ms > 0
                    ? (double)st.applied * 1000.0 / (double)st.elapsed_ms
                    : 0.0);
-        key = !strcmp(which, "mongo") ? "mongo.db" : "redis.prefix";
+        key = ordo_store_target_key(which);
         if (!commit)
                 return 0;
         printf("offsets reached committed to consumer group %s\nswitch: ",

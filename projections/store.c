@@ -13,21 +13,25 @@
 #include "log.h"
 #include "redis_conn.h"
 
+const char *ordo_store_target_key(const char *which) {
+        return strcmp(which, "mongo") ? "redis.prefix" : "mongo.db";
+}
+
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
                            char *errstr, size_t errstr_size) {
         s->mongo = NULL;
         s->redis = NULL;
+        if (!target)
+                target = ordo_config_get(conf, ordo_store_target_key(which));
         if (!strcmp(which, "mongo"))
-                s->mongo = ordo_mongo_proj_new(
-                    ordo_config_get(conf, "mongo.uri"),
-                    target ? target : ordo_config_get(conf, "mongo.db"), errstr,
-                    errstr_size);
+                s->mongo =
+                    ordo_mongo_proj_new(ordo_config_get(conf, "mongo.uri"),
+                                        target, errstr, errstr_size);
         else
                 s->redis = ordo_redis_proj_new(
                     ordo_config_get(conf, "redis.host"),
-                    (int)ordo_config_get_int(conf, "redis.port"),
-                    target ? target : ordo_config_get(conf, "redis.prefix"),
+                    (int)ordo_config_get_int(conf, "redis.port"), target,
                     ordo_config_get_int(conf, "redis.rejected.ttl.s"), errstr,
                     errstr_size);
         if (s->redis) {
@@ -135,12 +139,11 @@ ordo_err_t ordo_store_drop(const char *which, const ordo_config_t *conf,
 ordo_err_t ordo_store_diff(const char *which, const ordo_config_t *conf,
                            const char *expected, ordo_diff_t *d, char *errstr,
                            size_t errstr_size) {
+        const char *live = ordo_config_get(conf, ordo_store_target_key(which));
         if (!strcmp(which, "mongo"))
-                return ordo_mongo_diff(ordo_config_get(conf, "mongo.uri"),
-                                       ordo_config_get(conf, "mongo.db"),
+                return ordo_mongo_diff(ordo_config_get(conf, "mongo.uri"), live,
                                        expected, d, errstr, errstr_size);
-        return ordo_redis_diff(conf, ordo_config_get(conf, "redis.prefix"),
-                               expected, d, errstr, errstr_size);
+        return ordo_redis_diff(conf, live, expected, d, errstr, errstr_size);
 }
 
 void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...) {

@@ -19,8 +19,12 @@ typedef struct ordo_store_s {
         ordo_redis_proj_t *redis;
 } ordo_store_t;
 
+/* The configuration key that names which's live target: "mongo.db" or
+ * "redis.prefix". */
+const char *ordo_store_target_key(const char *which);
+
 /* which: "mongo" or "redis"; target: the database or key prefix, NULL
- * for the configured one (mongo.db, redis.prefix). */
+ * for the configured one (ordo_store_target_key). */
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
                            char *errstr, size_t errstr_size);
