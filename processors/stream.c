@@ -754,6 +754,14 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 ordo_codec_destroy(p.codec);
                 return ORDO_ERR_NOMEM;
         }
+        if ((err = ordo_codec_write_previous(
+                 p.codec, ordo_config_get(conf, "schemas.write.previous"),
+                 p.errstr, sizeof(p.errstr)))) {
+                snprintf(errstr, errstr_size, "%s: %s", def->name, p.errstr);
+                free(msgs);
+                ordo_codec_destroy(p.codec);
+                return err;
+        }
         if ((err = open_clients(&p)))
                 goto done;
         ORDO_LOG(INFO, def->name,

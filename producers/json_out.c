@@ -177,12 +177,11 @@ static void put_field(buf_t *b, const ordo_msg_t *m, const ordo_field_t *f) {
         }
 }
 
-static char *to_json(const ordo_msg_t *m, int keep_empty) {
+static char *to_json(const ordo_msg_t *m, const ordo_field_t *fields, size_t n,
+                     int keep_empty) {
         buf_t b = { NULL, 0, 0, 0 };
-        const ordo_field_t *fields;
-        size_t n, i;
+        size_t i;
 
-        fields = ordo_msg_fields(m->type, &n);
         if (!fields)
                 return NULL;
         puts_(&b, "{\"type\":");
@@ -206,9 +205,14 @@ static char *to_json(const ordo_msg_t *m, int keep_empty) {
 }
 
 char *ordo_msg_to_json(const ordo_msg_t *m) {
-        return to_json(m, 0);
+        size_t n;
+        const ordo_field_t *f = ordo_msg_fields(m->type, &n);
+        return to_json(m, f, n, 0);
 }
 
-char *ordo_msg_to_json_full(const ordo_msg_t *m) {
-        return to_json(m, 1);
+char *ordo_msg_to_json_full(const ordo_msg_t *m, const ordo_field_t *fields,
+                            size_t n) {
+        if (!fields)
+                fields = ordo_msg_fields(m->type, &n);
+        return to_json(m, fields, n, 1);
 }

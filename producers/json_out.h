@@ -22,8 +22,12 @@
 char *ordo_msg_to_json(const ordo_msg_t *m);
 
 /* The same with every field of schemas/<type>.avsc, empty strings
- * included: the record as Avro holds it (`ordo replay`). */
-char *ordo_msg_to_json_full(const ordo_msg_t *m);
+ * included: the record as Avro holds it (`ordo replay`). fields (n of
+ * them), when not NULL, are those of the version of the schema that
+ * wrote the message (ordo_codec_writer_fields): a field it did not have
+ * is left out, not shown as 0. */
+char *ordo_msg_to_json_full(const ordo_msg_t *m, const ordo_field_t *fields,
+                            size_t n);
 
 /* Internal, shared with validate.c: the length of the valid UTF-8
  * sequence at s (of at most n bytes), or 0 if it is not one. */

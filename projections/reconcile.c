@@ -215,12 +215,24 @@ static void field_str(const ordo_msg_t *m, const ordo_field_t *f, char *buf,
         }
 }
 
-/* Field-level differences of two events of one position. */
+/* The writer schema of the stored event at rd, when it is a version of
+ * e's type (the current one, or one written before a field was added);
+ * else e's current schema. */
+static uint64_t stored_schema(const ordo_codec_t *codec, const reader_t *rd,
+                              const ev_t *e) {
+        uint64_t fp = ordo_codec_writer_fingerprint(rd->m->payload, rd->m->len);
+        size_t n;
+        return ordo_codec_writer_fields(codec, fp, e->msg.type, &n)
+                   ? fp
+                   : ordo_schema_fingerprint(e->msg.type);
+}
+
+/* Field-level differences of two events of one position, over the fields
+ * the stored one's schema has. */
 static void diff_fields(report_t *r, const char *where, const ordo_msg_t *exp,
                         const ordo_msg_t *act, const char *exp_key,
-                        const char *act_key) {
-        const ordo_field_t *f;
-        size_t n, i;
+                        const char *act_key, const ordo_field_t *f, size_t n) {
+        size_t i;
         char a[512], b[512];
         int shown = 0;
         if (exp->type != act->type) {
@@ -239,7 +251,6 @@ static void diff_fields(report_t *r, const char *where, const ordo_msg_t *exp,
                      exp_key, act_key);
                 shown++;
         }
-        f = ordo_msg_fields(exp->type, &n);
         for (i = 0; i < n; i++) {
                 field_str(exp, &f[i], a, sizeof(a));
                 field_str(act, &f[i], b, sizeof(b));
@@ -342,7 +353,8 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
         rd_kafka_message_t *m;
         static char buf[ENCODE_MAX];
         ordo_err_t err = ORDO_ERR_OK;
-        size_t i, len;
+        const ordo_field_t *f;
+        size_t i, len, nf;
 
         memset(&rd, 0, sizeof(rd));
         memset(&inr, 0, sizeof(inr));
@@ -408,8 +420,12 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                      input, (int)part, (long long)in_off);
                                 continue;
                         }
-                        if (ordo_codec_encode(codec, &e->msg, buf, sizeof(buf),
-                                              &len, errstr, errstr_size)) {
+                        /* in the stored message's version of the schema:
+                         * a log written before a field was added still
+                         * compares byte for byte (decision 0024) */
+                        if (ordo_codec_encode_as(
+                                codec, &e->msg, stored_schema(codec, &rd, e),
+                                buf, sizeof(buf), &len, errstr, errstr_size)) {
                                 err = ORDO_ERR_INVALID_ARG;
                                 goto done;
                         }
@@ -429,8 +445,12 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                 snprintf(where, sizeof(where), "%s/%d@%lld",
                                          events, (int)part,
                                          (long long)rd.m->offset);
+                                f = ordo_codec_writer_fields(
+                                    codec,
+                                    ordo_codec_writer_fingerprint(buf, len),
+                                    e->msg.type, &nf);
                                 diff_fields(r, where, &e->msg, &rd.ev.msg,
-                                            ordo_msg_key(&e->msg), key);
+                                            ordo_msg_key(&e->msg), key, f, nf);
                         }
                         have = reader_advance(&rd, in_short);
                 }

@@ -117,11 +117,15 @@ static void print_undecodable(const replay_opts_t *opt,
         json_decref(o);
 }
 
-/* A decoded message: its fields as the .avsc has them, after the
- * message's place when --meta asks for it. */
-static void print_msg(const replay_opts_t *opt, const rd_kafka_message_t *m,
-                      const ordo_msg_t *msg) {
-        char *body = ordo_msg_to_json_full(msg), *where = NULL;
+/* A decoded message: its fields as the .avsc of its writer's version
+ * has them, after the message's place when --meta asks for it. */
+static void print_msg(const replay_opts_t *opt, const ordo_codec_t *codec,
+                      const rd_kafka_message_t *m, const ordo_msg_t *msg) {
+        size_t n;
+        const ordo_field_t *f = ordo_codec_writer_fields(
+            codec, ordo_codec_writer_fingerprint(m->payload, m->len), msg->type,
+            &n);
+        char *body = ordo_msg_to_json_full(msg, f, n), *where = NULL;
         json_t *o;
 
         if (!body)
@@ -183,7 +187,7 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                         o->undecodable++;
                 } else if (msg.meta.ts_ms >= o->from_ts &&
                            msg.meta.ts_ms < o->to_ts) {
-                        print_msg(o, m, &msg);
+                        print_msg(o, codec, m, &msg);
                         o->printed++;
                 }
                 rd_kafka_message_destroy(m);

@@ -40,6 +40,12 @@ static const key_def_t known[] = {
         { "processing.pipeline", INT, "1",
           "processors: 1: decide the next batch while the previous one "
           "commits; 0: one batch at a time (docs/decisions/0018)" },
+        { "schemas.write.previous", STRING, "",
+          "processors: write these events in a previous version of their "
+          "schema, a comma-separated list of <Type>.v<N> from "
+          "schemas/previous/ (a rolling upgrade, while the older release "
+          "still reads the topics; docs/decisions/0024); empty: the current "
+          "versions" },
         { "snapshot.events", INT, "500000",
           "processors: snapshot a partition's state after this many new "
           "events; 0: never write or read snapshots (restore from the "

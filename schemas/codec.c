@@ -23,13 +23,25 @@
 
 #include "schemas_int.h"
 
-#define FP_SLOTS 64 /* a power of two, more than twice the types */
+#define FP_SLOTS 64 /* a power of two, more than twice the schemas */
+
+/* A writer schema the codec reads: its type and its field table. */
+typedef struct writer_schema_s {
+        uint64_t fp;
+        ordo_msg_type_t type; /* ORDO_MSG_NONE: an empty slot */
+        const ordo_field_t *fields;
+        size_t n;
+} writer_schema_t;
 
 struct ordo_codec_s {
-        /* fingerprint -> type, open addressing on the low bits: the
-         * fingerprints are CRCs, so their low bits are already well mixed */
-        uint64_t fp[FP_SLOTS];
-        ordo_msg_type_t type[FP_SLOTS];
+        /* fingerprint -> schema, open addressing on the low bits: the
+         * fingerprints are CRCs, so their low bits are already well mixed.
+         * The current schema of every type, then the previous versions
+         * (schemas/previous/, decision 0024). */
+        writer_schema_t by_fp[FP_SLOTS];
+        /* the schema each type is written with: its current one, or a
+         * previous version (ordo_codec_write_previous) */
+        uint64_t write_fp[ORDO_MSG__COUNT];
 };
 
 typedef struct reader_s {
@@ -88,55 +100,112 @@ const char *ordo__schema_pcf(ordo_msg_type_t t) {
         return valid_type(t) ? ordo__schemas[t].pcf : NULL;
 }
 
+/* Adds a writer schema; 0 with errstr set when its fingerprint is taken
+ * (two schemas with one fingerprint could not be told apart). */
+static int add_schema(ordo_codec_t *c, ordo_msg_type_t t, uint64_t fp,
+                      const ordo_field_t *fields, size_t n, char *errstr,
+                      size_t errstr_size) {
+        size_t i = fp & (FP_SLOTS - 1), probes = 0;
+
+        while (c->by_fp[i].type != ORDO_MSG_NONE) {
+                if (c->by_fp[i].fp == fp) {
+                        set_err(errstr, errstr_size,
+                                "codec: %s and %s share fingerprint "
+                                "%016" PRIx64,
+                                ordo_msg_type_name(c->by_fp[i].type),
+                                ordo_msg_type_name(t), fp);
+                        return 0;
+                }
+                if (++probes == FP_SLOTS) {
+                        set_err(errstr, errstr_size,
+                                "codec: more than %d schemas", FP_SLOTS);
+                        return 0;
+                }
+                i = (i + 1) & (FP_SLOTS - 1);
+        }
+        c->by_fp[i] = (writer_schema_t){ fp, t, fields, n };
+        return 1;
+}
+
 ordo_codec_t *ordo_codec_new(char *errstr, size_t errstr_size) {
         ordo_codec_t *c = calloc(1, sizeof(*c));
+        const ordo__previous_schema_t *p;
+        const ordo_field_t *fields;
+        size_t n;
         int t;
         if (!c) {
                 set_err(errstr, errstr_size, "codec: out of memory");
                 return NULL;
         }
         for (t = ORDO_MSG_NONE + 1; t < ORDO_MSG__COUNT; t++) {
-                uint64_t fp = ordo__schemas[t].fingerprint;
-                size_t i = fp & (FP_SLOTS - 1);
                 if (!ordo__schemas[t].json) {
                         /* a type added to messages.h without its .avsc */
                         set_err(errstr, errstr_size,
                                 "codec: no schema for type %s",
                                 ordo_msg_type_name((ordo_msg_type_t)t));
-                        free(c);
-                        return NULL;
+                        goto fail;
                 }
-                while (c->type[i] != ORDO_MSG_NONE) {
-                        if (c->fp[i] == fp) {
-                                set_err(errstr, errstr_size,
-                                        "codec: %s and %s share fingerprint "
-                                        "%016" PRIx64,
-                                        ordo_msg_type_name(c->type[i]),
-                                        ordo_msg_type_name((ordo_msg_type_t)t),
-                                        fp);
-                                free(c);
-                                return NULL;
-                        }
-                        i = (i + 1) & (FP_SLOTS - 1);
+                fields = ordo_msg_fields((ordo_msg_type_t)t, &n);
+                if (!add_schema(c, (ordo_msg_type_t)t,
+                                ordo__schemas[t].fingerprint, fields, n, errstr,
+                                errstr_size))
+                        goto fail;
+                c->write_fp[t] = ordo__schemas[t].fingerprint;
+        }
+        for (p = ordo__previous_schemas; p->type != ORDO_MSG_NONE; p++) {
+                fields = ordo_msg_previous_fields(p->type, p->version, &n);
+                if (!fields) {
+                        /* a schemas/previous/ file without its table */
+                        set_err(errstr, errstr_size,
+                                "codec: no field table for %s version %d",
+                                ordo_msg_type_name(p->type), p->version);
+                        goto fail;
                 }
-                c->fp[i] = fp;
-                c->type[i] = (ordo_msg_type_t)t;
+                if (!add_schema(c, p->type, p->schema.fingerprint, fields, n,
+                                errstr, errstr_size))
+                        goto fail;
         }
         return c;
+fail:
+        free(c);
+        return NULL;
 }
 
 void ordo_codec_destroy(ordo_codec_t *c) {
         free(c);
 }
 
-static ordo_msg_type_t lookup(const ordo_codec_t *c, uint64_t fp) {
-        size_t i = fp & (FP_SLOTS - 1);
-        while (c->type[i] != ORDO_MSG_NONE) {
-                if (c->fp[i] == fp)
-                        return c->type[i];
+static const writer_schema_t *lookup(const ordo_codec_t *c, uint64_t fp) {
+        size_t i = fp & (FP_SLOTS - 1), probes;
+        for (probes = 0; probes < FP_SLOTS && c->by_fp[i].type != ORDO_MSG_NONE;
+             probes++) {
+                if (c->by_fp[i].fp == fp)
+                        return &c->by_fp[i];
                 i = (i + 1) & (FP_SLOTS - 1);
         }
-        return ORDO_MSG_NONE;
+        return NULL;
+}
+
+uint64_t ordo_codec_writer_fingerprint(const void *buf, size_t len) {
+        const uint8_t *b = buf;
+        uint64_t fp = 0;
+        size_t i;
+        if (len < ORDO_CODEC_HEADER_SIZE || b[0] != 0xc3 || b[1] != 0x01)
+                return 0;
+        for (i = 0; i < 8; i++)
+                fp |= (uint64_t)b[2 + i] << (8 * i);
+        return fp;
+}
+
+const ordo_field_t *ordo_codec_writer_fields(const ordo_codec_t *c, uint64_t fp,
+                                             ordo_msg_type_t type, size_t *n) {
+        const writer_schema_t *w = lookup(c, fp);
+        if (!w || w->type != type) {
+                *n = 0;
+                return NULL;
+        }
+        *n = w->n;
+        return w->fields;
 }
 
 #define ONES  UINT64_C(0x0101010101010101)
@@ -286,19 +355,91 @@ static int put_field(writer_t *w, const ordo_field_t *f, const char *base) {
 ordo_err_t ordo_codec_encode(ordo_codec_t *c, const ordo_msg_t *m, void *buf,
                              size_t size, size_t *len, char *errstr,
                              size_t errstr_size) {
+        return ordo_codec_encode_as(
+            c, m, valid_type(m->type) ? c->write_fp[m->type] : 0, buf, size,
+            len, errstr, errstr_size);
+}
+
+/* One "<Type>.v<N>" of a write_previous list: its type and version. */
+static int parse_previous(const char *item, size_t len, ordo_msg_type_t *type,
+                          int *version) {
+        char name[64];
+        const char *v = NULL;
+        size_t i;
+        long n = 0;
+
+        for (i = 0; i + 1 < len; i++)
+                if (item[i] == '.' && item[i + 1] == 'v')
+                        v = item + i;
+        if (!v || (size_t)(v - item) >= sizeof(name) || v + 2 == item + len)
+                return 0;
+        memcpy(name, item, (size_t)(v - item));
+        name[v - item] = '\0';
+        for (v += 2; v < item + len; v++) {
+                if (*v < '0' || *v > '9' || n > 1000)
+                        return 0;
+                n = n * 10 + (*v - '0');
+        }
+        *type = ordo_msg_type_from_name(name);
+        *version = (int)n;
+        return *type != ORDO_MSG_NONE;
+}
+
+ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
+                                     char *errstr, size_t errstr_size) {
+        const char *p = spec ? spec : "";
+
+        while (*p) {
+                size_t len = strcspn(p, ",");
+                const ordo__previous_schema_t *s;
+                ordo_msg_type_t type = ORDO_MSG_NONE;
+                int version = 0, found = 0;
+
+                if (parse_previous(p, len, &type, &version))
+                        for (s = ordo__previous_schemas;
+                             s->type != ORDO_MSG_NONE && !found; s++)
+                                if (s->type == type && s->version == version) {
+                                        c->write_fp[type] =
+                                            s->schema.fingerprint;
+                                        found = 1;
+                                }
+                if (!found) {
+                        set_err(errstr, errstr_size,
+                                "schemas.write.previous: \"%.*s\" is not "
+                                "<Type>.v<N> of a schema in schemas/previous/",
+                                (int)(len > 80 ? 80 : len), p);
+                        return ORDO_ERR_CONFIG_INVALID;
+                }
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        return ORDO_ERR_OK;
+}
+
+ordo_err_t ordo_codec_encode_as(ordo_codec_t *c, const ordo_msg_t *m,
+                                uint64_t fp, void *buf, size_t size,
+                                size_t *len, char *errstr, size_t errstr_size) {
+        const writer_schema_t *ws;
         const ordo_field_t *fields;
-        uint64_t fp;
         size_t n, i;
         writer_t w;
         int err;
 
-        (void)c; /* no state needed to write; kept for symmetry */
-        fields = ordo_msg_fields(m->type, &n);
-        if (!fields || !ordo__schemas[m->type].json) {
+        if (!valid_type(m->type)) {
                 set_err(errstr, errstr_size, "encode: unknown type %d",
                         (int)m->type);
                 return ORDO_ERR_INVALID_ARG;
         }
+        if (!(ws = lookup(c, fp)) || ws->type != m->type) {
+                set_err(errstr, errstr_size,
+                        "encode %s: no schema of it has fingerprint "
+                        "%016" PRIx64,
+                        ordo_msg_type_name(m->type), fp);
+                return ORDO_ERR_FINGERPRINT;
+        }
+        fields = ws->fields;
+        n = ws->n;
         if (size < ORDO_CODEC_HEADER_SIZE) {
                 set_err(errstr, errstr_size,
                         "encode %s: buffer of %zu bytes is too small",
@@ -310,7 +451,6 @@ ordo_err_t ordo_codec_encode(ordo_codec_t *c, const ordo_msg_t *m, void *buf,
         w.why = NULL;
         w.p[0] = 0xc3;
         w.p[1] = 0x01;
-        fp = ordo__schemas[m->type].fingerprint;
         for (i = 0; i < 8; i++)
                 w.p[2 + i] = (uint8_t)(fp >> (8 * i));
         w.p += ORDO_CODEC_HEADER_SIZE;
@@ -455,6 +595,7 @@ ordo_err_t ordo_codec_decode(ordo_codec_t *c, const void *buf, size_t len,
                              ordo_msg_t *out, char *errstr,
                              size_t errstr_size) {
         const uint8_t *b = buf;
+        const writer_schema_t *ws;
         const ordo_field_t *fields;
         ordo_msg_type_t type;
         uint64_t fp = 0;
@@ -476,17 +617,19 @@ ordo_err_t ordo_codec_decode(ordo_codec_t *c, const void *buf, size_t len,
         }
         for (i = 0; i < 8; i++)
                 fp |= (uint64_t)b[2 + i] << (8 * i);
-        if ((type = lookup(c, fp)) == ORDO_MSG_NONE) {
+        if (!(ws = lookup(c, fp))) {
                 set_err(errstr, errstr_size,
                         "decode: unknown writer schema fingerprint "
                         "%016" PRIx64,
                         fp);
                 return ORDO_ERR_FINGERPRINT;
         }
-
-        fields = ordo_msg_fields(type, &n);
-        /* zero first: fields the type does not carry read as empty, and
-         * two decodes of the same bytes compare equal byte for byte */
+        type = ws->type;
+        fields = ws->fields;
+        n = ws->n;
+        /* zero first: fields the type (or the writer's version of it)
+         * does not carry read as empty, and two decodes of the same bytes
+         * compare equal byte for byte */
         memset(out, 0, sizeof(*out));
         out->type = type;
         r.p = b + ORDO_CODEC_HEADER_SIZE;

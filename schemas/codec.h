@@ -46,7 +46,36 @@ ordo_err_t ordo_codec_encode(ordo_codec_t *c, const ordo_msg_t *m, void *buf,
                              size_t size, size_t *len, char *errstr,
                              size_t errstr_size);
 
-/* Any known fingerprint; fills *out (type, meta, body), zeroing what the
+/* The same, with the writer schema whose fingerprint is fp: the type's
+ * current one or a version it had before (schemas/previous/). For
+ * comparing with a stored message byte for byte (`ordo reconcile`).
+ * ORDO_ERR_FINGERPRINT when fp is neither. */
+ordo_err_t ordo_codec_encode_as(ordo_codec_t *c, const ordo_msg_t *m,
+                                uint64_t fp, void *buf, size_t size,
+                                size_t *len, char *errstr, size_t errstr_size);
+
+/* From now on, ordo_codec_encode writes the types listed in spec in a
+ * previous version of their schema: for a rolling upgrade, while readers
+ * of the older release, which cannot decode the current version, still
+ * run (decision 0024). spec: empty, or a comma-separated list of
+ * <Type>.v<N>, each a file of schemas/previous/. ORDO_ERR_CONFIG_INVALID
+ * with errstr naming the item that is not one; nothing changed then
+ * for the items after it. */
+ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
+                                     char *errstr, size_t errstr_size);
+
+/* The writer schema's fingerprint in a message's header; 0 when buf is
+ * not single-object encoded. */
+uint64_t ordo_codec_writer_fingerprint(const void *buf, size_t len);
+
+/* The fields a writer schema of type carries, in order; NULL when fp is
+ * not a schema of that type. */
+const ordo_field_t *ordo_codec_writer_fields(const ordo_codec_t *c, uint64_t fp,
+                                             ordo_msg_type_t type, size_t *n);
+
+/* Any known fingerprint, the current schemas' and the versions writers
+ * used before (schemas/previous/: fields added since read as zero or
+ * empty, their Avro default); fills *out (type, meta, body), zeroing what the
  * type does not carry. Refuses truncated input, garbage, unknown
  * fingerprint, strings longer than the field, trailing bytes, with a clear
  * errstr; never crashes:

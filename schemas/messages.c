@@ -122,7 +122,12 @@ static const ordo_field_t bind_referrer[] = {
 static const ordo_field_t tick[] = { COMMAND_META };
 
 static const ordo_field_t activity_created[] = { EVENT_META, ACTIVITY_BODY };
-static const ordo_field_t stock_reserved[] = { EVENT_META, STOCK_BODY };
+static const ordo_field_t stock_reserved[] = {
+        EVENT_META, STOCK_BODY,
+        OPT_LONG("amount_cents", u.stock.amount_cents, 0),
+        OPT_LONG("pay_deadline_ms", u.stock.pay_deadline_ms, 0)
+};
+static const ordo_field_t stock_reserved_v1[] = { EVENT_META, STOCK_BODY };
 static const ordo_field_t stock_released[] = { EVENT_META, STOCK_BODY };
 static const ordo_field_t order_opened[] = { EVENT_META, OPEN_BODY };
 static const ordo_field_t order_paid[] = {
@@ -228,6 +233,29 @@ const ordo_field_t *ordo_msg_fields(ordo_msg_type_t type, size_t *n) {
         }
         *n = fields[type].n;
         return fields[type].fields;
+}
+
+/* schemas/previous/: one entry per file (codec.c checks each has one). */
+static const struct {
+        ordo_msg_type_t type;
+        int version;
+        const ordo_field_t *fields;
+        size_t n;
+} previous[] = {
+        { ORDO_MSG_STOCK_RESERVED, 1, stock_reserved_v1, N(stock_reserved_v1) },
+};
+
+const ordo_field_t *ordo_msg_previous_fields(ordo_msg_type_t type, int version,
+                                             size_t *n) {
+        size_t i;
+        for (i = 0; i < N(previous); i++)
+                if (previous[i].type == type &&
+                    previous[i].version == version) {
+                        *n = previous[i].n;
+                        return previous[i].fields;
+                }
+        *n = 0;
+        return NULL;
 }
 
 const char *ordo_msg_type_name(ordo_msg_type_t type) {

@@ -179,6 +179,11 @@ typedef struct ordo_stock_body_s {
         int64_t qty;
         int64_t remaining;
         char reason[ORDO_CODE_MAX + 1]; /* StockReleased only */
+        /* StockReserved only, since its version 2: the terms the order
+         * opens with, so a read model can show the order one hop sooner
+         * (decision 0024); 0 when written by version 1 */
+        int64_t amount_cents;
+        int64_t pay_deadline_ms;
 } ordo_stock_body_t;
 
 /* OrderReceived */
@@ -267,6 +272,13 @@ typedef struct ordo_field_s {
 
 /* The fields of a type, in Avro schema order (metadata first). */
 const ordo_field_t *ordo_msg_fields(ordo_msg_type_t type, size_t *n);
+
+/* The fields of an earlier version of a type's schema
+ * (schemas/previous/<Type>.v<version>.avsc), which the decoder still
+ * reads; NULL when there is no such version. Fields added since are not
+ * in it: a message decoded with it has them zero or empty. */
+const ordo_field_t *ordo_msg_previous_fields(ordo_msg_type_t type, int version,
+                                             size_t *n);
 
 const char *ordo_msg_type_name(ordo_msg_type_t type);
 /* ORDO_MSG_NONE when the name is unknown. */

@@ -288,6 +288,8 @@ static void accept_place(ordo_activity_state_t *s, ordo__out_t *o,
                          activity_t *a) {
         const ordo_place_body_t *b = &o->in->u.place;
         int64_t ts = o->in->meta.ts_ms;
+        int64_t amount = b->qty * a->price_cents; /* <= 10^18: create */
+        int64_t deadline = ordo__sat_add(ts, a->pay_timeout_ms);
         ordo_msg_t *m;
         ordo_open_body_t *op;
         int k;
@@ -300,6 +302,10 @@ static void accept_place(ordo_activity_state_t *s, ordo__out_t *o,
         ORDO__SET(m->u.stock.user_id, b->user_id);
         m->u.stock.qty = b->qty;
         m->u.stock.remaining = remaining(a) - b->qty;
+        /* rule 7's terms, also on the reservation: the order's read model
+         * can show them before the order stage opens it (decision 0024) */
+        m->u.stock.amount_cents = amount;
+        m->u.stock.pay_deadline_ms = deadline;
         fold_emit(s, o);
 
         /* rule 7: the order opens (an outbound command, key order_id) */
@@ -309,9 +315,9 @@ static void accept_place(ordo_activity_state_t *s, ordo__out_t *o,
         ORDO__SET(op->activity_id, a->id);
         ORDO__SET(op->user_id, b->user_id);
         op->qty = b->qty;
-        op->amount_cents = b->qty * a->price_cents; /* <= 10^18: create */
+        op->amount_cents = amount;
         op->placed_ms = ts;
-        op->pay_deadline_ms = ordo__sat_add(ts, a->pay_timeout_ms);
+        op->pay_deadline_ms = deadline;
         op->auto_receive_ms = a->auto_receive_ms;
         op->freeze_ms = a->freeze_ms;
         op->n_commission_bps = a->n_commission_bps;

@@ -10,7 +10,9 @@ the marker C3 01 and that the 8 fingerprint bytes are fastavro's
 CRC-64-AVRO fingerprint of the schema (Avro spec, "Single object
 encoding"), decodes the datum with fastavro.schemaless_reader, compares
 it with the expected values, requires that nothing trails the datum, and
-requires that fastavro writes the same bytes from those values.
+requires that fastavro writes the same bytes from those values. Data
+written with a previous version of a schema (schemas/previous/) must
+read, under Avro's resolution rules, as the current one with defaults.
 
 A missing fastavro is a failure, not a skip: without it this checks
 nothing. Ends with criterion's synthesis line, which CI sums.
@@ -27,6 +29,45 @@ import tempfile
 def synthesis(passed, failed):
     print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
           "Crashing: 0" % (passed + failed, passed, failed))
+
+
+def check_previous(schemas_dir, schemas, expected, check):
+    """schemas/previous/<Type>.v<N>.avsc, versions writers used before
+    (decision 0024): data written with one reads, under Avro's schema
+    resolution, as the current schema with the added fields' defaults;
+    the C decoder's side is tests/adapter/test_codec.c."""
+    import fastavro
+    from fastavro.schema import parse_schema
+    d = os.path.join(schemas_dir, "previous")
+    names = sorted(n for n in os.listdir(d) if n.endswith(".avsc")) \
+        if os.path.isdir(d) else []
+    check(names, "schemas/previous/ has no schema")
+    for name in names:
+        with open(os.path.join(d, name), encoding="utf-8") as f:
+            old = json.load(f)
+        check(name.startswith(old["name"] + ".v"),
+              "previous/%s names record %s" % (name, old["name"]))
+        if old["name"] not in schemas:
+            check(False, "previous/%s: no current schema" % name)
+            continue
+        cur_parsed = schemas[old["name"]][0]
+        cur = {f["name"]: f for f in cur_parsed["fields"]}
+        kept = [f["name"] for f in old["fields"]]
+        added = [n for n in cur if n not in kept]
+        old_parsed = parse_schema(old)
+        for e in expected:
+            if e["type"] != old["name"]:
+                continue
+            out = io.BytesIO()
+            fastavro.schemaless_writer(out, old_parsed,
+                                       {k: e["fields"][k] for k in kept})
+            out.seek(0)
+            got = fastavro.schemaless_reader(out, old_parsed, cur_parsed)
+            want = dict(e["fields"])
+            for n in added:
+                want[n] = cur[n]["default"]
+            check(got == want, "previous/%s, %s: read as the current "
+                  "schema: %r" % (name, e["file"], got))
 
 
 def main():
@@ -108,6 +149,7 @@ def main():
         check(seen == set(schemas),
               "types without samples or schemas: %s" %
               sorted(seen ^ set(schemas)))
+        check_previous(args.schemas, schemas, expected, check)
 
     synthesis(passed, failed)
     return 1 if failed else 0

@@ -328,13 +328,16 @@ Test(codec, unknown_fingerprint_is_refused) {
         }
 }
 
-static void header(uint8_t *buf, ordo_msg_type_t t) {
-        uint64_t fp = ordo_schema_fingerprint(t);
+static void header_fp(uint8_t *buf, uint64_t fp) {
         int i;
         buf[0] = 0xc3;
         buf[1] = 0x01;
         for (i = 0; i < 8; i++)
                 buf[2 + i] = (uint8_t)(fp >> (8 * i));
+}
+
+static void header(uint8_t *buf, ordo_msg_type_t t) {
+        header_fp(buf, ordo_schema_fingerprint(t));
 }
 
 static uint64_t lcg(uint64_t *s) {
@@ -668,11 +671,11 @@ static void avro_side_fini(avro_side_t *a) {
         avro_schema_decref(a->schema);
 }
 
-static void to_avro(const ordo_msg_t *m, avro_value_t *v) {
-        const ordo_field_t *f;
-        size_t n, i;
+/* m's fields f[0..n) into v, a record of those fields in that order. */
+static void to_avro_with(const ordo_msg_t *m, const ordo_field_t *f, size_t n,
+                         avro_value_t *v) {
+        size_t i;
         avro_value_reset(v);
-        f = ordo_msg_fields(m->type, &n);
         for (i = 0; i < n; i++) {
                 const char *p = (const char *)m + f[i].offset;
                 avro_value_t fv, item;
@@ -708,6 +711,12 @@ static void to_avro(const ordo_msg_t *m, avro_value_t *v) {
                         break;
                 }
         }
+}
+
+static void to_avro(const ordo_msg_t *m, avro_value_t *v) {
+        size_t n;
+        const ordo_field_t *f = ordo_msg_fields(m->type, &n);
+        to_avro_with(m, f, n, v);
 }
 
 static void check_avro(const ordo_msg_t *m, avro_value_t *v) {
@@ -856,4 +865,210 @@ Test(codec, max_length_strings_fit_and_longer_ones_are_refused) {
                 }
         }
         avro_side_fini(&a);
+}
+
+/* Schema evolution (DESIGN.md, "Avro"; decision 0024): a message written
+ * with a version of its schema that writers used before
+ * (schemas/previous/) still decodes, the fields added since zero or
+ * empty: their defaults. (avro-c 1.11 cannot resolve a reader field the
+ * writer lacks; check_python_decode.py has fastavro resolve them.) */
+
+static int has_field(const ordo_field_t *f, size_t n, const char *name) {
+        size_t i;
+        for (i = 0; i < n; i++)
+                if (!strcmp(f[i].name, name))
+                        return 1;
+        return 0;
+}
+
+static avro_schema_t parse_schema(const char *json) {
+        avro_schema_t s;
+        cr_assert_eq(avro_schema_from_json_length(json, strlen(json), &s), 0,
+                     "avro-c: %s", avro_strerror());
+        return s;
+}
+
+Test(codec, previous_schemas_match_their_field_tables) {
+        const ordo__previous_schema_t *p;
+        int seen = 0;
+        for (p = ordo__previous_schemas; p->type != ORDO_MSG_NONE; p++) {
+                const char *name = ordo_msg_type_name(p->type);
+                size_t n, ncur, i;
+                const ordo_field_t *f =
+                    ordo_msg_previous_fields(p->type, p->version, &n);
+                const ordo_field_t *cur = ordo_msg_fields(p->type, &ncur);
+                avro_schema_t s = parse_schema(p->schema.json);
+
+                seen++;
+                cr_assert_not_null(f, "%s v%d: no field table", name,
+                                   p->version);
+                cr_assert_str_eq(avro_schema_name(s), name);
+                cr_assert_eq(avro_schema_record_size(s), n, "%s v%d", name,
+                             p->version);
+                cr_assert_eq(
+                    ordo__crc64_avro(p->schema.pcf, strlen(p->schema.pcf)),
+                    p->schema.fingerprint);
+                cr_assert_neq(p->schema.fingerprint,
+                              ordo_schema_fingerprint(p->type),
+                              "%s v%d is the current schema", name, p->version);
+                for (i = 0; i < n; i++) {
+                        cr_assert_str_eq(
+                            avro_schema_record_field_name(s, (int)i), f[i].name,
+                            "%s v%d field %zu", name, p->version, i);
+                        cr_assert_str_eq(
+                            schema_avro(avro_schema_record_field_get_by_index(
+                                s, (int)i)),
+                            kind_avro(f[i].kind));
+                        /* a field that changed its type is not evolution */
+                        cr_assert(has_field(cur, ncur, f[i].name),
+                                  "%s.%s was removed", name, f[i].name);
+                }
+                /* Fields added since are optional, with a default that is
+                 * what the decoder leaves in them: zero or empty. */
+                for (i = 0; i < ncur; i++) {
+                        if (has_field(f, n, cur[i].name))
+                                continue;
+                        cr_assert(!cur[i].required,
+                                  "%s.%s, added after v%d, has no default",
+                                  name, cur[i].name, p->version);
+                        cr_assert(cur[i].kind == ORDO_FIELD_STRING ||
+                                      (cur[i].kind == ORDO_FIELD_LONG &&
+                                       cur[i].def == 0),
+                                  "%s.%s: the decoder would leave 0, not the "
+                                  "default",
+                                  name, cur[i].name);
+                }
+                avro_schema_decref(s);
+        }
+        cr_assert_geq(seen, 1, "schemas/previous/ is empty");
+        cr_assert_null(
+            ordo_msg_previous_fields(ORDO_MSG_TICK, 1, &(size_t){ 0 }));
+}
+
+Test(codec, data_of_a_previous_version_decodes) {
+        static char abuf[BUF];
+        const ordo__previous_schema_t *p;
+        for (p = ordo__previous_schemas; p->type != ORDO_MSG_NONE; p++) {
+                const char *name = ordo_msg_type_name(p->type);
+                size_t n, ncur, i;
+                const ordo_field_t *f =
+                    ordo_msg_previous_fields(p->type, p->version, &n);
+                const ordo_field_t *cur = ordo_msg_fields(p->type, &ncur);
+                avro_schema_t ws = parse_schema(p->schema.json);
+                avro_value_iface_t *wi = avro_generic_class_from_schema(ws);
+                avro_value_t wv;
+                unsigned v;
+
+                cr_assert_eq(avro_generic_value_new(wi, &wv), 0);
+                for (v = 0; v < ORDO_SAMPLE_EDGES + 50; v++) {
+                        uint8_t framed[BUF], ours[BUF];
+                        char errstr[256], why[512];
+                        avro_writer_t w =
+                            avro_writer_memory(abuf, sizeof(abuf));
+                        ordo_msg_t m, out;
+                        size_t alen, len;
+
+                        ordo_sample_fill(&m, p->type, v);
+                        /* what a writer of that version could not say */
+                        for (i = 0; i < ncur; i++)
+                                if (!has_field(f, n, cur[i].name))
+                                        memset((char *)&m + cur[i].offset, 0,
+                                               cur[i].size);
+                        to_avro_with(&m, f, n, &wv);
+                        cr_assert_eq(avro_value_write(w, &wv), 0, "%s",
+                                     avro_strerror());
+                        alen = (size_t)avro_writer_tell(w);
+                        avro_writer_free(w);
+                        header_fp(framed, p->schema.fingerprint);
+                        memcpy(framed + ORDO_CODEC_HEADER_SIZE, abuf, alen);
+                        alen += ORDO_CODEC_HEADER_SIZE;
+
+                        cr_assert_eq(
+                            decode(framed, alen, &out, errstr, sizeof(errstr)),
+                            ORDO_ERR_OK, "%s v%d sample %u: %s", name,
+                            p->version, v, errstr);
+                        cr_assert(ordo_sample_equal(&m, &out, why, sizeof(why)),
+                                  "%s v%d sample %u: %s", name, p->version, v,
+                                  why);
+                        /* and written back in that version, byte for byte */
+                        cr_assert_eq(ordo_codec_encode_as(
+                                         codec, &out, p->schema.fingerprint,
+                                         ours, sizeof(ours), &len, errstr,
+                                         sizeof(errstr)),
+                                     ORDO_ERR_OK, "%s", errstr);
+                        cr_assert_eq(len, alen);
+                        cr_assert_eq(memcmp(ours, framed, len), 0);
+                        cr_assert_eq(ordo_codec_writer_fingerprint(ours, len),
+                                     p->schema.fingerprint);
+                }
+                /* a type's schemas are its own */
+                cr_assert_null(ordo_codec_writer_fields(
+                    codec, p->schema.fingerprint, ORDO_MSG_TICK, &n));
+                cr_assert_eq(ordo_codec_writer_fields(
+                                 codec, p->schema.fingerprint, p->type, &n),
+                             f);
+                avro_value_decref(&wv);
+                avro_value_iface_decref(wi);
+                avro_schema_decref(ws);
+        }
+}
+
+Test(codec, encode_as_refuses_another_types_fingerprint) {
+        uint8_t buf[BUF];
+        char errstr[256];
+        ordo_msg_t m;
+        size_t len;
+        ordo_sample_fill(&m, ORDO_MSG_TICK, 0);
+        cr_assert_eq(ordo_codec_encode_as(
+                         codec, &m,
+                         ordo_schema_fingerprint(ORDO_MSG_PLACE_ORDER), buf,
+                         sizeof(buf), &len, errstr, sizeof(errstr)),
+                     ORDO_ERR_FINGERPRINT);
+        cr_assert(strstr(errstr, "Tick"), "%s", errstr);
+        cr_assert_eq(ordo_codec_writer_fingerprint(buf, 3), 0);
+}
+
+/* schemas.write.previous: a rolling upgrade writes a type in a previous
+ * version of its schema; anything else in the list is refused, named. */
+Test(codec, write_previous_pins_a_type_and_refuses_the_rest) {
+        static const char *bad[] = { "Foo.v1",
+                                     "StockReserved.v9",
+                                     "StockReserved",
+                                     "StockReserved.v",
+                                     "Tick.v1",
+                                     "StockReserved.v1x",
+                                     "StockReserved.v1,Bogus.v2" };
+        const ordo__previous_schema_t *p = ordo__previous_schemas;
+        uint8_t buf[BUF];
+        char errstr[256], want[64];
+        ordo_msg_t m, out;
+        size_t len, i;
+
+        ordo_sample_fill(&m, p->type, 1);
+        len = encode_ok(&m, buf);
+        cr_assert_eq(ordo_codec_writer_fingerprint(buf, len),
+                     ordo_schema_fingerprint(p->type), "the current one");
+        cr_assert_eq(
+            ordo_codec_write_previous(codec, "", errstr, sizeof(errstr)),
+            ORDO_ERR_OK);
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                cr_assert_eq(ordo_codec_write_previous(codec, bad[i], errstr,
+                                                       sizeof(errstr)),
+                             ORDO_ERR_CONFIG_INVALID, "%s", bad[i]);
+                cr_assert(strstr(errstr, "schemas.write.previous"), "%s",
+                          errstr);
+        }
+        cr_assert(strstr(errstr, "\"Bogus.v2\""), "%s", errstr);
+        snprintf(want, sizeof(want), "%s.v%d", ordo_msg_type_name(p->type),
+                 p->version);
+        cr_assert_eq(
+            ordo_codec_write_previous(codec, want, errstr, sizeof(errstr)),
+            ORDO_ERR_OK, "%s", errstr);
+        len = encode_ok(&m, buf);
+        cr_assert_eq(ordo_codec_writer_fingerprint(buf, len),
+                     p->schema.fingerprint);
+        cr_assert_eq(decode(buf, len, &out, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(out.type, p->type);
+        cr_assert_str_eq(out.meta.id, m.meta.id);
 }

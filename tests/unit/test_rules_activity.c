@@ -377,6 +377,10 @@ Test(activity, accepted_order_opens) {
         cr_assert_eq(o->u.open.pay_deadline_ms, START + 5 + 777);
         cr_assert_eq(o->u.open.auto_receive_ms, 888);
         cr_assert_eq(o->u.open.freeze_ms, 999);
+        /* decision 0024: the reservation carries the terms the order
+         * opens with, for the read model */
+        cr_assert_eq(r->u.stock.amount_cents, 3 * PRICE);
+        cr_assert_eq(r->u.stock.pay_deadline_ms, START + 5 + 777);
         cr_assert_eq(o->u.open.n_commission_bps, 3);
         cr_assert_eq(o->u.open.commission_bps[0], 333);
         cr_assert_eq(o->u.open.commission_bps[1], 77);
