@@ -39,7 +39,8 @@
 
 #define PREFIX_MAX 64
 #define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
-#define ARGS_MAX   32  /* the longest: OrderOpened, 23 */
+#define CHUNK_CMDS (2 * CHUNK) /* an event makes at most two commands */
+#define ARGS_MAX   32          /* the longest: OrderOpened, 23 */
 
 /* Set a string key from its version guard: KEYS stock, guard;
  * ARGV version, value. */
@@ -58,6 +59,18 @@ static const char lua_hset_newer[] =
     "if tonumber(ARGV[1]) <= v then return 0 end\n"
     "if v < 0 then redis.call('DEL', KEYS[1]) end\n"
     "redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 2))\n"
+    "return 1\n";
+
+/* An order as its reservation opens it (StockReserved, decision 0024):
+ * KEYS hash; ARGV field, value, ... Only where the order stage has not
+ * written the hash (no version): its OrderOpened, version 1, then
+ * replaces these fields with the same values. A REJECTED placeholder
+ * goes whole. Version 0 says "reserved, not opened by the order stage
+ * yet". */
+static const char lua_hset_reserved[] =
+    "if redis.call('HEXISTS', KEYS[1], 'version') == 1 then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HSET', KEYS[1], 'version', '0', unpack(ARGV))\n"
     "return 1\n";
 
 /* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl, user_id. Never
@@ -153,12 +166,13 @@ enum {
         S_REJECT_PLACE,
         S_REJECT_ORDER,
         S_EARN,
+        S_HSET_RESERVED,
         S__N
 };
 
-static const char *scripts[S__N] = { lua_set_newer, lua_hset_newer,
+static const char *scripts[S__N] = { lua_set_newer,    lua_hset_newer,
                                      lua_reject_place, lua_reject_order,
-                                     lua_earn };
+                                     lua_earn,         lua_hset_reserved };
 
 /* The keys whose writes of one chunk fold into one command (and a fresh
  * target's version table, by key). */
@@ -194,7 +208,7 @@ struct ordo_redis_proj_s {
         redisContext *c;
         char sha[S__N][41];
         int down;        /* last attempt failed: log the recovery */
-        cmd_t *cmds;     /* CHUNK of them: the chunk being built */
+        cmd_t *cmds;     /* CHUNK_CMDS of them: the chunk being built */
         cmd_t *zcmds;    /* CHUNK: a chunk's leaderboard writes */
         sent_t *sent;    /* a call's commands sent, replies not read yet */
         size_t *chunk_m; /* a call's commands per chunk */
@@ -380,7 +394,7 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         p = calloc(1, sizeof(*p));
         if (p) {
                 p->host = strdup(host);
-                p->cmds = calloc(CHUNK, sizeof(*p->cmds));
+                p->cmds = calloc(CHUNK_CMDS, sizeof(*p->cmds));
                 p->zcmds = calloc(CHUNK, sizeof(*p->zcmds));
         }
         if (!p || !p->host || !p->cmds || !p->zcmds) {
@@ -547,6 +561,51 @@ static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
         argf(k, "%lld", (long long)remaining);
 }
 
+/* The fields an order hash opens with, from OrderOpened or from the
+ * reservation (StockReserved since its version 2): the same fields and
+ * values either way, so the one written second leaves nothing of the
+ * other. */
+static void opening_fields(cmd_t *k, const char *user_id,
+                           const char *activity_id, int64_t qty,
+                           int64_t amount_cents, int64_t placed_ms,
+                           int64_t pay_deadline_ms) {
+        arg(k, "status");
+        arg(k, "PENDING_PAYMENT");
+        arg(k, "user_id");
+        arg(k, user_id);
+        arg(k, "activity_id");
+        arg(k, activity_id);
+        arg(k, "qty");
+        argf(k, "%lld", (long long)qty);
+        arg(k, "amount_cents");
+        argf(k, "%lld", (long long)amount_cents);
+        arg(k, "refunded_cents");
+        arg(k, "0");
+        arg(k, "placed_ms");
+        argf(k, "%lld", (long long)placed_ms);
+        arg(k, "pay_deadline_ms");
+        argf(k, "%lld", (long long)pay_deadline_ms);
+}
+
+/* The order hash of an accepted reservation, one transactional hop before
+ * the order stage opens the order (decision 0024); 0 for a reservation
+ * written by StockReserved version 1, which lacks the order's terms. */
+static int reserved_order(ordo_redis_proj_t *p, cmd_t *k, const ordo_msg_t *m) {
+        const ordo_stock_body_t *b = &m->u.stock;
+
+        if (m->type != ORDO_MSG_STOCK_RESERVED || b->amount_cents <= 0)
+                return 0;
+        /* a fresh target's REJECTED placeholder of this order id must
+         * meet its script, which leaves an opened order alone */
+        if (p->fresh)
+                (void)seen_entry(p, FOLD_ORDER, b->order_id);
+        evalsha(p, k, S_HSET_RESERVED, 1);
+        argf(k, "%sorder:%s", p->prefix, b->order_id);
+        opening_fields(k, b->user_id, b->activity_id, b->qty, b->amount_cents,
+                       m->meta.ts_ms, b->pay_deadline_ms);
+        return 1;
+}
+
 /* Commands whose rejection a buyer polling an order wants to see. */
 static int order_command(const char *type) {
         return !strcmp(type, "CancelOrder") ||
@@ -600,22 +659,9 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 return 1;
         case ORDO_MSG_ORDER_OPENED:
                 order_hash(p, k, m->u.open.order_id, v);
-                arg(k, "status");
-                arg(k, "PENDING_PAYMENT");
-                arg(k, "user_id");
-                arg(k, m->u.open.user_id);
-                arg(k, "activity_id");
-                arg(k, m->u.open.activity_id);
-                arg(k, "qty");
-                argf(k, "%lld", (long long)m->u.open.qty);
-                arg(k, "amount_cents");
-                argf(k, "%lld", (long long)m->u.open.amount_cents);
-                arg(k, "refunded_cents");
-                arg(k, "0");
-                arg(k, "placed_ms");
-                argf(k, "%lld", (long long)m->u.open.placed_ms);
-                arg(k, "pay_deadline_ms");
-                argf(k, "%lld", (long long)m->u.open.pay_deadline_ms);
+                opening_fields(k, m->u.open.user_id, m->u.open.activity_id,
+                               m->u.open.qty, m->u.open.amount_cents,
+                               m->u.open.placed_ms, m->u.open.pay_deadline_ms);
                 return 1;
         case ORDO_MSG_ORDER_PAID:
                 order_hash(p, k, m->u.payment.order_id, v);
@@ -1008,11 +1054,14 @@ static ordo_err_t build_chunk(ordo_redis_proj_t *p, cmd_t *cmds,
                 }
                 if (build_folded(p, cmds, &recs[i], *m))
                         (*m)++;
+                if (reserved_order(p, &cmds[*m], msg))
+                        (*m)++;
         }
         return ORDO_ERR_OK;
 }
 
-/* Room to remember n commands sent in one call. */
+/* Room to remember the commands of n events sent in one call (at most
+ * two each). */
 static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
                             size_t errstr_size) {
         sent_t *sent;
@@ -1020,7 +1069,7 @@ static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
 
         if (n <= p->sent_cap)
                 return ORDO_ERR_OK;
-        sent = realloc(p->sent, n * sizeof(*sent));
+        sent = realloc(p->sent, 2 * n * sizeof(*sent));
         if (sent)
                 p->sent = sent;
         chunk_m = realloc(p->chunk_m, (n / CHUNK + 1) * sizeof(*chunk_m));
@@ -1045,7 +1094,7 @@ static ordo_err_t apply_once(ordo_redis_proj_t *p, const ordo_event_rec_t *recs,
                              size_t n, int *noscript, char *errstr,
                              size_t errstr_size) {
         static const sent_t zadd = { "ZADD", NULL, EXTRA_NONE };
-        long long totals[CHUNK];
+        long long totals[CHUNK_CMDS];
         size_t off, i, m, chunks = 0, first = 0, zn = 0;
         ordo_err_t err;
 

@@ -99,6 +99,10 @@ static void stock_ev(ordo_msg_type_t t, const char *order, const char *user,
         ordo_strlcpy(m->u.stock.user_id, user, ORDO_ID_MAX + 1);
         m->u.stock.qty = qty;
         m->u.stock.remaining = remaining;
+        if (t == ORDO_MSG_STOCK_RESERVED) { /* RULES.md PlaceOrder 7 */
+                m->u.stock.amount_cents = qty * PRICE;
+                m->u.stock.pay_deadline_ms = ts + ORDO_DEFAULT_PAY_TIMEOUT_MS;
+        }
         if (t == ORDO_MSG_STOCK_RELEASED)
                 ordo_strlcpy(m->u.stock.reason, "TIMEOUT", ORDO_CODE_MAX + 1);
 }
@@ -875,6 +879,145 @@ Test(projections_redis, fresh_target_placed_order_wins) {
         free(redis_dump(pf, 1));
 }
 
+/* The index of the scenario's first event of type t for order. */
+static size_t event_of(ordo_msg_type_t t, const char *order) {
+        size_t i;
+        for (i = 0; i < nrecs; i++)
+                if (msgs[i].type == t && !strcmp(t == ORDO_MSG_ORDER_OPENED
+                                                     ? msgs[i].u.open.order_id
+                                                     : msgs[i].u.stock.order_id,
+                                                 order))
+                        return i;
+        cr_assert_fail("no %s of %s", ordo_msg_type_name(t), order);
+        return 0;
+}
+
+/* The order hash o1 opens with (read-models.md), whoever wrote it. */
+static void expect_o1_opened(const char *pf, const char *version) {
+        char k[128];
+        redisReply *r;
+
+        snprintf(k, sizeof(k), "%sorder:o1", pf);
+        cr_assert_str_eq(hget(k, "status"), "PENDING_PAYMENT");
+        cr_assert_str_eq(hget(k, "user_id"), "u1");
+        cr_assert_str_eq(hget(k, "activity_id"), "A1");
+        cr_assert_eq(hget_ll(k, "qty"), 2);
+        cr_assert_eq(hget_ll(k, "amount_cents"), O1_AMOUNT);
+        cr_assert_str_eq(hget(k, "refunded_cents"), "0");
+        cr_assert_eq(hget_ll(k, "placed_ms"), 2000);
+        cr_assert_eq(hget_ll(k, "pay_deadline_ms"),
+                     2000 + ORDO_DEFAULT_PAY_TIMEOUT_MS);
+        cr_assert_str_eq(hget(k, "reason"), "(nil)");
+        cr_assert_str_eq(hget(k, "version"), version);
+        r = redisCommand(rc, "HLEN %s", k);
+        cr_assert_eq(r->integer, 9, "nine fields, nothing else");
+        freeReplyObject(r);
+        r = redisCommand(rc, "TTL %s", k);
+        cr_assert_eq(r->integer, -1, "a placed order never expires");
+        freeReplyObject(r);
+}
+
+/* Decision 0024: the reservation shows the order as it will open, one
+ * transactional hop before the order stage opens it; a live projection
+ * and a rebuild's fresh target alike. Over a REJECTED attempt of the
+ * same id (another activity's), it replaces it whole. */
+static void reservation_opens_the_order(int fresh) {
+        char pf[64];
+        ordo_redis_proj_t *p;
+        size_t j = o1_rejection(),
+               res = event_of(ORDO_MSG_STOCK_RESERVED, "o1"),
+               open = event_of(ORDO_MSG_ORDER_OPENED, "o1");
+
+        unique_name(pf, sizeof(pf), ":");
+        p = redis_proj(pf);
+        if (fresh)
+                ordo_redis_proj_set_fresh(p);
+        cr_assert_eq(apply_redis(p, j, j + 1), ORDO_ERR_OK);
+        cr_assert_eq(apply_redis(p, res, res + 1), ORDO_ERR_OK);
+        expect_o1_opened(pf, "0");
+        cr_assert_eq(apply_redis(p, res, res + 1), ORDO_ERR_OK); /* again */
+        cr_assert_eq(apply_redis(p, j, j + 1), ORDO_ERR_OK);
+        expect_o1_opened(pf, "0");
+        cr_assert_eq(apply_redis(p, open, open + 1), ORDO_ERR_OK);
+        expect_o1_opened(pf, "1");
+        cr_assert_eq(apply_redis(p, res, res + 1), ORDO_ERR_OK);
+        expect_o1_opened(pf, "1");
+        ordo_redis_proj_destroy(p);
+        free(redis_dump(pf, 1));
+}
+
+Test(projections_redis, a_reservation_shows_the_order_before_it_opens) {
+        reservation_opens_the_order(0);
+}
+
+Test(projections_redis, fresh_target_reservation_shows_the_order) {
+        reservation_opens_the_order(1);
+}
+
+/* What the order stage writes is what stays, whichever comes first: the
+ * scenario ends the same with reservations of StockReserved version 1
+ * (no terms: no order hash from them), and with one more reservation of
+ * o1, by another buyer in another activity (an order id used twice,
+ * RULES.md DUPLICATE_ORDER_ID), applied before o1 opens. */
+Test(projections_redis, the_order_stage_has_the_last_word) {
+        static ordo_msg_t saved[MAX_EVENTS];
+        char v2[64], v1[64], dup[64], k[128], *a, *b, *c;
+        ordo_redis_proj_t *p1, *p2, *p3;
+        size_t i, res = event_of(ORDO_MSG_STOCK_RESERVED, "o1");
+        ordo_msg_t other;
+        ordo_event_rec_t other_rec;
+
+        unique_name(v2, sizeof(v2), ":");
+        unique_name(v1, sizeof(v1), ":");
+        unique_name(dup, sizeof(dup), ":");
+        p1 = redis_proj(v2);
+        p2 = redis_proj(v1);
+        p3 = redis_proj(dup);
+        cr_assert_eq(apply_redis(p1, 0, nrecs), ORDO_ERR_OK);
+
+        memcpy(saved, msgs, sizeof(msgs));
+        for (i = 0; i < nrecs; i++)
+                if (msgs[i].type == ORDO_MSG_STOCK_RESERVED)
+                        msgs[i].u.stock.amount_cents =
+                            msgs[i].u.stock.pay_deadline_ms = 0;
+        cr_assert_eq(apply_redis(p2, 0, res + 1), ORDO_ERR_OK);
+        snprintf(k, sizeof(k), "%sorder:o1", v1);
+        cr_assert_str_eq(hget(k, "status"), "(nil)",
+                         "a version-1 reservation writes no order hash");
+        cr_assert_eq(apply_redis(p2, res + 1, nrecs), ORDO_ERR_OK);
+        memcpy(msgs, saved, sizeof(msgs));
+
+        other = msgs[res];
+        ordo_strlcpy(other.u.stock.activity_id, "A2", ORDO_ID_MAX + 1);
+        ordo_strlcpy(other.u.stock.user_id, "u7", ORDO_ID_MAX + 1);
+        other.u.stock.qty = 1;
+        other.u.stock.amount_cents = 1;
+        other_rec = recs[res];
+        other_rec.msg = &other;
+        other_rec.partition = 1;
+        cr_assert_eq(ordo_redis_proj_apply(p3, &other_rec, 1, k, sizeof(k)),
+                     ORDO_ERR_OK, "%s", k);
+        snprintf(k, sizeof(k), "%sorder:o1", dup);
+        cr_assert_str_eq(hget(k, "user_id"), "u7");
+        cr_assert_eq(apply_redis(p3, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_str_eq(hget(k, "user_id"), "u1");
+        /* the other reservation's own stock is not the scenario's */
+        freeReplyObject(
+            redisCommand(rc, "DEL %sstock:A2 {%sstock:A2}:version", dup, dup));
+
+        a = redis_dump(v2, 1);
+        b = redis_dump(v1, 1);
+        c = redis_dump(dup, 1);
+        cr_assert_str_eq(a, b);
+        cr_assert_str_eq(a, c);
+        free(a);
+        free(b);
+        free(c);
+        ordo_redis_proj_destroy(p1);
+        ordo_redis_proj_destroy(p2);
+        ordo_redis_proj_destroy(p3);
+}
+
 Test(projections_redis, scripts_flushed_are_reloaded) {
         char pf[64];
         ordo_redis_proj_t *p;
@@ -1131,6 +1274,18 @@ static void assert_unset(const bson_t *d, const char *field) {
                   "%s is set, not absent or null", field);
 }
 
+static void drop_activity(const char *db, const char *id) {
+        mongoc_collection_t *c =
+            mongoc_client_get_collection(mc, db, "activities");
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+        bson_error_t e;
+
+        cr_assert(mongoc_collection_delete_one(c, filter, NULL, NULL, &e), "%s",
+                  e.message);
+        bson_destroy(filter);
+        mongoc_collection_destroy(c);
+}
+
 static int64_t count(const char *db, const char *coll, bson_t *filter) {
         mongoc_collection_t *c = mongoc_client_get_collection(mc, db, coll);
         bson_error_t e;
@@ -1377,6 +1532,147 @@ Test(projections_mongo, older_versions_are_ignored) {
         free(after);
         ordo_mongo_proj_destroy(p);
         drop_db(db);
+}
+
+/* The document o1 opens with (read-models.md), whoever wrote it. */
+static void expect_o1_doc(const char *db, int64_t version) {
+        bson_t *d = find_doc(db, "orders", "o1");
+
+        cr_assert_str_eq(doc_str(d, "status"), "PENDING_PAYMENT");
+        cr_assert_str_eq(doc_str(d, "user_id"), "u1");
+        cr_assert_str_eq(doc_str(d, "activity_id"), "A1");
+        cr_assert_eq(doc_ll(d, "qty"), 2);
+        cr_assert_eq(doc_ll(d, "amount_cents"), O1_AMOUNT);
+        cr_assert_eq(doc_ll(d, "refunded_cents"), 0);
+        cr_assert_eq(doc_ll(d, "placed_ms"), 2000);
+        cr_assert_eq(doc_ll(d, "pay_deadline_ms"),
+                     2000 + ORDO_DEFAULT_PAY_TIMEOUT_MS);
+        cr_assert_eq(doc_ll(d, "version"), version);
+        assert_unset(d, "paid_ms");
+        assert_unset(d, "reason");
+        cr_assert_eq(bson_count_keys(d), 10, "_id, version and 8 fields");
+        bson_destroy(d);
+}
+
+/* Decision 0024: the reservation creates the order's document as it will
+ * open, one transactional hop before OrderOpened, which then writes the
+ * same values at version 1; live and buffered (a rebuild) alike. */
+static void mongo_reservation_opens_the_order(int buffered) {
+        char db[64], errstr[256];
+        ordo_mongo_proj_t *p;
+        size_t res = event_of(ORDO_MSG_STOCK_RESERVED, "o1"),
+               open = event_of(ORDO_MSG_ORDER_OPENED, "o1");
+
+        unique_name(db, sizeof(db), "");
+        p = mongo_proj(db);
+        if (buffered)
+                cr_assert_eq(ordo_mongo_proj_buffer(p, 1000, NULL),
+                             ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, res, res + 1), ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, res, res + 1), ORDO_ERR_OK); /* again */
+        if (buffered)
+                cr_assert_eq(ordo_mongo_proj_flush(p, errstr, sizeof(errstr)),
+                             ORDO_ERR_OK, "%s", errstr);
+        expect_o1_doc(db, 0);
+        cr_assert_eq(apply_mongo(p, open, open + 1), ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, res, res + 1), ORDO_ERR_OK);
+        if (buffered)
+                cr_assert_eq(ordo_mongo_proj_flush(p, errstr, sizeof(errstr)),
+                             ORDO_ERR_OK, "%s", errstr);
+        expect_o1_doc(db, 1);
+        ordo_mongo_proj_destroy(p);
+        drop_db(db);
+}
+
+Test(projections_mongo, a_reservation_shows_the_order_before_it_opens) {
+        mongo_reservation_opens_the_order(0);
+}
+
+Test(projections_mongo, buffered_reservation_shows_the_order) {
+        mongo_reservation_opens_the_order(1);
+}
+
+/* What the order stage writes is what stays: the same documents with
+ * reservations of StockReserved version 1 (no terms: no document from
+ * them), and with one more reservation of o1 by another buyer in another
+ * activity (an order id used twice) applied first, alone and then in one
+ * batch with the whole scenario, where the order's own events must not
+ * fold into it. */
+Test(projections_mongo, the_order_stage_has_the_last_word) {
+        static ordo_msg_t saved[MAX_EVENTS];
+        static ordo_event_rec_t with_other[MAX_EVENTS + 1];
+        char v2[64], v1[64], dup[64], batch[64], *a, *b, *c, *d;
+        ordo_mongo_proj_t *p1, *p2, *p3, *p4;
+        size_t i, res = event_of(ORDO_MSG_STOCK_RESERVED, "o1");
+        ordo_msg_t other;
+        bson_t *doc;
+
+        unique_name(v2, sizeof(v2), "");
+        unique_name(v1, sizeof(v1), "");
+        unique_name(dup, sizeof(dup), "");
+        unique_name(batch, sizeof(batch), "");
+        p1 = mongo_proj(v2);
+        p2 = mongo_proj(v1);
+        p3 = mongo_proj(dup);
+        p4 = mongo_proj(batch);
+        cr_assert_eq(apply_mongo(p1, 0, nrecs), ORDO_ERR_OK);
+
+        memcpy(saved, msgs, sizeof(msgs));
+        for (i = 0; i < nrecs; i++)
+                if (msgs[i].type == ORDO_MSG_STOCK_RESERVED)
+                        msgs[i].u.stock.amount_cents =
+                            msgs[i].u.stock.pay_deadline_ms = 0;
+        cr_assert_eq(apply_mongo(p2, 0, res + 1), ORDO_ERR_OK);
+        cr_assert_eq(count(v1, "orders", bson_new()), 0,
+                     "a version-1 reservation writes no order document");
+        cr_assert_eq(apply_mongo(p2, res + 1, nrecs), ORDO_ERR_OK);
+        memcpy(msgs, saved, sizeof(msgs));
+
+        other = msgs[res];
+        ordo_strlcpy(other.u.stock.activity_id, "A9", ORDO_ID_MAX + 1);
+        ordo_strlcpy(other.u.stock.user_id, "u7", ORDO_ID_MAX + 1);
+        other.u.stock.qty = 1;
+        other.u.stock.amount_cents = 1;
+        with_other[0] = recs[res];
+        with_other[0].msg = &other;
+        with_other[0].partition = 1;
+        cr_assert_eq(ordo_mongo_proj_apply(p3, with_other, 1, v1, sizeof(v1)),
+                     ORDO_ERR_OK, "%s", v1);
+        doc = find_doc(dup, "orders", "o1");
+        cr_assert_str_eq(doc_str(doc, "user_id"), "u7");
+        bson_destroy(doc);
+        cr_assert_eq(apply_mongo(p3, 0, nrecs), ORDO_ERR_OK);
+        /* one batch: the other reservation first, then the whole log */
+        memcpy(with_other + 1, recs, nrecs * sizeof(*recs));
+        cr_assert_eq(
+            ordo_mongo_proj_apply(p4, with_other, nrecs + 1, v1, sizeof(v1)),
+            ORDO_ERR_OK, "%s", v1);
+        doc = find_doc(batch, "orders", "o1");
+        cr_assert_str_eq(doc_str(doc, "user_id"), "u1");
+        bson_destroy(doc);
+
+        /* the other reservation's activity is not the scenario's */
+        drop_activity(dup, "A9");
+        drop_activity(batch, "A9");
+        a = mongo_dump(v2);
+        b = mongo_dump(v1);
+        c = mongo_dump(dup);
+        d = mongo_dump(batch);
+        cr_assert_str_eq(a, b);
+        cr_assert_str_eq(a, c);
+        cr_assert_str_eq(a, d);
+        free(a);
+        free(b);
+        free(c);
+        free(d);
+        ordo_mongo_proj_destroy(p1);
+        ordo_mongo_proj_destroy(p2);
+        ordo_mongo_proj_destroy(p3);
+        ordo_mongo_proj_destroy(p4);
+        drop_db(v2);
+        drop_db(v1);
+        drop_db(dup);
+        drop_db(batch);
 }
 
 Test(projections_mongo, indexes_for_front_ends) {
