@@ -43,18 +43,6 @@ enum { C_ACTIVITIES, C_ORDERS, C_COMMISSIONS, C_EARNINGS, C_REFERRALS, C__N };
 static const char *coll_names[C__N] = { "activities", "orders", "commissions",
                                         "earnings", "referrals" };
 
-/* Documents of a batch are kept by (kind, _id). A kind is a collection,
- * or K_RESERVED: an order's document as its reservation opens it
- * (decision 0024), inserted into `orders` after the batch's orders and
- * never written over anything: an insert that meets the _id is dropped.
- * Kept apart from the order's own events, which must never fold with
- * it: only OrderOpened says whose order an id is. */
-enum { K_RESERVED = C__N, K__N };
-
-static int coll_of(int kind) {
-        return kind == K_RESERVED ? C_ORDERS : kind;
-}
-
 struct ordo_mongo_proj_s {
         mongoc_client_t *client;
         mongoc_database_t *db;
@@ -536,22 +524,21 @@ static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
                         else if (refused_code(code) && b->p->buf) {
                                 if (idx)
                                         b->doc[idx[k]].refused = 1;
-                                refuse(b, coll_names[coll_of(c)],
+                                refuse(b, coll_names[c],
                                        ids ? ids[k] : b->doc[idx[k]].id, code,
                                        msg);
                         } else {
                                 bson_set_error(&e, MONGOC_ERROR_SERVER, code,
                                                "%s", msg);
-                                err = fail(refused_code(code)
-                                               ? ORDO_ERR_MONGO
-                                               : ORDO_ERR_UNAVAILABLE,
-                                           coll_names[coll_of(c)], &e, errstr,
-                                           errstr_size);
+                                err = fail(
+                                    refused_code(code) ? ORDO_ERR_MONGO
+                                                       : ORDO_ERR_UNAVAILABLE,
+                                    coll_names[c], &e, errstr, errstr_size);
                         }
                 }
         if (!any) /* not a write's error: the command's, the network's */
-                err = fail(classify(&e), coll_names[coll_of(c)], &e, errstr,
-                           errstr_size);
+                err =
+                    fail(classify(&e), coll_names[c], &e, errstr, errstr_size);
         bson_destroy(&reply);
         return err;
 }
@@ -559,8 +546,8 @@ static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
 static mongoc_bulk_operation_t *new_bulk(batch_t *b, int c) {
         bson_t *bo = BCON_NEW("ordered", BCON_BOOL(false));
         mongoc_bulk_operation_t *bulk =
-            mongoc_collection_create_bulk_operation_with_opts(
-                b->p->coll[coll_of(c)], bo);
+            mongoc_collection_create_bulk_operation_with_opts(b->p->coll[c],
+                                                              bo);
         bson_destroy(bo);
         return bulk;
 }
@@ -911,18 +898,17 @@ static void batch_fini(batch_t *b) {
         memset(b, 0, sizeof(*b));
 }
 
-/* Everything folded in b, written: the inserts of every collection (the
- * reservations' order documents last), then the guarded updates
- * (including the documents whose insert found them existing; not a
- * reservation's), then the earnings. Each step is idempotent, so a flush that
+/* Everything folded in b, written: the inserts of every collection, then
+ * the guarded updates (including the documents whose insert found them
+ * existing), then the earnings. Each step is idempotent, so a flush that
  * fails part-way is simply run again. Emptied on success. */
 static ordo_err_t flush(batch_t *b, char *errstr, size_t errstr_size) {
         ordo_err_t err = ORDO_ERR_OK;
         int c, pass;
 
         for (pass = 0; pass < 2 && !err; pass++)
-                for (c = 0; c < K__N && !err; c++)
-                        if (c != C_EARNINGS && !(c == K_RESERVED && pass))
+                for (c = 0; c < C__N && !err; c++)
+                        if (c != C_EARNINGS)
                                 err =
                                     write_docs(b, c, pass, errstr, errstr_size);
         if (!err)
@@ -976,51 +962,23 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         }
 }
 
-/* An order's document as it opens: from OrderOpened (version 1), or
- * from its reservation (StockReserved since its version 2: version 0,
- * K_RESERVED, one transactional hop sooner, decision 0024). Both give
- * the same fields and values, so OrderOpened over the reservation's (a
- * guarded update, version 0 < 1) leaves nothing of it. */
-static int order_doc(batch_t *b, const char *order_id, int64_t version,
-                     const char *activity_id, const char *user_id, int64_t qty,
-                     int64_t amount_cents, int64_t placed_ms,
-                     int64_t pay_deadline_ms, bson_error_t *e) {
+static int order_opened(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
+        const ordo_open_body_t *o = &m->u.open;
+
         /* Fields not reached yet (reason, payment_id, paid_ms, received_ms,
          * settled_ms) are absent, not 0 or "": 0 is a real instant to an
          * analyst's tool (DESIGN.md). Absent rather than null: FerretDB
          * 1.24 drops null fields from $setOnInsert, a real MongoDB keeps
          * them, and the read model must look the same on both. */
-        return create(b, version ? C_ORDERS : K_RESERVED, order_id, version,
-                      BCON_NEW("activity_id", BCON_UTF8(activity_id), "user_id",
-                               BCON_UTF8(user_id), "qty", BCON_INT64(qty),
-                               "amount_cents", BCON_INT64(amount_cents),
-                               "status", BCON_UTF8("PENDING_PAYMENT"),
-                               "refunded_cents", BCON_INT64(0), "placed_ms",
-                               BCON_INT64(placed_ms), "pay_deadline_ms",
-                               BCON_INT64(pay_deadline_ms)),
-                      e);
-}
-
-static int order_opened(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
-        const ordo_open_body_t *o = &m->u.open;
-        return order_doc(b, o->order_id, m->meta.version, o->activity_id,
-                         o->user_id, o->qty, o->amount_cents, o->placed_ms,
-                         o->pay_deadline_ms, e);
-}
-
-/* The activity's remaining stock; and, for a reservation written by
- * StockReserved version 2 (which carries the order's terms), the order's
- * document at version 0. */
-static int stock_changed(batch_t *b, const ordo_msg_t *m, bson_error_t *e) {
-        const ordo_stock_body_t *s = &m->u.stock;
-
-        if (!advance(b, C_ACTIVITIES, s->activity_id, m->meta.version,
-                     BCON_NEW("remaining", BCON_INT64(s->remaining)), e))
-                return 0;
-        if (m->type != ORDO_MSG_STOCK_RESERVED || s->amount_cents <= 0)
-                return 1;
-        return order_doc(b, s->order_id, 0, s->activity_id, s->user_id, s->qty,
-                         s->amount_cents, m->meta.ts_ms, s->pay_deadline_ms, e);
+        return create(
+            b, C_ORDERS, o->order_id, m->meta.version,
+            BCON_NEW("activity_id", BCON_UTF8(o->activity_id), "user_id",
+                     BCON_UTF8(o->user_id), "qty", BCON_INT64(o->qty),
+                     "amount_cents", BCON_INT64(o->amount_cents), "status",
+                     BCON_UTF8("PENDING_PAYMENT"), "refunded_cents",
+                     BCON_INT64(0), "placed_ms", BCON_INT64(o->placed_ms),
+                     "pay_deadline_ms", BCON_INT64(o->pay_deadline_ms)),
+            e);
 }
 
 /* 1: queued, 0: bson/mongoc refused the operation, -1: bad input. */
@@ -1042,7 +1000,9 @@ static int project(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
         }
         case ORDO_MSG_STOCK_RESERVED:
         case ORDO_MSG_STOCK_RELEASED:
-                return stock_changed(b, m, e);
+                return advance(
+                    b, C_ACTIVITIES, m->u.stock.activity_id, v,
+                    BCON_NEW("remaining", BCON_INT64(m->u.stock.remaining)), e);
         case ORDO_MSG_ORDER_OPENED:
                 return order_opened(b, m, e);
         case ORDO_MSG_ORDER_PAID:
