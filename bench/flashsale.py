@@ -1140,6 +1140,11 @@ def analyse(run, sale):
         m = CMD_RE.search(p)
         if m:
             decided[int(m.group(2))] = t
+    opened = {}                  # index -> its OrderOpened's CreateTime
+    for t, ty, p in oev:
+        m = CMD_RE.search(p) if ty == "OrderOpened" else None
+        if m:                    # the PlaceOrder's id: correlation_id
+            opened[int(m.group(2))] = t
     t0_ms = run.t0 * 1000
     tb_ms = run.t_burst0 * 1000
     burst_dec = [decided[i] for i in decided if i >= n_warm]
@@ -1229,6 +1234,25 @@ def analyse(run, sale):
     L["decided_to_redis_burst"] = lat_summary(
         [first[i] / 1000.0 - decided[i] for i in burst_idx
          if i in first and i in decided])
+    # accepted orders' status comes from another event than rejected
+    # attempts' (decision 0024): the two apart
+    acc_idx = [i for i in burst_idx
+               if sale.decision[sale.orders[i][1]] == "ACCEPTED"]
+    rej_idx = [i for i in burst_idx
+               if sale.decision[sale.orders[i][1]] != "ACCEPTED"]
+    L["redis_burst_accepted"] = lat_summary(lat(first, acc_idx))
+    L["redis_burst_rejected"] = lat_summary(lat(first, rej_idx))
+
+    def dlat_redis(idx):
+        return [first[i] / 1000.0 - decided[i] for i in idx
+                if i in first and i in decided]
+    L["decided_to_redis_accepted"] = lat_summary(dlat_redis(acc_idx))
+    L["decided_to_redis_rejected"] = lat_summary(dlat_redis(rej_idx))
+    # the order stage's OrderOpened written -> status in Redis: negative
+    # when the reservation showed the order first (decision 0024)
+    L["opened_to_redis_accepted"] = lat_summary(
+        [first[i] / 1000.0 - opened[i] for i in acc_idx
+         if i in first and i in opened])
     L["redis_burst"]["of"] = a.orders // a.redis_sample
     L["mongo_burst"]["of"] = sum(1 for o in run.mongo_ids
                                  if by_oid[o] >= n_warm)
@@ -1664,6 +1688,14 @@ def report(run):
     latrow("sent -> status in Redis, burst", L.get("redis_burst"))
     latrow("decided -> status in Redis, burst (commit + projection)",
            L.get("decided_to_redis_burst"))
+    latrow("  accepted orders", L.get("redis_burst_accepted"))
+    latrow("  rejected attempts", L.get("redis_burst_rejected"))
+    latrow("decided -> status in Redis, accepted orders",
+           L.get("decided_to_redis_accepted"))
+    latrow("decided -> status in Redis, rejected attempts",
+           L.get("decided_to_redis_rejected"))
+    latrow("OrderOpened written -> status in Redis",
+           L.get("opened_to_redis_accepted"))
     latrow("sent -> status in Redis, warm-up", L.get("redis_warmup"))
     latrow("sent -> document in MongoDB, burst sample (poller's hit)",
            L.get("mongo_burst"))
