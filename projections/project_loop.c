@@ -39,8 +39,12 @@ typedef struct {
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked, parked_batch;
         int from_start; /* the store lost what the group had applied */
+        int lost;       /* ...while we ran: read the inputs again */
+        const ordo_config_t *conf;
         volatile sig_atomic_t *stop;
 } loop_t;
+
+static int group_has_read(loop_t *lp, const ordo_config_t *conf);
 
 /* A refused event: loudly, countably, and onto dead-letters with the
  * reason, so an operator can repair and replay it (operating.md). */
@@ -84,15 +88,60 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                          rd_kafka_err2str(kerr));
 }
 
+/* 1 when the store is reachable and holds nothing of the read model
+ * while the group has applied events to it (decision 0023). */
+static int store_empty_after_use(loop_t *lp) {
+        char errstr[256];
+        return ordo_store_target_used(
+                   lp->which, lp->conf,
+                   ordo_config_get(lp->conf, ordo_store_target_key(lp->which)),
+                   errstr, sizeof(errstr)) == 0 &&
+               group_has_read(lp, lp->conf);
+}
+
 /* While the store is away: the consumer is paused, and polled so the
- * group keeps us. */
-static void pause_and_poll(void *opaque, int first) {
+ * group keeps us. A Redis that comes back empty (restarted without
+ * persistence, as the local stack runs it) ends the wait: the batch is
+ * dropped and the inputs are read again from the beginning (pipeline).
+ * Not asked of MongoDB: its restarts keep the data, and asking a server
+ * that is down costs the server-selection timeout (10 s) per attempt. */
+static int pause_and_poll(void *opaque, int first) {
         loop_t *s = opaque;
         if (first && !s->paused &&
             !rd_kafka_assignment(s->consumer, &s->paused)) {
                 rd_kafka_pause_partitions(s->consumer, s->paused);
         }
         rd_kafka_consumer_poll(s->consumer, 0);
+        s->lost = !strcmp(s->which, "redis") && store_empty_after_use(s);
+        return s->lost;
+}
+
+/* The read model went away while we ran: every assigned partition from
+ * its beginning, the guards make re-applying exact. */
+static void read_again(loop_t *lp) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        rd_kafka_error_t *e;
+        int i;
+
+        ORDO_LOG(WARN, lp->which,
+                 "msg=\"the read model came back empty while the group had "
+                 "applied events to it (a restart without persistence?): "
+                 "reading the inputs again from the beginning\" target=%s "
+                 "group=%s",
+                 ordo_config_get(lp->conf, ordo_store_target_key(lp->which)),
+                 lp->group);
+        if (rd_kafka_assignment(lp->consumer, &parts))
+                return;
+        for (i = 0; i < parts->cnt; i++)
+                parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+        if ((e = rd_kafka_seek_partitions(lp->consumer, parts, 10000))) {
+                ORDO_LOG(ERROR, lp->which,
+                         "msg=\"cannot seek to the beginning\" error=\"%s\"",
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+        lp->lost = 0;
 }
 
 /* The batch applied or parked (or *stop), then the consumer resumed and
@@ -230,22 +279,19 @@ static int group_has_read(loop_t *lp, const ordo_config_t *conf) {
  * applied events to it before: Redis restarted without persistence, a
  * database dropped by hand. The committed offsets no longer describe
  * the store, so the first assignment reads the inputs from the
- * beginning (the guards make it exact, read-models.md). Asked once, at
- * start; a store that cannot be asked is left as it is. */
-static void store_lost(loop_t *lp, const ordo_config_t *conf) {
-        char errstr[256];
-        const char *target =
-            ordo_config_get(conf, ordo_store_target_key(lp->which));
-        if (ordo_store_target_used(lp->which, conf, target, errstr,
-                                   sizeof(errstr)) != 0 ||
-            !group_has_read(lp, conf))
+ * beginning (the guards make it exact, read-models.md). Asked at start,
+ * and again while a store that went away comes back (pause_and_poll);
+ * a store that cannot be asked is left as it is. */
+static void store_lost(loop_t *lp) {
+        if (!store_empty_after_use(lp))
                 return;
         lp->from_start = 1;
         ORDO_LOG(WARN, lp->which,
                  "msg=\"the read model is empty but the group has applied "
                  "events to it: reading the inputs again from the "
                  "beginning\" target=%s group=%s",
-                 target, lp->group);
+                 ordo_config_get(lp->conf, ordo_store_target_key(lp->which)),
+                 lp->group);
 }
 
 /* The batch, the dead-letter producer, the codec and the consumer. */
@@ -343,12 +389,17 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                 for (lp->k = 0, i = 0; i < lp->n; i++)
                         take_message(lp, i);
                 if (lp->k && apply_batch(lp)) {
-                        /* Stopping mid-outage: nothing committed, the
-                         * batch comes again on restart. */
-                        snprintf(errstr, errstr_size,
-                                 "stopped while the store was unavailable");
+                        /* Nothing committed: the batch comes again, now
+                         * (the store came back empty) or on restart
+                         * (stopping mid-outage). */
                         for (i = 0; i < lp->n; i++)
                                 rd_kafka_message_destroy(lp->rkms[i]);
+                        if (lp->lost) {
+                                read_again(lp);
+                                continue;
+                        }
+                        snprintf(errstr, errstr_size,
+                                 "stopped while the store was unavailable");
                         break;
                 }
                 if (lp->n)
@@ -394,12 +445,13 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         memset(&lp, 0, sizeof(lp));
         lp.which = stage->name;
         lp.stage = stage;
+        lp.conf = conf;
         lp.stop = stop;
         if ((err = wait_for_store(&lp, conf, errstr, errstr_size)))
                 return err;
         err = open_all(&lp, conf, errstr, errstr_size);
         if (!err) {
-                store_lost(&lp, conf);
+                store_lost(&lp);
                 err = subscribe_inputs(&lp, conf, errstr, errstr_size);
         }
         if (!err) {

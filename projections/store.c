@@ -169,8 +169,8 @@ ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
                                                opaque, &settled, errstr,
                                                errstr_size))) {
                 off += settled;
-                if (wait)
-                        wait(wait_opaque, !waited);
+                if (wait && wait(wait_opaque, !waited))
+                        return err;
                 waited = 1;
                 ORDO_LOG(WARN, stage,
                          "msg=\"store unavailable, retrying\" backoff_ms=%d "

@@ -67,12 +67,14 @@ ordo_err_t ordo_store_apply_parking(ordo_store_t *s,
                                     size_t errstr_size);
 
 /* Called between attempts while the store is unavailable (first: 1 the
- * first time): the live projection pauses and polls its consumer. */
-typedef void(ordo_wait_fn)(void *opaque, int first);
+ * first time): the live projection pauses and polls its consumer, and
+ * asks whether the store came back empty. Non-zero: stop retrying. */
+typedef int(ordo_wait_fn)(void *opaque, int first);
 
 /* apply_parking until every event is applied or parked, pausing with a
  * backoff (up to 5 s) while the store is unavailable; wait may be NULL.
- * Returns OK, or the retriable error when *stop was set meanwhile. */
+ * Returns OK, or the retriable error when *stop was set or wait said to
+ * stop meanwhile. */
 ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
                                        const ordo_event_rec_t *recs, size_t n,
                                        ordo_park_fn *park, void *opaque,
