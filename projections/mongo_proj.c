@@ -1099,6 +1099,8 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
                 snprintf(errstr, errstr_size, "mongo: invalid arguments");
                 return ORDO_ERR_INVALID_ARG;
         }
+        if (!n) /* an idle projection's check (store.h): its data lasts */
+                return ORDO_ERR_OK;
         if (!ensure_indexes(p, &e))
                 return fail(classify(&e), "createIndexes", &e, errstr,
                             errstr_size);

@@ -19,6 +19,8 @@
 #include "stages.h"
 #include "clock.h"
 
+#define IDLE_CHECK_MS 1000
+
 /* One live projection: the consumer in the stage's group, the batch
  * being read, the store it goes to, and the dead-letter producer that
  * parking writes to (project.h). */
@@ -371,10 +373,10 @@ static void log_counts(const loop_t *lp, const char *what) {
  * consumer is of no more use, and `ordo run` reports the stage failed. */
 static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
         const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
-        int64_t last_log = ordo_monotonic_ms();
+        int64_t last_log = ordo_monotonic_ms(), last_write = last_log;
         ordo_err_t err = ORDO_ERR_OK;
         size_t i;
-        int fatal;
+        int fatal, idle;
         while (!*lp->stop) {
                 ordo_metrics_poll(lp->which, lp->consumer);
                 lp->n = ordo_kafka_consume_batch(lp->consumer, &bo, lp->rkms,
@@ -388,7 +390,14 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                 }
                 for (lp->k = 0, i = 0; i < lp->n; i++)
                         take_message(lp, i);
-                if (lp->k && apply_batch(lp)) {
+                /* Idle for a second: an empty batch asks the store
+                 * whether it still answers (store.h), so that a Redis
+                 * restarted meanwhile is found, and refilled, now. */
+                idle =
+                    !lp->k && ordo_monotonic_ms() - last_write >= IDLE_CHECK_MS;
+                if (lp->k || idle)
+                        last_write = ordo_monotonic_ms();
+                if ((lp->k || idle) && apply_batch(lp)) {
                         /* Nothing committed: the batch comes again, now
                          * (the store came back empty) or on restart
                          * (stopping mid-outage). */

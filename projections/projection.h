@@ -120,7 +120,8 @@ void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p);
  * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full
  * (OOM) or refuses our credentials; ORDO_ERR_REDIS (permanent) for a
  * write it refuses (a key of the wrong type, a total that would
- * overflow). */
+ * overflow). n == 0 checks that Redis still answers (PING): an idle
+ * projection finds a restarted server then, not at its next event. */
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);

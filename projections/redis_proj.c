@@ -1145,6 +1145,26 @@ lost:
         return err;
 }
 
+/* An idle projection's check that Redis still answers: a server
+ * restarted since dropped our connection, which only a command finds. */
+static ordo_err_t ping(ordo_redis_proj_t *p, char *errstr,
+                       size_t errstr_size) {
+        ordo_err_t err = connect_now(p, errstr, errstr_size);
+        redisReply *r;
+
+        if (err)
+                return err;
+        if (!(r = redisCommand(p->c, "PING"))) {
+                err = unavailable(p, p->c->errstr, errstr, errstr_size);
+                disconnect(p);
+                return err;
+        }
+        if (r->type == REDIS_REPLY_ERROR && transient(r->str))
+                err = unavailable(p, r->str, errstr, errstr_size);
+        freeReplyObject(r);
+        return err;
+}
+
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size) {
@@ -1155,6 +1175,8 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                 snprintf(errstr, errstr_size, "redis: invalid arguments");
                 return ORDO_ERR_INVALID_ARG;
         }
+        if (!n)
+                return ping(p, errstr, errstr_size);
         /* Every write is guarded, or gives the same result applied again
          * in order (a fresh target), so applying the events again after
          * the server forgot our scripts is safe. */

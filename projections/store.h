@@ -28,6 +28,9 @@ const char *ordo_store_target_key(const char *which);
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
                            char *errstr, size_t errstr_size);
+/* n == 0 asks the store whether it still answers: Redis is sent a PING
+ * (an idle projection finds a restarted server then); MongoDB answers
+ * OK without a round trip. */
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);

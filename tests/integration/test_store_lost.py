@@ -14,10 +14,10 @@ rebuild`.)
 
 With --live, the store goes away while `ordo run` runs: a Redis of the
 test's own (no persistence, on a free port) is killed and started again
-empty, and the next event the Redis projection writes must find it
-empty, log it, and read its inputs again from the beginning, so that
-the order hashes and stock of before the restart come back with the
-new order's.
+empty. The idle Redis projection must find it empty within its check
+(a PING each idle second), log it, and read its inputs again from the
+beginning, so that the order hashes and stock of before the restart
+come back with no new event; then a new order is applied on top.
 
     test_store_lost.py ORDO_BINARY [--live]
 
@@ -127,6 +127,13 @@ def live(args):
         server = private_redis(port, workdir)
         check("redis restarted empty", r.cmd("DBSIZE") == 0,
               r.cmd("DBSIZE"))
+        before = dict(stock="7", orders=dict(o1="PENDING_PAYMENT",
+                                             o2="PENDING_PAYMENT", o3=None))
+        deadline = time.time() + 30
+        while model() != before and time.time() < deadline:
+            time.sleep(0.3)
+        check("refilled with no new event (the idle projection's check)",
+              model() == before, model())
         ordo.produce([E.place("o3", "a1", "u3", 3, now + 3)], "after")
         ok, out = wait()
         check("caught up after the restart", ok, out)
