@@ -1172,6 +1172,56 @@ def finish(ordo, results, mongo, r, keep):
     return synthesis(results)
 
 
+class SingleRun:
+    """The frame of a single-run test: its own tag, work folder and
+    `ordo`, clients of Redis (the stack's, or one on redis_port) and
+    MongoDB, the checks it counts, `ordo wait` for its stages, and its
+    end (finish)."""
+
+    def __init__(self, binary, name, stages, redis_port=None):
+        tag = "e2e%s%s" % (name, os.urandom(4).hex())
+        self.workdir = tempfile.mkdtemp(prefix="ordo-%s-" % name)
+        self.ordo = Ordo(os.path.abspath(binary), tag, self.workdir)
+        if redis_port:
+            self.ordo.flags += ["-X", "redis.port=%d" % redis_port]
+            self.r = Redis("127.0.0.1", redis_port)
+        else:
+            self.r = Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
+                           int(os.environ.get("ORDO_REDIS_PORT", "6379")))
+        self.mongo = pymongo.MongoClient(os.environ.get(
+            "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"),
+            serverSelectionTimeoutMS=10000)
+        self.stages = stages
+        self.results = []
+
+    def check(self, name, ok, detail=""):
+        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
+                              "" if ok else " (%s)" % detail))
+        self.results.append((name, ok))
+
+    def wait(self):
+        """`ordo wait` for the stages: (caught up?, its output's tail)."""
+        w = self.ordo.call("wait", "--timeout", "120", *self.stages,
+                           check=False)
+        return w.returncode == 0, w.stdout[-1500:] + w.stderr[-1500:]
+
+    def reconciled_and_running(self):
+        """The usual last checks: `ordo reconcile` is clean, and `ordo
+        run` still runs."""
+        rec = self.ordo.call("reconcile", check=False)
+        self.check("ordo reconcile finds no difference", rec.returncode == 0,
+                   rec.stdout[-1500:] + rec.stderr[-500:])
+        self.check("ordo run still running", self.ordo.alive())
+
+    def said(self, name, needle, times):
+        """A check that `ordo run`'s log has needle exactly times times."""
+        n = open(self.ordo.run_log).read().count(needle)
+        self.check(name, n == times, "%d lines" % n)
+
+    def finish(self, keep):
+        return finish(self.ordo, self.results, self.mongo, self.r, keep)
+
+
 def synthesis(results):
     """Criterion's closing line for [(name, passed)]; the exit status."""
     failing = [n for n, ok in results if not ok]

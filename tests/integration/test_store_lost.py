@@ -29,10 +29,8 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-import pymongo
 
 import test_e2e as E
 
@@ -80,27 +78,11 @@ def private_redis(port, workdir):
 
 
 def live(args):
-    tag = "e2elive%s" % os.urandom(4).hex()
-    workdir = tempfile.mkdtemp(prefix="ordo-lost-live-")
     port = free_port()
-    server = private_redis(port, workdir)
-    ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
-    ordo.flags += ["-X", "redis.port=%d" % port]
-    r = E.Redis("127.0.0.1", port)
-    mongo = pymongo.MongoClient(os.environ.get(
-        "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"),
-        serverSelectionTimeoutMS=10000)
-    results = []
-    stages = ["activity", "order", "redis", "mongo"]
-
-    def check(name, ok, detail=""):
-        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
-                              "" if ok else " (%s)" % detail))
-        results.append((name, ok))
-
-    def wait():
-        w = ordo.call("wait", "--timeout", "120", *stages, check=False)
-        return w.returncode == 0, w.stdout[-1500:] + w.stderr[-1500:]
+    run = E.SingleRun(args.ordo, "live", ["activity", "order", "redis",
+                                          "mongo"], redis_port=port)
+    ordo, r, check = run.ordo, run.r, run.check
+    server = private_redis(port, run.workdir)
 
     def model():
         return dict(
@@ -109,54 +91,46 @@ def live(args):
                                        o)).get("status")
                     for o in ("o1", "o2", "o3")})
 
+    def model_becomes(want):
+        deadline = time.time() + 30
+        while model() != want and time.time() < deadline:
+            time.sleep(0.3)
+        return model() == want
+
     try:
         ordo.call("topics")
-        ordo.start(stages)
+        ordo.start(run.stages)
         now = int(time.time() * 1000)
         ordo.produce([E.create("a1", 990, 10, 3, now - 60000, now + 3600000,
                                now),
                       E.place("o1", "a1", "u1", 1, now + 1),
                       E.place("o2", "a1", "u2", 2, now + 2)], "sale")
-        ok, out = wait()
+        ok, out = run.wait()
         check("the sale applied", ok, out)
-        check("read model holds the sale", model() == dict(
-            stock="7", orders=dict(o1="PENDING_PAYMENT", o2="PENDING_PAYMENT",
-                                   o3=None)), model())
-        server.kill()
-        server.wait()
-        server = private_redis(port, workdir)
-        check("redis restarted empty", r.cmd("DBSIZE") == 0,
-              r.cmd("DBSIZE"))
         before = dict(stock="7", orders=dict(o1="PENDING_PAYMENT",
                                              o2="PENDING_PAYMENT", o3=None))
-        deadline = time.time() + 30
-        while model() != before and time.time() < deadline:
-            time.sleep(0.3)
+        check("read model holds the sale", model() == before, model())
+        server.kill()
+        server.wait()
+        server = private_redis(port, run.workdir)
+        check("redis restarted empty", r.cmd("DBSIZE") == 0,
+              r.cmd("DBSIZE"))
         check("refilled with no new event (the idle projection's check)",
-              model() == before, model())
+              model_becomes(before), model())
         ordo.produce([E.place("o3", "a1", "u3", 3, now + 3)], "after")
-        ok, out = wait()
+        ok, out = run.wait()
         check("caught up after the restart", ok, out)
-        want = dict(stock="4", orders=dict(o1="PENDING_PAYMENT",
-                                           o2="PENDING_PAYMENT",
-                                           o3="PENDING_PAYMENT"))
-        deadline = time.time() + 30
-        while model() != want and time.time() < deadline:
-            time.sleep(0.3)
         check("the read model of before the restart is back, with o3",
-              model() == want, model())
-        log = open(ordo.run_log).read()
-        check("the projection said why it reads again",
-              log.count("came back empty while the group had applied") == 1,
-              "%d lines" % log.count("came back empty"))
-        rec = ordo.call("reconcile", check=False)
-        check("ordo reconcile finds no difference", rec.returncode == 0,
-              rec.stdout[-1500:] + rec.stderr[-500:])
-        check("ordo run still running", ordo.alive())
+              model_becomes(dict(stock="4", orders=dict(
+                  o1="PENDING_PAYMENT", o2="PENDING_PAYMENT",
+                  o3="PENDING_PAYMENT"))), model())
+        run.said("the projection said why it reads again",
+                 "came back empty while the group had applied", 1)
+        run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     try:
-        return E.finish(ordo, results, mongo, r, args.keep)
+        return run.finish(args.keep)
     finally:
         server.kill()
         server.wait()
@@ -170,25 +144,11 @@ def main():
     args = ap.parse_args()
     if args.live:
         return live(args)
-    tag = "e2elost%s" % os.urandom(4).hex()
-    workdir = tempfile.mkdtemp(prefix="ordo-lost-")
-    ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
-    r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
-                int(os.environ.get("ORDO_REDIS_PORT", "6379")))
-    mongo = pymongo.MongoClient(os.environ.get(
-        "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"),
-        serverSelectionTimeoutMS=10000)
-    results = []
-    stages = ["activity", "order", "redis", "mongo"]
-
-    def wait():
-        w = ordo.call("wait", "--timeout", "120", *stages, check=False)
-        return w.returncode == 0, w.stdout[-1500:] + w.stderr[-1500:]
-
-    def check(name, ok, detail=""):
-        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
-                              "" if ok else " (%s)" % detail))
-        results.append((name, ok))
+    run = E.SingleRun(args.ordo, "lost", ["activity", "order", "redis",
+                                          "mongo"])
+    ordo, r, mongo, check, wait = run.ordo, run.r, run.mongo, run.check, \
+        run.wait
+    stages = run.stages
 
     try:
         ordo.call("topics")
@@ -219,17 +179,12 @@ def main():
             after = snapshot(ordo, mongo, r)
         check("read models refilled as before", after == before,
               "before %s, after %s" % (before, after))
-        log = open(ordo.run_log).read()
-        check("each projection said why it reads again",
-              log.count("reading the inputs again from the beginning") == 2,
-              "%d lines" % log.count("reading the inputs again"))
-        rec = ordo.call("reconcile", check=False)
-        check("ordo reconcile finds no difference", rec.returncode == 0,
-              rec.stdout[-1500:] + rec.stderr[-500:])
-        check("ordo run still running", ordo.alive())
+        run.said("each projection said why it reads again",
+                 "reading the inputs again from the beginning", 2)
+        run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
-    return E.finish(ordo, results, mongo, r, args.keep)
+    return run.finish(args.keep)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,9 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 
 import fastavro
-import pymongo
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from kafka import KafkaConsumer, TopicPartition
 
@@ -89,25 +87,11 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    tag = "e2eupg%s" % os.urandom(4).hex()
-    workdir = tempfile.mkdtemp(prefix="ordo-upgrade-")
-    ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
-    r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
-                int(os.environ.get("ORDO_REDIS_PORT", "6379")))
-    mongo = pymongo.MongoClient(os.environ.get(
-        "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"),
-        serverSelectionTimeoutMS=10000)
-    results = []
-    stages = ["activity", "order", "redis", "mongo"]
-
-    def wait():
-        w = ordo.call("wait", "--timeout", "120", *stages, check=False)
-        return w.returncode == 0, w.stdout[-1500:] + w.stderr[-1500:]
-
-    def check(name, ok, detail=""):
-        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
-                              "" if ok else " (%s)" % detail))
-        results.append((name, ok))
+    run = E.SingleRun(args.ordo, "upg", ["activity", "order", "redis",
+                                         "mongo"])
+    ordo, r, mongo, check, wait = run.ordo, run.r, run.mongo, run.check, \
+        run.wait
+    stages = run.stages
 
     try:
         ordo.call("topics")
@@ -130,7 +114,7 @@ def main():
         ok, out = wait()
         check("upgraded: sale applied", ok, out)
 
-        res = reservations(tag + ".activity-events")
+        res = reservations(ordo.tag + ".activity-events")
         versions = {k: v[0] for k, v in res.items()}
         check("o1, o2 written as version 1, o3, o4 as version 2; o5 "
               "refused (1 left)",
@@ -176,18 +160,15 @@ def main():
         check("replay: version 2 with the new ones",
               rs.get("o3", {}).get("amount_cents") == 3 * PRICE,
               rs.get("o3"))
-        rec = ordo.call("reconcile", check=False)
-        check("ordo reconcile finds no difference over the mixed log",
-              rec.returncode == 0, rec.stdout[-1500:] + rec.stderr[-500:])
         bad_pin = ordo.call("-X", "schemas.write.previous=StockReserved.v7",
                             "process", "activity", check=False)
         check("an unknown previous version is refused, named",
               bad_pin.returncode != 0 and
               "StockReserved.v7" in bad_pin.stderr, bad_pin.stderr[-500:])
-        check("ordo run still running", ordo.alive())
+        run.reconciled_and_running()  # over the mixed log
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
-    return E.finish(ordo, results, mongo, r, args.keep)
+    return run.finish(args.keep)
 
 
 if __name__ == "__main__":
