@@ -1147,8 +1147,7 @@ lost:
 
 /* An idle projection's check that Redis still answers: a server
  * restarted since dropped our connection, which only a command finds. */
-static ordo_err_t ping(ordo_redis_proj_t *p, char *errstr,
-                       size_t errstr_size) {
+static ordo_err_t ping(ordo_redis_proj_t *p, char *errstr, size_t errstr_size) {
         ordo_err_t err = connect_now(p, errstr, errstr_size);
         redisReply *r;
 
