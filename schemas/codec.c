@@ -41,7 +41,7 @@ struct ordo_codec_s {
         writer_schema_t by_fp[FP_SLOTS];
         /* the schema each type is written with: its current one, or a
          * previous version (ordo_codec_write_previous) */
-        uint64_t write_fp[ORDO_MSG__COUNT];
+        const writer_schema_t *write[ORDO_MSG__COUNT];
 };
 
 typedef struct reader_s {
@@ -100,11 +100,12 @@ const char *ordo__schema_pcf(ordo_msg_type_t t) {
         return valid_type(t) ? ordo__schemas[t].pcf : NULL;
 }
 
-/* Adds a writer schema; 0 with errstr set when its fingerprint is taken
- * (two schemas with one fingerprint could not be told apart). */
-static int add_schema(ordo_codec_t *c, ordo_msg_type_t t, uint64_t fp,
-                      const ordo_field_t *fields, size_t n, char *errstr,
-                      size_t errstr_size) {
+/* Adds a writer schema; NULL with errstr set when its fingerprint is
+ * taken (two schemas with one fingerprint could not be told apart). */
+static const writer_schema_t *add_schema(ordo_codec_t *c, ordo_msg_type_t t,
+                                         uint64_t fp,
+                                         const ordo_field_t *fields, size_t n,
+                                         char *errstr, size_t errstr_size) {
         size_t i = fp & (FP_SLOTS - 1), probes = 0;
 
         while (c->by_fp[i].type != ORDO_MSG_NONE) {
@@ -114,17 +115,17 @@ static int add_schema(ordo_codec_t *c, ordo_msg_type_t t, uint64_t fp,
                                 "%016" PRIx64,
                                 ordo_msg_type_name(c->by_fp[i].type),
                                 ordo_msg_type_name(t), fp);
-                        return 0;
+                        return NULL;
                 }
                 if (++probes == FP_SLOTS) {
                         set_err(errstr, errstr_size,
                                 "codec: more than %d schemas", FP_SLOTS);
-                        return 0;
+                        return NULL;
                 }
                 i = (i + 1) & (FP_SLOTS - 1);
         }
         c->by_fp[i] = (writer_schema_t){ fp, t, fields, n };
-        return 1;
+        return &c->by_fp[i];
 }
 
 ordo_codec_t *ordo_codec_new(char *errstr, size_t errstr_size) {
@@ -146,11 +147,10 @@ ordo_codec_t *ordo_codec_new(char *errstr, size_t errstr_size) {
                         goto fail;
                 }
                 fields = ordo_msg_fields((ordo_msg_type_t)t, &n);
-                if (!add_schema(c, (ordo_msg_type_t)t,
-                                ordo__schemas[t].fingerprint, fields, n, errstr,
-                                errstr_size))
+                if (!(c->write[t] = add_schema(c, (ordo_msg_type_t)t,
+                                               ordo__schemas[t].fingerprint,
+                                               fields, n, errstr, errstr_size)))
                         goto fail;
-                c->write_fp[t] = ordo__schemas[t].fingerprint;
         }
         for (p = ordo__previous_schemas; p->type != ORDO_MSG_NONE; p++) {
                 fields = ordo_msg_previous_fields(p->type, p->version, &n);
@@ -352,12 +352,57 @@ static int put_field(writer_t *w, const ordo_field_t *f, const char *base) {
         return ORDO_ERR_INVALID_ARG;
 }
 
+/* m, of ws's type, in the writer schema ws. */
+static ordo_err_t encode_with(const writer_schema_t *ws, const ordo_msg_t *m,
+                              void *buf, size_t size, size_t *len, char *errstr,
+                              size_t errstr_size) {
+        const ordo_field_t *fields = ws->fields;
+        size_t n = ws->n, i;
+        writer_t w;
+        int err;
+
+        if (size < ORDO_CODEC_HEADER_SIZE) {
+                set_err(errstr, errstr_size,
+                        "encode %s: buffer of %zu bytes is too small",
+                        ordo_msg_type_name(m->type), size);
+                return ORDO_ERR_OVERSIZE;
+        }
+        w.p = buf;
+        w.end = w.p + size;
+        w.why = NULL;
+        w.p[0] = 0xc3;
+        w.p[1] = 0x01;
+        for (i = 0; i < 8; i++)
+                w.p[2 + i] = (uint8_t)(ws->fp >> (8 * i));
+        w.p += ORDO_CODEC_HEADER_SIZE;
+
+        for (i = 0; i < n; i++) {
+                if ((err = put_field(&w, &fields[i], (const char *)m))) {
+                        set_err(errstr, errstr_size,
+                                "encode %s.%s: %s (buffer of %zu bytes)",
+                                ordo_msg_type_name(m->type), fields[i].name,
+                                w.why, size);
+                        return (ordo_err_t)err;
+                }
+        }
+        *len = (size_t)(w.p - (uint8_t *)buf);
+        return ORDO_ERR_OK;
+}
+
+static int known_type(const ordo_msg_t *m, char *errstr, size_t errstr_size) {
+        if (valid_type(m->type))
+                return 1;
+        set_err(errstr, errstr_size, "encode: unknown type %d", (int)m->type);
+        return 0;
+}
+
 ordo_err_t ordo_codec_encode(ordo_codec_t *c, const ordo_msg_t *m, void *buf,
                              size_t size, size_t *len, char *errstr,
                              size_t errstr_size) {
-        return ordo_codec_encode_as(
-            c, m, valid_type(m->type) ? c->write_fp[m->type] : 0, buf, size,
-            len, errstr, errstr_size);
+        if (!known_type(m, errstr, errstr_size))
+                return ORDO_ERR_INVALID_ARG;
+        return encode_with(c->write[m->type], m, buf, size, len, errstr,
+                           errstr_size);
 }
 
 /* One "<Type>.v<N>" of a write_previous list: its type and version. */
@@ -399,8 +444,8 @@ ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
                         for (s = ordo__previous_schemas;
                              s->type != ORDO_MSG_NONE && !found; s++)
                                 if (s->type == type && s->version == version) {
-                                        c->write_fp[type] =
-                                            s->schema.fingerprint;
+                                        c->write[type] =
+                                            lookup(c, s->schema.fingerprint);
                                         found = 1;
                                 }
                 if (!found) {
@@ -421,16 +466,9 @@ ordo_err_t ordo_codec_encode_as(ordo_codec_t *c, const ordo_msg_t *m,
                                 uint64_t fp, void *buf, size_t size,
                                 size_t *len, char *errstr, size_t errstr_size) {
         const writer_schema_t *ws;
-        const ordo_field_t *fields;
-        size_t n, i;
-        writer_t w;
-        int err;
 
-        if (!valid_type(m->type)) {
-                set_err(errstr, errstr_size, "encode: unknown type %d",
-                        (int)m->type);
+        if (!known_type(m, errstr, errstr_size))
                 return ORDO_ERR_INVALID_ARG;
-        }
         if (!(ws = lookup(c, fp)) || ws->type != m->type) {
                 set_err(errstr, errstr_size,
                         "encode %s: no schema of it has fingerprint "
@@ -438,34 +476,7 @@ ordo_err_t ordo_codec_encode_as(ordo_codec_t *c, const ordo_msg_t *m,
                         ordo_msg_type_name(m->type), fp);
                 return ORDO_ERR_FINGERPRINT;
         }
-        fields = ws->fields;
-        n = ws->n;
-        if (size < ORDO_CODEC_HEADER_SIZE) {
-                set_err(errstr, errstr_size,
-                        "encode %s: buffer of %zu bytes is too small",
-                        ordo_msg_type_name(m->type), size);
-                return ORDO_ERR_OVERSIZE;
-        }
-        w.p = buf;
-        w.end = w.p + size;
-        w.why = NULL;
-        w.p[0] = 0xc3;
-        w.p[1] = 0x01;
-        for (i = 0; i < 8; i++)
-                w.p[2 + i] = (uint8_t)(fp >> (8 * i));
-        w.p += ORDO_CODEC_HEADER_SIZE;
-
-        for (i = 0; i < n; i++) {
-                if ((err = put_field(&w, &fields[i], (const char *)m))) {
-                        set_err(errstr, errstr_size,
-                                "encode %s.%s: %s (buffer of %zu bytes)",
-                                ordo_msg_type_name(m->type), fields[i].name,
-                                w.why, size);
-                        return (ordo_err_t)err;
-                }
-        }
-        *len = (size_t)(w.p - (uint8_t *)buf);
-        return ORDO_ERR_OK;
+        return encode_with(ws, m, buf, size, len, errstr, errstr_size);
 }
 
 /* Decoding */
@@ -598,7 +609,7 @@ ordo_err_t ordo_codec_decode(ordo_codec_t *c, const void *buf, size_t len,
         const writer_schema_t *ws;
         const ordo_field_t *fields;
         ordo_msg_type_t type;
-        uint64_t fp = 0;
+        uint64_t fp;
         size_t n, i;
         reader_t r;
         int err;
@@ -615,8 +626,7 @@ ordo_err_t ordo_codec_decode(ordo_codec_t *c, const void *buf, size_t len,
                         "decode: marker %02x %02x, expected c3 01", b[0], b[1]);
                 return ORDO_ERR_BAD_ENCODING;
         }
-        for (i = 0; i < 8; i++)
-                fp |= (uint64_t)b[2 + i] << (8 * i);
+        fp = ordo_codec_writer_fingerprint(b, len);
         if (!(ws = lookup(c, fp))) {
                 set_err(errstr, errstr_size,
                         "decode: unknown writer schema fingerprint "
