@@ -355,6 +355,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
         ordo_err_t err = ORDO_ERR_OK;
         const ordo_field_t *f;
         size_t i, len, nf;
+        uint64_t fp;
 
         memset(&rd, 0, sizeof(rd));
         memset(&inr, 0, sizeof(inr));
@@ -423,9 +424,10 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                         /* in the stored message's version of the schema:
                          * a log written before a field was added still
                          * compares byte for byte (decision 0024) */
-                        if (ordo_codec_encode_as(
-                                codec, &e->msg, stored_schema(codec, &rd, e),
-                                buf, sizeof(buf), &len, errstr, errstr_size)) {
+                        fp = stored_schema(codec, &rd, e);
+                        if (ordo_codec_encode_as(codec, &e->msg, fp, buf,
+                                                 sizeof(buf), &len, errstr,
+                                                 errstr_size)) {
                                 err = ORDO_ERR_INVALID_ARG;
                                 goto done;
                         }
@@ -445,10 +447,8 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                 snprintf(where, sizeof(where), "%s/%d@%lld",
                                          events, (int)part,
                                          (long long)rd.m->offset);
-                                f = ordo_codec_writer_fields(
-                                    codec,
-                                    ordo_codec_writer_fingerprint(buf, len),
-                                    e->msg.type, &nf);
+                                f = ordo_codec_writer_fields(codec, fp,
+                                                             e->msg.type, &nf);
                                 diff_fields(r, where, &e->msg, &rd.ev.msg,
                                             ordo_msg_key(&e->msg), key, f, nf);
                         }
