@@ -102,11 +102,10 @@ static int store_empty_after_use(loop_t *lp) {
 }
 
 /* While the store is away: the consumer is paused, and polled so the
- * group keeps us. A Redis that comes back empty (restarted without
- * persistence, as the local stack runs it) ends the wait: the batch is
- * dropped and the inputs are read again from the beginning (pipeline).
- * Not asked of MongoDB: its restarts keep the data, and asking a server
- * that is down costs the server-selection timeout (10 s) per attempt. */
+ * group keeps us. A store that comes back empty (a Redis restarted
+ * without persistence; store.h says which can) ends the wait: the batch
+ * is dropped and the inputs are read again from the beginning
+ * (pipeline). */
 static int pause_and_poll(void *opaque, int first) {
         loop_t *s = opaque;
         if (first && !s->paused &&
@@ -114,7 +113,8 @@ static int pause_and_poll(void *opaque, int first) {
                 rd_kafka_pause_partitions(s->consumer, s->paused);
         }
         rd_kafka_consumer_poll(s->consumer, 0);
-        s->lost = !strcmp(s->which, "redis") && store_empty_after_use(s);
+        s->lost = ordo_store_may_come_back_empty(&s->store) &&
+                  store_empty_after_use(s);
         return s->lost;
 }
 

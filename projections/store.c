@@ -118,6 +118,10 @@ void ordo_store_close(ordo_store_t *s) {
         s->redis = NULL;
 }
 
+int ordo_store_may_come_back_empty(const ordo_store_t *s) {
+        return s->redis != NULL;
+}
+
 int ordo_store_target_used(const char *which, const ordo_config_t *conf,
                            const char *target, char *errstr,
                            size_t errstr_size) {

@@ -34,6 +34,13 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size);
 void ordo_store_close(ordo_store_t *s);
+
+/* Whether the store can come back from an outage empty, so that a live
+ * projection waiting for it should ask (decision 0023): Redis, which the
+ * local stack runs without persistence. Not MongoDB: its restarts keep
+ * the data, and asking a server that is down costs mongoc's server
+ * selection (10 s) per attempt. */
+int ordo_store_may_come_back_empty(const ordo_store_t *s);
 /* The target is new and s its only writer until it is complete (a
  * rebuild). Redis may skip reading guards where applying a batch again in
  * order gives the same result (ordo_redis_proj_set_fresh, decision 0022);
