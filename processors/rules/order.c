@@ -161,7 +161,9 @@ static void heap_remove(ordo_order_state_t *s, uint32_t idx) {
 }
 
 /* Sets the order's deadline and due from its status; 0 if its status
- * has no timer. */
+ * has no timer, or none that a ts_ms can reach: RULES.md adds paid_ms +
+ * auto_receive_ms (received_ms + freeze_ms) as numbers, and a sum
+ * beyond int64 is later than every ts_ms (docs/rules.md). */
 static int set_timer(order_t *o) {
         switch (o->status) {
         case PENDING_PAYMENT:
@@ -169,11 +171,13 @@ static int set_timer(order_t *o) {
                 o->due = ordo__sat_add(o->deadline, 1);
                 return 1;
         case PAID:
-                o->deadline = ordo__sat_add(o->paid_ms, o->auto_receive_ms);
+                if (!ordo__add(o->paid_ms, o->auto_receive_ms, &o->deadline))
+                        return 0;
                 o->due = o->deadline;
                 return 1;
         case RECEIVED:
-                o->deadline = ordo__sat_add(o->received_ms, o->freeze_ms);
+                if (!ordo__add(o->received_ms, o->freeze_ms, &o->deadline))
+                        return 0;
                 o->due = o->deadline;
                 return 1;
         default:

@@ -10,6 +10,10 @@ int64_t ordo__sat_add(int64_t a, int64_t b) {
         return r;
 }
 
+int ordo__add(int64_t a, int64_t b, int64_t *sum) {
+        return !__builtin_add_overflow(a, b, sum);
+}
+
 int64_t ordo__sat_sub(int64_t a, int64_t b) {
         int64_t r;
         if (__builtin_sub_overflow(a, b, &r))

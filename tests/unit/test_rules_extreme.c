@@ -174,12 +174,13 @@ Test(extreme, maximal_order_refunded_in_full) {
 
 /* ---- deadlines at the end of time ---- */
 
-Test(extreme, deadlines_saturate) {
-        /* docs/rules.md: paid_ms + auto_receive_ms and received_ms +
-         * freeze_ms saturate at INT64_MAX: the timers fire at INT64_MAX,
-         * never wrap into the past */
+Test(extreme, deadlines_beyond_int64_never_come) {
+        /* RULES.md adds paid_ms + auto_receive_ms and received_ms +
+         * freeze_ms as numbers: beyond int64 they are later than every
+         * ts_ms, so neither timer fires, not even at a Tick of INT64_MAX
+         * (docs/rules.md; they used to saturate and fire there). Nor do
+         * they wrap into the past. */
         int64_t bps[1] = { 5000 };
-        const ordo_msg_t *m;
         world_init(&w);
         maximal("max", bps, 1);
         chain();
@@ -188,6 +189,31 @@ Test(extreme, deadlines_saturate) {
         cr_assert_null(tout_find(&w.step, ORDO_MSG_ORDER_CANCELLED),
                        "ts > INT64_MAX never holds");
         send(t_pay("o1", "pay", PMAX, 10));
+        send(t_tick(INT64_MAX));
+        cr_assert_eq(w.step.n, 0, "10 + INT64_MAX: never received");
+        send(t_receipt("o1", 20));
+        cr_assert_not_null(tout_find(&w.step, ORDO_MSG_ORDER_RECEIVED));
+        send(t_tick(INT64_MAX));
+        cr_assert_eq(w.step.n, 0, "20 + INT64_MAX: never settled");
+        world_fini(&w);
+}
+
+Test(extreme, deadlines_at_int64_max_come_at_int64_max) {
+        /* The same timers with sums of exactly INT64_MAX: due at a Tick
+         * of INT64_MAX and not a millisecond before. */
+        int64_t bps[1] = { 5000 };
+        ordo_msg_t c = t_create("edge", QMAX, PMAX, INT64_MAX, 0, INT64_MAX);
+        const ordo_msg_t *m;
+        world_init(&w);
+        c.u.activity.n_commission_bps = 1;
+        c.u.activity.commission_bps[0] = bps[0];
+        c.u.activity.auto_receive_ms = INT64_MAX - 10;
+        c.u.activity.freeze_ms = 0;
+        send(c);
+        cr_assert_str_eq(tout_outcome(&w.step), "ACCEPTED");
+        chain();
+        send(t_place("o1", "edge", "buyer", 1, 5));
+        send(t_pay("o1", "pay", PMAX, 10));
         send(t_tick(INT64_MAX - 1));
         cr_assert_eq(w.step.n, 0, "not due before INT64_MAX");
         send(t_tick(INT64_MAX));
@@ -195,7 +221,7 @@ Test(extreme, deadlines_saturate) {
         cr_assert_not_null(m);
         cr_assert_eq(m->u.received.received_ms, INT64_MAX);
         m = tout_find(&w.step, ORDO_MSG_ORDER_SETTLED);
-        cr_assert_not_null(m);
+        cr_assert_not_null(m, "freeze_ms 0: settled at once");
         cr_assert_eq(m->u.settled.settled_ms, INT64_MAX);
         m = tout_find(&w.step, ORDO_MSG_COMMISSION_SETTLED);
         cr_assert_not_null(m);
