@@ -24,6 +24,7 @@
 
 typedef struct {
         int64_t from_offset, from_ts, to_ts;
+        int to_ts_set; /* else no upper bound: INT64_MAX is a valid ts_ms */
         int32_t partition; /* -1: every partition */
         int meta;
         const char *topic;
@@ -186,7 +187,7 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                         print_undecodable(o, m, m->payload ? why : "empty");
                         o->undecodable++;
                 } else if (msg.meta.ts_ms >= o->from_ts &&
-                           msg.meta.ts_ms < o->to_ts) {
+                           (!o->to_ts_set || msg.meta.ts_ms < o->to_ts)) {
                         print_msg(o, codec, m, &msg);
                         o->printed++;
                 }
@@ -343,7 +344,7 @@ static void usage_more(void) {
 }
 
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
-        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, -1, 0, NULL, 0, 0 };
+        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, 0, -1, 0, NULL, 0, 0 };
         const char *name = NULL;
         char topic[256], errstr[512];
         rd_kafka_t *rk = NULL, *wm = NULL;
@@ -391,6 +392,7 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                 } else if (!strcmp(a, "--to-ts")) {
                         if (parse_time(a, val, &o.to_ts))
                                 return 2;
+                        o.to_ts_set = 1;
                 } else if (a[0] == '-' && a[1]) {
                         fprintf(stderr,
                                 "ordo replay: unknown option %s (see ordo "
@@ -419,7 +421,7 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                                 "exclude each other\n");
                 return 2;
         }
-        if (o.to_ts <= o.from_ts) {
+        if (o.to_ts_set && o.to_ts <= o.from_ts) {
                 fprintf(stderr,
                         "ordo replay: --to-ts (%" PRId64
                         ") must be after --from-ts (%" PRId64 ")\n",

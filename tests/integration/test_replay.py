@@ -16,6 +16,7 @@ producer). The reference is the same topic read back with kafka-python
     aborted messages never show;
   - --partition N: that partition only; a partition the topic lacks is a
     usage error naming the range;
+  - without --to-ts nothing is cut, not even ts_ms 2^63-1;
   - --from-ts / --to-ts as ISO-8601 (Z, an offset, milliseconds) select
     exactly what the same times in ms select, and what ts_ms says;
   - the stable end: with a transaction open, replay waits for it and,
@@ -187,6 +188,10 @@ def run_cases(args, rng, tag, topic, flags):
     rec = order_paid(rng, 99, t0 + 40000, empty=True)
     prod.send(topic, key=None, value=encode("OrderPaid", rec), partition=1)
     prod.send(topic, key=b"junk", value=b"not avro", partition=2)
+    # The last ms there is: printed unless --to-ts says otherwise.
+    rec = order_paid(rng, 98, 2 ** 63 - 1, empty=False)
+    prod.send(topic, key=rec["order_id"].encode(),
+              value=encode("OrderPaid", rec), partition=3)
     prod.commit_transaction()
     # Aborted: never to be seen.
     prod.begin_transaction()
@@ -199,8 +204,8 @@ def run_cases(args, rng, tag, topic, flags):
 
     ref = reference(topic)
     ref_ok = [r for r in ref if r[3][:2] == b"\xc3\x01"]
-    check("reference: 42 committed messages, aborted ones absent",
-          len(ref) == 42, "got %d" % len(ref))
+    check("reference: 43 committed messages, aborted ones absent",
+          len(ref) == 43, "got %d" % len(ref))
 
     # --meta, whole topic
     rc, lines, err = replay(ordo, *flags, "replay", "order-events", "--meta")
@@ -241,6 +246,9 @@ def run_cases(args, rng, tag, topic, flags):
           [o for p, o, k, v in ref if k == "junk"][0], bad)
     check("aborted messages never show",
           not any(l.get("order_id", "").startswith("o05") for l in decoded))
+    check("ts_ms 2^63-1 shows when no --to-ts is given",
+          any(l.get("order_id") == "o0098" and l["ts_ms"] == 2 ** 63 - 1
+              for l in decoded))
     rc, plain, err = replay(ordo, *flags, "replay", "order-events")
     check("without --meta: no place fields, the same records",
           rc == 0 and all("topic" not in l and "offset" not in l
