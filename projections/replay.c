@@ -24,7 +24,7 @@
 
 typedef struct {
         int64_t from_offset, from_ts, to_ts;
-        int to_ts_set; /* else no upper bound: INT64_MAX is a valid ts_ms */
+        int to_ts_set;     /* else no upper bound: INT64_MAX is a valid ts_ms */
         int32_t partition; /* -1: every partition */
         int meta;
         const char *topic;
