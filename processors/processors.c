@@ -36,7 +36,10 @@ static void observe_order(void *s, const ordo_msg_t *m) {
 }
 static const ordo_join_t join_referrals = { ORDO_TOPIC_REFERRAL_EVENTS,
                                             ORDO_MSG_REFERRER_BOUND,
-                                            bind_referral, observe_order };
+                                            bind_referral,
+                                            observe_order,
+                                            "referral",
+                                            ORDO_TOPIC_REFERRAL_COMMANDS };
 #define JOIN_none      NULL
 #define JOIN_referrals (&join_referrals)
 

@@ -215,10 +215,19 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
 
-/* Decides msgs[from..to) into the outbox; returns to. */
+/* Decides msgs[from..to) into the outbox; returns to. A join is read
+ * first, after its writer has caught up: every input here was written
+ * before this moment (decision 0025). If that fails, the batch aborts. */
 static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
                            size_t from, size_t to) {
         int64_t t = ordo_monotonic_ms();
+        if (from < to && !p->produce_err && ordo__join_catch_up(p)) {
+                ORDO_LOG(WARN, p->def->name,
+                         "msg=\"join not read, aborting the batch\" "
+                         "error=\"%s\"",
+                         p->errstr);
+                p->produce_err = RD_KAFKA_RESP_ERR__TRANSPORT;
+        }
         for (; from < to && !p->produce_err; from++)
                 decide(p, msgs[from]);
         p->stats->decide_ms += ordo_monotonic_ms() - t;

@@ -30,6 +30,12 @@ typedef struct ordo_join_s {
         ordo_msg_type_t type;
         void (*bind)(void *state, const ordo_msg_t *m); /* idempotent */
         void (*observe)(void *state, const ordo_msg_t *input);
+        /* The processor that writes `topic` (its consumer group's stage
+         * name) and its input, a single partition: before deciding, the
+         * loop waits (join.wait.ms) until that group has committed what
+         * was written to its input by then (decision 0025). */
+        const char *writer;
+        ordo_topic_t writer_input;
 } ordo_join_t;
 
 /* What differs between the four processors; the loop is the same. */

@@ -21,7 +21,13 @@ typedef struct ordo__join_s {
         rd_kafka_t *rk; /* assign-only, on the joined topic */
         ordo_kafka_reader_t reader;
         char topic[256];
-        ordo_msg_t *kept; /* every message of the join's type so far */
+        /* the writer's group (only asked for its committed offset) */
+        rd_kafka_t *writer;
+        char writer_input[256];
+        int64_t wait_ms;          /* join.wait.ms */
+        int64_t writer_committed; /* its input offset committed, known */
+        int64_t writer_stalled;   /* where it stood when we gave up, -1 */
+        ordo_msg_t *kept;         /* every message of the join's type so far */
         size_t n_kept, cap_kept;
 } ordo__join_t;
 
@@ -196,11 +202,14 @@ ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,
                                ordo__snap_meta_t *meta);
 
 /* stream_join.c: the definition's join, if it has one (else these do
- * nothing): open and close its follower, read the joined topic to its
- * stable end before a batch, bind what was read into a restored state. */
+ * nothing): open and close its follower; read the joined topic to its
+ * end (before a batch), or, before deciding, first wait for its writer
+ * to catch up with its input and then read to the stable end; bind what
+ * was read into a restored state. */
 ordo_err_t ordo__join_open(ordo__proc_t *p);
 void ordo__join_close(ordo__proc_t *p);
 ordo_err_t ordo__join_follow(ordo__proc_t *p);
+ordo_err_t ordo__join_catch_up(ordo__proc_t *p);
 void ordo__join_seed(ordo__proc_t *p, void *state);
 
 #endif

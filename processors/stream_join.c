@@ -4,26 +4,49 @@
  * docs/decisions/0004): an assign-only consumer follows the joined topic
  * and every message of the join's type is bound into each partition's
  * state, and kept for states restored later.
+ *
+ * Before deciding, the loop also waits for the joined topic's writer
+ * (decision 0025): a binding whose BindReferrer was written before the
+ * payment it should count for may still be in the referral processor's
+ * input when the OrderPaid arrives here. Once that processor's group has
+ * committed everything written to its input by then, its events for it
+ * are committed too (the same transaction), and reading the joined topic
+ * to its stable end takes them in.
  */
 #include "stream_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
 
 ordo_err_t ordo__join_open(ordo__proc_t *p) {
         ordo__join_t *j = &p->join;
-        if (!p->def->join)
+        const ordo_join_t *def = p->def->join;
+        char group[256];
+        if (!def)
                 return ORDO_ERR_OK;
-        ordo_topic_name(p->conf, p->def->join->topic, j->topic,
-                        sizeof(j->topic));
+        ordo_topic_name(p->conf, def->topic, j->topic, sizeof(j->topic));
         j->rk = ordo_kafka_consumer_new(p->conf, NULL, NULL, NULL, p->errstr,
                                         sizeof(p->errstr));
         if (!j->rk)
                 return ORDO_ERR_CONFIG;
+        j->wait_ms = ordo_config_get_int(p->conf, "join.wait.ms");
+        j->writer_committed = 0;
+        j->writer_stalled = -1;
+        if (def->writer && j->wait_ms > 0) {
+                ordo_topic_name(p->conf, def->writer_input, j->writer_input,
+                                sizeof(j->writer_input));
+                /* never subscribes: only asked for committed offsets */
+                ordo_kafka_group(p->conf, def->writer, group, sizeof(group));
+                j->writer = ordo_kafka_consumer_new(
+                    p->conf, group, NULL, NULL, p->errstr, sizeof(p->errstr));
+                if (!j->writer)
+                        return ORDO_ERR_CONFIG;
+        }
         /* From its start; each follow moves the end on. */
         ordo_kafka_reader_open(&j->reader, j->rk, j->topic, 0,
                                RD_KAFKA_OFFSET_BEGINNING, INT64_MAX,
@@ -37,6 +60,8 @@ void ordo__join_close(ordo__proc_t *p) {
                 ordo_kafka_reader_close(&j->reader);
                 rd_kafka_destroy(j->rk);
         }
+        if (j->writer)
+                rd_kafka_destroy(j->writer);
         free(j->kept);
         memset(j, 0, sizeof(*j));
 }
@@ -61,22 +86,15 @@ static ordo_err_t keep(ordo__proc_t *p, const ordo_msg_t *m) {
         return ORDO_ERR_OK;
 }
 
-/* Before each batch: the joined topic up to its last stable offset as of
- * now, so that what was committed there before an input was decided is
- * always seen by it (not only what happened to be prefetched). */
-ordo_err_t ordo__join_follow(ordo__proc_t *p) {
+/* Reads the joined topic up to end (exclusive), binding what it holds. */
+static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
         ordo__join_t *j = &p->join;
         rd_kafka_message_t *rkm;
         ordo_msg_t m;
         char why[256];
-        int64_t lo, end, deadline = ordo_monotonic_ms() + 10000;
-        ordo_err_t err;
+        int64_t deadline = ordo_monotonic_ms() + 10000;
+        ordo_err_t err = ORDO_ERR_OK;
 
-        if (!j->rk)
-                return ORDO_ERR_OK;
-        if ((err = ordo_kafka_watermarks(j->rk, j->topic, 0, &lo, &end,
-                                         p->errstr, sizeof(p->errstr))))
-                return err;
         ordo_kafka_reader_extend(&j->reader, end);
         while (!err && !j->reader.done && !*p->stop) {
                 if (ordo_monotonic_ms() >= deadline) {
@@ -96,6 +114,96 @@ ordo_err_t ordo__join_follow(ordo__proc_t *p) {
                 rd_kafka_message_destroy(rkm);
         }
         return err;
+}
+
+/* Before each batch: the joined topic up to its last stable offset as of
+ * now (not only what happened to be prefetched). */
+ordo_err_t ordo__join_follow(ordo__proc_t *p) {
+        ordo__join_t *j = &p->join;
+        int64_t lo, end;
+        ordo_err_t err;
+
+        if (!j->rk)
+                return ORDO_ERR_OK;
+        if ((err = ordo_kafka_watermarks(j->rk, j->topic, 0, &lo, &end,
+                                         p->errstr, sizeof(p->errstr))))
+                return err;
+        return read_to(p, end);
+}
+
+/* Waits, up to join.wait.ms, until the writer's group has committed its
+ * input as far as it was written when we asked. A writer that has not
+ * moved since we last gave up on it (stopped, or not deployed) is not
+ * waited for again until it moves: one WARN, then decisions go on with
+ * what the joined topic holds. */
+static ordo_err_t writer_caught_up(ordo__proc_t *p) {
+        ordo__join_t *j = &p->join;
+        rd_kafka_topic_partition_list_t *tp;
+        rd_kafka_resp_err_t kerr;
+        int64_t lo, end, c, deadline = ordo_monotonic_ms() + j->wait_ms;
+        ordo_err_t err;
+
+        if ((err = ordo_kafka_watermarks(p->watermarks, j->writer_input, 0, &lo,
+                                         &end, p->errstr, sizeof(p->errstr))))
+                return err;
+        if (end <= lo || end <= j->writer_committed)
+                return ORDO_ERR_OK;
+        tp = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tp, j->writer_input, 0);
+        for (;;) {
+                tp->elems[0].offset = RD_KAFKA_OFFSET_INVALID;
+                if ((kerr = rd_kafka_committed(j->writer, tp, 10000)) ||
+                    (kerr = tp->elems[0].err)) {
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "committed offset of %s in the %s group: %s",
+                                 j->writer_input, p->def->join->writer,
+                                 rd_kafka_err2str(kerr));
+                        err = ORDO_ERR_KAFKA;
+                        break;
+                }
+                c = tp->elems[0].offset < lo ? lo : tp->elems[0].offset;
+                if (c > j->writer_committed)
+                        j->writer_committed = c;
+                if (c >= end)
+                        break;
+                if (c == j->writer_stalled)
+                        break;
+                if (ordo_monotonic_ms() >= deadline) {
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"the %s processor has not decided "
+                                 "its input within join.wait.ms; deciding "
+                                 "with what %s holds (is it running?)\" "
+                                 "committed=%lld end=%lld",
+                                 p->def->join->writer, j->topic, (long long)c,
+                                 (long long)end);
+                        j->writer_stalled = c;
+                        break;
+                }
+                usleep(2000);
+        }
+        rd_kafka_topic_partition_list_destroy(tp);
+        return err;
+}
+
+ordo_err_t ordo__join_catch_up(ordo__proc_t *p) {
+        ordo__join_t *j = &p->join;
+        const ordo_stable_end_opts_t opts = { p->def->name, 0, j->wait_ms,
+                                              p->stop };
+        int64_t lo, end;
+        ordo_err_t err;
+
+        if (!j->rk)
+                return ORDO_ERR_OK;
+        if (!j->writer)
+                return ordo__join_follow(p);
+        if ((err = writer_caught_up(p)))
+                return err;
+        /* What the writer committed may wait for its markers a moment. */
+        err = ordo_kafka_stable_end(j->rk, p->watermarks, j->topic, 0, &opts,
+                                    &lo, &end, p->errstr, sizeof(p->errstr));
+        if (err == ORDO_ERR_TIMEOUT)
+                return ordo__join_follow(p);
+        return err ? err : read_to(p, end);
 }
 
 /* Joined messages are bound idempotently: a snapshot's state may hold

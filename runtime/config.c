@@ -30,6 +30,11 @@ static const key_def_t known[] = {
         { "batch.max", INT, "50000",
           "processors: most input messages per transaction" },
         { "batch.ms", INT, "20", "longest wait to fill a batch, in ms" },
+        { "join.wait.ms", INT, "5000",
+          "commission processor: before deciding, wait up to this long for "
+          "the referral processor to decide what was sent to it, so that a "
+          "binding sent before a payment counts for it; 0: do not wait "
+          "(docs/decisions/0025)" },
         { "projection.batch.max", INT, "10000",
           "projections and rebuild: most events per batch (each batch waits "
           "for the previous one's writes; docs/decisions/0018)" },
@@ -137,6 +142,7 @@ static const struct {
         { "topic.partitions", 1, 100000 },
         { "batch.max", 1, 1000000 },
         { "batch.ms", 0, 60000 },
+        { "join.wait.ms", 0, 600000 },
         { "projection.batch.max", 1, 1000000 },
         { "processing.pipeline", 0, 1 },
         { "snapshot.events", 0, INT64_MAX },
