@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "admit.h"
 #include "codec.h"
@@ -107,12 +108,15 @@ static void usage_details(void) {
                "docs/command-contract.md. A line counts as sent once Kafka "
                "has written it\nat an offset. Exit status: 0 if every line "
                "was sent, 1 if any line was\nrefused or not delivered "
-               "(send those again), 2 on usage errors.\n");
+               "(send those again) or the input failed to read, 2\non "
+               "usage errors (a FILE that cannot be opened, a "
+               "directory).\n");
 }
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         const char *path = NULL;
-        int dry_run = 0, i, rc = 0;
+        int dry_run = 0, i, rc = 0, read_errno;
+        struct stat st;
         FILE *in = stdin;
         char *line = NULL, errstr[512], topics[ORDO_TOPIC__COUNT][256];
         size_t cap = 0;
@@ -147,6 +151,12 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         if (path && strcmp(path, "-") && !(in = fopen(path, "r"))) {
                 fprintf(stderr, "ordo produce: %s: %s\n", path,
                         strerror(errno));
+                return 2;
+        }
+        if (!fstat(fileno(in), &st) && S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "ordo produce: %s: %s\n", path,
+                        strerror(EISDIR));
+                fclose(in);
                 return 2;
         }
         memset(&stats, 0, sizeof(stats));
@@ -217,6 +227,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                                 (long long)lineno, (long long)stats.valid,
                                 (long long)stats.refused);
         }
+        /* getline's -1 is also a read error (EISDIR for a directory, EIO):
+         * the lines after it were never read, so not "every line sent" */
+        read_errno = ferror(in) ? errno : 0;
         free(line);
         if (in != stdin)
                 fclose(in);
@@ -252,7 +265,13 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         i ? "," : " (refused:", stats.reasons[i].reason,
                         (long long)stats.reasons[i].n);
         fprintf(stderr, "%s\n", stats.n_reasons ? ")" : "");
-        if (stats.refused || stats.failed)
+        if (read_errno)
+                fprintf(stderr,
+                        "ordo produce: reading %s after line %lld: %s; the "
+                        "rest of the input was not read\n",
+                        path && strcmp(path, "-") ? path : "stdin",
+                        (long long)lineno, strerror(read_errno));
+        if (stats.refused || stats.failed || read_errno)
                 rc = 1;
         return rc;
 }
