@@ -4,7 +4,10 @@
  */
 #include "processors.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include <librdkafka/rdkafka.h>
 
 /* Valid input of a processor: what the message table routes to its input
  * topic. CommandRejected has no route of its own: each processor writes it
@@ -99,4 +102,43 @@ const ordo_processor_def_t *ordo_processor_find(const char *name) {
                 if (!strcmp(ordo_processors[i]->name, name))
                         return ordo_processors[i];
         return NULL;
+}
+
+/* Where ordo's producers put a message with this key (librdkafka's
+ * murmur2 partitioner, Java's default). */
+static int32_t home_partition(const char *key, int32_t partitions) {
+        return rd_kafka_msg_partitioner_murmur2(NULL, key, strlen(key),
+                                                partitions, NULL, NULL);
+}
+
+const char *ordo_processor_refuses(const ordo_processor_def_t *def,
+                                   const ordo_msg_t *m, int32_t partition,
+                                   int32_t partitions, char *why,
+                                   size_t why_size) {
+        const char *key = ordo_msg_key(m);
+        if (!def->accepts(m->type)) {
+                if (why)
+                        snprintf(why, why_size, "unexpected type %s on %s",
+                                 ordo_msg_type_name(m->type),
+                                 ordo_topic_short(def->input));
+                return "unexpected_type";
+        }
+        /* A foreign writer that chose the partition itself would have
+         * the command decided by a state that is not its aggregate's: a
+         * second activity of one id, with a stock of its own, could
+         * oversell. Events come from ordo's processors only; keyless
+         * commands (Ticks) go to every partition. */
+        if (ordo_msg_is_event(m->type) || !key[0] || partitions < 1 ||
+            partition == home_partition(key, partitions))
+                return NULL;
+        if (why)
+                snprintf(why, why_size,
+                         "wrong partition: key \"%.64s\" of %s belongs to "
+                         "partition %d of %s's %d (murmur2, as ordo's "
+                         "producers place it), not %d",
+                         key, ordo_msg_type_name(m->type),
+                         (int)home_partition(key, partitions),
+                         ordo_topic_short(def->input), (int)partitions,
+                         (int)partition);
+        return "wrong_partition";
 }

@@ -327,6 +327,7 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
 
 static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_msg_t m;
+        const char *refused;
         char why[300];
         ordo_sink_t sink = { emit, p };
         ordo_pos_t pos;
@@ -339,10 +340,9 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
                 dead_letter(p, rkm, why);
                 return;
         }
-        if (!p->def->accepts(m.type)) {
-                snprintf(why, sizeof(why), "unexpected type %s on %s",
-                         ordo_msg_type_name(m.type), p->input);
-                ordo_metrics_dead_letter(p->def->name, "unexpected_type");
+        if ((refused = ordo_processor_refuses(p->def, &m, rkm->partition,
+                                              p->n_states, why, sizeof(why)))) {
+                ordo_metrics_dead_letter(p->def->name, refused);
                 dead_letter(p, rkm, why);
                 return;
         }

@@ -58,6 +58,18 @@ typedef struct ordo_processor_def_s {
         int (*accepts)(ordo_msg_type_t type);
 } ordo_processor_def_t;
 
+/* Why a processor sends a decoded input to dead-letters instead of
+ * deciding it, as the reason of ordo_dead_letters_total
+ * ("unexpected_type": not a type of its input; "wrong_partition": a
+ * keyed command on another partition than ordo's producers put it, where
+ * its aggregate's state is not), with details in why; NULL: decided.
+ * partition: where it was read, of partitions. The stream loop and
+ * `ordo reconcile` ask the same. */
+const char *ordo_processor_refuses(const ordo_processor_def_t *def,
+                                   const ordo_msg_t *m, int32_t partition,
+                                   int32_t partitions, char *why,
+                                   size_t why_size);
+
 /* The four processors of DESIGN.md; NULL if the name is unknown. */
 const ordo_processor_def_t *ordo_processor_find(const char *name);
 extern const ordo_processor_def_t *const ordo_processors[4];

@@ -334,11 +334,11 @@ static ordo_err_t bind_all(const ordo_config_t *conf, rd_kafka_t *wm,
         return err;
 }
 
-/* One input partition against its event partition. */
+/* One input partition (of np) against its event partition. */
 static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                       const ordo_config_t *conf, rd_kafka_t *wm,
                                       ordo_codec_t *codec, int32_t part,
-                                      report_t *r, char *errstr,
+                                      int32_t np, report_t *r, char *errstr,
                                       size_t errstr_size) {
         char input[256], events[256], where[300];
         const char *in_short = ordo_topic_short(def->input);
@@ -388,7 +388,8 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                 int ok = m->payload &&
                          !ordo_codec_decode(codec, m->payload, m->len, &cmd,
                                             NULL, 0) &&
-                         structurally_valid(&cmd) && def->accepts(cmd.type);
+                         structurally_valid(&cmd) &&
+                         !ordo_processor_refuses(def, &cmd, part, np, NULL, 0);
                 int64_t in_off = m->offset;
                 rd_kafka_message_destroy(m);
                 r->inputs++;
@@ -515,8 +516,8 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                              input, np, events, ne);
                 }
                 for (p = 0; p < np && p < ne && !err && !ordo_stop; p++)
-                        err = reconcile_partition(def, conf, wm, codec, p, r,
-                                                  errstr, errstr_size);
+                        err = reconcile_partition(def, conf, wm, codec, p, np,
+                                                  r, errstr, errstr_size);
                 fprintf(stderr,
                         "ordo reconcile: %s: %s -> %s, %d partition(s), "
                         "%lld difference(s)\n",

@@ -381,7 +381,8 @@ void ordo_metrics_stage_start(const char *stage, int processor) {
         /* The dead-letter reasons of processors/stream.c and of
          * projections/project_loop.c. */
         static const char *processor_reasons[] = { "undecodable",
-                                                   "unexpected_type", NULL };
+                                                   "unexpected_type",
+                                                   "wrong_partition", NULL };
         static const char *projection_reasons[] = { "store_refused", NULL };
         const char **r = processor ? processor_reasons : projection_reasons;
         if (processor)

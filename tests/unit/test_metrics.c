@@ -73,6 +73,8 @@ Test(metrics, processor_counters_start_at_zero) {
                             "reason=\"undecodable\"} 0\n"));
         cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"commission\","
                             "reason=\"unexpected_type\"} 0\n"));
+        cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"commission\","
+                            "reason=\"wrong_partition\"} 0\n"));
         cr_assert(strstr(t, "ordo_dead_letters_total{stage=\"redis\","
                             "reason=\"store_refused\"} 0\n"));
         cr_assert_null(strstr(t, "aborted_total{stage=\"redis\""));

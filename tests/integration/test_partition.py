@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""A command on another partition than its key's is dead-lettered, not
+decided (processors.c ordo_processor_refuses).
+
+ordo's producers place a command by its aggregate's key (murmur2, as
+Kafka's Java clients do), and a processor's state for that aggregate
+lives on that partition. A foreign writer that picks the partition
+itself could make a second activity of the same id, with a stock of its
+own, and oversell; it was decided so before (found by a review of the
+command line). Here a CreateActivity sent by `ordo produce` is copied,
+byte for byte, to the next partition of activity-commands:
+
+- the activity stage writes one ActivityCreated, not two;
+- the copy is in dead-letters, its ordo.error naming the partition the
+  key belongs to and its ordo.source.* headers where it was read;
+- a PlaceOrder for that activity still reserves from the one stock;
+- `ordo reconcile` re-decides the log the same way.
+
+    test_partition.py ORDO_BINARY
+
+Uses its own topic prefix, Mongo database and Redis prefix; exit 0 only
+if every check passed.
+"""
+import argparse
+import json
+import os
+import sys
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+import test_e2e as E
+
+BOOTSTRAP = os.environ.get("ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def read_all(topic):
+    """Every committed message of topic: [(partition, offset, key, value,
+    headers)]."""
+    c = KafkaConsumer(bootstrap_servers=BOOTSTRAP,
+                      isolation_level="read_committed",
+                      enable_auto_commit=False, consumer_timeout_ms=3000)
+    parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic)]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    ends = c.end_offsets(parts)
+    out = []
+    while any(c.position(p) < ends[p] for p in parts):
+        for recs in c.poll(timeout_ms=1000).values():
+            out += [(m.partition, m.offset, m.key, m.value,
+                     dict(m.headers)) for m in recs]
+    c.close()
+    return out
+
+
+def partitions(topic):
+    c = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    n = len(c.partitions_for_topic(topic))
+    c.close()
+    return n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    t = E.SingleRun(a.ordo, "part", ["activity", "order"])
+    o = t.ordo
+    prefix = o.tag + "."
+    ts = 1900400000000
+    try:
+        o.call("topics")
+        o.start(t.stages)
+        o.produce([E.create("dup", 100, 1, 1, ts, ts + 10 ** 9, ts)],
+                  "create")
+        ok, out = t.wait()
+        t.check("created", ok, out)
+        sent = [m for m in read_all(prefix + "activity-commands")
+                if m[2] == b"dup"]
+        t.check("the CreateActivity is in activity-commands once",
+                len(sent) == 1, sent)
+        home, _, key, value, headers = sent[0]
+        n = partitions(prefix + "activity-commands")
+        other = (home + 1) % n
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+        p.send(prefix + "activity-commands", key=key, value=value,
+               partition=other, headers=list(headers.items())).get(30)
+        p.close()
+        ok, out = t.wait()
+        t.check("the copy on partition %d consumed" % other, ok, out)
+        o.produce([E.place("o1", "dup", "u1", 1, ts + 1),
+                   E.place("o2", "dup", "u2", 1, ts + 2)], "orders")
+        ok, out = t.wait()
+        t.check("orders decided", ok, out)
+
+        created, reserved = 0, []
+        for ln in o.call("replay", "activity-events").stdout.splitlines():
+            e = json.loads(ln)
+            if e.get("type") == "ActivityCreated" and \
+                    e.get("activity_id") == "dup":
+                created += 1
+            if e.get("type") == "StockReserved":
+                reserved.append(e["order_id"])
+        t.check("one ActivityCreated for dup, not two", created == 1,
+                "%d" % created)
+        t.check("one stock of 1: one order reserved", len(reserved) == 1,
+                reserved)
+        dead = read_all(prefix + "dead-letters")
+        want = "belongs to partition %d of activity-commands's %d" % (
+            home, n)
+        t.check("the copy is dead-lettered, its partition named",
+                len(dead) == 1 and want in
+                dead[0][4].get("ordo.error", b"").decode() and
+                dead[0][4].get("ordo.source.partition") ==
+                str(other).encode() and dead[0][3] == value,
+                [(d[2], d[4]) for d in dead])
+        rec = o.call("reconcile", "--skip-read-models", check=False)
+        t.check("ordo reconcile finds no difference", rec.returncode == 0,
+                rec.stdout[-1500:] + rec.stderr[-500:])
+        t.check("ordo run still running", o.alive())
+    except Exception as e:  # noqa: BLE001 (report and count it)
+        t.check("no error", False, "%s: %s" % (type(e).__name__, e))
+    return t.finish(a.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
