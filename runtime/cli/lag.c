@@ -8,6 +8,7 @@
  * itself (header ordo.autotick): those come every tick.interval.ms
  * whatever anyone sends, so waiting for them would never end.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,18 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         return 0;
 }
 
+/* The message of a wait that Kafka kept from ending in time. */
+static char overdue[160];
+
+/* A pass can block for Kafka's own retries (about 30 s with no broker);
+ * --timeout still ends the wait: the alarm goes off a second after it. */
+static void on_overdue(int sig) {
+        ssize_t w = write(2, overdue, strlen(overdue));
+        (void)sig;
+        (void)w;
+        _exit(1);
+}
+
 int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t timeout_s = 120;
@@ -353,6 +366,12 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 } else
                         argv[n_stages++] = argv[i];
         }
+        snprintf(overdue, sizeof(overdue),
+                 "ordo wait: gave up after %llds: Kafka did not answer in "
+                 "time (see `ordo lag`)\n",
+                 (long long)timeout_s);
+        signal(SIGALRM, on_overdue);
+        alarm(timeout_s < 86400 ? (unsigned)timeout_s + 1 : 86400);
         if (lag_open(&l, conf))
                 return 1;
         if (select_stages(&l, n_stages, argv, 1)) {
