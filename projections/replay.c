@@ -87,10 +87,27 @@ static void set_meta(json_t *o, const replay_opts_t *opt,
 }
 
 /* A line for what cannot be decoded (dead letters, foreign writers). */
+/* A dead letter's headers (stream.c, project_loop.c), as they are: why
+ * it was refused and where it was read. */
+static void set_dead_letter(json_t *o, const rd_kafka_message_t *m) {
+        static const char *const names[][2] = {
+                { "ordo.error", "error" },
+                { "ordo.source.topic", "source_topic" },
+                { "ordo.source.partition", "source_partition" },
+                { "ordo.source.offset", "source_offset" },
+        };
+        char buf[512];
+        size_t i;
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                header(m, names[i][0], buf, sizeof(buf));
+                if (buf[0])
+                        json_object_set_new(o, names[i][1], json_string(buf));
+        }
+}
+
 static void print_undecodable(const replay_opts_t *opt,
                               const rd_kafka_message_t *m, const char *reason) {
         json_t *o = json_object();
-        char buf[512];
         char *s;
         if (opt->meta)
                 set_meta(o, opt, m);
@@ -99,18 +116,7 @@ static void print_undecodable(const replay_opts_t *opt,
                 set_meta(o, opt, m);
                 json_object_del(o, "topic");
         }
-        header(m, "ordo.error", buf, sizeof(buf));
-        if (buf[0])
-                json_object_set_new(o, "error", json_string(buf));
-        header(m, "ordo.source.topic", buf, sizeof(buf));
-        if (buf[0])
-                json_object_set_new(o, "source_topic", json_string(buf));
-        header(m, "ordo.source.partition", buf, sizeof(buf));
-        if (buf[0])
-                json_object_set_new(o, "source_partition", json_string(buf));
-        header(m, "ordo.source.offset", buf, sizeof(buf));
-        if (buf[0])
-                json_object_set_new(o, "source_offset", json_string(buf));
+        set_dead_letter(o, m);
         s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (s)
                 puts(s);
@@ -119,7 +125,10 @@ static void print_undecodable(const replay_opts_t *opt,
 }
 
 /* A decoded message: its fields as the .avsc of its writer's version
- * has them, after the message's place when --meta asks for it. */
+ * has them, after the message's place when --meta asks for it; a dead
+ * letter's reason and source after them, as "dead_letter" (a refused
+ * input decodes: an unexpected type, a wrong partition, an event a
+ * store refused). */
 static void print_msg(const replay_opts_t *opt, const ordo_codec_t *codec,
                       const rd_kafka_message_t *m, const ordo_msg_t *msg) {
         size_t n;
@@ -127,6 +136,8 @@ static void print_msg(const replay_opts_t *opt, const ordo_codec_t *codec,
             codec, ordo_codec_writer_fingerprint(m->payload, m->len), msg->type,
             &n);
         char *body = ordo_msg_to_json_full(msg, f, n), *where = NULL;
+        char *dead = NULL, why[512];
+        const char *b = body;
         json_t *o;
 
         if (!body)
@@ -137,10 +148,24 @@ static void print_msg(const replay_opts_t *opt, const ordo_codec_t *codec,
                 where = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
                 json_decref(o);
         }
-        if (where) /* {"topic":...,"key":...} + ,"type":...} */
-                printf("%.*s,%s\n", (int)strlen(where) - 1, where, body + 1);
+        header(m, "ordo.error", why, sizeof(why));
+        if (why[0]) {
+                o = json_object();
+                set_dead_letter(o, m);
+                dead = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                json_decref(o);
+        }
+        /* {"topic":...,"key":...} + ,"type":...} + ,"dead_letter":{...} */
+        if (where) {
+                printf("%.*s,", (int)strlen(where) - 1, where);
+                b = body + 1;
+        }
+        if (dead)
+                printf("%.*s,\"dead_letter\":%s}\n", (int)strlen(b) - 1, b,
+                       dead);
         else
-                puts(body);
+                puts(b);
+        free(dead);
         free(where);
         free(body);
 }

@@ -12,7 +12,8 @@ byte for byte, to the next partition of activity-commands:
 
 - the activity stage writes one ActivityCreated, not two;
 - the copy is in dead-letters, its ordo.error naming the partition the
-  key belongs to and its ordo.source.* headers where it was read;
+  key belongs to and its ordo.source.* headers where it was read, and
+  `ordo replay dead-letters` shows both with the message ("dead_letter");
 - a PlaceOrder for that activity still reserves from the one stock;
 - `ordo reconcile` re-decides the log the same way.
 
@@ -114,6 +115,17 @@ def main():
                 dead[0][4].get("ordo.source.partition") ==
                 str(other).encode() and dead[0][3] == value,
                 [(d[2], d[4]) for d in dead])
+        for flags in ([], ["--meta"]):
+            lines = [json.loads(ln) for ln in o.call(
+                "replay", "dead-letters", *flags).stdout.splitlines()]
+            dl = lines[0].get("dead_letter", {}) if len(lines) == 1 else {}
+            t.check("ordo replay dead-letters%s: the CreateActivity with "
+                    "why and where it was refused" % "".join(" " + f for f in flags),
+                    len(lines) == 1 and lines[0].get("type") ==
+                    "CreateActivity" and want in dl.get("error", "") and
+                    dl.get("source_partition") == str(other) and
+                    dl.get("source_topic") == prefix + "activity-commands",
+                    lines)
         rec = o.call("reconcile", "--skip-read-models", check=False)
         t.check("ordo reconcile finds no difference", rec.returncode == 0,
                 rec.stdout[-1500:] + rec.stderr[-500:])
