@@ -120,7 +120,8 @@ def main():
                 "replay", "dead-letters", *flags).stdout.splitlines()]
             dl = lines[0].get("dead_letter", {}) if len(lines) == 1 else {}
             t.check("ordo replay dead-letters%s: the CreateActivity with "
-                    "why and where it was refused" % "".join(" " + f for f in flags),
+                    "why and where it was refused" % "".join(
+                        " " + f for f in flags),
                     len(lines) == 1 and lines[0].get("type") ==
                     "CreateActivity" and want in dl.get("error", "") and
                     dl.get("source_partition") == str(other) and
