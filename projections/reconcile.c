@@ -612,10 +612,10 @@ static void reconcile_help(void) {
                "actual=Y | missing | extra\n"
                "  DIFF redis KEY [field=F] expected=X actual=Y | missing | "
                "extra\n"
-               "then a summary. A difference in commission-events can be "
-               "the temporal-join\nrace of docs/decisions/0004-stream-loop.md "
-               "(a binding that reached the\ncommission processor after a "
-               "payment it predates).\n\n"
+               "then a summary (a section that could not be compared says "
+               "\"not compared\").\nA difference in commission-events "
+               "can be a binding sent after a payment it\npredates "
+               "(decision 0025).\n\n"
                "  --skip-read-models   compare the event topics only\n"
                "  --limit N            print at most N lines (all are "
                "counted)\n\n"
@@ -626,7 +626,7 @@ static void reconcile_help(void) {
 int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
         report_t r;
         char errstr[512];
-        int i, skip_models = 0, s;
+        int i, skip_models = 0, s, done[SEC__N] = { 0 };
         int64_t total = 0;
         ordo_err_t err;
         time_t t0 = time(NULL);
@@ -656,37 +656,54 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                 }
         }
         err = reconcile_events(conf, &r, errstr, sizeof(errstr));
+        done[SEC_EVENTS] = !err;
         if (!err && !skip_models)
-                err =
-                    reconcile_store("mongo", conf, &r, errstr, sizeof(errstr));
+                done[SEC_MONGO] =
+                    !(err = reconcile_store("mongo", conf, &r, errstr,
+                                            sizeof(errstr)));
         if (!err && !skip_models)
-                err =
-                    reconcile_store("redis", conf, &r, errstr, sizeof(errstr));
+                done[SEC_REDIS] =
+                    !(err = reconcile_store("redis", conf, &r, errstr,
+                                            sizeof(errstr)));
         fflush(stdout);
         if (r.commission_diffs)
                 printf("note: %lld difference(s) in commission-events. The "
                        "commission processor joins\norder events with the "
                        "referral graph as it has read it so far; a binding\n"
-                       "stamped before a payment but read after it is missed "
-                       "live and seen here\n(docs/decisions/0004-stream-loop.md"
-                       ", \"Consequences\").\n",
+                       "sent after a payment it predates, or while the "
+                       "referral processor\nwas down past join.wait.ms, is "
+                       "missed live and seen here (decision 0025).\n",
                        (long long)r.commission_diffs);
-        printf("reconcile: events: %lld inputs re-decided, %lld events "
-               "compared, %lld difference(s)\n",
-               (long long)r.inputs, (long long)r.compared[SEC_EVENTS],
-               (long long)r.diffs[SEC_EVENTS]);
+        /* A section that could not be compared says so here too: a
+         * script reading stdout must not take it for "0 differences". */
+        if (done[SEC_EVENTS])
+                printf("reconcile: events: %lld inputs re-decided, %lld "
+                       "events compared, %lld difference(s)\n",
+                       (long long)r.inputs, (long long)r.compared[SEC_EVENTS],
+                       (long long)r.diffs[SEC_EVENTS]);
+        else
+                printf("reconcile: events: not compared (see stderr)\n");
         for (s = SEC_MONGO; s < SEC__N && !skip_models; s++)
-                printf("reconcile: %s: %lld %s compared, %lld "
-                       "difference(s)%s\n",
-                       sec_names[s], (long long)r.compared[s],
-                       s == SEC_MONGO ? "documents" : "keys/members",
-                       (long long)r.diffs[s],
-                       r.notes[s] ? " (and notes, not counted)" : "");
+                if (done[s])
+                        printf("reconcile: %s: %lld %s compared, %lld "
+                               "difference(s)%s\n",
+                               sec_names[s], (long long)r.compared[s],
+                               s == SEC_MONGO ? "documents" : "keys/members",
+                               (long long)r.diffs[s],
+                               r.notes[s] ? " (and notes, not counted)" : "");
+                else
+                        printf("reconcile: %s: not compared (see stderr)\n",
+                               sec_names[s]);
         for (s = 0; s < SEC__N; s++)
                 total += r.diffs[s];
-        printf("reconcile: %lld difference(s) in %lld s%s\n", (long long)total,
-               (long long)(time(NULL) - t0),
-               skip_models ? " (read models skipped)" : "");
+        if (err || r.errors)
+                printf("reconcile: incomplete after %lld s: %lld "
+                       "difference(s) in what was compared\n",
+                       (long long)(time(NULL) - t0), (long long)total);
+        else
+                printf("reconcile: %lld difference(s) in %lld s%s\n",
+                       (long long)total, (long long)(time(NULL) - t0),
+                       skip_models ? " (read models skipped)" : "");
         if (err || r.errors) {
                 fprintf(stderr, "ordo reconcile: %s\n",
                         err ? errstr : "some comparisons failed (above)");

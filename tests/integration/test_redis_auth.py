@@ -105,6 +105,16 @@ def main():
              rec.returncode)
         if rec.returncode:
             print(rec.stdout[-1500:], rec.stderr[-1500:])
+        # A wrong password: exit 2, and stdout says Redis was not
+        # compared (it used to print "0 keys/members compared, 0
+        # difference(s)" for a script reading stdout to misread).
+        rec = ordo.call("-X", "redis.password=wrong", "reconcile",
+                        check=False)
+        c.true("reconcile with a wrong password: exit 2, Redis 'not "
+               "compared'", rec.returncode == 2 and
+               "reconcile: redis: not compared" in rec.stdout and
+               "reconcile: 0 difference(s)" not in rec.stdout,
+               "exit %d: %s" % (rec.returncode, rec.stdout[-600:]))
 
         dash_port = D.free_port()
         dash = subprocess.Popen(
