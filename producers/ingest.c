@@ -585,9 +585,14 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
         }
         if (r->route == ROUTE_ONE) {
                 line_t *l = &r->lines[r->n_lines++];
+                size_t n = r->len;
+                /* its line ending is not the command's, as for a line
+                 * of a batch or of `ordo produce` (the 64 KiB cap) */
+                while (n && (r->body[n - 1] == '\n' || r->body[n - 1] == '\r'))
+                        n--;
                 l->req = r;
                 l->lineno = 1;
-                if (!prepare_line(gw, r, codec, &opts, r->body, r->len, l, f))
+                if (!prepare_line(gw, r, codec, &opts, r->body, n, l, f))
                         in_scope(key, l, f);
                 return f->n;
         }
@@ -624,10 +629,11 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
 static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
         json_t *first = json_array_get(f->errors, 0), *body, *e;
         size_t i;
-        unsigned status = f->forbidden ? MHD_HTTP_FORBIDDEN
-                          : f->too_large && r->route == ROUTE_ONE
-                              ? MHD_HTTP_CONTENT_TOO_LARGE
-                              : MHD_HTTP_BAD_REQUEST;
+        /* 413 for a command over 64 KiB, in a batch too (the contract's
+         * TOO_LARGE) */
+        unsigned status = f->forbidden   ? MHD_HTTP_FORBIDDEN
+                          : f->too_large ? MHD_HTTP_CONTENT_TOO_LARGE
+                                         : MHD_HTTP_BAD_REQUEST;
         char st[16];
 
         /* A 403 leads with its first out-of-scope line. */

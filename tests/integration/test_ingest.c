@@ -568,6 +568,17 @@ Test(ingest, oversize_is_413, .init = setup_tight) {
         cr_assert_eq(r.status, 413, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)), "TOO_LARGE");
         resp_free(&r);
+        /* The same as a line of a batch: 413 too. */
+        r = post("/v1/commands:batch", body);
+        cr_assert_eq(r.status, 413, "%s", r.body);
+        resp_free(&r);
+        /* 65,536 bytes and a line ending: the ending is not counted, as
+         * `ordo produce` does not count it. */
+        body[65536] = '\n';
+        body[65537] = '\0';
+        r = post("/v1/commands", body);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
         free(body);
 }
 
