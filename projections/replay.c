@@ -5,6 +5,7 @@
  * below that end has finished (read_committed, so aborted transactions
  * never show and committed ones are never cut short).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -320,9 +321,17 @@ static int parse_int(const char *opt, const char *v, int64_t min,
 /* A time: ms since the epoch, or ISO-8601 with a zone. */
 static int parse_time(const char *opt, const char *v, int64_t *out) {
         char *end;
+        errno = 0;
         *out = strtoll(v, &end, 10);
-        if (*v && !*end)
+        if (*v && !*end && !errno && *out >= 0)
                 return 0;
+        if (*v && !*end) {
+                fprintf(stderr,
+                        "ordo replay: %s: %s is not a time in ms: 0 to "
+                        "9223372036854775807\n",
+                        opt, v);
+                return -1;
+        }
         if (!parse_iso(v, out))
                 return 0;
         fprintf(stderr,

@@ -324,6 +324,9 @@ def run_cases(args, rng, tag, topic, flags):
                          (["--from-offset", "-3"], "--from-offset"),
                          (["--from-ts", "2026-02-30T00:00:00Z"], "--from-ts"),
                          (["--to-ts", "yesterday"], "--to-ts"),
+                         (["--from-ts", "-5"], "--from-ts"),
+                         (["--from-ts", "99999999999999999999"],
+                          "--from-ts"),
                          (["--from-ts", "5", "--to-ts", "5"], "--to-ts"),
                          (["--frm-ts", "5"], "unknown option --frm-ts")):
         rc, lines, err = replay(ordo, *flags, "replay", "order-events",
