@@ -105,12 +105,12 @@ static void usage_details(void) {
                "Commands: CreateActivity, PlaceOrder, CancelOrder, "
                "ConfirmPayment,\nConfirmReceipt, RefundOrder, "
                "BindReferrer, Tick (sent to every partition).\nSee "
-               "docs/command-contract.md. A line counts as sent once Kafka "
-               "has written it\nat an offset. Exit status: 0 if every line "
-               "was sent, 1 if any line was\nrefused or not delivered "
-               "(send those again) or the input failed to read, 2\non "
-               "usage errors (a FILE that cannot be opened, a "
-               "directory).\n");
+               "docs/command-contract.md. Missing topics are created, each "
+               "named on stderr.\nA line counts as sent once Kafka has "
+               "written it at an offset.\nExit status: 0 if every line was "
+               "sent, 1 if any line was refused or not\ndelivered (send "
+               "those again) or the input failed to read, 2 on usage\n"
+               "errors (a FILE that cannot be opened, a directory).\n");
 }
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {

@@ -418,6 +418,11 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
                 for (i = 0; i < n; i++) {
                         rd_kafka_resp_err_t e =
                             rd_kafka_topic_result_error(tres[i]);
+                        /* said, so that a mistyped topic.prefix shows */
+                        if (!e)
+                                ORDO_LOG(INFO, "kafka",
+                                         "msg=\"created topic\" topic=%s",
+                                         rd_kafka_topic_result_name(tres[i]));
                         if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                                 snprintf(errstr, errstr_size,
                                          "creating topic %s: %s",
