@@ -1205,10 +1205,13 @@ class SingleRun:
                            check=False)
         return w.returncode == 0, w.stdout[-1500:] + w.stderr[-1500:]
 
-    def reconciled_and_running(self):
-        """The usual last checks: `ordo reconcile` is clean, and `ordo
+    def reconciled_and_running(self, events_only=False):
+        """The usual last checks: `ordo reconcile` is clean (with
+        --skip-read-models when the test runs no projection), and `ordo
         run` still runs."""
-        rec = self.ordo.call("reconcile", check=False)
+        rec = self.ordo.call("reconcile", *(["--skip-read-models"]
+                                            if events_only else []),
+                             check=False)
         self.check("ordo reconcile finds no difference", rec.returncode == 0,
                    rec.stdout[-1500:] + rec.stderr[-500:])
         self.check("ordo run still running", self.ordo.alive())
