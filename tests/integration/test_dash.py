@@ -362,6 +362,7 @@ def main():
         stop_all(c, ordo, dash)
         if not a.keep:
             drop_database(ordo.db)
+            E.drop_kafka(ordo.tag)
             for k in r.scan(ordo.prefix + "*") + r.scan(
                     "{" + ordo.prefix + "*"):
                 r.cmd("DEL", k)

@@ -1006,16 +1006,23 @@ def cleanup(ordo, mongo, r):
             r.cmd("DEL", *keys[i:i + 500])
     except Exception as e:  # noqa: BLE001
         print("  cleanup: redis failed: %s" % e)
+    drop_kafka(ordo.tag)
+
+
+def drop_kafka(tag):
+    """Best effort: the topics and consumer groups of prefix tag. (Left
+    behind, ten thousand of them once took the shared broker past its
+    open-file limit.)"""
     try:
         from kafka.admin import KafkaAdminClient
-        adm = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092",
-                               request_timeout_ms=30000)
-        mine = [t for t in adm.list_topics() if t.startswith(ordo.tag +
-                                                             ".")]
+        adm = KafkaAdminClient(bootstrap_servers=os.environ.get(
+            "ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            request_timeout_ms=30000)
+        mine = [t for t in adm.list_topics() if t.startswith(tag + ".")]
         if mine:
             adm.delete_topics(mine)
         groups = [g["group_id"] for g in adm.list_groups()
-                  if g["group_id"].startswith(ordo.tag + ".")]
+                  if g["group_id"].startswith(tag + ".")]
         if groups:
             adm.delete_groups(groups)
         adm.close()

@@ -154,6 +154,8 @@ def main():
         server.terminate()
         server.wait(30)
         D.drop_database(ordo.db)
+        E.drop_kafka(ordo.tag)
+        E.drop_kafka(ordo.tag + "bad")
         shutil.rmtree(workdir, ignore_errors=True)
     c.finish()
 
