@@ -42,7 +42,8 @@ static const ordo_join_t join_referrals = { ORDO_TOPIC_REFERRAL_EVENTS,
                                             bind_referral,
                                             observe_order,
                                             "referral",
-                                            ORDO_TOPIC_REFERRAL_COMMANDS };
+                                            ORDO_TOPIC_REFERRAL_COMMANDS,
+                                            ORDO_MSG_ORDER_PAID };
 #define JOIN_none      NULL
 #define JOIN_referrals (&join_referrals)
 

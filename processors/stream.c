@@ -221,7 +221,8 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
 static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
                            size_t from, size_t to) {
         int64_t t = ordo_monotonic_ms();
-        if (from < to && !p->produce_err && ordo__join_catch_up(p)) {
+        if (from < to && !p->produce_err &&
+            ordo__join_catch_up(p, msgs + from, to - from)) {
                 ORDO_LOG(WARN, p->def->name,
                          "msg=\"join not read, aborting the batch\" "
                          "error=\"%s\"",

@@ -36,6 +36,9 @@ typedef struct ordo_join_s {
          * was written to its input by then (decision 0025). */
         const char *writer;
         ordo_topic_t writer_input;
+        /* the input type whose decision reads the joined state (waited
+         * for only when a run of inputs holds one) */
+        ordo_msg_type_t reader;
 } ordo_join_t;
 
 /* What differs between the four processors; the loop is the same. */

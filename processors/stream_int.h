@@ -26,6 +26,7 @@ typedef struct ordo__join_s {
         char writer_input[256];
         int64_t wait_ms;          /* join.wait.ms */
         int64_t writer_committed; /* its input offset committed, known */
+        int64_t caught_up_to;     /* its input's end, all bound */
         int64_t writer_stalled;   /* where it stood when we gave up, -1 */
         ordo_msg_t *kept;         /* every message of the join's type so far */
         size_t n_kept, cap_kept;
@@ -209,7 +210,8 @@ ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,
 ordo_err_t ordo__join_open(ordo__proc_t *p);
 void ordo__join_close(ordo__proc_t *p);
 ordo_err_t ordo__join_follow(ordo__proc_t *p);
-ordo_err_t ordo__join_catch_up(ordo__proc_t *p);
+ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
+                               size_t n);
 void ordo__join_seed(ordo__proc_t *p, void *state);
 
 #endif

@@ -36,6 +36,7 @@ ordo_err_t ordo__join_open(ordo__proc_t *p) {
                 return ORDO_ERR_CONFIG;
         j->wait_ms = ordo_config_get_int(p->conf, "join.wait.ms");
         j->writer_committed = 0;
+        j->caught_up_to = -1;
         j->writer_stalled = -1;
         if (def->writer && j->wait_ms > 0) {
                 ordo_topic_name(p->conf, def->writer_input, j->writer_input,
@@ -136,7 +137,7 @@ ordo_err_t ordo__join_follow(ordo__proc_t *p) {
  * moved since we last gave up on it (stopped, or not deployed) is not
  * waited for again until it moves: one WARN, then decisions go on with
  * what the joined topic holds. */
-static ordo_err_t writer_caught_up(ordo__proc_t *p) {
+static ordo_err_t writer_caught_up(ordo__proc_t *p, int64_t *writer_end) {
         ordo__join_t *j = &p->join;
         rd_kafka_topic_partition_list_t *tp;
         rd_kafka_resp_err_t kerr;
@@ -146,6 +147,7 @@ static ordo_err_t writer_caught_up(ordo__proc_t *p) {
         if ((err = ordo_kafka_watermarks(p->watermarks, j->writer_input, 0, &lo,
                                          &end, p->errstr, sizeof(p->errstr))))
                 return err;
+        *writer_end = end;
         if (end <= lo || end <= j->writer_committed)
                 return ORDO_ERR_OK;
         tp = rd_kafka_topic_partition_list_new(1);
@@ -185,25 +187,51 @@ static ordo_err_t writer_caught_up(ordo__proc_t *p) {
         return err;
 }
 
-ordo_err_t ordo__join_catch_up(ordo__proc_t *p) {
+/* Whether a run of inputs holds one whose decision reads the join (by
+ * the type header ordo's producers set; a message without one may). */
+static int reads_join(const ordo__proc_t *p, rd_kafka_message_t **msgs,
+                      size_t n) {
+        const char *want = ordo_msg_type_name(p->def->join->reader);
+        rd_kafka_headers_t *h;
+        const void *v;
+        size_t i, len;
+        for (i = 0; i < n; i++)
+                if (rd_kafka_message_headers(msgs[i], &h) ||
+                    rd_kafka_header_get_last(h, ORDO_TYPE_HEADER, &v, &len) ||
+                    (len == strlen(want) && !memcmp(v, want, len)))
+                        return 1;
+        return 0;
+}
+
+ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
+                               size_t n) {
         ordo__join_t *j = &p->join;
         const ordo_stable_end_opts_t opts = { p->def->name, 0, j->wait_ms,
                                               p->stop };
-        int64_t lo, end;
+        int64_t lo, end, writer_end = -1;
         ordo_err_t err;
 
-        if (!j->rk)
+        if (!j->rk || !n)
                 return ORDO_ERR_OK;
         if (!j->writer)
                 return ordo__join_follow(p);
-        if ((err = writer_caught_up(p)))
+        if (!reads_join(p, msgs, n))
+                return ORDO_ERR_OK;
+        if ((err = writer_caught_up(p, &writer_end)))
                 return err;
+        /* Nothing sent to the writer since we last read all it decided:
+         * nothing new to bind (its events come only from its input). */
+        if (writer_end == j->caught_up_to)
+                return ORDO_ERR_OK;
         /* What the writer committed may wait for its markers a moment. */
         err = ordo_kafka_stable_end(j->rk, p->watermarks, j->topic, 0, &opts,
                                     &lo, &end, p->errstr, sizeof(p->errstr));
         if (err == ORDO_ERR_TIMEOUT)
                 return ordo__join_follow(p);
-        return err ? err : read_to(p, end);
+        if (!err && !(err = read_to(p, end)) &&
+            j->writer_committed >= writer_end)
+                j->caught_up_to = writer_end;
+        return err;
 }
 
 /* Joined messages are bound idempotently: a snapshot's state may hold
