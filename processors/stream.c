@@ -51,16 +51,10 @@
  * producer that skipped validation is refused here, not decided. */
 static int structurally_valid(const ordo_msg_t *m, char *errstr,
                               size_t errstr_size) {
-        size_t n, i;
-        const ordo_field_t *f = ordo_msg_fields(m->type, &n);
-        for (i = 0; i < n; i++)
-                if (f[i].kind == ORDO_FIELD_STRING && f[i].min_len > 0 &&
-                    !((const char *)m + f[i].offset)[0]) {
-                        snprintf(errstr, errstr_size, "field \"%s\": empty",
-                                 f[i].name);
-                        return 0;
-                }
-        return 1;
+        const char *empty = ordo_msg_empty_id(m);
+        if (empty)
+                snprintf(errstr, errstr_size, "field \"%s\": empty", empty);
+        return !empty;
 }
 
 void ordo__produce(ordo__proc_t *p, const char *topic, int32_t partition,

@@ -292,18 +292,6 @@ static void report_extra(report_t *r, reader_t *rd, const char *events) {
                      ordo_msg_key(&rd->ev.msg));
 }
 
-/* Identifiers must be non-empty: the loop dead-letters such inputs
- * (stream.c), so they decide nothing here either. */
-static int structurally_valid(const ordo_msg_t *m) {
-        size_t n, i;
-        const ordo_field_t *f = ordo_msg_fields(m->type, &n);
-        for (i = 0; i < n; i++)
-                if (f[i].kind == ORDO_FIELD_STRING && f[i].min_len > 0 &&
-                    !((const char *)m + f[i].offset)[0])
-                        return 0;
-        return 1;
-}
-
 /* Binds every message of a join's topic into a state (stream.h). */
 static ordo_err_t bind_all(const ordo_config_t *conf, rd_kafka_t *wm,
                            ordo_codec_t *codec, const ordo_join_t *join,
@@ -388,7 +376,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                 int ok = m->payload &&
                          !ordo_codec_decode(codec, m->payload, m->len, &cmd,
                                             NULL, 0) &&
-                         structurally_valid(&cmd) &&
+                         !ordo_msg_empty_id(&cmd) &&
                          !ordo_processor_refuses(def, &cmd, part, np, NULL, 0);
                 int64_t in_off = m->offset;
                 rd_kafka_message_destroy(m);

@@ -235,6 +235,16 @@ const ordo_field_t *ordo_msg_fields(ordo_msg_type_t type, size_t *n) {
         return fields[type].fields;
 }
 
+const char *ordo_msg_empty_id(const ordo_msg_t *m) {
+        size_t n, i;
+        const ordo_field_t *f = ordo_msg_fields(m->type, &n);
+        for (i = 0; i < n; i++)
+                if (f[i].kind == ORDO_FIELD_STRING && f[i].min_len > 0 &&
+                    !((const char *)m + f[i].offset)[0])
+                        return f[i].name;
+        return NULL;
+}
+
 /* schemas/previous/: one entry per file (codec.c checks each has one). */
 static const struct {
         ordo_msg_type_t type;

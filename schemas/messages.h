@@ -273,6 +273,12 @@ typedef struct ordo_field_s {
 /* The fields of a type, in Avro schema order (metadata first). */
 const ordo_field_t *ordo_msg_fields(ordo_msg_type_t type, size_t *n);
 
+/* The first identifier of m that is empty (RULES.md: identifiers are
+ * never empty), or NULL. A message from a foreign producer that skipped
+ * validation can carry one; the processors and `ordo reconcile` refuse
+ * it alike. */
+const char *ordo_msg_empty_id(const ordo_msg_t *m);
+
 /* The fields of an earlier version of a type's schema
  * (schemas/previous/<Type>.v<version>.avsc), which the decoder still
  * reads; NULL when there is no such version. Fields added since are not
