@@ -1009,6 +1009,26 @@ def cleanup(ordo, mongo, r):
     drop_kafka(ordo.tag)
 
 
+def read_committed(topic):
+    """Every committed record of topic, read to its end with kafka-python
+    (records with .partition, .offset, .key, .value, .headers)."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=os.environ.get(
+        "ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        isolation_level="read_committed", enable_auto_commit=False,
+        consumer_timeout_ms=5000)
+    parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic)]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    ends = c.end_offsets(parts)
+    out = []
+    while any(c.position(p) < ends[p] for p in parts):
+        for recs in c.poll(timeout_ms=1000).values():
+            out += recs
+    c.close()
+    return out
+
+
 def drop_kafka(tag):
     """Best effort: the topics and consumer groups of prefix tag. (Left
     behind, ten thousand of them once took the shared broker past its

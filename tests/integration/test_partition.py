@@ -27,7 +27,7 @@ import json
 import os
 import sys
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 import test_e2e as E
 
@@ -37,20 +37,8 @@ BOOTSTRAP = os.environ.get("ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 def read_all(topic):
     """Every committed message of topic: [(partition, offset, key, value,
     headers)]."""
-    c = KafkaConsumer(bootstrap_servers=BOOTSTRAP,
-                      isolation_level="read_committed",
-                      enable_auto_commit=False, consumer_timeout_ms=3000)
-    parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic)]
-    c.assign(parts)
-    c.seek_to_beginning(*parts)
-    ends = c.end_offsets(parts)
-    out = []
-    while any(c.position(p) < ends[p] for p in parts):
-        for recs in c.poll(timeout_ms=1000).values():
-            out += [(m.partition, m.offset, m.key, m.value,
-                     dict(m.headers)) for m in recs]
-    c.close()
-    return out
+    return [(m.partition, m.offset, m.key, m.value, dict(m.headers))
+            for m in E.read_committed(topic)]
 
 
 def partitions(topic):

@@ -33,13 +33,11 @@ import time
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
-from kafka import KafkaConsumer, TopicPartition
 
 import test_e2e as E
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-BOOTSTRAP = os.environ.get("ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PRICE, STOCK, TIMEOUT = 990, 10, 900000
 
 
@@ -57,28 +55,18 @@ V2 = schema(os.path.join(ROOT, "schemas", "StockReserved.avsc"))
 def reservations(topic):
     """{order_id: (version, record)} of every committed StockReserved,
     each read with the schema its fingerprint names."""
-    c = KafkaConsumer(bootstrap_servers=BOOTSTRAP,
-                      isolation_level="read_committed",
-                      enable_auto_commit=False, consumer_timeout_ms=5000)
-    parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic)]
-    c.assign(parts)
-    c.seek_to_beginning(*parts)
-    ends = c.end_offsets(parts)
     out = {}
-    while any(c.position(p) < ends[p] for p in parts):
-        for recs in c.poll(timeout_ms=1000).values():
-            for m in recs:
-                if dict(m.headers).get("ordo.type") != b"StockReserved":
-                    continue
-                for version, (fp, parsed) in ((1, V1), (2, V2)):
-                    if m.value[2:10] == fp:
-                        rec = fastavro.schemaless_reader(
-                            io.BytesIO(m.value[10:]), parsed)
-                        out[rec["order_id"]] = (version, rec)
-                        break
-                else:
-                    out["?"] = (0, m.value[:10].hex())
-    c.close()
+    for m in E.read_committed(topic):
+        if dict(m.headers).get("ordo.type") != b"StockReserved":
+            continue
+        for version, (fp, parsed) in ((1, V1), (2, V2)):
+            if m.value[2:10] == fp:
+                rec = fastavro.schemaless_reader(io.BytesIO(m.value[10:]),
+                                                 parsed)
+                out[rec["order_id"]] = (version, rec)
+                break
+        else:
+            out["?"] = (0, m.value[:10].hex())
     return out
 
 
