@@ -2,7 +2,8 @@
  * ordo - structural validation of JSON commands (see validate.h and
  * docs/command-contract.md).
  *
- * jansson does the parsing and already refuses much of what we must:
+ * jansson does the parsing (json_flat.c takes the common flat shape
+ * first, to the same tree) and already refuses much of what we must:
  * invalid UTF-8, "\u0000" (without JSON_ALLOW_NUL), duplicate keys (with
  * JSON_REJECT_DUPLICATES), integers outside int64. What it cannot tell us
  * is which field was at fault, so a parse error is traced back to the
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json_flat.h"
 #include "json_out.h"
 
 typedef struct fault_ctx_s {
@@ -403,8 +405,12 @@ ordo_err_t ordo_validate_command(const char *json, size_t len,
         if (blank(json, len))
                 return fail(&c, ORDO_ERR_PARSE, "", "NOT_JSON",
                             "not JSON: empty input");
-        root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                          &jerr);
+        /* the common shape without jansson's lexer; the rest, and every
+         * fault, through jansson */
+        root = ordo_json_flat_parse(json, len);
+        if (!root)
+                root = json_loadb(
+                    json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!root)
                 return parse_fault(&c, json, len, &jerr);
         if (!json_is_object(root)) {

@@ -5,7 +5,9 @@
  * - a fault fills errstr with one printable line of valid UTF-8, and
  *   fault.field and fault.reason are terminated and valid UTF-8;
  * - an accepted command written back out is accepted again, by a trusted
- *   reader, as the same command (validate(to_json(m)) == m).
+ *   reader, as the same command (validate(to_json(m)) == m);
+ * - the flat fast path (json_flat.h) either declines an input or gives
+ *   the tree json_loadb gives for it.
  * Built by tests/fuzz/run.sh against the sources directly.
  */
 #include <jansson.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_flat.h"
 #include "json_out.h"
 #include "validate.h"
 
@@ -66,6 +69,20 @@ static void same(const ordo_msg_t *a, const ordo_msg_t *b) {
         }
 }
 
+static void check_flat(const uint8_t *data, size_t size) {
+        json_t *flat = ordo_json_flat_parse((const char *)data, size);
+        json_t *ref;
+
+        if (!flat)
+                return;
+        ref = json_loadb((const char *)data, size,
+                         JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+        if (!ref || !json_equal(flat, ref))
+                abort();
+        json_decref(ref);
+        json_decref(flat);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -81,6 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         /* The fuzzer's buffer is not NUL-terminated: the door must not
          * need it to be. */
+        check_flat(data, size);
         for (k = 0; k < 8; k++) {
                 memset(&o, 0, sizeof(o));
                 o.keep_ts = k & 1;

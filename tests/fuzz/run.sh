@@ -22,7 +22,8 @@ mkdir -p "$work/corpus"
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
         -I"$root/producers" -I"$root/schemas" -I"$root/runtime" \
         "$here/fuzz_validate.c" \
-        "$root/producers/validate.c" "$root/producers/json_out.c" \
+        "$root/producers/validate.c" "$root/producers/json_flat.c" \
+        "$root/producers/json_out.c" \
         "$root/schemas/messages.c" "$root/runtime/err.c" \
         $(pkg-config --cflags --libs jansson) \
         -o "$work/fuzz_validate"
