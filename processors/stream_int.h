@@ -85,6 +85,7 @@ typedef struct ordo__commit_s {
         /* the worker's steps, ms: offsets into the transaction, waiting
          * for the delivery reports, the commit itself */
         int64_t offsets_ms, deliveries_ms, end_ms;
+        size_t inputs, outputs; /* the batch's size, for the debug log */
         ordo__txn_result_t result;
         char errstr[1024];
 } ordo__commit_t;
