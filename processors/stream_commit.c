@@ -215,9 +215,8 @@ static void settle(ordo__proc_t *p, ordo__txn_result_t r) {
         ORDO_LOG(DEBUG, p->def->name,
                  "msg=transaction inputs=%zu outputs=%zu ms=%lld "
                  "offsets_ms=%lld deliveries_ms=%lld end_txn_ms=%lld",
-                 c->inputs, c->outputs, (long long)ms,
-                 (long long)c->offsets_ms, (long long)c->deliveries_ms,
-                 (long long)c->end_ms);
+                 c->inputs, c->outputs, (long long)ms, (long long)c->offsets_ms,
+                 (long long)c->deliveries_ms, (long long)c->end_ms);
         /* a slow end is the broker's, not ours: say which step waited */
         if (c->offsets_ms + c->deliveries_ms + c->end_ms >= SLOW_END_MS)
                 ORDO_LOG(WARN, p->def->name,

@@ -1,0 +1,114 @@
+/*
+ * ordo - bounded lines from a file descriptor (see lines.h).
+ */
+#include "lines.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Room for a whole line of max bytes plus its '\n', and as much again
+ * so that one read() brings many short lines. */
+static size_t buf_size(const ordo_lines_t *r) {
+        return 2 * (r->max + 1);
+}
+
+int ordo_lines_init(ordo_lines_t *r, int fd, size_t max) {
+        memset(r, 0, sizeof(*r));
+        r->fd = fd;
+        r->max = max;
+        r->buf = malloc(buf_size(r));
+        return r->buf ? 0 : -1;
+}
+
+void ordo_lines_fini(ordo_lines_t *r) {
+        free(r->buf);
+        r->buf = NULL;
+}
+
+/* Moves the unread bytes to the front and reads more after them: 1 if
+ * bytes came, 0 at the end of input, -1 on a read error. */
+static int fill(ordo_lines_t *r) {
+        ssize_t got;
+
+        if (r->eof)
+                return 0;
+        if (r->start) {
+                memmove(r->buf, r->buf + r->start, r->end - r->start);
+                r->end -= r->start;
+                r->start = 0;
+        }
+        do
+                got = read(r->fd, r->buf + r->end, buf_size(r) - r->end);
+        while (got < 0 && errno == EINTR);
+        if (got < 0)
+                return -1;
+        if (got == 0) {
+                r->eof = 1;
+                return 0;
+        }
+        r->end += (size_t)got;
+        return 1;
+}
+
+/* Over max: counts the line's bytes up to its '\n' (or the end). */
+static ordo_line_result_t skip_long_line(ordo_lines_t *r, size_t *len) {
+        size_t n = 0;
+        char *nl;
+
+        for (;;) {
+                nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+                if (nl) {
+                        n += (size_t)(nl - (r->buf + r->start));
+                        r->start = (size_t)(nl - r->buf) + 1;
+                        *len = n;
+                        return ORDO_LINE_TOO_LONG;
+                }
+                n += r->end - r->start;
+                r->start = r->end = 0;
+                switch (fill(r)) {
+                case 0:
+                        *len = n;
+                        return ORDO_LINE_TOO_LONG;
+                case -1:
+                        return ORDO_LINE_ERROR;
+                }
+        }
+}
+
+ordo_line_result_t ordo_lines_next(ordo_lines_t *r, const char **line,
+                                   size_t *len) {
+        size_t scanned = 0; /* bytes already searched for a '\n' */
+        char *nl;
+
+        for (;;) {
+                char *from = r->buf + r->start + scanned;
+                size_t avail = r->end - r->start;
+
+                nl = memchr(from, '\n', avail - scanned);
+                if (nl) {
+                        *line = r->buf + r->start;
+                        *len = (size_t)(nl - *line);
+                        r->start += *len + 1;
+                        if (*len > r->max)
+                                return ORDO_LINE_TOO_LONG;
+                        return ORDO_LINE_OK;
+                }
+                scanned = avail;
+                if (avail > r->max)
+                        return skip_long_line(r, len);
+                switch (fill(r)) {
+                case 0:
+                        if (r->end == r->start)
+                                return ORDO_LINE_END;
+                        /* the last line, without a '\n' */
+                        *line = r->buf + r->start;
+                        *len = r->end - r->start;
+                        r->start = r->end;
+                        return ORDO_LINE_OK;
+                case -1:
+                        return ORDO_LINE_ERROR;
+                }
+        }
+}
