@@ -50,7 +50,10 @@ typedef struct ordo__out_msg_s {
         const char *topic; /* one of the proc's topic names */
         int32_t partition;
         size_t key, key_len, value, len; /* offsets into the outbox data */
-        rd_kafka_headers_t *hdrs;        /* owned until produced */
+        /* a null key or value stays null, an empty one empty: a dead
+         * letter keeps the bytes it came with */
+        int key_null, value_null;
+        rd_kafka_headers_t *hdrs; /* owned until produced */
 } ordo__out_msg_t;
 
 /* The output of a batch decided while the previous batch commits

@@ -40,6 +40,8 @@ void ordo__outbox_add(ordo__outbox_t *o, const char *topic, int32_t partition,
         m->partition = partition;
         m->key = o->len;
         m->key_len = key_len;
+        m->key_null = !key;
+        m->value_null = !value;
         if (key_len)
                 memcpy(o->data + o->len, key, key_len);
         o->len += key_len;
@@ -49,6 +51,12 @@ void ordo__outbox_add(ordo__outbox_t *o, const char *topic, int32_t partition,
                 memcpy(o->data + o->len, value, len);
         o->len += len;
         m->hdrs = hdrs;
+}
+
+/* Never NULL, also for an empty key or value at the very start of an
+ * outbox that holds no bytes yet: NULL would make it a null. */
+static const void *bytes_at(const ordo__outbox_t *o, size_t off) {
+        return o->data ? (const void *)(o->data + off) : (const void *)"";
 }
 
 void ordo__outbox_flush(ordo__proc_t *p) {
@@ -62,11 +70,11 @@ void ordo__outbox_flush(ordo__proc_t *p) {
                         rd_kafka_headers_destroy(m->hdrs);
                         continue;
                 }
-                /* a missing key or value stays missing (null, not empty) */
                 ordo__produce(p, m->topic, m->partition,
-                              m->key_len ? o->data + m->key : NULL, m->key_len,
-                              m->len ? o->data + m->value : NULL, m->len,
-                              m->hdrs);
+                              m->key_null ? NULL : bytes_at(o, m->key),
+                              m->key_len,
+                              m->value_null ? NULL : bytes_at(o, m->value),
+                              m->len, m->hdrs);
         }
         o->n = o->len = 0;
         o->oom = 0;

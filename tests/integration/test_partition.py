@@ -17,6 +17,10 @@ byte for byte, to the next partition of activity-commands:
 - a PlaceOrder for that activity still reserves from the one stock;
 - `ordo reconcile` re-decides the log the same way.
 
+And a dead letter keeps the bytes it came with: an empty value stays
+empty and a null value or key stays null, as Kafka tells them apart (an
+empty value was written null before).
+
     test_partition.py ORDO_BINARY
 
 Uses its own topic prefix, Mongo database and Redis prefix; exit 0 only
@@ -74,6 +78,12 @@ def main():
         p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
         p.send(prefix + "activity-commands", key=key, value=value,
                partition=other, headers=list(headers.items())).get(30)
+        p.send(prefix + "activity-commands", key=b"empty", value=b"",
+               partition=home).get(30)
+        p.send(prefix + "activity-commands", key=b"tomb", value=None,
+               partition=home).get(30)
+        p.send(prefix + "activity-commands", key=None, value=b"x",
+               partition=home).get(30)
         p.close()
         ok, out = t.wait()
         t.check("the copy on partition %d consumed" % other, ok, out)
@@ -95,6 +105,13 @@ def main():
         t.check("one stock of 1: one order reserved", len(reserved) == 1,
                 reserved)
         dead = read_all(prefix + "dead-letters")
+        kept = sorted(((d[2], d[3]) for d in dead if d[2] != b"dup"),
+                      key=repr)
+        t.check("dead letters keep empty as empty and null as null",
+                kept == sorted([(b"empty", b""), (b"tomb", None),
+                                (None, b"x")], key=repr),
+                kept)
+        dead = [d for d in dead if d[2] == b"dup"]
         want = "belongs to partition %d of activity-commands's %d" % (
             home, n)
         t.check("the copy is dead-lettered, its partition named",
@@ -106,6 +123,7 @@ def main():
         for flags in ([], ["--meta"]):
             lines = [json.loads(ln) for ln in o.call(
                 "replay", "dead-letters", *flags).stdout.splitlines()]
+            lines = [ln for ln in lines if ln.get("type")]
             dl = lines[0].get("dead_letter", {}) if len(lines) == 1 else {}
             t.check("ordo replay dead-letters%s: the CreateActivity with "
                     "why and where it was refused" % "".join(
