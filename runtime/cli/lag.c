@@ -219,6 +219,36 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
 
 #define DEAD_SCAN_MAX 100000 /* dead letters read per `ordo lag`, at most */
 
+/* A header's value, or "?" when it is missing. */
+static const char *header(rd_kafka_headers_t *h, const char *name, int *len) {
+        const void *v;
+        size_t n;
+        if (rd_kafka_header_get_last(h, name, &v, &n) || !v) {
+                *len = 1;
+                return "?";
+        }
+        *len = (int)n;
+        return v;
+}
+
+/* "project.mongo: order-events [3] offset 17: <why> (dead-letters offset
+ * 5)": the event the store refused, where to find it in its own topic. */
+static void describe_parked(rd_kafka_headers_t *h, const void *stage,
+                            size_t stage_len, int64_t dead_offset, char *out,
+                            size_t out_size) {
+        int tl, pl, ol, wl;
+        const char *topic = header(h, "ordo.source.topic", &tl);
+        const char *part = header(h, "ordo.source.partition", &pl);
+        const char *off = header(h, "ordo.source.offset", &ol);
+        const char *why = header(h, "ordo.error", &wl);
+
+        snprintf(out, out_size,
+                 "%.*s: %.*s [%.*s] offset %.*s: %.*s (dead-letters offset "
+                 "%lld)",
+                 (int)stage_len, (const char *)stage, tl, topic, pl, part, ol,
+                 off, wl, why, (long long)dead_offset);
+}
+
 /* The dead-letters topic, counted by the stage that wrote them (header
  * ordo.stage; processors' have none), with the projections' last reason:
  * an event a store refused for good is parked there and no longer shows
@@ -261,20 +291,13 @@ static void dead_letters(lag_t *l, FILE *out) {
                                                              &v, &len))
                                         n_proc++;
                                 else {
-                                        const void *why = "";
-                                        size_t wl = 0;
                                         if (len == 13 &&
                                             !memcmp(v, "project.mongo", 13))
                                                 n_mongo++;
                                         else
                                                 n_redis++;
-                                        rd_kafka_header_get_last(
-                                            h, "ordo.error", &why, &wl);
-                                        snprintf(last, sizeof(last),
-                                                 "%.*s at offset %lld: %.*s",
-                                                 (int)len, (const char *)v,
-                                                 (long long)m->offset, (int)wl,
-                                                 (const char *)why);
+                                        describe_parked(h, v, len, m->offset,
+                                                        last, sizeof(last));
                                 }
                         }
                         rd_kafka_message_destroy(m);

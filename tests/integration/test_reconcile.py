@@ -230,9 +230,12 @@ def store_refusal(ordo, live, r, m, workdir, t):
     p = ordo.call("lag")
     mo = re.search(r"parked by project.mongo (\d+), project.redis (\d+)",
                    p.stdout)
-    check("refusal: `ordo lag` shows the parked events of both stores",
+    check("refusal: `ordo lag` shows the parked events of both stores, "
+          "the last one by where it is in its events topic",
           mo and int(mo.group(1)) >= 1 and int(mo.group(2)) >= 1 and
-          "last parked: project." in p.stdout, p.stdout[-600:])
+          re.search(r"last parked: project\.(mongo|redis): \S+-events "
+                    r"\[\d+\] offset \d+: .+ \(dead-letters offset \d+\)",
+                    p.stdout), p.stdout[-600:])
     ordo.stop()
     log = open(ordo.run_log).read()
     check("refusal: logged as refused and parked, not as an outage",
