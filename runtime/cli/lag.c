@@ -390,8 +390,9 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         argv[n_stages++] = argv[i];
         }
         snprintf(overdue, sizeof(overdue),
-                 "ordo wait: gave up after %llds: Kafka did not answer in "
-                 "time (see `ordo lag`)\n",
+                 "ordo wait: gave up after %llds, in the middle of a pass "
+                 "over the groups (Kafka slow or unreachable; see `ordo "
+                 "lag`)\n",
                  (long long)timeout_s);
         signal(SIGALRM, on_overdue);
         alarm(timeout_s < 86400 ? (unsigned)timeout_s + 1 : 86400);
