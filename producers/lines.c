@@ -4,6 +4,7 @@
 #include "lines.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,8 @@ int ordo_lines_init(ordo_lines_t *r, int fd, size_t max) {
         memset(r, 0, sizeof(*r));
         r->fd = fd;
         r->max = max;
+        if (max > SIZE_MAX / 2 - 1)
+                return -1;
         r->buf = malloc(buf_size(r));
         return r->buf ? 0 : -1;
 }
@@ -42,8 +45,11 @@ static int fill(ordo_lines_t *r) {
         do
                 got = read(r->fd, r->buf + r->end, buf_size(r) - r->end);
         while (got < 0 && errno == EINTR);
-        if (got < 0)
+        if (got < 0) {
+                /* a line cut by the error must not come back as one */
+                r->failed = 1;
                 return -1;
+        }
         if (got == 0) {
                 r->eof = 1;
                 return 0;
@@ -82,6 +88,8 @@ ordo_line_result_t ordo_lines_next(ordo_lines_t *r, const char **line,
         size_t scanned = 0; /* bytes already searched for a '\n' */
         char *nl;
 
+        if (r->failed)
+                return ORDO_LINE_ERROR;
         for (;;) {
                 char *from = r->buf + r->start + scanned;
                 size_t avail = r->end - r->start;

@@ -22,13 +22,14 @@ typedef struct ordo_lines_s {
         size_t max;        /* longest line held, without its '\n' */
         size_t start, end; /* unread bytes: buf[start..end) */
         int eof;
+        int failed; /* a read failed: every later call says so too */
 } ordo_lines_t;
 
 typedef enum {
         ORDO_LINE_OK = 0,   /* *line holds *len bytes, without the '\n' */
         ORDO_LINE_TOO_LONG, /* over max: skipped; *len is its length */
         ORDO_LINE_END,      /* no more input */
-        ORDO_LINE_ERROR     /* read(2) failed: errno says why */
+        ORDO_LINE_ERROR     /* read(2) failed: errno says why; final */
 } ordo_line_result_t;
 
 /* Reads fd (not owned: the caller closes it) in lines of at most max

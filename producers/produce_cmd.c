@@ -121,6 +121,47 @@ static void usage_details(void) {
                "errors (a FILE that cannot be opened, a directory).\n");
 }
 
+/* The input: FILE, or stdin for none or "-", read as bounded lines. */
+typedef struct {
+        ordo_lines_t lines;
+        int own_fd; /* opened here (stdin is not ours to close) */
+} input_t;
+
+/* 0, or the exit status of a usage error (1 if out of memory), said on
+ * stderr. */
+static int open_input(const char *path, input_t *in) {
+        const char *name = path && strcmp(path, "-") ? path : NULL;
+        int fd = name ? open(name, O_RDONLY) : 0;
+        struct stat st;
+
+        if (fd < 0) {
+                fprintf(stderr, "ordo produce: %s: %s\n", name,
+                        strerror(errno));
+                return 2;
+        }
+        in->own_fd = name != NULL;
+        if (!fstat(fd, &st) && S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "ordo produce: %s: %s\n", name ? name : "stdin",
+                        strerror(EISDIR));
+                if (in->own_fd)
+                        close(fd);
+                return 2;
+        }
+        if (ordo_lines_init(&in->lines, fd, LINE_MAX_HELD)) {
+                fprintf(stderr, "ordo produce: out of memory\n");
+                if (in->own_fd)
+                        close(fd);
+                return 1;
+        }
+        return 0;
+}
+
+static void close_input(input_t *in) {
+        if (in->own_fd)
+                close(in->lines.fd);
+        ordo_lines_fini(&in->lines);
+}
+
 static int blank(const char *s, size_t n) {
         size_t i;
         for (i = 0; i < n; i++)
@@ -131,12 +172,11 @@ static int blank(const char *s, size_t n) {
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         const char *path = NULL, *line;
-        int dry_run = 0, i, rc = 0, read_errno = 0, fd = 0;
-        struct stat st;
+        int dry_run = 0, i, rc = 0, read_errno = 0;
         char errstr[512], topics[ORDO_TOPIC__COUNT][256];
         size_t len;
         ordo_line_result_t got;
-        ordo_lines_t in;
+        input_t in;
         int64_t lineno = 0, t0 = ordo_wall_ms();
         rd_kafka_t *rk = NULL;
         ordo_codec_t *codec;
@@ -164,28 +204,13 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
-        if (path && strcmp(path, "-") && (fd = open(path, O_RDONLY)) < 0) {
-                fprintf(stderr, "ordo produce: %s: %s\n", path,
-                        strerror(errno));
-                return 2;
-        }
-        if (!fstat(fd, &st) && S_ISDIR(st.st_mode)) {
-                fprintf(stderr, "ordo produce: %s: %s\n", path,
-                        strerror(EISDIR));
-                if (fd)
-                        close(fd);
-                return 2;
-        }
-        if (ordo_lines_init(&in, fd, LINE_MAX_HELD)) {
-                fprintf(stderr, "ordo produce: out of memory\n");
-                if (fd)
-                        close(fd);
-                return 1;
-        }
+        if ((rc = open_input(path, &in)))
+                return rc;
         memset(&stats, 0, sizeof(stats));
         codec = ordo_codec_new(errstr, sizeof(errstr));
         if (!codec) {
                 fprintf(stderr, "ordo produce: %s\n", errstr);
+                close_input(&in);
                 return 1;
         }
         ordo_idgen_init(&ids, ordo_admit_random_instance());
@@ -200,10 +225,12 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         fprintf(stderr, "ordo produce: %s\n", errstr);
                         ordo_codec_destroy(codec);
                         ordo_idgen_fini(&ids);
+                        close_input(&in);
                         return 1;
                 }
         }
-        while ((got = ordo_lines_next(&in, &line, &len)) < ORDO_LINE_END) {
+        while ((got = ordo_lines_next(&in.lines, &line, &len)) <
+               ORDO_LINE_END) {
                 ordo_msg_t m;
                 ordo_field_fault_t fault;
                 ordo_err_t err;
@@ -264,9 +291,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
          * line sent" */
         if (got == ORDO_LINE_ERROR)
                 read_errno = errno;
-        ordo_lines_fini(&in);
-        if (fd)
-                close(fd);
+        close_input(&in);
         if (rk) {
                 if (rd_kafka_flush(rk, 60000)) {
                         /* Purged messages get a delivery report with an

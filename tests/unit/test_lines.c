@@ -160,3 +160,31 @@ Test(lines, empty_input) {
         expect_end(&s);
         close_source(&s);
 }
+
+/* An error is final: the rest of a line cut by it never comes back as a
+ * line of its own (helper review, session 9). A non-blocking pipe makes
+ * the error (EAGAIN) in the middle of skipping a long line. */
+Test(lines, error_is_final) {
+        const char *line;
+        size_t len;
+        ordo_lines_t r;
+        int fds[2];
+
+        cr_assert_eq(pipe(fds), 0);
+        cr_assert_eq(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+        cr_assert_eq(write(fds[1], "0123456789", 10), 10);
+        cr_assert_eq(ordo_lines_init(&r, fds[0], 4), 0);
+        cr_assert_eq(ordo_lines_next(&r, &line, &len), ORDO_LINE_ERROR);
+        cr_assert_eq(errno, EAGAIN);
+        cr_assert_eq(write(fds[1], "abc\n{}\n", 7), 7);
+        cr_assert_eq(ordo_lines_next(&r, &line, &len), ORDO_LINE_ERROR);
+        ordo_lines_fini(&r);
+        close(fds[0]);
+        close(fds[1]);
+}
+
+Test(lines, absurd_limit_refused) {
+        ordo_lines_t r;
+        cr_assert_eq(ordo_lines_init(&r, 0, SIZE_MAX), -1);
+        ordo_lines_fini(&r);
+}
