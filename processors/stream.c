@@ -132,7 +132,7 @@ static void emit(void *opaque, const ordo_msg_t *m) {
 static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                         const char *reason) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-        char part[16], off[32];
+        char part[16], off[32], q[1024];
         snprintf(part, sizeof(part), "%d", (int)rkm->partition);
         snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
         rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
@@ -144,7 +144,7 @@ static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                  "msg=dead-letter topic=%s partition=%d offset=%lld "
                  "reason=\"%s\"",
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
-                 (long long)rkm->offset, reason);
+                 (long long)rkm->offset, ordo_log_quote(q, sizeof(q), reason));
         ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, rkm->key,
                          rkm->key_len, rkm->payload, rkm->len, h);
         p->stats->dead_lettered++;

@@ -126,12 +126,14 @@ static ordo_err_t classify(const bson_error_t *e) {
 
 static ordo_err_t fail(ordo_err_t err, const char *what, const bson_error_t *e,
                        char *errstr, size_t errstr_size) {
+        char q[1024];
         snprintf(errstr, errstr_size, "mongo %s: %s (domain %u code %u)", what,
                  e->message, e->domain, e->code);
         ORDO_LOG(WARN, "projection",
                  "msg=\"mongo write failed\" err=%s "
                  "what=%s domain=%u code=%u detail=\"%s\"",
-                 ordo_err_name(err), what, e->domain, e->code, e->message);
+                 ordo_err_name(err), what, e->domain, e->code,
+                 ordo_log_quote(q, sizeof(q), e->message));
         return err;
 }
 
@@ -236,6 +238,7 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                 p->coll[i] =
                     mongoc_client_get_collection(p->client, db, coll_names[i]);
         if (!ensure_indexes(p, &e)) {
+                char q[1024];
                 if (classify(&e) != ORDO_ERR_UNAVAILABLE) {
                         snprintf(errstr, errstr_size,
                                  "mongo: creating indexes: %s", e.message);
@@ -245,7 +248,7 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                 ORDO_LOG(WARN, "projection",
                          "msg=\"mongo unreachable; indexes deferred to the "
                          "first apply\" detail=\"%s\"",
-                         e.message);
+                         ordo_log_quote(q, sizeof(q), e.message));
         }
         return p;
 }
@@ -463,11 +466,13 @@ static int64_t stored_offset(const bson_t *d, const char *path) {
  * counted (rebuild reports it as parked), the rest goes on. */
 static void refuse(batch_t *b, const char *coll, const char *id, uint32_t code,
                    const char *msg) {
+        char qid[300], qmsg[1024];
         b->p->refused++;
         ORDO_LOG(ERROR, "projection",
                  "msg=\"write refused by the store, skipped\" "
                  "collection=%s _id=\"%s\" code=%u detail=\"%s\"",
-                 coll, id, code, msg);
+                 coll, ordo_log_quote(qid, sizeof(qid), id), code,
+                 ordo_log_quote(qmsg, sizeof(qmsg), msg));
 }
 
 /* Executes bulk (idx[k]: the document of its k-th write, inserts when

@@ -54,7 +54,7 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  const char *reason) {
         loop_t *s = opaque;
         const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
-        char part[16], off[32], stage[32];
+        char part[16], off[32], stage[32], q[1024];
         rd_kafka_headers_t *h = rd_kafka_headers_new(5);
         ordo_kafka_out_t dl = { s->dead,    RD_KAFKA_PARTITION_UA,
                                 m->key,     m->key_len,
@@ -71,7 +71,7 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  "reason=\"%s\"",
                  rd_kafka_topic_name(m->rkt), (int)m->partition,
                  (long long)m->offset, ordo_msg_type_name(rec->msg->type),
-                 ordo_err_name(err), reason);
+                 ordo_err_name(err), ordo_log_quote(q, sizeof(q), reason));
         s->parked++;
         s->parked_batch++;
         ordo_metrics_dead_letter(s->which, "store_refused");

@@ -118,12 +118,13 @@ ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
 static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  const char *reason) {
         ordo_rebuild_stats_t *st = opaque;
+        char q[1024];
         ORDO_LOG(ERROR, "rebuild",
                  "msg=\"event refused by the store, parked\" topic=%s "
                  "partition=%d offset=%lld type=%s err=%s reason=\"%s\"",
                  rec->source, (int)rec->partition, (long long)rec->offset,
                  ordo_msg_type_name(rec->msg->type), ordo_err_name(err),
-                 reason);
+                 ordo_log_quote(q, sizeof(q), reason));
         st->parked++;
 }
 

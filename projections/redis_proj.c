@@ -300,13 +300,15 @@ static int transient(const char *s) {
 
 static ordo_err_t unavailable(ordo_redis_proj_t *p, const char *detail,
                               char *errstr, size_t errstr_size) {
+        char q[1024];
         snprintf(errstr, errstr_size, "redis %s:%d unavailable: %s", p->host,
                  p->port, detail);
         if (!p->down)
                 ORDO_LOG(WARN, "projection",
                          "msg=\"redis unavailable; batch to be retried\" "
                          "addr=%s:%d detail=\"%s\"",
-                         p->host, p->port, detail);
+                         p->host, p->port,
+                         ordo_log_quote(q, sizeof(q), detail));
         p->down = 1;
         return ORDO_ERR_UNAVAILABLE;
 }

@@ -46,13 +46,17 @@ void ordo_topic_name(const ordo_config_t *conf, ordo_topic_t t, char *buf,
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf) {
+        char q[1024];
         (void)rk;
         if (level <= 3)
-                ORDO_LOG(ERROR, "kafka", "fac=%s msg=\"%s\"", fac, buf);
+                ORDO_LOG(ERROR, "kafka", "fac=%s msg=\"%s\"", fac,
+                         ordo_log_quote(q, sizeof(q), buf));
         else if (level <= 4)
-                ORDO_LOG(WARN, "kafka", "fac=%s msg=\"%s\"", fac, buf);
+                ORDO_LOG(WARN, "kafka", "fac=%s msg=\"%s\"", fac,
+                         ordo_log_quote(q, sizeof(q), buf));
         else
-                ORDO_LOG(DEBUG, "kafka", "fac=%s msg=\"%s\"", fac, buf);
+                ORDO_LOG(DEBUG, "kafka", "fac=%s msg=\"%s\"", fac,
+                         ordo_log_quote(q, sizeof(q), buf));
 }
 
 typedef struct {

@@ -24,6 +24,39 @@ int ordo_log_level_parse(const char *s, ordo_log_level_t *level) {
         return -1;
 }
 
+const char *ordo_log_quote(char *out, size_t out_size, const char *s) {
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0;
+
+        if (!out_size)
+                return out;
+        for (; s && *s; s++) {
+                unsigned char c = (unsigned char)*s;
+                char esc[4];
+                size_t n = 0;
+
+                if (c == '"' || c == '\\') {
+                        esc[n++] = '\\';
+                        esc[n++] = (char)c;
+                } else if (c == '\n' || c == '\t') {
+                        esc[n++] = '\\';
+                        esc[n++] = c == '\n' ? 'n' : 't';
+                } else if (c < 0x20 || c == 0x7f) {
+                        esc[n++] = '\\';
+                        esc[n++] = 'x';
+                        esc[n++] = hex[c >> 4];
+                        esc[n++] = hex[c & 15];
+                } else
+                        esc[n++] = (char)c;
+                if (o + n >= out_size)
+                        break;
+                memcpy(out + o, esc, n);
+                o += n;
+        }
+        out[o] = '\0';
+        return out;
+}
+
 void ordo__log(ordo_log_level_t level, const char *component, const char *fmt,
                ...) {
         char line[2048], ts[32];

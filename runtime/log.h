@@ -5,6 +5,8 @@
 #ifndef ORDO_LOG_H
 #define ORDO_LOG_H
 
+#include <stddef.h>
+
 typedef enum {
         ORDO_LOG_ERROR = 0,
         ORDO_LOG_WARN = 1,
@@ -17,6 +19,12 @@ extern ordo_log_level_t ordo__log_level;
 void ordo_log_set_level(ordo_log_level_t level);
 /* "error", "warn", "info", "debug"; returns -1 if unknown. */
 int ordo_log_level_parse(const char *s, ordo_log_level_t *level);
+
+/* s made safe for a quoted log value ("...%s..."): backslash and double
+ * quote escaped, control bytes as \n, \t or \xNN, so that a value
+ * taken from input (an id, a store's or a library's message) cannot end
+ * the value early or split the line. Truncated to fit; returns out. */
+const char *ordo_log_quote(char *out, size_t out_size, const char *s);
 
 void ordo__log(ordo_log_level_t level, const char *component, const char *fmt,
                ...) __attribute__((format(printf, 3, 4)));

@@ -30,8 +30,10 @@ static void *stage_main(void *arg) {
                                 r->errstr, sizeof(r->errstr));
         ordo_health_stop(r->stage->name, r->err);
         if (r->err) {
+                char q[1024];
                 ORDO_LOG(ERROR, r->stage->name,
-                         "msg=\"stage failed\" error=\"%s\"", r->errstr);
+                         "msg=\"stage failed\" error=\"%s\"",
+                         ordo_log_quote(q, sizeof(q), r->errstr));
                 /* One failed stage stops the process: a supervisor
                  * restarts it whole, and exactly-once makes that safe. */
                 ordo_stop = 1;
