@@ -5,6 +5,7 @@
  */
 #include "project.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +361,18 @@ static void take_message(loop_t *lp, size_t i) {
         lp->msg_of[lp->k++] = i;
 }
 
+/* How long ago the batch's oldest event was written (its CreateTime),
+ * now that the batch is applied: where a read model's delay is spent. */
+static int64_t oldest_age_ms(const loop_t *lp) {
+        int64_t oldest = INT64_MAX, ts;
+        size_t i;
+        for (i = 0; i < lp->n; i++)
+                if ((ts = rd_kafka_message_timestamp(lp->rkms[i], NULL)) >= 0 &&
+                    ts < oldest)
+                        oldest = ts;
+        return oldest == INT64_MAX ? -1 : ordo_wall_ms() - oldest;
+}
+
 static void log_counts(const loop_t *lp, const char *what) {
         ORDO_LOG(INFO, lp->which,
                  "msg=%s applied=%lld skipped=%lld parked=%lld", what,
@@ -411,6 +424,13 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                                  "stopped while the store was unavailable");
                         break;
                 }
+                if (lp->k)
+                        ORDO_LOG(DEBUG, lp->which,
+                                 "msg=batch events=%zu apply_ms=%lld "
+                                 "oldest_age_ms=%lld",
+                                 lp->k,
+                                 (long long)(ordo_monotonic_ms() - last_write),
+                                 (long long)oldest_age_ms(lp));
                 if (lp->n)
                         commit_batch(lp->consumer, lp->which, lp->rkms, lp->n);
                 for (i = 0; i < lp->k; i++)
