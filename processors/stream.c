@@ -446,6 +446,8 @@ static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                 decide_range(p, msgs, 0, n);
         }
         t = ordo_monotonic_ms();
+        p->commit.inputs = n;
+        p->commit.outputs = p->outbox.n;
         ordo__outbox_flush(p);
         p->stats->produce_ms += ordo_monotonic_ms() - t;
         if (p->produce_err) {
