@@ -13,7 +13,7 @@ counts.
 The broker must have been started with JMX on, e.g.
 
     infra/stack down
-    ORDO_KAFKA_JVM_OPTS="-Dcom.sun.management.jmxremote.port=9999 \\
+    ORDO_STACK_KAFKA_JVM_OPTS="-Dcom.sun.management.jmxremote.port=9999 \\
       -Dcom.sun.management.jmxremote.host=127.0.0.1 \\
       -Djava.rmi.server.hostname=127.0.0.1 \\
       -Dcom.sun.management.jmxremote.authenticate=false \\
