@@ -14,6 +14,10 @@ static const char *skip_ws(const char *p, const char *end) {
         return p;
 }
 
+int ordo_json_blank(const char *buf, size_t len) {
+        return skip_ws(buf, buf + len) == buf + len;
+}
+
 /* p at an opening quote: a string of printable ASCII without escapes.
  * Returns the byte after the closing quote, or NULL. */
 static const char *plain_string(const char *p, const char *end, const char **s,

@@ -22,6 +22,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* 1 if buf[0..len) holds only JSON whitespace (space, tab, CR, LF). */
+int ordo_json_blank(const char *buf, size_t len);
+
 /* The object in buf[0..len) as a new jansson tree (the caller decrefs it),
  * or NULL when the fast path does not take this input. */
 json_t *ordo_json_flat_parse(const char *buf, size_t len);

@@ -17,6 +17,7 @@
 #include "admit.h"
 #include "codec.h"
 #include "commands.h"
+#include "json_flat.h"
 #include "kafka.h"
 #include "lines.h"
 #include "send.h"
@@ -162,14 +163,6 @@ static void close_input(input_t *in) {
         ordo_lines_fini(&in->lines);
 }
 
-static int blank(const char *s, size_t n) {
-        size_t i;
-        for (i = 0; i < n; i++)
-                if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-                        return 0;
-        return 1;
-}
-
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         const char *path = NULL, *line;
         int dry_run = 0, i, rc = 0, read_errno = 0;
@@ -251,7 +244,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 }
                 while (k && line[k - 1] == '\r')
                         k--;
-                if (blank(line, len))
+                if (ordo_json_blank(line, len))
                         continue;
                 stats.read++;
                 err = ordo_admit(&ids, line, k, &opts, ordo_wall_ms(), &m,

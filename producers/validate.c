@@ -370,14 +370,6 @@ static ordo_err_t check_fields(fault_ctx_t *c, json_t *root,
         return ORDO_ERR_OK;
 }
 
-static int blank(const char *s, size_t len) {
-        size_t i;
-        for (i = 0; i < len; i++)
-                if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-                        return 0;
-        return 1;
-}
-
 ordo_err_t ordo_validate_command(const char *json, size_t len,
                                  const ordo_validate_opts_t *opts,
                                  ordo_msg_t *out, ordo_field_fault_t *fault,
@@ -402,7 +394,7 @@ ordo_err_t ordo_validate_command(const char *json, size_t len,
                 return fail(&c, ORDO_ERR_OVERSIZE, "", "TOO_LARGE",
                             "command is %zu bytes, at most %d", len,
                             ORDO_COMMAND_MAX_BYTES);
-        if (blank(json, len))
+        if (ordo_json_blank(json, len))
                 return fail(&c, ORDO_ERR_PARSE, "", "NOT_JSON",
                             "not JSON: empty input");
         /* the common shape without jansson's lexer; the rest, and every
