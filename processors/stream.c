@@ -131,15 +131,8 @@ static void emit(void *opaque, const ordo_msg_t *m) {
 
 static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                         const char *reason) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-        char part[16], off[32], q[1024];
-        snprintf(part, sizeof(part), "%d", (int)rkm->partition);
-        snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
-        rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
-        rd_kafka_header_add(h, "ordo.source.topic", -1,
-                            rd_kafka_topic_name(rkm->rkt), -1);
-        rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
-        rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
+        rd_kafka_headers_t *h = ordo_dead_letter_headers(rkm, reason, NULL);
+        char q[1024];
         ORDO_LOG(WARN, p->def->name,
                  "msg=dead-letter topic=%s partition=%d offset=%lld "
                  "reason=\"%s\"",

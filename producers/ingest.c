@@ -45,6 +45,7 @@
 #include "budget.h"
 #include "codec.h"
 #include "hmac.h"
+#include "json_flat.h"
 #include "kafka.h"
 #include "kafka_io.h"
 #include "keys.h"
@@ -609,9 +610,7 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
                 k = n;
                 while (k && s[k - 1] == '\r')
                         k--;
-                for (i = 0; i < k && strchr(" \t", s[i]); i++)
-                        ;
-                if (i == k)
+                if (ordo_json_blank(s, k))
                         continue; /* blank lines are skipped */
                 l = &r->lines[r->n_lines++];
                 l->req = r;

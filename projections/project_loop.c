@@ -55,16 +55,13 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  const char *reason) {
         loop_t *s = opaque;
         const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
-        char part[16], off[32], stage[32], q[1024];
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        char stage[32], q[1024];
         ordo_kafka_out_t dl = { s->dead,    RD_KAFKA_PARTITION_UA,
                                 m->key,     m->key_len,
                                 m->payload, m->len,
-                                h,          NULL };
+                                NULL,       NULL };
         rd_kafka_resp_err_t kerr;
 
-        snprintf(part, sizeof(part), "%d", (int)m->partition);
-        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
         snprintf(stage, sizeof(stage), "project.%s", s->which);
         ORDO_LOG(ERROR, s->which,
                  "msg=\"event refused by the store, parked on dead-letters\" "
@@ -76,12 +73,7 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
         s->parked++;
         s->parked_batch++;
         ordo_metrics_dead_letter(s->which, "store_refused");
-        rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
-        rd_kafka_header_add(h, "ordo.stage", -1, stage, -1);
-        rd_kafka_header_add(h, "ordo.source.topic", -1,
-                            rd_kafka_topic_name(m->rkt), -1);
-        rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
-        rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
+        dl.hdrs = ordo_dead_letter_headers(m, reason, stage);
         /* waits for room rather than lose the letter to a full queue */
         kerr = ordo_kafka_produce(s->dlq, &dl, RD_KAFKA_MSG_F_COPY,
                                   ORDO_PRODUCE_WAIT);

@@ -32,19 +32,16 @@ typedef struct {
         int64_t printed, undecodable;
 } replay_opts_t;
 
+/* A header as a string ("" when missing), cut to fit buf. */
 static const char *header(const rd_kafka_message_t *m, const char *name,
                           char *buf, size_t size) {
-        rd_kafka_headers_t *h;
-        const void *v;
-        size_t n;
-        buf[0] = '\0';
-        if (!rd_kafka_message_headers(m, &h) &&
-            !rd_kafka_header_get_last(h, name, &v, &n) && v) {
-                if (n >= size)
-                        n = size - 1;
+        size_t n = 0;
+        const void *v = ordo_kafka_header(m, name, &n);
+        if (n >= size)
+                n = size - 1;
+        if (v)
                 memcpy(buf, v, n);
-                buf[n] = '\0';
-        }
+        buf[v ? n : 0] = '\0';
         return buf;
 }
 

@@ -266,3 +266,30 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
                 rd_kafka_headers_destroy(m->hdrs);
         return err;
 }
+
+rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
+                                             const char *reason,
+                                             const char *stage) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        char part[16], off[32];
+        snprintf(part, sizeof(part), "%d", (int)source->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)source->offset);
+        rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
+        if (stage)
+                rd_kafka_header_add(h, "ordo.stage", -1, stage, -1);
+        rd_kafka_header_add(h, "ordo.source.topic", -1,
+                            rd_kafka_topic_name(source->rkt), -1);
+        rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
+        return h;
+}
+
+const void *ordo_kafka_header(const rd_kafka_message_t *m, const char *name,
+                              size_t *len) {
+        rd_kafka_headers_t *h;
+        const void *v;
+        if (rd_kafka_message_headers(m, &h) ||
+            rd_kafka_header_get_last(h, name, &v, len) || !v)
+                return NULL;
+        return v;
+}

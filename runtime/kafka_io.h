@@ -2,7 +2,8 @@
  * ordo - reading and writing Kafka, written once for every stage and
  * tool (docs/decisions/0020): a partition's stable end, reading a
  * partition up to an end, consuming a batch, producing with
- * back-pressure. kafka.h makes the clients; this is what they do.
+ * back-pressure, a dead letter's headers. kafka.h makes the clients;
+ * this is what they do.
  */
 #ifndef ORDO_KAFKA_IO_H
 #define ORDO_KAFKA_IO_H
@@ -137,5 +138,21 @@ typedef struct ordo_kafka_out_s {
 rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
                                        const ordo_kafka_out_t *m, int msgflags,
                                        int wait_ms);
+
+/* ---- a dead letter's headers -------------------------------------------- */
+
+/* Why a message went to dead-letters and where it was read, in the
+ * headers every reader of that topic expects (operating.md): ordo.error,
+ * ordo.stage (the projection that parked an event; NULL for a processor,
+ * whose letters are input it could not decode), ordo.source.topic,
+ * ordo.source.partition, ordo.source.offset. */
+rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
+                                             const char *reason,
+                                             const char *stage);
+
+/* m's last header called name: its bytes, not NUL-terminated, and their
+ * length in *len; NULL when m has no such header (or a null one). */
+const void *ordo_kafka_header(const rd_kafka_message_t *m, const char *name,
+                              size_t *len);
 
 #endif

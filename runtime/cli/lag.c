@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "stages.h"
 
@@ -220,33 +221,29 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
 #define DEAD_SCAN_MAX 100000 /* dead letters read per `ordo lag`, at most */
 
 /* A header's value, or "?" when it is missing. */
-static const char *header(rd_kafka_headers_t *h, const char *name, int *len) {
-        const void *v;
+static const char *header(const rd_kafka_message_t *m, const char *name,
+                          int *len) {
         size_t n;
-        if (rd_kafka_header_get_last(h, name, &v, &n) || !v) {
-                *len = 1;
-                return "?";
-        }
-        *len = (int)n;
-        return v;
+        const char *v = ordo_kafka_header(m, name, &n);
+        *len = v ? (int)n : 1;
+        return v ? v : "?";
 }
 
 /* "project.mongo: order-events [3] offset 17: <why> (dead-letters offset
  * 5)": the event the store refused, where to find it in its own topic. */
-static void describe_parked(rd_kafka_headers_t *h, const void *stage,
-                            size_t stage_len, int64_t dead_offset, char *out,
-                            size_t out_size) {
+static void describe_parked(const rd_kafka_message_t *dead, const void *stage,
+                            size_t stage_len, char *out, size_t out_size) {
         int tl, pl, ol, wl;
-        const char *topic = header(h, "ordo.source.topic", &tl);
-        const char *part = header(h, "ordo.source.partition", &pl);
-        const char *off = header(h, "ordo.source.offset", &ol);
-        const char *why = header(h, "ordo.error", &wl);
+        const char *topic = header(dead, "ordo.source.topic", &tl);
+        const char *part = header(dead, "ordo.source.partition", &pl);
+        const char *off = header(dead, "ordo.source.offset", &ol);
+        const char *why = header(dead, "ordo.error", &wl);
 
         snprintf(out, out_size,
                  "%.*s: %.*s [%.*s] offset %.*s: %.*s (dead-letters offset "
                  "%lld)",
                  (int)stage_len, (const char *)stage, tl, topic, pl, part, ol,
-                 off, wl, why, (long long)dead_offset);
+                 off, wl, why, (long long)dead->offset);
 }
 
 /* The dead-letters topic, counted by the stage that wrote them (header
@@ -274,7 +271,6 @@ static void dead_letters(lag_t *l, FILE *out) {
                 while (idle < 20 && seen < DEAD_SCAN_MAX) {
                         rd_kafka_message_t *m =
                             rd_kafka_consumer_poll(l->probe, 100);
-                        rd_kafka_headers_t *h;
                         const void *v;
                         size_t len;
                         int stop;
@@ -286,9 +282,8 @@ static void dead_letters(lag_t *l, FILE *out) {
                                (!m->err && m->offset + 1 >= hi);
                         if (!m->err) {
                                 seen++;
-                                if (rd_kafka_message_headers(m, &h) ||
-                                    rd_kafka_header_get_last(h, "ordo.stage",
-                                                             &v, &len))
+                                if (!(v = ordo_kafka_header(m, "ordo.stage",
+                                                            &len)))
                                         n_proc++;
                                 else {
                                         if (len == 13 &&
@@ -296,8 +291,8 @@ static void dead_letters(lag_t *l, FILE *out) {
                                                 n_mongo++;
                                         else
                                                 n_redis++;
-                                        describe_parked(h, v, len, m->offset,
-                                                        last, sizeof(last));
+                                        describe_parked(m, v, len, last,
+                                                        sizeof(last));
                                 }
                         }
                         rd_kafka_message_destroy(m);
