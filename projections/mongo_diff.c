@@ -143,7 +143,7 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
         bson_error_t e;
         size_t i;
 
-        mongoc_init();
+        ordo_mongo_init();
         uri = mongoc_uri_new_with_error(uri_str, &e);
         if (!uri) {
                 snprintf(errstr, errstr_size, "mongo: %s", e.message);

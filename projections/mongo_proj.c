@@ -31,10 +31,13 @@
 #include "projection.h"
 
 #include <mongoc/mongoc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -196,6 +199,48 @@ static void default_opt(mongoc_uri_t *uri, const char *key, int32_t v) {
                 mongoc_uri_set_option_as_int32(uri, key, v);
 }
 
+/* libmongoc's own log lines as ordo's (key=value, the configured
+ * level), not in its format on stderr. */
+static void on_mongoc_log(mongoc_log_level_t level, const char *domain,
+                          const char *message, void *opaque) {
+        char q[1024];
+        (void)opaque;
+        /* FerretDB has no endSessions, which mongoc sends as a client
+         * closes: nothing is lost, say so only when asked */
+        if (strstr(message, "\"endSessions\""))
+                level = MONGOC_LOG_LEVEL_DEBUG;
+        ordo_log_quote(q, sizeof(q), message);
+        switch (level) {
+        case MONGOC_LOG_LEVEL_ERROR:
+        case MONGOC_LOG_LEVEL_CRITICAL:
+                ORDO_LOG(ERROR, "mongoc", "domain=%s msg=\"%s\"", domain, q);
+                break;
+        case MONGOC_LOG_LEVEL_WARNING:
+                ORDO_LOG(WARN, "mongoc", "domain=%s msg=\"%s\"", domain, q);
+                break;
+        case MONGOC_LOG_LEVEL_MESSAGE:
+        case MONGOC_LOG_LEVEL_INFO:
+                ORDO_LOG(INFO, "mongoc", "domain=%s msg=\"%s\"", domain, q);
+                break;
+        default:
+                ORDO_LOG(DEBUG, "mongoc", "domain=%s msg=\"%s\"", domain, q);
+        }
+}
+
+static void mongo_init_once(void) {
+        char name[32];
+        mongoc_log_set_handler(on_mongoc_log, NULL);
+        mongoc_init();
+        /* libmongoc's name for it (mongoc-counters.c) */
+        snprintf(name, sizeof(name), "/mongoc-%u", (unsigned)getpid());
+        shm_unlink(name);
+}
+
+void ordo_mongo_init(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, mongo_init_once);
+}
+
 ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                                        char *errstr, size_t errstr_size) {
         ordo_mongo_proj_t *p;
@@ -207,7 +252,7 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                 snprintf(errstr, errstr_size, "mongo: uri and db required");
                 return NULL;
         }
-        mongoc_init(); /* once per process, guarded inside mongoc */
+        ordo_mongo_init();
         uri = mongoc_uri_new_with_error(uri_str, &e);
         if (!uri) {
                 snprintf(errstr, errstr_size, "mongo: bad uri \"%s\": %s",
@@ -1161,7 +1206,7 @@ static mongoc_client_t *mongo_connect(const char *uri_str, char *errstr,
         bson_error_t e;
         mongoc_uri_t *uri;
         mongoc_client_t *client;
-        mongoc_init();
+        ordo_mongo_init();
         uri = mongoc_uri_new_with_error(uri_str, &e);
         if (!uri) {
                 snprintf(errstr, errstr_size, "mongo: %s", e.message);

@@ -55,6 +55,15 @@ typedef struct ordo_event_rec_s {
 
 typedef struct ordo_mongo_proj_s ordo_mongo_proj_t;
 
+/* libmongoc's once-per-process set-up; every function here calls it.
+ * Debian's libmongoc initialises itself as it is loaded, and its
+ * performance counters live in /dev/shm/mongoc-PID, removed by its
+ * clean-up at a normal exit only: each killed process (SIGKILL, a crash
+ * loop, the OOM killer) left 4 KB there, and a later process given the
+ * same PID logged "Falling back to malloc for counters". ordo reads no
+ * counters, so the file is removed at once; the mapping stays valid. */
+void ordo_mongo_init(void);
+
 /* uri e.g. "mongodb://127.0.0.1:27017", db e.g. "ordo". Creates the
  * indexes a front end needs (orders by user_id+status, by activity_id;
  * commissions by beneficiary_id; referrals by parent_id). If the server

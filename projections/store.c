@@ -13,6 +13,10 @@
 #include "log.h"
 #include "redis_conn.h"
 
+void ordo_stores_init(void) {
+        ordo_mongo_init();
+}
+
 const char *ordo_store_target_key(const char *which) {
         return strcmp(which, "mongo") ? "redis.prefix" : "mongo.db";
 }

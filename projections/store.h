@@ -19,6 +19,11 @@ typedef struct ordo_store_s {
         ordo_redis_proj_t *redis;
 } ordo_store_t;
 
+/* The stores' libraries' once-per-process set-up (each store also does
+ * it on first use): a process that uses no store leaves nothing behind
+ * when killed (ordo_mongo_init). */
+void ordo_stores_init(void);
+
 /* The configuration key that names which's live target: "mongo.db" or
  * "redis.prefix". */
 const char *ordo_store_target_key(const char *which);

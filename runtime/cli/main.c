@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "store.h"
 
 volatile sig_atomic_t ordo_stop = 0;
 
@@ -209,6 +210,7 @@ int main(int argc, char **argv) {
                 rc = n_rest ? 0 : 2;
                 goto out;
         }
+        ordo_stores_init();
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
         signal(SIGPIPE, SIG_IGN);

@@ -1120,7 +1120,7 @@ static void mongo_setup(void) {
         bson_error_t e;
         bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
 
-        mongoc_init();
+        ordo_mongo_init();
         mc = mongoc_client_new(mongo_uri());
         cr_assert(mc, "bad ORDO_MONGO_URI %s", mongo_uri());
         cr_assert(
