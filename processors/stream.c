@@ -840,9 +840,10 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         else if (err)
                                 break;
                 }
-                if (lost) {
+                if (lost && !*stop) {
                         /* Kafka Streams' "task migrated": rejoin, never
-                         * exit (a supervisor would only do the same). */
+                         * exit (a supervisor would only do the same);
+                         * not when stopping: close_clients ends them. */
                         do
                                 err = rejoin(&p, ++rejoins_in_a_row);
                         while ((err == ORDO_ERR_KAFKA ||

@@ -178,7 +178,11 @@ void ordo__commit_start(ordo__proc_t *p,
         c->pending = 1;
         c->threaded =
             p->pipelined && pthread_create(&c->thread, NULL, end_batch, p) == 0;
-        if (!c->threaded)
+        if (c->threaded) {
+                char name[16]; /* the kernel's limit, with its NUL */
+                snprintf(name, sizeof(name), "txn:%s", p->def->name);
+                pthread_setname_np(c->thread, name);
+        } else
                 end_batch(p);
 }
 

@@ -55,6 +55,10 @@ static const key_def_t known[] = {
           "processors: snapshot a partition's state after this many new "
           "events; 0: never write or read snapshots (restore from the "
           "start)" },
+        { "stop.timeout.ms", INT, "30000",
+          "ordo run, process, project: once stopping (SIGTERM, SIGINT, or a "
+          "failed stage), exit with status 1 if a stage has not stopped "
+          "within this many ms; 0: wait for ever (docs/operating.md)" },
         { "tick.interval.ms", INT, "1000",
           "order processor: write a Tick stamped with the wall clock to each "
           "partition it owns this often, in ms; 0: off (batch runs with "
@@ -146,6 +150,7 @@ static const struct {
         { "projection.batch.max", 1, 1000000 },
         { "processing.pipeline", 0, 1 },
         { "snapshot.events", 0, INT64_MAX },
+        { "stop.timeout.ms", 0, 86400000 },
         { "tick.interval.ms", 0, 86400000 },
         { "redis.port", 1, 65535 },
         { "redis.db", 0, INT32_MAX },

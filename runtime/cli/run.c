@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "log.h"
 #include "metrics.h"
@@ -19,10 +22,15 @@ typedef struct {
         ordo_err_t err;
         char errstr[512];
         pthread_t thread;
+        int joined;
 } running_t;
 
 static void *stage_main(void *arg) {
         running_t *r = arg;
+        char name[16]; /* the kernel's limit, with its NUL */
+        /* "ordo:redis" in top -H, perf and /proc/PID/task/TID/comm */
+        snprintf(name, sizeof(name), "ordo:%s", r->stage->name);
+        pthread_setname_np(pthread_self(), name);
         ordo_health_start(r->stage->name);
         ordo_metrics_stage_start(r->stage->name,
                                  r->stage->kind == ORDO_STAGE_PROCESSOR);
@@ -39,6 +47,68 @@ static void *stage_main(void *arg) {
                 ordo_stop = 1;
         }
         return NULL;
+}
+
+/* Exits the process, status 1, naming the stages still running
+ * stop_ms after the stop: exactly-once makes it as safe as a SIGKILL,
+ * and a supervisor gets its process back. */
+static void give_up(const running_t *run, size_t n, int64_t stop_ms) {
+        char stuck[256] = "";
+        size_t i, len = 0;
+        for (i = 0; i < n; i++)
+                if (!run[i].joined && len < sizeof(stuck))
+                        len += (size_t)snprintf(
+                            stuck + len, sizeof(stuck) - len, "%s%s",
+                            len ? "," : "", run[i].stage->name);
+        ORDO_LOG(ERROR, "run",
+                 "msg=\"stages did not stop in time; exiting\" stages=%s "
+                 "stop_timeout_ms=%lld",
+                 stuck, (long long)stop_ms);
+        fprintf(stderr,
+                "ordo: %s did not stop within %lld ms (stop.timeout.ms); "
+                "exiting\n",
+                stuck, (long long)stop_ms);
+        fflush(NULL);
+        /* not exit(): the libraries' clean-up would run under the stages
+         * still using them */
+        _exit(1);
+}
+
+/* Waits for every stage. Once the process is stopping, each has
+ * stop_ms to finish (0: for ever): a stage can hang in librdkafka's
+ * rd_kafka_destroy, which waits for ever when a topic it reads was
+ * deleted under it (librdkafka issues 3007, 4362). 1 when a stage
+ * failed. */
+static int join_stages(running_t *run, size_t n, int64_t stop_ms) {
+        const struct timespec step = { 0, 50 * 1000000L };
+        int64_t stopping_since = -1;
+        size_t left = n, i;
+        int failed = 0;
+
+        while (left) {
+                for (i = 0; i < n; i++) {
+                        if (run[i].joined ||
+                            pthread_tryjoin_np(run[i].thread, NULL))
+                                continue;
+                        run[i].joined = 1;
+                        left--;
+                        if (run[i].err) {
+                                fprintf(stderr, "ordo: %s\n", run[i].errstr);
+                                failed = 1;
+                        }
+                }
+                if (!left)
+                        break;
+                if (ordo_stop && stop_ms > 0) {
+                        if (stopping_since < 0)
+                                stopping_since = ordo_monotonic_ms();
+                        else if (ordo_monotonic_ms() - stopping_since >=
+                                 stop_ms)
+                                give_up(run, n, stop_ms);
+                }
+                nanosleep(&step, NULL);
+        }
+        return failed;
 }
 
 /* metrics_auto: the address metrics.listen "auto" stands for. */
@@ -74,13 +144,8 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
                         break;
                 }
         }
-        for (i = 0; i < n; i++) {
-                pthread_join(run[i].thread, NULL);
-                if (run[i].err) {
-                        fprintf(stderr, "ordo: %s\n", run[i].errstr);
-                        rc = 1;
-                }
-        }
+        if (join_stages(run, n, ordo_config_get_int(conf, "stop.timeout.ms")))
+                rc = 1;
         ordo_metrics_server_stop(metrics);
         free(run);
         return rc;
@@ -101,7 +166,9 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
                        "timestamps). A processor\nthat loses its partitions "
                        "to a Kafka error rejoins by itself; a stage that\n"
                        "fails otherwise (configuration) stops the process "
-                       "with a non-zero status.\n"
+                       "with a non-zero status.\nA stage still running "
+                       "stop.timeout.ms (30 s) after the stop ends the "
+                       "process\nwith status 1.\n"
                        "Prometheus /metrics and /healthz on metrics.listen "
                        "(auto: 127.0.0.1:9464;\nempty: off).\n");
                 return 0;
