@@ -775,11 +775,6 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 int tick, lost = 0, overlap;
                 if (p.consumer) /* NULL only while rejoining */
                         ordo_metrics_poll(def->name, p.consumer);
-                if ((err = ordo__join_follow(&p))) {
-                        if (err != ORDO_ERR_KAFKA)
-                                break;
-                        lost = 1;
-                }
                 /* A snapshot due waits for the commit in flight: it saves
                  * the state of committed events only. */
                 overlap =

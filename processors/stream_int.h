@@ -207,13 +207,13 @@ ordo_err_t ordo__load_snapshot(ordo__proc_t *p, int32_t q, int64_t events_end,
                                ordo__snap_meta_t *meta);
 
 /* stream_join.c: the definition's join, if it has one (else these do
- * nothing): open and close its follower; read the joined topic to its
- * end (before a batch), or, before deciding, first wait for its writer
- * to catch up with its input and then read to the stable end; bind what
- * was read into a restored state. */
+ * nothing): open and close its follower; before deciding a run of
+ * inputs, read the joined topic to its end, or, with a writer, first
+ * wait for it to catch up with its input and then read to the stable
+ * end (only for a run that holds the join's reader type); bind what was
+ * read into a restored state. */
 ordo_err_t ordo__join_open(ordo__proc_t *p);
 void ordo__join_close(ordo__proc_t *p);
-ordo_err_t ordo__join_follow(ordo__proc_t *p);
 ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                size_t n);
 void ordo__join_seed(ordo__proc_t *p, void *state);

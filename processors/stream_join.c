@@ -117,9 +117,11 @@ static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
         return err;
 }
 
-/* Before each batch: the joined topic up to its last stable offset as of
- * now (not only what happened to be prefetched). */
-ordo_err_t ordo__join_follow(ordo__proc_t *p) {
+/* The joined topic up to its last stable offset as of now (not only
+ * what happened to be prefetched). Read only before deciding: not at
+ * every turn of the loop, which asked the broker for the end 50 times a
+ * second while idle (batch.ms). */
+static ordo_err_t follow(ordo__proc_t *p) {
         ordo__join_t *j = &p->join;
         int64_t lo, end;
         ordo_err_t err;
@@ -214,7 +216,7 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
         if (!j->rk || !n)
                 return ORDO_ERR_OK;
         if (!j->writer)
-                return ordo__join_follow(p);
+                return follow(p);
         if (!reads_join(p, msgs, n))
                 return ORDO_ERR_OK;
         if ((err = writer_caught_up(p, &writer_end)))
@@ -227,7 +229,7 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
         err = ordo_kafka_stable_end(j->rk, p->watermarks, j->topic, 0, &opts,
                                     &lo, &end, p->errstr, sizeof(p->errstr));
         if (err == ORDO_ERR_TIMEOUT)
-                return ordo__join_follow(p);
+                return follow(p);
         if (!err && !(err = read_to(p, end)) &&
             j->writer_committed >= writer_end)
                 j->caught_up_to = writer_end;
