@@ -1252,6 +1252,24 @@ class SingleRun:
         return finish(self.ordo, self.results, self.mongo, self.r, keep)
 
 
+def wait_for_text(path, text, timeout):
+    """True once the file at path holds text, False after timeout s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path) as f:
+            if text in f.read():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def print_tails(paths, lines=15):
+    """The last lines of each log, for a failed check."""
+    for path in paths:
+        with open(path) as f:
+            print("  %s tail:\n%s" % (path, "".join(f.readlines()[-lines:])))
+
+
 def synthesis(results):
     """Criterion's closing line for [(name, passed)]; the exit status."""
     failing = [n for n, ok in results if not ok]

@@ -28,16 +28,6 @@ STOP_MS = 3000
 MARGIN_S = 10  # the bound, plus the time of a stop that goes well
 
 
-def wait_for(path, text, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with open(path) as f:
-            if text in f.read():
-                return True
-        time.sleep(0.1)
-    return False
-
-
 def stop_and_time(proc, timeout):
     """SIGTERM; seconds until the process ended, or None after timeout."""
     t0 = time.monotonic()
@@ -79,7 +69,7 @@ def main():
 
     try:
         tag, path, proc = start("deleted")
-        check("assigned", wait_for(path, "stage=order msg=assigned", 60))
+        check("assigned", E.wait_for_text(path, "stage=order msg=assigned", 60))
         E.drop_kafka(tag)
         # long enough for the stages to meet the missing topics (the
         # order stage's Ticks time out, the join's reads fail)
@@ -100,7 +90,7 @@ def main():
 
         tag, path, proc = start("plain")
         check("plain run assigned",
-              wait_for(path, "stage=order msg=assigned", 60))
+              E.wait_for_text(path, "stage=order msg=assigned", 60))
         took = stop_and_time(proc, 30)
         check("plain run: stopped, status 0",
               took is not None and proc.returncode == 0,
@@ -116,10 +106,7 @@ def main():
                 p.kill()
                 p.wait()
         if any(not ok for _, ok in results):
-            for path in logs:
-                with open(path) as f:
-                    print("  %s tail:\n%s" % (path, "".join(
-                        f.readlines()[-15:])))
+            E.print_tails(logs)
         if not args.keep:
             for tag in tags:
                 E.drop_kafka(tag)

@@ -22,16 +22,6 @@ import time
 import test_e2e as E
 
 
-def wait_for(path, text, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with open(path) as f:
-            if text in f.read():
-                return True
-        time.sleep(0.1)
-    return False
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
@@ -59,7 +49,7 @@ def main():
 
     try:
         ordo.call("topics")
-        check("A assigned", wait_for(start("A"), "msg=assigned", 60))
+        check("A assigned", E.wait_for_text(start("A"), "msg=assigned", 60))
         start("B")
         deadline = time.time() + 90
         while time.time() < deadline and \
@@ -89,10 +79,7 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
         if any(not ok for _, ok in results):
-            for path in logs:
-                with open(path) as f:
-                    print("  %s tail:\n%s" % (path, "".join(
-                        f.readlines()[-15:])))
+            E.print_tails(logs)
         if not args.keep:
             E.cleanup(ordo, None, E.Redis(
                 os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
