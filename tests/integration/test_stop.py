@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="ordo-stop-")
-    results, procs, logs, tags = [], [], [], []
+    results, procs, logs, ordos = [], [], [], []
 
     def check(name, ok, detail=""):
         print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
@@ -55,8 +55,8 @@ def main():
 
     def start(name):
         tag = "e2estop%s%s" % (name, os.urandom(4).hex())
-        tags.append(tag)
         ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
+        ordos.append(ordo)
         path = os.path.join(workdir, "%s.log" % name)
         logs.append(path)
         procs.append(subprocess.Popen(
@@ -107,9 +107,14 @@ def main():
                 p.wait()
         if any(not ok for _, ok in results):
             E.print_tails(logs)
-        if not args.keep:
-            for tag in tags:
-                E.drop_kafka(tag)
+        if not args.keep:  # the mongo projection made a database
+            mongo = E.pymongo.MongoClient(os.environ.get(
+                "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"),
+                serverSelectionTimeoutMS=10000)
+            r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
+                        int(os.environ.get("ORDO_REDIS_PORT", "6379")))
+            for ordo in ordos:
+                E.cleanup(ordo, mongo, r)
     return E.synthesis(results)
 
 
