@@ -185,6 +185,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          parts->cnt);
                 rd_kafka_assign(rk, parts);
                 p->assigned = parts->cnt;
+                /* Tick the new partitions at once: timers that fell due
+                 * while nobody owned them fire now (decision 0008). */
+                p->next_tick = 0;
         } else {
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t part = parts->elems[i].partition;
@@ -350,14 +353,17 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
                                       NULL, m.meta.ts_ms);
 }
 
-/* A Tick stamped with the wall clock to each input partition we own.
- * It goes through the log like any command: the rules see it only when
- * they consume it, replay and reconcile see the same Ticks, and being
- * inside our transaction it is written only by the partition's current
- * owner (a fenced zombie's Ticks abort with its transaction). */
+/* A Tick stamped with the wall clock, less tick.lag.ms, to each input
+ * partition we own. It goes through the log like any command: the rules
+ * see it only when they consume it, replay and reconcile see the same
+ * Ticks, and being inside our transaction it is written only by the
+ * partition's current owner (a fenced zombie's Ticks abort with its
+ * transaction). The lag keeps a Tick from overtaking a command that the
+ * door stamped before it but that is still on its way to the log
+ * (decision 0028). */
 static void write_ticks(ordo__proc_t *p) {
         rd_kafka_topic_partition_list_t *a = NULL;
-        int64_t ts = ordo_wall_ms();
+        int64_t ts = ordo_wall_ms() - p->tick_lag;
         char id[128], err[256];
         ordo_msg_t m;
         size_t len;
@@ -738,6 +744,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 : 0;
         if (p.tick_every < 0)
                 p.tick_every = 0;
+        p.tick_lag = ordo_config_get_int(conf, "tick.lag.ms");
         p.at_least_once = !strcmp(ordo_config_get(conf, "processing.guarantee"),
                                   "at_least_once");
         p.pipelined = ordo_config_get_int(conf, "processing.pipeline") != 0;
@@ -765,8 +772,9 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 goto done;
         ORDO_LOG(INFO, def->name,
                  "msg=started input=%s events=%s group=%s tick_ms=%lld "
-                 "guarantee=%s pipelined=%d",
+                 "tick_lag_ms=%lld guarantee=%s pipelined=%d",
                  p.input, p.events, p.group, (long long)p.tick_every,
+                 (long long)p.tick_lag,
                  p.at_least_once ? "at_least_once" : "exactly_once",
                  p.pipelined);
 

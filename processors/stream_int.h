@@ -110,6 +110,7 @@ typedef struct ordo__proc_s {
         int n_states;
         int64_t snapshot_every; /* 0: no snapshots */
         int64_t tick_every;     /* ms; 0: no Ticks */
+        int64_t tick_lag;       /* ms the Ticks' time trails the wall clock */
         int64_t next_tick;      /* monotonic ms of the next Ticks */
         int assigned;           /* partitions assigned to us now */
         ordo_buf_t snap;        /* a snapshot being written or read */

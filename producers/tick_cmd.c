@@ -31,11 +31,14 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--ts MS   the Tick's ts_ms (default: now)\n\n"
-                       "Timers due at or before ts fire at their own "
-                       "deadlines, in deadline order.\nThe order processor "
-                       "also ticks by itself every tick.interval.ms;\n"
-                       "batch runs with old timestamps set it to 0 and "
-                       "send their own Ticks.\n");
+                       "Timers due by ts fire at their own deadlines, in "
+                       "deadline order (RULES.md:\na pay timeout once ts "
+                       "is past the deadline, auto-receipt and settlement "
+                       "from\nthe deadline on). The order processor also "
+                       "ticks by itself every\ntick.interval.ms, tick.lag.ms "
+                       "behind the wall clock; batch runs with old\n"
+                       "timestamps set tick.interval.ms=0 and send their "
+                       "own Ticks.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {

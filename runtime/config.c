@@ -63,6 +63,11 @@ static const key_def_t known[] = {
           "order processor: write a Tick stamped with the wall clock to each "
           "partition it owns this often, in ms; 0: off (batch runs with "
           "old timestamps send their own Ticks, docs/operating.md)" },
+        { "tick.lag.ms", INT, "1000",
+          "order processor: its Ticks are stamped this many ms behind the "
+          "wall clock, so that a command stamped just before a deadline "
+          "but still on its way to the log is decided before the Tick that "
+          "would fire the deadline (docs/decisions/0028)" },
         { "mongo.uri", STRING, "mongodb://127.0.0.1:27017",
           "MongoDB connection string" },
         { "mongo.db", STRING, "ordo", "MongoDB database of the read models" },
@@ -152,6 +157,7 @@ static const struct {
         { "snapshot.events", 0, INT64_MAX },
         { "stop.timeout.ms", 0, 86400000 },
         { "tick.interval.ms", 0, 86400000 },
+        { "tick.lag.ms", 0, 86400000 },
         { "redis.port", 1, 65535 },
         { "redis.db", 0, INT32_MAX },
         { "redis.rejected.ttl.s", 1, INT32_MAX },

@@ -8,7 +8,10 @@ the unit it held must go to the next buyer instead of SOLD_OUT. With
 tick.interval.ms=0 the order stays PENDING_PAYMENT (the test fails),
 which is what it guards against. Then `ordo wait` must return while the
 stage keeps ticking, and only once a command sent just before it is in
-Redis.
+Redis. Last, a payment stamped exactly at its order's deadline that
+reaches the log LATE_MS later (a door's queue) must still pay the order:
+the stage's Ticks trail the wall clock by tick.lag.ms (decision 0028);
+with -X tick.lag.ms=0 they overtake it and the order is CANCELLED.
 
     test_ticks.py ORDO_BINARY [--seed N]
 
@@ -26,6 +29,7 @@ import time
 import test_e2e as E
 
 PAY_TIMEOUT_MS = 2000
+LATE_MS = 500  # under tick.lag.ms's default, over tick.interval.ms
 
 
 def status(r, prefix, oid):
@@ -51,6 +55,9 @@ def main():
     ap.add_argument("--tick-ms", type=int, default=300,
                     help="tick.interval.ms of `ordo run` (0 shows the "
                     "failure this test guards against)")
+    ap.add_argument("--lag-ms", type=int, default=None,
+                    help="tick.lag.ms of `ordo run` (default: ordo's; 0 "
+                    "shows the late payment's failure)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
@@ -58,6 +65,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="ordo-ticks-")
     ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
     ordo.flags += ["-X", "tick.interval.ms=%d" % args.tick_ms]
+    if args.lag_ms is not None:
+        ordo.flags += ["-X", "tick.lag.ms=%d" % args.lag_ms]
     r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
                 int(os.environ.get("ORDO_REDIS_PORT", "6379")))
     results = []
@@ -109,6 +118,26 @@ def main():
         st = status(r, ordo.prefix, "o3")
         check("ordo wait waited for what was sent (o3 in Redis)",
               st == "REJECTED", "status %s" % st)
+        # A payment stamped at its order's deadline (on time: only ts >
+        # deadline times out), written to the log LATE_MS after it.
+        aid2 = aid + "b"
+        now = int(time.time() * 1000)
+        with open(path, "w") as f:
+            f.write(json.dumps(E.create(aid2, 500, 5, 1, now - 60000,
+                                        now + 3600000, now,
+                                        pay_timeout_ms=PAY_TIMEOUT_MS)) + "\n")
+            f.write(json.dumps(E.place("o4", aid2, "u4", 1, now)) + "\n")
+        ordo.call("produce", "--keep-ts", path)
+        ok, st = wait_status(r, ordo.prefix, "o4", "PENDING_PAYMENT", 30)
+        check("o4 placed", ok, "status %s" % st)
+        deadline = now + PAY_TIMEOUT_MS
+        time.sleep(max(0.0, (deadline + LATE_MS) / 1000.0 - time.time()))
+        with open(path, "w") as f:
+            f.write(json.dumps(E.pay("o4", "p4", 500, deadline)) + "\n")
+        ordo.call("produce", "--keep-ts", path)
+        ok, st = wait_status(r, ordo.prefix, "o4", "PAID", 15)
+        check("a payment at the deadline, %d ms on its way, pays o4" %
+              LATE_MS, ok, "status %s" % st)
         check("ordo run still running", ordo.alive())
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
