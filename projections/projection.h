@@ -147,8 +147,10 @@ int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
 ordo_err_t ordo_mongo_db_drop(const char *uri, const char *db, char *errstr,
                               size_t errstr_size);
 /* Deletes every key of the prefix and its guard keys ("{<prefix>..."),
- * connecting as configured (redis_conn.h),
- * the prefix matched literally (at most 64 bytes). */
+ * connecting as configured (redis_conn.h), the prefix matched literally
+ * (at most 64 bytes). When a key under it is not a read model's
+ * (ordo__redis_key_is_ours), nothing is deleted: ORDO_ERR_INVALID_ARG,
+ * naming it. */
 ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                                   char *errstr, size_t errstr_size);
 /* Where a diff of two targets reports (store.h: ordo_store_diff). */
@@ -175,5 +177,9 @@ ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
 /* Escapes glob characters for a Redis SCAN MATCH pattern; out must hold
  * 2 * strlen(s) + 1 bytes. */
 void ordo__redis_glob_escape(const char *s, char *out);
+/* 1 when key (len bytes) is one of the read model's under prefix:
+ * <prefix>stock:ID, order:ID, earnings:USER, leaderboard:settled, or a
+ * guard {<prefix>stock:ID}:version, {<prefix>earnings:USER}:offsets. */
+int ordo__redis_key_is_ours(const char *prefix, const char *key, size_t len);
 
 #endif

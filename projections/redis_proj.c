@@ -1232,15 +1232,65 @@ static int found_any(redisContext *c, redisReply *keys, void *opaque) {
         return 1;
 }
 
-static int delete_keys(redisContext *c, redisReply *keys, void *opaque) {
-        size_t i;
-        for (i = 0; i < keys->elements; i++)
-                redisAppendCommand(c, "UNLINK %b", keys->element[i]->str,
-                                   (size_t)keys->element[i]->len);
+static int ends_with(const char *s, size_t len, const char *end) {
+        size_t n = strlen(end);
+        return len >= n && !memcmp(s + len - n, end, n);
+}
+
+int ordo__redis_key_is_ours(const char *prefix, const char *key, size_t len) {
+        size_t plen = strlen(prefix);
+        const char *rest;
+
+        if (len > plen && !memcmp(key, prefix, plen)) {
+                rest = key + plen;
+                len -= plen;
+                return (len > 6 && !memcmp(rest, "stock:", 6)) ||
+                       (len > 6 && !memcmp(rest, "order:", 6)) ||
+                       (len > 9 && !memcmp(rest, "earnings:", 9)) ||
+                       (len == 19 && !memcmp(rest, "leaderboard:settled", 19));
+        }
+        if (len > plen + 1 && key[0] == '{' && !memcmp(key + 1, prefix, plen)) {
+                rest = key + 1 + plen;
+                len -= plen + 1;
+                return (len >= 6 + 1 + 9 && !memcmp(rest, "stock:", 6) &&
+                        ends_with(rest, len, "}:version")) ||
+                       (len >= 9 + 1 + 9 && !memcmp(rest, "earnings:", 9) &&
+                        ends_with(rest, len, "}:offsets"));
+        }
+        return 0;
+}
+
+/* A drop's walk over a prefix: first every key is checked to be one of
+ * ours, then (delete) they go. */
+typedef struct {
+        const char *prefix;
+        int delete, failed;
+        long long foreign;
+        char first_foreign[96];
+} drop_walk_t;
+
+static int drop_keys(redisContext *c, redisReply *keys, void *opaque) {
+        drop_walk_t *w = opaque;
+        size_t i, sent = 0;
+
         for (i = 0; i < keys->elements; i++) {
+                const redisReply *k = keys->element[i];
+                if (!ordo__redis_key_is_ours(w->prefix, k->str, k->len)) {
+                        if (!w->foreign++)
+                                snprintf(w->first_foreign,
+                                         sizeof(w->first_foreign), "%.*s",
+                                         (int)(k->len < 80 ? k->len : 80),
+                                         k->str);
+                } else if (w->delete) {
+                        redisAppendCommand(c, "UNLINK %b", k->str,
+                                           (size_t)k->len);
+                        sent++;
+                }
+        }
+        for (i = 0; i < sent; i++) {
                 redisReply *r = NULL;
                 if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                        *(int *)opaque = -1;
+                        w->failed = 1;
                         return 1;
                 }
                 freeReplyObject(r);
@@ -1283,15 +1333,33 @@ int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
 
 ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                                   char *errstr, size_t errstr_size) {
-        int bad = 0;
+        drop_walk_t w = { prefix, 0, 0, 0, "" };
         ordo_err_t err = ORDO_ERR_OK;
         redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
         if (!c)
                 return ORDO_ERR_UNAVAILABLE;
-        if (redis_each_prefix_key(c, prefix, delete_keys, &bad) || bad) {
-                snprintf(errstr, errstr_size, "redis: deleting %.80s* failed",
+        /* A key under the prefix that is not a read model's (a typo'd
+         * prefix on a shared Redis: "s" would match "session:...") stops
+         * the whole drop before anything goes. */
+        if (redis_each_prefix_key(c, prefix, drop_keys, &w) || w.failed) {
+                snprintf(errstr, errstr_size, "redis: SCAN of %.80s* failed",
                          prefix);
                 err = ORDO_ERR_REDIS;
+        } else if (w.foreign) {
+                snprintf(errstr, errstr_size,
+                         "redis: %lld key(s) under \"%.80s\" are not ordo read "
+                         "model keys (the first: \"%s\"); nothing deleted: "
+                         "is the prefix right?",
+                         w.foreign, prefix, w.first_foreign);
+                err = ORDO_ERR_INVALID_ARG;
+        } else {
+                w.delete = 1;
+                if (redis_each_prefix_key(c, prefix, drop_keys, &w) ||
+                    w.failed) {
+                        snprintf(errstr, errstr_size,
+                                 "redis: deleting %.80s* failed", prefix);
+                        err = ORDO_ERR_REDIS;
+                }
         }
         redisFree(c);
         return err;

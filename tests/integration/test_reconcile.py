@@ -192,12 +192,26 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
           live_keys > 0 and len(r.scan(ordo.prefix + "*")) == live_keys)
     # Glob characters are literal: "<tag>rb*" is not "<tag>rb:...".
     star = tag + "rb*"
-    r.cmd("SET", star + "k", "1")
+    r.cmd("SET", star + "stock:k", "1")
     before = len(r.scan(new_prefix + "*"))
     ordo.call("rebuild", "redis", "--drop", star)
     check("a prefix with '*' drops only its literal keys",
-          r.cmd("GET", star + "k") is None and before > 0 and
+          r.cmd("GET", star + "stock:k") is None and before > 0 and
           len(r.scan(new_prefix + "*")) == before)
+    # A prefix that also holds keys that are not a read model's (a typo
+    # on a shared Redis: "s" would take "session:...") drops nothing.
+    shared = tag + "sh"
+    r.cmd("SET", shared + "session:1", "1")
+    r.cmd("SET", shared + "stock:a", "1")
+    p = ordo.call("rebuild", "redis", "--drop", shared, check=False)
+    check("drop refuses a prefix holding keys that are not ordo's, "
+          "naming one", p.returncode == 1 and
+          shared + "session:1" in p.stderr, "exit %d: %s" % (
+              p.returncode, p.stderr[-500:]))
+    check("and deletes none of its keys",
+          r.cmd("GET", shared + "session:1") == "1" and
+          r.cmd("GET", shared + "stock:a") == "1")
+    r.cmd("DEL", shared + "session:1", shared + "stock:a")
 
 
 def store_refusal(ordo, live, r, m, workdir, t):
