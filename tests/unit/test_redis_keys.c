@@ -23,7 +23,7 @@ Test(redis_keys, the_read_models_families_are_ours) {
 Test(redis_keys, anything_else_under_the_prefix_is_not) {
         /* "s" on a shared Redis must not take its sessions */
         cr_assert_not(ours("s", "session:42"));
-        cr_assert_not(ours("p:", "p:stock:"));       /* no id */
+        cr_assert_not(ours("p:", "p:stock:"));        /* no id */
         cr_assert_not(ours("p:", "p:leaderboard:x")); /* not the board */
         cr_assert_not(ours("p:", "p:leaderboard:settledx"));
         cr_assert_not(ours("p:", "{p:stock:a1}:offsets"));
