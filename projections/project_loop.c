@@ -41,8 +41,9 @@ typedef struct {
         size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked, parked_batch;
-        int from_start; /* the store lost what the group had applied */
-        int lost;       /* ...while we ran: read the inputs again */
+        int from_start;   /* the store lost what the group had applied */
+        int lost;         /* ...while we ran: read the inputs again */
+        int64_t fatal_ms; /* monotonic ms of the last fatal consumer error */
         const ordo_config_t *conf;
         volatile sig_atomic_t *stop;
 } loop_t;
@@ -244,6 +245,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
                 lp->from_start = 0;
         }
+        ORDO_LOG(INFO, lp->which, "msg=assigned partitions=%d", parts->cnt);
         rd_kafka_assign(rk, parts);
 }
 
@@ -375,7 +377,7 @@ static void log_counts(const loop_t *lp, const char *what) {
 /* read -> decode -> apply -> commit until *stop: a batch is what
  * batch.ms brings, up to projection.batch.max. Ends early on a fatal
  * consumer error (a newer member with our group.instance.id): the
- * consumer is of no more use, and `ordo run` reports the stage failed. */
+ * consumer is of no more use (rejoin). */
 static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
         const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
         int64_t last_log = ordo_monotonic_ms(), last_write = last_log;
@@ -437,13 +439,55 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
         return err;
 }
 
-static void close_all(loop_t *lp) {
+static void close_consumer(loop_t *lp) {
         if (lp->consumer) {
                 /* a static member's close does not leave the group */
                 ordo_kafka_member_leave(lp->consumer, 10000);
                 rd_kafka_consumer_close(lp->consumer);
                 rd_kafka_destroy(lp->consumer);
+                lp->consumer = NULL;
         }
+}
+
+/* After a fatal consumer error, as a processor does (stream.c): a
+ * member with our group.instance.id joined, so we lost our partitions.
+ * A lone process fenced by its own restart, or by a broker that lost
+ * track of it, comes back as a new member and reads on from the
+ * committed offsets (the writes are idempotent). A second fatal error
+ * within two minutes is a live twin, which each rejoin would fence in
+ * turn for ever: this one stops, the other keeps the stage. */
+static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
+        int64_t now = ordo_monotonic_ms(), until = now + 500;
+        char q[512];
+
+        if (lp->fatal_ms && now - lp->fatal_ms < 120000) {
+                snprintf(errstr, errstr_size,
+                         "another live process runs this stage with "
+                         "instance.id %s (group.instance.id in group %s): "
+                         "each fenced the other twice in 2 minutes; this "
+                         "one stops. Give every instance its own -X "
+                         "instance.id=N",
+                         ordo_config_get(lp->conf, "instance.id"), lp->group);
+                return ORDO_ERR_CONFIG;
+        }
+        lp->fatal_ms = now;
+        ORDO_LOG(WARN, lp->which,
+                 "msg=\"fatal Kafka error: giving up our partitions and "
+                 "rejoining (if another process runs this stage with the "
+                 "same instance.id, give it its own)\" error=\"%s\"",
+                 ordo_log_quote(q, sizeof(q), errstr));
+        close_consumer(lp);
+        while (ordo_monotonic_ms() < until && !*lp->stop)
+                usleep(50000);
+        lp->consumer = ordo_kafka_member_new(lp->conf, lp->group, rebalance_cb,
+                                             lp, errstr, errstr_size);
+        if (!lp->consumer)
+                return ORDO_ERR_CONFIG;
+        return subscribe_inputs(lp, lp->conf, errstr, errstr_size);
+}
+
+static void close_all(loop_t *lp) {
+        close_consumer(lp);
         ordo_codec_destroy(lp->codec);
         ordo_store_close(&lp->store);
         if (lp->dlq) {
@@ -475,9 +519,13 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                 store_lost(&lp);
                 err = subscribe_inputs(&lp, conf, errstr, errstr_size);
         }
-        if (!err) {
+        if (!err)
                 ORDO_LOG(INFO, lp.which, "msg=started group=%s", lp.group);
+        while (!err) {
                 err = pipeline(&lp, errstr, errstr_size);
+                if (err != ORDO_ERR_KAFKA_FATAL || *stop)
+                        break;
+                err = rejoin(&lp, errstr, errstr_size);
         }
         close_all(&lp);
         return err;

@@ -4,9 +4,11 @@
 With static membership each one's rejoin fences the other's group
 member, for ever. `ordo process activity` A runs; B starts with the
 same instance.id. Within a minute one of them must stop by itself with
-a non-zero status and an error naming instance.id, and the other must
+a non-zero status and an error naming instance.id, after one rejoin
+(a single fence is lost partitions, not the end), and the other must
 go on running (a plain fenced-and-rejoin loop, the old behaviour, keeps
-both alive and fails the test).
+both alive and fails the test). The same for `ordo project redis`,
+whose first fence once ended the process.
 
     test_twin.py ORDO_BINARY [--seed N]
 
@@ -39,35 +41,50 @@ def main():
                               "" if ok else " (%s)" % detail))
         results.append((name, ok))
 
-    def start(name):
+    def start(name, stage):
         path = os.path.join(workdir, "%s.log" % name)
         logs.append(path)
         procs.append(subprocess.Popen(
-            [ordo.binary] + flags + ["process", "activity"],
+            [ordo.binary] + flags + stage,
             stdout=open(path, "w"), stderr=subprocess.STDOUT))
         return path
 
-    try:
-        ordo.call("topics")
-        check("A assigned", E.wait_for_text(start("A"), "msg=assigned", 60))
-        start("B")
+    def twins(stage):
+        """A runs stage; B starts with the same instance.id."""
+        label = " ".join(stage)
+        first = len(procs)
+        check("%s: A assigned" % label, E.wait_for_text(
+            start("A-" + stage[-1], stage), "msg=assigned", 60))
+        start("B-" + stage[-1], stage)
+        mine = procs[first:]
         deadline = time.time() + 90
         while time.time() < deadline and \
-                all(p.poll() is None for p in procs):
+                all(p.poll() is None for p in mine):
             time.sleep(0.2)
-        ended = [i for i, p in enumerate(procs) if p.poll() is not None]
-        check("one of the twins stopped by itself", len(ended) == 1,
-              "ended: %s" % ended)
-        if len(ended) == 1:
-            i = ended[0]
-            with open(logs[i]) as f:
-                log = f.read()
-            check("with a non-zero status", procs[i].returncode != 0,
-                  "status %s" % procs[i].returncode)
-            check("naming instance.id", "another live process runs this "
-                  "stage with instance.id 0" in log, log[-1500:])
-            time.sleep(3)
-            check("the other goes on", procs[1 - i].poll() is None)
+        ended = [i for i, p in enumerate(mine) if p.poll() is not None]
+        check("%s: one of the twins stopped by itself" % label,
+              len(ended) == 1, "ended: %s" % ended)
+        if len(ended) != 1:
+            return
+        i = ended[0]
+        with open(logs[first + i]) as f:
+            log = f.read()
+        check("%s: with a non-zero status" % label, mine[i].returncode != 0,
+              "status %s" % mine[i].returncode)
+        check("%s: naming instance.id" % label, "another live process "
+              "runs this stage with instance.id 0" in log, log[-1500:])
+        # Its first fence was a lost partition set, not the end.
+        check("%s: after rejoining once" % label,
+              "giving up our partitions and rejoining" in log, log[-1500:])
+        time.sleep(3)
+        check("%s: the other goes on" % label, mine[1 - i].poll() is None)
+        mine[1 - i].terminate()
+        mine[1 - i].wait(60)
+
+    try:
+        ordo.call("topics")
+        twins(["process", "activity"])
+        twins(["project", "redis"])
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:
