@@ -163,10 +163,14 @@ static void heap_remove(ordo_order_state_t *s, uint32_t idx) {
 /* Sets the order's deadline and due from its status; 0 if its status
  * has no timer, or none that a ts_ms can reach: RULES.md adds paid_ms +
  * auto_receive_ms (received_ms + freeze_ms) as numbers, and a sum
- * beyond int64 is later than every ts_ms (docs/rules.md). */
+ * beyond int64 is later than every ts_ms (docs/rules.md); a pay timeout
+ * needs ts > deadline, which no ts_ms is beyond INT64_MAX (and in the
+ * heap such a timer would hold back the others due at INT64_MAX). */
 static int set_timer(order_t *o) {
         switch (o->status) {
         case PENDING_PAYMENT:
+                if (o->pay_deadline_ms == INT64_MAX)
+                        return 0;
                 o->deadline = o->pay_deadline_ms;
                 o->due = ordo__sat_add(o->deadline, 1);
                 return 1;

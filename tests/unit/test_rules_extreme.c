@@ -229,6 +229,32 @@ Test(extreme, deadlines_at_int64_max_come_at_int64_max) {
         world_fini(&w);
 }
 
+Test(extreme, a_pay_deadline_of_int64_max_holds_back_no_other_timer) {
+        /* A pending order whose pay deadline is INT64_MAX can never time
+         * out (ts > INT64_MAX never holds); it must not stop a Tick of
+         * INT64_MAX from firing another order's timer due then, whatever
+         * their ids (found by an outside review: "a" sorted first in the
+         * timer heap and the Tick stopped at it). */
+        int64_t bps[1] = { 5000 };
+        ordo_msg_t c = t_create("edge", QMAX, PMAX, INT64_MAX, 0, INT64_MAX);
+        world_init(&w);
+        c.u.activity.n_commission_bps = 1;
+        c.u.activity.commission_bps[0] = bps[0];
+        c.u.activity.pay_timeout_ms = INT64_MAX;
+        c.u.activity.auto_receive_ms = INT64_MAX - 10;
+        send(c);
+        cr_assert_str_eq(tout_outcome(&w.step), "ACCEPTED");
+        send(t_place("b", "edge", "buyer", 1, 5));
+        send(t_pay("b", "pay", PMAX, 10)); /* receipt due at INT64_MAX */
+        send(t_place("a", "edge", "other", 1, 5)); /* never times out */
+        send(t_tick(INT64_MAX));
+        cr_assert_not_null(tout_find(&w.step, ORDO_MSG_ORDER_RECEIVED),
+                           "b's receipt fires at INT64_MAX");
+        cr_assert_null(tout_find(&w.step, ORDO_MSG_ORDER_CANCELLED),
+                       "a never times out");
+        world_fini(&w);
+}
+
 /* ---- a user who earns on many maximal orders ---- */
 
 Test(extreme, earnings_saturate) {
