@@ -2,13 +2,17 @@
 """Processors survive broker restarts by themselves (issue 12 item 4,
 docs/decisions/0009): a private single-node Kafka on other ports (never
 the shared one) is killed with SIGKILL and restarted repeatedly while
-`ordo run activity order` decides a streamed flash sale. The stages must
-never exit (a fenced producer or any fatal Kafka error loses their
+`ordo run activity order redis` decides and projects a streamed flash
+sale; the first outage (--long-down, 25 s) outlasts
+transaction.timeout.ms, so the restarted coordinator aborts what was
+open and may fence a producer (the log's rejoin count says whether it
+did: 1 of 2 runs here). The stages must never exit (a fenced producer,
+a fenced projection consumer or any fatal Kafka error loses their
 partitions, not the process), and the outcome must equal an
 uninterrupted run on the same private broker (test_crash's checks).
 
 usage: test_broker_kills.py ORDO_BINARY [--orders N] [--kills K]
-       [--seed S] [--port P] [--workdir DIR] [--keep]
+       [--long-down S] [--seed S] [--port P] [--workdir DIR] [--keep]
 
 Needs Java and the Kafka jars that infra/stack installs
 ($ORDO_CACHE_DIR or ~/.cache/ordo/kafka-*/libs). Ends with criterion's
@@ -117,6 +121,11 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--orders", type=int, default=4000)
     ap.add_argument("--kills", type=int, default=3)
+    ap.add_argument("--long-down", type=float, default=25.0,
+                    help="seconds the broker stays down at the first kill, "
+                    "past transaction.timeout.ms (20 s): the restarted "
+                    "coordinator aborts the open transactions and fences "
+                    "their producers (0: no long outage)")
     ap.add_argument("--rate", type=int, default=150,
                     help="lines/s of the streamed phases")
     ap.add_argument("--seed", type=int, default=1)
@@ -152,7 +161,7 @@ def main():
 
         E = C.Env(a.ordo, "e", work, max(50, a.orders // 40))
         E.cmd("topics", stdout=subprocess.DEVNULL)
-        run = E.start("run", "activity", "order")
+        run = E.start("run", "activity", "order", "redis")
         kills = []
 
         def killer():
@@ -163,6 +172,8 @@ def main():
                     rnd.uniform(3.0, 8.0)):
                 broker.kill()
                 down = rnd.uniform(0.5, 3.0)
+                if not kills and a.long_down > 0:
+                    down = a.long_down  # while the sale streams in
                 time.sleep(down)
                 up = broker.start()
                 kills.append((round(down, 1), round(up, 1)))
