@@ -20,6 +20,7 @@
 
 #include "project.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,10 +570,8 @@ static void print_shell_word(const char *v) {
         putchar('\'');
 }
 
-/* A key whose value must not be printed (a password, or a URI that may
- * carry one). */
 /* A value `ordo config` would not show in full (one list of secrets:
- * ordo_config_redact). */
+ * ordo_config_redact): a password, or a URI that carries one. */
 static int secret_key(const char *key, const char *value) {
         char buf[1024];
         const char *shown = ordo_config_redact(key, value, buf, sizeof(buf));
@@ -592,6 +591,17 @@ static void print_flag(void *opaque, const char *key, const char *value) {
             !strcmp(key, f->skip2) || !strcmp(key, "log.level"))
                 return;
         if (secret_key(key, value)) {
+                /* Not printed, but not left out either: run as printed
+                 * without ORDO_<KEY> set, the shell refuses it instead
+                 * of the command quietly using the default. */
+                char var[256];
+                size_t i, n = 0;
+                for (i = 0; key[i] && n + 1 < sizeof(var); i++)
+                        var[n++] = key[i] == '.' ? '_' : (char)toupper(key[i]);
+                var[n] = '\0';
+                printf(" -X %s=\"${ORDO_%s:?set it to the %s of the "
+                       "rebuild}\"",
+                       key, var, key);
                 f->secrets++;
                 return;
         }
@@ -713,8 +723,8 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         print_shell_word(ordo_config_get(conf, key));
         putchar('\n');
         if (secrets)
-                printf("(add the %d secret setting(s) of this run, not "
-                       "printed: -c FILE or ORDO_* variables)\n",
+                printf("(%d secret setting(s) of this run are not printed: "
+                       "export the ORDO_* variables named above first)\n",
                        secrets);
         return 0;
 }

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,35 @@ def main():
              rec.returncode)
         if rec.returncode:
             print(rec.stdout[-1500:], rec.stderr[-1500:])
+        # The switch command a rebuild prints names the password's
+        # variable, never the password; run as printed without it, the
+        # shell refuses it (it used to connect without AUTH).
+        reb = ordo.call("rebuild", "redis", "--into", tag + "rb:",
+                        check=False)
+        sw = re.search(r"switch: (ordo .*)", reb.stdout)
+        c.true("rebuild's switch command names ORDO_REDIS_PASSWORD, not "
+               "the password", reb.returncode == 0 and sw and
+               '-X redis.password="${ORDO_REDIS_PASSWORD:?' in sw.group(1)
+               and PASSWORD not in reb.stdout,
+               "exit %d: %s" % (reb.returncode, reb.stdout[-800:]))
+        if sw:
+            clean = {k: v for k, v in ordo.env.items()
+                     if not k.startswith("ORDO_")}
+            run = subprocess.Popen(
+                ["bash", "-c", "PATH=%s:$PATH; exec %s" % (
+                    os.path.dirname(ordo.binary), sw.group(1))],
+                env=clean, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True)
+            try:
+                err = run.communicate(timeout=20)[1]
+                ok = run.returncode != 0 and "ORDO_REDIS_PASSWORD" in err
+                why = "exit %d: %s" % (run.returncode, err[-400:])
+            except subprocess.TimeoutExpired:
+                run.kill()  # exec: the projection itself
+                run.wait()
+                ok, why = False, "it ran (without the password)"
+            c.true("run as printed without it: refused by the shell, "
+                   "naming it", ok, why)
         # A wrong password: exit 2, and stdout says Redis was not
         # compared (it used to print "0 keys/members compared, 0
         # difference(s)" for a script reading stdout to misread).
