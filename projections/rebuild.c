@@ -664,6 +664,12 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                                 "(exactly one target)\n");
                 return 2;
         }
+        if (drop && (gp || !commit)) {
+                fprintf(stderr, "ordo rebuild: %s goes with --into, not "
+                                "--drop\n",
+                        gp ? "--group-prefix" : "--no-commit");
+                return 2;
+        }
         if (drop) {
                 if ((err = ordo_rebuild_drop(which, conf, drop, errstr,
                                              sizeof(errstr)))) {

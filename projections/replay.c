@@ -283,8 +283,9 @@ static int parse_iso(const char *s, int64_t *out) {
                 sign = *p++ == '-' ? -1 : 1;
                 if ((th = digits(&p, 2)) < 0 || th > 23)
                         return -1;
-                if (*p == ':')
-                        p++;
+                /* +01, +0100 or +01:00; "+01:" is cut short */
+                if (*p == ':' && !*++p)
+                        return -1;
                 if (*p && ((tm = digits(&p, 2)) < 0 || tm > 59))
                         return -1;
                 tz = sign * (th * 60 + tm);

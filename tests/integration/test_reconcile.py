@@ -188,6 +188,12 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
     p = ordo.call("rebuild", "redis", "--drop", new_prefix, "--drop",
                   new_prefix, check=False)
     check("a drop names exactly one target", p.returncode == 2, p.stderr)
+    for opt in (["--no-commit"], ["--group-prefix", "g."]):
+        p = ordo.call("rebuild", "redis", "--drop", new_prefix, *opt,
+                      check=False)
+        check("%s with --drop is a usage error" % opt[0],
+              p.returncode == 2 and "goes with --into" in p.stderr,
+              "exit %d: %s" % (p.returncode, p.stderr))
     check("the live keys are all still there",
           live_keys > 0 and len(r.scan(ordo.prefix + "*")) == live_keys)
     # Glob characters are literal: "<tag>rb*" is not "<tag>rb:...".

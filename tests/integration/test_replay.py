@@ -290,6 +290,17 @@ def run_cases(args, rng, tag, topic, flags):
                         "--from-ts", iso(lo)[:-1])
     check("ISO-8601 without a zone: exit 2 naming --from-ts",
           rc == 2 and "--from-ts" in err, err)
+    hi60 = iso(hi, 60)  # ...+01:00
+    for zone in ("+0100", "+01"):
+        rc, lines, err = replay(ordo, *flags, "replay", "order-events",
+                                "--from-ts", iso(lo), "--to-ts",
+                                hi60[:-6] + zone)
+        check("ISO-8601 zone %s as +01:00" % zone,
+              rc == 0 and lines == iso_lines, err)
+    rc, _, err = replay(ordo, *flags, "replay", "order-events",
+                        "--to-ts", hi60[:-2])
+    check("ISO-8601 zone cut short (+01:): exit 2 naming --to-ts",
+          rc == 2 and "--to-ts" in err, err)
 
     # the stable end: an open transaction is waited for
     prod.begin_transaction()
