@@ -665,8 +665,9 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 return 2;
         }
         if (drop && (gp || !commit)) {
-                fprintf(stderr, "ordo rebuild: %s goes with --into, not "
-                                "--drop\n",
+                fprintf(stderr,
+                        "ordo rebuild: %s goes with --into, not "
+                        "--drop\n",
                         gp ? "--group-prefix" : "--no-commit");
                 return 2;
         }

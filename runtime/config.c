@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Every key ordo knows: its type, default and meaning. Adding a key is one
  * entry here; kafka.* keys go to librdkafka and are not listed. */
@@ -314,9 +315,10 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
         }
         if (def->type == INT && !is_int(value, &n)) {
                 snprintf(errstr, errstr_size,
-                         "configuration key \"%s\": expected an integer, "
-                         "got \"%.40s\"",
-                         key, value);
+                         "configuration key \"%s\": %s, got \"%.40s\"", key,
+                         errno == ERANGE ? "beyond the 64-bit integer range"
+                                         : "expected an integer",
+                         value);
                 return ORDO_ERR_CONFIG_INVALID;
         }
         for (i = 0; def->type == INT && i < sizeof(ranges) / sizeof(ranges[0]);
@@ -352,42 +354,72 @@ static char *trim(char *s) {
 
 ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
                                 char *errstr, size_t errstr_size) {
-        char buf[1024], *eq;
-        if (strlen(pair) >= sizeof(buf) ||
-            !(eq = strchr(strcpy(buf, pair), '='))) {
+        char *buf, *eq;
+        ordo_err_t err;
+        if (!strchr(pair, '=')) {
+                /* Only the leading key-like characters are shown: the
+                 * rest may be a secret typed with the wrong separator
+                 * ("redis.password: ..."). */
+                size_t n = strspn(pair, "abcdefghijklmnopqrstuvwxyz"
+                                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789._-");
                 snprintf(errstr, errstr_size,
-                         "expected key=value, got \"%.100s\"", pair);
+                         "expected key=value, got no \"=\" after \"%.*s\"",
+                         (int)(n < 100 ? n : 100), pair);
                 return ORDO_ERR_CONFIG_INVALID;
         }
+        if (!(buf = strdup(pair))) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return ORDO_ERR_NOMEM;
+        }
+        eq = strchr(buf, '=');
         *eq = '\0';
-        return ordo_config_set(conf, trim(buf), trim(eq + 1), errstr,
-                               errstr_size);
+        err =
+            ordo_config_set(conf, trim(buf), trim(eq + 1), errstr, errstr_size);
+        free(buf);
+        return err;
 }
 
 ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
                                  char *errstr, size_t errstr_size) {
         FILE *f = fopen(path, "r");
-        char line[1024], err[512];
+        char *line = NULL, err[512];
+        size_t cap = 0;
         int lineno = 0;
-        ordo_err_t e;
+        ordo_err_t e = ORDO_ERR_OK;
+        struct stat st;
         if (!f) {
                 snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 return ORDO_ERR_IO;
         }
-        while (fgets(line, sizeof(line), f)) {
-                char *s = trim(line);
+        if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(EISDIR));
+                fclose(f);
+                return ORDO_ERR_IO;
+        }
+        /* Lines of any length: a long one cut in two once applied its
+         * tail (the end of a comment) as a setting. */
+        while (getline(&line, &cap, f) >= 0) {
+                char *s = line;
                 lineno++;
+                if (lineno == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
+                        s += 3; /* a UTF-8 byte order mark */
+                s = trim(s);
                 if (!*s || *s == '#')
                         continue;
                 if ((e = ordo_config_set_pair(conf, s, err, sizeof(err)))) {
                         snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno,
                                  err);
-                        fclose(f);
-                        return e;
+                        break;
                 }
         }
+        if (!e && ferror(f)) {
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+                e = ORDO_ERR_IO;
+        }
+        free(line);
         fclose(f);
-        return ORDO_ERR_OK;
+        return e;
 }
 
 extern char **environ;

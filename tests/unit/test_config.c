@@ -192,6 +192,68 @@ Test(config, file_error_names_line) {
         ordo_config_destroy(c);
 }
 
+Test(config, long_lines_are_whole_lines) {
+        /* A comment over 1023 bytes once applied its tail as a setting,
+         * and a long value was cut (outside review, session 11). */
+        ordo_config_t *c = ordo_config_new();
+        char *text = malloc(5000), uri[3000];
+        size_t n;
+        strcpy(text, "# ");
+        memset(text + 2, 'a', 1021);
+        strcpy(text + 1023, "redis.port=1234\nmongo.uri=");
+        n = strlen(text);
+        strcpy(uri, "mongodb://127.0.0.1:27017/?appname=");
+        memset(uri + strlen(uri), 'x', 2000);
+        uri[2035] = '\0';
+        strcpy(text + n, uri);
+        strcat(text, "\n");
+        cr_assert_eq(load_text(c, text), ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(ordo_config_get(c, "redis.port"), "6379",
+                         "the comment's tail is not a setting");
+        cr_assert_str_eq(ordo_config_get(c, "mongo.uri"), uri);
+        free(text);
+        ordo_config_destroy(c);
+}
+
+Test(config, a_directory_is_not_a_config_file) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_load_file(c, "/tmp", errstr, sizeof(errstr)),
+                     ORDO_ERR_IO);
+        cr_assert(strstr(errstr, "/tmp") && strstr(errstr, "directory"),
+                  "got %s", errstr);
+        ordo_config_destroy(c);
+}
+
+Test(config, a_byte_order_mark_is_not_part_of_the_first_key) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(load_text(c, "\xef\xbb\xbftopic.prefix=bom.\n"),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(ordo_config_get(c, "topic.prefix"), "bom.");
+        ordo_config_destroy(c);
+}
+
+Test(config, a_pair_without_equals_does_not_echo_its_value) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_set_pair(c, "redis.password:Hunter2secret",
+                                          errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert(strstr(errstr, "redis.password"), "got %s", errstr);
+        cr_assert_null(strstr(errstr, "Hunter2"), "got %s", errstr);
+        cr_assert_eq(load_text(c, "kafka.sasl.password: Hunter2secret\n"),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert_null(strstr(errstr, "Hunter2"), "got %s", errstr);
+        ordo_config_destroy(c);
+}
+
+Test(config, an_integer_beyond_int64_says_so) {
+        ordo_config_t *c = ordo_config_new();
+        cr_assert_eq(ordo_config_set(c, "redis.port", "99999999999999999999",
+                                     errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert(strstr(errstr, "64-bit"), "got %s", errstr);
+        ordo_config_destroy(c);
+}
+
 Test(config, topic_names_carry_prefix) {
         ordo_config_t *c = ordo_config_new();
         char buf[256];
