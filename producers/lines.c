@@ -44,7 +44,7 @@ static int fill(ordo_lines_t *r) {
         }
         do
                 got = read(r->fd, r->buf + r->end, buf_size(r) - r->end);
-        while (got < 0 && errno == EINTR);
+        while (got < 0 && errno == EINTR && !(r->stop && *r->stop));
         if (got < 0) {
                 /* a line cut by the error must not come back as one */
                 r->failed = 1;

@@ -13,6 +13,7 @@
 #ifndef ORDO_LINES_H
 #define ORDO_LINES_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,9 @@ typedef struct ordo_lines_s {
         size_t start, end; /* unread bytes: buf[start..end) */
         int eof;
         int failed; /* a read failed: every later call says so too */
+        /* optional: a read interrupted by a signal once *stop is set
+         * ends the input (ORDO_LINE_ERROR, errno EINTR) */
+        volatile sig_atomic_t *stop;
 } ordo_lines_t;
 
 typedef enum {

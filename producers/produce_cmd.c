@@ -116,10 +116,15 @@ static void usage_details(void) {
                "BindReferrer, Tick (sent to every partition).\nSee "
                "docs/command-contract.md. Missing topics are created, each "
                "named on stderr.\nA line counts as sent once Kafka has "
-               "written it at an offset.\nExit status: 0 if every line was "
+               "written it at an offset. With Kafka\nunreachable every line "
+               "is still checked, and the valid ones are not delivered.\n"
+               "SIGINT or SIGTERM ends the input where it is: what was read "
+               "is sent and\nsummed up.\n"
+               "Exit status: 0 if every line was "
                "sent, 1 if any line was refused or not\ndelivered (send "
-               "those again) or the input failed to read, 2 on usage\n"
-               "errors (a FILE that cannot be opened, a directory).\n");
+               "those again), the input failed to read or was stopped, 2\n"
+               "on usage errors (a FILE that cannot be opened, a "
+               "directory).\n");
 }
 
 /* The input: FILE, or stdin for none or "-", read as bounded lines. */
@@ -157,6 +162,21 @@ static int open_input(const char *path, input_t *in) {
         return 0;
 }
 
+/* SIGINT or SIGTERM while a read waits (a pipe, a FIFO, a terminal)
+ * ends the input there: the read returns EINTR instead of being
+ * restarted, and what was read is still sent and summed up. */
+static void interruptible(input_t *in) {
+        struct sigaction sa;
+        int i, sigs[] = { SIGINT, SIGTERM };
+
+        for (i = 0; i < 2; i++)
+                if (!sigaction(sigs[i], NULL, &sa)) {
+                        sa.sa_flags &= ~SA_RESTART;
+                        sigaction(sigs[i], &sa, NULL);
+                }
+        in->lines.stop = &ordo_stop;
+}
+
 static void close_input(input_t *in) {
         if (in->own_fd)
                 close(in->lines.fd);
@@ -165,10 +185,10 @@ static void close_input(input_t *in) {
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         const char *path = NULL, *line;
-        int dry_run = 0, i, rc = 0, read_errno = 0;
+        int dry_run = 0, no_kafka = 0, i, rc = 0, read_errno = 0;
         char errstr[512], topics[ORDO_TOPIC__COUNT][256];
         size_t len;
-        ordo_line_result_t got;
+        ordo_line_result_t got = ORDO_LINE_END;
         input_t in;
         int64_t lineno = 0, t0 = ordo_wall_ms();
         rd_kafka_t *rk = NULL;
@@ -199,6 +219,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         }
         if ((rc = open_input(path, &in)))
                 return rc;
+        interruptible(&in);
         memset(&stats, 0, sizeof(stats));
         codec = ordo_codec_new(errstr, sizeof(errstr));
         if (!codec) {
@@ -210,20 +231,20 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         for (i = 0; i < ORDO_TOPIC__COUNT; i++)
                 ordo_topic_name(conf, (ordo_topic_t)i, topics[i],
                                 sizeof(topics[i]));
-        if (!dry_run) {
-                if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr)) ||
-                    !(rk =
-                          ordo_kafka_producer_new(conf, NULL, delivered, &stats,
-                                                  errstr, sizeof(errstr)))) {
-                        fprintf(stderr, "ordo produce: %s\n", errstr);
-                        ordo_codec_destroy(codec);
-                        ordo_idgen_fini(&ids);
-                        close_input(&in);
-                        return 1;
-                }
+        if (!dry_run &&
+            (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr)) ||
+             !(rk = ordo_kafka_producer_new(conf, NULL, delivered, &stats,
+                                            errstr, sizeof(errstr))))) {
+                /* Still check every line, so that bad input is reported
+                 * whatever else fails; the valid ones are not delivered. */
+                fprintf(stderr,
+                        "ordo produce: %s; checking the input, nothing will "
+                        "be sent\n",
+                        errstr);
+                no_kafka = 1;
         }
-        while ((got = ordo_lines_next(&in.lines, &line, &len)) <
-               ORDO_LINE_END) {
+        while (!ordo_stop && (got = ordo_lines_next(&in.lines, &line, &len)) <
+                                 ORDO_LINE_END) {
                 ordo_msg_t m;
                 ordo_field_fault_t fault;
                 ordo_err_t err;
@@ -260,6 +281,10 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 stats.valid++;
                 if (dry_run)
                         continue;
+                if (no_kafka) {
+                        stats.failed++;
+                        continue;
+                }
                 topic = ordo_command_topic(m.type);
                 /* the line number rides along to the delivery report */
                 op = (void *)(intptr_t)lineno;
@@ -282,7 +307,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         }
         /* the lines after a read error were never read, so not "every
          * line sent" */
-        if (got == ORDO_LINE_ERROR)
+        if (got == ORDO_LINE_ERROR && !(errno == EINTR && ordo_stop))
                 read_errno = errno;
         close_input(&in);
         if (rk) {
@@ -323,7 +348,12 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         "rest of the input was not read\n",
                         path && strcmp(path, "-") ? path : "stdin",
                         (long long)lineno, strerror(read_errno));
-        if (stats.refused || stats.failed || read_errno)
+        if (ordo_stop)
+                fprintf(stderr,
+                        "ordo produce: stopped by a signal after line %lld; "
+                        "the rest of the input was not read\n",
+                        (long long)lineno);
+        if (stats.refused || stats.failed || read_errno || ordo_stop)
                 rc = 1;
         return rc;
 }

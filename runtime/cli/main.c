@@ -15,8 +15,14 @@
 
 volatile sig_atomic_t ordo_stop = 0;
 
+/* The first SIGINT or SIGTERM asks every command to stop (and sum up);
+ * a second Ctrl-C ends the process at once, as a user pressing it again
+ * expects (exactly-once makes that as safe as a SIGKILL). */
 static void on_signal(int sig) {
-        (void)sig;
+        if (ordo_stop && sig == SIGINT) {
+                signal(sig, SIG_DFL);
+                raise(sig);
+        }
         ordo_stop = 1;
 }
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""`ordo produce` as a user drives it (CLI review, session 11).
+
+- Ctrl-C (SIGINT) while it waits on a pipe ends the input there: what
+  was read is sent and summed up, it says it was stopped, exit 1 (the
+  read used to be restarted, and only SIGKILL ended it).
+- A second Ctrl-C ends at once what the first cannot stop (`ordo run`
+  waiting for an unreachable Kafka).
+- With Kafka unreachable it still checks every line: the bad ones are
+  reported by line number and reason, the good ones counted as not
+  delivered, exit 1 (it used to stop at the Kafka error and say nothing
+  about the input).
+
+usage: test_produce_cli.py ORDO_BINARY [--seed N]   (after `infra/stack up`)
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import test_e2e as E
+
+BIND = '{"type":"BindReferrer","user_id":"u1","referrer_id":"r1"}\n'
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ordo")
+    ap.add_argument("--seed", type=int, default=1)  # for the suite's form
+    args = ap.parse_args()
+    ordo = os.path.abspath(args.ordo)
+    tag = "e2eprod%s" % os.urandom(4).hex()
+    x = ["-X", "topic.prefix=%s." % tag, "-X", "group.prefix=%s." % tag,
+         "-X", "metrics.listen="]
+    work = tempfile.mkdtemp(prefix="ordo-producecli-")
+    results = []
+
+    def check(name, ok, detail=""):
+        print("  %s: %s%s" % ("ok" if ok else "FAIL", name,
+                              "" if ok else " (%s)" % detail))
+        results.append((name, ok))
+
+    try:
+        subprocess.run([ordo] + x + ["topics"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # 1. SIGINT while reading a pipe that stays open
+        p = subprocess.Popen([ordo] + x + ["produce"], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        p.stdin.write(BIND)
+        p.stdin.flush()
+        time.sleep(3)  # read, sent, now waiting on the pipe
+        p.send_signal(signal.SIGINT)
+        try:
+            err = p.communicate(timeout=20)[1]
+            check("SIGINT on a waiting read: produce ends, exit 1",
+                  p.returncode == 1, "exit %d: %s" % (p.returncode, err))
+            check("what was read is sent and summed up, with the stop",
+                  "1 command(s) sent" in err and
+                  "stopped by a signal after line 1" in err, err)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            check("SIGINT on a waiting read: produce ends", False,
+                  "still running 20 s after SIGINT")
+
+        # 2. A second Ctrl-C ends at once what the first cannot stop:
+        # `ordo run` waiting 30 s for an unreachable Kafka to create its
+        # topics.
+        run = subprocess.Popen([ordo] + x + [
+            "-X", "kafka.bootstrap.servers=127.0.0.1:1", "-X",
+            "log.level=error", "run", "activity"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(10)
+            check("a second SIGINT ends ordo run at once (killed by it)",
+                  run.returncode == -signal.SIGINT,
+                  "exit %d" % run.returncode)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
+            check("a second SIGINT ends ordo run at once", False,
+                  "still running 10 s after it")
+
+        # 3. Kafka unreachable: every line is still checked
+        p = subprocess.run(
+            [ordo] + x + ["-X", "kafka.bootstrap.servers=127.0.0.1:1",
+                          "-X", "log.level=error", "produce"],
+            input=BIND + '{"type":"Bogus"}\n'
+            '{"type":"PlaceOrder","order_id":"o1"}\n',
+            capture_output=True, text=True, timeout=120)
+        check("Kafka unreachable: exit 1", p.returncode == 1,
+              "exit %d" % p.returncode)
+        check("Kafka unreachable: bad lines named by number and reason",
+              'line 2: field "type": unknown command "Bogus"' in p.stderr
+              and 'line 3: field "activity_id": missing' in p.stderr,
+              p.stderr[-800:])
+        check("Kafka unreachable: the good line is not delivered",
+              "0 command(s) sent, 2 refused, 1 not delivered" in p.stderr,
+              p.stderr[-800:])
+    except Exception as e:  # noqa: BLE001 (report and count it)
+        check("no error", False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        E.drop_kafka(tag)
+    return E.synthesis(results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
