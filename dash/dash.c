@@ -52,6 +52,10 @@ typedef struct {
         char *doc; /* the latest state, JSON; under lock */
         sample_t ring[HISTORY];
         int n_ring, next_ring;
+        /* The first MongoDB error of this sample ("" none), and of the
+         * last one: a change is logged once, not every 2 s. */
+        char mongo_error[BSON_ERROR_BUFFER_SIZE],
+            last_mongo_error[BSON_ERROR_BUFFER_SIZE];
 } dash_t;
 
 /* ---- scraping the stages ---- */
@@ -273,6 +277,16 @@ static int redis_ok(dash_t *d) {
         return d->redis != NULL;
 }
 
+/* Ends a cursor, keeping the sample's first MongoDB error: an
+ * unreachable store must not read as an empty sale. */
+static void cursor_done(dash_t *d, mongoc_cursor_t *cur) {
+        bson_error_t e;
+        if (mongoc_cursor_error(cur, &e) && !d->mongo_error[0])
+                snprintf(d->mongo_error, sizeof(d->mongo_error), "%s",
+                         e.message);
+        mongoc_cursor_destroy(cur);
+}
+
 /* activities: [{id, sku, price_cents, stock, remaining (Redis),
  * remaining_mongo, start_ms, end_ms, orders: {status: n}, accepted,
  * holds: n, next_holds: [...]}] */
@@ -305,7 +319,7 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                 json_array_append_new(list, a);
                 json_object_set(by_id, bson_str(doc, "_id"), a);
         }
-        mongoc_cursor_destroy(cur);
+        cursor_done(d, cur);
 
         /* Placed orders by activity and status, in one pass. */
         pipeline =
@@ -341,7 +355,7 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                 if (!strcmp(status, "PENDING_PAYMENT"))
                         json_object_set_new(a, "holds", json_integer(n));
         }
-        mongoc_cursor_destroy(cur);
+        cursor_done(d, cur);
         bson_destroy(pipeline);
 
         json_array_foreach(list, i, a) {
@@ -364,7 +378,7 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                                 (json_int_t)bson_int(doc, "amount_cents"),
                                 "pay_deadline_ms",
                                 (json_int_t)bson_int(doc, "pay_deadline_ms")));
-                mongoc_cursor_destroy(cur);
+                cursor_done(d, cur);
                 bson_destroy(filter);
                 bson_destroy(opts);
                 json_object_set(accepted, id, json_object_get(a, "accepted"));
@@ -411,7 +425,7 @@ static json_t *read_commissions(dash_t *d) {
                 reversed += bson_int(doc, "reversed_cents");
                 users++;
         }
-        mongoc_cursor_destroy(cur);
+        cursor_done(d, cur);
         bson_destroy(filter);
         bson_destroy(opts);
         mongoc_collection_destroy(earn);
@@ -456,8 +470,24 @@ static void sample(dash_t *d) {
                 scrape(addr, procs, stages, rejections, latency, &rejected);
         free(list);
         json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
+        d->mongo_error[0] = '\0';
         json_object_set_new(state, "activities", read_activities(d, accepted));
         json_object_set_new(state, "commissions", read_commissions(d));
+        if (d->mongo_error[0])
+                json_object_set_new(state, "mongo_error",
+                                    json_string(d->mongo_error));
+        if (strcmp(d->mongo_error, d->last_mongo_error)) {
+                char q[512];
+                if (d->mongo_error[0])
+                        ORDO_LOG(WARN, "dash",
+                                 "msg=\"cannot read MongoDB: the page shows "
+                                 "the error, not an empty sale\" error=\"%s\"",
+                                 ordo_log_quote(q, sizeof(q), d->mongo_error));
+                else
+                        ORDO_LOG(INFO, "dash", "msg=\"MongoDB read again\"");
+                memcpy(d->last_mongo_error, d->mongo_error,
+                       sizeof(d->mongo_error));
+        }
         json_object_set_new(state, "processes", procs);
         json_object_set_new(state, "stages", stages);
         json_object_set_new(state, "rejections", rejections);

@@ -350,6 +350,36 @@ def main():
             c.eq("stage %s lag on the page" % stage, "0",
                  dom.get("lag", stage=stage))
         c.eq("health badge", "all stages healthy", dom.get("badge"))
+
+        # MongoDB unreachable: the state says so (it used to read as an
+        # empty sale, nothing logged), and the log says it once.
+        blind_port = free_port()
+        blind_log = os.path.join(workdir, "dash-blind.log")
+        blind = subprocess.Popen(
+            [ordo.binary] + ordo.flags +
+            ["-X", "mongo.uri=mongodb://127.0.0.1:1/"
+             "?serverSelectionTimeoutMS=300", "-X", "metrics.listen=",
+             "-X", "dash.scrape=", "dash", "--listen",
+             "127.0.0.1:%d" % blind_port],
+            env=ordo.env, stdout=open(blind_log, "w"),
+            stderr=subprocess.STDOUT)
+        state = {}
+        for _ in range(40):
+            st, body = http("http://127.0.0.1:%d/api/state" % blind_port)
+            if st == 200:
+                state = json.loads(body)
+                if "mongo_error" in state:
+                    break
+            time.sleep(0.5)
+        time.sleep(2.5)  # more samples: still one log line
+        blind.terminate()
+        blind.wait(30)
+        c.true("MongoDB unreachable: /api/state has mongo_error",
+               state.get("mongo_error"), str(state)[:300])
+        with open(blind_log) as f:
+            text = f.read()
+        c.eq("MongoDB unreachable: logged once", 1,
+             text.count("cannot read MongoDB"))
         if a.screenshot:
             subprocess.run([chromium] + CHROMIUM_FLAGS +
                            ["--user-data-dir=" + prof,
