@@ -637,13 +637,19 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--into") && i + 1 < argc) {
-                        into = argv[++i];
+                if (!strcmp(argv[i], "--into")) {
+                        if (!(into =
+                                  ordo_option_value(argc, argv, &i, "rebuild")))
+                                return 2;
                         targets++;
-                } else if (!strcmp(argv[i], "--group-prefix") && i + 1 < argc)
-                        gp = argv[++i];
-                else if (!strcmp(argv[i], "--drop") && i + 1 < argc) {
-                        drop = argv[++i];
+                } else if (!strcmp(argv[i], "--group-prefix")) {
+                        if (!(gp =
+                                  ordo_option_value(argc, argv, &i, "rebuild")))
+                                return 2;
+                } else if (!strcmp(argv[i], "--drop")) {
+                        if (!(drop =
+                                  ordo_option_value(argc, argv, &i, "rebuild")))
+                                return 2;
                         targets++;
                 } else if (!strcmp(argv[i], "--no-commit"))
                         commit = 0;
@@ -662,6 +668,10 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 fprintf(stderr, "ordo rebuild: usage: ordo rebuild "
                                 "mongo|redis --into NAME | --drop NAME "
                                 "(exactly one target)\n");
+                return 2;
+        }
+        if (into && !*into) {
+                fprintf(stderr, "ordo rebuild: --into needs a NAME\n");
                 return 2;
         }
         if (drop && (gp || !commit)) {

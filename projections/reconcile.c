@@ -626,16 +626,12 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                 return 0;
         }
         for (i = 1; i < argc; i++) {
-                char *end;
                 if (!strcmp(argv[i], "--skip-read-models"))
                         skip_models = 1;
-                else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
-                        r.limit = strtoll(argv[++i], &end, 10);
-                        if (*end || r.limit < 0) {
-                                fprintf(stderr, "ordo reconcile: --limit: "
-                                                "expected N >= 0\n");
+                else if (!strcmp(argv[i], "--limit")) {
+                        if (ordo_option_count(argc, argv, &i, "reconcile",
+                                              "a number of lines", &r.limit))
                                 return 2;
-                        }
                 } else {
                         fprintf(stderr,
                                 "ordo reconcile: unexpected argument \"%s\"\n",

@@ -463,7 +463,11 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                         o.to_ts, o.from_ts);
                 return 2;
         }
-        if (ordo_topic_is_snapshots(ordo_topic_from_short(name))) {
+        if (ordo_topic_is_snapshots(ordo_topic_from_short(name)) ||
+            (!strncmp(name, ordo_config_get(conf, "topic.prefix"),
+                      strlen(ordo_config_get(conf, "topic.prefix"))) &&
+             ordo_topic_is_snapshots(ordo_topic_from_short(
+                 name + strlen(ordo_config_get(conf, "topic.prefix")))))) {
                 fprintf(stderr,
                         "ordo replay: %s holds processor snapshots (rules "
                         "state, not Avro); replay an event topic\n",

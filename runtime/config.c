@@ -97,7 +97,8 @@ static const key_def_t known[] = {
           "[scope=Type,...]\" (SIGHUP reloads); "
           "empty: authentication OFF" },
         { "ingest.signature.window.ms", INT, "300000",
-          "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms" },
+          "gateway: accepted distance of X-Ordo-Timestamp from its clock, ms "
+          "(at most a day)" },
         { "ingest.replay.max", INT, "1048576",
           "gateway: signatures remembered against replay (24 bytes each)" },
         { "ingest.rate.per.user", INT, "5",
@@ -162,7 +163,7 @@ static const struct {
         { "redis.port", 1, 65535 },
         { "redis.db", 0, INT32_MAX },
         { "redis.rejected.ttl.s", 1, INT32_MAX },
-        { "ingest.signature.window.ms", 1, INT64_MAX },
+        { "ingest.signature.window.ms", 1, 86400000 },
         { "ingest.replay.max", 1, INT32_MAX },
         { "ingest.rate.per.user", 0, INT32_MAX },
         { "ingest.rate.burst", 1, INT32_MAX },
