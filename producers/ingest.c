@@ -1319,20 +1319,40 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         gw->keys_lock_made = 1;
         pthread_mutex_init(&gw->limit_lock, NULL);
         gw->limit_lock_made = 1;
-        if (gw->window_ms < 1 || gw->body_max < 1 || threads < 1 ||
-            threads > 64 || instance > ORDO_IDGEN_INSTANCE_MAX ||
-            gw->body_timeout_ms < 1 || gw->unauth_max < gw->body_max ||
-            gw->unauth_peer_max < gw->body_max || per_peer < 1) {
-                snprintf(errstr, errstr_size,
-                         "ingest.signature.window.ms, ingest.body.max, "
-                         "ingest.body.timeout.ms and "
-                         "ingest.peer.connections.max must be positive, "
-                         "ingest.unauth.bytes.max and "
-                         "ingest.unauth.peer.bytes.max at least "
-                         "ingest.body.max, "
-                         "ingest.threads 1..64, ingest.instance.id -1..%d",
-                         ORDO_IDGEN_INSTANCE_MAX);
-                goto fail;
+        {
+                /* Each bound names its key: which one is wrong, and why. */
+                const struct {
+                        const char *key;
+                        int ok;
+                        const char *want;
+                } bounds[] = {
+                        { "ingest.signature.window.ms", gw->window_ms >= 1,
+                          "at least 1" },
+                        { "ingest.body.max", gw->body_max >= 1, "at least 1" },
+                        { "ingest.body.timeout.ms", gw->body_timeout_ms >= 1,
+                          "at least 1" },
+                        { "ingest.peer.connections.max", per_peer >= 1,
+                          "at least 1" },
+                        { "ingest.unauth.bytes.max",
+                          gw->unauth_max >= gw->body_max,
+                          "at least ingest.body.max" },
+                        { "ingest.unauth.peer.bytes.max",
+                          gw->unauth_peer_max >= gw->body_max,
+                          "at least ingest.body.max" },
+                        { "ingest.threads", threads >= 1 && threads <= 64,
+                          "1..64" },
+                        { "ingest.instance.id",
+                          instance <= ORDO_IDGEN_INSTANCE_MAX, "-1..1048575" },
+                };
+                size_t b;
+                for (b = 0; b < sizeof(bounds) / sizeof(bounds[0]); b++)
+                        if (!bounds[b].ok) {
+                                snprintf(errstr, errstr_size,
+                                         "%s = %s: must be %s", bounds[b].key,
+                                         ordo_config_get(conf, bounds[b].key),
+                                         bounds[b].want);
+                                goto fail;
+                        }
         }
         if (parse_listen(ordo_config_get(conf, "ingest.listen"), &sa, errstr,
                          errstr_size))

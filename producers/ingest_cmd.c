@@ -2,6 +2,7 @@
  * ordo ingest: run the HTTP gateway (ingest.h) until SIGINT or SIGTERM;
  * SIGHUP reloads ingest.keys.file.
  */
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "commands.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 
 static volatile sig_atomic_t reload;
 
@@ -21,6 +23,7 @@ static void on_hup(int sig) {
 int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
         ordo_ingest_t *gw;
         char errstr[512];
+        struct sockaddr_in sa;
         int i;
 
         for (i = 1; i < argc; i++) {
@@ -44,8 +47,12 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                         if (!v)
                                 return 2;
                         if (ordo_config_set(conf, "ingest.listen", v, errstr,
-                                            sizeof(errstr))) {
-                                fprintf(stderr, "ordo ingest: %s\n", errstr);
+                                            sizeof(errstr)) ||
+                            ordo_parse_listen(v, &sa)) {
+                                fprintf(stderr,
+                                        "ordo ingest: --listen: expected "
+                                        "IPv4 HOST:PORT, got \"%.64s\"\n",
+                                        v);
                                 return 2;
                         }
                 } else {
