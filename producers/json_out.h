@@ -1,6 +1,7 @@
 /*
- * ordo - a message as one line of JSON, for `ordo replay`, `ordo produce
- * --dry-run` and tools. The inverse of validate.h for commands:
+ * ordo - a message as one line of JSON, for `ordo replay` and tools
+ * (`ordo produce --dry-run` validates only; it prints no messages). The
+ * inverse of validate.h for commands:
  * ordo_validate_command(ordo_msg_to_json(m)) with keep_ts and
  * allow_internal gives m back.
  */
