@@ -3,13 +3,19 @@
 docs/decisions/0009): a private single-node Kafka on other ports (never
 the shared one) is killed with SIGKILL and restarted repeatedly while
 `ordo run activity order redis` decides and projects a streamed flash
-sale; the first outage (--long-down, 25 s) outlasts
-transaction.timeout.ms, so the restarted coordinator aborts what was
+sale. The stages must never exit (a fenced producer, a fenced projection
+consumer or any fatal Kafka error loses their partitions, not the
+process), and the outcome must equal an uninterrupted run on the same
+private broker (test_crash's checks).
+
+--long-down S makes the first outage last S seconds; past
+transaction.timeout.ms (20 s) the restarted coordinator aborts what was
 open and may fence a producer (the log's rejoin count says whether it
-did: 1 of 2 runs here). The stages must never exit (a fenced producer,
-a fenced projection consumer or any fatal Kafka error loses their
-partitions, not the process), and the outcome must equal an
-uninterrupted run on the same private broker (test_crash's checks).
+did). Off in CI: with 25 s, in one run of three the streaming `ordo
+produce` could not deliver its queue within its 60 s flush, the harness
+sent the phase again, and the duplicated commands (a second
+CreateActivity, repeated UNKNOWN_ACTIVITY attempts) make the logs differ
+from the uninterrupted run's by construction.
 
 usage: test_broker_kills.py ORDO_BINARY [--orders N] [--kills K]
        [--long-down S] [--seed S] [--port P] [--workdir DIR] [--keep]
@@ -121,11 +127,11 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--orders", type=int, default=4000)
     ap.add_argument("--kills", type=int, default=3)
-    ap.add_argument("--long-down", type=float, default=25.0,
+    ap.add_argument("--long-down", type=float, default=0.0,
                     help="seconds the broker stays down at the first kill, "
                     "past transaction.timeout.ms (20 s): the restarted "
-                    "coordinator aborts the open transactions and fences "
-                    "their producers (0: no long outage)")
+                    "coordinator aborts the open transactions and may "
+                    "fence their producers (default 0: none)")
     ap.add_argument("--rate", type=int, default=150,
                     help="lines/s of the streamed phases")
     ap.add_argument("--seed", type=int, default=1)
