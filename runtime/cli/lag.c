@@ -28,8 +28,9 @@ typedef struct {
         const ordo_config_t *conf;
         rd_kafka_t *consumers[N_GROUPS];
         rd_kafka_t *probe;
-        int only[N_GROUPS]; /* 1: this stage counts */
-        int64_t *ends;      /* each partition's end at the last pass */
+        rd_kafka_t *watermarks; /* read_uncommitted: stable ends */
+        int only[N_GROUPS];     /* 1: this stage counts */
+        int64_t *ends;          /* each partition's end at the last pass */
         size_t n_ends, cap_ends;
 } lag_t;
 
@@ -58,6 +59,8 @@ static void lag_close(lag_t *l) {
                         rd_kafka_destroy(l->consumers[i]);
         if (l->probe)
                 rd_kafka_destroy(l->probe);
+        if (l->watermarks)
+                rd_kafka_destroy(l->watermarks);
         free(l->ends);
 }
 
@@ -77,6 +80,9 @@ static int lag_open(lag_t *l, const ordo_config_t *conf) {
         l->probe = ordo_kafka_consumer_new(conf, NULL, NULL, NULL, errstr,
                                            sizeof(errstr));
         if (l->probe)
+                l->watermarks = ordo_kafka_watermark_client_new(conf, errstr,
+                                                                sizeof(errstr));
+        if (l->watermarks)
                 return 0;
 fail:
         fprintf(stderr, "ordo: %s\n", errstr);
@@ -246,68 +252,65 @@ static void describe_parked(const rd_kafka_message_t *dead, const void *stage,
                  off, wl, why, (long long)dead->offset);
 }
 
+typedef struct {
+        int64_t n_proc, n_mongo, n_redis, seen;
+        char last[512];
+} dead_count_t;
+
+static void count_dead(const rd_kafka_message_t *m, void *arg) {
+        dead_count_t *c = arg;
+        const void *v;
+        size_t len;
+        c->seen++;
+        if (!(v = ordo_kafka_header(m, "ordo.stage", &len))) {
+                c->n_proc++;
+                return;
+        }
+        if (len == 13 && !memcmp(v, "project.mongo", 13))
+                c->n_mongo++;
+        else
+                c->n_redis++;
+        describe_parked(m, v, len, c->last, sizeof(c->last));
+}
+
 /* The dead-letters topic, counted by the stage that wrote them (header
  * ordo.stage; processors' have none), with the projections' last reason:
  * an event a store refused for good is parked there and no longer shows
- * as lag (operating.md). */
+ * as lag (operating.md). Each partition is read to its stable end, the
+ * shared way (kafka_io.h): a slow broker makes it wait, not count short;
+ * a partition it cannot read is named, and the count marked "+". */
 static void dead_letters(lag_t *l, FILE *out) {
-        char topic[256], errstr[512], last[512] = "";
-        int64_t n_proc = 0, n_mongo = 0, n_redis = 0, seen = 0, lo, hi;
-        int np, i;
+        const ordo_stable_end_opts_t o = { "lag", 0, 10000, &ordo_stop };
+        char topic[256], errstr[512];
+        dead_count_t c;
+        int64_t lo, end;
+        int np, i, partial = 0;
 
+        memset(&c, 0, sizeof(c));
         ordo_topic_name(l->conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
         np = ordo_kafka_partitions(l->probe, topic, errstr, sizeof(errstr));
-        for (i = 0; i < np && seen < DEAD_SCAN_MAX; i++) {
-                rd_kafka_topic_partition_list_t *tp;
-                int idle = 0;
-                if (ordo_kafka_watermarks(l->probe, topic, i, &lo, &hi, errstr,
-                                          sizeof(errstr)) ||
-                    hi <= lo)
+        for (i = 0; i < np && c.seen < DEAD_SCAN_MAX; i++) {
+                if (ordo_kafka_stable_end(l->probe, l->watermarks, topic, i, &o,
+                                          &lo, &end, errstr, sizeof(errstr))) {
+                        fprintf(stderr, "ordo: dead letters: %s\n", errstr);
+                        partial = 1;
                         continue;
-                tp = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(tp, topic, i)->offset = lo;
-                rd_kafka_assign(l->probe, tp);
-                rd_kafka_topic_partition_list_destroy(tp);
-                while (idle < 20 && seen < DEAD_SCAN_MAX) {
-                        rd_kafka_message_t *m =
-                            rd_kafka_consumer_poll(l->probe, 100);
-                        const void *v;
-                        size_t len;
-                        int stop;
-                        if (!m) {
-                                idle++;
-                                continue;
-                        }
-                        stop = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
-                               (!m->err && m->offset + 1 >= hi);
-                        if (!m->err) {
-                                seen++;
-                                if (!(v = ordo_kafka_header(m, "ordo.stage",
-                                                            &len)))
-                                        n_proc++;
-                                else {
-                                        if (len == 13 &&
-                                            !memcmp(v, "project.mongo", 13))
-                                                n_mongo++;
-                                        else
-                                                n_redis++;
-                                        describe_parked(m, v, len, last,
-                                                        sizeof(last));
-                                }
-                        }
-                        rd_kafka_message_destroy(m);
-                        if (stop)
-                                break;
                 }
-                rd_kafka_assign(l->probe, NULL);
+                if (end - lo > DEAD_SCAN_MAX - c.seen)
+                        end = lo + (DEAD_SCAN_MAX - c.seen);
+                if (end > lo &&
+                    ordo_kafka_read_range(l->probe, topic, i, lo, end, "lag",
+                                          &ordo_stop, count_dead, &c))
+                        partial = 1;
         }
-        fprintf(out,
-                "dead letters: %lld%s (processors %lld; parked by "
-                "project.mongo %lld, project.redis %lld)\n",
-                (long long)seen, seen >= DEAD_SCAN_MAX ? "+" : "",
-                (long long)n_proc, (long long)n_mongo, (long long)n_redis);
-        if (*last)
-                fprintf(out, "last parked: %s (see operating.md)\n", last);
+        fprintf(
+            out,
+            "dead letters: %lld%s (processors %lld; parked by "
+            "project.mongo %lld, project.redis %lld)\n",
+            (long long)c.seen, c.seen >= DEAD_SCAN_MAX || partial ? "+" : "",
+            (long long)c.n_proc, (long long)c.n_mongo, (long long)c.n_redis);
+        if (*c.last)
+                fprintf(out, "last parked: %s (see operating.md)\n", c.last);
 }
 
 int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
@@ -390,7 +393,8 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                  "lag`)\n",
                  (long long)timeout_s);
         signal(SIGALRM, on_overdue);
-        alarm(timeout_s < 86400 ? (unsigned)timeout_s + 1 : 86400);
+        /* past the loop's own check; capped at about three years */
+        alarm(timeout_s < 100000000 ? (unsigned)timeout_s + 1 : 100000000);
         if (lag_open(&l, conf))
                 return 1;
         if (select_stages(&l, n_stages, argv, 1)) {
