@@ -11,11 +11,14 @@ private broker (test_crash's checks).
 --long-down S makes the first outage last S seconds; past
 transaction.timeout.ms (20 s) the restarted coordinator aborts what was
 open and may fence a producer (the log's rejoin count says whether it
-did). Off in CI: with 25 s, in one run of three the streaming `ordo
-produce` could not deliver its queue within its 60 s flush, the harness
-sent the phase again, and the duplicated commands (a second
-CreateActivity, repeated UNKNOWN_ACTIVITY attempts) make the logs differ
-from the uninterrupted run's by construction.
+did). Off in CI: with 25 s, in one run of three the broker was up only
+twice for a few seconds (between the next two kills, each time still
+loading its transaction coordinator, so no producer id) in the
+streaming `ordo produce`'s 60 s flush; it reported 3,452 lines not
+delivered, as it should, the harness sent the whole phase again, and the
+duplicated commands (a second CreateActivity, repeated UNKNOWN_ACTIVITY
+attempts) make the logs differ from the uninterrupted run's by
+construction.
 
 usage: test_broker_kills.py ORDO_BINARY [--orders N] [--kills K]
        [--long-down S] [--seed S] [--port P] [--workdir DIR] [--keep]
