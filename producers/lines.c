@@ -4,6 +4,8 @@
 #include "lines.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,30 @@ void ordo_lines_fini(ordo_lines_t *r) {
         r->buf = NULL;
 }
 
+/* Waits until fd can be read or *stop is set: 0, or -1 (errno EINTR)
+ * when stopping. SIGINT and SIGTERM are blocked but for the wait itself
+ * (ppoll), so one that comes between the check of *stop and the wait
+ * still ends the wait: a pipe or terminal that stays silent cannot hold
+ * a stop back. */
+static int wait_readable(ordo_lines_t *r) {
+        struct pollfd pfd = { r->fd, POLLIN, 0 };
+        sigset_t block, orig;
+        int rc = 0;
+
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &block, &orig);
+        while (!*r->stop && ppoll(&pfd, 1, NULL, &orig) < 0 && errno == EINTR)
+                ;
+        if (*r->stop) {
+                errno = EINTR;
+                rc = -1;
+        }
+        pthread_sigmask(SIG_SETMASK, &orig, NULL);
+        return rc;
+}
+
 /* Moves the unread bytes to the front and reads more after them: 1 if
  * bytes came, 0 at the end of input, -1 on a read error. */
 static int fill(ordo_lines_t *r) {
@@ -43,7 +69,9 @@ static int fill(ordo_lines_t *r) {
                 r->start = 0;
         }
         do
-                got = read(r->fd, r->buf + r->end, buf_size(r) - r->end);
+                got = r->stop && wait_readable(r)
+                          ? -1
+                          : read(r->fd, r->buf + r->end, buf_size(r) - r->end);
         while (got < 0 && errno == EINTR && !(r->stop && *r->stop));
         if (got < 0) {
                 /* a line cut by the error must not come back as one */

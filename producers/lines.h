@@ -24,8 +24,9 @@ typedef struct ordo_lines_s {
         size_t start, end; /* unread bytes: buf[start..end) */
         int eof;
         int failed; /* a read failed: every later call says so too */
-        /* optional: a read interrupted by a signal once *stop is set
-         * ends the input (ORDO_LINE_ERROR, errno EINTR) */
+        /* optional: once *stop is set (a SIGINT or SIGTERM handler), the
+         * input ends (ORDO_LINE_ERROR, errno EINTR), even while waiting
+         * on a silent pipe or terminal */
         volatile sig_atomic_t *stop;
 } ordo_lines_t;
 

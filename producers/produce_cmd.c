@@ -118,8 +118,9 @@ static void usage_details(void) {
                "named on stderr.\nA line counts as sent once Kafka has "
                "written it at an offset. With Kafka\nunreachable every line "
                "is still checked, and the valid ones are not delivered.\n"
-               "SIGINT or SIGTERM ends the input where it is: what was read "
-               "is sent and\nsummed up.\n"
+               "SIGINT or SIGTERM stops the reading (not a send waiting for "
+               "room in a full\nqueue): what was read is sent and summed "
+               "up.\n"
                "Exit status: 0 if every line was "
                "sent, 1 if any line was refused or not\ndelivered (send "
                "those again), the input failed to read or was stopped, 2\n"
@@ -162,21 +163,6 @@ static int open_input(const char *path, input_t *in) {
         return 0;
 }
 
-/* SIGINT or SIGTERM while a read waits (a pipe, a FIFO, a terminal)
- * ends the input there: the read returns EINTR instead of being
- * restarted, and what was read is still sent and summed up. */
-static void interruptible(input_t *in) {
-        struct sigaction sa;
-        int i, sigs[] = { SIGINT, SIGTERM };
-
-        for (i = 0; i < 2; i++)
-                if (!sigaction(sigs[i], NULL, &sa)) {
-                        sa.sa_flags &= ~SA_RESTART;
-                        sigaction(sigs[i], &sa, NULL);
-                }
-        in->lines.stop = &ordo_stop;
-}
-
 static void close_input(input_t *in) {
         if (in->own_fd)
                 close(in->lines.fd);
@@ -185,7 +171,7 @@ static void close_input(input_t *in) {
 
 int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         const char *path = NULL, *line;
-        int dry_run = 0, no_kafka = 0, i, rc = 0, read_errno = 0;
+        int dry_run = 0, no_kafka = 0, stopped, i, rc = 0, read_errno = 0;
         char errstr[512], topics[ORDO_TOPIC__COUNT][256];
         size_t len;
         ordo_line_result_t got = ORDO_LINE_END;
@@ -219,7 +205,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         }
         if ((rc = open_input(path, &in)))
                 return rc;
-        interruptible(&in);
+        /* SIGINT or SIGTERM ends the input, even while a read waits on
+         * a pipe, FIFO or terminal; what was read is sent and summed up */
+        in.lines.stop = &ordo_stop;
         memset(&stats, 0, sizeof(stats));
         codec = ordo_codec_new(errstr, sizeof(errstr));
         if (!codec) {
@@ -309,6 +297,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
          * line sent" */
         if (got == ORDO_LINE_ERROR && !(errno == EINTR && ordo_stop))
                 read_errno = errno;
+        /* a signal after the last line (during the flush) cut nothing */
+        stopped = ordo_stop && got != ORDO_LINE_END;
         close_input(&in);
         if (rk) {
                 if (rd_kafka_flush(rk, 60000)) {
@@ -348,12 +338,12 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         "rest of the input was not read\n",
                         path && strcmp(path, "-") ? path : "stdin",
                         (long long)lineno, strerror(read_errno));
-        if (ordo_stop)
+        if (stopped)
                 fprintf(stderr,
                         "ordo produce: stopped by a signal after line %lld; "
                         "the rest of the input was not read\n",
                         (long long)lineno);
-        if (stats.refused || stats.failed || read_errno || ordo_stop)
+        if (stats.refused || stats.failed || read_errno || stopped)
                 rc = 1;
         return rc;
 }

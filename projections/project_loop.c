@@ -41,9 +41,9 @@ typedef struct {
         size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked, parked_batch;
-        int from_start;   /* the store lost what the group had applied */
-        int lost;         /* ...while we ran: read the inputs again */
-        int64_t fatal_ms; /* monotonic ms of the last fatal consumer error */
+        int from_start;    /* the store lost what the group had applied */
+        int lost;          /* ...while we ran: read the inputs again */
+        int64_t fenced_ms; /* monotonic ms of the last FENCED_INSTANCE_ID */
         const ordo_config_t *conf;
         volatile sig_atomic_t *stop;
 } loop_t;
@@ -102,11 +102,14 @@ static int store_empty_after_use(loop_t *lp) {
  * (pipeline). */
 static int pause_and_poll(void *opaque, int first) {
         loop_t *s = opaque;
+        rd_kafka_message_t *m;
         if (first && !s->paused &&
             !rd_kafka_assignment(s->consumer, &s->paused)) {
                 rd_kafka_pause_partitions(s->consumer, s->paused);
         }
-        rd_kafka_consumer_poll(s->consumer, 0);
+        m = rd_kafka_consumer_poll(s->consumer, 0);
+        if (m) /* paused: only an error; a fatal one is found by pipeline */
+                rd_kafka_message_destroy(m);
         s->lost = ordo_store_may_come_back_empty(&s->store) &&
                   store_empty_after_use(s);
         return s->lost;
@@ -386,6 +389,11 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
         int fatal, idle;
         while (!*lp->stop) {
                 ordo_metrics_poll(lp->which, lp->consumer);
+                /* One raised while the store was away (pause_and_poll). */
+                if (rd_kafka_fatal_error(lp->consumer, errstr, errstr_size)) {
+                        err = ORDO_ERR_KAFKA_FATAL;
+                        break;
+                }
                 lp->n = ordo_kafka_consume_batch(lp->consumer, &bo, lp->rkms,
                                                  lp->max, lp->wait_ms, &fatal,
                                                  errstr, errstr_size);
@@ -449,18 +457,20 @@ static void close_consumer(loop_t *lp) {
         }
 }
 
-/* After a fatal consumer error, as a processor does (stream.c): a
- * member with our group.instance.id joined, so we lost our partitions.
- * A lone process fenced by its own restart, or by a broker that lost
- * track of it, comes back as a new member and reads on from the
- * committed offsets (the writes are idempotent). A second fatal error
- * within two minutes is a live twin, which each rejoin would fence in
- * turn for ever: this one stops, the other keeps the stage. */
+/* After a fatal consumer error, as a processor does (stream.c): we lost
+ * our partitions (a member with our group.instance.id joined: a process
+ * restarted in our place, or a broker that lost track of us). We come
+ * back as a new member and read on from the committed offsets (the
+ * writes are idempotent). A second such fence within two minutes is a
+ * live twin, which each rejoin would fence in turn for ever: this one
+ * stops, the other keeps the stage. */
 static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
         int64_t now = ordo_monotonic_ms(), until = now + 500;
+        int fenced = rd_kafka_fatal_error(lp->consumer, NULL, 0) ==
+                     RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
         char q[512];
 
-        if (lp->fatal_ms && now - lp->fatal_ms < 120000) {
+        if (fenced && lp->fenced_ms && now - lp->fenced_ms < 120000) {
                 snprintf(errstr, errstr_size,
                          "another live process runs this stage with "
                          "instance.id %s (group.instance.id in group %s): "
@@ -470,7 +480,8 @@ static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
                          ordo_config_get(lp->conf, "instance.id"), lp->group);
                 return ORDO_ERR_CONFIG;
         }
-        lp->fatal_ms = now;
+        if (fenced)
+                lp->fenced_ms = now;
         ORDO_LOG(WARN, lp->which,
                  "msg=\"fatal Kafka error: giving up our partitions and "
                  "rejoining (if another process runs this stage with the "

@@ -353,19 +353,29 @@ static char *trim(char *s) {
         return s;
 }
 
+#define KEY_CHARS                                                              \
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
 ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
                                 char *errstr, size_t errstr_size) {
-        char *buf, *eq;
+        const char *eq;
+        char *buf;
+        size_t n, sp;
         ordo_err_t err;
-        if (!strchr(pair, '=')) {
-                /* Only the leading key-like characters are shown: the
-                 * rest may be a secret typed with the wrong separator
-                 * ("redis.password: ..."). */
-                size_t n = strspn(pair, "abcdefghijklmnopqrstuvwxyz"
-                                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                        "0123456789._-");
+
+        while (isspace((unsigned char)*pair))
+                pair++;
+        /* Only the leading key-like characters are ever shown: the rest
+         * may be a secret typed with the wrong separator
+         * ("redis.password: ..."). */
+        n = strspn(pair, KEY_CHARS);
+        sp = n + strspn(pair + n, " \t"); /* "key = value" */
+        eq = pair[sp] == '=' ? pair + sp : NULL;
+        if (!n || !eq) {
                 snprintf(errstr, errstr_size,
-                         "expected key=value, got no \"=\" after \"%.*s\"",
+                         "expected key=value, got %s after \"%.*s\"",
+                         strchr(pair, '=') ? "a character a key cannot have"
+                                           : "no \"=\"",
                          (int)(n < 100 ? n : 100), pair);
                 return ORDO_ERR_CONFIG_INVALID;
         }
@@ -373,10 +383,9 @@ ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
         }
-        eq = strchr(buf, '=');
-        *eq = '\0';
-        err =
-            ordo_config_set(conf, trim(buf), trim(eq + 1), errstr, errstr_size);
+        buf[n] = '\0';
+        err = ordo_config_set(conf, buf, trim(buf + (eq - pair) + 1), errstr,
+                              errstr_size);
         free(buf);
         return err;
 }

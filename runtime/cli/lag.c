@@ -289,26 +289,37 @@ static void dead_letters(lag_t *l, FILE *out) {
         memset(&c, 0, sizeof(c));
         ordo_topic_name(l->conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
         np = ordo_kafka_partitions(l->probe, topic, errstr, sizeof(errstr));
-        for (i = 0; i < np && c.seen < DEAD_SCAN_MAX; i++) {
+        if (np < 0) {
+                fprintf(stderr, "ordo: dead letters: %s\n", errstr);
+                partial = 1;
+        }
+        for (i = 0; i < np; i++) {
+                if (c.seen >= DEAD_SCAN_MAX) { /* the scan's bound */
+                        partial = 1;
+                        break;
+                }
                 if (ordo_kafka_stable_end(l->probe, l->watermarks, topic, i, &o,
                                           &lo, &end, errstr, sizeof(errstr))) {
                         fprintf(stderr, "ordo: dead letters: %s\n", errstr);
                         partial = 1;
                         continue;
                 }
-                if (end - lo > DEAD_SCAN_MAX - c.seen)
+                if (end - lo > DEAD_SCAN_MAX - c.seen) {
+                        /* cut short: markers take offsets too, so fewer
+                         * letters than the bound may come back */
                         end = lo + (DEAD_SCAN_MAX - c.seen);
+                        partial = 1;
+                }
                 if (end > lo &&
                     ordo_kafka_read_range(l->probe, topic, i, lo, end, "lag",
                                           &ordo_stop, count_dead, &c))
                         partial = 1;
         }
-        fprintf(
-            out,
-            "dead letters: %lld%s (processors %lld; parked by "
-            "project.mongo %lld, project.redis %lld)\n",
-            (long long)c.seen, c.seen >= DEAD_SCAN_MAX || partial ? "+" : "",
-            (long long)c.n_proc, (long long)c.n_mongo, (long long)c.n_redis);
+        fprintf(out,
+                "dead letters: %lld%s (processors %lld; parked by "
+                "project.mongo %lld, project.redis %lld)\n",
+                (long long)c.seen, partial ? "+" : "", (long long)c.n_proc,
+                (long long)c.n_mongo, (long long)c.n_redis);
         if (*c.last)
                 fprintf(out, "last parked: %s (see operating.md)\n", c.last);
 }

@@ -17,7 +17,8 @@ volatile sig_atomic_t ordo_stop = 0;
 
 /* The first SIGINT or SIGTERM asks every command to stop (and sum up);
  * a second Ctrl-C ends the process at once, as a user pressing it again
- * expects (exactly-once makes that as safe as a SIGKILL). */
+ * expects: for the processors as safe as a SIGKILL (exactly-once); for
+ * `ordo produce` the lines still queued are lost, unreported. */
 static void on_signal(int sig) {
         if (ordo_stop && sig == SIGINT) {
                 signal(sig, SIG_DFL);

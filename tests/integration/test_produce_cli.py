@@ -56,7 +56,11 @@ def main():
         time.sleep(3)  # read, sent, now waiting on the pipe
         p.send_signal(signal.SIGINT)
         try:
-            err = p.communicate(timeout=20)[1]
+            # stdin stays open until it has ended: its end of input
+            # must not be what stops it
+            p.wait(20)
+            err = p.stderr.read()
+            p.stdin.close()
             check("SIGINT on a waiting read: produce ends, exit 1",
                   p.returncode == 1, "exit %d: %s" % (p.returncode, err))
             check("what was read is sent and summed up, with the stop",

@@ -10,8 +10,9 @@ which is what it guards against. Then `ordo wait` must return while the
 stage keeps ticking, and only once a command sent just before it is in
 Redis. Last, a payment stamped exactly at its order's deadline that
 reaches the log LATE_MS later (a door's queue) must still pay the order:
-the stage's Ticks trail the wall clock by tick.lag.ms (decision 0028);
-with -X tick.lag.ms=0 they overtake it and the order is CANCELLED.
+the stage's Ticks trail the wall clock by tick.lag.ms (decision 0028;
+LAG_MS here, well past LATE_MS plus a fresh `ordo produce`'s start);
+with --lag-ms 0 they overtake it and the order is CANCELLED.
 
     test_ticks.py ORDO_BINARY [--seed N]
 
@@ -29,7 +30,8 @@ import time
 import test_e2e as E
 
 PAY_TIMEOUT_MS = 2000
-LATE_MS = 500  # under tick.lag.ms's default, over tick.interval.ms
+LATE_MS = 500  # over tick.interval.ms
+LAG_MS = 3000  # tick.lag.ms: LATE_MS and produce's start with room
 
 
 def status(r, prefix, oid):
@@ -55,9 +57,9 @@ def main():
     ap.add_argument("--tick-ms", type=int, default=300,
                     help="tick.interval.ms of `ordo run` (0 shows the "
                     "failure this test guards against)")
-    ap.add_argument("--lag-ms", type=int, default=None,
-                    help="tick.lag.ms of `ordo run` (default: ordo's; 0 "
-                    "shows the late payment's failure)")
+    ap.add_argument("--lag-ms", type=int, default=LAG_MS,
+                    help="tick.lag.ms of `ordo run` (0 shows the late "
+                    "payment's failure)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
@@ -65,8 +67,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="ordo-ticks-")
     ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
     ordo.flags += ["-X", "tick.interval.ms=%d" % args.tick_ms]
-    if args.lag_ms is not None:
-        ordo.flags += ["-X", "tick.lag.ms=%d" % args.lag_ms]
+    ordo.flags += ["-X", "tick.lag.ms=%d" % args.lag_ms]
     r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
                 int(os.environ.get("ORDO_REDIS_PORT", "6379")))
     results = []

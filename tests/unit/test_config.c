@@ -242,6 +242,20 @@ Test(config, a_pair_without_equals_does_not_echo_its_value) {
         cr_assert_eq(load_text(c, "kafka.sasl.password: Hunter2secret\n"),
                      ORDO_ERR_CONFIG_INVALID);
         cr_assert_null(strstr(errstr, "Hunter2"), "got %s", errstr);
+        /* a secret with '=' in it, after the wrong separator */
+        cr_assert_eq(ordo_config_set_pair(c, "redis.password: Hunter2==",
+                                          errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert_null(strstr(errstr, "Hunter2"), "got %s", errstr);
+        cr_assert_eq(ordo_config_set_pair(c, "kafka.sasl.password Hunter2=x",
+                                          errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert_null(strstr(errstr, "Hunter2"), "got %s", errstr);
+        /* spaces around '=' and before the key stay fine */
+        cr_assert_eq(ordo_config_set_pair(c, "  mongo.db = spaced ", errstr,
+                                          sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(ordo_config_get(c, "mongo.db"), "spaced");
         ordo_config_destroy(c);
 }
 
