@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "drop_topics.h"
 #include "ingest.h"
 #include "kafka.h"
 #include "ordo_client.h"
@@ -78,6 +79,7 @@ static void setup_tight(void) {
 
 static void stop(void) {
         ordo_ingest_destroy(gw);
+        ordo_test_drop_topics(conf);
         ordo_config_destroy(conf);
         unlink(keys_path);
         gw = NULL;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "drop_topics.h"
 #include "ingest.h"
 #include "kafka.h"
 
@@ -109,6 +110,7 @@ static void start(const char *const *extra) {
 
 static void stop(void) {
         ordo_ingest_destroy(gw);
+        ordo_test_drop_topics(conf);
         ordo_config_destroy(conf);
         unlink(keys_path);
         gw = NULL;

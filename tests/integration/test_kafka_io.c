@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "drop_topics.h"
 #include "kafka_io.h"
 #include "log.h"
 
@@ -57,6 +58,7 @@ static void teardown(void) {
         rd_kafka_destroy(txp);
         rd_kafka_destroy(uncommitted);
         rd_kafka_destroy(committed);
+        ordo_test_drop_topics(conf);
         ordo_config_destroy(conf);
 }
 
