@@ -231,19 +231,6 @@ static int commit_done(const ordo__proc_t *p) {
                __atomic_load_n(&p->commit.done, __ATOMIC_ACQUIRE);
 }
 
-/* A member with our group.instance.id joined the group: a process
- * restarted in our place (we are its zombie) or a second live process
- * with our instance.id. Two live ones would fence each other for ever,
- * each rejoin fencing the other, so the second such fence within two
- * minutes ends this one (the other then keeps the stage); a single one
- * is lost partitions, and the rejoin takes them back. */
-static void fenced_by_instance(ordo__proc_t *p) {
-        int64_t now = ordo_monotonic_ms();
-        if (p->instance_fenced_ms && now - p->instance_fenced_ms < 120000)
-                p->duplicate_instance = 1;
-        p->instance_fenced_ms = now;
-}
-
 /* Up to batch.max messages, waiting at most batch.ms for the first.
  * Overlapped (decision 0018: a commit is in flight), the messages are
  * decided into the outbox as they arrive (in runs of up to 512, and
@@ -293,7 +280,9 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         if (rd_kafka_fatal_error(p->consumer, p->errstr,
                                                  sizeof(p->errstr)) ==
                             RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
-                                fenced_by_instance(p);
+                                p->duplicate_instance |=
+                                    ordo_kafka_fenced_twice(
+                                        &p->instance_fenced_ms);
                         p->consumer_fatal = 1;
                         rd_kafka_message_destroy(rkm);
                         break;
@@ -795,15 +784,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 else
                         stats->idle_ms += ordo_monotonic_ms() - t;
                 if (p.duplicate_instance) {
-                        snprintf(p.errstr, sizeof(p.errstr),
-                                 "another live process runs this stage with "
-                                 "instance.id %s (group.instance.id and "
-                                 "transactional id %s.%s): each fenced the "
-                                 "other twice in 2 minutes; this one stops. "
-                                 "Give every instance its own -X "
-                                 "instance.id=N",
-                                 ordo_config_get(conf, "instance.id"), p.group,
-                                 ordo_config_get(conf, "instance.id"));
+                        ordo_kafka_twin_error(conf, p.group, p.errstr,
+                                              sizeof(p.errstr));
                         err = ORDO_ERR_CONFIG;
                         break;
                 }

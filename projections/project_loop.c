@@ -458,30 +458,19 @@ static void close_consumer(loop_t *lp) {
 }
 
 /* After a fatal consumer error, as a processor does (stream.c): we lost
- * our partitions (a member with our group.instance.id joined: a process
- * restarted in our place, or a broker that lost track of us). We come
- * back as a new member and read on from the committed offsets (the
- * writes are idempotent). A second such fence within two minutes is a
- * live twin, which each rejoin would fence in turn for ever: this one
- * stops, the other keeps the stage. */
+ * our partitions, and come back as a new member that reads on from the
+ * committed offsets (the writes are idempotent), unless the fence shows
+ * a live twin (kafka.h: ordo_kafka_fenced_twice). */
 static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
-        int64_t now = ordo_monotonic_ms(), until = now + 500;
-        int fenced = rd_kafka_fatal_error(lp->consumer, NULL, 0) ==
-                     RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+        int64_t until = ordo_monotonic_ms() + 500;
         char q[512];
 
-        if (fenced && lp->fenced_ms && now - lp->fenced_ms < 120000) {
-                snprintf(errstr, errstr_size,
-                         "another live process runs this stage with "
-                         "instance.id %s (group.instance.id in group %s): "
-                         "each fenced the other twice in 2 minutes; this "
-                         "one stops. Give every instance its own -X "
-                         "instance.id=N",
-                         ordo_config_get(lp->conf, "instance.id"), lp->group);
+        if (rd_kafka_fatal_error(lp->consumer, NULL, 0) ==
+                RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID &&
+            ordo_kafka_fenced_twice(&lp->fenced_ms)) {
+                ordo_kafka_twin_error(lp->conf, lp->group, errstr, errstr_size);
                 return ORDO_ERR_CONFIG;
         }
-        if (fenced)
-                lp->fenced_ms = now;
         ORDO_LOG(WARN, lp->which,
                  "msg=\"fatal Kafka error: giving up our partitions and "
                  "rejoining (if another process runs this stage with the "

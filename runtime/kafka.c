@@ -229,6 +229,24 @@ rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
                             errstr_size);
 }
 
+int ordo_kafka_fenced_twice(int64_t *last_ms) {
+        int64_t now = ordo_monotonic_ms();
+        int twice = *last_ms && now - *last_ms < 120000;
+        *last_ms = now;
+        return twice;
+}
+
+void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
+                           char *errstr, size_t errstr_size) {
+        const char *id = ordo_config_get(conf, "instance.id");
+        snprintf(errstr, errstr_size,
+                 "another live process runs this stage with instance.id %s "
+                 "(group.instance.id %s.%s): each fenced the other twice in "
+                 "2 minutes; this one stops. Give every instance its own -X "
+                 "instance.id=N",
+                 id, group, id);
+}
+
 void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms) {
         rd_kafka_topic_partition_list_t *a = NULL;
         int64_t deadline = ordo_monotonic_ms() + timeout_ms;

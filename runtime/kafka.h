@@ -100,6 +100,18 @@ rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
  * revocation is served or timeout_ms passed. */
 void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms);
 
+/* A static member fenced by FENCED_INSTANCE_ID now (decision 0018): a
+ * process restarted in its place, a broker that lost track of it, or a
+ * second live process with its instance.id. A lone fence is lost
+ * partitions, and the member rejoins; two live ones would fence each
+ * other for ever, each rejoin fencing the other, so a second fence
+ * within two minutes ends this one. 1 then; *last_ms remembers the
+ * fence. */
+int ordo_kafka_fenced_twice(int64_t *last_ms);
+/* The error that ends a member ordo_kafka_fenced_twice found twinned. */
+void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
+                           char *errstr, size_t errstr_size);
+
 /* A consumer used only to ask for high watermarks as read_uncommitted sees
  * them: compared with a read_committed client's answer (the last stable
  * offset) it tells whether a transaction is still open on a partition. */
