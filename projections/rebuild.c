@@ -20,7 +20,6 @@
 
 #include "project.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -596,13 +595,9 @@ static void print_flag(void *opaque, const char *key, const char *value) {
                  * without ORDO_<KEY> set, the shell refuses it instead
                  * of the command quietly using the default. */
                 char var[256];
-                size_t i, n = 0;
-                for (i = 0; key[i] && n + 1 < sizeof(var); i++)
-                        var[n++] = key[i] == '.' ? '_' : (char)toupper(key[i]);
-                var[n] = '\0';
-                printf(" -X %s=\"${ORDO_%s:?set it to the %s of the "
-                       "rebuild}\"",
-                       key, var, key);
+                ordo_config_env_name(key, var, sizeof(var));
+                printf(" -X %s=\"${%s:?set it to the %s of the rebuild}\"", key,
+                       var, key);
                 f->secrets++;
                 return;
         }

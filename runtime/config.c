@@ -434,6 +434,15 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
 
 extern char **environ;
 
+void ordo_config_env_name(const char *key, char *out, size_t size) {
+        size_t n = (size_t)snprintf(out, size, "ORDO_");
+        for (; *key && n + 1 < size; key++)
+                out[n++] =
+                    *key == '.' ? '_' : (char)toupper((unsigned char)*key);
+        if (n < size)
+                out[n] = '\0';
+}
+
 ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                                 size_t errstr_size) {
         char **e;

@@ -35,6 +35,9 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
 /* Every ORDO_<KEY> variable: '_' becomes '.', upper becomes lower. */
 ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
                                 size_t errstr_size);
+/* The other way: the variable that sets key, "ORDO_" and the key with
+ * '.' as '_', upper case (mongo.uri: ORDO_MONGO_URI); cut to size. */
+void ordo_config_env_name(const char *key, char *out, size_t size);
 
 const char *ordo_config_get(const ordo_config_t *conf, const char *key);
 int64_t ordo_config_get_int(const ordo_config_t *conf, const char *key);

@@ -268,6 +268,21 @@ Test(config, an_integer_beyond_int64_says_so) {
         ordo_config_destroy(c);
 }
 
+Test(config, env_name_is_what_load_env_reads) {
+        ordo_config_t *c = ordo_config_new();
+        char var[64];
+        ordo_config_env_name("redis.password", var, sizeof(var));
+        cr_assert_str_eq(var, "ORDO_REDIS_PASSWORD");
+        setenv(var, "from-env", 1);
+        cr_assert_eq(ordo_config_load_env(c, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(ordo_config_get(c, "redis.password"), "from-env");
+        unsetenv(var);
+        ordo_config_env_name("kafka.sasl.password", var, 8);
+        cr_assert_str_eq(var, "ORDO_KA", "cut to size");
+        ordo_config_destroy(c);
+}
+
 Test(config, topic_names_carry_prefix) {
         ordo_config_t *c = ordo_config_new();
         char buf[256];
