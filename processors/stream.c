@@ -183,6 +183,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 }
                 ORDO_LOG(INFO, p->def->name, "msg=assigned partitions=%d",
                          parts->cnt);
+                p->stats->assignments++;
                 rd_kafka_assign(rk, parts);
                 p->assigned = parts->cnt;
                 /* Tick the new partitions at once: timers that fell due
@@ -602,6 +603,40 @@ static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
         return ordo__rewind_all(p);
 }
 
+/* A fatal producer error (fenced, or librdkafka's spurious "requires
+ * epoch bump", STACK.md) while our consumer is still a member: replace
+ * the producer (its init_transactions fences the old one and aborts what
+ * it left open) and rewind what we own to the committed offsets, keeping
+ * our place in the group. Leaving would rebalance every other member of
+ * the group too: a real second instance keeps its partitions untouched.
+ * If we did lose the partitions, the group says so (a rebalance, or a
+ * fenced consumer, which rejoins); if Kafka is away, the caller rejoins. */
+static ordo_err_t renew_producer(ordo__proc_t *p, int in_a_row) {
+        int shift = in_a_row < 8 ? in_a_row - 2 : 6;
+        int64_t until = ordo_monotonic_ms() +
+                        (in_a_row > 1 ? (int64_t)500 << shift : 0); /* 0-32 s */
+        ordo_err_t err;
+
+        ORDO_LOG(WARN, p->def->name,
+                 "msg=\"fatal producer error: replacing the producer and "
+                 "restoring our partitions (if another process runs this "
+                 "stage with the same instance.id, give it its own)\" "
+                 "error=\"%s\" renewals_in_a_row=%d",
+                 p->errstr, in_a_row);
+        p->stats->renewals++;
+        ordo__commit_wait(p);
+        ordo__outbox_discard(&p->outbox);
+        p->failed = ORDO__TXN_OK;
+        p->next_tick = 0; /* the aborted Ticks again */
+        while (ordo_monotonic_ms() < until && !*p->stop)
+                usleep(50000);
+        if (*p->stop)
+                return ORDO_ERR_OK;
+        if ((err = open_producer(p)))
+                return err;
+        return ordo__rewind_all(p);
+}
+
 /* Leaves the group and forgets every partition's state. */
 static void close_member(ordo__proc_t *p) {
         int i;
@@ -623,8 +658,10 @@ static void close_member(ordo__proc_t *p) {
         p->assigned = 0;
 }
 
-/* A fenced producer or another fatal Kafka error, as Kafka Streams
- * treats it: we lost our partitions. Give them up (leave the group,
+/* A fatal consumer error (FENCED_INSTANCE_ID), a restore that failed,
+ * or Kafka away while the producer was being replaced or the partitions
+ * rewound, as Kafka Streams treats a migrated task: we lost our
+ * partitions. Give them up (leave the group,
  * drop all state), then come back as a new member with a new producer
  * (whose init_transactions fences our zombie and aborts what it left
  * open); the group assigns partitions again and the rebalance callback
@@ -679,7 +716,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
-                 "snapshot_bytes=%lld ticks=%lld rejoins=%lld "
+                 "snapshot_bytes=%lld ticks=%lld assignments=%lld "
+                 "rejoins=%lld renewals=%lld "
                  "discarded=%lld consume_ms=%lld decide_ms=%lld "
                  "produce_ms=%lld commit_wait_ms=%lld idle_ms=%lld "
                  "offsets_ms=%lld deliveries_ms=%lld end_txn_ms=%lld",
@@ -690,7 +728,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->aborts, (long long)s->restored_events,
                  (long long)s->restore_ms, (long long)s->snapshots,
                  (long long)s->snapshot_bytes, (long long)s->ticks,
-                 (long long)s->rejoins, (long long)s->discarded,
+                 (long long)s->assignments, (long long)s->rejoins,
+                 (long long)s->renewals, (long long)s->discarded,
                  (long long)s->consume_ms, (long long)s->decide_ms,
                  (long long)s->produce_ms, (long long)s->commit_wait_ms,
                  (long long)s->idle_ms, (long long)s->offsets_ms,
@@ -708,7 +747,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         int wait_ms = (int)ordo_config_get_int(conf, "batch.ms");
         int64_t last_stats = ordo_monotonic_ms(), t_start = last_stats;
         int committed = 0;
-        int aborts_in_a_row = 0, rejoins_in_a_row = 0;
+        int aborts_in_a_row = 0, rejoins_in_a_row = 0, renewals_in_a_row = 0;
         ordo_err_t err = ORDO_ERR_OK;
 
         memset(&p, 0, sizeof(p));
@@ -806,7 +845,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);
                 if (stats->transactions > txns) {
-                        rejoins_in_a_row = aborts_in_a_row = 0;
+                        rejoins_in_a_row = aborts_in_a_row = renewals_in_a_row =
+                            0;
                         if (!committed++)
                                 /* restart to first commit
                                  * (bench/bench_restart.py) */
@@ -816,9 +856,14 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                     "since_start_ms=%lld",
                                     (long long)(ordo_monotonic_ms() - t_start));
                 }
-                if (p.failed == ORDO__TXN_FATAL)
-                        lost = 1;
-                else if (p.failed == ORDO__TXN_ABORTED) {
+                if (p.failed == ORDO__TXN_FATAL && !lost) {
+                        err = renew_producer(&p, ++renewals_in_a_row);
+                        if (err == ORDO_ERR_KAFKA ||
+                            err == ORDO_ERR_KAFKA_FATAL)
+                                lost = 1;
+                        else if (err)
+                                break;
+                } else if (p.failed == ORDO__TXN_ABORTED && !lost) {
                         err = recover(&p, ++aborts_in_a_row);
                         if (err == ORDO_ERR_KAFKA)
                                 lost = 1;

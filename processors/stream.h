@@ -91,8 +91,11 @@ typedef struct ordo_stage_stats_s {
         int64_t snapshots;      /* written */
         int64_t snapshot_bytes; /* written */
         int64_t ticks;          /* Ticks written (tick.interval.ms) */
+        int64_t assignments;    /* partition sets the group gave us */
         int64_t rejoins;        /* partitions given up after a fatal error */
-        int64_t discarded;      /* inputs decided, then dropped: the previous
+        int64_t renewals;  /* producers replaced after a fatal producer error,
+                           * keeping the partitions */
+        int64_t discarded; /* inputs decided, then dropped: the previous
                             * transaction aborted (decision 0018) */
         int64_t commit_wait_ms; /* the loop waiting for a commit */
         int64_t decide_ms;      /* decoding, deciding, encoding */

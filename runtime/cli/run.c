@@ -156,25 +156,27 @@ int ordo_cmd_run(ordo_config_t *conf, int argc, char **argv) {
         size_t n = 0, i;
         int rc;
         if (ordo_wants_help(argc, argv)) {
-                printf("\nRuns the given stages (all six by default) as "
-                       "threads until SIGINT or\nSIGTERM. Processors: "
-                       "activity, order, referral, commission (Kafka\n"
-                       "transactions, exactly-once unless "
-                       "processing.guarantee=at_least_once).\nProjections: "
-                       "mongo, redis. Missing topics are created. The order "
-                       "processor\nwrites a Tick to its partitions every "
-                       "tick.interval.ms (0: off, for batch runs with\nold "
-                       "timestamps), stamped tick.lag.ms behind the wall "
-                       "clock. A stage that loses\nits partitions to a Kafka "
-                       "error "
-                       "rejoins by itself; a stage that fails otherwise\n"
-                       "(configuration, or a second live process with its "
-                       "instance.id) stops the\nprocess with a non-zero "
-                       "status.\nA stage still running "
-                       "stop.timeout.ms (30 s) after the stop ends the "
-                       "process\nwith status 1.\n"
-                       "Prometheus /metrics and /healthz on metrics.listen "
-                       "(auto: 127.0.0.1:9464;\nempty: off).\n");
+                printf(
+                    "\nRuns the given stages (all six by default) as "
+                    "threads until SIGINT or\nSIGTERM. Processors: "
+                    "activity, order, referral, commission (Kafka\n"
+                    "transactions, exactly-once unless "
+                    "processing.guarantee=at_least_once).\nProjections: "
+                    "mongo, redis. Missing topics are created. The order "
+                    "processor\nwrites a Tick to its partitions every "
+                    "tick.interval.ms (0: off, for batch runs with\nold "
+                    "timestamps), stamped tick.lag.ms behind the wall "
+                    "clock. A processor whose\nproducer is fenced replaces it "
+                    "and keeps its partitions; a stage that loses\nits "
+                    "partitions to a Kafka error rejoins by itself; a "
+                    "stage that fails otherwise\n"
+                    "(configuration, or a second live process with its "
+                    "instance.id) stops the\nprocess with a non-zero "
+                    "status.\nA stage still running "
+                    "stop.timeout.ms (30 s) after the stop ends the "
+                    "process\nwith status 1.\n"
+                    "Prometheus /metrics and /healthz on metrics.listen "
+                    "(auto: 127.0.0.1:9464;\nempty: off).\n");
                 return 0;
         }
         stages = calloc(ordo_n_stages + (size_t)argc, sizeof(*stages));
