@@ -156,10 +156,87 @@ int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
         return structurally_valid(m, errstr, errstr_size) ? 0 : -1;
 }
 
+static void end_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n);
+
+/* On revocation, the inputs of the half-built batch already decided are
+ * committed in a transaction of their own, as Kafka Streams commits its
+ * tasks on revocation: nothing decided is thrown away, and the states
+ * hold nothing uncommitted, so that those assigned again are kept. */
+static void commit_on_revoke(ordo__proc_t *p) {
+        size_t n = p->batch_decided;
+        p->batch_committed = 0;
+        if (!n || p->failed || p->produce_err || p->outbox.oom ||
+            rd_kafka_assignment_lost(p->consumer))
+                return;
+        if (ordo__txn_begin(p) != ORDO__TXN_OK)
+                return;
+        end_batch(p, p->batch, n);
+        if (ordo__commit_wait(p) == ORDO__TXN_OK) {
+                p->batch_committed = n;
+                p->stats->revoke_committed += (int64_t)n;
+        }
+}
+
+/* A revoked partition's state is kept for the next assignment when it
+ * holds only committed inputs (exactly once: at least once may have
+ * written events past the committed offset). */
+static int keepable(ordo__proc_t *p, int32_t q) {
+        const ordo__part_t *part = &p->parts[q];
+        return p->states[q] && !p->failed && !p->at_least_once &&
+               !rd_kafka_assignment_lost(p->consumer) &&
+               part->decided_next <= part->input_next;
+}
+
+/* A kept state serves again if nobody committed the partition since we
+ * did: the events it folded are then still all the events there are
+ * (events are written only in transactions that also move the input
+ * offset; a commit in flight elsewhere is waited for, the committed
+ * offsets being read stable under read_committed). */
+static int reusable(ordo__proc_t *p, int32_t q) {
+        int64_t committed;
+        return p->parts[q].kept && p->states[q] &&
+               !ordo__committed_offset(p, q, &committed) &&
+               committed == p->parts[q].input_next;
+}
+
+static int in_list(const rd_kafka_topic_partition_list_t *l, int32_t q) {
+        int i;
+        for (i = 0; i < l->cnt; i++)
+                if (l->elems[i].partition == q)
+                        return 1;
+        return 0;
+}
+
+/* "0,2,5" for the log, cut with "..." to fit. */
+static const char *partition_list(const rd_kafka_topic_partition_list_t *l,
+                                  char *buf, size_t size) {
+        size_t len = 0;
+        int i;
+        buf[0] = '\0';
+        for (i = 0; i < l->cnt; i++) {
+                int w = snprintf(buf + len, size - len, "%s%d", i ? "," : "",
+                                 (int)l->elems[i].partition);
+                if (w < 0 || (size_t)w >= size - len) {
+                        snprintf(buf + (size > 4 ? size - 4 : 0),
+                                 size > 4 ? 4 : size, "...");
+                        break;
+                }
+                len += (size_t)w;
+        }
+        return buf;
+}
+
+static void forget(ordo__proc_t *p, int32_t q) {
+        p->def->state_destroy(p->states[q]);
+        p->states[q] = NULL;
+        p->parts[q].kept = 0;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
         ordo__proc_t *p = opaque;
-        int i;
+        char list[256];
+        int i, kept = 0;
 
         p->rebalanced = 1;
         /* The commit in flight ends first (its failure is kept for the
@@ -168,12 +245,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         ordo__commit_wait(p);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (i = 0; i < parts->cnt; i++) {
-                        if (ordo__restore(p, parts->elems[i].partition)) {
+                        int32_t q = parts->elems[i].partition;
+                        if (q < p->n_states && reusable(p, q)) {
+                                p->parts[q].kept = 0;
+                                kept++;
+                                continue;
+                        }
+                        if (ordo__restore(p, q)) {
                                 ORDO_LOG(ERROR, p->def->name,
                                          "msg=\"restore failed\" "
                                          "partition=%d error=\"%s\"",
-                                         (int)parts->elems[i].partition,
-                                         p->errstr);
+                                         (int)q, p->errstr);
                                 /* Leave the group rather than decide on
                                  * a state we could not rebuild. */
                                 rd_kafka_assign(rk, NULL);
@@ -181,24 +263,35 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 return;
                         }
                 }
-                ORDO_LOG(INFO, p->def->name, "msg=assigned partitions=%d",
-                         parts->cnt);
+                for (i = 0; i < p->n_states; i++)
+                        if (p->parts[i].kept && !in_list(parts, i))
+                                forget(p, i);
+                ORDO_LOG(INFO, p->def->name,
+                         "msg=assigned partitions=%d kept=%d list=%s",
+                         parts->cnt, kept,
+                         partition_list(parts, list, sizeof(list)));
                 p->stats->assignments++;
+                p->stats->kept += kept;
                 rd_kafka_assign(rk, parts);
                 p->assigned = parts->cnt;
                 /* Tick the new partitions at once: timers that fell due
                  * while nobody owned them fire now (decision 0008). */
                 p->next_tick = 0;
         } else {
+                commit_on_revoke(p);
                 for (i = 0; i < parts->cnt; i++) {
-                        int32_t part = parts->elems[i].partition;
-                        if (part < p->n_states) {
-                                p->def->state_destroy(p->states[part]);
-                                p->states[part] = NULL;
-                        }
+                        int32_t q = parts->elems[i].partition;
+                        if (q >= p->n_states)
+                                continue;
+                        if (keepable(p, q)) {
+                                p->parts[q].kept = 1;
+                                kept++;
+                        } else
+                                forget(p, q);
                 }
-                ORDO_LOG(INFO, p->def->name, "msg=revoked partitions=%d",
-                         parts->cnt);
+                ORDO_LOG(INFO, p->def->name,
+                         "msg=revoked partitions=%d committed=%zu kept=%d",
+                         parts->cnt, p->batch_committed, kept);
                 rd_kafka_assign(rk, NULL);
                 p->assigned = 0;
         }
@@ -243,6 +336,8 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
         size_t n = 0, i, decided = 0;
         int64_t deadline = ordo_monotonic_ms() + wait_ms;
         p->rebalanced = 0;
+        p->batch = msgs;
+        p->batch_decided = p->batch_committed = 0;
         while (n < max) {
                 int64_t left = deadline - ordo_monotonic_ms();
                 int done = overlap && commit_done(p);
@@ -256,20 +351,23 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         /* Messages taken before a rebalance come again
                          * from the committed offsets if the partition
                          * stays ours: deciding them twice would emit
-                         * their events twice. The decisions already
-                         * made go too: the (eager) rebalance revoked
-                         * every partition and restored what is ours. */
+                         * their events twice. Those decided were
+                         * committed by the revocation, or else dropped
+                         * with their state. */
                         for (i = 0; i < n; i++)
                                 rd_kafka_message_destroy(msgs[i]);
-                        p->stats->discarded += (int64_t)(overlap ? n : 0);
+                        p->stats->discarded +=
+                            (int64_t)(decided - p->batch_committed);
                         ordo__outbox_discard(&p->outbox);
                         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
                         n = decided = 0;
+                        p->batch_decided = p->batch_committed = 0;
                         p->rebalanced = 0;
                 }
                 if (!rkm) {
                         if (overlap)
-                                decided = decide_range(p, msgs, decided, n);
+                                p->batch_decided = decided =
+                                    decide_range(p, msgs, decided, n);
                         if (overlap ? done
                                     : n || ordo_monotonic_ms() >= deadline)
                                 break;
@@ -299,10 +397,13 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                 }
                 msgs[n++] = rkm;
                 if (overlap && n - decided >= 512)
-                        decided = decide_range(p, msgs, decided, n);
+                        p->batch_decided = decided =
+                            decide_range(p, msgs, decided, n);
         }
         if (overlap)
                 decide_range(p, msgs, decided, n);
+        /* from here the batch is send_batch's */
+        p->batch_decided = 0;
         return n;
 }
 
@@ -316,6 +417,8 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         int64_t rejected = p->stats->rejected;
 
         p->stats->consumed++;
+        if (rkm->partition < p->n_states)
+                p->parts[rkm->partition].decided_next = rkm->offset + 1;
         if (ordo__decode(p, rkm, &m, why, sizeof(why))) {
                 ordo_metrics_dead_letter(p->def->name, "undecodable");
                 dead_letter(p, rkm, why);
@@ -413,8 +516,6 @@ static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
  * start this batch's commit, which the next batch overlaps in turn. */
 static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                        int tick, int overlap) {
-        rd_kafka_error_t *error;
-        int64_t t;
 
         if (tick) {
                 write_ticks(p);
@@ -434,20 +535,27 @@ static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                 ordo__write_due_snapshots(p);
                 decide_range(p, msgs, 0, n);
         }
-        t = ordo_monotonic_ms();
+        end_batch(p, msgs, n);
+        if (!p->pipelined)
+                ordo__commit_wait(p);
+}
+
+/* In the open transaction: produce the outbox, then start the commit of
+ * msgs[0..n) (or abort if a message could not be produced). */
+static void end_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
+        int64_t t = ordo_monotonic_ms();
         p->commit.inputs = n;
         p->commit.outputs = p->outbox.n;
         ordo__outbox_flush(p);
         p->stats->produce_ms += ordo_monotonic_ms() - t;
         if (p->produce_err) {
-                error = rd_kafka_error_new(p->produce_err, "produce: %s",
-                                           rd_kafka_err2str(p->produce_err));
+                rd_kafka_error_t *error =
+                    rd_kafka_error_new(p->produce_err, "produce: %s",
+                                       rd_kafka_err2str(p->produce_err));
                 ordo__txn_abort_now(p, error, "produce");
                 return;
         }
         ordo__commit_start(p, batch_offsets(msgs, n));
-        if (!p->pipelined)
-                ordo__commit_wait(p);
 }
 
 /* Asks for a topic's metadata now, so that the first message keyed to
@@ -651,10 +759,8 @@ static void close_member(ordo__proc_t *p) {
                 rd_kafka_destroy(p->consumer);
                 p->consumer = NULL;
         }
-        for (i = 0; i < p->n_states; i++) {
-                p->def->state_destroy(p->states[i]);
-                p->states[i] = NULL;
-        }
+        for (i = 0; i < p->n_states; i++)
+                forget(p, i);
         p->assigned = 0;
 }
 
@@ -716,7 +822,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  "dead_lettered=%lld transactions=%lld txn_ms_avg=%lld "
                  "aborts=%lld "
                  "restored_events=%lld restore_ms=%lld snapshots=%lld "
-                 "snapshot_bytes=%lld ticks=%lld assignments=%lld "
+                 "snapshot_bytes=%lld ticks=%lld assignments=%lld kept=%lld "
+                 "revoke_committed=%lld "
                  "rejoins=%lld renewals=%lld "
                  "discarded=%lld consume_ms=%lld decide_ms=%lld "
                  "produce_ms=%lld commit_wait_ms=%lld idle_ms=%lld "
@@ -728,7 +835,8 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->aborts, (long long)s->restored_events,
                  (long long)s->restore_ms, (long long)s->snapshots,
                  (long long)s->snapshot_bytes, (long long)s->ticks,
-                 (long long)s->assignments, (long long)s->rejoins,
+                 (long long)s->assignments, (long long)s->kept,
+                 (long long)s->revoke_committed, (long long)s->rejoins,
                  (long long)s->renewals, (long long)s->discarded,
                  (long long)s->consume_ms, (long long)s->decide_ms,
                  (long long)s->produce_ms, (long long)s->commit_wait_ms,

@@ -88,11 +88,14 @@ typedef struct ordo_stage_stats_s {
         int64_t aborts;
         int64_t restored_events;
         int64_t restore_ms;
-        int64_t snapshots;      /* written */
-        int64_t snapshot_bytes; /* written */
-        int64_t ticks;          /* Ticks written (tick.interval.ms) */
-        int64_t assignments;    /* partition sets the group gave us */
-        int64_t rejoins;        /* partitions given up after a fatal error */
+        int64_t snapshots;        /* written */
+        int64_t snapshot_bytes;   /* written */
+        int64_t ticks;            /* Ticks written (tick.interval.ms) */
+        int64_t assignments;      /* partition sets the group gave us */
+        int64_t kept;             /* partitions assigned again, state kept */
+        int64_t revoke_committed; /* inputs decided when their partitions
+                                   * were revoked, committed then */
+        int64_t rejoins;          /* partitions given up after a fatal error */
         int64_t renewals;  /* producers replaced after a fatal producer error,
                            * keeping the partitions */
         int64_t discarded; /* inputs decided, then dropped: the previous

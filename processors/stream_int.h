@@ -43,6 +43,12 @@ typedef struct ordo__part_s {
          * never stops the partition; a committed one clears it. */
         int64_t snapshot_delay;
         int snapshot_in_txn; /* the open transaction carries one */
+        /* one past the last input decided into the state: the state holds
+         * nothing uncommitted while decided_next <= input_next */
+        int64_t decided_next;
+        /* revoked with nothing uncommitted: the state waits for the next
+         * assignment, which keeps it if nobody committed since */
+        int kept;
 } ordo__part_t;
 
 /* One decided message waiting for its transaction (stream_outbox.c). */
@@ -126,7 +132,12 @@ typedef struct ordo__proc_s {
         int32_t delivery_partition;
         char delivery_topic[256];
         int restore_failed;
-        int rebalanced;     /* set by rebalance_cb: drop a half-built batch */
+        int rebalanced; /* set by rebalance_cb: drop a half-built batch */
+        /* the batch consume_batch is building, its first batch_decided
+         * messages decided into the outbox: a revocation commits them
+         * (batch_committed) rather than throwing the work away */
+        rd_kafka_message_t **batch;
+        size_t batch_decided, batch_committed;
         int consumer_fatal; /* the group consumer raised a fatal error */
         int64_t instance_fenced_ms; /* the last FENCED_INSTANCE_ID */
         int duplicate_instance;     /* a second live process: stop */

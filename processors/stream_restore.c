@@ -148,7 +148,8 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
                          meta.offset < 0 ? 0 : meta.events_next, events_end,
                          fold_message, &events);
         p->states[partition] = state;
-        part->input_next = committed;
+        part->input_next = part->decided_next = committed;
+        part->kept = 0;
         part->since_snapshot = events.count;
         p->stats->restored_events += events.count;
         p->stats->restore_ms += ordo_monotonic_ms() - t0;

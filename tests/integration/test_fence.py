@@ -17,6 +17,11 @@ group, so that:
   twice), and `ordo reconcile` re-decides the same activity events;
 - both still run, and stop cleanly.
 
+Then C joins while more rounds are sent: A and B keep the state of
+every partition the group gives them again and restore only the new
+ones (decision 0009: the revocation commits what was decided, and a
+state is kept if nobody committed its partition since).
+
 The old behaviour (leave and rejoin on any fatal error) revokes and
 assigns B's partitions twice and fails the second check.
 
@@ -29,6 +34,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 from kafka import KafkaProducer
@@ -37,7 +43,7 @@ import test_e2e as E
 
 BOOTSTRAP = os.environ.get("ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 ACTIVITIES = 12  # over the six partitions
-ORDERS = 10      # per activity and round
+ORDERS = 100     # per activity and round
 
 
 def orders(rnd, ts):
@@ -107,11 +113,52 @@ def main():
         after = membership()
         t.check("no assignment or revocation after the fence",
                 after == before, "%s -> %s" % (before, after))
+        # Scale-out under load: C joins while rounds are sent. The
+        # eager rebalance revokes every partition of A and B; what each
+        # of them is assigned again it keeps, restoring only what is new
+        # to it (the revocation commits what was decided, so even a busy
+        # partition's state holds nothing uncommitted).
+        start_mark = {n: len(open(p).read()) for n, p in logs.items()}
+        rounds = [2]
+
+        def send_until_c_owns():
+            while rounds[0] < 30 and (
+                    "c" not in logs or
+                    count(logs["c"], "msg=assigned partitions=") == 0):
+                rounds[0] += 1
+                o.produce(orders(rounds[0], ts + 1000 * rounds[0]),
+                          "round%d" % rounds[0])
+
+        sender = threading.Thread(target=send_until_c_owns)
+        sender.start()
+        time.sleep(0.3)
+        start("c")
+        sender.join()
+        ok, out = t.wait()
+        t.check("the rounds sent while C joined decided (%d rounds)" % (
+            rounds[0] - 2), ok, out)
+        t.check("C assigned", "msg=assigned partitions=0" not in
+                open(logs["c"]).read())
+        for n in ("a", "b"):
+            text = open(logs[n]).read()
+            lists = re.findall(r"msg=assigned partitions=\d+ kept=(\d+) "
+                               r"list=([\d,]*)", text)
+            prev = set(lists[-2][1].split(",")) if len(lists) > 1 else set()
+            kept, new = int(lists[-1][0]), set(lists[-1][1].split(","))
+            restored = set(re.findall(r"msg=restored \S+ partition=(\d+)",
+                                      text[start_mark[n]:]))
+            t.check("%s was assigned again after C joined" % n,
+                    len(lists) == before[n][0] + 1, lists)
+            t.check("%s kept the state of each partition it owned before "
+                    "(%s -> %s)" % (n, sorted(prev), sorted(new)),
+                    kept == len(prev & new) and kept > 0, kept)
+            t.check("%s restored only what is new to it" % n,
+                    restored == new - prev, sorted(restored))
         reserved = {}
         for m in E.read_committed(o.tag + ".activity-events"):
             if dict(m.headers).get("ordo.type") == b"StockReserved":
                 reserved[m.key] = reserved.get(m.key, 0) + 1
-        want = 2 * ORDERS
+        want = rounds[0] * ORDERS
         t.check("one StockReserved per order",
                 sorted(reserved) == sorted(("a%d" % i).encode()
                                            for i in range(ACTIVITIES)) and
