@@ -31,6 +31,12 @@ usage: bench_runtime.py ORDO [throughput|latency|restore|drain]...
               --baseline binary instead. Reports decisions/s, the ratio
               to the first config of the round, the stage's own counters
               and the CPU seconds of the ordo process during the drain.
+  scaleout    N PlaceOrders on 12 activities decided by two `ordo process
+              activity` (instance.ids a, b); then a third (c) joins: the
+              time from c's start to every member's next assignment (from
+              the log lines' ts), each of a and b's revoked-to-assigned
+              time, and the events a and b restored. With --baseline, the
+              other binary on its own topics in the same round.
 
 Each run uses its own topic/group prefix. Run with $ORDO_PYTHON after
 `eval "$(infra/stack env)"`.
@@ -364,6 +370,83 @@ def drain(a, work):
             print(json.dumps(res), flush=True)
 
 
+def log_ms(line):
+    """The ts= of a log line, in ms since the epoch."""
+    import datetime
+    ts = re.search(r"ts=(\S+)Z", line).group(1)
+    return datetime.datetime.fromisoformat(ts).replace(
+        tzinfo=datetime.timezone.utc).timestamp() * 1000
+
+
+def scaleout_one(a, work, name, path, n):
+    """A and B own the backlog's partitions; C joins. How long until the
+    group is working again, and how much A and B restored."""
+    env = Env(a.baseline if name == "baseline" else a.ordo,
+              a.X + ["-X", "metrics.listen="])
+    env.run("topics", stdout=subprocess.DEVNULL)
+    env.run("produce", "--keep-ts", path, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, check=True)
+    logs, procs = {}, {}
+
+    def start(m):
+        logs[m] = os.path.join(work, "%s-%s.log" % (env.tag, m))
+        procs[m] = env.start(logs[m], "-X", "instance.id=" + m, "process",
+                             "activity")
+    try:
+        start("a")
+        wait_assigned(logs["a"], 1, 120)
+        start("b")
+        wait_assigned(logs["b"], 1, 120)
+        while env.committed()[0] < n:
+            time.sleep(0.2)
+        time.sleep(2)
+        marks = {m: len(open(p).read()) for m, p in logs.items()}
+        start("c")
+        for m in ("a", "b", "c"):
+            path_m = logs[m]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and "msg=assigned" not in \
+                    open(path_m).read()[marks.get(m, 0):]:
+                time.sleep(0.05)
+        time.sleep(1)
+        text = {m: open(p).read()[marks.get(m, 0):] for m, p in logs.items()}
+    finally:
+        for p in procs.values():
+            stop(p)
+    delete_topics(env)
+    t_join = log_ms(next(l for l in text["c"].splitlines()
+                         if "msg=started" in l))
+    done = max(log_ms(next(l for l in text[m].splitlines()
+                           if "msg=assigned" in l)) for m in "abc")
+    restored = sum(int(x) for m in "ab" for x in
+                   re.findall(r"msg=restored .* events=(\d+) ", text[m]))
+    restore_ms = sum(int(x) for m in "ab" for x in
+                     re.findall(r"msg=restored .* ms=(\d+)", text[m]))
+    revoked_to_assigned = []
+    for m in "ab":
+        lines = text[m].splitlines()
+        r = next(log_ms(l) for l in lines if "msg=revoked" in l)
+        s = next(log_ms(l) for l in lines if "msg=assigned" in l)
+        revoked_to_assigned.append(round(s - r))
+    return dict(config=name, join_to_all_assigned_ms=round(done - t_join),
+                ab_revoked_to_assigned_ms=revoked_to_assigned,
+                ab_events_restored=restored, ab_restore_ms=restore_ms,
+                kept=re.findall(r"msg=assigned partitions=\d+ kept=\d+",
+                                text["a"] + text["b"]))
+
+
+def scaleout(a, work):
+    path = os.path.join(work, "scaleout.jsonl")
+    workload(path, a.orders, activities=max(a.activities, 12))
+    n = a.orders + max(a.activities, 12)
+    names = ["ordo"] + (["baseline"] if a.baseline else [])
+    for r in range(a.repeat):
+        for name in names:
+            res = scaleout_one(a, work, name, path, n)
+            res.update(test="scaleout", round=r + 1, orders=n, x=a.X)
+            print(json.dumps(res), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
@@ -383,7 +466,8 @@ def main():
     work = tempfile.mkdtemp(prefix="ordo-bench-")
     for t in a.tests:
         {"throughput": throughput, "latency": latency,
-         "restore": restore, "drain": drain}[t](a, work)
+         "restore": restore, "drain": drain,
+         "scaleout": scaleout}[t](a, work)
 
 
 if __name__ == "__main__":

@@ -187,15 +187,30 @@ static int keepable(ordo__proc_t *p, int32_t q) {
                part->decided_next <= part->input_next;
 }
 
+/* The group's committed offsets of an assignment, in one request: -1
+ * where unknown. */
+static int64_t *
+committed_offsets(ordo__proc_t *p,
+                  const rd_kafka_topic_partition_list_t *parts) {
+        rd_kafka_topic_partition_list_t *c =
+            rd_kafka_topic_partition_list_copy(parts);
+        int64_t *off = malloc(sizeof(*off) * (size_t)(parts->cnt + 1));
+        int ok = !rd_kafka_committed(p->consumer, c, 10000), i;
+        for (i = 0; off && i < parts->cnt; i++)
+                off[i] = !ok || c->elems[i].err   ? -1
+                         : c->elems[i].offset < 0 ? 0
+                                                  : c->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(c);
+        return off;
+}
+
 /* A kept state serves again if nobody committed the partition since we
  * did: the events it folded are then still all the events there are
  * (events are written only in transactions that also move the input
  * offset; a commit in flight elsewhere is waited for, the committed
  * offsets being read stable under read_committed). */
-static int reusable(ordo__proc_t *p, int32_t q) {
-        int64_t committed;
-        return p->parts[q].kept && p->states[q] &&
-               !ordo__committed_offset(p, q, &committed) &&
+static int reusable(const ordo__proc_t *p, int32_t q, int64_t committed) {
+        return p->parts[q].kept && p->states[q] && committed >= 0 &&
                committed == p->parts[q].input_next;
 }
 
@@ -244,9 +259,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * and a restore must not wait on our own open transaction. */
         ordo__commit_wait(p);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                /* read before any restore reads its stable end: the
+                 * events of the transaction that committed an offset
+                 * are then below that end */
+                int64_t *committed = committed_offsets(p, parts);
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t q = parts->elems[i].partition;
-                        if (q < p->n_states && reusable(p, q)) {
+                        int64_t c = committed ? committed[i] : -1;
+                        if (q < p->n_states && reusable(p, q, c)) {
                                 p->parts[q].kept = 0;
                                 kept++;
                                 continue;
@@ -260,9 +280,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  * a state we could not rebuild. */
                                 rd_kafka_assign(rk, NULL);
                                 p->restore_failed = 1;
+                                free(committed);
                                 return;
                         }
+                        /* the state is at the committed offset (a join's
+                         * restore has read it itself) */
+                        if (c >= 0 && !p->def->join)
+                                p->parts[q].input_next =
+                                    p->parts[q].decided_next = c;
                 }
+                free(committed);
                 for (i = 0; i < p->n_states; i++)
                         if (p->parts[i].kept && !in_list(parts, i))
                                 forget(p, i);
