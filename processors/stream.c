@@ -738,6 +738,16 @@ static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
         return ordo__rewind_all(p);
 }
 
+/* Waits 0.5 s doubling to 32 s with the n-th failure in a row (not at
+ * all for n < 1), less if a stop comes: 1 if stopping. */
+static int back_off(ordo__proc_t *p, int n) {
+        int64_t until = ordo_monotonic_ms() +
+                        (n < 1 ? 0 : (int64_t)500 << (n < 7 ? n - 1 : 6));
+        while (ordo_monotonic_ms() < until && !*p->stop)
+                usleep(50000);
+        return *p->stop != 0;
+}
+
 /* A fatal producer error (fenced, or librdkafka's spurious "requires
  * epoch bump", STACK.md) while our consumer is still a member: replace
  * the producer (its init_transactions fences the old one and aborts what
@@ -747,9 +757,6 @@ static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
  * If we did lose the partitions, the group says so (a rebalance, or a
  * fenced consumer, which rejoins); if Kafka is away, the caller rejoins. */
 static ordo_err_t renew_producer(ordo__proc_t *p, int in_a_row) {
-        int shift = in_a_row < 8 ? in_a_row - 2 : 6;
-        int64_t until = ordo_monotonic_ms() +
-                        (in_a_row > 1 ? (int64_t)500 << shift : 0); /* 0-32 s */
         ordo_err_t err;
 
         ORDO_LOG(WARN, p->def->name,
@@ -763,9 +770,8 @@ static ordo_err_t renew_producer(ordo__proc_t *p, int in_a_row) {
         ordo__outbox_discard(&p->outbox);
         p->failed = ORDO__TXN_OK;
         p->next_tick = 0; /* the aborted Ticks again */
-        while (ordo_monotonic_ms() < until && !*p->stop)
-                usleep(50000);
-        if (*p->stop)
+        /* at once the first time, then 0.5-32 s */
+        if (back_off(p, in_a_row - 1))
                 return ORDO_ERR_OK;
         if ((err = open_producer(p)))
                 return err;
@@ -801,9 +807,6 @@ static void close_member(ordo__proc_t *p) {
  * restores exactly those. Retried with a backoff while Kafka is away;
  * the process never exits for it. */
 static ordo_err_t rejoin(ordo__proc_t *p, int in_a_row) {
-        int shift = in_a_row < 7 ? in_a_row - 1 : 6;
-        int64_t until =
-            ordo_monotonic_ms() + ((int64_t)500 << shift); /* .5-32 s */
         ordo_err_t err;
 
         ORDO_LOG(WARN, p->def->name,
@@ -814,9 +817,7 @@ static ordo_err_t rejoin(ordo__proc_t *p, int in_a_row) {
                  p->errstr, in_a_row);
         p->stats->rejoins++;
         close_member(p);
-        while (ordo_monotonic_ms() < until && !*p->stop)
-                usleep(50000);
-        if (*p->stop)
+        if (back_off(p, in_a_row)) /* 0.5-32 s */
                 return ORDO_ERR_OK;
         if ((err = open_producer(p)))
                 return err;

@@ -160,6 +160,14 @@ static int64_t load(const int64_t *v) {
         return __atomic_load_n(v, __ATOMIC_SEQ_CST);
 }
 
+/* Stops the stage: it must end with no error. */
+static void assert_stops_cleanly(fixture_t *f) {
+        f->stop = 1;
+        pthread_join(f->thread, NULL);
+        f->running = 0;
+        cr_assert_eq(f->result, ORDO_ERR_OK, "%s", f->errstr);
+}
+
 /* Waits up to 60 s for at least `want` consumed inputs. */
 static int wait_consumed(fixture_t *f, int64_t want) {
         int i;
@@ -430,10 +438,7 @@ Test(stream_faults, a_fenced_producer_is_replaced_and_the_group_kept) {
         cr_assert_geq(load(&fx.stats.transactions), 1,
                       "the stage must commit after the renewal");
         assert_each_reserved(&fx, 1);
-        fx.stop = 1;
-        pthread_join(fx.thread, NULL);
-        fx.running = 0;
-        cr_assert_eq(fx.result, ORDO_ERR_OK, "%s", fx.errstr);
+        assert_stops_cleanly(&fx);
 }
 
 Test(stream_faults, a_fenced_consumer_loses_partitions_and_rejoins) {
@@ -453,10 +458,7 @@ Test(stream_faults, a_fenced_consumer_loses_partitions_and_rejoins) {
         cr_assert_eq(load(&fx.stats.assignments), 2, "assigned again");
         cr_assert(wait_consumed(&fx, N_ORDERS + 1));
         assert_each_reserved(&fx, 1);
-        fx.stop = 1;
-        pthread_join(fx.thread, NULL);
-        fx.running = 0;
-        cr_assert_eq(fx.result, ORDO_ERR_OK, "%s", fx.errstr);
+        assert_stops_cleanly(&fx);
 }
 
 Test(stream_faults, an_abort_drops_the_next_batch_already_decided) {
@@ -503,10 +505,7 @@ Test(stream_faults, a_slow_end_is_counted_in_its_step) {
         start(&fx);
         cr_assert(wait_consumed(&fx, 6));
         /* stopped, so that no transaction settles between the reads */
-        fx.stop = 1;
-        pthread_join(fx.thread, NULL);
-        fx.running = 0;
-        cr_assert_eq(fx.result, ORDO_ERR_OK, "%s", fx.errstr);
+        assert_stops_cleanly(&fx);
         cr_assert_eq(load(&fx.stats.aborts), 0);
         cr_assert_geq(load(&fx.stats.offsets_ms), 390, "offsets_ms %lld",
                       (long long)load(&fx.stats.offsets_ms));
