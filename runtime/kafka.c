@@ -283,6 +283,25 @@ static int transient(rd_kafka_resp_err_t err) {
                err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
 }
 
+/* The reason a query failed; when Kafka never answered, says where it
+ * was looked for and for how long (the retries hid that). */
+static void query_error(rd_kafka_t *rk, rd_kafka_resp_err_t err, char *errstr,
+                        size_t errstr_size) {
+        char servers[512];
+        size_t size = sizeof(servers);
+        if (err != RD_KAFKA_RESP_ERR__TRANSPORT &&
+            err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
+                snprintf(errstr, errstr_size, "%s", rd_kafka_err2str(err));
+                return;
+        }
+        if (rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers,
+                              &size) != RD_KAFKA_CONF_OK)
+                snprintf(servers, sizeof(servers), "?");
+        snprintf(errstr, errstr_size,
+                 "no answer from Kafka at %s in %d s (is it up? %s)", servers,
+                 RETRY_FOR_MS / 1000, rd_kafka_err2str(err));
+}
+
 ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
                                  int32_t partition, int64_t *lo, int64_t *hi,
                                  char *errstr, size_t errstr_size) {
@@ -295,8 +314,10 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
                 usleep(RETRY_STEP_MS * 1000);
         }
         if (err) {
+                char why[700];
+                query_error(rk, err, why, sizeof(why));
                 snprintf(errstr, errstr_size, "watermarks of %s [%d]: %s",
-                         topic, (int)partition, rd_kafka_err2str(err));
+                         topic, (int)partition, why);
                 return ORDO_ERR_KAFKA;
         }
         return ORDO_ERR_OK;
@@ -358,9 +379,11 @@ int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                ordo_monotonic_ms() < deadline) {
                 usleep(RETRY_STEP_MS * 1000);
         }
-        if (n < 0)
-                snprintf(errstr, errstr_size, "topic %s: %s", topic,
-                         rd_kafka_err2str(err));
+        if (n < 0) {
+                char why[700];
+                query_error(rk, err, why, sizeof(why));
+                snprintf(errstr, errstr_size, "topic %s: %s", topic, why);
+        }
         return n;
 }
 

@@ -25,6 +25,7 @@
 #define N_GROUPS ORDO_STAGES_MAX
 
 typedef struct {
+        const char *cmd; /* "lag" or "wait", for its messages */
         const ordo_config_t *conf;
         rd_kafka_t *consumers[N_GROUPS];
         rd_kafka_t *probe;
@@ -64,10 +65,11 @@ static void lag_close(lag_t *l) {
         free(l->ends);
 }
 
-static int lag_open(lag_t *l, const ordo_config_t *conf) {
+static int lag_open(lag_t *l, const char *cmd, const ordo_config_t *conf) {
         char group[256], errstr[512];
         size_t i;
         memset(l, 0, sizeof(*l));
+        l->cmd = cmd;
         l->conf = conf;
         for (i = 0; i < ordo_n_stages; i++) {
                 ordo_kafka_group(conf, ordo_stages[i].group, group,
@@ -85,7 +87,7 @@ static int lag_open(lag_t *l, const ordo_config_t *conf) {
         if (l->watermarks)
                 return 0;
 fail:
-        fprintf(stderr, "ordo: %s\n", errstr);
+        fprintf(stderr, "ordo %s: %s\n", l->cmd, errstr);
         lag_close(l);
         return -1;
 }
@@ -175,7 +177,8 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                         np = ordo_kafka_partitions(l->consumers[g], topic,
                                                    errstr, sizeof(errstr));
                         if (np < 0) {
-                                fprintf(stderr, "ordo: %s\n", errstr);
+                                fprintf(stderr, "ordo %s: %s\n", l->cmd,
+                                        errstr);
                                 return -1;
                         }
                         tp = rd_kafka_topic_partition_list_new(np);
@@ -183,9 +186,9 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                 rd_kafka_topic_partition_list_add(tp, topic, i);
                         if (rd_kafka_committed(l->consumers[g], tp, 10000)) {
                                 fprintf(stderr,
-                                        "ordo: cannot read committed "
+                                        "ordo %s: cannot read committed "
                                         "offsets of %s\n",
-                                        topic);
+                                        l->cmd, topic);
                                 rd_kafka_topic_partition_list_destroy(tp);
                                 return -1;
                         }
@@ -197,7 +200,8 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                         errstr, sizeof(errstr))) {
                                         rd_kafka_topic_partition_list_destroy(
                                             tp);
-                                        fprintf(stderr, "ordo: %s\n", errstr);
+                                        fprintf(stderr, "ordo %s: %s\n", l->cmd,
+                                                errstr);
                                         return -1;
                                 }
                                 if (c < 0)
@@ -290,7 +294,7 @@ static void dead_letters(lag_t *l, FILE *out) {
         ordo_topic_name(l->conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
         np = ordo_kafka_partitions(l->probe, topic, errstr, sizeof(errstr));
         if (np < 0) {
-                fprintf(stderr, "ordo: dead letters: %s\n", errstr);
+                fprintf(stderr, "ordo %s: dead letters: %s\n", l->cmd, errstr);
                 partial = 1;
         }
         for (i = 0; i < np; i++) {
@@ -300,7 +304,8 @@ static void dead_letters(lag_t *l, FILE *out) {
                 }
                 if (ordo_kafka_stable_end(l->probe, l->watermarks, topic, i, &o,
                                           &lo, &end, errstr, sizeof(errstr))) {
-                        fprintf(stderr, "ordo: dead letters: %s\n", errstr);
+                        fprintf(stderr, "ordo %s: dead letters: %s\n", l->cmd,
+                                errstr);
                         partial = 1;
                         continue;
                 }
@@ -341,7 +346,7 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                        "Kafka could not be\nasked, 2 on a usage error.\n");
                 return 0;
         }
-        if (lag_open(&l, conf))
+        if (lag_open(&l, "lag", conf))
                 return 1;
         if (select_stages(&l, argc, argv, 1)) {
                 lag_close(&l);
@@ -406,7 +411,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         signal(SIGALRM, on_overdue);
         /* past the loop's own check; capped at about three years */
         alarm(timeout_s < 100000000 ? (unsigned)timeout_s + 1 : 100000000);
-        if (lag_open(&l, conf))
+        if (lag_open(&l, "wait", conf))
                 return 1;
         if (select_stages(&l, n_stages, argv, 1)) {
                 lag_close(&l);
