@@ -171,7 +171,8 @@ static void commit_on_revoke(ordo__proc_t *p) {
         if (ordo__txn_begin(p) != ORDO__TXN_OK)
                 return;
         end_batch(p, p->batch, n);
-        if (ordo__commit_wait(p) == ORDO__TXN_OK) {
+        /* (a produce error aborted it before any commit began) */
+        if (ordo__commit_wait(p) == ORDO__TXN_OK && !p->failed) {
                 p->batch_committed = n;
                 p->stats->revoke_committed += (int64_t)n;
         }
@@ -271,7 +272,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 kept++;
                                 continue;
                         }
-                        if (ordo__restore(p, q)) {
+                        if (ordo__restore(p, q, c)) {
                                 ORDO_LOG(ERROR, p->def->name,
                                          "msg=\"restore failed\" "
                                          "partition=%d error=\"%s\"",
@@ -283,11 +284,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 free(committed);
                                 return;
                         }
-                        /* the state is at the committed offset (a join's
-                         * restore has read it itself) */
-                        if (c >= 0 && !p->def->join)
-                                p->parts[q].input_next =
-                                    p->parts[q].decided_next = c;
                 }
                 free(committed);
                 for (i = 0; i < p->n_states; i++)
@@ -316,6 +312,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         } else
                                 forget(p, q);
                 }
+                /* Whatever was not committed goes now: a second
+                 * revocation served by the same poll must find no batch
+                 * to commit again under the next generation. */
+                if (!p->batch_committed)
+                        ordo__outbox_discard(&p->outbox);
+                p->batch_decided = 0;
                 ORDO_LOG(INFO, p->def->name,
                          "msg=revoked partitions=%d committed=%zu kept=%d",
                          parts->cnt, p->batch_committed, kept);
@@ -738,11 +740,11 @@ static ordo_err_t recover(ordo__proc_t *p, int aborts_in_a_row) {
         return ordo__rewind_all(p);
 }
 
-/* Waits 0.5 s doubling to 32 s with the n-th failure in a row (not at
- * all for n < 1), less if a stop comes: 1 if stopping. */
+/* Waits 0.5 s doubling to 32 s with the n-th failure in a row (n >= 1),
+ * less if a stop comes: 1 if stopping. */
 static int back_off(ordo__proc_t *p, int n) {
-        int64_t until = ordo_monotonic_ms() +
-                        (n < 1 ? 0 : (int64_t)500 << (n < 7 ? n - 1 : 6));
+        int64_t until =
+            ordo_monotonic_ms() + ((int64_t)500 << (n < 7 ? n - 1 : 6));
         while (ordo_monotonic_ms() < until && !*p->stop)
                 usleep(50000);
         return *p->stop != 0;
@@ -755,24 +757,24 @@ static int back_off(ordo__proc_t *p, int n) {
  * our place in the group. Leaving would rebalance every other member of
  * the group too: a real second instance keeps its partitions untouched.
  * If we did lose the partitions, the group says so (a rebalance, or a
- * fenced consumer, which rejoins); if Kafka is away, the caller rejoins. */
-static ordo_err_t renew_producer(ordo__proc_t *p, int in_a_row) {
+ * fenced consumer, which rejoins); if Kafka is away, or the new producer
+ * fails fatally too before it commits (a live twin), the caller rejoins:
+ * its backoff is spent outside the group, which a member waiting here
+ * would hold up in every rebalance. */
+static ordo_err_t renew_producer(ordo__proc_t *p) {
         ordo_err_t err;
 
         ORDO_LOG(WARN, p->def->name,
                  "msg=\"fatal producer error: replacing the producer and "
                  "restoring our partitions (if another process runs this "
                  "stage with the same instance.id, give it its own)\" "
-                 "error=\"%s\" renewals_in_a_row=%d",
-                 p->errstr, in_a_row);
+                 "error=\"%s\"",
+                 p->errstr);
         p->stats->renewals++;
         ordo__commit_wait(p);
         ordo__outbox_discard(&p->outbox);
         p->failed = ORDO__TXN_OK;
         p->next_tick = 0; /* the aborted Ticks again */
-        /* at once the first time, then 0.5-32 s */
-        if (back_off(p, in_a_row - 1))
-                return ORDO_ERR_OK;
         if ((err = open_producer(p)))
                 return err;
         return ordo__rewind_all(p);
@@ -870,6 +872,13 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
                  (long long)s->produce_ms, (long long)s->commit_wait_ms,
                  (long long)s->idle_ms, (long long)s->offsets_ms,
                  (long long)s->deliveries_ms, (long long)s->end_txn_ms);
+}
+
+/* An error that Kafka may cure (unreachable, fatal, a stable end that
+ * never came): the stage rejoins; any other ends it. */
+static int kafka_trouble(ordo_err_t err) {
+        return err == ORDO_ERR_KAFKA || err == ORDO_ERR_KAFKA_FATAL ||
+               err == ORDO_ERR_TIMEOUT;
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -993,15 +1002,15 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                     (long long)(ordo_monotonic_ms() - t_start));
                 }
                 if (p.failed == ORDO__TXN_FATAL && !lost) {
-                        err = renew_producer(&p, ++renewals_in_a_row);
-                        if (err == ORDO_ERR_KAFKA ||
-                            err == ORDO_ERR_KAFKA_FATAL)
+                        err = ++renewals_in_a_row > 1 ? ORDO_ERR_KAFKA_FATAL
+                                                      : renew_producer(&p);
+                        if (kafka_trouble(err))
                                 lost = 1;
                         else if (err)
                                 break;
                 } else if (p.failed == ORDO__TXN_ABORTED && !lost) {
                         err = recover(&p, ++aborts_in_a_row);
-                        if (err == ORDO_ERR_KAFKA)
+                        if (kafka_trouble(err))
                                 lost = 1;
                         else if (err)
                                 break;
@@ -1012,9 +1021,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                          * not when stopping: close_clients ends them. */
                         do
                                 err = rejoin(&p, ++rejoins_in_a_row);
-                        while ((err == ORDO_ERR_KAFKA ||
-                                err == ORDO_ERR_KAFKA_FATAL) &&
-                               !*stop);
+                        while (kafka_trouble(err) && !*stop);
                         if (err && !*stop)
                                 break;
                         err = ORDO_ERR_OK;

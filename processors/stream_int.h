@@ -198,7 +198,7 @@ void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
                       void *arg);
 ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
                                   int64_t *off);
-ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition);
+ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition, int64_t committed);
 ordo_err_t ordo__rewind_all(ordo__proc_t *p);
 
 /* stream_snapshot.c (docs/decisions/0005) */

@@ -99,9 +99,12 @@ ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
 
 /* The state of a partition: its latest snapshot, then its event
  * partition from there to the stable end (a processor with a join also
- * observes its input up to the committed offset, stream.h). */
-ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
-        int64_t t0 = ordo_monotonic_ms(), lo, events_end, committed = 0;
+ * observes its input up to the committed offset, stream.h). committed:
+ * the group's committed input offset, read before this call (-1: not
+ * known; a join reads it here). The state is then at that offset. */
+ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
+                         int64_t committed) {
+        int64_t t0 = ordo_monotonic_ms(), lo, events_end;
         fold_t events = { p->def->apply, NULL, 0 };
         /* a join's facts of inputs already decided (deciding nothing:
          * their effects are in our own log) */
@@ -124,9 +127,11 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition) {
         p->states[partition] = NULL;
         /* The committed offset first: the events of the transaction that
          * committed it are then below the stable end read next. */
-        if (p->def->join &&
+        if (committed < 0 && p->def->join &&
             (err = ordo__committed_offset(p, partition, &committed)))
                 return err;
+        if (committed < 0)
+                committed = 0;
         if ((err = ordo__stable_end(p, p->events, partition, &lo, &events_end)))
                 return err;
         if ((err = ordo__load_snapshot(p, partition, events_end, committed,
@@ -185,7 +190,11 @@ ordo_err_t ordo__rewind_all(ordo__proc_t *p) {
         for (i = 0; i < a->cnt && !err; i++) {
                 if (a->elems[i].offset < 0)
                         a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-                err = ordo__restore(p, a->elems[i].partition);
+                err = ordo__restore(p, a->elems[i].partition,
+                                    a->elems[i].err ? -1
+                                    : a->elems[i].offset < 0
+                                        ? 0
+                                        : a->elems[i].offset);
         }
         if (!err && a->cnt &&
             (error = rd_kafka_seek_partitions(p->consumer, a, 10000))) {
