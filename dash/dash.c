@@ -546,7 +546,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         (void)upload;
         (void)upload_size;
         (void)con_cls;
-        if (strcmp(method, MHD_HTTP_METHOD_GET))
+        if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+            strcmp(method, MHD_HTTP_METHOD_HEAD))
                 return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
                                "use GET\n", 8, 0);
         if (!strcmp(url, "/"))

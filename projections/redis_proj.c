@@ -730,7 +730,12 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                         arg(k, j->user_id);
                         return 1;
                 }
-                if (order_command(j->command_type)) {
+                /* Not UNKNOWN_ORDER: the order stage decided that
+                 * command before it opened the order, and whether the
+                 * reservation's hash (another topic) was there yet is
+                 * timing, which a rebuild would not repeat. */
+                if (order_command(j->command_type) &&
+                    strcmp(j->reason, "UNKNOWN_ORDER")) {
                         evalsha(p, k, S_REJECT_ORDER, 1);
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
                         argf(k, "%lld", (long long)r->offset);

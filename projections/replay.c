@@ -305,12 +305,13 @@ static int parse_iso(const char *s, int64_t *out) {
 static int parse_int(const char *opt, const char *v, int64_t min,
                      int64_t *out) {
         char *end;
+        errno = 0;
         *out = strtoll(v, &end, 10);
-        if (!*v || *end || *out < min) {
+        if (!*v || *end || *out < min || errno == ERANGE) {
                 fprintf(stderr,
-                        "ordo replay: %s: expected an integer >= %" PRId64
-                        ", got \"%s\"\n",
-                        opt, min, v);
+                        "ordo replay: %s: expected an integer from %" PRId64
+                        " to %" PRId64 ", got \"%s\"\n",
+                        opt, min, (int64_t)INT64_MAX, v);
                 return -1;
         }
         return 0;

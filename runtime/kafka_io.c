@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "log.h"
 
 /* ---- a partition's stable end ------------------------------------------ */
@@ -270,9 +271,15 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
 rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
                                              const char *reason,
                                              const char *stage) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
         char part[16], off[32];
+        const void *type;
+        size_t type_len;
         snprintf(part, sizeof(part), "%d", (int)source->partition);
+        /* the type the source said it was, for analysts' filters */
+        if ((type = ordo_kafka_header(source, ORDO_TYPE_HEADER, &type_len)))
+                rd_kafka_header_add(h, ORDO_TYPE_HEADER, -1, type,
+                                    (ssize_t)type_len);
         snprintf(off, sizeof(off), "%lld", (long long)source->offset);
         rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
         if (stage)

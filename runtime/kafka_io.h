@@ -142,7 +142,8 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
 /* ---- a dead letter's headers -------------------------------------------- */
 
 /* Why a message went to dead-letters and where it was read, in the
- * headers every reader of that topic expects (operating.md): ordo.error,
+ * headers every reader of that topic expects (operating.md): ordo.type
+ * (the source's, when it had one), ordo.error,
  * ordo.stage (the projection that parked an event; NULL for a processor,
  * whose letters are input it could not decode), ordo.source.topic,
  * ordo.source.partition, ordo.source.offset. */

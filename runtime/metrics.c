@@ -649,6 +649,9 @@ int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        /* RFC 9110: a 405 names the methods allowed (ours are read-only) */
+        if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         ret = MHD_queue_response(c, status, r);
         MHD_destroy_response(r);
         return ret;

@@ -112,7 +112,9 @@ ordo_metrics_server_t *ordo_metrics_start(const ordo_config_t *conf,
 void ordo_metrics_server_stop(ordo_metrics_server_t *s); /* NULL ok */
 
 struct MHD_Connection;
-/* Queues one libmicrohttpd response (Cache-Control: no-store). must_free:
+/* Queues one libmicrohttpd response (Cache-Control: no-store; a 405
+ * says Allow: GET, HEAD, the methods of the read-only servers that use
+ * it). must_free:
  * body was malloc'd and is given away, even on failure; else it must
  * outlive the response (a static string). Returns an enum MHD_Result. */
 int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,

@@ -268,6 +268,21 @@ def main():
                      (p.stdout + p.stderr).strip())
             st, body = http("http://127.0.0.1:%d/healthz" % port)
             c.eq(name + " /healthz", 200, st)
+        # Read-only servers: a POST is 405 with the methods allowed
+        # (RFC 9110), on the page's port too.
+        for name, port, path in (("run", run_port, "/metrics"),
+                                 ("dash", dash_metrics, "/metrics"),
+                                 ("dash page", dash_port, "/")):
+            req = urllib.request.Request(
+                "http://127.0.0.1:%d%s" % (port, path), data=b"x",
+                method="POST")
+            try:
+                urllib.request.urlopen(req, timeout=5)
+                st, allow = 200, None
+            except urllib.error.HTTPError as e:
+                st, allow = e.code, e.headers.get("Allow")
+            c.eq(name + " POST %s: 405 and Allow" % path,
+                 (405, "GET, HEAD"), (st, allow))
         _, text = http("http://127.0.0.1:%d/metrics" % run_port)
         dec = metric_lines(text, "ordo_decisions_total")
         for reason, n in expect["rejections"].items():

@@ -12,7 +12,8 @@ byte for byte, to the next partition of activity-commands:
 
 - the activity stage writes one ActivityCreated, not two;
 - the copy is in dead-letters, its ordo.error naming the partition the
-  key belongs to and its ordo.source.* headers where it was read, and
+  key belongs to, its ordo.source.* headers where it was read and its
+  ordo.type the source's, and
   `ordo replay dead-letters` shows both with the message ("dead_letter");
 - a PlaceOrder for that activity still reserves from the one stock;
 - `ordo reconcile` re-decides the log the same way.
@@ -119,6 +120,10 @@ def main():
                 dead[0][4].get("ordo.error", b"").decode() and
                 dead[0][4].get("ordo.source.partition") ==
                 str(other).encode() and dead[0][3] == value,
+                [(d[2], d[4]) for d in dead])
+        t.check("the dead letter keeps the source's ordo.type",
+                len(dead) == 1 and
+                dead[0][4].get("ordo.type") == b"CreateActivity",
                 [(d[2], d[4]) for d in dead])
         for flags in ([], ["--meta"]):
             lines = [json.loads(ln) for ln in o.call(

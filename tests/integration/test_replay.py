@@ -333,6 +333,8 @@ def run_cases(args, rng, tag, topic, flags):
     for argv, needle in ((["--partition"], "--partition needs a value"),
                          (["--partition", "x"], "--partition"),
                          (["--from-offset", "-3"], "--from-offset"),
+                         (["--from-offset", "99999999999999999999"],
+                          "--from-offset"),
                          (["--from-ts", "2026-02-30T00:00:00Z"], "--from-ts"),
                          (["--to-ts", "yesterday"], "--to-ts"),
                          (["--from-ts", "-5"], "--from-ts"),
