@@ -545,7 +545,6 @@ static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
  * start this batch's commit, which the next batch overlaps in turn. */
 static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                        int tick, int overlap) {
-
         if (tick) {
                 write_ticks(p);
                 p->next_tick = ordo_monotonic_ms() + p->tick_every;
