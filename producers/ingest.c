@@ -812,6 +812,8 @@ static size_t produce(ordo_ingest_t *gw, req_t *r) {
                 } else
                         taken++;
         }
+        /* the lines Kafka never got count as failed, as in a report */
+        atomic_fetch_add(&gw->metrics.failed, r->n_lines - taken);
         return taken;
 }
 

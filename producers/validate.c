@@ -45,11 +45,16 @@ static void make_printable(char *s) {
         }
 }
 
-/* Copy at most size - 1 bytes of src[0..len), printable. */
+/* Copy at most size - 1 bytes of src[0..len), cut at a UTF-8 boundary,
+ * printable. */
 static void copy_printable(char *dst, size_t size, const char *src,
                            size_t len) {
-        if (len > size - 1)
+        if (len > size - 1) {
                 len = size - 1;
+                /* not inside a character: back to its first byte */
+                while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
+                        len--;
+        }
         memcpy(dst, src, len);
         dst[len] = '\0';
         make_printable(dst);
@@ -380,6 +385,7 @@ ordo_err_t ordo_validate_command(const char *json, size_t len,
         ordo_msg_type_t type = ORDO_MSG_NONE;
         json_error_t jerr;
         json_t *root;
+        const char *nul;
         ordo_err_t err;
 
         if (fault)
@@ -397,6 +403,12 @@ ordo_err_t ordo_validate_command(const char *json, size_t len,
         if (ordo_json_blank(json, len))
                 return fail(&c, ORDO_ERR_PARSE, "", "NOT_JSON",
                             "not JSON: empty input");
+        /* A raw NUL is never JSON, and jansson's number lexer stops at
+         * one ("7\0" reads as 7): refused before either parser sees it. */
+        if ((nul = memchr(json, '\0', len)))
+                return fail(&c, ORDO_ERR_PARSE, "", "NOT_JSON",
+                            "not JSON: a raw NUL byte at byte %zu",
+                            (size_t)(nul - json));
         /* the common shape without jansson's lexer; the rest, and every
          * fault, through jansson */
         root = ordo_json_flat_parse(json, len);

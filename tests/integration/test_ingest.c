@@ -697,6 +697,13 @@ Test(ingest, queue_full_is_503, .init = setup_dead_broker) {
         cr_assert(has_header(&r, "Retry-After: "), "%s", r.head);
         cr_assert(strstr(r.body, "Queue full"), "%s", r.body);
         resp_free(&r);
+        /* both count as failed: the one refused by the full queue too,
+         * not only the one whose delivery report said so */
+        r = http(ordo_ingest_port(gw), "GET", "/metrics", "", "", 0);
+        cr_assert(strstr(r.body, "ordo_ingest_commands_total{result=\"failed\"}"
+                                 " 2\n"),
+                  "%s", r.body);
+        resp_free(&r);
 }
 
 /* ---- the door (issue 14 item 2) ----------------------------------------- */

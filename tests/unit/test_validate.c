@@ -659,6 +659,21 @@ Test(nul, raw_byte) {
                       "NOT_JSON", __FILE__, __LINE__);
 }
 
+Test(nul, raw_byte_after_a_number) {
+        /* jansson's number lexer stops at a NUL ("7\0" read as 7): the
+         * flat parser and jansson alike must not see one. */
+        static const char q[] = "{\"type\":\"PlaceOrder\",\"activity_id\":"
+                                "\"a\",\"user_id\":\"u\",\"qty\":7\0}";
+        static const char b[] =
+            "{\"type\":\"CreateActivity\",\"activity_id\":\"a\",\"sku\":"
+            "\"s\",\"price_cents\":1,\"stock\":1,\"per_user_limit\":1,"
+            "\"start_ms\":0,\"end_ms\":1,\"commission_bps\":[1\0,2]}";
+        expect_fault_(q, sizeof(q) - 1, &EXTERNAL, ORDO_ERR_PARSE, "",
+                      "NOT_JSON", __FILE__, __LINE__);
+        expect_fault_(b, sizeof(b) - 1, &EXTERNAL, ORDO_ERR_PARSE, "",
+                      "NOT_JSON", __FILE__, __LINE__);
+}
+
 Test(duplicate_keys, refused) {
         /* Which of two qty values would count is not a question we want
          * a parser to answer. */
@@ -683,6 +698,20 @@ Test(unknown_field, refused) {
                      "event_id", "UNKNOWN_FIELD");
         EXPECT_FAULT("{\"type\":\"Tick\",\"order_id\":\"o1\"}", &EXTERNAL,
                      ORDO_ERR_PARSE, "order_id", "UNKNOWN_FIELD");
+        /* A key over 63 bytes comes back cut at a UTF-8 boundary: "a" and
+         * twenty of its thirty 3-byte characters (61 bytes), no "?". */
+        {
+                char key[128] = "a", cut[128] = "a", json[256];
+                for (int i = 0; i < 30; i++) {
+                        strcat(key, "\xe4\xb8\xad"); /* U+4E2D */
+                        if (i < 20)
+                                strcat(cut, "\xe4\xb8\xad");
+                }
+                snprintf(json, sizeof(json), "{\"type\":\"Tick\",\"%s\":1}",
+                         key);
+                EXPECT_FAULT(json, &EXTERNAL, ORDO_ERR_PARSE, cut,
+                             "UNKNOWN_FIELD");
+        }
 }
 
 Test(unknown_field, long_name_is_cut_to_valid_utf8) {
