@@ -267,12 +267,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t q = parts->elems[i].partition;
                         int64_t c = committed ? committed[i] : -1;
+                        /* Start where the state is, from the offsets
+                         * read here: librdkafka 2.0.2's own fetch of
+                         * them failing (NOT_COORDINATOR just after a
+                         * broker stall) left a stage assigned and never
+                         * fetching. Unknown: rejoin instead. */
+                        parts->elems[i].offset = c;
                         if (q < p->n_states && reusable(p, q, c)) {
                                 p->parts[q].kept = 0;
                                 kept++;
                                 continue;
                         }
-                        if (ordo__restore(p, q, c)) {
+                        if (c < 0)
+                                snprintf(p->errstr, sizeof(p->errstr),
+                                         "committed offset of %s [%d] not "
+                                         "read",
+                                         p->input, (int)q);
+                        if (c < 0 || ordo__restore(p, q, c)) {
                                 ORDO_LOG(ERROR, p->def->name,
                                          "msg=\"restore failed\" "
                                          "partition=%d error=\"%s\"",
