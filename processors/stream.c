@@ -188,23 +188,6 @@ static int keepable(ordo__proc_t *p, int32_t q) {
                part->decided_next <= part->input_next;
 }
 
-/* The group's committed offsets of an assignment, in one request: -1
- * where unknown. */
-static int64_t *
-committed_offsets(ordo__proc_t *p,
-                  const rd_kafka_topic_partition_list_t *parts) {
-        rd_kafka_topic_partition_list_t *c =
-            rd_kafka_topic_partition_list_copy(parts);
-        int64_t *off = malloc(sizeof(*off) * (size_t)(parts->cnt + 1));
-        int ok = !rd_kafka_committed(p->consumer, c, 10000), i;
-        for (i = 0; off && i < parts->cnt; i++)
-                off[i] = !ok || c->elems[i].err   ? -1
-                         : c->elems[i].offset < 0 ? 0
-                                                  : c->elems[i].offset;
-        rd_kafka_topic_partition_list_destroy(c);
-        return off;
-}
-
 /* A kept state serves again if nobody committed the partition since we
  * did: the events it folded are then still all the events there are
  * (events are written only in transactions that also move the input
@@ -213,14 +196,6 @@ committed_offsets(ordo__proc_t *p,
 static int reusable(const ordo__proc_t *p, int32_t q, int64_t committed) {
         return p->parts[q].kept && p->states[q] && committed >= 0 &&
                committed == p->parts[q].input_next;
-}
-
-static int in_list(const rd_kafka_topic_partition_list_t *l, int32_t q) {
-        int i;
-        for (i = 0; i < l->cnt; i++)
-                if (l->elems[i].partition == q)
-                        return 1;
-        return 0;
 }
 
 /* "0,2,5" for the log, cut with "..." to fit. */
@@ -260,13 +235,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * and a restore must not wait on our own open transaction. */
         ordo__commit_wait(p);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                /* read before any restore reads its stable end: the
-                 * events of the transaction that committed an offset
-                 * are then below that end */
-                int64_t *committed = committed_offsets(p, parts);
+                /* The group's committed offsets, in one request, before
+                 * any restore reads its stable end: the events of the
+                 * transaction that committed an offset are then below
+                 * that end. */
+                int ok = !rd_kafka_committed(rk, parts, 10000);
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t q = parts->elems[i].partition;
-                        int64_t c = committed ? committed[i] : -1;
+                        int64_t c =
+                            ok ? ordo__committed_of(&parts->elems[i]) : -1;
                         /* Start where the state is, from the offsets
                          * read here: librdkafka 2.0.2's own fetch of
                          * them failing (NOT_COORDINATOR just after a
@@ -292,13 +269,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  * a state we could not rebuild. */
                                 rd_kafka_assign(rk, NULL);
                                 p->restore_failed = 1;
-                                free(committed);
                                 return;
                         }
                 }
-                free(committed);
                 for (i = 0; i < p->n_states; i++)
-                        if (p->parts[i].kept && !in_list(parts, i))
+                        if (p->parts[i].kept &&
+                            !rd_kafka_topic_partition_list_find(parts, p->input,
+                                                                i))
                                 forget(p, i);
                 ORDO_LOG(INFO, p->def->name,
                          "msg=assigned partitions=%d kept=%d list=%s",

@@ -196,6 +196,9 @@ void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
                       void (*fn)(ordo__proc_t *, const rd_kafka_message_t *,
                                  void *),
                       void *arg);
+/* A committed offset as rd_kafka_committed left it in e: -1 if it could
+ * not be read, 0 if the group has none yet. */
+int64_t ordo__committed_of(const rd_kafka_topic_partition_t *e);
 ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
                                   int64_t *off);
 ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition, int64_t committed);

@@ -74,6 +74,10 @@ static void fold_message(ordo__proc_t *p, const rd_kafka_message_t *rkm,
         f->count++;
 }
 
+int64_t ordo__committed_of(const rd_kafka_topic_partition_t *e) {
+        return e->err ? -1 : e->offset < 0 ? 0 : e->offset;
+}
+
 /* The group's committed input offset (0 if none yet). An unanswered
  * query is an error, not 0: restoring the commission processor as if
  * nothing had been consumed would lose every order's facts. */
@@ -188,13 +192,10 @@ ordo_err_t ordo__rewind_all(ordo__proc_t *p) {
                 return ORDO_ERR_KAFKA;
         }
         for (i = 0; i < a->cnt && !err; i++) {
+                err = ordo__restore(p, a->elems[i].partition,
+                                    ordo__committed_of(&a->elems[i]));
                 if (a->elems[i].offset < 0)
                         a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-                err = ordo__restore(p, a->elems[i].partition,
-                                    a->elems[i].err ? -1
-                                    : a->elems[i].offset < 0
-                                        ? 0
-                                        : a->elems[i].offset);
         }
         if (!err && a->cnt &&
             (error = rd_kafka_seek_partitions(p->consumer, a, 10000))) {

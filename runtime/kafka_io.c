@@ -276,11 +276,11 @@ rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
         const void *type;
         size_t type_len;
         snprintf(part, sizeof(part), "%d", (int)source->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)source->offset);
         /* the type the source said it was, for analysts' filters */
         if ((type = ordo_kafka_header(source, ORDO_TYPE_HEADER, &type_len)))
                 rd_kafka_header_add(h, ORDO_TYPE_HEADER, -1, type,
                                     (ssize_t)type_len);
-        snprintf(off, sizeof(off), "%lld", (long long)source->offset);
         rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
         if (stage)
                 rd_kafka_header_add(h, "ordo.stage", -1, stage, -1);
