@@ -1051,6 +1051,21 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                 return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
                                   "METHOD_NOT_ALLOWED", "use POST",
                                   ALLOW("POST"));
+        /* Browsers name the page a request comes from; adapters call
+         * from servers. With authentication off, a page anywhere could
+         * otherwise post commands here: a form's POST needs no CORS
+         * preflight. */
+        if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin")) {
+                log_refused(gw, r, "403", "CROSS_ORIGIN");
+                return send_json(
+                    gw, r, MHD_HTTP_FORBIDDEN,
+                    json_pack("{s:s, s:s, s:s}", "error",
+                              "a request from a web page (it has an Origin "
+                              "header): the gateway takes commands from "
+                              "servers only",
+                              "field", "Origin", "reason", "CROSS_ORIGIN"),
+                    NO_HEADER);
+        }
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl)

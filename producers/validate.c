@@ -89,6 +89,19 @@ static ordo_err_t fail(fault_ctx_t *c, ordo_err_t err, const char *field,
         return err;
 }
 
+/* The JSON string of len bytes at s (quotes included), decoded, into
+ * key; its raw text if it does not decode. */
+static void decoded_key(const char *s, size_t len, char *key, size_t size) {
+        json_t *v = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+
+        if (json_is_string(v))
+                copy_printable(key, size, json_string_value(v),
+                               json_string_length(v));
+        else
+                copy_printable(key, size, s + 1, len - 2);
+        json_decref(v);
+}
+
 /* The top-level key under which byte pos of the text lies, into key; ""
  * if none (the fault is outside any member, or inside a key itself). The
  * text before pos is valid JSON so far: jansson got that far. */
@@ -125,8 +138,10 @@ static void key_at(const char *s, size_t pos, char *key, size_t size) {
                         expect_key = 1;
                 }
         }
-        if (klen)
+        if (klen && !memchr(s + start, '\\', klen))
                 copy_printable(key, size, s + start, klen);
+        else if (klen) /* escaped: the name as the member has it */
+                decoded_key(s + start - 1, klen + 2, key, size);
 }
 
 static ordo_err_t parse_fault(fault_ctx_t *c, const char *json, size_t len,

@@ -41,9 +41,10 @@ typedef struct {
         size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked, parked_batch;
-        int from_start;    /* the store lost what the group had applied */
-        int lost;          /* ...while we ran: read the inputs again */
-        int64_t fenced_ms; /* monotonic ms of the last FENCED_INSTANCE_ID */
+        int from_start;       /* the store lost what the group had applied */
+        int lost;             /* ...while we ran: read the inputs again */
+        int64_t fenced_ms;    /* monotonic ms of the last FENCED_INSTANCE_ID */
+        char unassigned[256]; /* why the last assignment was refused */
         const ordo_config_t *conf;
         volatile sig_atomic_t *stop;
 } loop_t;
@@ -233,21 +234,42 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
         return ORDO_ERR_OK;
 }
 
-/* Assignments take the committed offsets, but the first one after
- * store_lost() reads from the beginning. */
+/* Assignments start at the group's committed offsets, read here in one
+ * request (none committed yet: the beginning, as auto.offset.reset
+ * says), except the first one after store_lost(), which reads from the
+ * beginning. Leaving the fetch of them to librdkafka 2.0.2 could leave a
+ * stage assigned and never fetching after a broker stall (it failed with
+ * NOT_COORDINATOR and did not try again; stream.c does the same). Offsets
+ * that cannot be read: no assignment, and the loop rejoins. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
         loop_t *lp = opaque;
+        rd_kafka_resp_err_t cerr = RD_KAFKA_RESP_ERR_NO_ERROR;
         int i;
         if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rd_kafka_assign(rk, NULL);
                 return;
         }
-        if (lp->from_start) {
-                for (i = 0; i < parts->cnt; i++)
-                        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-                lp->from_start = 0;
+        if (!lp->from_start)
+                cerr = rd_kafka_committed(rk, parts, 10000);
+        for (i = 0; i < parts->cnt && !cerr; i++) {
+                rd_kafka_topic_partition_t *e = &parts->elems[i];
+                if (e->err && !lp->from_start)
+                        cerr = e->err;
+                else if (lp->from_start || e->offset < 0)
+                        e->offset = RD_KAFKA_OFFSET_BEGINNING;
         }
+        if (cerr) {
+                snprintf(lp->unassigned, sizeof(lp->unassigned),
+                         "committed offsets of the %d assigned partitions "
+                         "not read: %s",
+                         parts->cnt, rd_kafka_err2str(cerr));
+                ORDO_LOG(WARN, lp->which, "msg=\"%s; rejoining\"",
+                         lp->unassigned);
+                rd_kafka_assign(rk, NULL);
+                return;
+        }
+        lp->from_start = 0;
         ORDO_LOG(INFO, lp->which, "msg=assigned partitions=%d", parts->cnt);
         rd_kafka_assign(rk, parts);
 }
@@ -379,8 +401,9 @@ static void log_counts(const loop_t *lp, const char *what) {
 
 /* read -> decode -> apply -> commit until *stop: a batch is what
  * batch.ms brings, up to projection.batch.max. Ends early on a fatal
- * consumer error (a newer member with our group.instance.id): the
- * consumer is of no more use (rejoin). */
+ * consumer error (a newer member with our group.instance.id), or an
+ * assignment refused for want of its offsets: the consumer is of no more
+ * use (rejoin). */
 static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
         const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
         int64_t last_log = ordo_monotonic_ms(), last_write = last_log;
@@ -391,6 +414,12 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                 ordo_metrics_poll(lp->which, lp->consumer);
                 /* One raised while the store was away (pause_and_poll). */
                 if (rd_kafka_fatal_error(lp->consumer, errstr, errstr_size)) {
+                        err = ORDO_ERR_KAFKA_FATAL;
+                        break;
+                }
+                if (lp->unassigned[0]) { /* rebalance_cb */
+                        snprintf(errstr, errstr_size, "%s", lp->unassigned);
+                        lp->unassigned[0] = '\0';
                         err = ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
@@ -457,8 +486,8 @@ static void close_consumer(loop_t *lp) {
         }
 }
 
-/* After a fatal consumer error, as a processor does (stream.c): we lost
- * our partitions, and come back as a new member that reads on from the
+/* After a fatal consumer error or a refused assignment, as a processor
+ * does (stream.c): we lost our partitions, and come back as a new member that reads on from the
  * committed offsets (the writes are idempotent), unless the fence shows
  * a live twin (kafka.h: ordo_kafka_fenced_twice). */
 static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
@@ -471,11 +500,13 @@ static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
                 ordo_kafka_twin_error(lp->conf, lp->group, errstr, errstr_size);
                 return ORDO_ERR_CONFIG;
         }
-        ORDO_LOG(WARN, lp->which,
-                 "msg=\"fatal Kafka error: giving up our partitions and "
-                 "rejoining (if another process runs this stage with the "
-                 "same instance.id, give it its own)\" error=\"%s\"",
-                 ordo_log_quote(q, sizeof(q), errstr));
+        if (rd_kafka_fatal_error(lp->consumer, NULL, 0))
+                ORDO_LOG(WARN, lp->which,
+                         "msg=\"fatal Kafka error: giving up our partitions "
+                         "and rejoining (if another process runs this stage "
+                         "with the same instance.id, give it its own)\" "
+                         "error=\"%s\"",
+                         ordo_log_quote(q, sizeof(q), errstr));
         close_consumer(lp);
         while (ordo_monotonic_ms() < until && !*lp->stop)
                 usleep(50000);

@@ -343,6 +343,7 @@ Test(stream_faults, a_report_without_offset_fails_the_transaction) {
 /* --- the pipelined loop (docs/decisions/0018) and at least once (0019) */
 
 #define API_OFFSET_COMMIT     8
+#define API_OFFSET_FETCH      9
 #define API_HEARTBEAT         12
 #define API_TXN_OFFSET_COMMIT 28
 #define N_ORDERS              20
@@ -457,6 +458,32 @@ Test(stream_faults, a_fenced_consumer_loses_partitions_and_rejoins) {
                 usleep(100000);
         cr_assert_eq(load(&fx.stats.assignments), 2, "assigned again");
         cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        assert_each_reserved(&fx, 1);
+        assert_stops_cleanly(&fx);
+}
+
+Test(stream_faults, unread_committed_offsets_refuse_the_assignment) {
+        /* The assignment starts at the committed offsets the callback
+         * reads itself (leaving that to librdkafka 2.0.2 once left a
+         * stage assigned and never fetching). When they cannot be read,
+         * the stage takes nothing it could not restore and rejoins; the
+         * third assignment is taken and every command decided once. The
+         * mock keeps a static member that left until its session times
+         * out: a short one. */
+        char errstr[256];
+        cr_assert_eq(ordo_config_set(fx.conf, "kafka.session.timeout.ms",
+                                     "3000", errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        rd_kafka_mock_push_request_errors(
+            fx.mc, API_OFFSET_FETCH, 2,
+            RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+            RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+        send_commands(&fx, N_ORDERS, 0);
+        start(&fx);
+        cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        cr_assert_eq(load(&fx.stats.rejoins), 2);
+        cr_assert_eq(load(&fx.stats.assignments), 1,
+                     "only the assignment whose offsets were read counts");
         assert_each_reserved(&fx, 1);
         assert_stops_cleanly(&fx);
 }

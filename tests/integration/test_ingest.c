@@ -483,6 +483,39 @@ Test(ingest, wrong_path_and_method) {
         resp_free(&r);
 }
 
+/* A web page's POST (a browser adds Origin) is refused, even with
+ * authentication off, where a page anywhere could otherwise send
+ * commands; the same request from a server is taken. */
+static void setup_open(void) {
+        static const char *const extra[] = { "ingest.keys.file=", NULL };
+        start(extra);
+}
+
+Test(ingest, a_web_page_cannot_post, .init = setup_open) {
+        const char *page =
+            "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\",\"user_id\":"
+            "\"u7\",\"qty\":1,\"command_id\":\"from-a-page\"}";
+        const char *server =
+            "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\",\"user_id\":"
+            "\"u7\",\"qty\":1,\"command_id\":\"from-a-server\"}";
+        int port = ordo_ingest_port(gw);
+        char v[64];
+        size_t n;
+        resp_t r = http(port, "POST", "/v1/commands",
+                        "Origin: http://shop.example\r\n", page, strlen(page));
+        cr_assert_eq(r.status, 403, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "CROSS_ORIGIN");
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "Origin");
+        resp_free(&r);
+        r = http(port, "POST", "/v1/commands", "", server, strlen(server));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        n = read_topic(ORDO_TOPIC_ACTIVITY_COMMANDS, msgs, MAX_MSGS);
+        cr_assert_not_null(find(msgs, n, "from-a-server"));
+        cr_assert_null(find(msgs, n, "from-a-page"));
+}
+
 /* ---- unauthorised, replayed -------------------------------------------- */
 
 Test(ingest, unsigned_request_is_401) {

@@ -683,6 +683,9 @@ Test(duplicate_keys, refused) {
                      &EXTERNAL, ORDO_ERR_PARSE, "type", "DUPLICATE_KEY");
         EXPECT_FAULT(place_with("user_id", "\"u1\",\"user_id\":\"u1\""),
                      &EXTERNAL, ORDO_ERR_PARSE, "user_id", "DUPLICATE_KEY");
+        /* Named as decoded: "q\u0074y" is qty, as for every other fault. */
+        EXPECT_FAULT(place_with("qty", "1,\"q\\u0074y\":100"), &EXTERNAL,
+                     ORDO_ERR_PARSE, "qty", "DUPLICATE_KEY");
 }
 
 /* Unknown fields are refused: a typo ("qtty") would otherwise pass as a
