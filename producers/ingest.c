@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -320,6 +321,20 @@ static enum MHD_Result send_error(ordo_ingest_t *gw, req_t *r, unsigned status,
         return send_json(
             gw, r, status,
             json_pack("{s:s, s:s}", "error", msg, "reason", reason), extra);
+}
+
+/* {"error": msg, "field": field, "reason": reason}, for a header at
+ * fault, logged as a refusal. */
+static enum MHD_Result send_header_error(ordo_ingest_t *gw, req_t *r,
+                                         unsigned status, const char *field,
+                                         const char *reason, const char *msg) {
+        char st[16];
+        snprintf(st, sizeof(st), "%u", status);
+        log_refused(gw, r, st, reason);
+        return send_json(gw, r, status,
+                         json_pack("{s:s, s:s, s:s}", "error", msg, "field",
+                                   field, "reason", reason),
+                         NO_HEADER);
 }
 
 /* ---- Kafka -------------------------------------------------------------- */
@@ -1021,6 +1036,17 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
 
 /* ---- the libmicrohttpd callbacks ---------------------------------------- */
 
+/* Counts the Content-Length and Transfer-Encoding headers (cls: int[2]). */
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value) {
+        int *n = cls;
+        (void)kind;
+        (void)value;
+        n[0] += !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        n[1] += !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        return MHD_YES;
+}
+
 /* The first call of a request, on its headers: route, method, and the
  * door (see the top of the file). */
 static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
@@ -1030,6 +1056,7 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
         int is_get = !strcmp(method, MHD_HTTP_METHOD_GET);
         unsigned long long length = 0;
         int64_t timeout_s;
+        int framing[2] = { 0, 0 };
 
         if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
                 if (!is_get)
@@ -1055,17 +1082,20 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
          * from servers. With authentication off, a page anywhere could
          * otherwise post commands here: a form's POST needs no CORS
          * preflight. */
-        if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin")) {
-                log_refused(gw, r, "403", "CROSS_ORIGIN");
-                return send_json(
-                    gw, r, MHD_HTTP_FORBIDDEN,
-                    json_pack("{s:s, s:s, s:s}", "error",
-                              "a request from a web page (it has an Origin "
-                              "header): the gateway takes commands from "
-                              "servers only",
-                              "field", "Origin", "reason", "CROSS_ORIGIN"),
-                    NO_HEADER);
-        }
+        if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"))
+                return send_header_error(
+                    gw, r, MHD_HTTP_FORBIDDEN, "Origin", "CROSS_ORIGIN",
+                    "a request from a web page (it has an Origin header): "
+                    "the gateway takes commands from servers only");
+        /* Two lengths (libmicrohttpd takes the first, a proxy in front
+         * may take the other: request smuggling), RFC 9112 6.3. */
+        MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, framing);
+        if (framing[0] > 1 || (framing[0] && framing[1]))
+                return send_header_error(
+                    gw, r, MHD_HTTP_BAD_REQUEST, "Content-Length",
+                    "AMBIGUOUS_LENGTH",
+                    "more than one Content-Length, or Content-Length with "
+                    "Transfer-Encoding: the body's length is ambiguous");
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl)

@@ -854,6 +854,21 @@ Test(ingest, refused_before_the_body) {
                      buf);
 }
 
+/* Two lengths for one body, which a proxy in front may read otherwise
+ * than the gateway (request smuggling): refused on the headers. */
+Test(ingest, an_ambiguous_length_is_refused) {
+        char buf[4096];
+        cr_assert_eq(
+            headers_only("Content-Length: 5\r\n", 50, buf, sizeof(buf)), 400,
+            "%s", buf);
+        cr_assert(strstr(buf, "\"AMBIGUOUS_LENGTH\""), "%s", buf);
+        cr_assert(strstr(buf, "\"field\":\"Content-Length\""), "%s", buf);
+        cr_assert_eq(headers_only("Transfer-Encoding: chunked\r\n", 50, buf,
+                                  sizeof(buf)),
+                     400, "%s", buf);
+        cr_assert(strstr(buf, "\"AMBIGUOUS_LENGTH\""), "%s", buf);
+}
+
 static void setup_door(void) {
         static const char *const extra[] = { "ingest.body.max=100000",
                                              "ingest.unauth.bytes.max=150000",
