@@ -445,10 +445,11 @@ static int create(batch_t *b, int c, const char *id, int64_t version,
 
 /* A later event of the aggregate: only when newer than what is stored.
  * Folded into the batch's document: its fields overwrite the earlier
- * events' and the version is the newest. That equals applying the events
- * one by one under their guards whatever version is stored: a field keeps
- * the value of the newest event that sets it, and the events are the
- * same on every delivery. */
+ * events' and the version is the newest; an event not newer than one
+ * folded already is dropped. That equals applying the events one by one
+ * under their guards whatever version is stored: a field keeps the value
+ * of the newest event that sets it, and the events are the same on every
+ * delivery. */
 static int advance(batch_t *b, int c, const char *id, int64_t version,
                    bson_t *set, bson_error_t *e) {
         int fresh;
@@ -462,9 +463,14 @@ static int advance(batch_t *b, int c, const char *id, int64_t version,
                 d->versioned = 1;
                 return 1;
         }
+        if (d->versioned && version <= d->version) {
+                /* not newer than an event already folded (a copy written
+                 * to the log later): its guard would refuse it */
+                bson_destroy(set);
+                return 1;
+        }
         d->set = overlay(d->set, set);
-        if (version > d->version)
-                d->version = version;
+        d->version = version;
         return 1;
 }
 

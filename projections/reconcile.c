@@ -122,16 +122,18 @@ static void parse_id(ev_t *e, const char *source, int32_t partition) {
         e->index = idx;
 }
 
+static const ordo_stable_end_opts_t end_opts = { "reconcile", 0, 120000,
+                                                 &ordo_stop };
+
 /* A reader of topic/partition from its start to its stable end (the
  * end when asked, once no transaction is open below it): an event
  * committed just before is there, its commit markers included. */
 static ordo_err_t open_reader(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
                               int32_t part, ordo_kafka_reader_t *r,
                               char *errstr, size_t errstr_size) {
-        const ordo_stable_end_opts_t o = { "reconcile", 0, 120000, &ordo_stop };
         int64_t lo, end;
-        ordo_err_t err = ordo_kafka_stable_end(rk, wm, topic, part, &o, &lo,
-                                               &end, errstr, errstr_size);
+        ordo_err_t err = ordo_kafka_stable_end(rk, wm, topic, part, &end_opts,
+                                               &lo, &end, errstr, errstr_size);
         if (!err)
                 ordo_kafka_reader_open(r, rk, topic, part, lo, end,
                                        "reconcile");
@@ -332,6 +334,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
         const char *in_short = ordo_topic_short(def->input);
         rd_kafka_t *in = NULL, *ev = NULL;
         ordo_kafka_reader_t inr;
+        int64_t lo, now_end = -1; /* the input's end once events are read */
         reader_t rd;
         ev_list_t exp = { NULL, 0, 0, 0 };
         ordo_sink_t sink = { collect, &exp };
@@ -444,10 +447,17 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                         have = reader_advance(&rd, in_short);
                 }
         }
-        /* What is left was decided from no input we read, unless it names
-         * an input past the end we saw. */
+        /* What is left was decided from no input we read. One that names
+         * an input past the end we saw may be of an input written since
+         * (a live engine): left out if that input is there now, an extra
+         * if it is past the input's end even now (a forged id). */
         while (have) {
-                if (rd.ev.in_offset < 0 || rd.ev.in_offset < inr.end)
+                if (rd.ev.in_offset >= inr.end && now_end < 0 &&
+                    (err = ordo_kafka_stable_end(in, wm, input, part, &end_opts,
+                                                 &lo, &now_end, errstr,
+                                                 errstr_size)))
+                        goto done;
+                if (rd.ev.in_offset < inr.end || rd.ev.in_offset >= now_end)
                         report_extra(r, &rd, events);
                 have = reader_advance(&rd, in_short);
         }

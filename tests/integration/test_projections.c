@@ -437,6 +437,19 @@ static ordo_err_t apply_mongo_v(void *p, size_t f, size_t t) {
         return apply_mongo(p, f, t);
 }
 
+/* The scenario, then every event of it again in reverse order, in one
+ * batch: copies written to the log later, each older than what the
+ * batch holds of its aggregate by then. Their guards refuse them all. */
+static ordo_event_rec_t twice[2 * MAX_EVENTS];
+static size_t scenario_then_copies(void) {
+        size_t i;
+        for (i = 0; i < nrecs; i++) {
+                twice[i] = recs[i];
+                twice[2 * nrecs - 1 - i] = recs[i];
+        }
+        return 2 * nrecs;
+}
+
 /* ---- Redis ------------------------------------------------------------- */
 
 static redisContext *rc;
@@ -734,6 +747,27 @@ static void older_versions_ignored(int fresh) {
 
 Test(projections_redis, older_versions_are_ignored) {
         older_versions_ignored(0);
+}
+
+Test(projections_redis, older_copies_in_one_batch_are_ignored) {
+        char once[64], copied[64], errstr[512], *a, *b;
+        ordo_redis_proj_t *p, *q;
+        size_t n = scenario_then_copies();
+
+        unique_name(once, sizeof(once), ":");
+        unique_name(copied, sizeof(copied), ":");
+        p = redis_proj(once);
+        q = redis_proj(copied);
+        cr_assert_eq(apply_redis(p, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(ordo_redis_proj_apply(q, twice, n, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        a = redis_dump(once, 1);
+        b = redis_dump(copied, 1);
+        cr_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        ordo_redis_proj_destroy(p);
+        ordo_redis_proj_destroy(q);
 }
 
 Test(projections_redis, rejection_never_hides_a_placed_order) {
@@ -1547,6 +1581,29 @@ Test(projections_mongo, older_versions_are_ignored) {
         free(after);
         ordo_mongo_proj_destroy(p);
         drop_db(db);
+}
+
+Test(projections_mongo, older_copies_in_one_batch_are_ignored) {
+        char once[64], copied[64], errstr[512], *a, *b;
+        ordo_mongo_proj_t *p, *q;
+        size_t n = scenario_then_copies();
+
+        unique_name(once, sizeof(once), "");
+        unique_name(copied, sizeof(copied), "");
+        p = mongo_proj(once);
+        q = mongo_proj(copied);
+        cr_assert_eq(apply_mongo(p, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_apply(q, twice, n, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        a = mongo_dump(once);
+        b = mongo_dump(copied);
+        cr_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        ordo_mongo_proj_destroy(p);
+        ordo_mongo_proj_destroy(q);
+        drop_db(once);
+        drop_db(copied);
 }
 
 Test(projections_mongo, indexes_for_front_ends) {

@@ -19,6 +19,8 @@ One run on its own topics, groups, database and Redis prefix (random):
        - a Redis stock value changed by hand,
        - an extra event in order-events (a stored message copied verbatim,
          key and headers included, into the same partition),
+       - an event whose id names an input offset past the input's end (a
+         stored message re-encoded with fastavro under a forged event_id),
        - an input whose events are missing (a CreateActivity produced while
          no processor runs);
      reconcile exits 1 and its summary counts exactly these.
@@ -111,10 +113,10 @@ def summary_count(out, section):
     return int(m.group(1)) if m else None
 
 
-def copy_message(topic):
+def copy_message(topic, send=True):
     """Produces the first stored message of the first non-empty partition
     again, bytes, key and headers as they are: an event the processor
-    never decided."""
+    never decided (send=False: only reads it)."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     c = KafkaConsumer(bootstrap_servers="127.0.0.1:9092",
                       enable_auto_commit=False,
@@ -129,12 +131,46 @@ def copy_message(topic):
     msg = next(iter(c))
     c.close()
     partition = tp.partition
+    if not send:
+        return msg, partition, None
     p = KafkaProducer(bootstrap_servers="127.0.0.1:9092", acks="all")
     md = p.send(topic, partition=partition, key=msg.key, value=msg.value,
                 headers=msg.headers).get(30)
     p.flush()
     p.close()
     return msg, partition, md.offset
+
+
+def forge_message(topic, schemas_dir):
+    """Produces the first stored message of the first non-empty partition
+    again with its event_id naming an input offset far past the input's
+    end: an event no input explains even later (a forged id)."""
+    from fastavro import parse_schema, schemaless_reader, schemaless_writer
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+    from kafka import KafkaProducer
+    import io
+    import json
+    msg, partition, _ = copy_message(topic, send=False)
+    schema = None
+    for name in os.listdir(schemas_dir):
+        if name.endswith(".avsc"):
+            with open(os.path.join(schemas_dir, name)) as fh:
+                parsed = parse_schema(json.load(fh))
+            fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+            if bytes.fromhex(fp) == msg.value[2:10]:
+                schema = parsed
+    rec = schemaless_reader(io.BytesIO(msg.value[10:]), schema)
+    forged_id = "order-commands-%d-999999999-0" % partition
+    rec["event_id"] = forged_id
+    out = io.BytesIO()
+    schemaless_writer(out, schema, rec)
+    p = KafkaProducer(bootstrap_servers="127.0.0.1:9092", acks="all")
+    md = p.send(topic, partition=partition, key=msg.key,
+                value=msg.value[:10] + out.getvalue(),
+                headers=msg.headers).get(30)
+    p.flush()
+    p.close()
+    return forged_id, partition, md.offset
 
 
 def committed_at_end(group, tag):
@@ -386,6 +422,9 @@ def main():
         r.cmd("SET", stock_key, "987654")
         topic = tag + ".order-events"
         msg, part, new_off = copy_message(topic)
+        forged_id, forged_part, forged_off = forge_message(
+            topic, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "schemas"))
         missing = E.create("ghost-act", 100, 1, 1, t0, t0 + 1000, t0 + 7)
         ordo.produce([missing], "ghost")
 
@@ -405,17 +444,21 @@ def main():
               re.search(r"DIFF events %s/%d@%d extra: \w+ id=order-"
                         r"commands-%d-" % (re.escape(topic), part, new_off,
                                            part), out), out[-2000:])
+        check("planted: event naming an input past the input's end found",
+              re.search(r"DIFF events %s/%d@%d extra: \w+ id=%s" %
+                        (re.escape(topic), forged_part, forged_off,
+                         re.escape(forged_id)), out), out[-2000:])
         check("planted: input without events found",
               re.search(r"DIFF events %s\.activity-events/\d+ missing: "
                         r"ActivityCreated id=\S+ key=ghost-act" %
                         re.escape(tag), out), out[-2000:])
         check("planted: summary counts exactly the planted ones",
-              summary_count(out, "events") == 2 and
+              summary_count(out, "events") == 3 and
               summary_count(out, "mongo") == 1 and
               summary_count(out, "redis") == 1, out[-1200:])
         rc2, out2, _ = reconcile(ordo, "--skip-read-models", "--limit", "1")
         check("--skip-read-models --limit 1: events only, one line printed",
-              rc2 == 1 and summary_count(out2, "events") == 2 and
+              rc2 == 1 and summary_count(out2, "events") == 3 and
               "reconcile: mongo" not in out2 and
               len([ln for ln in out2.splitlines()
                    if ln.startswith("DIFF")]) == 1, out2[-1500:])
