@@ -17,11 +17,11 @@
 #include "store.h"
 
 /* Decodes one event message into msg and rec (source: the short topic
- * name); 0, or -1 after logging it as skipped (undecodable: a foreign
+ * name); 0, or -1 with the reason in why (undecodable: a foreign
  * writer). */
 int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
-                      const char *source, const char *stage, ordo_msg_t *msg,
-                      ordo_event_rec_t *rec);
+                      const char *source, ordo_msg_t *msg,
+                      ordo_event_rec_t *rec, char *why, size_t why_size);
 
 /* Runs a projection stage of runtime/cli/stages.h (its name, "mongo" or
  * "redis", picks the store; it reads the stage's inputs in the stage's

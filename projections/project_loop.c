@@ -40,7 +40,8 @@ typedef struct {
         ordo_event_rec_t *recs;
         size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
-        int64_t applied, skipped, parked, parked_batch;
+        int64_t applied, skipped, parked;
+        int letters_batch;    /* dead letters not confirmed yet */
         int from_start;       /* the store lost what the group had applied */
         int lost;             /* ...while we ran: read the inputs again */
         int64_t fenced_ms;    /* monotonic ms of the last FENCED_INSTANCE_ID */
@@ -51,13 +52,12 @@ typedef struct {
 
 static int group_has_read(loop_t *lp, const ordo_config_t *conf);
 
-/* A refused event: loudly, countably, and onto dead-letters with the
- * reason, so an operator can repair and replay it (operating.md). */
-static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
-                 const char *reason) {
-        loop_t *s = opaque;
-        const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
-        char stage[32], q[1024];
+/* An input onto dead-letters with the reason in its headers, counted
+ * under kind (operating.md, ordo_dead_letters_total); confirmed before
+ * the batch's offsets are committed (confirm_letters). */
+static void dead_letter(loop_t *s, const rd_kafka_message_t *m,
+                        const char *kind, const char *reason) {
+        char stage[32];
         ordo_kafka_out_t dl = { s->dead,    RD_KAFKA_PARTITION_UA,
                                 m->key,     m->key_len,
                                 m->payload, m->len,
@@ -65,16 +65,8 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
         rd_kafka_resp_err_t kerr;
 
         snprintf(stage, sizeof(stage), "project.%s", s->which);
-        ORDO_LOG(ERROR, s->which,
-                 "msg=\"event refused by the store, parked on dead-letters\" "
-                 "topic=%s partition=%d offset=%lld type=%s err=%s "
-                 "reason=\"%s\"",
-                 rd_kafka_topic_name(m->rkt), (int)m->partition,
-                 (long long)m->offset, ordo_msg_type_name(rec->msg->type),
-                 ordo_err_name(err), ordo_log_quote(q, sizeof(q), reason));
-        s->parked++;
-        s->parked_batch++;
-        ordo_metrics_dead_letter(s->which, "store_refused");
+        s->letters_batch++;
+        ordo_metrics_dead_letter(s->which, kind);
         dl.hdrs = ordo_dead_letter_headers(m, reason, stage);
         /* waits for room rather than lose the letter to a full queue */
         kerr = ordo_kafka_produce(s->dlq, &dl, RD_KAFKA_MSG_F_COPY,
@@ -83,6 +75,36 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                 ORDO_LOG(ERROR, s->which,
                          "msg=\"cannot queue the dead letter\" error=\"%s\"",
                          rd_kafka_err2str(kerr));
+}
+
+/* The batch's dead letters acknowledged, before its offsets go past
+ * them. */
+static void confirm_letters(loop_t *s) {
+        if (s->letters_batch &&
+            rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                ORDO_LOG(ERROR, s->which,
+                         "msg=\"dead letters not confirmed; the log lines "
+                         "above name their events\"");
+        s->letters_batch = 0;
+}
+
+/* A refused event: loudly, countably, and onto dead-letters with the
+ * reason, so an operator can repair and replay it (operating.md). */
+static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
+                 const char *reason) {
+        loop_t *s = opaque;
+        const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
+        char q[1024];
+
+        ORDO_LOG(ERROR, s->which,
+                 "msg=\"event refused by the store, parked on dead-letters\" "
+                 "topic=%s partition=%d offset=%lld type=%s err=%s "
+                 "reason=\"%s\"",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition,
+                 (long long)m->offset, ordo_msg_type_name(rec->msg->type),
+                 ordo_err_name(err), ordo_log_quote(q, sizeof(q), reason));
+        s->parked++;
+        dead_letter(s, m, "store_refused", reason);
 }
 
 /* 1 when the store is reachable and holds nothing of the read model
@@ -144,9 +166,7 @@ static void read_again(loop_t *lp) {
         lp->lost = 0;
 }
 
-/* The batch applied or parked (or *stop), then the consumer resumed and
- * the dead letters written before the offsets that pass them are
- * committed. */
+/* The batch applied or parked (or *stop), then the consumer resumed. */
 static ordo_err_t apply_batch(loop_t *s) {
         char errstr[512];
         ordo_err_t err = ordo_store_apply_until_done(
@@ -158,32 +178,18 @@ static ordo_err_t apply_batch(loop_t *s) {
                 rd_kafka_topic_partition_list_destroy(s->paused);
                 s->paused = NULL;
         }
-        if (!err && s->parked_batch &&
-            rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                ORDO_LOG(ERROR, s->which,
-                         "msg=\"dead letters not confirmed; the log lines "
-                         "above name the parked events\"");
-        s->parked_batch = 0;
         return err;
 }
 
 int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
-                      const char *source, const char *stage, ordo_msg_t *msg,
-                      ordo_event_rec_t *rec) {
-        char why[256];
-
-        if (!m->payload || ordo_codec_decode(codec, m->payload, m->len, msg,
-                                             why, sizeof(why))) {
-                /* Only processors write these topics, so this is a foreign
-                 * writer: skip, loudly. */
-                ORDO_LOG(ERROR, stage,
-                         "msg=\"undecodable event skipped\" topic=%s "
-                         "partition=%d offset=%lld reason=\"%s\"",
-                         rd_kafka_topic_name(m->rkt), (int)m->partition,
-                         (long long)m->offset,
-                         m->payload ? why : "empty message");
+                      const char *source, ordo_msg_t *msg,
+                      ordo_event_rec_t *rec, char *why, size_t why_size) {
+        if (!m->payload) {
+                snprintf(why, why_size, "empty message");
                 return -1;
         }
+        if (ordo_codec_decode(codec, m->payload, m->len, msg, why, why_size))
+                return -1;
         rec->msg = msg;
         rec->source = source;
         rec->partition = m->partition;
@@ -368,13 +374,23 @@ static ordo_err_t subscribe_inputs(loop_t *lp, const ordo_config_t *conf,
         return err;
 }
 
-/* Decode: the batch's message i into the next record, or skipped. */
+/* Decode: the batch's message i into the next record, or onto
+ * dead-letters. Only processors write these topics, so an undecodable
+ * one is a foreign writer's. */
 static void take_message(loop_t *lp, size_t i) {
-        const char *t = rd_kafka_topic_name(lp->rkms[i]->rkt);
-        if (ordo_decode_event(lp->codec, lp->rkms[i],
-                              strlen(t) > lp->plen ? t + lp->plen : t,
-                              lp->which, &lp->msgs[lp->k], &lp->recs[lp->k])) {
+        const rd_kafka_message_t *m = lp->rkms[i];
+        const char *t = rd_kafka_topic_name(m->rkt);
+        char why[256];
+
+        if (ordo_decode_event(
+                lp->codec, m, strlen(t) > lp->plen ? t + lp->plen : t,
+                &lp->msgs[lp->k], &lp->recs[lp->k], why, sizeof(why))) {
+                ORDO_LOG(ERROR, lp->which,
+                         "msg=\"undecodable event, sent to dead-letters\" "
+                         "topic=%s partition=%d offset=%lld reason=\"%s\"",
+                         t, (int)m->partition, (long long)m->offset, why);
                 lp->skipped++;
+                dead_letter(lp, m, "undecodable", why);
                 return;
         }
         lp->msg_of[lp->k++] = i;
@@ -462,6 +478,7 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                                  lp->k,
                                  (long long)(ordo_monotonic_ms() - last_write),
                                  (long long)oldest_age_ms(lp));
+                confirm_letters(lp);
                 if (lp->n)
                         commit_batch(lp->consumer, lp->which, lp->rkms, lp->n);
                 for (i = 0; i < lp->k; i++)

@@ -367,13 +367,22 @@ static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
                  * start; wait for it. */
                 done_part = m->offset >= tp->end[part];
         } else if (m->offset < tp->end[part]) {
+                char why[256];
                 if (ordo_decode_event(
                         rb->codec, m,
                         ordo_topic_short(rb->stage->inputs[tp - rb->t]),
-                        "rebuild", &rb->msgs[rb->n], &rb->recs[rb->n]))
+                        &rb->msgs[rb->n], &rb->recs[rb->n], why, sizeof(why))) {
+                        /* the live projection sent it to dead-letters */
+                        ORDO_LOG(ERROR, "rebuild",
+                                 "msg=\"undecodable event skipped\" "
+                                 "topic=%s partition=%d offset=%lld "
+                                 "reason=\"%s\"",
+                                 rd_kafka_topic_name(m->rkt), (int)part,
+                                 (long long)m->offset, why);
                         rb->stats->skipped++;
-                else
+                } else {
                         rb->n++;
+                }
                 tp->next[part] = m->offset + 1;
                 if (m->offset + 1 >= tp->end[part])
                         done_part = 1;

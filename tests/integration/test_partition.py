@@ -16,7 +16,9 @@ byte for byte, to the next partition of activity-commands:
   ordo.type the source's, and
   `ordo replay dead-letters` shows both with the message ("dead_letter");
 - a PlaceOrder for that activity still reserves from the one stock;
-- `ordo reconcile` re-decides the log the same way.
+- `ordo reconcile` re-decides the log the same way;
+- garbage written to activity-events afterwards (a foreign writer) is
+  sent to dead-letters by the Redis projection, which goes on.
 
 And a dead letter keeps the bytes it came with: an empty value stays
 empty and a null value or key stays null, as Kafka tells them apart (an
@@ -58,7 +60,7 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
-    t = E.SingleRun(a.ordo, "part", ["activity", "order"])
+    t = E.SingleRun(a.ordo, "part", ["activity", "order", "redis"])
     o = t.ordo
     prefix = o.tag + "."
     ts = 1900400000000
@@ -139,6 +141,30 @@ def main():
                     dl.get("source_topic") == prefix + "activity-commands",
                     lines)
         t.reconciled_and_running(events_only=True)
+
+        # Garbage on an events topic (only processors write there: a
+        # foreign writer): the projection sends it to dead-letters and
+        # goes on. After reconcile, which reports it as an extra event.
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+        p.send(prefix + "activity-events", key=b"junk", value=b"\x00junk",
+               partition=home).get(30)
+        p.close()
+        o.produce([E.place("o3", "dup", "u3", 1, ts + 3)], "after-junk")
+        ok, out = t.wait()
+        t.check("the projection consumed past the garbage", ok, out)
+        junk = [d for d in read_all(prefix + "dead-letters")
+                if d[2] == b"junk"]
+        t.check("the garbage event is dead-lettered by the projection",
+                len(junk) == 1 and junk[0][3] == b"\x00junk" and
+                junk[0][4].get("ordo.stage") == b"project.redis" and
+                junk[0][4].get("ordo.source.topic") ==
+                (prefix + "activity-events").encode() and
+                junk[0][4].get("ordo.error"),
+                [(d[2], d[4]) for d in junk])
+        t.check("an order after the garbage reaches Redis",
+                t.r.cmd("HGET", o.prefix + "order:o3", "status") in
+                ("REJECTED", b"REJECTED"),
+                t.r.cmd("HGETALL", o.prefix + "order:o3"))
     except Exception as e:  # noqa: BLE001 (report and count it)
         t.check("no error", False, "%s: %s" % (type(e).__name__, e))
     return t.finish(a.keep)
