@@ -367,6 +367,12 @@ static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
         if (!err)
                 err = load_scripts(p, errstr, errstr_size);
         if (err) {
+                /* Refused credentials or database, or scripts it will
+                 * not load: no event can be written, none is at fault
+                 * (operating.md: an outage, retried, never parked). */
+                char detail[512];
+                snprintf(detail, sizeof(detail), "%s", errstr);
+                err = unavailable(p, detail, errstr, errstr_size);
                 disconnect(p);
                 return err;
         }

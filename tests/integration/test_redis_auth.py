@@ -179,6 +179,21 @@ def main():
                log[-400:])
         c.eq("wrong password: nothing written", [],
              r5.scan(bad.prefix + "*") + r0.scan(bad.prefix + "*"))
+        # An outage, retried: no event is parked on dead-letters, and
+        # with the right password the same group applies every one.
+        letters = [m for m in E.read_committed(bad.tag + ".dead-letters")]
+        c.eq("wrong password: no dead letter", [],
+             [dict(m.headers).get("ordo.error") for m in letters])
+        good = E.Ordo(ordo.binary, tag + "bad", workdir)
+        good.flags += auth
+        good.start(stages=("activity", "redis"))
+        w = good.call("wait", "--timeout", "180", "activity", "redis",
+                      check=False)
+        good.stop()
+        c.true("right password: caught up", w.returncode == 0,
+               w.stdout[-1500:] + w.stderr[-1500:])
+        c.eq("right password: every event applied", "0",
+             r5.cmd("GET", bad.prefix + "stock:" + aid))
     finally:
         D.stop_all(c, ordo, dash)
         server.terminate()
