@@ -33,8 +33,9 @@
 
 #define HISTORY        300  /* samples kept for the chart */
 #define SAMPLE_MS      2000 /* one sample every 2 s: 10 minutes of history */
-#define MAX_ACTIVITIES 64
-#define HOLDS_SHOWN    8
+#define MAX_ACTIVITIES 64   /* shown: the latest by start_ms */
+#define HOLDS_SHOWN    8    /* per activity */
+#define HOLDS_READ     4096 /* holds read per sample, earliest first */
 #define TOP_EARNERS    10
 
 typedef struct {
@@ -52,10 +53,12 @@ typedef struct {
         char *doc; /* the latest state, JSON; under lock */
         sample_t ring[HISTORY];
         int n_ring, next_ring;
-        /* The first MongoDB error of this sample ("" none), and of the
-         * last one: a change is logged once, not every 2 s. */
+        /* The first error of this sample from each store ("" none),
+         * and of the last one: a change is logged once, not every 2 s;
+         * a store that failed is not asked again in the same sample. */
         char mongo_error[BSON_ERROR_BUFFER_SIZE],
             last_mongo_error[BSON_ERROR_BUFFER_SIZE];
+        char redis_error[256], last_redis_error[256];
 } dash_t;
 
 /* ---- scraping the stages ---- */
@@ -265,16 +268,30 @@ static const char *bson_str(const bson_t *doc, const char *key) {
         return "";
 }
 
+/* A Redis connection for this sample, or 0 (then redis_error says why;
+ * not tried again before the next sample). */
 static int redis_ok(dash_t *d) {
-        char errstr[256];
+        if (d->redis_error[0])
+                return 0;
         if (d->redis && !d->redis->err)
                 return 1;
         if (d->redis)
                 redisFree(d->redis);
-        d->redis = ordo_redis_connect(d->conf, 2, errstr, sizeof(errstr));
-        if (!d->redis)
-                ORDO_LOG(WARN, "dash", "msg=\"%s\"", errstr);
+        d->redis = ordo_redis_connect(d->conf, 2, d->redis_error,
+                                      sizeof(d->redis_error));
         return d->redis != NULL;
+}
+
+/* r, or NULL after noting the sample's Redis error. */
+static redisReply *redis_reply(dash_t *d, redisReply *r) {
+        if (!r || r->type == REDIS_REPLY_ERROR)
+                snprintf(d->redis_error, sizeof(d->redis_error), "redis: %s",
+                         r ? r->str : d->redis->errstr);
+        if (r && r->type == REDIS_REPLY_ERROR) {
+                freeReplyObject(r);
+                r = NULL;
+        }
+        return r;
 }
 
 /* Ends a cursor, keeping the sample's first MongoDB error: an
@@ -290,8 +307,12 @@ static void cursor_done(dash_t *d, mongoc_cursor_t *cur) {
 /* activities: [{id, sku, price_cents, stock, remaining (Redis),
  * remaining_mongo, start_ms, end_ms, orders: {status: n}, accepted,
  * holds: n, next_holds: [...]}] */
-static json_t *read_activities(dash_t *d, json_t *accepted) {
+static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         json_t *list = json_array(), *by_id = json_object();
+        bson_t ids = BSON_INITIALIZER, *opts, *filter; /* ids: an array */
+        uint32_t n_ids = 0;
+        char key[16];
+        const char *k;
         mongoc_collection_t *acts =
             mongoc_database_get_collection(d->db, "activities");
         mongoc_collection_t *orders =
@@ -303,9 +324,13 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
         size_t i;
         json_t *a;
 
-        cur = mongoc_collection_find_with_opts(acts, empty, NULL, NULL);
-        while (mongoc_cursor_next(cur, &doc) &&
-               json_array_size(list) < MAX_ACTIVITIES) {
+        /* The latest sales: the one in progress is among them. */
+        opts =
+            BCON_NEW("sort", "{", "start_ms", BCON_INT32(-1), "_id",
+                     BCON_INT32(1), "}", "limit", BCON_INT64(MAX_ACTIVITIES));
+        cur = mongoc_collection_find_with_opts(acts, empty, opts, NULL);
+        bson_destroy(opts);
+        while (mongoc_cursor_next(cur, &doc)) {
                 a = json_pack(
                     "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:o}",
                     "id", bson_str(doc, "_id"), "sku", bson_str(doc, "sku"),
@@ -318,14 +343,24 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                     (json_int_t)0, "next_holds", json_array());
                 json_array_append_new(list, a);
                 json_object_set(by_id, bson_str(doc, "_id"), a);
+                bson_uint32_to_string(n_ids++, &k, key, sizeof(key));
+                BSON_APPEND_UTF8(&ids, k, bson_str(doc, "_id"));
         }
         cursor_done(d, cur);
+        *total = json_array_size(list) < MAX_ACTIVITIES
+                     ? (int64_t)json_array_size(list)
+                     : mongoc_collection_count_documents(acts, empty, NULL,
+                                                         NULL, NULL, NULL);
+        if (*total < (int64_t)json_array_size(list)) /* count failed */
+                *total = (int64_t)json_array_size(list);
 
-        /* Placed orders by activity and status, in one pass. */
-        pipeline =
-            BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "a",
-                     BCON_UTF8("$activity_id"), "s", BCON_UTF8("$status"), "}",
-                     "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
+        /* Placed orders of the shown sales by activity and status, in
+         * one pass. */
+        pipeline = BCON_NEW(
+            "pipeline", "[", "{", "$match", "{", "activity_id", "{", "$in",
+            BCON_ARRAY(&ids), "}", "}", "}", "{", "$group", "{", "_id", "{",
+            "a", BCON_UTF8("$activity_id"), "s", BCON_UTF8("$status"), "}", "n",
+            "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
         cur = mongoc_collection_aggregate(orders, MONGOC_QUERY_NONE, pipeline,
                                           NULL, NULL);
         while (mongoc_cursor_next(cur, &doc)) {
@@ -358,19 +393,21 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
         cursor_done(d, cur);
         bson_destroy(pipeline);
 
-        json_array_foreach(list, i, a) {
-                const char *id = json_string_value(json_object_get(a, "id"));
-                bson_t *filter =
-                    BCON_NEW("activity_id", BCON_UTF8(id), "status",
-                             BCON_UTF8("PENDING_PAYMENT"));
-                bson_t *opts =
-                    BCON_NEW("sort", "{", "pay_deadline_ms", BCON_INT32(1), "}",
-                             "limit", BCON_INT64(HOLDS_SHOWN));
-                cur = mongoc_collection_find_with_opts(orders, filter, opts,
-                                                       NULL);
-                while (mongoc_cursor_next(cur, &doc))
+        /* The holds that expire first, of every shown sale in one query
+         * (one per sale took seconds each on FerretDB during a sale). */
+        filter = BCON_NEW("activity_id", "{", "$in", BCON_ARRAY(&ids), "}",
+                          "status", BCON_UTF8("PENDING_PAYMENT"));
+        opts = BCON_NEW("sort", "{", "pay_deadline_ms", BCON_INT32(1), "_id",
+                        BCON_INT32(1), "}", "limit", BCON_INT64(HOLDS_READ));
+        cur = mongoc_collection_find_with_opts(orders, filter, opts, NULL);
+        while (mongoc_cursor_next(cur, &doc)) {
+                json_t *holds;
+                if (!(a = json_object_get(by_id, bson_str(doc, "activity_id"))))
+                        continue;
+                holds = json_object_get(a, "next_holds");
+                if (json_array_size(holds) < HOLDS_SHOWN)
                         json_array_append_new(
-                            json_object_get(a, "next_holds"),
+                            holds,
                             json_pack(
                                 "{s:s, s:s, s:I, s:I}", "order_id",
                                 bson_str(doc, "_id"), "user_id",
@@ -378,22 +415,27 @@ static json_t *read_activities(dash_t *d, json_t *accepted) {
                                 (json_int_t)bson_int(doc, "amount_cents"),
                                 "pay_deadline_ms",
                                 (json_int_t)bson_int(doc, "pay_deadline_ms")));
-                cursor_done(d, cur);
-                bson_destroy(filter);
-                bson_destroy(opts);
+        }
+        cursor_done(d, cur);
+        bson_destroy(filter);
+        bson_destroy(opts);
+
+        json_array_foreach(list, i, a) {
+                const char *id = json_string_value(json_object_get(a, "id"));
+                redisReply *r;
                 json_object_set(accepted, id, json_object_get(a, "accepted"));
                 /* Remaining stock from Redis, the fast path shoppers see. */
-                if (redis_ok(d)) {
-                        redisReply *r = redisCommand(d->redis, "GET %sstock:%s",
-                                                     prefix, id);
-                        if (r && r->type == REDIS_REPLY_STRING)
+                if (redis_ok(d) &&
+                    (r = redis_reply(d, redisCommand(d->redis, "GET %sstock:%s",
+                                                     prefix, id)))) {
+                        if (r->type == REDIS_REPLY_STRING)
                                 json_object_set_new(
                                     a, "remaining",
                                     json_integer(strtoll(r->str, NULL, 10)));
-                        if (r)
-                                freeReplyObject(r);
+                        freeReplyObject(r);
                 }
         }
+        bson_destroy(&ids);
         bson_destroy(empty);
         mongoc_collection_destroy(acts);
         mongoc_collection_destroy(orders);
@@ -434,9 +476,12 @@ static json_t *read_commissions(dash_t *d) {
                       "reversed_cents", (json_int_t)reversed, "earners",
                       (json_int_t)users, "top");
         if (redis_ok(d)) {
-                redisReply *r = redisCommand(
-                    d->redis, "ZREVRANGE %sleaderboard:settled 0 %d WITHSCORES",
-                    ordo_config_get(d->conf, "redis.prefix"), TOP_EARNERS - 1);
+                redisReply *r = redis_reply(
+                    d, redisCommand(d->redis,
+                                    "ZREVRANGE %sleaderboard:settled 0 %d "
+                                    "WITHSCORES",
+                                    ordo_config_get(d->conf, "redis.prefix"),
+                                    TOP_EARNERS - 1));
                 if (r && r->type == REDIS_REPLY_ARRAY)
                         for (i = 0; i + 1 < r->elements; i += 2)
                                 json_array_append_new(
@@ -454,6 +499,25 @@ static json_t *read_commissions(dash_t *d) {
 
 /* ---- one sample ---- */
 
+/* The sample's error of one store into the state (as key), logged when
+ * it differs from the last sample's. */
+static void store_error(json_t *state, const char *store, const char *key,
+                        const char *now, char *last, size_t last_size) {
+        char q[512];
+        if (now[0])
+                json_object_set_new(state, key, json_string(now));
+        if (!strcmp(now, last))
+                return;
+        if (now[0])
+                ORDO_LOG(WARN, "dash",
+                         "msg=\"cannot read %s: the page shows the error, "
+                         "not an empty sale\" error=\"%s\"",
+                         store, ordo_log_quote(q, sizeof(q), now));
+        else
+                ORDO_LOG(INFO, "dash", "msg=\"%s read again\"", store);
+        snprintf(last, last_size, "%s", now);
+}
+
 static void sample(dash_t *d) {
         json_t *state = json_object(), *procs = json_array(),
                *stages = json_object(), *rejections = json_object(),
@@ -462,6 +526,7 @@ static void sample(dash_t *d) {
         char *list = strdup(ordo_config_get(d->conf, "dash.scrape")), *addr,
              *save = NULL, *doc;
         double rejected = 0;
+        int64_t total = 0, started = ordo_wall_ms();
         sample_t *s;
         int i;
 
@@ -470,24 +535,17 @@ static void sample(dash_t *d) {
                 scrape(addr, procs, stages, rejections, latency, &rejected);
         free(list);
         json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
-        d->mongo_error[0] = '\0';
-        json_object_set_new(state, "activities", read_activities(d, accepted));
+        d->mongo_error[0] = d->redis_error[0] = '\0';
+        json_object_set_new(state, "activities",
+                            read_activities(d, accepted, &total));
+        json_object_set_new(state, "activities_total", json_integer(total));
         json_object_set_new(state, "commissions", read_commissions(d));
-        if (d->mongo_error[0])
-                json_object_set_new(state, "mongo_error",
-                                    json_string(d->mongo_error));
-        if (strcmp(d->mongo_error, d->last_mongo_error)) {
-                char q[512];
-                if (d->mongo_error[0])
-                        ORDO_LOG(WARN, "dash",
-                                 "msg=\"cannot read MongoDB: the page shows "
-                                 "the error, not an empty sale\" error=\"%s\"",
-                                 ordo_log_quote(q, sizeof(q), d->mongo_error));
-                else
-                        ORDO_LOG(INFO, "dash", "msg=\"MongoDB read again\"");
-                memcpy(d->last_mongo_error, d->mongo_error,
-                       sizeof(d->mongo_error));
-        }
+        store_error(state, "MongoDB", "mongo_error", d->mongo_error,
+                    d->last_mongo_error, sizeof(d->last_mongo_error));
+        store_error(state, "Redis", "redis_error", d->redis_error,
+                    d->last_redis_error, sizeof(d->last_redis_error));
+        json_object_set_new(state, "sample_ms",
+                            json_integer(ordo_wall_ms() - started));
         json_object_set_new(state, "processes", procs);
         json_object_set_new(state, "stages", stages);
         json_object_set_new(state, "rejections", rejections);
