@@ -1278,7 +1278,7 @@ int ordo__redis_key_is_ours(const char *prefix, const char *key, size_t len) {
 typedef struct {
         const char *prefix;
         int delete, failed;
-        long long foreign;
+        long long foreign, ours;
         char first_foreign[96];
 } drop_walk_t;
 
@@ -1298,6 +1298,8 @@ static int drop_keys(redisContext *c, redisReply *keys, void *opaque) {
                         redisAppendCommand(c, "UNLINK %b", k->str,
                                            (size_t)k->len);
                         sent++;
+                } else {
+                        w->ours++;
                 }
         }
         for (i = 0; i < sent; i++) {
@@ -1346,7 +1348,7 @@ int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
 
 ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                                   char *errstr, size_t errstr_size) {
-        drop_walk_t w = { prefix, 0, 0, 0, "" };
+        drop_walk_t w = { prefix, 0, 0, 0, 0, "" };
         ordo_err_t err = ORDO_ERR_OK;
         redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
         if (!c)
@@ -1358,6 +1360,13 @@ ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                 snprintf(errstr, errstr_size, "redis: SCAN of %.80s* failed",
                          prefix);
                 err = ORDO_ERR_REDIS;
+        } else if (!w.foreign && !w.ours) {
+                /* as MongoDB's: a typo must not look like a drop */
+                snprintf(errstr, errstr_size,
+                         "redis: no key under \"%.80s\" holds a read model; "
+                         "nothing dropped",
+                         prefix);
+                err = ORDO_ERR_INVALID_ARG;
         } else if (w.foreign) {
                 snprintf(errstr, errstr_size,
                          "redis: %lld key(s) under \"%.80s\" are not ordo read "

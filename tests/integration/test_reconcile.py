@@ -211,6 +211,8 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
     refused("a prefix under the live one", "redis", "--drop",
             ordo.prefix + "stock")
     refused("a 300-byte prefix", "redis", "--drop", "x" * 300)
+    refused("a prefix that holds nothing (a typo must not look like a "
+            "drop)", "redis", "--drop", tag + "nothere:")
     refused("a 300-byte database name", "mongo", "--drop", "x" * 300)
     refused("the live database", "mongo", "--drop", ordo.db)
     refused("admin", "mongo", "--drop", "admin")
