@@ -376,7 +376,8 @@ static void usage_more(void) {
                "ts_ms, the business time; every partition is still read "
                "from its start\n"
                "(or --from-offset).\n"
-               "Exit status: 0 done, 1 Kafka failed, 2 usage error.\n");
+               "Exit status: 0 done, 1 Kafka failed or stopped by a signal "
+               "(the output is\nincomplete), 2 usage error.\n");
 }
 
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
@@ -513,8 +514,13 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
         fflush(stdout);
         fprintf(stderr,
                 "ordo replay: %s: %lld message(s), %lld "
-                "undecodable\n",
-                topic, (long long)o.printed, (long long)o.undecodable);
+                "undecodable%s\n",
+                topic, (long long)o.printed, (long long)o.undecodable,
+                ordo_stop ? "; stopped by a signal before the end: the "
+                            "output is incomplete"
+                          : "");
+        if (ordo_stop)
+                rc = 1;
 out:
         if (wm)
                 rd_kafka_destroy(wm);
