@@ -8,12 +8,44 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "projection.h"
 
-static void bson_value_str(const bson_iter_t *it, char *buf, size_t size) {
+static const char *type_name(const bson_iter_t *it) {
         switch (bson_iter_type(it)) {
         case BSON_TYPE_UTF8:
-                snprintf(buf, size, "\"%s\"", bson_iter_utf8(it, NULL));
+                return "string";
+        case BSON_TYPE_INT64:
+                return "int64";
+        case BSON_TYPE_INT32:
+                return "int32";
+        case BSON_TYPE_DOUBLE:
+                return "double";
+        case BSON_TYPE_BOOL:
+                return "bool";
+        case BSON_TYPE_NULL:
+                return "null";
+        case BSON_TYPE_DATE_TIME:
+                return "date";
+        case BSON_TYPE_DOCUMENT:
+                return "document";
+        case BSON_TYPE_ARRAY:
+                return "array";
+        default:
+                return "other";
+        }
+}
+
+/* A value as DIFF lines print it: strings quoted and escaped (an id or
+ * a name from input cannot end the value or split the line), numbers as
+ * they are, anything else as relaxed extended JSON. */
+static void bson_value_str(const bson_iter_t *it, char *buf, size_t size) {
+        char q[512];
+        switch (bson_iter_type(it)) {
+        case BSON_TYPE_UTF8:
+                snprintf(
+                    buf, size, "\"%s\"",
+                    ordo_log_quote(q, sizeof(q), bson_iter_utf8(it, NULL)));
                 break;
         case BSON_TYPE_INT64:
                 snprintf(buf, size, "%lld", (long long)bson_iter_int64(it));
@@ -32,22 +64,33 @@ static void bson_value_str(const bson_iter_t *it, char *buf, size_t size) {
                 snprintf(buf, size, "null");
                 break;
         default: {
-                bson_t sub;
-                const uint8_t *data;
-                uint32_t len;
+                bson_t one = BSON_INITIALIZER;
                 char *s = NULL;
-                if (BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) {
-                        if (BSON_ITER_HOLDS_DOCUMENT(it))
-                                bson_iter_document(it, &len, &data);
-                        else
-                                bson_iter_array(it, &len, &data);
-                        if (bson_init_static(&sub, data, len))
-                                s = bson_as_relaxed_extended_json(&sub, NULL);
-                }
+                if (bson_append_iter(&one, "v", 1, it))
+                        s = bson_as_relaxed_extended_json(&one, NULL);
                 snprintf(buf, size, "%s", s ? s : "(value)");
                 bson_free(s);
+                bson_destroy(&one);
         }
         }
+}
+
+/* Values differ in text or in BSON type: money stored as a double (917.0)
+ * prints as the int64 917 does, and must still show. Then the type goes
+ * with each value. */
+static int values_differ(const bson_iter_t *e, const bson_iter_t *a, char *ea,
+                         size_t ea_size, char *aa, size_t aa_size) {
+        int typed = bson_iter_type(e) != bson_iter_type(a);
+        size_t n;
+        if (!strcmp(ea, aa) && !typed)
+                return 0;
+        if (typed) {
+                n = strlen(ea);
+                snprintf(ea + n, ea_size - n, " (%s)", type_name(e));
+                n = strlen(aa);
+                snprintf(aa + n, aa_size - n, " (%s)", type_name(a));
+        }
+        return 1;
 }
 
 /* Fields the projection keeps for itself: the earnings offset guards. */
@@ -58,26 +101,29 @@ static int ignored_field(const char *key) {
 static void diff_docs(ordo_diff_t *r, const char *coll, const char *id,
                       const bson_t *exp, const bson_t *act) {
         bson_iter_t it, o;
-        char a[512], b[512];
+        char a[512], b[512], qid[600];
         int shown = 0;
+
+        ordo_log_quote(qid, sizeof(qid), id);
         if (bson_iter_init(&it, exp))
                 while (bson_iter_next(&it)) {
                         const char *k = bson_iter_key(&it);
                         if (ignored_field(k))
                                 continue;
                         bson_value_str(&it, a, sizeof(a));
-                        if (bson_iter_init_find(&o, act, k))
-                                bson_value_str(&o, b, sizeof(b));
-                        else
+                        if (!bson_iter_init_find(&o, act, k)) {
                                 snprintf(b, sizeof(b), "(absent)");
-                        if (strcmp(a, b)) {
-                                ordo_diff_line(
-                                    r,
-                                    "DIFF mongo %s _id=\"%s\" field=%s "
-                                    "expected=%s actual=%s",
-                                    coll, id, k, a, b);
-                                shown++;
+                        } else {
+                                bson_value_str(&o, b, sizeof(b));
+                                if (!values_differ(&it, &o, a, sizeof(a), b,
+                                                   sizeof(b)))
+                                        continue;
                         }
+                        ordo_diff_line(r,
+                                       "DIFF mongo %s _id=\"%s\" field=%s "
+                                       "expected=%s actual=%s",
+                                       coll, qid, k, a, b);
+                        shown++;
                 }
         if (bson_iter_init(&it, act))
                 while (bson_iter_next(&it)) {
@@ -88,7 +134,7 @@ static void diff_docs(ordo_diff_t *r, const char *coll, const char *id,
                         ordo_diff_line(r,
                                        "DIFF mongo %s _id=\"%s\" field=%s "
                                        "expected=(absent) actual=%s",
-                                       coll, id, k, b);
+                                       coll, qid, k, b);
                         shown++;
                 }
         if (shown)
@@ -161,7 +207,8 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
                 mongoc_cursor_t *xa = sorted(c, live, colls[i], &ca);
                 const bson_t *de = cursor_next(xe, r, "rebuilt");
                 const bson_t *da = cursor_next(xa, r, "live");
-                char ie[300], ia[300], prev_e[300] = "", prev_a[300] = "";
+                char ie[300], ia[300], prev_e[300] = "", prev_a[300] = "",
+                                       q[600];
                 while (de || da) {
                         int cmp;
                         if (de)
@@ -188,7 +235,8 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
                                     "DIFF mongo %s _id=\"%s\" missing: "
                                     "in the rebuild from the event "
                                     "log, not in %s",
-                                    colls[i], ie, live);
+                                    colls[i], ordo_log_quote(q, sizeof(q), ie),
+                                    live);
                         } else if (cmp > 0) {
                                 r->diffs++;
                                 ordo_diff_line(
@@ -196,7 +244,8 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
                                     "DIFF mongo %s _id=\"%s\" extra: in "
                                     "%s, not in the rebuild from the "
                                     "event log",
-                                    colls[i], ia, live);
+                                    colls[i], ordo_log_quote(q, sizeof(q), ia),
+                                    live);
                         } else {
                                 r->compared++;
                                 diff_docs(r, colls[i], ie, de, da);

@@ -16,6 +16,8 @@ One run on its own topics, groups, database and Redis prefix (random):
   4. planted differences (issue 5: "finds a planted one"), each of which
      reconcile must report by name, and nothing else:
        - MongoDB orders.status changed by hand,
+       - MongoDB orders.amount_cents stored as a double of the same
+         value (money is never a float: the type is compared too),
        - a Redis stock value changed by hand,
        - an extra event in order-events (a stored message copied verbatim,
          key and headers included, into the same partition),
@@ -420,6 +422,12 @@ def main():
         order = live.orders.find_one({"status": {"$ne": "CANCELLED"}})
         live.orders.update_one({"_id": order["_id"]},
                                {"$set": {"status": "CANCELLED"}})
+        paid = [o for o in live.orders.find()
+                if o["_id"] != order["_id"] and
+                isinstance(o.get("amount_cents"), int)][0]
+        live.orders.update_one(
+            {"_id": paid["_id"]},
+            {"$set": {"amount_cents": float(paid["amount_cents"])}})
         stock_key = r.scan(ordo.prefix + "stock:*")[0]
         r.cmd("SET", stock_key, "987654")
         topic = tag + ".order-events"
@@ -439,6 +447,11 @@ def main():
                         r'expected="[A-Z_]+" actual="CANCELLED"' %
                         re.escape(order["_id"]), out) and
               order["status"] != "CANCELLED", out[-2000:])
+        check("planted: money stored as a double found, by its type",
+              re.search(r'DIFF mongo orders _id="%s" field=amount_cents '
+                        r'expected=%d \(int64\) actual=%d \(double\)' %
+                        (re.escape(paid["_id"]), paid["amount_cents"],
+                         paid["amount_cents"]), out), out[-2000:])
         check("planted: redis stock found",
               re.search(r'DIFF redis %s expected="\d+" actual="987654"' %
                         re.escape(stock_key), out), out[-2000:])
@@ -456,7 +469,7 @@ def main():
                         re.escape(tag), out), out[-2000:])
         check("planted: summary counts exactly the planted ones",
               summary_count(out, "events") == 3 and
-              summary_count(out, "mongo") == 1 and
+              summary_count(out, "mongo") == 2 and
               summary_count(out, "redis") == 1, out[-1200:])
         rc2, out2, _ = reconcile(ordo, "--skip-read-models", "--limit", "1")
         check("--skip-read-models --limit 1: events only, one line printed",
