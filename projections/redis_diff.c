@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "projection.h"
 #include "redis_conn.h"
 
@@ -59,6 +60,24 @@ static void diff_hash(ordo_diff_t *r, const char *key, const redisReply *e,
                 }
         if (shown)
                 r->diffs++;
+}
+
+/* A reply that is not the value expected, for a DIFF line: "(hash)",
+ * "(string)", or the server's error (a key of another type: WRONGTYPE). */
+static const char *reply_kind(const redisReply *r, char *buf, size_t size) {
+        char q[128];
+        switch (r->type) {
+        case REDIS_REPLY_ARRAY:
+                return "(hash)";
+        case REDIS_REPLY_STRING:
+                return "(string)";
+        case REDIS_REPLY_ERROR:
+                snprintf(buf, size, "\"(error: %s)\"",
+                         ordo_log_quote(q, sizeof(q), r->str));
+                return buf;
+        default:
+                return "(other)";
+        }
 }
 
 static int is_hash_family(const char *family) {
@@ -139,11 +158,14 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
                                    theirs->type == REDIS_REPLY_ARRAY)
                                 diff_hash(s->r, shown, theirs, mine);
                         else {
+                                char e[160], a[160];
                                 s->r->diffs++;
                                 ordo_diff_line(s->r,
-                                               "DIFF redis %s: different types "
-                                               "(expected %d, actual %d)",
-                                               shown, theirs->type, mine->type);
+                                               "DIFF redis %s expected=%s "
+                                               "actual=%s",
+                                               shown,
+                                               reply_kind(theirs, e, sizeof(e)),
+                                               reply_kind(mine, a, sizeof(a)));
                         }
                 }
                 freeReplyObject(mine);
@@ -162,6 +184,14 @@ static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                                  from, cursor);
                 size_t i;
                 if (!z || z->type != REDIS_REPLY_ARRAY || z->elements != 2) {
+                        fprintf(stderr,
+                                "ordo reconcile: redis %sleaderboard:settled: "
+                                "%s\n",
+                                from,
+                                !z ? c->errstr
+                                : z->type == REDIS_REPLY_ERROR
+                                    ? z->str
+                                    : "not a sorted set");
                         if (z)
                                 freeReplyObject(z);
                         r->errors++;
@@ -235,6 +265,14 @@ ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
                                     pat);
                                 if (!k || k->type != REDIS_REPLY_ARRAY ||
                                     k->elements != 2) {
+                                        fprintf(stderr,
+                                                "ordo reconcile: redis SCAN "
+                                                "%s: %s\n",
+                                                pat,
+                                                !k ? c->errstr
+                                                : k->type == REDIS_REPLY_ERROR
+                                                    ? k->str
+                                                    : "bad reply");
                                         if (k)
                                                 freeReplyObject(k);
                                         r->errors++;
