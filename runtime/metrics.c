@@ -433,6 +433,7 @@ static void drop_lag(const char *stage) {
 
 void ordo_metrics_poll(const char *stage, void *consumer) {
         rd_kafka_t *rk = consumer;
+        char *member;
         rd_kafka_topic_partition_list_t *a = NULL, *unknown;
         int64_t now = ordo_monotonic_ms(), lo, hi, *lags;
         health_t *h;
@@ -486,9 +487,10 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
                 else if (a->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
                         lags[i] = hi - lo; /* nothing committed yet */
         }
+        member = rd_kafka_memberid(rk); /* NULL or "": not joined yet */
         pthread_mutex_lock(&lock);
         if ((h = health_find(stage, 0)))
-                h->assigned = a->cnt;
+                h->assigned = member && *member ? a->cnt : -1;
         drop_lag(stage);
         for (i = 0; lags && i < a->cnt; i++) {
                 char part[16];
@@ -502,6 +504,8 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
         }
         pthread_mutex_unlock(&lock);
         free(lags);
+        if (member)
+                rd_kafka_mem_free(rk, member);
         rd_kafka_topic_partition_list_destroy(a);
 }
 
@@ -591,17 +595,19 @@ int ordo_health_check(char *why, size_t why_size) {
                                  ordo_err_str(h->err));
                 else if (h->state == ST_STOPPED)
                         snprintf(why, why_size, "%s stopped", h->name);
+                /* A loop that stopped turning (a store outage, a stuck
+                 * call) is the reason, whatever it last held. */
+                else if (h->last_poll && now - h->last_poll > STALL_MS)
+                        snprintf(why, why_size,
+                                 "%s stalled: no turn of its loop for %lld s",
+                                 h->name,
+                                 (long long)(now - h->last_poll) / 1000);
                 else if (h->assigned < 0)
                         snprintf(why, why_size,
                                  "%s has not joined its group yet", h->name);
                 else if (h->assigned == 0)
                         snprintf(why, why_size, "%s holds no partition",
                                  h->name);
-                else if (now - h->last_poll > STALL_MS)
-                        snprintf(why, why_size,
-                                 "%s stalled: no turn of its loop for %lld s",
-                                 h->name,
-                                 (long long)(now - h->last_poll) / 1000);
                 else
                         ok = 1;
         }
