@@ -458,9 +458,12 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         pos.offset = rkm->offset;
         p->partition = rkm->partition;
         p->def->handle(state, &m, &pos, &sink);
-        if (p->stats->rejected == rejected) /* else counted in emit */
-                ordo_metrics_decision(p->def->name, ordo_msg_type_name(m.type),
-                                      NULL, m.meta.ts_ms);
+        /* Counted in emit when rejected. A Tick's age is no latency: it
+         * is stamped tick.lag.ms behind the clock on purpose (0028). */
+        if (p->stats->rejected == rejected)
+                ordo_metrics_decision(
+                    p->def->name, ordo_msg_type_name(m.type), NULL,
+                    m.type == ORDO_MSG_TICK ? 0 : m.meta.ts_ms);
 }
 
 /* A Tick stamped with the wall clock, less tick.lag.ms, to each input
