@@ -159,7 +159,8 @@ static double quantile(json_t *buckets, double q) {
 }
 
 /* Reads one process's /healthz and /metrics into stages (by stage) and
- * rejections (PlaceOrder rejections by reason). */
+ * rejections (PlaceOrder rejections by reason, the order stage's
+ * OpenOrder ones included). */
 static void scrape(const char *addr, json_t *procs, json_t *stages,
                    json_t *rejections, json_t *latency, double *rejected) {
         int status = 0;
@@ -213,7 +214,11 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                         if (!label(line, "result", result, sizeof(result)) &&
                             !strcmp(result, "rejected") &&
                             !label(line, "command", cmd, sizeof(cmd)) &&
-                            !strcmp(cmd, "PlaceOrder") &&
+                            /* OpenOrder: the order stage refusing what
+                             * the activity stage took (a PlaceOrder's
+                             * DUPLICATE_ORDER_ID) */
+                            (!strcmp(cmd, "PlaceOrder") ||
+                             !strcmp(cmd, "OpenOrder")) &&
                             !label(line, "reason", reason, sizeof(reason))) {
                                 add_to(rejections, reason, v);
                                 *rejected += v;
