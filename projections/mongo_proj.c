@@ -241,6 +241,19 @@ void ordo_mongo_init(void) {
         pthread_once(&once, mongo_init_once);
 }
 
+int ordo_mongo_uri_check(const char *uri_str, char *errstr,
+                         size_t errstr_size) {
+        bson_error_t e;
+        mongoc_uri_t *uri;
+        ordo_mongo_init();
+        if (!(uri = mongoc_uri_new_with_error(uri_str, &e))) {
+                snprintf(errstr, errstr_size, "mongo.uri: %s", e.message);
+                return -1;
+        }
+        mongoc_uri_destroy(uri);
+        return 0;
+}
+
 ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                                        char *errstr, size_t errstr_size) {
         ordo_mongo_proj_t *p;

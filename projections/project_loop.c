@@ -228,13 +228,14 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
 static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
                                  char *errstr, size_t errstr_size) {
         ordo_err_t err;
+        char q[512];
         while ((err = ordo_store_open(&lp->store, lp->which, conf, NULL, errstr,
                                       errstr_size))) {
+                if (err == ORDO_ERR_CONFIG || *lp->stop)
+                        return err;
                 ORDO_LOG(WARN, lp->which,
                          "msg=\"store not reachable, retrying\" error=\"%s\"",
-                         errstr);
-                if (*lp->stop)
-                        return err;
+                         ordo_log_quote(q, sizeof(q), errstr));
                 sleep(1);
         }
         return ORDO_ERR_OK;

@@ -72,6 +72,8 @@ void ordo_mongo_init(void);
  * that refuses the indexes. */
 ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri, const char *db,
                                        char *errstr, size_t errstr_size);
+/* 0 if uri parses as a MongoDB connection string, else -1 and errstr. */
+int ordo_mongo_uri_check(const char *uri, char *errstr, size_t errstr_size);
 /* Accepts NULL. */
 void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p);
 /* Apply a batch in order; returns OK only when every write is

@@ -28,6 +28,12 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
         s->redis = NULL;
         if (!target)
                 target = ordo_config_get(conf, ordo_store_target_key(which));
+        /* Neither store connects here (both do at their first write), so
+         * what fails now is the configuration, and will fail again. */
+        if (!strcmp(which, "mongo") &&
+            ordo_mongo_uri_check(ordo_config_get(conf, "mongo.uri"), errstr,
+                                 errstr_size))
+                return ORDO_ERR_CONFIG;
         if (!strcmp(which, "mongo"))
                 s->mongo =
                     ordo_mongo_proj_new(ordo_config_get(conf, "mongo.uri"),
