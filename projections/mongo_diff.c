@@ -201,7 +201,7 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
                 snprintf(errstr, errstr_size, "mongo: %s", e.message);
                 return ORDO_ERR_CONFIG;
         }
-        for (i = 0; i < 5; i++) {
+        for (i = 0; i < 5 && !ordo_diff_stopped(r); i++) {
                 mongoc_collection_t *ce, *ca;
                 mongoc_cursor_t *xe = sorted(c, tmp, colls[i], &ce);
                 mongoc_cursor_t *xa = sorted(c, live, colls[i], &ca);
@@ -209,7 +209,7 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
                 const bson_t *da = cursor_next(xa, r, "live");
                 char ie[300], ia[300], prev_e[300] = "", prev_a[300] = "",
                                        q[600];
-                while (de || da) {
+                while ((de || da) && !ordo_diff_stopped(r)) {
                         int cmp;
                         if (de)
                                 doc_id(de, ie, sizeof(ie));

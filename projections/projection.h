@@ -164,7 +164,12 @@ typedef struct ordo_diff_s {
         int64_t notes;    /* lines that may not be differences */
         int64_t compared; /* documents or keys/members compared */
         int errors;       /* could not compare something (on stderr) */
+        /* non-zero: stop comparing (a signal); counted as one error */
+        const volatile sig_atomic_t *stop;
+        int stopped;
 } ordo_diff_t;
+/* 1 (after counting an error) when the diff is to stop now. */
+int ordo_diff_stopped(ordo_diff_t *d);
 void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The live database or prefix against the expected one, counted and

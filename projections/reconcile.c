@@ -542,7 +542,7 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                                   size_t errstr_size) {
         char tmp[128];
         ordo_rebuild_stats_t st;
-        ordo_diff_t d = { vline, r, 0, 0, 0, 0 };
+        ordo_diff_t d = { vline, r, 0, 0, 0, 0, &ordo_stop, 0 };
         int sec = !strcmp(which, "mongo") ? SEC_MONGO : SEC_REDIS;
         ordo_err_t err, derr;
         char why[512];
@@ -700,7 +700,10 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                        skip_models ? " (read models skipped)" : "");
         if (err || r.errors) {
                 fprintf(stderr, "ordo reconcile: %s\n",
-                        err ? errstr : "some comparisons failed (above)");
+                        err         ? errstr
+                        : ordo_stop ? "stopped by a signal before every "
+                                      "comparison was made"
+                                    : "some comparisons failed (above)");
                 return 2;
         }
         return total ? 1 : 0;

@@ -254,7 +254,7 @@ ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
         if (!c)
                 return ORDO_ERR_UNAVAILABLE;
         for (dir = 0; dir < 2; dir++)
-                for (f = 0; f < 3; f++) {
+                for (f = 0; f < 3 && !ordo_diff_stopped(r); f++) {
                         rscan_t s = { r, live, tmp, families[f], dir };
                         char cursor[32] = "0";
                         ordo__redis_glob_escape(dir ? tmp : live, esc);
@@ -283,10 +283,12 @@ ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
                                 if (k->element[1]->elements)
                                         rscan_batch(c, k->element[1], &s);
                                 freeReplyObject(k);
-                        } while (strcmp(cursor, "0"));
+                        } while (strcmp(cursor, "0") && !ordo_diff_stopped(r));
                 }
-        diff_leaderboard(c, r, live, tmp, live, 0);
-        diff_leaderboard(c, r, tmp, live, live, 1);
+        if (!ordo_diff_stopped(r))
+                diff_leaderboard(c, r, live, tmp, live, 0);
+        if (!ordo_diff_stopped(r))
+                diff_leaderboard(c, r, tmp, live, live, 1);
         redisFree(c);
         return ORDO_ERR_OK;
 }

@@ -167,6 +167,14 @@ void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...) {
         va_end(ap);
 }
 
+int ordo_diff_stopped(ordo_diff_t *d) {
+        if (!d->stop || !*d->stop)
+                return 0;
+        if (!d->stopped++)
+                d->errors++; /* what was not compared is no finding */
+        return 1;
+}
+
 #define BACKOFF_MAX_MS 5000
 
 ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,

@@ -152,6 +152,13 @@ def main():
                 "the log, events == re-run of the rules)",
                 rc == 0 and "reconcile: 0 difference(s)" in out,
                 "exit %d\n%s\n%s" % (rc, out[-3000:], err[-2000:]))
+        # Not an outage: a mongo.uri that cannot be a server's stops the
+        # projection at once, naming the key (it was retried for ever).
+        p = ordo.call("-X", "mongo.uri=notauri", "project", "mongo",
+                      check=False, timeout=30)
+        R.check("a mongo.uri that does not parse stops the projection, "
+                "naming it", p.returncode == 1 and "mongo.uri" in p.stderr,
+                "exit %d: %s" % (p.returncode, p.stderr[-500:]))
     except Exception as e:  # a crash of the test is a failure, said so
         R.check("no exception", False, repr(e))
         stop.set()
