@@ -260,9 +260,18 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
             !(rb->group = ordo_kafka_consumer_new(conf, commit_group, NULL,
                                                   NULL, errstr, errstr_size)))
                 return ORDO_ERR_CONFIG;
-        if (ordo_store_open(&rb->store, rb->which, conf, rb->into, errstr,
-                            errstr_size))
-                return ORDO_ERR_INVALID_ARG;
+        return ORDO_ERR_OK;
+}
+
+/* The target, once everything else is known to be right: opening it
+ * creates MongoDB's collections (their indexes), which a refused
+ * rebuild must not leave behind. */
+static ordo_err_t open_target(rebuild_t *rb, const ordo_config_t *conf,
+                              char *errstr, size_t errstr_size) {
+        ordo_err_t err = ordo_store_open(&rb->store, rb->which, conf, rb->into,
+                                         errstr, errstr_size);
+        if (err)
+                return err == ORDO_ERR_CONFIG ? err : ORDO_ERR_INVALID_ARG;
         /* Checked new, ours alone, and read by nobody before the switch:
          * MongoDB folds the whole log in memory and writes each document
          * once (0021), Redis skips guards it need not read (0022). */
@@ -506,6 +515,8 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         if (!err)
                 err = assign_to_ends(&rb, conf, commit_group, errstr,
                                      errstr_size);
+        if (!err)
+                err = open_target(&rb, conf, errstr, errstr_size);
         if (!err)
                 err = pipeline(&rb, progress_s, errstr, errstr_size);
         if (!err)

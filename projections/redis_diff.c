@@ -36,6 +36,7 @@ static void diff_hash(ordo_diff_t *r, const char *key, const redisReply *e,
                       const redisReply *a) {
         size_t i;
         int shown = 0;
+        char qe[512], qa[512];
         for (i = 0; i + 1 < e->elements; i += 2) {
                 const char *f = e->element[i]->str;
                 const char *av = hget(a, f);
@@ -43,8 +44,12 @@ static void diff_hash(ordo_diff_t *r, const char *key, const redisReply *e,
                         ordo_diff_line(r,
                                        "DIFF redis %s field=%s expected=\"%s\" "
                                        "actual=%s%s%s",
-                                       key, f, e->element[i + 1]->str,
-                                       av ? "\"" : "", av ? av : "(absent)",
+                                       key, f,
+                                       ordo_log_quote(qe, sizeof(qe),
+                                                      e->element[i + 1]->str),
+                                       av ? "\"" : "",
+                                       av ? ordo_log_quote(qa, sizeof(qa), av)
+                                          : "(absent)",
                                        av ? "\"" : "");
                         shown++;
                 }
@@ -55,7 +60,10 @@ static void diff_hash(ordo_diff_t *r, const char *key, const redisReply *e,
                             r,
                             "DIFF redis %s field=%s expected=(absent) "
                             "actual=\"%s\"",
-                            key, a->element[i]->str, a->element[i + 1]->str);
+                            key,
+                            ordo_log_quote(qe, sizeof(qe), a->element[i]->str),
+                            ordo_log_quote(qa, sizeof(qa),
+                                           a->element[i + 1]->str));
                         shown++;
                 }
         if (shown)
@@ -147,12 +155,17 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
                         } else if (mine->type == REDIS_REPLY_STRING &&
                                    theirs->type == REDIS_REPLY_STRING) {
                                 if (strcmp(mine->str, theirs->str)) {
+                                        char qe[512], qa[512];
                                         s->r->diffs++;
                                         ordo_diff_line(
                                             s->r,
                                             "DIFF redis %s expected=\"%s\" "
                                             "actual=\"%s\"",
-                                            shown, theirs->str, mine->str);
+                                            shown,
+                                            ordo_log_quote(qe, sizeof(qe),
+                                                           theirs->str),
+                                            ordo_log_quote(qa, sizeof(qa),
+                                                           mine->str));
                                 }
                         } else if (mine->type == REDIS_REPLY_ARRAY &&
                                    theirs->type == REDIS_REPLY_ARRAY)
