@@ -31,7 +31,8 @@
 #include "metrics.h"
 #include "redis_conn.h"
 
-#define HISTORY        300  /* samples kept for the chart */
+#define HISTORY        300 /* samples kept for the chart */
+#define LATENCY_WINDOW 30 /* samples: the latency shown is of the last minute */
 #define SAMPLE_MS      2000 /* one sample every 2 s: 10 minutes of history */
 #define MAX_ACTIVITIES 64   /* shown: the latest by start_ms */
 #define HOLDS_SHOWN    8    /* per activity */
@@ -42,6 +43,7 @@ typedef struct {
         int64_t t_ms;
         json_t *accepted; /* activity_id -> accepted orders so far */
         double rejected;  /* PlaceOrder rejections, whole sale */
+        json_t *latency;  /* [[le, count so far]], the activity stage's */
 } sample_t;
 
 typedef struct {
@@ -156,6 +158,29 @@ static double quantile(json_t *buckets, double q) {
                 prev_c = c;
         }
         return prev_le;
+}
+
+/* The buckets of what was observed between then and now (cumulative
+ * counts, the same bounds); now's own when then is NULL or a count went
+ * down (a stage process restarted). A new reference. */
+static json_t *observed_since(json_t *now, json_t *then) {
+        json_t *out = json_array(), *b;
+        size_t i;
+        if (!then || json_array_size(then) != json_array_size(now))
+                goto whole;
+        json_array_foreach(now, i, b) {
+                json_t *o = json_array_get(then, i);
+                double le = json_number_value(json_array_get(b, 0));
+                double c = json_number_value(json_array_get(b, 1)) -
+                           json_number_value(json_array_get(o, 1));
+                if (json_number_value(json_array_get(o, 0)) != le || c < 0)
+                        goto whole;
+                json_array_append_new(out, json_pack("[f, f]", le, c));
+        }
+        return out;
+whole:
+        json_decref(out);
+        return json_incref(now);
 }
 
 /* Reads one process's /healthz and /metrics into stages (by stage) and
@@ -527,7 +552,7 @@ static void sample(dash_t *d) {
         json_t *state = json_object(), *procs = json_array(),
                *stages = json_object(), *rejections = json_object(),
                *latency = json_array(), *accepted = json_object(),
-               *chart = json_array(), *lat;
+               *chart = json_array(), *lat, *window;
         char *list = strdup(ordo_config_get(d->conf, "dash.scrape")), *addr,
              *save = NULL, *doc;
         double rejected = 0;
@@ -554,22 +579,34 @@ static void sample(dash_t *d) {
         json_object_set_new(state, "processes", procs);
         json_object_set_new(state, "stages", stages);
         json_object_set_new(state, "rejections", rejections);
+        pthread_mutex_lock(&d->lock);
+        /* The last minute's decisions, not every one since each stage
+         * process started: a burst an hour ago is not the sale now. */
+        window = observed_since(
+            latency,
+            d->n_ring ? d->ring[(d->next_ring -
+                                 (d->n_ring < LATENCY_WINDOW ? d->n_ring
+                                                             : LATENCY_WINDOW) +
+                                 HISTORY) %
+                                HISTORY]
+                            .latency
+                      : NULL);
         lat = json_pack(
             "{s:o, s:o}", "p50_s",
-            json_real(isnan(quantile(latency, 0.5)) ? -1
-                                                    : quantile(latency, 0.5)),
+            json_real(isnan(quantile(window, 0.5)) ? -1
+                                                   : quantile(window, 0.5)),
             "p95_s",
-            json_real(
-                isnan(quantile(latency, 0.95)) ? -1 : quantile(latency, 0.95)));
+            json_real(isnan(quantile(window, 0.95)) ? -1
+                                                    : quantile(window, 0.95)));
         json_object_set_new(state, "latency", lat);
-        json_decref(latency);
-
-        pthread_mutex_lock(&d->lock);
+        json_decref(window);
         s = &d->ring[d->next_ring];
         json_decref(s->accepted);
+        json_decref(s->latency);
         s->t_ms = ordo_wall_ms();
         s->accepted = accepted;
         s->rejected = rejected;
+        s->latency = latency;
         d->next_ring = (d->next_ring + 1) % HISTORY;
         if (d->n_ring < HISTORY)
                 d->n_ring++;
@@ -727,8 +764,10 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         }
         MHD_stop_daemon(mhd);
         ordo_metrics_server_stop(metrics);
-        for (i = 0; i < HISTORY; i++)
+        for (i = 0; i < HISTORY; i++) {
                 json_decref(d.ring[i].accepted);
+                json_decref(d.ring[i].latency);
+        }
         free(d.doc);
         if (d.redis)
                 redisFree(d.redis);
