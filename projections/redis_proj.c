@@ -370,8 +370,8 @@ static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
                 /* Refused credentials or database, or scripts it will
                  * not load: no event can be written, none is at fault
                  * (operating.md: an outage, retried, never parked). */
-                char detail[512];
-                snprintf(detail, sizeof(detail), "%s", errstr);
+                char detail[160]; /* a login's or SCRIPT LOAD's error */
+                ordo_strlcpy(detail, errstr, sizeof(detail));
                 err = unavailable(p, detail, errstr, errstr_size);
                 disconnect(p);
                 return err;
