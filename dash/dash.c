@@ -737,10 +737,11 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         mhd = failed ? NULL
                      : MHD_start_daemon(
                            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                           0, NULL, NULL, on_request, &d, MHD_OPTION_SOCK_ADDR,
-                           (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-                           256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                           MHD_OPTION_END);
+                           0, NULL, NULL, on_request, &d,
+                           MHD_OPTION_EXTERNAL_LOGGER, ordo_http_log, "dash",
+                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                           MHD_OPTION_CONNECTION_LIMIT, 256u,
+                           MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
         if (!mhd) {
                 if (!failed)
                         fprintf(stderr,

@@ -703,16 +703,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
             c, MHD_HTTP_OK, ORDO_PROM_CONTENT_TYPE, text, size, 1);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-        char line[256];
-        (void)cls;
+void ordo_http_log(void *stage, const char *fmt, va_list ap) {
+        char line[256], q[300];
         vsnprintf(line, sizeof(line), fmt, ap);
         line[strcspn(line, "\n")] = '\0';
         /* It names the option's port (0), not the address: the caller
          * says which address was taken. */
         if (!strncmp(line, "Failed to bind", 14))
                 return;
-        ORDO_LOG(WARN, "metrics", "msg=\"%s\"", line);
+        ORDO_LOG(WARN, (const char *)stage, "msg=\"%s\"",
+                 ordo_log_quote(q, sizeof(q), line));
 }
 
 const char *ordo_metrics_address(const ordo_config_t *conf,
@@ -743,8 +743,8 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
         }
         s->mhd = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-            on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+            on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, ordo_http_log,
+            "metrics", MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
             MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
             10u, MHD_OPTION_END);
         if (!s->mhd) {

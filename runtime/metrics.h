@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -119,6 +120,10 @@ struct MHD_Connection;
  * outlive the response (a static string). Returns an enum MHD_Result. */
 int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
                     const char *body, size_t len, int must_free);
+/* libmicrohttpd's error log (MHD_OPTION_EXTERNAL_LOGGER, cls the stage
+ * name to log under) as WARN lines, without its "Failed to bind to port
+ * 0", which names the wrong port: the caller says which address. */
+void ordo_http_log(void *stage, const char *fmt, va_list ap);
 
 struct sockaddr_in;
 /* IPv4 "HOST:PORT" (empty host: any); 0 on success. */
