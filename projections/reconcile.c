@@ -500,8 +500,11 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                 int64_t before = r->diffs[SEC_EVENTS];
                 ordo_topic_name(conf, def->input, input, sizeof(input));
                 ordo_topic_name(conf, def->events, events, sizeof(events));
+                /* The first failure's message is the one kept. */
                 np = ordo_kafka_partitions(meta, input, errstr, errstr_size);
-                ne = ordo_kafka_partitions(meta, events, errstr, errstr_size);
+                ne = np < 0 ? -1
+                            : ordo_kafka_partitions(meta, events, errstr,
+                                                    errstr_size);
                 if (np < 0 || ne < 0) {
                         err = ORDO_ERR_KAFKA;
                         break;
