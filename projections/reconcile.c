@@ -501,10 +501,11 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                 ordo_topic_name(conf, def->input, input, sizeof(input));
                 ordo_topic_name(conf, def->events, events, sizeof(events));
                 /* The first failure's message is the one kept. */
-                np = ordo_kafka_partitions(meta, input, errstr, errstr_size);
+                np = ordo_kafka_partitions_of_existing(meta, input, errstr,
+                                                       errstr_size);
                 ne = np < 0 ? -1
-                            : ordo_kafka_partitions(meta, events, errstr,
-                                                    errstr_size);
+                            : ordo_kafka_partitions_of_existing(
+                                  meta, events, errstr, errstr_size);
                 if (np < 0 || ne < 0) {
                         err = ORDO_ERR_KAFKA;
                         break;

@@ -377,7 +377,8 @@ static void usage_more(void) {
                "from its start\n"
                "(or --from-offset).\n"
                "Exit status: 0 done, 1 Kafka failed or stopped by a signal "
-               "(the output is\nincomplete), 2 usage error.\n");
+               "(the output is\nincomplete), 2 usage error (a topic Kafka "
+               "does not have, too).\n");
 }
 
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
@@ -493,10 +494,11 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                 rc = 1;
                 goto out;
         }
-        np = ordo_kafka_partitions(rk, topic, errstr, sizeof(errstr));
+        np = ordo_kafka_partitions_of_existing(rk, topic, errstr,
+                                               sizeof(errstr));
         if (np < 0) {
                 fprintf(stderr, "ordo replay: %s\n", errstr);
-                rc = 1;
+                rc = np == -2 ? 2 : 1; /* no such topic: a usage error */
                 goto out;
         }
         if (o.partition >= np) {

@@ -387,6 +387,37 @@ int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
         return n;
 }
 
+/* 1 if the cluster's metadata of every topic lists topic, 0 if it does
+ * not, -1 without an answer. */
+static int topic_listed(rd_kafka_t *rk, const char *topic) {
+        const struct rd_kafka_metadata *md;
+        int i, found = 0;
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000))
+                return -1;
+        for (i = 0; i < md->topic_cnt && !found; i++)
+                found = !strcmp(md->topics[i].topic, topic);
+        rd_kafka_metadata_destroy(md);
+        return found;
+}
+
+int ordo_kafka_partitions_of_existing(rd_kafka_t *rk, const char *topic,
+                                      char *errstr, size_t errstr_size) {
+        rd_kafka_resp_err_t err;
+        int n = partitions_once(rk, topic, &err);
+        if (n >= 0)
+                return n;
+        if ((err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+             err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) &&
+            !topic_listed(rk, topic)) {
+                snprintf(errstr, errstr_size,
+                         "no topic %s in Kafka (is the topic prefix right? "
+                         "`ordo topics` creates ordo's topics)",
+                         topic);
+                return -2;
+        }
+        return ordo_kafka_partitions(rk, topic, errstr, errstr_size);
+}
+
 /* A topic just created has no leaders for a moment, and the metadata may
  * name a leader before that broker acts as one: its first Produce would
  * be refused with NOT_LEADER. Wait until each partition's leader answers

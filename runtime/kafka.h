@@ -135,6 +135,11 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
  * ordo_kafka_watermarks while the topic is not known yet. */
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size);
+/* The same for a topic that must exist already (replay, reconcile read
+ * what was written): -2 at once, with errstr, when Kafka answers that it
+ * has no such topic, instead of waiting for it to appear. */
+int ordo_kafka_partitions_of_existing(rd_kafka_t *rk, const char *topic,
+                                      char *errstr, size_t errstr_size);
 
 /* Consumer group id and transactional id of a stage: prefix + the stage's
  * group (runtime/cli/stages.h), the one way they are built.

@@ -346,6 +346,14 @@ def run_cases(args, rng, tag, topic, flags):
                                 *argv)
         check("bad flag %s: exit 2, says %r" % (" ".join(argv), needle),
               rc == 2 and needle in err and not lines, err)
+    # a topic Kafka does not have: at once, a usage error naming it (it
+    # waited 30 s for the topic to appear and called it a Kafka failure)
+    t = time.time()
+    rc, lines, err = replay(ordo, *flags, "replay", "no-such-topic-here")
+    check("a topic Kafka does not have: exit 2 at once, naming it",
+          rc == 2 and "no topic no-such-topic-here" in err and
+          time.time() - t < 10, "exit %d in %.1f s: %s" % (
+              rc, time.time() - t, err))
     rc = subprocess.run([ordo, "replay", "--help"], capture_output=True,
                         text=True)
     check("--help names --meta, --partition and ISO-8601",
