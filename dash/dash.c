@@ -52,7 +52,8 @@ typedef struct {
         mongoc_database_t *db;
         redisContext *redis;
         pthread_mutex_t lock;
-        char *doc; /* the latest state, JSON; under lock */
+        char *doc;      /* the latest state, JSON; under lock */
+        int64_t doc_ms; /* when it was made (wall clock) */
         sample_t ring[HISTORY];
         int n_ring, next_ring;
         /* The first error of this sample from each store ("" none),
@@ -623,6 +624,7 @@ static void sample(dash_t *d) {
         doc = json_dumps(state, JSON_COMPACT);
         free(d->doc);
         d->doc = doc;
+        d->doc_ms = ordo_wall_ms();
         pthread_mutex_unlock(&d->lock);
         json_decref(state);
 }
@@ -654,8 +656,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                 return respond(c, MHD_HTTP_OK, "text/html; charset=utf-8",
                                ordo_dash_page, strlen(ordo_dash_page), 0);
         if (!strcmp(url, "/api/state")) {
+                /* age_ms, by the dash's clock when it answers: how old the
+                 * sample is, whatever the reader's clock says. */
                 pthread_mutex_lock(&d->lock);
-                doc = d->doc ? strdup(d->doc) : NULL;
+                doc = NULL;
+                if (d->doc && asprintf(&doc, "{\"age_ms\":%lld,%s",
+                                       (long long)(ordo_wall_ms() - d->doc_ms),
+                                       d->doc + 1) < 0)
+                        doc = NULL;
                 pthread_mutex_unlock(&d->lock);
                 if (!doc)
                         return respond(
