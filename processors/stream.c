@@ -132,6 +132,8 @@ static void emit(void *opaque, const ordo_msg_t *m) {
 static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                         const char *reason) {
         rd_kafka_headers_t *h = ordo_dead_letter_headers(rkm, reason, NULL);
+        size_t len;
+        const void *payload = ordo_dead_letter_payload(rkm, &len);
         char q[1024];
         ORDO_LOG(WARN, p->def->name,
                  "msg=dead-letter topic=%s partition=%d offset=%lld "
@@ -139,7 +141,7 @@ static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, ordo_log_quote(q, sizeof(q), reason));
         ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, rkm->key,
-                         rkm->key_len, rkm->payload, rkm->len, h);
+                         rkm->key_len, payload, len, h);
         p->stats->dead_lettered++;
 }
 

@@ -42,50 +42,72 @@ typedef struct {
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked;
         int letters_batch;    /* dead letters not confirmed yet */
+        char letter_err[160]; /* the batch's first letter not written */
         int from_start;       /* the store lost what the group had applied */
         int lost;             /* ...while we ran: read the inputs again */
         int64_t fenced_ms;    /* monotonic ms of the last FENCED_INSTANCE_ID */
-        char unassigned[256]; /* why the last assignment was refused */
+        char rejoin_why[256]; /* set: rejoin at the loop's next turn */
         const ordo_config_t *conf;
         volatile sig_atomic_t *stop;
 } loop_t;
 
 static int group_has_read(loop_t *lp, const ordo_config_t *conf);
 
+/* The dead-letter producer's delivery reports (served by its flush, in
+ * the loop's thread): the batch's first failure. */
+static void on_letter(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque) {
+        loop_t *s = opaque;
+        rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
+        (void)rk;
+        if (err && !s->letter_err[0])
+                snprintf(s->letter_err, sizeof(s->letter_err),
+                         "a dead letter was not written: %s",
+                         rd_kafka_err2str(err));
+}
+
 /* An input onto dead-letters with the reason in its headers, counted
- * under kind (operating.md, ordo_dead_letters_total); confirmed before
+ * under kind (operating.md, ordo_dead_letters_total); acknowledged before
  * the batch's offsets are committed (confirm_letters). */
 static void dead_letter(loop_t *s, const rd_kafka_message_t *m,
                         const char *kind, const char *reason) {
         char stage[32];
-        ordo_kafka_out_t dl = { s->dead,    RD_KAFKA_PARTITION_UA,
-                                m->key,     m->key_len,
-                                m->payload, m->len,
-                                NULL,       NULL };
+        ordo_kafka_out_t dl = { s->dead, RD_KAFKA_PARTITION_UA,
+                                m->key,  m->key_len,
+                                NULL,    0,
+                                NULL,    NULL };
         rd_kafka_resp_err_t kerr;
 
         snprintf(stage, sizeof(stage), "project.%s", s->which);
         s->letters_batch++;
         ordo_metrics_dead_letter(s->which, kind);
+        dl.value = ordo_dead_letter_payload(m, &dl.len);
         dl.hdrs = ordo_dead_letter_headers(m, reason, stage);
         /* waits for room rather than lose the letter to a full queue */
         kerr = ordo_kafka_produce(s->dlq, &dl, RD_KAFKA_MSG_F_COPY,
                                   ORDO_PRODUCE_WAIT);
-        if (kerr)
-                ORDO_LOG(ERROR, s->which,
-                         "msg=\"cannot queue the dead letter\" error=\"%s\"",
+        if (kerr && !s->letter_err[0])
+                snprintf(s->letter_err, sizeof(s->letter_err),
+                         "a dead letter was not queued: %s",
                          rd_kafka_err2str(kerr));
 }
 
-/* The batch's dead letters acknowledged, before its offsets go past
- * them. */
-static void confirm_letters(loop_t *s) {
+/* The batch's dead letters acknowledged before its offsets go past
+ * them; 0 if so. Else nothing of the batch may be committed: the loop
+ * rejoins and reads it again from the committed offsets (the writes to
+ * the store are idempotent; the letters are written again). */
+static int confirm_letters(loop_t *s) {
         if (s->letters_batch &&
-            rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                ORDO_LOG(ERROR, s->which,
-                         "msg=\"dead letters not confirmed; the log lines "
-                         "above name their events\"");
+            rd_kafka_flush(s->dlq, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR &&
+            !s->letter_err[0])
+                snprintf(s->letter_err, sizeof(s->letter_err),
+                         "dead letters not acknowledged in 30 s");
         s->letters_batch = 0;
+        if (!s->letter_err[0])
+                return 0;
+        snprintf(s->rejoin_why, sizeof(s->rejoin_why), "%s", s->letter_err);
+        s->letter_err[0] = '\0';
+        return -1;
 }
 
 /* A refused event: loudly, countably, and onto dead-letters with the
@@ -118,6 +140,29 @@ static int store_empty_after_use(loop_t *lp) {
                group_has_read(lp, lp->conf);
 }
 
+/* A message polled while the store is away (its partition was not
+ * paused): the partition goes back to it, so it is read again when the
+ * store is back, not dropped. */
+static void read_later(loop_t *s, const rd_kafka_message_t *m) {
+        rd_kafka_topic_partition_list_t *back =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_error_t *e;
+        rd_kafka_topic_partition_list_add(back, rd_kafka_topic_name(m->rkt),
+                                          m->partition)
+            ->offset = m->offset;
+        if ((e = rd_kafka_seek_partitions(s->consumer, back, 10000))) {
+                /* Rejoining reads on from the committed offsets, which
+                 * are below it. */
+                snprintf(s->rejoin_why, sizeof(s->rejoin_why),
+                         "a message read while the store was away could not "
+                         "be put back: %s",
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_pause_partitions(s->consumer, back);
+        rd_kafka_topic_partition_list_destroy(back);
+}
+
 /* While the store is away: the consumer is paused, and polled so the
  * group keeps us. A store that comes back empty (a Redis restarted
  * without persistence; store.h says which can) ends the wait: the batch
@@ -131,7 +176,9 @@ static int pause_and_poll(void *opaque, int first) {
                 rd_kafka_pause_partitions(s->consumer, s->paused);
         }
         m = rd_kafka_consumer_poll(s->consumer, 0);
-        if (m) /* paused: only an error; a fatal one is found by pipeline */
+        if (m && !m->err)
+                read_later(s, m);
+        if (m) /* an error: a fatal one is found by pipeline */
                 rd_kafka_message_destroy(m);
         s->lost = ordo_store_may_come_back_empty(&s->store) &&
                   store_empty_after_use(s);
@@ -267,18 +314,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         e->offset = RD_KAFKA_OFFSET_BEGINNING;
         }
         if (cerr) {
-                snprintf(lp->unassigned, sizeof(lp->unassigned),
+                snprintf(lp->rejoin_why, sizeof(lp->rejoin_why),
                          "committed offsets of the %d assigned partitions "
                          "not read: %s",
                          parts->cnt, rd_kafka_err2str(cerr));
-                ORDO_LOG(WARN, lp->which, "msg=\"%s; rejoining\"",
-                         lp->unassigned);
                 rd_kafka_assign(rk, NULL);
                 return;
         }
         lp->from_start = 0;
         ORDO_LOG(INFO, lp->which, "msg=assigned partitions=%d", parts->cnt);
         rd_kafka_assign(rk, parts);
+        /* Assigned while the store is away (pause_and_poll): paused like
+         * the rest, or the poll that keeps us in the group would read
+         * them and their messages would be lost to the batch. */
+        if (lp->paused) {
+                rd_kafka_pause_partitions(rk, parts);
+                rd_kafka_topic_partition_list_destroy(lp->paused);
+                lp->paused = rd_kafka_topic_partition_list_copy(parts);
+        }
 }
 
 /* 1 if the group has committed an offset on any input partition. */
@@ -337,7 +390,7 @@ static ordo_err_t open_all(loop_t *lp, const ordo_config_t *conf, char *errstr,
         lp->msg_of = calloc(lp->max, sizeof(*lp->msg_of));
         ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, lp->dead,
                         sizeof(lp->dead));
-        lp->dlq = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
+        lp->dlq = ordo_kafka_producer_new(conf, NULL, on_letter, lp, errstr,
                                           errstr_size);
         lp->codec = ordo_codec_new(errstr, errstr_size);
         ordo_kafka_group(conf, lp->stage->group, lp->group, sizeof(lp->group));
@@ -434,9 +487,11 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         err = ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
-                if (lp->unassigned[0]) { /* rebalance_cb */
-                        snprintf(errstr, errstr_size, "%s", lp->unassigned);
-                        lp->unassigned[0] = '\0';
+                if (lp->rejoin_why[0]) { /* rebalance_cb, read_later */
+                        ORDO_LOG(WARN, lp->which, "msg=\"%s; rejoining\"",
+                                 lp->rejoin_why);
+                        snprintf(errstr, errstr_size, "%s", lp->rejoin_why);
+                        lp->rejoin_why[0] = '\0';
                         err = ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
@@ -479,7 +534,11 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                                  lp->k,
                                  (long long)(ordo_monotonic_ms() - last_write),
                                  (long long)oldest_age_ms(lp));
-                confirm_letters(lp);
+                if (confirm_letters(lp)) {
+                        for (i = 0; i < lp->n; i++)
+                                rd_kafka_message_destroy(lp->rkms[i]);
+                        continue; /* rejoin_why is set */
+                }
                 if (lp->n)
                         commit_batch(lp->consumer, lp->which, lp->rkms, lp->n);
                 for (i = 0; i < lp->k; i++)

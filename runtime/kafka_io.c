@@ -288,7 +288,22 @@ rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
                             rd_kafka_topic_name(source->rkt), -1);
         rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
+        if (source->len > ORDO_LETTER_PAYLOAD_MAX) {
+                char len[32];
+                snprintf(len, sizeof(len), "%zu", source->len);
+                rd_kafka_header_add(h, "ordo.payload.omitted", -1, len, -1);
+        }
         return h;
+}
+
+const void *ordo_dead_letter_payload(const rd_kafka_message_t *source,
+                                     size_t *len) {
+        if (source->len > ORDO_LETTER_PAYLOAD_MAX) {
+                *len = 0;
+                return NULL;
+        }
+        *len = source->len;
+        return source->payload;
 }
 
 const void *ordo_kafka_header(const rd_kafka_message_t *m, const char *name,

@@ -151,6 +151,16 @@ rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
                                              const char *reason,
                                              const char *stage);
 
+/* The source's bytes a dead letter carries: all of them (NULL stays
+ * NULL), unless they would not fit in one Kafka message with the headers
+ * (a foreign writer's message near the broker's limit): then none, and
+ * ordo_dead_letter_headers adds ordo.payload.omitted, their length. The
+ * letter must never be refused for its size: that would block the
+ * partition it came from. The source stays where it is. */
+#define ORDO_LETTER_PAYLOAD_MAX 900000
+const void *ordo_dead_letter_payload(const rd_kafka_message_t *source,
+                                     size_t *len);
+
 /* m's last header called name: its bytes, not NUL-terminated, and their
  * length in *len; NULL when m has no such header (or a null one). */
 const void *ordo_kafka_header(const rd_kafka_message_t *m, const char *name,

@@ -21,10 +21,12 @@
 
 #include "codec.h"
 #include "kafka.h"
+#include "kafka_io.h"
 #include "log.h"
 #include "project.h"
 #include "stages.h"
 
+#define API_PRODUCE      0
 #define API_OFFSET_FETCH 9
 #define STOCK            100
 #define RESERVED         30
@@ -104,8 +106,9 @@ static void teardown(void) {
 }
 
 /* ActivityCreated (version 1, STOCK units), then RESERVED StockReserved
- * of one unit each (versions 2.., remaining STOCK - 1 ..). */
-static void write_events(void) {
+ * of one unit each (versions 2.., remaining STOCK - 1 ..); with junk, a
+ * message that is no event (key "junk") in the middle. */
+static void write_events(int junk) {
         char e[512], buf[2048], topic[128];
         ordo_codec_t *codec = ordo_codec_new(e, sizeof(e));
         rd_kafka_t *p =
@@ -148,6 +151,15 @@ static void write_events(void) {
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                       RD_KAFKA_V_END),
                     RD_KAFKA_RESP_ERR_NO_ERROR);
+                if (junk && i == RESERVED / 2)
+                        cr_assert_eq(
+                            rd_kafka_producev(
+                                p, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY("junk", 4),
+                                RD_KAFKA_V_VALUE("\0junk", 5),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END),
+                            RD_KAFKA_RESP_ERR_NO_ERROR);
         }
         cr_assert_eq(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_destroy(p);
@@ -175,6 +187,43 @@ static long long stock_when(long long want) {
         return v;
 }
 
+typedef struct {
+        int n, by_redis;
+} junk_t;
+
+static void count_junk(const rd_kafka_message_t *m, void *arg) {
+        junk_t *j = arg;
+        const void *v;
+        size_t vl;
+        if (m->key_len != 4 || memcmp(m->key, "junk", 4))
+                return;
+        j->n++;
+        v = ordo_kafka_header(m, "ordo.stage", &vl);
+        j->by_redis += v && vl == 13 && !memcmp(v, "project.redis", 13);
+}
+
+/* The dead letters of key "junk" on the mock's dead-letters topic, and
+ * how many name project.redis in ordo.stage. */
+static junk_t junk_letters(void) {
+        char e[512], topic[128];
+        rd_kafka_t *rk =
+            ordo_kafka_consumer_new(conf, NULL, NULL, NULL, e, sizeof(e));
+        junk_t j = { 0, 0 };
+        int64_t lo, hi;
+
+        cr_assert(rk, "%s", e);
+        ordo_topic_name(conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
+        cr_assert_eq(
+            ordo_kafka_watermarks(rk, topic, 0, &lo, &hi, e, sizeof(e)),
+            ORDO_ERR_OK, "%s", e);
+        if (hi > lo)
+                cr_assert_eq(ordo_kafka_read_range(rk, topic, 0, lo, hi, "test",
+                                                   NULL, count_junk, &j),
+                             ORDO_ERR_OK);
+        rd_kafka_destroy(rk);
+        return j;
+}
+
 TestSuite(project_faults, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
@@ -186,7 +235,7 @@ Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
                          prefix, STOCK, prefix);
         cr_assert(r && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
-        write_events();
+        write_events(0);
         rd_kafka_mock_push_request_errors(
             mc, API_OFFSET_FETCH, 2,
             RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
@@ -195,6 +244,36 @@ Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
         running = 1;
         cr_assert_eq(stock_when(STOCK - RESERVED), STOCK - RESERVED,
                      "the projection never applied the log");
+        stop = 1;
+        pthread_join(thread, NULL);
+        running = 0;
+        cr_assert_eq(result, ORDO_ERR_OK, "%s", errstr);
+}
+
+Test(project_faults, a_dead_letter_not_written_is_written_again) {
+        /* The letter of an undecodable event is refused by Kafka (twice):
+         * the batch is not committed past it; the loop rejoins, reads the
+         * batch again and writes the letter. Every event is applied, and
+         * the letter is there (more than once is allowed: at least once). */
+        junk_t j = { 0, 0 };
+        int tries;
+        redisReply *r =
+            redisCommand(rc, "MSET %sstock:a1 %d {%sstock:a1}:version 1",
+                         prefix, STOCK, prefix);
+        cr_assert(r && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        write_events(1);
+        rd_kafka_mock_push_request_errors(
+            mc, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+            RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+        cr_assert_eq(pthread_create(&thread, NULL, run_redis, NULL), 0);
+        running = 1;
+        cr_assert_eq(stock_when(STOCK - RESERVED), STOCK - RESERVED,
+                     "the projection never applied the log");
+        for (tries = 0; tries < 150 && !(j = junk_letters()).n; tries++)
+                usleep(100000);
+        cr_assert_geq(j.n, 1, "the junk's dead letter was lost");
+        cr_assert_eq(j.by_redis, j.n, "each names project.redis");
         stop = 1;
         pthread_join(thread, NULL);
         running = 0;
