@@ -4,11 +4,20 @@
  * of infra/ (ORDO_REDIS, 127.0.0.1:6379; keys under "pf<pid>:", deleted
  * at the end). The mock stands in for Kafka only to inject the faults.
  *
- * An assignment starts at the committed offsets that the rebalance
- * callback reads itself: when they cannot be read, the loop takes no
- * partitions and rejoins its group, and once they can, it projects
- * every event of the log.
+ * - An assignment starts at the committed offsets that the rebalance
+ *   callback reads itself: when they cannot be read, the loop takes no
+ *   partitions and rejoins its group, and once they can, it projects
+ *   every event of the log.
+ * - A dead letter Kafka refuses holds back its batch's commit: the batch
+ *   is read again and the letter written.
+ * - Partitions assigned while the store is away stay paused: nothing is
+ *   read then and dropped (a Redis of the test's own, started late).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
@@ -19,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "kafka.h"
 #include "kafka_io.h"
@@ -107,8 +117,9 @@ static void teardown(void) {
 
 /* ActivityCreated (version 1, STOCK units), then RESERVED StockReserved
  * of one unit each (versions 2.., remaining STOCK - 1 ..); with junk, a
- * message that is no event (key "junk") in the middle. */
-static void write_events(int junk) {
+ * message that is no event (key "junk") in the middle; with orders, the
+ * reservations carry their orders' terms (Redis writes order:o<i>). */
+static void write_events(int junk, int orders) {
         char e[512], buf[2048], topic[128];
         ordo_codec_t *codec = ordo_codec_new(e, sizeof(e));
         rd_kafka_t *p =
@@ -137,6 +148,9 @@ static void write_events(int junk) {
                                  "u%d", i);
                         m.u.stock.qty = 1;
                         m.u.stock.remaining = STOCK - i;
+                        /* the order's terms: its hash is written too */
+                        m.u.stock.amount_cents = orders ? 100 : 0;
+                        m.u.stock.pay_deadline_ms = orders ? 1000000 : 0;
                 }
                 snprintf(m.meta.id, sizeof(m.meta.id), "ev-%d", i);
                 m.meta.version = i + 1;
@@ -224,7 +238,7 @@ static junk_t junk_letters(void) {
         return j;
 }
 
-TestSuite(project_faults, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(project_faults, .init = setup, .fini = teardown, .timeout = 180);
 
 Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
         /* The ActivityCreated as if applied before: a store in use is
@@ -235,7 +249,7 @@ Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
                          prefix, STOCK, prefix);
         cr_assert(r && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
-        write_events(0);
+        write_events(0, 0);
         rd_kafka_mock_push_request_errors(
             mc, API_OFFSET_FETCH, 2,
             RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
@@ -262,7 +276,7 @@ Test(project_faults, a_dead_letter_not_written_is_written_again) {
                          prefix, STOCK, prefix);
         cr_assert(r && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
-        write_events(1);
+        write_events(1, 0);
         rd_kafka_mock_push_request_errors(
             mc, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
             RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
@@ -277,5 +291,122 @@ Test(project_faults, a_dead_letter_not_written_is_written_again) {
         stop = 1;
         pthread_join(thread, NULL);
         running = 0;
+        cr_assert_eq(result, ORDO_ERR_OK, "%s", errstr);
+}
+
+/* A redis-server of the test's own on port, no persistence; its pid. */
+static pid_t redis_server(int port) {
+        char p[16];
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (!pid) {
+                snprintf(p, sizeof(p), "%d", port);
+                execlp("redis-server", "redis-server", "--port", p, "--bind",
+                       "127.0.0.1", "--save", "", "--appendonly", "no",
+                       (char *)NULL);
+                _exit(127);
+        }
+        return pid;
+}
+
+/* A port nothing listens on (the kernel's choice, closed again). */
+static int free_port(void) {
+        struct sockaddr_in sa;
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
+                  !getsockname(fd, (struct sockaddr *)&sa, &len));
+        port = ntohs(sa.sin_port);
+        close(fd);
+        return port;
+}
+
+/* Another member of the projection's group, on activity-events alone, for
+ * secs seconds: two rebalances of the projection. */
+static void visit_group(int secs) {
+        char e[512], topic[128], group[256];
+        rd_kafka_conf_t *c = ordo_kafka_conf(conf, e, sizeof(e));
+        rd_kafka_topic_partition_list_t *t =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_t *rk;
+        int64_t until = ordo_monotonic_ms() + secs * 1000;
+
+        cr_assert(c, "%s", e);
+        ordo_kafka_group(conf, "project.redis", group, sizeof(group));
+        cr_assert_eq(rd_kafka_conf_set(c, "group.id", group, e, sizeof(e)),
+                     RD_KAFKA_CONF_OK, "%s", e);
+        cr_assert_eq(
+            rd_kafka_conf_set(c, "session.timeout.ms", "3000", e, sizeof(e)),
+            RD_KAFKA_CONF_OK, "%s", e);
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof(e));
+        cr_assert(rk, "%s", e);
+        rd_kafka_poll_set_consumer(rk);
+        ordo_topic_name(conf, ORDO_TOPIC_ACTIVITY_EVENTS, topic, sizeof(topic));
+        rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
+        cr_assert_eq(rd_kafka_subscribe(rk, t), RD_KAFKA_RESP_ERR_NO_ERROR);
+        while (ordo_monotonic_ms() < until) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+                if (m)
+                        rd_kafka_message_destroy(m); /* it commits nothing */
+        }
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        rd_kafka_topic_partition_list_destroy(t);
+}
+
+Test(project_faults, a_rebalance_while_the_store_is_away_loses_nothing) {
+        /* Redis is not there from the start: the projection pauses its
+         * partitions and polls to stay in its group. Another member comes
+         * and goes: the projection is assigned its partitions again while
+         * paused, and must not read them then (it used to, and dropped
+         * what it read). Then Redis starts: every order is there. */
+        char port[16];
+        int p = free_port(), i, missing = RESERVED;
+        pid_t server;
+        redisContext *own = NULL;
+
+        snprintf(port, sizeof(port), "%d", p);
+        set("redis.host", "127.0.0.1");
+        set("redis.port", port);
+        set("projection.batch.max", "5");
+        write_events(0, 1);
+        cr_assert_eq(pthread_create(&thread, NULL, run_redis, NULL), 0);
+        running = 1;
+        sleep(5); /* assigned, a batch read, the store away */
+        visit_group(8);
+        /* Assigned everything again, still paused: its poll (one each
+         * retry, 5 s apart at most) must read nothing; the old code read
+         * and dropped one message a poll, past the batch held. */
+        sleep(45);
+        server = redis_server(p);
+        for (i = 0; i < 600 && missing; i++) {
+                redisReply *r;
+                int k;
+                usleep(100000);
+                if (!own || own->err) {
+                        if (own)
+                                redisFree(own);
+                        own = redisConnect("127.0.0.1", p);
+                        continue;
+                }
+                for (missing = 0, k = 1; k <= RESERVED; k++) {
+                        r = redisCommand(own, "EXISTS %sorder:o%d", prefix, k);
+                        missing += !r || r->type != REDIS_REPLY_INTEGER ||
+                                   r->integer != 1;
+                        freeReplyObject(r);
+                }
+        }
+        stop = 1;
+        pthread_join(thread, NULL);
+        running = 0;
+        if (own)
+                redisFree(own);
+        kill(server, SIGTERM);
+        waitpid(server, NULL, 0);
+        cr_assert_eq(missing, 0, "%d of %d orders never reached Redis", missing,
+                     RESERVED);
         cr_assert_eq(result, ORDO_ERR_OK, "%s", errstr);
 }
