@@ -1078,15 +1078,6 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                 return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
                                   "METHOD_NOT_ALLOWED", "use POST",
                                   ALLOW("POST"));
-        /* Browsers name the page a request comes from; adapters call
-         * from servers. With authentication off, a page anywhere could
-         * otherwise post commands here: a form's POST needs no CORS
-         * preflight. */
-        if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"))
-                return send_header_error(
-                    gw, r, MHD_HTTP_FORBIDDEN, "Origin", "CROSS_ORIGIN",
-                    "a request from a web page (it has an Origin header): "
-                    "the gateway takes commands from servers only");
         /* Two lengths (libmicrohttpd takes the first, a proxy in front
          * may take the other: request smuggling), RFC 9112 6.3. */
         MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, framing);
@@ -1111,6 +1102,17 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
         if ((reason = door_auth(gw, r, &msg)))
                 return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
                                   NO_HEADER);
+        /* Browsers name the page a request comes from. With authentication
+         * off, a page anywhere could otherwise post commands here (a
+         * form's POST needs no CORS preflight); a signed request is an
+         * adapter's, whatever proxy passed an Origin on. */
+        if (!r->keys &&
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"))
+                return send_header_error(
+                    gw, r, MHD_HTTP_FORBIDDEN, "Origin", "CROSS_ORIGIN",
+                    "a request from a web page (it has an Origin header) "
+                    "while authentication is off: the gateway takes "
+                    "commands from servers only");
         /* A Content-Length is held against the budget at once. */
         if ((msg = hold(r, (int64_t)length)))
                 return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",

@@ -105,14 +105,16 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
         for (i = 0; i < keys->elements; i++) {
                 redisReply *mine = NULL, *theirs = NULL;
                 const char *k = keys->element[i]->str;
-                char shown[400];
+                char shown[400], raw[400];
                 if (redisGetReply(c, (void **)&mine) != REDIS_OK ||
                     redisGetReply(c, (void **)&theirs) != REDIS_OK) {
                         s->r->errors++;
                         return 1;
                 }
-                /* Keys as the contract names them: under the live prefix. */
-                snprintf(shown, sizeof(shown), "%s%s", s->live, k + plen);
+                /* Keys as the contract names them: under the live prefix,
+                 * escaped as values are (an id cannot split the line). */
+                snprintf(raw, sizeof(raw), "%s%s", s->live, k + plen);
+                ordo_log_quote(shown, sizeof(shown), raw);
                 if (s->reverse) {
                         int missing = theirs->type == REDIS_REPLY_NIL ||
                                       (theirs->type == REDIS_REPLY_ARRAY &&
@@ -190,7 +192,7 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
 /* The leaderboard, member by member, both ways (ZSCAN + ZSCORE). */
 static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                              const char *to, const char *live, int reverse) {
-        char cursor[32] = "0";
+        char cursor[32] = "0", q[300];
         do {
                 redisReply *z =
                     redisCommand(c, "ZSCAN %sleaderboard:settled %s COUNT 1000",
@@ -230,7 +232,7 @@ static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                                     r,
                                     "DIFF redis %sleaderboard:settled "
                                     "member=%s %s",
-                                    live, mem,
+                                    live, ordo_log_quote(q, sizeof(q), mem),
                                     reverse ? "missing: in the rebuild, "
                                               "not live"
                                             : "extra: live, not in the "
@@ -241,7 +243,8 @@ static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                                     r,
                                     "DIFF redis %sleaderboard:settled "
                                     "member=%s expected=%s actual=%s",
-                                    live, mem, s->str, sc);
+                                    live, ordo_log_quote(q, sizeof(q), mem),
+                                    s->str, sc);
                         }
                         freeReplyObject(s);
                 }

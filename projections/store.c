@@ -49,7 +49,11 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                 ordo_redis_login_from(conf, &login);
                 ordo_redis_proj_set_login(s->redis, &login);
         }
-        return s->mongo || s->redis ? ORDO_ERR_OK : ORDO_ERR_UNAVAILABLE;
+        if (s->mongo || s->redis)
+                return ORDO_ERR_OK;
+        /* Redis's fails only on its settings (host, port, prefix); MongoDB's
+         * also when the server refuses the indexes, which may pass. */
+        return strcmp(which, "mongo") ? ORDO_ERR_CONFIG : ORDO_ERR_UNAVAILABLE;
 }
 
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,

@@ -516,6 +516,26 @@ Test(ingest, a_web_page_cannot_post, .init = setup_open) {
         cr_assert_null(find(msgs, n, "from-a-page"));
 }
 
+/* With authentication on, a signed request is an adapter's, whatever
+ * proxy passed a browser's Origin on. */
+Test(ingest, a_signed_request_may_carry_an_origin) {
+        const char *body =
+            "{\"type\":\"PlaceOrder\",\"activity_id\":\"a1\",\"user_id\":"
+            "\"u8\",\"qty\":1,\"command_id\":\"signed-origin\"}";
+        char headers[600];
+        size_t n;
+        resp_t r;
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", wall_ms(), body, headers,
+             sizeof(headers));
+        strcat(headers, "Origin: http://shop.example\r\n");
+        r = http(ordo_ingest_port(gw), "POST", "/v1/commands", headers, body,
+                 strlen(body));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        n = read_topic(ORDO_TOPIC_ACTIVITY_COMMANDS, msgs, MAX_MSGS);
+        cr_assert_not_null(find(msgs, n, "signed-origin"));
+}
+
 /* ---- unauthorised, replayed -------------------------------------------- */
 
 Test(ingest, unsigned_request_is_401) {
