@@ -238,17 +238,22 @@ static junk_t junk_letters(void) {
         return j;
 }
 
-TestSuite(project_faults, .init = setup, .fini = teardown, .timeout = 180);
-
-Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
-        /* The ActivityCreated as if applied before: a store in use is
-         * not asked about at start (store_lost), so the two refusals go
-         * to the first two assignments; the third is taken. */
+/* The ActivityCreated as if applied before: a store in use is not asked
+ * about at start (store_lost), so the faults pushed go to the loop. */
+static void store_in_use(void) {
         redisReply *r =
             redisCommand(rc, "MSET %sstock:a1 %d {%sstock:a1}:version 1",
                          prefix, STOCK, prefix);
         cr_assert(r && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
+}
+
+TestSuite(project_faults, .init = setup, .fini = teardown, .timeout = 180);
+
+Test(project_faults, unread_committed_offsets_refuse_the_assignment) {
+        /* The two refusals go to the first two assignments; the third
+         * is taken. */
+        store_in_use();
         write_events(0, 0);
         rd_kafka_mock_push_request_errors(
             mc, API_OFFSET_FETCH, 2,
@@ -271,11 +276,7 @@ Test(project_faults, a_dead_letter_not_written_is_written_again) {
          * the letter is there (more than once is allowed: at least once). */
         junk_t j = { 0, 0 };
         int tries;
-        redisReply *r =
-            redisCommand(rc, "MSET %sstock:a1 %d {%sstock:a1}:version 1",
-                         prefix, STOCK, prefix);
-        cr_assert(r && r->type == REDIS_REPLY_STATUS);
-        freeReplyObject(r);
+        store_in_use();
         write_events(1, 0);
         rd_kafka_mock_push_request_errors(
             mc, API_PRODUCE, 2, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
