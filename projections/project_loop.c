@@ -434,7 +434,7 @@ static ordo_err_t subscribe_inputs(loop_t *lp, const ordo_config_t *conf,
 static void take_message(loop_t *lp, size_t i) {
         const rd_kafka_message_t *m = lp->rkms[i];
         const char *t = rd_kafka_topic_name(m->rkt);
-        char why[256];
+        char why[256], q[300];
 
         if (ordo_decode_event(
                 lp->codec, m, strlen(t) > lp->plen ? t + lp->plen : t,
@@ -442,7 +442,8 @@ static void take_message(loop_t *lp, size_t i) {
                 ORDO_LOG(ERROR, lp->which,
                          "msg=\"undecodable event, sent to dead-letters\" "
                          "topic=%s partition=%d offset=%lld reason=\"%s\"",
-                         t, (int)m->partition, (long long)m->offset, why);
+                         t, (int)m->partition, (long long)m->offset,
+                         ordo_log_quote(q, sizeof(q), why));
                 lp->skipped++;
                 dead_letter(lp, m, "undecodable", why);
                 return;
@@ -487,9 +488,11 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         err = ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
-                if (lp->rejoin_why[0]) { /* rebalance_cb, read_later */
+                /* set by rebalance_cb, read_later or confirm_letters */
+                if (lp->rejoin_why[0]) {
+                        char q[512];
                         ORDO_LOG(WARN, lp->which, "msg=\"%s; rejoining\"",
-                                 lp->rejoin_why);
+                                 ordo_log_quote(q, sizeof(q), lp->rejoin_why));
                         snprintf(errstr, errstr_size, "%s", lp->rejoin_why);
                         lp->rejoin_why[0] = '\0';
                         err = ORDO_ERR_KAFKA_FATAL;
@@ -563,10 +566,10 @@ static void close_consumer(loop_t *lp) {
         }
 }
 
-/* After a fatal consumer error or a refused assignment, as a processor
- * does (stream.c): we lost our partitions, and come back as a new member that reads on from the
- * committed offsets (the writes are idempotent), unless the fence shows
- * a live twin (kafka.h: ordo_kafka_fenced_twice). */
+/* After a fatal consumer error or a rejoin_why, as a processor does
+ * (stream.c): we lost our partitions, and come back as a new member that
+ * reads on from the committed offsets (the writes are idempotent),
+ * unless the fence shows a live twin (kafka.h: ordo_kafka_fenced_twice). */
 static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
         int64_t until = ordo_monotonic_ms() + 500;
         char q[512];
