@@ -312,6 +312,12 @@ def main():
                     json.loads(body)["stages"].values()):
                 break
             time.sleep(0.5)
+        state = json.loads(body) if st == 200 else {}
+        c.true("/api/state: age_ms by the dash's clock, sample_ms, and "
+               "activities_total", 0 <= state.get("age_ms", -1) < 10000 and
+               state.get("sample_ms", -1) >= 0 and
+               state.get("activities_total", -1) == len(
+                   state.get("activities", [])), str(state)[:300])
         if not chromium:
             c.true("chromium installed (infra/stack install)", False)
             raise SystemExit

@@ -35,6 +35,7 @@ import io
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -327,6 +328,27 @@ def run_cases(args, rng, tag, topic, flags):
     check("... and prints the transaction's messages once committed",
           p.returncode == 0 and len(late) == 6,
           "rc %s, %d of 6\n%s" % (p.returncode, len(late), err))
+
+    # stopped by a signal while it waits: it says its output is incomplete
+    prod.begin_transaction()
+    rec = order_paid(rng, 800, t0 + 60000, empty=False)
+    prod.send(topic, key=rec["order_id"].encode(),
+              value=encode("OrderPaid", rec), partition=0)
+    prod.flush()
+    p = subprocess.Popen([ordo] + flags + ["replay", "order-events"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    prod.abort_transaction()
+    check("stopped by a signal: exit 1, the summary says the output is "
+          "incomplete", p.returncode == 1 and "stopped by a signal" in err
+          and "incomplete" in err, "rc %s: %s" % (p.returncode, err[-400:]))
     prod.close()
 
     # bad flags
