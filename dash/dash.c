@@ -341,7 +341,6 @@ static void cursor_done(dash_t *d, mongoc_cursor_t *cur) {
 static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         json_t *list = json_array(), *by_id = json_object();
         bson_t ids = BSON_INITIALIZER, *opts, *filter; /* ids: an array */
-        uint32_t n_ids = 0;
         char key[16];
         const char *k;
         mongoc_collection_t *acts =
@@ -374,7 +373,8 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
                     (json_int_t)0, "next_holds", json_array());
                 json_array_append_new(list, a);
                 json_object_set(by_id, bson_str(doc, "_id"), a);
-                bson_uint32_to_string(n_ids++, &k, key, sizeof(key));
+                bson_uint32_to_string((uint32_t)json_array_size(list) - 1, &k,
+                                      key, sizeof(key));
                 BSON_APPEND_UTF8(&ids, k, bson_str(doc, "_id"));
         }
         cursor_done(d, cur);

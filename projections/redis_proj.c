@@ -940,11 +940,11 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
  * ARGS..." (or both the plain HSET / MSET of a fresh target, with the
  * version and value at k->vi and k->xi; a plain one and a script do not
  * fold): stock's ARGS is the value, which the newer version decides;
- * an order hash's ARGS are field/value pairs, where a newer event's value
- * wins and an event not newer than k is dropped (events of one aggregate
- * come in version order, unless one was copied into the log again). Applying k is
- * then what applying the two one after the other under their guards
- * gives, whatever version is stored. Earnings append s's entry: the
+ * an order hash's ARGS are field/value pairs, where a newer event's
+ * value wins and an event not newer than k is dropped (events of one
+ * aggregate come in version order, unless one was copied into the log
+ * again). Applying k is then what applying the two one after the other
+ * under their guards gives, whatever version is stored. Earnings append s's entry: the
  * script guards each by its own partition offset. 0 when k has no room:
  * not folded. */
 static int fold(cmd_t *k, const cmd_t *s, int kind) {

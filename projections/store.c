@@ -28,17 +28,16 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
         s->redis = NULL;
         if (!target)
                 target = ordo_config_get(conf, ordo_store_target_key(which));
-        /* Neither store connects here (both do at their first write), so
-         * what fails now is the configuration, and will fail again. */
-        if (!strcmp(which, "mongo") &&
-            ordo_mongo_uri_check(ordo_config_get(conf, "mongo.uri"), errstr,
-                                 errstr_size))
-                return ORDO_ERR_CONFIG;
-        if (!strcmp(which, "mongo"))
+        if (!strcmp(which, "mongo")) {
+                /* Neither store connects here (both do at their first
+                 * write), so a URI that does not parse fails for good. */
+                if (ordo_mongo_uri_check(ordo_config_get(conf, "mongo.uri"),
+                                         errstr, errstr_size))
+                        return ORDO_ERR_CONFIG;
                 s->mongo =
                     ordo_mongo_proj_new(ordo_config_get(conf, "mongo.uri"),
                                         target, errstr, errstr_size);
-        else
+        } else
                 s->redis = ordo_redis_proj_new(
                     ordo_config_get(conf, "redis.host"),
                     (int)ordo_config_get_int(conf, "redis.port"), target,

@@ -268,6 +268,11 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
         return err;
 }
 
+/* A dead letter goes without its source's bytes (kafka_io.h). */
+static int payload_omitted(const rd_kafka_message_t *source) {
+        return source->len > ORDO_LETTER_PAYLOAD_MAX;
+}
+
 rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
                                              const char *reason,
                                              const char *stage) {
@@ -288,7 +293,7 @@ rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
                             rd_kafka_topic_name(source->rkt), -1);
         rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
-        if (source->len > ORDO_LETTER_PAYLOAD_MAX) {
+        if (payload_omitted(source)) {
                 char len[32];
                 snprintf(len, sizeof(len), "%zu", source->len);
                 rd_kafka_header_add(h, "ordo.payload.omitted", -1, len, -1);
@@ -298,7 +303,7 @@ rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
 
 const void *ordo_dead_letter_payload(const rd_kafka_message_t *source,
                                      size_t *len) {
-        if (source->len > ORDO_LETTER_PAYLOAD_MAX) {
+        if (payload_omitted(source)) {
                 *len = 0;
                 return NULL;
         }
