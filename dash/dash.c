@@ -335,12 +335,51 @@ static void cursor_done(dash_t *d, mongoc_cursor_t *cur) {
         mongoc_cursor_destroy(cur);
 }
 
+/* Appends to each sale of by_id its holds that expire first (up to
+ * HOLDS_SHOWN), of the sales in ids in one query: one per sale took
+ * seconds each on FerretDB during a sale. The read stops at HOLDS_READ
+ * holds: returns how many it read. */
+static int64_t read_holds(dash_t *d, mongoc_collection_t *orders, json_t *by_id,
+                          const bson_t *ids) {
+        bson_t *filter = BCON_NEW("activity_id", "{", "$in", BCON_ARRAY(ids),
+                                  "}", "status", BCON_UTF8("PENDING_PAYMENT"));
+        bson_t *opts =
+            BCON_NEW("sort", "{", "pay_deadline_ms", BCON_INT32(1), "_id",
+                     BCON_INT32(1), "}", "limit", BCON_INT64(HOLDS_READ));
+        mongoc_cursor_t *cur =
+            mongoc_collection_find_with_opts(orders, filter, opts, NULL);
+        const bson_t *doc;
+        json_t *a, *holds;
+        int64_t n = 0;
+
+        while (mongoc_cursor_next(cur, &doc)) {
+                n++;
+                if (!(a = json_object_get(by_id, bson_str(doc, "activity_id"))))
+                        continue;
+                holds = json_object_get(a, "next_holds");
+                if (json_array_size(holds) < HOLDS_SHOWN)
+                        json_array_append_new(
+                            holds,
+                            json_pack(
+                                "{s:s, s:s, s:I, s:I}", "order_id",
+                                bson_str(doc, "_id"), "user_id",
+                                bson_str(doc, "user_id"), "amount_cents",
+                                (json_int_t)bson_int(doc, "amount_cents"),
+                                "pay_deadline_ms",
+                                (json_int_t)bson_int(doc, "pay_deadline_ms")));
+        }
+        cursor_done(d, cur);
+        bson_destroy(filter);
+        bson_destroy(opts);
+        return n;
+}
+
 /* activities: [{id, sku, price_cents, stock, remaining (Redis),
  * remaining_mongo, start_ms, end_ms, orders: {status: n}, accepted,
  * holds: n, next_holds: [...]}] */
 static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         json_t *list = json_array(), *by_id = json_object();
-        bson_t ids = BSON_INITIALIZER, *opts, *filter; /* ids: an array */
+        bson_t ids = BSON_INITIALIZER, *opts; /* ids: an array */
         char key[16];
         const char *k;
         mongoc_collection_t *acts =
@@ -424,32 +463,24 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         cursor_done(d, cur);
         bson_destroy(pipeline);
 
-        /* The holds that expire first, of every shown sale in one query
-         * (one per sale took seconds each on FerretDB during a sale). */
-        filter = BCON_NEW("activity_id", "{", "$in", BCON_ARRAY(&ids), "}",
-                          "status", BCON_UTF8("PENDING_PAYMENT"));
-        opts = BCON_NEW("sort", "{", "pay_deadline_ms", BCON_INT32(1), "_id",
-                        BCON_INT32(1), "}", "limit", BCON_INT64(HOLDS_READ));
-        cur = mongoc_collection_find_with_opts(orders, filter, opts, NULL);
-        while (mongoc_cursor_next(cur, &doc)) {
-                json_t *holds;
-                if (!(a = json_object_get(by_id, bson_str(doc, "activity_id"))))
-                        continue;
-                holds = json_object_get(a, "next_holds");
-                if (json_array_size(holds) < HOLDS_SHOWN)
-                        json_array_append_new(
-                            holds,
-                            json_pack(
-                                "{s:s, s:s, s:I, s:I}", "order_id",
-                                bson_str(doc, "_id"), "user_id",
-                                bson_str(doc, "user_id"), "amount_cents",
-                                (json_int_t)bson_int(doc, "amount_cents"),
-                                "pay_deadline_ms",
-                                (json_int_t)bson_int(doc, "pay_deadline_ms")));
-        }
-        cursor_done(d, cur);
-        bson_destroy(filter);
-        bson_destroy(opts);
+        /* A hot sale can use up the shared read: a sale it left short
+         * of its holds is read alone. */
+        if (read_holds(d, orders, by_id, &ids) == HOLDS_READ)
+                json_array_foreach(list, i, a) {
+                        json_t *holds = json_object_get(a, "next_holds");
+                        bson_t one = BSON_INITIALIZER;
+                        json_int_t n =
+                            json_integer_value(json_object_get(a, "holds"));
+                        if (json_array_size(holds) >= HOLDS_SHOWN ||
+                            (json_int_t)json_array_size(holds) >= n)
+                                continue;
+                        json_array_clear(holds);
+                        BSON_APPEND_UTF8(
+                            &one, "0",
+                            json_string_value(json_object_get(a, "id")));
+                        read_holds(d, orders, by_id, &one);
+                        bson_destroy(&one);
+                }
 
         json_array_foreach(list, i, a) {
                 const char *id = json_string_value(json_object_get(a, "id"));

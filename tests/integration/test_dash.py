@@ -401,6 +401,49 @@ def main():
             text = f.read()
         c.eq("MongoDB unreachable: logged once", 1,
              text.count("cannot read MongoDB"))
+        # A hot sale whose holds expire first must not leave another
+        # sale's next holds empty: the dash reads 4,096 holds a sample
+        # across the shown sales, then short sales alone. A database
+        # written directly: 4,100 holds of one sale, 3 of another.
+        db = pymongo.MongoClient(os.environ.get(
+            "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))[ordo.db + "h"]
+        base = int(time.time() * 1000)
+        db.activities.insert_many([
+            {"_id": aid, "sku": "s", "price_cents": 1, "stock": 5000,
+             "remaining": 0, "start_ms": base + n, "end_ms": base + 10 ** 7,
+             "version": 1} for n, aid in enumerate(("many", "few"))])
+        db.orders.insert_many(
+            [{"_id": "m%05d" % i, "activity_id": "many", "user_id": "u",
+              "qty": 1, "amount_cents": 1, "status": "PENDING_PAYMENT",
+              "pay_deadline_ms": base + i, "version": 1}
+             for i in range(4100)] +
+            [{"_id": "f%d" % i, "activity_id": "few", "user_id": "u",
+              "qty": 1, "amount_cents": 1, "status": "PENDING_PAYMENT",
+              "pay_deadline_ms": base + 10 ** 6 + i, "version": 1}
+             for i in range(3)])
+        holds_port = free_port()
+        holds = subprocess.Popen(
+            [ordo.binary] + ordo.flags +
+            ["-X", "mongo.db=" + ordo.db + "h", "-X", "metrics.listen=",
+             "-X", "dash.scrape=", "dash", "--listen",
+             "127.0.0.1:%d" % holds_port],
+            env=ordo.env, stdout=open(os.path.join(workdir, "dash-holds.log"),
+                                      "w"), stderr=subprocess.STDOUT)
+        shown = {}
+        for _ in range(60):
+            st, body = http("http://127.0.0.1:%d/api/state" % holds_port)
+            if st == 200:
+                shown = {x["id"]: [h["order_id"] for h in x["next_holds"]]
+                         for x in json.loads(body)["activities"]}
+                if shown:
+                    break
+            time.sleep(0.5)
+        holds.terminate()
+        holds.wait(30)
+        drop_database(ordo.db + "h")
+        c.eq("next holds of two sales, one of them hot",
+             {"many": ["m%05d" % i for i in range(8)],
+              "few": ["f0", "f1", "f2"]}, shown)
         if a.screenshot:
             subprocess.run([chromium] + CHROMIUM_FLAGS +
                            ["--user-data-dir=" + prof,
