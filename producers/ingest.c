@@ -311,30 +311,18 @@ static void log_refused(ordo_ingest_t *gw, req_t *r, const char *status,
                  status, reason, key, r->peer, skipped);
 }
 
-/* {"error": msg, "reason": reason}, logged as a refusal. */
+/* {"error": msg, "field": field, "reason": reason}, logged as a
+ * refusal; field (a header at fault) may be NULL. */
 static enum MHD_Result send_error(ordo_ingest_t *gw, req_t *r, unsigned status,
-                                  const char *reason, const char *msg,
-                                  header_t extra) {
-        char st[16];
-        snprintf(st, sizeof(st), "%u", status);
-        log_refused(gw, r, st, reason);
-        return send_json(
-            gw, r, status,
-            json_pack("{s:s, s:s}", "error", msg, "reason", reason), extra);
-}
-
-/* {"error": msg, "field": field, "reason": reason}, for a header at
- * fault, logged as a refusal. */
-static enum MHD_Result send_header_error(ordo_ingest_t *gw, req_t *r,
-                                         unsigned status, const char *field,
-                                         const char *reason, const char *msg) {
+                                  const char *field, const char *reason,
+                                  const char *msg, header_t extra) {
         char st[16];
         snprintf(st, sizeof(st), "%u", status);
         log_refused(gw, r, st, reason);
         return send_json(gw, r, status,
-                         json_pack("{s:s, s:s, s:s}", "error", msg, "field",
+                         json_pack("{s:s, s:s*, s:s}", "error", msg, "field",
                                    field, "reason", reason),
-                         NO_HEADER);
+                         extra);
 }
 
 /* ---- Kafka -------------------------------------------------------------- */
@@ -898,13 +886,14 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
                 snprintf(limit_str, sizeof(limit_str),
                          "body over %lld bytes (ingest.body.max)",
                          (long long)gw->body_max);
-                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                                   "TOO_LARGE", limit_str, NO_HEADER);
         }
         if (r->busy) {
                 json_decref(f.errors);
-                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
-                                  r->busy_why, RETRY_AFTER(UNAVAILABLE_S));
+                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
+                                  "BUSY", r->busy_why,
+                                  RETRY_AFTER(UNAVAILABLE_S));
         }
         /* The body is complete: the connection is idle until the next
          * request, under the ordinary idle timeout. */
@@ -912,8 +901,8 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
                                   IDLE_TIMEOUT_S);
         if ((reason = auth(gw, r, method, &msg))) {
                 json_decref(f.errors);
-                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
-                                  NO_HEADER);
+                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, NULL, reason,
+                                  msg, NO_HEADER);
         }
         release_held(r);
         if (prepare(gw, r, r->key, &f)) {
@@ -929,7 +918,7 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
         atomic_fetch_add(&gw->inflight, 1);
         if (atomic_load(&gw->stopping)) {
                 atomic_fetch_sub(&gw->inflight, 1);
-                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
                                   "UNAVAILABLE", "the gateway is stopping",
                                   RETRY_AFTER(UNAVAILABLE_S));
         }
@@ -1061,7 +1050,7 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
         if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
                 if (!is_get)
                         return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                          "METHOD_NOT_ALLOWED", "use GET",
+                                          NULL, "METHOD_NOT_ALLOWED", "use GET",
                                           ALLOW("GET"));
                 return url[1] == 'h' ? healthz(gw, r) : metrics(gw, r);
         }
@@ -1070,23 +1059,24 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
         else if (!strcmp(url, PATH_BATCH))
                 r->route = ROUTE_BATCH;
         else
-                return send_error(gw, r, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+                return send_error(gw, r, MHD_HTTP_NOT_FOUND, NULL, "NOT_FOUND",
                                   "paths: POST " PATH_ONE ", POST " PATH_BATCH
                                   ", GET /healthz, GET /metrics",
                                   NO_HEADER);
         if (strcmp(method, MHD_HTTP_METHOD_POST))
-                return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+                return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED, NULL,
                                   "METHOD_NOT_ALLOWED", "use POST",
                                   ALLOW("POST"));
         /* Two lengths (libmicrohttpd takes the first, a proxy in front
          * may take the other: request smuggling), RFC 9112 6.3. */
         MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, framing);
         if (framing[0] > 1 || (framing[0] && framing[1]))
-                return send_header_error(
+                return send_error(
                     gw, r, MHD_HTTP_BAD_REQUEST, "Content-Length",
                     "AMBIGUOUS_LENGTH",
                     "more than one Content-Length, or Content-Length with "
-                    "Transfer-Encoding: the body's length is ambiguous");
+                    "Transfer-Encoding: the body's length is ambiguous",
+                    NO_HEADER);
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl)
@@ -1096,27 +1086,28 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                 snprintf(text, sizeof(text),
                          "body over %lld bytes (ingest.body.max)",
                          (long long)gw->body_max);
-                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                                   "TOO_LARGE", text, NO_HEADER);
         }
         if ((reason = door_auth(gw, r, &msg)))
-                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, reason, msg,
-                                  NO_HEADER);
+                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, NULL, reason,
+                                  msg, NO_HEADER);
         /* Browsers name the page a request comes from. With authentication
          * off, a page anywhere could otherwise post commands here (a
          * form's POST needs no CORS preflight); a signed request is an
          * adapter's, whatever proxy passed an Origin on. */
         if (!r->keys &&
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"))
-                return send_header_error(
+                return send_error(
                     gw, r, MHD_HTTP_FORBIDDEN, "Origin", "CROSS_ORIGIN",
                     "a request from a web page (it has an Origin header) "
                     "while authentication is off: the gateway takes "
-                    "commands from servers only");
+                    "commands from servers only",
+                    NO_HEADER);
         /* A Content-Length is held against the budget at once. */
         if ((msg = hold(r, (int64_t)length)))
-                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, "BUSY",
-                                  msg, RETRY_AFTER(UNAVAILABLE_S));
+                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
+                                  "BUSY", msg, RETRY_AFTER(UNAVAILABLE_S));
         /* One deadline for the whole body. libmicrohttpd's timeout is idle
          * time, renewed by every byte; receive() sets it again to what is
          * left, so a byte now and then cannot keep the request open. */

@@ -474,8 +474,12 @@ Test(ingest, batch_line_of_nul_bytes_is_refused) {
 
 Test(ingest, wrong_path_and_method) {
         int port = ordo_ingest_port(gw);
+        char v[64];
         resp_t r = http(port, "POST", "/v1/nope", "", "{}", 2);
         cr_assert_eq(r.status, 404);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)), "NOT_FOUND");
+        /* No header at fault: the body names none. */
+        cr_assert_null(strstr(r.body, "\"field\""), "%s", r.body);
         resp_free(&r);
         r = http(port, "GET", "/v1/commands", "", "", 0);
         cr_assert_eq(r.status, 405);
