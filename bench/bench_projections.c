@@ -281,7 +281,7 @@ static void bench_mongo(size_t events, size_t batch) {
         if (!uri || !*uri)
                 uri = "mongodb://127.0.0.1:27017";
         snprintf(db, sizeof(db), "ordo_bench_%d", (int)getpid());
-        p = ordo_mongo_proj_new(uri, db, errstr, sizeof(errstr));
+        p = ordo_mongo_proj_new(uri, db, NULL, errstr, sizeof(errstr));
         if (!p) {
                 fprintf(stderr, "mongo: %s\n", errstr);
                 exit(1);

@@ -241,26 +241,18 @@ void ordo_mongo_init(void) {
         pthread_once(&once, mongo_init_once);
 }
 
-int ordo_mongo_uri_check(const char *uri_str, char *errstr,
-                         size_t errstr_size) {
-        bson_error_t e;
-        mongoc_uri_t *uri;
-        ordo_mongo_init();
-        if (!(uri = mongoc_uri_new_with_error(uri_str, &e))) {
-                snprintf(errstr, errstr_size, "mongo.uri: %s", e.message);
-                return -1;
-        }
-        mongoc_uri_destroy(uri);
-        return 0;
-}
-
 ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
-                                       char *errstr, size_t errstr_size) {
+                                       ordo_err_t *why, char *errstr,
+                                       size_t errstr_size) {
         ordo_mongo_proj_t *p;
         mongoc_uri_t *uri;
         bson_error_t e;
         int i;
+        ordo_err_t unused;
 
+        if (!why)
+                why = &unused;
+        *why = ORDO_ERR_CONFIG;
         if (!uri_str || !db || !*db) {
                 snprintf(errstr, errstr_size, "mongo: uri and db required");
                 return NULL;
@@ -268,8 +260,8 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
         ordo_mongo_init();
         uri = mongoc_uri_new_with_error(uri_str, &e);
         if (!uri) {
-                snprintf(errstr, errstr_size, "mongo: bad uri \"%s\": %s",
-                         uri_str, e.message);
+                /* Not the URI itself: it may hold a password. */
+                snprintf(errstr, errstr_size, "mongo.uri: %s", e.message);
                 return NULL;
         }
         default_opt(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
@@ -298,6 +290,7 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
         if (!ensure_indexes(p, &e)) {
                 char q[1024];
                 if (classify(&e) != ORDO_ERR_UNAVAILABLE) {
+                        *why = ORDO_ERR_UNAVAILABLE; /* may pass */
                         snprintf(errstr, errstr_size,
                                  "mongo: creating indexes: %s", e.message);
                         ordo_mongo_proj_destroy(p);

@@ -68,12 +68,12 @@ void ordo_mongo_init(void);
  * indexes a front end needs (orders by user_id+status, by activity_id;
  * commissions by beneficiary_id; referrals by parent_id). If the server
  * is unreachable now, that is not an error: the indexes are created by the
- * first apply that reaches it. NULL and errstr on a bad URI or a server
- * that refuses the indexes. */
+ * first apply that reaches it. NULL and errstr on a bad URI (*why, if
+ * not NULL, is then ORDO_ERR_CONFIG) or a server that refuses the
+ * indexes (ORDO_ERR_UNAVAILABLE: it may pass). */
 ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri, const char *db,
-                                       char *errstr, size_t errstr_size);
-/* 0 if uri parses as a MongoDB connection string, else -1 and errstr. */
-int ordo_mongo_uri_check(const char *uri, char *errstr, size_t errstr_size);
+                                       ordo_err_t *why, char *errstr,
+                                       size_t errstr_size);
 /* Accepts NULL. */
 void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p);
 /* Apply a batch in order; returns OK only when every write is

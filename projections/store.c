@@ -24,20 +24,16 @@ const char *ordo_store_target_key(const char *which) {
 ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                            const ordo_config_t *conf, const char *target,
                            char *errstr, size_t errstr_size) {
+        ordo_err_t why = ORDO_ERR_CONFIG; /* Redis's fails on its settings */
         s->mongo = NULL;
         s->redis = NULL;
         if (!target)
                 target = ordo_config_get(conf, ordo_store_target_key(which));
-        if (!strcmp(which, "mongo")) {
-                /* Neither store connects here (both do at their first
-                 * write), so a URI that does not parse fails for good. */
-                if (ordo_mongo_uri_check(ordo_config_get(conf, "mongo.uri"),
-                                         errstr, errstr_size))
-                        return ORDO_ERR_CONFIG;
+        if (!strcmp(which, "mongo"))
                 s->mongo =
                     ordo_mongo_proj_new(ordo_config_get(conf, "mongo.uri"),
-                                        target, errstr, errstr_size);
-        } else
+                                        target, &why, errstr, errstr_size);
+        else
                 s->redis = ordo_redis_proj_new(
                     ordo_config_get(conf, "redis.host"),
                     (int)ordo_config_get_int(conf, "redis.port"), target,
@@ -48,11 +44,7 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
                 ordo_redis_login_from(conf, &login);
                 ordo_redis_proj_set_login(s->redis, &login);
         }
-        if (s->mongo || s->redis)
-                return ORDO_ERR_OK;
-        /* Redis's fails only on its settings (host, port, prefix); MongoDB's
-         * also when the server refuses the indexes, which may pass. */
-        return strcmp(which, "mongo") ? ORDO_ERR_CONFIG : ORDO_ERR_UNAVAILABLE;
+        return s->mongo || s->redis ? ORDO_ERR_OK : why;
 }
 
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,

@@ -1204,7 +1204,7 @@ static void mongo_teardown(void) {
 static ordo_mongo_proj_t *mongo_proj(const char *db) {
         char errstr[256];
         ordo_mongo_proj_t *p =
-            ordo_mongo_proj_new(mongo_uri(), db, errstr, sizeof(errstr));
+            ordo_mongo_proj_new(mongo_uri(), db, NULL, errstr, sizeof(errstr));
         cr_assert(p, "%s", errstr);
         return p;
 }
@@ -1638,8 +1638,8 @@ Test(projections_mongo, indexes_for_front_ends) {
 Test(projections_mongo, unreachable_server_is_unavailable) {
         char errstr[256];
         ordo_mongo_proj_t *p = ordo_mongo_proj_new(
-            "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "x", errstr,
-            sizeof(errstr));
+            "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "x", NULL,
+            errstr, sizeof(errstr));
 
         cr_assert(p, "an absent server is not an error at start: %s", errstr);
         cr_assert_eq(
