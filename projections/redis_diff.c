@@ -7,6 +7,7 @@
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -190,6 +191,14 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
 }
 
 /* The leaderboard, member by member, both ways (ZSCAN + ZSCORE). */
+/* Scores are doubles, and Redis writes one double two ways (ZSCAN
+ * 133333333333333328, ZSCORE 1.3333333333333333e+17): compared as
+ * numbers. */
+static int same_score(const redisReply *s, const char *sc) {
+        return s->type == REDIS_REPLY_STRING &&
+               strtod(s->str, NULL) == strtod(sc, NULL);
+}
+
 static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                              const char *to, const char *live, int reverse) {
         char cursor[32] = "0", q[300];
@@ -237,7 +246,7 @@ static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                                               "not live"
                                             : "extra: live, not in the "
                                               "rebuild");
-                        } else if (!reverse && strcmp(s->str, sc)) {
+                        } else if (!reverse && !same_score(s, sc)) {
                                 r->diffs++;
                                 ordo_diff_line(
                                     r,

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "projection.h"
 #include "store.h"
 
@@ -1647,4 +1648,55 @@ Test(projections_mongo, unreachable_server_is_unavailable) {
             ORDO_ERR_UNAVAILABLE);
         cr_assert(strlen(errstr) > 0);
         ordo_mongo_proj_destroy(p);
+}
+
+static void no_line(void *opaque, const char *fmt, va_list ap) {
+        (void)opaque;
+        (void)fmt;
+        (void)ap;
+}
+
+/* Reconcile's leaderboard diff: Redis writes one double score two ways
+ * (ZSCAN 133333333333333328, ZSCORE 1.3333333333333333e+17): the same
+ * score is no difference, another one is. */
+Test(projections_redis, leaderboard_diff_compares_scores_as_numbers) {
+        char live[64], expected[64], port[16], errstr[256];
+        ordo_config_t *conf = ordo_config_new();
+        ordo_diff_t d = { no_line, NULL, 0, 0, 0, 0, NULL, 0 };
+        redisReply *r;
+
+        unique_name(live, sizeof(live), ":");
+        unique_name(expected, sizeof(expected), ":");
+        snprintf(port, sizeof(port), "%d", rport);
+        cr_assert_eq(
+            ordo_config_set(conf, "redis.host", rhost, errstr, sizeof(errstr)),
+            0);
+        cr_assert_eq(
+            ordo_config_set(conf, "redis.port", port, errstr, sizeof(errstr)),
+            0);
+        r = redisCommand(rc,
+                         "ZADD %sleaderboard:settled 133333333333333334 m1 "
+                         "5 m2",
+                         live);
+        freeReplyObject(r);
+        r = redisCommand(rc,
+                         "ZADD %sleaderboard:settled 133333333333333334 m1 "
+                         "5 m2",
+                         expected);
+        freeReplyObject(r);
+        cr_assert_eq(
+            ordo_redis_diff(conf, live, expected, &d, errstr, sizeof(errstr)),
+            ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(d.errors, 0);
+        cr_assert_eq(d.compared, 2);
+        cr_assert_eq(d.diffs, 0, "the same scores");
+        r = redisCommand(rc, "ZADD %sleaderboard:settled 6 m2", expected);
+        freeReplyObject(r);
+        cr_assert_eq(
+            ordo_redis_diff(conf, live, expected, &d, errstr, sizeof(errstr)),
+            ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(d.diffs, 1, "m2: 5 against 6");
+        ordo_config_destroy(conf);
+        free(redis_dump(live, 1));
+        free(redis_dump(expected, 1));
 }
