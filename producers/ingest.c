@@ -7,7 +7,9 @@
  *             Content-Length (413), key id and timestamp (401), room in
  *             the budget of unauthenticated body bytes, in all and for
  *             the peer's address (budget.h; 503); the body
- *             gets a deadline (ingest.body.timeout.ms) that no byte renews
+ *             gets a deadline (ingest.body.timeout.ms) that no byte renews.
+ *             A refusal here is sent once the body has been read and
+ *             dropped (refuse_unread), so that the client reads it
  *   receive   the body arrives in pieces, held against that budget; past
  *             ingest.body.max it is dropped and the answer will be 413
  *   auth      X-Ordo-Signature over the path as sent, replay set -> 401
@@ -66,6 +68,9 @@
 #define ERRORS_LISTED  1000 /* refused lines listed in one 400 answer */
 #define PATH_MAX_SEEN  256  /* longer raw paths are 404 anyway */
 #define IDLE_TIMEOUT_S 60   /* between requests of a kept-alive connection */
+/* A refused request's body is read and dropped up to this many bytes
+ * before the answer (refuse_unread); past it the connection is closed. */
+#define DROP_MAX (8 << 20)
 /* Refused requests logged at most LOG_RATE a second, LOG_BURST at once;
  * the rest are counted and the next line says how many were left out. */
 #define LOG_RATE  10
@@ -74,7 +79,7 @@
 /* ---- metrics ------------------------------------------------------------ */
 
 static const unsigned statuses[] = { 200, 202, 400, 401, 403, 404,
-                                     405, 413, 429, 500, 503 };
+                                     405, 413, 429, 500, 501, 503 };
 #define N_STATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
 /* Upper bounds in microseconds of the produce latency histogram. */
@@ -128,6 +133,15 @@ struct ordo_ingest_s {
 
 /* ---- one request -------------------------------------------------------- */
 
+/* An extra header of an answer: Retry-After (429, 503) or Allow (405). */
+typedef struct {
+        const char *name, *value;
+} header_t;
+
+#define NO_HEADER      ((header_t){ NULL, NULL })
+#define RETRY_AFTER(v) ((header_t){ MHD_HTTP_HEADER_RETRY_AFTER, (v) })
+#define ALLOW(v)       ((header_t){ MHD_HTTP_HEADER_ALLOW, (v) })
+
 typedef enum { ROUTE_ONE, ROUTE_BATCH } route_t;
 typedef enum { ST_RECEIVING, ST_WAITING } state_t;
 
@@ -164,8 +178,15 @@ typedef struct req_s {
         size_t held;         /* bytes counted in gw->unauth for peer */
         char *body;
         size_t len, cap;
-        int too_large, busy;
-        const char *busy_why; /* the text of the 503 when busy */
+        /* An answer decided before the body was read: it is sent once
+         * the body has been read and dropped (refuse_unread). */
+        struct {
+                unsigned status; /* 0: none */
+                const char *field, *reason;
+                char msg[160];
+                header_t extra;
+        } refusal;
+        size_t dropped; /* body bytes read and dropped since */
         line_t *lines;
         size_t n_lines;
         char *arena;
@@ -221,15 +242,6 @@ static void count_status(ordo_ingest_t *gw, unsigned status) {
                 ;
         atomic_fetch_add(&gw->metrics.requests[i], 1);
 }
-
-/* An extra header of an answer: Retry-After (429, 503) or Allow (405). */
-typedef struct {
-        const char *name, *value;
-} header_t;
-
-#define NO_HEADER      ((header_t){ NULL, NULL })
-#define RETRY_AFTER(v) ((header_t){ MHD_HTTP_HEADER_RETRY_AFTER, (v) })
-#define ALLOW(v)       ((header_t){ MHD_HTTP_HEADER_ALLOW, (v) })
 
 /* Sends text (taken: freed with free()) with status and content type. */
 static enum MHD_Result send_text(ordo_ingest_t *gw, req_t *r, unsigned status,
@@ -323,6 +335,22 @@ static enum MHD_Result send_error(ordo_ingest_t *gw, req_t *r, unsigned status,
                          json_pack("{s:s, s:s*, s:s}", "error", msg, "field",
                                    field, "reason", reason),
                          extra);
+}
+
+/* An answer decided before the body is read, sent once it has been read
+ * and dropped (send_refusal). */
+static void refuse_later(req_t *r, unsigned status, const char *field,
+                         const char *reason, const char *msg, header_t extra) {
+        r->refusal.status = status;
+        r->refusal.field = field;
+        r->refusal.reason = reason;
+        snprintf(r->refusal.msg, sizeof(r->refusal.msg), "%s", msg);
+        r->refusal.extra = extra;
+}
+
+static enum MHD_Result send_refusal(ordo_ingest_t *gw, req_t *r) {
+        return send_error(gw, r, r->refusal.status, r->refusal.field,
+                          r->refusal.reason, r->refusal.msg, r->refusal.extra);
 }
 
 /* ---- Kafka -------------------------------------------------------------- */
@@ -879,21 +907,10 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
         const char *reason, *msg = "";
         faults_t f = { json_array(), 0, 0, 0 };
         enum MHD_Result ret;
-        char limit_str[96];
 
-        if (r->too_large) {
+        if (r->refusal.status) {
                 json_decref(f.errors);
-                snprintf(limit_str, sizeof(limit_str),
-                         "body over %lld bytes (ingest.body.max)",
-                         (long long)gw->body_max);
-                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
-                                  "TOO_LARGE", limit_str, NO_HEADER);
-        }
-        if (r->busy) {
-                json_decref(f.errors);
-                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
-                                  "BUSY", r->busy_why,
-                                  RETRY_AFTER(UNAVAILABLE_S));
+                return send_refusal(gw, r);
         }
         /* The body is complete: the connection is idle until the next
          * request, under the ordinary idle timeout. */
@@ -1036,37 +1053,57 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
         return MHD_YES;
 }
 
+/* The body gets its deadline. libmicrohttpd's timeout is idle time,
+ * renewed by every byte; receive() sets it again to what is left, so a
+ * byte now and then cannot keep the request open. */
+static void body_deadline(ordo_ingest_t *gw, req_t *r) {
+        r->deadline_ms = ordo_wall_ms() + gw->body_timeout_ms;
+        MHD_set_connection_option(
+            r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+            (unsigned int)((gw->body_timeout_ms + 999) / 1000));
+}
+
+/* A refusal on the headers of a request whose body may be on its way. A
+ * client that writes its whole body before it reads (many HTTP stacks
+ * do) would find the connection reset under it, never read the answer
+ * and retry a request that cannot pass; so the body is read and dropped
+ * first (up to DROP_MAX bytes, within its deadline). Answered at once
+ * when no body is coming: none announced, or Expect: 100-continue (its
+ * client waits for this answer before it sends one). */
+static enum MHD_Result refuse_unread(ordo_ingest_t *gw, req_t *r,
+                                     unsigned long long length, int chunked,
+                                     unsigned status, const char *field,
+                                     const char *reason, const char *msg,
+                                     header_t extra) {
+        const char *expect = MHD_lookup_connection_value(
+            r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if ((!length && !chunked) || length > DROP_MAX ||
+            (expect && !strcasecmp(expect, "100-continue")))
+                return send_error(gw, r, status, field, reason, msg, extra);
+        refuse_later(r, status, field, reason, msg, extra);
+        body_deadline(gw, r);
+        return MHD_YES;
+}
+
 /* The first call of a request, on its headers: route, method, and the
  * door (see the top of the file). */
 static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                             const char *method) {
         struct MHD_Connection *c = r->conn;
-        const char *cl, *reason, *msg = "";
-        int is_get = !strcmp(method, MHD_HTTP_METHOD_GET);
+        const char *cl, *te, *reason, *msg = "";
+        int chunked;
         unsigned long long length = 0;
-        int64_t timeout_s;
         int framing[2] = { 0, 0 };
 
         if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
-                if (!is_get)
+                /* HEAD: the same answer, libmicrohttpd leaves the body. */
+                if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+                    strcmp(method, MHD_HTTP_METHOD_HEAD))
                         return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
                                           NULL, "METHOD_NOT_ALLOWED", "use GET",
-                                          ALLOW("GET"));
+                                          ALLOW("GET, HEAD"));
                 return url[1] == 'h' ? healthz(gw, r) : metrics(gw, r);
         }
-        if (!strcmp(url, PATH_ONE))
-                r->route = ROUTE_ONE;
-        else if (!strcmp(url, PATH_BATCH))
-                r->route = ROUTE_BATCH;
-        else
-                return send_error(gw, r, MHD_HTTP_NOT_FOUND, NULL, "NOT_FOUND",
-                                  "paths: POST " PATH_ONE ", POST " PATH_BATCH
-                                  ", GET /healthz, GET /metrics",
-                                  NO_HEADER);
-        if (strcmp(method, MHD_HTTP_METHOD_POST))
-                return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED, NULL,
-                                  "METHOD_NOT_ALLOWED", "use POST",
-                                  ALLOW("POST"));
         /* Two lengths (libmicrohttpd takes the first, a proxy in front
          * may take the other: request smuggling), RFC 9112 6.3. */
         MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, framing);
@@ -1077,44 +1114,67 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                     "more than one Content-Length, or Content-Length with "
                     "Transfer-Encoding: the body's length is ambiguous",
                     NO_HEADER);
+        /* A coding libmicrohttpd cannot read would leave the request
+         * waiting for its deadline with no answer (RFC 9112 6.1). */
+        te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te && strcasecmp(te, "chunked"))
+                return send_error(gw, r, MHD_HTTP_NOT_IMPLEMENTED,
+                                  "Transfer-Encoding", "NOT_IMPLEMENTED",
+                                  "only the chunked transfer coding is read",
+                                  NO_HEADER);
+        chunked = te != NULL;
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl)
                 length = strtoull(cl, NULL, 10);
+        if (!strcmp(url, PATH_ONE))
+                r->route = ROUTE_ONE;
+        else if (!strcmp(url, PATH_BATCH))
+                r->route = ROUTE_BATCH;
+        else
+                return refuse_unread(gw, r, length, chunked, MHD_HTTP_NOT_FOUND,
+                                     NULL, "NOT_FOUND",
+                                     "paths: POST " PATH_ONE
+                                     ", POST " PATH_BATCH
+                                     ", GET /healthz, GET /metrics",
+                                     NO_HEADER);
+        if (strcmp(method, MHD_HTTP_METHOD_POST))
+                return refuse_unread(
+                    gw, r, length, chunked, MHD_HTTP_METHOD_NOT_ALLOWED, NULL,
+                    "METHOD_NOT_ALLOWED", "use POST", ALLOW("POST"));
         if (length > (unsigned long long)gw->body_max) {
                 char text[96];
                 snprintf(text, sizeof(text),
                          "body over %lld bytes (ingest.body.max)",
                          (long long)gw->body_max);
-                return send_error(gw, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
-                                  "TOO_LARGE", text, NO_HEADER);
+                return refuse_unread(gw, r, length, chunked,
+                                     MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                     "TOO_LARGE", text, NO_HEADER);
         }
         if ((reason = door_auth(gw, r, &msg)))
-                return send_error(gw, r, MHD_HTTP_UNAUTHORIZED, NULL, reason,
-                                  msg, NO_HEADER);
+                return refuse_unread(gw, r, length, chunked,
+                                     MHD_HTTP_UNAUTHORIZED, NULL, reason, msg,
+                                     NO_HEADER);
         /* Browsers name the page a request comes from. With authentication
          * off, a page anywhere could otherwise post commands here (a
          * form's POST needs no CORS preflight); a signed request is an
          * adapter's, whatever proxy passed an Origin on. */
         if (!r->keys &&
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"))
-                return send_error(
-                    gw, r, MHD_HTTP_FORBIDDEN, "Origin", "CROSS_ORIGIN",
+                return refuse_unread(
+                    gw, r, length, chunked, MHD_HTTP_FORBIDDEN, "Origin",
+                    "CROSS_ORIGIN",
                     "a request from a web page (it has an Origin header) "
                     "while authentication is off: the gateway takes "
                     "commands from servers only",
                     NO_HEADER);
         /* A Content-Length is held against the budget at once. */
         if ((msg = hold(r, (int64_t)length)))
-                return send_error(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
-                                  "BUSY", msg, RETRY_AFTER(UNAVAILABLE_S));
-        /* One deadline for the whole body. libmicrohttpd's timeout is idle
-         * time, renewed by every byte; receive() sets it again to what is
-         * left, so a byte now and then cannot keep the request open. */
-        r->deadline_ms = ordo_wall_ms() + gw->body_timeout_ms;
-        timeout_s = (gw->body_timeout_ms + 999) / 1000;
-        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
-                                  (unsigned int)timeout_s);
+                return refuse_unread(gw, r, length, chunked,
+                                     MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "BUSY",
+                                     msg, RETRY_AFTER(UNAVAILABLE_S));
+        body_deadline(gw, r);
         if (length && !(r->body = malloc(length + 1)))
                 return MHD_NO;
         r->cap = length ? length + 1 : 0;
@@ -1125,6 +1185,7 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
 static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
                                size_t n) {
         int64_t left = r->deadline_ms - ordo_wall_ms();
+        const char *busy;
 
         if (left <= 0) {
                 r->timed_out = 1;
@@ -1132,16 +1193,23 @@ static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
         }
         MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
                                   (unsigned int)((left + 999) / 1000));
-        if (r->too_large || r->busy || r->len + n > (size_t)gw->body_max) {
-                r->too_large |= !r->busy; /* read and dropped */
-                return MHD_YES;
+        if (!r->refusal.status && r->len + n > (size_t)gw->body_max) {
+                char text[96];
+                snprintf(text, sizeof(text),
+                         "body over %lld bytes (ingest.body.max)",
+                         (long long)gw->body_max);
+                refuse_later(r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "TOO_LARGE",
+                             text, NO_HEADER);
         }
         /* Held against the budget until the signature is checked; a
          * body without Content-Length is counted as it comes. */
-        if (r->len + n > r->held &&
-            (r->busy_why = hold(r, (int64_t)(r->len + n - r->held)))) {
-                r->busy = 1;
-                return MHD_YES;
+        if (!r->refusal.status && r->len + n > r->held &&
+            (busy = hold(r, (int64_t)(r->len + n - r->held))))
+                refuse_later(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "BUSY",
+                             busy, RETRY_AFTER(UNAVAILABLE_S));
+        if (r->refusal.status) { /* read and dropped */
+                r->dropped += n;
+                return r->dropped > DROP_MAX ? send_refusal(gw, r) : MHD_YES;
         }
         if (r->len + n + 1 > r->cap) {
                 size_t cap = r->cap ? r->cap : 1024;

@@ -13,9 +13,11 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -845,13 +847,18 @@ static int post_from(const char *src, const char *body, char *buf,
         return atoi(buf + 9);
 }
 
-/* Sends only the headers of a POST announcing length body bytes, then
- * waits up to 5 s for an answer that must come before any body byte. */
+/* Sends only the headers of a POST announcing length body bytes, with
+ * Expect: 100-continue, then waits up to 5 s for an answer that must
+ * come before any body byte. */
 static int headers_only(const char *headers, size_t length, char *buf,
                         size_t size) {
-        int fd = open_post(headers, length, "");
-        ssize_t n = read_within(fd, 5000, buf, size);
+        char h[1024];
+        int fd;
+        ssize_t n;
 
+        snprintf(h, sizeof(h), "%sExpect: 100-continue\r\n", headers);
+        fd = open_post(h, length, "");
+        n = read_within(fd, 5000, buf, size);
         close(fd);
         cr_assert_gt(n, 12, "no answer before the body");
         return atoi(buf + 9);
@@ -876,6 +883,35 @@ Test(ingest, refused_before_the_body) {
         cr_assert(strstr(buf, "\"MISSING_AUTH\""), "%s", buf);
         cr_assert_eq(headers_only("", 5000000, buf, sizeof(buf)), 413, "%s",
                      buf);
+}
+
+/* A client that writes its whole body before it reads (as many HTTP
+ * stacks do) reads the refusal too: the gateway reads and drops the body
+ * first; closing on it unread reset the connection under the client. */
+Test(ingest, a_refused_body_is_read_before_the_answer) {
+        static char body[(1 << 20) + 1]; /* ingest.body.max + 1 */
+        static const struct {
+                size_t len;
+                int status;
+        } cases[] = { { 50000, 401 }, { sizeof(body), 413 } };
+        char buf[4096];
+        size_t i, k;
+
+        signal(SIGPIPE, SIG_IGN); /* a reset is a failed write */
+        memset(body, ' ', sizeof(body));
+        for (k = 0; k < 2; k++) {
+                int fd = open_post("", cases[k].len, "");
+                for (i = 0; i < cases[k].len;) {
+                        ssize_t w = write(fd, body + i, cases[k].len - i);
+                        cr_assert_gt(w, 0, "the body could not be sent: %s",
+                                     strerror(errno));
+                        i += (size_t)w;
+                }
+                cr_assert_gt(read_within(fd, 5000, buf, sizeof(buf)), 12,
+                             "no answer after the body");
+                close(fd);
+                cr_assert_eq(atoi(buf + 9), cases[k].status, "%s", buf);
+        }
 }
 
 /* Two lengths for one body, which a proxy in front may read otherwise
