@@ -914,6 +914,32 @@ Test(ingest, a_refused_body_is_read_before_the_answer) {
         }
 }
 
+/* A coding the gateway cannot read is refused at once (it used to wait
+ * for the body's deadline with no answer); HEAD is served as GET. */
+Test(ingest, an_unknown_coding_and_head) {
+        static const char *reqs[][2] = {
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Transfer-Encoding: gzip\r\n\r\n",
+                  "HTTP/1.1 501" },
+                { "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200" },
+        };
+        char buf[4096];
+        size_t k;
+
+        for (k = 0; k < 2; k++) {
+                int fd = connect_from("127.0.0.1", ordo_ingest_port(gw));
+                cr_assert_eq(write(fd, reqs[k][0], strlen(reqs[k][0])),
+                             (ssize_t)strlen(reqs[k][0]));
+                cr_assert_gt(read_within(fd, 5000, buf, sizeof(buf)), 12,
+                             "no answer to %s", reqs[k][0]);
+                close(fd);
+                cr_assert(!strncmp(buf, reqs[k][1], strlen(reqs[k][1])), "%s",
+                          buf);
+        }
+        cr_assert(strstr(buf, "\r\n\r\n") && !strstr(buf, "\r\n\r\n")[4],
+                  "HEAD has no body: %s", buf);
+}
+
 /* Two lengths for one body, which a proxy in front may read otherwise
  * than the gateway (request smuggling): refused on the headers. */
 Test(ingest, an_ambiguous_length_is_refused) {
