@@ -103,11 +103,12 @@ static void decoded_key(const char *s, size_t len, char *key, size_t size) {
 }
 
 /* The top-level key under which byte pos of the text lies, into key; ""
- * if none (the fault is outside any member, or inside a key itself). The
- * text before pos is valid JSON so far: jansson got that far. */
-static void key_at(const char *s, size_t pos, char *key, size_t size) {
+ * if none (the fault is outside any member, or inside a key itself).
+ * Returns 1 if pos lies inside a string. The text before pos is valid
+ * JSON so far: jansson got that far. */
+static int key_at(const char *s, size_t pos, char *key, size_t size) {
         size_t i, j, start = 0, klen = 0;
-        int depth = 0, in_object = 0, expect_key = 0;
+        int depth = 0, in_object = 0, expect_key = 0, in_string = 0;
 
         key[0] = '\0';
         for (i = 0; i < pos; i++) {
@@ -119,6 +120,7 @@ static void key_at(const char *s, size_t pos, char *key, size_t size) {
                         if (j >= pos) { /* the fault is in this string */
                                 if (depth == 1 && expect_key)
                                         klen = 0;
+                                in_string = 1;
                                 break;
                         }
                         if (depth == 1 && expect_key) {
@@ -133,25 +135,29 @@ static void key_at(const char *s, size_t pos, char *key, size_t size) {
                                 expect_key = in_object;
                         }
                 } else if (ch == '}' || ch == ']') {
-                        depth--;
+                        if (--depth == 0)
+                                klen = 0; /* past the object */
                 } else if (ch == ',' && depth == 1 && in_object) {
                         expect_key = 1;
+                        klen = 0; /* between members */
                 }
         }
         if (klen && !memchr(s + start, '\\', klen))
                 copy_printable(key, size, s + start, klen);
         else if (klen) /* escaped: the name as the member has it */
                 decoded_key(s + start - 1, klen + 2, key, size);
+        return in_string;
 }
 
 static ordo_err_t parse_fault(fault_ctx_t *c, const char *json, size_t len,
                               const json_error_t *e) {
         char key[sizeof(c->fault->field)];
         size_t pos = e->position < 0 ? 0 : (size_t)e->position;
+        int in_string;
 
         if (pos > len)
                 pos = len;
-        key_at(json, pos, key, sizeof(key));
+        in_string = key_at(json, pos, key, sizeof(key));
         switch (json_error_code(e)) {
         case json_error_numeric_overflow:
                 return fail(c, ORDO_ERR_OVERSIZE, key, "OUT_OF_RANGE",
@@ -159,6 +165,10 @@ static ordo_err_t parse_fault(fault_ctx_t *c, const char *json, size_t len,
                             "in int64",
                             e->text);
         case json_error_invalid_utf8:
+                /* A stray byte between tokens is bad syntax, not a bad
+                 * string: NOT_JSON below. */
+                if (!in_string)
+                        break;
                 return fail(c, ORDO_ERR_PARSE, key, "INVALID_UTF8",
                             "invalid UTF-8 at byte %zu", pos);
         case json_error_null_byte_in_key:

@@ -637,6 +637,20 @@ Test(invalid_utf8, in_a_key) {
                      ORDO_ERR_PARSE, "", "INVALID_UTF8");
 }
 
+/* A byte that is not UTF-8 between tokens is bad syntax, not a bad
+ * string, and no member's fault (it was named after the key before). */
+Test(invalid_utf8, between_tokens_is_not_json) {
+        const char *bad[] = {
+                "{\"type\":\"ConfirmReceipt\",\"order_id\":\"x\"}\xff",
+                "{\"type\":\"ConfirmReceipt\",\xff\"order_id\":\"x\"}",
+                "{\"type\":\"ConfirmReceipt\",\"order_id\":\"x\",\xff}",
+                "{\"type\":\"ConfirmReceipt\",\"order_id\":\"x\"\xff}",
+        };
+        size_t i;
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                EXPECT_FAULT(bad[i], &EXTERNAL, ORDO_ERR_PARSE, "", "NOT_JSON");
+}
+
 /* NUL ends C strings: "u\u0000admin" must not become "u". */
 Test(nul, in_strings) {
         EXPECT_FAULT(place_with("user_id", "\"u\\u0000admin\""), &EXTERNAL,
