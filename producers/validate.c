@@ -276,11 +276,15 @@ static ordo_err_t store(fault_ctx_t *c, const ordo_field_t *f, const json_t *v,
         switch (f->kind) {
         case ORDO_FIELD_STRING:
                 /* command_id is an identifier (RULES.md: 1..64 bytes);
-                 * the engine's own may be longer, up to the buffer. */
+                 * the engine's own may be longer, up to the buffer. A
+                 * Tick's copies add "-p<partition>" to it (send.h). */
                 if (!strcmp(f->name, "command_id"))
                         return store_string(c, f, v,
                                             o->allow_internal ? f->size - 1
-                                                              : ORDO_ID_MAX,
+                                            : out->type == ORDO_MSG_TICK
+                                                ? ORDO_ID_MAX -
+                                                      ORDO_TICK_COPY_SUFFIX_MAX
+                                                : ORDO_ID_MAX,
                                             1, out);
                 return store_string(c, f, v, f->size - 1, (size_t)f->min_len,
                                     out);

@@ -24,6 +24,10 @@
 /* A whole command (one HTTP body, one JSON line) larger than this is
  * refused before it is parsed. */
 #define ORDO_COMMAND_MAX_BYTES 65536
+/* What a Tick's copy adds to its command_id: "-p" and the partition
+ * (send.h); a Tick's command_id is shorter by as much, so that every
+ * copy's is an identifier of at most ORDO_ID_MAX bytes. */
+#define ORDO_TICK_COPY_SUFFIX_MAX 8
 
 typedef struct ordo_validate_opts_s {
         /* 1: a trusted batch source (`ordo produce --keep-ts`, a gateway key

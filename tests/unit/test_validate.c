@@ -651,6 +651,20 @@ Test(invalid_utf8, between_tokens_is_not_json) {
                 EXPECT_FAULT(bad[i], &EXTERNAL, ORDO_ERR_PARSE, "", "NOT_JSON");
 }
 
+/* Each partition's copy of a Tick adds "-p<partition>" to its
+ * command_id: the copies' ids must still be identifiers of at most 64
+ * bytes (RULES.md), so a Tick's own is at most 56. */
+Test(tick, command_id_leaves_room_for_the_copies) {
+        char json[256];
+        snprintf(json, sizeof(json),
+                 "{\"type\":\"Tick\",\"command_id\":\"%056d\"}", 7);
+        EXPECT_OK(json, &EXTERNAL);
+        snprintf(json, sizeof(json),
+                 "{\"type\":\"Tick\",\"command_id\":\"%057d\"}", 7);
+        EXPECT_FAULT(json, &EXTERNAL, ORDO_ERR_OVERSIZE, "command_id",
+                     "TOO_LONG");
+}
+
 /* NUL ends C strings: "u\u0000admin" must not become "u". */
 Test(nul, in_strings) {
         EXPECT_FAULT(place_with("user_id", "\"u\\u0000admin\""), &EXTERNAL,
