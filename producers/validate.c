@@ -378,7 +378,11 @@ static ordo_err_t check_fields(fault_ctx_t *c, json_t *root,
                         return fail(c, ORDO_ERR_PARSE, key, "NOT_ALLOWED",
                                     "not allowed from this source (the "
                                     "producer stamps it)");
-                if (!o->allow_internal && !strcmp(key, "causation_id"))
+                /* "" is the .avsc's "none": what `ordo replay` prints
+                 * for a command from outside, so its output can be
+                 * produced again. */
+                if (!o->allow_internal && !strcmp(key, "causation_id") &&
+                    !(json_is_string(v) && !json_string_length(v)))
                         return fail(c, ORDO_ERR_PARSE, key, "NOT_ALLOWED",
                                     "not allowed from this source (set by "
                                     "the engine)");

@@ -862,6 +862,9 @@ Test(meta, ids) {
         cr_expect_str_eq(m.meta.correlation_id, "");
         EXPECT_FAULT(place_with("causation_id", "\"c0\""), &EXTERNAL,
                      ORDO_ERR_PARSE, "causation_id", "NOT_ALLOWED");
+        /* "": none, as `ordo replay` prints a command from outside. */
+        m = parse_ok(place_with("causation_id", "\"\""), &EXTERNAL);
+        cr_expect_str_eq(m.meta.causation_id, "");
         EXPECT_FAULT(place_with("correlation_id", rep("r", 128, "")), &EXTERNAL,
                      ORDO_ERR_OVERSIZE, "correlation_id", "TOO_LONG");
         m = parse_ok(place_with("causation_id", "\"c0\""),
