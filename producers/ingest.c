@@ -736,8 +736,66 @@ static int take_line(ordo_ingest_t *gw, req_t *r, line_t *l, int64_t now,
         return refused;
 }
 
+static int by_user_id(const void *a, const void *b) {
+        return strcmp((*(const line_t *const *)a)->user_id,
+                      (*(const line_t *const *)b)->user_id);
+}
+
+/* A batch that needs more tokens of one bucket than it ever holds (its
+ * burst) would be refused 429 for ever: 400 OVER_BURST, naming the limit,
+ * and returns -1; else 0. Asked only once the batch was refused. */
+static int over_burst(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
+        const line_t **by_user = calloc(r->n_lines, sizeof(*by_user));
+        const char *field = NULL, *key = "";
+        int64_t burst = 0;
+        size_t i, j, n = 0, need = 0;
+        char text[256];
+        json_t *body;
+
+        if (r->key &&
+            (int64_t)r->n_lines > (burst = ordo_ratelimit_burst(gw->rl_key))) {
+                field = "X-Ordo-Key";
+                key = "ingest.rate.key.burst";
+                need = r->n_lines;
+        } else if ((int64_t)r->n_lines >
+                   (burst = ordo_ratelimit_burst(gw->rl_peer))) {
+                field = "peer";
+                key = "ingest.rate.peer.burst";
+                need = r->n_lines;
+        } else if (by_user) {
+                for (i = 0; i < r->n_lines; i++)
+                        if (r->lines[i].user_id[0])
+                                by_user[n++] = &r->lines[i];
+                qsort(by_user, n, sizeof(*by_user), by_user_id);
+                burst = ordo_ratelimit_burst(gw->rl);
+                for (i = 0; i < n && !field; i = j) {
+                        for (j = i + 1;
+                             j < n && !by_user_id(&by_user[i], &by_user[j]);
+                             j++)
+                                ;
+                        if ((int64_t)(j - i) > burst) {
+                                field = "user_id";
+                                key = "ingest.rate.burst";
+                                need = j - i;
+                        }
+                }
+        }
+        free(by_user);
+        if (!field)
+                return 0;
+        snprintf(text, sizeof(text),
+                 "the batch needs %zu commands of one %s at once, more than "
+                 "its limit ever allows (%s = %lld); split it; nothing sent",
+                 need, field, key, (long long)burst);
+        body = json_pack("{s:s, s:s, s:s}", "error", text, "field", field,
+                         "reason", "OVER_BURST");
+        log_refused(gw, r, "400", "OVER_BURST");
+        *ret = send_json(gw, r, MHD_HTTP_BAD_REQUEST, body, NO_HEADER);
+        return -1;
+}
+
 /* 0 if every line may pass the limits per key, per peer and (PlaceOrder)
- * per user_id; else sends 429 and returns -1. Every token is taken under
+ * per user_id; else sends 429 (400 if it never could) and returns -1. Every token is taken under
  * one lock and, if any line is refused, every token given back: a refused
  * request spends nothing. */
 static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
@@ -769,6 +827,8 @@ static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
         pthread_mutex_unlock(&gw->limit_lock);
         if (!refused)
                 return 0;
+        if (over_burst(gw, r, ret))
+                return -1;
         /* Name the first line's limit: key, then peer, then user. */
         if (first & BY_KEY) {
                 field = "X-Ordo-Key";

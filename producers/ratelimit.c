@@ -43,6 +43,10 @@ ordo_ratelimit_t *ordo_ratelimit_new(int64_t rate, int64_t burst,
         return rl;
 }
 
+int64_t ordo_ratelimit_burst(const ordo_ratelimit_t *rl) {
+        return rl->rate <= 0 ? INT64_MAX : rl->burst;
+}
+
 void ordo_ratelimit_destroy(ordo_ratelimit_t *rl) {
         if (!rl)
                 return;

@@ -34,6 +34,10 @@ void ordo_ratelimit_destroy(ordo_ratelimit_t *rl); /* NULL ok */
 int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
                         int64_t *retry_ms);
 
+/* The most tokens one key can ever take at once (burst); INT64_MAX
+ * when there is no limit. */
+int64_t ordo_ratelimit_burst(const ordo_ratelimit_t *rl);
+
 /* Gives back one token taken at now_ms (never above burst): a request
  * refused by another limit spends nothing. Thread-safe. */
 void ordo_ratelimit_give(ordo_ratelimit_t *rl, const char *key, int64_t now_ms);

@@ -643,6 +643,28 @@ Test(ingest, rate_limited, .init = setup_tight) {
         resp_free(&r);
 }
 
+/* A batch with more PlaceOrders of one user than the burst (2) could
+ * never pass: 400 OVER_BURST naming the limit, not a 429 that its client
+ * would retry for ever; two of that user pass. */
+Test(ingest, a_batch_over_the_burst_is_400, .init = setup_tight) {
+        const char *line = "{\"type\":\"PlaceOrder\",\"activity_id\":"
+                           "\"a1\",\"user_id\":\"greedy\",\"qty\":1}\n";
+        char batch[512], v[64];
+        resp_t r;
+
+        snprintf(batch, sizeof(batch), "%s%s%s", line, line, line);
+        r = post("/v1/commands:batch", batch);
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "OVER_BURST");
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "user_id");
+        resp_free(&r);
+        snprintf(batch, sizeof(batch), "%s%s", line, line);
+        r = post("/v1/commands:batch", batch);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
 Test(ingest, oversize_is_413, .init = setup_tight) {
         size_t big = 150000, cmd = 70000;
         char *body = malloc(big + 1);
