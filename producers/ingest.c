@@ -106,6 +106,9 @@ struct ordo_ingest_s {
         pthread_t poller;
         int poller_started;
         atomic_int stop_poller;
+        pthread_t watcher; /* watch_topics */
+        int watcher_started;
+        atomic_int missing; /* command topics Kafka has not: 1 << topic */
         pthread_key_t codec_key;
         int codec_key_made;
         char topics[ORDO_TOPIC__COUNT][256];
@@ -359,6 +362,62 @@ static void *poll_loop(void *arg) {
         ordo_ingest_t *gw = arg;
         while (!atomic_load(&gw->stop_poller))
                 rd_kafka_poll(gw->rk, 100);
+        return NULL;
+}
+
+/* Whether Kafka has the command topics. One it has not (a wrong
+ * topic.prefix, `ordo topics` never run) would otherwise look like an
+ * outage: every command times out in the producer ("Message timed out")
+ * while /healthz says ok. Unchanged while Kafka does not answer. */
+static void check_topics(ordo_ingest_t *gw) {
+        static const ordo_topic_t commands[] = { ORDO_TOPIC_ACTIVITY_COMMANDS,
+                                                 ORDO_TOPIC_ORDER_COMMANDS,
+                                                 ORDO_TOPIC_REFERRAL_COMMANDS };
+        int missing = 0, was;
+        size_t i;
+
+        for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                int there =
+                    ordo_kafka_topic_exists(gw->rk, gw->topics[commands[i]]);
+                if (there < 0)
+                        return;
+                if (!there)
+                        missing |= 1 << commands[i];
+        }
+        was = atomic_exchange(&gw->missing, missing);
+        for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                int bit = 1 << commands[i];
+                if ((missing & bit) && !(was & bit))
+                        ORDO_LOG(ERROR, "ingest",
+                                 "msg=\"" ORDO_NO_TOPIC_FMT "\"",
+                                 gw->topics[commands[i]]);
+                else if (!(missing & bit) && (was & bit))
+                        ORDO_LOG(INFO, "ingest",
+                                 "msg=\"topic %s is there now\"",
+                                 gw->topics[commands[i]]);
+        }
+}
+
+/* Why topic t cannot take commands, if Kafka has no such topic; "". */
+static void missing_topic(ordo_ingest_t *gw, ordo_topic_t t, char *buf,
+                          size_t size) {
+        buf[0] = '\0';
+        if (atomic_load(&gw->missing) & (1 << t))
+                snprintf(buf, size, ORDO_NO_TOPIC_FMT, gw->topics[t]);
+}
+
+#define TOPIC_CHECK_MS 5000
+
+static void *watch_topics(void *arg) {
+        ordo_ingest_t *gw = arg;
+        int64_t next = 0;
+        while (!atomic_load(&gw->stop_poller)) {
+                if (ordo_monotonic_ms() >= next) {
+                        check_topics(gw);
+                        next = ordo_monotonic_ms() + TOPIC_CHECK_MS;
+                }
+                usleep(100 * 1000);
+        }
         return NULL;
 }
 
@@ -924,14 +983,15 @@ static json_t *line_result(const line_t *l, int with_status) {
 }
 
 static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
+        char why[400] = "";
         size_t i, failed = 0;
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         json_t *body, *results;
 
         for (i = 0; i < r->n_lines; i++)
-                if (r->lines[i].err) {
-                        if (!failed++)
-                                err = r->lines[i].err;
+                if (r->lines[i].err && !failed++) {
+                        err = r->lines[i].err;
+                        missing_topic(gw, r->lines[i].topic, why, sizeof(why));
                 }
         if (r->route == ROUTE_ONE) {
                 body = line_result(&r->lines[0], 0);
@@ -949,9 +1009,10 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                 return send_json(gw, r, MHD_HTTP_ACCEPTED, body, NO_HEADER);
         json_object_set_new(
             body, "error",
-            json_sprintf("Kafka did not take %zu of %zu command(s): %s; "
+            json_sprintf("Kafka did not take %zu of %zu command(s): %s%s%s%s; "
                          "resend them with the same ids",
-                         failed, r->n_lines, rd_kafka_err2str(err)));
+                         failed, r->n_lines, rd_kafka_err2str(err),
+                         why[0] ? " (" : "", why, why[0] ? ")" : ""));
         json_object_set_new(body, "reason", json_string("UNAVAILABLE"));
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 ORDO_LOG(WARN, "ingest",
@@ -1020,6 +1081,8 @@ static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
         const struct rd_kafka_metadata *md;
         rd_kafka_resp_err_t err;
         int brokers;
+        char why[400] = "";
+        int t;
 
         err = rd_kafka_metadata(gw->rk, 0, NULL, &md, 1000);
         if (err)
@@ -1030,6 +1093,13 @@ static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
                                  RETRY_AFTER(UNAVAILABLE_S));
         brokers = md->broker_cnt;
         rd_kafka_metadata_destroy(md);
+        for (t = 0; t < ORDO_TOPIC__COUNT && !why[0]; t++)
+                missing_topic(gw, (ordo_topic_t)t, why, sizeof(why));
+        if (why[0])
+                return send_json(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 json_pack("{s:s, s:s}", "status",
+                                           "unavailable", "error", why),
+                                 RETRY_AFTER(UNAVAILABLE_S));
         return send_json(
             gw, r, MHD_HTTP_OK,
             json_pack("{s:s, s:i}", "status", "ok", "brokers", brokers),
@@ -1585,6 +1655,11 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
                 goto fail;
         }
         gw->poller_started = 1;
+        if (pthread_create(&gw->watcher, NULL, watch_topics, gw)) {
+                snprintf(errstr, errstr_size, "cannot start a thread");
+                goto fail;
+        }
+        gw->watcher_started = 1;
 
         gw->mhd = MHD_start_daemon(
             MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -1655,10 +1730,12 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
         }
         if (gw->mhd)
                 MHD_stop_daemon(gw->mhd);
-        if (gw->poller_started) {
+        if (gw->poller_started || gw->watcher_started)
                 atomic_store(&gw->stop_poller, 1);
+        if (gw->poller_started)
                 pthread_join(gw->poller, NULL);
-        }
+        if (gw->watcher_started)
+                pthread_join(gw->watcher, NULL);
         if (gw->rk) {
                 rd_kafka_flush(gw->rk, 1000);
                 rd_kafka_destroy(gw->rk);

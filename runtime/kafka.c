@@ -400,6 +400,16 @@ static int topic_listed(rd_kafka_t *rk, const char *topic) {
         return found;
 }
 
+int ordo_kafka_topic_exists(rd_kafka_t *rk, const char *topic) {
+        rd_kafka_resp_err_t err;
+        if (partitions_once(rk, topic, &err) >= 0)
+                return 1;
+        if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+                return topic_listed(rk, topic);
+        return -1;
+}
+
 int ordo_kafka_partitions_of_existing(rd_kafka_t *rk, const char *topic,
                                       char *errstr, size_t errstr_size) {
         rd_kafka_resp_err_t err;
@@ -409,10 +419,7 @@ int ordo_kafka_partitions_of_existing(rd_kafka_t *rk, const char *topic,
         if ((err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
              err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) &&
             !topic_listed(rk, topic)) {
-                snprintf(errstr, errstr_size,
-                         "no topic %s in Kafka (is the topic prefix right? "
-                         "`ordo topics` creates ordo's topics)",
-                         topic);
+                snprintf(errstr, errstr_size, ORDO_NO_TOPIC_FMT, topic);
                 return -2;
         }
         return ordo_kafka_partitions(rk, topic, errstr, errstr_size);

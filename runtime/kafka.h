@@ -135,6 +135,13 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
  * ordo_kafka_watermarks while the topic is not known yet. */
 int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                           size_t errstr_size);
+/* How a missing topic is named (one %s: the topic). */
+#define ORDO_NO_TOPIC_FMT                                                      \
+        "no topic %s in Kafka (is the topic prefix right? `ordo topics` "      \
+        "creates ordo's topics)"
+/* 1 if Kafka has topic, 0 if it answers that it has none, -1 without an
+ * answer (within seconds). */
+int ordo_kafka_topic_exists(rd_kafka_t *rk, const char *topic);
 /* The same for a topic that must exist already (replay, reconcile read
  * what was written): -2 at once, with errstr, when Kafka answers that it
  * has no such topic, instead of waiting for it to appear. */

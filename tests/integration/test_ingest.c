@@ -1177,21 +1177,31 @@ static const char *places(const char *tag, int n, char *out, size_t size) {
 
 /* In one request, so no refill can come between: a new user_id per line
  * does not get past the key's limit (burst 3), another key has its own
- * bucket, and the refused batch spent nothing. */
+ * bucket, and the refused batch spent nothing. A batch over the burst
+ * could never pass: 400 OVER_BURST. */
 Test(ingest, limit_by_key, .init = setup_key_limit) {
         char body[2048], v[64];
         resp_t r;
 
-        r = post("/v1/commands:batch", places("u", 4, body, sizeof(body)));
+        r = post("/v1/commands:batch", places("o", 4, body, sizeof(body)));
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "OVER_BURST");
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "X-Ordo-Key");
+        resp_free(&r);
+        r = post("/v1/commands:batch", places("u", 2, body, sizeof(body)));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        r = post("/v1/commands:batch", places("v", 2, body, sizeof(body)));
         cr_assert_eq(r.status, 429, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "X-Ordo-Key");
-        cr_assert(strstr(r.body, "\"lines\":[4]"), "%s", r.body);
+        cr_assert(strstr(r.body, "\"lines\":[2]"), "%s", r.body);
         resp_free(&r);
         r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
                     places("f", 3, body, sizeof(body)), wall_ms());
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
-        r = post("/v1/commands:batch", places("w", 3, body, sizeof(body)));
+        r = post("/v1/commands:batch", places("w", 1, body, sizeof(body)));
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
 }
@@ -1208,40 +1218,81 @@ Test(ingest, limit_by_peer, .init = setup_peer_limit) {
         char body[2048], v[64];
         resp_t r;
 
-        r = post("/v1/commands:batch", places("u", 3, body, sizeof(body)));
+        r = post("/v1/commands:batch", places("o", 3, body, sizeof(body)));
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "OVER_BURST");
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
+        resp_free(&r);
+        r = post("/v1/commands:batch", places("u", 1, body, sizeof(body)));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
+                    places("f", 2, body, sizeof(body)), wall_ms());
         cr_assert_eq(r.status, 429, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
         resp_free(&r);
         r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
-                    places("f", 3, body, sizeof(body)), wall_ms());
-        cr_assert_eq(r.status, 429, "%s", r.body);
-        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
-        resp_free(&r);
-        r = post_as(FRONT_ID, FRONT_SECRET, "/v1/commands:batch",
-                    places("g", 2, body, sizeof(body)), wall_ms());
+                    places("g", 1, body, sizeof(body)), wall_ms());
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
 }
 
-/* burst 2 per user: a batch with three PlaceOrders of "bot" is 429 and
- * spends nothing, so bot's two single orders afterwards pass. */
+/* burst 2 per user: with one token of "bot" left, a batch with two
+ * PlaceOrders of "bot" is 429 and spends nothing, so bot's single order
+ * afterwards passes. */
 Test(ingest, refused_batch_spends_nothing, .init = setup_tight) {
         char one[256], batch[1024], v[64];
         resp_t r;
-        int i;
 
         place_for("bot", one, sizeof(one));
-        snprintf(batch, sizeof(batch), "%s\n%s\n%s\n", one, one, one);
+        r = post("/v1/commands", one);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        snprintf(batch, sizeof(batch), "%s\n%s\n", one, one);
         r = post("/v1/commands:batch", batch);
         cr_assert_eq(r.status, 429, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "user_id");
-        cr_assert(strstr(r.body, "\"lines\":[3]"), "%s", r.body);
+        cr_assert(strstr(r.body, "\"lines\":[2]"), "%s", r.body);
         resp_free(&r);
-        for (i = 0; i < 2; i++) {
-                r = post("/v1/commands", one);
-                cr_assert_eq(r.status, 202, "order %d: %s", i, r.body);
+        r = post("/v1/commands", one);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+}
+
+/* A deployment whose topics were never made (a wrong topic.prefix):
+ * /healthz says so, and a refused command names its topic; both used to
+ * read as a Kafka outage ("Message timed out", /healthz 200). */
+Test(ingest, a_missing_topic_is_named) {
+        static const char *const open_door[] = { "ingest.keys.file=", NULL };
+        ordo_config_t *c = new_conf(open_door);
+        char err[512], want[256];
+        ordo_ingest_t *g = ordo_ingest_new(c, err, sizeof(err));
+        resp_t r = { 0 };
+        int i;
+
+        cr_assert(g, "%s", err);
+        for (i = 0; i < 100; i++) {
                 resp_free(&r);
+                r = http(ordo_ingest_port(g), "GET", "/healthz", "", "", 0);
+                if (r.status == 503)
+                        break;
+                usleep(100 * 1000);
         }
+        snprintf(want, sizeof(want), "no topic %sactivity-commands in Kafka",
+                 ordo_config_get(c, "topic.prefix"));
+        cr_assert_eq(r.status, 503, "%s", r.body);
+        cr_assert(strstr(r.body, want), "%s", r.body);
+        resp_free(&r);
+        r = http(ordo_ingest_port(g), "POST", "/v1/commands", "",
+                 "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}", 41);
+        snprintf(want, sizeof(want), "no topic %sorder-commands in Kafka",
+                 ordo_config_get(c, "topic.prefix"));
+        cr_assert_eq(r.status, 503, "%s", r.body);
+        cr_assert(strstr(r.body, want), "%s", r.body);
+        resp_free(&r);
+        ordo_ingest_destroy(g);
+        ordo_config_destroy(c);
 }
 
 /* ---- issue 14 item 5, issue 13 item 5 ----------------------------------- */
