@@ -28,17 +28,17 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
 
         for (i = 1; i < argc; i++) {
                 if ((!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {
-                        printf(
-                            "\nPOST /v1/commands (one JSON command) and "
-                            "POST /v1/commands:batch (JSON\nlines); "
-                            "202 once Kafka has the commands. GET "
-                            "/healthz, GET /metrics.\nKeys: ingest.* "
-                            "(`ordo config`). Contract: "
-                            "docs/command-contract.md,\n\"HTTP "
-                            "gateway\". SIGHUP reloads "
-                            "ingest.keys.file (a bad file keeps\nthe old "
-                            "keys and logs why).\n\n  --listen HOST:PORT   the "
-                            "same as -X ingest.listen=HOST:PORT\n");
+                        printf("\nPOST /v1/commands (one JSON command) and "
+                               "POST /v1/commands:batch (JSON\nlines); 202 "
+                               "once Kafka has the commands. GET /healthz "
+                               "and GET\n/metrics on the same address "
+                               "(metrics.listen is not used).\nKeys: "
+                               "ingest.* (`ordo config`). Contract: "
+                               "docs/command-contract.md,\n\"HTTP "
+                               "gateway\". SIGHUP reloads ingest.keys.file "
+                               "(a bad file keeps\nthe old keys and logs "
+                               "why).\n\n  --listen HOST:PORT   the same "
+                               "as -X ingest.listen=HOST:PORT\n");
                         return 0;
                 }
                 if (!strcmp(argv[i], "--listen")) {
@@ -63,6 +63,16 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
+        /* The gateway serves its own /metrics and /healthz on
+         * ingest.listen (operating.md "Metrics"). A configuration shared
+         * with the other commands may set metrics.listen: said, not
+         * refused. */
+        if (strcmp(ordo_config_get(conf, "metrics.listen"), "auto"))
+                ORDO_LOG(WARN, "ingest",
+                         "msg=\"metrics.listen is not used by the gateway: "
+                         "/metrics and /healthz are on ingest.listen\" "
+                         "metrics.listen=\"%.64s\"",
+                         ordo_config_get(conf, "metrics.listen"));
         if (!(gw = ordo_ingest_new(conf, errstr, sizeof(errstr)))) {
                 fprintf(stderr, "ordo ingest: %s\n", errstr);
                 return 1;
