@@ -28,18 +28,42 @@ typedef struct fault_ctx_s {
         size_t errstr_size;
 } fault_ctx_t;
 
+/* A code point that prints nothing and can change how the rest reads:
+ * C1 controls (U+0085 ends a line to some readers, U+009B starts a
+ * terminal sequence), zero-width and direction marks, the line and
+ * paragraph separators, bidi overrides and isolates, the BOM. */
+static int invisible(uint32_t c) {
+        return (c >= 0x80 && c <= 0x9F) || (c >= 0x200B && c <= 0x200F) ||
+               (c >= 0x2028 && c <= 0x202E) || (c >= 0x2060 && c <= 0x206F) ||
+               c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB);
+}
+
 /* Replace what is not printable UTF-8 (control bytes, broken or truncated
- * sequences) with '?', in place: messages echo client input and end up in
- * logs, terminals and JSON answers. */
+ * sequences, invisible()) with one '?' each, in place: messages echo
+ * client input and end up in logs, terminals and JSON answers. */
 static void make_printable(char *s) {
         unsigned char *u = (unsigned char *)s;
         size_t n = strlen(s), i = 0, seq;
 
         while (i < n) {
+                uint32_t c;
                 seq = ordo__utf8_seq(u + i, n - i);
                 if (seq == 0 || (seq == 1 && (u[i] < 0x20 || u[i] == 0x7F))) {
                         u[i++] = '?';
                         continue;
+                }
+                c = seq == 1 ? u[i]
+                    : seq == 2
+                        ? (uint32_t)(u[i] & 0x1F) << 6 | (u[i + 1] & 0x3F)
+                    : seq == 3 ? (uint32_t)(u[i] & 0x0F) << 12 |
+                                     (uint32_t)(u[i + 1] & 0x3F) << 6 |
+                                     (u[i + 2] & 0x3F)
+                               : 0x10000; /* 4 bytes: none of them */
+                if (invisible(c)) {
+                        u[i] = '?';
+                        memmove(u + i + 1, u + i + seq, n - i - seq + 1);
+                        n -= seq - 1;
+                        seq = 1;
                 }
                 i += seq;
         }
