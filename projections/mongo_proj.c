@@ -516,6 +516,16 @@ static int64_t stored_offset(const bson_t *d, const char *path) {
         return -1;
 }
 
+/* The stored total field of d, 0 when absent (no document yet). */
+static int64_t stored_total(const bson_t *d, const char *field) {
+        bson_iter_t it;
+
+        if (d && bson_iter_init_find(&it, d, field) &&
+            BSON_ITER_HOLDS_NUMBER(&it))
+                return bson_iter_as_int64(&it);
+        return 0;
+}
+
 /* Writes per command: a flush checks its stop flag between them. */
 #define CHUNK 1000
 
@@ -743,6 +753,27 @@ static ordo_err_t run_earnings(batch_t *b, mongoc_bulk_operation_t *bulk,
         return err;
 }
 
+#define TOTALS_WHY                                                             \
+        "a total would leave the int64 range, or go below 0 (a settlement "    \
+        "or reversal of an entry whose accrual was refused)"
+
+/* t := sum + d, and 1 if stored + t stays in 0..INT64_MAX for each of the
+ * three totals. An entry's events are in one partition, its accrual
+ * first, so in any order of partitions a total goes below 0 only for an
+ * entry whose accrual was refused before (RULES.md: refused "rather than
+ * corrupting"). */
+static int totals_in_range(const int64_t stored[3], const int64_t sum[3],
+                           const int64_t d[3], int64_t t[3]) {
+        int64_t total;
+        int k;
+        for (k = 0; k < 3; k++)
+                if (__builtin_add_overflow(sum[k], d[k], &t[k]) ||
+                    __builtin_add_overflow(stored[k], t[k], &total) ||
+                    total < 0)
+                        return 0;
+        return 1;
+}
+
 /* The batch's earnings, folded: one update per beneficiary. A guard is an
  * offset per source partition, so the stored offsets are read first
  * (one find); each event newer than its partition's guard adds its
@@ -805,7 +836,9 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
         }
         filter = bson_new();
         BSON_APPEND_DOCUMENT(filter, "_id", in);
-        opts = BCON_NEW("projection", "{", "offsets", BCON_INT32(1), "}");
+        opts = BCON_NEW("projection", "{", "offsets", BCON_INT32(1),
+                        "pending_cents", BCON_INT32(1), "settled_cents",
+                        BCON_INT32(1), "reversed_cents", BCON_INT32(1), "}");
         cur = mongoc_collection_find_with_opts(b->p->coll[C_EARNINGS], filter,
                                                opts, NULL);
         while (mongoc_cursor_next(cur, &doc)) {
@@ -837,9 +870,12 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                         int64_t was, now;
                 } g[64];
                 size_t n_g = 0;
-                int64_t sum[3] = { 0, 0, 0 }, t[3];
+                int64_t sum[3] = { 0, 0, 0 }, t[3], stored[3];
                 int any = 0;
                 bson_t *sel, *upd, inc, set;
+
+                for (k = 0; k < 3; k++)
+                        stored[k] = stored_total(docs[j], earn_fields[k]);
 
                 for (i = 0; i < b->n_earn && !err; i++) {
                         earn_t *x = &b->earn[i];
@@ -864,19 +900,14 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                         }
                         if (x->offset <= g[k].now)
                                 continue;
-                        if (__builtin_add_overflow(sum[0], x->d[0], &t[0]) ||
-                            __builtin_add_overflow(sum[1], x->d[1], &t[1]) ||
-                            __builtin_add_overflow(sum[2], x->d[2], &t[2])) {
+                        if (!totals_in_range(stored, sum, x->d, t)) {
                                 if (!b->p->buf) {
                                         snprintf(errstr, errstr_size,
-                                                 "mongo earnings: a total "
-                                                 "would leave the int64 "
-                                                 "range");
+                                                 "mongo earnings: " TOTALS_WHY);
                                         err = ORDO_ERR_MONGO;
                                         break;
                                 }
-                                refuse(b, "earnings", x->user, 15,
-                                       "a total would leave the int64 range");
+                                refuse(b, "earnings", x->user, 15, TOTALS_WHY);
                                 continue;
                         }
                         memcpy(sum, t, sizeof(sum));

@@ -102,8 +102,11 @@ static const char lua_reject_order[] =
  * offset order). An entry applies when its offset is newer than its
  * partition's guard. Returns the settled total either way.
  * Every running total is checked before anything changes, so a refused
- * call (a total that would leave int64) changes nothing: it answers
- * ORDO_REFUSED and the caller parks the event. Lua numbers are doubles:
+ * call (a total that would leave int64, or go below 0: a settlement or
+ * reversal of an entry whose accrual was refused) changes nothing: it
+ * answers ORDO_REFUSED and the caller parks the event. An entry's events
+ * are in one partition, its accrual first, so no other order of
+ * partitions makes a total negative. Lua numbers are doubles:
  * the bound 9.2e18 leaves room for their rounding below 2^63; the
  * increments themselves go to HINCRBY as the exact strings. A zero
  * increment is skipped once the field exists, and each source's newest
@@ -130,9 +133,13 @@ static const char lua_earn[] =
     "' is not a number')\n"
     "      end\n"
     "      cur[i] = cur[i] + d\n"
-    "      if cur[i] > 9.2e18 or cur[i] < -9.2e18 then\n"
+    "      if cur[i] > 9.2e18 then\n"
     "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
     "leave the int64 range')\n"
+    "      end\n"
+    "      if cur[i] < 0 then\n"
+    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
+    "go below 0 (was its entry refused before?)')\n"
     "      end\n"
     "    end\n"
     "    todo[#todo + 1] = j\n"

@@ -365,6 +365,40 @@ static void overflow_case(ordo_store_t *s, const char *target,
         expect(target);
 }
 
+/* RULES.md: a total that would overflow is refused "rather than
+ * corrupting". x1's accrual (BIG1) counts, x2's (BIG2) is refused; x1
+ * settles; then x2 is refunded: its reversal would take BIG2 from a
+ * pending that never had it (pending -BIG2, as an outside audit found).
+ * It is refused too: every total stays in 0..INT64_MAX. */
+static void build_reversal_of_refused(void) {
+        nrecs = 0;
+        memset(offsets, 0, sizeof(offsets));
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "x1", 1, "T", 1, BPS1,
+                      BIG1, BIG1, 0, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 1, "x2", 1, "T", 1, BPS1,
+                      BIG2, BIG2, 0, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_SETTLED, 0, "x1", 2, "T", 1, BPS1,
+                      BIG1, BIG1, 0, "SETTLED");
+        commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "x2", 2, "T", 1, BPS1,
+                      BIG2, BIG2, BIG2, "REVERSED");
+}
+
+/* The batch with parking: the refused accrual and the reversal that
+ * followed it are parked, the rest applied; then expect(target). */
+static void reversal_of_refused_case(ordo_store_t *s, const char *target,
+                                     void (*expect)(const char *)) {
+        char errstr[512];
+
+        build_reversal_of_refused();
+        n_parked = 0;
+        cr_assert_eq(ordo_store_apply_parking(s, recs, nrecs, count_parked,
+                                              NULL, NULL, errstr,
+                                              sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(n_parked, 2);
+        expect(target);
+}
+
 /* ---- services ---------------------------------------------------------- */
 
 /* Names handed out in this test process, dropped by the suite's fini
@@ -685,6 +719,25 @@ Test(projections_redis, overflow_is_refused_whole_and_parked) {
         unique_name(pf, sizeof(pf), ":");
         s.redis = redis_proj(pf);
         overflow_case(&s, pf, redis_expect_overflow);
+        ordo_store_close(&s);
+}
+
+static void redis_expect_no_negative(const char *pf) {
+        char k[256];
+
+        snprintf(k, sizeof(k), "%searnings:T", pf);
+        cr_assert_eq(hget_ll(k, "pending_cents"), 0);
+        cr_assert_eq(hget_ll(k, "settled_cents"), BIG1);
+        cr_assert_eq(hget_ll(k, "reversed_cents"), 0);
+}
+
+Test(projections_redis, a_refused_accrual_is_never_reversed) {
+        char pf[64];
+        ordo_store_t s = { NULL, NULL };
+
+        unique_name(pf, sizeof(pf), ":");
+        s.redis = redis_proj(pf);
+        reversal_of_refused_case(&s, pf, redis_expect_no_negative);
         ordo_store_close(&s);
 }
 
@@ -1459,6 +1512,25 @@ static void mongo_expect_overflow(const char *db) {
         cr_assert_str_eq(doc_str(d, "status"), "PENDING_PAYMENT");
         cr_assert_str_eq(doc_str(d, "activity_id"), "A2");
         bson_destroy(d);
+}
+
+static void mongo_expect_no_negative(const char *db) {
+        bson_t *d = find_doc(db, "earnings", "T");
+
+        cr_assert_eq(doc_ll(d, "pending_cents"), 0);
+        cr_assert_eq(doc_ll(d, "settled_cents"), BIG1);
+        cr_assert_eq(doc_ll(d, "reversed_cents"), 0);
+        bson_destroy(d);
+}
+
+Test(projections_mongo, a_refused_accrual_is_never_reversed) {
+        char db[64];
+        ordo_store_t s = { NULL, NULL };
+
+        unique_name(db, sizeof(db), "");
+        s.mongo = mongo_proj(db);
+        reversal_of_refused_case(&s, db, mongo_expect_no_negative);
+        ordo_store_close(&s);
 }
 
 Test(projections_mongo, overflow_is_refused_and_parked) {
