@@ -93,9 +93,11 @@ static int values_differ(const bson_iter_t *e, const bson_iter_t *a, char *ea,
         return 1;
 }
 
-/* Fields the projection keeps for itself: the earnings offset guards. */
+/* Fields the projection keeps for itself: the earnings guards (offsets,
+ * refused commission entries). */
 static int ignored_field(const char *key) {
-        return !strcmp(key, "_id") || !strcmp(key, "offsets");
+        return !strcmp(key, "_id") || !strcmp(key, "offsets") ||
+               !strcmp(key, "refused_entries");
 }
 
 static void diff_docs(ordo_diff_t *r, const char *coll, const char *id,

@@ -74,7 +74,8 @@ typedef struct doc_s {
 /* One commission event's change to its beneficiary's earnings. */
 typedef struct earn_s {
         char user[ORDO_ID_MAX + 1];
-        char path[120]; /* "offsets.<source>/<partition>" */
+        char entry[ORDO_ID_MAX + 24]; /* the commission: "<order>:<level>" */
+        char path[120];               /* "offsets.<source>/<partition>" */
         int64_t offset, d[3];
         size_t folded; /* index + 1 of the user's update: earn_fold */
 } earn_t;
@@ -89,6 +90,7 @@ typedef struct batch_s {
         size_t n_slot; /* a power of two, more than 2 * n_doc */
         earn_t *earn;
         size_t n_earn, cap_earn;
+        int alone; /* one event applied alone: its refusal is its own */
         volatile sig_atomic_t *stop; /* flush: stop between chunks */
 } batch_t;
 
@@ -483,7 +485,8 @@ static int advance(batch_t *b, int c, const char *id, int64_t version,
 /* Earnings: add (dp, ds, dr) to a beneficiary once per source offset.
  * Queued here, written by flush_earnings. */
 static int earn(batch_t *b, const ordo_event_rec_t *r, const char *user,
-                int64_t dp, int64_t ds, int64_t dr, bson_error_t *e) {
+                const char *entry, int64_t dp, int64_t ds, int64_t dr,
+                bson_error_t *e) {
         earn_t *x;
 
         if (!batch_grow(b)) {
@@ -492,6 +495,7 @@ static int earn(batch_t *b, const ordo_event_rec_t *r, const char *user,
         }
         x = &b->earn[b->n_earn++];
         snprintf(x->user, sizeof(x->user), "%s", user);
+        snprintf(x->entry, sizeof(x->entry), "%s", entry);
         snprintf(x->path, sizeof(x->path), "offsets.%s/%d", r->source,
                  (int)r->partition);
         x->offset = r->offset;
@@ -753,9 +757,59 @@ static ordo_err_t run_earnings(batch_t *b, mongoc_bulk_operation_t *bulk,
         return err;
 }
 
-#define TOTALS_WHY                                                             \
-        "a total would leave the int64 range, or go below 0 (a settlement "    \
-        "or reversal of an entry whose accrual was refused)"
+/* An earnings document's list of commission entries ("<order>:<level>")
+ * refused before: none of their later events counts (guard data, like
+ * offsets). */
+#define REFUSED_ENTRIES "refused_entries"
+static const char refused_before[] =
+    "an earlier event of this commission entry was refused, so none of "
+    "its later events counts";
+
+/* 1 if d lists entry in REFUSED_ENTRIES, or entries[0..n) has it. */
+static int entry_refused(const bson_t *d, const char *entry,
+                         const char *const *entries, size_t n) {
+        bson_iter_t it, a;
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                if (!strcmp(entries[i], entry))
+                        return 1;
+        if (d && bson_iter_init_find(&it, d, REFUSED_ENTRIES) &&
+            BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &a))
+                while (bson_iter_next(&a))
+                        if (BSON_ITER_HOLDS_UTF8(&a) &&
+                            !strcmp(bson_iter_utf8(&a, NULL), entry))
+                                return 1;
+        return 0;
+}
+
+/* Lists x's entry as refused in its beneficiary's document (created with
+ * zero totals if need be). ORDO_ERR_MONGO, the refusal, once it is
+ * written; an outage retries the event, which is refused again. */
+static ordo_err_t mark_refused(batch_t *b, const earn_t *x, char *errstr,
+                               size_t errstr_size) {
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(x->user));
+        bson_t *upd =
+            BCON_NEW("$addToSet", "{", REFUSED_ENTRIES, BCON_UTF8(x->entry),
+                     "}", "$setOnInsert", "{", "pending_cents", BCON_INT64(0),
+                     "settled_cents", BCON_INT64(0), "reversed_cents",
+                     BCON_INT64(0), "}");
+        bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+        bson_error_t e;
+        ordo_err_t err = ORDO_ERR_MONGO;
+
+        if (!mongoc_collection_update_one(b->p->coll[C_EARNINGS], sel, upd,
+                                          opts, NULL, &e))
+                err = fail(classify(&e), "earnings", &e, errstr, errstr_size);
+        bson_destroy(sel);
+        bson_destroy(upd);
+        bson_destroy(opts);
+        return err;
+}
+
+static const char totals_why[] =
+    "a total would leave the int64 range, or go below 0 (a settlement "
+    "or reversal of an entry whose accrual was refused)";
 
 /* t := sum + d, and 1 if stored + t stays in 0..INT64_MAX for each of the
  * three totals. An entry's events are in one partition, its accrual
@@ -838,7 +892,8 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
         BSON_APPEND_DOCUMENT(filter, "_id", in);
         opts = BCON_NEW("projection", "{", "offsets", BCON_INT32(1),
                         "pending_cents", BCON_INT32(1), "settled_cents",
-                        BCON_INT32(1), "reversed_cents", BCON_INT32(1), "}");
+                        BCON_INT32(1), "reversed_cents", BCON_INT32(1),
+                        REFUSED_ENTRIES, BCON_INT32(1), "}");
         cur = mongoc_collection_find_with_opts(b->p->coll[C_EARNINGS], filter,
                                                opts, NULL);
         while (mongoc_cursor_next(cur, &doc)) {
@@ -873,6 +928,10 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                 int64_t sum[3] = { 0, 0, 0 }, t[3], stored[3];
                 int any = 0;
                 bson_t *sel, *upd, inc, set;
+                const char *why;
+                /* buffered mode: entries refused in this flush */
+                const char **newly = NULL;
+                size_t n_new = 0;
 
                 for (k = 0; k < 3; k++)
                         stored[k] = stored_total(docs[j], earn_fields[k]);
@@ -900,22 +959,43 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                         }
                         if (x->offset <= g[k].now)
                                 continue;
-                        if (!totals_in_range(stored, sum, x->d, t)) {
-                                if (!b->p->buf) {
-                                        snprintf(errstr, errstr_size,
-                                                 "mongo earnings: " TOTALS_WHY);
-                                        err = ORDO_ERR_MONGO;
-                                        break;
+                        why = entry_refused(docs[j], x->entry, newly, n_new)
+                                  ? refused_before
+                              : !totals_in_range(stored, sum, x->d, t)
+                                  ? totals_why
+                                  : NULL;
+                        if (why && !b->p->buf) {
+                                snprintf(errstr, errstr_size,
+                                         "mongo earnings: %s", why);
+                                err = ORDO_ERR_MONGO;
+                                /* Marked only when refused alone: in a
+                                 * batch, the narrowing that follows
+                                 * decides (store.c). */
+                                if (b->alone && why == totals_why)
+                                        err = mark_refused(b, x, errstr,
+                                                           errstr_size);
+                                break;
+                        }
+                        if (why) {
+                                const char **grown;
+                                refuse(b, "earnings", x->user, 15, why);
+                                if (why == totals_why &&
+                                    (grown =
+                                         realloc(newly, (n_new + 1) *
+                                                            sizeof(*grown)))) {
+                                        newly = grown;
+                                        newly[n_new++] = x->entry;
                                 }
-                                refuse(b, "earnings", x->user, 15, TOTALS_WHY);
                                 continue;
                         }
                         memcpy(sum, t, sizeof(sum));
                         g[k].now = x->offset;
                         any = 1;
                 }
-                if (err || !any)
+                if (err || (!any && !n_new)) {
+                        free(newly);
                         continue;
+                }
                 sel = BCON_NEW("_id", BCON_UTF8(users[j]));
                 for (k = 0; k < n_g; k++) {
                         if (g[k].now == g[k].was)
@@ -938,6 +1018,24 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                         if (g[k].now != g[k].was)
                                 BSON_APPEND_INT64(&set, g[k].path, g[k].now);
                 bson_append_document_end(upd, &set);
+                if (n_new) { /* buffered mode's refusals, remembered */
+                        bson_t add, each, arr;
+                        char key_buf[16];
+                        const char *key;
+                        BSON_APPEND_DOCUMENT_BEGIN(upd, "$addToSet", &add);
+                        BSON_APPEND_DOCUMENT_BEGIN(&add, REFUSED_ENTRIES,
+                                                   &each);
+                        BSON_APPEND_ARRAY_BEGIN(&each, "$each", &arr);
+                        for (k = 0; k < n_new; k++) {
+                                bson_uint32_to_string((uint32_t)k, &key,
+                                                      key_buf, sizeof(key_buf));
+                                bson_append_utf8(&arr, key, -1, newly[k], -1);
+                        }
+                        bson_append_array_end(&each, &arr);
+                        bson_append_document_end(&add, &each);
+                        bson_append_document_end(upd, &add);
+                }
+                free(newly);
                 if (!bulk)
                         bulk = new_bulk(b, C_EARNINGS);
                 opts = BCON_NEW("upsert", BCON_BOOL(docs[j] == NULL));
@@ -1032,7 +1130,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                BCON_INT64(c->reversed_cents), "settled_cents",
                                BCON_INT64(0), "status", BCON_UTF8(c->status)),
                            e) &&
-                       earn(b, r, c->beneficiary_id, a, 0, 0, e);
+                       earn(b, r, c->beneficiary_id, id, a, 0, 0, e);
         case ORDO_MSG_COMMISSION_REVERSED:
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
@@ -1041,7 +1139,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                         BCON_INT64(c->reversed_cents), "status",
                                         BCON_UTF8(c->status)),
                                e) &&
-                       earn(b, r, c->beneficiary_id, -a, 0, a, e);
+                       earn(b, r, c->beneficiary_id, id, -a, 0, a, e);
         default: /* SETTLED: the remainder accrued - reversed, RULES.md */
                 return advance(b, C_COMMISSIONS, id, m->meta.version,
                                BCON_NEW("accrued_cents",
@@ -1051,7 +1149,7 @@ static int commission(batch_t *b, const ordo_event_rec_t *r, bson_error_t *e) {
                                         "settled_cents", BCON_INT64(a),
                                         "status", BCON_UTF8(c->status)),
                                e) &&
-                       earn(b, r, c->beneficiary_id, -a, a, 0, e);
+                       earn(b, r, c->beneficiary_id, id, -a, a, 0, e);
         }
 }
 
@@ -1209,6 +1307,7 @@ ordo_err_t ordo_mongo_proj_apply(ordo_mongo_proj_t *p,
         }
         memset(&b, 0, sizeof(b));
         b.p = p;
+        b.alone = n == 1;
         err = fold(&b, recs, n, errstr, errstr_size);
         if (!err)
                 err = flush(&b, errstr, errstr_size);

@@ -96,17 +96,26 @@ static const char lua_reject_order[] =
     "'last_rejection_command', ARGV[2], 'last_rejection_reason', ARGV[3])\n"
     "return 1\n";
 
-/* Earnings: KEYS hash, guard; ARGV one or more entries of five:
- * source/partition, offset, d_pending, d_settled, d_reversed (a chunk's
- * commission events of one beneficiary, folded; each partition's in
- * offset order). An entry applies when its offset is newer than its
- * partition's guard. Returns the settled total either way.
+/* Earnings: KEYS hash, guard; ARGV "1" when the call is one event applied
+ * alone (else "0"), then one or more events of six: source/partition,
+ * offset, d_pending, d_settled, d_reversed, and the commission entry
+ * "<order_id>:<level>" (a chunk's commission events of one beneficiary,
+ * folded; each partition's in offset order). An event
+ * applies when its offset is newer than its partition's guard. Returns
+ * the settled total either way.
  * Every running total is checked before anything changes, so a refused
- * call (a total that would leave int64, or go below 0: a settlement or
- * reversal of an entry whose accrual was refused) changes nothing: it
- * answers ORDO_REFUSED and the caller parks the event. An entry's events
- * are in one partition, its accrual first, so no other order of
- * partitions makes a total negative. Lua numbers are doubles:
+ * call changes nothing but the mark below: it answers ORDO_REFUSED and
+ * the caller parks the event. Refused: a total that would leave int64,
+ * or go below 0, or any event of an entry refused before. An event
+ * refused alone has its entry marked in the guard hash
+ * ("refused:<entry>"), so that none of its later events counts either
+ * (RULES.md: a total that would overflow is refused, never corrupted):
+ * the reversal of a refused accrual took from a pending that never had
+ * it. Only alone: in a batch, a call after a refused one in the same
+ * pipeline meets totals without it, and could refuse what would pass
+ * (store.c applies a refused batch again one event at a time). An entry's events are
+ * in one partition, its accrual first, so no order of partitions makes
+ * a total negative otherwise. Lua numbers are doubles:
  * the bound 9.2e18 leaves room for their rounding below 2^63; the
  * increments themselves go to HINCRBY as the exact strings. A zero
  * increment is skipped once the field exists, and each source's newest
@@ -119,13 +128,23 @@ static const char lua_earn[] =
     "  had[i] = s ~= false\n"
     "  cur[i] = tonumber(s or '0')\n"
     "end\n"
-    "for j = 1, #ARGV, 5 do\n"
-    "  local src, off = ARGV[j], tonumber(ARGV[j + 1])\n"
+    "local function refuse(e, why)\n"
+    "  if ARGV[1] == '1' then\n"
+    "    redis.call('HSET', KEYS[2], 'refused:' .. e, '1')\n"
+    "  end\n"
+    "  return redis.error_reply('ORDO_REFUSED ' .. why)\n"
+    "end\n"
+    "for j = 2, #ARGV, 6 do\n"
+    "  local src, off, e = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 5]\n"
     "  local o = seen[src]\n"
     "  if o == nil then\n"
     "    o = tonumber(redis.call('HGET', KEYS[2], src) or '-1')\n"
     "  end\n"
     "  if off > o then\n"
+    "    if redis.call('HEXISTS', KEYS[2], 'refused:' .. e) == 1 then\n"
+    "      return redis.error_reply('ORDO_REFUSED commission entry ' .. e "
+    ".. ' was refused before')\n"
+    "    end\n"
     "    for i = 1, 3 do\n"
     "      local d = tonumber(ARGV[j + 1 + i])\n"
     "      if not cur[i] or not d then\n"
@@ -134,12 +153,10 @@ static const char lua_earn[] =
     "      end\n"
     "      cur[i] = cur[i] + d\n"
     "      if cur[i] > 9.2e18 then\n"
-    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
-    "leave the int64 range')\n"
+    "        return refuse(e, f[i] .. ' would leave the int64 range')\n"
     "      end\n"
     "      if cur[i] < 0 then\n"
-    "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. ' would "
-    "go below 0 (was its entry refused before?)')\n"
+    "        return refuse(e, f[i] .. ' would go below 0')\n"
     "      end\n"
     "    end\n"
     "    todo[#todo + 1] = j\n"
@@ -233,6 +250,7 @@ struct ordo_redis_proj_s {
          * highest version, which only sends more to the scripts. full:
          * the table cannot grow; keys not in it go to the scripts. */
         int fresh, seen_full;
+        int alone; /* the batch being applied is one event */
         struct seen_s {
                 uint64_t h;
                 int64_t v;
@@ -649,12 +667,14 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
         evalsha(p, k, S_EARN, 2);
         argf(k, "%searnings:%s", p->prefix, c->beneficiary_id);
         argf(k, "{%searnings:%s}:offsets", p->prefix, c->beneficiary_id);
+        arg(k, p->alone ? "1" : "0");
         k->vi = k->argc; /* where the entries start */
         argf(k, "%s/%d", r->source, (int)r->partition);
         argf(k, "%lld", (long long)r->offset);
         argf(k, "%lld", (long long)dp);
         argf(k, "%lld", (long long)ds);
         argf(k, "%lld", (long long)dr);
+        argf(k, "%s:%lld", c->order_id, (long long)c->level);
         if (r->msg->type == ORDO_MSG_COMMISSION_SETTLED)
                 k->leader = c->beneficiary_id;
 }
@@ -1198,6 +1218,7 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
         }
         if (!n)
                 return ping(p, errstr, errstr_size);
+        p->alone = n == 1; /* lua_earn: a refusal is this event's own */
         /* Every write is guarded, or gives the same result applied again
          * in order (a fresh target), so applying the events again after
          * the server forgot our scripts is safe. */

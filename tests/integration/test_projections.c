@@ -366,10 +366,11 @@ static void overflow_case(ordo_store_t *s, const char *target,
 }
 
 /* RULES.md: a total that would overflow is refused "rather than
- * corrupting". x1's accrual (BIG1) counts, x2's (BIG2) is refused; x1
- * settles; then x2 is refunded: its reversal would take BIG2 from a
- * pending that never had it (pending -BIG2, as an outside audit found).
- * It is refused too: every total stays in 0..INT64_MAX. */
+ * corrupting". x1's accrual (BIG1) counts, x2's (BIG2) is refused; then
+ * x2 is refunded: its reversal would take BIG2 from a pending that never
+ * had it (an outside audit found pending -BIG2 at the end). While x1's
+ * BIG1 is still pending the total would stay >= 0: the reversal is
+ * refused because its entry was, and x1 then settles whole. */
 static void build_reversal_of_refused(void) {
         nrecs = 0;
         memset(offsets, 0, sizeof(offsets));
@@ -377,10 +378,10 @@ static void build_reversal_of_refused(void) {
                       BIG1, BIG1, 0, "PENDING");
         commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 1, "x2", 1, "T", 1, BPS1,
                       BIG2, BIG2, 0, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_SETTLED, 0, "x1", 2, "T", 1, BPS1,
-                      BIG1, BIG1, 0, "SETTLED");
         commission_ev(ORDO_MSG_COMMISSION_REVERSED, 1, "x2", 2, "T", 1, BPS1,
                       BIG2, BIG2, BIG2, "REVERSED");
+        commission_ev(ORDO_MSG_COMMISSION_SETTLED, 0, "x1", 2, "T", 1, BPS1,
+                      BIG1, BIG1, 0, "SETTLED");
 }
 
 /* The batch with parking: the refused accrual and the reversal that
@@ -1562,6 +1563,33 @@ Test(projections_mongo, buffered_refusal_is_counted_and_skipped) {
                      ORDO_ERR_OK, "%s", errstr);
         cr_assert_eq(ordo_mongo_proj_refused(p), 1);
         mongo_expect_overflow(db);
+        ordo_mongo_proj_destroy(p);
+        drop_db(db);
+}
+
+/* Buffered, as a rebuild writes: the refused accrual's reversal is
+ * refused too (remembered within the flush), and the entry is listed for
+ * the windows after it; the totals are the live projection's. */
+Test(projections_mongo, buffered_refused_entry_stays_refused) {
+        char db[64], errstr[512], *json;
+        ordo_mongo_proj_t *p;
+        bson_t *d;
+
+        build_reversal_of_refused();
+        unique_name(db, sizeof(db), "");
+        p = mongo_proj(db);
+        cr_assert_eq(ordo_mongo_proj_buffer(p, 1000, NULL), ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, 0, nrecs), ORDO_ERR_OK);
+        cr_assert_eq(ordo_mongo_proj_flush(p, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(ordo_mongo_proj_refused(p), 2);
+        mongo_expect_no_negative(db);
+        d = find_doc(db, "earnings", "T");
+        json = bson_as_relaxed_extended_json(d, NULL);
+        cr_assert(strstr(json, "\"refused_entries\" : [ \"x2:1\" ]"), "%s",
+                  json);
+        bson_free(json);
+        bson_destroy(d);
         ordo_mongo_proj_destroy(p);
         drop_db(db);
 }
