@@ -643,22 +643,28 @@ Test(ingest, rate_limited, .init = setup_tight) {
         resp_free(&r);
 }
 
+/* A batch over one bucket's burst: 400 OVER_BURST naming the limit. */
+static void expect_over_burst(const char *batch, const char *field) {
+        char v[64];
+        resp_t r = post("/v1/commands:batch", batch);
+        cr_assert_eq(r.status, 400, "%s", r.body);
+        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                         "OVER_BURST");
+        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), field);
+        resp_free(&r);
+}
+
 /* A batch with more PlaceOrders of one user than the burst (2) could
  * never pass: 400 OVER_BURST naming the limit, not a 429 that its client
  * would retry for ever; two of that user pass. */
 Test(ingest, a_batch_over_the_burst_is_400, .init = setup_tight) {
         const char *line = "{\"type\":\"PlaceOrder\",\"activity_id\":"
                            "\"a1\",\"user_id\":\"greedy\",\"qty\":1}\n";
-        char batch[512], v[64];
+        char batch[512];
         resp_t r;
 
         snprintf(batch, sizeof(batch), "%s%s%s", line, line, line);
-        r = post("/v1/commands:batch", batch);
-        cr_assert_eq(r.status, 400, "%s", r.body);
-        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
-                         "OVER_BURST");
-        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "user_id");
-        resp_free(&r);
+        expect_over_burst(batch, "user_id");
         snprintf(batch, sizeof(batch), "%s%s", line, line);
         r = post("/v1/commands:batch", batch);
         cr_assert_eq(r.status, 202, "%s", r.body);
@@ -1183,12 +1189,7 @@ Test(ingest, limit_by_key, .init = setup_key_limit) {
         char body[2048], v[64];
         resp_t r;
 
-        r = post("/v1/commands:batch", places("o", 4, body, sizeof(body)));
-        cr_assert_eq(r.status, 400, "%s", r.body);
-        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
-                         "OVER_BURST");
-        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "X-Ordo-Key");
-        resp_free(&r);
+        expect_over_burst(places("o", 4, body, sizeof(body)), "X-Ordo-Key");
         r = post("/v1/commands:batch", places("u", 2, body, sizeof(body)));
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
@@ -1218,12 +1219,7 @@ Test(ingest, limit_by_peer, .init = setup_peer_limit) {
         char body[2048], v[64];
         resp_t r;
 
-        r = post("/v1/commands:batch", places("o", 3, body, sizeof(body)));
-        cr_assert_eq(r.status, 400, "%s", r.body);
-        cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
-                         "OVER_BURST");
-        cr_assert_str_eq(json_str(r.body, "field", v, sizeof(v)), "peer");
-        resp_free(&r);
+        expect_over_burst(places("o", 3, body, sizeof(body)), "peer");
         r = post("/v1/commands:batch", places("u", 1, body, sizeof(body)));
         cr_assert_eq(r.status, 202, "%s", r.body);
         resp_free(&r);
