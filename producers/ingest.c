@@ -78,8 +78,8 @@
 
 /* ---- metrics ------------------------------------------------------------ */
 
-static const unsigned statuses[] = { 200, 202, 400, 401, 403, 404,
-                                     405, 413, 429, 500, 501, 503 };
+static const unsigned statuses[] = { 200, 202, 400, 401, 403, 404, 405,
+                                     413, 415, 429, 500, 501, 503 };
 #define N_STATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
 /* Upper bounds in microseconds of the produce latency histogram. */
@@ -1220,7 +1220,7 @@ static enum MHD_Result refuse_unread(ordo_ingest_t *gw, req_t *r,
 static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                             const char *method) {
         struct MHD_Connection *c = r->conn;
-        const char *cl, *te, *reason, *msg = "";
+        const char *cl, *te, *coding, *reason, *msg = "";
         int chunked;
         unsigned long long length = 0;
         int framing[2] = { 0, 0 };
@@ -1273,6 +1273,14 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                 return refuse_unread(
                     gw, r, length, chunked, MHD_HTTP_METHOD_NOT_ALLOWED, NULL,
                     "METHOD_NOT_ALLOWED", "use POST", ALLOW("POST"));
+        /* A compressed body would only fail as NOT_JSON later. */
+        if ((coding = MHD_lookup_connection_value(
+                 c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING)) &&
+            strcasecmp(coding, "identity"))
+                return refuse_unread(gw, r, length, chunked,
+                                     MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                     "Content-Encoding", "UNSUPPORTED_ENCODING",
+                                     "send the body uncompressed", NO_HEADER);
         if (length > (unsigned long long)gw->body_max) {
                 char text[96];
                 snprintf(text, sizeof(text),

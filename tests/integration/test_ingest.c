@@ -942,19 +942,23 @@ Test(ingest, a_refused_body_is_read_before_the_answer) {
         }
 }
 
-/* A coding the gateway cannot read is refused at once (it used to wait
- * for the body's deadline with no answer); HEAD is served as GET. */
+/* A transfer coding the gateway cannot read is refused at once (it used
+ * to wait for the body's deadline with no answer), a compressed body
+ * with 415; HEAD is served as GET. */
 Test(ingest, an_unknown_coding_and_head) {
         static const char *reqs[][2] = {
                 { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
                   "Transfer-Encoding: gzip\r\n\r\n",
                   "HTTP/1.1 501" },
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
+                  "HTTP/1.1 415" },
                 { "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200" },
         };
         char buf[4096];
         size_t k;
 
-        for (k = 0; k < 2; k++) {
+        for (k = 0; k < sizeof(reqs) / sizeof(reqs[0]); k++) {
                 int fd = connect_from("127.0.0.1", ordo_ingest_port(gw));
                 cr_assert_eq(write(fd, reqs[k][0], strlen(reqs[k][0])),
                              (ssize_t)strlen(reqs[k][0]));
