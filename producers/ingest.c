@@ -68,8 +68,8 @@
 #define ERRORS_LISTED  1000 /* refused lines listed in one 400 answer */
 #define PATH_MAX_SEEN  256  /* longer raw paths are 404 anyway */
 #define IDLE_TIMEOUT_S 60   /* between requests of a kept-alive connection */
-/* A refused request's body is read and dropped up to this many bytes
- * before the answer (refuse_unread); past it the connection is closed. */
+/* A refused request announcing a longer body is answered at once, its
+ * body unread (refuse_unread). */
 #define DROP_MAX (8 << 20)
 /* Refused requests logged at most LOG_RATE a second, LOG_BURST at once;
  * the rest are counted and the next line says how many were left out. */
@@ -189,7 +189,6 @@ typedef struct req_s {
                 char msg[160];
                 header_t extra;
         } refusal;
-        size_t dropped; /* body bytes read and dropped since */
         line_t *lines;
         size_t n_lines;
         char *arena;
@@ -271,6 +270,11 @@ static enum MHD_Result send_text(ordo_ingest_t *gw, req_t *r, unsigned status,
                                         "Ordo-HMAC-SHA256");
         ret = MHD_queue_response(c, status, resp);
         MHD_destroy_response(resp);
+        /* Not queued (libmicrohttpd 0.9.75 takes an answer only on the
+         * headers or after the whole body, not in the middle of it): the
+         * connection closes unanswered, and on_completed counts it so. */
+        if (ret != MHD_YES)
+                return ret;
         /* The answer to a request that waited for Kafka is counted once
          * it is sent: its client may have gone (on_completed). */
         if (r->state == ST_WAITING)
@@ -854,9 +858,9 @@ static int over_burst(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
 }
 
 /* 0 if every line may pass the limits per key, per peer and (PlaceOrder)
- * per user_id; else sends 429 (400 if it never could) and returns -1. Every token is taken under
- * one lock and, if any line is refused, every token given back: a refused
- * request spends nothing. */
+ * per user_id; else sends 429 (400 if it never could) and returns -1.
+ * Every token is taken under one lock and, if any line is refused, every
+ * token given back: a refused request spends nothing. */
 static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
         json_t *lines, *body;
         int64_t worst = 0, now = ordo_wall_ms();
@@ -1197,9 +1201,10 @@ static void body_deadline(ordo_ingest_t *gw, req_t *r) {
  * client that writes its whole body before it reads (many HTTP stacks
  * do) would find the connection reset under it, never read the answer
  * and retry a request that cannot pass; so the body is read and dropped
- * first (up to DROP_MAX bytes, within its deadline). Answered at once
- * when no body is coming: none announced, or Expect: 100-continue (its
- * client waits for this answer before it sends one). */
+ * first, within its deadline (libmicrohttpd answers only on the headers
+ * or after the body). Answered at once when no body is coming (none
+ * announced, or Expect: 100-continue: its client waits for this answer
+ * before it sends one) or one over DROP_MAX is announced. */
 static enum MHD_Result refuse_unread(ordo_ingest_t *gw, req_t *r,
                                      unsigned long long length, int chunked,
                                      unsigned status, const char *field,
@@ -1225,24 +1230,17 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
         unsigned long long length = 0;
         int framing[2] = { 0, 0 };
 
-        if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
-                /* HEAD: the same answer, libmicrohttpd leaves the body. */
-                if (strcmp(method, MHD_HTTP_METHOD_GET) &&
-                    strcmp(method, MHD_HTTP_METHOD_HEAD))
-                        return send_error(gw, r, MHD_HTTP_METHOD_NOT_ALLOWED,
-                                          NULL, "METHOD_NOT_ALLOWED", "use GET",
-                                          ALLOW("GET, HEAD"));
-                return url[1] == 'h' ? healthz(gw, r) : metrics(gw, r);
-        }
-        /* Two lengths (libmicrohttpd takes the first, a proxy in front
-         * may take the other: request smuggling), RFC 9112 6.3. */
+        /* Two lengths or codings (libmicrohttpd takes the first, a
+         * proxy in front may take the other: request smuggling), RFC 9112
+         * 6.3. */
         MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, framing);
-        if (framing[0] > 1 || (framing[0] && framing[1]))
+        if (framing[0] > 1 || framing[1] > 1 || (framing[0] && framing[1]))
                 return send_error(
-                    gw, r, MHD_HTTP_BAD_REQUEST, "Content-Length",
+                    gw, r, MHD_HTTP_BAD_REQUEST,
+                    framing[0] ? "Content-Length" : "Transfer-Encoding",
                     "AMBIGUOUS_LENGTH",
-                    "more than one Content-Length, or Content-Length with "
-                    "Transfer-Encoding: the body's length is ambiguous",
+                    "more than one Content-Length or Transfer-Encoding, or "
+                    "both: the body's length is ambiguous",
                     NO_HEADER);
         /* A coding libmicrohttpd cannot read would leave the request
          * waiting for its deadline with no answer (RFC 9112 6.1). */
@@ -1258,6 +1256,16 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl)
                 length = strtoull(cl, NULL, 10);
+        if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
+                /* HEAD: the same answer, libmicrohttpd leaves the body. */
+                if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+                    strcmp(method, MHD_HTTP_METHOD_HEAD))
+                        return refuse_unread(gw, r, length, chunked,
+                                             MHD_HTTP_METHOD_NOT_ALLOWED, NULL,
+                                             "METHOD_NOT_ALLOWED", "use GET",
+                                             ALLOW("GET, HEAD"));
+                return url[1] == 'h' ? healthz(gw, r) : metrics(gw, r);
+        }
         if (!strcmp(url, PATH_ONE))
                 r->route = ROUTE_ONE;
         else if (!strcmp(url, PATH_BATCH))
@@ -1345,10 +1353,8 @@ static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
             (busy = hold(r, (int64_t)(r->len + n - r->held))))
                 refuse_later(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "BUSY",
                              busy, RETRY_AFTER(UNAVAILABLE_S));
-        if (r->refusal.status) { /* read and dropped */
-                r->dropped += n;
-                return r->dropped > DROP_MAX ? send_refusal(gw, r) : MHD_YES;
-        }
+        if (r->refusal.status) /* read and dropped, within the deadline */
+                return MHD_YES;
         if (r->len + n + 1 > r->cap) {
                 size_t cap = r->cap ? r->cap : 1024;
                 char *b;
@@ -1440,7 +1446,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                 if (r->timed_out ||
                     toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
                         atomic_fetch_add(&gw->metrics.timed_out, 1);
-                        log_refused(gw, r, "none", "BODY_DEADLINE");
+                        log_refused(gw, r, "none",
+                                    r->refusal.status ? r->refusal.reason
+                                                      : "BODY_DEADLINE");
                 } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
                            toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
                         atomic_fetch_add(&gw->metrics.disconnected, 1);

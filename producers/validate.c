@@ -28,14 +28,30 @@ typedef struct fault_ctx_s {
         size_t errstr_size;
 } fault_ctx_t;
 
+/* The code point of a valid UTF-8 sequence of seq bytes. */
+static uint32_t code_point(const unsigned char *u, size_t seq) {
+        static const unsigned char lead[] = { 0, 0x7F, 0x1F, 0x0F, 0x07 };
+        uint32_t c = u[0] & lead[seq];
+        size_t k;
+        for (k = 1; k < seq; k++)
+                c = c << 6 | (u[k] & 0x3F);
+        return c;
+}
+
 /* A code point that prints nothing and can change how the rest reads:
  * C1 controls (U+0085 ends a line to some readers, U+009B starts a
- * terminal sequence), zero-width and direction marks, the line and
- * paragraph separators, bidi overrides and isolates, the BOM. */
+ * terminal sequence), the soft hyphen, combining and filler characters
+ * that show as blank, zero-width and direction marks (U+061C, U+200E),
+ * the line and paragraph separators, bidi overrides and isolates, the
+ * BOM, interlinear annotations, tag characters. */
 static int invisible(uint32_t c) {
-        return (c >= 0x80 && c <= 0x9F) || (c >= 0x200B && c <= 0x200F) ||
-               (c >= 0x2028 && c <= 0x202E) || (c >= 0x2060 && c <= 0x206F) ||
-               c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB);
+        return (c >= 0x80 && c <= 0x9F) || c == 0xAD || c == 0x34F ||
+               c == 0x61C || c == 0x115F || c == 0x1160 ||
+               (c >= 0x17B4 && c <= 0x17B5) || (c >= 0x180B && c <= 0x180F) ||
+               (c >= 0x200B && c <= 0x200F) || (c >= 0x2028 && c <= 0x202E) ||
+               (c >= 0x2060 && c <= 0x206F) || c == 0x3164 || c == 0xFEFF ||
+               c == 0xFFA0 || (c >= 0xFFF0 && c <= 0xFFFB) ||
+               (c >= 0xE0000 && c <= 0xE0FFF);
 }
 
 /* Replace what is not printable UTF-8 (control bytes, broken or truncated
@@ -52,13 +68,7 @@ static void make_printable(char *s) {
                         u[i++] = '?';
                         continue;
                 }
-                c = seq == 1 ? u[i]
-                    : seq == 2
-                        ? (uint32_t)(u[i] & 0x1F) << 6 | (u[i + 1] & 0x3F)
-                    : seq == 3 ? (uint32_t)(u[i] & 0x0F) << 12 |
-                                     (uint32_t)(u[i + 1] & 0x3F) << 6 |
-                                     (u[i + 2] & 0x3F)
-                               : 0x10000; /* 4 bytes: none of them */
+                c = code_point(u + i, seq);
                 if (invisible(c)) {
                         u[i] = '?';
                         memmove(u + i + 1, u + i + seq, n - i - seq + 1);

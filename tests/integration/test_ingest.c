@@ -953,6 +953,11 @@ Test(ingest, an_unknown_coding_and_head) {
                 { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
                   "Content-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
                   "HTTP/1.1 415" },
+                /* two codings: a proxy may join them (chunked, gzip) */
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Transfer-Encoding: chunked\r\n"
+                  "Transfer-Encoding: gzip\r\n\r\n",
+                  "HTTP/1.1 400" },
                 { "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200" },
         };
         char buf[4096];
@@ -1021,6 +1026,32 @@ Test(ingest, body_deadline_is_not_renewed_by_bytes, .init = setup_door) {
                          "ordo_ingest_requests_total{status=\"timeout\"} 1\n"),
                   "%s", r.body);
         resp_free(&r);
+}
+
+/* /healthz and /metrics take GET and HEAD; another method's body is read
+ * before the 405, as on the command paths. */
+Test(ingest, a_post_to_healthz_reads_its_body) {
+        static char body[1 << 20];
+        char head[256], buf[4096];
+        int fd = connect_from("127.0.0.1", ordo_ingest_port(gw));
+        size_t i;
+
+        signal(SIGPIPE, SIG_IGN);
+        memset(body, ' ', sizeof(body));
+        snprintf(head, sizeof(head),
+                 "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 "%zu\r\n\r\n",
+                 sizeof(body));
+        cr_assert_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+        for (i = 0; i < sizeof(body);) {
+                ssize_t w = write(fd, body + i, sizeof(body) - i);
+                cr_assert_gt(w, 0, "the body could not be sent: %s",
+                             strerror(errno));
+                i += (size_t)w;
+        }
+        cr_assert_gt(read_within(fd, 5000, buf, sizeof(buf)), 12);
+        close(fd);
+        cr_assert_eq(atoi(buf + 9), 405, "%s", buf);
 }
 
 /* ingest.peer.connections.max=4: a fifth connection from one address is

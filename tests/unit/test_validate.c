@@ -917,11 +917,12 @@ Test(api, errstr_is_one_printable_line) {
         /* Characters that print nothing and change how the rest reads:
          * NEL, CSI, the line separator, a bidi override, the BOM; one '?'
          * each. Printable ones are kept. */
-        j = "{\"type\":\"a\\u0085b\\u009bc\\u2028d\\u202ee\\ufefff\\u4e2d\"}";
+        j = "{\"type\":\"a\\u0085b\\u009bc\\u2028d\\u202ee\\ufefff\\u061cg"
+            "\\udb40\\udc41h\\u4e2d\"}";
         cr_assert_eq(ordo_validate_command(j, strlen(j), NULL, &m, NULL, err,
                                            sizeof(err)),
                      ORDO_ERR_UNKNOWN_TYPE);
-        cr_expect(strstr(err, "a?b?c?d?e?f\xe4\xb8\xad"), "%s", err);
+        cr_expect(strstr(err, "a?b?c?d?e?f?g?h\xe4\xb8\xad"), "%s", err);
 }
 
 /* Issue 6: "order ids generated when absent ... and returned". Only the
