@@ -190,7 +190,6 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
         return 0;
 }
 
-/* The leaderboard, member by member, both ways (ZSCAN + ZSCORE). */
 /* Scores are doubles, and Redis writes one double two ways (ZSCAN
  * 133333333333333328, ZSCORE 1.3333333333333333e+17): compared as
  * numbers. */
@@ -199,6 +198,7 @@ static int same_score(const redisReply *s, const char *sc) {
                strtod(s->str, NULL) == strtod(sc, NULL);
 }
 
+/* The leaderboard, member by member, both ways (ZSCAN + ZSCORE). */
 static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                              const char *to, const char *live, int reverse) {
         char cursor[32] = "0", q[300];

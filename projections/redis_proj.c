@@ -100,9 +100,9 @@ static const char lua_reject_order[] =
  * alone (else "0"), then one or more events of six: source/partition,
  * offset, d_pending, d_settled, d_reversed, and the commission entry
  * "<order_id>:<level>" (a chunk's commission events of one beneficiary,
- * folded; each partition's in offset order). An event
- * applies when its offset is newer than its partition's guard. Returns
- * the settled total either way.
+ * folded; each partition's in offset order). An event applies when its
+ * offset is newer than its partition's guard. Returns the settled total
+ * either way.
  * Every running total is checked before anything changes, so a refused
  * call changes nothing but the mark below: it answers ORDO_REFUSED and
  * the caller parks the event. Refused: a total that would leave int64,
@@ -113,9 +113,9 @@ static const char lua_reject_order[] =
  * the reversal of a refused accrual took from a pending that never had
  * it. Only alone: in a batch, a call after a refused one in the same
  * pipeline meets totals without it, and could refuse what would pass
- * (store.c applies a refused batch again one event at a time). An entry's events are
- * in one partition, its accrual first, so no order of partitions makes
- * a total negative otherwise. Lua numbers are doubles:
+ * (store.c applies a refused batch again one event at a time). An
+ * entry's events are in one partition, its accrual first, so no order of
+ * partitions makes a total negative otherwise. Lua numbers are doubles:
  * the bound 9.2e18 leaves room for their rounding below 2^63; the
  * increments themselves go to HINCRBY as the exact strings. A zero
  * increment is skipped once the field exists, and each source's newest

@@ -416,9 +416,7 @@ int ordo_kafka_partitions_of_existing(rd_kafka_t *rk, const char *topic,
         int n = partitions_once(rk, topic, &err);
         if (n >= 0)
                 return n;
-        if ((err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-             err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) &&
-            !topic_listed(rk, topic)) {
+        if (!ordo_kafka_topic_exists(rk, topic)) {
                 snprintf(errstr, errstr_size, ORDO_NO_TOPIC_FMT, topic);
                 return -2;
         }
