@@ -96,6 +96,8 @@ typedef struct {
         /* Requests that got no answer: the client went away first, or
          * the body missed its deadline (status="disconnected", "timeout"). */
         atomic_uint_fast64_t disconnected, timed_out;
+        /* Answered by libmicrohttpd before ordo saw it (status="library"). */
+        atomic_uint_fast64_t by_library;
 } metrics_t;
 
 /* ---- the gateway -------------------------------------------------------- */
@@ -1139,6 +1141,9 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
         snprintf(status, sizeof(status), "timeout");
         ordo_prom_sample(f, "ordo_ingest_requests_total", labels,
                          (double)atomic_load(&m->timed_out));
+        snprintf(status, sizeof(status), "library");
+        ordo_prom_sample(f, "ordo_ingest_requests_total", labels,
+                         (double)atomic_load(&m->by_library));
         ordo_prom_family(f, "ordo_ingest_commands_total", "counter",
                          "Commands Kafka acknowledged (result=\"acked\") or "
                          "did not.");
@@ -1436,19 +1441,26 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         /* A request whose client went away while it waited for Kafka is
          * counted as disconnected, not under the status it did not get;
          * so is one that ends without an answer, or as timeout when it
-         * missed its body deadline. */
+         * missed its deadline. */
         if (r && r->state == ST_WAITING) {
                 if (r->answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
                         count_status(gw, r->status);
                 else
                         atomic_fetch_add(&gw->metrics.disconnected, 1);
-        } else if (r && r->started && !r->answered) {
-                if (r->timed_out ||
-                    toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
+        } else if (r && !r->answered) {
+                /* Not started: over before ordo saw the headers, refused
+                 * by libmicrohttpd itself (a Content-Length it cannot
+                 * read; its error page's status is not known here). */
+                if (!r->started && toe == MHD_REQUEST_TERMINATED_WITH_ERROR)
+                        atomic_fetch_add(&gw->metrics.by_library, 1);
+                else if (r->timed_out ||
+                         toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
                         atomic_fetch_add(&gw->metrics.timed_out, 1);
-                        log_refused(gw, r, "none",
-                                    r->refusal.status ? r->refusal.reason
-                                                      : "BODY_DEADLINE");
+                        if (r->started)
+                                log_refused(gw, r, "none",
+                                            r->refusal.status
+                                                ? r->refusal.reason
+                                                : "BODY_DEADLINE");
                 } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
                            toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
                         atomic_fetch_add(&gw->metrics.disconnected, 1);

@@ -942,6 +942,27 @@ Test(ingest, a_refused_body_is_read_before_the_answer) {
         }
 }
 
+/* libmicrohttpd answers a Content-Length it cannot read itself, before
+ * ordo sees the request: still counted, as status="library". */
+Test(ingest, the_library_s_own_answers_are_counted) {
+        static const char req[] = "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                                  "Content-Length: -1\r\n\r\n";
+        char buf[4096];
+        int fd = connect_from("127.0.0.1", ordo_ingest_port(gw));
+        resp_t r;
+
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        cr_assert_gt(read_within(fd, 5000, buf, sizeof(buf)), 12);
+        close(fd);
+        cr_assert(!strncmp(buf, "HTTP/1.1 400", 12), "%s", buf);
+        usleep(100 * 1000); /* the completion callback runs after */
+        r = http(ordo_ingest_port(gw), "GET", "/metrics", "", "", 0);
+        cr_assert(strstr(r.body,
+                         "ordo_ingest_requests_total{status=\"library\"} 1\n"),
+                  "%s", r.body);
+        resp_free(&r);
+}
+
 /* A transfer coding the gateway cannot read is refused at once (it used
  * to wait for the body's deadline with no answer), a compressed body
  * with 415; HEAD is served as GET. */
