@@ -704,10 +704,10 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                        skip_models ? " (read models skipped)" : "");
         if (err || r.errors) {
                 fprintf(stderr, "ordo reconcile: %s\n",
-                        err         ? errstr
-                        : ordo_stop ? "stopped by a signal before every "
-                                      "comparison was made"
-                                    : "some comparisons failed (above)");
+                        ordo_stop ? "stopped by a signal before every "
+                                    "comparison was made"
+                        : err     ? errstr
+                                  : "some comparisons failed (above)");
                 return 2;
         }
         return total ? 1 : 0;

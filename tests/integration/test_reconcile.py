@@ -307,6 +307,38 @@ def store_refusal(ordo, live, r, m, workdir, t):
           rc == 1 and "refused-ref" in out, out[-1500:] + err[-800:])
 
 
+def stopped_by_a_signal(ordo, tag):
+    """reconcile waits for the stable end of an input with a transaction
+    open on it; SIGINT then stops it: exit 2, and both the summary and
+    stderr say the comparison is incomplete and why."""
+    import signal
+    from kafka import KafkaProducer
+    prod = KafkaProducer(bootstrap_servers="127.0.0.1:9092",
+                         transactional_id=tag + ".open-txn",
+                         enable_idempotence=True)
+    prod.init_transactions()
+    prod.begin_transaction()
+    prod.send(tag + ".order-commands", key=b"o-open", value=b"x",
+              partition=0)
+    prod.flush()
+    p = subprocess.Popen([ordo.binary] + ordo.flags + ["reconcile"],
+                         env=ordo.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    prod.abort_transaction()
+    prod.close()
+    check("SIGINT while waiting: exit 2, 'incomplete', 'stopped by a "
+          "signal'", p.returncode == 2 and "incomplete" in out and
+          "stopped by a signal" in err,
+          "rc %s\n%s\n%s" % (p.returncode, out[-500:], err[-500:]))
+
+
 def parse_args(name):
     """ORDO_BINARY [--seed N] [--keep]; a random seed, printed, if none."""
     ap = argparse.ArgumentParser()
@@ -488,6 +520,10 @@ def main():
               "reconcile: mongo" not in out2 and
               len([ln for ln in out2.splitlines()
                    if ln.startswith("DIFF")]) == 1, out2[-1500:])
+
+        # Stopped by a signal while it waits for an open transaction's
+        # end: it says it is incomplete, and exits 2.
+        stopped_by_a_signal(ordo, tag)
 
         # 5. A write the store refuses (issue 14): a beneficiary whose
         # earnings have the wrong type in both stores. Its events are
