@@ -801,62 +801,76 @@ static int take_line(ordo_ingest_t *gw, req_t *r, line_t *l, int64_t now,
         return refused;
 }
 
+/* One bucket a refused batch draws on: how many tokens it needs at once,
+ * and the wait until the bucket holds them (INT64_MAX: never, over its
+ * burst). The worst is kept in *worst. */
+typedef struct {
+        const char *field, *burst_key; /* as the answer names them */
+        int64_t burst, wait;
+        size_t need;
+} need_t;
+
+static void need(need_t *worst, const char *field, const char *burst_key,
+                 ordo_ratelimit_t *rl, const char *key, size_t n, int64_t now) {
+        int64_t wait = ordo_ratelimit_wait(rl, key, now, (int64_t)n);
+        if (wait > worst->wait) {
+                worst->field = field;
+                worst->burst_key = burst_key;
+                worst->burst = ordo_ratelimit_burst(rl);
+                worst->wait = wait;
+                worst->need = n;
+        }
+}
+
 static int by_user_id(const void *a, const void *b) {
         return strcmp((*(const line_t *const *)a)->user_id,
                       (*(const line_t *const *)b)->user_id);
 }
 
-/* A batch that needs more tokens of one bucket than it ever holds (its
- * burst) would be refused 429 for ever: 400 OVER_BURST, naming the limit,
- * and returns -1; else 0. Asked only once the batch was refused. */
-static int over_burst(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
+/* What a refused request needs of each bucket it draws on (the key's,
+ * the peer's, each user_id's), at once: a batch waits for all of its
+ * tokens, not for the first. */
+static need_t needs(ordo_ingest_t *gw, req_t *r, int64_t now) {
         const line_t **by_user = calloc(r->n_lines, sizeof(*by_user));
-        const char *field = NULL, *key = "";
-        int64_t burst = 0;
-        size_t i, j, n = 0, need = 0;
-        char text[256];
-        json_t *body;
+        need_t worst = { NULL, NULL, 0, 0, 0 };
+        size_t i, j, n = 0;
 
-        if (r->key &&
-            (int64_t)r->n_lines > (burst = ordo_ratelimit_burst(gw->rl_key))) {
-                field = "X-Ordo-Key";
-                key = "ingest.rate.key.burst";
-                need = r->n_lines;
-        } else if ((int64_t)r->n_lines >
-                   (burst = ordo_ratelimit_burst(gw->rl_peer))) {
-                field = "peer";
-                key = "ingest.rate.peer.burst";
-                need = r->n_lines;
-        } else if (by_user) {
-                for (i = 0; i < r->n_lines; i++)
-                        if (r->lines[i].user_id[0])
-                                by_user[n++] = &r->lines[i];
+        if (r->key)
+                need(&worst, "X-Ordo-Key", "ingest.rate.key.burst", gw->rl_key,
+                     r->key->id, r->n_lines, now);
+        need(&worst, "peer", "ingest.rate.peer.burst", gw->rl_peer, r->peer,
+             r->n_lines, now);
+        for (i = 0; by_user && i < r->n_lines; i++)
+                if (r->lines[i].user_id[0])
+                        by_user[n++] = &r->lines[i];
+        if (n)
                 qsort(by_user, n, sizeof(*by_user), by_user_id);
-                burst = ordo_ratelimit_burst(gw->rl);
-                for (i = 0; i < n && !field; i = j) {
-                        for (j = i + 1;
-                             j < n && !by_user_id(&by_user[i], &by_user[j]);
-                             j++)
-                                ;
-                        if ((int64_t)(j - i) > burst) {
-                                field = "user_id";
-                                key = "ingest.rate.burst";
-                                need = j - i;
-                        }
-                }
+        for (i = 0; i < n; i = j) {
+                for (j = i + 1; j < n && !by_user_id(&by_user[i], &by_user[j]);
+                     j++)
+                        ;
+                need(&worst, "user_id", "ingest.rate.burst", gw->rl,
+                     by_user[i]->user_id, j - i, now);
         }
         free(by_user);
-        if (!field)
-                return 0;
+        return worst;
+}
+
+/* A batch that needs more tokens of one bucket than it ever holds (its
+ * burst) would be refused 429 for ever: 400 OVER_BURST, naming the
+ * limit. */
+static enum MHD_Result over_burst(ordo_ingest_t *gw, req_t *r,
+                                  const need_t *w) {
+        char text[256];
         snprintf(text, sizeof(text),
                  "the batch needs %zu commands of one %s at once, more than "
                  "its limit ever allows (%s = %lld); split it; nothing sent",
-                 need, field, key, (long long)burst);
-        body = json_pack("{s:s, s:s, s:s}", "error", text, "field", field,
-                         "reason", "OVER_BURST");
+                 w->need, w->field, w->burst_key, (long long)w->burst);
         log_refused(gw, r, "400", "OVER_BURST");
-        *ret = send_json(gw, r, MHD_HTTP_BAD_REQUEST, body, NO_HEADER);
-        return -1;
+        return send_json(gw, r, MHD_HTTP_BAD_REQUEST,
+                         json_pack("{s:s, s:s, s:s}", "error", text, "field",
+                                   w->field, "reason", "OVER_BURST"),
+                         NO_HEADER);
 }
 
 /* 0 if every line may pass the limits per key, per peer and (PlaceOrder)
@@ -864,6 +878,7 @@ static int over_burst(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
  * Every token is taken under one lock and, if any line is refused, every
  * token given back: a refused request spends nothing. */
 static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
+        need_t w;
         json_t *lines, *body;
         int64_t worst = 0, now = ordo_wall_ms();
         size_t i, refused = 0;
@@ -892,8 +907,13 @@ static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
         pthread_mutex_unlock(&gw->limit_lock);
         if (!refused)
                 return 0;
-        if (over_burst(gw, r, ret))
+        w = needs(gw, r, now);
+        if (w.wait == INT64_MAX) {
+                *ret = over_burst(gw, r, &w);
                 return -1;
+        }
+        if (w.wait > worst)
+                worst = w.wait;
         /* Name the first line's limit: key, then peer, then user. */
         if (first & BY_KEY) {
                 field = "X-Ordo-Key";

@@ -78,18 +78,9 @@ static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key, int64_t now_ms) {
         return victim;
 }
 
-int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
-                        int64_t *retry_ms) {
-        bucket_t *b;
-        int64_t cap, elapsed;
-        int taken;
-
-        if (rl->rate <= 0)
-                return 1;
-        pthread_mutex_lock(&rl->lock);
-        b = lookup(rl, key, now_ms);
-        cap = rl->burst * MILLI;
-        elapsed = now_ms - b->last_ms;
+/* Adds the tokens earned since b was last refilled, up to the burst. */
+static void refill(const ordo_ratelimit_t *rl, bucket_t *b, int64_t now_ms) {
+        int64_t cap = rl->burst * MILLI, elapsed = now_ms - b->last_ms;
         /* A clock step backwards refills nothing; rate tokens/s is rate
          * thousandths per ms. Cap elapsed first so the product cannot
          * overflow. */
@@ -101,13 +92,50 @@ int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
                         b->milli = cap;
                 b->last_ms = now_ms;
         }
+}
+
+/* The wait until b holds n tokens, in ms (0: it does). */
+static int64_t wait_for(const ordo_ratelimit_t *rl, const bucket_t *b,
+                        int64_t n) {
+        return b->milli >= n * MILLI
+                   ? 0
+                   : (n * MILLI - b->milli + rl->rate - 1) / rl->rate;
+}
+
+int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
+                        int64_t *retry_ms) {
+        bucket_t *b;
+        int taken;
+
+        if (rl->rate <= 0)
+                return 1;
+        pthread_mutex_lock(&rl->lock);
+        b = lookup(rl, key, now_ms);
+        refill(rl, b, now_ms);
         taken = b->milli >= MILLI;
         if (taken)
                 b->milli -= MILLI;
         else if (retry_ms)
-                *retry_ms = (MILLI - b->milli + rl->rate - 1) / rl->rate;
+                *retry_ms = wait_for(rl, b, 1);
         pthread_mutex_unlock(&rl->lock);
         return taken;
+}
+
+int64_t ordo_ratelimit_wait(ordo_ratelimit_t *rl, const char *key,
+                            int64_t now_ms, int64_t n) {
+        bucket_t *b;
+        int64_t wait;
+
+        if (rl->rate <= 0)
+                return 0;
+        if (n > rl->burst)
+                return INT64_MAX;
+        pthread_mutex_lock(&rl->lock);
+        b = lookup(rl, key, now_ms);
+        refill(rl, b, now_ms);
+        wait = wait_for(rl, b, n);
+        pthread_mutex_unlock(&rl->lock);
+        return wait;
 }
 
 void ordo_ratelimit_give(ordo_ratelimit_t *rl, const char *key,

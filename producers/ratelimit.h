@@ -34,6 +34,11 @@ void ordo_ratelimit_destroy(ordo_ratelimit_t *rl); /* NULL ok */
 int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
                         int64_t *retry_ms);
 
+/* The wait in ms until key's bucket holds n tokens at once (0: now),
+ * taking none; INT64_MAX if n is over the burst. Thread-safe. */
+int64_t ordo_ratelimit_wait(ordo_ratelimit_t *rl, const char *key,
+                            int64_t now_ms, int64_t n);
+
 /* The most tokens one key can ever take at once (burst); INT64_MAX
  * when there is no limit. */
 int64_t ordo_ratelimit_burst(const ordo_ratelimit_t *rl);

@@ -114,3 +114,24 @@ Test(ratelimit, give_restores_a_take) {
         cr_assert_eq(got, 3);
         ordo_ratelimit_destroy(rl);
 }
+
+/* A batch needing n tokens of one bucket waits for all n, not for the
+ * first (an outside audit: honouring the one-token wait gave two more
+ * 429s). Asking takes nothing. */
+Test(ratelimit, wait_for_several_tokens) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(10, 5, 64);
+        int i;
+
+        for (i = 0; i < 5; i++)
+                cr_assert(ordo_ratelimit_take(rl, "u", 0, NULL));
+        cr_assert_eq(ordo_ratelimit_wait(rl, "u", 0, 1), 100);
+        cr_assert_eq(ordo_ratelimit_wait(rl, "u", 0, 3), 300);
+        cr_assert_eq(ordo_ratelimit_wait(rl, "u", 100, 3), 200);
+        cr_assert_eq(ordo_ratelimit_wait(rl, "u", 100, 6), INT64_MAX);
+        cr_assert_eq(ordo_ratelimit_wait(rl, "v", 100, 5), 0, "a new key");
+        /* the token earned by t = 100 is still there: the waits took
+         * nothing */
+        cr_assert(ordo_ratelimit_take(rl, "u", 100, NULL));
+        cr_assert_not(ordo_ratelimit_take(rl, "u", 100, NULL));
+        ordo_ratelimit_destroy(rl);
+}
