@@ -185,6 +185,7 @@ ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
         while ((err = ordo_store_apply_parking(s, recs + off, n - off, park,
                                                opaque, &settled, errstr,
                                                errstr_size))) {
+                int slept;
                 off += settled;
                 if (wait && wait(wait_opaque, !waited))
                         return err;
@@ -193,9 +194,17 @@ ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
                          "msg=\"store unavailable, retrying\" backoff_ms=%d "
                          "error=\"%s\"",
                          backoff, errstr);
+                /* In steps, so that a stop does not wait the backoff out. */
+                for (slept = 0; slept < backoff && !*stop; slept += 50)
+                        usleep(50 * 1000);
                 if (*stop)
                         break;
-                usleep((useconds_t)backoff * 1000);
+                /* Asked again before the retry writes: a store that came
+                 * back empty during the wait must be seen empty, not
+                 * written to (it was seen only when it restarted faster
+                 * than the first backoff). */
+                if (wait && wait(wait_opaque, 0))
+                        return err;
                 backoff =
                     backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
