@@ -175,6 +175,8 @@ static int pause_and_poll(void *opaque, int first) {
             !rd_kafka_assignment(s->consumer, &s->paused)) {
                 rd_kafka_pause_partitions(s->consumer, s->paused);
         }
+        if (first)
+                ordo_metrics_store_up(s->which, 0);
         m = rd_kafka_consumer_poll(s->consumer, 0);
         if (m && !m->err)
                 read_later(s, m);
@@ -225,6 +227,8 @@ static ordo_err_t apply_batch(loop_t *s) {
                 rd_kafka_topic_partition_list_destroy(s->paused);
                 s->paused = NULL;
         }
+        if (!err)
+                ordo_metrics_store_up(s->which, 1);
         return err;
 }
 
@@ -280,11 +284,13 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
                                       errstr_size))) {
                 if (err == ORDO_ERR_CONFIG || *lp->stop)
                         return err;
+                ordo_metrics_store_up(lp->which, 0);
                 ORDO_LOG(WARN, lp->which,
                          "msg=\"store not reachable, retrying\" error=\"%s\"",
                          ordo_log_quote(q, sizeof(q), errstr));
                 sleep(1);
         }
+        ordo_metrics_store_up(lp->which, 1);
         return ORDO_ERR_OK;
 }
 

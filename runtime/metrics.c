@@ -174,6 +174,7 @@ enum {
         F_DEAD_LETTERS,
         F_RESTORE_SECONDS,
         F_PROJECTION_LAG,
+        F_STORE_UP,
         F__COUNT
 };
 
@@ -250,6 +251,13 @@ static const struct {
                                { "store" },
                                latency_s,
                                N_OF(latency_s) },
+        [F_STORE_UP] = { "ordo_store_up",
+                         GAUGE,
+                         "A projection's read-model store: 1 reachable, 0 "
+                         "unavailable (the projection waits and retries).",
+                         { "stage" },
+                         NULL,
+                         0 },
 };
 
 typedef struct series_s {
@@ -271,6 +279,7 @@ typedef struct {
         ordo_err_t err;
         int assigned;      /* partitions, at the last poll; -1: none yet */
         int64_t last_poll; /* monotonic ms; 0: never */
+        int store_down;    /* a projection waiting for its store */
 } health_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -577,6 +586,18 @@ void ordo_health_beat(const char *stage) {
         pthread_mutex_unlock(&lock);
 }
 
+void ordo_metrics_store_up(const char *stage, int up) {
+        const char *v[] = { stage };
+        series_t *s;
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((s = find(F_STORE_UP, v)))
+                s->value = up;
+        if ((h = health_find(stage, 1)))
+                h->store_down = !up;
+        pthread_mutex_unlock(&lock);
+}
+
 int ordo_health_check(char *why, size_t why_size) {
         int64_t now = ordo_monotonic_ms();
         int i, ok = 1;
@@ -602,6 +623,10 @@ int ordo_health_check(char *why, size_t why_size) {
                                  "%s stalled: no turn of its loop for %lld s",
                                  h->name,
                                  (long long)(now - h->last_poll) / 1000);
+                else if (h->store_down)
+                        snprintf(why, why_size,
+                                 "%s cannot reach its store (retrying)",
+                                 h->name);
                 else if (h->assigned < 0)
                         snprintf(why, why_size,
                                  "%s has not joined its group yet", h->name);

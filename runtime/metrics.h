@@ -66,6 +66,9 @@ void ordo_metrics_dead_letter(const char *stage, const char *reason);
  * increase, and its alert never fires). */
 void ordo_metrics_stage_start(const char *stage, int processor);
 void ordo_metrics_restore(const char *stage, int64_t ms);
+/* A projection's store is reachable (1) or not (0): ordo_store_up, and
+ * /healthz's reason while it is not. */
+void ordo_metrics_store_up(const char *stage, int up);
 /* One event applied to a read model; ts_ms is the event's. */
 void ordo_metrics_applied(const char *store, int64_t ts_ms);
 

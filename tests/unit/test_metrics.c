@@ -135,6 +135,27 @@ Test(metrics, health_needs_every_stage_running_with_partitions) {
         cr_assert_str_eq(why, "order failed: fatal Kafka error");
 }
 
+/* A projection waiting for its store says so on /healthz and in
+ * ordo_store_up (an outage showed nowhere for its first 30 s). */
+Test(metrics, a_store_away_shows) {
+        char why[256], *t = NULL;
+        size_t n = 0;
+        FILE *f;
+
+        ordo_health_start("redis");
+        ordo_metrics_store_up("redis", 0);
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "redis cannot reach its store (retrying)");
+        f = open_memstream(&t, &n);
+        ordo_metrics_write(f);
+        fclose(f);
+        cr_assert(strstr(t, "\nordo_store_up{stage=\"redis\"} 0\n"), "%s", t);
+        free(t);
+        ordo_metrics_store_up("redis", 1);
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "redis has not joined its group yet");
+}
+
 Test(metrics, listen_addresses) {
         struct sockaddr_in sa;
         cr_assert_eq(ordo_parse_listen("127.0.0.1:9464", &sa), 0);
