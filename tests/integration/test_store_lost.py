@@ -31,6 +31,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 
 import test_e2e as E
@@ -78,11 +80,21 @@ def private_redis(port, workdir):
     raise RuntimeError("redis-server on port %d did not start" % port)
 
 
+def scrape(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=5) as f:
+            return f.status, f.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def live(args):
-    port = free_port()
+    port, metrics = free_port(), free_port()
     run = E.SingleRun(args.ordo, "live", ["activity", "order", "redis",
                                           "mongo"], redis_port=port)
     ordo, r, check = run.ordo, run.r, run.check
+    ordo.flags += ["-X", "metrics.listen=127.0.0.1:%d" % metrics]
     server = private_redis(port, run.workdir)
 
     def model():
@@ -136,11 +148,23 @@ def live(args):
         server.kill()
         server.wait()
         time.sleep(4)
+        # Meanwhile the outage shows (it showed nowhere for 30 s, and
+        # the paused consumer's lag does not move).
+        _, text = scrape(metrics, "/metrics")
+        check("ordo_store_up is 0 while Redis is away",
+              'ordo_store_up{stage="redis"} 0' in text,
+              [ln for ln in text.splitlines() if "store_up" in ln])
+        status, body = scrape(metrics, "/healthz")
+        check("/healthz says why", status == 503 and
+              "redis cannot reach its store" in body, (status, body))
         server = private_redis(port, run.workdir)
         check("after 4 s away, refilled with no new event",
               model_becomes(after), model())
         run.said("... and said why", "came back empty while the group had "
                  "applied", 2)
+        _, text = scrape(metrics, "/metrics")
+        check("ordo_store_up is 1 again", 'ordo_store_up{stage="redis"} 1'
+              in text, [ln for ln in text.splitlines() if "store_up" in ln])
         run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
