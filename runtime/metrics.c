@@ -561,6 +561,7 @@ void ordo_health_start(const char *stage) {
                 h->err = ORDO_ERR_OK;
                 h->assigned = -1;
                 h->last_poll = 0;
+                h->store_down = 0;
         }
         pthread_mutex_unlock(&lock);
 }
