@@ -774,30 +774,26 @@ enum { BY_KEY = 1, BY_PEER = 2, BY_USER = 4 };
 
 /* Takes one token for line l from each limit that applies; returns the
  * limits that refused (BY_*), and the ones taken in l->taken. */
-static int take_line(ordo_ingest_t *gw, req_t *r, line_t *l, int64_t now,
-                     int64_t *worst) {
+static int take_line(ordo_ingest_t *gw, req_t *r, line_t *l, int64_t now) {
         int refused = 0;
-        int64_t retry = 0;
 
         l->taken = 0;
         if (r->key) {
-                if (ordo_ratelimit_take(gw->rl_key, r->key->id, now, &retry))
+                if (ordo_ratelimit_take(gw->rl_key, r->key->id, now, NULL))
                         l->taken |= BY_KEY;
                 else
                         refused |= BY_KEY;
         }
-        if (ordo_ratelimit_take(gw->rl_peer, r->peer, now, &retry))
+        if (ordo_ratelimit_take(gw->rl_peer, r->peer, now, NULL))
                 l->taken |= BY_PEER;
         else
                 refused |= BY_PEER;
         if (l->user_id[0]) {
-                if (ordo_ratelimit_take(gw->rl, l->user_id, now, &retry))
+                if (ordo_ratelimit_take(gw->rl, l->user_id, now, NULL))
                         l->taken |= BY_USER;
                 else
                         refused |= BY_USER;
         }
-        if (refused && retry > *worst)
-                *worst = retry;
         return refused;
 }
 
@@ -880,7 +876,7 @@ static enum MHD_Result over_burst(ordo_ingest_t *gw, req_t *r,
 static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
         need_t w;
         json_t *lines, *body;
-        int64_t worst = 0, now = ordo_wall_ms();
+        int64_t now = ordo_wall_ms();
         size_t i, refused = 0;
         int first = 0;
         char after[32];
@@ -891,7 +887,7 @@ static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
                 return 0;
         pthread_mutex_lock(&gw->limit_lock);
         for (i = 0; i < r->n_lines; i++) {
-                int b = take_line(gw, r, &r->lines[i], now, &worst);
+                int b = take_line(gw, r, &r->lines[i], now);
                 if (b && !refused++)
                         first = b;
         }
@@ -907,13 +903,13 @@ static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
         pthread_mutex_unlock(&gw->limit_lock);
         if (!refused)
                 return 0;
+        /* The wait for every token the request needs, once all are given
+         * back: it covers each refused line's wait for its own. */
         w = needs(gw, r, now);
         if (w.wait == INT64_MAX) {
                 *ret = over_burst(gw, r, &w);
                 return -1;
         }
-        if (w.wait > worst)
-                worst = w.wait;
         /* Name the first line's limit: key, then peer, then user. */
         if (first & BY_KEY) {
                 field = "X-Ordo-Key";
@@ -928,10 +924,10 @@ static int limit(ordo_ingest_t *gw, req_t *r, enum MHD_Result *ret) {
                        "(ingest.rate.per.user)";
         }
         snprintf(after, sizeof(after), "%lld",
-                 (long long)((worst + 999) / 1000));
+                 (long long)((w.wait + 999) / 1000));
         body = json_pack("{s:s+, s:s, s:s, s:I}", "error", what,
                          "; nothing sent", "field", field, "reason",
-                         "RATE_LIMITED", "retry_after_ms", (json_int_t)worst);
+                         "RATE_LIMITED", "retry_after_ms", (json_int_t)w.wait);
         if (r->route == ROUTE_BATCH) {
                 lines = json_array();
                 for (i = 0; i < r->n_lines; i++) {
@@ -1222,6 +1218,14 @@ static void body_deadline(ordo_ingest_t *gw, req_t *r) {
             (unsigned int)((gw->body_timeout_ms + 999) / 1000));
 }
 
+/* The text of the 413 for a body over ingest.body.max, into text. */
+static const char *body_max_text(const ordo_ingest_t *gw, char *text,
+                                 size_t size) {
+        snprintf(text, size, "body over %lld bytes (ingest.body.max)",
+                 (long long)gw->body_max);
+        return text;
+}
+
 /* A refusal on the headers of a request whose body may be on its way. A
  * client that writes its whole body before it reads (many HTTP stacks
  * do) would find the connection reset under it, never read the answer
@@ -1316,12 +1320,10 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                                      "send the body uncompressed", NO_HEADER);
         if (length > (unsigned long long)gw->body_max) {
                 char text[96];
-                snprintf(text, sizeof(text),
-                         "body over %lld bytes (ingest.body.max)",
-                         (long long)gw->body_max);
-                return refuse_unread(gw, r, length, chunked,
-                                     MHD_HTTP_CONTENT_TOO_LARGE, NULL,
-                                     "TOO_LARGE", text, NO_HEADER);
+                return refuse_unread(
+                    gw, r, length, chunked, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                    "TOO_LARGE", body_max_text(gw, text, sizeof(text)),
+                    NO_HEADER);
         }
         if ((reason = door_auth(gw, r, &msg)))
                 return refuse_unread(gw, r, length, chunked,
@@ -1366,11 +1368,8 @@ static enum MHD_Result receive(ordo_ingest_t *gw, req_t *r, const char *data,
                                   (unsigned int)((left + 999) / 1000));
         if (!r->refusal.status && r->len + n > (size_t)gw->body_max) {
                 char text[96];
-                snprintf(text, sizeof(text),
-                         "body over %lld bytes (ingest.body.max)",
-                         (long long)gw->body_max);
                 refuse_later(r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "TOO_LARGE",
-                             text, NO_HEADER);
+                             body_max_text(gw, text, sizeof(text)), NO_HEADER);
         }
         /* Held against the budget until the signature is checked; a
          * body without Content-Length is counted as it comes. */

@@ -187,7 +187,9 @@ ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
                                                errstr_size))) {
                 int slept;
                 off += settled;
-                if (wait && wait(wait_opaque, !waited))
+                /* The first time: the wait pauses the consumer, and asks
+                 * (a store that restarted at once may be back empty). */
+                if (!waited && wait && wait(wait_opaque, 1))
                         return err;
                 waited = 1;
                 ORDO_LOG(WARN, stage,
@@ -199,10 +201,10 @@ ordo_err_t ordo_store_apply_until_done(ordo_store_t *s, const char *stage,
                         usleep(50 * 1000);
                 if (*stop)
                         break;
-                /* Asked again before the retry writes: a store that came
-                 * back empty during the wait must be seen empty, not
-                 * written to (it was seen only when it restarted faster
-                 * than the first backoff). */
+                /* Asked before each retry writes: a store that came back
+                 * empty during the wait must be seen empty, not written
+                 * to (asking only before the sleep saw it only when it
+                 * restarted faster than the first backoff). */
                 if (wait && wait(wait_opaque, 0))
                         return err;
                 backoff =
