@@ -1341,6 +1341,53 @@ int64_t ordo_mongo_proj_refused(const ordo_mongo_proj_t *p) {
         return p ? p->refused : 0;
 }
 
+/* The mark: a collection of its own, so that no read-model query, index
+ * or diff meets it. */
+#define MARK_COLL "mark"
+
+ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
+                                char tok[ORDO_MARK_MAX], char *errstr,
+                                size_t errstr_size) {
+        mongoc_collection_t *coll =
+            mongoc_database_get_collection(p->db, MARK_COLL);
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8("read-model"));
+        ordo_err_t err = ORDO_ERR_OK;
+        bson_error_t e;
+
+        tok[0] = '\0';
+        if (put) {
+                bson_t *doc =
+                    BCON_NEW("$set", "{", "token", BCON_UTF8(put), "}");
+                bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+                if (!mongoc_collection_update_one(coll, sel, doc, opts, NULL,
+                                                  &e))
+                        err = classify(&e);
+                else
+                        snprintf(tok, ORDO_MARK_MAX, "%s", put);
+                p->indexes_ok = 0; /* a new target: the next apply makes them */
+                bson_destroy(opts);
+                bson_destroy(doc);
+        } else {
+                mongoc_cursor_t *cur =
+                    mongoc_collection_find_with_opts(coll, sel, NULL, NULL);
+                const bson_t *doc;
+                bson_iter_t it;
+                if (mongoc_cursor_next(cur, &doc) &&
+                    bson_iter_init_find(&it, doc, "token") &&
+                    BSON_ITER_HOLDS_UTF8(&it))
+                        snprintf(tok, ORDO_MARK_MAX, "%s",
+                                 bson_iter_utf8(&it, NULL));
+                if (mongoc_cursor_error(cur, &e))
+                        err = classify(&e);
+                mongoc_cursor_destroy(cur);
+        }
+        if (err)
+                snprintf(errstr, errstr_size, "mongo: the mark: %s", e.message);
+        bson_destroy(sel);
+        mongoc_collection_destroy(coll);
+        return err;
+}
+
 /* ---- a whole database: whether it is used, and dropping it ---------- */
 
 static mongoc_client_t *mongo_connect(const char *uri_str, char *errstr,
@@ -1418,7 +1465,7 @@ static int mongo_is_read_model(mongoc_database_t *db, const char *name,
                 for (j = 0; j < C__N; j++)
                         if (!strcmp(names[i], coll_names[j]))
                                 break;
-                if (j == C__N) {
+                if (j == C__N && strcmp(names[i], MARK_COLL)) {
                         snprintf(errstr, errstr_size,
                                  "database \"%s\" holds \"%.80s\", which is "
                                  "not one of ordo's read-model collections; "

@@ -21,6 +21,7 @@
 #include "clock.h"
 
 #define IDLE_CHECK_MS 1000
+#define MARK_CHECK_MS 1000
 
 /* One live projection: the consumer in the stage's group, the batch
  * being read, the store it goes to, and the dead-letter producer that
@@ -45,6 +46,8 @@ typedef struct {
         char letter_err[160]; /* the batch's first letter not written */
         int from_start;       /* the store lost what the group had applied */
         int lost;             /* ...while we ran: read the inputs again */
+        char mark[ORDO_MARK_MAX]; /* the target's mark, "" not known yet */
+        int64_t mark_ms;          /* monotonic ms it was last read */
         int64_t fenced_ms;    /* monotonic ms of the last FENCED_INSTANCE_ID */
         char rejoin_why[256]; /* set: rejoin at the loop's next turn */
         const ordo_config_t *conf;
@@ -187,6 +190,74 @@ static int pause_and_poll(void *opaque, int first) {
         return s->lost;
 }
 
+/* The mark this projection knows: the target's, or a new one when it
+ * has none (new, or found empty). "" when the store cannot be asked:
+ * taken at the next check. */
+static void mark_take(loop_t *lp) {
+        char tok[ORDO_MARK_MAX], errstr[256];
+        if (ordo_store_mark(&lp->store, NULL, lp->mark, errstr,
+                            sizeof(errstr)) ||
+            lp->mark[0])
+                return;
+        ordo_store_new_mark(tok);
+        ordo_store_mark(&lp->store, tok, lp->mark, errstr, sizeof(errstr));
+}
+
+/* Asked before a batch is written, at most once a second (decision
+ * 0029): 1 when the target is no longer the one the group filled, so
+ * that the batch is dropped and the inputs are read again from the
+ * beginning. Its mark gone: dropped or emptied under us (no write
+ * failed), and what was written to it since (the version guards would
+ * keep those partial documents from ever being completed) is removed
+ * first. Another mark: another instance of the stage found it gone
+ * first and did that. */
+static int mark_lost(loop_t *lp) {
+        const char *target =
+            ordo_config_get(lp->conf, ordo_store_target_key(lp->which));
+        char tok[ORDO_MARK_MAX], errstr[512], q[600];
+        ordo_err_t err;
+
+        if (ordo_monotonic_ms() - lp->mark_ms < MARK_CHECK_MS)
+                return 0;
+        lp->mark_ms = ordo_monotonic_ms();
+        if (!lp->mark[0]) {
+                mark_take(lp);
+                return 0;
+        }
+        if (ordo_store_mark(&lp->store, NULL, tok, errstr, sizeof(errstr)) ||
+            !strcmp(tok, lp->mark))
+                return 0; /* the same, or the write meets the outage */
+        if (tok[0]) {
+                ORDO_LOG(WARN, lp->which,
+                         "msg=\"the read model was emptied and marked again "
+                         "by another instance of this stage: reading the "
+                         "inputs again from the beginning\" target=%s "
+                         "group=%s",
+                         target, lp->group);
+                snprintf(lp->mark, sizeof(lp->mark), "%s", tok);
+                return 1;
+        }
+        ORDO_LOG(WARN, lp->which,
+                 "msg=\"the read model lost its mark while the projection "
+                 "ran (dropped, flushed, or restarted without "
+                 "persistence?): removing what was "
+                 "written to it since and reading the inputs again from "
+                 "the beginning\" target=%s group=%s",
+                 target, lp->group);
+        err = ordo_store_drop(lp->which, lp->conf, target, errstr,
+                              sizeof(errstr));
+        if (err == ORDO_ERR_UNAVAILABLE) {
+                lp->mark_ms = 0; /* again before the next batch */
+                return 0;
+        }
+        if (err) /* nothing there; or a foreign key: left as it is */
+                ORDO_LOG(INFO, lp->which, "msg=\"not emptied\" reason=\"%s\"",
+                         ordo_log_quote(q, sizeof(q), errstr));
+        ordo_store_new_mark(tok);
+        ordo_store_mark(&lp->store, tok, lp->mark, errstr, sizeof(errstr));
+        return 1;
+}
+
 /* The read model went away while we ran: every assigned partition from
  * its beginning, the guards make re-applying exact. */
 static void read_again(loop_t *lp) {
@@ -194,13 +265,6 @@ static void read_again(loop_t *lp) {
         rd_kafka_error_t *e;
         int i;
 
-        ORDO_LOG(WARN, lp->which,
-                 "msg=\"the read model came back empty while the group had "
-                 "applied events to it (a restart without persistence?): "
-                 "reading the inputs again from the beginning\" target=%s "
-                 "group=%s",
-                 ordo_config_get(lp->conf, ordo_store_target_key(lp->which)),
-                 lp->group);
         if (rd_kafka_assignment(lp->consumer, &parts))
                 return;
         for (i = 0; i < parts->cnt; i++)
@@ -522,6 +586,12 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                     !lp->k && ordo_monotonic_ms() - last_write >= IDLE_CHECK_MS;
                 if (lp->k || idle)
                         last_write = ordo_monotonic_ms();
+                if ((lp->k || idle) && mark_lost(lp)) {
+                        for (i = 0; i < lp->n; i++)
+                                rd_kafka_message_destroy(lp->rkms[i]);
+                        read_again(lp);
+                        continue;
+                }
                 if ((lp->k || idle) && apply_batch(lp)) {
                         /* Nothing committed: the batch comes again, now
                          * (the store came back empty) or on restart
@@ -529,6 +599,18 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         for (i = 0; i < lp->n; i++)
                                 rd_kafka_message_destroy(lp->rkms[i]);
                         if (lp->lost) {
+                                ORDO_LOG(WARN, lp->which,
+                                         "msg=\"the read model came back "
+                                         "empty while the group had applied "
+                                         "events to it (a restart without "
+                                         "persistence?): reading the inputs "
+                                         "again from the beginning\" "
+                                         "target=%s group=%s",
+                                         ordo_config_get(
+                                             lp->conf,
+                                             ordo_store_target_key(lp->which)),
+                                         lp->group);
+                                lp->mark[0] = '\0'; /* gone with it */
                                 read_again(lp);
                                 continue;
                         }

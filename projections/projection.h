@@ -137,6 +137,19 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size);
 
+/* The live read model's mark (store.h, decision 0029): a token kept
+ * where no event writes (MongoDB: collection `mark`, document
+ * "read-model"; Redis: key "<prefix>mark"). put: write it; else read it
+ * into tok, "" when there is none. ORDO_ERR_UNAVAILABLE when the store
+ * cannot be asked. */
+#define ORDO_MARK_MAX 40
+ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
+                                char tok[ORDO_MARK_MAX], char *errstr,
+                                size_t errstr_size);
+ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
+                                char tok[ORDO_MARK_MAX], char *errstr,
+                                size_t errstr_size);
+
 /* A whole database or key prefix, as rebuild and reconcile need it: 1 if
  * it holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
 int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
@@ -185,8 +198,9 @@ ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,
  * 2 * strlen(s) + 1 bytes. */
 void ordo__redis_glob_escape(const char *s, char *out);
 /* 1 when key (len bytes) is one of the read model's under prefix:
- * <prefix>stock:ID, order:ID, earnings:USER, leaderboard:settled, or a
- * guard {<prefix>stock:ID}:version, {<prefix>earnings:USER}:offsets. */
+ * <prefix>stock:ID, order:ID, earnings:USER, leaderboard:settled, the
+ * mark <prefix>mark, or a guard {<prefix>stock:ID}:version,
+ * {<prefix>earnings:USER}:offsets. */
 int ordo__redis_key_is_ours(const char *prefix, const char *key, size_t len);
 
 #endif

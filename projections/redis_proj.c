@@ -1206,6 +1206,35 @@ static ordo_err_t ping(ordo_redis_proj_t *p, char *errstr, size_t errstr_size) {
         return err;
 }
 
+ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
+                                char tok[ORDO_MARK_MAX], char *errstr,
+                                size_t errstr_size) {
+        ordo_err_t err = connect_now(p, errstr, errstr_size);
+        redisReply *r;
+
+        tok[0] = '\0';
+        if (err)
+                return err;
+        r = put ? redisCommand(p->c, "SET %smark %s", p->prefix, put)
+                : redisCommand(p->c, "GET %smark", p->prefix);
+        if (!r) {
+                err = unavailable(p, p->c->errstr, errstr, errstr_size);
+                disconnect(p);
+                return err;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis: the mark: %s", r->str);
+                err = transient(r->str)
+                          ? unavailable(p, r->str, errstr, errstr_size)
+                          : ORDO_ERR_REDIS;
+        } else if (put)
+                snprintf(tok, ORDO_MARK_MAX, "%s", put);
+        else if (r->type == REDIS_REPLY_STRING)
+                snprintf(tok, ORDO_MARK_MAX, "%.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        return err;
+}
+
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size) {
@@ -1266,11 +1295,23 @@ static int scan_keys(redisContext *c, const char *pattern,
         return 0;
 }
 
+/* The mark alone is no read model: a target emptied under the live
+ * projection, which wrote its mark again, is still empty. */
 static int found_any(redisContext *c, redisReply *keys, void *opaque) {
+        const char *prefix = *(const char **)opaque;
+        size_t i, plen;
         (void)c;
-        (void)keys;
-        *(int *)opaque = 1;
-        return 1;
+        if (!prefix) /* found under the other pattern */
+                return 1;
+        plen = strlen(prefix);
+        for (i = 0; i < keys->elements; i++) {
+                const redisReply *k = keys->element[i];
+                if (k->len != plen + 4 || memcmp(k->str + plen, "mark", 4)) {
+                        *(const char **)opaque = NULL;
+                        return 1;
+                }
+        }
+        return 0;
 }
 
 static int ends_with(const char *s, size_t len, const char *end) {
@@ -1285,7 +1326,8 @@ int ordo__redis_key_is_ours(const char *prefix, const char *key, size_t len) {
         if (len > plen && !memcmp(key, prefix, plen)) {
                 rest = key + plen;
                 len -= plen;
-                return (len > 6 && !memcmp(rest, "stock:", 6)) ||
+                return (len == 4 && !memcmp(rest, "mark", 4)) ||
+                       (len > 6 && !memcmp(rest, "stock:", 6)) ||
                        (len > 6 && !memcmp(rest, "order:", 6)) ||
                        (len > 9 && !memcmp(rest, "earnings:", 9)) ||
                        (len == 19 && !memcmp(rest, "leaderboard:settled", 19));
@@ -1362,14 +1404,16 @@ static int redis_each_prefix_key(redisContext *c, const char *prefix,
 int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
                            char *errstr, size_t errstr_size) {
         int used = 0;
+        const char *unseen = prefix; /* NULL once a key is found */
         redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
         if (!c)
                 return -1;
-        if (redis_each_prefix_key(c, prefix, found_any, &used)) {
+        if (redis_each_prefix_key(c, prefix, found_any, &unseen)) {
                 snprintf(errstr, errstr_size, "redis SCAN of %.80s failed",
                          prefix);
                 used = -1;
-        }
+        } else
+                used = unseen == NULL;
         redisFree(c);
         return used;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "redis_conn.h"
 
@@ -53,6 +54,32 @@ ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                 return ordo_mongo_proj_apply(s->mongo, recs, n, errstr,
                                              errstr_size);
         return ordo_redis_proj_apply(s->redis, recs, n, errstr, errstr_size);
+}
+
+ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
+                           char tok[ORDO_MARK_MAX], char *errstr,
+                           size_t errstr_size) {
+        if (s->mongo)
+                return ordo_mongo_proj_mark(s->mongo, put, tok, errstr,
+                                            errstr_size);
+        return ordo_redis_proj_mark(s->redis, put, tok, errstr, errstr_size);
+}
+
+void ordo_store_new_mark(char tok[ORDO_MARK_MAX]) {
+        unsigned char r[16];
+        FILE *f = fopen("/dev/urandom", "rb");
+        size_t got = f ? fread(r, 1, sizeof(r), f) : 0;
+        int i;
+        if (f)
+                fclose(f);
+        if (got < sizeof(r)) { /* unique enough: time and process */
+                int64_t t = ordo_wall_ms();
+                memcpy(r, &t, sizeof(t));
+                t = (int64_t)getpid() ^ ordo_monotonic_ms();
+                memcpy(r + 8, &t, sizeof(t));
+        }
+        for (i = 0; i < 16; i++)
+                snprintf(tok + 2 * i, 3, "%02x", r[i]);
 }
 
 /* Documents and earnings entries a rebuild folds before writing: ~0.8 KB

@@ -46,6 +46,18 @@ void ordo_store_close(ordo_store_t *s);
  * the data, and asking a server that is down costs mongoc's server
  * selection (10 s) per attempt. */
 int ordo_store_may_come_back_empty(const ordo_store_t *s);
+/* The live read model's mark (decision 0029): a token the live
+ * projection keeps in its target where no event writes, and reads again
+ * before it writes, so that a target dropped or emptied under it
+ * (dropDatabase, FLUSHDB: no write fails) is found. The mark alone is no
+ * read model (ordo_store_target_used). put: write it; else read it into
+ * tok ("" when there is none). ORDO_ERR_UNAVAILABLE: cannot be asked. */
+ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
+                           char tok[ORDO_MARK_MAX], char *errstr,
+                           size_t errstr_size);
+/* A new token for ordo_store_mark: random, 32 hex digits. */
+void ordo_store_new_mark(char tok[ORDO_MARK_MAX]);
+
 /* The target is new and s its only writer until it is complete (a
  * rebuild). Redis may skip reading guards where applying a batch again in
  * order gives the same result (ordo_redis_proj_set_fresh, decision 0022);

@@ -33,6 +33,7 @@ typedef struct {
         int only[N_GROUPS];     /* 1: this stage counts */
         int64_t *ends;          /* each partition's end at the last pass */
         size_t n_ends, cap_ends;
+        char failed[600]; /* why the last pass failed */
 } lag_t;
 
 /* Keeps the stages named in argv[first..argc), or all when none is. */
@@ -152,14 +153,18 @@ static int moved_since(lag_t *l, size_t k, const char *topic, int32_t part,
         return moved;
 }
 
+#define PASS_FAILED  -1
+#define PASS_NOT_NOW -2 /* a read Kafka may answer next time */
+
 /* One pass over every group; prints rows when out is set. Returns the
- * number of partitions with something left to read, or -1 on error;
- * *moved counts the partitions that got something (autoticks aside)
- * since the previous pass. */
+ * number of partitions with something left to read, or PASS_FAILED or
+ * PASS_NOT_NOW with l->failed saying why; *moved counts the partitions
+ * that got something (autoticks aside) since the previous pass. */
 static int lag_pass(lag_t *l, FILE *out, int *moved) {
         size_t g, k = 0, n_before = l->n_ends;
         int behind = 0, t, i;
         char topic[256], errstr[512];
+        rd_kafka_resp_err_t err;
 
         *moved = 0;
         if (out)
@@ -177,20 +182,23 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                         np = ordo_kafka_partitions(l->consumers[g], topic,
                                                    errstr, sizeof(errstr));
                         if (np < 0) {
-                                fprintf(stderr, "ordo %s: %s\n", l->cmd,
-                                        errstr);
-                                return -1;
+                                snprintf(l->failed, sizeof(l->failed), "%s",
+                                         errstr);
+                                return PASS_FAILED;
                         }
                         tp = rd_kafka_topic_partition_list_new(np);
                         for (i = 0; i < np; i++)
                                 rd_kafka_topic_partition_list_add(tp, topic, i);
-                        if (rd_kafka_committed(l->consumers[g], tp, 10000)) {
-                                fprintf(stderr,
-                                        "ordo %s: cannot read committed "
-                                        "offsets of %s\n",
-                                        l->cmd, topic);
+                        /* A broker just started may still be loading the
+                         * group's offsets. */
+                        if ((err = rd_kafka_committed(l->consumers[g], tp,
+                                                      10000))) {
+                                snprintf(l->failed, sizeof(l->failed),
+                                         "cannot read committed offsets of "
+                                         "%s: %s",
+                                         topic, rd_kafka_err2str(err));
                                 rd_kafka_topic_partition_list_destroy(tp);
-                                return -1;
+                                return PASS_NOT_NOW;
                         }
                         for (i = 0; i < np; i++) {
                                 int64_t lo, hi, c = tp->elems[i].offset;
@@ -200,9 +208,9 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                         errstr, sizeof(errstr))) {
                                         rd_kafka_topic_partition_list_destroy(
                                             tp);
-                                        fprintf(stderr, "ordo %s: %s\n", l->cmd,
-                                                errstr);
-                                        return -1;
+                                        snprintf(l->failed, sizeof(l->failed),
+                                                 "%s", errstr);
+                                        return PASS_NOT_NOW;
                                 }
                                 if (c < 0)
                                         c = lo;
@@ -355,6 +363,8 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         behind = lag_pass(&l, stdout, &moved);
         if (behind >= 0)
                 dead_letters(&l, stdout);
+        else
+                fprintf(stderr, "ordo lag: %s\n", l.failed);
         lag_close(&l);
         if (behind < 0)
                 return 1;
@@ -419,7 +429,13 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         }
         for (;;) {
                 behind = lag_pass(&l, NULL, &moved);
+                if (behind == PASS_NOT_NOW && !ordo_stop &&
+                    time(NULL) - start < timeout_s) {
+                        usleep(500000); /* until the timeout */
+                        continue;
+                }
                 if (behind < 0) {
+                        fprintf(stderr, "ordo wait: %s\n", l.failed);
                         lag_close(&l);
                         return 1;
                 }

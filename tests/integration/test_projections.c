@@ -702,6 +702,68 @@ static void redis_expect_overflow(const char *pf) {
         cr_assert_str_eq(hget(k, "activity_id"), "A2");
 }
 
+/* The live read model's mark (store.h, decision 0029): none in a new
+ * target; what is put is read back; the mark alone is no read model (a
+ * target emptied under the projection, marked again, must still look
+ * empty at its restart); events leave it as it is; a drop takes it. */
+static void mark_case(ordo_store_t *s, const char *which, const char *target,
+                      ordo_config_t *conf) {
+        char tok[ORDO_MARK_MAX], put[ORDO_MARK_MAX], errstr[256];
+
+        cr_assert_eq(ordo_store_mark(s, NULL, tok, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(tok, "", "a new target has no mark");
+        ordo_store_new_mark(put);
+        cr_assert_eq(strlen(put), 32);
+        cr_assert_eq(ordo_store_mark(s, put, tok, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(tok, put);
+        cr_assert_eq(
+            ordo_store_target_used(which, conf, target, errstr, sizeof(errstr)),
+            0, "the mark alone is no read model: %s", errstr);
+        cr_assert_eq(ordo_store_apply(s, recs, nrecs, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(
+            ordo_store_target_used(which, conf, target, errstr, sizeof(errstr)),
+            1, "%s", errstr);
+        cr_assert_eq(ordo_store_mark(s, NULL, tok, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(tok, put, "events leave the mark alone");
+        cr_assert_eq(
+            ordo_store_drop(which, conf, target, errstr, sizeof(errstr)),
+            ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(ordo_store_mark(s, NULL, tok, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(tok, "", "dropped with the read model");
+        ordo_config_destroy(conf);
+}
+
+/* A configuration with key=value set (and key2=value2 if not NULL). */
+static ordo_config_t *conf_with(const char *key, const char *value,
+                                const char *key2, const char *value2) {
+        ordo_config_t *conf = ordo_config_new();
+        char errstr[256];
+        cr_assert_eq(ordo_config_set(conf, key, value, errstr, sizeof(errstr)),
+                     0, "%s", errstr);
+        if (key2)
+                cr_assert_eq(
+                    ordo_config_set(conf, key2, value2, errstr, sizeof(errstr)),
+                    0, "%s", errstr);
+        return conf;
+}
+
+Test(projections_redis, the_mark_is_kept_apart_from_the_read_model) {
+        char pf[64], port[16];
+        ordo_store_t s = { NULL, NULL };
+
+        unique_name(pf, sizeof(pf), ":");
+        s.redis = redis_proj(pf);
+        snprintf(port, sizeof(port), "%d", rport);
+        mark_case(&s, "redis", pf,
+                  conf_with("redis.host", rhost, "redis.port", port));
+        ordo_store_close(&s);
+}
+
 static void redis_teardown(void) {
         int i;
 
@@ -1532,6 +1594,18 @@ Test(projections_mongo, a_refused_accrual_is_never_reversed) {
         s.mongo = mongo_proj(db);
         reversal_of_refused_case(&s, db, mongo_expect_no_negative);
         ordo_store_close(&s);
+}
+
+Test(projections_mongo, the_mark_is_kept_apart_from_the_read_model) {
+        char db[64];
+        ordo_store_t s = { NULL, NULL };
+
+        unique_name(db, sizeof(db), "");
+        s.mongo = mongo_proj(db);
+        mark_case(&s, "mongo", db,
+                  conf_with("mongo.uri", mongo_uri(), NULL, NULL));
+        ordo_store_close(&s);
+        drop_db(db);
 }
 
 Test(projections_mongo, overflow_is_refused_and_parked) {
