@@ -1352,26 +1352,23 @@ ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
             mongoc_database_get_collection(p->db, MARK_COLL);
         bson_t *sel = BCON_NEW("_id", BCON_UTF8("read-model"));
         ordo_err_t err = ORDO_ERR_OK;
+        mongoc_cursor_t *cur;
+        const bson_t *doc;
+        bson_iter_t it;
         bson_error_t e;
 
         tok[0] = '\0';
-        if (put) {
-                bson_t *doc =
-                    BCON_NEW("$set", "{", "token", BCON_UTF8(put), "}");
-                bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-                if (!mongoc_collection_update_one(coll, sel, doc, opts, NULL,
-                                                  &e))
+        if (put) { /* unless there is one: two instances starting at once */
+                bson_t *mark = BCON_NEW("_id", BCON_UTF8("read-model"), "token",
+                                        BCON_UTF8(put));
+                if (!mongoc_collection_insert_one(coll, mark, NULL, NULL, &e) &&
+                    e.code != 11000 /* duplicate key */)
                         err = classify(&e);
-                else
-                        snprintf(tok, ORDO_MARK_MAX, "%s", put);
                 p->indexes_ok = 0; /* a new target: the next apply makes them */
-                bson_destroy(opts);
-                bson_destroy(doc);
-        } else {
-                mongoc_cursor_t *cur =
-                    mongoc_collection_find_with_opts(coll, sel, NULL, NULL);
-                const bson_t *doc;
-                bson_iter_t it;
+                bson_destroy(mark);
+        }
+        if (!err) {
+                cur = mongoc_collection_find_with_opts(coll, sel, NULL, NULL);
                 if (mongoc_cursor_next(cur, &doc) &&
                     bson_iter_init_find(&it, doc, "token") &&
                     BSON_ITER_HOLDS_UTF8(&it))

@@ -139,9 +139,9 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
 
 /* The live read model's mark (store.h, decision 0029): a token kept
  * where no event writes (MongoDB: collection `mark`, document
- * "read-model"; Redis: key "<prefix>mark"). put: write it; else read it
- * into tok, "" when there is none. ORDO_ERR_UNAVAILABLE when the store
- * cannot be asked. */
+ * "read-model"; Redis: key "<prefix>mark"). put: write it unless there
+ * is one; then tok is the one there ("" when there is none).
+ * ORDO_ERR_UNAVAILABLE when the store cannot be asked. */
 #define ORDO_MARK_MAX 40
 ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
                                 char tok[ORDO_MARK_MAX], char *errstr,

@@ -1211,27 +1211,30 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
                                 size_t errstr_size) {
         ordo_err_t err = connect_now(p, errstr, errstr_size);
         redisReply *r;
+        int i;
 
         tok[0] = '\0';
-        if (err)
-                return err;
-        r = put ? redisCommand(p->c, "SET %smark %s", p->prefix, put)
-                : redisCommand(p->c, "GET %smark", p->prefix);
-        if (!r) {
-                err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                disconnect(p);
-                return err;
+        /* put unless there is one (two instances starting at once), then
+         * what is there */
+        for (i = put ? 0 : 1; i < 2 && !err; i++) {
+                r = i ? redisCommand(p->c, "GET %smark", p->prefix)
+                      : redisCommand(p->c, "SET %smark %s NX", p->prefix, put);
+                if (!r) {
+                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
+                        disconnect(p);
+                        return err;
+                }
+                if (r->type == REDIS_REPLY_ERROR) {
+                        snprintf(errstr, errstr_size, "redis: the mark: %s",
+                                 r->str);
+                        err = transient(r->str)
+                                  ? unavailable(p, r->str, errstr, errstr_size)
+                                  : ORDO_ERR_REDIS;
+                } else if (i && r->type == REDIS_REPLY_STRING)
+                        snprintf(tok, ORDO_MARK_MAX, "%.*s", (int)r->len,
+                                 r->str);
+                freeReplyObject(r);
         }
-        if (r->type == REDIS_REPLY_ERROR) {
-                snprintf(errstr, errstr_size, "redis: the mark: %s", r->str);
-                err = transient(r->str)
-                          ? unavailable(p, r->str, errstr, errstr_size)
-                          : ORDO_ERR_REDIS;
-        } else if (put)
-                snprintf(tok, ORDO_MARK_MAX, "%s", put);
-        else if (r->type == REDIS_REPLY_STRING)
-                snprintf(tok, ORDO_MARK_MAX, "%.*s", (int)r->len, r->str);
-        freeReplyObject(r);
         return err;
 }
 

@@ -50,8 +50,10 @@ int ordo_store_may_come_back_empty(const ordo_store_t *s);
  * projection keeps in its target where no event writes, and reads again
  * before it writes, so that a target dropped or emptied under it
  * (dropDatabase, FLUSHDB: no write fails) is found. The mark alone is no
- * read model (ordo_store_target_used). put: write it; else read it into
- * tok ("" when there is none). ORDO_ERR_UNAVAILABLE: cannot be asked. */
+ * read model (ordo_store_target_used). put: write it unless the target
+ * has one (instances starting at once agree on the first). Then tok is
+ * the target's ("" when there is none). ORDO_ERR_UNAVAILABLE: cannot be
+ * asked. */
 ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
                            char tok[ORDO_MARK_MAX], char *errstr,
                            size_t errstr_size);

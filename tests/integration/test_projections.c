@@ -703,7 +703,8 @@ static void redis_expect_overflow(const char *pf) {
 }
 
 /* The live read model's mark (store.h, decision 0029): none in a new
- * target; what is put is read back; the mark alone is no read model (a
+ * target; what is put is read back, and stays when another is put (two
+ * instances starting at once); the mark alone is no read model (a
  * target emptied under the projection, marked again, must still look
  * empty at its restart); events leave it as it is; a drop takes it. */
 static void mark_case(ordo_store_t *s, const char *which, const char *target,
@@ -718,6 +719,9 @@ static void mark_case(ordo_store_t *s, const char *which, const char *target,
         cr_assert_eq(ordo_store_mark(s, put, tok, errstr, sizeof(errstr)),
                      ORDO_ERR_OK, "%s", errstr);
         cr_assert_str_eq(tok, put);
+        cr_assert_eq(ordo_store_mark(s, "another", tok, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_str_eq(tok, put, "the first mark stays");
         cr_assert_eq(
             ordo_store_target_used(which, conf, target, errstr, sizeof(errstr)),
             0, "the mark alone is no read model: %s", errstr);
