@@ -317,7 +317,7 @@ static void log_refused(ordo_ingest_t *gw, req_t *r, const char *status,
 
         if (ORDO_LOG_INFO > ordo__log_level)
                 return;
-        if (!ordo_ratelimit_take(gw->rl_log, "log", ordo_wall_ms(), NULL)) {
+        if (!ordo_ratelimit_take(gw->rl_log, "log", ordo_wall_ms())) {
                 atomic_fetch_add(&gw->log_skipped, 1);
                 return;
         }
@@ -779,17 +779,17 @@ static int take_line(ordo_ingest_t *gw, req_t *r, line_t *l, int64_t now) {
 
         l->taken = 0;
         if (r->key) {
-                if (ordo_ratelimit_take(gw->rl_key, r->key->id, now, NULL))
+                if (ordo_ratelimit_take(gw->rl_key, r->key->id, now))
                         l->taken |= BY_KEY;
                 else
                         refused |= BY_KEY;
         }
-        if (ordo_ratelimit_take(gw->rl_peer, r->peer, now, NULL))
+        if (ordo_ratelimit_take(gw->rl_peer, r->peer, now))
                 l->taken |= BY_PEER;
         else
                 refused |= BY_PEER;
         if (l->user_id[0]) {
-                if (ordo_ratelimit_take(gw->rl, l->user_id, now, NULL))
+                if (ordo_ratelimit_take(gw->rl, l->user_id, now))
                         l->taken |= BY_USER;
                 else
                         refused |= BY_USER;
@@ -1495,7 +1495,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
         /* Under a flood (connections over the per-peer cap) libmicrohttpd
          * says so for each: the same brake as the refusals. */
-        if (!ordo_ratelimit_take(gw->rl_log, "log", ordo_wall_ms(), NULL)) {
+        if (!ordo_ratelimit_take(gw->rl_log, "log", ordo_wall_ms())) {
                 atomic_fetch_add(&gw->log_skipped, 1);
                 return;
         }

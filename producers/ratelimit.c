@@ -102,8 +102,7 @@ static int64_t wait_for(const ordo_ratelimit_t *rl, const bucket_t *b,
                    : (n * MILLI - b->milli + rl->rate - 1) / rl->rate;
 }
 
-int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
-                        int64_t *retry_ms) {
+int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms) {
         bucket_t *b;
         int taken;
 
@@ -115,8 +114,6 @@ int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
         taken = b->milli >= MILLI;
         if (taken)
                 b->milli -= MILLI;
-        else if (retry_ms)
-                *retry_ms = wait_for(rl, b, 1);
         pthread_mutex_unlock(&rl->lock);
         return taken;
 }

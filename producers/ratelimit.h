@@ -29,10 +29,8 @@ ordo_ratelimit_t *ordo_ratelimit_new(int64_t rate, int64_t burst,
 void ordo_ratelimit_destroy(ordo_ratelimit_t *rl); /* NULL ok */
 
 /* Takes one token from key's bucket at now_ms: 1 if taken, 0 if the bucket
- * is empty, with *retry_ms (may be NULL) set to the wait until a token is
- * back. Thread-safe. */
-int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms,
-                        int64_t *retry_ms);
+ * is empty (ordo_ratelimit_wait says until when). Thread-safe. */
+int ordo_ratelimit_take(ordo_ratelimit_t *rl, const char *key, int64_t now_ms);
 
 /* The wait in ms until key's bucket holds n tokens at once (0: now),
  * taking none; INT64_MAX if n is over the burst. Thread-safe. */

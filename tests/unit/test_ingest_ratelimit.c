@@ -10,28 +10,27 @@
 
 Test(ratelimit, burst_then_refused_with_retry) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(5, 10, 1024);
-        int64_t retry = -1;
         int i;
 
         for (i = 0; i < 10; i++)
-                cr_assert(ordo_ratelimit_take(rl, "u1", 1000, &retry),
+                cr_assert(ordo_ratelimit_take(rl, "u1", 1000),
                           "take %d of the burst", i);
-        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1000, &retry));
+        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1000));
         /* 5 tokens/s: the next one is 200 ms away. */
-        cr_assert_eq(retry, 200);
-        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1199, &retry));
-        cr_assert_eq(retry, 1);
-        cr_assert(ordo_ratelimit_take(rl, "u1", 1200, &retry));
-        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1200, &retry));
+        cr_assert_eq(ordo_ratelimit_wait(rl, "u1", 1000, 1), 200);
+        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1199));
+        cr_assert_eq(ordo_ratelimit_wait(rl, "u1", 1199, 1), 1);
+        cr_assert(ordo_ratelimit_take(rl, "u1", 1200));
+        cr_assert_not(ordo_ratelimit_take(rl, "u1", 1200));
         ordo_ratelimit_destroy(rl);
 }
 
 Test(ratelimit, users_are_independent) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 2, 1024);
-        cr_assert(ordo_ratelimit_take(rl, "bot", 0, NULL));
-        cr_assert(ordo_ratelimit_take(rl, "bot", 0, NULL));
-        cr_assert_not(ordo_ratelimit_take(rl, "bot", 0, NULL));
-        cr_assert(ordo_ratelimit_take(rl, "human", 0, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "bot", 0));
+        cr_assert(ordo_ratelimit_take(rl, "bot", 0));
+        cr_assert_not(ordo_ratelimit_take(rl, "bot", 0));
+        cr_assert(ordo_ratelimit_take(rl, "human", 0));
         ordo_ratelimit_destroy(rl);
 }
 
@@ -43,7 +42,7 @@ Test(ratelimit, long_run_matches_the_rate) {
         int64_t t, got = 0;
 
         for (t = 0; t < T; t++)
-                got += ordo_ratelimit_take(rl, "u", t, NULL);
+                got += ordo_ratelimit_take(rl, "u", t);
         cr_assert_leq(got, burst + rate * T / 1000);
         cr_assert_geq(got, rate * T / 1000);
         ordo_ratelimit_destroy(rl);
@@ -53,19 +52,19 @@ Test(ratelimit, idle_refills_only_up_to_burst) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(100, 4, 1024);
         int i, got = 0;
         for (i = 0; i < 4; i++)
-                ordo_ratelimit_take(rl, "u", 0, NULL);
+                ordo_ratelimit_take(rl, "u", 0);
         for (i = 0; i < 10; i++)
-                got += ordo_ratelimit_take(rl, "u", 3600000, NULL);
+                got += ordo_ratelimit_take(rl, "u", 3600000);
         cr_assert_eq(got, 4);
         ordo_ratelimit_destroy(rl);
 }
 
 Test(ratelimit, clock_going_back_refills_nothing) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 1, 1024);
-        cr_assert(ordo_ratelimit_take(rl, "u", 10000, NULL));
-        cr_assert_not(ordo_ratelimit_take(rl, "u", 5000, NULL));
-        cr_assert_not(ordo_ratelimit_take(rl, "u", 10000, NULL));
-        cr_assert(ordo_ratelimit_take(rl, "u", 11000, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "u", 10000));
+        cr_assert_not(ordo_ratelimit_take(rl, "u", 5000));
+        cr_assert_not(ordo_ratelimit_take(rl, "u", 10000));
+        cr_assert(ordo_ratelimit_take(rl, "u", 11000));
         ordo_ratelimit_destroy(rl);
 }
 
@@ -73,7 +72,7 @@ Test(ratelimit, zero_rate_is_no_limit) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(0, 1, 16);
         int i;
         for (i = 0; i < 1000; i++)
-                cr_assert(ordo_ratelimit_take(rl, "u", 0, NULL));
+                cr_assert(ordo_ratelimit_take(rl, "u", 0));
         ordo_ratelimit_destroy(rl);
 }
 
@@ -86,7 +85,7 @@ Test(ratelimit, full_table_never_exceeds_burst) {
         for (u = 0; u < 500; u++) {
                 snprintf(key, sizeof(key), "user-%d", u);
                 for (got = 0, i = 0; i < 5; i++)
-                        got += ordo_ratelimit_take(rl, key, 0, NULL);
+                        got += ordo_ratelimit_take(rl, key, 0);
                 cr_assert_eq(got, 2, "user %d got %d", u, got);
         }
         ordo_ratelimit_destroy(rl);
@@ -97,12 +96,12 @@ Test(ratelimit, give_restores_a_take) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 3, 1024);
         int i, got = 0;
 
-        cr_assert(ordo_ratelimit_take(rl, "k", 0, NULL));
-        cr_assert(ordo_ratelimit_take(rl, "k", 0, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "k", 0));
+        cr_assert(ordo_ratelimit_take(rl, "k", 0));
         ordo_ratelimit_give(rl, "k", 0);
         ordo_ratelimit_give(rl, "k", 0);
         for (i = 0; i < 5; i++)
-                got += ordo_ratelimit_take(rl, "k", 0, NULL);
+                got += ordo_ratelimit_take(rl, "k", 0);
         cr_assert_eq(got, 3, "the whole burst is back, no more: %d", got);
         /* Never above burst. */
         ordo_ratelimit_give(rl, "k", 0);
@@ -110,7 +109,7 @@ Test(ratelimit, give_restores_a_take) {
         ordo_ratelimit_give(rl, "k", 0);
         ordo_ratelimit_give(rl, "k", 0);
         for (got = 0, i = 0; i < 5; i++)
-                got += ordo_ratelimit_take(rl, "k", 0, NULL);
+                got += ordo_ratelimit_take(rl, "k", 0);
         cr_assert_eq(got, 3);
         ordo_ratelimit_destroy(rl);
 }
@@ -123,7 +122,7 @@ Test(ratelimit, wait_for_several_tokens) {
         int i;
 
         for (i = 0; i < 5; i++)
-                cr_assert(ordo_ratelimit_take(rl, "u", 0, NULL));
+                cr_assert(ordo_ratelimit_take(rl, "u", 0));
         cr_assert_eq(ordo_ratelimit_wait(rl, "u", 0, 1), 100);
         cr_assert_eq(ordo_ratelimit_wait(rl, "u", 0, 3), 300);
         cr_assert_eq(ordo_ratelimit_wait(rl, "u", 100, 3), 200);
@@ -131,7 +130,7 @@ Test(ratelimit, wait_for_several_tokens) {
         cr_assert_eq(ordo_ratelimit_wait(rl, "v", 100, 5), 0, "a new key");
         /* the token earned by t = 100 is still there: the waits took
          * nothing */
-        cr_assert(ordo_ratelimit_take(rl, "u", 100, NULL));
-        cr_assert_not(ordo_ratelimit_take(rl, "u", 100, NULL));
+        cr_assert(ordo_ratelimit_take(rl, "u", 100));
+        cr_assert_not(ordo_ratelimit_take(rl, "u", 100));
         ordo_ratelimit_destroy(rl);
 }
