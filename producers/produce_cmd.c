@@ -101,31 +101,33 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
 }
 
 static void usage_details(void) {
-        printf("\nReads one JSON command per line from FILE (or stdin) and "
-               "sends each valid one\nto its command topic. A line that is "
-               "not a valid command is reported on\nstderr as `line N: "
-               "<reason>` and not sent. Blank lines are skipped.\n\n"
-               "  --keep-ts   keep ts_ms from the input; it is then "
-               "required (batch, replay)\n"
-               "              Without it every command is stamped with "
-               "the current time\n              and a ts_ms in the input "
-               "is ignored.\n"
-               "  --dry-run   validate only; send nothing\n\n"
-               "Commands: CreateActivity, PlaceOrder, CancelOrder, "
-               "ConfirmPayment,\nConfirmReceipt, RefundOrder, "
-               "BindReferrer, Tick (sent to every partition).\nSee "
-               "docs/command-contract.md. Missing topics are created, each "
-               "named on stderr.\nA line counts as sent once Kafka has "
-               "written it at an offset. With Kafka\nunreachable every line "
-               "is still checked, and the valid ones are not delivered.\n"
-               "SIGINT or SIGTERM stops the reading (not a send waiting for "
-               "room in a full\nqueue): what was read is sent and summed "
-               "up.\n"
-               "Exit status: 0 if every line was "
-               "sent, 1 if any line was refused or not\ndelivered (send "
-               "those again), the input failed to read or was stopped, 2\n"
-               "on usage errors (a FILE that cannot be opened, a "
-               "directory).\n");
+        printf(
+            "\nReads one JSON command per line from FILE (or stdin) and "
+            "sends each valid one\nto its command topic. A line that is "
+            "not a valid command is reported on\nstderr as `line N: "
+            "<reason>` and not sent. Blank lines are skipped.\n\n"
+            "  --keep-ts   keep ts_ms from the input; it is then "
+            "required (batch, replay)\n"
+            "              Without it every command is stamped with "
+            "the current time\n              and a ts_ms in the input "
+            "is ignored.\n"
+            "  --dry-run   validate only; send nothing\n\n"
+            "Commands: CreateActivity, PlaceOrder, CancelOrder, "
+            "ConfirmPayment,\nConfirmReceipt, RefundOrder, "
+            "BindReferrer, Tick (sent to every partition; with\n\"partition\", "
+            "as `ordo replay` prints it, to that one only).\nSee "
+            "docs/command-contract.md. Missing topics are created, each "
+            "named on stderr.\nA line counts as sent once Kafka has "
+            "written it at an offset. With Kafka\nunreachable every line "
+            "is still checked, and the valid ones are not delivered.\n"
+            "SIGINT or SIGTERM stops the reading (not a send waiting for "
+            "room in a full\nqueue): what was read is sent and summed "
+            "up.\n"
+            "Exit status: 0 if every line was "
+            "sent, 1 if any line was refused or not\ndelivered (send "
+            "those again), the input failed to read or was stopped, 2\n"
+            "on usage errors (a FILE that cannot be opened, a "
+            "directory).\n");
 }
 
 /* The input: FILE, or stdin for none or "-", read as bounded lines. */
@@ -181,7 +183,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         ordo_codec_t *codec;
         produce_stats_t stats;
         ordo_idgen_t ids;
-        ordo_validate_opts_t opts = { .keep_ts = 0, .ignore_ts = 1 };
+        ordo_validate_opts_t opts = { .keep_ts = 0,
+                                      .ignore_ts = 1,
+                                      .tick_partition = 1 };
 
         if (ordo_wants_help(argc, argv)) {
                 usage_details();

@@ -44,6 +44,23 @@ int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                    size_t errstr_size) {
         ordo_msg_t m = *tick;
         int p, parts = ordo_kafka_partitions(rk, topic, errstr, errstr_size);
+        if (parts > 0 && tick->u.tick.to_partition) {
+                p = tick->u.tick.to_partition - 1;
+                if (p >= parts) {
+                        snprintf(errstr, errstr_size,
+                                 "partition %d: %s has %d partitions (a "
+                                 "replayed Tick goes back to its own "
+                                 "partition: replay into a topic of as many "
+                                 "partitions, or leave the Ticks out; "
+                                 "operating.md)",
+                                 p, topic, parts);
+                        return -1;
+                }
+                return ordo_send(rk, codec, topic, p, &m, opaque, errstr,
+                                 errstr_size)
+                           ? -1
+                           : 1;
+        }
         for (p = 0; p < parts; p++) {
                 snprintf(m.meta.id, sizeof(m.meta.id), "%.100s-p%d",
                          tick->meta.id, p);

@@ -21,7 +21,9 @@ int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
 
 /* A Tick to every partition of topic (the order commands), so every
  * partition's timers fire: the copy for partition p has command_id
- * "<tick's command_id>-p<p>". The number of partitions, or -1 with
+ * "<tick's command_id>-p<p>". A replayed Tick (u.tick.to_partition)
+ * goes back to its one partition as it is (decision 0030); one the topic
+ * does not have is an error. The number of messages sent, or -1 with
  * errstr. */
 int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                    const ordo_msg_t *tick, void *opaque, char *errstr,

@@ -390,6 +390,22 @@ static const ordo_field_t *find_field(const ordo_field_t *fields, size_t n,
         return NULL;
 }
 
+/* A replayed Tick's partition (decision 0030): 0..ORDO_TICK_PARTITION_MAX;
+ * whether the topic has it is known when it is sent (send.h). */
+#define ORDO_TICK_PARTITION_MAX 100000
+static ordo_err_t tick_partition(fault_ctx_t *c, const json_t *v,
+                                 ordo_msg_t *out) {
+        if (!json_is_integer(v))
+                return fail(c, ORDO_ERR_WRONG_TYPE, "partition", "WRONG_TYPE",
+                            "expected an integer, got %s", json_type_name(v));
+        if (json_integer_value(v) < 0 ||
+            json_integer_value(v) > ORDO_TICK_PARTITION_MAX)
+                return fail(c, ORDO_ERR_PARSE, "partition", "OUT_OF_RANGE",
+                            "must be 0..%d", ORDO_TICK_PARTITION_MAX);
+        out->u.tick.to_partition = (int32_t)json_integer_value(v) + 1;
+        return ORDO_ERR_OK;
+}
+
 static ordo_err_t check_fields(fault_ctx_t *c, json_t *root,
                                const ordo_validate_opts_t *o, ordo_msg_t *out) {
         const ordo_field_t *fields, *f;
@@ -404,6 +420,12 @@ static ordo_err_t check_fields(fault_ctx_t *c, json_t *root,
                 if (!strcmp(key, "type"))
                         continue;
                 f = find_field(fields, n, key, &i);
+                if (!f && o->tick_partition && out->type == ORDO_MSG_TICK &&
+                    !strcmp(key, "partition")) {
+                        if ((err = tick_partition(c, v, out)))
+                                return err;
+                        continue;
+                }
                 if (!f)
                         return fail(c, ORDO_ERR_PARSE, key, "UNKNOWN_FIELD",
                                     "unknown field of %s",
@@ -446,7 +468,7 @@ ordo_err_t ordo_validate_command(const char *json, size_t len,
                                  const ordo_validate_opts_t *opts,
                                  ordo_msg_t *out, ordo_field_fault_t *fault,
                                  char *errstr, size_t errstr_size) {
-        static const ordo_validate_opts_t defaults = { 0, 0, 0, 0 };
+        static const ordo_validate_opts_t defaults = { 0, 0, 0, 0, 0 };
         fault_ctx_t c = { fault, errstr, errstr_size };
         const ordo_validate_opts_t *o = opts ? opts : &defaults;
         ordo_msg_type_t type = ORDO_MSG_NONE;

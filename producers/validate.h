@@ -49,6 +49,10 @@ typedef struct ordo_validate_opts_s {
          * and then stamped over (`ordo produce` without --keep-ts: a file
          * that carries ts_ms is sent as it is, at the current time). */
         int ignore_ts;
+        /* 1: a Tick may carry "partition", the one partition it goes to
+         * (a line of `ordo replay`, decision 0030), kept in
+         * u.tick.to_partition. 0: that field is UNKNOWN_FIELD. */
+        int tick_partition;
 } ordo_validate_opts_t;
 
 /* A machine-readable copy of the fault, for {"error", "field", "reason"}.

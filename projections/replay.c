@@ -140,6 +140,20 @@ static void print_msg(const replay_opts_t *opt, const ordo_codec_t *codec,
 
         if (!body)
                 return;
+        if (msg->type == ORDO_MSG_TICK && !opt->meta) {
+                /* Where it goes back to when produced again (decision
+                 * 0030); --meta says it anyway. */
+                size_t len = strlen(body);
+                char *t = malloc(len + 32);
+                if (!t) {
+                        free(body);
+                        return;
+                }
+                snprintf(t, len + 32, "%.*s,\"partition\":%d}", (int)len - 1,
+                         body, (int)m->partition);
+                free(body);
+                b = body = t;
+        }
         if (opt->meta) {
                 o = json_object();
                 set_meta(o, opt, m);

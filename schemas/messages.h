@@ -166,9 +166,11 @@ typedef struct ordo_bind_body_s {
         int64_t bound_ms;
 } ordo_bind_body_t;
 
-/* Tick: no fields of its own */
+/* Tick: no fields of its own in the log. to_partition is not in the
+ * Avro: 1 + the one partition a replayed Tick goes back to (`ordo
+ * produce`, decision 0030); 0, every partition. */
 typedef struct ordo_tick_body_s {
-        char unused_;
+        int32_t to_partition;
 } ordo_tick_body_t;
 
 /* StockReserved, StockReleased: remaining is the activity's after it */

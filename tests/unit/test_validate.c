@@ -665,6 +665,26 @@ Test(tick, command_id_leaves_room_for_the_copies) {
                      "TOO_LONG");
 }
 
+/* A line of `ordo replay` names a Tick's partition, where `ordo
+ * produce` sends it back (decision 0030); nothing else takes one. */
+Test(tick, a_replayed_tick_names_its_partition) {
+        static const ordo_validate_opts_t produce = { .keep_ts = 1,
+                                                      .tick_partition = 1 };
+        ordo_msg_t m = parse_ok(
+            "{\"type\":\"Tick\",\"ts_ms\":5,\"partition\":3}", &produce);
+        cr_assert_eq(m.u.tick.to_partition, 4, "1 + the partition");
+        m = parse_ok("{\"type\":\"Tick\",\"ts_ms\":5}", &produce);
+        cr_assert_eq(m.u.tick.to_partition, 0, "every partition");
+        EXPECT_FAULT("{\"type\":\"Tick\",\"ts_ms\":5,\"partition\":-1}",
+                     &produce, ORDO_ERR_PARSE, "partition", "OUT_OF_RANGE");
+        EXPECT_FAULT("{\"type\":\"Tick\",\"ts_ms\":5,\"partition\":\"3\"}",
+                     &produce, ORDO_ERR_WRONG_TYPE, "partition", "WRONG_TYPE");
+        EXPECT_FAULT("{\"type\":\"Tick\",\"ts_ms\":5,\"partition\":3}", &BATCH,
+                     ORDO_ERR_PARSE, "partition", "UNKNOWN_FIELD");
+        EXPECT_FAULT(place_with("partition", "3"), &produce, ORDO_ERR_PARSE,
+                     "partition", "UNKNOWN_FIELD");
+}
+
 /* NUL ends C strings: "u\u0000admin" must not become "u". */
 Test(nul, in_strings) {
         EXPECT_FAULT(place_with("user_id", "\"u\\u0000admin\""), &EXTERNAL,
