@@ -20,7 +20,9 @@ static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
 }
 
 int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
-        int64_t ts = ordo_wall_ms();
+        /* by default as the stages' own (decision 0028): a command
+         * stamped before it and still on its way is not overtaken */
+        int64_t ts = ordo_wall_ms() - ordo_config_get_int(conf, "tick.lag.ms");
         char errstr[512], topic[256];
         ordo_validate_opts_t opts = { .keep_ts = 1 }; /* --ts or now */
         ordo_idgen_t ids;
@@ -30,7 +32,8 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         int i, parts, failed = 0;
 
         if (ordo_wants_help(argc, argv)) {
-                printf("\n--ts MS   the Tick's ts_ms (default: now)\n\n"
+                printf("\n--ts MS   the Tick's ts_ms (default: now less "
+                       "tick.lag.ms, as the stage's\n          own Ticks)\n\n"
                        "Timers due by ts fire at their own deadlines, in "
                        "deadline order (RULES.md:\na pay timeout once ts "
                        "is past the deadline, auto-receipt and settlement "

@@ -12,7 +12,8 @@ Redis. Last, a payment stamped exactly at its order's deadline that
 reaches the log LATE_MS later (a door's queue) must still pay the order:
 the stage's Ticks trail the wall clock by tick.lag.ms (decision 0028;
 LAG_MS here, well past LATE_MS plus a fresh `ordo produce`'s start);
-with --lag-ms 0 they overtake it and the order is CANCELLED.
+with --lag-ms 0 they overtake it and the order is CANCELLED. A Tick
+sent by hand (`ordo tick` without --ts) trails the wall clock as much.
 
     test_ticks.py ORDO_BINARY [--seed N]
 
@@ -145,6 +146,17 @@ def main():
         ok, st = wait_status(r, ordo.prefix, "o4", "PAID", 15)
         check("a payment at the deadline, %d ms on its way, pays o4" %
               LATE_MS, ok, "status %s" % st)
+        # `ordo tick` by hand trails the wall clock as the stage's own
+        # Ticks do (an audit: stamped now, it could overtake a command
+        # still on its way).
+        before = int(time.time() * 1000)
+        t = ordo.call("tick").stdout
+        after = int(time.time() * 1000)
+        ts = int(t.split("ts_ms=")[1].split()[0])
+        check("ordo tick is stamped tick.lag.ms behind the wall clock",
+              before - args.lag_ms <= ts <= after - args.lag_ms,
+              "ts %d, wall %d..%d, lag %d" % (ts, before, after,
+                                              args.lag_ms))
         check("ordo run still running", ordo.alive())
         # The order stage decided hundreds of Ticks but four commands
         # (OpenOrder o1, o2, o4; ConfirmPayment o4): only those four
