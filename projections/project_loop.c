@@ -258,25 +258,53 @@ static int mark_lost(loop_t *lp) {
         return 1;
 }
 
+/* A refill's first step, before anything of it is written: the group's
+ * committed offsets of parts go back to the beginning (0; a log trimmed
+ * since starts where it starts, auto.offset.reset). A crash during the
+ * refill then starts it again; left where they were, the restarted
+ * projection found the store in use and went on from them, the refill
+ * cut short for good (an outside audit). */
+static void commit_beginning(loop_t *lp, rd_kafka_t *rk,
+                             const rd_kafka_topic_partition_list_t *parts) {
+        rd_kafka_topic_partition_list_t *c =
+            rd_kafka_topic_partition_list_copy(parts);
+        rd_kafka_resp_err_t err;
+        int i;
+        for (i = 0; i < c->cnt; i++)
+                c->elems[i].offset = 0;
+        if (c->cnt && (err = rd_kafka_commit(rk, c, 0))) {
+                /* rejoin, and try again at the next assignment */
+                snprintf(lp->rejoin_why, sizeof(lp->rejoin_why),
+                         "the beginning of the inputs could not be committed "
+                         "for the refill: %s",
+                         rd_kafka_err2str(err));
+                lp->from_start = 1;
+        }
+        rd_kafka_topic_partition_list_destroy(c);
+}
+
 /* The read model went away while we ran: every assigned partition from
- * its beginning, the guards make re-applying exact. */
+ * its beginning, the guards make re-applying exact. Rejoining (which
+ * starts at the committed offsets, the beginning now) when the consumer
+ * cannot seek. */
 static void read_again(loop_t *lp) {
         rd_kafka_topic_partition_list_t *parts = NULL;
         rd_kafka_error_t *e;
         int i;
 
+        lp->lost = 0;
         if (rd_kafka_assignment(lp->consumer, &parts))
                 return;
+        commit_beginning(lp, lp->consumer, parts);
         for (i = 0; i < parts->cnt; i++)
                 parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
         if ((e = rd_kafka_seek_partitions(lp->consumer, parts, 10000))) {
-                ORDO_LOG(ERROR, lp->which,
-                         "msg=\"cannot seek to the beginning\" error=\"%s\"",
+                snprintf(lp->rejoin_why, sizeof(lp->rejoin_why),
+                         "cannot seek to the beginning for the refill: %s",
                          rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
         }
         rd_kafka_topic_partition_list_destroy(parts);
-        lp->lost = 0;
 }
 
 /* The batch applied or parked (or *stop), then the consumer resumed. */
@@ -390,6 +418,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          parts->cnt, rd_kafka_err2str(cerr));
                 rd_kafka_assign(rk, NULL);
                 return;
+        }
+        if (lp->from_start) {
+                commit_beginning(lp, rk, parts);
+                if (lp->rejoin_why[0]) { /* from the start again then */
+                        rd_kafka_assign(rk, NULL);
+                        return;
+                }
         }
         lp->from_start = 0;
         ORDO_LOG(INFO, lp->which, "msg=assigned partitions=%d", parts->cnt);

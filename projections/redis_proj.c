@@ -1224,7 +1224,10 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
                         disconnect(p);
                         return err;
                 }
-                if (r->type == REDIS_REPLY_ERROR) {
+                if (r->type == REDIS_REPLY_ERROR && i && !transient(r->str)) {
+                        /* WRONGTYPE: not our mark, so none (it silenced
+                         * the check for good: an outside audit) */
+                } else if (r->type == REDIS_REPLY_ERROR) {
                         snprintf(errstr, errstr_size, "redis: the mark: %s",
                                  r->str);
                         err = transient(r->str)

@@ -19,6 +19,8 @@ fails, so no outage shows): each projection must find its mark gone
 again and an order sent at once, whose writes may land in the emptied
 stores before the check (partial documents the version guards would
 never complete): the read models must be whole again, that order too.
+Last, emptied under a bigger sale and `ordo run` killed (SIGKILL) while
+it refills: restarted, it must refill again and be whole.
 
 With --live, the store goes away while `ordo run` runs: a Redis of the
 test's own (no persistence, on a free port) is killed and started again
@@ -204,6 +206,9 @@ def live(args):
         server.wait()
 
 
+BIG_ORDERS = 4000
+
+
 def dropped(args):
     run = E.SingleRun(args.ordo, "dropped", ["activity", "order", "redis",
                                              "mongo"])
@@ -240,6 +245,33 @@ def dropped(args):
               repr((snap, act)))
         run.said("each projection said why, each time",
                  "the read model lost its mark while the projection ran", 4)
+        # Killed during a refill: the restart must refill again, not go
+        # on from offsets past what the emptied store holds (an outside
+        # audit found the read models cut short for good).
+        big = ["b%d" % i for i in range(BIG_ORDERS)]
+        ordo.produce([E.create("a2", 100, BIG_ORDERS, 1, now - 60000,
+                               now + 3600000, now + 4)] +
+                     [E.place(o, "a2", "v" + o, 1, now + 5) for o in big],
+                     "big")
+        ok, out = run.wait()
+        check("a bigger sale applied", ok, out)
+        wipe(ordo, mongo, r)
+        lost = eventually(lambda: open(ordo.run_log).read().count(
+            "lost its mark"), lambda n: n >= 6, 60)
+        ordo.run_proc.kill()
+        ordo.run_proc.wait()
+        check("killed while refilling", lost >= 6, "%d lines" % lost)
+        ordo.start(run.stages)
+        ok, out = run.wait()
+        check("caught up after the restart", ok, out)
+
+        def counts():
+            return (mongo[ordo.db].orders.count_documents({}),
+                    len(r.scan(ordo.prefix + "order:*")))
+        want = (3 + BIG_ORDERS, 3 + BIG_ORDERS)
+        got = eventually(counts, lambda c: c == want)
+        check("the refill killed midway is done again on restart",
+              got == want, "orders (mongo, redis) %s, want %s" % (got, want))
         run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
