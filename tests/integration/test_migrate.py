@@ -5,8 +5,8 @@ operating.md moves a deployment (a new topic.prefix, to grow or to start
 afresh) by `ordo replay` of each command topic into `ordo produce
 --keep-ts -`. The old one ran with the stages ticking by themselves:
 its order-commands hold, on each partition, that partition's Ticks
-among its commands. Twelve orders are paid a second before their
-deadline there (all PAID). Replayed into a new deployment (no ticks of
+among its commands. Twelve orders are paid two seconds before their
+deadline there (all PAID), and the old stages tick on past it. Replayed into a new deployment (no ticks of
 its own, as operating.md says), every order must be PAID again and the
 new log must hold as many Ticks as the old one: each replayed Tick goes
 back to its own partition. (Before, each replayed Tick went to every
@@ -29,13 +29,23 @@ import time
 
 import test_e2e as E
 
-PAY_TIMEOUT_MS = 3000
+PAY_TIMEOUT_MS = 5000
 N_ORDERS = 12
 
 
 def statuses(r, ordo, oids):
     return {o: (E.hash_of(r.cmd("HGETALL", ordo.prefix + "order:" + o))
                 or {}).get("status") for o in oids}
+
+
+def eventually(get, timeout=60):
+    """get() until it is truthy or timeout s; the last value."""
+    deadline = time.time() + timeout
+    value = get()
+    while not value and time.time() < deadline:
+        time.sleep(0.2)
+        value = get()
+    return value
 
 
 def ticks(ordo):
@@ -79,17 +89,19 @@ def main():
     try:
         old.call("topics")
         old.start(stages)
+        now = int(time.time() * 1000)
+        old.produce([E.create("a1", 500, 100, 1, now - 60000, now + 3600000,
+                              now, pay_timeout_ms=PAY_TIMEOUT_MS)], "sale")
+        # the stages have joined: the deadlines below are the orders' own
+        stock = eventually(lambda: r.cmd("GET", old.prefix + "stock:a1"))
+        check("the old deployment opened the sale", stock == "100", stock)
         t0 = int(time.time() * 1000)
-        old.produce([E.create("a1", 500, 100, 1, t0 - 60000, t0 + 3600000,
-                              t0 - 1, pay_timeout_ms=PAY_TIMEOUT_MS)] +
-                    [E.place(o, "a1", "u" + o, 1, t0) for o in oids],
+        old.produce([E.place(o, "a1", "u" + o, 1, t0) for o in oids],
                     "places")
         got = settle(old, "PENDING_PAYMENT")
         check("the old deployment placed the orders",
               set(got.values()) == {"PENDING_PAYMENT"}, repr(got))
-        time.sleep(max(0.0, (t0 + PAY_TIMEOUT_MS - 1000) / 1000.0 -
-                       time.time()))
-        old.produce([E.pay(o, "p" + o, 500, t0 + PAY_TIMEOUT_MS - 1000)
+        old.produce([E.pay(o, "p" + o, 500, t0 + PAY_TIMEOUT_MS - 2000)
                      for o in oids], "pays")
         got = settle(old, "PAID")
         check("... and paid them on time", set(got.values()) == {"PAID"},
