@@ -1,9 +1,9 @@
 #include "admit.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "random.h"
 
 ordo_err_t ordo_admit(ordo_idgen_t *ids, const char *json, size_t len,
                       const ordo_validate_opts_t *opts, int64_t now_ms,
@@ -30,13 +30,8 @@ void ordo_admit_stamp(ordo_idgen_t *ids, const ordo_validate_opts_t *opts,
 }
 
 uint32_t ordo_admit_random_instance(void) {
-        uint32_t v = 0;
-        int fd = open("/dev/urandom", O_RDONLY);
-        if (fd >= 0) {
-                if (read(fd, &v, sizeof(v)) != sizeof(v))
-                        v = 0;
-                close(fd);
-        }
+        uint32_t v;
+        ordo_random_bytes(&v, sizeof(v));
         return (v ^ (uint32_t)getpid() ^ (uint32_t)ordo_wall_ms()) &
                ORDO_IDGEN_INSTANCE_MAX;
 }

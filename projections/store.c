@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "log.h"
+#include "random.h"
 #include "redis_conn.h"
 
 void ordo_stores_init(void) {
@@ -67,17 +67,8 @@ ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
 
 void ordo_store_new_mark(char tok[ORDO_MARK_MAX]) {
         unsigned char r[16];
-        FILE *f = fopen("/dev/urandom", "rb");
-        size_t got = f ? fread(r, 1, sizeof(r), f) : 0;
         int i;
-        if (f)
-                fclose(f);
-        if (got < sizeof(r)) { /* unique enough: time and process */
-                int64_t t = ordo_wall_ms();
-                memcpy(r, &t, sizeof(t));
-                t = (int64_t)getpid() ^ ordo_monotonic_ms();
-                memcpy(r + 8, &t, sizeof(t));
-        }
+        ordo_random_bytes(r, sizeof(r));
         for (i = 0; i < 16; i++)
                 snprintf(tok + 2 * i, 3, "%02x", r[i]);
 }
