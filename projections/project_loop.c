@@ -132,14 +132,26 @@ static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
         dead_letter(s, m, "store_refused", reason);
 }
 
+/* The database or key prefix the projection keeps its read model in. */
+static const char *live_target(const loop_t *lp) {
+        return ordo_config_get(lp->conf, ordo_store_target_key(lp->which));
+}
+
+/* The WARN line of every refill (decisions 0023, 0029): why, then
+ * " reading the inputs again from the beginning". */
+static void say_refill(const loop_t *lp, const char *why) {
+        ORDO_LOG(WARN, lp->which,
+                 "msg=\"%s reading the inputs again from the beginning\" "
+                 "target=%s group=%s",
+                 why, live_target(lp), lp->group);
+}
+
 /* 1 when the store is reachable and holds nothing of the read model
  * while the group has applied events to it (decision 0023). */
 static int store_empty_after_use(loop_t *lp) {
         char errstr[256];
-        return ordo_store_target_used(
-                   lp->which, lp->conf,
-                   ordo_config_get(lp->conf, ordo_store_target_key(lp->which)),
-                   errstr, sizeof(errstr)) == 0 &&
+        return ordo_store_target_used(lp->which, lp->conf, live_target(lp),
+                                      errstr, sizeof(errstr)) == 0 &&
                group_has_read(lp, lp->conf);
 }
 
@@ -212,8 +224,6 @@ static void mark_take(loop_t *lp) {
  * first. Another mark: another instance of the stage found it gone
  * first and did that. */
 static int mark_lost(loop_t *lp) {
-        const char *target =
-            ordo_config_get(lp->conf, ordo_store_target_key(lp->which));
         char tok[ORDO_MARK_MAX], errstr[512], q[600];
         ordo_err_t err;
 
@@ -228,23 +238,16 @@ static int mark_lost(loop_t *lp) {
             !strcmp(tok, lp->mark))
                 return 0; /* the same, or the write meets the outage */
         if (tok[0]) {
-                ORDO_LOG(WARN, lp->which,
-                         "msg=\"the read model was emptied and marked again "
-                         "by another instance of this stage: reading the "
-                         "inputs again from the beginning\" target=%s "
-                         "group=%s",
-                         target, lp->group);
+                say_refill(lp, "the read model was emptied and marked again "
+                               "by another instance of this stage:");
                 snprintf(lp->mark, sizeof(lp->mark), "%s", tok);
                 return 1;
         }
-        ORDO_LOG(WARN, lp->which,
-                 "msg=\"the read model lost its mark while the projection "
-                 "ran (dropped, flushed, or restarted without "
-                 "persistence?): removing what was "
-                 "written to it since and reading the inputs again from "
-                 "the beginning\" target=%s group=%s",
-                 target, lp->group);
-        err = ordo_store_drop(lp->which, lp->conf, target, errstr,
+        say_refill(lp, "the read model lost its mark while the projection "
+                       "ran (dropped, flushed, or restarted without "
+                       "persistence?): removing what was written to it "
+                       "since and");
+        err = ordo_store_drop(lp->which, lp->conf, live_target(lp), errstr,
                               sizeof(errstr));
         if (err == ORDO_ERR_UNAVAILABLE) {
                 lp->mark_ms = 0; /* again before the next batch */
@@ -473,12 +476,8 @@ static void store_lost(loop_t *lp) {
         if (!store_empty_after_use(lp))
                 return;
         lp->from_start = 1;
-        ORDO_LOG(WARN, lp->which,
-                 "msg=\"the read model is empty but the group has applied "
-                 "events to it: reading the inputs again from the "
-                 "beginning\" target=%s group=%s",
-                 ordo_config_get(lp->conf, ordo_store_target_key(lp->which)),
-                 lp->group);
+        say_refill(lp, "the read model is empty but the group has applied "
+                       "events to it:");
 }
 
 /* The batch, the dead-letter producer, the codec and the consumer. */
@@ -634,17 +633,11 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         for (i = 0; i < lp->n; i++)
                                 rd_kafka_message_destroy(lp->rkms[i]);
                         if (lp->lost) {
-                                ORDO_LOG(WARN, lp->which,
-                                         "msg=\"the read model came back "
-                                         "empty while the group had applied "
-                                         "events to it (a restart without "
-                                         "persistence?): reading the inputs "
-                                         "again from the beginning\" "
-                                         "target=%s group=%s",
-                                         ordo_config_get(
-                                             lp->conf,
-                                             ordo_store_target_key(lp->which)),
-                                         lp->group);
+                                say_refill(lp, "the read model came back "
+                                               "empty while the group had "
+                                               "applied events to it (a "
+                                               "restart without "
+                                               "persistence?):");
                                 lp->mark[0] = '\0'; /* gone with it */
                                 read_again(lp);
                                 continue;
