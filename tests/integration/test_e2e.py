@@ -1252,6 +1252,16 @@ class SingleRun:
         return finish(self.ordo, self.results, self.mongo, self.r, keep)
 
 
+def eventually(get, done=bool, timeout=30):
+    """get() until done(value) or timeout s; the last value."""
+    deadline = time.time() + timeout
+    value = get()
+    while not done(value) and time.time() < deadline:
+        time.sleep(0.2)
+        value = get()
+    return value
+
+
 def wait_for_text(path, text, timeout):
     """True once the file at path holds text, False after timeout s."""
     deadline = time.time() + timeout

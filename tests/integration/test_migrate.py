@@ -38,16 +38,6 @@ def statuses(r, ordo, oids):
                 or {}).get("status") for o in oids}
 
 
-def eventually(get, timeout=60):
-    """get() until it is truthy or timeout s; the last value."""
-    deadline = time.time() + timeout
-    value = get()
-    while not value and time.time() < deadline:
-        time.sleep(0.2)
-        value = get()
-    return value
-
-
 def ticks(ordo):
     lines = ordo.call("replay", "order-commands").stdout.splitlines()
     return sum(1 for ln in lines if '"type":"Tick"' in ln)
@@ -79,12 +69,8 @@ def main():
         return w.returncode == 0, w.stdout[-800:] + w.stderr[-800:]
 
     def settle(ordo, want, timeout=60):
-        deadline = time.time() + timeout
-        got = statuses(r, ordo, oids)
-        while set(got.values()) != {want} and time.time() < deadline:
-            time.sleep(0.2)
-            got = statuses(r, ordo, oids)
-        return got
+        return E.eventually(lambda: statuses(r, ordo, oids),
+                            lambda got: set(got.values()) == {want}, timeout)
 
     try:
         old.call("topics")
@@ -93,7 +79,8 @@ def main():
         old.produce([E.create("a1", 500, 100, 1, now - 60000, now + 3600000,
                               now, pay_timeout_ms=PAY_TIMEOUT_MS)], "sale")
         # the stages have joined: the deadlines below are the orders' own
-        stock = eventually(lambda: r.cmd("GET", old.prefix + "stock:a1"))
+        stock = E.eventually(lambda: r.cmd("GET", old.prefix + "stock:a1"),
+                             timeout=60)
         check("the old deployment opened the sale", stock == "100", stock)
         t0 = int(time.time() * 1000)
         old.produce([E.place(o, "a1", "u" + o, 1, t0) for o in oids],

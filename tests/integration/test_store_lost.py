@@ -82,16 +82,6 @@ def start_sale(run, limit):
     return now
 
 
-def eventually(get, done, timeout=30):
-    """get() until done(value) or timeout s; the last value."""
-    deadline = time.time() + timeout
-    value = get()
-    while not done(value) and time.time() < deadline:
-        time.sleep(0.3)
-        value = get()
-    return value
-
-
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -149,7 +139,7 @@ def live(args):
         check(name, n == times, "%d lines" % n)
 
     def model_becomes(want):
-        return eventually(model, lambda m: m == want) == want
+        return E.eventually(model, lambda m: m == want) == want
 
     try:
         now = start_sale(run, 3)
@@ -225,7 +215,7 @@ def dropped(args):
                 (snap["order"] or {}).get("user_id") == "u1"), snap, act
 
     def becomes(*want):
-        return eventually(lambda: whole(*want), lambda w: w[0])
+        return E.eventually(lambda: whole(*want), lambda w: w[0])
 
     try:
         now = start_sale(run, 3)
@@ -256,7 +246,7 @@ def dropped(args):
         ok, out = run.wait()
         check("a bigger sale applied", ok, out)
         wipe(ordo, mongo, r)
-        lost = eventually(lambda: open(ordo.run_log).read().count(
+        lost = E.eventually(lambda: open(ordo.run_log).read().count(
             "lost its mark"), lambda n: n >= 6, 60)
         ordo.run_proc.kill()
         ordo.run_proc.wait()
@@ -269,7 +259,7 @@ def dropped(args):
             return (mongo[ordo.db].orders.count_documents({}),
                     len(r.scan(ordo.prefix + "order:*")))
         want = (3 + BIG_ORDERS, 3 + BIG_ORDERS)
-        got = eventually(counts, lambda c: c == want)
+        got = E.eventually(counts, lambda c: c == want)
         check("the refill killed midway is done again on restart",
               got == want, "orders (mongo, redis) %s, want %s" % (got, want))
         run.reconciled_and_running()
@@ -309,7 +299,7 @@ def main():
         ordo.start(stages)
         ok, out = wait()
         check("caught up again", ok, out)
-        after = eventually(lambda: snapshot(ordo, mongo, r),
+        after = E.eventually(lambda: snapshot(ordo, mongo, r),
                            lambda a: a == before)
         check("read models refilled as before", after == before,
               "before %s, after %s" % (before, after))
