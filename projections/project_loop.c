@@ -23,6 +23,13 @@
 #define IDLE_CHECK_MS 1000
 #define MARK_CHECK_MS 1000
 
+/* An event the store refused, held until the batch's end (park). */
+struct refused {
+        size_t rec; /* its record in the batch */
+        ordo_err_t err;
+        char reason[512];
+};
+
 /* One live projection: the consumer in the stage's group, the batch
  * being read, the store it goes to, and the dead-letter producer that
  * parking writes to (project.h). */
@@ -42,6 +49,8 @@ typedef struct {
         size_t *msg_of; /* for each record, the index of its message */
         rd_kafka_topic_partition_list_t *paused;
         int64_t applied, skipped, parked;
+        struct refused *held; /* the batch's refused events (park) */
+        size_t n_held, held_cap;
         int letters_batch;    /* dead letters not confirmed yet */
         char letter_err[160]; /* the batch's first letter not written */
         int from_start;       /* the store lost what the group had applied */
@@ -113,23 +122,29 @@ static int confirm_letters(loop_t *s) {
         return -1;
 }
 
-/* A refused event: loudly, countably, and onto dead-letters with the
- * reason, so an operator can repair and replay it (operating.md). */
+/* A refused event is held until the batch is applied (send_held):
+ * refused by a target dropped under us, it was no refusal. */
 static void park(void *opaque, const ordo_event_rec_t *rec, ordo_err_t err,
                  const char *reason) {
         loop_t *s = opaque;
-        const rd_kafka_message_t *m = s->rkms[s->msg_of[rec - s->recs]];
-        char q[1024];
+        struct refused *h;
 
-        ORDO_LOG(ERROR, s->which,
-                 "msg=\"event refused by the store, parked on dead-letters\" "
-                 "topic=%s partition=%d offset=%lld type=%s err=%s "
-                 "reason=\"%s\"",
-                 rd_kafka_topic_name(m->rkt), (int)m->partition,
-                 (long long)m->offset, ordo_msg_type_name(rec->msg->type),
-                 ordo_err_name(err), ordo_log_quote(q, sizeof(q), reason));
-        s->parked++;
-        dead_letter(s, m, "store_refused", reason);
+        if (s->n_held == s->held_cap) {
+                size_t cap = s->held_cap ? 2 * s->held_cap : 16;
+                if (!(h = realloc(s->held, cap * sizeof(*h)))) {
+                        /* no room to hold it: sent at once */
+                        dead_letter(s, s->rkms[s->msg_of[rec - s->recs]],
+                                    "store_refused", reason);
+                        s->parked++;
+                        return;
+                }
+                s->held = h;
+                s->held_cap = cap;
+        }
+        h = &s->held[s->n_held++];
+        h->rec = (size_t)(rec - s->recs);
+        h->err = err;
+        snprintf(h->reason, sizeof(h->reason), "%s", reason);
 }
 
 /* The database or key prefix the projection keeps its read model in. */
@@ -259,6 +274,41 @@ static int mark_lost(loop_t *lp) {
         ordo_store_new_mark(tok);
         ordo_store_mark(&lp->store, tok, lp->mark, errstr, sizeof(errstr));
         return 1;
+}
+
+/* The batch's refused events, now that it is applied: loudly,
+ * countably, and onto dead-letters with the reason, so an operator can
+ * repair and replay them (operating.md). Unless the target's mark is
+ * gone or another (asked now, not at the once-a-second check): then a
+ * drop refused them, not the rules' totals (an emptied earnings hash
+ * "going below 0"), and the batch is read again into the refilled
+ * target. 1 then. */
+static int send_held(loop_t *lp) {
+        char q[1024];
+        size_t i;
+        int lost;
+
+        if (!lp->n_held)
+                return 0;
+        lp->mark_ms = 0;
+        lost = mark_lost(lp);
+        for (i = 0; i < lp->n_held && !lost; i++) {
+                const struct refused *h = &lp->held[i];
+                const rd_kafka_message_t *m = lp->rkms[lp->msg_of[h->rec]];
+                ORDO_LOG(ERROR, lp->which,
+                         "msg=\"event refused by the store, parked on "
+                         "dead-letters\" topic=%s partition=%d offset=%lld "
+                         "type=%s err=%s reason=\"%s\"",
+                         rd_kafka_topic_name(m->rkt), (int)m->partition,
+                         (long long)m->offset,
+                         ordo_msg_type_name(lp->recs[h->rec].msg->type),
+                         ordo_err_name(h->err),
+                         ordo_log_quote(q, sizeof(q), h->reason));
+                lp->parked++;
+                dead_letter(lp, m, "store_refused", h->reason);
+        }
+        lp->n_held = 0;
+        return lost;
 }
 
 /* A refill's first step, before anything of it is written: the group's
@@ -611,6 +661,7 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         err = ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
+                lp->n_held = 0; /* a batch dropped before it was applied */
                 for (lp->k = 0, i = 0; i < lp->n; i++)
                         take_message(lp, i);
                 /* Idle for a second: an empty batch asks the store
@@ -645,6 +696,12 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         snprintf(errstr, errstr_size,
                                  "stopped while the store was unavailable");
                         break;
+                }
+                if (send_held(lp)) {
+                        for (i = 0; i < lp->n; i++)
+                                rd_kafka_message_destroy(lp->rkms[i]);
+                        read_again(lp);
+                        continue;
                 }
                 if (lp->k)
                         ORDO_LOG(DEBUG, lp->which,
@@ -721,6 +778,7 @@ static void close_all(loop_t *lp) {
                 rd_kafka_flush(lp->dlq, 10000);
                 rd_kafka_destroy(lp->dlq);
         }
+        free(lp->held);
         free(lp->msg_of);
         free(lp->rkms);
         free(lp->msgs);
