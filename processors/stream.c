@@ -130,8 +130,9 @@ static void emit(void *opaque, const ordo_msg_t *m) {
 }
 
 static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
-                        const char *reason) {
-        rd_kafka_headers_t *h = ordo_dead_letter_headers(rkm, reason, NULL);
+                        const char *kind, const char *reason) {
+        rd_kafka_headers_t *h =
+            ordo_dead_letter_headers(rkm, kind, reason, NULL);
         size_t len;
         const void *payload = ordo_dead_letter_payload(rkm, &len);
         char q[1024];
@@ -142,6 +143,7 @@ static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                  (long long)rkm->offset, ordo_log_quote(q, sizeof(q), reason));
         ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, rkm->key,
                          rkm->key_len, payload, len, h);
+        ordo_metrics_dead_letter(p->def->name, kind);
         p->stats->dead_lettered++;
 }
 
@@ -439,14 +441,12 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         if (rkm->partition < p->n_states)
                 p->parts[rkm->partition].decided_next = rkm->offset + 1;
         if (ordo__decode(p, rkm, &m, why, sizeof(why))) {
-                ordo_metrics_dead_letter(p->def->name, "undecodable");
-                dead_letter(p, rkm, why);
+                dead_letter(p, rkm, "undecodable", why);
                 return;
         }
         if ((refused = ordo_processor_refuses(p->def, &m, rkm->partition,
                                               p->n_states, why, sizeof(why)))) {
-                ordo_metrics_dead_letter(p->def->name, refused);
-                dead_letter(p, rkm, why);
+                dead_letter(p, rkm, refused, why);
                 return;
         }
         state = rkm->partition < p->n_states ? p->states[rkm->partition] : NULL;

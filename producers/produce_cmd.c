@@ -243,6 +243,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 ordo_topic_t topic;
                 size_t k = len;
                 void *op;
+                int sent;
 
                 lineno++;
                 if (got == ORDO_LINE_TOO_LONG) {
@@ -280,17 +281,25 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 topic = ordo_command_topic(m.type);
                 /* the line number rides along to the delivery report */
                 op = (void *)(intptr_t)lineno;
-                if ((m.type == ORDO_MSG_TICK
-                         ? ordo_send_tick(rk, codec, topics[topic], &m, op,
-                                          errstr, sizeof(errstr)) < 0
-                         : ordo_send(rk, codec, topics[topic],
-                                     RD_KAFKA_PARTITION_UA, &m, op, errstr,
-                                     sizeof(errstr)))) {
+                if (m.type == ORDO_MSG_TICK)
+                        sent = ordo_send_tick(rk, codec, topics[topic], &m, op,
+                                              errstr, sizeof(errstr));
+                else
+                        sent = ordo_send(rk, codec, topics[topic],
+                                         RD_KAFKA_PARTITION_UA, &m, op, errstr,
+                                         sizeof(errstr))
+                                   ? -1
+                                   : 1;
+                if (sent < 0)
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);
+                if (sent == -2) { /* a Tick for a partition there is not */
+                        stats.valid--;
+                        stats.refused++;
+                        count_reason(&stats, "NO_SUCH_PARTITION");
+                } else if (sent < 0)
                         line_failed(&stats, lineno);
-                }
-                if (stats.valid % 100000 == 0)
+                if (sent != -2 && stats.valid % 100000 == 0)
                         fprintf(stderr,
                                 "ordo produce: %lld lines read, %lld queued, "
                                 "%lld refused\n",

@@ -43,8 +43,11 @@ int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                    const ordo_msg_t *tick, void *opaque, char *errstr,
                    size_t errstr_size) {
         ordo_msg_t m = *tick;
-        int p, parts = ordo_kafka_partitions(rk, topic, errstr, errstr_size);
-        if (parts > 0 && tick->u.tick.to_partition) {
+        int p, parts = ordo_kafka_partitions_of_existing(rk, topic, errstr,
+                                                         errstr_size);
+        if (parts < 0)
+                return -1;
+        if (tick->u.tick.to_partition) {
                 p = tick->u.tick.to_partition - 1;
                 if (p >= parts) {
                         snprintf(errstr, errstr_size,
@@ -54,7 +57,7 @@ int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                                  "partitions, or leave the Ticks out; "
                                  "operating.md)",
                                  p, topic, parts);
-                        return -1;
+                        return -2;
                 }
                 return ordo_send(rk, codec, topic, p, &m, opaque, errstr,
                                  errstr_size)

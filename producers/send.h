@@ -22,9 +22,10 @@ int ordo_send(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
 /* A Tick to every partition of topic (the order commands), so every
  * partition's timers fire: the copy for partition p has command_id
  * "<tick's command_id>-p<p>". A replayed Tick (u.tick.to_partition)
- * goes back to its one partition as it is (decision 0030); one the topic
- * does not have is an error. The number of messages sent, or -1 with
- * errstr. */
+ * goes back to its one partition as it is (decision 0030). The number of
+ * messages sent; -1 with errstr when they could not be (no such topic:
+ * at once); -2 with errstr, nothing sent, for a Tick naming a partition
+ * the topic does not have (refused: sending it again cannot help). */
 int ordo_send_tick(rd_kafka_t *rk, ordo_codec_t *codec, const char *topic,
                    const ordo_msg_t *tick, void *opaque, char *errstr,
                    size_t errstr_size);

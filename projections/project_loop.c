@@ -94,7 +94,7 @@ static void dead_letter(loop_t *s, const rd_kafka_message_t *m,
         s->letters_batch++;
         ordo_metrics_dead_letter(s->which, kind);
         dl.value = ordo_dead_letter_payload(m, &dl.len);
-        dl.hdrs = ordo_dead_letter_headers(m, reason, stage);
+        dl.hdrs = ordo_dead_letter_headers(m, kind, reason, stage);
         /* waits for room rather than lose the letter to a full queue */
         kerr = ordo_kafka_produce(s->dlq, &dl, RD_KAFKA_MSG_F_COPY,
                                   ORDO_PRODUCE_WAIT);

@@ -113,10 +113,12 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
 /* Accepts NULL. */
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p);
 /* AUTH and SELECT on every (re)connection (redis_conn.h); login's strings
- * must outlive p. */
+ * must outlive p. ORDO_ERR_CONFIG with errstr for a database the server
+ * does not have; anything else is retried by apply. */
 struct ordo_redis_login_s;
-void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
-                               const struct ordo_redis_login_s *login);
+ordo_err_t ordo_redis_proj_set_login(ordo_redis_proj_t *p,
+                                     const struct ordo_redis_login_s *login,
+                                     char *errstr, size_t errstr_size);
 /* The target is new and p its only writer until it is complete (a
  * rebuild): each event comes once, in order, and a batch is retried
  * whole. Writes that give the same result when a batch is applied again

@@ -35,9 +35,20 @@ ordo_err_t ordo_redis_login(redisContext *c, const ordo_redis_login_t *l,
                 if ((err = ok_reply(c, r, "AUTH", errstr, errstr_size)))
                         return err;
         }
-        if (l->db)
-                return ok_reply(c, redisCommand(c, "SELECT %d", l->db),
-                                "SELECT redis.db", errstr, errstr_size);
+        if (l->db) {
+                redisReply *r = redisCommand(c, "SELECT %d", l->db);
+                /* No server answer changes it but a new configuration. */
+                if (r && r->type == REDIS_REPLY_ERROR &&
+                    strstr(r->str, "out of range")) {
+                        snprintf(errstr, errstr_size,
+                                 "redis.db=%d: %s (the server's `databases` "
+                                 "setting is lower)",
+                                 l->db, r->str);
+                        freeReplyObject(r);
+                        return ORDO_ERR_CONFIG;
+                }
+                return ok_reply(c, r, "SELECT redis.db", errstr, errstr_size);
+        }
         return ORDO_ERR_OK;
 }
 

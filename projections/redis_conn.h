@@ -23,7 +23,8 @@ typedef struct ordo_redis_login_s {
 void ordo_redis_login_from(const ordo_config_t *conf, ordo_redis_login_t *l);
 
 /* AUTH and SELECT on a fresh connection. ORDO_ERR_REDIS with the
- * server's answer in errstr (the password is never included). */
+ * server's answer in errstr (the password is never included);
+ * ORDO_ERR_CONFIG for a redis.db the server does not have. */
 ordo_err_t ordo_redis_login(redisContext *c, const ordo_redis_login_t *l,
                             char *errstr, size_t errstr_size);
 

@@ -232,6 +232,7 @@ struct ordo_redis_proj_s {
         redisContext *c;
         char sha[S__N][41];
         int down;        /* last attempt failed: log the recovery */
+        int starting;    /* the first connection (set_login) */
         cmd_t *cmds;     /* CHUNK_CMDS of them: the chunk being built */
         cmd_t *zcmds;    /* CHUNK: a chunk's leaderboard writes */
         sent_t *sent;    /* a call's commands sent, replies not read yet */
@@ -389,6 +390,10 @@ static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
         /* A stopped (not dead) server must not hang the consume loop. */
         redisSetTimeout(p->c, rto);
         err = ordo_redis_login(p->c, &p->login, errstr, errstr_size);
+        if (err == ORDO_ERR_CONFIG && p->starting) {
+                disconnect(p);
+                return err;
+        }
         if (!err)
                 err = load_scripts(p, errstr, errstr_size);
         if (err) {
@@ -444,12 +449,19 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         return p;
 }
 
-void ordo_redis_proj_set_login(ordo_redis_proj_t *p,
-                               const ordo_redis_login_t *login) {
-        char ignored[256];
+ordo_err_t ordo_redis_proj_set_login(ordo_redis_proj_t *p,
+                                     const ordo_redis_login_t *login,
+                                     char *errstr, size_t errstr_size) {
+        ordo_err_t err;
         p->login = *login;
         disconnect(p);
-        (void)connect_now(p, ignored, sizeof(ignored));
+        /* connect_now calls every login failure an outage, as it is
+         * after a server's restart; at the start, a database the server
+         * does not have is the configuration's, which no retry mends. */
+        p->starting = 1;
+        err = connect_now(p, errstr, errstr_size);
+        p->starting = 0;
+        return err == ORDO_ERR_CONFIG ? err : ORDO_ERR_OK;
 }
 
 void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {

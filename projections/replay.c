@@ -89,6 +89,7 @@ static void set_meta(json_t *o, const replay_opts_t *opt,
  * it was refused and where it was read. */
 static void set_dead_letter(json_t *o, const rd_kafka_message_t *m) {
         static const char *const names[][2] = {
+                { "ordo.kind", "kind" },
                 { "ordo.error", "error" },
                 { "ordo.source.topic", "source_topic" },
                 { "ordo.source.partition", "source_partition" },

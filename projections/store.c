@@ -43,7 +43,11 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
         if (s->redis) {
                 ordo_redis_login_t login;
                 ordo_redis_login_from(conf, &login);
-                ordo_redis_proj_set_login(s->redis, &login);
+                if (ordo_redis_proj_set_login(s->redis, &login, errstr,
+                                              errstr_size)) {
+                        ordo_redis_proj_destroy(s->redis);
+                        s->redis = NULL;
+                }
         }
         return s->mongo || s->redis ? ORDO_ERR_OK : why;
 }

@@ -274,9 +274,10 @@ static int payload_omitted(const rd_kafka_message_t *source) {
 }
 
 rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
+                                             const char *kind,
                                              const char *reason,
                                              const char *stage) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(8);
         char part[16], off[32];
         const void *type;
         size_t type_len;
@@ -286,6 +287,7 @@ rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
         if ((type = ordo_kafka_header(source, ORDO_TYPE_HEADER, &type_len)))
                 rd_kafka_header_add(h, ORDO_TYPE_HEADER, -1, type,
                                     (ssize_t)type_len);
+        rd_kafka_header_add(h, "ordo.kind", -1, kind, -1);
         rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
         if (stage)
                 rd_kafka_header_add(h, "ordo.stage", -1, stage, -1);

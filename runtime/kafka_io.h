@@ -143,11 +143,13 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
 
 /* Why a message went to dead-letters and where it was read, in the
  * headers every reader of that topic expects (operating.md): ordo.type
- * (the source's, when it had one), ordo.error,
- * ordo.stage (the projection that parked an event; NULL for a processor,
- * whose letters are input it could not decode), ordo.source.topic,
- * ordo.source.partition, ordo.source.offset. */
+ * (the source's, when it had one), ordo.kind (kind: the reason label of
+ * ordo_dead_letters_total, e.g. undecodable, store_refused), ordo.error
+ * (reason, the text), ordo.stage (the projection that wrote it; NULL for
+ * a processor), ordo.source.topic, ordo.source.partition,
+ * ordo.source.offset. */
 rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
+                                             const char *kind,
                                              const char *reason,
                                              const char *stage);
 

@@ -111,7 +111,7 @@ static int has_messages(lag_t *l, const char *topic, int32_t partition,
         rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
         rd_kafka_assign(l->probe, tp);
         rd_kafka_topic_partition_list_destroy(tp);
-        while (found < 0 && idle < 100) {
+        while (found < 0 && idle < 100 && !ordo_stop) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(l->probe, 100);
                 if (!m) {
                         idle++;
@@ -177,10 +177,15 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                 for (t = 0; t < s->n_inputs; t++) {
                         rd_kafka_topic_partition_list_t *tp;
                         int np;
+                        if (ordo_stop) {
+                                snprintf(l->failed, sizeof(l->failed),
+                                         "stopped by a signal");
+                                return PASS_FAILED;
+                        }
                         ordo_topic_name(l->conf, s->inputs[t], topic,
                                         sizeof(topic));
-                        np = ordo_kafka_partitions(l->consumers[g], topic,
-                                                   errstr, sizeof(errstr));
+                        np = ordo_kafka_partitions_of_existing(
+                            l->consumers[g], topic, errstr, sizeof(errstr));
                         if (np < 0) {
                                 snprintf(l->failed, sizeof(l->failed), "%s",
                                          errstr);
@@ -265,7 +270,7 @@ static void describe_parked(const rd_kafka_message_t *dead, const void *stage,
 }
 
 typedef struct {
-        int64_t n_proc, n_mongo, n_redis, seen;
+        int64_t n_proc, n_undecodable, n_mongo, n_redis, seen;
         char last[512];
 } dead_count_t;
 
@@ -273,9 +278,18 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
         dead_count_t *c = arg;
         const void *v;
         size_t len;
+        const void *kind;
+        size_t kind_len;
         c->seen++;
         if (!(v = ordo_kafka_header(m, "ordo.stage", &len))) {
                 c->n_proc++;
+                return;
+        }
+        /* A projection's letter is an event it parked unless its kind
+         * says otherwise (letters written before ordo.kind: parked). */
+        kind = ordo_kafka_header(m, "ordo.kind", &kind_len);
+        if (kind && !(kind_len == 13 && !memcmp(kind, "store_refused", 13))) {
+                c->n_undecodable++;
                 return;
         }
         if (len == 13 && !memcmp(v, "project.mongo", 13))
@@ -300,7 +314,8 @@ static void dead_letters(lag_t *l, FILE *out) {
 
         memset(&c, 0, sizeof(c));
         ordo_topic_name(l->conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
-        np = ordo_kafka_partitions(l->probe, topic, errstr, sizeof(errstr));
+        np = ordo_kafka_partitions_of_existing(l->probe, topic, errstr,
+                                               sizeof(errstr));
         if (np < 0) {
                 fprintf(stderr, "ordo %s: dead letters: %s\n", l->cmd, errstr);
                 partial = 1;
@@ -329,10 +344,12 @@ static void dead_letters(lag_t *l, FILE *out) {
                         partial = 1;
         }
         fprintf(out,
-                "dead letters: %lld%s (processors %lld; parked by "
-                "project.mongo %lld, project.redis %lld)\n",
+                "dead letters: %lld%s (processors %lld; undecodable at the "
+                "projections %lld; parked by project.mongo %lld, "
+                "project.redis %lld)\n",
                 (long long)c.seen, partial ? "+" : "", (long long)c.n_proc,
-                (long long)c.n_mongo, (long long)c.n_redis);
+                (long long)c.n_undecodable, (long long)c.n_mongo,
+                (long long)c.n_redis);
         if (*c.last)
                 fprintf(out, "last parked: %s (see operating.md)\n", c.last);
 }
@@ -444,8 +461,9 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 caught_up_before = behind == 0;
                 if (ordo_stop || time(NULL) - start >= timeout_s) {
                         fprintf(stderr,
-                                "ordo wait: %d partition(s) still behind "
+                                "ordo wait: %s%d partition(s) still behind "
                                 "after %llds (see `ordo lag`)\n",
+                                ordo_stop ? "stopped by a signal; " : "",
                                 behind, (long long)(time(NULL) - start));
                         lag_close(&l);
                         return 1;

@@ -138,7 +138,9 @@ def main():
                            input='{"type":"Tick","ts_ms":1,"partition":999}\n',
                            capture_output=True, text=True)
         check("a Tick for a partition the topic lacks is refused, named",
-              p.returncode != 0 and "partition 999" in p.stderr,
+              p.returncode != 0 and "partition 999" in p.stderr and
+              "0 command(s) sent, 1 refused, 0 not delivered" in p.stderr and
+              "NO_SUCH_PARTITION=1" in p.stderr,
               repr((p.returncode, p.stderr[-300:])))
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))

@@ -121,7 +121,8 @@ def main():
                 len(dead) == 1 and want in
                 dead[0][4].get("ordo.error", b"").decode() and
                 dead[0][4].get("ordo.source.partition") ==
-                str(other).encode() and dead[0][3] == value,
+                str(other).encode() and dead[0][3] == value and
+                dead[0][4].get("ordo.kind") == b"wrong_partition",
                 [(d[2], d[4]) for d in dead])
         t.check("the dead letter keeps the source's ordo.type",
                 len(dead) == 1 and
@@ -159,8 +160,14 @@ def main():
                 junk[0][4].get("ordo.stage") == b"project.redis" and
                 junk[0][4].get("ordo.source.topic") ==
                 (prefix + "activity-events").encode() and
-                junk[0][4].get("ordo.error"),
+                junk[0][4].get("ordo.error") and
+                junk[0][4].get("ordo.kind") == b"undecodable",
                 [(d[2], d[4]) for d in junk])
+        lag = o.call("lag").stdout
+        t.check("ordo lag counts it as undecodable, not as parked",
+                "undecodable at the projections 1; parked by project.mongo "
+                "0, project.redis 0" in lag and "last parked" not in lag,
+                lag[-600:])
         t.check("an order after the garbage reaches Redis",
                 t.r.cmd("HGET", o.prefix + "order:o3", "status") in
                 ("REJECTED", b"REJECTED"),

@@ -12,6 +12,8 @@ redis.password and redis.db set. Checks that
 - `ordo reconcile` (which reads Redis too) finds no difference;
 - a wrong password is refused with the server's WRONGPASS in the log and
   nothing written;
+- a redis.db the server does not have stops `ordo project redis` at once,
+  naming it;
 - `ordo config` prints the password redacted.
 Ends with criterion's synthesis line. Needs the stack up (Kafka, FerretDB)
 and redis-server on PATH.
@@ -194,6 +196,19 @@ def main():
                w.stdout[-1500:] + w.stderr[-1500:])
         c.eq("right password: every event applied", "0",
              r5.cmd("GET", bad.prefix + "stock:" + aid))
+        # A database the server does not have (16 here): not an outage
+        # to retry for ever, as a refused password is; the configuration's.
+        try:
+            p = subprocess.run([ordo.binary] + ordo.flags +
+                               ["-X", "redis.db=99", "project", "redis"],
+                               env=ordo.env, capture_output=True, text=True,
+                               timeout=30)
+            ok = p.returncode == 1 and "redis.db=99" in p.stderr
+            why = "exit %d: %s" % (p.returncode, p.stderr[-400:])
+        except subprocess.TimeoutExpired:
+            ok, why = False, "still retrying after 30 s"
+        c.true("a redis.db the server lacks: exit 1, naming redis.db", ok,
+               why)
     finally:
         D.stop_all(c, ordo, dash)
         server.terminate()
