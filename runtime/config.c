@@ -295,6 +295,41 @@ static ordo_err_t check_choice(const char *key, const char *value, char *errstr,
         return ORDO_ERR_OK;
 }
 
+/* STRING keys that become part of Kafka names: Kafka's characters only
+ * (a topic's ASCII letters, digits, '.', '_' and '-'), so that a bad
+ * one is refused naming the key, not by the broker later. */
+static const struct {
+        const char *key;
+        size_t min, max;
+} names[] = {
+        /* 249, Kafka's longest topic name, less "commission-snapshots"
+         * (kafka.h's longest; test_config checks it) */
+        { "topic.prefix", 0, ORDO_TOPIC_PREFIX_MAX },
+        /* in transactional and group.instance ids */
+        { "instance.id", 1, 64 },
+};
+
+static ordo_err_t check_name(const char *key, const char *value, char *errstr,
+                             size_t errstr_size) {
+        size_t i, len = strlen(value);
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                if (strcmp(names[i].key, key))
+                        continue;
+                if (len < names[i].min || len > names[i].max ||
+                    strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                        len) {
+                        snprintf(errstr, errstr_size,
+                                 "configuration key \"%s\": %zu to %zu of "
+                                 "the letters a-z A-Z, digits, '.', '_' and "
+                                 "'-' (Kafka's names), got \"%.40s\"",
+                                 key, names[i].min, names[i].max, value);
+                        return ORDO_ERR_CONFIG_INVALID;
+                }
+        }
+        return ORDO_ERR_OK;
+}
+
 static int is_int(const char *v, int64_t *out) {
         char *end;
         errno = 0;
@@ -334,7 +369,8 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
                         return ORDO_ERR_CONFIG_INVALID;
                 }
         if (def->type == STRING &&
-            check_choice(key, value, errstr, errstr_size))
+            (check_choice(key, value, errstr, errstr_size) ||
+             check_name(key, value, errstr, errstr_size)))
                 return ORDO_ERR_CONFIG_INVALID;
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -554,10 +590,15 @@ const char *ordo_config_redact(const char *key, const char *value, char *buf,
                 return value;
         if (is_secret(key))
                 return "[redacted]";
-        if (!(auth = strstr(value, "://")) || !size)
+        if (!size)
+                return value;
+        /* Without a scheme (a mistyped URI) the userinfo is hidden all the
+         * same: "user:password@host". */
+        auth = strstr(value, "://");
+        auth = auth ? auth + 3 : value;
+        if (auth == value && !strchr(value, '@'))
                 return value;
         buf[0] = '\0';
-        auth += 3;
         /* scheme://user:password@host...: the userinfo ends at the last
          * '@' before the query, so a password typed with a raw '@' or '/'
          * is still hidden whole. */

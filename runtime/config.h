@@ -14,6 +14,10 @@
 
 typedef struct ordo_config_s ordo_config_t;
 
+/* The longest topic.prefix: Kafka's 249-character topic names, less the
+ * longest topic's own name (kafka.h). */
+#define ORDO_TOPIC_PREFIX_MAX 229
+
 /* A config holding the defaults. */
 ordo_config_t *ordo_config_new(void);
 void ordo_config_destroy(ordo_config_t *conf); /* NULL ok */

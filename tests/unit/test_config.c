@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "kafka.h"
 
 static char errstr[512];
 
@@ -89,6 +90,47 @@ Test(config, integer_keys_range_checked) {
         cr_assert_eq(ordo_config_get_int(c, "projection.batch.max"), 500);
         cr_assert_eq(ordo_config_get_int(c, "batch.max"), 50000);
         cr_assert_eq(ordo_config_set(c, "ingest.rate.per.user", "0", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_OK);
+        ordo_config_destroy(c);
+}
+
+/* An outside audit: "a b" went to the broker ("Invalid topic"), an empty
+ * or spaced instance.id into transactional ids. */
+Test(config, kafka_names_checked) {
+        ordo_config_t *c = ordo_config_new();
+        char longest[ORDO_TOPIC_PREFIX_MAX + 2];
+        static const char *bad[][2] = {
+                { "topic.prefix", "a b." }, { "topic.prefix", "x/y." },
+                { "topic.prefix", "ü." },   { "instance.id", "" },
+                { "instance.id", "a b" },   { "instance.id", "a\"" },
+        };
+        size_t i, most = 0;
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                cr_assert_eq(ordo_config_set(c, bad[i][0], bad[i][1], errstr,
+                                             sizeof(errstr)),
+                             ORDO_ERR_CONFIG_INVALID, "%s=%s", bad[i][0],
+                             bad[i][1]);
+                cr_assert(strstr(errstr, bad[i][0]), "%s", errstr);
+        }
+        memset(longest, 'p', sizeof(longest) - 1);
+        longest[sizeof(longest) - 1] = '\0';
+        cr_assert_eq(ordo_config_set(c, "topic.prefix", longest, errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        longest[ORDO_TOPIC_PREFIX_MAX] = '\0';
+        cr_assert_eq(ordo_config_set(c, "topic.prefix", longest, errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        /* the longest prefix leaves room for the longest topic, exactly */
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++)
+                if (strlen(ordo_topic_short((ordo_topic_t)i)) > most)
+                        most = strlen(ordo_topic_short((ordo_topic_t)i));
+        cr_assert_eq(ORDO_TOPIC_PREFIX_MAX + most, 249);
+        cr_assert_eq(ordo_config_set(c, "topic.prefix", "", errstr,
+                                     sizeof(errstr)),
+                     ORDO_ERR_OK);
+        cr_assert_eq(ordo_config_set(c, "instance.id", "web-2.b_1", errstr,
                                      sizeof(errstr)),
                      ORDO_ERR_OK);
         ordo_config_destroy(c);
@@ -333,6 +375,13 @@ Test(config, secrets_redacted) {
                                             "?appName=x",
                                             buf, 16),
                          "mongodb://app:*");
+        /* a URI without its scheme still hides its password (an audit) */
+        cr_assert_str_eq(ordo_config_redact("mongo.uri", "u:SEKH@h", buf,
+                                            sizeof(buf)),
+                         "u:***@h");
+        cr_assert_str_eq(ordo_config_redact("topic.prefix", "ordo.", buf,
+                                            sizeof(buf)),
+                         "ordo.");
         cr_assert_str_eq(
             ordo_config_redact("redis.user", "ordo", buf, sizeof(buf)), "ordo");
         cr_assert_str_eq(
