@@ -316,9 +316,9 @@ static ordo_err_t check_name(const char *key, const char *value, char *errstr,
                 if (strcmp(names[i].key, key))
                         continue;
                 if (len < names[i].min || len > names[i].max ||
-                    strspn(value, "abcdefghijklmnopqrstuvwxyz"
-                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-                        len) {
+                    strspn(value,
+                           "abcdefghijklmnopqrstuvwxyz"
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len) {
                         snprintf(errstr, errstr_size,
                                  "configuration key \"%s\": %zu to %zu of "
                                  "the letters a-z A-Z, digits, '.', '_' and "

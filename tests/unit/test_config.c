@@ -115,21 +115,21 @@ Test(config, kafka_names_checked) {
         }
         memset(longest, 'p', sizeof(longest) - 1);
         longest[sizeof(longest) - 1] = '\0';
-        cr_assert_eq(ordo_config_set(c, "topic.prefix", longest, errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert_eq(
+            ordo_config_set(c, "topic.prefix", longest, errstr, sizeof(errstr)),
+            ORDO_ERR_CONFIG_INVALID);
         longest[ORDO_TOPIC_PREFIX_MAX] = '\0';
-        cr_assert_eq(ordo_config_set(c, "topic.prefix", longest, errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(
+            ordo_config_set(c, "topic.prefix", longest, errstr, sizeof(errstr)),
+            ORDO_ERR_OK, "%s", errstr);
         /* the longest prefix leaves room for the longest topic, exactly */
         for (i = 0; i < ORDO_TOPIC__COUNT; i++)
                 if (strlen(ordo_topic_short((ordo_topic_t)i)) > most)
                         most = strlen(ordo_topic_short((ordo_topic_t)i));
         cr_assert_eq(ORDO_TOPIC_PREFIX_MAX + most, 249);
-        cr_assert_eq(ordo_config_set(c, "topic.prefix", "", errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_OK);
+        cr_assert_eq(
+            ordo_config_set(c, "topic.prefix", "", errstr, sizeof(errstr)),
+            ORDO_ERR_OK);
         cr_assert_eq(ordo_config_set(c, "instance.id", "web-2.b_1", errstr,
                                      sizeof(errstr)),
                      ORDO_ERR_OK);
@@ -376,12 +376,12 @@ Test(config, secrets_redacted) {
                                             buf, 16),
                          "mongodb://app:*");
         /* a URI without its scheme still hides its password (an audit) */
-        cr_assert_str_eq(ordo_config_redact("mongo.uri", "u:SEKH@h", buf,
-                                            sizeof(buf)),
-                         "u:***@h");
-        cr_assert_str_eq(ordo_config_redact("topic.prefix", "ordo.", buf,
-                                            sizeof(buf)),
-                         "ordo.");
+        cr_assert_str_eq(
+            ordo_config_redact("mongo.uri", "u:SEKH@h", buf, sizeof(buf)),
+            "u:***@h");
+        cr_assert_str_eq(
+            ordo_config_redact("topic.prefix", "ordo.", buf, sizeof(buf)),
+            "ordo.");
         cr_assert_str_eq(
             ordo_config_redact("redis.user", "ordo", buf, sizeof(buf)), "ordo");
         cr_assert_str_eq(
