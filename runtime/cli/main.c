@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "kafka.h"
 #include "log.h"
 #include "store.h"
 
@@ -211,6 +212,16 @@ int main(int argc, char **argv) {
                 goto config_error;
         }
         ordo_log_set_level(level);
+        /* librdkafka's own check of the kafka.* keys, for every command
+         * alike (they were found only by the commands that make a client,
+         * and not as a configuration error). */
+        {
+                rd_kafka_conf_t *kc =
+                    ordo_kafka_conf(conf, errstr, sizeof(errstr));
+                if (!kc)
+                        goto config_error;
+                rd_kafka_conf_destroy(kc);
+        }
 
         if (!n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help")) {
                 usage(n_rest ? stdout : stderr);

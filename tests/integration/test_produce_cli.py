@@ -10,6 +10,8 @@
   reported by line number and reason, the good ones counted as not
   delivered, exit 1 (it used to stop at the Kafka error and say nothing
   about the input).
+- A kafka.* key librdkafka refuses is a configuration error (exit 2,
+  named) for every command, `ordo config` too.
 
 usage: test_produce_cli.py ORDO_BINARY [--seed N]   (after `infra/stack up`)
 """
@@ -110,6 +112,18 @@ def main():
         check("Kafka unreachable: the good line is not delivered",
               "0 command(s) sent, 2 refused, 1 not delivered" in p.stderr,
               p.stderr[-800:])
+
+        # 4. A kafka.* key librdkafka refuses is a configuration error
+        # for every command, named (an outside audit: `ordo config` took
+        # it, and the commands that use Kafka failed with exit 1).
+        for kv in ("kafka.linger.ms=abc", "kafka.my.token=x"):
+            for cmd in (["config"], ["produce", "--dry-run", "-"]):
+                p = subprocess.run([ordo] + x + ["-X", kv] + cmd,
+                                   input=BIND, capture_output=True,
+                                   text=True, timeout=60)
+                check("-X %s %s: exit 2, the key named" % (kv, cmd[0]),
+                      p.returncode == 2 and kv.split("=")[0] in p.stderr,
+                      "exit %d: %s" % (p.returncode, p.stderr[-300:]))
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:
