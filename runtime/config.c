@@ -431,6 +431,7 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
         FILE *f = fopen(path, "r");
         char *line = NULL, err[512];
         size_t cap = 0;
+        ssize_t len;
         int lineno = 0;
         ordo_err_t e = ORDO_ERR_OK;
         struct stat st;
@@ -445,9 +446,17 @@ ordo_err_t ordo_config_load_file(ordo_config_t *conf, const char *path,
         }
         /* Lines of any length: a long one cut in two once applied its
          * tail (the end of a comment) as a setting. */
-        while (getline(&line, &cap, f) >= 0) {
+        while ((len = getline(&line, &cap, f)) >= 0) {
                 char *s = line;
                 lineno++;
+                if (memchr(line, '\0', (size_t)len)) {
+                        /* it would cut the value there, unseen */
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d: a NUL byte (is it a text file?)", path,
+                                 lineno);
+                        e = ORDO_ERR_CONFIG_INVALID;
+                        break;
+                }
                 if (lineno == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
                         s += 3; /* a UTF-8 byte order mark */
                 s = trim(s);

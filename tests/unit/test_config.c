@@ -234,6 +234,23 @@ Test(config, file_error_names_line) {
         ordo_config_destroy(c);
 }
 
+Test(config, a_nul_byte_is_refused_not_cut) {
+        /* "ab<NUL>cd" was taken as "ab" (an outside audit) */
+        ordo_config_t *c = ordo_config_new();
+        char path[] = "/tmp/ordo-config-test-XXXXXX";
+        FILE *f = fdopen(mkstemp(path), "w");
+        static const char text[] = "mongo.db=x\ntopic.prefix=ab\0cd\n";
+        fwrite(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        cr_assert_eq(ordo_config_load_file(c, path, errstr, sizeof(errstr)),
+                     ORDO_ERR_CONFIG_INVALID);
+        remove(path);
+        cr_assert(strstr(errstr, ":2:") && strstr(errstr, "NUL"), "got %s",
+                  errstr);
+        cr_assert_str_eq(ordo_config_get(c, "topic.prefix"), "ordo.");
+        ordo_config_destroy(c);
+}
+
 Test(config, long_lines_are_whole_lines) {
         /* A comment over 1023 bytes once applied its tail as a setting,
          * and a long value was cut (outside review, session 11). */
