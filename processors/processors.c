@@ -9,23 +9,11 @@
 
 #include <librdkafka/rdkafka.h>
 
-/* Valid input of a processor: what the message table routes to its input
- * topic. CommandRejected has no route of its own: each processor writes it
- * to its own event topic, so a processor reading an event topic (the
- * commission processor) gets it too. */
+/* Valid input of a processor: what ordo writes to its input topic (a
+ * processor reading an event topic, the commission processor, gets the
+ * CommandRejected of its writer too). */
 static int accepts(ordo_topic_t input, ordo_msg_type_t t) {
-        const char *in = ordo_topic_short(input), *to = ordo_msg_routed_to(t);
-        int u;
-        if (to)
-                return !strcmp(to, in);
-        if (!ordo_msg_is_event(t))
-                return 0;
-        for (u = ORDO_MSG_NONE + 1; u < ORDO_MSG__COUNT; u++)
-                if (ordo_msg_is_event((ordo_msg_type_t)u) &&
-                    (to = ordo_msg_routed_to((ordo_msg_type_t)u)) &&
-                    !strcmp(to, in))
-                        return 1;
-        return 0;
+        return ordo_msg_belongs_on(t, ordo_topic_short(input));
 }
 
 /* The commission processor's temporal join with the referral graph as of

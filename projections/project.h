@@ -17,8 +17,8 @@
 #include "store.h"
 
 /* Decodes one event message into msg and rec (source: the short topic
- * name); 0, or -1 with the reason in why (undecodable: a foreign
- * writer). */
+ * name); 0, or with the reason in why (a foreign writer's) -1 when it
+ * does not decode, -2 when it is of a type no processor writes there. */
 int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
                       const char *source, ordo_msg_t *msg,
                       ordo_event_rec_t *rec, char *why, size_t why_size);

@@ -386,6 +386,11 @@ int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
         }
         if (ordo_codec_decode(codec, m->payload, m->len, msg, why, why_size))
                 return -1;
+        if (!ordo_msg_belongs_on(msg->type, source)) {
+                snprintf(why, why_size, "unexpected type %s on %s",
+                         ordo_msg_type_name(msg->type), source);
+                return -2;
+        }
         rec->msg = msg;
         rec->source = source;
         rec->partition = m->partition;
@@ -584,25 +589,29 @@ static ordo_err_t subscribe_inputs(loop_t *lp, const ordo_config_t *conf,
 
 /* Decode: the batch's message i into the next record, or onto
  * dead-letters. Only processors write these topics, so an undecodable
- * one is a foreign writer's. */
+ * one, or one of a type no processor writes there, is a foreign
+ * writer's. */
 static void take_message(loop_t *lp, size_t i) {
         const rd_kafka_message_t *m = lp->rkms[i];
         const char *t = rd_kafka_topic_name(m->rkt);
+        const char *kind;
         char why[256], q[300];
+        int r = ordo_decode_event(
+            lp->codec, m, strlen(t) > lp->plen ? t + lp->plen : t,
+            &lp->msgs[lp->k], &lp->recs[lp->k], why, sizeof(why));
 
-        if (ordo_decode_event(
-                lp->codec, m, strlen(t) > lp->plen ? t + lp->plen : t,
-                &lp->msgs[lp->k], &lp->recs[lp->k], why, sizeof(why))) {
-                ORDO_LOG(ERROR, lp->which,
-                         "msg=\"undecodable event, sent to dead-letters\" "
-                         "topic=%s partition=%d offset=%lld reason=\"%s\"",
-                         t, (int)m->partition, (long long)m->offset,
-                         ordo_log_quote(q, sizeof(q), why));
-                lp->skipped++;
-                dead_letter(lp, m, "undecodable", why);
+        if (!r) {
+                lp->msg_of[lp->k++] = i;
                 return;
         }
-        lp->msg_of[lp->k++] = i;
+        kind = r == -2 ? "unexpected_type" : "undecodable";
+        ORDO_LOG(ERROR, lp->which,
+                 "msg=\"foreign event, sent to dead-letters\" topic=%s "
+                 "partition=%d offset=%lld kind=%s reason=\"%s\"",
+                 t, (int)m->partition, (long long)m->offset, kind,
+                 ordo_log_quote(q, sizeof(q), why));
+        lp->skipped++;
+        dead_letter(lp, m, kind, why);
 }
 
 /* How long ago the batch's oldest event was written (its CreateTime),

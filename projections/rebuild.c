@@ -383,7 +383,7 @@ static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
                         &rb->msgs[rb->n], &rb->recs[rb->n], why, sizeof(why))) {
                         /* the live projection sent it to dead-letters */
                         ORDO_LOG(ERROR, "rebuild",
-                                 "msg=\"undecodable event skipped\" "
+                                 "msg=\"foreign event skipped\" "
                                  "topic=%s partition=%d offset=%lld "
                                  "reason=\"%s\"",
                                  rd_kafka_topic_name(m->rkt), (int)part,
@@ -728,7 +728,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                                 into, which, into);
                 return 1;
         }
-        printf("rebuilt %s into %s: %lld events applied, %lld undecodable "
+        printf("rebuilt %s into %s: %lld events applied, %lld foreign "
                "skipped, %lld refused by the store (logged), %.1f s, %.0f "
                "events/s\n",
                which, into, (long long)st.applied, (long long)st.skipped,

@@ -392,7 +392,9 @@ void ordo_metrics_stage_start(const char *stage, int processor) {
         static const char *processor_reasons[] = { "undecodable",
                                                    "unexpected_type",
                                                    "wrong_partition", NULL };
-        static const char *projection_reasons[] = { "store_refused", NULL };
+        static const char *projection_reasons[] = { "undecodable",
+                                                    "unexpected_type",
+                                                    "store_refused", NULL };
         const char **r = processor ? processor_reasons : projection_reasons;
         if (processor)
                 add(F_ABORTS, &stage, 0);

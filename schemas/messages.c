@@ -288,6 +288,21 @@ const char *ordo_msg_routed_to(ordo_msg_type_t type) {
         return valid_type(type) ? types[type].routed_to : NULL;
 }
 
+int ordo_msg_belongs_on(ordo_msg_type_t type, const char *topic_short) {
+        const char *to = ordo_msg_routed_to(type);
+        int u;
+        if (to)
+                return !strcmp(to, topic_short);
+        if (!ordo_msg_is_event(type))
+                return 0;
+        for (u = ORDO_MSG_NONE + 1; u < ORDO_MSG__COUNT; u++)
+                if (ordo_msg_is_event((ordo_msg_type_t)u) &&
+                    (to = ordo_msg_routed_to((ordo_msg_type_t)u)) &&
+                    !strcmp(to, topic_short))
+                        return 1;
+        return 0;
+}
+
 void ordo_msg_init(ordo_msg_t *m, ordo_msg_type_t type) {
         memset(m, 0, sizeof(*m));
         m->type = type;

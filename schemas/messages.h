@@ -295,6 +295,10 @@ int ordo_msg_is_event(ordo_msg_type_t type);
 /* The "routed to" column: a topic's short name, or NULL (CommandRejected,
  * unknown types). */
 const char *ordo_msg_routed_to(ordo_msg_type_t type);
+/* 1 when ordo writes messages of this type to the topic of that short
+ * name: what the table routes there, and CommandRejected on any event
+ * topic (each processor writes it to its own). */
+int ordo_msg_belongs_on(ordo_msg_type_t type, const char *topic_short);
 
 /* Zero the message and set its type and the defaults of RULES.md. */
 void ordo_msg_init(ordo_msg_t *m, ordo_msg_type_t type);

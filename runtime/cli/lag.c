@@ -270,7 +270,7 @@ static void describe_parked(const rd_kafka_message_t *dead, const void *stage,
 }
 
 typedef struct {
-        int64_t n_proc, n_undecodable, n_mongo, n_redis, seen;
+        int64_t n_proc, n_foreign, n_mongo, n_redis, seen;
         char last[512];
 } dead_count_t;
 
@@ -289,7 +289,7 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
          * says otherwise (letters written before ordo.kind: parked). */
         kind = ordo_kafka_header(m, "ordo.kind", &kind_len);
         if (kind && !(kind_len == 13 && !memcmp(kind, "store_refused", 13))) {
-                c->n_undecodable++;
+                c->n_foreign++;
                 return;
         }
         if (len == 13 && !memcmp(v, "project.mongo", 13))
@@ -344,11 +344,11 @@ static void dead_letters(lag_t *l, FILE *out) {
                         partial = 1;
         }
         fprintf(out,
-                "dead letters: %lld%s (processors %lld; undecodable at the "
+                "dead letters: %lld%s (processors %lld; foreign at the "
                 "projections %lld; parked by project.mongo %lld, "
                 "project.redis %lld)\n",
                 (long long)c.seen, partial ? "+" : "", (long long)c.n_proc,
-                (long long)c.n_undecodable, (long long)c.n_mongo,
+                (long long)c.n_foreign, (long long)c.n_mongo,
                 (long long)c.n_redis);
         if (*c.last)
                 fprintf(out, "last parked: %s (see operating.md)\n", c.last);

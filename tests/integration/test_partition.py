@@ -149,6 +149,9 @@ def main():
         p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
         p.send(prefix + "activity-events", key=b"junk", value=b"\x00junk",
                partition=home).get(30)
+        # and a command there, which decodes: no event a processor writes
+        p.send(prefix + "activity-events", key=b"cmd", value=value,
+               partition=home, headers=list(headers.items())).get(30)
         p.close()
         o.produce([E.place("o3", "dup", "u3", 1, ts + 3)], "after-junk")
         ok, out = t.wait()
@@ -163,9 +166,18 @@ def main():
                 junk[0][4].get("ordo.error") and
                 junk[0][4].get("ordo.kind") == b"undecodable",
                 [(d[2], d[4]) for d in junk])
+        cmd = [d for d in read_all(prefix + "dead-letters")
+               if d[2] == b"cmd"]
+        t.check("the command on the events topic is dead-lettered by the "
+                "projection as unexpected_type",
+                len(cmd) == 1 and cmd[0][3] == value and
+                cmd[0][4].get("ordo.kind") == b"unexpected_type" and
+                cmd[0][4].get("ordo.stage") == b"project.redis" and
+                b"CreateActivity" in cmd[0][4].get("ordo.error", b""),
+                [(d[2], d[4]) for d in cmd])
         lag = o.call("lag").stdout
-        t.check("ordo lag counts it as undecodable, not as parked",
-                "undecodable at the projections 1; parked by project.mongo "
+        t.check("ordo lag counts them as foreign, not as parked",
+                "foreign at the projections 2; parked by project.mongo "
                 "0, project.redis 0" in lag and "last parked" not in lag,
                 lag[-600:])
         # The same on commission-events: reconcile lists it as an extra,
