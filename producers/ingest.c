@@ -1708,6 +1708,7 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         }
         gw->watcher_started = 1;
 
+        errno = 0;
         gw->mhd = MHD_start_daemon(
             MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                 MHD_USE_ERROR_LOG,
@@ -1720,9 +1721,10 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
             MHD_OPTION_URI_LOG_CALLBACK, on_uri, gw,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_END);
         if (!gw->mhd) {
-                snprintf(errstr, errstr_size,
-                         "cannot listen on %s (address in use?)",
-                         ordo_config_get(conf, "ingest.listen"));
+                /* errno is bind's (libmicrohttpd closes the socket after) */
+                snprintf(errstr, errstr_size, "cannot listen on %s (%s)",
+                         ordo_config_get(conf, "ingest.listen"),
+                         errno ? strerror(errno) : "address in use?");
                 goto fail;
         }
         info = MHD_get_daemon_info(gw->mhd, MHD_DAEMON_INFO_BIND_PORT);

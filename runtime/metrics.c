@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -769,6 +770,7 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
+        errno = 0;
         s->mhd = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
             on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, ordo_http_log,
@@ -776,10 +778,10 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
             MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
             10u, MHD_OPTION_END);
         if (!s->mhd) {
+                /* errno is bind's (libmicrohttpd closes the socket after) */
                 snprintf(errstr, errstr_size,
-                         "metrics.listen: cannot listen on %s (address in "
-                         "use?)",
-                         listen);
+                         "metrics.listen: cannot listen on %s (%s)", listen,
+                         errno ? strerror(errno) : "address in use?");
                 free(s);
                 return NULL;
         }
