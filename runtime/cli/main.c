@@ -85,7 +85,8 @@ static void usage(FILE *out) {
                         commands[i].summary);
         fprintf(out,
                 "\nOptions (before or after COMMAND):\n"
-                "  -c FILE          key=value configuration file\n"
+                "  -c FILE          key=value configuration file (several: "
+                "in order)\n"
                 "  -X key=value     set one configuration key; kafka.* keys "
                 "go to librdkafka\n"
                 "  --log-level L    error, warn, info or debug\n"
@@ -158,10 +159,10 @@ int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
 
 int main(int argc, char **argv) {
         ordo_config_t *conf = ordo_config_new();
-        const char *file = NULL;
+        char **files;
         char errstr[512];
         char **rest, **sets;
-        int n_rest = 0, n_sets = 0, i, rc;
+        int n_rest = 0, n_sets = 0, n_files = 0, i, rc;
         ordo_log_level_t level;
         const char *log_level_flag = NULL;
         size_t c;
@@ -172,7 +173,8 @@ int main(int argc, char **argv) {
         }
         rest = calloc((size_t)argc + 1, sizeof(*rest));
         sets = calloc((size_t)argc + 1, sizeof(*sets));
-        if (!rest || !sets) {
+        files = calloc((size_t)argc + 1, sizeof(*files));
+        if (!rest || !sets || !files) {
                 fprintf(stderr, "ordo: out of memory\n");
                 return 2;
         }
@@ -186,7 +188,7 @@ int main(int argc, char **argv) {
                         return 2;
                 }
                 if (!strcmp(argv[i], "-c"))
-                        file = argv[++i];
+                        files[n_files++] = argv[++i];
                 else if (!strcmp(argv[i], "-X"))
                         sets[n_sets++] = argv[++i];
                 else if (!strcmp(argv[i], "--log-level"))
@@ -194,8 +196,11 @@ int main(int argc, char **argv) {
                 else
                         rest[n_rest++] = argv[i];
         }
-        if (file && ordo_config_load_file(conf, file, errstr, sizeof(errstr)))
-                goto config_error;
+        /* several: in the order given, a later one's keys winning */
+        for (i = 0; i < n_files; i++)
+                if (ordo_config_load_file(conf, files[i], errstr,
+                                          sizeof(errstr)))
+                        goto config_error;
         if (ordo_config_load_env(conf, errstr, sizeof(errstr)))
                 goto config_error;
         for (i = 0; i < n_sets; i++)
@@ -250,6 +255,7 @@ config_error:
 out:
         free(rest);
         free(sets);
+        free(files);
         ordo_config_destroy(conf);
         return rc;
 }

@@ -10,6 +10,7 @@
   reported by line number and reason, the good ones counted as not
   delivered, exit 1 (it used to stop at the Kafka error and say nothing
   about the input).
+- `-c` twice loads both files in order.
 - A kafka.* key librdkafka refuses is a configuration error (exit 2,
   named) for every command, `ordo config` too.
 
@@ -124,6 +125,19 @@ def main():
                 check("-X %s %s: exit 2, the key named" % (kv, cmd[0]),
                       p.returncode == 2 and kv.split("=")[0] in p.stderr,
                       "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+
+        # 5. -c twice: both files, in order (the second used to replace
+        # the first unseen)
+        c1, c2 = (os.path.join(work, n) for n in ("1.conf", "2.conf"))
+        with open(c1, "w") as f:
+            f.write("mongo.db=one\nredis.db=3\n")
+        with open(c2, "w") as f:
+            f.write("mongo.db=two\n")
+        p = subprocess.run([ordo, "-c", c1, "-c", c2, "config"],
+                           capture_output=True, text=True, timeout=60)
+        check("-c twice: each file, the later one winning",
+              "mongo.db=two\n" in p.stdout and "redis.db=3\n" in p.stdout,
+              p.stdout[-400:])
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:
