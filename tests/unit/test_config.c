@@ -63,6 +63,21 @@ Test(config, bad_environment_value_names_the_variable) {
         ordo_config_destroy(c);
 }
 
+/* Each key=value of bad is refused as invalid, naming the key (and
+ * saying says, when given). */
+static void refused_each(ordo_config_t *c, const char *const (*bad)[2],
+                         size_t n, const char *says) {
+        size_t i;
+        for (i = 0; i < n; i++) {
+                cr_assert_eq(ordo_config_set(c, bad[i][0], bad[i][1], errstr,
+                                             sizeof(errstr)),
+                             ORDO_ERR_CONFIG_INVALID, "%s=%s", bad[i][0],
+                             bad[i][1]);
+                cr_assert(strstr(errstr, bad[i][0]), "%s", errstr);
+                cr_assert(!says || strstr(errstr, says), "%s", errstr);
+        }
+}
+
 Test(config, integer_keys_range_checked) {
         ordo_config_t *c = ordo_config_new();
         static const char *bad[][2] = {
@@ -71,15 +86,7 @@ Test(config, integer_keys_range_checked) {
                 { "ingest.threads", "0" },      { "ingest.instance.id", "-2" },
                 { "projection.batch.max", "0" }
         };
-        size_t i;
-        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                cr_assert_eq(ordo_config_set(c, bad[i][0], bad[i][1], errstr,
-                                             sizeof(errstr)),
-                             ORDO_ERR_CONFIG_INVALID, "%s=%s", bad[i][0],
-                             bad[i][1]);
-                cr_assert(strstr(errstr, bad[i][0]), "%s", errstr);
-                cr_assert(strstr(errstr, "out of range"), "%s", errstr);
-        }
+        refused_each(c, bad, sizeof(bad) / sizeof(bad[0]), "out of range");
         cr_assert_eq(
             ordo_config_set(c, "redis.port", "65535", errstr, sizeof(errstr)),
             ORDO_ERR_OK);
@@ -106,13 +113,7 @@ Test(config, kafka_names_checked) {
                 { "instance.id", "a b" },   { "instance.id", "a\"" },
         };
         size_t i, most = 0;
-        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                cr_assert_eq(ordo_config_set(c, bad[i][0], bad[i][1], errstr,
-                                             sizeof(errstr)),
-                             ORDO_ERR_CONFIG_INVALID, "%s=%s", bad[i][0],
-                             bad[i][1]);
-                cr_assert(strstr(errstr, bad[i][0]), "%s", errstr);
-        }
+        refused_each(c, bad, sizeof(bad) / sizeof(bad[0]), "Kafka's names");
         memset(longest, 'p', sizeof(longest) - 1);
         longest[sizeof(longest) - 1] = '\0';
         cr_assert_eq(
