@@ -172,6 +172,13 @@ static ordo_err_t writer_caught_up(ordo__proc_t *p, int64_t *writer_end) {
                         break;
                 if (c == j->writer_stalled)
                         break;
+                if (*p->stop) { /* the batch aborts, for the next owner */
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "stopped while waiting for the %s processor",
+                                 p->def->join->writer);
+                        err = ORDO_ERR_INTERRUPTED;
+                        break;
+                }
                 if (ordo_monotonic_ms() >= deadline) {
                         ORDO_LOG(WARN, p->def->name,
                                  "msg=\"the %s processor has not decided "

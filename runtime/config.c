@@ -31,7 +31,7 @@ static const key_def_t known[] = {
         { "batch.max", INT, "50000",
           "processors: most input messages per transaction" },
         { "batch.ms", INT, "20", "longest wait to fill a batch, in ms" },
-        { "join.wait.ms", INT, "5000",
+        { "join.wait.ms", INT, "30000",
           "commission processor: before deciding, wait up to this long for "
           "the referral processor to decide what was sent to it, so that a "
           "binding sent before a payment counts for it; 0: do not wait "
