@@ -24,6 +24,13 @@
 
 #define N_GROUPS ORDO_STAGES_MAX
 
+/* One topic's partitions during a pass (topic_state), np of them. */
+typedef struct {
+        int64_t *c, *hi;   /* committed, end */
+        int *left, *moved; /* moved: 2 * np, the second half scratch */
+        int cap;
+} part_state_t;
+
 typedef struct {
         const char *cmd; /* "lag" or "wait", for its messages */
         const ordo_config_t *conf;
@@ -33,6 +40,7 @@ typedef struct {
         int only[N_GROUPS];     /* 1: this stage counts */
         int64_t *ends;          /* each partition's end at the last pass */
         size_t n_ends, cap_ends;
+        part_state_t st;
         char failed[600]; /* why the last pass failed */
 } lag_t;
 
@@ -64,6 +72,10 @@ static void lag_close(lag_t *l) {
         if (l->watermarks)
                 rd_kafka_destroy(l->watermarks);
         free(l->ends);
+        free(l->st.c);
+        free(l->st.hi);
+        free(l->st.left);
+        free(l->st.moved);
 }
 
 static int lag_open(lag_t *l, const char *cmd, const ordo_config_t *conf) {
@@ -101,56 +113,127 @@ static int is_autotick(const rd_kafka_message_t *m) {
                !rd_kafka_header_get_last(h, ORDO_AUTOTICK_HEADER, &v, &len);
 }
 
-/* 1 if a read_committed read from `from` finds a message before the end,
- * autoticks aside. */
-static int has_messages(lag_t *l, const char *topic, int32_t partition,
-                        int64_t from) {
+/* For each partition i of topic (np of them) with from[i] >= 0: found[i]
+ * 1 when a read_committed read from from[i] meets a message before the
+ * end, autoticks aside, 0 when it meets the end first (found[i] 0 for
+ * the others). The partitions are read at once, one assignment: one
+ * after another, a pass over forty partitions took seconds. No answer
+ * within 10 s: 1 (assumed behind). */
+static void probe(lag_t *l, const char *topic, int np, const int64_t *from,
+                  int *found) {
         rd_kafka_topic_partition_list_t *tp =
-            rd_kafka_topic_partition_list_new(1);
-        int found = -1, idle = 0;
-        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
-        rd_kafka_assign(l->probe, tp);
+            rd_kafka_topic_partition_list_new(np);
+        int i, open = 0, idle = 0, assigned;
+        for (i = 0; i < np; i++) {
+                found[i] = from[i] < 0 ? 0 : -1;
+                if (from[i] >= 0) {
+                        rd_kafka_topic_partition_list_add(tp, topic, i)
+                            ->offset = from[i];
+                        open++;
+                }
+        }
+        if ((assigned = open > 0)) {
+                int64_t lo, hi;
+                rd_kafka_assign(l->probe, tp);
+                /* A request on the probe's own client wakes its broker
+                 * thread, which otherwise noticed the new partitions
+                 * only at its next 1 s wakeup (librdkafka 2.0.2): each
+                 * probe took a second, a pass over a deployment three. */
+                rd_kafka_query_watermark_offsets(
+                    l->probe, topic, tp->elems[0].partition, &lo, &hi, 5000);
+        }
         rd_kafka_topic_partition_list_destroy(tp);
-        while (found < 0 && idle < 100 && !ordo_stop) {
+        while (open && idle < 100 && !ordo_stop) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(l->probe, 100);
+                int32_t p;
                 if (!m) {
                         idle++;
                         continue;
                 }
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                        found = 0;
-                else if (!m->err && !is_autotick(m))
-                        found = 1;
+                p = m->partition;
+                if (m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), topic) &&
+                    p >= 0 && p < np && found[p] < 0) {
+                        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                found[p] = 0;
+                        else if (!m->err && !is_autotick(m))
+                                found[p] = 1;
+                        if (found[p] >= 0)
+                                open--;
+                }
                 rd_kafka_message_destroy(m);
         }
-        rd_kafka_assign(l->probe, NULL);
-        return found != 0; /* no answer: assume behind */
+        for (i = 0; i < np; i++)
+                if (found[i] < 0)
+                        found[i] = 1;
+        if (assigned)
+                rd_kafka_assign(l->probe, NULL);
 }
 
-/* Whether partition number k of the pass (end hi) got anything but
- * autoticks since the last pass; remembers hi. Unknown (the first pass,
- * or the partitions changed) counts as moved, and so does a partition
- * already found behind: `ordo wait` goes on anyway, so it is not probed
- * twice. */
-static int moved_since(lag_t *l, size_t k, const char *topic, int32_t part,
-                       int64_t hi, int behind) {
-        int moved;
-        if (k >= l->cap_ends) {
-                size_t cap = l->cap_ends ? 2 * l->cap_ends : 64;
-                int64_t *e = realloc(l->ends, cap * sizeof(*e));
-                if (!e)
-                        return 1;
-                l->ends = e;
-                l->cap_ends = cap;
+/* Room for the ends of partitions [0, n) of the pass. */
+static int ends_room(lag_t *l, size_t n) {
+        size_t cap = l->cap_ends ? l->cap_ends : 64;
+        int64_t *e;
+        if (n <= l->cap_ends)
+                return 0;
+        while (cap < n)
+                cap *= 2;
+        if (!(e = realloc(l->ends, cap * sizeof(*e))))
+                return -1;
+        l->ends = e;
+        l->cap_ends = cap;
+        return 0;
+}
+
+/* Room in l->st for np partitions. */
+static int state_room(lag_t *l, int np) {
+        part_state_t *st = &l->st;
+        int cap = np > 0 ? np : 1;
+        if (cap <= st->cap)
+                return 0;
+        free(st->c);
+        free(st->hi);
+        free(st->left);
+        free(st->moved);
+        st->c = malloc((size_t)cap * sizeof(*st->c));
+        st->hi = malloc((size_t)cap * sizeof(*st->hi));
+        st->left = malloc((size_t)cap * sizeof(*st->left));
+        st->moved = malloc(2 * (size_t)cap * sizeof(*st->moved));
+        st->cap = st->c && st->hi && st->left && st->moved ? cap : 0;
+        return st->cap ? 0 : -1;
+}
+
+/* One topic's np partitions, numbers k.. of the pass: l->st's c
+ * (committed) and hi (end) in, left (anything to read) and moved
+ * (anything but autoticks since the last pass) out; remembers the ends. Unknown (the
+ * first pass, or the partitions changed) counts as moved, and so does a
+ * partition found behind: `ordo wait` goes on anyway, so it is not
+ * probed twice. */
+static int topic_state(lag_t *l, const char *topic, int np, size_t k) {
+        const int64_t *c = l->st.c, *hi = l->st.hi;
+        int *left = l->st.left, *moved = l->st.moved;
+        int64_t *from = malloc((size_t)(np ? np : 1) * sizeof(*from));
+        int i;
+        if (!from || ends_room(l, k + (size_t)np)) {
+                free(from);
+                return -1;
         }
-        if (k >= l->n_ends || behind)
-                moved = 1;
-        else
-                moved = hi != l->ends[k] &&
-                        (hi < l->ends[k] ||
-                         has_messages(l, topic, part, l->ends[k]));
-        l->ends[k] = hi;
-        return moved;
+        for (i = 0; i < np; i++)
+                from[i] = c[i] < hi[i] ? c[i] : -1;
+        probe(l, topic, np, from, left);
+        for (i = 0; i < np; i++) {
+                size_t kk = k + (size_t)i;
+                from[i] = -1;
+                moved[i] = kk >= l->n_ends || left[i] || hi[i] < l->ends[kk];
+                if (!moved[i] && hi[i] > l->ends[kk])
+                        from[i] = l->ends[kk];
+        }
+        probe(l, topic, np, from, moved + np); /* scratch: np more */
+        for (i = 0; i < np; i++) {
+                moved[i] |= moved[np + i];
+                l->ends[k + (size_t)i] = hi[i];
+        }
+        free(from);
+        return 0;
 }
 
 #define PASS_FAILED  -1
@@ -205,34 +288,48 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                 rd_kafka_topic_partition_list_destroy(tp);
                                 return PASS_NOT_NOW;
                         }
+                        if (state_room(l, np)) {
+                                rd_kafka_topic_partition_list_destroy(tp);
+                                snprintf(l->failed, sizeof(l->failed),
+                                         "out of memory");
+                                return PASS_FAILED;
+                        }
                         for (i = 0; i < np; i++) {
-                                int64_t lo, hi, c = tp->elems[i].offset;
-                                int left;
+                                int64_t lo;
                                 if (ordo_kafka_watermarks(
-                                        l->consumers[g], topic, i, &lo, &hi,
-                                        errstr, sizeof(errstr))) {
+                                        l->consumers[g], topic, i, &lo,
+                                        &l->st.hi[i], errstr, sizeof(errstr))) {
                                         rd_kafka_topic_partition_list_destroy(
                                             tp);
                                         snprintf(l->failed, sizeof(l->failed),
                                                  "%s", errstr);
                                         return PASS_NOT_NOW;
                                 }
-                                if (c < 0)
-                                        c = lo;
-                                left = c < hi && has_messages(l, topic, i, c);
-                                if (moved_since(l, k++, topic, i, hi, left))
-                                        ++*moved;
-                                behind += left;
+                                l->st.c[i] = tp->elems[i].offset < 0
+                                                 ? lo
+                                                 : tp->elems[i].offset;
+                        }
+                        rd_kafka_topic_partition_list_destroy(tp);
+                        if (topic_state(l, topic, np, k)) {
+                                snprintf(l->failed, sizeof(l->failed),
+                                         "out of memory");
+                                return PASS_FAILED;
+                        }
+                        for (i = 0; i < np; i++, k++) {
+                                *moved += l->st.moved[i];
+                                behind += l->st.left[i];
                                 if (out)
                                         fprintf(out,
                                                 "%-15s %-28s %4d %12lld "
                                                 "%12lld %8lld%s\n",
                                                 s->group, topic, i,
-                                                (long long)c, (long long)hi,
-                                                (long long)(hi - c),
-                                                left ? "" : " (caught up)");
+                                                (long long)l->st.c[i],
+                                                (long long)l->st.hi[i],
+                                                (long long)(l->st.hi[i] -
+                                                            l->st.c[i]),
+                                                l->st.left[i] ? ""
+                                                              : " (caught up)");
                         }
-                        rd_kafka_topic_partition_list_destroy(tp);
                 }
         }
         l->n_ends = k;
