@@ -116,9 +116,8 @@ static int is_autotick(const rd_kafka_message_t *m) {
 /* For each partition i of topic (np of them) with from[i] >= 0: found[i]
  * 1 when a read_committed read from from[i] meets a message before the
  * end, autoticks aside, 0 when it meets the end first (found[i] 0 for
- * the others). The partitions are read at once, one assignment: one
- * after another, a pass over forty partitions took seconds. No answer
- * within 10 s: 1 (assumed behind). */
+ * the others). The partitions are read at once, in one assignment. No
+ * answer within 10 s: 1 (assumed behind). */
 static void probe(lag_t *l, const char *topic, int np, const int64_t *from,
                   int *found) {
         rd_kafka_topic_partition_list_t *tp =
