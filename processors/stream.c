@@ -400,9 +400,8 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         if (rd_kafka_fatal_error(p->consumer, p->errstr,
                                                  sizeof(p->errstr)) ==
                             RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
-                                p->duplicate_instance |=
-                                    ordo_kafka_fenced_twice(
-                                        &p->instance_fenced_ms);
+                                p->duplicate_instance =
+                                    ordo_kafka_fenced(&p->instance_fenced_ms);
                         p->consumer_fatal = 1;
                         rd_kafka_message_destroy(rkm);
                         break;
@@ -960,7 +959,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 else
                         stats->idle_ms += ordo_monotonic_ms() - t;
                 if (p.duplicate_instance) {
-                        ordo_kafka_twin_error(conf, p.group, p.errstr,
+                        ordo_kafka_twin_error(conf, p.group,
+                                              p.duplicate_instance, p.errstr,
                                               sizeof(p.errstr));
                         err = ORDO_ERR_CONFIG;
                         break;

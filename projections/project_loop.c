@@ -751,15 +751,18 @@ static void close_consumer(loop_t *lp) {
 /* After a fatal consumer error or a rejoin_why, as a processor does
  * (stream.c): we lost our partitions, and come back as a new member that
  * reads on from the committed offsets (the writes are idempotent),
- * unless the fence shows a live twin (kafka.h: ordo_kafka_fenced_twice). */
+ * unless the fence shows a live twin or that this process was replaced
+ * while paused (kafka.h: ordo_kafka_fenced). */
 static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
         int64_t until = ordo_monotonic_ms() + 500;
+        ordo_fence_t why;
         char q[512];
 
         if (rd_kafka_fatal_error(lp->consumer, NULL, 0) ==
                 RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID &&
-            ordo_kafka_fenced_twice(&lp->fenced_ms)) {
-                ordo_kafka_twin_error(lp->conf, lp->group, errstr, errstr_size);
+            (why = ordo_kafka_fenced(&lp->fenced_ms)) != ORDO_FENCE_REJOIN) {
+                ordo_kafka_twin_error(lp->conf, lp->group, why, errstr,
+                                      errstr_size);
                 return ORDO_ERR_CONFIG;
         }
         if (rd_kafka_fatal_error(lp->consumer, NULL, 0))

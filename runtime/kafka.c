@@ -1,5 +1,6 @@
 #include "kafka.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -218,33 +219,78 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
                             errstr_size);
 }
 
+#define PAUSE_MS        5000  /* a stall this long is a pause */
+#define PAUSE_RECENT_MS 60000 /* ...and it bears on fences this long */
+
+/* monotonic ms at the end of the last pause the watch saw, 0: none */
+static int64_t paused_at;
+
+static void *pause_watch(void *arg) {
+        int64_t before = ordo_monotonic_ms(), now;
+        (void)arg;
+        for (;;) {
+                usleep(100000);
+                now = ordo_monotonic_ms();
+                if (now - before >= PAUSE_MS)
+                        __atomic_store_n(&paused_at, now, __ATOMIC_RELAXED);
+                before = now;
+        }
+        return NULL;
+}
+
+static void pause_watch_once(void) {
+        pthread_t t;
+        if (!pthread_create(&t, NULL, pause_watch, NULL))
+                pthread_detach(t);
+}
+
+/* Started with the first static member: a pause before it cannot bear
+ * on a membership. */
+static void pause_watch_start(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, pause_watch_once);
+}
+
 rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
                                   ordo_rebalance_cb_t *rebalance_cb,
                                   void *opaque, char *errstr,
                                   size_t errstr_size) {
         char instance[512];
+        pause_watch_start();
         snprintf(instance, sizeof(instance), "%s.%s", group,
                  ordo_config_get(conf, "instance.id"));
         return consumer_new(conf, group, instance, rebalance_cb, opaque, errstr,
                             errstr_size);
 }
 
-int ordo_kafka_fenced_twice(int64_t *last_ms) {
-        int64_t now = ordo_monotonic_ms();
+ordo_fence_t ordo_kafka_fenced(int64_t *last_ms) {
+        int64_t now = ordo_monotonic_ms(), paused;
         int twice = *last_ms && now - *last_ms < 120000;
         *last_ms = now;
-        return twice;
+        paused = __atomic_load_n(&paused_at, __ATOMIC_RELAXED);
+        if (paused && now - paused < PAUSE_RECENT_MS)
+                return ORDO_FENCE_REPLACED;
+        return twice ? ORDO_FENCE_TWIN : ORDO_FENCE_REJOIN;
 }
 
 void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
-                           char *errstr, size_t errstr_size) {
+                           ordo_fence_t why, char *errstr, size_t errstr_size) {
         const char *id = ordo_config_get(conf, "instance.id");
-        snprintf(errstr, errstr_size,
-                 "another live process runs this stage with instance.id %s "
-                 "(group.instance.id %s.%s): each fenced the other twice in "
-                 "2 minutes; this one stops. Give every instance its own -X "
-                 "instance.id=N",
-                 id, group, id);
+        if (why == ORDO_FENCE_REPLACED)
+                snprintf(errstr, errstr_size,
+                         "this process was paused (SIGSTOP? a frozen VM?) and "
+                         "another one took instance.id %s (group.instance.id "
+                         "%s.%s) meanwhile; that one keeps the stage and this "
+                         "one stops",
+                         id, group, id);
+        else
+                snprintf(errstr, errstr_size,
+                         "another live process runs this stage with "
+                         "instance.id %s (group.instance.id %s.%s): each "
+                         "fenced the other twice in 2 minutes; this one "
+                         "stops. Give every instance its own -X "
+                         "instance.id=N",
+                         id, group, id);
 }
 
 void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms) {

@@ -100,17 +100,24 @@ rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
  * revocation is served or timeout_ms passed. */
 void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms);
 
-/* A static member fenced by FENCED_INSTANCE_ID now (decision 0018): a
- * process restarted in its place, a broker that lost track of it, or a
- * second live process with its instance.id. A lone fence is lost
- * partitions, and the member rejoins; two live ones would fence each
- * other for ever, each rejoin fencing the other, so a second fence
- * within two minutes ends this one. 1 then; *last_ms remembers the
- * fence. */
-int ordo_kafka_fenced_twice(int64_t *last_ms);
-/* The error that ends a member ordo_kafka_fenced_twice found twinned. */
+/* What a fence by FENCED_INSTANCE_ID means for a static member
+ * (decision 0018): a process restarted in its place, a broker that lost
+ * track of it, or a second live process with its instance.id. */
+typedef enum {
+        ORDO_FENCE_REJOIN = 0, /* a lone fence: lost partitions, rejoin */
+        /* a second within two minutes: two live ones would fence each
+         * other for ever, each rejoin fencing the other; this one ends */
+        ORDO_FENCE_TWIN,
+        /* this process was paused (SIGSTOP, a frozen VM) for 5 s or more
+         * in the last minute: the one started in its place meanwhile is
+         * the live one, and this one ends rather than fence it back */
+        ORDO_FENCE_REPLACED
+} ordo_fence_t;
+/* The verdict on a fence now; *last_ms remembers it. */
+ordo_fence_t ordo_kafka_fenced(int64_t *last_ms);
+/* The error that ends a member ordo_kafka_fenced did not let rejoin. */
 void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
-                           char *errstr, size_t errstr_size);
+                           ordo_fence_t why, char *errstr, size_t errstr_size);
 
 /* A consumer used only to ask for high watermarks as read_uncommitted sees
  * them: compared with a read_committed client's answer (the last stable

@@ -10,12 +10,17 @@ go on running (a plain fenced-and-rejoin loop, the old behaviour, keeps
 both alive and fails the test). The same for `ordo project redis`,
 whose first fence once ended the process.
 
+Then each paused (SIGSTOP) while a process with its instance.id starts,
+and resumed: the resumed one must stop, naming the pause, and the new
+one go on.
+
     test_twin.py ORDO_BINARY [--seed N]
 
 Uses its own topic prefix; exit 0 only if every check passed.
 """
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,10 +86,41 @@ def main():
         mine[1 - i].terminate()
         mine[1 - i].wait(60)
 
+    def replaced(stage):
+        """A runs stage and is paused (SIGSTOP); B starts with its
+        instance.id meanwhile; A resumes (SIGCONT): A must stop, B go on
+        (an outside audit saw the new one stop, the resumed one stay)."""
+        label = "paused " + " ".join(stage)
+        first = len(procs)
+        check("%s: A assigned" % label, E.wait_for_text(
+            start("A-paused-" + stage[-1], stage), "msg=assigned", 60))
+        procs[first].send_signal(signal.SIGSTOP)
+        t0 = time.time()
+        check("%s: B assigned while A is paused" % label, E.wait_for_text(
+            start("B-new-" + stage[-1], stage), "msg=assigned", 60))
+        time.sleep(max(0.0, 7 - (time.time() - t0)))  # a pause of 7 s
+        procs[first].send_signal(signal.SIGCONT)
+        a, b = procs[first], procs[first + 1]
+        try:
+            a.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+        with open(logs[first]) as f:
+            log = f.read()
+        check("%s: the resumed one stops, non-zero" % label,
+              a.poll() not in (None, 0) and "this process was paused" in
+              log, "status %s: %s" % (a.poll(), log[-1200:]))
+        time.sleep(3)
+        check("%s: the new one goes on" % label, b.poll() is None)
+        b.terminate()
+        b.wait(60)
+
     try:
         ordo.call("topics")
         twins(["process", "activity"])
         twins(["project", "redis"])
+        replaced(["process", "activity"])
+        replaced(["project", "redis"])
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:
