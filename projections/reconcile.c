@@ -278,22 +278,13 @@ static int ev_before(const ev_t *a, const ev_t *b) {
                (a->in_offset == b->in_offset && a->index < b->index);
 }
 
-/* 1 when a stored message is none that the topic's processor writes:
- * undecodable, or of a type routed to another topic (a foreign writer). */
-static int foreign(const reader_t *rd, const char *events) {
-        const char *to;
-        size_t n, len = strlen(events);
-        if (!rd->decoded)
-                return 1;
-        if (!(to = ordo_msg_routed_to(rd->ev.msg.type)))
-                return 0; /* CommandRejected: each processor's own topic */
-        n = strlen(to);
-        return n > len || strcmp(events + len - n, to);
-}
-
-static void report_extra(report_t *r, reader_t *rd, const char *events) {
+/* An extra: decided from no input. Undecodable, or of a type no
+ * processor writes to events_short, it is a foreign writer's. */
+static void report_extra(report_t *r, reader_t *rd, const char *events,
+                         const char *events_short) {
         r->diffs[SEC_EVENTS]++;
-        r->foreign += foreign(rd, events);
+        r->foreign +=
+            !rd->decoded || !ordo_msg_belongs_on(rd->ev.msg.type, events_short);
         if (!rd->decoded)
                 line(r,
                      "DIFF events %s/%d@%lld extra: undecodable (%s), "
@@ -347,6 +338,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                       size_t errstr_size) {
         char input[256], events[256], where[300];
         const char *in_short = ordo_topic_short(def->input);
+        const char *ev_short = ordo_topic_short(def->events);
         rd_kafka_t *in = NULL, *ev = NULL;
         ordo_kafka_reader_t inr;
         int64_t lo, now_end = -1; /* the input's end once events are read */
@@ -412,7 +404,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                         parse_id(e, in_short, part);
                         /* Stored before this one: extras. */
                         while (have && ev_before(&rd.ev, e)) {
-                                report_extra(r, &rd, events);
+                                report_extra(r, &rd, events, ev_short);
                                 have = reader_advance(&rd, in_short);
                         }
                         r->compared[SEC_EVENTS]++;
@@ -473,7 +465,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                                  errstr_size)))
                         goto done;
                 if (rd.ev.in_offset < inr.end || rd.ev.in_offset >= now_end)
-                        report_extra(r, &rd, events);
+                        report_extra(r, &rd, events, ev_short);
                 have = reader_advance(&rd, in_short);
         }
         /* the join's own differences; a foreign writer's are not its */
