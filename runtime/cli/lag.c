@@ -26,8 +26,8 @@
 
 /* One topic's partitions during a pass (topic_state), np of them. */
 typedef struct {
-        int64_t *c, *hi;   /* committed, end */
-        int *left, *moved; /* moved: 2 * np, the second half scratch */
+        int64_t *c, *hi, *from; /* committed, end; where a probe starts */
+        int *left, *moved;      /* moved: 2 * np, the second half scratch */
         int cap;
 } part_state_t;
 
@@ -74,6 +74,7 @@ static void lag_close(lag_t *l) {
         free(l->ends);
         free(l->st.c);
         free(l->st.hi);
+        free(l->st.from);
         free(l->st.left);
         free(l->st.moved);
 }
@@ -191,31 +192,32 @@ static int state_room(lag_t *l, int np) {
                 return 0;
         free(st->c);
         free(st->hi);
+        free(st->from);
         free(st->left);
         free(st->moved);
         st->c = malloc((size_t)cap * sizeof(*st->c));
         st->hi = malloc((size_t)cap * sizeof(*st->hi));
+        st->from = malloc((size_t)cap * sizeof(*st->from));
         st->left = malloc((size_t)cap * sizeof(*st->left));
         st->moved = malloc(2 * (size_t)cap * sizeof(*st->moved));
-        st->cap = st->c && st->hi && st->left && st->moved ? cap : 0;
+        st->cap =
+            st->c && st->hi && st->from && st->left && st->moved ? cap : 0;
         return st->cap ? 0 : -1;
 }
 
 /* One topic's np partitions, numbers k.. of the pass: l->st's c
  * (committed) and hi (end) in, left (anything to read) and moved
- * (anything but autoticks since the last pass) out; remembers the ends. Unknown (the
- * first pass, or the partitions changed) counts as moved, and so does a
- * partition found behind: `ordo wait` goes on anyway, so it is not
- * probed twice. */
+ * (anything but autoticks since the last pass) out; remembers the ends.
+ * Unknown (the first pass, or the partitions changed) counts as moved,
+ * and so does a partition found behind: `ordo wait` goes on anyway, so
+ * it is not probed twice. */
 static int topic_state(lag_t *l, const char *topic, int np, size_t k) {
         const int64_t *c = l->st.c, *hi = l->st.hi;
+        int64_t *from = l->st.from;
         int *left = l->st.left, *moved = l->st.moved;
-        int64_t *from = malloc((size_t)(np ? np : 1) * sizeof(*from));
         int i;
-        if (!from || ends_room(l, k + (size_t)np)) {
-                free(from);
+        if (ends_room(l, k + (size_t)np))
                 return -1;
-        }
         for (i = 0; i < np; i++)
                 from[i] = c[i] < hi[i] ? c[i] : -1;
         probe(l, topic, np, from, left);
@@ -231,7 +233,6 @@ static int topic_state(lag_t *l, const char *topic, int np, size_t k) {
                 moved[i] |= moved[np + i];
                 l->ends[k + (size_t)i] = hi[i];
         }
-        free(from);
         return 0;
 }
 
