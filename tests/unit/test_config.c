@@ -78,6 +78,12 @@ static void refused_each(ordo_config_t *c, const char *const (*bad)[2],
         }
 }
 
+/* key=value is taken. */
+static void accepted(ordo_config_t *c, const char *key, const char *value) {
+        cr_assert_eq(ordo_config_set(c, key, value, errstr, sizeof(errstr)),
+                     ORDO_ERR_OK, "%s=%s: %s", key, value, errstr);
+}
+
 Test(config, integer_keys_range_checked) {
         ordo_config_t *c = ordo_config_new();
         static const char *bad[][2] = {
@@ -87,18 +93,12 @@ Test(config, integer_keys_range_checked) {
                 { "projection.batch.max", "0" }
         };
         refused_each(c, bad, sizeof(bad) / sizeof(bad[0]), "out of range");
-        cr_assert_eq(
-            ordo_config_set(c, "redis.port", "65535", errstr, sizeof(errstr)),
-            ORDO_ERR_OK);
+        accepted(c, "redis.port", "65535");
         /* the processors' and the projections' batches are two keys */
-        cr_assert_eq(ordo_config_set(c, "projection.batch.max", "500", errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_OK);
+        accepted(c, "projection.batch.max", "500");
         cr_assert_eq(ordo_config_get_int(c, "projection.batch.max"), 500);
         cr_assert_eq(ordo_config_get_int(c, "batch.max"), 50000);
-        cr_assert_eq(ordo_config_set(c, "ingest.rate.per.user", "0", errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_OK);
+        accepted(c, "ingest.rate.per.user", "0");
         ordo_config_destroy(c);
 }
 
@@ -120,20 +120,14 @@ Test(config, kafka_names_checked) {
             ordo_config_set(c, "topic.prefix", longest, errstr, sizeof(errstr)),
             ORDO_ERR_CONFIG_INVALID);
         longest[ORDO_TOPIC_PREFIX_MAX] = '\0';
-        cr_assert_eq(
-            ordo_config_set(c, "topic.prefix", longest, errstr, sizeof(errstr)),
-            ORDO_ERR_OK, "%s", errstr);
+        accepted(c, "topic.prefix", longest);
         /* the longest prefix leaves room for the longest topic, exactly */
         for (i = 0; i < ORDO_TOPIC__COUNT; i++)
                 if (strlen(ordo_topic_short((ordo_topic_t)i)) > most)
                         most = strlen(ordo_topic_short((ordo_topic_t)i));
         cr_assert_eq(ORDO_TOPIC_PREFIX_MAX + most, 249);
-        cr_assert_eq(
-            ordo_config_set(c, "topic.prefix", "", errstr, sizeof(errstr)),
-            ORDO_ERR_OK);
-        cr_assert_eq(ordo_config_set(c, "instance.id", "web-2.b_1", errstr,
-                                     sizeof(errstr)),
-                     ORDO_ERR_OK);
+        accepted(c, "topic.prefix", "");
+        accepted(c, "instance.id", "web-2.b_1");
         ordo_config_destroy(c);
 }
 
