@@ -12,12 +12,14 @@
  * sample, which is fine for the orders of a few activities.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <mongoc/mongoc.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,8 @@ typedef struct {
         char mongo_error[BSON_ERROR_BUFFER_SIZE],
             last_mongo_error[BSON_ERROR_BUFFER_SIZE];
         char redis_error[256], last_redis_error[256];
+        int64_t samples;                    /* for the stop's line */
+        atomic_uint_fast64_t pages, states; /* requests answered 200 */
 } dash_t;
 
 /* ---- scraping the stages ---- */
@@ -683,9 +687,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
             strcmp(method, MHD_HTTP_METHOD_HEAD))
                 return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
                                "use GET\n", 8, 0);
-        if (!strcmp(url, "/"))
+        if (!strcmp(url, "/")) {
+                atomic_fetch_add(&d->pages, 1);
                 return respond(c, MHD_HTTP_OK, "text/html; charset=utf-8",
                                ordo_dash_page, strlen(ordo_dash_page), 0);
+        }
         if (!strcmp(url, "/api/state")) {
                 /* age_ms, by the dash's clock when it answers: how old the
                  * sample is, whatever the reader's clock says. */
@@ -700,6 +706,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                         return respond(
                             c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
                             "{\"error\":\"first sample pending\"}", 32, 0);
+                atomic_fetch_add(&d->states, 1);
                 return respond(c, MHD_HTTP_OK, "application/json", doc,
                                strlen(doc), 1);
         }
@@ -773,6 +780,7 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         d.db = mongoc_client_get_database(d.mongo,
                                           ordo_config_get(conf, "mongo.db"));
         metrics = ordo_metrics_start(conf, "127.0.0.1:9471", &failed);
+        errno = 0;
         mhd = failed ? NULL
                      : MHD_start_daemon(
                            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
@@ -782,11 +790,11 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                            MHD_OPTION_CONNECTION_LIMIT, 256u,
                            MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
         if (!mhd) {
+                /* errno is bind's (libmicrohttpd closes the socket after) */
                 if (!failed)
-                        fprintf(stderr,
-                                "ordo dash: cannot listen on %s (address in "
-                                "use?)\n",
-                                ordo_config_get(conf, "dash.listen"));
+                        fprintf(stderr, "ordo dash: cannot listen on %s (%s)\n",
+                                ordo_config_get(conf, "dash.listen"),
+                                errno ? strerror(errno) : "address in use?");
                 ordo_metrics_server_stop(metrics);
                 mongoc_database_destroy(d.db);
                 mongoc_client_destroy(d.mongo);
@@ -798,12 +806,17 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         while (!ordo_stop) {
                 int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
                 sample(&d);
+                d.samples++;
                 ordo_health_beat("dash");
                 while (!ordo_stop && ordo_monotonic_ms() < next)
                         usleep(100000);
         }
         MHD_stop_daemon(mhd);
         ordo_metrics_server_stop(metrics);
+        ORDO_LOG(
+            INFO, "dash", "msg=stopped samples=%lld pages=%llu states=%llu",
+            (long long)d.samples, (unsigned long long)atomic_load(&d.pages),
+            (unsigned long long)atomic_load(&d.states));
         for (i = 0; i < HISTORY; i++) {
                 json_decref(d.ring[i].accepted);
                 json_decref(d.ring[i].latency);

@@ -131,18 +131,16 @@ static void emit(void *opaque, const ordo_msg_t *m) {
 
 static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                         const char *kind, const char *reason) {
-        rd_kafka_headers_t *h =
-            ordo_dead_letter_headers(rkm, kind, reason, NULL);
-        size_t len;
-        const void *payload = ordo_dead_letter_payload(rkm, &len);
+        ordo_kafka_out_t dl;
         char q[1024];
         ORDO_LOG(WARN, p->def->name,
                  "msg=dead-letter topic=%s partition=%d offset=%lld "
                  "reason=\"%s\"",
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, ordo_log_quote(q, sizeof(q), reason));
-        ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, rkm->key,
-                         rkm->key_len, payload, len, h);
+        ordo_dead_letter(rkm, kind, reason, NULL, &dl);
+        ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, dl.key,
+                         dl.key_len, dl.value, dl.len, dl.hdrs);
         ordo_metrics_dead_letter(p->def->name, kind);
         p->stats->dead_lettered++;
 }
@@ -1000,7 +998,10 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                                 lost = 1;
                         else if (err)
                                 break;
-                } else if (p.failed == ORDO__TXN_ABORTED && !lost) {
+                } else if (p.failed == ORDO__TXN_ABORTED && !lost && !*stop) {
+                        /* (stopping: nothing more is decided, and the
+                         * failure keeps the revocation from committing;
+                         * a restore now would only delay the stop) */
                         err = recover(&p, ++aborts_in_a_row);
                         if (kafka_trouble(err))
                                 lost = 1;

@@ -87,7 +87,13 @@ static ordo_err_t keep(ordo__proc_t *p, const ordo_msg_t *m) {
         return ORDO_ERR_OK;
 }
 
-/* Reads the joined topic up to end (exclusive), binding what it holds. */
+/* Reads the joined topic up to end (exclusive; a stable end, which no
+ * open transaction holds back), binding what it holds. Stopped, or
+ * nothing read for 10 s short of the end (the fetch stalled: a broker
+ * away): an error, and the batch aborts. Deciding with part of what is
+ * committed would lose commissions for good, and make the decisions
+ * depend on timing. What was read stays bound: the batch's next attempt
+ * reads on from there, and a long read that moves is never cut short. */
 static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
         ordo__join_t *j = &p->join;
         rd_kafka_message_t *rkm;
@@ -97,18 +103,24 @@ static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
         ordo_err_t err = ORDO_ERR_OK;
 
         ordo_kafka_reader_extend(&j->reader, end);
-        while (!err && !j->reader.done && !*p->stop) {
+        while (!err && !j->reader.done) {
+                if (*p->stop) {
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "stopped while reading %s", j->topic);
+                        return ORDO_ERR_INTERRUPTED;
+                }
                 if (ordo_monotonic_ms() >= deadline) {
-                        ORDO_LOG(WARN, p->def->name,
-                                 "msg=\"%s not read to its end in 10 s; "
-                                 "deciding with what was read\" "
-                                 "read_to=%lld end=%lld",
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "nothing read from %s for 10 s at offset "
+                                 "%lld, short of its end %lld; the batch "
+                                 "waits for it",
                                  j->topic, (long long)j->reader.next,
                                  (long long)end);
-                        break;
+                        return ORDO_ERR_TIMEOUT;
                 }
                 if (!(rkm = ordo_kafka_reader_next(&j->reader, 100)))
                         continue;
+                deadline = ordo_monotonic_ms() + 10000;
                 if (!ordo__decode(p, rkm, &m, why, sizeof(why)) &&
                     m.type == p->def->join->type)
                         err = keep(p, &m);

@@ -192,8 +192,21 @@ ordo_err_t ordo__rewind_all(ordo__proc_t *p) {
                 return ORDO_ERR_KAFKA;
         }
         for (i = 0; i < a->cnt && !err; i++) {
-                err = ordo__restore(p, a->elems[i].partition,
-                                    ordo__committed_of(&a->elems[i]));
+                int64_t c = ordo__committed_of(&a->elems[i]);
+                /* An offset the answer holds an error for is not "none
+                 * yet": restoring as if nothing had been consumed would
+                 * decide the partition again from its start. The caller
+                 * rejoins, as an assignment does (stream.c). */
+                if (c < 0) {
+                        snprintf(p->errstr, sizeof(p->errstr),
+                                 "committed offset of %s [%d] not read to "
+                                 "rewind: %s",
+                                 p->input, (int)a->elems[i].partition,
+                                 rd_kafka_err2str(a->elems[i].err));
+                        err = ORDO_ERR_KAFKA;
+                        break;
+                }
+                err = ordo__restore(p, a->elems[i].partition, c);
                 if (a->elems[i].offset < 0)
                         a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
         }

@@ -1753,6 +1753,31 @@ int ordo_ingest_port(const ordo_ingest_t *gw) {
         return gw->port;
 }
 
+/* One line at the stop, as every stage logs its counts: what the
+ * gateway answered, by class, and what Kafka took. */
+static void log_totals(ordo_ingest_t *gw) {
+        metrics_t *m = &gw->metrics;
+        uint64_t by_class[6] = { 0 }; /* 1xx..5xx, other */
+        uint64_t unanswered =
+            atomic_load(&m->disconnected) + atomic_load(&m->timed_out);
+        size_t i;
+
+        for (i = 0; i <= N_STATUSES; i++)
+                by_class[i < N_STATUSES ? statuses[i] / 100 : 0] +=
+                    atomic_load(&m->requests[i]);
+        ORDO_LOG(INFO, "ingest",
+                 "msg=stopped answered_2xx=%llu answered_4xx=%llu "
+                 "answered_5xx=%llu answered_by_library=%llu "
+                 "unanswered=%llu commands_acked=%llu commands_failed=%llu",
+                 (unsigned long long)by_class[2],
+                 (unsigned long long)by_class[4],
+                 (unsigned long long)by_class[5],
+                 (unsigned long long)atomic_load(&m->by_library),
+                 (unsigned long long)unanswered,
+                 (unsigned long long)atomic_load(&m->acked),
+                 (unsigned long long)atomic_load(&m->failed));
+}
+
 void ordo_ingest_destroy(ordo_ingest_t *gw) {
         int64_t deadline = ordo_wall_ms() + SHUTDOWN_WAIT_MS;
 
@@ -1789,6 +1814,7 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
                 rd_kafka_flush(gw->rk, 1000);
                 rd_kafka_destroy(gw->rk);
         }
+        log_totals(gw);
         if (gw->codec_key_made)
                 pthread_key_delete(gw->codec_key);
         if (gw->ids_made)

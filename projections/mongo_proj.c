@@ -828,9 +828,75 @@ static int totals_in_range(const int64_t stored[3], const int64_t sum[3],
         return 1;
 }
 
+/* Ids per find of the stored earnings: a rebuild's window holds up to
+ * MONGO_WINDOW beneficiaries, and one $in of them all (about 80 bytes
+ * an id at the 64-byte limit) would pass MongoDB's 16 MB command. */
+#define EARNINGS_FIND_MAX 20000
+
+/* docs[j] := users[j]'s stored earnings document (NULL: none), found
+ * through slot, the users' hash table of n_slot entries. */
+static ordo_err_t read_earnings(batch_t *b, const char **users, size_t n_users,
+                                const size_t *slot, size_t n_slot,
+                                bson_t **docs, char *errstr,
+                                size_t errstr_size) {
+        bson_t *opts = BCON_NEW("projection", "{", "offsets", BCON_INT32(1),
+                                "pending_cents", BCON_INT32(1), "settled_cents",
+                                BCON_INT32(1), "reversed_cents", BCON_INT32(1),
+                                REFUSED_ENTRIES, BCON_INT32(1), "}");
+        ordo_err_t err = ORDO_ERR_OK;
+        size_t from, j, k;
+
+        for (from = 0; from < n_users && !err; from += EARNINGS_FIND_MAX) {
+                size_t to = n_users - from < EARNINGS_FIND_MAX
+                                ? n_users
+                                : from + EARNINGS_FIND_MAX;
+                bson_t *filter = bson_new(), in, arr;
+                mongoc_cursor_t *cur;
+                const bson_t *doc;
+                bson_error_t e;
+                char key_buf[16];
+                const char *key;
+
+                BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &in);
+                BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+                for (j = from; j < to; j++) {
+                        bson_uint32_to_string((uint32_t)(j - from), &key,
+                                              key_buf, sizeof(key_buf));
+                        bson_append_utf8(&arr, key, -1, users[j], -1);
+                }
+                bson_append_array_end(&in, &arr);
+                bson_append_document_end(filter, &in);
+                cur = mongoc_collection_find_with_opts(b->p->coll[C_EARNINGS],
+                                                       filter, opts, NULL);
+                while (mongoc_cursor_next(cur, &doc)) {
+                        bson_iter_t it;
+                        const char *id;
+                        if (!bson_iter_init_find(&it, doc, "_id") ||
+                            !BSON_ITER_HOLDS_UTF8(&it))
+                                continue;
+                        id = bson_iter_utf8(&it, NULL);
+                        for (k = hash_id(C_EARNINGS, id) & (n_slot - 1);
+                             slot[k]; k = (k + 1) & (n_slot - 1))
+                                if (!strcmp(users[slot[k] - 1], id)) {
+                                        if (!docs[slot[k] - 1])
+                                                docs[slot[k] - 1] =
+                                                    bson_copy(doc);
+                                        break;
+                                }
+                }
+                if (mongoc_cursor_error(cur, &e))
+                        err = fail(classify(&e), "earnings", &e, errstr,
+                                   errstr_size);
+                mongoc_cursor_destroy(cur);
+                bson_destroy(filter);
+        }
+        bson_destroy(opts);
+        return err;
+}
+
 /* The batch's earnings, folded: one update per beneficiary. A guard is an
  * offset per source partition, so the stored offsets are read first
- * (one find); each event newer than its partition's guard adds its
+ * (read_earnings); each event newer than its partition's guard adds its
  * deltas, exactly as applying them one by one would; and the update is
  * filtered on those guards still being what was read (a compare-and-set),
  * upserted when there was no document. A guard that moved meanwhile (a
@@ -839,11 +905,14 @@ static int totals_in_range(const int64_t stored[3], const int64_t sum[3],
  * leave int64 is refused (ORDO_ERR_MONGO; in buffered mode that event
  * alone is logged and skipped). */
 static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
-        bson_t *filter, *in, *opts;
-        mongoc_cursor_t *cur;
+        bson_t *opts;
         mongoc_bulk_operation_t *bulk = NULL;
-        const bson_t *doc;
         bson_t **docs;
+        /* Per source partition of one user: its guard as read, and now. */
+        struct {
+                const char *path;
+                int64_t was, now;
+        } *g = NULL;
         bson_error_t e;
         size_t i, j, k, n_users = 0, n_slot, *slot, expect = 0;
         const char **users;
@@ -875,56 +944,15 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                 }
                 b->earn[i].folded = slot[k];
         }
-        in = bson_new();
-        {
-                bson_t arr;
-                char key_buf[16];
-                const char *key;
-                BSON_APPEND_ARRAY_BEGIN(in, "$in", &arr);
-                for (j = 0; j < n_users; j++) {
-                        bson_uint32_to_string((uint32_t)j, &key, key_buf,
-                                              sizeof(key_buf));
-                        bson_append_utf8(&arr, key, -1, users[j], -1);
-                }
-                bson_append_array_end(in, &arr);
+        err = read_earnings(b, users, n_users, slot, n_slot, docs, errstr,
+                            errstr_size);
+        if (!err && !(g = malloc(b->n_earn * sizeof(*g)))) {
+                snprintf(errstr, errstr_size, "out of memory");
+                err = ORDO_ERR_UNAVAILABLE;
         }
-        filter = bson_new();
-        BSON_APPEND_DOCUMENT(filter, "_id", in);
-        opts = BCON_NEW("projection", "{", "offsets", BCON_INT32(1),
-                        "pending_cents", BCON_INT32(1), "settled_cents",
-                        BCON_INT32(1), "reversed_cents", BCON_INT32(1),
-                        REFUSED_ENTRIES, BCON_INT32(1), "}");
-        cur = mongoc_collection_find_with_opts(b->p->coll[C_EARNINGS], filter,
-                                               opts, NULL);
-        while (mongoc_cursor_next(cur, &doc)) {
-                bson_iter_t it;
-                if (!bson_iter_init_find(&it, doc, "_id") ||
-                    !BSON_ITER_HOLDS_UTF8(&it))
-                        continue;
-                for (k = hash_id(C_EARNINGS, bson_iter_utf8(&it, NULL)) &
-                         (n_slot - 1);
-                     slot[k]; k = (k + 1) & (n_slot - 1))
-                        if (!strcmp(users[slot[k] - 1],
-                                    bson_iter_utf8(&it, NULL))) {
-                                if (!docs[slot[k] - 1])
-                                        docs[slot[k] - 1] = bson_copy(doc);
-                                break;
-                        }
-        }
-        if (mongoc_cursor_error(cur, &e))
-                err = fail(classify(&e), "earnings", &e, errstr, errstr_size);
-        mongoc_cursor_destroy(cur);
-        bson_destroy(opts);
-        bson_destroy(filter);
-        bson_destroy(in);
 
         for (j = 0; j < n_users && !err; j++) {
-                /* Per partition of this user: guard as read, guard now. */
-                struct {
-                        const char *path;
-                        int64_t was, now;
-                } g[64];
-                size_t n_g = 0;
+                size_t n_g = 0; /* g: this user's partitions */
                 int64_t sum[3] = { 0, 0, 0 }, t[3], stored[3];
                 int any = 0;
                 bson_t *sel, *upd, inc, set;
@@ -943,15 +971,7 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                         for (k = 0; k < n_g; k++)
                                 if (!strcmp(g[k].path, x->path))
                                         break;
-                        if (k == n_g) {
-                                if (n_g == 64) {
-                                        snprintf(errstr, errstr_size,
-                                                 "mongo earnings: more than "
-                                                 "64 source partitions for "
-                                                 "one user");
-                                        err = ORDO_ERR_MONGO;
-                                        break;
-                                }
+                        if (k == n_g) { /* n_g <= this user's entries */
                                 g[k].path = x->path;
                                 g[k].was = g[k].now =
                                     stored_offset(docs[j], x->path);
@@ -1064,6 +1084,7 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
         for (j = 0; j < n_users; j++)
                 if (docs[j])
                         bson_destroy(docs[j]);
+        free(g);
         free(docs);
         free(users);
         free(slot);

@@ -84,17 +84,15 @@ static void on_letter(rd_kafka_t *rk, const rd_kafka_message_t *m,
 static void dead_letter(loop_t *s, const rd_kafka_message_t *m,
                         const char *kind, const char *reason) {
         char stage[32];
-        ordo_kafka_out_t dl = { s->dead, RD_KAFKA_PARTITION_UA,
-                                m->key,  m->key_len,
-                                NULL,    0,
-                                NULL,    NULL };
+        ordo_kafka_out_t dl = {
+                s->dead, RD_KAFKA_PARTITION_UA, NULL, 0, NULL, 0, NULL, NULL
+        };
         rd_kafka_resp_err_t kerr;
 
         snprintf(stage, sizeof(stage), "project.%s", s->which);
         s->letters_batch++;
         ordo_metrics_dead_letter(s->which, kind);
-        dl.value = ordo_dead_letter_payload(m, &dl.len);
-        dl.hdrs = ordo_dead_letter_headers(m, kind, reason, stage);
+        ordo_dead_letter(m, kind, reason, stage, &dl);
         /* waits for room rather than lose the letter to a full queue */
         kerr = ordo_kafka_produce(s->dlq, &dl, RD_KAFKA_MSG_F_COPY,
                                   ORDO_PRODUCE_WAIT);
@@ -268,7 +266,18 @@ static int mark_lost(loop_t *lp) {
                 lp->mark_ms = 0; /* again before the next batch */
                 return 0;
         }
-        if (err) /* nothing there; or a foreign key: left as it is */
+        if (err && ordo_store_target_used(lp->which, lp->conf, live_target(lp),
+                                          q, sizeof(q)))
+                /* a foreign key or collection under it: left as it is,
+                 * and with it what was written since the mark was lost,
+                 * which the refill's version guards may then skip */
+                ORDO_LOG(ERROR, lp->which,
+                         "msg=\"the read model could not be emptied for its "
+                         "refill: what was written to it since it lost its "
+                         "mark stays, and may be partial (ordo reconcile "
+                         "finds it, ordo rebuild repairs it)\" reason=\"%s\"",
+                         ordo_log_quote(q, sizeof(q), errstr));
+        else if (err) /* nothing there */
                 ORDO_LOG(INFO, lp->which, "msg=\"not emptied\" reason=\"%s\"",
                          ordo_log_quote(q, sizeof(q), errstr));
         ordo_store_new_mark(tok);

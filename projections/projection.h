@@ -103,9 +103,11 @@ int64_t ordo_mongo_proj_refused(const ordo_mongo_proj_t *p);
 typedef struct ordo_redis_proj_s ordo_redis_proj_t;
 
 /* prefix: "ordo:" by default (at most 64 bytes); rejected_ttl_s: how long
- * the status of a rejected PlaceOrder lives (86400). Connects now; an
- * unreachable server is not an error here (apply reports it). NULL and
- * errstr only on bad arguments. */
+ * the status of a rejected PlaceOrder lives (86400). Connects at the
+ * first call that needs the server (set_login, apply, mark), so that a
+ * login set before it is the first connection's; an unreachable server
+ * is an error of that call, not of this one. NULL and errstr only on bad
+ * arguments. */
 ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                                        const char *prefix,
                                        int64_t rejected_ttl_s, char *errstr,

@@ -419,7 +419,6 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                                        int64_t rejected_ttl_s, char *errstr,
                                        size_t errstr_size) {
         ordo_redis_proj_t *p;
-        char ignored[256];
 
         if (!host || !*host || port <= 0 || port > 65535 || !prefix ||
             strlen(prefix) > PREFIX_MAX || rejected_ttl_s < 1) {
@@ -444,8 +443,6 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         memcpy(p->prefix, prefix, strlen(prefix) + 1);
         p->ttl = rejected_ttl_s;
         snprintf(p->ttl_s, sizeof(p->ttl_s), "%lld", (long long)p->ttl);
-        /* Unreachable now is fine: apply reconnects and says so. */
-        (void)connect_now(p, ignored, sizeof(ignored));
         return p;
 }
 

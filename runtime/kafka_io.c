@@ -6,6 +6,7 @@
 #include "kafka_io.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -268,49 +269,55 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
         return err;
 }
 
-/* A dead letter goes without its source's bytes (kafka_io.h). */
-static int payload_omitted(const rd_kafka_message_t *source) {
-        return source->len > ORDO_LETTER_PAYLOAD_MAX;
-}
-
-rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
-                                             const char *kind,
-                                             const char *reason,
-                                             const char *stage) {
+void ordo_dead_letter(const rd_kafka_message_t *source, const char *kind,
+                      const char *reason, const char *stage,
+                      ordo_kafka_out_t *out) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-        char part[16], off[32];
+        char part[16], off[32], n[32];
         const void *type;
-        size_t type_len;
+        size_t type_len, reason_len = strlen(reason);
+
         snprintf(part, sizeof(part), "%d", (int)source->partition);
         snprintf(off, sizeof(off), "%lld", (long long)source->offset);
         /* the type the source said it was, for analysts' filters */
-        if ((type = ordo_kafka_header(source, ORDO_TYPE_HEADER, &type_len)))
+        if ((type = ordo_kafka_header(source, ORDO_TYPE_HEADER, &type_len)) &&
+            type_len <= ORDO_LETTER_TYPE_MAX)
                 rd_kafka_header_add(h, ORDO_TYPE_HEADER, -1, type,
                                     (ssize_t)type_len);
+        else if (type) {
+                snprintf(n, sizeof(n), "%zu", type_len);
+                rd_kafka_header_add(h, "ordo.type.omitted", -1, n, -1);
+        }
         rd_kafka_header_add(h, "ordo.kind", -1, kind, -1);
-        rd_kafka_header_add(h, "ordo.error", -1, reason, -1);
+        rd_kafka_header_add(h, "ordo.error", -1, reason,
+                            (ssize_t)(reason_len < ORDO_LETTER_REASON_MAX
+                                          ? reason_len
+                                          : ORDO_LETTER_REASON_MAX));
         if (stage)
                 rd_kafka_header_add(h, "ordo.stage", -1, stage, -1);
         rd_kafka_header_add(h, "ordo.source.topic", -1,
                             rd_kafka_topic_name(source->rkt), -1);
         rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
-        if (payload_omitted(source)) {
-                char len[32];
-                snprintf(len, sizeof(len), "%zu", source->len);
-                rd_kafka_header_add(h, "ordo.payload.omitted", -1, len, -1);
+        out->hdrs = h;
+        out->key = NULL;
+        out->key_len = 0;
+        if (source->key_len <= ORDO_LETTER_KEY_MAX) {
+                out->key = source->key;
+                out->key_len = source->key_len;
+        } else {
+                snprintf(n, sizeof(n), "%zu", source->key_len);
+                rd_kafka_header_add(h, "ordo.key.omitted", -1, n, -1);
         }
-        return h;
-}
-
-const void *ordo_dead_letter_payload(const rd_kafka_message_t *source,
-                                     size_t *len) {
-        if (payload_omitted(source)) {
-                *len = 0;
-                return NULL;
+        out->value = NULL;
+        out->len = 0;
+        if (source->len <= ORDO_LETTER_PAYLOAD_MAX) {
+                out->value = source->payload;
+                out->len = source->len;
+        } else {
+                snprintf(n, sizeof(n), "%zu", source->len);
+                rd_kafka_header_add(h, "ordo.payload.omitted", -1, n, -1);
         }
-        *len = source->len;
-        return source->payload;
 }
 
 const void *ordo_kafka_header(const rd_kafka_message_t *m, const char *name,

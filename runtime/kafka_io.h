@@ -139,29 +139,32 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
                                        const ordo_kafka_out_t *m, int msgflags,
                                        int wait_ms);
 
-/* ---- a dead letter's headers -------------------------------------------- */
+/* ---- a dead letter ---------------------------------------------------- */
 
-/* Why a message went to dead-letters and where it was read, in the
- * headers every reader of that topic expects (operating.md): ordo.type
- * (the source's, when it had one), ordo.kind (kind: the reason label of
- * ordo_dead_letters_total, e.g. undecodable, store_refused), ordo.error
- * (reason, the text), ordo.stage (the projection that wrote it; NULL for
- * a processor), ordo.source.topic, ordo.source.partition,
- * ordo.source.offset. */
-rd_kafka_headers_t *ordo_dead_letter_headers(const rd_kafka_message_t *source,
-                                             const char *kind,
-                                             const char *reason,
-                                             const char *stage);
-
-/* The source's bytes a dead letter carries: all of them (NULL stays
- * NULL), unless they would not fit in one Kafka message with the headers
- * (a foreign writer's message near the broker's limit): then none, and
- * ordo_dead_letter_headers adds ordo.payload.omitted, their length. The
- * letter must never be refused for its size: that would block the
- * partition it came from. The source stays where it is. */
+/* The letter for source, into out's key, value and headers (topic and
+ * partition are the caller's; out->hdrs is then the caller's to produce
+ * or destroy). Why it went to dead-letters and where it was read are in
+ * the headers every reader of that topic expects (operating.md):
+ * ordo.type (the source's, when it had one), ordo.kind (kind: the reason
+ * label of ordo_dead_letters_total, e.g. undecodable, store_refused),
+ * ordo.error (reason, the text), ordo.stage (the projection that wrote
+ * it; NULL for a processor), ordo.source.topic, ordo.source.partition,
+ * ordo.source.offset.
+ *
+ * A letter must never be refused for its size: that would block the
+ * partition it came from. A foreign writer's message can be near the
+ * broker's limit in its value, its key or its type header, so each has
+ * a budget, and what is over it goes without its bytes (which stay at
+ * their source), its length in ordo.payload.omitted, ordo.key.omitted
+ * or ordo.type.omitted. The three budgets, the reason's and the rest of
+ * the headers stay under librdkafka's default message.max.bytes (10^6). */
 #define ORDO_LETTER_PAYLOAD_MAX 900000
-const void *ordo_dead_letter_payload(const rd_kafka_message_t *source,
-                                     size_t *len);
+#define ORDO_LETTER_KEY_MAX     4096
+#define ORDO_LETTER_TYPE_MAX    256
+#define ORDO_LETTER_REASON_MAX  4096
+void ordo_dead_letter(const rd_kafka_message_t *source, const char *kind,
+                      const char *reason, const char *stage,
+                      ordo_kafka_out_t *out);
 
 /* m's last header called name: its bytes, not NUL-terminated, and their
  * length in *len; NULL when m has no such header (or a null one). */

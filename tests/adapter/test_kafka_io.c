@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "kafka_io.h"
 #include "log.h"
 
@@ -317,4 +318,146 @@ Test(kafka_io, produce_waits_for_room_or_refuses_at_once) {
         cr_assert_eq(r.delivered, 20);
         cr_assert_eq(r.failed, 0);
         rd_kafka_destroy(p);
+}
+
+/* The header name's value as a string ("" absent). */
+static const char *header_of(rd_kafka_headers_t *h, const char *name, char *buf,
+                             size_t size) {
+        const void *v;
+        size_t len;
+        buf[0] = '\0';
+        if (!rd_kafka_header_get_last(h, name, &v, &len) && v)
+                snprintf(buf, size, "%.*s", (int)len, (const char *)v);
+        return buf;
+}
+
+/* A foreign writer's message with a key of key_len bytes, a type header
+ * of type_len and a value of len, onto "big", read back by *rkp (to be
+ * destroyed after the message). */
+static rd_kafka_message_t *foreign(size_t key_len, size_t type_len, size_t len,
+                                   rd_kafka_t **rkp) {
+        static char bytes[2000000];
+        char errstr[256];
+        rd_kafka_conf_t *pc = rd_kafka_conf_new();
+        rd_kafka_t *p, *rk;
+        rd_kafka_topic_partition_list_t *tp;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_message_t *m = NULL;
+        int64_t deadline = ordo_monotonic_ms() + 20000;
+
+        memset(bytes, 'x', sizeof(bytes));
+        rd_kafka_conf_set(pc, "bootstrap.servers",
+                          rd_kafka_mock_cluster_bootstraps(mc), errstr,
+                          sizeof(errstr));
+        /* a foreign client allows more than librdkafka's default */
+        rd_kafka_conf_set(pc, "message.max.bytes", "2000000", errstr,
+                          sizeof(errstr));
+        p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
+        cr_assert(p, "%s", errstr);
+        rd_kafka_header_add(h, ORDO_TYPE_HEADER, -1, bytes, (ssize_t)type_len);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("big"),
+                                       RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_KEY(bytes, key_len),
+                                       RD_KAFKA_V_VALUE(bytes, len),
+                                       RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END),
+                     0);
+        cr_assert_eq(rd_kafka_flush(p, 10000), 0);
+        rd_kafka_destroy(p);
+
+        rk = consumer();
+        tp = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tp, "big", 0)->offset =
+            RD_KAFKA_OFFSET_TAIL(1);
+        rd_kafka_assign(rk, tp);
+        rd_kafka_topic_partition_list_destroy(tp);
+        while (!m && ordo_monotonic_ms() < deadline) {
+                m = rd_kafka_consumer_poll(rk, 500);
+                if (m && m->err) {
+                        rd_kafka_message_destroy(m);
+                        m = NULL;
+                }
+        }
+        cr_assert(m, "the foreign message was not read back");
+        *rkp = rk;
+        return m;
+}
+
+/* The letter for m, produced with librdkafka's default
+ * message.max.bytes: delivered, or the error. */
+static rd_kafka_resp_err_t send_letter(rd_kafka_message_t *m,
+                                       ordo_kafka_out_t *out) {
+        char errstr[256];
+        reports_t r = { 0, 0 };
+        rd_kafka_t *p = ordo_kafka_producer_new(conf, NULL, on_delivery, &r,
+                                                errstr, sizeof(errstr));
+        rd_kafka_headers_t *kept;
+        rd_kafka_resp_err_t err;
+        cr_assert(p, "%s", errstr);
+        ordo_dead_letter(m, "undecodable", "not Avro", NULL, out);
+        out->topic = "dl";
+        out->partition = 0;
+        kept = out->hdrs; /* the produce takes a copy: these to look at */
+        out->hdrs = rd_kafka_headers_copy(kept);
+        err = ordo_kafka_produce(p, out, RD_KAFKA_MSG_F_COPY, 0);
+        out->hdrs = kept;
+        if (!err) {
+                cr_assert_eq(rd_kafka_flush(p, 10000), 0);
+                cr_assert_eq(r.delivered, 1);
+        }
+        rd_kafka_destroy(p);
+        return err;
+}
+
+/* A dead letter must never be refused for its size: it would block the
+ * partition it came from (a review found a 150 KB key with a large value
+ * refused, for ever). What is over its budget goes without its bytes,
+ * which stay at their source, and the letter says how long they were. */
+Test(kafka_io, a_dead_letter_is_never_too_large_to_send) {
+        char buf[64], type[512];
+        ordo_kafka_out_t out;
+        rd_kafka_message_t *m;
+        rd_kafka_t *rk;
+
+        cr_assert_eq(rd_kafka_mock_topic_create(mc, "big", 1, 1), 0);
+        cr_assert_eq(rd_kafka_mock_topic_create(mc, "dl", 1, 1), 0);
+
+        /* at every budget: all kept */
+        m = foreign(ORDO_LETTER_KEY_MAX, ORDO_LETTER_TYPE_MAX,
+                    ORDO_LETTER_PAYLOAD_MAX, &rk);
+        cr_assert_eq(send_letter(m, &out), 0);
+        cr_assert_eq(out.len, (size_t)ORDO_LETTER_PAYLOAD_MAX);
+        cr_assert_eq(out.key_len, (size_t)ORDO_LETTER_KEY_MAX);
+        cr_assert_eq(
+            strlen(header_of(out.hdrs, ORDO_TYPE_HEADER, type, sizeof(type))),
+            (size_t)ORDO_LETTER_TYPE_MAX);
+        cr_assert_str_eq(header_of(out.hdrs, "ordo.source.topic", buf, 64),
+                         "big");
+        rd_kafka_headers_destroy(out.hdrs);
+        rd_kafka_message_destroy(m);
+        rd_kafka_destroy(rk);
+
+        /* over each: none of them, their lengths said */
+        m = foreign(150000, 300, 880000, &rk);
+        cr_assert_eq(send_letter(m, &out), 0);
+        cr_assert_null(out.key);
+        cr_assert_eq(out.len, 880000);
+        cr_assert_str_eq(header_of(out.hdrs, ORDO_TYPE_HEADER, buf, 64), "");
+        cr_assert_str_eq(header_of(out.hdrs, "ordo.key.omitted", buf, 64),
+                         "150000");
+        cr_assert_str_eq(header_of(out.hdrs, "ordo.type.omitted", buf, 64),
+                         "300");
+        rd_kafka_headers_destroy(out.hdrs);
+        rd_kafka_message_destroy(m);
+        rd_kafka_destroy(rk);
+
+        m = foreign(10, 5, ORDO_LETTER_PAYLOAD_MAX + 1, &rk);
+        cr_assert_eq(send_letter(m, &out), 0);
+        cr_assert_null(out.value);
+        cr_assert_eq(out.len, 0);
+        cr_assert_eq(out.key_len, 10);
+        cr_assert_str_eq(header_of(out.hdrs, "ordo.payload.omitted", buf, 64),
+                         "900001");
+        rd_kafka_headers_destroy(out.hdrs);
+        rd_kafka_message_destroy(m);
+        rd_kafka_destroy(rk);
 }

@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +40,8 @@ typedef struct {
         char errstr[1024];
         pthread_t thread;
         int running;
+        /* send_paced goes on past its n (up to 100) while this is set */
+        atomic_int keep_sending;
 } fixture_t;
 
 static void setup_mock(fixture_t *f) {
@@ -80,7 +83,7 @@ static void teardown_mock(fixture_t *f) {
 }
 
 /* Sends a CreateActivity and n PlaceOrders (and garbage if asked),
- * gap_us apart. */
+ * gap_us apart; more (o<n>.., up to 100 in all) while f->keep_sending. */
 static void send_paced(fixture_t *f, int n, int garbage, useconds_t gap_us) {
         char errstr[512], buf[2048], topic[128];
         ordo_codec_t *codec = ordo_codec_new(errstr, sizeof(errstr));
@@ -93,7 +96,7 @@ static void send_paced(fixture_t *f, int n, int garbage, useconds_t gap_us) {
         cr_assert(codec && p, "%s", errstr);
         ordo_topic_name(f->conf, ORDO_TOPIC_ACTIVITY_COMMANDS, topic,
                         sizeof(topic));
-        for (i = -1; i < n; i++) {
+        for (i = -1; i < n || (i < 100 && atomic_load(&f->keep_sending)); i++) {
                 if (i < 0) {
                         ordo_msg_init(&m, ORDO_MSG_CREATE_ACTIVITY);
                         strcpy(m.u.activity.activity_id, "a1");
@@ -568,18 +571,24 @@ static void *second_member(void *arg) {
                                                 NULL, errstr, sizeof(errstr));
         rd_kafka_topic_partition_list_t *l =
             rd_kafka_topic_partition_list_new(1);
-        int64_t until;
+        int64_t assignments = load(&f->stats.assignments);
+        int polls;
         cr_assert(c, "%s", errstr);
         ordo_topic_name(f->conf, ORDO_TOPIC_ACTIVITY_COMMANDS, topic,
                         sizeof(topic));
         rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
         rd_kafka_subscribe(c, l);
         rd_kafka_topic_partition_list_destroy(l);
-        /* in the group for 2 s (never commits), then leaves */
-        for (until = 20; until > 0; until--) {
+        /* in the group (never commits) until the rebalance its joining
+         * made has reached the stage, and 1 s more, or 10 s at most (a
+         * fixed 2 s was over before the rebalance on a loaded box), then
+         * leaves */
+        for (polls = 0; polls < 100; polls++) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
                 if (m)
                         rd_kafka_message_destroy(m);
+                if (load(&f->stats.assignments) > assignments && polls < 90)
+                        polls = 90;
         }
         rd_kafka_consumer_close(c);
         rd_kafka_destroy(c);
@@ -611,34 +620,39 @@ Test(stream_faults, a_rebalance_during_a_commit_decides_everything_once) {
 }
 
 static void *send_slowly(void *arg) {
-        send_paced(arg, N_ORDERS, 0, 250000); /* 5 s */
+        send_paced(arg, N_ORDERS, 0, 250000); /* 5 s, or as long as told */
         return NULL;
 }
 
 Test(stream_faults, a_revocation_commits_what_was_decided) {
-        /* Orders arrive one per 250 ms and every commit takes 300 ms
-         * (EndTxn slowed), so the loop is nearly always deciding the
-         * next batch while a commit is in flight; a member joins and
-         * leaves meanwhile, twice (revocations: one join alone missed
-         * that moment on a loaded CI box). Each revocation waits for the commit
-         * in flight and commits the inputs already decided in a
-         * transaction of its own (Kafka Streams commits on revocation),
-         * instead of throwing them away: nothing is discarded, and every
-         * order is reserved exactly once. */
+        /* Orders arrive one per 250 ms and every commit takes 1 s
+         * (EndTxn slowed), so the loop is deciding the next batch while
+         * a commit is in flight nearly all the time: about four orders
+         * come in during each commit. A member joins and leaves, orders
+         * coming all along, until a revocation has found decided inputs
+         * (up to four times: on a loaded CI box, two joins at a 300 ms
+         * commit both missed that moment, in two fresh-clone CI runs).
+         * Each revocation waits for the commit in flight and commits the
+         * inputs already decided in a transaction of its own (Kafka
+         * Streams commits on revocation), instead of throwing them away:
+         * nothing is discarded, and every order is reserved exactly
+         * once. */
         pthread_t sender, t;
         int i;
         for (i = 0; i < 40; i++)
                 rd_kafka_mock_broker_push_request_error_rtts(
-                    fx.mc, 1, API_END_TXN, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 300);
+                    fx.mc, 1, API_END_TXN, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 1000);
         start(&fx);
         for (i = 0; i < 100 && load(&fx.stats.assignments) < 1; i++)
                 usleep(100000);
+        atomic_store(&fx.keep_sending, 1); /* orders while members come */
         cr_assert_eq(pthread_create(&sender, NULL, send_slowly, &fx), 0);
         usleep(300000);
-        for (i = 0; i < 2; i++) {
+        for (i = 0; i < 4 && !load(&fx.stats.revoke_committed); i++) {
                 cr_assert_eq(pthread_create(&t, NULL, second_member, &fx), 0);
                 pthread_join(t, NULL);
         }
+        atomic_store(&fx.keep_sending, 0);
         pthread_join(sender, NULL);
         cr_assert(wait_consumed(&fx, N_ORDERS + 1));
         assert_each_reserved(&fx, 1);

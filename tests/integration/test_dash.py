@@ -23,6 +23,7 @@ import html.parser
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -454,6 +455,14 @@ def main():
         shutil.rmtree(prof, ignore_errors=True)
     finally:
         stop_all(c, ordo, dash)
+        if dash is not None:
+            with open(os.path.join(workdir, "dash.log")) as f:
+                m = re.search(r"msg=stopped samples=(\d+) pages=(\d+) "
+                              r"states=(\d+)", f.read())
+            c.true("the dash's totals at SIGTERM: sampled, served the page "
+                   "and its state", m and int(m.group(1)) > 0 and
+                   int(m.group(2)) > 0 and int(m.group(3)) > 0,
+                   m and m.group(0))
         if not a.keep:
             drop_database(ordo.db)
             E.drop_kafka(ordo.tag)

@@ -138,6 +138,13 @@ def main():
         check(st == 403 and "FORBIDDEN_TYPE" in text, "%d %s" % (st, text))
         gw.wait_for(r"msg=refused status=403 reason=FORBIDDEN_TYPE "
                     r"key=new-key", start=mark)
+
+        # SIGTERM: one line of totals, as every stage logs at its stop
+        # (three 202s, a 401 and a 403 above).
+        gw.stop()
+        gw.wait_for(r"msg=stopped answered_2xx=3 answered_4xx=2 "
+                    r"answered_5xx=0 answered_by_library=0 unanswered=0 "
+                    r"commands_acked=3 commands_failed=0$", timeout=5)
     finally:
         gw.stop()
         os.unlink(keys.name)

@@ -47,27 +47,6 @@ Test(delivery, errors_pass_through) {
                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
 }
 
-/* A dead letter must never be refused for its size (it would block the
- * partition it came from): a source near the broker's limit goes without
- * its bytes, which stay at their source. */
-Test(dead_letter, a_payload_too_large_is_left_at_its_source) {
-        static char big[ORDO_LETTER_PAYLOAD_MAX + 1];
-        rd_kafka_message_t m;
-        size_t len = 1;
-        memset(&m, 0, sizeof(m));
-        m.payload = big;
-        m.len = sizeof(big);
-        cr_assert_null(ordo_dead_letter_payload(&m, &len));
-        cr_assert_eq(len, 0);
-        m.len = ORDO_LETTER_PAYLOAD_MAX;
-        cr_assert_eq(ordo_dead_letter_payload(&m, &len), big);
-        cr_assert_eq(len, (size_t)ORDO_LETTER_PAYLOAD_MAX);
-        m.payload = NULL; /* a null value stays null */
-        m.len = 0;
-        cr_assert_null(ordo_dead_letter_payload(&m, &len));
-        cr_assert_eq(len, 0);
-}
-
 Test(group, named_after_the_topic_prefix) {
         /* docs/operating.md "Several deployments on one Kafka": consumer
          * groups and transactional ids (<group.prefix><stage>...) follow
