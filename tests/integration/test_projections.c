@@ -24,7 +24,7 @@
 
 /* ---- the scenario ----------------------------------------------------- */
 
-#define MAX_EVENTS 64
+#define MAX_EVENTS 128
 
 /* Activity A1: 10 units at 1000 cents, commission [1000, 500] bps. */
 #define PRICE  1000
@@ -57,15 +57,15 @@ static struct {
         const char *src;
         int part;
         int64_t next;
-} offsets[16];
+} offsets[96];
 
 static int64_t next_offset(const char *src, int part) {
         int i;
 
-        for (i = 0; i < 16 && offsets[i].src; i++)
+        for (i = 0; i < 96 && offsets[i].src; i++)
                 if (!strcmp(offsets[i].src, src) && offsets[i].part == part)
                         return offsets[i].next++;
-        cr_assert(i < 16);
+        cr_assert(i < 96);
         offsets[i].src = src;
         offsets[i].part = part;
         offsets[i].next = 1;
@@ -1680,6 +1680,66 @@ Test(projections_mongo, buffered_refused_entry_stays_refused) {
         bson_destroy(d);
         ordo_mongo_proj_destroy(p);
         drop_db(db);
+}
+
+/* One promoter earning on orders of 70 commission-events partitions in
+ * one batch: one guard per partition in the earnings document (a review
+ * found a limit of 64, which failed a rebuild's flush for good). */
+#define MANY_PARTS 70
+static void build_many_partitions(void) {
+        char order[16];
+        int k;
+        nrecs = 0;
+        memset(offsets, 0, sizeof(offsets));
+        for (k = 0; k < MANY_PARTS; k++) {
+                snprintf(order, sizeof(order), "m%d", k);
+                commission_ev(ORDO_MSG_COMMISSION_ACCRUED, k, order, 1, "W", 1,
+                              BPS1, 10, 10, 0, "PENDING");
+        }
+}
+
+static void many_partitions_case(int buffered) {
+        char db[64], errstr[512];
+        ordo_mongo_proj_t *p;
+        bson_t *d;
+        bson_iter_t it, o;
+        int n = 0;
+
+        build_many_partitions();
+        unique_name(db, sizeof(db), "");
+        p = mongo_proj(db);
+        if (buffered)
+                cr_assert_eq(ordo_mongo_proj_buffer(p, 1000, NULL),
+                             ORDO_ERR_OK);
+        cr_assert_eq(apply_mongo(p, 0, nrecs), ORDO_ERR_OK);
+        if (buffered)
+                cr_assert_eq(ordo_mongo_proj_flush(p, errstr, sizeof(errstr)),
+                             ORDO_ERR_OK, "%s", errstr);
+        d = find_doc(db, "earnings", "W");
+        cr_assert_eq(doc_ll(d, "pending_cents"), 10 * MANY_PARTS);
+        cr_assert(bson_iter_init_find(&it, d, "offsets") &&
+                  bson_iter_recurse(&it, &o));
+        while (bson_iter_next(&o)) { /* offsets.<source>.<partition> */
+                bson_iter_t parts;
+                if (BSON_ITER_HOLDS_DOCUMENT(&o) &&
+                    bson_iter_recurse(&o, &parts))
+                        while (bson_iter_next(&parts))
+                                n++;
+                else
+                        n++;
+        }
+        cr_assert_eq(n, MANY_PARTS);
+        bson_destroy(d);
+        ordo_mongo_proj_destroy(p);
+        drop_db(db);
+}
+
+Test(projections_mongo, more_than_64_partitions_for_one_user_live) {
+        many_partitions_case(0);
+}
+
+Test(projections_mongo, more_than_64_partitions_for_one_user_buffered) {
+        many_partitions_case(1);
 }
 
 Test(projections_mongo, scenario_gives_the_rules_values) {
