@@ -21,8 +21,10 @@ stores before the check (partial documents the version guards would
 never complete): the read models must be whole again, that order too.
 Then emptied with a refund on its way, whose commission reversal may
 meet the emptied earnings before the check: applied in the refill, and
-never parked as a refusal. Last, emptied under a bigger sale and `ordo run` killed (SIGKILL) while
-it refills: restarted, it must refill again and be whole.
+never parked as a refusal. Then emptied under a bigger sale and `ordo run` killed (SIGKILL) while
+it refills: restarted, it must refill again and be whole. Last, with a
+key and a collection not ordo's in the stores, the marks deleted: the
+drop before the refill is refused, an ERROR.
 
 With --live, the store goes away while `ordo run` runs: a Redis of the
 test's own (no persistence, on a free port) is killed and started again
@@ -303,6 +305,23 @@ def dropped(args):
         got = E.eventually(counts, lambda c: c == want)
         check("the refill killed midway is done again on restart",
               got == want, "orders (mongo, redis) %s, want %s" % (got, want))
+        # A key and a collection not ordo's in the stores, and the marks
+        # deleted: the drop before the refill is refused (the stores
+        # hold something else), and what stays may be partial, which is
+        # an ERROR to an operator, not an INFO line (a review).
+        r.cmd("SET", ordo.prefix + "notours", "x")
+        mongo[ordo.db]["notours"].insert_one({"x": 1})
+        r.cmd("DEL", ordo.prefix + "mark")
+        mongo[ordo.db]["mark"].drop()
+        errors = E.eventually(lambda: open(ordo.run_log).read().count(
+            "level=error stage=redis msg=\"the read model could not be "
+            "emptied") + open(ordo.run_log).read().count(
+            "level=error stage=mongo msg=\"the read model could not be "
+            "emptied"), lambda n: n >= 2, 30)
+        check("a refused drop before a refill is an ERROR, in each store",
+              errors == 2, "%d lines; %s" % (errors, ordo.log_tail(6)))
+        r.cmd("DEL", ordo.prefix + "notours")
+        mongo[ordo.db]["notours"].drop()
         run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
