@@ -141,11 +141,25 @@ static ordo_err_t open_reader(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
         return err;
 }
 
-/* The next message below the end, or NULL at the end or on a signal. */
+/* Set once Kafka delivered nothing for 60 s below a stable end (whose
+ * messages are there to read): the comparison stops as on a signal, and
+ * says why, rather than wait for ever (as replay does). */
+static int stalled;
+
+/* The next message below the end, or NULL at the end, on a signal or
+ * once stalled. */
 static rd_kafka_message_t *next_message(ordo_kafka_reader_t *r) {
         rd_kafka_message_t *m = NULL;
-        while (!r->done && !ordo_stop && !(m = ordo_kafka_reader_next(r, 1000)))
-                ;
+        int idle = 0;
+        while (!r->done && !ordo_stop && !stalled &&
+               !(m = ordo_kafka_reader_next(r, 1000)))
+                if (!r->done && ++idle >= 60) {
+                        fprintf(stderr,
+                                "ordo reconcile: %s [%d]: nothing read for "
+                                "60 s before offset %lld\n",
+                                r->topic, (int)r->partition, (long long)r->end);
+                        stalled = 1;
+                }
         return m;
 }
 
@@ -502,7 +516,8 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                 err = ORDO_ERR_CONFIG;
                 goto done;
         }
-        for (d = 0; d < (int)ordo_n_stages && !err && !ordo_stop; d++) {
+        for (d = 0; d < (int)ordo_n_stages && !err && !ordo_stop && !stalled;
+             d++) {
                 const ordo_processor_def_t *def = ordo_stages[d].processor;
                 if (!def)
                         continue;
@@ -526,7 +541,8 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                              "not co-partitioned (decision 0004)",
                              input, np, events, ne);
                 }
-                for (p = 0; p < np && p < ne && !err && !ordo_stop; p++)
+                for (p = 0; p < np && p < ne && !err && !ordo_stop && !stalled;
+                     p++)
                         err = reconcile_partition(def, conf, wm, codec, p, np,
                                                   r, errstr, errstr_size);
                 fprintf(stderr,
@@ -535,7 +551,11 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
                         def->name, input, events, np,
                         (long long)(r->diffs[SEC_EVENTS] - before));
         }
-        if (ordo_stop && !err) {
+        if (stalled && !err) {
+                snprintf(errstr, errstr_size,
+                         "Kafka delivered nothing for 60 s (above)");
+                err = ORDO_ERR_KAFKA;
+        } else if (ordo_stop && !err) {
                 snprintf(errstr, errstr_size, "interrupted");
                 err = ORDO_ERR_INTERRUPTED;
         }
@@ -562,10 +582,13 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
         if (!strcmp(which, "mongo"))
                 snprintf(tmp, sizeof(tmp), "ordo_reconcile_%d_%lld",
                          (int)getpid(), (long long)time(NULL));
-        else
-                snprintf(tmp, sizeof(tmp),
-                         "ordo-reconcile-%d-%lld:", (int)getpid(),
-                         (long long)time(NULL));
+        else /* its first character not the live prefix's, so that
+              * neither is a prefix of the other (rebuild refuses that) */
+                snprintf(tmp, sizeof(tmp), "%s-%d-%lld:",
+                         ordo_config_get(conf, "redis.prefix")[0] == 'o'
+                             ? "reconcile-ordo"
+                             : "ordo-reconcile",
+                         (int)getpid(), (long long)time(NULL));
         fprintf(stderr, "ordo reconcile: rebuilding %s into temporary %s\n",
                 which, tmp);
         err = ordo_rebuild_run(which, conf, tmp, NULL, 10, &ordo_stop, &st,

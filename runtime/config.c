@@ -407,6 +407,15 @@ ordo_err_t ordo_config_set_pair(ordo_config_t *conf, const char *pair,
         n = strspn(pair, KEY_CHARS);
         sp = n + strspn(pair + n, " \t"); /* "key = value" */
         eq = pair[sp] == '=' ? pair + sp : NULL;
+        if (!eq && !pair[n + strspn(pair + n, " \t\r\n")]) {
+                /* a line of key characters alone: maybe a password on a
+                 * line of its own, so not even those */
+                snprintf(errstr, errstr_size,
+                         "expected key=value, got a line of %zu characters "
+                         "with no \"=\" (not shown: it may be a secret)",
+                         n);
+                return ORDO_ERR_CONFIG_INVALID;
+        }
         if (!n || !eq) {
                 snprintf(errstr, errstr_size,
                          "expected key=value, got %s after \"%.*s\"",
@@ -609,11 +618,11 @@ const char *ordo_config_redact(const char *key, const char *value, char *buf,
                 return value;
         buf[0] = '\0';
         /* scheme://user:password@host...: the userinfo ends at the last
-         * '@' before the query, so a password typed with a raw '@' or '/'
-         * is still hidden whole. */
-        query = auth + strcspn(auth, "?");
-        for (p = auth; (p = memchr(p, '@', (size_t)(query - p))); p++)
-                at = p;
+         * '@' of all, so a password typed with a raw '@', '/' or '?' is
+         * still hidden whole (an '@' in the query hides the host too:
+         * too much rather than too little). */
+        at = strrchr(auth, '@');
+        query = (at ? at : auth) + strcspn(at ? at : auth, "?");
         colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
         if (colon) {
                 append(buf, size, &used, value, (size_t)(colon + 1 - value));

@@ -502,7 +502,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t timeout_s = 120;
         time_t start = time(NULL);
-        int behind, moved, caught_up_before = 0, i, n_stages = 1;
+        int behind, moved, caught_up_before = 0, was, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--timeout SECONDS   give up after this long "
@@ -533,8 +533,9 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                  "lag`)\n",
                  (long long)timeout_s);
         signal(SIGALRM, on_overdue);
-        /* past the loop's own check; capped at about three years */
-        alarm(timeout_s < 100000000 ? (unsigned)timeout_s + 1 : 100000000);
+        /* past the loop's own check and the pass that may follow it;
+         * capped at about three years */
+        alarm(timeout_s < 100000000 ? (unsigned)timeout_s + 5 : 100000000);
         if (lag_open(&l, "wait", conf))
                 return 1;
         if (select_stages(&l, n_stages, argv, 1)) {
@@ -555,8 +556,12 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 }
                 if (behind == 0 && caught_up_before && !moved)
                         break;
+                was = caught_up_before;
                 caught_up_before = behind == 0;
-                if (ordo_stop || time(NULL) - start >= timeout_s) {
+                /* Past the timeout, one more pass only to confirm a first
+                 * caught-up one (so that --timeout 0 can succeed). */
+                if (ordo_stop || (time(NULL) - start >= timeout_s &&
+                                  !(behind == 0 && !was))) {
                         fprintf(stderr,
                                 "ordo wait: %s%d partition(s) still behind "
                                 "after %llds (see `ordo lag`)\n",
@@ -567,6 +572,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 }
                 usleep(behind ? 200000 : 300000);
         }
+        alarm(0); /* closing the clients may take a while */
         lag_close(&l);
         printf("caught up in %llds\n", (long long)(time(NULL) - start));
         return 0;

@@ -392,6 +392,14 @@ def main():
               re.search(r"mongo: [1-9]\d* documents", out) and
               re.search(r"redis: [1-9]\d* keys", out), out[-1500:])
 
+        # `ordo wait --timeout 0` on a deployment caught up: 0 (its
+        # confirming pass came after the timeout, and it gave up: a
+        # review).
+        p = ordo.call("wait", "--timeout", "0", check=False)
+        check("ordo wait --timeout 0 when caught up: exit 0",
+              p.returncode == 0 and "caught up" in p.stdout,
+              p.stdout + p.stderr)
+
         # 3. Rebuild into new names equals the live read models.
         p = ordo.call("rebuild", "mongo", "--into", new_db, timeout=1200)
         print("  " + p.stdout.splitlines()[0])
@@ -520,6 +528,16 @@ def main():
               "reconcile: mongo" not in out2 and
               len([ln for ln in out2.splitlines()
                    if ln.startswith("DIFF")]) == 1, out2[-1500:])
+
+        # A live Redis prefix the temporary one began with ("ordo-"):
+        # compared all the same (a review found "redis: not compared" and
+        # exit 2 for any such prefix). Nothing lives there: differences.
+        p = ordo.call("-X", "redis.prefix=ordo-", "reconcile", "--limit",
+                      "5", check=False, timeout=1200)
+        check("a live prefix the temporary one began with: compared",
+              p.returncode == 1 and summary_count(p.stdout, "redis") and
+              "not compared" not in p.stdout,
+              p.stdout[-800:] + p.stderr[-800:])
 
         # Stopped by a signal while it waits for an open transaction's
         # end: it says it is incomplete, and exits 2.

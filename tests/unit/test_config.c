@@ -226,6 +226,19 @@ Test(config, file_error_names_line) {
                      ORDO_ERR_CONFIG_UNKNOWN);
         cr_assert(strstr(errstr, ":2:") && strstr(errstr, "mongo.dbb"),
                   "got %s", errstr);
+        /* a line of key characters alone may be a password on a line of
+         * its own: not shown (a review); a key before a wrong separator
+         * is */
+        cr_assert_eq(load_text(c, "redis.password=\nHunter2Secret\n"),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert(strstr(errstr, ":2:") && !strstr(errstr, "Hunter2") &&
+                      strstr(errstr, "13 characters"),
+                  "got %s", errstr);
+        cr_assert_eq(load_text(c, "redis.password: hunter2\n"),
+                     ORDO_ERR_CONFIG_INVALID);
+        cr_assert(strstr(errstr, "\"redis.password\"") &&
+                      !strstr(errstr, "hunter2"),
+                  "got %s", errstr);
         ordo_config_destroy(c);
 }
 
@@ -374,6 +387,12 @@ Test(config, secrets_redacted) {
                                             "mongodb://u:sec@r/et@db/", buf,
                                             sizeof(buf)),
                          "mongodb://u:***@db/");
+        /* and a raw '?' (a review: the userinfo was looked for before
+         * the first '?' only, and the password printed whole) */
+        cr_assert_str_eq(ordo_config_redact("mongo.uri",
+                                            "mongodb://admin:s3cr?t@db1/ordo",
+                                            buf, sizeof(buf)),
+                         "mongodb://admin:***@db1/ordo");
         cr_assert_str_eq(
             ordo_config_redact("mongo.uri",
                                "mongodb://db/?tls=true&"
