@@ -75,10 +75,19 @@ static const char lua_hset_reserved[] =
 
 /* Rejected PlaceOrder: KEYS hash; ARGV reason, ttl, user_id. Never
  * overwrites a placed order (the same order_id may live in another
- * activity). The user_id lets a poller tell the attempt is its own. */
+ * activity). The user_id lets a poller tell the attempt is its own.
+ * Rejected in several activities (their partitions applied in any
+ * order, live or in a rebuild), the one whose user_id, then reason,
+ * sorts last is kept: the same hash whatever the order (a review found
+ * the last applied kept, and reconcile reporting the difference). */
 static const char lua_reject_place[] =
     "local s = redis.call('HGET', KEYS[1], 'status')\n"
     "if s and s ~= 'REJECTED' then return 0 end\n"
+    "if s then\n"
+    "  local u = redis.call('HGET', KEYS[1], 'user_id') or ''\n"
+    "  local r = redis.call('HGET', KEYS[1], 'reason') or ''\n"
+    "  if u > ARGV[3] or (u == ARGV[3] and r > ARGV[1]) then return 0 end\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1], "
     "'user_id', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
@@ -201,6 +210,8 @@ static const char *scripts[S__N] = { lua_set_newer,    lua_hset_newer,
 /* The keys whose writes of one chunk fold into one command (and a fresh
  * target's version table, by key). */
 enum { FOLD_NONE, FOLD_STOCK, FOLD_ORDER, FOLD_EARN };
+/* A fresh target's seen-table kind of its rejected attempts (no fold) */
+#define SEEN_REJECTED (FOLD_EARN + 1)
 
 /* A plain command sent with a fresh target's one (ordo_redis_proj_set_fresh):
  * DEL of the key before it, or EXPIRE after it. */
@@ -537,6 +548,17 @@ static struct seen_s *seen_entry(ordo_redis_proj_t *p, int kind,
         return e;
 }
 
+/* Whether this is surely a fresh target's first rejected attempt of the
+ * order id (then noted): a later one goes to the script, which keeps
+ * the same one of several in any order. */
+static int first_rejection(ordo_redis_proj_t *p, const char *order_id) {
+        struct seen_s *e = seen_entry(p, SEEN_REJECTED, order_id);
+        if (!e || e->v)
+                return 0;
+        e->v = 1;
+        return 1;
+}
+
 /* Whether a fresh target surely has no hash for the order yet. */
 static int order_unseen(const ordo_redis_proj_t *p, const char *order_id) {
         return !p->seen_full &&
@@ -749,7 +771,8 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 if (!j->order_id[0])
                         return 0;
                 if (!strcmp(j->command_type, "PlaceOrder") && p->fresh &&
-                    order_unseen(p, j->order_id)) {
+                    order_unseen(p, j->order_id) &&
+                    first_rejection(p, j->order_id)) {
                         /* Not placed so far: an order placed later
                          * replaces it whole (EXTRA_DEL_BEFORE). */
                         begin(k);

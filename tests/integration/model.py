@@ -152,7 +152,11 @@ class Model:
         return "OK"
 
     def _reject_attempt(self, oid, aid, uid, reason):
-        self.rejected_attempts[oid] = (reason, uid)
+        # rejected in several activities: the one whose user_id, then
+        # reason, sorts last (docs/read-models.md)
+        prev = self.rejected_attempts.get(oid)
+        if prev is None or (uid, reason) >= (prev[1], prev[0]):
+            self.rejected_attempts[oid] = (reason, uid)
         return self._reject("PlaceOrder", aid, reason)
 
     def _PlaceOrder(self, c, ts):

@@ -1044,6 +1044,59 @@ Test(projections_redis, fresh_target_placed_order_wins) {
         free(redis_dump(pf, 1));
 }
 
+/* One order id refused in two activities (two partitions of
+ * activity-events): the same hash whichever is applied first, live or in
+ * a fresh target (a review found the last applied kept, and reconcile
+ * reporting a difference on a healthy system). */
+Test(projections_redis, one_id_refused_in_two_activities_in_any_order) {
+        static ordo_msg_t m[2];
+        static ordo_event_rec_t rr[2];
+        const char *users[2] = { "u-a", "u-b" };
+        const char *reasons[2] = { "SOLD_OUT", "NOT_STARTED" };
+        char pf[64], k[128], errstr[256];
+        ordo_redis_proj_t *p;
+        int i, fresh, first;
+
+        for (i = 0; i < 2; i++) {
+                ordo_msg_init(&m[i], ORDO_MSG_COMMAND_REJECTED);
+                snprintf(m[i].meta.id, sizeof(m[i].meta.id), "ae-%d-7-0", i);
+                ordo_strlcpy(m[i].meta.aggregate_id, i ? "actB" : "actA",
+                             sizeof(m[i].meta.aggregate_id));
+                m[i].meta.ts_ms = 5000;
+                ordo_strlcpy(m[i].u.rejected.command_type, "PlaceOrder",
+                             ORDO_CODE_MAX + 1);
+                ordo_strlcpy(m[i].u.rejected.reason, reasons[i],
+                             ORDO_CODE_MAX + 1);
+                ordo_strlcpy(m[i].u.rejected.order_id, "dup1", ORDO_ID_MAX + 1);
+                ordo_strlcpy(m[i].u.rejected.user_id, users[i],
+                             ORDO_ID_MAX + 1);
+                m[i].u.rejected.qty = 1;
+                rr[i].msg = &m[i];
+                rr[i].source = "activity-events";
+                rr[i].partition = i;
+                rr[i].offset = 7;
+        }
+        for (fresh = 0; fresh < 2; fresh++)
+                for (first = 0; first < 2; first++) {
+                        unique_name(pf, sizeof(pf), ":");
+                        p = redis_proj(pf);
+                        if (fresh)
+                                ordo_redis_proj_set_fresh(p);
+                        for (i = 0; i < 2; i++)
+                                cr_assert_eq(ordo_redis_proj_apply(
+                                                 p, &rr[i ? !first : first], 1,
+                                                 errstr, sizeof(errstr)),
+                                             ORDO_ERR_OK, "%s", errstr);
+                        snprintf(k, sizeof(k), "%sorder:dup1", pf);
+                        cr_assert_str_eq(hget(k, "status"), "REJECTED");
+                        cr_assert_str_eq(hget(k, "user_id"), "u-b",
+                                         "fresh %d, first %d", fresh, first);
+                        cr_assert_str_eq(hget(k, "reason"), "NOT_STARTED");
+                        ordo_redis_proj_destroy(p);
+                        free(redis_dump(pf, 1));
+                }
+}
+
 /* The index of the scenario's first event of type t for order. */
 static size_t event_of(ordo_msg_type_t t, const char *order) {
         size_t i;
