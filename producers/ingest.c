@@ -685,7 +685,9 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
                 size_t n = r->len;
                 /* its line ending is not the command's, as for a line
                  * of a batch or of `ordo produce` (the 64 KiB cap) */
-                while (n && (r->body[n - 1] == '\n' || r->body[n - 1] == '\r'))
+                if (n && r->body[n - 1] == '\n')
+                        n--;
+                if (n && r->body[n - 1] == '\r')
                         n--;
                 l->req = r;
                 l->lineno = 1;
@@ -704,7 +706,7 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
                 pos += n + 1;
                 lineno++;
                 k = n;
-                while (k && s[k - 1] == '\r')
+                if (k && s[k - 1] == '\r') /* "\r\n": its ending */
                         k--;
                 if (ordo_json_blank(s, k))
                         continue; /* blank lines are skipped */

@@ -256,7 +256,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         count_reason(&stats, "TOO_LARGE");
                         continue;
                 }
-                while (k && line[k - 1] == '\r')
+                if (k && line[k - 1] == '\r') /* "\r\n": its ending */
                         k--;
                 if (ordo_json_blank(line, len))
                         continue;

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -217,9 +218,17 @@ static ordo_err_t parse_fault(fault_ctx_t *c, const char *json, size_t len,
         case json_error_invalid_syntax:
                 /* A lone UTF-16 surrogate escape ("\ud800") encodes no
                  * character: the same fault as invalid UTF-8. */
-                if (!strncmp(e->text, "invalid Unicode", 15))
+                if (!strncmp(e->text, "invalid Unicode", 15)) {
+                        /* jansson says so past the string's closing
+                         * quote: a key's own fault when a ':' follows */
+                        size_t q = pos;
+                        while (q < len && isspace((unsigned char)json[q]))
+                                q++;
+                        if (q < len && json[q] == ':')
+                                key[0] = '\0';
                         return fail(c, ORDO_ERR_PARSE, key, "INVALID_UTF8",
                                     "invalid Unicode escape at byte %zu", pos);
+                }
                 break;
         default:
                 break;

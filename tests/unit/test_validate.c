@@ -635,6 +635,12 @@ Test(invalid_utf8, in_values) {
 Test(invalid_utf8, in_a_key) {
         EXPECT_FAULT("{\"type\":\"PlaceOrder\",\"q\xfftty\":1}", &EXTERNAL,
                      ORDO_ERR_PARSE, "", "INVALID_UTF8");
+        /* an escaped lone surrogate too (a review: the field was named
+         * "qty\ud800", a member that does not exist) */
+        EXPECT_FAULT("{\"type\":\"PlaceOrder\",\"qty\\ud800\" :1}", &EXTERNAL,
+                     ORDO_ERR_PARSE, "", "INVALID_UTF8");
+        EXPECT_FAULT("{\"type\":\"PlaceOrder\",\"\\udc00\":1}", &EXTERNAL,
+                     ORDO_ERR_PARSE, "", "INVALID_UTF8");
 }
 
 /* A byte that is not UTF-8 between tokens is bad syntax, not a bad
