@@ -99,34 +99,28 @@ static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
         rd_kafka_message_t *rkm;
         ordo_msg_t m;
         char why[256];
-        int64_t deadline = ordo_monotonic_ms() + 10000;
         ordo_err_t err = ORDO_ERR_OK;
 
         ordo_kafka_reader_extend(&j->reader, end);
-        while (!err && !j->reader.done) {
-                if (*p->stop) {
-                        snprintf(p->errstr, sizeof(p->errstr),
-                                 "stopped while reading %s", j->topic);
-                        return ORDO_ERR_INTERRUPTED;
-                }
-                if (ordo_monotonic_ms() >= deadline) {
-                        snprintf(p->errstr, sizeof(p->errstr),
-                                 "nothing read from %s for 10 s at offset "
-                                 "%lld, short of its end %lld; the batch "
-                                 "waits for it",
-                                 j->topic, (long long)j->reader.next,
-                                 (long long)end);
-                        return ORDO_ERR_TIMEOUT;
-                }
-                if (!(rkm = ordo_kafka_reader_next(&j->reader, 100)))
-                        continue;
-                deadline = ordo_monotonic_ms() + 10000;
+        while (!err &&
+               (rkm = ordo_kafka_reader_await(&j->reader, 10000, p->stop))) {
                 if (!ordo__decode(p, rkm, &m, why, sizeof(why)) &&
                     m.type == p->def->join->type)
                         err = keep(p, &m);
                 rd_kafka_message_destroy(rkm);
         }
-        return err;
+        if (err || j->reader.done)
+                return err;
+        if (j->reader.stalled) {
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "nothing read from %s for 10 s at offset %lld, "
+                         "short of its end %lld; the batch waits for it",
+                         j->topic, (long long)j->reader.next, (long long)end);
+                return ORDO_ERR_TIMEOUT;
+        }
+        snprintf(p->errstr, sizeof(p->errstr), "stopped while reading %s",
+                 j->topic);
+        return ORDO_ERR_INTERRUPTED;
 }
 
 /* The joined topic up to its last stable offset as of now (not only

@@ -141,25 +141,27 @@ static ordo_err_t open_reader(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
         return err;
 }
 
-/* Set once Kafka delivered nothing for 60 s below a stable end (whose
- * messages are there to read): the comparison stops as on a signal, and
- * says why, rather than wait for ever (as replay does). */
+/* Set once Kafka delivered nothing for ORDO_READ_IDLE_MS below a stable
+ * end: the comparison stops as on a signal, and says why, rather than
+ * wait for ever. */
 static int stalled;
 
 /* The next message below the end, or NULL at the end, on a signal or
  * once stalled. */
 static rd_kafka_message_t *next_message(ordo_kafka_reader_t *r) {
-        rd_kafka_message_t *m = NULL;
-        int idle = 0;
-        while (!r->done && !ordo_stop && !stalled &&
-               !(m = ordo_kafka_reader_next(r, 1000)))
-                if (!r->done && ++idle >= 60) {
-                        fprintf(stderr,
-                                "ordo reconcile: %s [%d]: nothing read for "
-                                "60 s before offset %lld\n",
-                                r->topic, (int)r->partition, (long long)r->end);
-                        stalled = 1;
-                }
+        rd_kafka_message_t *m;
+
+        if (stalled)
+                return NULL;
+        m = ordo_kafka_reader_await(r, ORDO_READ_IDLE_MS, &ordo_stop);
+        if (r->stalled) {
+                fprintf(stderr,
+                        "ordo reconcile: %s [%d]: nothing read for %d s "
+                        "before offset %lld\n",
+                        r->topic, (int)r->partition, ORDO_READ_IDLE_MS / 1000,
+                        (long long)r->end);
+                stalled = 1;
+        }
         return m;
 }
 

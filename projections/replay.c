@@ -190,7 +190,8 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
         const ordo_stable_end_opts_t so = { "replay", 0, STABLE_WAIT_MS,
                                             &ordo_stop };
         ordo_kafka_reader_t r;
-        int64_t lo, end, idle = 0;
+        rd_kafka_message_t *m;
+        int64_t lo, end;
         char why[256];
         int rc = 0;
 
@@ -204,22 +205,9 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
         ordo_kafka_reader_open(&r, rk, topic, part,
                                o->from_offset > lo ? o->from_offset : lo, end,
                                "replay");
-        while (!r.done && !ordo_stop) {
+        while (
+            (m = ordo_kafka_reader_await(&r, ORDO_READ_IDLE_MS, &ordo_stop))) {
                 ordo_msg_t msg;
-                rd_kafka_message_t *m = ordo_kafka_reader_next(&r, 1000);
-                if (!m) {
-                        /* The end is stable, so the messages up to it are
-                         * there to read: a minute of nothing is a fault. */
-                        if (r.done || ++idle < 60)
-                                continue;
-                        fprintf(stderr,
-                                "ordo replay: %s [%d]: nothing read for 60 s "
-                                "before offset %" PRId64 "\n",
-                                topic, (int)part, end);
-                        rc = -1;
-                        break;
-                }
-                idle = 0;
                 if (!m->payload || ordo_codec_decode(codec, m->payload, m->len,
                                                      &msg, why, sizeof(why))) {
                         print_undecodable(o, m, m->payload ? why : "empty");
@@ -230,6 +218,13 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                         o->printed++;
                 }
                 rd_kafka_message_destroy(m);
+        }
+        if (r.stalled) {
+                fprintf(stderr,
+                        "ordo replay: %s [%d]: nothing read for %d s before "
+                        "offset %" PRId64 "\n",
+                        topic, (int)part, ORDO_READ_IDLE_MS / 1000, end);
+                rc = -1;
         }
         ordo_kafka_reader_close(&r);
         return ordo_stop ? -1 : rc;

@@ -82,6 +82,7 @@ void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
         r->next = from < 0 ? 0 : from; /* a logical offset: its EOF says */
         r->end = end;
         r->held = NULL;
+        r->stalled = 0;
         r->done = r->next >= end;
         r->assigned = !r->done;
         if (!r->assigned)
@@ -150,6 +151,28 @@ rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,
         return NULL;
 }
 
+rd_kafka_message_t *ordo_kafka_reader_await(ordo_kafka_reader_t *r,
+                                            int64_t idle_ms,
+                                            volatile sig_atomic_t *stop) {
+        int64_t deadline =
+            idle_ms < 0 ? INT64_MAX : ordo_monotonic_ms() + idle_ms;
+        rd_kafka_message_t *m;
+
+        r->stalled = 0;
+        while (!r->done && !(stop && *stop)) {
+                int64_t left = deadline - ordo_monotonic_ms();
+                if (left <= 0) {
+                        r->stalled = 1;
+                        return NULL;
+                }
+                /* short polls, so that a stop is seen within 100 ms */
+                if ((m = ordo_kafka_reader_next(r,
+                                                left < 100 ? (int)left : 100)))
+                        return m;
+        }
+        return NULL;
+}
+
 void ordo_kafka_reader_close(ordo_kafka_reader_t *r) {
         if (r->held)
                 rd_kafka_message_destroy(r->held);
@@ -168,16 +191,12 @@ ordo_err_t ordo_kafka_read_range(
         ordo_err_t err = ORDO_ERR_OK;
 
         ordo_kafka_reader_open(&r, rk, topic, partition, from, end, who);
-        while (!r.done) {
-                if (stop && *stop) {
-                        err = ORDO_ERR_INTERRUPTED;
-                        break;
-                }
-                if ((m = ordo_kafka_reader_next(&r, 1000))) {
-                        fn(m, arg);
-                        rd_kafka_message_destroy(m);
-                }
+        while ((m = ordo_kafka_reader_await(&r, -1, stop))) {
+                fn(m, arg);
+                rd_kafka_message_destroy(m);
         }
+        if (!r.done)
+                err = ORDO_ERR_INTERRUPTED;
         ordo_kafka_reader_close(&r);
         return err;
 }

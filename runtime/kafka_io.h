@@ -58,6 +58,7 @@ typedef struct ordo_kafka_reader_s {
         int64_t next; /* read up to here: the next offset to deliver */
         int64_t end;
         int done;                 /* next >= end */
+        int stalled;              /* the last await met its idle limit */
         int assigned;             /* the consumer is assigned by us */
         rd_kafka_message_t *held; /* polled past the end, for an extend */
 } ordo_kafka_reader_t;
@@ -77,6 +78,18 @@ void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end);
  * logged (WARN) and skipped. */
 rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,
                                            int timeout_ms);
+/* The next message below the end, waited for: NULL at the end
+ * (r->done), once *stop (may be NULL) is non-zero, or when nothing came
+ * for idle_ms (-1: no limit), which sets r->stalled. Below a stable end
+ * the messages are there to read, so a minute of nothing is a fault (a
+ * broker away, a fetch that keeps failing) that a reader should report
+ * rather than wait for ever. Each message starts the count again: a long
+ * read that moves is never cut short. */
+rd_kafka_message_t *ordo_kafka_reader_await(ordo_kafka_reader_t *r,
+                                            int64_t idle_ms,
+                                            volatile sig_atomic_t *stop);
+/* The idle limit of the tools' reads (replay, reconcile). */
+#define ORDO_READ_IDLE_MS 60000
 /* Unassigns the consumer. */
 void ordo_kafka_reader_close(ordo_kafka_reader_t *r);
 

@@ -172,6 +172,41 @@ Test(kafka_io, a_followed_reader_resumes_where_it_stopped) {
         rd_kafka_destroy(rk);
 }
 
+/* replay, reconcile and the commission join read up to a stable end,
+ * whose messages are there: a reader that gets nothing for its idle
+ * limit reports a stall (not the end), and reads on once the broker is
+ * back; a stop ends the wait at once and is neither. */
+Test(kafka_io, an_idle_reader_stalls_and_reads_on_when_the_broker_is_back) {
+        rd_kafka_t *rk = consumer();
+        volatile sig_atomic_t stop = 0;
+        ordo_kafka_reader_t r;
+        rd_kafka_message_t *m;
+        int64_t want = 0;
+
+        cr_assert_eq(rd_kafka_mock_broker_set_down(mc, 1), 0);
+        ordo_kafka_reader_open(&r, rk, "t", 0, 0, N, "test");
+        cr_assert_null(ordo_kafka_reader_await(&r, 500, &stop));
+        cr_assert(r.stalled, "nothing came: a stall");
+        cr_assert_not(r.done);
+
+        cr_assert_eq(rd_kafka_mock_broker_set_up(mc, 1), 0);
+        while ((m = ordo_kafka_reader_await(&r, 30000, &stop))) {
+                cr_assert_eq(m->offset, want++);
+                rd_kafka_message_destroy(m);
+        }
+        cr_assert_eq(want, N);
+        cr_assert(r.done);
+        cr_assert_not(r.stalled, "a read that moved is not a stall");
+
+        ordo_kafka_reader_extend(&r, N + 5); /* beyond the log */
+        stop = 1;
+        cr_assert_null(ordo_kafka_reader_await(&r, 30000, &stop));
+        cr_assert_not(r.stalled, "stopped, not stalled");
+        cr_assert_not(r.done);
+        ordo_kafka_reader_close(&r);
+        rd_kafka_destroy(rk);
+}
+
 static void assign(rd_kafka_t *rk) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
