@@ -422,7 +422,8 @@ Test(order, receipt_with_zero_freeze_settles_at_once) {
 
 Test(order, tick_fires_in_deadline_order) {
         /* RULES.md: a Tick fires the due timers of every order on its
-         * partition, in deadline order (ties: order id, docs/rules.md) */
+         * partition, in deadline order (docs/rules.md: by the first ts at
+         * which each is due, then deadline, then order id) */
         ordo_order_state_t *s = order_in(NONE);
         size_t i;
         open_order(s, "b", T0 + 30, FREEZE); /* deadline T0+130 */
@@ -443,6 +444,55 @@ Test(order, tick_fires_in_deadline_order) {
                 cr_assert_leq(out.v[i - 1].meta.ts_ms, out.v[i].meta.ts_ms);
         cr_assert_eq(out.v[7].meta.ts_ms, T0 + 10 + AUTO_RECEIVE + FREEZE);
         ordo_order_state_destroy(s);
+}
+
+/* docs/rules.md: at an equal deadline a receipt (due at it) fires before
+ * a payment timeout (due only after it), whether one Tick or two cover
+ * them; and a chain (receipt, then settlement) sorts by the same key. */
+Test(order, a_tie_at_a_deadline_fires_what_was_due_first) {
+        int ticks;
+        for (ticks = 1; ticks <= 2; ticks++) {
+                ordo_order_state_t *s = order_in(NONE);
+                /* b's receipt is due at DEADLINE, a's timeout after it */
+                run(s, t_open("b", "act", "buyer", 1, AMOUNT,
+                              DEADLINE - AUTO_RECEIVE - 50, PAY_TIMEOUT,
+                              AUTO_RECEIVE, FREEZE));
+                run(s, t_pay("b", "p", AMOUNT, DEADLINE - AUTO_RECEIVE));
+                open_order(s, "a", T0, FREEZE);
+                if (ticks == 2) {
+                        run(s, t_tick(DEADLINE));
+                        cr_assert_eq(out.n, 1);
+                        cr_assert_str_eq(ordo_msg_key(&out.v[0]), "b");
+                }
+                run(s, t_tick(DEADLINE + 1));
+                cr_assert_eq(out.n, ticks == 2 ? 2 : 3, "ticks %d", ticks);
+                if (ticks == 1) {
+                        cr_assert_eq(out.v[0].type, ORDO_MSG_ORDER_RECEIVED);
+                        cr_assert_str_eq(ordo_msg_key(&out.v[0]), "b");
+                }
+                cr_assert_eq(out.v[out.n - 2].type, ORDO_MSG_ORDER_CANCELLED);
+                cr_assert_str_eq(ordo_msg_key(&out.v[out.n - 2]), "a");
+                cr_assert_eq(out.v[out.n - 2].meta.ts_ms, DEADLINE);
+                ordo_order_state_destroy(s);
+        }
+        {
+                ordo_order_state_t *s = order_in(NONE);
+                open_order(s, "b", T0, 0);
+                open_order(s, "a", T0, 0);
+                run(s, t_pay("b", "p", AMOUNT, PAID_AT));
+                run(s, t_pay("a", "p", AMOUNT, PAID_AT));
+                run(s, t_tick(PAID_AT + AUTO_RECEIVE));
+                cr_assert_eq(out.n, 4);
+                cr_assert_str_eq(ordo_msg_key(&out.v[0]), "a");
+                cr_assert_eq(out.v[0].type, ORDO_MSG_ORDER_RECEIVED);
+                cr_assert_str_eq(ordo_msg_key(&out.v[1]), "a");
+                cr_assert_eq(out.v[1].type, ORDO_MSG_ORDER_SETTLED);
+                cr_assert_str_eq(ordo_msg_key(&out.v[2]), "b");
+                cr_assert_eq(out.v[2].type, ORDO_MSG_ORDER_RECEIVED);
+                cr_assert_str_eq(ordo_msg_key(&out.v[3]), "b");
+                cr_assert_eq(out.v[3].type, ORDO_MSG_ORDER_SETTLED);
+                ordo_order_state_destroy(s);
+        }
 }
 
 Test(order, final_state_does_not_depend_on_ticks) {
