@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "messages.h"
+#include "random.h"
 #include "strhash.h"
 
 #define PROBE 8 /* slots looked at per key */
@@ -18,6 +19,7 @@ typedef struct {
 struct ordo_budget_s {
         pthread_mutex_t lock;
         int64_t total_max, key_max, total;
+        uint64_t seed; /* of the hash */
         size_t mask;
         entry_t *e;
 };
@@ -35,6 +37,7 @@ ordo_budget_t *ordo_budget_new(int64_t total_max, int64_t key_max,
                 return NULL;
         }
         b->mask = n - 1;
+        ordo_random_bytes(&b->seed, sizeof(b->seed));
         b->total_max = total_max < 1 ? 1 : total_max;
         b->key_max = key_max < 1              ? 1
                      : key_max > b->total_max ? b->total_max
@@ -55,7 +58,7 @@ void ordo_budget_destroy(ordo_budget_t *b) {
  * (the caller fills it), else NULL. The whole window is searched: a
  * freed slot does not end a key's probe sequence. */
 static entry_t *find(ordo_budget_t *b, const char *key, int make) {
-        size_t h = ordo_str_hash(key), i;
+        size_t h = ordo_str_hash(key, b->seed), i;
         entry_t *free_slot = NULL;
         for (i = 0; i < PROBE; i++) {
                 entry_t *e = &b->e[(h + i) & b->mask];

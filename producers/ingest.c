@@ -63,6 +63,7 @@
 #define PATH_BATCH       "/v1/commands:batch"
 #define UNAVAILABLE_S    "1" /* Retry-After of a 503, seconds */
 #define SHUTDOWN_WAIT_MS 10000
+#define ANSWER_WAIT_MS   2000 /* then, for the answers to be written */
 /* One encoded command; validate caps the JSON at 64 KiB. */
 #define ENCODED_MAX    8192
 #define ERRORS_LISTED  1000 /* refused lines listed in one 400 answer */
@@ -111,6 +112,9 @@ struct ordo_ingest_s {
         pthread_t watcher; /* watch_topics */
         int watcher_started;
         atomic_int missing; /* command topics Kafka has not: 1 << topic */
+        /* Kafka's metadata at the watcher's last look (/healthz answers
+         * from it; the first is taken before the gateway listens). */
+        atomic_int brokers, brokers_err;
         pthread_key_t codec_key;
         int codec_key_made;
         char topics[ORDO_TOPIC__COUNT][256];
@@ -132,6 +136,7 @@ struct ordo_ingest_s {
         int ids_made;
         atomic_int stopping;
         atomic_long inflight; /* requests with messages not yet reported */
+        atomic_long waiting;  /* requests that waited for Kafka, not done */
         int port;
         metrics_t metrics;
 };
@@ -412,15 +417,36 @@ static void missing_topic(ordo_ingest_t *gw, ordo_topic_t t, char *buf,
                 snprintf(buf, size, ORDO_NO_TOPIC_FMT, gw->topics[t]);
 }
 
-#define TOPIC_CHECK_MS 5000
+#define TOPIC_CHECK_MS  5000
+#define KAFKA_CHECK_MS  1000
+#define KAFKA_ANSWER_MS 1000
+
+/* Whether Kafka answers metadata within KAFKA_ANSWER_MS, for /healthz.
+ * Asked here rather than on the request: an HTTP thread waiting for
+ * Kafka would hold every connection it serves, and /healthz needs no
+ * key. */
+static void check_kafka(ordo_ingest_t *gw) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_resp_err_t err =
+            rd_kafka_metadata(gw->rk, 0, NULL, &md, KAFKA_ANSWER_MS);
+        if (!err) {
+                atomic_store(&gw->brokers, md->broker_cnt);
+                rd_kafka_metadata_destroy(md);
+        }
+        atomic_store(&gw->brokers_err, (int)err);
+}
 
 static void *watch_topics(void *arg) {
         ordo_ingest_t *gw = arg;
-        int64_t next = 0;
+        int64_t next_topics = 0, next_kafka = 0;
         while (!atomic_load(&gw->stop_poller)) {
-                if (ordo_monotonic_ms() >= next) {
+                if (ordo_monotonic_ms() >= next_kafka) {
+                        check_kafka(gw);
+                        next_kafka = ordo_monotonic_ms() + KAFKA_CHECK_MS;
+                }
+                if (ordo_monotonic_ms() >= next_topics) {
                         check_topics(gw);
-                        next = ordo_monotonic_ms() + TOPIC_CHECK_MS;
+                        next_topics = ordo_monotonic_ms() + TOPIC_CHECK_MS;
                 }
                 usleep(100 * 1000);
         }
@@ -528,7 +554,7 @@ static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
         struct MHD_Connection *c = r->conn;
         const char *ts, *sig;
         unsigned char digest[ORDO_HMAC_SHA256_LEN];
-        int64_t now = ordo_wall_ms();
+        int64_t now = ordo_wall_ms(), remember_until;
 
         if (!r->key)
                 return NULL; /* authentication off: door_auth said so */
@@ -544,8 +570,18 @@ static const char *auth(ordo_ingest_t *gw, req_t *r, const char *method,
                        "the last followed by \\n";
                 return "BAD_SIGNATURE";
         }
-        if (ordo_seen_check_add(gw->seen, digest,
-                                strtoll(ts, NULL, 10) + gw->window_ms, now)) {
+        /* A copy may pass the door up to the window's end and send its
+         * body for ingest.body.timeout.ms more: the signature is
+         * remembered until then, and is stale past it (its memory may be
+         * gone). */
+        remember_until =
+            strtoll(ts, NULL, 10) + gw->window_ms + gw->body_timeout_ms;
+        if (now >= remember_until) {
+                *msg = "X-Ordo-Timestamp is past the signature window and "
+                       "ingest.body.timeout.ms";
+                return "STALE_TIMESTAMP";
+        }
+        if (ordo_seen_check_add(gw->seen, digest, remember_until, now)) {
                 *msg = "this signature was used before: sign each request, "
                        "retries included, with a new timestamp";
                 return "REPLAYED";
@@ -731,22 +767,24 @@ static enum MHD_Result refuse(ordo_ingest_t *gw, req_t *r, faults_t *f) {
         unsigned status = f->forbidden   ? MHD_HTTP_FORBIDDEN
                           : f->too_large ? MHD_HTTP_CONTENT_TOO_LARGE
                                          : MHD_HTTP_BAD_REQUEST;
+        const char *lead = f->forbidden   ? "FORBIDDEN_TYPE"
+                           : f->too_large ? "TOO_LARGE"
+                                          : NULL;
         char st[16];
 
-        /* A 403 leads with its first out-of-scope line. */
-        json_array_foreach(
-            f->errors, i,
-            e) if (f->forbidden &&
-                   !strcmp(json_string_value(json_object_get(e, "reason")),
-                           "FORBIDDEN_TYPE")) {
-                first = e;
-                break;
+        /* A 403 or a 413 leads with its first line of that reason, so
+         * that the reason at the top is the status's. */
+        json_array_foreach(f->errors, i, e) {
+                if (lead &&
+                    !strcmp(json_string_value(json_object_get(e, "reason")),
+                            lead)) {
+                        first = e;
+                        break;
+                }
         }
         snprintf(st, sizeof(st), "%u", status);
         log_refused(gw, r, st,
-                    f->forbidden
-                        ? "FORBIDDEN_TYPE"
-                        : json_string_value(json_object_get(first, "reason")));
+                    json_string_value(json_object_get(first, "reason")));
 
         if (r->route == ROUTE_ONE) {
                 body = json_deep_copy(first);
@@ -1090,6 +1128,7 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
                 return answer(gw, r); /* nothing queued: 503 now */
         }
         r->state = ST_WAITING;
+        atomic_fetch_add(&gw->waiting, 1);
         MHD_suspend_connection(r->conn);
         /* Drop the guard: if every report came already, resume now. */
         if (atomic_fetch_sub(&r->pending, 1) == 1) {
@@ -1101,22 +1140,21 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
 
 /* ---- GET endpoints ------------------------------------------------------ */
 
+/* From the watcher's last look (check_kafka), never waiting for Kafka. */
 static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
-        const struct rd_kafka_metadata *md;
-        rd_kafka_resp_err_t err;
-        int brokers;
+        int brokers = atomic_load(&gw->brokers);
+        rd_kafka_resp_err_t err = atomic_load(&gw->brokers_err);
         char why[400] = "";
         int t;
 
-        err = rd_kafka_metadata(gw->rk, 0, NULL, &md, 1000);
-        if (err)
+        /* a fatal producer error: nothing can be sent again; restart */
+        if (!rd_kafka_fatal_error(gw->rk, why, sizeof(why)) && err)
+                snprintf(why, sizeof(why), "%s", rd_kafka_err2str(err));
+        if (why[0])
                 return send_json(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
                                  json_pack("{s:s, s:s}", "status",
-                                           "unavailable", "error",
-                                           rd_kafka_err2str(err)),
+                                           "unavailable", "error", why),
                                  RETRY_AFTER(UNAVAILABLE_S));
-        brokers = md->broker_cnt;
-        rd_kafka_metadata_destroy(md);
         for (t = 0; t < ORDO_TOPIC__COUNT && !why[0]; t++)
                 missing_topic(gw, (ordo_topic_t)t, why, sizeof(why));
         if (why[0])
@@ -1464,6 +1502,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
          * so is one that ends without an answer, or as timeout when it
          * missed its deadline. */
         if (r && r->state == ST_WAITING) {
+                atomic_fetch_sub(&gw->waiting, 1);
                 if (r->answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
                         count_status(gw, r->status);
                 else
@@ -1704,6 +1743,7 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
                 goto fail;
         }
         gw->poller_started = 1;
+        check_kafka(gw);
         if (pthread_create(&gw->watcher, NULL, watch_topics, gw)) {
                 snprintf(errstr, errstr_size, "cannot start a thread");
                 goto fail;
@@ -1803,6 +1843,14 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
                         while (atomic_load(&gw->inflight) > 0)
                                 usleep(10000);
                 }
+                /* Every report is in; the answers they resumed are still
+                 * to be written, and one cut off here would send the
+                 * client to retry a command Kafka has (a second order,
+                 * where the gateway made its id). */
+                deadline = ordo_wall_ms() + ANSWER_WAIT_MS;
+                while (gw->mhd && atomic_load(&gw->waiting) > 0 &&
+                       ordo_wall_ms() < deadline)
+                        usleep(10000);
         }
         if (gw->mhd)
                 MHD_stop_daemon(gw->mhd);

@@ -73,11 +73,12 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                          "/metrics and /healthz are on ingest.listen\" "
                          "metrics.listen=\"%.64s\"",
                          ordo_config_get(conf, "metrics.listen"));
+        /* before the gateway starts: a SIGHUP's default would end it */
+        signal(SIGHUP, on_hup);
         if (!(gw = ordo_ingest_new(conf, errstr, sizeof(errstr)))) {
                 fprintf(stderr, "ordo ingest: %s\n", errstr);
                 return 1;
         }
-        signal(SIGHUP, on_hup);
         while (!ordo_stop) {
                 usleep(100000);
                 if (reload) {

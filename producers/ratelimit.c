@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "messages.h"
+#include "random.h"
 #include "strhash.h"
 
 #define PROBE 8    /* slots looked at per key */
@@ -19,6 +20,7 @@ typedef struct {
 struct ordo_ratelimit_s {
         pthread_mutex_t lock;
         int64_t rate, burst;
+        uint64_t seed; /* of the hash */
         size_t mask;
         bucket_t *b;
 };
@@ -37,6 +39,7 @@ ordo_ratelimit_t *ordo_ratelimit_new(int64_t rate, int64_t burst,
                 return NULL;
         }
         rl->mask = n - 1;
+        ordo_random_bytes(&rl->seed, sizeof(rl->seed));
         rl->rate = rate;
         rl->burst = burst < 1 ? 1 : burst;
         pthread_mutex_init(&rl->lock, NULL);
@@ -55,29 +58,6 @@ void ordo_ratelimit_destroy(ordo_ratelimit_t *rl) {
         free(rl);
 }
 
-static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key, int64_t now_ms) {
-        size_t h = ordo_str_hash(key), i;
-        bucket_t *victim = NULL;
-
-        for (i = 0; i < PROBE; i++) {
-                bucket_t *b = &rl->b[(h + i) & rl->mask];
-                if (!b->key[0]) {
-                        if (!victim || victim->key[0])
-                                victim = b;
-                        continue;
-                }
-                if (!strcmp(b->key, key))
-                        return b;
-                if (!victim || (victim->key[0] && b->last_ms < victim->last_ms))
-                        victim = b;
-        }
-        /* A new key, or one recycled from the longest idle bucket. */
-        ordo_strlcpy(victim->key, key, sizeof(victim->key));
-        victim->milli = rl->burst * MILLI;
-        victim->last_ms = now_ms;
-        return victim;
-}
-
 /* Adds the tokens earned since b was last refilled, up to the burst. */
 static void refill(const ordo_ratelimit_t *rl, bucket_t *b, int64_t now_ms) {
         int64_t cap = rl->burst * MILLI, elapsed = now_ms - b->last_ms;
@@ -92,6 +72,33 @@ static void refill(const ordo_ratelimit_t *rl, bucket_t *b, int64_t now_ms) {
                         b->milli = cap;
                 b->last_ms = now_ms;
         }
+}
+
+/* key's bucket; a new key takes a free slot of its probe window, or
+ * recycles the bucket there that holds the most tokens now. A full one
+ * is as good as new, so nothing is lost; an emptied one is recycled last,
+ * so that other keys cannot refill a drained bucket by pushing it out. */
+static bucket_t *lookup(ordo_ratelimit_t *rl, const char *key, int64_t now_ms) {
+        size_t h = ordo_str_hash(key, rl->seed), i;
+        bucket_t *victim = NULL;
+
+        for (i = 0; i < PROBE; i++) {
+                bucket_t *b = &rl->b[(h + i) & rl->mask];
+                if (!b->key[0]) {
+                        if (!victim || victim->key[0])
+                                victim = b;
+                        continue;
+                }
+                if (!strcmp(b->key, key))
+                        return b;
+                refill(rl, b, now_ms);
+                if (!victim || (victim->key[0] && b->milli > victim->milli))
+                        victim = b;
+        }
+        ordo_strlcpy(victim->key, key, sizeof(victim->key));
+        victim->milli = rl->burst * MILLI;
+        victim->last_ms = now_ms;
+        return victim;
 }
 
 /* The wait until b holds n tokens, in ms (0: it does). */

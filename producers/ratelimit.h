@@ -6,10 +6,10 @@
  * Tuned for many keys (every user of a sale) and one look-up per
  * PlaceOrder: a fixed open-addressed table of `capacity` buckets, no
  * allocation after _new, one mutex. Tokens are counted in thousandths so
- * the arithmetic is integer and exact. When the table is full, the bucket
- * idle longest in the probe window is recycled; a recycled user starts
- * with a full bucket, so size the table above the number of users active
- * within burst/rate seconds.
+ * the arithmetic is integer and exact. When a key's probe window is
+ * full, the bucket there holding the most tokens is recycled (a full one
+ * loses nothing); a recycled user starts with a full bucket, so size the
+ * table above the number of users active within burst/rate seconds.
  *
  * The clock is the caller's (now_ms), so the tests drive it.
  */

@@ -169,10 +169,13 @@ static long long number(const char *p, const char *end) {
 int ordo_client_parse(const char *buf, size_t len, size_t *consumed,
                       int *closes, ordo_client_result_t *result, char *errstr,
                       size_t errstr_size) {
-        const char *head_end = memmem(buf, len, "\r\n\r\n", 4), *p, *eol, *v;
+        const char *head_end, *p, *eol, *v;
         long long body_len = -1;
         int close = 0, http10;
         size_t head_len;
+
+        /* memmem takes no NULL, even for no bytes (a first read) */
+        head_end = len ? memmem(buf, len, "\r\n\r\n", 4) : NULL;
 
         if (!head_end) {
                 if (len > ANSWER_MAX)

@@ -691,10 +691,24 @@ Test(ingest, oversize_is_413, .init = setup_tight) {
         cr_assert_eq(r.status, 413, "%s", r.body);
         cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)), "TOO_LARGE");
         resp_free(&r);
-        /* The same as a line of a batch: 413 too. */
+        /* The same as a line of a batch: 413 too, and TOO_LARGE at the
+         * top even after a line refused for another reason. */
         r = post("/v1/commands:batch", body);
         cr_assert_eq(r.status, 413, "%s", r.body);
         resp_free(&r);
+        {
+                const char *bad = "{\"type\":\"ConfirmReceipt\",\"order_id\""
+                                  ":1}\n";
+                char *batch = malloc(strlen(bad) + cmd + 1);
+                strcpy(batch, bad);
+                strcat(batch, body);
+                r = post("/v1/commands:batch", batch);
+                cr_assert_eq(r.status, 413, "%s", r.body);
+                cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                                 "TOO_LARGE", "%s", r.body);
+                resp_free(&r);
+                free(batch);
+        }
         /* 65,536 bytes and a line ending: the ending is not counted, as
          * `ordo produce` does not count it. */
         body[65536] = '\n';
@@ -757,6 +771,24 @@ Test(ingest, dead_broker_is_503, .init = setup_dead_broker) {
         r = http(ordo_ingest_port(gw), "GET", "/healthz", "", "", 0);
         cr_assert_eq(r.status, 503, "%s", r.body);
         resp_free(&r);
+}
+
+/* /healthz needs no key, and an HTTP thread that waited for Kafka on it
+ * held every connection it serves: each probe of an unreachable broker
+ * cost a second. It answers from the watcher's last look instead. */
+Test(ingest, healthz_never_waits_for_kafka, .init = setup_dead_broker) {
+        long long total = 0;
+        int i;
+        for (i = 0; i < 6; i++) {
+                resp_t r =
+                    http(ordo_ingest_port(gw), "GET", "/healthz", "", "", 0);
+                cr_assert_eq(r.status, 503, "%s", r.body);
+                cr_assert(strstr(r.body, "\"unavailable\""), "%s", r.body);
+                total += r.ms;
+                resp_free(&r);
+        }
+        /* waiting, six probes took six seconds at least */
+        cr_assert_lt(total, 3000, "six probes took %lld ms", total);
 }
 
 /* A full producer queue is 503 at once, not a wait. */
@@ -890,6 +922,47 @@ static int headers_only(const char *headers, size_t length, char *buf,
         close(fd);
         cr_assert_gt(n, 12, "no answer before the body");
         return atoi(buf + 9);
+}
+
+static void setup_short_window(void) {
+        static const char *const extra[] = { "ingest.signature.window.ms=2000",
+                                             "ingest.body.timeout.ms=3000",
+                                             NULL };
+        start(extra);
+}
+
+static void sleep_until(int64_t t) {
+        int64_t left = t - wall_ms();
+        if (left > 0)
+                usleep((useconds_t)left * 1000);
+}
+
+/* A copy whose headers pass the door near the end of the window and whose
+ * body comes after it: the signature is still remembered then (it was
+ * forgotten at the window's end, and the copy made a second command). */
+Test(ingest, a_copy_with_a_late_body_is_replayed, .init = setup_short_window) {
+        char headers[512], buf[4096], v[64];
+        int64_t ts = wall_ms();
+        resp_t r;
+        int fd;
+
+        sign(KEY_ID, SECRET, "POST", "/v1/commands", ts, ok_body, headers,
+             sizeof(headers));
+        r = http(ordo_ingest_port(gw), "POST", "/v1/commands", headers, ok_body,
+                 strlen(ok_body));
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        resp_free(&r);
+        sleep_until(ts + 1600);
+        fd = open_post(headers, strlen(ok_body), "");
+        sleep_until(ts + 2600); /* past the window */
+        cr_assert_eq(write(fd, ok_body, strlen(ok_body)),
+                     (ssize_t)strlen(ok_body));
+        cr_assert_gt(read_within(fd, 5000, buf, sizeof(buf)), 12);
+        close(fd);
+        cr_assert_eq(atoi(buf + 9), 401, "%s", buf);
+        cr_assert_str_eq(
+            json_str(strstr(buf, "\r\n\r\n"), "reason", v, sizeof(v)),
+            "REPLAYED");
 }
 
 /* An unknown key, a stale time or a missing signature is refused on the

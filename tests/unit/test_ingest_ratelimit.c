@@ -91,6 +91,25 @@ Test(ratelimit, full_table_never_exceeds_burst) {
         ordo_ratelimit_destroy(rl);
 }
 
+/* Other keys cannot refill a drained bucket by pushing it out of a full
+ * table: the bucket holding the most tokens is recycled, and a drained
+ * one holds the fewest (it was the longest idle, and came back full). */
+Test(ratelimit, other_keys_cannot_refill_a_drained_bucket) {
+        ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 10, 16);
+        char key[32];
+        int u, i;
+        for (i = 0; i < 10; i++)
+                cr_assert(ordo_ratelimit_take(rl, "victim", 0));
+        cr_assert_not(ordo_ratelimit_take(rl, "victim", 0));
+        for (u = 0; u < 200; u++) {
+                snprintf(key, sizeof(key), "other-%d", u);
+                cr_assert(ordo_ratelimit_take(rl, key, 1));
+        }
+        cr_assert_not(ordo_ratelimit_take(rl, "victim", 1),
+                      "the victim's bucket was recycled full");
+        ordo_ratelimit_destroy(rl);
+}
+
 /* A refused request gives back what it took: the bucket is as before. */
 Test(ratelimit, give_restores_a_take) {
         ordo_ratelimit_t *rl = ordo_ratelimit_new(1, 3, 1024);
