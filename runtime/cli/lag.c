@@ -401,13 +401,14 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
  * an event a store refused for good is parked there and no longer shows
  * as lag (operating.md). Each partition is read to its stable end, the
  * shared way (kafka_io.h): a slow broker makes it wait, not count short;
- * a partition it cannot read is named, and the count marked "+". */
-static void dead_letters(lag_t *l, FILE *out) {
+ * a partition it cannot read is named, and the count marked "+". -1 if
+ * Kafka could not be asked for all of it (not for the scan's bound). */
+static int dead_letters(lag_t *l, FILE *out) {
         const ordo_stable_end_opts_t o = { "lag", 0, 10000, &ordo_stop };
         char topic[256], errstr[512];
         dead_count_t c;
         int64_t lo, end;
-        int np, i, partial = 0;
+        int np, i, partial = 0, failed = 0;
 
         memset(&c, 0, sizeof(c));
         ordo_topic_name(l->conf, ORDO_TOPIC_DEAD_LETTERS, topic, sizeof(topic));
@@ -415,7 +416,7 @@ static void dead_letters(lag_t *l, FILE *out) {
                                                sizeof(errstr));
         if (np < 0) {
                 fprintf(stderr, "ordo %s: dead letters: %s\n", l->cmd, errstr);
-                partial = 1;
+                partial = failed = 1;
         }
         for (i = 0; i < np; i++) {
                 if (c.seen >= DEAD_SCAN_MAX) { /* the scan's bound */
@@ -426,7 +427,7 @@ static void dead_letters(lag_t *l, FILE *out) {
                                           &lo, &end, errstr, sizeof(errstr))) {
                         fprintf(stderr, "ordo %s: dead letters: %s\n", l->cmd,
                                 errstr);
-                        partial = 1;
+                        partial = failed = 1;
                         continue;
                 }
                 if (end - lo > DEAD_SCAN_MAX - c.seen) {
@@ -438,7 +439,7 @@ static void dead_letters(lag_t *l, FILE *out) {
                 if (end > lo &&
                     ordo_kafka_read_range(l->probe, topic, i, lo, end, "lag",
                                           &ordo_stop, count_dead, &c))
-                        partial = 1;
+                        partial = failed = 1; /* stopped */
         }
         fprintf(out,
                 "dead letters: %lld%s (processors %lld; foreign at the "
@@ -449,11 +450,12 @@ static void dead_letters(lag_t *l, FILE *out) {
                 (long long)c.n_redis);
         if (*c.last)
                 fprintf(out, "last parked: %s (see operating.md)\n", c.last);
+        return failed ? -1 : 0;
 }
 
 int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
-        int behind, moved;
+        int behind, moved, dead_failed = 0;
         if (ordo_wants_help(argc, argv)) {
                 printf("\nPrints, for each stage's consumer group (all six, "
                        "or the STAGEs named:\nactivity order referral "
@@ -465,7 +467,9 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                        "letters by the\nstage that wrote them, with the "
                        "last event a projection parked because\nits store "
                        "refused it. Exit status: 0 whatever the lag, 1 if "
-                       "Kafka could not be\nasked, 2 on a usage error.\n");
+                       "Kafka could not be\nasked (for the lag, or for part "
+                       "of the dead letters: their count then\nends in "
+                       "\"+\"), 2 on a usage error.\n");
                 return 0;
         }
         if (lag_open(&l, "lag", conf))
@@ -476,14 +480,14 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         }
         behind = lag_pass(&l, stdout, &moved);
         if (behind >= 0)
-                dead_letters(&l, stdout);
+                dead_failed = dead_letters(&l, stdout);
         else
                 fprintf(stderr, "ordo lag: %s\n", l.failed);
         lag_close(&l);
         if (behind < 0)
                 return 1;
         printf("partitions behind: %d\n", behind);
-        return 0;
+        return dead_failed ? 1 : 0;
 }
 
 /* The message of a wait that Kafka kept from ending in time. */

@@ -34,7 +34,7 @@ import json
 import os
 import sys
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 import test_e2e as E
 
@@ -196,6 +196,19 @@ def main():
                 t.r.cmd("HGET", o.prefix + "order:o3", "status") in
                 ("REJECTED", b"REJECTED"),
                 t.r.cmd("HGETALL", o.prefix + "order:o3"))
+        # Last, as it takes the topic away: dead letters that cannot be
+        # counted are a failure to ask Kafka (exit 1), not a count of 0
+        # with exit 0.
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin.delete_topics([prefix + "dead-letters"], timeout_ms=30000)
+        admin.close()
+        lag = o.call("lag", check=False)
+        t.check("ordo lag without its dead-letters topic: exit 1, the "
+                "count marked +, the topic named",
+                lag.returncode == 1 and "dead letters: 0+" in lag.stdout and
+                "partitions behind: " in lag.stdout and
+                prefix + "dead-letters" in lag.stderr,
+                (lag.returncode, lag.stdout[-300:], lag.stderr[-300:]))
     except Exception as e:  # noqa: BLE001 (report and count it)
         t.check("no error", False, "%s: %s" % (type(e).__name__, e))
     return t.finish(a.keep)
