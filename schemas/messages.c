@@ -313,6 +313,11 @@ void ordo_msg_init(ordo_msg_t *m, ordo_msg_type_t type) {
                 m->u.activity.commission_bps[0] = 1000;
                 m->u.activity.commission_bps[1] = 500;
                 m->u.activity.n_commission_bps = 2;
+        } else if (type == ORDO_MSG_OPEN_ORDER) {
+                /* the .avsc's default, for a trusted JSON line without it */
+                m->u.open.commission_bps[0] = 1000;
+                m->u.open.commission_bps[1] = 500;
+                m->u.open.n_commission_bps = 2;
         }
 }
 

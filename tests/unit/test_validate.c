@@ -291,6 +291,18 @@ Test(valid, internal_commands_carry_their_fields) {
         m = parse_ok(COMMANDS[9].json,
                      &(ordo_validate_opts_t){ .allow_internal = 1 });
         cr_expect_str_eq(m.u.release.reason, "USER");
+        /* without commission_bps: OpenOrder.avsc's default, as a reader
+         * of the schema would take it (it was [], no commission) */
+        m = parse_ok(
+            "{\"type\":\"OpenOrder\",\"ts_ms\":1500,\"order_id\":\"o1\","
+            "\"activity_id\":\"a1\",\"user_id\":\"u1\",\"qty\":2,"
+            "\"amount_cents\":1980,\"placed_ms\":1500,"
+            "\"pay_deadline_ms\":901500,\"auto_receive_ms\":1,"
+            "\"freeze_ms\":0}",
+            &TOOLS);
+        cr_expect_eq(m.u.open.n_commission_bps, 2);
+        cr_expect_eq(m.u.open.commission_bps[0], 1000);
+        cr_expect_eq(m.u.open.commission_bps[1], 500);
 }
 
 /* RULES.md "Rejections": value faults in well-formed commands go to Kafka
