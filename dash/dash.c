@@ -18,6 +18,7 @@
 #include <microhttpd.h>
 #include <mongoc/mongoc.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -70,20 +71,27 @@ typedef struct {
 
 /* ---- scraping the stages ---- */
 
-/* A blocking HTTP/1.0 GET of a small page on loopback-like networks;
- * returns the body (malloc'd) and *status, or NULL. */
+/* A scrape's bounds: a target that sends without end, or a byte now and
+ * then, must not hold the sampler (nor its memory, nor a stop). */
+#define SCRAPE_MS  2000
+#define SCRAPE_MAX (4 << 20) /* bytes of one answer */
+
+/* A blocking HTTP/1.0 GET of a small page on loopback-like networks,
+ * within SCRAPE_MS and SCRAPE_MAX; returns the body (malloc'd) and
+ * *status, or NULL. */
 static char *http_get(const char *addr, const char *path, int *status) {
         struct sockaddr_in sa;
-        struct timeval tv = { 2, 0 };
+        struct timeval tv = { SCRAPE_MS / 1000, 0 };
         char req[256], *buf = NULL, *body;
         size_t len = 0, cap = 0;
+        int64_t deadline = ordo_monotonic_ms() + SCRAPE_MS;
         ssize_t n;
-        int fd;
+        int fd, whole = 0;
 
         if (ordo_parse_listen(addr, &sa) ||
             (fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
                 return NULL;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        /* the send timeout bounds connect() too (Linux) */
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path,
                  addr);
@@ -92,20 +100,28 @@ static char *http_get(const char *addr, const char *path, int *status) {
                 close(fd);
                 return NULL;
         }
-        for (;;) {
+        while (!ordo_stop && len < SCRAPE_MAX) {
+                struct pollfd pfd = { fd, POLLIN, 0 };
+                int64_t left = deadline - ordo_monotonic_ms();
+                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+                        break;
                 if (len + 4096 + 1 > cap) {
                         char *nb = realloc(buf, cap = cap * 2 + 8192);
                         if (!nb)
                                 break;
                         buf = nb;
                 }
-                if ((n = read(fd, buf + len, cap - len - 1)) <= 0)
+                if ((n = read(fd, buf + len, cap - len - 1)) <= 0) {
+                        whole = n == 0; /* HTTP/1.0: the end is the close */
                         break;
+                }
                 len += (size_t)n;
         }
         close(fd);
-        if (!buf)
+        if (!buf || !whole) {
+                free(buf);
                 return NULL;
+        }
         buf[len] = '\0';
         if (sscanf(buf, "HTTP/%*s %d", status) != 1 ||
             !(body = strstr(buf, "\r\n\r\n"))) {
@@ -116,7 +132,9 @@ static char *http_get(const char *addr, const char *path, int *status) {
         return buf;
 }
 
-/* The value of label `name` in a sample line's {...}, into out. */
+/* The value of label `name` in a sample line's {...}, into out; -1 if
+ * there is none, or it does not fit (no name of ordo's is that long, and
+ * a cut could split a UTF-8 character). */
 static int label(const char *line, const char *name, char *out, size_t size) {
         char key[64];
         const char *p, *e;
@@ -127,8 +145,21 @@ static int label(const char *line, const char *name, char *out, size_t size) {
         for (e = p; *e && *e != '"'; e++)
                 if (*e == '\\' && e[1])
                         e++;
+        if ((size_t)(e - p) >= size)
+                return -1;
         snprintf(out, size, "%.*s", (int)(e - p), p);
         return 0;
+}
+
+/* A sample line's value: the first field after its name and labels (a
+ * timestamp may follow); 0 with NAN when there is none. */
+static double sample_value(const char *line) {
+        const char *p = strchr(line, '}');
+        char *end;
+        double v;
+        p = p ? p + 1 : line + strcspn(line, " ");
+        v = strtod(p, &end);
+        return end == p ? NAN : v;
 }
 
 /* Adds v to obj[key] (a number). */
@@ -137,6 +168,9 @@ static void add_to(json_t *obj, const char *key, double v) {
         json_object_set_new(obj, key,
                             json_real((old ? json_number_value(old) : 0) + v));
 }
+
+/* The +Inf bound, kept as a number JSON can hold (it has no infinity). */
+#define LE_INF 1e300
 
 /* Quantile q from cumulative buckets [{le, count}], linear within a
  * bucket as Prometheus' histogram_quantile does; NaN when empty. */
@@ -154,7 +188,7 @@ static double quantile(json_t *buckets, double q) {
                 double le = json_number_value(json_array_get(b, 0));
                 double c = json_number_value(json_array_get(b, 1));
                 if (c >= q * total) {
-                        if (isinf(le))
+                        if (le >= LE_INF)
                                 return prev_le;
                         return prev_le + (le - prev_le) * (q * total - prev_c) /
                                              (c - prev_c > 0 ? c - prev_c : 1);
@@ -196,18 +230,22 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
         int status = 0;
         char *health = http_get(addr, "/healthz", &status), *text, *line,
              *save = NULL;
-        json_t *proc = json_object();
+        json_t *proc = json_object(), *said;
 
         json_object_set_new(proc, "address", json_string(addr));
         json_object_set_new(proc, "healthy",
                             json_boolean(health && status == 200));
         if (health)
                 health[strcspn(health, "\n")] = '\0';
+        said = json_string(health ? health : "unreachable");
         json_object_set_new(proc, "health",
-                            json_string(health ? health : "unreachable"));
+                            said ? said : json_string("(not UTF-8)"));
         json_array_append_new(procs, proc);
+        /* one that did not answer its /healthz is not asked for more:
+         * each such target would cost the sample another SCRAPE_MS */
+        text = health ? http_get(addr, "/metrics", &status) : NULL;
         free(health);
-        if (!(text = http_get(addr, "/metrics", &status)) || status != 200) {
+        if (!text || status != 200) {
                 free(text);
                 return;
         }
@@ -215,19 +253,21 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
              line = strtok_r(NULL, "\n", &save)) {
                 char stage[64], result[32], reason[64], cmd[64], le[32];
                 double v;
-                const char *sp = strrchr(line, ' ');
                 json_t *st;
                 /* A projection's stage is its store. */
-                if (*line == '#' || !sp ||
+                if (*line == '#' ||
                     (label(line, "stage", stage, sizeof(stage)) &&
                      label(line, "store", stage, sizeof(stage))))
                         continue;
-                v = strtod(sp + 1, NULL);
+                if (!isfinite(v = sample_value(line)))
+                        continue; /* no value, NaN: nothing to add */
                 if (!(st = json_object_get(stages, stage))) {
                         st = json_pack("{s:s, s:f, s:f, s:f, s:f}", "process",
                                        addr, "lag", 0.0, "decisions", 0.0,
                                        "aborts", 0.0, "dead_letters", 0.0);
-                        json_object_set_new(stages, stage, st);
+                        /* a key that is not UTF-8 is refused, st freed */
+                        if (json_object_set_new(stages, stage, st))
+                                continue;
                 }
                 if (!strncmp(line, "ordo_consumer_lag{", 18))
                         add_to(st, "lag", v);
@@ -262,6 +302,8 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                         double bound = strtod(le, NULL);
                         size_t i;
                         json_t *b;
+                        if (isinf(bound))
+                                bound = LE_INF;
                         json_array_foreach(
                             latency, i,
                             b) if (json_number_value(json_array_get(b, 0)) ==
@@ -414,6 +456,8 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
                     (json_int_t)bson_int(doc, "end_ms"), "orders",
                     json_object(), "accepted", (json_int_t)0, "holds",
                     (json_int_t)0, "next_holds", json_array());
+                if (!a)
+                        continue; /* a string that is not UTF-8 */
                 json_array_append_new(list, a);
                 json_object_set(by_id, bson_str(doc, "_id"), a);
                 bson_uint32_to_string((uint32_t)json_array_size(list) - 1, &k,

@@ -786,6 +786,7 @@ static void close_member(ordo__proc_t *p) {
         for (i = 0; i < p->n_states; i++)
                 forget(p, i);
         p->assigned = 0;
+        ordo_metrics_lost(p->def->name);
 }
 
 /* A fatal consumer error (FENCED_INSTANCE_ID), a restore that failed,

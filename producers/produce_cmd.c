@@ -224,7 +224,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 ordo_topic_name(conf, (ordo_topic_t)i, topics[i],
                                 sizeof(topics[i]));
         if (!dry_run &&
-            (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr)) ||
+            (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
+                                      sizeof(errstr)) ||
              !(rk = ordo_kafka_producer_new(conf, NULL, delivered, &stats,
                                             errstr, sizeof(errstr))))) {
                 /* Still check every line, so that bad input is reported

@@ -488,7 +488,8 @@ static ordo_err_t wait_leaders(rd_kafka_t *rk, const char *topic, char *errstr,
         return ORDO_ERR_OK;
 }
 
-ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
+ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
+                                    volatile sig_atomic_t *stop, char *errstr,
                                     size_t errstr_size) {
         rd_kafka_t *rk;
         rd_kafka_NewTopic_t *nt[ORDO_TOPIC__COUNT];
@@ -529,8 +530,16 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
         }
         q = rd_kafka_queue_new(rk);
         rd_kafka_CreateTopics(rk, nt, ORDO_TOPIC__COUNT, NULL, q);
-        ev = rd_kafka_queue_poll(q, 30000);
-        if (!ev) {
+        {
+                int64_t deadline = ordo_monotonic_ms() + 30000;
+                while (!(ev = rd_kafka_queue_poll(q, 200)) &&
+                       !(stop && *stop) && ordo_monotonic_ms() < deadline)
+                        ;
+        }
+        if (!ev && stop && *stop) {
+                snprintf(errstr, errstr_size, "stopped while creating topics");
+                ret = ORDO_ERR_INTERRUPTED;
+        } else if (!ev) {
                 snprintf(errstr, errstr_size,
                          "creating topics: no answer from Kafka at %s in 30s",
                          ordo_config_get(conf, "kafka.bootstrap.servers"));
@@ -566,6 +575,12 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
         rd_kafka_NewTopic_destroy_array(nt, ORDO_TOPIC__COUNT);
         for (i = 0; !ret && i < ORDO_TOPIC__COUNT; i++) {
                 char name[256];
+                if (stop && *stop) {
+                        snprintf(errstr, errstr_size,
+                                 "stopped while creating topics");
+                        ret = ORDO_ERR_INTERRUPTED;
+                        break;
+                }
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
                 ret = wait_leaders(rk, name, errstr, errstr_size);
         }

@@ -6,6 +6,7 @@
 #define ORDO_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 
 #include "config.h"
 #include "err.h"
@@ -128,8 +129,11 @@ rd_kafka_t *ordo_kafka_watermark_client_new(const ordo_config_t *conf,
 /* Create any missing topic of DESIGN.md (topic.partitions partitions for
  * keyed topics, one for single ones). Existing topics are left alone.
  * Returns once the leader of every partition answers a ListOffsets
- * request, so a producer's first batch is not refused (issue 14). */
-ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf, char *errstr,
+ * request, so a producer's first batch is not refused (issue 14); or
+ * ORDO_ERR_INTERRUPTED once *stop (may be NULL) is set, rather than wait
+ * out Kafka's 30 s. */
+ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
+                                    volatile sig_atomic_t *stop, char *errstr,
                                     size_t errstr_size);
 
 /* Low and high watermarks, retrying for up to 30 s while the partition

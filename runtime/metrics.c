@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -58,12 +59,18 @@ static void put_labels(FILE *f, const char *const *labels, const char *le) {
         fputc('}', f);
 }
 
-/* Integers print without an exponent; the rest with full precision. */
+/* Integers print without an exponent; the rest with full precision (a
+ * histogram's _sum grows large, and a rate of it must still move), and
+ * NaN and infinities as the text format spells them. */
 static void put_value(FILE *f, double v) {
-        if (v == (double)(int64_t)v && v < 9e15 && v > -9e15)
+        if (isnan(v))
+                fputs(" NaN\n", f);
+        else if (isinf(v))
+                fputs(v > 0 ? " +Inf\n" : " -Inf\n", f);
+        else if (v < 9e15 && v > -9e15 && v == (double)(int64_t)v)
                 fprintf(f, " %lld\n", (long long)v);
         else
-                fprintf(f, " %.9g\n", v);
+                fprintf(f, " %.17g\n", v);
 }
 
 void ordo_prom_sample(FILE *f, const char *name, const char *const *labels,
@@ -519,6 +526,17 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
         if (member)
                 rd_kafka_mem_free(rk, member);
         rd_kafka_topic_partition_list_destroy(a);
+}
+
+void ordo_metrics_lost(const char *stage) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 0))) {
+                h->assigned = -1;
+                h->last_poll = 0; /* backing off is not a stall */
+        }
+        drop_lag(stage);
+        pthread_mutex_unlock(&lock);
 }
 
 void ordo_metrics_write(FILE *f) {

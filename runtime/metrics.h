@@ -42,7 +42,7 @@ void ordo_prom_histogram(FILE *f, const char *name, const char *const *labels,
                          const double *bounds, const uint64_t *counts, size_t n,
                          double sum);
 /* process_cpu_seconds_total, process_resident_memory_bytes,
- * process_open_fds, process_start_time_seconds and ordo_build_info. */
+ * process_open_fds and ordo_build_info. */
 void ordo_prom_process(FILE *f);
 
 /* ---- the registry ---- */
@@ -78,6 +78,10 @@ void ordo_metrics_applied(const char *store, int64_t ts_ms);
  * caught-up stage shows 0. Also the stage's heartbeat for /healthz.
  * Cheap to call every loop turn: it works at most once a second. */
 void ordo_metrics_poll(const char *stage, void *consumer);
+/* The stage gave its consumer up (a rejoin): it holds nothing, and is
+ * not yet a member again, until its next poll; its lag series go (they
+ * would stay frozen at their last values). */
+void ordo_metrics_lost(const char *stage);
 
 /* Writes every family of the registry and the process metrics. */
 void ordo_metrics_write(FILE *f);

@@ -22,7 +22,8 @@ int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv) {
                         argv[1]);
                 return 2;
         }
-        if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
+        if (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
+                                     sizeof(errstr))) {
                 fprintf(stderr, "ordo topics: %s\n", errstr);
                 return 1;
         }

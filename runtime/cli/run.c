@@ -122,7 +122,14 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
 
         if (!run)
                 return 2;
-        if (ordo_kafka_ensure_topics(conf, errstr, sizeof(errstr))) {
+        switch (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
+                                         sizeof(errstr))) {
+        case ORDO_ERR_OK:
+                break;
+        case ORDO_ERR_INTERRUPTED: /* asked to stop before any stage ran */
+                free(run);
+                return 0;
+        default:
                 fprintf(stderr, "ordo: %s\n", errstr);
                 free(run);
                 return 1;

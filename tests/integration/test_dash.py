@@ -29,8 +29,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_e2e as E  # noqa: E402  (Ordo, Redis, the command builders)
@@ -141,6 +143,108 @@ class Checks:
               "Crashing: 0" % (self.passed + self.failed, self.passed,
                                self.failed))
         sys.exit(1 if self.failed else 0)
+
+
+class HostileMetrics(BaseHTTPRequestHandler):
+    """A scrape target that is not ordo's: a label that is not UTF-8 (the
+    dash wrote to a freed object), a sample with a timestamp (read as its
+    value), a NaN, and latency buckets with most of the count above 60 s
+    (the +Inf bucket was lost: the quantiles came out in milliseconds).
+    The counts rise with each scrape, as a live stage's do."""
+    scrapes = 0
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            body = b"ok: hostile"
+        else:
+            HostileMetrics.scrapes += 1
+            n = HostileMetrics.scrapes
+            body = (
+                b'ordo_consumer_lag{stage="\xff\xfe",topic="t",'
+                b'partition="0"} 5\n'
+                b'ordo_decisions_total{stage="hostile",command="PlaceOrder",'
+                b'result="accepted",reason=""} 7 1700000000000\n'
+                b'ordo_decisions_total{stage="hostile",command="PlaceOrder",'
+                b'result="rejected",reason="SOLD_OUT"} NaN\n' +
+                ('ordo_decision_latency_seconds_bucket{stage="activity",'
+                 'le="0.01"} %d\n'
+                 'ordo_decision_latency_seconds_bucket{stage="activity",'
+                 'le="60"} %d\n'
+                 'ordo_decision_latency_seconds_bucket{stage="activity",'
+                 'le="+Inf"} %d\n' % (10 * n, 10 * n, 100 * n)).encode())
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def endless_target(sock):
+    """Answers every connection with a 200 and bytes without end (the
+    dash's reader grew without bound, and never sampled again)."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+
+        def pour(conn=conn):
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+                while True:
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                conn.close()
+        threading.Thread(target=pour, daemon=True).start()
+
+
+def hostile_scrape_targets(c, ordo, workdir):
+    hostile = ThreadingHTTPServer(("127.0.0.1", 0), HostileMetrics)
+    threading.Thread(target=hostile.serve_forever, daemon=True).start()
+    endless = socket.socket()
+    endless.bind(("127.0.0.1", 0))
+    endless.listen(8)
+    threading.Thread(target=endless_target, args=(endless,),
+                     daemon=True).start()
+    port = free_port()
+    dash = subprocess.Popen(
+        [ordo.binary] + ordo.flags +
+        ["-X", "mongo.db=" + ordo.db + "x", "-X", "metrics.listen=",
+         "-X", "dash.scrape=127.0.0.1:%d,127.0.0.1:%d" % (
+             endless.getsockname()[1], hostile.server_address[1]),
+         "dash", "--listen", "127.0.0.1:%d" % port],
+        env=ordo.env, stdout=open(os.path.join(workdir, "dash-hostile.log"),
+                                  "w"), stderr=subprocess.STDOUT)
+    state = {}
+    try:
+        for _ in range(40):
+            st, body = http("http://127.0.0.1:%d/api/state" % port)
+            if st == 200:
+                state = json.loads(body)
+                break
+            time.sleep(0.5)
+    finally:
+        dash.terminate()
+        rc = dash.wait(30)
+        hostile.shutdown()
+        endless.close()
+    c.true("an endless scrape target does not hold the sampler",
+           state.get("processes"), str(state)[:300])
+    c.eq("the endless target is unreachable, the other healthy",
+         [False, True], [p["healthy"] for p in state.get("processes", [])])
+    c.eq("a sample's value, not its timestamp; NaN adds nothing",
+         {"decisions": 7.0, "rejections": {}},
+         {"decisions": state.get("stages", {}).get("hostile", {}).get(
+             "decisions"), "rejections": state.get("rejections")})
+    c.eq("a label that is not UTF-8 is skipped",
+         ["hostile"], sorted(k for k in state.get("stages", {})
+                             if k != "activity"))
+    c.eq("latency quantiles count the +Inf bucket",
+         (60.0, 60.0), (state.get("latency", {}).get("p50_s"),
+                        state.get("latency", {}).get("p95_s")))
+    c.eq("the dash stops on SIGTERM", 0, rc)
 
 
 def stop_all(c, ordo, *procs):
@@ -445,6 +549,7 @@ def main():
         c.eq("next holds of two sales, one of them hot",
              {"many": ["m%05d" % i for i in range(8)],
               "few": ["f0", "f1", "f2"]}, shown)
+        hostile_scrape_targets(c, ordo, workdir)
         if a.screenshot:
             subprocess.run([chromium] + CHROMIUM_FLAGS +
                            ["--user-data-dir=" + prof,

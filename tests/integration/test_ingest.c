@@ -104,7 +104,7 @@ static void start(const char *const *extra) {
                 stop();
         write_keys();
         conf = new_conf(extra);
-        cr_assert_eq(ordo_kafka_ensure_topics(conf, err, sizeof(err)), 0,
+        cr_assert_eq(ordo_kafka_ensure_topics(conf, NULL, err, sizeof(err)), 0,
                      "is Kafka up (infra/stack up)? %s", err);
         gw = ordo_ingest_new(conf, err, sizeof(err));
         cr_assert(gw, "%s", err);

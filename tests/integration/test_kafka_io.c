@@ -41,8 +41,8 @@ static void setup(void) {
         set("topic.partitions", "1");
         if (bootstrap)
                 set("kafka.bootstrap.servers", bootstrap);
-        cr_assert_eq(ordo_kafka_ensure_topics(conf, err, sizeof(err)), 0, "%s",
-                     err);
+        cr_assert_eq(ordo_kafka_ensure_topics(conf, NULL, err, sizeof(err)), 0,
+                     "%s", err);
         ordo_topic_name(conf, ORDO_TOPIC_ORDER_EVENTS, topic, sizeof(topic));
         committed =
             ordo_kafka_consumer_new(conf, NULL, NULL, NULL, err, sizeof(err));

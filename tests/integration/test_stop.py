@@ -8,7 +8,9 @@ so without a bound the process never ends and a supervisor must kill
 it. With -X stop.timeout.ms=3000 it must end within a few seconds of
 that bound: status 0 if every stage stopped, or status 1 and an error
 naming the stages that did not. Then a plain run on fresh topics stops
-at once with status 0.
+at once with status 0, and so does one stopped while Kafka does not
+answer the creation of its topics. Last, a second SIGINT ends at once
+a run whose first stop hangs.
 
     test_stop.py ORDO_BINARY [--seed N]
 
@@ -28,15 +30,19 @@ STOP_MS = 3000
 MARGIN_S = 10  # the bound, plus the time of a stop that goes well
 
 
-def stop_and_time(proc, timeout):
-    """SIGTERM; seconds until the process ended, or None after timeout."""
+def stop_and_time_signal(proc, sig, timeout):
+    """sig; seconds until the process ended, or None after timeout."""
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         return None
     return time.monotonic() - t0
+
+
+def stop_and_time(proc, timeout):
+    return stop_and_time_signal(proc, signal.SIGTERM, timeout)
 
 
 def main():
@@ -53,7 +59,7 @@ def main():
                               "" if ok else " (%s)" % detail))
         results.append((name, ok))
 
-    def start(name):
+    def start(name, stop_ms=STOP_MS):
         tag = "e2estop%s%s" % (name, os.urandom(4).hex())
         ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
         ordos.append(ordo)
@@ -62,7 +68,7 @@ def main():
         procs.append(subprocess.Popen(
             [ordo.binary] + ordo.flags +
             ["-X", "metrics.listen=", "-X", "tick.interval.ms=1000",
-             "-X", "stop.timeout.ms=%d" % STOP_MS,
+             "-X", "stop.timeout.ms=%d" % stop_ms,
              "run"],
             stdout=open(path, "w"), stderr=subprocess.STDOUT))
         return tag, path, procs[-1]
@@ -98,6 +104,40 @@ def main():
         with open(path) as f:
             check("plain run: no forced stop",
                   "stop.timeout.ms" not in f.read())
+
+        # Stopped before any stage ran, while Kafka does not answer the
+        # creation of the topics: at once and with status 0 (it waited
+        # out the creation's 30 s, then said it failed, status 1).
+        path = os.path.join(workdir, "unreachable.log")
+        logs.append(path)
+        procs.append(subprocess.Popen(
+            [os.path.abspath(args.ordo), "-X",
+             "kafka.bootstrap.servers=127.0.0.1:1", "-X", "metrics.listen=",
+             "run"], stdout=open(path, "w"), stderr=subprocess.STDOUT))
+        time.sleep(1)
+        took = stop_and_time(procs[-1], 20)
+        check("stopped while creating its topics: ended, status 0",
+              took is not None and took < 10 and procs[-1].returncode == 0,
+              "took %s, status %s" % (took, procs[-1].returncode))
+
+        # A second Ctrl-C ends at once what the first cannot stop: a run
+        # whose topics were deleted under it hangs in librdkafka's
+        # destroy (above), here with a stop.timeout.ms of a minute.
+        tag, path, proc = start("twice", 60000)
+        check("twice: assigned",
+              E.wait_for_text(path, "stage=order msg=assigned", 60))
+        E.drop_kafka(tag)
+        time.sleep(12)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(2)
+        if proc.poll() is not None:
+            print("  (the first SIGINT ended it this time, status %s: the "
+                  "second is not tried)" % proc.returncode)
+        else:
+            took = stop_and_time_signal(proc, signal.SIGINT, 10)
+            check("a second SIGINT ends ordo run at once (killed by it)",
+                  took is not None and proc.returncode == -signal.SIGINT,
+                  "took %s, status %s" % (took, proc.returncode))
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:

@@ -4,6 +4,7 @@
  * The integration tests feed a live /metrics to `promtool check metrics`.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -133,6 +134,42 @@ Test(metrics, health_needs_every_stage_running_with_partitions) {
         ordo_health_stop("order", ORDO_ERR_KAFKA_FATAL);
         cr_assert_not(ordo_health_check(why, sizeof(why)));
         cr_assert_str_eq(why, "order failed: fatal Kafka error");
+}
+
+/* A stage that gave its consumer up (a rejoin backing off for up to
+ * 32 s) holds nothing: it said "each holding partitions" with its last
+ * count, then "stalled". */
+Test(metrics, a_stage_that_gave_its_consumer_up_is_not_healthy) {
+        char why[256];
+        ordo_health_start("commission");
+        ordo_health_beat("commission");
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+        ordo_metrics_lost("commission");
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "commission has not joined its group yet");
+}
+
+/* A value prints so that it reads back exactly: a week of event lag in
+ * a histogram's _sum plus half a second still moves; NaN and the
+ * infinities as the text format spells them. */
+Test(metrics, values_print_exactly) {
+        static const double v[] = { 604800000000.0 + 0.5, 0.1, 1e-9,
+                                    12345678901234567.0 };
+        char *t = NULL, *p;
+        size_t n = 0, i;
+        FILE *f = open_memstream(&t, &n);
+        for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+                ordo_prom_sample(f, "x", NULL, v[i]);
+        ordo_prom_sample(f, "x", NULL, NAN);
+        ordo_prom_sample(f, "x", NULL, INFINITY);
+        fclose(f);
+        for (p = t, i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                cr_assert(!strncmp(p, "x ", 2), "%s", t);
+                cr_assert_eq(strtod(p + 2, &p), v[i], "%s", t);
+                p++; /* the newline */
+        }
+        cr_assert_str_eq(p, "x NaN\nx +Inf\n");
+        free(t);
 }
 
 /* A projection waiting for its store says so on /healthz and in
