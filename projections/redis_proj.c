@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "random.h"
 #include "redis_conn.h"
 
 #define PREFIX_MAX 64
@@ -105,8 +106,8 @@ static const char lua_reject_order[] =
     "'last_rejection_command', ARGV[2], 'last_rejection_reason', ARGV[3])\n"
     "return 1\n";
 
-/* Earnings: KEYS hash, guard; ARGV "1" when the call is one event applied
- * alone (else "0"), then one or more events of six: source/partition,
+/* Earnings: KEYS hash, guard; ARGV the batch's token ("" when the call is
+ * one event applied alone), then one or more events of six: source/partition,
  * offset, d_pending, d_settled, d_reversed, and the commission entry
  * "<order_id>:<level>" (a chunk's commission events of one beneficiary,
  * folded; each partition's in offset order). An event applies when its
@@ -122,7 +123,14 @@ static const char lua_reject_order[] =
  * the reversal of a refused accrual took from a pending that never had
  * it. Only alone: in a batch, a call after a refused one in the same
  * pipeline meets totals without it, and could refuse what would pass
- * (store.c applies a refused batch again one event at a time). An
+ * (store.c applies a refused batch again one event at a time). A refusal
+ * in a batch marks the guard hash with the batch's token instead
+ * ("refused-batch"), and every later call of that batch for the same
+ * beneficiary is refused too: one applied would move the partition's
+ * offset past the refused events, and the event-by-event pass would
+ * skip them as applied, lost without a word (an outside audit: a
+ * rebuild's later chunk did). The next call of another batch, or alone,
+ * drops the mark. An
  * entry's events are in one partition, its accrual first, so no order of
  * partitions makes a total negative otherwise. Lua numbers are doubles:
  * the bound 9.2e18 leaves room for their rounding below 2^63; the
@@ -137,9 +145,18 @@ static const char lua_earn[] =
     "  had[i] = s ~= false\n"
     "  cur[i] = tonumber(s or '0')\n"
     "end\n"
+    "local halted = redis.call('HGET', KEYS[2], 'refused-batch')\n"
+    "if halted and halted == ARGV[1] then\n"
+    "  return redis.error_reply('ORDO_REFUSED an earlier call of this batch "
+    "was refused')\n"
+    "elseif halted then\n"
+    "  redis.call('HDEL', KEYS[2], 'refused-batch')\n"
+    "end\n"
     "local function refuse(e, why)\n"
-    "  if ARGV[1] == '1' then\n"
+    "  if ARGV[1] == '' then\n"
     "    redis.call('HSET', KEYS[2], 'refused:' .. e, '1')\n"
+    "  else\n"
+    "    redis.call('HSET', KEYS[2], 'refused-batch', ARGV[1])\n"
     "  end\n"
     "  return redis.error_reply('ORDO_REFUSED ' .. why)\n"
     "end\n"
@@ -262,7 +279,10 @@ struct ordo_redis_proj_s {
          * highest version, which only sends more to the scripts. full:
          * the table cannot grow; keys not in it go to the scripts. */
         int fresh, seen_full;
-        int alone; /* the batch being applied is one event */
+        /* The batch being applied: "" for one event, else a token no
+         * other batch has (lua_earn); and how many batches there were. */
+        char batch[48];
+        uint64_t batches, instance;
         struct seen_s {
                 uint64_t h;
                 int64_t v;
@@ -451,6 +471,7 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                 return NULL;
         }
         p->port = port;
+        ordo_random_bytes(&p->instance, sizeof(p->instance));
         memcpy(p->prefix, prefix, strlen(prefix) + 1);
         p->ttl = rejected_ttl_s;
         snprintf(p->ttl_s, sizeof(p->ttl_s), "%lld", (long long)p->ttl);
@@ -698,7 +719,7 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
         evalsha(p, k, S_EARN, 2);
         argf(k, "%searnings:%s", p->prefix, c->beneficiary_id);
         argf(k, "{%searnings:%s}:offsets", p->prefix, c->beneficiary_id);
-        arg(k, p->alone ? "1" : "0");
+        arg(k, p->batch);
         k->vi = k->argc; /* where the entries start */
         argf(k, "%s/%d", r->source, (int)r->partition);
         argf(k, "%lld", (long long)r->offset);
@@ -1285,7 +1306,14 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
         }
         if (!n)
                 return ping(p, errstr, errstr_size);
-        p->alone = n == 1; /* lua_earn: a refusal is this event's own */
+        /* lua_earn: a refusal alone is this event's own; a batch's
+         * stops that beneficiary's later calls in the batch */
+        if (n == 1)
+                p->batch[0] = '\0';
+        else
+                snprintf(p->batch, sizeof(p->batch), "%016llx-%llu",
+                         (unsigned long long)p->instance,
+                         (unsigned long long)++p->batches);
         /* Every write is guarded, or gives the same result applied again
          * in order (a fresh target), so applying the events again after
          * the server forgot our scripts is safe. */

@@ -24,7 +24,7 @@
 
 /* ---- the scenario ----------------------------------------------------- */
 
-#define MAX_EVENTS 128
+#define MAX_EVENTS 700
 
 /* Activity A1: 10 units at 1000 cents, commission [1000, 500] bps. */
 #define PRICE  1000
@@ -796,6 +796,49 @@ Test(projections_redis, overflow_is_refused_whole_and_parked) {
         unique_name(pf, sizeof(pf), ":");
         s.redis = redis_proj(pf);
         overflow_case(&s, pf, redis_expect_overflow);
+        ordo_store_close(&s);
+}
+
+/* One beneficiary's accruals in two chunks of one pipelined call (a
+ * chunk is 512 events): the first chunk's call is refused (its second
+ * accrual overflows), and the second chunk's call for the same
+ * beneficiary and partition must not be applied before the batch is
+ * applied again event by event: it moved the partition's offset past the
+ * refused call's events, which were then skipped as applied, the first
+ * accrual lost with the refused one and nothing said (an outside audit,
+ * in a rebuild). */
+Test(projections_redis, a_refusal_in_one_chunk_holds_the_later_chunks) {
+        char pf[64], k[256], errstr[512], order[16];
+        ordo_store_t s = { NULL, NULL };
+        int i;
+
+        nrecs = 0;
+        memset(offsets, 0, sizeof(offsets));
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c1", 1, "R", 1, BPS1,
+                      BIG1 - BIG2, BIG1 - BIG2, 0, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c2", 1, "R", 1, BPS1,
+                      2 * BIG2, 2 * BIG2, 0, "PENDING");
+        for (i = 0; i < 600; i++) {
+                snprintf(order, sizeof(order), "f%d", i);
+                opened_ev(1 + i % 4, order, "u7", 1, 2500);
+        }
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c3", 1, "R", 1, BPS1, 7,
+                      7, 0, "PENDING");
+        unique_name(pf, sizeof(pf), ":");
+        s.redis = redis_proj(pf);
+        n_parked = 0;
+        parked_rec = NULL;
+        cr_assert_eq(ordo_store_apply_parking(&s, recs, nrecs, count_parked,
+                                              NULL, NULL, errstr,
+                                              sizeof(errstr)),
+                     ORDO_ERR_OK, "%s", errstr);
+        cr_assert_eq(n_parked, 1);
+        cr_assert_eq(parked_rec, &recs[1], "the overflowing accrual");
+        snprintf(k, sizeof(k), "%searnings:R", pf);
+        cr_assert_eq(hget_ll(k, "pending_cents"), BIG1 - BIG2 + 7,
+                     "the first and the last accrual count");
+        snprintf(k, sizeof(k), "%sorder:f599", pf);
+        cr_assert_str_eq(hget(k, "status"), "PENDING_PAYMENT");
         ordo_store_close(&s);
 }
 
