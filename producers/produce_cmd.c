@@ -178,7 +178,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         size_t len;
         ordo_line_result_t got = ORDO_LINE_END;
         input_t in;
-        int64_t lineno = 0, t0 = ordo_wall_ms();
+        int64_t lineno = 0, t0 = ordo_wall_ms(),
+                tick_lag_ms = ordo_config_get_int(conf, "tick.lag.ms");
         rd_kafka_t *rk = NULL;
         ordo_codec_t *codec;
         produce_stats_t stats;
@@ -272,6 +273,11 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                                                              : "INVALID");
                         continue;
                 }
+                /* A Tick stamped here trails the wall clock as `ordo
+                 * tick`'s and the stage's own do: stamped now, it could
+                 * overtake a command still on its way (decision 0028). */
+                if (m.type == ORDO_MSG_TICK && !opts.keep_ts)
+                        m.meta.ts_ms -= tick_lag_ms;
                 stats.valid++;
                 if (dry_run)
                         continue;

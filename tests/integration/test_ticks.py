@@ -157,6 +157,23 @@ def main():
               before - args.lag_ms <= ts <= after - args.lag_ms,
               "ts %d, wall %d..%d, lag %d" % (ts, before, after,
                                               args.lag_ms))
+        # So is a Tick line that `ordo produce` stamps (an outside
+        # audit: it was stamped with the wall clock itself).
+        tick_path = os.path.join(workdir, "tick.jsonl")
+        with open(tick_path, "w") as f:
+            f.write('{"type":"Tick","command_id":"hand-tick"}\n')
+        before = int(time.time() * 1000)
+        ordo.call("produce", tick_path)
+        after = int(time.time() * 1000)
+        ticks = [json.loads(x) for x in ordo.call(
+            "replay", "order-commands").stdout.splitlines()]
+        ts = [x["ts_ms"] for x in ticks
+              if x.get("command_id", "").startswith("hand-tick")]
+        check("a Tick line ordo produce stamps trails the wall clock by "
+              "tick.lag.ms", ts and all(
+                  before - args.lag_ms <= t <= after - args.lag_ms
+                  for t in ts),
+              "ts %s, wall %d..%d, lag %d" % (ts, before, after, args.lag_ms))
         check("ordo run still running", ordo.alive())
         # The order stage decided hundreds of Ticks but four commands
         # (OpenOrder o1, o2, o4; ConfirmPayment o4): only those four
