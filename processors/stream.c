@@ -102,6 +102,8 @@ static void emit(void *opaque, const ordo_msg_t *m) {
         char err[256];
         int is_event = ordo_msg_is_event(m->type);
 
+        p->emitted++;
+
         if (ordo_codec_encode(p->codec, m, p->buf, sizeof(p->buf), &len, err,
                               sizeof(err))) {
                 /* Our own rules produced something we cannot encode: a
@@ -433,6 +435,7 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_pos_t pos;
         void *state;
         int64_t rejected = p->stats->rejected;
+        uint64_t emitted;
 
         p->stats->consumed++;
         if (rkm->partition < p->n_states)
@@ -456,10 +459,19 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         pos.partition = rkm->partition;
         pos.offset = rkm->offset;
         p->partition = rkm->partition;
+        emitted = p->emitted;
         p->def->handle(state, &m, &pos, &sink);
         /* Counted in emit when rejected. A Tick's age is no latency: it
-         * is stamped tick.lag.ms behind the clock on purpose (0028). */
-        if (p->stats->rejected == rejected)
+         * is stamped tick.lag.ms behind the clock on purpose (0028). A
+         * command (not a Tick, not another stage's event) that emits
+         * nothing was ignored: every accepted one emits an event. */
+        if (p->stats->rejected != rejected)
+                return;
+        if (p->emitted == emitted && m.type != ORDO_MSG_TICK &&
+            !ordo_msg_is_event(m.type))
+                ordo_metrics_ignored(p->def->name, ordo_msg_type_name(m.type),
+                                     m.meta.ts_ms);
+        else
                 ordo_metrics_decision(
                     p->def->name, ordo_msg_type_name(m.type), NULL,
                     m.type == ORDO_MSG_TICK ? 0 : m.meta.ts_ms);

@@ -361,14 +361,23 @@ static double age_s(int64_t ts_ms) {
         return d > 0 ? (double)d / 1000.0 : 0.0;
 }
 
-void ordo_metrics_decision(const char *stage, const char *command,
-                           const char *reason, int64_t ts_ms) {
-        const char *v[] = { stage, command,
-                            reason && *reason ? "rejected" : "accepted",
-                            reason ? reason : "" };
+static void decision(const char *stage, const char *command, const char *result,
+                     const char *reason, int64_t ts_ms) {
+        const char *v[] = { stage, command, result, reason };
         add(F_DECISIONS, v, 1);
         if (ts_ms > 0)
                 observe(F_DECISION_SECONDS, v, age_s(ts_ms));
+}
+
+void ordo_metrics_decision(const char *stage, const char *command,
+                           const char *reason, int64_t ts_ms) {
+        decision(stage, command, reason && *reason ? "rejected" : "accepted",
+                 reason ? reason : "", ts_ms);
+}
+
+void ordo_metrics_ignored(const char *stage, const char *command,
+                          int64_t ts_ms) {
+        decision(stage, command, "ignored", "", ts_ms);
 }
 
 void ordo_metrics_transaction(const char *stage, int64_t ms) {

@@ -52,6 +52,10 @@ void ordo_prom_process(FILE *f);
  * gateway's stamp), for the sent-to-decided histogram. */
 void ordo_metrics_decision(const char *stage, const char *command,
                            const char *reason, int64_t ts_ms);
+/* A command the rules ignored (a retry: RULES.md's "-> ignored"): result
+ * "ignored", reason "". */
+void ordo_metrics_ignored(const char *stage, const char *command,
+                          int64_t ts_ms);
 void ordo_metrics_transaction(const char *stage, int64_t ms);
 /* The steps of a committed transaction's end (stream_commit.c): offsets
  * into the transaction, delivery reports, the commit itself. */

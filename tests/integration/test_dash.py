@@ -289,6 +289,9 @@ def sale(tag, now):
     p1.append(E.place("c9-" + tag, cold, "u0-" + tag, 1, now + 60))
     p2 = [E.pay(orders[i], "pay-%d-%s" % (i, tag), 1000, now + 100 + i)
           for i in range(6)]
+    # retries, which the rules ignore: counted as such, not as accepted
+    p2 += [E.place(orders[0], hot, "u0-" + tag, 1, now + 10),
+           E.pay(orders[0], "pay-0-" + tag, 1000, now + 100)]
     p3 = [E.receipt(orders[i], now + 200 + i) for i in range(4)]
     expect = {"accepted": {hot: 10, cold: 5}, "holds": {hot: 4, cold: 5},
               "stock": {hot: 10, cold: 100},
@@ -398,6 +401,14 @@ def main():
         c.eq("decisions_total PlaceOrder accepted", 15,
              dec.get('ordo_decisions_total{stage="activity",command='
                      '"PlaceOrder",result="accepted",reason=""}'))
+        c.eq("decisions_total: a retried PlaceOrder and ConfirmPayment "
+             "ignored", (1, 1, 6),
+             (dec.get('ordo_decisions_total{stage="activity",command='
+                      '"PlaceOrder",result="ignored",reason=""}'),
+              dec.get('ordo_decisions_total{stage="order",command='
+                      '"ConfirmPayment",result="ignored",reason=""}'),
+              dec.get('ordo_decisions_total{stage="order",command='
+                      '"ConfirmPayment",result="accepted",reason=""}')))
         lag = metric_lines(text, "ordo_consumer_lag")
         c.true("consumer lag series for every stage",
                {k.split('"')[1] for k in lag} ==
