@@ -333,8 +333,11 @@ static int64_t bson_int(const bson_t *doc, const char *key) {
                 return bson_iter_int32(&it);
         if (BSON_ITER_HOLDS_INT64(&it))
                 return bson_iter_int64(&it);
-        if (BSON_ITER_HOLDS_DOUBLE(&it))
-                return (int64_t)bson_iter_double(&it);
+        if (BSON_ITER_HOLDS_DOUBLE(&it)) {
+                double d = bson_iter_double(&it);
+                /* not ordo's (it writes integers): no undefined cast */
+                return d > -9e18 && d < 9e18 ? (int64_t)d : 0;
+        }
         return 0;
 }
 
