@@ -152,7 +152,7 @@ static int label(const char *line, const char *name, char *out, size_t size) {
 }
 
 /* A sample line's value: the first field after its name and labels (a
- * timestamp may follow); 0 with NAN when there is none. */
+ * timestamp may follow); NAN when there is none. */
 static double sample_value(const char *line) {
         const char *p = strchr(line, '}');
         char *end;

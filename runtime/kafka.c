@@ -488,6 +488,15 @@ static ordo_err_t wait_leaders(rd_kafka_t *rk, const char *topic, char *errstr,
         return ORDO_ERR_OK;
 }
 
+/* Whether *stop (may be NULL) is set; then errstr says so. */
+static int stopped_creating(volatile sig_atomic_t *stop, char *errstr,
+                            size_t errstr_size) {
+        if (!stop || !*stop)
+                return 0;
+        snprintf(errstr, errstr_size, "stopped while creating topics");
+        return 1;
+}
+
 ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                                     volatile sig_atomic_t *stop, char *errstr,
                                     size_t errstr_size) {
@@ -536,8 +545,7 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                        !(stop && *stop) && ordo_monotonic_ms() < deadline)
                         ;
         }
-        if (!ev && stop && *stop) {
-                snprintf(errstr, errstr_size, "stopped while creating topics");
+        if (!ev && stopped_creating(stop, errstr, errstr_size)) {
                 ret = ORDO_ERR_INTERRUPTED;
         } else if (!ev) {
                 snprintf(errstr, errstr_size,
@@ -575,9 +583,7 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
         rd_kafka_NewTopic_destroy_array(nt, ORDO_TOPIC__COUNT);
         for (i = 0; !ret && i < ORDO_TOPIC__COUNT; i++) {
                 char name[256];
-                if (stop && *stop) {
-                        snprintf(errstr, errstr_size,
-                                 "stopped while creating topics");
+                if (stopped_creating(stop, errstr, errstr_size)) {
                         ret = ORDO_ERR_INTERRUPTED;
                         break;
                 }
