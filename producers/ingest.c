@@ -709,9 +709,19 @@ static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
                 add_fault(f, 1, "the gateway has no codec", "", "INTERNAL");
                 return f->n;
         }
-        if (r->route == ROUTE_BATCH)
-                for (i = 0; i < r->len; i++)
-                        cap += r->body[i] == '\n';
+        if (r->route == ROUTE_BATCH) {
+                /* one entry per line that is not blank: a body of blank
+                 * lines must not cost an entry (330 bytes) per byte */
+                int blank = 1;
+                for (i = 0; i < r->len; i++) {
+                        char ch = r->body[i];
+                        if (ch == '\n') {
+                                cap += !blank;
+                                blank = 1;
+                        } else if (ch != ' ' && ch != '\t' && ch != '\r')
+                                blank = 0;
+                }
+        }
         if (!(r->lines = calloc(cap, sizeof(*r->lines)))) {
                 add_fault(f, 1, "out of memory", "", "INTERNAL");
                 return f->n;
