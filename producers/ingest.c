@@ -226,6 +226,9 @@ static const char *hold(req_t *r, int64_t n) {
         case ORDO_BUDGET_KEY:
                 return "too many unauthenticated bytes held from your "
                        "address (ingest.unauth.peer.bytes.max); retry";
+        case ORDO_BUDGET_TABLE:
+                return "too many addresses hold unauthenticated bytes at "
+                       "once (ingest.rate.users.max); retry";
         default:
                 return "too many unauthenticated bytes held "
                        "(ingest.unauth.bytes.max); retry";
