@@ -24,7 +24,7 @@ usage: test_broker_kills.py ORDO_BINARY [--orders N] [--kills K]
        [--long-down S] [--seed S] [--port P] [--workdir DIR] [--keep]
 
 Needs Java and the Kafka jars that infra/stack installs
-($ORDO_CACHE_DIR or ~/.cache/ordo/kafka-*/libs). Ends with criterion's
+($ORDO_STACK_KAFKA_CLASSPATH, from `infra/stack env`). Ends with criterion's
 Synthesis line; exit 0 only if everything passed.
 """
 import argparse
@@ -69,11 +69,10 @@ class Broker:
     the same data directory."""
 
     def __init__(self, workdir, port):
-        libs = sorted(glob.glob(os.path.join(
-            os.environ.get("ORDO_CACHE_DIR",
-                           os.path.expanduser("~/.cache/ordo")),
-            "kafka-*", "libs")))
-        if not libs or not shutil.which("java"):
+        # the stack's own jars (`infra/stack env`), not whichever
+        # version a cache happens to hold
+        cp = os.environ.get("ORDO_STACK_KAFKA_CLASSPATH", "")
+        if not glob.glob(cp) or not shutil.which("java"):
             raise RuntimeError("Kafka jars or java missing (infra/stack "
                                "installs them)")
         self.dir = tempfile.mkdtemp(prefix="ordo-broker-", dir=workdir)
@@ -91,7 +90,7 @@ class Broker:
                     "ConversionPattern=[%%d] %%p %%m (%%c)%%n\n" % self.dir)
         self.java = ["java", "-Xms128m", "-Xmx512m", "-XX:+UseG1GC",
                      "-Dlog4j.configuration=file:%s/log4j.properties" %
-                     self.dir, "-cp", os.path.join(libs[-1], "*")]
+                     self.dir, "-cp", cp]
         # StorageTool's argument parser takes a cluster id that begins
         # with '-' (one in 64) for an option: draw again
         cid = "-"
