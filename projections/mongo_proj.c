@@ -757,29 +757,48 @@ static ordo_err_t run_earnings(batch_t *b, mongoc_bulk_operation_t *bulk,
         return err;
 }
 
-/* An earnings document's list of commission entries ("<order>:<level>")
- * refused before: none of their later events counts (guard data, like
- * offsets). */
+/* An earnings document's list of commission entries refused before,
+ * each "<order>:<level>@<offset of the refused event>": none of the
+ * entry's events from that offset on counts (guard data, like offsets).
+ * An entry without its offset was written before session 18. */
 #define REFUSED_ENTRIES "refused_entries"
 static const char refused_before[] =
     "an earlier event of this commission entry was refused, so none of "
     "its later events counts";
 
-/* 1 if d lists entry in REFUSED_ENTRIES, or entries[0..n) has it. */
-static int entry_refused(const bson_t *d, const char *entry,
-                         const char *const *entries, size_t n) {
+/* The mark of x's entry, into buf. */
+static const char *refused_mark(const earn_t *x, char *buf, size_t size) {
+        snprintf(buf, size, "%s@%lld", x->entry, (long long)x->offset);
+        return buf;
+}
+
+/* 1 if d lists x's entry as refused at or before x's offset, or
+ * entries[0..n) (this flush's refusals) has the entry. below: x is at or
+ * below its partition's guard, so applied unless refused; a mark without
+ * an offset then says nothing. */
+static int entry_refused(const bson_t *d, const earn_t *x, int below,
+                         const earn_t *const *entries, size_t n) {
+        size_t i, len = strlen(x->entry);
         bson_iter_t it, a;
-        size_t i;
 
         for (i = 0; i < n; i++)
-                if (!strcmp(entries[i], entry))
+                if (!strcmp(entries[i]->entry, x->entry))
                         return 1;
         if (d && bson_iter_init_find(&it, d, REFUSED_ENTRIES) &&
             BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &a))
-                while (bson_iter_next(&a))
-                        if (BSON_ITER_HOLDS_UTF8(&a) &&
-                            !strcmp(bson_iter_utf8(&a, NULL), entry))
+                while (bson_iter_next(&a)) {
+                        const char *m;
+                        if (!BSON_ITER_HOLDS_UTF8(&a))
+                                continue;
+                        m = bson_iter_utf8(&a, NULL);
+                        if (strncmp(m, x->entry, len))
+                                continue;
+                        if (!m[len] && !below)
                                 return 1;
+                        if (m[len] == '@' &&
+                            x->offset >= strtoll(m + len + 1, NULL, 10))
+                                return 1;
+                }
         return 0;
 }
 
@@ -788,12 +807,13 @@ static int entry_refused(const bson_t *d, const char *entry,
  * written; an outage retries the event, which is refused again. */
 static ordo_err_t mark_refused(batch_t *b, const earn_t *x, char *errstr,
                                size_t errstr_size) {
+        char mark[sizeof(x->entry) + 24];
         bson_t *sel = BCON_NEW("_id", BCON_UTF8(x->user));
-        bson_t *upd =
-            BCON_NEW("$addToSet", "{", REFUSED_ENTRIES, BCON_UTF8(x->entry),
-                     "}", "$setOnInsert", "{", "pending_cents", BCON_INT64(0),
-                     "settled_cents", BCON_INT64(0), "reversed_cents",
-                     BCON_INT64(0), "}");
+        bson_t *upd = BCON_NEW("$addToSet", "{", REFUSED_ENTRIES,
+                               BCON_UTF8(refused_mark(x, mark, sizeof(mark))),
+                               "}", "$setOnInsert", "{", "pending_cents",
+                               BCON_INT64(0), "settled_cents", BCON_INT64(0),
+                               "reversed_cents", BCON_INT64(0), "}");
         bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
         bson_error_t e;
         ordo_err_t err = ORDO_ERR_MONGO;
@@ -958,7 +978,7 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                 bson_t *sel, *upd, inc, set;
                 const char *why;
                 /* buffered mode: entries refused in this flush */
-                const char **newly = NULL;
+                const earn_t **newly = NULL;
                 size_t n_new = 0;
 
                 for (k = 0; k < 3; k++)
@@ -977,9 +997,15 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                                     stored_offset(docs[j], x->path);
                                 n_g++;
                         }
-                        if (x->offset <= g[k].now)
+                        /* At or below the guard: applied, unless its
+                         * entry was refused there, and then delivered
+                         * again (its dead letter may not have reached
+                         * Kafka): parked again. */
+                        if (x->offset <= g[k].now &&
+                            (b->p->buf ||
+                             !entry_refused(docs[j], x, 1, NULL, 0)))
                                 continue;
-                        why = entry_refused(docs[j], x->entry, newly, n_new)
+                        why = entry_refused(docs[j], x, 0, newly, n_new)
                                   ? refused_before
                               : !totals_in_range(stored, sum, x->d, t)
                                   ? totals_why
@@ -997,14 +1023,14 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                                 break;
                         }
                         if (why) {
-                                const char **grown;
+                                const earn_t **grown;
                                 refuse(b, "earnings", x->user, 15, why);
                                 if (why == totals_why &&
                                     (grown =
                                          realloc(newly, (n_new + 1) *
                                                             sizeof(*grown)))) {
                                         newly = grown;
-                                        newly[n_new++] = x->entry;
+                                        newly[n_new++] = x;
                                 }
                                 continue;
                         }
@@ -1047,9 +1073,13 @@ static ordo_err_t flush_earnings(batch_t *b, char *errstr, size_t errstr_size) {
                                                    &each);
                         BSON_APPEND_ARRAY_BEGIN(&each, "$each", &arr);
                         for (k = 0; k < n_new; k++) {
+                                char mark[sizeof(newly[k]->entry) + 24];
                                 bson_uint32_to_string((uint32_t)k, &key,
                                                       key_buf, sizeof(key_buf));
-                                bson_append_utf8(&arr, key, -1, newly[k], -1);
+                                bson_append_utf8(
+                                    &arr, key, -1,
+                                    refused_mark(newly[k], mark, sizeof(mark)),
+                                    -1);
                         }
                         bson_append_array_end(&each, &arr);
                         bson_append_document_end(&add, &each);

@@ -35,7 +35,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "random.h"
 #include "redis_conn.h"
 
 #define PREFIX_MAX 64
@@ -106,37 +105,41 @@ static const char lua_reject_order[] =
     "'last_rejection_command', ARGV[2], 'last_rejection_reason', ARGV[3])\n"
     "return 1\n";
 
-/* Earnings: KEYS hash, guard; ARGV the batch's token ("" when the call is
- * one event applied alone), then one or more events of six: source/partition,
- * offset, d_pending, d_settled, d_reversed, and the commission entry
- * "<order_id>:<level>" (a chunk's commission events of one beneficiary,
- * folded; each partition's in offset order). An event applies when its
- * offset is newer than its partition's guard. Returns the settled total
- * either way.
+/* Earnings: KEYS hash, guard; ARGV "1" when the call is one event applied
+ * alone (else "0"), then one or more events of seven: source/partition,
+ * offset, the offset of the previous event of this beneficiary and
+ * source partition in the same batch (-1: none), d_pending, d_settled,
+ * d_reversed, and the commission entry "<order_id>:<level>" (a chunk's
+ * commission events of one beneficiary, folded; each partition's in
+ * offset order). An event applies when its offset is newer than its
+ * partition's guard. Returns the settled total either way.
  * Every running total is checked before anything changes, so a refused
  * call changes nothing but the mark below: it answers ORDO_REFUSED and
  * the caller parks the event. Refused: a total that would leave int64,
  * or go below 0, or any event of an entry refused before. An event
- * refused alone has its entry marked in the guard hash
- * ("refused:<entry>"), so that none of its later events counts either
- * (RULES.md: a total that would overflow is refused, never corrupted):
- * the reversal of a refused accrual took from a pending that never had
- * it. Only alone: in a batch, a call after a refused one in the same
- * pipeline meets totals without it, and could refuse what would pass
- * (store.c applies a refused batch again one event at a time). A refusal
- * in a batch marks the guard hash with the batch's token instead
- * ("refused-batch"), and every later call of that batch for the same
- * beneficiary is refused too: one applied would move the partition's
- * offset past the refused events, and the event-by-event pass would
- * skip them as applied, lost without a word (an outside audit: a
- * rebuild's later chunk did). The next call of another batch, or alone,
- * drops the mark. An
- * entry's events are in one partition, its accrual first, so no order of
- * partitions makes a total negative otherwise. Lua numbers are doubles:
- * the bound 9.2e18 leaves room for their rounding below 2^63; the
- * increments themselves go to HINCRBY as the exact strings. A zero
- * increment is skipped once the field exists, and each source's newest
- * applied offset is written once per call. */
+ * refused alone has its entry marked in the guard hash with its offset
+ * ("refused:<entry>" = offset), so that none of its later events counts
+ * either (RULES.md: a total that would overflow is refused, never
+ * corrupted): the reversal of a refused accrual took from a pending that
+ * never had it. The mark is read before the guard: a batch delivered
+ * again (its dead letter may not have reached Kafka) parks the refused
+ * event again, though a later event moved the guard past it. Only
+ * alone: in a batch, a call after a refused one in the same pipeline
+ * meets totals without it, and could refuse what would pass (store.c
+ * applies a refused batch again one event at a time).
+ * A batch's calls are pipelined, and one may fail (refused, or the
+ * server out of memory or busy) while a later one for the same
+ * beneficiary and partition succeeds: that one would move the guard past
+ * the failed call's events, and the batch applied again would skip them
+ * as applied, lost without a word (an outside audit, in a rebuild). So a
+ * call whose partition guard is below the previous event of the batch
+ * writes nothing and answers ORDO_GAP. An entry's events are in one
+ * partition, its accrual first, so no order of partitions makes a total
+ * negative otherwise. Lua numbers are doubles: the bound 9.2e18 leaves
+ * room for their rounding below 2^63; the increments themselves go to
+ * HINCRBY as the exact strings. A zero increment is skipped once the
+ * field exists, and each source's newest applied offset is written once
+ * per call. */
 static const char lua_earn[] =
     "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
     "local cur, had, seen, todo = {}, {}, {}, {}\n"
@@ -145,44 +148,40 @@ static const char lua_earn[] =
     "  had[i] = s ~= false\n"
     "  cur[i] = tonumber(s or '0')\n"
     "end\n"
-    "local halted = redis.call('HGET', KEYS[2], 'refused-batch')\n"
-    "if halted and halted == ARGV[1] then\n"
-    "  return redis.error_reply('ORDO_REFUSED an earlier call of this batch "
-    "was refused')\n"
-    "elseif halted then\n"
-    "  redis.call('HDEL', KEYS[2], 'refused-batch')\n"
-    "end\n"
-    "local function refuse(e, why)\n"
-    "  if ARGV[1] == '' then\n"
-    "    redis.call('HSET', KEYS[2], 'refused:' .. e, '1')\n"
-    "  else\n"
-    "    redis.call('HSET', KEYS[2], 'refused-batch', ARGV[1])\n"
+    "local function refuse(e, off, why)\n"
+    "  if ARGV[1] == '1' then\n"
+    "    redis.call('HSET', KEYS[2], 'refused:' .. e, off)\n"
     "  end\n"
     "  return redis.error_reply('ORDO_REFUSED ' .. why)\n"
     "end\n"
-    "for j = 2, #ARGV, 6 do\n"
-    "  local src, off, e = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 5]\n"
+    "for j = 2, #ARGV, 7 do\n"
+    "  local src, off, e = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 6]\n"
     "  local o = seen[src]\n"
     "  if o == nil then\n"
     "    o = tonumber(redis.call('HGET', KEYS[2], src) or '-1')\n"
     "  end\n"
-    "  if off > o then\n"
-    "    if redis.call('HEXISTS', KEYS[2], 'refused:' .. e) == 1 then\n"
-    "      return redis.error_reply('ORDO_REFUSED commission entry ' .. e "
+    "  if o < tonumber(ARGV[j + 2]) then\n"
+    "    return redis.error_reply('ORDO_GAP ' .. src .. ' offset ' .. "
+    "ARGV[j + 2] .. ' of this batch is not applied')\n"
+    "  end\n"
+    "  local r = redis.call('HGET', KEYS[2], 'refused:' .. e)\n"
+    "  if r and off >= (tonumber(r) or 0) then\n"
+    "    return redis.error_reply('ORDO_REFUSED commission entry ' .. e "
     ".. ' was refused before')\n"
-    "    end\n"
+    "  end\n"
+    "  if off > o then\n"
     "    for i = 1, 3 do\n"
-    "      local d = tonumber(ARGV[j + 1 + i])\n"
+    "      local d = tonumber(ARGV[j + 2 + i])\n"
     "      if not cur[i] or not d then\n"
     "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. "
     "' is not a number')\n"
     "      end\n"
     "      cur[i] = cur[i] + d\n"
     "      if cur[i] > 9.2e18 then\n"
-    "        return refuse(e, f[i] .. ' would leave the int64 range')\n"
+    "        return refuse(e, off, f[i] .. ' would leave the int64 range')\n"
     "      end\n"
     "      if cur[i] < 0 then\n"
-    "        return refuse(e, f[i] .. ' would go below 0')\n"
+    "        return refuse(e, off, f[i] .. ' would go below 0')\n"
     "      end\n"
     "    end\n"
     "    todo[#todo + 1] = j\n"
@@ -193,7 +192,7 @@ static const char lua_earn[] =
     "local last, pos = {}, {}\n"
     "for _, j in ipairs(todo) do\n"
     "  for i = 1, 3 do\n"
-    "    local d = ARGV[j + 1 + i]\n"
+    "    local d = ARGV[j + 2 + i]\n"
     "    if d ~= '0' or not had[i] then\n"
     "      redis.call('HINCRBY', KEYS[1], f[i], d)\n"
     "      had[i] = true\n"
@@ -279,10 +278,18 @@ struct ordo_redis_proj_s {
          * highest version, which only sends more to the scripts. full:
          * the table cannot grow; keys not in it go to the scripts. */
         int fresh, seen_full;
-        /* The batch being applied: "" for one event, else a token no
-         * other batch has (lua_earn); and how many batches there were. */
-        char batch[48];
-        uint64_t batches, instance;
+        int alone; /* the batch being applied is one event */
+        /* The batch's last offset of each beneficiary and source
+         * partition so far, by a 64-bit hash of them (h 0: an empty
+         * slot), for lua_earn's gap check. Keys sharing a hash only
+         * make a false gap: the batch is applied again event by event. */
+        struct batch_off_s {
+                uint64_t h;
+                int64_t off;
+                uint32_t gen; /* the slot is empty unless batch_gen */
+        } * batch_off;
+        size_t batch_off_cap;
+        uint32_t batch_gen;
         struct seen_s {
                 uint64_t h;
                 int64_t v;
@@ -471,7 +478,6 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
                 return NULL;
         }
         p->port = port;
-        ordo_random_bytes(&p->instance, sizeof(p->instance));
         memcpy(p->prefix, prefix, strlen(prefix) + 1);
         p->ttl = rejected_ttl_s;
         snprintf(p->ttl_s, sizeof(p->ttl_s), "%lld", (long long)p->ttl);
@@ -502,6 +508,7 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         free(p->zcmds);
         free(p->sent);
         free(p->chunk_m);
+        free(p->batch_off);
         free(p->seen);
         free(p);
 }
@@ -698,6 +705,34 @@ static int order_command(const char *type) {
                !strcmp(type, "ConfirmReceipt") || !strcmp(type, "RefundOrder");
 }
 
+/* The offset of the batch's previous event of this beneficiary and
+ * source partition (-1: none); r becomes it. */
+static int64_t batch_previous(ordo_redis_proj_t *p, const char *beneficiary,
+                              const ordo_event_rec_t *r) {
+        uint64_t h = 1469598103934665603ULL;
+        const char *parts[] = { beneficiary, r->source };
+        size_t i, k, mask = p->batch_off_cap - 1;
+        int64_t prev;
+
+        for (k = 0; k < 2; k++) {
+                const char *c;
+                for (c = parts[k]; *c; c++)
+                        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+                h = (h ^ 0xff) * 1099511628211ULL; /* a separator */
+        }
+        h = (h ^ (uint32_t)r->partition) * 1099511628211ULL;
+        h |= 1;
+        for (i = h & mask;
+             p->batch_off[i].gen == p->batch_gen && p->batch_off[i].h != h;
+             i = (i + 1) & mask)
+                ;
+        prev = p->batch_off[i].gen == p->batch_gen ? p->batch_off[i].off : -1;
+        p->batch_off[i].h = h;
+        p->batch_off[i].off = r->offset;
+        p->batch_off[i].gen = p->batch_gen;
+        return prev;
+}
+
 static void earnings(ordo_redis_proj_t *p, cmd_t *k,
                      const ordo_event_rec_t *r) {
         const ordo_commission_body_t *c = &r->msg->u.commission;
@@ -719,10 +754,11 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
         evalsha(p, k, S_EARN, 2);
         argf(k, "%searnings:%s", p->prefix, c->beneficiary_id);
         argf(k, "{%searnings:%s}:offsets", p->prefix, c->beneficiary_id);
-        arg(k, p->batch);
+        arg(k, p->alone ? "1" : "0");
         k->vi = k->argc; /* where the entries start */
         argf(k, "%s/%d", r->source, (int)r->partition);
         argf(k, "%lld", (long long)r->offset);
+        argf(k, "%lld", (long long)batch_previous(p, c->beneficiary_id, r));
         argf(k, "%lld", (long long)dp);
         argf(k, "%lld", (long long)ds);
         argf(k, "%lld", (long long)dr);
@@ -1155,15 +1191,41 @@ static ordo_err_t build_chunk(ordo_redis_proj_t *p, cmd_t *cmds,
         return ORDO_ERR_OK;
 }
 
+/* An empty table of the batch's offsets (batch_previous), with room for
+ * every event of the largest call so far (sent_cap) at half load: a new
+ * generation, so that emptying it costs nothing. */
+static ordo_err_t batch_off_clear(ordo_redis_proj_t *p, char *errstr,
+                                  size_t errstr_size) {
+        size_t cap = 64;
+        while (cap < 2 * p->sent_cap)
+                cap <<= 1;
+        if (cap > p->batch_off_cap) {
+                void *t = realloc(p->batch_off, cap * sizeof(*p->batch_off));
+                if (!t) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        return ORDO_ERR_NOMEM;
+                }
+                p->batch_off = t;
+                p->batch_off_cap = cap;
+                memset(p->batch_off, 0, cap * sizeof(*p->batch_off));
+                p->batch_gen = 0;
+        }
+        if (++p->batch_gen == 0) { /* wrapped: generation 0 is empty */
+                memset(p->batch_off, 0, cap * sizeof(*p->batch_off));
+                p->batch_gen = 1;
+        }
+        return ORDO_ERR_OK;
+}
+
 /* Room to remember the commands of n events sent in one call (at most
- * two each). */
+ * two each), and an empty table of the batch's offsets. */
 static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
                             size_t errstr_size) {
         sent_t *sent;
         size_t *chunk_m;
 
         if (n <= p->sent_cap)
-                return ORDO_ERR_OK;
+                return batch_off_clear(p, errstr, errstr_size);
         sent = realloc(p->sent, 2 * n * sizeof(*sent));
         if (sent)
                 p->sent = sent;
@@ -1175,7 +1237,7 @@ static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
                 return ORDO_ERR_NOMEM;
         }
         p->sent_cap = n;
-        return ORDO_ERR_OK;
+        return batch_off_clear(p, errstr, errstr_size);
 }
 
 /* One pipeline for the whole call: each chunk of CHUNK events is sent as
@@ -1306,14 +1368,7 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
         }
         if (!n)
                 return ping(p, errstr, errstr_size);
-        /* lua_earn: a refusal alone is this event's own; a batch's
-         * stops that beneficiary's later calls in the batch */
-        if (n == 1)
-                p->batch[0] = '\0';
-        else
-                snprintf(p->batch, sizeof(p->batch), "%016llx-%llu",
-                         (unsigned long long)p->instance,
-                         (unsigned long long)++p->batches);
+        p->alone = n == 1; /* lua_earn: a refusal is this event's own */
         /* Every write is guarded, or gives the same result applied again
          * in order (a fresh target), so applying the events again after
          * the server forgot our scripts is safe. */
