@@ -1338,6 +1338,10 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl)
                 length = strtoull(cl, NULL, 10);
+        /* A NUL sent as %00 ends the decoded path early: "/v1/commands%00x"
+         * would be routed as /v1/commands. No path of ours has one. */
+        if (strstr(r->path, "%00"))
+                url = "";
         if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
                 /* HEAD: the same answer, libmicrohttpd leaves the body. */
                 if (strcmp(method, MHD_HTTP_METHOD_GET) &&

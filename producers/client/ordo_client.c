@@ -34,6 +34,7 @@ struct ordo_client_s {
         int fd;    /* -1: not connected */
         char *buf; /* the answer being read */
         size_t len, cap;
+        int64_t last_ts; /* the last signature's timestamp */
 };
 
 /* ---- the pure steps ---------------------------------------------------- */
@@ -479,6 +480,7 @@ int ordo_client_send(ordo_client_t *c, const char *json,
         int64_t deadline = mono_ms() + c->timeout_ms;
         size_t len;
         char *req;
+        int64_t ts;
         int rc;
 
         memset(result, 0, sizeof(*result));
@@ -486,8 +488,13 @@ int ordo_client_send(ordo_client_t *c, const char *json,
                 snprintf(errstr, errstr_size, "no command");
                 return -1;
         }
+        /* A timestamp never used before by this client: the same body
+         * sent twice within a millisecond would otherwise carry the same
+         * signature, and the second be REPLAYED. */
+        ts = wall_ms();
+        c->last_ts = ts = ts > c->last_ts ? ts : c->last_ts + 1;
         req = ordo_client_request(c->host, COMMANDS_PATH, c->key_id, c->secret,
-                                  wall_ms(), json, strlen(json), &len, errstr,
+                                  ts, json, strlen(json), &len, errstr,
                                   errstr_size);
         if (!req)
                 return -1;

@@ -43,7 +43,8 @@ ordo_client_t *ordo_client_new(const char *host, int port, const char *key_id,
 void ordo_client_destroy(ordo_client_t *c);
 
 /* Sends one JSON command object (text) to POST /v1/commands, signed with a
- * fresh timestamp. 0 when an HTTP answer came back: look at
+ * timestamp later than any this handle used before (the wall clock, or
+ * one ms past the last). 0 when an HTTP answer came back: look at
  * result->status (202 accepted, 400 refused with field and reason, 403 a
  * type outside the key's scope, 429 and 503 retry after retry_after_s). -1 on a transport error
  * (errstr): the command may or may not have been taken, so resend it

@@ -149,6 +149,24 @@ Test(client, refused_names_field) {
         ordo_client_destroy(c);
 }
 
+/* The same body sent again at once, answered at once (a 400 needs no
+ * Kafka): within one millisecond the signatures were equal, and the
+ * second was REPLAYED (an outside audit: 258 of 300). */
+Test(client, a_resend_within_a_millisecond_is_not_replayed) {
+        ordo_client_t *c = client(KEY_ID, SECRET);
+        ordo_client_result_t r;
+        int i;
+
+        for (i = 0; i < 100; i++) {
+                cr_assert_eq(ordo_client_send(c, "{\"type\":\"X\"}", &r, err,
+                                              sizeof(err)),
+                             0, "%s", err);
+                cr_assert_eq(r.status, 400, "send %d: %d %s", i, r.status,
+                             r.reason);
+        }
+        ordo_client_destroy(c);
+}
+
 /* 401: no key at all, and a wrong secret. */
 Test(client, auth_refused) {
         ordo_client_t *c = client(NULL, NULL);

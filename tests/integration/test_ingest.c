@@ -487,6 +487,17 @@ Test(ingest, wrong_path_and_method) {
         cr_assert_eq(r.status, 405);
         cr_assert(has_header(&r, "Allow: POST"), "%s", r.head);
         resp_free(&r);
+        /* a NUL in the path is no path of ours (decoded, it ended the
+         * path early: routed as /v1/commands, signed as sent) */
+        {
+                char headers[512];
+                sign(KEY_ID, SECRET, "POST", "/v1/commands%00x", wall_ms(),
+                     ok_body, headers, sizeof(headers));
+                r = http(port, "POST", "/v1/commands%00x", headers, ok_body,
+                         strlen(ok_body));
+                cr_assert_eq(r.status, 404, "%s", r.body);
+                resp_free(&r);
+        }
 }
 
 /* A web page's POST (a browser adds Origin) is refused, even with
