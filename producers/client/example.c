@@ -6,7 +6,9 @@
  *                       ACTIVITY USER QTY
  *
  * It sends its own order_id, so a resend after 429 or 503 (at most 3,
- * after Retry-After) can never become a second order.
+ * after Retry-After) can never become a second order. The command_id is
+ * the gateway's, new at each resend: the rules recognise a PlaceOrder
+ * again by its order_id, not by its command_id (RULES.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
