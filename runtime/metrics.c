@@ -281,19 +281,6 @@ typedef struct series_s {
 
 typedef enum { ST_RUNNING, ST_STOPPED, ST_FAILED } stage_state_t;
 
-/* A partition's committed offset as last asked (ordo_metrics_poll). */
-typedef struct {
-        char *topic;
-        int32_t partition;
-        int64_t offset;
-        int64_t asked_ms; /* monotonic */
-} committed_t;
-
-/* How long an answer is used: a partition the stage owns and does not
- * read keeps its committed offset, and asking is a broker round trip on
- * the stage's loop (up to 160 ms seen in a flash sale, every second). */
-#define COMMITTED_TTL_MS 30000
-
 typedef struct {
         char name[32];
         stage_state_t state;
@@ -301,10 +288,6 @@ typedef struct {
         int assigned;      /* partitions, at the last poll; -1: none yet */
         int64_t last_poll; /* monotonic ms; 0: never */
         int store_down;    /* a projection waiting for its store */
-        /* The stage thread's own (never read elsewhere): committed
-         * offsets of partitions with no position yet. */
-        committed_t *committed;
-        int n_committed, cap_committed;
 } health_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -476,56 +459,6 @@ static void drop_lag(const char *stage) {
         }
 }
 
-/* t/partition's committed offset as asked within COMMITTED_TTL_MS, or
- * NULL. */
-static committed_t *committed_known(health_t *h, const char *t, int32_t part,
-                                    int64_t now) {
-        int i;
-        for (i = 0; h && i < h->n_committed; i++) {
-                committed_t *c = &h->committed[i];
-                if (c->partition == part && !strcmp(c->topic, t))
-                        return now - c->asked_ms < COMMITTED_TTL_MS ? c : NULL;
-        }
-        return NULL;
-}
-
-static void committed_keep(health_t *h, const char *t, int32_t part,
-                           int64_t offset, int64_t now) {
-        committed_t *c = NULL;
-        int i;
-        for (i = 0; i < h->n_committed && !c; i++)
-                if (h->committed[i].partition == part &&
-                    !strcmp(h->committed[i].topic, t))
-                        c = &h->committed[i];
-        if (!c) {
-                if (h->n_committed == h->cap_committed) {
-                        int cap = h->cap_committed ? 2 * h->cap_committed : 16;
-                        committed_t *n =
-                            realloc(h->committed, (size_t)cap * sizeof(*n));
-                        if (!n)
-                                return;
-                        h->committed = n;
-                        h->cap_committed = cap;
-                }
-                c = &h->committed[h->n_committed];
-                if (!(c->topic = strdup(t)))
-                        return;
-                c->partition = part;
-                h->n_committed++;
-        }
-        c->offset = offset;
-        c->asked_ms = now;
-}
-
-static void committed_forget(health_t *h) {
-        int i;
-        for (i = 0; i < h->n_committed; i++)
-                free(h->committed[i].topic);
-        free(h->committed);
-        h->committed = NULL;
-        h->n_committed = h->cap_committed = 0;
-}
-
 void ordo_metrics_poll(const char *stage, void *consumer) {
         rd_kafka_t *rk = consumer;
         char *member;
@@ -548,39 +481,23 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
                 return;
         rd_kafka_position(rk, a);
         /* No position yet: nothing consumed since the assignment, so the
-         * committed offset is where the stage stands. An empty partition
-         * needs none (nothing to read: lag 0); the others' are asked at
-         * most every COMMITTED_TTL_MS. */
+         * committed offset is where the stage stands. */
         unknown = rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
-        for (i = 0; i < a->cnt; i++) {
-                rd_kafka_topic_partition_t *e = &a->elems[i];
-                committed_t *c;
-                if (e->offset >= 0)
-                        continue;
-                if (!rd_kafka_get_watermark_offsets(rk, e->topic, e->partition,
-                                                    &lo, &hi) &&
-                    hi >= 0 && hi == lo)
-                        e->offset = hi;
-                else if ((c = committed_known(h, e->topic, e->partition, now)))
-                        e->offset = c->offset;
-                else
-                        rd_kafka_topic_partition_list_add(unknown, e->topic,
-                                                          e->partition);
-        }
+        for (i = 0; i < a->cnt; i++)
+                if (a->elems[i].offset < 0)
+                        rd_kafka_topic_partition_list_add(
+                            unknown, a->elems[i].topic, a->elems[i].partition);
         if (unknown->cnt) {
                 /* Unanswered: no sample (RD_KAFKA_OFFSET_END), rather than
                  * a lag of the whole partition. */
                 int failed = rd_kafka_committed(rk, unknown, 500) != 0;
-                for (i = 0; i < unknown->cnt; i++) {
-                        rd_kafka_topic_partition_t *u = &unknown->elems[i];
-                        int ok = !failed && !u->err;
-                        rd_kafka_topic_partition_list_find(a, u->topic,
-                                                           u->partition)
-                            ->offset = ok ? u->offset : RD_KAFKA_OFFSET_END;
-                        if (ok && h)
-                                committed_keep(h, u->topic, u->partition,
-                                               u->offset, now);
-                }
+                for (i = 0; i < unknown->cnt; i++)
+                        rd_kafka_topic_partition_list_find(
+                            a, unknown->elems[i].topic,
+                            unknown->elems[i].partition)
+                            ->offset = failed || unknown->elems[i].err
+                                           ? RD_KAFKA_OFFSET_END
+                                           : unknown->elems[i].offset;
         }
         rd_kafka_topic_partition_list_destroy(unknown);
         lags = calloc((size_t)a->cnt + 1, sizeof(*lags));
@@ -626,7 +543,6 @@ void ordo_metrics_lost(const char *stage) {
         if ((h = health_find(stage, 0))) {
                 h->assigned = -1;
                 h->last_poll = 0; /* backing off is not a stall */
-                committed_forget(h);
         }
         drop_lag(stage);
         pthread_mutex_unlock(&lock);
