@@ -309,6 +309,17 @@ static void build_overflow(void) {
         ordo_strlcpy(msgs[nrecs - 1].u.open.activity_id, "A2", ORDO_ID_MAX + 1);
 }
 
+/* R's accrual c1 (BIG1 - BIG2, fits), then c2 (2 * BIG2: the total would
+ * pass INT64_MAX), both on commission-events partition 0. */
+static void two_accruals_past_int64(void) {
+        nrecs = 0;
+        memset(offsets, 0, sizeof(offsets));
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c1", 1, "R", 1, BPS1,
+                      BIG1 - BIG2, BIG1 - BIG2, 0, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c2", 1, "R", 1, BPS1,
+                      2 * BIG2, 2 * BIG2, 0, "PENDING");
+}
+
 static size_t n_parked;
 static const ordo_event_rec_t *parked_rec;
 
@@ -411,12 +422,7 @@ static void redelivered_refusal_case(ordo_store_t *s, const char *target,
         char errstr[512];
         int round;
 
-        nrecs = 0;
-        memset(offsets, 0, sizeof(offsets));
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c1", 1, "R", 1, BPS1,
-                      BIG1 - BIG2, BIG1 - BIG2, 0, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c2", 1, "R", 1, BPS1,
-                      2 * BIG2, 2 * BIG2, 0, "PENDING");
+        two_accruals_past_int64();
         commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c3", 1, "R", 1, BPS1, 7,
                       7, 0, "PENDING");
         for (round = 0; round < 2; round++) {
@@ -845,12 +851,7 @@ Test(projections_redis, a_refusal_in_one_chunk_holds_the_later_chunks) {
         ordo_store_t s = { NULL, NULL };
         int i;
 
-        nrecs = 0;
-        memset(offsets, 0, sizeof(offsets));
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c1", 1, "R", 1, BPS1,
-                      BIG1 - BIG2, BIG1 - BIG2, 0, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c2", 1, "R", 1, BPS1,
-                      2 * BIG2, 2 * BIG2, 0, "PENDING");
+        two_accruals_past_int64();
         for (i = 0; i < 600; i++) {
                 snprintf(order, sizeof(order), "f%d", i);
                 opened_ev(1 + i % 4, order, "u7", 1, 2500);
@@ -885,12 +886,7 @@ Test(projections_redis, a_call_after_one_refused_before_waits) {
         ordo_store_t s = { NULL, NULL };
         int i;
 
-        nrecs = 0;
-        memset(offsets, 0, sizeof(offsets));
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c1", 1, "R", 1, BPS1,
-                      BIG1 - BIG2, BIG1 - BIG2, 0, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c2", 1, "R", 1, BPS1,
-                      2 * BIG2, 2 * BIG2, 0, "PENDING");
+        two_accruals_past_int64();
         unique_name(pf, sizeof(pf), ":");
         s.redis = redis_proj(pf);
         for (i = 0; i < 2; i++) /* alone: c2 refused, its entry marked */
