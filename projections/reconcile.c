@@ -555,7 +555,8 @@ static ordo_err_t reconcile_events(const ordo_config_t *conf, report_t *r,
         }
         if (stalled && !err) {
                 snprintf(errstr, errstr_size,
-                         "Kafka delivered nothing for 60 s (above)");
+                         "Kafka delivered nothing for %d s (above)",
+                         ORDO_READ_IDLE_MS / 1000);
                 err = ORDO_ERR_KAFKA;
         } else if (ordo_stop && !err) {
                 snprintf(errstr, errstr_size, "interrupted");

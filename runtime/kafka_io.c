@@ -288,11 +288,29 @@ rd_kafka_resp_err_t ordo_kafka_produce(rd_kafka_t *rk,
         return err;
 }
 
+/* A letter's bytes within their budget: bytes itself, len in *kept; else
+ * NULL and 0, their length in the header `omitted` (the bytes stay at
+ * their source). */
+static const void *budgeted(rd_kafka_headers_t *h, const void *bytes,
+                            size_t len, size_t max, const char *omitted,
+                            size_t *kept) {
+        char n[32];
+
+        if (len <= max) {
+                *kept = len;
+                return bytes;
+        }
+        snprintf(n, sizeof(n), "%zu", len);
+        rd_kafka_header_add(h, omitted, -1, n, -1);
+        *kept = 0;
+        return NULL;
+}
+
 void ordo_dead_letter(const rd_kafka_message_t *source, const char *kind,
                       const char *reason, const char *stage,
                       ordo_kafka_out_t *out) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-        char part[16], off[32], n[32];
+        char part[16], off[32];
         const void *type;
         size_t type_len, reason_len = strlen(reason);
 
@@ -300,13 +318,10 @@ void ordo_dead_letter(const rd_kafka_message_t *source, const char *kind,
         snprintf(off, sizeof(off), "%lld", (long long)source->offset);
         /* the type the source said it was, for analysts' filters */
         if ((type = ordo_kafka_header(source, ORDO_TYPE_HEADER, &type_len)) &&
-            type_len <= ORDO_LETTER_TYPE_MAX)
+            (type = budgeted(h, type, type_len, ORDO_LETTER_TYPE_MAX,
+                             "ordo.type.omitted", &type_len)))
                 rd_kafka_header_add(h, ORDO_TYPE_HEADER, -1, type,
                                     (ssize_t)type_len);
-        else if (type) {
-                snprintf(n, sizeof(n), "%zu", type_len);
-                rd_kafka_header_add(h, "ordo.type.omitted", -1, n, -1);
-        }
         rd_kafka_header_add(h, "ordo.kind", -1, kind, -1);
         rd_kafka_header_add(h, "ordo.error", -1, reason,
                             (ssize_t)(reason_len < ORDO_LETTER_REASON_MAX
@@ -319,24 +334,12 @@ void ordo_dead_letter(const rd_kafka_message_t *source, const char *kind,
         rd_kafka_header_add(h, "ordo.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "ordo.source.offset", -1, off, -1);
         out->hdrs = h;
-        out->key = NULL;
-        out->key_len = 0;
-        if (source->key_len <= ORDO_LETTER_KEY_MAX) {
-                out->key = source->key;
-                out->key_len = source->key_len;
-        } else {
-                snprintf(n, sizeof(n), "%zu", source->key_len);
-                rd_kafka_header_add(h, "ordo.key.omitted", -1, n, -1);
-        }
-        out->value = NULL;
-        out->len = 0;
-        if (source->len <= ORDO_LETTER_PAYLOAD_MAX) {
-                out->value = source->payload;
-                out->len = source->len;
-        } else {
-                snprintf(n, sizeof(n), "%zu", source->len);
-                rd_kafka_header_add(h, "ordo.payload.omitted", -1, n, -1);
-        }
+        out->key =
+            budgeted(h, source->key, source->key_len, ORDO_LETTER_KEY_MAX,
+                     "ordo.key.omitted", &out->key_len);
+        out->value =
+            budgeted(h, source->payload, source->len, ORDO_LETTER_PAYLOAD_MAX,
+                     "ordo.payload.omitted", &out->len);
 }
 
 const void *ordo_kafka_header(const rd_kafka_message_t *m, const char *name,
