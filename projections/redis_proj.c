@@ -517,10 +517,15 @@ void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p) {
         p->fresh = 1;
 }
 
+/* FNV-1a of s, continuing from h. */
+static uint64_t fnv_more(uint64_t h, const char *s) {
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
 static uint64_t key_hash(int kind, const char *id) {
-        uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
-        for (; *id; id++)
-                h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+        uint64_t h = fnv_more(1469598103934665603ULL ^ (uint64_t)kind, id);
         return h ? h : 1;
 }
 
@@ -709,19 +714,14 @@ static int order_command(const char *type) {
  * source partition (-1: none); r becomes it. */
 static int64_t batch_previous(ordo_redis_proj_t *p, const char *beneficiary,
                               const ordo_event_rec_t *r) {
-        uint64_t h = 1469598103934665603ULL;
-        const char *parts[] = { beneficiary, r->source };
-        size_t i, k, mask = p->batch_off_cap - 1;
+        /* 0xff, never in UTF-8, separates the two names */
+        uint64_t h =
+            (key_hash(FOLD_EARN, beneficiary) ^ 0xff) * 1099511628211ULL;
+        size_t i, mask = p->batch_off_cap - 1;
         int64_t prev;
 
-        for (k = 0; k < 2; k++) {
-                const char *c;
-                for (c = parts[k]; *c; c++)
-                        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-                h = (h ^ 0xff) * 1099511628211ULL; /* a separator */
-        }
-        h = (h ^ (uint32_t)r->partition) * 1099511628211ULL;
-        h |= 1;
+        h = fnv_more(h, r->source);
+        h = ((h ^ (uint32_t)r->partition) * 1099511628211ULL) | 1;
         for (i = h & mask;
              p->batch_off[i].gen == p->batch_gen && p->batch_off[i].h != h;
              i = (i + 1) & mask)
@@ -1128,14 +1128,11 @@ static int build_folded(ordo_redis_proj_t *p, cmd_t *cmds,
                         const ordo_event_rec_t *r, size_t m) {
         const char *id = NULL;
         int kind = fold_kind(r->msg, &id);
-        size_t h = 1469598103934665603ULL ^ (size_t)kind, i;
-        const char *c;
+        size_t i;
 
         if (kind == FOLD_NONE)
                 return build(p, &cmds[m], r);
-        for (c = id; *c; c++)
-                h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-        i = h & (2 * CHUNK - 1);
+        i = key_hash(kind, id) & (2 * CHUNK - 1);
         for (; p->fold_cmd[i]; i = (i + 1) & (2 * CHUNK - 1))
                 if (p->fold_kind[i] == kind && !strcmp(p->fold_id[i], id))
                         break;
