@@ -419,21 +419,13 @@ static void reversal_of_refused_case(ordo_store_t *s, const char *target,
 static void redelivered_refusal_case(ordo_store_t *s, const char *target,
                                      int64_t (*pending)(const char *,
                                                         const char *)) {
-        char errstr[512];
         int round;
 
         two_accruals_past_int64();
         commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "c3", 1, "R", 1, BPS1, 7,
                       7, 0, "PENDING");
         for (round = 0; round < 2; round++) {
-                n_parked = 0;
-                parked_rec = NULL;
-                cr_assert_eq(ordo_store_apply_parking(s, recs, nrecs,
-                                                      count_parked, NULL, NULL,
-                                                      errstr, sizeof(errstr)),
-                             ORDO_ERR_OK, "%s", errstr);
-                cr_assert_eq(n_parked, 1, "round %d", round);
-                cr_assert_eq(parked_rec, &recs[1], "round %d", round);
+                expect_parked_batch(s);
                 cr_assert_eq(pending(target, "R"), BIG1 - BIG2 + 7, "round %d",
                              round);
         }
@@ -847,7 +839,7 @@ Test(projections_redis, overflow_is_refused_whole_and_parked) {
  * accrual lost with the refused one and nothing said (an outside audit,
  * in a rebuild). */
 Test(projections_redis, a_refusal_in_one_chunk_holds_the_later_chunks) {
-        char pf[64], k[256], errstr[512], order[16];
+        char pf[64], k[256], order[16];
         ordo_store_t s = { NULL, NULL };
         int i;
 
@@ -860,14 +852,7 @@ Test(projections_redis, a_refusal_in_one_chunk_holds_the_later_chunks) {
                       7, 0, "PENDING");
         unique_name(pf, sizeof(pf), ":");
         s.redis = redis_proj(pf);
-        n_parked = 0;
-        parked_rec = NULL;
-        cr_assert_eq(ordo_store_apply_parking(&s, recs, nrecs, count_parked,
-                                              NULL, NULL, errstr,
-                                              sizeof(errstr)),
-                     ORDO_ERR_OK, "%s", errstr);
-        cr_assert_eq(n_parked, 1);
-        cr_assert_eq(parked_rec, &recs[1], "the overflowing accrual");
+        expect_parked_batch(&s); /* only the overflowing accrual */
         snprintf(k, sizeof(k), "%searnings:R", pf);
         cr_assert_eq(hget_ll(k, "pending_cents"), BIG1 - BIG2 + 7,
                      "the first and the last accrual count");
