@@ -51,14 +51,23 @@ static const char lua_set_newer[] =
     "redis.call('SET', KEYS[2], ARGV[1])\n"
     "return 1\n";
 
-/* Order hash: KEYS hash; ARGV version, field, value, ... A REJECTED
+/* Order hash: KEYS hash; ARGV the version of the same call's previous
+ * command on this hash (-1: none), version, field, value, ... A REJECTED
  * placeholder (no version) is replaced whole: its reason (unset on a
- * placed order until CANCELLED) and its TTL go. */
+ * placed order until CANCELLED) and its TTL go. An event carries only
+ * the fields it changes, so a command whose previous one did not land
+ * (Redis refused it: out of memory, busy) writes nothing and answers
+ * ORDO_GAP: applied, it would move the version past the fields the
+ * failed one carries, and the call applied again would skip them. */
 static const char lua_hset_newer[] =
     "local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')\n"
-    "if tonumber(ARGV[1]) <= v then return 0 end\n"
+    "if v < tonumber(ARGV[1]) then\n"
+    "  return redis.error_reply('ORDO_GAP version ' .. ARGV[1] .. "
+    "' of this call is not applied')\n"
+    "end\n"
+    "if tonumber(ARGV[2]) <= v then return 0 end\n"
     "if v < 0 then redis.call('DEL', KEYS[1]) end\n"
-    "redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 2))\n"
+    "redis.call('HSET', KEYS[1], 'version', ARGV[2], unpack(ARGV, 3))\n"
     "return 1\n";
 
 /* An order as its reservation opens it (StockReserved, decision 0024):
@@ -279,9 +288,10 @@ struct ordo_redis_proj_s {
          * the table cannot grow; keys not in it go to the scripts. */
         int fresh, seen_full;
         int alone; /* the batch being applied is one event */
-        /* The batch's last offset of each beneficiary and source
-         * partition so far, by a 64-bit hash of them (h 0: an empty
-         * slot), for lua_earn's gap check. Keys sharing a hash only
+        /* The call's last offset of each beneficiary and source
+         * partition so far, and its last version of each order hash,
+         * by a 64-bit hash of them (h 0: an empty slot), for the
+         * scripts' gap checks (batch_previous). Keys sharing a hash only
          * make a false gap: the batch is applied again event by event. */
         struct batch_off_s {
                 uint64_t h;
@@ -592,6 +602,25 @@ static int first_rejection(ordo_redis_proj_t *p, const char *order_id) {
         return 1;
 }
 
+/* The highest value the call has noted so far for the key hashed h
+ * (-1: none), then v noted: the offset of an earnings entry's event
+ * (its beneficiary and source partition) or the version of an order
+ * hash's command, for the scripts' gap checks. */
+static int64_t batch_previous(ordo_redis_proj_t *p, uint64_t h, int64_t v) {
+        size_t i, mask = p->batch_off_cap - 1;
+        int64_t prev;
+
+        for (i = h & mask;
+             p->batch_off[i].gen == p->batch_gen && p->batch_off[i].h != h;
+             i = (i + 1) & mask)
+                ;
+        prev = p->batch_off[i].gen == p->batch_gen ? p->batch_off[i].off : -1;
+        p->batch_off[i].h = h;
+        p->batch_off[i].off = v > prev ? v : prev;
+        p->batch_off[i].gen = p->batch_gen;
+        return prev;
+}
+
 /* Whether a fresh target surely has no hash for the order yet. */
 static int order_unseen(const ordo_redis_proj_t *p, const char *order_id) {
         return !p->seen_full &&
@@ -605,29 +634,39 @@ static int order_unseen(const ordo_redis_proj_t *p, const char *order_id) {
  * newer than what it wrote to the key: its events come once, in order,
  * and a retried batch is re-applied whole; an event not newer (one
  * written twice to the log, a retried batch) goes to the guarded script.
+ * So does a later command on a hash the call wrote before, for the
+ * script's gap check (a plain one would land after a refused one, and
+ * its version would hide the refused one's fields from the retry).
  * The guards are written all the same, for the live projection that
  * continues after the switch. */
 static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
                        int64_t version) {
         struct seen_s *e =
             p->fresh ? seen_entry(p, FOLD_ORDER, order_id) : NULL;
+        int64_t prev =
+            batch_previous(p, key_hash(FOLD_ORDER, order_id), version);
 
         if (e && version > e->v) {
-                begin(k);
-                arg(k, "HSET");
-                argf(k, "%sorder:%s", p->prefix, order_id);
-                arg(k, "version");
-                k->vi = k->argc;
-                argf(k, "%lld", (long long)version);
-                /* no version stored: a REJECTED placeholder goes whole,
-                 * as in the script */
-                if (!e->v)
-                        k->extra = EXTRA_DEL_BEFORE;
+                int first = !e->v;
+
                 e->v = version;
-                return;
+                if (prev < 0) {
+                        begin(k);
+                        arg(k, "HSET");
+                        argf(k, "%sorder:%s", p->prefix, order_id);
+                        arg(k, "version");
+                        k->vi = k->argc;
+                        argf(k, "%lld", (long long)version);
+                        /* no version stored: a REJECTED placeholder goes
+                         * whole, as in the script */
+                        if (first)
+                                k->extra = EXTRA_DEL_BEFORE;
+                        return;
+                }
         }
         evalsha(p, k, S_HSET_NEWER, 1);
         argf(k, "%sorder:%s", p->prefix, order_id);
+        argf(k, "%lld", (long long)prev);
         k->vi = k->argc;
         argf(k, "%lld", (long long)version);
 }
@@ -710,27 +749,15 @@ static int order_command(const char *type) {
                !strcmp(type, "ConfirmReceipt") || !strcmp(type, "RefundOrder");
 }
 
-/* The offset of the batch's previous event of this beneficiary and
- * source partition (-1: none); r becomes it. */
-static int64_t batch_previous(ordo_redis_proj_t *p, const char *beneficiary,
-                              const ordo_event_rec_t *r) {
+/* The key of an earnings entry's source partition, for batch_previous. */
+static uint64_t earnings_key(const char *beneficiary,
+                             const ordo_event_rec_t *r) {
         /* 0xff, never in UTF-8, separates the two names */
         uint64_t h =
             (key_hash(FOLD_EARN, beneficiary) ^ 0xff) * 1099511628211ULL;
-        size_t i, mask = p->batch_off_cap - 1;
-        int64_t prev;
 
         h = fnv_more(h, r->source);
-        h = ((h ^ (uint32_t)r->partition) * 1099511628211ULL) | 1;
-        for (i = h & mask;
-             p->batch_off[i].gen == p->batch_gen && p->batch_off[i].h != h;
-             i = (i + 1) & mask)
-                ;
-        prev = p->batch_off[i].gen == p->batch_gen ? p->batch_off[i].off : -1;
-        p->batch_off[i].h = h;
-        p->batch_off[i].off = r->offset;
-        p->batch_off[i].gen = p->batch_gen;
-        return prev;
+        return ((h ^ (uint32_t)r->partition) * 1099511628211ULL) | 1;
 }
 
 static void earnings(ordo_redis_proj_t *p, cmd_t *k,
@@ -758,7 +785,9 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
         k->vi = k->argc; /* where the entries start */
         argf(k, "%s/%d", r->source, (int)r->partition);
         argf(k, "%lld", (long long)r->offset);
-        argf(k, "%lld", (long long)batch_previous(p, c->beneficiary_id, r));
+        argf(k, "%lld",
+             (long long)batch_previous(p, earnings_key(c->beneficiary_id, r),
+                                       r->offset));
         argf(k, "%lld", (long long)dp);
         argf(k, "%lld", (long long)ds);
         argf(k, "%lld", (long long)dr);
@@ -1054,31 +1083,34 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
 /* Folds s (the same script on the same key, a newer or older event of the
  * same aggregate) into k. Both are "EVALSHA sha nkeys KEYS... version
  * ARGS..." (or both the plain HSET / MSET of a fresh target, with the
- * version and value at k->vi and k->xi; a plain one and a script do not
- * fold): stock's ARGS is the value, which the newer version decides;
+ * version and value at ->vi and ->xi; a plain one and a script do not
+ * fold, but for a fresh target's order hash, whose later commands in a
+ * call are scripts for their gap check: into the plain k they land with
+ * it): stock's ARGS is the value, which the newer version decides;
  * an order hash's ARGS are field/value pairs, where a newer event's
  * value wins and an event not newer than k is dropped (events of one
  * aggregate come in version order, unless one was copied into the log
  * again). Applying k is then what applying the two one after the other
- * under their guards gives, whatever version is stored. Earnings append s's entry: the
- * script guards each by its own partition offset. 0 when k has no room:
- * not folded. */
+ * under their guards gives, whatever version is stored. Earnings append
+ * s's entry: the script guards each by its own partition offset. 0 when
+ * k has no room: not folded. */
 static int fold(cmd_t *k, const cmd_t *s, int kind) {
-        int vi = k->vi, i, j;
+        int vi = k->vi, si = s->vi, i, j;
         long long kv, sv;
         size_t need = 0;
 
-        if (strcmp(k->argv[0], s->argv[0])) /* a plain one and a script */
+        if (strcmp(k->argv[0], s->argv[0]) &&
+            !(kind == FOLD_ORDER && !strcmp(k->argv[0], "HSET")))
                 return 0;
         kv = atoll(k->argv[vi]);
-        sv = atoll(s->argv[vi]);
+        sv = atoll(s->argv[si]);
 
-        for (i = s->xi && s->xi < vi ? s->xi : vi; i < s->argc; i++)
+        for (i = s->xi && s->xi < si ? s->xi : si; i < s->argc; i++)
                 need += s->len[i] + 1;
         if (k->used + need > sizeof(k->buf) || k->argc + s->argc > ARGS_MAX)
                 return 0;
         if (kind == FOLD_EARN) { /* one more entry; the script orders them */
-                for (i = vi; i < s->argc; i++)
+                for (i = si; i < s->argc; i++)
                         set_arg(k, k->argc++, s->argv[i], s->len[i]);
                 if (s->leader)
                         k->leader = s->leader;
@@ -1086,14 +1118,14 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         }
         if (kind == FOLD_STOCK) {
                 if (sv > kv)
-                        return set_arg(k, vi, s->argv[vi], s->len[vi]) &&
+                        return set_arg(k, vi, s->argv[si], s->len[si]) &&
                                set_arg(k, k->xi, s->argv[s->xi], s->len[s->xi]);
                 return 1;
         }
         if (sv <= kv) /* a copy written later: its guard refuses it */
                 return 1;
-        set_arg(k, vi, s->argv[vi], s->len[vi]);
-        for (i = vi + 1; i + 1 < s->argc; i += 2) {
+        set_arg(k, vi, s->argv[si], s->len[si]);
+        for (i = si + 1; i + 1 < s->argc; i += 2) {
                 for (j = vi + 1; j + 1 < k->argc; j += 2)
                         if (k->len[j] == s->len[i] &&
                             !memcmp(k->argv[j], s->argv[i], s->len[i]))

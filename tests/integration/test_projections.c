@@ -1474,6 +1474,97 @@ Test(projections_redis, outage_then_resume_converges) {
         ordo_redis_proj_destroy(ref);
 }
 
+/* An order's events in two chunks of one pipelined call (a chunk is 512
+ * events), on a private redis-server out of memory: the first chunk's
+ * command on the reserved order is refused (OOM), then a rejected attempt's big
+ * placeholder, replaced by an order placed under its id in the second
+ * chunk, frees the memory, and the second chunk's command on the first
+ * order would land: its version (PAID, 2) then hid the refused
+ * OrderOpened's fields from the call applied again, which skipped it as
+ * older (a review). It must wait: the call applied again gives the
+ * order whole. */
+static void order_gap_case(int fresh) {
+        int port = 20000 + (int)((getpid() + 7) % 20000);
+        char errstr[256], k[64], order[16], *junk;
+        ordo_redis_proj_t *p;
+        redisContext *saved = rc;
+        redisReply *r;
+        long long used;
+        int i;
+
+        if (system("command -v redis-server >/dev/null 2>&1") != 0)
+                cr_skip_test("redis-server not on PATH");
+        nrecs = 0;
+        memset(offsets, 0, sizeof(offsets));
+        opened_ev(0, "gx", "u1", 2, 2000);
+        for (i = 0; i < 511; i++) {
+                snprintf(order, sizeof(order), "f%d", i);
+                opened_ev(1, order, "u7", 1, 2500);
+        }
+        opened_ev(2, "gy", "u2", 1, 3000);
+        paid_ev(0, "gx", 2 * PRICE, 4000);
+
+        cr_assert_eq(start_redis(port), 0, "redis-server on %d", port);
+        rc = redisConnect("127.0.0.1", port);
+        cr_assert(rc && !rc->err);
+        p = ordo_redis_proj_new("127.0.0.1", port, "g:", 86400, errstr,
+                                sizeof(errstr));
+        cr_assert(p, "%s", errstr);
+        if (fresh)
+                ordo_redis_proj_set_fresh(p);
+        /* gx as its reservation shows it (version 0): the script's
+         * first write is then the HSET, which OOM refuses; and a
+         * rejected attempt's placeholder of gy, 20 MB, over maxmemory */
+        freeReplyObject(redisCommand(rc, "HSET g:order:gx version 0 status "
+                                         "PENDING_PAYMENT user_id u1"));
+        junk = malloc(20 << 20);
+        cr_assert(junk);
+        memset(junk, 'j', 20 << 20);
+        freeReplyObject(redisCommand(rc,
+                                     "HSET g:order:gy status REJECTED "
+                                     "reason SOLD_OUT junk %b",
+                                     junk, (size_t)(20 << 20)));
+        free(junk);
+        r = redisCommand(rc, "INFO memory");
+        cr_assert(r && r->type == REDIS_REPLY_STRING);
+        used = atoll(strstr(r->str, "used_memory:") + strlen("used_memory:"));
+        freeReplyObject(r);
+        freeReplyObject(
+            redisCommand(rc, "CONFIG SET maxmemory %lld", used - (5 << 20)));
+
+        cr_assert_eq(
+            ordo_redis_proj_apply(p, recs, nrecs, errstr, sizeof(errstr)),
+            ORDO_ERR_UNAVAILABLE, "%s", errstr);
+        cr_assert(strstr(errstr, "OOM"), "%s", errstr);
+
+        cr_assert_eq(
+            ordo_redis_proj_apply(p, recs, nrecs, errstr, sizeof(errstr)),
+            ORDO_ERR_OK, "%s", errstr);
+        snprintf(k, sizeof(k), "g:order:gx");
+        cr_assert_str_eq(hget(k, "status"), "PAID");
+        cr_assert_str_eq(hget(k, "version"), "2");
+        cr_assert_str_eq(hget(k, "user_id"), "u1",
+                         "the OrderOpened's fields are kept");
+        cr_assert_eq(hget_ll(k, "qty"), 2);
+        cr_assert_eq(hget_ll(k, "amount_cents"), 2 * PRICE);
+        cr_assert_eq(hget_ll(k, "placed_ms"), 2000);
+        cr_assert_str_eq(hget("g:order:gy", "user_id"), "u2");
+        cr_assert_str_eq(hget("g:order:gy", "junk"), "(nil)");
+        cr_assert_str_eq(hget("g:order:f510", "status"), "PENDING_PAYMENT");
+        redisFree(rc);
+        rc = saved;
+        stop_redis(port);
+        ordo_redis_proj_destroy(p);
+}
+
+Test(projections_redis, a_refused_order_command_holds_the_later_chunks) {
+        order_gap_case(0);
+}
+
+Test(projections_redis, fresh_target_refused_order_command_holds_the_later) {
+        order_gap_case(1);
+}
+
 /* ---- MongoDB (FerretDB) ------------------------------------------------ */
 
 static mongoc_client_t *mc;
