@@ -305,6 +305,11 @@ struct ordo_redis_proj_s {
                 int64_t v;
         } * seen;
         size_t seen_cap, seen_n;
+        /* The entries' versions before this call changed them, in the
+         * order changed (room for one per event: sent_room), restored
+         * when the call fails (seen_undo). */
+        struct seen_s *undo;
+        size_t undo_n;
         char ttl_s[24];
 };
 
@@ -519,6 +524,7 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
         free(p->sent);
         free(p->chunk_m);
         free(p->batch_off);
+        free(p->undo);
         free(p->seen);
         free(p);
 }
@@ -591,6 +597,27 @@ static struct seen_s *seen_entry(ordo_redis_proj_t *p, int kind,
         return e;
 }
 
+/* e := v, its version before noted for seen_undo. */
+static void seen_set(ordo_redis_proj_t *p, struct seen_s *e, int64_t v) {
+        if (p->undo_n >= p->sent_cap)
+                abort(); /* a programming error: one per event */
+        p->undo[p->undo_n++] = *e;
+        e->v = v;
+}
+
+/* A failed call's entries as they were before it: the call applied
+ * again (in order, as a fresh target's premise has it) must send what
+ * it sent, though some of it landed. Else a plain write that landed
+ * after one refused (out of memory, busy) would send the refused one's
+ * event to the guarded script the next time, which skips it as older,
+ * and an order hash would lack its fields (a review). */
+static void seen_undo(ordo_redis_proj_t *p) {
+        while (p->undo_n) {
+                const struct seen_s *u = &p->undo[--p->undo_n];
+                seen_slot(p->seen, p->seen_cap, u->h)->v = u->v;
+        }
+}
+
 /* Whether this is surely a fresh target's first rejected attempt of the
  * order id (then noted): a later one goes to the script, which keeps
  * the same one of several in any order. */
@@ -598,7 +625,7 @@ static int first_rejection(ordo_redis_proj_t *p, const char *order_id) {
         struct seen_s *e = seen_entry(p, SEEN_REJECTED, order_id);
         if (!e || e->v)
                 return 0;
-        e->v = 1;
+        seen_set(p, e, 1);
         return 1;
 }
 
@@ -632,11 +659,8 @@ static int order_unseen(const ordo_redis_proj_t *p, const char *order_id) {
 /* A fresh target takes plain commands where applying a batch again, in
  * order, gives the same result (set values, not increments), for events
  * newer than what it wrote to the key: its events come once, in order,
- * and a retried batch is re-applied whole; an event not newer (one
- * written twice to the log, a retried batch) goes to the guarded script.
- * So does a later command on a hash the call wrote before, for the
- * script's gap check (a plain one would land after a refused one, and
- * its version would hide the refused one's fields from the retry).
+ * and a retried batch is re-applied whole (seen_undo); an event not
+ * newer (one written twice to the log) goes to the guarded script.
  * The guards are written all the same, for the live projection that
  * continues after the switch. */
 static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
@@ -647,22 +671,18 @@ static void order_hash(ordo_redis_proj_t *p, cmd_t *k, const char *order_id,
             batch_previous(p, key_hash(FOLD_ORDER, order_id), version);
 
         if (e && version > e->v) {
-                int first = !e->v;
-
-                e->v = version;
-                if (prev < 0) {
-                        begin(k);
-                        arg(k, "HSET");
-                        argf(k, "%sorder:%s", p->prefix, order_id);
-                        arg(k, "version");
-                        k->vi = k->argc;
-                        argf(k, "%lld", (long long)version);
-                        /* no version stored: a REJECTED placeholder goes
-                         * whole, as in the script */
-                        if (first)
-                                k->extra = EXTRA_DEL_BEFORE;
-                        return;
-                }
+                begin(k);
+                arg(k, "HSET");
+                argf(k, "%sorder:%s", p->prefix, order_id);
+                arg(k, "version");
+                k->vi = k->argc;
+                argf(k, "%lld", (long long)version);
+                /* no version stored: a REJECTED placeholder goes whole,
+                 * as in the script */
+                if (!e->v)
+                        k->extra = EXTRA_DEL_BEFORE;
+                seen_set(p, e, version);
+                return;
         }
         evalsha(p, k, S_HSET_NEWER, 1);
         argf(k, "%sorder:%s", p->prefix, order_id);
@@ -685,7 +705,7 @@ static void stock(ordo_redis_proj_t *p, cmd_t *k, const char *activity_id,
                 argf(k, "{%sstock:%s}:version", p->prefix, activity_id);
                 k->vi = k->argc;
                 argf(k, "%lld", (long long)version);
-                e->v = version;
+                seen_set(p, e, version);
                 return;
         }
         evalsha(p, k, S_SET_NEWER, 2);
@@ -1084,9 +1104,7 @@ static int set_arg(cmd_t *k, int i, const char *v, size_t len) {
  * same aggregate) into k. Both are "EVALSHA sha nkeys KEYS... version
  * ARGS..." (or both the plain HSET / MSET of a fresh target, with the
  * version and value at ->vi and ->xi; a plain one and a script do not
- * fold, but for a fresh target's order hash, whose later commands in a
- * call are scripts for their gap check: into the plain k they land with
- * it): stock's ARGS is the value, which the newer version decides;
+ * fold): stock's ARGS is the value, which the newer version decides;
  * an order hash's ARGS are field/value pairs, where a newer event's
  * value wins and an event not newer than k is dropped (events of one
  * aggregate come in version order, unless one was copied into the log
@@ -1099,8 +1117,7 @@ static int fold(cmd_t *k, const cmd_t *s, int kind) {
         long long kv, sv;
         size_t need = 0;
 
-        if (strcmp(k->argv[0], s->argv[0]) &&
-            !(kind == FOLD_ORDER && !strcmp(k->argv[0], "HSET")))
+        if (strcmp(k->argv[0], s->argv[0])) /* a plain one and a script */
                 return 0;
         kv = atoll(k->argv[vi]);
         sv = atoll(s->argv[si]);
@@ -1247,12 +1264,15 @@ static ordo_err_t batch_off_clear(ordo_redis_proj_t *p, char *errstr,
 }
 
 /* Room to remember the commands of n events sent in one call (at most
- * two each), and an empty table of the batch's offsets. */
+ * two each) and the fresh entries they change, and an empty table of the
+ * batch's offsets. */
 static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
                             size_t errstr_size) {
         sent_t *sent;
         size_t *chunk_m;
+        struct seen_s *undo;
 
+        p->undo_n = 0;
         if (n <= p->sent_cap)
                 return batch_off_clear(p, errstr, errstr_size);
         sent = realloc(p->sent, 2 * n * sizeof(*sent));
@@ -1261,7 +1281,10 @@ static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
         chunk_m = realloc(p->chunk_m, (n / CHUNK + 1) * sizeof(*chunk_m));
         if (chunk_m)
                 p->chunk_m = chunk_m;
-        if (!sent || !chunk_m) {
+        undo = realloc(p->undo, n * sizeof(*undo));
+        if (undo)
+                p->undo = undo;
+        if (!sent || !chunk_m || !undo) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return ORDO_ERR_NOMEM;
         }
@@ -1403,6 +1426,8 @@ ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
          * the server forgot our scripts is safe. */
         for (attempt = 0; attempt < 2; attempt++) {
                 err = apply_once(p, recs, n, &noscript, errstr, errstr_size);
+                if (err)
+                        seen_undo(p);
                 if (!noscript)
                         break;
                 disconnect(p); /* reconnecting reloads the scripts */

@@ -1481,8 +1481,9 @@ Test(projections_redis, outage_then_resume_converges) {
  * chunk, frees the memory, and the second chunk's command on the first
  * order would land: its version (PAID, 2) then hid the refused
  * OrderOpened's fields from the call applied again, which skipped it as
- * older (a review). It must wait: the call applied again gives the
- * order whole. */
+ * older (a review). It must wait (the script's gap check), or, a fresh
+ * target's plain writes, be sent again in order with the refused one:
+ * the call applied again gives the order whole. */
 static void order_gap_case(int fresh) {
         int port = 20000 + (int)((getpid() + 7) % 20000);
         char errstr[256], k[64], order[16], *junk;
