@@ -27,7 +27,6 @@ typedef struct ordo__join_s {
         int64_t wait_ms;          /* join.wait.ms */
         int64_t writer_committed; /* its input offset committed, known */
         int64_t caught_up_to;     /* its input's end, all bound */
-        int64_t writer_stalled;   /* where it stood when we gave up, -1 */
         ordo_msg_t *kept;         /* every message of the join's type so far */
         size_t n_kept, cap_kept;
 } ordo__join_t;
