@@ -134,7 +134,9 @@ static ordo_err_t follow(ordo__proc_t *p) {
         if (!j->rk)
                 return ORDO_ERR_OK;
         if ((err = ordo_kafka_watermarks(j->rk, j->topic, 0, &lo, &end,
-                                         p->errstr, sizeof(p->errstr))))
+                                         p->errstr, sizeof(p->errstr))) ||
+            (err = ordo_kafka_check_start(j->topic, 0, lo, 0, p->errstr,
+                                          sizeof(p->errstr))))
                 return err;
         return read_to(p, end);
 }
@@ -243,6 +245,9 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                     &lo, &end, p->errstr, sizeof(p->errstr));
         if (err == ORDO_ERR_TIMEOUT)
                 return follow(p);
+        if (!err)
+                err = ordo_kafka_check_start(j->topic, 0, lo, 0, p->errstr,
+                                             sizeof(p->errstr));
         if (!err && !(err = read_to(p, end)) &&
             j->writer_committed >= writer_end)
                 j->caught_up_to = writer_end;

@@ -146,6 +146,26 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
                 return ORDO_ERR_NOMEM;
         }
         events.state = inputs.state = state;
+        /* a log that lost what the state needs: no state, no decision */
+        err = ordo_kafka_check_start(p->events, partition, lo,
+                                     meta.offset < 0 ? 0 : meta.events_next,
+                                     p->errstr, sizeof(p->errstr));
+        if (!err && p->def->join &&
+            (meta.offset < 0 || meta.input_next < committed)) {
+                int64_t in_lo, in_hi;
+                err = ordo_kafka_watermarks(p->watermarks, p->input, partition,
+                                            &in_lo, &in_hi, p->errstr,
+                                            sizeof(p->errstr));
+                if (!err)
+                        err = ordo_kafka_check_start(
+                            p->input, partition, in_lo,
+                            meta.offset < 0 ? 0 : meta.input_next, p->errstr,
+                            sizeof(p->errstr));
+        }
+        if (err) {
+                p->def->state_destroy(state);
+                return err;
+        }
         if (p->def->join) {
                 ordo__join_seed(p, state);
                 if (meta.offset < 0 || meta.input_next < committed)

@@ -278,9 +278,9 @@ static ordo_err_t open_target(rebuild_t *rb, const ordo_config_t *conf,
         return ordo_store_fresh_target(&rb->store, rb->stop);
 }
 
-/* Every partition of topic t from its low watermark to its stable end
- * now (the end it has, once no transaction is open below it), added to
- * assign. */
+/* Every partition of topic t from offset 0 (a partition that lost its
+ * first records is refused) to its stable end now (the end it has, once
+ * no transaction is open below it), added to assign. */
 static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
                                  rd_kafka_topic_partition_list_t *assign,
                                  char *errstr, size_t errstr_size) {
@@ -296,9 +296,11 @@ static ordo_err_t fix_topic_ends(rebuild_t *rb, topic_t *t,
         if (!t->end || !t->next)
                 return ORDO_ERR_NOMEM;
         for (p = 0; p < t->np; p++) {
-                if ((err =
-                         ordo_kafka_stable_end(rb->rk, rb->wm, t->name, p, &so,
-                                               &lo, &hi, errstr, errstr_size)))
+                if ((err = ordo_kafka_stable_end(rb->rk, rb->wm, t->name, p,
+                                                 &so, &lo, &hi, errstr,
+                                                 errstr_size)) ||
+                    (err = ordo_kafka_check_start(t->name, p, lo, 0, errstr,
+                                                  errstr_size)))
                         return err;
                 t->end[p] = hi;
                 t->next[p] = hi; /* unless read below */

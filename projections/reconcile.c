@@ -126,15 +126,19 @@ static void parse_id(ev_t *e, const char *source, int32_t partition) {
 static const ordo_stable_end_opts_t end_opts = { "reconcile", 0, 120000,
                                                  &ordo_stop };
 
-/* A reader of topic/partition from its start to its stable end (the
- * end when asked, once no transaction is open below it): an event
- * committed just before is there, its commit markers included. */
+/* A reader of topic/partition from offset 0 (a partition that lost its
+ * first records is refused) to its stable end (the end when asked, once
+ * no transaction is open below it): an event committed just before is
+ * there, its commit markers included. */
 static ordo_err_t open_reader(rd_kafka_t *rk, rd_kafka_t *wm, const char *topic,
                               int32_t part, ordo_kafka_reader_t *r,
                               char *errstr, size_t errstr_size) {
         int64_t lo, end;
         ordo_err_t err = ordo_kafka_stable_end(rk, wm, topic, part, &end_opts,
                                                &lo, &end, errstr, errstr_size);
+        if (!err)
+                err = ordo_kafka_check_start(topic, part, lo, 0, errstr,
+                                             errstr_size);
         if (!err)
                 ordo_kafka_reader_open(r, rk, topic, part, lo, end,
                                        "reconcile");

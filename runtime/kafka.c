@@ -531,6 +531,19 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                         rd_kafka_NewTopic_destroy(nt[i]);
                         nt[i] = NULL;
                 }
+                /* The log is the record: a broker's default retention
+                 * (7 days) would delete what restores, rebuilds and
+                 * reconciles read from offset 0 (an outside audit). */
+                if (nt[i] && !topics[i].compact &&
+                    (rd_kafka_NewTopic_set_config(nt[i], "retention.ms",
+                                                  "-1") ||
+                     rd_kafka_NewTopic_set_config(nt[i], "retention.bytes",
+                                                  "-1"))) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: cannot set its retention", name);
+                        rd_kafka_NewTopic_destroy(nt[i]);
+                        nt[i] = NULL;
+                }
                 if (!nt[i]) {
                         rd_kafka_NewTopic_destroy_array(nt, i);
                         rd_kafka_destroy(rk);

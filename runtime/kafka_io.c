@@ -182,6 +182,20 @@ void ordo_kafka_reader_close(ordo_kafka_reader_t *r) {
         r->assigned = 0;
 }
 
+ordo_err_t ordo_kafka_check_start(const char *topic, int32_t partition,
+                                  int64_t lo, int64_t from, char *errstr,
+                                  size_t errstr_size) {
+        if (lo <= from)
+                return ORDO_ERR_OK;
+        snprintf(errstr, errstr_size,
+                 "%s [%d] begins at offset %lld, but it is needed from "
+                 "offset %lld: its records below were deleted (a retention "
+                 "or size limit on the topic?); going on would not give "
+                 "what the log said",
+                 topic, (int)partition, (long long)lo, (long long)from);
+        return ORDO_ERR_CONFIG;
+}
+
 ordo_err_t ordo_kafka_read_range(
     rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
     int64_t end, const char *who, volatile sig_atomic_t *stop,

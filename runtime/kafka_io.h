@@ -44,6 +44,15 @@ ordo_err_t ordo_kafka_stable_end(rd_kafka_t *committed, rd_kafka_t *uncommitted,
                                  int64_t *lo, int64_t *end, char *errstr,
                                  size_t errstr_size);
 
+/* ORDO_ERR_CONFIG, errstr saying why, when a partition whose low
+ * watermark is lo begins above from: its records below lo were deleted
+ * (a retention or size limit on the topic; `ordo topics` makes ordo's
+ * without one), and a reader that needs them would go on without them:
+ * a restored state, a read model or a comparison that is not the log's. */
+ordo_err_t ordo_kafka_check_start(const char *topic, int32_t partition,
+                                  int64_t lo, int64_t from, char *errstr,
+                                  size_t errstr_size);
+
 /* ---- reading one partition up to an end --------------------------------- */
 
 /* A read of one partition of an assign-only consumer (the caller's),
