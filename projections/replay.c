@@ -200,6 +200,12 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                 fprintf(stderr, "ordo replay: %s\n", why);
                 return -1;
         }
+        if (lo > 0 && o->from_offset < lo)
+                fprintf(stderr,
+                        "ordo replay: %s [%d] begins at offset %" PRId64
+                        ": the records below were deleted (a retention "
+                        "limit?)\n",
+                        topic, (int)part, lo);
         if (end <= lo || end <= o->from_offset)
                 return 0;
         ordo_kafka_reader_open(&r, rk, topic, part,
@@ -218,7 +224,11 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                         o->printed++;
                 }
                 rd_kafka_message_destroy(m);
+                if (ferror(stdout)) /* main says so; reading on is vain */
+                        break;
         }
+        if (ferror(stdout))
+                rc = -1;
         if (r.stalled) {
                 fprintf(stderr,
                         "ordo replay: %s [%d]: nothing read for %d s before "

@@ -157,6 +157,20 @@ int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
         return 0;
 }
 
+/* A command's status, 1 where it was 0 but its output did not reach its
+ * file (a full disk, a closed pipe): that is no success. */
+static int output_written(const char *command, int rc) {
+        int e = fflush(stdout) ? errno : 0;
+
+        if (!e && !ferror(stdout))
+                return rc;
+        fprintf(stderr,
+                "ordo %s: writing standard output: %s; the output is "
+                "incomplete\n",
+                command, e ? strerror(e) : "a write failed");
+        return rc ? rc : 1;
+}
+
 int main(int argc, char **argv) {
         ordo_config_t *conf = ordo_config_new();
         char **files;
@@ -241,7 +255,8 @@ int main(int argc, char **argv) {
                 if (!strcmp(commands[c].name, rest[0])) {
                         if (ordo_wants_help(n_rest, rest))
                                 command_usage(c);
-                        rc = commands[c].proc(conf, n_rest, rest);
+                        rc = output_written(
+                            rest[0], commands[c].proc(conf, n_rest, rest));
                         goto out;
                 }
         fprintf(stderr, "ordo: unknown %s \"%s\" (see `ordo --help`)\n",

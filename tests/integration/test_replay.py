@@ -208,6 +208,16 @@ def run_cases(args, rng, tag, topic, flags):
     check("reference: 43 committed messages, aborted ones absent",
           len(ref) == 43, "got %d" % len(ref))
 
+    # Output that cannot be written (a full disk) is no success: the
+    # audit's replay to /dev/full exited 0 and said how many it wrote.
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([ordo] + flags + ["replay", "order-events"],
+                           stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=180)
+    check("a full disk: exit 1, the output said incomplete",
+          p.returncode == 1 and "the output is incomplete" in p.stderr,
+          (p.returncode, p.stderr[-300:]))
+
     # --meta, whole topic
     rc, lines, err = replay(ordo, *flags, "replay", "order-events", "--meta")
     decoded = [l for l in lines if "undecodable" not in l]
