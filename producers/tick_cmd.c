@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "admit.h"
+#include "clock.h"
 #include "commands.h"
 #include "kafka.h"
 #include "send.h"
-#include "clock.h"
 
 static void tick_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                            void *opaque) {
@@ -32,8 +32,9 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         int i, parts, failed = 0;
 
         if (ordo_wants_help(argc, argv)) {
-                printf("\n--ts MS   the Tick's ts_ms (default: now less "
-                       "tick.lag.ms, as the stage's\n          own Ticks)\n\n"
+                printf("\n--ts TIME the Tick's ts_ms: ms since the epoch or "
+                       "ISO-8601 with a zone\n          (default: now less "
+                       "tick.lag.ms, as the stage's own Ticks)\n\n"
                        "Timers due by ts fire at their own deadlines, in "
                        "deadline order (RULES.md:\na pay timeout once ts "
                        "is past the deadline, auto-receipt and settlement "
@@ -46,10 +47,17 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         }
         for (i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--ts")) {
-                        if (ordo_option_count(argc, argv, &i, "tick",
-                                              "milliseconds since the epoch",
-                                              &ts))
+                        if (i + 1 >= argc) {
+                                fprintf(stderr, "ordo tick: --ts needs a "
+                                                "value\n");
                                 return 2;
+                        }
+                        if (ordo_time_parse(argv[++i], &ts)) {
+                                fprintf(stderr,
+                                        "ordo tick: --ts: %s, got \"%s\"\n",
+                                        ORDO_TIME_EXPECTED, argv[i]);
+                                return 2;
+                        }
                 } else {
                         fprintf(stderr, "ordo tick: unknown argument %s\n",
                                 argv[i]);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "json_out.h"
@@ -240,87 +241,6 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
         return ordo_stop ? -1 : rc;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-        int64_t era, yoe, doy, doe;
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-/* n digits at *p as a number, advancing *p; -1 if they are not digits. */
-static int digits(const char **p, int n) {
-        int v = 0, i;
-        for (i = 0; i < n; i++) {
-                if ((*p)[i] < '0' || (*p)[i] > '9')
-                        return -1;
-                v = v * 10 + ((*p)[i] - '0');
-        }
-        *p += n;
-        return v;
-}
-
-/* ISO-8601 / RFC 3339 date and time with a zone, to ms since the epoch:
- * YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM|+HHMM|+HH). 0 or -1. */
-static int parse_iso(const char *s, int64_t *out) {
-        static const int mdays[] = { 31, 29, 31, 30, 31, 30,
-                                     31, 31, 30, 31, 30, 31 };
-        const char *p = s;
-        int y, mo, d, h, mi, sec = 0, ms = 0, tz = 0, sign, th, tm = 0, i;
-
-        y = digits(&p, 4);
-        if (y < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 1 || mo > 12 ||
-            *p++ != '-' || (d = digits(&p, 2)) < 1 || d > mdays[mo - 1] ||
-            (mo == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400))) ||
-            (*p != 'T' && *p != 't' && *p != ' '))
-                return -1;
-        p++;
-        if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':' ||
-            (mi = digits(&p, 2)) < 0 || mi > 59)
-                return -1;
-        if (*p == ':') {
-                p++;
-                if ((sec = digits(&p, 2)) < 0 || sec > 59)
-                        return -1;
-                if (*p == '.' || *p == ',') {
-                        p++;
-                        if (*p < '0' || *p > '9')
-                                return -1;
-                        /* milliseconds: the first three digits count */
-                        for (i = 0; *p >= '0' && *p <= '9'; i++, p++)
-                                if (i < 3)
-                                        ms = ms * 10 + (*p - '0');
-                        for (; i < 3; i++)
-                                ms *= 10;
-                }
-        }
-        if (*p == 'Z' || *p == 'z') {
-                p++;
-        } else if (*p == '+' || *p == '-') {
-                sign = *p++ == '-' ? -1 : 1;
-                if ((th = digits(&p, 2)) < 0 || th > 23)
-                        return -1;
-                /* +01, +0100 or +01:00; "+01:" is cut short */
-                if (*p == ':' && !*++p)
-                        return -1;
-                if (*p && ((tm = digits(&p, 2)) < 0 || tm > 59))
-                        return -1;
-                tz = sign * (th * 60 + tm);
-        } else {
-                return -1; /* no zone: local time would be a guess */
-        }
-        if (*p)
-                return -1;
-        *out = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-                 (int64_t)tz * 60) *
-                1000) +
-               ms;
-        return 0;
-}
-
 /* An integer option value of at least min. */
 static int parse_int(const char *opt, const char *v, int64_t min,
                      int64_t *out) {
@@ -339,25 +259,10 @@ static int parse_int(const char *opt, const char *v, int64_t min,
 
 /* A time: ms since the epoch, or ISO-8601 with a zone. */
 static int parse_time(const char *opt, const char *v, int64_t *out) {
-        char *end;
-        errno = 0;
-        *out = strtoll(v, &end, 10);
-        if (*v && !*end && !errno && *out >= 0)
+        if (!ordo_time_parse(v, out))
                 return 0;
-        if (*v && !*end) {
-                fprintf(stderr,
-                        "ordo replay: %s: %s is not a time in ms: 0 to "
-                        "9223372036854775807\n",
-                        opt, v);
-                return -1;
-        }
-        if (!parse_iso(v, out))
-                return 0;
-        fprintf(stderr,
-                "ordo replay: %s: expected ms since the epoch or an "
-                "ISO-8601 time with a zone (2026-12-04T03:00:00Z, "
-                "2026-12-04T04:00:00.250+01:00), got \"%s\"\n",
-                opt, v);
+        fprintf(stderr, "ordo replay: %s: %s, got \"%s\"\n", opt,
+                ORDO_TIME_EXPECTED, v);
         return -1;
 }
 

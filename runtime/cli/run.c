@@ -252,7 +252,13 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
                        "\nRuns one projection of the event topics into "
                        "MongoDB (mongo.uri, mongo.db)\nor Redis (redis.host, "
                        "redis.port, redis.prefix) until SIGINT or SIGTERM.\n"
-                       "/metrics and /healthz on metrics.listen (auto: "
-                       "127.0.0.1:9469 mongo, 9470\nredis).\n",
+                       "Like a processor, every live instance needs its own "
+                       "-X instance.id=N (its\nstatic group membership), "
+                       "also beside an `ordo run` that runs the same\n"
+                       "projection: two with one id fence each other, and "
+                       "one of them stops,\nwhich may be the `ordo run` "
+                       "with all its stages. /metrics and /healthz on\n"
+                       "metrics.listen (auto: 127.0.0.1:9469 mongo, 9470 "
+                       "redis).\n",
                        "mongo or redis");
 }

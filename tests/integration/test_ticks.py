@@ -157,6 +157,11 @@ def main():
               before - args.lag_ms <= ts <= after - args.lag_ms,
               "ts %d, wall %d..%d, lag %d" % (ts, before, after,
                                               args.lag_ms))
+        # --ts takes an ISO-8601 time as `ordo replay` does (an outside
+        # audit: only ms were taken).
+        t = ordo.call("tick", "--ts", "2026-12-04T04:00:00.250+01:00").stdout
+        check("ordo tick --ts takes an ISO-8601 time",
+              "ts_ms=1796353200250 " in t + " ", t)
         # So is a Tick line that `ordo produce` stamps (an outside
         # audit: it was stamped with the wall clock itself).
         tick_path = os.path.join(workdir, "tick.jsonl")
