@@ -95,6 +95,11 @@ static void set_dead_letter(json_t *o, const rd_kafka_message_t *m) {
                 { "ordo.source.topic", "source_topic" },
                 { "ordo.source.partition", "source_partition" },
                 { "ordo.source.offset", "source_offset" },
+                { "ordo.stage", "stage" },
+                /* bytes left out of a letter too large, by length */
+                { "ordo.payload.omitted", "payload_omitted" },
+                { "ordo.key.omitted", "key_omitted" },
+                { "ordo.type.omitted", "type_omitted" },
         };
         char buf[512];
         size_t i;

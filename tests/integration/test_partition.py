@@ -139,7 +139,8 @@ def main():
                     len(lines) == 1 and lines[0].get("type") ==
                     "CreateActivity" and want in dl.get("error", "") and
                     dl.get("source_partition") == str(other) and
-                    dl.get("source_topic") == prefix + "activity-commands",
+                    dl.get("source_topic") == prefix + "activity-commands"
+                    and dl.get("stage") == "activity",
                     lines)
         t.reconciled_and_running(events_only=True)
 
