@@ -606,8 +606,8 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                  * too, so the comparison below cannot show them. */
                 line(r,
                      "%s: %lld event(s) refused by the store; the read "
-                     "model lacks them (see the ERROR lines above and "
-                     "docs/operating.md)",
+                     "model lacks them (each named by an ERROR line "
+                     "on standard error; docs/operating.md)",
                      which, (long long)st.parked);
                 r->diffs[sec] += st.parked;
         }

@@ -396,6 +396,10 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                         o.to_ts, o.from_ts);
                 return 2;
         }
+        if (!name[0]) {
+                fprintf(stderr, "ordo replay: TOPIC is empty\n");
+                return 2;
+        }
         if (ordo_topic_is_snapshots(ordo_topic_from_short(name)) ||
             (!strncmp(name, ordo_config_get(conf, "topic.prefix"),
                       strlen(ordo_config_get(conf, "topic.prefix"))) &&
