@@ -336,7 +336,14 @@ static ordo_err_t assign_to_ends(rebuild_t *rb, const ordo_config_t *conf,
                 if (has) {
                         snprintf(errstr, errstr_size,
                                  has > 0 ? "consumer group \"%s\" already "
-                                           "has offsets; choose a new one"
+                                           "has offsets (a rebuild into this "
+                                           "name before, or a projection): "
+                                           "give --group-prefix a new one, "
+                                           "or delete that group once "
+                                           "nothing uses it "
+                                           "(kafka-consumer-groups --delete "
+                                           "--group ...); the target was not "
+                                           "touched"
                                          : "cannot read the offsets of "
                                            "consumer group \"%s\"",
                                  commit_group);
@@ -720,7 +727,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         if (err) {
                 fprintf(stderr, "ordo rebuild: %s (after %lld events)\n",
                         errstr, (long long)st.applied);
-                if (st.total > 0) /* past the checks: the target was used */
+                if (st.applied > 0) /* the target holds part of it */
                         fprintf(stderr,
                                 "ordo rebuild: %s %s is incomplete and no "
                                 "offsets were committed; drop it (ordo rebuild "

@@ -457,12 +457,16 @@ def main():
         check("switch: the new db follows events after the rebuild",
               same and mongo[new_db].orders.find_one({"_id": "late-o1"}))
         # Dropped, then rebuilt into the same name: its group has offsets
-        # already, so the rebuild is refused, and leaves no database.
+        # already, so the rebuild is refused, leaves no database, and
+        # says what to do (it advised a drop, which found nothing: an
+        # outside audit).
         ordo.call("rebuild", "mongo", "--drop", new_db)
         p = ordo.call("rebuild", "mongo", "--into", new_db, check=False)
         check("a rebuild whose group has offsets is refused and leaves "
               "no database behind", p.returncode == 1 and
               "already has offsets" in p.stderr and
+              "--group-prefix" in p.stderr and
+              "is incomplete" not in p.stderr and  # no drop to advise
               new_db not in mongo.list_database_names(),
               "exit %d: %s; databases %s" % (
                   p.returncode, p.stderr[-500:],
