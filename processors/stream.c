@@ -248,6 +248,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         int32_t q = parts->elems[i].partition;
                         int64_t c =
                             ok ? ordo__committed_of(&parts->elems[i]) : -1;
+                        ordo_err_t rerr;
                         /* Start where the state is, from the offsets
                          * read here: librdkafka 2.0.2's own fetch of
                          * them failing (NOT_COORDINATOR just after a
@@ -264,7 +265,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                          "committed offset of %s [%d] not "
                                          "read",
                                          p->input, (int)q);
-                        if (c < 0 || ordo__restore(p, q, c)) {
+                        rerr = c < 0 ? ORDO_ERR_KAFKA : ordo__restore(p, q, c);
+                        if (rerr) {
+                                p->unmendable = rerr == ORDO_ERR_CONFIG;
                                 ORDO_LOG(ERROR, p->def->name,
                                          "msg=\"restore failed\" "
                                          "partition=%d error=\"%s\"",
@@ -326,12 +329,15 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
 static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
                            size_t from, size_t to) {
         int64_t t = ordo_monotonic_ms();
+        ordo_err_t err;
         if (from < to && !p->produce_err &&
-            ordo__join_catch_up(p, msgs + from, to - from)) {
-                ORDO_LOG(WARN, p->def->name,
-                         "msg=\"join not read, aborting the batch\" "
-                         "error=\"%s\"",
-                         p->errstr);
+            (err = ordo__join_catch_up(p, msgs + from, to - from))) {
+                p->unmendable = err == ORDO_ERR_CONFIG;
+                if (!p->unmendable)
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"join not read, aborting the "
+                                 "batch\" error=\"%s\"",
+                                 p->errstr);
                 p->produce_err = RD_KAFKA_RESP_ERR__TRANSPORT;
         }
         for (; from < to && !p->produce_err; from++)
@@ -992,6 +998,11 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 }
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);
+                if (p.unmendable) {
+                        ordo__commit_wait(&p);
+                        err = ORDO_ERR_CONFIG;
+                        break;
+                }
                 if (stats->transactions > txns) {
                         rejoins_in_a_row = aborts_in_a_row = renewals_in_a_row =
                             0;

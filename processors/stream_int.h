@@ -132,6 +132,9 @@ typedef struct ordo__proc_s {
         int32_t delivery_partition;
         char delivery_topic[256];
         int restore_failed;
+        /* a condition no retry mends (the log lost records the state
+         * needs, topics not co-partitioned): p->errstr, the stage stops */
+        int unmendable;
         int rebalanced; /* set by rebalance_cb: drop a half-built batch */
         /* the batch consume_batch is building, its first batch_decided
          * messages decided into the outbox: a revocation commits them

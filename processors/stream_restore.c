@@ -150,17 +150,18 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
         err = ordo_kafka_check_start(p->events, partition, lo,
                                      meta.offset < 0 ? 0 : meta.events_next,
                                      p->errstr, sizeof(p->errstr));
-        if (!err && p->def->join &&
-            (meta.offset < 0 || meta.input_next < committed)) {
-                int64_t in_lo, in_hi;
+        if (!err) { /* inputs never decided, or a join's to observe */
+                int64_t in_lo, in_hi, need = committed;
+                if (p->def->join &&
+                    (meta.offset < 0 || meta.input_next < committed))
+                        need = meta.offset < 0 ? 0 : meta.input_next;
                 err = ordo_kafka_watermarks(p->watermarks, p->input, partition,
                                             &in_lo, &in_hi, p->errstr,
                                             sizeof(p->errstr));
                 if (!err)
-                        err = ordo_kafka_check_start(
-                            p->input, partition, in_lo,
-                            meta.offset < 0 ? 0 : meta.input_next, p->errstr,
-                            sizeof(p->errstr));
+                        err = ordo_kafka_check_start(p->input, partition, in_lo,
+                                                     need, p->errstr,
+                                                     sizeof(p->errstr));
         }
         if (err) {
                 p->def->state_destroy(state);

@@ -413,9 +413,12 @@ static void take_message(rebuild_t *rb, rd_kafka_message_t *m) {
 
 /* Apply: the batch to the store, through outages. */
 static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
-        ordo_err_t err = ordo_store_apply_until_done(
-            &rb->store, "rebuild", rb->recs, rb->n, park, rb->stats, NULL, NULL,
-            rb->stop, errstr, errstr_size);
+        ordo_err_t err;
+
+        rb->stats->written |= rb->n > 0;
+        err = ordo_store_apply_until_done(&rb->store, "rebuild", rb->recs,
+                                          rb->n, park, rb->stats, NULL, NULL,
+                                          rb->stop, errstr, errstr_size);
         if (!err) {
                 rb->stats->applied += (int64_t)rb->n;
                 rb->n = 0;
@@ -727,7 +730,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         if (err) {
                 fprintf(stderr, "ordo rebuild: %s (after %lld events)\n",
                         errstr, (long long)st.applied);
-                if (st.applied > 0) /* the target holds part of it */
+                if (st.written) /* the target may hold part of it */
                         fprintf(stderr,
                                 "ordo rebuild: %s %s is incomplete and no "
                                 "offsets were committed; drop it (ordo rebuild "

@@ -20,6 +20,7 @@ typedef struct ordo_rebuild_stats_s {
         int64_t applied; /* events handed to the adapter */
         int64_t skipped; /* undecodable messages (a foreign writer) */
         int64_t parked;  /* events the store refused for good (logged) */
+        int written;     /* events went to the store (perhaps in part) */
         int64_t elapsed_ms;
 } ordo_rebuild_stats_t;
 

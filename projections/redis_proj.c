@@ -1272,7 +1272,6 @@ static ordo_err_t sent_room(ordo_redis_proj_t *p, size_t n, char *errstr,
         size_t *chunk_m;
         struct seen_s *undo;
 
-        p->undo_n = 0;
         if (n <= p->sent_cap)
                 return batch_off_clear(p, errstr, errstr_size);
         sent = realloc(p->sent, 2 * n * sizeof(*sent));
@@ -1308,6 +1307,7 @@ static ordo_err_t apply_once(ordo_redis_proj_t *p, const ordo_event_rec_t *recs,
         ordo_err_t err;
 
         *noscript = 0;
+        p->undo_n = 0; /* what a call that landed changed stays */
         err = connect_now(p, errstr, errstr_size);
         if (!err)
                 err = sent_room(p, n, errstr, errstr_size);

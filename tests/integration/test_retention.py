@@ -11,7 +11,8 @@ Checks: `ordo topics` makes ordo's topics with no retention limit (the
 snapshot topics compacted); then, the first records of activity-events
 deleted (Kafka's DeleteRecords, as retention does), the activity stage
 refuses to restore those partitions (an ERROR naming the offset) and
-decides nothing there, `ordo rebuild` and `ordo reconcile` refuse too.
+stops `ordo run` with a non-zero status, deciding nothing; `ordo
+rebuild` and `ordo reconcile` refuse too.
 
     test_retention.py ORDO_BINARY [--keep]
 
@@ -89,6 +90,14 @@ def main():
         t.check("ordo run: the activity stage refuses to restore the "
                 "partitions that lost records", found >= 1,
                 o.log_tail(10))
+        try:
+            rc = o.run_proc.wait(60)
+        except Exception:  # noqa: BLE001 (still running: the check fails)
+            rc = None
+        t.check("ordo run stops with a non-zero status (no retry mends "
+                "a lost log)", rc not in (None, 0), rc)
+        if rc is not None:
+            o.run_proc = None  # that exit was the point, not a failure
         o.produce([E.place("o-%s" % x, x, "u1", 1, t0 + 5) for x in aids],
                   "place")
         time.sleep(5)
