@@ -140,7 +140,7 @@ static void dead_letter(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                  "reason=\"%s\"",
                  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
                  (long long)rkm->offset, ordo_log_quote(q, sizeof(q), reason));
-        ordo_dead_letter(rkm, kind, reason, NULL, &dl);
+        ordo_dead_letter(rkm, kind, reason, p->def->name, &dl);
         ordo__outbox_add(&p->outbox, p->dead, RD_KAFKA_PARTITION_UA, dl.key,
                          dl.key_len, dl.value, dl.len, dl.hdrs);
         ordo_metrics_dead_letter(p->def->name, kind);

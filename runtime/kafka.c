@@ -278,19 +278,36 @@ rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
 static int holder_older(const ordo_config_t *conf, const char *group) {
         char errstr[256], instance[512];
         const char *groups[1] = { group };
-        rd_kafka_t *rk = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
-                                                 sizeof(errstr));
+        /* One client for the process, kept: destroying one after its
+         * DescribeConsumerGroups waited for ever on librdkafka's mock
+         * cluster, and fences are rare. */
+        static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+        static rd_kafka_t *rk;
         rd_kafka_queue_t *q;
         rd_kafka_event_t *ev;
+        rd_kafka_AdminOptions_t *opts;
         long long mine_ms, ms;
         int mine_pid, pid, older = -1;
 
+        pthread_mutex_lock(&mu);
         if (!rk)
+                rk = ordo_kafka_watermark_client_new(conf, errstr,
+                                                     sizeof(errstr));
+        if (!rk) {
+                pthread_mutex_unlock(&mu);
                 return -1;
+        }
         snprintf(instance, sizeof(instance), "%s.%s", group,
                  ordo_config_get(conf, "instance.id"));
         q = rd_kafka_queue_new(rk);
-        rd_kafka_DescribeConsumerGroups(rk, groups, 1, NULL, q);
+        /* bounded: a broker that does not answer (librdkafka's mock
+         * cluster) must not hold the fenced stage, nor its destroy */
+        opts = rd_kafka_AdminOptions_new(
+            rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+        if (opts)
+                rd_kafka_AdminOptions_set_request_timeout(opts, 3000, errstr,
+                                                          sizeof(errstr));
+        rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
         ev = rd_kafka_queue_poll(q, 5000);
         if (ev && !rd_kafka_event_error(ev) &&
             sscanf(member_birth, "ordo@%lld.%d", &mine_ms, &mine_pid) == 2) {
@@ -321,8 +338,10 @@ static int holder_older(const ordo_config_t *conf, const char *group) {
         }
         if (ev)
                 rd_kafka_event_destroy(ev);
+        if (opts)
+                rd_kafka_AdminOptions_destroy(opts);
         rd_kafka_queue_destroy(q);
-        rd_kafka_destroy(rk);
+        pthread_mutex_unlock(&mu);
         return older;
 }
 

@@ -378,7 +378,9 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
         const void *kind;
         size_t kind_len;
         c->seen++;
-        if (!(v = ordo_kafka_header(m, "ordo.stage", &len))) {
+        /* a processor's (named since session 19, none before) */
+        if (!(v = ordo_kafka_header(m, "ordo.stage", &len)) || len < 8 ||
+            memcmp(v, "project.", 8)) {
                 c->n_proc++;
                 return;
         }
@@ -397,7 +399,7 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
 }
 
 /* The dead-letters topic, counted by the stage that wrote them (header
- * ordo.stage; processors' have none), with the projections' last reason:
+ * ordo.stage: project.mongo, project.redis or a processor's name), with the projections' last reason:
  * an event a store refused for good is parked there and no longer shows
  * as lag (operating.md). Each partition is read to its stable end, the
  * shared way (kafka_io.h): a slow broker makes it wait, not count short;
