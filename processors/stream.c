@@ -406,8 +406,8 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         if (rd_kafka_fatal_error(p->consumer, p->errstr,
                                                  sizeof(p->errstr)) ==
                             RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
-                                p->duplicate_instance = ordo_kafka_fenced(
-                                    p->conf, p->group, &p->instance_fenced_ms);
+                                p->duplicate_instance =
+                                    ordo_kafka_fenced(&p->instance_fenced_ms);
                         p->consumer_fatal = 1;
                         rd_kafka_message_destroy(rkm);
                         break;

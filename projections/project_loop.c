@@ -769,8 +769,7 @@ static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
 
         if (rd_kafka_fatal_error(lp->consumer, NULL, 0) ==
                 RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID &&
-            (why = ordo_kafka_fenced(lp->conf, lp->group, &lp->fenced_ms)) !=
-                ORDO_FENCE_REJOIN) {
+            (why = ordo_kafka_fenced(&lp->fenced_ms)) != ORDO_FENCE_REJOIN) {
                 ordo_kafka_twin_error(lp->conf, lp->group, why, errstr,
                                       errstr_size);
                 return ORDO_ERR_CONFIG;

@@ -176,10 +176,6 @@ rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m) {
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-/* The client.id of this process's static members: "ordo@<wall ms at its
- * first member>.<pid>" (ordo_kafka_fenced) */
-static char member_birth[64] = "ordo";
-
 static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                                 const char *instance,
                                 ordo_rebalance_cb_t *rebalance_cb, void *opaque,
@@ -204,9 +200,7 @@ static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                  * (queued.max.messages.kbytes, 64 MiB) still holds. */
                 "queued.min.messages", "1000000", "group.id",
                 group ? group : "ordo.unused",
-                instance ? "group.instance.id" : NULL, instance,
-                /* a static member says when its process began */
-                "client.id", member_birth, NULL
+                instance ? "group.instance.id" : NULL, instance, NULL
         };
         rd_kafka_t *rk =
             client_new(conf, RD_KAFKA_CONSUMER, defaults, rebalance_cb, NULL,
@@ -246,14 +240,12 @@ static void *pause_watch(void *arg) {
 
 static void pause_watch_once(void) {
         pthread_t t;
-        snprintf(member_birth, sizeof(member_birth), "ordo@%lld.%d",
-                 (long long)ordo_wall_ms(), (int)getpid());
         if (!pthread_create(&t, NULL, pause_watch, NULL))
                 pthread_detach(t);
 }
 
 /* Started with the first static member: a pause before it cannot bear
- * on a membership. The process's birth is taken then too. */
+ * on a membership. */
 static void pause_watch_start(void) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         pthread_once(&once, pause_watch_once);
@@ -271,96 +263,13 @@ rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
                             errstr_size);
 }
 
-/* Whether the member that holds our group.instance.id now (the one that
- * fenced us) belongs to a process older than this one: 1, 0 (younger),
- * -1 (not known: no answer, not found, a client.id of the user's). Its
- * birth is in its client.id, "ordo@<wall ms>.<pid>". */
-static int holder_older(const ordo_config_t *conf, const char *group) {
-        char errstr[256], instance[512];
-        const char *groups[1] = { group };
-        /* One client for the process, kept: destroying one after its
-         * DescribeConsumerGroups waited for ever on librdkafka's mock
-         * cluster, and fences are rare. */
-        static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-        static rd_kafka_t *rk;
-        rd_kafka_queue_t *q;
-        rd_kafka_event_t *ev;
-        rd_kafka_AdminOptions_t *opts;
-        long long mine_ms, ms;
-        int mine_pid, pid, older = -1;
-
-        pthread_mutex_lock(&mu);
-        if (!rk)
-                rk = ordo_kafka_watermark_client_new(conf, errstr,
-                                                     sizeof(errstr));
-        if (!rk) {
-                pthread_mutex_unlock(&mu);
-                return -1;
-        }
-        snprintf(instance, sizeof(instance), "%s.%s", group,
-                 ordo_config_get(conf, "instance.id"));
-        q = rd_kafka_queue_new(rk);
-        /* bounded: a broker that does not answer (librdkafka's mock
-         * cluster) must not hold the fenced stage, nor its destroy */
-        opts = rd_kafka_AdminOptions_new(
-            rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
-        if (opts)
-                rd_kafka_AdminOptions_set_request_timeout(opts, 3000, errstr,
-                                                          sizeof(errstr));
-        rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
-        ev = rd_kafka_queue_poll(q, 5000);
-        if (ev && !rd_kafka_event_error(ev) &&
-            sscanf(member_birth, "ordo@%lld.%d", &mine_ms, &mine_pid) == 2) {
-                const rd_kafka_DescribeConsumerGroups_result_t *res =
-                    rd_kafka_event_DescribeConsumerGroups_result(ev);
-                size_t n = 0, i;
-                const rd_kafka_ConsumerGroupDescription_t **d =
-                    res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n)
-                        : NULL;
-                for (i = 0;
-                     d && n == 1 &&
-                     !rd_kafka_ConsumerGroupDescription_error(d[0]) &&
-                     i < rd_kafka_ConsumerGroupDescription_member_count(d[0]);
-                     i++) {
-                        const rd_kafka_MemberDescription_t *m =
-                            rd_kafka_ConsumerGroupDescription_member(d[0], i);
-                        const char *gi =
-                            rd_kafka_MemberDescription_group_instance_id(m);
-                        const char *ci =
-                            rd_kafka_MemberDescription_client_id(m);
-                        if (!gi || strcmp(gi, instance) || !ci ||
-                            sscanf(ci, "ordo@%lld.%d", &ms, &pid) != 2 ||
-                            (ms == mine_ms && pid == mine_pid))
-                                continue;
-                        older =
-                            ms < mine_ms || (ms == mine_ms && pid < mine_pid);
-                }
-        }
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        if (opts)
-                rd_kafka_AdminOptions_destroy(opts);
-        rd_kafka_queue_destroy(q);
-        pthread_mutex_unlock(&mu);
-        return older;
-}
-
-ordo_fence_t ordo_kafka_fenced(const ordo_config_t *conf, const char *group,
-                               int64_t *last_ms) {
+ordo_fence_t ordo_kafka_fenced(int64_t *last_ms) {
         int64_t now = ordo_monotonic_ms(), paused;
-        int twice = *last_ms && now - *last_ms < 120000, older;
-        paused = __atomic_load_n(&paused_at, __ATOMIC_RELAXED);
-        if (paused && now - paused < PAUSE_RECENT_MS) {
-                *last_ms = now;
-                return ORDO_FENCE_REPLACED;
-        }
-        /* Two live ones: the older keeps the stage (an outside audit
-         * saw a projection started by mistake beside an `ordo run` stop
-         * the whole run); counting fences is for when ages are unknown */
-        older = holder_older(conf, group);
-        if (older >= 0)
-                return older ? ORDO_FENCE_TWIN : ORDO_FENCE_REJOIN;
+        int twice = *last_ms && now - *last_ms < 120000;
         *last_ms = now;
+        paused = __atomic_load_n(&paused_at, __ATOMIC_RELAXED);
+        if (paused && now - paused < PAUSE_RECENT_MS)
+                return ORDO_FENCE_REPLACED;
         return twice ? ORDO_FENCE_TWIN : ORDO_FENCE_REJOIN;
 }
 
@@ -597,7 +506,18 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
         rd_kafka_event_t *ev;
         const rd_kafka_CreateTopics_result_t *res;
         const rd_kafka_topic_result_t **tres;
-        size_t i, n;
+        /* [0]: the log is the record, kept for ever: a broker's default
+         * retention (7 days) would delete what restores, rebuilds and
+         * reconciles read from offset 0 (an outside audit). [1]: the
+         * snapshots, compacted; compaction only cleans closed segments:
+         * 64 MiB rather than 1 GiB ones (docs/decisions/0005). */
+        static const char *const settings[2][5] = {
+                { "retention.ms", "-1", "retention.bytes", "-1", NULL },
+                { "cleanup.policy", "compact", "segment.bytes", "67108864",
+                  NULL },
+        };
+        const char *const *set;
+        size_t i, n, k;
         int parts = (int)ordo_config_get_int(conf, "topic.partitions");
         ordo_err_t ret = ORDO_ERR_OK;
 
@@ -610,31 +530,15 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
                 nt[i] = rd_kafka_NewTopic_new(
                     name, topics[i].single ? 1 : parts, 1, errstr, errstr_size);
-                /* Compaction only cleans closed segments: 64 MiB rather
-                 * than 1 GiB ones (docs/decisions/0005). */
-                if (nt[i] && topics[i].compact &&
-                    (rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy",
-                                                  "compact") ||
-                     rd_kafka_NewTopic_set_config(nt[i], "segment.bytes",
-                                                  "67108864"))) {
-                        snprintf(errstr, errstr_size,
-                                 "%s: cannot set its compaction", name);
-                        rd_kafka_NewTopic_destroy(nt[i]);
-                        nt[i] = NULL;
-                }
-                /* The log is the record: a broker's default retention
-                 * (7 days) would delete what restores, rebuilds and
-                 * reconciles read from offset 0 (an outside audit). */
-                if (nt[i] && !topics[i].compact &&
-                    (rd_kafka_NewTopic_set_config(nt[i], "retention.ms",
-                                                  "-1") ||
-                     rd_kafka_NewTopic_set_config(nt[i], "retention.bytes",
-                                                  "-1"))) {
-                        snprintf(errstr, errstr_size,
-                                 "%s: cannot set its retention", name);
-                        rd_kafka_NewTopic_destroy(nt[i]);
-                        nt[i] = NULL;
-                }
+                set = settings[topics[i].compact != 0];
+                for (k = 0; nt[i] && set[k]; k += 2)
+                        if (rd_kafka_NewTopic_set_config(nt[i], set[k],
+                                                         set[k + 1])) {
+                                snprintf(errstr, errstr_size,
+                                         "%s: cannot set its %s", name, set[k]);
+                                rd_kafka_NewTopic_destroy(nt[i]);
+                                nt[i] = NULL;
+                        }
                 if (!nt[i]) {
                         rd_kafka_NewTopic_destroy_array(nt, i);
                         rd_kafka_destroy(rk);

@@ -114,12 +114,8 @@ typedef enum {
          * the live one, and this one ends rather than fence it back */
         ORDO_FENCE_REPLACED
 } ordo_fence_t;
-/* The verdict on a fence now (conf and group: the member's): with two
- * live processes, the older one rejoins and the younger ends, by the
- * birth each member's client.id carries; when that is not known, a
- * second fence within two minutes ends (*last_ms remembers the last). */
-ordo_fence_t ordo_kafka_fenced(const ordo_config_t *conf, const char *group,
-                               int64_t *last_ms);
+/* The verdict on a fence now; *last_ms remembers it. */
+ordo_fence_t ordo_kafka_fenced(int64_t *last_ms);
 /* The error that ends a member ordo_kafka_fenced did not let rejoin. */
 void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
                            ordo_fence_t why, char *errstr, size_t errstr_size);

@@ -256,8 +256,9 @@ int ordo_cmd_project(ordo_config_t *conf, int argc, char **argv) {
                        "-X instance.id=N (its\nstatic group membership), "
                        "also beside an `ordo run` that runs the same\n"
                        "projection: two with one id fence each other, and "
-                       "the newer stops.\n/metrics and /healthz on "
-                       "metrics.listen (auto: 127.0.0.1:9469 mongo, 9470\n"
+                       "one of them stops,\nwhich may be the `ordo run` "
+                       "with all its stages. /metrics and /healthz on\n"
+                       "metrics.listen (auto: 127.0.0.1:9469 mongo, 9470 "
                        "redis).\n",
                        "mongo or redis");
 }
