@@ -118,6 +118,7 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
         void *state;
         ordo__part_t *part;
         ordo_err_t err;
+        int64_t events_from, inputs_from, in_lo, in_hi;
 
         if (partition >= p->n_states) {
                 snprintf(p->errstr, sizeof(p->errstr),
@@ -146,36 +147,36 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
                 return ORDO_ERR_NOMEM;
         }
         events.state = inputs.state = state;
-        /* a log that lost what the state needs: no state, no decision */
-        err = ordo_kafka_check_start(p->events, partition, lo,
-                                     meta.offset < 0 ? 0 : meta.events_next,
+        events_from = meta.offset < 0 ? 0 : meta.events_next;
+        /* a join observes its inputs decided since the snapshot */
+        inputs_from = committed;
+        if (p->def->join && meta.offset < 0)
+                inputs_from = 0;
+        else if (p->def->join && meta.input_next < committed)
+                inputs_from = meta.input_next;
+        /* a log that lost what the state needs (events since the
+         * snapshot, inputs not decided yet): no state, no decision */
+        err = ordo_kafka_check_start(p->events, partition, lo, events_from,
                                      p->errstr, sizeof(p->errstr));
-        if (!err) { /* inputs never decided, or a join's to observe */
-                int64_t in_lo, in_hi, need = committed;
-                if (p->def->join &&
-                    (meta.offset < 0 || meta.input_next < committed))
-                        need = meta.offset < 0 ? 0 : meta.input_next;
+        if (!err)
                 err = ordo_kafka_watermarks(p->watermarks, p->input, partition,
                                             &in_lo, &in_hi, p->errstr,
                                             sizeof(p->errstr));
-                if (!err)
-                        err = ordo_kafka_check_start(p->input, partition, in_lo,
-                                                     need, p->errstr,
-                                                     sizeof(p->errstr));
-        }
+        if (!err)
+                err = ordo_kafka_check_start(p->input, partition, in_lo,
+                                             inputs_from, p->errstr,
+                                             sizeof(p->errstr));
         if (err) {
                 p->def->state_destroy(state);
                 return err;
         }
         if (p->def->join) {
                 ordo__join_seed(p, state);
-                if (meta.offset < 0 || meta.input_next < committed)
-                        ordo__read_range(p, p->input, partition,
-                                         meta.offset < 0 ? 0 : meta.input_next,
+                if (inputs_from < committed)
+                        ordo__read_range(p, p->input, partition, inputs_from,
                                          committed, fold_message, &inputs);
         }
-        ordo__read_range(p, p->events, partition,
-                         meta.offset < 0 ? 0 : meta.events_next, events_end,
+        ordo__read_range(p, p->events, partition, events_from, events_end,
                          fold_message, &events);
         p->states[partition] = state;
         part->input_next = part->decided_next = committed;

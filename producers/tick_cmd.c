@@ -47,17 +47,10 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         }
         for (i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--ts")) {
-                        if (i + 1 >= argc) {
-                                fprintf(stderr, "ordo tick: --ts needs a "
-                                                "value\n");
+                        const char *v =
+                            ordo_option_value(argc, argv, &i, "tick");
+                        if (!v || ordo_option_time("tick", "--ts", v, &ts))
                                 return 2;
-                        }
-                        if (ordo_time_parse(argv[++i], &ts)) {
-                                fprintf(stderr,
-                                        "ordo tick: --ts: %s, got \"%s\"\n",
-                                        ORDO_TIME_EXPECTED, argv[i]);
-                                return 2;
-                        }
                 } else {
                         fprintf(stderr, "ordo tick: unknown argument %s\n",
                                 argv[i]);

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "json_out.h"
@@ -262,15 +261,6 @@ static int parse_int(const char *opt, const char *v, int64_t min,
         return 0;
 }
 
-/* A time: ms since the epoch, or ISO-8601 with a zone. */
-static int parse_time(const char *opt, const char *v, int64_t *out) {
-        if (!ordo_time_parse(v, out))
-                return 0;
-        fprintf(stderr, "ordo replay: %s: %s, got \"%s\"\n", opt,
-                ORDO_TIME_EXPECTED, v);
-        return -1;
-}
-
 static void usage_more(void) {
         printf("\nTOPIC is a short name (order-events) or a full one "
                "(ordo.order-events).\n"
@@ -354,11 +344,11 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                         }
                         o.partition = (int32_t)v;
                 } else if (!strcmp(a, "--from-ts")) {
-                        if (parse_time(a, val, &o.from_ts))
+                        if (ordo_option_time("replay", a, val, &o.from_ts))
                                 return 2;
                         from_ts_set = 1;
                 } else if (!strcmp(a, "--to-ts")) {
-                        if (parse_time(a, val, &o.to_ts))
+                        if (ordo_option_time("replay", a, val, &o.to_ts))
                                 return 2;
                         o.to_ts_set = 1;
                 } else if (a[0] == '-' && a[1]) {

@@ -38,5 +38,10 @@ const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd);
  * -1 after a message naming the option when it is missing or not one. */
 int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
                       const char *what, int64_t *out);
+/* v, the value of option opt, as a time (ordo_time_parse: ms since the
+ * epoch or ISO-8601 with a zone); -1 after a message naming the option
+ * when it is not one. */
+int ordo_option_time(const char *cmd, const char *opt, const char *v,
+                     int64_t *out);
 
 #endif

@@ -399,12 +399,13 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
 }
 
 /* The dead-letters topic, counted by the stage that wrote them (header
- * ordo.stage: project.mongo, project.redis or a processor's name), with the projections' last reason:
- * an event a store refused for good is parked there and no longer shows
- * as lag (operating.md). Each partition is read to its stable end, the
- * shared way (kafka_io.h): a slow broker makes it wait, not count short;
- * a partition it cannot read is named, and the count marked "+". -1 if
- * Kafka could not be asked for all of it (not for the scan's bound). */
+ * ordo.stage: project.mongo, project.redis or a processor's name), with
+ * the projections' last reason: an event a store refused for good is
+ * parked there and no longer shows as lag (operating.md). Each partition
+ * is read to its stable end, the shared way (kafka_io.h): a slow broker
+ * makes it wait, not count short; a partition it cannot read is named,
+ * and the count marked "+". -1 if Kafka could not be asked for all of it
+ * (not for the scan's bound). */
 static int dead_letters(lag_t *l, FILE *out) {
         const ordo_stable_end_opts_t o = { "lag", 0, 10000, &ordo_stop };
         char topic[256], errstr[512];

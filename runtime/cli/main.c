@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "kafka.h"
 #include "log.h"
@@ -155,6 +156,15 @@ int ordo_option_count(int argc, char **argv, int *i, const char *cmd,
                 return -1;
         }
         return 0;
+}
+
+int ordo_option_time(const char *cmd, const char *opt, const char *v,
+                     int64_t *out) {
+        if (!ordo_time_parse(v, out))
+                return 0;
+        fprintf(stderr, "ordo %s: %s: %s, got \"%s\"\n", cmd, opt,
+                ORDO_TIME_EXPECTED, v);
+        return -1;
 }
 
 /* A command's status, 1 where it was 0 but its output did not reach its
