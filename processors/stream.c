@@ -412,6 +412,14 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         rd_kafka_message_destroy(rkm);
                         break;
                 }
+                if (ordo_kafka_records_lost(rkm, p->errstr,
+                                            sizeof(p->errstr))) {
+                        /* what came before the gap is decided and
+                         * committed; then the stage stops */
+                        p->unmendable = 1;
+                        rd_kafka_message_destroy(rkm);
+                        break;
+                }
                 if (rkm->err) {
                         if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 ORDO_LOG(WARN, p->def->name,

@@ -321,8 +321,7 @@ static int send_held(loop_t *lp) {
 }
 
 /* A refill's first step, before anything of it is written: the group's
- * committed offsets of parts go back to the beginning (0; a log trimmed
- * since starts where it starts, auto.offset.reset). A crash during the
+ * committed offsets of parts go back to the beginning (0). A crash during the
  * refill then starts it again; left where they were, the restarted
  * projection found the store in use and went on from them, the refill
  * cut short for good (an outside audit). */
@@ -407,7 +406,11 @@ int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
         return 0;
 }
 
-/* Commits the offsets after the batch's messages and frees them. Issued
+/* Commits the offsets after the batch's messages and frees them; a
+ * partition's end (an EOF in the batch) commits where the next fetch
+ * starts, past the transaction markers that librdkafka does not show:
+ * a projection that has caught up is not left on a marker, whose
+ * deletion by retention would read as records lost. Issued
  * only after the writes are acknowledged, and asynchronous: waiting for
  * the coordinator's answer would add a round trip to every batch's
  * latency. A lost or failed commit means redelivery, which the guards
@@ -416,6 +419,7 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
                          rd_kafka_message_t **rkms, size_t n) {
         rd_kafka_topic_partition_list_t *offsets =
             rd_kafka_topic_partition_list_new(8);
+        int64_t next;
         size_t i;
 
         for (i = 0; i < n; i++) {
@@ -426,7 +430,9 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
                 if (!e)
                         e = rd_kafka_topic_partition_list_add(
                             offsets, t, rkms[i]->partition);
-                e->offset = rkms[i]->offset + 1;
+                next = rkms[i]->offset + (rkms[i]->err ? 0 : 1);
+                if (next > e->offset)
+                        e->offset = next;
                 rd_kafka_message_destroy(rkms[i]);
         }
         if (rd_kafka_commit(consumer, offsets, 1))
@@ -454,9 +460,8 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
 }
 
 /* Assignments start at the group's committed offsets, read here in one
- * request (none committed yet: the beginning, as auto.offset.reset
- * says), except the first one after store_lost(), which reads from the
- * beginning. Leaving the fetch of them to librdkafka 2.0.2 could leave a
+ * request (none committed yet: offset 0), except the first one after
+ * store_lost(), which reads from offset 0. Leaving the fetch of them to librdkafka 2.0.2 could leave a
  * stage assigned and never fetching after a broker stall (it failed with
  * NOT_COORDINATOR and did not try again; stream.c does the same). Offsets
  * that cannot be read: no assignment, and the loop rejoins. */
@@ -476,7 +481,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 if (e->err && !lp->from_start)
                         cerr = e->err;
                 else if (lp->from_start || e->offset < 0)
-                        e->offset = RD_KAFKA_OFFSET_BEGINNING;
+                        /* 0, not the earliest left: a log that lost
+                         * its first records is refused (records lost) */
+                        e->offset = 0;
         }
         if (cerr) {
                 snprintf(lp->rejoin_why, sizeof(lp->rejoin_why),
@@ -605,10 +612,13 @@ static void take_message(loop_t *lp, size_t i) {
         const char *t = rd_kafka_topic_name(m->rkt);
         const char *kind;
         char why[256], q[300];
-        int r = ordo_decode_event(
+        int r;
+
+        if (m->err) /* a partition's end: only commit_batch wants it */
+                return;
+        r = ordo_decode_event(
             lp->codec, m, strlen(t) > lp->plen ? t + lp->plen : t,
             &lp->msgs[lp->k], &lp->recs[lp->k], why, sizeof(why));
-
         if (!r) {
                 lp->msg_of[lp->k++] = i;
                 return;
@@ -648,7 +658,7 @@ static void log_counts(const loop_t *lp, const char *what) {
  * assignment refused for want of its offsets: the consumer is of no more
  * use (rejoin). */
 static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
-        const ordo_kafka_batch_opts_t bo = { lp->which, 0 };
+        const ordo_kafka_batch_opts_t bo = { lp->which, 1 }; /* commit_batch */
         int64_t last_log = ordo_monotonic_ms(), last_write = last_log;
         ordo_err_t err = ORDO_ERR_OK;
         size_t i;
@@ -674,9 +684,13 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                                                  lp->max, lp->wait_ms, &fatal,
                                                  errstr, errstr_size);
                 if (fatal) {
+                        /* records lost: no rejoin mends it, the
+                         * projection stops (as a processor does) */
                         for (i = 0; i < lp->n; i++)
                                 rd_kafka_message_destroy(lp->rkms[i]);
-                        err = ORDO_ERR_KAFKA_FATAL;
+                        err = fatal == ORDO_KAFKA_RECORDS_LOST
+                                  ? ORDO_ERR_CONFIG
+                                  : ORDO_ERR_KAFKA_FATAL;
                         break;
                 }
                 lp->n_held = 0; /* a batch dropped before it was applied */

@@ -183,7 +183,11 @@ static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
         const char *defaults[] = {
                 "isolation.level", "read_committed", "enable.auto.commit",
                 "false", "enable.auto.offset.store", "false",
-                "auto.offset.reset", "earliest",
+                /* A group member whose next records were deleted (a
+                 * retention limit) is told so (ordo_kafka_records_lost)
+                 * instead of going on from the earliest left: what it
+                 * decides or applies would not be the log's. */
+                "auto.offset.reset", instance ? "error" : "earliest",
                 "partition.assignment.strategy", "range", "fetch.wait.max.ms",
                 "10", "enable.partition.eof", "true",
                 /* a hot partition (a flash sale's activity) in 8 MB per

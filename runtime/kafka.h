@@ -90,7 +90,9 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
 /* A group member with static membership (KIP-345): group.instance.id is
  * "<group>.<instance.id>", so a restarted instance takes its partitions
  * back at once instead of after the session timeout
- * (docs/decisions/0009). Leave with ordo_kafka_member_leave before
+ * (docs/decisions/0009). An offset no longer in the log (its records
+ * deleted) is not skipped: the poll answers with an error that
+ * ordo_kafka_records_lost recognises. Leave with ordo_kafka_member_leave before
  * rd_kafka_consumer_close when stopping for good, or the partitions wait
  * for the session timeout. */
 rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,

@@ -196,6 +196,20 @@ ordo_err_t ordo_kafka_check_start(const char *topic, int32_t partition,
         return ORDO_ERR_CONFIG;
 }
 
+int ordo_kafka_records_lost(const rd_kafka_message_t *m, char *errstr,
+                            size_t errstr_size) {
+        if (m->err != RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+                return 0;
+        snprintf(errstr, errstr_size,
+                 "%s [%d]: offset %lld is no longer in the log (%s): its "
+                 "records were deleted (a retention or size limit on the "
+                 "topic?); going on from the earliest left would not give "
+                 "what the log said",
+                 m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
+                 (long long)m->offset, rd_kafka_message_errstr(m));
+        return 1;
+}
+
 ordo_err_t ordo_kafka_read_range(
     rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
     int64_t end, const char *who, volatile sig_atomic_t *stop,
@@ -238,6 +252,11 @@ size_t ordo_kafka_consume_batch(rd_kafka_t *rk,
                 if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                         rd_kafka_fatal_error(rk, errstr, errstr_size);
                         *fatal = 1;
+                        rd_kafka_message_destroy(m);
+                        break;
+                }
+                if (ordo_kafka_records_lost(m, errstr, errstr_size)) {
+                        *fatal = ORDO_KAFKA_RECORDS_LOST;
                         rd_kafka_message_destroy(m);
                         break;
                 }

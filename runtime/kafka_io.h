@@ -53,6 +53,14 @@ ordo_err_t ordo_kafka_check_start(const char *topic, int32_t partition,
                                   int64_t lo, int64_t from, char *errstr,
                                   size_t errstr_size);
 
+/* 1, errstr saying which partition and from where, if m is a group
+ * member's answer that the offset it was to read next is no longer in
+ * the log (RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: its records were
+ * deleted, see ordo_kafka_member_new): nothing after it may be read as
+ * if they were not missing. */
+int ordo_kafka_records_lost(const rd_kafka_message_t *m, char *errstr,
+                            size_t errstr_size);
+
 /* ---- reading one partition up to an end --------------------------------- */
 
 /* A read of one partition of an assign-only consumer (the caller's),
@@ -125,7 +133,10 @@ typedef struct ordo_kafka_batch_opts_s {
  * then takes only what is already there. Error events are not returned
  * (but ends of partitions if asked): they are logged. A
  * fatal consumer error (e.g. FENCED_INSTANCE_ID) ends the batch: *fatal
- * is set and errstr says why (the messages taken are returned). */
+ * is set and errstr says why (the messages taken are returned); so do
+ * records lost (ordo_kafka_records_lost), *fatal then
+ * ORDO_KAFKA_RECORDS_LOST. */
+#define ORDO_KAFKA_RECORDS_LOST 2
 size_t ordo_kafka_consume_batch(rd_kafka_t *rk,
                                 const ordo_kafka_batch_opts_t *opts,
                                 rd_kafka_message_t **msgs, size_t max,

@@ -12,7 +12,9 @@ snapshot topics compacted); then, the first records of activity-events
 deleted (Kafka's DeleteRecords, as retention does), the activity stage
 refuses to restore those partitions (an ERROR naming the offset) and
 stops `ordo run` with a non-zero status, deciding nothing; `ordo
-rebuild` and `ordo reconcile` refuse too.
+rebuild` and `ordo reconcile` refuse too. So do the projections: one
+that has applied the events up to some offset, when the records after
+it were deleted, and a new one, which needs them from offset 0.
 
     test_retention.py ORDO_BINARY [--keep]
 
@@ -21,6 +23,9 @@ if every check passed.
 """
 import argparse
 import os
+import re
+import signal
+import subprocess
 import sys
 import time
 
@@ -44,6 +49,12 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
+    return max(lost_first(a), deleted_ahead(a))
+
+
+def lost_first(a):
+    """The first records of activity-events deleted, and the records a
+    projection had still to apply."""
     t = E.SingleRun(a.ordo, "retention", ["activity", "order"])
     o = t.ordo
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
@@ -60,22 +71,47 @@ def main():
 
         t0 = 1900400000000
         aids = ["A%d" % i for i in range(12)]
-        o.start(t.stages)
+        o.start(t.stages + ["redis"])
         o.produce([E.create(x, 1000, 10, 1, t0, t0 + 10 ** 9, t0)
                    for x in aids], "create")
         ok, out = t.wait()
         t.check("activities created", ok, out)
         o.stop()
-
-        # Delete the first record of every activity-events partition
-        # that has one (each holds an ActivityCreated the state needs).
+        # More events, which the Redis projection has not applied.
         topic = "%s.activity-events" % o.tag
         cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
         parts = [TopicPartition(topic, p)
                  for p in sorted(cons.partitions_for_topic(topic))]
+        group = [g["group_id"] for g in admin.list_groups()
+                 if g["group_id"].startswith(o.tag) and
+                 "redis" in g["group_id"]]
+        t.check("the Redis projection's group", len(group) == 1, group)
+        applied = {tp: m.offset for tp, m in
+                   admin.list_group_offsets(group[0])[group[0]].items()
+                   if tp.topic == topic}
+        ends = cons.end_offsets(parts)
+        t.check("the caught-up Redis projection committed the partitions' "
+                "ends (past the transaction markers: their deletion is no "
+                "loss)", all(applied.get(tp, 0) == ends[tp] for tp in parts),
+                repr((applied, ends)))
+        o.start(t.stages)
+        o.produce([E.create(x + "b", 1000, 10, 1, t0, t0 + 10 ** 9, t0)
+                   for x in aids], "create-more")
+        ok, out = t.wait()
+        t.check("more activities created", ok, out)
+        o.stop()
+
+        # Delete the first record of every activity-events partition
+        # that has one (each holds an ActivityCreated the state needs),
+        # and all of those where the Redis projection has events still
+        # to apply.
         ends = cons.end_offsets(parts)
         cons.close()
-        cut = {tp: 1 for tp in parts if ends[tp] > 0}
+        behind = [tp for tp in parts if ends[tp] > applied.get(tp, 0)]
+        cut = {tp: ends[tp] if tp in behind else 1
+               for tp in parts if ends[tp] > 0}
+        t.check("the Redis projection is behind in some partition(s)",
+                behind, repr((applied, ends)))
         admin.delete_records(cut)
         t.check("records deleted in %d partition(s)" % len(cut),
                 len(cut) > 0)
@@ -84,8 +120,9 @@ def main():
             before = len(f.read())
         o.start(t.stages)
         found = E.eventually(
-            lambda: open(o.run_log).read()[before:].count(
-                "begins at offset 1, but it is needed from offset 0"),
+            lambda: len(re.findall(
+                r"begins at offset \d+, but it is needed from offset 0",
+                open(o.run_log).read()[before:])),
             timeout=60)
         t.check("ordo run: the activity stage refuses to restore the "
                 "partitions that lost records", found >= 1,
@@ -107,15 +144,90 @@ def main():
                 "partition lost some)", not decided, decided[:3])
         o.stop()
 
+        # The projections: Redis's group has applied up to offsets
+        # whose records are gone; MongoDB's has applied nothing.
+        gone = {"redis": {"%s [%d]: offset %d" % (topic, tp.partition,
+                                                  applied[tp])
+                          for tp in behind},
+                "mongo": {"%s [%d]: offset 0" % (topic, tp.partition)
+                          for tp in cut}}
+        for store in ("redis", "mongo"):
+            try:
+                pr = o.call("project", store, "-X", "instance.id=ret",
+                            timeout=90, check=False)
+                rc, err = pr.returncode, pr.stderr
+            except subprocess.TimeoutExpired as e:  # went on: a failure
+                rc, err = None, str(e.stderr)
+            said = [g for g in gone[store]
+                    if g + " is no longer in the log" in err]
+            t.check("ordo project %s refuses the lost records (non-zero "
+                    "exit, names the partition and offset)" % store,
+                    rc not in (0, None) and said, repr((rc, err[-600:])))
         rb = o.call("rebuild", "redis", "--into", o.tag + "rb:",
                     "--no-commit", check=False)
         t.check("ordo rebuild refuses the log (exit 1, says why)",
-                rb.returncode == 1 and "begins at offset 1" in rb.stderr,
+                rb.returncode == 1 and "begins at offset " in rb.stderr,
                 repr((rb.returncode, rb.stderr[-600:])))
         rc = o.call("reconcile", "--skip-read-models", check=False)
         t.check("ordo reconcile refuses to compare it (exit 2, says why)",
-                rc.returncode == 2 and "begins at offset 1" in rc.stderr,
+                rc.returncode == 2 and "begins at offset " in rc.stderr,
                 repr((rc.returncode, rc.stderr[-600:])))
+    except Exception as e:  # noqa: BLE001 (report and count it)
+        t.check("no error", False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        admin.close()
+    return t.finish(a.keep)
+
+
+def deleted_ahead(a):
+    """A running processor whose next input records are deleted (it was
+    paused, behind): it stops with the offset, deciding none of what
+    followed, rather than go on from the earliest record left."""
+    t = E.SingleRun(a.ordo, "retahead", ["activity"])
+    o = t.ordo
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        o.call("topics")
+        t0 = 1900400000000
+        o.start(t.stages)
+        o.produce([E.create("A%d" % i, 1000, 10, 1, t0, t0 + 10 ** 9, t0)
+                   for i in range(6)], "create")
+        ok, out = t.wait()
+        t.check("activities created", ok, out)
+        topic = "%s.activity-commands" % o.tag
+        cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+        parts = [TopicPartition(topic, p)
+                 for p in sorted(cons.partitions_for_topic(topic))]
+        before = cons.end_offsets(parts)
+        # Paused for less than the session timeout: still the member.
+        os.kill(o.run_proc.pid, signal.SIGSTOP)
+        try:
+            o.produce([E.create("B%d" % i, 1000, 10, 1, t0, t0 + 10 ** 9,
+                                t0) for i in range(12)], "create-more")
+            ends = cons.end_offsets(parts)
+            cut = {tp: ends[tp] for tp in parts if ends[tp] > before[tp]}
+            admin.delete_records(cut)
+        finally:
+            os.kill(o.run_proc.pid, signal.SIGCONT)
+        cons.close()
+        want = ["%s [%d]: offset %d is no longer in the log" %
+                (topic, tp.partition, before[tp]) for tp in cut]
+        found = E.eventually(
+            lambda: [w for w in want if w in open(o.run_log).read()],
+            timeout=30)
+        t.check("the activity stage names the records deleted ahead of "
+                "it", found, o.log_tail(10))
+        try:
+            rc = o.run_proc.wait(60)
+        except subprocess.TimeoutExpired:
+            rc = None
+        t.check("ordo run stops with a non-zero status", rc not in (None, 0),
+                rc)
+        if rc is not None:
+            o.run_proc = None  # that exit was the point, not a failure
+        rep = o.call("replay", "activity-events", check=False)
+        t.check("nothing created after the gap",
+                '"B' not in rep.stdout, rep.stdout[-300:])
     except Exception as e:  # noqa: BLE001 (report and count it)
         t.check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:
