@@ -321,10 +321,10 @@ static int send_held(loop_t *lp) {
 }
 
 /* A refill's first step, before anything of it is written: the group's
- * committed offsets of parts go back to the beginning (0). A crash during the
- * refill then starts it again; left where they were, the restarted
- * projection found the store in use and went on from them, the refill
- * cut short for good (an outside audit). */
+ * committed offsets of parts go back to the beginning (0). A crash
+ * during the refill then starts it again; left where they were, the
+ * restarted projection found the store in use and went on from them,
+ * the refill cut short for good (an outside audit). */
 static void commit_beginning(loop_t *lp, rd_kafka_t *rk,
                              const rd_kafka_topic_partition_list_t *parts) {
         rd_kafka_topic_partition_list_t *c =
@@ -461,10 +461,11 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
 
 /* Assignments start at the group's committed offsets, read here in one
  * request (none committed yet: offset 0), except the first one after
- * store_lost(), which reads from offset 0. Leaving the fetch of them to librdkafka 2.0.2 could leave a
- * stage assigned and never fetching after a broker stall (it failed with
- * NOT_COORDINATOR and did not try again; stream.c does the same). Offsets
- * that cannot be read: no assignment, and the loop rejoins. */
+ * store_lost(), which reads from offset 0. Leaving the fetch of them to
+ * librdkafka 2.0.2 could leave a stage assigned and never fetching after
+ * a broker stall (it failed with NOT_COORDINATOR and did not try again;
+ * stream.c does the same). Offsets that cannot be read: no assignment,
+ * and the loop rejoins. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
         loop_t *lp = opaque;

@@ -92,9 +92,9 @@ rd_kafka_t *ordo_kafka_consumer_new(const ordo_config_t *conf,
  * back at once instead of after the session timeout
  * (docs/decisions/0009). An offset no longer in the log (its records
  * deleted) is not skipped: the poll answers with an error that
- * ordo_kafka_records_lost recognises. Leave with ordo_kafka_member_leave before
- * rd_kafka_consumer_close when stopping for good, or the partitions wait
- * for the session timeout. */
+ * ordo_kafka_records_lost recognises. Leave with ordo_kafka_member_leave
+ * before rd_kafka_consumer_close when stopping for good, or the
+ * partitions wait for the session timeout. */
 rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
                                   ordo_rebalance_cb_t *rebalance_cb,
                                   void *opaque, char *errstr,
