@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1394,15 +1395,16 @@ Test(projections_redis, scripts_flushed_are_reloaded) {
         free(redis_dump(pf, 1));
 }
 
-/* A private redis-server, so stopping it disturbs no one. */
-static int start_redis(int port) {
-        char cmd[256];
+/* A private redis-server, so stopping it disturbs no one; extra: more
+ * options. */
+static int start_redis_with(int port, const char *extra) {
+        char cmd[512];
         int i;
 
         snprintf(cmd, sizeof(cmd),
                  "redis-server --port %d --bind 127.0.0.1 --save '' "
-                 "--appendonly no --daemonize yes >/dev/null 2>&1",
-                 port);
+                 "--appendonly no --daemonize yes %s >/dev/null 2>&1",
+                 port, extra);
         if (system(cmd) != 0)
                 return -1;
         for (i = 0; i < 50; i++) {
@@ -1414,6 +1416,10 @@ static int start_redis(int port) {
                 usleep(100000);
         }
         return -1;
+}
+
+static int start_redis(int port) {
+        return start_redis_with(port, "");
 }
 
 static void stop_redis(int port) {
@@ -1472,6 +1478,72 @@ Test(projections_redis, outage_then_resume_converges) {
         free(a);
         free(b);
         ordo_redis_proj_destroy(ref);
+}
+
+/* INFO persistence's rdb_last_bgsave_status is "err" */
+static int last_save_failed(void) {
+        redisReply *r = redisCommand(rc, "INFO persistence");
+        int failed = r && r->type == REDIS_REPLY_STRING &&
+                     strstr(r->str, "rdb_last_bgsave_status:err");
+        freeReplyObject(r);
+        return failed;
+}
+
+/* A server that refuses writes for its own state (an outside audit:
+ * 13,599 good events parked): refused for want of replicas
+ * (NOREPLICAS), then after a snapshot it could not write (MISCONF, as
+ * on a full disk). Each is "not now", the batch is retried, nothing is
+ * parked, and once the operator mends the server the batch applies. */
+Test(projections_redis, a_server_refusing_writes_pauses_never_parks) {
+        int port = 20000 + (int)((getpid() + 13) % 20000);
+        char errstr[512], dir[64], opts[96];
+        ordo_redis_proj_t *p;
+        redisContext *saved = rc;
+        int i;
+
+        if (system("command -v redis-server >/dev/null 2>&1") != 0)
+                cr_skip_test("redis-server not on PATH");
+        /* its snapshots go to a folder removed below ("dir" cannot be
+         * set at run time) */
+        snprintf(dir, sizeof(dir), "/tmp/ordo-misconf-%d", (int)getpid());
+        cr_assert_eq(mkdir(dir, 0700), 0);
+        snprintf(opts, sizeof(opts), "--dir %s", dir);
+        cr_assert_eq(start_redis_with(port, opts), 0, "redis-server on %d",
+                     port);
+        rc = redisConnect("127.0.0.1", port);
+        cr_assert(rc && !rc->err);
+        p = ordo_redis_proj_new("127.0.0.1", port, "ordo:", 86400, errstr,
+                                sizeof(errstr));
+        cr_assert(p, "%s", errstr);
+
+        /* (ordo_store_apply_parking parks only on a permanent error) */
+        cr_assert_eq(ordo_store_err_permanent(ORDO_ERR_UNAVAILABLE), 0);
+        freeReplyObject(redisCommand(rc, "CONFIG SET min-replicas-to-write 1"));
+        cr_assert_eq(
+            ordo_redis_proj_apply(p, recs, nrecs, errstr, sizeof(errstr)),
+            ORDO_ERR_UNAVAILABLE, "%s", errstr);
+        cr_assert(strstr(errstr, "NOREPLICAS"), "%s", errstr);
+        freeReplyObject(redisCommand(rc, "CONFIG SET min-replicas-to-write 0"));
+
+        /* a snapshot into a folder gone meanwhile fails */
+        freeReplyObject(redisCommand(rc, "CONFIG SET save %s", "3600 1"));
+        cr_assert_eq(rmdir(dir), 0);
+        freeReplyObject(redisCommand(rc, "BGSAVE"));
+        for (i = 0; i < 100 && !last_save_failed(); i++)
+                usleep(50000);
+        cr_assert(last_save_failed(), "the snapshot did not fail");
+        cr_assert_eq(
+            ordo_redis_proj_apply(p, recs, nrecs, errstr, sizeof(errstr)),
+            ORDO_ERR_UNAVAILABLE, "%s", errstr);
+        cr_assert(strstr(errstr, "MISCONF"), "%s", errstr);
+
+        freeReplyObject(redisCommand(rc, "CONFIG SET save %s", ""));
+        cr_assert_eq(apply_redis(p, 0, nrecs), ORDO_ERR_OK);
+        redis_expect_scenario("ordo:");
+        ordo_redis_proj_destroy(p);
+        redisFree(rc);
+        rc = saved;
+        stop_redis(port);
 }
 
 /* An order's events in two chunks of one pipelined call (a chunk is 512
