@@ -197,10 +197,12 @@ static void settle(ordo__proc_t *p, ordo__txn_result_t r) {
 
         ordo__snapshots_done(p, r == ORDO__TXN_OK);
         if (r != ORDO__TXN_OK) {
-                if (r == ORDO__TXN_ABORTED) {
-                        p->stats->aborts++;
-                        ordo_metrics_abort(p->def->name);
-                }
+                /* A fatal one (fenced, or its abort failed too: the
+                 * broker away) is aborted all the same, by the broker or
+                 * the next producer: counted, or a broker outage left
+                 * the aborts alert silent (an outside audit). */
+                p->stats->aborts++;
+                ordo_metrics_abort(p->def->name);
                 if (!p->failed)
                         p->failed = r;
                 return;

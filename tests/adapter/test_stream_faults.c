@@ -436,6 +436,8 @@ Test(stream_faults, a_fenced_producer_is_replaced_and_the_group_kept) {
         for (int i = 0; i < 600 && load(&fx.stats.transactions) < 1; i++)
                 usleep(100000);
         cr_assert_eq(load(&fx.stats.renewals), 1);
+        cr_assert_geq(load(&fx.stats.aborts), 1,
+                      "the fenced transaction counts as aborted");
         cr_assert_eq(load(&fx.stats.rejoins), 0);
         cr_assert_eq(load(&fx.stats.assignments), 1,
                      "no rebalance: the group keeps its first assignment");
