@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -198,6 +199,98 @@ def endless_target(sock):
             except OSError:
                 conn.close()
         threading.Thread(target=pour, daemon=True).start()
+
+
+class FreezableProxy:
+    """A TCP proxy to MongoDB that can freeze: its connections stay open
+    and nothing passes either way, as with a server stopped by SIGSTOP,
+    without stopping the shared server."""
+
+    def __init__(self, target):
+        self.target = target
+        self.open = threading.Event()
+        self.open.set()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.target)
+            except OSError:
+                conn.close()
+                continue
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self.pipe, args=(a, b),
+                                 daemon=True).start()
+
+    def pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                self.open.wait()
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.open.set()
+        self.sock.close()
+
+
+def mongo_hangs(c, ordo, workdir):
+    """A MongoDB that hangs (the proxy frozen) shows on the page within
+    seconds as mongo_error, and goes when it answers again: the dash's
+    loop waited minutes on libmongoc's default socket timeout, the page
+    on old figures and no error (an outside audit)."""
+    uri = urllib.parse.urlparse(os.environ.get(
+        "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))
+    proxy = FreezableProxy((uri.hostname or "127.0.0.1", uri.port or 27017))
+    port = free_port()
+    dash = subprocess.Popen(
+        [ordo.binary] + ordo.flags +
+        ["-X", "mongo.uri=mongodb://127.0.0.1:%d/" % proxy.port,
+         "-X", "metrics.listen=", "-X", "dash.scrape=", "dash", "--listen",
+         "127.0.0.1:%d" % port],
+        env=ordo.env, stdout=open(os.path.join(workdir, "dash-hung.log"), "w"),
+        stderr=subprocess.STDOUT)
+
+    def state():
+        st, body = http("http://127.0.0.1:%d/api/state" % port)
+        return json.loads(body) if st == 200 else {}
+
+    try:
+        s = E.eventually(state, lambda v: v and "mongo_error" not in v, 30)
+        c.true("through the proxy: a sample without mongo_error",
+               s and "mongo_error" not in s, str(s)[:300])
+        proxy.open.clear()
+        t0 = time.time()
+        s = E.eventually(state, lambda v: "mongo_error" in v, 45)
+        c.true("MongoDB hung: /api/state has mongo_error within 45 s "
+               "(%.0f s)" % (time.time() - t0), "mongo_error" in s,
+               str(s)[:300])
+        proxy.open.set()
+        s = E.eventually(state, lambda v: v and "mongo_error" not in v, 45)
+        c.true("MongoDB answers again: mongo_error gone",
+               s and "mongo_error" not in s, str(s)[:300])
+    finally:
+        proxy.close()
+        dash.terminate()
+        dash.wait(30)
 
 
 def hostile_scrape_targets(c, ordo, workdir):
@@ -517,6 +610,7 @@ def main():
             text = f.read()
         c.eq("MongoDB unreachable: logged once", 1,
              text.count("cannot read MongoDB"))
+        mongo_hangs(c, ordo, workdir)
         # A hot sale whose holds expire first must not leave another
         # sale's next holds empty: the dash reads 4,096 holds a sample
         # across the shown sales, then short sales alone. A database
