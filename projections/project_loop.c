@@ -205,6 +205,7 @@ static int pause_and_poll(void *opaque, int first) {
         }
         if (first)
                 ordo_metrics_store_up(s->which, 0);
+        ordo_metrics_poll(s->which, s->consumer); /* the lag goes on */
         m = rd_kafka_consumer_poll(s->consumer, 0);
         if (m && !m->err)
                 read_later(s, m);
@@ -247,8 +248,10 @@ static int mark_lost(loop_t *lp) {
                 mark_take(lp);
                 return 0;
         }
-        if (ordo_store_mark(&lp->store, NULL, tok, errstr, sizeof(errstr)) ||
-            !strcmp(tok, lp->mark))
+        ordo_metrics_store_call(lp->which, 1);
+        err = ordo_store_mark(&lp->store, NULL, tok, errstr, sizeof(errstr));
+        ordo_metrics_store_call(lp->which, 0);
+        if (err || !strcmp(tok, lp->mark))
                 return 0; /* the same, or the write meets the outage */
         if (tok[0]) {
                 say_refill(lp, "the read model was emptied and marked again "
@@ -371,9 +374,13 @@ static void read_again(loop_t *lp) {
 /* The batch applied or parked (or *stop), then the consumer resumed. */
 static ordo_err_t apply_batch(loop_t *s) {
         char errstr[512];
-        ordo_err_t err = ordo_store_apply_until_done(
-            &s->store, s->which, s->recs, s->k, park, s, pause_and_poll, s,
-            s->stop, errstr, sizeof(errstr));
+        ordo_err_t err;
+
+        ordo_metrics_store_call(s->which, 1);
+        err = ordo_store_apply_until_done(&s->store, s->which, s->recs, s->k,
+                                          park, s, pause_and_poll, s, s->stop,
+                                          errstr, sizeof(errstr));
+        ordo_metrics_store_call(s->which, 0);
 
         if (s->paused) {
                 rd_kafka_resume_partitions(s->consumer, s->paused);

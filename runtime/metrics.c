@@ -285,9 +285,10 @@ typedef struct {
         char name[32];
         stage_state_t state;
         ordo_err_t err;
-        int assigned;      /* partitions, at the last poll; -1: none yet */
-        int64_t last_poll; /* monotonic ms; 0: never */
-        int store_down;    /* a projection waiting for its store */
+        int assigned;       /* partitions, at the last poll; -1: none yet */
+        int64_t last_poll;  /* monotonic ms; 0: never */
+        int store_down;     /* a projection waiting for its store */
+        int64_t store_call; /* monotonic ms a store call began; 0: none */
 } health_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -548,6 +549,36 @@ void ordo_metrics_lost(const char *stage) {
         pthread_mutex_unlock(&lock);
 }
 
+void ordo_metrics_store_call(const char *stage, int begin) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1)))
+                h->store_call = begin ? ordo_monotonic_ms() : 0;
+        pthread_mutex_unlock(&lock);
+}
+
+/* How long h's store call has waited, if ORDO_STORE_WAIT_MS or more. */
+static int64_t store_waiting(const health_t *h, int64_t now) {
+        return h->store_call && now - h->store_call >= ORDO_STORE_WAIT_MS
+                   ? now - h->store_call
+                   : 0;
+}
+
+/* Under lock: a store call unanswered this long is a store away. */
+static void mark_stores_waiting(void) {
+        int64_t now = ordo_monotonic_ms();
+        int i;
+        for (i = 0; i < n_stages; i++) {
+                const char *v[] = { stages[i].name };
+                series_t *s;
+                if (!store_waiting(&stages[i], now))
+                        continue;
+                stages[i].store_down = 1;
+                if ((s = find(F_STORE_UP, v)))
+                        s->value = 0;
+        }
+}
+
 void ordo_metrics_write(FILE *f) {
         const char *labels[2 * MAX_LABELS + 1];
         series_t *s;
@@ -555,6 +586,7 @@ void ordo_metrics_write(FILE *f) {
         int fam;
 
         pthread_mutex_lock(&lock);
+        mark_stores_waiting();
         for (fam = 0; fam < F__COUNT; fam++) {
                 static const char *types[] = { "counter", "gauge",
                                                "histogram" };
@@ -647,8 +679,15 @@ int ordo_health_check(char *why, size_t why_size) {
                                  ordo_err_str(h->err));
                 else if (h->state == ST_STOPPED)
                         snprintf(why, why_size, "%s stopped", h->name);
-                /* A loop that stopped turning (a store outage, a stuck
-                 * call) is the reason, whatever it last held. */
+                /* Blocked on its store: that, not a stall. */
+                else if (store_waiting(h, now))
+                        snprintf(why, why_size,
+                                 "%s waiting %lld s for its store (not "
+                                 "answering or unreachable; retrying)",
+                                 h->name,
+                                 (long long)store_waiting(h, now) / 1000);
+                /* A loop that stopped turning (a stuck call) is the
+                 * reason, whatever it last held. */
                 else if (h->last_poll && now - h->last_poll > STALL_MS)
                         snprintf(why, why_size,
                                  "%s stalled: no turn of its loop for %lld s",

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "metrics.h"
 
@@ -191,6 +192,33 @@ Test(metrics, a_store_away_shows) {
         ordo_metrics_store_up("redis", 1);
         cr_assert_not(ordo_health_check(why, sizeof(why)));
         cr_assert_str_eq(why, "redis has not joined its group yet");
+}
+
+/* A store call unanswered for ORDO_STORE_WAIT_MS (a server stopped by
+ * SIGSTOP) is a store away, and /healthz names it, not a stall: it
+ * looked up for the socket timeout (an outside audit). */
+Test(metrics, a_store_call_unanswered_shows) {
+        char why[256], *t = NULL;
+        size_t n = 0;
+        FILE *f;
+
+        ordo_health_start("mongo");
+        ordo_metrics_store_up("mongo", 1);
+        ordo_health_beat("mongo");
+        ordo_metrics_store_call("mongo", 1);
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+        usleep((ORDO_STORE_WAIT_MS + 200) * 1000);
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert(strstr(why, "mongo waiting 5 s for its store"), "%s", why);
+        f = open_memstream(&t, &n);
+        ordo_metrics_write(f);
+        fclose(f);
+        cr_assert(strstr(t, "\nordo_store_up{stage=\"mongo\"} 0\n"), "%s", t);
+        free(t);
+        /* answered: up again with the next batch that applies */
+        ordo_metrics_store_call("mongo", 0);
+        ordo_metrics_store_up("mongo", 1);
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
 }
 
 Test(metrics, listen_addresses) {
