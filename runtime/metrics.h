@@ -78,7 +78,7 @@ void ordo_metrics_store_up(const char *stage, int up);
  * (ordo_store_up 0), and /healthz says the stage waits for it: a hung
  * server (SIGSTOP) otherwise looked up for the socket timeout, then
  * like a stalled stage (an outside audit). */
-#define ORDO_STORE_WAIT_MS 5000
+#define ORDO_STORE_WAIT_MS 10000
 void ordo_metrics_store_call(const char *stage, int begin);
 /* One event applied to a read model; ts_ms is the event's. */
 void ordo_metrics_applied(const char *store, int64_t ts_ms);
