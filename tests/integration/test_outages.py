@@ -77,14 +77,20 @@ class Projections:
         return codes
 
 
+KILLS = ["kill-mongo", "kill-redis"]
+OUTAGES = ["ferretdb", "redis-freeze", "redis-cut"]
+
+
 def chaos(proj, rng, stop, log):
-    """Until stop is set: one fault every 1-3 s, seeded."""
+    """Until stop is set: one fault every 1-3 s, seeded. The first two
+    are a projection kill and a store outage: a short run has both (the
+    scenario's length varies with how soon `ordo wait` returns)."""
+    first = [rng.choice(KILLS), rng.choice(OUTAGES)]
     while not stop.is_set():
         time.sleep(rng.uniform(1.0, 3.0))
         if stop.is_set():
             break
-        fault = rng.choice(["kill-mongo", "kill-redis", "ferretdb",
-                            "redis-freeze", "redis-cut"])
+        fault = first.pop(0) if first else rng.choice(KILLS + OUTAGES)
         if fault.startswith("kill-"):
             which = fault[5:]
             proj.kill(which)
@@ -131,6 +137,7 @@ def main():
                               (E.scenario_lifecycle, t0 + 1000000)):
                 R.run_phases(ordo, R.scenario(gen, seed, m, base), workdir,
                              m)
+            E.eventually(lambda: len(faults), lambda n: n >= 2, timeout=30)
         finally:
             stop.set()
             t.join()
