@@ -47,6 +47,8 @@ static const char *coll_names[C__N] = { "activities", "orders", "commissions",
                                         "earnings", "referrals" };
 
 struct ordo_mongo_proj_s {
+        ordo_store_answer_fn *answered; /* may be NULL */
+        void *answered_arg;
         mongoc_client_t *client;
         mongoc_database_t *db;
         mongoc_collection_t *coll[C__N];
@@ -306,6 +308,12 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
         return p;
 }
 
+void ordo_mongo_proj_on_answer(ordo_mongo_proj_t *p, ordo_store_answer_fn *fn,
+                               void *arg) {
+        p->answered = fn;
+        p->answered_arg = arg;
+}
+
 void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p) {
         int i;
 
@@ -562,6 +570,9 @@ static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
         bson_iter_t it, we;
         ordo_err_t err = ORDO_ERR_OK;
         int any = 0, ok = (int)mongoc_bulk_operation_execute(bulk, &reply, &e);
+
+        if (b->p->answered)
+                b->p->answered(b->p->answered_arg);
 
         if (matched) { /* the writes that went through, errors or not */
                 *matched = 0;

@@ -59,6 +59,8 @@ typedef struct {
         int64_t mark_ms;          /* monotonic ms it was last read */
         int64_t fenced_ms;    /* monotonic ms of the last FENCED_INSTANCE_ID */
         char rejoin_why[256]; /* set: rejoin at the loop's next turn */
+        /* set (pause_and_poll): records lost, the stage stops */
+        char records_lost[512];
         const ordo_config_t *conf;
         volatile sig_atomic_t *stop;
 } loop_t;
@@ -209,7 +211,10 @@ static int pause_and_poll(void *opaque, int first) {
         m = rd_kafka_consumer_poll(s->consumer, 0);
         if (m && !m->err)
                 read_later(s, m);
-        if (m) /* an error: a fatal one is found by pipeline */
+        else if (m) /* a fatal one is found by pipeline, and this: */
+                ordo_kafka_records_lost(m, s->records_lost,
+                                        sizeof(s->records_lost));
+        if (m)
                 rd_kafka_message_destroy(m);
         s->lost = ordo_store_may_come_back_empty(&s->store) &&
                   store_empty_after_use(s);
@@ -360,8 +365,8 @@ static void read_again(loop_t *lp) {
         if (rd_kafka_assignment(lp->consumer, &parts))
                 return;
         commit_beginning(lp, lp->consumer, parts);
-        for (i = 0; i < parts->cnt; i++)
-                parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+        for (i = 0; i < parts->cnt; i++) /* 0: records lost are refused */
+                parts->elems[i].offset = 0;
         if ((e = rd_kafka_seek_partitions(lp->consumer, parts, 10000))) {
                 snprintf(lp->rejoin_why, sizeof(lp->rejoin_why),
                          "cannot seek to the beginning for the refill: %s",
@@ -447,6 +452,12 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
         rd_kafka_topic_partition_list_destroy(offsets);
 }
 
+/* A long batch that the store keeps answering is no hung store. */
+static void store_answered(void *opaque) {
+        const loop_t *lp = opaque;
+        ordo_metrics_store_call(lp->which, 1);
+}
+
 /* Waits for the store rather than fail: it may start after us. */
 static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
                                  char *errstr, size_t errstr_size) {
@@ -463,6 +474,7 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
                 sleep(1);
         }
         ordo_metrics_store_up(lp->which, 1);
+        ordo_store_on_answer(&lp->store, store_answered, lp);
         return ORDO_ERR_OK;
 }
 
@@ -676,6 +688,12 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                 /* One raised while the store was away (pause_and_poll). */
                 if (rd_kafka_fatal_error(lp->consumer, errstr, errstr_size)) {
                         err = ORDO_ERR_KAFKA_FATAL;
+                        break;
+                }
+                /* said once, while the store was away */
+                if (lp->records_lost[0]) {
+                        snprintf(errstr, errstr_size, "%s", lp->records_lost);
+                        err = ORDO_ERR_CONFIG;
                         break;
                 }
                 /* set by rebalance_cb, read_later or confirm_letters */

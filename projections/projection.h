@@ -55,6 +55,11 @@ typedef struct ordo_event_rec_s {
 
 typedef struct ordo_mongo_proj_s ordo_mongo_proj_t;
 
+/* Called after each answer of the server within an apply (a bulk write,
+ * a pipelined chunk's replies): a caller that watches for a hung store
+ * measures from the last answer, not from the start of a long batch. */
+typedef void ordo_store_answer_fn(void *arg);
+
 /* libmongoc's once-per-process set-up; every function here calls it.
  * Debian's libmongoc initialises itself as it is loaded, and its
  * performance counters live in /dev/shm/mongoc-PID, removed by its
@@ -76,6 +81,8 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri, const char *db,
                                        size_t errstr_size);
 /* Accepts NULL. */
 void ordo_mongo_proj_destroy(ordo_mongo_proj_t *p);
+void ordo_mongo_proj_on_answer(ordo_mongo_proj_t *p, ordo_store_answer_fn *fn,
+                               void *arg);
 /* Apply a batch in order; returns OK only when every write is
  * acknowledged. On ORDO_ERR_UNAVAILABLE the caller retries the same batch
  * later; ORDO_ERR_MONGO is permanent (above). Re-applying a prefix or the
@@ -131,6 +138,8 @@ ordo_err_t ordo_redis_proj_set_login(ordo_redis_proj_t *p,
  * projection that continues after the switch. Earnings keep their
  * scripts. Costs ~32 bytes per order hash (decision 0022). */
 void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p);
+void ordo_redis_proj_on_answer(ordo_redis_proj_t *p, ordo_store_answer_fn *fn,
+                               void *arg);
 /* As ordo_mongo_proj_apply; the next call reconnects on its own.
  * ORDO_ERR_UNAVAILABLE when Redis cannot be reached, is loading, full
  * (OOM) or refuses our credentials; ORDO_ERR_REDIS (permanent) for a

@@ -261,6 +261,8 @@ typedef struct sent_s {
 } sent_t;
 
 struct ordo_redis_proj_s {
+        ordo_store_answer_fn *answered; /* may be NULL */
+        void *answered_arg;
         char *host;
         int port;
         char prefix[PREFIX_MAX + 1];
@@ -376,9 +378,16 @@ static void disconnect(ordo_redis_proj_t *p) {
  * (decision 0014). A list of the transient ones instead lacked MISCONF
  * and NOREPLICAS, and an outside audit saw 13,599 good events parked. */
 static int transient(const char *s) {
+        const char *inner;
+        /* Redis 6 wraps what a script's call met: "ERR Error running
+         * script (...): @user_script:1: -OOM ..." (7 keeps the code) */
+        if (!strncmp(s, "ERR Error running script", 24) &&
+            (inner = strstr(s, ": -")))
+                return transient(inner + 3);
         return (strncmp(s, "ORDO_", 5) && strncmp(s, "WRONGTYPE", 9) &&
                 strncmp(s, "ERR ", 4)) ||
-               !strncmp(s, "ERR max number of clients", 25);
+               !strncmp(s, "ERR max number of clients", 25) ||
+               !strncmp(s, "ERR Script killed", 17); /* SCRIPT KILL */
 }
 
 static ordo_err_t unavailable(ordo_redis_proj_t *p, const char *detail,
@@ -535,6 +544,12 @@ void ordo_redis_proj_destroy(ordo_redis_proj_t *p) {
 
 void ordo_redis_proj_set_fresh(ordo_redis_proj_t *p) {
         p->fresh = 1;
+}
+
+void ordo_redis_proj_on_answer(ordo_redis_proj_t *p, ordo_store_answer_fn *fn,
+                               void *arg) {
+        p->answered = fn;
+        p->answered_arg = arg;
 }
 
 /* FNV-1a of s, continuing from h. */
@@ -1016,6 +1031,8 @@ static int recv_cmds(ordo_redis_proj_t *p, const sent_t *cmds, size_t n,
                         freeReplyObject(r);
                 }
         }
+        if (p->answered)
+                p->answered(p->answered_arg);
         return 0;
 }
 

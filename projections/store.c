@@ -52,6 +52,14 @@ ordo_err_t ordo_store_open(ordo_store_t *s, const char *which,
         return s->mongo || s->redis ? ORDO_ERR_OK : why;
 }
 
+void ordo_store_on_answer(ordo_store_t *s, ordo_store_answer_fn *fn,
+                          void *arg) {
+        if (s->mongo)
+                ordo_mongo_proj_on_answer(s->mongo, fn, arg);
+        else
+                ordo_redis_proj_on_answer(s->redis, fn, arg);
+}
+
 ordo_err_t ordo_store_apply(ordo_store_t *s, const ordo_event_rec_t *recs,
                             size_t n, char *errstr, size_t errstr_size) {
         if (s->mongo)

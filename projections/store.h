@@ -46,6 +46,8 @@ void ordo_store_close(ordo_store_t *s);
  * the data, and asking a server that is down costs mongoc's server
  * selection (10 s) per attempt. */
 int ordo_store_may_come_back_empty(const ordo_store_t *s);
+/* fn(arg) after each answer of the store within an apply (projection.h). */
+void ordo_store_on_answer(ordo_store_t *s, ordo_store_answer_fn *fn, void *arg);
 /* The live read model's mark (decision 0029): a token the live
  * projection keeps in its target where no event writes, and reads again
  * before it writes, so that a target dropped or emptied under it

@@ -203,7 +203,8 @@ int ordo_kafka_records_lost(const rd_kafka_message_t *m, char *errstr,
         snprintf(errstr, errstr_size,
                  "%s [%d]: offset %lld is no longer in the log (%s): its "
                  "records were deleted (a retention or size limit on the "
-                 "topic?); going on from the earliest left would not give "
+                 "topic?) or the log was cut short (an unclean broker "
+                 "failure?); going on from the earliest left would not give "
                  "what the log said",
                  m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
                  (long long)m->offset, rd_kafka_message_errstr(m));
