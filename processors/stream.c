@@ -234,6 +234,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         int i, kept = 0;
 
         p->rebalanced = 1;
+        /* The batch's undecided messages are dropped: an end met after
+         * them must not be committed past them (batch_offsets). */
+        ordo__forget_ends(p);
         /* The commit in flight ends first (its failure is kept for the
          * loop): the partitions change hands at its committed offsets,
          * and a restore must not wait on our own open transaction. */
@@ -420,6 +423,9 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                         rd_kafka_message_destroy(rkm);
                         break;
                 }
+                if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                    rkm->partition >= 0 && rkm->partition < p->n_states)
+                        p->parts[rkm->partition].end_next = rkm->offset;
                 if (rkm->err) {
                         if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                                 ORDO_LOG(WARN, p->def->name,
@@ -533,23 +539,53 @@ static void write_ticks(ordo__proc_t *p) {
         rd_kafka_topic_partition_list_destroy(a);
 }
 
-/* The offsets to commit: one past the last message of each partition. */
-static rd_kafka_topic_partition_list_t *batch_offsets(rd_kafka_message_t **msgs,
-                                                      size_t n) {
+/* The offsets to commit: one past the last message of each partition,
+ * or where it was last met its end, past the transaction markers that
+ * librdkafka does not show: a stage that has caught up is not left on
+ * a marker, whose deletion by retention would read as records lost
+ * (docs/operating.md). Every message before an end was decided in this
+ * batch or in one committed before it (end_next). */
+static rd_kafka_topic_partition_list_t *
+batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         rd_kafka_topic_partition_list_t *o =
             rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_t *e;
         size_t i;
+        int32_t q;
         for (i = 0; i < n; i++) {
                 const char *t = rd_kafka_topic_name(msgs[i]->rkt);
-                rd_kafka_topic_partition_t *e =
-                    rd_kafka_topic_partition_list_find(o, t,
+                e = rd_kafka_topic_partition_list_find(o, t,
                                                        msgs[i]->partition);
                 if (!e)
                         e = rd_kafka_topic_partition_list_add(
                             o, t, msgs[i]->partition);
                 e->offset = msgs[i]->offset + 1;
         }
+        for (q = 0; q < p->n_states; q++) {
+                int64_t end = p->parts[q].end_next;
+                if (end < 0 || end <= p->parts[q].input_next)
+                        continue;
+                if (!(e = rd_kafka_topic_partition_list_find(o, p->input, q)))
+                        e = rd_kafka_topic_partition_list_add(o, p->input, q);
+                else if (e->offset >= end)
+                        continue;
+                e->offset = end;
+        }
         return o;
+}
+
+/* Idle for a second since the last transaction, with a partition's end
+ * past its committed offset (transaction markers): a transaction of
+ * offsets alone moves it there. At most one a second, and none while
+ * inputs keep coming. */
+static int ends_due(const ordo__proc_t *p) {
+        int32_t q;
+        if (ordo_monotonic_ms() - p->commit.t0 < 1000)
+                return 0;
+        for (q = 0; q < p->n_states; q++)
+                if (p->parts[q].end_next > p->parts[q].input_next)
+                        return 1;
+        return 0;
 }
 
 /* Sends a batch (n may be 0 when only Ticks are due) in its own
@@ -599,7 +635,7 @@ static void end_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                 ordo__txn_abort_now(p, error, "produce");
                 return;
         }
-        ordo__commit_start(p, batch_offsets(msgs, n));
+        ordo__commit_start(p, batch_offsets(p, msgs, n));
 }
 
 /* Asks for a topic's metadata now, so that the first message keyed to
@@ -996,7 +1032,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                  * fell due while nobody owned the partition fire now. */
                 tick = !lost && p.tick_every && p.assigned &&
                        ordo_monotonic_ms() >= p.next_tick;
-                if (!lost && !p.failed && (n || tick))
+                if (!lost && !p.failed && (n || tick || ends_due(&p)))
                         send_batch(&p, msgs, n, tick, overlap);
                 else {
                         /* idle: book the commit in flight */

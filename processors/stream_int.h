@@ -48,6 +48,12 @@ typedef struct ordo__part_s {
         /* revoked with nothing uncommitted: the state waits for the next
          * assignment, which keeps it if nobody committed since */
         int kept;
+        /* where the partition's end was last met since it was last
+         * positioned (its EOF: the next fetch, past the transaction
+         * markers), every message before it delivered; -1: not met.
+         * Forgotten whenever delivered messages may go undecided (a
+         * rebalance, a rewind). */
+        int64_t end_next;
 } ordo__part_t;
 
 /* One decided message waiting for its transaction (stream_outbox.c). */
@@ -206,6 +212,8 @@ ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
                                   int64_t *off);
 ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition, int64_t committed);
 ordo_err_t ordo__rewind_all(ordo__proc_t *p);
+/* Every partition's end_next forgotten. */
+void ordo__forget_ends(ordo__proc_t *p);
 
 /* stream_snapshot.c (docs/decisions/0005) */
 typedef struct ordo__snap_meta_s {

@@ -49,7 +49,51 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
-    return max(lost_first(a), deleted_ahead(a))
+    return max(lost_first(a), deleted_ahead(a), past_the_markers(a))
+
+
+def past_the_markers(a):
+    """A processor that has caught up commits where its inputs end,
+    past the transaction markers that take offsets but are never read:
+    left on a marker, it would be refused once retention deleted it
+    although nothing it needed was lost."""
+    t = E.SingleRun(a.ordo, "retmark", ["activity", "order"])
+    o = t.ordo
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        o.call("topics")
+        t0 = 1900400000000
+        o.start(t.stages)
+        o.produce([E.create("A0", 1000, 10, 1, t0, t0 + 10 ** 9, t0)],
+                  "create")
+        o.produce([E.place("o%d" % i, "A0", "u%d" % i, 1, t0 + 5 + i)
+                   for i in range(6)], "place")
+        ok, out = t.wait()
+        t.check("orders placed and opened", ok, out)
+        topic = "%s.order-commands" % o.tag
+        cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+        parts = [TopicPartition(topic, p)
+                 for p in sorted(cons.partitions_for_topic(topic))]
+        ends = cons.end_offsets(parts)
+        cons.close()
+        group = "%s.order" % o.tag
+
+        def committed():
+            offs = admin.list_group_offsets(group)[group]
+            return {tp: offs[tp].offset for tp in parts if tp in offs}
+        used = [tp for tp in parts if ends[tp] > 0]
+        got = E.eventually(committed, lambda c: all(
+            c.get(tp) == ends[tp] for tp in used), timeout=20)
+        t.check("the order stage committed its inputs' ends (OpenOrders "
+                "come in the activity stage's transactions)",
+                used and all(got.get(tp) == ends[tp] for tp in used),
+                repr(({tp.partition: got.get(tp) for tp in used},
+                      {tp.partition: ends[tp] for tp in used})))
+    except Exception as e:  # noqa: BLE001 (report and count it)
+        t.check("no error", False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        admin.close()
+    return t.finish(a.keep)
 
 
 def lost_first(a):
