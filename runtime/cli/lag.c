@@ -27,6 +27,7 @@
 /* One topic's partitions during a pass (topic_state), np of them. */
 typedef struct {
         int64_t *c, *hi, *from; /* committed, end; where a probe starts */
+        int64_t *lo;            /* where the partition begins */
         int *left, *moved;      /* moved: 2 * np, the second half scratch */
         int cap;
 } part_state_t;
@@ -73,6 +74,7 @@ static void lag_close(lag_t *l) {
                 rd_kafka_destroy(l->watermarks);
         free(l->ends);
         free(l->st.c);
+        free(l->st.lo);
         free(l->st.hi);
         free(l->st.from);
         free(l->st.left);
@@ -191,17 +193,20 @@ static int state_room(lag_t *l, int np) {
         if (cap <= st->cap)
                 return 0;
         free(st->c);
+        free(st->lo);
         free(st->hi);
         free(st->from);
         free(st->left);
         free(st->moved);
         st->c = malloc((size_t)cap * sizeof(*st->c));
+        st->lo = malloc((size_t)cap * sizeof(*st->lo));
         st->hi = malloc((size_t)cap * sizeof(*st->hi));
         st->from = malloc((size_t)cap * sizeof(*st->from));
         st->left = malloc((size_t)cap * sizeof(*st->left));
         st->moved = malloc(2 * (size_t)cap * sizeof(*st->moved));
-        st->cap =
-            st->c && st->hi && st->from && st->left && st->moved ? cap : 0;
+        st->cap = st->c && st->lo && st->hi && st->from && st->left && st->moved
+                      ? cap
+                      : 0;
         return st->cap ? 0 : -1;
 }
 
@@ -295,9 +300,8 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                 return PASS_FAILED;
                         }
                         for (i = 0; i < np; i++) {
-                                int64_t lo;
                                 if (ordo_kafka_watermarks(
-                                        l->consumers[g], topic, i, &lo,
+                                        l->consumers[g], topic, i, &l->st.lo[i],
                                         &l->st.hi[i], errstr, sizeof(errstr))) {
                                         rd_kafka_topic_partition_list_destroy(
                                             tp);
@@ -305,8 +309,9 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                                  "%s", errstr);
                                         return PASS_NOT_NOW;
                                 }
+                                /* none committed: a stage starts at 0 */
                                 l->st.c[i] = tp->elems[i].offset < 0
-                                                 ? lo
+                                                 ? 0
                                                  : tp->elems[i].offset;
                         }
                         rd_kafka_topic_partition_list_destroy(tp);
@@ -316,8 +321,20 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                 return PASS_FAILED;
                         }
                         for (i = 0; i < np; i++, k++) {
+                                /* records it needs were deleted: the
+                                 * stage refuses to go on, never caught
+                                 * up (the probe reads from the start) */
+                                int lost = l->st.c[i] < l->st.lo[i];
+                                char why[64] = " (caught up)";
+                                if (lost)
+                                        snprintf(why, sizeof(why),
+                                                 " (records lost: the log "
+                                                 "begins at %lld)",
+                                                 (long long)l->st.lo[i]);
+                                else if (l->st.left[i])
+                                        why[0] = '\0';
                                 *moved += l->st.moved[i];
-                                behind += l->st.left[i];
+                                behind += l->st.left[i] || lost;
                                 if (out)
                                         fprintf(out,
                                                 "%-15s %-28s %4d %12lld "
@@ -327,8 +344,7 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                                 (long long)l->st.hi[i],
                                                 (long long)(l->st.hi[i] -
                                                             l->st.c[i]),
-                                                l->st.left[i] ? ""
-                                                              : " (caught up)");
+                                                why);
                         }
                 }
         }

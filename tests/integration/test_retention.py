@@ -207,6 +207,13 @@ def lost_first(a):
             t.check("ordo project %s refuses the lost records (non-zero "
                     "exit, names the partition and offset)" % store,
                     rc not in (0, None) and said, repr((rc, err[-600:])))
+        lag = o.call("lag", check=False)
+        t.check("ordo lag shows the partitions whose records were lost, "
+                "not caught up", "(records lost: the log begins at" in
+                lag.stdout, lag.stdout[-1500:])
+        w = o.call("wait", "--timeout", "3", "redis", check=False)
+        t.check("ordo wait redis does not count them caught up (exit 1)",
+                w.returncode == 1, repr((w.returncode, w.stdout[-500:])))
         rb = o.call("rebuild", "redis", "--into", o.tag + "rb:",
                     "--no-commit", check=False)
         t.check("ordo rebuild refuses the log (exit 1, says why)",
