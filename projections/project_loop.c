@@ -207,7 +207,7 @@ static int pause_and_poll(void *opaque, int first) {
         }
         if (first)
                 ordo_metrics_store_up(s->which, 0);
-        ordo_metrics_poll(s->which, s->consumer); /* the lag goes on */
+        ordo_metrics_poll(s->which, s->consumer); /* turning, not stalled */
         m = rd_kafka_consumer_poll(s->consumer, 0);
         if (m && !m->err)
                 read_later(s, m);

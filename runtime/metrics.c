@@ -682,8 +682,8 @@ int ordo_health_check(char *why, size_t why_size) {
                 /* Blocked on its store: that, not a stall. */
                 else if (store_waiting(h, now))
                         snprintf(why, why_size,
-                                 "%s waiting %lld s for its store (not "
-                                 "answering or unreachable; retrying)",
+                                 "%s waiting %lld s for an answer from its "
+                                 "store (retrying)",
                                  h->name,
                                  (long long)store_waiting(h, now) / 1000);
                 /* A loop that stopped turning (a stuck call) is the
@@ -695,7 +695,8 @@ int ordo_health_check(char *why, size_t why_size) {
                                  (long long)(now - h->last_poll) / 1000);
                 else if (h->store_down)
                         snprintf(why, why_size,
-                                 "%s cannot reach its store (retrying)",
+                                 "%s cannot use its store (retrying; its "
+                                 "log says why)",
                                  h->name);
                 else if (h->assigned < 0)
                         snprintf(why, why_size,

@@ -182,7 +182,7 @@ def live(args):
               [ln for ln in text.splitlines() if "store_up" in ln])
         status, body = scrape(metrics, "/healthz")
         check("/healthz says why", status == 503 and
-              "redis cannot reach its store" in body, (status, body))
+              "redis cannot use its store" in body, (status, body))
         server = private_redis(port, run.workdir)
         check("after 4 s away, refilled with no new event",
               model_becomes(after), model())

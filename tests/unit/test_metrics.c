@@ -183,7 +183,9 @@ Test(metrics, a_store_away_shows) {
         ordo_health_start("redis");
         ordo_metrics_store_up("redis", 0);
         cr_assert_not(ordo_health_check(why, sizeof(why)));
-        cr_assert_str_eq(why, "redis cannot reach its store (retrying)");
+        cr_assert_str_eq(why,
+                         "redis cannot use its store (retrying; its log says "
+                         "why)");
         f = open_memstream(&t, &n);
         ordo_metrics_write(f);
         fclose(f);
@@ -210,7 +212,7 @@ Test(metrics, a_store_call_unanswered_shows) {
         usleep((ORDO_STORE_WAIT_MS + 200) * 1000);
         cr_assert_not(ordo_health_check(why, sizeof(why)));
         cr_assert(strstr(why, "mongo waiting ") &&
-                      strstr(why, " s for its store"),
+                      strstr(why, " s for an answer from its store"),
                   "%s", why);
         f = open_memstream(&t, &n);
         ordo_metrics_write(f);
