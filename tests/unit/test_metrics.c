@@ -22,6 +22,11 @@ static char *capture(void (*fn)(FILE *f, void *arg), void *arg) {
         return text;
 }
 
+static void write_all(FILE *f, void *arg) {
+        (void)arg;
+        ordo_metrics_write(f);
+}
+
 static void write_escaped(FILE *f, void *arg) {
         const char *labels[] = { "a", "x\"y\\z\nw", "b", "", NULL };
         (void)arg;
@@ -176,9 +181,7 @@ Test(metrics, values_print_exactly) {
 /* A projection waiting for its store says so on /healthz and in
  * ordo_store_up (an outage showed nowhere for its first 30 s). */
 Test(metrics, a_store_away_shows) {
-        char why[256], *t = NULL;
-        size_t n = 0;
-        FILE *f;
+        char why[256], *t;
 
         ordo_health_start("redis");
         ordo_metrics_store_up("redis", 0);
@@ -186,9 +189,7 @@ Test(metrics, a_store_away_shows) {
         cr_assert_str_eq(why,
                          "redis cannot use its store (retrying; its log says "
                          "why)");
-        f = open_memstream(&t, &n);
-        ordo_metrics_write(f);
-        fclose(f);
+        t = capture(write_all, NULL);
         cr_assert(strstr(t, "\nordo_store_up{stage=\"redis\"} 0\n"), "%s", t);
         free(t);
         ordo_metrics_store_up("redis", 1);
@@ -200,9 +201,7 @@ Test(metrics, a_store_away_shows) {
  * SIGSTOP) is a store away, and /healthz names it, not a stall: it
  * looked up for the socket timeout (an outside audit). */
 Test(metrics, a_store_call_unanswered_shows) {
-        char why[256], *t = NULL;
-        size_t n = 0;
-        FILE *f;
+        char why[256], *t;
 
         ordo_health_start("mongo");
         ordo_metrics_store_up("mongo", 1);
@@ -214,9 +213,7 @@ Test(metrics, a_store_call_unanswered_shows) {
         cr_assert(strstr(why, "mongo waiting ") &&
                       strstr(why, " s for an answer from its store"),
                   "%s", why);
-        f = open_memstream(&t, &n);
-        ordo_metrics_write(f);
-        fclose(f);
+        t = capture(write_all, NULL);
         cr_assert(strstr(t, "\nordo_store_up{stage=\"mongo\"} 0\n"), "%s", t);
         free(t);
         /* answered: up again with the next batch that applies */
