@@ -540,11 +540,12 @@ static void write_ticks(ordo__proc_t *p) {
 }
 
 /* The offsets to commit: one past the last message of each partition,
- * or where it was last met its end, past the transaction markers that
- * librdkafka does not show: a stage that has caught up is not left on
- * a marker, whose deletion by retention would read as records lost
- * (docs/operating.md). Every message before an end was decided in this
- * batch or in one committed before it (end_next). */
+ * or further, where the partition's end was last met: past the
+ * transaction markers that librdkafka does not show, so that a stage
+ * that has caught up is not left on a marker, whose deletion by
+ * retention would read as records lost (docs/operating.md). Every
+ * message before an end was decided in this batch or in one committed
+ * before it (end_next). */
 static rd_kafka_topic_partition_list_t *
 batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         rd_kafka_topic_partition_list_t *o =

@@ -197,14 +197,14 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
         return ORDO_ERR_OK;
 }
 
-/* Rewind after an abort: back to the committed offsets, state from the
- * log. */
 void ordo__forget_ends(ordo__proc_t *p) {
         int32_t q;
         for (q = 0; q < p->n_states; q++)
                 p->parts[q].end_next = -1;
 }
 
+/* Rewind after an abort: back to the committed offsets, state from the
+ * log. */
 ordo_err_t ordo__rewind_all(ordo__proc_t *p) {
         rd_kafka_topic_partition_list_t *a = NULL;
         rd_kafka_error_t *error;
