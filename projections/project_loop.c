@@ -455,7 +455,7 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
 /* A long batch that the store keeps answering is no hung store. */
 static void store_answered(void *opaque) {
         const loop_t *lp = opaque;
-        ordo_metrics_store_call(lp->which, 1);
+        ordo_metrics_store_answered(lp->which);
 }
 
 /* Waits for the store rather than fail: it may start after us. */

@@ -557,6 +557,14 @@ void ordo_metrics_store_call(const char *stage, int begin) {
         pthread_mutex_unlock(&lock);
 }
 
+void ordo_metrics_store_answered(const char *stage) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 0)) && h->store_call)
+                h->store_call = ordo_monotonic_ms();
+        pthread_mutex_unlock(&lock);
+}
+
 /* How long h's store call has waited, if ORDO_STORE_WAIT_MS or more. */
 static int64_t store_waiting(const health_t *h, int64_t now) {
         return h->store_call && now - h->store_call >= ORDO_STORE_WAIT_MS

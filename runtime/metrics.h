@@ -73,14 +73,15 @@ void ordo_metrics_restore(const char *stage, int64_t ms);
 /* A projection's store is reachable (1) or not (0): ordo_store_up, and
  * /healthz's reason while it is not. */
 void ordo_metrics_store_up(const char *stage, int up);
-/* A projection begins (1) or ends (0) a call to its store; 1 again
- * whenever the store answers within a long call. One unanswered for
- * ORDO_STORE_WAIT_MS reads as the store away
+/* A projection begins (1) or ends (0) a call to its store, and says
+ * when the store answers within a long one (answered). A call
+ * unanswered for ORDO_STORE_WAIT_MS reads as the store away
  * (ordo_store_up 0), and /healthz says the stage waits for it: a hung
  * server (SIGSTOP) otherwise looked up for the socket timeout, then
  * like a stalled stage (an outside audit). */
 #define ORDO_STORE_WAIT_MS 10000
 void ordo_metrics_store_call(const char *stage, int begin);
+void ordo_metrics_store_answered(const char *stage);
 /* One event applied to a read model; ts_ms is the event's. */
 void ordo_metrics_applied(const char *store, int64_t ts_ms);
 

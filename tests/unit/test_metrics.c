@@ -208,7 +208,12 @@ Test(metrics, a_store_call_unanswered_shows) {
         ordo_health_beat("mongo");
         ordo_metrics_store_call("mongo", 1);
         cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
-        usleep((ORDO_STORE_WAIT_MS + 200) * 1000);
+        /* a long call that the store keeps answering is no hung store */
+        usleep(ORDO_STORE_WAIT_MS / 2 * 1000);
+        ordo_metrics_store_answered("mongo");
+        usleep((ORDO_STORE_WAIT_MS / 2 + 500) * 1000);
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+        usleep(ORDO_STORE_WAIT_MS / 2 * 1000);
         cr_assert_not(ordo_health_check(why, sizeof(why)));
         cr_assert(strstr(why, "mongo waiting ") &&
                       strstr(why, " s for an answer from its store"),
