@@ -160,6 +160,14 @@ int ordo__decode(ordo__proc_t *p, const rd_kafka_message_t *rkm, ordo_msg_t *m,
         return structurally_valid(m, errstr, errstr_size) ? 0 : -1;
 }
 
+/* p->errstr names a condition no retry mends: the stage stops. */
+static void stop_for_good(ordo__proc_t *p) {
+        if (!p->unmendable)
+                snprintf(p->unmendable_why, sizeof(p->unmendable_why), "%s",
+                         p->errstr);
+        p->unmendable = 1;
+}
+
 static void end_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n);
 
 /* On revocation, the inputs of the half-built batch already decided are
@@ -270,7 +278,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                          p->input, (int)q);
                         rerr = c < 0 ? ORDO_ERR_KAFKA : ordo__restore(p, q, c);
                         if (rerr) {
-                                p->unmendable = rerr == ORDO_ERR_CONFIG;
+                                if (rerr == ORDO_ERR_CONFIG)
+                                        stop_for_good(p);
                                 ORDO_LOG(ERROR, p->def->name,
                                          "msg=\"restore failed\" "
                                          "partition=%d error=\"%s\"",
@@ -335,8 +344,9 @@ static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
         ordo_err_t err;
         if (from < to && !p->produce_err &&
             (err = ordo__join_catch_up(p, msgs + from, to - from))) {
-                p->unmendable = err == ORDO_ERR_CONFIG;
-                if (!p->unmendable)
+                if (err == ORDO_ERR_CONFIG)
+                        stop_for_good(p);
+                else
                         ORDO_LOG(WARN, p->def->name,
                                  "msg=\"join not read, aborting the "
                                  "batch\" error=\"%s\"",
@@ -419,7 +429,7 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                             sizeof(p->errstr))) {
                         /* what came before the gap is decided and
                          * committed; then the stage stops */
-                        p->unmendable = 1;
+                        stop_for_good(p);
                         rd_kafka_message_destroy(rkm);
                         break;
                 }
@@ -1045,6 +1055,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         rd_kafka_message_destroy(msgs[i]);
                 if (p.unmendable) {
                         ordo__commit_wait(&p);
+                        snprintf(p.errstr, sizeof(p.errstr), "%s",
+                                 p.unmendable_why);
                         err = ORDO_ERR_CONFIG;
                         break;
                 }

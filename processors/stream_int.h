@@ -139,8 +139,11 @@ typedef struct ordo__proc_s {
         char delivery_topic[256];
         int restore_failed;
         /* a condition no retry mends (the log lost records the state
-         * needs, topics not co-partitioned): p->errstr, the stage stops */
+         * needs, topics not co-partitioned): the stage stops, saying
+         * unmendable_why (p->errstr then: a later failure, the batch's
+         * abort, would overwrite it there) */
         int unmendable;
+        char unmendable_why[1024]; /* as errstr */
         int rebalanced; /* set by rebalance_cb: drop a half-built batch */
         /* the batch consume_batch is building, its first batch_decided
          * messages decided into the outbox: a revocation commits them
