@@ -571,7 +571,9 @@ static ordo_err_t run_bulk(batch_t *b, int c, mongoc_bulk_operation_t *bulk,
         ordo_err_t err = ORDO_ERR_OK;
         int any = 0, ok = (int)mongoc_bulk_operation_execute(bulk, &reply, &e);
 
-        if (b->p->answered)
+        /* an answer, whatever it says; a network error is none */
+        if (b->p->answered && (ok || e.domain == MONGOC_ERROR_SERVER ||
+                               e.domain == MONGOC_ERROR_WRITE_CONCERN))
                 b->p->answered(b->p->answered_arg);
 
         if (matched) { /* the writes that went through, errors or not */
