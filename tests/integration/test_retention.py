@@ -57,6 +57,13 @@ def partitions_of(cons, topic):
             for p in sorted(cons.partitions_for_topic(topic))]
 
 
+def committed_offsets(admin, group, topic):
+    """{TopicPartition: offset} that group has committed on topic."""
+    return {tp: m.offset for tp, m in
+            admin.list_group_offsets(group)[group].items()
+            if tp.topic == topic}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
@@ -100,13 +107,10 @@ def past_the_markers(t, o, admin):
     ends = cons.end_offsets(parts)
     cons.close()
     group = "%s.order" % o.tag
-
-    def committed():
-        offs = admin.list_group_offsets(group)[group]
-        return {tp: offs[tp].offset for tp in parts if tp in offs}
     used = [tp for tp in parts if ends[tp] > 0]
-    got = E.eventually(committed, lambda c: all(
-        c.get(tp) == ends[tp] for tp in used), timeout=20)
+    got = E.eventually(
+        lambda: committed_offsets(admin, group, topic),
+        lambda c: all(c.get(tp) == ends[tp] for tp in used), timeout=20)
     t.check("the order stage committed its inputs' ends (OpenOrders "
             "come in the activity stage's transactions)",
             used and all(got.get(tp) == ends[tp] for tp in used),
@@ -141,9 +145,7 @@ def lost_first(t, o, admin):
              if g["group_id"].startswith(o.tag) and
              "redis" in g["group_id"]]
     t.check("the Redis projection's group", len(group) == 1, group)
-    applied = {tp: m.offset for tp, m in
-               admin.list_group_offsets(group[0])[group[0]].items()
-               if tp.topic == topic}
+    applied = committed_offsets(admin, group[0], topic)
     ends = cons.end_offsets(parts)
     t.check("the caught-up Redis projection committed the partitions' "
             "ends (past the transaction markers: their deletion is no "
