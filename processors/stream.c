@@ -589,14 +589,16 @@ batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
  * past its committed offset (transaction markers): a transaction of
  * offsets alone moves it there. At most one a second, and none while
  * inputs keep coming. */
-static int ends_due(const ordo__proc_t *p) {
+static int ends_ahead(const ordo__proc_t *p) {
         int32_t q;
-        if (ordo_monotonic_ms() - p->commit.t0 < 1000)
-                return 0;
         for (q = 0; q < p->n_states; q++)
                 if (p->parts[q].end_next > p->parts[q].input_next)
                         return 1;
         return 0;
+}
+
+static int ends_due(const ordo__proc_t *p) {
+        return ordo_monotonic_ms() - p->commit.t0 >= 1000 && ends_ahead(p);
 }
 
 /* Sends a batch (n may be 0 when only Ticks are due) in its own
@@ -1105,6 +1107,13 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         log_stats(&p, "progress");
                         last_stats = ordo_monotonic_ms();
                 }
+        }
+        /* A clean stop does not leave its offsets on a marker either: it
+         * moves them to the ends now rather than after the idle second. */
+        if (!err && !p.failed && !p.restore_failed && !p.consumer_fatal &&
+            p.consumer && ends_ahead(&p)) {
+                send_batch(&p, msgs, 0, 0, 0);
+                ordo__commit_wait(&p);
         }
 done:
         if (err)

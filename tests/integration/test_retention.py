@@ -117,6 +117,35 @@ def past_the_markers(t, o, admin):
             repr(({tp.partition: got.get(tp) for tp in used},
                   {tp.partition: ends[tp] for tp in used})))
 
+    # Stopped cleanly as soon as its last transaction is committed, on
+    # the marker (end - 1), before the idle second has passed: the stop
+    # moves it to the ends.
+    o.produce([E.place("p%d" % i, "A0", "v%d" % i, 1, t0 + 20 + i)
+               for i in range(4)], "place")
+    cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+
+    def state():
+        return cons.end_offsets(parts), committed_offsets(admin, group,
+                                                          topic)
+
+    def decided(s):
+        e, c = s
+        grown = [tp for tp in parts if e[tp] > ends[tp]]
+        return grown and all(c.get(tp, 0) >= e[tp] - 1 for tp in grown)
+
+    s = E.eventually(state, decided, timeout=30)
+    t.check("the new orders decided", decided(s), repr(s))
+    rc = o.stop()
+    ends = cons.end_offsets(parts)
+    cons.close()
+    got = committed_offsets(admin, group, topic)
+    t.check("ordo run stopped cleanly", rc == 0, "exit %s" % rc)
+    t.check("a stage stopped right after a transaction committed its "
+            "inputs' ends",
+            all(got.get(tp, 0) == ends[tp] for tp in parts if ends[tp]),
+            repr(({tp.partition: got.get(tp) for tp in parts},
+                  {tp.partition: ends[tp] for tp in parts})))
+
 
 def lost_first(t, o, admin):
     """The first records of activity-events deleted, and the records a
