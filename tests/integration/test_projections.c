@@ -8,13 +8,16 @@
  * sale; the expected read models are computed here from RULES.md, not read
  * back from the code under test.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <mongoc/mongoc.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1397,6 +1400,24 @@ Test(projections_redis, scripts_flushed_are_reloaded) {
 
 /* A private redis-server, so stopping it disturbs no one; extra: more
  * options. */
+/* A port nothing listens on or connects from now: the kernel's pick.
+ * (One derived from the pid could be a client's ephemeral port, held by
+ * a connection to Kafka, and the private server failed to start.) */
+static int free_port(void) {
+        struct sockaddr_in a = { 0 };
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+            !getsockname(fd, (struct sockaddr *)&a, &len))
+                port = ntohs(a.sin_port);
+        if (fd >= 0)
+                close(fd);
+        return port;
+}
+
 static int start_redis_with(int port, const char *extra) {
         char cmd[512];
         int i;
@@ -1432,7 +1453,7 @@ static void stop_redis(int port) {
 }
 
 Test(projections_redis, outage_then_resume_converges) {
-        int port = 20000 + (int)(getpid() % 20000);
+        int port = free_port();
         char errstr[256], once[64], *a, *b;
         ordo_redis_proj_t *p, *ref;
         size_t half = nrecs / 2;
@@ -1495,7 +1516,7 @@ static int last_save_failed(void) {
  * on a full disk). Each is "not now", the batch is retried, nothing is
  * parked, and once the operator mends the server the batch applies. */
 Test(projections_redis, a_server_refusing_writes_pauses_never_parks) {
-        int port = 20000 + (int)((getpid() + 13) % 20000);
+        int port = free_port();
         char errstr[512], dir[64], opts[96];
         ordo_redis_proj_t *p;
         redisContext *saved = rc;
@@ -1557,7 +1578,7 @@ Test(projections_redis, a_server_refusing_writes_pauses_never_parks) {
  * target's plain writes, be sent again in order with the refused one:
  * the call applied again gives the order whole. */
 static void order_gap_case(int fresh) {
-        int port = 20000 + (int)((getpid() + 7) % 20000);
+        int port = free_port();
         char errstr[256], k[64], order[16], *junk;
         ordo_redis_proj_t *p;
         redisContext *saved = rc;
