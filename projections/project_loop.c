@@ -207,7 +207,8 @@ static int pause_and_poll(void *opaque, int first) {
         }
         if (first)
                 ordo_metrics_store_up(s->which, 0);
-        ordo_metrics_poll(s->which, s->consumer); /* turning, not stalled */
+        /* turning, not stalled; and the backlog that grows meanwhile */
+        ordo_metrics_poll_paused(s->which, s->consumer);
         m = rd_kafka_consumer_poll(s->consumer, 0);
         if (m && !m->err)
                 read_later(s, m);

@@ -460,13 +460,58 @@ static void drop_lag(const char *stage) {
         }
 }
 
-void ordo_metrics_poll(const char *stage, void *consumer) {
-        rd_kafka_t *rk = consumer;
+/* Where the stage stands in each partition of a: the committed offsets
+ * if paused (nothing fetched is applied), else the positions, or the
+ * committed offset where nothing was consumed since the assignment.
+ * RD_KAFKA_OFFSET_END where the broker did not answer: no sample then,
+ * rather than a lag of the whole partition. */
+static void stand(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *a,
+                  int paused) {
+        rd_kafka_topic_partition_list_t *unknown;
+        int i, failed;
+        if (!paused)
+                rd_kafka_position(rk, a);
+        unknown = rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
+        for (i = 0; i < a->cnt; i++)
+                if (paused || a->elems[i].offset < 0)
+                        rd_kafka_topic_partition_list_add(
+                            unknown, a->elems[i].topic, a->elems[i].partition);
+        if (unknown->cnt) {
+                failed = rd_kafka_committed(rk, unknown, 500) != 0;
+                for (i = 0; i < unknown->cnt; i++)
+                        rd_kafka_topic_partition_list_find(
+                            a, unknown->elems[i].topic,
+                            unknown->elems[i].partition)
+                            ->offset = failed || unknown->elems[i].err
+                                           ? RD_KAFKA_OFFSET_END
+                                           : unknown->elems[i].offset;
+        }
+        rd_kafka_topic_partition_list_destroy(unknown);
+}
+
+/* A partition's ends: the ones last fetched, or asked of the broker
+ * (paused partitions are not fetched) until it fails to answer once. */
+static int ends(rd_kafka_t *rk, const rd_kafka_topic_partition_t *e, int ask,
+                int *broker_failed, int64_t *lo, int64_t *hi) {
+        if (!ask)
+                return rd_kafka_get_watermark_offsets(rk, e->topic,
+                                                      e->partition, lo, hi);
+        if (*broker_failed)
+                return -1;
+        if (rd_kafka_query_watermark_offsets(rk, e->topic, e->partition, lo, hi,
+                                             500)) {
+                *broker_failed = 1;
+                return -1;
+        }
+        return 0;
+}
+
+static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         char *member;
-        rd_kafka_topic_partition_list_t *a = NULL, *unknown;
+        rd_kafka_topic_partition_list_t *a = NULL;
         int64_t now = ordo_monotonic_ms(), lo, hi, *lags;
         health_t *h;
-        int i;
+        int i, broker_failed = 0;
 
         pthread_mutex_lock(&lock);
         h = health_find(stage, 1);
@@ -480,33 +525,11 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
 
         if (rd_kafka_assignment(rk, &a))
                 return;
-        rd_kafka_position(rk, a);
-        /* No position yet: nothing consumed since the assignment, so the
-         * committed offset is where the stage stands. */
-        unknown = rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
-        for (i = 0; i < a->cnt; i++)
-                if (a->elems[i].offset < 0)
-                        rd_kafka_topic_partition_list_add(
-                            unknown, a->elems[i].topic, a->elems[i].partition);
-        if (unknown->cnt) {
-                /* Unanswered: no sample (RD_KAFKA_OFFSET_END), rather than
-                 * a lag of the whole partition. */
-                int failed = rd_kafka_committed(rk, unknown, 500) != 0;
-                for (i = 0; i < unknown->cnt; i++)
-                        rd_kafka_topic_partition_list_find(
-                            a, unknown->elems[i].topic,
-                            unknown->elems[i].partition)
-                            ->offset = failed || unknown->elems[i].err
-                                           ? RD_KAFKA_OFFSET_END
-                                           : unknown->elems[i].offset;
-        }
-        rd_kafka_topic_partition_list_destroy(unknown);
+        stand(rk, a, paused);
         lags = calloc((size_t)a->cnt + 1, sizeof(*lags));
         for (i = 0; lags && i < a->cnt; i++) {
                 lags[i] = -1;
-                if (rd_kafka_get_watermark_offsets(rk, a->elems[i].topic,
-                                                   a->elems[i].partition, &lo,
-                                                   &hi) ||
+                if (ends(rk, &a->elems[i], paused, &broker_failed, &lo, &hi) ||
                     hi < 0)
                         continue;
                 if (a->elems[i].offset >= 0)
@@ -536,6 +559,14 @@ void ordo_metrics_poll(const char *stage, void *consumer) {
         if (member)
                 rd_kafka_mem_free(rk, member);
         rd_kafka_topic_partition_list_destroy(a);
+}
+
+void ordo_metrics_poll(const char *stage, void *consumer) {
+        poll_lag(stage, consumer, 0);
+}
+
+void ordo_metrics_poll_paused(const char *stage, void *consumer) {
+        poll_lag(stage, consumer, 1);
 }
 
 void ordo_metrics_lost(const char *stage) {

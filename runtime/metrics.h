@@ -91,6 +91,13 @@ void ordo_metrics_applied(const char *store, int64_t ts_ms);
  * caught-up stage shows 0. Also the stage's heartbeat for /healthz.
  * Cheap to call every loop turn: it works at most once a second. */
 void ordo_metrics_poll(const char *stage, void *consumer);
+
+/* The same for a consumer whose partitions are paused (a projection
+ * waiting for its store): they are not fetched, and the batch in hand
+ * is past the position, so the lag is counted from the group's
+ * committed offsets to the ends the broker gives now. Blocks for up to
+ * a few round trips, once a second at most. */
+void ordo_metrics_poll_paused(const char *stage, void *consumer);
 /* The stage gave its consumer up (a rejoin): it holds nothing, and is
  * not yet a member again, until its next poll; its lag series go (they
  * would stay frozen at their last values). */

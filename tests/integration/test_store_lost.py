@@ -33,6 +33,8 @@ empty. The idle Redis projection must find it empty within its check
 beginning, so that the order hashes and stock of before the restart
 come back with no new event; then a new order is applied on top. Then
 the same after 4 s away, long enough for the projection to retry.
+Then away while an order comes: ordo_consumer_lag must show its events
+waiting, in the batch in hand and in the paused partitions.
 
     test_store_lost.py ORDO_BINARY [--live | --dropped]
 
@@ -41,6 +43,7 @@ if every check passed.
 """
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -119,6 +122,18 @@ def scrape(port, path):
         return e.code, e.read().decode()
 
 
+def redis_lag(metrics):
+    """The Redis projection's ordo_consumer_lag: {topic's short name:
+    summed over its partitions}."""
+    _, text = scrape(metrics, "/metrics")
+    lag = {}
+    for m in re.finditer(r'^ordo_consumer_lag\{stage="redis",topic="[^"]*?'
+                         r'\.([a-z-]+)",partition="\d+"\} (\S+)$', text,
+                         re.M):
+        lag[m.group(1)] = lag.get(m.group(1), 0) + float(m.group(2))
+    return lag
+
+
 def live(args):
     port, metrics = free_port(), free_port()
     run = E.SingleRun(args.ordo, "live", ["activity", "order", "redis",
@@ -190,6 +205,27 @@ def live(args):
         _, text = scrape(metrics, "/metrics")
         check("ordo_store_up is 1 again", 'ordo_store_up{stage="redis"} 1'
               in text, [ln for ln in text.splitlines() if "store_up" in ln])
+        # Away while events come: the backlog shows in ordo_consumer_lag
+        # (the paused partitions' ends were not fetched, and it said 0).
+        server.kill()
+        server.wait()
+        ordo.produce([E.place("o4", "a1", "u4", 1, now + 4)], "away")
+        # o4's reservation (in the batch in hand, past the position) and
+        # its order (arrived while the partitions were paused)
+        waiting = ("activity-events", "order-events")
+        lag = E.eventually(lambda: redis_lag(metrics),
+                           lambda g: all(g.get(t) for t in waiting),
+                           timeout=15)
+        check("ordo_consumer_lag shows the events waiting for Redis",
+              all(lag.get(t) for t in waiting), lag)
+        server = private_redis(port, run.workdir)
+        check("o4 applied once Redis is back", E.eventually(
+            lambda: E.hash_of(r.cmd("HGETALL", ordo.prefix + "order:o4"))
+            .get("status")) == "PENDING_PAYMENT")
+        check("and the lag is 0 again",
+              not any(E.eventually(lambda: redis_lag(metrics),
+                                   lambda g: not any(g.values()),
+                                   timeout=15).values()))
         run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
