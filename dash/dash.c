@@ -32,6 +32,7 @@
 #include "dash_page.h"
 #include "log.h"
 #include "metrics.h"
+#include "mongo_conn.h"
 #include "redis_conn.h"
 
 #define HISTORY        300 /* samples kept for the chart */
@@ -761,32 +762,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                        "paths: /, /api/state\n", 21, 0);
 }
 
-/* A sample waits for MongoDB at most seconds, unless mongo.uri says
- * otherwise: with libmongoc's defaults a hung server (SIGSTOP) held the
- * page's loop for minutes, on old figures and without mongo_error (an
- * outside audit). The dash's reads are small; the projection's bulk
- * writes have their own, longer, bound (mongo_proj.c). */
-static void bounded_waits(mongoc_uri_t *uri) {
-        static const struct {
-                const char *key;
-                int32_t ms;
-        } waits[] = { { MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000 },
-                      { MONGOC_URI_CONNECTTIMEOUTMS, 2000 },
-                      { MONGOC_URI_SOCKETTIMEOUTMS, 10000 } };
-        size_t i;
-        for (i = 0; i < sizeof(waits) / sizeof(waits[0]); i++)
-                if (!mongoc_uri_has_option(uri, waits[i].key))
-                        mongoc_uri_set_option_as_int32(uri, waits[i].key,
-                                                       waits[i].ms);
-}
-
 int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         dash_t d;
         struct sockaddr_in sa;
         struct MHD_Daemon *mhd;
         ordo_metrics_server_t *metrics;
-        mongoc_uri_t *uri;
-        bson_error_t e;
         char errstr[512];
         int i, failed;
 
@@ -833,18 +813,14 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         memset(&d, 0, sizeof(d));
         d.conf = conf;
         pthread_mutex_init(&d.lock, NULL);
-        mongoc_init();
-        if ((uri = mongoc_uri_new_with_error(ordo_config_get(conf, "mongo.uri"),
-                                             &e)))
-                bounded_waits(uri);
-        if (!uri ||
-            !(d.mongo = mongoc_client_new_from_uri_with_error(uri, &e))) {
-                fprintf(stderr, "ordo dash: mongo.uri: %s\n", e.message);
-                mongoc_uri_destroy(uri);
+        /* A sample waits for MongoDB seconds at most, unless mongo.uri
+         * says otherwise: the page shows mongo_error, not old figures. */
+        if (!(d.mongo = ordo_mongo_client(ordo_config_get(conf, "mongo.uri"),
+                                          &ordo_mongo_waits_reads, "ordo-dash",
+                                          errstr, sizeof(errstr)))) {
+                fprintf(stderr, "ordo dash: %s\n", errstr);
                 return 2;
         }
-        mongoc_uri_destroy(uri);
-        mongoc_client_set_error_api(d.mongo, MONGOC_ERROR_API_VERSION_2);
         d.db = mongoc_client_get_database(d.mongo,
                                           ordo_config_get(conf, "mongo.db"));
         metrics = ordo_metrics_start(conf, "127.0.0.1:9471", &failed);

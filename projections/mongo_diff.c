@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mongo_conn.h"
 #include "projection.h"
 
 static const char *type_name(const bson_iter_t *it) {
@@ -187,22 +188,12 @@ ordo_err_t ordo_mongo_diff(const char *uri_str, const char *live,
         static const char *colls[] = { "activities", "orders", "commissions",
                                        "earnings", "referrals" };
         mongoc_client_t *c;
-        mongoc_uri_t *uri;
-        bson_error_t e;
         size_t i;
 
-        ordo_mongo_init();
-        uri = mongoc_uri_new_with_error(uri_str, &e);
-        if (!uri) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
+        c = ordo_mongo_client(uri_str, &ordo_mongo_waits_retrying,
+                              "ordo-reconcile", errstr, errstr_size);
+        if (!c)
                 return ORDO_ERR_CONFIG;
-        }
-        c = mongoc_client_new_from_uri_with_error(uri, &e);
-        mongoc_uri_destroy(uri);
-        if (!c) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                return ORDO_ERR_CONFIG;
-        }
         for (i = 0; i < 5 && !ordo_diff_stopped(r); i++) {
                 mongoc_collection_t *ce, *ca;
                 mongoc_cursor_t *xe = sorted(c, tmp, colls[i], &ce);

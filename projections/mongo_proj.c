@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mongo_conn.h"
 
 enum { C_ACTIVITIES, C_ORDERS, C_COMMISSIONS, C_EARNINGS, C_REFERRALS, C__N };
 
@@ -196,13 +197,6 @@ static int ensure_indexes(ordo_mongo_proj_t *p, bson_error_t *e) {
         return ok;
 }
 
-/* A URI option the caller did not set gets a value that suits a loop that
- * retries: fail within seconds when the server is away, not minutes. */
-static void default_opt(mongoc_uri_t *uri, const char *key, int32_t v) {
-        if (!mongoc_uri_has_option(uri, key))
-                mongoc_uri_set_option_as_int32(uri, key, v);
-}
-
 /* libmongoc's own log lines as ordo's (key=value, the configured
  * level), not in its format on stderr. */
 static void on_mongoc_log(mongoc_log_level_t level, const char *domain,
@@ -249,7 +243,6 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                                        ordo_err_t *why, char *errstr,
                                        size_t errstr_size) {
         ordo_mongo_proj_t *p;
-        mongoc_uri_t *uri;
         bson_error_t e;
         int i;
         ordo_err_t unused;
@@ -261,32 +254,17 @@ ordo_mongo_proj_t *ordo_mongo_proj_new(const char *uri_str, const char *db,
                 snprintf(errstr, errstr_size, "mongo: uri and db required");
                 return NULL;
         }
-        ordo_mongo_init();
-        uri = mongoc_uri_new_with_error(uri_str, &e);
-        if (!uri) {
-                /* Not the URI itself: it may hold a password. */
-                snprintf(errstr, errstr_size, "mongo.uri: %s", e.message);
-                return NULL;
-        }
-        default_opt(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
-        default_opt(uri, MONGOC_URI_CONNECTTIMEOUTMS, 2000);
-        default_opt(uri, MONGOC_URI_SOCKETTIMEOUTMS, 60000);
-
         p = calloc(1, sizeof(*p));
         if (!p) {
-                mongoc_uri_destroy(uri);
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
-        p->client = mongoc_client_new_from_uri_with_error(uri, &e);
-        mongoc_uri_destroy(uri);
+        p->client = ordo_mongo_client(uri_str, &ordo_mongo_waits_retrying,
+                                      "ordo-projection", errstr, errstr_size);
         if (!p->client) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
                 free(p);
                 return NULL;
         }
-        mongoc_client_set_error_api(p->client, MONGOC_ERROR_API_VERSION_2);
-        mongoc_client_set_appname(p->client, "ordo-projection");
         p->db = mongoc_client_get_database(p->client, db);
         for (i = 0; i < C__N; i++)
                 p->coll[i] =
@@ -1451,27 +1429,13 @@ ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
 
 /* ---- a whole database: whether it is used, and dropping it ---------- */
 
-static mongoc_client_t *mongo_connect(const char *uri_str, char *errstr,
+/* Server selection as the projection's, and libmongoc's socket wait:
+ * dropping a large database may take minutes. */
+static mongoc_client_t *mongo_connect(const char *uri, char *errstr,
                                       size_t errstr_size) {
-        bson_error_t e;
-        mongoc_uri_t *uri;
-        mongoc_client_t *client;
-        ordo_mongo_init();
-        uri = mongoc_uri_new_with_error(uri_str, &e);
-        if (!uri) {
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-                return NULL;
-        }
-        if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-                mongoc_uri_set_option_as_int32(
-                    uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-        client = mongoc_client_new_from_uri_with_error(uri, &e);
-        mongoc_uri_destroy(uri);
-        if (!client)
-                snprintf(errstr, errstr_size, "mongo: %s", e.message);
-        else
-                mongoc_client_set_error_api(client, 2);
-        return client;
+        static const ordo_mongo_waits_t waits = { 10000, 0, 0 };
+        return ordo_mongo_client(uri, &waits, "ordo-rebuild", errstr,
+                                 errstr_size);
 }
 
 int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
