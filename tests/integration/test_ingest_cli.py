@@ -21,6 +21,8 @@ import tempfile
 import threading
 import time
 
+import test_e2e as E
+
 BODY = '{"type":"ConfirmReceipt","order_id":"o1"}'
 
 
@@ -148,6 +150,7 @@ def main():
     finally:
         gw.stop()
         os.unlink(keys.name)
+        E.drop_kafka(tag)
     print("ingest-cli: ok")
 
 

@@ -185,6 +185,7 @@ def main():
                     r.pipeline([("DEL", k) for k in keys])
             except Exception as e:
                 print("  cleanup: %r" % e)
+            E.drop_kafka(ordo.tag)
     passed = sum(1 for _, ok in R.RESULTS if ok)
     failed = len(R.RESULTS) - passed
     print("[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | "
