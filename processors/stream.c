@@ -585,10 +585,7 @@ batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         return o;
 }
 
-/* Idle for a second since the last transaction, with a partition's end
- * past its committed offset (transaction markers): a transaction of
- * offsets alone moves it there. At most one a second, and none while
- * inputs keep coming. */
+/* A partition's end past its committed offset (transaction markers). */
 static int ends_ahead(const ordo__proc_t *p) {
         int32_t q;
         for (q = 0; q < p->n_states; q++)
@@ -597,6 +594,9 @@ static int ends_ahead(const ordo__proc_t *p) {
         return 0;
 }
 
+/* Idle for a second since the last transaction, with ends ahead: a
+ * transaction of offsets alone moves them there. At most one a second,
+ * and none while inputs keep coming. */
 static int ends_due(const ordo__proc_t *p) {
         return ordo_monotonic_ms() - p->commit.t0 >= 1000 && ends_ahead(p);
 }

@@ -98,6 +98,7 @@ void ordo_metrics_poll(const char *stage, void *consumer);
  * committed offsets to the ends the broker gives now. Blocks for up to
  * a few round trips, once a second at most. */
 void ordo_metrics_poll_paused(const char *stage, void *consumer);
+
 /* The stage gave its consumer up (a rejoin): it holds nothing, and is
  * not yet a member again, until its next poll; its lag series go (they
  * would stay frozen at their last values). */
