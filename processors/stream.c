@@ -464,7 +464,7 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_sink_t sink = { emit, p };
         ordo_pos_t pos;
         void *state;
-        int64_t rejected = p->stats->rejected;
+        int64_t rejected = p->stats->rejected, ts;
         uint64_t emitted;
 
         p->stats->consumed++;
@@ -491,20 +491,20 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         p->partition = rkm->partition;
         emitted = p->emitted;
         p->def->handle(state, &m, &pos, &sink);
-        /* Counted in emit when rejected. A Tick's age is no latency: it
-         * is stamped tick.lag.ms behind the clock on purpose (0028). A
-         * command (not a Tick, not another stage's event) that emits
-         * nothing was ignored: every accepted one emits an event. */
+        /* Counted in emit when rejected. A timer's stamp is no latency
+         * (a Tick's, a deadline's: ordo_msg_stamped_by_timer). A command
+         * (not a Tick, not another stage's event) that emits nothing was
+         * ignored: every accepted one emits an event. */
         if (p->stats->rejected != rejected)
                 return;
+        ts = ordo_msg_stamped_by_timer(&m) ? 0 : m.meta.ts_ms;
         if (p->emitted == emitted && m.type != ORDO_MSG_TICK &&
             !ordo_msg_is_event(m.type))
                 ordo_metrics_ignored(p->def->name, ordo_msg_type_name(m.type),
-                                     m.meta.ts_ms);
+                                     ts);
         else
-                ordo_metrics_decision(
-                    p->def->name, ordo_msg_type_name(m.type), NULL,
-                    m.type == ORDO_MSG_TICK ? 0 : m.meta.ts_ms);
+                ordo_metrics_decision(p->def->name, ordo_msg_type_name(m.type),
+                                      NULL, ts);
 }
 
 /* A Tick stamped with the wall clock, less tick.lag.ms, to each input

@@ -284,6 +284,24 @@ int ordo_msg_is_event(ordo_msg_type_t type) {
         return valid_type(type) && types[type].is_event;
 }
 
+int ordo_msg_stamped_by_timer(const ordo_msg_t *m) {
+        switch (m->type) {
+        case ORDO_MSG_TICK:
+        case ORDO_MSG_ORDER_SETTLED:
+        case ORDO_MSG_COMMISSION_SETTLED:
+                return 1;
+        case ORDO_MSG_ORDER_CANCELLED:
+        case ORDO_MSG_RELEASE_STOCK:
+                return !strcmp(m->u.release.reason, "TIMEOUT");
+        case ORDO_MSG_STOCK_RELEASED:
+                return !strcmp(m->u.stock.reason, "TIMEOUT");
+        case ORDO_MSG_ORDER_RECEIVED:
+                return m->u.received.automatic != 0;
+        default:
+                return 0;
+        }
+}
+
 const char *ordo_msg_routed_to(ordo_msg_type_t type) {
         return valid_type(type) ? types[type].routed_to : NULL;
 }

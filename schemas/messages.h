@@ -292,6 +292,13 @@ const char *ordo_msg_type_name(ordo_msg_type_t type);
 /* ORDO_MSG_NONE when the name is unknown. */
 ordo_msg_type_t ordo_msg_type_from_name(const char *name);
 int ordo_msg_is_event(ordo_msg_type_t type);
+/* 1 when m's ts_ms is a timer's, not a sender's stamp: a Tick (stamped
+ * tick.lag.ms behind the clock), and what a timer decided, stamped with
+ * its deadline (RULES.md "Timers"): a TIMEOUT's OrderCancelled,
+ * ReleaseStock and StockReleased, an automatic OrderReceived, an
+ * OrderSettled and its CommissionSettled. Their age is the timer's
+ * delay, no latency of ordo's. */
+int ordo_msg_stamped_by_timer(const ordo_msg_t *m);
 /* The "routed to" column: a topic's short name, or NULL (CommandRejected,
  * unknown types). */
 const char *ordo_msg_routed_to(ordo_msg_type_t type);

@@ -195,6 +195,32 @@ def main():
         check("decision latency counts the order stage's 4 commands, not "
               "its %d Ticks" % ticks, ticks > 20 and latency and
               float(latency[0].rsplit(" ", 1)[1]) == 4, latency)
+        # Nor what a timer decided, stamped with its deadline: o1's
+        # ReleaseStock (TIMEOUT) came tick.lag.ms (3 s) and more after
+        # its ts_ms; counted, a sale whose holds expire fills the tail
+        # (an outside audit).
+        def sample(name):
+            return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                       if l.startswith(name))
+        decided = sample('ordo_decisions_total{stage="activity",')
+        releases = sample('ordo_decisions_total{stage="activity",'
+                          'command="ReleaseStock"')
+        timed = sample('ordo_decision_latency_seconds_count'
+                       '{stage="activity"}')
+        check("decision latency leaves out the timeout's ReleaseStock",
+              releases == 1 and timed == decided - releases,
+              "%d decided, %d ReleaseStock, %d timed" % (decided, releases,
+                                                        timed))
+        # The projection counts such an event from when it was written:
+        # every event applied within 2.5 s (o1's OrderCancelled and
+        # StockReleased are stamped 3 s and more before that).
+        applied = sample('ordo_projection_event_lag_seconds_count'
+                         '{store="redis"}')
+        prompt = sample('ordo_projection_event_lag_seconds_bucket'
+                        '{store="redis",le="2.5"}')
+        check("the Redis projection's lag of timer-stamped events is its "
+              "own", applied > 0 and prompt == applied,
+              "%d applied, %d within 2.5 s" % (applied, prompt))
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     return E.finish(ordo, results, None, r, args.keep)
