@@ -1,10 +1,14 @@
 #include "idgen.h"
 
+#include "random.h"
+
 static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 void ordo_idgen_init(ordo_idgen_t *g, uint32_t instance) {
         pthread_mutex_init(&g->lock, NULL);
         g->instance = instance & ORDO_IDGEN_INSTANCE_MAX;
+        ordo_random_bytes(&g->run, sizeof(g->run));
+        g->run &= 0xFFFFF;
         g->last_ms = 0;
         g->seq = 0;
 }
@@ -45,7 +49,8 @@ int ordo_idgen_next(ordo_idgen_t *g, char prefix, int64_t now_ms, char *buf,
         buf[0] = prefix;
         put(buf + 1, (uint64_t)ms, 9);
         put(buf + 10, g->instance, 4);
-        put(buf + 14, seq, 4);
+        put(buf + 14, g->run, 4);
+        put(buf + 18, seq, 4);
         buf[ORDO_IDGEN_LEN] = '\0';
         return 0;
 }

@@ -5,7 +5,7 @@
  * topic prefix ("client<pid>x<n>.") and a free port.
  *
  * What is checked comes from docs/command-contract.md "HTTP gateway": 202
- * with a generated order_id ("o" and 17 characters) once Kafka has it, 400
+ * with a generated order_id ("o" and 21 characters) once Kafka has it, 400
  * with field and reason, 401 reasons, 429 with Retry-After, and a kept
  * connection carrying several commands.
  */
@@ -106,7 +106,7 @@ Test(client, place_order_accepted_with_generated_id) {
                      0, "%s", err);
         cr_assert_eq(r.status, 202, "%s %s", r.reason, r.error);
         cr_assert_eq(r.order_id[0], 'o', "%s", r.order_id);
-        cr_assert_eq(strlen(r.order_id), 18, "%s", r.order_id);
+        cr_assert_eq(strlen(r.order_id), 22, "%s", r.order_id);
         cr_assert_neq(r.command_id[0], '\0');
         ordo_client_destroy(c);
 }

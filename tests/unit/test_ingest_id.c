@@ -98,6 +98,35 @@ Test(idgen, unique_across_instances) {
         ordo_idgen_fini(&b);
 }
 
+/* A restarted instance (the same instance id) whose clock is behind
+ * where its previous run stopped: its ids are not the previous run's. */
+Test(idgen, a_restart_behind_the_clock_repeats_no_id) {
+        ordo_idgen_t before, after;
+        char **ids = calloc(2 * 1000, sizeof(*ids));
+        int i;
+
+        ordo_idgen_init(&before, 77);
+        for (i = 0; i < 1000; i++) {
+                ids[i] = malloc(ORDO_IDGEN_LEN + 1);
+                ordo_idgen_next(&before, 'o', 1700000000000LL + i / 10, ids[i],
+                                ORDO_IDGEN_LEN + 1);
+        }
+        ordo_idgen_fini(&before);
+        ordo_idgen_init(&after, 77);
+        for (i = 1000; i < 2000; i++) {
+                ids[i] = malloc(ORDO_IDGEN_LEN + 1);
+                ordo_idgen_next(&after, 'o', 1700000000000LL + (i - 1000) / 10,
+                                ids[i], ORDO_IDGEN_LEN + 1);
+        }
+        ordo_idgen_fini(&after);
+        qsort(ids, 2000, sizeof(*ids), cmp);
+        for (i = 1; i < 2000; i++)
+                cr_assert_neq(strcmp(ids[i - 1], ids[i]), 0, "dup %s", ids[i]);
+        for (i = 0; i < 2000; i++)
+                free(ids[i]);
+        free(ids);
+}
+
 static void digest_of(int n, unsigned char d[32]) {
         int i;
         for (i = 0; i < 32; i++)
