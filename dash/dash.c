@@ -66,6 +66,11 @@ typedef struct {
         char mongo_error[BSON_ERROR_BUFFER_SIZE],
             last_mongo_error[BSON_ERROR_BUFFER_SIZE];
         char redis_error[256], last_redis_error[256];
+        /* The figures of the last sample that read MongoDB, shown with
+         * mongo_as_of_ms while it cannot be read (not an empty sale):
+         * activities, activities_total, accepted, commissions */
+        json_t *mongo_last;
+        int64_t mongo_last_ms;
         int64_t samples;                    /* for the stop's line */
         atomic_uint_fast64_t pages, states; /* requests answered 200 */
 } dash_t;
@@ -613,14 +618,17 @@ static json_t *read_commissions(dash_t *d) {
 
 /* ---- one sample ---- */
 
-/* The sample's error of one store into the state (as key), logged when
- * it differs from the last sample's. */
+/* The sample's error of one store into the state (as key), logged as
+ * the store fails and as it is read again: once an outage, whatever
+ * libmongoc's words for it from one sample to the next. */
 static void store_error(json_t *state, const char *store, const char *key,
                         const char *now, char *last, size_t last_size) {
         char q[512];
+        int was_failing = last[0] != '\0';
         if (now[0])
                 json_object_set_new(state, key, json_string(now));
-        if (!strcmp(now, last))
+        snprintf(last, last_size, "%s", now);
+        if (!now[0] == !was_failing)
                 return;
         if (now[0])
                 ORDO_LOG(WARN, "dash",
@@ -629,7 +637,39 @@ static void store_error(json_t *state, const char *store, const char *key,
                          store, ordo_log_quote(q, sizeof(q), now));
         else
                 ORDO_LOG(INFO, "dash", "msg=\"%s read again\"", store);
-        snprintf(last, last_size, "%s", now);
+}
+
+/* MongoDB's figures of this sample, or, when it could not be read, the
+ * last ones that were (a Redis-only figure, top earners, stays live). */
+static void mongo_figures(dash_t *d, json_t *state, json_t **accepted) {
+        json_t *last = d->mongo_last, *c, *top;
+        if (!d->mongo_error[0]) {
+                json_decref(d->mongo_last);
+                d->mongo_last = json_pack(
+                    "{s:O, s:O, s:O, s:O}", "activities",
+                    json_object_get(state, "activities"), "activities_total",
+                    json_object_get(state, "activities_total"), "accepted",
+                    *accepted, "commissions",
+                    json_object_get(state, "commissions"));
+                d->mongo_last_ms = ordo_wall_ms();
+                return;
+        }
+        if (!last)
+                return;
+        json_object_set(state, "activities",
+                        json_object_get(last, "activities"));
+        json_object_set(state, "activities_total",
+                        json_object_get(last, "activities_total"));
+        json_decref(*accepted);
+        *accepted = json_deep_copy(json_object_get(last, "accepted"));
+        c = json_deep_copy(json_object_get(last, "commissions"));
+        top = json_object_get(json_object_get(state, "commissions"), "top");
+        if (c && top)
+                json_object_set(c, "top", top);
+        if (c)
+                json_object_set_new(state, "commissions", c);
+        json_object_set_new(state, "mongo_as_of_ms",
+                            json_integer(d->mongo_last_ms));
 }
 
 static void sample(dash_t *d) {
@@ -654,6 +694,7 @@ static void sample(dash_t *d) {
                             read_activities(d, accepted, &total));
         json_object_set_new(state, "activities_total", json_integer(total));
         json_object_set_new(state, "commissions", read_commissions(d));
+        mongo_figures(d, state, &accepted);
         store_error(state, "MongoDB", "mongo_error", d->mongo_error,
                     d->last_mongo_error, sizeof(d->last_mongo_error));
         store_error(state, "Redis", "redis_error", d->redis_error,
@@ -865,6 +906,7 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                 json_decref(d.ring[i].accepted);
                 json_decref(d.ring[i].latency);
         }
+        json_decref(d.mongo_last);
         free(d.doc);
         if (d.redis)
                 redisFree(d.redis);

@@ -277,12 +277,24 @@ def mongo_hangs(c, ordo, workdir):
         s = E.eventually(state, lambda v: v and "mongo_error" not in v, 30)
         c.true("through the proxy: a sample without mongo_error",
                s and "mongo_error" not in s, str(s)[:300])
+        before = s
         proxy.open.clear()
         t0 = time.time()
         s = E.eventually(state, lambda v: "mongo_error" in v, 45)
         c.true("MongoDB hung: /api/state has mongo_error within 45 s "
                "(%.0f s)" % (time.time() - t0), "mongo_error" in s,
                str(s)[:300])
+        # ... with the last figures read, and when, not an empty sale
+        # with commissions of 0 (an outside audit)
+        c.true("MongoDB hung: the last activities and commissions read, "
+               "with mongo_as_of_ms",
+               before.get("activities") and s.get("mongo_as_of_ms") and
+               [a["id"] for a in s.get("activities", [])] ==
+               [a["id"] for a in before["activities"]] and
+               s["commissions"]["pending_cents"] ==
+               before["commissions"]["pending_cents"], str(s)[:300])
+        E.eventually(state, lambda v: "mongo_error" in v and
+                     v.get("now_ms", 0) > s["now_ms"] + 5000, 45)
         proxy.open.set()
         s = E.eventually(state, lambda v: v and "mongo_error" not in v, 45)
         c.true("MongoDB answers again: mongo_error gone",
@@ -291,6 +303,10 @@ def mongo_hangs(c, ordo, workdir):
         proxy.close()
         dash.terminate()
         dash.wait(30)
+    with open(os.path.join(workdir, "dash-hung.log")) as f:
+        text = f.read()
+    c.eq("MongoDB hung: logged once however the error's words vary", 1,
+         text.count("cannot read MongoDB"))
 
 
 def hostile_scrape_targets(c, ordo, workdir):
