@@ -286,7 +286,11 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                                   40))
                         add_to(st, "decisions", v); /* events applied */
                 else if (!strncmp(line, "ordo_decisions_total{", 21)) {
-                        add_to(st, "decisions", v);
+                        /* a stage's own Ticks are no decisions of the
+                         * sale: they grew the column with no traffic */
+                        if (label(line, "command", cmd, sizeof(cmd)) ||
+                            strcmp(cmd, "Tick"))
+                                add_to(st, "decisions", v);
                         if (!label(line, "result", result, sizeof(result)) &&
                             !strcmp(result, "rejected") &&
                             !label(line, "command", cmd, sizeof(cmd)) &&
