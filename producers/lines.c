@@ -86,20 +86,25 @@ static int fill(ordo_lines_t *r) {
         return 1;
 }
 
-/* Over max: counts the line's bytes up to its '\n' (or the end). */
+/* Over max: counts the line's bytes up to its '\n' (or the end), its
+ * "\r\n" ending not counted. */
 static ordo_line_result_t skip_long_line(ordo_lines_t *r, size_t *len) {
         size_t n = 0;
-        char *nl;
+        char *nl, last = '\0';
 
         for (;;) {
                 nl = memchr(r->buf + r->start, '\n', r->end - r->start);
                 if (nl) {
                         n += (size_t)(nl - (r->buf + r->start));
+                        if (nl > r->buf + r->start)
+                                last = nl[-1];
                         r->start = (size_t)(nl - r->buf) + 1;
-                        *len = n;
+                        *len = n - (n && last == '\r');
                         return ORDO_LINE_TOO_LONG;
                 }
                 n += r->end - r->start;
+                if (r->end > r->start)
+                        last = r->buf[r->end - 1];
                 r->start = r->end = 0;
                 switch (fill(r)) {
                 case 0:
@@ -127,8 +132,10 @@ ordo_line_result_t ordo_lines_next(ordo_lines_t *r, const char **line,
                         *line = r->buf + r->start;
                         *len = (size_t)(nl - *line);
                         r->start += *len + 1;
-                        if (*len > r->max)
+                        if (*len > r->max) {
+                                *len -= (*line)[*len - 1] == '\r';
                                 return ORDO_LINE_TOO_LONG;
+                        }
                         return ORDO_LINE_OK;
                 }
                 scanned = avail;

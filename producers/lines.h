@@ -32,7 +32,8 @@ typedef struct ordo_lines_s {
 
 typedef enum {
         ORDO_LINE_OK = 0,   /* *line holds *len bytes, without the '\n' */
-        ORDO_LINE_TOO_LONG, /* over max: skipped; *len is its length */
+        ORDO_LINE_TOO_LONG, /* over max: skipped; *len is its length
+                             * without its ending ("\n", "\r\n") */
         ORDO_LINE_END,      /* no more input */
         ORDO_LINE_ERROR     /* read(2) failed: errno says why; final */
 } ordo_line_result_t;

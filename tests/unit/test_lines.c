@@ -122,6 +122,28 @@ Test(lines, over_the_limit_is_skipped_and_measured) {
         }
 }
 
+/* A line over the limit is measured without its "\r\n" ending, as
+ * the command size limit counts (an outside audit: one byte over, when
+ * the line was longer than the reader's buffer). */
+Test(lines, over_the_limit_measured_without_crlf) {
+        char in[64];
+        size_t chunk;
+
+        memset(in, 'b', 9);
+        memcpy(in + 9, "\r\n", 2);
+        memset(in + 11, 'd', 30);
+        memcpy(in + 41, "\r\nok\r\n", 6);
+        for (chunk = 1; chunk <= 47; chunk++) {
+                source_t s;
+                open_source(&s, in, 47, chunk, 8);
+                expect_too_long(&s, 9);
+                expect_too_long(&s, 30);
+                expect_line(&s, "ok\r", 3);
+                expect_end(&s);
+                close_source(&s);
+        }
+}
+
 /* A huge line costs the limit, not its size: 64 MiB through a reader
  * whose buffer holds a few KiB, then a line after it. */
 Test(lines, huge_line_in_bounded_memory) {
