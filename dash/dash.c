@@ -228,6 +228,21 @@ whole:
         return json_incref(now);
 }
 
+/* Adds addr to a stage row's "process" (comma-separated) unless there. */
+static void name_process(json_t *st, const char *addr) {
+        const char *have = json_string_value(json_object_get(st, "process"));
+        size_t n = strlen(addr);
+        const char *p;
+        char *both;
+        for (p = have; p && (p = strstr(p, addr)); p += n)
+                if ((p == have || p[-1] == ' ') && (!p[n] || p[n] == ','))
+                        return;
+        if (!have || asprintf(&both, "%s, %s", have, addr) < 0)
+                return;
+        json_object_set_new(st, "process", json_string(both));
+        free(both);
+}
+
 /* Reads one process's /healthz and /metrics into stages (by stage) and
  * rejections (PlaceOrder rejections by reason, the order stage's
  * OpenOrder ones included). */
@@ -274,7 +289,10 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                         /* a key that is not UTF-8 is refused, st freed */
                         if (json_object_set_new(stages, stage, st))
                                 continue;
-                }
+                } else
+                        /* instances of a stage in several processes:
+                         * the row sums them and names them all */
+                        name_process(st, addr);
                 if (!strncmp(line, "ordo_consumer_lag{", 18))
                         add_to(st, "lag", v);
                 else if (!strncmp(line, "ordo_transactions_aborted_total{", 32))
