@@ -176,11 +176,9 @@ static int store_empty_after_use(loop_t *lp) {
  * the timer's delay is not taken for the projection's. */
 static int64_t lag_from(const loop_t *lp, size_t i) {
         const ordo_msg_t *m = &lp->msgs[i];
-        int64_t written;
-        if (!ordo_msg_stamped_by_timer(m))
-                return m->meta.ts_ms;
-        written = rd_kafka_message_timestamp(lp->rkms[lp->msg_of[i]], NULL);
-        return written > 0 ? written : m->meta.ts_ms;
+        int64_t written = lp->recs[i].written_ms;
+        return ordo_msg_stamped_by_timer(m) && written > 0 ? written
+                                                           : m->meta.ts_ms;
 }
 
 /* A message polled while the store is away (its partition was not
@@ -429,6 +427,9 @@ int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
         rec->source = source;
         rec->partition = m->partition;
         rec->offset = m->offset;
+        rec->written_ms = rd_kafka_message_timestamp(m, NULL);
+        if (rec->written_ms < 0)
+                rec->written_ms = 0;
         return 0;
 }
 

@@ -51,6 +51,9 @@ typedef struct ordo_event_rec_s {
                              * "commission-events" */
         int32_t partition;
         int64_t offset;
+        /* when its stage wrote it (the record's CreateTime), 0 unknown:
+         * a rejected attempt's Redis status expires that long after */
+        int64_t written_ms;
 } ordo_event_rec_t;
 
 typedef struct ordo_mongo_proj_s ordo_mongo_proj_t;

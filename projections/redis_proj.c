@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "redis_conn.h"
 
@@ -252,6 +253,7 @@ typedef struct cmd_s {
         const char *leader; /* settlement: the user whose total is replied */
         int vi, xi;         /* the version's argument; stock: the value's */
         int extra;          /* EXTRA_* */
+        int64_t ttl_s;      /* EXTRA_EXPIRE_AFTER's */
 } cmd_t;
 
 /* What reading a sent command's replies needs (its cmd_t is reused). */
@@ -312,7 +314,6 @@ struct ordo_redis_proj_s {
          * when the call fails (seen_undo). */
         struct seen_s *undo;
         size_t undo_n;
-        char ttl_s[24];
 };
 
 static void arg(cmd_t *k, const char *s) {
@@ -508,7 +509,6 @@ ordo_redis_proj_t *ordo_redis_proj_new(const char *host, int port,
         p->port = port;
         memcpy(p->prefix, prefix, strlen(prefix) + 1);
         p->ttl = rejected_ttl_s;
-        snprintf(p->ttl_s, sizeof(p->ttl_s), "%lld", (long long)p->ttl);
         return p;
 }
 
@@ -836,6 +836,21 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
 }
 
 /* Fill k for one event; 0 when the event has no Redis read model. */
+/* Seconds a rejected attempt's status has left to live: the TTL counts
+ * from when the rejection was written (its record's time), not from
+ * when it is applied, so that a refill or a rebuild weeks later does
+ * not bring back every rejection of every past sale for another TTL (an
+ * outside audit: 25,501 of them, in a store just recovering). 0 or less:
+ * expired, not written. The full TTL when the record's time is unknown
+ * or ahead of this clock. */
+static int64_t rejected_ttl_left(const ordo_redis_proj_t *p,
+                                 const ordo_event_rec_t *r) {
+        int64_t age_ms = r->written_ms > 0 ? ordo_wall_ms() - r->written_ms : 0;
+        if (age_ms <= 0)
+                return p->ttl;
+        return p->ttl - age_ms / 1000;
+}
+
 static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
         const ordo_msg_t *m = r->msg;
         int64_t v = m->meta.version;
@@ -892,9 +907,13 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 return 1;
         case ORDO_MSG_COMMAND_REJECTED: {
                 const ordo_rejected_body_t *j = &m->u.rejected;
+                int64_t left = 0;
 
                 if (!j->order_id[0])
                         return 0;
+                if (!strcmp(j->command_type, "PlaceOrder") &&
+                    (left = rejected_ttl_left(p, r)) <= 0)
+                        return 0; /* expired already: a refill, a rebuild */
                 if (!strcmp(j->command_type, "PlaceOrder") && p->fresh &&
                     order_unseen(p, j->order_id) &&
                     first_rejection(p, j->order_id)) {
@@ -910,13 +929,14 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                         arg(k, "user_id");
                         arg(k, j->user_id);
                         k->extra = EXTRA_EXPIRE_AFTER;
+                        k->ttl_s = left;
                         return 1;
                 }
                 if (!strcmp(j->command_type, "PlaceOrder")) {
                         evalsha(p, k, S_REJECT_PLACE, 1);
                         argf(k, "%sorder:%s", p->prefix, j->order_id);
                         arg(k, j->reason);
-                        argf(k, "%lld", (long long)p->ttl);
+                        argf(k, "%lld", (long long)left);
                         arg(k, j->user_id);
                         return 1;
                 }
@@ -941,8 +961,9 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
 }
 
 static int append(ordo_redis_proj_t *p, cmd_t *k) {
-        const char *argv[3] = { "DEL", k->argv[1], p->ttl_s };
-        size_t len[3] = { 3, k->len[1], strlen(p->ttl_s) };
+        char ttl[24];
+        const char *argv[3] = { "DEL", k->argv[1], ttl };
+        size_t len[3] = { 3, k->len[1], 0 };
 
         if (k->extra == EXTRA_DEL_BEFORE &&
             redisAppendCommandArgv(p->c, 2, argv, len) != REDIS_OK)
@@ -951,6 +972,8 @@ static int append(ordo_redis_proj_t *p, cmd_t *k) {
                 return -1;
         argv[0] = "EXPIRE";
         len[0] = 6;
+        len[2] =
+            (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)k->ttl_s);
         if (k->extra == EXTRA_EXPIRE_AFTER &&
             redisAppendCommandArgv(p->c, 3, argv, len) != REDIS_OK)
                 return -1;

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "projection.h"
 #include "store.h"
@@ -1040,6 +1041,64 @@ Test(projections_redis, rejection_never_hides_a_placed_order) {
         cr_assert_str_eq(hget(k, "reason"), "(nil)");
         ordo_redis_proj_destroy(p);
         free(redis_dump(pf, 1));
+}
+
+/* A rejected attempt's status lives redis.rejected.ttl.s from when the
+ * rejection was written (its record's time), not from when it is
+ * applied: a refill or a rebuild weeks later brought every past
+ * rejection back for another day (an outside audit). One written longer
+ * ago than the TTL is not written at all; one of unknown time gets the
+ * whole TTL. Guarded and fresh targets alike. */
+static void rejection_ttl_from_its_writing(int fresh) {
+        static const char *ids[] = { "old", "recent", "unknown" };
+        int64_t now = ordo_wall_ms(), written[] = { now - (86400 + 60) * 1000LL,
+                                                    now - 3600 * 1000LL, 0 };
+        char pf[64], k[128];
+        ordo_redis_proj_t *p;
+        redisReply *r;
+        int i;
+
+        nrecs = 0;
+        memset(offsets, 0, sizeof(offsets));
+        for (i = 0; i < 3; i++) {
+                rejected_ev("activity-events", 0, "A1", 1, "PlaceOrder", ids[i],
+                            "SOLD_OUT");
+                recs[nrecs - 1].written_ms = written[i];
+        }
+        unique_name(pf, sizeof(pf), ":");
+        p = redis_proj(pf);
+        if (fresh)
+                ordo_redis_proj_set_fresh(p);
+        cr_assert_eq(apply_redis(p, 0, nrecs), ORDO_ERR_OK);
+        for (i = 0; i < 3; i++) {
+                snprintf(k, sizeof(k), "%sorder:%s", pf, ids[i]);
+                r = redisCommand(rc, "TTL %s", k);
+                cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+                if (i == 0)
+                        cr_expect_eq(r->integer, -2,
+                                     "%s: expired, absent: %lld", ids[i],
+                                     r->integer);
+                else if (i == 1)
+                        cr_expect(r->integer > 86400 - 3600 - 60 &&
+                                      r->integer <= 86400 - 3600,
+                                  "%s: a day less an hour: %lld", ids[i],
+                                  r->integer);
+                else
+                        cr_expect(r->integer > 86400 - 60,
+                                  "%s: the whole TTL: %lld", ids[i],
+                                  r->integer);
+                freeReplyObject(r);
+        }
+        ordo_redis_proj_destroy(p);
+        free(redis_dump(pf, 1));
+}
+
+Test(projections_redis, a_rejection_lives_its_ttl_from_its_writing) {
+        rejection_ttl_from_its_writing(0);
+}
+
+Test(projections_redis, fresh_target_rejection_lives_its_ttl_from_its_writing) {
+        rejection_ttl_from_its_writing(1);
 }
 
 /* The index of the rejected PlaceOrder of o1 in the scenario. */
