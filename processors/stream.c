@@ -420,7 +420,7 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                                  sizeof(p->errstr)) ==
                             RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
                                 p->duplicate_instance =
-                                    ordo_kafka_fenced(&p->instance_fenced_ms);
+                                    ordo_kafka_fenced(p->instance_fenced_ms);
                         p->consumer_fatal = 1;
                         rd_kafka_message_destroy(rkm);
                         break;

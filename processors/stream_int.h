@@ -151,7 +151,7 @@ typedef struct ordo__proc_s {
         rd_kafka_message_t **batch;
         size_t batch_decided, batch_committed;
         int consumer_fatal; /* the group consumer raised a fatal error */
-        int64_t instance_fenced_ms;      /* the last FENCED_INSTANCE_ID */
+        int64_t instance_fenced_ms[2];   /* the last two FENCED_INSTANCE_ID */
         ordo_fence_t duplicate_instance; /* not REJOIN: stop */
         volatile sig_atomic_t *stop;
         int at_least_once; /* processing.guarantee=at_least_once */

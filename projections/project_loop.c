@@ -57,8 +57,9 @@ typedef struct {
         int lost;             /* ...while we ran: read the inputs again */
         char mark[ORDO_MARK_MAX]; /* the target's mark, "" not known yet */
         int64_t mark_ms;          /* monotonic ms it was last read */
-        int64_t fenced_ms;    /* monotonic ms of the last FENCED_INSTANCE_ID */
-        char rejoin_why[256]; /* set: rejoin at the loop's next turn */
+        int64_t fenced_ms[2];     /* monotonic ms of the last two
+                               * FENCED_INSTANCE_ID */
+        char rejoin_why[256];     /* set: rejoin at the loop's next turn */
         /* set (pause_and_poll): records lost, the stage stops */
         char records_lost[512];
         const ordo_config_t *conf;
@@ -824,7 +825,7 @@ static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
 
         if (rd_kafka_fatal_error(lp->consumer, NULL, 0) ==
                 RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID &&
-            (why = ordo_kafka_fenced(&lp->fenced_ms)) != ORDO_FENCE_REJOIN) {
+            (why = ordo_kafka_fenced(lp->fenced_ms)) != ORDO_FENCE_REJOIN) {
                 ordo_kafka_twin_error(lp->conf, lp->group, why, errstr,
                                       errstr_size);
                 return ORDO_ERR_CONFIG;

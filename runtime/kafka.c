@@ -267,14 +267,15 @@ rd_kafka_t *ordo_kafka_member_new(const ordo_config_t *conf, const char *group,
                             errstr_size);
 }
 
-ordo_fence_t ordo_kafka_fenced(int64_t *last_ms) {
+ordo_fence_t ordo_kafka_fenced(int64_t fenced_ms[2]) {
         int64_t now = ordo_monotonic_ms(), paused;
-        int twice = *last_ms && now - *last_ms < 120000;
-        *last_ms = now;
+        int third = fenced_ms[1] && now - fenced_ms[1] < 120000;
+        fenced_ms[1] = fenced_ms[0];
+        fenced_ms[0] = now;
         paused = __atomic_load_n(&paused_at, __ATOMIC_RELAXED);
         if (paused && now - paused < PAUSE_RECENT_MS)
                 return ORDO_FENCE_REPLACED;
-        return twice ? ORDO_FENCE_TWIN : ORDO_FENCE_REJOIN;
+        return third ? ORDO_FENCE_TWIN : ORDO_FENCE_REJOIN;
 }
 
 void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
@@ -290,8 +291,8 @@ void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
         else
                 snprintf(errstr, errstr_size,
                          "another live process runs this stage with "
-                         "instance.id %s (group.instance.id %s.%s): each "
-                         "fenced the other twice in 2 minutes; this one "
+                         "instance.id %s (group.instance.id %s.%s): "
+                         "fenced three times in 2 minutes; this one "
                          "stops. Give every instance its own -X "
                          "instance.id=N",
                          id, group, id);

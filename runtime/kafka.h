@@ -107,17 +107,23 @@ void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms);
  * (decision 0018): a process restarted in its place, a broker that lost
  * track of it, or a second live process with its instance.id. */
 typedef enum {
-        ORDO_FENCE_REJOIN = 0, /* a lone fence: lost partitions, rejoin */
-        /* a second within two minutes: two live ones would fence each
-         * other for ever, each rejoin fencing the other; this one ends */
+        ORDO_FENCE_REJOIN = 0, /* lost partitions: rejoin */
+        /* a third within two minutes: two live ones would fence each
+         * other for ever, each rejoin fencing the other, seconds apart;
+         * this one ends. (Two could be a broker's: one that stalled or
+         * restarted fences a lone member by its own newer join, and two
+         * outages 109 s apart stopped a lone `ordo run`, an outside
+         * audit; Kafka cannot tell us who holds the id: a replaced
+         * static member keeps its first holder's client.id.) */
         ORDO_FENCE_TWIN,
         /* this process was paused (SIGSTOP, a frozen VM) for 5 s or more
          * in the last minute: the one started in its place meanwhile is
          * the live one, and this one ends rather than fence it back */
         ORDO_FENCE_REPLACED
 } ordo_fence_t;
-/* The verdict on a fence now; *last_ms remembers it. */
-ordo_fence_t ordo_kafka_fenced(int64_t *last_ms);
+/* The verdict on a fence now; fenced_ms remembers the last two
+ * (monotonic ms, 0: none). */
+ordo_fence_t ordo_kafka_fenced(int64_t fenced_ms[2]);
 /* The error that ends a member ordo_kafka_fenced did not let rejoin. */
 void ordo_kafka_twin_error(const ordo_config_t *conf, const char *group,
                            ordo_fence_t why, char *errstr, size_t errstr_size);

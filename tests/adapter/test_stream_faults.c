@@ -471,6 +471,25 @@ Test(stream_faults, a_fenced_consumer_loses_partitions_and_rejoins) {
         assert_stops_cleanly(&fx);
 }
 
+Test(stream_faults, fenced_twice_rejoins_again) {
+        /* Two fences within two minutes are no twin yet: a broker that
+         * stalled or restarted can fence a lone member by its own newer
+         * join, and two outages stopped a lone `ordo run` naming a twin
+         * that did not exist (an outside audit). Twins fence each other
+         * every few seconds: the third fence stops one (test_twin.py). */
+        rd_kafka_mock_push_request_errors(fx.mc, API_HEARTBEAT, 2,
+                                          RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                          RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID);
+        send_commands(&fx, N_ORDERS, 0);
+        start(&fx);
+        for (int i = 0; i < 600 && load(&fx.stats.rejoins) < 2; i++)
+                usleep(100000);
+        cr_assert_eq(load(&fx.stats.rejoins), 2);
+        cr_assert(wait_consumed(&fx, N_ORDERS + 1));
+        assert_each_reserved(&fx, 1);
+        assert_stops_cleanly(&fx);
+}
+
 Test(stream_faults, unread_committed_offsets_refuse_the_assignment) {
         /* The assignment starts at the committed offsets the callback
          * reads itself (leaving that to librdkafka 2.0.2 once left a
