@@ -1751,6 +1751,13 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         if (set_default(conf, "kafka.message.timeout.ms", "5000", errstr,
                         errstr_size))
                 goto fail;
+        /* librdkafka times a message out only when the broker's thread
+         * turns, which waits out its reconnect backoff (up to 10 s by
+         * default) while the broker refuses connections: 503s came 5 to
+         * 15 s after the request (an outside audit). 1 s at most. */
+        if (set_default(conf, "kafka.reconnect.backoff.max.ms", "1000", errstr,
+                        errstr_size))
+                goto fail;
         gw->rk = ordo_kafka_producer_new(conf, NULL, delivered, gw, errstr,
                                          errstr_size);
         if (!gw->rk)
