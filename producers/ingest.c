@@ -1015,6 +1015,12 @@ static size_t produce(ordo_ingest_t *gw, req_t *r) {
                         l->err = err; /* not sent: the queue is full */
                         continue;
                 }
+                if (atomic_load(&gw->missing) & (1 << l->topic)) {
+                        /* Kafka has no such topic (check_topics): a 503
+                         * naming it now, not after the message timeout */
+                        l->err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+                        continue;
+                }
                 l->t0_us = now_us();
                 atomic_fetch_add(&r->pending, 1);
                 /* No copy: the arena lives until the request is freed,

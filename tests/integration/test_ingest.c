@@ -1401,6 +1401,7 @@ Test(ingest, a_missing_topic_is_named) {
         char err[512], want[256];
         ordo_ingest_t *g = ordo_ingest_new(c, err, sizeof(err));
         resp_t r = { 0 };
+        int64_t t0;
         int i;
 
         cr_assert(g, "%s", err);
@@ -1416,12 +1417,17 @@ Test(ingest, a_missing_topic_is_named) {
         cr_assert_eq(r.status, 503, "%s", r.body);
         cr_assert(strstr(r.body, want), "%s", r.body);
         resp_free(&r);
+        t0 = wall_ms();
         r = http(ordo_ingest_port(g), "POST", "/v1/commands", "",
                  "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}", 41);
         snprintf(want, sizeof(want), "no topic %sorder-commands in Kafka",
                  ordo_config_get(c, "topic.prefix"));
         cr_assert_eq(r.status, 503, "%s", r.body);
         cr_assert(strstr(r.body, want), "%s", r.body);
+        /* at once, not after kafka.message.timeout.ms (5 s): nothing is
+         * sent to a topic the gateway knows Kafka has not (an audit) */
+        cr_assert_lt(wall_ms() - t0, 2500, "answered after %lld ms",
+                     (long long)(wall_ms() - t0));
         resp_free(&r);
         ordo_ingest_destroy(g);
         ordo_config_destroy(c);
