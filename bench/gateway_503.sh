@@ -8,8 +8,11 @@
 #   bench/gateway_503.sh [ORDO] [-X key=value ...]
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ORDO=${1:-$ROOT/build/runtime/cli/ordo}
-shift || true
+ORDO=$ROOT/build/runtime/cli/ordo
+if [ $# -gt 0 ] && [ "$1" != "-X" ]; then
+        ORDO=$1
+        shift
+fi
 PORT=18080
 cd "$ROOT"
 infra/stack up >/dev/null || exit 1

@@ -451,6 +451,29 @@ static int64_t read_holds(dash_t *d, mongoc_collection_t *orders, json_t *by_id,
         return n;
 }
 
+/* Each activity's remaining stock from Redis, the fast path shoppers
+ * see ("remaining"; absent where Redis has none or cannot be read). */
+static void read_remaining(dash_t *d, json_t *list) {
+        const char *prefix = ordo_config_get(d->conf, "redis.prefix");
+        size_t i;
+        json_t *a;
+        json_array_foreach(list, i, a) {
+                redisReply *r;
+                json_object_del(a, "remaining");
+                if (redis_ok(d) &&
+                    (r = redis_reply(
+                         d, redisCommand(d->redis, "GET %sstock:%s", prefix,
+                                         json_string_value(
+                                             json_object_get(a, "id")))))) {
+                        if (r->type == REDIS_REPLY_STRING)
+                                json_object_set_new(
+                                    a, "remaining",
+                                    json_integer(strtoll(r->str, NULL, 10)));
+                        freeReplyObject(r);
+                }
+        }
+}
+
 /* activities: [{id, sku, price_cents, stock, remaining (Redis),
  * remaining_mongo, start_ms, end_ms, orders: {status: n}, accepted,
  * holds: n, next_holds: [...]}] */
@@ -466,7 +489,6 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         bson_t *empty = bson_new(), *pipeline;
         mongoc_cursor_t *cur;
         const bson_t *doc;
-        const char *prefix = ordo_config_get(d->conf, "redis.prefix");
         size_t i;
         json_t *a;
 
@@ -561,21 +583,10 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
                         bson_destroy(&one);
                 }
 
-        json_array_foreach(list, i, a) {
-                const char *id = json_string_value(json_object_get(a, "id"));
-                redisReply *r;
-                json_object_set(accepted, id, json_object_get(a, "accepted"));
-                /* Remaining stock from Redis, the fast path shoppers see. */
-                if (redis_ok(d) &&
-                    (r = redis_reply(d, redisCommand(d->redis, "GET %sstock:%s",
-                                                     prefix, id)))) {
-                        if (r->type == REDIS_REPLY_STRING)
-                                json_object_set_new(
-                                    a, "remaining",
-                                    json_integer(strtoll(r->str, NULL, 10)));
-                        freeReplyObject(r);
-                }
-        }
+        json_array_foreach(list, i, a) json_object_set(
+            accepted, json_string_value(json_object_get(a, "id")),
+            json_object_get(a, "accepted"));
+        read_remaining(d, list);
         bson_destroy(&ids);
         bson_destroy(empty);
         mongoc_collection_destroy(acts);
@@ -662,9 +673,10 @@ static void store_error(json_t *state, const char *store, const char *key,
 }
 
 /* MongoDB's figures of this sample, or, when it could not be read, the
- * last ones that were (a Redis-only figure, top earners, stays live). */
+ * last ones that were; what Redis gives stays live (remaining stock, top
+ * earners). */
 static void mongo_figures(dash_t *d, json_t *state, json_t **accepted) {
-        json_t *last = d->mongo_last, *c, *top;
+        json_t *last = d->mongo_last, *c, *top, *acts;
         if (!d->mongo_error[0]) {
                 json_decref(d->mongo_last);
                 d->mongo_last = json_pack(
@@ -678,8 +690,10 @@ static void mongo_figures(dash_t *d, json_t *state, json_t **accepted) {
         }
         if (!last)
                 return;
-        json_object_set(state, "activities",
-                        json_object_get(last, "activities"));
+        acts = json_deep_copy(json_object_get(last, "activities"));
+        if (acts)
+                read_remaining(d, acts);
+        json_object_set_new(state, "activities", acts ? acts : json_array());
         json_object_set(state, "activities_total",
                         json_object_get(last, "activities_total"));
         json_decref(*accepted);

@@ -594,6 +594,15 @@ static int ends_ahead(const ordo__proc_t *p) {
         return 0;
 }
 
+/* Whether the cluster answers a metadata request within a second. */
+static int kafka_answers(rd_kafka_t *rk) {
+        const struct rd_kafka_metadata *md;
+        if (rd_kafka_metadata(rk, 0, NULL, &md, 1000))
+                return 0;
+        rd_kafka_metadata_destroy(md);
+        return 1;
+}
+
 /* Idle for a second since the last transaction, with ends ahead: a
  * transaction of offsets alone moves them there. At most one a second,
  * and none while inputs keep coming. */
@@ -1109,9 +1118,14 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 }
         }
         /* A clean stop does not leave its offsets on a marker either: it
-         * moves them to the ends now rather than after the idle second. */
+         * moves them to the ends now rather than after the idle second,
+         * once the commit in flight is settled (it may have carried them)
+         * and if Kafka answers at once (a stop during an outage is not
+         * held by a transaction that cannot end). */
+        if (!err && p.consumer)
+                ordo__commit_wait(&p);
         if (!err && !p.failed && !p.restore_failed && !p.consumer_fatal &&
-            p.consumer && ends_ahead(&p)) {
+            p.consumer && ends_ahead(&p) && kafka_answers(p.producer)) {
                 send_batch(&p, msgs, 0, 0, 0);
                 ordo__commit_wait(&p);
         }

@@ -9,7 +9,7 @@
  *   4 characters: the instance (20 bits, ingest.instance.id)
  *   4 characters: the generator's own random number (20 bits)
  *   4 characters: a counter within the millisecond (20 bits)
- * e.g. "o01HV3K9Q7Z0000K7Q2D0003". Ids of one generator are strictly
+ * e.g. "o01HV3K9Q70000K7Q20003". Ids of one generator are strictly
  * increasing as strings, even if the clock steps back (the last time is
  * kept) or more than 2^20 ids are asked for in one millisecond (time runs
  * ahead of the clock until it catches up). Two instances never collide as

@@ -1095,7 +1095,9 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                          failed, r->n_lines, rd_kafka_err2str(err),
                          why[0] ? " (" : "", why, why[0] ? ")" : ""));
         json_object_set_new(body, "reason", json_string("UNAVAILABLE"));
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        /* (a full queue, a missing topic: said once elsewhere, not per
+         * request) */
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL && !why[0])
                 ORDO_LOG(WARN, "ingest",
                          "msg=\"not acknowledged\" commands=%zu err=\"%s\"",
                          failed, rd_kafka_err2str(err));

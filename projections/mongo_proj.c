@@ -1429,8 +1429,8 @@ ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
 
 /* ---- a whole database: whether it is used, and dropping it ---------- */
 
-/* Server selection as the projection's, and libmongoc's socket wait:
- * dropping a large database may take minutes. */
+/* Server selection within 10 s, and libmongoc's socket wait: dropping a
+ * large database may take minutes. */
 static mongoc_client_t *mongo_connect(const char *uri, char *errstr,
                                       size_t errstr_size) {
         static const ordo_mongo_waits_t waits = { 10000, 0, 0 };

@@ -57,8 +57,7 @@ typedef struct {
         int lost;             /* ...while we ran: read the inputs again */
         char mark[ORDO_MARK_MAX]; /* the target's mark, "" not known yet */
         int64_t mark_ms;          /* monotonic ms it was last read */
-        int64_t fenced_ms[2];     /* monotonic ms of the last two
-                               * FENCED_INSTANCE_ID */
+        int64_t fenced_ms[2];     /* the last two FENCED_INSTANCE_ID */
         char rejoin_why[256];     /* set: rejoin at the loop's next turn */
         /* set (pause_and_poll): records lost, the stage stops */
         char records_lost[512];

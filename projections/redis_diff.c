@@ -98,20 +98,32 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
         size_t i, plen = strlen(s->reverse ? s->tmp : s->live);
         const char *other = s->reverse ? s->live : s->tmp;
         const char *get = is_hash_family(s->family) ? "HGETALL" : "GET";
+        /* a live hash's expiry: a REJECTED status with one may have
+         * expired in the rebuild; one without is a difference */
+        int with_ttl = !s->reverse && is_hash_family(s->family);
         for (i = 0; i < keys->elements; i++) {
                 const char *k = keys->element[i]->str;
                 redisAppendCommand(c, "%s %s", get, k);
                 redisAppendCommand(c, "%s %s%s", get, other, k + plen);
+                if (with_ttl)
+                        redisAppendCommand(c, "PTTL %s", k);
         }
         for (i = 0; i < keys->elements; i++) {
-                redisReply *mine = NULL, *theirs = NULL;
+                redisReply *mine = NULL, *theirs = NULL, *ttl = NULL;
                 const char *k = keys->element[i]->str;
                 char shown[400], raw[400];
+                int expires;
                 if (redisGetReply(c, (void **)&mine) != REDIS_OK ||
-                    redisGetReply(c, (void **)&theirs) != REDIS_OK) {
+                    redisGetReply(c, (void **)&theirs) != REDIS_OK ||
+                    (with_ttl && redisGetReply(c, (void **)&ttl) != REDIS_OK)) {
+                        freeReplyObject(mine);
+                        freeReplyObject(theirs);
                         s->r->errors++;
                         return 1;
                 }
+                expires = ttl && ttl->type == REDIS_REPLY_INTEGER &&
+                          ttl->integer >= 0;
+                freeReplyObject(ttl);
                 /* Keys as the contract names them: under the live prefix,
                  * escaped as values are (an id cannot split the line). */
                 snprintf(raw, sizeof(raw), "%s%s", s->live, k + plen);
@@ -149,7 +161,8 @@ static int rscan_batch(redisContext *c, redisReply *keys, void *opaque) {
                                       theirs->elements == 0);
                         const char *st = hget(mine, "status");
                         s->r->compared++;
-                        if (absent && st && !strcmp(st, "REJECTED")) {
+                        if (absent && st && !strcmp(st, "REJECTED") &&
+                            expires) {
                                 /* its TTL runs from when it was written:
                                  * expired between the two reads */
                                 s->r->notes++;

@@ -353,6 +353,7 @@ static void begin(cmd_t *k) {
         k->leader = NULL;
         k->vi = k->xi = 0;
         k->extra = EXTRA_NONE;
+        k->ttl_s = 0;
 }
 
 static void evalsha(ordo_redis_proj_t *p, cmd_t *k, int script, int nkeys) {
@@ -835,7 +836,6 @@ static void earnings(ordo_redis_proj_t *p, cmd_t *k,
                 k->leader = c->beneficiary_id;
 }
 
-/* Fill k for one event; 0 when the event has no Redis read model. */
 /* Seconds a rejected attempt's status has left to live: the TTL counts
  * from when the rejection was written (its record's time), not from
  * when it is applied, so that a refill or a rebuild weeks later does
@@ -851,6 +851,7 @@ static int64_t rejected_ttl_left(const ordo_redis_proj_t *p,
         return p->ttl - age_ms / 1000;
 }
 
+/* Fill k for one event; 0 when the event has no Redis read model. */
 static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
         const ordo_msg_t *m = r->msg;
         int64_t v = m->meta.version;
@@ -970,13 +971,14 @@ static int append(ordo_redis_proj_t *p, cmd_t *k) {
                 return -1;
         if (redisAppendCommandArgv(p->c, k->argc, k->argv, k->len) != REDIS_OK)
                 return -1;
-        argv[0] = "EXPIRE";
-        len[0] = 6;
-        len[2] =
-            (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)k->ttl_s);
-        if (k->extra == EXTRA_EXPIRE_AFTER &&
-            redisAppendCommandArgv(p->c, 3, argv, len) != REDIS_OK)
-                return -1;
+        if (k->extra == EXTRA_EXPIRE_AFTER) {
+                argv[0] = "EXPIRE";
+                len[0] = 6;
+                len[2] = (size_t)snprintf(ttl, sizeof(ttl), "%lld",
+                                          (long long)k->ttl_s);
+                if (redisAppendCommandArgv(p->c, 3, argv, len) != REDIS_OK)
+                        return -1;
+        }
         return 0;
 }
 

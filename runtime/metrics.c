@@ -489,29 +489,39 @@ static void stand(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *a,
         rd_kafka_topic_partition_list_destroy(unknown);
 }
 
-/* A partition's ends: the ones last fetched, or asked of the broker
- * (paused partitions are not fetched) until it fails to answer once. */
-static int ends(rd_kafka_t *rk, const rd_kafka_topic_partition_t *e, int ask,
-                int *broker_failed, int64_t *lo, int64_t *hi) {
-        if (!ask)
-                return rd_kafka_get_watermark_offsets(rk, e->topic,
-                                                      e->partition, lo, hi);
-        if (*broker_failed)
-                return -1;
-        if (rd_kafka_query_watermark_offsets(rk, e->topic, e->partition, lo, hi,
-                                             500)) {
-                *broker_failed = 1;
-                return -1;
+/* The partitions' ends (hi[i] for a->elems[i], -1 unknown): the ones
+ * last fetched, or, paused (not fetched), asked of the broker in one
+ * request per leader. -1 if the broker did not answer. */
+static int ends(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *a,
+                int paused, int64_t *hi) {
+        rd_kafka_topic_partition_list_t *q;
+        int64_t lo;
+        int i, failed = 0;
+        if (!paused) {
+                for (i = 0; i < a->cnt; i++)
+                        if (rd_kafka_get_watermark_offsets(
+                                rk, a->elems[i].topic, a->elems[i].partition,
+                                &lo, &hi[i]))
+                                hi[i] = -1;
+                return 0;
         }
-        return 0;
+        q = rd_kafka_topic_partition_list_copy(a);
+        for (i = 0; i < q->cnt; i++)
+                q->elems[i].offset = RD_KAFKA_OFFSET_END; /* the latest */
+        if (rd_kafka_offsets_for_times(rk, q, 500))
+                failed = -1;
+        for (i = 0; i < a->cnt; i++)
+                hi[i] = failed || q->elems[i].err ? -1 : q->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(q);
+        return failed;
 }
 
 static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         char *member;
         rd_kafka_topic_partition_list_t *a = NULL;
-        int64_t now = ordo_monotonic_ms(), lo, hi, *lags;
+        int64_t now = ordo_monotonic_ms(), lo, fetched, *hi, *lags;
         health_t *h;
-        int i, broker_failed = 0;
+        int i, unanswered;
 
         pthread_mutex_lock(&lock);
         h = health_find(stage, 1);
@@ -527,23 +537,34 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
                 return;
         stand(rk, a, paused);
         lags = calloc((size_t)a->cnt + 1, sizeof(*lags));
-        for (i = 0; lags && i < a->cnt; i++) {
+        hi = calloc((size_t)a->cnt + 1, sizeof(*hi));
+        unanswered = !lags || !hi || ends(rk, a, paused, hi);
+        for (i = 0; !unanswered && i < a->cnt; i++) {
                 lags[i] = -1;
-                if (ends(rk, &a->elems[i], paused, &broker_failed, &lo, &hi) ||
-                    hi < 0)
+                if (hi[i] < 0)
                         continue;
                 if (a->elems[i].offset >= 0)
-                        lags[i] = hi > a->elems[i].offset
-                                      ? hi - a->elems[i].offset
+                        lags[i] = hi[i] > a->elems[i].offset
+                                      ? hi[i] - a->elems[i].offset
                                       : 0;
-                else if (a->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
-                        lags[i] = hi - lo; /* nothing committed yet */
+                else if (a->elems[i].offset == RD_KAFKA_OFFSET_INVALID &&
+                         !rd_kafka_get_watermark_offsets(rk, a->elems[i].topic,
+                                                         a->elems[i].partition,
+                                                         &lo, &fetched))
+                        lags[i] = hi[i] - lo; /* nothing committed yet */
+        }
+        free(hi);
+        if (unanswered) {
+                /* the broker did not say: the last series stay */
+                free(lags);
+                lags = NULL;
         }
         member = rd_kafka_memberid(rk); /* NULL or "": not joined yet */
         pthread_mutex_lock(&lock);
         if ((h = health_find(stage, 0)))
                 h->assigned = member && *member ? a->cnt : -1;
-        drop_lag(stage);
+        if (lags)
+                drop_lag(stage);
         for (i = 0; lags && i < a->cnt; i++) {
                 char part[16];
                 const char *v[] = { stage, a->elems[i].topic, part };

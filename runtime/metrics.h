@@ -95,8 +95,9 @@ void ordo_metrics_poll(const char *stage, void *consumer);
 /* The same for a consumer whose partitions are paused (a projection
  * waiting for its store): they are not fetched, and the batch in hand
  * is past the position, so the lag is counted from the group's
- * committed offsets to the ends the broker gives now. Blocks for up to
- * a few round trips, once a second at most. */
+ * committed offsets to the ends the broker gives now. Blocks for two
+ * round trips (500 ms each at most), once a second at most; when the
+ * broker does not answer, the last series stay. */
 void ordo_metrics_poll_paused(const char *stage, void *consumer);
 
 /* The stage gave its consumer up (a rejoin): it holds nothing, and is

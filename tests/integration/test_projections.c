@@ -1457,8 +1457,6 @@ Test(projections_redis, scripts_flushed_are_reloaded) {
         free(redis_dump(pf, 1));
 }
 
-/* A private redis-server, so stopping it disturbs no one; extra: more
- * options. */
 /* A port nothing listens on or connects from now: the kernel's pick.
  * (One derived from the pid could be a client's ephemeral port, held by
  * a connection to Kafka, and the private server failed to start.) */
@@ -1477,6 +1475,8 @@ static int free_port(void) {
         return port;
 }
 
+/* A private redis-server, so stopping it disturbs no one; extra: more
+ * options. */
 static int start_redis_with(int port, const char *extra) {
         char cmd[512];
         int i;

@@ -292,8 +292,8 @@ Test(commission, redelivery_and_restore) {
         world_fini(&w);
 }
 
-/* Every message a timer decides is stamped with a deadline and known as
- * such (ordo_msg_stamped_by_timer: the metrics leave their age out of
+/* RULES.md "Timers": what fires is stamped with its deadline. Every
+ * message a timer decides is so stamped and known as such (ordo_msg_stamped_by_timer: the metrics leave their age out of
  * the latency); nothing a sender's command decides is. o1 paid and left
  * to its timers (automatic receipt, then settlement), o2 never paid
  * (timeout): one Tick past every deadline fires them all. */
