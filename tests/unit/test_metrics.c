@@ -143,13 +143,18 @@ Test(metrics, health_needs_every_stage_running_with_partitions) {
 }
 
 /* A stage that gave its consumer up (a rejoin backing off for up to
- * 32 s) holds nothing: it said "each holding partitions" with its last
- * count, then "stalled". */
+ * 32 s) holds nothing: it was called healthy, holding partitions, with
+ * its last count, then "stalled". */
 Test(metrics, a_stage_that_gave_its_consumer_up_is_not_healthy) {
         char why[256];
         ordo_health_start("commission");
         ordo_health_beat("commission");
         cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+        /* healthy: which stages, by name (the dash beats as one, and
+         * was "1 stages running, each holding partitions") */
+        cr_assert_str_eq(why,
+                         "1 running (commission), each turning and holding "
+                         "the partitions it reads");
         ordo_metrics_lost("commission");
         cr_assert_not(ordo_health_check(why, sizeof(why)));
         cr_assert_str_eq(why, "commission has not joined its group yet");
