@@ -304,14 +304,14 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                                   40))
                         add_to(st, "decisions", v); /* events applied */
                 else if (!strncmp(line, "ordo_decisions_total{", 21)) {
+                        int has_cmd = !label(line, "command", cmd, sizeof(cmd));
                         /* a stage's own Ticks are no decisions of the
                          * sale: they grew the column with no traffic */
-                        if (label(line, "command", cmd, sizeof(cmd)) ||
-                            strcmp(cmd, "Tick"))
+                        if (!has_cmd || strcmp(cmd, "Tick"))
                                 add_to(st, "decisions", v);
-                        if (!label(line, "result", result, sizeof(result)) &&
+                        if (has_cmd &&
+                            !label(line, "result", result, sizeof(result)) &&
                             !strcmp(result, "rejected") &&
-                            !label(line, "command", cmd, sizeof(cmd)) &&
                             /* OpenOrder: the order stage refusing what
                              * the activity stage took (a PlaceOrder's
                              * DUPLICATE_ORDER_ID) */
@@ -583,9 +583,11 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
                         bson_destroy(&one);
                 }
 
-        json_array_foreach(list, i, a) json_object_set(
-            accepted, json_string_value(json_object_get(a, "id")),
-            json_object_get(a, "accepted"));
+        json_array_foreach(list, i, a) {
+                json_object_set(accepted,
+                                json_string_value(json_object_get(a, "id")),
+                                json_object_get(a, "accepted"));
+        }
         read_remaining(d, list);
         bson_destroy(&ids);
         bson_destroy(empty);

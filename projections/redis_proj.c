@@ -851,6 +851,39 @@ static int64_t rejected_ttl_left(const ordo_redis_proj_t *p,
         return p->ttl - age_ms / 1000;
 }
 
+/* A rejected PlaceOrder: the attempt's status, for what is left of its
+ * TTL; 0 when nothing is left. */
+static int rejected_place(ordo_redis_proj_t *p, cmd_t *k,
+                          const ordo_event_rec_t *r,
+                          const ordo_rejected_body_t *j) {
+        int64_t left = rejected_ttl_left(p, r);
+        if (left <= 0)
+                return 0; /* expired already: a refill, a rebuild */
+        if (p->fresh && order_unseen(p, j->order_id) &&
+            first_rejection(p, j->order_id)) {
+                /* Not placed so far: an order placed later replaces it
+                 * whole (EXTRA_DEL_BEFORE). */
+                begin(k);
+                arg(k, "HSET");
+                argf(k, "%sorder:%s", p->prefix, j->order_id);
+                arg(k, "status");
+                arg(k, "REJECTED");
+                arg(k, "reason");
+                arg(k, j->reason);
+                arg(k, "user_id");
+                arg(k, j->user_id);
+                k->extra = EXTRA_EXPIRE_AFTER;
+                k->ttl_s = left;
+                return 1;
+        }
+        evalsha(p, k, S_REJECT_PLACE, 1);
+        argf(k, "%sorder:%s", p->prefix, j->order_id);
+        arg(k, j->reason);
+        argf(k, "%lld", (long long)left);
+        arg(k, j->user_id);
+        return 1;
+}
+
 /* Fill k for one event; 0 when the event has no Redis read model. */
 static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
         const ordo_msg_t *m = r->msg;
@@ -908,39 +941,11 @@ static int build(ordo_redis_proj_t *p, cmd_t *k, const ordo_event_rec_t *r) {
                 return 1;
         case ORDO_MSG_COMMAND_REJECTED: {
                 const ordo_rejected_body_t *j = &m->u.rejected;
-                int64_t left = 0;
 
                 if (!j->order_id[0])
                         return 0;
-                if (!strcmp(j->command_type, "PlaceOrder") &&
-                    (left = rejected_ttl_left(p, r)) <= 0)
-                        return 0; /* expired already: a refill, a rebuild */
-                if (!strcmp(j->command_type, "PlaceOrder") && p->fresh &&
-                    order_unseen(p, j->order_id) &&
-                    first_rejection(p, j->order_id)) {
-                        /* Not placed so far: an order placed later
-                         * replaces it whole (EXTRA_DEL_BEFORE). */
-                        begin(k);
-                        arg(k, "HSET");
-                        argf(k, "%sorder:%s", p->prefix, j->order_id);
-                        arg(k, "status");
-                        arg(k, "REJECTED");
-                        arg(k, "reason");
-                        arg(k, j->reason);
-                        arg(k, "user_id");
-                        arg(k, j->user_id);
-                        k->extra = EXTRA_EXPIRE_AFTER;
-                        k->ttl_s = left;
-                        return 1;
-                }
-                if (!strcmp(j->command_type, "PlaceOrder")) {
-                        evalsha(p, k, S_REJECT_PLACE, 1);
-                        argf(k, "%sorder:%s", p->prefix, j->order_id);
-                        arg(k, j->reason);
-                        argf(k, "%lld", (long long)left);
-                        arg(k, j->user_id);
-                        return 1;
-                }
+                if (!strcmp(j->command_type, "PlaceOrder"))
+                        return rejected_place(p, k, r, j);
                 /* Not UNKNOWN_ORDER: the order stage decided that
                  * command before it opened the order, and whether the
                  * reservation's hash (another topic) was there yet is

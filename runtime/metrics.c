@@ -489,22 +489,21 @@ static void stand(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *a,
         rd_kafka_topic_partition_list_destroy(unknown);
 }
 
-/* The partitions' ends (hi[i] for a->elems[i], -1 unknown): the ones
- * last fetched, or, paused (not fetched), asked of the broker in one
- * request per leader. -1 if the broker did not answer. */
-static int ends(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *a,
-                int paused, int64_t *hi) {
+/* Where the partitions begin and end (lo[i], hi[i] for a->elems[i], -1
+ * unknown): as last fetched, or, paused (not fetched), the ends asked of
+ * the broker in one request per leader. -1 if the broker did not
+ * answer. */
+static int bounds(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *a,
+                  int paused, int64_t *lo, int64_t *hi) {
         rd_kafka_topic_partition_list_t *q;
-        int64_t lo;
         int i, failed = 0;
-        if (!paused) {
-                for (i = 0; i < a->cnt; i++)
-                        if (rd_kafka_get_watermark_offsets(
-                                rk, a->elems[i].topic, a->elems[i].partition,
-                                &lo, &hi[i]))
-                                hi[i] = -1;
+        for (i = 0; i < a->cnt; i++)
+                if (rd_kafka_get_watermark_offsets(rk, a->elems[i].topic,
+                                                   a->elems[i].partition,
+                                                   &lo[i], &hi[i]))
+                        lo[i] = hi[i] = -1;
+        if (!paused)
                 return 0;
-        }
         q = rd_kafka_topic_partition_list_copy(a);
         for (i = 0; i < q->cnt; i++)
                 q->elems[i].offset = RD_KAFKA_OFFSET_END; /* the latest */
@@ -519,7 +518,7 @@ static int ends(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *a,
 static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         char *member;
         rd_kafka_topic_partition_list_t *a = NULL;
-        int64_t now = ordo_monotonic_ms(), lo, fetched, *hi, *lags;
+        int64_t now = ordo_monotonic_ms(), *lo, *hi, *lags;
         health_t *h;
         int i, unanswered;
 
@@ -537,8 +536,9 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
                 return;
         stand(rk, a, paused);
         lags = calloc((size_t)a->cnt + 1, sizeof(*lags));
+        lo = calloc((size_t)a->cnt + 1, sizeof(*lo));
         hi = calloc((size_t)a->cnt + 1, sizeof(*hi));
-        unanswered = !lags || !hi || ends(rk, a, paused, hi);
+        unanswered = !lags || !lo || !hi || bounds(rk, a, paused, lo, hi);
         for (i = 0; !unanswered && i < a->cnt; i++) {
                 lags[i] = -1;
                 if (hi[i] < 0)
@@ -548,11 +548,10 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
                                       ? hi[i] - a->elems[i].offset
                                       : 0;
                 else if (a->elems[i].offset == RD_KAFKA_OFFSET_INVALID &&
-                         !rd_kafka_get_watermark_offsets(rk, a->elems[i].topic,
-                                                         a->elems[i].partition,
-                                                         &lo, &fetched))
-                        lags[i] = hi[i] - lo; /* nothing committed yet */
+                         lo[i] >= 0)
+                        lags[i] = hi[i] - lo[i]; /* nothing committed yet */
         }
+        free(lo);
         free(hi);
         if (unanswered) {
                 /* the broker did not say: the last series stay */
