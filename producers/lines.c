@@ -11,17 +11,17 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Room for a whole line of max bytes plus its '\n', and as much again
- * so that one read() brings many short lines. */
+/* Room for a whole line of max bytes plus its "\r\n", and as much
+ * again so that one read() brings many short lines. */
 static size_t buf_size(const ordo_lines_t *r) {
-        return 2 * (r->max + 1);
+        return 2 * (r->max + 2);
 }
 
 int ordo_lines_init(ordo_lines_t *r, int fd, size_t max) {
         memset(r, 0, sizeof(*r));
         r->fd = fd;
         r->max = max;
-        if (max > SIZE_MAX / 2 - 1)
+        if (max > SIZE_MAX / 2 - 2)
                 return -1;
         r->buf = malloc(buf_size(r));
         return r->buf ? 0 : -1;
@@ -86,6 +86,12 @@ static int fill(ordo_lines_t *r) {
         return 1;
 }
 
+/* A line's length as the limit counts it: a '\r' that ends it is part of
+ * its "\r\n" ending, which callers drop too. */
+static size_t counted(const char *line, size_t len) {
+        return len - (len && line[len - 1] == '\r');
+}
+
 /* Over max: counts the line's bytes up to its '\n' (or the end), its
  * "\r\n" ending not counted. */
 static ordo_line_result_t skip_long_line(ordo_lines_t *r, size_t *len) {
@@ -132,14 +138,14 @@ ordo_line_result_t ordo_lines_next(ordo_lines_t *r, const char **line,
                         *line = r->buf + r->start;
                         *len = (size_t)(nl - *line);
                         r->start += *len + 1;
-                        if (*len > r->max) {
-                                *len -= (*line)[*len - 1] == '\r';
-                                return ORDO_LINE_TOO_LONG;
-                        }
-                        return ORDO_LINE_OK;
+                        if (counted(*line, *len) <= r->max)
+                                return ORDO_LINE_OK;
+                        *len = counted(*line, *len);
+                        return ORDO_LINE_TOO_LONG;
                 }
                 scanned = avail;
-                if (avail > r->max)
+                /* max bytes and a '\r' may still end with their '\n' */
+                if (avail > r->max + 1)
                         return skip_long_line(r, len);
                 switch (fill(r)) {
                 case 0:
@@ -149,7 +155,10 @@ ordo_line_result_t ordo_lines_next(ordo_lines_t *r, const char **line,
                         *line = r->buf + r->start;
                         *len = r->end - r->start;
                         r->start = r->end;
-                        return ORDO_LINE_OK;
+                        if (counted(*line, *len) <= r->max)
+                                return ORDO_LINE_OK;
+                        *len = counted(*line, *len);
+                        return ORDO_LINE_TOO_LONG;
                 case -1:
                         return ORDO_LINE_ERROR;
                 }

@@ -20,7 +20,7 @@
 typedef struct ordo_lines_s {
         int fd;
         char *buf;
-        size_t max;        /* longest line held, without its '\n' */
+        size_t max;        /* longest line held, without its "\n" or "\r\n" */
         size_t start, end; /* unread bytes: buf[start..end) */
         int eof;
         int failed; /* a read failed: every later call says so too */
@@ -31,7 +31,8 @@ typedef struct ordo_lines_s {
 } ordo_lines_t;
 
 typedef enum {
-        ORDO_LINE_OK = 0,   /* *line holds *len bytes, without the '\n' */
+        ORDO_LINE_OK = 0,   /* *line holds *len bytes, without the '\n'
+                             * (a '\r' before it stays) */
         ORDO_LINE_TOO_LONG, /* over max: skipped; *len is its length
                              * without its ending ("\n", "\r\n") */
         ORDO_LINE_END,      /* no more input */

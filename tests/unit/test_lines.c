@@ -144,6 +144,23 @@ Test(lines, over_the_limit_measured_without_crlf) {
         }
 }
 
+/* A line of the limit ending in "\r\n" (or a last one in '\r') is held:
+ * the limit counts a command without its ending. */
+Test(lines, at_the_limit_with_crlf_is_held) {
+        static const char in[] = "aaaaaaaa\r\nbbbbbbbbb\r\ncccccccc\r";
+        size_t chunk, n = sizeof(in) - 1;
+
+        for (chunk = 1; chunk <= n; chunk++) {
+                source_t s;
+                open_source(&s, in, n, chunk, 8);
+                expect_line(&s, "aaaaaaaa\r", 9);
+                expect_too_long(&s, 9);
+                expect_line(&s, "cccccccc\r", 9);
+                expect_end(&s);
+                close_source(&s);
+        }
+}
+
 /* A huge line costs the limit, not its size: 64 MiB through a reader
  * whose buffer holds a few KiB, then a line after it. */
 Test(lines, huge_line_in_bounded_memory) {
