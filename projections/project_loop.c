@@ -170,17 +170,6 @@ static int store_empty_after_use(loop_t *lp) {
                group_has_read(lp, lp->conf);
 }
 
-/* Where the i-th decoded event's lag is counted from: its ts_ms, the
- * sender's stamp; for one a timer decided, stamped with its deadline
- * (ordo_msg_stamped_by_timer), the moment its stage wrote it, so that
- * the timer's delay is not taken for the projection's. */
-static int64_t lag_from(const loop_t *lp, size_t i) {
-        const ordo_msg_t *m = &lp->msgs[i];
-        int64_t written = lp->recs[i].written_ms;
-        return ordo_msg_stamped_by_timer(m) && written > 0 ? written
-                                                           : m->meta.ts_ms;
-}
-
 /* A message polled while the store is away (its partition was not
  * paused): the partition goes back to it, so it is read again when the
  * store is back, not dropped. */
@@ -791,7 +780,10 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                 if (lp->n)
                         commit_batch(lp->consumer, lp->which, lp->rkms, lp->n);
                 for (i = 0; i < lp->k; i++)
-                        ordo_metrics_applied(lp->which, lag_from(lp, i));
+                        ordo_metrics_applied(
+                            lp->which,
+                            ordo_msg_lag_from_ms(&lp->msgs[i],
+                                                 lp->recs[i].written_ms));
                 lp->applied += (int64_t)lp->k;
                 if (ordo_monotonic_ms() - last_log >= 10000) {
                         log_counts(lp, "progress");

@@ -302,6 +302,11 @@ int ordo_msg_stamped_by_timer(const ordo_msg_t *m) {
         }
 }
 
+int64_t ordo_msg_lag_from_ms(const ordo_msg_t *m, int64_t written_ms) {
+        return ordo_msg_stamped_by_timer(m) && written_ms > 0 ? written_ms
+                                                              : m->meta.ts_ms;
+}
+
 const char *ordo_msg_routed_to(ordo_msg_type_t type) {
         return valid_type(type) ? types[type].routed_to : NULL;
 }

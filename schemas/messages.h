@@ -299,6 +299,11 @@ int ordo_msg_is_event(ordo_msg_type_t type);
  * OrderSettled and its CommissionSettled. Their age is the timer's
  * delay, no latency of ordo's. */
 int ordo_msg_stamped_by_timer(const ordo_msg_t *m);
+/* When m's age is counted from (the metrics' lag): its ts_ms, the
+ * sender's stamp; for a timer's message, written_ms, when its stage
+ * wrote it (its record's time), so that the timer's delay is not taken
+ * for a reader's. ts_ms when written_ms is unknown (0 or less). */
+int64_t ordo_msg_lag_from_ms(const ordo_msg_t *m, int64_t written_ms);
 /* The "routed to" column: a topic's short name, or NULL (CommandRejected,
  * unknown types). */
 const char *ordo_msg_routed_to(ordo_msg_type_t type);

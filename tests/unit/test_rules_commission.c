@@ -293,25 +293,33 @@ Test(commission, redelivery_and_restore) {
 }
 
 /* RULES.md "Timers": what fires is stamped with its deadline. Every
- * message a timer decides is so stamped and known as such (ordo_msg_stamped_by_timer: the metrics leave their age out of
- * the latency); nothing a sender's command decides is. o1 paid and left
- * to its timers (automatic receipt, then settlement), o2 never paid
- * (timeout): one Tick past every deadline fires them all. */
+ * message a timer decides is so stamped and known as such
+ * (ordo_msg_stamped_by_timer: the metrics leave their age out of the
+ * latency, and a projection counts its lag from when it was written,
+ * ordo_msg_lag_from_ms); nothing a sender's command decides is. o1 paid
+ * and left to its timers (automatic receipt, then settlement), o2 never
+ * paid (timeout): one Tick past every deadline fires them all. */
 Test(commission, what_a_timer_decides_is_known_as_timer_stamped) {
         int64_t bps[2] = { 1000, 500 };
         size_t i, timed = 0;
         setup(1000, bps, 2);
         buy_and_pay("o1", 1000, PAY_AT);
         send(t_place("o2", "act", "buyer", 1, 1000));
-        for (i = 0; i < w.log.n; i++)
+        for (i = 0; i < w.log.n; i++) {
                 cr_expect(!ordo_msg_stamped_by_timer(&w.log.v[i]),
                           "%s decided by a command",
                           ordo_msg_type_name(w.log.v[i].type));
+                cr_expect_eq(ordo_msg_lag_from_ms(&w.log.v[i], 77),
+                             w.log.v[i].meta.ts_ms);
+        }
         send(t_tick(PAY_AT + 10 * 1000000));
         for (i = 0; i < w.step.n; i++) {
                 cr_expect(ordo_msg_stamped_by_timer(&w.step.v[i]),
                           "%s decided by a timer",
                           ordo_msg_type_name(w.step.v[i].type));
+                cr_expect_eq(ordo_msg_lag_from_ms(&w.step.v[i], 77), 77);
+                cr_expect_eq(ordo_msg_lag_from_ms(&w.step.v[i], 0),
+                             w.step.v[i].meta.ts_ms, "unknown write time");
                 timed += ordo_msg_stamped_by_timer(&w.step.v[i]);
         }
         cr_assert_eq(tout_count(&w.step, ORDO_MSG_ORDER_CANCELLED), 1);
