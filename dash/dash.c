@@ -1,10 +1,12 @@
 /*
- * ordo dash: a live page of a sale. A sampler (the main thread) reads the
- * read models (MongoDB activities, orders and earnings; Redis stock and
- * the leaderboard) and the stages' /metrics and /healthz every 2 s
- * (SAMPLE_MS), and keeps the result as one JSON document plus a ring
- * of samples for the orders/s chart. The HTTP thread serves the embedded
- * page and that document; the page polls it. Nothing here reads the
+ * ordo dash: a live page of a sale. A sampler (the main thread) reads
+ * Redis (stock, the leaderboard) and the stages' /metrics and /healthz
+ * every 2 s (SAMPLE_MS), takes what MongoDB's reader (a thread of its
+ * own, on the same beat) last read of activities, orders and earnings,
+ * and keeps the result as one JSON document plus a ring of samples for
+ * the orders/s chart: a MongoDB that hangs holds its own figures, not
+ * the rest of the page. The HTTP thread serves the embedded page and
+ * that document; the page polls it. Nothing here reads the
  * rules' state or Kafka: a dash can run anywhere the read models can be
  * read (docs/operating.md "The live page").
  *
@@ -42,6 +44,9 @@
 #define HOLDS_SHOWN    8    /* per activity */
 #define HOLDS_READ     4096 /* holds read per sample, earliest first */
 #define TOP_EARNERS    10
+/* A MongoDB read going on this long is reported (mongo_error) while it
+ * waits: its socket timeout alone is 10 s. */
+#define MONGO_LATE_MS 6000
 
 typedef struct {
         int64_t t_ms;
@@ -50,27 +55,40 @@ typedef struct {
         json_t *latency;  /* [[le, count so far]], the activity stage's */
 } sample_t;
 
+/* What MongoDB's reader last read, for the sampler; under dash_t.lock. */
+typedef struct {
+        /* {activities, activities_total, accepted, commissions (no top)}
+         * of the last read that worked, or NULL: shown with
+         * mongo_as_of_ms while MongoDB cannot be read (not an empty
+         * sale) */
+        json_t *figures;
+        int64_t figures_ms;                 /* when read (wall clock) */
+        char error[BSON_ERROR_BUFFER_SIZE]; /* the last read's, "" none */
+        int64_t reading_since; /* monotonic ms of the read going on, or 0 */
+        int64_t reads;         /* reads ended */
+        int ended;             /* the reader has returned */
+} mongo_view_t;
+
 typedef struct {
         const ordo_config_t *conf;
+        /* MongoDB's reader thread alone uses the client, the database
+         * and read_error (the first error of the read going on). */
         mongoc_client_t *mongo;
         mongoc_database_t *db;
+        char read_error[BSON_ERROR_BUFFER_SIZE];
         redisContext *redis;
         pthread_mutex_t lock;
-        char *doc;      /* the latest state, JSON; under lock */
-        int64_t doc_ms; /* when it was made (wall clock) */
+        pthread_cond_t read_ended; /* a read or the reader ended */
+        mongo_view_t view;         /* under lock */
+        char *doc;                 /* the latest state, JSON; under lock */
+        int64_t doc_ms;            /* when it was made (wall clock) */
         sample_t ring[HISTORY];
         int n_ring, next_ring;
-        /* The first error of this sample from each store ("" none),
-         * and of the last one: a change is logged once, not every 2 s;
-         * a store that failed is not asked again in the same sample. */
-        char mongo_error[BSON_ERROR_BUFFER_SIZE],
-            last_mongo_error[BSON_ERROR_BUFFER_SIZE];
+        /* The error of this sample from each store ("" none), and of
+         * the last one: a change is logged once, not every 2 s; a Redis
+         * that failed is not asked again in the same sample. */
+        char last_mongo_error[BSON_ERROR_BUFFER_SIZE];
         char redis_error[256], last_redis_error[256];
-        /* The figures of the last sample that read MongoDB, shown with
-         * mongo_as_of_ms while it cannot be read (not an empty sale):
-         * activities, activities_total, accepted, commissions */
-        json_t *mongo_last;
-        int64_t mongo_last_ms;
         int64_t samples;                    /* for the stop's line */
         atomic_uint_fast64_t pages, states; /* requests answered 200 */
 } dash_t;
@@ -402,13 +420,12 @@ static redisReply *redis_reply(dash_t *d, redisReply *r) {
         return r;
 }
 
-/* Ends a cursor, keeping the sample's first MongoDB error: an
+/* Ends a cursor, keeping the read's first MongoDB error: an
  * unreachable store must not read as an empty sale. */
 static void cursor_done(dash_t *d, mongoc_cursor_t *cur) {
         bson_error_t e;
-        if (mongoc_cursor_error(cur, &e) && !d->mongo_error[0])
-                snprintf(d->mongo_error, sizeof(d->mongo_error), "%s",
-                         e.message);
+        if (mongoc_cursor_error(cur, &e) && !d->read_error[0])
+                snprintf(d->read_error, sizeof(d->read_error), "%s", e.message);
         mongoc_cursor_destroy(cur);
 }
 
@@ -474,9 +491,9 @@ static void read_remaining(dash_t *d, json_t *list) {
         }
 }
 
-/* activities: [{id, sku, price_cents, stock, remaining (Redis),
- * remaining_mongo, start_ms, end_ms, orders: {status: n}, accepted,
- * holds: n, next_holds: [...]}] */
+/* activities: [{id, sku, price_cents, stock, remaining_mongo, start_ms,
+ * end_ms, orders: {status: n}, accepted, holds: n, next_holds: [...]}]
+ * (the sampler adds remaining, from Redis) */
 static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         json_t *list = json_array(), *by_id = json_object();
         bson_t ids = BSON_INITIALIZER, *opts; /* ids: an array */
@@ -588,7 +605,6 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
                                 json_string_value(json_object_get(a, "id")),
                                 json_object_get(a, "accepted"));
         }
-        read_remaining(d, list);
         bson_destroy(&ids);
         bson_destroy(empty);
         mongoc_collection_destroy(acts);
@@ -597,10 +613,10 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         return list;
 }
 
-/* Commission totals over earnings, and the top earners by settled
- * commission from the Redis leaderboard. The totals are summed here, not
- * by $group: FerretDB 1.24 answered a $sum of settled_cents with 0 while
- * the documents held 400 and 200 (found by tests/integration/test_dash). */
+/* Commission totals over earnings, with an empty "top" for
+ * read_top_earners. They are summed here, not by $group: FerretDB 1.24
+ * answered a $sum of settled_cents with 0 while the documents held 400
+ * and 200 (found by tests/integration/test_dash). */
 static json_t *read_commissions(dash_t *d) {
         mongoc_collection_t *earn =
             mongoc_database_get_collection(d->db, "earnings");
@@ -613,7 +629,6 @@ static json_t *read_commissions(dash_t *d) {
         const bson_t *doc;
         int64_t pending = 0, settled = 0, reversed = 0, users = 0;
         json_t *c;
-        size_t i;
 
         while (mongoc_cursor_next(cur, &doc)) {
                 pending += bson_int(doc, "pending_cents");
@@ -629,6 +644,13 @@ static json_t *read_commissions(dash_t *d) {
                       (json_int_t)pending, "settled_cents", (json_int_t)settled,
                       "reversed_cents", (json_int_t)reversed, "earners",
                       (json_int_t)users, "top");
+        return c;
+}
+
+/* The top earners by settled commission, from the Redis leaderboard,
+ * into c's "top". */
+static void read_top_earners(dash_t *d, json_t *c) {
+        size_t i;
         if (redis_ok(d)) {
                 redisReply *r = redis_reply(
                     d, redisCommand(d->redis,
@@ -648,7 +670,84 @@ static json_t *read_commissions(dash_t *d) {
                 if (r)
                         freeReplyObject(r);
         }
-        return c;
+}
+
+/* ---- MongoDB's reader ---- */
+
+/* One read of MongoDB's figures (mongo_view_t.figures), or NULL with
+ * read_error saying why. */
+static json_t *read_mongo(dash_t *d) {
+        json_t *accepted = json_object(), *acts;
+        int64_t total = 0;
+        d->read_error[0] = '\0';
+        acts = read_activities(d, accepted, &total);
+        if (d->read_error[0]) {
+                json_decref(acts);
+                json_decref(accepted);
+                return NULL;
+        }
+        return json_pack("{s:o, s:I, s:o, s:o}", "activities", acts,
+                         "activities_total", (json_int_t)total, "accepted",
+                         accepted, "commissions", read_commissions(d));
+}
+
+/* Reads MongoDB on the sampler's beat, until the stop. A read that
+ * failed in read_commissions leaves its figures out too: they would
+ * show commissions of 0. */
+static void *mongo_reader(void *arg) {
+        dash_t *d = arg;
+        while (!ordo_stop) {
+                int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
+                json_t *figures;
+                pthread_mutex_lock(&d->lock);
+                d->view.reading_since = ordo_monotonic_ms();
+                pthread_mutex_unlock(&d->lock);
+                figures = read_mongo(d);
+                if (figures && d->read_error[0]) {
+                        json_decref(figures);
+                        figures = NULL;
+                }
+                pthread_mutex_lock(&d->lock);
+                d->view.reading_since = 0;
+                snprintf(d->view.error, sizeof(d->view.error), "%s",
+                         d->read_error);
+                if (figures) {
+                        json_decref(d->view.figures);
+                        d->view.figures = figures;
+                        d->view.figures_ms = ordo_wall_ms();
+                }
+                d->view.reads++;
+                pthread_cond_broadcast(&d->read_ended);
+                pthread_mutex_unlock(&d->lock);
+                while (!ordo_stop && ordo_monotonic_ms() < next)
+                        usleep(100000);
+        }
+        pthread_mutex_lock(&d->lock);
+        d->view.ended = 1;
+        pthread_cond_broadcast(&d->read_ended);
+        pthread_mutex_unlock(&d->lock);
+        return NULL;
+}
+
+/* Waits until the reader has ended a read (more than `reads` of them)
+ * or ended, for at most ms: 1 if it did. */
+static int wait_reader(dash_t *d, int64_t reads, int64_t ms) {
+        struct timespec until;
+        int ok;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&d->lock);
+        while (d->view.reads <= reads && !d->view.ended &&
+               pthread_cond_timedwait(&d->read_ended, &d->lock, &until) == 0)
+                ;
+        ok = d->view.reads > reads || d->view.ended;
+        pthread_mutex_unlock(&d->lock);
+        return ok;
 }
 
 /* ---- one sample ---- */
@@ -674,40 +773,51 @@ static void store_error(json_t *state, const char *store, const char *key,
                 ORDO_LOG(INFO, "dash", "msg=\"%s read again\"", store);
 }
 
-/* MongoDB's figures of this sample, or, when it could not be read, the
- * last ones that were; what Redis gives stays live (remaining stock, top
- * earners). */
-static void mongo_figures(dash_t *d, json_t *state, json_t **accepted) {
-        json_t *last = d->mongo_last, *c, *top, *acts;
-        if (!d->mongo_error[0]) {
-                json_decref(d->mongo_last);
-                d->mongo_last = json_pack(
-                    "{s:O, s:O, s:O, s:O}", "activities",
-                    json_object_get(state, "activities"), "activities_total",
-                    json_object_get(state, "activities_total"), "accepted",
-                    *accepted, "commissions",
-                    json_object_get(state, "commissions"));
-                d->mongo_last_ms = ordo_wall_ms();
-                return;
-        }
-        if (!last)
-                return;
-        acts = json_deep_copy(json_object_get(last, "activities"));
-        if (acts)
-                read_remaining(d, acts);
-        json_object_set_new(state, "activities", acts ? acts : json_array());
-        json_object_set(state, "activities_total",
-                        json_object_get(last, "activities_total"));
+/* MongoDB's figures as its reader last read them, with what Redis gives
+ * live added (remaining stock, top earners); error (the sample's) says
+ * why they are old: the last read failed, or the one going on has not
+ * ended in MONGO_LATE_MS (a MongoDB that hangs). Old figures carry
+ * mongo_as_of_ms; none read yet leave an empty sale, with that error. */
+static void mongo_figures(dash_t *d, json_t *state, json_t **accepted,
+                          char *error, size_t error_size) {
+        json_t *figures, *acts, *c;
+        int64_t as_of, since;
+
+        pthread_mutex_lock(&d->lock);
+        figures = json_deep_copy(d->view.figures); /* NULL: none */
+        as_of = d->view.figures_ms;
+        since = d->view.reading_since;
+        snprintf(error, error_size, "%s", d->view.error);
+        pthread_mutex_unlock(&d->lock);
+        if (!error[0] && since && ordo_monotonic_ms() - since >= MONGO_LATE_MS)
+                snprintf(error, error_size,
+                         "MongoDB has not answered for %lld s",
+                         (long long)((ordo_monotonic_ms() - since) / 1000));
+        else if (!error[0] && !figures)
+                snprintf(error, error_size, "MongoDB not read yet");
+
+        acts = json_object_get(figures, "activities");
+        acts = acts ? json_incref(acts) : json_array();
+        read_remaining(d, acts);
+        json_object_set_new(state, "activities", acts);
+        json_object_set_new(state, "activities_total",
+                            json_integer(json_integer_value(
+                                json_object_get(figures, "activities_total"))));
         json_decref(*accepted);
-        *accepted = json_deep_copy(json_object_get(last, "accepted"));
-        c = json_deep_copy(json_object_get(last, "commissions"));
-        top = json_object_get(json_object_get(state, "commissions"), "top");
-        if (c && top)
-                json_object_set(c, "top", top);
-        if (c)
-                json_object_set_new(state, "commissions", c);
-        json_object_set_new(state, "mongo_as_of_ms",
-                            json_integer(d->mongo_last_ms));
+        *accepted = json_object_get(figures, "accepted");
+        *accepted = *accepted ? json_incref(*accepted) : json_object();
+        c = json_object_get(figures, "commissions");
+        c = c ? json_incref(c)
+              : json_pack("{s:I, s:I, s:I, s:I, s:[]}", "pending_cents",
+                          (json_int_t)0, "settled_cents", (json_int_t)0,
+                          "reversed_cents", (json_int_t)0, "earners",
+                          (json_int_t)0, "top");
+        read_top_earners(d, c);
+        json_object_set_new(state, "commissions", c);
+        if (error[0] && figures)
+                json_object_set_new(state, "mongo_as_of_ms",
+                                    json_integer(as_of));
+        json_decref(figures);
 }
 
 static void sample(dash_t *d) {
@@ -716,9 +826,9 @@ static void sample(dash_t *d) {
                *latency = json_array(), *accepted = json_object(),
                *chart = json_array(), *lat, *window;
         char *list = strdup(ordo_config_get(d->conf, "dash.scrape")), *addr,
-             *save = NULL, *doc;
+             *save = NULL, *doc, mongo_error[BSON_ERROR_BUFFER_SIZE];
         double rejected = 0;
-        int64_t total = 0, started = ordo_wall_ms();
+        int64_t started = ordo_wall_ms();
         sample_t *s;
         int i;
 
@@ -727,13 +837,9 @@ static void sample(dash_t *d) {
                 scrape(addr, procs, stages, rejections, latency, &rejected);
         free(list);
         json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
-        d->mongo_error[0] = d->redis_error[0] = '\0';
-        json_object_set_new(state, "activities",
-                            read_activities(d, accepted, &total));
-        json_object_set_new(state, "activities_total", json_integer(total));
-        json_object_set_new(state, "commissions", read_commissions(d));
-        mongo_figures(d, state, &accepted);
-        store_error(state, "MongoDB", "mongo_error", d->mongo_error,
+        d->redis_error[0] = '\0';
+        mongo_figures(d, state, &accepted, mongo_error, sizeof(mongo_error));
+        store_error(state, "MongoDB", "mongo_error", mongo_error,
                     d->last_mongo_error, sizeof(d->last_mongo_error));
         store_error(state, "Redis", "redis_error", d->redis_error,
                     d->last_redis_error, sizeof(d->last_redis_error));
@@ -846,8 +952,9 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         struct sockaddr_in sa;
         struct MHD_Daemon *mhd;
         ordo_metrics_server_t *metrics;
+        pthread_t reader;
         char errstr[512];
-        int i, failed;
+        int i, failed, reader_left;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--listen HOST:PORT   the page's address (default "
@@ -892,7 +999,8 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         memset(&d, 0, sizeof(d));
         d.conf = conf;
         pthread_mutex_init(&d.lock, NULL);
-        /* A sample waits for MongoDB seconds at most, unless mongo.uri
+        pthread_cond_init(&d.read_ended, NULL);
+        /* A read waits for MongoDB seconds at most, unless mongo.uri
          * says otherwise: the page shows mongo_error, not old figures. */
         if (!(d.mongo = ordo_mongo_client(ordo_config_get(conf, "mongo.uri"),
                                           &ordo_mongo_waits_reads, "ordo-dash",
@@ -926,6 +1034,14 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         ORDO_LOG(INFO, "dash", "msg=listening url=http://%s/ scrape=%s",
                  ordo_config_get(conf, "dash.listen"),
                  ordo_config_get(conf, "dash.scrape"));
+        if ((failed = pthread_create(&reader, NULL, mongo_reader, &d)))
+                ORDO_LOG(ERROR, "dash",
+                         "msg=\"cannot start MongoDB's reader\" error=\"%s\"",
+                         strerror(failed));
+        /* the first sample with MongoDB's first figures, if they come
+         * soon: not an empty sale for a moment */
+        else
+                wait_reader(&d, 0, MONGO_LATE_MS);
         while (!ordo_stop) {
                 int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
                 sample(&d);
@@ -936,6 +1052,15 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         }
         MHD_stop_daemon(mhd);
         ordo_metrics_server_stop(metrics);
+        /* A read held by a MongoDB that hangs is not waited out: the
+         * process ends with it (its client is not freed under it). */
+        reader_left = !failed && !wait_reader(&d, INT64_MAX, 2000);
+        if (reader_left)
+                ORDO_LOG(WARN, "dash",
+                         "msg=\"stopping during a MongoDB read that has not "
+                         "ended: not waited for\"");
+        else if (!failed)
+                pthread_join(reader, NULL);
         ORDO_LOG(
             INFO, "dash", "msg=stopped samples=%lld pages=%llu states=%llu",
             (long long)d.samples, (unsigned long long)atomic_load(&d.pages),
@@ -944,12 +1069,15 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                 json_decref(d.ring[i].accepted);
                 json_decref(d.ring[i].latency);
         }
-        json_decref(d.mongo_last);
         free(d.doc);
         if (d.redis)
                 redisFree(d.redis);
+        if (reader_left)
+                return 0;
+        json_decref(d.view.figures);
         mongoc_database_destroy(d.db);
         mongoc_client_destroy(d.mongo);
+        pthread_cond_destroy(&d.read_ended);
         pthread_mutex_destroy(&d.lock);
         return 0;
 }

@@ -252,11 +252,13 @@ class FreezableProxy:
         self.sock.close()
 
 
-def mongo_hangs(c, ordo, workdir):
+def mongo_hangs(c, ordo, workdir, r):
     """A MongoDB that hangs (the proxy frozen) shows on the page within
     seconds as mongo_error, and goes when it answers again: the dash's
     loop waited minutes on libmongoc's default socket timeout, the page
-    on old figures and no error (an outside audit)."""
+    on old figures and no error (an outside audit). Meanwhile the rest
+    of the page stays live: samples every 2 s, Redis's remaining stock
+    as it is (the sampler waited on each MongoDB read, ~16 s)."""
     uri = urllib.parse.urlparse(os.environ.get(
         "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))
     proxy = FreezableProxy((uri.hostname or "127.0.0.1", uri.port or 27017))
@@ -280,6 +282,30 @@ def mongo_hangs(c, ordo, workdir):
         before = s
         proxy.open.clear()
         t0 = time.time()
+        # the samples go on meanwhile (the sampler waited on the read
+        # that met the hang, its 10 s socket timeout and more), with
+        # Redis's figures of now
+        aid = before["activities"][0]["id"]
+        key = ordo.prefix + "stock:" + aid
+        kept = r.cmd("GET", key)
+        r.cmd("SET", key, "777001")
+        seen, live = set(), None
+        while time.time() < t0 + 12:
+            v = state()
+            seen.add(v.get("now_ms"))
+            if live is None and {a["id"]: a.get("remaining") for a in
+                                 v.get("activities", [])}.get(aid) == 777001:
+                live = time.time() - t0
+            time.sleep(0.5)
+        c.true("MongoDB hung: samples go on every 2 s (%d in its first "
+               "12 s)" % len(seen - {None}), len(seen - {None}) >= 4,
+               sorted(seen - {None}))
+        c.true("MongoDB hung: Redis's remaining stock is live within its "
+               "first 12 s", live is not None, live)
+        if kept is None:
+            r.cmd("DEL", key)
+        else:
+            r.cmd("SET", key, kept)
         s = E.eventually(state, lambda v: "mongo_error" in v, 45)
         c.true("MongoDB hung: /api/state has mongo_error within 45 s "
                "(%.0f s)" % (time.time() - t0), "mongo_error" in s,
@@ -626,7 +652,7 @@ def main():
             text = f.read()
         c.eq("MongoDB unreachable: logged once", 1,
              text.count("cannot read MongoDB"))
-        mongo_hangs(c, ordo, workdir)
+        mongo_hangs(c, ordo, workdir, r)
         # A hot sale whose holds expire first must not leave another
         # sale's next holds empty: the dash reads 4,096 holds a sample
         # across the shown sales, then short sales alone. A database
