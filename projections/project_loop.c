@@ -796,6 +796,7 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
 
 static void close_consumer(loop_t *lp) {
         if (lp->consumer) {
+                ordo_metrics_lost(lp->which); /* its lag goes with it */
                 /* a static member's close does not leave the group */
                 ordo_kafka_member_leave(lp->consumer, 10000);
                 rd_kafka_consumer_close(lp->consumer);

@@ -289,6 +289,11 @@ typedef struct {
         int64_t last_poll;  /* monotonic ms; 0: never */
         int store_down;     /* a projection waiting for its store */
         int64_t store_call; /* monotonic ms a store call began; 0: none */
+        /* The consumer and where it stood in each partition at its last
+         * poll (NULL: none, or given up): the lag of a stage held in a
+         * store call, which cannot poll (lag_while_held). */
+        rd_kafka_t *rk;
+        rd_kafka_topic_partition_list_t *stood;
 } health_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -515,6 +520,20 @@ static int bounds(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *a,
         return failed;
 }
 
+/* a's topics, partitions and offsets alone: a list copy would hold its
+ * partitions' references, and the consumer's destroy waits for those. */
+static rd_kafka_topic_partition_list_t *
+plain_copy(const rd_kafka_topic_partition_list_t *a) {
+        rd_kafka_topic_partition_list_t *c =
+            rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
+        int i;
+        for (i = 0; i < a->cnt; i++)
+                rd_kafka_topic_partition_list_add(c, a->elems[i].topic,
+                                                  a->elems[i].partition)
+                    ->offset = a->elems[i].offset;
+        return c;
+}
+
 static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         char *member;
         rd_kafka_topic_partition_list_t *a = NULL;
@@ -560,8 +579,13 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         }
         member = rd_kafka_memberid(rk); /* NULL or "": not joined yet */
         pthread_mutex_lock(&lock);
-        if ((h = health_find(stage, 0)))
+        if ((h = health_find(stage, 0))) {
                 h->assigned = member && *member ? a->cnt : -1;
+                h->rk = rk;
+                if (h->stood)
+                        rd_kafka_topic_partition_list_destroy(h->stood);
+                h->stood = plain_copy(a);
+        }
         if (lags)
                 drop_lag(stage);
         for (i = 0; lags && i < a->cnt; i++) {
@@ -595,6 +619,10 @@ void ordo_metrics_lost(const char *stage) {
         if ((h = health_find(stage, 0))) {
                 h->assigned = -1;
                 h->last_poll = 0; /* backing off is not a stall */
+                h->rk = NULL;
+                if (h->stood)
+                        rd_kafka_topic_partition_list_destroy(h->stood);
+                h->stood = NULL;
         }
         drop_lag(stage);
         pthread_mutex_unlock(&lock);
@@ -623,6 +651,34 @@ static int64_t store_waiting(const health_t *h, int64_t now) {
                    : 0;
 }
 
+/* Under lock, for a stage held in a store call: its lag, from where it
+ * stood at its last poll (the batch in the call not applied) to the
+ * ends its consumer has fetched since. Those are librdkafka's cached
+ * watermarks, read without a round trip: the fetcher goes on while the
+ * stage's thread waits, so the lag grows with what arrives, where it
+ * stayed at its last value (0 for a caught-up projection) until the
+ * call ended. The consumer lives while the call goes on: the stage
+ * ends the call, under this lock, before it can close it. */
+static void lag_while_held(const health_t *h) {
+        int i;
+        for (i = 0; h->rk && h->stood && i < h->stood->cnt; i++) {
+                const rd_kafka_topic_partition_t *p = &h->stood->elems[i];
+                char part[16];
+                const char *v[] = { h->name, p->topic, part };
+                int64_t lo, hi;
+                series_t *s;
+                if (p->offset < 0 ||
+                    rd_kafka_get_watermark_offsets(h->rk, p->topic,
+                                                   p->partition, &lo, &hi) ||
+                    hi < 0)
+                        continue;
+                snprintf(part, sizeof(part), "%d", (int)p->partition);
+                if ((s = find(F_LAG, v)))
+                        s->value =
+                            (double)(hi > p->offset ? hi - p->offset : 0);
+        }
+}
+
 /* Under lock: a store call unanswered this long is a store away. */
 static void mark_stores_waiting(void) {
         int64_t now = ordo_monotonic_ms();
@@ -635,6 +691,7 @@ static void mark_stores_waiting(void) {
                 stages[i].store_down = 1;
                 if ((s = find(F_STORE_UP, v)))
                         s->value = 0;
+                lag_while_held(&stages[i]);
         }
 }
 

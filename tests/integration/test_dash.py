@@ -201,57 +201,6 @@ def endless_target(sock):
         threading.Thread(target=pour, daemon=True).start()
 
 
-class FreezableProxy:
-    """A TCP proxy to MongoDB that can freeze: its connections stay open
-    and nothing passes either way, as with a server stopped by SIGSTOP,
-    without stopping the shared server."""
-
-    def __init__(self, target):
-        self.target = target
-        self.open = threading.Event()
-        self.open.set()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(self.target)
-            except OSError:
-                conn.close()
-                continue
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self.pipe, args=(a, b),
-                                 daemon=True).start()
-
-    def pipe(self, a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                self.open.wait()
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self.open.set()
-        self.sock.close()
-
-
 def mongo_hangs(c, ordo, workdir, r):
     """A MongoDB that hangs (the proxy frozen) shows on the page within
     seconds as mongo_error, and goes when it answers again: the dash's
@@ -261,7 +210,7 @@ def mongo_hangs(c, ordo, workdir, r):
     as it is (the sampler waited on each MongoDB read, ~16 s)."""
     uri = urllib.parse.urlparse(os.environ.get(
         "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))
-    proxy = FreezableProxy((uri.hostname or "127.0.0.1", uri.port or 27017))
+    proxy = E.FreezableProxy((uri.hostname or "127.0.0.1", uri.port or 27017))
     port = free_port()
     dash = subprocess.Popen(
         [ordo.binary] + ordo.flags +

@@ -43,6 +43,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -1250,6 +1251,57 @@ class SingleRun:
 
     def finish(self, keep):
         return finish(self.ordo, self.results, self.mongo, self.r, keep)
+
+
+class FreezableProxy:
+    """A TCP proxy to a store (MongoDB) that can freeze: its connections
+    stay open and nothing passes either way, as with a server stopped by
+    SIGSTOP, without stopping the shared server."""
+
+    def __init__(self, target):
+        self.target = target
+        self.open = threading.Event()
+        self.open.set()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.target)
+            except OSError:
+                conn.close()
+                continue
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self.pipe, args=(a, b),
+                                 daemon=True).start()
+
+    def pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                self.open.wait()
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.open.set()
+        self.sock.close()
 
 
 def eventually(get, done=bool, timeout=30):

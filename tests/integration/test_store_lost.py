@@ -34,7 +34,11 @@ beginning, so that the order hashes and stock of before the restart
 come back with no new event; then a new order is applied on top. Then
 the same after 4 s away, long enough for the projection to retry.
 Then away while an order comes: ordo_consumer_lag must show its events
-waiting, in the batch in hand and in the paused partitions.
+waiting, in the batch in hand and in the paused partitions. Last,
+MongoDB hangs (the test's proxy to it freezes) while an order comes:
+the MongoDB projection's thread waits in its write for the socket
+timeout (60 s), and its ordo_consumer_lag must show the events waiting
+once the call has gone unanswered for 10 s (it stayed 0).
 
     test_store_lost.py ORDO_BINARY [--live | --dropped]
 
@@ -49,6 +53,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -122,14 +127,14 @@ def scrape(port, path):
         return e.code, e.read().decode()
 
 
-def redis_lag(metrics):
-    """The Redis projection's ordo_consumer_lag: {topic's short name:
-    summed over its partitions}."""
+def redis_lag(metrics, stage="redis"):
+    """A projection's ordo_consumer_lag: {topic's short name: summed over
+    its partitions}."""
     _, text = scrape(metrics, "/metrics")
     lag = {}
-    for m in re.finditer(r'^ordo_consumer_lag\{stage="redis",topic="[^"]*?'
-                         r'\.([a-z-]+)",partition="\d+"\} (\S+)$', text,
-                         re.M):
+    for m in re.finditer(r'^ordo_consumer_lag\{stage="%s",topic="[^"]*?'
+                         r'\.([a-z-]+)",partition="\d+"\} (\S+)$' % stage,
+                         text, re.M):
         lag[m.group(1)] = lag.get(m.group(1), 0) + float(m.group(2))
     return lag
 
@@ -139,7 +144,11 @@ def live(args):
     run = E.SingleRun(args.ordo, "live", ["activity", "order", "redis",
                                           "mongo"], redis_port=port)
     ordo, r, check = run.ordo, run.r, run.check
-    ordo.flags += ["-X", "metrics.listen=127.0.0.1:%d" % metrics]
+    uri = urllib.parse.urlparse(os.environ.get(
+        "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))
+    proxy = E.FreezableProxy((uri.hostname or "127.0.0.1", uri.port or 27017))
+    ordo.flags += ["-X", "metrics.listen=127.0.0.1:%d" % metrics,
+                   "-X", "mongo.uri=mongodb://127.0.0.1:%d/" % proxy.port]
     server = private_redis(port, run.workdir)
 
     def model():
@@ -226,12 +235,32 @@ def live(args):
               not any(E.eventually(lambda: redis_lag(metrics),
                                    lambda g: not any(g.values()),
                                    timeout=15).values()))
+        # MongoDB hangs while an order comes: the projection's thread
+        # sits in its write, and cannot poll its lag.
+        ok, out = run.wait()
+        check("caught up before MongoDB hangs", ok, out)
+        proxy.open.clear()
+        ordo.produce([E.place("o5", "a1", "u5", 1, now + 5)], "hung")
+        lag = E.eventually(lambda: redis_lag(metrics, "mongo"),
+                           lambda g: all(g.get(t) for t in waiting),
+                           timeout=25)
+        check("MongoDB hung: ordo_consumer_lag shows the events waiting "
+              "in the held write", all(lag.get(t) for t in waiting), lag)
+        proxy.open.set()
+        check("o5's document once MongoDB answers", E.eventually(
+            lambda: run.mongo[ordo.db].orders.find_one({"_id": "o5"}),
+            timeout=60))
+        check("and the MongoDB projection's lag is 0 again",
+              not any(E.eventually(lambda: redis_lag(metrics, "mongo"),
+                                   lambda g: not any(g.values()),
+                                   timeout=15).values()))
         run.reconciled_and_running()
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     try:
         return run.finish(args.keep)
     finally:
+        proxy.close()
         server.kill()
         server.wait()
 
