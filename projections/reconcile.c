@@ -706,10 +706,12 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
         if (r.commission_diffs)
                 printf("note: %lld difference(s) in commission-events. The "
                        "commission processor joins\norder events with the "
-                       "referral graph as it has read it so far; a binding\n"
-                       "sent after a payment it predates, or while the "
-                       "referral processor\nwas down past join.wait.ms, is "
-                       "missed live and seen here (decision 0025).\n",
+                       "referral graph as it has read it so far: a binding\n"
+                       "sent after a payment it predates (by its bound_ms, "
+                       "a late or backdated\nsender) is missed live and "
+                       "seen here (decision 0025). Processors run\nwith "
+                       "join.wait.ms=0 miss the bindings still on their "
+                       "way too.\n",
                        (long long)r.commission_diffs);
         /* A section that could not be compared says so here too: a
          * script reading stdout must not take it for "0 differences". */
