@@ -33,6 +33,9 @@
 typedef struct {
         int64_t read, valid, refused, delivered, failed;
         int64_t unconfirmed; /* acked without an offset: not written */
+        /* BindReferrers queued and not yet reported on, and their topic */
+        int64_t bindings_in_flight;
+        const char *binding_topic;
         /* one bit per input line: a message of that line failed, so the
          * line is counted once, even a Tick sent to every partition */
         unsigned char *failed_lines;
@@ -86,6 +89,8 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         produce_stats_t *s = opaque;
         rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
         (void)rk;
+        if (!strcmp(rd_kafka_topic_name(m->rkt), s->binding_topic))
+                s->bindings_in_flight--;
         if (!err) {
                 s->delivered++;
                 return;
@@ -117,7 +122,10 @@ static void usage_details(void) {
             "BindReferrer, Tick (sent to every partition; with\n\"partition\", "
             "as `ordo replay` prints it, to that one only).\nSee "
             "docs/command-contract.md. Missing topics are created, each "
-            "named on stderr.\nA line counts as sent once Kafka has "
+            "named on stderr.\nA line after BindReferrers, to another "
+            "topic, waits until Kafka has them,\nso that a file's "
+            "bindings count for its later payments (decision 0025).\n"
+            "A line counts as sent once Kafka has "
             "written it at an offset. With Kafka\nunreachable every line "
             "is still checked, and the valid ones are not delivered.\n"
             "SIGINT or SIGTERM stops the reading (not a send waiting for "
@@ -224,6 +232,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         for (i = 0; i < ORDO_TOPIC__COUNT; i++)
                 ordo_topic_name(conf, (ordo_topic_t)i, topics[i],
                                 sizeof(topics[i]));
+        stats.binding_topic = topics[ORDO_TOPIC_REFERRAL_COMMANDS];
         if (!dry_run &&
             (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
                                       sizeof(errstr)) ||
@@ -286,6 +295,13 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         continue;
                 }
                 topic = ordo_command_topic(m.type);
+                /* A binding counts for a payment when its command is
+                 * written first (decision 0025), and lines to two topics
+                 * race to the broker: a line after BindReferrers waits
+                 * until Kafka has them (or has failed them). */
+                while (topic != ORDO_TOPIC_REFERRAL_COMMANDS &&
+                       stats.bindings_in_flight > 0)
+                        rd_kafka_poll(rk, 10);
                 /* the line number rides along to the delivery report */
                 op = (void *)(intptr_t)lineno;
                 if (m.type == ORDO_MSG_TICK)
@@ -297,6 +313,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                                          sizeof(errstr))
                                    ? -1
                                    : 1;
+                if (sent == 1 && topic == ORDO_TOPIC_REFERRAL_COMMANDS)
+                        stats.bindings_in_flight++;
                 if (sent < 0)
                         fprintf(stderr, "line %lld: %s\n", (long long)lineno,
                                 errstr);

@@ -502,62 +502,63 @@ static int stopped_creating(volatile sig_atomic_t *stop, char *errstr,
         return 1;
 }
 
-ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
-                                    volatile sig_atomic_t *stop, char *errstr,
-                                    size_t errstr_size) {
-        rd_kafka_t *rk;
-        rd_kafka_NewTopic_t *nt[ORDO_TOPIC__COUNT];
-        rd_kafka_queue_t *q;
-        rd_kafka_event_t *ev;
-        const rd_kafka_CreateTopics_result_t *res;
-        const rd_kafka_topic_result_t **tres;
-        /* [0]: the log is the record, kept for ever: a broker's default
-         * retention (7 days) would delete what restores, rebuilds and
-         * reconciles read from offset 0 (an outside audit). [1]: the
-         * snapshots, compacted; compaction only cleans closed segments:
-         * 64 MiB rather than 1 GiB ones (docs/decisions/0005). */
-        static const char *const settings[2][5] = {
-                { "retention.ms", "-1", "retention.bytes", "-1", NULL },
-                { "cleanup.policy", "compact", "segment.bytes", "67108864",
-                  NULL },
-        };
-        const char *const *set;
-        size_t i, n, k;
-        int parts = (int)ordo_config_get_int(conf, "topic.partitions");
-        ordo_err_t ret = ORDO_ERR_OK;
+/* Marks in missing[] the deployment's topics Kafka does not have, from
+ * one metadata request (asked again each second for up to 30 s, or
+ * until *stop): the count, or -1 with errstr. Only those are created: a
+ * client allowed to write but not to create topics (a cluster with
+ * ACLs) is refused even a CreateTopics of topics that exist. */
+static int missing_topics(rd_kafka_t *rk, const ordo_config_t *conf,
+                          volatile sig_atomic_t *stop,
+                          int missing[ORDO_TOPIC__COUNT], char *errstr,
+                          size_t errstr_size) {
+        const struct rd_kafka_metadata *md = NULL;
+        int64_t deadline = ordo_monotonic_ms() + 30000;
+        rd_kafka_resp_err_t err;
+        int i, j, n = 0;
 
-        rk = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
-                                     errstr_size);
-        if (!rk)
-                return ORDO_ERR_KAFKA;
+        while ((err = rd_kafka_metadata(rk, 1, NULL, &md, 1000)) &&
+               !(stop && *stop) && ordo_monotonic_ms() < deadline)
+                ;
+        if (err) {
+                if (!stopped_creating(stop, errstr, errstr_size))
+                        snprintf(
+                            errstr, errstr_size,
+                            "creating topics: no answer from Kafka at %s "
+                            "in 30s (%s)",
+                            ordo_config_get(conf, "kafka.bootstrap.servers"),
+                            rd_kafka_err2str(err));
+                return -1;
+        }
         for (i = 0; i < ORDO_TOPIC__COUNT; i++) {
                 char name[256];
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
-                nt[i] = rd_kafka_NewTopic_new(
-                    name, topics[i].single ? 1 : parts, 1, errstr, errstr_size);
-                set = settings[topics[i].compact != 0];
-                for (k = 0; nt[i] && set[k]; k += 2)
-                        if (rd_kafka_NewTopic_set_config(nt[i], set[k],
-                                                         set[k + 1])) {
-                                snprintf(errstr, errstr_size,
-                                         "%s: cannot set its %s", name, set[k]);
-                                rd_kafka_NewTopic_destroy(nt[i]);
-                                nt[i] = NULL;
-                        }
-                if (!nt[i]) {
-                        rd_kafka_NewTopic_destroy_array(nt, i);
-                        rd_kafka_destroy(rk);
-                        return ORDO_ERR_CONFIG;
-                }
+                missing[i] = 1;
+                for (j = 0; j < md->topic_cnt && missing[i]; j++)
+                        missing[i] = md->topics[j].err ||
+                                     strcmp(md->topics[j].topic, name);
+                n += missing[i];
         }
-        q = rd_kafka_queue_new(rk);
-        rd_kafka_CreateTopics(rk, nt, ORDO_TOPIC__COUNT, NULL, q);
-        {
-                int64_t deadline = ordo_monotonic_ms() + 30000;
-                while (!(ev = rd_kafka_queue_poll(q, 200)) &&
-                       !(stop && *stop) && ordo_monotonic_ms() < deadline)
-                        ;
-        }
+        rd_kafka_metadata_destroy(md);
+        return n;
+}
+
+/* Creates the n topics of nt, each said in an INFO line: one made
+ * meanwhile (another process's create) is no error. */
+static ordo_err_t create_topics(rd_kafka_t *rk, const ordo_config_t *conf,
+                                rd_kafka_NewTopic_t **nt, size_t n,
+                                volatile sig_atomic_t *stop, char *errstr,
+                                size_t errstr_size) {
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        int64_t deadline = ordo_monotonic_ms() + 30000;
+        const rd_kafka_topic_result_t **tres;
+        ordo_err_t ret = ORDO_ERR_OK;
+        rd_kafka_event_t *ev;
+        size_t i, got;
+
+        rd_kafka_CreateTopics(rk, nt, n, NULL, q);
+        while (!(ev = rd_kafka_queue_poll(q, 200)) && !(stop && *stop) &&
+               ordo_monotonic_ms() < deadline)
+                ;
         if (!ev && stopped_creating(stop, errstr, errstr_size)) {
                 ret = ORDO_ERR_INTERRUPTED;
         } else if (!ev) {
@@ -570,9 +571,9 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                          rd_kafka_event_error_string(ev));
                 ret = ORDO_ERR_KAFKA;
         } else {
-                res = rd_kafka_event_CreateTopics_result(ev);
-                tres = rd_kafka_CreateTopics_result_topics(res, &n);
-                for (i = 0; i < n; i++) {
+                tres = rd_kafka_CreateTopics_result_topics(
+                    rd_kafka_event_CreateTopics_result(ev), &got);
+                for (i = 0; i < got; i++) {
                         rd_kafka_resp_err_t e =
                             rd_kafka_topic_result_error(tres[i]);
                         /* said, so that a mistyped topic.prefix shows */
@@ -593,7 +594,64 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
         if (ev)
                 rd_kafka_event_destroy(ev);
         rd_kafka_queue_destroy(q);
-        rd_kafka_NewTopic_destroy_array(nt, ORDO_TOPIC__COUNT);
+        return ret;
+}
+
+ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
+                                    volatile sig_atomic_t *stop, char *errstr,
+                                    size_t errstr_size) {
+        rd_kafka_t *rk;
+        rd_kafka_NewTopic_t *nt[ORDO_TOPIC__COUNT];
+        /* [0]: the log is the record, kept for ever: a broker's default
+         * retention (7 days) would delete what restores, rebuilds and
+         * reconciles read from offset 0 (an outside audit). [1]: the
+         * snapshots, compacted; compaction only cleans closed segments:
+         * 64 MiB rather than 1 GiB ones (docs/decisions/0005). */
+        static const char *const settings[2][5] = {
+                { "retention.ms", "-1", "retention.bytes", "-1", NULL },
+                { "cleanup.policy", "compact", "segment.bytes", "67108864",
+                  NULL },
+        };
+        const char *const *set;
+        size_t i, k, n = 0;
+        int parts = (int)ordo_config_get_int(conf, "topic.partitions");
+        int missing[ORDO_TOPIC__COUNT];
+        ordo_err_t ret = ORDO_ERR_OK;
+
+        rk = ordo_kafka_producer_new(conf, NULL, NULL, NULL, errstr,
+                                     errstr_size);
+        if (!rk)
+                return ORDO_ERR_KAFKA;
+        if (missing_topics(rk, conf, stop, missing, errstr, errstr_size) < 0) {
+                rd_kafka_destroy(rk);
+                return stop && *stop ? ORDO_ERR_INTERRUPTED : ORDO_ERR_TIMEOUT;
+        }
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++) {
+                char name[256];
+                if (!missing[i])
+                        continue;
+                ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
+                nt[n] = rd_kafka_NewTopic_new(
+                    name, topics[i].single ? 1 : parts, 1, errstr, errstr_size);
+                set = settings[topics[i].compact != 0];
+                for (k = 0; nt[n] && set[k]; k += 2)
+                        if (rd_kafka_NewTopic_set_config(nt[n], set[k],
+                                                         set[k + 1])) {
+                                snprintf(errstr, errstr_size,
+                                         "%s: cannot set its %s", name, set[k]);
+                                rd_kafka_NewTopic_destroy(nt[n]);
+                                nt[n] = NULL;
+                        }
+                if (!nt[n]) {
+                        rd_kafka_NewTopic_destroy_array(nt, n);
+                        rd_kafka_destroy(rk);
+                        return ORDO_ERR_CONFIG;
+                }
+                n++;
+        }
+        if (n)
+                ret = create_topics(rk, conf, nt, n, stop, errstr, errstr_size);
+        rd_kafka_NewTopic_destroy_array(nt, n);
         for (i = 0; !ret && i < ORDO_TOPIC__COUNT; i++) {
                 char name[256];
                 if (stopped_creating(stop, errstr, errstr_size)) {

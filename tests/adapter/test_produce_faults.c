@@ -9,11 +9,19 @@
  * sequence numbers for a producer without a transactional id, so the
  * later batch is written, and librdkafka 2.0.2 then "implicitly acks"
  * the refused message: no error, no offset, and not in the log.
+ *
+ * And the order of a file's lines across topics: `ordo produce` (the
+ * binary, ORDO_BINARY) sends a line after BindReferrers only once they
+ * are acknowledged (decision 0025), shown with the referral topic's
+ * leader answering late.
  */
 #include <criterion/criterion.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kafka.h"
 
@@ -105,6 +113,98 @@ Test(produce_faults, refused_batch_is_not_counted_delivered) {
 
         rd_kafka_destroy(rk);
         ordo_config_destroy(conf);
+        rd_kafka_mock_cluster_destroy(mc);
+        rd_kafka_destroy(mrk);
+}
+
+/* The CreateTime of the first message of topic's partition 0. */
+static int64_t first_created(rd_kafka_t *consumer, const char *topic) {
+        rd_kafka_topic_partition_list_t *a =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_message_t *m;
+        int64_t ts = -1;
+        int i;
+        rd_kafka_topic_partition_list_add(a, topic, 0)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+        cr_assert_eq(rd_kafka_assign(consumer, a), RD_KAFKA_RESP_ERR_NO_ERROR);
+        rd_kafka_topic_partition_list_destroy(a);
+        for (i = 0; i < 100 && ts < 0; i++) {
+                if (!(m = rd_kafka_consumer_poll(consumer, 100)))
+                        continue;
+                if (!m->err)
+                        ts = rd_kafka_message_timestamp(m, NULL);
+                rd_kafka_message_destroy(m);
+        }
+        cr_assert_geq(ts, 0, "a message in %s", topic);
+        return ts;
+}
+
+/* A binding counts for a payment when its command is written first;
+ * lines to two topics race to the broker. With the referral topic's
+ * leader answering 600 ms late, the payment after a binding must be
+ * sent only once the binding is acknowledged: its record is made 600 ms
+ * or more after the binding's (it was made at once, and could be
+ * written first). */
+Test(produce_faults, a_line_after_bindings_waits_for_them) {
+        static const char *lines =
+            "{\"type\":\"BindReferrer\",\"command_id\":\"b1\","
+            "\"ts_ms\":1800000000001,\"user_id\":\"u1\","
+            "\"referrer_id\":\"r1\"}\n"
+            "{\"type\":\"ConfirmPayment\",\"command_id\":\"p1\","
+            "\"ts_ms\":1800000000002,\"order_id\":\"o1\","
+            "\"payment_id\":\"pay1\",\"amount_cents\":100}\n";
+        char errstr[512], path[] = "/tmp/ordo-produce-order-XXXXXX", cmd[1024],
+                          topic[128];
+        rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(),
+                                       errstr, sizeof(errstr));
+        rd_kafka_conf_t *cc = rd_kafka_conf_new();
+        const char *ordo = getenv("ORDO_BINARY");
+        rd_kafka_mock_cluster_t *mc;
+        rd_kafka_t *consumer;
+        int64_t bound, paid;
+        FILE *f;
+        int fd, t;
+
+        cr_assert(ordo, "ORDO_BINARY names the ordo binary");
+        cr_assert(mrk, "%s", errstr);
+        mc = rd_kafka_mock_cluster_new(mrk, 2);
+        for (t = 0; t < ORDO_TOPIC__COUNT; t++) {
+                snprintf(topic, sizeof(topic), "po.%s",
+                         ordo_topic_short((ordo_topic_t)t));
+                cr_assert_eq(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
+                rd_kafka_mock_partition_set_leader(
+                    mc, topic, 0, t == ORDO_TOPIC_REFERRAL_COMMANDS ? 2 : 1);
+        }
+        rd_kafka_mock_broker_set_rtt(mc, 2, 600);
+        cr_assert_geq(fd = mkstemp(path), 0);
+        cr_assert(f = fdopen(fd, "w"));
+        fputs(lines, f);
+        fclose(f);
+        snprintf(cmd, sizeof(cmd),
+                 "'%s' -X kafka.bootstrap.servers=%s -X topic.prefix=po. "
+                 "--log-level error produce --keep-ts %s",
+                 ordo, rd_kafka_mock_cluster_bootstraps(mc), path);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        unlink(path);
+
+        cr_assert_eq(rd_kafka_conf_set(cc, "bootstrap.servers",
+                                       rd_kafka_mock_cluster_bootstraps(mc),
+                                       errstr, sizeof(errstr)),
+                     RD_KAFKA_CONF_OK);
+        cr_assert_eq(
+            rd_kafka_conf_set(cc, "group.id", "check", errstr, sizeof(errstr)),
+            RD_KAFKA_CONF_OK);
+        cr_assert(consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr,
+                                          sizeof(errstr)),
+                  "%s", errstr);
+        bound = first_created(consumer, "po.referral-commands");
+        paid = first_created(consumer, "po.order-commands");
+        cr_assert_geq(paid - bound, 600,
+                      "the payment made %lld ms after the binding",
+                      (long long)(paid - bound));
+
+        rd_kafka_consumer_close(consumer);
+        rd_kafka_destroy(consumer);
         rd_kafka_mock_cluster_destroy(mc);
         rd_kafka_destroy(mrk);
 }
