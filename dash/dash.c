@@ -44,15 +44,15 @@
 #define HOLDS_SHOWN    8    /* per activity */
 #define HOLDS_READ     4096 /* holds read per sample, earliest first */
 #define TOP_EARNERS    10
-/* A MongoDB read going on this long is reported (mongo_error) while it
- * waits: its socket timeout alone is 10 s. */
-#define MONGO_LATE_MS 6000
+/* The first sample waits this long for MongoDB's first figures. */
+#define FIRST_READ_MS 6000
 
 typedef struct {
         int64_t t_ms;
-        json_t *accepted; /* activity_id -> accepted orders so far */
-        double rejected;  /* PlaceOrder rejections, whole sale */
-        json_t *latency;  /* [[le, count so far]], the activity stage's */
+        json_t *accepted;    /* activity_id -> accepted orders so far */
+        int64_t accepted_ms; /* when MongoDB gave those (0: never) */
+        double rejected;     /* PlaceOrder rejections, whole sale */
+        json_t *latency;     /* [[le, count so far]], the activity stage's */
 } sample_t;
 
 /* What MongoDB's reader last read, for the sampler; under dash_t.lock. */
@@ -64,9 +64,8 @@ typedef struct {
         json_t *figures;
         int64_t figures_ms;                 /* when read (wall clock) */
         char error[BSON_ERROR_BUFFER_SIZE]; /* the last read's, "" none */
-        int64_t reading_since; /* monotonic ms of the read going on, or 0 */
-        int64_t reads;         /* reads ended */
-        int ended;             /* the reader has returned */
+        int64_t reads;                      /* reads ended */
+        int ended;                          /* the reader has returned */
 } mongo_view_t;
 
 typedef struct {
@@ -698,17 +697,12 @@ static void *mongo_reader(void *arg) {
         dash_t *d = arg;
         while (!ordo_stop) {
                 int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
-                json_t *figures;
-                pthread_mutex_lock(&d->lock);
-                d->view.reading_since = ordo_monotonic_ms();
-                pthread_mutex_unlock(&d->lock);
-                figures = read_mongo(d);
+                json_t *figures = read_mongo(d);
                 if (figures && d->read_error[0]) {
                         json_decref(figures);
                         figures = NULL;
                 }
                 pthread_mutex_lock(&d->lock);
-                d->view.reading_since = 0;
                 snprintf(d->view.error, sizeof(d->view.error), "%s",
                          d->read_error);
                 if (figures) {
@@ -774,27 +768,23 @@ static void store_error(json_t *state, const char *store, const char *key,
 }
 
 /* MongoDB's figures as its reader last read them, with what Redis gives
- * live added (remaining stock, top earners); error (the sample's) says
- * why they are old: the last read failed, or the one going on has not
- * ended in MONGO_LATE_MS (a MongoDB that hangs). Old figures carry
- * mongo_as_of_ms; none read yet leave an empty sale, with that error. */
+ * live added (remaining stock, top earners), and when they were read
+ * (mongo_as_of_ms, *as_of; a slow MongoDB makes them older than the
+ * sample: a 90,000-order sale took its reads 15-23 s). error (the
+ * sample's) says why the last read failed; none read yet leave an empty
+ * sale, with an error that says so. */
 static void mongo_figures(dash_t *d, json_t *state, json_t **accepted,
-                          char *error, size_t error_size) {
+                          int64_t *as_of, char *error, size_t error_size) {
         json_t *figures, *acts, *c;
-        int64_t as_of, since;
 
         pthread_mutex_lock(&d->lock);
         figures = json_deep_copy(d->view.figures); /* NULL: none */
-        as_of = d->view.figures_ms;
-        since = d->view.reading_since;
+        *as_of = figures ? d->view.figures_ms : 0;
         snprintf(error, error_size, "%s", d->view.error);
         pthread_mutex_unlock(&d->lock);
-        if (!error[0] && since && ordo_monotonic_ms() - since >= MONGO_LATE_MS)
+        if (!error[0] && !figures)
                 snprintf(error, error_size,
-                         "MongoDB has not answered for %lld s",
-                         (long long)((ordo_monotonic_ms() - since) / 1000));
-        else if (!error[0] && !figures)
-                snprintf(error, error_size, "MongoDB not read yet");
+                         "MongoDB not read yet (its first read has not ended)");
 
         acts = json_object_get(figures, "activities");
         acts = acts ? json_incref(acts) : json_array();
@@ -814,9 +804,9 @@ static void mongo_figures(dash_t *d, json_t *state, json_t **accepted,
                           (json_int_t)0, "top");
         read_top_earners(d, c);
         json_object_set_new(state, "commissions", c);
-        if (error[0] && figures)
+        if (figures)
                 json_object_set_new(state, "mongo_as_of_ms",
-                                    json_integer(as_of));
+                                    json_integer(*as_of));
         json_decref(figures);
 }
 
@@ -828,7 +818,7 @@ static void sample(dash_t *d) {
         char *list = strdup(ordo_config_get(d->conf, "dash.scrape")), *addr,
              *save = NULL, *doc, mongo_error[BSON_ERROR_BUFFER_SIZE];
         double rejected = 0;
-        int64_t started = ordo_wall_ms();
+        int64_t started = ordo_wall_ms(), accepted_ms;
         sample_t *s;
         int i;
 
@@ -838,7 +828,8 @@ static void sample(dash_t *d) {
         free(list);
         json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
         d->redis_error[0] = '\0';
-        mongo_figures(d, state, &accepted, mongo_error, sizeof(mongo_error));
+        mongo_figures(d, state, &accepted, &accepted_ms, mongo_error,
+                      sizeof(mongo_error));
         store_error(state, "MongoDB", "mongo_error", mongo_error,
                     d->last_mongo_error, sizeof(d->last_mongo_error));
         store_error(state, "Redis", "redis_error", d->redis_error,
@@ -874,6 +865,7 @@ static void sample(dash_t *d) {
         json_decref(s->latency);
         s->t_ms = ordo_wall_ms();
         s->accepted = accepted;
+        s->accepted_ms = accepted_ms;
         s->rejected = rejected;
         s->latency = latency;
         d->next_ring = (d->next_ring + 1) % HISTORY;
@@ -883,10 +875,12 @@ static void sample(dash_t *d) {
                 sample_t *e =
                     &d->ring[(d->next_ring - d->n_ring + i + HISTORY) %
                              HISTORY];
-                json_array_append_new(
-                    chart, json_pack("{s:I, s:O, s:f}", "t_ms",
-                                     (json_int_t)e->t_ms, "accepted",
-                                     e->accepted, "rejected", e->rejected));
+                json_array_append_new(chart,
+                                      json_pack("{s:I, s:O, s:I, s:f}", "t_ms",
+                                                (json_int_t)e->t_ms, "accepted",
+                                                e->accepted, "accepted_ms",
+                                                (json_int_t)e->accepted_ms,
+                                                "rejected", e->rejected));
         }
         json_object_set_new(state, "history", chart);
         doc = json_dumps(state, JSON_COMPACT);
@@ -1041,7 +1035,7 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         /* the first sample with MongoDB's first figures, if they come
          * soon: not an empty sale for a moment */
         else
-                wait_reader(&d, 0, MONGO_LATE_MS);
+                wait_reader(&d, 0, FIRST_READ_MS);
         while (!ordo_stop) {
                 int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
                 sample(&d);
