@@ -779,18 +779,18 @@ void ordo_metrics_store_up(const char *stage, int up) {
 
 int ordo_health_check(char *why, size_t why_size) {
         int64_t now = ordo_monotonic_ms();
-        int i, ok = 1;
+        int i, ok = 1, readers = 0;
         char names[256] = "";
         size_t used = 0;
         pthread_mutex_lock(&lock);
-        for (i = 0; i < n_stages && used < sizeof(names); i++)
+        for (i = 0; i < n_stages && used < sizeof(names); i++) {
                 used += (size_t)snprintf(names + used, sizeof(names) - used,
                                          "%s%s", i ? ", " : "", stages[i].name);
+                readers += stages[i].rk != NULL;
+        }
         /* the dash beats as a "stage" that reads no Kafka */
-        snprintf(why, why_size,
-                 "%d running (%s), each turning and holding the partitions "
-                 "it reads",
-                 n_stages, names);
+        snprintf(why, why_size, "%d running (%s), each turning%s", n_stages,
+                 names, readers ? " and holding the partitions it reads" : "");
         if (!n_stages) {
                 snprintf(why, why_size, "no stage started");
                 ok = 0;
@@ -806,8 +806,9 @@ int ordo_health_check(char *why, size_t why_size) {
                 /* Blocked on its store: that, not a stall. */
                 else if (store_waiting(h, now))
                         snprintf(why, why_size,
-                                 "%s waiting %lld s for an answer from its "
-                                 "store (retrying)",
+                                 "%s in a call to its store for %lld s (no "
+                                 "answer, or refused and retried: its log "
+                                 "says which)",
                                  h->name,
                                  (long long)store_waiting(h, now) / 1000);
                 /* A loop that stopped turning (a stuck call) is the
