@@ -521,6 +521,16 @@ static void on_overdue(int sig) {
         _exit(1);
 }
 
+/* When the alarm goes off: a second past the loop's own check, for the
+ * pass that may follow it, and 5 s at least, so that --timeout 0 can
+ * connect and confirm a caught-up deployment; capped at about three
+ * years. */
+static unsigned overdue_after(int64_t timeout_s) {
+        if (timeout_s >= 100000000)
+                return 100000000;
+        return timeout_s + 1 < 5 ? 5 : (unsigned)timeout_s + 1;
+}
+
 int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t timeout_s = 120;
@@ -529,7 +539,11 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--timeout SECONDS   give up after this long "
-                       "(default 120); exit 1\n\nReturns 0 once every "
+                       "(default 120); exit 1. A pass that\n"
+                       "                    Kafka holds (slow or "
+                       "unreachable) is cut a second later,\n"
+                       "                    5 s after the start at the "
+                       "earliest\n\nReturns 0 once every "
                        "stage's group (all six, or the STAGEs named:\n"
                        "activity order referral commission mongo redis) has "
                        "read everything there\nis and nothing arrived between "
@@ -551,14 +565,12 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         argv[n_stages++] = argv[i];
         }
         snprintf(overdue, sizeof(overdue),
-                 "ordo wait: gave up after %llds, in the middle of a pass "
-                 "over the groups (Kafka slow or unreachable; see `ordo "
-                 "lag`)\n",
-                 (long long)timeout_s);
+                 "ordo wait: gave up after %llds (--timeout %lld), in the "
+                 "middle of a pass over the groups (Kafka slow or "
+                 "unreachable; see `ordo lag`)\n",
+                 (long long)overdue_after(timeout_s), (long long)timeout_s);
         signal(SIGALRM, on_overdue);
-        /* past the loop's own check and the pass that may follow it;
-         * capped at about three years */
-        alarm(timeout_s < 100000000 ? (unsigned)timeout_s + 5 : 100000000);
+        alarm(overdue_after(timeout_s));
         if (lag_open(&l, "wait", conf))
                 return 1;
         if (select_stages(&l, n_stages, argv, 1)) {
