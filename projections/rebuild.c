@@ -616,11 +616,25 @@ typedef struct {
         int secrets;
 } flags_t;
 
+/* Settings of this process alone, not of the data: the printed
+ * projection runs beside the old one, whose addresses are taken (an
+ * outside audit: run as printed, it stopped on metrics.listen's port). */
+static int process_local(const char *key) {
+        static const char *const keys[] = { "log.level", "metrics.listen",
+                                            "dash.listen", "dash.scrape",
+                                            "ingest.listen" };
+        size_t i;
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+                if (!strcmp(key, keys[i]))
+                        return 1;
+        return 0;
+}
+
 static void print_flag(void *opaque, const char *key, const char *value) {
         flags_t *f = opaque;
         const char *def = ordo_config_get(f->defaults, key);
         if ((def && !strcmp(def, value)) || !strcmp(key, f->skip1) ||
-            !strcmp(key, f->skip2) || !strcmp(key, "log.level"))
+            !strcmp(key, f->skip2) || process_local(key))
                 return;
         if (secret_key(key, value)) {
                 /* Not printed, but not left out either: run as printed
@@ -641,7 +655,8 @@ static void print_flag(void *opaque, const char *key, const char *value) {
 
 /* "ordo" and every setting that differs from the defaults (from -c FILE,
  * ORDO_* variables or -X), as -X flags, so the printed command runs with
- * the configuration this one ran with (topics, brokers, stores). */
+ * the configuration this one ran with (topics, brokers, stores); not the
+ * process's own addresses (process_local). */
 static int print_ordo_with_config(const ordo_config_t *conf, const char *skip1,
                                   const char *skip2) {
         flags_t f = { ordo_config_new(), skip1, skip2, 0 };

@@ -414,13 +414,20 @@ def main():
               mongo_dump(mongo[new_db]) == mongo_dump(live))
         conf_file = os.path.join(workdir, "rebuild.conf")
         with open(conf_file, "w") as f:
-            f.write("redis.rejected.ttl.s=3600\n")
+            f.write("redis.rejected.ttl.s=3600\n"
+                    # this process's own addresses: taken by the old
+                    # projection, beside which the switch runs
+                    "metrics.listen=127.0.0.1:19464\n"
+                    "dash.listen=127.0.0.1:19088\n")
         p = ordo.call("-c", conf_file, "rebuild", "redis", "--into",
                       new_prefix, timeout=1200)
         print("  " + p.stdout.splitlines()[0])
         check("the switch command carries what -c FILE set",
               re.search(r"switch: ordo .*-X redis.rejected.ttl.s=3600 .*"
                         r"project redis", p.stdout), p.stdout)
+        check("... but not the addresses of the process (metrics.listen, "
+              "dash.listen)", "switch: " in p.stdout and
+              "listen" not in p.stdout.split("switch: ")[1], p.stdout)
         check("rebuild redis == live (every data key and the leaderboard)",
               redis_dump(r, new_prefix) == redis_dump(r, ordo.prefix))
         p = ordo.call("rebuild", "mongo", "--into", ordo.db, check=False)
