@@ -30,6 +30,7 @@ typedef struct {
         int meta;
         const char *topic;
         int64_t printed, undecodable;
+        int deleted; /* partitions whose records asked for were deleted */
 } replay_opts_t;
 
 /* A header as a string ("" when missing), cut to fit buf. */
@@ -205,12 +206,14 @@ static int replay_partition(rd_kafka_t *rk, rd_kafka_t *wm, ordo_codec_t *codec,
                 fprintf(stderr, "ordo replay: %s\n", why);
                 return -1;
         }
-        if (lo > 0 && o->from_offset < lo)
+        if (lo > 0 && o->from_offset < lo) {
                 fprintf(stderr,
                         "ordo replay: %s [%d] begins at offset %" PRId64
                         ": the records below were deleted (a retention "
                         "limit?)\n",
                         topic, (int)part, lo);
+                o->deleted++;
+        }
         if (end <= lo || end <= o->from_offset)
                 return 0;
         ordo_kafka_reader_open(&r, rk, topic, part,
@@ -296,13 +299,14 @@ static void usage_more(void) {
                "ts_ms, the business time; every partition is still read "
                "from its start\n"
                "(or --from-offset).\n"
-               "Exit status: 0 done, 1 Kafka failed or stopped by a signal "
-               "(the output is\nincomplete), 2 usage error (a topic Kafka "
-               "does not have, too).\n");
+               "Exit status: 0 done, 1 Kafka failed, stopped by a signal "
+               "or records asked for\nwere deleted (the output is "
+               "incomplete), 2 usage error (a topic Kafka does\nnot "
+               "have, too).\n");
 }
 
 int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
-        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, 0, -1, 0, NULL, 0, 0 };
+        replay_opts_t o = { 0, INT64_MIN, INT64_MAX, 0, -1, 0, NULL, 0, 0, 0 };
         const char *name = NULL;
         char topic[256], errstr[512];
         rd_kafka_t *rk = NULL, *wm = NULL;
@@ -440,12 +444,15 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
         fflush(stdout);
         fprintf(stderr,
                 "ordo replay: %s: %lld message(s), %lld "
-                "undecodable%s\n",
+                "undecodable%s%s\n",
                 topic, (long long)o.printed, (long long)o.undecodable,
                 ordo_stop ? "; stopped by a signal before the end: the "
                             "output is incomplete"
-                          : "");
-        if (ordo_stop)
+                          : "",
+                o.deleted && !ordo_stop ? "; records asked for were deleted "
+                                          "(above): the output is incomplete"
+                                        : "");
+        if (ordo_stop || o.deleted)
                 rc = 1;
 out:
         if (wm)

@@ -237,6 +237,11 @@ def lost_first(t, o, admin):
     decided = [ln for ln in rep.stdout.splitlines() if '"o-A' in ln]
     t.check("nothing decided on a state without its records (every "
             "partition lost some)", not decided, decided[:3])
+    # an analyst's script must not take it for the whole history
+    t.check("ordo replay of a log with deleted records exits 1, saying so",
+            rep.returncode == 1 and "were deleted" in rep.stderr and
+            "output is incomplete" in rep.stderr, (rep.returncode,
+                                                   rep.stderr[-300:]))
     o.stop()
 
     # The projections: Redis's group has applied up to offsets
