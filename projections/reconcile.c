@@ -45,6 +45,7 @@ typedef struct {
         int64_t inputs;           /* input messages re-decided */
         int64_t commission_diffs;
         int64_t foreign; /* extras no processor writes there (report_extra) */
+        int64_t copies;  /* extras naming an input decided before them */
         int errors;      /* could not compare something */
 } report_t;
 
@@ -299,13 +300,27 @@ static int ev_before(const ev_t *a, const ev_t *b) {
 }
 
 /* An extra: decided from no input. Undecodable, or of a type no
- * processor writes to events_short, it is a foreign writer's. */
+ * processor writes to events_short, it is a foreign writer's; one whose
+ * id names an input at or before the last event matched (*last) is a
+ * copy written after it (a processor writes in input order), which the
+ * read models' totals count again. */
 static void report_extra(report_t *r, reader_t *rd, const char *events,
-                         const char *events_short) {
+                         const char *events_short, const ev_t *last) {
+        int copy = rd->decoded && last && rd->ev.in_offset >= 0 &&
+                   !ev_before(last, &rd->ev);
         r->diffs[SEC_EVENTS]++;
         r->foreign +=
             !rd->decoded || !ordo_msg_belongs_on(rd->ev.msg.type, events_short);
-        if (!rd->decoded)
+        r->copies += copy;
+        if (copy)
+                line(r,
+                     "DIFF events %s/%d@%lld extra: %s id=%s key=%s "
+                     "stored again after the event it copies (a writer "
+                     "other than ordo's; read-model totals count it twice)",
+                     events, (int)rd->in.partition, (long long)rd->m->offset,
+                     ordo_msg_type_name(rd->ev.msg.type), rd->ev.msg.meta.id,
+                     ordo_msg_key(&rd->ev.msg));
+        else if (!rd->decoded)
                 line(r,
                      "DIFF events %s/%d@%lld extra: undecodable (%s), "
                      "not decided by the rules",
@@ -366,7 +381,9 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
         ev_list_t exp = { NULL, 0, 0, 0 };
         ordo_sink_t sink = { collect, &exp };
         void *state = def->state_new();
-        int64_t before = r->diffs[SEC_EVENTS], foreign_before = r->foreign;
+        int64_t before = r->diffs[SEC_EVENTS], foreign_before = r->foreign,
+                copies_before = r->copies;
+        ev_t last; /* the last stored event matched; in_offset -1: none */
         int have;
         rd_kafka_message_t *m;
         static char buf[ENCODE_MAX];
@@ -399,6 +416,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                errstr_size)))
                 goto done;
         have = reader_advance(&rd, in_short);
+        last.in_offset = last.index = -1;
 
         while ((m = next_message(&inr))) {
                 ordo_msg_t cmd;
@@ -424,7 +442,9 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                         parse_id(e, in_short, part);
                         /* Stored before this one: extras. */
                         while (have && ev_before(&rd.ev, e)) {
-                                report_extra(r, &rd, events, ev_short);
+                                report_extra(r, &rd, events, ev_short,
+                                             last.in_offset >= 0 ? &last
+                                                                 : NULL);
                                 have = reader_advance(&rd, in_short);
                         }
                         r->compared[SEC_EVENTS]++;
@@ -471,6 +491,8 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                 diff_fields(r, where, &e->msg, &rd.ev.msg,
                                             ordo_msg_key(&e->msg), key, f, nf);
                         }
+                        last.in_offset = rd.ev.in_offset;
+                        last.index = rd.ev.index;
                         have = reader_advance(&rd, in_short);
                 }
         }
@@ -485,13 +507,15 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                                  errstr_size)))
                         goto done;
                 if (rd.ev.in_offset < inr.end || rd.ev.in_offset >= now_end)
-                        report_extra(r, &rd, events, ev_short);
+                        report_extra(r, &rd, events, ev_short,
+                                     last.in_offset >= 0 ? &last : NULL);
                 have = reader_advance(&rd, in_short);
         }
         /* the join's own differences; a foreign writer's are not its */
         if (def->join)
                 r->commission_diffs += r->diffs[SEC_EVENTS] - before -
-                                       (r->foreign - foreign_before);
+                                       (r->foreign - foreign_before) -
+                                       (r->copies - copies_before);
 done:
         if (rd.m)
                 rd_kafka_message_destroy(rd.m);
@@ -703,6 +727,13 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                     !(err = reconcile_store("redis", conf, &r, errstr,
                                             sizeof(errstr)));
         fflush(stdout);
+        if (r.copies)
+                printf("note: %lld event(s) stored again after the event "
+                       "they copy (DIFF ... stored again): written by "
+                       "another than ordo's processors; the projections "
+                       "count a copied commission in earnings again "
+                       "(docs/read-models.md).\n",
+                       (long long)r.copies);
         if (r.commission_diffs)
                 printf("note: %lld difference(s) in commission-events. The "
                        "commission processor joins\norder events with the "
