@@ -1466,6 +1466,37 @@ int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
 
 /* A database ordo may drop holds only read-model collections, at least
  * one. 1 if so, 0 if not (errstr says why), -1 if it cannot tell. */
+/* A field every document of each collection has (read-models.md): a
+ * collection of ordo's name whose documents lack it is someone else's. */
+static const char *coll_signature[C__N] = { "version", "version", "version",
+                                            "pending_cents", "parent_id" };
+
+/* 1 when every document of collection j of db has its signature field, 0
+ * (errstr says which) when one lacks it, -1 when it cannot be asked. */
+static int mongo_docs_are_ours(mongoc_database_t *db, const char *name,
+                               size_t j, char *errstr, size_t errstr_size) {
+        mongoc_collection_t *c =
+            mongoc_database_get_collection(db, coll_names[j]);
+        bson_t *filter =
+            BCON_NEW(coll_signature[j], "{", "$exists", BCON_BOOL(false), "}");
+        bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+        bson_error_t e;
+        int64_t n =
+            mongoc_collection_count_documents(c, filter, opts, NULL, NULL, &e);
+        bson_destroy(filter);
+        bson_destroy(opts);
+        mongoc_collection_destroy(c);
+        if (n < 0)
+                snprintf(errstr, errstr_size, "mongo: reading %s.%s: %s", name,
+                         coll_names[j], e.message);
+        else if (n > 0)
+                snprintf(errstr, errstr_size,
+                         "database \"%s\": %s holds a document without "
+                         "\"%s\", which none of ordo's has; not dropped",
+                         name, coll_names[j], coll_signature[j]);
+        return n < 0 ? -1 : n == 0;
+}
+
 static int mongo_is_read_model(mongoc_database_t *db, const char *name,
                                char *errstr, size_t errstr_size) {
         bson_error_t e;
@@ -1497,7 +1528,9 @@ static int mongo_is_read_model(mongoc_database_t *db, const char *name,
                                  "not dropped",
                                  name, names[i]);
                         ok = 0;
-                }
+                } else if (j < C__N)
+                        ok = mongo_docs_are_ours(db, name, j, errstr,
+                                                 errstr_size);
         }
         bson_strfreev(names);
         return ok;

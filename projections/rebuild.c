@@ -578,8 +578,9 @@ static void rebuild_help(void) {
                "it; a MongoDB\n"
                "                       database only if it holds nothing "
                "but ordo's\n"
-               "                       read-model collections and is not "
-               "live\n\n"
+               "                       read-model collections, of ordo's "
+               "documents, and is\n"
+               "                       not live\n\n"
                "Exit status: 0 done, 1 failure, 2 usage. See "
                "docs/read-models.md.\n");
 }

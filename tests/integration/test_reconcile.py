@@ -225,6 +225,14 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
     check("the foreign database is still there",
           mongo[foreign]["notours"].count_documents({}) == 1)
     mongo.drop_database(foreign)
+    # ordo's collection names, someone else's documents (an outside
+    # audit: a shop's own orders collection was dropped)
+    mongo[foreign]["orders"].insert_one({"_id": "real customer order"})
+    refused("a database with an orders collection not ordo's", "mongo",
+            "--drop", foreign)
+    check("... still there", mongo[foreign]["orders"].count_documents(
+        {}) == 1)
+    mongo.drop_database(foreign)
     p = ordo.call("rebuild", "redis", "--drop", new_prefix, "--drop",
                   new_prefix, check=False)
     check("a drop names exactly one target", p.returncode == 2, p.stderr)
