@@ -153,8 +153,10 @@ static const char *live_target(const loop_t *lp) {
 }
 
 /* The WARN line of every refill (decisions 0023, 0029): why, then
- * " reading the inputs again from the beginning". */
+ * " reading the inputs again from the beginning"; and /healthz says the
+ * read model is not whole until the projection has caught up. */
 static void say_refill(const loop_t *lp, const char *why) {
+        ordo_health_refilling(lp->which);
         ORDO_LOG(WARN, lp->which,
                  "msg=\"%s reading the inputs again from the beginning\" "
                  "target=%s group=%s",

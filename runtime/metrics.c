@@ -288,6 +288,7 @@ typedef struct {
         int assigned;       /* partitions, at the last poll; -1: none yet */
         int64_t last_poll;  /* monotonic ms; 0: never */
         int store_down;     /* a projection waiting for its store */
+        int refilling;      /* ... reading its inputs again, not caught up */
         int64_t store_call; /* monotonic ms a store call began; 0: none */
         /* The consumer and where it stood in each partition at its last
          * poll (NULL: none, or given up): the lag of a stage held in a
@@ -581,6 +582,11 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         pthread_mutex_lock(&lock);
         if ((h = health_find(stage, 0))) {
                 h->assigned = member && *member ? a->cnt : -1;
+                for (i = 0; lags && h->refilling && i < a->cnt; i++)
+                        if (lags[i] != 0)
+                                break;
+                if (lags && a->cnt && i == a->cnt)
+                        h->refilling = 0; /* caught up: whole again */
                 h->rk = rk;
                 if (h->stood)
                         rd_kafka_topic_partition_list_destroy(h->stood);
@@ -740,7 +746,16 @@ void ordo_health_start(const char *stage) {
                 h->assigned = -1;
                 h->last_poll = 0;
                 h->store_down = 0;
+                h->refilling = 0;
         }
+        pthread_mutex_unlock(&lock);
+}
+
+void ordo_health_refilling(const char *stage) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1)))
+                h->refilling = 1;
         pthread_mutex_unlock(&lock);
 }
 
@@ -822,6 +837,13 @@ int ordo_health_check(char *why, size_t why_size) {
                         snprintf(why, why_size,
                                  "%s cannot use its store (retrying; its "
                                  "log says why)",
+                                 h->name);
+                /* a read model being filled again is not whole yet */
+                else if (h->refilling)
+                        snprintf(why, why_size,
+                                 "%s refilling its read model from the start "
+                                 "of its inputs (ordo_consumer_lag says how "
+                                 "far)",
                                  h->name);
                 else if (h->assigned < 0)
                         snprintf(why, why_size,

@@ -115,6 +115,10 @@ void ordo_metrics_write(FILE *f);
  * last 30 s (ordo_metrics_poll). */
 void ordo_health_start(const char *stage);
 void ordo_health_stop(const char *stage, ordo_err_t err);
+/* A projection reads its inputs again from the start into a read model
+ * that lost them (decision 0023): not healthy (not ready) until its next
+ * poll that finds every partition caught up. */
+void ordo_health_refilling(const char *stage);
 /* For a stage without a consumer (the dash's sampler): alive, working. */
 void ordo_health_beat(const char *stage);
 /* 1 if healthy; otherwise 0 and the first reason in why. */

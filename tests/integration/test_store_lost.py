@@ -181,6 +181,9 @@ def live(args):
               r.cmd("DBSIZE"))
         check("refilled with no new event (the idle projection's check)",
               model_becomes(before), model())
+        check("/healthz 200 again once the refill has caught up",
+              E.eventually(lambda: scrape(metrics, "/healthz")[0],
+                           lambda st: st == 200, 30) == 200)
         ordo.produce([E.place("o3", "a1", "u3", 3, now + 3)], "after")
         ok, out = run.wait()
         check("caught up after the restart", ok, out)
@@ -302,6 +305,8 @@ def reversal_after_emptying(run, now):
 def dropped(args):
     run = E.SingleRun(args.ordo, "dropped", [])
     ordo, r, mongo, check = run.ordo, run.r, run.mongo, run.check
+    metrics = free_port()
+    ordo.flags += ["-X", "metrics.listen=127.0.0.1:%d" % metrics]
 
     def whole(want_orders, want_stock):
         """The read models hold the sale, the activity's document whole."""
@@ -354,6 +359,14 @@ def dropped(args):
         ok, out = run.wait()
         check("a bigger sale applied", ok, out)
         wipe(ordo, mongo, r)
+        # not ready while the read models are partial: /healthz says so
+        # until the refill has caught up (it answered 200 throughout)
+        health = E.eventually(lambda: scrape(metrics, "/healthz"),
+                              lambda sb: sb[0] == 503 and
+                              "refilling its read model" in sb[1], 60)
+        check("/healthz 503 while refilling, saying so",
+              health[0] == 503 and "refilling its read model" in health[1],
+              repr(health))
         lost = E.eventually(lambda: open(ordo.run_log).read().count(
             "lost its mark"), lambda n: n >= 8, 60)
         ordo.run_proc.kill()

@@ -159,6 +159,20 @@ Test(metrics, a_stage_that_gave_its_consumer_up_is_not_healthy) {
         cr_assert_str_eq(why, "commission has not joined its group yet");
 }
 
+/* A projection refilling a read model that lost its contents is not
+ * ready: the read model is partial until it has caught up (an outside
+ * audit: /healthz said ok for the 60 s of a refill). */
+Test(metrics, a_projection_refilling_is_not_ready) {
+        char why[256];
+        ordo_health_start("redis");
+        ordo_health_beat("redis");
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+        ordo_health_refilling("redis");
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "redis refilling its read model from the start "
+                              "of its inputs (ordo_consumer_lag says how far)");
+}
+
 /* A value prints so that it reads back exactly: a week of event lag in
  * a histogram's _sum plus half a second still moves; NaN and the
  * infinities as the text format spells them. */
