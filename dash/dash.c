@@ -724,22 +724,24 @@ static void *mongo_reader(void *arg) {
 }
 
 /* Waits until the reader has ended a read (more than `reads` of them)
- * or ended, for at most ms: 1 if it did. */
-static int wait_reader(dash_t *d, int64_t reads, int64_t ms) {
+ * or ended, for at most ms (on the monotonic clock, read_ended's), and
+ * not past a stop if `stoppable`: 1 if it did. */
+static int wait_reader(dash_t *d, int64_t reads, int64_t ms, int stoppable) {
+        int64_t deadline = ordo_monotonic_ms() + ms;
         struct timespec until;
         int ok;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-        }
         pthread_mutex_lock(&d->lock);
-        while (d->view.reads <= reads && !d->view.ended &&
-               pthread_cond_timedwait(&d->read_ended, &d->lock, &until) == 0)
-                ;
-        ok = d->view.reads > reads || d->view.ended;
+        while (!(ok = d->view.reads > reads || d->view.ended) &&
+               !(stoppable && ordo_stop) && ordo_monotonic_ms() < deadline) {
+                /* in slices, to see a stop */
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_nsec += 100000000;
+                if (until.tv_nsec >= 1000000000) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&d->read_ended, &d->lock, &until);
+        }
         pthread_mutex_unlock(&d->lock);
         return ok;
 }
@@ -948,7 +950,7 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         ordo_metrics_server_t *metrics;
         pthread_t reader;
         char errstr[512];
-        int i, failed, reader_left;
+        int i, failed;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--listen HOST:PORT   the page's address (default "
@@ -993,7 +995,13 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         memset(&d, 0, sizeof(d));
         d.conf = conf;
         pthread_mutex_init(&d.lock, NULL);
-        pthread_cond_init(&d.read_ended, NULL);
+        {
+                pthread_condattr_t ca;
+                pthread_condattr_init(&ca);
+                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                pthread_cond_init(&d.read_ended, &ca);
+                pthread_condattr_destroy(&ca);
+        }
         /* A read waits for MongoDB seconds at most, unless mongo.uri
          * says otherwise: the page shows mongo_error, not old figures. */
         if (!(d.mongo = ordo_mongo_client(ordo_config_get(conf, "mongo.uri"),
@@ -1023,6 +1031,8 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                 ordo_metrics_server_stop(metrics);
                 mongoc_database_destroy(d.db);
                 mongoc_client_destroy(d.mongo);
+                pthread_cond_destroy(&d.read_ended);
+                pthread_mutex_destroy(&d.lock);
                 return 1;
         }
         ORDO_LOG(INFO, "dash", "msg=listening url=http://%s/ scrape=%s",
@@ -1035,7 +1045,7 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         /* the first sample with MongoDB's first figures, if they come
          * soon: not an empty sale for a moment */
         else
-                wait_reader(&d, 0, FIRST_READ_MS);
+                wait_reader(&d, 0, FIRST_READ_MS, 1);
         while (!ordo_stop) {
                 int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
                 sample(&d);
@@ -1047,13 +1057,17 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         MHD_stop_daemon(mhd);
         ordo_metrics_server_stop(metrics);
         /* A read held by a MongoDB that hangs is not waited out: the
-         * process ends with it (its client is not freed under it). */
-        reader_left = !failed && !wait_reader(&d, INT64_MAX, 2000);
-        if (reader_left)
+         * process ends under it, at once (not exit(): the libraries'
+         * clean-up, and this frame's end, would run under the reader). */
+        if (!failed && !wait_reader(&d, INT64_MAX, 2000, 0)) {
                 ORDO_LOG(WARN, "dash",
                          "msg=\"stopping during a MongoDB read that has not "
-                         "ended: not waited for\"");
-        else if (!failed)
+                         "ended: not waited for\" samples=%lld",
+                         (long long)d.samples);
+                fflush(NULL);
+                _exit(0);
+        }
+        if (!failed)
                 pthread_join(reader, NULL);
         ORDO_LOG(
             INFO, "dash", "msg=stopped samples=%lld pages=%llu states=%llu",
@@ -1066,8 +1080,6 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
         free(d.doc);
         if (d.redis)
                 redisFree(d.redis);
-        if (reader_left)
-                return 0;
         json_decref(d.view.figures);
         mongoc_database_destroy(d.db);
         mongoc_client_destroy(d.mongo);

@@ -858,6 +858,8 @@ static void close_member(ordo__proc_t *p) {
         int i;
         ordo__commit_wait(p);
         ordo__outbox_discard(&p->outbox);
+        /* first: the metrics keep no handle to a consumer destroyed */
+        ordo_metrics_lost(p->def->name);
         if (p->consumer) {
                 /* Leave the group explicitly: a static member's close
                  * alone would hold its partitions for the session
@@ -870,7 +872,6 @@ static void close_member(ordo__proc_t *p) {
         for (i = 0; i < p->n_states; i++)
                 forget(p, i);
         p->assigned = 0;
-        ordo_metrics_lost(p->def->name);
 }
 
 /* A fatal consumer error (FENCED_INSTANCE_ID), a restore that failed,

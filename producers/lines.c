@@ -113,8 +113,8 @@ static ordo_line_result_t skip_long_line(ordo_lines_t *r, size_t *len) {
                         last = r->buf[r->end - 1];
                 r->start = r->end = 0;
                 switch (fill(r)) {
-                case 0:
-                        *len = n;
+                case 0: /* the last line, measured as counted() does */
+                        *len = n - (n && last == '\r');
                         return ORDO_LINE_TOO_LONG;
                 case -1:
                         return ORDO_LINE_ERROR;

@@ -105,6 +105,16 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                          "a refused message)");
 }
 
+/* A binding counts for a payment when its command is written first
+ * (decision 0025), and lines to two topics race to the broker: a line to
+ * another topic after BindReferrers waits until Kafka has reported on
+ * them (written or failed). -1 when a stop came first. */
+static int bindings_written(rd_kafka_t *rk, const produce_stats_t *s) {
+        while (s->bindings_in_flight > 0 && !ordo_stop)
+                rd_kafka_poll(rk, 10);
+        return s->bindings_in_flight > 0 ? -1 : 0;
+}
+
 static void usage_details(void) {
         printf(
             "\nReads one JSON command per line from FILE (or stdin) and "
@@ -295,13 +305,15 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         continue;
                 }
                 topic = ordo_command_topic(m.type);
-                /* A binding counts for a payment when its command is
-                 * written first (decision 0025), and lines to two topics
-                 * race to the broker: a line after BindReferrers waits
-                 * until Kafka has them (or has failed them). */
-                while (topic != ORDO_TOPIC_REFERRAL_COMMANDS &&
-                       stats.bindings_in_flight > 0)
-                        rd_kafka_poll(rk, 10);
+                if (topic != ORDO_TOPIC_REFERRAL_COMMANDS &&
+                    bindings_written(rk, &stats)) {
+                        fprintf(stderr,
+                                "line %lld: not sent: stopped while the "
+                                "bindings before it were on their way\n",
+                                (long long)lineno);
+                        line_failed(&stats, lineno);
+                        continue;
+                }
                 /* the line number rides along to the delivery report */
                 op = (void *)(intptr_t)lineno;
                 if (m.type == ORDO_MSG_TICK)

@@ -533,9 +533,13 @@ static int missing_topics(rd_kafka_t *rk, const ordo_config_t *conf,
                 char name[256];
                 ordo_topic_name(conf, (ordo_topic_t)i, name, sizeof(name));
                 missing[i] = 1;
+                /* one there but leaderless for a moment (just made by
+                 * another process) is not missing: wait_leaders waits */
                 for (j = 0; j < md->topic_cnt && missing[i]; j++)
-                        missing[i] = md->topics[j].err ||
-                                     strcmp(md->topics[j].topic, name);
+                        missing[i] =
+                            md->topics[j].err ==
+                                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                            strcmp(md->topics[j].topic, name);
                 n += missing[i];
         }
         rd_kafka_metadata_destroy(md);

@@ -665,8 +665,12 @@ static int64_t store_waiting(const health_t *h, int64_t now) {
  * stayed at its last value (0 for a caught-up projection) until the
  * call ended. The consumer lives while the call goes on: the stage
  * ends the call, under this lock, before it can close it. */
-static void lag_while_held(const health_t *h) {
+static void lag_while_held(const health_t *h, int64_t now) {
         int i;
+        /* still polling (paused, waiting for a store that refuses): its
+         * own figures are newer, from the broker */
+        if (now - h->last_poll < 3000)
+                return;
         for (i = 0; h->rk && h->stood && i < h->stood->cnt; i++) {
                 const rd_kafka_topic_partition_t *p = &h->stood->elems[i];
                 char part[16];
@@ -697,7 +701,7 @@ static void mark_stores_waiting(void) {
                 stages[i].store_down = 1;
                 if ((s = find(F_STORE_UP, v)))
                         s->value = 0;
-                lag_while_held(&stages[i]);
+                lag_while_held(&stages[i], now);
         }
 }
 

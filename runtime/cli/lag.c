@@ -574,6 +574,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         if (lag_open(&l, "wait", conf))
                 return 1;
         if (select_stages(&l, n_stages, argv, 1)) {
+                alarm(0);
                 lag_close(&l);
                 return 2;
         }
@@ -585,6 +586,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         continue;
                 }
                 if (behind < 0) {
+                        alarm(0); /* said; closing may take a while */
                         fprintf(stderr, "ordo wait: %s\n", l.failed);
                         lag_close(&l);
                         return 1;
@@ -602,6 +604,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                                 "after %llds (see `ordo lag`)\n",
                                 ordo_stop ? "stopped by a signal; " : "",
                                 behind, (long long)(time(NULL) - start));
+                        alarm(0); /* said; closing may take a while */
                         lag_close(&l);
                         return 1;
                 }

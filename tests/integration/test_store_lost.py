@@ -221,6 +221,7 @@ def live(args):
         # (the paused partitions' ends were not fetched, and it said 0).
         server.kill()
         server.wait()
+        killed = time.time()
         ordo.produce([E.place("o4", "a1", "u4", 1, now + 4)], "away")
         # o4's reservation (in the batch in hand, past the position) and
         # its order (arrived while the partitions were paused)
@@ -230,6 +231,15 @@ def live(args):
                            timeout=15)
         check("ordo_consumer_lag shows the events waiting for Redis",
               all(lag.get(t) for t in waiting), lag)
+        # ... and goes on growing past 10 s away, when its store call
+        # counts as unanswered (it froze at its value then)
+        time.sleep(max(0.0, killed + 12 - time.time()))
+        ordo.produce([E.place("o4b", "a1", "u4b", 1, now + 4)], "away2")
+        more = E.eventually(lambda: redis_lag(metrics),
+                            lambda g: sum(g.values()) > sum(lag.values()),
+                            timeout=15)
+        check("... and grows with what comes after 10 s away",
+              sum(more.values()) > sum(lag.values()), repr((lag, more)))
         server = private_redis(port, run.workdir)
         check("o4 applied once Redis is back", E.eventually(
             lambda: E.hash_of(r.cmd("HGETALL", ordo.prefix + "order:o4"))

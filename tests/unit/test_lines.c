@@ -144,20 +144,30 @@ Test(lines, over_the_limit_measured_without_crlf) {
         }
 }
 
-/* A line of the limit ending in "\r\n" (or a last one in '\r') is held:
- * the limit counts a command without its ending. */
+/* A line of the limit ending in "\r\n" is held: the limit counts a
+ * command without its ending; so is a last line's '\r' not counted. */
 Test(lines, at_the_limit_with_crlf_is_held) {
-        static const char in[] = "aaaaaaaa\r\nbbbbbbbbb\r\ncccccccc\r";
-        size_t chunk, n = sizeof(in) - 1;
+        /* each ends in a last line without '\n': at the limit, then over */
+        static const char *const ins[] = {
+                "aaaaaaaa\r\nbbbbbbbbb\r\ncccccccc\r",
+                "aaaaaaaa\r\nbbbbbbbbb\r\ndddddddddddddddddddd\r",
+        };
+        size_t k, chunk;
 
-        for (chunk = 1; chunk <= n; chunk++) {
-                source_t s;
-                open_source(&s, in, n, chunk, 8);
-                expect_line(&s, "aaaaaaaa\r", 9);
-                expect_too_long(&s, 9);
-                expect_line(&s, "cccccccc\r", 9);
-                expect_end(&s);
-                close_source(&s);
+        for (k = 0; k < 2; k++) {
+                size_t n = strlen(ins[k]);
+                for (chunk = 1; chunk <= n; chunk++) {
+                        source_t s;
+                        open_source(&s, ins[k], n, chunk, 8);
+                        expect_line(&s, "aaaaaaaa\r", 9);
+                        expect_too_long(&s, 9);
+                        if (k == 0)
+                                expect_line(&s, "cccccccc\r", 9);
+                        else
+                                expect_too_long(&s, 20);
+                        expect_end(&s);
+                        close_source(&s);
+                }
         }
 }
 
