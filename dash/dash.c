@@ -62,7 +62,9 @@ typedef struct {
          * mongo_as_of_ms while MongoDB cannot be read (not an empty
          * sale) */
         json_t *figures;
-        int64_t figures_ms;                 /* when read (wall clock) */
+        /* when that read began (wall clock): what was written before is
+         * in the figures */
+        int64_t figures_ms;
         char error[BSON_ERROR_BUFFER_SIZE]; /* the last read's, "" none */
         int64_t reads;                      /* reads ended */
         int ended;                          /* the reader has returned */
@@ -197,9 +199,12 @@ static void add_to(json_t *obj, const char *key, double v) {
 
 /* Quantile q from cumulative buckets [{le, count}], linear within a
  * bucket as Prometheus' histogram_quantile does; NaN when empty. */
-static double quantile(json_t *buckets, double q) {
+/* *over: the quantile is past the last finite bound (the +Inf bucket),
+ * which is then returned: "> 60 s", not 60 s. */
+static double quantile(json_t *buckets, double q, int *over) {
         size_t i, n = json_array_size(buckets);
         double total, prev_le = 0, prev_c = 0;
+        *over = 0;
         if (!n)
                 return NAN;
         total = json_number_value(
@@ -211,7 +216,8 @@ static double quantile(json_t *buckets, double q) {
                 double le = json_number_value(json_array_get(b, 0));
                 double c = json_number_value(json_array_get(b, 1));
                 if (c >= q * total) {
-                        if (le >= LE_INF)
+                        *over = le >= LE_INF;
+                        if (*over)
                                 return prev_le;
                         return prev_le + (le - prev_le) * (q * total - prev_c) /
                                              (c - prev_c > 0 ? c - prev_c : 1);
@@ -220,6 +226,21 @@ static double quantile(json_t *buckets, double q) {
                 prev_c = c;
         }
         return prev_le;
+}
+
+/* lat.<name>_s (-1: nothing observed), and <name>_over when it is past
+ * the last finite bound. */
+static void latency_quantile(json_t *lat, const char *name, json_t *buckets,
+                             double q) {
+        char key[16];
+        int over;
+        double v = quantile(buckets, q, &over);
+        snprintf(key, sizeof(key), "%s_s", name);
+        json_object_set_new(lat, key, json_real(isnan(v) ? -1 : v));
+        if (over) {
+                snprintf(key, sizeof(key), "%s_over", name);
+                json_object_set_new(lat, key, json_true());
+        }
 }
 
 /* The buckets of what was observed between then and now (cumulative
@@ -697,6 +718,7 @@ static void *mongo_reader(void *arg) {
         dash_t *d = arg;
         while (!ordo_stop) {
                 int64_t next = ordo_monotonic_ms() + SAMPLE_MS;
+                int64_t began = ordo_wall_ms();
                 json_t *figures = read_mongo(d);
                 if (figures && d->read_error[0]) {
                         json_decref(figures);
@@ -708,7 +730,7 @@ static void *mongo_reader(void *arg) {
                 if (figures) {
                         json_decref(d->view.figures);
                         d->view.figures = figures;
-                        d->view.figures_ms = ordo_wall_ms();
+                        d->view.figures_ms = began;
                 }
                 d->view.reads++;
                 pthread_cond_broadcast(&d->read_ended);
@@ -853,13 +875,9 @@ static void sample(dash_t *d) {
                                 HISTORY]
                             .latency
                       : NULL);
-        lat = json_pack(
-            "{s:o, s:o}", "p50_s",
-            json_real(isnan(quantile(window, 0.5)) ? -1
-                                                   : quantile(window, 0.5)),
-            "p95_s",
-            json_real(isnan(quantile(window, 0.95)) ? -1
-                                                    : quantile(window, 0.95)));
+        lat = json_object();
+        latency_quantile(lat, "p50", window, 0.5);
+        latency_quantile(lat, "p95", window, 0.95);
         json_object_set_new(state, "latency", lat);
         json_decref(window);
         s = &d->ring[d->next_ring];
