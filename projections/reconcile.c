@@ -691,7 +691,7 @@ static void reconcile_help(void) {
 int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
         report_t r;
         char errstr[512];
-        int i, skip_models = 0, s, done[SEC__N] = { 0 };
+        int i, skip_models = 0, s, done[SEC__N] = { 0 }, tried[SEC__N] = { 0 };
         int64_t total = 0;
         ordo_err_t err;
         time_t t0 = time(NULL);
@@ -718,14 +718,11 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
         }
         err = reconcile_events(conf, &r, errstr, sizeof(errstr));
         done[SEC_EVENTS] = !err;
-        if (!err && !skip_models)
-                done[SEC_MONGO] =
-                    !(err = reconcile_store("mongo", conf, &r, errstr,
-                                            sizeof(errstr)));
-        if (!err && !skip_models)
-                done[SEC_REDIS] =
-                    !(err = reconcile_store("redis", conf, &r, errstr,
-                                            sizeof(errstr)));
+        for (s = SEC_MONGO; s < SEC__N && !err && !skip_models; s++) {
+                tried[s] = 1;
+                done[s] = !(err = reconcile_store(sec_names[s], conf, &r,
+                                                  errstr, sizeof(errstr)));
+        }
         fflush(stdout);
         if (r.copies)
                 printf("note: %lld event(s) stored again after the event "
@@ -762,8 +759,10 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                                (long long)r.diffs[s],
                                r.notes[s] ? " (and notes, not counted)" : "");
                 else
-                        printf("reconcile: %s: not compared (see stderr)\n",
-                               sec_names[s]);
+                        printf("reconcile: %s: not compared (%s)\n",
+                               sec_names[s],
+                               tried[s] ? "see stderr"
+                                        : "not tried after the failure above");
         for (s = 0; s < SEC__N; s++)
                 total += r.diffs[s];
         if (err || r.errors)
