@@ -1666,11 +1666,17 @@ ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                          prefix);
                 err = ORDO_ERR_INVALID_ARG;
         } else if (w.foreign) {
+                /* "ordo2" for "ordo2:": its keys look foreign to it */
+                size_t n = strlen(prefix);
+                int colon = n < sizeof(w.first_foreign) - 1 &&
+                            w.first_foreign[n] == ':';
                 snprintf(errstr, errstr_size,
                          "redis: %lld key(s) under \"%.80s\" are not ordo read "
                          "model keys (the first: \"%s\"); nothing deleted: "
-                         "is the prefix right?",
-                         w.foreign, prefix, w.first_foreign);
+                         "is the prefix right?%s%.80s%s",
+                         w.foreign, prefix, w.first_foreign,
+                         colon ? " (prefixes end with their separator: \"" : "",
+                         colon ? prefix : "", colon ? ":\"?)" : "");
                 err = ORDO_ERR_INVALID_ARG;
         } else {
                 w.delete = 1;

@@ -215,6 +215,12 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
     refused("a 300-byte prefix", "redis", "--drop", "x" * 300)
     refused("a prefix that holds nothing (a typo must not look like a "
             "drop)", "redis", "--drop", tag + "nothere:")
+    if new_prefix.endswith(":"):
+        p = ordo.call("rebuild", "redis", "--drop", new_prefix[:-1],
+                      check=False)
+        check("a rebuilt prefix without its ':' is refused, saying so",
+              p.returncode == 1 and "prefixes end with their separator: "
+              "\"%s\"" % new_prefix in p.stderr, p.stderr[-500:])
     refused("a 300-byte database name", "mongo", "--drop", "x" * 300)
     refused("the live database", "mongo", "--drop", ordo.db)
     refused("admin", "mongo", "--drop", "admin")
