@@ -196,8 +196,10 @@ typedef struct ordo_diff_s {
         /* non-zero: stop comparing (a signal); counted as one error */
         const volatile sig_atomic_t *stop;
         int stopped;
+        int64_t said_ms; /* the last progress line (monotonic ms), 0: none */
 } ordo_diff_t;
-/* 1 (after counting an error) when the diff is to stop now. */
+/* 1 (after counting an error) when the diff is to stop now. Also says,
+ * every 10 s on stderr, how far a long comparison has come. */
 int ordo_diff_stopped(ordo_diff_t *d);
 void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

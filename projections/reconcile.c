@@ -606,7 +606,7 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                                   size_t errstr_size) {
         char tmp[128];
         ordo_rebuild_stats_t st;
-        ordo_diff_t d = { vline, r, 0, 0, 0, 0, &ordo_stop, 0 };
+        ordo_diff_t d = { .vline = vline, .opaque = r, .stop = &ordo_stop };
         int sec = !strcmp(which, "mongo") ? SEC_MONGO : SEC_REDIS;
         ordo_err_t err, derr;
         char why[512];

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "random.h"
 #include "redis_conn.h"
@@ -193,6 +194,16 @@ void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...) {
 }
 
 int ordo_diff_stopped(ordo_diff_t *d) {
+        int64_t now = ordo_monotonic_ms();
+        if (!d->said_ms)
+                d->said_ms = now;
+        else if (now - d->said_ms >= 10000) {
+                d->said_ms = now;
+                fprintf(stderr,
+                        "ordo reconcile: comparing: %lld compared, %lld "
+                        "difference(s) so far\n",
+                        (long long)d->compared, (long long)d->diffs);
+        }
         if (!d->stop || !*d->stop)
                 return 0;
         if (!d->stopped++)

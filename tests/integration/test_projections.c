@@ -2343,7 +2343,7 @@ static void no_line(void *opaque, const char *fmt, va_list ap) {
 Test(projections_redis, leaderboard_diff_compares_scores_as_numbers) {
         char live[64], expected[64], port[16], errstr[256];
         ordo_config_t *conf = ordo_config_new();
-        ordo_diff_t d = { no_line, NULL, 0, 0, 0, 0, NULL, 0 };
+        ordo_diff_t d = { .vline = no_line };
         redisReply *r;
 
         unique_name(live, sizeof(live), ":");
