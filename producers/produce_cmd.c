@@ -106,12 +106,14 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
 }
 
 /* A binding counts for a payment when its command is written first
- * (decision 0025), and lines to two topics race to the broker: a line to
- * another topic after BindReferrers waits until Kafka has reported on
- * them (written or failed). -1 when a stop came first. */
+ * (decision 0025), and lines to two topics race to the broker: a
+ * ConfirmPayment (the one command whose decision reads the bindings)
+ * after BindReferrers waits until Kafka has reported on them (written or
+ * failed). A flush sends what lingers at once: one round trip. -1 when
+ * a stop came first. */
 static int bindings_written(rd_kafka_t *rk, const produce_stats_t *s) {
         while (s->bindings_in_flight > 0 && !ordo_stop)
-                rd_kafka_poll(rk, 10);
+                rd_kafka_flush(rk, 100);
         return s->bindings_in_flight > 0 ? -1 : 0;
 }
 
@@ -132,9 +134,9 @@ static void usage_details(void) {
             "BindReferrer, Tick (sent to every partition; with\n\"partition\", "
             "as `ordo replay` prints it, to that one only).\nSee "
             "docs/command-contract.md. Missing topics are created, each "
-            "named on stderr.\nA line after BindReferrers, to another "
-            "topic, waits until Kafka has them,\nso that a file's "
-            "bindings count for its later payments (decision 0025).\n"
+            "named on stderr.\nA ConfirmPayment after BindReferrers waits "
+            "until Kafka has them, so that a\nfile's bindings count for "
+            "its later payments (decision 0025).\n"
             "A line counts as sent once Kafka has "
             "written it at an offset. With Kafka\nunreachable every line "
             "is still checked, and the valid ones are not delivered.\n"
@@ -305,7 +307,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         continue;
                 }
                 topic = ordo_command_topic(m.type);
-                if (topic != ORDO_TOPIC_REFERRAL_COMMANDS &&
+                if (m.type == ORDO_MSG_CONFIRM_PAYMENT &&
                     bindings_written(rk, &stats)) {
                         fprintf(stderr,
                                 "line %lld: not sent: stopped while the "
