@@ -633,6 +633,16 @@ static json_t *read_activities(dash_t *d, json_t *accepted, int64_t *total) {
         return list;
 }
 
+/* The page's commissions: totals, earners and an empty "top" (for
+ * read_top_earners). */
+static json_t *commissions(int64_t pending, int64_t settled, int64_t reversed,
+                           int64_t earners) {
+        return json_pack(
+            "{s:I, s:I, s:I, s:I, s:[]}", "pending_cents", (json_int_t)pending,
+            "settled_cents", (json_int_t)settled, "reversed_cents",
+            (json_int_t)reversed, "earners", (json_int_t)earners, "top");
+}
+
 /* Commission totals over earnings, with an empty "top" for
  * read_top_earners. They are summed here, not by $group: FerretDB 1.24
  * answered a $sum of settled_cents with 0 while the documents held 400
@@ -648,7 +658,6 @@ static json_t *read_commissions(dash_t *d) {
             mongoc_collection_find_with_opts(earn, filter, opts, NULL);
         const bson_t *doc;
         int64_t pending = 0, settled = 0, reversed = 0, users = 0;
-        json_t *c;
 
         while (mongoc_cursor_next(cur, &doc)) {
                 pending += bson_int(doc, "pending_cents");
@@ -660,11 +669,7 @@ static json_t *read_commissions(dash_t *d) {
         bson_destroy(filter);
         bson_destroy(opts);
         mongoc_collection_destroy(earn);
-        c = json_pack("{s:I, s:I, s:I, s:I, s:[]}", "pending_cents",
-                      (json_int_t)pending, "settled_cents", (json_int_t)settled,
-                      "reversed_cents", (json_int_t)reversed, "earners",
-                      (json_int_t)users, "top");
-        return c;
+        return commissions(pending, settled, reversed, users);
 }
 
 /* The top earners by settled commission, from the Redis leaderboard,
@@ -821,11 +826,7 @@ static void mongo_figures(dash_t *d, json_t *state, json_t **accepted,
         *accepted = json_object_get(figures, "accepted");
         *accepted = *accepted ? json_incref(*accepted) : json_object();
         c = json_object_get(figures, "commissions");
-        c = c ? json_incref(c)
-              : json_pack("{s:I, s:I, s:I, s:I, s:[]}", "pending_cents",
-                          (json_int_t)0, "settled_cents", (json_int_t)0,
-                          "reversed_cents", (json_int_t)0, "earners",
-                          (json_int_t)0, "top");
+        c = c ? json_incref(c) : commissions(0, 0, 0, 0);
         read_top_earners(d, c);
         json_object_set_new(state, "commissions", c);
         if (figures)

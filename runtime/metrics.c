@@ -535,6 +535,15 @@ plain_copy(const rd_kafka_topic_partition_list_t *a) {
         return c;
 }
 
+/* 1 when every one of n partitions (one at least) has a lag of 0. */
+static int caught_up(const int64_t *lags, int n) {
+        int i;
+        for (i = 0; i < n; i++)
+                if (lags[i] != 0)
+                        return 0;
+        return n > 0;
+}
+
 static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         char *member;
         rd_kafka_topic_partition_list_t *a = NULL;
@@ -582,11 +591,8 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         pthread_mutex_lock(&lock);
         if ((h = health_find(stage, 0))) {
                 h->assigned = member && *member ? a->cnt : -1;
-                for (i = 0; lags && h->refilling && i < a->cnt; i++)
-                        if (lags[i] != 0)
-                                break;
-                if (lags && a->cnt && i == a->cnt)
-                        h->refilling = 0; /* caught up: whole again */
+                if (h->refilling && lags && caught_up(lags, a->cnt))
+                        h->refilling = 0; /* whole again */
                 h->rk = rk;
                 if (h->stood)
                         rd_kafka_topic_partition_list_destroy(h->stood);
