@@ -301,13 +301,13 @@ static int ev_before(const ev_t *a, const ev_t *b) {
 
 /* An extra: decided from no input. Undecodable, or of a type no
  * processor writes to events_short, it is a foreign writer's; one whose
- * id names an input at or before the last event matched (*last) is a
- * copy written after it (a processor writes in input order), which the
- * read models' totals count again. */
+ * id names an input at or before the last event matched (*last;
+ * in_offset -1: none yet) is a copy written after it (a processor writes
+ * in input order), which the read models' totals count again. */
 static void report_extra(report_t *r, reader_t *rd, const char *events,
                          const char *events_short, const ev_t *last) {
-        int copy = rd->decoded && last && rd->ev.in_offset >= 0 &&
-                   !ev_before(last, &rd->ev);
+        int copy = rd->decoded && last->in_offset >= 0 &&
+                   rd->ev.in_offset >= 0 && !ev_before(last, &rd->ev);
         r->diffs[SEC_EVENTS]++;
         r->foreign +=
             !rd->decoded || !ordo_msg_belongs_on(rd->ev.msg.type, events_short);
@@ -442,9 +442,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                         parse_id(e, in_short, part);
                         /* Stored before this one: extras. */
                         while (have && ev_before(&rd.ev, e)) {
-                                report_extra(r, &rd, events, ev_short,
-                                             last.in_offset >= 0 ? &last
-                                                                 : NULL);
+                                report_extra(r, &rd, events, ev_short, &last);
                                 have = reader_advance(&rd, in_short);
                         }
                         r->compared[SEC_EVENTS]++;
@@ -507,8 +505,7 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                                                  errstr_size)))
                         goto done;
                 if (rd.ev.in_offset < inr.end || rd.ev.in_offset >= now_end)
-                        report_extra(r, &rd, events, ev_short,
-                                     last.in_offset >= 0 ? &last : NULL);
+                        report_extra(r, &rd, events, ev_short, &last);
                 have = reader_advance(&rd, in_short);
         }
         /* the join's own differences; a foreign writer's are not its */
