@@ -22,6 +22,10 @@
 
 #define IDLE_CHECK_MS 1000
 #define MARK_CHECK_MS 1000
+/* The metadata of the offsets a refill commits: a process that stops
+ * during a refill leaves it with them, and whoever is assigned those
+ * partitions next knows that the read model is not whole yet. */
+#define REFILL_META "ordo:refill"
 
 /* An event the store refused, held until the batch's end (park). */
 struct refused {
@@ -55,6 +59,7 @@ typedef struct {
         char letter_err[160]; /* the batch's first letter not written */
         int from_start;       /* the store lost what the group had applied */
         int lost;             /* ...while we ran: read the inputs again */
+        int refilling;        /* commits carry REFILL_META until caught up */
         char mark[ORDO_MARK_MAX]; /* the target's mark, "" not known yet */
         int64_t mark_ms;          /* monotonic ms it was last read */
         int64_t fenced_ms[2];     /* the last two FENCED_INSTANCE_ID */
@@ -155,7 +160,8 @@ static const char *live_target(const loop_t *lp) {
 /* The WARN line of every refill (decisions 0023, 0029): why, then
  * " reading the inputs again from the beginning"; and /healthz says the
  * read model is not whole until the projection has caught up. */
-static void say_refill(const loop_t *lp, const char *why) {
+static void say_refill(loop_t *lp, const char *why) {
+        lp->refilling = 1;
         ordo_health_refilling(lp->which);
         ORDO_LOG(WARN, lp->which,
                  "msg=\"%s reading the inputs again from the beginning\" "
@@ -331,6 +337,19 @@ static int send_held(loop_t *lp) {
         return lost;
 }
 
+/* An offset to commit, marked as a refill's (REFILL_META). */
+static void mark_refilling(rd_kafka_topic_partition_t *e) {
+        free(e->metadata); /* the list frees what it holds */
+        e->metadata = strdup(REFILL_META);
+        e->metadata_size = e->metadata ? strlen(REFILL_META) : 0;
+}
+
+/* 1 if a committed offset says a refill had not caught up there. */
+static int marked_refilling(const rd_kafka_topic_partition_t *e) {
+        return e->metadata_size == strlen(REFILL_META) &&
+               !memcmp(e->metadata, REFILL_META, e->metadata_size);
+}
+
 /* A refill's first step, before anything of it is written: the group's
  * committed offsets of parts go back to the beginning (0). A crash
  * during the refill then starts it again; left where they were, the
@@ -342,8 +361,10 @@ static void commit_beginning(loop_t *lp, rd_kafka_t *rk,
             rd_kafka_topic_partition_list_copy(parts);
         rd_kafka_resp_err_t err;
         int i;
-        for (i = 0; i < c->cnt; i++)
+        for (i = 0; i < c->cnt; i++) {
                 c->elems[i].offset = 0;
+                mark_refilling(&c->elems[i]);
+        }
         if (c->cnt && (err = rd_kafka_commit(rk, c, 0))) {
                 /* rejoin, and try again at the next assignment */
                 snprintf(lp->rejoin_why, sizeof(lp->rejoin_why),
@@ -432,9 +453,10 @@ int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
  * only after the writes are acknowledged, and asynchronous: waiting for
  * the coordinator's answer would add a round trip to every batch's
  * latency. A lost or failed commit means redelivery, which the guards
- * absorb (read-models.md "Idempotence and recovery"). */
+ * absorb (read-models.md "Idempotence and recovery"). While refilling,
+ * each offset carries REFILL_META. */
 static void commit_batch(rd_kafka_t *consumer, const char *which,
-                         rd_kafka_message_t **rkms, size_t n) {
+                         rd_kafka_message_t **rkms, size_t n, int refilling) {
         rd_kafka_topic_partition_list_t *offsets =
             rd_kafka_topic_partition_list_new(8);
         int64_t next;
@@ -445,9 +467,12 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
                 rd_kafka_topic_partition_t *e =
                     rd_kafka_topic_partition_list_find(offsets, t,
                                                        rkms[i]->partition);
-                if (!e)
+                if (!e) {
                         e = rd_kafka_topic_partition_list_add(
                             offsets, t, rkms[i]->partition);
+                        if (refilling)
+                                mark_refilling(e);
+                }
                 next = rkms[i]->offset + (rkms[i]->err ? 0 : 1);
                 if (next > e->offset)
                         e->offset = next;
@@ -482,6 +507,73 @@ static ordo_err_t wait_for_store(loop_t *lp, const ordo_config_t *conf,
         ordo_metrics_store_up(lp->which, 1);
         ordo_store_on_answer(&lp->store, store_answered, lp);
         return ORDO_ERR_OK;
+}
+
+/* Committed offsets that a refill left (REFILL_META): a process that
+ * was refilling stopped before it caught up, and this one goes on with
+ * the refill from there; /healthz says so until it has caught up. */
+static void refill_left(loop_t *lp,
+                        const rd_kafka_topic_partition_list_t *parts) {
+        int i, n = 0;
+        for (i = 0; i < parts->cnt; i++)
+                n += marked_refilling(&parts->elems[i]);
+        if (!n || lp->refilling)
+                return;
+        lp->refilling = 1;
+        ordo_health_refilling(lp->which);
+        ORDO_LOG(WARN, lp->which,
+                 "msg=\"a refill stopped before it caught up (a restart or "
+                 "a rebalance during it): going on with it; the read model "
+                 "is not whole until then\" partitions=%d target=%s "
+                 "group=%s",
+                 n, live_target(lp), lp->group);
+}
+
+/* The refill caught up (/healthz's poll found every partition so):
+ * where the group stands is committed again without REFILL_META, so
+ * that the next assignment does not take it for a refill. Where it
+ * stands: the committed offsets, or the positions past them that an
+ * asynchronous commit still on its way carries (never back). */
+static void refill_over(loop_t *lp) {
+        rd_kafka_topic_partition_list_t *a = NULL, *pos, *c;
+        rd_kafka_resp_err_t err;
+        int i;
+        if (!lp->refilling || ordo_health_is_refilling(lp->which))
+                return;
+        if (rd_kafka_assignment(lp->consumer, &a))
+                return;
+        pos = rd_kafka_topic_partition_list_copy(a);
+        rd_kafka_position(lp->consumer, pos);
+        if ((err = rd_kafka_committed(lp->consumer, a, 10000))) {
+                /* tried again after the next batch */
+                rd_kafka_topic_partition_list_destroy(pos);
+                rd_kafka_topic_partition_list_destroy(a);
+                return;
+        }
+        c = rd_kafka_topic_partition_list_new(a->cnt);
+        for (i = 0; i < a->cnt; i++) {
+                int64_t at = a->elems[i].offset;
+                if (pos->elems[i].offset > at)
+                        at = pos->elems[i].offset;
+                if (at >= 0)
+                        rd_kafka_topic_partition_list_add(c, a->elems[i].topic,
+                                                          a->elems[i].partition)
+                            ->offset = at;
+        }
+        if (c->cnt && (err = rd_kafka_commit(lp->consumer, c, 0))) {
+                ORDO_LOG(WARN, lp->which,
+                         "msg=\"offset commit failed\" error=\"%s\"",
+                         rd_kafka_err2str(err));
+        } else {
+                lp->refilling = 0;
+                ORDO_LOG(INFO, lp->which,
+                         "msg=\"refill caught up: the read model is whole "
+                         "again\" target=%s partitions=%d",
+                         live_target(lp), c->cnt);
+        }
+        rd_kafka_topic_partition_list_destroy(c);
+        rd_kafka_topic_partition_list_destroy(pos);
+        rd_kafka_topic_partition_list_destroy(a);
 }
 
 /* Assignments start at the group's committed offsets, read here in one
@@ -527,6 +619,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 }
         }
         lp->from_start = 0;
+        refill_left(lp, parts);
         ORDO_LOG(INFO, lp->which, "msg=assigned partitions=%d", parts->cnt);
         rd_kafka_assign(rk, parts);
         /* Assigned while the store is away (pause_and_poll): paused like
@@ -780,7 +873,9 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                         continue; /* rejoin_why is set */
                 }
                 if (lp->n)
-                        commit_batch(lp->consumer, lp->which, lp->rkms, lp->n);
+                        commit_batch(lp->consumer, lp->which, lp->rkms, lp->n,
+                                     lp->refilling);
+                refill_over(lp);
                 for (i = 0; i < lp->k; i++)
                         ordo_metrics_applied(
                             lp->which,

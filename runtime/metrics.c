@@ -769,6 +769,15 @@ void ordo_health_refilling(const char *stage) {
         pthread_mutex_unlock(&lock);
 }
 
+int ordo_health_is_refilling(const char *stage) {
+        health_t *h;
+        int refilling;
+        pthread_mutex_lock(&lock);
+        refilling = (h = health_find(stage, 0)) && h->refilling;
+        pthread_mutex_unlock(&lock);
+        return refilling;
+}
+
 void ordo_health_stop(const char *stage, ordo_err_t err) {
         health_t *h;
         pthread_mutex_lock(&lock);

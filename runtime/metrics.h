@@ -119,6 +119,8 @@ void ordo_health_stop(const char *stage, ordo_err_t err);
  * that lost them (decision 0023): not healthy (not ready) until its next
  * poll that finds every partition caught up. */
 void ordo_health_refilling(const char *stage);
+/* 1 while stage is refilling (until that poll). */
+int ordo_health_is_refilling(const char *stage);
 /* For a stage without a consumer (the dash's sampler): alive, working. */
 void ordo_health_beat(const char *stage);
 /* 1 if healthy; otherwise 0 and the first reason in why. */

@@ -125,6 +125,8 @@ def scrape(port, path):
             return f.status, f.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError) as e:  # not listening yet
+        return 0, str(e)
 
 
 def redis_lag(metrics, stage="redis"):
@@ -382,9 +384,35 @@ def dropped(args):
         ordo.run_proc.kill()
         ordo.run_proc.wait()
         check("killed while refilling", lost >= 8, "%d lines" % lost)
+        # Restarted with small batches, so that the refill it goes on with
+        # lasts long enough to be seen: the offsets the refill committed
+        # say it had not caught up, and /healthz must say so again.
+        ordo.flags += ["-X", "projection.batch.max=20"]
         ordo.start(run.stages)
+        health = E.eventually(lambda: scrape(metrics, "/healthz"),
+                              lambda sb: sb[0] == 503 and
+                              "refilling its read model" in sb[1], 60)
+        check("/healthz 503 refilling after a restart during the refill",
+              health[0] == 503 and "refilling its read model" in health[1],
+              repr(health))
         ok, out = run.wait()
         check("caught up after the restart", ok, out)
+        health = E.eventually(lambda: scrape(metrics, "/healthz"),
+                              lambda sb: sb[0] == 200, 30)
+        check("/healthz 200 once the refill it went on with caught up",
+              health[0] == 200, repr(health))
+        del ordo.flags[-2:]
+        went_on = "a refill stopped before it caught up"
+        run.said("each projection said it went on with a refill", went_on, 2)
+        # Restarted once more, whole: nothing to go on with.
+        ordo.stop()
+        ordo.start(run.stages)
+        ok, out = run.wait()
+        health = E.eventually(lambda: scrape(metrics, "/healthz"),
+                              lambda sb: sb[0] == 200, 30)
+        check("restarted after the refill: caught up, 200",
+              ok and health[0] == 200, repr((out, health)))
+        run.said("and no refill to go on with", went_on, 2)
 
         def counts():
             return (mongo[ordo.db].orders.count_documents({}),
