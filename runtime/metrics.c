@@ -287,6 +287,7 @@ typedef struct {
         ordo_err_t err;
         int assigned;       /* partitions, at the last poll; -1: none yet */
         int64_t last_poll;  /* monotonic ms; 0: never */
+        int64_t in_group;   /* monotonic ms last found a member; 0: never */
         int store_down;     /* a projection waiting for its store */
         int refilling;      /* ... reading its inputs again, not caught up */
         int64_t store_call; /* monotonic ms a store call began; 0: none */
@@ -591,6 +592,8 @@ static void poll_lag(const char *stage, rd_kafka_t *rk, int paused) {
         pthread_mutex_lock(&lock);
         if ((h = health_find(stage, 0))) {
                 h->assigned = member && *member ? a->cnt : -1;
+                if (h->assigned >= 0)
+                        h->in_group = now;
                 if (h->refilling && lags && caught_up(lags, a->cnt))
                         h->refilling = 0; /* whole again */
                 h->rk = rk;
@@ -755,6 +758,7 @@ void ordo_health_start(const char *stage) {
                 h->err = ORDO_ERR_OK;
                 h->assigned = -1;
                 h->last_poll = 0;
+                h->in_group = 0;
                 h->store_down = 0;
                 h->refilling = 0;
         }
@@ -794,7 +798,7 @@ void ordo_health_beat(const char *stage) {
         if ((h = health_find(stage, 1))) {
                 h->state = ST_RUNNING;
                 h->assigned = 1;
-                h->last_poll = ordo_monotonic_ms();
+                h->last_poll = h->in_group = ordo_monotonic_ms();
         }
         pthread_mutex_unlock(&lock);
 }
@@ -864,6 +868,16 @@ int ordo_health_check(char *why, size_t why_size) {
                                  "of its inputs (ordo_consumer_lag says how "
                                  "far)",
                                  h->name);
+                /* Out of its group after being in it: the broker went
+                 * away for longer than the session (or was fenced);
+                 * "not joined yet" read as a start that never ended. */
+                else if (h->assigned < 0 && h->in_group)
+                        snprintf(why, why_size,
+                                 "%s out of its group for %lld s, joining "
+                                 "again (is Kafka answering? its log says "
+                                 "why)",
+                                 h->name,
+                                 (long long)(now - h->in_group) / 1000);
                 else if (h->assigned < 0)
                         snprintf(why, why_size,
                                  "%s has not joined its group yet", h->name);
