@@ -609,14 +609,16 @@ def main():
         # A hot sale whose holds expire first must not leave another
         # sale's next holds empty: the dash reads 4,096 holds a sample
         # across the shown sales, then short sales alone. A database
-        # written directly: 4,100 holds of one sale, 3 of another.
+        # written directly: 4,100 holds of one sale, 3 of another; and
+        # seven sales more, without holds, for the page's colours.
         db = pymongo.MongoClient(os.environ.get(
             "ORDO_MONGO_URI", "mongodb://127.0.0.1:27017/"))[ordo.db + "h"]
         base = int(time.time() * 1000)
         db.activities.insert_many([
             {"_id": aid, "sku": "s", "price_cents": 1, "stock": 5000,
              "remaining": 0, "start_ms": base + n, "end_ms": base + 10 ** 7,
-             "version": 1} for n, aid in enumerate(("many", "few"))])
+             "version": 1} for n, aid in enumerate(
+                 ["many", "few"] + ["more%d" % k for k in range(7)])])
         db.orders.insert_many(
             [{"_id": "m%05d" % i, "activity_id": "many", "user_id": "u",
               "qty": 1, "amount_cents": 1, "status": "PENDING_PAYMENT",
@@ -639,10 +641,22 @@ def main():
             st, body = http("http://127.0.0.1:%d/api/state" % holds_port)
             if st == 200:
                 shown = {x["id"]: [h["order_id"] for h in x["next_holds"]]
-                         for x in json.loads(body)["activities"]}
+                         for x in json.loads(body)["activities"]
+                         if x["next_holds"]}
                 if shown:
                     break
             time.sleep(0.5)
+        # Nine sales on the page: nine colours (past six they repeated:
+        # the seventh sale drawn as the first).
+        p = subprocess.run([chromium] + CHROMIUM_FLAGS +
+                           ["--user-data-dir=" + prof,
+                            "--virtual-time-budget=5000", "--dump-dom",
+                            "http://127.0.0.1:%d/" % holds_port],
+                           capture_output=True, text=True, timeout=120)
+        colours = [x for x in re.findall(r'<h3 style="color:\s*([^";]+)',
+                                         p.stdout) if "${" not in x]
+        c.true("nine sales drawn in nine colours",
+               len(colours) == 9 and len(set(colours)) == 9, repr(colours))
         holds.terminate()
         holds.wait(30)
         drop_database(ordo.db + "h")
