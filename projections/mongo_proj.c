@@ -39,6 +39,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mongo_conn.h"
 
@@ -1427,6 +1428,37 @@ ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
         return err;
 }
 
+ordo_err_t ordo_mongo_proj_alive(ordo_mongo_proj_t *p, const char *instance,
+                                 int64_t ttl_ms, char *errstr,
+                                 size_t errstr_size) {
+        mongoc_collection_t *coll =
+            mongoc_database_get_collection(p->db, MARK_COLL);
+        char id[96];
+        bson_t *sel, *upd, *opts;
+        ordo_err_t err = ORDO_ERR_OK;
+        bson_error_t e;
+        int ok;
+
+        snprintf(id, sizeof(id), "alive:%s", instance);
+        sel = BCON_NEW("_id", BCON_UTF8(id));
+        upd = BCON_NEW("$set", "{", "until_ms",
+                       BCON_INT64(ordo_wall_ms() + ttl_ms), "}");
+        opts = BCON_NEW("upsert", BCON_BOOL(true));
+        ok = ttl_ms > 0
+                 ? mongoc_collection_update_one(coll, sel, upd, opts, NULL, &e)
+                 : mongoc_collection_delete_one(coll, sel, NULL, NULL, &e);
+        if (!ok) {
+                err = classify(&e);
+                snprintf(errstr, errstr_size, "mongo: the heartbeat: %s",
+                         e.message);
+        }
+        bson_destroy(opts);
+        bson_destroy(upd);
+        bson_destroy(sel);
+        mongoc_collection_destroy(coll);
+        return err;
+}
+
 /* ---- a whole database: whether it is used, and dropping it ---------- */
 
 /* Server selection within 10 s, and libmongoc's socket wait: dropping a
@@ -1534,6 +1566,38 @@ static int mongo_is_read_model(mongoc_database_t *db, const char *name,
         }
         bson_strfreev(names);
         return ok;
+}
+
+int64_t ordo_mongo_db_alive_left(const char *uri, const char *db, char *errstr,
+                                 size_t errstr_size) {
+        mongoc_client_t *client = mongo_connect(uri, errstr, errstr_size);
+        mongoc_collection_t *coll;
+        mongoc_cursor_t *cur;
+        const bson_t *doc;
+        bson_t *sel;
+        bson_iter_t it;
+        bson_error_t e;
+        int64_t left = 0, now = ordo_wall_ms();
+        if (!client)
+                return -1;
+        coll = mongoc_client_get_collection(client, db, MARK_COLL);
+        sel = BCON_NEW("until_ms", "{", "$gt", BCON_INT64(now), "}");
+        cur = mongoc_collection_find_with_opts(coll, sel, NULL, NULL);
+        while (mongoc_cursor_next(cur, &doc))
+                if (bson_iter_init_find(&it, doc, "until_ms") &&
+                    BSON_ITER_HOLDS_INT64(&it) &&
+                    bson_iter_int64(&it) - now > left)
+                        left = bson_iter_int64(&it) - now;
+        if (mongoc_cursor_error(cur, &e)) {
+                snprintf(errstr, errstr_size, "mongo: reading %s.%s: %s", db,
+                         MARK_COLL, e.message);
+                left = -1;
+        }
+        mongoc_cursor_destroy(cur);
+        bson_destroy(sel);
+        mongoc_collection_destroy(coll);
+        mongoc_client_destroy(client);
+        return left;
 }
 
 ordo_err_t ordo_mongo_db_drop(const char *uri, const char *into, char *errstr,

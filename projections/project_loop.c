@@ -62,6 +62,8 @@ typedef struct {
         int refilling;        /* commits carry REFILL_META until caught up */
         char mark[ORDO_MARK_MAX]; /* the target's mark, "" not known yet */
         int64_t mark_ms;          /* monotonic ms it was last read */
+        int64_t alive_ms;         /* ...and the heartbeat last renewed */
+        int store_ok;             /* the last apply's store answered */
         int64_t fenced_ms[2];     /* the last two FENCED_INSTANCE_ID */
         char rejoin_why[256];     /* set: rejoin at the loop's next turn */
         /* set (pause_and_poll): records lost, the stage stops */
@@ -302,6 +304,17 @@ static int mark_lost(loop_t *lp) {
         return 1;
 }
 
+/* The heartbeat beside the mark (store.h): a drop by hand refuses the
+ * target while it lasts. A failed renewal is the write's to meet. */
+static void keep_alive(loop_t *lp) {
+        char errstr[256];
+        if (ordo_monotonic_ms() - lp->alive_ms < ORDO_ALIVE_RENEW_MS)
+                return;
+        lp->alive_ms = ordo_monotonic_ms();
+        ordo_store_alive(&lp->store, ordo_config_get(lp->conf, "instance.id"),
+                         ORDO_ALIVE_TTL_MS, errstr, sizeof(errstr));
+}
+
 /* The batch's refused events, now that it is applied: loudly,
  * countably, and onto dead-letters with the reason, so an operator can
  * repair and replay them (operating.md). Unless the target's mark is
@@ -418,6 +431,7 @@ static ordo_err_t apply_batch(loop_t *s) {
         }
         if (!err)
                 ordo_metrics_store_up(s->which, 1);
+        s->store_ok = !err;
         return err;
 }
 
@@ -828,6 +842,8 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                     !lp->k && ordo_monotonic_ms() - last_write >= IDLE_CHECK_MS;
                 if (lp->k || idle)
                         last_write = ordo_monotonic_ms();
+                if (lp->k || idle)
+                        keep_alive(lp);
                 if ((lp->k || idle) && mark_lost(lp)) {
                         for (i = 0; i < lp->n; i++)
                                 rd_kafka_message_destroy(lp->rkms[i]);
@@ -937,8 +953,15 @@ static ordo_err_t rejoin(loop_t *lp, char *errstr, size_t errstr_size) {
 }
 
 static void close_all(loop_t *lp) {
+        char errstr[256];
         close_consumer(lp);
         ordo_codec_destroy(lp->codec);
+        /* not writing any more: a drop need not wait for it (nor we
+         * for a store that did not answer: the heartbeat ends) */
+        if (lp->alive_ms && lp->store_ok)
+                ordo_store_alive(&lp->store,
+                                 ordo_config_get(lp->conf, "instance.id"), 0,
+                                 errstr, sizeof(errstr));
         ordo_store_close(&lp->store);
         if (lp->dlq) {
                 rd_kafka_flush(lp->dlq, 10000);

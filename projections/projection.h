@@ -166,6 +166,25 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
                                 char tok[ORDO_MARK_MAX], char *errstr,
                                 size_t errstr_size);
 
+/* The live projections' heartbeats beside the mark (store.h:
+ * ordo_store_alive), one per instance, each the wall-clock ms it lasts
+ * until. MongoDB: documents "alive:<instance>" of collection `mark`,
+ * field until_ms; Redis: hash "<prefix>mark:alive", a field per
+ * instance, the key expiring with the last renewal. ttl_ms > 0 renews
+ * instance's, 0 removes it. */
+ordo_err_t ordo_mongo_proj_alive(ordo_mongo_proj_t *p, const char *instance,
+                                 int64_t ttl_ms, char *errstr,
+                                 size_t errstr_size);
+ordo_err_t ordo_redis_proj_alive(ordo_redis_proj_t *p, const char *instance,
+                                 int64_t ttl_ms, char *errstr,
+                                 size_t errstr_size);
+/* The ms a target's heartbeat has left: 0 none, -1 (errstr) cannot tell. */
+int64_t ordo_mongo_db_alive_left(const char *uri, const char *db, char *errstr,
+                                 size_t errstr_size);
+int64_t ordo_redis_prefix_alive_left(const ordo_config_t *conf,
+                                     const char *prefix, char *errstr,
+                                     size_t errstr_size);
+
 /* A whole database or key prefix, as rebuild and reconcile need it: 1 if
  * it holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
 int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,

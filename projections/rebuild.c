@@ -104,13 +104,32 @@ ordo_err_t ordo__rebuild_target_check(const char *which,
         return ORDO_ERR_INVALID_ARG;
 }
 
+/* A target that a running projection writes to (its heartbeat, store.h)
+ * is refused: dropped, it would be refilled at once (decision 0029), the
+ * drop undone and the box loaded by it. */
 ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
                              const char *into, char *errstr,
                              size_t errstr_size) {
         ordo_err_t err =
             ordo__rebuild_target_check(which, conf, into, errstr, errstr_size);
-        return err ? err
-                   : ordo_store_drop(which, conf, into, errstr, errstr_size);
+        int64_t left;
+        if (err)
+                return err;
+        left = ordo_store_alive_left(which, conf, into, errstr, errstr_size);
+        if (left < 0)
+                return ORDO_ERR_UNAVAILABLE;
+        if (left > 0) {
+                snprintf(errstr, errstr_size,
+                         "\"%s\" is written by a running `ordo project %s` "
+                         "(or `ordo run`): stop it first, or it refills what "
+                         "is dropped (it renews its heartbeat in the target "
+                         "every %d s, and removes it when it stops; killed, "
+                         "it would end %lld s from now)",
+                         into, which, ORDO_ALIVE_RENEW_MS / 1000,
+                         (long long)(left + 999) / 1000);
+                return ORDO_ERR_INVALID_ARG;
+        }
+        return ordo_store_drop(which, conf, into, errstr, errstr_size);
 }
 
 /* An event the store refuses for good: logged and counted; the rebuild
@@ -580,7 +599,10 @@ static void rebuild_help(void) {
                "but ordo's\n"
                "                       read-model collections, of ordo's "
                "documents, and is\n"
-               "                       not live\n\n"
+               "                       not live; never a target a "
+               "running projection\n"
+               "                       writes to (it would refill it): "
+               "stop it first\n\n"
                "Exit status: 0 done, 1 failure, 2 usage. See "
                "docs/read-models.md.\n");
 }

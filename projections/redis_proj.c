@@ -1459,6 +1459,42 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
         return err;
 }
 
+ordo_err_t ordo_redis_proj_alive(ordo_redis_proj_t *p, const char *instance,
+                                 int64_t ttl_ms, char *errstr,
+                                 size_t errstr_size) {
+        ordo_err_t err = connect_now(p, errstr, errstr_size);
+        redisReply *r;
+        int i, n = ttl_ms > 0 ? 2 : 1;
+
+        if (err)
+                return err;
+        if (ttl_ms > 0) {
+                redisAppendCommand(p->c, "HSET %smark:alive %s %lld", p->prefix,
+                                   instance,
+                                   (long long)(ordo_wall_ms() + ttl_ms));
+                redisAppendCommand(p->c, "PEXPIRE %smark:alive %lld", p->prefix,
+                                   (long long)ttl_ms);
+        } else
+                redisAppendCommand(p->c, "HDEL %smark:alive %s", p->prefix,
+                                   instance);
+        for (i = 0; i < n; i++) {
+                if (redisGetReply(p->c, (void **)&r) != REDIS_OK) {
+                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
+                        disconnect(p);
+                        return err;
+                }
+                if (r->type == REDIS_REPLY_ERROR && !err) {
+                        snprintf(errstr, errstr_size,
+                                 "redis: the heartbeat: %s", r->str);
+                        err = transient(r->str)
+                                  ? unavailable(p, r->str, errstr, errstr_size)
+                                  : ORDO_ERR_REDIS;
+                }
+                freeReplyObject(r);
+        }
+        return err;
+}
+
 ordo_err_t ordo_redis_proj_apply(ordo_redis_proj_t *p,
                                  const ordo_event_rec_t *recs, size_t n,
                                  char *errstr, size_t errstr_size) {
@@ -1521,6 +1557,12 @@ static int scan_keys(redisContext *c, const char *pattern,
         return 0;
 }
 
+/* "mark" or "mark:alive" after the prefix: no read model. */
+static int is_mark(const char *rest, size_t len) {
+        return (len == 4 && !memcmp(rest, "mark", 4)) ||
+               (len == 10 && !memcmp(rest, "mark:alive", 10));
+}
+
 /* The mark alone is no read model: a target emptied under the live
  * projection, which wrote its mark again, is still empty. */
 static int found_any(redisContext *c, redisReply *keys, void *opaque) {
@@ -1532,7 +1574,7 @@ static int found_any(redisContext *c, redisReply *keys, void *opaque) {
         plen = strlen(prefix);
         for (i = 0; i < keys->elements; i++) {
                 const redisReply *k = keys->element[i];
-                if (k->len != plen + 4 || memcmp(k->str + plen, "mark", 4)) {
+                if (k->len < plen || !is_mark(k->str + plen, k->len - plen)) {
                         *(const char **)opaque = NULL;
                         return 1;
                 }
@@ -1552,7 +1594,7 @@ int ordo__redis_key_is_ours(const char *prefix, const char *key, size_t len) {
         if (len > plen && !memcmp(key, prefix, plen)) {
                 rest = key + plen;
                 len -= plen;
-                return (len == 4 && !memcmp(rest, "mark", 4)) ||
+                return is_mark(rest, len) ||
                        (len > 6 && !memcmp(rest, "stock:", 6)) ||
                        (len > 6 && !memcmp(rest, "order:", 6)) ||
                        (len > 9 && !memcmp(rest, "earnings:", 9)) ||
@@ -1642,6 +1684,34 @@ int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
                 used = unseen == NULL;
         redisFree(c);
         return used;
+}
+
+int64_t ordo_redis_prefix_alive_left(const ordo_config_t *conf,
+                                     const char *prefix, char *errstr,
+                                     size_t errstr_size) {
+        int64_t left = 0, now = ordo_wall_ms();
+        redisReply *r;
+        size_t i;
+        redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
+        if (!c)
+                return -1;
+        r = redisCommand(c, "HVALS %smark:alive", prefix);
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+                for (i = 0; i < r->elements; i++)
+                        if (r->element[i]->type == REDIS_REPLY_STRING &&
+                            atoll(r->element[i]->str) - now > left)
+                                left = atoll(r->element[i]->str) - now;
+        } else {
+                snprintf(errstr, errstr_size,
+                         "redis: HVALS %.80smark:alive: %s", prefix,
+                         r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                           : c->errstr);
+                left = -1;
+        }
+        if (r)
+                freeReplyObject(r);
+        redisFree(c);
+        return left;
 }
 
 ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,

@@ -78,6 +78,25 @@ ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
         return ordo_redis_proj_mark(s->redis, put, tok, errstr, errstr_size);
 }
 
+ordo_err_t ordo_store_alive(ordo_store_t *s, const char *instance,
+                            int64_t ttl_ms, char *errstr, size_t errstr_size) {
+        if (s->mongo)
+                return ordo_mongo_proj_alive(s->mongo, instance, ttl_ms, errstr,
+                                             errstr_size);
+        return ordo_redis_proj_alive(s->redis, instance, ttl_ms, errstr,
+                                     errstr_size);
+}
+
+int64_t ordo_store_alive_left(const char *which, const ordo_config_t *conf,
+                              const char *target, char *errstr,
+                              size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_db_alive_left(
+                    ordo_config_get(conf, "mongo.uri"), target, errstr,
+                    errstr_size);
+        return ordo_redis_prefix_alive_left(conf, target, errstr, errstr_size);
+}
+
 void ordo_store_new_mark(char tok[ORDO_MARK_MAX]) {
         unsigned char r[16];
         int i;

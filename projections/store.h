@@ -61,6 +61,20 @@ ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
                            size_t errstr_size);
 /* A new token for ordo_store_mark: random, 32 hex digits. */
 void ordo_store_new_mark(char tok[ORDO_MARK_MAX]);
+/* A live projection's heartbeat, beside the mark: "instance writes
+ * here" for ttl_ms more (renewed well before it ends), by the wall
+ * clock; ttl_ms 0 removes it (a stop). A drop by hand refuses a target
+ * with a heartbeat still on (ordo_rebuild_drop): the projection would
+ * refill it. No read model, as the mark is none. */
+#define ORDO_ALIVE_RENEW_MS 5000
+#define ORDO_ALIVE_TTL_MS   15000
+ordo_err_t ordo_store_alive(ordo_store_t *s, const char *instance,
+                            int64_t ttl_ms, char *errstr, size_t errstr_size);
+/* The ms the longest heartbeat in which's target has left: 0 none, -1
+ * (errstr) cannot tell. */
+int64_t ordo_store_alive_left(const char *which, const ordo_config_t *conf,
+                              const char *target, char *errstr,
+                              size_t errstr_size);
 
 /* The target is new and s its only writer until it is complete (a
  * rebuild). Redis may skip reading guards where applying a batch again in

@@ -274,6 +274,35 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
     r.cmd("DEL", shared + "session:1", shared + "stock:a")
 
 
+def running_redis_target(args, ordo, r, tag):
+    """A prefix a running `ordo project redis` writes to is not dropped
+    (it would be refilled at once); once the projection has stopped, it
+    is, at once (a stop removes the heartbeat)."""
+    prefix = tag + "hb:"
+    proj = subprocess.Popen(
+        [args.ordo] + ordo.flags +
+        ["-X", "redis.prefix=" + prefix, "-X", "group.prefix=%shb." % tag,
+         "-X", "metrics.listen=", "project", "redis"],
+        env=ordo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        E.eventually(lambda: r.cmd("EXISTS", prefix + "mark:alive") == 1 and
+                     r.scan(prefix + "order:*"), timeout=60)
+        keys = len(r.scan(prefix + "*"))
+        p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
+        check("drop refuses a prefix a running projection writes to, "
+              "saying so", p.returncode == 1 and
+              "written by a running `ordo project redis`" in p.stderr and
+              keys > 2 and len(r.scan(prefix + "*")) >= keys,
+              "exit %d, %d keys: %s" % (p.returncode, keys, p.stderr[-500:]))
+    finally:
+        proj.terminate()
+        proj.wait(60)
+    p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
+    check("... and drops it once the projection has stopped",
+          p.returncode == 0 and not r.scan(prefix + "*"),
+          "exit %d: %s" % (p.returncode, p.stderr[-500:]))
+
+
 def store_refusal(ordo, live, r, m, workdir, t):
     live.earnings.insert_one({"_id": "refused-ref", "pending_cents": "x",
                               "settled_cents": 0, "reversed_cents": 0})
@@ -473,10 +502,18 @@ def main():
                 same = True
                 break
             time.sleep(1)
+        # Dropping the target of a running projection (the old one, not
+        # stopped yet): refused, or the projection refills it at once.
+        p = ordo.call("rebuild", "mongo", "--drop", new_db, check=False)
+        check("drop refuses a database a running projection writes to",
+              p.returncode == 1 and "written by a running" in p.stderr and
+              mongo[new_db].orders.count_documents({}) > 0,
+              "exit %d: %s" % (p.returncode, p.stderr[-500:]))
         proj.terminate()
         proj.wait(60)
         check("switch: the new db follows events after the rebuild",
               same and mongo[new_db].orders.find_one({"_id": "late-o1"}))
+        running_redis_target(args, ordo, r, tag)
         # Dropped, then rebuilt into the same name: its group has offsets
         # already, so the rebuild is refused, leaves no database, and
         # says what to do (it advised a drop, which found nothing: an

@@ -18,7 +18,8 @@ Test(redis_keys, the_read_models_families_are_ours) {
         cr_assert(ours("p:", "p:leaderboard:settled"));
         cr_assert(ours("p:", "{p:stock:a1}:version"));
         cr_assert(ours("p:", "{p:earnings:u1}:offsets"));
-        cr_assert(ours("p:", "p:mark")); /* decision 0029 */
+        cr_assert(ours("p:", "p:mark"));       /* decision 0029 */
+        cr_assert(ours("p:", "p:mark:alive")); /* its heartbeats */
 }
 
 Test(redis_keys, anything_else_under_the_prefix_is_not) {
@@ -28,6 +29,7 @@ Test(redis_keys, anything_else_under_the_prefix_is_not) {
         cr_assert_not(ours("p:", "p:leaderboard:x")); /* not the board */
         cr_assert_not(ours("p:", "p:leaderboard:settledx"));
         cr_assert_not(ours("p:", "p:markx"));
+        cr_assert_not(ours("p:", "p:mark:alivex"));
         cr_assert_not(ours("p:", "{p:mark}:version"));
         cr_assert_not(ours("p:", "{p:stock:a1}:offsets"));
         cr_assert_not(ours("p:", "{p:earnings:u1}:version"));
