@@ -333,6 +333,14 @@ def dropped(args):
     def becomes(*want):
         return E.eventually(lambda: whole(*want), lambda w: w[0])
 
+    def said_refilling(name):
+        """/healthz answers 503 saying the read model is refilling."""
+        health = E.eventually(lambda: scrape(metrics, "/healthz"),
+                              lambda sb: sb[0] == 503 and
+                              "refilling its read model" in sb[1], 60)
+        check(name, health[0] == 503 and
+              "refilling its read model" in health[1], repr(health))
+
     try:
         now = start_sale(run, 3)
         ok, snap, act = becomes(["o1", "o2"], 7)
@@ -373,12 +381,7 @@ def dropped(args):
         wipe(ordo, mongo, r)
         # not ready while the read models are partial: /healthz says so
         # until the refill has caught up (it answered 200 throughout)
-        health = E.eventually(lambda: scrape(metrics, "/healthz"),
-                              lambda sb: sb[0] == 503 and
-                              "refilling its read model" in sb[1], 60)
-        check("/healthz 503 while refilling, saying so",
-              health[0] == 503 and "refilling its read model" in health[1],
-              repr(health))
+        said_refilling("/healthz 503 while refilling, saying so")
         lost = E.eventually(lambda: open(ordo.run_log).read().count(
             "lost its mark"), lambda n: n >= 8, 60)
         ordo.run_proc.kill()
@@ -389,12 +392,8 @@ def dropped(args):
         # say it had not caught up, and /healthz must say so again.
         ordo.flags += ["-X", "projection.batch.max=20"]
         ordo.start(run.stages)
-        health = E.eventually(lambda: scrape(metrics, "/healthz"),
-                              lambda sb: sb[0] == 503 and
-                              "refilling its read model" in sb[1], 60)
-        check("/healthz 503 refilling after a restart during the refill",
-              health[0] == 503 and "refilling its read model" in health[1],
-              repr(health))
+        said_refilling("/healthz 503 refilling after a restart during the "
+                       "refill")
         ok, out = run.wait()
         check("caught up after the restart", ok, out)
         health = E.eventually(lambda: scrape(metrics, "/healthz"),
