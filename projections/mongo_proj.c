@@ -39,7 +39,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "log.h"
 #include "mongo_conn.h"
 
@@ -1428,6 +1427,9 @@ ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
         return err;
 }
 
+/* The heartbeats go by the server's clock ($currentDate; hello's
+ * localTime to read them), so that a drop asked from another machine
+ * compares them with the same clock. */
 ordo_err_t ordo_mongo_proj_alive(ordo_mongo_proj_t *p, const char *instance,
                                  int64_t ttl_ms, char *errstr,
                                  size_t errstr_size) {
@@ -1441,8 +1443,8 @@ ordo_err_t ordo_mongo_proj_alive(ordo_mongo_proj_t *p, const char *instance,
 
         snprintf(id, sizeof(id), "alive:%s", instance);
         sel = BCON_NEW("_id", BCON_UTF8(id));
-        upd = BCON_NEW("$set", "{", "until_ms",
-                       BCON_INT64(ordo_wall_ms() + ttl_ms), "}");
+        upd = BCON_NEW("$currentDate", "{", "at", BCON_BOOL(true), "}", "$set",
+                       "{", "ttl_ms", BCON_INT64(ttl_ms), "}");
         opts = BCON_NEW("upsert", BCON_BOOL(true));
         ok = ttl_ms > 0
                  ? mongoc_collection_update_one(coll, sel, upd, opts, NULL, &e)
@@ -1568,6 +1570,24 @@ static int mongo_is_read_model(mongoc_database_t *db, const char *name,
         return ok;
 }
 
+/* The server's clock, ms: hello's localTime. -1 if it does not say. */
+static int64_t mongo_now(mongoc_client_t *client, bson_error_t *e) {
+        bson_t *cmd = BCON_NEW("hello", BCON_INT32(1));
+        bson_t reply;
+        bson_iter_t it;
+        int64_t now = -1;
+        if (mongoc_client_command_simple(client, "admin", cmd, NULL, &reply,
+                                         e) &&
+            bson_iter_init_find(&it, &reply, "localTime") &&
+            BSON_ITER_HOLDS_DATE_TIME(&it))
+                now = bson_iter_date_time(&it);
+        else if (!e->message[0])
+                bson_set_error(e, 0, 0, "hello said no localTime");
+        bson_destroy(&reply);
+        bson_destroy(cmd);
+        return now;
+}
+
 int64_t ordo_mongo_db_alive_left(const char *uri, const char *db, char *errstr,
                                  size_t errstr_size) {
         mongoc_client_t *client = mongo_connect(uri, errstr, errstr_size);
@@ -1575,19 +1595,29 @@ int64_t ordo_mongo_db_alive_left(const char *uri, const char *db, char *errstr,
         mongoc_cursor_t *cur;
         const bson_t *doc;
         bson_t *sel;
-        bson_iter_t it;
-        bson_error_t e;
-        int64_t left = 0, now = ordo_wall_ms();
+        bson_iter_t at, ttl;
+        bson_error_t e = { 0 };
+        int64_t left = 0, now;
         if (!client)
                 return -1;
+        if ((now = mongo_now(client, &e)) < 0) {
+                snprintf(errstr, errstr_size, "mongo: the server's time: %s",
+                         e.message);
+                mongoc_client_destroy(client);
+                return -1;
+        }
         coll = mongoc_client_get_collection(client, db, MARK_COLL);
-        sel = BCON_NEW("until_ms", "{", "$gt", BCON_INT64(now), "}");
+        sel = BCON_NEW("at", "{", "$exists", BCON_BOOL(true), "}");
         cur = mongoc_collection_find_with_opts(coll, sel, NULL, NULL);
         while (mongoc_cursor_next(cur, &doc))
-                if (bson_iter_init_find(&it, doc, "until_ms") &&
-                    BSON_ITER_HOLDS_INT64(&it) &&
-                    bson_iter_int64(&it) - now > left)
-                        left = bson_iter_int64(&it) - now;
+                if (bson_iter_init_find(&at, doc, "at") &&
+                    BSON_ITER_HOLDS_DATE_TIME(&at) &&
+                    bson_iter_init_find(&ttl, doc, "ttl_ms") &&
+                    BSON_ITER_HOLDS_INT64(&ttl) &&
+                    bson_iter_date_time(&at) + bson_iter_int64(&ttl) - now >
+                        left)
+                        left = bson_iter_date_time(&at) +
+                               bson_iter_int64(&ttl) - now;
         if (mongoc_cursor_error(cur, &e)) {
                 snprintf(errstr, errstr_size, "mongo: reading %s.%s: %s", db,
                          MARK_COLL, e.message);

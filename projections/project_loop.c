@@ -63,7 +63,7 @@ typedef struct {
         char mark[ORDO_MARK_MAX]; /* the target's mark, "" not known yet */
         int64_t mark_ms;          /* monotonic ms it was last read */
         int64_t alive_ms;         /* ...and the heartbeat last renewed */
-        int store_ok;             /* the last apply's store answered */
+        int64_t store_ok_ms;      /* monotonic ms an apply last worked */
         int64_t fenced_ms[2];     /* the last two FENCED_INSTANCE_ID */
         char rejoin_why[256];     /* set: rejoin at the loop's next turn */
         /* set (pause_and_poll): records lost, the stage stops */
@@ -301,6 +301,7 @@ static int mark_lost(loop_t *lp) {
                          ordo_log_quote(q, sizeof(q), errstr));
         ordo_store_new_mark(tok);
         ordo_store_mark(&lp->store, tok, lp->mark, errstr, sizeof(errstr));
+        lp->alive_ms = 0; /* the drop took the heartbeats: at once */
         return 1;
 }
 
@@ -311,8 +312,10 @@ static void keep_alive(loop_t *lp) {
         if (ordo_monotonic_ms() - lp->alive_ms < ORDO_ALIVE_RENEW_MS)
                 return;
         lp->alive_ms = ordo_monotonic_ms();
+        ordo_metrics_store_call(lp->which, 1);
         ordo_store_alive(&lp->store, ordo_config_get(lp->conf, "instance.id"),
                          ORDO_ALIVE_TTL_MS, errstr, sizeof(errstr));
+        ordo_metrics_store_call(lp->which, 0);
 }
 
 /* The batch's refused events, now that it is applied: loudly,
@@ -431,7 +434,8 @@ static ordo_err_t apply_batch(loop_t *s) {
         }
         if (!err)
                 ordo_metrics_store_up(s->which, 1);
-        s->store_ok = !err;
+        if (!err)
+                s->store_ok_ms = ordo_monotonic_ms();
         return err;
 }
 
@@ -468,7 +472,9 @@ int ordo_decode_event(ordo_codec_t *codec, const rd_kafka_message_t *m,
  * the coordinator's answer would add a round trip to every batch's
  * latency. A lost or failed commit means redelivery, which the guards
  * absorb (read-models.md "Idempotence and recovery"). While refilling,
- * each offset carries REFILL_META. */
+ * each offset carries REFILL_META, and the commit is synchronous (once a
+ * batch of up to projection.batch.max events): refill_over then knows
+ * that the committed offsets are all there is. */
 static void commit_batch(rd_kafka_t *consumer, const char *which,
                          rd_kafka_message_t **rkms, size_t n, int refilling) {
         rd_kafka_topic_partition_list_t *offsets =
@@ -492,7 +498,7 @@ static void commit_batch(rd_kafka_t *consumer, const char *which,
                         e->offset = next;
                 rd_kafka_message_destroy(rkms[i]);
         }
-        if (rd_kafka_commit(consumer, offsets, 1))
+        if (rd_kafka_commit(consumer, offsets, !refilling))
                 ORDO_LOG(WARN, which, "msg=\"offset commit failed\"");
         rd_kafka_topic_partition_list_destroy(offsets);
 }
@@ -531,10 +537,14 @@ static void refill_left(loop_t *lp,
         int i, n = 0;
         for (i = 0; i < parts->cnt; i++)
                 n += marked_refilling(&parts->elems[i]);
-        if (!n || lp->refilling)
+        if (!n)
+                return;
+        /* even when refilling already: /healthz may have found the
+         * partitions it held before caught up */
+        ordo_health_refilling(lp->which);
+        if (lp->refilling)
                 return;
         lp->refilling = 1;
-        ordo_health_refilling(lp->which);
         ORDO_LOG(WARN, lp->which,
                  "msg=\"a refill stopped before it caught up (a restart or "
                  "a rebalance during it): going on with it; the read model "
@@ -545,40 +555,37 @@ static void refill_left(loop_t *lp,
 
 /* The refill caught up (/healthz's poll found every partition so):
  * where the group stands is committed again without REFILL_META, so
- * that the next assignment does not take it for a refill. Where it
- * stands: the committed offsets, or the positions past them that an
- * asynchronous commit still on its way carries (never back). */
+ * that the next assignment does not take it for a refill. A refill's
+ * commits are synchronous (commit_batch), so the committed offsets are
+ * what was applied, with no commit of ours still on its way. Tried
+ * again at the next turn until every assigned partition is done. */
 static void refill_over(loop_t *lp) {
-        rd_kafka_topic_partition_list_t *a = NULL, *pos, *c;
+        rd_kafka_topic_partition_list_t *a = NULL, *c;
         rd_kafka_resp_err_t err;
-        int i;
-        if (!lp->refilling || ordo_health_is_refilling(lp->which))
+        int i, undone = 0;
+        if (!lp->refilling || ordo_health_is_refilling(lp->which) ||
+            lp->rejoin_why[0])
                 return;
         if (rd_kafka_assignment(lp->consumer, &a))
                 return;
-        pos = rd_kafka_topic_partition_list_copy(a);
-        rd_kafka_position(lp->consumer, pos);
-        if ((err = rd_kafka_committed(lp->consumer, a, 10000))) {
-                /* tried again after the next batch */
-                rd_kafka_topic_partition_list_destroy(pos);
+        if (!a->cnt || rd_kafka_committed(lp->consumer, a, 10000)) {
                 rd_kafka_topic_partition_list_destroy(a);
-                return;
+                return; /* revoked meanwhile, or not answered */
         }
         c = rd_kafka_topic_partition_list_new(a->cnt);
         for (i = 0; i < a->cnt; i++) {
-                int64_t at = a->elems[i].offset;
-                if (pos->elems[i].offset > at)
-                        at = pos->elems[i].offset;
-                if (at >= 0)
+                if (a->elems[i].err)
+                        undone++;
+                else if (a->elems[i].offset >= 0)
                         rd_kafka_topic_partition_list_add(c, a->elems[i].topic,
                                                           a->elems[i].partition)
-                            ->offset = at;
+                            ->offset = a->elems[i].offset;
         }
-        if (c->cnt && (err = rd_kafka_commit(lp->consumer, c, 0))) {
+        if (!undone && c->cnt && (err = rd_kafka_commit(lp->consumer, c, 0)))
                 ORDO_LOG(WARN, lp->which,
                          "msg=\"offset commit failed\" error=\"%s\"",
                          rd_kafka_err2str(err));
-        } else {
+        else if (!undone) {
                 lp->refilling = 0;
                 ORDO_LOG(INFO, lp->which,
                          "msg=\"refill caught up: the read model is whole "
@@ -586,7 +593,6 @@ static void refill_over(loop_t *lp) {
                          live_target(lp), c->cnt);
         }
         rd_kafka_topic_partition_list_destroy(c);
-        rd_kafka_topic_partition_list_destroy(pos);
         rd_kafka_topic_partition_list_destroy(a);
 }
 
@@ -957,8 +963,9 @@ static void close_all(loop_t *lp) {
         close_consumer(lp);
         ordo_codec_destroy(lp->codec);
         /* not writing any more: a drop need not wait for it (nor we
-         * for a store that did not answer: the heartbeat ends) */
-        if (lp->alive_ms && lp->store_ok)
+         * for a store that has not answered lately: the heartbeat
+         * ends by itself) */
+        if (lp->alive_ms && ordo_monotonic_ms() - lp->store_ok_ms < 2000)
                 ordo_store_alive(&lp->store,
                                  ordo_config_get(lp->conf, "instance.id"), 0,
                                  errstr, sizeof(errstr));

@@ -1459,39 +1459,53 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
         return err;
 }
 
+/* The heartbeats go by the server's clock (TIME), so that a drop asked
+ * from another machine compares them with the same clock; HSET before
+ * PEXPIRE, so that a key of another type there is not given a TTL. */
+static const char alive_renew_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('HSET', KEYS[1], ARGV[1],\n"
+    "           string.format('%d', now + tonumber(ARGV[2])))\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n";
+static const char alive_left_lua[] =
+    "if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local left = 0\n"
+    "for _, v in ipairs(redis.call('HVALS', KEYS[1])) do\n"
+    "  local l = (tonumber(v) or 0) - now\n"
+    "  if l > left then left = l end\n"
+    "end\n"
+    "return left\n";
+
 ordo_err_t ordo_redis_proj_alive(ordo_redis_proj_t *p, const char *instance,
                                  int64_t ttl_ms, char *errstr,
                                  size_t errstr_size) {
         ordo_err_t err = connect_now(p, errstr, errstr_size);
         redisReply *r;
-        int i, n = ttl_ms > 0 ? 2 : 1;
 
         if (err)
                 return err;
-        if (ttl_ms > 0) {
-                redisAppendCommand(p->c, "HSET %smark:alive %s %lld", p->prefix,
-                                   instance,
-                                   (long long)(ordo_wall_ms() + ttl_ms));
-                redisAppendCommand(p->c, "PEXPIRE %smark:alive %lld", p->prefix,
-                                   (long long)ttl_ms);
-        } else
-                redisAppendCommand(p->c, "HDEL %smark:alive %s", p->prefix,
-                                   instance);
-        for (i = 0; i < n; i++) {
-                if (redisGetReply(p->c, (void **)&r) != REDIS_OK) {
-                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                        disconnect(p);
-                        return err;
-                }
-                if (r->type == REDIS_REPLY_ERROR && !err) {
-                        snprintf(errstr, errstr_size,
-                                 "redis: the heartbeat: %s", r->str);
-                        err = transient(r->str)
-                                  ? unavailable(p, r->str, errstr, errstr_size)
-                                  : ORDO_ERR_REDIS;
-                }
-                freeReplyObject(r);
+        r = ttl_ms > 0 ? redisCommand(p->c, "EVAL %s 1 %smark:alive %s %lld",
+                                      alive_renew_lua, p->prefix, instance,
+                                      (long long)ttl_ms)
+                       : redisCommand(p->c, "HDEL %smark:alive %s", p->prefix,
+                                      instance);
+        if (!r) {
+                err = unavailable(p, p->c->errstr, errstr, errstr_size);
+                disconnect(p);
+                return err;
         }
+        if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis: the heartbeat: %s",
+                         r->str);
+                err = transient(r->str)
+                          ? unavailable(p, r->str, errstr, errstr_size)
+                          : ORDO_ERR_REDIS;
+        }
+        freeReplyObject(r);
         return err;
 }
 
@@ -1689,25 +1703,19 @@ int ordo_redis_prefix_used(const ordo_config_t *conf, const char *prefix,
 int64_t ordo_redis_prefix_alive_left(const ordo_config_t *conf,
                                      const char *prefix, char *errstr,
                                      size_t errstr_size) {
-        int64_t left = 0, now = ordo_wall_ms();
+        int64_t left = -1;
         redisReply *r;
-        size_t i;
         redisContext *c = ordo_redis_connect(conf, 10, errstr, errstr_size);
         if (!c)
                 return -1;
-        r = redisCommand(c, "HVALS %smark:alive", prefix);
-        if (r && r->type == REDIS_REPLY_ARRAY) {
-                for (i = 0; i < r->elements; i++)
-                        if (r->element[i]->type == REDIS_REPLY_STRING &&
-                            atoll(r->element[i]->str) - now > left)
-                                left = atoll(r->element[i]->str) - now;
-        } else {
+        r = redisCommand(c, "EVAL %s 1 %smark:alive", alive_left_lua, prefix);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+                left = r->integer;
+        else
                 snprintf(errstr, errstr_size,
-                         "redis: HVALS %.80smark:alive: %s", prefix,
+                         "redis: reading %.80smark:alive: %s", prefix,
                          r && r->type == REDIS_REPLY_ERROR ? r->str
                                                            : c->errstr);
-                left = -1;
-        }
         if (r)
                 freeReplyObject(r);
         redisFree(c);

@@ -868,14 +868,13 @@ int ordo_health_check(char *why, size_t why_size) {
                                  "of its inputs (ordo_consumer_lag says how "
                                  "far)",
                                  h->name);
-                /* Out of its group after being in it: the broker went
-                 * away for longer than the session (or was fenced);
+                /* Out of its group after being in it: the broker away
+                 * for longer than the session, a fence, a rejoin;
                  * "not joined yet" read as a start that never ended. */
                 else if (h->assigned < 0 && h->in_group)
                         snprintf(why, why_size,
                                  "%s out of its group for %lld s, joining "
-                                 "again (is Kafka answering? its log says "
-                                 "why)",
+                                 "again (its log says why)",
                                  h->name,
                                  (long long)(now - h->in_group) / 1000);
                 else if (h->assigned < 0)

@@ -19,6 +19,7 @@ chromium (infra/stack install).
 """
 
 import argparse
+import colorsys
 import html.parser
 import json
 import os
@@ -69,6 +70,25 @@ def metric_lines(text, name):
             k, v = ln.rsplit(" ", 1)
             out[k] = float(v)
     return out
+
+
+def hue_lightness(css):
+    """(hue in degrees, lightness in %) of "#rrggbb" or "hsl(h, s%, l%)"."""
+    m = re.match(r"hsl\(\s*([\d.]+),\s*[\d.]+%,\s*([\d.]+)%\)", css)
+    if m:
+        return float(m.group(1)), float(m.group(2))
+    m = re.match(r"rgb\((\d+),\s*(\d+),\s*(\d+)\)", css)
+    rgb = ([int(x) for x in m.groups()] if m else
+           [int(css[k:k + 2], 16) for k in (1, 3, 5)])
+    h, lum, _ = colorsys.rgb_to_hls(*[x / 255 for x in rgb])
+    return h * 360, lum * 100
+
+
+def apart(a, b):
+    """Two colours a reader tells apart: 20 degrees of hue or 20 points
+    of lightness."""
+    dh = abs(a[0] - b[0])
+    return min(dh, 360 - dh) >= 20 or abs(a[1] - b[1]) >= 20
 
 
 class Dom(html.parser.HTMLParser):
@@ -655,8 +675,14 @@ def main():
                            capture_output=True, text=True, timeout=120)
         colours = [x for x in re.findall(r'<h3 style="color:\s*([^";]+)',
                                          p.stdout) if "${" not in x]
-        c.true("nine sales drawn in nine colours",
-               len(colours) == 9 and len(set(colours)) == 9, repr(colours))
+        hls = [hue_lightness(x) for x in colours]
+        close = [(colours[i], colours[j]) for i in range(len(hls))
+                 for j in range(i + 1, len(hls))
+                 if i >= 6 or j >= 6  # the palette's own are chosen
+                 if not apart(hls[i], hls[j])]
+        c.true("nine sales drawn in nine colours, the three past the "
+               "palette apart from every other",
+               len(colours) == 9 and not close, repr((colours, close)))
         holds.terminate()
         holds.wait(30)
         drop_database(ordo.db + "h")

@@ -159,8 +159,7 @@ Test(metrics, a_stage_that_gave_its_consumer_up_is_not_healthy) {
         /* it was in its group: not "not joined yet", which read as a
          * start that never ended while Kafka was stopped (an audit) */
         cr_assert_str_eq(why, "commission out of its group for 0 s, joining "
-                              "again (is Kafka answering? its log says "
-                              "why)");
+                              "again (its log says why)");
 }
 
 /* A projection refilling a read model that lost its contents is not
