@@ -123,8 +123,11 @@ static void emit(void *opaque, const ordo_msg_t *m) {
                                       m->u.rejected.reason, m->meta.ts_ms);
         }
         if (is_event) {
-                ordo__outbox_add(&p->outbox, p->events, p->partition, key,
-                                 strlen(key), p->buf, len, hdrs);
+                /* no key (a bound referrer, on one partition): a null,
+                 * not "" (analysts.md) */
+                ordo__outbox_add(&p->outbox, p->events, p->partition,
+                                 *key ? key : NULL, strlen(key), p->buf, len,
+                                 hdrs);
                 p->parts[p->partition].since_snapshot++;
         } else
                 ordo__outbox_add(&p->outbox, p->outbound, RD_KAFKA_PARTITION_UA,

@@ -175,6 +175,24 @@ def forge_message(topic, schemas_dir):
     return forged_id, partition, md.offset
 
 
+def referral_event_keys(tag):
+    """The keys of the ReferrerBound events of referral-events, as
+    kafka-python reads them (None for a null key)."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers="127.0.0.1:9092",
+                      enable_auto_commit=False,
+                      isolation_level="read_committed",
+                      consumer_timeout_ms=3000)
+    tp = TopicPartition("%s.referral-events" % tag, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    keys = [m.key for m in c
+            if (b"ReferrerBound",) == tuple(v for k, v in m.headers
+                                            if k == "ordo.type")]
+    c.close()
+    return keys
+
+
 def committed_at_end(group, tag):
     """The group's offsets are the end of every event partition (nothing
     was written since the rebuild): a projection with it resumes exactly
@@ -422,6 +440,10 @@ def main():
                                   t0 + 1000000), workdir, m)
         rc = ordo.stop()
         check("ordo run stops cleanly", rc == 0, "exit %s" % rc)
+        keys = referral_event_keys(tag)
+        check("ReferrerBound events carry no key (a null, not \"\": "
+              "analysts.md)",
+              keys and all(k is None for k in keys), repr(keys[:5]))
 
         # 2. Clean run.
         rc, out, err = reconcile(ordo)
