@@ -122,7 +122,9 @@ static void usage_details(void) {
             "\nReads one JSON command per line from FILE (or stdin) and "
             "sends each valid one\nto its command topic. A line that is "
             "not a valid command is reported on\nstderr as `line N: "
-            "<reason>` and not sent. Blank lines are skipped.\n\n"
+            "<error> (<REASON>)` and not sent, REASON being the\ncode of "
+            "docs/command-contract.md (WRONG_TYPE, MISSING, ...). Blank "
+            "lines are\nskipped.\n\n"
             "  --keep-ts   keep ts_ms from the input; it is then "
             "required (batch, replay)\n"
             "              Without it every command is stamped with "
@@ -272,7 +274,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (got == ORDO_LINE_TOO_LONG) {
                         fprintf(stderr,
                                 "line %lld: command is %zu bytes, at most "
-                                "%d\n",
+                                "%d (TOO_LARGE)\n",
                                 (long long)lineno, len, ORDO_COMMAND_MAX_BYTES);
                         stats.read++;
                         stats.refused++;
@@ -287,11 +289,14 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 err = ordo_admit(&ids, line, k, &opts, ordo_wall_ms(), &m,
                                  &fault, errstr, sizeof(errstr));
                 if (err) {
-                        fprintf(stderr, "line %lld: %s\n", (long long)lineno,
-                                errstr);
+                        /* the reason code too, for programs: the wording
+                         * may change, the code does not */
+                        const char *code =
+                            fault.reason[0] ? fault.reason : "INVALID";
+                        fprintf(stderr, "line %lld: %s (%s)\n",
+                                (long long)lineno, errstr, code);
                         stats.refused++;
-                        count_reason(&stats, fault.reason[0] ? fault.reason
-                                                             : "INVALID");
+                        count_reason(&stats, code);
                         continue;
                 }
                 /* A Tick stamped here trails the wall clock as `ordo
@@ -330,8 +335,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (sent == 1 && topic == ORDO_TOPIC_REFERRAL_COMMANDS)
                         stats.bindings_in_flight++;
                 if (sent < 0)
-                        fprintf(stderr, "line %lld: %s\n", (long long)lineno,
-                                errstr);
+                        fprintf(stderr, "line %lld: %s%s\n", (long long)lineno,
+                                errstr,
+                                sent == -2 ? " (NO_SUCH_PARTITION)" : "");
                 if (sent == -2) { /* a Tick for a partition there is not */
                         stats.valid--;
                         stats.refused++;

@@ -87,8 +87,9 @@ def main():
         check("Kafka unreachable: exit 1", p.returncode == 1,
               "exit %d" % p.returncode)
         check("Kafka unreachable: bad lines named by number and reason",
-              'line 2: field "type": unknown command "Bogus"' in p.stderr
-              and 'line 3: field "activity_id": missing' in p.stderr,
+              'line 2: field "type": unknown command "Bogus" '
+              '(UNKNOWN_TYPE)' in p.stderr and
+              'line 3: field "activity_id": missing (MISSING)' in p.stderr,
               p.stderr[-800:])
         check("Kafka unreachable: the good line is not delivered",
               "0 command(s) sent, 2 refused, 1 not delivered" in p.stderr,
