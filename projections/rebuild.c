@@ -581,7 +581,12 @@ static void rebuild_help(void) {
                "ends at NAME, stop the old projection,\nand drop the old "
                "target (`ordo -X mongo.db=NAME rebuild mongo --drop OLD`).\n\n"
                "  --into NAME          database (mongo) or key prefix "
-               "(redis, e.g. ordo2:)\n"
+               "(redis, e.g. ordo2:);\n"
+               "                       default: the live one's name with "
+               "_rb<UTC time>\n"
+               "                       (mongo: ordo_rb20261206171500) or "
+               "-rb<UTC time>:\n"
+               "                       (redis: ordo-rb20261206171500:)\n"
                "  --group-prefix P     group.prefix of the new projection "
                "(default:\n"
                "                       <group.prefix><NAME>.); its group "
@@ -690,10 +695,38 @@ static int print_ordo_with_config(const ordo_config_t *conf, const char *skip1,
         return f.secrets;
 }
 
+/* --into left out (DESIGN.md has it optional): a fresh name beside the
+ * live one, by the time of the rebuild: "ordo" gives
+ * "ordo_rb20261206171500", "ordo:" gives "ordo-rb20261206171500:". A
+ * live name that is such a name already (after a switch) is replaced,
+ * not extended. Checked as any --into is (ordo__rebuild_target_check). */
+static void default_into(const ordo_config_t *conf, const char *which,
+                         char *out, size_t size) {
+        int redis = !strcmp(which, "redis");
+        const char *live = ordo_config_get(conf, ordo_store_target_key(which));
+        size_t n = strlen(live);
+        char ts[32];
+        time_t now = time(NULL);
+        struct tm tm;
+
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof(ts), "%Y%m%d%H%M%S", &tm);
+        if (redis && n && live[n - 1] == ':')
+                n--;
+        if (n >= 17 && live[n - 17] == (redis ? '-' : '_') &&
+            !strncmp(live + n - 16, "rb", 2) &&
+            strspn(live + n - 14, "0123456789") >= 14)
+                n -= 17; /* "<base>-rb<14 digits>" */
+        if (n > 40)
+                n = 40;
+        snprintf(out, size, redis ? "%.*s-rb%s:" : "%.*s_rb%s", (int)n, live,
+                 ts);
+}
+
 int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         const char *which = NULL, *into = NULL, *gp = NULL, *drop = NULL;
         const char *key;
-        char errstr[512], group[512], prefix[300];
+        char errstr[512], group[512], prefix[300], named[64];
         ordo_rebuild_stats_t st;
         int i, commit = 1, secrets, targets = 0;
         ordo_err_t err;
@@ -730,10 +763,17 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
+        if (which && !targets) {
+                default_into(conf, which, named, sizeof(named));
+                into = named;
+                targets++;
+                fprintf(stderr, "ordo rebuild: into %s (no --into given)\n",
+                        into);
+        }
         if (!which || targets != 1) {
                 fprintf(stderr, "ordo rebuild: usage: ordo rebuild "
-                                "mongo|redis --into NAME | --drop NAME "
-                                "(exactly one target)\n");
+                                "mongo|redis [--into NAME] | --drop NAME "
+                                "(one target at most)\n");
                 return 2;
         }
         if (into && !*into) {

@@ -59,7 +59,7 @@ static const struct {
           "TIME] [--to-ts TIME]",
           "decode a topic to JSON lines on stdout" },
         { "rebuild", ordo_cmd_rebuild,
-          "mongo|redis --into NAME [--group-prefix P] [--no-commit] | "
+          "mongo|redis [--into NAME] [--group-prefix P] [--no-commit] | "
           "--drop NAME",
           "rebuild a read model from offset 0 into NAME; prints the switch" },
         { "reconcile", ordo_cmd_reconcile, "[--skip-read-models] [--limit N]",

@@ -495,6 +495,18 @@ def main():
               "listen" not in p.stdout.split("switch: ")[1], p.stdout)
         check("rebuild redis == live (every data key and the leaderboard)",
               redis_dump(r, new_prefix) == redis_dump(r, ordo.prefix))
+        # Without --into (DESIGN.md has it optional): a fresh name beside
+        # the live one, said on stderr and in the switch command.
+        p = ordo.call("rebuild", "redis", "--no-commit", timeout=1200,
+                      check=False)
+        named = re.search(r"into (%s-rb\d{14}:) \(no --into given\)" % tag,
+                          p.stderr)
+        check("rebuild without --into: a fresh prefix named after the live "
+              "one, equal to it", p.returncode == 0 and named and
+              redis_dump(r, named.group(1)) == redis_dump(r, ordo.prefix),
+              "exit %d: %s" % (p.returncode, p.stderr[-500:]))
+        if named:
+            ordo.call("rebuild", "redis", "--drop", named.group(1))
         p = ordo.call("rebuild", "mongo", "--into", ordo.db, check=False)
         check("rebuild refuses the live target", p.returncode == 1 and
               "live target" in p.stderr, p.stderr)
