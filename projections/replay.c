@@ -443,9 +443,10 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                         rc = 1;
         fflush(stdout);
         fprintf(stderr,
-                "ordo replay: %s: %lld message(s), %lld "
+                "ordo replay: %s: %lld message(s), %lld of them "
                 "undecodable%s%s\n",
-                topic, (long long)o.printed, (long long)o.undecodable,
+                topic, (long long)(o.printed + o.undecodable),
+                (long long)o.undecodable,
                 ordo_stop ? "; stopped by a signal before the end: the "
                             "output is incomplete"
                           : "",

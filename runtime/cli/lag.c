@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
@@ -534,7 +535,8 @@ static unsigned overdue_after(int64_t timeout_s) {
 int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t timeout_s = 120;
-        time_t start = time(NULL);
+        /* whole seconds of time() gave up to a second early */
+        int64_t start = ordo_monotonic_ms();
         int behind, moved, caught_up_before = 0, was, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
@@ -581,7 +583,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         for (;;) {
                 behind = lag_pass(&l, NULL, &moved);
                 if (behind == PASS_NOT_NOW && !ordo_stop &&
-                    time(NULL) - start < timeout_s) {
+                    ordo_monotonic_ms() - start < timeout_s * 1000) {
                         usleep(500000); /* until the timeout */
                         continue;
                 }
@@ -597,13 +599,15 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 caught_up_before = behind == 0;
                 /* Past the timeout, one more pass only to confirm a first
                  * caught-up one (so that --timeout 0 can succeed). */
-                if (ordo_stop || (time(NULL) - start >= timeout_s &&
-                                  !(behind == 0 && !was))) {
-                        fprintf(stderr,
-                                "ordo wait: %s%d partition(s) still behind "
-                                "after %llds (see `ordo lag`)\n",
-                                ordo_stop ? "stopped by a signal; " : "",
-                                behind, (long long)(time(NULL) - start));
+                if (ordo_stop ||
+                    (ordo_monotonic_ms() - start >= timeout_s * 1000 &&
+                     !(behind == 0 && !was))) {
+                        fprintf(
+                            stderr,
+                            "ordo wait: %s%d partition(s) still behind "
+                            "after %llds (see `ordo lag`)\n",
+                            ordo_stop ? "stopped by a signal; " : "", behind,
+                            (long long)((ordo_monotonic_ms() - start) / 1000));
                         alarm(0); /* said; closing may take a while */
                         lag_close(&l);
                         return 1;
@@ -612,6 +616,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         }
         alarm(0); /* closing the clients may take a while */
         lag_close(&l);
-        printf("caught up in %llds\n", (long long)(time(NULL) - start));
+        printf("caught up in %llds\n",
+               (long long)((ordo_monotonic_ms() - start) / 1000));
         return 0;
 }

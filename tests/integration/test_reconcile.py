@@ -464,6 +464,15 @@ def main():
         check("ordo wait --timeout 0 when caught up: exit 0",
               p.returncode == 0 and "caught up" in p.stdout,
               p.stdout + p.stderr)
+        # ... and behind, it gives up no earlier than asked (whole
+        # seconds of the clock gave up to a second early: an audit).
+        t = time.time()
+        p = ordo.call("-X", "group.prefix=%snone." % tag, "wait", "--timeout",
+                      "2", "order", check=False)
+        took = time.time() - t
+        check("ordo wait --timeout 2 when behind: exit 1, after 2 s or more",
+              p.returncode == 1 and took >= 2.0,
+              "exit %d after %.2f s: %s" % (p.returncode, took, p.stderr))
 
         # 3. Rebuild into new names equals the live read models.
         p = ordo.call("rebuild", "mongo", "--into", new_db, timeout=1200)
