@@ -432,10 +432,10 @@ static ordo_err_t apply_batch(loop_t *s) {
                 rd_kafka_topic_partition_list_destroy(s->paused);
                 s->paused = NULL;
         }
-        if (!err)
+        if (!err) {
                 ordo_metrics_store_up(s->which, 1);
-        if (!err)
                 s->store_ok_ms = ordo_monotonic_ms();
+        }
         return err;
 }
 
