@@ -261,8 +261,14 @@ static int mark_lost(loop_t *lp) {
                 return 0;
         lp->mark_ms = ordo_monotonic_ms();
         if (!lp->mark[0]) {
+                /* not known since the start (the store did not answer
+                 * then): emptied meanwhile is not new */
+                int emptied = !lp->from_start && store_empty_after_use(lp);
                 mark_take(lp);
-                return 0;
+                if (emptied)
+                        say_refill(lp, "the read model is empty but the "
+                                       "group has applied events to it:");
+                return emptied;
         }
         ordo_metrics_store_call(lp->which, 1);
         err = ordo_store_mark(&lp->store, NULL, tok, errstr, sizeof(errstr));
@@ -998,6 +1004,10 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
         err = open_all(&lp, conf, errstr, errstr_size);
         if (!err) {
                 store_lost(&lp);
+                /* the mark at once: a target emptied before the first
+                 * check would be taken for a new one, never refilled */
+                mark_take(&lp);
+                lp.mark_ms = ordo_monotonic_ms();
                 err = subscribe_inputs(&lp, conf, errstr, errstr_size);
         }
         if (!err)
