@@ -263,7 +263,10 @@ static int mark_lost(loop_t *lp) {
         if (!lp->mark[0]) {
                 /* not known since the start (the store did not answer
                  * then): emptied meanwhile is not new */
-                int emptied = !lp->from_start && store_empty_after_use(lp);
+                int emptied;
+                ordo_metrics_store_call(lp->which, 1);
+                emptied = !lp->from_start && store_empty_after_use(lp);
+                ordo_metrics_store_call(lp->which, 0);
                 mark_take(lp);
                 if (emptied)
                         say_refill(lp, "the read model is empty but the "
@@ -675,7 +678,9 @@ static int group_has_read(loop_t *lp, const ordo_config_t *conf) {
                         rd_kafka_topic_partition_list_add(tp, topic, i);
                 if (!rd_kafka_committed(lp->consumer, tp, 10000))
                         for (i = 0; i < np; i++)
-                                read |= tp->elems[i].offset >= 0;
+                                /* 0 everywhere reads from the start
+                                 * anyway: nothing a refill would add */
+                                read |= tp->elems[i].offset > 0;
                 rd_kafka_topic_partition_list_destroy(tp);
         }
         return read;
@@ -874,7 +879,11 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                                                "applied events to it (a "
                                                "restart without "
                                                "persistence?):");
-                                lp->mark[0] = '\0'; /* gone with it */
+                                /* gone with it: a new one now (the
+                                 * store just answered), or the next
+                                 * check would refill a second time */
+                                lp->mark[0] = '\0';
+                                mark_take(lp);
                                 read_again(lp);
                                 continue;
                         }
@@ -1003,11 +1012,12 @@ ordo_err_t ordo_projection_run(const ordo_stage_t *stage,
                 return err;
         err = open_all(&lp, conf, errstr, errstr_size);
         if (!err) {
-                store_lost(&lp);
-                /* the mark at once: a target emptied before the first
-                 * check would be taken for a new one, never refilled */
+                /* the mark at once, and before store_lost asks whether
+                 * the target is empty: a target emptied before the
+                 * first check was taken for a new one, never refilled */
                 mark_take(&lp);
                 lp.mark_ms = ordo_monotonic_ms();
+                store_lost(&lp);
                 err = subscribe_inputs(&lp, conf, errstr, errstr_size);
         }
         if (!err)

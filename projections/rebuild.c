@@ -767,6 +767,16 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
                 default_into(conf, which, named, sizeof(named));
                 into = named;
                 targets++;
+                if (ordo__rebuild_target_check(which, conf, into, errstr,
+                                               sizeof(errstr))) {
+                        /* a live prefix without a separator: "ordo" */
+                        fprintf(stderr,
+                                "ordo rebuild: no --into given, and the "
+                                "default name \"%s\" will not do: %s; give "
+                                "--into NAME\n",
+                                into, errstr);
+                        return 2;
+                }
                 fprintf(stderr, "ordo rebuild: into %s (no --into given)\n",
                         into);
         }

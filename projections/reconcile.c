@@ -471,8 +471,9 @@ static ordo_err_t reconcile_partition(const ordo_processor_def_t *def,
                         if (len != rd.m->len ||
                             memcmp(buf, rd.m->payload, len) ||
                             rd.m->key_len != strlen(ordo_msg_key(&e->msg)) ||
-                            memcmp(rd.m->key, ordo_msg_key(&e->msg),
-                                   rd.m->key_len)) {
+                            (rd.m->key_len && /* a null key: NULL */
+                             memcmp(rd.m->key, ordo_msg_key(&e->msg),
+                                    rd.m->key_len))) {
                                 char key[ORDO_ID_MAX * 2 + 2];
                                 size_t kl = rd.m->key_len < sizeof(key) - 1
                                                 ? rd.m->key_len

@@ -536,7 +536,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t timeout_s = 120;
         /* whole seconds of time() gave up to a second early */
-        int64_t start = ordo_monotonic_ms();
+        int64_t start = ordo_monotonic_ms(), timeout_ms;
         int behind, moved, caught_up_before = 0, was, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
@@ -580,10 +580,12 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 lag_close(&l);
                 return 2;
         }
+        /* a timeout past 3 years is none (and * 1000 stays in range) */
+        timeout_ms = (timeout_s < 100000000 ? timeout_s : 100000000) * 1000;
         for (;;) {
                 behind = lag_pass(&l, NULL, &moved);
                 if (behind == PASS_NOT_NOW && !ordo_stop &&
-                    ordo_monotonic_ms() - start < timeout_s * 1000) {
+                    ordo_monotonic_ms() - start < timeout_ms) {
                         usleep(500000); /* until the timeout */
                         continue;
                 }
@@ -599,9 +601,8 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 caught_up_before = behind == 0;
                 /* Past the timeout, one more pass only to confirm a first
                  * caught-up one (so that --timeout 0 can succeed). */
-                if (ordo_stop ||
-                    (ordo_monotonic_ms() - start >= timeout_s * 1000 &&
-                     !(behind == 0 && !was))) {
+                if (ordo_stop || (ordo_monotonic_ms() - start >= timeout_ms &&
+                                  !(behind == 0 && !was))) {
                         fprintf(
                             stderr,
                             "ordo wait: %s%d partition(s) still behind "

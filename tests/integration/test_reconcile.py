@@ -182,7 +182,7 @@ def referral_event_keys(tag):
     c = KafkaConsumer(bootstrap_servers="127.0.0.1:9092",
                       enable_auto_commit=False,
                       isolation_level="read_committed",
-                      consumer_timeout_ms=3000)
+                      consumer_timeout_ms=10000)
     tp = TopicPartition("%s.referral-events" % tag, 0)
     c.assign([tp])
     c.seek_to_beginning(tp)

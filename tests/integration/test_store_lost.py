@@ -333,6 +333,18 @@ def dropped(args):
     def becomes(*want):
         return E.eventually(lambda: whole(*want), lambda w: w[0])
 
+    def counts():
+        """Orders in (MongoDB, Redis)."""
+        return (mongo[ordo.db].orders.count_documents({}),
+                len(r.scan(ordo.prefix + "order:*")))
+
+    def started_lines():
+        """The projections' start lines in `ordo run`'s log so far."""
+        with open(ordo.run_log) as f:
+            text = f.read()
+        return (text.count("stage=mongo msg=started") +
+                text.count("stage=redis msg=started"))
+
     def said_refilling(name):
         """/healthz answers 503 saying the read model is refilling."""
         health = E.eventually(lambda: scrape(metrics, "/healthz"),
@@ -382,8 +394,13 @@ def dropped(args):
         # to be killed in the middle, and its rest to be seen after.
         ordo.stop()
         ordo.flags += ["-X", "projection.batch.max=20"]
+        started = started_lines()
         ordo.start(run.stages)
         ok, out = run.wait()
+        # `ordo wait` reads committed offsets, already at the end: the
+        # projections' own start (after their marks) is waited for too
+        ok = ok and E.eventually(started_lines,
+                                 lambda n: n >= started + 2, 60) >= started + 2
         check("restarted with small batches", ok, out)
         wipe(ordo, mongo, r)
         # not ready while the read models are partial: /healthz says so
@@ -391,9 +408,17 @@ def dropped(args):
         said_refilling("/healthz 503 while refilling, saying so")
         lost = E.eventually(lambda: open(ordo.run_log).read().count(
             "lost its mark"), lambda n: n >= 8, 60)
+        # killed once both refills have begun writing (their beginning
+        # committed before that), a second or more before their end
+        partial = E.eventually(counts, lambda c: 0 < min(c), 60)
         ordo.run_proc.kill()
         ordo.run_proc.wait()
-        check("killed while refilling", lost >= 8, "%d lines" % lost)
+        # (a refill stopped before /healthz's poll confirmed its end says
+        # so too at the next start: counted from here)
+        went_on = "a refill stopped before it caught up"
+        went_on_before = open(ordo.run_log).read().count(went_on)
+        check("killed while refilling", lost >= 8 and 0 < min(partial),
+              "%d lines, orders (mongo, redis) %s" % (lost, partial))
         # Restarted: the offsets the refill committed say it had not
         # caught up, and /healthz must say so again. The projections
         # alone, so that no processor's restore is the first reason.
@@ -406,8 +431,8 @@ def dropped(args):
                               lambda sb: sb[0] == 200, 30)
         check("/healthz 200 once the refill it went on with caught up",
               health[0] == 200, repr(health))
-        went_on = "a refill stopped before it caught up"
-        run.said("each projection said it went on with a refill", went_on, 2)
+        run.said("each projection said it went on with a refill", went_on,
+                 went_on_before + 2)
         # Restarted once more, whole: nothing to go on with.
         ordo.stop()
         del ordo.flags[-2:]
@@ -417,11 +442,7 @@ def dropped(args):
                               lambda sb: sb[0] == 200, 30)
         check("restarted after the refill: caught up, 200",
               ok and health[0] == 200, repr((out, health)))
-        run.said("and no refill to go on with", went_on, 2)
-
-        def counts():
-            return (mongo[ordo.db].orders.count_documents({}),
-                    len(r.scan(ordo.prefix + "order:*")))
+        run.said("and no refill to go on with", went_on, went_on_before + 2)
         want = (4 + BIG_ORDERS, 4 + BIG_ORDERS)  # o1-o3, o9
         got = E.eventually(counts, lambda c: c == want)
         check("the refill killed midway is done again on restart",
