@@ -1613,11 +1613,12 @@ int64_t ordo_mongo_db_alive_left(const char *uri, const char *db, char *errstr,
                 if (bson_iter_init_find(&at, doc, "at") &&
                     BSON_ITER_HOLDS_DATE_TIME(&at) &&
                     bson_iter_init_find(&ttl, doc, "ttl_ms") &&
-                    BSON_ITER_HOLDS_INT64(&ttl) &&
-                    bson_iter_date_time(&at) + bson_iter_int64(&ttl) - now >
-                        left)
-                        left = bson_iter_date_time(&at) +
-                               bson_iter_int64(&ttl) - now;
+                    BSON_ITER_HOLDS_INT64(&ttl)) {
+                        int64_t l = bson_iter_date_time(&at) +
+                                    bson_iter_int64(&ttl) - now;
+                        if (l > left)
+                                left = l;
+                }
         if (mongoc_cursor_error(cur, &e)) {
                 snprintf(errstr, errstr_size, "mongo: reading %s.%s: %s", db,
                          MARK_COLL, e.message);

@@ -857,10 +857,10 @@ static ordo_err_t pipeline(loop_t *lp, char *errstr, size_t errstr_size) {
                  * restarted meanwhile is found, and refilled, now. */
                 idle =
                     !lp->k && ordo_monotonic_ms() - last_write >= IDLE_CHECK_MS;
-                if (lp->k || idle)
+                if (lp->k || idle) {
                         last_write = ordo_monotonic_ms();
-                if (lp->k || idle)
                         keep_alive(lp);
+                }
                 if ((lp->k || idle) && mark_lost(lp)) {
                         for (i = 0; i < lp->n; i++)
                                 rd_kafka_message_destroy(lp->rkms[i]);

@@ -407,6 +407,25 @@ static ordo_err_t unavailable(ordo_redis_proj_t *p, const char *detail,
         return ORDO_ERR_UNAVAILABLE;
 }
 
+/* The connection failed under a command (p->c->errstr says how): the
+ * store is away, and the next call connects again. */
+static ordo_err_t connection_lost(ordo_redis_proj_t *p, char *errstr,
+                                  size_t errstr_size) {
+        ordo_err_t err = unavailable(p, p->c->errstr, errstr, errstr_size);
+        disconnect(p);
+        return err;
+}
+
+/* An error reply to the command named what: a transient one is the
+ * store away (retried), any other a refusal. */
+static ordo_err_t error_reply(ordo_redis_proj_t *p, const char *what,
+                              const redisReply *r, char *errstr,
+                              size_t errstr_size) {
+        snprintf(errstr, errstr_size, "redis: %s: %s", what, r->str);
+        return transient(r->str) ? unavailable(p, r->str, errstr, errstr_size)
+                                 : ORDO_ERR_REDIS;
+}
+
 static ordo_err_t load_scripts(ordo_redis_proj_t *p, char *errstr,
                                size_t errstr_size) {
         int i;
@@ -417,9 +436,7 @@ static ordo_err_t load_scripts(ordo_redis_proj_t *p, char *errstr,
                 ordo_err_t err = ORDO_ERR_OK;
 
                 if (!r) {
-                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                        disconnect(p);
-                        return err;
+                        return connection_lost(p, errstr, errstr_size);
                 }
                 if (r->type == REDIS_REPLY_STRING && r->len == 40) {
                         memcpy(p->sha[i], r->str, 40);
@@ -451,9 +468,7 @@ static ordo_err_t connect_now(ordo_redis_proj_t *p, char *errstr,
                 return unavailable(p, "cannot allocate context", errstr,
                                    errstr_size);
         if (p->c->err) {
-                err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                disconnect(p);
-                return err;
+                return connection_lost(p, errstr, errstr_size);
         }
         /* A stopped (not dead) server must not hang the consume loop. */
         redisSetTimeout(p->c, rto);
@@ -1047,9 +1062,7 @@ static int recv_cmds(ordo_redis_proj_t *p, const sent_t *cmds, size_t n,
 
                         if (redisGetReply(p->c, (void **)&r) != REDIS_OK ||
                             !r) {
-                                *err = unavailable(p, p->c->errstr, errstr,
-                                                   errstr_size);
-                                disconnect(p);
+                                *err = connection_lost(p, errstr, errstr_size);
                                 return -1;
                         }
                         if (totals && main_reply)
@@ -1400,9 +1413,7 @@ static ordo_err_t apply_once(ordo_redis_proj_t *p, const ordo_event_rec_t *recs,
                         return err;
         return err;
 lost:
-        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-        disconnect(p);
-        return err;
+        return connection_lost(p, errstr, errstr_size);
 }
 
 /* An idle projection's check that Redis still answers: a server
@@ -1414,9 +1425,7 @@ static ordo_err_t ping(ordo_redis_proj_t *p, char *errstr, size_t errstr_size) {
         if (err)
                 return err;
         if (!(r = redisCommand(p->c, "PING"))) {
-                err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                disconnect(p);
-                return err;
+                return connection_lost(p, errstr, errstr_size);
         }
         if (r->type == REDIS_REPLY_ERROR && transient(r->str))
                 err = unavailable(p, r->str, errstr, errstr_size);
@@ -1438,19 +1447,14 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
                 r = i ? redisCommand(p->c, "GET %smark", p->prefix)
                       : redisCommand(p->c, "SET %smark %s NX", p->prefix, put);
                 if (!r) {
-                        err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                        disconnect(p);
-                        return err;
+                        return connection_lost(p, errstr, errstr_size);
                 }
                 if (r->type == REDIS_REPLY_ERROR && i && !transient(r->str)) {
                         /* WRONGTYPE: not our mark, so none (it silenced
                          * the check for good: an outside audit) */
                 } else if (r->type == REDIS_REPLY_ERROR) {
-                        snprintf(errstr, errstr_size, "redis: the mark: %s",
-                                 r->str);
-                        err = transient(r->str)
-                                  ? unavailable(p, r->str, errstr, errstr_size)
-                                  : ORDO_ERR_REDIS;
+                        err =
+                            error_reply(p, "the mark", r, errstr, errstr_size);
                 } else if (i && r->type == REDIS_REPLY_STRING)
                         snprintf(tok, ORDO_MARK_MAX, "%.*s", (int)r->len,
                                  r->str);
@@ -1494,17 +1498,10 @@ ordo_err_t ordo_redis_proj_alive(ordo_redis_proj_t *p, const char *instance,
                        : redisCommand(p->c, "HDEL %smark:alive %s", p->prefix,
                                       instance);
         if (!r) {
-                err = unavailable(p, p->c->errstr, errstr, errstr_size);
-                disconnect(p);
-                return err;
+                return connection_lost(p, errstr, errstr_size);
         }
-        if (r->type == REDIS_REPLY_ERROR) {
-                snprintf(errstr, errstr_size, "redis: the heartbeat: %s",
-                         r->str);
-                err = transient(r->str)
-                          ? unavailable(p, r->str, errstr, errstr_size)
-                          : ORDO_ERR_REDIS;
-        }
+        if (r->type == REDIS_REPLY_ERROR)
+                err = error_reply(p, "the heartbeat", r, errstr, errstr_size);
         freeReplyObject(r);
         return err;
 }
