@@ -56,6 +56,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from kafka import KafkaAdminClient
 
 import test_e2e as E
 
@@ -338,13 +339,6 @@ def dropped(args):
         return (mongo[ordo.db].orders.count_documents({}),
                 len(r.scan(ordo.prefix + "order:*")))
 
-    def started_lines():
-        """The projections' start lines in `ordo run`'s log so far."""
-        with open(ordo.run_log) as f:
-            text = f.read()
-        return (text.count("stage=mongo msg=started") +
-                text.count("stage=redis msg=started"))
-
     def said_refilling(name):
         """/healthz answers 503 saying the read model is refilling."""
         health = E.eventually(lambda: scrape(metrics, "/healthz"),
@@ -393,32 +387,48 @@ def dropped(args):
         # Small batches from here, so that the refill lasts long enough
         # to be killed in the middle, and its rest to be seen after.
         ordo.stop()
-        ordo.flags += ["-X", "projection.batch.max=20"]
-        started = started_lines()
+        ordo.flags += ["-X", "projection.batch.max=5"]
         ordo.start(run.stages)
         ok, out = run.wait()
-        # `ordo wait` reads committed offsets, already at the end: the
-        # projections' own start (after their marks) is waited for too
-        ok = ok and E.eventually(started_lines,
-                                 lambda n: n >= started + 2, 60) >= started + 2
-        check("restarted with small batches", ok, out)
+        # `ordo wait` reads committed offsets, already at the end: every
+        # stage's start (the projections' after their marks) and the end
+        # of any refill are waited for too, on /healthz
+        health = E.eventually(lambda: scrape(metrics, "/healthz"),
+                              lambda sb: sb[0] == 200, 60)
+        check("restarted with small batches", ok and health[0] == 200,
+              repr((out, health)))
         wipe(ordo, mongo, r)
-        # not ready while the read models are partial: /healthz says so
-        # until the refill has caught up (it answered 200 throughout)
-        said_refilling("/healthz 503 while refilling, saying so")
-        lost = E.eventually(lambda: open(ordo.run_log).read().count(
-            "lost its mark"), lambda n: n >= 8, 60)
-        # killed once both refills have begun writing (their beginning
-        # committed before that), a second or more before their end
-        partial = E.eventually(counts, lambda c: 0 < min(c), 60)
+        # Killed as soon as both projections' committed offsets say they
+        # are refilling (a refill of Redis takes about a second here);
+        # meanwhile /healthz must say so: not ready while the read
+        # models are partial (it answered 200 throughout).
+        admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+        seen_503 = []
+
+        def refilling_now():
+            st, body = scrape(metrics, "/healthz")
+            if st == 503 and "refilling its read model" in body:
+                seen_503.append(body)
+            groups = ["%s.project.%s" % (ordo.tag, w)
+                      for w in ("mongo", "redis")]
+            offsets = admin.list_group_offsets(groups)
+            return (open(ordo.run_log).read().count("lost its mark"),
+                    [any(m.metadata == "ordo:refill"
+                         for m in offsets.get(g, {}).values())
+                     for g in groups])
+        lost, marked = E.eventually(refilling_now,
+                                    lambda lm: lm[0] >= 8 and all(lm[1]), 60)
         ordo.run_proc.kill()
         ordo.run_proc.wait()
+        admin.close()
+        check("/healthz 503 while refilling, saying so", seen_503)
         # (a refill stopped before /healthz's poll confirmed its end says
         # so too at the next start: counted from here)
         went_on = "a refill stopped before it caught up"
         went_on_before = open(ordo.run_log).read().count(went_on)
-        check("killed while refilling", lost >= 8 and 0 < min(partial),
-              "%d lines, orders (mongo, redis) %s" % (lost, partial))
+        check("killed while both refill (their offsets say so)",
+              lost >= 8 and all(marked),
+              "%d lines, marked (mongo, redis) %s" % (lost, marked))
         # Restarted: the offsets the refill committed say it had not
         # caught up, and /healthz must say so again. The projections
         # alone, so that no processor's restore is the first reason.
