@@ -1427,6 +1427,34 @@ ordo_err_t ordo_mongo_proj_mark(ordo_mongo_proj_t *p, const char *put,
         return err;
 }
 
+/* The heartbeats not renewed for ORDO_ALIVE_FORGET_MS before the one
+ * just written (own, its `at`: the server's clock) are removed. */
+static int forget_gone(mongoc_collection_t *coll, const bson_t *own,
+                       bson_error_t *e) {
+        mongoc_cursor_t *cur =
+            mongoc_collection_find_with_opts(coll, own, NULL, NULL);
+        const bson_t *doc;
+        bson_iter_t at;
+        int64_t now = -1;
+        bson_t *gone;
+        int ok;
+
+        if (mongoc_cursor_next(cur, &doc) &&
+            bson_iter_init_find(&at, doc, "at") &&
+            BSON_ITER_HOLDS_DATE_TIME(&at))
+                now = bson_iter_date_time(&at);
+        ok = !mongoc_cursor_error(cur, e);
+        mongoc_cursor_destroy(cur);
+        if (!ok || now < 0)
+                return ok;
+        gone = BCON_NEW("at", "{", "$lt",
+                        BCON_DATE_TIME(now - ORDO_ALIVE_FORGET_MS), "}",
+                        "ttl_ms", "{", "$exists", BCON_BOOL(true), "}");
+        ok = mongoc_collection_delete_many(coll, gone, NULL, NULL, e);
+        bson_destroy(gone);
+        return ok;
+}
+
 /* The heartbeats go by the server's clock ($currentDate; hello's
  * localTime to read them), so that a drop asked from another machine
  * compares them with the same clock. */
@@ -1449,6 +1477,8 @@ ordo_err_t ordo_mongo_proj_alive(ordo_mongo_proj_t *p, const char *instance,
         ok = ttl_ms > 0
                  ? mongoc_collection_update_one(coll, sel, upd, opts, NULL, &e)
                  : mongoc_collection_delete_one(coll, sel, NULL, NULL, &e);
+        if (ok && ttl_ms > 0)
+                ok = forget_gone(coll, sel, &e);
         if (!ok) {
                 err = classify(&e);
                 snprintf(errstr, errstr_size, "mongo: the heartbeat: %s",

@@ -167,11 +167,15 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
                                 size_t errstr_size);
 
 /* The live projections' heartbeats beside the mark (store.h:
- * ordo_store_alive), one per instance, each the wall-clock ms it lasts
- * until. MongoDB: documents "alive:<instance>" of collection `mark`,
- * field until_ms; Redis: hash "<prefix>mark:alive", a field per
- * instance, the key expiring with the last renewal. ttl_ms > 0 renews
- * instance's, 0 removes it. */
+ * ordo_store_alive), one per instance, by the store's clock. MongoDB:
+ * documents "alive:<instance>" of collection `mark`, fields `at` (the
+ * last renewal) and ttl_ms; Redis: hash "<prefix>mark:alive", a field
+ * per instance, the ms it lasts until, the key expiring with the last
+ * renewal. ttl_ms > 0 renews instance's and removes the heartbeats
+ * that ended long ago (not renewed for ORDO_ALIVE_FORGET_MS, more than
+ * any TTL: instances gone for good, by a new instance.id, scale-in or a
+ * kill); 0 removes instance's. */
+#define ORDO_ALIVE_FORGET_MS 60000
 ordo_err_t ordo_mongo_proj_alive(ordo_mongo_proj_t *p, const char *instance,
                                  int64_t ttl_ms, char *errstr,
                                  size_t errstr_size);

@@ -1465,13 +1465,20 @@ ordo_err_t ordo_redis_proj_mark(ordo_redis_proj_t *p, const char *put,
 
 /* The heartbeats go by the server's clock (TIME), so that a drop asked
  * from another machine compares them with the same clock; HSET before
- * PEXPIRE, so that a key of another type there is not given a TTL. */
+ * PEXPIRE, so that a key of another type there is not given a TTL.
+ * Those that ended long ago (ARGV[3], ORDO_ALIVE_FORGET_MS) are removed. */
 static const char alive_renew_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "redis.call('HSET', KEYS[1], ARGV[1],\n"
     "           string.format('%d', now + tonumber(ARGV[2])))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  if (tonumber(all[i + 1]) or 0) < now - tonumber(ARGV[3]) then\n"
+    "    redis.call('HDEL', KEYS[1], all[i])\n"
+    "  end\n"
+    "end\n"
     "return 1\n";
 static const char alive_left_lua[] =
     "if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end\n"
@@ -1492,9 +1499,9 @@ ordo_err_t ordo_redis_proj_alive(ordo_redis_proj_t *p, const char *instance,
 
         if (err)
                 return err;
-        r = ttl_ms > 0 ? redisCommand(p->c, "EVAL %s 1 %smark:alive %s %lld",
+        r = ttl_ms > 0 ? redisCommand(p->c, "EVAL %s 1 %smark:alive %s %lld %d",
                                       alive_renew_lua, p->prefix, instance,
-                                      (long long)ttl_ms)
+                                      (long long)ttl_ms, ORDO_ALIVE_FORGET_MS)
                        : redisCommand(p->c, "HDEL %smark:alive %s", p->prefix,
                                       instance);
         if (!r) {

@@ -32,6 +32,7 @@ Ends with criterion's line:
 """
 
 import argparse
+import datetime
 import os
 import random
 import re
@@ -295,16 +296,27 @@ def drop_safety(ordo, mongo, r, tag, new_db, new_prefix):
 def running_redis_target(args, ordo, r, tag):
     """A prefix a running `ordo project redis` writes to is not dropped
     (it would be refilled at once); once the projection has stopped, it
-    is, at once (a stop removes the heartbeat)."""
+    is, at once (a stop removes the heartbeat). Its renewal removes the
+    heartbeats that ended long ago (a minute), not one that ended 10 s
+    ago."""
     prefix = tag + "hb:"
+    now_ms = int(time.time() * 1000)
+    r.cmd("HSET", prefix + "mark:alive", "gone", str(now_ms - 120000),
+          "recent", str(now_ms - 10000))
     proj = subprocess.Popen(
         [args.ordo] + ordo.flags +
         ["-X", "redis.prefix=" + prefix, "-X", "group.prefix=%shb." % tag,
          "-X", "metrics.listen=", "project", "redis"],
         env=ordo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        E.eventually(lambda: r.cmd("EXISTS", prefix + "mark:alive") == 1 and
-                     r.scan(prefix + "order:*"), timeout=60)
+        E.eventually(lambda: set(r.cmd("HKEYS", prefix + "mark:alive")) -
+                     {"gone", "recent"} and r.scan(prefix + "order:*"),
+                     timeout=60)
+        check("a renewal removes a heartbeat that ended long ago, not one "
+              "that ended 10 s ago",
+              r.cmd("HEXISTS", prefix + "mark:alive", "gone") == 0 and
+              r.cmd("HEXISTS", prefix + "mark:alive", "recent") == 1,
+              str(r.cmd("HGETALL", prefix + "mark:alive")))
         keys = len(r.scan(prefix + "*"))
         p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
         check("drop refuses a prefix a running projection writes to, "
@@ -529,6 +541,14 @@ def main():
         # through the group the rebuild committed to, with the command
         # exactly as printed (no ORDO_* variables, no flags of ours).
         ordo.start()
+        # Heartbeats of instances gone: one a minute ago and more, which
+        # the projection's renewal removes, and one 15 s ago, which stays.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        mongo[new_db].mark.insert_many([
+            {"_id": "alive:gone", "ttl_ms": 15000,
+             "at": now - datetime.timedelta(seconds=120)},
+            {"_id": "alive:recent", "ttl_ms": 15000,
+             "at": now - datetime.timedelta(seconds=25)}])
         argv = shlex.split(sw.group(1)) if sw else ["ordo"]
         clean = {k: v for k, v in ordo.env.items()
                  if not k.startswith("ORDO_")}
@@ -536,6 +556,15 @@ def main():
                                 env=clean, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(workdir,
                                                          "switch.log"), "w"))
+        def heartbeats():
+            return {d["_id"] for d in mongo[new_db].mark.find(
+                {"_id": {"$regex": "^alive:"}})}
+        E.eventually(lambda: heartbeats() - {"alive:gone", "alive:recent"},
+                     timeout=60)
+        ids = heartbeats() & {"alive:gone", "alive:recent"}
+        check("a renewal removes a heartbeat that ended long ago, not one "
+              "that ended 10 s ago (mongo)", ids == {"alive:recent"},
+              str(ids))
         extra = [E.create("late", 500, 10, 5, t0, t0 + 10 ** 9, t0 + 5),
                  E.place("late-o1", "late", "late-u", 2, t0 + 6)]
         run_phases(ordo, [("late: 2 commands", extra)], workdir, m)

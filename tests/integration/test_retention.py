@@ -121,13 +121,26 @@ def past_the_markers(t, o, admin):
     # the marker (end - 1), before the idle second has passed: the stop
     # moves it to the ends. Caught on the marker (the idle transaction
     # may come first: then again, with more orders), then SIGTERM.
+    # Only once the activity stage has committed its decisions of the
+    # new orders: an end read while its transaction is open (the
+    # OpenOrders written, the markers not yet) looks like "committed on
+    # the marker" too, and the stop may then come before the order stage
+    # could read them.
     cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    act_topic = "%s.activity-commands" % o.tag
+    act_parts = partitions_of(cons, act_topic)
     on_marker = False
     for attempt in range(3):
         base = cons.end_offsets(parts)
         o.produce([E.place("p%d-%d" % (attempt, i), "A0",
                            "v%d-%d" % (attempt, i), 1, t0 + 20 + i)
                    for i in range(4)], "place%d" % attempt)
+        act_ends = cons.end_offsets(act_parts)
+        E.eventually(
+            lambda: committed_offsets(admin, "%s.activity" % o.tag,
+                                      act_topic),
+            lambda c: all(c.get(tp, 0) == act_ends[tp]
+                          for tp in act_parts if act_ends[tp]), timeout=30)
         deadline = time.time() + 30
         while time.time() < deadline:
             e = cons.end_offsets(parts)
