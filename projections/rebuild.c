@@ -121,10 +121,11 @@ ordo_err_t ordo_rebuild_drop(const char *which, const ordo_config_t *conf,
         if (left > 0) {
                 snprintf(errstr, errstr_size,
                          "\"%s\" is written by a running `ordo project %s` "
-                         "(or `ordo run`): stop it first, or it refills what "
-                         "is dropped (it renews its heartbeat in the target "
-                         "every %d s, and removes it when it stops; killed, "
-                         "it would end %lld s from now)",
+                         "(or `ordo run`, or `ordo rebuild` into it): stop "
+                         "it first, or it refills what is dropped (it "
+                         "renews its heartbeat in the target every %d s, "
+                         "and removes it when it stops; killed, it would "
+                         "end %lld s from now)",
                          into, which, ORDO_ALIVE_RENEW_MS / 1000,
                          (long long)(left + 999) / 1000);
                 return ORDO_ERR_INVALID_ARG;
@@ -219,7 +220,10 @@ typedef struct {
         int open; /* partitions not yet read to their end */
         ordo_rebuild_stats_t *stats;
         volatile sig_atomic_t *stop;
-        int64_t t0; /* when the run started (ordo_monotonic_ms) */
+        int64_t t0;          /* when the run started (ordo_monotonic_ms) */
+        char alive_id[96];   /* its heartbeat's name in the target... */
+        int64_t alive_ms;    /* ...last renewed (0: none written) */
+        int64_t store_ok_ms; /* when the store last answered */
 } rebuild_t;
 
 /* The stage exists, the target is a new one. */
@@ -282,6 +286,21 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
         return ORDO_ERR_OK;
 }
 
+/* A heartbeat in the target, as a live projection keeps one (store.h):
+ * a drop by hand of a target still being rebuilt is refused, where it
+ * would leave the rebuild writing into nothing and committing offsets
+ * for a read model that is not there. ttl_ms 0 removes it. */
+static void keep_alive(rebuild_t *rb, int64_t ttl_ms) {
+        char errstr[256];
+        if (ttl_ms && rb->alive_ms &&
+            ordo_monotonic_ms() - rb->alive_ms < ORDO_ALIVE_RENEW_MS)
+                return;
+        if (!ordo_store_alive(&rb->store, rb->alive_id, ttl_ms, errstr,
+                              sizeof(errstr)))
+                rb->store_ok_ms = ordo_monotonic_ms();
+        rb->alive_ms = ordo_monotonic_ms();
+}
+
 /* The target, once everything else is known to be right: opening it
  * creates MongoDB's collections (their indexes), which a refused
  * rebuild must not leave behind. */
@@ -291,6 +310,7 @@ static ordo_err_t open_target(rebuild_t *rb, const ordo_config_t *conf,
                                          errstr, errstr_size);
         if (err)
                 return err == ORDO_ERR_CONFIG ? err : ORDO_ERR_INVALID_ARG;
+        keep_alive(rb, ORDO_ALIVE_TTL_MS);
         /* Checked new, ours alone, and read by nobody before the switch:
          * MongoDB folds the whole log in memory and writes each document
          * once (0021), Redis skips guards it need not read (0022). */
@@ -441,6 +461,7 @@ static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
         if (!err) {
                 rb->stats->applied += (int64_t)rb->n;
                 rb->n = 0;
+                rb->store_ok_ms = ordo_monotonic_ms();
         }
         return err;
 }
@@ -472,6 +493,7 @@ static ordo_err_t pipeline(rebuild_t *rb, int progress_s, char *errstr,
                         if (err)
                                 return err;
                 }
+                keep_alive(rb, ORDO_ALIVE_TTL_MS);
                 if (progress_s > 0 &&
                     ordo_monotonic_ms() - last >= progress_s * 1000) {
                         progress(rb->which, rb->into, rb->stats, rb->t0);
@@ -507,6 +529,9 @@ static ordo_err_t flush_store(rebuild_t *rb, char *errstr, size_t errstr_size) {
 
 static void close_all(rebuild_t *rb) {
         int i;
+        /* not waiting on a store that does not answer: it ends by itself */
+        if (rb->alive_ms && ordo_monotonic_ms() - rb->store_ok_ms < 2000)
+                keep_alive(rb, 0);
         if (rb->rk)
                 rd_kafka_destroy(rb->rk);
         if (rb->wm)
@@ -540,6 +565,8 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         rb.stats = stats;
         rb.stop = stop;
         rb.t0 = ordo_monotonic_ms();
+        snprintf(rb.alive_id, sizeof(rb.alive_id), "rebuild.%ld",
+                 (long)getpid());
         if ((err = check_target(&rb, conf, errstr, errstr_size)))
                 return err;
         err = open_all(&rb, conf, commit_group, errstr, errstr_size);

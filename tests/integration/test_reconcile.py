@@ -37,6 +37,7 @@ import os
 import random
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -333,6 +334,46 @@ def running_redis_target(args, ordo, r, tag):
           "exit %d: %s" % (p.returncode, p.stderr[-500:]))
 
 
+def running_rebuild_target(args, ordo, r, tag):
+    """A prefix `ordo rebuild` is writing into is not dropped either (the
+    rebuild would go on into nothing, then commit offsets for a read
+    model that is not there); once it has finished, it is, at once.
+    The rebuild is held by SIGSTOP once its heartbeat is there."""
+    prefix = tag + "rbhb:"
+    proj = subprocess.Popen(
+        [args.ordo] + ordo.flags +
+        ["rebuild", "redis", "--no-commit", "--into", prefix],
+        env=ordo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    held = False
+    deadline = time.time() + 60
+    while proj.poll() is None and time.time() < deadline:
+        if any(k.startswith("rebuild.")
+               for k in r.cmd("HKEYS", prefix + "mark:alive")):
+            proj.send_signal(signal.SIGSTOP)
+            held = proj.poll() is None
+            break
+        time.sleep(0.001)
+    try:
+        # it reads the whole log after the heartbeat's first write: long
+        # enough to be seen by a poll every ms
+        check("a running rebuild keeps a heartbeat in its target", held,
+              "exit %s" % proj.returncode)
+        if held:
+            p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
+            check("drop refuses a prefix `ordo rebuild` writes into, "
+                  "saying so", p.returncode == 1 and
+                  "or `ordo rebuild` into it" in p.stderr,
+                  "exit %d: %s" % (p.returncode, p.stderr[-500:]))
+    finally:
+        proj.send_signal(signal.SIGCONT)
+        rc = proj.wait(600)
+    p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
+    check("... and drops it at once once the rebuild has finished",
+          rc == 0 and p.returncode == 0 and not r.scan(prefix + "*"),
+          "rebuild exit %s, drop exit %d: %s" % (rc, p.returncode,
+                                                  p.stderr[-500:]))
+
+
 def store_refusal(ordo, live, r, m, workdir, t):
     live.earnings.insert_one({"_id": "refused-ref", "pending_cents": "x",
                               "settled_cents": 0, "reversed_cents": 0})
@@ -528,6 +569,7 @@ def main():
               "exit %d: %s" % (p.returncode, p.stderr[-500:]))
         if named:
             ordo.call("rebuild", "redis", "--drop", named.group(1))
+        running_rebuild_target(args, ordo, r, tag)
         p = ordo.call("rebuild", "mongo", "--into", ordo.db, check=False)
         check("rebuild refuses the live target", p.returncode == 1 and
               "live target" in p.stderr, p.stderr)
