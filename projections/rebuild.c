@@ -301,6 +301,14 @@ static void keep_alive(rebuild_t *rb, int64_t ttl_ms) {
         rb->alive_ms = ordo_monotonic_ms();
 }
 
+/* MongoDB's answers come between whole bulk writes: the heartbeat is
+ * renewed there too, through a buffered rebuild's writing of its folded
+ * documents (minutes, in one flush). Not Redis's: they come within a
+ * pipeline, where no other command may go. */
+static void answered(void *opaque) {
+        keep_alive(opaque, ORDO_ALIVE_TTL_MS);
+}
+
 /* The target, once everything else is known to be right: opening it
  * creates MongoDB's collections (their indexes), which a refused
  * rebuild must not leave behind. */
@@ -311,6 +319,8 @@ static ordo_err_t open_target(rebuild_t *rb, const ordo_config_t *conf,
         if (err)
                 return err == ORDO_ERR_CONFIG ? err : ORDO_ERR_INVALID_ARG;
         keep_alive(rb, ORDO_ALIVE_TTL_MS);
+        if (!strcmp(rb->which, "mongo"))
+                ordo_store_on_answer(&rb->store, answered, rb);
         /* Checked new, ours alone, and read by nobody before the switch:
          * MongoDB folds the whole log in memory and writes each document
          * once (0021), Redis skips guards it need not read (0022). */

@@ -334,44 +334,56 @@ def running_redis_target(args, ordo, r, tag):
           "exit %d: %s" % (p.returncode, p.stderr[-500:]))
 
 
-def running_rebuild_target(args, ordo, r, tag):
-    """A prefix `ordo rebuild` is writing into is not dropped either (the
+def running_rebuild_target(args, ordo, r, mongo, tag):
+    """A target `ordo rebuild` is writing into is not dropped either (the
     rebuild would go on into nothing, then commit offsets for a read
     model that is not there); once it has finished, it is, at once.
-    The rebuild is held by SIGSTOP once its heartbeat is there."""
-    prefix = tag + "rbhb:"
-    proj = subprocess.Popen(
-        [args.ordo] + ordo.flags +
-        ["rebuild", "redis", "--no-commit", "--into", prefix],
-        env=ordo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    held = False
-    deadline = time.time() + 60
-    while proj.poll() is None and time.time() < deadline:
-        if any(k.startswith("rebuild.")
-               for k in r.cmd("HKEYS", prefix + "mark:alive")):
-            proj.send_signal(signal.SIGSTOP)
-            held = proj.poll() is None
-            break
-        time.sleep(0.001)
-    try:
-        # it reads the whole log after the heartbeat's first write: long
-        # enough to be seen by a poll every ms
-        check("a running rebuild keeps a heartbeat in its target", held,
-              "exit %s" % proj.returncode)
-        if held:
-            p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
-            check("drop refuses a prefix `ordo rebuild` writes into, "
-                  "saying so", p.returncode == 1 and
-                  "or `ordo rebuild` into it" in p.stderr,
-                  "exit %d: %s" % (p.returncode, p.stderr[-500:]))
-    finally:
-        proj.send_signal(signal.SIGCONT)
-        rc = proj.wait(600)
-    p = ordo.call("rebuild", "redis", "--drop", prefix, check=False)
-    check("... and drops it at once once the rebuild has finished",
-          rc == 0 and p.returncode == 0 and not r.scan(prefix + "*"),
-          "rebuild exit %s, drop exit %d: %s" % (rc, p.returncode,
-                                                  p.stderr[-500:]))
+    Each rebuild is held by SIGSTOP once its heartbeat is there."""
+    def redis_beats(target):
+        return r.cmd("HKEYS", target + "mark:alive")
+
+    def mongo_beats(target):
+        return [d["_id"][len("alive:"):] for d in mongo[target].mark.find(
+            {"_id": {"$regex": "^alive:"}})]
+
+    for which, target, beats, empty in (
+            ("redis", tag + "rbhb:", redis_beats,
+             lambda: not r.scan(tag + "rbhb:*")),
+            ("mongo", tag + "_rbhb", mongo_beats,
+             lambda: tag + "_rbhb" not in mongo.list_database_names())):
+        proj = subprocess.Popen(
+            [args.ordo] + ordo.flags +
+            ["rebuild", which, "--no-commit", "--into", target],
+            env=ordo.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        held = False
+        deadline = time.time() + 60
+        while proj.poll() is None and time.time() < deadline:
+            if any(k.startswith("rebuild.") for k in beats(target)):
+                proj.send_signal(signal.SIGSTOP)
+                held = proj.poll() is None
+                break
+            time.sleep(0.001)
+        try:
+            # it reads the whole log after the heartbeat's first write:
+            # long enough to be seen by a poll every ms
+            check("a running rebuild keeps a heartbeat in its target (%s)" %
+                  which, held, "exit %s" % proj.returncode)
+            if held:
+                p = ordo.call("rebuild", which, "--drop", target,
+                              check=False)
+                check("drop refuses a target `ordo rebuild` writes into, "
+                      "saying so (%s)" % which, p.returncode == 1 and
+                      "or `ordo rebuild` into it" in p.stderr,
+                      "exit %d: %s" % (p.returncode, p.stderr[-500:]))
+        finally:
+            proj.send_signal(signal.SIGCONT)
+            rc = proj.wait(600)
+        p = ordo.call("rebuild", which, "--drop", target, check=False)
+        check("... and drops it at once once the rebuild has finished "
+              "(%s)" % which, rc == 0 and p.returncode == 0 and empty(),
+              "rebuild exit %s, drop exit %d: %s" % (
+                  rc, p.returncode, p.stderr[-500:]))
 
 
 def store_refusal(ordo, live, r, m, workdir, t):
@@ -569,7 +581,7 @@ def main():
               "exit %d: %s" % (p.returncode, p.stderr[-500:]))
         if named:
             ordo.call("rebuild", "redis", "--drop", named.group(1))
-        running_rebuild_target(args, ordo, r, tag)
+        running_rebuild_target(args, ordo, r, mongo, tag)
         p = ordo.call("rebuild", "mongo", "--into", ordo.db, check=False)
         check("rebuild refuses the live target", p.returncode == 1 and
               "live target" in p.stderr, p.stderr)
