@@ -643,8 +643,9 @@ static void rebuild_help(void) {
                "documents, and is\n"
                "                       not live; never a target a "
                "running projection\n"
-               "                       writes to (it would refill it): "
-               "stop it first\n\n"
+               "                       or rebuild writes to (it would "
+               "refill it): stop it\n"
+               "                       first\n\n"
                "Exit status: 0 done, 1 failure, 2 usage. See "
                "docs/read-models.md.\n");
 }
