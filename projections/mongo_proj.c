@@ -1661,6 +1661,30 @@ int64_t ordo_mongo_db_alive_left(const char *uri, const char *db, char *errstr,
         return left;
 }
 
+int ordo_mongo_dbs_named(const char *uri, const char *start, ordo_target_fn *fn,
+                         void *arg, char *errstr, size_t errstr_size) {
+        mongoc_client_t *client = mongo_connect(uri, errstr, errstr_size);
+        bson_error_t e;
+        char **names;
+        int i, n = 0;
+        if (!client)
+                return -1;
+        if (!(names = mongoc_client_get_database_names_with_opts(client, NULL,
+                                                                 &e))) {
+                snprintf(errstr, errstr_size, "mongo: listing databases: %s",
+                         e.message);
+                mongoc_client_destroy(client);
+                return -1;
+        }
+        for (i = 0; names[i]; i++)
+                if (!strncmp(names[i], start, strlen(start)) &&
+                    n++ < ORDO_TARGETS_MAX)
+                        fn(arg, names[i]);
+        bson_strfreev(names);
+        mongoc_client_destroy(client);
+        return 0;
+}
+
 ordo_err_t ordo_mongo_db_drop(const char *uri, const char *into, char *errstr,
                               size_t errstr_size) {
         mongoc_client_t *client = mongo_connect(uri, errstr, errstr_size);

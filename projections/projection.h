@@ -189,6 +189,17 @@ int64_t ordo_redis_prefix_alive_left(const ordo_config_t *conf,
                                      const char *prefix, char *errstr,
                                      size_t errstr_size);
 
+/* fn(arg, name) for each database, or key prefix up to its first ':'
+ * after start, whose name begins with start (at most ORDO_TARGETS_MAX);
+ * 0, or -1 (errstr) when the store cannot be asked. */
+#define ORDO_TARGETS_MAX 64
+typedef void ordo_target_fn(void *arg, const char *name);
+int ordo_mongo_dbs_named(const char *uri, const char *start, ordo_target_fn *fn,
+                         void *arg, char *errstr, size_t errstr_size);
+int ordo_redis_prefixes_named(const ordo_config_t *conf, const char *start,
+                              ordo_target_fn *fn, void *arg, char *errstr,
+                              size_t errstr_size);
+
 /* A whole database or key prefix, as rebuild and reconcile need it: 1 if
  * it holds read-model data, 0 if not, -1 (errstr) if it cannot tell. */
 int ordo_mongo_db_used(const char *uri, const char *db, char *errstr,
@@ -220,6 +231,9 @@ typedef struct ordo_diff_s {
         const volatile sig_atomic_t *stop;
         int stopped;
         int64_t said_ms; /* the last progress line (monotonic ms), 0: none */
+        /* may be NULL: called often as the comparison goes on */
+        void (*tick)(void *tick_arg);
+        void *tick_arg;
 } ordo_diff_t;
 /* 1 (after counting an error) when the diff is to stop now. Also says,
  * every 10 s on stderr, how far a long comparison has come. */

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "commands.h"
 #include "kafka.h"
@@ -599,25 +600,112 @@ done:
 
 /* ------------------------------------------------------------------ */
 
+/* The temporary targets' names begin with the live one's (up to 30
+ * bytes: an operator sees whose they are) and "-reconcile-", then the
+ * process and the time: <base>-reconcile-<pid>-<s>: in Redis,
+ * <db>_reconcile_<pid>_<s> in MongoDB. A live Redis prefix without its
+ * ':' keeps the old names, whose first byte differs from the live
+ * prefix's, so that neither is a prefix of the other (rebuild refuses
+ * that). */
+static void temp_start(const char *which, const ordo_config_t *conf, char *out,
+                       size_t size) {
+        const char *live = ordo_config_get(conf, ordo_store_target_key(which));
+        size_t n = strlen(live);
+        if (!strcmp(which, "mongo"))
+                snprintf(out, size, "%.30s_reconcile_", live);
+        else if (n > 1 && live[n - 1] == ':')
+                snprintf(out, size, "%.*s-reconcile-",
+                         (int)(n - 1 > 30 ? 30 : n - 1), live);
+        else
+                snprintf(out, size, "%s-",
+                         live[0] == 'o' ? "reconcile-ordo" : "ordo-reconcile");
+}
+
+/* Temporary targets this deployment's reconciles left (killed: nothing
+ * ran to drop them) are dropped at the next one: those named ten
+ * minutes ago or more, and without a heartbeat (a running reconcile
+ * keeps one in its target, through the rebuild and the comparison;
+ * ordo_rebuild_drop refuses a target with one on). */
+#define LEFT_AFTER_S 600
+
+typedef struct {
+        const char *which, *start;
+        const ordo_config_t *conf;
+} sweep_t;
+
+static void drop_leftover(void *arg, const char *name) {
+        const sweep_t *w = arg;
+        long long pid, at;
+        char why[512], sep[2];
+        const char *rest = name + strlen(w->start);
+        if (sscanf(rest, "%lld%1[-_]%lld", &pid, sep, &at) != 3 ||
+            (long long)time(NULL) - at < LEFT_AFTER_S)
+                return;
+        if (ordo_rebuild_drop(w->which, w->conf, name, why, sizeof(why)))
+                fprintf(stderr,
+                        "ordo reconcile: %s, left by an earlier reconcile, "
+                        "stays: %s\n",
+                        name, why);
+        else
+                fprintf(stderr,
+                        "ordo reconcile: dropped %s, left by an earlier "
+                        "reconcile that did not finish\n",
+                        name);
+}
+
+static void sweep_leftovers(const char *which, const ordo_config_t *conf,
+                            const char *start) {
+        sweep_t w = { which, start, conf };
+        char errstr[256];
+        if (ordo_store_targets_named(which, conf, start, drop_leftover, &w,
+                                     errstr, sizeof(errstr)))
+                fprintf(stderr,
+                        "ordo reconcile: looking for what earlier "
+                        "reconciles left: %s\n",
+                        errstr);
+}
+
+/* The temporary target's heartbeat through the comparison (the
+ * rebuild keeps its own before): not dropped by another reconcile's
+ * sweep meanwhile. */
+typedef struct {
+        ordo_store_t store;
+        int open;
+        char id[64];
+        int64_t renewed_ms;
+} keep_t;
+
+static void keep_renew(void *arg) {
+        keep_t *k = arg;
+        char errstr[256];
+        if (!k->open ||
+            ordo_monotonic_ms() - k->renewed_ms < ORDO_ALIVE_RENEW_MS)
+                return;
+        k->renewed_ms = ordo_monotonic_ms();
+        ordo_store_alive(&k->store, k->id, ORDO_ALIVE_TTL_MS, errstr,
+                         sizeof(errstr));
+}
+
 static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                                   report_t *r, char *errstr,
                                   size_t errstr_size) {
-        char tmp[128];
+        char tmp[128], start[64];
         ordo_rebuild_stats_t st;
-        ordo_diff_t d = { .vline = vline, .opaque = r, .stop = &ordo_stop };
+        keep_t keep = { .renewed_ms = 0 };
+        ordo_diff_t d = { .vline = vline,
+                          .opaque = r,
+                          .stop = &ordo_stop,
+                          .tick = keep_renew,
+                          .tick_arg = &keep };
         int sec = !strcmp(which, "mongo") ? SEC_MONGO : SEC_REDIS;
         ordo_err_t err, derr;
         char why[512];
-        if (!strcmp(which, "mongo"))
-                snprintf(tmp, sizeof(tmp), "ordo_reconcile_%d_%lld",
-                         (int)getpid(), (long long)time(NULL));
-        else /* its first character not the live prefix's, so that
-              * neither is a prefix of the other (rebuild refuses that) */
-                snprintf(tmp, sizeof(tmp), "%s-%d-%lld:",
-                         ordo_config_get(conf, "redis.prefix")[0] == 'o'
-                             ? "reconcile-ordo"
-                             : "ordo-reconcile",
-                         (int)getpid(), (long long)time(NULL));
+        temp_start(which, conf, start, sizeof(start));
+        sweep_leftovers(which, conf, start);
+        snprintf(tmp, sizeof(tmp), "%s%d%s%lld%s", start, (int)getpid(),
+                 !strcmp(which, "mongo") ? "_" : "-", (long long)time(NULL),
+                 !strcmp(which, "mongo") ? "" : ":");
+        snprintf(keep.id, sizeof(keep.id), "reconcile.%d", (int)getpid());
         fprintf(stderr, "ordo reconcile: rebuilding %s into temporary %s\n",
                 which, tmp);
         err = ordo_rebuild_run(which, conf, tmp, NULL, 10, &ordo_stop, &st,
@@ -639,8 +727,16 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                         "%.1f s; comparing\n",
                         which, (long long)st.applied,
                         (double)st.elapsed_ms / 1000.0);
+                keep.open = !ordo_store_open(&keep.store, which, conf, tmp, why,
+                                             sizeof(why));
+                keep_renew(&keep);
                 err =
                     ordo_store_diff(which, conf, tmp, &d, errstr, errstr_size);
+                if (keep.open) {
+                        ordo_store_alive(&keep.store, keep.id, 0, why,
+                                         sizeof(why));
+                        ordo_store_close(&keep.store);
+                }
                 r->diffs[sec] += d.diffs;
                 r->notes[sec] += d.notes;
                 r->compared[sec] += d.compared;
@@ -659,12 +755,14 @@ static void reconcile_help(void) {
                "they\ndecide with the stored event topics, event by event "
                "(encoded bytes and key;\nfield by field on a mismatch). "
                "Then rebuilds both read models from the event\ntopics into "
-               "a temporary MongoDB database and Redis prefix (dropped "
-               "after)\nand compares them, document by document and key by "
-               "key, with the live ones\n(mongo.db, redis.prefix). Guard "
-               "fields (offsets, *:version, *:offsets) and\nTTLs are not "
-               "compared. Run it when the engine is caught up (`ordo "
-               "wait`):\nevents and writes still in flight show as "
+               "a temporary MongoDB database and Redis prefix (named after "
+               "the\nlive ones, dropped after; those a killed reconcile "
+               "left, ten minutes old\nand more, are dropped by the next) "
+               "and compares them, document by document\nand key by "
+               "key, with the live ones (mongo.db, redis.prefix).\nGuard "
+               "fields (offsets, *:version, *:offsets) and TTLs are not "
+               "compared. Run\nit when the engine is caught up (`ordo "
+               "wait`): events and writes still in\nflight show as "
                "differences.\n\n"
                "Output: one line per difference on stdout,\n"
                "  DIFF events TOPIC/PARTITION@OFFSET id=EVENT_ID TYPE "

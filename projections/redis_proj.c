@@ -1726,6 +1726,71 @@ int64_t ordo_redis_prefix_alive_left(const ordo_config_t *conf,
         return left;
 }
 
+typedef struct {
+        size_t plen; /* the name's start, shared by every target found */
+        ordo_target_fn *fn;
+        void *arg;
+        char seen[ORDO_TARGETS_MAX][PREFIX_MAX + 1];
+        int n;
+} targets_walk_t;
+
+/* A target is its keys' start up to the first ':' after the name's
+ * start; each said once. */
+static int each_target(redisContext *c, redisReply *keys, void *opaque) {
+        targets_walk_t *w = opaque;
+        size_t i;
+        int j;
+        (void)c;
+        for (i = 0; i < keys->elements && w->n < ORDO_TARGETS_MAX; i++) {
+                const redisReply *k = keys->element[i];
+                const char *colon =
+                    memchr(k->str + w->plen, ':', k->len - w->plen);
+                size_t len = colon ? (size_t)(colon - k->str) + 1 : 0;
+                if (!len || len > PREFIX_MAX)
+                        continue;
+                for (j = 0; j < w->n; j++)
+                        if (!strncmp(w->seen[j], k->str, len) &&
+                            !w->seen[j][len])
+                                break;
+                if (j == w->n) {
+                        memcpy(w->seen[w->n], k->str, len);
+                        w->seen[w->n++][len] = '\0';
+                }
+        }
+        return w->n == ORDO_TARGETS_MAX;
+}
+
+int ordo_redis_prefixes_named(const ordo_config_t *conf, const char *start,
+                              ordo_target_fn *fn, void *arg, char *errstr,
+                              size_t errstr_size) {
+        targets_walk_t *w = calloc(1, sizeof(*w));
+        char esc[2 * PREFIX_MAX + 1], pat[sizeof(esc) + 2];
+        redisContext *c;
+        int i, rc = 0;
+        if (!w || strlen(start) > PREFIX_MAX) {
+                free(w);
+                snprintf(errstr, errstr_size, "redis: bad name start");
+                return -1;
+        }
+        if (!(c = ordo_redis_connect(conf, 10, errstr, errstr_size))) {
+                free(w);
+                return -1;
+        }
+        w->plen = strlen(start);
+        ordo__redis_glob_escape(start, esc);
+        snprintf(pat, sizeof(pat), "%s*", esc);
+        if (scan_keys(c, pat, each_target, w)) {
+                snprintf(errstr, errstr_size, "redis: SCAN of %.80s* failed",
+                         start);
+                rc = -1;
+        }
+        for (i = 0; !rc && i < w->n; i++)
+                fn(arg, w->seen[i]);
+        redisFree(c);
+        free(w);
+        return rc;
+}
+
 ordo_err_t ordo_redis_prefix_drop(const ordo_config_t *conf, const char *prefix,
                                   char *errstr, size_t errstr_size) {
         drop_walk_t w = { prefix, 0, 0, 0, 0, "" };

@@ -97,6 +97,17 @@ int64_t ordo_store_alive_left(const char *which, const ordo_config_t *conf,
         return ordo_redis_prefix_alive_left(conf, target, errstr, errstr_size);
 }
 
+int ordo_store_targets_named(const char *which, const ordo_config_t *conf,
+                             const char *start, ordo_target_fn *fn, void *arg,
+                             char *errstr, size_t errstr_size) {
+        if (!strcmp(which, "mongo"))
+                return ordo_mongo_dbs_named(ordo_config_get(conf, "mongo.uri"),
+                                            start, fn, arg, errstr,
+                                            errstr_size);
+        return ordo_redis_prefixes_named(conf, start, fn, arg, errstr,
+                                         errstr_size);
+}
+
 void ordo_store_new_mark(char tok[ORDO_MARK_MAX]) {
         unsigned char r[16];
         int i;
@@ -214,6 +225,8 @@ void ordo_diff_line(ordo_diff_t *d, const char *fmt, ...) {
 
 int ordo_diff_stopped(ordo_diff_t *d) {
         int64_t now = ordo_monotonic_ms();
+        if (d->tick)
+                d->tick(d->tick_arg);
         if (!d->said_ms)
                 d->said_ms = now;
         else if (now - d->said_ms >= 10000) {

@@ -59,6 +59,12 @@ void ordo_store_on_answer(ordo_store_t *s, ordo_store_answer_fn *fn, void *arg);
 ordo_err_t ordo_store_mark(ordo_store_t *s, const char *put,
                            char tok[ORDO_MARK_MAX], char *errstr,
                            size_t errstr_size);
+/* fn(arg, target) for each of which's targets whose name begins with
+ * start (projection.h: ordo_mongo_dbs_named, ordo_redis_prefixes_named):
+ * 0, or -1 (errstr). */
+int ordo_store_targets_named(const char *which, const ordo_config_t *conf,
+                             const char *start, ordo_target_fn *fn, void *arg,
+                             char *errstr, size_t errstr_size);
 /* A new token for ordo_store_mark: random, 32 hex digits. */
 void ordo_store_new_mark(char tok[ORDO_MARK_MAX]);
 /* A live projection's heartbeat, beside the mark: "instance writes

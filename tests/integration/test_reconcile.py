@@ -112,6 +112,50 @@ def reconcile(ordo, *args):
     return p.returncode, p.stdout, p.stderr
 
 
+def plant_leftovers(ordo, r, mongo):
+    """Temporary targets as a reconcile killed by SIGKILL leaves them
+    (named <live>-reconcile-<pid>-<s>: / <db>_reconcile_<pid>_<s>): an
+    hour old, to be dropped by the next reconcile; a minute old, or an
+    hour old with a heartbeat on (a reconcile still running), to stay."""
+    now = int(time.time())
+    base = ordo.prefix[:-1] + "-reconcile-"
+    left = {"old": "%s1-%d:" % (base, now - 3600),
+            "young": "%s2-%d:" % (base, now - 60),
+            "alive": "%s3-%d:" % (base, now - 3600),
+            "old_db": "%s_reconcile_1_%d" % (ordo.db, now - 3600),
+            "young_db": "%s_reconcile_2_%d" % (ordo.db, now - 60)}
+    for k in ("old", "young", "alive"):
+        r.cmd("SET", left[k] + "stock:a1", "5")
+    r.cmd("HSET", left["alive"] + "mark:alive", "reconcile.3",
+          str(int(time.time() * 1000) + 120000))
+    for k in ("old_db", "young_db"):
+        mongo[left[k]].orders.insert_one({"_id": "o1", "version": 1})
+    return left
+
+
+def check_leftovers(ordo, r, mongo, left, err):
+    dbs = mongo.list_database_names()
+    check("reconcile drops the temporary targets an earlier one left "
+          "(killed), saying so", r.cmd("EXISTS", left["old"] + "stock:a1")
+          == 0 and left["old_db"] not in dbs and
+          ("dropped %s, left by an earlier reconcile" % left["old"]) in err,
+          err[-1500:])
+    check("... but not one named a minute ago, nor one with a heartbeat "
+          "on", r.cmd("EXISTS", left["young"] + "stock:a1") == 1 and
+          r.cmd("EXISTS", left["alive"] + "stock:a1") == 1 and
+          left["young_db"] in dbs, err[-1500:])
+    own_r = re.search(r"redis into temporary (%s\d+-\d+:)" % re.escape(
+        ordo.prefix[:-1] + "-reconcile-"), err)
+    own_m = re.search(r"mongo into temporary (%s_reconcile_\d+_\d+)\n" %
+                      re.escape(ordo.db), err)
+    check("its own temporary targets carry the live names, and are gone "
+          "after it", own_r and own_m and not r.scan(own_r.group(1) + "*")
+          and own_m.group(1) not in dbs, err[-800:])
+    for k in ("young", "alive"):
+        r.cmd("DEL", left[k] + "stock:a1", left[k] + "mark:alive")
+    mongo.drop_database(left["young_db"])
+
+
 def summary_count(out, section):
     m = re.search(r"reconcile: %s: .*?(\d+) difference" % section, out)
     return int(m.group(1)) if m else None
@@ -510,8 +554,10 @@ def main():
               "analysts.md)",
               keys and all(k is None for k in keys), repr(keys[:5]))
 
-        # 2. Clean run.
+        # 2. Clean run (and what killed reconciles left, swept).
+        left = plant_leftovers(ordo, r, mongo)
         rc, out, err = reconcile(ordo)
+        check_leftovers(ordo, r, mongo, left, err)
         n_ev = re.search(r"(\d+) events compared", out)
         check("clean run: reconcile exits 0 with zero differences",
               rc == 0 and "reconcile: 0 difference(s)" in out,
