@@ -103,6 +103,7 @@ static void emit(void *opaque, const ordo_msg_t *m) {
         int is_event = ordo_msg_is_event(m->type);
 
         p->emitted++;
+        p->emitted_by_timer += (uint64_t)ordo_msg_stamped_by_timer(m);
 
         if (ordo_codec_encode(p->codec, m, p->buf, sizeof(p->buf), &len, err,
                               sizeof(err))) {
@@ -468,7 +469,7 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         ordo_pos_t pos;
         void *state;
         int64_t rejected = p->stats->rejected, ts;
-        uint64_t emitted;
+        uint64_t emitted, by_timer;
 
         p->stats->consumed++;
         if (rkm->partition < p->n_states)
@@ -493,16 +494,25 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         pos.offset = rkm->offset;
         p->partition = rkm->partition;
         emitted = p->emitted;
+        by_timer = p->emitted_by_timer;
         p->def->handle(state, &m, &pos, &sink);
         /* Counted in emit when rejected. A timer's stamp is no latency
          * (a Tick's, a deadline's: ordo_msg_stamped_by_timer). A command
-         * (not a Tick, not another stage's event) that emits nothing was
-         * ignored: every accepted one emits an event. */
+         * (not a Tick, not another stage's event) that emits nothing of
+         * its own was ignored: every accepted one emits an event. What
+         * timers emit first, the command's ts_ms having passed their
+         * deadlines, is not its own (a buyer's ConfirmReceipt after the
+         * auto-receipt's deadline: the timer's OrderReceived, then the
+         * receipt ignored), unless the command is a timer's itself. */
         if (p->stats->rejected != rejected)
                 return;
-        ts = ordo_msg_stamped_by_timer(&m) ? 0 : m.meta.ts_ms;
-        if (p->emitted == emitted && m.type != ORDO_MSG_TICK &&
-            !ordo_msg_is_event(m.type))
+        if (ordo_msg_stamped_by_timer(&m)) {
+                ts = 0;
+                by_timer = p->emitted_by_timer; /* all its own */
+        } else
+                ts = m.meta.ts_ms;
+        if (p->emitted - emitted == p->emitted_by_timer - by_timer &&
+            m.type != ORDO_MSG_TICK && !ordo_msg_is_event(m.type))
                 ordo_metrics_ignored(p->def->name, ordo_msg_type_name(m.type),
                                      ts);
         else

@@ -109,6 +109,7 @@ typedef struct ordo__proc_s {
         const ordo_config_t *conf;
         ordo_stage_stats_t *stats;
         uint64_t emitted; /* messages the rules emitted: none, ignored */
+        uint64_t emitted_by_timer; /* ...of them stamped by a timer */
         rd_kafka_t *producer;
         rd_kafka_t *consumer;
         rd_kafka_t *restorer;   /* assign-only, reads event partitions */

@@ -197,7 +197,8 @@ static const struct {
         [F_DECISIONS] = { "ordo_decisions_total",
                           COUNTER,
                           "Commands decided by a processor, by command type, "
-                          "result (accepted, rejected) and rejection reason.",
+                          "result (accepted, rejected, ignored) and rejection "
+                          "reason.",
                           { "stage", "command", "result", "reason" },
                           NULL,
                           0 },

@@ -383,10 +383,41 @@ static void describe_parked(const rd_kafka_message_t *dead, const void *stage,
                  off, wl, why, (long long)dead->offset);
 }
 
+#define DEAD_STAGES 8 /* processors named apart; the rest as "other" */
+
 typedef struct {
         int64_t n_proc, n_foreign, n_mongo, n_redis, seen;
+        struct {
+                char name[32]; /* "" for letters written before names */
+                int64_t n;
+        } proc[DEAD_STAGES];
+        int n_procs;
         char last[512];
 } dead_count_t;
+
+/* A processor's letter, counted under its stage's name. */
+static void count_proc(dead_count_t *c, const void *name, size_t len) {
+        int i;
+        c->n_proc++;
+        if (len >= sizeof(c->proc[0].name))
+                len = sizeof(c->proc[0].name) - 1;
+        for (i = 0; i < c->n_procs; i++)
+                if (strlen(c->proc[i].name) == len &&
+                    (!len || !memcmp(c->proc[i].name, name, len)))
+                        break;
+        if (i == c->n_procs) {
+                if (c->n_procs == DEAD_STAGES) {
+                        i = DEAD_STAGES - 1; /* the last slot: "other" */
+                        snprintf(c->proc[i].name, sizeof(c->proc[i].name),
+                                 "other");
+                } else {
+                        memcpy(c->proc[i].name, name, len);
+                        c->proc[i].name[len] = '\0';
+                        c->n_procs++;
+                }
+        }
+        c->proc[i].n++;
+}
 
 static void count_dead(const rd_kafka_message_t *m, void *arg) {
         dead_count_t *c = arg;
@@ -398,7 +429,7 @@ static void count_dead(const rd_kafka_message_t *m, void *arg) {
         /* a processor's (named since session 19, none before) */
         if (!(v = ordo_kafka_header(m, "ordo.stage", &len)) || len < 8 ||
             memcmp(v, "project.", 8)) {
-                c->n_proc++;
+                count_proc(c, v, v ? len : 0);
                 return;
         }
         /* A projection's letter is an event it parked unless its kind
@@ -461,11 +492,15 @@ static int dead_letters(lag_t *l, FILE *out) {
                                           &ordo_stop, count_dead, &c))
                         partial = failed = 1; /* stopped */
         }
+        fprintf(out, "dead letters: %lld%s (processors %lld", (long long)c.seen,
+                partial ? "+" : "", (long long)c.n_proc);
+        for (i = 0; i < c.n_procs; i++)
+                fprintf(out, "%s%s %lld", i ? ", " : ": ",
+                        *c.proc[i].name ? c.proc[i].name : "unnamed",
+                        (long long)c.proc[i].n);
         fprintf(out,
-                "dead letters: %lld%s (processors %lld; foreign at the "
-                "projections %lld; parked by project.mongo %lld, "
-                "project.redis %lld)\n",
-                (long long)c.seen, partial ? "+" : "", (long long)c.n_proc,
+                "; foreign at the projections %lld; parked by project.mongo "
+                "%lld, project.redis %lld)\n",
                 (long long)c.n_foreign, (long long)c.n_mongo,
                 (long long)c.n_redis);
         if (*c.last)

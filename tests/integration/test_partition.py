@@ -181,6 +181,11 @@ def main():
                 "foreign at the projections 2; parked by project.mongo "
                 "0, project.redis 0" in lag and "last parked" not in lag,
                 lag[-600:])
+        n_act = len([d for d in read_all(prefix + "dead-letters")
+                     if d[4].get("ordo.stage") == b"activity"])
+        t.check("ordo lag names the processor that wrote its letters",
+                n_act >= 2 and "(processors %d: activity %d; " % (
+                    n_act, n_act) in lag, lag[-600:])
         # The same on commission-events: reconcile lists it as an extra,
         # and does not blame the join for it (its note on late bindings
         # was printed for a foreign writer's garbage; an outside audit).

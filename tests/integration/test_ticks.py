@@ -211,6 +211,30 @@ def main():
               releases == 1 and timed == decided - releases,
               "%d decided, %d ReleaseStock, %d timed" % (decided, releases,
                                                         timed))
+        # A buyer's ConfirmReceipt stamped past o4's auto-receipt (10
+        # days, the default): its ts_ms fires the timer first (an
+        # automatic OrderReceived), then the receipt itself is ignored,
+        # and counted so, not as accepted (an outside audit).
+        with open(path, "w") as f:
+            f.write(json.dumps(E.receipt("o4", deadline + 864000000 + 1)) +
+                    "\n")
+        ordo.call("produce", "--keep-ts", path)
+        ok, st = wait_status(r, ordo.prefix, "o4", "RECEIVED", 30)
+        check("o4 received by its timer", ok, "status %s" % st)
+        receipts = {}
+        for _ in range(50):  # the metric follows the transaction
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
+                                        metrics_port, timeout=5) as m:
+                text = m.read().decode()
+            receipts = {res: sample(
+                'ordo_decisions_total{stage="order",command="ConfirmReceipt",'
+                'result="%s"' % res) for res in ("accepted", "ignored")}
+            if receipts["ignored"]:
+                break
+            time.sleep(0.1)
+        check("a receipt after the auto-receipt's deadline is counted "
+              "ignored, not accepted",
+              receipts == {"accepted": 0, "ignored": 1}, str(receipts))
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     return E.finish(ordo, results, None, r, args.keep)
