@@ -318,7 +318,7 @@ static int mark_lost(loop_t *lp) {
  * target while it lasts. A failed renewal is the write's to meet. */
 static void keep_alive(loop_t *lp) {
         char errstr[256];
-        if (ordo_monotonic_ms() - lp->alive_ms < ORDO_ALIVE_RENEW_MS)
+        if (!ordo_store_alive_due(lp->alive_ms))
                 return;
         lp->alive_ms = ordo_monotonic_ms();
         ordo_metrics_store_call(lp->which, 1);

@@ -220,10 +220,11 @@ typedef struct {
         int open; /* partitions not yet read to their end */
         ordo_rebuild_stats_t *stats;
         volatile sig_atomic_t *stop;
-        int64_t t0;          /* when the run started (ordo_monotonic_ms) */
-        char alive_id[96];   /* its heartbeat's name in the target... */
-        int64_t alive_ms;    /* ...last renewed (0: none written) */
-        int64_t store_ok_ms; /* when the store last answered */
+        int64_t t0;        /* when the run started (ordo_monotonic_ms) */
+        char alive_id[96]; /* its heartbeat's name in the target... */
+        int alive_ours;    /* ...removed at the end (not the caller's) */
+        int64_t alive_ms;  /* ...last renewed (0: none written) */
+        int store_failed;  /* the last call to the store failed */
 } rebuild_t;
 
 /* The stage exists, the target is a new one. */
@@ -292,12 +293,10 @@ static ordo_err_t open_all(rebuild_t *rb, const ordo_config_t *conf,
  * for a read model that is not there. ttl_ms 0 removes it. */
 static void keep_alive(rebuild_t *rb, int64_t ttl_ms) {
         char errstr[256];
-        if (ttl_ms && rb->alive_ms &&
-            ordo_monotonic_ms() - rb->alive_ms < ORDO_ALIVE_RENEW_MS)
+        if (ttl_ms && !ordo_store_alive_due(rb->alive_ms))
                 return;
-        if (!ordo_store_alive(&rb->store, rb->alive_id, ttl_ms, errstr,
-                              sizeof(errstr)))
-                rb->store_ok_ms = ordo_monotonic_ms();
+        rb->store_failed = ordo_store_alive(&rb->store, rb->alive_id, ttl_ms,
+                                            errstr, sizeof(errstr)) != 0;
         rb->alive_ms = ordo_monotonic_ms();
 }
 
@@ -306,7 +305,9 @@ static void keep_alive(rebuild_t *rb, int64_t ttl_ms) {
  * documents (minutes, in one flush). Not Redis's: they come within a
  * pipeline, where no other command may go. */
 static void answered(void *opaque) {
-        keep_alive(opaque, ORDO_ALIVE_TTL_MS);
+        rebuild_t *rb = opaque;
+        rb->store_failed = 0;
+        keep_alive(rb, ORDO_ALIVE_TTL_MS);
 }
 
 /* The target, once everything else is known to be right: opening it
@@ -468,10 +469,10 @@ static ordo_err_t apply_batch(rebuild_t *rb, char *errstr, size_t errstr_size) {
         err = ordo_store_apply_until_done(&rb->store, "rebuild", rb->recs,
                                           rb->n, park, rb->stats, NULL, NULL,
                                           rb->stop, errstr, errstr_size);
+        rb->store_failed = err != ORDO_ERR_OK;
         if (!err) {
                 rb->stats->applied += (int64_t)rb->n;
                 rb->n = 0;
-                rb->store_ok_ms = ordo_monotonic_ms();
         }
         return err;
 }
@@ -534,13 +535,14 @@ static ordo_err_t flush_store(rebuild_t *rb, char *errstr, size_t errstr_size) {
                 backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
         }
         rb->stats->parked += ordo_store_refused(&rb->store);
+        rb->store_failed = err != ORDO_ERR_OK;
         return err;
 }
 
 static void close_all(rebuild_t *rb) {
         int i;
-        /* not waiting on a store that does not answer: it ends by itself */
-        if (rb->alive_ms && ordo_monotonic_ms() - rb->store_ok_ms < 2000)
+        /* not waiting on a store that failed: it ends by itself */
+        if (rb->alive_ms && rb->alive_ours && !rb->store_failed)
                 keep_alive(rb, 0);
         if (rb->rk)
                 rd_kafka_destroy(rb->rk);
@@ -561,7 +563,8 @@ static void close_all(rebuild_t *rb) {
 
 ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                             const char *into, const char *commit_group,
-                            int progress_s, volatile sig_atomic_t *stop,
+                            int progress_s, const char *alive_id,
+                            volatile sig_atomic_t *stop,
                             ordo_rebuild_stats_t *stats, char *errstr,
                             size_t errstr_size) {
         rebuild_t rb;
@@ -575,8 +578,12 @@ ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
         rb.stats = stats;
         rb.stop = stop;
         rb.t0 = ordo_monotonic_ms();
-        snprintf(rb.alive_id, sizeof(rb.alive_id), "rebuild.%ld",
-                 (long)getpid());
+        rb.alive_ours = !alive_id;
+        if (alive_id)
+                snprintf(rb.alive_id, sizeof(rb.alive_id), "%s", alive_id);
+        else
+                snprintf(rb.alive_id, sizeof(rb.alive_id), "rebuild.%ld",
+                         (long)getpid());
         if ((err = check_target(&rb, conf, errstr, errstr_size)))
                 return err;
         err = open_all(&rb, conf, commit_group, errstr, errstr_size);
@@ -852,7 +859,7 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         ordo_group_name(gp, ordo_stage_find(which)->group, group,
                         sizeof(group));
         err = ordo_rebuild_run(which, conf, into, commit ? group : NULL, 5,
-                               &ordo_stop, &st, errstr, sizeof(errstr));
+                               NULL, &ordo_stop, &st, errstr, sizeof(errstr));
         if (err) {
                 fprintf(stderr, "ordo rebuild: %s (after %lld events)\n",
                         errstr, (long long)st.applied);

@@ -35,11 +35,16 @@ typedef struct ordo_rebuild_stats_s {
  * offsets reached are committed to it at the end, so a projection run
  * with that group continues exactly where the rebuild stopped.
  * progress_s: seconds between progress lines on stderr (0: none).
+ * alive_id: the name of the heartbeat kept in `into` while it runs
+ * (store.h), left on at the end for the caller to renew and remove
+ * (reconcile, which goes on to compare); NULL: "rebuild.<pid>", removed
+ * at the end.
  * A store outage pauses with retries as the live projection does.
  * ORDO_ERR_OK only when every event up to the ends was acknowledged. */
 ordo_err_t ordo_rebuild_run(const char *which, const ordo_config_t *conf,
                             const char *into, const char *commit_group,
-                            int progress_s, volatile sig_atomic_t *stop,
+                            int progress_s, const char *alive_id,
+                            volatile sig_atomic_t *stop,
                             ordo_rebuild_stats_t *stats, char *errstr,
                             size_t errstr_size);
 

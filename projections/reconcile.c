@@ -633,13 +633,28 @@ typedef struct {
         const ordo_config_t *conf;
 } sweep_t;
 
+/* The time in a name of exactly start<pid><sep><s><end>, or -1. */
+static long long named_at(const char *name, const char *start, char sep,
+                          const char *end) {
+        const char *p = name + strlen(start);
+        size_t n = strspn(p, "0123456789");
+        long long at;
+        if (!n || p[n] != sep)
+                return -1;
+        p += n + 1;
+        if (!(n = strspn(p, "0123456789")) || n > 12 || strcmp(p + n, end))
+                return -1;
+        at = strtoll(p, NULL, 10);
+        return at;
+}
+
 static void drop_leftover(void *arg, const char *name) {
         const sweep_t *w = arg;
-        long long pid, at;
-        char why[512], sep[2];
-        const char *rest = name + strlen(w->start);
-        if (sscanf(rest, "%lld%1[-_]%lld", &pid, sep, &at) != 3 ||
-            (long long)time(NULL) - at < LEFT_AFTER_S)
+        int mongo = !strcmp(w->which, "mongo");
+        long long at =
+            named_at(name, w->start, mongo ? '_' : '-', mongo ? "" : ":");
+        char why[512];
+        if (at < 0 || (long long)time(NULL) - at < LEFT_AFTER_S)
                 return;
         if (ordo_rebuild_drop(w->which, w->conf, name, why, sizeof(why)))
                 fprintf(stderr,
@@ -665,9 +680,9 @@ static void sweep_leftovers(const char *which, const ordo_config_t *conf,
                         errstr);
 }
 
-/* The temporary target's heartbeat through the comparison (the
- * rebuild keeps its own before): not dropped by another reconcile's
- * sweep meanwhile. */
+/* The temporary target's heartbeat, one name from the rebuild's start
+ * to the comparison's end (the rebuild renews it, then the comparison,
+ * within its 15 s): not dropped by another reconcile's sweep. */
 typedef struct {
         ordo_store_t store;
         int open;
@@ -678,12 +693,15 @@ typedef struct {
 static void keep_renew(void *arg) {
         keep_t *k = arg;
         char errstr[256];
-        if (!k->open ||
-            ordo_monotonic_ms() - k->renewed_ms < ORDO_ALIVE_RENEW_MS)
+        if (!k->open || !ordo_store_alive_due(k->renewed_ms))
                 return;
         k->renewed_ms = ordo_monotonic_ms();
-        ordo_store_alive(&k->store, k->id, ORDO_ALIVE_TTL_MS, errstr,
-                         sizeof(errstr));
+        if (ordo_store_alive(&k->store, k->id, ORDO_ALIVE_TTL_MS, errstr,
+                             sizeof(errstr)))
+                fprintf(stderr,
+                        "ordo reconcile: the temporary target's heartbeat: "
+                        "%s\n",
+                        errstr);
 }
 
 static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
@@ -708,8 +726,8 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
         snprintf(keep.id, sizeof(keep.id), "reconcile.%d", (int)getpid());
         fprintf(stderr, "ordo reconcile: rebuilding %s into temporary %s\n",
                 which, tmp);
-        err = ordo_rebuild_run(which, conf, tmp, NULL, 10, &ordo_stop, &st,
-                               errstr, errstr_size);
+        err = ordo_rebuild_run(which, conf, tmp, NULL, 10, keep.id, &ordo_stop,
+                               &st, errstr, errstr_size);
         if (!err && st.parked) {
                 /* The store refused these for good (logged with their
                  * offsets by the rebuild); the live projection parked them
@@ -721,26 +739,32 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
                      which, (long long)st.parked);
                 r->diffs[sec] += st.parked;
         }
+        /* the heartbeat the rebuild left on: renewed through the
+         * comparison, removed before the drop (which refuses it) */
+        keep.open =
+            !ordo_store_open(&keep.store, which, conf, tmp, why, sizeof(why));
+        if (!keep.open)
+                fprintf(stderr,
+                        "ordo reconcile: no heartbeat in %s through the "
+                        "comparison (%s)\n",
+                        tmp, why);
         if (!err) {
                 fprintf(stderr,
                         "ordo reconcile: %s rebuilt from %lld events in "
                         "%.1f s; comparing\n",
                         which, (long long)st.applied,
                         (double)st.elapsed_ms / 1000.0);
-                keep.open = !ordo_store_open(&keep.store, which, conf, tmp, why,
-                                             sizeof(why));
                 keep_renew(&keep);
                 err =
                     ordo_store_diff(which, conf, tmp, &d, errstr, errstr_size);
-                if (keep.open) {
-                        ordo_store_alive(&keep.store, keep.id, 0, why,
-                                         sizeof(why));
-                        ordo_store_close(&keep.store);
-                }
                 r->diffs[sec] += d.diffs;
                 r->notes[sec] += d.notes;
                 r->compared[sec] += d.compared;
                 r->errors += d.errors;
+        }
+        if (keep.open) {
+                ordo_store_alive(&keep.store, keep.id, 0, why, sizeof(why));
+                ordo_store_close(&keep.store);
         }
         if ((derr = ordo_rebuild_drop(which, conf, tmp, why, sizeof(why))))
                 fprintf(stderr, "ordo reconcile: dropping %s: %s\n", tmp, why);

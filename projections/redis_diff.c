@@ -281,7 +281,7 @@ static void diff_leaderboard(redisContext *c, ordo_diff_t *r, const char *from,
                         freeReplyObject(s);
                 }
                 freeReplyObject(z);
-        } while (strcmp(cursor, "0"));
+        } while (strcmp(cursor, "0") && !ordo_diff_stopped(r));
 }
 
 ordo_err_t ordo_redis_diff(const ordo_config_t *conf, const char *live,

@@ -1744,7 +1744,9 @@ static int each_target(redisContext *c, redisReply *keys, void *opaque) {
         for (i = 0; i < keys->elements && w->n < ORDO_TARGETS_MAX; i++) {
                 const redisReply *k = keys->element[i];
                 const char *colon =
-                    memchr(k->str + w->plen, ':', k->len - w->plen);
+                    k->type == REDIS_REPLY_STRING && k->len >= w->plen
+                        ? memchr(k->str + w->plen, ':', k->len - w->plen)
+                        : NULL;
                 size_t len = colon ? (size_t)(colon - k->str) + 1 : 0;
                 if (!len || len > PREFIX_MAX)
                         continue;

@@ -87,6 +87,11 @@ ordo_err_t ordo_store_alive(ordo_store_t *s, const char *instance,
                                      errstr_size);
 }
 
+int ordo_store_alive_due(int64_t renewed_ms) {
+        return !renewed_ms ||
+               ordo_monotonic_ms() - renewed_ms >= ORDO_ALIVE_RENEW_MS;
+}
+
 int64_t ordo_store_alive_left(const char *which, const ordo_config_t *conf,
                               const char *target, char *errstr,
                               size_t errstr_size) {

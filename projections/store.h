@@ -76,6 +76,9 @@ void ordo_store_new_mark(char tok[ORDO_MARK_MAX]);
 #define ORDO_ALIVE_TTL_MS   15000
 ordo_err_t ordo_store_alive(ordo_store_t *s, const char *instance,
                             int64_t ttl_ms, char *errstr, size_t errstr_size);
+/* 1 when a heartbeat last renewed at renewed_ms (monotonic; 0: never)
+ * is due for renewal. */
+int ordo_store_alive_due(int64_t renewed_ms);
 /* The ms the longest heartbeat in which's target has left: 0 none, -1
  * (errstr) cannot tell. */
 int64_t ordo_store_alive_left(const char *which, const ordo_config_t *conf,

@@ -395,26 +395,31 @@ typedef struct {
         char last[512];
 } dead_count_t;
 
-/* A processor's letter, counted under its stage's name. */
+/* A processor's letter, counted under its stage's name (a header anyone
+ * can write: printable bytes only). */
 static void count_proc(dead_count_t *c, const void *name, size_t len) {
+        char shown[sizeof(c->proc[0].name)];
+        size_t k;
         int i;
         c->n_proc++;
-        if (len >= sizeof(c->proc[0].name))
-                len = sizeof(c->proc[0].name) - 1;
+        if (len >= sizeof(shown))
+                len = sizeof(shown) - 1;
+        for (k = 0; k < len; k++) {
+                char ch = ((const char *)name)[k];
+                shown[k] = ch > ' ' && ch < 0x7f ? ch : '?';
+        }
+        shown[len] = '\0';
         for (i = 0; i < c->n_procs; i++)
-                if (strlen(c->proc[i].name) == len &&
-                    (!len || !memcmp(c->proc[i].name, name, len)))
+                if (!strcmp(c->proc[i].name, shown))
                         break;
         if (i == c->n_procs) {
-                if (c->n_procs == DEAD_STAGES) {
-                        i = DEAD_STAGES - 1; /* the last slot: "other" */
-                        snprintf(c->proc[i].name, sizeof(c->proc[i].name),
-                                 "other");
-                } else {
-                        memcpy(c->proc[i].name, name, len);
-                        c->proc[i].name[len] = '\0';
+                if (c->n_procs == DEAD_STAGES)
+                        snprintf(shown, sizeof(shown), "other");
+                else
                         c->n_procs++;
-                }
+                if (i == DEAD_STAGES)
+                        i = DEAD_STAGES - 1; /* the last slot: "other" */
+                snprintf(c->proc[i].name, sizeof(c->proc[i].name), "%s", shown);
         }
         c->proc[i].n++;
 }

@@ -395,9 +395,11 @@ def running_rebuild_target(args, ordo, r, mongo, tag):
              lambda: not r.scan(tag + "rbhb:*")),
             ("mongo", tag + "_rbhb", mongo_beats,
              lambda: tag + "_rbhb" not in mongo.list_database_names())):
+        # one event a batch: long enough to be held while it runs
         proj = subprocess.Popen(
             [args.ordo] + ordo.flags +
-            ["rebuild", which, "--no-commit", "--into", target],
+            ["-X", "projection.batch.max=1",
+             "rebuild", which, "--no-commit", "--into", target],
             env=ordo.env, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         held = False
@@ -405,12 +407,11 @@ def running_rebuild_target(args, ordo, r, mongo, tag):
         while proj.poll() is None and time.time() < deadline:
             if any(k.startswith("rebuild.") for k in beats(target)):
                 proj.send_signal(signal.SIGSTOP)
-                held = proj.poll() is None
+                held = proj.poll() is None and any(
+                    k.startswith("rebuild.") for k in beats(target))
                 break
             time.sleep(0.001)
         try:
-            # it reads the whole log after the heartbeat's first write:
-            # long enough to be seen by a poll every ms
             check("a running rebuild keeps a heartbeat in its target (%s)" %
                   which, held, "exit %s" % proj.returncode)
             if held:
@@ -641,8 +642,8 @@ def main():
         # through the group the rebuild committed to, with the command
         # exactly as printed (no ORDO_* variables, no flags of ours).
         ordo.start()
-        # Heartbeats of instances gone: one a minute ago and more, which
-        # the projection's renewal removes, and one 15 s ago, which stays.
+        # Heartbeats of instances gone: one renewed two minutes ago, which
+        # the projection's renewal removes, and one 25 s ago, which stays.
         now = datetime.datetime.now(datetime.timezone.utc)
         mongo[new_db].mark.insert_many([
             {"_id": "alive:gone", "ttl_ms": 15000,
@@ -659,8 +660,9 @@ def main():
         def heartbeats():
             return {d["_id"] for d in mongo[new_db].mark.find(
                 {"_id": {"$regex": "^alive:"}})}
-        E.eventually(lambda: heartbeats() - {"alive:gone", "alive:recent"},
-                     timeout=60)
+        # (the renewal, then the removal: two requests, so waited for)
+        E.eventually(lambda: heartbeats() - {"alive:gone", "alive:recent"}
+                     and "alive:gone" not in heartbeats(), timeout=60)
         ids = heartbeats() & {"alive:gone", "alive:recent"}
         check("a renewal removes a heartbeat that ended long ago, not one "
               "that ended 10 s ago (mongo)", ids == {"alive:recent"},

@@ -136,11 +136,15 @@ def past_the_markers(t, o, admin):
                            "v%d-%d" % (attempt, i), 1, t0 + 20 + i)
                    for i in range(4)], "place%d" % attempt)
         act_ends = cons.end_offsets(act_parts)
-        E.eventually(
+        act = E.eventually(
             lambda: committed_offsets(admin, "%s.activity" % o.tag,
                                       act_topic),
-            lambda c: all(c.get(tp, 0) == act_ends[tp]
+            lambda c: all(c.get(tp, 0) >= act_ends[tp]
                           for tp in act_parts if act_ends[tp]), timeout=30)
+        t.check("the activity stage committed its decisions of place%d" %
+                attempt, all(act.get(tp, 0) >= act_ends[tp]
+                             for tp in act_parts if act_ends[tp]),
+                repr(act))
         deadline = time.time() + 30
         while time.time() < deadline:
             e = cons.end_offsets(parts)
