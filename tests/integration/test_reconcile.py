@@ -123,12 +123,14 @@ def plant_leftovers(ordo, r, mongo):
             "young": "%s2-%d:" % (base, now - 60),
             "alive": "%s3-%d:" % (base, now - 3600),
             "old_db": "%s_reconcile_1_%d" % (ordo.db, now - 3600),
-            "young_db": "%s_reconcile_2_%d" % (ordo.db, now - 60)}
+            "young_db": "%s_reconcile_2_%d" % (ordo.db, now - 60),
+            # not a name reconcile gives: someone's copy, not swept
+            "other_db": "%s_reconcile_1_%d_copy" % (ordo.db, now - 3600)}
     for k in ("old", "young", "alive"):
         r.cmd("SET", left[k] + "stock:a1", "5")
     r.cmd("HSET", left["alive"] + "mark:alive", "reconcile.3",
           str(int(time.time() * 1000) + 120000))
-    for k in ("old_db", "young_db"):
+    for k in ("old_db", "young_db", "other_db"):
         mongo[left[k]].orders.insert_one({"_id": "o1", "version": 1})
     return left
 
@@ -144,6 +146,8 @@ def check_leftovers(ordo, r, mongo, left, err):
           "on", r.cmd("EXISTS", left["young"] + "stock:a1") == 1 and
           r.cmd("EXISTS", left["alive"] + "stock:a1") == 1 and
           left["young_db"] in dbs, err[-1500:])
+    check("... nor one whose name only begins like its own",
+          left["other_db"] in dbs, err[-1500:])
     own_r = re.search(r"redis into temporary (%s\d+-\d+:)" % re.escape(
         ordo.prefix[:-1] + "-reconcile-"), err)
     own_m = re.search(r"mongo into temporary (%s_reconcile_\d+_\d+)\n" %
@@ -154,6 +158,7 @@ def check_leftovers(ordo, r, mongo, left, err):
     for k in ("young", "alive"):
         r.cmd("DEL", left[k] + "stock:a1", left[k] + "mark:alive")
     mongo.drop_database(left["young_db"])
+    mongo.drop_database(left["other_db"])
 
 
 def summary_count(out, section):
