@@ -607,6 +607,14 @@ done:
  * ':' keeps the old names, whose first byte differs from the live
  * prefix's, so that neither is a prefix of the other (rebuild refuses
  * that). */
+static char temp_sep(const char *which) {
+        return strcmp(which, "mongo") ? '-' : '_';
+}
+
+static const char *temp_end(const char *which) {
+        return strcmp(which, "mongo") ? ":" : "";
+}
+
 static void temp_start(const char *which, const ordo_config_t *conf, char *out,
                        size_t size) {
         const char *live = ordo_config_get(conf, ordo_store_target_key(which));
@@ -633,26 +641,24 @@ typedef struct {
         const ordo_config_t *conf;
 } sweep_t;
 
-/* The time in a name of exactly start<pid><sep><s><end>, or -1. */
-static long long named_at(const char *name, const char *start, char sep,
-                          const char *end) {
+/* The time in a name of exactly start<pid><sep><s><end> (as
+ * reconcile_store makes them), or -1. */
+static long long named_at(const char *which, const char *name,
+                          const char *start) {
         const char *p = name + strlen(start);
         size_t n = strspn(p, "0123456789");
-        long long at;
-        if (!n || p[n] != sep)
+        if (!n || p[n] != temp_sep(which))
                 return -1;
         p += n + 1;
-        if (!(n = strspn(p, "0123456789")) || n > 12 || strcmp(p + n, end))
+        if (!(n = strspn(p, "0123456789")) || n > 12 ||
+            strcmp(p + n, temp_end(which)))
                 return -1;
-        at = strtoll(p, NULL, 10);
-        return at;
+        return strtoll(p, NULL, 10);
 }
 
 static void drop_leftover(void *arg, const char *name) {
         const sweep_t *w = arg;
-        int mongo = !strcmp(w->which, "mongo");
-        long long at =
-            named_at(name, w->start, mongo ? '_' : '-', mongo ? "" : ":");
+        long long at = named_at(w->which, name, w->start);
         char why[512];
         if (at < 0 || (long long)time(NULL) - at < LEFT_AFTER_S)
                 return;
@@ -720,9 +726,8 @@ static ordo_err_t reconcile_store(const char *which, const ordo_config_t *conf,
         char why[512];
         temp_start(which, conf, start, sizeof(start));
         sweep_leftovers(which, conf, start);
-        snprintf(tmp, sizeof(tmp), "%s%d%s%lld%s", start, (int)getpid(),
-                 !strcmp(which, "mongo") ? "_" : "-", (long long)time(NULL),
-                 !strcmp(which, "mongo") ? "" : ":");
+        snprintf(tmp, sizeof(tmp), "%s%d%c%lld%s", start, (int)getpid(),
+                 temp_sep(which), (long long)time(NULL), temp_end(which));
         snprintf(keep.id, sizeof(keep.id), "reconcile.%d", (int)getpid());
         fprintf(stderr, "ordo reconcile: rebuilding %s into temporary %s\n",
                 which, tmp);

@@ -412,14 +412,12 @@ static void count_proc(dead_count_t *c, const void *name, size_t len) {
         for (i = 0; i < c->n_procs; i++)
                 if (!strcmp(c->proc[i].name, shown))
                         break;
-        if (i == c->n_procs) {
-                if (c->n_procs == DEAD_STAGES)
-                        snprintf(shown, sizeof(shown), "other");
-                else
-                        c->n_procs++;
-                if (i == DEAD_STAGES)
-                        i = DEAD_STAGES - 1; /* the last slot: "other" */
-                snprintf(c->proc[i].name, sizeof(c->proc[i].name), "%s", shown);
+        if (i == DEAD_STAGES) { /* full: the last slot counts the rest */
+                i--;
+                snprintf(c->proc[i].name, sizeof(shown), "other");
+        } else if (i == c->n_procs) {
+                c->n_procs++;
+                snprintf(c->proc[i].name, sizeof(shown), "%s", shown);
         }
         c->proc[i].n++;
 }
