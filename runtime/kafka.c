@@ -1,7 +1,11 @@
 #include "kafka.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -166,6 +170,24 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                    NULL };
         return client_new(conf, RD_KAFKA_PRODUCER, defaults, NULL, delivery_cb,
                           opaque, errstr, errstr_size);
+}
+
+ordo_kafka_library_t ordo_kafka_library(void) {
+        ordo_kafka_library_t lib = { "unknown", ORDO_RDKAFKA_LIBDIR, -1 };
+        char linked[PATH_MAX], found[PATH_MAX], *slash;
+        Dl_info info;
+
+        /* a function pointer as data: POSIX's dladdr asks for it */
+        if (!dladdr((void *)(uintptr_t)rd_kafka_version, &info) ||
+            !info.dli_fname || !*info.dli_fname)
+                return lib;
+        lib.file = info.dli_fname;
+        if (*lib.linked_dir && realpath(lib.linked_dir, linked) &&
+            realpath(lib.file, found) && (slash = strrchr(found, '/'))) {
+                *slash = '\0';
+                lib.as_linked = !strcmp(linked, found);
+        }
+        return lib;
 }
 
 rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m) {

@@ -72,6 +72,17 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
  * batch succeeds, even when the broker refused them (NOT_LEADER on a new
  * partition, issue 14), and only a message the broker wrote in a batch of
  * its own gets an offset (docs/decisions/0012). */
+/* The librdkafka the process runs with. Its version alone does not tell
+ * Debian's 2.0.2 from the one infra/stack rebuilds with decision 0031's
+ * fix; its file does. scripts/build links the rebuilt one by run path,
+ * so a copy of the binary elsewhere finds the system's. */
+typedef struct {
+        const char *file;       /* "unknown" when the loader cannot say */
+        const char *linked_dir; /* where the build found it ("": unknown) */
+        int as_linked; /* file in linked_dir: 1, 0 (elsewhere), -1 unknown */
+} ordo_kafka_library_t;
+ordo_kafka_library_t ordo_kafka_library(void);
+
 rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m);
 
 /* A read_committed consumer with manual commits and the eager range

@@ -14,11 +14,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "kafka.h"
 #include "log.h"
-
-#ifndef ORDO_VERSION
-#define ORDO_VERSION "unknown"
-#endif
 
 /* ---- the writer ---- */
 
@@ -137,8 +134,14 @@ static double resident_bytes(void) {
 
 void ordo_prom_process(FILE *f) {
         struct rusage ru;
-        const char *build[] = { "version", ORDO_VERSION, "librdkafka",
-                                rd_kafka_version_str(), NULL };
+        const char *file = ordo_kafka_library().file;
+        const char *build[] = { "version",
+                                ORDO_VERSION,
+                                "librdkafka",
+                                rd_kafka_version_str(),
+                                "librdkafka_file",
+                                file,
+                                NULL };
         double cpu = 0;
         if (!getrusage(RUSAGE_SELF, &ru))
                 cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +

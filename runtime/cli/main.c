@@ -92,10 +92,19 @@ static void usage(FILE *out) {
                 "go to librdkafka\n"
                 "  --log-level L    error, warn, info or debug\n"
                 "  -h, --help       help (`ordo COMMAND --help` for one "
-                "command)\n\n"
+                "command)\n"
+                "  --version        ordo's version and the librdkafka it "
+                "runs with\n\n"
                 "Configuration: defaults, then -c FILE, then ORDO_* "
                 "environment\nvariables (ORDO_TOPIC_PREFIX=... sets "
                 "topic.prefix), then -X.\n`ordo config` prints the result.\n");
+}
+
+/* The library's file too: Debian's 2.0.2 and the one infra/stack
+ * rebuilds (decision 0031) have the same version. */
+static void version(void) {
+        printf("ordo %s\nlibrdkafka %s %s\n", ORDO_VERSION,
+               rd_kafka_version_str(), ordo_kafka_library().file);
 }
 
 /* "Usage: ordo CMD ARGS" and the summary, before a command's own help. */
@@ -219,6 +228,12 @@ int main(int argc, char **argv) {
                         log_level_flag = argv[++i];
                 else
                         rest[n_rest++] = argv[i];
+        }
+        /* before the configuration: a bad one does not hide the version */
+        if (n_rest && !strcmp(rest[0], "--version")) {
+                version();
+                rc = output_written("--version", 0);
+                goto out;
         }
         /* several: in the order given, a later one's keys winning */
         for (i = 0; i < n_files; i++)

@@ -63,3 +63,13 @@ Test(group, named_after_the_topic_prefix) {
         cr_assert_str_eq(group, "rebuild.process.order");
         ordo_config_destroy(c);
 }
+
+/* The test binary is linked as ordo is (scripts/build, meson's run
+ * path), so the library it loads is the one it was linked against. */
+Test(library, the_loaded_file_is_the_linked_one) {
+        ordo_kafka_library_t lib = ordo_kafka_library();
+        cr_assert(strstr(lib.file, "librdkafka"), "file %s", lib.file);
+        cr_assert(*lib.linked_dir, "no linked directory");
+        cr_assert_eq(lib.as_linked, 1, "%s not in %s", lib.file,
+                     lib.linked_dir);
+}

@@ -124,6 +124,7 @@ Test(metrics, registry_counts_decisions_by_result_and_reason) {
         cr_assert(
             strstr(t, "# TYPE ordo_restore_duration_seconds histogram\n"));
         cr_assert(strstr(t, "ordo_build_info{version="));
+        cr_assert(strstr(t, ",librdkafka_file=\"/"));
         cr_assert(strstr(t, "\nprocess_open_fds "));
         cr_assert(strstr(t, "\nprocess_resident_memory_bytes "));
         cr_assert(strstr(t, "\nprocess_cpu_seconds_total "));
