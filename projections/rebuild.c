@@ -827,8 +827,8 @@ int ordo_cmd_rebuild(ordo_config_t *conf, int argc, char **argv) {
         }
         if (!which || targets != 1) {
                 fprintf(stderr, "ordo rebuild: usage: ordo rebuild "
-                                "mongo|redis [--into NAME] | --drop NAME "
-                                "(one target at most)\n");
+                                "mongo|redis [--into NAME] | mongo|redis "
+                                "--drop NAME (one target at most)\n");
                 return 2;
         }
         if (into && !*into) {

@@ -528,14 +528,26 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
         return ORDO_ERR_OK;
 }
 
-/* The entry's value, or for an empty derived key its source's value. */
-static const char *value_of(const ordo_config_t *conf, const entry_t *e) {
+/* The key an empty derived entry takes its value from, or NULL. */
+static const char *source_of(const entry_t *e) {
         size_t i;
         if (!*e->value)
                 for (i = 0; i < sizeof(derived) / sizeof(derived[0]); i++)
                         if (!strcmp(e->key, derived[i].key))
-                                return ordo_config_get(conf, derived[i].from);
-        return e->value;
+                                return derived[i].from;
+        return NULL;
+}
+
+/* The entry's value, or for an empty derived key its source's value. */
+static const char *value_of(const ordo_config_t *conf, const entry_t *e) {
+        const char *from = source_of(e);
+        return from ? ordo_config_get(conf, from) : e->value;
+}
+
+const char *ordo_config_derived_from(const ordo_config_t *conf,
+                                     const char *key) {
+        entry_t *e = find(conf, key);
+        return e ? source_of(e) : NULL;
 }
 
 const char *ordo_config_get(const ordo_config_t *conf, const char *key) {

@@ -44,6 +44,10 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
 void ordo_config_env_name(const char *key, char *out, size_t size);
 
 const char *ordo_config_get(const ordo_config_t *conf, const char *key);
+/* For a key left empty whose value is another's (group.prefix: that of
+ * topic.prefix), that other key; NULL otherwise. */
+const char *ordo_config_derived_from(const ordo_config_t *conf,
+                                     const char *key);
 int64_t ordo_config_get_int(const ordo_config_t *conf, const char *key);
 
 /* Calls fn for every key in order (for `ordo config` and for passing

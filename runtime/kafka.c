@@ -71,11 +71,55 @@ typedef struct {
         int failed;
 } pass_t;
 
+/* librdkafka properties that ordo's guarantees rest on, set by ordo per
+ * client: one passed through would let stages fence each other (a shared
+ * transactional or group id), read aborted events, commit offsets
+ * outside the transaction, or put keys on other partitions than the
+ * processors' state (RULES.md "routed by"). NULL: the reason. */
+static const char *reserved_kafka_key(const char *name, const char *value) {
+        static const struct {
+                const char *name, *why;
+        } reserved[] = {
+                { "transactional.id", "one per stage and instance.id" },
+                { "group.id", "one per stage, from group.prefix" },
+                { "isolation.level", "read_committed: no aborted event" },
+                { "enable.auto.commit",
+                  "offsets are committed with each batch" },
+                { "auto.commit.enable",
+                  "offsets are committed with each batch" },
+                { "enable.auto.offset.store",
+                  "offsets are committed with each batch" },
+                { "enable.idempotence",
+                  "exactly-once and at-least-once need it" },
+                { "partitioner", "murmur2_random, as Java's: a key's "
+                                 "partition is its state's" },
+        };
+        size_t i;
+        /* empty: dynamic membership, the documented opt-out (0009) */
+        if (!strcmp(name, "group.instance.id"))
+                return *value ? "one per stage, from instance.id; empty "
+                                "turns static membership off"
+                              : NULL;
+        for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+                if (!strcmp(name, reserved[i].name))
+                        return reserved[i].why;
+        return NULL;
+}
+
 static void pass_kafka_key(void *opaque, const char *key, const char *value) {
         pass_t *p = opaque;
         char msg[512];
+        const char *why;
         if (p->failed || strncmp(key, "kafka.", 6))
                 return;
+        if ((why = reserved_kafka_key(key + 6, value))) {
+                snprintf(p->errstr, p->errstr_size,
+                         "configuration key \"%s\": set by ordo (%s), not "
+                         "configurable",
+                         key, why);
+                p->failed = 1;
+                return;
+        }
         if (rd_kafka_conf_set(p->rconf, key + 6, value, msg, sizeof(msg)) !=
             RD_KAFKA_CONF_OK) {
                 /* librdkafka names the key without ordo's "kafka." */

@@ -34,9 +34,19 @@ int ordo_cmd_topics(ordo_config_t *conf, int argc, char **argv) {
         return 0;
 }
 
+/* A derived key left empty prints empty, its value in a comment above:
+ * the output given back as -c FILE must keep following its source
+ * (group.prefix pinned to one topic.prefix would join and fence another
+ * deployment's groups once topic.prefix changes). */
 static void print_pair(void *opaque, const char *key, const char *value) {
+        const ordo_config_t *conf = opaque;
+        const char *from = ordo_config_derived_from(conf, key);
         char buf[1024];
-        (void)opaque;
+        if (from) {
+                printf("# %s is empty: %s's value, %s\n%s=\n", key, from, value,
+                       key);
+                return;
+        }
         printf("%s=%s\n", key,
                ordo_config_redact(key, value, buf, sizeof(buf)));
 }
@@ -45,8 +55,10 @@ int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv) {
         if (ordo_wants_help(argc, argv)) {
                 printf("\nPrints every configuration key with its effective "
                        "value, as key=value lines\nthat `-c FILE` accepts. "
-                       "Secrets are redacted: passwords, SASL and SSL key\n"
-                       "settings, tokens, and the password of a connection "
+                       "group.prefix left empty prints empty (it follows\n"
+                       "topic.prefix), its value in a comment above. "
+                       "Secrets are redacted: passwords,\nSASL and SSL key "
+                       "settings, tokens, and the password of a connection\n"
                        "string (mongo.uri).\n");
                 return 0;
         }
@@ -55,6 +67,6 @@ int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv) {
                         argv[1]);
                 return 2;
         }
-        ordo_config_foreach(conf, print_pair, NULL);
+        ordo_config_foreach(conf, print_pair, conf);
         return 0;
 }

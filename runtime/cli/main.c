@@ -60,7 +60,7 @@ static const struct {
           "decode a topic to JSON lines on stdout" },
         { "rebuild", ordo_cmd_rebuild,
           "mongo|redis [--into NAME] [--group-prefix P] [--no-commit] | "
-          "--drop NAME",
+          "mongo|redis --drop NAME",
           "rebuild a read model from offset 0 into NAME; prints the switch" },
         { "reconcile", ordo_cmd_reconcile, "[--skip-read-models] [--limit N]",
           "re-run the rules, compare events and read models; list "
@@ -190,13 +190,49 @@ static int output_written(const char *command, int rc) {
         return rc ? rc : 1;
 }
 
+/* Defaults, then -c FILEs, ORDO_* variables, -X pairs and --log-level,
+ * each checked, and librdkafka's own check of the kafka.* keys (for
+ * every command alike: they were found only by the commands that make a
+ * client, and not as a configuration error). 0, or -1 (errstr). */
+static int load_config(ordo_config_t *conf, char **files, int n_files,
+                       char **sets, int n_sets, const char *log_level_flag,
+                       char *errstr, size_t errstr_size) {
+        ordo_log_level_t level;
+        rd_kafka_conf_t *kc;
+        int i;
+
+        /* several: in the order given, a later one's keys winning */
+        for (i = 0; i < n_files; i++)
+                if (ordo_config_load_file(conf, files[i], errstr, errstr_size))
+                        return -1;
+        if (ordo_config_load_env(conf, errstr, errstr_size))
+                return -1;
+        for (i = 0; i < n_sets; i++)
+                if (ordo_config_set_pair(conf, sets[i], errstr, errstr_size))
+                        return -1;
+        if (log_level_flag && ordo_config_set(conf, "log.level", log_level_flag,
+                                              errstr, errstr_size))
+                return -1;
+        if (ordo_log_level_parse(ordo_config_get(conf, "log.level"), &level)) {
+                snprintf(errstr, errstr_size,
+                         "log.level: expected error, warn, info or debug, "
+                         "got \"%s\"",
+                         ordo_config_get(conf, "log.level"));
+                return -1;
+        }
+        ordo_log_set_level(level);
+        if (!(kc = ordo_kafka_conf(conf, errstr, errstr_size)))
+                return -1;
+        rd_kafka_conf_destroy(kc);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         ordo_config_t *conf = ordo_config_new();
         char **files;
         char errstr[512];
         char **rest, **sets;
         int n_rest = 0, n_sets = 0, n_files = 0, i, rc;
-        ordo_log_level_t level;
         const char *log_level_flag = NULL;
         size_t c;
 
@@ -235,37 +271,13 @@ int main(int argc, char **argv) {
                 rc = output_written("--version", 0);
                 goto out;
         }
-        /* several: in the order given, a later one's keys winning */
-        for (i = 0; i < n_files; i++)
-                if (ordo_config_load_file(conf, files[i], errstr,
-                                          sizeof(errstr)))
-                        goto config_error;
-        if (ordo_config_load_env(conf, errstr, sizeof(errstr)))
+        /* Help answers whatever the configuration: a stray ORDO_*
+         * variable must not hide how to fix it. */
+        if (load_config(conf, files, n_files, sets, n_sets, log_level_flag,
+                        errstr, sizeof(errstr)) &&
+            !(!n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help") ||
+              !strcmp(rest[0], "help") || ordo_wants_help(n_rest, rest)))
                 goto config_error;
-        for (i = 0; i < n_sets; i++)
-                if (ordo_config_set_pair(conf, sets[i], errstr, sizeof(errstr)))
-                        goto config_error;
-        if (log_level_flag && ordo_config_set(conf, "log.level", log_level_flag,
-                                              errstr, sizeof(errstr)))
-                goto config_error;
-        if (ordo_log_level_parse(ordo_config_get(conf, "log.level"), &level)) {
-                snprintf(errstr, sizeof(errstr),
-                         "log.level: expected error, warn, info or debug, "
-                         "got \"%s\"",
-                         ordo_config_get(conf, "log.level"));
-                goto config_error;
-        }
-        ordo_log_set_level(level);
-        /* librdkafka's own check of the kafka.* keys, for every command
-         * alike (they were found only by the commands that make a client,
-         * and not as a configuration error). */
-        {
-                rd_kafka_conf_t *kc =
-                    ordo_kafka_conf(conf, errstr, sizeof(errstr));
-                if (!kc)
-                        goto config_error;
-                rd_kafka_conf_destroy(kc);
-        }
 
         if (!n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help")) {
                 usage(n_rest ? stdout : stderr);

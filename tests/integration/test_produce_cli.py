@@ -15,6 +15,8 @@
   named) for every command, `ordo config` too.
 - `ordo --version` names the librdkafka file the process loaded, and
   `ordo run` warns when it is not the one it was linked with.
+- The kafka.* properties ordo sets for its guarantees are refused; a bad
+  configuration does not hide the help.
 
 usage: test_produce_cli.py ORDO_BINARY [--seed N]   (after `infra/stack up`)
 """
@@ -101,7 +103,13 @@ def main():
         # 4. A kafka.* key librdkafka refuses is a configuration error
         # for every command, named (an outside audit: `ordo config` took
         # it, and the commands that use Kafka failed with exit 1).
-        for kv in ("kafka.linger.ms=abc", "kafka.my.token=x"):
+        # The properties ordo's guarantees rest on are ordo's, not
+        # passed through (a shared group.id put every stage in one
+        # group; read_uncommitted read aborted events).
+        for kv in ("kafka.linger.ms=abc", "kafka.my.token=x",
+                   "kafka.group.id=g", "kafka.isolation.level=read_uncommitted",
+                   "kafka.transactional.id=t", "kafka.partitioner=random",
+                   "kafka.group.instance.id=i"):
             for cmd in (["config"], ["produce", "--dry-run", "-"]):
                 p = subprocess.run([ordo] + x + ["-X", kv] + cmd,
                                    input=BIND, capture_output=True,
@@ -109,6 +117,34 @@ def main():
                 check("-X %s %s: exit 2, the key named" % (kv, cmd[0]),
                       p.returncode == 2 and kv.split("=")[0] in p.stderr,
                       "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+
+        p = subprocess.run([ordo] + x + ["-X", "kafka.group.instance.id=",
+                                         "config"],
+                           capture_output=True, text=True, timeout=60)
+        check("-X kafka.group.instance.id= (static membership off) is taken",
+              p.returncode == 0, p.stderr[-300:])
+
+        # A bad configuration does not hide the help; the commands
+        # still refuse it, naming the variable.
+        bad = dict(os.environ, ORDO_REDIS_PORT="x")
+        for cmd in (["--help"], ["help"], ["produce", "--help"]):
+            p = subprocess.run([ordo] + cmd, capture_output=True, text=True,
+                               timeout=60, env=bad)
+            check("ordo %s with ORDO_REDIS_PORT=x: the help, exit 0"
+                  % " ".join(cmd), p.returncode == 0 and "Usage" in p.stdout,
+                  "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+        p = subprocess.run([ordo, "config"], capture_output=True, text=True,
+                           timeout=60, env=bad)
+        check("ordo config with ORDO_REDIS_PORT=x: exit 2, the variable named",
+              p.returncode == 2 and "ORDO_REDIS_PORT" in p.stderr,
+              "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+        # `infra/stack env` gives ordo the stack's partition count
+        if "ORDO_PARTITIONS" in os.environ:
+            p = subprocess.run([ordo, "config"], capture_output=True,
+                               text=True, timeout=60)
+            want = "topic.partitions=%s\n" % os.environ["ORDO_PARTITIONS"]
+            check("infra/stack env: topic.partitions is the stack's",
+                  want in p.stdout, p.stdout[-500:])
 
         # 5. -c twice: both files, in order (the second used to replace
         # the first unseen)
@@ -123,7 +159,22 @@ def main():
               "mongo.db=two\n" in p.stdout and "redis.db=3\n" in p.stdout,
               p.stdout[-400:])
 
-        # 6. --version names the librdkafka file the process loaded
+        # 6. `ordo config`'s output as -c FILE: group.prefix left empty
+        # still follows topic.prefix (pinned, a deployment on other
+        # topics would join the first one's groups)
+        saved = os.path.join(work, "saved.conf")
+        with open(saved, "w") as f:
+            f.write(subprocess.run([ordo, "config"], capture_output=True,
+                                   text=True, timeout=60, check=True).stdout)
+        p = subprocess.run([ordo, "-c", saved, "-X", "topic.prefix=other.",
+                            "config"], capture_output=True, text=True,
+                           timeout=60)
+        check("ordo config > FILE; -c FILE: group.prefix follows topic.prefix",
+              p.returncode == 0 and "group.prefix=\n" in p.stdout
+              and "topic.prefix's value, other.\n" in p.stdout,
+              p.stdout[:400] + p.stderr[-300:])
+
+        # 7. --version names the librdkafka file the process loaded
         # (decision 0031: the version alone does not tell Debian's 2.0.2
         # from the rebuilt one), before any configuration is read, and
         # `ordo run` warns when that file is not the one it was linked

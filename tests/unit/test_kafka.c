@@ -73,3 +73,41 @@ Test(library, the_loaded_file_is_the_linked_one) {
         cr_assert_eq(lib.as_linked, 1, "%s not in %s", lib.file,
                      lib.linked_dir);
 }
+
+/* kafka.* keys pass through to librdkafka, except those ordo sets per
+ * client for its guarantees: refused, named, with the reason. */
+Test(conf, guarantees_are_not_passed_through) {
+        static const char *const refused[] = {
+                "group.id",           "transactional.id",
+                "isolation.level",    "enable.auto.commit",
+                "auto.commit.enable", "enable.auto.offset.store",
+                "enable.idempotence", "partitioner",
+                "group.instance.id",
+        };
+        char key[64], errstr[512];
+        size_t i;
+        for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                ordo_config_t *c = ordo_config_new();
+                snprintf(key, sizeof(key), "kafka.%s", refused[i]);
+                cr_assert_not(
+                    ordo_config_set(c, key, "x", errstr, sizeof(errstr)));
+                cr_assert_null(ordo_kafka_conf(c, errstr, sizeof(errstr)),
+                               "%s passed through", key);
+                cr_assert(strstr(errstr, key) && strstr(errstr, "set by ordo"),
+                          "%s", errstr);
+                ordo_config_destroy(c);
+        }
+        {
+                ordo_config_t *c = ordo_config_new();
+                rd_kafka_conf_t *kc;
+                /* empty: static membership off (0009); a tuning key */
+                ordo_config_set(c, "kafka.group.instance.id", "", errstr,
+                                sizeof(errstr));
+                ordo_config_set(c, "kafka.linger.ms", "7", errstr,
+                                sizeof(errstr));
+                kc = ordo_kafka_conf(c, errstr, sizeof(errstr));
+                cr_assert_not_null(kc, "%s", errstr);
+                rd_kafka_conf_destroy(kc);
+                ordo_config_destroy(c);
+        }
+}
