@@ -1,7 +1,9 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +332,53 @@ static ordo_err_t check_name(const char *key, const char *value, char *errstr,
         return ORDO_ERR_OK;
 }
 
+int ordo_parse_listen(const char *s, struct sockaddr_in *sa) {
+        char host[64];
+        const char *colon = strrchr(s, ':');
+        char *end;
+        long port;
+
+        memset(sa, 0, sizeof(*sa));
+        sa->sin_family = AF_INET;
+        if (!colon || (size_t)(colon - s) >= sizeof(host))
+                return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || port < 0 || port > 65535)
+                return -1;
+        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1)
+                return -1;
+        sa->sin_port = htons((uint16_t)port);
+        return 0;
+}
+
+/* The addresses a command listens on, checked when set: a bad one
+ * failed only when its command opened it (`ordo run` after creating
+ * its topics, exit 1). metrics.listen also takes "" (off) and "auto". */
+static ordo_err_t check_address(const char *key, const char *value,
+                                char *errstr, size_t errstr_size) {
+        static const char *const keys[] = { "metrics.listen", "dash.listen",
+                                            "ingest.listen" };
+        struct sockaddr_in sa;
+        size_t i;
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if (strcmp(keys[i], key))
+                        continue;
+                if (!strcmp(key, "metrics.listen") &&
+                    (!*value || !strcmp(value, "auto")))
+                        return ORDO_ERR_OK;
+                if (ordo_parse_listen(value, &sa)) {
+                        snprintf(errstr, errstr_size,
+                                 "configuration key \"%s\": expected an IPv4 "
+                                 "HOST:PORT (port 0-65535), got \"%.60s\"",
+                                 key, value);
+                        return ORDO_ERR_CONFIG_INVALID;
+                }
+        }
+        return ORDO_ERR_OK;
+}
+
 static int is_int(const char *v, int64_t *out) {
         char *end;
         errno = 0;
@@ -370,7 +419,8 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
                 }
         if (def->type == STRING &&
             (check_choice(key, value, errstr, errstr_size) ||
-             check_name(key, value, errstr, errstr_size)))
+             check_name(key, value, errstr, errstr_size) ||
+             check_address(key, value, errstr, errstr_size)))
                 return ORDO_ERR_CONFIG_INVALID;
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");

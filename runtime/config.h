@@ -43,6 +43,11 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
  * '.' as '_', upper case (mongo.uri: ORDO_MONGO_URI); cut to size. */
 void ordo_config_env_name(const char *key, char *out, size_t size);
 
+struct sockaddr_in;
+/* IPv4 "HOST:PORT" (empty host: any), as the *.listen keys take it; 0 on
+ * success. */
+int ordo_parse_listen(const char *listen, struct sockaddr_in *sa);
+
 const char *ordo_config_get(const ordo_config_t *conf, const char *key);
 /* For a key left empty whose value is another's (group.prefix: that of
  * topic.prefix), that other key; NULL otherwise. */

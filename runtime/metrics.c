@@ -900,27 +900,6 @@ struct ordo_metrics_server_s {
         struct MHD_Daemon *mhd;
 };
 
-int ordo_parse_listen(const char *s, struct sockaddr_in *sa) {
-        char host[64];
-        const char *colon = strrchr(s, ':');
-        char *end;
-        long port;
-
-        memset(sa, 0, sizeof(*sa));
-        sa->sin_family = AF_INET;
-        if (!colon || (size_t)(colon - s) >= sizeof(host))
-                return -1;
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-        port = strtol(colon + 1, &end, 10);
-        if (!colon[1] || *end || port < 0 || port > 65535)
-                return -1;
-        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1)
-                return -1;
-        sa->sin_port = htons((uint16_t)port);
-        return 0;
-}
-
 int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
                     const char *body, size_t len, int must_free) {
         struct MHD_Response *r = MHD_create_response_from_buffer(

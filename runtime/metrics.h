@@ -160,8 +160,4 @@ int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
  * 0", which names the wrong port: the caller says which address. */
 void ordo_http_log(void *stage, const char *fmt, va_list ap);
 
-struct sockaddr_in;
-/* IPv4 "HOST:PORT" (empty host: any); 0 on success. */
-int ordo_parse_listen(const char *listen, struct sockaddr_in *sa);
-
 #endif

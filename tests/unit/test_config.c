@@ -102,6 +102,25 @@ Test(config, integer_keys_range_checked) {
         ordo_config_destroy(c);
 }
 
+/* An outside audit: a bad metrics.listen failed `ordo run` with exit 1
+ * only after its topics were made; now it is a configuration error. */
+Test(config, listen_addresses_checked) {
+        ordo_config_t *c = ordo_config_new();
+        static const char *bad[][2] = {
+                { "metrics.listen", "abc" },
+                { "metrics.listen", "127.0.0.1" },
+                { "dash.listen", "1.2.3:80" },
+                { "ingest.listen", "127.0.0.1:65536" },
+                { "ingest.listen", "localhost:8080" },
+        };
+        refused_each(c, bad, sizeof(bad) / sizeof(bad[0]), "HOST:PORT");
+        accepted(c, "metrics.listen", "");
+        accepted(c, "metrics.listen", "auto");
+        accepted(c, "metrics.listen", ":9464");
+        accepted(c, "ingest.listen", "127.0.0.1:0");
+        ordo_config_destroy(c);
+}
+
 /* An outside audit: "a b" went to the broker ("Invalid topic"), an empty
  * or spaced instance.id into transactional ids. */
 Test(config, kafka_names_checked) {
