@@ -1162,7 +1162,9 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
 /* ---- GET endpoints ------------------------------------------------------ */
 
 /* From the watcher's last look (check_kafka), never waiting for Kafka. */
-static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
+/* The gateway's health: 503 with the reason while Kafka does not answer
+ * or a topic is missing (a fatal producer error: restart it). */
+static json_t *health(ordo_ingest_t *gw, unsigned *status) {
         int brokers = atomic_load(&gw->brokers);
         rd_kafka_resp_err_t err = atomic_load(&gw->brokers_err);
         char why[400] = "";
@@ -1171,37 +1173,36 @@ static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
         /* a fatal producer error: nothing can be sent again; restart */
         if (!rd_kafka_fatal_error(gw->rk, why, sizeof(why)) && err)
                 snprintf(why, sizeof(why), "%s", rd_kafka_err2str(err));
-        if (why[0])
-                return send_json(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                 json_pack("{s:s, s:s}", "status",
-                                           "unavailable", "error", why),
-                                 RETRY_AFTER(UNAVAILABLE_S));
         for (t = 0; t < ORDO_TOPIC__COUNT && !why[0]; t++)
                 missing_topic(gw, (ordo_topic_t)t, why, sizeof(why));
-        if (why[0])
-                return send_json(gw, r, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                 json_pack("{s:s, s:s}", "status",
-                                           "unavailable", "error", why),
-                                 RETRY_AFTER(UNAVAILABLE_S));
-        return send_json(
-            gw, r, MHD_HTTP_OK,
-            json_pack("{s:s, s:i}", "status", "ok", "brokers", brokers),
-            NO_HEADER);
+        if (why[0]) {
+                *status = MHD_HTTP_SERVICE_UNAVAILABLE;
+                return json_pack("{s:s, s:s}", "status", "unavailable", "error",
+                                 why);
+        }
+        *status = MHD_HTTP_OK;
+        return json_pack("{s:s, s:i}", "status", "ok", "brokers", brokers);
 }
 
-static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
+static enum MHD_Result healthz(ordo_ingest_t *gw, req_t *r) {
+        unsigned status;
+        json_t *j = health(gw, &status);
+        return send_json(gw, r, status, j,
+                         status == MHD_HTTP_OK ? NO_HEADER
+                                               : RETRY_AFTER(UNAVAILABLE_S));
+}
+
+static void write_metrics(FILE *f, void *arg) {
+        ordo_ingest_t *gw = arg;
         metrics_t *m = &gw->metrics;
-        char *text = NULL, status[16];
+        char status[16];
         const char *labels[] = { "status", status, NULL };
         const char *acked[] = { "result", "acked", NULL };
         const char *failed[] = { "result", "failed", NULL };
         double bounds[N_BUCKETS];
         uint64_t counts[N_BUCKETS + 1];
-        size_t size = 0, i;
-        FILE *f = open_memstream(&text, &size);
+        size_t i;
 
-        if (!f)
-                return MHD_NO;
         ordo_prom_family(f, "ordo_ingest_requests_total", "counter",
                          "HTTP requests answered, by status.");
         for (i = 0; i <= N_STATUSES; i++) {
@@ -1251,9 +1252,32 @@ static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
                          "(raise ingest.replay.max).",
                          NULL, (double)ordo_seen_evictions(gw->seen));
         ordo_prom_process(f);
+}
+
+static enum MHD_Result metrics(ordo_ingest_t *gw, req_t *r) {
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+        if (!f)
+                return MHD_NO;
+        write_metrics(f, gw);
         fclose(f);
         return send_text(gw, r, MHD_HTTP_OK, text, ORDO_PROM_CONTENT_TYPE,
                          NO_HEADER);
+}
+
+static unsigned health_text(void *arg, char **body, const char **type) {
+        unsigned status;
+        json_t *j = health(arg, &status);
+        *type = "application/json";
+        *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        return status;
+}
+
+ordo_metrics_source_t ordo_ingest_metrics_source(ordo_ingest_t *gw) {
+        ordo_metrics_source_t src = { write_metrics, health_text, gw };
+        return src;
 }
 
 /* ---- the libmicrohttpd callbacks ---------------------------------------- */

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "metrics.h"
 
 typedef struct ordo_ingest_s ordo_ingest_t;
 
@@ -40,6 +41,11 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
  * authentication is off. */
 int ordo_ingest_reload_keys(ordo_ingest_t *gw, char *errstr,
                             size_t errstr_size);
+
+/* Its /metrics and /healthz (JSON), which it serves on ingest.listen,
+ * for a server on metrics.listen too (DESIGN.md: every long-running
+ * command serves them there). */
+ordo_metrics_source_t ordo_ingest_metrics_source(ordo_ingest_t *gw);
 
 /* The TCP port it listens on. */
 int ordo_ingest_port(const ordo_ingest_t *gw);

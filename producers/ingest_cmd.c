@@ -2,7 +2,6 @@
  * ordo ingest: run the HTTP gateway (ingest.h) until SIGINT or SIGTERM;
  * SIGHUP reloads ingest.keys.file.
  */
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,8 +21,10 @@ static void on_hup(int sig) {
 
 int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
         ordo_ingest_t *gw;
+        ordo_metrics_server_t *metrics = NULL;
+        ordo_metrics_source_t src;
+        const char *addr;
         char errstr[512];
-        struct sockaddr_in sa;
         int i;
 
         for (i = 1; i < argc; i++) {
@@ -31,8 +32,8 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                         printf("\nPOST /v1/commands (one JSON command) and "
                                "POST /v1/commands:batch (JSON\nlines); 202 "
                                "once Kafka has the commands. GET /healthz "
-                               "and GET\n/metrics on the same address "
-                               "(metrics.listen is not used).\nKeys: "
+                               "and GET\n/metrics on the same address, "
+                               "and on metrics.listen when it is set.\nKeys: "
                                "ingest.* (`ordo config`). Contract: "
                                "docs/command-contract.md,\n\"HTTP "
                                "gateway\". SIGHUP reloads ingest.keys.file "
@@ -47,8 +48,7 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                         if (!v)
                                 return 2;
                         if (ordo_config_set(conf, "ingest.listen", v, errstr,
-                                            sizeof(errstr)) ||
-                            ordo_parse_listen(v, &sa)) {
+                                            sizeof(errstr))) {
                                 fprintf(stderr,
                                         "ordo ingest: --listen: expected "
                                         "IPv4 HOST:PORT, got \"%.64s\"\n",
@@ -63,20 +63,21 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
-        /* The gateway serves its own /metrics and /healthz on
-         * ingest.listen (operating.md "Metrics"). A configuration shared
-         * with the other commands may set metrics.listen: said, not
-         * refused. */
-        if (strcmp(ordo_config_get(conf, "metrics.listen"), "auto"))
-                ORDO_LOG(WARN, "ingest",
-                         "msg=\"metrics.listen is not used by the gateway: "
-                         "/metrics and /healthz are on ingest.listen\" "
-                         "metrics.listen=\"%.64s\"",
-                         ordo_config_get(conf, "metrics.listen"));
         /* before the gateway starts: a SIGHUP's default would end it */
         signal(SIGHUP, on_hup);
         if (!(gw = ordo_ingest_new(conf, errstr, sizeof(errstr)))) {
                 fprintf(stderr, "ordo ingest: %s\n", errstr);
+                return 1;
+        }
+        /* The gateway serves /metrics and /healthz on ingest.listen; with
+         * metrics.listen set (not "auto"), there too, as every
+         * long-running command (DESIGN.md). */
+        addr = ordo_metrics_address(conf, NULL);
+        src = ordo_ingest_metrics_source(gw);
+        if (addr && !(metrics = ordo_metrics_serve(addr, &src, errstr,
+                                                   sizeof(errstr)))) {
+                fprintf(stderr, "ordo ingest: %s\n", errstr);
+                ordo_ingest_destroy(gw);
                 return 1;
         }
         while (!ordo_stop) {
@@ -91,6 +92,7 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                 }
         }
         ORDO_LOG(INFO, "ingest", "msg=stopping");
+        ordo_metrics_server_stop(metrics);
         ordo_ingest_destroy(gw);
         return 0;
 }

@@ -898,7 +898,26 @@ int ordo_health_check(char *why, size_t why_size) {
 
 struct ordo_metrics_server_s {
         struct MHD_Daemon *mhd;
+        ordo_metrics_source_t src;
 };
+
+static void registry_write(FILE *f, void *arg) {
+        (void)arg;
+        ordo_metrics_write(f);
+}
+
+static unsigned stages_health(void *arg, char **body, const char **type) {
+        char why[256];
+        int ok = ordo_health_check(why, sizeof(why));
+        (void)arg;
+        *type = "text/plain";
+        if (asprintf(body, "%s: %s\n", ok ? "ok" : "unavailable", why) < 0)
+                *body = NULL;
+        return ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+static const ordo_metrics_source_t registry = { registry_write, stages_health,
+                                                NULL };
 
 int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
                     const char *body, size_t len, int must_free) {
@@ -925,11 +944,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
-        char *text = NULL, why[256];
+        const ordo_metrics_source_t *src = &((ordo_metrics_server_t *)cls)->src;
+        const char *type;
+        char *text = NULL;
         size_t size = 0;
+        unsigned status;
         FILE *f;
-        int ok;
-        (void)cls;
         (void)version;
         (void)upload;
         (void)upload_size;
@@ -941,13 +961,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                     c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "use GET\n",
                     8, 0);
         if (!strcmp(url, "/healthz")) {
-                ok = ordo_health_check(why, sizeof(why));
-                if (asprintf(&text, "%s: %s\n", ok ? "ok" : "unavailable",
-                             why) < 0)
+                status = src->health(src->arg, &text, &type);
+                if (!text)
                         return MHD_NO;
-                return (enum MHD_Result)ordo_http_reply(
-                    c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                    "text/plain", text, strlen(text), 1);
+                return (enum MHD_Result)ordo_http_reply(c, status, type, text,
+                                                        strlen(text), 1);
         }
         if (strcmp(url, "/metrics"))
                 return (enum MHD_Result)ordo_http_reply(
@@ -955,7 +973,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                     "paths: /metrics, /healthz\n", 26, 0);
         if (!(f = open_memstream(&text, &size)))
                 return MHD_NO;
-        ordo_metrics_write(f);
+        src->write(f, src->arg);
         fclose(f);
         return (enum MHD_Result)ordo_http_reply(
             c, MHD_HTTP_OK, ORDO_PROM_CONTENT_TYPE, text, size, 1);
@@ -981,8 +999,9 @@ const char *ordo_metrics_address(const ordo_config_t *conf,
         return v && *v ? v : NULL;
 }
 
-ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
-                                          size_t errstr_size) {
+ordo_metrics_server_t *ordo_metrics_serve(const char *listen,
+                                          const ordo_metrics_source_t *src,
+                                          char *errstr, size_t errstr_size) {
         struct sockaddr_in sa;
         ordo_metrics_server_t *s;
         const union MHD_DaemonInfo *info;
@@ -999,11 +1018,12 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
+        s->src = src ? *src : registry;
         errno = 0;
         s->mhd = MHD_start_daemon(
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-            on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, ordo_http_log,
-            "metrics", MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+            on_request, s, MHD_OPTION_EXTERNAL_LOGGER, ordo_http_log, "metrics",
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
             MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
             10u, MHD_OPTION_END);
         if (!s->mhd) {
@@ -1034,7 +1054,7 @@ ordo_metrics_server_t *ordo_metrics_start(const ordo_config_t *conf,
         *failed = 0;
         if (!addr)
                 return NULL;
-        if ((s = ordo_metrics_serve(addr, errstr, sizeof(errstr))))
+        if ((s = ordo_metrics_serve(addr, NULL, errstr, sizeof(errstr))))
                 return s;
         if (v && !strcmp(v, "auto"))
                 ORDO_LOG(WARN, "metrics",

@@ -134,10 +134,20 @@ typedef struct ordo_metrics_server_s ordo_metrics_server_t;
  * auto_default (NULL: off), "" is off. Returns NULL when off. */
 const char *ordo_metrics_address(const ordo_config_t *conf,
                                  const char *auto_default);
-/* Serves GET /metrics and /healthz on IPv4 HOST:PORT in its own thread.
- * NULL with the reason in errstr if the address is bad or taken. */
-ordo_metrics_server_t *ordo_metrics_serve(const char *listen, char *errstr,
-                                          size_t errstr_size);
+/* What a server answers: write puts the exposition to f; health returns
+ * /healthz's HTTP status with its body (malloc'd) and content type. */
+typedef struct {
+        void (*write)(FILE *f, void *arg);
+        unsigned (*health)(void *arg, char **body, const char **type);
+        void *arg;
+} ordo_metrics_source_t;
+/* Serves GET /metrics and /healthz on IPv4 HOST:PORT in its own thread,
+ * from src (NULL: the registry and the stages' health, "ok: ..." or
+ * "unavailable: ..."). NULL with the reason in errstr if the address is
+ * bad or taken. */
+ordo_metrics_server_t *ordo_metrics_serve(const char *listen,
+                                          const ordo_metrics_source_t *src,
+                                          char *errstr, size_t errstr_size);
 /* What `ordo run|process|project|dash` do: serve on metrics.listen;
  * with "auto" a taken port is logged and metrics stay off, so a second
  * process on one host still runs; an explicit address that cannot be

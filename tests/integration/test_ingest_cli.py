@@ -2,7 +2,8 @@
 """Integration: `ordo ingest` as a process (issue 13 item 5, issue 14):
 SIGHUP reloads the keys file at once, a bad file keeps the old keys and
 says why on stderr, and refused requests are logged one line each with
-status, reason, key and peer. The in-process behaviour of the gateway is
+status, reason, key and peer, and /metrics and /healthz are served on
+metrics.listen too when it is set. The in-process behaviour of the gateway is
 tests/integration/test_ingest.c; this checks the signal and the log of
 the real binary.
 
@@ -36,11 +37,22 @@ class Gateway:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.p = subprocess.Popen(
             [ordo] + self.x + ["-X", "ingest.listen=127.0.0.1:0", "-X",
-                               "ingest.keys.file=%s" % keys_path, "ingest"],
+                               "ingest.keys.file=%s" % keys_path,
+                               "-X", "metrics.listen=127.0.0.1:0", "ingest"],
             stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
         m = self.wait_for(r"msg=listening port=(\d+)")
         self.port = int(m.group(1))
+        m = self.wait_for(r"stage=metrics msg=listening addr=[\d.]+:(\d+)")
+        self.metrics_port = int(m.group(1))
+
+    def get(self, port, path):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        c.request("GET", path)
+        r = c.getresponse()
+        text = r.read().decode()
+        c.close()
+        return r.status, r.getheader("Content-Type"), text
 
     def _read(self):
         for line in self.p.stderr:
@@ -104,6 +116,20 @@ def main():
         st, text = gw.post("old-key", "old-secret")
         check(st == 202, "before reload: %d %s" % (st, text))
 
+        # metrics.listen set: /metrics and /healthz there too (DESIGN.md:
+        # every long-running command), the gateway's own
+        for port in (gw.port, gw.metrics_port):
+            st, ctype, text = gw.get(port, "/metrics")
+            check(st == 200 and ctype.startswith("text/plain; version=0.0.4")
+                  and 'ordo_ingest_requests_total{status="202"} 1\n' in text
+                  and "ordo_build_info{" in text,
+                  "GET /metrics on %d: %d %s %s" % (port, st, ctype,
+                                                    text[:300]))
+            st, ctype, text = gw.get(port, "/healthz")
+            check(st == 200 and ctype == "application/json"
+                  and '"status":"ok"' in text,
+                  "GET /healthz on %d: %d %s %s" % (port, st, ctype, text))
+
         # A good file: swapped in at once on SIGHUP.
         with open(keys.name, "w") as f:
             f.write("new-key new-secret scope=ConfirmReceipt\n")
@@ -142,9 +168,10 @@ def main():
                     r"key=new-key", start=mark)
 
         # SIGTERM: one line of totals, as every stage logs at its stop
-        # (three 202s, a 401 and a 403 above).
+        # (three 202s and two GETs on the gateway's port, a 401 and a 403
+        # above; metrics.listen's answers are not the gateway's).
         gw.stop()
-        gw.wait_for(r"msg=stopped answered_2xx=3 answered_4xx=2 "
+        gw.wait_for(r"msg=stopped answered_2xx=5 answered_4xx=2 "
                     r"answered_5xx=0 answered_by_library=0 unanswered=0 "
                     r"commands_acked=3 commands_failed=0$", timeout=5)
     finally:
