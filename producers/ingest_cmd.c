@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "ingest.h"
+#include "kafka.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -63,6 +64,7 @@ int ordo_cmd_ingest(ordo_config_t *conf, int argc, char **argv) {
                         return 2;
                 }
         }
+        ordo_kafka_log_library("ingest");
         /* before the gateway starts: a SIGHUP's default would end it */
         signal(SIGHUP, on_hup);
         if (!(gw = ordo_ingest_new(conf, errstr, sizeof(errstr)))) {

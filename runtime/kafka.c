@@ -93,6 +93,12 @@ static const char *reserved_kafka_key(const char *name, const char *value) {
                   "exactly-once and at-least-once need it" },
                 { "partitioner", "murmur2_random, as Java's: a key's "
                                  "partition is its state's" },
+                { "partition.assignment.strategy",
+                  "the eager range assignor: 2.0.2's cooperative path has "
+                  "bugs" },
+                { "auto.offset.reset",
+                  "error for a group member: deleted records are reported, "
+                  "not skipped" },
         };
         size_t i;
         /* empty: dynamic membership, the documented opt-out (0009) */
@@ -149,7 +155,8 @@ rd_kafka_conf_t *ordo_kafka_conf(const ordo_config_t *conf, char *errstr,
 }
 
 /* Sets our defaults, then re-applies the user's kafka.* keys so that
- * explicit configuration always wins. */
+ * explicit configuration wins (those ordo's guarantees rest on are
+ * refused before: reserved_kafka_key, decision 0033). */
 static rd_kafka_t *client_new(const ordo_config_t *conf, rd_kafka_type_t type,
                               const char *const *defaults,
                               ordo_rebalance_cb_t *rebalance_cb,
@@ -216,22 +223,43 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                           opaque, errstr, errstr_size);
 }
 
-ordo_kafka_library_t ordo_kafka_library(void) {
-        ordo_kafka_library_t lib = { "unknown", ORDO_RDKAFKA_LIBDIR, -1 };
+static ordo_kafka_library_t library = { "unknown", ORDO_RDKAFKA_LIBDIR, -1 };
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+
+static void find_library(void) {
         char linked[PATH_MAX], found[PATH_MAX], *slash;
         Dl_info info;
 
         /* a function pointer as data: POSIX's dladdr asks for it */
         if (!dladdr((void *)(uintptr_t)rd_kafka_version, &info) ||
             !info.dli_fname || !*info.dli_fname)
-                return lib;
-        lib.file = info.dli_fname;
-        if (*lib.linked_dir && realpath(lib.linked_dir, linked) &&
-            realpath(lib.file, found) && (slash = strrchr(found, '/'))) {
+                return;
+        library.file = info.dli_fname;
+        if (*library.linked_dir && realpath(library.linked_dir, linked) &&
+            realpath(library.file, found) && (slash = strrchr(found, '/'))) {
                 *slash = '\0';
-                lib.as_linked = !strcmp(linked, found);
+                library.as_linked = !strcmp(linked, found);
         }
-        return lib;
+}
+
+ordo_kafka_library_t ordo_kafka_library(void) {
+        pthread_once(&library_once, find_library);
+        return library;
+}
+
+void ordo_kafka_log_library(const char *stage) {
+        ordo_kafka_library_t lib = ordo_kafka_library();
+        char file[1024], dir[1024];
+        ordo_log_quote(file, sizeof(file), lib.file);
+        ORDO_LOG(INFO, stage,
+                 "msg=starting version=%s librdkafka=%s librdkafka_file=\"%s\"",
+                 ORDO_VERSION, rd_kafka_version_str(), file);
+        if (!lib.as_linked)
+                ORDO_LOG(WARN, stage,
+                         "msg=\"librdkafka is not the one ordo was linked "
+                         "against\" linked_dir=\"%s\" librdkafka_file=\"%s\"",
+                         ordo_log_quote(dir, sizeof(dir), lib.linked_dir),
+                         file);
 }
 
 rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m) {

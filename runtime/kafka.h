@@ -66,12 +66,6 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
                                     void *opaque, char *errstr,
                                     size_t errstr_size);
 
-/* The error of a delivery report. A success without an offset counts as
- * a failure (RD_KAFKA_RESP_ERR__INCONSISTENT): librdkafka's idempotent
- * producer "implicitly acks" earlier messages of a partition when a later
- * batch succeeds, even when the broker refused them (NOT_LEADER on a new
- * partition, issue 14), and only a message the broker wrote in a batch of
- * its own gets an offset (docs/decisions/0012). */
 /* The librdkafka the process runs with. Its version alone does not tell
  * Debian's 2.0.2 from the one infra/stack rebuilds with decision 0031's
  * fix; its file does. scripts/build links the rebuilt one by run path,
@@ -81,8 +75,19 @@ typedef struct {
         const char *linked_dir; /* where the build found it ("": unknown) */
         int as_linked; /* file in linked_dir: 1, 0 (elsewhere), -1 unknown */
 } ordo_kafka_library_t;
-ordo_kafka_library_t ordo_kafka_library(void);
+ordo_kafka_library_t ordo_kafka_library(void); /* found once */
+/* Logs it (INFO, stage), and a WARN when it is not the one linked: a
+ * binary copied out of its build tree finds the system's, which before
+ * 2.4.0 spins on its timers (decision 0031). For the long-running
+ * commands, before they reach Kafka. */
+void ordo_kafka_log_library(const char *stage);
 
+/* The error of a delivery report. A success without an offset counts as
+ * a failure (RD_KAFKA_RESP_ERR__INCONSISTENT): librdkafka's idempotent
+ * producer "implicitly acks" earlier messages of a partition when a later
+ * batch succeeds, even when the broker refused them (NOT_LEADER on a new
+ * partition, issue 14), and only a message the broker wrote in a batch of
+ * its own gets an offset (docs/decisions/0012). */
 rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m);
 
 /* A read_committed consumer with manual commits and the eager range

@@ -43,8 +43,8 @@ static void print_pair(void *opaque, const char *key, const char *value) {
         const char *from = ordo_config_derived_from(conf, key);
         char buf[1024];
         if (from) {
-                printf("# %s is empty: %s's value, %s\n%s=\n", key, from, value,
-                       key);
+                printf("# %s is empty, so it is %s's: \"%s\"\n%s=\n", key, from,
+                       value, key);
                 return;
         }
         printf("%s=%s\n", key,

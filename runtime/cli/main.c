@@ -190,6 +190,11 @@ static int output_written(const char *command, int rc) {
         return rc ? rc : 1;
 }
 
+/* No command, or -h / --help in its place: ordo's own usage. */
+static int asks_usage(int n_rest, char **rest) {
+        return !n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help");
+}
+
 /* Defaults, then -c FILEs, ORDO_* variables, -X pairs and --log-level,
  * each checked, and librdkafka's own check of the kafka.* keys (for
  * every command alike: they were found only by the commands that make a
@@ -271,15 +276,17 @@ int main(int argc, char **argv) {
                 rc = output_written("--version", 0);
                 goto out;
         }
-        /* Help answers whatever the configuration: a stray ORDO_*
-         * variable must not hide how to fix it. */
+        /* Help answers whatever the configuration (a stray ORDO_*
+         * variable must not hide how to fix it), with a note of it. */
         if (load_config(conf, files, n_files, sets, n_sets, log_level_flag,
-                        errstr, sizeof(errstr)) &&
-            !(!n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help") ||
-              !strcmp(rest[0], "help") || ordo_wants_help(n_rest, rest)))
-                goto config_error;
+                        errstr, sizeof(errstr))) {
+                if (!asks_usage(n_rest, rest) && strcmp(rest[0], "help") &&
+                    !ordo_wants_help(n_rest, rest))
+                        goto config_error;
+                fprintf(stderr, "ordo: note: %s\n", errstr);
+        }
 
-        if (!n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help")) {
+        if (asks_usage(n_rest, rest)) {
                 usage(n_rest ? stdout : stderr);
                 rc = n_rest ? 0 : 2;
                 goto out;

@@ -112,24 +112,6 @@ static int join_stages(running_t *run, size_t n, int64_t stop_ms) {
         return failed;
 }
 
-/* Which librdkafka runs, and a warning when it is not the one linked:
- * a binary copied out of its build tree finds the system's, which
- * before 2.4.0 spins on its timers (decision 0031). */
-static void log_libraries(void) {
-        ordo_kafka_library_t lib = ordo_kafka_library();
-        char file[1024], dir[1024];
-        ordo_log_quote(file, sizeof(file), lib.file);
-        ORDO_LOG(INFO, "run",
-                 "msg=starting version=%s librdkafka=%s librdkafka_file=\"%s\"",
-                 ORDO_VERSION, rd_kafka_version_str(), file);
-        if (!lib.as_linked)
-                ORDO_LOG(WARN, "run",
-                         "msg=\"librdkafka is not the one ordo was linked "
-                         "against\" linked_dir=\"%s\" librdkafka_file=\"%s\"",
-                         ordo_log_quote(dir, sizeof(dir), lib.linked_dir),
-                         file);
-}
-
 /* metrics_auto: the address metrics.listen "auto" stands for. */
 static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
                       size_t n, const char *metrics_auto) {
@@ -141,6 +123,7 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
 
         if (!run)
                 return 2;
+        ordo_kafka_log_library("run");
         switch (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
                                          sizeof(errstr))) {
         case ORDO_ERR_OK:
@@ -158,7 +141,6 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
                 free(run);
                 return 1;
         }
-        log_libraries();
         for (i = 0; i < n; i++) {
                 run[i].stage = stages[i];
                 run[i].conf = conf;

@@ -138,13 +138,22 @@ def main():
         check("ordo config with ORDO_REDIS_PORT=x: exit 2, the variable named",
               p.returncode == 2 and "ORDO_REDIS_PORT" in p.stderr,
               "exit %d: %s" % (p.returncode, p.stderr[-300:]))
-        # `infra/stack env` gives ordo the stack's partition count
-        if "ORDO_PARTITIONS" in os.environ:
-            p = subprocess.run([ordo, "config"], capture_output=True,
-                               text=True, timeout=60)
-            want = "topic.partitions=%s\n" % os.environ["ORDO_PARTITIONS"]
-            check("infra/stack env: topic.partitions is the stack's",
-                  want in p.stdout, p.stdout[-500:])
+        # `infra/stack env` gives ordo the stack's partition count (3
+        # here, not the default 6: ORDO_PARTITIONS alone was no key)
+        stack = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "..", "..", "infra", "stack")
+        out = subprocess.run([stack, "env"], capture_output=True, text=True,
+                             timeout=60, check=True,
+                             env=dict(os.environ, ORDO_PARTITIONS="3")).stdout
+        env = dict(os.environ)
+        for ln in out.splitlines():
+            if ln.startswith("export "):
+                k, v = ln[7:].split("=", 1)
+                env[k] = v.strip("'")
+        p = subprocess.run([ordo, "config"], capture_output=True, text=True,
+                           timeout=60, env=env)
+        check("infra/stack env with ORDO_PARTITIONS=3: topic.partitions=3",
+              "topic.partitions=3\n" in p.stdout, p.stdout[-500:])
 
         # 5. -c twice: both files, in order (the second used to replace
         # the first unseen)
@@ -171,7 +180,7 @@ def main():
                            timeout=60)
         check("ordo config > FILE; -c FILE: group.prefix follows topic.prefix",
               p.returncode == 0 and "group.prefix=\n" in p.stdout
-              and "topic.prefix's value, other.\n" in p.stdout,
+              and "so it is topic.prefix's: \"other.\"\n" in p.stdout,
               p.stdout[:400] + p.stderr[-300:])
 
         # 7. --version names the librdkafka file the process loaded
