@@ -282,14 +282,25 @@ static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                  * instead of going on from the earliest left: what it
                  * decides or applies would not be the log's. */
                 "auto.offset.reset", instance ? "error" : "earliest",
-                "partition.assignment.strategy", "range", "fetch.wait.max.ms",
-                "10", "enable.partition.eof", "true",
+                "partition.assignment.strategy", "range",
+                /* How long the broker holds a fetch that finds nothing.
+                 * Data, and a transaction's markers moving the last
+                 * stable offset, answer it at once; so the wait only
+                 * bounds an idle consumer's fetches: 100 a second at 10
+                 * ms, which cost an idle `ordo run`'s broker 0.16 cores
+                 * (0.03 at 500). A reader (restore, join, replay) waits
+                 * for a partition's end, which an empty fetch brings: 10
+                 * ms. A group member's loop never waits for an end: 100
+                 * ms, the most a seek or a new assignment waits for the
+                 * fetch in flight (bench/RESULTS.md session 26). */
+                "fetch.wait.max.ms", instance ? "100" : "10",
+                "enable.partition.eof", "true",
                 /* a hot partition (a flash sale's activity) in 8 MB per
                  * fetch, not 1: a rebuild waited seconds on fetches of
                  * 1 MB; the prefetch queue still bounds the memory */
                 "max.partition.fetch.bytes", "8388608",
-                /* a killed member's partitions move
-                                    * on after 10 s, not 45 */
+                /* a killed member's partitions move on after 10 s,
+                 * not 45 */
                 "session.timeout.ms", "10000", "heartbeat.interval.ms", "1000",
                 /* librdkafka stops prefetching a partition at 100,000
                  * queued messages and was slow to resume: a backlog
