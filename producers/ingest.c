@@ -1161,9 +1161,9 @@ static enum MHD_Result process(ordo_ingest_t *gw, req_t *r,
 
 /* ---- GET endpoints ------------------------------------------------------ */
 
-/* From the watcher's last look (check_kafka), never waiting for Kafka. */
-/* The gateway's health: 503 with the reason while Kafka does not answer
- * or a topic is missing (a fatal producer error: restart it). */
+/* The gateway's health, from the watcher's last look (check_kafka),
+ * never waiting for Kafka: 503 with the reason while Kafka does not
+ * answer or a topic is missing (a fatal producer error: restart it). */
 static json_t *health(ordo_ingest_t *gw, unsigned *status) {
         int brokers = atomic_load(&gw->brokers);
         rd_kafka_resp_err_t err = atomic_load(&gw->brokers_err);
