@@ -314,6 +314,12 @@ def deleted_ahead(t, o, admin):
     before = cons.end_offsets(parts)
     # Paused for less than the session timeout: still the member.
     os.kill(o.run_proc.pid, signal.SIGSTOP)
+    # A fetch it sent just before is held by the broker for up to
+    # fetch.wait.max.ms (a member's: 100 ms) and would be answered with
+    # the records produced next, legitimately read before their
+    # deletion: let it run out first, so that the records below reach
+    # the stage only after the cut.
+    time.sleep(0.5)
     try:
         o.produce([activity("B%d" % i) for i in range(12)], "create-more")
         ends = cons.end_offsets(parts)
