@@ -284,17 +284,16 @@ static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                 "auto.offset.reset", instance ? "error" : "earliest",
                 "partition.assignment.strategy", "range",
                 /* How long the broker holds a fetch that finds nothing.
-                 * Data, and a transaction's markers moving the last
-                 * stable offset, answer it at once; so the wait only
-                 * bounds an idle consumer's fetches: 100 a second at 10
-                 * ms, which cost an idle `ordo run`'s broker 0.16 cores
-                 * (0.03 at 500). A reader (restore, join, replay) waits
-                 * for a partition's end, which an empty fetch brings: 10
-                 * ms. A group member's loop never waits for an end: 100
-                 * ms, the most a seek or a new assignment waits for the
-                 * fetch in flight (bench/RESULTS.md session 26). */
-                "fetch.wait.max.ms", instance ? "100" : "10",
-                "enable.partition.eof", "true",
+                 * 10 ms for every consumer, although data and a
+                 * transaction's markers answer a held fetch at once: a
+                 * processor learns a partition's end past the markers
+                 * from the empty fetch that follows (end_next), and a
+                 * stop right after a commit moves its offsets there only
+                 * if that fetch came back first. 100 ms for the group
+                 * members halved an idle `ordo run`'s broker CPU but
+                 * left stopped stages on markers (bench/RESULTS.md
+                 * session 26). */
+                "fetch.wait.max.ms", "10", "enable.partition.eof", "true",
                 /* a hot partition (a flash sale's activity) in 8 MB per
                  * fetch, not 1: a rebuild waited seconds on fetches of
                  * 1 MB; the prefetch queue still bounds the memory */
