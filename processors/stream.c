@@ -607,6 +607,60 @@ static int ends_ahead(const ordo__proc_t *p) {
         return 0;
 }
 
+/* Stopping: the ends of the partitions we own whose end is not known
+ * past their committed input. A processor learns that a partition ends
+ * past a transaction's markers from the empty fetch after its last
+ * input, which the broker holds up to fetch.wait.max.ms (a member's:
+ * 100 ms); a stop right after a commit would otherwise leave its
+ * offsets on the markers. Waits at most twice that wait, plus 200 ms
+ * for the round trips. A record that comes meanwhile is not decided: its partition's
+ * end stays unknown, and its offset is on that record, not a marker. */
+static void await_ends(ordo__proc_t *p) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        char wait[32];
+        size_t len = sizeof(wait);
+        int64_t until;
+        int i, open = 0;
+        unsigned char *has_record;
+
+        if (rd_kafka_assignment(p->consumer, &a))
+                return;
+        has_record = calloc((size_t)p->n_states + 1, 1);
+        if (rd_kafka_conf_get(rd_kafka_conf(p->consumer), "fetch.wait.max.ms",
+                              wait, &len) != RD_KAFKA_CONF_OK)
+                snprintf(wait, sizeof(wait), "100");
+        until = ordo_monotonic_ms() + 2 * atoll(wait) + 200;
+        while (has_record && ordo_monotonic_ms() < until) {
+                rd_kafka_message_t *rkm;
+                int32_t q;
+                for (i = open = 0; i < a->cnt; i++) {
+                        q = a->elems[i].partition;
+                        open += q >= 0 && q < p->n_states && !has_record[q] &&
+                                p->parts[q].end_next < p->parts[q].input_next;
+                }
+                if (!open || p->rebalanced)
+                        break;
+                if (!(rkm = rd_kafka_consumer_poll(p->consumer, 10)))
+                        continue;
+                q = rkm->partition;
+                if (q >= 0 && q < p->n_states) {
+                        if (!rkm->err)
+                                has_record[q] = 1;
+                        else if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                                 !has_record[q])
+                                p->parts[q].end_next = rkm->offset;
+                }
+                rd_kafka_message_destroy(rkm);
+        }
+        if (open)
+                ORDO_LOG(INFO, p->def->name,
+                         "msg=\"stopping before the ends of %d partitions "
+                         "were known\"",
+                         open);
+        free(has_record);
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
 /* Whether the cluster answers a metadata request within a second. */
 static int kafka_answers(rd_kafka_t *rk) {
         const struct rd_kafka_metadata *md;
@@ -1134,14 +1188,18 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
         /* A clean stop does not leave its offsets on a marker either: it
          * moves them to the ends now rather than after the idle second,
          * once the commit in flight is settled (it may have carried them)
-         * and if Kafka answers at once (a stop during an outage is not
-         * held by a transaction that cannot end). */
+         * and the ends not yet met have come, if Kafka answers at once
+         * (a stop during an outage is not held by a transaction that
+         * cannot end). */
         if (!err && p.consumer)
                 ordo__commit_wait(&p);
         if (!err && !p.failed && !p.restore_failed && !p.consumer_fatal &&
-            p.consumer && ends_ahead(&p) && kafka_answers(p.producer)) {
-                send_batch(&p, msgs, 0, 0, 0);
-                ordo__commit_wait(&p);
+            p.consumer) {
+                await_ends(&p);
+                if (ends_ahead(&p) && kafka_answers(p.producer)) {
+                        send_batch(&p, msgs, 0, 0, 0);
+                        ordo__commit_wait(&p);
+                }
         }
 done:
         if (err)

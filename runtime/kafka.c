@@ -284,16 +284,17 @@ static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                 "auto.offset.reset", instance ? "error" : "earliest",
                 "partition.assignment.strategy", "range",
                 /* How long the broker holds a fetch that finds nothing.
-                 * 10 ms for every consumer, although data and a
-                 * transaction's markers answer a held fetch at once: a
-                 * processor learns a partition's end past the markers
-                 * from the empty fetch that follows (end_next), and a
-                 * stop right after a commit moves its offsets there only
-                 * if that fetch came back first. 100 ms for the group
-                 * members halved an idle `ordo run`'s broker CPU but
-                 * left stopped stages on markers (bench/RESULTS.md
-                 * session 26). */
-                "fetch.wait.max.ms", "10", "enable.partition.eof", "true",
+                 * Data, and a transaction's markers moving the last
+                 * stable offset, answer it at once; so the wait only
+                 * bounds an idle consumer's fetches: 100 a second at 10
+                 * ms, which cost an idle `ordo run`'s broker twice the
+                 * CPU. A reader (restore, join, replay) waits for a
+                 * partition's end, which an empty fetch brings: 10 ms. A
+                 * group member learns its ends in its own time, and a
+                 * stopping processor waits for them (stream.c,
+                 * await_ends): 100 ms (bench/RESULTS.md session 26). */
+                "fetch.wait.max.ms", instance ? "100" : "10",
+                "enable.partition.eof", "true",
                 /* a hot partition (a flash sale's activity) in 8 MB per
                  * fetch, not 1: a rebuild waited seconds on fetches of
                  * 1 MB; the prefetch queue still bounds the memory */
