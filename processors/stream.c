@@ -1129,6 +1129,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         ordo__commit_wait(&p);
                         if (p.failed || lost)
                                 ordo__outbox_discard(&p.outbox);
+                        else if (!*stop)
+                                ordo__join_idle(&p);
                 }
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);

@@ -29,6 +29,7 @@ typedef struct ordo__join_s {
         int64_t caught_up_to;     /* its input's end, all bound */
         ordo_msg_t *kept;         /* every message of the join's type so far */
         size_t n_kept, cap_kept;
+        int64_t next_idle_read; /* monotonic ms: ordo__join_idle's next */
 } ordo__join_t;
 
 /* What the loop knows about one partition it may own. */
@@ -247,5 +248,9 @@ void ordo__join_close(ordo__proc_t *p);
 ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                size_t n);
 void ordo__join_seed(ordo__proc_t *p, void *state);
+/* Between batches, idle: a follower still assigned (since the start, or
+ * a read that failed) reads to the end and parks there, at most once a
+ * second, so that an idle stage costs its broker no fetches. */
+void ordo__join_idle(ordo__proc_t *p);
 
 #endif

@@ -3,7 +3,10 @@
  * ordo_join_t; the commission processor's referral graph,
  * docs/decisions/0004): an assign-only consumer follows the joined topic
  * and every message of the join's type is bound into each partition's
- * state, and kept for states restored later.
+ * state, and kept for states restored later. Between reads it is parked
+ * at its end (unassigned): an assigned reader asks the broker every 10 ms,
+ * which made an idle commission stage cost its broker as much as the
+ * other five stages together (bench/RESULTS.md session 27).
  *
  * Before deciding, the loop also waits for the joined topic's writer
  * (decision 0025): a binding whose BindReferrer was written before the
@@ -37,6 +40,7 @@ ordo_err_t ordo__join_open(ordo__proc_t *p) {
         j->wait_ms = ordo_config_get_int(p->conf, "join.wait.ms");
         j->writer_committed = 0;
         j->caught_up_to = -1;
+        j->next_idle_read = 0;
         if (def->writer && j->wait_ms > 0) {
                 ordo_topic_name(p->conf, def->writer_input, j->writer_input,
                                 sizeof(j->writer_input));
@@ -108,6 +112,9 @@ static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
                         err = keep(p, &m);
                 rd_kafka_message_destroy(rkm);
         }
+        if (!err && j->reader.done)
+                /* no fetches while idle (a reader's are 100 a second) */
+                ordo_kafka_reader_park(&j->reader);
         if (err || j->reader.done)
                 return err;
         if (j->reader.stalled) {
@@ -252,6 +259,19 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
             j->writer_committed >= writer_end)
                 j->caught_up_to = writer_end;
         return err;
+}
+
+void ordo__join_idle(ordo__proc_t *p) {
+        ordo__join_t *j = &p->join;
+        char errstr[sizeof(p->errstr)];
+        if (!j->rk || !j->reader.assigned ||
+            ordo_monotonic_ms() < j->next_idle_read)
+                return;
+        j->next_idle_read = ordo_monotonic_ms() + 1000;
+        /* what the next batch would read first; a failure is its too */
+        memcpy(errstr, p->errstr, sizeof(errstr));
+        follow(p);
+        memcpy(p->errstr, errstr, sizeof(errstr));
 }
 
 /* Joined messages are bound idempotently: a snapshot's state may hold

@@ -70,11 +70,19 @@ ordo_err_t ordo_kafka_stable_end(rd_kafka_t *committed, rd_kafka_t *uncommitted,
 
 /* ---- reading one partition up to an end --------------------------------- */
 
+static void reader_assign(ordo_kafka_reader_t *r, int64_t from) {
+        rd_kafka_topic_partition_list_t *tp =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tp, r->topic, r->partition)->offset =
+            from;
+        rd_kafka_assign(r->rk, tp);
+        rd_kafka_topic_partition_list_destroy(tp);
+        r->assigned = 1;
+}
+
 void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
                             const char *topic, int32_t partition, int64_t from,
                             int64_t end, const char *who) {
-        rd_kafka_topic_partition_list_t *tp;
-
         r->rk = rk;
         r->topic = topic;
         r->who = who;
@@ -83,19 +91,35 @@ void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
         r->end = end;
         r->held = NULL;
         r->stalled = 0;
+        r->parked = 0;
         r->done = r->next >= end;
-        r->assigned = !r->done;
-        if (!r->assigned)
-                return;
-        tp = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = from;
-        rd_kafka_assign(rk, tp);
-        rd_kafka_topic_partition_list_destroy(tp);
+        r->assigned = 0;
+        if (!r->done)
+                reader_assign(r, from);
 }
 
 void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end) {
         r->end = end;
         r->done = r->next >= end && !(r->held && r->held->offset < end);
+        if (r->parked && !r->done) {
+                reader_assign(r, r->next);
+                r->parked = 0;
+        }
+}
+
+void ordo_kafka_reader_park(ordo_kafka_reader_t *r) {
+        if (!r->assigned || !r->done)
+                return;
+        if (r->held) {
+                /* the first message past the end: nothing before it is
+                 * ever delivered (markers, aborted records) */
+                r->next = r->held->offset;
+                rd_kafka_message_destroy(r->held);
+                r->held = NULL;
+        }
+        rd_kafka_assign(r->rk, NULL);
+        r->assigned = 0;
+        r->parked = 1;
 }
 
 rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,

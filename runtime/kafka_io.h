@@ -66,7 +66,8 @@ int ordo_kafka_records_lost(const rd_kafka_message_t *m, char *errstr,
 /* A read of one partition of an assign-only consumer (the caller's),
  * from an offset up to an end (exclusive), in offset order. The end may
  * be moved on for a partition that is followed (the commission join):
- * the consumer stays assigned and keeps what it prefetched. */
+ * the consumer stays assigned and keeps what it prefetched, unless the
+ * reader is parked at its end. */
 typedef struct ordo_kafka_reader_s {
         rd_kafka_t *rk;
         const char *topic;
@@ -77,6 +78,7 @@ typedef struct ordo_kafka_reader_s {
         int done;                 /* next >= end */
         int stalled;              /* the last await met its idle limit */
         int assigned;             /* the consumer is assigned by us */
+        int parked;               /* given back at its end, until extended */
         rd_kafka_message_t *held; /* polled past the end, for an extend */
 } ordo_kafka_reader_t;
 
@@ -86,8 +88,14 @@ typedef struct ordo_kafka_reader_s {
 void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
                             const char *topic, int32_t partition, int64_t from,
                             int64_t end, const char *who);
-/* A new end for a reader that stays assigned. */
+/* A new end for a reader that stays assigned, or was parked: it is
+ * assigned again where it left off if there is more to read. */
 void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end);
+/* Unassigns a reader that has reached its end, until the next extend
+ * past it: a followed partition then costs its broker no fetch between
+ * reads (an assigned reader fetches every fetch.wait.max.ms, 10 ms).
+ * What was prefetched is dropped, and fetched again. */
+void ordo_kafka_reader_park(ordo_kafka_reader_t *r);
 /* The next message below the end (the caller destroys it), or NULL when
  * the end is reached (r->done) or nothing came within timeout_ms. A
  * partition's end event moves r->next; the last offsets below an end

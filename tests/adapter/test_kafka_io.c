@@ -161,6 +161,7 @@ Test(kafka_io, a_followed_reader_resumes_where_it_stopped) {
                 }
         cr_assert_eq(want, 4);
         cr_assert_null(ordo_kafka_reader_next(&r, 100), "past the end");
+        ordo_kafka_reader_park(&r); /* what it prefetched is fetched again */
         ordo_kafka_reader_extend(&r, N);
         while (!r.done)
                 if ((m = ordo_kafka_reader_next(&r, 1000))) {

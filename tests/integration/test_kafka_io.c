@@ -165,3 +165,45 @@ Test(kafka_io, a_follower_keeps_what_it_polled_past_its_end) {
         cr_assert_eq(got[4], 5);
         ordo_kafka_reader_close(&r);
 }
+
+/* A follower parked at its end holds no assignment (no fetches while
+ * the join is idle), stays parked for an end it has reached, and reads
+ * on from where it left off once extended: what it had polled past its
+ * end is fetched again, neither lost nor read twice. */
+Test(kafka_io, a_parked_follower_reads_on_where_it_left_off) {
+        rd_kafka_topic_partition_list_t *a;
+        ordo_kafka_reader_t r;
+        rd_kafka_message_t *m;
+        int64_t end, got[8];
+        int n = 0;
+
+        transaction(3, 1); /* 0-2, marker 3 */
+        cr_assert_eq(stable_end(1, 30000, NULL, &end), ORDO_ERR_OK);
+        transaction(2, 1); /* 4-5, marker 6: past the end */
+        ordo_kafka_reader_open(&r, committed, topic, 0,
+                               RD_KAFKA_OFFSET_BEGINNING, end, "test");
+        while (!r.done && n < 8)
+                if ((m = ordo_kafka_reader_next(&r, 5000))) {
+                        got[n++] = m->offset;
+                        rd_kafka_message_destroy(m);
+                }
+        cr_assert_eq(n, 3);
+        ordo_kafka_reader_park(&r);
+        ordo_kafka_reader_extend(&r, end);
+        cr_assert(r.done && r.parked, "an end reached keeps it parked");
+        cr_assert_eq(rd_kafka_assignment(committed, &a), 0);
+        cr_assert_eq(a->cnt, 0, "parked: nothing assigned");
+        rd_kafka_topic_partition_list_destroy(a);
+        ordo_kafka_reader_extend(&r, 7);
+        cr_assert(!r.parked);
+        while (!r.done && n < 8)
+                if ((m = ordo_kafka_reader_next(&r, 5000))) {
+                        got[n++] = m->offset;
+                        rd_kafka_message_destroy(m);
+                }
+        cr_assert_eq(n, 5, "read %d", n);
+        cr_assert_eq(got[3], 4);
+        cr_assert_eq(got[4], 5);
+        cr_assert_null(ordo_kafka_reader_next(&r, 300), "past the end");
+        ordo_kafka_reader_close(&r);
+}
