@@ -249,8 +249,9 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                size_t n);
 void ordo__join_seed(ordo__proc_t *p, void *state);
 /* Between batches, idle: a follower still assigned (since the start, or
- * a read that failed) reads to the end and parks there, at most once a
- * second, so that an idle stage costs its broker no fetches. */
+ * after a read that failed) binds what it has fetched, without waiting,
+ * and parks once it has met the partition's end, so that an idle stage
+ * costs its broker no fetches. */
 void ordo__join_idle(ordo__proc_t *p);
 
 #endif

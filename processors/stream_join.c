@@ -40,7 +40,6 @@ ordo_err_t ordo__join_open(ordo__proc_t *p) {
         j->wait_ms = ordo_config_get_int(p->conf, "join.wait.ms");
         j->writer_committed = 0;
         j->caught_up_to = -1;
-        j->next_idle_read = 0;
         if (def->writer && j->wait_ms > 0) {
                 ordo_topic_name(p->conf, def->writer_input, j->writer_input,
                                 sizeof(j->writer_input));
@@ -90,6 +89,17 @@ static ordo_err_t keep(ordo__proc_t *p, const ordo_msg_t *m) {
         return ORDO_ERR_OK;
 }
 
+/* A message of the joined topic, bound if it is of the join's type;
+ * one that does not decode is not (the joined processor's dead letter). */
+static ordo_err_t bind_message(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
+        ordo_msg_t m;
+        char why[256];
+        if (ordo__decode(p, rkm, &m, why, sizeof(why)) ||
+            m.type != p->def->join->type)
+                return ORDO_ERR_OK;
+        return keep(p, &m);
+}
+
 /* Reads the joined topic up to end (exclusive; a stable end, which no
  * open transaction holds back), binding what it holds. Stopped, or
  * nothing read for 10 s short of the end (the fetch stalled: a broker
@@ -100,16 +110,12 @@ static ordo_err_t keep(ordo__proc_t *p, const ordo_msg_t *m) {
 static ordo_err_t read_to(ordo__proc_t *p, int64_t end) {
         ordo__join_t *j = &p->join;
         rd_kafka_message_t *rkm;
-        ordo_msg_t m;
-        char why[256];
         ordo_err_t err = ORDO_ERR_OK;
 
         ordo_kafka_reader_extend(&j->reader, end);
         while (!err &&
                (rkm = ordo_kafka_reader_await(&j->reader, 10000, p->stop))) {
-                if (!ordo__decode(p, rkm, &m, why, sizeof(why)) &&
-                    m.type == p->def->join->type)
-                        err = keep(p, &m);
+                err = bind_message(p, rkm);
                 rd_kafka_message_destroy(rkm);
         }
         if (!err && j->reader.done)
@@ -262,16 +268,22 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
 }
 
 void ordo__join_idle(ordo__proc_t *p) {
-        ordo__join_t *j = &p->join;
-        char errstr[sizeof(p->errstr)];
-        if (!j->rk || !j->reader.assigned ||
-            ordo_monotonic_ms() < j->next_idle_read)
+        ordo_kafka_reader_t *r = &p->join.reader;
+        rd_kafka_message_t *rkm;
+        if (!p->join.rk || !r->assigned)
                 return;
-        j->next_idle_read = ordo_monotonic_ms() + 1000;
-        /* what the next batch would read first; a failure is its too */
-        memcpy(errstr, p->errstr, sizeof(errstr));
-        follow(p);
-        memcpy(p->errstr, errstr, sizeof(errstr));
+        /* what it has fetched, without waiting: read before the next
+         * batch anyway, and all committed */
+        while ((rkm = ordo_kafka_reader_next(r, 0))) {
+                ordo_err_t err = bind_message(p, rkm);
+                rd_kafka_message_destroy(rkm);
+                if (err)
+                        return;
+        }
+        if (r->at_end) {
+                ordo_kafka_reader_extend(r, r->next);
+                ordo_kafka_reader_park(r);
+        }
 }
 
 /* Joined messages are bound idempotently: a snapshot's state may hold

@@ -91,7 +91,7 @@ void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
         r->end = end;
         r->held = NULL;
         r->stalled = 0;
-        r->parked = 0;
+        r->parked = r->at_end = 0;
         r->done = r->next >= end;
         r->assigned = 0;
         if (!r->done)
@@ -103,7 +103,7 @@ void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end) {
         r->done = r->next >= end && !(r->held && r->held->offset < end);
         if (r->parked && !r->done) {
                 reader_assign(r, r->next);
-                r->parked = 0;
+                r->parked = r->at_end = 0;
         }
 }
 
@@ -131,6 +131,7 @@ rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,
                 m = r->held;
                 r->held = NULL;
                 r->next = m->offset + 1;
+                r->at_end = 0;
                 r->done = r->next >= r->end;
                 return m;
         }
@@ -145,8 +146,10 @@ rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         /* An end short of ours is from an earlier read of
                          * this handle: keep reading. */
-                        if (m->offset > r->next)
+                        if (m->offset >= r->next) {
                                 r->next = m->offset;
+                                r->at_end = 1;
+                        }
                         r->done = r->next >= r->end;
                         rd_kafka_message_destroy(m);
                         continue;
@@ -166,9 +169,11 @@ rd_kafka_message_t *ordo_kafka_reader_next(ordo_kafka_reader_t *r,
                                 rd_kafka_message_destroy(r->held);
                         r->held = m;
                         r->done = 1;
+                        r->at_end = 0;
                         return NULL;
                 }
                 r->next = m->offset + 1;
+                r->at_end = 0;
                 r->done = r->next >= r->end;
                 return m;
         }

@@ -75,10 +75,11 @@ typedef struct ordo_kafka_reader_s {
         int32_t partition;
         int64_t next; /* read up to here: the next offset to deliver */
         int64_t end;
-        int done;                 /* next >= end */
-        int stalled;              /* the last await met its idle limit */
-        int assigned;             /* the consumer is assigned by us */
-        int parked;               /* given back at its end, until extended */
+        int done;     /* next >= end */
+        int stalled;  /* the last await met its idle limit */
+        int assigned; /* the consumer is assigned by us */
+        int parked;   /* given back at its end, until extended */
+        int at_end;   /* the last thing polled: the partition's end, at next */
         rd_kafka_message_t *held; /* polled past the end, for an extend */
 } ordo_kafka_reader_t;
 

@@ -207,3 +207,46 @@ Test(kafka_io, a_parked_follower_reads_on_where_it_left_off) {
         cr_assert_null(ordo_kafka_reader_next(&r, 300), "past the end");
         ordo_kafka_reader_close(&r);
 }
+
+/* The commission join while idle (stream_join.c, ordo__join_idle): a
+ * follower with no end yet takes what was fetched without waiting; once
+ * the last thing polled is the partition's end (past a marker), it can
+ * take that as its end and park, and reads on from there when a later
+ * transaction moves the end on. */
+Test(kafka_io, an_idle_follower_meets_the_end_and_parks_there) {
+        ordo_kafka_reader_t r;
+        rd_kafka_message_t *m;
+        int64_t end, got[8];
+        int n = 0, turns = 0;
+
+        transaction(3, 1); /* 0-2, marker 3 */
+        ordo_kafka_reader_open(&r, committed, topic, 0,
+                               RD_KAFKA_OFFSET_BEGINNING, INT64_MAX, "test");
+        while (!r.at_end && turns++ < 500) {
+                while ((m = ordo_kafka_reader_next(&r, 0))) {
+                        cr_assert_lt(n, 8);
+                        got[n++] = m->offset;
+                        rd_kafka_message_destroy(m);
+                }
+                usleep(10000);
+        }
+        cr_assert(r.at_end, "the end met within 5 s");
+        cr_assert_eq(n, 3);
+        cr_assert_eq(r.next, 4, "the end is past the marker");
+        ordo_kafka_reader_extend(&r, r.next);
+        ordo_kafka_reader_park(&r);
+        cr_assert(r.parked);
+        transaction(2, 1); /* 4-5, marker 6 */
+        cr_assert_eq(stable_end(1, 30000, NULL, &end), ORDO_ERR_OK);
+        ordo_kafka_reader_extend(&r, end);
+        cr_assert(!r.parked && !r.at_end);
+        while (!r.done && n < 8)
+                if ((m = ordo_kafka_reader_next(&r, 5000))) {
+                        got[n++] = m->offset;
+                        rd_kafka_message_destroy(m);
+                }
+        cr_assert_eq(n, 5, "read %d", n);
+        cr_assert_eq(got[3], 4);
+        cr_assert_eq(got[4], 5);
+        ordo_kafka_reader_close(&r);
+}
