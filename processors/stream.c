@@ -613,8 +613,9 @@ static int ends_ahead(const ordo__proc_t *p) {
  * input, which the broker holds up to fetch.wait.max.ms (a member's:
  * 100 ms); a stop right after a commit would otherwise leave its
  * offsets on the markers. Waits at most twice that wait, plus 200 ms
- * for the round trips. A record that comes meanwhile is not decided: its partition's
- * end stays unknown, and its offset is on that record, not a marker. */
+ * for the round trips. A record that comes meanwhile is not decided:
+ * its partition's end stays unknown, and its offset is on that record,
+ * not a marker. */
 static void await_ends(ordo__proc_t *p) {
         rd_kafka_topic_partition_list_t *a = NULL;
         char wait[32];

@@ -29,7 +29,6 @@ typedef struct ordo__join_s {
         int64_t caught_up_to;     /* its input's end, all bound */
         ordo_msg_t *kept;         /* every message of the join's type so far */
         size_t n_kept, cap_kept;
-        int64_t next_idle_read; /* monotonic ms: ordo__join_idle's next */
 } ordo__join_t;
 
 /* What the loop knows about one partition it may own. */
