@@ -89,6 +89,16 @@ static ordo_err_t stable_end(int own, int64_t wait_ms,
                                      end, err, sizeof(err));
 }
 
+/* Reads r to its end, the offsets into got[*n..8). */
+static void read_to_end(ordo_kafka_reader_t *r, int64_t got[8], int *n) {
+        rd_kafka_message_t *m;
+        while (!r->done && *n < 8)
+                if ((m = ordo_kafka_reader_next(r, 5000))) {
+                        got[(*n)++] = m->offset;
+                        rd_kafka_message_destroy(m);
+                }
+}
+
 TestSuite(kafka_io, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(kafka_io, the_stable_end_waits_for_an_open_transaction) {
@@ -134,10 +144,14 @@ Test(kafka_io, a_read_to_an_end_behind_a_marker_ends_with_every_message) {
 
 /* The commission join: its end is the stable offset when a batch comes;
  * a message committed since, polled before the end's event, is kept for
- * the next batch rather than lost. */
-Test(kafka_io, a_follower_keeps_what_it_polled_past_its_end) {
+ * the next batch rather than lost. Parked at its end in between (no
+ * assignment, no fetches while the join is idle), a follower stays
+ * parked for an end it has reached, and reads on from where it left off
+ * once extended: what it had polled past its end is fetched again,
+ * neither lost nor read twice. */
+static void follow_past_the_end(int park) {
+        rd_kafka_topic_partition_list_t *a;
         ordo_kafka_reader_t r;
-        rd_kafka_message_t *m;
         int64_t end, got[8];
         int n = 0;
 
@@ -147,65 +161,33 @@ Test(kafka_io, a_follower_keeps_what_it_polled_past_its_end) {
         ordo_kafka_reader_open(&r, committed, topic, 0,
                                RD_KAFKA_OFFSET_BEGINNING, INT64_MAX, "test");
         ordo_kafka_reader_extend(&r, end);
-        while (!r.done && n < 8)
-                if ((m = ordo_kafka_reader_next(&r, 5000))) {
-                        got[n++] = m->offset;
-                        rd_kafka_message_destroy(m);
-                }
+        read_to_end(&r, got, &n);
         cr_assert_eq(n, 3);
         cr_assert_eq(got[2], 2);
-        ordo_kafka_reader_extend(&r, 7);
-        while (!r.done && n < 8)
-                if ((m = ordo_kafka_reader_next(&r, 5000))) {
-                        got[n++] = m->offset;
-                        rd_kafka_message_destroy(m);
-                }
-        cr_assert_eq(n, 5, "read %d", n);
-        cr_assert_eq(got[3], 4);
-        cr_assert_eq(got[4], 5);
-        ordo_kafka_reader_close(&r);
-}
-
-/* A follower parked at its end holds no assignment (no fetches while
- * the join is idle), stays parked for an end it has reached, and reads
- * on from where it left off once extended: what it had polled past its
- * end is fetched again, neither lost nor read twice. */
-Test(kafka_io, a_parked_follower_reads_on_where_it_left_off) {
-        rd_kafka_topic_partition_list_t *a;
-        ordo_kafka_reader_t r;
-        rd_kafka_message_t *m;
-        int64_t end, got[8];
-        int n = 0;
-
-        transaction(3, 1); /* 0-2, marker 3 */
-        cr_assert_eq(stable_end(1, 30000, NULL, &end), ORDO_ERR_OK);
-        transaction(2, 1); /* 4-5, marker 6: past the end */
-        ordo_kafka_reader_open(&r, committed, topic, 0,
-                               RD_KAFKA_OFFSET_BEGINNING, end, "test");
-        while (!r.done && n < 8)
-                if ((m = ordo_kafka_reader_next(&r, 5000))) {
-                        got[n++] = m->offset;
-                        rd_kafka_message_destroy(m);
-                }
-        cr_assert_eq(n, 3);
-        ordo_kafka_reader_park(&r);
-        ordo_kafka_reader_extend(&r, end);
-        cr_assert(r.done && r.parked, "an end reached keeps it parked");
-        cr_assert_eq(rd_kafka_assignment(committed, &a), 0);
-        cr_assert_eq(a->cnt, 0, "parked: nothing assigned");
-        rd_kafka_topic_partition_list_destroy(a);
+        if (park) {
+                ordo_kafka_reader_park(&r);
+                ordo_kafka_reader_extend(&r, end);
+                cr_assert(r.done && r.parked, "an end reached keeps it parked");
+                cr_assert_eq(rd_kafka_assignment(committed, &a), 0);
+                cr_assert_eq(a->cnt, 0, "parked: nothing assigned");
+                rd_kafka_topic_partition_list_destroy(a);
+        }
         ordo_kafka_reader_extend(&r, 7);
         cr_assert(!r.parked);
-        while (!r.done && n < 8)
-                if ((m = ordo_kafka_reader_next(&r, 5000))) {
-                        got[n++] = m->offset;
-                        rd_kafka_message_destroy(m);
-                }
+        read_to_end(&r, got, &n);
         cr_assert_eq(n, 5, "read %d", n);
         cr_assert_eq(got[3], 4);
         cr_assert_eq(got[4], 5);
         cr_assert_null(ordo_kafka_reader_next(&r, 300), "past the end");
         ordo_kafka_reader_close(&r);
+}
+
+Test(kafka_io, a_follower_keeps_what_it_polled_past_its_end) {
+        follow_past_the_end(0);
+}
+
+Test(kafka_io, a_parked_follower_reads_on_where_it_left_off) {
+        follow_past_the_end(1);
 }
 
 /* The commission join while idle (stream_join.c, ordo__join_idle): a
@@ -240,11 +222,7 @@ Test(kafka_io, an_idle_follower_meets_the_end_and_parks_there) {
         cr_assert_eq(stable_end(1, 30000, NULL, &end), ORDO_ERR_OK);
         ordo_kafka_reader_extend(&r, end);
         cr_assert(!r.parked && !r.at_end);
-        while (!r.done && n < 8)
-                if ((m = ordo_kafka_reader_next(&r, 5000))) {
-                        got[n++] = m->offset;
-                        rd_kafka_message_destroy(m);
-                }
+        read_to_end(&r, got, &n);
         cr_assert_eq(n, 5, "read %d", n);
         cr_assert_eq(got[3], 4);
         cr_assert_eq(got[4], 5);
