@@ -280,10 +280,7 @@ void ordo__join_idle(ordo__proc_t *p) {
                 if (err)
                         return;
         }
-        if (r->at_end) {
-                ordo_kafka_reader_extend(r, r->next);
-                ordo_kafka_reader_park(r);
-        }
+        ordo_kafka_reader_park(r); /* if it met the end */
 }
 
 /* Joined messages are bound idempotently: a snapshot's state may hold

@@ -108,8 +108,12 @@ void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end) {
 }
 
 void ordo_kafka_reader_park(ordo_kafka_reader_t *r) {
-        if (!r->assigned || !r->done)
+        if (!r->assigned || !(r->done || r->at_end))
                 return;
+        if (!r->done) { /* the end met is its end, until extended */
+                r->end = r->next;
+                r->done = 1;
+        }
         if (r->held) {
                 /* the first message past the end: nothing before it is
                  * ever delivered (markers, aborted records) */

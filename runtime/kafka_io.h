@@ -92,8 +92,9 @@ void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
 /* A new end for a reader that stays assigned, or was parked: it is
  * assigned again where it left off if there is more to read. */
 void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end);
-/* Unassigns a reader that has reached its end, until the next extend
- * past it: a followed partition then costs its broker no fetch between
+/* Unassigns a reader that has reached its end, or met the partition's
+ * end as the last thing it polled (at_end: that is its end now), until
+ * the next extend past it: a followed partition then costs its broker no fetch between
  * reads (an assigned reader fetches every fetch.wait.max.ms, 10 ms).
  * What was prefetched is dropped, and fetched again. */
 void ordo_kafka_reader_park(ordo_kafka_reader_t *r);

@@ -215,7 +215,6 @@ Test(kafka_io, an_idle_follower_meets_the_end_and_parks_there) {
         cr_assert(r.at_end, "the end met within 5 s");
         cr_assert_eq(n, 3);
         cr_assert_eq(r.next, 4, "the end is past the marker");
-        ordo_kafka_reader_extend(&r, r.next);
         ordo_kafka_reader_park(&r);
         cr_assert(r.parked);
         transaction(2, 1); /* 4-5, marker 6 */
