@@ -145,18 +145,27 @@ static const char lua_reject_order[] =
  * call whose partition guard is below the previous event of the batch
  * writes nothing and answers ORDO_GAP. An entry's events are in one
  * partition, its accrual first, so no order of partitions makes a total
- * negative otherwise. Lua numbers are doubles: the bound 9.2e18 leaves
- * room for their rounding below 2^63; the increments themselves go to
- * HINCRBY as the exact strings. A zero increment is skipped once the
- * field exists, and each source's newest applied offset is written once
- * per call. */
+ * negative otherwise. Lua numbers are doubles, exact only below 2^53, so
+ * the totals are checked in two parts, billions and the rest (`int`),
+ * against 0..INT64_MAX exactly as MongoDB's $inc is; the increments go
+ * to HINCRBY as the exact strings, and the settled total comes back as
+ * one. A zero increment is skipped once the field exists, and each
+ * source's newest applied offset is written once per call. */
 static const char lua_earn[] =
     "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
-    "local cur, had, seen, todo = {}, {}, {}, {}\n"
+    "local hi, lo, had, seen, todo = {}, {}, {}, {}, {}\n"
+    "local function int(s)\n"
+    "  local sign, d = string.match(s, '^(%-?)(%d+)$')\n"
+    "  if not d or #d > 19 then return nil end\n"
+    "  local h = #d > 9 and tonumber(string.sub(d, 1, -10)) or 0\n"
+    "  local l = tonumber(string.sub(d, -9))\n"
+    "  if sign == '-' then return -h, -l end\n"
+    "  return h, l\n"
+    "end\n"
     "for i = 1, 3 do\n"
     "  local s = redis.call('HGET', KEYS[1], f[i])\n"
     "  had[i] = s ~= false\n"
-    "  cur[i] = tonumber(s or '0')\n"
+    "  hi[i], lo[i] = int(s or '0')\n"
     "end\n"
     "local function refuse(e, off, why)\n"
     "  if ARGV[1] == '1' then\n"
@@ -181,18 +190,21 @@ static const char lua_earn[] =
     "  end\n"
     "  if off > o then\n"
     "    for i = 1, 3 do\n"
-    "      local d = tonumber(ARGV[j + 2 + i])\n"
-    "      if not cur[i] or not d then\n"
+    "      local dh, dl = int(ARGV[j + 2 + i])\n"
+    "      if not hi[i] or not dh then\n"
     "        return redis.error_reply('ORDO_REFUSED ' .. f[i] .. "
     "' is not a number')\n"
     "      end\n"
-    "      cur[i] = cur[i] + d\n"
-    "      if cur[i] > 9.2e18 then\n"
+    "      local h, l = hi[i] + dh, lo[i] + dl\n"
+    "      while l >= 1e9 do h, l = h + 1, l - 1e9 end\n"
+    "      while l < 0 do h, l = h - 1, l + 1e9 end\n"
+    "      if h > 9223372036 or (h == 9223372036 and l > 854775807) then\n"
     "        return refuse(e, off, f[i] .. ' would leave the int64 range')\n"
     "      end\n"
-    "      if cur[i] < 0 then\n"
+    "      if h < 0 then\n"
     "        return refuse(e, off, f[i] .. ' would go below 0')\n"
     "      end\n"
+    "      hi[i], lo[i] = h, l\n"
     "    end\n"
     "    todo[#todo + 1] = j\n"
     "    o = off\n"
@@ -217,7 +229,7 @@ static const char lua_earn[] =
     "  last[p + 1] = ARGV[j + 1]\n"
     "end\n"
     "if #last > 0 then redis.call('HSET', KEYS[2], unpack(last)) end\n"
-    "return tonumber(redis.call('HGET', KEYS[1], 'settled_cents') or '0')\n";
+    "return redis.call('HGET', KEYS[1], 'settled_cents') or '0'\n";
 
 enum {
         S_SET_NEWER,
@@ -1041,11 +1053,21 @@ static int flush_out(ordo_redis_proj_t *p) {
         return 0;
 }
 
+/* A script's total: the earnings script answers the exact decimal string
+ * (a Lua number is not exact past 2^53); 0 for any other reply. */
+static long long reply_total(const redisReply *r) {
+        if (r->type == REDIS_REPLY_INTEGER)
+                return r->integer;
+        if (r->type == REDIS_REPLY_STRING)
+                return strtoll(r->str, NULL, 10);
+        return 0;
+}
+
 /* Reads the replies of n sent commands (and their extras), every one, so
  * the connection stays in step whatever fails; the first error reply
  * sets *err. *noscript is set when the server lost our scripts (a
  * restart or SCRIPT FLUSH since we connected). totals[i] (may be NULL)
- * receives the integer reply of command i. -1 when the connection
+ * receives reply_total of command i. -1 when the connection
  * failed: then disconnected, *err is ORDO_ERR_UNAVAILABLE. */
 static int recv_cmds(ordo_redis_proj_t *p, const sent_t *cmds, size_t n,
                      long long *totals, ordo_err_t *err, int *noscript,
@@ -1066,9 +1088,7 @@ static int recv_cmds(ordo_redis_proj_t *p, const sent_t *cmds, size_t n,
                                 return -1;
                         }
                         if (totals && main_reply)
-                                totals[i] = r->type == REDIS_REPLY_INTEGER
-                                                ? r->integer
-                                                : 0;
+                                totals[i] = reply_total(r);
                         reply_error(p, cmds[i].name, r, err, noscript, errstr,
                                     errstr_size);
                         freeReplyObject(r);
