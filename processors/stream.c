@@ -348,8 +348,8 @@ static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
         ordo_err_t err;
         if (from < to && !p->produce_err &&
             (err = ordo__join_catch_up(p, msgs + from, to - from))) {
-                if (err == ORDO_ERR_CONFIG)
-                        stop_for_good(p);
+                if (err == ORDO_ERR_CONFIG || err == ORDO_ERR_NOMEM)
+                        stop_for_good(p); /* NOMEM: a binding read, lost */
                 else
                         ORDO_LOG(WARN, p->def->name,
                                  "msg=\"join not read, aborting the "
@@ -613,9 +613,10 @@ static int ends_ahead(const ordo__proc_t *p) {
  * input, which the broker holds up to fetch.wait.max.ms (a member's:
  * 100 ms); a stop right after a commit would otherwise leave its
  * offsets on the markers. Waits at most twice that wait, plus 200 ms
- * for the round trips. A record that comes meanwhile is not decided:
- * its partition's end stays unknown, and its offset is on that record,
- * not a marker. */
+ * for the round trips. A record that comes meanwhile is not decided, and
+ * is as good as the end: nothing deliverable lies between the committed
+ * input and it (every record polled before was decided), so the offsets
+ * move onto it, not a marker. */
 static void await_ends(ordo__proc_t *p) {
         rd_kafka_topic_partition_list_t *a = NULL;
         char wait[32];
@@ -644,11 +645,11 @@ static void await_ends(ordo__proc_t *p) {
                 if (!(rkm = rd_kafka_consumer_poll(p->consumer, 10)))
                         continue;
                 q = rkm->partition;
-                if (q >= 0 && q < p->n_states) {
-                        if (!rkm->err)
-                                has_record[q] = 1;
-                        else if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF &&
-                                 !has_record[q])
+                if (q >= 0 && q < p->n_states && !has_record[q] &&
+                    (!rkm->err ||
+                     rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+                        has_record[q] = !rkm->err;
+                        if (rkm->offset > p->parts[q].end_next)
                                 p->parts[q].end_next = rkm->offset;
                 }
                 rd_kafka_message_destroy(rkm);
@@ -1130,8 +1131,8 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                         ordo__commit_wait(&p);
                         if (p.failed || lost)
                                 ordo__outbox_discard(&p.outbox);
-                        else if (!*stop)
-                                ordo__join_idle(&p);
+                        else if (!*stop && ordo__join_idle(&p))
+                                stop_for_good(&p);
                 }
                 for (i = 0; i < n; i++)
                         rd_kafka_message_destroy(msgs[i]);

@@ -250,7 +250,8 @@ void ordo__join_seed(ordo__proc_t *p, void *state);
 /* Between batches, idle: a follower still assigned (since the start, or
  * after a read that failed) binds what it has fetched, without waiting,
  * and parks once it has met the partition's end, so that an idle stage
- * costs its broker no fetches. */
-void ordo__join_idle(ordo__proc_t *p);
+ * costs its broker no fetches. An error: a binding read and not kept
+ * (out of memory), lost to this process. */
+ordo_err_t ordo__join_idle(ordo__proc_t *p);
 
 #endif

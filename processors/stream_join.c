@@ -267,20 +267,21 @@ ordo_err_t ordo__join_catch_up(ordo__proc_t *p, rd_kafka_message_t **msgs,
         return err;
 }
 
-void ordo__join_idle(ordo__proc_t *p) {
+ordo_err_t ordo__join_idle(ordo__proc_t *p) {
         ordo_kafka_reader_t *r = &p->join.reader;
         rd_kafka_message_t *rkm;
         if (!p->join.rk || !r->assigned)
-                return;
+                return ORDO_ERR_OK;
         /* what it has fetched, without waiting: read before the next
          * batch anyway, and all committed */
-        while ((rkm = ordo_kafka_reader_next(r, 0))) {
+        while (!*p->stop && (rkm = ordo_kafka_reader_next(r, 0))) {
                 ordo_err_t err = bind_message(p, rkm);
                 rd_kafka_message_destroy(rkm);
                 if (err)
-                        return;
+                        return err; /* read and not bound: lost */
         }
         ordo_kafka_reader_park(r); /* if it met the end */
+        return ORDO_ERR_OK;
 }
 
 /* Joined messages are bound idempotently: a snapshot's state may hold

@@ -70,14 +70,16 @@ ordo_err_t ordo_kafka_stable_end(rd_kafka_t *committed, rd_kafka_t *uncommitted,
 
 /* ---- reading one partition up to an end --------------------------------- */
 
+/* Not assigned (librdkafka refuses only a consumer that is closing or
+ * failed for good): parked, so that the next extend tries again. */
 static void reader_assign(ordo_kafka_reader_t *r, int64_t from) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(tp, r->topic, r->partition)->offset =
             from;
-        rd_kafka_assign(r->rk, tp);
+        r->assigned = !rd_kafka_assign(r->rk, tp);
+        r->parked = !r->assigned;
         rd_kafka_topic_partition_list_destroy(tp);
-        r->assigned = 1;
 }
 
 void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
@@ -102,8 +104,8 @@ void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end) {
         r->end = end;
         r->done = r->next >= end && !(r->held && r->held->offset < end);
         if (r->parked && !r->done) {
+                r->at_end = 0;
                 reader_assign(r, r->next);
-                r->parked = r->at_end = 0;
         }
 }
 

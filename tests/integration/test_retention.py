@@ -71,7 +71,9 @@ def main():
     a = ap.parse_args()
     return max(run(a, "retention", ["activity", "order"], lost_first),
                run(a, "retahead", ["activity"], deleted_ahead),
-               run(a, "retmark", ["activity", "order"], past_the_markers))
+               run(a, "retmark", ["activity", "order"], past_the_markers),
+               run(a, "retrecord", ["activity", "order"],
+                   records_behind_the_stop))
 
 
 def run(a, name, stages, scenario):
@@ -89,11 +91,11 @@ def run(a, name, stages, scenario):
     return t.finish(a.keep)
 
 
-def past_the_markers(t, o, admin):
-    """A processor that has caught up commits where its inputs end,
-    past the transaction markers that take offsets but are never read:
-    left on a marker, it would be refused once retention deleted it
-    although nothing it needed was lost."""
+def caught_on_a_marker(t, o, admin):
+    """The activity and order stages run with the order stage's offsets
+    on a transaction's markers (end - 1) if it can be caught there, just
+    after its last transaction. Returns the order-commands partitions and
+    the orders placed."""
     t0 = T0
     # A stage learns that a partition ends past the markers from the
     # empty fetch after its last input, which the broker holds for
@@ -104,15 +106,15 @@ def past_the_markers(t, o, admin):
     o.start(t.stages)
     o.flags = flags
     o.produce([activity("A0")], "create")
-    o.produce([E.place("o%d" % i, "A0", "u%d" % i, 1, t0 + 5 + i)
-               for i in range(6)], "place")
+    placed = ["o%d" % i for i in range(6)]
+    o.produce([E.place(oid, "A0", "u" + oid, 1, t0 + 5 + i)
+               for i, oid in enumerate(placed)], "place")
     ok, out = t.wait()
     t.check("orders placed and opened", ok, out)
     topic = "%s.order-commands" % o.tag
     cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
     parts = partitions_of(cons, topic)
     ends = cons.end_offsets(parts)
-    cons.close()
     group = "%s.order" % o.tag
     used = [tp for tp in parts if ends[tp] > 0]
     got = E.eventually(
@@ -124,24 +126,22 @@ def past_the_markers(t, o, admin):
             repr(({tp.partition: got.get(tp) for tp in used},
                   {tp.partition: ends[tp] for tp in used})))
 
-    # Stopped cleanly as soon as its last transaction is committed, on
-    # the marker (end - 1), before the idle second has passed: the stop
-    # moves it to the ends. Caught on the marker (the idle transaction
-    # may come first: then again, with more orders), then SIGTERM.
-    # Only once the activity stage has committed its decisions of the
-    # new orders: an end read while its transaction is open (the
-    # OpenOrders written, the markers not yet) looks like "committed on
-    # the marker" too, and the stop may then come before the order stage
-    # could read them.
-    cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    # Caught on the marker right after its last transaction, before the
+    # idle second has passed (the idle transaction may come first: then
+    # again, with more orders). Only once the activity stage has
+    # committed its decisions of the new orders: an end read while its
+    # transaction is open (the OpenOrders written, the markers not yet)
+    # looks like "committed on the marker" too, and the stop may then
+    # come before the order stage could read them.
     act_topic = "%s.activity-commands" % o.tag
     act_parts = partitions_of(cons, act_topic)
     on_marker = False
     for attempt in range(3):
         base = cons.end_offsets(parts)
-        o.produce([E.place("p%d-%d" % (attempt, i), "A0",
-                           "v%d-%d" % (attempt, i), 1, t0 + 20 + i)
-                   for i in range(4)], "place%d" % attempt)
+        new = ["p%d-%d" % (attempt, i) for i in range(4)]
+        placed += new
+        o.produce([E.place(oid, "A0", "v" + oid, 1, t0 + 20 + i)
+                   for i, oid in enumerate(new)], "place%d" % attempt)
         act_ends = cons.end_offsets(act_parts)
         act = E.eventually(
             lambda: committed_offsets(admin, "%s.activity" % o.tag,
@@ -163,19 +163,58 @@ def past_the_markers(t, o, admin):
         if grown and all(c.get(tp, 0) == e[tp] - 1 for tp in grown):
             on_marker = True
             break
+    cons.close()
     if not on_marker:
         # its batches met the partition's end with their last input
         # three times: nothing left for the stop to move (not a failure)
-        print("  note: never caught on a marker; the stop's commit of "
-              "the ends not exercised this run")
+        print("  note: never caught on a marker; the stop's move past "
+              "the markers not exercised this run")
+    return parts, placed
+
+
+def past_the_markers(t, o, admin):
+    """A processor that has caught up commits where its inputs end,
+    past the transaction markers that take offsets but are never read:
+    left on a marker, it would be refused once retention deleted it
+    although nothing it needed was lost. Stopped cleanly right after a
+    transaction, it waits for those ends."""
+    parts, _ = caught_on_a_marker(t, o, admin)
     rc = o.stop()
+    cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
     ends = cons.end_offsets(parts)
     cons.close()
-    got = committed_offsets(admin, group, topic)
+    got = committed_offsets(admin, "%s.order" % o.tag, parts[0].topic)
     t.check("ordo run stopped cleanly", rc == 0, "exit %s" % rc)
     t.check("a stage stopped right after a transaction committed its "
             "inputs' ends",
             all(got.get(tp, 0) == ends[tp] for tp in parts if ends[tp]),
+            repr(({tp.partition: got.get(tp) for tp in parts},
+                  {tp.partition: ends[tp] for tp in parts})))
+
+
+def records_behind_the_stop(t, o, admin):
+    """The same stop, with new inputs written right behind the SIGTERM:
+    one that comes while the stage waits for its ends is not decided,
+    and its offset is the end to commit (nothing deliverable lies
+    before it), not the marker before it (a review: it stayed there)."""
+    parts, placed = caught_on_a_marker(t, o, admin)
+    o.run_proc.send_signal(signal.SIGTERM)
+    o.produce([E.pay(oid, "pay-" + oid, 1000, T0 + 100 + i)
+               for i, oid in enumerate(placed)], "pay")
+    rc = o.stop()
+    t.check("ordo run stopped cleanly", rc == 0, "exit %s" % rc)
+    got = committed_offsets(admin, "%s.order" % o.tag, parts[0].topic)
+    records = {}
+    for r in E.read_committed(parts[0].topic):
+        records.setdefault(r.partition, set()).add(r.offset)
+    cons = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    ends = cons.end_offsets(parts)
+    cons.close()
+    on_marker = [tp.partition for tp in parts
+                 if got.get(tp) is not None and got[tp] < ends[tp] and
+                 got[tp] not in records.get(tp.partition, ())]
+    t.check("no offset left on a marker with inputs after it",
+            not on_marker,
             repr(({tp.partition: got.get(tp) for tp in parts},
                   {tp.partition: ends[tp] for tp in parts})))
 
