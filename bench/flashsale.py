@@ -1282,6 +1282,7 @@ def analyse(run, sale):
     mvis = [0] * nsec
     rlat = [[] for _ in range(nsec)]
     mlat = [[] for _ in range(nsec)]
+    dlats = [[] for _ in range(nsec)]
 
     def sec(wall_s):
         k = int(wall_s - run.t0)
@@ -1290,6 +1291,8 @@ def analyse(run, sale):
         k = sec(us / 1e6)
         if k is not None:
             sent[k] += 1
+            if i in decided:
+                dlats[k].append(decided[i] - us / 1000.0)
             if i in first:
                 rlat[k].append((first[i] - us) / 1000.0)
             if i in mfirst:
@@ -1312,10 +1315,11 @@ def analyse(run, sale):
             mvis[k] += 1
     rows = []
     for k in range(nsec):
-        rl, ml = sorted(rlat[k]), sorted(mlat[k])
+        rl, ml, dl = sorted(rlat[k]), sorted(mlat[k]), sorted(dlats[k])
         rows.append(dict(t=k, sent=sent[k], produced=produced[k],
                          decisions=dec[k], redis_visible=rvis[k],
                          mongo_visible=mvis[k],
+                         decided_p99_ms=r1(pct(dl, 0.99)),
                          redis_p99_ms=r1(pct(rl, 0.99)),
                          mongo_p99_ms=r1(pct(ml, 0.99))))
     run.rows = rows
@@ -1816,7 +1820,7 @@ def write_outputs(run):
     rows = getattr(run, "rows", [])
     csv = os.path.join(run.out, "timeseries.csv")
     cols = ["t", "sent", "produced", "decisions", "redis_visible",
-            "mongo_visible", "redis_p99_ms", "mongo_p99_ms"]
+            "mongo_visible", "decided_p99_ms", "redis_p99_ms", "mongo_p99_ms"]
     with open(csv, "w") as f:
         f.write(",".join(cols) + "\n")
         for r in rows:
