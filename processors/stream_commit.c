@@ -161,8 +161,10 @@ static ordo__txn_result_t end_at_least_once(ordo__proc_t *p,
 static void *end_batch(void *arg) {
         ordo__proc_t *p = arg;
         ordo__commit_t *c = &p->commit;
+        c->started = ordo_monotonic_ms();
         c->result =
             p->at_least_once ? end_at_least_once(p, c) : end_exactly_once(p, c);
+        c->ended = ordo_monotonic_ms();
         __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
         return NULL;
 }
@@ -222,9 +224,12 @@ static void settle(ordo__proc_t *p, ordo__txn_result_t r) {
                                      c->deliveries_ms, c->end_ms);
         ORDO_LOG(DEBUG, p->def->name,
                  "msg=transaction inputs=%zu outputs=%zu ms=%lld "
-                 "offsets_ms=%lld deliveries_ms=%lld end_txn_ms=%lld",
+                 "offsets_ms=%lld deliveries_ms=%lld end_txn_ms=%lld "
+                 "to_worker_ms=%lld to_loop_ms=%lld",
                  c->inputs, c->outputs, (long long)ms, (long long)c->offsets_ms,
-                 (long long)c->deliveries_ms, (long long)c->end_ms);
+                 (long long)c->deliveries_ms, (long long)c->end_ms,
+                 (long long)(c->started - c->t0),
+                 (long long)(ordo_monotonic_ms() - c->ended));
         /* a slow end is the broker's, not ours: say which step waited */
         if (c->offsets_ms + c->deliveries_ms + c->end_ms >= SLOW_END_MS)
                 ORDO_LOG(WARN, p->def->name,
