@@ -95,7 +95,7 @@ typedef struct ordo__commit_s {
         int done;     /* the worker has finished (atomic) */
         rd_kafka_topic_partition_list_t *offsets; /* one past each input */
         rd_kafka_consumer_group_metadata_t *cgmd;
-        int64_t t0; /* monotonic ms when the transaction began */
+        int64_t t0;             /* monotonic ms when the transaction began */
         int64_t started, ended; /* ...when the worker started, ended */
         /* the worker's steps, ms: offsets into the transaction, waiting
          * for the delivery reports, the commit itself */
