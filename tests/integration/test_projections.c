@@ -439,23 +439,31 @@ static void redelivered_refusal_case(ordo_store_t *s, const char *target,
 }
 
 /* The edge of int64 exactly, the same in both stores: a pending total
- * of INT64_MAX is kept, one cent more is refused; then the first entry
- * settles, INT64_MAX - 1 (Redis's script checked against 9.2e18 once,
- * and its Lua number rounded such a settled total to 2^63). */
+ * of INT64_MAX is kept, one cent more is refused; then two entries
+ * settle, to a settled total of INT64_MAX - 1 (Redis's script checked
+ * against 9.2e18 once, and its Lua number rounded such a total to 2^63).
+ * The amounts make the script's sums carry and borrow across its two
+ * parts (billions and the rest). */
+#define E0 999999999LL /* the rest's largest */
 static void int64_edge_case(ordo_store_t *s, const char *target,
                             earning_fn *earning) {
         char errstr[512];
+        const int64_t e1 = INT64_MAX - 1 - E0;
 
         nrecs = 0;
         memset(offsets, 0, sizeof(offsets));
-        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "e1", 1, "E", 1, BPS1,
-                      INT64_MAX - 1, INT64_MAX - 1, 0, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "e0", 1, "E", 1, BPS1, E0,
+                      E0, 0, "PENDING");
+        commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "e1", 1, "E", 1, BPS1, e1,
+                      e1, 0, "PENDING"); /* INT64_MAX - 1: a carry */
         commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "e2", 1, "E", 1, BPS1, 1,
-                      1, 0, "PENDING");
+                      1, 0, "PENDING"); /* INT64_MAX */
         commission_ev(ORDO_MSG_COMMISSION_ACCRUED, 0, "e3", 1, "E", 1, BPS1, 1,
-                      1, 0, "PENDING");
-        commission_ev(ORDO_MSG_COMMISSION_SETTLED, 0, "e1", 2, "E", 1, BPS1,
-                      INT64_MAX - 1, INT64_MAX - 1, 0, "SETTLED");
+                      1, 0, "PENDING"); /* past it: refused */
+        commission_ev(ORDO_MSG_COMMISSION_SETTLED, 0, "e0", 2, "E", 1, BPS1, E0,
+                      E0, 0, "SETTLED"); /* a borrow */
+        commission_ev(ORDO_MSG_COMMISSION_SETTLED, 0, "e1", 2, "E", 1, BPS1, e1,
+                      e1, 0, "SETTLED"); /* settled: a carry */
         n_parked = 0;
         parked_rec = NULL;
         cr_assert_eq(ordo_store_apply_parking(s, recs, nrecs, count_parked,
@@ -463,7 +471,7 @@ static void int64_edge_case(ordo_store_t *s, const char *target,
                                               sizeof(errstr)),
                      ORDO_ERR_OK, "%s", errstr);
         cr_assert_eq(n_parked, 1, "only the cent past INT64_MAX is refused");
-        cr_assert_eq(parked_rec, &recs[2]);
+        cr_assert_eq(parked_rec, &recs[3]);
         cr_assert_eq(earning(target, "E", "pending_cents"), 1);
         cr_assert_eq(earning(target, "E", "settled_cents"), INT64_MAX - 1);
 }
