@@ -14,7 +14,10 @@ refuses to restore those partitions (an ERROR naming the offset) and
 stops `ordo run` with a non-zero status, deciding nothing; `ordo
 rebuild` and `ordo reconcile` refuse too. So do the projections: one
 that has applied the events up to some offset, when the records after
-it were deleted, and a new one, which needs them from offset 0.
+it were deleted, and a new one, which needs them from offset 0. And a
+processor stopped cleanly right after a transaction commits its offsets
+past the transaction's markers (which retention may delete), or onto an
+input written while it stops, never on a marker.
 
     test_retention.py ORDO_BINARY [--keep]
 
