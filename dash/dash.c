@@ -672,6 +672,15 @@ static json_t *read_commissions(dash_t *d) {
         return commissions(pending, settled, reversed, users);
 }
 
+/* A leaderboard score in cents: a double, which Redis writes in exponent
+ * form from 1e17 ("1e+17"), so not strtoll's. */
+static json_int_t score_cents(const char *s) {
+        double v = strtod(s, NULL);
+        if (!(v > 0))
+                return 0;
+        return v >= 9223372036854775807.0 ? INT64_MAX : (json_int_t)v;
+}
+
 /* The top earners by settled commission, from the Redis leaderboard,
  * into c's "top". */
 static void read_top_earners(dash_t *d, json_t *c) {
@@ -690,8 +699,7 @@ static void read_top_earners(dash_t *d, json_t *c) {
                                     json_pack(
                                         "{s:s, s:I}", "user_id",
                                         r->element[i]->str, "settled_cents",
-                                        (json_int_t)strtoll(
-                                            r->element[i + 1]->str, NULL, 10)));
+                                        score_cents(r->element[i + 1]->str)));
                 if (r)
                         freeReplyObject(r);
         }

@@ -146,7 +146,8 @@ static const char lua_reject_order[] =
  * writes nothing and answers ORDO_GAP. An entry's events are in one
  * partition, its accrual first, so no order of partitions makes a total
  * negative otherwise. Lua numbers are doubles, exact only below 2^53, so
- * the totals are checked in two parts, billions and the rest (`int`),
+ * the totals are checked in two parts, billions and the rest (`int`,
+ * which takes integers as Redis writes them, as HINCRBY does),
  * against 0..INT64_MAX exactly as MongoDB's $inc is; the increments go
  * to HINCRBY as the exact strings, and the settled total comes back as
  * one. A zero increment is skipped once the field exists, and each
@@ -155,7 +156,8 @@ static const char lua_earn[] =
     "local f = {'pending_cents', 'settled_cents', 'reversed_cents'}\n"
     "local hi, lo, had, seen, todo = {}, {}, {}, {}, {}\n"
     "local function int(s)\n"
-    "  local sign, d = string.match(s, '^(%-?)(%d+)$')\n"
+    "  local sign, d = string.match(s, '^(%-?)([1-9]%d*)$')\n"
+    "  if s == '0' then return 0, 0 end\n"
     "  if not d or #d > 19 then return nil end\n"
     "  local h = #d > 9 and tonumber(string.sub(d, 1, -10)) or 0\n"
     "  local l = tonumber(string.sub(d, -9))\n"

@@ -75,11 +75,18 @@ ordo_err_t ordo_kafka_stable_end(rd_kafka_t *committed, rd_kafka_t *uncommitted,
 static void reader_assign(ordo_kafka_reader_t *r, int64_t from) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
+        rd_kafka_resp_err_t err;
         rd_kafka_topic_partition_list_add(tp, r->topic, r->partition)->offset =
             from;
-        r->assigned = !rd_kafka_assign(r->rk, tp);
-        r->parked = !r->assigned;
+        err = rd_kafka_assign(r->rk, tp);
         rd_kafka_topic_partition_list_destroy(tp);
+        r->assigned = !err;
+        r->parked = !r->assigned;
+        if (err)
+                ORDO_LOG(WARN, r->who,
+                         "msg=\"could not read a partition\" topic=%s "
+                         "partition=%d error=\"%s\"",
+                         r->topic, (int)r->partition, rd_kafka_err2str(err));
 }
 
 void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,

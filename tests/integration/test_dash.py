@@ -596,6 +596,23 @@ def main():
                  dom.get("lag", stage=stage))
         c.eq("health badge", "all stages healthy", dom.get("badge"))
 
+        # A leaderboard score from 1e17 cents is written "1e+17" by
+        # Redis: read as a double, not as the integer "1" (a review).
+        big = "big-" + tag
+        r.cmd("ZADD", ordo.prefix + "leaderboard:settled",
+              "100000000000000000", big)
+        top = []
+        for _ in range(40):
+            st, body = http("http://127.0.0.1:%d/api/state" % dash_port)
+            top = json.loads(body)["commissions"]["top"] if st == 200 \
+                else []
+            if any(e["user_id"] == big for e in top):
+                break
+            time.sleep(0.5)
+        c.eq("a top earner of 1e17 cents", [10 ** 17],
+             [e["settled_cents"] for e in top if e["user_id"] == big])
+        r.cmd("ZREM", ordo.prefix + "leaderboard:settled", big)
+
         # MongoDB unreachable: the state says so (it used to read as an
         # empty sale, nothing logged), and the log says it once.
         blind_port = free_port()

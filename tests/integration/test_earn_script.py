@@ -11,9 +11,10 @@ on the real Redis, with stored totals and increments drawn around the
 edges (0, 10^9, 2^53, 9.2e18, INT64_MAX), and checks against Python's
 integers:
 
-- a call is refused exactly when a total would leave 0..INT64_MAX, and
-  then changes no total;
-- otherwise every total is the stored one plus its increment, and the
+- a call (one to three events of a beneficiary, as a batch folds them)
+  is refused exactly when a total would leave 0..INT64_MAX after any of
+  its events, and then changes no total;
+- otherwise every total is the stored one plus the increments, and the
   call answers the settled total, exactly, as a string.
 
     test_earn_script.py ORDO_BINARY [--cases N] [--seed S]
@@ -79,20 +80,29 @@ def main():
     for n in range(a.cases):
         key, guard = "%searnings:%d" % (pf, n), "%sguard:%d" % (pf, n)
         stored = [near_edge(rnd) for _ in FIELDS]
-        deltas = [increment(rnd, s) for s in stored]
-        cases.append((stored, deltas))
+        events, totals = [], list(stored)
+        for k in range(rnd.randint(1, 3)):
+            deltas = [increment(rnd, t) for t in totals]
+            totals = [t + d for t, d in zip(totals, deltas)]
+            events.append(deltas)
+        cases.append((stored, events))
         cmds.append(("HSET", key) + tuple(x for f, s in zip(FIELDS, stored)
                                           for x in (f, s)))
-        # one event of source "src/0" at offset 10, alone in its call
-        cmds.append(("EVALSHA", sha, 2, key, guard, "1", "src/0", 10, -1)
-                    + tuple(deltas) + ("e%d" % n,))
+        # events of source "src/0" at offsets 10, 11, ..., applied alone
+        args = ["1"]
+        for k, deltas in enumerate(events):
+            args += ["src/0", 10 + k, 10 + k - 1 if k else -1] + deltas + \
+                ["e%d.%d" % (n, k)]
+        cmds.append(("EVALSHA", sha, 2, key, guard) + tuple(args))
         cmds.append(("HMGET", key) + FIELDS)
     replies = r.pipeline(cmds)
     bad = 0
-    for n, (stored, deltas) in enumerate(cases):
+    for n, (stored, events) in enumerate(cases):
         ret, got = replies[3 * n + 1], replies[3 * n + 2]
-        sums = [s + d for s, d in zip(stored, deltas)]
-        fits = all(0 <= t <= INT64_MAX for t in sums)
+        sums, fits = list(stored), True
+        for deltas in events:
+            sums = [t + d for t, d in zip(sums, deltas)]
+            fits = fits and all(0 <= t <= INT64_MAX for t in sums)
         refused = isinstance(ret, Exception)
         want = sums if fits else stored
         ok = (refused != fits and [int(x) for x in got] == want and
@@ -101,7 +111,7 @@ def main():
             bad += 1
             if bad <= 5:
                 print("  FAIL: stored %s + %s: answered %r, totals %s, "
-                      "want %s" % (stored, deltas, ret, got, want))
+                      "want %s" % (stored, events, ret, got, want))
     r.pipeline([("DEL", k) for k in r.scan(pf + "*")] or [("PING",)])
     print("%s: %d cases, %d disagree with exact integers" %
           ("ok" if not bad else "FAIL", a.cases, bad))
