@@ -94,9 +94,10 @@ void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
 void ordo_kafka_reader_extend(ordo_kafka_reader_t *r, int64_t end);
 /* Unassigns a reader that has reached its end, or met the partition's
  * end as the last thing it polled (at_end: that is its end now), until
- * the next extend past it: a followed partition then costs its broker no fetch between
- * reads (an assigned reader fetches every fetch.wait.max.ms, 10 ms).
- * What was prefetched is dropped, and fetched again. */
+ * the next extend past it: a followed partition then costs its broker
+ * no fetch between reads (an assigned reader fetches every
+ * fetch.wait.max.ms, 10 ms). What was prefetched is dropped, and fetched
+ * again. */
 void ordo_kafka_reader_park(ordo_kafka_reader_t *r);
 /* The next message below the end (the caller destroys it), or NULL when
  * the end is reached (r->done) or nothing came within timeout_ms. A

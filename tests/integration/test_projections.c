@@ -2115,26 +2115,25 @@ static int64_t mongo_earning(const char *db, const char *user,
         return v;
 }
 
-Test(projections_mongo, the_int64_edge_exactly) {
+/* An earnings case on a database of its own, read back from MongoDB. */
+static void mongo_earning_case(void (*run)(ordo_store_t *, const char *,
+                                           earning_fn *)) {
         char db[64];
         ordo_store_t s = { NULL, NULL };
 
         unique_name(db, sizeof(db), "");
         s.mongo = mongo_proj(db);
-        int64_edge_case(&s, db, mongo_earning);
+        run(&s, db, mongo_earning);
         ordo_store_close(&s);
         drop_db(db);
 }
 
-Test(projections_mongo, a_refused_event_delivered_again_is_parked_again) {
-        char db[64];
-        ordo_store_t s = { NULL, NULL };
+Test(projections_mongo, the_int64_edge_exactly) {
+        mongo_earning_case(int64_edge_case);
+}
 
-        unique_name(db, sizeof(db), "");
-        s.mongo = mongo_proj(db);
-        redelivered_refusal_case(&s, db, mongo_earning);
-        ordo_store_close(&s);
-        drop_db(db);
+Test(projections_mongo, a_refused_event_delivered_again_is_parked_again) {
+        mongo_earning_case(redelivered_refusal_case);
 }
 
 /* Buffered (a rebuild): the same refusal cannot be narrowed to its event
