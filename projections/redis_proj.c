@@ -87,16 +87,23 @@ static const char lua_hset_reserved[] =
  * overwrites a placed order (the same order_id may live in another
  * activity). The user_id lets a poller tell the attempt is its own.
  * Rejected in several activities (their partitions applied in any
- * order, live or in a rebuild), the one whose user_id, then reason,
- * sorts last is kept: the same hash whatever the order (a review found
- * the last applied kept, and reconcile reporting the difference). */
+ * order, live or in a rebuild), the one kept is the greatest by: not
+ * UNKNOWN_ACTIVITY, then user_id, then reason; the same hash whatever
+ * the order (a review found the last applied kept, and reconcile
+ * reporting the difference). An UNKNOWN_ACTIVITY attempt is the only
+ * one an activity decides afresh (it is not remembered), and always
+ * before any other decision of that activity: ranked lowest, it never
+ * hides the activity's real decision (an outside audit). */
 static const char lua_reject_place[] =
-    "local s = redis.call('HGET', KEYS[1], 'status')\n"
-    "if s and s ~= 'REJECTED' then return 0 end\n"
-    "if s then\n"
-    "  local u = redis.call('HGET', KEYS[1], 'user_id') or ''\n"
-    "  local r = redis.call('HGET', KEYS[1], 'reason') or ''\n"
-    "  if u > ARGV[3] or (u == ARGV[3] and r > ARGV[1]) then return 0 end\n"
+    "local h = redis.call('HMGET', KEYS[1], 'status', 'user_id', 'reason')\n"
+    "if h[1] and h[1] ~= 'REJECTED' then return 0 end\n"
+    "if h[1] then\n"
+    "  local u, r = h[2] or '', h[3] or ''\n"
+    "  local was = r ~= 'UNKNOWN_ACTIVITY'\n"
+    "  local now = ARGV[1] ~= 'UNKNOWN_ACTIVITY'\n"
+    "  if was and not now then return 0 end\n"
+    "  if was == now and (u > ARGV[3] or (u == ARGV[3] and r > ARGV[1]))\n"
+    "  then return 0 end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1], "
     "'user_id', ARGV[3])\n"

@@ -152,10 +152,12 @@ class Model:
         return "OK"
 
     def _reject_attempt(self, oid, aid, uid, reason):
-        # rejected in several activities: the one whose user_id, then
-        # reason, sorts last (docs/read-models.md)
+        # rejected in several activities: the greatest by not
+        # UNKNOWN_ACTIVITY, then user_id, then reason (docs/read-models.md)
+        def rank(reason, uid):
+            return (reason != "UNKNOWN_ACTIVITY", uid, reason)
         prev = self.rejected_attempts.get(oid)
-        if prev is None or (uid, reason) >= (prev[1], prev[0]):
+        if prev is None or rank(reason, uid) >= rank(*prev):
             self.rejected_attempts[oid] = (reason, uid)
         return self._reject("PlaceOrder", aid, reason)
 

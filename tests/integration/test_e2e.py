@@ -675,7 +675,7 @@ def scenario_flash(rng, m, t0, small):
                 ts += 1
                 cmds.append(place(oid, "hot", rng.choice(users), 1, ts))
     rejected = sorted(o for o, r in m.rejected_attempts.items()
-                      if o not in m.orders and r != "UNKNOWN_ACTIVITY")
+                      if o not in m.orders and r[0] != "UNKNOWN_ACTIVITY")
     for oid in rng.sample(rejected, min(15, len(rejected))):
         ts += 1
         cmds.append(place(oid, "cold1", "late-" + oid, 1, ts))

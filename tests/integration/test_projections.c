@@ -1283,37 +1283,42 @@ Test(projections_redis, fresh_target_placed_order_wins) {
         free(redis_dump(pf, 1));
 }
 
-/* One order id refused in two activities (two partitions of
- * activity-events): the same hash whichever is applied first, live or in
- * a fresh target (a review found the last applied kept, and reconcile
- * reporting a difference on a healthy system). */
-Test(projections_redis, one_id_refused_in_two_activities_in_any_order) {
+/* A rejected PlaceOrder of order id "dup1" in an activity. */
+typedef struct {
+        const char *activity, *user, *reason;
+        int partition;
+        int64_t offset;
+} attempt_t;
+
+/* Two rejected attempts of one order id, applied in both orders, live and
+ * to a fresh target: the hash shows want's user_id and reason each time. */
+static void two_attempts_in_any_order(const attempt_t a[2],
+                                      const attempt_t *want) {
         static ordo_msg_t m[2];
         static ordo_event_rec_t rr[2];
-        const char *users[2] = { "u-a", "u-b" };
-        const char *reasons[2] = { "SOLD_OUT", "NOT_STARTED" };
         char pf[64], k[128], errstr[256];
         ordo_redis_proj_t *p;
         int i, fresh, first;
 
         for (i = 0; i < 2; i++) {
                 ordo_msg_init(&m[i], ORDO_MSG_COMMAND_REJECTED);
-                snprintf(m[i].meta.id, sizeof(m[i].meta.id), "ae-%d-7-0", i);
-                ordo_strlcpy(m[i].meta.aggregate_id, i ? "actB" : "actA",
+                snprintf(m[i].meta.id, sizeof(m[i].meta.id), "ae-%d-%lld-0",
+                         a[i].partition, (long long)a[i].offset);
+                ordo_strlcpy(m[i].meta.aggregate_id, a[i].activity,
                              sizeof(m[i].meta.aggregate_id));
                 m[i].meta.ts_ms = 5000;
                 ordo_strlcpy(m[i].u.rejected.command_type, "PlaceOrder",
                              ORDO_CODE_MAX + 1);
-                ordo_strlcpy(m[i].u.rejected.reason, reasons[i],
+                ordo_strlcpy(m[i].u.rejected.reason, a[i].reason,
                              ORDO_CODE_MAX + 1);
                 ordo_strlcpy(m[i].u.rejected.order_id, "dup1", ORDO_ID_MAX + 1);
-                ordo_strlcpy(m[i].u.rejected.user_id, users[i],
+                ordo_strlcpy(m[i].u.rejected.user_id, a[i].user,
                              ORDO_ID_MAX + 1);
                 m[i].u.rejected.qty = 1;
                 rr[i].msg = &m[i];
                 rr[i].source = "activity-events";
-                rr[i].partition = i;
-                rr[i].offset = 7;
+                rr[i].partition = a[i].partition;
+                rr[i].offset = a[i].offset;
         }
         for (fresh = 0; fresh < 2; fresh++)
                 for (first = 0; first < 2; first++) {
@@ -1328,12 +1333,38 @@ Test(projections_redis, one_id_refused_in_two_activities_in_any_order) {
                                              ORDO_ERR_OK, "%s", errstr);
                         snprintf(k, sizeof(k), "%sorder:dup1", pf);
                         cr_assert_str_eq(hget(k, "status"), "REJECTED");
-                        cr_assert_str_eq(hget(k, "user_id"), "u-b",
+                        cr_assert_str_eq(hget(k, "user_id"), want->user,
                                          "fresh %d, first %d", fresh, first);
-                        cr_assert_str_eq(hget(k, "reason"), "NOT_STARTED");
+                        cr_assert_str_eq(hget(k, "reason"), want->reason,
+                                         "fresh %d, first %d", fresh, first);
                         ordo_redis_proj_destroy(p);
                         free(redis_dump(pf, 1));
                 }
+}
+
+/* One order id refused in two activities (two partitions of
+ * activity-events): the same hash whichever is applied first, live or in
+ * a fresh target (a review found the last applied kept, and reconcile
+ * reporting a difference on a healthy system). */
+Test(projections_redis, one_id_refused_in_two_activities_in_any_order) {
+        const attempt_t a[2] = { { "actA", "u-a", "SOLD_OUT", 0, 7 },
+                                 { "actB", "u-b", "NOT_STARTED", 1, 7 } };
+        two_attempts_in_any_order(a, &a[1]);
+}
+
+/* An order id refused UNKNOWN_ACTIVITY and then, once the activity
+ * exists, decided afresh (RULES.md: an unknown activity's attempt is not
+ * remembered): the hash shows the activity's own decision, though
+ * "UNKNOWN_ACTIVITY" sorts after every other reason and the first
+ * attempt's user may sort after the second's (an outside audit saw the
+ * stale reason kept for 24 h). */
+Test(projections_redis, a_retry_after_unknown_activity_shows_its_decision) {
+        const attempt_t own[2] = { { "actA", "u1", "UNKNOWN_ACTIVITY", 0, 7 },
+                                   { "actA", "u1", "SOLD_OUT", 0, 9 } };
+        const attempt_t other[2] = { { "actA", "uz", "UNKNOWN_ACTIVITY", 0, 7 },
+                                     { "actA", "ua", "ENDED", 0, 9 } };
+        two_attempts_in_any_order(own, &own[1]);
+        two_attempts_in_any_order(other, &other[1]);
 }
 
 /* The index of the scenario's first event of type t for order. */
