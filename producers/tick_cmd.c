@@ -29,7 +29,7 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         rd_kafka_t *rk;
         ordo_codec_t *codec;
         ordo_msg_t m;
-        int i, parts, failed = 0;
+        int i, parts, failed = 0, future = 0;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--ts TIME the Tick's ts_ms: ms since the epoch or "
@@ -42,7 +42,10 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                        "ticks by itself every\ntick.interval.ms, tick.lag.ms "
                        "behind the wall clock; batch runs with old\n"
                        "timestamps set tick.interval.ms=0 and send their "
-                       "own Ticks.\n");
+                       "own Ticks.\n"
+                       "--future  send a --ts later than this machine's "
+                       "clock (refused without it:\n          every timer due "
+                       "by then would fire at once, for good)\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {
@@ -51,11 +54,25 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                             ordo_option_value(argc, argv, &i, "tick");
                         if (!v || ordo_option_time("tick", "--ts", v, &ts))
                                 return 2;
+                } else if (!strcmp(argv[i], "--future")) {
+                        future = 1;
                 } else {
                         fprintf(stderr, "ordo tick: unknown argument %s\n",
                                 argv[i]);
                         return 2;
                 }
+        }
+        /* An outside review: one digit too many in --ts cancelled every
+         * unpaid order and settled every paid one of a live sale. */
+        if (!future && ts > ordo_wall_ms()) {
+                fprintf(stderr,
+                        "ordo tick: --ts %lld is %lld s after this machine's "
+                        "clock: every timer due by then would fire at once, "
+                        "for good (unpaid orders cancelled, paid ones "
+                        "received and settled); give --future to send it\n",
+                        (long long)ts,
+                        (long long)((ts - ordo_wall_ms()) / 1000));
+                return 2;
         }
         rk = ordo_kafka_producer_new(conf, NULL, tick_delivered, &failed,
                                      errstr, sizeof(errstr));

@@ -45,9 +45,6 @@ typedef struct {
         int64_t *next; /* next offset to read (the offset to commit) */
 } topic_t;
 
-#define REDIS_PREFIX_MAX 64 /* as the projection's (redis_proj.c) */
-#define MONGO_DB_MAX     63 /* MongoDB's own limit on database names */
-
 /* Whether `name` may be a rebuild's target or a drop's: never the live
  * one, nor anything whose keys could be the live read model's, nor a
  * database that is not a plain name. 0, or -1 with the reason. */
@@ -57,22 +54,12 @@ ordo_err_t ordo__rebuild_target_check(const char *which,
                                       size_t errstr_size) {
         size_t len = name ? strlen(name) : 0;
 
+        if (ordo_store_name_check(which, name ? name : "", errstr, errstr_size))
+                return ORDO_ERR_INVALID_ARG;
         if (!strcmp(which, "redis")) {
                 const char *live = ordo_config_get(conf, "redis.prefix");
                 size_t ll = strlen(live);
-                if (!len)
-                        snprintf(errstr, errstr_size,
-                                 "an empty prefix matches every key of the "
-                                 "server");
-                else if (len > REDIS_PREFIX_MAX)
-                        snprintf(errstr, errstr_size,
-                                 "prefix longer than %d bytes",
-                                 REDIS_PREFIX_MAX);
-                else if (name[0] == '{')
-                        snprintf(errstr, errstr_size,
-                                 "a prefix may not start with '{' (the guard "
-                                 "keys' hash tag)");
-                else if (!strncmp(live, name, len))
+                if (!strncmp(live, name, len))
                         snprintf(errstr, errstr_size,
                                  "\"%s\" is the live prefix \"%s\" or a "
                                  "prefix of it: its keys include the live "
@@ -87,12 +74,7 @@ ordo_err_t ordo__rebuild_target_check(const char *which,
                         return ORDO_ERR_OK;
                 return ORDO_ERR_INVALID_ARG;
         }
-        if (!len || len > MONGO_DB_MAX || strpbrk(name, "/\\. \"$"))
-                snprintf(errstr, errstr_size,
-                         "\"%.80s\" is not a database name (1 to %d bytes, "
-                         "none of / \\ . space \" $)",
-                         name ? name : "", MONGO_DB_MAX);
-        else if (!strcmp(name, ordo_config_get(conf, "mongo.db")))
+        if (!strcmp(name, ordo_config_get(conf, "mongo.db")))
                 snprintf(errstr, errstr_size,
                          "\"%s\" is the live database (mongo.db)", name);
         else if (!strcmp(name, "admin") || !strcmp(name, "local") ||

@@ -38,7 +38,7 @@
 #include "log.h"
 #include "redis_conn.h"
 
-#define PREFIX_MAX 64
+#define PREFIX_MAX ORDO_REDIS_PREFIX_MAX
 #define CHUNK      512 /* events per pipeline: bounds memory, not correctness */
 #define CHUNK_CMDS (2 * CHUNK) /* an event makes at most two commands */
 #define ARGS_MAX   32          /* the longest: OrderOpened, 23 */

@@ -347,7 +347,7 @@ int ordo_parse_listen(const char *s, struct sockaddr_in *sa) {
         port = strtol(colon + 1, &end, 10);
         if (!colon[1] || *end || port < 0 || port > 65535)
                 return -1;
-        if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1)
+        if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
                 return -1;
         sa->sin_port = htons((uint16_t)port);
         return 0;
@@ -377,6 +377,51 @@ static ordo_err_t check_address(const char *key, const char *value,
                 }
         }
         return ORDO_ERR_OK;
+}
+
+ordo_err_t ordo_store_name_check(const char *which, const char *name,
+                                 char *errstr, size_t errstr_size) {
+        size_t len = strlen(name);
+        if (!strcmp(which, "redis")) {
+                if (!len)
+                        snprintf(errstr, errstr_size,
+                                 "an empty prefix matches every key of the "
+                                 "server");
+                else if (len > ORDO_REDIS_PREFIX_MAX)
+                        snprintf(errstr, errstr_size,
+                                 "prefix longer than %d bytes",
+                                 ORDO_REDIS_PREFIX_MAX);
+                else if (name[0] == '{')
+                        snprintf(errstr, errstr_size,
+                                 "a prefix may not start with '{' (the guard "
+                                 "keys' hash tag)");
+                else
+                        return ORDO_ERR_OK;
+                return ORDO_ERR_CONFIG_INVALID;
+        }
+        if (!len || len > ORDO_MONGO_DB_MAX || strpbrk(name, "/\\. \"$")) {
+                snprintf(errstr, errstr_size,
+                         "\"%.80s\" is not a database name (1 to %d bytes, "
+                         "none of / \\ . space \" $)",
+                         name, ORDO_MONGO_DB_MAX);
+                return ORDO_ERR_CONFIG_INVALID;
+        }
+        return ORDO_ERR_OK;
+}
+
+/* mongo.db and redis.prefix, checked when set: a bad one failed only in
+ * the store, for ever ("Invalid namespace", retried), or wrote the read
+ * model among a shared server's other keys. */
+static ordo_err_t check_store_name(const char *key, const char *value,
+                                   char *errstr, size_t errstr_size) {
+        char why[160];
+        const char *which = !strcmp(key, "mongo.db")       ? "mongo"
+                            : !strcmp(key, "redis.prefix") ? "redis"
+                                                           : NULL;
+        if (!which || !ordo_store_name_check(which, value, why, sizeof(why)))
+                return ORDO_ERR_OK;
+        snprintf(errstr, errstr_size, "configuration key \"%s\": %s", key, why);
+        return ORDO_ERR_CONFIG_INVALID;
 }
 
 static int is_int(const char *v, int64_t *out) {
@@ -420,7 +465,8 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
         if (def->type == STRING &&
             (check_choice(key, value, errstr, errstr_size) ||
              check_name(key, value, errstr, errstr_size) ||
-             check_address(key, value, errstr, errstr_size)))
+             check_address(key, value, errstr, errstr_size) ||
+             check_store_name(key, value, errstr, errstr_size)))
                 return ORDO_ERR_CONFIG_INVALID;
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");

@@ -44,9 +44,19 @@ ordo_err_t ordo_config_load_env(ordo_config_t *conf, char *errstr,
 void ordo_config_env_name(const char *key, char *out, size_t size);
 
 struct sockaddr_in;
-/* IPv4 "HOST:PORT" (empty host: any), as the *.listen keys take it; 0 on
- * success. */
+/* IPv4 "HOST:PORT", as the *.listen keys take it; 0 on success. The
+ * host is never implied: all interfaces are "0.0.0.0", written out (an
+ * outside review found ":18083" exposing the gateway unasked). */
 int ordo_parse_listen(const char *listen, struct sockaddr_in *sa);
+
+/* The read models' names, as configuration checks them (mongo.db,
+ * redis.prefix) and a rebuild's target too: which is "mongo" or
+ * "redis". ORDO_ERR_OK, or ORDO_ERR_CONFIG_INVALID with the reason in
+ * errstr (the name, not the key). */
+#define ORDO_MONGO_DB_MAX     63 /* MongoDB's own limit on database names */
+#define ORDO_REDIS_PREFIX_MAX 64
+ordo_err_t ordo_store_name_check(const char *which, const char *name,
+                                 char *errstr, size_t errstr_size);
 
 const char *ordo_config_get(const ordo_config_t *conf, const char *key);
 /* For a key left empty whose value is another's (group.prefix: that of

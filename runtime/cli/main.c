@@ -48,7 +48,7 @@ static const struct {
           "run one processor: activity, order, referral or commission" },
         { "project", ordo_cmd_project, "mongo|redis",
           "run one projection into MongoDB or Redis" },
-        { "tick", ordo_cmd_tick, "[--ts TIME]",
+        { "tick", ordo_cmd_tick, "[--ts TIME [--future]]",
           "send a Tick to every partition of order-commands (fires timers)" },
         { "lag", ordo_cmd_lag, "[STAGE...]",
           "consumer lag per stage and partition" },

@@ -465,7 +465,7 @@ def main():
         for i, p in enumerate(phases):
             produce(ordo, p, workdir, "phase%d" % i)
         caught_ms = int(time.time() * 1000)  # the read models are whole
-        ordo.call("tick", "--ts", str(now + 60000))
+        ordo.call("tick", "--ts", str(now + 60000), "--future")
         ok, out = ordo.wait(180)
         c.true("caught up after the tick", ok, out)
         time.sleep(2)  # one more turn of every loop: lag and health

@@ -87,8 +87,8 @@ def main():
             except OSError:
                 time.sleep(0.1)
         p = ordo.call("config")
-        c.true("ordo config redacts redis.password",
-               "redis.password=[redacted]" in p.stdout and
+        c.true("ordo config redacts redis.password, in a comment",
+               "\n# redis.password=[redacted]" in p.stdout and
                PASSWORD not in p.stdout)
         ordo.call("topics")
         ordo.start()

@@ -112,11 +112,14 @@ Test(config, listen_addresses_checked) {
                 { "dash.listen", "1.2.3:80" },
                 { "ingest.listen", "127.0.0.1:65536" },
                 { "ingest.listen", "localhost:8080" },
+                /* all interfaces only when written out (an outside review:
+                 * ":18083" put the gateway on the network unasked) */
+                { "ingest.listen", ":18083" },
         };
         refused_each(c, bad, sizeof(bad) / sizeof(bad[0]), "HOST:PORT");
         accepted(c, "metrics.listen", "");
         accepted(c, "metrics.listen", "auto");
-        accepted(c, "metrics.listen", ":9464");
+        accepted(c, "metrics.listen", "0.0.0.0:9464");
         accepted(c, "ingest.listen", "127.0.0.1:0");
         ordo_config_destroy(c);
 }
@@ -147,6 +150,46 @@ Test(config, kafka_names_checked) {
         cr_assert_eq(ORDO_TOPIC_PREFIX_MAX + most, 249);
         accepted(c, "topic.prefix", "");
         accepted(c, "instance.id", "web-2.b_1");
+        ordo_config_destroy(c);
+}
+
+/* An outside review: a bad mongo.db ("a/b", 64 bytes, a file's
+ * "cl1z # staging") was retried for ever as an invalid namespace, and
+ * an empty redis.prefix wrote the read model among a shared Redis's
+ * other keys, where no drop could reach it. */
+Test(config, read_model_names_checked) {
+        ordo_config_t *c = ordo_config_new();
+        char name[ORDO_REDIS_PREFIX_MAX + 2];
+        static const char *bad_db[][2] = {
+                { "mongo.db", "" },    { "mongo.db", "a/b" },
+                { "mongo.db", "a.b" }, { "mongo.db", "cl1z # staging" },
+                { "mongo.db", "$x" },  { "mongo.db", "a\\b" },
+        };
+        static const char *bad_prefix[][2] = {
+                { "redis.prefix", "" },
+                { "redis.prefix", "{stock:A1}:" },
+        };
+        refused_each(c, bad_db, sizeof(bad_db) / sizeof(bad_db[0]),
+                     "not a database name");
+        refused_each(c, bad_prefix, sizeof(bad_prefix) / sizeof(bad_prefix[0]),
+                     "prefix");
+        memset(name, 'd', sizeof(name) - 1);
+        name[ORDO_MONGO_DB_MAX + 1] = '\0';
+        cr_assert_eq(
+            ordo_config_set(c, "mongo.db", name, errstr, sizeof(errstr)),
+            ORDO_ERR_CONFIG_INVALID);
+        name[ORDO_MONGO_DB_MAX] = '\0';
+        accepted(c, "mongo.db", name);
+        memset(name, 'r', sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        cr_assert_eq(
+            ordo_config_set(c, "redis.prefix", name, errstr, sizeof(errstr)),
+            ORDO_ERR_CONFIG_INVALID);
+        cr_assert(strstr(errstr, "redis.prefix"), "%s", errstr);
+        name[ORDO_REDIS_PREFIX_MAX] = '\0';
+        accepted(c, "redis.prefix", name);
+        accepted(c, "redis.prefix", "shop-7:");
+        accepted(c, "mongo.db", "shop_7-live");
         ordo_config_destroy(c);
 }
 

@@ -252,7 +252,8 @@ Test(metrics, a_store_call_unanswered_shows) {
 Test(metrics, listen_addresses) {
         struct sockaddr_in sa;
         cr_assert_eq(ordo_parse_listen("127.0.0.1:9464", &sa), 0);
-        cr_assert_eq(ordo_parse_listen(":9464", &sa), 0);
+        cr_assert_eq(ordo_parse_listen("0.0.0.0:9464", &sa), 0);
+        cr_assert_neq(ordo_parse_listen(":9464", &sa), 0); /* host written */
         cr_assert_neq(ordo_parse_listen("127.0.0.1", &sa), 0);
         cr_assert_neq(ordo_parse_listen("host:99999", &sa), 0);
         cr_assert_neq(ordo_parse_listen("no.such.host:80", &sa), 0);
