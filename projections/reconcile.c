@@ -809,8 +809,8 @@ static void reconcile_help(void) {
                "  --skip-read-models   compare the event topics only\n"
                "  --limit N            print at most N lines (all are "
                "counted)\n\n"
-               "Exit status: 0 no difference, 1 differences, 2 usage or "
-               "could not compare.\n");
+               "Exit status: 0 no difference, 1 differences, 2 usage, "
+               "could not compare,\nor the report could not be written.\n");
 }
 
 int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
@@ -906,5 +906,9 @@ int ordo_cmd_reconcile(ordo_config_t *conf, int argc, char **argv) {
                                   : "some comparisons failed (above)");
                 return 2;
         }
+        /* A report that did not reach its file is no comparison: 2, not
+         * 1 ("differences"); main says why (an outside review). */
+        if (fflush(stdout) || ferror(stdout))
+                return 2;
         return total ? 1 : 0;
 }
