@@ -427,6 +427,16 @@ void ordo_kafka_member_leave(rd_kafka_t *rk, int timeout_ms) {
 #define RETRY_FOR_MS  30000
 #define RETRY_STEP_MS 200
 
+static volatile sig_atomic_t *queries_stop;
+
+void ordo_kafka_queries_stop_on(volatile sig_atomic_t *flag) {
+        queries_stop = flag;
+}
+
+static int queries_stopped(void) {
+        return queries_stop && *queries_stop;
+}
+
 /* Errors that mean "not yet": a new topic's leader is being elected. */
 static int transient(rd_kafka_resp_err_t err) {
         return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
@@ -439,12 +449,25 @@ static int transient(rd_kafka_resp_err_t err) {
                err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
 }
 
+/* Whether a query may be tried again: transient, within its budget, and
+ * not stopped. */
+static int retry_query(rd_kafka_resp_err_t err, int64_t deadline) {
+        return transient(err) && ordo_monotonic_ms() < deadline &&
+               !queries_stopped();
+}
+
 /* The reason a query failed; when Kafka never answered, says where it
  * was looked for and for how long (the retries hid that). */
 static void query_error(rd_kafka_t *rk, rd_kafka_resp_err_t err, char *errstr,
                         size_t errstr_size) {
         char servers[512];
         size_t size = sizeof(servers);
+        if (queries_stopped()) {
+                snprintf(errstr, errstr_size,
+                         "stopped by a signal before Kafka answered (%s)",
+                         rd_kafka_err2str(err));
+                return;
+        }
         if (err != RD_KAFKA_RESP_ERR__TRANSPORT &&
             err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
                 snprintf(errstr, errstr_size, "%s", rd_kafka_err2str(err));
@@ -464,11 +487,9 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
         rd_kafka_resp_err_t err;
         int64_t deadline = ordo_monotonic_ms() + RETRY_FOR_MS;
         while ((err = rd_kafka_query_watermark_offsets(rk, topic, partition, lo,
-                                                       hi, 5000))) {
-                if (!transient(err) || ordo_monotonic_ms() >= deadline)
-                        break;
+                                                       hi, 5000)) &&
+               retry_query(err, deadline))
                 usleep(RETRY_STEP_MS * 1000);
-        }
         if (err) {
                 char why[700];
                 query_error(rk, err, why, sizeof(why));
@@ -483,9 +504,14 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
 static int partitions_once(rd_kafka_t *rk, const char *topic,
                            rd_kafka_resp_err_t *err) {
         const struct rd_kafka_metadata *md;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_topic_t *rkt;
         int n = -1, i;
 
+        if (queries_stopped()) {
+                *err = RD_KAFKA_RESP_ERR__INTR;
+                return -1;
+        }
+        rkt = rd_kafka_topic_new(rk, topic, NULL);
         *err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
         rd_kafka_topic_destroy(rkt);
         if (*err)
@@ -531,10 +557,9 @@ int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
         rd_kafka_resp_err_t err;
         int64_t deadline = ordo_monotonic_ms() + RETRY_FOR_MS;
         int n;
-        while ((n = partitions_once(rk, topic, &err)) < 0 && transient(err) &&
-               ordo_monotonic_ms() < deadline) {
+        while ((n = partitions_once(rk, topic, &err)) < 0 &&
+               retry_query(err, deadline))
                 usleep(RETRY_STEP_MS * 1000);
-        }
         if (n < 0) {
                 char why[700];
                 query_error(rk, err, why, sizeof(why));
@@ -548,7 +573,7 @@ int ordo_kafka_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
 static int topic_listed(rd_kafka_t *rk, const char *topic) {
         const struct rd_kafka_metadata *md;
         int i, found = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000))
+        if (queries_stopped() || rd_kafka_metadata(rk, 1, NULL, &md, 5000))
                 return -1;
         for (i = 0; i < md->topic_cnt && !found; i++)
                 found = !strcmp(md->topics[i].topic, topic);

@@ -160,6 +160,12 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                                     volatile sig_atomic_t *stop, char *errstr,
                                     size_t errstr_size);
 
+/* The flag a signal sets (the command line's ordo_stop; NULL: none):
+ * the retries of the queries below end once it is set, so that a SIGINT
+ * or SIGTERM while Kafka does not answer stops a command in seconds, not
+ * after the 30 s (an outside review). */
+void ordo_kafka_queries_stop_on(volatile sig_atomic_t *flag);
+
 /* Low and high watermarks, retrying for up to 30 s while the partition
  * has no leader yet (a topic just created) or the broker is busy. */
 ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,

@@ -294,6 +294,7 @@ int main(int argc, char **argv) {
         ordo_stores_init();
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
+        ordo_kafka_queries_stop_on(&ordo_stop);
         signal(SIGPIPE, SIG_IGN);
         for (c = 0; c < N_COMMANDS; c++)
                 if (!strcmp(commands[c].name, rest[0])) {
