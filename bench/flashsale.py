@@ -31,7 +31,8 @@ What one run does, in order:
                --redis-sample-th order (keyspace notifications on
                <tag>:order:*0 for 1 in 10: the driver adds
                "Kh" to the shared Redis's notify-keyspace-events and puts
-               the old value back at the end), --mongo-sample of the
+               the old value back at the end; 0: not watched),
+               --mongo-sample of the
                orders the model predicts accepted, polled in MongoDB
                by _id (rejected attempts never become documents), CPU
                and memory of ordo, Kafka, FerretDB, Redis and this driver
@@ -834,6 +835,18 @@ class Run:
                                        self.tag, self.rprefix, self.out))
         self.ordo_cmd("topics", check=True, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
+        self.sub_out = os.path.join(self.out, "redis-first.txt")
+        self.sub = None
+        if self.a.redis_sample:
+            self.start_subscriber()
+        self.ordo_log = os.path.join(self.out, "ordo-run.log")
+        self.ordo_proc = subprocess.Popen(
+            [self.ordo] + self.x + ["run"],
+            stdout=open(self.ordo_log, "w"), stderr=subprocess.STDOUT)
+        self.children.append(self.ordo_proc)
+        self.sampler.watch("ordo", self.ordo_proc.pid)
+
+    def start_subscriber(self):
         # Keyspace notifications for hashes; the previous setting is put
         # back at the end (the Redis is shared).
         r = Resp(self.rhost, self.rport)
@@ -844,7 +857,6 @@ class Run:
             flags.discard("h")
         r.call("CONFIG", "SET", "notify-keyspace-events", "".join(flags))
         r.close()
-        self.sub_out = os.path.join(self.out, "redis-first.txt")
         self.sub = subprocess.Popen(
             [sys.executable, __file__, "_redis-sub", self.rhost,
              str(self.rport), "__keyspace@0__:%sorder:*%s" % (
@@ -853,12 +865,6 @@ class Run:
         self.children.append(self.sub)
         assert self.sub.stdout.readline().strip() == "ready"
         self.sampler.watch("driver", self.sub.pid)
-        self.ordo_log = os.path.join(self.out, "ordo-run.log")
-        self.ordo_proc = subprocess.Popen(
-            [self.ordo] + self.x + ["run"],
-            stdout=open(self.ordo_log, "w"), stderr=subprocess.STDOUT)
-        self.children.append(self.ordo_proc)
-        self.sampler.watch("ordo", self.ordo_proc.pid)
 
     def setup(self, sale):
         lines = sale.setup_lines()
@@ -1000,10 +1006,11 @@ class Run:
             self.t_drained = time.time()
         self.res["sale_drained"] = ok
         time.sleep(0.5)
-        self.sub.send_signal(signal.SIGTERM)
-        info = self.sub.communicate(timeout=60)[0].strip()
-        log("redis subscriber: %s" % info)
-        self.restore_notify()
+        if self.sub:
+            self.sub.send_signal(signal.SIGTERM)
+            info = self.sub.communicate(timeout=60)[0].strip()
+            log("redis subscriber: %s" % info)
+            self.restore_notify()
         if self.poller:
             log("waiting for the MongoDB poller (at most %d s after the "
                 "last send)" % a.mongo_timeout)
@@ -1267,11 +1274,13 @@ def analyse(run, sale):
     L["opened_to_redis_accepted"] = lat_summary(
         [first[i] / 1000.0 - opened[i] for i in acc_idx
          if i in first and i in opened])
-    L["redis_burst"]["of"] = a.orders // a.redis_sample
+    L["redis_burst"]["of"] = a.orders // a.redis_sample if a.redis_sample \
+        else 0
     L["mongo_burst"]["of"] = sum(1 for o in run.mongo_ids
                                  if by_oid[o] >= n_warm)
     L["mongo_warmup"]["of"] = len(run.mongo_ids) - L["mongo_burst"]["of"]
-    L["redis_warmup"]["of"] = n_warm // a.redis_sample
+    L["redis_warmup"]["of"] = n_warm // a.redis_sample if a.redis_sample \
+        else 0
     # per-second series, t from the first send
     # the sale only: from the first send to the start of the after-sale
     nsec = max(1, int(run.t_after0 - run.t0))
@@ -1963,9 +1972,10 @@ def parse_args(argv):
                    "0: none). Each poll is a FerretDB query of ~2 ms of "
                    "its CPU: 2,000 in a 5 s burst took most of a core")
     g.add_argument("--redis-sample", type=int, default=10,
-                   choices=(1, 10, 100),
+                   choices=(0, 1, 10, 100),
                    help="watch 1 in N orders in Redis (ids ending in "
-                   "'0' for 10; default 10). Every watched order is a "
+                   "'0' for 10; default 10; 0: none, and no keyspace "
+                   "notifications). Every watched order is a "
                    "keyspace notification parsed in Python, on the box "
                    "it measures")
     g.add_argument("--mongo-threads", type=int, default=2,
