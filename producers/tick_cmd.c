@@ -34,7 +34,10 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--ts TIME the Tick's ts_ms: ms since the epoch or "
                        "ISO-8601 with a zone\n          (default: now less "
-                       "tick.lag.ms, as the stage's own Ticks)\n\n"
+                       "tick.lag.ms, as the stage's own Ticks)\n"
+                       "--future  send a --ts later than this machine's "
+                       "clock (refused without it:\n          every timer due "
+                       "by then would fire at once, for good)\n\n"
                        "Timers due by ts fire at their own deadlines, in "
                        "deadline order (RULES.md:\na pay timeout once ts "
                        "is past the deadline, auto-receipt and settlement "
@@ -42,10 +45,10 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                        "ticks by itself every\ntick.interval.ms, tick.lag.ms "
                        "behind the wall clock; batch runs with old\n"
                        "timestamps set tick.interval.ms=0 and send their "
-                       "own Ticks.\n"
-                       "--future  send a --ts later than this machine's "
-                       "clock (refused without it:\n          every timer due "
-                       "by then would fire at once, for good)\n");
+                       "own Ticks.\n\n"
+                       "Exit status: 0 sent to every partition, 1 not "
+                       "delivered (Kafka or the topic\nunavailable), 2 "
+                       "usage (a --ts after the clock without --future).\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {

@@ -409,6 +409,24 @@ ordo_err_t ordo_store_name_check(const char *which, const char *name,
         return ORDO_ERR_OK;
 }
 
+/* The servers' addresses: empty, a command waited 30 s for "Kafka at "
+ * (an outside review), or libmongoc's default. */
+static ordo_err_t check_required(const char *key, const char *value,
+                                 char *errstr, size_t errstr_size) {
+        static const char *const keys[] = { "kafka.bootstrap.servers",
+                                            "mongo.uri", "redis.host" };
+        size_t i;
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+                if (!strcmp(keys[i], key) && !value[strspn(value, " \t")]) {
+                        snprintf(errstr, errstr_size,
+                                 "configuration key \"%s\": empty (the "
+                                 "server's address is required)",
+                                 key);
+                        return ORDO_ERR_CONFIG_INVALID;
+                }
+        return ORDO_ERR_OK;
+}
+
 /* mongo.db and redis.prefix, checked when set: a bad one failed only in
  * the store, for ever ("Invalid namespace", retried), or wrote the read
  * model among a shared server's other keys. */
@@ -466,7 +484,8 @@ ordo_err_t ordo_config_set(ordo_config_t *conf, const char *key,
             (check_choice(key, value, errstr, errstr_size) ||
              check_name(key, value, errstr, errstr_size) ||
              check_address(key, value, errstr, errstr_size) ||
-             check_store_name(key, value, errstr, errstr_size)))
+             check_store_name(key, value, errstr, errstr_size) ||
+             check_required(key, value, errstr, errstr_size)))
                 return ORDO_ERR_CONFIG_INVALID;
         if (put(conf, key, value)) {
                 snprintf(errstr, errstr_size, "out of memory");

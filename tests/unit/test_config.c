@@ -193,6 +193,17 @@ Test(config, read_model_names_checked) {
         ordo_config_destroy(c);
 }
 
+/* An outside review: an empty kafka.bootstrap.servers passed, and
+ * `ordo produce` waited 30 s for "Kafka at ". */
+Test(config, server_addresses_are_never_empty) {
+        ordo_config_t *c = ordo_config_new();
+        static const char *bad[][2] = { { "kafka.bootstrap.servers", "" },
+                                        { "mongo.uri", "" },
+                                        { "redis.host", " " } };
+        refused_each(c, bad, sizeof(bad) / sizeof(bad[0]), "empty");
+        ordo_config_destroy(c);
+}
+
 Test(config, processing_guarantee_takes_one_of_two_words) {
         ordo_config_t *c = ordo_config_new();
         cr_assert_str_eq(ordo_config_get(c, "processing.guarantee"),
