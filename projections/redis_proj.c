@@ -93,8 +93,17 @@ static const char lua_hset_reserved[] =
  * reporting the difference). An UNKNOWN_ACTIVITY attempt is the only
  * one an activity decides afresh (it is not remembered), and always
  * before any other decision of that activity: ranked lowest, it never
- * hides the activity's real decision (an outside audit). */
+ * hides the activity's real decision (an outside audit). Strings compare
+ * byte by byte: Lua's < follows the server's locale (strcoll), and two
+ * servers could keep different attempts (a review). */
 static const char lua_reject_place[] =
+    "local function after(a, b)\n"
+    "  for i = 1, math.min(#a, #b) do\n"
+    "    local x, y = a:byte(i), b:byte(i)\n"
+    "    if x ~= y then return x > y end\n"
+    "  end\n"
+    "  return #a > #b\n"
+    "end\n"
     "local h = redis.call('HMGET', KEYS[1], 'status', 'user_id', 'reason')\n"
     "if h[1] and h[1] ~= 'REJECTED' then return 0 end\n"
     "if h[1] then\n"
@@ -102,7 +111,8 @@ static const char lua_reject_place[] =
     "  local was = r ~= 'UNKNOWN_ACTIVITY'\n"
     "  local now = ARGV[1] ~= 'UNKNOWN_ACTIVITY'\n"
     "  if was and not now then return 0 end\n"
-    "  if was == now and (u > ARGV[3] or (u == ARGV[3] and r > ARGV[1]))\n"
+    "  if was == now and (after(u, ARGV[3]) or\n"
+    "                     (u == ARGV[3] and after(r, ARGV[1])))\n"
     "  then return 0 end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'status', 'REJECTED', 'reason', ARGV[1], "

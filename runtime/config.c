@@ -685,7 +685,7 @@ void ordo_config_foreach(const ordo_config_t *conf,
                    value_of(conf, &conf->entries[i]));
 }
 
-static int is_secret(const char *key) {
+int ordo_config_key_is_secret(const char *key) {
         static const char *words[] = { "password",   "secret",        "sasl.",
                                        "ssl.key.",   "ssl.keystore.", "token",
                                        "credentials" };
@@ -733,7 +733,7 @@ const char *ordo_config_redact(const char *key, const char *value, char *buf,
         size_t used = 0;
         if (!*value)
                 return value;
-        if (is_secret(key))
+        if (ordo_config_key_is_secret(key))
                 return "[redacted]";
         if (!size)
                 return value;

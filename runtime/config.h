@@ -77,6 +77,8 @@ void ordo_config_foreach(const ordo_config_t *conf,
  * connection string's password "***". Returns value or buf. */
 const char *ordo_config_redact(const char *key, const char *value, char *buf,
                                size_t size);
+/* Whether the key's whole value is a secret (shown as "[redacted]"). */
+int ordo_config_key_is_secret(const char *key);
 
 /* Full topic name: topic.prefix + short name. */
 void ordo_config_topic(const ordo_config_t *conf, const char *short_name,

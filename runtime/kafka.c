@@ -456,13 +456,20 @@ static int retry_query(rd_kafka_resp_err_t err, int64_t deadline) {
                !queries_stopped();
 }
 
+/* Whether a query failed because its tool was stopped (not asked, or
+ * its retries cut short), not for Kafka's own reason. */
+static int query_stopped(rd_kafka_resp_err_t err) {
+        return (err == RD_KAFKA_RESP_ERR__INTR || transient(err)) &&
+               queries_stopped();
+}
+
 /* The reason a query failed; when Kafka never answered, says where it
  * was looked for and for how long (the retries hid that). */
 static void query_error(rd_kafka_t *rk, rd_kafka_resp_err_t err, char *errstr,
                         size_t errstr_size) {
         char servers[512];
         size_t size = sizeof(servers);
-        if (queries_stopped()) {
+        if (query_stopped(err)) {
                 snprintf(errstr, errstr_size,
                          "stopped by a signal before Kafka answered (%s)",
                          rd_kafka_err2str(err));
@@ -495,7 +502,8 @@ ordo_err_t ordo_kafka_watermarks(rd_kafka_t *rk, const char *topic,
                 query_error(rk, err, why, sizeof(why));
                 snprintf(errstr, errstr_size, "watermarks of %s [%d]: %s",
                          topic, (int)partition, why);
-                return ORDO_ERR_KAFKA;
+                return query_stopped(err) ? ORDO_ERR_INTERRUPTED
+                                          : ORDO_ERR_KAFKA;
         }
         return ORDO_ERR_OK;
 }
@@ -507,7 +515,7 @@ static int partitions_once(rd_kafka_t *rk, const char *topic,
         rd_kafka_topic_t *rkt;
         int n = -1, i;
 
-        if (queries_stopped()) {
+        if (queries_stopped()) { /* a tool's stop: no more questions */
                 *err = RD_KAFKA_RESP_ERR__INTR;
                 return -1;
         }

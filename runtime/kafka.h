@@ -160,10 +160,13 @@ ordo_err_t ordo_kafka_ensure_topics(const ordo_config_t *conf,
                                     volatile sig_atomic_t *stop, char *errstr,
                                     size_t errstr_size);
 
-/* The flag a signal sets (the command line's ordo_stop; NULL: none):
- * the retries of the queries below end once it is set, so that a SIGINT
- * or SIGTERM while Kafka does not answer stops a command in seconds, not
- * after the 30 s (an outside review). */
+/* For the tools that ask Kafka and end (replay, lag, wait, tick,
+ * reconcile, rebuild): the flag their stop sets (the command line's
+ * ordo_stop; NULL: none). Once it is set, the queries below ask nothing
+ * more and their retries end (ORDO_ERR_INTERRUPTED from watermarks), so
+ * that a SIGINT or SIGTERM while Kafka does not answer stops the tool in
+ * seconds, not after the 30 s (an outside review). Not for the stages
+ * or produce: their stop finishes what it began. */
 void ordo_kafka_queries_stop_on(volatile sig_atomic_t *flag);
 
 /* Low and high watermarks, retrying for up to 30 s while the partition

@@ -42,16 +42,19 @@ static void print_pair(void *opaque, const char *key, const char *value) {
         const ordo_config_t *conf = opaque;
         const char *from = ordo_config_derived_from(conf, key);
         char buf[1024];
-        const char *shown = ordo_config_redact(key, value, buf, sizeof(buf));
+        int hidden = *value && ordo_config_key_is_secret(key);
         if (from) {
                 printf("# %s is empty, so it is %s's: \"%s\"\n%s=\n", key, from,
                        value, key);
                 return;
         }
-        /* A redacted line is a comment: given back as -c FILE, a literal
-         * "[redacted]" became the password (an outside review). */
-        printf("%s%s=%s%s\n", shown != value ? "# " : "", key, shown,
-               shown != value ? "   (it holds a secret)" : "");
+        /* A secret's line is a comment: given back as -c FILE, a literal
+         * "[redacted]" became the password (an outside review). A
+         * connection string keeps its line, its password "***": a login
+         * that fails, not another server. */
+        printf("%s%s=%s%s\n", hidden ? "# " : "", key,
+               ordo_config_redact(key, value, buf, sizeof(buf)),
+               hidden ? "   (a secret: not printed)" : "");
 }
 
 int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv) {
@@ -62,10 +65,11 @@ int ordo_cmd_config(ordo_config_t *conf, int argc, char **argv) {
                        "topic.prefix), its value in a comment above. "
                        "Secrets are redacted: passwords,\nSASL and SSL key "
                        "settings, tokens, and the password of a connection\n"
-                       "string (mongo.uri). Their lines are comments, so "
-                       "that the output given back\nas -c FILE leaves them "
-                       "at their defaults: set them from a file of their "
-                       "own\nor an ORDO_ variable.\n");
+                       "string (mongo.uri). A secret's line is a comment, so "
+                       "that the output\ngiven back as -c FILE leaves it at "
+                       "its default (set it from a file of its\nown or an "
+                       "ORDO_ variable); a connection string keeps its line, "
+                       "its password\n***, which fails to log in.\n");
                 return 0;
         }
         if (argc > 1) {

@@ -190,6 +190,18 @@ static int output_written(const char *command, int rc) {
         return rc ? rc : 1;
 }
 
+/* The tools that ask Kafka and end: their stop also ends the questions
+ * they wait on (ordo_kafka_queries_stop_on). */
+static int asks_kafka_and_ends(const char *command) {
+        static const char *const tools[] = { "replay", "lag",       "wait",
+                                             "tick",   "reconcile", "rebuild" };
+        size_t i;
+        for (i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+                if (!strcmp(tools[i], command))
+                        return 1;
+        return 0;
+}
+
 /* No command, or -h / --help in its place: ordo's own usage. */
 static int asks_usage(int n_rest, char **rest) {
         return !n_rest || !strcmp(rest[0], "-h") || !strcmp(rest[0], "--help");
@@ -294,12 +306,13 @@ int main(int argc, char **argv) {
         ordo_stores_init();
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
-        ordo_kafka_queries_stop_on(&ordo_stop);
         signal(SIGPIPE, SIG_IGN);
         for (c = 0; c < N_COMMANDS; c++)
                 if (!strcmp(commands[c].name, rest[0])) {
                         if (ordo_wants_help(n_rest, rest))
                                 command_usage(c);
+                        if (asks_kafka_and_ends(rest[0]))
+                                ordo_kafka_queries_stop_on(&ordo_stop);
                         rc = output_written(
                             rest[0], commands[c].proc(conf, n_rest, rest));
                         goto out;

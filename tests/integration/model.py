@@ -105,8 +105,9 @@ class Model:
     def __init__(self):
         self.activities = {}
         self.orders = {}
-        # order_id -> (reason, user_id) of the last rejected PlaceOrder
-        # attempt (Redis shows it unless a placed order has that id)
+        # order_id -> (reason, user_id) of the rejected PlaceOrder
+        # attempt Redis shows (the greatest, _reject_attempt) unless a
+        # placed order has that id
         self.rejected_attempts = {}
         self.parent = {}           # user_id -> (parent_id, bound_ms)
         self.entries = {}          # "<order_id>:<level>" -> Entry

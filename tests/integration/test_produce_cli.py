@@ -182,6 +182,25 @@ def main():
               p.returncode == 0 and "group.prefix=\n" in p.stdout
               and "so it is topic.prefix's: \"other.\"\n" in p.stdout,
               p.stdout[:400] + p.stderr[-300:])
+        # ... and a secret's line is a comment (given back, "[redacted]"
+        # became the password), a URI's is not (another server)
+        with open(saved, "w") as f:
+            f.write(subprocess.run(
+                [ordo, "-X", "redis.password=s3cret", "-X",
+                 "mongo.uri=mongodb://db.example:27017/", "config"],
+                capture_output=True, text=True, timeout=60,
+                check=True).stdout)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ORDO_REDIS_PASSWORD", "ORDO_MONGO_URI")}
+        p = subprocess.run([ordo, "-c", saved, "config"],
+                           capture_output=True, text=True, timeout=60,
+                           env=env)
+        check("ordo config > FILE; -c FILE: no password '[redacted]', the "
+              "same mongo.uri",
+              p.returncode == 0 and "\nredis.password=\n" in p.stdout and
+              "\nmongo.uri=mongodb://db.example:27017/\n" in p.stdout and
+              "s3cret" not in open(saved).read(),
+              p.stdout[-600:] + p.stderr[-300:])
 
         # 7. --version names the librdkafka file the process loaded
         # (decision 0031: the version alone does not tell Debian's 2.0.2

@@ -1349,7 +1349,11 @@ static void two_attempts_in_any_order(const attempt_t a[2],
 Test(projections_redis, one_id_refused_in_two_activities_in_any_order) {
         const attempt_t a[2] = { { "actA", "u-a", "SOLD_OUT", 0, 7 },
                                  { "actB", "u-b", "NOT_STARTED", 1, 7 } };
+        /* byte order, whatever the server's locale: 'B' < 'a' */
+        const attempt_t cased[2] = { { "actA", "u-a", "ENDED", 0, 7 },
+                                     { "actB", "u-B", "ENDED", 1, 7 } };
         two_attempts_in_any_order(a, &a[1]);
+        two_attempts_in_any_order(cased, &cased[0]);
 }
 
 /* An order id refused UNKNOWN_ACTIVITY and then, once the activity

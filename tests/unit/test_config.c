@@ -171,8 +171,8 @@ Test(config, read_model_names_checked) {
         };
         refused_each(c, bad_db, sizeof(bad_db) / sizeof(bad_db[0]),
                      "not a database name");
-        refused_each(c, bad_prefix, sizeof(bad_prefix) / sizeof(bad_prefix[0]),
-                     "prefix");
+        refused_each(c, bad_prefix, 1, "an empty prefix");
+        refused_each(c, bad_prefix + 1, 1, "may not start with '{'");
         memset(name, 'd', sizeof(name) - 1);
         name[ORDO_MONGO_DB_MAX + 1] = '\0';
         cr_assert_eq(
