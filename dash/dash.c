@@ -283,9 +283,10 @@ static void name_process(json_t *st, const char *addr) {
 
 /* Reads one process's /healthz and /metrics into stages (by stage) and
  * rejections (PlaceOrder rejections by reason, the order stage's
- * OpenOrder ones included). */
-static void scrape(const char *addr, json_t *procs, json_t *stages,
-                   json_t *rejections, json_t *latency, double *rejected) {
+ * OpenOrder ones included). 0 when its /metrics could not be read: the
+ * sums are then short of its counts. */
+static int scrape(const char *addr, json_t *procs, json_t *stages,
+                  json_t *rejections, json_t *latency, double *rejected) {
         int status = 0;
         char *health = http_get(addr, "/healthz", &status), *text, *line,
              *save = NULL;
@@ -306,7 +307,7 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
         free(health);
         if (!text || status != 200) {
                 free(text);
-                return;
+                return 0;
         }
         for (line = strtok_r(text, "\n", &save); line;
              line = strtok_r(NULL, "\n", &save)) {
@@ -387,6 +388,7 @@ static void scrape(const char *addr, json_t *procs, json_t *stages,
                 }
         }
         free(text);
+        return 1;
 }
 
 /* ---- the read models ---- */
@@ -853,12 +855,19 @@ static void sample(dash_t *d) {
         double rejected = 0;
         int64_t started = ordo_wall_ms(), accepted_ms;
         sample_t *s;
-        int i;
+        int i, scraped = 1;
 
         for (addr = list ? strtok_r(list, ", ", &save) : NULL; addr;
              addr = strtok_r(NULL, ", ", &save))
-                scrape(addr, procs, stages, rejections, latency, &rejected);
+                scraped &=
+                    scrape(addr, procs, stages, rejections, latency, &rejected);
         free(list);
+        /* A process that did not answer leaves its counts out: its
+         * rejections are unknown, not none (an outside audit saw a
+         * missed scrape drawn as the whole sale's rejections again). */
+        if (!scraped)
+                rejected = NAN;
+        json_object_set_new(state, "scrape_complete", json_boolean(scraped));
         json_object_set_new(state, "now_ms", json_integer(ordo_wall_ms()));
         d->redis_error[0] = '\0';
         mongo_figures(d, state, &accepted, &accepted_ms, mongo_error,
@@ -904,12 +913,15 @@ static void sample(dash_t *d) {
                 sample_t *e =
                     &d->ring[(d->next_ring - d->n_ring + i + HISTORY) %
                              HISTORY];
-                json_array_append_new(chart,
-                                      json_pack("{s:I, s:O, s:I, s:f}", "t_ms",
-                                                (json_int_t)e->t_ms, "accepted",
-                                                e->accepted, "accepted_ms",
-                                                (json_int_t)e->accepted_ms,
-                                                "rejected", e->rejected));
+                /* rejected null: unknown (JSON has no NaN) */
+                json_array_append_new(
+                    chart,
+                    json_pack("{s:I, s:O, s:I, s:o}", "t_ms",
+                              (json_int_t)e->t_ms, "accepted", e->accepted,
+                              "accepted_ms", (json_int_t)e->accepted_ms,
+                              "rejected",
+                              isnan(e->rejected) ? json_null()
+                                                 : json_real(e->rejected)));
         }
         json_object_set_new(state, "history", chart);
         doc = json_dumps(state, JSON_COMPACT);

@@ -349,6 +349,12 @@ def hostile_scrape_targets(c, ordo, workdir):
          (60.0, 60.0, True, True),
          tuple(state.get("latency", {}).get(k) for k in
                ("p50_s", "p95_s", "p50_over", "p95_over")))
+    # an outside audit: a missed scrape counted as no rejections, and the
+    # next one drew the whole sale's rejections again as a spike
+    c.eq("a target that did not answer: rejections unknown (null), not 0",
+         (False, {None}),
+         (state.get("scrape_complete"),
+          {h.get("rejected", 0) for h in state.get("history", [])}))
     c.eq("the dash stops on SIGTERM", 0, rc)
 
 
