@@ -1075,16 +1075,13 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv) {
                 return 1;
         }
         {
-                /* the port bound: port 0 leaves it to the OS (an outside
-                 * review found "127.0.0.1:0" logged) */
-                const union MHD_DaemonInfo *info =
-                    MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
+                /* the port bound, not port 0 (an outside review found
+                 * "127.0.0.1:0" logged) */
                 char host[INET_ADDRSTRLEN];
                 inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host));
                 ORDO_LOG(INFO, "dash",
                          "msg=listening url=http://%s:%u/ scrape=%s", host,
-                         info ? (unsigned)info->port
-                              : (unsigned)ntohs(sa.sin_port),
+                         ordo_http_bound_port(mhd, &sa),
                          ordo_config_get(conf, "dash.scrape"));
         }
         if ((failed = pthread_create(&reader, NULL, mongo_reader, &d)))

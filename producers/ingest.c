@@ -1676,7 +1676,6 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         int64_t instance = ordo_config_get_int(conf, "ingest.instance.id");
         int64_t per_peer =
             ordo_config_get_int(conf, "ingest.peer.connections.max");
-        const union MHD_DaemonInfo *info;
         int i;
 
         if (!gw) {
@@ -1825,8 +1824,7 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
                          errno ? strerror(errno) : "address in use?");
                 goto fail;
         }
-        info = MHD_get_daemon_info(gw->mhd, MHD_DAEMON_INFO_BIND_PORT);
-        gw->port = info ? info->port : ntohs(sa.sin_port);
+        gw->port = (int)ordo_http_bound_port(gw->mhd, &sa);
 
         if (!gw->keys)
                 ORDO_LOG(WARN, "ingest",

@@ -1004,7 +1004,6 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen,
                                           char *errstr, size_t errstr_size) {
         struct sockaddr_in sa;
         ordo_metrics_server_t *s;
-        const union MHD_DaemonInfo *info;
         char host[INET_ADDRSTRLEN];
 
         if (ordo_parse_listen(listen, &sa)) {
@@ -1034,13 +1033,18 @@ ordo_metrics_server_t *ordo_metrics_serve(const char *listen,
                 free(s);
                 return NULL;
         }
-        /* The port bound, which port 0 (any free one) leaves to the OS. */
-        info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
         inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host));
         ORDO_LOG(INFO, "metrics",
                  "msg=listening addr=%s:%u paths=/metrics,/healthz", host,
-                 info ? (unsigned)info->port : 0u);
+                 ordo_http_bound_port(s->mhd, &sa));
         return s;
+}
+
+unsigned ordo_http_bound_port(struct MHD_Daemon *d,
+                              const struct sockaddr_in *sa) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        return info ? (unsigned)info->port : (unsigned)ntohs(sa->sin_port);
 }
 
 ordo_metrics_server_t *ordo_metrics_start(const ordo_config_t *conf,

@@ -169,5 +169,11 @@ int ordo_http_reply(struct MHD_Connection *c, unsigned status, const char *type,
  * name to log under) as WARN lines, without its "Failed to bind to port
  * 0", which names the wrong port: the caller says which address. */
 void ordo_http_log(void *stage, const char *fmt, va_list ap);
+struct MHD_Daemon;
+struct sockaddr_in;
+/* The port a daemon started on sa listens on: the one the OS chose for
+ * port 0, else (libmicrohttpd cannot say) sa's own. */
+unsigned ordo_http_bound_port(struct MHD_Daemon *d,
+                              const struct sockaddr_in *sa);
 
 #endif
