@@ -819,6 +819,14 @@ void ordo_metrics_store_up(const char *stage, int up) {
         pthread_mutex_unlock(&lock);
 }
 
+static char starting[200];
+
+void ordo_health_starting(const char *what) {
+        pthread_mutex_lock(&lock);
+        snprintf(starting, sizeof(starting), "%s", what ? what : "");
+        pthread_mutex_unlock(&lock);
+}
+
 int ordo_health_check(char *why, size_t why_size) {
         int64_t now = ordo_monotonic_ms();
         int i, ok = 1, readers = 0;
@@ -834,7 +842,8 @@ int ordo_health_check(char *why, size_t why_size) {
         snprintf(why, why_size, "%d running (%s), each turning%s", n_stages,
                  names, readers ? " and holding the partitions it reads" : "");
         if (!n_stages) {
-                snprintf(why, why_size, "no stage started");
+                snprintf(why, why_size, "no stage started%s%s",
+                         *starting ? ": " : "", starting);
                 ok = 0;
         }
         for (i = 0; ok && i < n_stages; i++) {

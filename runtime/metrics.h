@@ -123,6 +123,9 @@ void ordo_health_refilling(const char *stage);
 int ordo_health_is_refilling(const char *stage);
 /* For a stage without a consumer (the dash's sampler): alive, working. */
 void ordo_health_beat(const char *stage);
+/* What the process does before its first stage starts (waiting for
+ * Kafka to check its topics): /healthz's reason until then. NULL: none. */
+void ordo_health_starting(const char *what);
 /* 1 if healthy; otherwise 0 and the first reason in why. */
 int ordo_health_check(char *why, size_t why_size);
 

@@ -124,22 +124,33 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
         if (!run)
                 return 2;
         ordo_kafka_log_library("run");
+        /* Served from the start: a scrape or a probe while Kafka keeps
+         * the topic check waiting (up to 30 s) learns why, rather than
+         * finding nothing listening. */
+        metrics = ordo_metrics_start(conf, metrics_auto, &failed);
+        if (failed) {
+                free(run);
+                return 1;
+        }
+        snprintf(errstr, sizeof(errstr), "checking its topics at Kafka %s",
+                 ordo_config_get(conf, "kafka.bootstrap.servers"));
+        ordo_health_starting(errstr);
         switch (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
                                          sizeof(errstr))) {
         case ORDO_ERR_OK:
                 break;
         case ORDO_ERR_INTERRUPTED: /* asked to stop before any stage ran */
-                free(run);
-                return 0;
+                rc = -1;
+                break;
         default:
                 fprintf(stderr, "ordo: %s\n", errstr);
-                free(run);
-                return 1;
+                rc = 1;
         }
-        metrics = ordo_metrics_start(conf, metrics_auto, &failed);
-        if (failed) {
+        ordo_health_starting(rc ? NULL : "starting its stages");
+        if (rc) {
+                ordo_metrics_server_stop(metrics);
                 free(run);
-                return 1;
+                return rc < 0 ? 0 : rc;
         }
         for (i = 0; i < n; i++) {
                 run[i].stage = stages[i];
