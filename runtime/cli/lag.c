@@ -326,6 +326,7 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                  * stage refuses to go on, never caught
                                  * up (the probe reads from the start) */
                                 int lost = l->st.c[i] < l->st.lo[i];
+                                long long lag = l->st.hi[i] - l->st.c[i];
                                 char why[64] = " (caught up)";
                                 if (lost)
                                         snprintf(why, sizeof(why),
@@ -334,6 +335,10 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                                  (long long)l->st.lo[i]);
                                 else if (l->st.left[i])
                                         why[0] = '\0';
+                                /* behind a caught-up group are only
+                                 * markers and its own Ticks: 0 */
+                                if (!lost && !l->st.left[i])
+                                        lag = 0;
                                 *moved += l->st.moved[i];
                                 behind += l->st.left[i] || lost;
                                 if (out)
@@ -342,9 +347,7 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                                 "%12lld %8lld%s\n",
                                                 s->group, topic, i,
                                                 (long long)l->st.c[i],
-                                                (long long)l->st.hi[i],
-                                                (long long)(l->st.hi[i] -
-                                                            l->st.c[i]),
+                                                (long long)l->st.hi[i], lag,
                                                 why);
                         }
                 }

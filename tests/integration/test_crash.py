@@ -337,6 +337,8 @@ class Lag:
             ends_sum += int(f[4])
             if "(caught up)" not in line:
                 n += 1
+            elif f[5] != "0":  # left behind it: markers, never lag
+                raise RuntimeError("caught up with lag %s: %s" % (f[5], line))
         if rows == 0:
             raise RuntimeError("ordo lag printed no rows")
         return n, ends_sum
