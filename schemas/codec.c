@@ -430,8 +430,9 @@ static int parse_previous(const char *item, size_t len, ordo_msg_type_t *type,
         return *type != ORDO_MSG_NONE;
 }
 
-ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
-                                     char *errstr, size_t errstr_size) {
+/* Each item of spec, its previous schema found (c NULL: only checked). */
+static ordo_err_t previous_each(ordo_codec_t *c, const char *spec, char *errstr,
+                                size_t errstr_size) {
         const char *p = spec ? spec : "";
 
         while (*p) {
@@ -444,8 +445,9 @@ ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
                         for (s = ordo__previous_schemas;
                              s->type != ORDO_MSG_NONE && !found; s++)
                                 if (s->type == type && s->version == version) {
-                                        c->write[type] =
-                                            lookup(c, s->schema.fingerprint);
+                                        if (c)
+                                                c->write[type] = lookup(
+                                                    c, s->schema.fingerprint);
                                         found = 1;
                                 }
                 if (!found) {
@@ -460,6 +462,16 @@ ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
                         p++;
         }
         return ORDO_ERR_OK;
+}
+
+ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
+                                     char *errstr, size_t errstr_size) {
+        return previous_each(c, spec, errstr, errstr_size);
+}
+
+ordo_err_t ordo_codec_previous_check(const char *spec, char *errstr,
+                                     size_t errstr_size) {
+        return previous_each(NULL, spec, errstr, errstr_size);
 }
 
 ordo_err_t ordo_codec_encode_as(ordo_codec_t *c, const ordo_msg_t *m,

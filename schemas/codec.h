@@ -63,6 +63,10 @@ ordo_err_t ordo_codec_encode_as(ordo_codec_t *c, const ordo_msg_t *m,
  * for the items after it. */
 ordo_err_t ordo_codec_write_previous(ordo_codec_t *c, const char *spec,
                                      char *errstr, size_t errstr_size);
+/* The same check of spec without a codec, for the configuration: an
+ * item that is not one is refused before anything starts. */
+ordo_err_t ordo_codec_previous_check(const char *spec, char *errstr,
+                                     size_t errstr_size);
 
 /* The writer schema's fingerprint in a message's header; 0 when buf is
  * not single-object encoded. */

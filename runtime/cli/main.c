@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "commands.h"
 #include "kafka.h"
 #include "log.h"
@@ -241,6 +242,11 @@ static int load_config(ordo_config_t *conf, char **files, int n_files,
         if (!(kc = ordo_kafka_conf(conf, errstr, errstr_size)))
                 return -1;
         rd_kafka_conf_destroy(kc);
+        /* needs the schemas, which the configuration does not know */
+        if (ordo_codec_previous_check(
+                ordo_config_get(conf, "schemas.write.previous"), errstr,
+                errstr_size))
+                return -1;
         return 0;
 }
 
