@@ -36,6 +36,10 @@ typedef struct {
         /* BindReferrers queued and not yet reported on, and their topic */
         int64_t bindings_in_flight;
         const char *binding_topic;
+        /* --keep-ts: the latest ts_ms of a ConfirmPayment so far, the
+         * BindReferrers no later than it, and the first one's line */
+        int64_t paid_ts_max;
+        int64_t late_bindings, first_late_line;
         /* one bit per input line: a message of that line failed, so the
          * line is counted once, even a Tick sent to every partition */
         unsigned char *failed_lines;
@@ -140,7 +144,10 @@ static void usage_details(void) {
             "docs/command-contract.md. Missing topics are created, each "
             "named on stderr.\nA ConfirmPayment after BindReferrers waits "
             "until Kafka has them, so that a\nfile's bindings count for "
-            "its later payments (decision 0025).\n"
+            "its later payments (decision 0025).\nA BindReferrer after "
+            "a ConfirmPayment is stamped after it (it does not\ncount for "
+            "it); with --keep-ts one with a ts_ms not after such a payment's "
+            "is\nsent as it is, and the summary warns of it.\n"
             "A line counts as sent once Kafka has "
             "written it at an offset. With Kafka\nunreachable every line "
             "is still checked, and the valid ones are not delivered.\n"
@@ -152,6 +159,22 @@ static void usage_details(void) {
             "those again), the input failed to read or was stopped, 2\n"
             "on usage errors (a FILE that cannot be opened, a "
             "directory).\n");
+}
+
+/* With --keep-ts, a BindReferrer with a ts_ms no later than a
+ * ConfirmPayment before it counts for that payment only if the referral
+ * processor binds it before the commission processor decides the
+ * payment, a matter of timing (docs/rules.md "Commission"): counted for
+ * the summary's warning. (Stamped by the door, it is stamped after the
+ * payment: admit.c.) */
+static void note_late_binding(produce_stats_t *s, const ordo_msg_t *m,
+                              int64_t lineno) {
+        if (m->type == ORDO_MSG_CONFIRM_PAYMENT) {
+                if (m->meta.ts_ms > s->paid_ts_max)
+                        s->paid_ts_max = m->meta.ts_ms;
+        } else if (m->type == ORDO_MSG_BIND_REFERRER &&
+                   m->meta.ts_ms <= s->paid_ts_max && !s->late_bindings++)
+                s->first_late_line = lineno;
 }
 
 /* The input: FILE, or stdin for none or "-", read as bounded lines. */
@@ -238,6 +261,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
          * a pipe, FIFO or terminal; what was read is sent and summed up */
         in.lines.stop = &ordo_stop;
         memset(&stats, 0, sizeof(stats));
+        stats.paid_ts_max = INT64_MIN;
         codec = ordo_codec_new(errstr, sizeof(errstr));
         if (!codec) {
                 fprintf(stderr, "ordo produce: %s\n", errstr);
@@ -306,6 +330,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                  * overtake a command still on its way (decision 0028). */
                 if (m.type == ORDO_MSG_TICK && !opts.keep_ts)
                         m.meta.ts_ms -= tick_lag_ms;
+                if (opts.keep_ts)
+                        note_late_binding(&stats, &m, lineno);
                 stats.valid++;
                 if (dry_run)
                         continue;
@@ -392,6 +418,16 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         i ? "," : " (refused:", stats.reasons[i].reason,
                         (long long)stats.reasons[i].n);
         fprintf(stderr, "%s\n", stats.n_reasons ? ")" : "");
+        if (stats.late_bindings)
+                fprintf(stderr,
+                        "ordo produce: warning: %lld BindReferrer(s) with a "
+                        "ts_ms no later than a ConfirmPayment before them "
+                        "(the first on line %lld): whether one counts for "
+                        "such a payment depends on timing (docs/rules.md, "
+                        "\"Commission\"); put bindings before the payments "
+                        "they cover\n",
+                        (long long)stats.late_bindings,
+                        (long long)stats.first_late_line);
         if (read_errno)
                 fprintf(stderr,
                         "ordo produce: reading %s after line %lld: %s; the "

@@ -22,6 +22,7 @@ usage: test_produce_cli.py ORDO_BINARY [--seed N]   (after `infra/stack up`)
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -249,6 +250,46 @@ def main():
                           name, "a warning" if e is env else "no warning"),
                       'librdkafka_file="%s"' % (copy if e is env else lib[2])
                       in err and warned == (e is env), err[-600:])
+
+        # 8. A binding after a payment in the input is stamped after it,
+        # never in its millisecond: one stamped alike counted for that
+        # payment or not by timing (a rules audit). 300 pairs sent in
+        # milliseconds: the old stamping gave many ties.
+        pairs = "".join(
+            '{"type":"ConfirmPayment","order_id":"sp%d","payment_id":"p%d",'
+            '"amount_cents":100}\n{"type":"BindReferrer","user_id":"su%d",'
+            '"referrer_id":"sr"}\n' % (i, i, i) for i in range(300))
+        p = subprocess.run([ordo] + x + ["produce"], input=pairs,
+                           capture_output=True, text=True, timeout=120)
+        paid, bound = {}, {}
+        for topic, into, key in (("order-commands", paid, "order_id"),
+                                 ("referral-commands", bound, "user_id")):
+            r = subprocess.run([ordo] + x + ["replay", topic],
+                               capture_output=True, text=True, timeout=120)
+            for ln in r.stdout.splitlines():
+                m = json.loads(ln)
+                if m.get(key, "")[:2] in ("sp", "su"):
+                    into[m[key][2:]] = m["ts_ms"]
+        late = [i for i in paid if i in bound and bound[i] <= paid[i]]
+        check("a binding sent after a payment is stamped after it",
+              p.returncode == 0 and len(paid) == 300 and len(bound) == 300
+              and not late, "exit %d, %d payments, %d bindings, %d not "
+              "after: %s" % (p.returncode, len(paid), len(bound), len(late),
+                             p.stderr[-300:]))
+        # With --keep-ts the times are the input's: sent as they are, and
+        # the summary warns of each binding not after an earlier payment.
+        p = subprocess.run(
+            [ordo] + x + ["produce", "--keep-ts", "--dry-run"],
+            input='{"type":"ConfirmPayment","order_id":"o","payment_id":"p",'
+            '"amount_cents":1,"ts_ms":1000}\n'
+            '{"type":"BindReferrer","user_id":"a","referrer_id":"b",'
+            '"ts_ms":1001}\n'
+            '{"type":"BindReferrer","user_id":"c","referrer_id":"b",'
+            '"ts_ms":1000}\n', capture_output=True, text=True, timeout=60)
+        check("--keep-ts: a binding not after an earlier payment warned "
+              "of, by line, exit 0",
+              p.returncode == 0 and "warning: 1 BindReferrer(s)" in p.stderr
+              and "(the first on line 3)" in p.stderr, p.stderr[-500:])
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:

@@ -3,6 +3,7 @@
  * every source.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "admit.h"
@@ -89,5 +90,34 @@ Test(admit, a_tick_built_by_hand) {
         ordo_admit_stamp(&ids, &o, 5000, &m);
         cr_expect_eq(m.meta.ts_ms, 99);
         cr_expect_eq(m.meta.id[0], 'c');
+        ordo_idgen_fini(&ids);
+}
+
+/* A binding admitted after a payment is stamped after it, not in its
+ * millisecond, where it counted for that payment or not by timing
+ * (docs/rules.md "Commission"); a trusted source's ts_ms is kept. */
+Test(admit, a_binding_after_a_payment_is_stamped_after_it) {
+        static const char pay[] = "{\"type\":\"ConfirmPayment\",\"order_id\":"
+                                  "\"o1\",\"payment_id\":\"p1\","
+                                  "\"amount_cents\":100}";
+        static const char bind[] = "{\"type\":\"BindReferrer\",\"user_id\":"
+                                   "\"u1\",\"referrer_id\":\"r1\"";
+        ordo_idgen_t ids;
+        ordo_msg_t m;
+        ordo_field_fault_t f;
+        ordo_validate_opts_t o = { 0 }, trusted = { .keep_ts = 1 };
+        char line[256];
+        ordo_idgen_init(&ids, 7);
+        snprintf(line, sizeof(line), "%s}", bind);
+        cr_assert_eq(admit(&ids, line, &o, &m, &f), ORDO_ERR_OK, "%s", errstr);
+        cr_expect_eq(m.meta.ts_ms, 5000, "no payment before it: the clock");
+        cr_assert_eq(admit(&ids, pay, &o, &m, &f), ORDO_ERR_OK, "%s", errstr);
+        cr_expect_eq(m.meta.ts_ms, 5000);
+        cr_assert_eq(admit(&ids, line, &o, &m, &f), ORDO_ERR_OK, "%s", errstr);
+        cr_expect_eq(m.meta.ts_ms, 5001);
+        snprintf(line, sizeof(line), "%s,\"ts_ms\":4000}", bind);
+        cr_assert_eq(admit(&ids, line, &trusted, &m, &f), ORDO_ERR_OK, "%s",
+                     errstr);
+        cr_expect_eq(m.meta.ts_ms, 4000, "a trusted source's time is its own");
         ordo_idgen_fini(&ids);
 }
