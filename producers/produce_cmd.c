@@ -404,6 +404,16 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         ordo_codec_destroy(codec);
         ordo_idgen_fini(&ids);
 
+        if (stats.late_bindings)
+                fprintf(stderr,
+                        "ordo produce: warning: %lld BindReferrer(s) with a "
+                        "ts_ms no later than a ConfirmPayment before them "
+                        "(the first on line %lld): whether one counts for "
+                        "such a payment depends on timing (docs/rules.md, "
+                        "\"Commission\"); put bindings before the payments "
+                        "they cover\n",
+                        (long long)stats.late_bindings,
+                        (long long)stats.first_late_line);
         fprintf(stderr,
                 "ordo produce: %lld command(s) %s, %lld refused, %lld not "
                 "delivered, in %lld ms",
@@ -418,16 +428,6 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         i ? "," : " (refused:", stats.reasons[i].reason,
                         (long long)stats.reasons[i].n);
         fprintf(stderr, "%s\n", stats.n_reasons ? ")" : "");
-        if (stats.late_bindings)
-                fprintf(stderr,
-                        "ordo produce: warning: %lld BindReferrer(s) with a "
-                        "ts_ms no later than a ConfirmPayment before them "
-                        "(the first on line %lld): whether one counts for "
-                        "such a payment depends on timing (docs/rules.md, "
-                        "\"Commission\"); put bindings before the payments "
-                        "they cover\n",
-                        (long long)stats.late_bindings,
-                        (long long)stats.first_late_line);
         if (read_errno)
                 fprintf(stderr,
                         "ordo produce: reading %s after line %lld: %s; the "
