@@ -169,6 +169,7 @@ typedef struct {
         int64_t t0_us;
         int taken;               /* limits it took a token from (BY_*) */
         rd_kafka_resp_err_t err; /* set by the delivery report */
+        int maybe_written;       /* failed for want of an answer in time */
 } line_t;
 
 typedef struct req_s {
@@ -474,6 +475,8 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         (void)rk;
 
         l->err = ordo_kafka_delivery_err(m); /* an offset, or not sent */
+        l->maybe_written = l->err && rd_kafka_message_status(m) ==
+                                         RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
         if (l->err) {
                 atomic_fetch_add(&gw->metrics.failed, 1);
         } else {
@@ -1065,12 +1068,15 @@ static json_t *line_result(const line_t *l, int with_status) {
 
 static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
         char why[400] = "";
-        size_t i, failed = 0;
+        size_t i, failed = 0, maybe = 0;
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         json_t *body, *results;
 
         for (i = 0; i < r->n_lines; i++)
-                if (r->lines[i].err && !failed++) {
+                if (r->lines[i].err) {
+                        maybe += r->lines[i].maybe_written;
+                        if (failed++)
+                                continue;
                         err = r->lines[i].err;
                         missing_topic(gw, r->lines[i].topic, why, sizeof(why));
                 }
@@ -1090,10 +1096,14 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                 return send_json(gw, r, MHD_HTTP_ACCEPTED, body, NO_HEADER);
         json_object_set_new(
             body, "error",
-            json_sprintf("Kafka did not take %zu of %zu command(s): %s%s%s%s; "
-                         "resend them with the same ids",
+            json_sprintf("Kafka did not confirm %zu of %zu command(s): "
+                         "%s%s%s%s; %sresend them with the same ids",
                          failed, r->n_lines, rd_kafka_err2str(err),
-                         why[0] ? " (" : "", why, why[0] ? ")" : ""));
+                         why[0] ? " (" : "", why, why[0] ? ")" : "",
+                         /* a timeout: written or not, nobody knows */
+                         maybe ? "with no answer in time, they may be in the "
+                                 "log: "
+                               : ""));
         json_object_set_new(body, "reason", json_string("UNAVAILABLE"));
         /* (a full queue, a missing topic: said once elsewhere, not per
          * request) */
@@ -1293,6 +1303,25 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
         return MHD_YES;
 }
 
+/* Every Content-Encoding header, each a list (RFC 9110 8.4): 1 when a
+ * coding other than identity is named. libmicrohttpd's lookup gives only
+ * the first header, and "identity" then "gzip" means a gzip body. */
+static enum MHD_Result find_coding(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, const char *value) {
+        int *coded = cls;
+        (void)kind;
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_ENCODING) || !value)
+                return MHD_YES;
+        while (*value && !*coded) {
+                size_t n;
+                value += strspn(value, " \t,");
+                n = strcspn(value, " \t,");
+                *coded = n && !(n == 8 && !strncasecmp(value, "identity", 8));
+                value += n;
+        }
+        return *coded ? MHD_NO : MHD_YES;
+}
+
 /* The body gets its deadline. libmicrohttpd's timeout is idle time,
  * renewed by every byte; receive() sets it again to what is left, so a
  * byte now and then cannot keep the request open. */
@@ -1339,8 +1368,8 @@ static enum MHD_Result refuse_unread(ordo_ingest_t *gw, req_t *r,
 static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                             const char *method) {
         struct MHD_Connection *c = r->conn;
-        const char *cl, *te, *coding, *reason, *msg = "";
-        int chunked;
+        const char *cl, *te, *reason, *msg = "";
+        int chunked, coded = 0;
         unsigned long long length = 0;
         int framing[2] = { 0, 0 };
 
@@ -1400,9 +1429,8 @@ static enum MHD_Result door(ordo_ingest_t *gw, req_t *r, const char *url,
                     gw, r, length, chunked, MHD_HTTP_METHOD_NOT_ALLOWED, NULL,
                     "METHOD_NOT_ALLOWED", "use POST", ALLOW("POST"));
         /* A compressed body would only fail as NOT_JSON later. */
-        if ((coding = MHD_lookup_connection_value(
-                 c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING)) &&
-            strcasecmp(coding, "identity"))
+        MHD_get_connection_values(c, MHD_HEADER_KIND, find_coding, &coded);
+        if (coded)
                 return refuse_unread(gw, r, length, chunked,
                                      MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                      "Content-Encoding", "UNSUPPORTED_ENCODING",

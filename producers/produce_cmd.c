@@ -32,7 +32,8 @@
 
 typedef struct {
         int64_t read, valid, refused, delivered, failed;
-        int64_t unconfirmed; /* acked without an offset: not written */
+        int64_t unconfirmed;   /* acked without an offset: not written */
+        int64_t maybe_written; /* not delivered for want of an answer */
         /* BindReferrers queued and not yet reported on, and their topic */
         int64_t bindings_in_flight;
         const char *binding_topic;
@@ -92,6 +93,7 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
                       void *opaque) {
         produce_stats_t *s = opaque;
         rd_kafka_resp_err_t err = ordo_kafka_delivery_err(m);
+        int maybe;
         (void)rk;
         if (!strcmp(rd_kafka_topic_name(m->rkt), s->binding_topic))
                 s->bindings_in_flight--;
@@ -102,11 +104,16 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         if (!m->err)
                 s->unconfirmed++;
         line_failed(s, (int64_t)(intptr_t)m->_private);
-        fprintf(stderr, "line %lld: not delivered: %s\n",
+        /* a timeout: written or not, nobody knows */
+        maybe = rd_kafka_message_status(m) ==
+                RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+        s->maybe_written += maybe;
+        fprintf(stderr, "line %lld: not delivered: %s%s\n",
                 (long long)(intptr_t)m->_private,
                 m->err ? rd_kafka_err2str(m->err)
                        : "acknowledged without an offset (implicit ack of "
-                         "a refused message)");
+                         "a refused message)",
+                maybe ? " (no answer in time: it may be in the log)" : "");
 }
 
 /* A binding counts for a payment when its command is written first
@@ -423,6 +430,11 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         if (stats.unconfirmed)
                 fprintf(stderr, " (%lld acknowledged without an offset)",
                         (long long)stats.unconfirmed);
+        if (stats.maybe_written)
+                fprintf(stderr,
+                        " (%lld with no answer in time: they may be in the "
+                        "log)",
+                        (long long)stats.maybe_written);
         for (i = 0; i < stats.n_reasons; i++)
                 fprintf(stderr, "%s %s=%lld",
                         i ? "," : " (refused:", stats.reasons[i].reason,

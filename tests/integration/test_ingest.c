@@ -1065,7 +1065,8 @@ Test(ingest, the_library_s_own_answers_are_counted) {
 
 /* A transfer coding the gateway cannot read is refused at once (it used
  * to wait for the body's deadline with no answer), a compressed body
- * with 415; HEAD is served as GET. */
+ * with 415, whichever Content-Encoding header names the coding; HEAD is
+ * served as GET. */
 Test(ingest, an_unknown_coding_and_head) {
         static const struct {
                 const char *req;
@@ -1077,6 +1078,21 @@ Test(ingest, an_unknown_coding_and_head) {
                 { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
                   "Content-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
                   415 },
+                /* every Content-Encoding is read, each a list (an
+                 * outside audit: identity, then gzip, was taken) */
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Encoding: identity\r\nContent-Encoding: gzip\r\n"
+                  "Content-Length: 2\r\n\r\n{}",
+                  415 },
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Encoding: identity, gzip\r\n"
+                  "Content-Length: 2\r\n\r\n{}",
+                  415 },
+                /* identity, or none named: on to the key check */
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Encoding: Identity\r\nContent-Encoding:\r\n"
+                  "Content-Length: 2\r\n\r\n{}",
+                  401 },
                 /* two codings: a proxy may join them (chunked, gzip) */
                 { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
                   "Transfer-Encoding: chunked\r\n"
