@@ -208,3 +208,65 @@ Test(produce_faults, a_line_after_bindings_waits_for_them) {
         rd_kafka_mock_cluster_destroy(mc);
         rd_kafka_destroy(mrk);
 }
+
+/* A command whose Produce request got no answer within
+ * message.timeout.ms may be in the log: `ordo produce` says so for the
+ * line and in its summary (an adapter audit: 1,153 "not delivered" lines
+ * of 100,000 were in the log, and nothing said they could be). The mock
+ * answers every Produce 3 s late, the message times out after 1 s. */
+Test(produce_faults, a_timed_out_line_may_be_in_the_log) {
+        static const char *line =
+            "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}\n";
+        char errstr[512], path[] = "/tmp/ordo-produce-late-XXXXXX",
+                          err_path[] = "/tmp/ordo-produce-late-err-XXXXXX",
+                          cmd[1024], topic[128], text[4096];
+        rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(),
+                                       errstr, sizeof(errstr));
+        const char *ordo = getenv("ORDO_BINARY");
+        rd_kafka_mock_cluster_t *mc;
+        size_t n;
+        FILE *f;
+        int fd, t, rc;
+
+        cr_assert(ordo, "ORDO_BINARY names the ordo binary");
+        cr_assert(mrk, "%s", errstr);
+        mc = rd_kafka_mock_cluster_new(mrk, 1);
+        for (t = 0; t < ORDO_TOPIC__COUNT; t++) {
+                snprintf(topic, sizeof(topic), "pl.%s",
+                         ordo_topic_short((ordo_topic_t)t));
+                cr_assert_eq(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
+        }
+        rd_kafka_mock_broker_push_request_error_rtts(
+            mc, 1, API_PRODUCE, 3, RD_KAFKA_RESP_ERR_NO_ERROR, 3000,
+            RD_KAFKA_RESP_ERR_NO_ERROR, 3000, RD_KAFKA_RESP_ERR_NO_ERROR, 3000);
+        cr_assert_geq(fd = mkstemp(path), 0);
+        cr_assert(f = fdopen(fd, "w"));
+        fputs(line, f);
+        fclose(f);
+        cr_assert_geq(fd = mkstemp(err_path), 0);
+        close(fd);
+        snprintf(cmd, sizeof(cmd),
+                 "'%s' -X kafka.bootstrap.servers=%s -X topic.prefix=pl. "
+                 "-X kafka.message.timeout.ms=1000 --log-level error "
+                 "produce %s 2>%s",
+                 ordo, rd_kafka_mock_cluster_bootstraps(mc), path, err_path);
+        rc = system(cmd);
+        cr_assert(f = fopen(err_path, "r"));
+        n = fread(text, 1, sizeof(text) - 1, f);
+        text[n] = '\0';
+        fclose(f);
+        unlink(path);
+        unlink(err_path);
+        cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "%s: %d\n%s", cmd, rc,
+                  text);
+        cr_assert(strstr(text, "line 1: not delivered: Local: Message timed "
+                               "out (no answer in time: it may be in the "
+                               "log)"),
+                  "%s", text);
+        cr_assert(strstr(text, "1 not delivered") &&
+                      strstr(text, "(1 with no answer in time: they may be "
+                                   "in the log)"),
+                  "%s", text);
+        rd_kafka_mock_cluster_destroy(mc);
+        rd_kafka_destroy(mrk);
+}
