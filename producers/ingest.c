@@ -704,9 +704,12 @@ static int in_scope(const ordo_key_t *key, const line_t *l, faults_t *f) {
  * Returns the number of faults; f->errors lists them. */
 static size_t prepare(ordo_ingest_t *gw, req_t *r, const ordo_key_t *key,
                       faults_t *f) {
+        /* a Tick's "partition" (a replay line) is taken so that the Tick
+         * is refused for what it is, INTERNAL_TYPE (prepare_line) */
         ordo_validate_opts_t opts = { .keep_ts = key && key->trusted,
                                       .allow_internal = 0,
-                                      .generate_order_id = 1 };
+                                      .generate_order_id = 1,
+                                      .tick_partition = 1 };
         ordo_codec_t *codec = thread_codec(gw);
         size_t cap = 1, i, pos = 0;
         int64_t lineno = 0;

@@ -433,6 +433,24 @@ Test(ingest, refused_names_field_and_reason) {
         resp_free(&r);
 }
 
+/* A Tick is refused for its type, also as a replay line with its
+ * "partition" (an outside audit: that field was named UNKNOWN_FIELD). */
+Test(ingest, a_tick_is_refused_for_its_type) {
+        static const char *const ticks[] = {
+                "{\"type\":\"Tick\"}",
+                "{\"type\":\"Tick\",\"partition\":0}",
+        };
+        char v[64];
+        size_t i;
+        for (i = 0; i < 2; i++) {
+                resp_t r = post("/v1/commands", ticks[i]);
+                cr_assert_eq(r.status, 400, "%s", r.body);
+                cr_assert_str_eq(json_str(r.body, "reason", v, sizeof(v)),
+                                 "INTERNAL_TYPE", "%s: %s", ticks[i], r.body);
+                resp_free(&r);
+        }
+}
+
 /* All or nothing: one bad line refuses the batch, every bad line is
  * listed, and the good lines are not sent. */
 Test(ingest, batch_refused_sends_nothing) {
