@@ -41,6 +41,9 @@ typedef struct {
          * BindReferrers no later than it, and the first one's line */
         int64_t paid_ts_max;
         int64_t late_bindings, first_late_line;
+        /* --keep-ts: commands stamped well before the clock (their
+         * timers are due by now), and the first one's line */
+        int64_t old_ts, first_old_line;
         /* one bit per input line: a message of that line failed, so the
          * line is counted once, even a Tick sent to every partition */
         unsigned char *failed_lines;
@@ -154,7 +157,9 @@ static void usage_details(void) {
             "its later payments (decision 0025).\nA BindReferrer after "
             "a ConfirmPayment is stamped after it (it does not\ncount for "
             "it); with --keep-ts one with a ts_ms not after such a payment's "
-            "is\nsent as it is, and the summary warns of it.\n"
+            "is\nsent as it is, and the summary warns of it. So it does of "
+            "commands over 60 s\nold with --keep-ts unless tick.interval.ms "
+            "is 0: the stages' own Ticks would\nfire their timers at once.\n"
             "A line counts as sent once Kafka has "
             "written it at an offset. With Kafka\nunreachable every line "
             "is still checked, and the valid ones are not delivered.\n"
@@ -182,6 +187,20 @@ static void note_late_binding(produce_stats_t *s, const ordo_msg_t *m,
         } else if (m->type == ORDO_MSG_BIND_REFERRER &&
                    m->meta.ts_ms <= s->paid_ts_max && !s->late_bindings++)
                 s->first_late_line = lineno;
+}
+
+/* With --keep-ts, a command stamped more than this before the wall
+ * clock is a back-dated batch's: with tick.interval.ms > 0 the order
+ * stage's own wall-clock Ticks fire its timers at once (an outside
+ * audit: a payment 900 ms before its deadline was refused
+ * ORDER_CANCELLED). Counted for the summary's warning. */
+#define BACK_DATED_MS 60000
+
+static void note_back_dated(produce_stats_t *s, const ordo_msg_t *m,
+                            int64_t now_ms, int64_t lineno) {
+        if (m->type != ORDO_MSG_TICK &&
+            m->meta.ts_ms < now_ms - BACK_DATED_MS && !s->old_ts++)
+                s->first_old_line = lineno;
 }
 
 /* The input: FILE, or stdin for none or "-", read as bounded lines. */
@@ -234,6 +253,8 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         input_t in;
         int64_t lineno = 0, t0 = ordo_wall_ms(),
                 tick_lag_ms = ordo_config_get_int(conf, "tick.lag.ms");
+        /* the stages' setting, when they share this configuration */
+        int64_t ticking = ordo_config_get_int(conf, "tick.interval.ms");
         rd_kafka_t *rk = NULL;
         ordo_codec_t *codec;
         produce_stats_t stats;
@@ -337,8 +358,12 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                  * overtake a command still on its way (decision 0028). */
                 if (m.type == ORDO_MSG_TICK && !opts.keep_ts)
                         m.meta.ts_ms -= tick_lag_ms;
-                if (opts.keep_ts)
+                if (opts.keep_ts) {
                         note_late_binding(&stats, &m, lineno);
+                        if (ticking)
+                                note_back_dated(&stats, &m, ordo_wall_ms(),
+                                                lineno);
+                }
                 stats.valid++;
                 if (dry_run)
                         continue;
@@ -411,6 +436,17 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         ordo_codec_destroy(codec);
         ordo_idgen_fini(&ids);
 
+        if (stats.old_ts)
+                fprintf(stderr,
+                        "ordo produce: warning: %lld command(s) with a ts_ms "
+                        "over %d s before this machine's clock (the first on "
+                        "line %lld), and tick.interval.ms is %lld: order "
+                        "stages that tick by themselves fire every timer due "
+                        "by now at once; run a back-dated batch's stages with "
+                        "-X tick.interval.ms=0 and send its Ticks "
+                        "(docs/operating.md \"Time\")\n",
+                        (long long)stats.old_ts, BACK_DATED_MS / 1000,
+                        (long long)stats.first_old_line, (long long)ticking);
         if (stats.late_bindings)
                 fprintf(stderr,
                         "ordo produce: warning: %lld BindReferrer(s) with a "

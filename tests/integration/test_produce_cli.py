@@ -286,6 +286,17 @@ def main():
             '"ts_ms":1001}\n'
             '{"type":"BindReferrer","user_id":"c","referrer_id":"b",'
             '"ts_ms":1000}\n', capture_output=True, text=True, timeout=60)
+        check("--keep-ts: old times warned of while stages tick by "
+              "themselves", "warning: 3 command(s) with a ts_ms over 60 s "
+              "before this machine's clock (the first on line 1)" in p.stderr,
+              p.stderr[-500:])
+        q = subprocess.run(
+            [ordo] + x + ["-X", "tick.interval.ms=0", "produce", "--keep-ts",
+                          "--dry-run"], input='{"type":"Tick",'
+            '"ts_ms":1000}\n{"type":"ConfirmReceipt","order_id":"o",'
+            '"ts_ms":1000}\n', capture_output=True, text=True, timeout=60)
+        check("--keep-ts with tick.interval.ms=0: old times are no warning",
+              q.returncode == 0 and "warning" not in q.stderr, q.stderr[-500:])
         check("--keep-ts: a binding not after an earlier payment warned "
               "of, by line, exit 0",
               p.returncode == 0 and "warning: 1 BindReferrer(s)" in p.stderr
