@@ -29,7 +29,7 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         rd_kafka_t *rk;
         ordo_codec_t *codec;
         ordo_msg_t m;
-        int i, parts, failed = 0, future = 0, ts_given = 0;
+        int i, parts, failed = 0, future = 0;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--ts TIME the Tick's ts_ms: ms since the epoch or "
@@ -57,12 +57,6 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                             ordo_option_value(argc, argv, &i, "tick");
                         if (!v || ordo_option_time("tick", "--ts", v, &ts))
                                 return 2;
-                        /* which one was meant? (the last had won) */
-                        if (ts_given++) {
-                                fprintf(stderr,
-                                        "ordo tick: --ts given twice\n");
-                                return 2;
-                        }
                 } else if (!strcmp(argv[i], "--future")) {
                         future = 1;
                 } else {

@@ -30,9 +30,12 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv);
 
 /* 1 if argv has -h or --help (after the subcommand). */
 int ordo_wants_help(int argc, char **argv);
+/* 1, after "ordo CMD: OPTION given twice" on stderr, when the option
+ * argv[i] came before it too (the last one had silently won). */
+int ordo_option_repeated(int argc, char **argv, int i, const char *cmd);
 /* argv[*i] is an option that takes a value: the value, with *i moved onto
  * it; NULL, after "ordo CMD: OPTION needs a value" on stderr, when the
- * option is the last word. */
+ * option is the last word, or after ordo_option_repeated's message. */
 const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd);
 /* The same for a whole number >= 0 (what: its unit, for the message);
  * -1 after a message naming the option when it is missing or not one. */

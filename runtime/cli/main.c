@@ -144,11 +144,27 @@ int ordo_wants_help(int argc, char **argv) {
         return 0;
 }
 
+int ordo_option_repeated(int argc, char **argv, int i, const char *cmd) {
+        int j;
+        (void)argc;
+        for (j = 1; j < i; j++)
+                if (!strcmp(argv[j], argv[i])) {
+                        fprintf(stderr,
+                                "ordo %s: %s given twice (which one was "
+                                "meant?)\n",
+                                cmd, argv[i]);
+                        return 1;
+                }
+        return 0;
+}
+
 const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd) {
         if (*i + 1 >= argc) {
                 fprintf(stderr, "ordo %s: %s needs a value\n", cmd, argv[*i]);
                 return NULL;
         }
+        if (ordo_option_repeated(argc, argv, *i, cmd))
+                return NULL;
         return argv[++*i];
 }
 
