@@ -242,8 +242,9 @@ static int topic_state(lag_t *l, const char *topic, int np, size_t k) {
         return 0;
 }
 
-#define PASS_FAILED  -1
-#define PASS_NOT_NOW -2 /* a read Kafka may answer next time */
+#define PASS_FAILED   -1
+#define PASS_NOT_NOW  -2 /* a read Kafka may answer next time */
+#define PASS_NO_TOPIC -3 /* Kafka has no such topic: the prefix? */
 
 /* One pass over every group; prints rows when out is set. Returns the
  * number of partitions with something left to read, or PASS_FAILED or
@@ -278,7 +279,7 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                         if (np < 0) {
                                 snprintf(l->failed, sizeof(l->failed), "%s",
                                          errstr);
-                                return PASS_FAILED;
+                                return np == -2 ? PASS_NO_TOPIC : PASS_FAILED;
                         }
                         tp = rd_kafka_topic_partition_list_new(np);
                         for (i = 0; i < np; i++)
@@ -521,16 +522,17 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                 printf("\nPrints, for each stage's consumer group (all six, "
                        "or the STAGEs named:\nactivity order referral "
                        "commission mongo redis) and input partition, the\n"
-                       "committed offset, the end of the partition, and "
-                       "whether anything is left\nto read (transaction "
-                       "markers count in the raw lag, the order stage's "
-                       "own Ticks\ndo not); then the dead "
-                       "letters by the\nstage that wrote them, with the "
-                       "last event a projection parked because\nits store "
+                       "committed offset, the end of the partition, the "
+                       "lag and whether anything is\nleft to read (0 and "
+                       "\"(caught up)\" where only transaction markers and "
+                       "the\norder stage's own Ticks are left); then the "
+                       "dead letters by the stage that\nwrote them, with the "
+                       "last event a projection parked because its store\n"
                        "refused it. Exit status: 0 whatever the lag, 1 if "
-                       "Kafka could not be\nasked (for the lag, or for part "
-                       "of the dead letters: their count then\nends in "
-                       "\"+\"), 2 on a usage error.\n");
+                       "Kafka could not be asked\n(for the lag, or for part "
+                       "of the dead letters: their count then ends in\n"
+                       "\"+\"), 2 on a usage error (a topic Kafka does not "
+                       "have, too: the prefix?).\n");
                 return 0;
         }
         if (lag_open(&l, "lag", conf))
@@ -546,7 +548,7 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                 fprintf(stderr, "ordo lag: %s\n", l.failed);
         lag_close(&l);
         if (behind < 0)
-                return 1;
+                return behind == PASS_NO_TOPIC ? 2 : 1;
         printf("partitions behind: %d\n", behind);
         return dead_failed ? 1 : 0;
 }
@@ -592,7 +594,10 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                        "read everything there\nis and nothing arrived between "
                        "two passes. Those stages must be running.\nThe "
                        "Ticks the order stage writes itself "
-                       "(tick.interval.ms) are not waited for.\n");
+                       "(tick.interval.ms) are not waited for.\nExit "
+                       "status: 0 caught up, 1 not within the timeout or "
+                       "Kafka failed, 2 on a\nusage error (a topic Kafka "
+                       "does not have, too: the prefix?).\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {
@@ -634,7 +639,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         alarm(0); /* said; closing may take a while */
                         fprintf(stderr, "ordo wait: %s\n", l.failed);
                         lag_close(&l);
-                        return 1;
+                        return behind == PASS_NO_TOPIC ? 2 : 1;
                 }
                 if (behind == 0 && caught_up_before && !moved)
                         break;
