@@ -317,10 +317,15 @@ static void report_extra(report_t *r, reader_t *rd, const char *events,
                 line(r,
                      "DIFF events %s/%d@%lld extra: %s id=%s key=%s "
                      "stored again after the event it copies (a writer "
-                     "other than ordo's; read-model totals count it twice)",
+                     "other than ordo's%s)",
                      events, (int)rd->in.partition, (long long)rd->m->offset,
                      ordo_msg_type_name(rd->ev.msg.type), rd->ev.msg.meta.id,
-                     ordo_msg_key(&rd->ev.msg));
+                     ordo_msg_key(&rd->ev.msg),
+                     /* the totals across orders are guarded by offset:
+                      * a copy at a new one counts; documents by version */
+                     ordo_msg_belongs_on(rd->ev.msg.type, "commission-events")
+                         ? "; earnings and the leaderboard count it twice"
+                         : "");
         else if (!rd->decoded)
                 line(r,
                      "DIFF events %s/%d@%lld extra: undecodable (%s), "
