@@ -258,7 +258,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                  * any restore reads its stable end: the events of the
                  * transaction that committed an offset are then below
                  * that end. */
-                int ok = !rd_kafka_committed(rk, parts, 10000);
+                int ok = !ordo__committed_wait(p, rk, parts);
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t q = parts->elems[i].partition;
                         int64_t c =

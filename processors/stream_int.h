@@ -212,6 +212,14 @@ void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
                       void *arg);
 /* A committed offset as rd_kafka_committed left it in e: -1 if it could
  * not be read, 0 if the group has none yet. */
+/* rd_kafka_committed of tp, asked again while it times out (up to a
+ * minute, or a stop): a transaction left open by a process that died
+ * keeps the group's offsets of its partitions unstable (KIP-447) until
+ * the broker aborts it, and one request covers every partition asked.
+ * Failing at the first 10 s made the surviving instances rejoin and
+ * restore all their partitions (an outside audit). */
+rd_kafka_resp_err_t ordo__committed_wait(ordo__proc_t *p, rd_kafka_t *rk,
+                                         rd_kafka_topic_partition_list_t *tp);
 int64_t ordo__committed_of(const rd_kafka_topic_partition_t *e);
 ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
                                   int64_t *off);

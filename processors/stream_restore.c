@@ -74,6 +74,33 @@ static void fold_message(ordo__proc_t *p, const rd_kafka_message_t *rkm,
         f->count++;
 }
 
+/* How long a committed-offset read is asked again while it times out. */
+#define COMMITTED_PATIENCE_MS 60000
+
+rd_kafka_resp_err_t ordo__committed_wait(ordo__proc_t *p, rd_kafka_t *rk,
+                                         rd_kafka_topic_partition_list_t *tp) {
+        int64_t t0 = ordo_monotonic_ms();
+        rd_kafka_resp_err_t err;
+        int said = 0;
+        while ((err = rd_kafka_committed(rk, tp, 10000)) ==
+                   RD_KAFKA_RESP_ERR__TIMED_OUT &&
+               !*p->stop && ordo_monotonic_ms() - t0 < COMMITTED_PATIENCE_MS)
+                if (!said++)
+                        ORDO_LOG(WARN, p->def->name,
+                                 "msg=\"committed offsets not answered in "
+                                 "10 s, asking again: a transaction left "
+                                 "open by a process of this stage that "
+                                 "stopped (a crash) holds them until the "
+                                 "broker aborts it (transaction.timeout.ms)\" "
+                                 "topic=%s",
+                                 p->input);
+        if (said && !err)
+                ORDO_LOG(INFO, p->def->name,
+                         "msg=\"committed offsets read\" waited_ms=%lld",
+                         (long long)(ordo_monotonic_ms() - t0));
+        return err;
+}
+
 int64_t ordo__committed_of(const rd_kafka_topic_partition_t *e) {
         return e->err ? -1 : e->offset < 0 ? 0 : e->offset;
 }
@@ -87,7 +114,7 @@ ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
             rd_kafka_topic_partition_list_new(1);
         rd_kafka_resp_err_t err;
         rd_kafka_topic_partition_list_add(tp, p->input, partition);
-        err = rd_kafka_committed(p->consumer, tp, 10000);
+        err = ordo__committed_wait(p, p->consumer, tp);
         if (!err)
                 err = tp->elems[0].err;
         *off = tp->elems[0].offset < 0 ? 0 : tp->elems[0].offset;
@@ -214,7 +241,7 @@ ordo_err_t ordo__rewind_all(ordo__proc_t *p) {
         ordo__forget_ends(p);
         if (rd_kafka_assignment(p->consumer, &a))
                 return ORDO_ERR_KAFKA;
-        if (a->cnt && rd_kafka_committed(p->consumer, a, 10000)) {
+        if (a->cnt && ordo__committed_wait(p, p->consumer, a)) {
                 rd_kafka_topic_partition_list_destroy(a);
                 snprintf(p->errstr, sizeof(p->errstr),
                          "cannot read committed offsets to rewind");

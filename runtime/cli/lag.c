@@ -290,8 +290,16 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                                       10000))) {
                                 snprintf(l->failed, sizeof(l->failed),
                                          "cannot read committed offsets of "
-                                         "%s: %s",
-                                         topic, rd_kafka_err2str(err));
+                                         "%s: %s%s",
+                                         topic, rd_kafka_err2str(err),
+                                         err == RD_KAFKA_RESP_ERR__TIMED_OUT
+                                             ? " (a transaction left open "
+                                               "by a stage process that "
+                                               "stopped holds them until "
+                                               "the broker aborts it, "
+                                               "within "
+                                               "transaction.timeout.ms)"
+                                             : "");
                                 rd_kafka_topic_partition_list_destroy(tp);
                                 return PASS_NOT_NOW;
                         }
