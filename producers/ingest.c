@@ -132,8 +132,8 @@ struct ordo_ingest_s {
         int limit_lock_made;
         atomic_uint_fast64_t log_skipped;
         ordo_seen_t *seen;
-        ordo_idgen_t ids;
-        int ids_made;
+        ordo_door_t door; /* ids and stamps (admit.h) */
+        int door_made;
         atomic_int stopping;
         atomic_long inflight; /* requests with messages not yet reported */
         atomic_long waiting;  /* requests that waited for Kafka, not done */
@@ -643,7 +643,7 @@ static int prepare_line(ordo_ingest_t *gw, req_t *r, ordo_codec_t *codec,
         size_t len;
         int64_t now = ordo_wall_ms();
 
-        if (ordo_admit(&gw->ids, s, n, opts, now, &m, &fault, errstr,
+        if (ordo_admit(&gw->door, s, n, opts, now, &m, &fault, errstr,
                        sizeof(errstr))) {
                 add_fault(f, l->lineno, errstr, fault.field,
                           fault.reason[0] ? fault.reason : "INVALID");
@@ -1774,8 +1774,8 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
         }
         if (instance < 0)
                 instance = ordo_admit_random_instance();
-        ordo_idgen_init(&gw->ids, (uint32_t)instance);
-        gw->ids_made = 1;
+        ordo_door_init(&gw->door, (uint32_t)instance);
+        gw->door_made = 1;
         gw->rl = ordo_ratelimit_new(
             ordo_config_get_int(conf, "ingest.rate.per.user"),
             ordo_config_get_int(conf, "ingest.rate.burst"),
@@ -1867,7 +1867,7 @@ ordo_ingest_t *ordo_ingest_new(ordo_config_t *conf, char *errstr,
                  "msg=listening port=%d threads=%d keys=%zu instance=%u "
                  "rate.per.user=%lld rate.burst=%lld",
                  gw->port, (int)threads, ordo_keyset_count(gw->keys),
-                 gw->ids.instance,
+                 gw->door.ids.instance,
                  (long long)ordo_config_get_int(conf, "ingest.rate.per.user"),
                  (long long)ordo_config_get_int(conf, "ingest.rate.burst"));
         return gw;
@@ -1952,8 +1952,8 @@ void ordo_ingest_destroy(ordo_ingest_t *gw) {
         log_totals(gw);
         if (gw->codec_key_made)
                 pthread_key_delete(gw->codec_key);
-        if (gw->ids_made)
-                ordo_idgen_fini(&gw->ids);
+        if (gw->door_made)
+                ordo_door_fini(&gw->door);
         ordo_ratelimit_destroy(gw->rl);
         ordo_ratelimit_destroy(gw->rl_key);
         ordo_ratelimit_destroy(gw->rl_peer);

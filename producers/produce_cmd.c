@@ -258,7 +258,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         rd_kafka_t *rk = NULL;
         ordo_codec_t *codec;
         produce_stats_t stats;
-        ordo_idgen_t ids;
+        ordo_door_t door;
         ordo_validate_opts_t opts = { .keep_ts = 0,
                                       .ignore_ts = 1,
                                       .tick_partition = 1 };
@@ -296,7 +296,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 close_input(&in);
                 return 1;
         }
-        ordo_idgen_init(&ids, ordo_admit_random_instance());
+        ordo_door_init(&door, ordo_admit_random_instance());
         for (i = 0; i < ORDO_TOPIC__COUNT; i++)
                 ordo_topic_name(conf, (ordo_topic_t)i, topics[i],
                                 sizeof(topics[i]));
@@ -340,7 +340,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (ordo_json_blank(line, len))
                         continue;
                 stats.read++;
-                err = ordo_admit(&ids, line, k, &opts, ordo_wall_ms(), &m,
+                err = ordo_admit(&door, line, k, &opts, ordo_wall_ms(), &m,
                                  &fault, errstr, sizeof(errstr));
                 if (err) {
                         /* the reason code too, for programs: the wording
@@ -434,7 +434,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
         }
         free(stats.failed_lines);
         ordo_codec_destroy(codec);
-        ordo_idgen_fini(&ids);
+        ordo_door_fini(&door);
 
         if (stats.old_ts)
                 fprintf(stderr,

@@ -25,7 +25,7 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
         int64_t ts = ordo_wall_ms() - ordo_config_get_int(conf, "tick.lag.ms");
         char errstr[512], topic[256];
         ordo_validate_opts_t opts = { .keep_ts = 1 }; /* --ts or now */
-        ordo_idgen_t ids;
+        ordo_door_t door;
         rd_kafka_t *rk;
         ordo_codec_t *codec;
         ordo_msg_t m;
@@ -87,11 +87,11 @@ int ordo_cmd_tick(ordo_config_t *conf, int argc, char **argv) {
                 ordo_codec_destroy(codec);
                 return 1;
         }
-        ordo_idgen_init(&ids, ordo_admit_random_instance());
+        ordo_door_init(&door, ordo_admit_random_instance());
         ordo_msg_init(&m, ORDO_MSG_TICK);
         m.meta.ts_ms = ts;
-        ordo_admit_stamp(&ids, &opts, ordo_wall_ms(), &m);
-        ordo_idgen_fini(&ids);
+        ordo_admit_stamp(&door, &opts, ordo_wall_ms(), &m);
+        ordo_door_fini(&door);
         ordo_topic_name(conf, ORDO_TOPIC_ORDER_COMMANDS, topic, sizeof(topic));
         parts =
             ordo_send_tick(rk, codec, topic, &m, NULL, errstr, sizeof(errstr));
