@@ -539,8 +539,8 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                        "refused it. Exit status: 0 whatever the lag, 1 if "
                        "Kafka could not be asked\n(for the lag, or for part "
                        "of the dead letters: their count then ends in\n"
-                       "\"+\"), 2 on a usage error (a topic Kafka does not "
-                       "have, too: the prefix?).\n");
+                       "\"+\"), 2 on a usage error (a stage's input topic "
+                       "Kafka does not have, too:\nthe prefix?).\n");
                 return 0;
         }
         if (lag_open(&l, "lag", conf))
@@ -602,10 +602,11 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                        "read everything there\nis and nothing arrived between "
                        "two passes. Those stages must be running.\nThe "
                        "Ticks the order stage writes itself "
-                       "(tick.interval.ms) are not waited for.\nExit "
-                       "status: 0 caught up, 1 not within the timeout or "
-                       "Kafka failed, 2 on a\nusage error (a topic Kafka "
-                       "does not have, too: the prefix?).\n");
+                       "(tick.interval.ms) are not waited for, and a "
+                       "stage's topics that do not\nexist yet are (stages "
+                       "make theirs as they start).\nExit status: 0 "
+                       "caught up, 1 not within the timeout or Kafka failed, "
+                       "2 on a\nusage error.\n");
                 return 0;
         }
         for (i = 1; i < argc; i++) {
@@ -638,8 +639,9 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         timeout_ms = (timeout_s < 100000000 ? timeout_s : 100000000) * 1000;
         for (;;) {
                 behind = lag_pass(&l, NULL, &moved);
-                if (behind == PASS_NOT_NOW && !ordo_stop &&
-                    ordo_monotonic_ms() - start < timeout_ms) {
+                /* a missing topic too: stages starting make theirs */
+                if ((behind == PASS_NOT_NOW || behind == PASS_NO_TOPIC) &&
+                    !ordo_stop && ordo_monotonic_ms() - start < timeout_ms) {
                         usleep(500000); /* until the timeout */
                         continue;
                 }
@@ -647,7 +649,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         alarm(0); /* said; closing may take a while */
                         fprintf(stderr, "ordo wait: %s\n", l.failed);
                         lag_close(&l);
-                        return behind == PASS_NO_TOPIC ? 2 : 1;
+                        return 1;
                 }
                 if (behind == 0 && caught_up_before && !moved)
                         break;

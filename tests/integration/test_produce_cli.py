@@ -311,15 +311,22 @@ def main():
               and "(the first on line 3)" in p.stderr, p.stderr[-500:])
 
         # 9. A topic prefix Kafka has no topics for is a usage error of
-        # lag and wait (exit 2, as replay's), not "Kafka could not be
-        # asked" (1), which scripts retry (an analysts' audit).
-        for cmd in (["lag"], ["wait", "--timeout", "5"]):
+        # lag (exit 2, as replay's), not "Kafka could not be asked" (1),
+        # which scripts retry (an analysts' audit); wait waits for the
+        # topics, which starting stages make, to its timeout (a review).
+        for cmd, rc in ((["lag"], 2), (["wait", "--timeout", "3"], 1)):
+            t = time.time()
             p = subprocess.run([ordo, "-X", "topic.prefix=%snosuch." % tag,
                                 "-X", "metrics.listen="] + cmd,
                                capture_output=True, text=True, timeout=60)
-            check("%s with a prefix Kafka has no topics for: exit 2, named"
-                  % cmd[0], p.returncode == 2 and "no topic %snosuch." % tag
-                  in p.stderr, "exit %d: %s" % (p.returncode, p.stderr[-300:]))
+            took = time.time() - t
+            check("%s with a prefix Kafka has no topics for: exit %d, "
+                  "named%s" % (cmd[0], rc, ", after its timeout" if rc == 1
+                               else ""),
+                  p.returncode == rc and "no topic %snosuch." % tag
+                  in p.stderr and (rc == 2 or took >= 3),
+                  "exit %d after %.1fs: %s" % (p.returncode, took,
+                                               p.stderr[-300:]))
     except Exception as e:  # noqa: BLE001 (report and count it)
         check("no error", False, "%s: %s" % (type(e).__name__, e))
     finally:
