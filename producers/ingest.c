@@ -475,8 +475,7 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         (void)rk;
 
         l->err = ordo_kafka_delivery_err(m); /* an offset, or not sent */
-        l->maybe_written = l->err && rd_kafka_message_status(m) ==
-                                         RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+        l->maybe_written = ordo_kafka_maybe_written(m);
         if (l->err) {
                 atomic_fetch_add(&gw->metrics.failed, 1);
         } else {
@@ -1103,9 +1102,9 @@ static enum MHD_Result answer(ordo_ingest_t *gw, req_t *r) {
                          "%s%s%s%s; %sresend them with the same ids",
                          failed, r->n_lines, rd_kafka_err2str(err),
                          why[0] ? " (" : "", why, why[0] ? ")" : "",
-                         /* a timeout: written or not, nobody knows */
-                         maybe ? "with no answer in time, they may be in the "
-                                 "log: "
+                         /* sent, not confirmed: written or not? */
+                         maybe ? "sent but not confirmed, they may be in "
+                                 "the log: "
                                : ""));
         json_object_set_new(body, "reason", json_string("UNAVAILABLE"));
         /* (a full queue, a missing topic: said once elsewhere, not per

@@ -33,7 +33,7 @@
 typedef struct {
         int64_t read, valid, refused, delivered, failed;
         int64_t unconfirmed;   /* acked without an offset: not written */
-        int64_t maybe_written; /* not delivered for want of an answer */
+        int64_t maybe_written; /* not delivered, but sent: maybe written */
         /* BindReferrers queued and not yet reported on, and their topic */
         int64_t bindings_in_flight;
         const char *binding_topic;
@@ -107,16 +107,14 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
         if (!m->err)
                 s->unconfirmed++;
         line_failed(s, (int64_t)(intptr_t)m->_private);
-        /* a timeout: written or not, nobody knows */
-        maybe = rd_kafka_message_status(m) ==
-                RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+        maybe = ordo_kafka_maybe_written(m);
         s->maybe_written += maybe;
         fprintf(stderr, "line %lld: not delivered: %s%s\n",
                 (long long)(intptr_t)m->_private,
                 m->err ? rd_kafka_err2str(m->err)
                        : "acknowledged without an offset (implicit ack of "
                          "a refused message)",
-                maybe ? " (no answer in time: it may be in the log)" : "");
+                maybe ? " (sent but not confirmed: it may be in the log)" : "");
 }
 
 /* A binding counts for a payment when its command is written first
@@ -468,7 +466,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                         (long long)stats.unconfirmed);
         if (stats.maybe_written)
                 fprintf(stderr,
-                        " (%lld with no answer in time: they may be in the "
+                        " (%lld sent but not confirmed: they may be in the "
                         "log)",
                         (long long)stats.maybe_written);
         for (i = 0; i < stats.n_reasons; i++)

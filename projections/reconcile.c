@@ -304,7 +304,8 @@ static int ev_before(const ev_t *a, const ev_t *b) {
  * processor writes to events_short, it is a foreign writer's; one whose
  * id names an input at or before the last event matched (*last;
  * in_offset -1: none yet) is a copy written after it (a processor writes
- * in input order), which the read models' totals count again. */
+ * in input order); the read models' totals across orders count a
+ * copied commission event again. */
 static void report_extra(report_t *r, reader_t *rd, const char *events,
                          const char *events_short, const ev_t *last) {
         int copy = rd->decoded && last->in_offset >= 0 &&
@@ -323,9 +324,13 @@ static void report_extra(report_t *r, reader_t *rd, const char *events,
                      ordo_msg_key(&rd->ev.msg),
                      /* the totals across orders are guarded by offset:
                       * a copy at a new one counts; documents by version */
-                     ordo_msg_belongs_on(rd->ev.msg.type, "commission-events")
+                     !ordo_msg_belongs_on(
+                         rd->ev.msg.type,
+                         ordo_topic_short(ORDO_TOPIC_COMMISSION_EVENTS))
+                         ? ""
+                     : rd->ev.msg.type == ORDO_MSG_COMMISSION_SETTLED
                          ? "; earnings and the leaderboard count it twice"
-                         : "");
+                         : "; earnings count it twice");
         else if (!rd->decoded)
                 line(r,
                      "DIFF events %s/%d@%lld extra: undecodable (%s), "

@@ -328,7 +328,7 @@ int ordo_cmd_replay(ordo_config_t *conf, int argc, char **argv) {
                         fprintf(stderr, "ordo replay: %s needs a value\n", a);
                         return 2;
                 }
-                if (takes && ordo_option_repeated(argc, argv, i, "replay"))
+                if (takes && ordo_option_repeated(argv, i, "replay"))
                         return 2;
                 if (!strcmp(a, "--meta")) {
                         o.meta = 1;

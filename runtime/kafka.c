@@ -270,6 +270,12 @@ rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m) {
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+int ordo_kafka_maybe_written(const rd_kafka_message_t *m) {
+        return ordo_kafka_delivery_err(m) &&
+               rd_kafka_message_status(m) ==
+                   RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+}
+
 static rd_kafka_t *consumer_new(const ordo_config_t *conf, const char *group,
                                 const char *instance,
                                 ordo_rebalance_cb_t *rebalance_cb, void *opaque,

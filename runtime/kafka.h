@@ -89,6 +89,11 @@ void ordo_kafka_log_library(const char *stage);
  * partition, issue 14), and only a message the broker wrote in a batch of
  * its own gets an offset (docs/decisions/0012). */
 rd_kafka_resp_err_t ordo_kafka_delivery_err(const rd_kafka_message_t *m);
+/* 1 when a message reported failed may still be in the log: it was sent
+ * and not confirmed (a timeout, a connection lost on the way; librdkafka's
+ * RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED). A caller resends it with the
+ * same ids. */
+int ordo_kafka_maybe_written(const rd_kafka_message_t *m);
 
 /* A read_committed consumer with manual commits and the eager range
  * assignor (STACK.md: librdkafka 2.0.2's cooperative path has bugs).

@@ -32,7 +32,7 @@ int ordo_cmd_dash(ordo_config_t *conf, int argc, char **argv);
 int ordo_wants_help(int argc, char **argv);
 /* 1, after "ordo CMD: OPTION given twice" on stderr, when the option
  * argv[i] came before it too (the last one had silently won). */
-int ordo_option_repeated(int argc, char **argv, int i, const char *cmd);
+int ordo_option_repeated(char **argv, int i, const char *cmd);
 /* argv[*i] is an option that takes a value: the value, with *i moved onto
  * it; NULL, after "ordo CMD: OPTION needs a value" on stderr, when the
  * option is the last word, or after ordo_option_repeated's message. */

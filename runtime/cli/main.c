@@ -144,9 +144,8 @@ int ordo_wants_help(int argc, char **argv) {
         return 0;
 }
 
-int ordo_option_repeated(int argc, char **argv, int i, const char *cmd) {
+int ordo_option_repeated(char **argv, int i, const char *cmd) {
         int j;
-        (void)argc;
         for (j = 1; j < i; j++)
                 if (!strcmp(argv[j], argv[i])) {
                         fprintf(stderr,
@@ -163,7 +162,7 @@ const char *ordo_option_value(int argc, char **argv, int *i, const char *cmd) {
                 fprintf(stderr, "ordo %s: %s needs a value\n", cmd, argv[*i]);
                 return NULL;
         }
-        if (ordo_option_repeated(argc, argv, *i, cmd))
+        if (ordo_option_repeated(argv, *i, cmd))
                 return NULL;
         return argv[++*i];
 }

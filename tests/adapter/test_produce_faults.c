@@ -260,11 +260,11 @@ Test(produce_faults, a_timed_out_line_may_be_in_the_log) {
         cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "%s: %d\n%s", cmd, rc,
                   text);
         cr_assert(strstr(text, "line 1: not delivered: Local: Message timed "
-                               "out (no answer in time: it may be in the "
-                               "log)"),
+                               "out (sent but not confirmed: it may be in "
+                               "the log)"),
                   "%s", text);
         cr_assert(strstr(text, "1 not delivered") &&
-                      strstr(text, "(1 with no answer in time: they may be "
+                      strstr(text, "(1 sent but not confirmed: they may be "
                                    "in the log)"),
                   "%s", text);
         rd_kafka_mock_cluster_destroy(mc);

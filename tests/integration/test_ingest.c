@@ -1106,6 +1106,10 @@ Test(ingest, an_unknown_coding_and_head) {
                   "Content-Encoding: identity, gzip\r\n"
                   "Content-Length: 2\r\n\r\n{}",
                   415 },
+                /* an empty header names no coding (it was 415) */
+                { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Encoding:\r\nContent-Length: 2\r\n\r\n{}",
+                  401 },
                 /* identity, or none named: on to the key check */
                 { "POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
                   "Content-Encoding: Identity\r\nContent-Encoding:\r\n"
