@@ -172,11 +172,9 @@ static void usage_details(void) {
 }
 
 /* With --keep-ts, a BindReferrer with a ts_ms no later than a
- * ConfirmPayment before it counts for that payment only if the referral
- * processor binds it before the commission processor decides the
- * payment, a matter of timing (docs/rules.md "Commission"): counted for
- * the summary's warning. (Stamped by the door, it is stamped after the
- * payment: admit.c.) */
+ * ConfirmPayment before it counts by timing, as one the door would
+ * stamp in the payment's millisecond (admit.h): counted for the
+ * summary's warning. */
 static void note_late_binding(produce_stats_t *s, const ordo_msg_t *m,
                               int64_t lineno) {
         if (m->type == ORDO_MSG_CONFIRM_PAYMENT) {
