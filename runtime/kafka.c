@@ -202,23 +202,19 @@ rd_kafka_t *ordo_kafka_producer_new(const ordo_config_t *conf,
          * transaction (bench/RESULTS.md: 126 -> 29 ms). Not lower: under
          * load, commits that come back too soon make many small
          * transactions, and 5 ms measured worse than 10 at 10k/s. */
-        const char *defaults[] = { "enable.idempotence",
-                                   "true",
-                                   "acks",
-                                   "all",
-                                   "partitioner",
-                                   "murmur2_random",
-                                   "linger.ms",
+        const char *defaults[] = { "enable.idempotence", "true", "acks", "all",
+                                   "partitioner", "murmur2_random", "linger.ms",
                                    "5",
-                                   "transaction.timeout.ms",
-                                   "20000",
-                                   "message.max.bytes",
-                                   "1000000",
-                                   "retry.backoff.ms",
-                                   "10",
+                                   /* as Kafka Streams: a transaction
+                                    * left open by a killed instance
+                                    * holds its partitions' readers and
+                                    * its group's offsets this long
+                                    * (docs/operating.md) */
+                                   "transaction.timeout.ms", "10000",
+                                   "message.max.bytes", "1000000",
+                                   "retry.backoff.ms", "10",
                                    transactional_id ? "transactional.id" : NULL,
-                                   transactional_id,
-                                   NULL };
+                                   transactional_id, NULL };
         return client_new(conf, RD_KAFKA_PRODUCER, defaults, NULL, delivery_cb,
                           opaque, errstr, errstr_size);
 }

@@ -9,7 +9,7 @@ process), and the outcome must equal an uninterrupted run on the same
 private broker (test_crash's checks).
 
 --long-down S makes the first outage last S seconds; past
-transaction.timeout.ms (20 s) the restarted coordinator aborts what was
+transaction.timeout.ms (10 s) the restarted coordinator aborts what was
 open and may fence a producer (the log's rejoin count says whether it
 did). Off in CI: with 25 s, in one run of three the broker was up only
 twice for a few seconds (between the next two kills, each time still
@@ -131,7 +131,7 @@ def main():
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--long-down", type=float, default=0.0,
                     help="seconds the broker stays down at the first kill, "
-                    "past transaction.timeout.ms (20 s): the restarted "
+                    "past transaction.timeout.ms (10 s): the restarted "
                     "coordinator aborts the open transactions and may "
                     "fence their producers (default 0: none)")
     ap.add_argument("--rate", type=int, default=150,
