@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from bench_topics import delete_topics_of
+
 
 def pct(xs, q):
     xs = sorted(xs)
@@ -110,17 +112,7 @@ def main():
                       mode, len(rest), ["%.0f" % t for t in first],
                       statistics.median(rest), pct(rest, 0.9),
                       pct(rest, 0.99), max(rest)), flush=True)
-    try:
-        from kafka import KafkaAdminClient
-        adm = KafkaAdminClient(bootstrap_servers=os.environ.get(
-            "ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-        mine = [t for t in adm.list_topics()
-                if any(t.startswith(g + ".") for g in tags)]
-        if mine:
-            adm.delete_topics(mine)
-        adm.close()
-    except Exception as e:  # noqa: BLE001 (cleanup only)
-        print("cleanup: %s" % e)
+    delete_topics_of(tags)
     print("logs in %s" % work)
 
 

@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from bench_topics import delete_topics_of
+
 T0 = 1796650000000
 
 
@@ -123,17 +125,7 @@ def main():
             print("transaction.timeout.ms=%d: median %.1f s (%s)" % (
                 v, statistics.median(took[v]),
                 ", ".join("%.1f" % t for t in took[v])))
-    try:
-        from kafka import KafkaAdminClient
-        adm = KafkaAdminClient(bootstrap_servers=os.environ.get(
-            "ORDO_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-        mine = [t for t in adm.list_topics()
-                if any(t.startswith(g + ".") for g in tags)]
-        if mine:
-            adm.delete_topics(mine)
-        adm.close()
-    except Exception as e:  # noqa: BLE001 (cleanup only)
-        print("cleanup: %s" % e)
+    delete_topics_of(tags)
     print("logs in %s" % work)
 
 

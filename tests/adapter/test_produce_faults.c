@@ -117,6 +117,22 @@ Test(produce_faults, refused_batch_is_not_counted_delivered) {
         rd_kafka_destroy(mrk);
 }
 
+/* ordo's topics under prefix on the mock, one partition each, led by
+ * broker 1 but the referral commands' (by referral_leader). */
+static void mock_topics(rd_kafka_mock_cluster_t *mc, const char *prefix,
+                        int referral_leader) {
+        char topic[128];
+        int t;
+        for (t = 0; t < ORDO_TOPIC__COUNT; t++) {
+                snprintf(topic, sizeof(topic), "%s%s", prefix,
+                         ordo_topic_short((ordo_topic_t)t));
+                cr_assert_eq(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
+                rd_kafka_mock_partition_set_leader(
+                    mc, topic, 0,
+                    t == ORDO_TOPIC_REFERRAL_COMMANDS ? referral_leader : 1);
+        }
+}
+
 /* The CreateTime of the first message of topic's partition 0. */
 static int64_t first_created(rd_kafka_t *consumer, const char *topic) {
         rd_kafka_topic_partition_list_t *a =
@@ -153,8 +169,7 @@ Test(produce_faults, a_line_after_bindings_waits_for_them) {
             "{\"type\":\"ConfirmPayment\",\"command_id\":\"p1\","
             "\"ts_ms\":1800000000002,\"order_id\":\"o1\","
             "\"payment_id\":\"pay1\",\"amount_cents\":100}\n";
-        char errstr[512], path[] = "/tmp/ordo-produce-order-XXXXXX", cmd[1024],
-                          topic[128];
+        char errstr[512], path[] = "/tmp/ordo-produce-order-XXXXXX", cmd[1024];
         rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(),
                                        errstr, sizeof(errstr));
         rd_kafka_conf_t *cc = rd_kafka_conf_new();
@@ -163,18 +178,12 @@ Test(produce_faults, a_line_after_bindings_waits_for_them) {
         rd_kafka_t *consumer;
         int64_t bound, paid;
         FILE *f;
-        int fd, t;
+        int fd;
 
         cr_assert(ordo, "ORDO_BINARY names the ordo binary");
         cr_assert(mrk, "%s", errstr);
         mc = rd_kafka_mock_cluster_new(mrk, 2);
-        for (t = 0; t < ORDO_TOPIC__COUNT; t++) {
-                snprintf(topic, sizeof(topic), "po.%s",
-                         ordo_topic_short((ordo_topic_t)t));
-                cr_assert_eq(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
-                rd_kafka_mock_partition_set_leader(
-                    mc, topic, 0, t == ORDO_TOPIC_REFERRAL_COMMANDS ? 2 : 1);
-        }
+        mock_topics(mc, "po.", 2);
         rd_kafka_mock_broker_set_rtt(mc, 2, 600);
         cr_assert_geq(fd = mkstemp(path), 0);
         cr_assert(f = fdopen(fd, "w"));
@@ -219,23 +228,19 @@ Test(produce_faults, a_timed_out_line_may_be_in_the_log) {
             "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}\n";
         char errstr[512], path[] = "/tmp/ordo-produce-late-XXXXXX",
                           err_path[] = "/tmp/ordo-produce-late-err-XXXXXX",
-                          cmd[1024], topic[128], text[4096];
+                          cmd[1024], text[4096];
         rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(),
                                        errstr, sizeof(errstr));
         const char *ordo = getenv("ORDO_BINARY");
         rd_kafka_mock_cluster_t *mc;
         size_t n;
         FILE *f;
-        int fd, t, rc;
+        int fd, rc;
 
         cr_assert(ordo, "ORDO_BINARY names the ordo binary");
         cr_assert(mrk, "%s", errstr);
         mc = rd_kafka_mock_cluster_new(mrk, 1);
-        for (t = 0; t < ORDO_TOPIC__COUNT; t++) {
-                snprintf(topic, sizeof(topic), "pl.%s",
-                         ordo_topic_short((ordo_topic_t)t));
-                cr_assert_eq(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
-        }
+        mock_topics(mc, "pl.", 1);
         rd_kafka_mock_broker_push_request_error_rtts(
             mc, 1, API_PRODUCE, 3, RD_KAFKA_RESP_ERR_NO_ERROR, 3000,
             RD_KAFKA_RESP_ERR_NO_ERROR, 3000, RD_KAFKA_RESP_ERR_NO_ERROR, 3000);
