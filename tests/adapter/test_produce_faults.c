@@ -222,7 +222,9 @@ Test(produce_faults, a_line_after_bindings_waits_for_them) {
  * message.timeout.ms may be in the log: `ordo produce` says so for the
  * line and in its summary (an adapter audit: 1,153 "not delivered" lines
  * of 100,000 were in the log, and nothing said they could be). The mock
- * answers every Produce 3 s late, the message times out after 1 s. */
+ * answers every Produce 8 s late, the message times out after 4 s:
+ * time enough for it to be sent first, under ASan on a loaded box too
+ * (with 1 s it once timed out still queued, and rightly got no note). */
 Test(produce_faults, a_timed_out_line_may_be_in_the_log) {
         static const char *line =
             "{\"type\":\"ConfirmReceipt\",\"order_id\":\"o1\"}\n";
@@ -242,8 +244,8 @@ Test(produce_faults, a_timed_out_line_may_be_in_the_log) {
         mc = rd_kafka_mock_cluster_new(mrk, 1);
         mock_topics(mc, "pl.", 1);
         rd_kafka_mock_broker_push_request_error_rtts(
-            mc, 1, API_PRODUCE, 3, RD_KAFKA_RESP_ERR_NO_ERROR, 3000,
-            RD_KAFKA_RESP_ERR_NO_ERROR, 3000, RD_KAFKA_RESP_ERR_NO_ERROR, 3000);
+            mc, 1, API_PRODUCE, 3, RD_KAFKA_RESP_ERR_NO_ERROR, 8000,
+            RD_KAFKA_RESP_ERR_NO_ERROR, 8000, RD_KAFKA_RESP_ERR_NO_ERROR, 8000);
         cr_assert_geq(fd = mkstemp(path), 0);
         cr_assert(f = fdopen(fd, "w"));
         fputs(line, f);
@@ -252,7 +254,7 @@ Test(produce_faults, a_timed_out_line_may_be_in_the_log) {
         close(fd);
         snprintf(cmd, sizeof(cmd),
                  "'%s' -X kafka.bootstrap.servers=%s -X topic.prefix=pl. "
-                 "-X kafka.message.timeout.ms=1000 --log-level error "
+                 "-X kafka.message.timeout.ms=4000 --log-level error "
                  "produce %s 2>%s",
                  ordo, rd_kafka_mock_cluster_bootstraps(mc), path, err_path);
         rc = system(cmd);
