@@ -210,8 +210,6 @@ void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
                       void (*fn)(ordo__proc_t *, const rd_kafka_message_t *,
                                  void *),
                       void *arg);
-/* A committed offset as rd_kafka_committed left it in e: -1 if it could
- * not be read, 0 if the group has none yet. */
 /* rd_kafka_committed of tp, asked again while it times out (up to a
  * minute, or a stop): a transaction left open by a process that died
  * keeps the group's offsets of its partitions unstable (KIP-447) until
@@ -220,6 +218,8 @@ void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
  * restore all their partitions (an outside audit). */
 rd_kafka_resp_err_t ordo__committed_wait(ordo__proc_t *p, rd_kafka_t *rk,
                                          rd_kafka_topic_partition_list_t *tp);
+/* A committed offset as rd_kafka_committed left it in e: -1 if it could
+ * not be read, 0 if the group has none yet. */
 int64_t ordo__committed_of(const rd_kafka_topic_partition_t *e);
 ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
                                   int64_t *off);

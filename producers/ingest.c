@@ -169,7 +169,7 @@ typedef struct {
         int64_t t0_us;
         int taken;               /* limits it took a token from (BY_*) */
         rd_kafka_resp_err_t err; /* set by the delivery report */
-        int maybe_written;       /* failed for want of an answer in time */
+        int maybe_written;       /* failed, but sent: may be in the log */
 } line_t;
 
 typedef struct req_s {

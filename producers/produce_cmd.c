@@ -319,6 +319,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 size_t k = len;
                 void *op;
                 int sent;
+                int64_t now;
 
                 lineno++;
                 if (got == ORDO_LINE_TOO_LONG) {
@@ -336,8 +337,9 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (ordo_json_blank(line, len))
                         continue;
                 stats.read++;
-                err = ordo_admit(&door, line, k, &opts, ordo_wall_ms(), &m,
-                                 &fault, errstr, sizeof(errstr));
+                now = ordo_wall_ms();
+                err = ordo_admit(&door, line, k, &opts, now, &m, &fault, errstr,
+                                 sizeof(errstr));
                 if (err) {
                         /* the reason code too, for programs: the wording
                          * may change, the code does not */
@@ -357,8 +359,7 @@ int ordo_cmd_produce(ordo_config_t *conf, int argc, char **argv) {
                 if (opts.keep_ts) {
                         note_late_binding(&stats, &m, lineno);
                         if (ticking)
-                                note_back_dated(&stats, &m, ordo_wall_ms(),
-                                                lineno);
+                                note_back_dated(&stats, &m, now, lineno);
                 }
                 stats.valid++;
                 if (dry_run)
