@@ -1304,6 +1304,27 @@ class FreezableProxy:
         self.sock.close()
 
 
+def free_port():
+    """A port nothing listens on, for a server started later: below the
+    kernel's ephemeral range, where no client's connection can take it
+    meanwhile (the kernel's own choice of port 0 is in that range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        port = rnd.randrange(max(1025, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port below %d" % low)
+
+
 def eventually(get, done=bool, timeout=30):
     """get() until done(value) or timeout s; the last value."""
     deadline = time.time() + timeout

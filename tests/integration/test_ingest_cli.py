@@ -117,7 +117,15 @@ def main():
         check(st == 202, "before reload: %d %s" % (st, text))
 
         # metrics.listen set: /metrics and /healthz there too (DESIGN.md:
-        # every long-running command), the gateway's own
+        # every long-running command), the gateway's own. The 202 is
+        # counted once it has gone out (libmicrohttpd's completion
+        # callback): wait for it first, on the metrics port (the
+        # gateway's own port counts what it answers).
+        deadline = time.time() + 5
+        while time.time() < deadline and \
+                'ordo_ingest_requests_total{status="202"} 1\n' not in \
+                gw.get(gw.metrics_port, "/metrics")[2]:
+            time.sleep(0.1)
         for port in (gw.port, gw.metrics_port):
             st, ctype, text = gw.get(port, "/metrics")
             check(st == 200 and ctype.startswith("text/plain; version=0.0.4")

@@ -310,19 +310,28 @@ static pid_t redis_server(int port) {
         return pid;
 }
 
-/* A port nothing listens on (the kernel's choice, closed again). */
+/* A port nothing listens on, for the redis-server started a minute later:
+ * below the kernel's ephemeral range (32768 on), where no client's
+ * connection can take it meanwhile, as one could the kernel's own pick. */
 static int free_port(void) {
         struct sockaddr_in sa;
-        socklen_t len = sizeof(sa);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-        memset(&sa, 0, sizeof(sa));
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        cr_assert(fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
-                  !getsockname(fd, (struct sockaddr *)&sa, &len));
-        port = ntohs(sa.sin_port);
-        close(fd);
-        return port;
+        int tries;
+        srand((unsigned)getpid() ^ (unsigned)ordo_wall_ms());
+        for (tries = 0; tries < 200; tries++) {
+                int fd = socket(AF_INET, SOCK_STREAM, 0), port, ok;
+                port = 20000 + rand() % 12000;
+                memset(&sa, 0, sizeof(sa));
+                sa.sin_family = AF_INET;
+                sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                sa.sin_port = htons((uint16_t)port);
+                cr_assert(fd >= 0);
+                ok = !bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+                close(fd);
+                if (ok)
+                        return port;
+        }
+        cr_assert_fail("no free port in 20000-31999");
+        return -1;
 }
 
 /* Another member of the projection's group, on activity-events alone, for

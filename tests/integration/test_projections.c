@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <mongoc/mongoc.h>
 #include <netinet/in.h>
@@ -1679,8 +1680,8 @@ Test(projections_redis, a_server_refusing_writes_pauses_never_parks) {
                 cr_skip_test("redis-server not on PATH");
         /* its snapshots go to a folder removed below ("dir" cannot be
          * set at run time) */
-        snprintf(dir, sizeof(dir), "/tmp/ordo-misconf-%d", (int)getpid());
-        cr_assert_eq(mkdir(dir, 0700), 0);
+        snprintf(dir, sizeof(dir), "/tmp/ordo-misconf-XXXXXX");
+        cr_assert(mkdtemp(dir), "%s", strerror(errno));
         snprintf(opts, sizeof(opts), "--dir %s", dir);
         cr_assert_eq(start_redis_with(port, opts), 0, "redis-server on %d",
                      port);

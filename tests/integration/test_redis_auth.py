@@ -22,7 +22,6 @@ and redis-server on PATH.
 import argparse
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -57,8 +56,7 @@ def main():
     ap.add_argument("ordo")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    rnd = random.Random(a.seed)
-    tag = "auth%d%x%03d" % (a.seed, int(time.time()), rnd.randrange(1000))
+    tag = "auth%d%x%s" % (a.seed, int(time.time()), os.urandom(2).hex())
     workdir = tempfile.mkdtemp(prefix="ordo-auth-")
     port = D.free_port()
     c = D.Checks()
@@ -155,9 +153,9 @@ def main():
              "127.0.0.1:%d" % dash_port], env=ordo.env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         state = None
-        for _ in range(40):
+        for _ in range(120):  # until its first MongoDB read has ended
             st, body = D.http("http://127.0.0.1:%d/api/state" % dash_port)
-            if st == 200:
+            if st == 200 and "mongo_as_of_ms" in json.loads(body):
                 state = json.loads(body)
                 break
             time.sleep(0.5)

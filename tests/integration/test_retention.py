@@ -246,6 +246,9 @@ def lost_first(t, o, admin):
     o.produce([activity(x) for x in aids], "create")
     ok, out = t.wait()
     t.check("activities created", ok, out)
+    w = o.call("wait", "--timeout", "120", "redis", check=False)
+    t.check("the Redis projection caught up", w.returncode == 0,
+            w.stderr[-500:])
     o.stop()
     # More events, which the Redis projection has not applied.
     topic = "%s.activity-events" % o.tag

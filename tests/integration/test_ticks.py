@@ -25,7 +25,6 @@ import json
 import os
 import random
 import sys
-import socket
 import tempfile
 import time
 import urllib.request
@@ -34,7 +33,7 @@ import test_e2e as E
 
 PAY_TIMEOUT_MS = 2000
 LATE_MS = 500  # over tick.interval.ms
-LAG_MS = 3000  # tick.lag.ms: LATE_MS and produce's start with room
+LAG_MS = 5000  # tick.lag.ms: LATE_MS and produce's start, on a busy box
 
 
 def status(r, prefix, oid):
@@ -71,9 +70,7 @@ def main():
     ordo = E.Ordo(os.path.abspath(args.ordo), tag, workdir)
     ordo.flags += ["-X", "tick.interval.ms=%d" % args.tick_ms]
     ordo.flags += ["-X", "tick.lag.ms=%d" % args.lag_ms]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        metrics_port = s.getsockname()[1]
+    metrics_port = E.free_port()
     ordo.flags += ["-X", "metrics.listen=127.0.0.1:%d" % metrics_port]
     r = E.Redis(os.environ.get("ORDO_REDIS_HOST", "127.0.0.1"),
                 int(os.environ.get("ORDO_REDIS_PORT", "6379")))
@@ -88,6 +85,19 @@ def main():
     try:
         ordo.call("topics")
         ordo.start(["activity", "order", "redis"])
+        # o1 is pending only until tick.lag.ms past its deadline: start
+        # its clock once every stage holds its partitions.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(
+                        "http://127.0.0.1:%d/healthz" % metrics_port,
+                        timeout=5) as h:
+                    if h.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
         now = int(time.time() * 1000)
         cmds = [E.create(aid, 500, 1, 1, now - 60000, now + 3600000, now,
                          pay_timeout_ms=PAY_TIMEOUT_MS),
@@ -207,8 +217,10 @@ def main():
                           'command="ReleaseStock"')
         timed = sample('ordo_decision_latency_seconds_count'
                        '{stage="activity"}')
-        check("decision latency leaves out the timeout's ReleaseStock",
-              releases == 1 and timed == decided - releases,
+        # o1's ReleaseStock at least; o2 (never paid) times out too,
+        # before or after this scrape, as the box's speed has it.
+        check("decision latency leaves out the timeouts' ReleaseStock",
+              releases >= 1 and timed == decided - releases,
               "%d decided, %d ReleaseStock, %d timed" % (decided, releases,
                                                         timed))
         # A buyer's ConfirmReceipt stamped past o4's auto-receipt (10
