@@ -574,14 +574,13 @@ static void on_overdue(int sig) {
 }
 
 /* When the alarm goes off: a second past the loop's own check, for the
- * pass that may follow it, and 15 s at least, so that --timeout 0 can
- * connect and confirm a caught-up deployment on a busy box (two passes
- * over every partition of six groups took up to 2 s each; 5 s was
- * tight); capped at about three years. */
+ * pass that may follow it, and 5 s at least, so that --timeout 0 can
+ * connect and confirm a caught-up deployment; capped at about three
+ * years. */
 static unsigned overdue_after(int64_t timeout_s) {
         if (timeout_s >= 100000000)
                 return 100000000;
-        return timeout_s + 1 < 15 ? 15 : (unsigned)timeout_s + 1;
+        return timeout_s + 1 < 5 ? 5 : (unsigned)timeout_s + 1;
 }
 
 int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {

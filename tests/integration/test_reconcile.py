@@ -577,7 +577,12 @@ def main():
         # `ordo wait --timeout 0` on a deployment caught up: 0 (its
         # confirming pass came after the timeout, and it gave up: a
         # review).
-        p = ordo.call("wait", "--timeout", "0", check=False)
+        # (Its alarm cuts a pass Kafka holds beyond 5 s, a loaded box's
+        # doing and said so: asked again then, up to three times.)
+        for _ in range(3):
+            p = ordo.call("wait", "--timeout", "0", check=False)
+            if "in the middle of a pass" not in p.stderr:
+                break
         check("ordo wait --timeout 0 when caught up: exit 0",
               p.returncode == 0 and "caught up" in p.stdout,
               p.stdout + p.stderr)
