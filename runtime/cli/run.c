@@ -126,15 +126,17 @@ static int run_stages(ordo_config_t *conf, const ordo_stage_t *const *stages,
         ordo_kafka_log_library("run");
         /* Served from the start: a scrape or a probe while Kafka keeps
          * the topic check waiting (up to 30 s) learns why, rather than
-         * finding nothing listening. */
-        metrics = ordo_metrics_start(conf, metrics_auto, &failed);
-        if (failed) {
-                free(run);
-                return 1;
-        }
+         * finding nothing listening. The reason is set first: a probe
+         * answered as soon as the server listens has it too. */
         snprintf(errstr, sizeof(errstr), "checking its topics at Kafka %s",
                  ordo_config_get(conf, "kafka.bootstrap.servers"));
         ordo_health_starting(errstr);
+        metrics = ordo_metrics_start(conf, metrics_auto, &failed);
+        if (failed) {
+                ordo_health_starting(NULL);
+                free(run);
+                return 1;
+        }
         switch (ordo_kafka_ensure_topics(conf, &ordo_stop, errstr,
                                          sizeof(errstr))) {
         case ORDO_ERR_OK:

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kafka.h"
 
 #define API_PRODUCE 0
@@ -138,13 +139,15 @@ static int64_t first_created(rd_kafka_t *consumer, const char *topic) {
         rd_kafka_topic_partition_list_t *a =
             rd_kafka_topic_partition_list_new(1);
         rd_kafka_message_t *m;
-        int64_t ts = -1;
-        int i;
+        int64_t ts = -1, deadline;
         rd_kafka_topic_partition_list_add(a, topic, 0)->offset =
             RD_KAFKA_OFFSET_BEGINNING;
         cr_assert_eq(rd_kafka_assign(consumer, a), RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_topic_partition_list_destroy(a);
-        for (i = 0; i < 100 && ts < 0; i++) {
+        /* a deadline, not a count of polls: each of broker 2's answers
+         * takes 600 ms, and an early error event ate the count */
+        for (deadline = ordo_monotonic_ms() + 30000;
+             ts < 0 && ordo_monotonic_ms() < deadline;) {
                 if (!(m = rd_kafka_consumer_poll(consumer, 100)))
                         continue;
                 if (!m->err)

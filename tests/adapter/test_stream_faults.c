@@ -40,7 +40,7 @@ typedef struct {
         char errstr[1024];
         pthread_t thread;
         int running;
-        /* send_paced goes on past its n (up to 100) while this is set */
+        /* send_paced goes on past its n (up to 500) while this is set */
         atomic_int keep_sending;
 } fixture_t;
 
@@ -83,7 +83,8 @@ static void teardown_mock(fixture_t *f) {
 }
 
 /* Sends a CreateActivity and n PlaceOrders (and garbage if asked),
- * gap_us apart; more (o<n>.., up to 100 in all) while f->keep_sending. */
+ * gap_us apart; more (o<n>.., up to 500 in all: every try of a test that
+ * waits ~10 s per mock join) while f->keep_sending. */
 static void send_paced(fixture_t *f, int n, int garbage, useconds_t gap_us) {
         char errstr[512], buf[2048], topic[128];
         ordo_codec_t *codec = ordo_codec_new(errstr, sizeof(errstr));
@@ -96,7 +97,7 @@ static void send_paced(fixture_t *f, int n, int garbage, useconds_t gap_us) {
         cr_assert(codec && p, "%s", errstr);
         ordo_topic_name(f->conf, ORDO_TOPIC_ACTIVITY_COMMANDS, topic,
                         sizeof(topic));
-        for (i = -1; i < n || (i < 100 && atomic_load(&f->keep_sending)); i++) {
+        for (i = -1; i < n || (i < 500 && atomic_load(&f->keep_sending)); i++) {
                 if (i < 0) {
                         ordo_msg_init(&m, ORDO_MSG_CREATE_ACTIVITY);
                         strcpy(m.u.activity.activity_id, "a1");
@@ -497,10 +498,12 @@ Test(stream_faults, unread_committed_offsets_refuse_the_assignment) {
          * the stage takes nothing it could not restore and rejoins; the
          * third assignment is taken and every command decided once. The
          * mock keeps a static member that left until its session times
-         * out: a short one. */
+         * out: a short one, yet out of reach of a heartbeat (every 1 s)
+         * late on a loaded box, whose expulsion would count as a second
+         * assignment. */
         char errstr[256];
         cr_assert_eq(ordo_config_set(fx.conf, "kafka.session.timeout.ms",
-                                     "3000", errstr, sizeof(errstr)),
+                                     "5000", errstr, sizeof(errstr)),
                      ORDO_ERR_OK, "%s", errstr);
         rd_kafka_mock_push_request_errors(
             fx.mc, API_OFFSET_FETCH, 2,

@@ -159,8 +159,9 @@ Test(metrics, a_stage_that_gave_its_consumer_up_is_not_healthy) {
         cr_assert_not(ordo_health_check(why, sizeof(why)));
         /* it was in its group: not "not joined yet", which read as a
          * start that never ended while Kafka was stopped (an audit) */
-        cr_assert_str_eq(why, "commission out of its group for 0 s, joining "
-                              "again (its log says why)");
+        cr_assert(!strncmp(why, "commission out of its group for ", 32) &&
+                      strstr(why, " s, joining again (its log says why)"),
+                  "%s", why);
 }
 
 /* A projection refilling a read model that lost its contents is not
