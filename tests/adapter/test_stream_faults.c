@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "kafka.h"
 #include "log.h"
@@ -366,7 +367,10 @@ static void count_by_order(fixture_t *f, ordo_topic_t topic,
                                                 errstr, sizeof(errstr));
         rd_kafka_topic_partition_list_t *l =
             rd_kafka_topic_partition_list_new(1);
-        int i, eof = 0;
+        int eof = 0;
+        /* a deadline, not a count of polls: the log holds up to 500
+         * orders' events (send_paced) */
+        int64_t deadline = ordo_monotonic_ms() + 30000;
 
         cr_assert(codec && c, "%s", errstr);
         memset(counts, 0, sizeof(int) * N_ORDERS);
@@ -375,7 +379,7 @@ static void count_by_order(fixture_t *f, ordo_topic_t topic,
             RD_KAFKA_OFFSET_BEGINNING;
         rd_kafka_assign(c, l);
         rd_kafka_topic_partition_list_destroy(l);
-        for (i = 0; i < 200 && !eof; i++) {
+        while (!eof && ordo_monotonic_ms() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
                 ordo_msg_t msg;
                 const char *id = NULL;

@@ -1304,24 +1304,36 @@ class FreezableProxy:
         self.sock.close()
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
     """A port nothing listens on, for a server started later: below the
     kernel's ephemeral range, where no client's connection can take it
-    meanwhile (the kernel's own choice of port 0 is in that range)."""
+    meanwhile (the kernel's own choice of port 0 is in that range), and
+    never one this process was given before."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             low = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
+    start = max(1025, low - 12000)
+    if start >= low:  # no room below the range: the kernel's pick
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
     rnd = random.SystemRandom()
     for _ in range(200):
-        port = rnd.randrange(max(1025, low - 12000), low)
+        port = rnd.randrange(start, low)
+        if port in _PORTS_GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
-                return port
             except OSError:
                 continue
+        _PORTS_GIVEN.add(port)
+        return port
     raise RuntimeError("no free port below %d" % low)
 
 

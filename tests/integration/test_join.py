@@ -225,8 +225,9 @@ def main():
         # left 1.5 s for the order stage's path on a loaded box).
         deadline, said = time.time() + 60, 0
         while time.time() < deadline:
-            said = open(o.run_log).read()[before:].count(
-                "has not decided its input within join.wait.ms")
+            with open(o.run_log) as f:
+                said = f.read()[before:].count(
+                    "has not decided its input within join.wait.ms")
             if said >= 2:
                 break
             time.sleep(0.2)

@@ -87,17 +87,16 @@ def main():
         ordo.start(["activity", "order", "redis"])
         # o1 is pending only until tick.lag.ms past its deadline: start
         # its clock once every stage holds its partitions.
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        def healthz():
             try:
                 with urllib.request.urlopen(
                         "http://127.0.0.1:%d/healthz" % metrics_port,
                         timeout=5) as h:
-                    if h.status == 200:
-                        break
+                    return h.status
             except OSError:
-                pass
-            time.sleep(0.2)
+                return None
+        check("every stage holds its partitions (/healthz 200)",
+              E.eventually(healthz, lambda st: st == 200, 60) == 200)
         now = int(time.time() * 1000)
         cmds = [E.create(aid, 500, 1, 1, now - 60000, now + 3600000, now,
                          pay_timeout_ms=PAY_TIMEOUT_MS),
@@ -206,7 +205,7 @@ def main():
               "its %d Ticks" % ticks, ticks > 20 and latency and
               float(latency[0].rsplit(" ", 1)[1]) == 4, latency)
         # Nor what a timer decided, stamped with its deadline: o1's
-        # ReleaseStock (TIMEOUT) came tick.lag.ms (3 s) and more after
+        # ReleaseStock (TIMEOUT) came tick.lag.ms (5 s) and more after
         # its ts_ms; counted, a sale whose holds expire fills the tail
         # (an outside audit).
         def sample(name):
@@ -217,10 +216,10 @@ def main():
                           'command="ReleaseStock"')
         timed = sample('ordo_decision_latency_seconds_count'
                        '{stage="activity"}')
-        # o1's ReleaseStock at least; o2 (never paid) times out too,
-        # before or after this scrape, as the box's speed has it.
+        # o1's ReleaseStock; o2 (never paid) times out too, before or
+        # after this scrape, as the box's speed has it.
         check("decision latency leaves out the timeouts' ReleaseStock",
-              releases >= 1 and timed == decided - releases,
+              1 <= releases <= 2 and timed == decided - releases,
               "%d decided, %d ReleaseStock, %d timed" % (decided, releases,
                                                         timed))
         # A buyer's ConfirmReceipt stamped past o4's auto-receipt (10
