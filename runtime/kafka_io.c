@@ -76,13 +76,6 @@ static void reader_assign(ordo_kafka_reader_t *r, int64_t from) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(1);
         rd_kafka_resp_err_t err;
-        /* A topic this handle has not met yet: its leader is asked for
-         * now. Assigned alone, librdkafka 2.0.2 waits for its 1 s topic
-         * scan to ask, and a restore's first read of a join's input
-         * waited that second (a soak). Known: nothing is asked. */
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, r->topic, NULL);
-        if (rkt)
-                rd_kafka_topic_destroy(rkt);
         rd_kafka_topic_partition_list_add(tp, r->topic, r->partition)->offset =
             from;
         err = rd_kafka_assign(r->rk, tp);
@@ -99,6 +92,15 @@ static void reader_assign(ordo_kafka_reader_t *r, int64_t from) {
 void ordo_kafka_reader_open(ordo_kafka_reader_t *r, rd_kafka_t *rk,
                             const char *topic, int32_t partition, int64_t from,
                             int64_t end, const char *who) {
+        /* A topic this handle has not met yet: its leader is asked for
+         * now. Assigned alone, librdkafka 2.0.2 waits for its 1 s topic
+         * scan to ask, and a restore's first read of a join's input
+         * waited that second (a soak). Known: nothing is asked. Once per
+         * reader, not at every assign (the join's reader is assigned
+         * again at each batch's read). */
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        if (rkt)
+                rd_kafka_topic_destroy(rkt);
         r->rk = rk;
         r->topic = topic;
         r->who = who;
