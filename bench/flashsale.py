@@ -811,6 +811,32 @@ class Run:
                 log("the broker started %s s ago: its JIT may still compete "
                     "with this sale (a second run is steadier)" % up)
 
+    def note_other_ordo(self):
+        """Other ordo processes share the box: the stack's app that
+        scripts/demo leaves running (`ordo run` and `ordo dash`, which
+        scrapes every 2 s) took 0.1 core through an unpaced burst
+        (bench/RESULTS.md "Session 32"). Said, not stopped."""
+        me = os.path.realpath(self.ordo)
+        others = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                exe = os.readlink("/proc/%s/exe" % pid)
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if os.path.basename(exe) != "ordo":
+                continue
+            cmd = next((a.decode(errors="replace") for a in argv[1:]
+                        if a and not a.startswith(b"-") and b"=" not in a),
+                       "?")
+            others.append("%s (ordo %s%s)" % (
+                pid, cmd, "" if exe == me else ", another build"))
+        self.res["machine"]["other_ordo"] = others
+        if others:
+            log("%d other ordo process(es) running, sharing the box: %s"
+                % (len(others), ", ".join(others)))
+
     # -- phases
     @staticmethod
     def fresh():
@@ -828,6 +854,7 @@ class Run:
                 log("no pid found for %s: not sampled" % name)
             if name == "kafka" and pid:
                 self.note_broker_age(pid)
+        self.note_other_ordo()
         self.sampler.watch("driver", os.getpid())
         self.sampler.start()
         log("run tag %s (topics %s.*, groups %s.*, mongo db %s, redis "
@@ -1671,6 +1698,9 @@ def report(run):
     p("machine: %s cores, %s, %s GB, load at start %s, broker up %s s" % (
         m.get("cores"), m.get("cpu"), m.get("mem_gb"),
         " ".join(m.get("loadavg_start", [])), fmt(m.get("broker_up_s"))))
+    if m.get("other_ordo"):
+        p("other ordo processes sharing the box: %s"
+          % ", ".join(m["other_ordo"]))
     p("sale: %s users, %s PlaceOrders (%s warm-up at %s/s, %s burst at "
       "%s), hot stock %s, %d cold activities of %s, %d partitions" % (
           fmt(a.users), fmt(s.get("placeorders")), fmt(s.get("warmup")),

@@ -344,8 +344,9 @@ static int scrape(const char *addr, json_t *procs, json_t *stages,
                         add_to(st, "decisions", v); /* events applied */
                 else if (!strncmp(line, "ordo_decisions_total{", 21)) {
                         int has_cmd = !label(line, "command", cmd, sizeof(cmd));
-                        /* a stage's own Ticks are no decisions of the
-                         * sale: they grew the column with no traffic */
+                        /* Ticks are no decisions of the sale: the
+                         * stage's own grew the column with no traffic;
+                         * the metric cannot tell them from sent ones */
                         if (!has_cmd || strcmp(cmd, "Tick"))
                                 add_to(st, "decisions", v);
                         if (has_cmd &&

@@ -180,7 +180,7 @@ static void progress(const char *which, const char *into,
                      const ordo_rebuild_stats_t *s, int64_t t0) {
         int64_t ms = ordo_monotonic_ms() - t0;
         fprintf(stderr,
-                "ordo rebuild: %s into %s: %lld of ~%lld events, %.0f "
+                "ordo rebuild: %s into %s - %lld of ~%lld events, %.0f "
                 "events/s\n",
                 which, into, (long long)s->applied, (long long)s->total,
                 ms > 0 ? (double)s->applied * 1000.0 / (double)ms : 0.0);
@@ -504,7 +504,7 @@ static ordo_err_t flush_store(rebuild_t *rb, char *errstr, size_t errstr_size) {
 
         if (!strcmp(rb->which, "mongo"))
                 fprintf(stderr,
-                        "ordo rebuild: %s into %s: %lld events folded, "
+                        "ordo rebuild: %s into %s - %lld events folded, "
                         "writing the documents\n",
                         rb->which, rb->into, (long long)rb->stats->applied);
         while ((err = ordo_store_flush(&rb->store, errstr, errstr_size)) &&

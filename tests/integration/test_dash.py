@@ -182,7 +182,9 @@ class HostileMetrics(BaseHTTPRequestHandler):
                 b'ordo_decisions_total{stage="hostile",command="PlaceOrder",'
                 b'result="accepted",reason=""} 7 1700000000000\n'
                 b'ordo_decisions_total{stage="hostile",command="PlaceOrder",'
-                b'result="rejected",reason="SOLD_OUT"} NaN\n' +
+                b'result="rejected",reason="SOLD_OUT"} NaN\n'
+                b'ordo_decisions_total{stage="hostile",command="PlaceOrder",'
+                b'result="rejected",reason="LIMIT_EXCEEDED"} 3\n' +
                 ('ordo_decision_latency_seconds_bucket{stage="activity",'
                  'le="0.01"} %d\n'
                  'ordo_decision_latency_seconds_bucket{stage="activity",'
@@ -303,7 +305,7 @@ def mongo_hangs(c, ordo, workdir, r):
              and "not read yet" not in ln))
 
 
-def hostile_scrape_targets(c, ordo, workdir):
+def hostile_scrape_targets(c, ordo, workdir, chromium, prof):
     hostile = ThreadingHTTPServer(("127.0.0.1", 0), HostileMetrics)
     threading.Thread(target=hostile.serve_forever, daemon=True).start()
     endless = socket.socket()
@@ -320,7 +322,7 @@ def hostile_scrape_targets(c, ordo, workdir):
          "dash", "--listen", "127.0.0.1:%d" % port],
         env=ordo.env, stdout=open(os.path.join(workdir, "dash-hostile.log"),
                                   "w"), stderr=subprocess.STDOUT)
-    state = {}
+    state, dom = {}, Dom()
     try:
         for _ in range(40):
             st, body = http("http://127.0.0.1:%d/api/state" % port)
@@ -328,6 +330,12 @@ def hostile_scrape_targets(c, ordo, workdir):
                 state = json.loads(body)
                 break
             time.sleep(0.5)
+        p = subprocess.run([chromium] + CHROMIUM_FLAGS +
+                           ["--user-data-dir=" + prof,
+                            "--virtual-time-budget=5000", "--dump-dom",
+                            "http://127.0.0.1:%d/" % port],
+                           capture_output=True, text=True, timeout=120)
+        dom.feed(p.stdout)
     finally:
         dash.terminate()
         rc = dash.wait(30)
@@ -338,7 +346,7 @@ def hostile_scrape_targets(c, ordo, workdir):
     c.eq("the endless target is unreachable, the other healthy",
          [False, True], [p["healthy"] for p in state.get("processes", [])])
     c.eq("a sample's value, not its timestamp; NaN adds nothing",
-         {"decisions": 7.0, "rejections": {}},
+         {"decisions": 10.0, "rejections": {"LIMIT_EXCEEDED": 3}},
          {"decisions": state.get("stages", {}).get("hostile", {}).get(
              "decisions"), "rejections": state.get("rejections")})
     c.eq("a label that is not UTF-8 is skipped",
@@ -354,6 +362,13 @@ def hostile_scrape_targets(c, ordo, workdir):
          (False, {None}),
          (state.get("scrape_complete"),
           {h.get("rejected", 0) for h in state.get("history", [])}))
+    # ... and the page does not show the answering one's counts as the
+    # whole sale's (an outside audit)
+    c.eq("a target that did not answer: the page shows the counts it "
+         "has, said to be incomplete",
+         ("3", True), (dom.get("rej-n", reason="LIMIT_EXCEEDED"),
+                       "incomplete: a stage process is not answering"
+                       in p.stdout))
     c.eq("the dash stops on SIGTERM", 0, rc)
 
 
@@ -716,7 +731,7 @@ def main():
         c.eq("next holds of two sales, one of them hot",
              {"many": ["m%05d" % i for i in range(8)],
               "few": ["f0", "f1", "f2"]}, shown)
-        hostile_scrape_targets(c, ordo, workdir)
+        hostile_scrape_targets(c, ordo, workdir, chromium, prof)
         if a.screenshot:
             subprocess.run([chromium] + CHROMIUM_FLAGS +
                            ["--user-data-dir=" + prof,
