@@ -814,8 +814,8 @@ class Run:
     def note_other_ordo(self):
         """Other ordo processes share the box: the stack's app that
         scripts/demo leaves running (`ordo run` and `ordo dash`, which
-        scrapes every 2 s) took 0.1 core through an unpaced burst
-        (bench/RESULTS.md "Session 32"). Said, not stopped."""
+        scrapes every 2 s) took 0.12 s of CPU in 7 s of an unpaced
+        sale (bench/RESULTS.md "Session 32"). Said, not stopped."""
         me = os.path.realpath(self.ordo)
         others = []
         for pid in filter(str.isdigit, os.listdir("/proc")):

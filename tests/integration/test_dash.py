@@ -322,7 +322,7 @@ def hostile_scrape_targets(c, ordo, workdir, chromium, prof):
          "dash", "--listen", "127.0.0.1:%d" % port],
         env=ordo.env, stdout=open(os.path.join(workdir, "dash-hostile.log"),
                                   "w"), stderr=subprocess.STDOUT)
-    state, dom = {}, Dom()
+    state, dom, page = {}, Dom(), ""
     try:
         for _ in range(40):
             st, body = http("http://127.0.0.1:%d/api/state" % port)
@@ -330,12 +330,13 @@ def hostile_scrape_targets(c, ordo, workdir, chromium, prof):
                 state = json.loads(body)
                 break
             time.sleep(0.5)
-        p = subprocess.run([chromium] + CHROMIUM_FLAGS +
-                           ["--user-data-dir=" + prof,
-                            "--virtual-time-budget=5000", "--dump-dom",
-                            "http://127.0.0.1:%d/" % port],
-                           capture_output=True, text=True, timeout=120)
-        dom.feed(p.stdout)
+        page = subprocess.run([chromium] + CHROMIUM_FLAGS +
+                              ["--user-data-dir=" + prof,
+                               "--virtual-time-budget=5000", "--dump-dom",
+                               "http://127.0.0.1:%d/" % port],
+                              capture_output=True, text=True,
+                              timeout=120).stdout
+        dom.feed(page)
     finally:
         dash.terminate()
         rc = dash.wait(30)
@@ -368,7 +369,7 @@ def hostile_scrape_targets(c, ordo, workdir, chromium, prof):
          "has, said to be incomplete",
          ("3", True), (dom.get("rej-n", reason="LIMIT_EXCEEDED"),
                        "incomplete: a stage process is not answering"
-                       in p.stdout))
+                       in page))
     c.eq("the dash stops on SIGTERM", 0, rc)
 
 
