@@ -834,7 +834,8 @@ class Run:
                 pid, cmd, "" if exe == me else ", another build"))
         self.res["machine"]["other_ordo"] = others
         if others:
-            log("%d other ordo process(es) running, sharing the box: %s"
+            log("%d other ordo process(es) running, sharing the box: %s "
+                "(the demo's: infra/stack app stop)"
                 % (len(others), ", ".join(others)))
 
     # -- phases
