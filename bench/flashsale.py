@@ -827,9 +827,15 @@ class Run:
                 continue
             if os.path.basename(exe) != "ordo":
                 continue
-            cmd = next((a.decode(errors="replace") for a in argv[1:]
-                        if a and not a.startswith(b"-") and b"=" not in a),
-                       "?")
+            # the command: the first word that is not an option or the
+            # value of one (-c FILE, -X key=value, --log-level L)
+            words, cmd = iter(argv[1:]), "?"
+            for w in words:
+                if w in (b"-c", b"-X", b"--log-level"):
+                    next(words, None)
+                elif w and not w.startswith(b"-"):
+                    cmd = w.decode(errors="replace")
+                    break
             others.append("%s (ordo %s%s)" % (
                 pid, cmd, "" if exe == me else ", another build"))
         self.res["machine"]["other_ordo"] = others
