@@ -63,6 +63,9 @@ static const ordo_join_t join_referrals = { ORDO_TOPIC_REFERRAL_EVENTS,
         static int agg##_accepts(ordo_msg_type_t t) {                          \
                 return accepts(ORDO_TOPIC_##in, t);                            \
         }                                                                      \
+        static size_t agg##_bytes(const void *s) {                             \
+                return ordo_##agg##_state_bytes(s);                            \
+        }                                                                      \
         const ordo_processor_def_t ordo_processor_##agg = { #agg,              \
                                                             ORDO_TOPIC_##in,   \
                                                             ORDO_TOPIC_##ev,   \
@@ -75,7 +78,8 @@ static const ordo_join_t join_referrals = { ORDO_TOPIC_REFERRAL_EVENTS,
                                                             agg##_apply,       \
                                                             agg##_save,        \
                                                             agg##_load,        \
-                                                            agg##_accepts };
+                                                            agg##_accepts,     \
+                                                            agg##_bytes };
 ORDO_PROCESSORS(PROCESSOR)
 #undef PROCESSOR
 

@@ -989,6 +989,21 @@ static void close_clients(ordo__proc_t *p) {
         ordo_codec_destroy(p->codec);
 }
 
+/* ordo_state_bytes, once a second at most: the rules' count of every
+ * state in memory (kept ones too) and the join's bindings. */
+static void count_state(ordo__proc_t *p) {
+        int64_t now = ordo_monotonic_ms();
+        size_t bytes = p->join.cap_kept * sizeof(*p->join.kept);
+        int i;
+        if (p->state_counted && now - p->state_counted < 1000)
+                return;
+        p->state_counted = now;
+        for (i = 0; i < p->n_states; i++)
+                if (p->states[i])
+                        bytes += p->def->state_bytes(p->states[i]);
+        ordo_metrics_state_bytes(p->def->name, bytes);
+}
+
 static void log_stats(const ordo__proc_t *p, const char *what) {
         const ordo_stage_stats_t *s = p->stats;
         ORDO_LOG(INFO, p->def->name,
@@ -1100,6 +1115,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 int tick, lost = 0, overlap;
                 if (p.consumer) /* NULL only while rejoining */
                         ordo_metrics_poll(def->name, p.consumer);
+                count_state(&p);
                 /* A snapshot due waits for the commit in flight: it saves
                  * the state of committed events only. */
                 overlap =

@@ -59,6 +59,7 @@ typedef struct ordo_processor_def_s {
                       size_t errstr_size);
         /* 1 if this message type is valid input for the processor */
         int (*accepts)(ordo_msg_type_t type);
+        size_t (*state_bytes)(const void *state); /* ordo_state_bytes */
 } ordo_processor_def_t;
 
 /* Why a processor sends a decoded input to dead-letters instead of

@@ -126,6 +126,7 @@ typedef struct ordo__proc_s {
         int64_t tick_every;     /* ms; 0: no Ticks */
         int64_t tick_lag;       /* ms the Ticks' time trails the wall clock */
         int64_t next_tick;      /* monotonic ms of the next Ticks */
+        int64_t state_counted;  /* monotonic ms ordo_state_bytes was set */
         int assigned;           /* partitions assigned to us now */
         ordo_buf_t snap;        /* a snapshot being written or read */
         ordo__join_t join;

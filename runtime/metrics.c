@@ -186,6 +186,7 @@ enum {
         F_RESTORE_SECONDS,
         F_PROJECTION_LAG,
         F_STORE_UP,
+        F_STATE_BYTES,
         F__COUNT
 };
 
@@ -270,6 +271,14 @@ static const struct {
                          { "stage" },
                          NULL,
                          0 },
+        [F_STATE_BYTES] = { "ordo_state_bytes",
+                            GAUGE,
+                            "Memory held by a processor's state, by the "
+                            "rules' own count: every partition it keeps, "
+                            "and the commission join's bindings.",
+                            { "stage" },
+                            NULL,
+                            0 },
 };
 
 typedef struct series_s {
@@ -816,6 +825,15 @@ void ordo_metrics_store_up(const char *stage, int up) {
                 s->value = up;
         if ((h = health_find(stage, 1)))
                 h->store_down = !up;
+        pthread_mutex_unlock(&lock);
+}
+
+void ordo_metrics_state_bytes(const char *stage, size_t bytes) {
+        const char *v[] = { stage };
+        series_t *s;
+        pthread_mutex_lock(&lock);
+        if ((s = find(F_STATE_BYTES, v)))
+                s->value = (double)bytes;
         pthread_mutex_unlock(&lock);
 }
 

@@ -70,6 +70,8 @@ void ordo_metrics_dead_letter(const char *stage, const char *reason);
  * increase, and its alert never fires). */
 void ordo_metrics_stage_start(const char *stage, int processor);
 void ordo_metrics_restore(const char *stage, int64_t ms);
+/* The memory a processor's state holds now (ordo_state_bytes). */
+void ordo_metrics_state_bytes(const char *stage, size_t bytes);
 /* A projection's store is reachable (1) or not (0): ordo_store_up, and
  * /healthz's reason while it is not. */
 void ordo_metrics_store_up(const char *stage, int up);

@@ -99,6 +99,10 @@ void ordo_referral_apply(ordo_referral_state_t *s, const ordo_msg_t *ev) {
                          ev->u.bind.bound_ms);
 }
 
+size_t ordo_referral_state_bytes(const ordo_referral_state_t *s) {
+        return sizeof(*s) + ordo__graph_bytes(&s->graph);
+}
+
 uint64_t ordo_referral_state_digest(const ordo_referral_state_t *s) {
         return ordo__graph_digest(&s->graph);
 }

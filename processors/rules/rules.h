@@ -158,6 +158,7 @@ uint64_t ordo_commission_state_digest(const ordo_commission_state_t *s);
 size_t ordo_activity_state_bytes(const ordo_activity_state_t *s);
 size_t ordo_order_state_bytes(const ordo_order_state_t *s);
 size_t ordo_commission_state_bytes(const ordo_commission_state_t *s);
+size_t ordo_referral_state_bytes(const ordo_referral_state_t *s);
 
 /* ------------------------------------------------------------------ */
 /* Snapshots: a whole state as bytes, and back, so a restoring processor

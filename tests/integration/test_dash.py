@@ -545,6 +545,17 @@ def main():
                 "redis"}, sorted(lag)[:3])
         c.eq("consumer lag once caught up", {}, {k: v for k, v in
                                                  lag.items() if v})
+        # Each processor's state, counted by its rules: the activity and
+        # order stages hold the sale's orders, more than an empty state's
+        # few hundred bytes.
+        state = metric_lines(text, "ordo_state_bytes")
+        c.eq("state bytes series: the four processors",
+             ['ordo_state_bytes{stage="%s"}' % s for s in
+              ("activity", "commission", "order", "referral")],
+             sorted(state))
+        c.true("state bytes of the activity and order stages > 1 KB",
+               all(state.get('ordo_state_bytes{stage="%s"}' % s, 0) > 1024
+                   for s in ("activity", "order")), state)
 
         # The page, as a browser renders it, after a sample newer than
         # the tick, with MongoDB's figures of a read begun since the

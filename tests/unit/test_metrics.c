@@ -97,6 +97,8 @@ Test(metrics, registry_counts_decisions_by_result_and_reason) {
         ordo_metrics_abort("order");
         ordo_metrics_transaction("order", 30);
         ordo_metrics_transaction_end("order", 20, 120, 3);
+        ordo_metrics_state_bytes("order", 4096);
+        ordo_metrics_state_bytes("order", 123456789012);
         t = capture(write_registry, NULL);
         cr_assert(strstr(t, "ordo_decisions_total{stage=\"activity\",command="
                             "\"PlaceOrder\",result=\"accepted\",reason=\"\"} "
@@ -121,6 +123,9 @@ Test(metrics, registry_counts_decisions_by_result_and_reason) {
         cr_assert(strstr(t, "ordo_transaction_end_seconds_count{stage="
                             "\"order\",step=\"commit\"} 1\n"));
         cr_assert(strstr(t, "# TYPE ordo_consumer_lag gauge\n"));
+        cr_assert(strstr(t, "# TYPE ordo_state_bytes gauge\n"));
+        cr_assert(
+            strstr(t, "\nordo_state_bytes{stage=\"order\"} 123456789012\n"));
         cr_assert(
             strstr(t, "# TYPE ordo_restore_duration_seconds histogram\n"));
         cr_assert(strstr(t, "ordo_build_info{version="));

@@ -105,6 +105,14 @@ Test(referral, replay_equality) {
                                          all.v[all.n - 1].u.rejected.reason);
         }
         tout_free(&all);
+        {
+                /* 60 users bound: more than a fresh state holds */
+                ordo_referral_state_t *fresh = ordo_referral_state_new();
+                cr_assert_gt(ordo_referral_state_bytes(s),
+                             ordo_referral_state_bytes(fresh) +
+                                 60 * sizeof(uint32_t));
+                ordo_referral_state_destroy(fresh);
+        }
         ordo_referral_state_destroy(s);
         ordo_referral_state_destroy(r);
         ordo_referral_state_destroy(NULL);
