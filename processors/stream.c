@@ -342,9 +342,8 @@ static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
 /* Decides msgs[from..to) into the outbox; returns to. A join is read
  * first, after its writer has caught up: every input here was written
  * before this moment (decision 0025). If that fails, the batch aborts. */
-static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
-                           size_t from, size_t to) {
-        int64_t t = ordo_monotonic_ms();
+static void join_first(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t from,
+                       size_t to) {
         ordo_err_t err;
         if (from < to && !p->produce_err &&
             (err = ordo__join_catch_up(p, msgs + from, to - from))) {
@@ -357,6 +356,12 @@ static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
                                  p->errstr);
                 p->produce_err = RD_KAFKA_RESP_ERR__TRANSPORT;
         }
+}
+
+static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
+                           size_t from, size_t to) {
+        int64_t t = ordo_monotonic_ms();
+        join_first(p, msgs, from, to);
         for (; from < to && !p->produce_err; from++)
                 decide(p, msgs[from]);
         p->stats->decide_ms += ordo_monotonic_ms() - t;
@@ -587,7 +592,9 @@ batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         }
         for (q = 0; q < p->n_states; q++) {
                 int64_t end = p->parts[q].end_next;
-                if (end < 0 || end <= p->parts[q].input_next)
+                /* a partition whose state is gone (left the group) is
+                 * not ours to move */
+                if (!p->states[q] || end < 0 || end <= p->parts[q].input_next)
                         continue;
                 if (!(e = rd_kafka_topic_partition_list_find(o, p->input, q)))
                         e = rd_kafka_topic_partition_list_add(o, p->input, q);
@@ -595,6 +602,15 @@ batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
                         continue;
                 e->offset = end;
         }
+        /* A snapshot goes with its partition's offset, moved or not: the
+         * group's generation check then aborts the transaction of a
+         * zombie (paused past the session timeout), which would label
+         * its stale state with the events the new owner committed. */
+        for (q = 0; q < p->n_states; q++)
+                if (p->states[q] && p->parts[q].snapshot_in_txn &&
+                    !rd_kafka_topic_partition_list_find(o, p->input, q))
+                        rd_kafka_topic_partition_list_add(o, p->input, q)
+                            ->offset = p->parts[q].input_next;
         return o;
 }
 
@@ -602,7 +618,8 @@ batch_offsets(const ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
 static int ends_ahead(const ordo__proc_t *p) {
         int32_t q;
         for (q = 0; q < p->n_states; q++)
-                if (p->parts[q].end_next > p->parts[q].input_next)
+                if (p->states[q] &&
+                    p->parts[q].end_next > p->parts[q].input_next)
                         return 1;
         return 0;
 }
@@ -702,8 +719,14 @@ static void send_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n,
                 return;
         }
         if (!overlap) {
+                /* A snapshot begins the transaction at the broker, and
+                 * its timeout (10 s) is shorter than the join's wait
+                 * (join.wait.ms): the join is read first. */
+                if (ordo__snapshot_due(p))
+                        join_first(p, msgs, 0, n);
                 /* the state of committed events only: nothing in flight */
-                ordo__write_due_snapshots(p);
+                if (!p->produce_err)
+                        ordo__write_due_snapshots(p);
                 decide_range(p, msgs, 0, n);
         }
         end_batch(p, msgs, n);
@@ -938,6 +961,10 @@ static void close_member(ordo__proc_t *p) {
                 rd_kafka_destroy(p->consumer);
                 p->consumer = NULL;
         }
+        /* No rebalance callback comes after a fatal consumer error: the
+         * ends met would otherwise move the offsets of a batch dropped
+         * undecided (batch_offsets) */
+        ordo__forget_ends(p);
         for (i = 0; i < p->n_states; i++)
                 forget(p, i);
         p->assigned = 0;
@@ -993,7 +1020,7 @@ static void close_clients(ordo__proc_t *p) {
  * state in memory (kept ones too) and the join's bindings. */
 static void count_state(ordo__proc_t *p) {
         int64_t now = ordo_monotonic_ms();
-        size_t bytes = p->join.cap_kept * sizeof(*p->join.kept);
+        size_t bytes = p->join.cap_kept;
         int i;
         if (p->state_counted && now - p->state_counted < 1000)
                 return;
@@ -1038,6 +1065,19 @@ static void log_stats(const ordo__proc_t *p, const char *what) {
 static int kafka_trouble(ordo_err_t err) {
         return err == ORDO_ERR_KAFKA || err == ORDO_ERR_KAFKA_FATAL ||
                err == ORDO_ERR_TIMEOUT;
+}
+
+/* After a producer renewal or a rewind: 1 if the partitions are lost
+ * (Kafka trouble: rejoin; or a stop cut the restore short, which is no
+ * error), -1 if the stage stops with *err, 0 to go on. */
+static int recovery_failed(ordo_err_t *err, volatile sig_atomic_t *stop) {
+        if (*err == ORDO_ERR_INTERRUPTED && *stop) {
+                *err = ORDO_ERR_OK;
+                return 1;
+        }
+        if (kafka_trouble(*err))
+                return 1;
+        return *err ? -1 : 0;
 }
 
 ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
@@ -1112,7 +1152,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
 
         while (!*stop) {
                 int64_t txns = stats->transactions, t;
-                int tick, lost = 0, overlap;
+                int tick, lost = 0, overlap, failed;
                 if (p.consumer) /* NULL only while rejoining */
                         ordo_metrics_poll(def->name, p.consumer);
                 count_state(&p);
@@ -1174,19 +1214,17 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 if (p.failed == ORDO__TXN_FATAL && !lost) {
                         err = ++renewals_in_a_row > 1 ? ORDO_ERR_KAFKA_FATAL
                                                       : renew_producer(&p);
-                        if (kafka_trouble(err))
-                                lost = 1;
-                        else if (err)
+                        if ((failed = recovery_failed(&err, stop)) < 0)
                                 break;
+                        lost |= failed;
                 } else if (p.failed == ORDO__TXN_ABORTED && !lost && !*stop) {
                         /* (stopping: nothing more is decided, and the
                          * failure keeps the revocation from committing;
                          * a restore now would only delay the stop) */
                         err = recover(&p, ++aborts_in_a_row);
-                        if (kafka_trouble(err))
-                                lost = 1;
-                        else if (err)
+                        if ((failed = recovery_failed(&err, stop)) < 0)
                                 break;
+                        lost |= failed;
                 }
                 if (lost && !*stop) {
                         /* Kafka Streams' "task migrated": rejoin, never

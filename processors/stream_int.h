@@ -27,8 +27,13 @@ typedef struct ordo__join_s {
         int64_t wait_ms;          /* join.wait.ms */
         int64_t writer_committed; /* its input offset committed, known */
         int64_t caught_up_to;     /* its input's end, all bound */
-        ordo_msg_t *kept;         /* every message of the join's type so far */
-        size_t n_kept, cap_kept;
+        /* Every message of the join's type so far, as it came (the
+         * encoded bytes, each after its length as 4 bytes): a decoded
+         * ordo_msg_t holds every field's longest string (832 bytes), a
+         * binding's encoding about a tenth of that. */
+        char *kept;
+        size_t kept_len, cap_kept;
+        ordo_msg_t seeding; /* one decoded again for a restored state */
 } ordo__join_t;
 
 /* What the loop knows about one partition it may own. */

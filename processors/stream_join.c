@@ -69,20 +69,26 @@ void ordo__join_close(ordo__proc_t *p) {
         memset(j, 0, sizeof(*j));
 }
 
-static ordo_err_t keep(ordo__proc_t *p, const ordo_msg_t *m) {
+static ordo_err_t keep(ordo__proc_t *p, const rd_kafka_message_t *rkm,
+                       const ordo_msg_t *m) {
         ordo__join_t *j = &p->join;
+        uint32_t len = (uint32_t)rkm->len; /* decoded: a few hundred bytes */
         int i;
-        if (j->n_kept == j->cap_kept) {
-                size_t cap = j->cap_kept ? j->cap_kept * 2 : 1024;
-                ordo_msg_t *nk = realloc(j->kept, cap * sizeof(*nk));
-                if (!nk) {
+        if (j->kept_len + sizeof(len) + len > j->cap_kept) {
+                size_t cap = j->cap_kept ? j->cap_kept : 65536;
+                char *nk;
+                while (cap < j->kept_len + sizeof(len) + len)
+                        cap *= 2;
+                if (!(nk = realloc(j->kept, cap))) {
                         snprintf(p->errstr, sizeof(p->errstr), "out of memory");
                         return ORDO_ERR_NOMEM;
                 }
                 j->kept = nk;
                 j->cap_kept = cap;
         }
-        j->kept[j->n_kept++] = *m;
+        memcpy(j->kept + j->kept_len, &len, sizeof(len));
+        memcpy(j->kept + j->kept_len + sizeof(len), rkm->payload, len);
+        j->kept_len += sizeof(len) + len;
         for (i = 0; i < p->n_states; i++)
                 if (p->states[i])
                         p->def->join->bind(p->states[i], m);
@@ -97,7 +103,7 @@ static ordo_err_t bind_message(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
         if (ordo__decode(p, rkm, &m, why, sizeof(why)) ||
             m.type != p->def->join->type)
                 return ORDO_ERR_OK;
-        return keep(p, &m);
+        return keep(p, rkm, &m);
 }
 
 /* Reads the joined topic up to end (exclusive; a stable end, which no
@@ -167,6 +173,7 @@ static ordo_err_t writer_caught_up(ordo__proc_t *p, int64_t *writer_end) {
         rd_kafka_topic_partition_list_t *tp;
         rd_kafka_resp_err_t kerr;
         int64_t lo, end, c, deadline = ordo_monotonic_ms() + j->wait_ms;
+        useconds_t pause = 2000;
         ordo_err_t err;
 
         if ((err = ordo_kafka_watermarks(p->watermarks, j->writer_input, 0, &lo,
@@ -211,7 +218,11 @@ static ordo_err_t writer_caught_up(ordo__proc_t *p, int64_t *writer_end) {
                         err = ORDO_ERR_TIMEOUT;
                         break;
                 }
-                usleep(2000);
+                /* 2 ms while the writer is a moment behind, up to 50 ms
+                 * while it is away: each look asks the coordinator */
+                usleep(pause);
+                if (pause < 50000)
+                        pause = pause * 2 > 50000 ? 50000 : pause * 2;
         }
         rd_kafka_topic_partition_list_destroy(tp);
         return err;
@@ -287,7 +298,16 @@ ordo_err_t ordo__join_idle(ordo__proc_t *p) {
 /* Joined messages are bound idempotently: a snapshot's state may hold
  * some already. */
 void ordo__join_seed(ordo__proc_t *p, void *state) {
-        size_t i;
-        for (i = 0; i < p->join.n_kept; i++)
-                p->def->join->bind(state, &p->join.kept[i]);
+        ordo__join_t *j = &p->join;
+        size_t at = 0;
+        uint32_t len;
+        while (at < j->kept_len) {
+                memcpy(&len, j->kept + at, sizeof(len));
+                at += sizeof(len);
+                /* the same bytes decoded once already, by the same codec */
+                if (!ordo_codec_decode(p->codec, j->kept + at, len, &j->seeding,
+                                       NULL, 0))
+                        p->def->join->bind(state, &j->seeding);
+                at += len;
+        }
 }

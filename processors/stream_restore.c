@@ -46,8 +46,9 @@ void ordo__read_range(ordo__proc_t *p, const char *topic, int32_t partition,
                                  void *),
                       void *arg) {
         read_t r = { p, fn, arg };
+        /* cut short by a stop only: ordo__restore then fails */
         ordo_kafka_read_range(p->restorer, topic, partition, from, end,
-                              p->def->name, NULL, read_one, &r);
+                              p->def->name, p->stop, read_one, &r);
 }
 
 /* A decoded-message reader on top of read_range. */
@@ -55,14 +56,47 @@ typedef struct fold_s {
         void (*fn)(void *state, const ordo_msg_t *m);
         void *state;
         int64_t count;
+        int own;   /* the processor's own events: its state */
+        int newer; /* one of them is a newer release's (p->errstr) */
 } fold_t;
+
+/* An event of ours (its ordo.type header names one of our types) in a
+ * schema version this release does not know: a newer release wrote it.
+ * Folding on without it would decide on a state that lacks it. */
+static int newer_release(ordo__proc_t *p, const rd_kafka_message_t *rkm) {
+        ordo_msg_t m;
+        char type[64];
+        size_t len;
+        const void *v = ordo_kafka_header(rkm, ORDO_TYPE_HEADER, &len);
+        if (!v || len >= sizeof(type) || !rkm->payload ||
+            ordo_codec_decode(p->codec, rkm->payload, rkm->len, &m, NULL, 0) !=
+                ORDO_ERR_FINGERPRINT)
+                return 0;
+        memcpy(type, v, len);
+        type[len] = '\0';
+        if (ordo_msg_type_from_name(type) == ORDO_MSG_NONE)
+                return 0;
+        snprintf(p->errstr, sizeof(p->errstr),
+                 "%s [%d] offset %lld: a %s in a schema version this release "
+                 "does not know, written by a newer release; the state "
+                 "cannot be restored without it (going back to an older "
+                 "release once the newer one has written its version is not "
+                 "supported: docs/operating.md \"Upgrading\")",
+                 rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
+                 (long long)rkm->offset, type);
+        return 1;
+}
 
 static void fold_message(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                          void *arg) {
         fold_t *f = arg;
         ordo_msg_t m;
         char why[256];
+        if (f->newer)
+                return;
         if (ordo__decode(p, rkm, &m, why, sizeof(why))) {
+                if (f->own && (f->newer = newer_release(p, rkm)))
+                        return;
                 ORDO_LOG(WARN, p->def->name,
                          "msg=\"undecodable event skipped in restore\" "
                          "topic=%s partition=%d offset=%lld reason=\"%s\"",
@@ -136,11 +170,11 @@ ordo_err_t ordo__committed_offset(ordo__proc_t *p, int32_t partition,
 ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
                          int64_t committed) {
         int64_t t0 = ordo_monotonic_ms(), lo, events_end;
-        fold_t events = { p->def->apply, NULL, 0 };
+        fold_t events = { p->def->apply, NULL, 0, 1, 0 };
         /* a join's facts of inputs already decided (deciding nothing:
          * their effects are in our own log) */
-        fold_t inputs = { p->def->join ? p->def->join->observe : NULL, NULL,
-                          0 };
+        fold_t inputs = { p->def->join ? p->def->join->observe : NULL, NULL, 0,
+                          0, 0 };
         ordo__snap_meta_t meta;
         void *state;
         ordo__part_t *part;
@@ -205,6 +239,16 @@ ordo_err_t ordo__restore(ordo__proc_t *p, int32_t partition,
         }
         ordo__read_range(p, p->events, partition, events_from, events_end,
                          fold_message, &events);
+        if (events.newer || *p->stop) {
+                /* a read cut short: the state lacks its end */
+                p->def->state_destroy(state);
+                if (events.newer)
+                        return ORDO_ERR_CONFIG; /* no retry mends it */
+                snprintf(p->errstr, sizeof(p->errstr),
+                         "stopped during the restore of %s [%d]", p->events,
+                         (int)partition);
+                return ORDO_ERR_INTERRUPTED;
+        }
         p->states[partition] = state;
         part->input_next = part->decided_next = committed;
         part->kept = 0;
