@@ -258,7 +258,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                  * any restore reads its stable end: the events of the
                  * transaction that committed an offset are then below
                  * that end. */
-                int ok = !ordo__committed_wait(p, rk, parts);
+                int ok;
+                ordo_health_restoring(p->def->name, 1);
+                ok = !ordo__committed_wait(p, rk, parts);
                 for (i = 0; i < parts->cnt; i++) {
                         int32_t q = parts->elems[i].partition;
                         int64_t c =
@@ -292,6 +294,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  * a state we could not rebuild. */
                                 rd_kafka_assign(rk, NULL);
                                 p->restore_failed = 1;
+                                ordo_health_restoring(p->def->name, 0);
                                 return;
                         }
                 }
@@ -308,6 +311,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 p->stats->kept += kept;
                 rd_kafka_assign(rk, parts);
                 p->assigned = parts->cnt;
+                ordo_health_restoring(p->def->name, 0);
                 /* Tick the new partitions at once: timers that fell due
                  * while nobody owned them fire now (decision 0008). */
                 p->next_tick = 0;
@@ -355,6 +359,7 @@ static void join_first(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t from,
                                  "batch\" error=\"%s\"",
                                  p->errstr);
                 p->produce_err = RD_KAFKA_RESP_ERR__TRANSPORT;
+                p->join_unread = 1; /* the abort names the join */
         }
 }
 
@@ -409,6 +414,7 @@ static size_t consume_batch(ordo__proc_t *p, rd_kafka_message_t **msgs,
                             (int64_t)(decided - p->batch_committed);
                         ordo__outbox_discard(&p->outbox);
                         p->produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                        p->join_unread = 0;
                         n = decided = 0;
                         p->batch_decided = p->batch_committed = 0;
                         p->rebalanced = 0;
@@ -742,6 +748,15 @@ static void end_batch(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t n) {
         p->commit.outputs = p->outbox.n;
         ordo__outbox_flush(p);
         p->stats->produce_ms += ordo_monotonic_ms() - t;
+        if (p->join_unread) {
+                ordo__txn_abort_now(
+                    p,
+                    rd_kafka_error_new(p->produce_err,
+                                       "not read to its end: see the WARN "
+                                       "line before"),
+                    "join");
+                return;
+        }
         if (p->produce_err) {
                 rd_kafka_error_t *error =
                     rd_kafka_error_new(p->produce_err, "produce: %s",
@@ -1161,6 +1176,7 @@ ordo_err_t ordo_processor_run(const ordo_processor_def_t *def,
                 overlap =
                     p.pipelined && p.commit.pending && !ordo__snapshot_due(&p);
                 p.produce_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                p.join_unread = 0;
                 t = ordo_monotonic_ms();
                 n = lost ? 0 : consume_batch(&p, msgs, max, wait_ms, overlap);
                 if (n)

@@ -138,6 +138,7 @@ typedef struct ordo__proc_s {
         /* the sink's context while deciding one input message */
         int32_t partition;
         rd_kafka_resp_err_t produce_err;
+        int join_unread; /* produce_err set because the join was not read */
         /* The first failed delivery report of the open transaction
          * (ordo_kafka_delivery_err: an error, or an "implicit ack"
          * without an offset): the transaction aborts instead of

@@ -303,6 +303,7 @@ typedef struct {
         int64_t in_group;   /* monotonic ms last found a member; 0: never */
         int store_down;     /* a projection waiting for its store */
         int refilling;      /* ... reading its inputs again, not caught up */
+        int restoring;      /* a processor restoring assigned partitions */
         int64_t store_call; /* monotonic ms a store call began; 0: none */
         /* The consumer and where it stood in each partition at its last
          * poll (NULL: none, or given up): the lag of a stage held in a
@@ -786,6 +787,14 @@ void ordo_health_refilling(const char *stage) {
         pthread_mutex_unlock(&lock);
 }
 
+void ordo_health_restoring(const char *stage, int on) {
+        health_t *h;
+        pthread_mutex_lock(&lock);
+        if ((h = health_find(stage, 1)))
+                h->restoring = on;
+        pthread_mutex_unlock(&lock);
+}
+
 int ordo_health_is_refilling(const char *stage) {
         health_t *h;
         int refilling;
@@ -847,9 +856,9 @@ void ordo_health_starting(const char *what) {
 
 int ordo_health_check(char *why, size_t why_size) {
         int64_t now = ordo_monotonic_ms();
-        int i, ok = 1, readers = 0;
-        char names[256] = "";
-        size_t used = 0;
+        int i, ok = 1, readers = 0, standby = 0;
+        char names[256] = "", standbys[256] = "";
+        size_t used = 0, used_standby = 0;
         pthread_mutex_lock(&lock);
         for (i = 0; i < n_stages && used < sizeof(names); i++) {
                 used += (size_t)snprintf(names + used, sizeof(names) - used,
@@ -880,6 +889,12 @@ int ordo_health_check(char *why, size_t why_size) {
                                  "says which)",
                                  h->name,
                                  (long long)store_waiting(h, now) / 1000);
+                /* A long restore holds the loop: that, not a stall. */
+                else if (h->restoring)
+                        snprintf(why, why_size,
+                                 "%s restoring the state of its partitions "
+                                 "from the log",
+                                 h->name);
                 /* A loop that stopped turning (a stuck call) is the
                  * reason, whatever it last held. */
                 else if (h->last_poll && now - h->last_poll > STALL_MS)
@@ -911,13 +926,30 @@ int ordo_health_check(char *why, size_t why_size) {
                 else if (h->assigned < 0)
                         snprintf(why, why_size,
                                  "%s has not joined its group yet", h->name);
-                else if (h->assigned == 0)
-                        snprintf(why, why_size, "%s holds no partition",
-                                 h->name);
-                else
+                else {
+                        /* In its group and given nothing: a standby (a
+                         * one-partition stage, the referral processor's,
+                         * in all but one of several `ordo run`s) */
+                        if (h->assigned == 0 && used_standby < sizeof(standbys))
+                                used_standby += (size_t)snprintf(
+                                    standbys + used_standby,
+                                    sizeof(standbys) - used_standby, "%s%s",
+                                    standby++ ? ", " : "", h->name);
                         ok = 1;
+                }
         }
         pthread_mutex_unlock(&lock);
+        /* A process whose every stage stands by has nothing to do: its
+         * group has more members than partitions. */
+        if (ok && standby && standby == readers) {
+                snprintf(why, why_size, "%s hold%s no partition", standbys,
+                         standby > 1 ? "" : "s");
+                ok = 0;
+        } else if (ok && standby) {
+                size_t len = strlen(why);
+                snprintf(why + len, why_size - len,
+                         "; standing by with no partition: %s", standbys);
+        }
         return ok;
 }
 

@@ -113,8 +113,9 @@ void ordo_metrics_write(FILE *f);
 /* ---- stage health, for /healthz ---- */
 
 /* A stage thread starts, stops (err 0) or fails. A stage is healthy
- * while it runs, holds at least one partition and reported within the
- * last 30 s (ordo_metrics_poll). */
+ * while it runs and reported within the last 30 s (ordo_metrics_poll),
+ * holding at least one partition, or standing by with none while
+ * another stage of the process holds some. */
 void ordo_health_start(const char *stage);
 void ordo_health_stop(const char *stage, ordo_err_t err);
 /* A projection reads its inputs again from the start into a read model
@@ -123,6 +124,9 @@ void ordo_health_stop(const char *stage, ordo_err_t err);
 void ordo_health_refilling(const char *stage);
 /* 1 while stage is refilling (until that poll). */
 int ordo_health_is_refilling(const char *stage);
+/* A processor restores the state of partitions assigned to it (1), or
+ * has done so (0): not ready meanwhile. */
+void ordo_health_restoring(const char *stage, int on);
 /* For a stage without a consumer (the dash's sampler): alive, working. */
 void ordo_health_beat(const char *stage);
 /* What the process does before its first stage starts (waiting for

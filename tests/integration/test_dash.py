@@ -432,6 +432,39 @@ def produce(ordo, cmds, workdir, name):
         raise RuntimeError("ordo wait: " + out)
 
 
+def second_instance(c, ordo, workdir, run_port):
+    """Scaled out to two `ordo run`s: the referral processor reads one
+    partition, so one of them holds nothing for it. It stands by, and
+    both answer 200 (an outside audit: the one without it was 503 for
+    good, and a supervisor would have restarted it for ever); the
+    standby is named."""
+    port = free_port()
+    log = open(os.path.join(workdir, "run2.log"), "w")
+    second = subprocess.Popen(
+        [ordo.binary] + ordo.flags +
+        ["-X", "metrics.listen=127.0.0.1:%d" % port,
+         "-X", "instance.id=second", "run"],
+        env=ordo.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        answers, deadline = [], time.time() + 90
+        while time.time() < deadline:
+            time.sleep(0.5)
+            answers = [http("http://127.0.0.1:%d/healthz" % q, 2)
+                       for q in (run_port, port)]
+            if all(st == 200 for st, _ in answers) and sum(
+                    "standing by" in b for _, b in answers) == 1:
+                break
+        c.eq("two ordo runs: both 200", [200, 200],
+             [st for st, _ in answers])
+        c.true("two ordo runs: one stands by for the referral stage, "
+               "named", sum(b.strip().endswith(
+                   "; standing by with no partition: referral")
+                   for _, b in answers) == 1, answers)
+    finally:
+        second.terminate()
+        second.wait(60)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ordo")
@@ -744,6 +777,7 @@ def main():
              {"many": ["m%05d" % i for i in range(8)],
               "few": ["f0", "f1", "f2"]}, shown)
         hostile_scrape_targets(c, ordo, workdir, chromium, prof)
+        second_instance(c, ordo, workdir, run_port)
         if a.screenshot:
             subprocess.run([chromium] + CHROMIUM_FLAGS +
                            ["--user-data-dir=" + prof,

@@ -238,6 +238,13 @@ def main():
                 decided is False, (decided, o.log_tail(5)))
         t.check("WARN lines that the commission processor waits, one "
                 "each join.wait.ms", said >= 2, "%d lines" % said)
+        with open(o.run_log) as f:
+            aborts = [ln for ln in f.read()[before:].splitlines()
+                      if "aborting transaction" in ln]
+        # an outside audit: it blamed the broker ("Broker transport
+        # failure"), which was fine
+        t.check("its aborts name the join, not the broker", aborts and all(
+            'join="not read to its end' in ln for ln in aborts), aborts[:2])
         log = os.path.join(t.workdir, "referral-back.log")
         back = subprocess.Popen(
             [o.binary] + o.flags + ["-X", "metrics.listen=", "process",

@@ -169,6 +169,21 @@ Test(metrics, a_stage_that_gave_its_consumer_up_is_not_healthy) {
                   "%s", why);
 }
 
+/* A processor restoring partitions assigned to it is not ready, and
+ * says so rather than "stalled" when the restore outlasts 30 s. */
+Test(metrics, a_restoring_processor_is_not_ready) {
+        char why[256];
+        ordo_health_start("activity");
+        ordo_health_beat("activity");
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+        ordo_health_restoring("activity", 1);
+        cr_assert_not(ordo_health_check(why, sizeof(why)));
+        cr_assert_str_eq(why, "activity restoring the state of its "
+                              "partitions from the log");
+        ordo_health_restoring("activity", 0);
+        cr_assert(ordo_health_check(why, sizeof(why)), "%s", why);
+}
+
 /* A projection refilling a read model that lost its contents is not
  * ready: the read model is partial until it has caught up (an outside
  * audit: /healthz said ok for the 60 s of a refill). */
