@@ -343,9 +343,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void decide(ordo__proc_t *p, const rd_kafka_message_t *rkm);
 
-/* Decides msgs[from..to) into the outbox; returns to. A join is read
- * first, after its writer has caught up: every input here was written
- * before this moment (decision 0025). If that fails, the batch aborts. */
+/* A join is read before msgs[from..to) are decided, after its writer
+ * has caught up: every input here was written before this moment
+ * (decision 0025). If that fails, the batch aborts. */
 static void join_first(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t from,
                        size_t to) {
         ordo_err_t err;
@@ -363,6 +363,8 @@ static void join_first(ordo__proc_t *p, rd_kafka_message_t **msgs, size_t from,
         }
 }
 
+/* Decides msgs[from..to) into the outbox, the join read first; returns
+ * to. */
 static size_t decide_range(ordo__proc_t *p, rd_kafka_message_t **msgs,
                            size_t from, size_t to) {
         int64_t t = ordo_monotonic_ms();

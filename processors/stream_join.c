@@ -72,7 +72,7 @@ void ordo__join_close(ordo__proc_t *p) {
 static ordo_err_t keep(ordo__proc_t *p, const rd_kafka_message_t *rkm,
                        const ordo_msg_t *m) {
         ordo__join_t *j = &p->join;
-        uint32_t len = (uint32_t)rkm->len; /* decoded: a few hundred bytes */
+        uint32_t len = (uint32_t)rkm->len; /* it decoded: a small message */
         int i;
         if (j->kept_len + sizeof(len) + len > j->cap_kept) {
                 size_t cap = j->cap_kept ? j->cap_kept : 65536;
