@@ -30,7 +30,7 @@ typedef struct ordo__join_s {
         /* Every message of the join's type so far, as it came (the
          * encoded bytes, each after its length as 4 bytes): a decoded
          * ordo_msg_t holds every field's longest string (832 bytes), a
-         * binding's encoding about a tenth of that. */
+         * binding's encoding about an eighth of that. */
         char *kept;
         size_t kept_len, cap_kept;
         ordo_msg_t seeding; /* one decoded again for a restored state */
