@@ -6,7 +6,9 @@
  * caught up when a read_committed probe from the committed offset meets
  * the end before any message but the Ticks a time-driven stage writes
  * itself (header ordo.autotick): those come every tick.interval.ms
- * whatever anyone sends, so waiting for them would never end.
+ * whatever anyone sends, so waiting for them would never end. For the
+ * same reason `wait` reads only up to targets (wait_pass): the ends when
+ * it began, then the ends of what the processors wrote because of them.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -25,11 +27,13 @@
 
 #define N_GROUPS ORDO_STAGES_MAX
 
-/* One topic's partitions during a pass (topic_state), np of them. */
+/* One topic's partitions during a pass (read_offsets), np of them. */
 typedef struct {
-        int64_t *c, *hi, *from; /* committed, end; where a probe starts */
-        int64_t *lo;            /* where the partition begins */
-        int *left, *moved;      /* moved: 2 * np, the second half scratch */
+        int64_t *c, *hi; /* committed, stable end */
+        int64_t *lo;     /* where the partition begins */
+        int64_t *from;   /* where a probe starts, -1: none */
+        int64_t *at;     /* where it stopped (probe) */
+        int *left;       /* anything to read (probe) */
         int cap;
 } part_state_t;
 
@@ -38,11 +42,12 @@ typedef struct {
         const ordo_config_t *conf;
         rd_kafka_t *consumers[N_GROUPS];
         rd_kafka_t *probe;
-        rd_kafka_t *watermarks; /* read_uncommitted: stable ends */
+        rd_kafka_t *watermarks; /* read_uncommitted: high watermarks */
         int only[N_GROUPS];     /* 1: this stage counts */
-        int64_t *ends;          /* each partition's end at the last pass */
-        size_t n_ends, cap_ends;
         part_state_t st;
+        /* ordo wait: each partition's target, by input topic (wait_pass) */
+        int64_t *target[ORDO_TOPIC__COUNT];
+        int n_target[ORDO_TOPIC__COUNT];
         char failed[600]; /* why the last pass failed */
 } lag_t;
 
@@ -73,13 +78,14 @@ static void lag_close(lag_t *l) {
                 rd_kafka_destroy(l->probe);
         if (l->watermarks)
                 rd_kafka_destroy(l->watermarks);
-        free(l->ends);
+        for (i = 0; i < ORDO_TOPIC__COUNT; i++)
+                free(l->target[i]);
         free(l->st.c);
         free(l->st.lo);
         free(l->st.hi);
+        free(l->st.at);
         free(l->st.from);
         free(l->st.left);
-        free(l->st.moved);
 }
 
 static int lag_open(lag_t *l, const char *cmd, const ordo_config_t *conf) {
@@ -119,16 +125,19 @@ static int is_autotick(const rd_kafka_message_t *m) {
 
 /* For each partition i of topic (np of them) with from[i] >= 0: found[i]
  * 1 when a read_committed read from from[i] meets a message before the
- * end, autoticks aside, 0 when it meets the end first (found[i] 0 for
- * the others). The partitions are read at once, in one assignment. No
- * answer within 10 s: 1 (assumed behind). */
+ * end, autoticks aside, 0 when it meets the end (the stable end: an open
+ * transaction's first offset) first; at[i] the offset of the one it met
+ * (found[i] 0 and at[i] -1 for the others). The partitions are read at
+ * once, in one assignment. No answer within 10 s: 1 (assumed behind),
+ * at[i] -1. */
 static void probe(lag_t *l, const char *topic, int np, const int64_t *from,
-                  int *found) {
+                  int *found, int64_t *at) {
         rd_kafka_topic_partition_list_t *tp =
             rd_kafka_topic_partition_list_new(np);
         int i, open = 0, idle = 0, assigned;
         for (i = 0; i < np; i++) {
                 found[i] = from[i] < 0 ? 0 : -1;
+                at[i] = -1;
                 if (from[i] >= 0) {
                         rd_kafka_topic_partition_list_add(tp, topic, i)
                             ->offset = from[i];
@@ -160,8 +169,10 @@ static void probe(lag_t *l, const char *topic, int np, const int64_t *from,
                                 found[p] = 0;
                         else if (!m->err && !is_autotick(m))
                                 found[p] = 1;
-                        if (found[p] >= 0)
+                        if (found[p] >= 0) {
+                                at[p] = m->offset;
                                 open--;
+                        }
                 }
                 rd_kafka_message_destroy(m);
         }
@@ -170,21 +181,6 @@ static void probe(lag_t *l, const char *topic, int np, const int64_t *from,
                         found[i] = 1;
         if (assigned)
                 rd_kafka_assign(l->probe, NULL);
-}
-
-/* Room for the ends of partitions [0, n) of the pass. */
-static int ends_room(lag_t *l, size_t n) {
-        size_t cap = l->cap_ends ? l->cap_ends : 64;
-        int64_t *e;
-        if (n <= l->cap_ends)
-                return 0;
-        while (cap < n)
-                cap *= 2;
-        if (!(e = realloc(l->ends, cap * sizeof(*e))))
-                return -1;
-        l->ends = e;
-        l->cap_ends = cap;
-        return 0;
 }
 
 /* Room in l->st for np partitions. */
@@ -196,67 +192,89 @@ static int state_room(lag_t *l, int np) {
         free(st->c);
         free(st->lo);
         free(st->hi);
+        free(st->at);
         free(st->from);
         free(st->left);
-        free(st->moved);
         st->c = malloc((size_t)cap * sizeof(*st->c));
         st->lo = malloc((size_t)cap * sizeof(*st->lo));
         st->hi = malloc((size_t)cap * sizeof(*st->hi));
+        st->at = malloc((size_t)cap * sizeof(*st->at));
         st->from = malloc((size_t)cap * sizeof(*st->from));
         st->left = malloc((size_t)cap * sizeof(*st->left));
-        st->moved = malloc(2 * (size_t)cap * sizeof(*st->moved));
-        st->cap = st->c && st->lo && st->hi && st->from && st->left && st->moved
+        st->cap = st->c && st->lo && st->hi && st->at && st->from && st->left
                       ? cap
                       : 0;
         return st->cap ? 0 : -1;
-}
-
-/* One topic's np partitions, numbers k.. of the pass: l->st's c
- * (committed) and hi (end) in, left (anything to read) and moved
- * (anything but autoticks since the last pass) out; remembers the ends.
- * Unknown (the first pass, or the partitions changed) counts as moved,
- * and so does a partition found behind: `ordo wait` goes on anyway, so
- * it is not probed twice. */
-static int topic_state(lag_t *l, const char *topic, int np, size_t k) {
-        const int64_t *c = l->st.c, *hi = l->st.hi;
-        int64_t *from = l->st.from;
-        int *left = l->st.left, *moved = l->st.moved;
-        int i;
-        if (ends_room(l, k + (size_t)np))
-                return -1;
-        for (i = 0; i < np; i++)
-                from[i] = c[i] < hi[i] ? c[i] : -1;
-        probe(l, topic, np, from, left);
-        for (i = 0; i < np; i++) {
-                size_t kk = k + (size_t)i;
-                from[i] = -1;
-                moved[i] = kk >= l->n_ends || left[i] || hi[i] < l->ends[kk];
-                if (!moved[i] && hi[i] > l->ends[kk])
-                        from[i] = l->ends[kk];
-        }
-        probe(l, topic, np, from, moved + np); /* scratch: np more */
-        for (i = 0; i < np; i++) {
-                moved[i] |= moved[np + i];
-                l->ends[k + (size_t)i] = hi[i];
-        }
-        return 0;
 }
 
 #define PASS_FAILED   -1
 #define PASS_NOT_NOW  -2 /* a read Kafka may answer next time */
 #define PASS_NO_TOPIC -3 /* Kafka has no such topic: the prefix? */
 
-/* One pass over every group; prints rows when out is set. Returns the
- * number of partitions with something left to read, or PASS_FAILED or
- * PASS_NOT_NOW with l->failed saying why; *moved counts the partitions
- * that got something (autoticks aside) since the previous pass. */
-static int lag_pass(lag_t *l, FILE *out, int *moved) {
-        size_t g, k = 0, n_before = l->n_ends;
-        int behind = 0, t, i;
-        char topic[256], errstr[512];
+/* Stage g's view of its input topic: the number of partitions, and
+ * l->st's c (committed; none: a stage starts at 0), lo and hi (the
+ * partition's beginning and stable end) of each. A PASS_ code, l->failed
+ * saying why, when Kafka did not tell. */
+static int read_offsets(lag_t *l, size_t g, const char *topic) {
+        rd_kafka_topic_partition_list_t *tp;
         rd_kafka_resp_err_t err;
+        char errstr[512];
+        int np, i;
 
-        *moved = 0;
+        if (ordo_stop) {
+                snprintf(l->failed, sizeof(l->failed), "stopped by a signal");
+                return PASS_FAILED;
+        }
+        np = ordo_kafka_partitions_of_existing(l->consumers[g], topic, errstr,
+                                               sizeof(errstr));
+        if (np < 0) {
+                snprintf(l->failed, sizeof(l->failed), "%s", errstr);
+                return np == -2 ? PASS_NO_TOPIC : PASS_FAILED;
+        }
+        tp = rd_kafka_topic_partition_list_new(np);
+        for (i = 0; i < np; i++)
+                rd_kafka_topic_partition_list_add(tp, topic, i);
+        /* A broker just started may still be loading the group's
+         * offsets. */
+        if ((err = rd_kafka_committed(l->consumers[g], tp, 10000))) {
+                snprintf(l->failed, sizeof(l->failed),
+                         "cannot read committed offsets of %s: %s%s", topic,
+                         rd_kafka_err2str(err),
+                         err == RD_KAFKA_RESP_ERR__TIMED_OUT
+                             ? " (a transaction left open by a stage process "
+                               "that stopped holds them until the broker "
+                               "aborts it, within transaction.timeout.ms)"
+                             : "");
+                rd_kafka_topic_partition_list_destroy(tp);
+                return PASS_NOT_NOW;
+        }
+        if (state_room(l, np)) {
+                rd_kafka_topic_partition_list_destroy(tp);
+                snprintf(l->failed, sizeof(l->failed), "out of memory");
+                return PASS_FAILED;
+        }
+        for (i = 0; i < np; i++) {
+                if (ordo_kafka_watermarks(l->consumers[g], topic, i,
+                                          &l->st.lo[i], &l->st.hi[i], errstr,
+                                          sizeof(errstr))) {
+                        rd_kafka_topic_partition_list_destroy(tp);
+                        snprintf(l->failed, sizeof(l->failed), "%s", errstr);
+                        return PASS_NOT_NOW;
+                }
+                l->st.c[i] = tp->elems[i].offset < 0 ? 0 : tp->elems[i].offset;
+        }
+        rd_kafka_topic_partition_list_destroy(tp);
+        return np;
+}
+
+/* One pass over every group; prints rows when out is set. Returns the
+ * number of partitions with something left to read, or a PASS_ code with
+ * l->failed saying why. */
+static int lag_pass(lag_t *l, FILE *out) {
+        int behind = 0, t, i;
+        char topic[256];
+        size_t g;
+
         if (out)
                 fprintf(out, "%-15s %-28s %4s %12s %12s %8s\n", "stage",
                         "topic", "part", "committed", "end", "lag");
@@ -265,72 +283,16 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                 if (!l->only[g])
                         continue;
                 for (t = 0; t < s->n_inputs; t++) {
-                        rd_kafka_topic_partition_list_t *tp;
                         int np;
-                        if (ordo_stop) {
-                                snprintf(l->failed, sizeof(l->failed),
-                                         "stopped by a signal");
-                                return PASS_FAILED;
-                        }
                         ordo_topic_name(l->conf, s->inputs[t], topic,
                                         sizeof(topic));
-                        np = ordo_kafka_partitions_of_existing(
-                            l->consumers[g], topic, errstr, sizeof(errstr));
-                        if (np < 0) {
-                                snprintf(l->failed, sizeof(l->failed), "%s",
-                                         errstr);
-                                return np == -2 ? PASS_NO_TOPIC : PASS_FAILED;
-                        }
-                        tp = rd_kafka_topic_partition_list_new(np);
+                        if ((np = read_offsets(l, g, topic)) < 0)
+                                return np;
                         for (i = 0; i < np; i++)
-                                rd_kafka_topic_partition_list_add(tp, topic, i);
-                        /* A broker just started may still be loading the
-                         * group's offsets. */
-                        if ((err = rd_kafka_committed(l->consumers[g], tp,
-                                                      10000))) {
-                                snprintf(l->failed, sizeof(l->failed),
-                                         "cannot read committed offsets of "
-                                         "%s: %s%s",
-                                         topic, rd_kafka_err2str(err),
-                                         err == RD_KAFKA_RESP_ERR__TIMED_OUT
-                                             ? " (a transaction left open "
-                                               "by a stage process that "
-                                               "stopped holds them until "
-                                               "the broker aborts it, "
-                                               "within "
-                                               "transaction.timeout.ms)"
-                                             : "");
-                                rd_kafka_topic_partition_list_destroy(tp);
-                                return PASS_NOT_NOW;
-                        }
-                        if (state_room(l, np)) {
-                                rd_kafka_topic_partition_list_destroy(tp);
-                                snprintf(l->failed, sizeof(l->failed),
-                                         "out of memory");
-                                return PASS_FAILED;
-                        }
+                                l->st.from[i] =
+                                    l->st.c[i] < l->st.hi[i] ? l->st.c[i] : -1;
+                        probe(l, topic, np, l->st.from, l->st.left, l->st.at);
                         for (i = 0; i < np; i++) {
-                                if (ordo_kafka_watermarks(
-                                        l->consumers[g], topic, i, &l->st.lo[i],
-                                        &l->st.hi[i], errstr, sizeof(errstr))) {
-                                        rd_kafka_topic_partition_list_destroy(
-                                            tp);
-                                        snprintf(l->failed, sizeof(l->failed),
-                                                 "%s", errstr);
-                                        return PASS_NOT_NOW;
-                                }
-                                /* none committed: a stage starts at 0 */
-                                l->st.c[i] = tp->elems[i].offset < 0
-                                                 ? 0
-                                                 : tp->elems[i].offset;
-                        }
-                        rd_kafka_topic_partition_list_destroy(tp);
-                        if (topic_state(l, topic, np, k)) {
-                                snprintf(l->failed, sizeof(l->failed),
-                                         "out of memory");
-                                return PASS_FAILED;
-                        }
-                        for (i = 0; i < np; i++, k++) {
                                 /* records it needs were deleted: the
                                  * stage refuses to go on, never caught
                                  * up (the probe reads from the start) */
@@ -348,7 +310,6 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                                  * markers and its own Ticks: 0 */
                                 if (!lost && !l->st.left[i])
                                         lag = 0;
-                                *moved += l->st.moved[i];
                                 behind += l->st.left[i] || lost;
                                 if (out)
                                         fprintf(out,
@@ -361,10 +322,130 @@ static int lag_pass(lag_t *l, FILE *out, int *moved) {
                         }
                 }
         }
-        l->n_ends = k;
-        if (k != n_before)
-                *moved += 1; /* the partitions changed */
         return behind;
+}
+
+/* ---- ordo wait: what was sent before it, and what that caused -------- */
+
+/* The longest chain of consequences of one command through the
+ * processors, in topics written: a PlaceOrder's OpenOrder
+ * (order-commands), refused as DUPLICATE_ORDER_ID, sends ReleaseStock
+ * (activity-commands), whose StockReleased (activity-events) the
+ * projections read. */
+#define CONSEQUENCE_HOPS 3
+
+/* Partition i's high watermark, everything written to it so far: what
+ * is not in a transaction committed yet too, which the stable end leaves
+ * out (a committed batch's outputs wait for their markers; the order
+ * stage's Ticks hold it at a transaction's first offset). A PASS_ code. */
+static int written_end(lag_t *l, const char *topic, int i, int64_t *end) {
+        char errstr[512];
+        int64_t lo;
+        if (!ordo_kafka_watermarks(l->watermarks, topic, i, &lo, end, errstr,
+                                   sizeof(errstr)))
+                return 0;
+        snprintf(l->failed, sizeof(l->failed), "%s", errstr);
+        return PASS_NOT_NOW;
+}
+
+/* Room for the targets of topic (named name) of np partitions; a
+ * partition seen for the first time gets its end now as its target. A
+ * PASS_ code. */
+static int targets_room(lag_t *l, ordo_topic_t topic, const char *name,
+                        int np) {
+        int64_t *t;
+        int i, err;
+        if (np <= l->n_target[topic])
+                return 0;
+        if (!(t = realloc(l->target[topic], (size_t)np * sizeof(*t)))) {
+                snprintf(l->failed, sizeof(l->failed), "out of memory");
+                return PASS_FAILED;
+        }
+        l->target[topic] = t;
+        for (i = l->n_target[topic]; i < np; i++)
+                if ((err = written_end(l, name, i, &t[i])))
+                        return err;
+        l->n_target[topic] = np;
+        return 0;
+}
+
+/* One pass of `ordo wait` over the stages' groups: the number of
+ * partitions with something left to read before its target (or records
+ * lost), or a PASS_ code with l->failed saying why. A partition's target
+ * is where its end was when the wait first read it, until raise_targets
+ * moves it on. Past the committed offset, autoticks and transaction
+ * markers are not waited for, nor what lies past the target: under a
+ * steady stream of commands there always is some. A transaction still
+ * open below the target is (the probe's end stops at it). */
+static int wait_pass(lag_t *l) {
+        char topic[256];
+        int behind = 0, np, t, i, err;
+        size_t g;
+
+        for (g = 0; g < ordo_n_stages; g++) {
+                const ordo_stage_t *s = &ordo_stages[g];
+                if (!l->only[g])
+                        continue;
+                for (t = 0; t < s->n_inputs; t++) {
+                        const int64_t *target;
+                        ordo_topic_name(l->conf, s->inputs[t], topic,
+                                        sizeof(topic));
+                        if ((np = read_offsets(l, g, topic)) < 0)
+                                return np;
+                        if ((err = targets_room(l, s->inputs[t], topic, np)))
+                                return err;
+                        target = l->target[s->inputs[t]];
+                        for (i = 0; i < np; i++)
+                                l->st.from[i] =
+                                    l->st.c[i] < target[i] ? l->st.c[i] : -1;
+                        probe(l, topic, np, l->st.from, l->st.left, l->st.at);
+                        /* at: the message or the end the probe met */
+                        for (i = 0; i < np; i++)
+                                behind += l->st.c[i] < l->st.lo[i] ||
+                                          (l->st.from[i] >= 0 &&
+                                           l->st.at[i] < target[i]);
+                }
+        }
+        return behind;
+}
+
+/* After a pass that found every stage at its targets: the topics that
+ * the processors waited for write to, and that a stage waited for reads,
+ * get their ends now as targets. Whatever those processors wrote because
+ * of what they had read is below them (a transaction carries a batch's
+ * input offsets with its outputs). Returns how many targets moved, or a
+ * PASS_ code. */
+static int raise_targets(lag_t *l) {
+        int raised = 0, done[ORDO_TOPIC__COUNT] = { 0 }, o, i, err;
+        char topic[256];
+        int64_t end;
+        size_t g;
+
+        for (g = 0; g < ordo_n_stages; g++) {
+                const ordo_processor_def_t *def = ordo_stages[g].processor;
+                ordo_topic_t outs[2];
+                if (!l->only[g] || !def)
+                        continue;
+                outs[0] = def->events;
+                outs[1] = def->outbound;
+                for (o = 0; o < 2; o++) {
+                        ordo_topic_t out = outs[o];
+                        if (out == ORDO_TOPIC__COUNT || done[out] ||
+                            !l->n_target[out])
+                                continue;
+                        done[out] = 1;
+                        ordo_topic_name(l->conf, out, topic, sizeof(topic));
+                        for (i = 0; i < l->n_target[out]; i++) {
+                                if ((err = written_end(l, topic, i, &end)))
+                                        return err;
+                                if (end > l->target[out][i]) {
+                                        l->target[out][i] = end;
+                                        raised++;
+                                }
+                        }
+                }
+        }
+        return raised;
 }
 
 #define DEAD_SCAN_MAX 100000 /* dead letters read per `ordo lag`, at most */
@@ -525,7 +606,7 @@ static int dead_letters(lag_t *l, FILE *out) {
 
 int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
-        int behind, moved, dead_failed = 0;
+        int behind, dead_failed = 0;
         if (ordo_wants_help(argc, argv)) {
                 printf("\nPrints, for each stage's consumer group (all six, "
                        "or the STAGEs named:\nactivity order referral "
@@ -549,7 +630,7 @@ int ordo_cmd_lag(ordo_config_t *conf, int argc, char **argv) {
                 lag_close(&l);
                 return 2;
         }
-        behind = lag_pass(&l, stdout, &moved);
+        behind = lag_pass(&l, stdout);
         if (behind >= 0)
                 dead_failed = dead_letters(&l, stdout);
         else
@@ -588,7 +669,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         int64_t timeout_s = 120;
         /* whole seconds of time() gave up to a second early */
         int64_t start = ordo_monotonic_ms(), timeout_ms;
-        int behind, moved, caught_up_before = 0, was, i, n_stages = 1;
+        int behind, raises = 0, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
                 printf("\n--timeout SECONDS   give up after this long "
@@ -599,11 +680,14 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                        "earliest\n\nReturns 0 once every "
                        "stage's group (all six, or the STAGEs named:\n"
                        "activity order referral commission mongo redis) has "
-                       "read everything there\nis and nothing arrived between "
-                       "two passes. Those stages must be running.\nThe "
-                       "Ticks the order stage writes itself "
-                       "(tick.interval.ms) are not waited for, and a "
-                       "stage's topics that do not\nexist yet are (stages "
+                       "read everything that was\nin its input topics when "
+                       "the wait began, and what the processors among "
+                       "them\nwrote because of it (an accepted order's "
+                       "OpenOrder, the events the projections\nread...), "
+                       "also while commands keep coming. Those stages must "
+                       "be running.\nThe Ticks the order stage writes itself "
+                       "(tick.interval.ms) are not waited for, and a\n"
+                       "stage's topics that do not exist yet are (stages "
                        "make theirs as they start).\nExit status: 0 "
                        "caught up, 1 not within the timeout or Kafka failed, "
                        "2 on a\nusage error.\n");
@@ -638,7 +722,15 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         /* a timeout past 3 years is none (and * 1000 stays in range) */
         timeout_ms = (timeout_s < 100000000 ? timeout_s : 100000000) * 1000;
         for (;;) {
-                behind = lag_pass(&l, NULL, &moved);
+                behind = wait_pass(&l);
+                /* every stage at its targets: on to their consequences,
+                 * unless nothing was written since (or the longest chain
+                 * of them is covered) */
+                if (behind == 0 && raises < CONSEQUENCE_HOPS &&
+                    (behind = raise_targets(&l)) > 0) {
+                        raises++;
+                        continue;
+                }
                 /* a missing topic too: stages starting make theirs */
                 if ((behind == PASS_NOT_NOW || behind == PASS_NO_TOPIC) &&
                     !ordo_stop && ordo_monotonic_ms() - start < timeout_ms) {
@@ -651,14 +743,9 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         lag_close(&l);
                         return 1;
                 }
-                if (behind == 0 && caught_up_before && !moved)
+                if (behind == 0)
                         break;
-                was = caught_up_before;
-                caught_up_before = behind == 0;
-                /* Past the timeout, one more pass only to confirm a first
-                 * caught-up one (so that --timeout 0 can succeed). */
-                if (ordo_stop || (ordo_monotonic_ms() - start >= timeout_ms &&
-                                  !(behind == 0 && !was))) {
+                if (ordo_stop || ordo_monotonic_ms() - start >= timeout_ms) {
                         fprintf(
                             stderr,
                             "ordo wait: %s%d partition(s) still behind "
@@ -669,7 +756,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         lag_close(&l);
                         return 1;
                 }
-                usleep(behind ? 200000 : 300000);
+                usleep(200000);
         }
         alarm(0); /* closing the clients may take a while */
         lag_close(&l);
