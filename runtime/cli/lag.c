@@ -48,7 +48,8 @@ typedef struct {
         /* ordo wait: each partition's target, by input topic (wait_pass) */
         int64_t *target[ORDO_TOPIC__COUNT];
         int n_target[ORDO_TOPIC__COUNT];
-        char failed[600]; /* why the last pass failed */
+        int behind_in[N_GROUPS]; /* partitions behind, by stage */
+        char failed[600];        /* why the last pass failed */
 } lag_t;
 
 /* Keeps the stages named in argv[first..argc), or all when none is. */
@@ -334,6 +335,8 @@ static int lag_pass(lag_t *l, FILE *out) {
  * projections read. */
 #define CONSEQUENCE_HOPS 3
 
+#define WAIT_NOTE_MS 5000 /* a wait still behind says so this often */
+
 /* Partition i's high watermark, everything written to it so far: what
  * is not in a transaction committed yet too, which the stable end leaves
  * out (a committed batch's outputs wait for their markers; the order
@@ -382,6 +385,7 @@ static int wait_pass(lag_t *l) {
         int behind = 0, np, t, i, err;
         size_t g;
 
+        memset(l->behind_in, 0, sizeof(l->behind_in));
         for (g = 0; g < ordo_n_stages; g++) {
                 const ordo_stage_t *s = &ordo_stages[g];
                 if (!l->only[g])
@@ -401,12 +405,30 @@ static int wait_pass(lag_t *l) {
                         probe(l, topic, np, l->st.from, l->st.left, l->st.at);
                         /* at: the message or the end the probe met */
                         for (i = 0; i < np; i++)
-                                behind += l->st.c[i] < l->st.lo[i] ||
-                                          (l->st.from[i] >= 0 &&
-                                           l->st.at[i] < target[i]);
+                                l->behind_in[g] += l->st.c[i] < l->st.lo[i] ||
+                                                   (l->st.from[i] >= 0 &&
+                                                    l->st.at[i] < target[i]);
                 }
+                behind += l->behind_in[g];
         }
         return behind;
+}
+
+/* "ordo wait: <lead>N partition(s) still behind after T s: activity 6,
+ * order 2 (see `ordo lag`)", of the last pass. */
+static void say_behind(const lag_t *l, const char *lead, int behind,
+                       int64_t elapsed_ms) {
+        const char *sep = ": ";
+        size_t g;
+        fprintf(stderr, "ordo wait: %s%d partition(s) still behind after %llds",
+                lead, behind, (long long)(elapsed_ms / 1000));
+        for (g = 0; g < ordo_n_stages; g++)
+                if (l->behind_in[g]) {
+                        fprintf(stderr, "%s%s %d", sep, ordo_stages[g].name,
+                                l->behind_in[g]);
+                        sep = ", ";
+                }
+        fprintf(stderr, " (see `ordo lag`)\n");
 }
 
 /* After a pass that found every stage at its targets: the topics that
@@ -668,7 +690,7 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
         lag_t l;
         int64_t timeout_s = 120;
         /* whole seconds of time() gave up to a second early */
-        int64_t start = ordo_monotonic_ms(), timeout_ms;
+        int64_t start = ordo_monotonic_ms(), timeout_ms, now, noted = start;
         int behind, raises = 0, i, n_stages = 1;
 
         if (ordo_wants_help(argc, argv)) {
@@ -686,9 +708,11 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                        "OpenOrder, the events the projections\nread...), "
                        "also while commands keep coming. Those stages must "
                        "be running.\nThe Ticks the order stage writes itself "
-                       "(tick.interval.ms) are not waited for, and a\n"
+                       "(tick.interval.ms) are not waited for,\nand a "
                        "stage's topics that do not exist yet are (stages "
-                       "make theirs as they start).\nExit status: 0 "
+                       "make theirs as they\nstart). Every 5 s while "
+                       "something is left, stderr says how many partitions "
+                       "of\nwhich stages.\nExit status: 0 "
                        "caught up, 1 not within the timeout or Kafka failed, "
                        "2 on a\nusage error.\n");
                 return 0;
@@ -745,16 +769,18 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                 }
                 if (behind == 0)
                         break;
-                if (ordo_stop || ordo_monotonic_ms() - start >= timeout_ms) {
-                        fprintf(
-                            stderr,
-                            "ordo wait: %s%d partition(s) still behind "
-                            "after %llds (see `ordo lag`)\n",
-                            ordo_stop ? "stopped by a signal; " : "", behind,
-                            (long long)((ordo_monotonic_ms() - start) / 1000));
+                now = ordo_monotonic_ms();
+                if (ordo_stop || now - start >= timeout_ms) {
+                        say_behind(&l, ordo_stop ? "stopped by a signal; " : "",
+                                   behind, now - start);
                         alarm(0); /* said; closing may take a while */
                         lag_close(&l);
                         return 1;
+                }
+                /* a long wait says where it is */
+                if (now - noted >= WAIT_NOTE_MS) {
+                        say_behind(&l, "", behind, now - start);
+                        noted = now;
                 }
                 usleep(200000);
         }

@@ -11,7 +11,8 @@ the OpenOrder as DUPLICATE_ORDER_ID and sends ReleaseStock, and B's
 StockReleased gives the unit back (stock 5): three topics past the
 command. The order stage's process is stopped (SIGSTOP) before it is
 sent, so that the chain takes longer than the wait's passes. `ordo wait`
-run right after it must still be waiting STOP_S later, and once the
+run right after it must still be waiting STOP_S later, having said (every
+5 s) that it waits for the order stage, and once the
 order stage goes on, return 0 while the stream goes on (it waited for a
 quiet moment before, which never came), with B's stock back at 5 in
 Redis when it does. (The chain's last hops are faster than a pass of
@@ -37,7 +38,7 @@ import time
 import test_e2e as E
 
 STREAM_RATE = 200  # PlaceOrders a second, under the wait
-STOP_S = 3  # the order stage stopped, under the session timeout (10 s)
+STOP_S = 6  # the order stage stopped, under the session timeout (10 s)
 
 
 def main():
@@ -139,6 +140,9 @@ def main():
         check("ordo wait returns 0 under a steady stream of commands",
               w.returncode == 0, "exit %d after %.1f s: %s" % (
                   w.returncode, took, err[-500:]))
+        check("meanwhile it said which stage it was waiting for",
+              "still behind after" in err and "order " in err.split(
+                  "still behind after")[1], repr(err[-500:]))
         check("the stream went on while it waited (%d commands sent)" %
               during, during >= STREAM_RATE * took * 0.5 and feeder.is_alive(),
               "%d sent in %.1f s" % (during, took))
