@@ -10,7 +10,9 @@
 
 /* X(name, input topic, event topic, outbound command topic, snapshot
  * topic, join), topics as ORDO_TOPIC_ suffixes (_COUNT: none), the join
- * as a suffix of processors.c's JOIN_ (none, referrals). */
+ * as a suffix of processors.c's JOIN_ (none, referrals). An outbound
+ * command that leads to another lengthens the chains of consequences
+ * that `ordo wait` follows (runtime/cli/lag.c, CONSEQUENCE_HOPS). */
 #define ORDO_PROCESSORS(X)                                                     \
         X(activity, ACTIVITY_COMMANDS, ACTIVITY_EVENTS, ORDER_COMMANDS,        \
           ACTIVITY_SNAPSHOTS, none)                                            \
