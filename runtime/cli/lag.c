@@ -771,8 +771,12 @@ int ordo_cmd_wait(ordo_config_t *conf, int argc, char **argv) {
                         break;
                 now = ordo_monotonic_ms();
                 if (ordo_stop || now - start >= timeout_ms) {
-                        say_behind(&l, ordo_stop ? "stopped by a signal; " : "",
-                                   behind, now - start);
+                        char lead[64] = "stopped by a signal; ";
+                        if (!ordo_stop)
+                                snprintf(lead, sizeof(lead),
+                                         "gave up (--timeout %lld): ",
+                                         (long long)timeout_s);
+                        say_behind(&l, lead, behind, now - start);
                         alarm(0); /* said; closing may take a while */
                         lag_close(&l);
                         return 1;
